@@ -1,0 +1,129 @@
+# Implementation of the 4-level radix page table; see pagetable.pxd.
+from libc.stdlib cimport calloc, free
+from libc.stdint cimport uint64_t, int64_t
+
+cdef inline int idx_at(uint64_t vpn, int level) noexcept nogil:
+    return <int>((vpn >> (9 * (3 - level))) & 511)
+
+cdef int pt_init(pgtable_t* pt) noexcept nogil:
+    cdef int i
+    for i in range(4):
+        pt.nr[i] = 0
+    pt.pgd = <pt_node_t*>calloc(1, sizeof(pt_node_t))
+    if pt.pgd == NULL:
+        return -1
+    pt.nr[LVL_PGD] = 1
+    return 0
+
+cdef void free_subtree(pgtable_t* pt, pt_node_t* t, int level) noexcept nogil:
+    cdef int i
+    if level < LVL_PTE:
+        for i in range(PT_ENTRIES):
+            if t.e[i] != 0:
+                free_subtree(pt, <pt_node_t*><size_t>t.e[i], level + 1)
+    pt.nr[level] -= 1
+    free(t)
+
+cdef void pt_destroy(pgtable_t* pt) noexcept nogil:
+    if pt.pgd != NULL:
+        free_subtree(pt, pt.pgd, LVL_PGD)
+        pt.pgd = NULL
+
+cdef int64_t pt_bytes(pgtable_t* pt) noexcept nogil:
+    return (pt.nr[0] + pt.nr[1] + pt.nr[2] + pt.nr[3]) * 4096
+
+cdef int64_t pt_vmpte_bytes(pgtable_t* pt) noexcept nogil:
+    return (pt.nr[1] + pt.nr[2] + pt.nr[3]) * 4096
+
+cdef pt_node_t* pt_leaf(pgtable_t* pt, uint64_t vpn, bint alloc, int64_t* nalloc) noexcept nogil:
+    cdef pt_node_t* t = pt.pgd
+    cdef pt_node_t* child
+    cdef int level, i
+    if t == NULL:
+        return NULL
+    for level in range(LVL_PGD, LVL_PTE):
+        i = idx_at(vpn, level)
+        child = <pt_node_t*><size_t>t.e[i]
+        if child == NULL:
+            if not alloc:
+                return NULL
+            child = <pt_node_t*>calloc(1, sizeof(pt_node_t))
+            if child == NULL:
+                return NULL
+            t.e[i] = <uint64_t><size_t>child
+            t.used += 1
+            pt.nr[level + 1] += 1
+            if nalloc != NULL:
+                nalloc[0] += 1
+        t = child
+    return t
+
+cdef pt_node_t* pt_next(pgtable_t* pt, uint64_t start, uint64_t end, uint64_t* vpn_out) noexcept nogil:
+    # iterative descent with "skip the rest of this subtree" on absent tables
+    cdef uint64_t vpn = start
+    cdef uint64_t span
+    cdef pt_node_t* t
+    cdef pt_node_t* child
+    cdef int level, i
+    while vpn < end:
+        t = pt.pgd
+        if t == NULL:
+            return NULL
+        level = LVL_PGD
+        while level < LVL_PTE:
+            i = idx_at(vpn, level)
+            child = <pt_node_t*><size_t>t.e[i]
+            if child == NULL or child.used == 0:
+                break
+            t = child
+            level += 1
+        if level < LVL_PTE:
+            span = (<uint64_t>1) << (9 * (3 - level))      # pages under one entry of t
+            vpn = (vpn & ~(span - 1)) + span
+            continue
+        i = idx_at(vpn, LVL_PTE)
+        while i < PT_ENTRIES and vpn < end:
+            if t.e[i] != 0:
+                vpn_out[0] = vpn
+                return t
+            i += 1
+            vpn += 1
+    return NULL
+
+cdef int64_t free_level(pgtable_t* pt, pt_node_t* t, int level, uint64_t base,
+                        uint64_t start, uint64_t end) noexcept nogil:
+    # Frees empty children of `t` whose whole span lies in [start, end).
+    cdef int64_t freed = 0
+    cdef uint64_t span = (<uint64_t>1) << (9 * (3 - level))   # pages per entry of t
+    cdef uint64_t lo, hi
+    cdef int i, i0, i1
+    cdef pt_node_t* child
+    if end <= base:
+        return 0
+    lo = start if start > base else base
+    i0 = <int>((lo - base) // span)
+    hi = end - base
+    i1 = <int>((hi + span - 1) // span)
+    if i1 > PT_ENTRIES:
+        i1 = PT_ENTRIES
+    for i in range(i0, i1):
+        child = <pt_node_t*><size_t>t.e[i]
+        if child == NULL:
+            continue
+        if level + 1 < LVL_PTE:
+            freed += free_level(pt, child, level + 1, base + i * span, start, end)
+        if child.used == 0 and base + i * span >= start and base + (i + 1) * span <= end:
+            free(child)
+            t.e[i] = 0
+            t.used -= 1
+            pt.nr[level + 1] -= 1
+            freed += 1
+    return freed
+
+cdef int64_t pt_free_range(pgtable_t* pt, uint64_t start, uint64_t end) noexcept nogil:
+    if pt.pgd == NULL or end <= start:
+        return 0
+    # A table may be freed when no mapping remains anywhere in its span; the
+    # caller passes the widest hole around the unmapped range (like the
+    # floor/ceiling of free_pgtables).
+    return free_level(pt, pt.pgd, LVL_PGD, 0, start, end)

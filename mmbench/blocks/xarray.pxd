@@ -1,0 +1,37 @@
+# An xarray-like 64-ary radix tree (XA_CHUNK_SHIFT 6) mapping a 64-bit index
+# to a non-zero 64-bit entry, with node accounting: every node is one xa_node
+# of 576 bytes in the kernel.  The tree grows in height as larger indices are
+# stored and shrinks back; empty nodes are freed on erase.  Unlike the kernel,
+# a lone entry at index 0 still lives in a node (one node per non-empty tree).
+
+from libc.stdint cimport int64_t, uint64_t, uint8_t
+
+cdef enum:
+    XA_CHUNK_SHIFT = 6
+    XA_CHUNK_SIZE = 64
+    XA_NODE_BYTES = 576
+
+ctypedef struct xa_node_t:
+    uint64_t slots[64]        # children (shift > 0) or entries (shift == 0)
+    xa_node_t* parent
+    uint8_t shift             # 0 for leaves
+    uint8_t offset            # slot in parent
+    uint8_t count             # non-empty slots
+
+ctypedef struct xarray_t:
+    xa_node_t* root
+    int64_t nr_nodes          # live xa_nodes
+    int64_t nr_entries        # non-zero entries
+    int64_t node_allocs       # cumulative, for counters
+    int64_t node_frees
+
+cdef void xa_init(xarray_t* xa) noexcept nogil
+cdef void xa_destroy(xarray_t* xa) noexcept nogil          # frees nodes, drops entries
+cdef uint64_t xa_load(xarray_t* xa, uint64_t index) noexcept nogil   # 0 when empty
+cdef int xa_store(xarray_t* xa, uint64_t index, uint64_t entry) noexcept nogil  # entry != 0; 0 or -1 (ENOMEM)
+cdef uint64_t xa_erase(xarray_t* xa, uint64_t index) noexcept nogil  # old entry or 0
+# Slot address of `index` (allocating the path when `alloc`), NULL if absent.
+# Writing through it bypasses counts: use xa_store/xa_erase to add/remove entries.
+cdef uint64_t* xa_slot(xarray_t* xa, uint64_t index) noexcept nogil
+# First non-zero entry at index in [start, last]; 0 when none (index in *index_out).
+cdef uint64_t xa_find(xarray_t* xa, uint64_t start, uint64_t last, uint64_t* index_out) noexcept nogil

@@ -1,0 +1,189 @@
+# mmbench.core — the typed contract every design implements.
+#
+# A design is a `cdef class` deriving from `Machine`.  The engine (Machine.replay)
+# validates a whole trace in Python, then runs it in one `nogil` loop that
+# dispatches to the design through the `c_*` methods below (a C vtable call).
+# Every `c_*` method returns MM_OK or one negative status (MM_E*); it must leave
+# the machine unchanged when it returns an error.  The public Python methods of
+# the contract (spawn, mmap, …) validate their arguments, call the same `c_*`
+# method and turn a status into an exception from mmbench.errors.
+#
+# Arguments reaching a `c_*` method are already validated by the framework:
+#   pid is alive, 0 <= vpn, 1 <= npages, vpn + npages <= VPN_LIMIT,
+#   0 <= node <= ndevices, 1 <= dev <= ndevices.
+# Everything else (is the range mapped? writable? frames left?) is the design's.
+
+from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t, uint8_t, uint16_t
+from mmbench.blocks.frames cimport frames_t, pfn_t
+
+# status codes ------------------------------------------------------------
+cdef enum:
+    MM_OK = 0
+    MM_ESEGV = -1        # SegmentationFault: no mapping
+    MM_EPROT = -2        # ProtectionFault: write to a read-only mapping
+    MM_ENOPROC = -3      # NoSuchProcess
+    MM_ENOMEM = -4       # OutOfMemory: no free frame (host or device)
+    MM_EINVAL = -5       # InvalidArgument
+    MM_ENOTSUP = -6      # NotSupported: the design has no such mechanism
+    MM_EPYTHON = -7      # a Python-level backend raised; the exception is kept
+
+# op codes (same numbers as mmbench.Op) -------------------------------------
+cdef enum:
+    OP_SPAWN = 0
+    OP_MMAP = 1
+    OP_MUNMAP = 2
+    OP_MPROTECT = 3
+    OP_READ = 4
+    OP_WRITE = 5
+    OP_FORK = 6
+    OP_EXIT = 7
+    OP_MREMAP = 8
+    OP_MADVISE_DONTNEED = 9
+    OP_MIGRATE = 10
+    OP_DEVICE_READ = 11
+    OP_DEVICE_WRITE = 12
+    OP_NOP = 13          # does nothing: measures the engine's own dispatch cost
+    NR_OPS = 14
+
+# mmap flag bits carried in a trace's `arg` ------------------------------------
+cdef enum:
+    MAPF_SHARED = 1
+    MAPF_WRITE = 2
+
+cdef enum:
+    VPN_BITS = 36                    # 48-bit virtual addresses, 4 KiB pages
+    MAX_CACHES = 48                  # struct kinds a design may account
+    PAGE_SIZE = 4096
+
+# VPN_LIMIT (Python: mmbench.VPN_LIMIT) is 1 << VPN_BITS
+
+# counters: one shared vocabulary; a key means the same thing in every design --
+cdef enum:  # Counter ids
+    C_FAULTS = 0            # every CPU fault the design took (sum of the kinds)
+    C_FAULT_ZERO_PAGE       # read fault mapped the shared zero page
+    C_FAULT_ZERO_FILL       # fault allocated and zeroed a new frame
+    C_FAULT_COW_COPY        # write fault copied a shared frame
+    C_FAULT_COW_REUSE       # write fault reused an exclusive frame in place
+    C_FAULT_MINOR           # fault mapped a frame already in a cache/object/page cache
+    C_FAULT_DEVICE_RETURN   # CPU fault brought a page back from a device
+    C_FAULT_WP_SHARED       # write fault on a read-only PTE of a shared mapping
+    C_PAGES_ZEROED
+    C_PAGES_COPIED
+    C_PTE_WRITES            # CPU page-table entries written (set, changed or cleared)
+    C_PTE_ZAPS              # present CPU PTEs cleared (munmap, exit, dontneed, migration)
+    C_TLB_FLUSHES           # TLB flush operations (a range flush counts once)
+    C_PT_PAGES_ALLOC        # page-table pages allocated
+    C_PT_PAGES_FREE
+    C_RMAP_VISITS           # mappings visited by reverse-map walks
+    C_CHAIN_STEPS           # backing-object / shadow chain steps during faults
+    C_VMA_MERGES
+    C_VMA_SPLITS
+    C_OBJECTS_ALLOC         # design objects created (anon_vma, vm_object, inode, amap …)
+    C_OBJECTS_FREE
+    C_ANON_VMA_ALLOC
+    C_AVC_ALLOC
+    C_ANON_VMA_REUSE        # fork reused an ancestor anon_vma
+    C_SHADOW_OBJECTS        # vm_object_shadow created a shadow
+    C_COLLAPSES
+    C_BYPASSES
+    C_COW_PAGE_MOVES        # FreeBSD COW optimisation: page moved up instead of copied
+    C_PV_ENTRIES
+    C_XA_NODE_ALLOC
+    C_XA_NODE_FREE
+    C_I_MMAP_VISITS
+    C_AMAP_COPIES
+    C_ANON_ALLOC
+    C_GM_MAPPING_ALLOC
+    C_FORK_PTES_COPIED      # PTEs copied into a child by fork
+    C_FORK_PTES_WRPROTECT   # PTEs write-protected by fork
+    C_PAGES_TO_DEVICE
+    C_PAGES_TO_HOST
+    C_DMA_BYTES
+    C_DMA_TRANSFERS
+    C_NOTIFIER_CALLS
+    C_NOTIFIER_INVALIDATED  # device page-table entries removed by notifiers
+    C_DEVICE_FAULTS
+    C_DEVICE_PTE_WRITES
+    C_DEVICE_TLB_INVAL
+    C_DEVICE_EVICTIONS      # device frames reclaimed to host under oversubscription
+    C_REFLINK_CLONES        # shmem: private file clones made by fork
+    C_MREMAP_PAGES_MOVED    # pages moved by mremap without copying data
+    NR_COUNTERS
+
+ctypedef struct kmem_cache_t:
+    char name[32]
+    int64_t objsize          # bytes per object, the real kernel size
+    int64_t active           # live objects
+    int64_t allocs
+    int64_t frees
+    bint per_process         # must be back at zero after every process exited
+
+# one trace record (matches mmbench.TRACE_DTYPE) ------------------------------
+ctypedef packed struct trace_rec_t:
+    uint8_t op
+    uint8_t dev
+    uint16_t _pad
+    int32_t pid
+    int64_t vpn
+    int64_t npages
+    uint64_t arg
+
+cdef class Machine:
+    cdef readonly int64_t ram_pages
+    cdef readonly int ndevices
+    cdef readonly int64_t device_pages
+    cdef frames_t frames                 # host frames then each device's frames
+    cdef uint64_t ctr[NR_COUNTERS]
+    cdef kmem_cache_t caches[MAX_CACHES]
+    cdef int ncaches
+    # process table: pid -> design's per-process struct (NULL = dead/never)
+    cdef void** procs
+    cdef int64_t nprocs_cap
+    cdef int64_t next_pid
+    cdef int64_t live_procs
+    # link model of the accelerators (pages per DMA transfer)
+    cdef int64_t dma_batch_pages
+    cdef object pending_exc              # exception raised by a Python-level backend
+    cdef readonly dict options
+    cdef public dict link                # the accelerator link model in use
+    cdef public dict last_replay         # details of the last replay
+
+    # --- building-block helpers for designs (all nogil, no Python objects)
+    cdef int slab_register(self, str name, int64_t objsize, bint per_process=*) except -1
+    cdef inline void kmem_alloc(self, int cache) noexcept nogil:
+        self.caches[cache].active += 1
+        self.caches[cache].allocs += 1
+    cdef inline void kmem_free(self, int cache) noexcept nogil:
+        self.caches[cache].active -= 1
+        self.caches[cache].frees += 1
+    cdef int64_t pid_install(self, void* proc) noexcept nogil        # -> new pid or MM_ENOMEM
+    cdef void pid_release(self, int64_t pid) noexcept nogil
+    cdef inline void* proc_of(self, int64_t pid) noexcept nogil:
+        if pid <= 0 or pid >= self.next_pid:
+            return NULL
+        return self.procs[pid]
+    cdef void dma_account(self, int64_t npages) noexcept nogil      # one copy over the link
+
+    # --- the contract at C level (override these in a design)
+    cdef int c_spawn(self, int64_t* pid_out) noexcept nogil
+    cdef int c_mmap(self, int64_t pid, int64_t vpn, int64_t npages, uint64_t flags) noexcept nogil
+    cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil
+    cdef int c_mprotect(self, int64_t pid, int64_t vpn, int64_t npages, bint writable) noexcept nogil
+    cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil
+    cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil
+    cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil
+    cdef int c_exit(self, int64_t pid) noexcept nogil
+    cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil
+    cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil
+    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil
+    cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil
+    cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil
+    cdef int c_nop(self) noexcept nogil        # does nothing: the engine's dispatch cost
+    cdef int c_check(self) noexcept nogil      # MM_OK, or MM_EINVAL with self.check_msg set
+    cdef char check_msg[256]
+    cdef int check_fail(self, const char* msg) noexcept nogil
+
+    cdef int _py(self, int hook, tuple args, uint64_t* out) noexcept
+
+    # --- the engine
+    cdef int dispatch(self, const trace_rec_t* r, uint64_t* out) noexcept nogil

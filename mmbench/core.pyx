@@ -1,0 +1,648 @@
+# mmbench.core — the Machine base class (the contract) and the replay engine.
+#
+# Layout:
+#   Machine.__init__          options, frames, process table
+#   public contract methods   validate -> c_* -> status -> exception
+#   c_* defaults              route to a Python-level backend's do_* methods
+#                             (so a pure-Python plugin works, just slower)
+#   replay                    validate the whole trace, then one nogil loop
+#
+# Why statuses and not exceptions in the core: the replay loop runs without the
+# GIL; a design reports failure by returning MM_E*, the loop records it per op,
+# and Python raises only at the edges (the sklearn/_tree pattern).
+
+cimport cython
+from libc.stdlib cimport calloc, realloc, free
+from libc.string cimport memset, strncpy
+from libc.stdio cimport snprintf
+from libc.stdint cimport int64_t, uint64_t, int32_t, uint8_t, int8_t
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+import numpy as np
+cimport numpy as cnp
+
+from mmbench.blocks.frames cimport frames_init, frames_destroy, MAX_NODES
+from mmbench import errors as _errors
+
+cnp.import_array()
+
+VPN_LIMIT = (<object>1) << (<int>VPN_BITS)
+
+COUNTER_NAMES = (
+    "faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
+    "fault_minor", "fault_device_return", "fault_wp_shared",
+    "pages_zeroed", "pages_copied", "pte_writes", "pte_zaps", "tlb_flushes",
+    "pt_pages_alloc", "pt_pages_free", "rmap_visits", "chain_steps",
+    "vma_merges", "vma_splits", "objects_alloc", "objects_free",
+    "anon_vma_alloc", "avc_alloc", "anon_vma_reuse", "shadow_objects",
+    "collapses", "bypasses", "cow_page_moves", "pv_entries",
+    "xa_node_alloc", "xa_node_free", "i_mmap_visits", "amap_copies", "anon_alloc",
+    "gm_mapping_alloc", "fork_ptes_copied", "fork_ptes_wrprotect",
+    "pages_to_device", "pages_to_host", "dma_bytes", "dma_transfers",
+    "notifier_calls", "notifier_invalidated", "device_faults", "device_pte_writes",
+    "device_tlb_invalidations", "device_evictions", "reflink_clones", "mremap_pages_moved",
+)
+assert len(COUNTER_NAMES) == NR_COUNTERS, "COUNTER_NAMES out of step with core.pxd"
+COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}
+
+# the operations a trace names, in op-code order (mmbench.Op mirrors this)
+OP_NAMES = ("SPAWN", "MMAP", "MUNMAP", "MPROTECT", "READ", "WRITE", "FORK", "EXIT",
+            "MREMAP", "MADVISE_DONTNEED", "MIGRATE", "DEVICE_READ", "DEVICE_WRITE", "NOP")
+
+_PY_HOOKS = ("do_spawn", "do_mmap", "do_munmap", "do_mprotect", "do_read", "do_write", "do_fork",
+             "do_exit", "do_mremap", "do_madvise_dontneed", "do_migrate", "do_device_read",
+             "do_device_write")
+
+
+cdef inline int64_t now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+def clock_overhead_ns(int reps=20001):
+    """Median cost of one back-to-back pair of the engine's clock reads (ns)."""
+    cdef cnp.ndarray[int64_t] d = np.empty(reps, dtype=np.int64)
+    cdef int i
+    cdef int64_t t0, t1
+    with nogil:
+        for i in range(reps):
+            t0 = now_ns()
+            t1 = now_ns()
+            d[i] = t1 - t0
+    return int(np.median(d))
+
+
+def _to_int(x, what):
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise _errors.InvalidArgument(f"{what} must be an integer, got {x!r}")
+    return int(x)
+
+
+cdef class Machine:
+    """One simulated machine running one memory-management design.
+
+    Subclass it in Cython and override the ``c_*`` methods (see core.pxd), or in
+    Python and implement ``do_*`` methods that raise mmbench.errors exceptions.
+    Class attributes a design sets:
+
+    * ``name``, ``description``: shown by ``mmbench backends``.
+    * ``option_defaults``: dict of design options ``mmbench.open`` accepts.
+    * ``supports_devices``: whether migrate/device_* exist in this design.
+    * ``counter_names``: the counters that mean something in this design.
+    """
+
+    name = "machine"
+    description = ""
+    option_defaults = {}
+    supports_devices = False
+    counter_names = COUNTER_NAMES
+    #: (link bandwidth GB/s, per-transfer latency us, batch pages): PCIe 5.0 x16
+    LINKS = {
+        "pcie5": (63.0, 1.0, 512),
+        "pcie4": (31.5, 1.5, 512),
+        "c2c": (450.0, 0.3, 512),
+    }
+
+    def __cinit__(self, *args, **kwargs):
+        self.procs = NULL
+        self.nprocs_cap = 0
+        self.next_pid = 1
+        self.live_procs = 0
+        self.ncaches = 0
+        self.frames.f = NULL
+        self.frames.freelist = NULL
+        self.pending_exc = None
+        self.dma_batch_pages = 512
+        memset(self.ctr, 0, sizeof(self.ctr))
+        memset(self.check_msg, 0, sizeof(self.check_msg))
+
+    def __init__(self, ram_pages=1 << 20, devices=0, device_pages=1 << 16, link="pcie5", **options):
+        ram_pages = _to_int(ram_pages, "ram_pages")
+        devices = _to_int(devices, "devices")
+        device_pages = _to_int(device_pages, "device_pages")
+        if not (1 <= ram_pages <= (1 << 31)):
+            raise _errors.InvalidArgument(f"ram_pages must be in 1..2**31, got {ram_pages}")
+        if not (0 <= devices < MAX_NODES):
+            raise _errors.InvalidArgument(f"devices must be in 0..{MAX_NODES - 1}, got {devices}")
+        if not (1 <= device_pages <= (1 << 28)):
+            raise _errors.InvalidArgument(f"device_pages must be in 1..2**28, got {device_pages}")
+        if devices and not type(self).supports_devices:
+            raise _errors.NotSupported(f"the {type(self).name!r} design has no accelerator support")
+        if isinstance(link, str):
+            if link not in self.LINKS:
+                raise _errors.InvalidArgument(f"unknown link {link!r}; known: {sorted(self.LINKS)}")
+            link_spec = self.LINKS[link]
+        else:
+            try:
+                link_spec = tuple(float(v) for v in link)
+                assert len(link_spec) == 3 and link_spec[0] > 0 and link_spec[1] >= 0 and link_spec[2] >= 1
+            except Exception:
+                raise _errors.InvalidArgument(
+                    "link must be a preset name or (GB/s, latency us, batch pages)") from None
+        unknown = set(options) - set(type(self).option_defaults)
+        if unknown:
+            raise _errors.InvalidArgument(
+                f"unknown option(s) {sorted(unknown)} for the {type(self).name!r} design; "
+                f"known: {sorted(type(self).option_defaults)}")
+        merged = dict(type(self).option_defaults)
+        merged.update(options)
+        self.options = merged
+        self.link = {"gbps": link_spec[0], "latency_us": link_spec[1], "batch_pages": int(link_spec[2])}
+        self.dma_batch_pages = int(link_spec[2])
+        if self.frames.f != NULL:
+            frames_destroy(&self.frames)
+        frames_init(&self.frames, ram_pages, devices, device_pages)
+        self.ram_pages = ram_pages
+        self.ndevices = devices
+        self.device_pages = device_pages
+        self._ensure_pid_table(64)
+
+    def __dealloc__(self):
+        frames_destroy(&self.frames)
+        free(self.procs)
+        self.procs = NULL
+
+    # ------------------------------------------------------------ helpers
+    def _ensure_pid_table(self, int64_t cap):
+        cdef void** p
+        if cap <= self.nprocs_cap:
+            return
+        p = <void**>realloc(self.procs, cap * sizeof(void*))
+        if p == NULL:
+            raise MemoryError()
+        memset(p + self.nprocs_cap, 0, (cap - self.nprocs_cap) * sizeof(void*))
+        self.procs = p
+        self.nprocs_cap = cap
+
+    cdef int slab_register(self, str name, int64_t objsize, bint per_process=True) except -1:
+        cdef bytes b = name.encode()
+        cdef int i = self.ncaches
+        if i >= MAX_CACHES:
+            raise RuntimeError("too many slab caches")
+        if len(b) > 31:
+            raise ValueError("cache name too long")
+        memset(&self.caches[i], 0, sizeof(kmem_cache_t))
+        strncpy(self.caches[i].name, b, 31)
+        self.caches[i].objsize = objsize
+        self.caches[i].per_process = per_process
+        self.ncaches += 1
+        return i
+
+    cdef int64_t pid_install(self, void* proc) noexcept nogil:
+        cdef void** p
+        cdef int64_t cap
+        if self.next_pid >= self.nprocs_cap:
+            cap = self.nprocs_cap * 2
+            p = <void**>realloc(self.procs, cap * sizeof(void*))
+            if p == NULL:
+                return MM_ENOMEM
+            memset(p + self.nprocs_cap, 0, (cap - self.nprocs_cap) * sizeof(void*))
+            self.procs = p
+            self.nprocs_cap = cap
+        self.procs[self.next_pid] = proc
+        self.live_procs += 1
+        self.next_pid += 1
+        return self.next_pid - 1
+
+    cdef void pid_release(self, int64_t pid) noexcept nogil:
+        if self.procs[pid] != NULL:
+            self.procs[pid] = NULL
+            self.live_procs -= 1
+
+    cdef void dma_account(self, int64_t npages) noexcept nogil:
+        if npages <= 0:
+            return
+        self.ctr[C_DMA_BYTES] += npages * PAGE_SIZE
+        self.ctr[C_DMA_TRANSFERS] += (npages + self.dma_batch_pages - 1) // self.dma_batch_pages
+
+    cdef int check_fail(self, const char* msg) noexcept nogil:
+        snprintf(self.check_msg, sizeof(self.check_msg), "%s", msg)
+        return MM_EINVAL
+
+    # ------------------------------------------ c_* defaults: Python backends
+    cdef int _py(self, int hook, tuple args, uint64_t* out) noexcept:
+        cdef object fn = getattr(self, _PY_HOOKS[hook], None)
+        cdef object r
+        if fn is None:
+            return MM_ENOTSUP
+        try:
+            r = fn(*args)
+            if out != NULL:
+                out[0] = <uint64_t>(0 if r is None else int(r))
+            return MM_OK
+        except _errors.MMError as e:
+            code = _errors.STATUS_OF.get(type(e))
+            if code is None:
+                for cls, c in _errors.STATUS_OF.items():
+                    if isinstance(e, cls):
+                        code = c
+                        break
+            if code is None:
+                self.pending_exc = e
+                return MM_EPYTHON
+            return code
+        except BaseException as e:
+            self.pending_exc = e
+            return MM_EPYTHON
+
+    cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
+        cdef int64_t pid
+        cdef int st
+        with gil:
+            if getattr(self, "do_spawn", None) is None:
+                return MM_ENOTSUP
+            pid = self.pid_install(<void*>1)
+            if pid < 0:
+                return <int>pid
+            st = self._py(0, (pid,), NULL)
+            if st != MM_OK:
+                self.pid_release(pid)
+                self.next_pid -= 1
+                return st
+            pid_out[0] = pid
+            return MM_OK
+
+    cdef int c_mmap(self, int64_t pid, int64_t vpn, int64_t npages, uint64_t flags) noexcept nogil:
+        with gil:
+            return self._py(1, (pid, vpn, npages, bool(flags & MAPF_SHARED), bool(flags & MAPF_WRITE)), NULL)
+
+    cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
+        with gil:
+            return self._py(2, (pid, vpn, npages), NULL)
+
+    cdef int c_mprotect(self, int64_t pid, int64_t vpn, int64_t npages, bint writable) noexcept nogil:
+        with gil:
+            return self._py(3, (pid, vpn, npages, bool(writable)), NULL)
+
+    cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
+        with gil:
+            return self._py(4, (pid, vpn), out)
+
+    cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
+        with gil:
+            return self._py(5, (pid, vpn, value), NULL)
+
+    cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
+        cdef int64_t child
+        cdef int st
+        with gil:
+            if getattr(self, "do_fork", None) is None:
+                return MM_ENOTSUP
+            child = self.pid_install(<void*>1)
+            if child < 0:
+                return <int>child
+            st = self._py(6, (pid, child), NULL)
+            if st != MM_OK:
+                self.pid_release(child)
+                self.next_pid -= 1
+                return st
+            child_out[0] = child
+            return MM_OK
+
+    cdef int c_exit(self, int64_t pid) noexcept nogil:
+        cdef int st
+        with gil:
+            st = self._py(7, (pid,), NULL)
+            if st == MM_OK:
+                self.pid_release(pid)
+            return st
+
+    cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
+        with gil:
+            return self._py(8, (pid, old_vpn, npages, new_vpn), NULL)
+
+    cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
+        with gil:
+            return self._py(9, (pid, vpn, npages), NULL)
+
+    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
+        with gil:
+            return self._py(10, (pid, vpn, npages, node), NULL)
+
+    cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
+        with gil:
+            return self._py(11, (dev, pid, vpn), out)
+
+    cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
+        with gil:
+            return self._py(12, (dev, pid, vpn, value), NULL)
+
+    cdef int c_check(self) noexcept nogil:
+        cdef int st = MM_OK
+        with gil:
+            fn = getattr(self, "do_check", None)
+            if fn is not None:
+                try:
+                    fn()
+                except BaseException as e:
+                    self.pending_exc = e
+                    st = MM_EPYTHON
+        return st
+
+    cdef int c_nop(self) noexcept nogil:
+        return MM_OK
+
+    # ------------------------------------------------------------ the engine
+    cdef int dispatch(self, const trace_rec_t* r, uint64_t* out) noexcept nogil:
+        cdef int64_t newpid = 0
+        cdef int st
+        cdef int op = r.op
+        if op == OP_READ:
+            return self.c_read(r.pid, r.vpn, out)
+        elif op == OP_WRITE:
+            return self.c_write(r.pid, r.vpn, r.arg)
+        elif op == OP_NOP:
+            return self.c_nop()
+        elif op == OP_MMAP:
+            return self.c_mmap(r.pid, r.vpn, r.npages, r.arg)
+        elif op == OP_MUNMAP:
+            return self.c_munmap(r.pid, r.vpn, r.npages)
+        elif op == OP_FORK:
+            if self.proc_of(r.pid) == NULL:
+                return MM_ENOPROC
+            st = self.c_fork(r.pid, &newpid)
+            out[0] = <uint64_t>newpid
+            return st
+        elif op == OP_SPAWN:
+            st = self.c_spawn(&newpid)
+            out[0] = <uint64_t>newpid
+            return st
+        elif op == OP_EXIT:
+            if self.proc_of(r.pid) == NULL:
+                return MM_ENOPROC
+            return self.c_exit(r.pid)
+        elif op == OP_MPROTECT:
+            return self.c_mprotect(r.pid, r.vpn, r.npages, r.arg != 0)
+        elif op == OP_MREMAP:
+            return self.c_mremap(r.pid, r.vpn, r.npages, <int64_t>r.arg)
+        elif op == OP_MADVISE_DONTNEED:
+            return self.c_madvise_dontneed(r.pid, r.vpn, r.npages)
+        elif op == OP_MIGRATE:
+            return self.c_migrate(r.pid, r.vpn, r.npages, <int>r.arg)
+        elif op == OP_DEVICE_READ:
+            return self.c_device_read(r.dev, r.pid, r.vpn, out)
+        elif op == OP_DEVICE_WRITE:
+            return self.c_device_write(r.dev, r.pid, r.vpn, r.arg)
+        return MM_EINVAL
+
+    def replay(self, trace, timing=True, stop_on_error=False, frame=True):
+        """Run a whole trace in one nogil C loop.
+
+        The trace is validated first (op codes, ranges, pids as the trace will
+        create them, devices and nodes); a bad trace raises InvalidArgument or
+        NoSuchProcess and nothing runs.  Per op the result holds the status
+        (0 ok, else an MM_E* code: a fault the op provoked is recorded, not
+        raised), the value (read result or new pid) and, with ``timing``, the
+        time in ns with the clock's own overhead subtracted.  Returns a polars
+        DataFrame (``frame=False``: a dict of numpy arrays).  Details of the
+        run (elapsed ns, clock overhead, ops executed) are in ``last_replay``.
+        """
+        from mmbench.trace import validate_trace
+        cdef cnp.ndarray arr = validate_trace(trace, self)
+        cdef Py_ssize_t n = arr.shape[0]
+        cdef cnp.ndarray[int8_t] status = np.zeros(n, dtype=np.int8)
+        cdef cnp.ndarray[uint64_t] value = np.zeros(n, dtype=np.uint64)
+        cdef cnp.ndarray[int64_t] ns = np.zeros(n if timing else 0, dtype=np.int64)
+        cdef const trace_rec_t* recs = <const trace_rec_t*>cnp.PyArray_DATA(arr)
+        cdef int8_t* st_p = <int8_t*>cnp.PyArray_DATA(status)
+        cdef uint64_t* val_p = <uint64_t*>cnp.PyArray_DATA(value)
+        cdef int64_t* ns_p = <int64_t*>cnp.PyArray_DATA(ns) if timing else NULL
+        cdef int64_t overhead = clock_overhead_ns() if timing else 0
+        cdef bint do_time = timing
+        cdef bint stop = stop_on_error
+        cdef Py_ssize_t i, done = 0
+        cdef int st
+        cdef int64_t t0, t1, start, elapsed
+        self.pending_exc = None
+        start = now_ns()
+        with nogil:
+            if do_time:
+                for i in range(n):
+                    t0 = now_ns()
+                    st = self.dispatch(&recs[i], &val_p[i])
+                    t1 = now_ns()
+                    ns_p[i] = t1 - t0 - overhead if t1 - t0 > overhead else 0
+                    st_p[i] = <int8_t>st
+                    done = i + 1
+                    if st == MM_EPYTHON or (stop and st != MM_OK):
+                        break
+            else:
+                done = n
+                for i in range(n):
+                    st = self.dispatch(&recs[i], &val_p[i])
+                    st_p[i] = <int8_t>st
+                    if st != MM_OK and (st == MM_EPYTHON or stop):
+                        done = i + 1
+                        break
+        elapsed = now_ns() - start
+        self.last_replay = {"ops": int(done), "elapsed_ns": int(elapsed),
+                            "clock_overhead_ns": int(overhead), "timing": bool(timing)}
+        if self.pending_exc is not None:
+            exc, self.pending_exc = self.pending_exc, None
+            raise exc
+        cols = {"op": arr["op"][:done], "pid": arr["pid"][:done], "vpn": arr["vpn"][:done],
+                "npages": arr["npages"][:done], "arg": arr["arg"][:done], "dev": arr["dev"][:done],
+                "status": status[:done], "value": value[:done]}
+        if timing:
+            cols["ns"] = ns[:done]
+        if not frame:
+            return cols
+        import polars as pl
+        return pl.DataFrame(cols)
+
+    # ---------------------------------------------- the public contract
+    def _raise(self, int st):
+        if st == MM_OK:
+            return
+        if st == MM_EPYTHON:
+            exc, self.pending_exc = self.pending_exc, None
+            raise exc
+        raise _errors.BY_STATUS.get(st, _errors.MMError)(self._explain(st))
+
+    def _explain(self, int st):
+        return {MM_ESEGV: "no mapping at that address",
+                MM_EPROT: "write to a read-only mapping",
+                MM_ENOPROC: "no such process",
+                MM_ENOMEM: "no free frame left",
+                MM_EINVAL: "invalid argument",
+                MM_ENOTSUP: f"the {type(self).name!r} design does not support this operation"}.get(st, "error")
+
+    def _pid(self, pid):
+        pid = _to_int(pid, "pid")
+        if pid <= 0 or pid >= self.next_pid or self.procs[pid] == NULL:
+            raise _errors.NoSuchProcess(f"no process with pid {pid}")
+        return pid
+
+    def _range(self, vpn, npages=1):
+        vpn = _to_int(vpn, "vpn")
+        npages = _to_int(npages, "npages")
+        if vpn < 0 or npages < 1 or vpn + npages > VPN_LIMIT:
+            raise _errors.InvalidArgument(
+                f"range vpn={vpn} npages={npages} is outside 0..2**{VPN_BITS}")
+        return vpn, npages
+
+    def _dev(self, dev):
+        dev = _to_int(dev, "dev")
+        if not type(self).supports_devices:
+            raise _errors.NotSupported(f"the {type(self).name!r} design has no accelerator support")
+        if not (1 <= dev <= self.ndevices):
+            raise _errors.InvalidArgument(f"device {dev} does not exist (devices=1..{self.ndevices})")
+        return dev
+
+    def spawn(self):
+        """Create an empty address space; returns its pid (1, 2, 3 … never reused)."""
+        cdef int64_t pid = 0
+        self._raise(self.c_spawn(&pid))
+        return pid
+
+    def mmap(self, pid, vpn, npages, shared=False, writable=True):
+        """Map `npages` anonymous pages at `vpn` (the range must be free)."""
+        pid = self._pid(pid)
+        vpn, npages = self._range(vpn, npages)
+        cdef uint64_t flags = (MAPF_SHARED if shared else 0) | (MAPF_WRITE if writable else 0)
+        self._raise(self.c_mmap(pid, vpn, npages, flags))
+
+    def munmap(self, pid, vpn, npages):
+        pid = self._pid(pid)
+        vpn, npages = self._range(vpn, npages)
+        self._raise(self.c_munmap(pid, vpn, npages))
+
+    def mprotect(self, pid, vpn, npages, writable):
+        pid = self._pid(pid)
+        vpn, npages = self._range(vpn, npages)
+        self._raise(self.c_mprotect(pid, vpn, npages, bool(writable)))
+
+    def read(self, pid, vpn):
+        cdef uint64_t v = 0
+        pid = self._pid(pid)
+        vpn, _ = self._range(vpn)
+        self._raise(self.c_read(pid, vpn, &v))
+        return v
+
+    def write(self, pid, vpn, value):
+        pid = self._pid(pid)
+        vpn, _ = self._range(vpn)
+        value = _to_int(value, "value")
+        if not (0 <= value < (1 << 64)):
+            raise _errors.InvalidArgument("value must fit in 64 unsigned bits")
+        self._raise(self.c_write(pid, vpn, value))
+
+    def fork(self, pid):
+        cdef int64_t child = 0
+        pid = self._pid(pid)
+        self._raise(self.c_fork(pid, &child))
+        return child
+
+    def exit(self, pid):
+        pid = self._pid(pid)
+        self._raise(self.c_exit(pid))
+
+    def mremap(self, pid, old_vpn, npages, new_vpn):
+        pid = self._pid(pid)
+        old_vpn, npages = self._range(old_vpn, npages)
+        new_vpn, _ = self._range(new_vpn, npages)
+        self._raise(self.c_mremap(pid, old_vpn, npages, new_vpn))
+
+    def madvise_dontneed(self, pid, vpn, npages):
+        pid = self._pid(pid)
+        vpn, npages = self._range(vpn, npages)
+        self._raise(self.c_madvise_dontneed(pid, vpn, npages))
+
+    def migrate(self, pid, vpn, npages, node):
+        pid = self._pid(pid)
+        vpn, npages = self._range(vpn, npages)
+        node = _to_int(node, "node")
+        if not type(self).supports_devices:
+            raise _errors.NotSupported(f"the {type(self).name!r} design has no accelerator support")
+        if not (0 <= node <= self.ndevices):
+            raise _errors.InvalidArgument(f"node {node} does not exist (0..{self.ndevices})")
+        self._raise(self.c_migrate(pid, vpn, npages, node))
+
+    def device_read(self, dev, pid, vpn):
+        cdef uint64_t v = 0
+        dev = self._dev(dev)
+        pid = self._pid(pid)
+        vpn, _ = self._range(vpn)
+        self._raise(self.c_device_read(dev, pid, vpn, &v))
+        return v
+
+    def device_write(self, dev, pid, vpn, value):
+        dev = self._dev(dev)
+        pid = self._pid(pid)
+        vpn, _ = self._range(vpn)
+        value = _to_int(value, "value")
+        if not (0 <= value < (1 << 64)):
+            raise _errors.InvalidArgument("value must fit in 64 unsigned bits")
+        self._raise(self.c_device_write(dev, pid, vpn, value))
+
+    def metadata(self):
+        """{struct_name: (count, bytes)} live now, in the real kernel's struct sizes."""
+        cdef int i
+        out = {}
+        for i in range(self.ncaches):
+            out[self.caches[i].name.decode()] = (int(self.caches[i].active),
+                                                 int(self.caches[i].active * self.caches[i].objsize))
+        return out
+
+    def struct_sizes(self):
+        """{struct_name: bytes per object} of every struct this design accounts."""
+        return {self.caches[i].name.decode(): int(self.caches[i].objsize) for i in range(self.ncaches)}
+
+    def per_process_structs(self):
+        """Names of the structs that must all be gone once every process exited."""
+        return [self.caches[i].name.decode() for i in range(self.ncaches) if self.caches[i].per_process]
+
+    def counters(self):
+        """{event: count} for the events this design has."""
+        names = type(self).counter_names
+        return {n: int(self.ctr[COUNTER_INDEX[n]]) for n in names}
+
+    def check(self):
+        """Verify every internal invariant; raise InvariantViolation on the first broken one."""
+        cdef int st
+        cdef int node
+        cdef int64_t used
+        for node in range(self.frames.nr_nodes):
+            used = self.frames.node_bump[node] - self.frames.node_nfree[node]
+            if used != self.frames.node_used[node]:
+                raise _errors.InvariantViolation(f"frame accounting of node {node} is inconsistent")
+        st = self.c_check()
+        if st == MM_EPYTHON:
+            exc, self.pending_exc = self.pending_exc, None
+            if isinstance(exc, _errors.InvariantViolation):
+                raise exc
+            raise _errors.InvariantViolation(str(exc)) from exc
+        if st != MM_OK:
+            raise _errors.InvariantViolation(self.check_msg.decode(errors="replace") or "invariant violated")
+
+    # ------------------------------------------------ framework extras
+    def frames_used(self, node=0):
+        """Frames allocated now on `node` (0 = host RAM, 1.. = devices)."""
+        node = _to_int(node, "node")
+        if not (0 <= node < self.frames.nr_nodes):
+            raise _errors.InvalidArgument(f"node {node} does not exist")
+        return int(self.frames.node_used[node])
+
+    def live_pids(self):
+        return [p for p in range(1, self.next_pid) if self.procs[p] != NULL]
+
+    @property
+    def next_free_pid(self):
+        return int(self.next_pid)
+
+    def leaks(self):
+        """What is still held although no process is alive: [] when clean."""
+        if self.live_procs:
+            raise _errors.InvalidArgument("leaks() needs every process to have exited")
+        out = []
+        for i in range(self.ncaches):
+            if self.caches[i].per_process and self.caches[i].active != 0:
+                out.append(f"{self.caches[i].name.decode()}: {self.caches[i].active} live")
+        for node in range(self.frames.nr_nodes):
+            if self.frames.node_used[node]:
+                out.append(f"node {node}: {self.frames.node_used[node]} frames in use")
+        return out
+
+    def counter(self, name):
+        return int(self.ctr[COUNTER_INDEX[name]])

@@ -1,0 +1,54 @@
+"""Exceptions raised by mmbench.
+
+Every failure a caller or a trace can provoke is one of these; a failed
+operation leaves the simulated machine unchanged.
+"""
+
+
+class MMError(Exception):
+    """Base class of every mmbench error."""
+
+
+class SegmentationFault(MMError):
+    """The address is not mapped in that process."""
+
+
+class ProtectionFault(MMError):
+    """A write to a mapping that is not writable."""
+
+
+class NoSuchProcess(MMError):
+    """The pid was never created or has exited."""
+
+
+class OutOfMemory(MMError):
+    """No free frame was left (host RAM or device memory)."""
+
+
+class InvalidArgument(MMError, ValueError):
+    """A bad range, an mmap over an existing mapping, an unknown option, a malformed trace …"""
+
+
+class NotSupported(MMError):
+    """The design has no such mechanism (for example no accelerators)."""
+
+
+class InvariantViolation(MMError, AssertionError):
+    """check() found an internal invariant broken: a bug in a design."""
+
+
+class BackendLoadError(MMError):
+    """A backend could not be found or imported."""
+
+
+# status code (mmbench.core MM_E*) -> exception class
+BY_STATUS = {
+    -1: SegmentationFault,
+    -2: ProtectionFault,
+    -3: NoSuchProcess,
+    -4: OutOfMemory,
+    -5: InvalidArgument,
+    -6: NotSupported,
+}
+STATUS_OF = {cls: code for code, cls in BY_STATUS.items()}
+STATUS_NAMES = {0: "ok", -1: "segv", -2: "prot", -3: "nopid", -4: "oom", -5: "inval", -6: "notsup", -7: "error"}

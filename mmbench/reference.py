@@ -1,0 +1,153 @@
+"""The reference model: the single, executable definition of what every design must do.
+
+It is deliberately naive — one dict per process mapping a vpn to a page — so it
+can be read as the specification.  Designs differ only in cost; for any
+sequence of operations each must agree with this model on every observable:
+the values read, the errors raised, the pids handed out and (checked by the
+conformance suite) that nothing stays allocated once every process exited.
+
+The semantics (those of Linux userspace, anonymous memory only):
+
+* ``spawn()``: a new empty address space.  Pids are 1, 2, 3 … in creation
+  order (spawn and fork share the counter) and are never reused.
+* ``mmap(pid, vpn, n, shared, writable)``: every page in [vpn, vpn+n) must be
+  unmapped, else InvalidArgument.  New pages read as 0.
+* ``munmap(pid, vpn, n)``: unmaps whatever is mapped in the range (holes are
+  fine; partial unmaps split mappings).  Never fails for a valid range.
+* ``mprotect(pid, vpn, n, writable)``: every page must be mapped, else
+  InvalidArgument and nothing changes.
+* ``read(pid, vpn)``: SegmentationFault when unmapped; else the last value
+  written to that page as this process sees it (0 if never written).
+* ``write(pid, vpn, v)``: SegmentationFault when unmapped, ProtectionFault when
+  not writable; else stores the 64-bit value.
+* ``fork(pid)``: the child gets every mapping with the same protections.
+  Private pages are copies (copy-on-write: later writes on either side are not
+  seen by the other); shared pages stay one page seen by both.
+* ``exit(pid)``: the process and its mappings are gone; shared pages live on
+  while another process maps them.
+* ``mremap(pid, old, n, new)``: [new, new+n) must not overlap [old, old+n)
+  (InvalidArgument), every old page must be mapped (SegmentationFault), every
+  new page unmapped (InvalidArgument).  Pages move with their contents,
+  protections and sharing; the old range becomes unmapped.
+* ``madvise_dontneed(pid, vpn, n)``: every page must be mapped, else
+  InvalidArgument.  Private pages then read 0; shared pages keep their data.
+* ``migrate(pid, vpn, n, node)``: every page must be mapped, else
+  InvalidArgument.  Never changes a value.
+* ``device_read(dev, pid, vpn)`` / ``device_write(dev, pid, vpn, v)``: an
+  accelerator accesses the process's memory with the same rules as read/write.
+
+Arguments are checked by the framework first, in this order: device, pid
+(NoSuchProcess), range (InvalidArgument: vpn >= 0, n >= 1, vpn+n <= 2**36),
+node.  OutOfMemory depends on how a design spends frames and is not part of the
+model; the conformance suite runs with enough memory that it cannot occur.
+"""
+from __future__ import annotations
+
+from mmbench import errors
+from mmbench.core import Machine
+
+
+class _Page:
+    """One mapped page of one process: its protection and its storage cell."""
+    __slots__ = ("shared", "writable", "cell")
+
+    def __init__(self, shared, writable, cell):
+        self.shared = shared
+        self.writable = writable
+        self.cell = cell          # a one-element list; shared pages share the list
+
+
+class ReferenceMachine(Machine):
+    """The reference model as a (pure-Python) backend."""
+
+    name = "reference"
+    description = "the executable specification: a dict of pages per process (no costs)"
+    supports_devices = True
+    counter_names = ()
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.procs_ref: dict[int, dict[int, _Page]] = {}
+
+    # helpers
+    def _mapped_all(self, pages, vpn, n):
+        return all(v in pages for v in range(vpn, vpn + n))
+
+    def do_spawn(self, pid):
+        self.procs_ref[pid] = {}
+
+    def do_mmap(self, pid, vpn, n, shared, writable):
+        pages = self.procs_ref[pid]
+        if any(v in pages for v in range(vpn, vpn + n)):
+            raise errors.InvalidArgument("mmap over an existing mapping")
+        for v in range(vpn, vpn + n):
+            pages[v] = _Page(shared, writable, [0])
+
+    def do_munmap(self, pid, vpn, n):
+        pages = self.procs_ref[pid]
+        for v in range(vpn, vpn + n):
+            pages.pop(v, None)
+
+    def do_mprotect(self, pid, vpn, n, writable):
+        pages = self.procs_ref[pid]
+        if not self._mapped_all(pages, vpn, n):
+            raise errors.InvalidArgument("mprotect over unmapped pages")
+        for v in range(vpn, vpn + n):
+            pages[v].writable = writable
+
+    def _page(self, pid, vpn):
+        p = self.procs_ref[pid].get(vpn)
+        if p is None:
+            raise errors.SegmentationFault(f"pid {pid}: vpn {vpn} is not mapped")
+        return p
+
+    def do_read(self, pid, vpn):
+        return self._page(pid, vpn).cell[0]
+
+    def do_write(self, pid, vpn, value):
+        p = self._page(pid, vpn)
+        if not p.writable:
+            raise errors.ProtectionFault(f"pid {pid}: vpn {vpn} is read-only")
+        p.cell[0] = value
+
+    def do_fork(self, pid, child):
+        self.procs_ref[child] = {
+            v: _Page(p.shared, p.writable, p.cell if p.shared else [p.cell[0]])
+            for v, p in self.procs_ref[pid].items()}
+
+    def do_exit(self, pid):
+        del self.procs_ref[pid]
+
+    def do_mremap(self, pid, old, n, new):
+        pages = self.procs_ref[pid]
+        if new < old + n and old < new + n:
+            raise errors.InvalidArgument("mremap ranges overlap")
+        if not self._mapped_all(pages, old, n):
+            raise errors.SegmentationFault("mremap of unmapped pages")
+        if any(v in pages for v in range(new, new + n)):
+            raise errors.InvalidArgument("mremap onto an existing mapping")
+        for i in range(n):
+            pages[new + i] = pages.pop(old + i)
+
+    def do_madvise_dontneed(self, pid, vpn, n):
+        pages = self.procs_ref[pid]
+        if not self._mapped_all(pages, vpn, n):
+            raise errors.InvalidArgument("madvise over unmapped pages")
+        for v in range(vpn, vpn + n):
+            if not pages[v].shared:
+                pages[v].cell = [0]
+
+    def do_migrate(self, pid, vpn, n, node):
+        if not self._mapped_all(self.procs_ref[pid], vpn, n):
+            raise errors.InvalidArgument("migrate of unmapped pages")
+
+    def do_device_read(self, dev, pid, vpn):
+        return self.do_read(pid, vpn)
+
+    def do_device_write(self, dev, pid, vpn, value):
+        self.do_write(pid, vpn, value)
+
+    def do_check(self):
+        for pid in self.procs_ref:
+            if pid not in self.live_pids():
+                raise errors.InvariantViolation(f"reference holds dead pid {pid}")

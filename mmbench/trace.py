@@ -1,0 +1,239 @@
+"""Traces: the operation sequences every design replays.
+
+A trace is a numpy structured array of dtype ``TRACE_DTYPE``; each record is one
+contract operation (``Op``).  Processes are named by the pids they will get on a
+fresh machine (1, 2, 3 … in SPAWN/FORK order).  ``arg`` carries the remaining
+argument of the op:
+
+========================  =========================================
+op                        arg
+========================  =========================================
+MMAP                      flag bits: 1 = shared, 2 = writable
+MPROTECT                  1 = writable, 0 = read-only
+WRITE / DEVICE_WRITE      the 64-bit value written
+MREMAP                    the new vpn
+MIGRATE                   the destination node (0 = host, 1.. = devices)
+others                    0
+========================  =========================================
+
+``dev`` names the accelerator of DEVICE_READ / DEVICE_WRITE.
+"""
+from __future__ import annotations
+
+import enum
+import io
+import zipfile
+
+import numpy as np
+
+from mmbench import errors
+from mmbench.core import OP_NAMES, VPN_LIMIT
+
+TRACE_DTYPE = np.dtype([
+    ("op", np.uint8), ("dev", np.uint8), ("_pad", np.uint16), ("pid", np.int32),
+    ("vpn", np.int64), ("npages", np.int64), ("arg", np.uint64),
+])
+assert TRACE_DTYPE.itemsize == 32
+
+Op = enum.IntEnum("Op", {name: i for i, name in enumerate(OP_NAMES)})
+Op.__doc__ = "Trace op codes, one per contract operation (NOP measures the engine itself)."
+
+MAP_SHARED = 1
+MAP_WRITE = 2
+
+_RANGE_OPS = {Op.MMAP, Op.MUNMAP, Op.MPROTECT, Op.MREMAP, Op.MADVISE_DONTNEED, Op.MIGRATE}
+_PAGE_OPS = {Op.READ, Op.WRITE, Op.DEVICE_READ, Op.DEVICE_WRITE}
+_PID_OPS = set(Op) - {Op.SPAWN, Op.NOP}
+
+
+class TraceBuilder:
+    """Build a trace op by op, tracking the pids the trace will create.
+
+    >>> t = TraceBuilder()
+    >>> p = t.spawn(); t.mmap(p, 0, 16); t.write_range(p, 0, 16); c = t.fork(p)
+    >>> trace = t.build()
+    """
+
+    def __init__(self, first_pid: int = 1):
+        self._cols: dict[str, list] = {k: [] for k in ("op", "dev", "pid", "vpn", "npages", "arg")}
+        self._next_pid = first_pid
+        self._chunks: list[np.ndarray] = []
+
+    def _add(self, op, pid=0, vpn=0, npages=0, arg=0, dev=0):
+        c = self._cols
+        c["op"].append(int(op)); c["dev"].append(dev); c["pid"].append(pid)
+        c["vpn"].append(vpn); c["npages"].append(npages); c["arg"].append(arg)
+
+    def _flush(self):
+        c = self._cols
+        if c["op"]:
+            a = np.zeros(len(c["op"]), dtype=TRACE_DTYPE)
+            for k, v in c.items():
+                a[k] = np.asarray(v, dtype=TRACE_DTYPE[k])
+            self._chunks.append(a)
+            for v in c.values():
+                v.clear()
+
+    def extend(self, records: np.ndarray):
+        """Append an array of records built elsewhere (vectorised generators)."""
+        self._flush()
+        self._chunks.append(np.asarray(records, dtype=TRACE_DTYPE))
+
+    def spawn(self) -> int:
+        self._add(Op.SPAWN)
+        self._next_pid += 1
+        return self._next_pid - 1
+
+    def fork(self, pid: int) -> int:
+        self._add(Op.FORK, pid)
+        self._next_pid += 1
+        return self._next_pid - 1
+
+    def exit(self, pid): self._add(Op.EXIT, pid)
+    def mmap(self, pid, vpn, npages, shared=False, writable=True):
+        self._add(Op.MMAP, pid, vpn, npages, (MAP_SHARED if shared else 0) | (MAP_WRITE if writable else 0))
+    def munmap(self, pid, vpn, npages): self._add(Op.MUNMAP, pid, vpn, npages)
+    def mprotect(self, pid, vpn, npages, writable): self._add(Op.MPROTECT, pid, vpn, npages, int(bool(writable)))
+    def read(self, pid, vpn): self._add(Op.READ, pid, vpn, 1)
+    def write(self, pid, vpn, value): self._add(Op.WRITE, pid, vpn, 1, value)
+    def mremap(self, pid, old_vpn, npages, new_vpn): self._add(Op.MREMAP, pid, old_vpn, npages, new_vpn)
+    def madvise_dontneed(self, pid, vpn, npages): self._add(Op.MADVISE_DONTNEED, pid, vpn, npages)
+    def migrate(self, pid, vpn, npages, node): self._add(Op.MIGRATE, pid, vpn, npages, node)
+    def device_read(self, dev, pid, vpn): self._add(Op.DEVICE_READ, pid, vpn, 1, 0, dev)
+    def device_write(self, dev, pid, vpn, value): self._add(Op.DEVICE_WRITE, pid, vpn, 1, value, dev)
+    def nop(self, n=1):
+        self.extend(page_ops(Op.NOP, 0, np.zeros(n, dtype=np.int64)))
+
+    def write_range(self, pid, vpn, npages, value=None, step=1):
+        """WRITE every `step`-th page of a range (value defaults to a per-page token)."""
+        vpns = np.arange(vpn, vpn + npages, step, dtype=np.int64)
+        vals = (vpns.astype(np.uint64) * np.uint64(2654435761) + np.uint64(pid)) if value is None \
+            else np.full(len(vpns), value, dtype=np.uint64)
+        self.extend(page_ops(Op.WRITE, pid, vpns, vals))
+
+    def read_range(self, pid, vpn, npages, step=1):
+        self.extend(page_ops(Op.READ, pid, np.arange(vpn, vpn + npages, step, dtype=np.int64)))
+
+    def build(self) -> np.ndarray:
+        self._flush()
+        if not self._chunks:
+            return np.zeros(0, dtype=TRACE_DTYPE)
+        return np.concatenate(self._chunks)
+
+
+def page_ops(op, pid, vpns, values=None, dev=0) -> np.ndarray:
+    """Vectorised: one single-page op per vpn."""
+    vpns = np.asarray(vpns, dtype=np.int64)
+    a = np.zeros(len(vpns), dtype=TRACE_DTYPE)
+    a["op"] = int(op)
+    a["pid"] = pid
+    a["vpn"] = vpns
+    a["npages"] = 1
+    a["dev"] = dev
+    if values is not None:
+        a["arg"] = values
+    return a
+
+
+def validate_trace(trace, machine=None) -> np.ndarray:
+    """Check a trace completely before anything runs; return it C-contiguous.
+
+    Raises InvalidArgument (bad dtype, unknown op, bad range, bad device/node)
+    or NoSuchProcess (a pid that will not exist at that point of the trace).
+    With `machine`, pids are checked against the machine's live processes and
+    the pids the trace itself creates.
+    """
+    if not isinstance(trace, np.ndarray) or trace.dtype.names is None:
+        raise errors.InvalidArgument("a trace must be a numpy structured array of mmbench.TRACE_DTYPE")
+    missing = [f for f in ("op", "pid", "vpn", "npages", "arg") if f not in trace.dtype.names]
+    if missing:
+        raise errors.InvalidArgument(f"trace lacks field(s) {missing}")
+    if trace.ndim != 1:
+        raise errors.InvalidArgument("a trace must be one-dimensional")
+    if trace.dtype != TRACE_DTYPE:
+        t = np.zeros(len(trace), dtype=TRACE_DTYPE)
+        for f in TRACE_DTYPE.names:
+            if f in trace.dtype.names and f != "_pad":
+                src = trace[f]
+                if not np.issubdtype(src.dtype, np.integer):
+                    raise errors.InvalidArgument(f"trace field {f!r} must be integer")
+                lo, hi = np.iinfo(TRACE_DTYPE[f]).min, np.iinfo(TRACE_DTYPE[f]).max
+                if len(src) and (src.min() < lo or src.max() > hi):
+                    raise errors.InvalidArgument(f"trace field {f!r} out of range")
+                t[f] = src
+        trace = t
+    trace = np.ascontiguousarray(trace)
+    n = len(trace)
+    if n == 0:
+        return trace
+    op = trace["op"]
+    bad = op >= len(Op)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise errors.InvalidArgument(f"record {i}: unknown op code {int(op[i])}")
+    vpn, npages = trace["vpn"], trace["npages"]
+    ranged = np.isin(op, [int(o) for o in _RANGE_OPS | _PAGE_OPS])
+    badr = ranged & ((vpn < 0) | (npages < 1) | (vpn > VPN_LIMIT - npages))
+    paged = np.isin(op, [int(o) for o in _PAGE_OPS])
+    badr |= paged & (npages != 1)
+    remap = op == Op.MREMAP
+    newv = trace["arg"].astype(np.float64)  # compare without uint64 wrap
+    badr |= remap & ((newv + npages > VPN_LIMIT) | (newv < 0))
+    mprot = op == Op.MPROTECT
+    badr |= mprot & (trace["arg"] > 1)
+    mmapo = op == Op.MMAP
+    badr |= mmapo & (trace["arg"] > 3)
+    if badr.any():
+        i = int(np.argmax(badr))
+        r = trace[i]
+        raise errors.InvalidArgument(
+            f"record {i}: bad range or argument for {Op(int(r['op'])).name} "
+            f"(vpn={int(r['vpn'])}, npages={int(r['npages'])}, arg={int(r['arg'])})")
+    ndev = machine.ndevices if machine is not None else 16
+    devop = np.isin(op, [int(Op.DEVICE_READ), int(Op.DEVICE_WRITE)])
+    baddev = devop & ((trace["dev"] < 1) | (trace["dev"] > ndev))
+    baddev |= (op == Op.MIGRATE) & (trace["arg"] > ndev)
+    if baddev.any():
+        i = int(np.argmax(baddev))
+        raise errors.InvalidArgument(f"record {i}: device/node out of range (machine has {ndev} devices)")
+    if machine is not None and (devop.any() or (op == Op.MIGRATE).any()) and not type(machine).supports_devices:
+        raise errors.NotSupported(f"the {type(machine).name!r} design has no accelerator support")
+    _check_pids(trace, machine)
+    return trace
+
+
+def _check_pids(trace, machine):
+    from mmbench._tracecheck import check_pids
+    if machine is not None:
+        live = machine.live_pids()
+        first = machine.next_free_pid
+    else:
+        live, first = [], 1
+    i, pid = check_pids(trace, np.asarray(live, dtype=np.int64), first)
+    if i >= 0:
+        raise errors.NoSuchProcess(
+            f"record {i}: {Op(int(trace['op'][i])).name} names pid {pid}, which does not exist at that point")
+
+
+def save(path, trace: np.ndarray, **meta):
+    """Save a trace as .npz (the array plus optional string metadata)."""
+    trace = validate_trace(trace)
+    np.savez_compressed(path, trace=trace, **{f"meta_{k}": np.array(str(v)) for k, v in meta.items()})
+
+
+def load(path) -> np.ndarray:
+    """Load and validate a .npz trace; never unpickles, never crashes on a bad file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "trace" not in z.files:
+                raise errors.InvalidArgument(f"{path}: no 'trace' array in the file")
+            trace = z["trace"]
+    except errors.MMError:
+        raise
+    except FileNotFoundError:
+        raise errors.InvalidArgument(f"{path}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, io.UnsupportedOperation) as e:
+        raise errors.InvalidArgument(f"{path}: not a readable trace file ({type(e).__name__}: {e})") from None
+    except Exception as e:  # any other decoder failure is still a bad file
+        raise errors.InvalidArgument(f"{path}: not a readable trace file ({type(e).__name__})") from None
+    return validate_trace(trace)
