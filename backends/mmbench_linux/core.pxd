@@ -87,6 +87,8 @@ cdef struct mm_t:
     int64_t nr_vmas
     int64_t cap_vmas
     int64_t mmap_cache             # index of the last VMA found (simulator shortcut, not modelled)
+    uint64_t leaf_key              # vpn >> 9 of leaf_cache, or ~0 (simulator shortcut: a one-entry
+    pt_node_t* leaf_cache          #   "TLB" of PTE tables; dropped whenever tables are freed)
     int64_t pt_acct[4]             # page tables accounted in the caches, per level
     int64_t maple_nodes            # maple_node objects accounted for this tree
     int64_t rss_anon               # MM_ANONPAGES
@@ -101,16 +103,16 @@ cdef struct shmem_t:
 
 # The fault context: one per fault, filled phase by phase.
 ctypedef struct vm_fault_t:
-    # set by the caller (c_read / c_write / a design's device path)
+    # set by the caller, the "CPU" (c_read / c_write / a design's device path):
+    # the access, the VMA it found and checked (access_error), its page-table walk
     mm_t* mm
     uint64_t address               # faulting vpn
     uint32_t flags                 # FAULT_FLAG_*
-    # set by handle_mm_fault (VMA lookup, access check)
     vma_t* vma
+    pt_node_t* pte_table           # leaf table of address; NULL until pte_alloc
+    uint64_t orig_pte              # the PTE the access saw
+    # set by handle_mm_fault
     uint64_t pgoff                 # linear_page_index(vma, address)
-    # set by __handle_mm_fault (page-table walk); pte_table NULL until pte_alloc
-    pt_node_t* pte_table
-    uint64_t orig_pte
     # set by the handler that resolved the fault
     pfn_t pfn                      # frame now mapped (ZERO_PFN for the zero page)
     int kind                       # C_FAULT_* counter charged

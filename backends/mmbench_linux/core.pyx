@@ -655,12 +655,10 @@ cdef class LinuxMachine(Machine):
 
     # ================================================================ 4. the fault path
     cdef int handle_mm_fault(self, vm_fault_t* vmf) noexcept nogil:
-        """Driver: the caller found the VMA and checked access; walk, dispatch, account."""
+        """Driver: the caller (the "CPU") found the VMA, checked access and walked the
+        page table (vmf.pte_table, vmf.orig_pte); dispatch, then account the fault."""
         cdef int st
-        cdef pt_node_t* t = pt_leaf(&vmf.mm.pgd, vmf.address, False, NULL)
         vmf.pgoff = linear_page_index(vmf.vma, vmf.address)
-        vmf.pte_table = t
-        vmf.orig_pte = t.e[vmf.address & 511] if t != NULL else 0
         vmf.kind = -1
         st = self.handle_pte_fault(vmf)
         if st == VM_FAULT_DONE and vmf.kind >= 0:
@@ -704,9 +702,12 @@ cdef class LinuxMachine(Machine):
             return VM_FAULT_DONE
         if frames_free_count(&self.frames, 0) == 0:
             return VM_FAULT_OOM
-        if self.pte_alloc(vmf) != VM_FAULT_DONE or self.anon_vma_prepare(vmf.mm, vmf.vma) != MM_OK:
+        if vmf.pte_table == NULL and self.pte_alloc(vmf) != VM_FAULT_DONE:
             return VM_FAULT_OOM
-        pfn = self.page_alloc()
+        if vmf.vma.anon_vma == NULL and self.anon_vma_prepare(vmf.mm, vmf.vma) != MM_OK:
+            return VM_FAULT_OOM
+        pfn = frame_alloc(&self.frames, 0)
+        self.kmem_alloc(self.kc_page)
         self.ctr[C_PAGES_ZEROED] += 1
         self.folio_add_new_anon_rmap(pfn, vmf.vma, vmf.pgoff)
         self.set_pte_range(vmf, pfn, mk_pte(pfn, PTE_PRESENT | PTE_WRITE))
@@ -938,6 +939,7 @@ cdef class LinuxMachine(Machine):
         return n
 
     cdef void free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil:
+        mm.leaf_key = ~(<uint64_t>0)
         pt_free_range(&mm.pgd, floor, ceiling)
         self.pt_sync(mm)
 
@@ -1105,6 +1107,7 @@ cdef class LinuxMachine(Machine):
             self.remove_vma(mm.vmas[i])
         mm.nr_vmas = 0
         self.mt_sync(mm)
+        mm.leaf_key = ~(<uint64_t>0)
         pt_destroy(&mm.pgd)
         self.pt_sync(mm)
         free(mm.vmas)
@@ -1289,7 +1292,7 @@ cdef class LinuxMachine(Machine):
         cdef int st
         if vma == NULL:
             return MM_ESEGV
-        t = pt_leaf(&mm.pgd, <uint64_t>vpn, False, NULL)
+        t = pte_lookup(mm, <uint64_t>vpn)
         if t != NULL:
             pte = t.e[vpn & 511]
             if pte & PTE_PRESENT:
@@ -1299,6 +1302,8 @@ cdef class LinuxMachine(Machine):
         vmf.address = <uint64_t>vpn
         vmf.flags = 0
         vmf.vma = vma
+        vmf.pte_table = t
+        vmf.orig_pte = t.e[vpn & 511] if t != NULL else 0
         st = self.handle_mm_fault(&vmf)
         if st != VM_FAULT_DONE:
             return st
@@ -1316,7 +1321,7 @@ cdef class LinuxMachine(Machine):
             return MM_ESEGV
         if not (vma.vm_flags & VM_WRITE):
             return MM_EPROT
-        t = pt_leaf(&mm.pgd, <uint64_t>vpn, False, NULL)
+        t = pte_lookup(mm, <uint64_t>vpn)
         if t != NULL:
             pte = t.e[vpn & 511]
             if (pte & (PTE_PRESENT | PTE_WRITE)) == (PTE_PRESENT | PTE_WRITE):
@@ -1326,6 +1331,8 @@ cdef class LinuxMachine(Machine):
         vmf.address = <uint64_t>vpn
         vmf.flags = FAULT_FLAG_WRITE
         vmf.vma = vma
+        vmf.pte_table = t
+        vmf.orig_pte = t.e[vpn & 511] if t != NULL else 0
         st = self.handle_mm_fault(&vmf)
         if st != VM_FAULT_DONE:
             return st
@@ -1746,6 +1753,18 @@ cdef inline void map_file_pte(LinuxMachine m, vm_fault_t* vmf, pfn_t pfn) noexce
     m.set_pte_range(vmf, pfn, mk_pte(pfn, bits))
 
 
+cdef inline pt_node_t* pte_lookup(mm_t* mm, uint64_t vpn) noexcept nogil:
+    """The PTE table holding vpn, through the one-entry leaf cache."""
+    cdef pt_node_t* t
+    if mm.leaf_key == (vpn >> 9):
+        return mm.leaf_cache
+    t = pt_leaf(&mm.pgd, vpn, False, NULL)
+    if t != NULL:
+        mm.leaf_key = vpn >> 9
+        mm.leaf_cache = t
+    return t
+
+
 cdef mm_t* mm_alloc() noexcept nogil:
     cdef mm_t* mm = <mm_t*>calloc(1, sizeof(mm_t))
     if mm == NULL:
@@ -1753,6 +1772,7 @@ cdef mm_t* mm_alloc() noexcept nogil:
     if pt_init(&mm.pgd) != 0:
         free(mm)
         return NULL
+    mm.leaf_key = ~(<uint64_t>0)
     return mm
 
 
