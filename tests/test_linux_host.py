@@ -15,7 +15,8 @@ Compared:
 * /proc/slabinfo deltas of vm_area_struct, anon_vma and anon_vma_chain for the
   mmaps and for the fork (minus a control fork), versus the model's counts.
   slabinfo is global and SLUB reports per-CPU slabs as fully active, so these
-  match within noise: a tolerance of 10 % (+ a few slabs), best of 3 attempts.
+  match within noise: a tolerance of 10 % (+ a few slabs); other processes on the host allocate
+  and free too, so the best of 5 attempts counts.
 
 Skips with the reason when /proc/slabinfo or VmPTE cannot be read, or the
 host refuses the fixed mappings.
@@ -178,7 +179,7 @@ def close(host, model):
 
 def test_model_matches_host_kernel():
     attempts = []
-    for _ in range(3):
+    for _ in range(5):
         host = run_host()
         model = run_model(host["base"])
         attempts.append((host, model))
