@@ -193,3 +193,68 @@ def test_model_matches_host_kernel():
     for key in ("parent_pte", "child_pte"):
         assert host[key] in (model[key], model[key] - PAGE), (key, host[key], model[key], attempts)
     assert ok_slab, f"slabinfo deltas differ beyond noise: {attempts}"
+
+
+def chain(d, work):
+    """Fork a chain of d nested children, each running work() and then forking the
+    next; returns the slab delta while all d are alive."""
+    ready_r, ready_w = os.pipe()
+    rel_r, rel_w = os.pipe()
+    before = slab()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for g in range(1, d + 1):
+                work()
+                if g == d or os.fork() != 0:
+                    break
+            if g == d:
+                os.write(ready_w, b"x")
+            os.read(rel_r, 1)
+        finally:
+            os._exit(0)
+    os.read(ready_r, 1)
+    after = slab()
+    os.write(rel_w, b"x" * d)
+    os.waitpid(pid, 0)
+    for fd in (ready_r, ready_w, rel_r, rel_w):
+        os.close(fd)
+    return {k: after[k] - before[k] for k in STRUCTS}
+
+
+def test_fork_chain_matches_host_kernel():
+    """d nested forks, every generation alive and touching its N mappings: the
+    kernel's anon_vma and anon_vma_chain growth (O(d^2) AVCs) against the model."""
+    d = 3
+    attempts = []
+    for _ in range(5):
+        ctrl = chain(d, lambda: touch([]))
+        base = host_region()
+        starts = addrs(base)
+        for s in starts:
+            assert libc.mmap(s, K * PAGE, PROT_RW, MAP_PRIVATE | MAP_ANON | MAP_FIXED_NOREPLACE, -1, 0) == s
+        touch(starts)
+        got = chain(d, lambda: touch(starts))
+        for s in starts:
+            libc.munmap(s, K * PAGE)
+        host = {k: got[k] - ctrl[k] for k in STRUCTS}
+        m = mmbench.open("linux", ram_pages=1 << 16)
+        p = m.spawn()
+        vpns = [a // PAGE for a in starts]
+        for v in vpns:
+            m.mmap(p, v, K)
+            m.write(p, v, 1)
+        md0 = m.metadata()
+        for g in range(1, d + 1):
+            p = m.fork(p)
+            for v in vpns:
+                m.write(p, v, g)
+        md1 = m.metadata()
+        model = {k: md1[k][0] - md0[k][0] for k in STRUCTS}
+        attempts.append((host, model))
+        if all(close(host[k], model[k]) for k in STRUCTS):
+            break
+    # the children's share: gen g's VMA has a chain of g + 1 AVCs
+    assert model == {"vm_area_struct": N * d, "anon_vma": N * d,
+                     "anon_vma_chain": N * ((d + 1) * (d + 2) // 2 - 1)}
+    assert all(close(host[k], model[k]) for k in STRUCTS), f"slabinfo deltas differ beyond noise: {attempts}"
