@@ -636,7 +636,15 @@ cdef class LinuxMachine(LinuxFault):
             return MM_ENOMEM
         pos = old
         while pos < old + n:
+            # a moved piece may have merged with a neighbour that is still in the
+            # old range: cut the next piece out of it again
             i = self.vma_index(mm, pos)
+            if mm.vmas[i].vm_start < pos:
+                if self.split_vma(mm, i, pos) != MM_OK:
+                    return MM_ENOMEM
+                i += 1
+            if mm.vmas[i].vm_end > old + n and self.split_vma(mm, i, old + n) != MM_OK:
+                return MM_ENOMEM
             piece_end = mm.vmas[i].vm_end
             st = self.move_vma(mm, i, new + (pos - old))
             if st != MM_OK:
