@@ -45,11 +45,13 @@ cdef class LinuxFault(LinuxMM):
         return st
 
     cdef int handle_pte_fault(self, vm_fault_t* vmf) noexcept nogil:
-        """Dispatch only: missing PTE, write to a read-only PTE, or spurious."""
+        """Dispatch only: missing PTE, non-present entry, write to a read-only PTE, or spurious."""
         if vmf.orig_pte == 0:
             if vmf.vma.vm_file == NULL:
                 return self.do_anonymous_page(vmf)
             return self.do_fault(vmf)
+        if not (vmf.orig_pte & PTE_PRESENT):
+            return self.do_swap_page(vmf)
         if (vmf.flags & FAULT_FLAG_WRITE) and not (vmf.orig_pte & PTE_WRITE):
             return self.do_wp_page(vmf)
         vmf.pfn = pte_pfn(vmf.orig_pte)
@@ -146,6 +148,11 @@ cdef class LinuxFault(LinuxMM):
         self.set_pte_range(vmf, pte_pfn(vmf.orig_pte), vmf.orig_pte | PTE_WRITE)
         vmf.kind = C_FAULT_WP_SHARED
         return VM_FAULT_DONE
+
+    cdef int do_swap_page(self, vm_fault_t* vmf) noexcept nogil:
+        """A non-present entry that is not none (swap, migration or device-private).  The
+        linux design creates none; the HMM layer overrides this (migrate_to_ram)."""
+        return VM_FAULT_SIGSEGV
 
     cdef int do_fault(self, vm_fault_t* vmf) noexcept nogil:
         """Shared (shmem) mapping, PTE missing: fault-around on reads, then shmem_fault."""

@@ -212,6 +212,7 @@ cdef class LinuxMM(Machine):
             v.vm_flags = src.vm_flags
             v.anon_vma = src.anon_vma
             v.vm_file = src.vm_file
+            v.vm_private_data = src.vm_private_data
         return v
 
     cdef void vma_set_range(self, vma_t* vma, uint64_t start, uint64_t end, uint64_t pgoff) noexcept nogil:
