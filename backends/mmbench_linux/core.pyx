@@ -1,0 +1,1768 @@
+# mmbench_linux.core — Linux anonymous memory: anon_vma + anon_vma_chain + 4-level page tables.
+#
+# The design in its own words
+# ---------------------------
+# Linux keeps no per-process "object" for anonymous memory.  A page is found
+# through the CPU page table (forward map) and, for reclaim or migration,
+# through its anon_vma (reverse map): folio->mapping points at an anon_vma and
+# folio->index is the page's linear index (vm_pgoff-based), so every VMA that
+# may map the page is found by an interval query on that anon_vma's tree of
+# anon_vma_chains.  fork gives the child VMA one AVC per ancestor anon_vma
+# (so a chain of d nested forks costs O(d^2) AVCs) and, unless it can reuse an
+# idle ancestor, a new anon_vma of its own; pages are shared read-only and
+# copied on the first write by whichever side is not their exclusive owner.
+#
+#      mm_struct ── maple tree ──> vm_area_struct ──anon_vma_chain list──> AVC ── AVC ── AVC
+#         │                              │ anon_vma                         │      │      │
+#         pgd─pud─pmd─pte ──> struct page│                                  v      v      v
+#                              mapping ──┴──────────────────────────────> anon_vma (own, parent, root)
+#                              index = linear_page_index                     rb_root: interval tree of AVCs
+#
+# Fault cases (handle_pte_fault dispatches on the PTE and the access):
+#
+#      PTE none,    private, read   -> do_anonymous_page: map the shared zero page (no frame, no anon_vma)
+#      PTE none,    private, write  -> do_anonymous_page: anon_vma_prepare, new zeroed frame, exclusive
+#      PTE RO,      private, write  -> do_wp_page: zero page        -> wp_page_copy (zero-fill)
+#                                                  exclusive / ref 1 -> wp_page_reuse (make writable)
+#                                                  shared           -> wp_page_copy (copy, flush TLB)
+#      PTE none,    shared (shmem)  -> do_fault: page-cache hit (minor) or new zeroed page-cache frame;
+#                                      read faults map cached neighbours too (do_fault_around, 64 KiB)
+#      PTE RO,      shared, write   -> wp_page_shared (no COW)
+#
+# Structure of this file
+#   1. accounting (slab caches kept equal to the structures that exist)
+#   2. the VMA set (sorted array accounted as maple nodes), split and merge
+#   3. anon_vma / AVC: prepare, clone, fork, unlink
+#   4. the fault path: one context struct (vm_fault_t), one driver, small phases
+#   5. fork (dup_mmap, copy_page_range)
+#   6. unmap, mprotect, mremap, madvise, exit
+#   7. rmap walks
+#   8. the contract (c_*), invariants (c_check)
+#
+# Simplified relative to the kernel, and why
+# * Order-0 folios only (no mTHP/THP): the costs compared are per 4 KiB page.
+# * VMAs live in a sorted array; the maple tree is accounted, not built:
+#   mt_nodes() estimates its maple_node count from the number of ranges
+#   (VMAs + gaps) with the B-tree average fill ln 2 ~ 69 %: leaves hold ~11 of 16
+#   slots, internal (arange_64) nodes ~7 of 10.  A tree with <= 16 ranges is one node.
+# * mprotect splits first and merges afterwards; the kernel merges a partial
+#   range into a neighbour directly (vma_merge_existing_range).  Final VMAs,
+#   anon_vmas and AVCs are the same; only transient split/merge counts differ.
+# * mremap may move a range made of several VMAs (as the kernel allows since
+#   6.17 for MREMAP_FIXED); each piece is moved with copy_vma+move_page_tables.
+#   The moved VMA keeps its vm_pgoff (unless it never had an anon_vma: then
+#   pgoff = new address, as copy_vma does), so folio->index and folio->mapping
+#   stay valid and no page is copied; what is copied is metadata: a new
+#   vm_area_struct and a clone of its AVC chain.  Because pgoff is kept, a moved
+#   VMA can rarely merge with its new neighbours (the mremap problem).
+# * MADV_DONTNEED keeps emptied PTE tables (CONFIG_PT_RECLAIM is not modelled).
+# * No swap, no KSM, no pinned pages; fork never copies eagerly.
+# * anon_vma_fork preallocates its anon_vma + AVC like the kernel; the model
+#   only accounts them (slab, counters) when they are kept.
+
+cimport cython
+from libc.stdlib cimport calloc, malloc, realloc, free
+from libc.string cimport memset, memmove
+from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
+
+from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_ENOTSUP,
+                           MAPF_SHARED, MAPF_WRITE, VPN_BITS,
+                           C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
+                           C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED,
+                           C_PAGES_COPIED, C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PT_PAGES_ALLOC,
+                           C_PT_PAGES_FREE, C_RMAP_VISITS, C_I_MMAP_VISITS, C_VMA_MERGES, C_VMA_SPLITS,
+                           C_OBJECTS_ALLOC, C_OBJECTS_FREE, C_ANON_VMA_ALLOC, C_AVC_ALLOC,
+                           C_ANON_VMA_REUSE, C_XA_NODE_ALLOC, C_XA_NODE_FREE, C_FORK_PTES_COPIED,
+                           C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED)
+from mmbench.blocks.frames cimport (frames_t, frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_ANON_EXCLUSIVE,
+                                    FR_PAGECACHE, FR_DESIGN0, frame_alloc, frame_free,
+                                    frames_free_count, frame_value)
+from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, PT_ENTRIES, LVL_PGD, LVL_PUD, LVL_PMD,
+                                       LVL_PTE, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte, pte_pfn,
+                                       pt_init, pt_destroy, pt_leaf, pt_get, pt_set, pt_next,
+                                       pt_free_range, pt_vmpte_bytes)
+from mmbench.blocks.itree cimport (itnode_t, itree_t, itree_init, itree_insert, itree_remove,
+                                   itree_first, itree_next, itree_verify)
+from mmbench.blocks.pagecache cimport (address_space_t, mapping_init, mapping_lookup, mapping_add,
+                                       mapping_truncate)
+from mmbench.blocks.xarray cimport xa_find, xa_destroy
+
+from mmbench import errors as _errors
+
+cdef enum:
+    FR_ANON = FR_DESIGN0            # PageAnon: folio->mapping is an anon_vma
+    FAULT_AROUND_PAGES = 16         # fault_around_bytes 64 KiB
+    MT_LEAF_FILL = 11               # ranges per maple leaf (16 slots x ln 2)
+    MT_NODE_FILL = 7                # children per internal maple node (10 slots x ln 2)
+
+cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
+
+LINUX_COUNTERS = (
+    "faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
+    "fault_minor", "fault_wp_shared", "pages_zeroed", "pages_copied", "pte_writes", "pte_zaps",
+    "tlb_flushes", "pt_pages_alloc", "pt_pages_free", "rmap_visits", "i_mmap_visits",
+    "vma_merges", "vma_splits", "objects_alloc", "objects_free", "anon_vma_alloc", "avc_alloc",
+    "anon_vma_reuse", "xa_node_alloc", "xa_node_free", "fork_ptes_copied", "fork_ptes_wrprotect",
+    "mremap_pages_moved",
+)
+
+
+cdef inline uint64_t vma_pages(vma_t* v) noexcept nogil:
+    return v.vm_end - v.vm_start
+
+
+cdef inline uint64_t linear_page_index(vma_t* v, uint64_t vpn) noexcept nogil:
+    return v.vm_pgoff + (vpn - v.vm_start)
+
+
+cdef int64_t mt_nodes(mm_t* mm) noexcept nogil:
+    """maple_node objects of a tree holding mm's VMAs and the gaps between them."""
+    cdef int64_t i, ranges, n, total
+    if mm.nr_vmas == 0:
+        return 0
+    ranges = mm.nr_vmas + 1                           # VMAs + the gap above the last one
+    if mm.vmas[0].vm_start > 0:
+        ranges += 1
+    for i in range(1, mm.nr_vmas):
+        if mm.vmas[i - 1].vm_end != mm.vmas[i].vm_start:
+            ranges += 1
+    if ranges <= 16:
+        return 1
+    n = (ranges + MT_LEAF_FILL - 1) // MT_LEAF_FILL
+    total = n
+    while n > 1:
+        n = (n + MT_NODE_FILL - 1) // MT_NODE_FILL
+        total += n
+    return total
+
+
+cdef class LinuxMachine(Machine):
+    """Linux anonymous memory: anon_vma + anon_vma_chain rmap, 4-level page tables,
+    zero page, COW reuse/copy, VMA merge/split, shmem-backed shared mappings."""
+
+    name = "linux"
+    description = "Linux: anon_vma + anon_vma_chain reverse map, 4-level page tables, zero page, COW"
+    option_defaults = {"fault_around_pages": FAULT_AROUND_PAGES}
+    supports_devices = False
+    counter_names = LINUX_COUNTERS
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        fa = self.options["fault_around_pages"]
+        if isinstance(fa, bool) or not isinstance(fa, int) or not (1 <= fa <= PT_ENTRIES) or (fa & (fa - 1)):
+            raise _errors.InvalidArgument("fault_around_pages must be a power of two in 1..512")
+        self.fault_around_pages = fa
+        self.kc_vma = self.slab_register("vm_area_struct", 192)
+        self.kc_maple = self.slab_register("maple_node", 256)
+        self.kc_anon_vma = self.slab_register("anon_vma", 104)
+        self.kc_avc = self.slab_register("anon_vma_chain", 64)
+        self.kc_pt[LVL_PGD] = self.slab_register("pgd", 4096)
+        self.kc_pt[LVL_PUD] = self.slab_register("pud_table", 4096)
+        self.kc_pt[LVL_PMD] = self.slab_register("pmd_table", 4096)
+        self.kc_pt[LVL_PTE] = self.slab_register("pte_table", 4096)
+        self.kc_page = self.slab_register("page", 64)
+        self.kc_shmem = self.slab_register("shmem_inode_info", 752)   # shmem_inode_cache objsize here
+        self.kc_xa = self.slab_register("xa_node", 576)
+
+    def __dealloc__(self):
+        cdef int64_t pid
+        cdef mm_t* mm
+        if self.procs == NULL:
+            return
+        for pid in range(1, self.next_pid):
+            mm = <mm_t*>self.procs[pid]
+            if mm != NULL:
+                self.exit_mmap(mm)
+                self.procs[pid] = NULL
+
+    # ================================================================ 1. accounting
+    cdef void pt_sync(self, mm_t* mm) noexcept nogil:
+        """Bring the page-table caches in step with mm's live tables."""
+        cdef int l
+        cdef int64_t d
+        for l in range(4):
+            d = mm.pgd.nr[l] - mm.pt_acct[l]
+            if d > 0:
+                self.caches[self.kc_pt[l]].active += d
+                self.caches[self.kc_pt[l]].allocs += d
+                self.ctr[C_PT_PAGES_ALLOC] += d
+            elif d < 0:
+                self.caches[self.kc_pt[l]].active += d
+                self.caches[self.kc_pt[l]].frees -= d
+                self.ctr[C_PT_PAGES_FREE] -= d
+            mm.pt_acct[l] = mm.pgd.nr[l]
+
+    cdef void mt_sync(self, mm_t* mm) noexcept nogil:
+        cdef int64_t n = mt_nodes(mm)
+        cdef int64_t d = n - mm.maple_nodes
+        if d > 0:
+            self.caches[self.kc_maple].active += d
+            self.caches[self.kc_maple].allocs += d
+        elif d < 0:
+            self.caches[self.kc_maple].active += d
+            self.caches[self.kc_maple].frees -= d
+        mm.maple_nodes = n
+
+    cdef void xa_sync(self, shmem_t* f) noexcept nogil:
+        cdef int64_t d = f.mapping.i_pages.nr_nodes - f.xa_acct
+        if d > 0:
+            self.caches[self.kc_xa].active += d
+            self.caches[self.kc_xa].allocs += d
+            self.ctr[C_XA_NODE_ALLOC] += d
+        elif d < 0:
+            self.caches[self.kc_xa].active += d
+            self.caches[self.kc_xa].frees -= d
+            self.ctr[C_XA_NODE_FREE] -= d
+        f.xa_acct = f.mapping.i_pages.nr_nodes
+
+    cdef pfn_t page_alloc(self) noexcept nogil:
+        cdef pfn_t pfn = frame_alloc(&self.frames, 0)
+        if pfn != NO_PFN:
+            self.kmem_alloc(self.kc_page)
+        return pfn
+
+    cdef void page_put(self, pfn_t pfn) noexcept nogil:
+        cdef frame_t* f = &self.frames.f[pfn]
+        f.refcount -= 1
+        if f.refcount == 0:
+            frame_free(&self.frames, pfn)
+            self.kmem_free(self.kc_page)
+
+    # ================================================================ 2. the VMA set
+    cdef int64_t vma_index(self, mm_t* mm, uint64_t vpn) noexcept nogil:
+        """Index of the first VMA ending above `vpn` (nr_vmas if none)."""
+        cdef int64_t lo = 0, hi = mm.nr_vmas, mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if mm.vmas[mid].vm_end <= vpn:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    cdef vma_t* find_vma(self, mm_t* mm, uint64_t vpn) noexcept nogil:
+        """The VMA containing `vpn`, or NULL."""
+        cdef int64_t i = mm.mmap_cache
+        cdef vma_t* v
+        if i < mm.nr_vmas:
+            v = mm.vmas[i]
+            if v.vm_start <= vpn < v.vm_end:
+                return v
+        i = self.vma_index(mm, vpn)
+        if i < mm.nr_vmas and mm.vmas[i].vm_start <= vpn:
+            mm.mmap_cache = i
+            return mm.vmas[i]
+        return NULL
+
+    cdef bint range_mapped(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        cdef int64_t i = self.vma_index(mm, start)
+        cdef uint64_t pos = start
+        while pos < end:
+            if i >= mm.nr_vmas or mm.vmas[i].vm_start > pos:
+                return False
+            pos = mm.vmas[i].vm_end
+            i += 1
+        return True
+
+    cdef int vma_link(self, mm_t* mm, vma_t* vma) noexcept nogil:
+        """Insert `vma` into mm's ordered set (vma_iter_store)."""
+        cdef int64_t i, cap
+        cdef vma_t** p
+        if mm.nr_vmas == mm.cap_vmas:
+            cap = mm.cap_vmas * 2 if mm.cap_vmas else 8
+            p = <vma_t**>realloc(mm.vmas, cap * sizeof(vma_t*))
+            if p == NULL:
+                return MM_ENOMEM
+            mm.vmas = p
+            mm.cap_vmas = cap
+        i = self.vma_index(mm, vma.vm_start)
+        memmove(&mm.vmas[i + 1], &mm.vmas[i], (mm.nr_vmas - i) * sizeof(vma_t*))
+        mm.vmas[i] = vma
+        mm.nr_vmas += 1
+        vma.vm_mm = mm
+        return MM_OK
+
+    cdef void vma_unlink_at(self, mm_t* mm, int64_t i) noexcept nogil:
+        memmove(&mm.vmas[i], &mm.vmas[i + 1], (mm.nr_vmas - i - 1) * sizeof(vma_t*))
+        mm.nr_vmas -= 1
+        mm.mmap_cache = 0
+
+    cdef vma_t* vm_area_alloc(self, mm_t* mm) noexcept nogil:
+        cdef vma_t* v = <vma_t*>calloc(1, sizeof(vma_t))
+        if v != NULL:
+            v.vm_mm = mm
+            self.kmem_alloc(self.kc_vma)
+        return v
+
+    cdef vma_t* vm_area_dup(self, vma_t* src) noexcept nogil:
+        """A copy of `src` sharing its anon_vma pointer, with no AVCs and no file link yet."""
+        cdef vma_t* v = self.vm_area_alloc(src.vm_mm)
+        if v != NULL:
+            v.vm_start = src.vm_start
+            v.vm_end = src.vm_end
+            v.vm_pgoff = src.vm_pgoff
+            v.vm_flags = src.vm_flags
+            v.anon_vma = src.anon_vma
+            v.vm_file = src.vm_file
+        return v
+
+    cdef void vma_set_range(self, vma_t* vma, uint64_t start, uint64_t end, uint64_t pgoff) noexcept nogil:
+        """Change a VMA's range, re-keying its AVCs and its i_mmap node (vma_adjust)."""
+        cdef avc_t* avc = vma.anon_vma_chain
+        while avc != NULL:
+            itree_remove(&avc.anon_vma.rb_root, &avc.rb)
+            avc = avc.same_vma
+        if vma.vm_file != NULL:
+            itree_remove(&vma.vm_file.mapping.i_mmap, &vma.shared_rb)
+        vma.vm_start = start
+        vma.vm_end = end
+        vma.vm_pgoff = pgoff
+        avc = vma.anon_vma_chain
+        while avc != NULL:
+            avc.rb.start = pgoff
+            avc.rb.last = pgoff + (end - start) - 1
+            itree_insert(&avc.anon_vma.rb_root, &avc.rb)
+            avc = avc.same_vma
+        if vma.vm_file != NULL:
+            vma.shared_rb.start = pgoff
+            vma.shared_rb.last = pgoff + (end - start) - 1
+            itree_insert(&vma.vm_file.mapping.i_mmap, &vma.shared_rb)
+
+    cdef void vma_file_link(self, vma_t* vma) noexcept nogil:
+        """get_file + vma_link_file: insert a shared VMA into its file's i_mmap."""
+        if vma.vm_file == NULL:
+            return
+        vma.shared_rb.start = vma.vm_pgoff
+        vma.shared_rb.last = vma.vm_pgoff + vma_pages(vma) - 1
+        itree_insert(&vma.vm_file.mapping.i_mmap, &vma.shared_rb)
+        vma.vm_file.refcount += 1
+
+    cdef void vma_file_unlink(self, vma_t* vma) noexcept nogil:
+        """unlink_file_vma + fput; the last put evicts the inode (truncates its cache)."""
+        cdef shmem_t* f = vma.vm_file
+        cdef int64_t before
+        if f == NULL:
+            return
+        itree_remove(&f.mapping.i_mmap, &vma.shared_rb)
+        vma.vm_file = NULL
+        f.refcount -= 1
+        if f.refcount > 0:
+            return
+        before = self.frames.node_used[0]
+        mapping_truncate(&f.mapping, &self.frames, 0, VPN_END)
+        self.caches[self.kc_page].active -= before - self.frames.node_used[0]
+        self.caches[self.kc_page].frees += before - self.frames.node_used[0]
+        self.xa_sync(f)
+        xa_destroy(&f.mapping.i_pages)
+        self.kmem_free(self.kc_shmem)
+        self.ctr[C_OBJECTS_FREE] += 1
+        free(f)
+
+    cdef void remove_vma(self, vma_t* vma) noexcept nogil:
+        """Free a VMA already taken out of its mm (after its PTEs were zapped)."""
+        self.unlink_anon_vmas(vma)
+        self.vma_file_unlink(vma)
+        self.kmem_free(self.kc_vma)
+        free(vma)
+
+    cdef int split_vma(self, mm_t* mm, int64_t i, uint64_t addr) noexcept nogil:
+        """__split_vma: vmas[i] keeps [start, addr), a new VMA takes [addr, end)."""
+        cdef vma_t* vma = mm.vmas[i]
+        cdef vma_t* new
+        cdef int st
+        if mm.nr_vmas == mm.cap_vmas:       # make vma_link below infallible
+            if self.vma_link_reserve(mm) != MM_OK:
+                return MM_ENOMEM
+        new = self.vm_area_dup(vma)
+        if new == NULL:
+            return MM_ENOMEM
+        new.vm_start = addr
+        new.vm_pgoff = linear_page_index(vma, addr)
+        st = self.anon_vma_clone(new, vma, False)
+        if st != MM_OK:
+            self.kmem_free(self.kc_vma)
+            free(new)
+            return st
+        self.vma_set_range(vma, vma.vm_start, addr, vma.vm_pgoff)
+        self.vma_file_link(new)
+        self.vma_link(mm, new)
+        self.ctr[C_VMA_SPLITS] += 1
+        return MM_OK
+
+    cdef int vma_link_reserve(self, mm_t* mm) noexcept nogil:
+        cdef int64_t cap = mm.cap_vmas * 2 if mm.cap_vmas else 8
+        cdef vma_t** p = <vma_t**>realloc(mm.vmas, cap * sizeof(vma_t*))
+        if p == NULL:
+            return MM_ENOMEM
+        mm.vmas = p
+        mm.cap_vmas = cap
+        return MM_OK
+
+    cdef bint vma_is_fork_child(self, vma_t* vma) noexcept nogil:
+        """An anon_vma whose chain is not singular: the VMA shares pages with relatives."""
+        return vma.anon_vma != NULL and vma.nr_avc > 1
+
+    cdef bint anon_compatible_merge(self, vma_t* a, vma_t* b) noexcept nogil:
+        """is_mergeable_anon_vma: identical anon_vmas, or one side has none and the
+        other is not a fork child (merging would otherwise widen a shared chain)."""
+        if a.anon_vma == b.anon_vma:
+            return True
+        if a.anon_vma == NULL:
+            return not self.vma_is_fork_child(b)
+        if b.anon_vma == NULL:
+            return not self.vma_is_fork_child(a)
+        return False
+
+    cdef bint can_merge(self, vma_t* a, vma_t* b) noexcept nogil:
+        """May `a` and the VMA `b` right after it become one VMA?"""
+        return (a.vm_end == b.vm_start and a.vm_flags == b.vm_flags and a.vm_file == b.vm_file
+                and a.vm_pgoff + vma_pages(a) == b.vm_pgoff and self.anon_compatible_merge(a, b))
+
+    cdef int vma_absorb(self, mm_t* mm, int64_t i) noexcept nogil:
+        """Merge vmas[i+1] into vmas[i] (dup_anon_vma when only the right one has an anon_vma)."""
+        cdef vma_t* a = mm.vmas[i]
+        cdef vma_t* b = mm.vmas[i + 1]
+        cdef int st
+        if a.anon_vma == NULL and b.anon_vma != NULL:
+            a.anon_vma = b.anon_vma
+            st = self.anon_vma_clone(a, b, False)
+            if st != MM_OK:
+                a.anon_vma = NULL
+                return st
+        self.vma_unlink_at(mm, i + 1)
+        self.vma_set_range(a, a.vm_start, b.vm_end, a.vm_pgoff)
+        self.remove_vma(b)
+        self.ctr[C_VMA_MERGES] += 1
+        return MM_OK
+
+    cdef int vma_try_merge_at(self, mm_t* mm, int64_t i) noexcept nogil:
+        """Merge vmas[i] with its neighbours where the rules allow; returns its new index."""
+        if i > 0 and self.can_merge(mm.vmas[i - 1], mm.vmas[i]):
+            if self.vma_absorb(mm, i - 1) == MM_OK:
+                i -= 1
+        if i + 1 < mm.nr_vmas and self.can_merge(mm.vmas[i], mm.vmas[i + 1]):
+            self.vma_absorb(mm, i)
+        return <int>i
+
+    # ================================================================ 3. anon_vma / AVC
+    cdef anon_vma_t* anon_vma_alloc(self) noexcept nogil:
+        cdef anon_vma_t* av = <anon_vma_t*>calloc(1, sizeof(anon_vma_t))
+        if av == NULL:
+            return NULL
+        av.root = av
+        av.parent = av
+        av.refcount = 1
+        itree_init(&av.rb_root)
+        self.kmem_alloc(self.kc_anon_vma)
+        self.ctr[C_ANON_VMA_ALLOC] += 1
+        self.ctr[C_OBJECTS_ALLOC] += 1
+        return av
+
+    cdef avc_t* avc_alloc(self) noexcept nogil:
+        cdef avc_t* avc = <avc_t*>calloc(1, sizeof(avc_t))
+        if avc != NULL:
+            self.kmem_alloc(self.kc_avc)
+            self.ctr[C_AVC_ALLOC] += 1
+        return avc
+
+    cdef void anon_vma_chain_link(self, vma_t* vma, avc_t* avc, anon_vma_t* av) noexcept nogil:
+        """Link at the head of the VMA's chain and into the anon_vma's interval tree."""
+        avc.vma = vma
+        avc.anon_vma = av
+        avc.rb.start = vma.vm_pgoff
+        avc.rb.last = vma.vm_pgoff + vma_pages(vma) - 1
+        itree_insert(&av.rb_root, &avc.rb)
+        avc.same_vma = vma.anon_vma_chain
+        vma.anon_vma_chain = avc
+        vma.nr_avc += 1
+
+    cdef anon_vma_t* find_mergeable_anon_vma(self, mm_t* mm, vma_t* vma) noexcept nogil:
+        """An adjacent, compatible VMA's anon_vma with a singular chain (next first, then prev)."""
+        cdef int64_t i = self.vma_index(mm, vma.vm_start)
+        cdef vma_t* o
+        if i + 1 < mm.nr_vmas:
+            o = mm.vmas[i + 1]
+            if anon_vma_compatible(vma, o) and o.anon_vma != NULL and o.nr_avc == 1:
+                return o.anon_vma
+        if i > 0:
+            o = mm.vmas[i - 1]
+            if anon_vma_compatible(o, vma) and o.anon_vma != NULL and o.nr_avc == 1:
+                return o.anon_vma
+        return NULL
+
+    cdef int anon_vma_prepare(self, mm_t* mm, vma_t* vma) noexcept nogil:
+        """__anon_vma_prepare: give a VMA its anon_vma on its first anonymous page."""
+        cdef avc_t* avc
+        cdef anon_vma_t* av
+        if vma.anon_vma != NULL:
+            return MM_OK
+        avc = self.avc_alloc()
+        if avc == NULL:
+            return MM_ENOMEM
+        av = self.find_mergeable_anon_vma(mm, vma)
+        if av == NULL:
+            av = self.anon_vma_alloc()
+            if av == NULL:
+                self.kmem_free(self.kc_avc)
+                free(avc)
+                return MM_ENOMEM
+            av.num_children += 1                 # a new root counts itself
+        vma.anon_vma = av
+        self.anon_vma_chain_link(vma, avc, av)
+        av.num_active_vmas += 1
+        return MM_OK
+
+    cdef int anon_vma_clone(self, vma_t* dst, vma_t* src, bint fork) noexcept nogil:
+        """One AVC in `dst` per anon_vma on `src`'s chain, same order.  On fork
+        (dst.anon_vma NULL) the oldest ancestor with no active VMA and at most one
+        child is reused as dst's anon_vma."""
+        cdef avc_t* pavc
+        cdef avc_t* avc
+        cdef avc_t* head = NULL
+        cdef avc_t* tail = NULL
+        cdef avc_t** pool = NULL
+        cdef int64_t n = src.nr_avc, k
+        cdef anon_vma_t* reuse = NULL
+        if n == 0:
+            return MM_OK
+        pool = <avc_t**>malloc(n * sizeof(avc_t*))
+        if pool == NULL:
+            return MM_ENOMEM
+        for k in range(n):
+            pool[k] = <avc_t*>calloc(1, sizeof(avc_t))
+            if pool[k] == NULL:
+                while k > 0:
+                    k -= 1
+                    free(pool[k])
+                free(pool)
+                return MM_ENOMEM
+        pavc = src.anon_vma_chain
+        k = 0
+        while pavc != NULL:
+            avc = pool[k]
+            k += 1
+            self.kmem_alloc(self.kc_avc)
+            self.ctr[C_AVC_ALLOC] += 1
+            avc.vma = dst
+            avc.anon_vma = pavc.anon_vma
+            avc.rb.start = dst.vm_pgoff
+            avc.rb.last = dst.vm_pgoff + vma_pages(dst) - 1
+            itree_insert(&pavc.anon_vma.rb_root, &avc.rb)
+            if tail == NULL:
+                head = avc
+            else:
+                tail.same_vma = avc
+            tail = avc
+            if fork and pavc.anon_vma.num_children < 2 and pavc.anon_vma.num_active_vmas == 0:
+                reuse = pavc.anon_vma            # the last in head order is the oldest
+            pavc = pavc.same_vma
+        free(pool)
+        tail.same_vma = dst.anon_vma_chain
+        dst.anon_vma_chain = head
+        dst.nr_avc += n
+        if fork and reuse != NULL:
+            dst.anon_vma = reuse
+            self.ctr[C_ANON_VMA_REUSE] += 1
+        if dst.anon_vma != NULL:
+            dst.anon_vma.num_active_vmas += 1
+        return MM_OK
+
+    cdef int anon_vma_fork(self, vma_t* vma, vma_t* pvma) noexcept nogil:
+        """Attach a child VMA to its parent's anon_vmas, and to a new anon_vma of its own
+        unless an idle ancestor can be reused."""
+        cdef anon_vma_t* av
+        cdef avc_t* avc
+        cdef int st
+        vma.anon_vma = NULL
+        if pvma.anon_vma == NULL:
+            return MM_OK
+        av = <anon_vma_t*>calloc(1, sizeof(anon_vma_t))      # preallocated as the kernel does
+        avc = <avc_t*>calloc(1, sizeof(avc_t))
+        if av == NULL or avc == NULL:
+            free(av)
+            free(avc)
+            return MM_ENOMEM
+        st = self.anon_vma_clone(vma, pvma, True)
+        if st != MM_OK or vma.anon_vma != NULL:
+            free(av)
+            free(avc)
+            return st
+        self.kmem_alloc(self.kc_anon_vma)
+        self.ctr[C_ANON_VMA_ALLOC] += 1
+        self.ctr[C_OBJECTS_ALLOC] += 1
+        self.kmem_alloc(self.kc_avc)
+        self.ctr[C_AVC_ALLOC] += 1
+        itree_init(&av.rb_root)
+        av.refcount = 1
+        av.num_active_vmas = 1
+        av.root = pvma.anon_vma.root
+        av.parent = pvma.anon_vma
+        av.root.refcount += 1                    # get_anon_vma(root)
+        vma.anon_vma = av
+        self.anon_vma_chain_link(vma, avc, av)
+        av.parent.num_children += 1
+        return MM_OK
+
+    cdef void unlink_anon_vmas(self, vma_t* vma) noexcept nogil:
+        """Take a dying VMA off every anon_vma; free anon_vmas left with empty trees."""
+        cdef avc_t* avc = vma.anon_vma_chain
+        cdef avc_t* nxt
+        cdef avc_t* empty = NULL
+        cdef anon_vma_t* av
+        while avc != NULL:
+            nxt = avc.same_vma
+            av = avc.anon_vma
+            itree_remove(&av.rb_root, &avc.rb)
+            if av.rb_root.count == 0:
+                av.parent.num_children -= 1
+                avc.same_vma = empty
+                empty = avc
+            else:
+                self.kmem_free(self.kc_avc)
+                free(avc)
+            avc = nxt
+        if vma.anon_vma != NULL:
+            vma.anon_vma.num_active_vmas -= 1
+            vma.anon_vma = NULL
+        vma.anon_vma_chain = NULL
+        vma.nr_avc = 0
+        while empty != NULL:
+            nxt = empty.same_vma
+            self.put_anon_vma(empty.anon_vma)
+            self.kmem_free(self.kc_avc)
+            free(empty)
+            empty = nxt
+
+    cdef void put_anon_vma(self, anon_vma_t* av) noexcept nogil:
+        cdef anon_vma_t* root = av.root
+        av.refcount -= 1
+        if av.refcount > 0:
+            return
+        free(av)
+        self.kmem_free(self.kc_anon_vma)
+        self.ctr[C_OBJECTS_FREE] += 1
+        if root != av:
+            self.put_anon_vma(root)
+
+    cdef void folio_add_new_anon_rmap(self, pfn_t pfn, vma_t* vma, uint64_t pgoff) noexcept nogil:
+        """mapping = the VMA's anon_vma, index = linear_page_index, one PTE, exclusive."""
+        cdef frame_t* f = &self.frames.f[pfn]
+        f.owner = <uint64_t><size_t>vma.anon_vma
+        f.index = pgoff
+        f.mapcount = 1
+        f.flags = FR_ANON | FR_ANON_EXCLUSIVE
+        vma.vm_mm.rss_anon += 1
+
+    # ================================================================ 4. the fault path
+    cdef int handle_mm_fault(self, vm_fault_t* vmf) noexcept nogil:
+        """Driver: the caller found the VMA and checked access; walk, dispatch, account."""
+        cdef int st
+        cdef pt_node_t* t = pt_leaf(&vmf.mm.pgd, vmf.address, False, NULL)
+        vmf.pgoff = linear_page_index(vmf.vma, vmf.address)
+        vmf.pte_table = t
+        vmf.orig_pte = t.e[vmf.address & 511] if t != NULL else 0
+        vmf.kind = -1
+        st = self.handle_pte_fault(vmf)
+        if st == VM_FAULT_DONE and vmf.kind >= 0:
+            self.ctr[C_FAULTS] += 1
+            self.ctr[vmf.kind] += 1
+        return st
+
+    cdef int handle_pte_fault(self, vm_fault_t* vmf) noexcept nogil:
+        """Dispatch only: missing PTE, write to a read-only PTE, or spurious."""
+        if vmf.orig_pte == 0:
+            if vmf.vma.vm_file == NULL:
+                return self.do_anonymous_page(vmf)
+            return self.do_fault(vmf)
+        if (vmf.flags & FAULT_FLAG_WRITE) and not (vmf.orig_pte & PTE_WRITE):
+            return self.do_wp_page(vmf)
+        vmf.pfn = pte_pfn(vmf.orig_pte)
+        return VM_FAULT_DONE
+
+    cdef int pte_alloc(self, vm_fault_t* vmf) noexcept nogil:
+        cdef int64_t n = 0
+        if vmf.pte_table != NULL:
+            return VM_FAULT_DONE
+        vmf.pte_table = pt_leaf(&vmf.mm.pgd, vmf.address, True, &n)
+        if n:
+            self.pt_sync(vmf.mm)
+        return VM_FAULT_DONE if vmf.pte_table != NULL else VM_FAULT_OOM
+
+    cdef void set_pte_range(self, vm_fault_t* vmf, pfn_t pfn, uint64_t pte) noexcept nogil:
+        pt_set(vmf.pte_table, vmf.address, pte)
+        vmf.pfn = pfn
+        self.ctr[C_PTE_WRITES] += 1
+
+    cdef int do_anonymous_page(self, vm_fault_t* vmf) noexcept nogil:
+        """Read: the shared zero page.  Write: anon_vma_prepare + a new zeroed exclusive frame."""
+        cdef pfn_t pfn
+        if not (vmf.flags & FAULT_FLAG_WRITE):
+            if self.pte_alloc(vmf) != VM_FAULT_DONE:
+                return VM_FAULT_OOM
+            self.set_pte_range(vmf, ZERO_PFN, mk_pte(ZERO_PFN, PTE_PRESENT | PTE_SPECIAL))
+            vmf.kind = C_FAULT_ZERO_PAGE
+            return VM_FAULT_DONE
+        if frames_free_count(&self.frames, 0) == 0:
+            return VM_FAULT_OOM
+        if self.pte_alloc(vmf) != VM_FAULT_DONE or self.anon_vma_prepare(vmf.mm, vmf.vma) != MM_OK:
+            return VM_FAULT_OOM
+        pfn = self.page_alloc()
+        self.ctr[C_PAGES_ZEROED] += 1
+        self.folio_add_new_anon_rmap(pfn, vmf.vma, vmf.pgoff)
+        self.set_pte_range(vmf, pfn, mk_pte(pfn, PTE_PRESENT | PTE_WRITE))
+        vmf.kind = C_FAULT_ZERO_FILL
+        return VM_FAULT_DONE
+
+    cdef int do_wp_page(self, vm_fault_t* vmf) noexcept nogil:
+        """Write to a read-only PTE of a writable VMA: reuse the frame or copy it."""
+        cdef pfn_t pfn = pte_pfn(vmf.orig_pte)
+        cdef frame_t* f
+        if vmf.vma.vm_flags & VM_SHARED:
+            return self.wp_page_shared(vmf)
+        if vmf.orig_pte & PTE_SPECIAL:
+            return self.wp_page_copy(vmf)
+        f = &self.frames.f[pfn]
+        if f.flags & FR_ANON_EXCLUSIVE:
+            return self.wp_page_reuse(vmf)
+        if f.refcount == 1:                      # wp_can_reuse_anon_folio
+            f.owner = <uint64_t><size_t>vmf.vma.anon_vma     # folio_move_anon_rmap
+            f.flags |= FR_ANON_EXCLUSIVE
+            return self.wp_page_reuse(vmf)
+        return self.wp_page_copy(vmf)
+
+    cdef int wp_page_reuse(self, vm_fault_t* vmf) noexcept nogil:
+        self.set_pte_range(vmf, pte_pfn(vmf.orig_pte), vmf.orig_pte | PTE_WRITE)
+        vmf.kind = C_FAULT_COW_REUSE
+        return VM_FAULT_DONE
+
+    cdef int wp_page_copy(self, vm_fault_t* vmf) noexcept nogil:
+        """New exclusive frame (zeroed when the old PTE was the zero page, else a copy);
+        the old PTE is cleared and flushed before the new one is set, then the old
+        frame loses this mapping."""
+        cdef pfn_t old = pte_pfn(vmf.orig_pte)
+        cdef pfn_t new
+        cdef bint from_zero = (vmf.orig_pte & PTE_SPECIAL) != 0
+        if frames_free_count(&self.frames, 0) == 0:
+            return VM_FAULT_OOM
+        if self.anon_vma_prepare(vmf.mm, vmf.vma) != MM_OK:
+            return VM_FAULT_OOM
+        new = self.page_alloc()
+        if from_zero:
+            self.ctr[C_PAGES_ZEROED] += 1
+            vmf.kind = C_FAULT_ZERO_FILL
+        else:
+            self.frames.f[new].value = self.frames.f[old].value
+            self.ctr[C_PAGES_COPIED] += 1
+            vmf.kind = C_FAULT_COW_COPY
+        self.ctr[C_TLB_FLUSHES] += 1             # ptep_clear_flush
+        self.folio_add_new_anon_rmap(new, vmf.vma, vmf.pgoff)
+        self.set_pte_range(vmf, new, mk_pte(new, PTE_PRESENT | PTE_WRITE))
+        if not from_zero:                        # folio_remove_rmap_pte + put
+            self.frames.f[old].mapcount -= 1
+            vmf.mm.rss_anon -= 1
+            self.page_put(old)
+        return VM_FAULT_DONE
+
+    cdef int wp_page_shared(self, vm_fault_t* vmf) noexcept nogil:
+        self.set_pte_range(vmf, pte_pfn(vmf.orig_pte), vmf.orig_pte | PTE_WRITE)
+        vmf.kind = C_FAULT_WP_SHARED
+        return VM_FAULT_DONE
+
+    cdef int do_fault(self, vm_fault_t* vmf) noexcept nogil:
+        """Shared (shmem) mapping, PTE missing: fault-around on reads, then shmem_fault."""
+        cdef shmem_t* file = vmf.vma.vm_file
+        cdef pfn_t pfn
+        cdef frame_t* f
+        if not (vmf.flags & FAULT_FLAG_WRITE) and self.fault_around_pages > 1:
+            self.do_fault_around(vmf)
+            if vmf.pte_table != NULL and vmf.pte_table.e[vmf.address & 511] != 0:
+                vmf.pfn = pte_pfn(vmf.pte_table.e[vmf.address & 511])
+                vmf.kind = C_FAULT_MINOR
+                return VM_FAULT_DONE
+        pfn = mapping_lookup(&file.mapping, vmf.pgoff)
+        vmf.kind = C_FAULT_MINOR
+        if pfn == NO_PFN:
+            if frames_free_count(&self.frames, 0) == 0:
+                return VM_FAULT_OOM
+            if self.pte_alloc(vmf) != VM_FAULT_DONE:
+                return VM_FAULT_OOM
+            pfn = self.page_alloc()
+            if mapping_add(&file.mapping, vmf.pgoff, pfn) != 0:
+                self.page_put(pfn)
+                return VM_FAULT_OOM
+            self.xa_sync(file)
+            f = &self.frames.f[pfn]
+            f.flags = FR_PAGECACHE
+            f.owner = <uint64_t><size_t>file
+            f.index = vmf.pgoff
+            self.ctr[C_PAGES_ZEROED] += 1
+            vmf.kind = C_FAULT_ZERO_FILL
+        elif self.pte_alloc(vmf) != VM_FAULT_DONE:
+            return VM_FAULT_OOM
+        map_file_pte(self, vmf, pfn)
+        return VM_FAULT_DONE
+
+    cdef void do_fault_around(self, vm_fault_t* vmf) noexcept nogil:
+        """Map the cached pages of the aligned window around a read fault (filemap_map_pages)."""
+        cdef uint64_t n = <uint64_t>self.fault_around_pages
+        cdef uint64_t pte_off = vmf.address & 511
+        cdef uint64_t vma_off = vmf.address - vmf.vma.vm_start
+        cdef uint64_t lo = pte_off & ~(n - 1)
+        cdef uint64_t frm, to, idx = 0, v, addr
+        cdef pfn_t pfn
+        if pte_off - (vma_off if vma_off < pte_off else pte_off) > lo:
+            lo = pte_off - (vma_off if vma_off < pte_off else pte_off)
+        frm = lo
+        to = frm + n
+        if to > PT_ENTRIES:
+            to = PT_ENTRIES
+        if to > pte_off + vma_pages(vmf.vma) - vma_off:
+            to = pte_off + vma_pages(vmf.vma) - vma_off
+        if xa_find(&vmf.vma.vm_file.mapping.i_pages, vmf.pgoff + frm - pte_off,
+                   vmf.pgoff + to - 1 - pte_off, &idx) == 0:
+            return
+        if self.pte_alloc(vmf) != VM_FAULT_DONE:
+            return
+        addr = vmf.address
+        for v in range(frm, to):
+            vmf.address = addr - pte_off + v
+            if vmf.pte_table.e[v] != 0:
+                continue
+            pfn = mapping_lookup(&vmf.vma.vm_file.mapping, vmf.pgoff + v - pte_off)
+            if pfn != NO_PFN:
+                map_file_pte(self, vmf, pfn)
+        vmf.address = addr
+
+    # ================================================================ 5. fork
+    cdef int dup_mmap(self, mm_t* mm, mm_t* oldmm) noexcept nogil:
+        """Copy every VMA; anon_vma_fork; copy PTEs only where the VMA has an anon_vma."""
+        cdef int64_t i
+        cdef vma_t* pvma
+        cdef vma_t* tmp
+        cdef int st
+        mm.vmas = <vma_t**>malloc((oldmm.nr_vmas if oldmm.nr_vmas else 1) * sizeof(vma_t*))
+        if mm.vmas == NULL:
+            return MM_ENOMEM
+        mm.cap_vmas = oldmm.nr_vmas if oldmm.nr_vmas else 1
+        for i in range(oldmm.nr_vmas):
+            pvma = oldmm.vmas[i]
+            tmp = self.vm_area_dup(pvma)
+            if tmp == NULL:
+                return MM_ENOMEM
+            tmp.vm_mm = mm
+            st = self.anon_vma_fork(tmp, pvma)
+            if st != MM_OK:
+                self.kmem_free(self.kc_vma)
+                free(tmp)
+                return st
+            self.vma_file_link(tmp)
+            mm.vmas[mm.nr_vmas] = tmp
+            mm.nr_vmas += 1
+            if pvma.anon_vma != NULL:            # vma_needs_copy
+                st = self.copy_page_range(mm, tmp, oldmm, pvma)
+                if st != MM_OK:
+                    return st
+        self.mt_sync(mm)
+        self.ctr[C_TLB_FLUSHES] += 1             # flush_tlb_mm(oldmm)
+        return MM_OK
+
+    cdef int copy_page_range(self, mm_t* dst_mm, vma_t* dst, mm_t* src_mm, vma_t* src) noexcept nogil:
+        """Share every present PTE with the child, write-protecting both sides (COW);
+        the frames lose PageAnonExclusive and gain a mapping and a reference."""
+        cdef uint64_t vpn = src.vm_start, end = src.vm_end, tend, v, pte
+        cdef pt_node_t* t
+        cdef pt_node_t* dt
+        cdef frame_t* f
+        cdef frame_t* fr = self.frames.f
+        cdef int64_t n = 0, copied = 0, wp = 0
+        while True:
+            t = pt_next(&src_mm.pgd, vpn, end, &vpn)
+            if t == NULL:
+                break
+            tend = (vpn | 511) + 1
+            if tend > end:
+                tend = end
+            dt = pt_leaf(&dst_mm.pgd, vpn, True, &n)
+            if dt == NULL:
+                self.pt_sync(dst_mm)
+                return MM_ENOMEM
+            for v in range(vpn & 511, ((tend - 1) & 511) + 1):
+                pte = t.e[v]
+                if pte == 0:
+                    continue
+                if not (pte & PTE_SPECIAL):
+                    f = &fr[pte_pfn(pte)]
+                    f.mapcount += 1
+                    f.refcount += 1
+                    f.flags &= ~(<uint32_t>FR_ANON_EXCLUSIVE)
+                    dst_mm.rss_anon += 1
+                    if pte & PTE_WRITE:
+                        pte &= ~(<uint64_t>PTE_WRITE)
+                        t.e[v] = pte
+                        wp += 1
+                dt.e[v] = pte
+                dt.used += 1
+                copied += 1
+            vpn = tend
+        self.pt_sync(dst_mm)
+        self.ctr[C_FORK_PTES_COPIED] += copied
+        self.ctr[C_FORK_PTES_WRPROTECT] += wp
+        self.ctr[C_PTE_WRITES] += copied + wp
+        return MM_OK
+
+    # ================================================================ 6. unmap, mprotect, mremap, exit
+    cdef int64_t zap_pte_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """Clear every PTE in [start, end); frames lose a mapping and a reference."""
+        cdef uint64_t vpn = start, pte
+        cdef pt_node_t* t
+        cdef frame_t* f
+        cdef int64_t n = 0
+        while True:
+            t = pt_next(&mm.pgd, vpn, end, &vpn)
+            if t == NULL:
+                break
+            pte = t.e[vpn & 511]
+            pt_set(t, vpn, 0)
+            n += 1
+            if not (pte & PTE_SPECIAL):
+                f = &self.frames.f[pte_pfn(pte)]
+                f.mapcount -= 1
+                if f.flags & FR_PAGECACHE:
+                    mm.rss_shmem -= 1
+                else:
+                    mm.rss_anon -= 1
+                self.page_put(pte_pfn(pte))
+            vpn += 1
+        self.ctr[C_PTE_ZAPS] += n
+        self.ctr[C_PTE_WRITES] += n
+        return n
+
+    cdef void free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil:
+        pt_free_range(&mm.pgd, floor, ceiling)
+        self.pt_sync(mm)
+
+    cdef int do_munmap(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """Split at the edges, zap, free the page tables of the hole, remove the VMAs."""
+        cdef int64_t i = self.vma_index(mm, start), j, k
+        cdef int64_t zapped = 0
+        cdef uint64_t floor, ceiling
+        if i >= mm.nr_vmas or mm.vmas[i].vm_start >= end:
+            return MM_OK
+        if mm.vmas[i].vm_start < start:
+            if self.split_vma(mm, i, start) != MM_OK:
+                return MM_ENOMEM
+            i += 1
+        j = self.vma_index(mm, end - 1)
+        if j < mm.nr_vmas and mm.vmas[j].vm_start < end and mm.vmas[j].vm_end > end:
+            if self.split_vma(mm, j, end) != MM_OK:
+                return MM_ENOMEM
+        j = i
+        while j < mm.nr_vmas and mm.vmas[j].vm_start < end:
+            zapped += self.zap_pte_range(mm, mm.vmas[j].vm_start, mm.vmas[j].vm_end)
+            j += 1
+        if zapped:
+            self.ctr[C_TLB_FLUSHES] += 1
+        floor = mm.vmas[i - 1].vm_end if i > 0 else 0
+        ceiling = mm.vmas[j].vm_start if j < mm.nr_vmas else VPN_END
+        self.free_pgtables(mm, floor, ceiling)
+        for k in range(i, j):
+            self.remove_vma(mm.vmas[k])
+        memmove(&mm.vmas[i], &mm.vmas[j], (mm.nr_vmas - j) * sizeof(vma_t*))
+        mm.nr_vmas -= j - i
+        mm.mmap_cache = 0
+        self.mt_sync(mm)
+        return MM_OK
+
+    cdef int change_protection(self, mm_t* mm, vma_t* vma) noexcept nogil:
+        """Apply the VMA's protection to its PTEs: clear write, or restore it where no
+        fault is needed (shared pages; private pages that are AnonExclusive)."""
+        cdef uint64_t vpn = vma.vm_start, pte, npte
+        cdef pt_node_t* t
+        cdef bint writable = (vma.vm_flags & VM_WRITE) != 0
+        cdef bint shared = (vma.vm_flags & VM_SHARED) != 0
+        cdef int64_t n = 0
+        while True:
+            t = pt_next(&mm.pgd, vpn, vma.vm_end, &vpn)
+            if t == NULL:
+                break
+            pte = t.e[vpn & 511]
+            npte = pte & ~(<uint64_t>PTE_WRITE)
+            if writable and not (pte & PTE_SPECIAL) and (
+                    shared or (self.frames.f[pte_pfn(pte)].flags & FR_ANON_EXCLUSIVE)):
+                npte = pte | PTE_WRITE
+            if npte != pte:
+                t.e[vpn & 511] = npte
+                n += 1
+            vpn += 1
+        self.ctr[C_PTE_WRITES] += n
+        if n:
+            self.ctr[C_TLB_FLUSHES] += 1
+        return <int>n
+
+    cdef int move_vma(self, mm_t* mm, int64_t i, uint64_t new_start) noexcept nogil:
+        """copy_vma (merge at the destination or a new VMA with a cloned AVC chain),
+        move_page_tables, then unmap the old range."""
+        cdef vma_t* vma = mm.vmas[i]
+        cdef vma_t proto
+        cdef vma_t* new
+        cdef uint64_t old_start = vma.vm_start, old_end = vma.vm_end
+        cdef uint64_t n = old_end - old_start, new_end = new_start + n
+        cdef int st
+        memset(&proto, 0, sizeof(vma_t))
+        proto.vm_start = new_start
+        proto.vm_end = new_end
+        proto.vm_flags = vma.vm_flags
+        proto.vm_file = vma.vm_file
+        proto.anon_vma = vma.anon_vma
+        proto.nr_avc = vma.nr_avc
+        proto.vm_pgoff = vma.vm_pgoff
+        if vma.vm_file == NULL and vma.anon_vma == NULL:
+            proto.vm_pgoff = new_start           # never faulted: pgoff follows the address
+        st = self.copy_vma(mm, vma, &proto, &new)
+        if st != MM_OK:
+            return st
+        self.move_page_tables(mm, old_start, old_end, new_start)
+        return self.do_munmap(mm, old_start, old_end)
+
+    cdef int copy_vma(self, mm_t* mm, vma_t* vma, vma_t* proto, vma_t** out) noexcept nogil:
+        cdef int64_t k = self.vma_index(mm, proto.vm_start)
+        cdef vma_t* prev = mm.vmas[k - 1] if k > 0 and mm.vmas[k - 1] != vma else NULL
+        cdef vma_t* nxt = mm.vmas[k] if k < mm.nr_vmas and mm.vmas[k] != vma else NULL
+        cdef vma_t* new
+        cdef int st
+        if prev != NULL and self.can_merge(prev, proto):
+            if prev.anon_vma == NULL and vma.anon_vma != NULL:
+                prev.anon_vma = vma.anon_vma
+                if self.anon_vma_clone(prev, vma, False) != MM_OK:
+                    prev.anon_vma = NULL
+                    return MM_ENOMEM
+            self.vma_set_range(prev, prev.vm_start, proto.vm_end, prev.vm_pgoff)
+            self.ctr[C_VMA_MERGES] += 1
+            if nxt != NULL and self.can_merge(prev, nxt):
+                self.vma_absorb(mm, k - 1)
+            out[0] = prev
+            return MM_OK
+        if nxt != NULL and self.can_merge(proto, nxt):
+            if nxt.anon_vma == NULL and vma.anon_vma != NULL:
+                nxt.anon_vma = vma.anon_vma
+                if self.anon_vma_clone(nxt, vma, False) != MM_OK:
+                    nxt.anon_vma = NULL
+                    return MM_ENOMEM
+            self.vma_set_range(nxt, proto.vm_start, nxt.vm_end, proto.vm_pgoff)
+            self.ctr[C_VMA_MERGES] += 1
+            out[0] = nxt
+            return MM_OK
+        if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm) != MM_OK:
+            return MM_ENOMEM
+        new = self.vm_area_dup(vma)
+        if new == NULL:
+            return MM_ENOMEM
+        new.vm_start = proto.vm_start
+        new.vm_end = proto.vm_end
+        new.vm_pgoff = proto.vm_pgoff
+        st = self.anon_vma_clone(new, vma, False)
+        if st != MM_OK:
+            self.kmem_free(self.kc_vma)
+            free(new)
+            return st
+        self.vma_file_link(new)
+        self.vma_link(mm, new)
+        out[0] = new
+        return MM_OK
+
+    cdef void move_page_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t new_start) noexcept nogil:
+        """Move each PTE; folio->index and ->mapping stay valid because vm_pgoff moved along."""
+        cdef uint64_t vpn = start, pte
+        cdef pt_node_t* t
+        cdef pt_node_t* dt
+        cdef int64_t moved = 0, nalloc = 0
+        while True:
+            t = pt_next(&mm.pgd, vpn, end, &vpn)
+            if t == NULL:
+                break
+            pte = t.e[vpn & 511]
+            dt = pt_leaf(&mm.pgd, new_start + (vpn - start), True, &nalloc)
+            if dt == NULL:          # out of host memory for a table: the page stays behind
+                break               # and is zapped with the old range (reads 0 if private)
+            pt_set(t, vpn, 0)
+            pt_set(dt, new_start + (vpn - start), pte)
+            moved += 1
+            vpn += 1
+        self.pt_sync(mm)
+        self.ctr[C_MREMAP_PAGES_MOVED] += moved
+        self.ctr[C_PTE_WRITES] += 2 * moved
+        if moved:
+            self.ctr[C_TLB_FLUSHES] += 1
+
+    cdef void exit_mmap(self, mm_t* mm) noexcept nogil:
+        cdef int64_t i, zapped = 0
+        for i in range(mm.nr_vmas):
+            zapped += self.zap_pte_range(mm, mm.vmas[i].vm_start, mm.vmas[i].vm_end)
+        if zapped:
+            self.ctr[C_TLB_FLUSHES] += 1
+        self.free_pgtables(mm, 0, VPN_END)
+        for i in range(mm.nr_vmas):
+            self.remove_vma(mm.vmas[i])
+        mm.nr_vmas = 0
+        self.mt_sync(mm)
+        pt_destroy(&mm.pgd)
+        self.pt_sync(mm)
+        free(mm.vmas)
+        free(mm)
+
+    # ================================================================ 7. rmap walks
+    cdef int64_t rmap_walk_anon(self, pfn_t pfn, int64_t* out, int64_t cap) noexcept nogil:
+        """Visit every AVC of folio->mapping whose range holds folio->index; report the
+        (pid, vpn) pairs whose PTE really maps the frame.  Returns the count found."""
+        cdef frame_t* f = &self.frames.f[pfn]
+        cdef anon_vma_t* av = <anon_vma_t*><size_t>f.owner
+        cdef itnode_t* node = itree_first(&av.rb_root, f.index, f.index)
+        cdef vma_t* vma
+        cdef uint64_t vpn
+        cdef int64_t n = 0
+        while node != NULL:
+            vma = (<avc_t*>node).vma
+            self.ctr[C_RMAP_VISITS] += 1
+            vpn = vma.vm_start + (f.index - vma.vm_pgoff)
+            if pte_pfn(pt_get(&vma.vm_mm.pgd, vpn)) == pfn and pt_get(&vma.vm_mm.pgd, vpn) != 0 and n < cap:
+                out[2 * n] = vma.vm_mm.pid
+                out[2 * n + 1] = <int64_t>vpn
+                n += 1
+            node = itree_next(node, f.index, f.index)
+        return n
+
+    cdef int64_t rmap_walk_file(self, pfn_t pfn, int64_t* out, int64_t cap) noexcept nogil:
+        cdef frame_t* f = &self.frames.f[pfn]
+        cdef shmem_t* file = <shmem_t*><size_t>f.owner
+        cdef itnode_t* node = itree_first(&file.mapping.i_mmap, f.index, f.index)
+        cdef vma_t* vma
+        cdef uint64_t vpn
+        cdef int64_t n = 0
+        while node != NULL:
+            vma = <vma_t*>node
+            self.ctr[C_RMAP_VISITS] += 1
+            self.ctr[C_I_MMAP_VISITS] += 1
+            vpn = vma.vm_start + (f.index - vma.vm_pgoff)
+            if pte_pfn(pt_get(&vma.vm_mm.pgd, vpn)) == pfn and pt_get(&vma.vm_mm.pgd, vpn) != 0 and n < cap:
+                out[2 * n] = vma.vm_mm.pid
+                out[2 * n + 1] = <int64_t>vpn
+                n += 1
+            node = itree_next(node, f.index, f.index)
+        return n
+
+    # ================================================================ 8. the contract
+    cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
+        cdef mm_t* mm = mm_alloc()
+        cdef int64_t pid
+        if mm == NULL:
+            return MM_ENOMEM
+        self.pt_sync(mm)
+        pid = self.pid_install(mm)
+        if pid < 0:
+            self.exit_mmap(mm)
+            return <int>pid
+        mm.pid = pid
+        pid_out[0] = pid
+        return MM_OK
+
+    cdef int c_mmap(self, int64_t pid, int64_t vpn, int64_t npages, uint64_t flags) noexcept nogil:
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef uint64_t start = <uint64_t>vpn, end = <uint64_t>(vpn + npages)
+        cdef int64_t i = self.vma_index(mm, start)
+        cdef uint64_t vm_flags = VM_READ | VM_MAYREAD | VM_MAYWRITE
+        cdef int st
+        if i < mm.nr_vmas and mm.vmas[i].vm_start < end:
+            return MM_EINVAL
+        if flags & MAPF_WRITE:
+            vm_flags |= VM_WRITE
+        if flags & MAPF_SHARED:
+            vm_flags |= VM_SHARED | VM_MAYSHARE
+            st = self.mmap_shared(mm, start, end, vm_flags)
+        else:
+            if flags & MAPF_WRITE:
+                vm_flags |= VM_ACCOUNT
+            st = self.mmap_private(mm, i, start, end, vm_flags)
+        self.mt_sync(mm)
+        return st
+
+    cdef int mmap_private(self, mm_t* mm, int64_t i, uint64_t start, uint64_t end, uint64_t vm_flags) noexcept nogil:
+        """vma_merge_new_range with pgoff = vpn, else a new VMA."""
+        cdef vma_t proto
+        cdef vma_t* v
+        cdef bint left, right
+        memset(&proto, 0, sizeof(vma_t))
+        proto.vm_start = start
+        proto.vm_end = end
+        proto.vm_pgoff = start
+        proto.vm_flags = vm_flags
+        left = i > 0 and self.can_merge(mm.vmas[i - 1], &proto)
+        right = i < mm.nr_vmas and self.can_merge(&proto, mm.vmas[i])
+        if left:
+            v = mm.vmas[i - 1]
+            self.vma_set_range(v, v.vm_start, end, v.vm_pgoff)
+            self.ctr[C_VMA_MERGES] += 1
+            if right and self.can_merge(v, mm.vmas[i]):
+                self.vma_absorb(mm, i - 1)
+            return MM_OK
+        if right:
+            v = mm.vmas[i]
+            self.vma_set_range(v, start, v.vm_end, start)
+            self.ctr[C_VMA_MERGES] += 1
+            return MM_OK
+        if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm) != MM_OK:
+            return MM_ENOMEM
+        v = self.vm_area_alloc(mm)
+        if v == NULL:
+            return MM_ENOMEM
+        v.vm_start = start
+        v.vm_end = end
+        v.vm_pgoff = start
+        v.vm_flags = vm_flags
+        self.vma_link(mm, v)
+        return MM_OK
+
+    cdef int mmap_shared(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t vm_flags) noexcept nogil:
+        """shmem_zero_setup: a new shmem file behind the mapping, pgoff 0."""
+        cdef shmem_t* f
+        cdef vma_t* v
+        if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm) != MM_OK:
+            return MM_ENOMEM
+        f = <shmem_t*>calloc(1, sizeof(shmem_t))
+        v = self.vm_area_alloc(mm)
+        if f == NULL or v == NULL:
+            free(f)
+            if v != NULL:
+                self.kmem_free(self.kc_vma)
+                free(v)
+            return MM_ENOMEM
+        mapping_init(&f.mapping)
+        self.kmem_alloc(self.kc_shmem)
+        self.ctr[C_OBJECTS_ALLOC] += 1
+        v.vm_start = start
+        v.vm_end = end
+        v.vm_pgoff = 0
+        v.vm_flags = vm_flags
+        v.vm_file = f
+        self.vma_file_link(v)
+        self.vma_link(mm, v)
+        return MM_OK
+
+    cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
+        return self.do_munmap(<mm_t*>self.proc_of(pid), <uint64_t>vpn, <uint64_t>(vpn + npages))
+
+    cdef int c_mprotect(self, int64_t pid, int64_t vpn, int64_t npages, bint writable) noexcept nogil:
+        """mprotect_fixup per VMA: split to the range, new flags, change_protection, merge."""
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef uint64_t pos = <uint64_t>vpn, end = <uint64_t>(vpn + npages), newflags, next_pos
+        cdef int64_t i
+        cdef vma_t* v
+        if not self.range_mapped(mm, pos, end):
+            return MM_EINVAL
+        while pos < end:
+            i = self.vma_index(mm, pos)
+            v = mm.vmas[i]
+            newflags = mprotect_flags(v, writable)
+            if newflags == v.vm_flags:
+                pos = v.vm_end
+                continue
+            if v.vm_start < pos:
+                if self.split_vma(mm, i, pos) != MM_OK:
+                    return MM_ENOMEM
+                i += 1
+            v = mm.vmas[i]
+            if v.vm_end > end and self.split_vma(mm, i, end) != MM_OK:
+                return MM_ENOMEM
+            v.vm_flags = newflags
+            self.change_protection(mm, v)
+            next_pos = v.vm_end
+            self.vma_try_merge_at(mm, i)
+            pos = next_pos
+        self.mt_sync(mm)
+        return MM_OK
+
+    cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef vma_t* vma = self.find_vma(mm, <uint64_t>vpn)
+        cdef pt_node_t* t
+        cdef uint64_t pte
+        cdef vm_fault_t vmf
+        cdef int st
+        if vma == NULL:
+            return MM_ESEGV
+        t = pt_leaf(&mm.pgd, <uint64_t>vpn, False, NULL)
+        if t != NULL:
+            pte = t.e[vpn & 511]
+            if pte & PTE_PRESENT:
+                out[0] = frame_value(&self.frames, pte_pfn(pte))
+                return MM_OK
+        vmf.mm = mm
+        vmf.address = <uint64_t>vpn
+        vmf.flags = 0
+        vmf.vma = vma
+        st = self.handle_mm_fault(&vmf)
+        if st != VM_FAULT_DONE:
+            return st
+        out[0] = frame_value(&self.frames, vmf.pfn)
+        return MM_OK
+
+    cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef vma_t* vma = self.find_vma(mm, <uint64_t>vpn)
+        cdef pt_node_t* t
+        cdef uint64_t pte
+        cdef vm_fault_t vmf
+        cdef int st
+        if vma == NULL:
+            return MM_ESEGV
+        if not (vma.vm_flags & VM_WRITE):
+            return MM_EPROT
+        t = pt_leaf(&mm.pgd, <uint64_t>vpn, False, NULL)
+        if t != NULL:
+            pte = t.e[vpn & 511]
+            if (pte & (PTE_PRESENT | PTE_WRITE)) == (PTE_PRESENT | PTE_WRITE):
+                self.frames.f[pte_pfn(pte)].value = value
+                return MM_OK
+        vmf.mm = mm
+        vmf.address = <uint64_t>vpn
+        vmf.flags = FAULT_FLAG_WRITE
+        vmf.vma = vma
+        st = self.handle_mm_fault(&vmf)
+        if st != VM_FAULT_DONE:
+            return st
+        self.frames.f[vmf.pfn].value = value
+        return MM_OK
+
+    cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
+        cdef mm_t* oldmm = <mm_t*>self.proc_of(pid)
+        cdef mm_t* mm = mm_alloc()
+        cdef int64_t child
+        cdef int st
+        if mm == NULL:
+            return MM_ENOMEM
+        self.pt_sync(mm)
+        st = self.dup_mmap(mm, oldmm)
+        if st == MM_OK:
+            child = self.pid_install(mm)
+            st = <int>child if child < 0 else MM_OK
+        if st != MM_OK:
+            self.exit_mmap(mm)
+            return st
+        mm.pid = child
+        child_out[0] = child
+        return MM_OK
+
+    cdef int c_exit(self, int64_t pid) noexcept nogil:
+        self.exit_mmap(<mm_t*>self.proc_of(pid))
+        self.pid_release(pid)
+        return MM_OK
+
+    cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
+        """Move [old, old+n) to [new, new+n) VMA by VMA (see the essay for what is copied)."""
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef uint64_t old = <uint64_t>old_vpn, new = <uint64_t>new_vpn, n = <uint64_t>npages
+        cdef uint64_t pos, piece_end
+        cdef int64_t i
+        cdef int st
+        if new < old + n and old < new + n:
+            return MM_EINVAL
+        if not self.range_mapped(mm, old, old + n):
+            return MM_ESEGV
+        i = self.vma_index(mm, new)
+        if i < mm.nr_vmas and mm.vmas[i].vm_start < new + n:
+            return MM_EINVAL
+        i = self.vma_index(mm, old)
+        if mm.vmas[i].vm_start < old and self.split_vma(mm, i, old) != MM_OK:
+            return MM_ENOMEM
+        i = self.vma_index(mm, old + n - 1)
+        if mm.vmas[i].vm_end > old + n and self.split_vma(mm, i, old + n) != MM_OK:
+            return MM_ENOMEM
+        pos = old
+        while pos < old + n:
+            i = self.vma_index(mm, pos)
+            piece_end = mm.vmas[i].vm_end
+            st = self.move_vma(mm, i, new + (pos - old))
+            if st != MM_OK:
+                return st
+            pos = piece_end
+        self.mt_sync(mm)
+        return MM_OK
+
+    cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
+        """Zap the range VMA by VMA (one TLB flush each); private pages then read 0."""
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef uint64_t pos = <uint64_t>vpn, end = <uint64_t>(vpn + npages), e
+        cdef int64_t i
+        if not self.range_mapped(mm, pos, end):
+            return MM_EINVAL
+        i = self.vma_index(mm, pos)
+        while pos < end:
+            e = mm.vmas[i].vm_end if mm.vmas[i].vm_end < end else end
+            if self.zap_pte_range(mm, pos, e):
+                self.ctr[C_TLB_FLUSHES] += 1
+            pos = e
+            i += 1
+        return MM_OK
+
+    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
+        return MM_ENOTSUP
+
+    cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
+        return MM_ENOTSUP
+
+    cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
+        return MM_ENOTSUP
+
+    # ---------------------------------------------------------- Python extras
+    def rmap_walk(self, pid, vpn):
+        """rmap_walk_anon (or the file rmap for a shared page) of the frame mapped at
+        (pid, vpn): the sorted list of (pid, vpn) that map it.  [] when nothing is
+        resident there (never touched, or the zero page).  Counts rmap_visits."""
+        cdef int64_t p = self._pid(pid)
+        cdef int64_t v
+        cdef mm_t* mm = <mm_t*>self.procs[p]
+        cdef uint64_t pte
+        cdef pfn_t pfn
+        cdef int64_t cap, n, k
+        cdef int64_t* buf
+        v, _ = self._range(vpn)
+        if self.find_vma(mm, <uint64_t>v) == NULL:
+            raise _errors.SegmentationFault(f"pid {p}: vpn {v} is not mapped")
+        pte = pt_get(&mm.pgd, <uint64_t>v)
+        if not (pte & PTE_PRESENT) or (pte & PTE_SPECIAL):
+            return []
+        pfn = pte_pfn(pte)
+        cap = self.frames.f[pfn].mapcount
+        buf = <int64_t*>malloc(2 * cap * sizeof(int64_t) + 16)
+        if buf == NULL:
+            raise MemoryError()
+        if self.frames.f[pfn].flags & FR_PAGECACHE:
+            n = self.rmap_walk_file(pfn, buf, cap)
+        else:
+            n = self.rmap_walk_anon(pfn, buf, cap)
+        out = []
+        for k in range(n):
+            out.append((int(buf[2 * k]), int(buf[2 * k + 1])))
+        free(buf)
+        return sorted(out)
+
+    def vmas(self, pid):
+        """The VMAs of a process: dicts with start, end, pgoff, writable, shared,
+        anon_vma (an opaque id or None) and chain (its AVC count)."""
+        cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
+        cdef vma_t* v
+        cdef int64_t i
+        out = []
+        for i in range(mm.nr_vmas):
+            v = mm.vmas[i]
+            out.append({"start": int(v.vm_start), "end": int(v.vm_end), "pgoff": int(v.vm_pgoff),
+                        "writable": bool(v.vm_flags & VM_WRITE), "shared": bool(v.vm_flags & VM_SHARED),
+                        "anon_vma": (int(<size_t>v.anon_vma) if v.anon_vma != NULL else None),
+                        "chain": int(v.nr_avc)})
+        return out
+
+    def vmpte_bytes(self, pid):
+        """Page-table bytes as /proc/PID/status VmPTE shows them (PUD+PMD+PTE tables)."""
+        cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
+        return int(pt_vmpte_bytes(&mm.pgd))
+
+    def pt_tables(self, pid):
+        """Live page tables of a process per level: (pgd, pud, pmd, pte)."""
+        cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
+        return (int(mm.pgd.nr[0]), int(mm.pgd.nr[1]), int(mm.pgd.nr[2]), int(mm.pgd.nr[3]))
+
+    # ---------------------------------------------------------- invariants
+    cdef int c_check(self) noexcept nogil:
+        """Every invariant of the design; the first violation is reported."""
+        cdef int64_t nfr = self.frames.node_bump[0], pid, used = 0, k
+        cdef int32_t* maps = <int32_t*>calloc(nfr + 1, sizeof(int32_t))
+        cdef mm_t* mm
+        cdef int64_t tot[6]
+        cdef int st = MM_OK
+        cdef int l
+        cdef frame_t* f
+        if maps == NULL:
+            return self.check_fail("out of memory while checking")
+        memset(tot, 0, sizeof(tot))
+        for pid in range(1, self.next_pid):
+            mm = <mm_t*>self.procs[pid]
+            if mm == NULL:
+                continue
+            st = self.check_mm(mm, maps)
+            if st != MM_OK:
+                break
+            tot[0] += mm.nr_vmas
+            tot[1] += mm.maple_nodes
+            for l in range(4):
+                if mm.pt_acct[l] != mm.pgd.nr[l]:
+                    st = self.check_fail("page-table accounting out of step with the tables")
+                tot[2 + l] += mm.pgd.nr[l]
+        if st == MM_OK:
+            st = self.check_frames(maps, nfr)
+        free(maps)
+        if st != MM_OK:
+            return st
+        if tot[0] != self.caches[self.kc_vma].active:
+            return self.check_fail("vm_area_struct cache != number of VMAs")
+        if tot[1] != self.caches[self.kc_maple].active:
+            return self.check_fail("maple_node cache != sum of the trees' nodes")
+        for l in range(4):
+            if tot[2 + l] != self.caches[self.kc_pt[l]].active:
+                return self.check_fail("page-table cache != live tables")
+        return self.check_objects()
+
+    cdef int check_mm(self, mm_t* mm, int32_t* maps) noexcept nogil:
+        cdef int64_t i, nt[4]
+        cdef vma_t* v
+        cdef uint64_t vpn = 0, pte
+        cdef pt_node_t* t
+        cdef frame_t* f
+        if mm.maple_nodes != mt_nodes(mm):
+            return self.check_fail("maple_node count != mt_nodes()")
+        for i in range(mm.nr_vmas):
+            v = mm.vmas[i]
+            if v.vm_start >= v.vm_end or v.vm_end > VPN_END:
+                return self.check_fail("VMA with an empty or out-of-range span")
+            if i > 0 and mm.vmas[i - 1].vm_end > v.vm_start:
+                return self.check_fail("VMAs out of order or overlapping")
+            if self.check_vma(mm, v) != MM_OK:
+                return MM_EINVAL
+        memset(nt, 0, sizeof(nt))
+        if mm.pgd.pgd == NULL or check_table(mm.pgd.pgd, 0, nt) != 0:
+            return self.check_fail("page-table use count != non-zero entries")
+        for i in range(4):
+            if nt[i] != mm.pgd.nr[i]:
+                return self.check_fail("pgtable nr[] != tables reachable from the PGD")
+        while True:
+            t = pt_next(&mm.pgd, vpn, VPN_END, &vpn)
+            if t == NULL:
+                break
+            pte = t.e[vpn & 511]
+            v = self.find_vma(mm, vpn)
+            if v == NULL:
+                return self.check_fail("PTE outside every VMA")
+            if self.check_pte(v, vpn, pte, maps) != MM_OK:
+                return MM_EINVAL
+            vpn += 1
+        return MM_OK
+
+    cdef int check_pte(self, vma_t* v, uint64_t vpn, uint64_t pte, int32_t* maps) noexcept nogil:
+        cdef frame_t* f
+        cdef pfn_t pfn = pte_pfn(pte)
+        cdef avc_t* avc
+        if not (pte & PTE_PRESENT):
+            return self.check_fail("non-present PTE in a design without swap/devices")
+        if (pte & PTE_WRITE) and not (v.vm_flags & VM_WRITE):
+            return self.check_fail("writable PTE in a read-only VMA")
+        if pte & PTE_SPECIAL:
+            if pfn != ZERO_PFN or (pte & PTE_WRITE) or (v.vm_flags & VM_SHARED):
+                return self.check_fail("bad zero-page PTE")
+            return MM_OK
+        if pfn >= self.frames.node_bump[0]:
+            return self.check_fail("PTE maps a frame never allocated")
+        f = &self.frames.f[pfn]
+        maps[pfn] += 1
+        if v.vm_flags & VM_SHARED:
+            if not (f.flags & FR_PAGECACHE) or f.owner != <uint64_t><size_t>v.vm_file \
+                    or f.index != linear_page_index(v, vpn):
+                return self.check_fail("shared PTE does not map its file's page at its offset")
+            return MM_OK
+        if not (f.flags & FR_ANON) or f.index != linear_page_index(v, vpn):
+            return self.check_fail("anon page index != linear_page_index")
+        if (pte & PTE_WRITE) and not (f.flags & FR_ANON_EXCLUSIVE):
+            return self.check_fail("writable PTE on a page that is not AnonExclusive")
+        avc = v.anon_vma_chain
+        while avc != NULL and <uint64_t><size_t>avc.anon_vma != f.owner:
+            avc = avc.same_vma
+        if avc == NULL:
+            return self.check_fail("folio->mapping is not on the mapping VMA's anon_vma chain")
+        return MM_OK
+
+    cdef int check_vma(self, mm_t* mm, vma_t* v) noexcept nogil:
+        cdef avc_t* avc = v.anon_vma_chain
+        cdef int64_t n = 0
+        cdef bint own = False
+        if v.vm_mm != mm:
+            return self.check_fail("vma->vm_mm is not its mm")
+        if (v.vm_file != NULL) != ((v.vm_flags & VM_SHARED) != 0) or (v.vm_file != NULL and v.anon_vma != NULL):
+            return self.check_fail("shared VMA without file, or with an anon_vma")
+        while avc != NULL:
+            n += 1
+            if avc.vma != v or avc.rb.start != v.vm_pgoff or avc.rb.last != v.vm_pgoff + vma_pages(v) - 1:
+                return self.check_fail("AVC not keyed by its VMA's pgoff range")
+            if avc.anon_vma == v.anon_vma:
+                own = True
+            avc = avc.same_vma
+        if n != v.nr_avc or (v.anon_vma != NULL and not own) or (v.anon_vma == NULL and n != 0):
+            return self.check_fail("anon_vma_chain inconsistent with vma->anon_vma")
+        if v.vm_file != NULL and (v.shared_rb.start != v.vm_pgoff or v.shared_rb.last != v.vm_pgoff + vma_pages(v) - 1):
+            return self.check_fail("i_mmap node not keyed by the VMA's file range")
+        return MM_OK
+
+    cdef int check_frames(self, int32_t* maps, int64_t nfr) noexcept nogil:
+        cdef int64_t pfn, inuse = 0
+        cdef frame_t* f
+        for pfn in range(nfr):
+            f = &self.frames.f[pfn]
+            if f.refcount <= 0:
+                if maps[pfn] != 0:
+                    return self.check_fail("PTE maps a free frame")
+                continue
+            inuse += 1
+            if f.mapcount != maps[pfn]:
+                return self.check_fail("frame mapcount != PTEs mapping it")
+            if f.flags & FR_PAGECACHE:
+                if f.refcount != f.mapcount + 1 or \
+                        mapping_lookup(&(<shmem_t*><size_t>f.owner).mapping, f.index) != <pfn_t>pfn:
+                    return self.check_fail("page-cache frame: refcount != mapcount + 1 or not in its cache")
+            elif f.refcount != f.mapcount or f.mapcount == 0:
+                return self.check_fail("anon frame: refcount != mapcount, or unmapped and not freed")
+            elif (f.flags & FR_ANON_EXCLUSIVE) and f.mapcount != 1:
+                return self.check_fail("AnonExclusive frame mapped more than once")
+        if inuse != self.frames.node_used[0] or inuse != self.caches[self.kc_page].active:
+            return self.check_fail("frames in use != struct page cache != allocator count")
+        return MM_OK
+
+    cdef int check_objects(self) noexcept nogil:
+        """anon_vma / AVC / shmem bookkeeping, from an enumeration of all VMAs."""
+        cdef int64_t pid, i, navc = 0, nav = 0, nfile = 0, xa = 0
+        cdef mm_t* mm
+        cdef vma_t* v
+        cdef avc_t* avc
+        cdef anon_vma_t* av
+        cdef shmem_t* f
+        cdef int pass_, st
+        # pass 0 clears the scratch fields, pass 1 counts, pass 2 verifies
+        for pass_ in range(3):
+            for pid in range(1, self.next_pid):
+                mm = <mm_t*>self.procs[pid]
+                if mm == NULL:
+                    continue
+                for i in range(mm.nr_vmas):
+                    v = mm.vmas[i]
+                    f = v.vm_file
+                    if f != NULL:
+                        if pass_ == 0:
+                            f.chk = 0
+                        elif pass_ == 1:
+                            if f.chk == 0:
+                                nfile += 1
+                                xa += f.xa_acct
+                                if f.xa_acct != f.mapping.i_pages.nr_nodes or itree_verify(&f.mapping.i_mmap) != 0:
+                                    return self.check_fail("shmem file: xa_node accounting or i_mmap tree broken")
+                            f.chk += 1
+                        elif f.chk != f.refcount or f.mapping.i_mmap.count != f.refcount:
+                            return self.check_fail("shmem refcount != VMAs mapping the file")
+                    avc = v.anon_vma_chain
+                    while avc != NULL:
+                        navc += pass_ == 1
+                        st = self.check_anon_vma(avc.anon_vma, pass_, &nav)
+                        if st != MM_OK:
+                            return st
+                        avc = avc.same_vma
+                    if pass_ == 1 and v.anon_vma != NULL:
+                        v.anon_vma.chk_active += 1
+        if navc != self.caches[self.kc_avc].active:
+            return self.check_fail("anon_vma_chain cache != AVCs on VMA chains")
+        if nav != self.caches[self.kc_anon_vma].active:
+            return self.check_fail("anon_vma cache != anon_vmas reachable from VMAs")
+        if nfile != self.caches[self.kc_shmem].active or xa != self.caches[self.kc_xa].active:
+            return self.check_fail("shmem_inode_info / xa_node caches != live files / nodes")
+        return MM_OK
+
+    cdef int check_anon_vma(self, anon_vma_t* av, int pass_, int64_t* nav) noexcept nogil:
+        """Scratch-count an anon_vma and its ancestors (pass 1), then verify them (pass 2)."""
+        cdef anon_vma_t* a = av
+        while True:
+            if pass_ == 0:
+                a.chk_seen = 0
+                a.chk_active = 0
+                a.chk_children = 0
+                a.chk_refs = 0
+            elif pass_ == 1:
+                if a.chk_seen == 0:
+                    a.chk_seen = 1
+                    nav[0] += 1
+                    if a.rb_root.count > 0 and a.parent != a:
+                        a.parent.chk_children += 1
+                    if a.rb_root.count > 0 and a.parent == a:
+                        a.chk_children += 1
+                    a.chk_refs += 1 if (a.root != a or a.rb_root.count > 0) else 0
+                    if a.root != a:
+                        a.root.chk_refs += 1
+                    if itree_verify(&a.rb_root) != 0:
+                        return self.check_fail("anon_vma interval tree broken")
+            else:
+                if a.chk_active != a.num_active_vmas:
+                    return self.check_fail("anon_vma num_active_vmas != VMAs using it")
+                if a.chk_children != a.num_children:
+                    return self.check_fail("anon_vma num_children != live children")
+                if a.chk_refs != a.refcount:
+                    return self.check_fail("anon_vma refcount != 1 + live descendants")
+                if a.root.root != a.root:
+                    return self.check_fail("anon_vma root is not a root")
+                if a.root != a and a.rb_root.count == 0:
+                    return self.check_fail("non-root anon_vma alive with an empty tree")
+            if a.parent == a:
+                break
+            a = a.parent
+        if pass_ == 1 and av.root.chk_seen == 0:
+            return self.check_anon_vma(av.root, pass_, nav)
+        return MM_OK
+
+
+# ---------------------------------------------------------------- helpers
+cdef inline bint anon_vma_compatible(vma_t* a, vma_t* b) noexcept nogil:
+    """May b reuse a's anon_vma (or vice versa)?  Adjacent, same file, flags equal up
+    to access bits, and b's pgoff continuing a's."""
+    return (a.vm_end == b.vm_start and a.vm_file == b.vm_file
+            and ((a.vm_flags ^ b.vm_flags) & ~(<uint64_t>VM_ACCESS_FLAGS)) == 0
+            and b.vm_pgoff == a.vm_pgoff + (b.vm_start - a.vm_start))
+
+
+cdef inline uint64_t mprotect_flags(vma_t* v, bint writable) noexcept nogil:
+    """New vm_flags for mprotect: VM_ACCOUNT is charged when a private mapping becomes
+    writable, and dropped when it becomes read-only before it ever had an anon_vma."""
+    cdef uint64_t fl = v.vm_flags
+    if writable:
+        fl |= VM_WRITE
+        if not (fl & VM_SHARED):
+            fl |= VM_ACCOUNT
+    else:
+        fl &= ~(<uint64_t>VM_WRITE)
+        if not (fl & VM_SHARED) and v.anon_vma == NULL:
+            fl &= ~(<uint64_t>VM_ACCOUNT)
+    return fl
+
+
+cdef inline void map_file_pte(LinuxMachine m, vm_fault_t* vmf, pfn_t pfn) noexcept nogil:
+    """set_pte_range for a page-cache frame: shared writable VMAs map it writable."""
+    cdef frame_t* f = &m.frames.f[pfn]
+    cdef uint64_t bits = PTE_PRESENT
+    if vmf.vma.vm_flags & VM_WRITE:
+        bits |= PTE_WRITE
+    f.refcount += 1
+    f.mapcount += 1
+    vmf.mm.rss_shmem += 1
+    m.set_pte_range(vmf, pfn, mk_pte(pfn, bits))
+
+
+cdef mm_t* mm_alloc() noexcept nogil:
+    cdef mm_t* mm = <mm_t*>calloc(1, sizeof(mm_t))
+    if mm == NULL:
+        return NULL
+    if pt_init(&mm.pgd) != 0:
+        free(mm)
+        return NULL
+    return mm
+
+
+cdef int check_table(pt_node_t* t, int level, int64_t* nt) noexcept nogil:
+    """Use counts equal non-zero entries at every level; counts tables per level."""
+    cdef int i, used = 0
+    nt[level] += 1
+    for i in range(PT_ENTRIES):
+        if t.e[i] != 0:
+            used += 1
+            if level < LVL_PTE and check_table(<pt_node_t*><size_t>t.e[i], level + 1, nt) != 0:
+                return -1
+    return 0 if used == t.used else -1
