@@ -53,30 +53,41 @@ def link_time_us(link: dict, nbytes: float, transfers: float) -> float:
 
 
 def device_counters(m) -> dict:
-    """The device-related counters of machine `m` (exact)."""
-    return {n: m.counter(n) for n in _COUNTERS}
+    """The device-related counters of machine `m` (exact), with the DMA transfers
+    of each direction when the design records them (``dma_transfers_each_way``)."""
+    out = {n: m.counter(n) for n in _COUNTERS}
+    each = getattr(m, "dma_transfers_each_way", None)
+    if each is not None:
+        w = each()
+        out["dma_transfers_to_device"], out["dma_transfers_to_host"] = w["to_device"], w["to_host"]
+    return out
 
 
 def transfer_report(m, before: dict | None = None) -> dict:
     """Modelled transfer time and GB/s each way since `before` (device_counters()).
 
-    Pages, bytes and the total transfer count are exact.  The split of the
-    transfers between the two directions is proportional to the pages moved
-    each way (estimated: the counters do not record per-direction transfers),
-    and so are times and GB/s (kind: estimated, from the link model).
+    Pages, bytes and transfer counts are exact; times and GB/s are estimated
+    from the link model.  A design that does not record the direction of its
+    transfers gets them split in proportion to the pages moved each way
+    (then ``kind["transfers"]`` says "estimated").
     """
     now = device_counters(m)
     d = {k: now[k] - (before or {}).get(k, 0) for k in now}
     pages = d["pages_to_device"] + d["pages_to_host"]
-    out = {"link": dict(m.link), "counts": d, "kind": {"counts": "exact",
-                                                        "time_us": "estimated", "gbps": "estimated"}}
+    exact = "dma_transfers_to_device" in d
+    out = {"link": dict(m.link), "counts": d,
+           "kind": {"counts": "exact", "transfers": "exact" if exact else "estimated",
+                    "time_us": "estimated", "gbps": "estimated"}}
     total_us = 0.0
     for way, key in (("to_device", "pages_to_device"), ("to_host", "pages_to_host")):
-        share = d[key] / pages if pages else 0.0
+        if exact:
+            transfers = d["dma_transfers_" + way]
+        else:
+            transfers = d["dma_transfers"] * (d[key] / pages if pages else 0.0)
         nbytes = d[key] * PAGE_SIZE
-        us = link_time_us(m.link, nbytes, d["dma_transfers"] * share)
+        us = link_time_us(m.link, nbytes, transfers)
         total_us += us
-        out[way] = {"pages": d[key], "bytes": nbytes, "transfers": d["dma_transfers"] * share,
+        out[way] = {"pages": d[key], "bytes": nbytes, "transfers": transfers,
                     "time_us": us, "gbps": (nbytes / (us * 1e3)) if us > 0 else 0.0}
     out["time_us"] = total_us
     return out

@@ -320,7 +320,7 @@ cdef class GmemMachine(LinuxHMMMachine):
         cdef vma_t* vma = self.find_vma(obj.mm, f.index)
         if self.gm_host_fault_locked(obj.mm, vma, f.index, gm) == NO_PFN:
             return MM_ENOMEM
-        self.dma_account(1)
+        self.dma_dir(1, False)
         return MM_OK
 
     # ================================================================ device fault (to the device)
@@ -385,7 +385,7 @@ cdef class GmemMachine(LinuxHMMMachine):
                     break
         if st == MM_OK and start <= fault_vpn < end:
             st = self.gm_dev_fault_page(dev, mm, vma, fault_vpn, &copies)
-        self.dma_account(copies)
+        self.dma_dir(copies, True)
         if self.ctr[C_PTE_ZAPS] != zaps_before:         # one flush for the block's zapped PTEs
             self.ctr[C_TLB_FLUSHES] += 1
         return st
@@ -437,7 +437,7 @@ cdef class GmemMachine(LinuxHMMMachine):
             pfn = self.gm_host_fault_locked(vmf.mm, vmf.vma, vmf.address, gm)
             if pfn == NO_PFN:
                 return VM_FAULT_OOM
-            self.dma_account(1)
+            self.dma_dir(1, False)
             vmf.pfn = pfn
             vmf.kind = C_FAULT_DEVICE_RETURN
             return VM_FAULT_DONE
@@ -483,15 +483,15 @@ cdef class GmemMachine(LinuxHMMMachine):
                 break
             if gm.flag & GM_PAGE_DEVICE:
                 if (idx >> 9) != block:
-                    self.dma_account(batch)
+                    self.dma_dir(batch, False)
                     batch = 0
                     block = idx >> 9
                 if self.gm_host_fault_locked(mm, self.find_vma(mm, idx), idx, gm) == NO_PFN:
-                    self.dma_account(batch)
+                    self.dma_dir(batch, False)
                     return MM_ENOMEM
                 batch += 1
             start = idx + 1
-        self.dma_account(batch)
+        self.dma_dir(batch, False)
         return MM_OK
 
     cdef int gm_migrate_range(self, mm_t* mm, uint64_t start, uint64_t end, int dev) noexcept nogil:

@@ -33,13 +33,16 @@ cdef class LinuxHMMMachine(LinuxMachine):
     cdef devmem_t devmem[MAX_NODES]    # per device: frames in use, oldest first
     cdef int kc_devpage, kc_dmirror, kc_dpt_xa
     cdef int device_fault_mode
+    cdef int64_t device_fault_pages    # aligned block a migrating device fault moves
     cdef int32_t* chk_devmaps      # scratch of c_check: device-private PTEs per device frame
+    cdef int64_t xfer[2]           # DMA transfers issued: [0] to the devices, [1] to the host
 
     # --- side state and accounting
     cdef hmm_mm_t* hmm_of(self, mm_t* mm) noexcept nogil
     cdef hmm_mm_t* hmm_get(self, mm_t* mm) noexcept nogil
     cdef void hmm_free(self, int64_t pid) noexcept nogil
     cdef void dpt_sync(self, hmm_mm_t* h) noexcept nogil
+    cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil
 
     # --- notifier and device page tables
     cdef void mmu_notify(self, mm_t* mm, uint64_t start, uint64_t end, int owner) noexcept nogil

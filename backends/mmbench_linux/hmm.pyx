@@ -26,6 +26,10 @@
 #       the page in with the access it needs (a write breaks COW on the CPU side
 #       first), then the page migrates to the faulting device and is mapped.
 #   "remote": the device maps the host page over the link (no migration).
+# Option `device_fault_pages` (default 1, dmirror's one page per fault; 512 is
+# what a driver migrating 2 MiB ranges on fault does) sets the aligned block a
+# migrating device fault moves.  migrate_to_ram always returns one page, as
+# dmirror's CPU fault handler does.
 # Pages that cannot be migrated — shmem/shared pages (migrate_vma only takes
 # anonymous memory) and pages mapped by several processes — are mapped
 # remotely in either mode.
@@ -111,7 +115,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
     name = "linux"
     description = ("Linux: anon_vma + anon_vma_chain reverse map, 4-level page tables, zero page, "
                    "COW; devices through HMM (device-private PTEs, migrate_to_ram, notifiers)")
-    option_defaults = dict(LinuxMachine.option_defaults, device_fault="migrate")
+    option_defaults = dict(LinuxMachine.option_defaults, device_fault="migrate", device_fault_pages=1)
     supports_devices = True
     counter_names = HMM_COUNTERS
 
@@ -120,6 +124,8 @@ cdef class LinuxHMMMachine(LinuxMachine):
         self.hside = NULL
         self.hside_cap = 0
         self.chk_devmaps = NULL
+        self.xfer[0] = 0
+        self.xfer[1] = 0
         for i in range(MAX_NODES):
             memset(&self.devmem[i], 0, sizeof(devmem_t))
             self.devmem[i].head = -1
@@ -132,6 +138,10 @@ cdef class LinuxHMMMachine(LinuxMachine):
         if mode not in ("migrate", "remote"):
             raise _errors.InvalidArgument("device_fault must be 'migrate' or 'remote'")
         self.device_fault_mode = 0 if mode == "migrate" else 1
+        g = self.options["device_fault_pages"]
+        if isinstance(g, bool) or not isinstance(g, int) or not (1 <= g <= 512) or (g & (g - 1)):
+            raise _errors.InvalidArgument("device_fault_pages must be a power of two in 1..512")
+        self.device_fault_pages = g
         self.kc_devpage = self.slab_register("page (device)", 64)
         self.kc_dmirror = self.slab_register("dmirror", 152)
         self.kc_dpt_xa = self.slab_register("dmirror xa_node", 576)
@@ -221,6 +231,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
         mmu_notifier_invalidate(&h.ms, start, end, owner, &r)
         self.ctr[C_NOTIFIER_CALLS] += r.calls
         self.ctr[C_NOTIFIER_INVALIDATED] += r.invalidated
+        self.ctr[C_DEVICE_PTE_WRITES] += r.invalidated
         self.ctr[C_DEVICE_TLB_INVAL] += r.tlb_inval
         if r.invalidated:
             self.dpt_sync(h)
@@ -275,8 +286,19 @@ cdef class LinuxHMMMachine(LinuxMachine):
         """Driver eviction (migrate_device_range): the page goes home to every mapper."""
         cdef int st = self.migrate_to_ram(pfn, NULL)
         if st == MM_OK:
-            self.dma_account(1)
+            self.dma_dir(1, False)
         return st
+
+    cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil:
+        """One copy over the link (Machine.dma_account), remembering its direction."""
+        if npages <= 0:
+            return
+        self.dma_account(npages)
+        self.xfer[0 if to_device else 1] += (npages + self.dma_batch_pages - 1) // self.dma_batch_pages
+
+    def dma_transfers_each_way(self):
+        """DMA transfers issued so far: {"to_device": n, "to_host": n} (exact)."""
+        return {"to_device": int(self.xfer[0]), "to_host": int(self.xfer[1])}
 
     cdef void page_put(self, pfn_t pfn) noexcept nogil:
         cdef frame_t* f
@@ -336,9 +358,9 @@ cdef class LinuxHMMMachine(LinuxMachine):
             if not migratable(&fr[pte_pfn(pte)] if (pte & PTE_PRESENT) and not (pte & PTE_SPECIAL) else NULL, pte):
                 continue
             if self.migrate_one_to_device(mm, vma, t, vpn, dev, &copies, &zaps) != MM_OK:
-                self.dma_account(copies)
+                self.dma_dir(copies, True)
                 return MM_ENOMEM
-        self.dma_account(copies)
+        self.dma_dir(copies, True)
         self.ctr[C_PTE_ZAPS] += zaps
         if zaps:
             self.ctr[C_TLB_FLUSHES] += 1
@@ -446,14 +468,14 @@ cdef class LinuxHMMMachine(LinuxMachine):
             if t == NULL:
                 break
             if vpn >= tend:
-                self.dma_account(batch)
+                self.dma_dir(batch, False)
                 batch = 0
                 tend = (vpn | 511) + 1
             if t.e[vpn & 511] & PTE_DEVPRIV:
                 self.migrate_to_ram(pte_pfn(t.e[vpn & 511]), mm)
                 batch += 1
             vpn += 1
-        self.dma_account(batch)
+        self.dma_dir(batch, False)
         return MM_OK
 
     # ================================================================ CPU fault on a device page
@@ -467,7 +489,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
         (which may still need the write fault: COW or reuse)."""
         if self.migrate_to_ram(pte_pfn(vmf.orig_pte), NULL) != MM_OK:
             return VM_FAULT_OOM
-        self.dma_account(1)
+        self.dma_dir(1, False)
         self.ctr[C_FAULTS] += 1
         self.ctr[C_FAULT_DEVICE_RETURN] += 1
         vmf.orig_pte = vmf.pte_table.e[vmf.address & 511]
@@ -508,6 +530,8 @@ cdef class LinuxHMMMachine(LinuxMachine):
     cdef int device_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil:
         """A device page-table miss: fault the page in, migrate it (default) or map it remotely."""
         cdef uint64_t pte = pt_get(&mm.pgd, vpn)
+        cdef uint64_t g = <uint64_t>self.device_fault_pages
+        cdef uint64_t s = vpn & ~(g - 1), e = s + g
         cdef int st = MM_OK
         cdef hmm_mm_t* h
         if (pte & PTE_DEVPRIV) and frame_node(&self.frames, pte_pfn(pte)) != dev:
@@ -519,7 +543,9 @@ cdef class LinuxHMMMachine(LinuxMachine):
         if st != MM_OK:
             return st
         if self.device_fault_mode == DEVFAULT_MIGRATE and vma.vm_file == NULL:
-            st = self.migrate_vma_to_device(mm, vma, vpn, vpn + 1, dev)
+            s = s if s > vma.vm_start else vma.vm_start
+            e = e if e < vma.vm_end else vma.vm_end
+            st = self.migrate_vma_to_device(mm, vma, s, e, dev)
             if st != MM_OK:
                 return st
             h = self.hmm_of(mm)
