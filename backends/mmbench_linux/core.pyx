@@ -29,15 +29,16 @@
 #                                      read faults map cached neighbours too (do_fault_around, 64 KiB)
 #      PTE RO,      shared, write   -> wp_page_shared (no COW)
 #
-# Structure of this file
-#   1. accounting (slab caches kept equal to the structures that exist)
-#   2. the VMA set (sorted array accounted as maple nodes), split and merge
-#   3. anon_vma / AVC: prepare, clone, fork, unlink
-#   4. the fault path: one context struct (vm_fault_t), one driver, small phases
-#   5. fork (dup_mmap, copy_page_range)
-#   6. unmap, mprotect, mremap, madvise, exit
-#   7. rmap walks
-#   8. the contract (c_*), invariants (c_check)
+# Structure of the package (three layers, one module each; a Cython class
+# cannot span files):
+#   mm.pxd      the types: mm_t, vma_t, anon_vma_t, avc_t, shmem_t, vm_fault_t
+#   mm.pyx      LinuxMM: slab accounting, the VMA set (sorted array accounted as
+#               maple nodes), split and merge, anon_vma / AVC (prepare, clone, fork, unlink)
+#   fault.pyx   LinuxFault(LinuxMM): one context struct, one driver, small phases;
+#               the rmap walks
+#   core.pyx    LinuxMachine(LinuxFault), this file: 1. fork (dup_mmap,
+#               copy_page_range)  2. unmap, mprotect, mremap, exit  3. the contract
+#               (c_*) and Python extras  4. invariants (c_check)
 #
 # Simplified relative to the kernel, and why
 # * Order-0 folios only (no mTHP/THP): the costs compared are per 4 KiB page.
@@ -87,18 +88,13 @@ from mmbench.blocks.pagecache cimport (address_space_t, mapping_init, mapping_lo
                                        mapping_truncate)
 from mmbench.blocks.xarray cimport xa_find, xa_destroy
 
-from mmbench import errors as _errors
+from mmbench_linux.mm cimport *
 
-cdef enum:
-    FR_ANON = FR_DESIGN0            # PageAnon: folio->mapping is an anon_vma
-    FAULT_AROUND_PAGES = 16         # fault_around_bytes 64 KiB
-    MT_LEAF_FILL = 11               # ranges per maple leaf (16 slots x ln 2)
-    MT_NODE_FILL = 7                # children per internal maple node (10 slots x ln 2)
+from mmbench import errors as _errors
 
 cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
 
-LINUX_COUNTERS = (
-    "faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
+LINUX_COUNTERS = (    "faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
     "fault_minor", "fault_wp_shared", "pages_zeroed", "pages_copied", "pte_writes", "pte_zaps",
     "tlb_flushes", "pt_pages_alloc", "pt_pages_free", "rmap_visits", "i_mmap_visits",
     "vma_merges", "vma_splits", "objects_alloc", "objects_free", "anon_vma_alloc", "avc_alloc",
@@ -107,36 +103,8 @@ LINUX_COUNTERS = (
 )
 
 
-cdef inline uint64_t vma_pages(vma_t* v) noexcept nogil:
-    return v.vm_end - v.vm_start
 
-
-cdef inline uint64_t linear_page_index(vma_t* v, uint64_t vpn) noexcept nogil:
-    return v.vm_pgoff + (vpn - v.vm_start)
-
-
-cdef int64_t mt_nodes(mm_t* mm) noexcept nogil:
-    """maple_node objects of a tree holding mm's VMAs and the gaps between them."""
-    cdef int64_t i, ranges, n, total
-    if mm.nr_vmas == 0:
-        return 0
-    ranges = mm.nr_vmas + 1                           # VMAs + the gap above the last one
-    if mm.vmas[0].vm_start > 0:
-        ranges += 1
-    for i in range(1, mm.nr_vmas):
-        if mm.vmas[i - 1].vm_end != mm.vmas[i].vm_start:
-            ranges += 1
-    if ranges <= 16:
-        return 1
-    n = (ranges + MT_LEAF_FILL - 1) // MT_LEAF_FILL
-    total = n
-    while n > 1:
-        n = (n + MT_NODE_FILL - 1) // MT_NODE_FILL
-        total += n
-    return total
-
-
-cdef class LinuxMachine(Machine):
+cdef class LinuxMachine(LinuxFault):
     """Linux anonymous memory: anon_vma + anon_vma_chain rmap, 4-level page tables,
     zero page, COW reuse/copy, VMA merge/split, shmem-backed shared mappings."""
 
@@ -145,24 +113,6 @@ cdef class LinuxMachine(Machine):
     option_defaults = {"fault_around_pages": FAULT_AROUND_PAGES}
     supports_devices = False
     counter_names = LINUX_COUNTERS
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        fa = self.options["fault_around_pages"]
-        if isinstance(fa, bool) or not isinstance(fa, int) or not (1 <= fa <= PT_ENTRIES) or (fa & (fa - 1)):
-            raise _errors.InvalidArgument("fault_around_pages must be a power of two in 1..512")
-        self.fault_around_pages = fa
-        self.kc_vma = self.slab_register("vm_area_struct", 192)
-        self.kc_maple = self.slab_register("maple_node", 256)
-        self.kc_anon_vma = self.slab_register("anon_vma", 104)
-        self.kc_avc = self.slab_register("anon_vma_chain", 64)
-        self.kc_pt[LVL_PGD] = self.slab_register("pgd", 4096)
-        self.kc_pt[LVL_PUD] = self.slab_register("pud_table", 4096)
-        self.kc_pt[LVL_PMD] = self.slab_register("pmd_table", 4096)
-        self.kc_pt[LVL_PTE] = self.slab_register("pte_table", 4096)
-        self.kc_page = self.slab_register("page", 64)
-        self.kc_shmem = self.slab_register("shmem_inode_info", 752)   # shmem_inode_cache objsize here
-        self.kc_xa = self.slab_register("xa_node", 576)
 
     def __dealloc__(self):
         cdef int64_t pid
@@ -175,665 +125,7 @@ cdef class LinuxMachine(Machine):
                 self.exit_mmap(mm)
                 self.procs[pid] = NULL
 
-    # ================================================================ 1. accounting
-    cdef void pt_sync(self, mm_t* mm) noexcept nogil:
-        """Bring the page-table caches in step with mm's live tables."""
-        cdef int l
-        cdef int64_t d
-        for l in range(4):
-            d = mm.pgd.nr[l] - mm.pt_acct[l]
-            if d > 0:
-                self.caches[self.kc_pt[l]].active += d
-                self.caches[self.kc_pt[l]].allocs += d
-                self.ctr[C_PT_PAGES_ALLOC] += d
-            elif d < 0:
-                self.caches[self.kc_pt[l]].active += d
-                self.caches[self.kc_pt[l]].frees -= d
-                self.ctr[C_PT_PAGES_FREE] -= d
-            mm.pt_acct[l] = mm.pgd.nr[l]
-
-    cdef void mt_sync(self, mm_t* mm) noexcept nogil:
-        cdef int64_t n = mt_nodes(mm)
-        cdef int64_t d = n - mm.maple_nodes
-        if d > 0:
-            self.caches[self.kc_maple].active += d
-            self.caches[self.kc_maple].allocs += d
-        elif d < 0:
-            self.caches[self.kc_maple].active += d
-            self.caches[self.kc_maple].frees -= d
-        mm.maple_nodes = n
-
-    cdef void xa_sync(self, shmem_t* f) noexcept nogil:
-        cdef int64_t d = f.mapping.i_pages.nr_nodes - f.xa_acct
-        if d > 0:
-            self.caches[self.kc_xa].active += d
-            self.caches[self.kc_xa].allocs += d
-            self.ctr[C_XA_NODE_ALLOC] += d
-        elif d < 0:
-            self.caches[self.kc_xa].active += d
-            self.caches[self.kc_xa].frees -= d
-            self.ctr[C_XA_NODE_FREE] -= d
-        f.xa_acct = f.mapping.i_pages.nr_nodes
-
-    cdef pfn_t page_alloc(self) noexcept nogil:
-        cdef pfn_t pfn = frame_alloc(&self.frames, 0)
-        if pfn != NO_PFN:
-            self.kmem_alloc(self.kc_page)
-        return pfn
-
-    cdef void page_put(self, pfn_t pfn) noexcept nogil:
-        cdef frame_t* f = &self.frames.f[pfn]
-        f.refcount -= 1
-        if f.refcount == 0:
-            frame_free(&self.frames, pfn)
-            self.kmem_free(self.kc_page)
-
-    # ================================================================ 2. the VMA set
-    cdef int64_t vma_index(self, mm_t* mm, uint64_t vpn) noexcept nogil:
-        """Index of the first VMA ending above `vpn` (nr_vmas if none)."""
-        cdef int64_t lo = 0, hi = mm.nr_vmas, mid
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if mm.vmas[mid].vm_end <= vpn:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
-
-    cdef vma_t* find_vma(self, mm_t* mm, uint64_t vpn) noexcept nogil:
-        """The VMA containing `vpn`, or NULL."""
-        cdef int64_t i = mm.mmap_cache
-        cdef vma_t* v
-        if i < mm.nr_vmas:
-            v = mm.vmas[i]
-            if v.vm_start <= vpn < v.vm_end:
-                return v
-        i = self.vma_index(mm, vpn)
-        if i < mm.nr_vmas and mm.vmas[i].vm_start <= vpn:
-            mm.mmap_cache = i
-            return mm.vmas[i]
-        return NULL
-
-    cdef bint range_mapped(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
-        cdef int64_t i = self.vma_index(mm, start)
-        cdef uint64_t pos = start
-        while pos < end:
-            if i >= mm.nr_vmas or mm.vmas[i].vm_start > pos:
-                return False
-            pos = mm.vmas[i].vm_end
-            i += 1
-        return True
-
-    cdef int vma_link(self, mm_t* mm, vma_t* vma) noexcept nogil:
-        """Insert `vma` into mm's ordered set (vma_iter_store)."""
-        cdef int64_t i, cap
-        cdef vma_t** p
-        if mm.nr_vmas == mm.cap_vmas:
-            cap = mm.cap_vmas * 2 if mm.cap_vmas else 8
-            p = <vma_t**>realloc(mm.vmas, cap * sizeof(vma_t*))
-            if p == NULL:
-                return MM_ENOMEM
-            mm.vmas = p
-            mm.cap_vmas = cap
-        i = self.vma_index(mm, vma.vm_start)
-        memmove(&mm.vmas[i + 1], &mm.vmas[i], (mm.nr_vmas - i) * sizeof(vma_t*))
-        mm.vmas[i] = vma
-        mm.nr_vmas += 1
-        vma.vm_mm = mm
-        return MM_OK
-
-    cdef void vma_unlink_at(self, mm_t* mm, int64_t i) noexcept nogil:
-        memmove(&mm.vmas[i], &mm.vmas[i + 1], (mm.nr_vmas - i - 1) * sizeof(vma_t*))
-        mm.nr_vmas -= 1
-        mm.mmap_cache = 0
-
-    cdef vma_t* vm_area_alloc(self, mm_t* mm) noexcept nogil:
-        cdef vma_t* v = <vma_t*>calloc(1, sizeof(vma_t))
-        if v != NULL:
-            v.vm_mm = mm
-            self.kmem_alloc(self.kc_vma)
-        return v
-
-    cdef vma_t* vm_area_dup(self, vma_t* src) noexcept nogil:
-        """A copy of `src` sharing its anon_vma pointer, with no AVCs and no file link yet."""
-        cdef vma_t* v = self.vm_area_alloc(src.vm_mm)
-        if v != NULL:
-            v.vm_start = src.vm_start
-            v.vm_end = src.vm_end
-            v.vm_pgoff = src.vm_pgoff
-            v.vm_flags = src.vm_flags
-            v.anon_vma = src.anon_vma
-            v.vm_file = src.vm_file
-        return v
-
-    cdef void vma_set_range(self, vma_t* vma, uint64_t start, uint64_t end, uint64_t pgoff) noexcept nogil:
-        """Change a VMA's range, re-keying its AVCs and its i_mmap node (vma_adjust)."""
-        cdef avc_t* avc = vma.anon_vma_chain
-        while avc != NULL:
-            itree_remove(&avc.anon_vma.rb_root, &avc.rb)
-            avc = avc.same_vma
-        if vma.vm_file != NULL:
-            itree_remove(&vma.vm_file.mapping.i_mmap, &vma.shared_rb)
-        vma.vm_start = start
-        vma.vm_end = end
-        vma.vm_pgoff = pgoff
-        avc = vma.anon_vma_chain
-        while avc != NULL:
-            avc.rb.start = pgoff
-            avc.rb.last = pgoff + (end - start) - 1
-            itree_insert(&avc.anon_vma.rb_root, &avc.rb)
-            avc = avc.same_vma
-        if vma.vm_file != NULL:
-            vma.shared_rb.start = pgoff
-            vma.shared_rb.last = pgoff + (end - start) - 1
-            itree_insert(&vma.vm_file.mapping.i_mmap, &vma.shared_rb)
-
-    cdef void vma_file_link(self, vma_t* vma) noexcept nogil:
-        """get_file + vma_link_file: insert a shared VMA into its file's i_mmap."""
-        if vma.vm_file == NULL:
-            return
-        vma.shared_rb.start = vma.vm_pgoff
-        vma.shared_rb.last = vma.vm_pgoff + vma_pages(vma) - 1
-        itree_insert(&vma.vm_file.mapping.i_mmap, &vma.shared_rb)
-        vma.vm_file.refcount += 1
-
-    cdef void vma_file_unlink(self, vma_t* vma) noexcept nogil:
-        """unlink_file_vma + fput; the last put evicts the inode (truncates its cache)."""
-        cdef shmem_t* f = vma.vm_file
-        cdef int64_t before
-        if f == NULL:
-            return
-        itree_remove(&f.mapping.i_mmap, &vma.shared_rb)
-        vma.vm_file = NULL
-        f.refcount -= 1
-        if f.refcount > 0:
-            return
-        before = self.frames.node_used[0]
-        mapping_truncate(&f.mapping, &self.frames, 0, VPN_END)
-        self.caches[self.kc_page].active -= before - self.frames.node_used[0]
-        self.caches[self.kc_page].frees += before - self.frames.node_used[0]
-        self.xa_sync(f)
-        xa_destroy(&f.mapping.i_pages)
-        self.kmem_free(self.kc_shmem)
-        self.ctr[C_OBJECTS_FREE] += 1
-        free(f)
-
-    cdef void remove_vma(self, vma_t* vma) noexcept nogil:
-        """Free a VMA already taken out of its mm (after its PTEs were zapped)."""
-        self.unlink_anon_vmas(vma)
-        self.vma_file_unlink(vma)
-        self.kmem_free(self.kc_vma)
-        free(vma)
-
-    cdef int split_vma(self, mm_t* mm, int64_t i, uint64_t addr) noexcept nogil:
-        """__split_vma: vmas[i] keeps [start, addr), a new VMA takes [addr, end)."""
-        cdef vma_t* vma = mm.vmas[i]
-        cdef vma_t* new
-        cdef int st
-        if mm.nr_vmas == mm.cap_vmas:       # make vma_link below infallible
-            if self.vma_link_reserve(mm) != MM_OK:
-                return MM_ENOMEM
-        new = self.vm_area_dup(vma)
-        if new == NULL:
-            return MM_ENOMEM
-        new.vm_start = addr
-        new.vm_pgoff = linear_page_index(vma, addr)
-        st = self.anon_vma_clone(new, vma, False)
-        if st != MM_OK:
-            self.kmem_free(self.kc_vma)
-            free(new)
-            return st
-        self.vma_set_range(vma, vma.vm_start, addr, vma.vm_pgoff)
-        self.vma_file_link(new)
-        self.vma_link(mm, new)
-        self.ctr[C_VMA_SPLITS] += 1
-        return MM_OK
-
-    cdef int vma_link_reserve(self, mm_t* mm) noexcept nogil:
-        cdef int64_t cap = mm.cap_vmas * 2 if mm.cap_vmas else 8
-        cdef vma_t** p = <vma_t**>realloc(mm.vmas, cap * sizeof(vma_t*))
-        if p == NULL:
-            return MM_ENOMEM
-        mm.vmas = p
-        mm.cap_vmas = cap
-        return MM_OK
-
-    cdef bint vma_is_fork_child(self, vma_t* vma) noexcept nogil:
-        """An anon_vma whose chain is not singular: the VMA shares pages with relatives."""
-        return vma.anon_vma != NULL and vma.nr_avc > 1
-
-    cdef bint anon_compatible_merge(self, vma_t* a, vma_t* b) noexcept nogil:
-        """is_mergeable_anon_vma: identical anon_vmas, or one side has none and the
-        other is not a fork child (merging would otherwise widen a shared chain)."""
-        if a.anon_vma == b.anon_vma:
-            return True
-        if a.anon_vma == NULL:
-            return not self.vma_is_fork_child(b)
-        if b.anon_vma == NULL:
-            return not self.vma_is_fork_child(a)
-        return False
-
-    cdef bint can_merge(self, vma_t* a, vma_t* b) noexcept nogil:
-        """May `a` and the VMA `b` right after it become one VMA?"""
-        return (a.vm_end == b.vm_start and a.vm_flags == b.vm_flags and a.vm_file == b.vm_file
-                and a.vm_pgoff + vma_pages(a) == b.vm_pgoff and self.anon_compatible_merge(a, b))
-
-    cdef int vma_absorb(self, mm_t* mm, int64_t i) noexcept nogil:
-        """Merge vmas[i+1] into vmas[i] (dup_anon_vma when only the right one has an anon_vma)."""
-        cdef vma_t* a = mm.vmas[i]
-        cdef vma_t* b = mm.vmas[i + 1]
-        cdef int st
-        if a.anon_vma == NULL and b.anon_vma != NULL:
-            a.anon_vma = b.anon_vma
-            st = self.anon_vma_clone(a, b, False)
-            if st != MM_OK:
-                a.anon_vma = NULL
-                return st
-        self.vma_unlink_at(mm, i + 1)
-        self.vma_set_range(a, a.vm_start, b.vm_end, a.vm_pgoff)
-        self.remove_vma(b)
-        self.ctr[C_VMA_MERGES] += 1
-        return MM_OK
-
-    cdef int vma_try_merge_at(self, mm_t* mm, int64_t i) noexcept nogil:
-        """Merge vmas[i] with its neighbours where the rules allow; returns its new index."""
-        if i > 0 and self.can_merge(mm.vmas[i - 1], mm.vmas[i]):
-            if self.vma_absorb(mm, i - 1) == MM_OK:
-                i -= 1
-        if i + 1 < mm.nr_vmas and self.can_merge(mm.vmas[i], mm.vmas[i + 1]):
-            self.vma_absorb(mm, i)
-        return <int>i
-
-    # ================================================================ 3. anon_vma / AVC
-    cdef anon_vma_t* anon_vma_alloc(self) noexcept nogil:
-        cdef anon_vma_t* av = <anon_vma_t*>calloc(1, sizeof(anon_vma_t))
-        if av == NULL:
-            return NULL
-        av.root = av
-        av.parent = av
-        av.refcount = 1
-        itree_init(&av.rb_root)
-        self.kmem_alloc(self.kc_anon_vma)
-        self.ctr[C_ANON_VMA_ALLOC] += 1
-        self.ctr[C_OBJECTS_ALLOC] += 1
-        return av
-
-    cdef avc_t* avc_alloc(self) noexcept nogil:
-        cdef avc_t* avc = <avc_t*>calloc(1, sizeof(avc_t))
-        if avc != NULL:
-            self.kmem_alloc(self.kc_avc)
-            self.ctr[C_AVC_ALLOC] += 1
-        return avc
-
-    cdef void anon_vma_chain_link(self, vma_t* vma, avc_t* avc, anon_vma_t* av) noexcept nogil:
-        """Link at the head of the VMA's chain and into the anon_vma's interval tree."""
-        avc.vma = vma
-        avc.anon_vma = av
-        avc.rb.start = vma.vm_pgoff
-        avc.rb.last = vma.vm_pgoff + vma_pages(vma) - 1
-        itree_insert(&av.rb_root, &avc.rb)
-        avc.same_vma = vma.anon_vma_chain
-        vma.anon_vma_chain = avc
-        vma.nr_avc += 1
-
-    cdef anon_vma_t* find_mergeable_anon_vma(self, mm_t* mm, vma_t* vma) noexcept nogil:
-        """An adjacent, compatible VMA's anon_vma with a singular chain (next first, then prev)."""
-        cdef int64_t i = self.vma_index(mm, vma.vm_start)
-        cdef vma_t* o
-        if i + 1 < mm.nr_vmas:
-            o = mm.vmas[i + 1]
-            if anon_vma_compatible(vma, o) and o.anon_vma != NULL and o.nr_avc == 1:
-                return o.anon_vma
-        if i > 0:
-            o = mm.vmas[i - 1]
-            if anon_vma_compatible(o, vma) and o.anon_vma != NULL and o.nr_avc == 1:
-                return o.anon_vma
-        return NULL
-
-    cdef int anon_vma_prepare(self, mm_t* mm, vma_t* vma) noexcept nogil:
-        """__anon_vma_prepare: give a VMA its anon_vma on its first anonymous page."""
-        cdef avc_t* avc
-        cdef anon_vma_t* av
-        if vma.anon_vma != NULL:
-            return MM_OK
-        avc = self.avc_alloc()
-        if avc == NULL:
-            return MM_ENOMEM
-        av = self.find_mergeable_anon_vma(mm, vma)
-        if av == NULL:
-            av = self.anon_vma_alloc()
-            if av == NULL:
-                self.kmem_free(self.kc_avc)
-                free(avc)
-                return MM_ENOMEM
-            av.num_children += 1                 # a new root counts itself
-        vma.anon_vma = av
-        self.anon_vma_chain_link(vma, avc, av)
-        av.num_active_vmas += 1
-        return MM_OK
-
-    cdef int anon_vma_clone(self, vma_t* dst, vma_t* src, bint fork) noexcept nogil:
-        """One AVC in `dst` per anon_vma on `src`'s chain, same order.  On fork
-        (dst.anon_vma NULL) the oldest ancestor with no active VMA and at most one
-        child is reused as dst's anon_vma."""
-        cdef avc_t* pavc
-        cdef avc_t* avc
-        cdef avc_t* head = NULL
-        cdef avc_t* tail = NULL
-        cdef avc_t** pool = NULL
-        cdef int64_t n = src.nr_avc, k
-        cdef anon_vma_t* reuse = NULL
-        if n == 0:
-            return MM_OK
-        pool = <avc_t**>malloc(n * sizeof(avc_t*))
-        if pool == NULL:
-            return MM_ENOMEM
-        for k in range(n):
-            pool[k] = <avc_t*>calloc(1, sizeof(avc_t))
-            if pool[k] == NULL:
-                while k > 0:
-                    k -= 1
-                    free(pool[k])
-                free(pool)
-                return MM_ENOMEM
-        pavc = src.anon_vma_chain
-        k = 0
-        while pavc != NULL:
-            avc = pool[k]
-            k += 1
-            self.kmem_alloc(self.kc_avc)
-            self.ctr[C_AVC_ALLOC] += 1
-            avc.vma = dst
-            avc.anon_vma = pavc.anon_vma
-            avc.rb.start = dst.vm_pgoff
-            avc.rb.last = dst.vm_pgoff + vma_pages(dst) - 1
-            itree_insert(&pavc.anon_vma.rb_root, &avc.rb)
-            if tail == NULL:
-                head = avc
-            else:
-                tail.same_vma = avc
-            tail = avc
-            if fork and pavc.anon_vma.num_children < 2 and pavc.anon_vma.num_active_vmas == 0:
-                reuse = pavc.anon_vma            # the last in head order is the oldest
-            pavc = pavc.same_vma
-        free(pool)
-        tail.same_vma = dst.anon_vma_chain
-        dst.anon_vma_chain = head
-        dst.nr_avc += n
-        if fork and reuse != NULL:
-            dst.anon_vma = reuse
-            self.ctr[C_ANON_VMA_REUSE] += 1
-        if dst.anon_vma != NULL:
-            dst.anon_vma.num_active_vmas += 1
-        return MM_OK
-
-    cdef int anon_vma_fork(self, vma_t* vma, vma_t* pvma) noexcept nogil:
-        """Attach a child VMA to its parent's anon_vmas, and to a new anon_vma of its own
-        unless an idle ancestor can be reused."""
-        cdef anon_vma_t* av
-        cdef avc_t* avc
-        cdef int st
-        vma.anon_vma = NULL
-        if pvma.anon_vma == NULL:
-            return MM_OK
-        av = <anon_vma_t*>calloc(1, sizeof(anon_vma_t))      # preallocated as the kernel does
-        avc = <avc_t*>calloc(1, sizeof(avc_t))
-        if av == NULL or avc == NULL:
-            free(av)
-            free(avc)
-            return MM_ENOMEM
-        st = self.anon_vma_clone(vma, pvma, True)
-        if st != MM_OK or vma.anon_vma != NULL:
-            free(av)
-            free(avc)
-            return st
-        self.kmem_alloc(self.kc_anon_vma)
-        self.ctr[C_ANON_VMA_ALLOC] += 1
-        self.ctr[C_OBJECTS_ALLOC] += 1
-        self.kmem_alloc(self.kc_avc)
-        self.ctr[C_AVC_ALLOC] += 1
-        itree_init(&av.rb_root)
-        av.refcount = 1
-        av.num_active_vmas = 1
-        av.root = pvma.anon_vma.root
-        av.parent = pvma.anon_vma
-        av.root.refcount += 1                    # get_anon_vma(root)
-        vma.anon_vma = av
-        self.anon_vma_chain_link(vma, avc, av)
-        av.parent.num_children += 1
-        return MM_OK
-
-    cdef void unlink_anon_vmas(self, vma_t* vma) noexcept nogil:
-        """Take a dying VMA off every anon_vma; free anon_vmas left with empty trees."""
-        cdef avc_t* avc = vma.anon_vma_chain
-        cdef avc_t* nxt
-        cdef avc_t* empty = NULL
-        cdef anon_vma_t* av
-        while avc != NULL:
-            nxt = avc.same_vma
-            av = avc.anon_vma
-            itree_remove(&av.rb_root, &avc.rb)
-            if av.rb_root.count == 0:
-                av.parent.num_children -= 1
-                avc.same_vma = empty
-                empty = avc
-            else:
-                self.kmem_free(self.kc_avc)
-                free(avc)
-            avc = nxt
-        if vma.anon_vma != NULL:
-            vma.anon_vma.num_active_vmas -= 1
-            vma.anon_vma = NULL
-        vma.anon_vma_chain = NULL
-        vma.nr_avc = 0
-        while empty != NULL:
-            nxt = empty.same_vma
-            self.put_anon_vma(empty.anon_vma)
-            self.kmem_free(self.kc_avc)
-            free(empty)
-            empty = nxt
-
-    cdef void put_anon_vma(self, anon_vma_t* av) noexcept nogil:
-        cdef anon_vma_t* root = av.root
-        av.refcount -= 1
-        if av.refcount > 0:
-            return
-        free(av)
-        self.kmem_free(self.kc_anon_vma)
-        self.ctr[C_OBJECTS_FREE] += 1
-        if root != av:
-            self.put_anon_vma(root)
-
-    cdef void folio_add_new_anon_rmap(self, pfn_t pfn, vma_t* vma, uint64_t pgoff) noexcept nogil:
-        """mapping = the VMA's anon_vma, index = linear_page_index, one PTE, exclusive."""
-        cdef frame_t* f = &self.frames.f[pfn]
-        f.owner = <uint64_t><size_t>vma.anon_vma
-        f.index = pgoff
-        f.mapcount = 1
-        f.flags = FR_ANON | FR_ANON_EXCLUSIVE
-        vma.vm_mm.rss_anon += 1
-
-    # ================================================================ 4. the fault path
-    cdef int handle_mm_fault(self, vm_fault_t* vmf) noexcept nogil:
-        """Driver: the caller found the VMA and checked access; walk, dispatch, account."""
-        cdef int st
-        cdef pt_node_t* t = pt_leaf(&vmf.mm.pgd, vmf.address, False, NULL)
-        vmf.pgoff = linear_page_index(vmf.vma, vmf.address)
-        vmf.pte_table = t
-        vmf.orig_pte = t.e[vmf.address & 511] if t != NULL else 0
-        vmf.kind = -1
-        st = self.handle_pte_fault(vmf)
-        if st == VM_FAULT_DONE and vmf.kind >= 0:
-            self.ctr[C_FAULTS] += 1
-            self.ctr[vmf.kind] += 1
-        return st
-
-    cdef int handle_pte_fault(self, vm_fault_t* vmf) noexcept nogil:
-        """Dispatch only: missing PTE, write to a read-only PTE, or spurious."""
-        if vmf.orig_pte == 0:
-            if vmf.vma.vm_file == NULL:
-                return self.do_anonymous_page(vmf)
-            return self.do_fault(vmf)
-        if (vmf.flags & FAULT_FLAG_WRITE) and not (vmf.orig_pte & PTE_WRITE):
-            return self.do_wp_page(vmf)
-        vmf.pfn = pte_pfn(vmf.orig_pte)
-        return VM_FAULT_DONE
-
-    cdef int pte_alloc(self, vm_fault_t* vmf) noexcept nogil:
-        cdef int64_t n = 0
-        if vmf.pte_table != NULL:
-            return VM_FAULT_DONE
-        vmf.pte_table = pt_leaf(&vmf.mm.pgd, vmf.address, True, &n)
-        if n:
-            self.pt_sync(vmf.mm)
-        return VM_FAULT_DONE if vmf.pte_table != NULL else VM_FAULT_OOM
-
-    cdef void set_pte_range(self, vm_fault_t* vmf, pfn_t pfn, uint64_t pte) noexcept nogil:
-        pt_set(vmf.pte_table, vmf.address, pte)
-        vmf.pfn = pfn
-        self.ctr[C_PTE_WRITES] += 1
-
-    cdef int do_anonymous_page(self, vm_fault_t* vmf) noexcept nogil:
-        """Read: the shared zero page.  Write: anon_vma_prepare + a new zeroed exclusive frame."""
-        cdef pfn_t pfn
-        if not (vmf.flags & FAULT_FLAG_WRITE):
-            if self.pte_alloc(vmf) != VM_FAULT_DONE:
-                return VM_FAULT_OOM
-            self.set_pte_range(vmf, ZERO_PFN, mk_pte(ZERO_PFN, PTE_PRESENT | PTE_SPECIAL))
-            vmf.kind = C_FAULT_ZERO_PAGE
-            return VM_FAULT_DONE
-        if frames_free_count(&self.frames, 0) == 0:
-            return VM_FAULT_OOM
-        if self.pte_alloc(vmf) != VM_FAULT_DONE or self.anon_vma_prepare(vmf.mm, vmf.vma) != MM_OK:
-            return VM_FAULT_OOM
-        pfn = self.page_alloc()
-        self.ctr[C_PAGES_ZEROED] += 1
-        self.folio_add_new_anon_rmap(pfn, vmf.vma, vmf.pgoff)
-        self.set_pte_range(vmf, pfn, mk_pte(pfn, PTE_PRESENT | PTE_WRITE))
-        vmf.kind = C_FAULT_ZERO_FILL
-        return VM_FAULT_DONE
-
-    cdef int do_wp_page(self, vm_fault_t* vmf) noexcept nogil:
-        """Write to a read-only PTE of a writable VMA: reuse the frame or copy it."""
-        cdef pfn_t pfn = pte_pfn(vmf.orig_pte)
-        cdef frame_t* f
-        if vmf.vma.vm_flags & VM_SHARED:
-            return self.wp_page_shared(vmf)
-        if vmf.orig_pte & PTE_SPECIAL:
-            return self.wp_page_copy(vmf)
-        f = &self.frames.f[pfn]
-        if f.flags & FR_ANON_EXCLUSIVE:
-            return self.wp_page_reuse(vmf)
-        if f.refcount == 1:                      # wp_can_reuse_anon_folio
-            f.owner = <uint64_t><size_t>vmf.vma.anon_vma     # folio_move_anon_rmap
-            f.flags |= FR_ANON_EXCLUSIVE
-            return self.wp_page_reuse(vmf)
-        return self.wp_page_copy(vmf)
-
-    cdef int wp_page_reuse(self, vm_fault_t* vmf) noexcept nogil:
-        self.set_pte_range(vmf, pte_pfn(vmf.orig_pte), vmf.orig_pte | PTE_WRITE)
-        vmf.kind = C_FAULT_COW_REUSE
-        return VM_FAULT_DONE
-
-    cdef int wp_page_copy(self, vm_fault_t* vmf) noexcept nogil:
-        """New exclusive frame (zeroed when the old PTE was the zero page, else a copy);
-        the old PTE is cleared and flushed before the new one is set, then the old
-        frame loses this mapping."""
-        cdef pfn_t old = pte_pfn(vmf.orig_pte)
-        cdef pfn_t new
-        cdef bint from_zero = (vmf.orig_pte & PTE_SPECIAL) != 0
-        if frames_free_count(&self.frames, 0) == 0:
-            return VM_FAULT_OOM
-        if self.anon_vma_prepare(vmf.mm, vmf.vma) != MM_OK:
-            return VM_FAULT_OOM
-        new = self.page_alloc()
-        if from_zero:
-            self.ctr[C_PAGES_ZEROED] += 1
-            vmf.kind = C_FAULT_ZERO_FILL
-        else:
-            self.frames.f[new].value = self.frames.f[old].value
-            self.ctr[C_PAGES_COPIED] += 1
-            vmf.kind = C_FAULT_COW_COPY
-        self.ctr[C_TLB_FLUSHES] += 1             # ptep_clear_flush
-        self.folio_add_new_anon_rmap(new, vmf.vma, vmf.pgoff)
-        self.set_pte_range(vmf, new, mk_pte(new, PTE_PRESENT | PTE_WRITE))
-        if not from_zero:                        # folio_remove_rmap_pte + put
-            self.frames.f[old].mapcount -= 1
-            vmf.mm.rss_anon -= 1
-            self.page_put(old)
-        return VM_FAULT_DONE
-
-    cdef int wp_page_shared(self, vm_fault_t* vmf) noexcept nogil:
-        self.set_pte_range(vmf, pte_pfn(vmf.orig_pte), vmf.orig_pte | PTE_WRITE)
-        vmf.kind = C_FAULT_WP_SHARED
-        return VM_FAULT_DONE
-
-    cdef int do_fault(self, vm_fault_t* vmf) noexcept nogil:
-        """Shared (shmem) mapping, PTE missing: fault-around on reads, then shmem_fault."""
-        cdef shmem_t* file = vmf.vma.vm_file
-        cdef pfn_t pfn
-        cdef frame_t* f
-        if not (vmf.flags & FAULT_FLAG_WRITE) and self.fault_around_pages > 1:
-            self.do_fault_around(vmf)
-            if vmf.pte_table != NULL and vmf.pte_table.e[vmf.address & 511] != 0:
-                vmf.pfn = pte_pfn(vmf.pte_table.e[vmf.address & 511])
-                vmf.kind = C_FAULT_MINOR
-                return VM_FAULT_DONE
-        pfn = mapping_lookup(&file.mapping, vmf.pgoff)
-        vmf.kind = C_FAULT_MINOR
-        if pfn == NO_PFN:
-            if frames_free_count(&self.frames, 0) == 0:
-                return VM_FAULT_OOM
-            if self.pte_alloc(vmf) != VM_FAULT_DONE:
-                return VM_FAULT_OOM
-            pfn = self.page_alloc()
-            if mapping_add(&file.mapping, vmf.pgoff, pfn) != 0:
-                self.page_put(pfn)
-                return VM_FAULT_OOM
-            self.xa_sync(file)
-            f = &self.frames.f[pfn]
-            f.flags = FR_PAGECACHE
-            f.owner = <uint64_t><size_t>file
-            f.index = vmf.pgoff
-            self.ctr[C_PAGES_ZEROED] += 1
-            vmf.kind = C_FAULT_ZERO_FILL
-        elif self.pte_alloc(vmf) != VM_FAULT_DONE:
-            return VM_FAULT_OOM
-        map_file_pte(self, vmf, pfn)
-        return VM_FAULT_DONE
-
-    cdef void do_fault_around(self, vm_fault_t* vmf) noexcept nogil:
-        """Map the cached pages of the aligned window around a read fault (filemap_map_pages)."""
-        cdef uint64_t n = <uint64_t>self.fault_around_pages
-        cdef uint64_t pte_off = vmf.address & 511
-        cdef uint64_t vma_off = vmf.address - vmf.vma.vm_start
-        cdef uint64_t lo = pte_off & ~(n - 1)
-        cdef uint64_t frm, to, idx = 0, v, addr
-        cdef pfn_t pfn
-        if pte_off - (vma_off if vma_off < pte_off else pte_off) > lo:
-            lo = pte_off - (vma_off if vma_off < pte_off else pte_off)
-        frm = lo
-        to = frm + n
-        if to > PT_ENTRIES:
-            to = PT_ENTRIES
-        if to > pte_off + vma_pages(vmf.vma) - vma_off:
-            to = pte_off + vma_pages(vmf.vma) - vma_off
-        if xa_find(&vmf.vma.vm_file.mapping.i_pages, vmf.pgoff + frm - pte_off,
-                   vmf.pgoff + to - 1 - pte_off, &idx) == 0:
-            return
-        if self.pte_alloc(vmf) != VM_FAULT_DONE:
-            return
-        addr = vmf.address
-        for v in range(frm, to):
-            vmf.address = addr - pte_off + v
-            if vmf.pte_table.e[v] != 0:
-                continue
-            pfn = mapping_lookup(&vmf.vma.vm_file.mapping, vmf.pgoff + v - pte_off)
-            if pfn != NO_PFN:
-                map_file_pte(self, vmf, pfn)
-        vmf.address = addr
-
-    # ================================================================ 5. fork
+    # ================================================================ 1. fork
     cdef int dup_mmap(self, mm_t* mm, mm_t* oldmm) noexcept nogil:
         """Copy every VMA; anon_vma_fork; copy PTEs only where the VMA has an anon_vma."""
         cdef int64_t i
@@ -910,7 +202,7 @@ cdef class LinuxMachine(Machine):
         self.ctr[C_PTE_WRITES] += copied + wp
         return MM_OK
 
-    # ================================================================ 6. unmap, mprotect, mremap, exit
+    # ================================================================ 2. unmap, mprotect, mremap, exit
     cdef int64_t zap_pte_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
         """Clear every PTE in [start, end); frames lose a mapping and a reference."""
         cdef uint64_t vpn = start, pte
@@ -938,6 +230,7 @@ cdef class LinuxMachine(Machine):
         return n
 
     cdef void free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil:
+        mm.leaf_key = ~(<uint64_t>0)
         pt_free_range(&mm.pgd, floor, ceiling)
         self.pt_sync(mm)
 
@@ -1105,52 +398,13 @@ cdef class LinuxMachine(Machine):
             self.remove_vma(mm.vmas[i])
         mm.nr_vmas = 0
         self.mt_sync(mm)
+        mm.leaf_key = ~(<uint64_t>0)
         pt_destroy(&mm.pgd)
         self.pt_sync(mm)
         free(mm.vmas)
         free(mm)
 
-    # ================================================================ 7. rmap walks
-    cdef int64_t rmap_walk_anon(self, pfn_t pfn, int64_t* out, int64_t cap) noexcept nogil:
-        """Visit every AVC of folio->mapping whose range holds folio->index; report the
-        (pid, vpn) pairs whose PTE really maps the frame.  Returns the count found."""
-        cdef frame_t* f = &self.frames.f[pfn]
-        cdef anon_vma_t* av = <anon_vma_t*><size_t>f.owner
-        cdef itnode_t* node = itree_first(&av.rb_root, f.index, f.index)
-        cdef vma_t* vma
-        cdef uint64_t vpn
-        cdef int64_t n = 0
-        while node != NULL:
-            vma = (<avc_t*>node).vma
-            self.ctr[C_RMAP_VISITS] += 1
-            vpn = vma.vm_start + (f.index - vma.vm_pgoff)
-            if pte_pfn(pt_get(&vma.vm_mm.pgd, vpn)) == pfn and pt_get(&vma.vm_mm.pgd, vpn) != 0 and n < cap:
-                out[2 * n] = vma.vm_mm.pid
-                out[2 * n + 1] = <int64_t>vpn
-                n += 1
-            node = itree_next(node, f.index, f.index)
-        return n
-
-    cdef int64_t rmap_walk_file(self, pfn_t pfn, int64_t* out, int64_t cap) noexcept nogil:
-        cdef frame_t* f = &self.frames.f[pfn]
-        cdef shmem_t* file = <shmem_t*><size_t>f.owner
-        cdef itnode_t* node = itree_first(&file.mapping.i_mmap, f.index, f.index)
-        cdef vma_t* vma
-        cdef uint64_t vpn
-        cdef int64_t n = 0
-        while node != NULL:
-            vma = <vma_t*>node
-            self.ctr[C_RMAP_VISITS] += 1
-            self.ctr[C_I_MMAP_VISITS] += 1
-            vpn = vma.vm_start + (f.index - vma.vm_pgoff)
-            if pte_pfn(pt_get(&vma.vm_mm.pgd, vpn)) == pfn and pt_get(&vma.vm_mm.pgd, vpn) != 0 and n < cap:
-                out[2 * n] = vma.vm_mm.pid
-                out[2 * n + 1] = <int64_t>vpn
-                n += 1
-            node = itree_next(node, f.index, f.index)
-        return n
-
-    # ================================================================ 8. the contract
+    # ================================================================ 3. the contract
     cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
         cdef mm_t* mm = mm_alloc()
         cdef int64_t pid
@@ -1289,7 +543,7 @@ cdef class LinuxMachine(Machine):
         cdef int st
         if vma == NULL:
             return MM_ESEGV
-        t = pt_leaf(&mm.pgd, <uint64_t>vpn, False, NULL)
+        t = pte_lookup(mm, <uint64_t>vpn)
         if t != NULL:
             pte = t.e[vpn & 511]
             if pte & PTE_PRESENT:
@@ -1299,6 +553,8 @@ cdef class LinuxMachine(Machine):
         vmf.address = <uint64_t>vpn
         vmf.flags = 0
         vmf.vma = vma
+        vmf.pte_table = t
+        vmf.orig_pte = t.e[vpn & 511] if t != NULL else 0
         st = self.handle_mm_fault(&vmf)
         if st != VM_FAULT_DONE:
             return st
@@ -1316,7 +572,7 @@ cdef class LinuxMachine(Machine):
             return MM_ESEGV
         if not (vma.vm_flags & VM_WRITE):
             return MM_EPROT
-        t = pt_leaf(&mm.pgd, <uint64_t>vpn, False, NULL)
+        t = pte_lookup(mm, <uint64_t>vpn)
         if t != NULL:
             pte = t.e[vpn & 511]
             if (pte & (PTE_PRESENT | PTE_WRITE)) == (PTE_PRESENT | PTE_WRITE):
@@ -1326,6 +582,8 @@ cdef class LinuxMachine(Machine):
         vmf.address = <uint64_t>vpn
         vmf.flags = FAULT_FLAG_WRITE
         vmf.vma = vma
+        vmf.pte_table = t
+        vmf.orig_pte = t.e[vpn & 511] if t != NULL else 0
         st = self.handle_mm_fault(&vmf)
         if st != VM_FAULT_DONE:
             return st
@@ -1378,7 +636,15 @@ cdef class LinuxMachine(Machine):
             return MM_ENOMEM
         pos = old
         while pos < old + n:
+            # a moved piece may have merged with a neighbour that is still in the
+            # old range: cut the next piece out of it again
             i = self.vma_index(mm, pos)
+            if mm.vmas[i].vm_start < pos:
+                if self.split_vma(mm, i, pos) != MM_OK:
+                    return MM_ENOMEM
+                i += 1
+            if mm.vmas[i].vm_end > old + n and self.split_vma(mm, i, old + n) != MM_OK:
+                return MM_ENOMEM
             piece_end = mm.vmas[i].vm_end
             st = self.move_vma(mm, i, new + (pos - old))
             if st != MM_OK:
@@ -1470,7 +736,7 @@ cdef class LinuxMachine(Machine):
         cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
         return (int(mm.pgd.nr[0]), int(mm.pgd.nr[1]), int(mm.pgd.nr[2]), int(mm.pgd.nr[3]))
 
-    # ---------------------------------------------------------- invariants
+    # ================================================================ 4. invariants
     cdef int c_check(self) noexcept nogil:
         """Every invariant of the design; the first violation is reported."""
         cdef int64_t nfr = self.frames.node_bump[0], pid, used = 0, k
@@ -1711,14 +977,9 @@ cdef class LinuxMachine(Machine):
 
 
 # ---------------------------------------------------------------- helpers
-cdef inline bint anon_vma_compatible(vma_t* a, vma_t* b) noexcept nogil:
-    """May b reuse a's anon_vma (or vice versa)?  Adjacent, same file, flags equal up
-    to access bits, and b's pgoff continuing a's."""
-    return (a.vm_end == b.vm_start and a.vm_file == b.vm_file
-            and ((a.vm_flags ^ b.vm_flags) & ~(<uint64_t>VM_ACCESS_FLAGS)) == 0
-            and b.vm_pgoff == a.vm_pgoff + (b.vm_start - a.vm_start))
 
 
+# ---------------------------------------------------------------- helpers
 cdef inline uint64_t mprotect_flags(vma_t* v, bint writable) noexcept nogil:
     """New vm_flags for mprotect: VM_ACCOUNT is charged when a private mapping becomes
     writable, and dropped when it becomes read-only before it ever had an anon_vma."""
@@ -1734,18 +995,6 @@ cdef inline uint64_t mprotect_flags(vma_t* v, bint writable) noexcept nogil:
     return fl
 
 
-cdef inline void map_file_pte(LinuxMachine m, vm_fault_t* vmf, pfn_t pfn) noexcept nogil:
-    """set_pte_range for a page-cache frame: shared writable VMAs map it writable."""
-    cdef frame_t* f = &m.frames.f[pfn]
-    cdef uint64_t bits = PTE_PRESENT
-    if vmf.vma.vm_flags & VM_WRITE:
-        bits |= PTE_WRITE
-    f.refcount += 1
-    f.mapcount += 1
-    vmf.mm.rss_shmem += 1
-    m.set_pte_range(vmf, pfn, mk_pte(pfn, bits))
-
-
 cdef mm_t* mm_alloc() noexcept nogil:
     cdef mm_t* mm = <mm_t*>calloc(1, sizeof(mm_t))
     if mm == NULL:
@@ -1753,6 +1002,7 @@ cdef mm_t* mm_alloc() noexcept nogil:
     if pt_init(&mm.pgd) != 0:
         free(mm)
         return NULL
+    mm.leaf_key = ~(<uint64_t>0)
     return mm
 
 
