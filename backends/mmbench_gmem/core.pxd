@@ -11,7 +11,7 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.xarray cimport xarray_t
 from mmbench.blocks.pagetable cimport pt_node_t
-from mmbench_linux.core cimport mm_t, vma_t, vm_fault_t
+from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t
 from mmbench_linux.hmm cimport LinuxHMMMachine
 
 # gm_mapping flags (include/linux/gmem.h of the RFC)

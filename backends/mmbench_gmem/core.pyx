@@ -79,8 +79,8 @@ from mmbench.blocks.pagetable cimport (pt_node_t, PTE_PRESENT, PTE_WRITE, PTE_SP
 from mmbench.blocks.xarray cimport xa_init, xa_destroy, xa_load, xa_store, xa_erase, xa_find
 from mmbench.blocks.devmirror cimport (dmirror_t, dmirror_lookup, dmirror_invalidate, dpte_pfn, devmem_has,
                                        DPT_WRITE)
-from mmbench_linux.core cimport (LinuxMachine, mm_t, vma_t, vm_fault_t, VM_WRITE, VM_SHARED,
-                                 VM_FAULT_DONE, VM_FAULT_OOM)
+from mmbench_linux.core cimport LinuxMachine
+from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t, VM_WRITE, VM_SHARED, VM_FAULT_DONE, VM_FAULT_OOM
 from mmbench_linux.hmm cimport LinuxHMMMachine, hmm_mm_t
 from mmbench_linux.hmm import HMM_COUNTERS
 

@@ -12,7 +12,8 @@ from libc.stdint cimport int64_t, uint64_t, int32_t
 from mmbench.blocks.frames cimport pfn_t, MAX_NODES
 from mmbench.blocks.pagetable cimport pt_node_t
 from mmbench.blocks.devmirror cimport mirror_set_t, devmem_t
-from mmbench_linux.core cimport LinuxMachine, mm_t, vma_t, vm_fault_t
+from mmbench_linux.core cimport LinuxMachine
+from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t
 
 # Per-process side state of the device world (indexed by pid): the
 # mmu_interval_notifiers registered on the mm, one dmirror per device.

@@ -77,14 +77,14 @@ from mmbench.blocks.devmirror cimport (dmirror_t, mirror_set_t, notify_result_t,
                                        mirrors_nodes, dmirror_map, dmirror_lookup,
                                        mmu_notifier_invalidate, devmem_init, devmem_destroy,
                                        devmem_add, devmem_del, devmem_oldest, devmem_has)
-from mmbench_linux.core cimport (LinuxMachine, mm_t, vma_t, avc_t, vm_fault_t, VM_WRITE, VM_SHARED,
-                                 FAULT_FLAG_WRITE, VM_FAULT_DONE, VM_FAULT_OOM)
+from mmbench_linux.core cimport LinuxMachine
+from mmbench_linux.mm cimport (mm_t, vma_t, avc_t, vm_fault_t, VM_WRITE, VM_SHARED, FAULT_FLAG_WRITE,
+                               VM_FAULT_DONE, VM_FAULT_OOM, FR_ANON)
 from mmbench_linux.core import LINUX_COUNTERS
 
 from mmbench import errors as _errors
 
 cdef enum:
-    FR_ANON = FR_DESIGN0            # same bit as mmbench_linux.core: folio->mapping is an anon_vma
     RMAP_STACK = 32                 # mappers handled without a malloc
 
 HMM_COUNTERS = LINUX_COUNTERS + (
@@ -525,6 +525,8 @@ cdef class LinuxHMMMachine(LinuxMachine):
         vmf.address = vpn
         vmf.flags = FAULT_FLAG_WRITE if write else 0
         vmf.vma = vma
+        vmf.pte_table = pt_leaf(&mm.pgd, vpn, False, NULL)
+        vmf.orig_pte = vmf.pte_table.e[vpn & 511] if vmf.pte_table != NULL else 0
         return self.handle_mm_fault(&vmf)
 
     cdef int device_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil:
