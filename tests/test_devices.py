@@ -108,3 +108,39 @@ def test_bookkeeping_throughput_small():
     r = devices.bookkeeping_throughput("linux", npages=4096)
     assert r["pages_moved"] == 2 * 4096 and r["leaks"] == []
     assert r["transfer"]["counts"]["dma_transfers"] == 2 * 4096 // 512
+
+
+@pytest.mark.parametrize("name,opts", [("linux", {}), ("linux", {"device_fault_pages": 512}),
+                                       ("gmem", {}), ("gmem", {"granularity_pages": 1})])
+def test_replay_with_device_ops_matches_reference(name, opts):
+    """The nogil engine path: statuses and values of a trace with migrations, device
+    accesses, forks and faults equal the reference model's."""
+    import numpy as np
+    from mmbench.reference import ReferenceMachine
+    t = mmbench.TraceBuilder()
+    p = t.spawn()
+    t.mmap(p, 0, 600)
+    t.mmap(p, 700, 8, shared=True)
+    t.write_range(p, 0, 600, step=3)
+    t.migrate(p, 0, 300, 1)
+    for v in range(0, 600, 7):
+        t.device_write(2, p, v, v + 11)
+    c = t.fork(p)
+    t.device_write(1, c, 5, 99)
+    t.device_write(1, p, 701, 5)
+    t.migrate(p, 100, 500, 2)
+    t.read_range(p, 0, 600)
+    t.read_range(c, 0, 600)
+    t.read(c, 701)
+    t.device_read(2, p, 900)                  # SegmentationFault, recorded
+    t.madvise_dontneed(c, 0, 600)
+    t.read_range(c, 0, 20)
+    t.exit(c)
+    t.exit(p)
+    tr = t.build()
+    m = mmbench.open(name, devices=2, device_pages=200, **opts)
+    ref = ReferenceMachine(devices=2, device_pages=200)
+    got, want = m.replay(tr, timing=False, frame=False), ref.replay(tr, timing=False, frame=False)
+    assert np.array_equal(got["status"], want["status"])
+    assert np.array_equal(got["value"], want["value"])
+    assert m.leaks() == []

@@ -142,7 +142,12 @@ cdef class LinuxHMMMachine(LinuxMachine):
         if isinstance(g, bool) or not isinstance(g, int) or not (1 <= g <= 512) or (g & (g - 1)):
             raise _errors.InvalidArgument("device_fault_pages must be a power of two in 1..512")
         self.device_fault_pages = g
+        # struct page of device memory in use (the ZONE_DEVICE memmap exists for all
+        # device memory; the model counts the pages holding data, 64 B each)
         self.kc_devpage = self.slab_register("page (device)", 64)
+        # struct dmirror of lib/test_hmm.c [computed, approximate]: mdevice 8, xarray 16,
+        # mmu_interval_notifier 88 (interval_tree_node 48, ops 8, mm 8, hlist_node 16,
+        # invalidate_seq 8), struct mutex 32, flags 8
         self.kc_dmirror = self.slab_register("dmirror", 152)
         self.kc_dpt_xa = self.slab_register("dmirror xa_node", 576)
         for d in range(1, self.ndevices + 1):
