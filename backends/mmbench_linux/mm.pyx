@@ -13,32 +13,20 @@
 #   * anon_vma life: freed when its tree empties (its parent loses a child); a
 #     root also waits for its descendants (refcount).
 
-cimport cython
 from libc.stdlib cimport calloc, malloc, realloc, free
-from libc.string cimport memset, memmove
-from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
+from libc.string cimport memmove
+from libc.stdint cimport int64_t, uint64_t
 
-from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_ENOTSUP,
-                           MAPF_SHARED, MAPF_WRITE, VPN_BITS,
-                           C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
-                           C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED,
-                           C_PAGES_COPIED, C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PT_PAGES_ALLOC,
-                           C_PT_PAGES_FREE, C_RMAP_VISITS, C_I_MMAP_VISITS, C_VMA_MERGES, C_VMA_SPLITS,
-                           C_OBJECTS_ALLOC, C_OBJECTS_FREE, C_ANON_VMA_ALLOC, C_AVC_ALLOC,
-                           C_ANON_VMA_REUSE, C_XA_NODE_ALLOC, C_XA_NODE_FREE, C_FORK_PTES_COPIED,
-                           C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED)
-from mmbench.blocks.frames cimport (frames_t, frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_ANON_EXCLUSIVE,
-                                    FR_PAGECACHE, FR_DESIGN0, frame_alloc, frame_free,
-                                    frames_free_count, frame_value)
-from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, PT_ENTRIES, LVL_PGD, LVL_PUD, LVL_PMD,
-                                       LVL_PTE, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte, pte_pfn,
-                                       pt_init, pt_destroy, pt_leaf, pt_get, pt_set, pt_next,
-                                       pt_free_range, pt_vmpte_bytes)
-from mmbench.blocks.itree cimport (itnode_t, itree_t, itree_init, itree_insert, itree_remove,
-                                   itree_first, itree_next, itree_verify)
-from mmbench.blocks.pagecache cimport (address_space_t, mapping_init, mapping_lookup, mapping_add,
-                                       mapping_truncate)
-from mmbench.blocks.xarray cimport xa_find, xa_destroy
+from mmbench.core cimport (Machine, MM_OK, MM_ENOMEM, VPN_BITS, C_PT_PAGES_ALLOC, C_PT_PAGES_FREE,
+                           C_VMA_MERGES, C_VMA_SPLITS, C_OBJECTS_ALLOC, C_OBJECTS_FREE,
+                           C_ANON_VMA_ALLOC, C_AVC_ALLOC, C_ANON_VMA_REUSE, C_XA_NODE_ALLOC,
+                           C_XA_NODE_FREE)
+from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, FR_ANON_EXCLUSIVE, frame_alloc,
+                                    frame_free)
+from mmbench.blocks.pagetable cimport PT_ENTRIES, LVL_PGD, LVL_PUD, LVL_PMD, LVL_PTE
+from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove
+from mmbench.blocks.pagecache cimport mapping_truncate
+from mmbench.blocks.xarray cimport xa_destroy
 
 from mmbench import errors as _errors
 
