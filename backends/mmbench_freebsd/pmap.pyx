@@ -48,15 +48,19 @@ cdef int pmap_pinit(vm_ctx_t* vm, pmap_t* pm, int64_t pid) noexcept nogil:
     pmap_account_tables(vm, pm)
     return 0
 
-cdef void pmap_release(vm_ctx_t* vm, pmap_t* pm) noexcept nogil:
-    cdef pv_chunk_t* pc = pm.pm_pvchunk
+cdef void free_chunk_list(vm_ctx_t* vm, pv_chunk_t* pc) noexcept nogil:
     cdef pv_chunk_t* nx
-    while pc != NULL:               # empty by now; freed for safety
+    while pc != NULL:
         nx = pc.pc_next
         free(pc)
         kc_free(vm, KC_PVCHUNK)
         pc = nx
+
+cdef void pmap_release(vm_ctx_t* vm, pmap_t* pm) noexcept nogil:
+    free_chunk_list(vm, pm.pm_pvchunk)       # empty by now; freed for safety
+    free_chunk_list(vm, pm.pm_pvfull)
     pm.pm_pvchunk = NULL
+    pm.pm_pvfull = NULL
     pt_destroy(&pm.pt)
     pmap_account_tables(vm, pm)
 
@@ -72,32 +76,20 @@ cdef inline bint chunk_full(pv_chunk_t* pc) noexcept nogil:
 cdef inline bint chunk_empty(pv_chunk_t* pc) noexcept nogil:
     return pc.pc_map[0] == PC_FREE[0] and pc.pc_map[1] == PC_FREE[1] and pc.pc_map[2] == PC_FREE[2]
 
-cdef inline void chunk_unlink(pmap_t* pm, pv_chunk_t* pc) noexcept nogil:
+cdef inline void chunk_unlink(pv_chunk_t** head, pv_chunk_t* pc) noexcept nogil:
     if pc.pc_prev != NULL:
         pc.pc_prev.pc_next = pc.pc_next
     else:
-        pm.pm_pvchunk = pc.pc_next
+        head[0] = pc.pc_next
     if pc.pc_next != NULL:
         pc.pc_next.pc_prev = pc.pc_prev
 
-cdef inline void chunk_push(pmap_t* pm, pv_chunk_t* pc) noexcept nogil:
+cdef inline void chunk_push(pv_chunk_t** head, pv_chunk_t* pc) noexcept nogil:
     pc.pc_prev = NULL
-    pc.pc_next = pm.pm_pvchunk
-    if pm.pm_pvchunk != NULL:
-        pm.pm_pvchunk.pc_prev = pc
-    pm.pm_pvchunk = pc
-
-cdef void chunk_to_tail(pmap_t* pm, pv_chunk_t* pc) noexcept nogil:
-    cdef pv_chunk_t* t
-    if pc.pc_next == NULL:
-        return
-    chunk_unlink(pm, pc)
-    t = pm.pm_pvchunk
-    while t.pc_next != NULL:
-        t = t.pc_next
-    t.pc_next = pc
-    pc.pc_prev = t
-    pc.pc_next = NULL
+    pc.pc_next = head[0]
+    if head[0] != NULL:
+        head[0].pc_prev = pc
+    head[0] = pc
 
 cdef pv_entry_t* get_pv_entry(vm_ctx_t* vm, pmap_t* pm) noexcept nogil:
     """Take a free pv entry from the pmap's first chunk, adding a chunk if full."""
@@ -112,7 +104,7 @@ cdef pv_entry_t* get_pv_entry(vm_ctx_t* vm, pmap_t* pm) noexcept nogil:
         pc.pc_map[0] = PC_FREE[0]
         pc.pc_map[1] = PC_FREE[1]
         pc.pc_map[2] = PC_FREE[2]
-        chunk_push(pm, pc)
+        chunk_push(&pm.pm_pvchunk, pc)
         kc_alloc(vm, KC_PVCHUNK)
     w = 0
     while pc.pc_map[w] == 0:
@@ -120,7 +112,8 @@ cdef pv_entry_t* get_pv_entry(vm_ctx_t* vm, pmap_t* pm) noexcept nogil:
     bit = __builtin_ctzll(pc.pc_map[w])
     pc.pc_map[w] &= ~(1ULL << bit)
     if chunk_full(pc):
-        chunk_to_tail(pm, pc)      # chunks with room stay in front
+        chunk_unlink(&pm.pm_pvchunk, pc)
+        chunk_push(&pm.pm_pvfull, pc)
     vm.ctr[C_PV_ENTRIES] += 1
     return &pc.pc_pventry[w * 64 + bit]
 
@@ -130,12 +123,12 @@ cdef void free_pv_entry(vm_ctx_t* vm, pmap_t* pm, pv_entry_t* pv) noexcept nogil
     cdef bint was_full = chunk_full(pc)
     pc.pc_map[idx // 64] |= 1ULL << (idx % 64)
     if chunk_empty(pc):
-        chunk_unlink(pm, pc)
+        chunk_unlink(&pm.pm_pvchunk, pc)
         free(pc)
         kc_free(vm, KC_PVCHUNK)
     elif was_full:
-        chunk_unlink(pm, pc)
-        chunk_push(pm, pc)
+        chunk_unlink(&pm.pm_pvfull, pc)
+        chunk_push(&pm.pm_pvchunk, pc)
 
 cdef inline void pv_link(vm_ctx_t* vm, pfn_t pfn, pv_entry_t* pv) noexcept nogil:
     pv.pv_prev = NULL
@@ -305,11 +298,13 @@ cdef uint64_t pmap_pte(pmap_t* pm, int64_t vpn) noexcept nogil:
     return pt_get(&pm.pt, <uint64_t>vpn)
 
 
-cdef int64_t pmap_pv_count(pmap_t* pm) noexcept nogil:
-    cdef pv_chunk_t* pc = pm.pm_pvchunk
+cdef int64_t chunk_list_used(pv_chunk_t* pc) noexcept nogil:
     cdef int64_t used = 0
     while pc != NULL:
         used += NPCPV - (__builtin_popcountll(pc.pc_map[0]) + __builtin_popcountll(pc.pc_map[1])
                          + __builtin_popcountll(pc.pc_map[2]))
         pc = pc.pc_next
     return used
+
+cdef int64_t pmap_pv_count(pmap_t* pm) noexcept nogil:
+    return chunk_list_used(pm.pm_pvchunk) + chunk_list_used(pm.pm_pvfull)

@@ -90,7 +90,7 @@ ctypedef struct pv_entry_t:
 
 ctypedef struct pv_chunk_t:            # 4096 bytes, 4096-aligned: pv -> chunk -> pmap
     void* pc_pmap                      # the owning pmap_t
-    pv_chunk_t* pc_next                # the pmap's chunk list, chunks with room first
+    pv_chunk_t* pc_next                # the pmap's chunk list (with room / full)
     pv_chunk_t* pc_prev
     uint64_t pc_map[3]                 # 1 = free slot
     uint64_t pc_lru[2]                 # (unused here; keeps the kernel layout)
@@ -99,7 +99,8 @@ ctypedef struct pv_chunk_t:            # 4096 bytes, 4096-aligned: pv -> chunk -
 ctypedef struct pmap_t:
     pgtable_t pt
     int64_t pt_accounted[4]            # tables already reported to the caches
-    pv_chunk_t* pm_pvchunk
+    pv_chunk_t* pm_pvchunk             # chunks with a free entry
+    pv_chunk_t* pm_pvfull              # chunks without (kept apart: O(1) either way)
     int64_t resident_count             # present PTEs
     int64_t pid                        # for reverse-map answers
 

@@ -113,11 +113,22 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
     return 0
 
 
+cdef int check_chunks(pv_chunk_t* pc, pmap_t* pm, bint full, const char** why) noexcept nogil:
+    while pc != NULL:
+        if <pmap_t*>pc.pc_pmap != pm:
+            why[0] = "pmap: pv_chunk of another pmap on the list"
+            return -1
+        if ((pc.pc_map[0] | pc.pc_map[1] | pc.pc_map[2]) == 0) != full:
+            why[0] = "pmap: pv_chunk on the wrong list (full / with room)"
+            return -1
+        pc = pc.pc_next
+    return 0
+
+
 cdef int check_pmap(vm_ctx_t* vm, vm_map_t* map, int64_t* ptes, const char** why) noexcept nogil:
     cdef uint64_t vpn = 0
     cdef pt_node_t* t
     cdef int64_t n = 0
-    cdef pv_chunk_t* pc = map.pmap.pm_pvchunk
     while True:
         t = pt_next(&map.pmap.pt, vpn, <uint64_t>1 << 36, &vpn)
         if t == NULL:
@@ -129,11 +140,10 @@ cdef int check_pmap(vm_ctx_t* vm, vm_map_t* map, int64_t* ptes, const char** why
     if n != map.pmap.resident_count or n != pmap_pv_count(&map.pmap):
         why[0] = "pmap: resident count or pv entries disagree with the PTEs"
         return -1
-    while pc != NULL:
-        if pv_pmap(&pc.pc_pventry[0]) != &map.pmap:
-            why[0] = "pmap: pv_chunk of another pmap on the list"
-            return -1
-        pc = pc.pc_next
+    if check_chunks(map.pmap.pm_pvchunk, &map.pmap, False, why) != 0:
+        return -1
+    if check_chunks(map.pmap.pm_pvfull, &map.pmap, True, why) != 0:
+        return -1
     ptes[0] += n
     return 0
 
@@ -162,13 +172,15 @@ cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcep
     return 0
 
 
-cdef int64_t count_chunks(vm_map_t* map) noexcept nogil:
-    cdef pv_chunk_t* pc = map.pmap.pm_pvchunk
+cdef int64_t list_length(pv_chunk_t* pc) noexcept nogil:
     cdef int64_t n = 0
     while pc != NULL:
         n += 1
         pc = pc.pc_next
     return n
+
+cdef int64_t count_chunks(vm_map_t* map) noexcept nogil:
+    return list_length(map.pmap.pm_pvchunk) + list_length(map.pmap.pm_pvfull)
 
 
 cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entries, int64_t pages,
