@@ -31,7 +31,7 @@ from libc.stdint cimport int64_t, uint64_t
 from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_ENOTSUP,
                            C_RMAP_VISITS)
 from mmbench.blocks.frames cimport pfn_t, NO_PFN
-from mmbench.blocks.pagetable cimport pte_present, pte_write, pte_pfn
+from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_write, pte_pfn
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, pv_entry_t,
                                  KC_ENTRY, KC_OBJECT, KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD,
                                  KC_PUD, KC_PMD, KC_PTE, CHAIN_HIST, MAP_ENTRY_COW,
@@ -168,7 +168,8 @@ cdef class FreeBSDMachine(Machine):
     # ------------------------------------------------------ loads, stores
     cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
         cdef vm_map_t* map = self.map_of(pid)
-        cdef uint64_t pte = pmap_pte(&map.pmap, vpn)
+        cdef pt_node_t* leaf = pt_leaf(&map.pmap.pt, <uint64_t>vpn, False, NULL)
+        cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
         cdef vm_map_entry_t* e
         cdef pfn_t pfn
         cdef int st
@@ -178,14 +179,15 @@ cdef class FreeBSDMachine(Machine):
         e = vm_map_lookup_entry(map, vpn)
         if e == NULL:
             return MM_ESEGV
-        st = vm_fault(&self.vm, map, e, vpn, False, &pfn)
+        st = vm_fault(&self.vm, map, e, vpn, False, leaf, &pfn)
         if st == MM_OK:
             out[0] = self.frames.f[pfn].value
         return st
 
     cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
         cdef vm_map_t* map = self.map_of(pid)
-        cdef uint64_t pte = pmap_pte(&map.pmap, vpn)
+        cdef pt_node_t* leaf = pt_leaf(&map.pmap.pt, <uint64_t>vpn, False, NULL)
+        cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
         cdef vm_map_entry_t* e
         cdef pfn_t pfn
         cdef int st
@@ -197,7 +199,7 @@ cdef class FreeBSDMachine(Machine):
             return MM_ESEGV
         if not e.writable:
             return MM_EPROT
-        st = vm_fault(&self.vm, map, e, vpn, True, &pfn)
+        st = vm_fault(&self.vm, map, e, vpn, True, leaf, &pfn)
         if st == MM_OK:
             self.frames.f[pfn].value = value
         return st

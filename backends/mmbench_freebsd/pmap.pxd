@@ -8,12 +8,15 @@
 # last entry is.
 from libc.stdint cimport uint64_t, int64_t
 from mmbench.blocks.frames cimport pfn_t
+from mmbench.blocks.pagetable cimport pt_node_t
 from mmbench_freebsd.vm cimport vm_ctx_t, pmap_t, pv_entry_t
 
 cdef int pmap_pinit(vm_ctx_t* vm, pmap_t* pm, int64_t pid) noexcept nogil      # 0 / -1
 cdef void pmap_release(vm_ctx_t* vm, pmap_t* pm) noexcept nogil                # no mappings left
 # Map `pfn` at `vpn` (replacing whatever was there): 0, or -1 out of memory.
-cdef int pmap_enter(vm_ctx_t* vm, pmap_t* pm, int64_t vpn, pfn_t pfn, bint writable) noexcept nogil
+# `leaf` is the PTE table holding vpn when the caller already has it, else NULL.
+cdef int pmap_enter(vm_ctx_t* vm, pmap_t* pm, int64_t vpn, pfn_t pfn, bint writable,
+                    pt_node_t* leaf) noexcept nogil
 # Remove every mapping in [start, end); returns how many.
 cdef int64_t pmap_remove(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end) noexcept nogil
 # Clear the write bit in [start, end); returns how many PTEs changed.

@@ -162,16 +162,19 @@ cdef void pv_remove(vm_ctx_t* vm, pmap_t* pm, pfn_t pfn, int64_t vpn) noexcept n
         free_pv_entry(vm, pm, pv)
 
 
-cdef int pmap_enter(vm_ctx_t* vm, pmap_t* pm, int64_t vpn, pfn_t pfn, bint writable) noexcept nogil:
+cdef int pmap_enter(vm_ctx_t* vm, pmap_t* pm, int64_t vpn, pfn_t pfn, bint writable,
+                    pt_node_t* leaf) noexcept nogil:
     cdef int64_t nalloc = 0
-    cdef pt_node_t* t = pt_leaf(&pm.pt, <uint64_t>vpn, True, &nalloc)
+    cdef pt_node_t* t = leaf
     cdef uint64_t old
     cdef pv_entry_t* pv
-    if nalloc:
-        vm.ctr[C_PT_PAGES_ALLOC] += nalloc
-        pmap_account_tables(vm, pm)
     if t == NULL:
-        return -1
+        t = pt_leaf(&pm.pt, <uint64_t>vpn, True, &nalloc)
+        if nalloc:
+            vm.ctr[C_PT_PAGES_ALLOC] += nalloc
+            pmap_account_tables(vm, pm)
+        if t == NULL:
+            return -1
     old = t.e[vpn & 511]
     vm.ctr[C_PTE_WRITES] += 1
     if pte_present(old):

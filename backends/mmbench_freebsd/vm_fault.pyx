@@ -34,12 +34,12 @@ from mmbench.core cimport (MM_OK, MM_ENOMEM, C_FAULTS, C_FAULT_ZERO_FILL, C_FAUL
                            C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED,
                            C_PAGES_COPIED, C_CHAIN_STEPS, C_COW_PAGE_MOVES)
 from mmbench.blocks.frames cimport pfn_t, NO_PFN, frame_alloc, frames_free_count
-from mmbench.blocks.pagetable cimport pte_present, pte_pfn
+from mmbench.blocks.pagetable cimport pt_node_t, pte_present, pte_pfn
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, MAP_ENTRY_NEEDS_COPY,
                                  OBJ_ANON, VM_INHERIT_SHARE, CHAIN_HIST, entry_pindex)
 from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_shadow, vm_page_lookup,
                                         vm_page_insert, vm_page_rename)
-from mmbench_freebsd.pmap cimport pmap_enter, pmap_pte
+from mmbench_freebsd.pmap cimport pmap_enter
 
 cdef enum fault_action:
     FA_MAP
@@ -54,6 +54,7 @@ ctypedef struct faultstate_t:
     vm_map_entry_t* entry
     int64_t vpn
     bint write
+    pt_node_t* leaf           # vpn's PTE table, when the caller had it
     # fault_lookup
     bint shadow               # a shadow object will be put in front
     # fault_walk: where the page was found (object NULL: nowhere)
@@ -142,25 +143,26 @@ cdef int fault_resolve(vm_ctx_t* vm, faultstate_t* fs, pfn_t* pfn_out) noexcept 
         writable = False
         vm.ctr[C_FAULT_MINOR] += 1
     else:
-        old = pmap_pte(&fs.map.pmap, fs.vpn)
+        old = fs.leaf.e[fs.vpn & 511] if fs.leaf != NULL else 0
         if fs.write and pte_present(old) and pte_pfn(old) == m:
             vm.ctr[C_FAULT_WP_SHARED if e.inheritance == VM_INHERIT_SHARE else C_FAULT_COW_REUSE] += 1
         else:
             vm.ctr[C_FAULT_MINOR] += 1
-    if pmap_enter(vm, &fs.map.pmap, fs.vpn, m, writable) != 0:
+    if pmap_enter(vm, &fs.map.pmap, fs.vpn, m, writable, fs.leaf) != 0:
         return MM_ENOMEM
     pfn_out[0] = m
     return MM_OK
 
 
 cdef int vm_fault(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* entry, int64_t vpn,
-                  bint write, pfn_t* pfn_out) noexcept nogil:
+                  bint write, pt_node_t* leaf, pfn_t* pfn_out) noexcept nogil:
     cdef faultstate_t fs
     cdef int st
     fs.map = map
     fs.entry = entry
     fs.vpn = vpn
     fs.write = write
+    fs.leaf = leaf
     fault_lookup(&fs)
     fault_walk(vm, &fs)
     fault_decide(&fs)
