@@ -399,3 +399,46 @@ def test_agrees_with_reference(seed):
         assert outcome(fb, name, (pid,) + args) == outcome(ref, name, (pid,) + args), (name, args)
         fb.check()
     all_exit(fb)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_out_of_memory_never_changes_state_under_random_ops(seed):
+    """With 24 frames many faults fail: each failure leaves everything as it
+    was, and every other outcome still agrees with the reference."""
+    fb, ref = mmbench.open("freebsd", ram_pages=24), ReferenceMachine()
+    rnd = random.Random(seed + 2000)
+    fb.spawn(), ref.spawn()
+    ooms = 0
+    for name, args in random_ops(seed + 500, 300):
+        live = fb.live_pids()
+        if not live:
+            fb.spawn(), ref.spawn()
+            continue
+        pid = rnd.choice(live)
+        if name == "fork" and len(live) >= 6:
+            continue
+        before = snapshot(fb)
+        got = outcome(fb, name, (pid,) + args)
+        if got[0] == "OutOfMemory":
+            ooms += 1
+            assert snapshot(fb) == before
+            continue
+        assert got == outcome(ref, name, (pid,) + args), (name, args)
+        fb.check()
+    assert ooms > 0
+    all_exit(fb)
+
+
+def test_adjacent_mmap_extends_the_entry_and_its_object(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 1, 5)
+    m.mmap(p, 4, 4)
+    assert m.counter("vma_merges") == 1
+    assert len(m.entries(p)) == 1 and m.objects()[chain(m, p)[0]]["size"] == 8
+    m.write(p, 6, 7)
+    assert [m.read(p, v) for v in (1, 5, 6)] == [5, 0, 7]
+    m.mmap(p, 8, 2, writable=False)          # other protection: a new entry
+    assert len(m.entries(p)) == 2
+    m.check()
+    all_exit(m)

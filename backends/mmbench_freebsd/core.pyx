@@ -65,7 +65,7 @@ cdef class FreeBSDMachine(Machine):
         "faults", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse", "fault_minor",
         "fault_wp_shared", "pages_zeroed", "pages_copied", "pte_writes", "pte_zaps",
         "tlb_flushes", "pt_pages_alloc", "pt_pages_free", "rmap_visits", "chain_steps",
-        "vma_splits", "objects_alloc", "objects_free", "shadow_objects", "collapses",
+        "vma_splits", "vma_merges", "objects_alloc", "objects_free", "shadow_objects", "collapses",
         "bypasses", "cow_page_moves", "pv_entries", "fork_ptes_wrprotect",
         "mremap_pages_moved")
 

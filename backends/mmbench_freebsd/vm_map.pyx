@@ -15,8 +15,10 @@
 #
 # Simplified: FreeBSD keeps entries in a splay-adjusted binary search tree; the
 # model keeps the address-ordered list (which the kernel also has) and starts
-# lookups at the last entry found.  Adjacent entries are not re-merged
-# (vm_map_simplify_entry).  mremap does not exist in FreeBSD; here it moves the
+# lookups at the last entry found.  A new mapping right after an entry with
+# the same protection and inheritance extends that entry (and its object, when
+# nobody else references it: vm_object_coalesce); entries split by mprotect
+# are not merged back (vm_map_simplify_entry).  mremap does not exist in FreeBSD; here it moves the
 # entries (object and offset unchanged) and their PTEs to the new address.
 # madvise_dontneed on a private range must make the next read return 0: the
 # entry gives up its object for that range and starts over with none (as a
@@ -27,7 +29,7 @@
 from libc.stdlib cimport malloc, calloc, free
 from libc.stdint cimport int64_t
 
-from mmbench.core cimport C_VMA_SPLITS, C_FORK_PTES_WRPROTECT, VPN_BITS
+from mmbench.core cimport C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, VPN_BITS
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, KC_ENTRY,
                                  kc_alloc, kc_free, MAP_ENTRY_COW, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE, VM_INHERIT_COPY, OBJ_ANON, OBJ_ONEMAPPING)
@@ -183,10 +185,44 @@ cdef vm_map_entry_t* clip_range(vm_ctx_t* vm, vm_map_t* map, int64_t start, int6
     return e
 
 
+cdef bint vm_object_coalesce(vm_map_entry_t* prev, int64_t npages) noexcept nogil:
+    """Can prev's object simply grow by npages?  (Then it does.)
+
+    => only an anonymous object nobody else references and that shadows
+       nothing, whose end is exactly prev's end: the new pages read 0.
+    """
+    cdef vm_object_t* obj = prev.object
+    if obj == NULL:
+        return True
+    if obj.ref_count != 1 or obj.backing_object != NULL or not (obj.flags & OBJ_ANON):
+        return False
+    if obj.size != prev.offset + (prev.end - prev.start):
+        return False
+    obj.size += npages
+    return True
+
+cdef bint try_extend(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end,
+                     bint shared, bint writable) noexcept nogil:
+    """vm_map_insert's fast case: grow the entry that ends at `start`."""
+    cdef vm_map_entry_t* prev = first_ending_after(map, start - 1) if start > 0 else NULL
+    if prev == NULL or prev.end != start or prev.writable != writable:
+        return False
+    if prev.inheritance != (VM_INHERIT_SHARE if shared else VM_INHERIT_COPY):
+        return False
+    if prev.eflags & MAP_ENTRY_NEEDS_COPY or not vm_object_coalesce(prev, end - start):
+        return False
+    prev.end = end
+    map.hint = prev
+    vm.ctr[C_VMA_MERGES] += 1
+    return True
+
 cdef int vm_map_insert(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end,
                        bint shared, bint writable) noexcept nogil:
-    cdef vm_map_entry_t* e = entry_create(vm)
+    cdef vm_map_entry_t* e
     cdef vm_map_entry_t* before
+    if try_extend(vm, map, start, end, shared, writable):
+        return 0
+    e = entry_create(vm)
     if e == NULL:
         return -1
     e.start = start
