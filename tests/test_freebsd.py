@@ -403,9 +403,9 @@ def test_agrees_with_reference(seed):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_out_of_memory_never_changes_state_under_random_ops(seed):
-    """With 24 frames many faults fail: each failure leaves everything as it
+    """With 12 frames many faults fail: each failure leaves everything as it
     was, and every other outcome still agrees with the reference."""
-    fb, ref = mmbench.open("freebsd", ram_pages=24), ReferenceMachine()
+    fb, ref = mmbench.open("freebsd", ram_pages=12), ReferenceMachine()
     rnd = random.Random(seed + 2000)
     fb.spawn(), ref.spawn()
     ooms = 0
