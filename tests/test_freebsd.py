@@ -157,21 +157,35 @@ def test_fork_chain_depth_16(m):
 
 
 # ----------------------------------------------------------- COW details
-def test_cow_page_move_when_backing_is_private(m):
+def test_parent_shadow_absorbs_the_object_when_the_child_exits(m):
     p = m.spawn()
     m.mmap(p, 0, 4)
     m.write(p, 0, 7)
     c = m.fork(p)
     m.write(c, 1, 8)          # child shadows A
     m.write(p, 2, 9)          # parent shadows A: A has two shadows
-    m.exit(c)                 # A: one reference (parent's shadow) -> collapse
+    assert m.chain_length(p, 0) == 2
+    m.exit(c)                 # A is left with one reference (parent's shadow): collapse
     m.check()
-    assert m.counter("collapses") == 1
-    p2 = m.fork(p)
-    m.write(p2, 3, 1)         # p2 shadows; parent still NEEDS_COPY on its object
-    m.exit(p2)
-    m.check()
+    assert m.counter("collapses") == 1 and m.chain_length(p, 0) == 1
     assert [m.read(p, v) for v in range(4)] == [7, 0, 9, 0]
+    all_exit(m)
+
+
+def test_cow_page_move_when_backing_has_one_reference_and_one_shadow(m):
+    p1, p2, p3 = layered(m)
+    for v in range(4):
+        m.write(p2, v, 300 + v)
+    m.write(p3, 1, 301)
+    m.fork(p2)                                  # bypass: B keeps only P3's shadow
+    c2, b, _ = chain(m, p3)
+    assert m.objects()[b]["ref_count"] == 1 and m.objects()[b]["shadow_count"] == 1
+    copies = m.counter("pages_copied")
+    m.write(p3, 2, 555)                         # B's page moves up into C2
+    assert m.counter("cow_page_moves") == 1 and m.counter("pages_copied") == copies
+    assert m.objects()[b]["resident"] == 3 and m.objects()[c2]["resident"] == 2
+    assert m.read(p3, 2) == 555 and m.read(p3, 3) == 203
+    m.check()
     all_exit(m)
 
 
@@ -442,3 +456,15 @@ def test_adjacent_mmap_extends_the_entry_and_its_object(m):
     assert len(m.entries(p)) == 2
     m.check()
     all_exit(m)
+
+
+@pytest.mark.parametrize("lifetime", [1, 4, 8])
+def test_fork_server_chain_is_bounded_by_live_children(lifetime):
+    """With children living for `lifetime` forks and a writing parent, the
+    parent's chain is as long as the number of live children, never longer:
+    each child's exit collapses one level (exact counts)."""
+    from mmbench_freebsd.measure import fork_server
+    r = fork_server(children=60, pages=64, writes=4, parent_writes=True, lifetime=lifetime)
+    assert r["max_parent_chain"] == lifetime
+    assert r["collapses"] == 60 - (lifetime - 1)
+    assert r["live_objects"] == 2 * lifetime - 1
