@@ -33,6 +33,13 @@ ctypedef struct pctrie_node_t:
     uint8_t clev              # nibble this node branches on (0 = lowest four bits)
     uint64_t child[16]        # 0, a node pointer, or a leaf (item address | 1)
 
+# Where a lookup ended (the kernel's pctrie iterators remember their path the
+# same way): the node and the empty child slot a missing key would go into, so
+# an insert right after the lookup need not walk again.
+ctypedef struct pctrie_iter_t:
+    pctrie_node_t* node       # NULL: no usable position
+    int slot
+
 ctypedef struct pctrie_t:
     uint64_t root             # 0 (empty), a leaf, or a node pointer
     int64_t count             # leaves
@@ -45,6 +52,11 @@ cdef inline void pctrie_init(pctrie_t* t) noexcept nogil:
 
 # The item whose key is `key`, or NULL.
 cdef uint64_t* pctrie_lookup(pctrie_t* t, uint64_t key) noexcept nogil
+# Same, and on a miss record in *it where the key would be inserted.
+cdef uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) noexcept nogil
+# Insert `item` at the position a pctrie_iter_lookup of its key just recorded
+# (the trie must not have changed since); falls back to pctrie_insert.
+cdef int pctrie_iter_insert(pctrie_t* t, pctrie_iter_t* it, uint64_t* item, kmem_cache_t* kc) noexcept nogil
 # The item with the smallest key >= `key`, or NULL (in-order iteration).
 cdef uint64_t* pctrie_lookup_ge(pctrie_t* t, uint64_t key) noexcept nogil
 # Insert the item at `item` (its key is item[0]): 0, -1 when out of memory,

@@ -83,6 +83,36 @@ cdef uint64_t* pctrie_lookup(pctrie_t* t, uint64_t key) noexcept nogil:
     return NULL
 
 
+cdef uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) noexcept nogil:
+    cdef uint64_t p = t.root
+    cdef pctrie_node_t* n
+    cdef int i
+    it.node = NULL
+    while p != 0:
+        if is_leaf(p):
+            if leaf_item(p)[0] == key:
+                return leaf_item(p)
+            return NULL
+        n = as_node(p)
+        if outside(n, key):
+            return NULL
+        i = slot_of(key, n.clev)
+        p = n.child[i]
+        if p == 0:
+            it.node = n
+            it.slot = i
+    return NULL
+
+
+cdef int pctrie_iter_insert(pctrie_t* t, pctrie_iter_t* it, uint64_t* item, kmem_cache_t* kc) noexcept nogil:
+    cdef pctrie_node_t* n = it.node
+    if n == NULL or n.child[it.slot] != 0 or outside(n, item[0]) or slot_of(item[0], n.clev) != it.slot:
+        return pctrie_insert(t, item, kc)
+    node_put(n, item[0], mk_leaf(item))
+    t.count += 1
+    return 0
+
+
 cdef uint64_t* pctrie_lookup_ge(pctrie_t* t, uint64_t key) noexcept nogil:
     # Descend towards `key`; remember each node and the slot taken so the walk
     # can resume at the next populated sibling when the subtree holds nothing

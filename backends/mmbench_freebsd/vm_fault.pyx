@@ -38,7 +38,9 @@ from mmbench.blocks.pagetable cimport pt_node_t, pte_present, pte_pfn
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, MAP_ENTRY_NEEDS_COPY,
                                  OBJ_ANON, VM_INHERIT_SHARE, CHAIN_HIST, entry_pindex)
 from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_shadow, vm_page_lookup,
-                                        vm_page_insert, vm_page_rename)
+                                        vm_page_rename, vm_page_iter_lookup,
+                                        vm_page_iter_insert)
+from mmbench_freebsd.pctrie cimport pctrie_iter_t
 from mmbench_freebsd.pmap cimport pmap_enter
 
 cdef enum fault_action:
@@ -62,6 +64,7 @@ ctypedef struct faultstate_t:
     int64_t pindex
     pfn_t m
     int depth                 # objects walked past
+    pctrie_iter_t it          # where the first object's lookup ended
     # fault_decide
     fault_action action
     bint need_frame
@@ -78,8 +81,12 @@ cdef inline void fault_walk(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
     fs.depth = 1 if fs.shadow else 0    # the new shadow will be the first, empty, object
     fs.m = NO_PFN
     fs.object = NULL
+    fs.it.node = NULL
     while obj != NULL:
-        fs.m = vm_page_lookup(vm, obj, pindex)
+        if obj == fs.entry.object and not fs.shadow:
+            fs.m = vm_page_iter_lookup(vm, obj, pindex, &fs.it)
+        else:
+            fs.m = vm_page_lookup(vm, obj, pindex)
         if fs.m != NO_PFN:
             fs.object = obj
             fs.pindex = pindex
@@ -128,7 +135,9 @@ cdef int fault_resolve(vm_ctx_t* vm, faultstate_t* fs, pfn_t* pfn_out) noexcept 
     if fs.action == FA_ZERO or fs.action == FA_COPY:
         m = frame_alloc(vm.fr, 0)
         vm.fr.f[m].value = 0 if fs.action == FA_ZERO else vm.fr.f[fs.m].value
-        vm_page_insert(vm, e.object, m, first_pindex)
+        # fs.it is the first object's lookup position (unset if that object
+        # is new): its trie has not changed since fault_walk
+        vm_page_iter_insert(vm, e.object, m, first_pindex, &fs.it)
         if fs.action == FA_ZERO:
             vm.ctr[C_FAULT_ZERO_FILL] += 1
             vm.ctr[C_PAGES_ZEROED] += 1

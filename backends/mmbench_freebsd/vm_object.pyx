@@ -48,7 +48,8 @@ from mmbench.core cimport (C_OBJECTS_ALLOC, C_OBJECTS_FREE, C_SHADOW_OBJECTS, C_
                            C_BYPASSES)
 from mmbench.blocks.frames cimport pfn_t, NO_PFN, frame_free
 from mmbench_freebsd.pctrie cimport (pctrie_init, pctrie_lookup, pctrie_lookup_ge, pctrie_insert,
-                                     pctrie_remove, pctrie_reclaim)
+                                     pctrie_remove, pctrie_reclaim, pctrie_iter_t,
+                                     pctrie_iter_lookup, pctrie_iter_insert)
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_object_t, vm_map_entry_t, OBJ_ANON, OBJ_ONEMAPPING,
                                  OBJ_DEAD, KC_OBJECT, KC_PAGE, KC_PCTRIE, kc_alloc, kc_free,
                                  item_pfn)
@@ -119,10 +120,22 @@ cdef pfn_t vm_page_lookup(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex) noexce
     return item_pfn(vm, item)
 
 cdef int vm_page_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t pindex) noexcept nogil:
+    cdef pctrie_iter_t it
+    it.node = NULL
+    return vm_page_iter_insert(vm, obj, pfn, pindex, &it)
+
+cdef pfn_t vm_page_iter_lookup(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex, pctrie_iter_t* it) noexcept nogil:
+    cdef uint64_t* item = pctrie_iter_lookup(&obj.rtree, <uint64_t>pindex, it)
+    if item == NULL:
+        return NO_PFN
+    return item_pfn(vm, item)
+
+cdef int vm_page_iter_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t pindex,
+                             pctrie_iter_t* it) noexcept nogil:
     cdef int st
     vm.fr.f[pfn].owner = <uint64_t><size_t>obj
     vm.fr.f[pfn].index = <uint64_t>pindex
-    st = pctrie_insert(&obj.rtree, &vm.fr.f[pfn].index, &vm.kc[KC_PCTRIE])
+    st = pctrie_iter_insert(&obj.rtree, it, &vm.fr.f[pfn].index, &vm.kc[KC_PCTRIE])
     if st == 0:
         kc_alloc(vm, KC_PAGE)
     return st
