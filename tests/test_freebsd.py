@@ -468,3 +468,29 @@ def test_fork_server_chain_is_bounded_by_live_children(lifetime):
     assert r["max_parent_chain"] == lifetime
     assert r["collapses"] == 60 - (lifetime - 1)
     assert r["live_objects"] == 2 * lifetime - 1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_replay_agrees_with_reference(seed):
+    """The nogil replay loop gives the reference's statuses and values."""
+    from mmbench.trace import TraceBuilder
+    rnd = random.Random(seed + 3000)
+    t = TraceBuilder()
+    alive = {t.spawn()}
+    for name, args in random_ops(seed + 3000, 300):
+        pid = rnd.choice(sorted(alive))
+        if name == "fork":
+            if len(alive) < 8:
+                alive.add(t.fork(pid))
+        elif name == "exit":
+            if len(alive) > 1:
+                t.exit(pid)
+                alive.discard(pid)
+        else:
+            getattr(t, name)(pid, *args)
+    trace = t.build()
+    fb = mmbench.open("freebsd", ram_pages=1 << 14)
+    a = fb.replay(trace, timing=False, frame=False)
+    b = ReferenceMachine().replay(trace, timing=False, frame=False)
+    assert (a["status"] == b["status"]).all() and (a["value"] == b["value"]).all()
+    fb.check()
