@@ -120,7 +120,11 @@ cdef class FreeBSDMachine(Machine):
         if child < 0:
             vmspace_free(&self.vm, dst)
             return MM_ENOMEM
-        vmspace_fork(&self.vm, src, dst)
+        if vmspace_fork(&self.vm, src, dst) != 0:     # host out of memory
+            vmspace_free(&self.vm, dst)
+            self.pid_release(child)
+            self.next_pid -= 1
+            return MM_ENOMEM
         child_out[0] = child
         return MM_OK
 

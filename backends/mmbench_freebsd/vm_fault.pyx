@@ -120,8 +120,8 @@ cdef inline int fault_prepare(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
         if e.object == NULL:
             return MM_ENOMEM
     if fs.write and (e.eflags & MAP_ENTRY_NEEDS_COPY):
-        if fs.shadow:
-            vm_object_shadow(vm, e)
+        if fs.shadow and vm_object_shadow(vm, e) != 0:
+            return MM_ENOMEM
         e.eflags &= ~MAP_ENTRY_NEEDS_COPY
     return MM_OK
 

@@ -136,6 +136,8 @@ cdef vm_map_entry_t* entry_clone(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil
     cdef vm_map_entry_t* c
     if e.object == NULL:
         entry_back(vm, e)
+        if e.object == NULL:
+            return NULL
     c = entry_create(vm)
     if c == NULL:
         return NULL
@@ -325,6 +327,9 @@ cdef int vmspace_fork(vm_ctx_t* vm, vm_map_t* src, vm_map_t* dst) noexcept nogil
         if e.inheritance == VM_INHERIT_SHARE:
             if e.object == NULL:
                 entry_back(vm, e)
+                if e.object == NULL:
+                    entry_dispose(vm, c)
+                    return -1
             e.object.flags &= ~OBJ_ONEMAPPING
             vm_object_reference(e.object)
             c.object = e.object

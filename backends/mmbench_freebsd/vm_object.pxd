@@ -7,7 +7,7 @@ from mmbench_freebsd.vm cimport vm_ctx_t, vm_object_t, vm_map_entry_t
 
 cdef vm_object_t* vm_object_allocate_anon(vm_ctx_t* vm, int64_t size) noexcept nogil
 cdef void vm_object_deallocate(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil
-cdef void vm_object_shadow(vm_ctx_t* vm, vm_map_entry_t* entry) noexcept nogil
+cdef int vm_object_shadow(vm_ctx_t* vm, vm_map_entry_t* entry) noexcept nogil    # 0 / -1
 cdef void vm_object_split(vm_ctx_t* vm, vm_map_entry_t* entry) noexcept nogil
 cdef void vm_object_collapse(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil
 cdef void vm_object_page_remove(vm_ctx_t* vm, vm_object_t* obj, int64_t start, int64_t end) noexcept nogil

@@ -207,7 +207,7 @@ cdef void vm_object_deallocate(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
 
 
 # ------------------------------------------------------------------- shadows
-cdef void vm_object_shadow(vm_ctx_t* vm, vm_map_entry_t* entry) noexcept nogil:
+cdef int vm_object_shadow(vm_ctx_t* vm, vm_map_entry_t* entry) noexcept nogil:
     """Give `entry` a fresh object in front of its current one (NEEDS_COPY write).
 
     => no shadow when the entry is the source's only reference: it may
@@ -218,10 +218,10 @@ cdef void vm_object_shadow(vm_ctx_t* vm, vm_map_entry_t* entry) noexcept nogil:
     cdef vm_object_t* source = entry.object
     cdef vm_object_t* result
     if source != NULL and source.ref_count == 1 and (source.flags & OBJ_ANON):
-        return
+        return 0
     result = vm_object_allocate_anon(vm, entry.end - entry.start)
     if result == NULL:
-        return
+        return -1
     if source != NULL:
         result.backing_object_offset = entry.offset
         backing_insert(result, source)
@@ -229,6 +229,7 @@ cdef void vm_object_shadow(vm_ctx_t* vm, vm_map_entry_t* entry) noexcept nogil:
     entry.object = result
     entry.offset = 0
     vm.ctr[C_SHADOW_OBJECTS] += 1
+    return 0
 
 
 cdef void vm_object_split(vm_ctx_t* vm, vm_map_entry_t* entry) noexcept nogil:
