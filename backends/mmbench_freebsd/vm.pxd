@@ -23,6 +23,7 @@ from libc.stdint cimport uint64_t, int64_t, uint32_t, int32_t, uint8_t
 from mmbench.core cimport kmem_cache_t
 from mmbench.blocks.frames cimport frames_t, frame_t, pfn_t
 from mmbench.blocks.pagetable cimport pgtable_t
+from mmbench.blocks.itree cimport itnode_t, itree_t
 from mmbench_freebsd.pctrie cimport pctrie_t
 
 cdef enum:  # vm_object flags
@@ -73,6 +74,7 @@ ctypedef struct vm_object_t:
     int32_t check_shadows              # scratch for c_check: shadows found
 
 ctypedef struct vm_map_entry_t:
+    itnode_t node                      # first: the map's search tree (keys [start, end-1])
     vm_map_entry_t* prev               # address-ordered list
     vm_map_entry_t* next
     int64_t start                      # [start, end) in pages
@@ -105,6 +107,7 @@ ctypedef struct pmap_t:
     int64_t pid                        # for reverse-map answers
 
 ctypedef struct vm_map_t:              # a vmspace: the map and its pmap
+    itree_t tree                       # entries by address, O(log n) lookups
     vm_map_entry_t* first
     vm_map_entry_t* last
     vm_map_entry_t* hint               # last entry found (lookup starts here)

@@ -16,6 +16,7 @@
 from libc.stdint cimport int64_t, uint64_t, int32_t
 
 from mmbench.blocks.frames cimport pfn_t, NO_PFN
+from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagetable cimport pt_node_t, pt_next, pte_pfn, PTE_WRITE
 from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_check
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, pmap_t,
@@ -48,6 +49,15 @@ cdef int check_map(vm_ctx_t* vm, vm_map_t* map, const char** why) noexcept nogil
     if prev != map.last or n != map.nentries:
         why[0] = "vm_map: entry count or last entry is wrong"
         return -1
+    if itree_verify(&map.tree) != 0 or map.tree.count != n:
+        why[0] = "vm_map: the entry search tree is broken"
+        return -1
+    e = map.first
+    while e != NULL:
+        if e.node.start != <uint64_t>e.start or e.node.last != <uint64_t>(e.end - 1):
+            why[0] = "vm_map: an entry's tree key disagrees with its range"
+            return -1
+        e = e.next
     return 0
 
 

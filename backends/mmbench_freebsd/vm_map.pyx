@@ -13,9 +13,10 @@
 # the chain is tidied: a ONEMAPPING object first tries to collapse and drops the
 # pages only this entry could see, then the reference is released.
 #
-# Simplified: FreeBSD keeps entries in a splay-adjusted binary search tree; the
-# model keeps the address-ordered list (which the kernel also has) and starts
-# lookups at the last entry found.  A new mapping right after an entry with
+# Entries are both on the address-ordered list (iteration) and in a balanced
+# search tree (lookups, O(log n)): the kernel's tree is self-adjusting (splay),
+# the model reuses mmbench's treap-balanced interval tree; a lookup first tries
+# the last entry found.  A new mapping right after an entry with
 # the same protection and inheritance extends that entry (and its object, when
 # nobody else references it: vm_object_coalesce); entries split by mprotect
 # are not merged back (vm_map_simplify_entry).  mremap does not exist in FreeBSD; here it moves the
@@ -27,8 +28,9 @@
 # pages in the range are simply freed.
 
 from libc.stdlib cimport malloc, calloc, free
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
+from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove, itree_first
 from mmbench.core cimport C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, VPN_BITS
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, KC_ENTRY,
                                  kc_alloc, kc_free, MAP_ENTRY_COW, MAP_ENTRY_NEEDS_COPY,
@@ -47,6 +49,7 @@ cdef vm_map_t* vmspace_alloc(vm_ctx_t* vm, int64_t pid) noexcept nogil:
     cdef vm_map_t* map = <vm_map_t*>calloc(1, sizeof(vm_map_t))
     if map == NULL:
         return NULL
+    itree_init(&map.tree)
     if pmap_pinit(vm, &map.pmap, pid) != 0:
         free(map)
         return NULL
@@ -70,7 +73,7 @@ cdef void entry_dispose(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil:
     free(e)
 
 cdef void link_after(vm_map_t* map, vm_map_entry_t* after, vm_map_entry_t* e) noexcept nogil:
-    """Insert e after `after` (NULL: at the front)."""
+    """Insert e after `after` (NULL: at the front) on the list and in the tree."""
     e.prev = after
     e.next = map.first if after == NULL else after.next
     if e.next != NULL:
@@ -82,6 +85,9 @@ cdef void link_after(vm_map_t* map, vm_map_entry_t* after, vm_map_entry_t* e) no
     else:
         map.first = e
     map.nentries += 1
+    e.node.start = <uint64_t>e.start
+    e.node.last = <uint64_t>(e.end - 1)
+    itree_insert(&map.tree, &e.node)
 
 cdef void unlink(vm_map_t* map, vm_map_entry_t* e) noexcept nogil:
     if e.prev != NULL:
@@ -95,15 +101,23 @@ cdef void unlink(vm_map_t* map, vm_map_entry_t* e) noexcept nogil:
     if map.hint == e:
         map.hint = e.prev if e.prev != NULL else e.next
     map.nentries -= 1
+    itree_remove(&map.tree, &e.node)
+
+cdef void entry_set_range(vm_map_t* map, vm_map_entry_t* e, int64_t start, int64_t end) noexcept nogil:
+    """Change a linked entry's range (its list position stays valid)."""
+    itree_remove(&map.tree, &e.node)
+    e.start = start
+    e.end = end
+    e.node.start = <uint64_t>start
+    e.node.last = <uint64_t>(end - 1)
+    itree_insert(&map.tree, &e.node)
 
 cdef vm_map_entry_t* first_ending_after(vm_map_t* map, int64_t vpn) noexcept nogil:
-    """First entry with end > vpn (the hint is a starting point)."""
+    """First entry with end > vpn (the entry holding vpn, or the next one)."""
     cdef vm_map_entry_t* e = map.hint
-    if e == NULL or e.start > vpn:
-        e = map.first
-    while e != NULL and e.end <= vpn:
-        e = e.next
-    return e
+    if e != NULL and e.start <= vpn < e.end:
+        return e
+    return <vm_map_entry_t*>itree_first(&map.tree, <uint64_t>vpn, <uint64_t>VPN_END)
 
 cdef vm_map_entry_t* vm_map_lookup_entry(vm_map_t* map, int64_t vpn) noexcept nogil:
     cdef vm_map_entry_t* e = map.hint
@@ -157,7 +171,7 @@ cdef void vm_map_clip_start(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int6
         return
     left.end = vpn
     e.offset += vpn - e.start
-    e.start = vpn
+    entry_set_range(map, e, vpn, e.end)
     link_after(map, e.prev, left)
 
 cdef void vm_map_clip_end(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int64_t vpn) noexcept nogil:
@@ -170,7 +184,7 @@ cdef void vm_map_clip_end(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int64_
         return
     right.offset += vpn - e.start
     right.start = vpn
-    e.end = vpn
+    entry_set_range(map, e, e.start, vpn)
     link_after(map, e, right)
 
 cdef vm_map_entry_t* clip_range(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
@@ -213,7 +227,7 @@ cdef bint try_extend(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end,
         return False
     if prev.eflags & MAP_ENTRY_NEEDS_COPY or not vm_object_coalesce(prev, end - start):
         return False
-    prev.end = end
+    entry_set_range(map, prev, prev.start, end)
     map.hint = prev
     vm.ctr[C_VMA_MERGES] += 1
     return True
