@@ -289,3 +289,72 @@ cdef int pctrie_check(pctrie_t* t, const char** why) noexcept nogil:
         why[0] = "pctrie leaf or node count is wrong"
         return -1
     return 0
+
+
+# ------------------------------------------------------- a handle for tests
+from libc.stdlib cimport calloc
+from libc.string cimport memset
+
+cdef class PctrieHandle:
+    """A pctrie of plain keys, for testing the block from Python.
+
+    Each key lives in its own 8-byte item (the trie stores item addresses)."""
+    cdef pctrie_t t
+    cdef kmem_cache_t kc
+    cdef dict items                    # key -> item address (keeps them alive)
+
+    def __cinit__(self):
+        pctrie_init(&self.t)
+        memset(&self.kc, 0, sizeof(kmem_cache_t))
+        self.items = {}
+
+    def __dealloc__(self):
+        pctrie_reclaim(&self.t, &self.kc)
+        for addr in self.items.values():
+            free(<void*><size_t>addr)
+
+    def insert(self, uint64_t key):
+        """True when added, False when the key was present."""
+        cdef uint64_t* item = <uint64_t*>malloc(sizeof(uint64_t))
+        cdef int st
+        if item == NULL:
+            raise MemoryError()
+        item[0] = key
+        st = pctrie_insert(&self.t, item, &self.kc)
+        if st != 0:
+            free(item)
+            if st == -1:
+                raise MemoryError()
+            return False
+        self.items[key] = <size_t>item
+        return True
+
+    def remove(self, uint64_t key):
+        cdef uint64_t* item = pctrie_remove(&self.t, key, &self.kc)
+        if item == NULL:
+            return False
+        del self.items[key]
+        free(item)
+        return True
+
+    def lookup(self, uint64_t key):
+        return pctrie_lookup(&self.t, key) != NULL
+
+    def lookup_ge(self, uint64_t key):
+        cdef uint64_t* item = pctrie_lookup_ge(&self.t, key)
+        return None if item == NULL else int(item[0])
+
+    def check(self):
+        cdef const char* why = NULL
+        if pctrie_check(&self.t, &why) != 0:
+            raise AssertionError(why.decode())
+        if self.kc.active != self.t.nnodes:
+            raise AssertionError("node accounting disagrees with the trie")
+
+    @property
+    def count(self):
+        return int(self.t.count)
+
+    @property
+    def nodes(self):
+        return int(self.t.nnodes)
