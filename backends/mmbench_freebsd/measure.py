@@ -22,7 +22,7 @@ def _page_ops(op, pid, vpns, value=1):
     return t
 
 
-def first_touch_write_ns(npages=1 << 18, reps=5):
+def first_touch_write_ns(npages=1 << 18, reps=7):
     """Median ns per first-touch write fault (one process, one mapping)."""
     setup = TraceBuilder()
     p = setup.spawn()
