@@ -116,6 +116,17 @@ COUNTERS = ("faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "f
             "mremap_pages_moved")
 
 
+cdef inline void unwind_new_tables(mm_struct* mm, uint64_t vpn, int64_t levels) noexcept nogil:
+    """Free the `levels` deepest page tables on vpn's path, just allocated by a
+    fault that then failed: they are empty, and the topmost spans 512**levels
+    pages, all of them under new tables."""
+    cdef uint64_t span
+    if levels <= 0 or levels > 3:
+        return
+    span = (<uint64_t>1) << (9 * levels)
+    pt_free_range(&mm.pgd, vpn & ~(span - 1), (vpn & ~(span - 1)) + span)
+
+
 cdef class ShmemMachine(Machine):
     """Anonymous memory as shmem page-cache files; private memory copied on
     write through reflink clones of those files (see the essay in core.pyx)."""
@@ -518,10 +529,9 @@ cdef class ShmemMachine(Machine):
             return MM_EPROT
         vmf.pte_table = pt_leaf(&mm.pgd, vpn, True, &nalloc)
         if vmf.pte_table == NULL:
-            self.sync_pt(mm)
+            unwind_new_tables(mm, vpn, 3)         # (malloc failed: rare) free the empty
+            self.sync_pt(mm)                      # tables around vpn, whatever made them
             return MM_ENOMEM
-        if nalloc:
-            self.sync_pt(mm)
         vmf.orig_pte = vmf.pte_table.e[vpn & 511]
         if pte_present(vmf.orig_pte) and (not write or pte_write(vmf.orig_pte)):
             out[0] = pte_pfn(vmf.orig_pte)
@@ -531,6 +541,10 @@ cdef class ShmemMachine(Machine):
         vmf.pgoff = vma_pgoff_of(vmf.vma, vpn)
         vmf.write = write
         st = self.handle_mm_fault(&vmf)
+        if st != MM_OK:
+            unwind_new_tables(mm, vpn, nalloc)   # a failed fault leaves no trace
+        elif nalloc:
+            self.sync_pt(mm)
         out[0] = vmf.pfn
         return st
 
