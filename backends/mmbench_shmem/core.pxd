@@ -39,6 +39,7 @@ cdef class ShmemMachine(Machine):
     cdef pfn_t alloc_zeroed_frame(self) noexcept nogil
     cdef void put_frame(self, pfn_t pfn) noexcept nogil
     cdef void set_pte(self, pt_node_t* t, uint64_t vpn, pfn_t pfn, bint writable) noexcept nogil
+    cdef void pte_clear(self, pt_node_t* t, uint64_t vpn) noexcept nogil
     cdef void zap_pte(self, pt_node_t* t, uint64_t vpn) noexcept nogil
     cdef int64_t zap_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef int64_t wrprotect_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil
@@ -53,7 +54,7 @@ cdef class ShmemMachine(Machine):
     cdef void vma_put(self, vm_area_struct* vma) noexcept nogil
     cdef void split_at(self, mm_struct* mm, uint64_t addr) noexcept nogil
     cdef void merge_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil
-    cdef void unmap_vma(self, mm_struct* mm, int64_t idx) noexcept nogil
+    cdef int64_t unmap_vma(self, mm_struct* mm, int64_t idx) noexcept nogil
     cdef void free_pgtables(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil
     # faults
     cdef int handle_mm_fault(self, vm_fault* vmf) noexcept nogil

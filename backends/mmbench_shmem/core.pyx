@@ -237,7 +237,8 @@ cdef class ShmemMachine(Machine):
         pt_set(t, vpn, mk_pte(pfn, bits))
         self.ctr[C_PTE_WRITES] += 1
 
-    cdef void zap_pte(self, pt_node_t* t, uint64_t vpn) noexcept nogil:
+    cdef void pte_clear(self, pt_node_t* t, uint64_t vpn) noexcept nogil:
+        """Clear one present PTE; the frame it mapped loses that mapping."""
         cdef uint64_t pte = t.e[vpn & 511]
         cdef pfn_t pfn = pte_pfn(pte)
         if not (pte & PTE_SPECIAL):
@@ -245,6 +246,9 @@ cdef class ShmemMachine(Machine):
             self.put_frame(pfn)
         pt_set(t, vpn, 0)
         self.ctr[C_PTE_WRITES] += 1
+
+    cdef void zap_pte(self, pt_node_t* t, uint64_t vpn) noexcept nogil:
+        self.pte_clear(t, vpn)
         self.ctr[C_PTE_ZAPS] += 1
 
     cdef int64_t zap_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
@@ -370,19 +374,20 @@ cdef class ShmemMachine(Machine):
                 self.vma_put(gone)
                 self.ctr[C_VMA_MERGES] += 1
 
-    cdef void unmap_vma(self, mm_struct* mm, int64_t idx) noexcept nogil:
+    cdef int64_t unmap_vma(self, mm_struct* mm, int64_t idx) noexcept nogil:
         """Remove vmas[idx] entirely: zap its PTEs, punch its offsets out of a
-        private file (nobody else can reach them), drop the file reference."""
+        private file (nobody else can reach them), drop the file reference.
+        Returns the PTEs zapped (the caller flushes the TLB once)."""
         cdef vm_area_struct* v = mm.vmas[idx]
         cdef shmem_inode_info* inode = v.vm_file
-        if self.zap_range(mm, v.vm_start, v.vm_end):
-            self.ctr[C_TLB_FLUSHES] += 1
+        cdef int64_t zapped = self.zap_range(mm, v.vm_start, v.vm_end)
         if inode.private:
             self.shmem_truncate(inode, v.vm_pgoff, v.vm_pgoff + (v.vm_end - v.vm_start))
         vma_unlink_file(v)
         vmas_remove_at(mm, idx)
         self.vma_put(v)
         self.iput(inode)
+        return zapped
 
     cdef void free_pgtables(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
         """Free page tables of the hole around [start, end) (floor..ceiling)."""
@@ -507,9 +512,8 @@ cdef class ShmemMachine(Machine):
         self.ctr[C_PAGES_COPIED] += 1
         xa_store(&inode.i_data.i_pages, vmf.pgoff, <uint64_t>new + 1)
         self.put_frame(old)
-        if pte_present(vmf.orig_pte):
-            self.zap_pte(vmf.pte_table, vmf.vpn)
-            self.ctr[C_PTE_ZAPS] -= 1             # replaced, not zapped
+        if pte_present(vmf.orig_pte):             # ptep_clear_flush, then the new PTE
+            self.pte_clear(vmf.pte_table, vmf.vpn)
             self.ctr[C_TLB_FLUSHES] += 1
         self.set_pte(vmf.pte_table, vmf.vpn, new, True)
         self.ctr[C_FAULT_COW_COPY] += 1
@@ -599,7 +603,7 @@ cdef class ShmemMachine(Machine):
     cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
         cdef uint64_t end = vpn + npages
-        cdef int64_t i
+        cdef int64_t i, zapped = 0
         if not range_any_mapped(mm, vpn, end):
             return MM_OK
         if self.vma_prealloc(mm) != MM_OK:
@@ -608,7 +612,9 @@ cdef class ShmemMachine(Machine):
         self.split_at(mm, end)
         i = vma_lower_bound(mm, vpn)
         while i < mm.map_count and mm.vmas[i].vm_start < end:
-            self.unmap_vma(mm, i)
+            zapped += self.unmap_vma(mm, i)
+        if zapped:
+            self.ctr[C_TLB_FLUSHES] += 1
         self.free_pgtables(mm, vpn, end)
         self.sync_maple(mm)
         return MM_OK
@@ -813,8 +819,11 @@ cdef class ShmemMachine(Machine):
         return st
 
     cdef void exit_mmap(self, mm_struct* mm) noexcept nogil:
+        cdef int64_t zapped = 0
         while mm.map_count > 0:
-            self.unmap_vma(mm, mm.map_count - 1)
+            zapped += self.unmap_vma(mm, mm.map_count - 1)
+        if zapped:
+            self.ctr[C_TLB_FLUSHES] += 1          # one flush of the whole mm
         pt_destroy(&mm.pgd)
         self.sync_pt(mm)
         self.sync_maple(mm)
