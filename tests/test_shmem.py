@@ -393,3 +393,17 @@ def test_host_memfd_fork_copies_no_page_tables():
     assert 0.9 * tables_kb <= model_growth_kb <= tables_kb + 16
     host_growth_kb = child_after - child_before
     assert abs(model_growth_kb - host_growth_kb) <= 0.25 * host_growth_kb
+
+
+@pytest.mark.parametrize("what", ["refcount", "index", "nrpages", "i_count", "xa_account", "pte_write"])
+def test_check_catches_broken_invariants(what):
+    m = machine()
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 0, 1)
+    m.fork(p)                                      # the parent's PTE is read-only now
+    m.read(p, 0)
+    m.check()
+    m._corrupt(p, 0, what)
+    with pytest.raises(errors.InvariantViolation):
+        m.check()

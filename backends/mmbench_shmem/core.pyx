@@ -1112,3 +1112,32 @@ cdef class ShmemMachine(Machine):
                 "nrpages": int(v.vm_file.i_data.nrpages), "i_count": int(v.vm_file.i_count),
                 "xa_nodes": int(v.vm_file.i_data.i_pages.nr_nodes),
                 "group_members": int(v.vm_file.group.nr_members) if v.vm_file.private else 1}
+
+    def _corrupt(self, pid, vpn, what):
+        """Tests only: break one invariant at (pid, vpn) so a test can see
+        check() catch it.  `what`: "refcount", "nrpages", "i_count", "pte_write",
+        "xa_account", "index"."""
+        cdef mm_struct* mm = <mm_struct*>self.proc_of(self._pid(pid))
+        cdef vm_area_struct* v = find_vma(mm, vpn)
+        cdef pfn_t pfn
+        cdef pt_node_t* t
+        if v == NULL:
+            raise _errors.SegmentationFault("not mapped")
+        pfn = mapping_lookup(&v.vm_file.i_data, vma_pgoff_of(v, vpn))
+        if what == "refcount" and pfn != NO_PFN:
+            self.frames.f[pfn].refcount += 1
+        elif what == "index" and pfn != NO_PFN:
+            self.frames.f[pfn].index += 1
+        elif what == "nrpages":
+            v.vm_file.i_data.nrpages += 1
+        elif what == "i_count":
+            v.vm_file.i_count += 1
+        elif what == "xa_account":
+            self.caches[self.kc_xa].active += 1
+        elif what == "pte_write":
+            t = pt_leaf(&mm.pgd, vpn, False, NULL)
+            if t == NULL or t.e[vpn & 511] == 0:
+                raise _errors.InvalidArgument("no PTE there")
+            t.e[vpn & 511] |= PTE_WRITE
+        else:
+            raise _errors.InvalidArgument(f"cannot corrupt {what!r} here")
