@@ -407,3 +407,27 @@ def test_check_catches_broken_invariants(what):
     m._corrupt(p, 0, what)
     with pytest.raises(errors.InvariantViolation):
         m.check()
+
+
+def test_adjacent_private_mmaps_grow_one_file():
+    m = machine()
+    p = m.spawn()
+    m.mmap(p, 100, 10)
+    m.mmap(p, 110, 10)                             # grows the file upwards
+    m.mmap(p, 90, 10)                              # and downwards (pgoff = vpn)
+    assert m.counters()["vma_merges"] == 2
+    assert m.metadata()["shmem_inode_info"][0] == 1
+    assert m.metadata()["vm_area_struct"][0] == 1
+    m.mmap(p, 120, 10, writable=False)             # other flags: a new file
+    m.mmap(p, 130, 10, shared=True)                # shared memory never grows a neighbour
+    assert m.metadata()["shmem_inode_info"][0] == 3
+    for v in range(90, 120):
+        m.write(p, v, v)
+    m.mremap(p, 100, 5, 200)                       # offsets 100..104 now live at 200
+    m.munmap(p, 105, 15)
+    m.mmap(p, 105, 15)                             # no neighbour: a new file, pgoff 105
+    m.mmap(p, 100, 5)                              # [90,100)'s offsets 100..104 live at 200:
+                                                   # the file of [105,120) grows down instead
+    assert m.file_info(p, 100)["ino"] != m.file_info(p, 90)["ino"]
+    assert [m.read(p, v) for v in (99, 100, 105, 200, 204)] == [99, 0, 0, 100, 104]
+    m.check()

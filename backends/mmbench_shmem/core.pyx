@@ -61,8 +61,10 @@
 #   per page; the maple tree is a sorted array whose node count is estimated
 #   (vma.pyx).  i_pages is copied at fork rather than sharing xarray subtrees
 #   (a subtree-sharing clone would make fork O(files) and move the node copies
-#   to the first write under each shared subtree; not modelled).  Each mmap is
-#   its own file, so adjacent mmaps never merge (a real cost of this design).
+#   to the first write under each shared subtree; not modelled).
+#   Private files start at pgoff = vpn (as Linux anon VMAs do) so that a private
+#   mmap next to a private VMA can grow that VMA's file (vma_expand_new_range)
+#   instead of creating a new one; shared mmaps are separate files at offset 0.
 #
 # CODE LAYOUT
 #   objects.pxd  structs and sizes          vma.pyx    VMA set, i_mmap links, split/merge
@@ -100,7 +102,8 @@ from mmbench_shmem.objects cimport (mm_struct, vm_area_struct, shmem_inode_info,
                                     SIZEOF_REFLINK_GROUP)
 from mmbench_shmem.vma cimport (vma_lower_bound, find_vma, range_fully_mapped, range_any_mapped,
                                 vmas_reserve, vmas_insert, vmas_remove_at, vma_link_file,
-                                vma_unlink_file, split_vma, try_merge_next, maple_nodes_for)
+                                vma_unlink_file, split_vma, try_merge_next, maple_nodes_for,
+                                vma_expand_new_range)
 from mmbench_shmem.inode cimport (shmem_inode_alloc, shmem_inode_free, reflink_clone,
                                   frame_file_refs)
 from mmbench import errors as _errors
@@ -579,12 +582,19 @@ cdef class ShmemMachine(Machine):
     cdef int c_mmap(self, int64_t pid, int64_t vpn, int64_t npages, uint64_t flags) noexcept nogil:
         cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
         cdef vm_area_struct* v
+        cdef uint32_t vm_flags = ((VM_SHARED if flags & MAPF_SHARED else 0)
+                                  | (VM_WRITE if flags & MAPF_WRITE else 0))
         if range_any_mapped(mm, vpn, vpn + npages):
             return MM_EINVAL
         if self.vma_prealloc(mm) != MM_OK:
             return MM_ENOMEM
+        if not (vm_flags & VM_SHARED) and vma_expand_new_range(mm, vpn, vpn + npages, vm_flags) != NULL:
+            self.ctr[C_VMA_MERGES] += 1           # the neighbour's file grows instead
+            self.merge_range(mm, vpn, vpn + npages)
+            self.sync_maple(mm)
+            return MM_OK
         v = self.vma_take()
-        v.vm_file = self.inode_new((flags & MAPF_SHARED) == 0, NULL)
+        v.vm_file = self.inode_new(not (vm_flags & VM_SHARED), NULL)
         if v.vm_file == NULL:
             self.spare[self.nr_spare] = v          # give it back unaccounted
             self.nr_spare += 1
@@ -592,8 +602,8 @@ cdef class ShmemMachine(Machine):
             return MM_ENOMEM
         v.vm_start = vpn
         v.vm_end = vpn + npages
-        v.vm_pgoff = 0
-        v.vm_flags = (VM_SHARED if flags & MAPF_SHARED else 0) | (VM_WRITE if flags & MAPF_WRITE else 0)
+        v.vm_pgoff = 0 if vm_flags & VM_SHARED else vpn    # private: pgoff = vpn, as for anon
+        v.vm_flags = vm_flags
         v.vm_mm = mm
         vma_link_file(v)
         vmas_insert(mm, v)
@@ -994,6 +1004,8 @@ cdef class ShmemMachine(Machine):
                     return self.check_fail("page cache names a free frame")
                 if d.index != idx or d.owner != owner:
                     return self.check_fail("frame index/owner differs from the file holding it")
+                if f.private and itree_first(&f.i_data.i_mmap, idx, idx) == NULL:
+                    return self.check_fail("private file holds a page no VMA can reach")
                 refs[pfn] += 1
                 e = xa_find(&f.i_data.i_pages, idx + 1, PGOFF_MAX, &idx)
             f = f.sb_next

@@ -6,7 +6,7 @@
 # Every VMA is linked into its file's i_mmap, keyed by the file range it maps:
 # that is the whole reverse map of this design.
 
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t
 from mmbench_shmem.objects cimport mm_struct, vm_area_struct, shmem_inode_info
 
 # index of the first VMA with vm_end > vpn (map_count if none)
@@ -30,6 +30,13 @@ cdef void split_vma(mm_struct* mm, vm_area_struct* vma, vm_area_struct* new,
 # merge vmas[idx] with vmas[idx+1] when they are adjacent views of one file
 # with equal flags; returns the VMA freed (caller frees it) or NULL.
 cdef vm_area_struct* try_merge_next(mm_struct* mm, int64_t idx) noexcept nogil
+
+# vma_merge_new_range, for private memory: grow the VMA just before [start,
+# end) upwards (or the one just after it downwards) over the new range when
+# its file can take the offsets: same flags, and no VMA of the file maps them
+# (so the file holds no page there either).  The grown VMA, or NULL.
+cdef vm_area_struct* vma_expand_new_range(mm_struct* mm, uint64_t start, uint64_t end,
+                                          uint32_t flags) noexcept nogil
 
 # maple_node objects a tree of `n` VMAs needs (estimate, see vma.pyx)
 cdef int64_t maple_nodes_for(int64_t n) noexcept nogil
