@@ -72,12 +72,10 @@
 #   this file    accounting, PTE helpers, faults, contract ops, fork/exit, c_check
 
 from libc.stdlib cimport calloc, malloc, free
-from libc.string cimport memset
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
-from libc.stdio cimport snprintf
 
 from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
-                           MM_ENOTSUP, MM_ENOPROC, MAPF_SHARED, MAPF_WRITE, VPN_BITS,
+                           MM_ENOTSUP, MAPF_SHARED, MAPF_WRITE, VPN_BITS,
                            C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
                            C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED,
                            C_PAGES_COPIED, C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES,
@@ -87,12 +85,12 @@ from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EIN
                            C_REFLINK_CLONES, C_MREMAP_PAGES_MOVED)
 from mmbench.blocks.frames cimport (frames_t, frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_PAGECACHE,
                                     frame_alloc, frame_free, frames_free_count)
-from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf,
+from mmbench.blocks.pagetable cimport (pt_node_t, pt_init, pt_destroy, pt_leaf,
                                        pt_next, pt_set, pt_free_range, pt_vmpte_bytes,
                                        pt_get as pt_get_pte, mk_pte, pte_pfn,
                                        pte_present, pte_write, PTE_PRESENT, PTE_WRITE,
-                                       PTE_SPECIAL, LVL_PGD, LVL_PTE)
-from mmbench.blocks.xarray cimport xa_store, xa_find, xa_load
+                                       PTE_SPECIAL, LVL_PGD)
+from mmbench.blocks.xarray cimport xa_store, xa_find
 from mmbench.blocks.pagecache cimport mapping_lookup, mapping_add, mapping_truncate
 from mmbench.blocks.itree cimport itnode_t, itree_first, itree_next, itree_verify
 from mmbench_shmem.objects cimport (mm_struct, vm_area_struct, shmem_inode_info, reflink_group,
