@@ -534,8 +534,7 @@ cdef class ShmemMachine(Machine):
             return MM_EPROT
         vmf.pte_table = pt_leaf(&mm.pgd, vpn, True, &nalloc)
         if vmf.pte_table == NULL:
-            unwind_new_tables(mm, vpn, 3)         # (malloc failed: rare) free the empty
-            self.sync_pt(mm)                      # tables around vpn, whatever made them
+            self.sync_pt(mm)                      # malloc failed: account what pt_leaf left
             return MM_ENOMEM
         vmf.orig_pte = vmf.pte_table.e[vpn & 511]
         if pte_present(vmf.orig_pte) and (not write or pte_write(vmf.orig_pte)):
