@@ -117,6 +117,10 @@ COUNTERS = ("faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "f
             "mremap_pages_moved")
 
 
+cdef inline uint64_t min_u64(uint64_t a, uint64_t b) noexcept nogil:
+    return a if a < b else b
+
+
 cdef inline void unwind_new_tables(mm_struct* mm, uint64_t vpn, int64_t levels) noexcept nogil:
     """Free the `levels` deepest page tables on vpn's path, just allocated by a
     fault that then failed: they are empty, and the topmost spans 512**levels
@@ -254,25 +258,32 @@ cdef class ShmemMachine(Machine):
 
     cdef int64_t zap_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
         """zap_page_range: clear every PTE in [start, end); returns how many."""
-        cdef uint64_t vpn = 0
+        cdef uint64_t vpn = 0, tend
         cdef int64_t n = 0
         cdef pt_node_t* t = pt_next(&mm.pgd, start, end, &vpn)
-        while t != NULL:
-            self.zap_pte(t, vpn)
-            n += 1
-            t = pt_next(&mm.pgd, vpn + 1, end, &vpn)
+        while t != NULL:                      # one leaf table at a time
+            tend = min_u64((vpn | 511) + 1, end)
+            while vpn < tend:
+                if t.e[vpn & 511] != 0:
+                    self.zap_pte(t, vpn)
+                    n += 1
+                vpn += 1
+            t = pt_next(&mm.pgd, tend, end, &vpn) if tend < end else NULL
         return n
 
     cdef int64_t wrprotect_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
         """Clear the write bit of every writable PTE in [start, end)."""
-        cdef uint64_t vpn = 0
+        cdef uint64_t vpn = 0, tend
         cdef int64_t n = 0
         cdef pt_node_t* t = pt_next(&mm.pgd, start, end, &vpn)
         while t != NULL:
-            if t.e[vpn & 511] & PTE_WRITE:
-                t.e[vpn & 511] &= ~(<uint64_t>PTE_WRITE)
-                n += 1
-            t = pt_next(&mm.pgd, vpn + 1, end, &vpn)
+            tend = min_u64((vpn | 511) + 1, end)
+            while vpn < tend:
+                if t.e[vpn & 511] & PTE_WRITE:
+                    t.e[vpn & 511] &= ~(<uint64_t>PTE_WRITE)
+                    n += 1
+                vpn += 1
+            t = pt_next(&mm.pgd, tend, end, &vpn) if tend < end else NULL
         self.ctr[C_PTE_WRITES] += n
         return n
 

@@ -18,8 +18,9 @@ cdef shmem_inode_info* shmem_inode_alloc(shmem_inode_info** sb, bint private, ui
 # reflink_group was freed with it, else 0.
 cdef int shmem_inode_free(shmem_inode_info** sb, shmem_inode_info* inode) noexcept nogil
 # Make `dst` (empty, same group) name every frame `src` holds, at the same
-# offsets, taking one frame reference per entry.  0, or -1 when an xa_node
-# allocation failed (dst then holds a prefix of src: truncate it to undo).
+# offsets (xa_clone: a node-by-node copy of i_pages), taking one frame
+# reference per entry.  0, or -1 when an xa_node allocation failed (dst is
+# then still empty and no reference was taken).
 cdef int reflink_clone(shmem_inode_info* src, shmem_inode_info* dst, frames_t* fr) noexcept nogil
 # how many files hold the frame now (refcount - mapcount)
 cdef int frame_file_refs(frames_t* fr, uint64_t pfn) noexcept nogil

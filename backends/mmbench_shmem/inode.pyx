@@ -2,8 +2,8 @@
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport int64_t, uint64_t
 from mmbench.blocks.frames cimport pfn_t, frame_t
-from mmbench.blocks.xarray cimport xa_find
-from mmbench.blocks.pagecache cimport mapping_init, mapping_add
+from mmbench.blocks.xarray cimport xa_clone, xa_node_t, XA_CHUNK_SIZE
+from mmbench.blocks.pagecache cimport mapping_init
 
 cdef void group_add(reflink_group* g, shmem_inode_info* inode) noexcept nogil:
     inode.group = g
@@ -64,16 +64,24 @@ cdef int shmem_inode_free(shmem_inode_info** sb, shmem_inode_info* inode) noexce
     free(inode)
     return group_freed
 
+cdef void get_frames(xa_node_t* n, frames_t* fr) noexcept nogil:
+    """One more reference on every frame below node `n` (the clone's)."""
+    cdef int i
+    for i in range(XA_CHUNK_SIZE):
+        if n.slots[i] == 0:
+            continue
+        if n.shift == 0:
+            fr.f[<pfn_t>(n.slots[i] - 1)].refcount += 1
+        else:
+            get_frames(<xa_node_t*><size_t>n.slots[i], fr)
+
 cdef int reflink_clone(shmem_inode_info* src, shmem_inode_info* dst, frames_t* fr) noexcept nogil:
-    cdef uint64_t idx = 0, start = 0, e
-    while True:
-        e = xa_find(&src.i_data.i_pages, start, <uint64_t>0xFFFFFFFFFFFFFFFF, &idx)
-        if e == 0:
-            return 0
-        if mapping_add(&dst.i_data, idx, <pfn_t>(e - 1)) != 0:
-            return -1
-        fr.f[<pfn_t>(e - 1)].refcount += 1
-        start = idx + 1
+    if xa_clone(&dst.i_data.i_pages, &src.i_data.i_pages) != 0:
+        return -1
+    dst.i_data.nrpages = src.i_data.nrpages
+    if dst.i_data.i_pages.root != NULL:
+        get_frames(dst.i_data.i_pages.root, fr)
+    return 0
 
 cdef int frame_file_refs(frames_t* fr, uint64_t pfn) noexcept nogil:
     cdef frame_t* d = &fr.f[<pfn_t>pfn]
