@@ -16,7 +16,10 @@ keys are accepted in the ``counters`` dict:
 
 * a counter name from ``mmbench.COUNTER_NAMES`` ("faults", "pages_zeroed" …);
 * ``"alloc:<struct>"`` / ``"free:<struct>"``: slab objects allocated / freed
-  (``Machine.slab_allocs()`` / ``slab_frees()``);
+  (``Machine.slab_allocs()`` / ``slab_frees()``).  A struct is priced once,
+  at allocation, for its whole life (allocation, linking, unlinking, free):
+  the host probes that price it create and destroy it.  Freed frames
+  (``free:page``) are priced on their own;
 * ``"op:<OP>"``: contract operations executed (``"op:FORK"``, ``"op:MMAP"`` …).
 
 ``events_of(machine, ops)`` collects all three from a machine.  Counters no
@@ -47,9 +50,8 @@ COSTS = {
     "page_free": ("free a frame nobody maps any more", ("free:page", "free:vm_page")),
     "vma": ("duplicate a VMA at fork and free it at exit (or create and free one)",
             ("alloc:vm_area_struct", "alloc:vm_map_entry")),
-    "struct_alloc": ("allocate, initialise and link one other MM struct "
-                     "(anon_vma, anon_vma_chain, vm_object, xa_node …)", ("alloc:*",)),
-    "struct_free": ("unlink and free one such struct", ("free:*",)),
+    "struct_alloc": ("allocate and link one other MM struct (anon_vma, anon_vma_chain, "
+                     "vm_object, xa_node …) and later unlink and free it", ("alloc:*",)),
     "syscall": ("enter and leave the kernel for an address-space system call",
                 ("op:MMAP", "op:MUNMAP", "op:MPROTECT", "op:MREMAP", "op:MADVISE_DONTNEED")),
     "fork_base": ("fork + exit + wait of a process with an empty address space", ("op:FORK",)),
@@ -93,8 +95,8 @@ def cost_of(key: str) -> str | None:
         if key in keys:
             return name
     kind, _, struct = key.partition(":")
-    if kind in ("alloc", "free") and struct and struct not in NOT_STRUCT:
-        return "struct_" + kind
+    if kind == "alloc" and struct and struct not in NOT_STRUCT:
+        return "struct_alloc"
     return None
 
 

@@ -37,6 +37,7 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
     ("munmap", lambda P: P.munmap(16, False, 2)),
     ("munmap shared", lambda P: P.munmap(16, True, 2)),
     ("munmap vmas", lambda P: P.islands_munmap(8, True, 2)),
+    ("fork chain", lambda P: P.fork_chain(4, 2, 2)),
     ("mprotect", lambda P: P.mprotect(True, 10, 2)),
     ("memset", lambda P: P.memops(False, 16, 2)),
     ("memcpy", lambda P: P.memops(True, 16, 2)),
@@ -81,7 +82,7 @@ def test_probe_holders_release_cleanly():
 # ----------------------------------------------------------- estimate_ns
 CAL = {"machine": {"hostname": "testhost"},
        "costs": {"trap": {"ns": 100.0}, "zero_fill": {"ns": 1000.0}, "copy": 2000.0,
-                 "struct_alloc": {"ns": 50.0}, "struct_free": {"ns": 30.0},
+                 "struct_alloc": {"ns": 50.0},
                  "vma": {"ns": 400.0}, "page_free": {"ns": 70.0}, "fork_base": {"ns": 9000.0}}}
 
 
@@ -93,14 +94,14 @@ def test_estimate_ns_arithmetic():
     e = est.estimate_ns(counters, CAL)
     assert e["kind"] == "estimated" and e["calibration"] == "testhost"
     assert e["breakdown"] == {"trap": 300.0, "zero_fill": 2000.0, "copy": 2000.0,
-                              "struct_alloc": 300.0, "struct_free": 30.0, "vma": 400.0,
+                              "struct_alloc": 300.0, "vma": 400.0,
                               "page_free": 280.0, "fork_base": 9000.0}
-    assert e["events_ns"] == e["total_ns"] == 14310.0
+    assert e["events_ns"] == e["total_ns"] == 14280.0
     assert e["bookkeeping_ns"] is None
-    # priced nowhere: rmap visits, writes as ops; page tables have no price in CAL
-    assert e["uncosted"] == ["alloc:pte_table", "op:WRITE", "rmap_visits"]
-    with_book = est.estimate_ns(counters, CAL, measured_ns=690)
-    assert with_book["total_ns"] == 15000.0 and with_book["bookkeeping_ns"] == 690.0
+    # struct frees are inside the struct's price; page tables have no price in CAL
+    assert e["uncosted"] == ["alloc:pte_table", "free:anon_vma", "op:WRITE", "rmap_visits"]
+    with_book = est.estimate_ns(counters, CAL, measured_ns=720)
+    assert with_book["total_ns"] == 15000.0 and with_book["bookkeeping_ns"] == 720.0
 
 
 def test_estimate_without_calibration_says_so():
@@ -113,7 +114,8 @@ def test_every_counter_maps_to_at_most_one_cost():
     assert {"faults", "pages_zeroed", "pages_copied", "tlb_flushes", "pt_pages_alloc",
             "fork_ptes_copied", "pte_zaps", "fault_minor"} <= set(priced)
     assert est.cost_of("alloc:xa_node") == "struct_alloc"
-    assert est.cost_of("free:xa_node") == "struct_free"
+    assert est.cost_of("free:xa_node") is None            # priced at allocation
+    assert est.cost_of("free:page") == "page_free"
     assert est.cost_of("alloc:pte_table") is None      # priced through pt_pages_alloc
     assert est.cost_of("op:FORK") == "fork_base" and est.cost_of("op:READ") is None
 

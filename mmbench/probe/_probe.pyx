@@ -25,6 +25,7 @@ cdef extern from "probe.h":
     int mmp_memops(int copy, long bufpages, int reps, int64_t *out) nogil
     int mmp_islands_fault(long nvmas, int reps, int64_t *out) nogil
     int mmp_islands_munmap(long nvmas, int touch, int reps, int64_t *out) nogil
+    int mmp_fork_chain(long nvmas, int depth, int reps, int64_t *out) nogil
     int64_t mmp_islands_map(long nvmas, int touch) nogil
     void mmp_islands_unmap(int64_t base, long nvmas) nogil
     int mmp_hold_fork(int *release) nogil
@@ -147,6 +148,20 @@ def fork(npages=0, nvmas=0, touch_vmas=False, reps=5):
     with nogil:
         rc = mmp_fork(p, v, t, r, o)
     _check(rc, "fork")
+    return out
+
+
+def fork_chain(nvmas, depth=4, reps=5):
+    """ns per fork + exit + wait by the last process of a chain of `depth`
+    forks, each process holding `nvmas` written one-page VMAs."""
+    cdef long v = _count(nvmas, "nvmas", 0, MAX_VMAS)
+    cdef int d = _count(depth, "depth", 1, MAX_DEPTH)
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_fork_chain(v, d, r, o)
+    _check(rc, "fork_chain")
     return out
 
 

@@ -120,9 +120,10 @@ int mmp_anon_fault(long n, long stride, int write, int reps, int64_t *out)
     return 0;
 }
 
-/* in a forked child: extend the chain to `depth` processes, then the last one
- * stores to every page and reports the time on `wfd`.  Never returns. */
-static void cow_chain_child(char *p, long n, int depth, int wfd)
+/* in a forked child at depth 1: fork on until depth `depth`; every process
+ * but the last waits for its child and exits with its status.  Returns only
+ * in the last process. */
+static void chain_to(int depth)
 {
     for (int d = 1; d < depth; d++) {
         pid_t pid = fork();
@@ -131,10 +132,37 @@ static void cow_chain_child(char *p, long n, int depth, int wfd)
         if (pid > 0)
             _exit(reap(pid) == 0 ? 0 : 3);
     }
+}
+
+/* in a forked child: extend the chain to `depth` processes, then the last one
+ * stores to every page and reports the time on `wfd`.  Never returns. */
+static void cow_chain_child(char *p, long n, int depth, int wfd)
+{
+    chain_to(depth);
     int64_t t0 = now_ns();
     store_pages(p, n, 1);
     int64_t dt = now_ns() - t0;
     _exit(write(wfd, &dt, sizeof dt) == (ssize_t)sizeof dt ? 0 : 4);
+}
+
+/* in the last process of a chain: time `reps` fork + exit + wait, report on `wfd` */
+static void fork_chain_child(int depth, int reps, int wfd)
+{
+    chain_to(depth);
+    for (int r = 0; r < reps; r++) {
+        int64_t t0 = now_ns();
+        pid_t pid = fork();
+        if (pid < 0)
+            _exit(2);
+        if (pid == 0)
+            _exit(0);
+        if (reap(pid))
+            _exit(3);
+        int64_t dt = now_ns() - t0;
+        if (write(wfd, &dt, sizeof dt) != (ssize_t)sizeof dt)
+            _exit(4);
+    }
+    _exit(0);
 }
 
 static int cow_once(char *p, long n, int depth, int64_t *dt)
@@ -320,6 +348,35 @@ int mmp_fork(long npages, long nvmas, int touch_vmas, int reps, int64_t *out)
 out:
     if (big)
         munmap(big, (size_t)npages * PAGE);
+    return rc;
+}
+
+int mmp_fork_chain(long nvmas, int depth, int reps, int64_t *out)
+{
+    char *isl = NULL;
+    int fd[2], rc;
+    if (nvmas > 0 && !(isl = map_islands(nvmas, 1)))
+        return -errno;
+    if (pipe(fd) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        fork_chain_child(depth, reps, fd[1]);
+    }
+    rc = pid < 0 ? -errno : 0;
+    close(fd[1]);
+    if (pid > 0) {
+        rc = full_read(fd[0], out, sizeof *out * (size_t)reps);
+        int rc2 = reap(pid);
+        rc = rc ? rc : rc2;
+    }
+    close(fd[0]);
+out:
+    if (isl)
+        unmap_islands(isl, nvmas);
     return rc;
 }
 

@@ -42,6 +42,11 @@ int mmp_memfd(long n, int mode, int reps, int64_t *out);
  * `touch_vmas`), one repetition per out[] slot */
 int mmp_fork(long npages, long nvmas, int touch_vmas, int reps, int64_t *out);
 
+/* the same fork + exit + wait of `nvmas` written one-page mappings, timed in
+ * the last process of a chain of `depth` forks (its VMAs carry depth + 1
+ * anon_vma_chain links each) */
+int mmp_fork_chain(long nvmas, int depth, int reps, int64_t *out);
+
 /* munmap of `n` touched pages; shared = 1: a forked child still maps them */
 int mmp_munmap(long n, int shared, int reps, int64_t *out);
 
