@@ -361,7 +361,7 @@ def _median_delta(run, reps=3) -> dict:
     return {k: int(np.median([d[k] for d in deltas])) for k in deltas[0]}
 
 
-def structures(profile: str = "full") -> dict:
+def structures(profile: str = "full", backend: str = "linux") -> dict:
     """Host struct sizes and slab/VmPTE deltas of two probe workloads."""
     from mmbench.probe import _probe as P
     avail = hostcheck.availability()
@@ -388,7 +388,61 @@ def structures(profile: str = "full") -> dict:
         before = hostcheck.read_status()["VmPTE"]
         with P.Islands(v, touch=True):
             out["map_touched_vmas_vmpte_kb"] = hostcheck.read_status()["VmPTE"] - before
+    out["model"] = model_structures(backend, v)
+    if out["model"]["status"] == "ok":
+        out["comparison"] = compare_structures(out, out["model"])
     return out
+
+
+def compare_structures(host: dict, model: dict) -> list[dict]:
+    """Host slab deltas against the design's counts, per workload and struct
+    (slab deltas are noisy by whole slabs: expect a few percent)."""
+    rows = []
+    for work in ("map_touched_vmas", "fork_of_touched_vmas"):
+        for struct in ("vm_area_struct", "anon_vma", "anon_vma_chain"):
+            h, mo = host[work].get(struct), model[work].get(struct)
+            if h is None or mo is None:
+                continue
+            err = round(100.0 * (mo - h) / h, 1) if h else None
+            rows.append({"workload": work, "struct": struct, "host": h, "model": mo,
+                         "error_pct": err})
+    return rows
+
+
+PT_CACHES = ("pgd", "p4d_table", "pud_table", "pmd_table", "pte_table")
+
+
+def model_structures(backend: str, v: int) -> dict:
+    """The design's struct counts for the same two workloads, by host cache name."""
+    import mmbench
+    from mmbench.trace import TraceBuilder
+    if backend not in mmbench.backends():
+        return {"status": "skipped", "backend": backend,
+                "reason": f"the {backend} design is not installed here"}
+    m = mmbench.open(backend)
+    names = {model: host for host, model in hostcheck.HOST_STRUCTS.items()}
+
+    def live():
+        return {names.get(k, k): c for k, (c, _) in m.metadata().items()}
+    t = TraceBuilder()
+    pid = t.spawn()
+    m.replay(t.build(), timing=False)
+    empty = live()
+    t = TraceBuilder(first_pid=pid + 1)
+    for i in range(v):
+        t.mmap(pid, 2 * i, 1)
+        t.write(pid, 2 * i, i + 1)
+    m.replay(t.build(), timing=False)
+    mapped = live()
+    pt_kb = sum(m.metadata().get(k, (0, 0))[1] for k in PT_CACHES) // 1024
+    t = TraceBuilder(first_pid=pid + 1)
+    t.fork(pid)
+    m.replay(t.build(), timing=False)
+    forked = live()
+    return {"status": "ok", "backend": backend,
+            "map_touched_vmas": {k: mapped[k] - empty.get(k, 0) for k in mapped},
+            "fork_of_touched_vmas": {k: forked[k] - mapped.get(k, 0) for k in forked},
+            "page_table_kb": pt_kb}
 
 
 # ---------------------------------------------------------------- the file
@@ -433,7 +487,7 @@ def calibrate(profile: str = "full", structures_too: bool = False, backend: str 
            "validation": val, "kernel_counts_check": kernel_counts_check(figs, costs, profile)}
     if structures_too:
         log("host structures")
-        cal["structures"] = structures(profile)
+        cal["structures"] = structures(profile, backend)
     cal["elapsed_s"] = round(time.monotonic() - t0, 1)
     return cal
 
@@ -480,6 +534,12 @@ def summary(cal: dict) -> str:
             lines.append(f"structures: sizes {st['sizes']}")
             lines.append(f"  {st['vmas']} touched one-page VMAs: {st['map_touched_vmas']}")
             lines.append(f"  fork of them (child): {st['fork_of_touched_vmas']}")
+            mod = st["model"]
+            if mod["status"] != "ok":
+                lines.append(f"  model: skipped — {mod['reason']}")
+            else:
+                lines.append(f"  {mod['backend']} design, same VMAs: {mod['map_touched_vmas']}")
+                lines.append(f"  {mod['backend']} design, fork of them: {mod['fork_of_touched_vmas']}")
     return "\n".join(lines)
 
 
