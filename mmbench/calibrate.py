@@ -49,12 +49,18 @@ PROFILES = {
 
 
 # ----------------------------------------------------------------- 1. probe
+#: the statistics every figure carries; `fit` and `validate` use one of
+#: STATS (its name is recorded in the file)
+STATS = ("median", "min")
+
+
 def _stats(per_unit: np.ndarray) -> dict:
     med = float(np.median(per_unit))
     return {"median": med,
             "p25": float(np.percentile(per_unit, 25)),
             "p75": float(np.percentile(per_unit, 75)),
             "mad": float(np.median(np.abs(per_unit - med))),
+            "min": float(per_unit.min()),
             "samples": [round(float(x), 1) for x in per_unit]}
 
 
@@ -65,14 +71,19 @@ def _figure(samples, units: int, unit: str, what: str) -> dict:
 
 
 def _series(samples: dict, unit: str, what: str) -> dict:
-    """{x: samples} -> medians per x and a least-squares line through them."""
+    """{x: samples} -> statistics per x; `line` fits slope and intercept."""
     xs = sorted(samples)
-    med = [float(np.median(samples[x])) for x in xs]
-    slope, intercept = np.polyfit(np.asarray(xs, float), np.asarray(med), 1)
-    return {"what": what, "unit": unit, "x": xs, "median": med,
-            "p25": [float(np.percentile(samples[x], 25)) for x in xs],
-            "p75": [float(np.percentile(samples[x], 75)) for x in xs],
-            "slope": float(slope), "intercept": float(intercept)}
+    per_x = [_stats(np.asarray(samples[x], dtype=float)) for x in xs]
+    out = {"what": what, "unit": unit, "x": xs}
+    for key in ("median", "p25", "p75", "mad", "min", "samples"):
+        out[key] = [s[key] for s in per_x]
+    return out
+
+
+def line(series: dict, stat: str) -> tuple[float, float]:
+    """(slope, intercept) of a least-squares line through the per-x `stat`."""
+    slope, intercept = np.polyfit(np.asarray(series["x"], float), np.asarray(series[stat]), 1)
+    return float(slope), float(intercept)
 
 
 def probe_table(p: dict) -> list[tuple]:
@@ -164,9 +175,11 @@ def _probe_process_footprint() -> tuple[int, int, str]:
         return 0, 0, f"fork_base not corrected for the probe process ({e})"
 
 
-def fit(figs: dict) -> dict:
-    """{cost name: {"ns", "from", "what"}} from the probe figures (see FIT in docs)."""
-    m = {k: v["median"] for k, v in figs.items() if "median" in v and not isinstance(v["median"], list)}
+def fit(figs: dict, stat: str = "median") -> dict:
+    """{cost name: {"ns", "from", "what"}} from the probe figures' `stat`
+    (docs/calibration.md derives every formula)."""
+    m = {k: v[stat] for k, v in figs.items() if "x" not in v}
+    s = {k: line(v, stat) for k, v in figs.items() if "x" in v}
     c = {}
 
     def put(name, value, formula):
@@ -182,19 +195,19 @@ def fit(figs: dict) -> dict:
         "sparse_write_fault - anon_write_fault")
     put("tlb_flush", m["mprotect_present"] - m["mprotect_empty"], "mprotect_present - mprotect_empty")
     put("syscall", m["mprotect_empty"], "mprotect_empty")
-    put("copy", m["cow_copy_fault"] - m["cow_reuse_fault"] - c["tlb_flush"]["ns"],
-        "cow_copy_fault - cow_reuse_fault - tlb_flush")
+    put("copy", m["cow_copy_fault"] - c["trap"]["ns"] - c["tlb_flush"]["ns"],
+        "cow_copy_fault - trap - tlb_flush")
     put("pte_zap", m["munmap_shared"], "munmap_shared")
     put("page_free", m["munmap_exclusive"] - m["munmap_shared"], "munmap_exclusive - munmap_shared")
     put("page_cache_hit", m["memfd_hit_fault"] - c["trap"]["ns"], "memfd_hit_fault - trap")
-    put("fork_pte", figs["fork_pages"]["slope"] - c["pte_zap"]["ns"], "fork_pages.slope - pte_zap")
-    put("vma", figs["fork_vmas"]["slope"], "fork_vmas.slope")
-    put("struct_alloc", (figs["fork_touched_vmas"]["slope"] - figs["fork_vmas"]["slope"]
+    put("fork_pte", s["fork_pages"][0] - c["pte_zap"]["ns"], "fork_pages.slope - pte_zap")
+    put("vma", s["fork_vmas"][0], "fork_vmas.slope")
+    put("struct_alloc", (s["fork_touched_vmas"][0] - s["fork_vmas"][0]
                          - c["fork_pte"]["ns"] - c["pte_zap"]["ns"] - c["pt_page"]["ns"] / 256) / 3,
         "(fork_touched_vmas.slope - fork_vmas.slope - fork_pte - pte_zap - pt_page / 256) / 3"
         "   [anon_vma_fork: 1 anon_vma + 2 anon_vma_chain, freed at exit]")
     vmas, anon, note = _probe_process_footprint()
-    base = (figs["fork_pages"]["intercept"] - vmas * c["vma"]["ns"]
+    base = (s["fork_pages"][1] - vmas * c["vma"]["ns"]
             - anon * (c["fork_pte"]["ns"] + c["pte_zap"]["ns"]))
     put("fork_base", base,
         f"fork_pages.intercept - {vmas} x vma - {anon} x (fork_pte + pte_zap)  "
@@ -224,6 +237,11 @@ def twin(name: str, p: dict):
         for _ in range(p["depth"]):
             pid = s.fork(pid)
         return s, lambda t: t.write_range(pid, 0, n), n
+    if name == "cow_reuse_fault":
+        s.mmap(pid, 0, n)
+        s.write_range(pid, 0, n)
+        s.exit(s.fork(pid))
+        return s, lambda t: t.write_range(pid, 0, n, value=7), n
     if name in ("memfd_miss_fault", "memfd_hit_fault"):
         s.mmap(pid, 0, n, shared=True)
         if name == "memfd_hit_fault":       # the page cache is filled, a new mapper faults
@@ -264,16 +282,16 @@ def model_events(backend: str, name: str, p: dict) -> tuple[dict, float, int]:
 
 
 #: host probes no price was fitted from: the validation set
-HELD_OUT = ("cow_chain_fault", "memfd_miss_fault", "fork_chain_vmas")
+HELD_OUT = ("cow_chain_fault", "cow_reuse_fault", "memfd_miss_fault", "fork_chain_vmas")
 
 
-def _held_out(figs: dict, p: dict) -> list[tuple[str, str, float]]:
+def _held_out(figs: dict, stat: str) -> list[tuple[str, str, float]]:
     """(probe, twin spec, host ns per unit) of every held-out probe; a spec
     "a|b" means the difference of twins a and b per unit of x (a slope)."""
-    out = [(k, k, figs[k]["median"]) for k in ("cow_chain_fault", "memfd_miss_fault")]
+    out = [(k, k, figs[k][stat]) for k in ("cow_chain_fault", "cow_reuse_fault", "memfd_miss_fault")]
     ser = figs["fork_chain_vmas"]
     v = max(ser["x"])
-    out.append(("fork_chain_vmas", f"fork_chain_vmas:{v}|fork_chain_vmas:0", ser["slope"]))
+    out.append(("fork_chain_vmas", f"fork_chain_vmas:{v}|fork_chain_vmas:0", line(ser, stat)[0]))
     return out
 
 
@@ -284,6 +302,8 @@ def _held_out(figs: dict, p: dict) -> list[tuple[str, str, float]]:
 KERNEL_COUNTS = {
     # wp_page_copy: one fault, one page copied, ptep_clear_flush of the old PTE
     "cow_chain_fault": {"faults": 1, "pages_copied": 1, "tlb_flushes": 1},
+    # wp_page_reuse: one fault, the PTE made writable in place (no flush needed)
+    "cow_reuse_fault": {"faults": 1},
     # shmem_fault on a hole: one fault, a new zeroed page-cache folio, an
     # xa_node per 64 pages
     "memfd_miss_fault": {"faults": 1, "pages_zeroed": 1, "alloc:xa_node": 1 / 64},
@@ -303,11 +323,11 @@ def kernel_counts(probe: str, depth: int) -> dict:
     return KERNEL_COUNTS[probe]
 
 
-def kernel_counts_check(figs: dict, costs: dict, profile: str) -> dict:
+def kernel_counts_check(figs: dict, costs: dict, profile: str, stat: str = "median") -> dict:
     """The held-out probes priced with the kernel's own per-unit counts."""
     cal = {"costs": costs}
     rows = []
-    for probe, _, host in _held_out(figs, {}):
+    for probe, _, host in _held_out(figs, stat):
         e = est.estimate_ns(kernel_counts(probe, PROFILES[profile]["depth"]), cal)["events_ns"]
         rows.append({"probe": probe, "host_ns": round(host, 1), "estimated_ns": round(e, 1),
                      "error_pct": round(100.0 * (e - host) / host, 1)})
@@ -316,7 +336,8 @@ def kernel_counts_check(figs: dict, costs: dict, profile: str) -> dict:
             "worst_abs_error_pct": max(abs(r["error_pct"]) for r in rows), "probes": rows}
 
 
-def validate(figs: dict, costs: dict, profile: str, backend: str = "linux") -> dict:
+def validate(figs: dict, costs: dict, profile: str, backend: str = "linux",
+             stat: str = "median") -> dict:
     """Estimates of the held-out probes by `backend` against the host, in percent."""
     import mmbench
     if backend not in mmbench.backends():
@@ -326,7 +347,7 @@ def validate(figs: dict, costs: dict, profile: str, backend: str = "linux") -> d
     p = PROFILES[profile]
     cal = {"costs": costs}
     rows = []
-    for probe, spec, host in _held_out(figs, p):
+    for probe, spec, host in _held_out(figs, stat):
         parts = spec.split("|")
         ev, book, units = model_events(backend, parts[0], p)
         if len(parts) == 2:      # a slope: difference of two twins per unit of x
@@ -459,11 +480,13 @@ def machine_info() -> dict:
 
 
 def calibrate(profile: str = "full", structures_too: bool = False, backend: str = "linux",
-              log=lambda msg: None) -> dict:
+              stat: str = "median", log=lambda msg: None) -> dict:
     """Probe, fit and validate; the calibration as a dict (see docs/calibration.md)."""
     from mmbench import probe
     if profile not in PROFILES:
         raise errors.InvalidArgument(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    if stat not in STATS:
+        raise errors.InvalidArgument(f"stat must be one of {STATS}, got {stat!r}")
     ok, why = probe.available()
     if not ok:
         raise errors.NotSupported(why)
@@ -471,10 +494,10 @@ def calibrate(profile: str = "full", structures_too: bool = False, backend: str 
     load_before = os.getloadavg()
     figs = run_probes(profile, log)
     load_after = os.getloadavg()
-    costs = fit(figs)
+    costs = fit(figs, stat)
     log("validating against the model")
-    val = validate(figs, costs, profile, backend)
-    cal = {"format": 1, "kind": "calibration", "profile": profile,
+    val = validate(figs, costs, profile, backend, stat)
+    cal = {"format": 1, "kind": "calibration", "profile": profile, "stat": stat,
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "machine": machine_info(),
            "load_average": {"before": [round(x, 2) for x in load_before],
@@ -484,7 +507,7 @@ def calibrate(profile: str = "full", structures_too: bool = False, backend: str 
            "probes": figs, "costs": costs,
            "estimate": "estimated_ns = sum(count(event) x costs[cost_of(event)].ns) "
                        "(+ measured model bookkeeping); see mmbench.estimate.COSTS",
-           "validation": val, "kernel_counts_check": kernel_counts_check(figs, costs, profile)}
+           "validation": val, "kernel_counts_check": kernel_counts_check(figs, costs, profile, stat)}
     if structures_too:
         log("host structures")
         cal["structures"] = structures(profile, backend)
@@ -507,7 +530,8 @@ def write(cal: dict, path: str) -> str:
 
 def summary(cal: dict) -> str:
     lines = [f"host {cal['machine']['hostname']}: {cal['machine']['cpu']}, "
-             f"Linux {cal['machine']['kernel']} ({cal['profile']} profile, {cal['elapsed_s']} s, "
+             f"Linux {cal['machine']['kernel']} ({cal['profile']} profile, {cal['stat']} of "
+             f"{PROFILES[cal['profile']]['reps']} rounds, {cal['elapsed_s']} s, "
              f"load average {cal['load_average']['before'][0]} -> {cal['load_average']['after'][0]})",
              "fitted costs (ns):"]
     for k, v in cal["costs"].items():
@@ -554,9 +578,13 @@ def register(app) -> None:
                                          "sizes and slab deltas (needs /proc/slabinfo)"),
         quick: bool = typer.Option(False, "--quick", help="small, noisy run (tests, smoke)"),
         backend: str = typer.Option("linux", help="design validated against the host"),
+        stat: str = typer.Option("median", help="statistic of the repeats the prices use: "
+                                 "median, or min on a host busy with other work"),
     ) -> None:
         """Measure the host kernel and fit per-event costs for estimated host time."""
-        cal = calibrate("quick" if quick else "full", structures_, backend,
+        if stat not in STATS:
+            raise typer.BadParameter(f"--stat must be one of {', '.join(STATS)}")
+        cal = calibrate("quick" if quick else "full", structures_, backend, stat,
                         log=lambda m: typer.echo(f"  probe: {m}", err=True))
         path = write(cal, output or default_output())
         typer.echo(summary(cal))

@@ -55,6 +55,9 @@ def test_twins_run_on_the_reference_design():
     p = cal_mod.PROFILES["quick"]
     ev, book, units = cal_mod.model_events("reference", "cow_chain_fault", p)
     assert units == p["pages"] and ev["op:WRITE"] == p["pages"] and book >= 0
+    for name in cal_mod.HELD_OUT[:-1]:
+        ev, _, units = cal_mod.model_events("reference", name, p)
+        assert units == p["pages"] and ev["op:WRITE"] == p["pages"], name
     ev, _, units = cal_mod.model_events("reference", "fork_chain_vmas:5", p)
     assert units == 1 and ev["op:FORK"] == 1 and ev["op:EXIT"] == 1 and "op:MMAP" not in ev
     with pytest.raises(errors.InvalidArgument):
