@@ -57,10 +57,11 @@ COSTS = {
     "fork_base": ("fork + exit + wait of a process with an empty address space", ("op:FORK",)),
 }
 
-#: slab caches priced elsewhere (page tables by pt_page, frames by zero_fill /
-#: copy / page_free, VMAs by vma, which covers their whole life)
+#: slab caches priced elsewhere: page tables by pt_page, frames by zero_fill /
+#: copy / page_free, VMAs by vma, which covers their whole life including the
+#: maple-tree nodes that index them (the host's fork_vmas slope contains those)
 NOT_STRUCT = frozenset({"pgd", "p4d_table", "pud_table", "pmd_table", "pte_table",
-                        "page", "vm_page", "vm_area_struct", "vm_map_entry"})
+                        "page", "vm_page", "vm_area_struct", "vm_map_entry", "maple_node"})
 
 NO_CALIBRATION = "no calibration"
 
