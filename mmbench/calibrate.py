@@ -368,10 +368,10 @@ def validate(figs: dict, costs: dict, profile: str, backend: str = "linux",
 
 # ------------------------------------------------------------- structures
 #: host experiments whose slab deltas are recorded by --structures
-STRUCT_VMAS = {"full": 8000, "quick": 200}
+STRUCT_VMAS = {"full": 16000, "quick": 200}
 
 
-def _median_delta(run, reps=3) -> dict:
+def _median_delta(run, reps=5) -> dict:
     """Median over `reps` of live-object deltas (other processes add noise)."""
     deltas = []
     for _ in range(reps):
