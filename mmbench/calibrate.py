@@ -392,19 +392,12 @@ def structures(profile: str = "full", backend: str = "linux") -> dict:
     out = {"status": "ok", "availability": avail, "sizes": hostcheck.struct_sizes(), "vmas": v}
     out["map_touched_vmas"] = _median_delta(lambda: P.Islands(v, touch=True))
 
-    class _forked:            # the islands held, then a child holding a copy
-        def __enter__(self):
-            self.i = P.Islands(v, touch=True)
-            self.c = P.HeldChild()
-
-        def __exit__(self, *exc):
-            self.c.release()
-            self.i.release()
-    base = _median_delta(lambda: P.HeldChild())
-    forked = _median_delta(_forked)
-    out["fork_of_touched_vmas"] = {k: forked[k] - base[k] - out["map_touched_vmas"][k] for k in forked}
-    out["fork_of_touched_vmas_note"] = ("child's structs per fork with the VMAs, minus a fork "
-                                        "without them, minus the VMAs' own structs")
+    base = _median_delta(P.HeldChild)               # a child copies this process
+    with P.Islands(v, touch=True):                  # ... and now the VMAs too
+        forked = _median_delta(P.HeldChild)
+    out["fork_of_touched_vmas"] = {k: forked[k] - base[k] for k in forked}
+    out["fork_of_touched_vmas_note"] = ("structs a fork adds with the VMAs mapped, minus "
+                                        "those it adds without them")
     if avail["status"] == "ok":
         before = hostcheck.read_status()["VmPTE"]
         with P.Islands(v, touch=True):
@@ -427,6 +420,10 @@ def compare_structures(host: dict, model: dict) -> list[dict]:
             err = round(100.0 * (mo - h) / h, 1) if h else None
             rows.append({"workload": work, "struct": struct, "host": h, "model": mo,
                          "error_pct": err})
+    h, mo = host.get("map_touched_vmas_vmpte_kb"), model.get("map_touched_vmas_page_table_kb")
+    if h and mo is not None:
+        rows.append({"workload": "map_touched_vmas", "struct": "page tables (kB, VmPTE)",
+                     "host": h, "model": mo, "error_pct": round(100.0 * (mo - h) / h, 1)})
     return rows
 
 
@@ -449,13 +446,17 @@ def model_structures(backend: str, v: int) -> dict:
     pid = t.spawn()
     m.replay(t.build(), timing=False)
     empty = live()
+
+    def pt_kb():
+        return sum(m.metadata().get(k, (0, 0))[1] for k in PT_CACHES) // 1024
+    pt_empty = pt_kb()
     t = TraceBuilder(first_pid=pid + 1)
     for i in range(v):
         t.mmap(pid, 2 * i, 1)
         t.write(pid, 2 * i, i + 1)
     m.replay(t.build(), timing=False)
     mapped = live()
-    pt_kb = sum(m.metadata().get(k, (0, 0))[1] for k in PT_CACHES) // 1024
+    pt_mapped = pt_kb() - pt_empty
     t = TraceBuilder(first_pid=pid + 1)
     t.fork(pid)
     m.replay(t.build(), timing=False)
@@ -463,7 +464,7 @@ def model_structures(backend: str, v: int) -> dict:
     return {"status": "ok", "backend": backend,
             "map_touched_vmas": {k: mapped[k] - empty.get(k, 0) for k in mapped},
             "fork_of_touched_vmas": {k: forked[k] - mapped.get(k, 0) for k in forked},
-            "page_table_kb": pt_kb}
+            "map_touched_vmas_page_table_kb": pt_mapped}
 
 
 # ---------------------------------------------------------------- the file
@@ -564,6 +565,9 @@ def summary(cal: dict) -> str:
             else:
                 lines.append(f"  {mod['backend']} design, same VMAs: {mod['map_touched_vmas']}")
                 lines.append(f"  {mod['backend']} design, fork of them: {mod['fork_of_touched_vmas']}")
+                for r in st["comparison"]:
+                    lines.append(f"  {r['workload']:22s} {r['struct']:24s} host {r['host']:7d}  "
+                                 f"{mod['backend']} {r['model']:7d}  error {r['error_pct']:+.1f}%")
     return "\n".join(lines)
 
 
