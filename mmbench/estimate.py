@@ -41,6 +41,8 @@ COSTS = {
     "zero_fill": ("allocate a frame and clear its 4 KiB (with its rmap and LRU insertion)",
                   ("pages_zeroed",)),
     "copy": ("allocate a frame and copy 4 KiB into it (COW)", ("pages_copied",)),
+    "cow_reuse": ("make an exclusive page writable in place, beyond the trap",
+                  ("fault_cow_reuse",)),
     "page_cache_hit": ("find a cached page and map it, beyond the trap (minor fault)",
                        ("fault_minor",)),
     "tlb_flush": ("one TLB flush operation (a range flush counts once)", ("tlb_flushes",)),
