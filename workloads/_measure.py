@@ -1,0 +1,220 @@
+"""Run one scenario on one design and turn what happened into result records.
+
+The measurement, per repeat on a fresh machine::
+
+    for segment in scenario:
+        counters before ─ replay(segment, timing=per_op?) ─ counters after
+        timed segments keep: per-op ns of the ops they name (or elapsed ns),
+                             the counter deltas
+    metadata at the end of the scenario
+
+What becomes a record, and of which kind:
+
+* exact      counter deltas of each timed segment (repeat 0; checked equal in
+             every repeat), metadata bytes by struct, resident pages.
+* measured   per-op model ns (median and p99) of each timed op, the
+             segment's total ns, ns per page/VMA/child; value = median over
+             repeats, spread = p25/p75 over repeats (3 repeats or more).
+* estimated  host-calibrated cost (mmbench.estimate, when a calibration is
+             loaded) and, for transfers, the accelerator link model.
+* unsupported  the design is not installed, lacks the mechanism, or an op
+             failed (OutOfMemory …): one record with the reason, no numbers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import mmbench
+from mmbench import errors, registry
+from mmbench.errors import STATUS_NAMES
+from mmbench.results import record, unsupported
+from mmbench.trace import Op
+
+# counters recorded even when zero (a design that avoids a fault shows a 0 here)
+HEADLINE = ("faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
+            "fault_minor", "fault_device_return", "pages_zeroed", "pages_copied", "pte_writes",
+            "tlb_flushes")
+BYTE_COUNTERS = ("dma_bytes",)
+
+
+class Unavailable(Exception):
+    """The design cannot run this scenario; the message is the reason recorded."""
+
+
+def open_machine(backend: str, scenario, needs_devices: bool):
+    try:
+        cls = registry.load(backend)
+    except errors.MMError as e:
+        raise Unavailable(f"not available: {e}") from None
+    if needs_devices and not cls.supports_devices:
+        raise Unavailable(f"NotSupported: the {backend!r} design has no accelerator support")
+    try:
+        return mmbench.open(backend, **scenario.machine.kwargs())
+    except errors.NotSupported as e:
+        raise Unavailable(f"NotSupported: {e}") from None
+
+
+def replay_segment(m, seg, timing: bool):
+    """Replay one segment; any failed op makes the scenario unavailable on this design."""
+    try:
+        out = m.replay(seg.trace, timing=timing, stop_on_error=True, frame=False)
+    except errors.NotSupported as e:
+        raise Unavailable(f"NotSupported: {e}") from None
+    st = out["status"]
+    bad = np.flatnonzero(st)
+    if len(bad):
+        i = int(bad[0])
+        code = int(st[i])
+        name = errors.BY_STATUS.get(code, errors.MMError).__name__
+        op = Op(int(seg.trace["op"][i])).name
+        raise Unavailable(f"{name}: {op} failed in segment {seg.name!r} (op {i}, status "
+                          f"{STATUS_NAMES.get(code, code)})")
+    return out
+
+
+def run_once(m, scenario) -> dict:
+    """One pass over the scenario on machine `m`: {segment: observations}, plus metadata."""
+    segs = {}
+    for seg in scenario.segments:
+        if not seg.timed:
+            replay_segment(m, seg, timing=False)
+            continue
+        c0 = m.counters()
+        out = replay_segment(m, seg, timing=seg.timing == "per_op")
+        c1 = m.counters()
+        obs = {"counters": {k: c1[k] - c0.get(k, 0) for k in c1}, "ops": len(seg.trace)}
+        if seg.timing == "per_op":
+            ns = out["ns"]
+            obs["per_op"] = {o: ns[seg.trace["op"] == o] for o in seg.ops}
+            obs["total_ns"] = int(ns.sum())
+        else:
+            obs["total_ns"] = int(m.last_replay["elapsed_ns"])
+        segs[seg.name] = obs
+    nodes = 1 + m.ndevices
+    return {"segments": segs, "metadata": m.metadata(), "structs": m.struct_sizes(),
+            "resident": sum(m.frames_used(n) for n in range(nodes)), "link": dict(m.link or {})}
+
+
+def _spread(values):
+    if len(values) < 3:
+        return None
+    return {"p25": float(np.percentile(values, 25)), "p75": float(np.percentile(values, 75))}
+
+
+class Recorder:
+    """Builds the records of one workload × parameters × backend."""
+
+    def __init__(self, wl, params, backend):
+        self.wl, self.params, self.backend = wl, params, backend
+        self.out: list[dict] = []
+
+    def add(self, metric, value, unit, kind, spread=None, repeats=1, note=""):
+        self.out.append(record(self.wl.family, self.wl.name, self.params, self.backend, metric,
+                               value, unit, kind, spread, repeats, note))
+
+    def measured(self, metric, samples, unit="ns", note=""):
+        samples = [float(s) for s in samples]
+        self.add(metric, float(np.median(samples)), unit, "measured", _spread(samples), len(samples), note)
+
+    def unsupported(self, reason):
+        self.out.append(unsupported(self.wl.family, self.wl.name, self.params, self.backend, reason))
+
+
+def measure(wl, params: dict, backend: str, repeats: int = 3, calibration=None) -> list[dict]:
+    """Every record of workload `wl` with `params` on `backend` (unsupported: one record)."""
+    rec = Recorder(wl, params, backend)
+    try:
+        scenario = wl.scenario(**params)
+        runs = []
+        for _ in range(max(1, repeats)):
+            m = open_machine(backend, scenario, wl.needs_devices)
+            runs.append(run_once(m, scenario))
+            del m
+    except Unavailable as e:
+        rec.unsupported(str(e))
+        return rec.out
+    for seg in scenario.timed_segments():
+        _segment_records(rec, seg, [r["segments"][seg.name] for r in runs], runs[0]["link"], calibration)
+    if len(scenario.timed_segments()) > 1:
+        rec.measured("all.total_ns", [sum(s["total_ns"] for s in r["segments"].values()) for r in runs],
+                     note="sum over the timed segments (an operation plus the work it deferred)")
+    _metadata_records(rec, runs[0], per_struct=wl.family == "metadata_memory")
+    return rec.out
+
+
+def _segment_records(rec, seg, obs, link, calibration):
+    name = seg.name
+    first = obs[0]["counters"]
+    drift = any(o["counters"] != first for o in obs[1:])
+    note = "counters differed between repeats (repeat 0 shown)" if drift else ""
+    for k, v in first.items():
+        if v or k in HEADLINE:
+            rec.add(f"{name}.{k}", v, "B" if k in BYTE_COUNTERS else "events", "exact", note=note)
+    if seg.timing == "per_op":
+        for o in seg.ops:
+            label = name if len(seg.ops) == 1 else f"{name}.{Op(o).name.lower()}"
+            per = [ob["per_op"][o] for ob in obs]
+            if not len(per[0]):
+                continue
+            rec.measured(f"{label}.median_ns", [np.median(p) for p in per])
+            rec.measured(f"{label}.p99_ns", [np.percentile(p, 99) for p in per])
+    totals = [ob["total_ns"] for ob in obs]
+    how = "sum of per-op model times" if seg.timing == "per_op" else "elapsed replay time (clock off)"
+    rec.measured(f"{name}.total_ns", totals, note=how)
+    for unit, n in seg.scale:
+        rec.measured(f"{name}.ns_per_{unit}", [t / n for t in totals], note=how)
+    _link_records(rec, name, first, totals, link)
+    _estimate_records(rec, seg, first, totals, calibration)
+
+
+def _link_records(rec, name, counters, totals, link):
+    """Transfers: the link model's time for the counted DMA, and the resulting rate."""
+    nbytes = counters.get("dma_bytes", 0)
+    if not nbytes or not link:
+        return
+    gbps, lat_us = float(link.get("gbps", 0)), float(link.get("latency_us", 0))
+    if gbps <= 0:
+        return
+    link_ns = nbytes / gbps + counters.get("dma_transfers", 0) * lat_us * 1000.0
+    note = f"link model {gbps:g} GB/s, {lat_us:g} us per transfer"
+    rec.add(f"{name}.link_ns", link_ns, "ns", "estimated", note=note)
+    rate = [nbytes / (t + link_ns) for t in totals]
+    rec.add(f"{name}.GBps", float(np.median(rate)), "GB/s", "estimated", _spread(rate), len(rate),
+            note=note + " + measured bookkeeping")
+
+
+def _estimate_records(rec, seg, counters, totals, calibration):
+    if calibration is None:
+        return
+    from mmbench import estimate
+    try:
+        est = estimate.estimate_ns(counters, calibration, measured_ns=float(np.median(totals)))
+    except (errors.MMError, KeyError, ValueError, TypeError) as e:
+        rec.add(f"{seg.name}.estimated_ns", None, "", "unsupported", note=f"no estimate: {e}")
+        return
+    if isinstance(est, dict):
+        est = est.get("ns", est.get("total_ns", est.get("total")))
+    if est is None:
+        return
+    rec.add(f"{seg.name}.estimated_ns", float(est), "ns", "estimated",
+            note="measured bookkeeping + counted events x host-calibrated costs")
+    for unit, n in seg.scale:
+        rec.add(f"{seg.name}.estimated_ns_per_{unit}", float(est) / n, "ns", "estimated")
+
+
+def _metadata_records(rec, run, per_struct: bool):
+    if not run["structs"]:
+        rec.add("metadata.total_bytes", None, "", "unsupported",
+                note="the design accounts no kernel structs")
+        return
+    total = 0
+    for struct, (count, nbytes) in sorted(run["metadata"].items()):
+        total += nbytes
+        if per_struct and count:
+            rec.add(f"metadata.{struct}.bytes", nbytes, "B", "exact")
+            rec.add(f"metadata.{struct}.count", count, "objects", "exact")
+    rec.add("metadata.total_bytes", total, "B", "exact")
+    resident = run["resident"]
+    rec.add("metadata.resident_pages", resident, "pages", "exact")
+    if resident:
+        rec.add("metadata.bytes_per_resident_page", total / resident, "B/page", "exact")
