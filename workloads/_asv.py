@@ -42,11 +42,8 @@ def _camel(name: str) -> str:
     return "".join(w.capitalize() for w in name.split("_"))
 
 
-class _StateBench:
-    """Base of the generated classes for every workload: the end state's metadata.
-
-    (Leading underscore: asv does not collect the bases themselves.)
-    """
+class _Bench:
+    """Base of the generated classes (leading underscore: asv does not collect the bases)."""
     workload: Workload
     grid_keys: tuple = ()
     number = 1            # one replay per sample: the machine state is used up by it
@@ -77,6 +74,10 @@ class _StateBench:
                 return r["value"]
         raise NotImplementedError(f"{self.backend} reports no {want!r} here")
 
+
+class _StateBench(_Bench):
+    """Workloads that build a state (the metadata family): exact bytes at the end."""
+
     def track_metadata_bytes(self, backend, segment, *vals):
         return self._metric("metadata.total_bytes", family_wide=True)
     track_metadata_bytes.unit = "bytes"
@@ -86,7 +87,7 @@ class _StateBench:
     track_metadata_bytes_per_page.unit = "bytes/page"
 
 
-class _SegmentBench(_StateBench):
+class _SegmentBench(_Bench):
     """Workloads with timed segments: model time, faults and estimates per segment."""
 
     def setup(self, backend, segment, *vals):

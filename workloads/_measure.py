@@ -27,7 +27,6 @@ import numpy as np
 import mmbench
 from mmbench import errors, registry
 from mmbench.errors import STATUS_NAMES
-from mmbench.results import record, unsupported
 from mmbench.trace import Op
 
 # counters recorded even when zero (a design that avoids a fault shows a 0 here)
@@ -35,6 +34,15 @@ HEADLINE = ("faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "f
             "fault_minor", "fault_device_return", "pages_zeroed", "pages_copied", "pte_writes",
             "tlb_flushes")
 BYTE_COUNTERS = ("dma_bytes",)
+
+
+def _record(family, workload, params, backend, metric, value, unit, kind, spread=None,
+            repeats=1, note="") -> dict:
+    """One record of the results schema (mmbench.results checks it when a file is written;
+    not imported here so that asv can run this suite against older commits)."""
+    return {"family": family, "workload": workload, "params": dict(params), "backend": backend,
+            "metric": metric, "value": value, "unit": unit, "kind": kind, "spread": spread,
+            "repeats": int(repeats), "note": note}
 
 
 class Unavailable(Exception):
@@ -109,15 +117,17 @@ class Recorder:
         self.out: list[dict] = []
 
     def add(self, metric, value, unit, kind, spread=None, repeats=1, note=""):
-        self.out.append(record(self.wl.family, self.wl.name, self.params, self.backend, metric,
-                               value, unit, kind, spread, repeats, note))
+        if value is not None:
+            value = int(value) if isinstance(value, (int, np.integer)) else float(value)
+        self.out.append(_record(self.wl.family, self.wl.name, self.params, self.backend, metric,
+                                value, unit, kind, spread, repeats, note))
 
     def measured(self, metric, samples, unit="ns", note=""):
         samples = [float(s) for s in samples]
         self.add(metric, float(np.median(samples)), unit, "measured", _spread(samples), len(samples), note)
 
     def unsupported(self, reason):
-        self.out.append(unsupported(self.wl.family, self.wl.name, self.params, self.backend, reason))
+        self.add("*", None, "", "unsupported", note=reason)
 
 
 def measure(wl, params: dict, backend: str, repeats: int = 3, calibration=None) -> list[dict]:
