@@ -63,7 +63,7 @@ def plan(workloads, backends, profile) -> list[tuple]:
 def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calibration=None,
               progress=None) -> dict:
     """Measure and return a results document (not yet saved)."""
-    from mmbench.workloads._asv import load_calibration
+    from mmbench.workloads._measure import load_calibration
     from mmbench.workloads._measure import measure
     if profile not in PROFILES:
         raise errors.InvalidArgument(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
@@ -89,6 +89,17 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
         progress(len(todo), len(todo), "done")
     return results.new_document(profile, records, calibration=where if cal is not None else None,
                                 notes=notes)
+
+
+def catalogue_text(profile: str) -> str:
+    """The workloads, what each stands for, and their parameter sets in `profile`."""
+    lines = []
+    for w in _catalogue().values():
+        dev = " (needs devices)" if w.needs_devices else ""
+        lines.append(f"{w.family}.{w.name}{dev}: {w.summary}")
+        for p in w.points(profile):
+            lines.append(f"    {results.params_label(p)}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- compare
@@ -206,8 +217,12 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(Path(DEFAULT_OUTPUT), "--output", "-o", help="results file to write"),
         repeats: Optional[int] = typer.Option(None, help="measured repeats (default by profile)"),
         calibration: Optional[Path] = typer.Option(None, help="host calibration file for estimates"),
+        list_: bool = typer.Option(False, "--list", help="list the workloads of the profile and exit"),
     ) -> None:
         """Run the workloads on the designs and write one results file."""
+        if list_:
+            typer.echo(catalogue_text(profile if profile in PROFILES else "quick"))
+            return
         if profile not in PROFILES:
             fail(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
         if output.exists() and output.is_dir():

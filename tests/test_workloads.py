@@ -129,3 +129,35 @@ def test_engine_dispatch_is_measurable():
     from mmbench.workloads.blocks import dispatch_ns
     ns = dispatch_ns("reference", nops=1 << 16)
     assert 0 < ns < 10_000
+
+
+def test_estimates_are_recorded_when_a_calibration_exists(monkeypatch):
+    """With mmbench.estimate and a calibration, each timed segment gets an estimated record."""
+    import sys
+    import types
+    seen = {}
+    fake = types.ModuleType("mmbench.estimate")
+    fake.load_calibration = lambda path=None: {"costs": {"trap": 100.0}, "path": "cal.json"}
+
+    def estimate_ns(counters, calibration, measured_ns=None):
+        seen.update(counters)
+        return {"total_ns": 7.0 * counters.get("op:WRITE", 0) + measured_ns, "uncosted": []}
+    fake.estimate_ns = estimate_ns
+    monkeypatch.setitem(sys.modules, "mmbench.estimate", fake)
+    cal, where = _measure.load_calibration()
+    assert where == "cal.json"
+    recs = _measure.measure(CAT["seq_first_touch"], {"pages": 64}, "reference", repeats=1, calibration=cal)
+    est = [r for r in recs if r["kind"] == "estimated"]
+    by = {r["metric"]: r["value"] for r in est}
+    assert set(by) == {"write.estimated_ns", "write.estimated_ns_per_page"}
+    total = next(r["value"] for r in recs if r["metric"] == "write.total_ns")
+    assert by["write.estimated_ns"] == pytest.approx(7.0 * 64 + total)
+    assert by["write.estimated_ns_per_page"] == pytest.approx(by["write.estimated_ns"] / 64)
+    assert seen["op:WRITE"] == 64
+
+
+def test_no_calibration_is_said_not_guessed(monkeypatch, tmp_path):
+    monkeypatch.setenv("MMBENCH_RESULTS", str(tmp_path))       # no calibration files there
+    cal, why = _measure.load_calibration()
+    if cal is None:
+        assert why.startswith("no calibration")

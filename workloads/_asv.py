@@ -137,24 +137,9 @@ _CALIB = []
 def _calibration():
     """The host calibration if mmbench.estimate exists and finds one, else None."""
     if not _CALIB:
+        from ._measure import load_calibration
         _CALIB.append(load_calibration()[0])
     return _CALIB[0]
-
-
-def load_calibration(path=None):
-    """(calibration, path or None); (None, reason) when there is none."""
-    try:
-        from mmbench import estimate
-    except ImportError:
-        return None, "no calibration: mmbench.estimate is not installed"
-    try:
-        cal = estimate.load_calibration(path) if path else estimate.load_calibration()
-    except Exception as e:  # a bad calibration file must not stop the suite
-        return None, f"no calibration: {type(e).__name__}: {e}"
-    if cal is None:
-        return None, "no calibration: no calibration file found (run `mmbench calibrate`)"
-    where = path or (cal.get("path") if isinstance(cal, dict) else getattr(cal, "path", None))
-    return cal, where
 
 
 def asv_classes(family: str) -> dict:

@@ -49,6 +49,22 @@ class Unavailable(Exception):
     """The design cannot run this scenario; the message is the reason recorded."""
 
 
+def load_calibration(path=None):
+    """(calibration, path or None); (None, reason) when there is none."""
+    try:
+        from mmbench import estimate
+    except ImportError:
+        return None, "no calibration: mmbench.estimate is not installed"
+    try:
+        cal = estimate.load_calibration(str(path)) if path else estimate.load_calibration()
+    except Exception as e:  # a bad calibration file must not stop the suite
+        return None, f"no calibration: {type(e).__name__}: {e}"
+    if cal is None:
+        return None, "no calibration: no calibration file found (run `mmbench calibrate`)"
+    where = path or (cal.get("path") if isinstance(cal, dict) else getattr(cal, "path", None))
+    return cal, where
+
+
 def open_machine(backend: str, scenario, needs_devices: bool):
     try:
         cls = registry.load(backend)
@@ -87,10 +103,12 @@ def run_once(m, scenario) -> dict:
         if not seg.timed:
             replay_segment(m, seg, timing=False)
             continue
+        s0 = _slab_events(m)
         c0 = m.counters()
         out = replay_segment(m, seg, timing=seg.timing == "per_op")
         c1 = m.counters()
         obs = {"counters": {k: c1[k] - c0.get(k, 0) for k in c1}, "ops": len(seg.trace)}
+        obs["events"] = {**obs["counters"], **_op_events(seg.trace), **_diff(_slab_events(m), s0)}
         if seg.timing == "per_op":
             ns = out["ns"]
             obs["per_op"] = {o: ns[seg.trace["op"] == o] for o in seg.ops}
@@ -101,6 +119,26 @@ def run_once(m, scenario) -> dict:
     nodes = 1 + m.ndevices
     return {"segments": segs, "metadata": m.metadata(), "structs": m.struct_sizes(),
             "resident": sum(m.frames_used(n) for n in range(nodes)), "link": dict(m.link or {})}
+
+
+def _op_events(trace) -> dict:
+    """{"op:FORK": n, …}: the contract operations a segment ran (priced by estimates)."""
+    counts = np.bincount(trace["op"], minlength=len(Op))
+    return {f"op:{Op(i).name}": int(n) for i, n in enumerate(counts) if n}
+
+
+def _slab_events(m) -> dict:
+    """{"alloc:<struct>": n, "free:<struct>": n} when the engine exposes slab totals."""
+    out = {}
+    for kind, fn in (("alloc", "slab_allocs"), ("free", "slab_frees")):
+        f = getattr(m, fn, None)
+        if f is not None:
+            out.update({f"{kind}:{k}": int(v) for k, v in f().items()})
+    return out
+
+
+def _diff(after: dict, before: dict) -> dict:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
 def _spread(values):
@@ -174,7 +212,7 @@ def _segment_records(rec, seg, obs, link, calibration):
     for unit, n in seg.scale:
         rec.measured(f"{name}.ns_per_{unit}", [t / n for t in totals], note=how)
     _link_records(rec, name, first, totals, link)
-    _estimate_records(rec, seg, first, totals, calibration)
+    _estimate_records(rec, seg, obs[0]["events"], totals, calibration)
 
 
 def _link_records(rec, name, counters, totals, link):
@@ -193,21 +231,24 @@ def _link_records(rec, name, counters, totals, link):
             note=note + " + measured bookkeeping")
 
 
-def _estimate_records(rec, seg, counters, totals, calibration):
+def _estimate_records(rec, seg, events, totals, calibration):
+    """Host-calibrated estimate of the segment (mmbench.estimate), when calibrated."""
     if calibration is None:
         return
     from mmbench import estimate
     try:
-        est = estimate.estimate_ns(counters, calibration, measured_ns=float(np.median(totals)))
+        est = estimate.estimate_ns(events, calibration, measured_ns=float(np.median(totals)))
     except (errors.MMError, KeyError, ValueError, TypeError) as e:
         rec.add(f"{seg.name}.estimated_ns", None, "", "unsupported", note=f"no estimate: {e}")
         return
+    note = "counted events x host-calibrated costs + measured bookkeeping"
     if isinstance(est, dict):
-        est = est.get("ns", est.get("total_ns", est.get("total")))
+        if est.get("uncosted"):
+            note += f"; not priced: {', '.join(est['uncosted'])}"
+        est = est.get("total_ns", est.get("ns"))
     if est is None:
         return
-    rec.add(f"{seg.name}.estimated_ns", float(est), "ns", "estimated",
-            note="measured bookkeeping + counted events x host-calibrated costs")
+    rec.add(f"{seg.name}.estimated_ns", float(est), "ns", "estimated", note=note)
     for unit, n in seg.scale:
         rec.add(f"{seg.name}.estimated_ns_per_{unit}", float(est) / n, "ns", "estimated")
 

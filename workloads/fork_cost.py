@@ -41,7 +41,7 @@ def _populated(s, pages, vmas):
     "tiny": {"pages": [64], "vmas": [1, 4], "depth": [1, 2]},
     "quick": {"pages": [1024, 8192], "vmas": [1, 64], "depth": [1, 4]},
     "full": {"pages": [1024, 8192, 65536], "vmas": [1, 16, 256], "depth": [1, 4, 16]},
-    "asv": {"pages": [1024], "vmas": [1, 16], "depth": [1, 4]}})
+    "asv": {"pages": [1024], "vmas": [16], "depth": [1, 4]}})
 def fork_grid(pages, vmas, depth, seed=3):
     """One fork of a process with `pages` resident pages in `vmas` mappings, `depth` forks deep.
 
