@@ -4,7 +4,8 @@ Schema version 1 (documented for readers in docs/workloads.md; only ever
 extended, never changed in place)::
 
     {"schema": 1,
-     "machine": {"hostname", "cpu", "cores", "kernel", "os", "python", "numpy", "mmbench"},
+     "machine": {"hostname", "cpu", "cores", "kernel", "os", "python", "numpy", "mmbench",
+                 "loadavg"},
      "commit": git sha of the source tree or null,
      "created": ISO-8601 UTC time,
      "profile": "quick" | "full" | "tiny" | …,
@@ -72,7 +73,15 @@ def machine_info() -> dict:
     return {"hostname": socket.gethostname(), "cpu": _cpu_model(), "cores": os.cpu_count(),
             "kernel": platform.release(), "os": platform.system(),
             "python": platform.python_version(), "numpy": numpy.__version__,
-            "mmbench": mmbench.__version__}
+            "mmbench": mmbench.__version__, "loadavg": _loadavg()}
+
+
+def _loadavg():
+    """1-minute load average when the run started: a busy machine makes measured numbers noisier."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _cpu_model() -> str:

@@ -1,21 +1,27 @@
 """The workloads as an asv suite: one benchmark class per workload, the backend a parameter.
 
-For a workload ``cow_after_fork`` in family ``fault_latency`` asv sees the class
-``fault_latency.CowAfterFork`` with parameters (backend, segment, *grid of the
-"asv" profile) and the benchmarks:
+For a workload ``cow_after_fork`` of family ``fault_latency`` asv sees the
+class ``fault_latency.CowAfterFork`` with parameters (backend, segment, *the
+workload's "asv" grid).  Workloads with timed segments get:
 
-* ``time_segment``        wall time of replaying the timed segment on a
-                          machine prepared (in ``setup``, untimed) up to it —
-                          the measured model time, trace validation included;
-* ``track_median_ns``     the engine's per-op model time (median, ns) — measured;
-* ``track_faults``        CPU faults the segment took — exact;
-* ``track_metadata_bytes`` / ``track_metadata_bytes_per_page`` at the end — exact;
-* ``track_estimated_ns``  host-calibrated estimate of the segment — estimated.
+* ``time_segment``     wall time of replaying the timed segment on a machine
+                       prepared up to it in ``setup`` (untimed) — measured
+                       model time, trace validation included;
+* ``track_median_ns``  the engine's per-op model time, median — measured;
+* ``track_faults``     CPU faults the segment took — exact;
+* ``track_estimated_ns`` host-calibrated estimate — estimated (skipped
+                       without a calibration).
 
-A combination the design cannot run raises ``NotImplementedError`` (asv
-records it as skipped, with the reason in its log); the backend list is fixed
-(every built-in design name plus installed plugins) so a missing design is
-skipped, never dropped.  ``$MMBENCH_ASV_BACKENDS`` (comma-separated) narrows it.
+Workloads that only build a state (the metadata family) get
+``track_metadata_bytes`` and ``track_metadata_bytes_per_page`` — exact.
+
+A combination the design cannot run raises ``NotImplementedError`` in
+``setup`` or ``SkipNotImplemented`` in the body, which asv shows as n/a with
+the reason in its log.  The backend list is fixed — every built-in design
+name plus installed plugins — so a missing design is skipped, never dropped;
+``$MMBENCH_ASV_BACKENDS`` (comma-separated) narrows it.  asv runs this suite
+from the working tree against each commit's installed mmbench, so it relies
+only on the long-standing API (open, replay, counters, metadata, traces).
 """
 from __future__ import annotations
 
