@@ -153,6 +153,20 @@ def table_one(doc, patterns=HEADLINE, tablefmt="simple") -> str:
     return tabulate(out, headers=head, tablefmt=tablefmt, disable_numparse=True) + "\n" + tail
 
 
+def compare_two(a, b, patterns=None, threshold=0.0, tablefmt="simple") -> str:
+    """Two results files: the publishing module's diff when installed (it groups by family and
+    marks changes within the spread), else the plain ratio table below."""
+    try:
+        from mmbench.report import compare_results
+    except ImportError:
+        return table_two(a, b, patterns or HEADLINE, threshold, tablefmt)
+    if patterns:
+        keep = lambda d: {**d, "records": [r for r in d["records"]
+                                           if r["metric"] == "*" or _metric_wanted(r["metric"], patterns)]}
+        a, b = keep(a), keep(b)
+    return compare_results(a, b, tablefmt=tablefmt, threshold=threshold)
+
+
 def _key(r):
     return (r["family"], r["workload"], results.params_label(r["params"]), r["backend"], r["metric"])
 
@@ -254,7 +268,10 @@ def register(app: typer.Typer) -> None:
         except errors.InvalidArgument as e:
             fail(str(e))
         pats = tuple(metric) if metric else HEADLINE
-        typer.echo(table_one(a, pats, fmt) if b is None else table_two(a, b, pats, threshold, fmt))
+        if b is None:
+            typer.echo(table_one(a, pats, fmt))
+        else:
+            typer.echo(compare_two(a, b, pats if metric else None, threshold, fmt))
 
 
 def _run_with_progress(profile, backends, patterns, repeats, calibration) -> dict:

@@ -10,7 +10,9 @@
   (trace validation included).
 * ``BlockBench``: every ``bench_*`` function of ``mmbench.blocks.bench`` (the
   frame allocator, page table, xarray, interval tree microbenchmarks), when
-  that module exists in the commit under test; each returns ns per operation.
+  that module exists in the commit under test; each is called with
+  ``n = BLOCK_N`` operations (its own default access pattern) and returns ns
+  per operation.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import numpy as np
 from ._asv import asv_backends
 
 NOPS = 1 << 20
+BLOCK_N = 1 << 16        # operations per block microbenchmark call
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,7 +93,7 @@ class BlockBench:
             raise NotImplementedError(f"mmbench.blocks.bench has no {block}")
 
     def track_ns_per_op(self, block):
-        v = self.fn()
+        v = self.fn(BLOCK_N)
         if isinstance(v, dict):
             v = v.get("ns_per_op", v.get("ns"))
         if v is None:
