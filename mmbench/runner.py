@@ -22,6 +22,7 @@ import typer
 from mmbench import errors, results
 
 PROFILES = {"tiny": 1, "quick": 3, "full": 5}      # profile -> repeats of measured runs
+BUDGET_S = {"tiny": 2.0, "quick": 3.0, "full": 60.0}  # no new repeat after this long on one combination
 DEFAULT_OUTPUT = "results/latest.json"
 SPEC_BACKEND = "reference"                        # the specification, not a design: opt-in only
 
@@ -84,7 +85,7 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
     for i, (w, p, b) in enumerate(todo):
         if progress:
             progress(i, len(todo), f"{b}: {w.family}.{w.name} {results.params_label(p)}")
-        records += measure(w, p, b, repeats=reps, calibration=cal)
+        records += measure(w, p, b, repeats=reps, calibration=cal, budget_s=BUDGET_S[profile])
     if progress:
         progress(len(todo), len(todo), "done")
     return results.new_document(profile, records, calibration=where if cal is not None else None,

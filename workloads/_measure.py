@@ -22,6 +22,8 @@ What becomes a record, and of which kind:
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 import mmbench
@@ -168,13 +170,21 @@ class Recorder:
         self.add("*", None, "", "unsupported", note=reason)
 
 
-def measure(wl, params: dict, backend: str, repeats: int = 3, calibration=None) -> list[dict]:
-    """Every record of workload `wl` with `params` on `backend` (unsupported: one record)."""
+def measure(wl, params: dict, backend: str, repeats: int = 3, calibration=None,
+            budget_s: float | None = None) -> list[dict]:
+    """Every record of workload `wl` with `params` on `backend` (unsupported: one record).
+
+    `budget_s` bounds the wall time spent on repeats: once it is used up no new
+    repeat starts (at least one always runs; each record says how many did).
+    """
     rec = Recorder(wl, params, backend)
+    t0 = time.perf_counter()
     try:
         scenario = wl.scenario(**params)
         runs = []
         for _ in range(max(1, repeats)):
+            if runs and budget_s is not None and time.perf_counter() - t0 > budget_s:
+                break
             m = open_machine(backend, scenario, wl.needs_devices)
             runs.append(run_once(m, scenario))
             del m
