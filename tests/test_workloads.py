@@ -161,3 +161,19 @@ def test_no_calibration_is_said_not_guessed(monkeypatch, tmp_path):
     cal, why = _measure.load_calibration()
     if cal is None:
         assert why.startswith("no calibration")
+
+
+def test_a_crashing_design_is_recorded_not_fatal(monkeypatch):
+    ref = mmbench.registry.load("reference")
+
+    class Crashy(ref):
+        name = "crashy"
+
+        def do_write(self, pid, vpn, value):
+            raise RuntimeError("bug in the design")
+
+    monkeypatch.setattr(mmbench.registry, "load", lambda name, quiet=False: Crashy)
+    with pytest.warns(RuntimeWarning, match="bug in the design"):
+        recs = _measure.measure(CAT["seq_first_touch"], {"pages": 64}, "crashy", repeats=1)
+    assert [(r["kind"], r["value"]) for r in recs] == [("unsupported", None)]
+    assert recs[0]["note"].startswith("error: RuntimeError")

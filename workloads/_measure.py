@@ -23,6 +23,7 @@ What becomes a record, and of which kind:
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 
@@ -76,16 +77,16 @@ def open_machine(backend: str, scenario, needs_devices: bool):
         raise Unavailable(f"NotSupported: the {backend!r} design has no accelerator support")
     try:
         return mmbench.open(backend, **scenario.machine.kwargs())
-    except errors.NotSupported as e:
-        raise Unavailable(f"NotSupported: {e}") from None
+    except errors.MMError as e:
+        raise Unavailable(f"{type(e).__name__}: {e}") from None
 
 
 def replay_segment(m, seg, timing: bool):
     """Replay one segment; any failed op makes the scenario unavailable on this design."""
     try:
         out = m.replay(seg.trace, timing=timing, stop_on_error=True, frame=False)
-    except errors.NotSupported as e:
-        raise Unavailable(f"NotSupported: {e}") from None
+    except errors.MMError as e:
+        raise Unavailable(f"{type(e).__name__}: {e}") from None
     st = out["status"]
     bad = np.flatnonzero(st)
     if len(bad):
@@ -190,6 +191,11 @@ def measure(wl, params: dict, backend: str, repeats: int = 3, calibration=None,
             del m
     except Unavailable as e:
         rec.unsupported(str(e))
+        return rec.out
+    except Exception as e:  # a design that crashes must not take the suite down: say so
+        warnings.warn(f"{backend} failed on {wl.name} {params}: {type(e).__name__}: {e}",
+                      RuntimeWarning, stacklevel=2)
+        rec.unsupported(f"error: {type(e).__name__}: {e}")
         return rec.out
     for seg in scenario.timed_segments():
         _segment_records(rec, seg, [r["segments"][seg.name] for r in runs], runs[0]["link"], calibration)
