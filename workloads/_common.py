@@ -6,6 +6,10 @@ A *workload* is a small function that, given its parameters and a seed, writes a
     setup ──► timed segment "write" ──► untimed "exit" ──► timed "fork" …
     (untimed)   (per-op ns of WRITE)                       (per-op ns of FORK)
 
+A segment name may be used again: its rounds are measured as one segment
+(samples joined, counters and times added), e.g. five forks each followed
+by the child's exit give five fork samples and five exit samples.
+
 Untimed segments bring the machine into the state the workload is about
 (processes, mappings, touched pages).  Timed segments are replayed with the
 engine's clock on (``timing="per_op"``: one sample per operation, the fault
@@ -91,7 +95,12 @@ class Scenario:
     machine: Machine
 
     def timed_segments(self):
-        return [s for s in self.segments if s.timed]
+        """The timed segments, one per name (a name used again is another round of it)."""
+        seen = {}
+        for s in self.segments:
+            if s.timed and s.name not in seen:
+                seen[s.name] = s
+        return list(seen.values())
 
     def nops(self) -> int:
         return sum(len(s.trace) for s in self.segments)

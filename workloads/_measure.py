@@ -118,10 +118,23 @@ def run_once(m, scenario) -> dict:
             obs["total_ns"] = int(ns.sum())
         else:
             obs["total_ns"] = int(m.last_replay["elapsed_ns"])
-        segs[seg.name] = obs
+        segs[seg.name] = _merge(segs[seg.name], obs) if seg.name in segs else obs
     nodes = 1 + m.ndevices
     return {"segments": segs, "metadata": m.metadata(), "structs": m.struct_sizes(),
             "resident": sum(m.frames_used(n) for n in range(nodes)), "link": dict(m.link or {})}
+
+
+def _merge(a: dict, b: dict) -> dict:
+    """Two rounds of a segment with the same name are one segment: samples joined, sums added."""
+    out = {"counters": _add(a["counters"], b["counters"]), "events": _add(a["events"], b["events"]),
+           "ops": a["ops"] + b["ops"], "total_ns": a["total_ns"] + b["total_ns"]}
+    if "per_op" in a:
+        out["per_op"] = {o: np.concatenate([a["per_op"][o], b["per_op"][o]]) for o in a["per_op"]}
+    return out
+
+
+def _add(x: dict, y: dict) -> dict:
+    return {k: x.get(k, 0) + y.get(k, 0) for k in x.keys() | y.keys()}
 
 
 def _op_events(trace) -> dict:

@@ -38,7 +38,7 @@ def _migrations(t, pid, pages, transfer, node):
 
 @workload("device_migration", needs_devices=True, grids={
     "tiny": {"pages": [256], "transfer": [16, 256]},
-    "quick": {"pages": [8192], "transfer": [16, 512, 8192]},
+    "quick": {"pages": [32768], "transfer": [16, 512, 32768]},
     "full": {"pages": [65536], "transfer": [1, 16, 512, 8192, 65536]},
     "asv": {"pages": [2048], "transfer": [512]}})
 def bulk_roundtrip(pages, transfer):
@@ -57,7 +57,7 @@ def bulk_roundtrip(pages, transfer):
 
 
 @workload("device_migration", needs_devices=True, grids={
-    "tiny": {"rounds": [4]}, "quick": {"rounds": [100]}, "full": {"rounds": [1000]},
+    "tiny": {"rounds": [4]}, "quick": {"rounds": [300]}, "full": {"rounds": [3000]},
     "asv": {"rounds": [20]}})
 def ping_pong(rounds, region=PAGES_2M, touched=8, seed=8):
     """A 2 MiB buffer handed back and forth: migrate to the device, the device writes, the CPU writes.
@@ -83,7 +83,7 @@ def ping_pong(rounds, region=PAGES_2M, touched=8, seed=8):
 
 @workload("device_migration", needs_devices=True, grids={
     "tiny": {"ratio": [2.0], "device_pages": [64]},
-    "quick": {"ratio": [0.5, 2.0], "device_pages": [2048]},
+    "quick": {"ratio": [0.5, 2.0], "device_pages": [8192]},
     "full": {"ratio": [0.5, 1.5, 4.0], "device_pages": [8192]},
     "asv": {"ratio": [2.0], "device_pages": [512]}})
 def oversubscribe(ratio, device_pages, passes=2):

@@ -21,8 +21,8 @@ from mmbench.trace import Op, page_ops
 from ._common import BASE, Machine, Script, ram_for, rng, tokens, workload
 from ._asv import asv_classes
 
-_PAGES = {"tiny": {"pages": [64]}, "quick": {"pages": [4096]},
-          "full": {"pages": [4096, 65536]}, "asv": {"pages": [1024]}}
+_PAGES = {"tiny": {"pages": [64]}, "quick": {"pages": [16384]},
+          "full": {"pages": [16384, 262144]}, "asv": {"pages": [1024]}}
 
 
 def _touched(pages, copies=1, devices=0):
@@ -150,8 +150,8 @@ def shared_minor(pages, fault_kind="minor"):
 
 
 @workload("fault_latency", grids={"tiny": {"depth": [1, 3], "pages": [64]},
-                                  "quick": {"depth": [1, 4, 16], "pages": [1024]},
-                                  "full": {"depth": [1, 2, 4, 8, 16, 32], "pages": [4096]},
+                                  "quick": {"depth": [1, 4, 16], "pages": [4096]},
+                                  "full": {"depth": [1, 2, 4, 8, 16, 32], "pages": [16384]},
                                   "asv": {"depth": [1, 8], "pages": [512]}})
 def chain_depth(depth, pages, fault_kind="chain_depth", seed=2):
     """Faults in the last process of a fork chain of the given depth.
@@ -180,8 +180,8 @@ def chain_depth(depth, pages, fault_kind="chain_depth", seed=2):
 
 
 @workload("fault_latency", needs_devices=True,
-          grids={"tiny": {"pages": [64]}, "quick": {"pages": [1024]},
-                 "full": {"pages": [1024, 16384]}, "asv": {"pages": [512]}})
+          grids={"tiny": {"pages": [64]}, "quick": {"pages": [4096]},
+                 "full": {"pages": [4096, 65536]}, "asv": {"pages": [512]}})
 def device_return(pages, fault_kind="device_return"):
     """CPU writes to pages that were migrated to an accelerator.
 

@@ -39,17 +39,19 @@ def _populated(s, pages, vmas):
 
 @workload("fork_cost", grids={
     "tiny": {"pages": [64], "vmas": [1, 4], "depth": [1, 2]},
-    "quick": {"pages": [1024, 8192], "vmas": [1, 64], "depth": [1, 4]},
-    "full": {"pages": [1024, 8192, 65536], "vmas": [1, 16, 256], "depth": [1, 4, 16]},
+    "quick": {"pages": [1024, 16384], "vmas": [1, 64], "depth": [1, 4]},
+    "full": {"pages": [1024, 16384, 262144], "vmas": [1, 16, 256], "depth": [1, 4, 16]},
     "asv": {"pages": [1024], "vmas": [16], "depth": [1, 4]}})
-def fork_grid(pages, vmas, depth, seed=3):
-    """One fork of a process with `pages` resident pages in `vmas` mappings, `depth` forks deep.
+def fork_grid(pages, vmas, depth, rounds=5, seed=3):
+    """Fork of a process with `pages` resident pages in `vmas` mappings, `depth` forks deep.
 
     The forking process is the last of a chain of ``depth - 1`` forks whose
-    members each rewrote an eighth of the memory and stay alive.  Stands for
-    any fork of a running program, from a shell's fork of itself to a
-    language runtime forking a worker; the depth stands for zygote-style
-    launchers and nested process managers.  Exit of the child is timed too.
+    members each rewrote an eighth of the memory and stay alive; it forks
+    `rounds` times, each child exiting before the next fork (fork and exit
+    are both timed; counters are summed over the rounds).  Stands for any
+    fork of a running program, from a shell's fork of itself to a language
+    runtime forking a worker; the depth stands for zygote-style launchers and
+    nested process managers.
     """
     s = Script(ram_for(pages, 2 + depth / 8))
     t, cur, v = _populated(s, pages, vmas)
@@ -58,17 +60,18 @@ def fork_grid(pages, vmas, depth, seed=3):
         cur = t.fork(cur)
         some = np.sort(g.choice(v, size=max(1, len(v) // 8), replace=False))
         t.extend(page_ops(Op.WRITE, cur, some, tokens(some, cur, gen + 1)))
-    t = s.segment("fork", "per_op", ops=[Op.FORK], scale={"page": len(v), "vma": vmas})
-    child = t.fork(cur)
-    t = s.segment("exit", "per_op", ops=[Op.EXIT], scale={"page": len(v)})
-    t.exit(child)
+    for _ in range(rounds):
+        t = s.segment("fork", "per_op", ops=[Op.FORK], scale={"page": len(v) * rounds, "vma": vmas * rounds})
+        child = t.fork(cur)
+        t = s.segment("exit", "per_op", ops=[Op.EXIT], scale={"page": len(v) * rounds})
+        t.exit(child)
     return s.build()
 
 
 @workload("fork_cost", grids={
     "tiny": {"children": [8], "pages": [64]},
-    "quick": {"children": [200], "pages": [2048]},
-    "full": {"children": [1000], "pages": [2048, 16384]},
+    "quick": {"children": [500], "pages": [4096]},
+    "full": {"children": [2000], "pages": [4096, 65536]},
     "asv": {"children": [50], "pages": [1024]}})
 def fork_server(children, pages, request_pages=16, seed=4):
     """A server forking one short-lived child per request.
@@ -93,8 +96,8 @@ def fork_server(children, pages, request_pages=16, seed=4):
 
 @workload("fork_cost", grids={
     "tiny": {"pages": [64], "rewrite": [0.5]},
-    "quick": {"pages": [4096], "rewrite": [0.1, 1.0]},
-    "full": {"pages": [4096, 65536], "rewrite": [0.01, 0.1, 1.0]},
+    "quick": {"pages": [16384], "rewrite": [0.1, 1.0]},
+    "full": {"pages": [16384, 262144], "rewrite": [0.01, 0.1, 1.0]},
     "asv": {"pages": [1024], "rewrite": [0.1]}})
 def deferred(pages, rewrite, seed=5):
     """Fork, then the window after it: the child reads everything, the parent rewrites some.

@@ -24,8 +24,8 @@ def _end(s):
     return s.build()
 
 
-@workload("metadata_memory", grids={"tiny": {"pages": [64]}, "quick": {"pages": [16384]},
-                                    "full": {"pages": [16384, 262144]}, "asv": {"pages": [4096]}})
+@workload("metadata_memory", grids={"tiny": {"pages": [64]}, "quick": {"pages": [65536]},
+                                    "full": {"pages": [65536, 1048576]}, "asv": {"pages": [4096]}})
 def dense(pages):
     """One process, one mapping, every page written.
 
@@ -40,8 +40,8 @@ def dense(pages):
     return _end(s)
 
 
-@workload("metadata_memory", grids={"tiny": {"touched": [16]}, "quick": {"touched": [1024]},
-                                    "full": {"touched": [1024, 16384]}, "asv": {"touched": [256]}})
+@workload("metadata_memory", grids={"tiny": {"touched": [16]}, "quick": {"touched": [4096]},
+                                    "full": {"touched": [4096, 65536]}, "asv": {"touched": [256]}})
 def sparse(touched):
     """One page written per 2 MiB over a mapping of `touched` × 2 MiB.
 
@@ -57,8 +57,8 @@ def sparse(touched):
     return _end(s)
 
 
-@workload("metadata_memory", grids={"tiny": {"vmas": [16]}, "quick": {"vmas": [2048]},
-                                    "full": {"vmas": [2048, 32768]}, "asv": {"vmas": [512]}})
+@workload("metadata_memory", grids={"tiny": {"vmas": [16]}, "quick": {"vmas": [8192]},
+                                    "full": {"vmas": [8192, 65536]}, "asv": {"vmas": [512]}})
 def many_small_vmas(vmas, vma_pages=2):
     """`vmas` mappings of two pages each, one unmapped page apart, every page written.
 
@@ -79,7 +79,7 @@ def many_small_vmas(vmas, vma_pages=2):
 
 
 @workload("metadata_memory", grids={"tiny": {"depth": [3], "shape": ["chain", "tree"]},
-                                    "quick": {"depth": [2, 4, 8], "shape": ["chain", "tree"]},
+                                    "quick": {"depth": [2, 4, 8, 16], "shape": ["chain", "tree"]},
                                     "full": {"depth": [2, 4, 8, 16], "shape": ["chain", "tree"]},
                                     "asv": {"depth": [4], "shape": ["chain", "tree"]}})
 def fork_family(depth, shape, pages=1024, seed=6):
@@ -113,8 +113,8 @@ def fork_family(depth, shape, pages=1024, seed=6):
     return _end(s)
 
 
-@workload("metadata_memory", grids={"tiny": {"requests": [8]}, "quick": {"requests": [1000]},
-                                    "full": {"requests": [1000, 20000]}, "asv": {"requests": [200]}})
+@workload("metadata_memory", grids={"tiny": {"requests": [8]}, "quick": {"requests": [2000]},
+                                    "full": {"requests": [2000, 20000]}, "asv": {"requests": [200]}})
 def fork_server_state(requests, pages=2048, live_children=8, seed=7):
     """A fork-server after `requests` short-lived children, with a few still running.
 
