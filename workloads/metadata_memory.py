@@ -78,9 +78,13 @@ def many_small_vmas(vmas, vma_pages=2):
     return _end(s)
 
 
-@workload("metadata_memory", grids={"tiny": {"depth": [3], "shape": ["chain", "tree"]},
-                                    "quick": {"depth": [2, 4, 8, 16], "shape": ["chain", "tree"]},
-                                    "full": {"depth": [2, 4, 8, 16], "shape": ["chain", "tree"]},
+def _family_grid(chains, trees):
+    return [{"depth": d, "shape": "chain"} for d in chains] + [{"depth": d, "shape": "tree"} for d in trees]
+
+
+@workload("metadata_memory", grids={"tiny": _family_grid([3], [3]),
+                                    "quick": _family_grid([2, 4, 8, 16], [2, 4, 6]),
+                                    "full": _family_grid([2, 4, 8, 16, 32], [2, 4, 6]),
                                     "asv": {"depth": [4], "shape": ["chain", "tree"]}})
 def fork_family(depth, shape, pages=1024, seed=6):
     """A fork chain (each process forks one child) or a binary fork tree, `depth` levels.
@@ -89,7 +93,7 @@ def fork_family(depth, shape, pages=1024, seed=6):
     alive.  Stands for nested process managers and zygote-style launchers
     (chain), and a pre-forking master whose workers fork helpers (tree).
     Shadow-object chains, anon_vma hierarchies and amaps grow differently.
-    Trees are capped at 2**min(depth, 6) - 1 processes.
+    A tree of depth d has 2**d - 1 processes; depths above 6 are capped at 6.
     """
     levels = depth if shape == "chain" else min(depth, 6)
     nprocs = depth + 1 if shape == "chain" else 2 ** levels - 1
