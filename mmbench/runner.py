@@ -43,6 +43,14 @@ def default_backends() -> list[str]:
     return [n for n in names if n != SPEC_BACKEND] + [n for n in broken if n not in names]
 
 
+def _not_installed(names) -> list[str]:
+    from mmbench import registry
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        known = set(registry.names()) | set(registry.broken())
+    return [n for n in names if n not in known]
+
+
 def select_workloads(patterns: list[str] | None) -> list:
     """Workloads whose name or "family.name" matches any pattern (all when none)."""
     cat = list(_catalogue().values())
@@ -242,6 +250,9 @@ def register(app: typer.Typer) -> None:
             fail(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
         if output.exists() and output.is_dir():
             fail(f"--output {output} is a directory")
+        for name in _not_installed(backend or []):
+            typer.echo(f"mmbench: warning: backend {name!r} is not installed; its rows are recorded "
+                       "as unsupported", err=True)
         try:
             doc = _run_with_progress(profile, backend, workload, repeats, calibration)
         except errors.InvalidArgument as e:
