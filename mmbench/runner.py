@@ -72,8 +72,7 @@ def plan(workloads, backends, profile) -> list[tuple]:
 def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calibration=None,
               progress=None) -> dict:
     """Measure and return a results document (not yet saved)."""
-    from mmbench.workloads._measure import load_calibration
-    from mmbench.workloads._measure import measure
+    from mmbench.workloads._measure import load_calibration, measure
     if profile not in PROFILES:
         raise errors.InvalidArgument(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
     backends = list(backends) if backends else default_backends()
@@ -250,6 +249,8 @@ def register(app: typer.Typer) -> None:
             fail(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
         if output.exists() and output.is_dir():
             fail(f"--output {output} is a directory")
+        if repeats is not None and repeats < 1:
+            fail("--repeats must be at least 1")
         for name in _not_installed(backend or []):
             typer.echo(f"mmbench: warning: backend {name!r} is not installed; its rows are recorded "
                        "as unsupported", err=True)
