@@ -1,0 +1,228 @@
+"""The results page (index.html) and the asv history table.
+
+index.html is one self-contained file: CSS inline, every chart a base64
+``data:image/png`` URI, no script, no external link — it opens from a mail
+attachment or a file browser as well as from a web server.  It shows the same
+tables as README.md (from the same Table objects, so the kind marks and
+unsupported cells are identical), each cell also styled by its kind.
+
+The history table reads asv's own results (``results/asv/<machine>/*.json``,
+result format version 2): one row per benchmark × parameters, one column per
+commit (oldest to newest, the last few), per machine.  asv does not record a
+number's kind, so it is inferred from the benchmark's name the way the
+workloads suite names them: ``time_*`` and ``track_*median*``/``*_ns`` are
+measured, ``track_*estimated*`` estimated, any other ``track_*`` (counts,
+bytes) exact.  A combination asv skipped or that failed reads ``skipped``.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import itertools
+import json
+from pathlib import Path
+
+from mmbench.report import (LEGEND, MISSING, UNSUPPORTED, Cell, FAMILY_TITLES, format_cell,
+                            natural_key, provenance)
+
+MAX_COMMITS = 6
+
+
+@dataclasses.dataclass
+class PlainTable:
+    """A table already in text: the history table, shaped like report.Table for rendering."""
+    title: str
+    head: list
+    rows: list
+    nkeys: int
+    kinds: list = dataclasses.field(default_factory=list)   # per row, per value column
+    footnotes: list = dataclasses.field(default_factory=list)
+
+    def header(self):
+        return self.head
+
+    def text_rows(self):
+        return self.rows
+
+    def notes(self):
+        return self.footnotes
+
+
+# ------------------------------------------------------------------ asv input
+def asv_kind(name: str) -> str:
+    """The kind of an asv benchmark's numbers, from its name (see the module docstring)."""
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf.startswith(("time_", "mem_", "peakmem_")):
+        return "measured"
+    if "estimat" in leaf:
+        return "estimated"
+    if "median" in leaf or "p99" in leaf or leaf.endswith("_ns"):
+        return "measured"
+    return "exact"
+
+
+def _asv_rows(result_file: Path):
+    """{(benchmark, params label): (value or None, p25, p75)} of one asv results file."""
+    d = json.loads(result_file.read_text())
+    cols = d.get("result_columns", [])
+    out = {}
+    for name, row in (d.get("results") or {}).items():
+        get = dict(itertools.zip_longest(cols, row))
+        values = get.get("result")
+        params = get.get("params") or []
+        combos = list(itertools.product(*params)) if params else [()]
+        if not isinstance(values, list):
+            values = [values]
+        q25 = get.get("stats_q_25") or [None] * len(values)
+        q75 = get.get("stats_q_75") or [None] * len(values)
+        for combo, v, a, b in zip(combos, values, q25, q75):
+            ok = isinstance(v, (int, float)) and v == v
+            out[(name, ", ".join(str(c).strip("'") for c in combo))] = (v if ok else None, a, b)
+    return d.get("commit_hash") or result_file.stem, d.get("date") or 0, out
+
+
+def asv_history(asv_dir, max_commits: int = MAX_COMMITS) -> list[PlainTable]:
+    """One history table per machine under `asv_dir` (empty when there are no asv results)."""
+    asv_dir = Path(asv_dir)
+    if not asv_dir.is_dir():
+        return []
+    units = _asv_units(asv_dir / "benchmarks.json")
+    tables = []
+    for mdir in sorted(p for p in asv_dir.iterdir() if p.is_dir()):
+        runs = []
+        for f in sorted(mdir.glob("*.json")):
+            if f.name == "machine.json":
+                continue
+            try:
+                runs.append(_asv_rows(f))
+            except (OSError, ValueError, TypeError, AttributeError):
+                continue  # a file asv is writing or a foreign json: not history
+        if runs:
+            tables.append(_history_table(mdir.name, runs, units, max_commits))
+    return tables
+
+
+def _asv_units(path: Path) -> dict:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v.get("unit", "") for k, v in d.items() if isinstance(v, dict)}
+
+
+def _history_table(machine, runs, units, max_commits) -> PlainTable:
+    runs = sorted(runs, key=lambda r: r[1])[-max_commits:]
+    keys = sorted({k for _c, _d, rows in runs for k in rows}, key=lambda k: [natural_key(x) for x in k])
+    head = ["benchmark", "parameters", "unit"] + [c[:8] for c, _d, _r in runs]
+    rows, kinds = [], []
+    for k in keys:
+        kind = asv_kind(k[0])
+        row, rk = [k[0], k[1], units.get(k[0], "")], []
+        for _c, _d, data in runs:
+            v = data.get(k)
+            if v is None:
+                row.append(MISSING)
+                rk.append("missing")
+            elif v[0] is None:
+                row.append("skipped")
+                rk.append("unsupported")
+            else:
+                row.append(format_cell(Cell(kind, float(v[0]), v[1], v[2])))
+                rk.append(kind)
+        rows.append(row)
+        kinds.append(rk)
+    note = (f"commits oldest to newest (last {max_commits}); `skipped`: asv skipped the combination or it "
+            f"failed (unsupported designs are skipped); `{MISSING}`: not run at that commit")
+    return PlainTable(f"asv history on {machine}", head, rows, 3, kinds, [note])
+
+
+# ----------------------------------------------------------------------- html
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:72rem;
+     padding:0 1rem;color:#1b1f24;line-height:1.45}
+h1{font-size:1.6rem;margin-bottom:.3rem} h2{margin-top:2.2rem;border-bottom:1px solid #d0d7de}
+h3{font-size:1.02rem;margin:1.4rem 0 .4rem}
+dl.prov{display:grid;grid-template-columns:max-content 1fr;gap:.1rem 1rem;font-size:.92rem}
+dl.prov dt{font-weight:600} dl.prov dd{margin:0}
+.legend{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:.6rem .9rem;font-size:.88rem}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;font-size:.86rem;margin:.2rem 0}
+th,td{border:1px solid #d0d7de;padding:.25rem .55rem;white-space:nowrap}
+th{background:#f6f8fa;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.measured{color:#0a3069} td.estimated{color:#6e4f00;background:#fffbea}
+td.unsupported{color:#8c959f;font-style:italic} td.missing{color:#8c959f}
+ul.notes{font-size:.82rem;color:#57606a;margin:.2rem 0 0}
+figure{margin:1.2rem 0} figure img{max-width:100%;border:1px solid #d0d7de}
+figcaption{font-size:.84rem;color:#57606a}
+p.skip{font-size:.88rem;color:#57606a}
+"""
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def _kind_of_text(text: str) -> str:
+    if text == UNSUPPORTED or text == "skipped":
+        return "unsupported"
+    if text == MISSING:
+        return "missing"
+    return {"~": "measured", "≈": "estimated"}.get(text[:1], "exact")
+
+
+def table_html(t) -> str:
+    """A table (report.Table or PlainTable) as HTML, each value cell classed by its kind."""
+    nkeys = t.nkeys if isinstance(t, PlainTable) else len(t.key_columns())
+    out = [f'<h3>{_e(t.title)}</h3><div class="scroll"><table><thead><tr>']
+    out += [f"<th>{_e(h)}</th>" for h in t.header()]
+    out.append("</tr></thead><tbody>")
+    for row in t.text_rows():
+        cells = [f"<td>{_e(c)}</td>" for c in row[:nkeys]]
+        cells += [f'<td class="num {_kind_of_text(c)}">{_e(c)}</td>' for c in row[nkeys:]]
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table></div>")
+    notes = t.notes()
+    if notes:
+        lead = "" if isinstance(t, PlainTable) else f"{UNSUPPORTED}: "
+        out.append('<ul class="notes">' + "".join(f"<li>{_e(lead + n)}</li>" for n in notes) + "</ul>")
+    return "".join(out)
+
+
+def _legend_html() -> str:
+    text = _e(LEGEND)
+    parts = text.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def chart_html(c) -> str:
+    if c.path is None:
+        return f'<p class="skip"><b>{_e(c.title)}</b>: not drawn — {_e(c.note)}</p>'
+    data = base64.b64encode(Path(c.path).read_bytes()).decode("ascii")
+    return (f'<figure id="{_e(c.name)}"><img src="data:image/png;base64,{data}" alt="{_e(c.title)}">'
+            f"<figcaption>{_e(c.caption)}</figcaption></figure>")
+
+
+def render_html(doc, tables, baseline, charts=(), history=(), skipped=()) -> str:
+    """index.html: provenance, legend, the tables by family, the charts, the asv history."""
+    prov = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in provenance(doc))
+    prov += f"<dt>baseline</dt><dd>{_e(baseline or 'none')} (ratios are to this design)</dd>"
+    body = ["<h1>mmbench results</h1>", f'<dl class="prov">{prov}</dl>',
+            f'<p class="legend">{_legend_html()}</p>']
+    fam = None
+    for t in tables:
+        if t.family != fam:
+            fam = t.family
+            body.append(f"<h2>{_e(FAMILY_TITLES.get(fam, fam))}</h2>")
+        body.append(table_html(t))
+    if skipped:
+        body.append("<h2>Not run on any design</h2><ul>" + "".join(f"<li>{_e(s)}</li>" for s in skipped)
+                    + "</ul>")
+    if charts:
+        body.append("<h2>Charts</h2>" + "".join(chart_html(c) for c in charts))
+    if history:
+        body.append("<h2>History over commits (asv)</h2>" + "".join(table_html(t) for t in history))
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>mmbench results</title><style>{CSS}</style></head><body>"
+            + "\n".join(body) + "</body></html>\n")
