@@ -206,9 +206,14 @@ def format_number(value: float, exact: bool) -> str:
     if value == 0:
         return "0"
     mag = math.floor(math.log10(abs(value)))
-    digits = max(0, 2 - mag) if not exact else max(0, 4 - mag)
+    digits = max(0, (3 if exact else 2) - mag)
     text = f"{value:,.{digits}f}"
     return text.rstrip("0").rstrip(".") if "." in text and exact else text
+
+
+def format_ratio(ratio: float) -> str:
+    """1.35×, 0.80×, 45.6×: two decimals below 10, three significant digits above."""
+    return f"{ratio:.2f}×" if abs(ratio) < 10 else f"{format_number(ratio, False)}×"
 
 
 def format_cell(cell: Cell, div: float = 1.0, base: Cell | None = None) -> str:
@@ -221,7 +226,7 @@ def format_cell(cell: Cell, div: float = 1.0, base: Cell | None = None) -> str:
     if base is not None and base.number and base.value != 0:
         ratio = cell.value / base.value
         mark = NOT_SIGNIFICANT if differs_less_than_spread(cell, base) else ""
-        text += f" ({format_number(ratio, False)}×{mark})"
+        text += f" ({format_ratio(ratio)}{mark})"
     return text
 
 
@@ -235,22 +240,38 @@ class Table:
     backends: list[str]
     baseline: str | None
     keys: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    params: list[dict] = dataclasses.field(default_factory=list)
     cells: list[list[Cell]] = dataclasses.field(default_factory=list)
 
     @property
     def title(self) -> str:
-        return f"{FAMILY_TITLES.get(self.family, self.family)} — {self.stat} [{self.display()[0]}]"
+        parts = {k[2] for k in self.keys}
+        stat = f"{parts.pop()}.{self.stat}" if len(parts) == 1 and "" not in parts else self.stat
+        return f"{FAMILY_TITLES.get(self.family, self.family)} — {stat} [{self.display()[0]}]"
 
     def display(self) -> tuple[str, float]:
         return display_unit(self.unit, [c for row in self.cells for c in row])
+
+    def common_params(self) -> dict:
+        """Parameters with one value in every row: said once under the title, not per row."""
+        if len(self.params) < 2:
+            return {}
+        first = self.params[0]
+        return {k: v for k, v in first.items() if all(p.get(k, object()) == v for p in self.params[1:])}
+
+    def row_labels(self) -> list[tuple[str, str, str]]:
+        common = self.common_params()
+        return [(wl, params_label({k: v for k, v in p.items() if k not in common}), part)
+                for (wl, _pl, part), p in zip(self.keys, self.params)]
 
     @property
     def nkeys(self) -> int:
         return len(self.key_columns())
 
     def key_columns(self) -> list[int]:
-        """Which of workload / params / part vary enough to be worth a column."""
-        return [i for i in range(3) if i == 0 or any(k[i] for k in self.keys)]
+        """Which of workload / params / part differ between rows (workload always shown)."""
+        labels = self.row_labels()
+        return [i for i in range(3) if i == 0 or len({k[i] for k in labels}) > 1]
 
     def notes(self) -> list[str]:
         """Why each unsupported cell is unsupported (one line per distinct reason)."""
@@ -274,7 +295,7 @@ class Table:
         kc = self.key_columns()
         bi = self.backends.index(self.baseline) if self.baseline in self.backends else None
         out = []
-        for key, row in zip(self.keys, self.cells):
+        for key, row in zip(self.row_labels(), self.cells):
             base = row[bi] if bi is not None else None
             out.append([key[i] for i in kc] + [
                 format_cell(c, div, None if j == bi else base) for j, c in enumerate(row)])
@@ -298,17 +319,20 @@ def build_tables(doc: dict, baseline: str | None = None) -> list[Table]:
     backends = backends_of(doc, baseline)
     by_metric, star = _index(doc)
     groups: dict[tuple[str, str, str], set] = {}
+    params = {}
     for (fam, wl, pl, _b, metric), r in by_metric.items():
         if r["kind"] == "unsupported":
             continue
         part, stat = split_metric(metric)
         groups.setdefault((fam, stat, r.get("unit", "")), set()).add((wl, pl, part))
+        params[(wl, pl)] = r["params"]
     tables = []
     for (fam, stat, unit), keys in groups.items():
         t = Table(fam, stat, unit, backends, baseline)
         for wl, pl, part in sorted(keys, key=lambda k: [natural_key(x) for x in k]):
             metric = f"{part}.{stat}" if part else stat
             t.keys.append((wl, pl, part))
+            t.params.append(params[(wl, pl)])
             t.cells.append([_cell(by_metric, star, (fam, wl, pl, b), metric) for b in backends])
         tables.append(t)
     tables.sort(key=lambda t: (_family_rank(t.family), _stat_rank(t.family, t.stat), t.unit))
@@ -347,9 +371,14 @@ def unsupported_everywhere(doc: dict) -> list[str]:
         if r["kind"] != "unsupported":
             ran.add(key)
         else:
-            why.setdefault(key, []).append(f"{r['backend']}: {r.get('note') or 'no reason recorded'}")
-    return [f"{fam} / {wl} {pl}: " + "; ".join(sorted(set(w)))
-            for (fam, wl, pl), w in sorted(why.items()) if (fam, wl, pl) not in ran]
+            why.setdefault(key, {}).setdefault(r.get("note") or "no reason recorded", set()).add(r["backend"])
+    out = []
+    for (fam, wl, pl), reasons in sorted(why.items()):
+        if (fam, wl, pl) in ran:
+            continue
+        text = "; ".join(f"{', '.join(sorted(b, key=natural_key))}: {n}" for n, b in sorted(reasons.items()))
+        out.append(f"{fam} / {wl}{' ' + pl if pl else ''} — {text}")
+    return out
 
 
 # -------------------------------------------------------------------- markdown
@@ -386,6 +415,11 @@ def provenance(doc: dict) -> list[tuple[str, str]]:
     return rows + [("note", n) for n in doc.get("notes") or []]
 
 
+def _common_line(t) -> list[str]:
+    common = t.common_params() if isinstance(t, Table) else {}
+    return [f"In every row: {md_escape(params_label(common))}.", ""] if common else []
+
+
 def render_markdown(doc: dict, tables: list[Table], baseline, charts=(), history=(),
                     source: str = "", skipped=(), details: str | None = "details.md") -> str:
     """results/README.md: provenance, legend, headline tables per family, charts, history."""
@@ -399,7 +433,7 @@ def render_markdown(doc: dict, tables: list[Table], baseline, charts=(), history
         if t.family != fam:
             fam = t.family
             out += [f"## {FAMILY_TITLES.get(fam, fam)}", ""]
-        out += [f"### {t.title}", "", table_markdown(t), ""]
+        out += [f"### {t.title}", ""] + _common_line(t) + [table_markdown(t), ""]
     if skipped:
         out += ["## Not run on any design", ""] + [f"* {md_escape(s)}" for s in skipped] + [""]
     if charts:
@@ -496,7 +530,7 @@ def compare_results(a: dict, b: dict, *, tablefmt: str = "github", all_rows: boo
         for c in (c for c in rows if c.family == fam):
             r = c.ratio()
             body.append([c.workload, c.params, c.backend, c.metric, c.unit, format_cell(c.a),
-                         format_cell(c.b), "" if r is None else f"{format_number(r, False)}×", c.status])
+                         format_cell(c.b), "" if r is None else format_ratio(r), c.status])
         out += [f"## {FAMILY_TITLES.get(fam, fam)}", "",
                 tabulate(body, header, tablefmt=tablefmt, disable_numparse=True), ""]
     return "\n".join(out + [LEGEND.split(" `(1.35×)`")[0]])

@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 
 from mmbench.report import (LEGEND, MISSING, UNSUPPORTED, Cell, FAMILY_TITLES, format_cell,
-                            natural_key, provenance)
+                            natural_key, params_label, provenance)
 
 MAX_COMMITS = 6
 
@@ -155,7 +155,7 @@ td.unsupported{color:#8c959f;font-style:italic} td.missing{color:#8c959f}
 ul.notes{font-size:.82rem;color:#57606a;margin:.2rem 0 0}
 figure{margin:1.2rem 0} figure img{max-width:100%;border:1px solid #d0d7de}
 figcaption{font-size:.84rem;color:#57606a}
-p.skip{font-size:.88rem;color:#57606a}
+p.skip{font-size:.88rem;color:#57606a} p.common{font-size:.84rem;color:#57606a;margin:.1rem 0 .3rem}
 """
 
 
@@ -174,7 +174,11 @@ def _kind_of_text(text: str) -> str:
 def table_html(t) -> str:
     """A table (report.Table or PlainTable) as HTML, each value cell classed by its kind."""
     nkeys = t.nkeys if isinstance(t, PlainTable) else len(t.key_columns())
-    out = [f'<h3>{_e(t.title)}</h3><div class="scroll"><table><thead><tr>']
+    out = [f"<h3>{_e(t.title)}</h3>"]
+    common = t.common_params() if hasattr(t, "common_params") else {}
+    if common:
+        out.append(f'<p class="common">In every row: {_e(params_label(common))}.</p>')
+    out.append('<div class="scroll"><table><thead><tr>')
     out += [f"<th>{_e(h)}</th>" for h in t.header()]
     out.append("</tr></thead><tbody>")
     for row in t.text_rows():

@@ -41,6 +41,7 @@ class ChartSpec:
     xlabel: str
     ylabel: str                # without the unit: the unit is appended
     x_scale: float = 1.0       # multiply x values (e.g. pages → KiB)
+    split: str = ""            # a parameter whose values get one series each (e.g. shape)
     workloads: str = ""        # only workloads whose name contains one of these ("|"-separated)
     parts: bool = True         # one series per part when there are several
 
@@ -53,7 +54,7 @@ CHARTS = (
     ChartSpec("fork_cost_vs_depth", "Fork cost versus fork depth", "fork_cost",
               ("median_ns", "total_ns"), "depth", "fork depth (generations)", "model time per fork"),
     ChartSpec("metadata_vs_depth", "Metadata memory versus fork depth", "metadata_memory",
-              ("total_bytes",), "depth", "fork depth (generations)", "kernel metadata"),
+              ("total_bytes",), "depth", "fork depth (generations)", "kernel metadata", split="shape"),
     ChartSpec("metadata_vs_sparsity", "Metadata per resident page: dense versus sparse", "metadata_memory",
               ("bytes_per_resident_page",), None, "workload", "metadata per resident page",
               workloads="dense|sparse|small"),
@@ -94,11 +95,11 @@ def _candidates(doc, spec: ChartSpec):
     return None, [], fam
 
 
-def _line_selection(recs, x):
+def _line_selection(recs, x, split=""):
     """The records of one workload with one fixed setting of the other parameters, most x values."""
     groups: dict[tuple, list] = {}
     for r in recs:
-        rest = {k: v for k, v in r["params"].items() if k != x}
+        rest = {k: v for k, v in r["params"].items() if k not in (x, split)}
         groups.setdefault((r["workload"], params_label(rest)), []).append(r)
     best = max(sorted(groups, key=lambda g: [natural_key(s) for s in g]),
                key=lambda g: len({str(r["params"][x]) for r in groups[g]}))
@@ -131,34 +132,57 @@ def _unsupported_note(fam_recs, workloads) -> str:
 
 
 # -------------------------------------------------------------------- drawing
+_BYTE_SCALE = (("GiB", 2.0 ** 30), ("MiB", 2.0 ** 20), ("KiB", 2.0 ** 10))
+
+
 def _scale(unit, values):
+    """(unit, divisor) for an axis: times and bytes scaled to the typical value."""
     from mmbench.report import display_unit, Cell
+    if unit == "B" and values:
+        typical = sorted(abs(v) for v in values)[len(values) // 2]
+        for name, div in _BYTE_SCALE:
+            if typical >= div:
+                return name, div
     return display_unit(unit, [Cell("measured", v) for v in values])
 
 
-def _series_key(r, multi_part):
-    part = split_metric(r["metric"])[0]
-    return (r["backend"], part if multi_part else "")
+MARKERS = "os^Dv<>p"
 
 
-def _draw_lines(ax, recs, spec, div):
+def backend_colors(doc) -> dict:
+    """One colour per backend, the same in every chart (baseline design first)."""
+    from mmbench.report import backends_of, choose_baseline
+    names = backends_of(doc, choose_baseline(doc, None))
+    return {b: f"C{i % 10}" for i, b in enumerate(names)}
+
+
+def _series_label(r, multi_part, split):
+    part = split_metric(r["metric"])[0] if multi_part else ""
+    extra = f"{split}={r['params'][split]}" if split and split in r["params"] else ""
+    return " ".join(x for x in (part, extra) if x)
+
+
+def _draw_lines(ax, recs, spec, div, colors):
     multi = spec.parts and len({split_metric(r["metric"])[0] for r in recs}) > 1
     series: dict[tuple, list] = {}
     for r in recs:
-        series.setdefault(_series_key(r, multi), []).append(r)
+        series.setdefault((r["backend"], _series_label(r, multi, spec.split)), []).append(r)
+    variants = sorted({v for _b, v in series}, key=natural_key)
+    order = list(colors)
     xs_all = []
-    for (backend, part), rs in sorted(series.items()):
+    for (backend, variant), rs in sorted(series.items(), key=lambda s: (order.index(s[0][0]), s[0][1])):
         rs.sort(key=lambda r: float(r["params"][spec.x]))
         xs = [float(r["params"][spec.x]) * spec.x_scale for r in rs]
-        ys = [r["value"] / div for r in rs]
-        err = _errors(rs, div)
         kind = rs[0]["kind"]
-        ls, mk = KIND_STYLE.get(kind, ("-", "o"))
-        label = f"{backend}{' ' + part if part else ''} ({KIND_WORD.get(kind, kind)})"
-        ax.errorbar(xs, ys, yerr=err, linestyle=ls, marker=mk, capsize=3, label=label)
+        ls = KIND_STYLE.get(kind, ("-", "o"))[0]
+        mk = MARKERS[variants.index(variant) % len(MARKERS)]
+        label = f"{backend}{' ' + variant if variant else ''} ({KIND_WORD.get(kind, kind)})"
+        ax.errorbar(xs, [r["value"] / div for r in rs], yerr=_errors(rs, div), linestyle=ls,
+                    marker=mk, capsize=3, color=colors.get(backend), label=label)
         xs_all += xs
     if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 16:
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(_plain_ticks())
 
 
 def _errors(rs, div):
@@ -169,9 +193,10 @@ def _errors(rs, div):
     return [lo, hi]
 
 
-def _draw_bars(ax, recs, div):
+def _draw_bars(ax, recs, div, colors):
     cats = sorted({_category(r) for r in recs}, key=natural_key)
-    backends = sorted({r["backend"] for r in recs}, key=natural_key)
+    present = {r["backend"] for r in recs}
+    backends = [b for b in colors if b in present]
     width = 0.8 / max(1, len(backends))
     for i, b in enumerate(backends):
         xs, ys, lo, hi, kinds = [], [], [], [], set()
@@ -186,7 +211,8 @@ def _draw_bars(ax, recs, div):
             hi.append(max(0.0, (s["p75"] - r["value"]) / div))
             kinds.add(r["kind"])
         hatch = "//" if kinds == {"estimated"} else None
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, hatch=hatch,
+        err = [lo, hi] if any(lo) or any(hi) else None
+        ax.bar(xs, ys, width, yerr=err, capsize=2, hatch=hatch, color=colors.get(b),
                label=f"{b} ({', '.join(KIND_WORD.get(k, k) for k in sorted(kinds))})")
     ax.set_xticks(range(len(cats)))
     ax.set_xticklabels(cats, rotation=30, ha="right", fontsize=8)
@@ -209,7 +235,7 @@ def draw(doc, spec: ChartSpec, out_dir: Path) -> Chart:
                                 f"a {' or '.join(spec.stats)} statistic")
     fixed = ""
     if spec.x is not None:
-        (workload, fixed), recs = _line_selection(recs, spec.x)
+        (workload, fixed), recs = _line_selection(recs, spec.x, spec.split)
         fixed = f"workload {workload}" + (f", {fixed}" if fixed else "")
     else:
         recs = _bar_selection(recs)
@@ -218,9 +244,10 @@ def draw(doc, spec: ChartSpec, out_dir: Path) -> Chart:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    colors = backend_colors(doc)
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=100)
     try:
-        (_draw_lines(ax, recs, spec, div) if spec.x else _draw_bars(ax, recs, div))
+        (_draw_lines(ax, recs, spec, div, colors) if spec.x else _draw_bars(ax, recs, div, colors))
         _finish(ax, spec, stat, shown, [r["value"] / div for r in recs])
         path = Path(out_dir) / f"{spec.name}.png"
         fig.tight_layout()
@@ -230,6 +257,12 @@ def draw(doc, spec: ChartSpec, out_dir: Path) -> Chart:
     return Chart(spec, path, caption=_caption(spec, stat, fixed, recs, fam_recs))
 
 
+def _plain_ticks():
+    """Tick labels as plain numbers (1024, 0.5) rather than powers on log axes."""
+    from matplotlib.ticker import FuncFormatter
+    return FuncFormatter(lambda v, _pos: f"{v:,.10g}")
+
+
 def _finish(ax, spec, stat, unit, ys):
     ax.set_title(spec.title)
     ax.set_xlabel(spec.xlabel)
@@ -237,10 +270,11 @@ def _finish(ax, spec, stat, unit, ys):
     pos = [y for y in ys if y > 0]
     if pos and max(pos) / min(pos) >= 100:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(_plain_ticks())
     elif not spec.x:
         ax.set_ylim(bottom=0)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def _caption(spec, stat, fixed, recs, fam_recs) -> str:
