@@ -139,7 +139,7 @@ def _history_table(machine, runs, units, max_commits) -> PlainTable:
 
 # ----------------------------------------------------------------------- html
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:72rem;
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:88rem;
      padding:0 1rem;color:#1b1f24;line-height:1.45}
 h1{font-size:1.6rem;margin-bottom:.3rem} h2{margin-top:2.2rem;border-bottom:1px solid #d0d7de}
 h3{font-size:1.02rem;margin:1.4rem 0 .4rem}
@@ -148,7 +148,7 @@ dl.prov dt{font-weight:600} dl.prov dd{margin:0}
 .legend{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:.6rem .9rem;font-size:.88rem}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:.86rem;margin:.2rem 0}
-th,td{border:1px solid #d0d7de;padding:.25rem .55rem;white-space:nowrap}
+th,td{border:1px solid #d0d7de;padding:.25rem .55rem} td.num{white-space:nowrap}
 th{background:#f6f8fa;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.measured{color:#0a3069} td.estimated{color:#6e4f00;background:#fffbea}
 td.unsupported{color:#8c959f;font-style:italic} td.missing{color:#8c959f}

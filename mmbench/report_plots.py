@@ -101,7 +101,8 @@ def _line_selection(recs, x, split=""):
     for r in recs:
         rest = {k: v for k, v in r["params"].items() if k not in (x, split)}
         groups.setdefault((r["workload"], params_label(rest)), []).append(r)
-    best = max(sorted(groups, key=lambda g: [natural_key(s) for s in g]),
+    # most x values; among equals the largest setting of the rest (the most telling size)
+    best = max(sorted(groups, key=lambda g: [natural_key(s) for s in g], reverse=True),
                key=lambda g: len({str(r["params"][x]) for r in groups[g]}))
     return best, groups[best]
 
@@ -182,7 +183,11 @@ def _draw_lines(ax, recs, spec, div, colors):
         xs_all += xs
     if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 16:
         ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(_plain_ticks())
+    ticks = sorted(set(xs_all))
+    if len(ticks) <= 12:  # the measured x values themselves, not 1.5 generations
+        ax.set_xticks(ticks)
+        ax.xaxis.set_minor_locator(_no_ticks())
+    ax.xaxis.set_major_formatter(_plain_ticks())
 
 
 def _errors(rs, div):
@@ -261,6 +266,11 @@ def _plain_ticks():
     """Tick labels as plain numbers (1024, 0.5) rather than powers on log axes."""
     from matplotlib.ticker import FuncFormatter
     return FuncFormatter(lambda v, _pos: f"{v:,.10g}")
+
+
+def _no_ticks():
+    from matplotlib.ticker import NullLocator
+    return NullLocator()
 
 
 def _finish(ax, spec, stat, unit, ys):
