@@ -42,6 +42,7 @@ class ChartSpec:
     ylabel: str                # without the unit: the unit is appended
     x_scale: float = 1.0       # multiply x values (e.g. pages → KiB)
     split: str = ""            # a parameter whose values get one series each (e.g. shape)
+    part: tuple = ()           # prefer these parts (timed steps) when the results have them
     workloads: str = ""        # only workloads whose name contains one of these ("|"-separated)
     parts: bool = True         # one series per part when there are several
 
@@ -50,9 +51,11 @@ CHARTS = (
     ChartSpec("fault_latency_by_kind", "Fault latency by fault kind", "fault_latency",
               ("median_ns",), None, "fault kind (workload · timed step)", "median model time per fault"),
     ChartSpec("fork_cost_vs_pages", "Fork cost versus resident pages", "fork_cost",
-              ("median_ns", "total_ns"), "pages", "pages touched before fork", "model time per fork"),
+              ("median_ns", "total_ns"), "pages", "pages touched before fork", "model time per fork",
+              part=("fork",)),
     ChartSpec("fork_cost_vs_depth", "Fork cost versus fork depth", "fork_cost",
-              ("median_ns", "total_ns"), "depth", "fork depth (generations)", "model time per fork"),
+              ("median_ns", "total_ns"), "depth", "fork depth (generations)", "model time per fork",
+              part=("fork",)),
     ChartSpec("metadata_vs_depth", "Metadata memory versus fork depth", "metadata_memory",
               ("total_bytes",), "depth", "fork depth (generations)", "kernel metadata", split="shape"),
     ChartSpec("metadata_vs_sparsity", "Metadata per resident page: dense versus sparse", "metadata_memory",
@@ -90,8 +93,9 @@ def _candidates(doc, spec: ChartSpec):
     for stat in spec.stats:
         recs = [r for r in fam if r["kind"] != "unsupported" and split_metric(r["metric"])[1] == stat
                 and (spec.x is None or spec.x in r["params"])]
+        preferred = [r for r in recs if split_metric(r["metric"])[0] in spec.part]
         if recs:
-            return stat, recs, fam
+            return stat, preferred or recs, fam
     return None, [], fam
 
 
@@ -241,6 +245,10 @@ def draw(doc, spec: ChartSpec, out_dir: Path) -> Chart:
     fixed = ""
     if spec.x is not None:
         (workload, fixed), recs = _line_selection(recs, spec.x, spec.split)
+        xs = sorted({r["params"][spec.x] for r in recs}, key=natural_key)
+        if len(xs) < 2:
+            return Chart(spec, note=f"the results hold one value of '{spec.x}' only ({xs[0]}, workload "
+                                    f"{workload}): no trend to draw (the quick or full profile has more)")
         fixed = f"workload {workload}" + (f", {fixed}" if fixed else "")
     else:
         recs = _bar_selection(recs)

@@ -193,6 +193,25 @@ def test_charts_without_data_are_skipped_with_a_note(tmp_path):
     assert "Fork cost versus resident pages: not drawn — the results hold no fork_cost record" in readme
 
 
+def test_charts_never_draw_unsupported_designs(tmp_path, doc):
+    from mmbench.report_plots import CHARTS, draw
+    spec = next(s for s in CHARTS if s.name == "migration_gbps_vs_size")
+    chart = draw(doc, spec, tmp_path)
+    assert chart.path is not None
+    assert "unsupported on uvm: the design has no accelerators" in chart.caption
+
+
+def test_a_trend_chart_needs_two_x_values(tmp_path):
+    one = make_doc(families=("fork_cost",))
+    one["records"] = [r for r in one["records"] if r["params"]["pages"] == 1024]
+    from mmbench.report_plots import CHARTS, draw
+    spec = next(s for s in CHARTS if s.name == "fork_cost_vs_pages")
+    chart = draw(one, spec, tmp_path)
+    assert chart.path is None and "one value of 'pages' only (1024" in chart.note
+    depth = draw(one, next(s for s in CHARTS if s.name == "fork_cost_vs_depth"), tmp_path)
+    assert depth.path is not None and "pages=1024" in depth.caption
+
+
 # ------------------------------------------------------------------- compare
 def _changed_doc(doc):
     b = copy.deepcopy(doc)
