@@ -139,7 +139,8 @@ def backends_of(doc: dict, baseline: str | None = None) -> list[str]:
 
 
 def choose_baseline(doc: dict, requested: str | None) -> str | None:
-    """The requested baseline (it must be in the results), else linux, else the first backend."""
+    """The requested baseline (it must be in the results), else linux, else the first design by
+    name other than the reference model."""
     names = backends_of(doc)
     if requested is not None:
         if requested not in names:
@@ -148,7 +149,8 @@ def choose_baseline(doc: dict, requested: str | None) -> str | None:
         return requested
     if DEFAULT_BASELINE in names:
         return DEFAULT_BASELINE
-    return names[0] if names else None
+    designs = [n for n in names if n != "reference"]  # the specification has no costs to compare to
+    return (designs or names or [None])[0]
 
 
 # ----------------------------------------------------------------------- cells
@@ -213,8 +215,13 @@ def format_number(value: float, exact: bool) -> str:
 
 
 def format_ratio(ratio: float) -> str:
-    """1.35×, 0.80×, 45.6×: two decimals below 10, three significant digits above."""
-    return f"{ratio:.2f}×" if abs(ratio) < 10 else f"{format_number(ratio, False)}×"
+    """1.35×, 0.80×, 0.011×, 45.6×: two decimals from 0.1 to 10, else two or three significant digits."""
+    a = abs(ratio)
+    if a >= 10:
+        return f"{format_number(ratio, False)}×"
+    if a >= 0.1 or a == 0:
+        return f"{ratio:.2f}×"
+    return f"{ratio:.{1 - math.floor(math.log10(a))}f}×"
 
 
 def format_cell(cell: Cell, div: float = 1.0, base: Cell | None = None) -> str:
@@ -304,14 +311,17 @@ class Table:
 
 
 def _index(doc: dict):
-    """(records by (family, workload, params, backend, metric), whole-run unsupported by the first four)."""
+    """(records by (family, workload, params, backend, metric), unsupported records by the first
+    four + the metric's part, and under part "*" for a whole run the design could not do)."""
     exact, star = {}, {}
     for r in doc["records"]:
         key = (r["family"], r["workload"], params_label(r["params"]), r["backend"])
         if r["kind"] == "unsupported" and r["metric"] in ("*", ""):
-            star[key] = r
-        else:
-            exact[key + (r["metric"],)] = r
+            star[key + ("*",)] = r
+            continue
+        exact[key + (r["metric"],)] = r
+        if r["kind"] == "unsupported":  # e.g. metadata.total_bytes: the whole part is unsupported
+            star.setdefault(key + (split_metric(r["metric"])[0],), r)
     return exact, star
 
 
@@ -341,9 +351,10 @@ def build_tables(doc: dict, baseline: str | None = None) -> list[Table]:
 
 
 def _cell(by_metric, star, key, metric) -> Cell:
+    """The record of `metric`, else why the design could not produce it, else missing."""
     rec = by_metric.get(key + (metric,))
     if rec is None:
-        rec = star.get(key)
+        rec = star.get(key + ("*",)) or star.get(key + (split_metric(metric)[0],))
     return Cell.of(rec)
 
 
@@ -492,7 +503,7 @@ def compare_rows(a: dict, b: dict) -> list[Change]:
     ia, sa = _index(a)
     ib, sb = _index(b)
     keys = set(ia) | set(ib)
-    keys |= {k + ("*",) for k in set(sa) | set(sb)}
+    keys |= {k for k in set(sa) | set(sb) if k[4] == "*"}
     out = []
     for key in sorted(keys, key=lambda k: [natural_key(x) for x in k]):
         if key[4] == "*" and any(k[:4] == key[:4] and k[4] != "*" for k in keys):

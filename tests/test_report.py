@@ -91,6 +91,21 @@ def test_unsupported_is_never_zero(doc, written):
     assert "oversubscribe" in readme.split("## Not run on any design")[1]
 
 
+def test_an_unsupported_metric_marks_its_whole_part(doc):
+    """A design that accounts no structs says so once (metadata.total_bytes); its other
+    metadata statistics read unsupported too, not missing and never 0."""
+    from report_fixture import rec
+    d = copy.deepcopy(doc)
+    d["records"] = [r for r in d["records"] if not (r["backend"] == "uvm" and r["family"] == "metadata_memory")]
+    d["records"].append(rec("metadata_memory", "dense", {"pages": 16384}, "uvm", "metadata.total_bytes",
+                            None, "", "unsupported", note="the design accounts no kernel structs"))
+    for t in build_tables(d, "linux"):
+        if t.family == "metadata_memory" and t.stat in ("total_bytes", "bytes_per_resident_page"):
+            row = next(r for k, r in zip(t.keys, t.text_rows()) if k[0] == "dense")
+            assert row[t.nkeys + t.backends.index("uvm")] == "unsupported"
+            assert any("the design accounts no kernel structs" in n for n in t.notes())
+
+
 def test_unsupported_cell_text_for_every_kind_of_absence():
     assert format_cell(Cell.of({"kind": "unsupported", "value": None, "note": "x"})) == "unsupported"
     assert format_cell(Cell.of(None)) == report.MISSING
@@ -135,6 +150,9 @@ def test_baseline_choice(doc):
         report.choose_baseline(doc, "solaris")
     nolinux = make_doc(backends=("shmem", "freebsd"))
     assert report.choose_baseline(nolinux, None) == "freebsd"
+    for r in nolinux["records"]:
+        r["backend"] = "reference" if r["backend"] == "freebsd" else r["backend"]
+    assert report.choose_baseline(nolinux, None) == "shmem"  # the specification has no costs
     assert report.backends_of(doc, "gmem")[0] == "gmem"
 
 
