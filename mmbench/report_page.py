@@ -10,9 +10,10 @@ The history table reads asv's own results (``results/asv/<machine>/*.json``,
 result format version 2): one row per benchmark × parameters, one column per
 commit (oldest to newest, the last few), per machine.  asv does not record a
 number's kind, so it is inferred from the benchmark's name the way the
-workloads suite names them: ``time_*`` and ``track_*median*``/``*_ns`` are
-measured, ``track_*estimated*`` estimated, any other ``track_*`` (counts,
-bytes) exact.  A combination asv skipped or that failed reads ``skipped``.
+workloads suite names them and from the unit it declares: ``time_*``,
+``track_*median*``/``*_ns`` and units saying "model" or "measured" are
+measured, ``*estimated*`` estimated, any other ``track_*`` (counts, bytes)
+exact.  asv's times (seconds) are shown in ns … s like the other tables.  A combination asv skipped or that failed reads ``skipped``.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import itertools
 import json
 from pathlib import Path
 
-from mmbench.report import (LEGEND, MISSING, UNSUPPORTED, Cell, FAMILY_TITLES, format_cell,
+from mmbench.report import (LEGEND, MISSING, UNSUPPORTED, Cell, FAMILY_TITLES, display_unit, format_cell,
                             natural_key, params_label, provenance)
 
 MAX_COMMITS = 6
@@ -50,20 +51,20 @@ class PlainTable:
 
 
 # ------------------------------------------------------------------ asv input
-def asv_kind(name: str) -> str:
-    """The kind of an asv benchmark's numbers, from its name (see the module docstring)."""
-    leaf = name.rsplit(".", 1)[-1]
-    if leaf.startswith(("time_", "mem_", "peakmem_")):
-        return "measured"
-    if "estimat" in leaf:
+def asv_kind(name: str, unit: str = "") -> str:
+    """The kind of an asv benchmark's numbers, from its unit and name (see the module docstring)."""
+    leaf, unit = name.rsplit(".", 1)[-1], unit.lower()
+    if "estimat" in unit or "estimat" in leaf:
         return "estimated"
+    if leaf.startswith(("time_", "mem_", "peakmem_")) or "measured" in unit or "model" in unit:
+        return "measured"
     if "median" in leaf or "p99" in leaf or leaf.endswith("_ns"):
         return "measured"
     return "exact"
 
 
-def _asv_rows(result_file: Path):
-    """{(benchmark, params label): (value or None, p25, p75)} of one asv results file."""
+def _asv_rows(result_file: Path, names: dict):
+    """(commit, date, {(benchmark, params label): (value or None, p25, p75)}) of one asv results file."""
     d = json.loads(result_file.read_text())
     cols = d.get("result_columns", [])
     out = {}
@@ -76,9 +77,11 @@ def _asv_rows(result_file: Path):
             values = [values]
         q25 = get.get("stats_q_25") or [None] * len(values)
         q75 = get.get("stats_q_75") or [None] * len(values)
+        pn = names.get(name) or [f"p{i}" for i in range(len(params))]
         for combo, v, a, b in zip(combos, values, q25, q75):
             ok = isinstance(v, (int, float)) and v == v
-            out[(name, ", ".join(str(c).strip("'") for c in combo))] = (v if ok else None, a, b)
+            label = " ".join(f"{n}={str(c).strip(chr(39))}" for n, c in zip(pn, combo))
+            out[(name, label)] = (v if ok else None, a, b)
     return d.get("commit_hash") or result_file.stem, d.get("date") or 0, out
 
 
@@ -87,7 +90,8 @@ def asv_history(asv_dir, max_commits: int = MAX_COMMITS) -> list[PlainTable]:
     asv_dir = Path(asv_dir)
     if not asv_dir.is_dir():
         return []
-    units = _asv_units(asv_dir / "benchmarks.json")
+    meta = _asv_benchmarks(asv_dir / "benchmarks.json")
+    names = {k: v.get("param_names") for k, v in meta.items()}
     tables = []
     for mdir in sorted(p for p in asv_dir.iterdir() if p.is_dir()):
         runs = []
@@ -95,20 +99,43 @@ def asv_history(asv_dir, max_commits: int = MAX_COMMITS) -> list[PlainTable]:
             if f.name == "machine.json":
                 continue
             try:
-                runs.append(_asv_rows(f))
+                runs.append(_asv_rows(f, names))
             except (OSError, ValueError, TypeError, AttributeError):
                 continue  # a file asv is writing or a foreign json: not history
         if runs:
+            units = {k: v.get("unit", "") for k, v in meta.items()}
             tables.append(_history_table(mdir.name, runs, units, max_commits))
     return tables
 
 
-def _asv_units(path: Path) -> dict:
+def _asv_benchmarks(path: Path) -> dict:
     try:
         d = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {k: v.get("unit", "") for k, v in d.items() if isinstance(v, dict)}
+    return {k: v for k, v in d.items() if isinstance(v, dict)}
+
+
+def _history_row(key, unit, runs):
+    """One benchmark × parameters across the commits: (unit shown, cell texts, kinds)."""
+    kind = asv_kind(key[0], unit)
+    scale = 1e9 if unit == "seconds" else 1.0          # asv times are in seconds: show ns … s
+    cells = [None if data.get(key) is None else data[key] for _c, _d, data in runs]
+    numbers = [Cell(kind, c[0] * scale) for c in cells if c and c[0] is not None]
+    shown, div = display_unit("ns", numbers) if scale != 1.0 else (unit, 1.0)
+    texts, kinds = [], []
+    for c in cells:
+        if c is None:
+            texts.append(MISSING)
+            kinds.append("missing")
+        elif c[0] is None:
+            texts.append("skipped")
+            kinds.append("unsupported")
+        else:
+            lo, hi = (None if x is None else x * scale for x in (c[1], c[2]))
+            texts.append(format_cell(Cell(kind, c[0] * scale, lo, hi), div))
+            kinds.append(kind)
+    return shown, texts, kinds
 
 
 def _history_table(machine, runs, units, max_commits) -> PlainTable:
@@ -117,20 +144,8 @@ def _history_table(machine, runs, units, max_commits) -> PlainTable:
     head = ["benchmark", "parameters", "unit"] + [c[:8] for c, _d, _r in runs]
     rows, kinds = [], []
     for k in keys:
-        kind = asv_kind(k[0])
-        row, rk = [k[0], k[1], units.get(k[0], "")], []
-        for _c, _d, data in runs:
-            v = data.get(k)
-            if v is None:
-                row.append(MISSING)
-                rk.append("missing")
-            elif v[0] is None:
-                row.append("skipped")
-                rk.append("unsupported")
-            else:
-                row.append(format_cell(Cell(kind, float(v[0]), v[1], v[2])))
-                rk.append(kind)
-        rows.append(row)
+        shown, texts, rk = _history_row(k, units.get(k[0], ""), runs)
+        rows.append([k[0], k[1], shown] + texts)
         kinds.append(rk)
     note = (f"commits oldest to newest (last {max_commits}); `skipped`: asv skipped the combination or it "
             f"failed (unsupported designs are skipped); `{MISSING}`: not run at that commit")

@@ -285,7 +285,8 @@ def _fake_asv(root):
     m.mkdir(parents=True)
     (m / "machine.json").write_text(json.dumps({"machine": "fixture-host", "version": 1}))
     (root / "benchmarks.json").write_text(json.dumps({
-        "fork_cost.ForkGrid.time_segment": {"unit": "seconds"},
+        "fork_cost.ForkGrid.time_segment": {"unit": "seconds", "param_names": ["backend"]},
+        "fault_latency.SeqFirstTouch.track_estimated_ns": {"unit": "ns (estimated)", "param_names": []},
         "metadata_memory.Dense.track_metadata_bytes": {"unit": "bytes"},
         "version": 2}))
     cols = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
@@ -298,6 +299,7 @@ def _fake_asv(root):
                     "fork_cost.ForkGrid.time_segment": [
                         [1e-3 * (1 + i), 2e-3, None], [["'linux'", "'gmem'", "'uvm'"]], "v", 0, 1.0,
                         None, None, [0.9e-3, 1.9e-3, None], [1.1e-3, 2.1e-3, None]],
+                    "fault_latency.SeqFirstTouch.track_estimated_ns": [[950.0 + i], [], "v"],
                     "metadata_memory.Dense.track_metadata_bytes": [[147456 + i * 4096], [], "v"]}}
         (m / f"{sha[:8]}-existing-py.json").write_text(json.dumps(data))
 
@@ -308,8 +310,10 @@ def test_asv_history_table(tmp_path, written):
     head = t.header()
     assert head[-2:] == ["aaaaaaaa", "bbbbbbbb"]
     rows = {(r[0], r[1]): r for r in t.text_rows()}
-    assert rows[("fork_cost.ForkGrid.time_segment", "linux")][-1].startswith("~")
-    assert rows[("fork_cost.ForkGrid.time_segment", "uvm")][-1] == "skipped"
+    linux = rows[("fork_cost.ForkGrid.time_segment", "backend=linux")]
+    assert linux[2] == "ms" and linux[-2:] == ["~1.00", "~2.00"]   # asv's seconds, shown in ms
+    assert rows[("fork_cost.ForkGrid.time_segment", "backend=uvm")][-1] == "skipped"
+    assert rows[("fault_latency.SeqFirstTouch.track_estimated_ns", "")][-1] == "≈951"
     assert rows[("metadata_memory.Dense.track_metadata_bytes", "")][-1] == "151,552"
     _paths, out = written
     assert "History over commits (asv)" in (out / "README.md").read_text()
@@ -320,6 +324,8 @@ def test_asv_kinds_follow_the_benchmark_names():
     assert asv_kind("fault_latency.CowAfterFork.track_median_ns") == "measured"
     assert asv_kind("fault_latency.CowAfterFork.track_estimated_ns") == "estimated"
     assert asv_kind("fault_latency.CowAfterFork.track_faults") == "exact"
+    assert asv_kind("blocks.BlockBench.track_ns_per_op", "ns/op (measured)") == "measured"
+    assert asv_kind("x.Y.track_cost", "ns (estimated)") == "estimated"
 
 
 # ------------------------------------------------------------------- command
