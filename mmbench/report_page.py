@@ -28,6 +28,7 @@ from mmbench.report import (LEGEND, MISSING, UNSUPPORTED, Cell, FAMILY_TITLES, d
                             natural_key, params_label, provenance)
 
 MAX_COMMITS = 6
+MARK_KINDS = ("exact", "measured", "estimated")
 
 
 @dataclasses.dataclass
@@ -142,14 +143,20 @@ def _history_table(machine, runs, units, max_commits) -> PlainTable:
     runs = sorted(runs, key=lambda r: r[1])[-max_commits:]
     keys = sorted({k for _c, _d, rows in runs for k in rows}, key=lambda k: [natural_key(x) for x in k])
     head = ["benchmark", "parameters", "unit"] + [c[:8] for c, _d, _r in runs]
-    rows, kinds = [], []
+    rows, kinds, never = [], [], 0
     for k in keys:
         shown, texts, rk = _history_row(k, units.get(k[0], ""), runs)
+        if not any(x in MARK_KINDS for x in rk):
+            never += 1          # skipped (or absent) at every commit: counted, not listed
+            continue
         rows.append([k[0], k[1], shown] + texts)
         kinds.append(rk)
-    note = (f"commits oldest to newest (last {max_commits}); `skipped`: asv skipped the combination or it "
-            f"failed (unsupported designs are skipped); `{MISSING}`: not run at that commit")
-    return PlainTable(f"asv history on {machine}", head, rows, 3, kinds, [note])
+    notes = [f"commits oldest to newest (last {max_commits}); `skipped`: asv skipped the combination or "
+             f"it failed (unsupported designs are skipped); `{MISSING}`: not run at that commit"]
+    if never:
+        notes.append(f"{never} benchmark × parameter combination(s) have no number at any of these "
+                     "commits (unsupported or failed) and are not listed")
+    return PlainTable(f"asv history on {machine}", head, rows, 3, kinds, notes)
 
 
 # ----------------------------------------------------------------------- html

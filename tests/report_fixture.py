@@ -137,6 +137,31 @@ def make_doc(seed: int = 0, backends=BACKENDS, commit="0123456789abcdef012345678
             "records": records}
 
 
+def write_asv(root):
+    """Two commits of asv results (asv's format 2) for one machine under `root`."""
+    m = root / "fixture-host"
+    m.mkdir(parents=True)
+    (m / "machine.json").write_text(json.dumps({"machine": "fixture-host", "version": 1}))
+    (root / "benchmarks.json").write_text(json.dumps({
+        "fork_cost.ForkGrid.time_segment": {"unit": "seconds", "param_names": ["backend"]},
+        "fault_latency.SeqFirstTouch.track_estimated_ns": {"unit": "ns (estimated)", "param_names": []},
+        "metadata_memory.Dense.track_metadata_bytes": {"unit": "bytes"},
+        "version": 2}))
+    cols = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
+            "stats_ci_99_b", "stats_q_25", "stats_q_75"]
+    for i, sha in enumerate(("a" * 40, "b" * 40)):
+        data = {"commit_hash": sha, "env_name": "existing-py", "date": 1700000000000 + i,
+                "params": {"machine": "fixture-host"}, "python": "3.11", "requirements": {},
+                "env_vars": {}, "result_columns": cols, "durations": {}, "version": 2,
+                "results": {
+                    "fork_cost.ForkGrid.time_segment": [
+                        [1e-3 * (1 + i), 2e-3, None], [["'linux'", "'gmem'", "'uvm'"]], "v", 0, 1.0,
+                        None, None, [0.9e-3, 1.9e-3, None], [1.1e-3, 2.1e-3, None]],
+                    "fault_latency.SeqFirstTouch.track_estimated_ns": [[950.0 + i], [], "v"],
+                    "metadata_memory.Dense.track_metadata_bytes": [[147456 + i * 4096], [], "v"]}}
+        (m / f"{sha[:8]}-existing-py.json").write_text(json.dumps(data))
+
+
 def write(path, **kw) -> str:
     with open(path, "w") as f:
         json.dump(make_doc(**kw), f, indent=1)

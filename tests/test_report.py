@@ -14,7 +14,7 @@ from mmbench import errors, report
 from mmbench.report import Cell, build_tables, compare_results, format_cell, params_label
 from mmbench.report_page import asv_history, asv_kind
 
-from report_fixture import make_doc
+from report_fixture import make_doc, write_asv
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def written(tmp_path_factory, doc):
     path = d / "results.json"
     path.write_text(json.dumps(doc))
     asv = d / "asv"
-    _fake_asv(asv)
+    write_asv(asv)
     return report.write_report(path, d / "out", asv_dir=asv), d / "out"
 
 
@@ -279,40 +279,17 @@ def test_compare_marks_changes_within_spread(doc):
 
 
 # ----------------------------------------------------------------------- asv
-def _fake_asv(root):
-    """Two commits of asv results (format 2) for one machine."""
-    m = root / "fixture-host"
-    m.mkdir(parents=True)
-    (m / "machine.json").write_text(json.dumps({"machine": "fixture-host", "version": 1}))
-    (root / "benchmarks.json").write_text(json.dumps({
-        "fork_cost.ForkGrid.time_segment": {"unit": "seconds", "param_names": ["backend"]},
-        "fault_latency.SeqFirstTouch.track_estimated_ns": {"unit": "ns (estimated)", "param_names": []},
-        "metadata_memory.Dense.track_metadata_bytes": {"unit": "bytes"},
-        "version": 2}))
-    cols = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
-            "stats_ci_99_b", "stats_q_25", "stats_q_75"]
-    for i, sha in enumerate(("a" * 40, "b" * 40)):
-        data = {"commit_hash": sha, "env_name": "existing-py", "date": 1700000000000 + i,
-                "params": {"machine": "fixture-host"}, "python": "3.11", "requirements": {},
-                "env_vars": {}, "result_columns": cols, "durations": {}, "version": 2,
-                "results": {
-                    "fork_cost.ForkGrid.time_segment": [
-                        [1e-3 * (1 + i), 2e-3, None], [["'linux'", "'gmem'", "'uvm'"]], "v", 0, 1.0,
-                        None, None, [0.9e-3, 1.9e-3, None], [1.1e-3, 2.1e-3, None]],
-                    "fault_latency.SeqFirstTouch.track_estimated_ns": [[950.0 + i], [], "v"],
-                    "metadata_memory.Dense.track_metadata_bytes": [[147456 + i * 4096], [], "v"]}}
-        (m / f"{sha[:8]}-existing-py.json").write_text(json.dumps(data))
-
-
 def test_asv_history_table(tmp_path, written):
-    _fake_asv(tmp_path / "asv")
+    write_asv(tmp_path / "asv")
     [t] = asv_history(tmp_path / "asv")
     head = t.header()
     assert head[-2:] == ["aaaaaaaa", "bbbbbbbb"]
     rows = {(r[0], r[1]): r for r in t.text_rows()}
     linux = rows[("fork_cost.ForkGrid.time_segment", "backend=linux")]
     assert linux[2] == "ms" and linux[-2:] == ["~1.00", "~2.00"]   # asv's seconds, shown in ms
-    assert rows[("fork_cost.ForkGrid.time_segment", "backend=uvm")][-1] == "skipped"
+    assert rows[("fork_cost.ForkGrid.time_segment", "backend=gmem")][-2:] == ["~2.00", "~2.00"]
+    assert ("fork_cost.ForkGrid.time_segment", "backend=uvm") not in rows   # never ran: counted
+    assert any("1 benchmark × parameter combination(s) have no number" in n for n in t.notes())
     assert rows[("fault_latency.SeqFirstTouch.track_estimated_ns", "")][-1] == "≈951"
     assert rows[("metadata_memory.Dense.track_metadata_bytes", "")][-1] == "151,552"
     _paths, out = written

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from mmbench import report
+from mmbench.report_page import asv_history
 from mmbench.report_plots import CHARTS
 
-from report_fixture import make_doc
+from report_fixture import make_doc, write_asv
 
 BROWSERS = ("chromium", "chromium-browser")
 
@@ -69,7 +70,8 @@ def page(tmp_path_factory):
     d = tmp_path_factory.mktemp("page")
     src = d / "results.json"
     src.write_text(json.dumps(make_doc()))
-    written = report.write_report(src, d / "results", asv_dir=None)
+    write_asv(d / "asv")
+    written = report.write_report(src, d / "results", asv_dir=d / "asv")
     return written, d
 
 
@@ -89,8 +91,9 @@ def test_index_html_renders_in_headless_chromium(page):
     images, decoded, tables, rows = map(int, m.groups())
     doc = make_doc()
     expected = [t for t in report.build_tables(doc, "linux") if report.is_headline(t)]
+    expected += asv_history(d / "asv")
     assert tables == len(expected)
-    assert rows == sum(len(t.keys) for t in expected)
+    assert rows == sum(len(t.text_rows()) for t in expected)
     assert images == len(CHARTS) and decoded == images  # every chart drawn and decoded
 
     shot = d / "index.png"
