@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 from mmbench.report import (LEGEND, MISSING, UNSUPPORTED, Cell, FAMILY_TITLES, display_unit, format_cell,
-                            natural_key, params_label, provenance)
+                            natural_key, params_label, provenance, sections)
 
 MAX_COMMITS = 6
 MARK_KINDS = ("exact", "measured", "estimated")
@@ -177,7 +177,7 @@ td.unsupported{color:#8c959f;font-style:italic} td.missing{color:#8c959f}
 ul.notes{font-size:.82rem;color:#57606a;margin:.2rem 0 0}
 figure{margin:1.2rem 0} figure img{max-width:100%;border:1px solid #d0d7de}
 figcaption{font-size:.84rem;color:#57606a}
-p.skip{font-size:.88rem;color:#57606a} p.common{font-size:.84rem;color:#57606a;margin:.1rem 0 .3rem}
+p.skip{font-size:.88rem;color:#57606a} nav.toc{margin:1rem 0;font-size:.92rem} p.common{font-size:.84rem;color:#57606a;margin:.1rem 0 .3rem}
 """
 
 
@@ -211,14 +211,18 @@ def table_html(t) -> str:
     notes = t.notes()
     if notes:
         lead = "" if isinstance(t, PlainTable) else f"{UNSUPPORTED}: "
-        out.append('<ul class="notes">' + "".join(f"<li>{_e(lead + n)}</li>" for n in notes) + "</ul>")
+        out.append('<ul class="notes">' + "".join(f"<li>{_code_spans(lead + n)}</li>" for n in notes) + "</ul>")
     return "".join(out)
 
 
-def _legend_html() -> str:
-    text = _e(LEGEND)
-    parts = text.split("`")
+def _code_spans(text: str) -> str:
+    """Escape `text` and turn its `backtick` spans (Markdown) into <code>."""
+    parts = _e(text).split("`")
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _legend_html() -> str:
+    return _code_spans(LEGEND)
 
 
 def chart_html(c) -> str:
@@ -230,24 +234,24 @@ def chart_html(c) -> str:
 
 
 def render_html(doc, tables, baseline, charts=(), history=(), skipped=()) -> str:
-    """index.html: provenance, legend, the tables by family, the charts, the asv history."""
+    """index.html: provenance, legend, contents, per family its tables then its charts, history."""
     prov = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in provenance(doc))
     prov += f"<dt>baseline</dt><dd>{_e(baseline or 'none')} (ratios are to this design)</dd>"
+    parts = sections(tables, charts)
+    toc = [(f"fam-{f}", FAMILY_TITLES.get(f, f)) for f, _t, _c in parts]
+    toc += [("not-run", "Not run on any design")] if skipped else []
+    toc += [("history", "History over commits (asv)")] if history else []
     body = ["<h1>mmbench results</h1>", f'<dl class="prov">{prov}</dl>',
-            f'<p class="legend">{_legend_html()}</p>']
-    fam = None
-    for t in tables:
-        if t.family != fam:
-            fam = t.family
-            body.append(f"<h2>{_e(FAMILY_TITLES.get(fam, fam))}</h2>")
-        body.append(table_html(t))
+            f'<p class="legend">{_legend_html()}</p>',
+            '<nav class="toc">' + " · ".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in toc) + "</nav>"]
+    for fam, fam_tables, fam_charts in parts:
+        body.append(f'<h2 id="fam-{_e(fam)}">{_e(FAMILY_TITLES.get(fam, fam))}</h2>')
+        body += [table_html(t) for t in fam_tables] + [chart_html(c) for c in fam_charts]
     if skipped:
-        body.append("<h2>Not run on any design</h2><ul>" + "".join(f"<li>{_e(s)}</li>" for s in skipped)
-                    + "</ul>")
-    if charts:
-        body.append("<h2>Charts</h2>" + "".join(chart_html(c) for c in charts))
+        body.append('<h2 id="not-run">Not run on any design</h2><ul>'
+                    + "".join(f"<li>{_e(s)}</li>" for s in skipped) + "</ul>")
     if history:
-        body.append("<h2>History over commits (asv)</h2>" + "".join(table_html(t) for t in history))
+        body.append('<h2 id="history">History over commits (asv)</h2>' + "".join(table_html(t) for t in history))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>mmbench results</title><style>{CSS}</style></head><body>"
