@@ -92,11 +92,15 @@ def _candidates(doc, spec: ChartSpec):
         fam = wanted or fam
     for stat in spec.stats:
         recs = [r for r in fam if r["kind"] != "unsupported" and split_metric(r["metric"])[1] == stat
-                and (spec.x is None or spec.x in r["params"])]
+                and (spec.x is None or _is_number(r["params"].get(spec.x)))]
         preferred = [r for r in recs if split_metric(r["metric"])[0] in spec.part]
         if recs:
             return stat, preferred or recs, fam
     return None, [], fam
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _line_selection(recs, x, split=""):
@@ -115,7 +119,7 @@ def _bar_selection(recs):
     """Per (workload, part, non-size parameters): the record with the largest size parameters."""
     chosen: dict[tuple, dict] = {}
     for r in recs:
-        sizes = {k: v for k, v in r["params"].items() if isinstance(v, (int, float))}
+        sizes = {k: v for k, v in r["params"].items() if _is_number(v)}
         rest = {k: v for k, v in r["params"].items() if k not in sizes}
         key = (r["workload"], params_label(rest), split_metric(r["metric"])[0], r["backend"])
         old = chosen.get(key)
@@ -125,7 +129,7 @@ def _bar_selection(recs):
 
 
 def _sizes_label(r):
-    return params_label({k: v for k, v in r["params"].items() if isinstance(v, (int, float))})
+    return params_label({k: v for k, v in r["params"].items() if _is_number(v)})
 
 
 def _unsupported_note(fam_recs, workloads) -> str:
@@ -230,7 +234,7 @@ def _draw_bars(ax, recs, div, colors):
 def _category(r):
     kind = r["params"].get("fault_kind")
     part = split_metric(r["metric"])[0]
-    rest = {k: v for k, v in r["params"].items() if not isinstance(v, (int, float)) and k != "fault_kind"}
+    rest = {k: v for k, v in r["params"].items() if not _is_number(v) and k != "fault_kind"}
     where = " · ".join(x for x in (r["workload"], part if part != "metadata" else "", params_label(rest)) if x)
     return f"{kind}\n{where}" if kind else where
 

@@ -230,6 +230,29 @@ def test_a_trend_chart_needs_two_x_values(tmp_path):
     assert depth.path is not None and "pages=1024" in depth.caption
 
 
+def test_an_empty_run_still_says_where_it_came_from(tmp_path, doc):
+    empty = dict(doc, records=[])
+    p = tmp_path / "empty.json"
+    p.write_text(json.dumps(empty))
+    paths = report.write_report(p, tmp_path / "out", asv_dir=None)
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert doc["commit"] in readme and "not drawn" in readme
+    assert set(paths) == {"README.md", "details.md", "index.html"}
+
+
+def test_odd_parameters_do_not_break_the_charts(tmp_path, doc):
+    d = copy.deepcopy(doc)
+    for r in d["records"]:
+        if r["family"] == "device_migration" and r["params"].get("transfer") == 16:
+            r["params"]["transfer"] = "sixteen"      # not a number: not on a numeric axis
+        if r["family"] == "fault_latency":
+            r["params"]["shared"] = True
+    from mmbench.report_plots import make_charts
+    charts = {c.name: c for c in make_charts(d, tmp_path)}
+    assert charts["migration_gbps_vs_size"].path is not None
+    assert charts["fault_latency_by_kind"].path is not None
+
+
 # ------------------------------------------------------------------- compare
 def _changed_doc(doc):
     b = copy.deepcopy(doc)
