@@ -572,6 +572,21 @@ def _side_line(label: str, doc: dict) -> str:
     return f"{label}: {p['machine']} · commit {p['commit']} · {p['date']} · profile {p['profile']}"
 
 
+def make_excerpt(doc: dict, baseline: str | None, rows: int = 6) -> str:
+    """The first `rows` rows of the first headline table, with where they came from: for quoting."""
+    tables = [t for t in build_tables(doc, baseline) if is_headline(t)]
+    if not tables:
+        return "(no table: the results hold no headline statistic)"
+    t = tables[0]
+    short = Table(t.family, t.stat, t.unit, t.backends, t.baseline, t.keys[:rows], t.params[:rows],
+                  t.cells[:rows])
+    p = dict(provenance(doc))
+    commit = (doc.get("commit") or "unknown")[:12]
+    more = f" ({len(t.keys) - rows} more rows in results/README.md)" if len(t.keys) > rows else ""
+    return "\n".join([f"{short.title} — {p['machine']}, commit {commit}, {p['date']}, profile {p['profile']}",
+                      ""] + _common_line(short) + [table_markdown(short), "", f"`~` measured · `≈` estimated · plain exact{more}"])
+
+
 # ------------------------------------------------------------------ the command
 def write_report(results_path, out_dir="results", baseline: str | None = None,
                  asv_dir="results/asv") -> dict:
@@ -619,8 +634,12 @@ def register(app) -> None:
         asv: Path = typer.Option(Path("results/asv"), help="asv results directory (read if present)"),
         baseline: str = typer.Option(None, help="design the ratios are taken to (default: linux if present)"),
         out: Path = typer.Option(Path("results"), help="directory to write README.md, index.html, plots"),
+        excerpt: int = typer.Option(0, help="also print the first N rows of the first table (for a README)"),
     ) -> None:
         """Write comparison tables (README.md), plots and a self-contained index.html."""
         written = write_report(results, out, baseline, asv)
         for path in written.values():
             typer.echo(f"wrote {path}")
+        if excerpt > 0:
+            doc = load_results(results)
+            typer.echo("\n" + make_excerpt(doc, choose_baseline(doc, baseline), excerpt))

@@ -339,6 +339,12 @@ def test_report_command(tmp_path, doc):
     assert run.returncode == 0, run.stderr
     assert f"wrote {out / 'index.html'}" in run.stdout
     assert "freebsd [µs] (baseline)" in (out / "README.md").read_text()
+    ex = subprocess.run([sys.executable, "-m", "mmbench.cli", "report", str(p), "--out", str(out),
+                         "--asv", str(tmp_path / "none"), "--excerpt", "3"],
+                        capture_output=True, text=True, timeout=300)
+    assert "fixture-host" in ex.stdout and "commit 0123456789ab" in ex.stdout
+    assert ex.stdout.count("| cow_after_fork") == 3 and "more rows in results/README.md" in ex.stdout
+    assert "In every row: fault_kind=cow_copy" in ex.stdout
     bad = subprocess.run([sys.executable, "-m", "mmbench.cli", "report", str(tmp_path / "nope.json")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "no such file" in bad.stderr and "Traceback" not in bad.stderr
