@@ -133,24 +133,25 @@ cdef itnode_t* itree_next(itnode_t* n, uint64_t start, uint64_t last) noexcept n
             return n
         r = n.right
 
-cdef int64_t verify(itnode_t* n, itnode_t* parent, int64_t* bad) noexcept nogil:
+cdef int64_t verify(itnode_t* n, itnode_t* parent, uint64_t lo, uint64_t hi, int64_t* bad) noexcept nogil:
+    # every start in this subtree must lie in [lo, hi] (the order of all ancestors)
     cdef int64_t c = 0
     if n == NULL:
         return 0
-    if n.parent != parent:
+    if n.parent != parent or n.start < lo or n.start > hi:
         bad[0] = 1
-    if n.left != NULL and (n.left.start > n.start or n.left.prio > n.prio):
+    if n.left != NULL and n.left.prio > n.prio:
         bad[0] = 1
-    if n.right != NULL and (n.right.start < n.start or n.right.prio > n.prio):
+    if n.right != NULL and n.right.prio > n.prio:
         bad[0] = 1
     if n.subtree_last != sub_last(n) or n.last < n.start:
         bad[0] = 1
-    c = 1 + verify(n.left, n, bad) + verify(n.right, n, bad)
+    c = 1 + verify(n.left, n, lo, n.start, bad) + verify(n.right, n, n.start, hi, bad)
     return c
 
 cdef int itree_verify(itree_t* t) noexcept nogil:
     cdef int64_t bad = 0
-    cdef int64_t c = verify(t.root, NULL, &bad)
+    cdef int64_t c = verify(t.root, NULL, 0, <uint64_t>0xFFFFFFFFFFFFFFFF, &bad)
     if bad or c != t.count:
         return -1
     return 0

@@ -14,9 +14,11 @@ cdef pfn_t mapping_lookup(address_space_t* as_, uint64_t index) noexcept nogil:
     return <pfn_t>(e - 1) if e != 0 else NO_PFN
 
 cdef int mapping_add(address_space_t* as_, uint64_t index, pfn_t pfn) noexcept nogil:
+    cdef bint hole = xa_load(&as_.i_pages, index) == 0
     if xa_store(&as_.i_pages, index, <uint64_t>pfn + 1) != 0:
         return -1
-    as_.nrpages += 1
+    if hole:                 # replacing a cached frame does not add a page
+        as_.nrpages += 1
     return 0
 
 cdef pfn_t mapping_remove(address_space_t* as_, uint64_t index) noexcept nogil:

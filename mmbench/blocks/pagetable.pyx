@@ -38,7 +38,8 @@ cdef int64_t pt_vmpte_bytes(pgtable_t* pt) noexcept nogil:
 cdef pt_node_t* pt_leaf(pgtable_t* pt, uint64_t vpn, bint alloc, int64_t* nalloc) noexcept nogil:
     cdef pt_node_t* t = pt.pgd
     cdef pt_node_t* child
-    cdef int level, i
+    cdef pt_node_t* first_parent = NULL     # where this call attached its first new table
+    cdef int level, i, first_level = 0
     if t == NULL:
         return NULL
     for level in range(LVL_PGD, LVL_PTE):
@@ -49,7 +50,17 @@ cdef pt_node_t* pt_leaf(pgtable_t* pt, uint64_t vpn, bint alloc, int64_t* nalloc
                 return NULL
             child = <pt_node_t*>calloc(1, sizeof(pt_node_t))
             if child == NULL:
+                if first_parent != NULL:    # out of memory: undo the tables made here
+                    i = idx_at(vpn, first_level)
+                    if nalloc != NULL:
+                        nalloc[0] -= level - first_level
+                    free_subtree(pt, <pt_node_t*><size_t>first_parent.e[i], first_level + 1)
+                    first_parent.e[i] = 0
+                    first_parent.used -= 1
                 return NULL
+            if first_parent == NULL:
+                first_parent = t
+                first_level = level
             t.e[i] = <uint64_t><size_t>child
             t.used += 1
             pt.nr[level + 1] += 1
@@ -65,6 +76,8 @@ cdef pt_node_t* pt_next(pgtable_t* pt, uint64_t start, uint64_t end, uint64_t* v
     cdef pt_node_t* t
     cdef pt_node_t* child
     cdef int level, i
+    if end > (<uint64_t>1) << 36:
+        end = (<uint64_t>1) << 36    # beyond the 4 levels the indices would wrap
     while vpn < end:
         t = pt.pgd
         if t == NULL:

@@ -50,6 +50,25 @@ cdef void xa_destroy(xarray_t* xa) noexcept nogil:
     xa.root = NULL
     xa.nr_entries = 0
 
+cdef void prune(xarray_t* xa, xa_node_t* n) noexcept nogil:
+    # free empty nodes upwards, then shrink the root while it has one child at slot 0
+    cdef xa_node_t* parent
+    cdef xa_node_t* child
+    while n != NULL and n.count == 0:
+        parent = n.parent
+        if parent == NULL:
+            xa.root = NULL
+        else:
+            parent.slots[n.offset] = 0
+            parent.count -= 1
+        node_free(xa, n)
+        n = parent
+    while xa.root != NULL and xa.root.shift > 0 and xa.root.count == 1 and xa.root.slots[0] != 0:
+        child = <xa_node_t*><size_t>xa.root.slots[0]
+        node_free(xa, xa.root)
+        child.parent = NULL
+        xa.root = child
+
 cdef uint64_t* xa_walk(xarray_t* xa, uint64_t index, bint alloc) noexcept nogil:
     cdef xa_node_t* n
     cdef xa_node_t* child
@@ -85,6 +104,7 @@ cdef uint64_t* xa_walk(xarray_t* xa, uint64_t index, bint alloc) noexcept nogil:
                 return NULL
             child = node_new(xa, n.shift - XA_CHUNK_SHIFT, n, off)
             if child == NULL:
+                prune(xa, n)     # free the part of the path made by this call
                 return NULL
             n.slots[off] = <uint64_t><size_t>child
             n.count += 1
@@ -101,31 +121,12 @@ cdef uint64_t* xa_slot(xarray_t* xa, uint64_t index) noexcept nogil:
 cdef inline xa_node_t* leaf_of(uint64_t* slot, uint64_t index) noexcept nogil:
     return <xa_node_t*>(<char*>(slot - (index & (XA_CHUNK_SIZE - 1))) - 0)
 
-cdef void prune(xarray_t* xa, xa_node_t* n) noexcept nogil:
-    # free empty nodes upwards, then shrink the root while it has one child at slot 0
-    cdef xa_node_t* parent
-    cdef xa_node_t* child
-    while n != NULL and n.count == 0:
-        parent = n.parent
-        if parent == NULL:
-            xa.root = NULL
-        else:
-            parent.slots[n.offset] = 0
-            parent.count -= 1
-        node_free(xa, n)
-        n = parent
-    while xa.root != NULL and xa.root.shift > 0 and xa.root.count == 1 and xa.root.slots[0] != 0:
-        child = <xa_node_t*><size_t>xa.root.slots[0]
-        node_free(xa, xa.root)
-        child.parent = NULL
-        xa.root = child
-
 cdef int xa_store(xarray_t* xa, uint64_t index, uint64_t entry) noexcept nogil:
     cdef uint64_t* s = xa_walk(xa, index, True)
     cdef xa_node_t* leaf
     if s == NULL:
         if xa.root != NULL:
-            prune(xa, xa.root)   # undo a partial path: nothing below changed
+            prune(xa, xa.root)   # undo a grown but still empty root
         return -1
     leaf = leaf_of(s, index)
     if s[0] == 0:
@@ -179,3 +180,32 @@ cdef uint64_t xa_find(xarray_t* xa, uint64_t start, uint64_t last, uint64_t* ind
     if xa.root == NULL or start > max_index(xa) or start > last:
         return 0
     return find_in(xa.root, 0, start, last, index_out)
+
+cdef xa_node_t* clone_node(xarray_t* dst, xa_node_t* s, xa_node_t* parent) noexcept nogil:
+    cdef xa_node_t* n = node_new(dst, s.shift, parent, s.offset)
+    cdef xa_node_t* c
+    cdef int i
+    if n == NULL:
+        return NULL
+    n.count = s.count
+    if s.shift == 0:
+        for i in range(XA_CHUNK_SIZE):
+            n.slots[i] = s.slots[i]
+        return n
+    for i in range(XA_CHUNK_SIZE):
+        if s.slots[i] != 0:
+            c = clone_node(dst, <xa_node_t*><size_t>s.slots[i], n)
+            if c == NULL:
+                destroy_node(dst, n)     # frees the children cloned so far
+                return NULL
+            n.slots[i] = <uint64_t><size_t>c
+    return n
+
+cdef int xa_clone(xarray_t* dst, xarray_t* src) noexcept nogil:
+    if src.root == NULL:
+        return 0
+    dst.root = clone_node(dst, src.root, NULL)
+    if dst.root == NULL:
+        return -1
+    dst.nr_entries = src.nr_entries
+    return 0

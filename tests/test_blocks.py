@@ -1,0 +1,353 @@
+"""The building blocks against plain Python models (through mmbench.blocks.bench).
+
+Each test drives one block with a random operation sequence and, after every
+operation, compares it with a dict/set model and runs the block's verify()
+(parent links, counts, ordering, accounting).  Node and table counts are
+compared with their exact expected values, derived from the model alone.
+"""
+import math
+import os
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mmbench import errors
+from mmbench.blocks import bench
+
+U64 = (1 << 64) - 1
+VPN_LIMIT = 1 << 36
+SETTINGS = settings(max_examples=int(os.environ.get("MMBENCH_BLOCKS_EXAMPLES", 60)), deadline=None)
+
+
+# ---------------------------------------------------------------------- xarray
+def xa_expected_nodes(keys):
+    """Nodes of a minimal-height 64-ary tree holding `keys` (one node for a tree of index 0)."""
+    if not keys:
+        return 0
+    height = 1
+    while max(keys) >> (6 * height):
+        height += 1
+    return sum(len({k >> (6 * (lvl + 1)) for k in keys}) for lvl in range(height))
+
+
+xa_index = st.one_of(st.integers(0, 300), st.integers(0, 1 << 20),
+                     st.integers(U64 - 300, U64), st.integers(0, U64))
+xa_ops = st.lists(st.one_of(
+    st.tuples(st.just("store"), xa_index, st.integers(1, U64)),
+    st.tuples(st.just("erase"), xa_index),
+    st.tuples(st.just("store0"), xa_index),
+    st.tuples(st.just("find"), xa_index, xa_index),
+), max_size=60)
+
+
+@SETTINGS
+@given(xa_ops)
+def test_xarray_matches_dict(ops):
+    xa, model = bench.XArray(), {}
+    for op in ops:
+        if op[0] == "store":
+            xa.store(op[1], op[2])
+            model[op[1]] = op[2]
+        elif op[0] == "store0":          # storing 0 erases
+            xa.store(op[1], 0)
+            model.pop(op[1], None)
+        elif op[0] == "erase":
+            assert xa.erase(op[1]) == model.pop(op[1], 0)
+        else:
+            lo, hi = op[1], op[2]
+            hits = [k for k in model if lo <= k <= hi]
+            want = (min(hits), model[min(hits)]) if hits else None
+            assert xa.find(lo, hi) == want
+        assert xa.verify() == []
+        assert xa.nr_entries == len(model)
+        assert xa.nr_nodes == xa_expected_nodes(list(model))
+    for k, v in model.items():
+        assert xa.load(k) == v
+    for k in list(model):
+        xa.erase(k)
+    assert (xa.nr_nodes, xa.nr_entries, xa.height) == (0, 0, 0)
+    assert xa.node_allocs == xa.node_frees
+
+
+def test_xarray_grows_and_shrinks():
+    xa = bench.XArray()
+    xa.store(0, 1)
+    assert (xa.height, xa.nr_nodes) == (1, 1)
+    xa.store(64, 2)                      # second level: root + two leaves
+    assert (xa.height, xa.nr_nodes) == (2, 3)
+    xa.store(U64, 3)                     # full height: 64 bits / 6 per level
+    assert xa.height == math.ceil(64 / 6)
+    xa.erase(U64)
+    assert (xa.height, xa.nr_nodes) == (2, 3)
+    xa.erase(64)
+    assert (xa.height, xa.nr_nodes) == (1, 1)
+    assert xa.find(1, U64) is None and xa.find(0, 0) == (0, 1)
+    assert xa.verify() == []
+
+
+def test_xarray_rejects_bad_arguments():
+    xa = bench.XArray()
+    for bad in (-1, 1 << 64, True, 1.5, "3", None):
+        with pytest.raises(errors.InvalidArgument):
+            xa.store(bad, 1)
+        with pytest.raises(errors.InvalidArgument):
+            xa.load(bad)
+
+
+# ------------------------------------------------------------------- pagetable
+class PtModel:
+    """Which tables exist, derived from the entries and the free_range calls."""
+
+    SHIFT = {1: 27, 2: 18, 3: 9}         # a level-L table covers vpn >> SHIFT[L]
+
+    def __init__(self):
+        self.pte = {}
+        self.tables = {1: set(), 2: set(), 3: set()}
+
+    def set(self, vpn, pte):
+        if pte:
+            for lvl, s in self.SHIFT.items():
+                self.tables[lvl].add(vpn >> s)
+            self.pte[vpn] = pte
+        elif (vpn >> 9) in self.tables[3]:
+            self.pte.pop(vpn, None)
+
+    def free_range(self, start, end):
+        freed = 0
+        for lvl in (3, 2, 1):
+            s = self.SHIFT[lvl]
+            for p in sorted(self.tables[lvl]):
+                lo, hi = p << s, (p + 1) << s
+                if not (start <= lo and hi <= end):
+                    continue
+                if lvl == 3:
+                    empty = not any(lo <= v < hi for v in self.pte)
+                else:
+                    cs = self.SHIFT[lvl + 1]
+                    empty = not any((c << cs) >= lo and (c << cs) < hi for c in self.tables[lvl + 1])
+                if empty:
+                    self.tables[lvl].discard(p)
+                    freed += 1
+        return freed
+
+    def nr(self):
+        return (1, len(self.tables[1]), len(self.tables[2]), len(self.tables[3]))
+
+
+pt_vpn = st.one_of(st.integers(0, 2000), st.integers(0, 1 << 20),
+                   st.integers(VPN_LIMIT - 2000, VPN_LIMIT - 1), st.integers(0, VPN_LIMIT - 1))
+pt_ops = st.lists(st.one_of(
+    st.tuples(st.just("set"), pt_vpn, st.integers(1, U64)),
+    st.tuples(st.just("clear"), pt_vpn),
+    st.tuples(st.just("next"), pt_vpn, pt_vpn),
+    st.tuples(st.just("free"), pt_vpn, pt_vpn),
+    st.tuples(st.just("free_all")),
+), max_size=50)
+
+
+@SETTINGS
+@given(pt_ops)
+def test_pagetable_matches_model(ops):
+    pt, model = bench.PageTable(), PtModel()
+    for op in ops:
+        if op[0] == "set":
+            pt.set(op[1], op[2])
+            model.set(op[1], op[2])
+        elif op[0] == "clear":
+            pt.set(op[1], 0)
+            model.set(op[1], 0)
+        elif op[0] == "next":
+            lo, hi = sorted(op[1:])
+            hits = [v for v in model.pte if lo <= v < hi]
+            assert pt.next(lo, hi) == (min(hits) if hits else None)
+        elif op[0] == "free":
+            lo, hi = sorted(op[1:])
+            assert pt.free_range(lo, hi) == model.free_range(lo, hi)
+        else:
+            for v in list(model.pte):
+                pt.set(v, 0)
+                model.set(v, 0)
+            assert pt.free_range(0, VPN_LIMIT) == model.free_range(0, VPN_LIMIT)
+            assert pt.nr == (1, 0, 0, 0)
+        assert pt.verify() == []
+        assert pt.nr == model.nr()
+        assert pt.bytes == 4096 * sum(pt.nr)
+        assert pt.vmpte_bytes == 4096 * sum(pt.nr[1:])
+    for v, e in model.pte.items():
+        assert pt.get(v) == e
+
+
+def test_pagetable_counts_tables_per_level():
+    pt = bench.PageTable()
+    assert pt.set(0, 1) == 3                 # PUD, PMD and PTE table allocated
+    assert pt.set(511, 1) == 0               # same leaf
+    assert pt.set(512, 1) == 1               # a second PTE table under the same PMD
+    assert pt.set(1 << 27, 1) == 3           # another PGD slot: a whole new path
+    assert pt.nr == (1, 2, 2, 3)
+    assert pt.next(1, 1 << 36) == 511
+    assert pt.next(513, 1 << 36) == 1 << 27
+    pt.set(0, 0)
+    assert pt.free_range(0, 512) == 0        # 511 still there
+    pt.set(511, 0)
+    assert pt.free_range(0, 512) == 1        # the PTE table of [0, 512)
+    assert pt.free_range(0, 1 << 27) == 0    # the PMD still holds the table of 512
+    assert pt.nr == (1, 2, 2, 2)
+    assert pt.verify() == []
+
+
+def test_pagetable_rejects_bad_arguments():
+    pt = bench.PageTable()
+    for bad in (-1, VPN_LIMIT, True, None):
+        with pytest.raises(errors.InvalidArgument):
+            pt.set(bad, 1)
+    with pytest.raises(errors.InvalidArgument):
+        pt.next(0, VPN_LIMIT + 1)
+
+
+# ----------------------------------------------------------------------- itree
+bound = st.integers(0, 200) | st.integers(U64 - 50, U64)
+it_ops = st.lists(st.one_of(
+    st.tuples(st.just("insert"), st.integers(0, 63), bound, st.integers(0, 40)),
+    st.tuples(st.just("remove"), st.integers(0, 63)),
+    st.tuples(st.just("query"), bound, bound),
+), max_size=80)
+
+
+@SETTINGS
+@given(it_ops)
+def test_itree_stabbing_matches_brute_force(ops):
+    t, live = bench.ITree(64), {}
+    for op in ops:
+        if op[0] == "insert":
+            _, i, start, w = op
+            last = min(start + w, U64)
+            if i in live:
+                with pytest.raises(errors.InvalidArgument):
+                    t.insert(i, start, last)
+            else:
+                t.insert(i, start, last)
+                live[i] = (start, last)
+        elif op[0] == "remove":
+            if op[1] in live:
+                t.remove(op[1])
+                del live[op[1]]
+            else:
+                with pytest.raises(errors.InvalidArgument):
+                    t.remove(op[1])
+        else:
+            lo, hi = sorted(op[1:])
+            got = t.query(lo, hi)
+            want = {i for i, (s, l) in live.items() if s <= hi and lo <= l}
+            assert {i for _, _, i in got} == want and len(got) == len(want)
+            assert [s for s, _, _ in got] == sorted(s for s, _, _ in got)
+            assert all(live[i] == (s, l) for s, l, i in got)
+        assert t.verify() == []
+        assert t.count == len(live)
+
+
+def test_itree_stays_balanced():
+    t = bench.ITree(4096)
+    for i in range(4096):                       # sorted inserts: the worst case for a plain BST
+        t.insert(i, i, i + 3)
+    assert t.verify() == []
+    assert t.depth <= 4 * math.log2(4096)
+    for i in range(0, 4096, 2):
+        t.remove(i)
+    assert t.verify() == [] and t.count == 2048
+    assert [x[2] for x in t.query(100, 104)] == [97, 99, 101, 103]   # [97, 100] reaches 100
+
+
+# ---------------------------------------------------------------------- frames
+@SETTINGS
+@given(st.integers(1, 40), st.integers(0, 3), st.integers(1, 20),
+       st.lists(st.tuples(st.booleans(), st.integers(0, 3), st.integers(0, 1000)), max_size=150))
+def test_frames_allocator(ram, ndev, devpages, ops):
+    fr = bench.Frames(ram, ndev, devpages)
+    held = {n: [] for n in range(ndev + 1)}
+    size = {n: (ram if n == 0 else devpages) for n in held}
+    for is_alloc, node, pick in ops:
+        node %= ndev + 1
+        if is_alloc:
+            p = fr.alloc(node)
+            if len(held[node]) == size[node]:
+                assert p is None
+                continue
+            lo, hi = fr.node_range(node)
+            assert lo <= p < hi and fr.node_of(p) == node
+            assert all(p not in h for h in held.values())
+            assert fr.value(p) == 0 and fr.refcount(p) == 1
+            fr.set_value(p, pick + 1)
+            held[node].append(p)
+        elif held[node]:
+            p = held[node].pop(pick % len(held[node]))
+            fr.free(p)
+        for n in held:
+            assert fr.used(n) == len(held[n])
+            assert fr.free_count(n) == size[n] - len(held[n])
+    with pytest.raises(errors.InvalidArgument):
+        fr.free(ram + ndev * devpages + 5)
+
+
+def test_frames_node_ranges_do_not_overlap():
+    fr = bench.Frames(10, 3, 4)
+    assert [fr.node_range(n) for n in range(4)] == [(0, 10), (10, 14), (14, 18), (18, 22)]
+
+
+# ------------------------------------------------------------------- pagecache
+pc_ops = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 5000), st.integers(0, U64)),
+    st.tuples(st.just("remove"), st.integers(0, 5000)),
+    st.tuples(st.just("truncate"), st.integers(0, 5000), st.integers(0, 5000)),
+    st.tuples(st.just("mapper"), st.integers(0, 5000)),
+), max_size=60)
+
+
+@SETTINGS
+@given(pc_ops)
+def test_pagecache_matches_dict(ops):
+    pc, cache, mapped = bench.PageCache(256), {}, []
+    for op in ops:
+        if op[0] == "add":
+            if op[1] in cache:
+                with pytest.raises(errors.InvalidArgument):
+                    pc.add(op[1], op[2])
+            else:
+                cache[op[1]] = (pc.add(op[1], op[2]), op[2])
+        elif op[0] == "remove":
+            got = pc.remove(op[1])
+            assert got == (cache.pop(op[1])[1] if op[1] in cache else None)
+        elif op[0] == "mapper":          # a mapper holds the frame: truncation must not free it
+            if op[1] in cache:
+                pc.get(op[1])
+                mapped.append(cache[op[1]][0])
+        else:
+            lo, hi = sorted(op[1:])
+            gone = [k for k in cache if lo <= k < hi]
+            assert pc.truncate(lo, hi) == len(gone)
+            for k in gone:
+                del cache[k]
+        for k, (p, v) in cache.items():
+            assert pc.lookup(k) == (p, v)
+        assert pc.nrpages == len(cache)
+        assert pc.nr_nodes == xa_expected_nodes(list(cache))
+        assert pc.frames_used == len({p for p, _ in cache.values()} | set(mapped))
+    for p in mapped:
+        pc.put_frame(p)
+    pc.truncate(0, 1 << 63)
+    assert (pc.nrpages, pc.frames_used, pc.nr_nodes) == (0, 0, 0)
+
+
+# -------------------------------------------------------------- microbenchmarks
+@pytest.mark.parametrize("name", sorted(bench.BENCHMARKS))
+def test_microbenchmarks_run_and_report_ns(name):
+    ns = bench.BENCHMARKS[name](2000)
+    assert isinstance(ns, float) and ns > 0 and math.isfinite(ns)
+
+
+def test_microbenchmarks_reject_bad_arguments():
+    with pytest.raises(errors.InvalidArgument):
+        bench.bench_xarray_store(0)
+    with pytest.raises(errors.InvalidArgument):
+        bench.bench_xarray_store(10, pattern="zigzag")
+    with pytest.raises(errors.InvalidArgument):
+        bench.bench_pt_next(1 << 20, density=1 << 20)
