@@ -68,12 +68,13 @@ NOT_STRUCT = frozenset({"pgd", "p4d_table", "pud_table", "pmd_table", "pte_table
 
 #: event keys whose cost another price already contains (reported as
 #: "covered", not as "uncosted"): a fault kind is inside trap + its work; a
-#: struct counter duplicates the "alloc:<struct>" key; frees of structs and
+#: struct counter duplicates the "alloc:<struct>" key; fork write-protects the
+#: PTEs it copies (inside fork_pte); frees of structs and
 #: page tables are inside the lifetime prices; EXIT is inside fork_base (the
 #: probes fork, exit and wait); reads and writes cost nothing beyond their faults
 COVERED = frozenset({
     "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_device_return",
-    "fault_wp_shared", "pt_pages_free", "objects_alloc", "objects_free", "anon_vma_alloc",
+    "fault_wp_shared", "fork_ptes_wrprotect", "pt_pages_free", "objects_alloc", "objects_free", "anon_vma_alloc",
     "avc_alloc", "xa_node_alloc", "xa_node_free", "gm_mapping_alloc", "anon_alloc",
     "shadow_objects", "op:EXIT", "op:SPAWN", "op:READ", "op:WRITE", "op:NOP",
 })
