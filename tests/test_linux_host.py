@@ -220,13 +220,19 @@ def chain(d, work):
     pid = os.fork()
     if pid == 0:
         try:
+            child = 0
             for g in range(1, d + 1):
                 work()
-                if g == d or os.fork() != 0:
+                if g == d:
+                    break
+                child = os.fork()
+                if child != 0:
                     break
             if g == d:
                 os.write(ready_w, b"x")
             os.read(rel_r, 1)
+            if child:
+                os.waitpid(child, 0)         # the whole chain is gone when the root returns
         finally:
             os._exit(0)
     os.read(ready_r, 1)
