@@ -51,7 +51,8 @@
 #   range into a neighbour directly (vma_merge_existing_range).  Final VMAs,
 #   anon_vmas and AVCs are the same; only transient split/merge counts differ.
 # * mremap may move a range made of several VMAs (as the kernel allows since
-#   2025 for MREMAP_FIXED moves, Stoakes' multi-VMA move); each piece is moved with copy_vma+move_page_tables.
+#   2025 for MREMAP_FIXED moves, Stoakes' multi-VMA move); each piece is
+#   moved with copy_vma + move_page_tables.
 #   The moved VMA keeps its vm_pgoff (unless it never had an anon_vma: then
 #   pgoff = new address, as copy_vma does), so folio->index and folio->mapping
 #   stay valid and no page is copied; what is copied is metadata: a new
