@@ -88,6 +88,7 @@ def line(series: dict, stat: str) -> tuple[float, float]:
 
 def probe_table(p: dict) -> list[tuple]:
     """(name, one-sample thunk, units per sample, unit, what) of every probe."""
+    from mmbench import probe
     from mmbench.probe import _probe as P
     n, d, isl = p["pages"], p["depth"], p["islands"]
     pg, vm, call, blk = "ns/page", "ns/VMA", "ns/call", "ns/4KiB"
@@ -121,6 +122,8 @@ def probe_table(p: dict) -> list[tuple]:
         ("user_copy_4k", lambda: P.memops(True, p["memops_pages"], 1), p["memops_pages"], blk,
          "memcpy of 4 KiB in user space (warm buffers)"),
     ]
+    rows.append(("fork_empty", lambda: [float(np.median(probe.fork_empty(3)))], 1, "ns/fork",
+                 "fork + exit + wait by a tiny C program (an almost empty address space)"))
     for x in p["fork_pages"]:
         rows.append((f"fork_pages@{x}", lambda x=x: P.fork(x, 0, False, 1), 1, "ns/fork", ""))
     for x in p["fork_vmas"]:
@@ -167,14 +170,6 @@ def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
 
 
 # ------------------------------------------------------------------- 2. fit
-def _probe_process_footprint() -> tuple[int, int, str]:
-    """(VMAs, anonymous pages, note) of this process: the fork probes fork it."""
-    try:
-        return hostcheck.count_vmas(), hostcheck.anon_pages(), ""
-    except hostcheck.HostFileUnavailable as e:
-        return 0, 0, f"fork_base not corrected for the probe process ({e})"
-
-
 def fit(figs: dict, stat: str = "median") -> dict:
     """{cost name: {"ns", "from", "what"}} from the probe figures' `stat`
     (docs/calibration.md derives every formula)."""
@@ -207,14 +202,7 @@ def fit(figs: dict, stat: str = "median") -> dict:
                          - c["fork_pte"]["ns"] - c["pte_zap"]["ns"] - c["pt_page"]["ns"] / 256) / 3,
         "(fork_touched_vmas.slope - fork_vmas.slope - fork_pte - pte_zap - pt_page / 256) / 3"
         "   [anon_vma_fork: 1 anon_vma + 2 anon_vma_chain, freed at exit]")
-    vmas, anon, note = _probe_process_footprint()
-    base = (s["fork_pages"][1] - vmas * c["vma"]["ns"]
-            - anon * (c["fork_pte"]["ns"] + c["pte_zap"]["ns"]))
-    put("fork_base", base,
-        f"fork_pages.intercept - {vmas} x vma - {anon} x (fork_pte + pte_zap)  "
-        "[the probe forks this process]")
-    if note:
-        c["fork_base"]["note"] = note
+    put("fork_base", m["fork_empty"], "fork_empty")
     return c
 
 

@@ -22,9 +22,10 @@ keys are accepted in the ``counters`` dict:
   (``free:page``) are priced on their own;
 * ``"op:<OP>"``: contract operations executed (``"op:FORK"``, ``"op:MMAP"`` …).
 
-``events_of(machine, ops)`` collects all three from a machine.  Counters no
-cost applies to are listed under ``uncosted`` (they are bookkeeping the
-measured time already contains, e.g. rmap visits).  Without a calibration
+``events_of(machine, ops)`` collects all three from a machine.  Keys whose
+cost another price contains (COVERED: fault kinds, frees, EXIT …) are listed
+under ``covered``; keys no price applies to under ``uncosted`` (bookkeeping
+the measured time already contains, e.g. rmap visits, PTE writes).  Without a calibration
 nothing is guessed: the result says "no calibration" and its total is None.
 """
 from __future__ import annotations
@@ -65,6 +66,19 @@ COSTS = {
 NOT_STRUCT = frozenset({"pgd", "p4d_table", "pud_table", "pmd_table", "pte_table",
                         "page", "vm_page", "vm_area_struct", "vm_map_entry", "maple_node"})
 
+#: event keys whose cost another price already contains (reported as
+#: "covered", not as "uncosted"): a fault kind is inside trap + its work; a
+#: struct counter duplicates the "alloc:<struct>" key; fork write-protects the
+#: PTEs it copies (inside fork_pte); frees of structs and
+#: page tables are inside the lifetime prices; EXIT is inside fork_base (the
+#: probes fork, exit and wait); reads and writes cost nothing beyond their faults
+COVERED = frozenset({
+    "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_device_return",
+    "fault_wp_shared", "fork_ptes_wrprotect", "pt_pages_free", "objects_alloc", "objects_free", "anon_vma_alloc",
+    "avc_alloc", "xa_node_alloc", "xa_node_free", "gm_mapping_alloc", "anon_alloc",
+    "shadow_objects", "op:EXIT", "op:SPAWN", "op:READ", "op:WRITE", "op:NOP",
+})
+
 NO_CALIBRATION = "no calibration"
 
 
@@ -103,6 +117,13 @@ def cost_of(key: str) -> str | None:
     return None
 
 
+def covered(key: str) -> bool:
+    """Whether another price already contains the cost of event `key`."""
+    kind, _, struct = key.partition(":")
+    return (key in COVERED or (kind == "free" and bool(struct))
+            or (kind == "alloc" and struct in NOT_STRUCT))
+
+
 def _price(costs: dict, name: str) -> float | None:
     c = costs.get(name)
     if isinstance(c, dict):
@@ -115,22 +136,22 @@ def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | N
 
     Returns {"kind": "estimated", "total_ns", "events_ns", "bookkeeping_ns",
     "breakdown": {cost: ns}, "uncosted": [event keys with no price],
-    "calibration": host name}.  Without a calibration: total_ns None and
-    "reason": "no calibration".
+    "covered": [keys another price contains], "calibration": host name}.
+    Without a calibration: total_ns None and "reason": "no calibration".
     """
     if calibration is None:
         return {"kind": "estimated", "total_ns": None, "reason": NO_CALIBRATION,
                 "breakdown": {}, "uncosted": sorted(k for k, v in counters.items() if v)}
     costs = calibration["costs"]
     breakdown: dict[str, float] = {}
-    uncosted = []
+    uncosted, cov = [], []
     for key, count in counters.items():
         if not count:
             continue
         name = cost_of(key)
         price = _price(costs, name) if name else None
         if price is None:
-            uncosted.append(key)
+            (cov if name is None and covered(key) else uncosted).append(key)
             continue
         breakdown[name] = breakdown.get(name, 0.0) + count * price
     events = sum(breakdown.values())
@@ -141,6 +162,7 @@ def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | N
             "bookkeeping_ns": book,
             "breakdown": breakdown,
             "uncosted": sorted(uncosted),
+            "covered": sorted(cov),
             "calibration": calibration.get("machine", {}).get("hostname", "?")}
 
 

@@ -88,7 +88,14 @@ def test_cli_writes_file_and_degrades_without_proc(tmp_path, monkeypatch):
     assert "structures: not recorded" in res.output and "does not exist" in res.output
     cal = json.loads(out.read_text())
     assert cal["structures"]["status"] == "unavailable"
-    assert "not corrected" in cal["costs"]["fork_base"].get("note", "")
+
+
+def test_fork_empty_is_cheaper_than_forking_python(quick_cal):
+    from mmbench import probe
+    assert all(ns > 0 for ns in probe.fork_empty(2))
+    assert cal_mod.PROFILES["quick"]["reps"] == len(quick_cal["probes"]["fork_empty"]["samples"])
+    with pytest.raises(errors.InvalidArgument):
+        probe.fork_empty(0)
 
 
 def test_structures_when_readable():

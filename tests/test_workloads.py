@@ -144,6 +144,7 @@ def test_estimates_are_recorded_when_a_calibration_exists(monkeypatch):
         return {"total_ns": 7.0 * counters.get("op:WRITE", 0) + measured_ns, "uncosted": []}
     fake.estimate_ns = estimate_ns
     monkeypatch.setitem(sys.modules, "mmbench.estimate", fake)
+    monkeypatch.setattr(mmbench, "estimate", fake, raising=False)
     cal, where = _measure.load_calibration()
     assert where == "cal.json"
     recs = _measure.measure(CAT["seq_first_touch"], {"pages": 64}, "reference", repeats=1, calibration=cal)

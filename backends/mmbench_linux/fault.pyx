@@ -159,17 +159,17 @@ cdef class LinuxFault(LinuxMM):
         cdef shmem_t* file = vmf.vma.vm_file
         cdef pfn_t pfn
         cdef frame_t* f
+        pfn = mapping_lookup(&file.mapping, vmf.pgoff)
+        if pfn == NO_PFN and frames_free_count(&self.frames, 0) == 0:
+            return VM_FAULT_OOM                  # before fault-around: fail without a change
         if not (vmf.flags & FAULT_FLAG_WRITE) and self.fault_around_pages > 1:
             self.do_fault_around(vmf)
             if vmf.pte_table != NULL and vmf.pte_table.e[vmf.address & 511] != 0:
                 vmf.pfn = pte_pfn(vmf.pte_table.e[vmf.address & 511])
                 vmf.kind = C_FAULT_MINOR
                 return VM_FAULT_DONE
-        pfn = mapping_lookup(&file.mapping, vmf.pgoff)
         vmf.kind = C_FAULT_MINOR
         if pfn == NO_PFN:
-            if frames_free_count(&self.frames, 0) == 0:
-                return VM_FAULT_OOM
             if self.pte_alloc(vmf) != VM_FAULT_DONE:
                 return VM_FAULT_OOM
             pfn = self.page_alloc()

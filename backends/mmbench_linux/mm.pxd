@@ -158,7 +158,7 @@ cdef int64_t mt_nodes(mm_t* mm) noexcept nogil
 
 cdef class LinuxMM(Machine):
     # slab caches (indices into Machine.caches)
-    cdef int kc_vma, kc_maple, kc_anon_vma, kc_avc, kc_page, kc_shmem, kc_xa
+    cdef int kc_mm, kc_vma, kc_maple, kc_anon_vma, kc_avc, kc_page, kc_shmem, kc_xa
     cdef int kc_pt[4]
     cdef int fault_around_pages    # do_fault_around window (16 = 64 KiB)
 

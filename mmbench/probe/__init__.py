@@ -25,3 +25,23 @@ def available() -> tuple[bool, str]:
     except ImportError as e:
         return False, f"the host probe is not built: {e}"
     return True, ""
+
+
+def fork_empty(reps: int = 3) -> list[int]:
+    """ns of `reps` fork + exit + wait by a tiny C program (forkbase), i.e. of an
+    address space that holds almost nothing.  HostProbeError if it cannot run."""
+    import importlib.resources
+    import subprocess
+    if not (isinstance(reps, int) and 1 <= reps <= 10000):
+        raise errors.InvalidArgument(f"reps must be an integer in 1..10000, got {reps!r}")
+    prog = importlib.resources.files("mmbench.probe") / "forkbase"
+    try:
+        with importlib.resources.as_file(prog) as path:
+            res = subprocess.run([str(path), str(reps)], capture_output=True, text=True,
+                                 timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise HostProbeError(getattr(e, "errno", None) or 0,
+                             f"host probe forkbase could not run: {e}") from None
+    if res.returncode != 0:
+        raise HostProbeError(0, f"host probe forkbase failed with status {res.returncode}")
+    return [int(x) for x in res.stdout.split()]
