@@ -48,12 +48,14 @@ def read_fault_ns_by_depth(max_depth=16, npages=16384, reps=5):
     which every generation writes one page of its own (so every level gets a
     shadow); the deepest process then reads the original pages.  Depth 0: the
     pages are in the reader's own first object (a minor fault, no chain walk).
+    Runs with pmap_copy=False: with it, every child inherits its parent's
+    PTEs and these reads would not fault at all.
     """
     out = []
     for depth in range(max_depth + 1):
         runs = []
         for _ in range(reps):
-            m = mmbench.open("freebsd", ram_pages=npages + max_depth + 64)
+            m = mmbench.open("freebsd", ram_pages=npages + max_depth + 64, pmap_copy=False)
             pid = m.spawn()
             m.mmap(pid, 0, npages + max_depth + 1)
             m.replay(_page_ops(Op.WRITE, pid, np.arange(npages), 7), timing=False, frame=False)
@@ -80,7 +82,8 @@ def ns_per_step(rows, key="min_ns"):
     return float(np.polyfit(d, t, 1)[0])
 
 
-def fork_server(children=1000, pages=256, writes=16, parent_writes=True, lifetime=1):
+def fork_server(children=1000, pages=256, writes=16, parent_writes=True, lifetime=1,
+                pmap_copy=True):
     """A parent forks children that write `writes` pages and exit.
 
     `lifetime`: a child exits once `lifetime` newer children exist (1: each
@@ -88,7 +91,7 @@ def fork_server(children=1000, pages=256, writes=16, parent_writes=True, lifetim
     the parent at the end and its maximum along the way, objects, collapses …)
     and the measured ns per child.
     """
-    m = mmbench.open("freebsd", ram_pages=1 << 16)
+    m = mmbench.open("freebsd", ram_pages=1 << 16, pmap_copy=pmap_copy)
     p = m.spawn()
     m.mmap(p, 0, pages)
     m.replay(_page_ops(Op.WRITE, p, np.arange(pages)), timing=False, frame=False)
@@ -110,7 +113,8 @@ def fork_server(children=1000, pages=256, writes=16, parent_writes=True, lifetim
     m.check()
     after = m.counters()
     delta = {k: after[k] - before[k] for k in ("shadow_objects", "collapses", "bypasses",
-                                               "fault_cow_copy", "cow_page_moves", "chain_steps")}
+                                               "fault_cow_copy", "cow_page_moves", "chain_steps",
+                                               "fork_ptes_copied", "faults")}
     return {"children": children, "lifetime": lifetime, "parent_writes": parent_writes,
             "max_parent_chain": max_chain, "final_parent_chain": m.chain_length(p, 0),
             "live_objects": len(m.objects()), "deepest_walk": max(m.chain_depth_histogram()),
