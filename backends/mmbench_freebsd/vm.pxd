@@ -72,6 +72,7 @@ ctypedef struct vm_object_t:
     uint64_t serial                    # stable name for diagrams: 1, 2, 3 …
     int32_t check_refs                 # scratch for c_check: references found
     int32_t check_shadows              # scratch for c_check: shadows found
+    void* check_map                    # scratch for c_check: the map of its entries (or -1: several)
 
 ctypedef struct vm_map_entry_t:
     itnode_t node                      # first: the map's search tree (keys [start, end-1])
