@@ -136,7 +136,7 @@ def test_fork_server_values(m):
 
 # ------------------------------------------------------------ fork chains
 def test_fork_chain_depth_16():
-    m = mmbench.open("freebsd", ram_pages=1 << 14, pmap_copy=False)   # reads must fault
+    m = mmbench.open("freebsd", ram_pages=1 << 14, pmap_copy=False, prefault=False)
     pids = [m.spawn()]
     m.mmap(pids[0], 0, 32)
     m.write(pids[0], 0, 1)
@@ -326,9 +326,29 @@ def test_out_of_memory_leaves_machine_unchanged():
     all_exit(m)
 
 
-def test_pmap_copy_option_is_validated():
-    with pytest.raises(errors.InvalidArgument):
-        mmbench.open("freebsd", pmap_copy="yes")
+def test_options_are_validated():
+    for opt in ("pmap_copy", "prefault"):
+        with pytest.raises(errors.InvalidArgument):
+            mmbench.open("freebsd", **{opt: "yes"})
+
+
+def test_prefault_maps_resident_neighbours_read_only():
+    m = mmbench.open("freebsd", ram_pages=1 << 10, pmap_copy=False)
+    p = m.spawn()
+    m.mmap(p, 0, 16)
+    for v in range(10):                     # pages 0..9 resident, 10.. not
+        m.write(p, v, v + 1)
+    c = m.fork(p)
+    faults = m.counter("faults")
+    assert m.read(c, 7) == 8                # maps 6, 8, 5, 9, 4; stops at 10
+    assert m.counter("faults") == faults + 1
+    assert [m.read(c, v) for v in (4, 5, 6, 8, 9)] == [5, 6, 7, 9, 10]
+    assert m.counter("faults") == faults + 1
+    assert m.read(c, 3) == 4 and m.counter("faults") == faults + 2
+    m.write(c, 5, 0)                        # prefaulted read-only: a COW fault
+    assert m.counter("fault_cow_copy") == 1 and m.read(p, 5) == 6
+    m.check()
+    all_exit(m)
 
 
 def test_fork_copies_ptes_read_only_for_private_writable_for_shared(m):
@@ -424,10 +444,10 @@ def outcome(machine, name, args):
         return type(e).__name__, None
 
 
-@pytest.mark.parametrize("pmap_copy", [True, False])
-@pytest.mark.parametrize("seed", range(8))
-def test_agrees_with_reference(seed, pmap_copy):
-    fb, ref = mmbench.open("freebsd", ram_pages=1 << 14, pmap_copy=pmap_copy), ReferenceMachine()
+@pytest.mark.parametrize("options", [{}, {"pmap_copy": False}, {"prefault": False}])
+@pytest.mark.parametrize("seed", range(6))
+def test_agrees_with_reference(seed, options):
+    fb, ref = mmbench.open("freebsd", ram_pages=1 << 14, **options), ReferenceMachine()
     rnd = random.Random(seed + 1000)
     assert fb.spawn() == ref.spawn()
     for name, args in random_ops(seed, 400):

@@ -62,7 +62,9 @@ cdef class FreeBSDMachine(Machine):
     #: pmap_copy: fork copies the parent's PTEs into the child as the amd64 pmap
     #: does (read-only for private ranges); False: the child starts with no
     #: mappings and refaults (pmap_copy is advisory; several pmaps leave it empty).
-    option_defaults = {"pmap_copy": True}
+    #: prefault: a fault also maps up to 4 resident pages on each side read-only
+    #: (vm_fault_prefault); False: every page is faulted on its own.
+    option_defaults = {"pmap_copy": True, "prefault": True}
     supports_devices = False
     counter_names = (
         "faults", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse", "fault_minor",
@@ -85,9 +87,11 @@ cdef class FreeBSDMachine(Machine):
         self.vm.objects = NULL
         self.vm.nobjects = 0
         self.vm.next_serial = 0
-        if not isinstance(self.options["pmap_copy"], bool):
-            raise _errors.InvalidArgument("the pmap_copy option must be True or False")
+        for opt in ("pmap_copy", "prefault"):
+            if not isinstance(self.options[opt], bool):
+                raise _errors.InvalidArgument(f"the {opt} option must be True or False")
         self.vm.pmap_copy = self.options["pmap_copy"]
+        self.vm.prefault = self.options["prefault"]
         for i in range(CHAIN_HIST):
             self.vm.depth_hist[i] = 0
 

@@ -125,6 +125,7 @@ ctypedef struct vm_ctx_t:
     uint64_t next_serial
     uint64_t depth_hist[64]            # faults by chain depth walked
     bint pmap_copy                     # fork copies the parent's PTEs (amd64), or not
+    bint prefault                      # faults also map resident neighbours (vm_fault_prefault)
 
 cdef inline void kc_alloc(vm_ctx_t* vm, int c) noexcept nogil:
     vm.kc[c].active += 1
