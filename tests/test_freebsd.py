@@ -339,14 +339,19 @@ def test_prefault_maps_resident_neighbours_read_only():
     for v in range(10):                     # pages 0..9 resident, 10.. not
         m.write(p, v, v + 1)
     c = m.fork(p)
+    m.write(c, 0, 100)                      # shadow; prefaults 1..4 from below
     faults = m.counter("faults")
-    assert m.read(c, 7) == 8                # maps 6, 8, 5, 9, 4; stops at 10
+    assert [m.read(c, v) for v in (1, 2, 3, 4)] == [2, 3, 4, 5]
+    assert m.counter("faults") == faults
+    assert m.read(c, 7) == 8                # found below: maps 6, 8, 5, 9; stops at 10
     assert m.counter("faults") == faults + 1
-    assert [m.read(c, v) for v in (4, 5, 6, 8, 9)] == [5, 6, 7, 9, 10]
+    assert [m.read(c, v) for v in (5, 6, 8, 9)] == [6, 7, 9, 10]
     assert m.counter("faults") == faults + 1
-    assert m.read(c, 3) == 4 and m.counter("faults") == faults + 2
     m.write(c, 5, 0)                        # prefaulted read-only: a COW fault
-    assert m.counter("fault_cow_copy") == 1 and m.read(p, 5) == 6
+    assert m.counter("fault_cow_copy") == 2 and m.read(p, 5) == 6
+    faults = m.counter("faults")
+    assert m.read(p, 12) == 0               # zero-fill in p; neighbours 11, 13 absent
+    assert m.read(p, 11) == 0 and m.counter("faults") == faults + 2
     m.check()
     all_exit(m)
 

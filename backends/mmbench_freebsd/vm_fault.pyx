@@ -26,6 +26,8 @@
 #   fault_prefault  vm_fault_prefault: map up to 4 resident pages on each side
 #                   read-only (order -1, +1, -2, +2 …; stop at the first page
 #                   the chain does not hold), so neighbours need no fault.
+#                   Not after FA_MAP: the kernel's soft fast path (page
+#                   resident in the first object) does not prefault.
 #
 # Write protection of the mapping: a page is mapped writable only for an
 # entry that is writable and no longer NEEDS_COPY, and only when the page
@@ -42,7 +44,7 @@ from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t
                                  OBJ_ANON, VM_INHERIT_SHARE, CHAIN_HIST, entry_pindex)
 from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_shadow, vm_page_lookup,
                                         vm_page_rename, vm_page_iter_lookup,
-                                        vm_page_iter_insert)
+                                        vm_page_iter_insert, vm_page_iter_peek)
 from mmbench_freebsd.pctrie cimport pctrie_iter_t
 from mmbench_freebsd.pmap cimport pmap_enter
 
@@ -194,13 +196,30 @@ cdef int vm_fault(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* entry, int64_t vp
     if st != MM_OK:
         return st
     st = fault_resolve(vm, &fs, pfn_out)
-    if st == MM_OK and vm.prefault:
-        fault_prefault(vm, &fs)
+    if st == MM_OK and vm.prefault and fs.action != FA_MAP:
+        fault_prefault(vm, &fs)         # (the soft fast path of FA_MAP does not)
     return st
 
 
 cdef int PREFAULT_ORDER[8]
 PREFAULT_ORDER[:] = [-1, 1, -2, 2, -3, 3, -4, 4]
+
+cdef pfn_t prefault_lookup(vm_ctx_t* vm, faultstate_t* fs, int64_t addr, int* depth) noexcept nogil:
+    """vm_map_resolve for a neighbour: the first object's lookup starts where
+    the fault's own lookup ended (nothing was removed from it since)."""
+    cdef vm_object_t* obj = fs.entry.object
+    cdef int64_t pindex = entry_pindex(fs.entry, addr)
+    cdef pfn_t m = vm_page_iter_peek(vm, obj, pindex, &fs.it)
+    depth[0] = 1
+    while m == NO_PFN and obj.backing_object != NULL:
+        pindex += obj.backing_object_offset
+        obj = obj.backing_object
+        m = vm_page_lookup(vm, obj, pindex)
+        depth[0] += 1
+    if m != NO_PFN:
+        depth[0] -= 1
+    return m
+
 
 cdef void fault_prefault(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
     """Map resident neighbours of the faulting page read-only (no fault counted)."""
@@ -217,9 +236,9 @@ cdef void fault_prefault(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
             pt_leaf(&fs.map.pmap.pt, <uint64_t>addr, False, NULL)
         if t == NULL or t.e[addr & 511] != 0:       # pmap_is_prefaultable
             continue
-        m = vm_map_resolve(vm, e, addr, &depth)
+        m = prefault_lookup(vm, fs, addr, &depth)
         if m == NO_PFN:                              # walked to the end of the chain
-            vm.ctr[C_CHAIN_STEPS] += depth - 1 if depth > 0 else 0
+            vm.ctr[C_CHAIN_STEPS] += depth - 1
             break
         vm.ctr[C_CHAIN_STEPS] += depth
         pmap_enter(vm, &fs.map.pmap, addr, m, False, t)
