@@ -27,8 +27,9 @@ def _page_ops(op, pid, vpns, value=1):
     return t
 
 
-def first_touch_write_ns(npages=1 << 18, reps=7):
-    """Median ns per first-touch write fault (one process, one mapping)."""
+def first_touch_write_ns(npages=1 << 18, reps=7, **options):
+    """ns per first-touch write fault (one process, one mapping); `options`
+    are design options (e.g. prefault=False)."""
     setup = TraceBuilder()
     p = setup.spawn()
     setup.mmap(p, 0, npages)
@@ -37,7 +38,7 @@ def first_touch_write_ns(npages=1 << 18, reps=7):
     nops = _page_ops(Op.NOP, p, np.arange(npages))
     runs, cpu = [], []
     for _ in range(reps):
-        m = mmbench.open("freebsd", ram_pages=npages + 16)
+        m = mmbench.open("freebsd", ram_pages=npages + 16, **options)
         m.replay(setup, timing=False, frame=False)
         c0 = time.thread_time_ns()
         m.replay(nops, timing=False, frame=False)
@@ -60,14 +61,16 @@ def read_fault_ns_by_depth(max_depth=16, npages=16384, reps=5):
     which every generation writes one page of its own (so every level gets a
     shadow); the deepest process then reads the original pages.  Depth 0: the
     pages are in the reader's own first object (a minor fault, no chain walk).
-    Runs with pmap_copy=False: with it, every child inherits its parent's
-    PTEs and these reads would not fault at all.
+    Runs with pmap_copy=False (with it, every child inherits its parent's
+    PTEs and these reads would not fault at all) and prefault=False (with it,
+    one fault in nine maps the other eight).
     """
     out = []
     for depth in range(max_depth + 1):
         runs = []
         for _ in range(reps):
-            m = mmbench.open("freebsd", ram_pages=npages + max_depth + 64, pmap_copy=False)
+            m = mmbench.open("freebsd", ram_pages=npages + max_depth + 64, pmap_copy=False,
+                             prefault=False)
             pid = m.spawn()
             m.mmap(pid, 0, npages + max_depth + 1)
             m.replay(_page_ops(Op.WRITE, pid, np.arange(npages), 7), timing=False, frame=False)
@@ -134,10 +137,11 @@ def fork_server(children=1000, pages=256, writes=16, parent_writes=True, lifetim
 
 
 def main():
-    ft = first_touch_write_ns()
-    print(f"first-touch write fault, {ft['npages']} pages (measured): wall median "
-          f"{ft['median_ns']:.1f} ns, min {ft['min_ns']:.1f} ns; thread cpu median "
-          f"{ft['cpu_median_ns']:.1f} ns, min {ft['cpu_min_ns']:.1f} ns")
+    for opts in ({}, {"prefault": False}):
+        ft = first_touch_write_ns(**opts)
+        print(f"first-touch write fault {opts or '(defaults)'}, {ft['npages']} pages (measured): "
+              f"wall median {ft['median_ns']:.1f} ns, min {ft['min_ns']:.1f} ns; thread cpu "
+              f"median {ft['cpu_median_ns']:.1f} ns, min {ft['cpu_min_ns']:.1f} ns")
     print("read fault vs chain depth (measured ns: min / median of 5; steps exact):")
     rows = read_fault_ns_by_depth()
     for row in rows:
