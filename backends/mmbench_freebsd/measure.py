@@ -98,7 +98,7 @@ def ns_per_step(rows, key="min_ns"):
 
 
 def fork_server(children=1000, pages=256, writes=16, parent_writes=True, lifetime=1,
-                pmap_copy=True):
+                **options):
     """A parent forks children that write `writes` pages and exit.
 
     `lifetime`: a child exits once `lifetime` newer children exist (1: each
@@ -106,7 +106,7 @@ def fork_server(children=1000, pages=256, writes=16, parent_writes=True, lifetim
     the parent at the end and its maximum along the way, objects, collapses …)
     and the measured ns per child.
     """
-    m = mmbench.open("freebsd", ram_pages=1 << 16, pmap_copy=pmap_copy)
+    m = mmbench.open("freebsd", ram_pages=1 << 16, **options)
     p = m.spawn()
     m.mmap(p, 0, pages)
     m.replay(_page_ops(Op.WRITE, p, np.arange(pages)), timing=False, frame=False)
