@@ -1,0 +1,74 @@
+# mmbench_gmem.core — the typed interface of the `gmem` design.
+#
+# gmem = Linux VMAs and CPU page tables (mmbench_linux) + one vm_object per
+# process whose logical page table maps every touched vpn of peer-shared
+# memory to a gm_mapping saying where the page is: nowhere yet (NOMAP), in a
+# host frame mapped by the CPU page table (CPU), or in one device's memory
+# (DEVICE), never both.  The device side (device memory, device page tables,
+# FIFO eviction) is reused from mmbench_linux.hmm.  See core.pyx.
+
+from libc.stdint cimport int64_t, uint64_t, uint32_t
+from mmbench.blocks.frames cimport pfn_t
+from mmbench.blocks.xarray cimport xarray_t
+from mmbench.blocks.pagetable cimport pt_node_t
+from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t
+from mmbench_linux.hmm cimport LinuxHMMMachine
+
+# gm_mapping flags (include/linux/gmem.h of the RFC)
+cdef enum:
+    GM_PAGE_CPU = 0x10
+    GM_PAGE_DEVICE = 0x20
+    GM_PAGE_NOMAP = 0x40
+    GM_PAGE_WILLNEED = 0x80
+    GM_PAGE_TYPE_MASK = 0x70
+
+# struct gm_mapping (48 B in the kernel: flag, page/dev/pfn union, struct mutex).
+# The model keeps the device and the device frame side by side; the mutex is
+# accounted in the 48 B and never contended (the model is single-threaded).
+ctypedef struct gm_mapping_t:
+    uint32_t flag
+    int dev                        # GM_PAGE_DEVICE: the device holding the page
+    pfn_t pfn                      # GM_PAGE_DEVICE: the device frame
+
+# struct vm_object (24 B) + its kmalloc'd xarray (16 B): one per mm.
+ctypedef struct vm_object_t:
+    xarray_t logical_page_table    # vpn -> gm_mapping_t*
+    int64_t nr_pages               # gm_mappings in the table
+    int64_t xa_acct                # xa_nodes accounted
+    mm_t* mm                       # owner (the kernel's mm->vm_obj back-pointer)
+
+
+cdef class GmemMachine(LinuxHMMMachine):
+    cdef vm_object_t** objs        # by pid; NULL until the first gm_mapping
+    cdef int64_t objs_cap
+    cdef int64_t granularity       # pages moved per device fault (512 = 2 MiB)
+    cdef int kc_vm_object, kc_lpt_xarray, kc_gm_mapping, kc_lpt_xa
+
+    # --- vm_object and the logical page table
+    cdef vm_object_t* obj_of(self, mm_t* mm) noexcept nogil
+    cdef vm_object_t* obj_get(self, mm_t* mm) noexcept nogil
+    cdef void obj_free(self, int64_t pid) noexcept nogil
+    cdef void lpt_sync(self, vm_object_t* obj) noexcept nogil
+    cdef gm_mapping_t* gm_lookup(self, mm_t* mm, uint64_t vpn) noexcept nogil
+    cdef gm_mapping_t* gm_get(self, mm_t* mm, uint64_t vpn) noexcept nogil
+    cdef void free_gm_mappings(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
+    cdef void unmap_gm_mappings_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
+    cdef int gm_cpu_populate(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
+
+    # --- the device side (gm_mmu ops)
+    cdef void peer_unmap(self, mm_t* mm, int dev, uint64_t vpn) noexcept nogil
+    cdef void gm_page_release(self, mm_t* mm, uint64_t vpn, gm_mapping_t* gm) noexcept nogil
+
+    # --- migration
+    cdef int gm_dev_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end,
+                          uint64_t fault_vpn) noexcept nogil
+    cdef int gm_move_in(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, gm_mapping_t* gm,
+                        int64_t* copies) noexcept nogil
+    cdef int gm_dev_fault_page(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, int64_t* copies) noexcept nogil
+    cdef pfn_t gm_host_fault_locked(self, mm_t* mm, vma_t* vma, uint64_t vpn, gm_mapping_t* gm) noexcept nogil
+    cdef int gm_range_to_host(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
+    cdef int gm_migrate_range(self, mm_t* mm, uint64_t start, uint64_t end, int dev) noexcept nogil
+    cdef int64_t gm_count_device(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
+
+    # --- invariants
+    cdef int check_gmem(self, int64_t pid, int64_t* ndev) noexcept nogil

@@ -1,0 +1,36 @@
+# mmbench_linux.core — the `linux` design's public class (see mm.pxd for the layers).
+#
+# A design built on Linux subclasses LinuxMachine:
+#     from mmbench_linux.core cimport LinuxMachine
+#     from mmbench_linux.mm cimport vm_fault_t, vma_t, mm_t, anon_vma_t, VM_FAULT_DONE, ...
+
+from libc.stdint cimport int64_t, uint64_t, int32_t
+from mmbench_linux.mm cimport mm_t, vma_t, anon_vma_t
+from mmbench_linux.fault cimport LinuxFault
+
+
+cdef class LinuxMachine(LinuxFault):
+    # --- fork
+    cdef int dup_mmap(self, mm_t* mm, mm_t* oldmm) noexcept nogil
+    cdef int copy_page_range(self, mm_t* dst_mm, vma_t* dst, mm_t* src_mm, vma_t* src) noexcept nogil
+
+    # --- unmap / exit
+    cdef int64_t zap_pte_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
+    cdef void free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil
+    cdef int do_munmap(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
+    cdef int change_protection(self, mm_t* mm, vma_t* vma) noexcept nogil
+    cdef int mmap_private(self, mm_t* mm, int64_t i, uint64_t start, uint64_t end, uint64_t vm_flags) noexcept nogil
+    cdef int mmap_shared(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t vm_flags) noexcept nogil
+    cdef int move_vma(self, mm_t* mm, int64_t i, uint64_t new_start) noexcept nogil
+    cdef int copy_vma(self, mm_t* mm, vma_t* vma, vma_t* proto, vma_t** out) noexcept nogil
+    cdef void move_page_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t new_start) noexcept nogil
+    cdef void exit_mmap(self, mm_t* mm) noexcept nogil
+
+
+    # --- invariants
+    cdef int check_mm(self, mm_t* mm, int32_t* maps) noexcept nogil
+    cdef int check_vma(self, mm_t* mm, vma_t* vma) noexcept nogil
+    cdef int check_pte(self, vma_t* v, uint64_t vpn, uint64_t pte, int32_t* maps) noexcept nogil
+    cdef int check_frames(self, int32_t* maps, int64_t nfr) noexcept nogil
+    cdef int check_objects(self) noexcept nogil
+    cdef int check_anon_vma(self, anon_vma_t* av, int pass_, int64_t* nav) noexcept nogil

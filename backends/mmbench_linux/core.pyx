@@ -1,0 +1,1015 @@
+# mmbench_linux.core — Linux anonymous memory: anon_vma + anon_vma_chain + 4-level page tables.
+#
+# The design in its own words
+# ---------------------------
+# Linux keeps no per-process "object" for anonymous memory.  A page is found
+# through the CPU page table (forward map) and, for reclaim or migration,
+# through its anon_vma (reverse map): folio->mapping points at an anon_vma and
+# folio->index is the page's linear index (vm_pgoff-based), so every VMA that
+# may map the page is found by an interval query on that anon_vma's tree of
+# anon_vma_chains.  fork gives the child VMA one AVC per ancestor anon_vma
+# (so a chain of d nested forks costs O(d^2) AVCs) and, unless it can reuse an
+# idle ancestor, a new anon_vma of its own; pages are shared read-only and
+# copied on the first write by whichever side is not their exclusive owner.
+#
+#      mm_struct ── maple tree ──> vm_area_struct ──anon_vma_chain list──> AVC ── AVC ── AVC
+#         │                              │ anon_vma                         │      │      │
+#         pgd─pud─pmd─pte ──> struct page│                                  v      v      v
+#                              mapping ──┴──────────────────────────────> anon_vma (own, parent, root)
+#                              index = linear_page_index                     rb_root: interval tree of AVCs
+#
+# Fault cases (handle_pte_fault dispatches on the PTE and the access):
+#
+#      PTE none,    private, read   -> do_anonymous_page: map the shared zero page (no frame, no anon_vma)
+#      PTE none,    private, write  -> do_anonymous_page: anon_vma_prepare, new zeroed frame, exclusive
+#      PTE RO,      private, write  -> do_wp_page: zero page        -> wp_page_copy (zero-fill)
+#                                                  exclusive / ref 1 -> wp_page_reuse (make writable)
+#                                                  shared           -> wp_page_copy (copy, flush TLB)
+#      PTE none,    shared (shmem)  -> do_fault: page-cache hit (minor) or new zeroed page-cache frame;
+#                                      read faults map cached neighbours too (do_fault_around, 64 KiB)
+#      PTE RO,      shared, write   -> wp_page_shared (no COW)
+#      non-present entry            -> do_swap_page (none exist here: the hook for HMM entries)
+#
+# Structure of the package (three layers, one module each; a Cython class
+# cannot span files):
+#   mm.pxd      the types: mm_t, vma_t, anon_vma_t, avc_t, shmem_t, vm_fault_t
+#   mm.pyx      LinuxMM: slab accounting, the VMA set (sorted array accounted as
+#               maple nodes), split and merge, anon_vma / AVC (prepare, clone, fork, unlink)
+#   fault.pyx   LinuxFault(LinuxMM): one context struct, one driver, small phases;
+#               the rmap walks
+#   core.pyx    LinuxMachine(LinuxFault), this file: 1. fork (dup_mmap,
+#               copy_page_range)  2. unmap, mprotect, mremap, exit  3. the contract
+#               (c_*) and Python extras  4. invariants (c_check)
+#
+# Simplified relative to the kernel, and why
+# * Order-0 folios only (no mTHP/THP): the costs compared are per 4 KiB page.
+# * VMAs live in a sorted array; the maple tree is accounted, not built:
+#   mt_nodes() estimates its maple_node count from the number of ranges
+#   (VMAs + gaps) with the B-tree average fill ln 2 ~ 69 %: leaves hold ~11 of 16
+#   slots, internal (arange_64) nodes ~7 of 10.  A tree with <= 16 ranges is one node.
+# * mprotect splits first and merges afterwards; the kernel merges a partial
+#   range into a neighbour directly (vma_merge_existing_range).  Final VMAs,
+#   anon_vmas and AVCs are the same; only transient split/merge counts differ.
+# * mremap may move a range made of several VMAs (as the kernel allows since
+#   2025 for MREMAP_FIXED moves, Stoakes' multi-VMA move); each piece is
+#   moved with copy_vma + move_page_tables.
+#   The moved VMA keeps its vm_pgoff (unless it never had an anon_vma: then
+#   pgoff = new address, as copy_vma does), so folio->index and folio->mapping
+#   stay valid and no page is copied; what is copied is metadata: a new
+#   vm_area_struct and a clone of its AVC chain.  Because pgoff is kept, a moved
+#   VMA can rarely merge with its new neighbours (the mremap problem).
+# * MADV_DONTNEED keeps emptied PTE tables (CONFIG_PT_RECLAIM is not modelled).
+# * No swap, no KSM, no pinned pages; fork never copies eagerly.
+# * anon_vma_fork preallocates its anon_vma + AVC like the kernel; the model
+#   only accounts them (slab, counters) when they are kept.
+
+from libc.stdlib cimport calloc, malloc, free
+from libc.string cimport memset, memmove
+from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
+
+from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_ENOTSUP,
+                           MAPF_SHARED, MAPF_WRITE, VPN_BITS, C_PTE_WRITES, C_PTE_ZAPS,
+                           C_TLB_FLUSHES, C_VMA_MERGES, C_OBJECTS_ALLOC, C_FORK_PTES_COPIED,
+                           C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED)
+from mmbench.blocks.frames cimport (frame_t, pfn_t, ZERO_PFN, FR_ANON_EXCLUSIVE, FR_PAGECACHE,
+                                    frame_value)
+from mmbench.blocks.pagetable cimport (pt_node_t, PT_ENTRIES, LVL_PTE, PTE_PRESENT, PTE_WRITE,
+                                       PTE_SPECIAL, pte_pfn, pt_init, pt_destroy, pt_leaf, pt_get,
+                                       pt_set, pt_next, pt_free_range, pt_vmpte_bytes)
+from mmbench.blocks.itree cimport itree_verify
+from mmbench.blocks.pagecache cimport mapping_init, mapping_lookup
+
+from mmbench_linux.mm cimport *
+
+from mmbench import errors as _errors
+
+cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
+
+LINUX_COUNTERS = (    "faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
+    "fault_minor", "fault_wp_shared", "pages_zeroed", "pages_copied", "pte_writes", "pte_zaps",
+    "tlb_flushes", "pt_pages_alloc", "pt_pages_free", "rmap_visits", "i_mmap_visits",
+    "vma_merges", "vma_splits", "objects_alloc", "objects_free", "anon_vma_alloc", "avc_alloc",
+    "anon_vma_reuse", "xa_node_alloc", "xa_node_free", "fork_ptes_copied", "fork_ptes_wrprotect",
+    "mremap_pages_moved",
+)
+
+
+
+cdef class LinuxMachine(LinuxFault):
+    """Linux anonymous memory: anon_vma + anon_vma_chain rmap, 4-level page tables,
+    zero page, COW reuse/copy, VMA merge/split, shmem-backed shared mappings."""
+
+    name = "linux"
+    description = "Linux: anon_vma + anon_vma_chain reverse map, 4-level page tables, zero page, COW"
+    option_defaults = {"fault_around_pages": FAULT_AROUND_PAGES}
+    supports_devices = False
+    counter_names = LINUX_COUNTERS
+
+    def __dealloc__(self):
+        cdef int64_t pid
+        cdef mm_t* mm
+        if self.procs == NULL:
+            return
+        for pid in range(1, self.next_pid):
+            mm = <mm_t*>self.procs[pid]
+            if mm != NULL:
+                self.exit_mmap(mm)
+                self.procs[pid] = NULL
+
+    # ================================================================ 1. fork
+    cdef int dup_mmap(self, mm_t* mm, mm_t* oldmm) noexcept nogil:
+        """Copy every VMA; anon_vma_fork; copy PTEs only where the VMA has an anon_vma."""
+        cdef int64_t i
+        cdef vma_t* pvma
+        cdef vma_t* tmp
+        cdef int st
+        mm.vmas = <vma_t**>malloc((oldmm.nr_vmas if oldmm.nr_vmas else 1) * sizeof(vma_t*))
+        if mm.vmas == NULL:
+            return MM_ENOMEM
+        mm.cap_vmas = oldmm.nr_vmas if oldmm.nr_vmas else 1
+        for i in range(oldmm.nr_vmas):
+            pvma = oldmm.vmas[i]
+            tmp = self.vm_area_dup(pvma)
+            if tmp == NULL:
+                return MM_ENOMEM
+            tmp.vm_mm = mm
+            st = self.anon_vma_fork(tmp, pvma)
+            if st != MM_OK:
+                self.kmem_free(self.kc_vma)
+                free(tmp)
+                return st
+            self.vma_file_link(tmp)
+            mm.vmas[mm.nr_vmas] = tmp
+            mm.nr_vmas += 1
+            if pvma.anon_vma != NULL:            # vma_needs_copy
+                st = self.copy_page_range(mm, tmp, oldmm, pvma)
+                if st != MM_OK:
+                    return st
+        self.mt_sync(mm)
+        self.ctr[C_TLB_FLUSHES] += 1             # flush_tlb_mm(oldmm)
+        return MM_OK
+
+    cdef int copy_page_range(self, mm_t* dst_mm, vma_t* dst, mm_t* src_mm, vma_t* src) noexcept nogil:
+        """Share every present PTE with the child, write-protecting both sides (COW);
+        the frames lose PageAnonExclusive and gain a mapping and a reference."""
+        cdef uint64_t vpn = src.vm_start, end = src.vm_end, tend, v, pte
+        cdef pt_node_t* t
+        cdef pt_node_t* dt
+        cdef frame_t* f
+        cdef frame_t* fr = self.frames.f
+        cdef int64_t n = 0, copied = 0, wp = 0
+        while True:
+            t = pt_next(&src_mm.pgd, vpn, end, &vpn)
+            if t == NULL:
+                break
+            tend = (vpn | 511) + 1
+            if tend > end:
+                tend = end
+            dt = pt_leaf(&dst_mm.pgd, vpn, True, &n)
+            if dt == NULL:
+                self.pt_sync(dst_mm)
+                return MM_ENOMEM
+            for v in range(vpn & 511, ((tend - 1) & 511) + 1):
+                pte = t.e[v]
+                if pte == 0:
+                    continue
+                if not (pte & PTE_SPECIAL):
+                    f = &fr[pte_pfn(pte)]
+                    f.mapcount += 1
+                    f.refcount += 1
+                    f.flags &= ~(<uint32_t>FR_ANON_EXCLUSIVE)
+                    dst_mm.rss_anon += 1
+                    if pte & PTE_WRITE:
+                        pte &= ~(<uint64_t>PTE_WRITE)
+                        t.e[v] = pte
+                        wp += 1
+                dt.e[v] = pte
+                dt.used += 1
+                copied += 1
+            vpn = tend
+        self.pt_sync(dst_mm)
+        self.ctr[C_FORK_PTES_COPIED] += copied
+        self.ctr[C_FORK_PTES_WRPROTECT] += wp
+        self.ctr[C_PTE_WRITES] += copied + wp
+        return MM_OK
+
+    # ================================================================ 2. unmap, mprotect, mremap, exit
+    cdef int64_t zap_pte_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """Clear every PTE in [start, end); frames lose a mapping and a reference."""
+        cdef uint64_t vpn = start, pte
+        cdef pt_node_t* t
+        cdef frame_t* f
+        cdef int64_t n = 0
+        while True:
+            t = pt_next(&mm.pgd, vpn, end, &vpn)
+            if t == NULL:
+                break
+            pte = t.e[vpn & 511]
+            pt_set(t, vpn, 0)
+            n += 1
+            if not (pte & PTE_SPECIAL):
+                f = &self.frames.f[pte_pfn(pte)]
+                f.mapcount -= 1
+                if f.flags & FR_PAGECACHE:
+                    mm.rss_shmem -= 1
+                else:
+                    mm.rss_anon -= 1
+                self.page_put(pte_pfn(pte))
+            vpn += 1
+        self.ctr[C_PTE_ZAPS] += n
+        self.ctr[C_PTE_WRITES] += n
+        return n
+
+    cdef void free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil:
+        mm.leaf_key = ~(<uint64_t>0)
+        pt_free_range(&mm.pgd, floor, ceiling)
+        self.pt_sync(mm)
+
+    cdef int do_munmap(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """Split at the edges, zap, free the page tables of the hole, remove the VMAs."""
+        cdef int64_t i = self.vma_index(mm, start), j, k
+        cdef int64_t zapped = 0
+        cdef uint64_t floor, ceiling
+        if i >= mm.nr_vmas or mm.vmas[i].vm_start >= end:
+            return MM_OK
+        if mm.vmas[i].vm_start < start:
+            if self.split_vma(mm, i, start) != MM_OK:
+                return MM_ENOMEM
+            i += 1
+        j = self.vma_index(mm, end - 1)
+        if j < mm.nr_vmas and mm.vmas[j].vm_start < end and mm.vmas[j].vm_end > end:
+            if self.split_vma(mm, j, end) != MM_OK:
+                return MM_ENOMEM
+        j = i
+        while j < mm.nr_vmas and mm.vmas[j].vm_start < end:
+            zapped += self.zap_pte_range(mm, mm.vmas[j].vm_start, mm.vmas[j].vm_end)
+            j += 1
+        if zapped:
+            self.ctr[C_TLB_FLUSHES] += 1
+        floor = mm.vmas[i - 1].vm_end if i > 0 else 0
+        ceiling = mm.vmas[j].vm_start if j < mm.nr_vmas else VPN_END
+        self.free_pgtables(mm, floor, ceiling)
+        for k in range(i, j):
+            self.remove_vma(mm.vmas[k])
+        memmove(&mm.vmas[i], &mm.vmas[j], (mm.nr_vmas - j) * sizeof(vma_t*))
+        mm.nr_vmas -= j - i
+        mm.mmap_cache = 0
+        self.mt_sync(mm)
+        return MM_OK
+
+    cdef int change_protection(self, mm_t* mm, vma_t* vma) noexcept nogil:
+        """Apply the VMA's protection to its PTEs: clear write, or restore it where no
+        fault is needed (shared pages; private pages that are AnonExclusive)."""
+        cdef uint64_t vpn = vma.vm_start, pte, npte
+        cdef pt_node_t* t
+        cdef bint writable = (vma.vm_flags & VM_WRITE) != 0
+        cdef bint shared = (vma.vm_flags & VM_SHARED) != 0
+        cdef int64_t n = 0
+        while True:
+            t = pt_next(&mm.pgd, vpn, vma.vm_end, &vpn)
+            if t == NULL:
+                break
+            pte = t.e[vpn & 511]
+            npte = pte & ~(<uint64_t>PTE_WRITE)
+            if writable and not (pte & PTE_SPECIAL) and (
+                    shared or (self.frames.f[pte_pfn(pte)].flags & FR_ANON_EXCLUSIVE)):
+                npte = pte | PTE_WRITE
+            if npte != pte:
+                t.e[vpn & 511] = npte
+                n += 1
+            vpn += 1
+        self.ctr[C_PTE_WRITES] += n
+        if n:
+            self.ctr[C_TLB_FLUSHES] += 1
+        return <int>n
+
+    cdef int move_vma(self, mm_t* mm, int64_t i, uint64_t new_start) noexcept nogil:
+        """copy_vma (merge at the destination or a new VMA with a cloned AVC chain),
+        move_page_tables, then unmap the old range."""
+        cdef vma_t* vma = mm.vmas[i]
+        cdef vma_t proto
+        cdef vma_t* new
+        cdef uint64_t old_start = vma.vm_start, old_end = vma.vm_end
+        cdef uint64_t n = old_end - old_start, new_end = new_start + n
+        cdef int st
+        memset(&proto, 0, sizeof(vma_t))
+        proto.vm_start = new_start
+        proto.vm_end = new_end
+        proto.vm_flags = vma.vm_flags
+        proto.vm_file = vma.vm_file
+        proto.anon_vma = vma.anon_vma
+        proto.nr_avc = vma.nr_avc
+        proto.vm_pgoff = vma.vm_pgoff
+        if vma.vm_file == NULL and vma.anon_vma == NULL:
+            proto.vm_pgoff = new_start           # never faulted: pgoff follows the address
+        st = self.copy_vma(mm, vma, &proto, &new)
+        if st != MM_OK:
+            return st
+        self.move_page_tables(mm, old_start, old_end, new_start)
+        return self.do_munmap(mm, old_start, old_end)
+
+    cdef int copy_vma(self, mm_t* mm, vma_t* vma, vma_t* proto, vma_t** out) noexcept nogil:
+        cdef int64_t k = self.vma_index(mm, proto.vm_start)
+        cdef vma_t* prev = mm.vmas[k - 1] if k > 0 and mm.vmas[k - 1] != vma else NULL
+        cdef vma_t* nxt = mm.vmas[k] if k < mm.nr_vmas and mm.vmas[k] != vma else NULL
+        cdef vma_t* new
+        cdef int st
+        if prev != NULL and self.can_merge(prev, proto):
+            if prev.anon_vma == NULL and vma.anon_vma != NULL:
+                prev.anon_vma = vma.anon_vma
+                if self.anon_vma_clone(prev, vma, False) != MM_OK:
+                    prev.anon_vma = NULL
+                    return MM_ENOMEM
+            self.vma_set_range(prev, prev.vm_start, proto.vm_end, prev.vm_pgoff)
+            self.ctr[C_VMA_MERGES] += 1
+            if nxt != NULL and self.can_merge(prev, nxt):
+                self.vma_absorb(mm, k - 1)
+            out[0] = prev
+            return MM_OK
+        if nxt != NULL and self.can_merge(proto, nxt):
+            if nxt.anon_vma == NULL and vma.anon_vma != NULL:
+                nxt.anon_vma = vma.anon_vma
+                if self.anon_vma_clone(nxt, vma, False) != MM_OK:
+                    nxt.anon_vma = NULL
+                    return MM_ENOMEM
+            self.vma_set_range(nxt, proto.vm_start, nxt.vm_end, proto.vm_pgoff)
+            self.ctr[C_VMA_MERGES] += 1
+            out[0] = nxt
+            return MM_OK
+        if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm) != MM_OK:
+            return MM_ENOMEM
+        new = self.vm_area_dup(vma)
+        if new == NULL:
+            return MM_ENOMEM
+        new.vm_start = proto.vm_start
+        new.vm_end = proto.vm_end
+        new.vm_pgoff = proto.vm_pgoff
+        st = self.anon_vma_clone(new, vma, False)
+        if st != MM_OK:
+            self.kmem_free(self.kc_vma)
+            free(new)
+            return st
+        self.vma_file_link(new)
+        self.vma_link(mm, new)
+        out[0] = new
+        return MM_OK
+
+    cdef void move_page_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t new_start) noexcept nogil:
+        """Move each PTE; folio->index and ->mapping stay valid because vm_pgoff moved along."""
+        cdef uint64_t vpn = start, pte
+        cdef pt_node_t* t
+        cdef pt_node_t* dt
+        cdef int64_t moved = 0, nalloc = 0
+        while True:
+            t = pt_next(&mm.pgd, vpn, end, &vpn)
+            if t == NULL:
+                break
+            pte = t.e[vpn & 511]
+            dt = pt_leaf(&mm.pgd, new_start + (vpn - start), True, &nalloc)
+            if dt == NULL:          # out of host memory for a table: the page stays behind
+                break               # and is zapped with the old range (reads 0 if private)
+            pt_set(t, vpn, 0)
+            pt_set(dt, new_start + (vpn - start), pte)
+            moved += 1
+            vpn += 1
+        self.pt_sync(mm)
+        self.ctr[C_MREMAP_PAGES_MOVED] += moved
+        self.ctr[C_PTE_WRITES] += 2 * moved
+        if moved:
+            self.ctr[C_TLB_FLUSHES] += 1
+
+    cdef void exit_mmap(self, mm_t* mm) noexcept nogil:
+        cdef int64_t i, zapped = 0
+        for i in range(mm.nr_vmas):
+            zapped += self.zap_pte_range(mm, mm.vmas[i].vm_start, mm.vmas[i].vm_end)
+        if zapped:
+            self.ctr[C_TLB_FLUSHES] += 1
+        self.free_pgtables(mm, 0, VPN_END)
+        for i in range(mm.nr_vmas):
+            self.remove_vma(mm.vmas[i])
+        mm.nr_vmas = 0
+        self.mt_sync(mm)
+        mm.leaf_key = ~(<uint64_t>0)
+        pt_destroy(&mm.pgd)
+        self.pt_sync(mm)
+        free(mm.vmas)
+        self.kmem_free(self.kc_mm)
+        free(mm)
+
+    # ================================================================ 3. the contract
+    cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
+        cdef mm_t* mm = mm_alloc()
+        cdef int64_t pid
+        if mm == NULL:
+            return MM_ENOMEM
+        self.kmem_alloc(self.kc_mm)
+        self.pt_sync(mm)
+        pid = self.pid_install(mm)
+        if pid < 0:
+            self.exit_mmap(mm)
+            return <int>pid
+        mm.pid = pid
+        pid_out[0] = pid
+        return MM_OK
+
+    cdef int c_mmap(self, int64_t pid, int64_t vpn, int64_t npages, uint64_t flags) noexcept nogil:
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef uint64_t start = <uint64_t>vpn, end = <uint64_t>(vpn + npages)
+        cdef int64_t i = self.vma_index(mm, start)
+        cdef uint64_t vm_flags = VM_READ | VM_MAYREAD | VM_MAYWRITE
+        cdef int st
+        if i < mm.nr_vmas and mm.vmas[i].vm_start < end:
+            return MM_EINVAL
+        if flags & MAPF_WRITE:
+            vm_flags |= VM_WRITE
+        if flags & MAPF_SHARED:
+            vm_flags |= VM_SHARED | VM_MAYSHARE
+            st = self.mmap_shared(mm, start, end, vm_flags)
+        else:
+            if flags & MAPF_WRITE:
+                vm_flags |= VM_ACCOUNT
+            st = self.mmap_private(mm, i, start, end, vm_flags)
+        self.mt_sync(mm)
+        return st
+
+    cdef int mmap_private(self, mm_t* mm, int64_t i, uint64_t start, uint64_t end, uint64_t vm_flags) noexcept nogil:
+        """vma_merge_new_range with pgoff = vpn, else a new VMA."""
+        cdef vma_t proto
+        cdef vma_t* v
+        cdef bint left, right
+        memset(&proto, 0, sizeof(vma_t))
+        proto.vm_start = start
+        proto.vm_end = end
+        proto.vm_pgoff = start
+        proto.vm_flags = vm_flags
+        left = i > 0 and self.can_merge(mm.vmas[i - 1], &proto)
+        right = i < mm.nr_vmas and self.can_merge(&proto, mm.vmas[i])
+        if left:
+            v = mm.vmas[i - 1]
+            self.vma_set_range(v, v.vm_start, end, v.vm_pgoff)
+            self.ctr[C_VMA_MERGES] += 1
+            if right and self.can_merge(v, mm.vmas[i]):
+                self.vma_absorb(mm, i - 1)
+            return MM_OK
+        if right:
+            v = mm.vmas[i]
+            self.vma_set_range(v, start, v.vm_end, start)
+            self.ctr[C_VMA_MERGES] += 1
+            return MM_OK
+        if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm) != MM_OK:
+            return MM_ENOMEM
+        v = self.vm_area_alloc(mm)
+        if v == NULL:
+            return MM_ENOMEM
+        v.vm_start = start
+        v.vm_end = end
+        v.vm_pgoff = start
+        v.vm_flags = vm_flags
+        self.vma_link(mm, v)
+        return MM_OK
+
+    cdef int mmap_shared(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t vm_flags) noexcept nogil:
+        """shmem_zero_setup: a new shmem file behind the mapping, pgoff 0."""
+        cdef shmem_t* f
+        cdef vma_t* v
+        if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm) != MM_OK:
+            return MM_ENOMEM
+        f = <shmem_t*>calloc(1, sizeof(shmem_t))
+        v = self.vm_area_alloc(mm)
+        if f == NULL or v == NULL:
+            free(f)
+            if v != NULL:
+                self.kmem_free(self.kc_vma)
+                free(v)
+            return MM_ENOMEM
+        mapping_init(&f.mapping)
+        self.kmem_alloc(self.kc_shmem)
+        self.ctr[C_OBJECTS_ALLOC] += 1
+        v.vm_start = start
+        v.vm_end = end
+        v.vm_pgoff = 0
+        v.vm_flags = vm_flags
+        v.vm_file = f
+        self.vma_file_link(v)
+        self.vma_link(mm, v)
+        return MM_OK
+
+    cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
+        return self.do_munmap(<mm_t*>self.proc_of(pid), <uint64_t>vpn, <uint64_t>(vpn + npages))
+
+    cdef int c_mprotect(self, int64_t pid, int64_t vpn, int64_t npages, bint writable) noexcept nogil:
+        """mprotect_fixup per VMA: split to the range, new flags, change_protection, merge."""
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef uint64_t pos = <uint64_t>vpn, end = <uint64_t>(vpn + npages), newflags, next_pos
+        cdef int64_t i
+        cdef vma_t* v
+        if not self.range_mapped(mm, pos, end):
+            return MM_EINVAL
+        while pos < end:
+            i = self.vma_index(mm, pos)
+            v = mm.vmas[i]
+            newflags = mprotect_flags(v, writable)
+            if newflags == v.vm_flags:
+                pos = v.vm_end
+                continue
+            if v.vm_start < pos:
+                if self.split_vma(mm, i, pos) != MM_OK:
+                    return MM_ENOMEM
+                i += 1
+            v = mm.vmas[i]
+            if v.vm_end > end and self.split_vma(mm, i, end) != MM_OK:
+                return MM_ENOMEM
+            v.vm_flags = newflags
+            self.change_protection(mm, v)
+            next_pos = v.vm_end
+            self.vma_try_merge_at(mm, i)
+            pos = next_pos
+        self.mt_sync(mm)
+        return MM_OK
+
+    cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef vma_t* vma = self.find_vma(mm, <uint64_t>vpn)
+        cdef pt_node_t* t
+        cdef uint64_t pte
+        cdef vm_fault_t vmf
+        cdef int st
+        if vma == NULL:
+            return MM_ESEGV
+        t = pte_lookup(mm, <uint64_t>vpn)
+        if t != NULL:
+            pte = t.e[vpn & 511]
+            if pte & PTE_PRESENT:
+                out[0] = frame_value(&self.frames, pte_pfn(pte))
+                return MM_OK
+        vmf.mm = mm
+        vmf.address = <uint64_t>vpn
+        vmf.flags = 0
+        vmf.vma = vma
+        vmf.pte_table = t
+        vmf.orig_pte = t.e[vpn & 511] if t != NULL else 0
+        st = self.handle_mm_fault(&vmf)
+        if st != VM_FAULT_DONE:
+            return st
+        out[0] = frame_value(&self.frames, vmf.pfn)
+        return MM_OK
+
+    cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef vma_t* vma = self.find_vma(mm, <uint64_t>vpn)
+        cdef pt_node_t* t
+        cdef uint64_t pte
+        cdef vm_fault_t vmf
+        cdef int st
+        if vma == NULL:
+            return MM_ESEGV
+        if not (vma.vm_flags & VM_WRITE):
+            return MM_EPROT
+        t = pte_lookup(mm, <uint64_t>vpn)
+        if t != NULL:
+            pte = t.e[vpn & 511]
+            if (pte & (PTE_PRESENT | PTE_WRITE)) == (PTE_PRESENT | PTE_WRITE):
+                self.frames.f[pte_pfn(pte)].value = value
+                return MM_OK
+        vmf.mm = mm
+        vmf.address = <uint64_t>vpn
+        vmf.flags = FAULT_FLAG_WRITE
+        vmf.vma = vma
+        vmf.pte_table = t
+        vmf.orig_pte = t.e[vpn & 511] if t != NULL else 0
+        st = self.handle_mm_fault(&vmf)
+        if st != VM_FAULT_DONE:
+            return st
+        self.frames.f[vmf.pfn].value = value
+        return MM_OK
+
+    cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
+        cdef mm_t* oldmm = <mm_t*>self.proc_of(pid)
+        cdef mm_t* mm = mm_alloc()
+        cdef int64_t child
+        cdef int st
+        if mm == NULL:
+            return MM_ENOMEM
+        self.kmem_alloc(self.kc_mm)
+        self.pt_sync(mm)
+        st = self.dup_mmap(mm, oldmm)
+        if st == MM_OK:
+            child = self.pid_install(mm)
+            st = <int>child if child < 0 else MM_OK
+        if st != MM_OK:
+            self.exit_mmap(mm)
+            return st
+        mm.pid = child
+        child_out[0] = child
+        return MM_OK
+
+    cdef int c_exit(self, int64_t pid) noexcept nogil:
+        self.exit_mmap(<mm_t*>self.proc_of(pid))
+        self.pid_release(pid)
+        return MM_OK
+
+    cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
+        """Move [old, old+n) to [new, new+n) VMA by VMA (see the essay for what is copied)."""
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef uint64_t old = <uint64_t>old_vpn, new = <uint64_t>new_vpn, n = <uint64_t>npages
+        cdef uint64_t pos, piece_end
+        cdef int64_t i
+        cdef int st
+        if new < old + n and old < new + n:
+            return MM_EINVAL
+        if not self.range_mapped(mm, old, old + n):
+            return MM_ESEGV
+        i = self.vma_index(mm, new)
+        if i < mm.nr_vmas and mm.vmas[i].vm_start < new + n:
+            return MM_EINVAL
+        i = self.vma_index(mm, old)
+        if mm.vmas[i].vm_start < old and self.split_vma(mm, i, old) != MM_OK:
+            return MM_ENOMEM
+        i = self.vma_index(mm, old + n - 1)
+        if mm.vmas[i].vm_end > old + n and self.split_vma(mm, i, old + n) != MM_OK:
+            return MM_ENOMEM
+        pos = old
+        while pos < old + n:
+            # a moved piece may have merged with a neighbour that is still in the
+            # old range: cut the next piece out of it again
+            i = self.vma_index(mm, pos)
+            if mm.vmas[i].vm_start < pos:
+                if self.split_vma(mm, i, pos) != MM_OK:
+                    return MM_ENOMEM
+                i += 1
+            if mm.vmas[i].vm_end > old + n and self.split_vma(mm, i, old + n) != MM_OK:
+                return MM_ENOMEM
+            piece_end = mm.vmas[i].vm_end
+            st = self.move_vma(mm, i, new + (pos - old))
+            if st != MM_OK:
+                return st
+            pos = piece_end
+        self.mt_sync(mm)
+        return MM_OK
+
+    cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
+        """Zap the range VMA by VMA (one TLB flush each); private pages then read 0."""
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef uint64_t pos = <uint64_t>vpn, end = <uint64_t>(vpn + npages), e
+        cdef int64_t i
+        if not self.range_mapped(mm, pos, end):
+            return MM_EINVAL
+        i = self.vma_index(mm, pos)
+        while pos < end:
+            e = mm.vmas[i].vm_end if mm.vmas[i].vm_end < end else end
+            if self.zap_pte_range(mm, pos, e):
+                self.ctr[C_TLB_FLUSHES] += 1
+            pos = e
+            i += 1
+        return MM_OK
+
+    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
+        return MM_ENOTSUP
+
+    cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
+        return MM_ENOTSUP
+
+    cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
+        return MM_ENOTSUP
+
+    # ---------------------------------------------------------- Python extras
+    def rmap_walk(self, pid, vpn):
+        """rmap_walk_anon (or the file rmap for a shared page) of the frame mapped at
+        (pid, vpn): the sorted list of (pid, vpn) that map it.  [] when nothing is
+        resident there (never touched, or the zero page).  Counts rmap_visits."""
+        cdef int64_t p = self._pid(pid)
+        cdef int64_t v
+        cdef mm_t* mm = <mm_t*>self.procs[p]
+        cdef uint64_t pte
+        cdef pfn_t pfn
+        cdef int64_t cap, n, k
+        cdef int64_t* buf
+        v, _ = self._range(vpn)
+        if self.find_vma(mm, <uint64_t>v) == NULL:
+            raise _errors.SegmentationFault(f"pid {p}: vpn {v} is not mapped")
+        pte = pt_get(&mm.pgd, <uint64_t>v)
+        if not (pte & PTE_PRESENT) or (pte & PTE_SPECIAL):
+            return []
+        pfn = pte_pfn(pte)
+        cap = self.frames.f[pfn].mapcount
+        buf = <int64_t*>malloc(2 * cap * sizeof(int64_t) + 16)
+        if buf == NULL:
+            raise MemoryError()
+        if self.frames.f[pfn].flags & FR_PAGECACHE:
+            n = self.rmap_walk_file(pfn, buf, cap)
+        else:
+            n = self.rmap_walk_anon(pfn, buf, cap)
+        out = []
+        for k in range(n):
+            out.append((int(buf[2 * k]), int(buf[2 * k + 1])))
+        free(buf)
+        return sorted(out)
+
+    def vmas(self, pid):
+        """The VMAs of a process: dicts with start, end, pgoff, writable, shared,
+        anon_vma (an opaque id or None) and chain (its AVC count)."""
+        cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
+        cdef vma_t* v
+        cdef int64_t i
+        out = []
+        for i in range(mm.nr_vmas):
+            v = mm.vmas[i]
+            out.append({"start": int(v.vm_start), "end": int(v.vm_end), "pgoff": int(v.vm_pgoff),
+                        "writable": bool(v.vm_flags & VM_WRITE), "shared": bool(v.vm_flags & VM_SHARED),
+                        "anon_vma": (int(<size_t>v.anon_vma) if v.anon_vma != NULL else None),
+                        "chain": int(v.nr_avc)})
+        return out
+
+    def vmpte_bytes(self, pid):
+        """Page-table bytes as /proc/PID/status VmPTE shows them (PUD+PMD+PTE tables)."""
+        cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
+        return int(pt_vmpte_bytes(&mm.pgd))
+
+    def pt_tables(self, pid):
+        """Live page tables of a process per level: (pgd, pud, pmd, pte)."""
+        cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
+        return (int(mm.pgd.nr[0]), int(mm.pgd.nr[1]), int(mm.pgd.nr[2]), int(mm.pgd.nr[3]))
+
+    # ================================================================ 4. invariants
+    cdef int c_check(self) noexcept nogil:
+        """Every invariant of the design; the first violation is reported."""
+        cdef int64_t nfr = self.frames.node_bump[0], pid, nmm = 0
+        cdef int32_t* maps = <int32_t*>calloc(nfr + 1, sizeof(int32_t))
+        cdef mm_t* mm
+        cdef int64_t tot[6]
+        cdef int st = MM_OK
+        cdef int l
+        cdef frame_t* f
+        if maps == NULL:
+            return self.check_fail("out of memory while checking")
+        memset(tot, 0, sizeof(tot))
+        for pid in range(1, self.next_pid):
+            mm = <mm_t*>self.procs[pid]
+            if mm == NULL:
+                continue
+            st = self.check_mm(mm, maps)
+            if st != MM_OK:
+                break
+            tot[0] += mm.nr_vmas
+            tot[1] += mm.maple_nodes
+            nmm += 1
+            for l in range(4):
+                if mm.pt_acct[l] != mm.pgd.nr[l]:
+                    st = self.check_fail("page-table accounting out of step with the tables")
+                tot[2 + l] += mm.pgd.nr[l]
+        if st == MM_OK:
+            st = self.check_frames(maps, nfr)
+        free(maps)
+        if st != MM_OK:
+            return st
+        if nmm != self.caches[self.kc_mm].active:
+            return self.check_fail("mm_struct cache != live processes")
+        if tot[0] != self.caches[self.kc_vma].active:
+            return self.check_fail("vm_area_struct cache != number of VMAs")
+        if tot[1] != self.caches[self.kc_maple].active:
+            return self.check_fail("maple_node cache != sum of the trees' nodes")
+        for l in range(4):
+            if tot[2 + l] != self.caches[self.kc_pt[l]].active:
+                return self.check_fail("page-table cache != live tables")
+        return self.check_objects()
+
+    cdef int check_mm(self, mm_t* mm, int32_t* maps) noexcept nogil:
+        cdef int64_t i, nt[4]
+        cdef vma_t* v
+        cdef uint64_t vpn = 0, pte
+        cdef pt_node_t* t
+        cdef frame_t* f
+        if mm.maple_nodes != mt_nodes(mm):
+            return self.check_fail("maple_node count != mt_nodes()")
+        for i in range(mm.nr_vmas):
+            v = mm.vmas[i]
+            if v.vm_start >= v.vm_end or v.vm_end > VPN_END:
+                return self.check_fail("VMA with an empty or out-of-range span")
+            if i > 0 and mm.vmas[i - 1].vm_end > v.vm_start:
+                return self.check_fail("VMAs out of order or overlapping")
+            if self.check_vma(mm, v) != MM_OK:
+                return MM_EINVAL
+        memset(nt, 0, sizeof(nt))
+        if mm.pgd.pgd == NULL or check_table(mm.pgd.pgd, 0, nt) != 0:
+            return self.check_fail("page-table use count != non-zero entries")
+        for i in range(4):
+            if nt[i] != mm.pgd.nr[i]:
+                return self.check_fail("pgtable nr[] != tables reachable from the PGD")
+        while True:
+            t = pt_next(&mm.pgd, vpn, VPN_END, &vpn)
+            if t == NULL:
+                break
+            pte = t.e[vpn & 511]
+            v = self.find_vma(mm, vpn)
+            if v == NULL:
+                return self.check_fail("PTE outside every VMA")
+            if self.check_pte(v, vpn, pte, maps) != MM_OK:
+                return MM_EINVAL
+            vpn += 1
+        return MM_OK
+
+    cdef int check_pte(self, vma_t* v, uint64_t vpn, uint64_t pte, int32_t* maps) noexcept nogil:
+        cdef frame_t* f
+        cdef pfn_t pfn = pte_pfn(pte)
+        cdef avc_t* avc
+        if not (pte & PTE_PRESENT):
+            return self.check_fail("non-present PTE in a design without swap/devices")
+        if (pte & PTE_WRITE) and not (v.vm_flags & VM_WRITE):
+            return self.check_fail("writable PTE in a read-only VMA")
+        if pte & PTE_SPECIAL:
+            if pfn != ZERO_PFN or (pte & PTE_WRITE) or (v.vm_flags & VM_SHARED):
+                return self.check_fail("bad zero-page PTE")
+            return MM_OK
+        if pfn >= self.frames.node_bump[0]:
+            return self.check_fail("PTE maps a frame never allocated")
+        f = &self.frames.f[pfn]
+        maps[pfn] += 1
+        if v.vm_flags & VM_SHARED:
+            if not (f.flags & FR_PAGECACHE) or f.owner != <uint64_t><size_t>v.vm_file \
+                    or f.index != linear_page_index(v, vpn):
+                return self.check_fail("shared PTE does not map its file's page at its offset")
+            return MM_OK
+        if not (f.flags & FR_ANON) or f.index != linear_page_index(v, vpn):
+            return self.check_fail("anon page index != linear_page_index")
+        if (pte & PTE_WRITE) and not (f.flags & FR_ANON_EXCLUSIVE):
+            return self.check_fail("writable PTE on a page that is not AnonExclusive")
+        avc = v.anon_vma_chain
+        while avc != NULL and <uint64_t><size_t>avc.anon_vma != f.owner:
+            avc = avc.same_vma
+        if avc == NULL:
+            return self.check_fail("folio->mapping is not on the mapping VMA's anon_vma chain")
+        return MM_OK
+
+    cdef int check_vma(self, mm_t* mm, vma_t* v) noexcept nogil:
+        cdef avc_t* avc = v.anon_vma_chain
+        cdef int64_t n = 0
+        cdef bint own = False
+        if v.vm_mm != mm:
+            return self.check_fail("vma->vm_mm is not its mm")
+        if (v.vm_file != NULL) != ((v.vm_flags & VM_SHARED) != 0) or (v.vm_file != NULL and v.anon_vma != NULL):
+            return self.check_fail("shared VMA without file, or with an anon_vma")
+        while avc != NULL:
+            n += 1
+            if avc.vma != v or avc.rb.start != v.vm_pgoff or avc.rb.last != v.vm_pgoff + vma_pages(v) - 1:
+                return self.check_fail("AVC not keyed by its VMA's pgoff range")
+            if avc.anon_vma == v.anon_vma:
+                own = True
+            avc = avc.same_vma
+        if n != v.nr_avc or (v.anon_vma != NULL and not own) or (v.anon_vma == NULL and n != 0):
+            return self.check_fail("anon_vma_chain inconsistent with vma->anon_vma")
+        if v.vm_file != NULL and (v.shared_rb.start != v.vm_pgoff or v.shared_rb.last != v.vm_pgoff + vma_pages(v) - 1):
+            return self.check_fail("i_mmap node not keyed by the VMA's file range")
+        return MM_OK
+
+    cdef int check_frames(self, int32_t* maps, int64_t nfr) noexcept nogil:
+        cdef int64_t pfn, inuse = 0
+        cdef frame_t* f
+        for pfn in range(nfr):
+            f = &self.frames.f[pfn]
+            if f.refcount <= 0:
+                if maps[pfn] != 0:
+                    return self.check_fail("PTE maps a free frame")
+                continue
+            inuse += 1
+            if f.mapcount != maps[pfn]:
+                return self.check_fail("frame mapcount != PTEs mapping it")
+            if f.flags & FR_PAGECACHE:
+                if f.refcount != f.mapcount + 1 or \
+                        mapping_lookup(&(<shmem_t*><size_t>f.owner).mapping, f.index) != <pfn_t>pfn:
+                    return self.check_fail("page-cache frame: refcount != mapcount + 1 or not in its cache")
+            elif f.refcount != f.mapcount or f.mapcount == 0:
+                return self.check_fail("anon frame: refcount != mapcount, or unmapped and not freed")
+            elif (f.flags & FR_ANON_EXCLUSIVE) and f.mapcount != 1:
+                return self.check_fail("AnonExclusive frame mapped more than once")
+        if inuse != self.frames.node_used[0] or inuse != self.caches[self.kc_page].active:
+            return self.check_fail("frames in use != struct page cache != allocator count")
+        return MM_OK
+
+    cdef int check_objects(self) noexcept nogil:
+        """anon_vma / AVC / shmem bookkeeping, from an enumeration of all VMAs."""
+        cdef int64_t pid, i, navc = 0, nav = 0, nfile = 0, xa = 0
+        cdef mm_t* mm
+        cdef vma_t* v
+        cdef avc_t* avc
+        cdef anon_vma_t* av
+        cdef shmem_t* f
+        cdef int pass_, st
+        # pass 0 clears the scratch fields, pass 1 counts, pass 2 verifies
+        for pass_ in range(3):
+            for pid in range(1, self.next_pid):
+                mm = <mm_t*>self.procs[pid]
+                if mm == NULL:
+                    continue
+                for i in range(mm.nr_vmas):
+                    v = mm.vmas[i]
+                    f = v.vm_file
+                    if f != NULL:
+                        if pass_ == 0:
+                            f.chk = 0
+                        elif pass_ == 1:
+                            if f.chk == 0:
+                                nfile += 1
+                                xa += f.xa_acct
+                                if f.xa_acct != f.mapping.i_pages.nr_nodes or itree_verify(&f.mapping.i_mmap) != 0:
+                                    return self.check_fail("shmem file: xa_node accounting or i_mmap tree broken")
+                            f.chk += 1
+                        elif f.chk != f.refcount or f.mapping.i_mmap.count != f.refcount:
+                            return self.check_fail("shmem refcount != VMAs mapping the file")
+                    avc = v.anon_vma_chain
+                    while avc != NULL:
+                        navc += pass_ == 1
+                        st = self.check_anon_vma(avc.anon_vma, pass_, &nav)
+                        if st != MM_OK:
+                            return st
+                        avc = avc.same_vma
+                    if pass_ == 1 and v.anon_vma != NULL:
+                        v.anon_vma.chk_active += 1
+        if navc != self.caches[self.kc_avc].active:
+            return self.check_fail("anon_vma_chain cache != AVCs on VMA chains")
+        if nav != self.caches[self.kc_anon_vma].active:
+            return self.check_fail("anon_vma cache != anon_vmas reachable from VMAs")
+        if nfile != self.caches[self.kc_shmem].active or xa != self.caches[self.kc_xa].active:
+            return self.check_fail("shmem_inode_info / xa_node caches != live files / nodes")
+        return MM_OK
+
+    cdef int check_anon_vma(self, anon_vma_t* av, int pass_, int64_t* nav) noexcept nogil:
+        """Scratch-count an anon_vma and its ancestors (pass 1), then verify them (pass 2)."""
+        cdef anon_vma_t* a = av
+        while True:
+            if pass_ == 0:
+                a.chk_seen = 0
+                a.chk_active = 0
+                a.chk_children = 0
+                a.chk_refs = 0
+            elif pass_ == 1:
+                if a.chk_seen == 0:
+                    a.chk_seen = 1
+                    nav[0] += 1
+                    if a.rb_root.count > 0 and a.parent != a:
+                        a.parent.chk_children += 1
+                    if a.rb_root.count > 0 and a.parent == a:
+                        a.chk_children += 1
+                    a.chk_refs += 1 if (a.root != a or a.rb_root.count > 0) else 0
+                    if a.root != a:
+                        a.root.chk_refs += 1
+                    if itree_verify(&a.rb_root) != 0:
+                        return self.check_fail("anon_vma interval tree broken")
+            else:
+                if a.chk_active != a.num_active_vmas:
+                    return self.check_fail("anon_vma num_active_vmas != VMAs using it")
+                if a.chk_children != a.num_children:
+                    return self.check_fail("anon_vma num_children != live children")
+                if a.chk_refs != a.refcount:
+                    return self.check_fail("anon_vma refcount != 1 + live descendants")
+                if a.root.root != a.root:
+                    return self.check_fail("anon_vma root is not a root")
+                if a.root != a and a.rb_root.count == 0:
+                    return self.check_fail("non-root anon_vma alive with an empty tree")
+            if a.parent == a:
+                break
+            a = a.parent
+        if pass_ == 1 and av.root.chk_seen == 0:
+            return self.check_anon_vma(av.root, pass_, nav)
+        return MM_OK
+
+
+# ---------------------------------------------------------------- helpers
+
+
+# ---------------------------------------------------------------- helpers
+cdef inline uint64_t mprotect_flags(vma_t* v, bint writable) noexcept nogil:
+    """New vm_flags for mprotect: VM_ACCOUNT is charged when a private mapping becomes
+    writable, and dropped when it becomes read-only before it ever had an anon_vma."""
+    cdef uint64_t fl = v.vm_flags
+    if writable:
+        fl |= VM_WRITE
+        if not (fl & VM_SHARED):
+            fl |= VM_ACCOUNT
+    else:
+        fl &= ~(<uint64_t>VM_WRITE)
+        if not (fl & VM_SHARED) and v.anon_vma == NULL:
+            fl &= ~(<uint64_t>VM_ACCOUNT)
+    return fl
+
+
+cdef mm_t* mm_alloc() noexcept nogil:
+    cdef mm_t* mm = <mm_t*>calloc(1, sizeof(mm_t))
+    if mm == NULL:
+        return NULL
+    if pt_init(&mm.pgd) != 0:
+        free(mm)
+        return NULL
+    mm.leaf_key = ~(<uint64_t>0)
+    return mm
+
+
+cdef int check_table(pt_node_t* t, int level, int64_t* nt) noexcept nogil:
+    """Use counts equal non-zero entries at every level; counts tables per level."""
+    cdef int i, used = 0
+    nt[level] += 1
+    for i in range(PT_ENTRIES):
+        if t.e[i] != 0:
+            used += 1
+            if level < LVL_PTE and check_table(<pt_node_t*><size_t>t.e[i], level + 1, nt) != 0:
+                return -1
+    return 0 if used == t.used else -1

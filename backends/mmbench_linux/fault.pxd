@@ -1,0 +1,27 @@
+# mmbench_linux.fault — the fault path of the `linux` design (see mm.pxd for the layers).
+
+from libc.stdint cimport int64_t, uint64_t
+from mmbench.blocks.frames cimport pfn_t
+from mmbench_linux.mm cimport LinuxMM, vm_fault_t
+
+
+cdef class LinuxFault(LinuxMM):
+    # --- fault path: driver and phases (override to hook a design in)
+    cdef int handle_mm_fault(self, vm_fault_t* vmf) noexcept nogil
+    cdef int handle_pte_fault(self, vm_fault_t* vmf) noexcept nogil
+    cdef int pte_alloc(self, vm_fault_t* vmf) noexcept nogil
+    cdef int do_anonymous_page(self, vm_fault_t* vmf) noexcept nogil
+    cdef int do_wp_page(self, vm_fault_t* vmf) noexcept nogil
+    cdef int wp_page_reuse(self, vm_fault_t* vmf) noexcept nogil
+    cdef int wp_page_copy(self, vm_fault_t* vmf) noexcept nogil
+    cdef int wp_page_shared(self, vm_fault_t* vmf) noexcept nogil
+    cdef int do_swap_page(self, vm_fault_t* vmf) noexcept nogil
+    cdef int do_fault(self, vm_fault_t* vmf) noexcept nogil
+    cdef void do_fault_around(self, vm_fault_t* vmf) noexcept nogil
+    cdef void set_pte_range(self, vm_fault_t* vmf, pfn_t pfn, uint64_t pte) noexcept nogil
+
+
+    # --- rmap walk
+    cdef int64_t rmap_walk_anon(self, pfn_t pfn, int64_t* out, int64_t cap) noexcept nogil
+    cdef int64_t rmap_walk_file(self, pfn_t pfn, int64_t* out, int64_t cap) noexcept nogil
+

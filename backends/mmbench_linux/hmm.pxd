@@ -1,0 +1,75 @@
+# mmbench_linux.hmm — the typed interface of Linux + HMM (device-private memory).
+#
+# LinuxHMMMachine is the `linux` design with accelerators: migrate_vma_setup /
+# migrate_vma_pages / migrate_vma_finalize move anonymous pages into device
+# memory behind device-private PTE entries, a CPU fault on such an entry runs
+# the device's migrate_to_ram, and every device keeps a dmirror-like page table
+# kept coherent through mmu_interval_notifier invalidations.  See hmm.pyx for
+# the design essay.  gmem derives from this class (it reuses the device side:
+# device memory, device page tables, eviction, the notifier plumbing).
+
+from libc.stdint cimport int64_t, uint64_t, int32_t
+from mmbench.blocks.frames cimport pfn_t, MAX_NODES
+from mmbench.blocks.pagetable cimport pt_node_t
+from mmbench.blocks.devmirror cimport mirror_set_t, devmem_t
+from mmbench_linux.core cimport LinuxMachine
+from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t
+
+# Per-process side state of the device world (indexed by pid): the
+# mmu_interval_notifiers registered on the mm, one dmirror per device.
+ctypedef struct hmm_mm_t:
+    mirror_set_t ms
+    int64_t xa_acct                # device page-table xa_nodes accounted
+    int64_t dm_acct                # struct dmirror objects accounted
+
+# How a device fault resolves (option `device_fault`).
+cdef enum:
+    DEVFAULT_MIGRATE = 0           # migrate the page to the faulting device (dmirror on fault)
+    DEVFAULT_REMOTE = 1            # map the host page in the device page table (hmm_range_fault)
+
+
+cdef class LinuxHMMMachine(LinuxMachine):
+    cdef hmm_mm_t** hside          # by pid; NULL while no device touched the mm
+    cdef int64_t hside_cap
+    cdef devmem_t devmem[MAX_NODES]    # per device: frames in use, oldest first
+    cdef int kc_devpage, kc_dmirror, kc_dpt_xa
+    cdef int device_fault_mode
+    cdef int64_t device_fault_pages    # aligned block a migrating device fault moves
+    cdef int32_t* chk_devmaps      # scratch of c_check: device-private PTEs per device frame
+    cdef int64_t xfer[2]           # DMA transfers issued: [0] to the devices, [1] to the host
+
+    # --- side state and accounting
+    cdef hmm_mm_t* hmm_of(self, mm_t* mm) noexcept nogil
+    cdef hmm_mm_t* hmm_get(self, mm_t* mm) noexcept nogil
+    cdef void hmm_free(self, int64_t pid) noexcept nogil
+    cdef void dpt_sync(self, hmm_mm_t* h) noexcept nogil
+    cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil
+
+    # --- notifier and device page tables
+    cdef void mmu_notify(self, mm_t* mm, uint64_t start, uint64_t end, int owner) noexcept nogil
+    cdef int device_map(self, mm_t* mm, int dev, uint64_t vpn, pfn_t pfn, bint write) noexcept nogil
+
+    # --- device memory (oversubscription)
+    cdef pfn_t device_page_alloc(self, int dev) noexcept nogil
+    cdef void device_page_free(self, pfn_t pfn) noexcept nogil
+    cdef int device_reserve(self, int dev, int64_t n) noexcept nogil
+    cdef int evict_device_page(self, pfn_t pfn) noexcept nogil
+    cdef bint is_device_pfn(self, pfn_t pfn) noexcept nogil
+
+    # --- migration
+    cdef int migrate_vma_to_device(self, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end, int dev) noexcept nogil
+    cdef int migrate_chunk_to_device(self, mm_t* mm, vma_t* vma, uint64_t cs, uint64_t ce, int dev) noexcept nogil
+    cdef int migrate_one_to_device(self, mm_t* mm, vma_t* vma, pt_node_t* t, uint64_t vpn, int dev,
+                                   int64_t* copies, int64_t* zaps) noexcept nogil
+    cdef int migrate_vma_to_ram(self, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end) noexcept nogil
+    cdef int migrate_to_ram(self, pfn_t dpfn, mm_t* caller) noexcept nogil
+    cdef int do_swap_page(self, vm_fault_t* vmf) noexcept nogil
+
+    # --- device access
+    cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil
+    cdef int device_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil
+    cdef int cpu_fault(self, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil
+
+    # --- invariants
+    cdef int check_devices(self) noexcept nogil
+    cdef int check_mirrors(self, int64_t pid) noexcept nogil

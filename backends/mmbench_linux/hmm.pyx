@@ -1,0 +1,747 @@
+# mmbench_linux.hmm — Linux + HMM: device-private memory behind the CPU page table.
+#
+# The design in its own words
+# ---------------------------
+# Linux keeps the location of an anonymous page in the CPU page table, even
+# when the page lives in accelerator memory.  migrate_vma_setup() collects the
+# pages of a range *within one VMA*, replaces their PTEs with migration entries
+# (telling every registered mmu notifier first) and hands them to the driver;
+# the driver allocates device pages and copies the data over its link;
+# migrate_vma_pages()/finalize() install *device-private* entries: non-present
+# PTEs naming the device frame, with a write bit.  The device frame keeps the
+# folio's anon_vma and index, so the reverse map still finds every mapper.
+# A CPU access to such an entry faults; do_swap_page() sees the device-private
+# entry and calls the device's migrate_to_ram(), which copies the page back,
+# puts a normal PTE in every mapper, and the access is retried (possibly
+# taking the COW write fault afterwards).
+#
+#      CPU page table                 device memory               device page table (dmirror)
+#      vpn ── devpriv(dpfn, W) ─────► dpfn  mapping=anon_vma ◄── xarray vpn → (dpfn, W)
+#                                            index=pgoff
+#      every CPU PTE change ── mmu_notifier_invalidate_range ──► xa_erase(range) + device TLB flush
+#
+# A device access goes through the device's own page table first; a miss is a
+# device fault.  Option `device_fault`:
+#   "migrate" (default, the dmirror-on-fault behaviour): hmm_range_fault brings
+#       the page in with the access it needs (a write breaks COW on the CPU side
+#       first), then the page migrates to the faulting device and is mapped.
+#   "remote": the device maps the host page over the link (no migration).
+# Option `device_fault_pages` (default 1, dmirror's one page per fault; 512 is
+# what a driver migrating 2 MiB ranges on fault does) sets the aligned block a
+# migrating device fault moves.  migrate_to_ram always returns one page, as
+# dmirror's CPU fault handler does.
+# Pages that cannot be migrated — shmem/shared pages (migrate_vma only takes
+# anonymous memory) and pages mapped by several processes — are mapped
+# remotely in either mode.
+#
+# Oversubscription: a device with no free frame evicts its oldest page (FIFO,
+# mmbench.blocks.devmirror) through migrate_to_ram — the path a driver's
+# eviction (migrate_device_range) takes — counting device_evictions.
+#
+# Structure: side state (per-pid notifier list) and accounting; device memory;
+# migration to the device (collect → notify → copy → device-private PTEs);
+# migration to RAM (rmap walk over all mappers); CPU fault (do_swap_page);
+# device access; hooks on the Linux paths that change PTEs (zap, COW, fork,
+# mprotect, mremap) to fire the notifier; invariants.
+#
+# Simplified relative to the kernel, and why
+# * No migration entries are kept between phases: the whole migration runs
+#   under the model's one lock, so they are counted (a PTE write) but never
+#   observed.  A failed migration (out of device and host memory) stops at a
+#   page boundary: every page is either fully moved or untouched, so values
+#   never change, but the pages already moved stay moved.
+# * Device-to-device migration goes through host memory (migrate_to_ram, then
+#   migrate to the new device); the kernel's SELECT_DEVICE_PRIVATE path would
+#   copy device to device.
+# * Migrating back to host memory notifies the owning device like any other
+#   mirror (the kernel skips the owner's callback and the driver erases its
+#   own entries); the same entries disappear, counted once.
+
+from libc.stdlib cimport calloc, malloc, realloc, free
+from libc.string cimport memset
+from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
+
+from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
+                           C_FAULTS, C_FAULT_DEVICE_RETURN, C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES,
+                           C_PAGES_TO_DEVICE, C_PAGES_TO_HOST, C_NOTIFIER_CALLS,
+                           C_NOTIFIER_INVALIDATED, C_DEVICE_FAULTS, C_DEVICE_PTE_WRITES,
+                           C_DEVICE_TLB_INVAL, C_DEVICE_EVICTIONS)
+from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, MAX_NODES, FR_ANON_EXCLUSIVE,
+                                    FR_DEVICE_PRIVATE, FR_DESIGN0, frame_alloc, frame_free,
+                                    frame_node, frames_free_count, frame_value)
+from mmbench.blocks.pagetable cimport (pt_node_t, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, PTE_DEVPRIV,
+                                       mk_pte, pte_pfn, pt_leaf, pt_get, pt_set, pt_next)
+from mmbench.blocks.xarray cimport xa_find
+from mmbench.blocks.devmirror cimport (dmirror_t, mirror_set_t, notify_result_t, devmem_t, DPT_WRITE,
+                                       dpte_pfn, mirrors_init, mirrors_destroy, mirror_get,
+                                       mirrors_nodes, dmirror_map, dmirror_lookup,
+                                       mmu_notifier_invalidate, devmem_init, devmem_destroy,
+                                       devmem_add, devmem_del, devmem_oldest, devmem_has)
+from mmbench_linux.core cimport LinuxMachine
+from mmbench_linux.mm cimport (mm_t, vma_t, avc_t, vm_fault_t, VM_WRITE, VM_SHARED, FAULT_FLAG_WRITE,
+                               VM_FAULT_DONE, VM_FAULT_OOM, FR_ANON)
+from mmbench_linux.core import LINUX_COUNTERS
+
+from mmbench import errors as _errors
+
+cdef enum:
+    RMAP_STACK = 32                 # mappers handled without a malloc
+
+HMM_COUNTERS = LINUX_COUNTERS + (
+    "fault_device_return", "pages_to_device", "pages_to_host", "dma_bytes", "dma_transfers",
+    "notifier_calls", "notifier_invalidated", "device_faults", "device_pte_writes",
+    "device_tlb_invalidations", "device_evictions",
+)
+
+
+cdef inline uint64_t linear_index(vma_t* v, uint64_t vpn) noexcept nogil:
+    return v.vm_pgoff + (vpn - v.vm_start)
+
+
+cdef inline bint migratable(frame_t* f, uint64_t pte) noexcept nogil:
+    """migrate_vma_collect: a hole or the zero page (a new device page), or an
+    anonymous host page mapped once and not otherwise referenced."""
+    if pte == 0 or (pte & PTE_SPECIAL):
+        return True
+    if not (pte & PTE_PRESENT):
+        return False                # already device-private
+    return (f.flags & FR_ANON) != 0 and f.mapcount == 1 and f.refcount == 1
+
+
+cdef class LinuxHMMMachine(LinuxMachine):
+    """Linux with accelerators: HMM device-private migration, dmirror device page
+    tables kept coherent by mmu interval notifiers."""
+
+    name = "linux"
+    description = ("Linux: anon_vma + anon_vma_chain reverse map, 4-level page tables, zero page, "
+                   "COW; devices through HMM (device-private PTEs, migrate_to_ram, notifiers)")
+    option_defaults = dict(LinuxMachine.option_defaults, device_fault="migrate", device_fault_pages=1)
+    supports_devices = True
+    counter_names = HMM_COUNTERS
+
+    def __cinit__(self, *args, **kwargs):
+        cdef int i
+        self.hside = NULL
+        self.hside_cap = 0
+        self.chk_devmaps = NULL
+        self.xfer[0] = 0
+        self.xfer[1] = 0
+        for i in range(MAX_NODES):
+            memset(&self.devmem[i], 0, sizeof(devmem_t))
+            self.devmem[i].head = -1
+            self.devmem[i].tail = -1
+
+    def __init__(self, **kw):
+        cdef int d
+        super().__init__(**kw)
+        mode = self.options["device_fault"]
+        if mode not in ("migrate", "remote"):
+            raise _errors.InvalidArgument("device_fault must be 'migrate' or 'remote'")
+        self.device_fault_mode = 0 if mode == "migrate" else 1
+        g = self.options["device_fault_pages"]
+        if isinstance(g, bool) or not isinstance(g, int) or not (1 <= g <= 512) or (g & (g - 1)):
+            raise _errors.InvalidArgument("device_fault_pages must be a power of two in 1..512")
+        self.device_fault_pages = g
+        # struct page of device memory in use (the ZONE_DEVICE memmap exists for all
+        # device memory; the model counts the pages holding data, 64 B each)
+        self.kc_devpage = self.slab_register("page (device)", 64)
+        # struct dmirror of lib/test_hmm.c [computed, approximate]: mdevice 8, xarray 16,
+        # mmu_interval_notifier 88 (interval_tree_node 48, ops 8, mm 8, hlist_node 16,
+        # invalidate_seq 8), struct mutex 32, flags 8
+        self.kc_dmirror = self.slab_register("dmirror", 152)
+        self.kc_dpt_xa = self.slab_register("dmirror xa_node", 576)
+        for d in range(1, self.ndevices + 1):
+            if devmem_init(&self.devmem[d], self.frames.node_base[d], self.frames.node_size[d]) != 0:
+                raise MemoryError()
+
+    def __dealloc__(self):
+        cdef int64_t pid
+        cdef int d
+        if self.procs != NULL:
+            for pid in range(1, self.next_pid):
+                if self.procs[pid] != NULL:
+                    self.exit_mmap(<mm_t*>self.procs[pid])
+                    self.procs[pid] = NULL
+                    self.hmm_free(pid)
+        free(self.hside)
+        self.hside = NULL
+        for d in range(MAX_NODES):
+            devmem_destroy(&self.devmem[d])
+
+    # ================================================================ side state, accounting
+    cdef hmm_mm_t* hmm_of(self, mm_t* mm) noexcept nogil:
+        if mm.pid <= 0 or mm.pid >= self.hside_cap:
+            return NULL
+        return self.hside[mm.pid]
+
+    cdef hmm_mm_t* hmm_get(self, mm_t* mm) noexcept nogil:
+        """The mm's notifier list, registered on the first device use."""
+        cdef hmm_mm_t* h = self.hmm_of(mm)
+        cdef hmm_mm_t** p
+        cdef int64_t cap
+        if h != NULL or mm.pid <= 0:
+            return h
+        if mm.pid >= self.hside_cap:
+            cap = self.next_pid + 64
+            p = <hmm_mm_t**>realloc(self.hside, cap * sizeof(hmm_mm_t*))
+            if p == NULL:
+                return NULL
+            memset(p + self.hside_cap, 0, (cap - self.hside_cap) * sizeof(hmm_mm_t*))
+            self.hside = p
+            self.hside_cap = cap
+        h = <hmm_mm_t*>calloc(1, sizeof(hmm_mm_t))
+        if h == NULL:
+            return NULL
+        mirrors_init(&h.ms)
+        self.hside[mm.pid] = h
+        return h
+
+    cdef void hmm_free(self, int64_t pid) noexcept nogil:
+        cdef hmm_mm_t* h
+        if pid <= 0 or pid >= self.hside_cap or self.hside[pid] == NULL:
+            return
+        h = self.hside[pid]
+        mirrors_destroy(&h.ms)
+        self.dpt_sync(h)
+        free(h)
+        self.hside[pid] = NULL
+
+    cdef void dpt_sync(self, hmm_mm_t* h) noexcept nogil:
+        """Keep the dmirror and device page-table caches equal to what exists."""
+        cdef int64_t d = mirrors_nodes(&h.ms) - h.xa_acct
+        self.caches[self.kc_dpt_xa].active += d
+        if d > 0:
+            self.caches[self.kc_dpt_xa].allocs += d
+        else:
+            self.caches[self.kc_dpt_xa].frees -= d
+        h.xa_acct += d
+        d = h.ms.nr - h.dm_acct
+        self.caches[self.kc_dmirror].active += d
+        if d > 0:
+            self.caches[self.kc_dmirror].allocs += d
+        else:
+            self.caches[self.kc_dmirror].frees -= d
+        h.dm_acct += d
+
+    # ================================================================ notifier, device page tables
+    cdef void mmu_notify(self, mm_t* mm, uint64_t start, uint64_t end, int owner) noexcept nogil:
+        """mmu_notifier_invalidate_range_start over [start, end) of mm."""
+        cdef hmm_mm_t* h = self.hmm_of(mm)
+        cdef notify_result_t r
+        if h == NULL or h.ms.nr == 0:
+            return
+        r.calls = 0
+        r.invalidated = 0
+        r.tlb_inval = 0
+        mmu_notifier_invalidate(&h.ms, start, end, owner, &r)
+        self.ctr[C_NOTIFIER_CALLS] += r.calls
+        self.ctr[C_NOTIFIER_INVALIDATED] += r.invalidated
+        self.ctr[C_DEVICE_PTE_WRITES] += r.invalidated
+        self.ctr[C_DEVICE_TLB_INVAL] += r.tlb_inval
+        if r.invalidated:
+            self.dpt_sync(h)
+
+    cdef int device_map(self, mm_t* mm, int dev, uint64_t vpn, pfn_t pfn, bint write) noexcept nogil:
+        """The driver writes one entry of its page table (pmap_enter / dmirror_do_fault)."""
+        cdef hmm_mm_t* h = self.hmm_get(mm)
+        cdef dmirror_t* dm
+        if h == NULL:
+            return MM_ENOMEM
+        dm = mirror_get(&h.ms, dev)
+        if dm == NULL or dmirror_map(dm, vpn, pfn, write) != 0:
+            self.dpt_sync(h)
+            return MM_ENOMEM
+        self.ctr[C_DEVICE_PTE_WRITES] += 1
+        self.dpt_sync(h)
+        return MM_OK
+
+    # ================================================================ device memory
+    cdef bint is_device_pfn(self, pfn_t pfn) noexcept nogil:
+        return self.ndevices > 0 and pfn != ZERO_PFN and pfn != NO_PFN \
+            and <int64_t>pfn >= self.frames.node_base[1]
+
+    cdef int device_reserve(self, int dev, int64_t n) noexcept nogil:
+        """Can `n` device frames be had, evicting the oldest pages to host if needed?"""
+        cdef int64_t need = n - frames_free_count(&self.frames, dev)
+        if need > 0 and need > frames_free_count(&self.frames, 0):
+            return MM_ENOMEM
+        return MM_OK
+
+    cdef pfn_t device_page_alloc(self, int dev) noexcept nogil:
+        """A frame of device `dev`; a full device first evicts its oldest page."""
+        cdef pfn_t pfn, victim
+        if frames_free_count(&self.frames, dev) == 0:
+            victim = devmem_oldest(&self.devmem[dev])
+            if victim == NO_PFN or self.evict_device_page(victim) != MM_OK:
+                return NO_PFN
+            self.ctr[C_DEVICE_EVICTIONS] += 1
+        pfn = frame_alloc(&self.frames, dev)
+        if pfn == NO_PFN:
+            return NO_PFN
+        devmem_add(&self.devmem[dev], pfn)
+        self.kmem_alloc(self.kc_devpage)
+        return pfn
+
+    cdef void device_page_free(self, pfn_t pfn) noexcept nogil:
+        devmem_del(&self.devmem[frame_node(&self.frames, pfn)], pfn)
+        frame_free(&self.frames, pfn)
+        self.kmem_free(self.kc_devpage)
+
+    cdef int evict_device_page(self, pfn_t pfn) noexcept nogil:
+        """Driver eviction (migrate_device_range): the page goes home to every mapper."""
+        cdef int st = self.migrate_to_ram(pfn, NULL)
+        if st == MM_OK:
+            self.dma_dir(1, False)
+        return st
+
+    cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil:
+        """One copy over the link (Machine.dma_account), remembering its direction."""
+        if npages <= 0:
+            return
+        self.dma_account(npages)
+        self.xfer[0 if to_device else 1] += (npages + self.dma_batch_pages - 1) // self.dma_batch_pages
+
+    def dma_transfers_each_way(self):
+        """DMA transfers issued so far: {"to_device": n, "to_host": n} (exact)."""
+        return {"to_device": int(self.xfer[0]), "to_host": int(self.xfer[1])}
+
+    cdef void page_put(self, pfn_t pfn) noexcept nogil:
+        cdef frame_t* f
+        if self.is_device_pfn(pfn):
+            f = &self.frames.f[pfn]
+            f.refcount -= 1
+            if f.refcount == 0:
+                self.device_page_free(pfn)
+            return
+        LinuxMachine.page_put(self, pfn)
+
+    # ================================================================ migration to the device
+    cdef int migrate_vma_to_device(self, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end, int dev) noexcept nogil:
+        """migrate_vma_setup/pages/finalize over [start, end) of one VMA, one PTE table
+        (PTRS_PER_PTE pages, dmirror's chunk) at a time."""
+        cdef uint64_t cs = start, ce
+        cdef int st
+        if vma.vm_file != NULL:
+            return MM_OK                  # shmem pages are never device-private
+        while cs < end:
+            ce = (cs | 511) + 1
+            if ce > end:
+                ce = end
+            st = self.migrate_chunk_to_device(mm, vma, cs, ce, dev)
+            if st != MM_OK:
+                return st
+            cs = ce
+        return MM_OK
+
+    cdef int migrate_chunk_to_device(self, mm_t* mm, vma_t* vma, uint64_t cs, uint64_t ce, int dev) noexcept nogil:
+        """Collect, notify, then per page: device frame, copy, device-private PTE, map."""
+        cdef pt_node_t* t = pt_leaf(&mm.pgd, cs, False, NULL)
+        cdef uint64_t vpn, pte
+        cdef int64_t n = 0, holes = 0, copies = 0, zaps = 0, nalloc = 0
+        cdef frame_t* fr = self.frames.f
+        for vpn in range(cs, ce):
+            pte = t.e[vpn & 511] if t != NULL else 0
+            if migratable(&fr[pte_pfn(pte)] if (pte & PTE_PRESENT) and not (pte & PTE_SPECIAL) else NULL, pte):
+                n += 1
+                if not (pte & PTE_PRESENT) or (pte & PTE_SPECIAL):
+                    holes += 1
+        if n == 0:
+            return MM_OK
+        if self.device_reserve(dev, n) != MM_OK:
+            return MM_ENOMEM
+        if holes:
+            if self.anon_vma_prepare(mm, vma) != MM_OK:
+                return MM_ENOMEM
+            t = pt_leaf(&mm.pgd, cs, True, &nalloc)
+            if nalloc:
+                self.pt_sync(mm)
+            if t == NULL:
+                return MM_ENOMEM
+        self.mmu_notify(mm, cs, ce, dev)              # MMU_NOTIFY_MIGRATE, owner = dev
+        for vpn in range(cs, ce):
+            pte = t.e[vpn & 511]
+            if not migratable(&fr[pte_pfn(pte)] if (pte & PTE_PRESENT) and not (pte & PTE_SPECIAL) else NULL, pte):
+                continue
+            if self.migrate_one_to_device(mm, vma, t, vpn, dev, &copies, &zaps) != MM_OK:
+                self.dma_dir(copies, True)
+                return MM_ENOMEM
+        self.dma_dir(copies, True)
+        self.ctr[C_PTE_ZAPS] += zaps
+        if zaps:
+            self.ctr[C_TLB_FLUSHES] += 1
+        return MM_OK
+
+    cdef int migrate_one_to_device(self, mm_t* mm, vma_t* vma, pt_node_t* t, uint64_t vpn, int dev,
+                                   int64_t* copies, int64_t* zaps) noexcept nogil:
+        cdef uint64_t pte
+        cdef pfn_t dpfn = self.device_page_alloc(dev), hpfn
+        cdef frame_t* d
+        cdef frame_t* h
+        cdef uint64_t wbit
+        if dpfn == NO_PFN:
+            return MM_ENOMEM
+        pte = t.e[vpn & 511]                          # eviction may have run: read it now
+        d = &self.frames.f[dpfn]
+        if pte == 0 or (pte & PTE_SPECIAL):           # migrate_vma_insert_page
+            self.folio_add_new_anon_rmap(dpfn, vma, linear_index(vma, vpn))
+            wbit = PTE_WRITE if (vma.vm_flags & VM_WRITE) else 0
+            zaps[0] += pte != 0
+            self.ctr[C_PTE_WRITES] += 1
+        else:                                         # copy, then the host folio goes
+            hpfn = pte_pfn(pte)
+            h = &self.frames.f[hpfn]
+            d.value = h.value
+            d.owner = h.owner
+            d.index = h.index
+            d.flags = h.flags
+            d.mapcount = 1
+            wbit = pte & PTE_WRITE
+            h.mapcount = 0
+            LinuxMachine.page_put(self, hpfn)
+            copies[0] += 1
+            zaps[0] += 1
+            self.ctr[C_PTE_WRITES] += 2               # migration entry, then device-private entry
+        d.flags |= FR_DEVICE_PRIVATE
+        pt_set(t, vpn, mk_pte(dpfn, PTE_DEVPRIV | wbit))
+        self.ctr[C_PAGES_TO_DEVICE] += 1
+        return self.device_map(mm, dev, vpn, dpfn, wbit != 0)   # dmirror_migrate_finalize_and_map
+
+    # ================================================================ migration to RAM
+    cdef int migrate_to_ram(self, pfn_t dpfn, mm_t* caller) noexcept nogil:
+        """The device page goes home: a host frame takes its data, mapping and index,
+        and every PTE that named it (found by rmap_walk_anon) becomes a normal PTE
+        with the same write bit.  Mappers other than `caller` are notified here."""
+        cdef int64_t stackbuf[2 * RMAP_STACK]
+        cdef int64_t* buf = stackbuf
+        cdef frame_t* d = &self.frames.f[dpfn]
+        cdef frame_t* h
+        cdef int64_t n, k, cap = d.mapcount
+        cdef pfn_t hpfn
+        cdef mm_t* mm
+        cdef pt_node_t* t
+        cdef uint64_t vpn, pte
+        if frames_free_count(&self.frames, 0) == 0:
+            return MM_ENOMEM
+        if cap > RMAP_STACK:
+            buf = <int64_t*>malloc(2 * cap * sizeof(int64_t))
+            if buf == NULL:
+                return MM_ENOMEM
+        n = self.rmap_walk_anon(dpfn, buf, cap)
+        hpfn = self.page_alloc()
+        h = &self.frames.f[hpfn]
+        h.value = d.value
+        h.owner = d.owner
+        h.index = d.index
+        h.flags = d.flags & ~(<uint32_t>FR_DEVICE_PRIVATE)
+        h.mapcount = d.mapcount
+        h.refcount = d.refcount
+        for k in range(n):
+            mm = <mm_t*>self.procs[buf[2 * k]]
+            vpn = <uint64_t>buf[2 * k + 1]
+            if mm != caller:
+                self.mmu_notify(mm, vpn, vpn + 1, 0)
+            t = pt_leaf(&mm.pgd, vpn, False, NULL)
+            pte = t.e[vpn & 511]
+            pt_set(t, vpn, mk_pte(hpfn, PTE_PRESENT | (pte & PTE_WRITE)))
+            self.ctr[C_PTE_WRITES] += 2               # migration entry, then the new PTE
+        if buf != stackbuf:
+            free(buf)
+        self.device_page_free(dpfn)
+        self.ctr[C_PAGES_TO_HOST] += 1
+        return MM_OK
+
+    cdef int migrate_vma_to_ram(self, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end) noexcept nogil:
+        """Every device-private page of [start, end) goes home; one notification for
+        the range, one DMA batch per PTE table."""
+        cdef uint64_t vpn = start, tend = 0
+        cdef pt_node_t* t
+        cdef int64_t need = 0, batch = 0
+        while True:                                   # count first: fail before any change
+            t = pt_next(&mm.pgd, vpn, end, &vpn)
+            if t == NULL:
+                break
+            need += (t.e[vpn & 511] & PTE_DEVPRIV) != 0
+            vpn += 1
+        if need == 0:
+            return MM_OK
+        if need > frames_free_count(&self.frames, 0):
+            return MM_ENOMEM
+        self.mmu_notify(mm, start, end, 0)
+        vpn = start
+        while True:
+            t = pt_next(&mm.pgd, vpn, end, &vpn)
+            if t == NULL:
+                break
+            if vpn >= tend:
+                self.dma_dir(batch, False)
+                batch = 0
+                tend = (vpn | 511) + 1
+            if t.e[vpn & 511] & PTE_DEVPRIV:
+                self.migrate_to_ram(pte_pfn(t.e[vpn & 511]), mm)
+                batch += 1
+            vpn += 1
+        self.dma_dir(batch, False)
+        return MM_OK
+
+    # ================================================================ CPU fault on a device page
+    cdef int handle_pte_fault(self, vm_fault_t* vmf) noexcept nogil:
+        if vmf.orig_pte & PTE_DEVPRIV:
+            return self.do_swap_page(vmf)
+        return LinuxMachine.handle_pte_fault(self, vmf)
+
+    cdef int do_swap_page(self, vm_fault_t* vmf) noexcept nogil:
+        """Device-private entry: pgmap->ops->migrate_to_ram, then retry the access
+        (which may still need the write fault: COW or reuse)."""
+        if self.migrate_to_ram(pte_pfn(vmf.orig_pte), NULL) != MM_OK:
+            return VM_FAULT_OOM
+        self.dma_dir(1, False)
+        self.ctr[C_FAULTS] += 1
+        self.ctr[C_FAULT_DEVICE_RETURN] += 1
+        vmf.orig_pte = vmf.pte_table.e[vmf.address & 511]
+        return LinuxMachine.handle_pte_fault(self, vmf)
+
+    # ================================================================ Linux paths that change PTEs
+    cdef int64_t zap_pte_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        self.mmu_notify(mm, start, end, 0)            # MMU_NOTIFY_UNMAP / CLEAR
+        return LinuxMachine.zap_pte_range(self, mm, start, end)
+
+    cdef int wp_page_copy(self, vm_fault_t* vmf) noexcept nogil:
+        self.mmu_notify(vmf.mm, vmf.address, vmf.address + 1, 0)
+        return LinuxMachine.wp_page_copy(self, vmf)
+
+    cdef int copy_page_range(self, mm_t* dst_mm, vma_t* dst, mm_t* src_mm, vma_t* src) noexcept nogil:
+        if src.vm_file == NULL:                       # is_cow_mapping: PROTECTION_PAGE
+            self.mmu_notify(src_mm, src.vm_start, src.vm_end, 0)
+        return LinuxMachine.copy_page_range(self, dst_mm, dst, src_mm, src)
+
+    cdef int change_protection(self, mm_t* mm, vma_t* vma) noexcept nogil:
+        self.mmu_notify(mm, vma.vm_start, vma.vm_end, 0)
+        return LinuxMachine.change_protection(self, mm, vma)
+
+    cdef void move_page_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t new_start) noexcept nogil:
+        self.mmu_notify(mm, start, end, 0)
+        LinuxMachine.move_page_tables(self, mm, start, end, new_start)
+
+    # ================================================================ device access
+    cdef int cpu_fault(self, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil:
+        """hmm_range_fault's handle_mm_fault: make the CPU PTE allow the access."""
+        cdef vm_fault_t vmf
+        vmf.mm = mm
+        vmf.address = vpn
+        vmf.flags = FAULT_FLAG_WRITE if write else 0
+        vmf.vma = vma
+        vmf.pte_table = pt_leaf(&mm.pgd, vpn, False, NULL)
+        vmf.orig_pte = vmf.pte_table.e[vpn & 511] if vmf.pte_table != NULL else 0
+        return self.handle_mm_fault(&vmf)
+
+    cdef int device_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil:
+        """A device page-table miss: fault the page in, migrate it (default) or map it remotely."""
+        cdef uint64_t pte = pt_get(&mm.pgd, vpn)
+        cdef uint64_t g = <uint64_t>self.device_fault_pages
+        cdef uint64_t s = vpn & ~(g - 1), e = s + g
+        cdef int st = MM_OK
+        cdef hmm_mm_t* h
+        if (pte & PTE_DEVPRIV) and frame_node(&self.frames, pte_pfn(pte)) != dev:
+            st = self.cpu_fault(mm, vma, vpn, write)  # another device's page comes home first
+        elif write and not (pte & PTE_WRITE):
+            st = self.cpu_fault(mm, vma, vpn, True)
+        elif pte == 0 and (self.device_fault_mode == DEVFAULT_REMOTE or vma.vm_file != NULL):
+            st = self.cpu_fault(mm, vma, vpn, False)
+        if st != MM_OK:
+            return st
+        if self.device_fault_mode == DEVFAULT_MIGRATE and vma.vm_file == NULL:
+            s = s if s > vma.vm_start else vma.vm_start
+            e = e if e < vma.vm_end else vma.vm_end
+            st = self.migrate_vma_to_device(mm, vma, s, e, dev)
+            if st != MM_OK:
+                return st
+            h = self.hmm_of(mm)
+            if h != NULL and h.ms.dm[dev] != NULL and dmirror_lookup(h.ms.dm[dev], vpn) != 0:
+                return MM_OK
+        pte = pt_get(&mm.pgd, vpn)
+        if pte == 0:                                  # not migratable and still a hole
+            st = self.cpu_fault(mm, vma, vpn, write)
+            if st != MM_OK:
+                return st
+            pte = pt_get(&mm.pgd, vpn)
+        return self.device_map(mm, dev, vpn, pte_pfn(pte), (pte & PTE_WRITE) != 0)
+
+    cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil:
+        """Device load/store: its page table first, a device fault on a miss."""
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef vma_t* vma = self.find_vma(mm, <uint64_t>vpn)
+        cdef hmm_mm_t* h
+        cdef uint64_t e = 0
+        cdef int st
+        if vma == NULL:
+            return MM_ESEGV
+        if write and not (vma.vm_flags & VM_WRITE):
+            return MM_EPROT
+        h = self.hmm_of(mm)
+        if h != NULL and h.ms.dm[dev] != NULL:
+            e = dmirror_lookup(h.ms.dm[dev], <uint64_t>vpn)
+        if e == 0 or (write and not (e & DPT_WRITE)):
+            self.ctr[C_DEVICE_FAULTS] += 1
+            st = self.device_fault(dev, mm, vma, <uint64_t>vpn, write)
+            if st != MM_OK:
+                return st
+            h = self.hmm_of(mm)
+            e = dmirror_lookup(h.ms.dm[dev], <uint64_t>vpn)
+        if write:
+            self.frames.f[dpte_pfn(e)].value = val[0]
+        else:
+            val[0] = frame_value(&self.frames, dpte_pfn(e))
+        return MM_OK
+
+    # ================================================================ the contract
+    cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
+        return self.device_access(dev, pid, vpn, False, out)
+
+    cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
+        return self.device_access(dev, pid, vpn, True, &value)
+
+    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
+        """migrate_vma per VMA of the range (every page must be mapped)."""
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef uint64_t pos = <uint64_t>vpn, end = <uint64_t>(vpn + npages), e
+        cdef vma_t* v
+        cdef int st
+        if not self.range_mapped(mm, pos, end):
+            return MM_EINVAL
+        while pos < end:
+            v = self.find_vma(mm, pos)
+            e = v.vm_end if v.vm_end < end else end
+            if node > 0:
+                st = self.migrate_vma_to_device(mm, v, pos, e, node)
+            else:
+                st = self.migrate_vma_to_ram(mm, v, pos, e)
+            if st != MM_OK:
+                return st
+            pos = e
+        return MM_OK
+
+    cdef int c_exit(self, int64_t pid) noexcept nogil:
+        cdef int st = LinuxMachine.c_exit(self, pid)
+        self.hmm_free(pid)
+        return st
+
+    # ================================================================ invariants
+    cdef int c_check(self) noexcept nogil:
+        cdef int64_t ndev = self.frames.node_base[self.ndevices] + self.frames.node_size[self.ndevices] \
+            - self.frames.node_base[1] if self.ndevices else 0
+        cdef int st
+        self.chk_devmaps = <int32_t*>calloc(ndev + 1, sizeof(int32_t))
+        if self.chk_devmaps == NULL:
+            return self.check_fail("out of memory while checking")
+        st = LinuxMachine.c_check(self)
+        if st == MM_OK:
+            st = self.check_devices()
+        free(self.chk_devmaps)
+        self.chk_devmaps = NULL
+        return st
+
+    cdef int check_pte(self, vma_t* v, uint64_t vpn, uint64_t pte, int32_t* maps) noexcept nogil:
+        cdef pfn_t pfn = pte_pfn(pte)
+        cdef frame_t* f
+        cdef avc_t* avc
+        if not (pte & PTE_DEVPRIV):
+            return LinuxMachine.check_pte(self, v, vpn, pte, maps)
+        if (pte & PTE_PRESENT) or not self.is_device_pfn(pfn) or self.frames.f[pfn].refcount <= 0:
+            return self.check_fail("device-private PTE does not name a live device frame")
+        f = &self.frames.f[pfn]
+        if v.vm_flags & VM_SHARED or not (f.flags & FR_DEVICE_PRIVATE) or not (f.flags & FR_ANON):
+            return self.check_fail("device-private PTE in a shared VMA or on a non-anon frame")
+        if f.index != linear_index(v, vpn):
+            return self.check_fail("device page index != linear_page_index")
+        if (pte & PTE_WRITE) and (not (v.vm_flags & VM_WRITE) or not (f.flags & FR_ANON_EXCLUSIVE)):
+            return self.check_fail("writable device-private entry on a read-only VMA or shared page")
+        avc = v.anon_vma_chain
+        while avc != NULL and <uint64_t><size_t>avc.anon_vma != f.owner:
+            avc = avc.same_vma
+        if avc == NULL:
+            return self.check_fail("device page's anon_vma is not on the VMA's chain")
+        self.chk_devmaps[pfn - self.frames.node_base[1]] += 1
+        return MM_OK
+
+    cdef int check_devices(self) noexcept nogil:
+        """Device frames vs device-private PTEs; device page tables vs CPU PTEs."""
+        cdef int d
+        cdef int64_t pfn, used, total = 0, pid
+        cdef frame_t* f
+        cdef int32_t m
+        for d in range(1, self.ndevices + 1):
+            used = 0
+            for pfn in range(self.frames.node_base[d], self.frames.node_base[d] + self.frames.node_bump[d]):
+                f = &self.frames.f[pfn]
+                m = self.chk_devmaps[pfn - self.frames.node_base[1]]
+                if f.refcount <= 0:
+                    if m != 0 or devmem_has(&self.devmem[d], <pfn_t>pfn):
+                        return self.check_fail("free device frame still mapped or on the device FIFO")
+                    continue
+                used += 1
+                if f.mapcount != m or f.refcount != m or not devmem_has(&self.devmem[d], <pfn_t>pfn):
+                    return self.check_fail("device frame: mapcount/refcount != device-private PTEs, or off the FIFO")
+            if used != self.frames.node_used[d] or used != self.devmem[d].nr:
+                return self.check_fail("device frames in use != allocator count != FIFO length")
+            total += used
+        if total != self.caches[self.kc_devpage].active:
+            return self.check_fail("device struct page cache != device frames in use")
+        for pid in range(1, self.hside_cap):
+            if self.hside[pid] != NULL and self.check_mirrors(pid) != MM_OK:
+                return MM_EINVAL
+        return MM_OK
+
+    cdef int check_mirrors(self, int64_t pid) noexcept nogil:
+        """Coherence: a device entry maps exactly the frame the CPU PTE names, and is
+        writable only if the PTE is; accounting equals the trees."""
+        cdef hmm_mm_t* h = self.hside[pid]
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef int d
+        cdef uint64_t idx, e, pte, start
+        if mm == NULL:
+            return self.check_fail("device page tables of a dead process")
+        if h.xa_acct != mirrors_nodes(&h.ms) or h.dm_acct != h.ms.nr:
+            return self.check_fail("dmirror accounting != device page tables")
+        for d in range(1, MAX_NODES):
+            if h.ms.dm[d] == NULL:
+                continue
+            start = 0
+            while True:
+                e = xa_find(&h.ms.dm[d].pt, start, <uint64_t>-1, &idx)
+                if e == 0:
+                    break
+                pte = pt_get(&mm.pgd, idx)
+                if pte == 0 or pte_pfn(pte) != dpte_pfn(e) or ((e & DPT_WRITE) and not (pte & PTE_WRITE)):
+                    return self.check_fail("device page table entry out of step with the CPU PTE")
+                start = idx + 1
+        return MM_OK
+
+    # ---------------------------------------------------------- Python extras
+    def device_entries(self, pid, dev):
+        """Entries in device `dev`'s page table for process `pid`: {vpn: (node, writable)}."""
+        cdef int64_t p = self._pid(pid)
+        cdef hmm_mm_t* h
+        cdef uint64_t idx = 0, e, start = 0
+        dev = self._dev(dev)
+        h = self.hmm_of(<mm_t*>self.procs[p])
+        out = {}
+        if h == NULL or h.ms.dm[dev] == NULL:
+            return out
+        while True:
+            e = xa_find(&h.ms.dm[dev].pt, start, <uint64_t>-1, &idx)
+            if e == 0:
+                break
+            out[int(idx)] = (frame_node(&self.frames, dpte_pfn(e)) if dpte_pfn(e) != ZERO_PFN else 0,
+                             bool(e & DPT_WRITE))
+            start = idx + 1
+        return out
+
+    def page_node(self, pid, vpn):
+        """Where the page at (pid, vpn) lives: 0 host, 1.. a device, None if not resident."""
+        cdef int64_t p = self._pid(pid)
+        cdef uint64_t pte
+        v, _ = self._range(vpn)
+        pte = pt_get(&(<mm_t*>self.procs[p]).pgd, <uint64_t>v)
+        if pte == 0 or (pte & PTE_SPECIAL):
+            return None
+        return int(frame_node(&self.frames, pte_pfn(pte)))

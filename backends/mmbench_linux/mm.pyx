@@ -1,0 +1,564 @@
+# mmbench_linux.mm — the address-space half of the `linux` design: slab
+# accounting, the ordered VMA set with split and merge, and the anonymous
+# reverse map (anon_vma, anon_vma_chain).  The fault path (fault.pyx) and the
+# operations (core.pyx) build on LinuxMM; the design essay opens core.pyx.
+#
+# The rules kept here:
+#   * VMAs are sorted, non-overlapping; a private anonymous VMA's vm_pgoff is its
+#     vm_start at mmap time and moves with splits (linear_page_index is stable).
+#   * Two VMAs merge when adjacent with equal vm_flags, the same file, continuous
+#     pgoff and compatible anon_vmas (is_mergeable_anon_vma).
+#   * Every AVC of a VMA sits in its anon_vma's interval tree keyed by the VMA's
+#     [vm_pgoff, vm_pgoff + pages - 1]; vma_set_range re-keys them.
+#   * anon_vma life: freed when its tree empties (its parent loses a child); a
+#     root also waits for its descendants (refcount).
+
+from libc.stdlib cimport calloc, malloc, realloc, free
+from libc.string cimport memmove
+from libc.stdint cimport int64_t, uint64_t
+
+from mmbench.core cimport (Machine, MM_OK, MM_ENOMEM, VPN_BITS, C_PT_PAGES_ALLOC, C_PT_PAGES_FREE,
+                           C_VMA_MERGES, C_VMA_SPLITS, C_OBJECTS_ALLOC, C_OBJECTS_FREE,
+                           C_ANON_VMA_ALLOC, C_AVC_ALLOC, C_ANON_VMA_REUSE, C_XA_NODE_ALLOC,
+                           C_XA_NODE_FREE)
+from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, FR_ANON_EXCLUSIVE, frame_alloc,
+                                    frame_free)
+from mmbench.blocks.pagetable cimport PT_ENTRIES, LVL_PGD, LVL_PUD, LVL_PMD, LVL_PTE
+from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove
+from mmbench.blocks.pagecache cimport mapping_truncate
+from mmbench.blocks.xarray cimport xa_destroy
+
+from mmbench import errors as _errors
+
+cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
+
+
+cdef int64_t mt_nodes(mm_t* mm) noexcept nogil:
+    """maple_node objects of a tree holding mm's VMAs and the gaps between them."""
+    cdef int64_t i, ranges, n, total
+    if mm.nr_vmas == 0:
+        return 0
+    ranges = mm.nr_vmas + 1                           # VMAs + the gap above the last one
+    if mm.vmas[0].vm_start > 0:
+        ranges += 1
+    for i in range(1, mm.nr_vmas):
+        if mm.vmas[i - 1].vm_end != mm.vmas[i].vm_start:
+            ranges += 1
+    if ranges <= 16:
+        return 1
+    n = (ranges + MT_LEAF_FILL - 1) // MT_LEAF_FILL
+    total = n
+    while n > 1:
+        n = (n + MT_NODE_FILL - 1) // MT_NODE_FILL
+        total += n
+    return total
+
+
+cdef inline bint anon_vma_compatible(vma_t* a, vma_t* b) noexcept nogil:
+    """May b reuse a's anon_vma (or vice versa)?  Adjacent, same file, flags equal up
+    to access bits, and b's pgoff continuing a's."""
+    return (a.vm_end == b.vm_start and a.vm_file == b.vm_file
+            and ((a.vm_flags ^ b.vm_flags) & ~(<uint64_t>VM_ACCESS_FLAGS)) == 0
+            and b.vm_pgoff == a.vm_pgoff + (b.vm_start - a.vm_start))
+
+
+cdef class LinuxMM(Machine):
+    """VMA set, slab accounting and anon_vma reverse map of the linux design."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        fa = self.options["fault_around_pages"]
+        if isinstance(fa, bool) or not isinstance(fa, int) or not (1 <= fa <= PT_ENTRIES) or (fa & (fa - 1)):
+            raise _errors.InvalidArgument("fault_around_pages must be a power of two in 1..512")
+        self.fault_around_pages = fa
+        self.kc_vma = self.slab_register("vm_area_struct", 192)
+        self.kc_maple = self.slab_register("maple_node", 256)
+        self.kc_anon_vma = self.slab_register("anon_vma", 104)
+        self.kc_avc = self.slab_register("anon_vma_chain", 64)
+        self.kc_pt[LVL_PGD] = self.slab_register("pgd", 4096)
+        self.kc_pt[LVL_PUD] = self.slab_register("pud_table", 4096)
+        self.kc_pt[LVL_PMD] = self.slab_register("pmd_table", 4096)
+        self.kc_pt[LVL_PTE] = self.slab_register("pte_table", 4096)
+        self.kc_page = self.slab_register("page", 64)
+        self.kc_shmem = self.slab_register("shmem_inode_info", 752)   # shmem_inode_cache objsize here
+        self.kc_xa = self.slab_register("xa_node", 576)
+        self.kc_mm = self.slab_register("mm_struct", 1600)           # mm_struct objsize here
+
+    # ================================================================ accounting
+    cdef void pt_sync(self, mm_t* mm) noexcept nogil:
+        """Bring the page-table caches in step with mm's live tables."""
+        cdef int l
+        cdef int64_t d
+        for l in range(4):
+            d = mm.pgd.nr[l] - mm.pt_acct[l]
+            if d > 0:
+                self.caches[self.kc_pt[l]].active += d
+                self.caches[self.kc_pt[l]].allocs += d
+                self.ctr[C_PT_PAGES_ALLOC] += d
+            elif d < 0:
+                self.caches[self.kc_pt[l]].active += d
+                self.caches[self.kc_pt[l]].frees -= d
+                self.ctr[C_PT_PAGES_FREE] -= d
+            mm.pt_acct[l] = mm.pgd.nr[l]
+
+    cdef void mt_sync(self, mm_t* mm) noexcept nogil:
+        cdef int64_t n = mt_nodes(mm)
+        cdef int64_t d = n - mm.maple_nodes
+        if d > 0:
+            self.caches[self.kc_maple].active += d
+            self.caches[self.kc_maple].allocs += d
+        elif d < 0:
+            self.caches[self.kc_maple].active += d
+            self.caches[self.kc_maple].frees -= d
+        mm.maple_nodes = n
+
+    cdef void xa_sync(self, shmem_t* f) noexcept nogil:
+        cdef int64_t d = f.mapping.i_pages.nr_nodes - f.xa_acct
+        if d > 0:
+            self.caches[self.kc_xa].active += d
+            self.caches[self.kc_xa].allocs += d
+            self.ctr[C_XA_NODE_ALLOC] += d
+        elif d < 0:
+            self.caches[self.kc_xa].active += d
+            self.caches[self.kc_xa].frees -= d
+            self.ctr[C_XA_NODE_FREE] -= d
+        f.xa_acct = f.mapping.i_pages.nr_nodes
+
+    cdef pfn_t page_alloc(self) noexcept nogil:
+        cdef pfn_t pfn = frame_alloc(&self.frames, 0)
+        if pfn != NO_PFN:
+            self.kmem_alloc(self.kc_page)
+        return pfn
+
+    cdef void page_put(self, pfn_t pfn) noexcept nogil:
+        cdef frame_t* f = &self.frames.f[pfn]
+        f.refcount -= 1
+        if f.refcount == 0:
+            frame_free(&self.frames, pfn)
+            self.kmem_free(self.kc_page)
+
+    # ================================================================ the VMA set
+    cdef int64_t vma_index(self, mm_t* mm, uint64_t vpn) noexcept nogil:
+        """Index of the first VMA ending above `vpn` (nr_vmas if none)."""
+        cdef int64_t lo = 0, hi = mm.nr_vmas, mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if mm.vmas[mid].vm_end <= vpn:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    cdef vma_t* find_vma(self, mm_t* mm, uint64_t vpn) noexcept nogil:
+        """The VMA containing `vpn`, or NULL."""
+        cdef int64_t i = mm.mmap_cache
+        cdef vma_t* v
+        if i < mm.nr_vmas:
+            v = mm.vmas[i]
+            if v.vm_start <= vpn < v.vm_end:
+                return v
+        i = self.vma_index(mm, vpn)
+        if i < mm.nr_vmas and mm.vmas[i].vm_start <= vpn:
+            mm.mmap_cache = i
+            return mm.vmas[i]
+        return NULL
+
+    cdef bint range_mapped(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        cdef int64_t i = self.vma_index(mm, start)
+        cdef uint64_t pos = start
+        while pos < end:
+            if i >= mm.nr_vmas or mm.vmas[i].vm_start > pos:
+                return False
+            pos = mm.vmas[i].vm_end
+            i += 1
+        return True
+
+    cdef int vma_link(self, mm_t* mm, vma_t* vma) noexcept nogil:
+        """Insert `vma` into mm's ordered set (vma_iter_store)."""
+        cdef int64_t i, cap
+        cdef vma_t** p
+        if mm.nr_vmas == mm.cap_vmas:
+            cap = mm.cap_vmas * 2 if mm.cap_vmas else 8
+            p = <vma_t**>realloc(mm.vmas, cap * sizeof(vma_t*))
+            if p == NULL:
+                return MM_ENOMEM
+            mm.vmas = p
+            mm.cap_vmas = cap
+        i = self.vma_index(mm, vma.vm_start)
+        memmove(&mm.vmas[i + 1], &mm.vmas[i], (mm.nr_vmas - i) * sizeof(vma_t*))
+        mm.vmas[i] = vma
+        mm.nr_vmas += 1
+        vma.vm_mm = mm
+        return MM_OK
+
+    cdef void vma_unlink_at(self, mm_t* mm, int64_t i) noexcept nogil:
+        memmove(&mm.vmas[i], &mm.vmas[i + 1], (mm.nr_vmas - i - 1) * sizeof(vma_t*))
+        mm.nr_vmas -= 1
+        mm.mmap_cache = 0
+
+    cdef vma_t* vm_area_alloc(self, mm_t* mm) noexcept nogil:
+        cdef vma_t* v = <vma_t*>calloc(1, sizeof(vma_t))
+        if v != NULL:
+            v.vm_mm = mm
+            self.kmem_alloc(self.kc_vma)
+        return v
+
+    cdef vma_t* vm_area_dup(self, vma_t* src) noexcept nogil:
+        """A copy of `src` sharing its anon_vma pointer, with no AVCs and no file link yet."""
+        cdef vma_t* v = self.vm_area_alloc(src.vm_mm)
+        if v != NULL:
+            v.vm_start = src.vm_start
+            v.vm_end = src.vm_end
+            v.vm_pgoff = src.vm_pgoff
+            v.vm_flags = src.vm_flags
+            v.anon_vma = src.anon_vma
+            v.vm_file = src.vm_file
+            v.vm_private_data = src.vm_private_data
+        return v
+
+    cdef void vma_set_range(self, vma_t* vma, uint64_t start, uint64_t end, uint64_t pgoff) noexcept nogil:
+        """Change a VMA's range, re-keying its AVCs and its i_mmap node (vma_adjust)."""
+        cdef avc_t* avc = vma.anon_vma_chain
+        while avc != NULL:
+            itree_remove(&avc.anon_vma.rb_root, &avc.rb)
+            avc = avc.same_vma
+        if vma.vm_file != NULL:
+            itree_remove(&vma.vm_file.mapping.i_mmap, &vma.shared_rb)
+        vma.vm_start = start
+        vma.vm_end = end
+        vma.vm_pgoff = pgoff
+        avc = vma.anon_vma_chain
+        while avc != NULL:
+            avc.rb.start = pgoff
+            avc.rb.last = pgoff + (end - start) - 1
+            itree_insert(&avc.anon_vma.rb_root, &avc.rb)
+            avc = avc.same_vma
+        if vma.vm_file != NULL:
+            vma.shared_rb.start = pgoff
+            vma.shared_rb.last = pgoff + (end - start) - 1
+            itree_insert(&vma.vm_file.mapping.i_mmap, &vma.shared_rb)
+
+    cdef void vma_file_link(self, vma_t* vma) noexcept nogil:
+        """get_file + vma_link_file: insert a shared VMA into its file's i_mmap."""
+        if vma.vm_file == NULL:
+            return
+        vma.shared_rb.start = vma.vm_pgoff
+        vma.shared_rb.last = vma.vm_pgoff + vma_pages(vma) - 1
+        itree_insert(&vma.vm_file.mapping.i_mmap, &vma.shared_rb)
+        vma.vm_file.refcount += 1
+
+    cdef void vma_file_unlink(self, vma_t* vma) noexcept nogil:
+        """unlink_file_vma + fput; the last put evicts the inode (truncates its cache)."""
+        cdef shmem_t* f = vma.vm_file
+        cdef int64_t before
+        if f == NULL:
+            return
+        itree_remove(&f.mapping.i_mmap, &vma.shared_rb)
+        vma.vm_file = NULL
+        f.refcount -= 1
+        if f.refcount > 0:
+            return
+        before = self.frames.node_used[0]
+        mapping_truncate(&f.mapping, &self.frames, 0, VPN_END)
+        self.caches[self.kc_page].active -= before - self.frames.node_used[0]
+        self.caches[self.kc_page].frees += before - self.frames.node_used[0]
+        self.xa_sync(f)
+        xa_destroy(&f.mapping.i_pages)
+        self.kmem_free(self.kc_shmem)
+        self.ctr[C_OBJECTS_FREE] += 1
+        free(f)
+
+    cdef void remove_vma(self, vma_t* vma) noexcept nogil:
+        """Free a VMA already taken out of its mm (after its PTEs were zapped)."""
+        self.unlink_anon_vmas(vma)
+        self.vma_file_unlink(vma)
+        self.kmem_free(self.kc_vma)
+        free(vma)
+
+    cdef int split_vma(self, mm_t* mm, int64_t i, uint64_t addr) noexcept nogil:
+        """__split_vma: vmas[i] keeps [start, addr), a new VMA takes [addr, end)."""
+        cdef vma_t* vma = mm.vmas[i]
+        cdef vma_t* new
+        cdef int st
+        if mm.nr_vmas == mm.cap_vmas:       # make vma_link below infallible
+            if self.vma_link_reserve(mm) != MM_OK:
+                return MM_ENOMEM
+        new = self.vm_area_dup(vma)
+        if new == NULL:
+            return MM_ENOMEM
+        new.vm_start = addr
+        new.vm_pgoff = linear_page_index(vma, addr)
+        st = self.anon_vma_clone(new, vma, False)
+        if st != MM_OK:
+            self.kmem_free(self.kc_vma)
+            free(new)
+            return st
+        self.vma_set_range(vma, vma.vm_start, addr, vma.vm_pgoff)
+        self.vma_file_link(new)
+        self.vma_link(mm, new)
+        self.ctr[C_VMA_SPLITS] += 1
+        return MM_OK
+
+    cdef int vma_link_reserve(self, mm_t* mm) noexcept nogil:
+        cdef int64_t cap = mm.cap_vmas * 2 if mm.cap_vmas else 8
+        cdef vma_t** p = <vma_t**>realloc(mm.vmas, cap * sizeof(vma_t*))
+        if p == NULL:
+            return MM_ENOMEM
+        mm.vmas = p
+        mm.cap_vmas = cap
+        return MM_OK
+
+    cdef bint vma_is_fork_child(self, vma_t* vma) noexcept nogil:
+        """An anon_vma whose chain is not singular: the VMA shares pages with relatives."""
+        return vma.anon_vma != NULL and vma.nr_avc > 1
+
+    cdef bint anon_compatible_merge(self, vma_t* a, vma_t* b) noexcept nogil:
+        """is_mergeable_anon_vma: identical anon_vmas, or one side has none and the
+        other is not a fork child (merging would otherwise widen a shared chain)."""
+        if a.anon_vma == b.anon_vma:
+            return True
+        if a.anon_vma == NULL:
+            return not self.vma_is_fork_child(b)
+        if b.anon_vma == NULL:
+            return not self.vma_is_fork_child(a)
+        return False
+
+    cdef bint can_merge(self, vma_t* a, vma_t* b) noexcept nogil:
+        """May `a` and the VMA `b` right after it become one VMA?"""
+        return (a.vm_end == b.vm_start and a.vm_flags == b.vm_flags and a.vm_file == b.vm_file
+                and a.vm_pgoff + vma_pages(a) == b.vm_pgoff and self.anon_compatible_merge(a, b))
+
+    cdef int vma_absorb(self, mm_t* mm, int64_t i) noexcept nogil:
+        """Merge vmas[i+1] into vmas[i] (dup_anon_vma when only the right one has an anon_vma)."""
+        cdef vma_t* a = mm.vmas[i]
+        cdef vma_t* b = mm.vmas[i + 1]
+        cdef int st
+        if a.anon_vma == NULL and b.anon_vma != NULL:
+            a.anon_vma = b.anon_vma
+            st = self.anon_vma_clone(a, b, False)
+            if st != MM_OK:
+                a.anon_vma = NULL
+                return st
+        self.vma_unlink_at(mm, i + 1)
+        self.vma_set_range(a, a.vm_start, b.vm_end, a.vm_pgoff)
+        self.remove_vma(b)
+        self.ctr[C_VMA_MERGES] += 1
+        return MM_OK
+
+    cdef int vma_try_merge_at(self, mm_t* mm, int64_t i) noexcept nogil:
+        """Merge vmas[i] with its neighbours where the rules allow; returns its new index."""
+        if i > 0 and self.can_merge(mm.vmas[i - 1], mm.vmas[i]):
+            if self.vma_absorb(mm, i - 1) == MM_OK:
+                i -= 1
+        if i + 1 < mm.nr_vmas and self.can_merge(mm.vmas[i], mm.vmas[i + 1]):
+            self.vma_absorb(mm, i)
+        return <int>i
+
+    # ================================================================ anon_vma / AVC
+    cdef anon_vma_t* anon_vma_alloc(self) noexcept nogil:
+        cdef anon_vma_t* av = <anon_vma_t*>calloc(1, sizeof(anon_vma_t))
+        if av == NULL:
+            return NULL
+        av.root = av
+        av.parent = av
+        av.refcount = 1
+        itree_init(&av.rb_root)
+        self.kmem_alloc(self.kc_anon_vma)
+        self.ctr[C_ANON_VMA_ALLOC] += 1
+        self.ctr[C_OBJECTS_ALLOC] += 1
+        return av
+
+    cdef avc_t* avc_alloc(self) noexcept nogil:
+        cdef avc_t* avc = <avc_t*>calloc(1, sizeof(avc_t))
+        if avc != NULL:
+            self.kmem_alloc(self.kc_avc)
+            self.ctr[C_AVC_ALLOC] += 1
+        return avc
+
+    cdef void anon_vma_chain_link(self, vma_t* vma, avc_t* avc, anon_vma_t* av) noexcept nogil:
+        """Link at the head of the VMA's chain and into the anon_vma's interval tree."""
+        avc.vma = vma
+        avc.anon_vma = av
+        avc.rb.start = vma.vm_pgoff
+        avc.rb.last = vma.vm_pgoff + vma_pages(vma) - 1
+        itree_insert(&av.rb_root, &avc.rb)
+        avc.same_vma = vma.anon_vma_chain
+        vma.anon_vma_chain = avc
+        vma.nr_avc += 1
+
+    cdef anon_vma_t* find_mergeable_anon_vma(self, mm_t* mm, vma_t* vma) noexcept nogil:
+        """An adjacent, compatible VMA's anon_vma with a singular chain (next first, then prev)."""
+        cdef int64_t i = self.vma_index(mm, vma.vm_start)
+        cdef vma_t* o
+        if i + 1 < mm.nr_vmas:
+            o = mm.vmas[i + 1]
+            if anon_vma_compatible(vma, o) and o.anon_vma != NULL and o.nr_avc == 1:
+                return o.anon_vma
+        if i > 0:
+            o = mm.vmas[i - 1]
+            if anon_vma_compatible(o, vma) and o.anon_vma != NULL and o.nr_avc == 1:
+                return o.anon_vma
+        return NULL
+
+    cdef int anon_vma_prepare(self, mm_t* mm, vma_t* vma) noexcept nogil:
+        """__anon_vma_prepare: give a VMA its anon_vma on its first anonymous page."""
+        cdef avc_t* avc
+        cdef anon_vma_t* av
+        if vma.anon_vma != NULL:
+            return MM_OK
+        avc = self.avc_alloc()
+        if avc == NULL:
+            return MM_ENOMEM
+        av = self.find_mergeable_anon_vma(mm, vma)
+        if av == NULL:
+            av = self.anon_vma_alloc()
+            if av == NULL:
+                self.kmem_free(self.kc_avc)
+                free(avc)
+                return MM_ENOMEM
+            av.num_children += 1                 # a new root counts itself
+        vma.anon_vma = av
+        self.anon_vma_chain_link(vma, avc, av)
+        av.num_active_vmas += 1
+        return MM_OK
+
+    cdef int anon_vma_clone(self, vma_t* dst, vma_t* src, bint fork) noexcept nogil:
+        """One AVC in `dst` per anon_vma on `src`'s chain, same order.  On fork
+        (dst.anon_vma NULL) the oldest ancestor with no active VMA and at most one
+        child is reused as dst's anon_vma."""
+        cdef avc_t* pavc
+        cdef avc_t* avc
+        cdef avc_t* head = NULL
+        cdef avc_t* tail = NULL
+        cdef avc_t** pool = NULL
+        cdef int64_t n = src.nr_avc, k
+        cdef anon_vma_t* reuse = NULL
+        if n == 0:
+            return MM_OK
+        pool = <avc_t**>malloc(n * sizeof(avc_t*))
+        if pool == NULL:
+            return MM_ENOMEM
+        for k in range(n):
+            pool[k] = <avc_t*>calloc(1, sizeof(avc_t))
+            if pool[k] == NULL:
+                while k > 0:
+                    k -= 1
+                    free(pool[k])
+                free(pool)
+                return MM_ENOMEM
+        pavc = src.anon_vma_chain
+        k = 0
+        while pavc != NULL:
+            avc = pool[k]
+            k += 1
+            self.kmem_alloc(self.kc_avc)
+            self.ctr[C_AVC_ALLOC] += 1
+            avc.vma = dst
+            avc.anon_vma = pavc.anon_vma
+            avc.rb.start = dst.vm_pgoff
+            avc.rb.last = dst.vm_pgoff + vma_pages(dst) - 1
+            itree_insert(&pavc.anon_vma.rb_root, &avc.rb)
+            if tail == NULL:
+                head = avc
+            else:
+                tail.same_vma = avc
+            tail = avc
+            if fork and pavc.anon_vma.num_children < 2 and pavc.anon_vma.num_active_vmas == 0:
+                reuse = pavc.anon_vma            # the last in head order is the oldest
+            pavc = pavc.same_vma
+        free(pool)
+        tail.same_vma = dst.anon_vma_chain
+        dst.anon_vma_chain = head
+        dst.nr_avc += n
+        if fork and reuse != NULL:
+            dst.anon_vma = reuse
+            self.ctr[C_ANON_VMA_REUSE] += 1
+        if dst.anon_vma != NULL:
+            dst.anon_vma.num_active_vmas += 1
+        return MM_OK
+
+    cdef int anon_vma_fork(self, vma_t* vma, vma_t* pvma) noexcept nogil:
+        """Attach a child VMA to its parent's anon_vmas, and to a new anon_vma of its own
+        unless an idle ancestor can be reused."""
+        cdef anon_vma_t* av
+        cdef avc_t* avc
+        cdef int st
+        vma.anon_vma = NULL
+        if pvma.anon_vma == NULL:
+            return MM_OK
+        av = <anon_vma_t*>calloc(1, sizeof(anon_vma_t))      # preallocated as the kernel does
+        avc = <avc_t*>calloc(1, sizeof(avc_t))
+        if av == NULL or avc == NULL:
+            free(av)
+            free(avc)
+            return MM_ENOMEM
+        st = self.anon_vma_clone(vma, pvma, True)
+        if st != MM_OK or vma.anon_vma != NULL:
+            free(av)
+            free(avc)
+            return st
+        self.kmem_alloc(self.kc_anon_vma)
+        self.ctr[C_ANON_VMA_ALLOC] += 1
+        self.ctr[C_OBJECTS_ALLOC] += 1
+        self.kmem_alloc(self.kc_avc)
+        self.ctr[C_AVC_ALLOC] += 1
+        itree_init(&av.rb_root)
+        av.refcount = 1
+        av.num_active_vmas = 1
+        av.root = pvma.anon_vma.root
+        av.parent = pvma.anon_vma
+        av.root.refcount += 1                    # get_anon_vma(root)
+        vma.anon_vma = av
+        self.anon_vma_chain_link(vma, avc, av)
+        av.parent.num_children += 1
+        return MM_OK
+
+    cdef void unlink_anon_vmas(self, vma_t* vma) noexcept nogil:
+        """Take a dying VMA off every anon_vma; free anon_vmas left with empty trees."""
+        cdef avc_t* avc = vma.anon_vma_chain
+        cdef avc_t* nxt
+        cdef avc_t* empty = NULL
+        cdef anon_vma_t* av
+        while avc != NULL:
+            nxt = avc.same_vma
+            av = avc.anon_vma
+            itree_remove(&av.rb_root, &avc.rb)
+            if av.rb_root.count == 0:
+                av.parent.num_children -= 1
+                avc.same_vma = empty
+                empty = avc
+            else:
+                self.kmem_free(self.kc_avc)
+                free(avc)
+            avc = nxt
+        if vma.anon_vma != NULL:
+            vma.anon_vma.num_active_vmas -= 1
+            vma.anon_vma = NULL
+        vma.anon_vma_chain = NULL
+        vma.nr_avc = 0
+        while empty != NULL:
+            nxt = empty.same_vma
+            self.put_anon_vma(empty.anon_vma)
+            self.kmem_free(self.kc_avc)
+            free(empty)
+            empty = nxt
+
+    cdef void put_anon_vma(self, anon_vma_t* av) noexcept nogil:
+        cdef anon_vma_t* root = av.root
+        av.refcount -= 1
+        if av.refcount > 0:
+            return
+        free(av)
+        self.kmem_free(self.kc_anon_vma)
+        self.ctr[C_OBJECTS_FREE] += 1
+        if root != av:
+            self.put_anon_vma(root)
+
+    cdef void folio_add_new_anon_rmap(self, pfn_t pfn, vma_t* vma, uint64_t pgoff) noexcept nogil:
+        """mapping = the VMA's anon_vma, index = linear_page_index, one PTE, exclusive."""
+        cdef frame_t* f = &self.frames.f[pfn]
+        f.owner = <uint64_t><size_t>vma.anon_vma
+        f.index = pgoff
+        f.mapcount = 1
+        f.flags = FR_ANON | FR_ANON_EXCLUSIVE
+        vma.vm_mm.rss_anon += 1

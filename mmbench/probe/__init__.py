@@ -1,0 +1,47 @@
+"""The host probe: timed experiments on the host kernel, compiled with mmbench.
+
+``mmbench.probe.available()`` says whether the probe can run here (it needs a
+Linux host: memfd_create, fork, MAP_FIXED_NOREPLACE).  The experiments live in
+probe.c; ``mmbench.probe._probe`` is their Cython face and
+``mmbench.calibrate`` turns their samples into a calibration.
+"""
+from __future__ import annotations
+
+import sys
+
+from mmbench import errors
+
+
+class HostProbeError(errors.MMError, OSError):
+    """The host refused a system call the probe needs (errno, message)."""
+
+
+def available() -> tuple[bool, str]:
+    """(True, "") when the probe can run on this host, else (False, why)."""
+    if not sys.platform.startswith("linux"):
+        return False, f"the host probe needs Linux, this host is {sys.platform}"
+    try:
+        from mmbench.probe import _probe  # noqa: F401
+    except ImportError as e:
+        return False, f"the host probe is not built: {e}"
+    return True, ""
+
+
+def fork_empty(reps: int = 3) -> list[int]:
+    """ns of `reps` fork + exit + wait by a tiny C program (forkbase), i.e. of an
+    address space that holds almost nothing.  HostProbeError if it cannot run."""
+    import importlib.resources
+    import subprocess
+    if not (isinstance(reps, int) and 1 <= reps <= 10000):
+        raise errors.InvalidArgument(f"reps must be an integer in 1..10000, got {reps!r}")
+    prog = importlib.resources.files("mmbench.probe") / "forkbase"
+    try:
+        with importlib.resources.as_file(prog) as path:
+            res = subprocess.run([str(path), str(reps)], capture_output=True, text=True,
+                                 timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise HostProbeError(getattr(e, "errno", None) or 0,
+                             f"host probe forkbase could not run: {e}") from None
+    if res.returncode != 0:
+        raise HostProbeError(0, f"host probe forkbase failed with status {res.returncode}")
+    return [int(x) for x in res.stdout.split()]

@@ -1,0 +1,146 @@
+"""Device migration in the linux (HMM) design: values never change, device page
+tables stay coherent, the ping-pong and bookkeeping numbers are what the docs say."""
+import pytest
+
+import mmbench
+from mmbench import devices, errors
+
+from devcheck import run_random
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_linux_hmm_random_matches_reference(seed):
+    run_random("linux", seed)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_linux_hmm_remote_mode_matches_reference(seed):
+    run_random("linux", 100 + seed, device_fault="remote")
+
+
+def test_migrate_roundtrip_and_oversubscription():
+    m = mmbench.open("linux", devices=1, device_pages=64)
+    p = m.spawn()
+    m.mmap(p, 0, 100)
+    for v in range(100):
+        m.write(p, v, v + 1)
+    m.migrate(p, 0, 100, 1)                  # 100 pages into 64 frames: 36 FIFO evictions
+    m.check()
+    c = m.counters()
+    assert c["pages_to_device"] == 100 and c["device_evictions"] == 36 and c["pages_to_host"] == 36
+    assert m.frames_used(1) == 64
+    assert [m.page_node(p, v) for v in (0, 35, 36, 99)] == [0, 0, 1, 1]   # the oldest went home
+    assert all(m.read(p, v) == v + 1 for v in range(100))
+    assert c["dma_bytes"] == (100 + 36) * 4096
+    m.check()
+    m.exit(p)
+    assert m.leaks() == []
+
+
+def test_cpu_fault_on_device_private_entry_migrates_to_ram():
+    m = mmbench.open("linux", devices=1)
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 1, 5)
+    m.migrate(p, 0, 4, 1)
+    assert m.page_node(p, 1) == 1 and m.device_entries(p, 1)[1] == (1, True)
+    assert m.read(p, 1) == 5
+    assert m.page_node(p, 1) == 0
+    assert m.counter("fault_device_return") == 1
+    assert 1 not in m.device_entries(p, 1)   # the notifier erased the device's entry
+    m.check()
+
+
+def test_fork_write_protects_device_private_entries():
+    m = mmbench.open("linux", devices=1)
+    p = m.spawn()
+    m.mmap(p, 0, 2)
+    m.device_write(1, p, 0, 7)               # migrate on device fault
+    assert m.page_node(p, 0) == 1
+    c = m.fork(p)
+    assert m.device_entries(p, 1) == {}      # fork's PROTECTION notifier invalidated it
+    m.device_write(1, p, 0, 8)               # device write: page home, COW, back to device
+    assert (m.read(p, 0), m.read(c, 0)) == (8, 7)
+    m.check()
+
+
+def test_shared_mapping_is_mapped_remotely():
+    m = mmbench.open("linux", devices=1)
+    p = m.spawn()
+    m.mmap(p, 0, 2, shared=True)
+    m.write(p, 0, 3)
+    assert m.device_read(1, p, 0) == 3
+    assert m.page_node(p, 0) == 0 and m.device_entries(p, 1)[0] == (0, True)
+    m.migrate(p, 0, 2, 1)                    # shmem pages are not migrated by migrate_vma
+    assert m.page_node(p, 0) == 0
+    m.check()
+
+
+def test_errors():
+    m = mmbench.open("linux", devices=1)
+    p = m.spawn()
+    m.mmap(p, 0, 2, writable=False)
+    with pytest.raises(errors.SegmentationFault):
+        m.device_read(1, p, 5)
+    with pytest.raises(errors.ProtectionFault):
+        m.device_write(1, p, 0, 1)
+    with pytest.raises(errors.InvalidArgument):
+        m.migrate(p, 0, 3, 1)
+    with pytest.raises(errors.InvalidArgument):
+        mmbench.open("linux", devices=1, device_fault="teleport")
+
+
+def test_pingpong_linux_numbers():
+    """512 pages (2 MiB), 4 rounds: every device write migrates one page (one fault,
+    one 4 KiB transfer), every CPU write brings one page home (do_swap_page)."""
+    r = devices.pingpong_report("linux", npages=512, rounds=4)
+    c = r["counts"]
+    assert c["pages_to_device"] == 4 * 512 and c["pages_to_host"] == 4 * 512
+    assert c["device_faults"] == 4 * 512 and c["fault_device_return"] == 4 * 512
+    assert c["dma_transfers"] == 8 * 512
+    # one notifier call per migration to the device (own device, skipped) and one per
+    # page going home, which erases the device's entry
+    assert c["notifier_calls"] == 8 * 512 and c["notifier_invalidated"] == 4 * 512
+    assert r["to_device"]["gbps"] < 4.0      # latency-bound: one 4 KiB transfer per fault
+
+
+def test_bookkeeping_throughput_small():
+    r = devices.bookkeeping_throughput("linux", npages=4096)
+    assert r["pages_moved"] == 2 * 4096 and r["leaks"] == []
+    assert r["transfer"]["counts"]["dma_transfers"] == 2 * 4096 // 512
+
+
+@pytest.mark.parametrize("name,opts", [("linux", {}), ("linux", {"device_fault_pages": 512}),
+                                       ("gmem", {}), ("gmem", {"granularity_pages": 1})])
+def test_replay_with_device_ops_matches_reference(name, opts):
+    """The nogil engine path: statuses and values of a trace with migrations, device
+    accesses, forks and faults equal the reference model's."""
+    import numpy as np
+    from mmbench.reference import ReferenceMachine
+    t = mmbench.TraceBuilder()
+    p = t.spawn()
+    t.mmap(p, 0, 600)
+    t.mmap(p, 700, 8, shared=True)
+    t.write_range(p, 0, 600, step=3)
+    t.migrate(p, 0, 300, 1)
+    for v in range(0, 600, 7):
+        t.device_write(2, p, v, v + 11)
+    c = t.fork(p)
+    t.device_write(1, c, 5, 99)
+    t.device_write(1, p, 701, 5)
+    t.migrate(p, 100, 500, 2)
+    t.read_range(p, 0, 600)
+    t.read_range(c, 0, 600)
+    t.read(c, 701)
+    t.device_read(2, p, 900)                  # SegmentationFault, recorded
+    t.madvise_dontneed(c, 0, 600)
+    t.read_range(c, 0, 20)
+    t.exit(c)
+    t.exit(p)
+    tr = t.build()
+    m = mmbench.open(name, devices=2, device_pages=200, **opts)
+    ref = ReferenceMachine(devices=2, device_pages=200)
+    got, want = m.replay(tr, timing=False, frame=False), ref.replay(tr, timing=False, frame=False)
+    assert np.array_equal(got["status"], want["status"])
+    assert np.array_equal(got["value"], want["value"])
+    assert m.leaks() == []
