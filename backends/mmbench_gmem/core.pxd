@@ -63,8 +63,9 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef int gm_dev_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end,
                           uint64_t fault_vpn) noexcept nogil
     cdef int gm_move_in(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, gm_mapping_t* gm,
-                        int64_t* copies) noexcept nogil
-    cdef int gm_dev_fault_page(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, int64_t* copies) noexcept nogil
+                        int64_t* copies, bint zap_later) noexcept nogil
+    cdef int gm_dev_fault_page(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, int64_t* copies,
+                               bint zap_later) noexcept nogil
     cdef pfn_t gm_host_fault_locked(self, mm_t* mm, vma_t* vma, uint64_t vpn, gm_mapping_t* gm) noexcept nogil
     cdef int gm_range_to_host(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef int gm_migrate_range(self, mm_t* mm, uint64_t start, uint64_t end, int dev) noexcept nogil

@@ -296,12 +296,15 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef void peer_unmap(self, mm_t* mm, int dev, uint64_t vpn) noexcept nogil:
         """mmu->peer_unmap: the device page-table entry goes, with a device TLB invalidation."""
         cdef hmm_mm_t* h = self.hmm_of(mm)
+        cdef int64_t nodes
         if h == NULL or h.ms.dm[dev] == NULL:
             return
+        nodes = h.ms.dm[dev].pt.nr_nodes
         if dmirror_invalidate(h.ms.dm[dev], vpn, vpn + 1):
             self.ctr[C_DEVICE_PTE_WRITES] += 1
             self.ctr[C_DEVICE_TLB_INVAL] += 1
-            self.dpt_sync(h)
+            if h.ms.dm[dev].pt.nr_nodes != nodes:
+                self.dpt_sync(h)
 
     cdef void gm_page_release(self, mm_t* mm, uint64_t vpn, gm_mapping_t* gm) noexcept nogil:
         """Drop a DEVICE page (no copy): peer_unmap and free the device frame."""
@@ -325,7 +328,7 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     # ================================================================ device fault (to the device)
     cdef int gm_move_in(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, gm_mapping_t* gm,
-                        int64_t* copies) noexcept nogil:
+                        int64_t* copies, bint zap_later) noexcept nogil:
         """One page of a device fault, under gm_mapping->lock: a device frame, the data
         (from the CPU frame, another device, or none for NOMAP), peer_map, flag DEVICE."""
         cdef pfn_t dpfn = self.device_page_alloc(dev)
@@ -338,10 +341,11 @@ cdef class GmemMachine(LinuxHMMMachine):
             d.value = self.frames.f[gm.pfn].value
             self.gm_page_release(mm, vpn, gm)
             copies[0] += 1
-        elif gm.flag & GM_PAGE_CPU:                        # zap_page_range_single, then copy
+        elif gm.flag & GM_PAGE_CPU:                        # copy; the caller zaps the CPU PTE
             pte = pt_get(&mm.pgd, vpn)
             d.value = self.frames.f[pte_pfn(pte)].value
-            LinuxMachine.zap_pte_range(self, mm, vpn, vpn + 1)
+            if not zap_later:
+                LinuxMachine.zap_pte_range(self, mm, vpn, vpn + 1)
             copies[0] += 1
         d.owner = <uint64_t><size_t>self.obj_of(mm)
         d.index = vpn
@@ -352,7 +356,8 @@ cdef class GmemMachine(LinuxHMMMachine):
         self.ctr[C_PAGES_TO_DEVICE] += 1
         return self.device_map(mm, dev, vpn, dpfn, (vma.vm_flags & VM_WRITE) != 0)
 
-    cdef int gm_dev_fault_page(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, int64_t* copies) noexcept nogil:
+    cdef int gm_dev_fault_page(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, int64_t* copies,
+                               bint zap_later) noexcept nogil:
         cdef gm_mapping_t* gm = self.gm_get(mm, vpn)
         cdef hmm_mm_t* h
         if gm == NULL:
@@ -362,29 +367,40 @@ cdef class GmemMachine(LinuxHMMMachine):
             if h != NULL and h.ms.dm[dev] != NULL and dmirror_lookup(h.ms.dm[dev], vpn) != 0:
                 return MM_OK
             return self.device_map(mm, dev, vpn, gm.pfn, (vma.vm_flags & VM_WRITE) != 0)
-        return self.gm_move_in(dev, mm, vma, vpn, gm, copies)
+        return self.gm_move_in(dev, mm, vma, vpn, gm, copies, zap_later)
 
     cdef int gm_dev_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end,
                           uint64_t fault_vpn) noexcept nogil:
         """gm_dev_fault over [start, end) of one peer-shared VMA, the faulting page last
-        (so eviction inside the block never takes it); one DMA batch."""
+        (so eviction inside the block never takes it); one DMA batch.  When the device
+        has room for the block (no eviction can map a page of it again), the CPU PTEs
+        of the block are zapped in one zap_page_range_single after the copies."""
         cdef uint64_t vpn
         cdef int64_t need = 0, copies = 0, zaps_before = self.ctr[C_PTE_ZAPS]
         cdef gm_mapping_t* gm
         cdef int st = MM_OK
+        cdef bint zap_later
         for vpn in range(start, end):
             gm = self.gm_lookup(mm, vpn)
             if gm == NULL or not (gm.flag & GM_PAGE_DEVICE) or gm.dev != dev:
                 need += 1
         if need and self.device_reserve(dev, need) != MM_OK:
             return MM_ENOMEM
+        zap_later = need <= frames_free_count(&self.frames, dev)
         for vpn in range(start, end):
             if vpn != fault_vpn:
-                st = self.gm_dev_fault_page(dev, mm, vma, vpn, &copies)
+                st = self.gm_dev_fault_page(dev, mm, vma, vpn, &copies, zap_later)
                 if st != MM_OK:
                     break
         if st == MM_OK and start <= fault_vpn < end:
-            st = self.gm_dev_fault_page(dev, mm, vma, fault_vpn, &copies)
+            st = self.gm_dev_fault_page(dev, mm, vma, fault_vpn, &copies, zap_later)
+        if zap_later and st == MM_OK:
+            LinuxMachine.zap_pte_range(self, mm, start, end)   # only the moved CPU pages had PTEs
+        elif zap_later:                                        # stopped half-way: the moved ones only
+            for vpn in range(start, end):
+                gm = self.gm_lookup(mm, vpn)
+                if gm != NULL and (gm.flag & GM_PAGE_DEVICE) and pt_get(&mm.pgd, vpn) != 0:
+                    LinuxMachine.zap_pte_range(self, mm, vpn, vpn + 1)
         self.dma_dir(copies, True)
         if self.ctr[C_PTE_ZAPS] != zaps_before:         # one flush for the block's zapped PTEs
             self.ctr[C_TLB_FLUSHES] += 1

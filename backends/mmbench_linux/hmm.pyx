@@ -245,14 +245,22 @@ cdef class LinuxHMMMachine(LinuxMachine):
         """The driver writes one entry of its page table (pmap_enter / dmirror_do_fault)."""
         cdef hmm_mm_t* h = self.hmm_get(mm)
         cdef dmirror_t* dm
+        cdef int64_t nodes
         if h == NULL:
             return MM_ENOMEM
-        dm = mirror_get(&h.ms, dev)
-        if dm == NULL or dmirror_map(dm, vpn, pfn, write) != 0:
+        dm = h.ms.dm[dev]
+        if dm == NULL:
+            dm = mirror_get(&h.ms, dev)
+            self.dpt_sync(h)
+            if dm == NULL:
+                return MM_ENOMEM
+        nodes = dm.pt.nr_nodes
+        if dmirror_map(dm, vpn, pfn, write) != 0:
             self.dpt_sync(h)
             return MM_ENOMEM
         self.ctr[C_DEVICE_PTE_WRITES] += 1
-        self.dpt_sync(h)
+        if dm.pt.nr_nodes != nodes:                   # the common case allocates nothing
+            self.dpt_sync(h)
         return MM_OK
 
     # ================================================================ device memory
