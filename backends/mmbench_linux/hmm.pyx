@@ -30,9 +30,10 @@
 # what a driver migrating 2 MiB ranges on fault does) sets the aligned block a
 # migrating device fault moves.  migrate_to_ram always returns one page, as
 # dmirror's CPU fault handler does.
-# Pages that cannot be migrated — shmem/shared pages (migrate_vma only takes
-# anonymous memory) and pages mapped by several processes — are mapped
-# remotely in either mode.
+# Pages that cannot be migrated — shmem pages of MAP_SHARED mappings
+# (migrate_vma only takes anonymous memory) — are mapped remotely in either
+# mode.  An anonymous page shared with fork children migrates for all of them
+# (try_to_migrate walks the rmap; every mapper gets a device-private entry).
 #
 # Oversubscription: a device with no free frame evicts its oldest page (FIFO,
 # mmbench.blocks.devmirror) through migrate_to_ram — the path a driver's
