@@ -316,13 +316,16 @@ def test_out_of_memory_leaves_machine_unchanged():
     p = m.spawn()
     m.mmap(p, 0, 8)
     m.mmap(p, 16, 2, shared=True)
-    for v in range(4):
+    m.write(p, 17, 5)                       # a cached neighbour fault-around could map
+    for v in range(3):
         m.write(p, v, v)
+    m.madvise_dontneed(p, 16, 2)            # page stays cached, PTE gone
     snap = (m.metadata(), m.counters(), m.vmas(p))
     with pytest.raises(errors.OutOfMemory):
         m.write(p, 4, 1)
     with pytest.raises(errors.OutOfMemory):
         m.read(p, 16)                       # shmem read fault needs a page-cache frame
+    assert m.metadata() == snap[0] and m.counters() == snap[1]      # fault-around did not run
     c = m.fork(p)
     with pytest.raises(errors.OutOfMemory):
         m.write(c, 0, 9)                    # COW copy needs a frame

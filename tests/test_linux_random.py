@@ -82,6 +82,54 @@ def run(seed, steps=300, span=24):
     return a.counters()
 
 
+def run_oom(seed, steps=300):
+    """Tiny RAM: an OutOfMemory op must change nothing (metadata, counters), and the
+    machine stays in step with the reference when that op is skipped there."""
+    rnd = random.Random(seed)
+    a = mmbench.open("linux", ram_pages=rnd.choice([2, 4, 8, 16]))
+    b = ReferenceMachine(ram_pages=1 << 14)
+    live = []; ooms = 0
+    def both(name, *args):
+        nonlocal ooms
+        snap = (a.metadata(), a.counters())
+        try:
+            ra = (getattr(a, name)(*args), None)
+        except errors.OutOfMemory:
+            assert (a.metadata(), a.counters()) == snap, (seed, name, args)
+            a.check(); ooms += 1
+            return None
+        except errors.MMError as e:
+            ra = (None, type(e))
+        try: rb = (getattr(b, name)(*args), None)
+        except errors.MMError as e: rb = (None, type(e))
+        assert ra == rb, (seed, name, args, ra, rb)
+        a.check()
+        return ra[0]
+    for _ in range(steps):
+        if not live or rnd.random() < 0.03:
+            live.append(both("spawn")); continue
+        pid = rnd.choice(live); vpn = rnd.randrange(24); n = rnd.randrange(1, 8); r = rnd.random()
+        if r < 0.15: both("mmap", pid, vpn, n, rnd.random() < 0.3, rnd.random() < 0.8)
+        elif r < 0.2: both("munmap", pid, vpn, n)
+        elif r < 0.25: both("mprotect", pid, vpn, n, rnd.random() < 0.6)
+        elif r < 0.55: both("write", pid, vpn, rnd.randrange(1, 1 << 64))
+        elif r < 0.72: both("read", pid, vpn)
+        elif r < 0.8:
+            if len(live) < 6:
+                c = both("fork", pid)
+                if c: live.append(c)
+        elif r < 0.85: both("exit", pid); live.remove(pid)
+        elif r < 0.92: both("mremap", pid, vpn, n, rnd.randrange(24))
+        else: both("madvise_dontneed", pid, vpn, n)
+    for p in live: both("exit", p)
+    assert a.leaks() == []
+    return ooms
+
+@pytest.mark.parametrize("seed", range(8))
+def test_out_of_memory_changes_nothing(seed):
+    run_oom(seed, steps=200)
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_random_against_reference(seed):
     c = run(seed, steps=200)

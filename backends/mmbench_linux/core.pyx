@@ -391,6 +391,7 @@ cdef class LinuxMachine(LinuxFault):
         pt_destroy(&mm.pgd)
         self.pt_sync(mm)
         free(mm.vmas)
+        self.kmem_free(self.kc_mm)
         free(mm)
 
     # ================================================================ 3. the contract
@@ -399,6 +400,7 @@ cdef class LinuxMachine(LinuxFault):
         cdef int64_t pid
         if mm == NULL:
             return MM_ENOMEM
+        self.kmem_alloc(self.kc_mm)
         self.pt_sync(mm)
         pid = self.pid_install(mm)
         if pid < 0:
@@ -586,6 +588,7 @@ cdef class LinuxMachine(LinuxFault):
         cdef int st
         if mm == NULL:
             return MM_ENOMEM
+        self.kmem_alloc(self.kc_mm)
         self.pt_sync(mm)
         st = self.dup_mmap(mm, oldmm)
         if st == MM_OK:
@@ -728,7 +731,7 @@ cdef class LinuxMachine(LinuxFault):
     # ================================================================ 4. invariants
     cdef int c_check(self) noexcept nogil:
         """Every invariant of the design; the first violation is reported."""
-        cdef int64_t nfr = self.frames.node_bump[0], pid, used = 0, k
+        cdef int64_t nfr = self.frames.node_bump[0], pid, nmm = 0
         cdef int32_t* maps = <int32_t*>calloc(nfr + 1, sizeof(int32_t))
         cdef mm_t* mm
         cdef int64_t tot[6]
@@ -747,6 +750,7 @@ cdef class LinuxMachine(LinuxFault):
                 break
             tot[0] += mm.nr_vmas
             tot[1] += mm.maple_nodes
+            nmm += 1
             for l in range(4):
                 if mm.pt_acct[l] != mm.pgd.nr[l]:
                     st = self.check_fail("page-table accounting out of step with the tables")
@@ -756,6 +760,8 @@ cdef class LinuxMachine(LinuxFault):
         free(maps)
         if st != MM_OK:
             return st
+        if nmm != self.caches[self.kc_mm].active:
+            return self.check_fail("mm_struct cache != live processes")
         if tot[0] != self.caches[self.kc_vma].active:
             return self.check_fail("vm_area_struct cache != number of VMAs")
         if tot[1] != self.caches[self.kc_maple].active:

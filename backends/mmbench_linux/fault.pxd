@@ -15,6 +15,7 @@ cdef class LinuxFault(LinuxMM):
     cdef int wp_page_reuse(self, vm_fault_t* vmf) noexcept nogil
     cdef int wp_page_copy(self, vm_fault_t* vmf) noexcept nogil
     cdef int wp_page_shared(self, vm_fault_t* vmf) noexcept nogil
+    cdef int do_swap_page(self, vm_fault_t* vmf) noexcept nogil
     cdef int do_fault(self, vm_fault_t* vmf) noexcept nogil
     cdef void do_fault_around(self, vm_fault_t* vmf) noexcept nogil
     cdef void set_pte_range(self, vm_fault_t* vmf, pfn_t pfn, uint64_t pte) noexcept nogil

@@ -45,11 +45,13 @@ cdef class LinuxFault(LinuxMM):
         return st
 
     cdef int handle_pte_fault(self, vm_fault_t* vmf) noexcept nogil:
-        """Dispatch only: missing PTE, write to a read-only PTE, or spurious."""
+        """Dispatch only: missing PTE, non-present entry, write to a read-only PTE, or spurious."""
         if vmf.orig_pte == 0:
             if vmf.vma.vm_file == NULL:
                 return self.do_anonymous_page(vmf)
             return self.do_fault(vmf)
+        if not (vmf.orig_pte & PTE_PRESENT):
+            return self.do_swap_page(vmf)
         if (vmf.flags & FAULT_FLAG_WRITE) and not (vmf.orig_pte & PTE_WRITE):
             return self.do_wp_page(vmf)
         vmf.pfn = pte_pfn(vmf.orig_pte)
@@ -147,22 +149,27 @@ cdef class LinuxFault(LinuxMM):
         vmf.kind = C_FAULT_WP_SHARED
         return VM_FAULT_DONE
 
+    cdef int do_swap_page(self, vm_fault_t* vmf) noexcept nogil:
+        """A non-present entry that is not none (swap, migration or device-private).  The
+        linux design creates none; the HMM layer overrides this (migrate_to_ram)."""
+        return VM_FAULT_SIGSEGV
+
     cdef int do_fault(self, vm_fault_t* vmf) noexcept nogil:
         """Shared (shmem) mapping, PTE missing: fault-around on reads, then shmem_fault."""
         cdef shmem_t* file = vmf.vma.vm_file
         cdef pfn_t pfn
         cdef frame_t* f
+        pfn = mapping_lookup(&file.mapping, vmf.pgoff)
+        if pfn == NO_PFN and frames_free_count(&self.frames, 0) == 0:
+            return VM_FAULT_OOM                  # before fault-around: fail without a change
         if not (vmf.flags & FAULT_FLAG_WRITE) and self.fault_around_pages > 1:
             self.do_fault_around(vmf)
             if vmf.pte_table != NULL and vmf.pte_table.e[vmf.address & 511] != 0:
                 vmf.pfn = pte_pfn(vmf.pte_table.e[vmf.address & 511])
                 vmf.kind = C_FAULT_MINOR
                 return VM_FAULT_DONE
-        pfn = mapping_lookup(&file.mapping, vmf.pgoff)
         vmf.kind = C_FAULT_MINOR
         if pfn == NO_PFN:
-            if frames_free_count(&self.frames, 0) == 0:
-                return VM_FAULT_OOM
             if self.pte_alloc(vmf) != VM_FAULT_DONE:
                 return VM_FAULT_OOM
             pfn = self.page_alloc()

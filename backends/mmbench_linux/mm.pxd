@@ -79,6 +79,7 @@ cdef struct vma_t:
     avc_t* anon_vma_chain          # head of the same_vma list
     int64_t nr_avc                 # list length (1 = singular; > 1 = a fork child)
     shmem_t* vm_file               # shared mappings: the shmem object (shmem_zero_setup)
+    void* vm_private_data          # free for designs built on this one (copied by vm_area_dup)
 
 # struct mm_struct: page tables + the VMA set, ordered by address.  The kernel
 # keeps VMAs in a maple tree; the model keeps a sorted array of pointers and
@@ -96,6 +97,8 @@ cdef struct mm_t:
     int64_t maple_nodes            # maple_node objects accounted for this tree
     int64_t rss_anon               # MM_ANONPAGES
     int64_t rss_shmem              # MM_SHMEMPAGES
+    void* design_private           # free for designs built on this one (gmem: the per-process
+                                   #   vm_object); NULL in linux, never touched by it
 
 # A shmem inode behind a shared anonymous mapping (shmem_zero_setup).
 cdef struct shmem_t:
@@ -155,7 +158,7 @@ cdef int64_t mt_nodes(mm_t* mm) noexcept nogil
 
 cdef class LinuxMM(Machine):
     # slab caches (indices into Machine.caches)
-    cdef int kc_vma, kc_maple, kc_anon_vma, kc_avc, kc_page, kc_shmem, kc_xa
+    cdef int kc_mm, kc_vma, kc_maple, kc_anon_vma, kc_avc, kc_page, kc_shmem, kc_xa
     cdef int kc_pt[4]
     cdef int fault_around_pages    # do_fault_around window (16 = 64 KiB)
 

@@ -82,6 +82,7 @@ cdef class LinuxMM(Machine):
         self.kc_page = self.slab_register("page", 64)
         self.kc_shmem = self.slab_register("shmem_inode_info", 752)   # shmem_inode_cache objsize here
         self.kc_xa = self.slab_register("xa_node", 576)
+        self.kc_mm = self.slab_register("mm_struct", 1600)           # mm_struct objsize here
 
     # ================================================================ accounting
     cdef void pt_sync(self, mm_t* mm) noexcept nogil:
@@ -212,6 +213,7 @@ cdef class LinuxMM(Machine):
             v.vm_flags = src.vm_flags
             v.anon_vma = src.anon_vma
             v.vm_file = src.vm_file
+            v.vm_private_data = src.vm_private_data
         return v
 
     cdef void vma_set_range(self, vma_t* vma, uint64_t start, uint64_t end, uint64_t pgoff) noexcept nogil:
