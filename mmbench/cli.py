@@ -21,6 +21,11 @@ def fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+@app.callback()
+def _group() -> None:
+    """Keeps `mmbench <command>` a group even while only one command is registered."""
+
+
 @app.command("backends")
 def backends_cmd() -> None:
     """List the registered designs (built-ins first, then plugins)."""

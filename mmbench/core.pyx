@@ -593,6 +593,14 @@ cdef class Machine:
         """Names of the structs that must all be gone once every process exited."""
         return [self.caches[i].name.decode() for i in range(self.ncaches) if self.caches[i].per_process]
 
+    def slab_allocs(self):
+        """{struct_name: objects allocated so far} (cumulative; metadata() counts live ones)."""
+        return {self.caches[i].name.decode(): int(self.caches[i].allocs) for i in range(self.ncaches)}
+
+    def slab_frees(self):
+        """{struct_name: objects freed so far} (cumulative)."""
+        return {self.caches[i].name.decode(): int(self.caches[i].frees) for i in range(self.ncaches)}
+
     def counters(self):
         """{event: count} for the events this design has."""
         names = type(self).counter_names

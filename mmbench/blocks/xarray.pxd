@@ -35,3 +35,7 @@ cdef uint64_t xa_erase(xarray_t* xa, uint64_t index) noexcept nogil  # old entry
 cdef uint64_t* xa_slot(xarray_t* xa, uint64_t index) noexcept nogil
 # First non-zero entry at index in [start, last]; 0 when none (index in *index_out).
 cdef uint64_t xa_find(xarray_t* xa, uint64_t start, uint64_t last, uint64_t* index_out) noexcept nogil
+# Make the empty `dst` a copy of `src`: same entries, nodes of its own (counted
+# in dst's node_allocs), built node by node rather than entry by entry.
+# 0, or -1 when a node allocation failed (dst is then empty again).
+cdef int xa_clone(xarray_t* dst, xarray_t* src) noexcept nogil

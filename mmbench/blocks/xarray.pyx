@@ -180,3 +180,32 @@ cdef uint64_t xa_find(xarray_t* xa, uint64_t start, uint64_t last, uint64_t* ind
     if xa.root == NULL or start > max_index(xa) or start > last:
         return 0
     return find_in(xa.root, 0, start, last, index_out)
+
+cdef xa_node_t* clone_node(xarray_t* dst, xa_node_t* s, xa_node_t* parent) noexcept nogil:
+    cdef xa_node_t* n = node_new(dst, s.shift, parent, s.offset)
+    cdef xa_node_t* c
+    cdef int i
+    if n == NULL:
+        return NULL
+    n.count = s.count
+    if s.shift == 0:
+        for i in range(XA_CHUNK_SIZE):
+            n.slots[i] = s.slots[i]
+        return n
+    for i in range(XA_CHUNK_SIZE):
+        if s.slots[i] != 0:
+            c = clone_node(dst, <xa_node_t*><size_t>s.slots[i], n)
+            if c == NULL:
+                destroy_node(dst, n)     # frees the children cloned so far
+                return NULL
+            n.slots[i] = <uint64_t><size_t>c
+    return n
+
+cdef int xa_clone(xarray_t* dst, xarray_t* src) noexcept nogil:
+    if src.root == NULL:
+        return 0
+    dst.root = clone_node(dst, src.root, NULL)
+    if dst.root == NULL:
+        return -1
+    dst.nr_entries = src.nr_entries
+    return 0

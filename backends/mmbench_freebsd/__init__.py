@@ -1,0 +1,7 @@
+"""mmbench_freebsd: the FreeBSD VM design (vm_map, vm_object shadow chains, pmap/pv_entry).
+
+See docs/backends/freebsd.md and the essay at the top of core.pyx.
+"""
+from mmbench_freebsd.core import FreeBSDMachine
+
+__all__ = ["FreeBSDMachine"]

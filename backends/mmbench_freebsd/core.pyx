@@ -1,0 +1,312 @@
+# FreeBSDMachine — the FreeBSD VM design (vm_map + vm_object shadow chains +
+# pmap/pv_entry) behind the mmbench contract.
+#
+# Where each part lives:
+#   vm.pxd        the structs: vm_map_entry, vm_object, pv_entry/pv_chunk, pmap
+#   pctrie        the 16-ary path-compressed trie of an object's resident pages
+#   vm_object     objects, pages, shadow, split, collapse, bypass, deallocate
+#   vm_map        entries: insert, clip, delete, protect, fork, mremap, dontneed
+#   vm_fault      the fault handler (lookup, chain walk, copy / move / zero-fill)
+#   pmap          page tables and pv entries (the reverse map)
+#   vm_check      the invariants
+#   core (here)   the contract: argument checks in the reference model's order,
+#                 the PTE fast path of read/write, and the Python-level views
+#                 (object graph, chain-depth histogram, reverse-map walks).
+#
+# The contract's operations map onto FreeBSD as follows:
+#   mmap      vm_map_insert of an entry with no object yet
+#   munmap    vm_map_delete (clip, pmap_remove, vm_map_entry_delete)
+#   mprotect  vm_map_protect (pmap_protect when write is taken away)
+#   read      PTE present: load; else vm_fault (read)
+#   write     writable PTE: store; else vm_fault (write)
+#   fork      vmspace_fork (NEEDS_COPY, pmap_protect of the parent; no PTEs copied)
+#   exit      vmspace_free (every entry deleted, page tables released)
+#   mremap    entries and PTEs moved (FreeBSD has no mremap)
+#   madvise   see vm_map.pyx (the range must read 0 afterwards)
+# Accelerators are not modelled yet (supports_devices = False).
+
+from libc.stdlib cimport calloc, free
+from libc.stdint cimport int64_t, uint64_t
+
+from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_ENOTSUP,
+                           C_RMAP_VISITS)
+from mmbench.blocks.frames cimport pfn_t, NO_PFN
+from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_write, pte_pfn
+from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, pv_entry_t,
+                                 KC_ENTRY, KC_OBJECT, KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD,
+                                 KC_PUD, KC_PMD, KC_PTE, CHAIN_HIST, MAP_ENTRY_COW,
+                                 MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, VM_INHERIT_SHARE)
+from mmbench_freebsd.vm_map cimport (vmspace_alloc, vmspace_free, vm_map_lookup_entry,
+                                     vm_map_range_free, vm_map_range_mapped, vm_map_insert,
+                                     vm_map_delete, vm_map_protect, vmspace_fork, vm_map_move,
+                                     vm_map_dontneed)
+from mmbench_freebsd.vm_fault cimport vm_fault, vm_map_resolve
+from mmbench_freebsd.vm_check cimport vm_check_all
+from mmbench_freebsd.pmap cimport pmap_pte, pv_pmap
+
+from mmbench import errors as _errors
+
+# (cache name, kernel struct size in bytes), in KC_* order
+_CACHES = (("vm_map_entry", 96), ("vm_object", 264), ("vm_page", 104), ("pctrie_node", 144),
+           ("pv_chunk", 4096), ("pgd", 4096), ("pud_table", 4096), ("pmd_table", 4096),
+           ("pte_table", 4096))
+
+
+cdef class FreeBSDMachine(Machine):
+    """FreeBSD VM: vm_map entries, vm_object shadow chains with collapse and
+    bypass, pages in a per-object radix trie, pmap with pv entries."""
+
+    name = "freebsd"
+    description = ("FreeBSD VM: vm_map entries, vm_object shadow chains (lazy shadowing, "
+                   "collapse, bypass), pctrie of pages, pmap with pv_entry reverse map")
+    option_defaults = {}
+    supports_devices = False
+    counter_names = (
+        "faults", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse", "fault_minor",
+        "fault_wp_shared", "pages_zeroed", "pages_copied", "pte_writes", "pte_zaps",
+        "tlb_flushes", "pt_pages_alloc", "pt_pages_free", "rmap_visits", "chain_steps",
+        "vma_splits", "vma_merges", "objects_alloc", "objects_free", "shadow_objects", "collapses",
+        "bypasses", "cow_page_moves", "pv_entries", "fork_ptes_wrprotect",
+        "mremap_pages_moved")
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        for i, (cname, size) in enumerate(_CACHES):
+            assert self.slab_register(cname, size) == i
+        self.vm.fr = &self.frames
+        self.vm.ctr = &self.ctr[0]
+        self.vm.kc = &self.caches[0]
+        self.vm.pv_head = <pv_entry_t**>calloc(self.ram_pages, sizeof(pv_entry_t*))
+        if self.vm.pv_head == NULL:
+            raise MemoryError("no memory for the pv list heads")
+        self.vm.objects = NULL
+        self.vm.nobjects = 0
+        self.vm.next_serial = 0
+        for i in range(CHAIN_HIST):
+            self.vm.depth_hist[i] = 0
+
+    def __dealloc__(self):
+        cdef int64_t pid
+        cdef vm_object_t* obj
+        if self.vm.kc == NULL:
+            return
+        for pid in range(1, self.next_pid):
+            if self.procs != NULL and self.procs[pid] != NULL:
+                vmspace_free(&self.vm, <vm_map_t*>self.procs[pid])
+                self.procs[pid] = NULL
+        free(self.vm.pv_head)
+        self.vm.pv_head = NULL
+
+    # ------------------------------------------------------- processes
+    cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
+        cdef vm_map_t* map = vmspace_alloc(&self.vm, self.next_pid)
+        cdef int64_t pid
+        if map == NULL:
+            return MM_ENOMEM
+        pid = self.pid_install(map)
+        if pid < 0:
+            vmspace_free(&self.vm, map)
+            return MM_ENOMEM
+        pid_out[0] = pid
+        return MM_OK
+
+    cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
+        cdef vm_map_t* src = self.map_of(pid)
+        cdef vm_map_t* dst = vmspace_alloc(&self.vm, self.next_pid)
+        cdef int64_t child
+        if dst == NULL:
+            return MM_ENOMEM
+        child = self.pid_install(dst)
+        if child < 0:
+            vmspace_free(&self.vm, dst)
+            return MM_ENOMEM
+        if vmspace_fork(&self.vm, src, dst) != 0:     # host out of memory
+            vmspace_free(&self.vm, dst)
+            self.pid_release(child)
+            self.next_pid -= 1
+            return MM_ENOMEM
+        child_out[0] = child
+        return MM_OK
+
+    cdef int c_exit(self, int64_t pid) noexcept nogil:
+        vmspace_free(&self.vm, self.map_of(pid))
+        self.pid_release(pid)
+        return MM_OK
+
+    # --------------------------------------------------------- mappings
+    cdef int c_mmap(self, int64_t pid, int64_t vpn, int64_t npages, uint64_t flags) noexcept nogil:
+        cdef vm_map_t* map = self.map_of(pid)
+        if not vm_map_range_free(map, vpn, vpn + npages):
+            return MM_EINVAL
+        if vm_map_insert(&self.vm, map, vpn, vpn + npages, (flags & 1) != 0, (flags & 2) != 0) != 0:
+            return MM_ENOMEM
+        return MM_OK
+
+    cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
+        vm_map_delete(&self.vm, self.map_of(pid), vpn, vpn + npages)
+        return MM_OK
+
+    cdef int c_mprotect(self, int64_t pid, int64_t vpn, int64_t npages, bint writable) noexcept nogil:
+        cdef vm_map_t* map = self.map_of(pid)
+        if not vm_map_range_mapped(map, vpn, vpn + npages):
+            return MM_EINVAL
+        vm_map_protect(&self.vm, map, vpn, vpn + npages, writable)
+        return MM_OK
+
+    cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
+        cdef vm_map_t* map = self.map_of(pid)
+        if new_vpn < old_vpn + npages and old_vpn < new_vpn + npages:
+            return MM_EINVAL
+        if not vm_map_range_mapped(map, old_vpn, old_vpn + npages):
+            return MM_ESEGV
+        if not vm_map_range_free(map, new_vpn, new_vpn + npages):
+            return MM_EINVAL
+        return vm_map_move(&self.vm, map, old_vpn, old_vpn + npages, new_vpn)
+
+    cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
+        cdef vm_map_t* map = self.map_of(pid)
+        if not vm_map_range_mapped(map, vpn, vpn + npages):
+            return MM_EINVAL
+        return vm_map_dontneed(&self.vm, map, vpn, vpn + npages)
+
+    # ------------------------------------------------------ loads, stores
+    cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
+        cdef vm_map_t* map = self.map_of(pid)
+        cdef pt_node_t* leaf = pt_leaf(&map.pmap.pt, <uint64_t>vpn, False, NULL)
+        cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
+        cdef vm_map_entry_t* e
+        cdef pfn_t pfn
+        cdef int st
+        if pte_present(pte):
+            out[0] = self.frames.f[pte_pfn(pte)].value
+            return MM_OK
+        e = vm_map_lookup_entry(map, vpn)
+        if e == NULL:
+            return MM_ESEGV
+        st = vm_fault(&self.vm, map, e, vpn, False, leaf, &pfn)
+        if st == MM_OK:
+            out[0] = self.frames.f[pfn].value
+        return st
+
+    cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
+        cdef vm_map_t* map = self.map_of(pid)
+        cdef pt_node_t* leaf = pt_leaf(&map.pmap.pt, <uint64_t>vpn, False, NULL)
+        cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
+        cdef vm_map_entry_t* e
+        cdef pfn_t pfn
+        cdef int st
+        if pte_present(pte) and pte_write(pte):
+            self.frames.f[pte_pfn(pte)].value = value
+            return MM_OK
+        e = vm_map_lookup_entry(map, vpn)
+        if e == NULL:
+            return MM_ESEGV
+        if not e.writable:
+            return MM_EPROT
+        st = vm_fault(&self.vm, map, e, vpn, True, leaf, &pfn)
+        if st == MM_OK:
+            self.frames.f[pfn].value = value
+        return st
+
+    # ------------------------------------------------------ accelerators
+    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
+        return MM_ENOTSUP
+
+    cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
+        return MM_ENOTSUP
+
+    cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
+        return MM_ENOTSUP
+
+    # -------------------------------------------------------- invariants
+    cdef int c_check(self) noexcept nogil:
+        cdef const char* why = NULL
+        if vm_check_all(&self.vm, self.procs, self.next_pid, &why) != 0:
+            return self.check_fail(why)
+        return MM_OK
+
+    # ------------------------------------------------- design-level views
+    def chain_depth_histogram(self):
+        """{objects walked past: faults} over every fault so far (exact)."""
+        return {d: int(self.vm.depth_hist[d]) for d in range(CHAIN_HIST) if self.vm.depth_hist[d]}
+
+    def rmap_walk(self, pid, vpn):
+        """The mappers of the page `pid` maps at `vpn`: [(pid, vpn), …] from its
+        pv list ([] when no page is mapped there).  Counts rmap_visits."""
+        pid = self._pid(pid)
+        vpn, _ = self._range(vpn)
+        cdef vm_map_t* map = self.map_of(pid)
+        cdef uint64_t pte = pmap_pte(&map.pmap, vpn)
+        cdef pv_entry_t* pv
+        out = []
+        if not pte_present(pte):
+            return out
+        pv = self.vm.pv_head[pte_pfn(pte)]
+        while pv != NULL:
+            out.append((int(pv_pmap(pv).pid), int(pv.pv_va)))
+            self.ctr[C_RMAP_VISITS] += 1
+            pv = pv.pv_next
+        return sorted(out)
+
+    def chain_length(self, pid, vpn):
+        """Objects in the chain behind `vpn` of `pid` (0: no object yet)."""
+        pid = self._pid(pid)
+        vpn, _ = self._range(vpn)
+        cdef vm_map_entry_t* e = vm_map_lookup_entry(self.map_of(pid), vpn)
+        cdef vm_object_t* obj
+        cdef int n = 0
+        if e == NULL:
+            raise _errors.SegmentationFault(f"pid {pid}: vpn {vpn} is not mapped")
+        obj = e.object
+        while obj != NULL:
+            n += 1
+            obj = obj.backing_object
+        return n
+
+    def objects(self):
+        """Every live vm_object: {serial: {...}} (the object graph)."""
+        cdef vm_object_t* obj = self.vm.objects
+        out = {}
+        while obj != NULL:
+            out[int(obj.serial)] = {
+                "ref_count": int(obj.ref_count), "shadow_count": int(obj.shadow_count),
+                "backing": int(obj.backing_object.serial) if obj.backing_object != NULL else None,
+                "backing_offset": int(obj.backing_object_offset), "size": int(obj.size),
+                "resident": int(obj.rtree.count), "onemapping": bool(obj.flags & OBJ_ONEMAPPING)}
+            obj = obj.all_next
+        return dict(sorted(out.items()))
+
+    def entries(self, pid):
+        """The entries of `pid`'s map: [{start, end, object, offset, flags}, …]."""
+        pid = self._pid(pid)
+        cdef vm_map_entry_t* e = self.map_of(pid).first
+        out = []
+        while e != NULL:
+            flags = []
+            if e.eflags & MAP_ENTRY_COW:
+                flags.append("COW")
+            if e.eflags & MAP_ENTRY_NEEDS_COPY:
+                flags.append("NEEDS_COPY")
+            out.append({"start": int(e.start), "end": int(e.end),
+                        "object": int(e.object.serial) if e.object != NULL else None,
+                        "offset": int(e.offset), "flags": flags, "writable": bool(e.writable),
+                        "shared": e.inheritance == VM_INHERIT_SHARE})
+            e = e.next
+        return out
+
+    def object_graph(self):
+        """ASCII drawing of every process's entries and the object chains behind them."""
+        objs = self.objects()
+        lines = []
+        for pid in self.live_pids():
+            for ent in self.entries(pid):
+                chain, s = [], ent["object"]
+                while s is not None:
+                    o = objs[s]
+                    chain.append(f"obj{s}(ref {o['ref_count']}, shadows {o['shadow_count']}, "
+                                 f"pages {o['resident']})")
+                    s = o["backing"]
+                flags = "|".join(ent["flags"]) or "-"
+                lines.append(f"pid {pid} [{ent['start']},{ent['end']}) {flags}: "
+                             + (" -> ".join(chain) or "no object yet"))
+        return "\n".join(lines)

@@ -1,0 +1,135 @@
+"""Measurements of the FreeBSD design quoted in docs/backends/freebsd.md.
+
+    python -m mmbench_freebsd.measure            # all three, small sizes
+
+Every figure says what it is: counts are exact (the same on every machine),
+times are measured on this machine by the replay engine (wall clock of the
+nogil loop, ``timing=False``), reported as the median of a few repetitions.
+"""
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+
+import mmbench
+from mmbench.trace import TRACE_DTYPE, Op, TraceBuilder
+
+
+def _page_ops(op, pid, vpns, value=1):
+    t = np.zeros(len(vpns), dtype=TRACE_DTYPE)
+    t["op"], t["pid"], t["vpn"], t["npages"], t["arg"] = op, pid, vpns, 1, value
+    return t
+
+
+def first_touch_write_ns(npages=1 << 18, reps=7):
+    """Median ns per first-touch write fault (one process, one mapping)."""
+    setup = TraceBuilder()
+    p = setup.spawn()
+    setup.mmap(p, 0, npages)
+    setup = setup.build()
+    writes = _page_ops(Op.WRITE, p, np.arange(npages))
+    runs = []
+    for _ in range(reps):
+        m = mmbench.open("freebsd", ram_pages=npages + 16)
+        m.replay(setup, timing=False, frame=False)
+        m.replay(writes, timing=False, frame=False)
+        assert m.counter("fault_zero_fill") == npages
+        runs.append(m.last_replay["elapsed_ns"] / npages)
+        del m
+    return {"median_ns": statistics.median(runs), "min_ns": min(runs), "runs": runs,
+            "kind": "measured", "npages": npages}
+
+
+def read_fault_ns_by_depth(max_depth=16, npages=16384, reps=5):
+    """ns per read fault of a page that lies `depth` objects down the chain.
+
+    A process writes `npages` pages, then a chain of `depth` forks follows in
+    which every generation writes one page of its own (so every level gets a
+    shadow); the deepest process then reads the original pages.  Depth 0: the
+    pages are in the reader's own first object (a minor fault, no chain walk).
+    """
+    out = []
+    for depth in range(max_depth + 1):
+        runs = []
+        for _ in range(reps):
+            m = mmbench.open("freebsd", ram_pages=npages + max_depth + 64)
+            pid = m.spawn()
+            m.mmap(pid, 0, npages + max_depth + 1)
+            m.replay(_page_ops(Op.WRITE, pid, np.arange(npages), 7), timing=False, frame=False)
+            for level in range(depth):
+                pid = m.fork(pid)
+                m.write(pid, npages + level, level)
+            if depth == 0:             # a child alone on the writer's object:
+                child = m.fork(pid)    # its reads find the pages in its first object
+                m.exit(pid)
+                pid = child
+            steps = m.counter("chain_steps")
+            m.replay(_page_ops(Op.READ, pid, np.arange(npages)), timing=False, frame=False)
+            runs.append(m.last_replay["elapsed_ns"] / npages)
+            walked = (m.counter("chain_steps") - steps) / npages
+        out.append({"depth": depth, "chain_steps_per_fault": walked,
+                    "median_ns": statistics.median(runs), "min_ns": min(runs)})
+    return out
+
+
+def ns_per_step(rows, key="min_ns"):
+    """Least-squares slope of fault time over chain depth (ns per object walked)."""
+    d = np.array([r["depth"] for r in rows], dtype=float)
+    t = np.array([r[key] for r in rows], dtype=float)
+    return float(np.polyfit(d, t, 1)[0])
+
+
+def fork_server(children=1000, pages=256, writes=16, parent_writes=True, lifetime=1):
+    """A parent forks children that write `writes` pages and exit.
+
+    `lifetime`: a child exits once `lifetime` newer children exist (1: each
+    child exits before the next fork).  Returns exact counts (chain length of
+    the parent at the end and its maximum along the way, objects, collapses …)
+    and the measured ns per child.
+    """
+    m = mmbench.open("freebsd", ram_pages=1 << 16)
+    p = m.spawn()
+    m.mmap(p, 0, pages)
+    m.replay(_page_ops(Op.WRITE, p, np.arange(pages)), timing=False, frame=False)
+    before = m.counters()
+    alive, elapsed, max_chain = [], 0, 1
+    for i in range(children):
+        t = TraceBuilder(first_pid=m.next_free_pid)
+        c = t.fork(p)
+        for k in range(writes):
+            t.write(c, (i * 13 + k) % pages, i)
+        if parent_writes:
+            t.write(p, (i * 5) % pages, i)
+        alive.append(c)
+        if len(alive) >= lifetime:
+            t.exit(alive.pop(0))
+        m.replay(t.build(), timing=False, frame=False)
+        elapsed += m.last_replay["elapsed_ns"]
+        max_chain = max(max_chain, m.chain_length(p, 0))
+    m.check()
+    after = m.counters()
+    delta = {k: after[k] - before[k] for k in ("shadow_objects", "collapses", "bypasses",
+                                               "fault_cow_copy", "cow_page_moves", "chain_steps")}
+    return {"children": children, "lifetime": lifetime, "parent_writes": parent_writes,
+            "max_parent_chain": max_chain, "final_parent_chain": m.chain_length(p, 0),
+            "live_objects": len(m.objects()), "deepest_walk": max(m.chain_depth_histogram()),
+            "ns_per_child": elapsed / children, **delta}
+
+
+def main():
+    ft = first_touch_write_ns()
+    print(f"first-touch write fault, {ft['npages']} pages: median {ft['median_ns']:.1f} ns, "
+          f"min {ft['min_ns']:.1f} ns (measured)")
+    print("read fault vs chain depth (measured ns: min / median of 5; steps exact):")
+    rows = read_fault_ns_by_depth()
+    for row in rows:
+        print(f"  depth {row['depth']:2d}: {row['chain_steps_per_fault']:.0f} steps, "
+              f"{row['min_ns']:.1f} / {row['median_ns']:.1f} ns")
+    print(f"  slope: {ns_per_step(rows):.1f} ns per object walked (fit over the minima)")
+    for pw, life in ((False, 1), (True, 1), (True, 4), (True, 16)):
+        print("fork server:", fork_server(parent_writes=pw, lifetime=life))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+# pctrie — a 16-ary path-compressed radix trie keyed by 64-bit indices.
+#
+# The building block FreeBSD uses for an object's resident pages (vm_radix
+# over pctrie).  Four key bits per level (PCTRIE_WIDTH 4) give 16 children per
+# node, so a node's child pointers fit a cache line.  Path compression: a node
+# exists only where at least two keys diverge; it records the key prefix it
+# owns (`owner`) and the nibble it branches on (`clev`), so a lone key never
+# costs a chain of one-child nodes.
+#
+# Leaves are tagged pointers (bit 0 set) to the 64-bit key *inside the stored
+# item* — exactly as a kernel leaf points at a page's pindex field — so the
+# trie stores nothing but the item's address.  Items must be 8-byte aligned.
+#
+# Invariants (pctrie_check verifies them):
+#   every node has >= 2 children and popmap has one bit per non-empty child;
+#   every key below a node shares the node's prefix above nibble `clev`;
+#   the number of leaves equals `count` and the number of nodes `nnodes`.
+#
+# Node memory is accounted into a caller-supplied kmem_cache_t (one node is
+# 144 bytes in the kernel: owner 8, popmap 2, clev 1, pad, 16 child pointers).
+
+from libc.stdint cimport uint64_t, int64_t, uint16_t, uint8_t
+from mmbench.core cimport kmem_cache_t
+
+cdef enum:
+    PCTRIE_WIDTH = 4
+    PCTRIE_COUNT = 16
+    PCTRIE_NODE_BYTES = 144
+
+ctypedef struct pctrie_node_t:
+    uint64_t owner            # key prefix shared by everything below (low bits clear)
+    uint16_t popmap           # bit i set <=> child[i] non-empty
+    uint8_t clev              # nibble this node branches on (0 = lowest four bits)
+    uint64_t child[16]        # 0, a node pointer, or a leaf (item address | 1)
+
+# Where a lookup ended (the kernel's pctrie iterators remember their path the
+# same way): the node and the empty child slot a missing key would go into, so
+# an insert right after the lookup need not walk again.
+ctypedef struct pctrie_iter_t:
+    pctrie_node_t* node       # NULL: no usable position
+    int slot
+
+ctypedef struct pctrie_t:
+    uint64_t root             # 0 (empty), a leaf, or a node pointer
+    int64_t count             # leaves
+    int64_t nnodes            # nodes
+
+cdef inline void pctrie_init(pctrie_t* t) noexcept nogil:
+    t.root = 0
+    t.count = 0
+    t.nnodes = 0
+
+# The item whose key is `key`, or NULL.
+cdef uint64_t* pctrie_lookup(pctrie_t* t, uint64_t key) noexcept nogil
+# Same, and on a miss record in *it where the key would be inserted.
+cdef uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) noexcept nogil
+# Insert `item` at the position a pctrie_iter_lookup of its key just recorded
+# (the trie must not have changed since); falls back to pctrie_insert.
+cdef int pctrie_iter_insert(pctrie_t* t, pctrie_iter_t* it, uint64_t* item, kmem_cache_t* kc) noexcept nogil
+# The item with the smallest key >= `key`, or NULL (in-order iteration).
+cdef uint64_t* pctrie_lookup_ge(pctrie_t* t, uint64_t key) noexcept nogil
+# Insert the item at `item` (its key is item[0]): 0, -1 when out of memory,
+# -2 when the key is already present.
+cdef int pctrie_insert(pctrie_t* t, uint64_t* item, kmem_cache_t* kc) noexcept nogil
+# Remove the item with `key`; returns it, or NULL when absent.
+cdef uint64_t* pctrie_remove(pctrie_t* t, uint64_t key, kmem_cache_t* kc) noexcept nogil
+# Free every node (the items themselves are the caller's).
+cdef void pctrie_reclaim(pctrie_t* t, kmem_cache_t* kc) noexcept nogil
+# Verify the invariants above: 0, or -1 with a reason in *why.
+cdef int pctrie_check(pctrie_t* t, const char** why) noexcept nogil

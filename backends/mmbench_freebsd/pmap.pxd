@@ -1,0 +1,32 @@
+# pmap — the machine-dependent layer: 4-level page tables and pv entries.
+#
+# Each present PTE has exactly one pv_entry on its page's pv list; the entry
+# records the virtual page and (through the 4 KiB-aligned pv_chunk holding it)
+# the pmap.  That list is the reverse map: "who maps this page" is a walk of
+# pv entries (pmap_remove_all, rmap walks for migration).  pv entries are
+# carved out of per-pmap pv_chunks of 168 entries; a chunk is freed when its
+# last entry is.
+from libc.stdint cimport uint64_t, int64_t
+from mmbench.blocks.frames cimport pfn_t
+from mmbench.blocks.pagetable cimport pt_node_t
+from mmbench_freebsd.vm cimport vm_ctx_t, pmap_t, pv_entry_t
+
+cdef int pmap_pinit(vm_ctx_t* vm, pmap_t* pm, int64_t pid) noexcept nogil      # 0 / -1
+cdef void pmap_release(vm_ctx_t* vm, pmap_t* pm) noexcept nogil                # no mappings left
+# Map `pfn` at `vpn` (replacing whatever was there): 0, or -1 out of memory.
+# `leaf` is the PTE table holding vpn when the caller already has it, else NULL.
+cdef int pmap_enter(vm_ctx_t* vm, pmap_t* pm, int64_t vpn, pfn_t pfn, bint writable,
+                    pt_node_t* leaf) noexcept nogil
+# Remove every mapping in [start, end); returns how many.
+cdef int64_t pmap_remove(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end) noexcept nogil
+# Clear the write bit in [start, end); returns how many PTEs changed.
+cdef int64_t pmap_protect(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end) noexcept nogil
+# Unmap a page everywhere through its pv list; returns mappings removed.
+cdef int64_t pmap_remove_all(vm_ctx_t* vm, pfn_t pfn) noexcept nogil
+# Move the mappings of [start, end) by `delta` pages (mremap): returns how many.
+cdef int64_t pmap_move(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end, int64_t delta) noexcept nogil
+# free_pgtables over the unmapped hole [floor, ceiling).
+cdef void pmap_free_tables(vm_ctx_t* vm, pmap_t* pm, int64_t floor, int64_t ceiling) noexcept nogil
+cdef uint64_t pmap_pte(pmap_t* pm, int64_t vpn) noexcept nogil
+cdef pmap_t* pv_pmap(pv_entry_t* pv) noexcept nogil
+cdef int64_t pmap_pv_count(pmap_t* pm) noexcept nogil                       # pv entries in use

@@ -1,0 +1,143 @@
+# vm — the data structures of the FreeBSD design, shared by its modules.
+#
+#   vm_map (one per process)            vm_object                     vm_page
+#   ┌──────────────────────┐            ┌───────────────────────┐      (the frame
+#   │ entries, by address  │──object──▶ │ rtree: pindex → page  │─────▶ descriptor,
+#   │ [start,end) offset   │            │ ref_count shadow_count│       pindex in
+#   │ eflags COW|NEEDS_COPY│            │ backing_object ───────┼──┐    frame.index)
+#   │ inheritance          │            └───────────────────────┘  │
+#   └──────────────────────┘                                       ▼
+#   pmap: 4-level page table + pv_chunks          the object it shadows (offset)
+#   pv_entry (pmap, va) on the page's pv list = the reverse map
+#
+# A vm_page is the frame descriptor of mmbench.blocks.frames: `owner` is the
+# vm_object, `index` the pindex (the trie's leaf points at it, as in the
+# kernel), `mapcount` the number of pv entries.  Its 104 bytes are accounted
+# in the "vm_page" cache.  The per-page pv list head (md.pv_list) lives in
+# vm_ctx_t.pv_head, indexed by pfn.
+#
+# Every module works on a vm_ctx_t: frames, counters, slab caches and the
+# global object list of one machine (pointers into FreeBSDMachine).
+
+from libc.stdint cimport uint64_t, int64_t, uint32_t, int32_t, uint8_t
+from mmbench.core cimport kmem_cache_t
+from mmbench.blocks.frames cimport frames_t, frame_t, pfn_t
+from mmbench.blocks.pagetable cimport pgtable_t
+from mmbench.blocks.itree cimport itnode_t, itree_t
+from mmbench_freebsd.pctrie cimport pctrie_t
+
+cdef enum:  # vm_object flags
+    OBJ_ANON = 1 << 0          # anonymous (swap-backed) memory
+    OBJ_ONEMAPPING = 1 << 1    # every page is mapped at most once, by one entry range
+    OBJ_DEAD = 1 << 2
+
+cdef enum:  # vm_map_entry eflags
+    MAP_ENTRY_COW = 1 << 0
+    MAP_ENTRY_NEEDS_COPY = 1 << 1
+
+cdef enum:  # inheritance at fork
+    VM_INHERIT_SHARE = 0
+    VM_INHERIT_COPY = 1
+
+cdef enum:  # slab caches, registered in this order by FreeBSDMachine
+    KC_ENTRY = 0               # vm_map_entry   96 B
+    KC_OBJECT                  # vm_object     264 B
+    KC_PAGE                    # vm_page       104 B
+    KC_PCTRIE                  # pctrie_node   144 B
+    KC_PVCHUNK                 # pv_chunk     4096 B
+    KC_PGD                     # page-table pages, 4096 B each
+    KC_PUD
+    KC_PMD
+    KC_PTE
+    NR_KC
+
+cdef enum:
+    CHAIN_HIST = 64            # chain-depth histogram buckets (last one: >= 63)
+    NPCPV = 168                # pv entries per pv_chunk
+    NPCM = 3                   # 64-bit free-map words per pv_chunk
+
+ctypedef struct vm_object_t:
+    pctrie_t rtree                     # resident pages by pindex
+    vm_object_t* backing_object        # the object this one shadows, or NULL
+    int64_t backing_object_offset      # pindex here + offset = pindex there
+    int64_t size                       # pages
+    int32_t ref_count                  # entries + shadows referencing this object
+    int32_t shadow_count               # objects whose backing_object is this one
+    uint32_t flags
+    vm_object_t* shadow_head           # list of shadows (LIST_HEAD shadow_head)
+    vm_object_t* shadow_next           # our link in backing_object's shadow list
+    vm_object_t* shadow_prev
+    vm_object_t* all_next              # every live object (for check and leaks)
+    vm_object_t* all_prev
+    uint64_t serial                    # stable name for diagrams: 1, 2, 3 …
+    int32_t check_refs                 # scratch for c_check: references found
+    int32_t check_shadows              # scratch for c_check: shadows found
+
+ctypedef struct vm_map_entry_t:
+    itnode_t node                      # first: the map's search tree (keys [start, end-1])
+    vm_map_entry_t* prev               # address-ordered list
+    vm_map_entry_t* next
+    int64_t start                      # [start, end) in pages
+    int64_t end
+    vm_object_t* object                # NULL until the first fault
+    int64_t offset                     # pindex of `start` in object
+    uint32_t eflags                    # MAP_ENTRY_COW | MAP_ENTRY_NEEDS_COPY
+    uint8_t writable                   # protection (read is implied)
+    uint8_t inheritance                # VM_INHERIT_COPY (private) / _SHARE
+
+ctypedef struct pv_entry_t:
+    uint64_t pv_va                     # virtual page of the mapping
+    pv_entry_t* pv_next                # the page's pv list
+    pv_entry_t* pv_prev
+
+ctypedef struct pv_chunk_t:            # 4096 bytes, 4096-aligned: pv -> chunk -> pmap
+    void* pc_pmap                      # the owning pmap_t
+    pv_chunk_t* pc_next                # the pmap's chunk list (with room / full)
+    pv_chunk_t* pc_prev
+    uint64_t pc_map[3]                 # 1 = free slot
+    uint64_t pc_lru[2]                 # (unused here; keeps the kernel layout)
+    pv_entry_t pc_pventry[168]
+
+ctypedef struct pmap_t:
+    pgtable_t pt
+    int64_t pt_accounted[4]            # tables already reported to the caches
+    pv_chunk_t* pm_pvchunk             # chunks with a free entry
+    pv_chunk_t* pm_pvfull              # chunks without (kept apart: O(1) either way)
+    int64_t resident_count             # present PTEs
+    int64_t pid                        # for reverse-map answers
+
+ctypedef struct vm_map_t:              # a vmspace: the map and its pmap
+    itree_t tree                       # entries by address, O(log n) lookups
+    vm_map_entry_t* first
+    vm_map_entry_t* last
+    vm_map_entry_t* hint               # last entry found (lookup starts here)
+    int64_t nentries
+    pmap_t pmap
+
+ctypedef struct vm_ctx_t:
+    frames_t* fr
+    uint64_t* ctr                      # the machine's counters (C_* ids)
+    kmem_cache_t* kc                   # the machine's caches (KC_* ids)
+    pv_entry_t** pv_head               # per pfn: first pv entry (md.pv_list)
+    vm_object_t* objects               # all live objects
+    int64_t nobjects
+    uint64_t next_serial
+    uint64_t depth_hist[64]            # faults by chain depth walked
+
+cdef inline void kc_alloc(vm_ctx_t* vm, int c) noexcept nogil:
+    vm.kc[c].active += 1
+    vm.kc[c].allocs += 1
+
+cdef inline void kc_free(vm_ctx_t* vm, int c) noexcept nogil:
+    vm.kc[c].active -= 1
+    vm.kc[c].frees += 1
+
+cdef inline frame_t* vm_page(vm_ctx_t* vm, pfn_t pfn) noexcept nogil:
+    return &vm.fr.f[pfn]
+
+cdef inline pfn_t item_pfn(vm_ctx_t* vm, uint64_t* item) noexcept nogil:
+    """The pfn whose descriptor's `index` field the trie leaf points at."""
+    return <pfn_t>((<char*>item - <char*>&vm.fr.f[0].index) // sizeof(frame_t))
+
+cdef inline int64_t entry_pindex(vm_map_entry_t* e, int64_t vpn) noexcept nogil:
+    return e.offset + (vpn - e.start)

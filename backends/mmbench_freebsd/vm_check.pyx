@@ -1,0 +1,267 @@
+# vm_check — the invariants of the FreeBSD design, checked one family at a time.
+#
+#   maps      entries ordered, non-overlapping, list links and counts right,
+#             each entry's range inside its object.
+#   objects   ref_count == entries + shadows referencing it; shadow_count ==
+#             shadow list length == objects backed by it; no object without a
+#             reference; every resident page names its object and pindex, is
+#             allocated, and the trie is well formed.
+#   pmap      every present PTE maps exactly the page the entry's chain
+#             resolves to; a writable PTE only for a writable, no-longer
+#             NEEDS_COPY entry whose first object holds the page; one pv entry
+#             per PTE, page mapcount == its pv list length.
+#   totals    frames in use == resident pages (no page both free and owned);
+#             slab caches == live structures.
+
+from libc.stdint cimport int64_t, uint64_t, int32_t
+
+from mmbench.blocks.frames cimport pfn_t, NO_PFN
+from mmbench.blocks.itree cimport itree_verify
+from mmbench.blocks.pagetable cimport pt_node_t, pt_next, pte_pfn, PTE_WRITE
+from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_check
+from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, pmap_t,
+                                 pv_entry_t, pv_chunk_t, MAP_ENTRY_NEEDS_COPY, KC_ENTRY, KC_OBJECT,
+                                 KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD, item_pfn)
+from mmbench_freebsd.pmap cimport pmap_pv_count, pv_pmap
+from mmbench_freebsd.vm_fault cimport vm_map_resolve
+from mmbench_freebsd.vm_map cimport vm_map_lookup_entry
+
+
+cdef int check_map(vm_ctx_t* vm, vm_map_t* map, const char** why) noexcept nogil:
+    cdef vm_map_entry_t* e = map.first
+    cdef vm_map_entry_t* prev = NULL
+    cdef int64_t n = 0
+    while e != NULL:
+        if e.prev != prev:
+            why[0] = "vm_map: entry list links are broken"
+            return -1
+        if e.start >= e.end or (prev != NULL and prev.end > e.start):
+            why[0] = "vm_map: entries overlap or are out of order"
+            return -1
+        if e.object != NULL:
+            if e.offset < 0 or e.offset + (e.end - e.start) > e.object.size:
+                why[0] = "vm_map: entry maps beyond its object"
+                return -1
+            e.object.check_refs += 1
+        prev = e
+        e = e.next
+        n += 1
+    if prev != map.last or n != map.nentries:
+        why[0] = "vm_map: entry count or last entry is wrong"
+        return -1
+    if itree_verify(&map.tree) != 0 or map.tree.count != n:
+        why[0] = "vm_map: the entry search tree is broken"
+        return -1
+    e = map.first
+    while e != NULL:
+        if e.node.start != <uint64_t>e.start or e.node.last != <uint64_t>(e.end - 1):
+            why[0] = "vm_map: an entry's tree key disagrees with its range"
+            return -1
+        e = e.next
+    return 0
+
+
+cdef int check_object(vm_ctx_t* vm, vm_object_t* obj, int64_t* pages, const char** why) noexcept nogil:
+    cdef vm_object_t* s = obj.shadow_head
+    cdef int32_t listed = 0
+    cdef uint64_t* item
+    cdef pfn_t pfn
+    cdef int64_t n = 0
+    while s != NULL:
+        if s.backing_object != obj:
+            why[0] = "vm_object: shadow list holds an object backed by another"
+            return -1
+        listed += 1
+        s = s.shadow_next
+    if listed != obj.shadow_count or listed != obj.check_shadows:
+        why[0] = "vm_object: shadow_count disagrees with the shadows"
+        return -1
+    if obj.ref_count != obj.check_refs:
+        why[0] = "vm_object: ref_count != entries + shadows referencing it"
+        return -1
+    if obj.ref_count <= 0:
+        why[0] = "vm_object: live object without references (orphan)"
+        return -1
+    if obj.backing_object != NULL and obj.backing_object_offset < 0:
+        why[0] = "vm_object: negative backing_object_offset"
+        return -1
+    if pctrie_check(&obj.rtree, why) != 0:
+        return -1
+    item = pctrie_lookup_ge(&obj.rtree, 0)
+    while item != NULL:
+        pfn = item_pfn(vm, item)
+        if vm.fr.f[pfn].owner != <uint64_t><size_t>obj or vm.fr.f[pfn].refcount != 1:
+            why[0] = "vm_page: resident page does not belong to its object or is free"
+            return -1
+        n += 1
+        item = pctrie_lookup_ge(&obj.rtree, item[0] + 1)
+    pages[0] += n
+    return 0
+
+
+cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const char** why) noexcept nogil:
+    cdef vm_map_entry_t* e = vm_map_lookup_entry(map, vpn)
+    cdef pfn_t pfn = pte_pfn(pte)
+    cdef int depth
+    cdef pv_entry_t* pv
+    if e == NULL:
+        why[0] = "pmap: PTE outside every entry"
+        return -1
+    if vm_map_resolve(vm, e, vpn, &depth) != pfn:
+        why[0] = "pmap: PTE maps a page other than the one the object chain holds"
+        return -1
+    if (pte & PTE_WRITE) and (not e.writable or (e.eflags & MAP_ENTRY_NEEDS_COPY)
+                              or vm.fr.f[pfn].owner != <uint64_t><size_t>e.object):
+        why[0] = "pmap: writable PTE to a page the entry may not write"
+        return -1
+    pv = vm.pv_head[pfn]
+    while pv != NULL and not (<int64_t>pv.pv_va == vpn and pv_pmap(pv) == &map.pmap):
+        pv = pv.pv_next
+    if pv == NULL:
+        why[0] = "pmap: PTE without its pv entry"
+        return -1
+    return 0
+
+
+cdef int check_chunks(pv_chunk_t* pc, pmap_t* pm, bint full, const char** why) noexcept nogil:
+    while pc != NULL:
+        if <pmap_t*>pc.pc_pmap != pm:
+            why[0] = "pmap: pv_chunk of another pmap on the list"
+            return -1
+        if ((pc.pc_map[0] | pc.pc_map[1] | pc.pc_map[2]) == 0) != full:
+            why[0] = "pmap: pv_chunk on the wrong list (full / with room)"
+            return -1
+        pc = pc.pc_next
+    return 0
+
+
+cdef int check_pmap(vm_ctx_t* vm, vm_map_t* map, int64_t* ptes, const char** why) noexcept nogil:
+    cdef uint64_t vpn = 0
+    cdef pt_node_t* t
+    cdef int64_t n = 0
+    while True:
+        t = pt_next(&map.pmap.pt, vpn, <uint64_t>1 << 36, &vpn)
+        if t == NULL:
+            break
+        if check_pte(vm, map, <int64_t>vpn, t.e[vpn & 511], why) != 0:
+            return -1
+        n += 1
+        vpn += 1
+    if n != map.pmap.resident_count or n != pmap_pv_count(&map.pmap):
+        why[0] = "pmap: resident count or pv entries disagree with the PTEs"
+        return -1
+    if check_chunks(map.pmap.pm_pvchunk, &map.pmap, False, why) != 0:
+        return -1
+    if check_chunks(map.pmap.pm_pvfull, &map.pmap, True, why) != 0:
+        return -1
+    ptes[0] += n
+    return 0
+
+
+cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcept nogil:
+    cdef vm_object_t* obj = vm.objects
+    cdef uint64_t* item
+    cdef pfn_t pfn
+    cdef pv_entry_t* pv
+    cdef int64_t n
+    while obj != NULL:
+        item = pctrie_lookup_ge(&obj.rtree, 0)
+        while item != NULL:
+            pfn = item_pfn(vm, item)
+            n = 0
+            pv = vm.pv_head[pfn]
+            while pv != NULL:
+                n += 1
+                pv = pv.pv_next
+            if n != vm.fr.f[pfn].mapcount:
+                why[0] = "vm_page: mapcount != pv list length"
+                return -1
+            mapped[0] += n
+            item = pctrie_lookup_ge(&obj.rtree, item[0] + 1)
+        obj = obj.all_next
+    return 0
+
+
+cdef int64_t list_length(pv_chunk_t* pc) noexcept nogil:
+    cdef int64_t n = 0
+    while pc != NULL:
+        n += 1
+        pc = pc.pc_next
+    return n
+
+cdef int64_t count_chunks(vm_map_t* map) noexcept nogil:
+    return list_length(map.pmap.pm_pvchunk) + list_length(map.pmap.pm_pvfull)
+
+
+cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entries, int64_t pages,
+                      int64_t nobj, const char** why) noexcept nogil:
+    cdef int64_t nodes = 0, chunks = 0
+    cdef int64_t tables[4]
+    cdef vm_object_t* obj = vm.objects
+    cdef vm_map_t* map
+    cdef int64_t pid
+    cdef int lvl
+    tables[0] = tables[1] = tables[2] = tables[3] = 0
+    while obj != NULL:
+        nodes += obj.rtree.nnodes
+        obj = obj.all_next
+    for pid in range(1, nprocs):
+        map = <vm_map_t*>procs[pid]
+        if map != NULL:
+            chunks += count_chunks(map)
+            for lvl in range(4):
+                tables[lvl] += map.pmap.pt.nr[lvl]
+    if vm.fr.node_used[0] != pages:
+        why[0] = "frames in use != resident pages (a page is both free and owned, or lost)"
+        return -1
+    if (vm.kc[KC_PAGE].active != pages or vm.kc[KC_OBJECT].active != nobj
+            or vm.kc[KC_ENTRY].active != entries or vm.kc[KC_PCTRIE].active != nodes
+            or vm.kc[KC_PVCHUNK].active != chunks):
+        why[0] = "slab accounting disagrees with the live structures"
+        return -1
+    for lvl in range(4):
+        if vm.kc[KC_PGD + lvl].active != tables[lvl]:
+            why[0] = "page-table accounting disagrees with the page tables"
+            return -1
+    return 0
+
+
+cdef int vm_check_all(vm_ctx_t* vm, void** procs, int64_t nprocs, const char** why) noexcept nogil:
+    cdef vm_object_t* obj = vm.objects
+    cdef vm_map_t* map
+    cdef int64_t pid, entries = 0, pages = 0, nobj = 0, ptes = 0, mapped = 0
+    while obj != NULL:                      # reset the scratch counters
+        obj.check_refs = 0
+        obj.check_shadows = 0
+        obj = obj.all_next
+    obj = vm.objects
+    while obj != NULL:
+        if obj.backing_object != NULL:
+            obj.backing_object.check_refs += 1
+            obj.backing_object.check_shadows += 1
+        obj = obj.all_next
+    for pid in range(1, nprocs):
+        map = <vm_map_t*>procs[pid]
+        if map != NULL:
+            if check_map(vm, map, why) != 0:
+                return -1
+            entries += map.nentries
+    obj = vm.objects
+    while obj != NULL:
+        if check_object(vm, obj, &pages, why) != 0:
+            return -1
+        nobj += 1
+        obj = obj.all_next
+    if nobj != vm.nobjects:
+        why[0] = "object list length != object count"
+        return -1
+    for pid in range(1, nprocs):
+        map = <vm_map_t*>procs[pid]
+        if map != NULL and check_pmap(vm, map, &ptes, why) != 0:
+            return -1
+    if check_pv_lists(vm, &mapped, why) != 0:
+        return -1
+    if mapped != ptes:
+        why[0] = "pv entries on pages != present PTEs"
+        return -1
+    return check_totals(vm, procs, nprocs, entries, pages, nobj, why)

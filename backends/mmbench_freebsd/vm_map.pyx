@@ -1,0 +1,409 @@
+# vm_map — a process's address space as a list of vm_map_entry ordered by address.
+#
+# An entry maps [start, end) to `object` starting at pindex `offset`.  Private
+# entries carry MAP_ENTRY_COW and inherit by copy; after a fork both sides are
+# MAP_ENTRY_NEEDS_COPY until their first write (see vm_fault).  Shared entries
+# inherit by sharing the object.  An entry's object is allocated lazily, on the
+# first fault, on fork of a shared entry, or when the entry is clipped (so both
+# halves keep seeing the same pages).
+#
+# Operations that touch part of an entry clip it first (vm_map_clip_start /
+# _end): the piece becomes its own entry with an adjusted offset and its own
+# reference on the object.  Deleting an entry (vm_map_entry_delete) is where
+# the chain is tidied: a ONEMAPPING object first tries to collapse and drops the
+# pages only this entry could see, then the reference is released.
+#
+# Entries are both on the address-ordered list (iteration) and in a balanced
+# search tree (lookups, O(log n)): the kernel's tree is self-adjusting (splay),
+# the model reuses mmbench's treap-balanced interval tree; a lookup first tries
+# the last entry found.  A new mapping right after an entry with
+# the same protection and inheritance extends that entry (and its object, when
+# nobody else references it: vm_object_coalesce); entries split by mprotect
+# are not merged back (vm_map_simplify_entry).  mremap does not exist in FreeBSD; here it moves the
+# entries (object and offset unchanged) and their PTEs to the new address.
+# madvise_dontneed on a private range must make the next read return 0: the
+# entry gives up its object for that range and starts over with none (as a
+# MAP_FIXED remap of fresh anonymous memory would), except when the object has
+# no backing object and is mapped only by this process's entries — then its
+# pages in the range are simply freed.
+
+from libc.stdlib cimport malloc, calloc, free
+from libc.stdint cimport int64_t, uint64_t
+
+from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove, itree_first
+from mmbench.core cimport C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, VPN_BITS
+from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, KC_ENTRY,
+                                 kc_alloc, kc_free, MAP_ENTRY_COW, MAP_ENTRY_NEEDS_COPY,
+                                 VM_INHERIT_SHARE, VM_INHERIT_COPY, OBJ_ANON, OBJ_ONEMAPPING)
+from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_deallocate,
+                                        vm_object_reference, vm_object_collapse, vm_object_split,
+                                        vm_object_page_remove)
+from mmbench_freebsd.pmap cimport (pmap_pinit, pmap_release, pmap_remove, pmap_protect, pmap_move,
+                                   pmap_free_tables)
+
+cdef int64_t VPN_END = (<int64_t>1) << VPN_BITS
+
+
+# --------------------------------------------------------------- the vmspace
+cdef vm_map_t* vmspace_alloc(vm_ctx_t* vm, int64_t pid) noexcept nogil:
+    cdef vm_map_t* map = <vm_map_t*>calloc(1, sizeof(vm_map_t))
+    if map == NULL:
+        return NULL
+    itree_init(&map.tree)
+    if pmap_pinit(vm, &map.pmap, pid) != 0:
+        free(map)
+        return NULL
+    return map
+
+cdef void vmspace_free(vm_ctx_t* vm, vm_map_t* map) noexcept nogil:
+    vm_map_delete(vm, map, 0, VPN_END)
+    pmap_release(vm, &map.pmap)
+    free(map)
+
+
+# ------------------------------------------------------------------- entries
+cdef vm_map_entry_t* entry_create(vm_ctx_t* vm) noexcept nogil:
+    cdef vm_map_entry_t* e = <vm_map_entry_t*>calloc(1, sizeof(vm_map_entry_t))
+    if e != NULL:
+        kc_alloc(vm, KC_ENTRY)
+    return e
+
+cdef void entry_dispose(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil:
+    kc_free(vm, KC_ENTRY)
+    free(e)
+
+cdef void link_after(vm_map_t* map, vm_map_entry_t* after, vm_map_entry_t* e) noexcept nogil:
+    """Insert e after `after` (NULL: at the front) on the list and in the tree."""
+    e.prev = after
+    e.next = map.first if after == NULL else after.next
+    if e.next != NULL:
+        e.next.prev = e
+    else:
+        map.last = e
+    if after != NULL:
+        after.next = e
+    else:
+        map.first = e
+    map.nentries += 1
+    e.node.start = <uint64_t>e.start
+    e.node.last = <uint64_t>(e.end - 1)
+    itree_insert(&map.tree, &e.node)
+
+cdef void unlink(vm_map_t* map, vm_map_entry_t* e) noexcept nogil:
+    if e.prev != NULL:
+        e.prev.next = e.next
+    else:
+        map.first = e.next
+    if e.next != NULL:
+        e.next.prev = e.prev
+    else:
+        map.last = e.prev
+    if map.hint == e:
+        map.hint = e.prev if e.prev != NULL else e.next
+    map.nentries -= 1
+    itree_remove(&map.tree, &e.node)
+
+cdef void entry_set_range(vm_map_t* map, vm_map_entry_t* e, int64_t start, int64_t end) noexcept nogil:
+    """Change a linked entry's range (its list position stays valid)."""
+    itree_remove(&map.tree, &e.node)
+    e.start = start
+    e.end = end
+    e.node.start = <uint64_t>start
+    e.node.last = <uint64_t>(end - 1)
+    itree_insert(&map.tree, &e.node)
+
+cdef vm_map_entry_t* first_ending_after(vm_map_t* map, int64_t vpn) noexcept nogil:
+    """First entry with end > vpn (the entry holding vpn, or the next one)."""
+    cdef vm_map_entry_t* e = map.hint
+    if e != NULL and e.start <= vpn < e.end:
+        return e
+    return <vm_map_entry_t*>itree_first(&map.tree, <uint64_t>vpn, <uint64_t>VPN_END)
+
+cdef vm_map_entry_t* vm_map_lookup_entry(vm_map_t* map, int64_t vpn) noexcept nogil:
+    cdef vm_map_entry_t* e = map.hint
+    if e != NULL and e.start <= vpn < e.end:
+        return e
+    e = first_ending_after(map, vpn)
+    if e == NULL or e.start > vpn:
+        return NULL
+    map.hint = e
+    return e
+
+cdef bint vm_map_range_free(vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
+    cdef vm_map_entry_t* e = first_ending_after(map, start)
+    return e == NULL or e.start >= end
+
+cdef bint vm_map_range_mapped(vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
+    cdef vm_map_entry_t* e = first_ending_after(map, start)
+    cdef int64_t covered = start
+    while e != NULL and e.start <= covered and covered < end:
+        covered = e.end
+        e = e.next
+    return covered >= end
+
+cdef void entry_back(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil:
+    """Give an entry its object now (vm_map_entry_back)."""
+    e.object = vm_object_allocate_anon(vm, e.end - e.start)
+    e.offset = 0
+
+cdef vm_map_entry_t* entry_clone(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil:
+    cdef vm_map_entry_t* c
+    if e.object == NULL:
+        entry_back(vm, e)
+        if e.object == NULL:
+            return NULL
+    c = entry_create(vm)
+    if c == NULL:
+        return NULL
+    c[0] = e[0]
+    if c.object != NULL:
+        vm_object_reference(c.object)
+    vm.ctr[C_VMA_SPLITS] += 1
+    return c
+
+cdef void vm_map_clip_start(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int64_t vpn) noexcept nogil:
+    """Split e at vpn; e keeps [vpn, end), a new entry takes [start, vpn)."""
+    cdef vm_map_entry_t* left
+    if vpn <= e.start or vpn >= e.end:
+        return
+    left = entry_clone(vm, e)
+    if left == NULL:
+        return
+    left.end = vpn
+    e.offset += vpn - e.start
+    entry_set_range(map, e, vpn, e.end)
+    link_after(map, e.prev, left)
+
+cdef void vm_map_clip_end(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int64_t vpn) noexcept nogil:
+    """Split e at vpn; e keeps [start, vpn), a new entry takes [vpn, end)."""
+    cdef vm_map_entry_t* right
+    if vpn <= e.start or vpn >= e.end:
+        return
+    right = entry_clone(vm, e)
+    if right == NULL:
+        return
+    right.offset += vpn - e.start
+    right.start = vpn
+    entry_set_range(map, e, e.start, vpn)
+    link_after(map, e, right)
+
+cdef vm_map_entry_t* clip_range(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
+    """Clip the entries at both ends of [start, end); returns the first inside."""
+    cdef vm_map_entry_t* e = first_ending_after(map, start)
+    cdef vm_map_entry_t* last
+    if e == NULL or e.start >= end:
+        return NULL
+    vm_map_clip_start(vm, map, e, start)
+    last = e
+    while last.next != NULL and last.next.start < end:
+        last = last.next
+    vm_map_clip_end(vm, map, last, end)
+    return e
+
+
+cdef bint vm_object_coalesce(vm_map_entry_t* prev, int64_t npages) noexcept nogil:
+    """Can prev's object simply grow by npages?  (Then it does.)
+
+    => only an anonymous object nobody else references and that shadows
+       nothing, whose end is exactly prev's end: the new pages read 0.
+    """
+    cdef vm_object_t* obj = prev.object
+    if obj == NULL:
+        return True
+    if obj.ref_count != 1 or obj.backing_object != NULL or not (obj.flags & OBJ_ANON):
+        return False
+    if obj.size != prev.offset + (prev.end - prev.start):
+        return False
+    obj.size += npages
+    return True
+
+cdef bint try_extend(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end,
+                     bint shared, bint writable) noexcept nogil:
+    """vm_map_insert's fast case: grow the entry that ends at `start`."""
+    cdef vm_map_entry_t* prev = first_ending_after(map, start - 1) if start > 0 else NULL
+    if prev == NULL or prev.end != start or prev.writable != writable:
+        return False
+    if prev.inheritance != (VM_INHERIT_SHARE if shared else VM_INHERIT_COPY):
+        return False
+    if prev.eflags & MAP_ENTRY_NEEDS_COPY or not vm_object_coalesce(prev, end - start):
+        return False
+    entry_set_range(map, prev, prev.start, end)
+    map.hint = prev
+    vm.ctr[C_VMA_MERGES] += 1
+    return True
+
+cdef int vm_map_insert(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end,
+                       bint shared, bint writable) noexcept nogil:
+    cdef vm_map_entry_t* e
+    cdef vm_map_entry_t* before
+    if try_extend(vm, map, start, end, shared, writable):
+        return 0
+    e = entry_create(vm)
+    if e == NULL:
+        return -1
+    e.start = start
+    e.end = end
+    e.writable = writable
+    e.inheritance = VM_INHERIT_SHARE if shared else VM_INHERIT_COPY
+    e.eflags = 0 if shared else MAP_ENTRY_COW
+    before = first_ending_after(map, start)
+    link_after(map, map.last if before == NULL else before.prev, e)
+    map.hint = e
+    return 0
+
+
+# ------------------------------------------------------------------ deletion
+cdef void entry_release_object(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil:
+    """The entry stops referencing its object (vm_map_entry_delete's object part).
+
+    => a ONEMAPPING object still referenced elsewhere first tries to collapse,
+       then frees the pages only this entry saw (and is truncated if they were
+       its tail).
+    """
+    cdef vm_object_t* obj = e.object
+    cdef int64_t lo, hi
+    if obj == NULL:
+        return
+    e.object = NULL
+    if (obj.flags & OBJ_ANON) and obj.ref_count != 1 and (obj.flags & OBJ_ONEMAPPING):
+        vm_object_collapse(vm, obj)
+        lo = e.offset
+        hi = e.offset + (e.end - e.start)
+        vm_object_page_remove(vm, obj, lo, hi)
+        if hi >= obj.size and lo < obj.size:
+            obj.size = lo
+    vm_object_deallocate(vm, obj)
+
+cdef void free_tables_around(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* before,
+                             vm_map_entry_t* after) noexcept nogil:
+    pmap_free_tables(vm, &map.pmap, 0 if before == NULL else before.end,
+                     VPN_END if after == NULL else after.start)
+
+cdef void vm_map_delete(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
+    cdef vm_map_entry_t* e = clip_range(vm, map, start, end)
+    cdef vm_map_entry_t* nx
+    cdef vm_map_entry_t* before
+    if e == NULL:
+        return
+    before = e.prev
+    while e != NULL and e.start < end:
+        nx = e.next
+        pmap_remove(vm, &map.pmap, e.start, e.end)
+        unlink(map, e)
+        entry_release_object(vm, e)
+        entry_dispose(vm, e)
+        e = nx
+    free_tables_around(vm, map, before, e)
+
+
+# --------------------------------------------------------------- protection
+cdef void vm_map_protect(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, bint writable) noexcept nogil:
+    cdef vm_map_entry_t* e = clip_range(vm, map, start, end)
+    while e != NULL and e.start < end:
+        if e.writable and not writable:
+            pmap_protect(vm, &map.pmap, e.start, e.end)
+        e.writable = writable
+        e = e.next
+
+
+# --------------------------------------------------------------------- fork
+cdef int copy_private_entry(vm_ctx_t* vm, vm_map_t* src, vm_map_entry_t* e,
+                            vm_map_entry_t* c) noexcept nogil:
+    """vm_map_copy_entry: both sides become COW | NEEDS_COPY on one object."""
+    cdef vm_object_t* obj
+    if not (e.eflags & MAP_ENTRY_NEEDS_COPY) and e.writable:
+        vm.ctr[C_FORK_PTES_WRPROTECT] += pmap_protect(vm, &src.pmap, e.start, e.end)
+    if e.object == NULL:
+        c.object = NULL
+        c.offset = 0
+        return 0
+    vm_object_collapse(vm, e.object)
+    if e.object.flags & OBJ_ONEMAPPING:
+        vm_object_split(vm, e)
+    obj = e.object
+    vm_object_reference(obj)
+    obj.flags &= ~OBJ_ONEMAPPING
+    e.eflags |= MAP_ENTRY_COW | MAP_ENTRY_NEEDS_COPY
+    c.eflags = e.eflags
+    c.object = obj
+    c.offset = e.offset
+    return 0
+
+cdef int vmspace_fork(vm_ctx_t* vm, vm_map_t* src, vm_map_t* dst) noexcept nogil:
+    """Copy every entry of src into the (empty) dst by its inheritance."""
+    cdef vm_map_entry_t* e = src.first
+    cdef vm_map_entry_t* c
+    while e != NULL:
+        c = entry_create(vm)
+        if c == NULL:
+            return -1
+        c[0] = e[0]
+        if e.inheritance == VM_INHERIT_SHARE:
+            if e.object == NULL:
+                entry_back(vm, e)
+                if e.object == NULL:
+                    entry_dispose(vm, c)
+                    return -1
+            e.object.flags &= ~OBJ_ONEMAPPING
+            vm_object_reference(e.object)
+            c.object = e.object
+        else:
+            copy_private_entry(vm, src, e, c)
+        link_after(dst, dst.last, c)
+        e = e.next
+    dst.hint = dst.first
+    return 0
+
+
+# ------------------------------------------------------------------- mremap
+cdef int vm_map_move(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, int64_t new_start) noexcept nogil:
+    """Move the (fully mapped) range to the free range at new_start."""
+    cdef int64_t delta = new_start - start
+    cdef vm_map_entry_t* e = clip_range(vm, map, start, end)
+    cdef vm_map_entry_t* before = e.prev
+    cdef vm_map_entry_t* moved = NULL
+    cdef vm_map_entry_t* tail = NULL
+    cdef vm_map_entry_t* nx
+    cdef vm_map_entry_t* dest
+    while e != NULL and e.start < end:          # detach the run, keep its order
+        nx = e.next
+        unlink(map, e)
+        e.start += delta
+        e.end += delta
+        e.next = NULL
+        e.prev = tail
+        if tail == NULL:
+            moved = e
+        else:
+            tail.next = e
+        tail = e
+        e = nx
+    pmap_move(vm, &map.pmap, start, end, delta)
+    free_tables_around(vm, map, before, e)
+    dest = first_ending_after(map, new_start)
+    dest = map.last if dest == NULL else dest.prev
+    while moved != NULL:
+        nx = moved.next
+        link_after(map, dest, moved)
+        dest = moved
+        moved = nx
+    return 0
+
+
+# ------------------------------------------------------------------ dontneed
+cdef int vm_map_dontneed(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
+    """Drop the (fully mapped) range's pages; private pages then read 0."""
+    cdef vm_map_entry_t* e = clip_range(vm, map, start, end)
+    cdef vm_object_t* obj
+    while e != NULL and e.start < end:
+        pmap_remove(vm, &map.pmap, e.start, e.end)
+        obj = e.object
+        if e.inheritance == VM_INHERIT_COPY and obj != NULL:
+            if obj.backing_object == NULL and (obj.flags & OBJ_ONEMAPPING):
+                vm_object_page_remove(vm, obj, e.offset, e.offset + (e.end - e.start))
+            else:
+                entry_release_object(vm, e)
+                e.offset = 0
+                e.eflags &= ~MAP_ENTRY_NEEDS_COPY
+        e = e.next
+    return 0

@@ -1,0 +1,5 @@
+"""mmbench_shmem: anonymous memory as shmem page-cache files, private memory
+copy-on-write through reflink-style clones of those files."""
+from mmbench_shmem.core import ShmemMachine
+
+__all__ = ["ShmemMachine"]

@@ -1,0 +1,1163 @@
+# mmbench_shmem.core — anonymous memory as shmem files, private memory as reflinks.
+#
+# THE DESIGN
+#   "Why not go for shmem?" (Hildenbrand to the gmem RFC): a file already has a
+#   tree of the pages it could map — its page cache — so anonymous memory needs
+#   no structure of its own if it *is* a file.  Here every mmap creates a shmem
+#   inode; the VMA maps it from file offset 0.  The page tables are only a
+#   cache of the page caches: every frame a PTE maps is in the VMA's file at
+#   the VMA's offset, so any PTE may be zapped at any time and refaulted.
+#
+#   Shared mappings are plain shmem: fork hands the child the same inode and
+#   copies no page tables; the child refaults from the page cache (minor).
+#
+#   Private mappings must stay copy-on-write across fork.  They are private
+#   files, and fork makes a *reflink clone* of each one for the child (the
+#   direction Stoakes sketched: unify anon and file memory): a new inode in the
+#   same reflink_group whose i_pages names the same frames at the same offsets.
+#   A frame's refcount counts the files holding it plus the PTEs mapping it, so
+#   files(pfn) = refcount - mapcount.  A write to a frame held by one file
+#   reuses it; held by several, it breaks the reflink for the writer: copy the
+#   frame, store the copy in the writer's i_pages slot, drop one file
+#   reference on the original.  No anon_vma, no shadow objects, no chains.
+#
+# THE FAULT CASES (handle_mm_fault dispatches on VMA kind and PTE state)
+#
+#                        PTE none                      PTE present, read-only, write
+#   shared  ─────────── shmem_fault_shared:            wp (mprotect made it writable):
+#                        hole -> zero-fill into cache   set the write bit (WP_SHARED)
+#                        hit  -> map (MINOR)
+#   private, read ───── do_read_fault:
+#                        hole -> zero page (ZERO_PAGE)
+#                        hit  -> map, writable only if this file alone holds it (MINOR)
+#   private, write ──── do_cow_fault:                  do_wp_page:
+#                        hole -> zero-fill (ZERO_FILL)   zero page  -> zero-fill (ZERO_FILL)
+#                        one file holds it -> (MINOR)    one file   -> reuse (COW_REUSE)
+#                        several -> break_reflink        several    -> break_reflink (COW_COPY)
+#
+#   Reads of holes in private memory map the shared zero page (like anonymous
+#   memory; a shmem file read would allocate); reads of holes in shared memory
+#   allocate into the page cache as shmem_fault(SGP_CACHE) does.
+#
+# COSTS, AS THEY FALL
+#   fork, shared VMA : vm_area_struct + i_mmap insert; nothing per page.
+#   fork, private VMA: one clone per private file (shmem_inode_info + file +
+#                      a copy of i_pages: its xa_nodes, one frame reference per
+#                      page), and the parent's writable PTEs write-protected.
+#                      The child gets no page tables at all.
+#   deferred         : the child's first touch of each page is a fault (minor on
+#                      read, copy on write); the parent's first write to each
+#                      page still shared copies it (reuse once the child copied
+#                      its own or exited).  rmap of a private frame searches
+#                      every file of its reflink_group (C_I_MMAP_VISITS).
+#   munmap           : private files punch the unmapped offsets out (no one else
+#                      can reach them); shared files keep their pages until the
+#                      last VMA goes (like shmem: the file lives on).
+#   mremap           : the VMA keeps its file and offset; only PTEs move
+#                      (move_ptes), i_mmap is untouched (it is keyed by offset).
+#
+# SIMPLIFIED RELATIVE TO THE KERNEL
+#   No swap, no huge pages, no fault-around, no dirty/accessed bits; one frame
+#   per page; the maple tree is a sorted array whose node count is estimated
+#   (vma.pyx).  i_pages is copied at fork rather than sharing xarray subtrees
+#   (a subtree-sharing clone would make fork O(files) and move the node copies
+#   to the first write under each shared subtree; not modelled).
+#   Private files start at pgoff = vpn (as Linux anon VMAs do) so that a private
+#   mmap next to a private VMA can grow that VMA's file (vma_expand_new_range)
+#   instead of creating a new one; shared mmaps are separate files at offset 0.
+#
+# CODE LAYOUT
+#   objects.pxd  structs and sizes          vma.pyx    VMA set, i_mmap links, split/merge
+#   inode.pyx    inodes, reflink groups, clone
+#   this file    accounting, PTE helpers, faults, contract ops, fork/exit, c_check
+
+from libc.stdlib cimport calloc, malloc, free
+from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
+
+from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
+                           MM_ENOTSUP, MAPF_SHARED, MAPF_WRITE, VPN_BITS,
+                           C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
+                           C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED,
+                           C_PAGES_COPIED, C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES,
+                           C_PT_PAGES_ALLOC, C_PT_PAGES_FREE, C_RMAP_VISITS, C_VMA_MERGES,
+                           C_VMA_SPLITS, C_OBJECTS_ALLOC, C_OBJECTS_FREE, C_XA_NODE_ALLOC,
+                           C_XA_NODE_FREE, C_I_MMAP_VISITS, C_FORK_PTES_WRPROTECT,
+                           C_REFLINK_CLONES, C_MREMAP_PAGES_MOVED)
+from mmbench.blocks.frames cimport (frames_t, frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_PAGECACHE,
+                                    frame_alloc, frame_free, frames_free_count)
+from mmbench.blocks.pagetable cimport (pt_node_t, pt_init, pt_destroy, pt_leaf,
+                                       pt_next, pt_set, pt_free_range, pt_vmpte_bytes,
+                                       pt_get as pt_get_pte, mk_pte, pte_pfn,
+                                       pte_present, pte_write, PTE_PRESENT, PTE_WRITE,
+                                       PTE_SPECIAL, LVL_PGD)
+from mmbench.blocks.xarray cimport xa_store, xa_find
+from mmbench.blocks.pagecache cimport mapping_lookup, mapping_add, mapping_truncate
+from mmbench.blocks.itree cimport itnode_t, itree_first, itree_next, itree_verify
+from mmbench_shmem.objects cimport (mm_struct, vm_area_struct, shmem_inode_info, reflink_group,
+                                    vma_pgoff_of, VM_WRITE, VM_SHARED,
+                                    SIZEOF_VM_AREA_STRUCT, SIZEOF_MAPLE_NODE, SIZEOF_SHMEM_INODE,
+                                    SIZEOF_FILP, SIZEOF_XA_NODE, SIZEOF_PAGE, SIZEOF_PT_TABLE,
+                                    SIZEOF_REFLINK_GROUP)
+from mmbench_shmem.vma cimport (vma_lower_bound, find_vma, range_fully_mapped, range_any_mapped,
+                                vmas_reserve, vmas_insert, vmas_remove_at, vma_link_file,
+                                vma_unlink_file, split_vma, try_merge_next, maple_nodes_for,
+                                vma_expand_new_range)
+from mmbench_shmem.inode cimport (shmem_inode_alloc, shmem_inode_free, reflink_clone,
+                                  frame_file_refs)
+from mmbench import errors as _errors
+
+cdef uint64_t PGOFF_MAX = <uint64_t>1 << VPN_BITS      # file offsets never exceed a VMA's span
+cdef uint64_t VPN_END = <uint64_t>1 << VPN_BITS
+
+COUNTERS = ("faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
+            "fault_minor", "fault_wp_shared", "pages_zeroed", "pages_copied", "pte_writes",
+            "pte_zaps", "tlb_flushes", "pt_pages_alloc", "pt_pages_free", "rmap_visits",
+            "vma_merges", "vma_splits", "objects_alloc", "objects_free", "xa_node_alloc",
+            "xa_node_free", "i_mmap_visits", "fork_ptes_wrprotect", "reflink_clones",
+            "mremap_pages_moved")
+
+
+cdef inline uint64_t min_u64(uint64_t a, uint64_t b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline void unwind_new_tables(mm_struct* mm, uint64_t vpn, int64_t levels) noexcept nogil:
+    """Free the `levels` deepest page tables on vpn's path, just allocated by a
+    fault that then failed: they are empty, and the topmost spans 512**levels
+    pages, all of them under new tables."""
+    cdef uint64_t span
+    if levels <= 0 or levels > 3:
+        return
+    span = (<uint64_t>1) << (9 * levels)
+    pt_free_range(&mm.pgd, vpn & ~(span - 1), (vpn & ~(span - 1)) + span)
+
+
+cdef class ShmemMachine(Machine):
+    """Anonymous memory as shmem page-cache files; private memory copied on
+    write through reflink clones of those files (see the essay in core.pyx)."""
+
+    name = "shmem"
+    description = ("anonymous memory as shmem files: page-cache xarray + i_mmap rmap; "
+                   "private COW through reflink-style file clones")
+    option_defaults = {}
+    supports_devices = False
+    counter_names = COUNTERS
+
+    def __cinit__(self, *args, **kwargs):
+        self.s_inodes = NULL
+        self.next_ino = 1
+        self.nr_spare = 0
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.kc_vma = self.slab_register("vm_area_struct", SIZEOF_VM_AREA_STRUCT)
+        self.kc_maple = self.slab_register("maple_node", SIZEOF_MAPLE_NODE)
+        self.kc_inode = self.slab_register("shmem_inode_info", SIZEOF_SHMEM_INODE)
+        self.kc_file = self.slab_register("file", SIZEOF_FILP)
+        self.kc_group = self.slab_register("reflink_group", SIZEOF_REFLINK_GROUP)
+        self.kc_xa = self.slab_register("xa_node", SIZEOF_XA_NODE)
+        self.kc_page = self.slab_register("page", SIZEOF_PAGE)
+        for lvl, nm in enumerate(("pgd", "pud_table", "pmd_table", "pte_table")):
+            self.kc_pt[lvl] = self.slab_register(nm, SIZEOF_PT_TABLE)
+
+    def __dealloc__(self):
+        cdef int64_t pid
+        cdef mm_struct* mm
+        for pid in range(1, self.next_pid):
+            mm = <mm_struct*>self.procs[pid] if self.procs != NULL else NULL
+            if mm != NULL:
+                self.exit_mmap(mm)
+                self.procs[pid] = NULL
+        while self.nr_spare > 0:
+            self.nr_spare -= 1
+            free(self.spare[self.nr_spare])
+
+    # ================================================================ accounting
+    cdef void sync_pt(self, mm_struct* mm) noexcept nogil:
+        """Account page-table pages allocated/freed since the last sync."""
+        cdef int lvl
+        cdef int64_t d
+        for lvl in range(4):
+            d = mm.pgd.nr[lvl] - mm.pt_seen[lvl]
+            if d == 0:
+                continue
+            self.caches[self.kc_pt[lvl]].active += d
+            if d > 0:
+                self.caches[self.kc_pt[lvl]].allocs += d
+                self.ctr[C_PT_PAGES_ALLOC] += d
+            else:
+                self.caches[self.kc_pt[lvl]].frees -= d
+                self.ctr[C_PT_PAGES_FREE] -= d
+            mm.pt_seen[lvl] = mm.pgd.nr[lvl]
+
+    cdef void sync_xa(self, shmem_inode_info* inode) noexcept nogil:
+        """Account i_pages xa_nodes allocated/freed since the last sync."""
+        cdef int64_t a = inode.i_data.i_pages.node_allocs - inode.xa_allocs_seen
+        cdef int64_t f = inode.i_data.i_pages.node_frees - inode.xa_frees_seen
+        if a == 0 and f == 0:
+            return
+        self.caches[self.kc_xa].active += a - f
+        self.caches[self.kc_xa].allocs += a
+        self.caches[self.kc_xa].frees += f
+        self.ctr[C_XA_NODE_ALLOC] += a
+        self.ctr[C_XA_NODE_FREE] += f
+        inode.xa_allocs_seen += a
+        inode.xa_frees_seen += f
+
+    cdef void sync_maple(self, mm_struct* mm) noexcept nogil:
+        cdef int64_t want = maple_nodes_for(mm.map_count)
+        while mm.maple_nodes < want:
+            self.kmem_alloc(self.kc_maple)
+            mm.maple_nodes += 1
+        while mm.maple_nodes > want:
+            self.kmem_free(self.kc_maple)
+            mm.maple_nodes -= 1
+
+    # ========================================================= frames and PTEs
+    cdef pfn_t alloc_zeroed_frame(self) noexcept nogil:
+        """A zeroed frame holding one reference (the page cache's).  The caller
+        checked frames_free_count first."""
+        cdef pfn_t pfn = frame_alloc(&self.frames, 0)
+        self.kmem_alloc(self.kc_page)
+        self.ctr[C_PAGES_ZEROED] += 1
+        return pfn
+
+    cdef void put_frame(self, pfn_t pfn) noexcept nogil:
+        cdef frame_t* d = &self.frames.f[pfn]
+        d.refcount -= 1
+        if d.refcount == 0:
+            frame_free(&self.frames, pfn)
+            self.kmem_free(self.kc_page)
+
+    cdef void set_pte(self, pt_node_t* t, uint64_t vpn, pfn_t pfn, bint writable) noexcept nogil:
+        """Install a PTE for `pfn` in an empty slot; a real frame gains a mapping."""
+        cdef uint64_t bits = PTE_PRESENT
+        if pfn == ZERO_PFN:
+            bits |= PTE_SPECIAL
+        else:
+            self.frames.f[pfn].refcount += 1
+            self.frames.f[pfn].mapcount += 1
+            if writable:
+                bits |= PTE_WRITE
+        pt_set(t, vpn, mk_pte(pfn, bits))
+        self.ctr[C_PTE_WRITES] += 1
+
+    cdef void pte_clear(self, pt_node_t* t, uint64_t vpn) noexcept nogil:
+        """Clear one present PTE; the frame it mapped loses that mapping."""
+        cdef uint64_t pte = t.e[vpn & 511]
+        cdef pfn_t pfn = pte_pfn(pte)
+        if not (pte & PTE_SPECIAL):
+            self.frames.f[pfn].mapcount -= 1
+            self.put_frame(pfn)
+        pt_set(t, vpn, 0)
+        self.ctr[C_PTE_WRITES] += 1
+
+    cdef void zap_pte(self, pt_node_t* t, uint64_t vpn) noexcept nogil:
+        self.pte_clear(t, vpn)
+        self.ctr[C_PTE_ZAPS] += 1
+
+    cdef int64_t zap_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """zap_page_range: clear every PTE in [start, end); returns how many."""
+        cdef uint64_t vpn = 0, tend
+        cdef int64_t n = 0
+        cdef pt_node_t* t = pt_next(&mm.pgd, start, end, &vpn)
+        while t != NULL:                      # one leaf table at a time
+            tend = min_u64((vpn | 511) + 1, end)
+            while vpn < tend:
+                if t.e[vpn & 511] != 0:
+                    self.zap_pte(t, vpn)
+                    n += 1
+                vpn += 1
+            t = pt_next(&mm.pgd, tend, end, &vpn) if tend < end else NULL
+        return n
+
+    cdef int64_t wrprotect_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """Clear the write bit of every writable PTE in [start, end)."""
+        cdef uint64_t vpn = 0, tend
+        cdef int64_t n = 0
+        cdef pt_node_t* t = pt_next(&mm.pgd, start, end, &vpn)
+        while t != NULL:
+            tend = min_u64((vpn | 511) + 1, end)
+            while vpn < tend:
+                if t.e[vpn & 511] & PTE_WRITE:
+                    t.e[vpn & 511] &= ~(<uint64_t>PTE_WRITE)
+                    n += 1
+                vpn += 1
+            t = pt_next(&mm.pgd, tend, end, &vpn) if tend < end else NULL
+        self.ctr[C_PTE_WRITES] += n
+        return n
+
+    # ============================================================= page cache
+    cdef int add_to_page_cache(self, shmem_inode_info* inode, uint64_t pgoff, pfn_t* out) noexcept nogil:
+        """shmem_alloc_and_add_folio + clear_highpage: a zeroed frame at `pgoff`."""
+        cdef pfn_t pfn
+        cdef frame_t* d
+        if frames_free_count(&self.frames, 0) < 1:
+            return MM_ENOMEM
+        pfn = self.alloc_zeroed_frame()
+        if mapping_add(&inode.i_data, pgoff, pfn) != 0:
+            self.sync_xa(inode)
+            self.put_frame(pfn)
+            return MM_ENOMEM
+        self.sync_xa(inode)
+        d = &self.frames.f[pfn]
+        d.owner = <uint64_t><size_t>(inode.group if inode.private else <void*>inode)
+        d.index = pgoff
+        d.flags = FR_PAGECACHE
+        out[0] = pfn
+        return MM_OK
+
+    cdef void shmem_truncate(self, shmem_inode_info* inode, uint64_t start, uint64_t end) noexcept nogil:
+        """Punch [start, end) out of the file: its references go, frames no
+        file and no PTE holds any more are freed."""
+        cdef int64_t used = self.frames.node_used[0]
+        mapping_truncate(&inode.i_data, &self.frames, start, end)
+        used -= self.frames.node_used[0]
+        self.caches[self.kc_page].active -= used
+        self.caches[self.kc_page].frees += used
+        self.sync_xa(inode)
+
+    cdef shmem_inode_info* inode_new(self, bint private, shmem_inode_info* clone_of) noexcept nogil:
+        cdef reflink_group* g = clone_of.group if clone_of != NULL else NULL
+        cdef shmem_inode_info* inode = shmem_inode_alloc(&self.s_inodes, private, self.next_ino, g)
+        if inode == NULL:
+            return NULL
+        self.next_ino += 1
+        self.kmem_alloc(self.kc_inode)
+        self.kmem_alloc(self.kc_file)
+        self.ctr[C_OBJECTS_ALLOC] += 1
+        if private and g == NULL:
+            self.kmem_alloc(self.kc_group)
+        return inode
+
+    cdef void iput(self, shmem_inode_info* inode) noexcept nogil:
+        """Evict a file no VMA holds any more: truncate it, free it."""
+        if inode.i_count > 0:
+            return
+        self.shmem_truncate(inode, 0, PGOFF_MAX)
+        self.kmem_free(self.kc_inode)
+        self.kmem_free(self.kc_file)
+        self.ctr[C_OBJECTS_FREE] += 1
+        if shmem_inode_free(&self.s_inodes, inode):
+            self.kmem_free(self.kc_group)
+
+    # ==================================================================== VMAs
+    cdef int vma_prealloc(self, mm_struct* mm) noexcept nogil:
+        """Everything a split or merge may need, taken before anything changes."""
+        cdef vm_area_struct* v
+        if vmas_reserve(mm, NR_SPARE_VMAS) != 0:
+            return MM_ENOMEM
+        while self.nr_spare < NR_SPARE_VMAS:
+            v = <vm_area_struct*>calloc(1, sizeof(vm_area_struct))
+            if v == NULL:
+                return MM_ENOMEM
+            self.spare[self.nr_spare] = v
+            self.nr_spare += 1
+        return MM_OK
+
+    cdef vm_area_struct* vma_take(self) noexcept nogil:
+        self.nr_spare -= 1
+        self.kmem_alloc(self.kc_vma)
+        return self.spare[self.nr_spare]
+
+    cdef void vma_put(self, vm_area_struct* vma) noexcept nogil:
+        self.kmem_free(self.kc_vma)
+        free(vma)
+
+    cdef void split_at(self, mm_struct* mm, uint64_t addr) noexcept nogil:
+        """Split the VMA straddling `addr` (if any) so that a VMA starts there."""
+        cdef vm_area_struct* v = find_vma(mm, addr)
+        if v == NULL or v.vm_start == addr:
+            return
+        split_vma(mm, v, self.vma_take(), addr)
+        self.ctr[C_VMA_SPLITS] += 1
+
+    cdef void merge_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """vma_merge over the VMAs touching [start, end) and their neighbours."""
+        cdef int64_t i = vma_lower_bound(mm, start) - 1
+        cdef vm_area_struct* gone
+        if i < 0:
+            i = 0
+        while i + 1 < mm.map_count and mm.vmas[i].vm_start <= end:
+            gone = try_merge_next(mm, i)
+            if gone == NULL:
+                i += 1
+            else:
+                self.vma_put(gone)
+                self.ctr[C_VMA_MERGES] += 1
+
+    cdef int64_t unmap_vma(self, mm_struct* mm, int64_t idx) noexcept nogil:
+        """Remove vmas[idx] entirely: zap its PTEs, punch its offsets out of a
+        private file (nobody else can reach them), drop the file reference.
+        Returns the PTEs zapped (the caller flushes the TLB once)."""
+        cdef vm_area_struct* v = mm.vmas[idx]
+        cdef shmem_inode_info* inode = v.vm_file
+        cdef int64_t zapped = self.zap_range(mm, v.vm_start, v.vm_end)
+        if inode.private:
+            self.shmem_truncate(inode, v.vm_pgoff, v.vm_pgoff + (v.vm_end - v.vm_start))
+        vma_unlink_file(v)
+        vmas_remove_at(mm, idx)
+        self.vma_put(v)
+        self.iput(inode)
+        return zapped
+
+    cdef void free_pgtables(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """Free page tables of the hole around [start, end) (floor..ceiling)."""
+        cdef int64_t i = vma_lower_bound(mm, start)
+        cdef uint64_t floor = mm.vmas[i - 1].vm_end if i > 0 else 0
+        cdef uint64_t ceiling = mm.vmas[i].vm_start if i < mm.map_count else VPN_END
+        pt_free_range(&mm.pgd, floor, ceiling)
+        self.sync_pt(mm)
+
+    # ================================================================== faults
+    cdef int handle_mm_fault(self, vm_fault* vmf) noexcept nogil:
+        """Dispatch one fault (the VMA allows the access); see the essay's table."""
+        cdef int st
+        cdef bint shared = (vmf.vma.vm_flags & VM_SHARED) != 0
+        if not pte_present(vmf.orig_pte):
+            if shared:
+                st = self.shmem_fault_shared(vmf)
+            elif vmf.write:
+                st = self.do_cow_fault(vmf)
+            else:
+                st = self.do_read_fault(vmf)
+        elif shared:                      # write to a PTE mprotect left read-only
+            vmf.pte_table.e[vmf.vpn & 511] |= PTE_WRITE
+            vmf.pfn = pte_pfn(vmf.orig_pte)
+            self.ctr[C_FAULT_WP_SHARED] += 1
+            self.ctr[C_PTE_WRITES] += 1
+            st = MM_OK
+        else:
+            st = self.do_wp_page(vmf)
+        if st == MM_OK:
+            self.ctr[C_FAULTS] += 1
+        return st
+
+    cdef int shmem_fault_shared(self, vm_fault* vmf) noexcept nogil:
+        cdef shmem_inode_info* inode = vmf.vma.vm_file
+        cdef pfn_t pfn = mapping_lookup(&inode.i_data, vmf.pgoff)
+        cdef int st
+        if pfn == NO_PFN:
+            st = self.add_to_page_cache(inode, vmf.pgoff, &pfn)
+            if st != MM_OK:
+                return st
+            self.ctr[C_FAULT_ZERO_FILL] += 1
+        else:
+            self.ctr[C_FAULT_MINOR] += 1
+        self.set_pte(vmf.pte_table, vmf.vpn, pfn, (vmf.vma.vm_flags & VM_WRITE) != 0)
+        vmf.pfn = pfn
+        return MM_OK
+
+    cdef int do_read_fault(self, vm_fault* vmf) noexcept nogil:
+        cdef pfn_t pfn = mapping_lookup(&vmf.vma.vm_file.i_data, vmf.pgoff)
+        cdef bint writable
+        if pfn == NO_PFN:
+            self.set_pte(vmf.pte_table, vmf.vpn, ZERO_PFN, False)
+            self.ctr[C_FAULT_ZERO_PAGE] += 1
+            vmf.pfn = ZERO_PFN
+            return MM_OK
+        writable = (vmf.vma.vm_flags & VM_WRITE) != 0 and frame_file_refs(&self.frames, pfn) == 1
+        self.set_pte(vmf.pte_table, vmf.vpn, pfn, writable)
+        self.ctr[C_FAULT_MINOR] += 1
+        vmf.pfn = pfn
+        return MM_OK
+
+    cdef int do_cow_fault(self, vm_fault* vmf) noexcept nogil:
+        cdef shmem_inode_info* inode = vmf.vma.vm_file
+        cdef pfn_t pfn = mapping_lookup(&inode.i_data, vmf.pgoff)
+        cdef int st
+        if pfn == NO_PFN:
+            st = self.add_to_page_cache(inode, vmf.pgoff, &pfn)
+            if st != MM_OK:
+                return st
+            self.ctr[C_FAULT_ZERO_FILL] += 1
+        elif frame_file_refs(&self.frames, pfn) > 1:
+            return self.break_reflink(vmf, pfn)
+        else:
+            self.ctr[C_FAULT_MINOR] += 1
+        self.set_pte(vmf.pte_table, vmf.vpn, pfn, True)
+        vmf.pfn = pfn
+        return MM_OK
+
+    cdef int do_wp_page(self, vm_fault* vmf) noexcept nogil:
+        """Write to a read-only PTE of a private VMA."""
+        cdef pfn_t old = pte_pfn(vmf.orig_pte)
+        cdef pfn_t pfn
+        cdef int st
+        if vmf.orig_pte & PTE_SPECIAL:                # the zero page: the file has a hole
+            st = self.add_to_page_cache(vmf.vma.vm_file, vmf.pgoff, &pfn)
+            if st != MM_OK:
+                return st
+            pt_set(vmf.pte_table, vmf.vpn, 0)
+            self.set_pte(vmf.pte_table, vmf.vpn, pfn, True)
+            self.ctr[C_TLB_FLUSHES] += 1
+            self.ctr[C_FAULT_ZERO_FILL] += 1
+            vmf.pfn = pfn
+            return MM_OK
+        if frame_file_refs(&self.frames, old) > 1:
+            return self.break_reflink(vmf, old)
+        vmf.pte_table.e[vmf.vpn & 511] |= PTE_WRITE   # wp_page_reuse
+        self.ctr[C_PTE_WRITES] += 1
+        self.ctr[C_FAULT_COW_REUSE] += 1
+        vmf.pfn = old
+        return MM_OK
+
+    cdef int break_reflink(self, vm_fault* vmf, pfn_t old) noexcept nogil:
+        """The writer's file gets its own copy of a frame other files share.
+
+        High-level flow: take a free frame (fail before any change), copy the
+        data, point the writer's i_pages slot at the copy (the slot exists, so
+        no xa_node is allocated), drop the file's reference on the original,
+        then replace the PTE (flushing the old translation if there was one)."""
+        cdef shmem_inode_info* inode = vmf.vma.vm_file
+        cdef pfn_t new
+        cdef frame_t* d
+        if frames_free_count(&self.frames, 0) < 1:
+            return MM_ENOMEM
+        new = frame_alloc(&self.frames, 0)
+        self.kmem_alloc(self.kc_page)
+        d = &self.frames.f[new]
+        d.value = self.frames.f[old].value
+        d.owner = self.frames.f[old].owner
+        d.index = vmf.pgoff
+        d.flags = FR_PAGECACHE
+        self.ctr[C_PAGES_COPIED] += 1
+        xa_store(&inode.i_data.i_pages, vmf.pgoff, <uint64_t>new + 1)
+        self.put_frame(old)
+        if pte_present(vmf.orig_pte):             # ptep_clear_flush, then the new PTE
+            self.pte_clear(vmf.pte_table, vmf.vpn)
+            self.ctr[C_TLB_FLUSHES] += 1
+        self.set_pte(vmf.pte_table, vmf.vpn, new, True)
+        self.ctr[C_FAULT_COW_COPY] += 1
+        vmf.pfn = new
+        return MM_OK
+
+    cdef int fault_in(self, mm_struct* mm, uint64_t vpn, bint write, pfn_t* out) noexcept nogil:
+        """The access path shared by read and write: the frame backing `vpn`
+        after any fault the access needs (ZERO_PFN for the zero page)."""
+        cdef vm_fault vmf
+        cdef int64_t nalloc = 0
+        cdef int st
+        vmf.vma = find_vma(mm, vpn)
+        if vmf.vma == NULL:
+            return MM_ESEGV
+        if write and not (vmf.vma.vm_flags & VM_WRITE):
+            return MM_EPROT
+        vmf.pte_table = pt_leaf(&mm.pgd, vpn, True, &nalloc)
+        if vmf.pte_table == NULL:
+            self.sync_pt(mm)                      # malloc failed: account what pt_leaf left
+            return MM_ENOMEM
+        vmf.orig_pte = vmf.pte_table.e[vpn & 511]
+        if pte_present(vmf.orig_pte) and (not write or pte_write(vmf.orig_pte)):
+            out[0] = pte_pfn(vmf.orig_pte)
+            return MM_OK
+        vmf.mm = mm
+        vmf.vpn = vpn
+        vmf.pgoff = vma_pgoff_of(vmf.vma, vpn)
+        vmf.write = write
+        st = self.handle_mm_fault(&vmf)
+        if st != MM_OK:
+            unwind_new_tables(mm, vpn, nalloc)   # a failed fault leaves no trace
+        elif nalloc:
+            self.sync_pt(mm)
+        out[0] = vmf.pfn
+        return st
+
+    # ============================================================ the contract
+    cdef mm_struct* mm_alloc(self) noexcept nogil:
+        cdef mm_struct* mm = <mm_struct*>calloc(1, sizeof(mm_struct))
+        if mm == NULL:
+            return NULL
+        if pt_init(&mm.pgd) != 0:
+            free(mm)
+            return NULL
+        self.sync_pt(mm)
+        return mm
+
+    cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
+        cdef mm_struct* mm = self.mm_alloc()
+        cdef int64_t pid
+        if mm == NULL:
+            return MM_ENOMEM
+        pid = self.pid_install(mm)
+        if pid < 0:
+            self.exit_mmap(mm)
+            return MM_ENOMEM
+        mm.pid = pid
+        pid_out[0] = pid
+        return MM_OK
+
+    cdef int c_mmap(self, int64_t pid, int64_t vpn, int64_t npages, uint64_t flags) noexcept nogil:
+        cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
+        cdef vm_area_struct* v
+        cdef uint32_t vm_flags = ((VM_SHARED if flags & MAPF_SHARED else 0)
+                                  | (VM_WRITE if flags & MAPF_WRITE else 0))
+        if range_any_mapped(mm, vpn, vpn + npages):
+            return MM_EINVAL
+        if self.vma_prealloc(mm) != MM_OK:
+            return MM_ENOMEM
+        if not (vm_flags & VM_SHARED) and vma_expand_new_range(mm, vpn, vpn + npages, vm_flags) != NULL:
+            self.ctr[C_VMA_MERGES] += 1           # the neighbour's file grows instead
+            self.merge_range(mm, vpn, vpn + npages)
+            self.sync_maple(mm)
+            return MM_OK
+        v = self.vma_take()
+        v.vm_file = self.inode_new(not (vm_flags & VM_SHARED), NULL)
+        if v.vm_file == NULL:
+            self.spare[self.nr_spare] = v          # give it back unaccounted
+            self.nr_spare += 1
+            self.kmem_free(self.kc_vma)
+            return MM_ENOMEM
+        v.vm_start = vpn
+        v.vm_end = vpn + npages
+        v.vm_pgoff = 0 if vm_flags & VM_SHARED else vpn    # private: pgoff = vpn, as for anon
+        v.vm_flags = vm_flags
+        v.vm_mm = mm
+        vma_link_file(v)
+        vmas_insert(mm, v)
+        self.sync_maple(mm)
+        return MM_OK
+
+    cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
+        cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
+        cdef uint64_t end = vpn + npages
+        cdef int64_t i, zapped = 0
+        if not range_any_mapped(mm, vpn, end):
+            return MM_OK
+        if self.vma_prealloc(mm) != MM_OK:
+            return MM_ENOMEM
+        self.split_at(mm, vpn)
+        self.split_at(mm, end)
+        i = vma_lower_bound(mm, vpn)
+        while i < mm.map_count and mm.vmas[i].vm_start < end:
+            zapped += self.unmap_vma(mm, i)
+        if zapped:
+            self.ctr[C_TLB_FLUSHES] += 1
+        self.free_pgtables(mm, vpn, end)
+        self.sync_maple(mm)
+        return MM_OK
+
+    cdef int c_mprotect(self, int64_t pid, int64_t vpn, int64_t npages, bint writable) noexcept nogil:
+        cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
+        cdef uint64_t end = vpn + npages
+        cdef int64_t i
+        cdef int64_t n = 0
+        cdef vm_area_struct* v
+        if not range_fully_mapped(mm, vpn, end):
+            return MM_EINVAL
+        if self.vma_prealloc(mm) != MM_OK:
+            return MM_ENOMEM
+        self.split_at(mm, vpn)
+        self.split_at(mm, end)
+        i = vma_lower_bound(mm, vpn)
+        while i < mm.map_count and mm.vmas[i].vm_start < end:
+            v = mm.vmas[i]
+            if writable:
+                v.vm_flags |= VM_WRITE        # PTEs stay read-only: the next write faults
+            else:
+                v.vm_flags &= ~(<uint32_t>VM_WRITE)
+                n += self.wrprotect_range(mm, v.vm_start, v.vm_end)
+            i += 1
+        if n:
+            self.ctr[C_TLB_FLUSHES] += 1
+        self.merge_range(mm, vpn, end)
+        self.sync_maple(mm)
+        return MM_OK
+
+    cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
+        cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
+        cdef pfn_t pfn
+        cdef int st = self.fault_in(mm, vpn, False, &pfn)
+        if st == MM_OK:
+            out[0] = 0 if pfn == ZERO_PFN else self.frames.f[pfn].value
+        return st
+
+    cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
+        cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
+        cdef pfn_t pfn
+        cdef int st = self.fault_in(mm, vpn, True, &pfn)
+        if st == MM_OK:
+            self.frames.f[pfn].value = value
+        return st
+
+    cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
+        """Zap the range; private files also lose those offsets (read 0 again),
+        shared files keep them (the data lives in the page cache)."""
+        cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
+        cdef uint64_t end = vpn + npages
+        cdef uint64_t s, e
+        cdef int64_t i, n = 0
+        cdef vm_area_struct* v
+        if not range_fully_mapped(mm, vpn, end):
+            return MM_EINVAL
+        i = vma_lower_bound(mm, vpn)
+        while i < mm.map_count and mm.vmas[i].vm_start < end:
+            v = mm.vmas[i]
+            s = v.vm_start if v.vm_start > <uint64_t>vpn else vpn
+            e = v.vm_end if v.vm_end < end else end
+            n += self.zap_range(mm, s, e)
+            if v.vm_file.private:
+                self.shmem_truncate(v.vm_file, vma_pgoff_of(v, s), vma_pgoff_of(v, e))
+            i += 1
+        if n:
+            self.ctr[C_TLB_FLUSHES] += 1
+        return MM_OK
+
+    cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
+        """Move whole VMAs by `new - old`: file and offset stay, so i_mmap is
+        untouched; present PTEs move (move_ptes) and nothing is copied."""
+        cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
+        cdef uint64_t old = old_vpn, new = new_vpn, n = npages
+        cdef int64_t i0, i1, k, nmoved
+        cdef vm_area_struct* moved[64]
+        cdef vm_area_struct** mv = moved
+        if new < old + n and old < new + n:
+            return MM_EINVAL
+        if not range_fully_mapped(mm, old, old + n):
+            return MM_ESEGV
+        if range_any_mapped(mm, new, new + n):
+            return MM_EINVAL
+        if self.vma_prealloc(mm) != MM_OK:
+            return MM_ENOMEM
+        self.split_at(mm, old)
+        self.split_at(mm, old + n)
+        i0 = vma_lower_bound(mm, old)
+        i1 = vma_lower_bound(mm, old + n)
+        nmoved = i1 - i0
+        if nmoved > 64:
+            mv = <vm_area_struct**>malloc(nmoved * sizeof(vm_area_struct*))
+            if mv == NULL:          # splits are harmless to keep: merge them back
+                self.merge_range(mm, old, old + n)
+                self.sync_maple(mm)
+                return MM_ENOMEM
+        for k in range(nmoved):
+            mv[k] = mm.vmas[i0]
+            vmas_remove_at(mm, i0)
+        for k in range(nmoved):
+            mv[k].vm_start += new - old
+            mv[k].vm_end += new - old
+            vmas_insert(mm, mv[k])
+        if mv != moved:
+            free(mv)
+        self.move_ptes(mm, old, new, n)
+        self.free_pgtables(mm, old, old + n)
+        self.merge_range(mm, old, old + n)
+        self.merge_range(mm, new, new + n)
+        self.sync_maple(mm)
+        return MM_OK
+
+    cdef void move_ptes(self, mm_struct* mm, uint64_t old, uint64_t new, uint64_t n) noexcept nogil:
+        """move_ptes: each present PTE of [old, old+n) goes to the same place in
+        [new, new+n), frame references unchanged.  Should a page-table page be
+        unavailable the PTE is zapped instead: it refaults from the file."""
+        cdef uint64_t vpn = 0, pte
+        cdef int64_t nalloc = 0, moved = 0
+        cdef pt_node_t* dst
+        cdef pt_node_t* t = pt_next(&mm.pgd, old, old + n, &vpn)
+        while t != NULL:
+            dst = pt_leaf(&mm.pgd, vpn - old + new, True, &nalloc)
+            if dst == NULL:
+                self.zap_pte(t, vpn)
+            else:
+                pte = t.e[vpn & 511]
+                pt_set(t, vpn, 0)
+                pt_set(dst, vpn - old + new, pte)
+                self.ctr[C_PTE_WRITES] += 2
+            moved += 1
+            t = pt_next(&mm.pgd, vpn + 1, old + n, &vpn)
+        self.sync_pt(mm)
+        if moved:
+            self.ctr[C_TLB_FLUSHES] += 1
+        self.ctr[C_MREMAP_PAGES_MOVED] += n
+
+    cdef void fork_wrprotect(self, mm_struct* parent) noexcept nogil:
+        """The parent's private frames are now held by two files: no PTE of
+        the parent may keep writing them in place."""
+        cdef int64_t i, n = 0
+        cdef vm_area_struct* v
+        for i in range(parent.map_count):
+            v = parent.vmas[i]
+            if v.vm_file.private:
+                n += self.wrprotect_range(parent, v.vm_start, v.vm_end)
+        self.ctr[C_FORK_PTES_WRPROTECT] += n
+        if n:
+            self.ctr[C_TLB_FLUSHES] += 1
+
+    cdef shmem_inode_info* clone_for_child(self, shmem_inode_info* file) noexcept nogil:
+        """The child's view of a parent's file: the file itself when shared,
+        else its reflink clone (made once per file and fork).  NULL: no memory."""
+        cdef shmem_inode_info* clone
+        cdef int rc
+        if not file.private:
+            return file
+        if file.fork_clone != NULL:
+            return file.fork_clone
+        clone = self.inode_new(True, file)
+        if clone == NULL:
+            return NULL
+        file.fork_clone = clone            # dup_mmap evicts it if it stays unused
+        rc = reflink_clone(file, clone, &self.frames)
+        self.sync_xa(clone)
+        self.ctr[C_REFLINK_CLONES] += 1
+        return clone if rc == 0 else NULL
+
+    cdef int dup_mmap(self, mm_struct* parent, mm_struct* child) noexcept nogil:
+        """Give `child` a VMA per parent VMA: shared ones on the same file,
+        private ones on the file's reflink clone.  No page table is copied."""
+        cdef int64_t i
+        cdef int st = MM_OK
+        cdef vm_area_struct* v
+        cdef vm_area_struct* d
+        cdef shmem_inode_info* f
+        if vmas_reserve(child, parent.map_count) != 0:
+            return MM_ENOMEM
+        for i in range(parent.map_count):
+            v = parent.vmas[i]
+            f = self.clone_for_child(v.vm_file)
+            d = <vm_area_struct*>calloc(1, sizeof(vm_area_struct)) if f != NULL else NULL
+            if d == NULL:
+                st = MM_ENOMEM
+                break
+            self.kmem_alloc(self.kc_vma)
+            d.vm_start = v.vm_start
+            d.vm_end = v.vm_end
+            d.vm_pgoff = v.vm_pgoff
+            d.vm_flags = v.vm_flags
+            d.vm_file = f
+            d.vm_mm = child
+            vma_link_file(d)
+            child.vmas[child.map_count] = d       # parent order is already sorted
+            child.map_count += 1
+        for i in range(parent.map_count):
+            f = parent.vmas[i].vm_file.fork_clone
+            parent.vmas[i].vm_file.fork_clone = NULL
+            if f != NULL and f.i_count == 0:      # a clone no child VMA took (failure)
+                self.iput(f)
+        self.sync_maple(child)
+        return st
+
+    cdef void exit_mmap(self, mm_struct* mm) noexcept nogil:
+        cdef int64_t zapped = 0
+        while mm.map_count > 0:
+            zapped += self.unmap_vma(mm, mm.map_count - 1)
+        if zapped:
+            self.ctr[C_TLB_FLUSHES] += 1          # one flush of the whole mm
+        pt_destroy(&mm.pgd)
+        self.sync_pt(mm)
+        self.sync_maple(mm)
+        free(mm.vmas)
+        free(mm)
+
+    cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
+        cdef mm_struct* parent = <mm_struct*>self.proc_of(pid)
+        cdef mm_struct* child = self.mm_alloc()
+        cdef int64_t cpid
+        if child == NULL:
+            return MM_ENOMEM
+        if self.dup_mmap(parent, child) != MM_OK:
+            self.exit_mmap(child)
+            return MM_ENOMEM
+        cpid = self.pid_install(child)
+        if cpid < 0:
+            self.exit_mmap(child)
+            return MM_ENOMEM
+        child.pid = cpid
+        self.fork_wrprotect(parent)
+        child_out[0] = cpid
+        return MM_OK
+
+    cdef int c_exit(self, int64_t pid) noexcept nogil:
+        self.exit_mmap(<mm_struct*>self.proc_of(pid))
+        self.pid_release(pid)
+        return MM_OK
+
+    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
+        return MM_ENOTSUP
+
+    cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
+        return MM_ENOTSUP
+
+    cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
+        return MM_ENOTSUP
+
+    # ============================================================== invariants
+    cdef int c_check(self) noexcept nogil:
+        cdef int64_t pid
+        cdef mm_struct* mm
+        cdef int st
+        for pid in range(1, self.next_pid):
+            mm = <mm_struct*>self.procs[pid]
+            if mm != NULL:
+                if mm.pid != pid:
+                    return self.check_fail("mm_struct carries the wrong pid")
+                st = self.check_vmas(mm)
+                if st != MM_OK:
+                    return st
+        st = self.check_inodes()
+        if st != MM_OK:
+            return st
+        return self.check_frames()
+
+    cdef int check_vmas(self, mm_struct* mm) noexcept nogil:
+        """VMAs sorted and disjoint, linked in their file's i_mmap with the
+        range they map; a private offset is mapped by one VMA only; accounting."""
+        cdef int64_t i, lvl
+        cdef vm_area_struct* v
+        cdef itnode_t* it
+        for i in range(mm.map_count):
+            v = mm.vmas[i]
+            if v.vm_start >= v.vm_end or v.vm_end > VPN_END:
+                return self.check_fail("VMA with an empty or out-of-range span")
+            if i > 0 and v.vm_start < mm.vmas[i - 1].vm_end:
+                return self.check_fail("VMAs out of order or overlapping")
+            if v.vm_mm != mm or v.vm_file == NULL:
+                return self.check_fail("VMA with a wrong vm_mm or no vm_file")
+            if (v.shared_rb.start != v.vm_pgoff
+                    or v.shared_rb.last != v.vm_pgoff + (v.vm_end - v.vm_start) - 1):
+                return self.check_fail("VMA's i_mmap key differs from the file range it maps")
+            if v.vm_file.private == ((v.vm_flags & VM_SHARED) != 0):
+                return self.check_fail("shared VMA on a private file or the reverse")
+            if v.vm_file.fork_clone != NULL:
+                return self.check_fail("fork_clone left set after a fork")
+            v.vm_file.check_mappers += 1
+            if v.vm_file.private:
+                it = itree_first(&v.vm_file.i_data.i_mmap, v.shared_rb.start, v.shared_rb.last)
+                if it != &v.shared_rb or itree_next(it, v.shared_rb.start, v.shared_rb.last) != NULL:
+                    return self.check_fail("two VMAs map the same offset of a private file")
+        if mm.maple_nodes != maple_nodes_for(mm.map_count):
+            return self.check_fail("maple_node accounting differs from the VMA count")
+        for lvl in range(4):
+            if mm.pt_seen[lvl] != mm.pgd.nr[lvl]:
+                return self.check_fail("page-table pages not accounted")
+        if mm.pgd.nr[LVL_PGD] != 1:
+            return self.check_fail("mm without exactly one pgd")
+        return MM_OK
+
+    cdef int check_inodes(self) noexcept nogil:
+        """Per file: VMAs found == i_count == i_mmap.count > 0, i_mmap valid,
+        nrpages == entries, xa_nodes accounted; groups consistent; totals."""
+        cdef shmem_inode_info* f = self.s_inodes
+        cdef shmem_inode_info* m
+        cdef int64_t ninodes = 0, ngroups = 0, xa_nodes = 0, members
+        while f != NULL:
+            ninodes += 1
+            xa_nodes += f.i_data.i_pages.nr_nodes
+            if f.check_mappers != f.i_count or f.i_count != f.i_data.i_mmap.count or f.i_count < 1:
+                return self.check_fail("inode i_count differs from the VMAs mapping it (or is 0)")
+            f.check_mappers = 0
+            if itree_verify(&f.i_data.i_mmap) != 0:
+                return self.check_fail("i_mmap interval tree is corrupt")
+            if f.i_data.nrpages != f.i_data.i_pages.nr_entries:
+                return self.check_fail("nrpages differs from the entries of i_pages")
+            if (f.xa_allocs_seen != f.i_data.i_pages.node_allocs
+                    or f.xa_frees_seen != f.i_data.i_pages.node_frees):
+                return self.check_fail("xa_node allocations not accounted")
+            if f.private != (f.group != NULL):
+                return self.check_fail("private file without reflink group or the reverse")
+            if f.group != NULL and f.group.head == f:
+                ngroups += 1
+                members = 0
+                m = f
+                while m != NULL:
+                    if m.group != f.group:
+                        return self.check_fail("reflink group list holds a foreign inode")
+                    members += 1
+                    m = m.group_next
+                if members != f.group.nr_members:
+                    return self.check_fail("reflink group member count is wrong")
+            f = f.sb_next
+        if ninodes != self.caches[self.kc_inode].active or ninodes != self.caches[self.kc_file].active:
+            return self.check_fail("shmem_inode_info/file accounting differs from live inodes")
+        if ngroups != self.caches[self.kc_group].active:
+            return self.check_fail("reflink_group accounting differs from live groups")
+        if xa_nodes != self.caches[self.kc_xa].active:
+            return self.check_fail("xa_node accounting differs from the page caches")
+        return MM_OK
+
+    cdef int check_frames(self) noexcept nogil:
+        cdef int64_t nf = self.frames.node_bump[0]
+        cdef int32_t* refs = <int32_t*>calloc(nf + 1, sizeof(int32_t))
+        cdef int32_t* maps = <int32_t*>calloc(nf + 1, sizeof(int32_t))
+        cdef int st
+        if refs == NULL or maps == NULL:
+            free(refs)
+            free(maps)
+            return self.check_fail("out of memory while checking")
+        st = self.check_page_caches(refs)
+        if st == MM_OK:
+            st = self.check_ptes(refs, maps)
+        if st == MM_OK:
+            st = self.check_frame_counts(refs, maps)
+        free(refs)
+        free(maps)
+        return st
+
+    cdef int check_page_caches(self, int32_t* refs) noexcept nogil:
+        """Every cached frame: allocated, marked page cache, at its index,
+        owned by the file (shared) or its reflink group (private)."""
+        cdef shmem_inode_info* f = self.s_inodes
+        cdef uint64_t idx = 0, start, e, owner
+        cdef pfn_t pfn
+        cdef frame_t* d
+        while f != NULL:
+            owner = <uint64_t><size_t>(f.group if f.private else <void*>f)
+            start = 0
+            e = xa_find(&f.i_data.i_pages, 0, PGOFF_MAX, &idx)
+            while e != 0:
+                pfn = <pfn_t>(e - 1)
+                if pfn >= self.frames.node_bump[0]:
+                    return self.check_fail("page cache names a frame never allocated")
+                d = &self.frames.f[pfn]
+                if d.refcount <= 0 or not (d.flags & FR_PAGECACHE):
+                    return self.check_fail("page cache names a free frame")
+                if d.index != idx or d.owner != owner:
+                    return self.check_fail("frame index/owner differs from the file holding it")
+                if f.private and itree_first(&f.i_data.i_mmap, idx, idx) == NULL:
+                    return self.check_fail("private file holds a page no VMA can reach")
+                refs[pfn] += 1
+                e = xa_find(&f.i_data.i_pages, idx + 1, PGOFF_MAX, &idx)
+            f = f.sb_next
+        return MM_OK
+
+    cdef int check_ptes(self, int32_t* refs, int32_t* maps) noexcept nogil:
+        """Every PTE lies in a VMA and maps what the VMA's file holds at that
+        offset (the zero page only over a private hole, read-only)."""
+        cdef int64_t pid
+        cdef mm_struct* mm
+        cdef uint64_t vpn = 0, pte
+        cdef pt_node_t* t
+        cdef vm_area_struct* v
+        cdef pfn_t pfn
+        for pid in range(1, self.next_pid):
+            mm = <mm_struct*>self.procs[pid]
+            if mm == NULL:
+                continue
+            t = pt_next(&mm.pgd, 0, VPN_END, &vpn)
+            while t != NULL:
+                pte = t.e[vpn & 511]
+                v = find_vma(mm, vpn)
+                if v == NULL:
+                    return self.check_fail("PTE outside every VMA")
+                pfn = mapping_lookup(&v.vm_file.i_data, vma_pgoff_of(v, vpn))
+                if pte & PTE_SPECIAL:
+                    if pfn != NO_PFN or v.vm_file.private == 0 or pte_write(pte):
+                        return self.check_fail("zero-page PTE where the file has a page")
+                elif pte_pfn(pte) != pfn:
+                    return self.check_fail("PTE maps a frame the file does not hold there")
+                else:
+                    refs[pfn] += 1
+                    maps[pfn] += 1
+                    if pte_write(pte) and not (v.vm_flags & VM_WRITE):
+                        return self.check_fail("writable PTE in a read-only VMA")
+                    if pte_write(pte) and frame_file_refs(&self.frames, pfn) != 1:
+                        return self.check_fail("writable PTE to a frame several files share")
+                t = pt_next(&mm.pgd, vpn + 1, VPN_END, &vpn)
+        return MM_OK
+
+    cdef int check_frame_counts(self, int32_t* refs, int32_t* maps) noexcept nogil:
+        cdef int64_t pfn, used = 0
+        cdef frame_t* d
+        for pfn in range(self.frames.node_bump[0]):
+            d = &self.frames.f[pfn]
+            if d.refcount != refs[pfn] or d.mapcount != maps[pfn]:
+                return self.check_fail("frame refcount/mapcount differs from files + PTEs")
+            if refs[pfn] > 0:
+                used += 1
+                if refs[pfn] == maps[pfn]:
+                    return self.check_fail("mapped frame held by no file")
+        if used != self.frames.node_used[0] or used != self.caches[self.kc_page].active:
+            return self.check_fail("frames in use differ from frames held (leak)")
+        return MM_OK
+
+    # ============================================================ introspection
+    def rmap_walk(self, pid, vpn):
+        """Reverse map of the frame `pid` reaches at `vpn`: walk the i_mmap of
+        every file holding it (its reflink group for private memory).
+
+        Returns [(pid, vpn, present)] for every VMA mapping that frame's
+        offset in a file that holds it; ``present`` tells whether a PTE maps
+        it now.  [] when the page is a hole (nothing to walk).  Counts one
+        C_I_MMAP_VISITS per file searched, one C_RMAP_VISITS per VMA visited."""
+        cdef mm_struct* mm
+        cdef vm_area_struct* v
+        cdef shmem_inode_info* f
+        cdef uint64_t pgoff
+        cdef pfn_t pfn
+        pid = self._pid(pid)
+        vpn, _ = self._range(vpn)
+        mm = <mm_struct*>self.proc_of(pid)
+        v = find_vma(mm, vpn)
+        if v == NULL:
+            raise _errors.SegmentationFault(f"pid {pid}: vpn {vpn} is not mapped")
+        pgoff = vma_pgoff_of(v, vpn)
+        pfn = mapping_lookup(&v.vm_file.i_data, pgoff)
+        if pfn == NO_PFN:
+            return []
+        out = []
+        f = v.vm_file.group.head if v.vm_file.private else v.vm_file
+        while f != NULL:
+            self.ctr[C_I_MMAP_VISITS] += 1
+            if mapping_lookup(&f.i_data, pgoff) == pfn:
+                out.extend(self._i_mmap_mappers(f, pgoff, pfn))
+            f = f.group_next if f.private else NULL
+        return sorted(out)
+
+    cdef list _i_mmap_mappers(self, shmem_inode_info* f, uint64_t pgoff, pfn_t pfn):
+        cdef itnode_t* it = itree_first(&f.i_data.i_mmap, pgoff, pgoff)
+        cdef vm_area_struct* w
+        cdef uint64_t addr, pte
+        out = []
+        while it != NULL:
+            w = <vm_area_struct*>it
+            self.ctr[C_RMAP_VISITS] += 1
+            addr = w.vm_start + (pgoff - w.vm_pgoff)
+            pte = pt_get_pte(&w.vm_mm.pgd, addr)
+            out.append((int(w.vm_mm.pid), int(addr),
+                        bool(pte_present(pte) and not (pte & PTE_SPECIAL) and pte_pfn(pte) == pfn)))
+            it = itree_next(it, pgoff, pgoff)
+        return out
+
+    def page_table_bytes(self, pid):
+        """VmPTE of `pid` as /proc/PID/status shows it (PUD+PMD+PTE tables)."""
+        cdef mm_struct* mm = <mm_struct*>self.proc_of(self._pid(pid))
+        return int(pt_vmpte_bytes(&mm.pgd))
+
+    def file_info(self, pid, vpn):
+        """{ino, private, nrpages, i_count, group_members} of the file behind vpn."""
+        cdef mm_struct* mm = <mm_struct*>self.proc_of(self._pid(pid))
+        cdef vm_area_struct* v = find_vma(mm, self._range(vpn)[0])
+        if v == NULL:
+            raise _errors.SegmentationFault(f"pid {pid}: vpn {vpn} is not mapped")
+        return {"ino": int(v.vm_file.i_ino), "private": bool(v.vm_file.private),
+                "nrpages": int(v.vm_file.i_data.nrpages), "i_count": int(v.vm_file.i_count),
+                "xa_nodes": int(v.vm_file.i_data.i_pages.nr_nodes),
+                "group_members": int(v.vm_file.group.nr_members) if v.vm_file.private else 1}
+
+    def _corrupt(self, pid, vpn, what):
+        """Tests only: break one invariant at (pid, vpn) so a test can see
+        check() catch it.  `what`: "refcount", "nrpages", "i_count", "pte_write",
+        "xa_account", "index"."""
+        cdef mm_struct* mm = <mm_struct*>self.proc_of(self._pid(pid))
+        cdef vm_area_struct* v = find_vma(mm, vpn)
+        cdef pfn_t pfn
+        cdef pt_node_t* t
+        if v == NULL:
+            raise _errors.SegmentationFault("not mapped")
+        pfn = mapping_lookup(&v.vm_file.i_data, vma_pgoff_of(v, vpn))
+        if what == "refcount" and pfn != NO_PFN:
+            self.frames.f[pfn].refcount += 1
+        elif what == "index" and pfn != NO_PFN:
+            self.frames.f[pfn].index += 1
+        elif what == "nrpages":
+            v.vm_file.i_data.nrpages += 1
+        elif what == "i_count":
+            v.vm_file.i_count += 1
+        elif what == "xa_account":
+            self.caches[self.kc_xa].active += 1
+        elif what == "pte_write":
+            t = pt_leaf(&mm.pgd, vpn, False, NULL)
+            if t == NULL or t.e[vpn & 511] == 0:
+                raise _errors.InvalidArgument("no PTE there")
+            t.e[vpn & 511] |= PTE_WRITE
+        else:
+            raise _errors.InvalidArgument(f"cannot corrupt {what!r} here")

@@ -1,0 +1,42 @@
+# mmbench_shmem.vma — the per-process VMA set and the VMA <-> i_mmap links.
+#
+# The kernel keeps VMAs in a maple tree; the model keeps the same in-order view
+# (a sorted array of pointers, binary-searched) and accounts the maple_node
+# objects such a tree needs for map_count VMAs (maple_nodes_for, an estimate).
+# Every VMA is linked into its file's i_mmap, keyed by the file range it maps:
+# that is the whole reverse map of this design.
+
+from libc.stdint cimport int64_t, uint64_t, uint32_t
+from mmbench_shmem.objects cimport mm_struct, vm_area_struct, shmem_inode_info
+
+# index of the first VMA with vm_end > vpn (map_count if none)
+cdef int64_t vma_lower_bound(mm_struct* mm, uint64_t vpn) noexcept nogil
+# the VMA containing vpn, or NULL
+cdef vm_area_struct* find_vma(mm_struct* mm, uint64_t vpn) noexcept nogil
+cdef bint range_fully_mapped(mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil
+cdef bint range_any_mapped(mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil
+# make room for `extra` more VMAs in the array: 0 or -1 (out of memory)
+cdef int vmas_reserve(mm_struct* mm, int64_t extra) noexcept nogil
+cdef void vmas_insert(mm_struct* mm, vm_area_struct* vma) noexcept nogil   # room reserved
+cdef void vmas_remove_at(mm_struct* mm, int64_t idx) noexcept nogil
+
+# i_mmap links (vma_link_file / vma_unlink_file); they keep vm_file.i_count
+cdef void vma_link_file(vm_area_struct* vma) noexcept nogil
+cdef void vma_unlink_file(vm_area_struct* vma) noexcept nogil
+# __split_vma: `vma` keeps [vm_start, addr), `new` (caller-allocated) gets
+# [addr, vm_end) with the matching vm_pgoff; `new` is linked and inserted.
+cdef void split_vma(mm_struct* mm, vm_area_struct* vma, vm_area_struct* new,
+                    uint64_t addr) noexcept nogil
+# merge vmas[idx] with vmas[idx+1] when they are adjacent views of one file
+# with equal flags; returns the VMA freed (caller frees it) or NULL.
+cdef vm_area_struct* try_merge_next(mm_struct* mm, int64_t idx) noexcept nogil
+
+# vma_merge_new_range, for private memory: grow the VMA just before [start,
+# end) upwards (or the one just after it downwards) over the new range when
+# its file can take the offsets: same flags, and no VMA of the file maps them
+# (so the file holds no page there either).  The grown VMA, or NULL.
+cdef vm_area_struct* vma_expand_new_range(mm_struct* mm, uint64_t start, uint64_t end,
+                                          uint32_t flags) noexcept nogil
+
+# maple_node objects a tree of `n` VMAs needs (estimate, see vma.pyx)
+cdef int64_t maple_nodes_for(int64_t n) noexcept nogil

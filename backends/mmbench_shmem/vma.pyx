@@ -1,0 +1,155 @@
+# Implementation of the VMA set; see vma.pxd.
+#
+# maple_nodes_for: with MT_FLAGS_ALLOC_RANGE the tree stores VMAs and the gaps
+# between them, so n VMAs make at most 2n+1 ranges.  Leaves (maple_range_64)
+# hold 16 ranges, internal nodes (maple_arange_64) 10 children.  The count
+# below assumes full nodes, i.e. it is a lower-bound *estimate* of what the
+# kernel allocates (real leaves are often half full after splits).
+
+from libc.stdlib cimport realloc
+from libc.string cimport memmove
+from libc.stdint cimport int64_t, uint64_t, uint32_t
+from mmbench.blocks.itree cimport itree_insert, itree_remove, itree_first
+from mmbench_shmem.objects cimport vma_pgoff_of
+
+cdef int64_t vma_lower_bound(mm_struct* mm, uint64_t vpn) noexcept nogil:
+    cdef int64_t lo = 0, hi = mm.map_count, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if mm.vmas[mid].vm_end <= vpn:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+cdef vm_area_struct* find_vma(mm_struct* mm, uint64_t vpn) noexcept nogil:
+    cdef vm_area_struct* v = mm.mmap_cache
+    cdef int64_t i
+    if v != NULL and v.vm_start <= vpn < v.vm_end:
+        return v
+    i = vma_lower_bound(mm, vpn)
+    if i < mm.map_count and mm.vmas[i].vm_start <= vpn:
+        mm.mmap_cache = mm.vmas[i]
+        return mm.vmas[i]
+    return NULL
+
+cdef bint range_fully_mapped(mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
+    cdef int64_t i = vma_lower_bound(mm, start)
+    cdef uint64_t at = start
+    while at < end:
+        if i >= mm.map_count or mm.vmas[i].vm_start > at:
+            return False
+        at = mm.vmas[i].vm_end
+        i += 1
+    return True
+
+cdef bint range_any_mapped(mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
+    cdef int64_t i = vma_lower_bound(mm, start)
+    return i < mm.map_count and mm.vmas[i].vm_start < end
+
+cdef int vmas_reserve(mm_struct* mm, int64_t extra) noexcept nogil:
+    cdef int64_t cap = mm.vmas_cap
+    cdef vm_area_struct** p
+    if mm.map_count + extra <= cap:
+        return 0
+    while cap < mm.map_count + extra:
+        cap = cap * 2 if cap else 8
+    p = <vm_area_struct**>realloc(mm.vmas, cap * sizeof(vm_area_struct*))
+    if p == NULL:
+        return -1
+    mm.vmas = p
+    mm.vmas_cap = cap
+    return 0
+
+cdef void vmas_insert(mm_struct* mm, vm_area_struct* vma) noexcept nogil:
+    cdef int64_t i = vma_lower_bound(mm, vma.vm_start)
+    memmove(&mm.vmas[i + 1], &mm.vmas[i], (mm.map_count - i) * sizeof(vm_area_struct*))
+    mm.vmas[i] = vma
+    mm.map_count += 1
+
+cdef void vmas_remove_at(mm_struct* mm, int64_t idx) noexcept nogil:
+    if mm.mmap_cache == mm.vmas[idx]:
+        mm.mmap_cache = NULL
+    memmove(&mm.vmas[idx], &mm.vmas[idx + 1], (mm.map_count - idx - 1) * sizeof(vm_area_struct*))
+    mm.map_count -= 1
+
+cdef void vma_link_file(vm_area_struct* vma) noexcept nogil:
+    vma.shared_rb.start = vma.vm_pgoff
+    vma.shared_rb.last = vma.vm_pgoff + (vma.vm_end - vma.vm_start) - 1
+    itree_insert(&vma.vm_file.i_data.i_mmap, &vma.shared_rb)
+    vma.vm_file.i_count += 1
+
+cdef void vma_unlink_file(vm_area_struct* vma) noexcept nogil:
+    itree_remove(&vma.vm_file.i_data.i_mmap, &vma.shared_rb)
+    vma.vm_file.i_count -= 1
+
+cdef void split_vma(mm_struct* mm, vm_area_struct* vma, vm_area_struct* new,
+                    uint64_t addr) noexcept nogil:
+    new.vm_start = addr
+    new.vm_end = vma.vm_end
+    new.vm_pgoff = vma_pgoff_of(vma, addr)
+    new.vm_flags = vma.vm_flags
+    new.vm_file = vma.vm_file
+    new.vm_mm = mm
+    vma_unlink_file(vma)
+    vma.vm_end = addr
+    vma_link_file(vma)
+    vma_link_file(new)
+    vmas_insert(mm, new)
+
+cdef vm_area_struct* try_merge_next(mm_struct* mm, int64_t idx) noexcept nogil:
+    cdef vm_area_struct* a
+    cdef vm_area_struct* b
+    if idx < 0 or idx + 1 >= mm.map_count:
+        return NULL
+    a = mm.vmas[idx]
+    b = mm.vmas[idx + 1]
+    if (a.vm_end != b.vm_start or a.vm_file != b.vm_file or a.vm_flags != b.vm_flags
+            or a.vm_pgoff + (a.vm_end - a.vm_start) != b.vm_pgoff):
+        return NULL
+    vma_unlink_file(b)
+    vma_unlink_file(a)
+    a.vm_end = b.vm_end
+    vma_link_file(a)
+    vmas_remove_at(mm, idx + 1)
+    return b
+
+cdef int64_t maple_nodes_for(int64_t n) noexcept nogil:
+    cdef int64_t ranges, width, total
+    if n <= 0:
+        return 0
+    ranges = 2 * n + 1
+    width = (ranges + 15) // 16
+    total = width
+    while width > 1:
+        width = (width + 9) // 10
+        total += width
+    return total
+
+cdef bint file_range_unmapped(shmem_inode_info* f, uint64_t first, uint64_t last) noexcept nogil:
+    return itree_first(&f.i_data.i_mmap, first, last) == NULL
+
+cdef vm_area_struct* vma_expand_new_range(mm_struct* mm, uint64_t start, uint64_t end,
+                                          uint32_t flags) noexcept nogil:
+    cdef int64_t i = vma_lower_bound(mm, start)
+    cdef uint64_t n = end - start, p
+    cdef vm_area_struct* v
+    if i > 0:
+        v = mm.vmas[i - 1]
+        p = vma_pgoff_of(v, start)
+        if (v.vm_end == start and v.vm_flags == flags and v.vm_file.private
+                and file_range_unmapped(v.vm_file, p, p + n - 1)):
+            vma_unlink_file(v)
+            v.vm_end = end
+            vma_link_file(v)
+            return v
+    if i < mm.map_count:
+        v = mm.vmas[i]
+        if (v.vm_start == end and v.vm_flags == flags and v.vm_file.private and v.vm_pgoff >= n
+                and file_range_unmapped(v.vm_file, v.vm_pgoff - n, v.vm_pgoff - 1)):
+            vma_unlink_file(v)
+            v.vm_start = start
+            v.vm_pgoff -= n
+            vma_link_file(v)
+            return v
+    return NULL

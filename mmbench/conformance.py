@@ -1,0 +1,414 @@
+"""The conformance suite: a design against the reference model, op by op.
+
+Every backend must agree with ``mmbench.reference.ReferenceMachine`` on every
+observable: the value each operation returns, the exception class it raises
+(or that both succeed), the pids handed out, and that nothing stays allocated
+once every process exited.  This module turns that sentence into a Hypothesis
+``RuleBasedStateMachine`` that runs a design and the reference side by side:
+
+* each rule is one contract operation (spawn, mmap incl. shared and read-only,
+  munmap, mprotect, read, write, fork, exit, mremap, madvise_dontneed and, for
+  designs with accelerators, migrate / device_read / device_write), applied to
+  both machines with the same arguments, results compared;
+* a failed operation must leave the design unchanged: its ``metadata()`` and
+  frames in use are compared before and after;
+* ``check()`` runs on the design after every step;
+* from time to time, and at the end, every page of every live process is read
+  on both sides and compared;
+* at teardown every process exits and the design must report no leak
+  (``leaks() == []``, every per-process struct back to zero, every frame free).
+
+Virtual page numbers stay in a small window (``vpn_span``, 64 by default) so
+mappings collide, split and merge often; RAM is large enough that OutOfMemory
+cannot occur, so any OutOfMemory is reported as a failure.
+
+Usage, for a registered backend or any Machine subclass (a plugin under
+development need not be installed)::
+
+    from mmbench.conformance import conformance_machine, run_conformance
+    run_conformance("mydesign")                       # raises on the first mismatch
+    TestMyDesign = conformance_machine(MyMachine).TestCase   # or let pytest collect it
+
+``random_traces()`` is a Hypothesis strategy of valid traces, used to check that
+``Machine.replay`` gives the same statuses and values as the reference model.
+"""
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from mmbench import errors
+from mmbench.reference import ReferenceMachine
+from mmbench.trace import TraceBuilder
+
+__all__ = ["conformance_machine", "run_conformance", "random_traces", "default_settings",
+           "ConformanceFailure"]
+
+U64 = (1 << 64) - 1
+
+
+class ConformanceFailure(AssertionError):
+    """The design disagrees with the reference model (or leaks, or fails check())."""
+
+
+def default_settings(max_examples: int | None = None, stateful_step_count: int = 40) -> settings:
+    """Settings sized for a few minutes on two cores; MMBENCH_CONFORMANCE_EXAMPLES raises them."""
+    if max_examples is None:
+        max_examples = int(os.environ.get("MMBENCH_CONFORMANCE_EXAMPLES", "60"))
+    return settings(max_examples=max_examples, stateful_step_count=stateful_step_count,
+                    deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                          HealthCheck.filter_too_much])
+
+
+def _backend_class(backend):
+    if isinstance(backend, str):
+        from mmbench import registry
+        return registry.load(backend)
+    return backend
+
+
+def _outcome(fn):
+    """('ok', value) or ('raise', exception class) for one call."""
+    try:
+        return ("ok", fn())
+    except errors.MMError as e:
+        return ("raise", type(e))
+
+
+def _footprint(m):
+    """What a failed operation must not change: metadata and frames in use per node."""
+    nodes = 1 + (m.ndevices if type(m).supports_devices else 0)
+    return m.metadata(), tuple(m.frames_used(n) for n in range(nodes))
+
+
+def conformance_machine(backend, *, devices: int | None = None, ram_pages: int = 1 << 18,
+                        device_pages: int = 1 << 14, vpn_span: int = 64, max_npages: int = 16,
+                        max_procs: int = 6, options: dict | None = None):
+    """A RuleBasedStateMachine class comparing `backend` with the reference model.
+
+    `backend` is a registered name or a Machine subclass.  `devices` defaults
+    to 2 for designs with ``supports_devices`` and 0 otherwise.  The returned
+    class has the usual ``.TestCase`` attribute for unittest/pytest.
+    """
+    cls = _backend_class(backend)
+    if devices is None:
+        devices = 2 if cls.supports_devices else 0
+    opts = dict(options or {})
+    label = getattr(cls, "name", cls.__name__)
+
+    # A vpn is drawn as (near, raw): mostly a page the reference has mapped in
+    # that process (so accesses hit and ranges overlap mappings), sometimes any
+    # page of the window (so holes, splits and faults happen too).
+    vpns = st.tuples(st.sampled_from([True, True, True, False]), st.integers(0, 1 << 16))
+    npages = st.integers(1, 4) | st.integers(1, max_npages)
+    values = st.integers(1, 255) | st.integers(0, U64)
+    picks = st.integers(0, 1 << 16)
+
+    class Conformance(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            kw = dict(ram_pages=ram_pages, devices=devices, device_pages=device_pages)
+            self.ref = ReferenceMachine(**kw)
+            self.dut = cls(**kw, **opts)     # the design under test
+            self.live: list[int] = []
+            self.dead: list[int] = []
+            self.steps = 0
+
+        # -- the comparison every rule goes through
+        def both(self, what, call, span=None):
+            before = _footprint(self.dut)
+            want = _outcome(lambda: call(self.ref))
+            got = _outcome(lambda: call(self.dut))
+            self.steps += 1
+            if got != want:
+                raise ConformanceFailure(
+                    f"{label}: {what} gave {self._fmt(got)}, the reference model gives {self._fmt(want)}")
+            if got[0] == "raise":
+                if got[1] is errors.OutOfMemory:
+                    raise ConformanceFailure(f"{label}: {what} ran out of memory with {ram_pages} pages of RAM")
+                after = _footprint(self.dut)
+                if after != before:
+                    raise ConformanceFailure(
+                        f"{label}: {what} failed with {got[1].__name__} but changed the machine: "
+                        f"{before} -> {after}")
+                if span is not None:
+                    self.probe(*span)
+            return got
+
+        def probe(self, pid, vpn, n):
+            """After a refused range op: every page still reads and writes as before.
+
+            Writing back the value just read changes no data but shows a
+            protection that a half-done operation would have changed.
+            """
+            for v in range(vpn, vpn + n):
+                kind, value = self.both(f"read({pid}, {v})", lambda m: m.read(pid, v))
+                if kind == "ok":
+                    self.both(f"write({pid}, {v}, {value})", lambda m: m.write(pid, v, value))
+
+        @staticmethod
+        def _fmt(outcome):
+            kind, v = outcome
+            return f"{v.__name__}" if kind == "raise" else f"{v!r}"
+
+        def pid(self, pick):
+            return self.live[pick % len(self.live)]
+
+        def vpn(self, pid, drawn):
+            near, raw = drawn
+            mapped = self.ref.procs_ref.get(pid)
+            if near and mapped:
+                return sorted(mapped)[raw % len(mapped)]
+            return raw % vpn_span
+
+        def layout(self, pid, regions):
+            for vpn, n, shared, writable in regions:
+                self.both(f"mmap({pid}, {vpn}, {n}, shared={shared}, writable={writable})",
+                          lambda m: m.mmap(pid, vpn, n, shared=shared, writable=writable))
+
+        # -- processes
+        @initialize(regions=st.lists(st.tuples(st.integers(0, vpn_span - 1), st.integers(1, max_npages),
+                                               st.booleans(), st.sampled_from([True, True, False])),
+                                     min_size=1, max_size=4))
+        def first_process(self, regions):
+            self.spawn()
+            self.layout(self.live[0], regions)
+
+        @precondition(lambda self: len(self.live) < max_procs)
+        @rule()
+        def spawn(self):
+            kind, pid = self.both("spawn()", lambda m: m.spawn())
+            if kind == "ok":
+                self.live.append(pid)
+
+        @precondition(lambda self: 0 < len(self.live) < max_procs)
+        @rule(pick=picks)
+        def fork(self, pick):
+            p = self.pid(pick)
+            kind, child = self.both(f"fork({p})", lambda m: m.fork(p))
+            if kind == "ok":
+                self.live.append(child)
+
+        @precondition(lambda self: 0 < len(self.live) < max_procs)
+        @rule(pick=picks, vpn=vpns, values=st.tuples(values, values))
+        def fork_then_write(self, pick, vpn, values):
+            """The copy-on-write probe: fork, then both sides write the same page."""
+            self.fork(pick)
+            parent, child = self.pid(pick), self.live[-1]
+            v = self.vpn(parent, vpn)
+            for p, value in zip((child, parent), values):
+                self.both(f"write({p}, {v}, {value})", lambda m: m.write(p, v, value))
+            for p in (parent, child):
+                self.both(f"read({p}, {v})", lambda m: m.read(p, v))
+
+        @precondition(lambda self: self.live)
+        @rule(pick=picks)
+        def exit(self, pick):
+            p = self.pid(pick)
+            kind, _ = self.both(f"exit({p})", lambda m: m.exit(p))
+            if kind == "ok":
+                self.live.remove(p)
+                self.dead.append(p)
+
+        @rule(pick=picks, vpn=vpns)
+        def no_such_process(self, pick, vpn):
+            """An op naming an exited or never-created pid fails the same way on both."""
+            ghosts = self.dead + [self.ref.next_free_pid, 0, -1]
+            p = ghosts[pick % len(ghosts)]
+            vpn = vpn[1] % vpn_span
+            self.both(f"read({p}, {vpn})", lambda m: m.read(p, vpn))
+            self.both(f"fork({p})", lambda m: m.fork(p))
+
+        # -- mappings
+        @precondition(lambda self: self.live)
+        @rule(pick=picks, vpn=vpns, n=npages, shared=st.booleans(), writable=st.booleans())
+        def mmap(self, pick, vpn, n, shared, writable):
+            p = self.pid(pick)
+            vpn = self.vpn(p, (not vpn[0], vpn[1]))     # mostly anywhere: holes and collisions
+            self.both(f"mmap({p}, {vpn}, {n}, shared={shared}, writable={writable})",
+                      lambda m: m.mmap(p, vpn, n, shared=shared, writable=writable), span=(p, vpn, n))
+
+        @precondition(lambda self: self.live)
+        @rule(pick=picks, regions=st.lists(st.tuples(st.integers(0, vpn_span - 1), st.integers(1, max_npages),
+                                                     st.booleans(), st.booleans()), min_size=1, max_size=3))
+        def mmap_several(self, pick, regions):
+            self.layout(self.pid(pick), regions)
+
+        @precondition(lambda self: self.live)
+        @rule(pick=picks, vpn=vpns, n=npages)
+        def munmap(self, pick, vpn, n):
+            p = self.pid(pick)
+            vpn = self.vpn(p, vpn)
+            self.both(f"munmap({p}, {vpn}, {n})", lambda m: m.munmap(p, vpn, n))
+
+        @precondition(lambda self: self.live)
+        @rule(pick=picks, vpn=vpns, n=npages, writable=st.booleans())
+        def mprotect(self, pick, vpn, n, writable):
+            p = self.pid(pick)
+            vpn = self.vpn(p, vpn)
+            self.both(f"mprotect({p}, {vpn}, {n}, {writable})",
+                      lambda m: m.mprotect(p, vpn, n, writable), span=(p, vpn, n))
+
+        @precondition(lambda self: self.live)
+        @rule(pick=picks, old=vpns, n=npages, new=vpns)
+        def mremap(self, pick, old, n, new):
+            p = self.pid(pick)
+            old, new = self.vpn(p, old), self.vpn(p, (not new[0], new[1]))   # mostly into a hole
+            kind, _ = self.both(f"mremap({p}, {old}, {n}, {new})", lambda m: m.mremap(p, old, n, new),
+                                span=(p, old, n))
+            if kind == "raise":
+                self.probe(p, new, n)
+
+        @precondition(lambda self: self.live)
+        @rule(pick=picks, vpn=vpns, n=npages)
+        def madvise_dontneed(self, pick, vpn, n):
+            p = self.pid(pick)
+            vpn = self.vpn(p, vpn)
+            self.both(f"madvise_dontneed({p}, {vpn}, {n})",
+                      lambda m: m.madvise_dontneed(p, vpn, n), span=(p, vpn, n))
+
+        # -- memory access (weighted up: two rules each)
+        @precondition(lambda self: self.live)
+        @rule(pick=picks, vpn=vpns)
+        def read(self, pick, vpn):
+            p = self.pid(pick)
+            vpn = self.vpn(p, vpn)
+            self.both(f"read({p}, {vpn})", lambda m: m.read(p, vpn))
+
+        @precondition(lambda self: self.live)
+        @rule(pick=picks, vpn=vpns, value=values)
+        def write(self, pick, vpn, value):
+            p = self.pid(pick)
+            vpn = self.vpn(p, vpn)
+            self.both(f"write({p}, {vpn}, {value})", lambda m: m.write(p, vpn, value))
+
+        @precondition(lambda self: self.live)
+        @rule(pick=picks, vpn=vpns, n=npages, value=values)
+        def write_range(self, pick, vpn, n, value):
+            p = self.pid(pick)
+            vpn = self.vpn(p, vpn)
+            for v in range(vpn, min(vpn + n, vpn_span)):
+                self.both(f"write({p}, {v}, {value})", lambda m: m.write(p, v, value))
+
+        @precondition(lambda self: self.live)
+        @rule()
+        def read_everything(self):
+            self.compare_all_pages()
+
+        def compare_all_pages(self):
+            for p in list(self.live):
+                for v in range(vpn_span + max_npages):
+                    self.both(f"read({p}, {v})", lambda m: m.read(p, v))
+
+        # -- accelerators
+        if devices:
+            @precondition(lambda self: self.live)
+            @rule(pick=picks, vpn=vpns, n=npages, node=st.integers(0, devices))
+            def migrate(self, pick, vpn, n, node):
+                p = self.pid(pick)
+                vpn = self.vpn(p, vpn)
+                self.both(f"migrate({p}, {vpn}, {n}, {node})",
+                          lambda m: m.migrate(p, vpn, n, node), span=(p, vpn, n))
+
+            @precondition(lambda self: self.live)
+            @rule(dev=st.integers(1, devices), pick=picks, vpn=vpns)
+            def device_read(self, dev, pick, vpn):
+                p = self.pid(pick)
+                vpn = self.vpn(p, vpn)
+                self.both(f"device_read({dev}, {p}, {vpn})", lambda m: m.device_read(dev, p, vpn))
+
+            @precondition(lambda self: self.live)
+            @rule(dev=st.integers(1, devices), pick=picks, vpn=vpns, value=values)
+            def device_write(self, dev, pick, vpn, value):
+                p = self.pid(pick)
+                vpn = self.vpn(p, vpn)
+                self.both(f"device_write({dev}, {p}, {vpn}, {value})",
+                          lambda m: m.device_write(dev, p, vpn, value))
+
+        # -- after every step
+        @invariant()
+        def design_is_consistent(self):
+            try:
+                self.dut.check()
+            except errors.InvariantViolation as e:
+                raise ConformanceFailure(f"{label}: check() failed after {self.steps} ops: {e}") from e
+            if self.dut.live_pids() != self.ref.live_pids():
+                raise ConformanceFailure(
+                    f"{label}: live pids {self.dut.live_pids()} != reference {self.ref.live_pids()}")
+
+        def teardown(self):
+            self.compare_all_pages()
+            for p in list(self.live):
+                self.both(f"exit({p})", lambda m: m.exit(p))
+            self.live.clear()
+            self.design_is_consistent()
+            leaks = list(self.dut.leaks())
+            meta = self.dut.metadata()
+            for name in self.dut.per_process_structs():
+                count = meta.get(name, (0, 0))[0]
+                if count and not any(x.startswith(f"{name}:") for x in leaks):
+                    leaks.append(f"{name}: {count} live")
+            if leaks:
+                raise ConformanceFailure(f"{label}: leaks after every process exited: {leaks}")
+
+    Conformance.__name__ = Conformance.__qualname__ = f"Conformance_{label}"
+    return Conformance
+
+
+def run_conformance(backend, settings_: settings | None = None, **kw) -> None:
+    """Run the conformance state machine for `backend`; raises on the first disagreement."""
+    from hypothesis.stateful import run_state_machine_as_test
+    run_state_machine_as_test(conformance_machine(backend, **kw), settings=settings_ or default_settings())
+
+
+# ----------------------------------------------------------------- traces
+@st.composite
+def random_traces(draw, devices: int = 0, vpn_span: int = 64, max_npages: int = 16,
+                  max_procs: int = 6, max_ops: int = 120):
+    """A valid trace (every pid alive when named) mixing every operation."""
+    t = TraceBuilder()
+    live = [t.spawn()]
+    kinds = ["mmap", "munmap", "mprotect", "read", "read", "write", "write", "fork", "exit",
+             "mremap", "madvise", "spawn"] + (["migrate", "dread", "dwrite"] if devices else [])
+    vpn = st.integers(0, vpn_span - 1)
+    n = st.integers(1, max_npages)
+    for _ in range(draw(st.integers(1, max_ops))):
+        k = draw(st.sampled_from(kinds))
+        if k == "spawn":
+            if len(live) < max_procs:
+                live.append(t.spawn())
+            continue
+        if not live:
+            live.append(t.spawn())
+        p = draw(st.sampled_from(live))
+        if k == "mmap":
+            t.mmap(p, draw(vpn), draw(n), shared=draw(st.booleans()), writable=draw(st.booleans()))
+        elif k == "munmap":
+            t.munmap(p, draw(vpn), draw(n))
+        elif k == "mprotect":
+            t.mprotect(p, draw(vpn), draw(n), draw(st.booleans()))
+        elif k == "read":
+            t.read(p, draw(vpn))
+        elif k == "write":
+            t.write(p, draw(vpn), draw(st.integers(0, U64)))
+        elif k == "fork":
+            if len(live) < max_procs:
+                live.append(t.fork(p))
+        elif k == "exit":
+            t.exit(p)
+            live.remove(p)
+        elif k == "mremap":
+            t.mremap(p, draw(vpn), draw(n), draw(vpn))
+        elif k == "madvise":
+            t.madvise_dontneed(p, draw(vpn), draw(n))
+        elif k == "migrate":
+            t.migrate(p, draw(vpn), draw(n), draw(st.integers(0, devices)))
+        elif k == "dread":
+            t.device_read(draw(st.integers(1, devices)), p, draw(vpn))
+        elif k == "dwrite":
+            t.device_write(draw(st.integers(1, devices)), p, draw(vpn), draw(st.integers(0, U64)))
+    for p in live:
+        t.exit(p)
+    return t.build()

@@ -1,0 +1,261 @@
+# cython: language_level=3
+"""Thin Cython face of probe.c: validate in Python, run the C experiment
+without the GIL, return one int64 sample (ns) per repetition.
+
+Every function raises mmbench.errors.InvalidArgument for bad sizes and
+mmbench.probe.HostProbeError (an MMError and OSError carrying errno) when the host
+refuses a system call; it never leaves mappings or children behind.
+"""
+import numpy as np
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+from mmbench import errors as _errors
+
+cnp.import_array()
+
+cdef extern from "probe.h":
+    int mmp_warm(long pages) nogil
+    int mmp_anon_fault(long n, long stride, int write, int reps, int64_t *out) nogil
+    int mmp_cow(long n, int depth, int reps, int64_t *out) nogil
+    int mmp_memfd(long n, int mode, int reps, int64_t *out) nogil
+    int mmp_fork(long npages, long nvmas, int touch_vmas, int reps, int64_t *out) nogil
+    int mmp_munmap(long n, int shared, int reps, int64_t *out) nogil
+    int mmp_mprotect(int touched, long pairs, int reps, int64_t *out) nogil
+    int mmp_memops(int copy, long bufpages, int reps, int64_t *out) nogil
+    int mmp_islands_fault(long nvmas, int reps, int64_t *out) nogil
+    int mmp_islands_munmap(long nvmas, int touch, int reps, int64_t *out) nogil
+    int mmp_fork_chain(long nvmas, int depth, int reps, int64_t *out) nogil
+    int64_t mmp_islands_map(long nvmas, int touch) nogil
+    void mmp_islands_unmap(int64_t base, long nvmas) nogil
+    int mmp_hold_fork(int *release) nogil
+    int mmp_hold_release(int pid, int release) nogil
+
+#: upper bounds that keep one experiment far below this host's memory and
+#: vm.max_map_count
+MAX_PAGES = 1 << 20
+MAX_VMAS = 16384
+MAX_REPS = 10000
+MAX_DEPTH = 64
+
+
+def _count(x, what, lo, hi):
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or not (lo <= x <= hi):
+        raise _errors.InvalidArgument(f"{what} must be an integer in {lo}..{hi}, got {x!r}")
+    return int(x)
+
+
+def _check(int rc, what):
+    if rc < 0:
+        import os
+        from mmbench.probe import HostProbeError
+        raise HostProbeError(-rc, f"host probe {what} failed: {os.strerror(-rc)}")
+
+
+cdef cnp.ndarray _samples(reps):
+    return np.zeros(_count(reps, "reps", 1, MAX_REPS), dtype=np.int64)
+
+
+def warm(pages):
+    """Touch and unmap `pages` fresh pages (the hypervisor backs them once)."""
+    cdef long n = _count(pages, "pages", 1, 4 * MAX_PAGES)
+    cdef int rc
+    with nogil:
+        rc = mmp_warm(n)
+    _check(rc, "warm")
+
+
+def anon_fault(n, stride=1, write=True, reps=5):
+    """ns per repetition to fault `n` fresh private pages (every `stride` pages)."""
+    cdef long c = _count(n, "n", 1, MAX_PAGES)
+    cdef long s = _count(stride, "stride", 1, 1024)
+    _count(c * s, "n * stride", 1, 1 << 28)
+    cdef int w = 1 if write else 0
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_anon_fault(c, s, w, r, o)
+    _check(rc, "anon_fault")
+    return out
+
+
+def cow(n, depth=1, reps=5):
+    """ns per repetition for the write faults after a chain of `depth` forks
+    (depth 0: the parent writes after its only child exited)."""
+    cdef long c = _count(n, "n", 1, MAX_PAGES)
+    cdef int d = _count(depth, "depth", 0, MAX_DEPTH)
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_cow(c, d, r, o)
+    _check(rc, "cow")
+    return out
+
+
+MEMFD_MODES = {"miss": 0, "hit": 1, "read_hit": 2}
+
+
+def memfd(n, mode="miss", reps=5):
+    """ns per repetition for faults on a shared memfd mapping (see probe.h)."""
+    if mode not in MEMFD_MODES:
+        raise _errors.InvalidArgument(f"mode must be one of {sorted(MEMFD_MODES)}, got {mode!r}")
+    cdef long c = _count(n, "n", 1, MAX_PAGES)
+    cdef int m = MEMFD_MODES[mode]
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_memfd(c, m, r, o)
+    _check(rc, "memfd")
+    return out
+
+
+def islands_fault(nvmas, reps=5):
+    """ns per repetition for the first write to each of `nvmas` fresh one-page VMAs."""
+    cdef long v = _count(nvmas, "nvmas", 1, MAX_VMAS)
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_islands_fault(v, r, o)
+    _check(rc, "islands_fault")
+    return out
+
+
+def islands_munmap(nvmas, touch=True, reps=5):
+    """ns per repetition to munmap `nvmas` one-page VMAs (each written first if `touch`)."""
+    cdef long v = _count(nvmas, "nvmas", 1, MAX_VMAS)
+    cdef int t = 1 if touch else 0
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_islands_munmap(v, t, r, o)
+    _check(rc, "islands_munmap")
+    return out
+
+
+def fork(npages=0, nvmas=0, touch_vmas=False, reps=5):
+    """ns per fork + child exit + wait, for a process holding the given memory."""
+    cdef long p = _count(npages, "npages", 0, MAX_PAGES)
+    cdef long v = _count(nvmas, "nvmas", 0, MAX_VMAS)
+    cdef int t = 1 if touch_vmas else 0
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_fork(p, v, t, r, o)
+    _check(rc, "fork")
+    return out
+
+
+def fork_chain(nvmas, depth=4, reps=5):
+    """ns per fork + exit + wait by the last process of a chain of `depth`
+    forks, each process holding `nvmas` written one-page VMAs."""
+    cdef long v = _count(nvmas, "nvmas", 0, MAX_VMAS)
+    cdef int d = _count(depth, "depth", 1, MAX_DEPTH)
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_fork_chain(v, d, r, o)
+    _check(rc, "fork_chain")
+    return out
+
+
+def munmap(n, shared=False, reps=5):
+    """ns per munmap of `n` touched pages (shared: a child still maps them)."""
+    cdef long c = _count(n, "n", 1, MAX_PAGES)
+    cdef int s = 1 if shared else 0
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_munmap(c, s, r, o)
+    _check(rc, "munmap")
+    return out
+
+
+def mprotect(touched=True, pairs=200, reps=5):
+    """ns per mprotect call flipping a one-page mapping (present page or not)."""
+    cdef int t = 1 if touched else 0
+    cdef long k = _count(pairs, "pairs", 1, 1 << 20)
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_mprotect(t, k, r, o)
+    _check(rc, "mprotect")
+    return out
+
+
+def memops(copy=False, bufpages=2048, reps=5):
+    """ns per pass of 4 KiB memset (or memcpy) over a warm `bufpages` buffer."""
+    cdef int c = 1 if copy else 0
+    cdef long b = _count(bufpages, "bufpages", 1, MAX_PAGES)
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_memops(c, b, r, o)
+    _check(rc, "memops")
+    return out
+
+
+class Islands:
+    """`nvmas` one-page mappings held by this process until ``release()``
+    (a context manager): the host-side twin of a workload with many VMAs."""
+
+    def __init__(self, nvmas, touch=True):
+        self.nvmas = _count(nvmas, "nvmas", 1, MAX_VMAS)
+        cdef int64_t base
+        cdef long v = self.nvmas
+        cdef int t = 1 if touch else 0
+        with nogil:
+            base = mmp_islands_map(v, t)
+        if base < 0:
+            _check(<int>base, "islands")
+        self.base = base
+
+    def release(self):
+        cdef int64_t base
+        cdef long v
+        if self.base is not None:
+            base, v = self.base, self.nvmas
+            self.base = None
+            with nogil:
+                mmp_islands_unmap(base, v)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class HeldChild:
+    """A forked child that only waits (so it keeps a copy of this process's
+    address space) until ``release()``; a context manager."""
+
+    def __init__(self):
+        cdef int fd = -1, pid
+        with nogil:
+            pid = mmp_hold_fork(&fd)
+        _check(pid, "fork")
+        self.pid, self.fd = pid, fd
+
+    def release(self):
+        cdef int rc
+        if self.pid is not None:
+            pid, fd = self.pid, self.fd
+            self.pid = None
+            rc = mmp_hold_release(pid, fd)
+            _check(rc, "wait")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()

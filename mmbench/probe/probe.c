@@ -1,0 +1,513 @@
+/* mmbench host probe — the experiments behind `mmbench calibrate`.
+ *
+ * Each experiment prepares memory outside the clock, then times one phase
+ * that provokes exactly one kind of kernel work per page (or per call):
+ *
+ *   anon fault     fresh private mapping, one store (zero-fill) or one load
+ *                  (zero page) per page; stride 512 puts every touch in its
+ *                  own 2 MiB window, so each fault also allocates a PTE table
+ *   cow            a chain of `depth` forks; the last process stores to every
+ *                  page its ancestors still map (copy), or, depth 0, the parent
+ *                  stores after its only child exited (reuse in place)
+ *   memfd          MAP_SHARED faults on a memfd: a new page-cache page, or a
+ *                  page already cached (store: one fault per page; load:
+ *                  fault-around maps neighbours too)
+ *   fork           fork + child _exit + waitpid of a process with N touched
+ *                  pages and V one-page mappings
+ *   munmap         unmap N touched pages (shared: a child still maps them,
+ *                  so no page is freed)
+ *   mprotect       flip a one-page mapping read-only and back; with a present
+ *                  page every call rewrites the PTE and flushes the TLB
+ *   memops         4 KiB memset / memcpy over a warm buffer (user space)
+ *
+ * Children only call async-signal-safe functions (the caller may have
+ * threads).  Huge pages are disabled on every mapping (MADV_NOHUGEPAGE): the
+ * costs wanted are those of 4 KiB pages.  Every error path unmaps what it
+ * mapped and reaps what it forked before returning -errno.
+ */
+#define _GNU_SOURCE
+#include "probe.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096L
+
+static inline int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static char *map_anon(long pages)
+{
+    void *p = mmap(NULL, (size_t)pages * PAGE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    madvise(p, (size_t)pages * PAGE, MADV_NOHUGEPAGE);
+    return p;
+}
+
+static void store_pages(volatile char *p, long n, long stride)
+{
+    for (long i = 0; i < n; i++)
+        p[i * stride * PAGE] = 1;
+}
+
+static long load_pages(volatile char *p, long n, long stride)
+{
+    long sum = 0;
+    for (long i = 0; i < n; i++)
+        sum += p[i * stride * PAGE];
+    return sum;
+}
+
+/* wait for `pid`; 0 if it exited with status 0 */
+static int reap(pid_t pid)
+{
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    return (WIFEXITED(st) && WEXITSTATUS(st) == 0) ? 0 : -ECHILD;
+}
+
+static int full_read(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = read(fd, (char *)buf + got, len - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -EPIPE;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+int mmp_warm(long pages)
+{
+    char *p = map_anon(pages);
+    if (!p)
+        return -errno;
+    store_pages(p, pages, 1);
+    munmap(p, (size_t)pages * PAGE);
+    return 0;
+}
+
+int mmp_anon_fault(long n, long stride, int write, int reps, int64_t *out)
+{
+    for (int r = 0; r < reps; r++) {
+        char *p = map_anon(n * stride);
+        if (!p)
+            return -errno;
+        int64_t t0 = now_ns();
+        if (write)
+            store_pages(p, n, stride);
+        else
+            (void)load_pages(p, n, stride);
+        out[r] = now_ns() - t0;
+        munmap(p, (size_t)(n * stride) * PAGE);
+    }
+    return 0;
+}
+
+/* in a forked child at depth 1: fork on until depth `depth`; every process
+ * but the last waits for its child and exits with its status.  Returns only
+ * in the last process. */
+static void chain_to(int depth)
+{
+    for (int d = 1; d < depth; d++) {
+        pid_t pid = fork();
+        if (pid < 0)
+            _exit(2);
+        if (pid > 0)
+            _exit(reap(pid) == 0 ? 0 : 3);
+    }
+}
+
+/* in a forked child: extend the chain to `depth` processes, then the last one
+ * stores to every page and reports the time on `wfd`.  Never returns. */
+static void cow_chain_child(char *p, long n, int depth, int wfd)
+{
+    chain_to(depth);
+    int64_t t0 = now_ns();
+    store_pages(p, n, 1);
+    int64_t dt = now_ns() - t0;
+    _exit(write(wfd, &dt, sizeof dt) == (ssize_t)sizeof dt ? 0 : 4);
+}
+
+/* in the last process of a chain: time `reps` fork + exit + wait, report on `wfd` */
+static void fork_chain_child(int depth, int reps, int wfd)
+{
+    chain_to(depth);
+    for (int r = 0; r < reps; r++) {
+        int64_t t0 = now_ns();
+        pid_t pid = fork();
+        if (pid < 0)
+            _exit(2);
+        if (pid == 0)
+            _exit(0);
+        if (reap(pid))
+            _exit(3);
+        int64_t dt = now_ns() - t0;
+        if (write(wfd, &dt, sizeof dt) != (ssize_t)sizeof dt)
+            _exit(4);
+    }
+    _exit(0);
+}
+
+static int cow_once(char *p, long n, int depth, int64_t *dt)
+{
+    int fd[2];
+    if (pipe(fd) < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = -errno;
+        close(fd[0]);
+        close(fd[1]);
+        return e;
+    }
+    if (pid == 0) {
+        close(fd[0]);
+        if (depth == 0)
+            _exit(0);
+        cow_chain_child(p, n, depth, fd[1]);
+    }
+    close(fd[1]);
+    int rc = 0;
+    if (depth == 0) {
+        rc = reap(pid);
+        int64_t t0 = now_ns();
+        store_pages(p, n, 1);
+        *dt = now_ns() - t0;
+    } else {
+        rc = full_read(fd[0], dt, sizeof *dt);
+        int rc2 = reap(pid);
+        rc = rc ? rc : rc2;
+    }
+    close(fd[0]);
+    return rc;
+}
+
+int mmp_cow(long n, int depth, int reps, int64_t *out)
+{
+    for (int r = 0; r < reps; r++) {
+        char *p = map_anon(n);
+        if (!p)
+            return -errno;
+        store_pages(p, n, 1);
+        int rc = cow_once(p, n, depth, &out[r]);
+        munmap(p, (size_t)n * PAGE);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int memfd_once(long n, int mode, int64_t *dt)
+{
+    size_t len = (size_t)n * PAGE;
+    int fd = memfd_create("mmbench-probe", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    char *p = MAP_FAILED;
+    if (ftruncate(fd, (off_t)len) < 0 ||
+        (p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    if (mode != 0) {            /* fill the page cache, then map it afresh */
+        store_pages(p, n, 1);
+        munmap(p, len);
+        p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+            rc = -errno;
+            close(fd);
+            return rc;
+        }
+    }
+    int64_t t0 = now_ns();
+    if (mode == 2)
+        (void)load_pages(p, n, 1);
+    else
+        store_pages(p, n, 1);
+    *dt = now_ns() - t0;
+    munmap(p, len);
+    close(fd);
+    return 0;
+}
+
+int mmp_memfd(long n, int mode, int reps, int64_t *out)
+{
+    for (int r = 0; r < reps; r++) {
+        int rc = memfd_once(n, mode, &out[r]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* nvmas one-page mappings two pages apart (never adjacent, so never merged) */
+static char *map_islands(long nvmas, int touch)
+{
+    size_t span = (size_t)(2 * nvmas) * PAGE;
+    char *base = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    munmap(base, span);
+    for (long i = 0; i < nvmas; i++) {
+        char *want = base + 2 * i * PAGE;
+        void *got = mmap(want, PAGE, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        if (got != want) {
+            int e = got == MAP_FAILED ? errno : EEXIST;
+            if (got != MAP_FAILED)
+                munmap(got, PAGE);
+            for (long j = 0; j < i; j++)
+                munmap(base + 2 * j * PAGE, PAGE);
+            errno = e;
+            return NULL;
+        }
+        if (touch)
+            *(volatile char *)want = 1;
+    }
+    return base;
+}
+
+static void unmap_islands(char *base, long nvmas)
+{
+    for (long i = 0; i < nvmas; i++)
+        munmap(base + 2 * i * PAGE, PAGE);
+}
+
+int mmp_islands_fault(long nvmas, int reps, int64_t *out)
+{
+    for (int r = 0; r < reps; r++) {
+        char *base = map_islands(nvmas, 0);
+        if (!base)
+            return -errno;
+        int64_t t0 = now_ns();
+        store_pages(base, nvmas, 2);
+        out[r] = now_ns() - t0;
+        unmap_islands(base, nvmas);
+    }
+    return 0;
+}
+
+int mmp_islands_munmap(long nvmas, int touch, int reps, int64_t *out)
+{
+    for (int r = 0; r < reps; r++) {
+        char *base = map_islands(nvmas, touch);
+        if (!base)
+            return -errno;
+        int64_t t0 = now_ns();
+        unmap_islands(base, nvmas);
+        out[r] = now_ns() - t0;
+    }
+    return 0;
+}
+
+int mmp_fork(long npages, long nvmas, int touch_vmas, int reps, int64_t *out)
+{
+    char *big = NULL, *isl = NULL;
+    int rc = 0;
+    if (npages > 0 && !(big = map_anon(npages)))
+        return -errno;
+    if (big)
+        store_pages(big, npages, 1);
+    if (nvmas > 0 && !(isl = map_islands(nvmas, touch_vmas))) {
+        rc = -errno;
+        goto out;
+    }
+    for (int r = 0; r < reps && rc == 0; r++) {
+        int64_t t0 = now_ns();
+        pid_t pid = fork();
+        if (pid < 0) {
+            rc = -errno;
+            break;
+        }
+        if (pid == 0)
+            _exit(0);
+        rc = reap(pid);
+        out[r] = now_ns() - t0;
+    }
+    if (isl)
+        unmap_islands(isl, nvmas);
+out:
+    if (big)
+        munmap(big, (size_t)npages * PAGE);
+    return rc;
+}
+
+int mmp_fork_chain(long nvmas, int depth, int reps, int64_t *out)
+{
+    char *isl = NULL;
+    int fd[2], rc;
+    if (nvmas > 0 && !(isl = map_islands(nvmas, 1)))
+        return -errno;
+    if (pipe(fd) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        fork_chain_child(depth, reps, fd[1]);
+    }
+    rc = pid < 0 ? -errno : 0;
+    close(fd[1]);
+    if (pid > 0) {
+        rc = full_read(fd[0], out, sizeof *out * (size_t)reps);
+        int rc2 = reap(pid);
+        rc = rc ? rc : rc2;
+    }
+    close(fd[0]);
+out:
+    if (isl)
+        unmap_islands(isl, nvmas);
+    return rc;
+}
+
+/* fork a child that keeps the parent's pages mapped until `*release` closes */
+static pid_t hold_pages(int *release)
+{
+    int fd[2];
+    char c;
+    if (pipe(fd) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[1]);
+        while (read(fd[0], &c, 1) < 0 && errno == EINTR)
+            ;
+        _exit(0);
+    }
+    close(fd[0]);
+    if (pid < 0)
+        close(fd[1]);
+    *release = fd[1];
+    return pid;
+}
+
+int mmp_munmap(long n, int shared, int reps, int64_t *out)
+{
+    for (int r = 0; r < reps; r++) {
+        char *p = map_anon(n);
+        int release = -1;
+        pid_t holder = 0;
+        if (!p)
+            return -errno;
+        store_pages(p, n, 1);
+        if (shared && (holder = hold_pages(&release)) < 0) {
+            int e = -errno;
+            munmap(p, (size_t)n * PAGE);
+            return e;
+        }
+        int64_t t0 = now_ns();
+        munmap(p, (size_t)n * PAGE);
+        out[r] = now_ns() - t0;
+        if (shared) {
+            close(release);
+            int rc = reap(holder);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int mmp_mprotect(int touched, long pairs, int reps, int64_t *out)
+{
+    /* three pages, the outer two PROT_NONE: the middle one is its own VMA and
+     * stays so whichever protection it has */
+    char *base = mmap(NULL, 3 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return -errno;
+    char *mid = base + PAGE;
+    int rc = 0;
+    if (mprotect(mid, PAGE, PROT_READ | PROT_WRITE) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (touched)
+        *(volatile char *)mid = 1;
+    for (int r = 0; r < reps && rc == 0; r++) {
+        int64_t t0 = now_ns();
+        for (long k = 0; k < pairs; k++) {
+            if (mprotect(mid, PAGE, PROT_READ) < 0 ||
+                mprotect(mid, PAGE, PROT_READ | PROT_WRITE) < 0) {
+                rc = -errno;
+                break;
+            }
+        }
+        out[r] = (now_ns() - t0) / (2 * pairs);
+    }
+out:
+    munmap(base, 3 * PAGE);
+    return rc;
+}
+
+int mmp_memops(int copy, long bufpages, int reps, int64_t *out)
+{
+    char *dst = map_anon(bufpages);
+    char *src = copy ? map_anon(bufpages) : NULL;
+    if (!dst || (copy && !src)) {
+        int e = -errno;
+        if (dst)
+            munmap(dst, (size_t)bufpages * PAGE);
+        return e;
+    }
+    memset(dst, 1, (size_t)bufpages * PAGE);
+    if (src)
+        memset(src, 2, (size_t)bufpages * PAGE);
+    for (int r = 0; r < reps; r++) {
+        int64_t t0 = now_ns();
+        for (long i = 0; i < bufpages; i++) {
+            if (copy)
+                memcpy(dst + i * PAGE, src + i * PAGE, PAGE);
+            else
+                memset(dst + i * PAGE, (int)(i + r) & 0xff, PAGE);
+            __asm__ volatile("" ::: "memory");
+        }
+        out[r] = now_ns() - t0;
+    }
+    munmap(dst, (size_t)bufpages * PAGE);
+    if (src)
+        munmap(src, (size_t)bufpages * PAGE);
+    return 0;
+}
+
+int64_t mmp_islands_map(long nvmas, int touch)
+{
+    char *base = map_islands(nvmas, touch);
+    return base ? (int64_t)(intptr_t)base : -errno;
+}
+
+void mmp_islands_unmap(int64_t base, long nvmas)
+{
+    unmap_islands((char *)(intptr_t)base, nvmas);
+}
+
+int mmp_hold_fork(int *release)
+{
+    pid_t pid = hold_pages(release);
+    return pid < 0 ? -errno : (int)pid;
+}
+
+int mmp_hold_release(int pid, int release)
+{
+    close(release);
+    return reap((pid_t)pid);
+}

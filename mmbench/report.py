@@ -1,0 +1,645 @@
+"""Publishing: turn a results file into tables, plots and one page people can read.
+
+What a reader of a mailing-list post needs from a benchmark is short: which
+design costs what, on which machine and commit, how sure the number is, and
+how it compares with the design everyone knows.  This module answers exactly
+that and nothing else.
+
+    RESULTS.json ──load──► records ──build_tables──► Table ──► README.md (tabulate, "github")
+         │                                             └────► index.html (report_page)
+         ├─────────────────────────── report_plots ──► *.png (one chart per question)
+         └── results/asv/<machine>/*.json ── asv_history ──► "history over commits" Table
+
+The structure:
+
+* A **Table** is one metric family × one statistic (``median_ns``, ``total_bytes``
+  …) with one unit: backends are the columns, (workload, parameters, part) the
+  rows.  A metric name ``write.median_ns`` splits at its last dot into the
+  *part* (``write``: the timed segment, or the struct) and the *statistic*.
+* A **Cell** keeps the record's kind, so a number can never lose it on the
+  way to the page: exact is printed plain, measured with ``~``, estimated with
+  ``≈``; an unsupported combination reads ``unsupported`` (its reason becomes a
+  footnote) and a number the run did not produce reads ``—``.  Nothing is ever
+  shown as 0 that was not measured as 0.
+* Against the **baseline** backend (``linux`` when present) every other cell
+  carries its ratio ``(1.35×)``; when both numbers are measured or estimated
+  with a spread (p25–p75 over the repeats) and those ranges overlap, the ratio
+  is marked ``†``: the difference is smaller than the spread, not a result.
+
+Rejected: one wide table per family (units would mix in one column and the
+kind marks would drown), and ratio columns beside every backend (twice the
+width for the same information).
+
+``compare_results(a, b)`` is the diff of two results files (two commits, two
+machines) for ``mmbench compare``; ``write_report`` is what ``mmbench report``
+runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+
+from mmbench import errors
+
+MARK = {"exact": "", "measured": "~", "estimated": "≈"}
+UNSUPPORTED = "unsupported"
+MISSING = "—"
+NOT_SIGNIFICANT = "†"
+DEFAULT_BASELINE = "linux"
+
+# Statistics shown in README.md / index.html, per family, in this order; every
+# other statistic goes to results/details.md.  A family not listed here shows
+# every statistic that is not a plain event count.
+HEADLINE = {
+    "fault_latency": ("median_ns", "p99_ns", "estimated_ns_per_page"),
+    "fork_cost": ("median_ns", "total_ns", "ns_per_page", "ns_per_child", "estimated_ns_per_page",
+                  "estimated_ns"),
+    "metadata_memory": ("total_bytes", "bytes_per_resident_page"),
+    "device_migration": ("GBps", "median_ns", "estimated_ns"),
+}
+FAMILY_TITLES = {
+    "fault_latency": "Fault latency",
+    "fork_cost": "Fork cost",
+    "metadata_memory": "Metadata memory",
+    "device_migration": "Device migration",
+}
+
+LEGEND = (
+    "How to read the numbers: `1234` exact (a deterministic count or size, the same on every "
+    "machine) · `~1234` measured (median of the repeats of the model's own bookkeeping time "
+    "on this machine) · `≈1234` estimated (host cost from event counts × calibrated hardware "
+    f"costs, or the link model) · `{UNSUPPORTED}` the design has no such mechanism (the reason "
+    f"is in the notes under the table) · `{MISSING}` the run produced no such number. "
+    "`(1.35×)` is the ratio to the baseline design in the same row; "
+    f"`{NOT_SIGNIFICANT}` marks a ratio whose two numbers differ by less than their spread "
+    "(the p25–p75 ranges over the repeats overlap): not a real difference."
+)
+
+
+# --------------------------------------------------------------------- loading
+def load_results(path) -> dict:
+    """Read and check a results file (schema 1); every failure is one InvalidArgument."""
+    try:
+        from mmbench import results  # the workloads' loader, once it is installed
+    except ImportError:
+        results = None
+    if results is not None and hasattr(results, "load"):
+        return results.load(path)
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise errors.InvalidArgument(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise errors.InvalidArgument(f"{path}: not a readable JSON file ({type(e).__name__})") from None
+    return check_document(doc, str(path))
+
+
+def check_document(doc, where="results") -> dict:
+    """The checks publishing relies on (the full schema lives in mmbench.results)."""
+    if not isinstance(doc, dict) or doc.get("schema") != 1 or not isinstance(doc.get("records"), list):
+        raise errors.InvalidArgument(f"{where}: not an mmbench results file of schema 1")
+    for i, r in enumerate(doc["records"]):
+        if not isinstance(r, dict) or any(k not in r for k in ("family", "workload", "params",
+                                                                "backend", "metric", "value", "kind")):
+            raise errors.InvalidArgument(f"{where}: record {i} is incomplete")
+        if r["kind"] not in ("exact", "measured", "estimated", "unsupported"):
+            raise errors.InvalidArgument(f"{where}: record {i} has unknown kind {r['kind']!r}")
+        if (r["value"] is None) != (r["kind"] == "unsupported"):
+            raise errors.InvalidArgument(f"{where}: record {i}: value must be null exactly when unsupported")
+    return doc
+
+
+def params_label(params: dict) -> str:
+    """``depth=4 pages=1024``: the parameters of a record, sorted by name."""
+    return " ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def split_metric(metric: str) -> tuple[str, str]:
+    """``write.median_ns`` → (``write``, ``median_ns``); a metric without a dot has no part."""
+    part, _, stat = metric.rpartition(".")
+    return part, stat
+
+
+def natural_key(text: str):
+    """Sort ``pages=64`` before ``pages=1024``: digit runs compare as numbers."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(text)) if t]
+
+
+def backends_of(doc: dict, baseline: str | None = None) -> list[str]:
+    """Every backend named in the results, the baseline first, then by name."""
+    names = sorted({r["backend"] for r in doc["records"]}, key=natural_key)
+    if baseline in names:
+        names.remove(baseline)
+        names.insert(0, baseline)
+    return names
+
+
+def choose_baseline(doc: dict, requested: str | None) -> str | None:
+    """The requested baseline (it must be in the results), else linux, else the first design by
+    name other than the reference model."""
+    names = backends_of(doc)
+    if requested is not None:
+        if requested not in names:
+            raise errors.InvalidArgument(
+                f"baseline {requested!r} is not in the results (backends: {', '.join(names) or 'none'})")
+        return requested
+    if DEFAULT_BASELINE in names:
+        return DEFAULT_BASELINE
+    designs = [n for n in names if n != "reference"]  # the specification has no costs to compare to
+    return (designs or names or [None])[0]
+
+
+# ----------------------------------------------------------------------- cells
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One number as the page shows it, never separated from its kind."""
+    kind: str                      # exact | measured | estimated | unsupported | missing
+    value: float | None = None
+    p25: float | None = None
+    p75: float | None = None
+    note: str = ""
+
+    @classmethod
+    def of(cls, rec: dict | None) -> "Cell":
+        if rec is None:
+            return cls("missing")
+        if rec["kind"] == "unsupported":
+            return cls("unsupported", note=rec.get("note") or "")
+        s = rec.get("spread") or {}
+        return cls(rec["kind"], float(rec["value"]), s.get("p25"), s.get("p75"), rec.get("note") or "")
+
+    @property
+    def number(self) -> bool:
+        return self.value is not None
+
+
+def differs_less_than_spread(a: Cell, b: Cell) -> bool | None:
+    """True when the p25–p75 ranges overlap; None when either has no spread to judge by."""
+    if not (a.number and b.number) or a.kind == "exact" or b.kind == "exact":
+        return None
+    if None in (a.p25, a.p75, b.p25, b.p75):
+        return None
+    return max(a.p25, b.p25) <= min(a.p75, b.p75)
+
+
+# Display units: times are scaled to the magnitude of the table; nothing else is.
+_TIME_SCALE = (("s", 1e9), ("ms", 1e6), ("µs", 1e3), ("ns", 1.0))
+
+
+def display_unit(unit: str, cells: list[Cell]) -> tuple[str, float]:
+    """(unit shown in the header, divisor) for a table of `cells` recorded in `unit`."""
+    values = [abs(c.value) for c in cells if c.number]
+    if unit != "ns" or not values or any(c.kind == "exact" for c in cells if c.number):
+        return unit, 1.0
+    typical = sorted(values)[len(values) // 2]
+    for name, div in _TIME_SCALE:
+        if typical >= div:
+            return name, div
+    return "ns", 1.0
+
+
+def format_number(value: float, exact: bool) -> str:
+    """Exact integers print in full (1,234,567); everything else to three significant digits."""
+    if exact and float(value).is_integer():
+        return f"{int(value):,}"
+    if value == 0:
+        return "0"
+    mag = math.floor(math.log10(abs(value)))
+    digits = max(0, (3 if exact else 2) - mag)
+    text = f"{value:,.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text and exact else text
+
+
+def format_ratio(ratio: float) -> str:
+    """1.35×, 0.80×, 0.011×, 45.6×: two decimals from 0.1 to 10, else two or three significant digits."""
+    a = abs(ratio)
+    if a >= 10:
+        return f"{format_number(ratio, False)}×"
+    if a >= 0.1 or a == 0:
+        return f"{ratio:.2f}×"
+    return f"{ratio:.{1 - math.floor(math.log10(a))}f}×"
+
+
+def format_cell(cell: Cell, div: float = 1.0, base: Cell | None = None) -> str:
+    """The cell's text: kind mark + number (+ ratio to `base`, † when not significant)."""
+    if cell.kind == "missing":
+        return MISSING
+    if cell.kind == "unsupported":
+        return UNSUPPORTED
+    text = MARK[cell.kind] + format_number(cell.value / div, cell.kind == "exact")
+    if base is not None and base.number and base.value != 0:
+        ratio = cell.value / base.value
+        mark = NOT_SIGNIFICANT if differs_less_than_spread(cell, base) else ""
+        text += f" ({format_ratio(ratio)}{mark})"
+    return text
+
+
+# ---------------------------------------------------------------------- tables
+@dataclasses.dataclass
+class Table:
+    """One family × statistic × unit: rows of (workload, params, part), one column per backend."""
+    family: str
+    stat: str
+    unit: str
+    backends: list[str]
+    baseline: str | None
+    keys: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    params: list[dict] = dataclasses.field(default_factory=list)
+    cells: list[list[Cell]] = dataclasses.field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        parts = {k[2] for k in self.keys}
+        stat = f"{parts.pop()}.{self.stat}" if len(parts) == 1 and "" not in parts else self.stat
+        return f"{FAMILY_TITLES.get(self.family, self.family)} — {stat} [{self.display()[0]}]"
+
+    def display(self) -> tuple[str, float]:
+        return display_unit(self.unit, [c for row in self.cells for c in row])
+
+    def common_params(self) -> dict:
+        """Parameters with one value in every row: said once under the title, not per row."""
+        if len(self.params) < 2:
+            return {}
+        first = self.params[0]
+        return {k: v for k, v in first.items() if all(p.get(k, object()) == v for p in self.params[1:])}
+
+    def row_labels(self) -> list[tuple[str, str, str]]:
+        common = self.common_params()
+        return [(wl, params_label({k: v for k, v in p.items() if k not in common}), part)
+                for (wl, _pl, part), p in zip(self.keys, self.params)]
+
+    @property
+    def nkeys(self) -> int:
+        return len(self.key_columns())
+
+    def key_columns(self) -> list[int]:
+        """Which of workload / params / part differ between rows (workload always shown)."""
+        labels = self.row_labels()
+        return [i for i in range(3) if i == 0 or len({k[i] for k in labels}) > 1]
+
+    def notes(self) -> list[str]:
+        """Why each unsupported cell is unsupported (one line per distinct reason)."""
+        seen: dict[str, list[str]] = {}
+        for key, row in zip(self.keys, self.cells):
+            for b, c in zip(self.backends, row):
+                if c.kind == "unsupported":
+                    seen.setdefault(f"{b}: {c.note or 'no reason recorded'}", []).append(key[0])
+        return [f"{why} ({', '.join(sorted(set(w), key=natural_key))})" for why, w in seen.items()]
+
+    def header(self) -> list[str]:
+        names = ["workload", "parameters", "part"]
+        unit = self.display()[0]
+        cols = [names[i] for i in self.key_columns()]
+        for b in self.backends:
+            cols.append(f"{b} [{unit}]" + (" (baseline)" if b == self.baseline else ""))
+        return cols
+
+    def text_rows(self) -> list[list[str]]:
+        div = self.display()[1]
+        kc = self.key_columns()
+        bi = self.backends.index(self.baseline) if self.baseline in self.backends else None
+        out = []
+        for key, row in zip(self.row_labels(), self.cells):
+            base = row[bi] if bi is not None else None
+            out.append([key[i] for i in kc] + [
+                format_cell(c, div, None if j == bi else base) for j, c in enumerate(row)])
+        return out
+
+
+def _index(doc: dict):
+    """(records by (family, workload, params, backend, metric), unsupported records by the first
+    four + the metric's part, and under part "*" for a whole run the design could not do)."""
+    exact, star = {}, {}
+    for r in doc["records"]:
+        key = (r["family"], r["workload"], params_label(r["params"]), r["backend"])
+        if r["kind"] == "unsupported" and r["metric"] in ("*", ""):
+            star[key + ("*",)] = r
+            continue
+        exact[key + (r["metric"],)] = r
+        if r["kind"] == "unsupported":  # e.g. metadata.total_bytes: the whole part is unsupported
+            star.setdefault(key + (split_metric(r["metric"])[0],), r)
+    return exact, star
+
+
+def build_tables(doc: dict, baseline: str | None = None) -> list[Table]:
+    """Every (family, statistic, unit) table of the results, families and rows in reading order."""
+    backends = backends_of(doc, baseline)
+    by_metric, star = _index(doc)
+    groups: dict[tuple[str, str, str], set] = {}
+    params = {}
+    for (fam, wl, pl, _b, metric), r in by_metric.items():
+        if r["kind"] == "unsupported":
+            continue
+        part, stat = split_metric(metric)
+        groups.setdefault((fam, stat, r.get("unit", "")), set()).add((wl, pl, part))
+        params[(wl, pl)] = r["params"]
+    tables = []
+    for (fam, stat, unit), keys in groups.items():
+        t = Table(fam, stat, unit, backends, baseline)
+        for wl, pl, part in sorted(keys, key=lambda k: [natural_key(x) for x in k]):
+            metric = f"{part}.{stat}" if part else stat
+            t.keys.append((wl, pl, part))
+            t.params.append(params[(wl, pl)])
+            t.cells.append([_cell(by_metric, star, (fam, wl, pl, b), metric) for b in backends])
+        tables.append(t)
+    tables.sort(key=lambda t: (_family_rank(t.family), _stat_rank(t.family, t.stat), t.unit))
+    return tables
+
+
+def _cell(by_metric, star, key, metric) -> Cell:
+    """The record of `metric`, else why the design could not produce it, else missing."""
+    rec = by_metric.get(key + (metric,))
+    if rec is None:
+        rec = star.get(key + ("*",)) or star.get(key + (split_metric(metric)[0],))
+    return Cell.of(rec)
+
+
+def _family_rank(fam: str):
+    order = list(FAMILY_TITLES)
+    return (order.index(fam), "") if fam in order else (len(order), fam)
+
+
+def _stat_rank(fam: str, stat: str):
+    order = HEADLINE.get(fam, ())
+    return (order.index(stat), "") if stat in order else (len(order), stat)
+
+
+def is_headline(t: Table) -> bool:
+    """Tables for README.md / index.html; the rest go to details.md."""
+    if t.family in HEADLINE:
+        return t.stat in HEADLINE[t.family]
+    return t.unit not in ("events", "")
+
+
+def unsupported_everywhere(doc: dict) -> list[str]:
+    """Workload × parameters no backend could run (they have no row in any table)."""
+    ran, why = set(), {}
+    for r in doc["records"]:
+        key = (r["family"], r["workload"], params_label(r["params"]))
+        if r["kind"] != "unsupported":
+            ran.add(key)
+        else:
+            why.setdefault(key, {}).setdefault(r.get("note") or "no reason recorded", set()).add(r["backend"])
+    out = []
+    for (fam, wl, pl), reasons in sorted(why.items()):
+        if (fam, wl, pl) in ran:
+            continue
+        text = "; ".join(f"{', '.join(sorted(b, key=natural_key))}: {n}" for n, b in sorted(reasons.items()))
+        out.append(f"{fam} / {wl}{' ' + pl if pl else ''} — {text}")
+    return out
+
+
+# -------------------------------------------------------------------- markdown
+def md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def table_markdown(t, lead: str = f"{UNSUPPORTED}: ") -> str:
+    """A Table (or anything with header/text_rows/notes/nkeys) as a GitHub Markdown table."""
+    from tabulate import tabulate
+    header = [md_escape(h) for h in t.header()]
+    rows = [[md_escape(c) for c in row] for row in t.text_rows()]
+    align = ["left"] * t.nkeys + ["right"] * (len(header) - t.nkeys)
+    text = tabulate(rows, header, tablefmt="github", disable_numparse=True, colalign=align)
+    notes = t.notes()
+    if notes:
+        text += "\n\n" + "\n".join(f"* {lead}{md_escape(n)}" for n in notes)
+    return text
+
+
+def provenance(doc: dict) -> list[tuple[str, str]]:
+    """Where the numbers came from, as (label, value) pairs: machine, commit, date, profile."""
+    m = doc.get("machine") or {}
+    machine = m.get("hostname") or "unknown host"
+    detail = ", ".join(str(m[k]) for k in ("cpu", "cores", "os", "kernel") if m.get(k))
+    if m.get("cores"):
+        detail = detail.replace(str(m["cores"]), f"{m['cores']} cores", 1)
+    soft = ", ".join(f"{k} {m[k]}" for k in ("python", "numpy", "mmbench") if m.get(k))
+    commit = doc.get("commit") or "unknown (not run from a git checkout)"
+    rows = [("machine", f"{machine} ({detail})" if detail else machine),
+            ("software", soft or "unknown"), ("commit", commit),
+            ("date", doc.get("created") or "unknown"), ("profile", doc.get("profile") or "unknown"),
+            ("calibration", doc.get("calibration") or "none (no estimated host costs from a calibration)")]
+    return rows + [("note", n) for n in doc.get("notes") or []]
+
+
+def _common_line(t) -> list[str]:
+    common = t.common_params() if isinstance(t, Table) else {}
+    return [f"In every row: {md_escape(params_label(common))}.", ""] if common else []
+
+
+def sections(tables, charts=()) -> list[tuple[str, list, list]]:
+    """(family, its tables, its charts) in reading order: the pages show a family's charts
+    right after its tables."""
+    fams = sorted({t.family for t in tables} | {c.spec.family for c in charts}, key=_family_rank)
+    return [(f, [t for t in tables if t.family == f], [c for c in charts if c.spec.family == f])
+            for f in fams]
+
+
+def _chart_markdown(c) -> list[str]:
+    if c.path is None:
+        return [f"*{c.title}: not drawn — {md_escape(c.note)}*", ""]
+    return [f"![{c.title}]({c.path.name})", "", f"*{md_escape(c.caption)}*", ""]
+
+
+def render_markdown(doc: dict, tables: list[Table], baseline, charts=(), history=(),
+                    source: str = "", skipped=(), details: str | None = "details.md") -> str:
+    """results/README.md: provenance, legend, per family its tables then its charts, history."""
+    out = ["# mmbench results", ""]
+    if source:
+        out += [f"Generated by `mmbench report {source}`.", ""]
+    out += [f"* **{k}**: {md_escape(v)}" for k, v in provenance(doc)]
+    out += [f"* **baseline**: {baseline or 'none'} (ratios are to this design)", "", LEGEND, ""]
+    for fam, fam_tables, fam_charts in sections(tables, charts):
+        out += [f"## {FAMILY_TITLES.get(fam, fam)}", ""]
+        for t in fam_tables:
+            out += [f"### {t.title}", ""] + _common_line(t) + [table_markdown(t), ""]
+        for c in fam_charts:
+            out += _chart_markdown(c)
+    if skipped:
+        out += ["## Not run on any design", ""] + [f"* {md_escape(s)}" for s in skipped] + [""]
+    if history:
+        out += ["## History over commits (asv)", ""]
+        for h in history:
+            out += [f"### {h.title}", "", table_markdown(h, lead=""), ""]
+    if details:
+        out += [f"Every other statistic of the run, event counts included, is in [{details}]({details}).", ""]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------- compare
+@dataclasses.dataclass
+class Change:
+    """One record key in two results files, and what happened to it."""
+    family: str
+    workload: str
+    params: str
+    backend: str
+    metric: str
+    unit: str
+    a: Cell
+    b: Cell
+
+    @property
+    def status(self) -> str:
+        a, b = self.a, self.b
+        if a.kind == "missing" or b.kind == "missing":
+            return "new" if a.kind == "missing" else "gone"
+        if (a.kind == "unsupported") != (b.kind == "unsupported"):
+            return "now supported" if a.kind == "unsupported" else "now unsupported"
+        if not a.number:
+            return "same"
+        if a.kind != b.kind:
+            return f"kind {a.kind}→{b.kind}"
+        if a.value == b.value:
+            return "same"
+        if differs_less_than_spread(a, b):
+            return "within spread"
+        return "changed"
+
+    def ratio(self) -> float | None:
+        if self.a.number and self.b.number and self.a.value != 0:
+            return self.b.value / self.a.value
+        return None
+
+
+def compare_rows(a: dict, b: dict) -> list[Change]:
+    """Every (family, workload, params, backend, metric) of either file, paired up."""
+    ia, sa = _index(a)
+    ib, sb = _index(b)
+    keys = set(ia) | set(ib)
+    keys |= {k for k in set(sa) | set(sb) if k[4] == "*"}
+    out = []
+    for key in sorted(keys, key=lambda k: [natural_key(x) for x in k]):
+        if key[4] == "*" and any(k[:4] == key[:4] and k[4] != "*" for k in keys):
+            continue  # a whole-run unsupported is shown on the metrics the other side has
+        ca = _cell(ia, sa, key[:4], key[4])
+        cb = _cell(ib, sb, key[:4], key[4])
+        unit = (ia.get(key) or ib.get(key) or {}).get("unit", "")
+        out.append(Change(*key, unit, ca, cb))
+    return out
+
+
+def compare_results(a: dict, b: dict, *, tablefmt: str = "github", all_rows: bool = False,
+                    threshold: float = 0.0) -> str:
+    """What changed from results document `a` to results document `b`, as text tables.
+
+    For ``mmbench compare A.json B.json``: `a` and `b` are loaded results
+    documents (``load_results``).  The text starts with where each side came
+    from (machine, commit, date), then one table per metric family with a row
+    per (workload, parameters, backend, metric) that changed: both numbers with
+    their kind marks, the ratio B/A, and the status — ``changed``, ``within
+    spread`` (the p25–p75 ranges overlap: not a real change), ``now
+    unsupported`` / ``now supported``, ``new`` / ``gone``, or a change of kind.
+    Rows whose value is identical (or, for measured numbers, whose ratio is
+    within `threshold`, e.g. 0.05 for ±5 %) are left out unless `all_rows`.
+    `tablefmt` is any tabulate format ("github" for Markdown, "plain" for a
+    terminal).
+    """
+    from tabulate import tabulate
+    rows = [c for c in compare_rows(a, b) if all_rows or _is_change(c, threshold)]
+    out = [_side_line("A", a), _side_line("B", b), ""]
+    if not rows:
+        return "\n".join(out + ["No differences."])
+    header = ["workload", "parameters", "backend", "metric", "unit", "A", "B", "B/A", "status"]
+    for fam in sorted({c.family for c in rows}, key=_family_rank):
+        body = []
+        for c in (c for c in rows if c.family == fam):
+            r = c.ratio()
+            body.append([c.workload, c.params, c.backend, c.metric, c.unit, format_cell(c.a),
+                         format_cell(c.b), "" if r is None else format_ratio(r), c.status])
+        out += [f"## {FAMILY_TITLES.get(fam, fam)}", "",
+                tabulate(body, header, tablefmt=tablefmt, disable_numparse=True), ""]
+    return "\n".join(out + [LEGEND.split(" `(1.35×)`")[0]])
+
+
+def _is_change(c: Change, threshold: float) -> bool:
+    s = c.status
+    if s == "same":
+        return False
+    r = c.ratio()
+    if s in ("changed", "within spread") and c.a.kind != "exact" and r is not None:
+        return abs(r - 1.0) > threshold
+    return True
+
+
+def _side_line(label: str, doc: dict) -> str:
+    p = dict(provenance(doc))
+    return f"{label}: {p['machine']} · commit {p['commit']} · {p['date']} · profile {p['profile']}"
+
+
+def make_excerpt(doc: dict, baseline: str | None, rows: int = 6) -> str:
+    """The first `rows` rows of the first headline table, with where they came from: for quoting."""
+    tables = [t for t in build_tables(doc, baseline) if is_headline(t)]
+    if not tables:
+        return "(no table: the results hold no headline statistic)"
+    t = tables[0]
+    short = Table(t.family, t.stat, t.unit, t.backends, t.baseline, t.keys[:rows], t.params[:rows],
+                  t.cells[:rows])
+    p = dict(provenance(doc))
+    commit = (doc.get("commit") or "unknown")[:12]
+    more = f" ({len(t.keys) - rows} more rows in results/README.md)" if len(t.keys) > rows else ""
+    return "\n".join([f"{short.title} — {p['machine']}, commit {commit}, {p['date']}, profile {p['profile']}",
+                      ""] + _common_line(short) + [table_markdown(short), "", f"`~` measured · `≈` estimated · plain exact{more}"])
+
+
+# ------------------------------------------------------------------ the command
+def write_report(results_path, out_dir="results", baseline: str | None = None,
+                 asv_dir="results/asv") -> dict:
+    """Everything ``mmbench report`` writes; returns {what: path}.
+
+    out_dir/README.md (headline tables, charts, asv history), out_dir/details.md
+    (every other table), out_dir/<chart>.png and out_dir/index.html (one
+    self-contained page).  `asv_dir` is read when it exists.
+    """
+    from mmbench import report_page, report_plots
+    doc = load_results(results_path)
+    base = choose_baseline(doc, baseline)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = build_tables(doc, base)
+    head = [t for t in tables if is_headline(t)]
+    rest = [t for t in tables if not is_headline(t)]
+    skipped = unsupported_everywhere(doc)
+    charts = report_plots.make_charts(doc, out)
+    history = report_page.asv_history(asv_dir) if asv_dir else []
+    source = str(results_path)
+    written = {
+        "README.md": _write(out / "README.md", render_markdown(doc, head, base, charts, history, source, skipped)),
+        "details.md": _write(out / "details.md", render_markdown(doc, rest, base, source=source, details=None)),
+        "index.html": _write(out / "index.html", report_page.render_html(doc, head, base, charts, history, skipped)),
+    }
+    written.update({c.name: c.path for c in charts if c.path})
+    return written
+
+
+def _write(path: Path, text: str) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def register(app) -> None:
+    """Add ``mmbench report`` to the command line (called by mmbench.cli)."""
+    import typer
+
+    @app.command("report")
+    def report_cmd(
+        results: Path = typer.Argument(..., help="results file written by `mmbench run`"),
+        asv: Path = typer.Option(Path("results/asv"), help="asv results directory (read if present)"),
+        baseline: str = typer.Option(None, help="design the ratios are taken to (default: linux if present)"),
+        out: Path = typer.Option(Path("results"), help="directory to write README.md, index.html, plots"),
+        excerpt: int = typer.Option(0, help="also print the first N rows of the first table (for a README)"),
+    ) -> None:
+        """Write comparison tables (README.md), plots and a self-contained index.html."""
+        written = write_report(results, out, baseline, asv)
+        for path in written.values():
+            typer.echo(f"wrote {path}")
+        if excerpt > 0:
+            doc = load_results(results)
+            typer.echo("\n" + make_excerpt(doc, choose_baseline(doc, baseline), excerpt))

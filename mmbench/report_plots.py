@@ -1,0 +1,317 @@
+"""The charts of a report: one clear chart per question a reader asks.
+
+    question                                   chart   x                       y
+    what does each kind of fault cost?         bars    fault kind              median ns per fault
+    how does fork cost grow with memory?       lines   pages                   ns per fork
+    how does fork cost grow with fork depth?   lines   fork depth              ns per fork
+    how does metadata grow with fork depth?    lines   depth                   bytes of kernel structs
+    what does sparsity cost in metadata?       bars    workload (dense/sparse) bytes per resident page
+    how fast does migration go?                lines   transfer size           GB/s each way
+
+Each chart is a ``ChartSpec``: which family, which statistic (the first of
+``stats`` the results hold), which parameter goes on the x axis, and which
+parameters are held fixed.  A chart draws only what the records say: one
+series per backend (and per part — e.g. ``to_device`` / ``to_host`` — when the
+workload has several), error bars from the p25–p75 spread, solid lines for
+measured, dashed for estimated, and the parameters it held fixed in the
+caption.  A backend that cannot run the workload is named in the caption as
+unsupported, never drawn at 0.  When the results hold no data for a chart it
+is skipped with a note saying what it looked for.
+
+Rendering is matplotlib's Agg backend: no display, the same PNG everywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from mmbench.report import natural_key, params_label, split_metric
+
+KIND_STYLE = {"measured": ("-", "o"), "estimated": ("--", "s"), "exact": ("-", "^")}
+KIND_WORD = {"measured": "measured", "estimated": "estimated", "exact": "exact"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ChartSpec:
+    name: str                  # file name without .png
+    title: str
+    family: str
+    stats: tuple               # statistics to plot, first present wins
+    x: str | None              # x-axis parameter (None: a bar chart over categories)
+    xlabel: str
+    ylabel: str                # without the unit: the unit is appended
+    x_scale: float = 1.0       # multiply x values (e.g. pages → KiB)
+    split: str = ""            # a parameter whose values get one series each (e.g. shape)
+    part: tuple = ()           # prefer these parts (timed steps) when the results have them
+    workloads: str = ""        # only workloads whose name contains one of these ("|"-separated)
+    parts: bool = True         # one series per part when there are several
+
+
+CHARTS = (
+    ChartSpec("fault_latency_by_kind", "Fault latency by fault kind", "fault_latency",
+              ("median_ns",), None, "fault kind (workload · timed step)", "median model time per fault"),
+    ChartSpec("fork_cost_vs_pages", "Fork cost versus resident pages", "fork_cost",
+              ("median_ns", "total_ns"), "pages", "pages touched before fork", "model time per fork",
+              part=("fork",)),
+    ChartSpec("fork_cost_vs_depth", "Fork cost versus fork depth", "fork_cost",
+              ("median_ns", "total_ns"), "depth", "fork depth (generations)", "model time per fork",
+              part=("fork",)),
+    ChartSpec("metadata_vs_depth", "Metadata memory versus fork depth", "metadata_memory",
+              ("total_bytes",), "depth", "fork depth (generations)", "kernel metadata", split="shape"),
+    ChartSpec("metadata_vs_sparsity", "Metadata per resident page: dense versus sparse", "metadata_memory",
+              ("bytes_per_resident_page",), None, "workload", "metadata per resident page",
+              workloads="dense|sparse|small"),
+    ChartSpec("migration_gbps_vs_size", "Migration throughput versus transfer size", "device_migration",
+              ("GBps",), "transfer", "transfer size [KiB]", "throughput", x_scale=4.0),
+)
+
+
+@dataclasses.dataclass
+class Chart:
+    """A drawn chart (path set) or a skipped one (note says why)."""
+    spec: ChartSpec
+    path: Path | None = None
+    caption: str = ""
+    note: str = ""
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+# ------------------------------------------------------------ selecting data
+def _candidates(doc, spec: ChartSpec):
+    """(statistic, records) for the first statistic of `spec` the results hold."""
+    fam = [r for r in doc["records"] if r["family"] == spec.family]
+    if spec.workloads:
+        wanted = [r for r in fam if any(w in r["workload"] for w in spec.workloads.split("|"))]
+        fam = wanted or fam
+    for stat in spec.stats:
+        recs = [r for r in fam if r["kind"] != "unsupported" and split_metric(r["metric"])[1] == stat
+                and (spec.x is None or _is_number(r["params"].get(spec.x)))]
+        preferred = [r for r in recs if split_metric(r["metric"])[0] in spec.part]
+        if recs:
+            return stat, preferred or recs, fam
+    return None, [], fam
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _line_selection(recs, x, split=""):
+    """The records of one workload with one fixed setting of the other parameters, most x values."""
+    groups: dict[tuple, list] = {}
+    for r in recs:
+        rest = {k: v for k, v in r["params"].items() if k not in (x, split)}
+        groups.setdefault((r["workload"], params_label(rest)), []).append(r)
+    # most x values; among equals the largest setting of the rest (the most telling size)
+    best = max(sorted(groups, key=lambda g: [natural_key(s) for s in g], reverse=True),
+               key=lambda g: len({str(r["params"][x]) for r in groups[g]}))
+    return best, groups[best]
+
+
+def _bar_selection(recs):
+    """Per (workload, part, non-size parameters): the record with the largest size parameters."""
+    chosen: dict[tuple, dict] = {}
+    for r in recs:
+        sizes = {k: v for k, v in r["params"].items() if _is_number(v)}
+        rest = {k: v for k, v in r["params"].items() if k not in sizes}
+        key = (r["workload"], params_label(rest), split_metric(r["metric"])[0], r["backend"])
+        old = chosen.get(key)
+        if old is None or natural_key(_sizes_label(r)) > natural_key(_sizes_label(old)):
+            chosen[key] = r
+    return list(chosen.values())
+
+
+def _sizes_label(r):
+    return params_label({k: v for k, v in r["params"].items() if _is_number(v)})
+
+
+def _unsupported_note(fam_recs, workloads) -> str:
+    why = {}
+    for r in fam_recs:
+        if r["kind"] == "unsupported" and r["workload"] in workloads:
+            why.setdefault(r["backend"], r.get("note") or "no reason recorded")
+    return "; ".join(f"unsupported on {b}: {n}" for b, n in sorted(why.items()))
+
+
+# -------------------------------------------------------------------- drawing
+_BYTE_SCALE = (("GiB", 2.0 ** 30), ("MiB", 2.0 ** 20), ("KiB", 2.0 ** 10))
+
+
+def _scale(unit, values):
+    """(unit, divisor) for an axis: times and bytes scaled to the typical value."""
+    from mmbench.report import display_unit, Cell
+    if unit == "B" and values:
+        typical = sorted(abs(v) for v in values)[len(values) // 2]
+        for name, div in _BYTE_SCALE:
+            if typical >= div:
+                return name, div
+    return display_unit(unit, [Cell("measured", v) for v in values])
+
+
+MARKERS = "os^Dv<>p"
+
+
+def backend_colors(doc) -> dict:
+    """One colour per backend, the same in every chart (baseline design first)."""
+    from mmbench.report import backends_of, choose_baseline
+    names = backends_of(doc, choose_baseline(doc, None))
+    return {b: f"C{i % 10}" for i, b in enumerate(names)}
+
+
+def _series_label(r, multi_part, split):
+    part = split_metric(r["metric"])[0] if multi_part else ""
+    extra = f"{split}={r['params'][split]}" if split and split in r["params"] else ""
+    return " ".join(x for x in (part, extra) if x)
+
+
+def _draw_lines(ax, recs, spec, div, colors):
+    multi = spec.parts and len({split_metric(r["metric"])[0] for r in recs}) > 1
+    series: dict[tuple, list] = {}
+    for r in recs:
+        series.setdefault((r["backend"], _series_label(r, multi, spec.split)), []).append(r)
+    variants = sorted({v for _b, v in series}, key=natural_key)
+    order = list(colors)
+    xs_all = []
+    for (backend, variant), rs in sorted(series.items(), key=lambda s: (order.index(s[0][0]), s[0][1])):
+        rs.sort(key=lambda r: float(r["params"][spec.x]))
+        xs = [float(r["params"][spec.x]) * spec.x_scale for r in rs]
+        kind = rs[0]["kind"]
+        ls = KIND_STYLE.get(kind, ("-", "o"))[0]
+        mk = MARKERS[variants.index(variant) % len(MARKERS)]
+        label = f"{backend}{' ' + variant if variant else ''} ({KIND_WORD.get(kind, kind)})"
+        ax.errorbar(xs, [r["value"] / div for r in rs], yerr=_errors(rs, div), linestyle=ls,
+                    marker=mk, capsize=3, color=colors.get(backend), label=label)
+        xs_all += xs
+    if xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 16:
+        ax.set_xscale("log", base=2)
+    ticks = sorted(set(xs_all))
+    if len(ticks) <= 12:  # the measured x values themselves, not 1.5 generations
+        ax.set_xticks(ticks)
+        ax.xaxis.set_minor_locator(_no_ticks())
+    ax.xaxis.set_major_formatter(_plain_ticks())
+
+
+def _errors(rs, div):
+    if not all(r.get("spread") for r in rs):
+        return None
+    lo = [max(0.0, (r["value"] - r["spread"]["p25"]) / div) for r in rs]
+    hi = [max(0.0, (r["spread"]["p75"] - r["value"]) / div) for r in rs]
+    return [lo, hi]
+
+
+def _draw_bars(ax, recs, div, colors):
+    cats = sorted({_category(r) for r in recs}, key=natural_key)
+    present = {r["backend"] for r in recs}
+    backends = [b for b in colors if b in present]
+    width = 0.8 / max(1, len(backends))
+    for i, b in enumerate(backends):
+        xs, ys, lo, hi, kinds = [], [], [], [], set()
+        for j, c in enumerate(cats):
+            r = next((r for r in recs if r["backend"] == b and _category(r) == c), None)
+            if r is None:
+                continue
+            s = r.get("spread") or {"p25": r["value"], "p75": r["value"]}
+            xs.append(j + (i - (len(backends) - 1) / 2) * width)
+            ys.append(r["value"] / div)
+            lo.append(max(0.0, (r["value"] - s["p25"]) / div))
+            hi.append(max(0.0, (s["p75"] - r["value"]) / div))
+            kinds.add(r["kind"])
+        hatch = "//" if kinds == {"estimated"} else None
+        err = [lo, hi] if any(lo) or any(hi) else None
+        ax.bar(xs, ys, width, yerr=err, capsize=2, hatch=hatch, color=colors.get(b),
+               label=f"{b} ({', '.join(KIND_WORD.get(k, k) for k in sorted(kinds))})")
+    ax.set_xticks(range(len(cats)))
+    ax.set_xticklabels(cats, rotation=30, ha="right", fontsize=8)
+
+
+def _category(r):
+    kind = r["params"].get("fault_kind")
+    part = split_metric(r["metric"])[0]
+    rest = {k: v for k, v in r["params"].items() if not _is_number(v) and k != "fault_kind"}
+    where = " · ".join(x for x in (r["workload"], part if part != "metadata" else "", params_label(rest)) if x)
+    return f"{kind}\n{where}" if kind else where
+
+
+def draw(doc, spec: ChartSpec, out_dir: Path) -> Chart:
+    """Draw one chart into out_dir/<name>.png, or return it skipped with the reason."""
+    stat, recs, fam_recs = _candidates(doc, spec)
+    if not recs:
+        want = f"a '{spec.x}' parameter and " if spec.x else ""
+        return Chart(spec, note=f"the results hold no {spec.family} record with {want}"
+                                f"a {' or '.join(spec.stats)} statistic")
+    fixed = ""
+    if spec.x is not None:
+        (workload, fixed), recs = _line_selection(recs, spec.x, spec.split)
+        xs = sorted({r["params"][spec.x] for r in recs}, key=natural_key)
+        if len(xs) < 2:
+            return Chart(spec, note=f"the results hold one value of '{spec.x}' only ({xs[0]}, workload "
+                                    f"{workload}): no trend to draw (the quick or full profile has more)")
+        fixed = f"workload {workload}" + (f", {fixed}" if fixed else "")
+    else:
+        recs = _bar_selection(recs)
+    unit = recs[0].get("unit", "")
+    shown, div = _scale(unit, [r["value"] for r in recs])
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    colors = backend_colors(doc)
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=100)
+    try:
+        (_draw_lines(ax, recs, spec, div, colors) if spec.x else _draw_bars(ax, recs, div, colors))
+        _finish(ax, spec, stat, shown, [r["value"] / div for r in recs])
+        path = Path(out_dir) / f"{spec.name}.png"
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return Chart(spec, path, caption=_caption(spec, stat, fixed, recs, fam_recs))
+
+
+def _plain_ticks():
+    """Tick labels as plain numbers (1024, 0.5) rather than powers on log axes."""
+    from matplotlib.ticker import FuncFormatter
+    return FuncFormatter(lambda v, _pos: f"{v:,.10g}")
+
+
+def _no_ticks():
+    from matplotlib.ticker import NullLocator
+    return NullLocator()
+
+
+def _finish(ax, spec, stat, unit, ys):
+    ax.set_title(spec.title)
+    ax.set_xlabel(spec.xlabel)
+    ax.set_ylabel(f"{spec.ylabel} [{unit}]")
+    pos = [y for y in ys if y > 0]
+    if pos and max(pos) / min(pos) >= 100:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(_plain_ticks())
+    elif not spec.x:
+        ax.set_ylim(bottom=0)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def _caption(spec, stat, fixed, recs, fam_recs) -> str:
+    kinds = sorted({r["kind"] for r in recs})
+    bits = [f"{spec.family} · statistic {stat}", "kinds: " + ", ".join(kinds)]
+    if fixed:
+        bits.append(f"held fixed: {fixed}")
+    if any(r.get("spread") for r in recs):
+        bits.append("bars show the p25–p75 spread over the repeats")
+    note = _unsupported_note(fam_recs, {r["workload"] for r in recs})
+    return "; ".join(bits + ([note] if note else [])) + "."
+
+
+def make_charts(doc, out_dir) -> list[Chart]:
+    """Every chart of CHARTS for `doc`, drawn into `out_dir` (skipped ones carry a note)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [draw(doc, spec, out_dir) for spec in CHARTS]

@@ -1,0 +1,148 @@
+"""Host calibration: the probe, the calibration file, estimate_ns, /proc readers.
+
+The probe runs with tiny sizes here; the numbers it returns are checked for
+sanity (positive, finite), never for speed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import mmbench
+from mmbench import errors, estimate as est, hostcheck
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the host probe measures a Linux kernel")
+
+
+# ---------------------------------------------------------------- the probe
+@linux_only
+@pytest.mark.parametrize("name,call", [
+    ("anon write", lambda P: P.anon_fault(16, 1, True, 2)),
+    ("zero-page read", lambda P: P.anon_fault(16, 1, False, 2)),
+    ("sparse write", lambda P: P.anon_fault(4, 512, True, 2)),
+    ("vma first write", lambda P: P.islands_fault(8, 2)),
+    ("cow copy", lambda P: P.cow(16, 1, 2)),
+    ("cow reuse", lambda P: P.cow(16, 0, 2)),
+    ("cow chain", lambda P: P.cow(16, 3, 2)),
+    ("memfd miss", lambda P: P.memfd(16, "miss", 2)),
+    ("memfd hit", lambda P: P.memfd(16, "hit", 2)),
+    ("memfd read hit", lambda P: P.memfd(16, "read_hit", 2)),
+    ("fork", lambda P: P.fork(16, 4, True, 2)),
+    ("munmap", lambda P: P.munmap(16, False, 2)),
+    ("munmap shared", lambda P: P.munmap(16, True, 2)),
+    ("munmap vmas", lambda P: P.islands_munmap(8, True, 2)),
+    ("fork chain", lambda P: P.fork_chain(4, 2, 2)),
+    ("mprotect", lambda P: P.mprotect(True, 10, 2)),
+    ("memset", lambda P: P.memops(False, 16, 2)),
+    ("memcpy", lambda P: P.memops(True, 16, 2)),
+])
+def test_probe_returns_positive_samples(name, call):
+    from mmbench.probe import _probe as P
+    out = call(P)
+    assert out.dtype == np.int64 and out.shape == (2,)
+    assert (out > 0).all(), f"{name}: {out}"
+
+
+@linux_only
+@pytest.mark.parametrize("call", [
+    lambda P: P.anon_fault(0),
+    lambda P: P.anon_fault(-1),
+    lambda P: P.anon_fault(True),
+    lambda P: P.anon_fault(4, stride=0),
+    lambda P: P.cow(4, depth=-1),
+    lambda P: P.memfd(4, mode="nope"),
+    lambda P: P.fork(nvmas=10 ** 9),
+    lambda P: P.mprotect(pairs=0),
+    lambda P: P.memops(bufpages=1.5),
+    lambda P: P.anon_fault(4, reps=0),
+])
+def test_probe_rejects_bad_arguments(call):
+    from mmbench.probe import _probe as P
+    with pytest.raises(errors.InvalidArgument):
+        call(P)
+
+
+@linux_only
+def test_probe_holders_release_cleanly():
+    from mmbench.probe import _probe as P
+    with P.Islands(8, touch=True) as isl:
+        assert isl.base > 0
+        with P.HeldChild() as child:
+            assert child.pid > 0
+    assert isl.base is None and child.pid is None
+    isl.release()          # releasing twice is harmless
+
+
+# ----------------------------------------------------------- estimate_ns
+CAL = {"machine": {"hostname": "testhost"},
+       "costs": {"trap": {"ns": 100.0}, "zero_fill": {"ns": 1000.0}, "copy": 2000.0,
+                 "struct_alloc": {"ns": 50.0},
+                 "vma": {"ns": 400.0}, "page_free": {"ns": 70.0}, "fork_base": {"ns": 9000.0}}}
+
+
+def test_estimate_ns_arithmetic():
+    counters = {"faults": 3, "pages_zeroed": 2, "pages_copied": 1, "rmap_visits": 5,
+                "tlb_flushes": 0, "alloc:anon_vma": 2, "alloc:anon_vma_chain": 4,
+                "free:anon_vma": 1, "alloc:vm_area_struct": 1, "alloc:pte_table": 7,
+                "free:page": 4, "op:FORK": 1, "op:WRITE": 3}
+    e = est.estimate_ns(counters, CAL)
+    assert e["kind"] == "estimated" and e["calibration"] == "testhost"
+    assert e["breakdown"] == {"trap": 300.0, "zero_fill": 2000.0, "copy": 2000.0,
+                              "struct_alloc": 300.0, "vma": 400.0,
+                              "page_free": 280.0, "fork_base": 9000.0}
+    assert e["events_ns"] == e["total_ns"] == 14280.0
+    assert e["bookkeeping_ns"] is None
+    # struct frees are inside the struct's price; page tables have no price in CAL
+    assert e["uncosted"] == ["alloc:pte_table", "free:anon_vma", "op:WRITE", "rmap_visits"]
+    with_book = est.estimate_ns(counters, CAL, measured_ns=720)
+    assert with_book["total_ns"] == 15000.0 and with_book["bookkeeping_ns"] == 720.0
+
+
+def test_estimate_without_calibration_says_so():
+    e = est.estimate_ns({"faults": 3}, None, measured_ns=10)
+    assert e["total_ns"] is None and e["reason"] == est.NO_CALIBRATION == "no calibration"
+
+
+def test_every_counter_maps_to_at_most_one_cost():
+    priced = [k for k in mmbench.COUNTER_NAMES if est.cost_of(k)]
+    assert {"faults", "pages_zeroed", "pages_copied", "tlb_flushes", "pt_pages_alloc",
+            "fork_ptes_copied", "pte_zaps", "fault_minor"} <= set(priced)
+    assert est.cost_of("alloc:xa_node") == "struct_alloc"
+    assert est.cost_of("free:xa_node") is None            # priced at allocation
+    assert est.cost_of("free:page") == "page_free"
+    assert est.cost_of("alloc:pte_table") is None      # priced through pt_pages_alloc
+    assert est.cost_of("op:FORK") == "fork_base" and est.cost_of("op:READ") is None
+
+
+def test_load_calibration_finds_newest_or_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMBENCH_RESULTS", str(tmp_path))
+    assert est.load_calibration() is None
+    d = tmp_path / "calibration"
+    d.mkdir()
+    (d / "old.json").write_text(json.dumps({"costs": {"trap": 1}, "machine": {"hostname": "old"}}))
+    os.utime(d / "old.json", (1, 1))
+    (d / "new.json").write_text(json.dumps({"costs": {"trap": 2}, "machine": {"hostname": "new"}}))
+    assert est.load_calibration()["machine"]["hostname"] == "new"
+    (d / "bad.json").write_text("{not json")
+    with pytest.raises(errors.InvalidArgument):
+        est.load_calibration(str(d / "bad.json"))
+    (d / "other.json").write_text("[1, 2]")
+    with pytest.raises(errors.InvalidArgument):
+        est.load_calibration(str(d / "other.json"))
+
+
+def test_events_of_a_machine_and_op_counts():
+    tb = mmbench.TraceBuilder()
+    p = tb.spawn(); tb.mmap(p, 0, 4); tb.write_range(p, 0, 4); c = tb.fork(p); tb.exit(c)
+    trace = tb.build()
+    m = mmbench.open("reference")
+    m.replay(trace, timing=False)
+    ev = est.events_of(m, trace)
+    assert ev["op:WRITE"] == 4 and ev["op:FORK"] == 1 and ev["op:MMAP"] == 1
+    assert est.op_counts(["fork", "FORK", "exit"]) == {"op:FORK": 2, "op:EXIT": 1}

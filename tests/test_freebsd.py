@@ -1,0 +1,496 @@
+"""The FreeBSD design: shadow chains, collapse, bypass, pmap/pv, and agreement
+with the reference model.  check() runs after every step that changes state."""
+import random
+
+import pytest
+
+import mmbench
+from mmbench import errors
+from mmbench.reference import ReferenceMachine
+
+
+@pytest.fixture
+def m():
+    return mmbench.open("freebsd", ram_pages=1 << 14)
+
+
+def chain(m, pid, vpn=0):
+    """Serials of the objects behind (pid, vpn), top first."""
+    objs = m.objects()
+    ent = next(e for e in m.entries(pid) if e["start"] <= vpn < e["end"])
+    out, s = [], ent["object"]
+    while s is not None:
+        out.append(s)
+        s = objs[s]["backing"]
+    return out
+
+
+def all_exit(m):
+    for pid in m.live_pids():
+        m.exit(pid)
+        m.check()
+    assert m.leaks() == []
+    assert m.objects() == {}
+
+
+# --------------------------------------------------------------- the article
+def layered(m):
+    """Object A (P1's pages) -> B (P2's writes) -> C1 (P2) / C2 (P3)."""
+    p1 = m.spawn()
+    m.mmap(p1, 0, 8)
+    for v in range(8):
+        m.write(p1, v, 100 + v)
+    p2 = m.fork(p1)
+    for v in range(4):
+        m.write(p2, v, 200 + v)
+    p3 = m.fork(p2)
+    return p1, p2, p3
+
+
+def test_design_article_layering_and_collapse(m):
+    p1, p2, p3 = layered(m)
+    m.write(p2, 0, 300)
+    m.write(p3, 1, 301)
+    m.check()
+    a = chain(m, p1)[0]
+    c1, b, a2 = chain(m, p2)
+    c2, b2, _ = chain(m, p3)
+    assert a == a2 and b == b2 and c1 != c2
+    objs = m.objects()
+    assert objs[a]["ref_count"] == 2 and objs[a]["shadow_count"] == 1      # P1's entry + B
+    assert objs[b]["ref_count"] == 2 and objs[b]["shadow_count"] == 2      # C1 + C2
+    assert objs[b]["resident"] == 4 and objs[a]["resident"] == 8
+    assert m.counter("shadow_objects") == 3 and m.counter("collapses") == 0
+    # the child exits: B is left with one shadow, C1, and collapses into it
+    m.exit(p3)
+    m.check()
+    assert m.counter("collapses") == 1
+    assert chain(m, p2) == [c1, a]
+    assert m.objects()[c1]["resident"] == 4           # B's pages moved up, C1's own kept
+    assert [m.read(p2, v) for v in range(8)] == [300, 201, 202, 203, 104, 105, 106, 107]
+    assert [m.read(p1, v) for v in range(8)] == [100 + v for v in range(8)]
+    all_exit(m)
+
+
+def test_design_article_all_shadowed_bypass(m):
+    p1, p2, p3 = layered(m)
+    for v in range(4):                                  # C1 copies every page of B
+        m.write(p2, v, 300 + v)
+    m.write(p3, 1, 301)
+    c1, b, a = chain(m, p2)
+    assert m.counter("bypasses") == 0
+    p4 = m.fork(p2)                                     # fork collapses the source first
+    m.check()
+    assert m.counter("bypasses") == 1 and m.counter("collapses") == 0
+    assert chain(m, p2) == [c1, a] and chain(m, p4) == [c1, a]
+    assert chain(m, p3)[1:] == [b, a]                   # B lives on for P3 only
+    assert m.objects()[b]["ref_count"] == 1
+    assert [m.read(p4, v) for v in range(5)] == [300, 301, 302, 303, 104]
+    assert [m.read(p3, v) for v in range(3)] == [200, 301, 202]
+    all_exit(m)
+
+
+# ------------------------------------------------------------- fork server
+def fork_server(m, children, pages=64, writes=8, parent_writes=False):
+    """A parent forks short-lived children that write and exit; returns the
+    parent's chain length and the live object count after each child."""
+    p = m.spawn()
+    m.mmap(p, 0, pages)
+    for v in range(pages):
+        m.write(p, v, v + 1)
+    lengths, objects = [], []
+    for i in range(children):
+        c = m.fork(p)
+        for k in range(writes):
+            m.write(c, (i * 7 + k) % pages, 1000 + i)
+        if parent_writes:
+            m.write(p, (i * 3) % pages, 2000 + i)
+        m.exit(c)
+        m.check()
+        lengths.append(m.chain_length(p, 0))
+        objects.append(len(m.objects()))
+    return p, lengths, objects
+
+
+@pytest.mark.parametrize("parent_writes", [False, True])
+def test_fork_server_chains_stay_bounded(m, parent_writes):
+    p, lengths, objects = fork_server(m, 40, parent_writes=parent_writes)
+    assert max(lengths) == 1 and max(objects) == 1
+    if parent_writes:          # the parent's shadow absorbed the original object each time
+        assert m.counter("collapses") == 40
+    all_exit(m)
+
+
+def test_fork_server_values(m):
+    p, _, _ = fork_server(m, 10, parent_writes=True)
+    ref = ReferenceMachine()
+    rp = ref.spawn()
+    ref.mmap(rp, 0, 64)
+    for v in range(64):
+        ref.write(rp, v, v + 1)
+    for i in range(10):
+        ref.write(rp, (i * 3) % 64, 2000 + i)
+    assert [m.read(p, v) for v in range(64)] == [ref.read(rp, v) for v in range(64)]
+    all_exit(m)
+
+
+# ------------------------------------------------------------ fork chains
+def test_fork_chain_depth_16(m):
+    pids = [m.spawn()]
+    m.mmap(pids[0], 0, 32)
+    m.write(pids[0], 0, 1)
+    for level in range(1, 17):
+        child = m.fork(pids[-1])
+        m.write(child, level, level + 1)                # every level writes one page
+        pids.append(child)
+        m.check()
+    for level, pid in enumerate(pids):
+        assert m.chain_length(pid, 0) == level + 1     # one shadow per generation
+    deepest = pids[-1]
+    steps = m.counter("chain_steps")
+    assert m.read(deepest, 0) == 1                      # found 16 objects down
+    assert m.counter("chain_steps") - steps == 16
+    assert [m.read(deepest, v) for v in range(17)] == [1] + [v + 1 for v in range(1, 17)]
+    hist = m.chain_depth_histogram()
+    assert max(hist) == 16
+    all_exit(m)
+
+
+# ----------------------------------------------------------- COW details
+def test_parent_shadow_absorbs_the_object_when_the_child_exits(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 0, 7)
+    c = m.fork(p)
+    m.write(c, 1, 8)          # child shadows A
+    m.write(p, 2, 9)          # parent shadows A: A has two shadows
+    assert m.chain_length(p, 0) == 2
+    m.exit(c)                 # A is left with one reference (parent's shadow): collapse
+    m.check()
+    assert m.counter("collapses") == 1 and m.chain_length(p, 0) == 1
+    assert [m.read(p, v) for v in range(4)] == [7, 0, 9, 0]
+    all_exit(m)
+
+
+def test_cow_page_move_when_backing_has_one_reference_and_one_shadow(m):
+    p1, p2, p3 = layered(m)
+    for v in range(4):
+        m.write(p2, v, 300 + v)
+    m.write(p3, 1, 301)
+    m.fork(p2)                                  # bypass: B keeps only P3's shadow
+    c2, b, _ = chain(m, p3)
+    assert m.objects()[b]["ref_count"] == 1 and m.objects()[b]["shadow_count"] == 1
+    copies = m.counter("pages_copied")
+    m.write(p3, 2, 555)                         # B's page moves up into C2
+    assert m.counter("cow_page_moves") == 1 and m.counter("pages_copied") == copies
+    assert m.objects()[b]["resident"] == 3 and m.objects()[c2]["resident"] == 2
+    assert m.read(p3, 2) == 555 and m.read(p3, 3) == 203
+    m.check()
+    all_exit(m)
+
+
+def test_write_after_sibling_exit_takes_object_without_shadow(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 0, 1)
+    c = m.fork(p)
+    m.exit(c)
+    before = m.counter("shadow_objects")
+    m.write(p, 0, 2)          # ref_count 1: vm_object_shadow is skipped
+    assert m.counter("shadow_objects") == before
+    assert m.counter("fault_cow_reuse") == 1
+    m.check()
+    all_exit(m)
+
+
+def test_read_zero_fills_and_maps_read_only_below(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    assert m.read(p, 0) == 0
+    assert m.counter("fault_zero_fill") == 1 and m.counter("pages_zeroed") == 1
+    m.write(p, 1, 5)
+    c = m.fork(p)
+    assert m.read(c, 1) == 5
+    assert m.counter("fault_minor") == 1
+    assert m.rmap_walk(c, 1) == [(p, 1), (c, 1)]      # one frame, two mappers
+    m.check()
+    all_exit(m)
+
+
+def test_rmap_walk_lists_every_mapper(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 2, 5)
+    c1 = m.fork(p)
+    c2 = m.fork(p)
+    assert m.read(c1, 2) == 5 and m.read(c2, 2) == 5
+    visits = m.counter("rmap_visits")
+    assert m.rmap_walk(p, 2) == [(p, 2), (c1, 2), (c2, 2)]
+    assert m.counter("rmap_visits") == visits + 3
+    m.write(c1, 2, 6)
+    assert m.rmap_walk(c1, 2) == [(c1, 2)]
+    assert m.rmap_walk(p, 2) == [(p, 2), (c2, 2)]
+    all_exit(m)
+
+
+def test_fork_write_protects_parent(m):
+    p = m.spawn()
+    m.mmap(p, 0, 8)
+    for v in range(8):
+        m.write(p, v, v)
+    m.fork(p)
+    assert m.counter("fork_ptes_wrprotect") == 8
+    m.fork(p)                                  # already NEEDS_COPY: nothing to protect
+    assert m.counter("fork_ptes_wrprotect") == 8
+    all_exit(m)
+
+
+def test_shared_mapping_is_one_object(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4, shared=True)
+    c = m.fork(p)
+    m.write(c, 1, 9)
+    assert m.read(p, 1) == 9
+    assert chain(m, p) == chain(m, c) and len(chain(m, p)) == 1
+    m.exit(p)
+    assert m.read(c, 1) == 9
+    all_exit(m)
+
+
+# ------------------------------------------------------------- madvise
+def test_dontneed_private_does_not_resurrect_backing_page(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 0, 1)
+    c = m.fork(p)
+    m.write(c, 1, 2)                          # child: shadow -> A (A holds page 0 = 1)
+    m.madvise_dontneed(c, 0, 4)
+    m.check()
+    assert [m.read(c, v) for v in range(4)] == [0, 0, 0, 0]
+    assert m.read(p, 0) == 1
+    all_exit(m)
+
+
+def test_dontneed_keeps_shared_data(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4, shared=True)
+    m.write(p, 0, 3)
+    m.madvise_dontneed(p, 0, 4)
+    assert m.read(p, 0) == 3
+    all_exit(m)
+
+
+def test_mremap_moves_entries_and_ptes(m):
+    p = m.spawn()
+    m.mmap(p, 0, 8)
+    for v in range(8):
+        m.write(p, v, v + 10)
+    c = m.fork(p)
+    m.mremap(c, 2, 4, 100)
+    m.check()
+    assert [m.read(c, 100 + i) for i in range(4)] == [12, 13, 14, 15]
+    with pytest.raises(errors.SegmentationFault):
+        m.read(c, 3)
+    assert m.counter("mremap_pages_moved") == 0       # the child had no PTEs yet
+    m.mremap(p, 0, 8, 512)
+    assert m.counter("mremap_pages_moved") == 8
+    assert [m.read(p, 512 + v) for v in range(8)] == [v + 10 for v in range(8)]
+    m.check()
+    all_exit(m)
+
+
+# ------------------------------------------------------ failures, leaks
+def snapshot(m):
+    return (m.objects(), {p: m.entries(p) for p in m.live_pids()}, m.frames_used(), m.metadata())
+
+
+def test_out_of_memory_leaves_machine_unchanged():
+    m = mmbench.open("freebsd", ram_pages=4)
+    p = m.spawn()
+    m.mmap(p, 0, 8)
+    for v in range(4):
+        m.write(p, v, v + 1)
+    c = m.fork(p)
+    before = snapshot(m)
+    with pytest.raises(errors.OutOfMemory):
+        m.write(c, 0, 9)                      # needs a shadow and a copy
+    with pytest.raises(errors.OutOfMemory):
+        m.read(p, 5)                          # zero-fill needs a frame too
+    assert snapshot(m) == before
+    m.check()
+    assert m.read(c, 0) == 1                  # a page found below needs no frame
+    all_exit(m)
+
+
+def test_errors_match_reference_order(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4, writable=False)
+    with pytest.raises(errors.ProtectionFault):
+        m.write(p, 0, 1)
+    with pytest.raises(errors.SegmentationFault):
+        m.read(p, 4)
+    with pytest.raises(errors.InvalidArgument):
+        m.mmap(p, 3, 2)
+    with pytest.raises(errors.InvalidArgument):
+        m.mprotect(p, 2, 4, True)
+    with pytest.raises(errors.InvalidArgument):
+        m.mremap(p, 0, 4, 2)                  # overlap is checked first
+    with pytest.raises(errors.SegmentationFault):
+        m.mremap(p, 2, 4, 100)
+    m.mmap(p, 100, 1)
+    with pytest.raises(errors.InvalidArgument):
+        m.mremap(p, 0, 4, 98)
+    with pytest.raises(errors.InvalidArgument):
+        m.madvise_dontneed(p, 3, 2)
+    with pytest.raises(errors.NotSupported):
+        m.migrate(p, 0, 1, 0)
+    m.check()
+    all_exit(m)
+
+
+def test_sparse_pages_and_partial_unmaps_keep_the_trie_sound(m):
+    rnd = random.Random(7)
+    p = m.spawn()
+    m.mmap(p, 0, 1 << 12)
+    vpns = rnd.sample(range(1 << 12), 300)
+    for v in vpns:
+        m.write(p, v, v)
+    m.check()
+    m.munmap(p, 1000, 1000)
+    m.mprotect(p, 3000, 50, False)
+    m.check()
+    assert all(m.read(p, v) == v for v in vpns if not 1000 <= v < 2000)
+    assert m.metadata()["pctrie_node"][0] > 0
+    all_exit(m)
+
+
+# -------------------------------------------- randomized vs the reference
+def random_ops(seed, nops):
+    rnd = random.Random(seed)
+    for _ in range(nops):
+        op = rnd.random()
+        v, n = rnd.randrange(0, 40), rnd.randrange(1, 12)
+        if op < 0.12:
+            yield "mmap", (v, n, rnd.random() < 0.25, rnd.random() < 0.85)
+        elif op < 0.18:
+            yield "munmap", (v, n)
+        elif op < 0.22:
+            yield "mprotect", (v, n, rnd.random() < 0.6)
+        elif op < 0.50:
+            yield "write", (v, rnd.randrange(1, 1 << 64))
+        elif op < 0.70:
+            yield "read", (v,)
+        elif op < 0.79:
+            yield "fork", ()
+        elif op < 0.85:
+            yield "exit", ()
+        elif op < 0.92:
+            yield "mremap", (v, n, rnd.randrange(0, 50))
+        else:
+            yield "madvise_dontneed", (v, n)
+
+
+def outcome(machine, name, args):
+    try:
+        return "ok", getattr(machine, name)(*args)
+    except errors.MMError as e:
+        return type(e).__name__, None
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_agrees_with_reference(seed):
+    fb, ref = mmbench.open("freebsd", ram_pages=1 << 14), ReferenceMachine()
+    rnd = random.Random(seed + 1000)
+    assert fb.spawn() == ref.spawn()
+    for name, args in random_ops(seed, 400):
+        live = fb.live_pids()
+        if not live:
+            assert fb.spawn() == ref.spawn()
+            continue
+        pid = rnd.choice(live)
+        if name == "fork" and len(live) >= 8:
+            continue
+        assert outcome(fb, name, (pid,) + args) == outcome(ref, name, (pid,) + args), (name, args)
+        fb.check()
+    all_exit(fb)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_out_of_memory_never_changes_state_under_random_ops(seed):
+    """With 12 frames many faults fail: each failure leaves everything as it
+    was, and every other outcome still agrees with the reference."""
+    fb, ref = mmbench.open("freebsd", ram_pages=12), ReferenceMachine()
+    rnd = random.Random(seed + 2000)
+    fb.spawn(), ref.spawn()
+    ooms = 0
+    for name, args in random_ops(seed + 500, 300):
+        live = fb.live_pids()
+        if not live:
+            fb.spawn(), ref.spawn()
+            continue
+        pid = rnd.choice(live)
+        if name == "fork" and len(live) >= 6:
+            continue
+        before = snapshot(fb)
+        got = outcome(fb, name, (pid,) + args)
+        if got[0] == "OutOfMemory":
+            ooms += 1
+            assert snapshot(fb) == before
+            continue
+        assert got == outcome(ref, name, (pid,) + args), (name, args)
+        fb.check()
+    assert ooms > 0
+    all_exit(fb)
+
+
+def test_adjacent_mmap_extends_the_entry_and_its_object(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 1, 5)
+    m.mmap(p, 4, 4)
+    assert m.counter("vma_merges") == 1
+    assert len(m.entries(p)) == 1 and m.objects()[chain(m, p)[0]]["size"] == 8
+    m.write(p, 6, 7)
+    assert [m.read(p, v) for v in (1, 5, 6)] == [5, 0, 7]
+    m.mmap(p, 8, 2, writable=False)          # other protection: a new entry
+    assert len(m.entries(p)) == 2
+    m.check()
+    all_exit(m)
+
+
+@pytest.mark.parametrize("lifetime", [1, 4, 8])
+def test_fork_server_chain_is_bounded_by_live_children(lifetime):
+    """With children living for `lifetime` forks and a writing parent, the
+    parent's chain is as long as the number of live children, never longer:
+    each child's exit collapses one level (exact counts)."""
+    from mmbench_freebsd.measure import fork_server
+    r = fork_server(children=60, pages=64, writes=4, parent_writes=True, lifetime=lifetime)
+    assert r["max_parent_chain"] == lifetime
+    assert r["collapses"] == 60 - (lifetime - 1)
+    assert r["live_objects"] == 2 * lifetime - 1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_replay_agrees_with_reference(seed):
+    """The nogil replay loop gives the reference's statuses and values."""
+    from mmbench.trace import TraceBuilder
+    rnd = random.Random(seed + 3000)
+    t = TraceBuilder()
+    alive = {t.spawn()}
+    for name, args in random_ops(seed + 3000, 300):
+        pid = rnd.choice(sorted(alive))
+        if name == "fork":
+            if len(alive) < 8:
+                alive.add(t.fork(pid))
+        elif name == "exit":
+            if len(alive) > 1:
+                t.exit(pid)
+                alive.discard(pid)
+        else:
+            getattr(t, name)(pid, *args)
+    trace = t.build()
+    fb = mmbench.open("freebsd", ram_pages=1 << 14)
+    a = fb.replay(trace, timing=False, frame=False)
+    b = ReferenceMachine().replay(trace, timing=False, frame=False)
+    assert (a["status"] == b["status"]).all() and (a["value"] == b["value"]).all()
+    fb.check()

@@ -1,0 +1,292 @@
+"""What every workload shares: scenarios cut into segments, the catalogue, the trace cache.
+
+A *workload* is a small function that, given its parameters and a seed, writes a
+*scenario*: one trace for a fresh machine, cut into *segments*::
+
+    setup ──► timed segment "write" ──► untimed "exit" ──► timed "fork" …
+    (untimed)   (per-op ns of WRITE)                       (per-op ns of FORK)
+
+A segment name may be used again: its rounds are measured as one segment
+(samples joined, counters and times added), e.g. five forks each followed
+by the child's exit give five fork samples and five exit samples.
+
+Untimed segments bring the machine into the state the workload is about
+(processes, mappings, touched pages).  Timed segments are replayed with the
+engine's clock on (``timing="per_op"``: one sample per operation, the fault
+latency and fork families) or off (``timing="total"``: the elapsed time of
+the whole segment, for throughput).  A segment may ask for a metadata
+snapshot after it runs (the metadata family is made of those).
+
+Traces are generated with numpy from a seed, never inside a timed region, and
+cached twice: in memory (``functools.lru_cache``) and on disk as ``.npz``
+under ``cache_dir()``, keyed by the workload's source text, so asv's many
+short-lived processes generate each trace once.
+
+Workloads register themselves with ``@workload``; each carries its parameter
+grids per *profile*: ``tiny`` (tests), ``quick`` (``mmbench run --profile
+quick``), ``full`` and ``asv`` (the asv suite).  A grid is a dict of value
+lists (their product) or an explicit list of parameter dicts.
+
+This module is imported both as ``workloads._common`` (asv, from the working
+tree) and as ``mmbench.workloads._common`` (installed): it and its siblings
+use relative imports only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import inspect
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mmbench.trace import TRACE_DTYPE, Op, TraceBuilder
+
+PROFILES = ("tiny", "quick", "full", "asv")
+FAMILIES = ("fault_latency", "fork_cost", "metadata_memory", "device_migration")
+PAGES_2M = 512                  # 4 KiB pages in 2 MiB (one PMD, one gmem device granule)
+BASE = 1 << 20                  # where workloads place their first mapping (vpn)
+
+
+# --------------------------------------------------------------- scenarios
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """One slice of a scenario's trace.
+
+    ``timing``: None (untimed), "per_op" or "total".  ``ops``: the op codes
+    whose per-op times are reported (per_op) or counted (total).
+    ``scale``: normalisers, {"page": n} adds "<segment>.ns_per_page".
+    ``snapshot``: record the design's metadata after this segment.
+    """
+    name: str
+    trace: np.ndarray
+    timing: str | None = None
+    ops: tuple[int, ...] = ()
+    scale: tuple[tuple[str, int], ...] = ()
+    snapshot: bool = False
+
+    @property
+    def timed(self) -> bool:
+        return self.timing is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class Machine:
+    """How big the simulated machine must be (arguments of mmbench.open)."""
+    ram_pages: int
+    devices: int = 0
+    device_pages: int = 1 << 16
+
+    def kwargs(self) -> dict:
+        kw = {"ram_pages": self.ram_pages}
+        if self.devices:
+            kw.update(devices=self.devices, device_pages=self.device_pages)
+        return kw
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    segments: tuple[Segment, ...]
+    machine: Machine
+
+    def timed_segments(self):
+        """The timed segments, one per name (a name used again is another round of it)."""
+        seen = {}
+        for s in self.segments:
+            if s.timed and s.name not in seen:
+                seen[s.name] = s
+        return list(seen.values())
+
+    def nops(self) -> int:
+        return sum(len(s.trace) for s in self.segments)
+
+
+class Script:
+    """Write a scenario segment by segment; each segment is its own TraceBuilder.
+
+    Pids continue across segments (a segment's builder starts at the pid the
+    previous segments left next), so a pid returned by ``fork`` in the setup
+    names the same process in a later timed segment.
+    """
+
+    def __init__(self, machine: Machine):
+        self.machine = machine
+        self._done: list[Segment] = []
+        self._open: tuple[dict, TraceBuilder] | None = None
+        self._next_pid = 1
+
+    def segment(self, name: str, timing: str | None = None, ops=(), scale=None,
+                snapshot: bool = False) -> TraceBuilder:
+        """Close the current segment and start a new one; returns its builder."""
+        self._close()
+        tb = TraceBuilder(first_pid=self._next_pid)
+        spec = dict(name=name, timing=timing, ops=tuple(int(o) for o in ops),
+                    scale=tuple(sorted((scale or {}).items())), snapshot=snapshot)
+        self._open = (spec, tb)
+        return tb
+
+    def setup(self) -> TraceBuilder:
+        return self.segment("setup")
+
+    def _close(self):
+        if self._open is None:
+            return
+        spec, tb = self._open
+        trace = tb.build()
+        self._next_pid += int(np.count_nonzero(np.isin(trace["op"], [int(Op.SPAWN), int(Op.FORK)])))
+        self._done.append(Segment(trace=trace, **spec))
+        self._open = None
+
+    def build(self) -> Scenario:
+        self._close()
+        return Scenario(tuple(self._done), self.machine)
+
+
+# --------------------------------------------------------------- catalogue
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    family: str
+    name: str
+    func: Callable[..., Scenario]
+    grids: dict
+    needs_devices: bool = False
+
+    @property
+    def doc(self) -> str:
+        return inspect.cleandoc(self.func.__doc__ or "")
+
+    @property
+    def summary(self) -> str:
+        return self.doc.split("\n\n")[0].replace("\n", " ")
+
+    def points(self, profile: str) -> list[dict]:
+        """The parameter sets of this workload in `profile`."""
+        grid = self.grids.get(profile, self.grids.get("quick"))
+        if isinstance(grid, dict):
+            keys = list(grid)
+            pts = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+        else:
+            pts = [dict(p) for p in grid]
+        return [{**self.defaults(), **p} for p in pts]
+
+    def defaults(self) -> dict:
+        """Parameters with a default in the signature (seed, fault kind …): recorded too."""
+        sig = inspect.signature(self.func)
+        return {k: p.default for k, p in sig.parameters.items() if p.default is not p.empty}
+
+    def scenario(self, **params) -> Scenario:
+        return _scenario(self.family, self.name, _freeze(params))
+
+
+_CATALOGUE: dict[str, Workload] = {}
+
+
+def workload(family: str, grids: dict, needs_devices: bool = False):
+    """Register a workload function under its family (the decorator every module uses)."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}")
+
+    def deco(func):
+        if not (func.__doc__ or "").strip():
+            raise ValueError(f"workload {func.__name__} needs a docstring saying what it models")
+        _CATALOGUE[func.__name__] = Workload(family, func.__name__, func, grids, needs_devices)
+        return func
+    return deco
+
+
+def catalogue() -> dict[str, Workload]:
+    """Every registered workload, by name, in family order."""
+    from . import fault_latency, fork_cost, metadata_memory, device_migration  # noqa: F401  (registers)
+    order = {f: i for i, f in enumerate(FAMILIES)}
+    return dict(sorted(_CATALOGUE.items(), key=lambda kv: order[kv[1].family]))
+
+
+# --------------------------------------------------------------- cache
+def _freeze(params: dict) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+def cache_dir() -> Path:
+    """Where generated traces are kept: $MMBENCH_CACHE or ~/.cache/mmbench/traces."""
+    d = os.environ.get("MMBENCH_CACHE")
+    return Path(d) if d else Path.home() / ".cache" / "mmbench" / "traces"
+
+
+def _source_key(func) -> str:
+    h = hashlib.sha256()
+    for path in (inspect.getsourcefile(func), __file__):
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=64)
+def _scenario(family: str, name: str, frozen: tuple) -> Scenario:
+    wl = _CATALOGUE[name] if name in _CATALOGUE else catalogue()[name]
+    params = dict(frozen)
+    key = hashlib.sha256(json.dumps([name, params, _source_key(wl.func)]).encode()).hexdigest()[:24]
+    path = cache_dir() / f"{name}-{key}.npz"
+    sc = _load(path)
+    if sc is None:
+        sc = wl.func(**params)
+        _store(path, sc)
+    return sc
+
+
+def _store(path: Path, sc: Scenario) -> None:
+    """Save a scenario; a cache that cannot be written is skipped, never an error."""
+    meta = {"machine": dataclasses.asdict(sc.machine),
+            "segments": [{k: v for k, v in dataclasses.asdict(s).items() if k != "trace"}
+                         for s in sc.segments]}
+    arrays = {f"seg{i}": s.trace for i, s in enumerate(sc.segments)}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _load(path: Path) -> Scenario | None:
+    """The cached scenario, or None when absent or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            segs = []
+            for i, s in enumerate(meta["segments"]):
+                trace = z[f"seg{i}"]
+                if trace.dtype != TRACE_DTYPE:
+                    return None
+                segs.append(Segment(trace=trace, name=s["name"], timing=s["timing"],
+                                    ops=tuple(s["ops"]), snapshot=s["snapshot"],
+                                    scale=tuple(tuple(x) for x in s["scale"])))
+            return Scenario(tuple(segs), Machine(**meta["machine"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# --------------------------------------------------------------- helpers for generators
+def rng(seed: int, *salt) -> np.random.Generator:
+    """A generator seeded by the workload's seed and its own name/parameters."""
+    s = int.from_bytes(hashlib.sha256(repr((seed,) + salt).encode()).digest()[:8], "little")
+    return np.random.default_rng(s)
+
+
+def tokens(vpns: np.ndarray, pid: int, gen: int = 0) -> np.ndarray:
+    """Distinct 64-bit values to write: who wrote which page in which round."""
+    v = np.asarray(vpns, dtype=np.uint64)
+    return v * np.uint64(0x9E3779B97F4A7C15) + np.uint64(pid << 8 | gen) + np.uint64(1)
+
+
+def ram_for(pages: int, copies: float = 1) -> Machine:
+    """A machine with room for `pages` × `copies` frames and generous headroom.
+
+    Headroom is free (frame descriptors are only touched when used); it lets
+    a design spend extra frames its own way without running out.
+    """
+    return Machine(ram_pages=int(pages * copies * 2) + (1 << 16))

@@ -1,0 +1,300 @@
+"""Run one scenario on one design and turn what happened into result records.
+
+The measurement, per repeat on a fresh machine::
+
+    for segment in scenario:
+        counters before ─ replay(segment, timing=per_op?) ─ counters after
+        timed segments keep: per-op ns of the ops they name (or elapsed ns),
+                             the counter deltas
+    metadata at the end of the scenario
+
+What becomes a record, and of which kind:
+
+* exact      counter deltas of each timed segment (repeat 0; checked equal in
+             every repeat), metadata bytes by struct, resident pages.
+* measured   per-op model ns (median and p99) of each timed op, the
+             segment's total ns, ns per page/VMA/child; value = median over
+             repeats, spread = p25/p75 over repeats (3 repeats or more).
+* estimated  host-calibrated cost (mmbench.estimate, when a calibration is
+             loaded) and, for transfers, the accelerator link model.
+* unsupported  the design is not installed, lacks the mechanism, or an op
+             failed (OutOfMemory …): one record with the reason, no numbers.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+import mmbench
+from mmbench import errors, registry
+from mmbench.errors import STATUS_NAMES
+from mmbench.trace import Op
+
+# counters recorded even when zero (a design that avoids a fault shows a 0 here)
+HEADLINE = ("faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
+            "fault_minor", "fault_device_return", "pages_zeroed", "pages_copied", "pte_writes",
+            "tlb_flushes")
+BYTE_COUNTERS = ("dma_bytes",)
+
+
+def _record(family, workload, params, backend, metric, value, unit, kind, spread=None,
+            repeats=1, note="") -> dict:
+    """One record of the results schema (mmbench.results checks it when a file is written;
+    not imported here so that asv can run this suite against older commits)."""
+    return {"family": family, "workload": workload, "params": dict(params), "backend": backend,
+            "metric": metric, "value": value, "unit": unit, "kind": kind, "spread": spread,
+            "repeats": int(repeats), "note": note}
+
+
+class Unavailable(Exception):
+    """The design cannot run this scenario; the message is the reason recorded."""
+
+
+def load_calibration(path=None):
+    """(calibration, path or None); (None, reason) when there is none."""
+    try:
+        from mmbench import estimate
+    except ImportError:
+        return None, "no calibration: mmbench.estimate is not installed"
+    try:
+        cal = estimate.load_calibration(str(path)) if path else estimate.load_calibration()
+    except Exception as e:  # a bad calibration file must not stop the suite
+        return None, f"no calibration: {type(e).__name__}: {e}"
+    if cal is None:
+        return None, "no calibration: no calibration file found (run `mmbench calibrate`)"
+    where = path or (cal.get("path") if isinstance(cal, dict) else getattr(cal, "path", None))
+    return cal, where
+
+
+def open_machine(backend: str, scenario, needs_devices: bool):
+    try:
+        cls = registry.load(backend)
+    except errors.MMError as e:
+        raise Unavailable(f"not available: {e}") from None
+    if needs_devices and not cls.supports_devices:
+        raise Unavailable(f"NotSupported: the {backend!r} design has no accelerator support")
+    try:
+        return mmbench.open(backend, **scenario.machine.kwargs())
+    except errors.MMError as e:
+        raise Unavailable(f"{type(e).__name__}: {e}") from None
+
+
+def replay_segment(m, seg, timing: bool):
+    """Replay one segment; any failed op makes the scenario unavailable on this design."""
+    try:
+        out = m.replay(seg.trace, timing=timing, stop_on_error=True, frame=False)
+    except errors.MMError as e:
+        raise Unavailable(f"{type(e).__name__}: {e}") from None
+    st = out["status"]
+    bad = np.flatnonzero(st)
+    if len(bad):
+        i = int(bad[0])
+        code = int(st[i])
+        name = errors.BY_STATUS.get(code, errors.MMError).__name__
+        op = Op(int(seg.trace["op"][i])).name
+        raise Unavailable(f"{name}: {op} failed in segment {seg.name!r} (op {i}, status "
+                          f"{STATUS_NAMES.get(code, code)})")
+    return out
+
+
+def run_once(m, scenario) -> dict:
+    """One pass over the scenario on machine `m`: {segment: observations}, plus metadata."""
+    segs = {}
+    for seg in scenario.segments:
+        if not seg.timed:
+            replay_segment(m, seg, timing=False)
+            continue
+        s0 = _slab_events(m)
+        c0 = m.counters()
+        out = replay_segment(m, seg, timing=seg.timing == "per_op")
+        c1 = m.counters()
+        obs = {"counters": {k: c1[k] - c0.get(k, 0) for k in c1}, "ops": len(seg.trace)}
+        obs["events"] = {**obs["counters"], **_op_events(seg.trace), **_diff(_slab_events(m), s0)}
+        if seg.timing == "per_op":
+            ns = out["ns"]
+            obs["per_op"] = {o: ns[seg.trace["op"] == o] for o in seg.ops}
+            obs["total_ns"] = int(ns.sum())
+        else:
+            obs["total_ns"] = int(m.last_replay["elapsed_ns"])
+        segs[seg.name] = _merge(segs[seg.name], obs) if seg.name in segs else obs
+    nodes = 1 + m.ndevices
+    return {"segments": segs, "metadata": m.metadata(), "structs": m.struct_sizes(),
+            "resident": sum(m.frames_used(n) for n in range(nodes)), "link": dict(m.link or {})}
+
+
+def _merge(a: dict, b: dict) -> dict:
+    """Two rounds of a segment with the same name are one segment: samples joined, sums added."""
+    out = {"counters": _add(a["counters"], b["counters"]), "events": _add(a["events"], b["events"]),
+           "ops": a["ops"] + b["ops"], "total_ns": a["total_ns"] + b["total_ns"]}
+    if "per_op" in a:
+        out["per_op"] = {o: np.concatenate([a["per_op"][o], b["per_op"][o]]) for o in a["per_op"]}
+    return out
+
+
+def _add(x: dict, y: dict) -> dict:
+    return {k: x.get(k, 0) + y.get(k, 0) for k in x.keys() | y.keys()}
+
+
+def _op_events(trace) -> dict:
+    """{"op:FORK": n, …}: the contract operations a segment ran (priced by estimates)."""
+    counts = np.bincount(trace["op"], minlength=len(Op))
+    return {f"op:{Op(i).name}": int(n) for i, n in enumerate(counts) if n}
+
+
+def _slab_events(m) -> dict:
+    """{"alloc:<struct>": n, "free:<struct>": n} when the engine exposes slab totals."""
+    out = {}
+    for kind, fn in (("alloc", "slab_allocs"), ("free", "slab_frees")):
+        f = getattr(m, fn, None)
+        if f is not None:
+            out.update({f"{kind}:{k}": int(v) for k, v in f().items()})
+    return out
+
+
+def _diff(after: dict, before: dict) -> dict:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+
+
+def _spread(values):
+    if len(values) < 3:
+        return None
+    return {"p25": float(np.percentile(values, 25)), "p75": float(np.percentile(values, 75))}
+
+
+class Recorder:
+    """Builds the records of one workload × parameters × backend."""
+
+    def __init__(self, wl, params, backend):
+        self.wl, self.params, self.backend = wl, params, backend
+        self.out: list[dict] = []
+
+    def add(self, metric, value, unit, kind, spread=None, repeats=1, note=""):
+        if value is not None:
+            value = int(value) if isinstance(value, (int, np.integer)) else float(value)
+        self.out.append(_record(self.wl.family, self.wl.name, self.params, self.backend, metric,
+                                value, unit, kind, spread, repeats, note))
+
+    def measured(self, metric, samples, unit="ns", note=""):
+        samples = [float(s) for s in samples]
+        self.add(metric, float(np.median(samples)), unit, "measured", _spread(samples), len(samples), note)
+
+    def unsupported(self, reason):
+        self.add("*", None, "", "unsupported", note=reason)
+
+
+def measure(wl, params: dict, backend: str, repeats: int = 3, calibration=None,
+            budget_s: float | None = None) -> list[dict]:
+    """Every record of workload `wl` with `params` on `backend` (unsupported: one record).
+
+    `budget_s` bounds the wall time spent on repeats: once it is used up no new
+    repeat starts (at least one always runs; each record says how many did).
+    """
+    rec = Recorder(wl, params, backend)
+    t0 = time.perf_counter()
+    try:
+        scenario = wl.scenario(**params)
+        runs = []
+        for _ in range(max(1, repeats)):
+            if runs and budget_s is not None and time.perf_counter() - t0 > budget_s:
+                break
+            m = open_machine(backend, scenario, wl.needs_devices)
+            runs.append(run_once(m, scenario))
+            del m
+    except Unavailable as e:
+        rec.unsupported(str(e))
+        return rec.out
+    except Exception as e:  # a design that crashes must not take the suite down: say so
+        warnings.warn(f"{backend} failed on {wl.name} {params}: {type(e).__name__}: {e}",
+                      RuntimeWarning, stacklevel=2)
+        rec.unsupported(f"error: {type(e).__name__}: {e}")
+        return rec.out
+    for seg in scenario.timed_segments():
+        _segment_records(rec, seg, [r["segments"][seg.name] for r in runs], runs[0]["link"], calibration)
+    if len(scenario.timed_segments()) > 1:
+        rec.measured("all.total_ns", [sum(s["total_ns"] for s in r["segments"].values()) for r in runs],
+                     note="sum over the timed segments (an operation plus the work it deferred)")
+    _metadata_records(rec, runs[0], per_struct=wl.family == "metadata_memory")
+    return rec.out
+
+
+def _segment_records(rec, seg, obs, link, calibration):
+    name = seg.name
+    first = obs[0]["counters"]
+    drift = any(o["counters"] != first for o in obs[1:])
+    note = "counters differed between repeats (repeat 0 shown)" if drift else ""
+    for k, v in first.items():
+        if v or k in HEADLINE:
+            rec.add(f"{name}.{k}", v, "B" if k in BYTE_COUNTERS else "events", "exact", note=note)
+    if seg.timing == "per_op":
+        for o in seg.ops:
+            label = name if len(seg.ops) == 1 else f"{name}.{Op(o).name.lower()}"
+            per = [ob["per_op"][o] for ob in obs]
+            if not len(per[0]):
+                continue
+            rec.measured(f"{label}.median_ns", [np.median(p) for p in per])
+            rec.measured(f"{label}.p99_ns", [np.percentile(p, 99) for p in per])
+    totals = [ob["total_ns"] for ob in obs]
+    how = "sum of per-op model times" if seg.timing == "per_op" else "elapsed replay time (clock off)"
+    rec.measured(f"{name}.total_ns", totals, note=how)
+    for unit, n in seg.scale:
+        rec.measured(f"{name}.ns_per_{unit}", [t / n for t in totals], note=how)
+    _link_records(rec, name, first, totals, link)
+    _estimate_records(rec, seg, obs[0]["events"], totals, calibration)
+
+
+def _link_records(rec, name, counters, totals, link):
+    """Transfers: the link model's time for the counted DMA, and the resulting rate."""
+    nbytes = counters.get("dma_bytes", 0)
+    if not nbytes or not link:
+        return
+    gbps, lat_us = float(link.get("gbps", 0)), float(link.get("latency_us", 0))
+    if gbps <= 0:
+        return
+    link_ns = nbytes / gbps + counters.get("dma_transfers", 0) * lat_us * 1000.0
+    note = f"link model {gbps:g} GB/s, {lat_us:g} us per transfer"
+    rec.add(f"{name}.link_ns", link_ns, "ns", "estimated", note=note)
+    rate = [nbytes / (t + link_ns) for t in totals]
+    rec.add(f"{name}.GBps", float(np.median(rate)), "GB/s", "estimated", _spread(rate), len(rate),
+            note=note + " + measured bookkeeping")
+
+
+def _estimate_records(rec, seg, events, totals, calibration):
+    """Host-calibrated estimate of the segment (mmbench.estimate), when calibrated."""
+    if calibration is None:
+        return
+    from mmbench import estimate
+    try:
+        est = estimate.estimate_ns(events, calibration, measured_ns=float(np.median(totals)))
+    except (errors.MMError, KeyError, ValueError, TypeError) as e:
+        rec.add(f"{seg.name}.estimated_ns", None, "", "unsupported", note=f"no estimate: {e}")
+        return
+    note = "counted events x host-calibrated costs + measured bookkeeping"
+    if isinstance(est, dict):
+        if est.get("uncosted"):
+            note += f"; not priced: {', '.join(est['uncosted'])}"
+        est = est.get("total_ns", est.get("ns"))
+    if est is None:
+        return
+    rec.add(f"{seg.name}.estimated_ns", float(est), "ns", "estimated", note=note)
+    for unit, n in seg.scale:
+        rec.add(f"{seg.name}.estimated_ns_per_{unit}", float(est) / n, "ns", "estimated")
+
+
+def _metadata_records(rec, run, per_struct: bool):
+    if not run["structs"]:
+        rec.add("metadata.total_bytes", None, "", "unsupported",
+                note="the design accounts no kernel structs")
+        return
+    total = 0
+    for struct, (count, nbytes) in sorted(run["metadata"].items()):
+        total += nbytes
+        if per_struct and count:
+            rec.add(f"metadata.{struct}.bytes", nbytes, "B", "exact")
+            rec.add(f"metadata.{struct}.count", count, "objects", "exact")
+    rec.add("metadata.total_bytes", total, "B", "exact")
+    resident = run["resident"]
+    rec.add("metadata.resident_pages", resident, "pages", "exact")
+    if resident:
+        rec.add("metadata.bytes_per_resident_page", total / resident, "B/page", "exact")
