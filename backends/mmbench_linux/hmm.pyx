@@ -525,11 +525,6 @@ cdef class LinuxHMMMachine(LinuxMachine):
         return MM_OK
 
     # ================================================================ CPU fault on a device page
-    cdef int handle_pte_fault(self, vm_fault_t* vmf) noexcept nogil:
-        if vmf.orig_pte & PTE_DEVPRIV:
-            return self.do_swap_page(vmf)
-        return LinuxMachine.handle_pte_fault(self, vmf)
-
     cdef int do_swap_page(self, vm_fault_t* vmf) noexcept nogil:
         """Device-private entry: pgmap->ops->migrate_to_ram, then retry the access
         (which may still need the write fault: COW or reuse)."""
