@@ -5,7 +5,7 @@ import pytest
 import mmbench
 from mmbench import devices, errors
 
-from devcheck import run_random
+from devcheck import run_random, run_random_oom
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -167,3 +167,8 @@ def test_migration_with_other_mappers():
     m.write(p, 5, 7)
     assert (m.read(p, 5), m.read(c, 5)) == (7, 6)
     m.check()
+
+
+def test_linux_out_of_memory_changes_no_value():
+    ooms = sum(run_random_oom("linux", seed, **{"device_fault_pages": [1, 8][seed % 2]}) for seed in range(20))
+    assert ooms > 20                         # the sequences do run out of memory

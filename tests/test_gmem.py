@@ -5,7 +5,7 @@ import pytest
 import mmbench
 from mmbench import devices, errors
 
-from devcheck import run_random
+from devcheck import run_random, run_random_oom
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -138,3 +138,8 @@ def test_metadata_per_resident_page_gmem_above_linux():
 def test_bookkeeping_throughput_small():
     r = devices.bookkeeping_throughput("gmem", npages=4096)
     assert r["pages_moved"] == 2 * 4096 and r["leaks"] == []
+
+
+def test_gmem_out_of_memory_changes_no_value():
+    ooms = sum(run_random_oom("gmem", seed, **{"granularity_pages": [512, 1, 8][seed % 3]}) for seed in range(20))
+    assert ooms > 20                         # the sequences do run out of memory
