@@ -65,7 +65,11 @@ def run_random(name, seed, steps=250, ndev=2, device_pages=6, span=48, **options
             op = "spawn"
         args = random_args(rng, op, pids, ndev, span) if pids else ()
         meth = "madvise_dontneed" if op == "dontneed" else op
-        got, want = _call(m, meth, args), _call(ref, meth, args)
+        if op == "mmap" and hasattr(m, "mmap_peer_shared") and rng.random() < 0.5:
+            pargs = (args[0], args[1], args[2], args[4])         # MAP_PEER_SHARED (private)
+            got, want = _call(m, "mmap_peer_shared", pargs), _call(ref, "mmap", pargs[:3] + (False, args[4]))
+        else:
+            got, want = _call(m, meth, args), _call(ref, meth, args)
         assert got == want, f"seed {seed} step {step}: {meth}{args}: {got} != reference {want}"
         if op in ("fork", "spawn") and got[0] == "ok":
             pids.append(got[1])
@@ -94,7 +98,11 @@ def run_random_oom(name, seed, steps=200, **options):
         op = rng.choices(OPS, WEIGHTS)[0] if pids else "spawn"
         args = random_args(rng, op, pids, ndev, 40) if pids else ()
         meth = "madvise_dontneed" if op == "dontneed" else op
+        if op == "mmap" and hasattr(m, "mmap_peer_shared") and rng.random() < 0.5:
+            meth, args = "mmap_peer_shared", (args[0], args[1], args[2], args[4])
         got = _call(m, meth, args)
+        if meth == "mmap_peer_shared":
+            meth, args = "mmap", args[:3] + (False, args[3])
         if got == ("err", "OutOfMemory"):
             ooms += 1
             m.check()
