@@ -53,7 +53,10 @@
 #          drops the device mappings of the range (pmap_protect); the next device
 #          access re-peer_maps with the new protection.
 # Shared (MAP_SHARED) mappings are not peer-shared in the RFC: they behave as in
-# the linux design (remote device mapping kept coherent by the notifier).
+# the linux design (remote device mapping kept coherent by the notifier).  With
+# option peer_shared="marked", only VMAs mapped by mmap_peer_shared (flag
+# VM_PEER_SHARED) are; other private memory is Linux + HMM, device-private
+# PTEs included, so both mechanisms can live in one machine.
 #
 # Oversubscription: a full device evicts its oldest page (FIFO) back to a host
 # frame mapped by the CPU PTE, flag CPU.  (The RFC parks evicted pages in
