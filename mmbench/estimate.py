@@ -46,6 +46,8 @@ COSTS = {
                   ("fault_cow_reuse",)),
     "page_cache_hit": ("find a cached page and map it, beyond the trap (minor fault)",
                        ("fault_minor",)),
+    "pagecache_add": ("insert a new frame into a page cache (xarray store, accounting, LRU), "
+                      "beyond zero-filling it", ("pagecache_adds",)),
     "tlb_flush": ("one TLB flush operation (a range flush counts once)", ("tlb_flushes",)),
     "pt_page": ("allocate and clear one page-table page", ("pt_pages_alloc",)),
     "fork_pte": ("copy and write-protect one PTE at fork", ("fork_ptes_copied",)),
