@@ -90,12 +90,16 @@ def calibration_dir() -> str:
 
 
 def load_calibration(path: str | None = None) -> dict | None:
-    """The calibration at `path`, else the newest results/calibration/*.json, else None."""
+    """The calibration at `path`, else this host's results/calibration/<hostname>.json,
+    else the newest results/calibration/*.json (the file records which machine it
+    describes, and reports name it), else None."""
     if path is None:
+        import socket
+        own = os.path.join(calibration_dir(), f"{socket.gethostname()}.json")
         files = glob.glob(os.path.join(calibration_dir(), "*.json"))
         if not files:
             return None
-        path = max(files, key=os.path.getmtime)
+        path = own if os.path.exists(own) else max(files, key=os.path.getmtime)
     from mmbench import errors
     try:
         with open(path) as f:
