@@ -4,8 +4,10 @@
 # records the virtual page and (through the 4 KiB-aligned pv_chunk holding it)
 # the pmap.  That list is the reverse map: "who maps this page" is a walk of
 # pv entries (pmap_remove_all, rmap walks for migration).  pv entries are
-# carved out of per-pmap pv_chunks of 168 entries; a chunk is freed when its
-# last entry is.
+# carved out of per-pmap pv_chunks of 168 entries (chunks with a free entry and
+# full ones on separate lists, so both allocation and free are O(1)); a chunk
+# is freed when its last entry is.  pmap_copy (fork) and pmap_protect are the
+# fork-time costs that scale with resident memory.
 from libc.stdint cimport uint64_t, int64_t
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_node_t

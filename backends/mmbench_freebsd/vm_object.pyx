@@ -30,6 +30,9 @@
 # (vm_map_copy_entry), and when dropping a reference leaves an object whose
 # only remaining reference is one shadow (vm_object_deallocate).
 #
+# vm_object_split (at fork) gives a clipped entry an object of exactly its own
+# range, so a child does not share pages the parent's other entries use.
+#
 # Pages: a vm_page is a frame descriptor; obj.rtree maps pindex -> page.
 # Invariants (checked by FreeBSDMachine.c_check):
 #   ref_count == entries referencing + shadows referencing;
