@@ -23,6 +23,9 @@ cdef int64_t pmap_remove(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end) n
 cdef int64_t pmap_protect(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end) noexcept nogil
 # Unmap a page everywhere through its pv list; returns mappings removed.
 cdef int64_t pmap_remove_all(vm_ctx_t* vm, pfn_t pfn) noexcept nogil
+# pmap_copy at fork: enter every mapping of src in [start, end) into dst (same
+# page, same protection) where dst has none; returns how many.
+cdef int64_t pmap_copy(vm_ctx_t* vm, pmap_t* dst, pmap_t* src, int64_t start, int64_t end) noexcept nogil
 # Move the mappings of [start, end) by `delta` pages (mremap): returns how many.
 cdef int64_t pmap_move(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end, int64_t delta) noexcept nogil
 # free_pgtables over the unmapped hole [floor, ceiling).

@@ -49,7 +49,7 @@ from mmbench.core cimport (C_OBJECTS_ALLOC, C_OBJECTS_FREE, C_SHADOW_OBJECTS, C_
 from mmbench.blocks.frames cimport pfn_t, NO_PFN, frame_free
 from mmbench_freebsd.pctrie cimport (pctrie_init, pctrie_lookup, pctrie_lookup_ge, pctrie_insert,
                                      pctrie_remove, pctrie_reclaim, pctrie_iter_t,
-                                     pctrie_iter_lookup, pctrie_iter_insert)
+                                     pctrie_iter_lookup, pctrie_iter_insert, pctrie_iter_peek)
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_object_t, vm_map_entry_t, OBJ_ANON, OBJ_ONEMAPPING,
                                  OBJ_DEAD, KC_OBJECT, KC_PAGE, KC_PCTRIE, kc_alloc, kc_free,
                                  item_pfn)
@@ -126,6 +126,12 @@ cdef int vm_page_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t pinde
 
 cdef pfn_t vm_page_iter_lookup(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex, pctrie_iter_t* it) noexcept nogil:
     cdef uint64_t* item = pctrie_iter_lookup(&obj.rtree, <uint64_t>pindex, it)
+    if item == NULL:
+        return NO_PFN
+    return item_pfn(vm, item)
+
+cdef pfn_t vm_page_iter_peek(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex, pctrie_iter_t* it) noexcept nogil:
+    cdef uint64_t* item = pctrie_iter_peek(&obj.rtree, it, <uint64_t>pindex)
     if item == NULL:
         return NO_PFN
     return item_pfn(vm, item)
