@@ -38,6 +38,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     cdef int64_t dev_pfn_count
     cdef uint32_t age              # allocation stamp of device pages (frame.aux), for FIFO eviction
     cdef int kc_dmirror, kc_dpt_xa
+    cdef int64_t device_fault_pages    # aligned block a device fault migrates
     cdef int64_t xfer[2]           # DMA transfers issued: [0] to the devices, [1] to the host
 
     # --- per-process device state, accounting
@@ -61,6 +62,8 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     # --- migration
     cdef int vm_page_migrate(self, pfn_t old, int node) noexcept nogil
     cdef int migrate_page(self, pfn_t pfn, int node, move_stats_t* ms) noexcept nogil
+    cdef int migrate_map_range(self, vm_map_t* map, int64_t start, int64_t end, int node,
+                               move_stats_t* ms) noexcept nogil
     cdef int fault_device_return(self, vm_map_t* map, int64_t vpn, bint write) noexcept nogil
 
     # --- device access

@@ -43,8 +43,10 @@
 # vm_fault runs first, as hmm_range_fault would; then the page the chain
 # resolves to migrates to the device, and the device maps it writable only if
 # the CPU could (entry writable, no NEEDS_COPY, page in the entry's first
-# object).  migrate(pid, vpn, n, node) moves the resolved pages; a pindex no
-# object holds yet has nothing to move and stays a hole.
+# object).  Option `device_fault_pages` = g > 1 moves the resolved pages of
+# vpn's g-aligned block inside the entry too (vpn last), each mapped.
+# migrate(pid, vpn, n, node) moves the resolved pages (and a device maps them);
+# a pindex no object holds yet has nothing to move and stays a hole.
 #
 # Oversubscription: a full device sends its oldest page home (FIFO by the
 # allocation stamp kept in frame.aux; the model scans the device's frames, a
@@ -110,7 +112,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     description = ("FreeBSD VM: vm_map entries, vm_object shadow chains (lazy shadowing, "
                    "collapse, bypass), pctrie of pages, pmap with pv_entry reverse map; "
                    "devices through fictitious pages in the object")
-    option_defaults = dict(_Base.option_defaults)
+    option_defaults = dict(_Base.option_defaults, device_fault_pages=1)
     supports_devices = True
     counter_names = DEVICE_COUNTERS
 
@@ -127,6 +129,10 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         cdef int last
         cdef int64_t total
         super().__init__(**kw)
+        g = self.options["device_fault_pages"]
+        if isinstance(g, bool) or not isinstance(g, int) or not (1 <= g <= 512) or (g & (g - 1)):
+            raise _errors.InvalidArgument("device_fault_pages must be a power of two in 1..512")
+        self.device_fault_pages = g
         # pv list heads for every frame: fictitious pages have a vm_page (and
         # an empty pv list) like host pages
         last = self.frames.nr_nodes - 1
@@ -385,25 +391,36 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             ms.to_device += 1
         return st
 
+    cdef int migrate_map_range(self, vm_map_t* map, int64_t start, int64_t end, int node,
+                               move_stats_t* ms) noexcept nogil:
+        """Move the page each vpn of [start, end) resolves to (mapped range;
+        holes stay holes); a device maps the pages it received."""
+        cdef vm_map_entry_t* e
+        cdef int64_t v
+        cdef int depth, st
+        cdef pfn_t pfn
+        for v in range(start, end):
+            e = vm_map_lookup_entry(map, v)
+            pfn = vm_map_resolve(&self.vm, e, v, &depth)
+            if pfn == NO_PFN:
+                continue
+            st = self.migrate_page(pfn, node, ms)
+            if st == MM_OK and node != 0:
+                pfn = vm_map_resolve(&self.vm, e, v, &depth)
+                st = self.device_map(map.pmap.pid, node, v, pfn, cpu_may_write(e, &self.frames.f[pfn]))
+            if st != MM_OK:
+                return st
+        return MM_OK
+
     cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
         cdef vm_map_t* map = self.map_of(pid)
-        cdef vm_map_entry_t* e
         cdef move_stats_t ms
-        cdef int64_t v
-        cdef int depth, st = MM_OK
-        cdef pfn_t pfn
+        cdef int st
         if not vm_map_range_mapped(map, vpn, vpn + npages):
             return MM_EINVAL
         ms.to_device = 0
         ms.to_host = 0
-        for v in range(vpn, vpn + npages):
-            e = vm_map_lookup_entry(map, v)
-            pfn = vm_map_resolve(&self.vm, e, v, &depth)
-            if pfn == NO_PFN:
-                continue                     # no object holds it: nothing to move
-            st = self.migrate_page(pfn, node, &ms)
-            if st != MM_OK:
-                break
+        st = self.migrate_map_range(map, vpn, vpn + npages, node, &ms)
         self.dma_flush(&ms)
         return st
 
@@ -501,14 +518,15 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
 
     cdef int device_fault(self, int dev, vm_map_t* map, vm_map_entry_t* e, int64_t vpn,
                           bint write) noexcept nogil:
-        """The CPU-side fault if the access needs one, then migrate the page
-        the chain resolves to, then map it in the device page table."""
+        """The CPU-side fault if the access needs one, then migrate the pages
+        the chain resolves to in vpn's aligned block inside the entry (vpn
+        last) and map them in the device page table."""
         cdef move_stats_t ms
-        cdef int depth, st
+        cdef int depth, st = MM_OK
+        cdef int64_t g = self.device_fault_pages
+        cdef int64_t bs = vpn & ~(g - 1), be = (vpn & ~(g - 1)) + g
         cdef pfn_t pfn = vm_map_resolve(&self.vm, e, vpn, &depth)
         self.ctr[C_DEVICE_FAULTS] += 1
-        ms.to_device = 0
-        ms.to_host = 0
         if pfn == NO_PFN or (write and not cpu_may_write(e, &self.frames.f[pfn])):
             st = self.fault_device_return(map, vpn, write)
             if st == MM_OK:
@@ -516,12 +534,18 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             if st != MM_OK:
                 return st
             e = vm_map_lookup_entry(map, vpn)
-        st = self.migrate_page(pfn, dev, &ms)
+        ms.to_device = 0
+        ms.to_host = 0
+        bs = bs if bs > e.start else e.start
+        be = be if be < e.end else e.end
+        if bs < vpn:
+            st = self.migrate_map_range(map, bs, vpn, dev, &ms)
+        if st == MM_OK and vpn + 1 < be:
+            st = self.migrate_map_range(map, vpn + 1, be, dev, &ms)
+        if st == MM_OK:
+            st = self.migrate_map_range(map, vpn, vpn + 1, dev, &ms)
         self.dma_flush(&ms)
-        if st != MM_OK:
-            return st
-        pfn = vm_map_resolve(&self.vm, e, vpn, &depth)
-        return self.device_map(map.pmap.pid, dev, vpn, pfn, cpu_may_write(e, &self.frames.f[pfn]))
+        return st
 
     cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
         return self.device_access(dev, pid, vpn, False, out)

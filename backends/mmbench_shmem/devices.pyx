@@ -36,7 +36,8 @@
 # entry without the write bit, is a device fault: the page (and, with option
 # `device_fault_pages` = g > 1, the rest of its g-aligned block inside the
 # VMA) migrates to the faulting device, the faulting page last, and the device
-# maps it writable only if the VMA is writable and one file holds the frame.
+# maps every page it migrated, writable only if the VMA is writable and one
+# file holds the frame (migrate() to a device maps the pages it moved too).
 #
 # Coherence: a device entry names exactly the frame the file holds at that
 # offset.  The entry dies through the notifier wherever that could change:
@@ -424,10 +425,19 @@ cdef class ShmemDevMachine(ShmemMachine):
             e = v.vm_end if v.vm_end < end else end
             while vpn < e:
                 st = self.migrate_file_page(v.vm_file, vma_pgoff_of(v, vpn), node, ms)
+                if st == MM_OK and node != 0:
+                    st = self.device_map_page(mm, v, vpn, node)
                 if st != MM_OK:
                     return st
                 vpn += 1
         return MM_OK
+
+    cdef int device_map_page(self, mm_struct* mm, vm_area_struct* v, uint64_t vpn, int dev) noexcept nogil:
+        """The driver maps a page now on `dev`: writable only if the VMA is and
+        one file holds the frame."""
+        cdef pfn_t pfn = mapping_lookup(&v.vm_file.i_data, vma_pgoff_of(v, vpn))
+        return self.device_map(mm, dev, vpn, pfn,
+                               (v.vm_flags & VM_WRITE) != 0 and frame_file_refs(&self.frames, pfn) == 1)
 
     cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
         cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
@@ -516,8 +526,8 @@ cdef class ShmemDevMachine(ShmemMachine):
 
     cdef int device_fault(self, int dev, mm_struct* mm, vm_area_struct* vma, uint64_t vpn,
                           bint write) noexcept nogil:
-        """Migrate on fault: the block around vpn inside the VMA, vpn last, then
-        map vpn in the device page table."""
+        """Migrate on fault: the block around vpn inside the VMA, vpn last; the
+        device maps every page it migrated."""
         cdef shmem_inode_info* f = vma.vm_file
         cdef uint64_t pgoff = vma_pgoff_of(vma, vpn)
         cdef uint64_t g = <uint64_t>self.device_fault_pages
@@ -539,13 +549,9 @@ cdef class ShmemDevMachine(ShmemMachine):
         if st == MM_OK and vpn + 1 < be:
             st = self.migrate_range(mm, vpn + 1, be, dev, &ms)
         if st == MM_OK:
-            st = self.migrate_file_page(f, pgoff, dev, &ms)
+            st = self.migrate_range(mm, vpn, vpn + 1, dev, &ms)
         self.dma_flush(&ms)
-        if st != MM_OK:
-            return st
-        pfn = mapping_lookup(&f.i_data, pgoff)
-        return self.device_map(mm, dev, vpn, pfn,
-                               (vma.vm_flags & VM_WRITE) != 0 and frame_file_refs(&self.frames, pfn) == 1)
+        return st
 
     cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
         return self.device_access(dev, pid, vpn, False, out)
