@@ -93,6 +93,7 @@ def test_pingpong_numbers():
     c = rep["counts"]
     assert (c["device_faults"], c["pages_to_device"], c["pages_to_host"]) == (2048, 2048, 2048)
     assert (c["dma_transfers_to_device"], c["dma_transfers_to_host"]) == (2048, 2048)
+    assert c["notifier_calls"] == 1 and c["rmap_visits"] == 4096     # pv lists, no notifier
     assert round(rep["to_device"]["gbps"], 2) == 3.85
     big = devices.pingpong_report("freebsd", device_fault_pages=512)["counts"]
     assert (big["device_faults"], big["dma_transfers_to_device"]) == (4, 4)
