@@ -77,7 +77,8 @@ cdef class FreeBSDMachine(Machine):
     def __init__(self, **kw):
         super().__init__(**kw)
         for i, (cname, size) in enumerate(_CACHES):
-            assert self.slab_register(cname, size) == i
+            if self.slab_register(cname, size) != i:      # KC_* ids are positions
+                raise RuntimeError("slab caches registered out of KC_* order")
         self.vm.fr = &self.frames
         self.vm.ctr = &self.ctr[0]
         self.vm.kc = &self.caches[0]
@@ -97,7 +98,6 @@ cdef class FreeBSDMachine(Machine):
 
     def __dealloc__(self):
         cdef int64_t pid
-        cdef vm_object_t* obj
         if self.vm.kc == NULL:
             return
         for pid in range(1, self.next_pid):

@@ -166,7 +166,7 @@ cdef int pctrie_insert(pctrie_t* t, uint64_t* item, kmem_cache_t* kc) noexcept n
     cdef uint64_t* slot = &t.root
     cdef uint64_t p, other
     cdef pctrie_node_t* n
-    cdef pctrie_node_t* fork
+    cdef pctrie_node_t* fork = NULL
     cdef int i
     if t.root == 0:
         t.root = mk_leaf(item)
