@@ -112,3 +112,26 @@ def test_shared_conformance_suite_oversubscribed(opts):
     from mmbench.conformance import conformance_machine
     run_state_machine_as_test(conformance_machine("freebsd", device_pages=4, options=opts),
                               settings=settings(max_examples=25, stateful_step_count=30, deadline=None))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_migration_with_other_mappers(k):
+    """The docs' table: the parent populates 512 pages, forks k children,
+    migrates the pages to the device; then every child reads every page."""
+    m = mmbench.open("freebsd", devices=1)
+    p = m.spawn()
+    m.mmap(p, 0, 512)
+    for v in range(512):
+        m.write(p, v, v + 1)
+    kids = [m.fork(p) for _ in range(k)]
+    b = m.counters()
+    m.migrate(p, 0, 512, 1)
+    a = m.counters()
+    assert a["rmap_visits"] - b["rmap_visits"] == 512 * (k + 1)
+    assert a["pte_zaps"] - b["pte_zaps"] == 512 * (k + 1)
+    assert (m.frames_used(1), m.frames_used(0)) == (512, 0)
+    assert all(m.read(c, v) == v + 1 for c in kids for v in range(512))
+    z = m.counters()
+    assert (z["pages_to_host"] - a["pages_to_host"], z["dma_transfers"] - a["dma_transfers"]) == (512, 512)
+    assert z["rmap_visits"] - a["rmap_visits"] == 512
+    m.check()
