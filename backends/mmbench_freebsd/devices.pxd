@@ -7,8 +7,8 @@
 # fictitious page in the chain brings it home in place.  See devices.pyx.
 
 from libc.stdint cimport int64_t, uint64_t, uint32_t
-from mmbench.blocks.frames cimport pfn_t
-from mmbench.blocks.devmirror cimport mirror_set_t
+from mmbench.blocks.frames cimport pfn_t, MAX_NODES
+from mmbench.blocks.devmirror cimport mirror_set_t, devmem_t
 from mmbench_freebsd.core cimport FreeBSDMachine
 from mmbench_freebsd.vm cimport vm_map_t, vm_map_entry_t
 
@@ -36,7 +36,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     cdef dev_pv_t** dev_pv         # by pfn - first device pfn: the page's device mappings
     cdef int64_t dev_pfn_base
     cdef int64_t dev_pfn_count
-    cdef uint32_t age              # allocation stamp of device pages (frame.aux), for FIFO eviction
+    cdef devmem_t devmem[MAX_NODES]    # per device: frames allocated, oldest first (lazily pruned)
     cdef int kc_dmirror, kc_dpt_xa
     cdef int64_t device_fault_pages    # aligned block a device fault migrates
     cdef int64_t xfer[2]           # DMA transfers issued: [0] to the devices, [1] to the host

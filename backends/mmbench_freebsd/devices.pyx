@@ -48,9 +48,10 @@
 # migrate(pid, vpn, n, node) moves the resolved pages (and a device maps them);
 # a pindex no object holds yet has nothing to move and stays a hole.
 #
-# Oversubscription: a full device sends its oldest page home (FIFO by the
-# allocation stamp kept in frame.aux; the model scans the device's frames, a
-# driver would keep a list).
+# Oversubscription: a full device sends its oldest page home (FIFO, devmirror's
+# devmem_t).  Pages the VM frees on its own (exit, collapse, MADV_DONTNEED)
+# leave the list lazily: the eviction skips frames no object holds, and a
+# reused frame is re-queued as the newest.
 #
 # Simplified relative to what a kernel would need
 # * FreeBSD has no migrate_to_ram: a pager for anonymous memory whose pages
@@ -69,14 +70,15 @@ from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, VPN_
                            C_PAGES_TO_HOST, C_NOTIFIER_CALLS, C_NOTIFIER_INVALIDATED,
                            C_DEVICE_FAULTS, C_DEVICE_PTE_WRITES, C_DEVICE_TLB_INVAL,
                            C_DEVICE_EVICTIONS)
-from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, FR_DEVICE_PRIVATE, frame_alloc,
+from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, MAX_NODES, FR_DEVICE_PRIVATE, frame_alloc,
                                     frame_free, frame_node, frames_free_count)
 from mmbench.blocks.pagetable cimport pte_present, pte_write
 from mmbench.blocks.xarray cimport xa_find
 from mmbench.blocks.devmirror cimport (dmirror_t, notify_result_t, DPT_WRITE, dpte_pfn,
                                        mirrors_init, mirrors_destroy, mirror_get, mirrors_nodes,
                                        dmirror_map, dmirror_lookup, dmirror_invalidate,
-                                       mmu_notifier_invalidate)
+                                       mmu_notifier_invalidate, devmem_init, devmem_destroy,
+                                       devmem_add, devmem_del, devmem_oldest, devmem_has)
 from mmbench_freebsd.vm cimport (vm_object_t, pv_entry_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE)
 from mmbench_freebsd.pctrie cimport pctrie_insert, pctrie_remove
@@ -117,16 +119,20 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     counter_names = DEVICE_COUNTERS
 
     def __cinit__(self, *args, **kwargs):
+        cdef int i
         self.dside = NULL
         self.dside_cap = 0
         self.dev_pv = NULL
         self.dev_pfn_count = 0
-        self.age = 0
+        for i in range(MAX_NODES):
+            memset(&self.devmem[i], 0, sizeof(devmem_t))
+            self.devmem[i].head = -1
+            self.devmem[i].tail = -1
         self.xfer[0] = 0
         self.xfer[1] = 0
 
     def __init__(self, **kw):
-        cdef int last
+        cdef int last, d
         cdef int64_t total
         super().__init__(**kw)
         g = self.options["device_fault_pages"]
@@ -144,6 +150,9 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         self.dev_pv = <dev_pv_t**>calloc(self.dev_pfn_count + 1, sizeof(dev_pv_t*))
         if self.vm.pv_head == NULL or self.dev_pv == NULL:
             raise MemoryError()
+        for d in range(1, self.ndevices + 1):
+            if devmem_init(&self.devmem[d], self.frames.node_base[d], self.frames.node_size[d]) != 0:
+                raise MemoryError()
         # the driver's per-(process, device) page table, sized as linux's dmirror
         self.kc_dmirror = self.slab_register("dmirror", 152)
         self.kc_dpt_xa = self.slab_register("dmirror xa_node", 576)
@@ -159,6 +168,8 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
                 self.dev_pv_clear(<pfn_t>(self.dev_pfn_base + i))
             free(self.dev_pv)
             self.dev_pv = NULL
+        for i in range(MAX_NODES):
+            devmem_destroy(&self.devmem[i])
 
     # ================================================================ per-process state
     cdef fbsd_dev_mm_t* dev_of(self, int64_t pid) noexcept nogil:
@@ -309,16 +320,12 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     cdef pfn_t device_page_alloc(self, int dev) noexcept nogil:
         """A fictitious page of device `dev`; a full device first sends its
         oldest page home."""
-        cdef int64_t p, lo = self.frames.node_base[dev]
-        cdef int64_t hi = lo + self.frames.node_bump[dev]
-        cdef pfn_t pfn, victim = NO_PFN
-        cdef uint32_t best = 0
+        cdef pfn_t pfn, victim
         if frames_free_count(&self.frames, dev) == 0:
-            for p in range(lo, hi):
-                if self.frames.f[p].refcount > 0 and (victim == NO_PFN
-                                                      or self.age - self.frames.f[p].aux > best):
-                    victim = <pfn_t>p
-                    best = self.age - self.frames.f[p].aux
+            victim = devmem_oldest(&self.devmem[dev])
+            while victim != NO_PFN and self.frames.f[victim].refcount == 0:
+                devmem_del(&self.devmem[dev], victim)      # freed by the VM meanwhile
+                victim = devmem_oldest(&self.devmem[dev])
             if victim == NO_PFN or self.vm_page_migrate(victim, 0) != MM_OK:
                 return NO_PFN
             self.dma_dir(1, False)
@@ -326,9 +333,10 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         pfn = frame_alloc(&self.frames, dev)
         if pfn == NO_PFN:
             return NO_PFN
+        if devmem_has(&self.devmem[dev], pfn):             # a frame the VM freed, back in use
+            devmem_del(&self.devmem[dev], pfn)
+        devmem_add(&self.devmem[dev], pfn)
         self.dev_pv_clear(pfn)           # device pv entries left by a page the VM freed
-        self.age += 1
-        self.frames.f[pfn].aux = self.age
         self.frames.f[pfn].flags = FR_DEVICE_PRIVATE
         return pfn
 
@@ -360,6 +368,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             return MM_ENOMEM
         if self.is_device_pfn(old):
             self.dev_remove_all(old)
+            devmem_del(&self.devmem[frame_node(&self.frames, old)], old)
             self.ctr[C_PAGES_TO_HOST] += 1
         else:
             if o.mapcount:
@@ -576,6 +585,8 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
                     return self.check_fail("device page not fictitious or in no object")
                 if f.mapcount != 0 or self.vm.pv_head[p] != NULL:
                     return self.check_fail("fictitious page mapped by a CPU pmap")
+                if not devmem_has(&self.devmem[d], <pfn_t>p):
+                    return self.check_fail("device page missing from its device's eviction list")
         return MM_OK
 
     cdef int check_devices(self) noexcept nogil:
