@@ -21,6 +21,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 compare: $(STAMP)
+	@test -f "results/calibration/$$(hostname).json" || PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mmbench calibrate
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mmbench run --profile quick --output results/latest.json
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mmbench report results/latest.json
 

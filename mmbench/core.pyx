@@ -41,6 +41,7 @@ COUNTER_NAMES = (
     "pages_to_device", "pages_to_host", "dma_bytes", "dma_transfers",
     "notifier_calls", "notifier_invalidated", "device_faults", "device_pte_writes",
     "device_tlb_invalidations", "device_evictions", "reflink_clones", "mremap_pages_moved",
+    "pagecache_adds",
 )
 assert len(COUNTER_NAMES) == NR_COUNTERS, "COUNTER_NAMES out of step with core.pxd"
 COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}

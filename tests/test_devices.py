@@ -172,3 +172,14 @@ def test_migration_with_other_mappers():
 def test_linux_out_of_memory_changes_no_value():
     ooms = sum(run_random_oom("linux", seed, **{"device_fault_pages": [1, 8][seed % 2]}) for seed in range(20))
     assert ooms > 20                         # the sequences do run out of memory
+
+
+@pytest.mark.parametrize("name,opts", [("linux", {}), ("linux", {"device_fault_pages": 8}),
+                                       ("gmem", {}), ("gmem", {"granularity_pages": 4, "peer_shared": "marked"})])
+def test_shared_conformance_suite_oversubscribed(name, opts):
+    """The project's conformance state machine with 4 frames per device (evictions)."""
+    from hypothesis import settings
+    from hypothesis.stateful import run_state_machine_as_test
+    from mmbench.conformance import conformance_machine
+    run_state_machine_as_test(conformance_machine(name, device_pages=4, options=opts),
+                              settings=settings(max_examples=25, stateful_step_count=30, deadline=None))
