@@ -66,7 +66,7 @@ from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
                            C_FAULTS, C_FAULT_DEVICE_RETURN, C_TLB_FLUSHES, C_RMAP_VISITS,
                            C_I_MMAP_VISITS, C_PAGES_TO_DEVICE, C_PAGES_TO_HOST, C_NOTIFIER_CALLS,
                            C_NOTIFIER_INVALIDATED, C_DEVICE_FAULTS, C_DEVICE_PTE_WRITES,
-                           C_DEVICE_TLB_INVAL, C_DEVICE_EVICTIONS)
+                           C_DEVICE_TLB_INVAL, C_DEVICE_EVICTIONS, C_PAGECACHE_ADDS)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, MAX_NODES, FR_PAGECACHE,
                                     FR_DEVICE_PRIVATE, FR_DESIGN0, frame_alloc, frame_free,
                                     frame_node, frames_free_count)
@@ -386,6 +386,7 @@ cdef class ShmemDevMachine(ShmemMachine):
         d.index = pgoff
         d.flags = FR_PAGECACHE | FR_DEVICE_PRIVATE | (FR_OWNER_GROUP if f.private else 0)
         self.unmap_mapping_page(f, pgoff)
+        self.ctr[C_PAGECACHE_ADDS] += 1
         self.ctr[C_PAGES_TO_DEVICE] += 1
         return MM_OK
 
