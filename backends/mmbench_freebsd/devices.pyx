@@ -34,8 +34,8 @@
 # notifier; where the map changes under a device mapping (munmap, mprotect,
 # MADV_DONTNEED, mremap, fork's write-protect, exit) the model erases the
 # device entries of the range at the contract operation, counted as notifier
-# calls as in the other designs (the hook a real implementation would put in
-# pmap_remove / pmap_protect, as the linuxkpi does for drm drivers).
+# calls as in the other designs (the hook a real implementation would need in
+# pmap_remove / pmap_protect).
 #
 # Device access goes through the device page table; a miss, or a write to an
 # entry without the write bit, is a device fault: if the CPU side could not
