@@ -218,7 +218,10 @@ cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entrie
             chunks += count_chunks(map)
             for lvl in range(4):
                 tables[lvl] += map.pmap.pt.nr[lvl]
-    if vm.fr.node_used[0] != pages:
+    cdef int64_t used = 0
+    for lvl in range(vm.fr.nr_nodes):     # host pages and fictitious (device) pages
+        used += vm.fr.node_used[lvl]
+    if used != pages:
         why[0] = "frames in use != resident pages (a page is both free and owned, or lost)"
         return -1
     if (vm.kc[KC_PAGE].active != pages or vm.kc[KC_OBJECT].active != nobj

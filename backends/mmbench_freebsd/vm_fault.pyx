@@ -38,7 +38,7 @@ from libc.stdint cimport int64_t, uint64_t
 from mmbench.core cimport (MM_OK, MM_ENOMEM, C_FAULTS, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
                            C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED,
                            C_PAGES_COPIED, C_CHAIN_STEPS, C_COW_PAGE_MOVES)
-from mmbench.blocks.frames cimport pfn_t, NO_PFN, frame_alloc, frames_free_count
+from mmbench.blocks.frames cimport pfn_t, NO_PFN, FR_DEVICE_PRIVATE, frame_alloc, frames_free_count
 from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_pfn
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, MAP_ENTRY_NEEDS_COPY,
                                  OBJ_ANON, VM_INHERIT_SHARE, CHAIN_HIST, entry_pindex)
@@ -241,6 +241,8 @@ cdef void fault_prefault(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
             vm.ctr[C_CHAIN_STEPS] += depth - 1
             break
         vm.ctr[C_CHAIN_STEPS] += depth
+        if vm.fr.f[m].flags & FR_DEVICE_PRIVATE:    # fictitious (device) page: never prefaulted
+            break
         pmap_enter(vm, &fs.map.pmap, addr, m, False, t)
 
 

@@ -882,6 +882,11 @@ cdef class ShmemMachine(Machine):
         return MM_ENOTSUP
 
     # ============================================================== invariants
+    cdef bint pfn_valid(self, pfn_t pfn) noexcept nogil:
+        """Can a page cache name this frame?  Host frames only here; a design
+        that stores device frames in the page cache widens it."""
+        return pfn < self.frames.node_bump[0]
+
     cdef int c_check(self) noexcept nogil:
         cdef int64_t pid
         cdef mm_struct* mm
@@ -1006,7 +1011,7 @@ cdef class ShmemMachine(Machine):
             e = xa_find(&f.i_data.i_pages, 0, PGOFF_MAX, &idx)
             while e != 0:
                 pfn = <pfn_t>(e - 1)
-                if pfn >= self.frames.node_bump[0]:
+                if not self.pfn_valid(pfn):
                     return self.check_fail("page cache names a frame never allocated")
                 d = &self.frames.f[pfn]
                 if d.refcount <= 0 or not (d.flags & FR_PAGECACHE):
