@@ -218,15 +218,6 @@ cdef class FreeBSDMachine(Machine):
             self.frames.f[pfn].value = value
         return st
 
-    # ------------------------------------------------------ accelerators
-    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
-        return MM_ENOTSUP
-
-    cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
-        return MM_ENOTSUP
-
-    cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
-        return MM_ENOTSUP
 
     # -------------------------------------------------------- invariants
     cdef int c_check(self) noexcept nogil:

@@ -872,14 +872,6 @@ cdef class ShmemMachine(Machine):
         self.pid_release(pid)
         return MM_OK
 
-    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
-        return MM_ENOTSUP
-
-    cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
-        return MM_ENOTSUP
-
-    cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
-        return MM_ENOTSUP
 
     # ============================================================== invariants
     cdef bint pfn_valid(self, pfn_t pfn) noexcept nogil:
