@@ -1,4 +1,5 @@
 """Plugins: the example plugin works like a built-in; a broken one is named, not fatal."""
+import os
 import subprocess
 import sys
 import warnings
@@ -76,7 +77,7 @@ def test_broken_plugin_warns_and_is_left_out(broken_plugins):
 
 
 def test_cli_lists_plugins_after_builtins_and_broken_ones(broken_plugins):
-    env_path = f"{broken_plugins}"
+    env_path = os.pathsep.join(p for p in (str(broken_plugins), os.environ.get("PYTHONPATH")) if p)
     out = subprocess.run([sys.executable, "-c", "from mmbench.cli import main; main()", "backends"],
                          capture_output=True, text=True,
                          env={**__import__("os").environ, "PYTHONPATH": env_path})
