@@ -119,6 +119,19 @@ ctypedef struct kmem_cache_t:
     int64_t frees
     bint per_process         # must be back at zero after every process exited
 
+# Delta accounting: `now` objects exist, `accounted[0]` of them are already in
+# cache `c`; count the difference as allocations (or frees) and remember `now`.
+# Returns the difference (> 0 allocated, < 0 freed) for the caller's counters.
+cdef inline int64_t kmem_cache_sync(kmem_cache_t* c, int64_t* accounted, int64_t now) noexcept nogil:
+    cdef int64_t d = now - accounted[0]
+    c.active += d
+    if d > 0:
+        c.allocs += d
+    else:
+        c.frees -= d
+    accounted[0] = now
+    return d
+
 # one trace record (matches mmbench.TRACE_DTYPE) ------------------------------
 ctypedef packed struct trace_rec_t:
     uint8_t op
@@ -157,6 +170,16 @@ cdef class Machine:
     cdef inline void kmem_free(self, int cache) noexcept nogil:
         self.caches[cache].active -= 1
         self.caches[cache].frees += 1
+    cdef inline int64_t kmem_sync(self, int cache, int64_t* accounted, int64_t now) noexcept nogil:
+        return kmem_cache_sync(&self.caches[cache], accounted, now)
+    # kmem_sync that also adds the difference to counter c_alloc (or c_free)
+    cdef inline void kmem_sync_counted(self, int cache, int64_t* accounted, int64_t now,
+                                       int c_alloc, int c_free) noexcept nogil:
+        cdef int64_t d = kmem_cache_sync(&self.caches[cache], accounted, now)
+        if d > 0:
+            self.ctr[c_alloc] += d
+        elif d < 0:
+            self.ctr[c_free] += -d
     cdef int64_t pid_install(self, void* proc) noexcept nogil        # -> new pid or MM_ENOMEM
     cdef void pid_release(self, int64_t pid) noexcept nogil
     cdef inline void* proc_of(self, int64_t pid) noexcept nogil:
