@@ -208,20 +208,8 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         self.dside[pid] = NULL
 
     cdef void dpt_sync(self, fbsd_dev_mm_t* h) noexcept nogil:
-        cdef int64_t d = mirrors_nodes(&h.ms) - h.xa_acct
-        self.caches[self.kc_dpt_xa].active += d
-        if d > 0:
-            self.caches[self.kc_dpt_xa].allocs += d
-        else:
-            self.caches[self.kc_dpt_xa].frees -= d
-        h.xa_acct += d
-        d = h.ms.nr - h.dm_acct
-        self.caches[self.kc_dmirror].active += d
-        if d > 0:
-            self.caches[self.kc_dmirror].allocs += d
-        else:
-            self.caches[self.kc_dmirror].frees -= d
-        h.dm_acct += d
+        self.kmem_sync(self.kc_dpt_xa, &h.xa_acct, mirrors_nodes(&h.ms))
+        self.kmem_sync(self.kc_dmirror, &h.dm_acct, h.ms.nr)
 
     cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil:
         if npages <= 0:

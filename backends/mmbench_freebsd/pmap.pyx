@@ -4,7 +4,8 @@ from libc.string cimport memset
 from libc.stdint cimport uint64_t, int64_t
 
 from mmbench.core cimport (C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PT_PAGES_ALLOC,
-                           C_PT_PAGES_FREE, C_PV_ENTRIES, C_RMAP_VISITS, C_MREMAP_PAGES_MOVED)
+                           C_PT_PAGES_FREE, C_PV_ENTRIES, C_RMAP_VISITS, C_MREMAP_PAGES_MOVED,
+                           kmem_cache_sync)
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf,
                                        pt_set, pt_next, pt_free_range, pt_get, mk_pte, pte_pfn,
@@ -29,16 +30,8 @@ PC_FREE[2] = (1ULL << (NPCPV - 128)) - 1
 cdef void pmap_account_tables(vm_ctx_t* vm, pmap_t* pm) noexcept nogil:
     """Report page-table pages allocated or freed since the last call."""
     cdef int lvl
-    cdef int64_t d
     for lvl in range(4):
-        d = pm.pt.nr[lvl] - pm.pt_accounted[lvl]
-        if d > 0:
-            vm.kc[KC_PGD + lvl].active += d
-            vm.kc[KC_PGD + lvl].allocs += d
-        elif d < 0:
-            vm.kc[KC_PGD + lvl].active += d
-            vm.kc[KC_PGD + lvl].frees -= d
-        pm.pt_accounted[lvl] = pm.pt.nr[lvl]
+        kmem_cache_sync(&vm.kc[KC_PGD + lvl], &pm.pt_accounted[lvl], pm.pt.nr[lvl])
 
 cdef int pmap_pinit(vm_ctx_t* vm, pmap_t* pm, int64_t pid) noexcept nogil:
     memset(pm, 0, sizeof(pmap_t))

@@ -234,15 +234,8 @@ cdef class GmemMachine(LinuxHMMMachine):
         self.ctr[C_OBJECTS_FREE] += 1
 
     cdef void lpt_sync(self, vm_object_t* obj) noexcept nogil:
-        cdef int64_t d = obj.logical_page_table.nr_nodes - obj.xa_acct
-        self.caches[self.kc_lpt_xa].active += d
-        if d > 0:
-            self.caches[self.kc_lpt_xa].allocs += d
-            self.ctr[C_XA_NODE_ALLOC] += d
-        else:
-            self.caches[self.kc_lpt_xa].frees -= d
-            self.ctr[C_XA_NODE_FREE] -= d
-        obj.xa_acct += d
+        self.kmem_sync_counted(self.kc_lpt_xa, &obj.xa_acct, obj.logical_page_table.nr_nodes,
+                               C_XA_NODE_ALLOC, C_XA_NODE_FREE)
 
     cdef gm_mapping_t* gm_lookup(self, mm_t* mm, uint64_t vpn) noexcept nogil:
         cdef vm_object_t* obj = self.obj_of(mm)

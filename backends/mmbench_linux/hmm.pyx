@@ -210,20 +210,8 @@ cdef class LinuxHMMMachine(LinuxMachine):
 
     cdef void dpt_sync(self, hmm_mm_t* h) noexcept nogil:
         """Keep the dmirror and device page-table caches equal to what exists."""
-        cdef int64_t d = mirrors_nodes(&h.ms) - h.xa_acct
-        self.caches[self.kc_dpt_xa].active += d
-        if d > 0:
-            self.caches[self.kc_dpt_xa].allocs += d
-        else:
-            self.caches[self.kc_dpt_xa].frees -= d
-        h.xa_acct += d
-        d = h.ms.nr - h.dm_acct
-        self.caches[self.kc_dmirror].active += d
-        if d > 0:
-            self.caches[self.kc_dmirror].allocs += d
-        else:
-            self.caches[self.kc_dmirror].frees -= d
-        h.dm_acct += d
+        self.kmem_sync(self.kc_dpt_xa, &h.xa_acct, mirrors_nodes(&h.ms))
+        self.kmem_sync(self.kc_dmirror, &h.dm_acct, h.ms.nr)
 
     # ================================================================ notifier, device page tables
     cdef void mmu_notify(self, mm_t* mm, uint64_t start, uint64_t end, int owner) noexcept nogil:

@@ -88,41 +88,16 @@ cdef class LinuxMM(Machine):
     cdef void pt_sync(self, mm_t* mm) noexcept nogil:
         """Bring the page-table caches in step with mm's live tables."""
         cdef int l
-        cdef int64_t d
         for l in range(4):
-            d = mm.pgd.nr[l] - mm.pt_acct[l]
-            if d > 0:
-                self.caches[self.kc_pt[l]].active += d
-                self.caches[self.kc_pt[l]].allocs += d
-                self.ctr[C_PT_PAGES_ALLOC] += d
-            elif d < 0:
-                self.caches[self.kc_pt[l]].active += d
-                self.caches[self.kc_pt[l]].frees -= d
-                self.ctr[C_PT_PAGES_FREE] -= d
-            mm.pt_acct[l] = mm.pgd.nr[l]
+            self.kmem_sync_counted(self.kc_pt[l], &mm.pt_acct[l], mm.pgd.nr[l],
+                                   C_PT_PAGES_ALLOC, C_PT_PAGES_FREE)
 
     cdef void mt_sync(self, mm_t* mm) noexcept nogil:
-        cdef int64_t n = mt_nodes(mm)
-        cdef int64_t d = n - mm.maple_nodes
-        if d > 0:
-            self.caches[self.kc_maple].active += d
-            self.caches[self.kc_maple].allocs += d
-        elif d < 0:
-            self.caches[self.kc_maple].active += d
-            self.caches[self.kc_maple].frees -= d
-        mm.maple_nodes = n
+        self.kmem_sync(self.kc_maple, &mm.maple_nodes, mt_nodes(mm))
 
     cdef void xa_sync(self, shmem_t* f) noexcept nogil:
-        cdef int64_t d = f.mapping.i_pages.nr_nodes - f.xa_acct
-        if d > 0:
-            self.caches[self.kc_xa].active += d
-            self.caches[self.kc_xa].allocs += d
-            self.ctr[C_XA_NODE_ALLOC] += d
-        elif d < 0:
-            self.caches[self.kc_xa].active += d
-            self.caches[self.kc_xa].frees -= d
-            self.ctr[C_XA_NODE_FREE] -= d
-        f.xa_acct = f.mapping.i_pages.nr_nodes
+        self.kmem_sync_counted(self.kc_xa, &f.xa_acct, f.mapping.i_pages.nr_nodes,
+                               C_XA_NODE_ALLOC, C_XA_NODE_FREE)
 
     cdef pfn_t page_alloc(self) noexcept nogil:
         cdef pfn_t pfn = frame_alloc(&self.frames, 0)

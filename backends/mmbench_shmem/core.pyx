@@ -176,19 +176,9 @@ cdef class ShmemMachine(Machine):
     cdef void sync_pt(self, mm_struct* mm) noexcept nogil:
         """Account page-table pages allocated/freed since the last sync."""
         cdef int lvl
-        cdef int64_t d
         for lvl in range(4):
-            d = mm.pgd.nr[lvl] - mm.pt_seen[lvl]
-            if d == 0:
-                continue
-            self.caches[self.kc_pt[lvl]].active += d
-            if d > 0:
-                self.caches[self.kc_pt[lvl]].allocs += d
-                self.ctr[C_PT_PAGES_ALLOC] += d
-            else:
-                self.caches[self.kc_pt[lvl]].frees -= d
-                self.ctr[C_PT_PAGES_FREE] -= d
-            mm.pt_seen[lvl] = mm.pgd.nr[lvl]
+            self.kmem_sync_counted(self.kc_pt[lvl], &mm.pt_seen[lvl], mm.pgd.nr[lvl],
+                                   C_PT_PAGES_ALLOC, C_PT_PAGES_FREE)
 
     cdef void sync_xa(self, shmem_inode_info* inode) noexcept nogil:
         """Account i_pages xa_nodes allocated/freed since the last sync."""
