@@ -8,15 +8,9 @@
 
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 from mmbench.blocks.frames cimport pfn_t, MAX_NODES
-from mmbench.blocks.devmirror cimport mirror_set_t, devmem_t
+from mmbench.blocks.devmirror cimport dev_mm_t, devmem_t
 from mmbench_freebsd.core cimport FreeBSDMachine
 from mmbench_freebsd.vm cimport vm_map_t, vm_map_entry_t
-
-# Per-process device state (by pid): one device page table per device.
-ctypedef struct fbsd_dev_mm_t:
-    mirror_set_t ms
-    int64_t xa_acct                # device page-table xa_nodes accounted
-    int64_t dm_acct                # device page tables accounted
 
 # A device mapping of a fictitious page: the device's pv entry.  The device is
 # the page's own node; (pid, vpn) names the device page-table entry.
@@ -31,7 +25,7 @@ ctypedef struct move_stats_t:
 
 
 cdef class FreeBSDDevMachine(FreeBSDMachine):
-    cdef fbsd_dev_mm_t** dside     # by pid; NULL while no device touched the process
+    cdef dev_mm_t** dside     # by pid; NULL while no device touched the process
     cdef int64_t dside_cap
     cdef dev_pv_t** dev_pv         # by pfn - first device pfn: the page's device mappings
     cdef int64_t dev_pfn_base
@@ -42,10 +36,10 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     cdef int64_t xfer[2]           # DMA transfers issued: [0] to the devices, [1] to the host
 
     # --- per-process device state, accounting
-    cdef fbsd_dev_mm_t* dev_of(self, int64_t pid) noexcept nogil
-    cdef fbsd_dev_mm_t* dev_get(self, int64_t pid) noexcept nogil
+    cdef dev_mm_t* dev_of(self, int64_t pid) noexcept nogil
+    cdef dev_mm_t* dev_get(self, int64_t pid) noexcept nogil
     cdef void dev_free(self, int64_t pid) noexcept nogil
-    cdef void dpt_sync(self, fbsd_dev_mm_t* h) noexcept nogil
+    cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil
     cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil
     cdef void dma_flush(self, move_stats_t* ms) noexcept nogil
 
@@ -72,5 +66,5 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
 
     # --- invariants
     cdef int check_devices(self) noexcept nogil
-    cdef int check_mirrors(self, vm_map_t* map, fbsd_dev_mm_t* h) noexcept nogil
+    cdef int check_mirrors(self, vm_map_t* map, dev_mm_t* h) noexcept nogil
     cdef int check_device_pages(self) noexcept nogil

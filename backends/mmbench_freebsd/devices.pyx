@@ -61,8 +61,7 @@
 # * Device to device goes through host memory (two copies).
 # * A failed migration stops at a page boundary; pages already moved stay moved.
 
-from libc.stdlib cimport calloc, malloc, realloc, free
-from libc.string cimport memset
+from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 
 from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, VPN_BITS,
@@ -74,10 +73,10 @@ from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, MAX_NODES, FR_DEVICE
                                     frame_free, frame_node, frames_free_count)
 from mmbench.blocks.pagetable cimport pte_present, pte_write
 from mmbench.blocks.xarray cimport xa_find
-from mmbench.blocks.devmirror cimport (dmirror_t, notify_result_t, DPT_WRITE, dpte_pfn,
-                                       mirrors_init, mirrors_destroy, mirror_get, mirrors_nodes,
-                                       dmirror_map, dmirror_lookup, dmirror_invalidate,
-                                       mmu_notifier_invalidate, devmem_init, devmem_destroy,
+from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT_WRITE, dpte_pfn,
+                                       mirror_get, mirrors_nodes, dmirror_map, dmirror_lookup,
+                                       dmirror_invalidate, dev_mm_of, dev_mm_get, dev_mm_detach,
+                                       dev_mm_notify, devmems_clear, devmems_init, devmems_destroy,
                                        devmem_add, devmem_del, devmem_oldest, devmem_has)
 from mmbench_freebsd.vm cimport (vm_object_t, pv_entry_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE)
@@ -119,20 +118,16 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     counter_names = DEVICE_COUNTERS
 
     def __cinit__(self, *args, **kwargs):
-        cdef int i
         self.dside = NULL
         self.dside_cap = 0
         self.dev_pv = NULL
         self.dev_pfn_count = 0
-        for i in range(MAX_NODES):
-            memset(&self.devmem[i], 0, sizeof(devmem_t))
-            self.devmem[i].head = -1
-            self.devmem[i].tail = -1
+        devmems_clear(self.devmem)
         self.xfer[0] = 0
         self.xfer[1] = 0
 
     def __init__(self, **kw):
-        cdef int last, d
+        cdef int last
         cdef int64_t total
         super().__init__(**kw)
         g = self.options["device_fault_pages"]
@@ -150,9 +145,8 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         self.dev_pv = <dev_pv_t**>calloc(self.dev_pfn_count + 1, sizeof(dev_pv_t*))
         if self.vm.pv_head == NULL or self.dev_pv == NULL:
             raise MemoryError()
-        for d in range(1, self.ndevices + 1):
-            if devmem_init(&self.devmem[d], self.frames.node_base[d], self.frames.node_size[d]) != 0:
-                raise MemoryError()
+        if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
+            raise MemoryError()
         # the driver's per-(process, device) page table, sized as linux's dmirror
         self.kc_dmirror = self.slab_register("dmirror", 152)
         self.kc_dpt_xa = self.slab_register("dmirror xa_node", 576)
@@ -168,46 +162,22 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
                 self.dev_pv_clear(<pfn_t>(self.dev_pfn_base + i))
             free(self.dev_pv)
             self.dev_pv = NULL
-        for i in range(MAX_NODES):
-            devmem_destroy(&self.devmem[i])
+        devmems_destroy(self.devmem)
 
     # ================================================================ per-process state
-    cdef fbsd_dev_mm_t* dev_of(self, int64_t pid) noexcept nogil:
-        if pid <= 0 or pid >= self.dside_cap:
-            return NULL
-        return self.dside[pid]
+    cdef dev_mm_t* dev_of(self, int64_t pid) noexcept nogil:
+        return dev_mm_of(self.dside, self.dside_cap, pid)
 
-    cdef fbsd_dev_mm_t* dev_get(self, int64_t pid) noexcept nogil:
-        cdef fbsd_dev_mm_t* h = self.dev_of(pid)
-        cdef fbsd_dev_mm_t** p
-        cdef int64_t cap
-        if h != NULL or pid <= 0:
-            return h
-        if pid >= self.dside_cap:
-            cap = self.next_pid + 64
-            p = <fbsd_dev_mm_t**>realloc(self.dside, cap * sizeof(fbsd_dev_mm_t*))
-            if p == NULL:
-                return NULL
-            memset(p + self.dside_cap, 0, (cap - self.dside_cap) * sizeof(fbsd_dev_mm_t*))
-            self.dside = p
-            self.dside_cap = cap
-        h = <fbsd_dev_mm_t*>calloc(1, sizeof(fbsd_dev_mm_t))
-        if h == NULL:
-            return NULL
-        mirrors_init(&h.ms)
-        self.dside[pid] = h
-        return h
+    cdef dev_mm_t* dev_get(self, int64_t pid) noexcept nogil:
+        return dev_mm_get(&self.dside, &self.dside_cap, pid, self.next_pid + 64)
 
     cdef void dev_free(self, int64_t pid) noexcept nogil:
-        cdef fbsd_dev_mm_t* h = self.dev_of(pid)
-        if h == NULL:
-            return
-        mirrors_destroy(&h.ms)
-        self.dpt_sync(h)
-        free(h)
-        self.dside[pid] = NULL
+        cdef dev_mm_t* h = dev_mm_detach(self.dside, self.dside_cap, pid)
+        if h != NULL:
+            self.dpt_sync(h)
+            free(h)
 
-    cdef void dpt_sync(self, fbsd_dev_mm_t* h) noexcept nogil:
+    cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil:
         self.kmem_sync(self.kc_dpt_xa, &h.xa_acct, mirrors_nodes(&h.ms))
         self.kmem_sync(self.kc_dmirror, &h.dm_acct, h.ms.nr)
 
@@ -231,14 +201,8 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     cdef void dev_invalidate(self, int64_t pid, int64_t start, int64_t end) noexcept nogil:
         """Erase the device entries of [start, end) of `pid` (the notifier a
         pmap_remove / pmap_protect would call)."""
-        cdef fbsd_dev_mm_t* h = self.dev_of(pid)
-        cdef notify_result_t r
-        if h == NULL or h.ms.nr == 0:
-            return
-        r.calls = 0
-        r.invalidated = 0
-        r.tlb_inval = 0
-        mmu_notifier_invalidate(&h.ms, <uint64_t>start, <uint64_t>end, 0, &r)
+        cdef dev_mm_t* h = self.dev_of(pid)
+        cdef notify_result_t r = dev_mm_notify(h, <uint64_t>start, <uint64_t>end, 0)
         self.ctr[C_NOTIFIER_CALLS] += r.calls
         self.ctr[C_NOTIFIER_INVALIDATED] += r.invalidated
         self.ctr[C_DEVICE_PTE_WRITES] += r.invalidated
@@ -248,7 +212,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
 
     cdef int device_map(self, int64_t pid, int dev, int64_t vpn, pfn_t pfn, bint write) noexcept nogil:
         """Enter the page in the device's page table and on its device pv list."""
-        cdef fbsd_dev_mm_t* h = self.dev_get(pid)
+        cdef dev_mm_t* h = self.dev_get(pid)
         cdef dmirror_t* dm
         cdef dev_pv_t* pv = <dev_pv_t*>malloc(sizeof(dev_pv_t))
         if h == NULL or pv == NULL:
@@ -280,7 +244,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         """pmap_remove_all for the device: erase every device entry that still
         names the page (entries the notifier already erased are skipped)."""
         cdef dev_pv_t* pv = self.dev_pv[pfn - self.dev_pfn_base]
-        cdef fbsd_dev_mm_t* h
+        cdef dev_mm_t* h
         cdef dmirror_t* dm
         cdef uint64_t e
         cdef int dev = frame_node(&self.frames, pfn)
@@ -491,7 +455,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     # ================================================================ device access
     cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil:
         cdef vm_map_t* map = self.map_of(pid)
-        cdef fbsd_dev_mm_t* h = self.dev_of(pid)
+        cdef dev_mm_t* h = self.dev_of(pid)
         cdef vm_map_entry_t* e
         cdef uint64_t ent = 0
         cdef int st
@@ -579,7 +543,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
 
     cdef int check_devices(self) noexcept nogil:
         cdef int64_t pid, nodes = 0, mirrors = 0
-        cdef fbsd_dev_mm_t* h
+        cdef dev_mm_t* h
         cdef int st
         for pid in range(1, self.dside_cap):
             h = self.dside[pid]
@@ -598,7 +562,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             return self.check_fail("dmirror accounting differs from live device page tables")
         return MM_OK
 
-    cdef int check_mirrors(self, vm_map_t* map, fbsd_dev_mm_t* h) noexcept nogil:
+    cdef int check_mirrors(self, vm_map_t* map, dev_mm_t* h) noexcept nogil:
         """Coherence: a device entry names the page the chain resolves to, a
         fictitious page of that device, writable only if the CPU could write it."""
         cdef dmirror_t* dm

@@ -84,7 +84,7 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dmirror_lookup, dmirror_invali
                                        DPT_WRITE)
 from mmbench_linux.core cimport LinuxMachine
 from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t, VM_WRITE, VM_SHARED, VM_FAULT_DONE, VM_FAULT_OOM
-from mmbench_linux.hmm cimport LinuxHMMMachine, hmm_mm_t
+from mmbench_linux.hmm cimport LinuxHMMMachine, dev_mm_t
 from mmbench_linux.hmm import HMM_COUNTERS
 
 from mmbench import errors as _errors
@@ -323,7 +323,7 @@ cdef class GmemMachine(LinuxHMMMachine):
     # ================================================================ gm_mmu: the device side
     cdef void peer_unmap(self, mm_t* mm, int dev, uint64_t vpn) noexcept nogil:
         """mmu->peer_unmap: the device page-table entry goes, with a device TLB invalidation."""
-        cdef hmm_mm_t* h = self.hmm_of(mm)
+        cdef dev_mm_t* h = self.hmm_of(mm)
         cdef int64_t nodes
         if h == NULL or h.ms.dm[dev] == NULL:
             return
@@ -393,7 +393,7 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef int gm_dev_fault_page(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, int64_t* copies,
                                bint zap_later) noexcept nogil:
         cdef gm_mapping_t* gm = self.gm_get(mm, vpn)
-        cdef hmm_mm_t* h
+        cdef dev_mm_t* h
         if gm == NULL:
             return MM_ENOMEM
         if (gm.flag & GM_PAGE_DEVICE) and gm.dev == dev:   # resident: re-peer_map if it was dropped
@@ -763,7 +763,7 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef int check_mirrors(self, int64_t pid) noexcept nogil:
         """Device page tables: a DEVICE page is mapped only by its device and at its
         frame; anything else (shared mappings) must match the CPU PTE."""
-        cdef hmm_mm_t* h = self.hside[pid]
+        cdef dev_mm_t* h = self.hside[pid]
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef gm_mapping_t* gm
         cdef vma_t* v

@@ -11,16 +11,9 @@
 from libc.stdint cimport int64_t, uint64_t, int32_t
 from mmbench.blocks.frames cimport pfn_t, MAX_NODES
 from mmbench.blocks.pagetable cimport pt_node_t
-from mmbench.blocks.devmirror cimport mirror_set_t, devmem_t
+from mmbench.blocks.devmirror cimport dev_mm_t, devmem_t
 from mmbench_linux.core cimport LinuxMachine
 from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t
-
-# Per-process side state of the device world (indexed by pid): the
-# mmu_interval_notifiers registered on the mm, one dmirror per device.
-ctypedef struct hmm_mm_t:
-    mirror_set_t ms
-    int64_t xa_acct                # device page-table xa_nodes accounted
-    int64_t dm_acct                # struct dmirror objects accounted
 
 # How a device fault resolves (option `device_fault`).
 cdef enum:
@@ -29,7 +22,7 @@ cdef enum:
 
 
 cdef class LinuxHMMMachine(LinuxMachine):
-    cdef hmm_mm_t** hside          # by pid; NULL while no device touched the mm
+    cdef dev_mm_t** hside          # by pid: notifiers and device page tables; NULL while no device touched the mm
     cdef int64_t hside_cap
     cdef devmem_t devmem[MAX_NODES]    # per device: frames in use, oldest first
     cdef int kc_devpage, kc_dmirror, kc_dpt_xa
@@ -39,10 +32,10 @@ cdef class LinuxHMMMachine(LinuxMachine):
     cdef int64_t xfer[2]           # DMA transfers issued: [0] to the devices, [1] to the host
 
     # --- side state and accounting
-    cdef hmm_mm_t* hmm_of(self, mm_t* mm) noexcept nogil
-    cdef hmm_mm_t* hmm_get(self, mm_t* mm) noexcept nogil
+    cdef dev_mm_t* hmm_of(self, mm_t* mm) noexcept nogil
+    cdef dev_mm_t* hmm_get(self, mm_t* mm) noexcept nogil
     cdef void hmm_free(self, int64_t pid) noexcept nogil
-    cdef void dpt_sync(self, hmm_mm_t* h) noexcept nogil
+    cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil
     cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil
 
     # --- notifier and device page tables

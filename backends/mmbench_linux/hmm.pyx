@@ -58,8 +58,7 @@
 #   mirror (the kernel skips the owner's callback and the driver erases its
 #   own entries); the same entries disappear, counted once.
 
-from libc.stdlib cimport calloc, malloc, realloc, free
-from libc.string cimport memset
+from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
 from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
@@ -68,16 +67,16 @@ from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
                            C_NOTIFIER_INVALIDATED, C_DEVICE_FAULTS, C_DEVICE_PTE_WRITES,
                            C_DEVICE_TLB_INVAL, C_DEVICE_EVICTIONS)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, MAX_NODES, FR_ANON_EXCLUSIVE,
-                                    FR_DEVICE_PRIVATE, FR_DESIGN0, frame_alloc, frame_free,
-                                    frame_node, frames_free_count, frame_value)
+                                    FR_DEVICE_PRIVATE, FR_DESIGN0, frame_node, frames_free_count,
+                                    frame_value)
 from mmbench.blocks.pagetable cimport (pt_node_t, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, PTE_DEVPRIV,
                                        mk_pte, pte_pfn, pt_leaf, pt_get, pt_set, pt_next)
 from mmbench.blocks.xarray cimport xa_find
-from mmbench.blocks.devmirror cimport (dmirror_t, mirror_set_t, notify_result_t, devmem_t, DPT_WRITE,
-                                       dpte_pfn, mirrors_init, mirrors_destroy, mirror_get,
-                                       mirrors_nodes, dmirror_map, dmirror_lookup,
-                                       mmu_notifier_invalidate, devmem_init, devmem_destroy,
-                                       devmem_add, devmem_del, devmem_oldest, devmem_has)
+from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT_WRITE, dpte_pfn,
+                                       mirror_get, mirrors_nodes, dmirror_map, dmirror_lookup,
+                                       dev_mm_of, dev_mm_get, dev_mm_detach, dev_mm_notify,
+                                       devmems_clear, devmems_init, devmems_destroy,
+                                       devmem_frame_alloc, devmem_frame_free, devmem_oldest, devmem_has)
 from mmbench_linux.core cimport LinuxMachine
 from mmbench_linux.mm cimport (mm_t, vma_t, avc_t, vm_fault_t, VM_WRITE, VM_SHARED, FAULT_FLAG_WRITE,
                                VM_FAULT_DONE, VM_FAULT_OOM, FR_ANON)
@@ -122,19 +121,14 @@ cdef class LinuxHMMMachine(LinuxMachine):
     counter_names = HMM_COUNTERS
 
     def __cinit__(self, *args, **kwargs):
-        cdef int i
         self.hside = NULL
         self.hside_cap = 0
         self.chk_devmaps = NULL
         self.xfer[0] = 0
         self.xfer[1] = 0
-        for i in range(MAX_NODES):
-            memset(&self.devmem[i], 0, sizeof(devmem_t))
-            self.devmem[i].head = -1
-            self.devmem[i].tail = -1
+        devmems_clear(self.devmem)
 
     def __init__(self, **kw):
-        cdef int d
         super().__init__(**kw)
         mode = self.options["device_fault"]
         if mode not in ("migrate", "remote"):
@@ -152,13 +146,11 @@ cdef class LinuxHMMMachine(LinuxMachine):
         # invalidate_seq 8), struct mutex 32, flags 8
         self.kc_dmirror = self.slab_register("dmirror", 152)
         self.kc_dpt_xa = self.slab_register("dmirror xa_node", 576)
-        for d in range(1, self.ndevices + 1):
-            if devmem_init(&self.devmem[d], self.frames.node_base[d], self.frames.node_size[d]) != 0:
-                raise MemoryError()
+        if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
+            raise MemoryError()
 
     def __dealloc__(self):
         cdef int64_t pid
-        cdef int d
         if self.procs != NULL:
             for pid in range(1, self.next_pid):
                 if self.procs[pid] != NULL:
@@ -167,48 +159,23 @@ cdef class LinuxHMMMachine(LinuxMachine):
                     self.hmm_free(pid)
         free(self.hside)
         self.hside = NULL
-        for d in range(MAX_NODES):
-            devmem_destroy(&self.devmem[d])
+        devmems_destroy(self.devmem)
 
     # ================================================================ side state, accounting
-    cdef hmm_mm_t* hmm_of(self, mm_t* mm) noexcept nogil:
-        if mm.pid <= 0 or mm.pid >= self.hside_cap:
-            return NULL
-        return self.hside[mm.pid]
+    cdef dev_mm_t* hmm_of(self, mm_t* mm) noexcept nogil:
+        return dev_mm_of(self.hside, self.hside_cap, mm.pid)
 
-    cdef hmm_mm_t* hmm_get(self, mm_t* mm) noexcept nogil:
+    cdef dev_mm_t* hmm_get(self, mm_t* mm) noexcept nogil:
         """The mm's notifier list, registered on the first device use."""
-        cdef hmm_mm_t* h = self.hmm_of(mm)
-        cdef hmm_mm_t** p
-        cdef int64_t cap
-        if h != NULL or mm.pid <= 0:
-            return h
-        if mm.pid >= self.hside_cap:
-            cap = self.next_pid + 64
-            p = <hmm_mm_t**>realloc(self.hside, cap * sizeof(hmm_mm_t*))
-            if p == NULL:
-                return NULL
-            memset(p + self.hside_cap, 0, (cap - self.hside_cap) * sizeof(hmm_mm_t*))
-            self.hside = p
-            self.hside_cap = cap
-        h = <hmm_mm_t*>calloc(1, sizeof(hmm_mm_t))
-        if h == NULL:
-            return NULL
-        mirrors_init(&h.ms)
-        self.hside[mm.pid] = h
-        return h
+        return dev_mm_get(&self.hside, &self.hside_cap, mm.pid, self.next_pid + 64)
 
     cdef void hmm_free(self, int64_t pid) noexcept nogil:
-        cdef hmm_mm_t* h
-        if pid <= 0 or pid >= self.hside_cap or self.hside[pid] == NULL:
-            return
-        h = self.hside[pid]
-        mirrors_destroy(&h.ms)
-        self.dpt_sync(h)
-        free(h)
-        self.hside[pid] = NULL
+        cdef dev_mm_t* h = dev_mm_detach(self.hside, self.hside_cap, pid)
+        if h != NULL:
+            self.dpt_sync(h)
+            free(h)
 
-    cdef void dpt_sync(self, hmm_mm_t* h) noexcept nogil:
+    cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil:
         """Keep the dmirror and device page-table caches equal to what exists."""
         self.kmem_sync(self.kc_dpt_xa, &h.xa_acct, mirrors_nodes(&h.ms))
         self.kmem_sync(self.kc_dmirror, &h.dm_acct, h.ms.nr)
@@ -216,14 +183,8 @@ cdef class LinuxHMMMachine(LinuxMachine):
     # ================================================================ notifier, device page tables
     cdef void mmu_notify(self, mm_t* mm, uint64_t start, uint64_t end, int owner) noexcept nogil:
         """mmu_notifier_invalidate_range_start over [start, end) of mm."""
-        cdef hmm_mm_t* h = self.hmm_of(mm)
-        cdef notify_result_t r
-        if h == NULL or h.ms.nr == 0:
-            return
-        r.calls = 0
-        r.invalidated = 0
-        r.tlb_inval = 0
-        mmu_notifier_invalidate(&h.ms, start, end, owner, &r)
+        cdef dev_mm_t* h = self.hmm_of(mm)
+        cdef notify_result_t r = dev_mm_notify(h, start, end, owner)
         self.ctr[C_NOTIFIER_CALLS] += r.calls
         self.ctr[C_NOTIFIER_INVALIDATED] += r.invalidated
         self.ctr[C_DEVICE_PTE_WRITES] += r.invalidated
@@ -233,7 +194,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
 
     cdef int device_map(self, mm_t* mm, int dev, uint64_t vpn, pfn_t pfn, bint write) noexcept nogil:
         """The driver writes one entry of its page table (pmap_enter / dmirror_do_fault)."""
-        cdef hmm_mm_t* h = self.hmm_get(mm)
+        cdef dev_mm_t* h = self.hmm_get(mm)
         cdef dmirror_t* dm
         cdef int64_t nodes
         if h == NULL:
@@ -273,16 +234,13 @@ cdef class LinuxHMMMachine(LinuxMachine):
             if victim == NO_PFN or self.evict_device_page(victim) != MM_OK:
                 return NO_PFN
             self.ctr[C_DEVICE_EVICTIONS] += 1
-        pfn = frame_alloc(&self.frames, dev)
-        if pfn == NO_PFN:
-            return NO_PFN
-        devmem_add(&self.devmem[dev], pfn)
-        self.kmem_alloc(self.kc_devpage)
+        pfn = devmem_frame_alloc(self.devmem, &self.frames, dev)
+        if pfn != NO_PFN:
+            self.kmem_alloc(self.kc_devpage)
         return pfn
 
     cdef void device_page_free(self, pfn_t pfn) noexcept nogil:
-        devmem_del(&self.devmem[frame_node(&self.frames, pfn)], pfn)
-        frame_free(&self.frames, pfn)
+        devmem_frame_free(self.devmem, &self.frames, pfn)
         self.kmem_free(self.kc_devpage)
 
     cdef int evict_device_page(self, pfn_t pfn) noexcept nogil:
@@ -565,7 +523,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
         cdef uint64_t g = <uint64_t>self.device_fault_pages
         cdef uint64_t s = vpn & ~(g - 1), e = s + g
         cdef int st = MM_OK
-        cdef hmm_mm_t* h
+        cdef dev_mm_t* h
         if (pte & PTE_DEVPRIV) and frame_node(&self.frames, pte_pfn(pte)) != dev:
             st = self.cpu_fault(mm, vma, vpn, write)  # another device's page comes home first
         elif write and not (pte & PTE_WRITE):
@@ -595,7 +553,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
         """Device load/store: its page table first, a device fault on a miss."""
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef vma_t* vma = self.find_vma(mm, <uint64_t>vpn)
-        cdef hmm_mm_t* h
+        cdef dev_mm_t* h
         cdef uint64_t e = 0
         cdef int st
         if vma == NULL:
@@ -719,7 +677,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
     cdef int check_mirrors(self, int64_t pid) noexcept nogil:
         """Coherence: a device entry maps exactly the frame the CPU PTE names, and is
         writable only if the PTE is; accounting equals the trees."""
-        cdef hmm_mm_t* h = self.hside[pid]
+        cdef dev_mm_t* h = self.hside[pid]
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef int d
         cdef uint64_t idx, e, pte, start
@@ -745,7 +703,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
     def device_entries(self, pid, dev):
         """Entries in device `dev`'s page table for process `pid`: {vpn: (node, writable)}."""
         cdef int64_t p = self._pid(pid)
-        cdef hmm_mm_t* h
+        cdef dev_mm_t* h
         cdef uint64_t idx = 0, e, start = 0
         dev = self._dev(dev)
         h = self.hmm_of(<mm_t*>self.procs[p])

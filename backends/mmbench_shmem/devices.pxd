@@ -8,16 +8,9 @@
 
 from libc.stdint cimport int64_t, uint64_t, int32_t
 from mmbench.blocks.frames cimport pfn_t, MAX_NODES
-from mmbench.blocks.devmirror cimport mirror_set_t, devmem_t
+from mmbench.blocks.devmirror cimport dev_mm_t, devmem_t
 from mmbench_shmem.core cimport ShmemMachine
 from mmbench_shmem.objects cimport mm_struct, vm_area_struct, shmem_inode_info
-
-# Per-process device state (by pid): the mmu notifiers registered on the mm,
-# one dmirror per device that touched it.
-ctypedef struct shm_dev_mm_t:
-    mirror_set_t ms
-    int64_t xa_acct                # device page-table xa_nodes accounted
-    int64_t dm_acct                # struct dmirror objects accounted
 
 # What one migration did, for the caller's DMA accounting.
 ctypedef struct move_stats_t:
@@ -26,7 +19,7 @@ ctypedef struct move_stats_t:
 
 
 cdef class ShmemDevMachine(ShmemMachine):
-    cdef shm_dev_mm_t** dside      # by pid; NULL while no device touched the mm
+    cdef dev_mm_t** dside      # by pid; NULL while no device touched the mm
     cdef int64_t dside_cap
     cdef devmem_t devmem[MAX_NODES]    # per device: frames in use, oldest first
     cdef int kc_devpage, kc_dmirror, kc_dpt_xa
@@ -34,10 +27,10 @@ cdef class ShmemDevMachine(ShmemMachine):
     cdef int64_t xfer[2]           # DMA transfers issued: [0] to the devices, [1] to the host
 
     # --- per-mm device state, accounting
-    cdef shm_dev_mm_t* dev_of(self, mm_struct* mm) noexcept nogil
-    cdef shm_dev_mm_t* dev_get(self, mm_struct* mm) noexcept nogil
+    cdef dev_mm_t* dev_of(self, mm_struct* mm) noexcept nogil
+    cdef dev_mm_t* dev_get(self, mm_struct* mm) noexcept nogil
     cdef void dev_free(self, int64_t pid) noexcept nogil
-    cdef void dpt_sync(self, shm_dev_mm_t* h) noexcept nogil
+    cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil
     cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil
     cdef void dma_flush(self, move_stats_t* ms) noexcept nogil
 

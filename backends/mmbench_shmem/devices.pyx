@@ -58,8 +58,7 @@
 # * Device to device goes through host memory (two copies).
 # * A failed migration stops at a page boundary; pages already moved stay moved.
 
-from libc.stdlib cimport calloc, malloc, realloc, free
-from libc.string cimport memset
+from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
 from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
@@ -75,10 +74,11 @@ from mmbench.blocks.xarray cimport xa_store, xa_find
 from mmbench.blocks.pagecache cimport mapping_lookup, mapping_add
 from mmbench.blocks.itree cimport itnode_t, itree_first, itree_next
 from mmbench.blocks.devmirror cimport (dmirror_t, notify_result_t, DPT_WRITE, dpte_pfn,
-                                       mirrors_init, mirrors_destroy, mirror_get, mirrors_nodes,
-                                       dmirror_map, dmirror_lookup, mmu_notifier_invalidate,
-                                       devmem_init, devmem_destroy, devmem_add, devmem_del,
-                                       devmem_oldest, devmem_has)
+                                       mirror_get, mirrors_nodes, dmirror_map, dmirror_lookup,
+                                       dev_mm_of, dev_mm_get, dev_mm_detach, dev_mm_notify,
+                                       devmems_clear, devmems_init, devmems_destroy,
+                                       devmem_frame_alloc, devmem_frame_free, devmem_oldest, devmem_has,
+                                       devmem_del)
 from mmbench_shmem.core cimport ShmemMachine, vm_fault
 from mmbench_shmem.objects cimport VM_WRITE, vma_pgoff_of, reflink_group
 from mmbench_shmem.vma cimport find_vma, range_fully_mapped
@@ -121,18 +121,13 @@ cdef class ShmemDevMachine(ShmemMachine):
     counter_names = DEVICE_COUNTERS
 
     def __cinit__(self, *args, **kwargs):
-        cdef int i
         self.dside = NULL
         self.dside_cap = 0
         self.xfer[0] = 0
         self.xfer[1] = 0
-        for i in range(MAX_NODES):
-            memset(&self.devmem[i], 0, sizeof(devmem_t))
-            self.devmem[i].head = -1
-            self.devmem[i].tail = -1
+        devmems_clear(self.devmem)
 
     def __init__(self, **kw):
-        cdef int d
         super().__init__(**kw)
         g = self.options["device_fault_pages"]
         if isinstance(g, bool) or not isinstance(g, int) or not (1 <= g <= 512) or (g & (g - 1)):
@@ -143,13 +138,11 @@ cdef class ShmemDevMachine(ShmemMachine):
         # the driver's per-(mm, device) mirror, sized as linux's (mmbench_linux.hmm)
         self.kc_dmirror = self.slab_register("dmirror", 152)
         self.kc_dpt_xa = self.slab_register("dmirror xa_node", 576)
-        for d in range(1, self.ndevices + 1):
-            if devmem_init(&self.devmem[d], self.frames.node_base[d], self.frames.node_size[d]) != 0:
-                raise MemoryError()
+        if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
+            raise MemoryError()
 
     def __dealloc__(self):
         cdef int64_t pid
-        cdef int d
         if self.procs != NULL:
             for pid in range(1, self.next_pid):
                 if self.procs[pid] != NULL:
@@ -158,48 +151,23 @@ cdef class ShmemDevMachine(ShmemMachine):
                     self.dev_free(pid)
         free(self.dside)
         self.dside = NULL
-        for d in range(MAX_NODES):
-            devmem_destroy(&self.devmem[d])
+        devmems_destroy(self.devmem)
 
     # ================================================================ per-mm state, accounting
-    cdef shm_dev_mm_t* dev_of(self, mm_struct* mm) noexcept nogil:
-        if mm.pid <= 0 or mm.pid >= self.dside_cap:
-            return NULL
-        return self.dside[mm.pid]
+    cdef dev_mm_t* dev_of(self, mm_struct* mm) noexcept nogil:
+        return dev_mm_of(self.dside, self.dside_cap, mm.pid)
 
-    cdef shm_dev_mm_t* dev_get(self, mm_struct* mm) noexcept nogil:
+    cdef dev_mm_t* dev_get(self, mm_struct* mm) noexcept nogil:
         """The mm's notifier list, registered on its first device use."""
-        cdef shm_dev_mm_t* h = self.dev_of(mm)
-        cdef shm_dev_mm_t** p
-        cdef int64_t cap
-        if h != NULL or mm.pid <= 0:
-            return h
-        if mm.pid >= self.dside_cap:
-            cap = self.next_pid + 64
-            p = <shm_dev_mm_t**>realloc(self.dside, cap * sizeof(shm_dev_mm_t*))
-            if p == NULL:
-                return NULL
-            memset(p + self.dside_cap, 0, (cap - self.dside_cap) * sizeof(shm_dev_mm_t*))
-            self.dside = p
-            self.dside_cap = cap
-        h = <shm_dev_mm_t*>calloc(1, sizeof(shm_dev_mm_t))
-        if h == NULL:
-            return NULL
-        mirrors_init(&h.ms)
-        self.dside[mm.pid] = h
-        return h
+        return dev_mm_get(&self.dside, &self.dside_cap, mm.pid, self.next_pid + 64)
 
     cdef void dev_free(self, int64_t pid) noexcept nogil:
-        cdef shm_dev_mm_t* h
-        if pid <= 0 or pid >= self.dside_cap or self.dside[pid] == NULL:
-            return
-        h = self.dside[pid]
-        mirrors_destroy(&h.ms)
-        self.dpt_sync(h)
-        free(h)
-        self.dside[pid] = NULL
+        cdef dev_mm_t* h = dev_mm_detach(self.dside, self.dside_cap, pid)
+        if h != NULL:
+            self.dpt_sync(h)
+            free(h)
 
-    cdef void dpt_sync(self, shm_dev_mm_t* h) noexcept nogil:
+    cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil:
         """Keep the dmirror and device page-table caches equal to what exists."""
         self.kmem_sync(self.kc_dpt_xa, &h.xa_acct, mirrors_nodes(&h.ms))
         self.kmem_sync(self.kc_dmirror, &h.dm_acct, h.ms.nr)
@@ -224,14 +192,8 @@ cdef class ShmemDevMachine(ShmemMachine):
     # ================================================================ notifier, device page tables
     cdef void mmu_notify(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
         """mmu_notifier_invalidate_range_start over [start, end) of mm."""
-        cdef shm_dev_mm_t* h = self.dev_of(mm)
-        cdef notify_result_t r
-        if h == NULL or h.ms.nr == 0:
-            return
-        r.calls = 0
-        r.invalidated = 0
-        r.tlb_inval = 0
-        mmu_notifier_invalidate(&h.ms, start, end, 0, &r)
+        cdef dev_mm_t* h = self.dev_of(mm)
+        cdef notify_result_t r = dev_mm_notify(h, start, end, 0)
         self.ctr[C_NOTIFIER_CALLS] += r.calls
         self.ctr[C_NOTIFIER_INVALIDATED] += r.invalidated
         self.ctr[C_DEVICE_PTE_WRITES] += r.invalidated
@@ -241,7 +203,7 @@ cdef class ShmemDevMachine(ShmemMachine):
 
     cdef int device_map(self, mm_struct* mm, int dev, uint64_t vpn, pfn_t pfn, bint write) noexcept nogil:
         """The driver writes one entry of its page table."""
-        cdef shm_dev_mm_t* h = self.dev_get(mm)
+        cdef dev_mm_t* h = self.dev_get(mm)
         cdef dmirror_t* dm
         if h == NULL:
             return MM_ENOMEM
@@ -276,16 +238,13 @@ cdef class ShmemDevMachine(ShmemMachine):
                 return NO_PFN
             self.dma_dir(1, False)
             self.ctr[C_DEVICE_EVICTIONS] += 1
-        pfn = frame_alloc(&self.frames, dev)
-        if pfn == NO_PFN:
-            return NO_PFN
-        devmem_add(&self.devmem[dev], pfn)
-        self.kmem_alloc(self.kc_devpage)
+        pfn = devmem_frame_alloc(self.devmem, &self.frames, dev)
+        if pfn != NO_PFN:
+            self.kmem_alloc(self.kc_devpage)
         return pfn
 
     cdef void device_page_free(self, pfn_t pfn) noexcept nogil:
-        devmem_del(&self.devmem[frame_node(&self.frames, pfn)], pfn)
-        frame_free(&self.frames, pfn)
+        devmem_frame_free(self.devmem, &self.frames, pfn)
         self.kmem_free(self.kc_devpage)
 
     # ================================================================ migration
@@ -491,7 +450,7 @@ cdef class ShmemDevMachine(ShmemMachine):
     # ================================================================ device access
     cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil:
         cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
-        cdef shm_dev_mm_t* h = self.dev_of(mm)
+        cdef dev_mm_t* h = self.dev_of(mm)
         cdef vm_area_struct* v
         cdef uint64_t e = 0
         cdef int st
@@ -611,7 +570,7 @@ cdef class ShmemDevMachine(ShmemMachine):
     cdef int check_devices(self) noexcept nogil:
         cdef int64_t pid, nodes = 0, mirrors = 0
         cdef mm_struct* mm
-        cdef shm_dev_mm_t* h
+        cdef dev_mm_t* h
         cdef int st
         for pid in range(1, self.next_pid):
             mm = <mm_struct*>self.procs[pid]
@@ -632,7 +591,7 @@ cdef class ShmemDevMachine(ShmemMachine):
     cdef int check_mirrors(self, mm_struct* mm) noexcept nogil:
         """Coherence: a device entry names the frame the file holds at that
         offset, on that device, writable only if the VMA is and one file holds it."""
-        cdef shm_dev_mm_t* h = self.dev_of(mm)
+        cdef dev_mm_t* h = self.dev_of(mm)
         cdef dmirror_t* dm
         cdef vm_area_struct* v
         cdef uint64_t vpn = 0, e

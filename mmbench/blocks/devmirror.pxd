@@ -23,7 +23,7 @@
 # C_NOTIFIER_INVALIDATED, C_DEVICE_TLB_INVAL, C_DEVICE_PTE_WRITES).
 
 from libc.stdint cimport int64_t, uint64_t, int32_t
-from mmbench.blocks.frames cimport pfn_t, MAX_NODES
+from mmbench.blocks.frames cimport pfn_t, frames_t, MAX_NODES
 from mmbench.blocks.xarray cimport xarray_t
 
 # device page-table entry: (pfn << DPT_PFN_SHIFT) | DPT_VALID | DPT_WRITE
@@ -60,6 +60,32 @@ cdef dmirror_t* mirror_get(mirror_set_t* ms, int dev) noexcept nogil
 cdef int64_t mirrors_nodes(mirror_set_t* ms) noexcept nogil          # live xa_nodes, all mirrors
 cdef int64_t mirrors_entries(mirror_set_t* ms) noexcept nogil        # live device PTEs, all mirrors
 
+# Per-process device state of a design (its side table is indexed by pid):
+# the notifiers registered on the process's address space, one dmirror per
+# device that touched it, and what the design's caches hold for them.
+ctypedef struct dev_mm_t:
+    mirror_set_t ms
+    int64_t xa_acct                # device page-table xa_nodes accounted
+    int64_t dm_acct                # struct dmirror objects accounted
+
+# A side table by pid (`tab[0]`, `cap[0]` slots, NULL = none) grown on demand:
+# make slot `pid` exist, growing the table to `want` slots (new ones NULL);
+# 0, or -1 when out of memory (the table is unchanged).
+cdef int pidtab_reserve(void*** tab, int64_t* cap, int64_t pid, int64_t want) noexcept nogil
+# The state of `pid` in the table, created (no mirror yet) on first use; NULL
+# when out of memory or pid <= 0.
+cdef dev_mm_t* dev_mm_get(dev_mm_t*** tab, int64_t* cap, int64_t pid, int64_t want) noexcept nogil
+# Take the state of `pid` out of the table with every notifier unregistered
+# and every device page table freed (the caller accounts, then frees it); NULL
+# when there is none.
+cdef dev_mm_t* dev_mm_detach(dev_mm_t** tab, int64_t cap, int64_t pid) noexcept nogil
+cdef inline dev_mm_t* dev_mm_of(dev_mm_t** tab, int64_t cap, int64_t pid) noexcept nogil:
+    if pid <= 0 or pid >= cap:
+        return NULL
+    return tab[pid]
+# mmu_notifier_invalidate over the mirrors of `h` (NULL: no device ever touched it).
+cdef notify_result_t dev_mm_notify(dev_mm_t* h, uint64_t start, uint64_t end, int owner) noexcept nogil
+
 # Device page table of one mirror.
 cdef int dmirror_map(dmirror_t* dm, uint64_t vpn, pfn_t pfn, bint write) noexcept nogil  # 0 / -1 ENOMEM
 cdef uint64_t dmirror_lookup(dmirror_t* dm, uint64_t vpn) noexcept nogil                # entry or 0
@@ -87,3 +113,12 @@ cdef void devmem_add(devmem_t* d, pfn_t pfn) noexcept nogil                     
 cdef void devmem_del(devmem_t* d, pfn_t pfn) noexcept nogil
 cdef pfn_t devmem_oldest(devmem_t* d) noexcept nogil                            # NO_PFN when empty
 cdef bint devmem_has(devmem_t* d, pfn_t pfn) noexcept nogil
+
+# The FIFOs of a machine's devices, by node (1..ndevices; slot 0 unused).
+cdef void devmems_clear(devmem_t* d) noexcept nogil                 # all MAX_NODES empty, nothing held
+cdef int devmems_init(devmem_t* d, frames_t* fr, int ndevices) noexcept nogil   # 0 / -1 ENOMEM
+cdef void devmems_destroy(devmem_t* d) noexcept nogil
+# A frame of device `dev` put on its FIFO as the newest (NO_PFN: the device is full).
+cdef pfn_t devmem_frame_alloc(devmem_t* d, frames_t* fr, int dev) noexcept nogil
+# A device frame off its device's FIFO and back to the allocator.
+cdef void devmem_frame_free(devmem_t* d, frames_t* fr, pfn_t pfn) noexcept nogil

@@ -1,7 +1,9 @@
 # Implementation of the device mirror and device-memory FIFO; see devmirror.pxd.
 from libc.stdlib cimport calloc, malloc, free
+from libc.string cimport memset
+from libc.stdlib cimport realloc
 from libc.stdint cimport int64_t, uint64_t, int32_t
-from mmbench.blocks.frames cimport NO_PFN
+from mmbench.blocks.frames cimport NO_PFN, frame_alloc, frame_free, frame_node
 from mmbench.blocks.xarray cimport xa_init, xa_destroy, xa_load, xa_store, xa_erase, xa_find
 
 
@@ -55,6 +57,55 @@ cdef int64_t mirrors_entries(mirror_set_t* ms) noexcept nogil:
         if ms.dm[i] != NULL:
             n += ms.dm[i].pt.nr_entries
     return n
+
+
+# ------------------------------------------------------------ per-process side table
+cdef int pidtab_reserve(void*** tab, int64_t* cap, int64_t pid, int64_t want) noexcept nogil:
+    cdef void** p
+    if pid < cap[0]:
+        return 0
+    if want <= pid:
+        want = pid + 1
+    p = <void**>realloc(tab[0], want * sizeof(void*))
+    if p == NULL:
+        return -1
+    memset(p + cap[0], 0, (want - cap[0]) * sizeof(void*))
+    tab[0] = p
+    cap[0] = want
+    return 0
+
+
+cdef dev_mm_t* dev_mm_get(dev_mm_t*** tab, int64_t* cap, int64_t pid, int64_t want) noexcept nogil:
+    cdef dev_mm_t* h = dev_mm_of(tab[0], cap[0], pid)
+    if h != NULL or pid <= 0:
+        return h
+    if pidtab_reserve(<void***>tab, cap, pid, want) != 0:
+        return NULL
+    h = <dev_mm_t*>calloc(1, sizeof(dev_mm_t))
+    if h == NULL:
+        return NULL
+    mirrors_init(&h.ms)
+    tab[0][pid] = h
+    return h
+
+
+cdef dev_mm_t* dev_mm_detach(dev_mm_t** tab, int64_t cap, int64_t pid) noexcept nogil:
+    cdef dev_mm_t* h = dev_mm_of(tab, cap, pid)
+    if h == NULL:
+        return NULL
+    mirrors_destroy(&h.ms)
+    tab[pid] = NULL
+    return h
+
+
+cdef notify_result_t dev_mm_notify(dev_mm_t* h, uint64_t start, uint64_t end, int owner) noexcept nogil:
+    cdef notify_result_t r
+    r.calls = 0
+    r.invalidated = 0
+    r.tlb_inval = 0
+    if h != NULL:
+        mmu_notifier_invalidate(&h.ms, start, end, owner, &r)
+    return r
 
 
 cdef int dmirror_map(dmirror_t* dm, uint64_t vpn, pfn_t pfn, bint write) noexcept nogil:
@@ -165,3 +216,37 @@ cdef pfn_t devmem_oldest(devmem_t* d) noexcept nogil:
     if d.head < 0:
         return NO_PFN
     return <pfn_t>(d.base + d.head)
+
+
+cdef void devmems_clear(devmem_t* d) noexcept nogil:
+    cdef int i
+    for i in range(MAX_NODES):
+        memset(&d[i], 0, sizeof(devmem_t))
+        d[i].head = -1
+        d[i].tail = -1
+
+
+cdef int devmems_init(devmem_t* d, frames_t* fr, int ndevices) noexcept nogil:
+    cdef int i
+    for i in range(1, ndevices + 1):
+        if devmem_init(&d[i], fr.node_base[i], fr.node_size[i]) != 0:
+            return -1
+    return 0
+
+
+cdef void devmems_destroy(devmem_t* d) noexcept nogil:
+    cdef int i
+    for i in range(MAX_NODES):
+        devmem_destroy(&d[i])
+
+
+cdef pfn_t devmem_frame_alloc(devmem_t* d, frames_t* fr, int dev) noexcept nogil:
+    cdef pfn_t pfn = frame_alloc(fr, dev)
+    if pfn != NO_PFN:
+        devmem_add(&d[dev], pfn)
+    return pfn
+
+
+cdef void devmem_frame_free(devmem_t* d, frames_t* fr, pfn_t pfn) noexcept nogil:
+    devmem_del(&d[frame_node(fr, pfn)], pfn)
+    frame_free(fr, pfn)
