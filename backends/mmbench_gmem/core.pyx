@@ -568,27 +568,11 @@ cdef class GmemMachine(LinuxHMMMachine):
             pos = e
         return MM_OK
 
-    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
-        """Peer-shared VMAs through the logical page table, the others as in linux."""
-        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
-        cdef uint64_t pos = <uint64_t>vpn, end = <uint64_t>(vpn + npages), e
-        cdef vma_t* v
-        cdef int st
-        if not self.range_mapped(mm, pos, end):
-            return MM_EINVAL
-        while pos < end:
-            v = self.find_vma(mm, pos)
-            e = v.vm_end if v.vm_end < end else end
-            if self.peer_shared(v):
-                st = self.gm_migrate_range(mm, pos, e, node) if node > 0 else self.gm_range_to_host(mm, pos, e)
-            elif node > 0:
-                st = self.migrate_vma_to_device(mm, v, pos, e, node)
-            else:
-                st = self.migrate_vma_to_ram(mm, v, pos, e)
-            if st != MM_OK:
-                return st
-            pos = e
-        return MM_OK
+    cdef int migrate_vma_node(self, mm_t* mm, vma_t* v, uint64_t start, uint64_t end, int node) noexcept nogil:
+        """c_migrate per VMA: peer-shared VMAs through the logical page table, the others as in linux."""
+        if self.peer_shared(v):
+            return self.gm_migrate_range(mm, start, end, node) if node > 0 else self.gm_range_to_host(mm, start, end)
+        return LinuxHMMMachine.migrate_vma_node(self, mm, v, start, end, node)
 
     def hmadvise_willneed(self, pid, vpn, npages, dev):
         """hmadvise(MADV_WILLNEED) toward device `dev`: prefetch the range block by block."""

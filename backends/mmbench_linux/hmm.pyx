@@ -594,14 +594,17 @@ cdef class LinuxHMMMachine(LinuxMachine):
         while pos < end:
             v = self.find_vma(mm, pos)
             e = v.vm_end if v.vm_end < end else end
-            if node > 0:
-                st = self.migrate_vma_to_device(mm, v, pos, e, node)
-            else:
-                st = self.migrate_vma_to_ram(mm, v, pos, e)
+            st = self.migrate_vma_node(mm, v, pos, e, node)
             if st != MM_OK:
                 return st
             pos = e
         return MM_OK
+
+    cdef int migrate_vma_node(self, mm_t* mm, vma_t* v, uint64_t start, uint64_t end, int node) noexcept nogil:
+        """[start, end) of one VMA to `node` (0: host memory)."""
+        if node > 0:
+            return self.migrate_vma_to_device(mm, v, start, end, node)
+        return self.migrate_vma_to_ram(mm, v, start, end)
 
     cdef int c_exit(self, int64_t pid) noexcept nogil:
         cdef int st = LinuxMachine.c_exit(self, pid)
