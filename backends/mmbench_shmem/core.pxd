@@ -76,6 +76,8 @@ cdef class ShmemMachine(Machine):
     cdef int check_vmas(self, mm_struct* mm) noexcept nogil
     cdef int check_inodes(self) noexcept nogil
     cdef int check_frames(self) noexcept nogil
+    cdef int64_t check_frames_span(self) noexcept nogil
+    cdef int check_device_frames(self, int32_t* refs, int32_t* maps) noexcept nogil
     cdef int check_page_caches(self, int32_t* refs) noexcept nogil
     cdef int check_ptes(self, int32_t* refs, int32_t* maps) noexcept nogil
     cdef int check_frame_counts(self, int32_t* refs, int32_t* maps) noexcept nogil

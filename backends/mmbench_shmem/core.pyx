@@ -963,7 +963,9 @@ cdef class ShmemMachine(Machine):
         return MM_OK
 
     cdef int check_frames(self) noexcept nogil:
-        cdef int64_t nf = self.frames.node_bump[0]
+        """Page caches, PTEs and frame counts against each other, then the
+        frames of the devices (none here; the device design adds them)."""
+        cdef int64_t nf = self.check_frames_span()
         cdef int32_t* refs = <int32_t*>calloc(nf + 1, sizeof(int32_t))
         cdef int32_t* maps = <int32_t*>calloc(nf + 1, sizeof(int32_t))
         cdef int st
@@ -976,9 +978,18 @@ cdef class ShmemMachine(Machine):
             st = self.check_ptes(refs, maps)
         if st == MM_OK:
             st = self.check_frame_counts(refs, maps)
+        if st == MM_OK:
+            st = self.check_device_frames(refs, maps)
         free(refs)
         free(maps)
         return st
+
+    cdef int64_t check_frames_span(self) noexcept nogil:
+        """Frames check_frames counts references for: the host frames handed out."""
+        return self.frames.node_bump[0]
+
+    cdef int check_device_frames(self, int32_t* refs, int32_t* maps) noexcept nogil:
+        return MM_OK
 
     cdef int check_page_caches(self, int32_t* refs) noexcept nogil:
         """Every cached frame: allocated, marked page cache, at its index,

@@ -60,5 +60,4 @@ cdef class ShmemDevMachine(ShmemMachine):
 
     # --- invariants
     cdef int check_devices(self) noexcept nogil
-    cdef int check_device_frames(self, int32_t* refs, int32_t* maps) noexcept nogil
     cdef int check_mirrors(self, mm_struct* mm) noexcept nogil

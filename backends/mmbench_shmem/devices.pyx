@@ -521,30 +521,14 @@ cdef class ShmemDevMachine(ShmemMachine):
             st = self.check_devices()
         return st
 
-    cdef int check_frames(self) noexcept nogil:
-        """The base checks over host and device frames; device frames are held
-        by files only (never mapped by a PTE) and are on their device's list."""
+    cdef int64_t check_frames_span(self) noexcept nogil:
+        """The base checks run over host and device frames."""
         cdef int last = self.frames.nr_nodes - 1
-        cdef int64_t nf = self.frames.node_base[last] + self.frames.node_size[last]
-        cdef int32_t* refs = <int32_t*>calloc(nf + 1, sizeof(int32_t))
-        cdef int32_t* maps = <int32_t*>calloc(nf + 1, sizeof(int32_t))
-        cdef int st
-        if refs == NULL or maps == NULL:
-            free(refs)
-            free(maps)
-            return self.check_fail("out of memory while checking")
-        st = self.check_page_caches(refs)
-        if st == MM_OK:
-            st = self.check_ptes(refs, maps)
-        if st == MM_OK:
-            st = self.check_frame_counts(refs, maps)
-        if st == MM_OK:
-            st = self.check_device_frames(refs, maps)
-        free(refs)
-        free(maps)
-        return st
+        return self.frames.node_base[last] + self.frames.node_size[last]
 
     cdef int check_device_frames(self, int32_t* refs, int32_t* maps) noexcept nogil:
+        """Device frames are held by files only (never mapped by a PTE) and are
+        on their device's list."""
         cdef int d
         cdef int64_t pfn, used, total = 0
         cdef frame_t* f
