@@ -64,9 +64,8 @@
 from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 
-from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, VPN_BITS,
-                           C_FAULTS, C_FAULT_DEVICE_RETURN, C_RMAP_VISITS, C_PAGES_TO_DEVICE,
-                           C_PAGES_TO_HOST, C_NOTIFIER_CALLS, C_NOTIFIER_INVALIDATED,
+from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, VPN_BITS, C_FAULTS,
+                           C_FAULT_DEVICE_RETURN, C_RMAP_VISITS, C_PAGES_TO_DEVICE, C_PAGES_TO_HOST,
                            C_DEVICE_FAULTS, C_DEVICE_PTE_WRITES, C_DEVICE_TLB_INVAL,
                            C_DEVICE_EVICTIONS)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, MAX_NODES, FR_DEVICE_PRIVATE, frame_alloc,
@@ -78,6 +77,7 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT
                                        dmirror_invalidate, dev_mm_of, dev_mm_get, dev_mm_detach,
                                        dev_mm_notify, devmems_clear, devmems_init, devmems_destroy,
                                        devmem_add, devmem_del, devmem_oldest, devmem_has)
+from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count
 from mmbench_freebsd.vm cimport (vm_object_t, pv_entry_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE)
 from mmbench_freebsd.pctrie cimport pctrie_insert, pctrie_remove
@@ -178,14 +178,10 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             free(h)
 
     cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil:
-        self.kmem_sync(self.kc_dpt_xa, &h.xa_acct, mirrors_nodes(&h.ms))
-        self.kmem_sync(self.kc_dmirror, &h.dm_acct, h.ms.nr)
+        dev_mm_sync(self, h, self.kc_dpt_xa, self.kc_dmirror)
 
     cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil:
-        if npages <= 0:
-            return
-        self.dma_account(npages)
-        self.xfer[0 if to_device else 1] += (npages + self.dma_batch_pages - 1) // self.dma_batch_pages
+        dma_count(self, self.xfer, npages, to_device)
 
     cdef void dma_flush(self, move_stats_t* ms) noexcept nogil:
         self.dma_dir(ms.to_host, False)
@@ -203,11 +199,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         pmap_remove / pmap_protect would call)."""
         cdef dev_mm_t* h = self.dev_of(pid)
         cdef notify_result_t r = dev_mm_notify(h, <uint64_t>start, <uint64_t>end, 0)
-        self.ctr[C_NOTIFIER_CALLS] += r.calls
-        self.ctr[C_NOTIFIER_INVALIDATED] += r.invalidated
-        self.ctr[C_DEVICE_PTE_WRITES] += r.invalidated
-        self.ctr[C_DEVICE_TLB_INVAL] += r.tlb_inval
-        if r.invalidated:
+        if notify_count(self, &r):
             self.dpt_sync(h)
 
     cdef int device_map(self, int64_t pid, int dev, int64_t vpn, pfn_t pfn, bint write) noexcept nogil:

@@ -61,11 +61,10 @@
 from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
-from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
-                           C_FAULTS, C_FAULT_DEVICE_RETURN, C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES,
-                           C_PAGES_TO_DEVICE, C_PAGES_TO_HOST, C_NOTIFIER_CALLS,
-                           C_NOTIFIER_INVALIDATED, C_DEVICE_FAULTS, C_DEVICE_PTE_WRITES,
-                           C_DEVICE_TLB_INVAL, C_DEVICE_EVICTIONS)
+from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, C_FAULTS,
+                           C_FAULT_DEVICE_RETURN, C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES,
+                           C_PAGES_TO_DEVICE, C_PAGES_TO_HOST, C_DEVICE_FAULTS, C_DEVICE_PTE_WRITES,
+                           C_DEVICE_EVICTIONS)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, MAX_NODES, FR_ANON_EXCLUSIVE,
                                     FR_DEVICE_PRIVATE, FR_DESIGN0, frame_node, frames_free_count,
                                     frame_value)
@@ -77,6 +76,7 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT
                                        dev_mm_of, dev_mm_get, dev_mm_detach, dev_mm_notify,
                                        devmems_clear, devmems_init, devmems_destroy,
                                        devmem_frame_alloc, devmem_frame_free, devmem_oldest, devmem_has)
+from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count
 from mmbench_linux.core cimport LinuxMachine
 from mmbench_linux.mm cimport (mm_t, vma_t, avc_t, vm_fault_t, VM_WRITE, VM_SHARED, FAULT_FLAG_WRITE,
                                VM_FAULT_DONE, VM_FAULT_OOM, FR_ANON)
@@ -177,19 +177,14 @@ cdef class LinuxHMMMachine(LinuxMachine):
 
     cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil:
         """Keep the dmirror and device page-table caches equal to what exists."""
-        self.kmem_sync(self.kc_dpt_xa, &h.xa_acct, mirrors_nodes(&h.ms))
-        self.kmem_sync(self.kc_dmirror, &h.dm_acct, h.ms.nr)
+        dev_mm_sync(self, h, self.kc_dpt_xa, self.kc_dmirror)
 
     # ================================================================ notifier, device page tables
     cdef void mmu_notify(self, mm_t* mm, uint64_t start, uint64_t end, int owner) noexcept nogil:
         """mmu_notifier_invalidate_range_start over [start, end) of mm."""
         cdef dev_mm_t* h = self.hmm_of(mm)
         cdef notify_result_t r = dev_mm_notify(h, start, end, owner)
-        self.ctr[C_NOTIFIER_CALLS] += r.calls
-        self.ctr[C_NOTIFIER_INVALIDATED] += r.invalidated
-        self.ctr[C_DEVICE_PTE_WRITES] += r.invalidated
-        self.ctr[C_DEVICE_TLB_INVAL] += r.tlb_inval
-        if r.invalidated:
+        if notify_count(self, &r):
             self.dpt_sync(h)
 
     cdef int device_map(self, mm_t* mm, int dev, uint64_t vpn, pfn_t pfn, bint write) noexcept nogil:
@@ -252,10 +247,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
 
     cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil:
         """One copy over the link (Machine.dma_account), remembering its direction."""
-        if npages <= 0:
-            return
-        self.dma_account(npages)
-        self.xfer[0 if to_device else 1] += (npages + self.dma_batch_pages - 1) // self.dma_batch_pages
+        dma_count(self, self.xfer, npages, to_device)
 
     def dma_transfers_each_way(self):
         """DMA transfers issued so far: {"to_device": n, "to_host": n} (exact)."""

@@ -58,14 +58,13 @@
 # * Device to device goes through host memory (two copies).
 # * A failed migration stops at a page boundary; pages already moved stay moved.
 
-from libc.stdlib cimport calloc, malloc, free
+from libc.stdlib cimport free
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
-from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
-                           C_FAULTS, C_FAULT_DEVICE_RETURN, C_TLB_FLUSHES, C_RMAP_VISITS,
-                           C_I_MMAP_VISITS, C_PAGES_TO_DEVICE, C_PAGES_TO_HOST, C_NOTIFIER_CALLS,
-                           C_NOTIFIER_INVALIDATED, C_DEVICE_FAULTS, C_DEVICE_PTE_WRITES,
-                           C_DEVICE_TLB_INVAL, C_DEVICE_EVICTIONS, C_PAGECACHE_ADDS)
+from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, C_FAULTS,
+                           C_FAULT_DEVICE_RETURN, C_TLB_FLUSHES, C_RMAP_VISITS, C_I_MMAP_VISITS,
+                           C_PAGES_TO_DEVICE, C_PAGES_TO_HOST, C_DEVICE_FAULTS, C_DEVICE_PTE_WRITES,
+                           C_DEVICE_EVICTIONS, C_PAGECACHE_ADDS)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, MAX_NODES, FR_PAGECACHE,
                                     FR_DEVICE_PRIVATE, FR_DESIGN0, frame_alloc, frame_free,
                                     frame_node, frames_free_count)
@@ -79,6 +78,7 @@ from mmbench.blocks.devmirror cimport (dmirror_t, notify_result_t, DPT_WRITE, dp
                                        devmems_clear, devmems_init, devmems_destroy,
                                        devmem_frame_alloc, devmem_frame_free, devmem_oldest, devmem_has,
                                        devmem_del)
+from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count
 from mmbench_shmem.core cimport ShmemMachine, vm_fault
 from mmbench_shmem.objects cimport VM_WRITE, vma_pgoff_of, reflink_group
 from mmbench_shmem.vma cimport find_vma, range_fully_mapped
@@ -169,15 +169,11 @@ cdef class ShmemDevMachine(ShmemMachine):
 
     cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil:
         """Keep the dmirror and device page-table caches equal to what exists."""
-        self.kmem_sync(self.kc_dpt_xa, &h.xa_acct, mirrors_nodes(&h.ms))
-        self.kmem_sync(self.kc_dmirror, &h.dm_acct, h.ms.nr)
+        dev_mm_sync(self, h, self.kc_dpt_xa, self.kc_dmirror)
 
     cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil:
         """One copy over the link (Machine.dma_account), remembering its direction."""
-        if npages <= 0:
-            return
-        self.dma_account(npages)
-        self.xfer[0 if to_device else 1] += (npages + self.dma_batch_pages - 1) // self.dma_batch_pages
+        dma_count(self, self.xfer, npages, to_device)
 
     cdef void dma_flush(self, move_stats_t* ms) noexcept nogil:
         self.dma_dir(ms.to_host, False)
@@ -194,11 +190,7 @@ cdef class ShmemDevMachine(ShmemMachine):
         """mmu_notifier_invalidate_range_start over [start, end) of mm."""
         cdef dev_mm_t* h = self.dev_of(mm)
         cdef notify_result_t r = dev_mm_notify(h, start, end, 0)
-        self.ctr[C_NOTIFIER_CALLS] += r.calls
-        self.ctr[C_NOTIFIER_INVALIDATED] += r.invalidated
-        self.ctr[C_DEVICE_PTE_WRITES] += r.invalidated
-        self.ctr[C_DEVICE_TLB_INVAL] += r.tlb_inval
-        if r.invalidated:
+        if notify_count(self, &r):
             self.dpt_sync(h)
 
     cdef int device_map(self, mm_struct* mm, int dev, uint64_t vpn, pfn_t pfn, bint write) noexcept nogil:
