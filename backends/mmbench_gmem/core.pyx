@@ -744,39 +744,20 @@ cdef class GmemMachine(LinuxHMMMachine):
             start += 1
         return MM_OK
 
-    cdef int check_mirrors(self, int64_t pid) noexcept nogil:
-        """Device page tables: a DEVICE page is mapped only by its device and at its
-        frame; anything else (shared mappings) must match the CPU PTE."""
-        cdef dev_mm_t* h = self.hside[pid]
-        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+    cdef int check_dpte(self, mm_t* mm, int dev, uint64_t vpn, uint64_t e) noexcept nogil:
+        """A DEVICE page is mapped only by its device and at its frame; anything
+        else (shared mappings) must match the CPU PTE as in linux."""
+        cdef vma_t* v = self.find_vma(mm, vpn)
         cdef gm_mapping_t* gm
-        cdef vma_t* v
-        cdef int d
-        cdef uint64_t idx = 0, e, pte, start
-        if mm == NULL:
-            return self.check_fail("device page tables of a dead process")
-        for d in range(1, self.ndevices + 1):
-            if h.ms.dm[d] == NULL:
-                continue
-            start = 0
-            while True:
-                e = xa_find(&h.ms.dm[d].pt, start, NO_VPN, &idx)
-                if e == 0:
-                    break
-                v = self.find_vma(mm, idx)
-                if v == NULL:
-                    return self.check_fail("device page-table entry outside every VMA")
-                if self.peer_shared(v):
-                    gm = self.gm_lookup(mm, idx)
-                    if gm == NULL or not (gm.flag & GM_PAGE_DEVICE) or gm.dev != d or gm.pfn != dpte_pfn(e):
-                        return self.check_fail("peer mapping of a page that is not DEVICE on that device")
-                    if (e & DPT_WRITE) and not (v.vm_flags & VM_WRITE):
-                        return self.check_fail("writable peer mapping in a read-only VMA")
-                else:
-                    pte = pt_get(&mm.pgd, idx)
-                    if pte == 0 or pte_pfn(pte) != dpte_pfn(e) or ((e & DPT_WRITE) and not (pte & PTE_WRITE)):
-                        return self.check_fail("remote device mapping out of step with the CPU PTE")
-                start = idx + 1
+        if v == NULL:
+            return self.check_fail("device page-table entry outside every VMA")
+        if not self.peer_shared(v):
+            return LinuxHMMMachine.check_dpte(self, mm, dev, vpn, e)
+        gm = self.gm_lookup(mm, vpn)
+        if gm == NULL or not (gm.flag & GM_PAGE_DEVICE) or gm.dev != dev or gm.pfn != dpte_pfn(e):
+            return self.check_fail("peer mapping of a page that is not DEVICE on that device")
+        if (e & DPT_WRITE) and not (v.vm_flags & VM_WRITE):
+            return self.check_fail("writable peer mapping in a read-only VMA")
         return MM_OK
 
     # ---------------------------------------------------------- Python extras

@@ -67,3 +67,4 @@ cdef class LinuxHMMMachine(LinuxMachine):
     # --- invariants
     cdef int check_devices(self) noexcept nogil
     cdef int check_mirrors(self, int64_t pid) noexcept nogil
+    cdef int check_dpte(self, mm_t* mm, int dev, uint64_t vpn, uint64_t e) noexcept nogil

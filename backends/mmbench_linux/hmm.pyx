@@ -675,7 +675,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
         cdef dev_mm_t* h = self.hside[pid]
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef int d
-        cdef uint64_t idx, e, pte, start
+        cdef uint64_t idx, e, start
         if mm == NULL:
             return self.check_fail("device page tables of a dead process")
         if h.xa_acct != mirrors_nodes(&h.ms) or h.dm_acct != h.ms.nr:
@@ -688,10 +688,17 @@ cdef class LinuxHMMMachine(LinuxMachine):
                 e = xa_find(&h.ms.dm[d].pt, start, <uint64_t>-1, &idx)
                 if e == 0:
                     break
-                pte = pt_get(&mm.pgd, idx)
-                if pte == 0 or pte_pfn(pte) != dpte_pfn(e) or ((e & DPT_WRITE) and not (pte & PTE_WRITE)):
-                    return self.check_fail("device page table entry out of step with the CPU PTE")
+                if self.check_dpte(mm, d, idx, e) != MM_OK:
+                    return MM_EINVAL
                 start = idx + 1
+        return MM_OK
+
+    cdef int check_dpte(self, mm_t* mm, int dev, uint64_t vpn, uint64_t e) noexcept nogil:
+        """One entry of device `dev`'s page table names the frame of the CPU PTE,
+        writable only if the PTE is."""
+        cdef uint64_t pte = pt_get(&mm.pgd, vpn)
+        if pte == 0 or pte_pfn(pte) != dpte_pfn(e) or ((e & DPT_WRITE) and not (pte & PTE_WRITE)):
+            return self.check_fail("device page table entry out of step with the CPU PTE")
         return MM_OK
 
     # ---------------------------------------------------------- Python extras
