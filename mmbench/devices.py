@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 
+from mmbench import errors
 from mmbench.trace import TraceBuilder
 
 PAGE_SIZE = 4096
@@ -45,6 +46,15 @@ _COUNTERS = ("pages_to_device", "pages_to_host", "dma_bytes", "dma_transfers",
              "notifier_calls", "notifier_invalidated", "device_faults", "device_pte_writes",
              "device_tlb_invalidations", "device_evictions", "fault_device_return", "pte_zaps",
              "rmap_visits")
+
+
+def device_fault_pages_option(options: dict) -> int:
+    """The ``device_fault_pages`` option of a design with devices: the aligned
+    block a device fault migrates, a power of two in 1..512 (512 = 2 MiB)."""
+    g = options["device_fault_pages"]
+    if isinstance(g, bool) or not isinstance(g, int) or not (1 <= g <= 512) or (g & (g - 1)):
+        raise errors.InvalidArgument("device_fault_pages must be a power of two in 1..512")
+    return g
 
 
 def link_time_us(link: dict, nbytes: float, transfers: float) -> float:

@@ -88,6 +88,7 @@ from mmbench_freebsd.vm_object cimport vm_page_lookup
 from mmbench_freebsd.core import FreeBSDMachine as _Base
 
 from mmbench import errors as _errors
+from mmbench.devices import device_fault_pages_option
 
 cdef int64_t VPN_END = (<int64_t>1) << VPN_BITS
 
@@ -130,10 +131,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         cdef int last
         cdef int64_t total
         super().__init__(**kw)
-        g = self.options["device_fault_pages"]
-        if isinstance(g, bool) or not isinstance(g, int) or not (1 <= g <= 512) or (g & (g - 1)):
-            raise _errors.InvalidArgument("device_fault_pages must be a power of two in 1..512")
-        self.device_fault_pages = g
+        self.device_fault_pages = device_fault_pages_option(self.options)
         # pv list heads for every frame: fictitious pages have a vm_page (and
         # an empty pv list) like host pages
         last = self.frames.nr_nodes - 1

@@ -83,6 +83,7 @@ from mmbench_linux.mm cimport (mm_t, vma_t, avc_t, vm_fault_t, VM_WRITE, VM_SHAR
 from mmbench_linux.core import LINUX_COUNTERS
 
 from mmbench import errors as _errors
+from mmbench.devices import device_fault_pages_option
 
 cdef enum:
     RMAP_STACK = 32                 # mappers handled without a malloc
@@ -134,10 +135,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
         if mode not in ("migrate", "remote"):
             raise _errors.InvalidArgument("device_fault must be 'migrate' or 'remote'")
         self.device_fault_mode = 0 if mode == "migrate" else 1
-        g = self.options["device_fault_pages"]
-        if isinstance(g, bool) or not isinstance(g, int) or not (1 <= g <= 512) or (g & (g - 1)):
-            raise _errors.InvalidArgument("device_fault_pages must be a power of two in 1..512")
-        self.device_fault_pages = g
+        self.device_fault_pages = device_fault_pages_option(self.options)
         # struct page of device memory in use (the ZONE_DEVICE memmap exists for all
         # device memory; the model counts the pages holding data, 64 B each)
         self.kc_devpage = self.slab_register("page (device)", 64)

@@ -86,6 +86,7 @@ from mmbench_shmem.inode cimport frame_file_refs
 from mmbench_shmem.core import COUNTERS as SHMEM_COUNTERS
 
 from mmbench import errors as _errors
+from mmbench.devices import device_fault_pages_option
 
 cdef uint64_t PGOFF_MAX = <uint64_t>1 << 36
 
@@ -129,10 +130,7 @@ cdef class ShmemDevMachine(ShmemMachine):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        g = self.options["device_fault_pages"]
-        if isinstance(g, bool) or not isinstance(g, int) or not (1 <= g <= 512) or (g & (g - 1)):
-            raise _errors.InvalidArgument("device_fault_pages must be a power of two in 1..512")
-        self.device_fault_pages = g
+        self.device_fault_pages = device_fault_pages_option(self.options)
         # struct page of device memory holding data (ZONE_DEVICE memmap), 64 B
         self.kc_devpage = self.slab_register("page (device)", 64)
         # the driver's per-(mm, device) mirror, sized as linux's (mmbench_linux.hmm)
