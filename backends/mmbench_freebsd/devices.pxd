@@ -8,7 +8,7 @@
 
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 from mmbench.blocks.frames cimport pfn_t, MAX_NODES
-from mmbench.blocks.devmirror cimport dev_mm_t, devmem_t
+from mmbench.blocks.devmirror cimport dev_mm_t, devmem_t, move_stats_t
 from mmbench_freebsd.core cimport FreeBSDMachine
 from mmbench_freebsd.vm cimport vm_map_t, vm_map_entry_t
 
@@ -18,10 +18,6 @@ ctypedef struct dev_pv_t:
     int64_t pid
     int64_t vpn
     dev_pv_t* next
-
-ctypedef struct move_stats_t:
-    int64_t to_device
-    int64_t to_host
 
 
 cdef class FreeBSDDevMachine(FreeBSDMachine):

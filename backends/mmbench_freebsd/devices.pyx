@@ -77,7 +77,7 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT
                                        dmirror_invalidate, dev_mm_of, dev_mm_get, dev_mm_detach,
                                        dev_mm_notify, devmems_clear, devmems_init, devmems_destroy,
                                        devmem_add, devmem_del, devmem_oldest, devmem_has)
-from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count
+from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count, dma_flush_stats
 from mmbench_freebsd.vm cimport (vm_object_t, pv_entry_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE)
 from mmbench_freebsd.pctrie cimport pctrie_insert, pctrie_remove
@@ -182,10 +182,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         dma_count(self, self.xfer, npages, to_device)
 
     cdef void dma_flush(self, move_stats_t* ms) noexcept nogil:
-        self.dma_dir(ms.to_host, False)
-        self.dma_dir(ms.to_device, True)
-        ms.to_host = 0
-        ms.to_device = 0
+        dma_flush_stats(self, self.xfer, ms)
 
     def dma_transfers_each_way(self):
         """DMA transfers issued so far: {"to_device": n, "to_host": n} (exact)."""

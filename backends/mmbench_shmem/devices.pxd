@@ -8,15 +8,9 @@
 
 from libc.stdint cimport int64_t, uint64_t, int32_t
 from mmbench.blocks.frames cimport pfn_t, MAX_NODES
-from mmbench.blocks.devmirror cimport dev_mm_t, devmem_t
+from mmbench.blocks.devmirror cimport dev_mm_t, devmem_t, move_stats_t
 from mmbench_shmem.core cimport ShmemMachine
 from mmbench_shmem.objects cimport mm_struct, vm_area_struct, shmem_inode_info
-
-# What one migration did, for the caller's DMA accounting.
-ctypedef struct move_stats_t:
-    int64_t to_device              # pages copied host -> device
-    int64_t to_host                # pages copied device -> host
-
 
 cdef class ShmemDevMachine(ShmemMachine):
     cdef dev_mm_t** dside      # by pid; NULL while no device touched the mm

@@ -78,7 +78,7 @@ from mmbench.blocks.devmirror cimport (dmirror_t, notify_result_t, DPT_WRITE, dp
                                        devmems_clear, devmems_init, devmems_destroy,
                                        devmem_frame_alloc, devmem_frame_free, devmem_oldest, devmem_has,
                                        devmem_del)
-from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count
+from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count, dma_flush_stats
 from mmbench_shmem.core cimport ShmemMachine, vm_fault
 from mmbench_shmem.objects cimport VM_WRITE, vma_pgoff_of, reflink_group
 from mmbench_shmem.vma cimport find_vma, range_fully_mapped
@@ -174,10 +174,7 @@ cdef class ShmemDevMachine(ShmemMachine):
         dma_count(self, self.xfer, npages, to_device)
 
     cdef void dma_flush(self, move_stats_t* ms) noexcept nogil:
-        self.dma_dir(ms.to_host, False)
-        self.dma_dir(ms.to_device, True)
-        ms.to_host = 0
-        ms.to_device = 0
+        dma_flush_stats(self, self.xfer, ms)
 
     def dma_transfers_each_way(self):
         """DMA transfers issued so far: {"to_device": n, "to_host": n} (exact)."""

@@ -40,6 +40,11 @@ ctypedef struct mirror_set_t:
     dmirror_t* dm[MAX_NODES]  # by device; NULL while the device never attached this mm
     int nr                    # registered notifiers (non-NULL dm[])
 
+# What one migration did, for the caller's DMA accounting.
+ctypedef struct move_stats_t:
+    int64_t to_device              # pages copied host -> device
+    int64_t to_host                # pages copied device -> host
+
 ctypedef struct notify_result_t:
     int64_t calls             # notifier callbacks run (one per registered mirror)
     int64_t invalidated       # device entries erased

@@ -9,7 +9,7 @@
 from libc.stdint cimport int64_t
 from mmbench.core cimport (Machine, C_NOTIFIER_CALLS, C_NOTIFIER_INVALIDATED, C_DEVICE_PTE_WRITES,
                            C_DEVICE_TLB_INVAL)
-from mmbench.blocks.devmirror cimport dev_mm_t, notify_result_t, mirrors_nodes
+from mmbench.blocks.devmirror cimport dev_mm_t, notify_result_t, move_stats_t, mirrors_nodes
 
 
 cdef inline bint notify_count(Machine m, notify_result_t* r) noexcept nogil:
@@ -35,3 +35,11 @@ cdef inline void dma_count(Machine m, int64_t* xfer, int64_t npages, bint to_dev
         return
     m.dma_account(npages)
     xfer[0 if to_device else 1] += (npages + m.dma_batch_pages - 1) // m.dma_batch_pages
+
+
+cdef inline void dma_flush_stats(Machine m, int64_t* xfer, move_stats_t* ms) noexcept nogil:
+    """Issue the copies a migration collected (to the host first), then reset them."""
+    dma_count(m, xfer, ms.to_host, False)
+    dma_count(m, xfer, ms.to_device, True)
+    ms.to_host = 0
+    ms.to_device = 0
