@@ -67,8 +67,7 @@
 # page-table entry, peer_unmap); device fault; CPU fault; migration and
 # prefetch; Linux paths that zap/unmap/fork/mremap; invariants.
 
-from libc.stdlib cimport calloc, malloc, realloc, free
-from libc.string cimport memset
+from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
 from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, VPN_BITS,
@@ -81,7 +80,7 @@ from mmbench.blocks.pagetable cimport (pt_node_t, PTE_PRESENT, PTE_WRITE, PTE_SP
                                        pt_leaf, pt_get, pt_set, pt_next)
 from mmbench.blocks.xarray cimport xa_init, xa_destroy, xa_load, xa_store, xa_erase, xa_find
 from mmbench.blocks.devmirror cimport (dmirror_t, dmirror_lookup, dmirror_invalidate, dpte_pfn, devmem_has,
-                                       DPT_WRITE)
+                                       DPT_WRITE, pidtab_reserve)
 from mmbench_linux.core cimport LinuxMachine
 from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t, VM_WRITE, VM_SHARED, VM_FAULT_DONE, VM_FAULT_OOM
 from mmbench_linux.hmm cimport LinuxHMMMachine, dev_mm_t
@@ -185,18 +184,10 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     cdef vm_object_t* obj_get(self, mm_t* mm) noexcept nogil:
         cdef vm_object_t* obj = self.obj_of(mm)
-        cdef vm_object_t** p
-        cdef int64_t cap
         if obj != NULL or mm.pid <= 0:
             return obj
-        if mm.pid >= self.objs_cap:
-            cap = self.next_pid + 64
-            p = <vm_object_t**>realloc(self.objs, cap * sizeof(vm_object_t*))
-            if p == NULL:
-                return NULL
-            memset(p + self.objs_cap, 0, (cap - self.objs_cap) * sizeof(vm_object_t*))
-            self.objs = p
-            self.objs_cap = cap
+        if pidtab_reserve(<void***>&self.objs, &self.objs_cap, mm.pid, self.next_pid + 64) != 0:
+            return NULL
         obj = <vm_object_t*>calloc(1, sizeof(vm_object_t))
         if obj == NULL:
             return NULL
