@@ -45,14 +45,14 @@ def _bytes(md, *names):
     return sum(md[n][1] for n in names if n in md)
 
 
-def fork_chain(backend, depth, npages=4096, reps=3):
+def fork_chain(backend, depth, npages=4096, reps=3, **options):
     """A process writes `npages` pages; `depth` generations of fork follow, each
     child writing one page of its own and staying alive.  Returns the live
     metadata (exact) and the deepest process's read faults over the original
     pages (ns per fault, measured)."""
     runs = []
     for _ in range(reps):
-        m = mmbench.open(backend, ram_pages=npages + depth + 64)
+        m = mmbench.open(backend, ram_pages=npages + depth + 64, **options)
         pid = m.spawn()
         m.mmap(pid, 0, npages + depth + 1)
         m.replay(_page_ops(Op.WRITE, pid, np.arange(npages), 7), timing=False, frame=False)
@@ -65,7 +65,7 @@ def fork_chain(backend, depth, npages=4096, reps=3):
         runs.append(m.last_replay["elapsed_ns"] / npages)
         after = m.counters()
         m.check()
-    row = {"backend": backend, "depth": depth, "pages": md["vm_page"][0],
+    row = {"backend": backend, "options": options, "depth": depth, "pages": md["vm_page"][0],
            "entries": md["vm_map_entry"][0], "median_ns": statistics.median(runs),
            "min_ns": min(runs),
            "chain_steps_per_read": (after.get("chain_steps", 0) - before.get("chain_steps", 0)) / npages}
@@ -79,8 +79,23 @@ def fork_chain(backend, depth, npages=4096, reps=3):
     return row
 
 
-def fork_chain_table(depths=(0, 1, 2, 4, 8, 16), npages=4096, reps=3):
-    return [fork_chain(b, d, npages, reps) for d in depths for b in ("uvm", "freebsd")]
+CHAIN_DESIGNS = (("uvm", {}), ("uvm", {"amap_chunk": False}), ("freebsd", {}))
+
+
+def fork_chain_table(depths=(1, 2, 4, 8, 16), npages=4096, reps=3):
+    return [fork_chain(b, d, npages, reps, **o) for d in depths for b, o in CHAIN_DESIGNS]
+
+
+def markdown(rows):
+    """The fork-chain rows as the table of docs/backends/uvm.md."""
+    out = ["| depth | design | amaps / objects | anons | entries | object bytes | chain steps per read "
+           "| read fault ns (min / median) |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        name = r["backend"] + ("" if r["options"].get("amap_chunk", True) else " (no chunking)")
+        out.append(f"| {r['depth']} | {name} | {r['objects']} | {r['anons']} | {r['entries']} | "
+                   f"{r['object_bytes']} | {r['chain_steps_per_read']:.0f} | "
+                   f"{r['min_ns']:.1f} / {r['median_ns']:.1f} |")
+    return "\n".join(out)
 
 
 def main():
@@ -89,8 +104,7 @@ def main():
         print(f"first-touch write fault {b} {opts}, {ft['npages']} pages: "
               f"median {ft['median_ns']:.1f} ns, min {ft['min_ns']:.1f} ns (measured)")
     print("fork chain, 4096 pages (metadata exact, read ns measured min/median of 3):")
-    for r in fork_chain_table():
-        print("  ", r)
+    print(markdown(fork_chain_table()))
 
 
 if __name__ == "__main__":
