@@ -16,11 +16,14 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q meson-python meson ninja "Cython>=3.0.8" numpy
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pip install -q --no-build-isolation -e ".[test,bench]"
+	$(BIN)/python -m pip install -q wheel
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pip install -q --no-build-isolation --no-deps -e examples/mmbench-example-plugin
 	touch $(STAMP)
 
 install: $(STAMP)
 
 compare: $(STAMP)
+	@test -f "results/calibration/$$(hostname).json" || PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mmbench calibrate
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mmbench run --profile quick --output results/latest.json
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/mmbench report results/latest.json
 

@@ -108,6 +108,7 @@ cdef enum:  # Counter ids
     C_DEVICE_EVICTIONS      # device frames reclaimed to host under oversubscription
     C_REFLINK_CLONES        # shmem: private file clones made by fork
     C_MREMAP_PAGES_MOVED    # pages moved by mremap without copying data
+    C_PAGECACHE_ADDS        # new frames inserted into a page cache (shmem_add_to_page_cache)
     NR_COUNTERS
 
 ctypedef struct kmem_cache_t:

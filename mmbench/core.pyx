@@ -41,6 +41,7 @@ COUNTER_NAMES = (
     "pages_to_device", "pages_to_host", "dma_bytes", "dma_transfers",
     "notifier_calls", "notifier_invalidated", "device_faults", "device_pte_writes",
     "device_tlb_invalidations", "device_evictions", "reflink_clones", "mremap_pages_moved",
+    "pagecache_adds",
 )
 assert len(COUNTER_NAMES) == NR_COUNTERS, "COUNTER_NAMES out of step with core.pxd"
 COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}
@@ -62,9 +63,12 @@ cdef inline int64_t now_ns() noexcept nogil:
 
 def clock_overhead_ns(int reps=20001):
     """Median cost of one back-to-back pair of the engine's clock reads (ns)."""
-    cdef cnp.ndarray[int64_t] d = np.empty(reps, dtype=np.int64)
+    cdef cnp.ndarray[int64_t] d
     cdef int i
     cdef int64_t t0, t1
+    if reps < 1:
+        raise _errors.InvalidArgument("reps must be at least 1")
+    d = np.empty(reps, dtype=np.int64)
     with nogil:
         for i in range(reps):
             t0 = now_ns()
@@ -150,9 +154,16 @@ cdef class Machine:
         self.options = merged
         self.link = {"gbps": link_spec[0], "latency_us": link_spec[1], "batch_pages": int(link_spec[2])}
         self.dma_batch_pages = int(link_spec[2])
+        if ram_pages + devices * device_pages >= 0xFFFFFFFE:
+            raise _errors.InvalidArgument("ram_pages + devices * device_pages must stay below 2**32 - 2 "
+                                          "(pfns are 32-bit)")
         if self.frames.f != NULL:
             frames_destroy(&self.frames)
-        frames_init(&self.frames, ram_pages, devices, device_pages)
+        try:
+            frames_init(&self.frames, ram_pages, devices, device_pages)
+        except MemoryError:
+            raise _errors.OutOfMemory(f"this host cannot hold descriptors for "
+                                      f"{ram_pages + devices * device_pages} frames") from None
         self.ram_pages = ram_pages
         self.ndevices = devices
         self.device_pages = device_pages
@@ -193,7 +204,7 @@ cdef class Machine:
         cdef void** p
         cdef int64_t cap
         if self.next_pid >= self.nprocs_cap:
-            cap = self.nprocs_cap * 2
+            cap = self.nprocs_cap * 2 if self.nprocs_cap >= 32 else 64   # 0 before __init__ ran
             p = <void**>realloc(self.procs, cap * sizeof(void*))
             if p == NULL:
                 return MM_ENOMEM

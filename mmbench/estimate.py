@@ -46,6 +46,8 @@ COSTS = {
                   ("fault_cow_reuse",)),
     "page_cache_hit": ("find a cached page and map it, beyond the trap (minor fault)",
                        ("fault_minor",)),
+    "pagecache_add": ("insert a new frame into a page cache (xarray store, accounting, LRU), "
+                      "beyond zero-filling it", ("pagecache_adds",)),
     "tlb_flush": ("one TLB flush operation (a range flush counts once)", ("tlb_flushes",)),
     "pt_page": ("allocate and clear one page-table page", ("pt_pages_alloc",)),
     "fork_pte": ("copy and write-protect one PTE at fork", ("fork_ptes_copied",)),
@@ -88,12 +90,16 @@ def calibration_dir() -> str:
 
 
 def load_calibration(path: str | None = None) -> dict | None:
-    """The calibration at `path`, else the newest results/calibration/*.json, else None."""
+    """The calibration at `path`, else this host's results/calibration/<hostname>.json,
+    else the newest results/calibration/*.json (the file records which machine it
+    describes, and reports name it), else None."""
     if path is None:
+        import socket
+        own = os.path.join(calibration_dir(), f"{socket.gethostname()}.json")
         files = glob.glob(os.path.join(calibration_dir(), "*.json"))
         if not files:
             return None
-        path = max(files, key=os.path.getmtime)
+        path = own if os.path.exists(own) else max(files, key=os.path.getmtime)
     from mmbench import errors
     try:
         with open(path) as f:

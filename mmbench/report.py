@@ -572,7 +572,7 @@ def _side_line(label: str, doc: dict) -> str:
     return f"{label}: {p['machine']} · commit {p['commit']} · {p['date']} · profile {p['profile']}"
 
 
-def make_excerpt(doc: dict, baseline: str | None, rows: int = 6) -> str:
+def make_excerpt(doc: dict, baseline: str | None, rows: int = 6, readme="results/README.md") -> str:
     """The first `rows` rows of the first headline table, with where they came from: for quoting."""
     tables = [t for t in build_tables(doc, baseline) if is_headline(t)]
     if not tables:
@@ -582,7 +582,7 @@ def make_excerpt(doc: dict, baseline: str | None, rows: int = 6) -> str:
                   t.cells[:rows])
     p = dict(provenance(doc))
     commit = (doc.get("commit") or "unknown")[:12]
-    more = f" ({len(t.keys) - rows} more rows in results/README.md)" if len(t.keys) > rows else ""
+    more = f" ({len(t.keys) - rows} more rows in {readme})" if len(t.keys) > rows else ""
     return "\n".join([f"{short.title} — {p['machine']}, commit {commit}, {p['date']}, profile {p['profile']}",
                       ""] + _common_line(short) + [table_markdown(short), "", f"`~` measured · `≈` estimated · plain exact{more}"])
 
@@ -642,4 +642,4 @@ def register(app) -> None:
             typer.echo(f"wrote {path}")
         if excerpt > 0:
             doc = load_results(results)
-            typer.echo("\n" + make_excerpt(doc, choose_baseline(doc, baseline), excerpt))
+            typer.echo("\n" + make_excerpt(doc, choose_baseline(doc, baseline), excerpt, out / "README.md"))

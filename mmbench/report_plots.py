@@ -228,7 +228,7 @@ def _draw_bars(ax, recs, div, colors):
         ax.bar(xs, ys, width, yerr=err, capsize=2, hatch=hatch, color=colors.get(b),
                label=f"{b} ({', '.join(KIND_WORD.get(k, k) for k in sorted(kinds))})")
     ax.set_xticks(range(len(cats)))
-    ax.set_xticklabels(cats, rotation=30, ha="right", fontsize=8)
+    ax.set_xticklabels(cats, rotation=30, ha="right", rotation_mode="anchor", fontsize=8)
 
 
 def _category(r):
@@ -262,7 +262,8 @@ def draw(doc, spec: ChartSpec, out_dir: Path) -> Chart:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     colors = backend_colors(doc)
-    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=100)
+    ncats = 0 if spec.x else len({_category(r) for r in recs})
+    fig, ax = plt.subplots(figsize=(max(9.0, 2.5 + 0.8 * ncats), 5.2 if ncats > 6 else 4.8), dpi=100)
     try:
         (_draw_lines(ax, recs, spec, div, colors) if spec.x else _draw_bars(ax, recs, div, colors))
         _finish(ax, spec, stat, shown, [r["value"] / div for r in recs])
@@ -304,6 +305,11 @@ def _caption(spec, stat, fixed, recs, fam_recs) -> str:
     bits = [f"{spec.family} · statistic {stat}", "kinds: " + ", ".join(kinds)]
     if fixed:
         bits.append(f"held fixed: {fixed}")
+    elif not spec.x:
+        sizes = sorted({_sizes_label(r) for r in recs} - {""}, key=natural_key)
+        if sizes:
+            shown = ", ".join(sizes) if len(sizes) <= 4 else ", ".join(sizes[:4]) + ", …"
+            bits.append(f"each bar at the largest size in the results ({shown})")
     if any(r.get("spread") for r in recs):
         bits.append("bars show the p25–p75 spread over the repeats")
     note = _unsupported_note(fam_recs, {r["workload"] for r in recs})

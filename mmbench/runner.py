@@ -162,66 +162,14 @@ def table_one(doc, patterns=HEADLINE, tablefmt="simple") -> str:
 
 
 def compare_two(a, b, patterns=None, threshold=0.0, tablefmt="simple") -> str:
-    """Two results files: the publishing module's diff when installed (it groups by family and
-    marks changes within the spread), else the plain ratio table below."""
-    try:
-        from mmbench.report import compare_results
-    except ImportError:
-        return table_two(a, b, patterns or HEADLINE, threshold, tablefmt)
+    """What changed between two results files (mmbench.report.compare_results), optionally
+    restricted to the metrics matching `patterns`."""
+    from mmbench.report import compare_results
     if patterns:
         keep = lambda d: {**d, "records": [r for r in d["records"]
                                            if r["metric"] == "*" or _metric_wanted(r["metric"], patterns)]}
         a, b = keep(a), keep(b)
     return compare_results(a, b, tablefmt=tablefmt, threshold=threshold)
-
-
-def _key(r):
-    return (r["family"], r["workload"], results.params_label(r["params"]), r["backend"], r["metric"])
-
-
-def table_two(a, b, patterns=HEADLINE, threshold=0.0, tablefmt="simple") -> str:
-    """What changed from results `a` to `b`: ratio b/a per record found in both."""
-    from tabulate import tabulate
-    ra = {_key(r): r for r in a["records"]}
-    rb = {_key(r): r for r in b["records"]}
-    out = []
-    for k in ra.keys() | rb.keys():
-        x, y = ra.get(k), rb.get(k)
-        if k[4] != "*" and not _metric_wanted(k[4], patterns):
-            continue
-        row = _change_row(k, x, y, threshold)
-        if row:
-            out.append(row)
-    out.sort(key=lambda r: r[:5])
-    head = ["family", "workload", "params", "backend", "metric", "kind", "before", "after", "after/before", "note"]
-    summary = f"\n{len(out)} changed record(s); before = {a.get('commit') or '?'} ({a['created']}), " \
-              f"after = {b.get('commit') or '?'} ({b['created']})"
-    return tabulate(out, headers=head, tablefmt=tablefmt, disable_numparse=True) + summary
-
-
-def _change_row(k, x, y, threshold):
-    fam, wl, params, backend, metric = k
-    if x is None or y is None:
-        gone = y is None
-        r = x if gone else y
-        return [fam, wl, params, backend, metric, r["kind"], _fmt(r["value"]) if gone else "",
-                "" if gone else _fmt(r["value"]), "", "only before" if gone else "only after"]
-    if x["value"] is None or y["value"] is None:
-        if (x["value"] is None) == (y["value"] is None):
-            return None
-        return [fam, wl, params, backend, metric, y["kind"], _fmt(x["value"]) or "unsupported",
-                _fmt(y["value"]) or "unsupported", "", "support changed"]
-    if x["value"] == y["value"]:
-        return None
-    ratio = y["value"] / x["value"] if x["value"] else math.inf
-    if abs(ratio - 1) < threshold:
-        return None
-    note = ""
-    if x["spread"] and y["spread"]:
-        overlap = x["spread"]["p25"] <= y["spread"]["p75"] and y["spread"]["p25"] <= x["spread"]["p75"]
-        note = "within spread" if overlap else "outside spread"
-    return [fam, wl, params, backend, metric, y["kind"], _fmt(x["value"]), _fmt(y["value"]),
-            f"{ratio:.3f}" if math.isfinite(ratio) else "inf", note]
 
 
 # ---------------------------------------------------------------- commands

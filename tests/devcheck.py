@@ -65,7 +65,11 @@ def run_random(name, seed, steps=250, ndev=2, device_pages=6, span=48, **options
             op = "spawn"
         args = random_args(rng, op, pids, ndev, span) if pids else ()
         meth = "madvise_dontneed" if op == "dontneed" else op
-        got, want = _call(m, meth, args), _call(ref, meth, args)
+        if op == "mmap" and hasattr(m, "mmap_peer_shared") and rng.random() < 0.5:
+            pargs = (args[0], args[1], args[2], args[4])         # MAP_PEER_SHARED (private)
+            got, want = _call(m, "mmap_peer_shared", pargs), _call(ref, "mmap", pargs[:3] + (False, args[4]))
+        else:
+            got, want = _call(m, meth, args), _call(ref, meth, args)
         assert got == want, f"seed {seed} step {step}: {meth}{args}: {got} != reference {want}"
         if op in ("fork", "spawn") and got[0] == "ok":
             pids.append(got[1])
@@ -77,3 +81,42 @@ def run_random(name, seed, steps=250, ndev=2, device_pages=6, span=48, **options
     m.check()
     assert m.leaks() == []
     return m
+
+
+def run_random_oom(name, seed, steps=200, **options):
+    """Like run_random, with host and device memory so small that operations fail
+    with OutOfMemory: a failed operation must change no value (the reference then
+    skips it), check() must hold after every step, and nothing may leak."""
+    rng = random.Random(seed)
+    ndev = 1 + seed % 2
+    m = mmbench.open(name, devices=ndev, device_pages=2 + seed % 4, ram_pages=12 + seed % 30, **options)
+    ref = ReferenceMachine(devices=ndev, device_pages=4, ram_pages=1 << 12)
+    pids = [m.spawn()]
+    ref.spawn()
+    ooms = 0
+    for step in range(steps):
+        op = rng.choices(OPS, WEIGHTS)[0] if pids else "spawn"
+        args = random_args(rng, op, pids, ndev, 40) if pids else ()
+        meth = "madvise_dontneed" if op == "dontneed" else op
+        if op == "mmap" and hasattr(m, "mmap_peer_shared") and rng.random() < 0.5:
+            meth, args = "mmap_peer_shared", (args[0], args[1], args[2], args[4])
+        got = _call(m, meth, args)
+        if meth == "mmap_peer_shared":
+            meth, args = "mmap", args[:3] + (False, args[3])
+        if got == ("err", "OutOfMemory"):
+            ooms += 1
+            m.check()
+            if meth in ("fork", "spawn"):
+                break                      # the pid sequences would part here
+            continue
+        want = _call(ref, meth, args)
+        assert got == want, f"seed {seed} step {step}: {meth}{args}: {got} != reference {want}"
+        if op in ("fork", "spawn") and got[0] == "ok":
+            pids.append(got[1])
+        if op == "exit" and got[0] == "ok":
+            pids.remove(args[0])
+        m.check()
+    for p in m.live_pids():
+        m.exit(p)
+    assert m.leaks() == []
+    return ooms

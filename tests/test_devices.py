@@ -5,7 +5,7 @@ import pytest
 import mmbench
 from mmbench import devices, errors
 
-from devcheck import run_random
+from devcheck import run_random, run_random_oom
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -101,6 +101,7 @@ def test_pingpong_linux_numbers():
     # one notifier call per migration to the device (own device, skipped) and one per
     # page going home, which erases the device's entry
     assert c["notifier_calls"] == 8 * 512 and c["notifier_invalidated"] == 4 * 512
+    assert c["rmap_visits"] == 0             # one mapper: the collected PTE is enough
     assert r["to_device"]["gbps"] < 4.0      # latency-bound: one 4 KiB transfer per fault
 
 
@@ -144,3 +145,41 @@ def test_replay_with_device_ops_matches_reference(name, opts):
     assert np.array_equal(got["status"], want["status"])
     assert np.array_equal(got["value"], want["value"])
     assert m.leaks() == []
+
+
+def test_migration_with_other_mappers():
+    """A page shared with a fork child migrates for both: try_to_migrate walks the rmap,
+    the child's PTE becomes device-private too and its CPU access brings the page home."""
+    m = mmbench.open("linux", devices=1)
+    p = m.spawn()
+    m.mmap(p, 0, 65)
+    for v in range(65):
+        m.write(p, v, v + 1)
+    c = m.fork(p)
+    m.device_read(1, c, 64, )                # the child's device registers its mirror
+    m.migrate(c, 60, 1, 0)                   # (and has nothing of 0..63 mapped)
+    visits = m.counter("rmap_visits")
+    m.migrate(p, 0, 64, 1)
+    assert m.page_node(c, 5) == 1 and m.counter("rmap_visits") - visits == 2 * 64
+    assert m.frames_used(1) == 65            # one device page per shared page
+    assert set(m.device_entries(c, 1)) == {64}   # nothing stale in the child's mirror
+    assert m.read(c, 5) == 6 and m.page_node(p, 5) == 0    # home for both mappers
+    m.write(p, 5, 7)
+    assert (m.read(p, 5), m.read(c, 5)) == (7, 6)
+    m.check()
+
+
+def test_linux_out_of_memory_changes_no_value():
+    ooms = sum(run_random_oom("linux", seed, **{"device_fault_pages": [1, 8][seed % 2]}) for seed in range(20))
+    assert ooms > 20                         # the sequences do run out of memory
+
+
+@pytest.mark.parametrize("name,opts", [("linux", {}), ("linux", {"device_fault_pages": 8}),
+                                       ("gmem", {}), ("gmem", {"granularity_pages": 4, "peer_shared": "marked"})])
+def test_shared_conformance_suite_oversubscribed(name, opts):
+    """The project's conformance state machine with 4 frames per device (evictions)."""
+    from hypothesis import settings
+    from hypothesis.stateful import run_state_machine_as_test
+    from mmbench.conformance import conformance_machine
+    run_state_machine_as_test(conformance_machine(name, device_pages=4, options=opts),
+                              settings=settings(max_examples=25, stateful_step_count=30, deadline=None))

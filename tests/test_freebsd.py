@@ -135,7 +135,8 @@ def test_fork_server_values(m):
 
 
 # ------------------------------------------------------------ fork chains
-def test_fork_chain_depth_16(m):
+def test_fork_chain_depth_16():
+    m = mmbench.open("freebsd", ram_pages=1 << 14, pmap_copy=False, prefault=False)
     pids = [m.spawn()]
     m.mmap(pids[0], 0, 32)
     m.write(pids[0], 0, 1)
@@ -203,15 +204,18 @@ def test_write_after_sibling_exit_takes_object_without_shadow(m):
     all_exit(m)
 
 
-def test_read_zero_fills_and_maps_read_only_below(m):
+@pytest.mark.parametrize("pmap_copy", [False, True])
+def test_read_zero_fills_and_maps_read_only_below(pmap_copy):
+    m = mmbench.open("freebsd", ram_pages=1 << 10, pmap_copy=pmap_copy)
     p = m.spawn()
     m.mmap(p, 0, 4)
     assert m.read(p, 0) == 0
     assert m.counter("fault_zero_fill") == 1 and m.counter("pages_zeroed") == 1
     m.write(p, 1, 5)
     c = m.fork(p)
+    assert m.counter("fork_ptes_copied") == (2 if pmap_copy else 0)
     assert m.read(c, 1) == 5
-    assert m.counter("fault_minor") == 1
+    assert m.counter("fault_minor") == (0 if pmap_copy else 1)   # else a PTE hit
     assert m.rmap_walk(c, 1) == [(p, 1), (c, 1)]      # one frame, two mappers
     m.check()
     all_exit(m)
@@ -291,9 +295,9 @@ def test_mremap_moves_entries_and_ptes(m):
     assert [m.read(c, 100 + i) for i in range(4)] == [12, 13, 14, 15]
     with pytest.raises(errors.SegmentationFault):
         m.read(c, 3)
-    assert m.counter("mremap_pages_moved") == 0       # the child had no PTEs yet
+    assert m.counter("mremap_pages_moved") == 4       # PTEs pmap_copy gave the child
     m.mremap(p, 0, 8, 512)
-    assert m.counter("mremap_pages_moved") == 8
+    assert m.counter("mremap_pages_moved") == 12
     assert [m.read(p, 512 + v) for v in range(8)] == [v + 10 for v in range(8)]
     m.check()
     all_exit(m)
@@ -322,6 +326,54 @@ def test_out_of_memory_leaves_machine_unchanged():
     all_exit(m)
 
 
+def test_options_are_validated():
+    for opt in ("pmap_copy", "prefault"):
+        with pytest.raises(errors.InvalidArgument):
+            mmbench.open("freebsd", **{opt: "yes"})
+
+
+def test_prefault_maps_resident_neighbours_read_only():
+    m = mmbench.open("freebsd", ram_pages=1 << 10, pmap_copy=False)
+    p = m.spawn()
+    m.mmap(p, 0, 16)
+    for v in range(10):                     # pages 0..9 resident, 10.. not
+        m.write(p, v, v + 1)
+    c = m.fork(p)
+    m.write(c, 0, 100)                      # shadow; prefaults 1..4 from below
+    faults = m.counter("faults")
+    assert [m.read(c, v) for v in (1, 2, 3, 4)] == [2, 3, 4, 5]
+    assert m.counter("faults") == faults
+    assert m.read(c, 7) == 8                # found below: maps 6, 8, 5, 9; stops at 10
+    assert m.counter("faults") == faults + 1
+    assert [m.read(c, v) for v in (5, 6, 8, 9)] == [6, 7, 9, 10]
+    assert m.counter("faults") == faults + 1
+    m.write(c, 5, 0)                        # prefaulted read-only: a COW fault
+    assert m.counter("fault_cow_copy") == 2 and m.read(p, 5) == 6
+    faults = m.counter("faults")
+    assert m.read(p, 12) == 0               # zero-fill in p; neighbours 11, 13 absent
+    assert m.read(p, 11) == 0 and m.counter("faults") == faults + 2
+    m.check()
+    all_exit(m)
+
+
+def test_fork_copies_ptes_read_only_for_private_writable_for_shared(m):
+    p = m.spawn()
+    m.mmap(p, 0, 2)
+    m.mmap(p, 10, 2, shared=True)
+    for v in (0, 1, 10, 11):
+        m.write(p, v, v + 1)
+    c = m.fork(p)
+    assert m.counter("fork_ptes_copied") == 4
+    faults = m.counter("faults")
+    assert [m.read(c, v) for v in (0, 1, 10, 11)] == [1, 2, 11, 12]
+    m.write(c, 10, 7)                                # shared: writable PTE, no fault
+    assert m.counter("faults") == faults and m.read(p, 10) == 7
+    m.write(c, 0, 9)                                 # private: read-only PTE, COW fault
+    assert m.counter("fault_cow_copy") == 1 and m.read(p, 0) == 1
+    m.check()
+    all_exit(m)
+
+
 def test_errors_match_reference_order(m):
     p = m.spawn()
     m.mmap(p, 0, 4, writable=False)
@@ -342,8 +394,8 @@ def test_errors_match_reference_order(m):
         m.mremap(p, 0, 4, 98)
     with pytest.raises(errors.InvalidArgument):
         m.madvise_dontneed(p, 3, 2)
-    with pytest.raises(errors.NotSupported):
-        m.migrate(p, 0, 1, 0)
+    with pytest.raises(errors.InvalidArgument):   # devices: see test_devices_freebsd.py
+        m.migrate(p, 200, 1, 0)
     m.check()
     all_exit(m)
 
@@ -397,9 +449,10 @@ def outcome(machine, name, args):
         return type(e).__name__, None
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_agrees_with_reference(seed):
-    fb, ref = mmbench.open("freebsd", ram_pages=1 << 14), ReferenceMachine()
+@pytest.mark.parametrize("options", [{}, {"pmap_copy": False}, {"prefault": False}])
+@pytest.mark.parametrize("seed", range(6))
+def test_agrees_with_reference(seed, options):
+    fb, ref = mmbench.open("freebsd", ram_pages=1 << 14, **options), ReferenceMachine()
     rnd = random.Random(seed + 1000)
     assert fb.spawn() == ref.spawn()
     for name, args in random_ops(seed, 400):

@@ -5,7 +5,7 @@ import pytest
 import mmbench
 from mmbench import devices, errors
 
-from devcheck import run_random
+from devcheck import run_random, run_random_oom
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -119,7 +119,7 @@ def test_pingpong_linux_with_2mib_device_faults_matches_gmem_transfers():
     gm = devices.pingpong_report("gmem", npages=512, rounds=4)["counts"]
     for k in ("pages_to_device", "pages_to_host", "dma_transfers_to_device", "dma_transfers_to_host"):
         assert lin[k] == gm[k]
-    assert lin["notifier_calls"] == 4 + 2048 and lin["rmap_visits"] == 2048
+    assert lin["notifier_calls"] == 4 + 2048 and lin["rmap_visits"] == 0
 
 
 def test_metadata_per_resident_page_gmem_above_linux():
@@ -138,3 +138,33 @@ def test_metadata_per_resident_page_gmem_above_linux():
 def test_bookkeeping_throughput_small():
     r = devices.bookkeeping_throughput("gmem", npages=4096)
     assert r["pages_moved"] == 2 * 4096 and r["leaks"] == []
+
+
+def test_gmem_out_of_memory_changes_no_value():
+    ooms = sum(run_random_oom("gmem", seed, **{"granularity_pages": [512, 1, 8][seed % 3]}) for seed in range(20))
+    assert ooms > 20                         # the sequences do run out of memory
+
+
+def test_peer_shared_marked_ranges_only():
+    """peer_shared="marked": only mmap_peer_shared memory has gm_mappings; the rest of
+    private memory is Linux + HMM (device-private entries) in the same machine."""
+    m = mmbench.open("gmem", devices=1, peer_shared="marked")
+    p = m.spawn()
+    m.mmap(p, 0, 8)
+    m.mmap_peer_shared(p, 8, 8)
+    assert len(m.vmas(p)) == 2                        # different flags: never merged
+    assert m.read(p, 1) == 0 and m.gm_state(p, 1) is None     # zero page allowed here
+    assert m.read(p, 9) == 0 and m.gm_state(p, 9) == ("CPU", 0)
+    m.device_write(1, p, 2, 5)
+    m.device_write(1, p, 10, 6)
+    assert m.page_node(p, 2) == 1 and m.gm_state(p, 2) is None          # device-private PTE
+    assert m.gm_state(p, 10) == ("DEVICE", 1)
+    assert m.counter("pages_to_device") == 1 + 8      # one HMM page, one 8-page gmem block
+    assert (m.read(p, 2), m.read(p, 10)) == (5, 6)
+    m.check()
+    with pytest.raises(errors.InvalidArgument):
+        mmbench.open("gmem", peer_shared="some")
+
+
+def test_marked_out_of_memory_changes_no_value():
+    assert sum(run_random_oom("gmem", seed, peer_shared="marked") for seed in range(10)) > 10

@@ -343,7 +343,7 @@ def test_report_command(tmp_path, doc):
                          "--asv", str(tmp_path / "none"), "--excerpt", "3"],
                         capture_output=True, text=True, timeout=300)
     assert "fixture-host" in ex.stdout and "commit 0123456789ab" in ex.stdout
-    assert ex.stdout.count("| cow_after_fork") == 3 and "more rows in results/README.md" in ex.stdout
+    assert ex.stdout.count("| cow_after_fork") == 3 and f"more rows in {out / 'README.md'}" in ex.stdout
     assert "In every row: fault_kind=cow_copy" in ex.stdout
     bad = subprocess.run([sys.executable, "-m", "mmbench.cli", "report", str(tmp_path / "nope.json")],
                          capture_output=True, text=True, timeout=300)

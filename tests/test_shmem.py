@@ -31,8 +31,9 @@ def test_registered_and_described():
     assert m.struct_sizes()["xa_node"] == 576
     assert m.struct_sizes()["vm_area_struct"] == 192
     assert m.struct_sizes()["page"] == 64
-    with pytest.raises(errors.NotSupported):
-        mmbench.open("shmem", devices=1)
+    with pytest.raises(errors.NotSupported):      # the base design has no devices;
+        ShmemMachine(devices=1)
+    assert type(mmbench.open("shmem", devices=1)).supports_devices   # the registered subclass has
 
 
 def test_fault_kinds_private():

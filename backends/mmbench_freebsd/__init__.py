@@ -3,5 +3,6 @@
 See docs/backends/freebsd.md and the essay at the top of core.pyx.
 """
 from mmbench_freebsd.core import FreeBSDMachine
+from mmbench_freebsd.devices import FreeBSDDevMachine
 
-__all__ = ["FreeBSDMachine"]
+__all__ = ["FreeBSDMachine", "FreeBSDDevMachine"]

@@ -19,7 +19,7 @@
 #   mprotect  vm_map_protect (pmap_protect when write is taken away)
 #   read      PTE present: load; else vm_fault (read)
 #   write     writable PTE: store; else vm_fault (write)
-#   fork      vmspace_fork (NEEDS_COPY, pmap_protect of the parent; no PTEs copied)
+#   fork      vmspace_fork (NEEDS_COPY, pmap_protect of the parent, pmap_copy)
 #   exit      vmspace_free (every entry deleted, page tables released)
 #   mremap    entries and PTEs moved (FreeBSD has no mremap)
 #   madvise   see vm_map.pyx (the range must read 0 afterwards)
@@ -59,20 +59,26 @@ cdef class FreeBSDMachine(Machine):
     name = "freebsd"
     description = ("FreeBSD VM: vm_map entries, vm_object shadow chains (lazy shadowing, "
                    "collapse, bypass), pctrie of pages, pmap with pv_entry reverse map")
-    option_defaults = {}
+    #: pmap_copy: fork copies the parent's PTEs into the child as the amd64 pmap
+    #: does (read-only for private ranges); False: the child starts with no
+    #: mappings and refaults (pmap_copy is advisory; several pmaps leave it empty).
+    #: prefault: a fault also maps up to 4 resident pages on each side read-only
+    #: (vm_fault_prefault); False: every page is faulted on its own.
+    option_defaults = {"pmap_copy": True, "prefault": True}
     supports_devices = False
     counter_names = (
         "faults", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse", "fault_minor",
         "fault_wp_shared", "pages_zeroed", "pages_copied", "pte_writes", "pte_zaps",
         "tlb_flushes", "pt_pages_alloc", "pt_pages_free", "rmap_visits", "chain_steps",
         "vma_splits", "vma_merges", "objects_alloc", "objects_free", "shadow_objects", "collapses",
-        "bypasses", "cow_page_moves", "pv_entries", "fork_ptes_wrprotect",
+        "bypasses", "cow_page_moves", "pv_entries", "fork_ptes_copied", "fork_ptes_wrprotect",
         "mremap_pages_moved")
 
     def __init__(self, **kw):
         super().__init__(**kw)
         for i, (cname, size) in enumerate(_CACHES):
-            assert self.slab_register(cname, size) == i
+            if self.slab_register(cname, size) != i:      # KC_* ids are positions
+                raise RuntimeError("slab caches registered out of KC_* order")
         self.vm.fr = &self.frames
         self.vm.ctr = &self.ctr[0]
         self.vm.kc = &self.caches[0]
@@ -82,12 +88,16 @@ cdef class FreeBSDMachine(Machine):
         self.vm.objects = NULL
         self.vm.nobjects = 0
         self.vm.next_serial = 0
+        for opt in ("pmap_copy", "prefault"):
+            if not isinstance(self.options[opt], bool):
+                raise _errors.InvalidArgument(f"the {opt} option must be True or False")
+        self.vm.pmap_copy = self.options["pmap_copy"]
+        self.vm.prefault = self.options["prefault"]
         for i in range(CHAIN_HIST):
             self.vm.depth_hist[i] = 0
 
     def __dealloc__(self):
         cdef int64_t pid
-        cdef vm_object_t* obj
         if self.vm.kc == NULL:
             return
         for pid in range(1, self.next_pid):
@@ -208,15 +218,6 @@ cdef class FreeBSDMachine(Machine):
             self.frames.f[pfn].value = value
         return st
 
-    # ------------------------------------------------------ accelerators
-    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
-        return MM_ENOTSUP
-
-    cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
-        return MM_ENOTSUP
-
-    cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
-        return MM_ENOTSUP
 
     # -------------------------------------------------------- invariants
     cdef int c_check(self) noexcept nogil:

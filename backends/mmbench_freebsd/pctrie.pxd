@@ -57,6 +57,10 @@ cdef uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) 
 # Insert `item` at the position a pctrie_iter_lookup of its key just recorded
 # (the trie must not have changed since); falls back to pctrie_insert.
 cdef int pctrie_iter_insert(pctrie_t* t, pctrie_iter_t* it, uint64_t* item, kmem_cache_t* kc) noexcept nogil
+# Look `key` up starting at the node a recent pctrie_iter_lookup ended in (a
+# neighbour of the key looked up): valid while nothing was removed since,
+# because every key with a node's prefix lives below that node.
+cdef uint64_t* pctrie_iter_peek(pctrie_t* t, pctrie_iter_t* it, uint64_t key) noexcept nogil
 # The item with the smallest key >= `key`, or NULL (in-order iteration).
 cdef uint64_t* pctrie_lookup_ge(pctrie_t* t, uint64_t key) noexcept nogil
 # Insert the item at `item` (its key is item[0]): 0, -1 when out of memory,

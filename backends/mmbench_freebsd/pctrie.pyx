@@ -104,6 +104,19 @@ cdef uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) 
     return NULL
 
 
+cdef uint64_t* pctrie_iter_peek(pctrie_t* t, pctrie_iter_t* it, uint64_t key) noexcept nogil:
+    cdef pctrie_node_t* n = it.node
+    cdef uint64_t c
+    if n == NULL or outside(n, key):
+        return pctrie_lookup(t, key)
+    c = n.child[slot_of(key, n.clev)]
+    if c == 0:
+        return NULL
+    if is_leaf(c):
+        return leaf_item(c) if leaf_item(c)[0] == key else NULL
+    return pctrie_lookup(t, key)
+
+
 cdef int pctrie_iter_insert(pctrie_t* t, pctrie_iter_t* it, uint64_t* item, kmem_cache_t* kc) noexcept nogil:
     cdef pctrie_node_t* n = it.node
     if n == NULL or n.child[it.slot] != 0 or outside(n, item[0]) or slot_of(item[0], n.clev) != it.slot:
@@ -153,7 +166,7 @@ cdef int pctrie_insert(pctrie_t* t, uint64_t* item, kmem_cache_t* kc) noexcept n
     cdef uint64_t* slot = &t.root
     cdef uint64_t p, other
     cdef pctrie_node_t* n
-    cdef pctrie_node_t* fork
+    cdef pctrie_node_t* fork = NULL
     cdef int i
     if t.root == 0:
         t.root = mk_leaf(item)

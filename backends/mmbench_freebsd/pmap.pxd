@@ -4,8 +4,10 @@
 # records the virtual page and (through the 4 KiB-aligned pv_chunk holding it)
 # the pmap.  That list is the reverse map: "who maps this page" is a walk of
 # pv entries (pmap_remove_all, rmap walks for migration).  pv entries are
-# carved out of per-pmap pv_chunks of 168 entries; a chunk is freed when its
-# last entry is.
+# carved out of per-pmap pv_chunks of 168 entries (chunks with a free entry and
+# full ones on separate lists, so both allocation and free are O(1)); a chunk
+# is freed when its last entry is.  pmap_copy (fork) and pmap_protect are the
+# fork-time costs that scale with resident memory.
 from libc.stdint cimport uint64_t, int64_t
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_node_t
@@ -23,6 +25,9 @@ cdef int64_t pmap_remove(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end) n
 cdef int64_t pmap_protect(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end) noexcept nogil
 # Unmap a page everywhere through its pv list; returns mappings removed.
 cdef int64_t pmap_remove_all(vm_ctx_t* vm, pfn_t pfn) noexcept nogil
+# pmap_copy at fork: enter every mapping of src in [start, end) into dst (same
+# page, same protection) where dst has none; returns how many.
+cdef int64_t pmap_copy(vm_ctx_t* vm, pmap_t* dst, pmap_t* src, int64_t start, int64_t end) noexcept nogil
 # Move the mappings of [start, end) by `delta` pages (mremap): returns how many.
 cdef int64_t pmap_move(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end, int64_t delta) noexcept nogil
 # free_pgtables over the unmapped hole [floor, ceiling).

@@ -236,6 +236,42 @@ cdef int64_t pmap_protect(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end) 
     return n
 
 
+cdef int64_t pmap_copy(vm_ctx_t* vm, pmap_t* dst, pmap_t* src, int64_t start, int64_t end) noexcept nogil:
+    # The amd64 pmap copies the managed PTEs of the range (wired, modified and
+    # accessed bits cleared, which the model does not keep); the parent's
+    # private ranges were write-protected just before, so the child's copies
+    # are read-only there and writable only for shared mappings.
+    cdef uint64_t vpn = <uint64_t>start
+    cdef pt_node_t* t
+    cdef pt_node_t* d
+    cdef pv_entry_t* pv
+    cdef uint64_t pte
+    cdef int64_t n = 0, nalloc = 0
+    while True:
+        t = pt_next(&src.pt, vpn, <uint64_t>end, &vpn)
+        if t == NULL:
+            break
+        pte = t.e[vpn & 511]
+        d = pt_leaf(&dst.pt, vpn, True, &nalloc)
+        if d == NULL:
+            break
+        if d.e[vpn & 511] == 0:
+            pv = get_pv_entry(vm, dst)
+            if pv == NULL:
+                break
+            pv.pv_va = vpn
+            pv_link(vm, pte_pfn(pte), pv)
+            pt_set(d, vpn, pte)
+            dst.resident_count += 1
+            n += 1
+        vpn += 1
+    if nalloc:
+        vm.ctr[C_PT_PAGES_ALLOC] += nalloc
+        pmap_account_tables(vm, dst)
+    vm.ctr[C_PTE_WRITES] += n
+    return n
+
+
 cdef int64_t pmap_remove_all(vm_ctx_t* vm, pfn_t pfn) noexcept nogil:
     cdef pv_entry_t* pv
     cdef pmap_t* pm

@@ -72,6 +72,7 @@ ctypedef struct vm_object_t:
     uint64_t serial                    # stable name for diagrams: 1, 2, 3 …
     int32_t check_refs                 # scratch for c_check: references found
     int32_t check_shadows              # scratch for c_check: shadows found
+    void* check_map                    # scratch for c_check: the map of its entries (or -1: several)
 
 ctypedef struct vm_map_entry_t:
     itnode_t node                      # first: the map's search tree (keys [start, end-1])
@@ -123,6 +124,8 @@ ctypedef struct vm_ctx_t:
     int64_t nobjects
     uint64_t next_serial
     uint64_t depth_hist[64]            # faults by chain depth walked
+    bint pmap_copy                     # fork copies the parent's PTEs (amd64), or not
+    bint prefault                      # faults also map resident neighbours (vm_fault_prefault)
 
 cdef inline void kc_alloc(vm_ctx_t* vm, int c) noexcept nogil:
     vm.kc[c].active += 1

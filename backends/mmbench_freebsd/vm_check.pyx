@@ -20,7 +20,7 @@ from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagetable cimport pt_node_t, pt_next, pte_pfn, PTE_WRITE
 from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_check
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, pmap_t,
-                                 pv_entry_t, pv_chunk_t, MAP_ENTRY_NEEDS_COPY, KC_ENTRY, KC_OBJECT,
+                                 pv_entry_t, pv_chunk_t, MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, KC_ENTRY, KC_OBJECT,
                                  KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD, item_pfn)
 from mmbench_freebsd.pmap cimport pmap_pv_count, pv_pmap
 from mmbench_freebsd.vm_fault cimport vm_map_resolve
@@ -43,6 +43,10 @@ cdef int check_map(vm_ctx_t* vm, vm_map_t* map, const char** why) noexcept nogil
                 why[0] = "vm_map: entry maps beyond its object"
                 return -1
             e.object.check_refs += 1
+            if e.object.check_map == NULL:
+                e.object.check_map = <void*>map
+            elif e.object.check_map != <void*>map:
+                e.object.check_map = <void*>-1
         prev = e
         e = e.next
         n += 1
@@ -81,6 +85,9 @@ cdef int check_object(vm_ctx_t* vm, vm_object_t* obj, int64_t* pages, const char
         return -1
     if obj.ref_count <= 0:
         why[0] = "vm_object: live object without references (orphan)"
+        return -1
+    if (obj.flags & OBJ_ONEMAPPING) and (obj.shadow_count != 0 or obj.check_map == <void*>-1):
+        why[0] = "vm_object: ONEMAPPING object shadowed or mapped by several processes"
         return -1
     if obj.backing_object != NULL and obj.backing_object_offset < 0:
         why[0] = "vm_object: negative backing_object_offset"
@@ -211,7 +218,10 @@ cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entrie
             chunks += count_chunks(map)
             for lvl in range(4):
                 tables[lvl] += map.pmap.pt.nr[lvl]
-    if vm.fr.node_used[0] != pages:
+    cdef int64_t used = 0
+    for lvl in range(vm.fr.nr_nodes):     # host pages and fictitious (device) pages
+        used += vm.fr.node_used[lvl]
+    if used != pages:
         why[0] = "frames in use != resident pages (a page is both free and owned, or lost)"
         return -1
     if (vm.kc[KC_PAGE].active != pages or vm.kc[KC_OBJECT].active != nobj
@@ -233,6 +243,7 @@ cdef int vm_check_all(vm_ctx_t* vm, void** procs, int64_t nprocs, const char** w
     while obj != NULL:                      # reset the scratch counters
         obj.check_refs = 0
         obj.check_shadows = 0
+        obj.check_map = NULL
         obj = obj.all_next
     obj = vm.objects
     while obj != NULL:

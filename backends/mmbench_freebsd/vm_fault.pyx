@@ -23,6 +23,11 @@
 #   fault_prepare   now mutate: allocate the entry's object, create the shadow,
 #                   clear NEEDS_COPY
 #   fault_resolve   carry out the action; pmap_enter the page.
+#   fault_prefault  vm_fault_prefault: map up to 4 resident pages on each side
+#                   read-only (order -1, +1, -2, +2 …; stop at the first page
+#                   the chain does not hold), so neighbours need no fault.
+#                   Not after FA_MAP: the kernel's soft fast path (page
+#                   resident in the first object) does not prefault.
 #
 # Write protection of the mapping: a page is mapped writable only for an
 # entry that is writable and no longer NEEDS_COPY, and only when the page
@@ -33,13 +38,13 @@ from libc.stdint cimport int64_t, uint64_t
 from mmbench.core cimport (MM_OK, MM_ENOMEM, C_FAULTS, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
                            C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED,
                            C_PAGES_COPIED, C_CHAIN_STEPS, C_COW_PAGE_MOVES)
-from mmbench.blocks.frames cimport pfn_t, NO_PFN, frame_alloc, frames_free_count
-from mmbench.blocks.pagetable cimport pt_node_t, pte_present, pte_pfn
+from mmbench.blocks.frames cimport pfn_t, NO_PFN, FR_DEVICE_PRIVATE, frame_alloc, frames_free_count
+from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_pfn
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, MAP_ENTRY_NEEDS_COPY,
                                  OBJ_ANON, VM_INHERIT_SHARE, CHAIN_HIST, entry_pindex)
 from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_shadow, vm_page_lookup,
                                         vm_page_rename, vm_page_iter_lookup,
-                                        vm_page_iter_insert)
+                                        vm_page_iter_insert, vm_page_iter_peek)
 from mmbench_freebsd.pctrie cimport pctrie_iter_t
 from mmbench_freebsd.pmap cimport pmap_enter
 
@@ -65,6 +70,7 @@ ctypedef struct faultstate_t:
     pfn_t m
     int depth                 # objects walked past
     pctrie_iter_t it          # where the first object's lookup ended
+    bint took_object          # NEEDS_COPY cleared without a shadow (sole reference)
     # fault_decide
     fault_action action
     bint need_frame
@@ -119,18 +125,29 @@ cdef inline int fault_prepare(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
         e.offset = 0
         if e.object == NULL:
             return MM_ENOMEM
+    fs.took_object = False
     if fs.write and (e.eflags & MAP_ENTRY_NEEDS_COPY):
         if fs.shadow and vm_object_shadow(vm, e) != 0:
             return MM_ENOMEM
+        fs.took_object = not fs.shadow
         e.eflags &= ~MAP_ENTRY_NEEDS_COPY
     return MM_OK
+
+cdef inline void fault_count_map(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
+    """Which kind of fault mapped a page of the first object."""
+    cdef uint64_t old = fs.leaf.e[fs.vpn & 511] if fs.leaf != NULL else 0
+    if fs.took_object:                  # copy-on-write resolved by taking the object
+        vm.ctr[C_FAULT_COW_REUSE] += 1
+    elif fs.write and pte_present(old) and fs.entry.inheritance == VM_INHERIT_SHARE:
+        vm.ctr[C_FAULT_WP_SHARED] += 1
+    else:                               # a read, or a write upgrading a read-only PTE
+        vm.ctr[C_FAULT_MINOR] += 1
 
 cdef int fault_resolve(vm_ctx_t* vm, faultstate_t* fs, pfn_t* pfn_out) noexcept nogil:
     cdef vm_map_entry_t* e = fs.entry
     cdef int64_t first_pindex = entry_pindex(e, fs.vpn)
     cdef pfn_t m = fs.m
     cdef bint writable = e.writable and not (e.eflags & MAP_ENTRY_NEEDS_COPY)
-    cdef uint64_t old
     vm.ctr[C_FAULTS] += 1
     if fs.action == FA_ZERO or fs.action == FA_COPY:
         m = frame_alloc(vm.fr, 0)
@@ -152,11 +169,7 @@ cdef int fault_resolve(vm_ctx_t* vm, faultstate_t* fs, pfn_t* pfn_out) noexcept 
         writable = False
         vm.ctr[C_FAULT_MINOR] += 1
     else:
-        old = fs.leaf.e[fs.vpn & 511] if fs.leaf != NULL else 0
-        if fs.write and pte_present(old) and pte_pfn(old) == m:
-            vm.ctr[C_FAULT_WP_SHARED if e.inheritance == VM_INHERIT_SHARE else C_FAULT_COW_REUSE] += 1
-        else:
-            vm.ctr[C_FAULT_MINOR] += 1
+        fault_count_map(vm, fs)
     if pmap_enter(vm, &fs.map.pmap, fs.vpn, m, writable, fs.leaf) != 0:
         return MM_ENOMEM
     pfn_out[0] = m
@@ -182,7 +195,55 @@ cdef int vm_fault(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* entry, int64_t vp
     st = fault_prepare(vm, &fs)
     if st != MM_OK:
         return st
-    return fault_resolve(vm, &fs, pfn_out)
+    st = fault_resolve(vm, &fs, pfn_out)
+    if st == MM_OK and vm.prefault and fs.action != FA_MAP:
+        fault_prefault(vm, &fs)         # (the soft fast path of FA_MAP does not)
+    return st
+
+
+cdef int PREFAULT_ORDER[8]
+PREFAULT_ORDER[:] = [-1, 1, -2, 2, -3, 3, -4, 4]
+
+cdef pfn_t prefault_lookup(vm_ctx_t* vm, faultstate_t* fs, int64_t addr, int* depth) noexcept nogil:
+    """vm_map_resolve for a neighbour: the first object's lookup starts where
+    the fault's own lookup ended (nothing was removed from it since)."""
+    cdef vm_object_t* obj = fs.entry.object
+    cdef int64_t pindex = entry_pindex(fs.entry, addr)
+    cdef pfn_t m = vm_page_iter_peek(vm, obj, pindex, &fs.it)
+    depth[0] = 1
+    while m == NO_PFN and obj.backing_object != NULL:
+        pindex += obj.backing_object_offset
+        obj = obj.backing_object
+        m = vm_page_lookup(vm, obj, pindex)
+        depth[0] += 1
+    if m != NO_PFN:
+        depth[0] -= 1
+    return m
+
+
+cdef void fault_prefault(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
+    """Map resident neighbours of the faulting page read-only (no fault counted)."""
+    cdef vm_map_entry_t* e = fs.entry
+    cdef pt_node_t* t
+    cdef int64_t addr
+    cdef int i, depth
+    cdef pfn_t m
+    for i in range(8):
+        addr = fs.vpn + PREFAULT_ORDER[i]
+        if addr < e.start or addr >= e.end:
+            continue
+        t = fs.leaf if fs.leaf != NULL and (addr >> 9) == (fs.vpn >> 9) else \
+            pt_leaf(&fs.map.pmap.pt, <uint64_t>addr, False, NULL)
+        if t == NULL or t.e[addr & 511] != 0:       # pmap_is_prefaultable
+            continue
+        m = prefault_lookup(vm, fs, addr, &depth)
+        if m == NO_PFN:                              # walked to the end of the chain
+            vm.ctr[C_CHAIN_STEPS] += depth - 1
+            break
+        vm.ctr[C_CHAIN_STEPS] += depth
+        if vm.fr.f[m].flags & FR_DEVICE_PRIVATE:    # fictitious (device) page: never prefaulted
+            break
+        pmap_enter(vm, &fs.map.pmap, addr, m, False, t)
 
 
 cdef pfn_t vm_map_resolve(vm_ctx_t* vm, vm_map_entry_t* entry, int64_t vpn, int* depth_out) noexcept nogil:

@@ -31,7 +31,8 @@ from libc.stdlib cimport malloc, calloc, free
 from libc.stdint cimport int64_t, uint64_t
 
 from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove, itree_first
-from mmbench.core cimport C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, VPN_BITS
+from mmbench.core cimport (C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_FORK_PTES_COPIED,
+                           VPN_BITS)
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, KC_ENTRY,
                                  kc_alloc, kc_free, MAP_ENTRY_COW, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE, VM_INHERIT_COPY, OBJ_ANON, OBJ_ONEMAPPING)
@@ -39,7 +40,7 @@ from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_deall
                                         vm_object_reference, vm_object_collapse, vm_object_split,
                                         vm_object_page_remove)
 from mmbench_freebsd.pmap cimport (pmap_pinit, pmap_release, pmap_remove, pmap_protect, pmap_move,
-                                   pmap_free_tables)
+                                   pmap_free_tables, pmap_copy)
 
 cdef int64_t VPN_END = (<int64_t>1) << VPN_BITS
 
@@ -350,6 +351,8 @@ cdef int vmspace_fork(vm_ctx_t* vm, vm_map_t* src, vm_map_t* dst) noexcept nogil
         else:
             copy_private_entry(vm, src, e, c)
         link_after(dst, dst.last, c)
+        if vm.pmap_copy:
+            vm.ctr[C_FORK_PTES_COPIED] += pmap_copy(vm, &dst.pmap, &src.pmap, e.start, e.end)
         e = e.next
     dst.hint = dst.first
     return 0

@@ -16,6 +16,7 @@ cdef pfn_t vm_page_lookup(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex) noexce
 cdef int vm_page_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t pindex) noexcept nogil
 # The same two, remembering the trie position between them (fault path).
 cdef pfn_t vm_page_iter_lookup(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex, pctrie_iter_t* it) noexcept nogil
+cdef pfn_t vm_page_iter_peek(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex, pctrie_iter_t* it) noexcept nogil
 cdef int vm_page_iter_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t pindex,
                              pctrie_iter_t* it) noexcept nogil
 cdef void vm_page_rename(vm_ctx_t* vm, pfn_t pfn, vm_object_t* new_obj, int64_t new_pindex) noexcept nogil

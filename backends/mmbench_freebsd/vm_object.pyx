@@ -30,6 +30,9 @@
 # (vm_map_copy_entry), and when dropping a reference leaves an object whose
 # only remaining reference is one shadow (vm_object_deallocate).
 #
+# vm_object_split (at fork) gives a clipped entry an object of exactly its own
+# range, so a child does not share pages the parent's other entries use.
+#
 # Pages: a vm_page is a frame descriptor; obj.rtree maps pindex -> page.
 # Invariants (checked by FreeBSDMachine.c_check):
 #   ref_count == entries referencing + shadows referencing;
@@ -49,7 +52,7 @@ from mmbench.core cimport (C_OBJECTS_ALLOC, C_OBJECTS_FREE, C_SHADOW_OBJECTS, C_
 from mmbench.blocks.frames cimport pfn_t, NO_PFN, frame_free
 from mmbench_freebsd.pctrie cimport (pctrie_init, pctrie_lookup, pctrie_lookup_ge, pctrie_insert,
                                      pctrie_remove, pctrie_reclaim, pctrie_iter_t,
-                                     pctrie_iter_lookup, pctrie_iter_insert)
+                                     pctrie_iter_lookup, pctrie_iter_insert, pctrie_iter_peek)
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_object_t, vm_map_entry_t, OBJ_ANON, OBJ_ONEMAPPING,
                                  OBJ_DEAD, KC_OBJECT, KC_PAGE, KC_PCTRIE, kc_alloc, kc_free,
                                  item_pfn)
@@ -126,6 +129,12 @@ cdef int vm_page_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t pinde
 
 cdef pfn_t vm_page_iter_lookup(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex, pctrie_iter_t* it) noexcept nogil:
     cdef uint64_t* item = pctrie_iter_lookup(&obj.rtree, <uint64_t>pindex, it)
+    if item == NULL:
+        return NO_PFN
+    return item_pfn(vm, item)
+
+cdef pfn_t vm_page_iter_peek(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex, pctrie_iter_t* it) noexcept nogil:
+    cdef uint64_t* item = pctrie_iter_peek(&obj.rtree, it, <uint64_t>pindex)
     if item == NULL:
         return NO_PFN
     return item_pfn(vm, item)

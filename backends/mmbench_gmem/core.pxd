@@ -14,6 +14,11 @@ from mmbench.blocks.pagetable cimport pt_node_t
 from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t
 from mmbench_linux.hmm cimport LinuxHMMMachine
 
+# vm_flags bit of MAP_PEER_SHARED VMAs (a bit the linux design leaves free; VMAs
+# with and without it never merge because their flags differ)
+cdef enum:
+    VM_PEER_SHARED = 0x40000000
+
 # gm_mapping flags (include/linux/gmem.h of the RFC)
 cdef enum:
     GM_PAGE_CPU = 0x10
@@ -43,6 +48,10 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef int64_t objs_cap
     cdef int64_t granularity       # pages moved per device fault (512 = 2 MiB)
     cdef int kc_vm_object, kc_lpt_xarray, kc_gm_mapping, kc_lpt_xa
+    cdef bint all_peer_shared      # option peer_shared="all" (else only mmap_peer_shared VMAs)
+
+    # --- peer-shared memory
+    cdef bint peer_shared(self, vma_t* v) noexcept nogil
 
     # --- vm_object and the logical page table
     cdef vm_object_t* obj_of(self, mm_t* mm) noexcept nogil
@@ -63,8 +72,9 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef int gm_dev_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end,
                           uint64_t fault_vpn) noexcept nogil
     cdef int gm_move_in(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, gm_mapping_t* gm,
-                        int64_t* copies) noexcept nogil
-    cdef int gm_dev_fault_page(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, int64_t* copies) noexcept nogil
+                        int64_t* copies, bint zap_later) noexcept nogil
+    cdef int gm_dev_fault_page(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, int64_t* copies,
+                               bint zap_later) noexcept nogil
     cdef pfn_t gm_host_fault_locked(self, mm_t* mm, vma_t* vma, uint64_t vpn, gm_mapping_t* gm) noexcept nogil
     cdef int gm_range_to_host(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef int gm_migrate_range(self, mm_t* mm, uint64_t start, uint64_t end, int dev) noexcept nogil
@@ -72,3 +82,4 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     # --- invariants
     cdef int check_gmem(self, int64_t pid, int64_t* ndev) noexcept nogil
+    cdef int check_device_frames(self, int64_t ngm) noexcept nogil

@@ -53,7 +53,10 @@
 #          drops the device mappings of the range (pmap_protect); the next device
 #          access re-peer_maps with the new protection.
 # Shared (MAP_SHARED) mappings are not peer-shared in the RFC: they behave as in
-# the linux design (remote device mapping kept coherent by the notifier).
+# the linux design (remote device mapping kept coherent by the notifier).  With
+# option peer_shared="marked", only VMAs mapped by mmap_peer_shared (flag
+# VM_PEER_SHARED) are; other private memory is Linux + HMM, device-private
+# PTEs included, so both mechanisms can live in one machine.
 #
 # Oversubscription: a full device evicts its oldest page (FIFO) back to a host
 # frame mapped by the CPU PTE, flag CPU.  (The RFC parks evicted pages in
@@ -99,9 +102,6 @@ cdef inline uint64_t linear_index(vma_t* v, uint64_t vpn) noexcept nogil:
     return v.vm_pgoff + (vpn - v.vm_start)
 
 
-cdef inline bint peer_shared(vma_t* v) noexcept nogil:
-    """MAP_PRIVATE | MAP_PEER_SHARED: in mmbench every private anonymous VMA of a gmem machine."""
-    return v.vm_file == NULL
 
 
 cdef class GmemMachine(LinuxHMMMachine):
@@ -111,7 +111,7 @@ cdef class GmemMachine(LinuxHMMMachine):
     name = "gmem"
     description = ("GMEM RFC: Linux VMAs/page tables + per-process vm_object logical page table "
                    "(gm_mapping per page, CPU xor DEVICE), 2 MiB device faults, zero page disabled")
-    option_defaults = dict(LinuxHMMMachine.option_defaults, granularity_pages=512)
+    option_defaults = dict(LinuxHMMMachine.option_defaults, granularity_pages=512, peer_shared="all")
     supports_devices = True
     counter_names = GMEM_COUNTERS
 
@@ -125,6 +125,10 @@ cdef class GmemMachine(LinuxHMMMachine):
         if isinstance(g, bool) or not isinstance(g, int) or not (1 <= g <= 512) or (g & (g - 1)):
             raise _errors.InvalidArgument("granularity_pages must be a power of two in 1..512")
         self.granularity = g
+        ps = self.options["peer_shared"]
+        if ps not in ("all", "marked"):
+            raise _errors.InvalidArgument("peer_shared must be 'all' or 'marked'")
+        self.all_peer_shared = ps == "all"
         self.kc_vm_object = self.slab_register("vm_object", 24)
         self.kc_lpt_xarray = self.slab_register("xarray (vm_object)", 16)
         self.kc_gm_mapping = self.slab_register("gm_mapping", 48)
@@ -141,6 +145,37 @@ cdef class GmemMachine(LinuxHMMMachine):
                     self.obj_free(pid)
         free(self.objs)
         self.objs = NULL
+
+    # ================================================================ peer-shared memory
+    cdef bint peer_shared(self, vma_t* v) noexcept nogil:
+        """MAP_PRIVATE | MAP_PEER_SHARED: every private anonymous VMA (peer_shared="all"),
+        or those mapped with mmap_peer_shared (peer_shared="marked")."""
+        return v.vm_file == NULL and (self.all_peer_shared or (v.vm_flags & VM_PEER_SHARED) != 0)
+
+    def mmap_peer_shared(self, pid, vpn, npages, writable=True):
+        """mmap(MAP_PRIVATE | MAP_PEER_SHARED): anonymous private memory managed by gmem.
+        With peer_shared="marked" only such VMAs get gm_mappings; the rest of private
+        memory is Linux + HMM (device-private entries)."""
+        cdef mm_t* mm
+        cdef int64_t i
+        cdef uint64_t start, end
+        self.mmap(pid, vpn, npages, False, writable)
+        if self.all_peer_shared:
+            return
+        mm = <mm_t*>self.procs[pid]
+        start = <uint64_t>vpn
+        end = <uint64_t>(vpn + npages)
+        i = self.vma_index(mm, start)
+        if mm.vmas[i].vm_start < start:            # merged into a left neighbour: cut it out
+            self._raise(self.split_vma(mm, i, start))
+            i += 1
+        if mm.vmas[i].vm_end > end:
+            self._raise(self.split_vma(mm, i, end))
+        mm.vmas[i].vm_flags |= VM_PEER_SHARED
+        self.vma_try_merge_at(mm, i)
+        if i > 0:
+            self.vma_try_merge_at(mm, i - 1)
+        self.mt_sync(mm)
 
     # ================================================================ vm_object, logical page table
     cdef vm_object_t* obj_of(self, mm_t* mm) noexcept nogil:
@@ -285,7 +320,7 @@ cdef class GmemMachine(LinuxHMMMachine):
             if t == NULL:
                 return MM_OK
             v = self.find_vma(mm, vpn)
-            if v != NULL and peer_shared(v):
+            if v != NULL and self.peer_shared(v):
                 gm = self.gm_get(mm, vpn)
                 if gm == NULL:
                     return MM_ENOMEM
@@ -296,12 +331,15 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef void peer_unmap(self, mm_t* mm, int dev, uint64_t vpn) noexcept nogil:
         """mmu->peer_unmap: the device page-table entry goes, with a device TLB invalidation."""
         cdef hmm_mm_t* h = self.hmm_of(mm)
+        cdef int64_t nodes
         if h == NULL or h.ms.dm[dev] == NULL:
             return
+        nodes = h.ms.dm[dev].pt.nr_nodes
         if dmirror_invalidate(h.ms.dm[dev], vpn, vpn + 1):
             self.ctr[C_DEVICE_PTE_WRITES] += 1
             self.ctr[C_DEVICE_TLB_INVAL] += 1
-            self.dpt_sync(h)
+            if h.ms.dm[dev].pt.nr_nodes != nodes:
+                self.dpt_sync(h)
 
     cdef void gm_page_release(self, mm_t* mm, uint64_t vpn, gm_mapping_t* gm) noexcept nogil:
         """Drop a DEVICE page (no copy): peer_unmap and free the device frame."""
@@ -313,11 +351,17 @@ cdef class GmemMachine(LinuxHMMMachine):
             gm.pfn = 0
 
     cdef int evict_device_page(self, pfn_t dpfn) noexcept nogil:
-        """Oversubscription: the device's oldest page goes home, mapped by its CPU PTE."""
+        """Oversubscription: the device's oldest page goes home, mapped by its CPU PTE
+        (a device-private page of non-peer-shared memory: as in the linux design)."""
         cdef frame_t* f = &self.frames.f[dpfn]
-        cdef vm_object_t* obj = <vm_object_t*><size_t>f.owner
-        cdef gm_mapping_t* gm = <gm_mapping_t*><size_t>xa_load(&obj.logical_page_table, f.index)
-        cdef vma_t* vma = self.find_vma(obj.mm, f.index)
+        cdef vm_object_t* obj
+        cdef gm_mapping_t* gm
+        cdef vma_t* vma
+        if not (f.flags & FR_GM_DEVICE):
+            return LinuxHMMMachine.evict_device_page(self, dpfn)
+        obj = <vm_object_t*><size_t>f.owner
+        gm = <gm_mapping_t*><size_t>xa_load(&obj.logical_page_table, f.index)
+        vma = self.find_vma(obj.mm, f.index)
         if self.gm_host_fault_locked(obj.mm, vma, f.index, gm) == NO_PFN:
             return MM_ENOMEM
         self.dma_dir(1, False)
@@ -325,7 +369,7 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     # ================================================================ device fault (to the device)
     cdef int gm_move_in(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, gm_mapping_t* gm,
-                        int64_t* copies) noexcept nogil:
+                        int64_t* copies, bint zap_later) noexcept nogil:
         """One page of a device fault, under gm_mapping->lock: a device frame, the data
         (from the CPU frame, another device, or none for NOMAP), peer_map, flag DEVICE."""
         cdef pfn_t dpfn = self.device_page_alloc(dev)
@@ -338,10 +382,11 @@ cdef class GmemMachine(LinuxHMMMachine):
             d.value = self.frames.f[gm.pfn].value
             self.gm_page_release(mm, vpn, gm)
             copies[0] += 1
-        elif gm.flag & GM_PAGE_CPU:                        # zap_page_range_single, then copy
+        elif gm.flag & GM_PAGE_CPU:                        # copy; the caller zaps the CPU PTE
             pte = pt_get(&mm.pgd, vpn)
             d.value = self.frames.f[pte_pfn(pte)].value
-            LinuxMachine.zap_pte_range(self, mm, vpn, vpn + 1)
+            if not zap_later:
+                LinuxMachine.zap_pte_range(self, mm, vpn, vpn + 1)
             copies[0] += 1
         d.owner = <uint64_t><size_t>self.obj_of(mm)
         d.index = vpn
@@ -352,7 +397,8 @@ cdef class GmemMachine(LinuxHMMMachine):
         self.ctr[C_PAGES_TO_DEVICE] += 1
         return self.device_map(mm, dev, vpn, dpfn, (vma.vm_flags & VM_WRITE) != 0)
 
-    cdef int gm_dev_fault_page(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, int64_t* copies) noexcept nogil:
+    cdef int gm_dev_fault_page(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, int64_t* copies,
+                               bint zap_later) noexcept nogil:
         cdef gm_mapping_t* gm = self.gm_get(mm, vpn)
         cdef hmm_mm_t* h
         if gm == NULL:
@@ -362,29 +408,40 @@ cdef class GmemMachine(LinuxHMMMachine):
             if h != NULL and h.ms.dm[dev] != NULL and dmirror_lookup(h.ms.dm[dev], vpn) != 0:
                 return MM_OK
             return self.device_map(mm, dev, vpn, gm.pfn, (vma.vm_flags & VM_WRITE) != 0)
-        return self.gm_move_in(dev, mm, vma, vpn, gm, copies)
+        return self.gm_move_in(dev, mm, vma, vpn, gm, copies, zap_later)
 
     cdef int gm_dev_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end,
                           uint64_t fault_vpn) noexcept nogil:
         """gm_dev_fault over [start, end) of one peer-shared VMA, the faulting page last
-        (so eviction inside the block never takes it); one DMA batch."""
+        (so eviction inside the block never takes it); one DMA batch.  When the device
+        has room for the block (no eviction can map a page of it again), the CPU PTEs
+        of the block are zapped in one zap_page_range_single after the copies."""
         cdef uint64_t vpn
         cdef int64_t need = 0, copies = 0, zaps_before = self.ctr[C_PTE_ZAPS]
         cdef gm_mapping_t* gm
         cdef int st = MM_OK
+        cdef bint zap_later
         for vpn in range(start, end):
             gm = self.gm_lookup(mm, vpn)
             if gm == NULL or not (gm.flag & GM_PAGE_DEVICE) or gm.dev != dev:
                 need += 1
         if need and self.device_reserve(dev, need) != MM_OK:
             return MM_ENOMEM
+        zap_later = need <= frames_free_count(&self.frames, dev)
         for vpn in range(start, end):
             if vpn != fault_vpn:
-                st = self.gm_dev_fault_page(dev, mm, vma, vpn, &copies)
+                st = self.gm_dev_fault_page(dev, mm, vma, vpn, &copies, zap_later)
                 if st != MM_OK:
                     break
         if st == MM_OK and start <= fault_vpn < end:
-            st = self.gm_dev_fault_page(dev, mm, vma, fault_vpn, &copies)
+            st = self.gm_dev_fault_page(dev, mm, vma, fault_vpn, &copies, zap_later)
+        if zap_later and st == MM_OK:
+            LinuxMachine.zap_pte_range(self, mm, start, end)   # only the moved CPU pages had PTEs
+        elif zap_later:                                        # stopped half-way: the moved ones only
+            for vpn in range(start, end):
+                gm = self.gm_lookup(mm, vpn)
+                if gm != NULL and (gm.flag & GM_PAGE_DEVICE) and pt_get(&mm.pgd, vpn) != 0:
+                    LinuxMachine.zap_pte_range(self, mm, vpn, vpn + 1)
         self.dma_dir(copies, True)
         if self.ctr[C_PTE_ZAPS] != zaps_before:         # one flush for the block's zapped PTEs
             self.ctr[C_TLB_FLUSHES] += 1
@@ -395,7 +452,7 @@ cdef class GmemMachine(LinuxHMMMachine):
         mappings: as in the linux design."""
         cdef uint64_t g = <uint64_t>self.granularity
         cdef uint64_t s = vpn & ~(g - 1), e = s + g
-        if not peer_shared(vma):
+        if not self.peer_shared(vma):
             return LinuxHMMMachine.device_fault(self, dev, mm, vma, vpn, write)
         if s < vma.vm_start:
             s = vma.vm_start
@@ -429,8 +486,11 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     cdef int do_anonymous_page(self, vm_fault_t* vmf) noexcept nogil:
         """Peer-shared anonymous fault: the gm_mapping decides (see the essay)."""
-        cdef gm_mapping_t* gm = self.gm_get(vmf.mm, vmf.address)
+        cdef gm_mapping_t* gm
         cdef pfn_t pfn
+        if not self.peer_shared(vmf.vma):
+            return LinuxHMMMachine.do_anonymous_page(self, vmf)
+        gm = self.gm_get(vmf.mm, vmf.address)
         if gm == NULL or frames_free_count(&self.frames, 0) == 0:
             return VM_FAULT_OOM
         if gm.flag & GM_PAGE_DEVICE:
@@ -504,7 +564,7 @@ cdef class GmemMachine(LinuxHMMMachine):
             v = self.find_vma(mm, pos)
             e = v.vm_end if v.vm_end < end else end
             bs = pos
-            while peer_shared(v) and bs < e:
+            while self.peer_shared(v) and bs < e:
                 be = (bs & ~(g - 1)) + g
                 if be > e:
                     be = e
@@ -516,13 +576,26 @@ cdef class GmemMachine(LinuxHMMMachine):
         return MM_OK
 
     cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
+        """Peer-shared VMAs through the logical page table, the others as in linux."""
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
-        cdef uint64_t start = <uint64_t>vpn, end = <uint64_t>(vpn + npages)
-        if not self.range_mapped(mm, start, end):
+        cdef uint64_t pos = <uint64_t>vpn, end = <uint64_t>(vpn + npages), e
+        cdef vma_t* v
+        cdef int st
+        if not self.range_mapped(mm, pos, end):
             return MM_EINVAL
-        if node > 0:
-            return self.gm_migrate_range(mm, start, end, node)
-        return self.gm_range_to_host(mm, start, end)
+        while pos < end:
+            v = self.find_vma(mm, pos)
+            e = v.vm_end if v.vm_end < end else end
+            if self.peer_shared(v):
+                st = self.gm_migrate_range(mm, pos, e, node) if node > 0 else self.gm_range_to_host(mm, pos, e)
+            elif node > 0:
+                st = self.migrate_vma_to_device(mm, v, pos, e, node)
+            else:
+                st = self.migrate_vma_to_ram(mm, v, pos, e)
+            if st != MM_OK:
+                return st
+            pos = e
+        return MM_OK
 
     def hmadvise_willneed(self, pid, vpn, npages, dev):
         """hmadvise(MADV_WILLNEED) toward device `dev`: prefetch the range block by block."""
@@ -590,12 +663,10 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     # ================================================================ invariants
     cdef int check_devices(self) noexcept nogil:
-        """Device frames <-> DEVICE gm_mappings, logical vs physical page tables."""
-        cdef int64_t pid, ndev = 0, used = 0, gms = 0, nobj = 0, xa = 0, pfn
-        cdef int d
-        cdef frame_t* f
+        """Logical page tables vs CPU page tables, device frames vs their owners,
+        accounting, device page tables."""
+        cdef int64_t pid, ndev = 0, gms = 0, nobj = 0, xa = 0
         cdef vm_object_t* obj
-        cdef gm_mapping_t* gm
         for pid in range(1, self.objs_cap):
             obj = self.objs[pid]
             if obj == NULL:
@@ -605,28 +676,48 @@ cdef class GmemMachine(LinuxHMMMachine):
             nobj += 1
             gms += obj.nr_pages
             xa += obj.xa_acct
-        for d in range(1, self.ndevices + 1):
-            for pfn in range(self.frames.node_base[d], self.frames.node_base[d] + self.frames.node_bump[d]):
-                f = &self.frames.f[pfn]
-                if f.refcount <= 0:
-                    if devmem_has(&self.devmem[d], <pfn_t>pfn):
-                        return self.check_fail("free device frame on the device FIFO")
-                    continue
-                used += 1
-                gm = <gm_mapping_t*><size_t>xa_load(&(<vm_object_t*><size_t>f.owner).logical_page_table, f.index)
-                if f.refcount != 1 or f.mapcount != 0 or not (f.flags & FR_GM_DEVICE) or gm == NULL \
-                        or gm.pfn != <pfn_t>pfn or not devmem_has(&self.devmem[d], <pfn_t>pfn):
-                    return self.check_fail("device frame not owned by exactly one DEVICE gm_mapping")
-            if self.frames.node_used[d] != self.devmem[d].nr:
-                return self.check_fail("device frames in use != FIFO length")
-        if used != ndev or used != self.caches[self.kc_devpage].active:
-            return self.check_fail("device frames in use != DEVICE gm_mappings != device page cache")
+        if self.check_device_frames(ndev) != MM_OK:
+            return MM_EINVAL
         if gms != self.caches[self.kc_gm_mapping].active or nobj != self.caches[self.kc_vm_object].active \
                 or xa != self.caches[self.kc_lpt_xa].active:
             return self.check_fail("gm_mapping / vm_object / xa_node caches != logical page tables")
         for pid in range(1, self.hside_cap):
             if self.hside[pid] != NULL and self.check_mirrors(pid) != MM_OK:
                 return MM_EINVAL
+        return MM_OK
+
+    cdef int check_device_frames(self, int64_t ngm) noexcept nogil:
+        """Every device frame in use is owned by exactly one DEVICE gm_mapping (`ngm` of
+        them exist), or is a device-private page named by as many PTEs as it has
+        references (non-peer-shared memory, as in linux); all are on the FIFO."""
+        cdef int64_t pfn, used = 0, owned = 0
+        cdef int d
+        cdef int32_t m
+        cdef frame_t* f
+        cdef gm_mapping_t* gm
+        for d in range(1, self.ndevices + 1):
+            for pfn in range(self.frames.node_base[d], self.frames.node_base[d] + self.frames.node_bump[d]):
+                f = &self.frames.f[pfn]
+                m = self.chk_devmaps[pfn - self.frames.node_base[1]]
+                if f.refcount <= 0:
+                    if m != 0 or devmem_has(&self.devmem[d], <pfn_t>pfn):
+                        return self.check_fail("free device frame mapped or on the device FIFO")
+                    continue
+                used += 1
+                if not devmem_has(&self.devmem[d], <pfn_t>pfn):
+                    return self.check_fail("device frame in use but not on the FIFO")
+                if not (f.flags & FR_GM_DEVICE):
+                    if f.mapcount != m or f.refcount != m or m == 0:
+                        return self.check_fail("device-private frame: mapcount/refcount != its PTEs")
+                    continue
+                owned += 1
+                gm = <gm_mapping_t*><size_t>xa_load(&(<vm_object_t*><size_t>f.owner).logical_page_table, f.index)
+                if m != 0 or f.refcount != 1 or f.mapcount != 0 or gm == NULL or gm.pfn != <pfn_t>pfn:
+                    return self.check_fail("device frame not owned by exactly one DEVICE gm_mapping")
+            if self.frames.node_used[d] != self.devmem[d].nr:
+                return self.check_fail("device frames in use != FIFO length")
+        if owned != ngm or used != self.caches[self.kc_devpage].active:
+            return self.check_fail("gm device frames != DEVICE gm_mappings, or frames != device page cache")
         return MM_OK
 
     cdef int check_gmem(self, int64_t pid, int64_t* ndev) noexcept nogil:
@@ -649,7 +740,7 @@ cdef class GmemMachine(LinuxHMMMachine):
             t = gm.flag & GM_PAGE_TYPE_MASK
             v = self.find_vma(mm, idx)
             pte = pt_get(&mm.pgd, idx)
-            if v == NULL or not peer_shared(v):
+            if v == NULL or not self.peer_shared(v):
                 return self.check_fail("gm_mapping outside every peer-shared VMA (not freed with its VMA)")
             if t != GM_PAGE_CPU and t != GM_PAGE_DEVICE and t != GM_PAGE_NOMAP:
                 return self.check_fail("gm_mapping with no single type flag")
@@ -667,7 +758,7 @@ cdef class GmemMachine(LinuxHMMMachine):
             if tbl == NULL:
                 break
             v = self.find_vma(mm, start)
-            if peer_shared(v):
+            if self.peer_shared(v):
                 gm = <gm_mapping_t*><size_t>xa_load(&obj.logical_page_table, start)
                 if gm == NULL or gm.flag & GM_PAGE_TYPE_MASK != GM_PAGE_CPU:
                     return self.check_fail("present PTE of peer-shared memory without a CPU gm_mapping")
@@ -698,7 +789,7 @@ cdef class GmemMachine(LinuxHMMMachine):
                 v = self.find_vma(mm, idx)
                 if v == NULL:
                     return self.check_fail("device page-table entry outside every VMA")
-                if peer_shared(v):
+                if self.peer_shared(v):
                     gm = self.gm_lookup(mm, idx)
                     if gm == NULL or not (gm.flag & GM_PAGE_DEVICE) or gm.dev != d or gm.pfn != dpte_pfn(e):
                         return self.check_fail("peer mapping of a page that is not DEVICE on that device")

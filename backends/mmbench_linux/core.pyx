@@ -85,7 +85,8 @@ from mmbench import errors as _errors
 
 cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
 
-LINUX_COUNTERS = (    "faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
+LINUX_COUNTERS = (
+    "faults", "pagecache_adds", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
     "fault_minor", "fault_wp_shared", "pages_zeroed", "pages_copied", "pte_writes", "pte_zaps",
     "tlb_flushes", "pt_pages_alloc", "pt_pages_free", "rmap_visits", "i_mmap_visits",
     "vma_merges", "vma_splits", "objects_alloc", "objects_free", "anon_vma_alloc", "avc_alloc",
@@ -663,14 +664,6 @@ cdef class LinuxMachine(LinuxFault):
             i += 1
         return MM_OK
 
-    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
-        return MM_ENOTSUP
-
-    cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
-        return MM_ENOTSUP
-
-    cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
-        return MM_ENOTSUP
 
     # ---------------------------------------------------------- Python extras
     def rmap_walk(self, pid, vpn):

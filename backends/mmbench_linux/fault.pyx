@@ -13,7 +13,7 @@
 from libc.stdint cimport int64_t, uint64_t
 
 from mmbench.core cimport (MM_OK, C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
-                           C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED,
+                           C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED, C_PAGECACHE_ADDS,
                            C_PAGES_COPIED, C_PTE_WRITES, C_TLB_FLUSHES, C_RMAP_VISITS,
                            C_I_MMAP_VISITS)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_ANON_EXCLUSIVE,
@@ -176,6 +176,7 @@ cdef class LinuxFault(LinuxMM):
             if mapping_add(&file.mapping, vmf.pgoff, pfn) != 0:
                 self.page_put(pfn)
                 return VM_FAULT_OOM
+            self.ctr[C_PAGECACHE_ADDS] += 1
             self.xa_sync(file)
             f = &self.frames.f[pfn]
             f.flags = FR_PAGECACHE

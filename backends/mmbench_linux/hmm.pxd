@@ -62,8 +62,8 @@ cdef class LinuxHMMMachine(LinuxMachine):
     cdef int migrate_one_to_device(self, mm_t* mm, vma_t* vma, pt_node_t* t, uint64_t vpn, int dev,
                                    int64_t* copies, int64_t* zaps) noexcept nogil
     cdef int migrate_vma_to_ram(self, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end) noexcept nogil
-    cdef int migrate_to_ram(self, pfn_t dpfn, mm_t* caller) noexcept nogil
-    cdef int do_swap_page(self, vm_fault_t* vmf) noexcept nogil
+    cdef int migrate_to_ram(self, pfn_t dpfn, mm_t* mm, uint64_t vpn) noexcept nogil
+    cdef int64_t rmap_replace(self, pfn_t old, pfn_t new, uint64_t kind, mm_t* mm, uint64_t vpn) noexcept nogil
 
     # --- device access
     cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil

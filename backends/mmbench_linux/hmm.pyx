@@ -30,9 +30,10 @@
 # what a driver migrating 2 MiB ranges on fault does) sets the aligned block a
 # migrating device fault moves.  migrate_to_ram always returns one page, as
 # dmirror's CPU fault handler does.
-# Pages that cannot be migrated — shmem/shared pages (migrate_vma only takes
-# anonymous memory) and pages mapped by several processes — are mapped
-# remotely in either mode.
+# Pages that cannot be migrated — shmem pages of MAP_SHARED mappings
+# (migrate_vma only takes anonymous memory) — are mapped remotely in either
+# mode.  An anonymous page shared with fork children migrates for all of them
+# (try_to_migrate walks the rmap; every mapper gets a device-private entry).
 #
 # Oversubscription: a device with no free frame evicts its oldest page (FIFO,
 # mmbench.blocks.devmirror) through migrate_to_ram — the path a driver's
@@ -100,12 +101,13 @@ cdef inline uint64_t linear_index(vma_t* v, uint64_t vpn) noexcept nogil:
 
 cdef inline bint migratable(frame_t* f, uint64_t pte) noexcept nogil:
     """migrate_vma_collect: a hole or the zero page (a new device page), or an
-    anonymous host page mapped once and not otherwise referenced."""
+    anonymous host page with no reference besides its mappings (the pin check
+    of migrate_device_unmap); pages of other processes' mappings move along."""
     if pte == 0 or (pte & PTE_SPECIAL):
         return True
     if not (pte & PTE_PRESENT):
         return False                # already device-private
-    return (f.flags & FR_ANON) != 0 and f.mapcount == 1 and f.refcount == 1
+    return (f.flags & FR_ANON) != 0 and f.refcount == f.mapcount
 
 
 cdef class LinuxHMMMachine(LinuxMachine):
@@ -245,14 +247,22 @@ cdef class LinuxHMMMachine(LinuxMachine):
         """The driver writes one entry of its page table (pmap_enter / dmirror_do_fault)."""
         cdef hmm_mm_t* h = self.hmm_get(mm)
         cdef dmirror_t* dm
+        cdef int64_t nodes
         if h == NULL:
             return MM_ENOMEM
-        dm = mirror_get(&h.ms, dev)
-        if dm == NULL or dmirror_map(dm, vpn, pfn, write) != 0:
+        dm = h.ms.dm[dev]
+        if dm == NULL:
+            dm = mirror_get(&h.ms, dev)
+            self.dpt_sync(h)
+            if dm == NULL:
+                return MM_ENOMEM
+        nodes = dm.pt.nr_nodes
+        if dmirror_map(dm, vpn, pfn, write) != 0:
             self.dpt_sync(h)
             return MM_ENOMEM
         self.ctr[C_DEVICE_PTE_WRITES] += 1
-        self.dpt_sync(h)
+        if dm.pt.nr_nodes != nodes:                   # the common case allocates nothing
+            self.dpt_sync(h)
         return MM_OK
 
     # ================================================================ device memory
@@ -289,7 +299,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
 
     cdef int evict_device_page(self, pfn_t pfn) noexcept nogil:
         """Driver eviction (migrate_device_range): the page goes home to every mapper."""
-        cdef int st = self.migrate_to_ram(pfn, NULL)
+        cdef int st = self.migrate_to_ram(pfn, NULL, 0)
         if st == MM_OK:
             self.dma_dir(1, False)
         return st
@@ -394,9 +404,16 @@ cdef class LinuxHMMMachine(LinuxMachine):
             d.owner = h.owner
             d.index = h.index
             d.flags = h.flags
-            d.mapcount = 1
+            d.mapcount = h.mapcount
+            d.refcount = h.refcount
             wbit = pte & PTE_WRITE
+            if h.mapcount > 1 and self.rmap_replace(hpfn, dpfn, PTE_DEVPRIV, mm, vpn) < 0:
+                d.mapcount = 0                        # try_to_migrate could not run: undo
+                d.refcount = 1
+                self.page_put(dpfn)
+                return MM_ENOMEM
             h.mapcount = 0
+            h.refcount = 1
             LinuxMachine.page_put(self, hpfn)
             copies[0] += 1
             zaps[0] += 1
@@ -407,26 +424,49 @@ cdef class LinuxHMMMachine(LinuxMachine):
         return self.device_map(mm, dev, vpn, dpfn, wbit != 0)   # dmirror_migrate_finalize_and_map
 
     # ================================================================ migration to RAM
-    cdef int migrate_to_ram(self, pfn_t dpfn, mm_t* caller) noexcept nogil:
-        """The device page goes home: a host frame takes its data, mapping and index,
-        and every PTE that named it (found by rmap_walk_anon) becomes a normal PTE
-        with the same write bit.  Mappers other than `caller` are notified here."""
+    cdef int64_t rmap_replace(self, pfn_t old, pfn_t new, uint64_t kind, mm_t* mm, uint64_t vpn) noexcept nogil:
+        """try_to_migrate + remove_migration_ptes: every PTE naming `old` (found by
+        rmap_walk_anon) now names `new` as `kind` (PTE_PRESENT or PTE_DEVPRIV), keeping
+        its write bit; each mapper is notified.  (mm, vpn) is the PTE the caller
+        collected itself: skipped here.  Returns the PTEs replaced, -1 out of memory."""
         cdef int64_t stackbuf[2 * RMAP_STACK]
         cdef int64_t* buf = stackbuf
-        cdef frame_t* d = &self.frames.f[dpfn]
-        cdef frame_t* h
-        cdef int64_t n, k, cap = d.mapcount
-        cdef pfn_t hpfn
-        cdef mm_t* mm
+        cdef int64_t n, k, cap = self.frames.f[old].mapcount
+        cdef mm_t* m2
         cdef pt_node_t* t
-        cdef uint64_t vpn, pte
-        if frames_free_count(&self.frames, 0) == 0:
-            return MM_ENOMEM
+        cdef uint64_t v2, pte
         if cap > RMAP_STACK:
             buf = <int64_t*>malloc(2 * cap * sizeof(int64_t))
             if buf == NULL:
-                return MM_ENOMEM
-        n = self.rmap_walk_anon(dpfn, buf, cap)
+                return -1
+        n = self.rmap_walk_anon(old, buf, cap)
+        for k in range(n):
+            m2 = <mm_t*>self.procs[buf[2 * k]]
+            v2 = <uint64_t>buf[2 * k + 1]
+            if m2 == mm and v2 == vpn:
+                continue
+            self.mmu_notify(m2, v2, v2 + 1, 0)
+            t = pt_leaf(&m2.pgd, v2, False, NULL)
+            pte = t.e[v2 & 511]
+            pt_set(t, v2, mk_pte(new, kind | (pte & PTE_WRITE)))
+            self.ctr[C_PTE_WRITES] += 2               # migration entry, then the new entry
+            if pte & PTE_PRESENT:
+                self.ctr[C_PTE_ZAPS] += 1
+        if buf != stackbuf:
+            free(buf)
+        return n
+
+    cdef int migrate_to_ram(self, pfn_t dpfn, mm_t* mm, uint64_t vpn) noexcept nogil:
+        """The device page goes home: a host frame takes its data, mapping and index.
+        (mm, vpn) is the PTE the caller collected (migrate_vma_setup on the faulting
+        or migrating range, already notified): it is replaced directly; any other
+        mapper — all of them for an eviction (mm NULL) — is found through the rmap."""
+        cdef frame_t* d = &self.frames.f[dpfn]
+        cdef frame_t* h
+        cdef pfn_t hpfn
+        cdef pt_node_t* t
+        if frames_free_count(&self.frames, 0) == 0:
+            return MM_ENOMEM
         hpfn = self.page_alloc()
         h = &self.frames.f[hpfn]
         h.value = d.value
@@ -435,17 +475,18 @@ cdef class LinuxHMMMachine(LinuxMachine):
         h.flags = d.flags & ~(<uint32_t>FR_DEVICE_PRIVATE)
         h.mapcount = d.mapcount
         h.refcount = d.refcount
-        for k in range(n):
-            mm = <mm_t*>self.procs[buf[2 * k]]
-            vpn = <uint64_t>buf[2 * k + 1]
-            if mm != caller:
-                self.mmu_notify(mm, vpn, vpn + 1, 0)
+        if mm == NULL or d.mapcount > 1:
+            if self.rmap_replace(dpfn, hpfn, PTE_PRESENT, mm, vpn) < 0:
+                h.mapcount = 0
+                h.refcount = 1
+                self.page_put(hpfn)
+                return MM_ENOMEM
+        if mm != NULL:
             t = pt_leaf(&mm.pgd, vpn, False, NULL)
-            pte = t.e[vpn & 511]
-            pt_set(t, vpn, mk_pte(hpfn, PTE_PRESENT | (pte & PTE_WRITE)))
-            self.ctr[C_PTE_WRITES] += 2               # migration entry, then the new PTE
-        if buf != stackbuf:
-            free(buf)
+            pt_set(t, vpn, mk_pte(hpfn, PTE_PRESENT | (t.e[vpn & 511] & PTE_WRITE)))
+            self.ctr[C_PTE_WRITES] += 2
+        d.mapcount = 0
+        d.refcount = 0
         self.device_page_free(dpfn)
         self.ctr[C_PAGES_TO_HOST] += 1
         return MM_OK
@@ -477,22 +518,18 @@ cdef class LinuxHMMMachine(LinuxMachine):
                 batch = 0
                 tend = (vpn | 511) + 1
             if t.e[vpn & 511] & PTE_DEVPRIV:
-                self.migrate_to_ram(pte_pfn(t.e[vpn & 511]), mm)
+                self.migrate_to_ram(pte_pfn(t.e[vpn & 511]), mm, vpn)
                 batch += 1
             vpn += 1
         self.dma_dir(batch, False)
         return MM_OK
 
     # ================================================================ CPU fault on a device page
-    cdef int handle_pte_fault(self, vm_fault_t* vmf) noexcept nogil:
-        if vmf.orig_pte & PTE_DEVPRIV:
-            return self.do_swap_page(vmf)
-        return LinuxMachine.handle_pte_fault(self, vmf)
-
     cdef int do_swap_page(self, vm_fault_t* vmf) noexcept nogil:
         """Device-private entry: pgmap->ops->migrate_to_ram, then retry the access
         (which may still need the write fault: COW or reuse)."""
-        if self.migrate_to_ram(pte_pfn(vmf.orig_pte), NULL) != MM_OK:
+        self.mmu_notify(vmf.mm, vmf.address, vmf.address + 1, 0)
+        if self.migrate_to_ram(pte_pfn(vmf.orig_pte), vmf.mm, vmf.address) != MM_OK:
             return VM_FAULT_OOM
         self.dma_dir(1, False)
         self.ctr[C_FAULTS] += 1

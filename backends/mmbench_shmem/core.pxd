@@ -72,6 +72,7 @@ cdef class ShmemMachine(Machine):
     cdef void fork_wrprotect(self, mm_struct* parent) noexcept nogil
     cdef void move_ptes(self, mm_struct* mm, uint64_t old, uint64_t new, uint64_t n) noexcept nogil
     # invariants
+    cdef bint pfn_valid(self, pfn_t pfn) noexcept nogil   # may a page cache name pfn?
     cdef int check_vmas(self, mm_struct* mm) noexcept nogil
     cdef int check_inodes(self) noexcept nogil
     cdef int check_frames(self) noexcept nogil

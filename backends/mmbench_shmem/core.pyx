@@ -77,7 +77,7 @@ from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
                            MM_ENOTSUP, MAPF_SHARED, MAPF_WRITE, VPN_BITS,
                            C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
-                           C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED,
+                           C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED, C_PAGECACHE_ADDS,
                            C_PAGES_COPIED, C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES,
                            C_PT_PAGES_ALLOC, C_PT_PAGES_FREE, C_RMAP_VISITS, C_VMA_MERGES,
                            C_VMA_SPLITS, C_OBJECTS_ALLOC, C_OBJECTS_FREE, C_XA_NODE_ALLOC,
@@ -109,7 +109,7 @@ from mmbench import errors as _errors
 cdef uint64_t PGOFF_MAX = <uint64_t>1 << VPN_BITS      # file offsets never exceed a VMA's span
 cdef uint64_t VPN_END = <uint64_t>1 << VPN_BITS
 
-COUNTERS = ("faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
+COUNTERS = ("faults", "pagecache_adds", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
             "fault_minor", "fault_wp_shared", "pages_zeroed", "pages_copied", "pte_writes",
             "pte_zaps", "tlb_flushes", "pt_pages_alloc", "pt_pages_free", "rmap_visits",
             "vma_merges", "vma_splits", "objects_alloc", "objects_free", "xa_node_alloc",
@@ -299,6 +299,7 @@ cdef class ShmemMachine(Machine):
             self.sync_xa(inode)
             self.put_frame(pfn)
             return MM_ENOMEM
+        self.ctr[C_PAGECACHE_ADDS] += 1
         self.sync_xa(inode)
         d = &self.frames.f[pfn]
         d.owner = <uint64_t><size_t>(inode.group if inode.private else <void*>inode)
@@ -871,16 +872,13 @@ cdef class ShmemMachine(Machine):
         self.pid_release(pid)
         return MM_OK
 
-    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
-        return MM_ENOTSUP
-
-    cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
-        return MM_ENOTSUP
-
-    cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
-        return MM_ENOTSUP
 
     # ============================================================== invariants
+    cdef bint pfn_valid(self, pfn_t pfn) noexcept nogil:
+        """Can a page cache name this frame?  Host frames only here; a design
+        that stores device frames in the page cache widens it."""
+        return pfn < self.frames.node_bump[0]
+
     cdef int c_check(self) noexcept nogil:
         cdef int64_t pid
         cdef mm_struct* mm
@@ -1005,7 +1003,7 @@ cdef class ShmemMachine(Machine):
             e = xa_find(&f.i_data.i_pages, 0, PGOFF_MAX, &idx)
             while e != 0:
                 pfn = <pfn_t>(e - 1)
-                if pfn >= self.frames.node_bump[0]:
+                if not self.pfn_valid(pfn):
                     return self.check_fail("page cache names a frame never allocated")
                 d = &self.frames.f[pfn]
                 if d.refcount <= 0 or not (d.flags & FR_PAGECACHE):

@@ -1,0 +1,71 @@
+# mmbench_shmem.devices — the typed interface of shmem with accelerators.
+#
+# ShmemDevMachine is the `shmem` design plus device memory: a page of a file
+# can live in device memory, the file's i_pages slot then names the device
+# frame (a device entry in the page cache), every CPU mapping of that file
+# offset is gone (unmapped through i_mmap), and a CPU fault on the offset
+# brings the page home.  See devices.pyx for the design essay.
+
+from libc.stdint cimport int64_t, uint64_t, int32_t
+from mmbench.blocks.frames cimport pfn_t, MAX_NODES
+from mmbench.blocks.devmirror cimport mirror_set_t, devmem_t
+from mmbench_shmem.core cimport ShmemMachine
+from mmbench_shmem.objects cimport mm_struct, vm_area_struct, shmem_inode_info
+
+# Per-process device state (by pid): the mmu notifiers registered on the mm,
+# one dmirror per device that touched it.
+ctypedef struct shm_dev_mm_t:
+    mirror_set_t ms
+    int64_t xa_acct                # device page-table xa_nodes accounted
+    int64_t dm_acct                # struct dmirror objects accounted
+
+# What one migration did, for the caller's DMA accounting.
+ctypedef struct move_stats_t:
+    int64_t to_device              # pages copied host -> device
+    int64_t to_host                # pages copied device -> host
+
+
+cdef class ShmemDevMachine(ShmemMachine):
+    cdef shm_dev_mm_t** dside      # by pid; NULL while no device touched the mm
+    cdef int64_t dside_cap
+    cdef devmem_t devmem[MAX_NODES]    # per device: frames in use, oldest first
+    cdef int kc_devpage, kc_dmirror, kc_dpt_xa
+    cdef int64_t device_fault_pages    # aligned block a device fault migrates
+    cdef int64_t xfer[2]           # DMA transfers issued: [0] to the devices, [1] to the host
+
+    # --- per-mm device state, accounting
+    cdef shm_dev_mm_t* dev_of(self, mm_struct* mm) noexcept nogil
+    cdef shm_dev_mm_t* dev_get(self, mm_struct* mm) noexcept nogil
+    cdef void dev_free(self, int64_t pid) noexcept nogil
+    cdef void dpt_sync(self, shm_dev_mm_t* h) noexcept nogil
+    cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil
+    cdef void dma_flush(self, move_stats_t* ms) noexcept nogil
+
+    # --- notifier and device page tables
+    cdef void mmu_notify(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil
+    cdef int device_map(self, mm_struct* mm, int dev, uint64_t vpn, pfn_t pfn, bint write) noexcept nogil
+
+    # --- device memory
+    cdef bint is_device_pfn(self, pfn_t pfn) noexcept nogil
+    cdef pfn_t device_page_alloc(self, int dev) noexcept nogil
+    cdef void device_page_free(self, pfn_t pfn) noexcept nogil
+
+    # --- migration through the page cache
+    cdef int64_t unmap_mapping_page(self, shmem_inode_info* f, uint64_t pgoff) noexcept nogil
+    cdef int move_frame(self, shmem_inode_info* f, uint64_t pgoff, pfn_t old, int node) noexcept nogil
+    cdef int hole_to_device(self, shmem_inode_info* f, uint64_t pgoff, int dev) noexcept nogil
+    cdef int migrate_file_page(self, shmem_inode_info* f, uint64_t pgoff, int node,
+                               move_stats_t* ms) noexcept nogil
+    cdef int device_map_page(self, mm_struct* mm, vm_area_struct* v, uint64_t vpn, int dev) noexcept nogil
+    cdef int migrate_range(self, mm_struct* mm, uint64_t start, uint64_t end, int node,
+                           move_stats_t* ms) noexcept nogil
+
+    # --- device access
+    cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil
+    cdef int device_fault(self, int dev, mm_struct* mm, vm_area_struct* vma, uint64_t vpn,
+                          bint write) noexcept nogil
+
+    # --- invariants
+    cdef int check_devices(self) noexcept nogil
+    cdef int check_device_frames(self, int32_t* refs, int32_t* maps) noexcept nogil
+    cdef int check_mirrors(self, mm_struct* mm) noexcept nogil

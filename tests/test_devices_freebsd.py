@@ -1,0 +1,137 @@
+"""Device migration in the freebsd design (fictitious pages in the vm_object):
+values never change, CPU mappings go through the pv lists, a device page in a
+backing object is found by the chain walk and copied up on a COW write, the
+ping-pong numbers are the docs'."""
+import pytest
+
+import mmbench
+from mmbench import devices
+
+from devcheck import run_random, run_random_oom
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_freebsd_random_matches_reference(seed):
+    m = run_random("freebsd", seed)
+    assert m.counter("pages_to_device") > 0 and m.counter("device_faults") > 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_freebsd_random_block_device_faults(seed):
+    run_random("freebsd", 300 + seed, device_fault_pages=4)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_freebsd_random_without_prefault_or_pmap_copy(seed):
+    run_random("freebsd", 400 + seed, prefault=False, pmap_copy=False)
+
+
+def test_migrate_roundtrip_and_oversubscription():
+    m = mmbench.open("freebsd", devices=1, device_pages=64)
+    p = m.spawn()
+    m.mmap(p, 0, 100)
+    for v in range(100):
+        m.write(p, v, v + 1)
+    m.migrate(p, 0, 100, 1)                  # 100 pages into 64 frames: 36 FIFO evictions
+    m.check()
+    c = m.counters()
+    assert c["pages_to_device"] == 100 and c["device_evictions"] == 36 and c["pages_to_host"] == 36
+    assert [m.page_node(p, v) for v in (0, 35, 36, 99)] == [0, 0, 1, 1]
+    assert c["pte_zaps"] == 100               # pmap_remove_all of each host page
+    assert all(m.read(p, v) == v + 1 for v in range(100))
+    assert m.counter("fault_device_return") == 64
+    m.exit(p)
+    assert m.leaks() == []
+
+
+def test_migration_unmaps_every_mapper_through_pv_entries():
+    m = mmbench.open("freebsd", devices=1)
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 2, 9)
+    c = m.fork(p)                            # pmap_copy: the child maps the page too
+    assert len(m.rmap_walk(p, 2)) == 2
+    before = m.counters()
+    m.migrate(p, 2, 1, 1)
+    assert m.counter("pte_zaps") - before["pte_zaps"] == 2
+    assert m.page_node(c, 2) == 1            # one page, in the shared backing object
+    m.check()
+
+
+def test_cow_write_to_a_device_page_in_a_backing_object():
+    m = mmbench.open("freebsd", devices=1)
+    p = m.spawn()
+    m.mmap(p, 0, 2)
+    m.write(p, 0, 5)
+    c = m.fork(p)
+    m.write(p, 1, 1)                         # the parent now has a shadow over the backing object
+    m.migrate(c, 0, 1, 1)                    # the backing object's page goes to the device
+    assert m.page_node(p, 0) == m.page_node(c, 0) == 1
+    m.check()
+    m.write(c, 0, 6)                         # home into the backing object, then copied up
+    assert (m.read(p, 0), m.read(c, 0)) == (5, 6)
+    assert m.counter("fault_device_return") == 1 and m.counter("fault_cow_copy") >= 1
+    m.check()
+    m.exit(c)
+    m.exit(p)
+    assert m.leaks() == []
+
+
+def test_fork_invalidates_writable_device_entries():
+    m = mmbench.open("freebsd", devices=1)
+    p = m.spawn()
+    m.mmap(p, 0, 2)
+    m.device_write(1, p, 0, 7)
+    c = m.fork(p)
+    m.device_write(1, p, 0, 8)               # device fault: home, COW copy, back to the device
+    assert (m.read(p, 0), m.read(c, 0)) == (8, 7)
+    m.check()
+
+
+def test_pingpong_numbers():
+    rep = devices.pingpong_report("freebsd")
+    c = rep["counts"]
+    assert (c["device_faults"], c["pages_to_device"], c["pages_to_host"]) == (2048, 2048, 2048)
+    assert (c["dma_transfers_to_device"], c["dma_transfers_to_host"]) == (2048, 2048)
+    assert c["notifier_calls"] == 1 and c["rmap_visits"] == 4096     # pv lists, no notifier
+    assert round(rep["to_device"]["gbps"], 2) == 3.85
+    big = devices.pingpong_report("freebsd", device_fault_pages=512)["counts"]
+    assert (big["device_faults"], big["dma_transfers_to_device"]) == (4, 4)
+
+
+def test_freebsd_out_of_memory_changes_no_value():
+    ooms = sum(run_random_oom("freebsd", seed, **{"device_fault_pages": [1, 8][seed % 2]}) for seed in range(20))
+    assert ooms > 20                         # the sequences do run out of memory
+
+
+@pytest.mark.parametrize("opts", [{}, {"device_fault_pages": 8}])
+def test_shared_conformance_suite_oversubscribed(opts):
+    """The project's conformance state machine with 4 frames per device (evictions)."""
+    from hypothesis import settings
+    from hypothesis.stateful import run_state_machine_as_test
+    from mmbench.conformance import conformance_machine
+    run_state_machine_as_test(conformance_machine("freebsd", device_pages=4, options=opts),
+                              settings=settings(max_examples=25, stateful_step_count=30, deadline=None))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_migration_with_other_mappers(k):
+    """The docs' table: the parent populates 512 pages, forks k children,
+    migrates the pages to the device; then every child reads every page."""
+    m = mmbench.open("freebsd", devices=1)
+    p = m.spawn()
+    m.mmap(p, 0, 512)
+    for v in range(512):
+        m.write(p, v, v + 1)
+    kids = [m.fork(p) for _ in range(k)]
+    b = m.counters()
+    m.migrate(p, 0, 512, 1)
+    a = m.counters()
+    assert a["rmap_visits"] - b["rmap_visits"] == 512 * (k + 1)
+    assert a["pte_zaps"] - b["pte_zaps"] == 512 * (k + 1)
+    assert (m.frames_used(1), m.frames_used(0)) == (512, 0)
+    assert all(m.read(c, v) == v + 1 for c in kids for v in range(512))
+    z = m.counters()
+    assert (z["pages_to_host"] - a["pages_to_host"], z["dma_transfers"] - a["dma_transfers"]) == (512, 512)
+    assert z["rmap_visits"] - a["rmap_visits"] == 512
+    m.check()
