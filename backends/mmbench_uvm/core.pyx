@@ -47,12 +47,13 @@
 # count per slot rather than run-length encoded (same bytes accounted, the
 # kernel's array is one int per slot either way); am_maxslot == am_nslot
 # (no amap_extend: entries with an amap are not merged); no loans, no wiring.
-# Accelerators are not modelled (supports_devices = False).
+# Accelerators are not modelled (supports_devices = False: the framework
+# refuses migrate and device_* before they reach the design).
 
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t
 
-from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_ENOTSUP,
+from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
                            C_RMAP_VISITS)
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_write, pte_pfn
@@ -231,16 +232,6 @@ cdef class UVMMachine(Machine):
         if st == MM_OK:
             self.frames.f[pfn].value = value
         return st
-
-    # ------------------------------------------------------ accelerators
-    cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
-        return MM_ENOTSUP
-
-    cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
-        return MM_ENOTSUP
-
-    cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
-        return MM_ENOTSUP
 
     # -------------------------------------------------------- invariants
     cdef int c_check(self) noexcept nogil:
