@@ -311,3 +311,26 @@ def test_out_of_memory_never_changes_state_under_random_ops(seed):
         u.check()
     assert ooms > 0
     all_exit(u)
+
+
+def test_fork_chain_of_depth_16_has_no_chain():
+    """64 pages written, 16 generations of fork each writing one page of its
+    own: one amap per generation, every original anon shared by all 17, and
+    the deepest process reaches any page in one slot lookup."""
+    m = mmbench.open("uvm", ram_pages=256)
+    pid = m.spawn()
+    m.mmap(pid, 0, 81)
+    for v in range(64):
+        m.write(pid, v, v + 1)
+    for level in range(16):
+        pid = m.fork(pid)
+        m.write(pid, 64 + level, level)
+    md = m.metadata()
+    assert md["vm_amap"] == (17, 17 * 80) and md["amap_slots"] == (17 * 81 * 16,) * 2
+    assert md["vm_anon"][0] == 64 + 16 and ctr(m, "amap_copies") == 16
+    assert m.anon_ref(pid, 0) == 17
+    faults = ctr(m, "faults")
+    assert [m.read(pid, v) for v in range(64)] == list(range(1, 65))
+    assert ctr(m, "faults") - faults == 64 and ctr(m, "fault_minor") == 64
+    m.check()
+    all_exit(m)
