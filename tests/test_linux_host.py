@@ -24,6 +24,7 @@ host refuses the fixed mappings.
 """
 import ctypes
 import os
+import time
 import sys
 
 import pytest
@@ -282,6 +283,19 @@ def test_fork_chain_matches_host_kernel():
     judge(pairs)
 
 
+def settled_slab(tries=50):
+    """slab() once two reads 20 ms apart agree: VMAs of exited processes are freed
+    after an RCU grace period, so the counts settle a little after the exits."""
+    prev = slab()
+    for _ in range(tries):
+        time.sleep(0.02)
+        cur = slab()
+        if cur == prev:
+            break
+        prev = cur
+    return cur
+
+
 def daemon_chain(d, with_region):
     """Generation 0 (a child of this process) maps N mappings when `with_region` and
     writes them; each generation forks the next, which writes every page, and exits.
@@ -300,8 +314,11 @@ def daemon_chain(d, with_region):
                         os._exit(3)
             touch(starts)
             for g in range(1, d + 1):
+                parent = os.getpid()
                 if os.fork() != 0:
                     os._exit(0)              # the parent exits right after its fork
+                while os.getppid() == parent:  # reparented: the parent's exit_mmap is done
+                    time.sleep(0.0005)
                 touch(starts)
             os.write(ready_w, b"x")
             os.read(rel_r, 1)
@@ -309,7 +326,7 @@ def daemon_chain(d, with_region):
             os._exit(0)
     os.waitpid(pid, 0)
     os.read(ready_r, 1)
-    after = slab()
+    after = settled_slab()
     os.write(rel_w, b"x")
     # generation d is an orphan now; wait until it is gone (its pipe end closes)
     os.close(rel_w)

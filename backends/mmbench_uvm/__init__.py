@@ -1,0 +1,7 @@
+"""mmbench_uvm: the NetBSD UVM design (vm_map entries, two-level amap/anon, pmap/pv_entry).
+
+See docs/backends/uvm.md and the essay at the top of core.pyx.
+"""
+from mmbench_uvm.core import UVMMachine
+
+__all__ = ["UVMMachine"]

@@ -1,0 +1,250 @@
+# amap — the anonymous layer of UVM: vm_amap (an array of anon pointers with a
+# reference count) and vm_anon (one anonymous page with a reference count).
+#
+# Slot bookkeeping (as uvm_amap.h states it):
+#   am_anon[X] != NULL  <=>  X is in am_slots[0 .. am_nused)
+#   am_slots[am_bckptr[X]] == X   for every used slot X
+# so an amap can be walked by its used slots only (amap_wipeout) and a slot is
+# added or removed in O(1) (the last used slot fills the hole).
+#
+# Partial references (am_ppref).  While every entry that references an amap
+# covers all of it, am_ref says everything and am_ppref stays NULL.  The first
+# reference to a part only (a clipped entry, a partial munmap) establishes
+# per-slot counts: am_ppref[X] = entries covering slot X.  From then on a
+# slot whose count drops to 0 is wiped at once (its anon reference dropped),
+# so unmapping part of an amap shared by several entries frees the anons only
+# that part held.  The kernel encodes am_ppref as runs; the model keeps one
+# count per slot and accounts 4 bytes per slot, the size of the kernel's array.
+#
+# Reference counting of anons: an_ref == amap slots holding the anon.  The last
+# reference frees the anon and its page (uvm_anfree), unmapping the page
+# wherever a PTE still maps it.
+
+from libc.stdlib cimport malloc, calloc, free
+from libc.stdint cimport int64_t, int32_t
+
+from mmbench.core cimport C_OBJECTS_ALLOC, C_OBJECTS_FREE, C_ANON_ALLOC
+from mmbench.blocks.frames cimport pfn_t, frame_free
+from mmbench_freebsd.pmap cimport pmap_remove_all
+from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_amap_t, vm_anon_t, vm_aref_t, AMAP_SHARED,
+                              AMAP_SLOT_BYTES, AMAP_PPREF_BYTES, UK_AMAP, UK_ANON, UK_PAGE,
+                              UK_SLOTS, uk_alloc, uk_free)
+
+
+# ------------------------------------------------------------------- anons
+cdef vm_anon_t* uvm_analloc(uvm_ctx_t* u, pfn_t pg) noexcept nogil:
+    cdef vm_anon_t* anon = <vm_anon_t*>calloc(1, sizeof(vm_anon_t))
+    if anon == NULL:
+        return NULL
+    anon.an_ref = 1
+    anon.an_page = pg
+    u.md.fr.f[pg].owner = <size_t>anon
+    uk_alloc(u, UK_ANON, 1)
+    uk_alloc(u, UK_PAGE, 1)
+    u.md.ctr[C_ANON_ALLOC] += 1
+    return anon
+
+cdef void uvm_anfree(uvm_ctx_t* u, vm_anon_t* anon) noexcept nogil:
+    """=> an_ref == 0; the page is unmapped everywhere, then freed."""
+    if u.md.fr.f[anon.an_page].mapcount > 0:
+        pmap_remove_all(&u.md, anon.an_page)
+    frame_free(u.md.fr, anon.an_page)
+    uk_free(u, UK_PAGE, 1)
+    uk_free(u, UK_ANON, 1)
+    free(anon)
+
+cdef void uvm_anon_unref(uvm_ctx_t* u, vm_anon_t* anon) noexcept nogil:
+    anon.an_ref -= 1
+    if anon.an_ref == 0:
+        uvm_anfree(u, anon)
+
+
+# -------------------------------------------------------------- allocation
+cdef inline int64_t amap_bytes(vm_amap_t* amap) noexcept nogil:
+    return amap.am_maxslot * (AMAP_SLOT_BYTES + (AMAP_PPREF_BYTES if amap.am_ppref != NULL else 0))
+
+cdef vm_amap_t* amap_alloc(uvm_ctx_t* u, int64_t nslot) noexcept nogil:
+    """A blank amap of nslot slots, referenced once (amap_alloc1 + amap_list_insert)."""
+    cdef vm_amap_t* amap = <vm_amap_t*>calloc(1, sizeof(vm_amap_t))
+    if amap == NULL:
+        return NULL
+    amap.am_slots = <int32_t*>malloc(nslot * sizeof(int32_t))
+    amap.am_bckptr = <int32_t*>malloc(nslot * sizeof(int32_t))
+    amap.am_anon = <vm_anon_t**>calloc(nslot, sizeof(vm_anon_t*))
+    if amap.am_slots == NULL or amap.am_bckptr == NULL or amap.am_anon == NULL:
+        free(amap.am_slots)
+        free(amap.am_bckptr)
+        free(amap.am_anon)
+        free(amap)
+        return NULL
+    amap.am_ref = 1
+    amap.am_maxslot = <int32_t>nslot
+    amap.am_nslot = <int32_t>nslot
+    u.next_serial += 1
+    amap.serial = u.next_serial
+    amap.am_next = u.amaps
+    if u.amaps != NULL:
+        u.amaps.am_prev = amap
+    u.amaps = amap
+    u.namaps += 1
+    uk_alloc(u, UK_AMAP, 1)
+    uk_alloc(u, UK_SLOTS, amap_bytes(amap))
+    u.md.ctr[C_OBJECTS_ALLOC] += 1
+    return amap
+
+cdef void amap_free(uvm_ctx_t* u, vm_amap_t* amap) noexcept nogil:
+    """=> am_ref == 0 and no anon left."""
+    uk_free(u, UK_SLOTS, amap_bytes(amap))
+    uk_free(u, UK_AMAP, 1)
+    u.md.ctr[C_OBJECTS_FREE] += 1
+    if amap.am_prev != NULL:
+        amap.am_prev.am_next = amap.am_next
+    else:
+        u.amaps = amap.am_next
+    if amap.am_next != NULL:
+        amap.am_next.am_prev = amap.am_prev
+    u.namaps -= 1
+    free(amap.am_slots)
+    free(amap.am_bckptr)
+    free(amap.am_anon)
+    free(amap.am_ppref)
+    free(amap)
+
+cdef void amap_wipeout(uvm_ctx_t* u, vm_amap_t* amap) noexcept nogil:
+    """The last reference is gone: drop every anon (used slots only), free."""
+    cdef int32_t i
+    for i in range(amap.am_nused):
+        uvm_anon_unref(u, amap.am_anon[amap.am_slots[i]])
+        amap.am_anon[amap.am_slots[i]] = NULL
+    amap.am_nused = 0
+    amap.am_ref = 0
+    amap_free(u, amap)
+
+
+# ------------------------------------------------------------ slot access
+cdef vm_anon_t* amap_lookup(vm_aref_t* aref, int64_t offset) noexcept nogil:
+    return aref.ar_amap.am_anon[aref.ar_pageoff + offset]
+
+cdef void amap_add(vm_aref_t* aref, int64_t offset, vm_anon_t* anon, bint replace) noexcept nogil:
+    """Put anon into the slot; replace => the slot held an anon (the caller
+    already dropped that anon's reference)."""
+    cdef vm_amap_t* amap = aref.ar_amap
+    cdef int64_t slot = aref.ar_pageoff + offset
+    if not replace:
+        amap.am_bckptr[slot] = amap.am_nused
+        amap.am_slots[amap.am_nused] = <int32_t>slot
+        amap.am_nused += 1
+    amap.am_anon[slot] = anon
+
+cdef void amap_unadd(vm_aref_t* aref, int64_t offset) noexcept nogil:
+    """Empty a used slot (the caller drops the anon's reference)."""
+    cdef vm_amap_t* amap = aref.ar_amap
+    cdef int64_t slot = aref.ar_pageoff + offset
+    cdef int32_t ptr = amap.am_bckptr[slot]
+    cdef int32_t last = amap.am_slots[amap.am_nused - 1]
+    amap.am_slots[ptr] = last
+    amap.am_bckptr[last] = ptr
+    amap.am_nused -= 1
+    amap.am_anon[slot] = NULL
+
+
+# ----------------------------------------------------------- new amap copy
+cdef vm_amap_t* amap_copy_anons(uvm_ctx_t* u, vm_amap_t* src, int64_t pageoff,
+                                int64_t nslot) noexcept nogil:
+    """amap_copy's copying half: a new amap whose slots point at src's anons
+    in [pageoff, pageoff + nslot), an_ref++ per anon.  NULL: no memory."""
+    cdef vm_amap_t* amap = amap_alloc(u, nslot)
+    cdef int64_t i
+    cdef vm_anon_t* anon
+    if amap == NULL:
+        return NULL
+    for i in range(nslot):
+        anon = src.am_anon[pageoff + i]
+        if anon != NULL:
+            amap.am_anon[i] = anon
+            amap.am_bckptr[i] = amap.am_nused
+            amap.am_slots[amap.am_nused] = <int32_t>i
+            amap.am_nused += 1
+            anon.an_ref += 1
+    return amap
+
+
+# ------------------------------------------------------------- references
+cdef int amap_pp_establish(uvm_ctx_t* u, vm_amap_t* amap) noexcept nogil:
+    """Start per-slot counts: every current reference covers every slot."""
+    cdef int32_t i
+    uk_free(u, UK_SLOTS, amap_bytes(amap))
+    amap.am_ppref = <int32_t*>malloc(amap.am_maxslot * sizeof(int32_t))
+    uk_alloc(u, UK_SLOTS, amap_bytes(amap))
+    if amap.am_ppref == NULL:
+        return -1
+    for i in range(amap.am_maxslot):
+        amap.am_ppref[i] = amap.am_ref
+    return 0
+
+cdef void amap_wiperange(uvm_ctx_t* u, vm_amap_t* amap, int64_t slot, int64_t n) noexcept nogil:
+    """Drop the anons of slots nobody covers any more."""
+    cdef int64_t s
+    cdef vm_aref_t whole
+    whole.ar_pageoff = 0
+    whole.ar_amap = amap
+    for s in range(slot, slot + n):
+        if amap.am_anon[s] != NULL:
+            uvm_anon_unref(u, amap.am_anon[s])
+            amap_unadd(&whole, s)
+
+cdef void amap_pp_adjref(uvm_ctx_t* u, vm_amap_t* amap, int64_t curslot, int64_t slotlen,
+                         int adjval) noexcept nogil:
+    """am_ppref[curslot .. +slotlen) += adjval; slots reaching 0 are wiped."""
+    cdef int64_t s
+    for s in range(curslot, curslot + slotlen):
+        amap.am_ppref[s] += adjval
+        if amap.am_ppref[s] == 0:
+            amap_wiperange(u, amap, s, 1)
+
+cdef inline bint covers_all(vm_amap_t* amap, int64_t offset, int64_t length) noexcept nogil:
+    return offset == 0 and length == amap.am_nslot
+
+cdef int amap_ref(uvm_ctx_t* u, vm_amap_t* amap, int64_t offset, int64_t length,
+                  bint shared) noexcept nogil:
+    """One more entry references [offset, offset+length) of amap (fork)."""
+    if amap.am_ppref == NULL and not covers_all(amap, offset, length):
+        if amap_pp_establish(u, amap) != 0:
+            return -1
+    if amap.am_ppref != NULL:
+        amap_pp_adjref(u, amap, offset, length, 1)
+    amap.am_ref += 1
+    if shared:
+        amap.am_flags |= AMAP_SHARED
+    return 0
+
+cdef void amap_unref(uvm_ctx_t* u, vm_amap_t* amap, int64_t offset, int64_t length) noexcept nogil:
+    """An entry covering [offset, offset+length) lets go of amap.
+
+    => the last reference wipes the whole amap; otherwise the slots only this
+       entry covered lose their anons (per-slot counts established if needed).
+    """
+    if amap.am_ref == 1:
+        amap_wipeout(u, amap)
+        return
+    if amap.am_ppref == NULL and not covers_all(amap, offset, length):
+        amap_pp_establish(u, amap)
+    amap.am_ref -= 1
+    if amap.am_ref == 1:
+        amap.am_flags &= ~AMAP_SHARED
+    if amap.am_ppref != NULL:
+        amap_pp_adjref(u, amap, offset, length, -1)
+
+cdef int amap_splitref(uvm_ctx_t* u, vm_aref_t* origref, vm_aref_t* splitref,
+                       int64_t offset) noexcept nogil:
+    """A clipped entry: splitref takes the part from `offset` on.  Each slot is
+    still covered by one of the two, so only am_ref changes (after
+    per-slot counts are established, since neither covers all now)."""
+    cdef vm_amap_t* amap = origref.ar_amap
+    if amap.am_ppref == NULL:
+        if amap_pp_establish(u, amap) != 0:
+            return -1
+    splitref.ar_amap = amap
+    splitref.ar_pageoff = origref.ar_pageoff + offset
+    amap.am_ref += 1
+    return 0

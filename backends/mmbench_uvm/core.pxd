@@ -1,0 +1,9 @@
+# The UVM design as a Machine.  See core.pyx.
+from libc.stdint cimport int64_t
+from mmbench.core cimport Machine
+from mmbench_uvm.uvm cimport uvm_ctx_t, vm_map_t
+
+cdef class UVMMachine(Machine):
+    cdef uvm_ctx_t u
+    cdef inline vm_map_t* map_of(self, int64_t pid) noexcept nogil:
+        return <vm_map_t*>self.proc_of(pid)

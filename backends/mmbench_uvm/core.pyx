@@ -1,0 +1,308 @@
+# UVMMachine — NetBSD UVM's anonymous memory (Cranor): vm_map entries, a
+# two-level amap/anon layer instead of object chains, and a pmap with pv
+# entries, behind the mmbench contract.
+#
+# The design in its own terms.  Mach and 4.4BSD (and FreeBSD after them) make
+# copy-on-write out of objects: each fork-then-write puts a shadow object in
+# front of the old one and a fault walks the chain down to the page, so chains
+# grow with fork depth and need collapse and bypass to stay short.  UVM keeps
+# two levels and no chain: an entry's anonymous pages hang off an amap, an
+# array of pointers to anons, and each anon holds one page.  Sharing is
+# reference counting instead of chaining: am_ref counts the entries using an
+# amap, an_ref the amap slots using an anon.
+#
+#   pid 1 entry ─┐                      ┌──▶ anon(an_ref 2) ──▶ page A
+#   (NEEDSCOPY)  ├──▶ amap (am_ref 2) ──┤
+#   pid 2 entry ─┘                      └──▶ anon(an_ref 1) ──▶ page B
+#
+#   after pid 2 faults: amap_copy → pid 2 gets its own amap, same anon
+#   pointers, an_ref++ each; a write to a shared anon promotes a private copy.
+#
+# Where each part lives:
+#   uvm.pxd    the structs: vm_map_entry + vm_aref, vm_amap, vm_anon, context
+#   amap       amaps and anons: alloc, add/unadd, ref/unref, per-page refs
+#              (am_ppref), splitref, the copying half of amap_copy
+#   map        entries: enter, clip, unmap, protect, fork, mremap, dontneed,
+#              amap_copy (it may clip the entry into a 16-page chunk)
+#   fault      the fault handler (decide, amap_copy, zero-fill / promote / map)
+#   check      the invariants
+#   pmap       mmbench_freebsd.pmap, reused as is (see uvm.pxd)
+#   core       the contract: argument checks in the reference model's order,
+#              the PTE fast path of read/write, and the Python-level views.
+#
+# The contract's operations map onto UVM as follows:
+#   mmap      uvm_map_enter (private: COPYONWRITE|NEEDSCOPY, no amap yet;
+#             shared: amap now)
+#   munmap    uvm_unmap (clip, pmap_remove, amap_unref of the range)
+#   mprotect  uvm_map_protect (pmap_protect when write is taken away)
+#   read      PTE present: load; else uvm_fault (read)
+#   write     writable PTE: store; else uvm_fault (write)
+#   fork      uvmspace_fork (NEEDSCOPY on both sides, pmap_protect of the parent)
+#   exit      uvmspace_free
+#   mremap    entries and PTEs moved (NetBSD's mremap moves entries too)
+#   madvise   see map.pyx (private pages must read 0 afterwards)
+#
+# Simplified relative to the kernel, and why: no swap (an anon always has its
+# page: mmbench has no memory pressure on the host); no locks; am_ppref is one
+# count per slot rather than run-length encoded (same bytes accounted, the
+# kernel's array is one int per slot either way); am_maxslot == am_nslot
+# (no amap_extend: entries with an amap are not merged); no loans, no wiring.
+# Accelerators are not modelled (supports_devices = False: the framework
+# refuses migrate and device_* before they reach the design).
+
+from libc.stdlib cimport calloc, free
+from libc.stdint cimport int64_t, uint64_t, int32_t
+
+from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
+                           C_RMAP_VISITS)
+from mmbench.blocks.frames cimport pfn_t
+from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_write, pte_pfn
+from mmbench_freebsd.vm cimport (pv_entry_t, KC_PVCHUNK, KC_PGD, KC_PUD, KC_PMD, KC_PTE)
+from mmbench_freebsd.pmap cimport pmap_pte, pv_pmap
+from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
+                              UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY, MAP_INHERIT_SHARE, AMAP_SHARED,
+                              UK_PVCHUNK, UK_PGD, UK_PUD, UK_PMD, UK_PTE, NR_UK)
+from mmbench_uvm.map cimport (uvmspace_alloc, uvmspace_free, uvm_map_lookup_entry,
+                              uvm_map_range_free, uvm_map_range_mapped, uvm_map_enter, uvm_unmap,
+                              uvm_map_protect, uvmspace_fork, uvm_map_move, uvm_map_dontneed)
+from mmbench_uvm.fault cimport uvm_fault
+from mmbench_uvm.check cimport uvm_check_all
+
+from mmbench import errors as _errors
+
+# (cache name, bytes per object), in UK_* order.  vm_map_entry and vm_page are
+# estimates for NetBSD amd64 (see docs/backends/uvm.md); amap_slots counts bytes.
+_CACHES = (("vm_map_entry", 136), ("vm_amap", 80), ("vm_page", 128), ("vm_anon", 32),
+           ("pv_chunk", 4096), ("pgd", 4096), ("pud_table", 4096), ("pmd_table", 4096),
+           ("pte_table", 4096), ("amap_slots", 1))
+
+# the pmap layer indexes the caches with its own ids: they must be ours too
+assert (UK_PVCHUNK, UK_PGD, UK_PUD, UK_PMD, UK_PTE) == (KC_PVCHUNK, KC_PGD, KC_PUD, KC_PMD, KC_PTE)
+
+
+cdef class UVMMachine(Machine):
+    """NetBSD UVM: vm_map entries with amap/anon two-level anonymous memory
+    (amap_copy on NEEDSCOPY, anon promotion), pmap with pv entries."""
+
+    name = "uvm"
+    description = ("NetBSD UVM: vm_map entries, two-level amap/anon anonymous memory "
+                   "(reference counts instead of shadow chains), pmap with pv_entry")
+    option_defaults = {"amap_chunk": True}
+    supports_devices = False
+    counter_names = (
+        "faults", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse", "fault_minor",
+        "fault_wp_shared", "pages_zeroed", "pages_copied", "pte_writes", "pte_zaps",
+        "tlb_flushes", "pt_pages_alloc", "pt_pages_free", "rmap_visits", "vma_splits",
+        "vma_merges", "objects_alloc", "objects_free", "amap_copies", "anon_alloc", "pv_entries",
+        "fork_ptes_wrprotect", "mremap_pages_moved")
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        for i, (cname, size) in enumerate(_CACHES):
+            assert self.slab_register(cname, size) == i
+        assert self.ncaches == NR_UK
+        self.u.md.fr = &self.frames
+        self.u.md.ctr = &self.ctr[0]
+        self.u.md.kc = &self.caches[0]
+        self.u.md.pv_head = <pv_entry_t**>calloc(self.ram_pages, sizeof(pv_entry_t*))
+        if self.u.md.pv_head == NULL:
+            raise MemoryError("no memory for the pv list heads")
+        self.u.amaps = NULL
+        self.u.namaps = 0
+        self.u.next_serial = 0
+        self.u.amap_chunk = bool(self.options.get("amap_chunk", True))
+
+    def __dealloc__(self):
+        cdef int64_t pid
+        if self.u.md.kc == NULL:
+            return
+        for pid in range(1, self.next_pid):
+            if self.procs != NULL and self.procs[pid] != NULL:
+                uvmspace_free(&self.u, <vm_map_t*>self.procs[pid])
+                self.procs[pid] = NULL
+        free(self.u.md.pv_head)
+        self.u.md.pv_head = NULL
+
+    # ------------------------------------------------------- processes
+    cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
+        cdef vm_map_t* map = uvmspace_alloc(&self.u, self.next_pid)
+        cdef int64_t pid
+        if map == NULL:
+            return MM_ENOMEM
+        pid = self.pid_install(map)
+        if pid < 0:
+            uvmspace_free(&self.u, map)
+            return MM_ENOMEM
+        pid_out[0] = pid
+        return MM_OK
+
+    cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
+        cdef vm_map_t* dst = uvmspace_alloc(&self.u, self.next_pid)
+        cdef int64_t child
+        if dst == NULL:
+            return MM_ENOMEM
+        child = self.pid_install(dst)
+        if child < 0:
+            uvmspace_free(&self.u, dst)
+            return MM_ENOMEM
+        if uvmspace_fork(&self.u, self.map_of(pid), dst) != 0:     # host out of memory
+            uvmspace_free(&self.u, dst)
+            self.pid_release(child)
+            self.next_pid -= 1
+            return MM_ENOMEM
+        child_out[0] = child
+        return MM_OK
+
+    cdef int c_exit(self, int64_t pid) noexcept nogil:
+        uvmspace_free(&self.u, self.map_of(pid))
+        self.pid_release(pid)
+        return MM_OK
+
+    # --------------------------------------------------------- mappings
+    cdef int c_mmap(self, int64_t pid, int64_t vpn, int64_t npages, uint64_t flags) noexcept nogil:
+        cdef vm_map_t* map = self.map_of(pid)
+        if not uvm_map_range_free(map, vpn, vpn + npages):
+            return MM_EINVAL
+        if uvm_map_enter(&self.u, map, vpn, vpn + npages, (flags & 1) != 0, (flags & 2) != 0) != 0:
+            return MM_ENOMEM
+        return MM_OK
+
+    cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
+        uvm_unmap(&self.u, self.map_of(pid), vpn, vpn + npages)
+        return MM_OK
+
+    cdef int c_mprotect(self, int64_t pid, int64_t vpn, int64_t npages, bint writable) noexcept nogil:
+        cdef vm_map_t* map = self.map_of(pid)
+        if not uvm_map_range_mapped(map, vpn, vpn + npages):
+            return MM_EINVAL
+        uvm_map_protect(&self.u, map, vpn, vpn + npages, writable)
+        return MM_OK
+
+    cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
+        cdef vm_map_t* map = self.map_of(pid)
+        if new_vpn < old_vpn + npages and old_vpn < new_vpn + npages:
+            return MM_EINVAL
+        if not uvm_map_range_mapped(map, old_vpn, old_vpn + npages):
+            return MM_ESEGV
+        if not uvm_map_range_free(map, new_vpn, new_vpn + npages):
+            return MM_EINVAL
+        return uvm_map_move(&self.u, map, old_vpn, old_vpn + npages, new_vpn)
+
+    cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
+        cdef vm_map_t* map = self.map_of(pid)
+        if not uvm_map_range_mapped(map, vpn, vpn + npages):
+            return MM_EINVAL
+        return uvm_map_dontneed(&self.u, map, vpn, vpn + npages)
+
+    # ------------------------------------------------------ loads, stores
+    cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
+        cdef vm_map_t* map = self.map_of(pid)
+        cdef pt_node_t* leaf = pt_leaf(&map.pmap.pt, <uint64_t>vpn, False, NULL)
+        cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
+        cdef vm_map_entry_t* e
+        cdef pfn_t pfn
+        cdef int st
+        if pte_present(pte):
+            out[0] = self.frames.f[pte_pfn(pte)].value
+            return MM_OK
+        e = uvm_map_lookup_entry(map, vpn)
+        if e == NULL:
+            return MM_ESEGV
+        st = uvm_fault(&self.u, map, e, vpn, False, leaf, &pfn)
+        if st == MM_OK:
+            out[0] = self.frames.f[pfn].value
+        return st
+
+    cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
+        cdef vm_map_t* map = self.map_of(pid)
+        cdef pt_node_t* leaf = pt_leaf(&map.pmap.pt, <uint64_t>vpn, False, NULL)
+        cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
+        cdef vm_map_entry_t* e
+        cdef pfn_t pfn
+        cdef int st
+        if pte_present(pte) and pte_write(pte):
+            self.frames.f[pte_pfn(pte)].value = value
+            return MM_OK
+        e = uvm_map_lookup_entry(map, vpn)
+        if e == NULL:
+            return MM_ESEGV
+        if not e.writable:
+            return MM_EPROT
+        st = uvm_fault(&self.u, map, e, vpn, True, leaf, &pfn)
+        if st == MM_OK:
+            self.frames.f[pfn].value = value
+        return st
+
+    # -------------------------------------------------------- invariants
+    cdef int c_check(self) noexcept nogil:
+        cdef const char* why = NULL
+        if uvm_check_all(&self.u, self.procs, self.next_pid, &why) != 0:
+            return self.check_fail(why)
+        return MM_OK
+
+    # ------------------------------------------------- design-level views
+    def amaps(self):
+        """Every live amap: {serial: {am_ref, shared, nslot, nused, ppref, anon_refs}}.
+        `ppref` is the per-slot list or None; `anon_refs` maps slot -> an_ref."""
+        cdef vm_amap_t* amap = self.u.amaps
+        cdef int32_t x
+        out = {}
+        while amap != NULL:
+            out[int(amap.serial)] = {
+                "am_ref": int(amap.am_ref), "shared": bool(amap.am_flags & AMAP_SHARED),
+                "nslot": int(amap.am_nslot), "nused": int(amap.am_nused),
+                "ppref": ([int(amap.am_ppref[x]) for x in range(amap.am_nslot)]
+                          if amap.am_ppref != NULL else None),
+                "anon_refs": {int(x): int(amap.am_anon[x].an_ref)
+                              for x in range(amap.am_nslot) if amap.am_anon[x] != NULL}}
+            amap = amap.am_next
+        return dict(sorted(out.items()))
+
+    def entries(self, pid):
+        """The entries of `pid`'s map: [{start, end, amap, pageoff, flags, …}, …]."""
+        pid = self._pid(pid)
+        cdef vm_map_entry_t* e = self.map_of(pid).first
+        out = []
+        while e != NULL:
+            flags = []
+            if e.etype & UVM_ET_COPYONWRITE:
+                flags.append("COPYONWRITE")
+            if e.etype & UVM_ET_NEEDSCOPY:
+                flags.append("NEEDSCOPY")
+            out.append({"start": int(e.start), "end": int(e.end),
+                        "amap": int(e.aref.ar_amap.serial) if e.aref.ar_amap != NULL else None,
+                        "pageoff": int(e.aref.ar_pageoff), "flags": flags,
+                        "writable": bool(e.writable), "shared": e.inheritance == MAP_INHERIT_SHARE})
+            e = e.next
+        return out
+
+    def anon_ref(self, pid, vpn):
+        """an_ref of the anon behind `vpn` of `pid` (0: no anon there yet)."""
+        pid = self._pid(pid)
+        vpn, _ = self._range(vpn)
+        cdef vm_map_entry_t* e = uvm_map_lookup_entry(self.map_of(pid), vpn)
+        cdef vm_anon_t* anon
+        if e == NULL:
+            raise _errors.SegmentationFault(f"pid {pid}: vpn {vpn} is not mapped")
+        if e.aref.ar_amap == NULL:
+            return 0
+        anon = e.aref.ar_amap.am_anon[e.aref.ar_pageoff + (vpn - e.start)]
+        return 0 if anon == NULL else int(anon.an_ref)
+
+    def rmap_walk(self, pid, vpn):
+        """The mappers of the page `pid` maps at `vpn`: [(pid, vpn), …] from its
+        pv list ([] when no page is mapped there).  Counts rmap_visits."""
+        pid = self._pid(pid)
+        vpn, _ = self._range(vpn)
+        cdef vm_map_t* map = self.map_of(pid)
+        cdef uint64_t pte = pmap_pte(&map.pmap, vpn)
+        cdef pv_entry_t* pv
+        out = []
+        if not pte_present(pte):
+            return out
+        pv = self.u.md.pv_head[pte_pfn(pte)]
+        while pv != NULL:
+            out.append((int(pv_pmap(pv).pid), int(pv.pv_va)))
+            self.ctr[C_RMAP_VISITS] += 1
+            pv = pv.pv_next
+        return sorted(out)

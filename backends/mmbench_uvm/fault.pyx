@@ -1,0 +1,159 @@
+# fault — the page-fault handler of the UVM design (uvm_fault.c).
+#
+# Anonymous memory has two layers and the fault looks at most one slot:
+#
+#        entry ──aref──▶ amap ──am_anon[slot]──▶ anon ──an_page──▶ page
+#                 (upper layer: anons)           (no lower object: anonymous
+#                                                 memory has no uvm_object)
+#
+# A fault is a short driver over phases that fill one faultctx:
+#
+#   fault_decide    (writes need_frame, action) look at the slot before
+#                   anything changes and say what will happen:
+#                     FA_ZERO     no anon: zero-fill a new anon.  UVM has no
+#                                 shared zero page for anonymous memory, so a
+#                                 read zero-fills too (uvm_fault_lower:
+#                                 promote a "don't care" page to a new anon)
+#                                 and maps it writable when the entry is.
+#                     FA_PROMOTE  write, anon shared (an_ref > 1, or it will
+#                                 be once a NEEDSCOPY entry copies its amap):
+#                                 new anon + page copy; an_ref-- on the old.
+#                     FA_REUSE    write, anon ours alone (an_ref == 1): map
+#                                 it writable in place.
+#                     FA_MAP      read of an existing anon: map it, read-only
+#                                 while the anon is shared.
+#                   A fault that needs a frame and finds none fails here.
+#   fault_check     NEEDSCOPY: amap_copy now — on any fault, read or write,
+#                   since anonymous memory has no object below
+#                   (uvm_fault_check: "cow_now || uvm_obj == NULL").
+#   fault_upper / fault_zerofill   carry the action out; pmap_enter the page.
+#
+# Fault kinds counted: fault_zero_fill, fault_cow_copy (promote),
+# fault_cow_reuse (write to a read-only PTE of an anon we own alone),
+# fault_wp_shared (the same on a shared entry, e.g. after mprotect),
+# fault_minor (the anon exists and only the PTE was missing).
+
+from libc.stdint cimport int64_t
+
+from mmbench.core cimport (MM_OK, MM_ENOMEM, C_FAULTS, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
+                           C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED,
+                           C_PAGES_COPIED)
+from mmbench.blocks.frames cimport pfn_t, NO_PFN, frame_alloc, frame_free, frames_free_count
+from mmbench.blocks.pagetable cimport pt_node_t, pte_present
+from mmbench_freebsd.pmap cimport pmap_enter
+from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
+                              UVM_ET_NEEDSCOPY, UVM_ET_COPYONWRITE, entry_slot)
+from mmbench_uvm.amap cimport uvm_analloc, uvm_anon_unref, amap_lookup, amap_add
+from mmbench_uvm.map cimport amap_copy
+
+cdef enum fault_action:
+    FA_ZERO
+    FA_PROMOTE
+    FA_REUSE
+    FA_MAP
+
+ctypedef struct faultctx_t:
+    # set by the caller
+    vm_map_t* map
+    vm_map_entry_t* entry     # may be clipped by amap_copy; still holds vpn
+    int64_t vpn
+    bint write
+    pt_node_t* leaf           # vpn's PTE table, when the caller had it
+    # fault_decide
+    fault_action action
+    bint need_frame
+    bint pte_was_present      # a read-only PTE was there (reuse vs minor)
+    # fault_upper / fault_zerofill
+    pfn_t pg
+
+
+cdef void fault_decide(faultctx_t* f) noexcept nogil:
+    cdef vm_map_entry_t* e = f.entry
+    cdef vm_amap_t* amap = e.aref.ar_amap
+    cdef vm_anon_t* anon = NULL
+    cdef bint will_share
+    if amap != NULL:
+        anon = amap.am_anon[entry_slot(e, f.vpn)]
+    if anon == NULL:
+        f.action = FA_ZERO
+    elif not f.write:
+        f.action = FA_MAP
+    else:
+        # amap_copy of a NEEDSCOPY entry whose amap others reference raises an_ref
+        will_share = (e.etype & UVM_ET_NEEDSCOPY) != 0 and amap.am_ref > 1
+        f.action = FA_PROMOTE if (anon.an_ref > 1 or will_share) else FA_REUSE
+    f.need_frame = f.action == FA_ZERO or f.action == FA_PROMOTE
+    f.pte_was_present = f.leaf != NULL and pte_present(f.leaf.e[f.vpn & 511])
+
+cdef int fault_check(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
+    if f.entry.etype & UVM_ET_NEEDSCOPY:
+        if amap_copy(u, f.map, f.entry, f.vpn, True) != 0:
+            return MM_ENOMEM
+    return MM_OK
+
+cdef int fault_zerofill(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
+    cdef vm_map_entry_t* e = f.entry
+    cdef vm_anon_t* anon
+    f.pg = frame_alloc(u.md.fr, 0)
+    anon = uvm_analloc(u, f.pg)
+    if anon == NULL:
+        frame_free(u.md.fr, f.pg)
+        return MM_ENOMEM
+    amap_add(&e.aref, f.vpn - e.start, anon, False)
+    u.md.ctr[C_FAULT_ZERO_FILL] += 1
+    u.md.ctr[C_PAGES_ZEROED] += 1
+    return MM_OK if pmap_enter(&u.md, &f.map.pmap, f.vpn, f.pg, e.writable, f.leaf) == 0 else MM_ENOMEM
+
+cdef int fault_promote(uvm_ctx_t* u, faultctx_t* f, vm_anon_t* oanon) noexcept nogil:
+    """uvmfault_promote: a private copy of a shared anon replaces it in our slot."""
+    cdef vm_map_entry_t* e = f.entry
+    cdef vm_anon_t* anon
+    f.pg = frame_alloc(u.md.fr, 0)
+    anon = uvm_analloc(u, f.pg)
+    if anon == NULL:
+        frame_free(u.md.fr, f.pg)
+        return MM_ENOMEM
+    u.md.fr.f[f.pg].value = u.md.fr.f[oanon.an_page].value
+    uvm_anon_unref(u, oanon)                     # an_ref > 1: the old page lives on
+    amap_add(&e.aref, f.vpn - e.start, anon, True)
+    u.md.ctr[C_FAULT_COW_COPY] += 1
+    u.md.ctr[C_PAGES_COPIED] += 1
+    return MM_OK if pmap_enter(&u.md, &f.map.pmap, f.vpn, f.pg, True, f.leaf) == 0 else MM_ENOMEM
+
+cdef int fault_upper(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
+    """The slot holds an anon (uvm_fault_upper)."""
+    cdef vm_map_entry_t* e = f.entry
+    cdef vm_anon_t* anon = amap_lookup(&e.aref, f.vpn - e.start)
+    cdef bint writable
+    if f.action == FA_PROMOTE:
+        return fault_promote(u, f, anon)
+    f.pg = anon.an_page
+    if f.action == FA_REUSE and f.pte_was_present:
+        u.md.ctr[C_FAULT_COW_REUSE if e.etype & UVM_ET_COPYONWRITE else C_FAULT_WP_SHARED] += 1
+    else:
+        u.md.ctr[C_FAULT_MINOR] += 1
+    writable = e.writable and anon.an_ref == 1
+    return MM_OK if pmap_enter(&u.md, &f.map.pmap, f.vpn, f.pg, writable, f.leaf) == 0 else MM_ENOMEM
+
+cdef int uvm_fault(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn, bint write,
+                   pt_node_t* leaf, pfn_t* pfn) noexcept nogil:
+    cdef faultctx_t f
+    cdef int st
+    f.map = map
+    f.entry = e
+    f.vpn = vpn
+    f.write = write
+    f.leaf = leaf
+    fault_decide(&f)
+    if f.need_frame and frames_free_count(u.md.fr, 0) == 0:
+        return MM_ENOMEM
+    st = fault_check(u, &f)
+    if st != MM_OK:
+        return st
+    u.md.ctr[C_FAULTS] += 1
+    if f.action == FA_ZERO:
+        st = fault_zerofill(u, &f)
+    else:
+        st = fault_upper(u, &f)
+    pfn[0] = f.pg
+    return st

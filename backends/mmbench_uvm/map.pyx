@@ -1,0 +1,417 @@
+# map — a process's address space as vm_map_entry's ordered by address, each
+# with a vm_aref {ar_pageoff, ar_amap} to the anonymous layer.
+#
+# How the contract's operations act on entries (uvm_map.c, uvm_mmap.c):
+#   mmap private   an entry COPYONWRITE|NEEDSCOPY with no amap: the first
+#                  fault gives it one (amap_copy of "nothing" = a blank amap).
+#   mmap shared    the amap is allocated at once (UVM_FLAG_OVERLAY), so every
+#                  process that later shares the entry sees the same anons.
+#   clip           a partial operation splits an entry; both halves keep the
+#                  amap (amap_splitref: am_ref++, per-slot counts established).
+#   munmap/exit    pmap_remove, then amap_unref of the entry's slot range.
+#   fork           uvmspace_fork: shared entries share the amap (AMAP_SHARED,
+#                  am_ref++); private entries share it too but both sides
+#                  become NEEDSCOPY and the parent's PTEs are write-protected
+#                  (pmap_protect).  No PTE is copied (pmap_copy is advisory).
+#   amap_copy      (first fault after fork, here because it may clip) am_ref
+#                  == 1: take the amap over; else a new amap with the same
+#                  anon pointers, an_ref++ each, the old amap loses a reference.
+#   mremap         entries (aref unchanged) and PTEs move to the new range.
+#   dontneed       private: the range's anons leave this entry's amap (an
+#                  entry still NEEDSCOPY first lets go of the borrowed amap for
+#                  the range and starts over without one); shared: only the
+#                  PTEs go, the anons keep the data.
+# A new private mapping right after a private entry that has no amap yet
+# extends it (uvm_map's merge with the previous entry); entries with an amap
+# are not merged (the kernel would amap_extend; the model does not).
+
+from libc.stdlib cimport calloc, free
+from libc.stdint cimport int64_t, uint64_t
+
+from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove, itree_first
+from mmbench.core cimport (C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_AMAP_COPIES,
+                           VPN_BITS)
+from mmbench_freebsd.pmap cimport (pmap_pinit, pmap_release, pmap_remove, pmap_protect, pmap_move,
+                                   pmap_free_tables)
+from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
+                              UK_ENTRY, uk_alloc, uk_free, UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY,
+                              MAP_INHERIT_SHARE, MAP_INHERIT_COPY, AMAP_SHARED, UVM_AMAP_LARGE,
+                              UVM_AMAP_CHUNK)
+from mmbench_uvm.amap cimport (amap_alloc, amap_copy_anons, amap_ref, amap_unref, amap_splitref,
+                               amap_pp_adjref, amap_unadd, uvm_anon_unref)
+
+cdef int64_t VPN_END = (<int64_t>1) << VPN_BITS
+
+
+# --------------------------------------------------------------- the vmspace
+cdef vm_map_t* uvmspace_alloc(uvm_ctx_t* u, int64_t pid) noexcept nogil:
+    cdef vm_map_t* map = <vm_map_t*>calloc(1, sizeof(vm_map_t))
+    if map == NULL:
+        return NULL
+    itree_init(&map.tree)
+    if pmap_pinit(&u.md, &map.pmap, pid) != 0:
+        free(map)
+        return NULL
+    return map
+
+cdef void uvmspace_free(uvm_ctx_t* u, vm_map_t* map) noexcept nogil:
+    uvm_unmap(u, map, 0, VPN_END)
+    pmap_release(&u.md, &map.pmap)
+    free(map)
+
+
+# ------------------------------------------------------------------- entries
+cdef vm_map_entry_t* entry_create(uvm_ctx_t* u) noexcept nogil:
+    cdef vm_map_entry_t* e = <vm_map_entry_t*>calloc(1, sizeof(vm_map_entry_t))
+    if e != NULL:
+        uk_alloc(u, UK_ENTRY, 1)
+    return e
+
+cdef void entry_dispose(uvm_ctx_t* u, vm_map_entry_t* e) noexcept nogil:
+    uk_free(u, UK_ENTRY, 1)
+    free(e)
+
+cdef void link_after(vm_map_t* map, vm_map_entry_t* after, vm_map_entry_t* e) noexcept nogil:
+    """Insert e after `after` (NULL: at the front) on the list and in the tree."""
+    e.prev = after
+    e.next = map.first if after == NULL else after.next
+    if e.next != NULL:
+        e.next.prev = e
+    else:
+        map.last = e
+    if after != NULL:
+        after.next = e
+    else:
+        map.first = e
+    map.nentries += 1
+    e.node.start = <uint64_t>e.start
+    e.node.last = <uint64_t>(e.end - 1)
+    itree_insert(&map.tree, &e.node)
+
+cdef void unlink(vm_map_t* map, vm_map_entry_t* e) noexcept nogil:
+    if e.prev != NULL:
+        e.prev.next = e.next
+    else:
+        map.first = e.next
+    if e.next != NULL:
+        e.next.prev = e.prev
+    else:
+        map.last = e.prev
+    if map.hint == e:
+        map.hint = e.prev if e.prev != NULL else e.next
+    map.nentries -= 1
+    itree_remove(&map.tree, &e.node)
+
+cdef void entry_set_range(vm_map_t* map, vm_map_entry_t* e, int64_t start, int64_t end) noexcept nogil:
+    itree_remove(&map.tree, &e.node)
+    e.start = start
+    e.end = end
+    e.node.start = <uint64_t>start
+    e.node.last = <uint64_t>(end - 1)
+    itree_insert(&map.tree, &e.node)
+
+cdef vm_map_entry_t* first_ending_after(vm_map_t* map, int64_t vpn) noexcept nogil:
+    """First entry with end > vpn (the entry holding vpn, or the next one)."""
+    cdef vm_map_entry_t* e = map.hint
+    if e != NULL and e.start <= vpn < e.end:
+        return e
+    return <vm_map_entry_t*>itree_first(&map.tree, <uint64_t>vpn, <uint64_t>VPN_END)
+
+cdef vm_map_entry_t* uvm_map_lookup_entry(vm_map_t* map, int64_t vpn) noexcept nogil:
+    cdef vm_map_entry_t* e = first_ending_after(map, vpn)
+    if e == NULL or e.start > vpn:
+        return NULL
+    map.hint = e
+    return e
+
+cdef bint uvm_map_range_free(vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
+    cdef vm_map_entry_t* e = first_ending_after(map, start)
+    return e == NULL or e.start >= end
+
+cdef bint uvm_map_range_mapped(vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
+    cdef vm_map_entry_t* e = first_ending_after(map, start)
+    cdef int64_t covered = start
+    while e != NULL and e.start <= covered and covered < end:
+        covered = e.end
+        e = e.next
+    return covered >= end
+
+
+# ------------------------------------------------------------------ clipping
+cdef vm_map_entry_t* entry_split(uvm_ctx_t* u, vm_map_entry_t* e, int64_t vpn) noexcept nogil:
+    """A copy of e for [vpn, e.end) sharing its amap (amap_splitref); NULL: no memory."""
+    cdef vm_map_entry_t* c = entry_create(u)
+    if c == NULL:
+        return NULL
+    c[0] = e[0]
+    if e.aref.ar_amap != NULL and amap_splitref(u, &e.aref, &c.aref, vpn - e.start) != 0:
+        entry_dispose(u, c)
+        return NULL
+    c.start = vpn
+    u.md.ctr[C_VMA_SPLITS] += 1
+    return c
+
+cdef void uvm_map_clip_start(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn) noexcept nogil:
+    """e keeps [vpn, end); a new entry takes [start, vpn)."""
+    cdef vm_map_entry_t* left
+    cdef int64_t start = e.start
+    cdef int64_t pageoff = e.aref.ar_pageoff
+    if vpn <= e.start or vpn >= e.end:
+        return
+    left = entry_split(u, e, vpn)         # a copy whose aref starts at vpn's slot ...
+    if left == NULL:
+        return
+    e.aref.ar_pageoff = left.aref.ar_pageoff   # ... which e (the caller's pointer) takes,
+    left.aref.ar_pageoff = pageoff             # while the copy becomes [start, vpn)
+    left.start = start
+    left.end = vpn
+    entry_set_range(map, e, vpn, e.end)
+    link_after(map, e.prev, left)
+
+cdef void uvm_map_clip_end(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn) noexcept nogil:
+    """e keeps [start, vpn); a new entry takes [vpn, end)."""
+    cdef vm_map_entry_t* right
+    if vpn <= e.start or vpn >= e.end:
+        return
+    right = entry_split(u, e, vpn)
+    if right == NULL:
+        return
+    entry_set_range(map, e, e.start, vpn)
+    link_after(map, e, right)
+
+cdef vm_map_entry_t* clip_range(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
+    """Clip the entries at both ends of [start, end); returns the first inside."""
+    cdef vm_map_entry_t* e = first_ending_after(map, start)
+    cdef vm_map_entry_t* last
+    if e == NULL or e.start >= end:
+        return NULL
+    uvm_map_clip_start(u, map, e, start)
+    last = e
+    while last.next != NULL and last.next.start < end:
+        last = last.next
+    uvm_map_clip_end(u, map, last, end)
+    return e
+
+
+# ------------------------------------------------------------------ amap_copy
+cdef int amap_copy(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn,
+                   bint canchunk) noexcept nogil:
+    cdef vm_amap_t* src = e.aref.ar_amap
+    cdef vm_amap_t* amap
+    cdef int64_t lo, hi
+    if src == NULL:                                   # nothing to copy: a blank amap
+        if canchunk and u.amap_chunk and e.end - e.start >= UVM_AMAP_LARGE:
+            lo = (vpn // UVM_AMAP_CHUNK) * UVM_AMAP_CHUNK
+            hi = lo + UVM_AMAP_CHUNK
+            uvm_map_clip_start(u, map, e, lo)
+            uvm_map_clip_end(u, map, e, hi)
+        amap = amap_alloc(u, e.end - e.start)
+        if amap == NULL:
+            return -1
+        e.aref.ar_pageoff = 0
+        e.aref.ar_amap = amap
+    elif src.am_ref > 1:                              # shared with others: copy
+        amap = amap_copy_anons(u, src, e.aref.ar_pageoff, e.end - e.start)
+        if amap == NULL:
+            return -1
+        u.md.ctr[C_AMAP_COPIES] += 1
+        src.am_ref -= 1
+        if src.am_ref == 1:
+            src.am_flags &= ~AMAP_SHARED
+        if src.am_ppref != NULL:
+            amap_pp_adjref(u, src, e.aref.ar_pageoff, e.end - e.start, -1)
+        e.aref.ar_pageoff = 0
+        e.aref.ar_amap = amap
+    # (am_ref == 1: the amap is ours already; take it over)
+    e.etype &= ~UVM_ET_NEEDSCOPY
+    return 0
+
+
+# --------------------------------------------------------------------- mmap
+cdef bint try_extend(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
+                     bint shared, bint writable) noexcept nogil:
+    """Merge with the entry ending at `start` when neither needs an amap yet."""
+    cdef vm_map_entry_t* prev = first_ending_after(map, start - 1) if start > 0 else NULL
+    if shared or prev == NULL or prev.end != start or prev.writable != writable:
+        return False
+    if prev.inheritance != MAP_INHERIT_COPY or prev.aref.ar_amap != NULL:
+        return False
+    entry_set_range(map, prev, prev.start, end)
+    map.hint = prev
+    u.md.ctr[C_VMA_MERGES] += 1
+    return True
+
+cdef int uvm_map_enter(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
+                       bint shared, bint writable) noexcept nogil:
+    cdef vm_map_entry_t* e
+    cdef vm_map_entry_t* before
+    if try_extend(u, map, start, end, shared, writable):
+        return 0
+    e = entry_create(u)
+    if e == NULL:
+        return -1
+    e.start = start
+    e.end = end
+    e.writable = writable
+    if shared:
+        e.inheritance = MAP_INHERIT_SHARE
+        e.aref.ar_amap = amap_alloc(u, end - start)      # UVM_FLAG_OVERLAY
+        if e.aref.ar_amap == NULL:
+            entry_dispose(u, e)
+            return -1
+    else:
+        e.inheritance = MAP_INHERIT_COPY
+        e.etype = UVM_ET_COPYONWRITE | UVM_ET_NEEDSCOPY
+    before = first_ending_after(map, start)
+    link_after(map, map.last if before == NULL else before.prev, e)
+    map.hint = e
+    return 0
+
+
+# ------------------------------------------------------------------ deletion
+cdef void entry_unref_amap(uvm_ctx_t* u, vm_map_entry_t* e) noexcept nogil:
+    if e.aref.ar_amap != NULL:
+        amap_unref(u, e.aref.ar_amap, e.aref.ar_pageoff, e.end - e.start)
+        e.aref.ar_amap = NULL
+        e.aref.ar_pageoff = 0
+
+cdef void free_tables_around(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* before,
+                             vm_map_entry_t* after) noexcept nogil:
+    pmap_free_tables(&u.md, &map.pmap, 0 if before == NULL else before.end,
+                     VPN_END if after == NULL else after.start)
+
+cdef void uvm_unmap(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
+    cdef vm_map_entry_t* e = clip_range(u, map, start, end)
+    cdef vm_map_entry_t* nx
+    cdef vm_map_entry_t* before
+    if e == NULL:
+        return
+    before = e.prev
+    while e != NULL and e.start < end:
+        nx = e.next
+        pmap_remove(&u.md, &map.pmap, e.start, e.end)
+        unlink(map, e)
+        entry_unref_amap(u, e)
+        entry_dispose(u, e)
+        e = nx
+    free_tables_around(u, map, before, e)
+
+
+# --------------------------------------------------------------- protection
+cdef void uvm_map_protect(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
+                          bint writable) noexcept nogil:
+    cdef vm_map_entry_t* e = clip_range(u, map, start, end)
+    while e != NULL and e.start < end:
+        if e.writable and not writable:
+            pmap_protect(&u.md, &map.pmap, e.start, e.end)
+        e.writable = writable
+        e = e.next
+
+
+# --------------------------------------------------------------------- fork
+cdef int fork_share(uvm_ctx_t* u, vm_map_t* src, vm_map_entry_t* e) noexcept nogil:
+    """MAP_INHERIT_SHARE: the amap must exist and be the entry's own first."""
+    if e.etype & UVM_ET_NEEDSCOPY:
+        if amap_copy(u, src, e, e.start, False) != 0:
+            return -1
+    if e.aref.ar_amap == NULL:
+        e.aref.ar_amap = amap_alloc(u, e.end - e.start)
+        e.aref.ar_pageoff = 0
+        if e.aref.ar_amap == NULL:
+            return -1
+    return amap_ref(u, e.aref.ar_amap, e.aref.ar_pageoff, e.end - e.start, True)
+
+cdef int fork_copy(uvm_ctx_t* u, vm_map_t* src, vm_map_entry_t* e) noexcept nogil:
+    """MAP_INHERIT_COPY: both sides share the amap, both NEEDSCOPY; the
+    parent's PTEs are write-protected unless they already are."""
+    if e.aref.ar_amap != NULL:
+        if amap_ref(u, e.aref.ar_amap, e.aref.ar_pageoff, e.end - e.start, False) != 0:
+            return -1
+    if not (e.etype & UVM_ET_NEEDSCOPY):
+        if e.writable:
+            u.md.ctr[C_FORK_PTES_WRPROTECT] += pmap_protect(&u.md, &src.pmap, e.start, e.end)
+        e.etype |= UVM_ET_NEEDSCOPY
+    return 0
+
+cdef int uvmspace_fork(uvm_ctx_t* u, vm_map_t* src, vm_map_t* dst) noexcept nogil:
+    """Copy every entry of src into the (empty) dst by its inheritance."""
+    cdef vm_map_entry_t* e = src.first
+    cdef vm_map_entry_t* c
+    cdef int st
+    while e != NULL:
+        c = entry_create(u)
+        if c == NULL:
+            return -1
+        if e.inheritance == MAP_INHERIT_SHARE:
+            st = fork_share(u, src, e)
+        else:
+            st = fork_copy(u, src, e)
+        if st != 0:
+            entry_dispose(u, c)
+            return -1
+        c[0] = e[0]
+        link_after(dst, dst.last, c)
+        e = e.next
+    dst.hint = dst.first
+    return 0
+
+
+# ------------------------------------------------------------------- mremap
+cdef int uvm_map_move(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
+                      int64_t new_start) noexcept nogil:
+    """Move the (fully mapped) range to the free range at new_start."""
+    cdef int64_t delta = new_start - start
+    cdef vm_map_entry_t* e = clip_range(u, map, start, end)
+    cdef vm_map_entry_t* before = e.prev
+    cdef vm_map_entry_t* moved = NULL
+    cdef vm_map_entry_t* tail = NULL
+    cdef vm_map_entry_t* nx
+    cdef vm_map_entry_t* dest
+    while e != NULL and e.start < end:          # detach the run, keep its order
+        nx = e.next
+        unlink(map, e)
+        e.start += delta
+        e.end += delta
+        e.next = NULL
+        e.prev = tail
+        if tail == NULL:
+            moved = e
+        else:
+            tail.next = e
+        tail = e
+        e = nx
+    pmap_move(&u.md, &map.pmap, start, end, delta)
+    free_tables_around(u, map, before, e)
+    dest = first_ending_after(map, new_start)
+    dest = map.last if dest == NULL else dest.prev
+    while moved != NULL:
+        nx = moved.next
+        link_after(map, dest, moved)
+        dest = moved
+        moved = nx
+    return 0
+
+
+# ------------------------------------------------------------------ dontneed
+cdef void amap_drop_range(uvm_ctx_t* u, vm_map_entry_t* e) noexcept nogil:
+    """The entry's own amap loses the anons of the entry's range."""
+    cdef int64_t off
+    cdef vm_anon_t* anon
+    for off in range(e.end - e.start):
+        anon = e.aref.ar_amap.am_anon[e.aref.ar_pageoff + off]
+        if anon != NULL:
+            amap_unadd(&e.aref, off)
+            uvm_anon_unref(u, anon)
+
+cdef int uvm_map_dontneed(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
+    """Drop the (fully mapped) range's pages; private pages then read 0."""
+    cdef vm_map_entry_t* e = clip_range(u, map, start, end)
+    while e != NULL and e.start < end:
+        pmap_remove(&u.md, &map.pmap, e.start, e.end)
+        if e.inheritance == MAP_INHERIT_COPY and e.aref.ar_amap != NULL:
+            if e.etype & UVM_ET_NEEDSCOPY:
+                entry_unref_amap(u, e)       # starts over with no amap, still NEEDSCOPY
+            else:
+                amap_drop_range(u, e)
+        e = e.next
+    return 0

@@ -1,0 +1,119 @@
+# uvm — the data structures of the UVM design, shared by its modules.
+#
+#   vm_map (one per process)          vm_amap (anonymous map)          vm_anon
+#   ┌────────────────────────┐        ┌───────────────────────────┐   ┌─────────┐
+#   │ entry [start,end)      │ aref   │ am_ref  am_flags(SHARED)  │   │ an_ref  │
+#   │ etype COPYONWRITE|     │──────▶ │ am_anon[slot] ────────────┼──▶│ an_page │──▶ frame
+#   │       NEEDSCOPY        │pageoff │ am_slots / am_bckptr      │   └─────────┘
+#   │ inheritance            │        │ am_ppref[slot] (optional) │   (one anon per page;
+#   └────────────────────────┘        └───────────────────────────┘    shared by amaps
+#   pmap: the FreeBSD design's pmap (4-level tables + pv entries),     through an_ref)
+#   reused as is: UVM's pmap interface is the same machine-dependent layer.
+#
+# Two levels only: an entry's page is found in one lookup,
+# am_anon[ar_pageoff + (vpn - start)], never by walking a chain.  Sharing after
+# fork is expressed by reference counts: am_ref counts the entries pointing at
+# an amap, an_ref the amap slots pointing at an anon.
+#
+# A frame's descriptor (mmbench.blocks.frames) records its anon in `owner`.
+# The pmap layer takes a `vm_ctx_t` (mmbench_freebsd.vm): UVM's context embeds
+# one (`md`, the machine-dependent part) whose cache ids KC_PVCHUNK and
+# KC_PGD..KC_PTE are given the same numbers here (UK_PVCHUNK, UK_PGD …).
+
+from libc.stdint cimport uint64_t, int64_t, uint32_t, int32_t, uint8_t
+from mmbench.blocks.frames cimport pfn_t
+from mmbench.blocks.itree cimport itnode_t, itree_t
+from mmbench_freebsd.vm cimport vm_ctx_t, pmap_t
+
+cdef enum:  # vm_map_entry etype
+    UVM_ET_COPYONWRITE = 1 << 0    # private: writes go to anons of this entry's own amap
+    UVM_ET_NEEDSCOPY = 1 << 1      # the amap (or its absence) is not yet this entry's own
+
+cdef enum:  # inheritance at fork
+    MAP_INHERIT_SHARE = 0
+    MAP_INHERIT_COPY = 1
+
+cdef enum:  # am_flags
+    AMAP_SHARED = 1 << 0           # mapped by shared entries of several maps
+
+cdef enum:
+    UVM_AMAP_LARGE = 256           # first-touch amaps of bigger entries are chunked ...
+    UVM_AMAP_CHUNK = 16            # ... into 16-page pieces (amap_copy's canchunk)
+    AMAP_SLOT_BYTES = 16           # am_slots + am_bckptr (int each) + am_anon (pointer)
+    AMAP_PPREF_BYTES = 4           # am_ppref, once established
+
+cdef enum:  # slab caches, registered in this order; 4..8 equal the pmap's KC_* ids
+    UK_ENTRY = 0                   # vm_map_entry
+    UK_AMAP = 1                    # vm_amap header
+    UK_PAGE = 2                    # vm_page
+    UK_ANON = 3                    # vm_anon
+    UK_PVCHUNK = 4                 # pv_chunk (pmap)
+    UK_PGD = 5                     # page-table pages (pmap)
+    UK_PUD = 6
+    UK_PMD = 7
+    UK_PTE = 8
+    UK_SLOTS = 9                   # amap slot arrays, in bytes (object size 1)
+    NR_UK
+
+ctypedef struct vm_anon_t:
+    int32_t an_ref                 # amap slots pointing here
+    pfn_t an_page                  # the page (always resident: no swap in the model)
+    int32_t check_refs             # scratch for c_check: slots found
+    int32_t check_maps             # scratch for c_check: PTEs found
+
+ctypedef struct vm_amap_t:
+    int32_t am_ref                 # entries referencing this amap
+    uint32_t am_flags              # AMAP_SHARED
+    int32_t am_maxslot             # slots allocated
+    int32_t am_nslot               # slots in use by the mapping
+    int32_t am_nused               # slots holding an anon
+    int32_t* am_slots              # [am_nused]: the used slots, packed
+    int32_t* am_bckptr             # [slot]: index of slot in am_slots
+    vm_anon_t** am_anon            # [slot]: the anon, or NULL
+    int32_t* am_ppref              # [slot]: entries covering the slot; NULL = all cover all
+    vm_amap_t* am_next             # am_list: every live amap (check, leaks, views)
+    vm_amap_t* am_prev
+    uint64_t serial                # stable name for views: 1, 2, 3 …
+    int32_t check_refs             # scratch for c_check: entries found
+    int32_t* check_cover           # scratch for c_check: entries covering each slot
+
+ctypedef struct vm_aref_t:
+    int64_t ar_pageoff             # slot of the entry's first page
+    vm_amap_t* ar_amap             # NULL until the first fault (private) / mmap (shared)
+
+ctypedef struct vm_map_entry_t:
+    itnode_t node                  # first: the map's search tree (keys [start, end-1])
+    vm_map_entry_t* prev           # address-ordered list
+    vm_map_entry_t* next
+    int64_t start                  # [start, end) in pages
+    int64_t end
+    vm_aref_t aref
+    uint32_t etype                 # UVM_ET_COPYONWRITE | UVM_ET_NEEDSCOPY
+    uint8_t writable               # protection (read is implied)
+    uint8_t inheritance            # MAP_INHERIT_COPY (private) / _SHARE
+
+ctypedef struct vm_map_t:          # a vmspace: the map and its pmap
+    itree_t tree                   # entries by address
+    vm_map_entry_t* first
+    vm_map_entry_t* last
+    vm_map_entry_t* hint           # last entry found
+    int64_t nentries
+    pmap_t pmap
+
+ctypedef struct uvm_ctx_t:
+    vm_ctx_t md                    # the pmap layer's context: frames, counters, caches, pv heads
+    vm_amap_t* amaps               # every live amap
+    int64_t namaps
+    uint64_t next_serial
+    bint amap_chunk                # chunk first-touch amaps of large entries (UVM default)
+
+cdef inline void uk_alloc(uvm_ctx_t* u, int c, int64_t n) noexcept nogil:
+    u.md.kc[c].active += n
+    u.md.kc[c].allocs += n
+
+cdef inline void uk_free(uvm_ctx_t* u, int c, int64_t n) noexcept nogil:
+    u.md.kc[c].active -= n
+    u.md.kc[c].frees += n
+
+cdef inline int64_t entry_slot(vm_map_entry_t* e, int64_t vpn) noexcept nogil:
+    return e.aref.ar_pageoff + (vpn - e.start)

@@ -1,0 +1,336 @@
+"""The UVM design: amap/anon reference counting, amap_copy, promotion, am_ppref."""
+import random
+
+import pytest
+
+import mmbench
+from mmbench import errors
+from mmbench.reference import ReferenceMachine
+
+
+@pytest.fixture
+def m():
+    return mmbench.open("uvm", ram_pages=1 << 12)
+
+
+def all_exit(m):
+    for pid in m.live_pids():
+        m.exit(pid)
+    m.check()
+    assert all(count == 0 for count, _ in m.metadata().values()), m.metadata()
+
+
+def ctr(m, key):
+    return m.counters()[key]
+
+
+def test_first_fault_after_fork_copies_the_amap_then_the_last_holder_takes_it(m):
+    p = m.spawn()
+    m.mmap(p, 0, 8)
+    for v in range(4):
+        m.write(p, v, 10 + v)
+    c = m.fork(p)
+    (pe,), (ce,) = m.entries(p), m.entries(c)
+    assert pe["amap"] == ce["amap"] and "NEEDSCOPY" in pe["flags"] and "NEEDSCOPY" in ce["flags"]
+    assert m.amaps()[pe["amap"]]["am_ref"] == 2
+    assert m.read(c, 1) == 11                      # any fault of a NEEDSCOPY entry copies
+    assert ctr(m, "amap_copies") == 1
+    (ce,) = m.entries(c)
+    assert ce["amap"] != pe["amap"] and "NEEDSCOPY" not in ce["flags"]
+    assert all(m.anon_ref(c, v) == 2 for v in range(4))          # an_ref++ per anon
+    m.write(p, 0, 99)                              # parent: am_ref 1 now -> take over
+    assert ctr(m, "amap_copies") == 1
+    assert m.entries(p)[0]["amap"] == pe["amap"] and "NEEDSCOPY" not in m.entries(p)[0]["flags"]
+    m.check()
+    all_exit(m)
+
+
+def test_promote_when_shared_reuse_when_alone(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 0, 1)
+    c = m.fork(p)
+    m.write(c, 0, 2)                               # an_ref 2 -> promote (copy)
+    assert (ctr(m, "fault_cow_copy"), ctr(m, "pages_copied")) == (1, 1)
+    assert m.anon_ref(c, 0) == 1 and m.anon_ref(p, 0) == 1
+    m.write(p, 0, 3)                               # parent's anon is its alone now: reuse
+    assert ctr(m, "fault_cow_reuse") == 1 and ctr(m, "fault_cow_copy") == 1
+    assert (m.read(p, 0), m.read(c, 0)) == (3, 2)
+    m.check()
+    all_exit(m)
+
+
+def test_fork_write_protects_the_parent_ptes_once(m):
+    p = m.spawn()
+    m.mmap(p, 0, 5)
+    for v in range(5):
+        m.write(p, v, v + 1)
+    m.fork(p)
+    assert ctr(m, "fork_ptes_wrprotect") == 5
+    m.fork(p)                                      # still NEEDSCOPY: PTEs already read-only
+    assert ctr(m, "fork_ptes_wrprotect") == 5
+    m.check()
+    all_exit(m)
+
+
+def test_reference_counts_through_a_fork_tree(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    for v in range(4):
+        m.write(p, v, v + 1)
+    c1 = m.fork(p)
+    c2 = m.fork(p)
+    g = m.fork(c1)
+    # one amap, four entries, four anons each referenced once (by its one slot)
+    (a,) = m.amaps().values()
+    assert a["am_ref"] == 4 and set(a["anon_refs"].values()) == {1}
+    for pid in (c1, c2, g):
+        assert m.read(pid, 0) == 1                 # three amap copies
+    assert ctr(m, "amap_copies") == 3
+    assert m.anon_ref(p, 0) == 4                   # four amaps hold every anon
+    m.write(g, 0, 50)
+    assert m.anon_ref(p, 0) == 3 and m.anon_ref(g, 0) == 1
+    m.exit(c1)
+    assert m.anon_ref(p, 0) == 2
+    m.check()
+    assert [m.read(x, 0) for x in (p, c2, g)] == [1, 1, 50]
+    all_exit(m)
+
+
+def test_partial_unmap_of_a_shared_amap_uses_ppref(m):
+    p = m.spawn()
+    m.mmap(p, 0, 10, shared=True)
+    for v in range(10):
+        m.write(p, v, v + 1)
+    c = m.fork(p)
+    (a,) = m.amaps().values()
+    assert a["shared"] and a["am_ref"] == 2 and a["ppref"] is None
+    m.munmap(c, 3, 3)                              # child lets go of slots 3..5
+    (a,) = m.amaps().values()
+    assert a["ppref"] == [2, 2, 2, 1, 1, 1, 2, 2, 2, 2] and a["nused"] == 10
+    assert a["am_ref"] == 3                        # the child's entry is in two pieces
+    m.check()
+    m.munmap(p, 4, 1)                              # nobody covers slot 4 now: its anon goes
+    (a,) = m.amaps().values()
+    assert a["ppref"][4] == 0 and 4 not in a["anon_refs"] and a["nused"] == 9
+    assert m.metadata()["vm_anon"][0] == 9
+    m.write(c, 7, 70)
+    assert m.read(p, 7) == 70 and m.read(p, 3) == 4
+    m.check()
+    assert m.metadata()["amap_slots"][1] == 10 * (16 + 4)
+    all_exit(m)
+
+
+def test_partial_unmap_of_a_private_amap_shared_after_fork(m):
+    p = m.spawn()
+    m.mmap(p, 0, 8)
+    for v in range(8):
+        m.write(p, v, v + 1)
+    c = m.fork(p)
+    m.munmap(c, 2, 3)                              # the amap stays shared: ppref
+    (a,) = m.amaps().values()
+    assert a["ppref"] == [2, 2, 1, 1, 1, 2, 2, 2] and a["nused"] == 8
+    m.munmap(p, 2, 3)
+    (a,) = m.amaps().values()
+    assert a["nused"] == 5 and m.metadata()["vm_anon"][0] == 5
+    m.check()
+    assert [m.read(c, v) for v in (0, 1, 5, 6, 7)] == [1, 2, 6, 7, 8]
+    all_exit(m)
+
+
+def test_read_zero_fills_a_writable_anon(m):
+    p = m.spawn()
+    m.mmap(p, 0, 2)
+    assert m.read(p, 0) == 0
+    assert (ctr(m, "fault_zero_fill"), ctr(m, "pages_zeroed")) == (1, 1)
+    assert "fault_zero_page" not in m.counters()   # UVM has no zero page for anon memory
+    m.write(p, 0, 5)                               # mapped writable already: no fault
+    assert ctr(m, "faults") == 1
+    m.check()
+    all_exit(m)
+
+
+def test_first_touch_of_a_large_entry_gets_a_16_page_amap(m):
+    p = m.spawn()
+    m.mmap(p, 0, 1024)
+    m.write(p, 500, 1)
+    ents = m.entries(p)
+    assert [(e["start"], e["end"]) for e in ents] == [(0, 496), (496, 512), (512, 1024)]
+    assert [e["amap"] is not None for e in ents] == [False, True, False]
+    (a,) = m.amaps().values()
+    assert a["nslot"] == 16
+    m.check()
+    all_exit(m)
+
+
+def test_unchunked_option_gives_one_amap_for_the_whole_entry():
+    m = mmbench.open("uvm", ram_pages=64, amap_chunk=False)
+    p = m.spawn()
+    m.mmap(p, 0, 1024)
+    m.write(p, 500, 1)
+    assert len(m.entries(p)) == 1 and list(m.amaps().values())[0]["nslot"] == 1024
+    all_exit(m)
+
+
+def test_dontneed_private_reads_zero_and_frees_unshared_anons(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    for v in range(4):
+        m.write(p, v, v + 1)
+    c = m.fork(p)
+    m.madvise_dontneed(c, 0, 2)                    # child still NEEDSCOPY: lets go of the amap
+    assert [m.read(c, v) for v in range(4)] == [0, 0, 3, 4]
+    assert [m.read(p, v) for v in range(4)] == [1, 2, 3, 4]
+    m.madvise_dontneed(p, 0, 4)
+    assert [m.read(p, v) for v in range(4)] == [0, 0, 0, 0]
+    assert [m.read(c, v) for v in range(4)] == [0, 0, 3, 4]
+    m.check()
+    all_exit(m)
+
+
+def test_dontneed_shared_keeps_the_data(m):
+    p = m.spawn()
+    m.mmap(p, 0, 2, shared=True)
+    m.write(p, 1, 7)
+    m.madvise_dontneed(p, 0, 2)
+    assert m.read(p, 1) == 7
+    all_exit(m)
+
+
+def test_mremap_moves_entries_with_their_amap(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    for v in range(4):
+        m.write(p, v, v + 1)
+    c = m.fork(p)
+    m.mremap(c, 1, 2, 100)
+    assert [m.read(c, v) for v in (0, 100, 101, 3)] == [1, 2, 3, 4]
+    assert ctr(m, "mremap_pages_moved") == 0       # the child had no PTEs yet
+    m.write(c, 100, 9)
+    assert m.read(p, 1) == 2
+    m.check()
+    all_exit(m)
+
+
+def test_pmap_is_mmbench_freebsd_s():
+    from mmbench_freebsd import pmap as fb_pmap
+    from mmbench_uvm import core
+    assert fb_pmap.__name__ == "mmbench_freebsd.pmap" and core.UVMMachine.name == "uvm"
+
+
+def test_out_of_memory_leaves_the_machine_unchanged():
+    m = mmbench.open("uvm", ram_pages=2)
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 0, 1)
+    m.write(p, 1, 2)
+    c = m.fork(p)
+    before = (m.amaps(), m.entries(c), m.counters())
+    with pytest.raises(errors.OutOfMemory):
+        m.write(c, 0, 5)                           # needs a copy, no frame left
+    with pytest.raises(errors.OutOfMemory):
+        m.read(p, 3)                               # needs a zero-fill
+    assert (m.amaps(), m.entries(c), m.counters()) == before
+    assert m.read(c, 1) == 2                       # minor faults need no frame
+    m.check()
+    all_exit(m)
+
+
+# ------------------------------------------------------- against the reference
+def random_ops(seed, n):
+    rnd = random.Random(seed)
+    for _ in range(n):
+        k = rnd.random()
+        vpn = rnd.randrange(0, 48)
+        if k < 0.12:
+            yield "mmap", (vpn, rnd.randrange(1, 12), rnd.random() < 0.3, rnd.random() < 0.85)
+        elif k < 0.2:
+            yield "munmap", (vpn, rnd.randrange(1, 10))
+        elif k < 0.25:
+            yield "mprotect", (vpn, rnd.randrange(1, 6), rnd.random() < 0.6)
+        elif k < 0.5:
+            yield "write", (vpn, rnd.randrange(1, 1 << 40))
+        elif k < 0.7:
+            yield "read", (vpn,)
+        elif k < 0.78:
+            yield "fork", ()
+        elif k < 0.83:
+            yield "exit", ()
+        elif k < 0.9:
+            yield "mremap", (vpn, rnd.randrange(1, 6), rnd.randrange(0, 64))
+        else:
+            yield "madvise_dontneed", (vpn, rnd.randrange(1, 6))
+
+
+def outcome(machine, name, args):
+    try:
+        return "ok", getattr(machine, name)(*args)
+    except errors.MMError as e:
+        return type(e).__name__, None
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_agrees_with_reference_and_keeps_its_invariants(seed):
+    u, ref = mmbench.open("uvm", ram_pages=1 << 14, amap_chunk=seed % 2 == 0), ReferenceMachine()
+    rnd = random.Random(seed + 1000)
+    assert u.spawn() == ref.spawn()
+    for name, args in random_ops(seed, 400):
+        live = u.live_pids()
+        if not live:
+            assert u.spawn() == ref.spawn()
+            continue
+        pid = rnd.choice(live)
+        if name == "fork" and len(live) >= 8:
+            continue
+        assert outcome(u, name, (pid,) + args) == outcome(ref, name, (pid,) + args), (name, args)
+        u.check()
+    all_exit(u)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_out_of_memory_never_changes_state_under_random_ops(seed):
+    u, ref = mmbench.open("uvm", ram_pages=6), ReferenceMachine()
+    rnd = random.Random(seed + 2000)
+    u.spawn(), ref.spawn()
+    ooms = 0
+    for name, args in random_ops(seed + 500, 600):
+        live = u.live_pids()
+        if not live:
+            u.spawn(), ref.spawn()
+            continue
+        pid = rnd.choice(live)
+        if name == "fork" and len(live) >= 6:
+            continue
+        before = (u.amaps(), {q: u.entries(q) for q in live}, u.metadata())
+        got = outcome(u, name, (pid,) + args)
+        if got[0] == "OutOfMemory":
+            ooms += 1
+            assert (u.amaps(), {q: u.entries(q) for q in live}, u.metadata()) == before
+            continue
+        assert got == outcome(ref, name, (pid,) + args), (name, args)
+        u.check()
+    assert ooms > 0
+    all_exit(u)
+
+
+def test_fork_chain_of_depth_16_has_no_chain():
+    """64 pages written, 16 generations of fork each writing one page of its
+    own: one amap per generation, every original anon shared by all 17, and
+    the deepest process reaches any page in one slot lookup."""
+    m = mmbench.open("uvm", ram_pages=256)
+    pid = m.spawn()
+    m.mmap(pid, 0, 81)
+    for v in range(64):
+        m.write(pid, v, v + 1)
+    for level in range(16):
+        pid = m.fork(pid)
+        m.write(pid, 64 + level, level)
+    md = m.metadata()
+    assert md["vm_amap"] == (17, 17 * 80) and md["amap_slots"] == (17 * 81 * 16,) * 2
+    assert md["vm_anon"][0] == 64 + 16 and ctr(m, "amap_copies") == 16
+    assert m.anon_ref(pid, 0) == 17
+    faults = ctr(m, "faults")
+    assert [m.read(pid, v) for v in range(64)] == list(range(1, 65))
+    assert ctr(m, "faults") - faults == 64 and ctr(m, "fault_minor") == 64
+    m.check()
+    all_exit(m)
