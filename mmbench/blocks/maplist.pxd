@@ -4,7 +4,7 @@
 # (node, prev, next, start, end) and its map struct with those of map_list_t
 # (tree, first, last, hint, nentries); the design casts its pointers to these
 # types and keeps its own kernel names at the call sites.  Both layouts are
-# checked once, when the design's map module is imported (maplist_layout_ok).
+# checked once, when the design's map module is imported (maplist_*_layout_ok).
 # All operations are inline: nothing here owns memory.
 
 from libc.stdint cimport int64_t, uint64_t
@@ -102,3 +102,17 @@ cdef inline int maplist_mremap_check(map_list_t* m, int64_t old_vpn, int64_t npa
     if not maplist_range_free(m, new_vpn, new_vpn + npages, vpn_end):
         return MM_EINVAL
     return MM_OK
+
+cdef inline bint maplist_entry_layout_ok(void* e, void* prev, void* next, void* start,
+                                         void* end) noexcept nogil:
+    """A design's entry e has prev/next/start/end (their addresses) where the header has them."""
+    cdef map_entry_link_t* l = <map_entry_link_t*>e
+    return (<void*>&l.prev == prev and <void*>&l.next == next and <void*>&l.start == start
+            and <void*>&l.end == end)
+
+cdef inline bint maplist_map_layout_ok(void* m, void* first, void* last, void* hint,
+                                       void* nentries) noexcept nogil:
+    """A design's map m has first/last/hint/nentries where map_list_t has them."""
+    cdef map_list_t* l = <map_list_t*>m
+    return (<void*>&l.first == first and <void*>&l.last == last and <void*>&l.hint == hint
+            and <void*>&l.nentries == nentries)
