@@ -31,7 +31,8 @@ from libc.stdint cimport int64_t, uint64_t
 from mmbench.blocks.itree cimport itree_init
 from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_after, maplist_unlink,
                                      maplist_set_range, maplist_first_ending_after,
-                                     maplist_range_free, maplist_range_mapped)
+                                     maplist_range_free, maplist_range_mapped,
+                                     maplist_entry_layout_ok, maplist_map_layout_ok)
 from mmbench.core cimport (C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_AMAP_COPIES,
                            VPN_BITS)
 from mmbench_freebsd.pmap cimport (pmap_pinit, pmap_release, pmap_remove, pmap_protect, pmap_move,
@@ -46,18 +47,11 @@ from mmbench_uvm.amap cimport (amap_alloc, amap_copy_anons, amap_ref, amap_unref
 cdef int64_t VPN_END = (<int64_t>1) << VPN_BITS
 
 
-cdef bint layout_matches_maplist():
-    """vm_map_entry_t and vm_map_t start with maplist's header fields, in order."""
-    cdef vm_map_entry_t e
-    cdef map_entry_link_t* l = <map_entry_link_t*>&e
-    cdef vm_map_t m
-    cdef map_list_t* ml = <map_list_t*>&m
-    return (<void*>&l.prev == <void*>&e.prev and <void*>&l.next == <void*>&e.next
-            and <void*>&l.start == <void*>&e.start and <void*>&l.end == <void*>&e.end
-            and <void*>&ml.first == <void*>&m.first and <void*>&ml.last == <void*>&m.last
-            and <void*>&ml.hint == <void*>&m.hint and <void*>&ml.nentries == <void*>&m.nentries)
-
-if not layout_matches_maplist():
+cdef vm_map_entry_t layout_e
+cdef vm_map_t layout_m
+if not (maplist_entry_layout_ok(&layout_e, &layout_e.prev, &layout_e.next, &layout_e.start, &layout_e.end)
+        and maplist_map_layout_ok(&layout_m, &layout_m.first, &layout_m.last, &layout_m.hint,
+                                  &layout_m.nentries)):
     raise ImportError("vm_map_entry_t / vm_map_t no longer start with maplist's header")
 
 
