@@ -116,3 +116,37 @@ cdef inline bint maplist_map_layout_ok(void* m, void* first, void* last, void* h
     cdef map_list_t* l = <map_list_t*>m
     return (<void*>&l.first == first and <void*>&l.last == last and <void*>&l.hint == hint
             and <void*>&l.nentries == nentries)
+
+cdef inline map_entry_link_t* maplist_detach_run(map_list_t* m, map_entry_link_t* e, int64_t end,
+                                                 int64_t delta) noexcept nogil:
+    """Unlink e and its successors starting below end, shift them by delta pages;
+    return them as a detached list in address order."""
+    cdef map_entry_link_t* moved = NULL
+    cdef map_entry_link_t* tail = NULL
+    cdef map_entry_link_t* nx
+    while e != NULL and e.start < end:
+        nx = e.next
+        maplist_unlink(m, e)
+        e.start += delta
+        e.end += delta
+        e.next = NULL
+        e.prev = tail
+        if tail == NULL:
+            moved = e
+        else:
+            tail.next = e
+        tail = e
+        e = nx
+    return moved
+
+cdef inline void maplist_attach_run(map_list_t* m, map_entry_link_t* moved, int64_t start,
+                                    int64_t vpn_end) noexcept nogil:
+    """Link a detached run (from maplist_detach_run) at the free range at start."""
+    cdef map_entry_link_t* dest = maplist_first_ending_after(m, start, vpn_end)
+    cdef map_entry_link_t* nx
+    dest = m.last if dest == NULL else dest.prev
+    while moved != NULL:
+        nx = moved.next
+        maplist_link_after(m, dest, moved)
+        dest = moved
+        moved = nx
