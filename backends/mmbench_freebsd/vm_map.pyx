@@ -34,7 +34,8 @@ from mmbench.blocks.itree cimport itree_init
 from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_after, maplist_unlink,
                                      maplist_set_range, maplist_first_ending_after,
                                      maplist_range_free, maplist_range_mapped,
-                                     maplist_entry_layout_ok, maplist_map_layout_ok)
+                                     maplist_entry_layout_ok, maplist_map_layout_ok,
+                                     maplist_detach_run, maplist_attach_run)
 from mmbench.core cimport (C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_FORK_PTES_COPIED,
                            VPN_BITS)
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, KC_ENTRY,
@@ -338,32 +339,11 @@ cdef int vm_map_move(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, in
     cdef int64_t delta = new_start - start
     cdef vm_map_entry_t* e = clip_range(vm, map, start, end)
     cdef vm_map_entry_t* before = e.prev
-    cdef vm_map_entry_t* moved = NULL
-    cdef vm_map_entry_t* tail = NULL
-    cdef vm_map_entry_t* nx
-    cdef vm_map_entry_t* dest
-    while e != NULL and e.start < end:          # detach the run, keep its order
-        nx = e.next
-        unlink(map, e)
-        e.start += delta
-        e.end += delta
-        e.next = NULL
-        e.prev = tail
-        if tail == NULL:
-            moved = e
-        else:
-            tail.next = e
-        tail = e
-        e = nx
+    cdef map_entry_link_t* moved = maplist_detach_run(<map_list_t*>map, <map_entry_link_t*>e, end, delta)
+    e = map.first if before == NULL else before.next
     pmap_move(vm, &map.pmap, start, end, delta)
     free_tables_around(vm, map, before, e)
-    dest = first_ending_after(map, new_start)
-    dest = map.last if dest == NULL else dest.prev
-    while moved != NULL:
-        nx = moved.next
-        link_after(map, dest, moved)
-        dest = moved
-        moved = nx
+    maplist_attach_run(<map_list_t*>map, moved, new_start, VPN_END)
     return 0
 
 
