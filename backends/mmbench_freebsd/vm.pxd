@@ -75,7 +75,7 @@ ctypedef struct vm_object_t:
     void* check_map                    # scratch for c_check: the map of its entries (or -1: several)
 
 ctypedef struct vm_map_entry_t:
-    itnode_t node                      # first: the map's search tree (keys [start, end-1])
+    itnode_t node                      # node..end: maplist's map_entry_link_t (same order)
     vm_map_entry_t* prev               # address-ordered list
     vm_map_entry_t* next
     int64_t start                      # [start, end) in pages
@@ -108,7 +108,7 @@ ctypedef struct pmap_t:
     int64_t pid                        # for reverse-map answers
 
 ctypedef struct vm_map_t:              # a vmspace: the map and its pmap
-    itree_t tree                       # entries by address, O(log n) lookups
+    itree_t tree                       # tree..nentries: maplist's map_list_t (same order)
     vm_map_entry_t* first
     vm_map_entry_t* last
     vm_map_entry_t* hint               # last entry found (lookup starts here)

@@ -30,7 +30,12 @@
 from libc.stdlib cimport malloc, calloc, free
 from libc.stdint cimport int64_t, uint64_t
 
-from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove, itree_first
+from mmbench.blocks.itree cimport itree_init
+from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_after, maplist_unlink,
+                                     maplist_set_range, maplist_first_ending_after,
+                                     maplist_range_free, maplist_range_mapped,
+                                     maplist_entry_layout_ok, maplist_map_layout_ok,
+                                     maplist_detach_run, maplist_attach_run)
 from mmbench.core cimport (C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_FORK_PTES_COPIED,
                            VPN_BITS)
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, KC_ENTRY,
@@ -43,6 +48,14 @@ from mmbench_freebsd.pmap cimport (pmap_pinit, pmap_release, pmap_remove, pmap_p
                                    pmap_free_tables, pmap_copy)
 
 cdef int64_t VPN_END = (<int64_t>1) << VPN_BITS
+
+
+cdef vm_map_entry_t layout_e
+cdef vm_map_t layout_m
+if not (maplist_entry_layout_ok(&layout_e, &layout_e.prev, &layout_e.next, &layout_e.start, &layout_e.end)
+        and maplist_map_layout_ok(&layout_m, &layout_m.first, &layout_m.last, &layout_m.hint,
+                                  &layout_m.nentries)):
+    raise ImportError("vm_map_entry_t / vm_map_t no longer start with maplist's header")
 
 
 # --------------------------------------------------------------- the vmspace
@@ -75,50 +88,18 @@ cdef void entry_dispose(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil:
 
 cdef void link_after(vm_map_t* map, vm_map_entry_t* after, vm_map_entry_t* e) noexcept nogil:
     """Insert e after `after` (NULL: at the front) on the list and in the tree."""
-    e.prev = after
-    e.next = map.first if after == NULL else after.next
-    if e.next != NULL:
-        e.next.prev = e
-    else:
-        map.last = e
-    if after != NULL:
-        after.next = e
-    else:
-        map.first = e
-    map.nentries += 1
-    e.node.start = <uint64_t>e.start
-    e.node.last = <uint64_t>(e.end - 1)
-    itree_insert(&map.tree, &e.node)
+    maplist_link_after(<map_list_t*>map, <map_entry_link_t*>after, <map_entry_link_t*>e)
 
 cdef void unlink(vm_map_t* map, vm_map_entry_t* e) noexcept nogil:
-    if e.prev != NULL:
-        e.prev.next = e.next
-    else:
-        map.first = e.next
-    if e.next != NULL:
-        e.next.prev = e.prev
-    else:
-        map.last = e.prev
-    if map.hint == e:
-        map.hint = e.prev if e.prev != NULL else e.next
-    map.nentries -= 1
-    itree_remove(&map.tree, &e.node)
+    maplist_unlink(<map_list_t*>map, <map_entry_link_t*>e)
 
 cdef void entry_set_range(vm_map_t* map, vm_map_entry_t* e, int64_t start, int64_t end) noexcept nogil:
     """Change a linked entry's range (its list position stays valid)."""
-    itree_remove(&map.tree, &e.node)
-    e.start = start
-    e.end = end
-    e.node.start = <uint64_t>start
-    e.node.last = <uint64_t>(end - 1)
-    itree_insert(&map.tree, &e.node)
+    maplist_set_range(<map_list_t*>map, <map_entry_link_t*>e, start, end)
 
 cdef vm_map_entry_t* first_ending_after(vm_map_t* map, int64_t vpn) noexcept nogil:
     """First entry with end > vpn (the entry holding vpn, or the next one)."""
-    cdef vm_map_entry_t* e = map.hint
-    if e != NULL and e.start <= vpn < e.end:
-        return e
-    return <vm_map_entry_t*>itree_first(&map.tree, <uint64_t>vpn, <uint64_t>VPN_END)
+    return <vm_map_entry_t*>maplist_first_ending_after(<map_list_t*>map, vpn, VPN_END)
 
 cdef vm_map_entry_t* vm_map_lookup_entry(vm_map_t* map, int64_t vpn) noexcept nogil:
     cdef vm_map_entry_t* e = map.hint
@@ -131,16 +112,10 @@ cdef vm_map_entry_t* vm_map_lookup_entry(vm_map_t* map, int64_t vpn) noexcept no
     return e
 
 cdef bint vm_map_range_free(vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
-    cdef vm_map_entry_t* e = first_ending_after(map, start)
-    return e == NULL or e.start >= end
+    return maplist_range_free(<map_list_t*>map, start, end, VPN_END)
 
 cdef bint vm_map_range_mapped(vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
-    cdef vm_map_entry_t* e = first_ending_after(map, start)
-    cdef int64_t covered = start
-    while e != NULL and e.start <= covered and covered < end:
-        covered = e.end
-        e = e.next
-    return covered >= end
+    return maplist_range_mapped(<map_list_t*>map, start, end, VPN_END)
 
 cdef void entry_back(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil:
     """Give an entry its object now (vm_map_entry_back)."""
@@ -364,32 +339,11 @@ cdef int vm_map_move(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, in
     cdef int64_t delta = new_start - start
     cdef vm_map_entry_t* e = clip_range(vm, map, start, end)
     cdef vm_map_entry_t* before = e.prev
-    cdef vm_map_entry_t* moved = NULL
-    cdef vm_map_entry_t* tail = NULL
-    cdef vm_map_entry_t* nx
-    cdef vm_map_entry_t* dest
-    while e != NULL and e.start < end:          # detach the run, keep its order
-        nx = e.next
-        unlink(map, e)
-        e.start += delta
-        e.end += delta
-        e.next = NULL
-        e.prev = tail
-        if tail == NULL:
-            moved = e
-        else:
-            tail.next = e
-        tail = e
-        e = nx
+    cdef map_entry_link_t* moved = maplist_detach_run(<map_list_t*>map, <map_entry_link_t*>e, end, delta)
+    e = map.first if before == NULL else before.next
     pmap_move(vm, &map.pmap, start, end, delta)
     free_tables_around(vm, map, before, e)
-    dest = first_ending_after(map, new_start)
-    dest = map.last if dest == NULL else dest.prev
-    while moved != NULL:
-        nx = moved.next
-        link_after(map, dest, moved)
-        dest = moved
-        moved = nx
+    maplist_attach_run(<map_list_t*>map, moved, new_start, VPN_END)
     return 0
 
 

@@ -55,6 +55,7 @@ from libc.stdint cimport int64_t, uint64_t, int32_t
 
 from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
                            C_RMAP_VISITS)
+from mmbench.blocks.maplist cimport map_list_t, maplist_mremap_check
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_write, pte_pfn
 from mmbench_freebsd.vm cimport (pv_entry_t, KC_PVCHUNK, KC_PGD, KC_PUD, KC_PMD, KC_PTE)
@@ -180,12 +181,9 @@ cdef class UVMMachine(Machine):
 
     cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
         cdef vm_map_t* map = self.map_of(pid)
-        if new_vpn < old_vpn + npages and old_vpn < new_vpn + npages:
-            return MM_EINVAL
-        if not uvm_map_range_mapped(map, old_vpn, old_vpn + npages):
-            return MM_ESEGV
-        if not uvm_map_range_free(map, new_vpn, new_vpn + npages):
-            return MM_EINVAL
+        cdef int st = maplist_mremap_check(<map_list_t*>map, old_vpn, npages, new_vpn)
+        if st != MM_OK:
+            return st
         return uvm_map_move(&self.u, map, old_vpn, old_vpn + npages, new_vpn)
 
     cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:

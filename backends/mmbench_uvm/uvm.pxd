@@ -82,7 +82,7 @@ ctypedef struct vm_aref_t:
     vm_amap_t* ar_amap             # NULL until the first fault (private) / mmap (shared)
 
 ctypedef struct vm_map_entry_t:
-    itnode_t node                  # first: the map's search tree (keys [start, end-1])
+    itnode_t node                  # node..end: maplist's map_entry_link_t (same order)
     vm_map_entry_t* prev           # address-ordered list
     vm_map_entry_t* next
     int64_t start                  # [start, end) in pages
@@ -93,7 +93,7 @@ ctypedef struct vm_map_entry_t:
     uint8_t inheritance            # MAP_INHERIT_COPY (private) / _SHARE
 
 ctypedef struct vm_map_t:          # a vmspace: the map and its pmap
-    itree_t tree                   # entries by address
+    itree_t tree                   # tree..nentries: maplist's map_list_t (same order)
     vm_map_entry_t* first
     vm_map_entry_t* last
     vm_map_entry_t* hint           # last entry found
