@@ -169,13 +169,15 @@ def test_migration_with_other_mappers():
     m.check()
 
 
-def test_linux_out_of_memory_changes_no_value():
-    ooms = sum(run_random_oom("linux", seed, **{"device_fault_pages": [1, 8][seed % 2]}) for seed in range(20))
+@pytest.mark.parametrize("name", ["linux", "shmem", "freebsd"])
+def test_out_of_memory_changes_no_value(name):
+    ooms = sum(run_random_oom(name, seed, **{"device_fault_pages": [1, 8][seed % 2]}) for seed in range(20))
     assert ooms > 20                         # the sequences do run out of memory
 
 
-@pytest.mark.parametrize("name,opts", [("linux", {}), ("linux", {"device_fault_pages": 8}),
-                                       ("gmem", {}), ("gmem", {"granularity_pages": 4, "peer_shared": "marked"})])
+@pytest.mark.parametrize("name,opts", [(n, o) for n in ("linux", "shmem", "freebsd")
+                                       for o in ({}, {"device_fault_pages": 8})]
+                         + [("gmem", {}), ("gmem", {"granularity_pages": 4, "peer_shared": "marked"})])
 def test_shared_conformance_suite_oversubscribed(name, opts):
     """The project's conformance state machine with 4 frames per device (evictions)."""
     from hypothesis import settings

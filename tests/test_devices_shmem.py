@@ -6,7 +6,7 @@ import pytest
 import mmbench
 from mmbench import devices
 
-from devcheck import run_random, run_random_oom
+from devcheck import run_random
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -95,21 +95,6 @@ def test_pingpong_numbers():
     assert round(rep["to_device"]["gbps"], 2) == 3.85
     big = devices.pingpong_report("shmem", device_fault_pages=512)["counts"]
     assert (big["device_faults"], big["dma_transfers_to_device"]) == (4, 4)
-
-
-def test_shmem_out_of_memory_changes_no_value():
-    ooms = sum(run_random_oom("shmem", seed, **{"device_fault_pages": [1, 8][seed % 2]}) for seed in range(20))
-    assert ooms > 20                         # the sequences do run out of memory
-
-
-@pytest.mark.parametrize("opts", [{}, {"device_fault_pages": 8}])
-def test_shared_conformance_suite_oversubscribed(opts):
-    """The project's conformance state machine with 4 frames per device (evictions)."""
-    from hypothesis import settings
-    from hypothesis.stateful import run_state_machine_as_test
-    from mmbench.conformance import conformance_machine
-    run_state_machine_as_test(conformance_machine("shmem", device_pages=4, options=opts),
-                              settings=settings(max_examples=25, stateful_step_count=30, deadline=None))
 
 
 @pytest.mark.parametrize("k", [1, 3])
