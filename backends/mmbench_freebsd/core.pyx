@@ -47,10 +47,17 @@ from mmbench_freebsd.pmap cimport pmap_pte, pv_pmap
 
 from mmbench import errors as _errors
 
-# (cache name, kernel struct size in bytes), in KC_* order
+# (cache name, kernel struct size in bytes), in KC_* order.  vmspace: struct
+# vmspace of sys/vm/vm_map.h on amd64 = struct vm_map 184 (its header entry 96,
+# the sx lock 32, counters, root, pmap pointer, anon_loc, busy) + 88 bytes of
+# segment fields and vm_refcnt + struct pmap 312 (sys/amd64/include/pmap.h:
+# pm_mtx 32, four pointers/cr3 words 32, pm_pvchunk 16, pm_active cpuset_t of
+# MAXCPU = 1024 bits 128, pm_type, pm_stats 16, pm_root, pm_eptgen, pm_eptsmr,
+# pm_flags, pm_pcidp, pm_pkru rangeset 40) = 584 (computed; one per process,
+# allocated by vmspace_alloc from the VMSPACE zone).
 _CACHES = (("vm_map_entry", 96), ("vm_object", 264), ("vm_page", 104), ("pctrie_node", 144),
            ("pv_chunk", 4096), ("pgd", 4096), ("pud_table", 4096), ("pmd_table", 4096),
-           ("pte_table", 4096))
+           ("pte_table", 4096), ("vmspace", 584))
 
 
 cdef class FreeBSDMachine(Machine):

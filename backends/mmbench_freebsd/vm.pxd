@@ -49,6 +49,7 @@ cdef enum:  # slab caches, registered in this order by FreeBSDMachine
     KC_PUD
     KC_PMD
     KC_PTE
+    KC_VMSPACE                 # vmspace       584 B (embeds vm_map and the amd64 pmap)
     NR_KC
 
 cdef enum:
@@ -107,7 +108,7 @@ ctypedef struct pmap_t:
     int64_t resident_count             # present PTEs
     int64_t pid                        # for reverse-map answers
 
-ctypedef struct vm_map_t:              # a vmspace: the map and its pmap
+ctypedef struct vm_map_t:              # a vmspace: the map and its pmap (one KC_VMSPACE object)
     itree_t tree                       # tree..nentries: maplist's map_list_t (same order)
     vm_map_entry_t* first
     vm_map_entry_t* last

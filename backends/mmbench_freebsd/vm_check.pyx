@@ -11,7 +11,7 @@
 #             NEEDS_COPY entry whose first object holds the page; one pv entry
 #             per PTE, page mapcount == its pv list length.
 #   totals    frames in use == resident pages (no page both free and owned);
-#             slab caches == live structures.
+#             slab caches == live structures (one vmspace per live process).
 
 from libc.stdint cimport int64_t, uint64_t, int32_t
 
@@ -21,7 +21,7 @@ from mmbench.blocks.pagetable cimport pt_node_t, pt_next, pte_pfn, PTE_WRITE
 from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_check
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, pmap_t,
                                  pv_entry_t, pv_chunk_t, MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, KC_ENTRY, KC_OBJECT,
-                                 KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD, item_pfn)
+                                 KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD, KC_VMSPACE, item_pfn)
 from mmbench_freebsd.pmap cimport pmap_pv_count, pv_pmap
 from mmbench_freebsd.vm_fault cimport vm_map_resolve
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry
@@ -202,7 +202,7 @@ cdef int64_t count_chunks(vm_map_t* map) noexcept nogil:
 
 cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entries, int64_t pages,
                       int64_t nobj, const char** why) noexcept nogil:
-    cdef int64_t nodes = 0, chunks = 0
+    cdef int64_t nodes = 0, chunks = 0, nmaps = 0
     cdef int64_t tables[4]
     cdef vm_object_t* obj = vm.objects
     cdef vm_map_t* map
@@ -215,6 +215,7 @@ cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entrie
     for pid in range(1, nprocs):
         map = <vm_map_t*>procs[pid]
         if map != NULL:
+            nmaps += 1
             chunks += count_chunks(map)
             for lvl in range(4):
                 tables[lvl] += map.pmap.pt.nr[lvl]
@@ -226,7 +227,7 @@ cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entrie
         return -1
     if (vm.kc[KC_PAGE].active != pages or vm.kc[KC_OBJECT].active != nobj
             or vm.kc[KC_ENTRY].active != entries or vm.kc[KC_PCTRIE].active != nodes
-            or vm.kc[KC_PVCHUNK].active != chunks):
+            or vm.kc[KC_PVCHUNK].active != chunks or vm.kc[KC_VMSPACE].active != nmaps):
         why[0] = "slab accounting disagrees with the live structures"
         return -1
     for lvl in range(4):

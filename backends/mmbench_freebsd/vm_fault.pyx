@@ -12,6 +12,9 @@
 #                     FA_MAP       page is in the first object: map it
 #                     FA_MAP_RO    read of a page found below: map it read-only
 #                     FA_COPY      write of a page found below: copy it up
+#                                  (vm_fault_cow; when the first object is
+#                                  not ONEMAPPING, pmap_remove_all of the
+#                                  original page first)
 #                     FA_MOVE      ... unless the backing object has one
 #                                  reference and one shadow: move the page up
 #                                  (the COW page-move optimisation)
@@ -41,12 +44,12 @@ from mmbench.core cimport (MM_OK, MM_ENOMEM, C_FAULTS, C_FAULT_ZERO_FILL, C_FAUL
 from mmbench.blocks.frames cimport pfn_t, NO_PFN, FR_DEVICE_PRIVATE, frame_alloc, frames_free_count
 from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_pfn
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, MAP_ENTRY_NEEDS_COPY,
-                                 OBJ_ANON, VM_INHERIT_SHARE, CHAIN_HIST, entry_pindex)
+                                 OBJ_ANON, OBJ_ONEMAPPING, VM_INHERIT_SHARE, CHAIN_HIST, entry_pindex)
 from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_shadow, vm_page_lookup,
                                         vm_page_rename, vm_page_iter_lookup,
                                         vm_page_iter_insert, vm_page_iter_peek)
 from mmbench_freebsd.pctrie cimport pctrie_iter_t
-from mmbench_freebsd.pmap cimport pmap_enter
+from mmbench_freebsd.pmap cimport pmap_enter, pmap_remove_all
 
 cdef enum fault_action:
     FA_MAP
@@ -161,6 +164,10 @@ cdef int fault_resolve(vm_ctx_t* vm, faultstate_t* fs, pfn_t* pfn_out) noexcept 
         else:
             vm.ctr[C_FAULT_COW_COPY] += 1
             vm.ctr[C_PAGES_COPIED] += 1
+            if not (e.object.flags & OBJ_ONEMAPPING):
+                # vm_fault_cow: a first object other address spaces may
+                # map read/write loses every mapping of the original page
+                pmap_remove_all(vm, fs.m)
     elif fs.action == FA_MOVE:
         vm_page_rename(vm, m, e.object, first_pindex)
         vm.ctr[C_FAULT_COW_REUSE] += 1

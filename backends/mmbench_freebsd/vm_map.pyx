@@ -28,7 +28,7 @@
 # pages in the range are simply freed.
 
 from libc.stdlib cimport malloc, calloc, free
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uint8_t
 
 from mmbench.blocks.itree cimport itree_init
 from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_after, maplist_unlink,
@@ -38,9 +38,10 @@ from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_
                                      maplist_detach_run, maplist_attach_run)
 from mmbench.core cimport (C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_FORK_PTES_COPIED,
                            VPN_BITS)
-from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, KC_ENTRY,
+from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, KC_ENTRY, KC_VMSPACE,
                                  kc_alloc, kc_free, MAP_ENTRY_COW, MAP_ENTRY_NEEDS_COPY,
-                                 VM_INHERIT_SHARE, VM_INHERIT_COPY, OBJ_ANON, OBJ_ONEMAPPING)
+                                 VM_INHERIT_SHARE, VM_INHERIT_COPY, OBJ_ANON, OBJ_ONEMAPPING,
+                                 entry_pindex)
 from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_deallocate,
                                         vm_object_reference, vm_object_collapse, vm_object_split,
                                         vm_object_page_remove)
@@ -60,6 +61,7 @@ if not (maplist_entry_layout_ok(&layout_e, &layout_e.prev, &layout_e.next, &layo
 
 # --------------------------------------------------------------- the vmspace
 cdef vm_map_t* vmspace_alloc(vm_ctx_t* vm, int64_t pid) noexcept nogil:
+    """One struct vmspace (map + pmap, 584 B) and the pmap's top-level table."""
     cdef vm_map_t* map = <vm_map_t*>calloc(1, sizeof(vm_map_t))
     if map == NULL:
         return NULL
@@ -67,11 +69,13 @@ cdef vm_map_t* vmspace_alloc(vm_ctx_t* vm, int64_t pid) noexcept nogil:
     if pmap_pinit(vm, &map.pmap, pid) != 0:
         free(map)
         return NULL
+    kc_alloc(vm, KC_VMSPACE)
     return map
 
 cdef void vmspace_free(vm_ctx_t* vm, vm_map_t* map) noexcept nogil:
     vm_map_delete(vm, map, 0, VPN_END)
     pmap_release(vm, &map.pmap)
+    kc_free(vm, KC_VMSPACE)
     free(map)
 
 
@@ -177,42 +181,68 @@ cdef vm_map_entry_t* clip_range(vm_ctx_t* vm, vm_map_t* map, int64_t start, int6
     return e
 
 
-cdef bint vm_object_coalesce(vm_map_entry_t* prev, int64_t npages) noexcept nogil:
-    """Can prev's object simply grow by npages?  (Then it does.)
+cdef bint vm_object_coalesce(vm_ctx_t* vm, vm_map_entry_t* prev, int64_t npages) noexcept nogil:
+    """Can prev's object take the npages that follow prev?  (Then it does.)
 
-    => only an anonymous object nobody else references and that shadows
-       nothing, whose end is exactly prev's end: the new pages read 0.
+    => no object yet: trivially yes (the entry simply grows).
+    => an anonymous object first tries to collapse its chain; it must then
+       shadow nothing.
+    => a shared object (ref_count > 1) only if it is ONEMAPPING or ends
+       exactly where prev ends: no one else can see the new pindexes.
+    => stale pages left in the new range by an earlier unmap are freed, so
+       the new pages read 0; the object grows if needed.
     """
     cdef vm_object_t* obj = prev.object
+    cdef int64_t next_pindex
     if obj == NULL:
         return True
-    if obj.ref_count != 1 or obj.backing_object != NULL or not (obj.flags & OBJ_ANON):
+    if not (obj.flags & OBJ_ANON):
         return False
-    if obj.size != prev.offset + (prev.end - prev.start):
+    vm_object_collapse(vm, obj)
+    if obj.backing_object != NULL:
         return False
-    obj.size += npages
+    next_pindex = prev.offset + (prev.end - prev.start)
+    if obj.ref_count > 1 and obj.size != next_pindex and not (obj.flags & OBJ_ONEMAPPING):
+        return False
+    if next_pindex < obj.size:
+        vm_object_page_remove(vm, obj, next_pindex, next_pindex + npages)
+    if next_pindex + npages > obj.size:
+        obj.size = next_pindex + npages
     return True
 
-cdef bint try_extend(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end,
-                     bint shared, bint writable) noexcept nogil:
-    """vm_map_insert's fast case: grow the entry that ends at `start`."""
+cdef vm_map_entry_t* coalesce_prev(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t npages,
+                                   bint writable) noexcept nogil:
+    """vm_map_insert's first step: the entry ending at `start` whose object
+    could be extended over the new range (NULL if none).
+
+    => same entry flags as a fresh anonymous entry (none: an entry forked or
+       copied on write keeps MAP_ENTRY_COW and never coalesces), and the same
+       swap charge (the model's stand-in: the same writability).
+    """
     cdef vm_map_entry_t* prev = first_ending_after(map, start - 1) if start > 0 else NULL
-    if prev == NULL or prev.end != start or prev.writable != writable:
-        return False
-    if prev.inheritance != (VM_INHERIT_SHARE if shared else VM_INHERIT_COPY):
-        return False
-    if prev.eflags & MAP_ENTRY_NEEDS_COPY or not vm_object_coalesce(prev, end - start):
-        return False
-    entry_set_range(map, prev, prev.start, end)
-    map.hint = prev
-    vm.ctr[C_VMA_MERGES] += 1
-    return True
+    if prev == NULL or prev.end != start or prev.eflags != 0 or prev.writable != writable:
+        return NULL
+    if not vm_object_coalesce(vm, prev, npages):
+        return NULL
+    return prev
 
 cdef int vm_map_insert(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end,
                        bint shared, bint writable) noexcept nogil:
+    """Map [start, end) with a fresh anonymous entry.
+
+    => prev's object coalesced and prev has the same inheritance: prev just
+       grows (counted as a merge).
+    => coalesced but different inheritance: the new entry maps prev's object
+       right after prev's range, with its own reference.
+    """
+    cdef uint8_t inheritance = VM_INHERIT_SHARE if shared else VM_INHERIT_COPY
+    cdef vm_map_entry_t* prev = coalesce_prev(vm, map, start, end - start, writable)
     cdef vm_map_entry_t* e
     cdef vm_map_entry_t* before
-    if try_extend(vm, map, start, end, shared, writable):
+    if prev != NULL and prev.inheritance == inheritance:
+        entry_set_range(map, prev, prev.start, end)
+        map.hint = prev
+        vm.ctr[C_VMA_MERGES] += 1
         return 0
     e = entry_create(vm)
     if e == NULL:
@@ -220,8 +250,12 @@ cdef int vm_map_insert(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end,
     e.start = start
     e.end = end
     e.writable = writable
-    e.inheritance = VM_INHERIT_SHARE if shared else VM_INHERIT_COPY
-    e.eflags = 0 if shared else MAP_ENTRY_COW
+    e.inheritance = inheritance
+    e.eflags = 0                       # MAP_ENTRY_COW | NEEDS_COPY come with the first fork
+    if prev != NULL and prev.object != NULL:
+        e.object = prev.object
+        e.offset = prev.offset + (prev.end - prev.start)
+        vm_object_reference(e.object)
     before = first_ending_after(map, start)
     link_after(map, map.last if before == NULL else before.prev, e)
     map.hint = e
@@ -339,7 +373,18 @@ cdef int vm_map_move(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, in
     cdef int64_t delta = new_start - start
     cdef vm_map_entry_t* e = clip_range(vm, map, start, end)
     cdef vm_map_entry_t* before = e.prev
-    cdef map_entry_link_t* moved = maplist_detach_run(<map_list_t*>map, <map_entry_link_t*>e, end, delta)
+    cdef vm_map_entry_t* m
+    cdef map_entry_link_t* moved
+    m = e
+    while m != NULL and m.start < end:
+        # FreeBSD has no mremap: ONEMAPPING objects there map their pindexes
+        # linearly with addresses, which vm_object_coalesce relies on.  An
+        # object another entry also maps stops being ONEMAPPING once one of
+        # its entries moves.
+        if m.object != NULL and m.object.ref_count > 1:
+            m.object.flags &= ~OBJ_ONEMAPPING
+        m = m.next
+    moved = maplist_detach_run(<map_list_t*>map, <map_entry_link_t*>e, end, delta)
     e = map.first if before == NULL else before.next
     pmap_move(vm, &map.pmap, start, end, delta)
     free_tables_around(vm, map, before, e)
@@ -349,18 +394,42 @@ cdef int vm_map_move(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, in
 
 # ------------------------------------------------------------------ dontneed
 cdef int vm_map_dontneed(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
-    """Drop the (fully mapped) range's pages; private pages then read 0."""
-    cdef vm_map_entry_t* e = clip_range(vm, map, start, end)
+    """madvise_dontneed as the contract defines it (private pages read 0 next).
+
+    FreeBSD's own MADV_DONTNEED only deactivates pages; this is what the
+    kernel's MADV_FREE path (vm_map_madvise + vm_object_madvise) does when
+    the page daemon reclaims the freed pages at once, plus pmap_remove:
+    => the map is not modified (no clipping) where MADV_FREE applies.
+    => every entry: pmap_remove of its part of the range.
+    => shared entries keep their pages (the object holds the data).
+    => private entry, anonymous ONEMAPPING object shadowing nothing
+       (vm_object_advice_applies): its pages in the range are freed.
+    => private entry whose object MADV_FREE skips (a backing object: freeing
+       would "rewind time" to the shadow's creation; or not ONEMAPPING): the
+       range becomes fresh anonymous memory as mmap(MAP_FIXED) would make it
+       -- the entry is clipped to the range and gives up its object through
+       vm_map_entry_delete's path (which may collapse).
+    """
+    cdef vm_map_entry_t* e = first_ending_after(map, start)
+    cdef vm_map_entry_t* nx
     cdef vm_object_t* obj
+    cdef int64_t s, t
     while e != NULL and e.start < end:
-        pmap_remove(vm, &map.pmap, e.start, e.end)
+        s = e.start if e.start > start else start
+        t = e.end if e.end < end else end
+        nx = e.next
+        pmap_remove(vm, &map.pmap, s, t)
         obj = e.object
         if e.inheritance == VM_INHERIT_COPY and obj != NULL:
-            if obj.backing_object == NULL and (obj.flags & OBJ_ONEMAPPING):
-                vm_object_page_remove(vm, obj, e.offset, e.offset + (e.end - e.start))
+            if (obj.backing_object == NULL and (obj.flags & OBJ_ANON)
+                    and (obj.flags & OBJ_ONEMAPPING)):
+                vm_object_page_remove(vm, obj, entry_pindex(e, s), entry_pindex(e, t))
             else:
+                vm_map_clip_start(vm, map, e, s)
+                vm_map_clip_end(vm, map, e, t)
                 entry_release_object(vm, e)
                 e.offset = 0
-                e.eflags &= ~MAP_ENTRY_NEEDS_COPY
-        e = e.next
+                e.eflags = 0              # fresh anonymous memory: no COW, no NEEDS_COPY
+                nx = e.next
+        e = nx
     return 0
