@@ -547,3 +547,129 @@ def test_replay_agrees_with_reference(seed):
     b = ReferenceMachine().replay(trace, timing=False, frame=False)
     assert (a["status"] == b["status"]).all() and (a["value"] == b["value"]).all()
     fb.check()
+
+
+# ------------------------------------------------- fidelity (issue 12: 8, 9, 10)
+def test_vmspace_is_charged_per_process_and_freed_at_exit(m):
+    """struct vmspace (vm_map + amd64 pmap, 584 B) per live process."""
+    p = m.spawn()
+    assert m.metadata()["vmspace"] == (1, 584)
+    m.mmap(p, 0, 4)
+    m.write(p, 0, 1)
+    c = m.fork(p)
+    g = m.fork(c)
+    assert m.metadata()["vmspace"] == (3, 3 * 584)
+    m.check()
+    m.exit(c)
+    m.check()
+    assert m.metadata()["vmspace"] == (2, 2 * 584)
+    all_exit(m)
+    assert m.metadata()["vmspace"] == (0, 0)
+    assert g not in m.live_pids()
+
+
+def test_dontneed_on_a_private_object_frees_pages_without_clipping(m):
+    """MADV_FREE's case: an anonymous ONEMAPPING object shadowing nothing
+    loses the pages; the map is not modified."""
+    p = m.spawn()
+    m.mmap(p, 0, 8)
+    for v in range(8):
+        m.write(p, v, 10 + v)
+    used = m.frames_used()
+    m.madvise_dontneed(p, 2, 3)
+    m.check()
+    assert len(m.entries(p)) == 1 and m.counter("vma_splits") == 0
+    assert m.frames_used() == used - 3
+    assert [m.read(p, v) for v in range(8)] == [10, 11, 0, 0, 0, 15, 16, 17]
+    m.check()
+    all_exit(m)
+
+
+def test_dontneed_over_a_shadow_chain_gives_the_range_fresh_memory(m):
+    """MADV_FREE skips an object with a backing object: the contract's zeros
+    come from a MAP_FIXED-like fresh range (clipped, no object, no COW)."""
+    p = m.spawn()
+    m.mmap(p, 0, 8)
+    for v in range(8):
+        m.write(p, v, 10 + v)
+    c = m.fork(p)
+    m.write(c, 0, 99)                        # c: shadow -> original object
+    m.madvise_dontneed(c, 2, 3)
+    m.check()
+    ents = m.entries(c)
+    assert [(e["start"], e["end"]) for e in ents] == [(0, 2), (2, 5), (5, 8)]
+    assert ents[1]["object"] is None and ents[1]["flags"] == []
+    assert [m.read(c, v) for v in range(8)] == [99, 11, 0, 0, 0, 15, 16, 17]
+    assert [m.read(p, v) for v in range(8)] == [10 + v for v in range(8)]
+    m.check()
+    all_exit(m)
+
+
+def test_coalesce_grows_an_object_shared_by_clipped_entries(m):
+    """vm_object_coalesce: ref_count > 1 is fine for a ONEMAPPING object;
+    stale pindexes are emptied and the entry grows over the new range."""
+    p = m.spawn()
+    m.mmap(p, 0, 8)
+    for v in range(8):
+        m.write(p, v, 1 + v)
+    m.mprotect(p, 4, 4, False)               # two entries, one object (ref 2)
+    m.munmap(p, 2, 2)
+    merges = m.counter("vma_merges")
+    m.mmap(p, 2, 2)
+    m.check()
+    assert m.counter("vma_merges") == merges + 1
+    ents = m.entries(p)
+    assert [(e["start"], e["end"]) for e in ents] == [(0, 4), (4, 8)]
+    assert ents[0]["object"] == ents[1]["object"] and len(m.objects()) == 1
+    assert [m.read(p, v) for v in range(8)] == [1, 2, 0, 0, 5, 6, 7, 8]
+    m.check()
+    all_exit(m)
+
+
+def test_coalesced_object_is_shared_by_an_entry_of_other_inheritance(m):
+    """vm_map_insert: the object is extended, the entry cannot be (shared vs
+    private), so a new entry maps the object after prev's range."""
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 0, 1)
+    m.mmap(p, 4, 4, shared=True)
+    m.check()
+    ents = m.entries(p)
+    assert len(ents) == 2 and ents[0]["object"] == ents[1]["object"]
+    assert ents[1]["offset"] == 4 and ents[1]["shared"]
+    m.write(p, 5, 5)
+    c = m.fork(p)
+    m.check()
+    m.write(c, 6, 6)                          # shared: p sees it
+    m.write(p, 1, 7)                          # private: c does not
+    m.check()
+    assert (m.read(p, 6), m.read(c, 5), m.read(c, 1), m.read(p, 1)) == (6, 5, 0, 7)
+    m.check()
+    all_exit(m)
+
+
+def test_cow_copy_into_a_shared_first_object_unmaps_the_original_everywhere(m):
+    """vm_fault_cow's copy path: the first object is not ONEMAPPING, so
+    pmap_remove_all drops every mapping of the original page."""
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    for v in range(4):
+        m.write(p, v, 10 + v)
+    c1 = m.fork(p)                           # c1 maps the original pages (pmap_copy)
+    m.write(p, 0, 20)                        # p: shadow S holding page 0
+    c2 = m.fork(p)                           # S shared by p and c2: not ONEMAPPING
+    for v in range(4):
+        m.write(c2, v, 30 + v)
+    m.fork(c2)                               # collapse at fork bypasses S: S ref 1
+    m.check()
+    top = chain(m, p)[0]
+    assert m.objects()[top]["ref_count"] == 1 and not m.objects()[top]["onemapping"]
+    assert (c1, 1) in m.rmap_walk(c1, 1)
+    zaps = m.counter("pte_zaps")
+    m.write(p, 1, 21)                        # copy of a page found below S
+    m.check()
+    assert m.rmap_walk(c1, 1) == []          # c1's mapping of the original is gone
+    assert m.counter("pte_zaps") > zaps
+    assert m.read(c1, 1) == 11 and m.read(p, 1) == 21
+    m.check()
+    all_exit(m)
