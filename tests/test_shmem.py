@@ -28,7 +28,8 @@ def test_registered_and_described():
     m = machine()
     assert isinstance(m, ShmemMachine)
     assert "reflink_clones" in type(m).counter_names
-    assert m.struct_sizes()["xa_node"] == 576
+    assert m.struct_sizes()["xa_node"] == 584       # radix_tree_node objsize in /proc/slabinfo
+    assert m.struct_sizes()["mm_struct"] == 1600
     assert m.struct_sizes()["vm_area_struct"] == 192
     assert m.struct_sizes()["page"] == 64
     with pytest.raises(errors.NotSupported):      # the base design has no devices;
@@ -38,6 +39,26 @@ def test_registered_and_described():
 
 def test_fault_kinds_private():
     m = machine()
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    c0 = m.counters()
+    assert m.read(p, 0) == 0                      # hole: shmem_fault(SGP_CACHE) allocates
+    assert delta(m, c0) == {"faults": 1, "fault_zero_fill": 1, "pagecache_adds": 1,
+                            "pages_zeroed": 1, "pte_writes": 1, "pt_pages_alloc": 3}
+    c0 = m.counters()
+    m.write(p, 0, 5)                              # the file alone holds it: mapped writable
+    assert delta(m, c0) == {}
+    c0 = m.counters()
+    m.write(p, 1, 6)                              # no PTE, hole -> zero-fill
+    assert delta(m, c0)["fault_zero_fill"] == 1
+    assert m.metadata()["page"] == (2, 128)
+    assert m.file_info(p, 0)["nrpages"] == 2
+    m.check()
+
+
+def test_fault_kinds_private_with_a_zero_page():
+    """zero_page=True: "what if shmem had a zero page" for private read holes."""
+    m = machine(zero_page=True)
     p = m.spawn()
     m.mmap(p, 0, 4)
     c0 = m.counters()
@@ -214,8 +235,9 @@ def test_madvise_dontneed_private_and_shared():
     for v in range(8):
         m.write(p, v, 50 + v)
     m.madvise_dontneed(p, 0, 8)
-    assert [m.read(p, v) for v in range(8)] == [0, 0, 0, 0, 54, 55, 56, 57]
     assert m.file_info(p, 0)["nrpages"] == 0 and m.file_info(p, 4)["nrpages"] == 4
+    assert [m.read(p, v) for v in range(8)] == [0, 0, 0, 0, 54, 55, 56, 57]
+    assert m.file_info(p, 0)["nrpages"] == 4      # the reads filled the holes again
     m.check()
 
 
@@ -254,12 +276,12 @@ def test_out_of_memory_changes_nothing():
         m.write(p, v, v + 1)
     c = m.fork(p)
     before = (m.counters(), m.metadata(), m.frames_used())
-    for op in (lambda: m.write(p, 8, 1), lambda: m.write(p, 0, 1), lambda: m.write(c, 0, 1)):
+    for op in (lambda: m.write(p, 8, 1), lambda: m.write(p, 0, 1), lambda: m.write(c, 0, 1),
+               lambda: m.read(p, 8)):              # a read of a hole needs a frame too
         with pytest.raises(errors.OutOfMemory):
             op()
         m.check()
     assert (m.counters(), m.metadata(), m.frames_used()) == before
-    assert m.read(p, 8) == 0                       # the zero page needs no frame
     m.exit(c)
     m.write(p, 0, 42)                              # reuse: no frame needed
     assert m.read(p, 0) == 42
@@ -410,25 +432,153 @@ def test_check_catches_broken_invariants(what):
         m.check()
 
 
-def test_adjacent_private_mmaps_grow_one_file():
+def test_options_are_validated():
+    for bad in ({"anon_file": "per_vma"}, {"anon_file": None}, {"zero_page": 1},
+                {"zero_page": "yes"}, {"no_such_option": True}):
+        with pytest.raises(errors.InvalidArgument):
+            machine(**bad)
+    assert machine().options["anon_file"] == "per_mapping"
+    assert machine().options["zero_page"] is False
+
+
+def test_mm_struct_is_charged_per_process():
+    m = machine()
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 0, 1)
+    c = m.fork(p)
+    m.fork(c)
+    assert m.metadata()["mm_struct"] == (3, 3 * 1600)
+    m.check()
+    m.exit(c)
+    m.check()
+    assert m.metadata()["mm_struct"] == (2, 2 * 1600)
+    for pid in m.live_pids():
+        m.exit(pid)
+    m.check()
+    assert m.metadata()["mm_struct"] == (0, 0) and m.leaks() == []
+
+
+def _one_page_mappings(m, base, n=100, gap=2):
+    p = m.spawn()
+    for i in range(n):
+        m.mmap(p, base + gap * i, 1)
+        m.write(p, base + gap * i, i + 1)
+    m.check()
+    return p
+
+
+@pytest.mark.parametrize("base", [0, 1 << 20, 1 << 35])
+def test_one_page_mappings_anywhere_cost_no_more_xa_nodes_than_near_zero(base):
+    """Default (shmem_zero_setup): each mapping is a file at pgoff 0 whose
+    only page sits in xa_head -- no xa_node, wherever the mapping is."""
+    near_zero = machine()
+    _one_page_mappings(near_zero, 0)
+    anywhere = machine()
+    _one_page_mappings(anywhere, base)
+    assert anywhere.metadata()["xa_node"] == near_zero.metadata()["xa_node"] == (0, 0)
+    assert anywhere.metadata()["shmem_inode_info"][0] == 100
+
+
+def test_per_mm_file_trades_xarray_depth_for_merging():
+    """anon_file="per_mm": one file indexed by address.  Far from 0 the
+    xarray is deep (6 levels near 2**35); adjacent mappings merge into one
+    VMA and fork clones one file instead of one per mapping."""
+    high, low = machine(anon_file="per_mm"), machine(anon_file="per_mm")
+    _one_page_mappings(high, 1 << 35)
+    _one_page_mappings(low, 0)
+    # 100 pages 2 apart: 4 leaves; near 0 one root above them, near 2**35
+    # the path down from a 6-level root as well
+    assert low.metadata()["xa_node"][0] == 4 + 1
+    assert high.metadata()["xa_node"][0] == 4 + 5
+    assert high.metadata()["shmem_inode_info"][0] == 1
+    for m, per_mm in ((machine(), False), (machine(anon_file="per_mm"), True)):
+        p = _one_page_mappings(m, 1000, gap=1)    # 100 adjacent one-page mappings
+        assert m.metadata()["vm_area_struct"][0] == (1 if per_mm else 100)
+        assert m.counters()["vma_merges"] == (99 if per_mm else 0)
+        c0 = m.counters()["reflink_clones"]
+        c = m.fork(p)
+        assert m.counters()["reflink_clones"] - c0 == (1 if per_mm else 100)
+        assert [m.read(c, 1000 + i) for i in range(100)] == list(range(1, 101))
+        m.check()
+
+
+def test_per_mm_file_after_mremap_does_not_reuse_moved_offsets():
+    m = machine(anon_file="per_mm")
+    p = m.spawn()
+    m.mmap(p, 100, 10)
+    m.mmap(p, 110, 10)                             # same file, contiguous offsets: merged
+    assert m.metadata()["vm_area_struct"][0] == 1 and m.counters()["vma_merges"] == 1
+    m.mmap(p, 120, 10, writable=False)             # other flags: same file, own VMA
+    m.mmap(p, 130, 10, shared=True)                # shared: a file of its own at pgoff 0
+    assert m.metadata()["shmem_inode_info"][0] == 2
+    for v in range(100, 120):
+        m.write(p, v, v)
+    m.mremap(p, 100, 5, 200)                       # offsets 100..104 now live at 200
+    m.mmap(p, 100, 5)                              # those offsets are taken: a new file
+    assert m.file_info(p, 100)["ino"] != m.file_info(p, 105)["ino"]
+    assert m.file_info(p, 105)["ino"] == m.file_info(p, 200)["ino"]
+    assert [m.read(p, v) for v in (100, 105, 200, 204)] == [0, 105, 100, 104]
+    m.check()
+    c = m.fork(p)
+    m.write(c, 105, 1)
+    assert (m.read(p, 105), m.read(c, 105), m.read(c, 200)) == (105, 1, 100)
+    m.munmap(p, 100, 40)
+    m.munmap(p, 200, 5)                            # the mm's file goes with its last VMA
+    m.check()
+    m.mmap(p, 100, 2)                              # ... and a new one is made
+    m.write(p, 101, 7)
+    assert m.read(p, 101) == 7
+    m.check()
+    for pid in m.live_pids():
+        m.exit(pid)
+    assert m.leaks() == []
+
+
+def test_default_private_mappings_are_separate_files_at_offset_zero():
     m = machine()
     p = m.spawn()
     m.mmap(p, 100, 10)
-    m.mmap(p, 110, 10)                             # grows the file upwards
-    m.mmap(p, 90, 10)                              # and downwards (pgoff = vpn)
-    assert m.counters()["vma_merges"] == 2
-    assert m.metadata()["shmem_inode_info"][0] == 1
-    assert m.metadata()["vm_area_struct"][0] == 1
-    m.mmap(p, 120, 10, writable=False)             # other flags: a new file
-    m.mmap(p, 130, 10, shared=True)                # shared memory never grows a neighbour
-    assert m.metadata()["shmem_inode_info"][0] == 3
-    for v in range(90, 120):
-        m.write(p, v, v)
-    m.mremap(p, 100, 5, 200)                       # offsets 100..104 now live at 200
-    m.munmap(p, 105, 15)
-    m.mmap(p, 105, 15)                             # no neighbour: a new file, pgoff 105
-    m.mmap(p, 100, 5)                              # [90,100)'s offsets 100..104 live at 200:
-                                                   # the file of [105,120) grows down instead
-    assert m.file_info(p, 100)["ino"] != m.file_info(p, 90)["ino"]
-    assert [m.read(p, v) for v in (99, 100, 105, 200, 204)] == [99, 0, 0, 100, 104]
+    m.mmap(p, 110, 10)                             # shmem_zero_setup: a file each, no merge
+    assert m.metadata()["shmem_inode_info"][0] == 2 and m.counters()["vma_merges"] == 0
+    m.write(p, 115, 1)
+    m.mremap(p, 110, 10, 500)                      # the offset stays with the VMA
+    assert m.read(p, 505) == 1 and m.file_info(p, 505)["nrpages"] == 1
     m.check()
+
+
+@pytest.mark.parametrize("options", [{"anon_file": "per_mm"}, {"zero_page": True},
+                                     {"anon_file": "per_mm", "zero_page": True}])
+@pytest.mark.parametrize("seed", range(12))
+def test_options_agree_with_reference(options, seed):
+    """The design options change costs only: random operations read the same
+    values and raise the same errors as the reference model; check() after
+    every step, nothing leaks."""
+    import random
+    from test_shmem_random import _op, _apply
+    rng = random.Random(seed)
+    ref, m = ReferenceMachine(ram_pages=1 << 14), machine(**options)
+    pids = [ref.spawn()]
+    m.spawn()
+    for step in range(300):
+        if not pids:
+            pids.append(ref.spawn())
+            m.spawn()
+        op = _op(rng, pids)
+        want = _apply(ref, op)
+        assert _apply(m, op) == want, f"seed {seed} step {step}: {op}"
+        if op[0] == "fork" and want[0] == "ok":
+            pids.append(want[1])
+        elif op[0] == "exit" and want[0] == "ok":
+            pids.remove(op[1])
+        m.check()
+    for p in pids:
+        m.exit(p)
+    m.check()
+    assert m.leaks() == []
+
+
+@pytest.mark.parametrize("options", [{"anon_file": "per_mm"}, {"zero_page": True}])
+def test_options_pass_the_conformance_suite(options):
+    from mmbench.conformance import run_conformance, default_settings
+    run_conformance("shmem", default_settings(), options=options)

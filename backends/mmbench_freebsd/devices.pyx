@@ -147,7 +147,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             raise MemoryError()
         # the driver's per-(process, device) page table, sized as linux's dmirror
         self.kc_dmirror = self.slab_register("dmirror", 152)
-        self.kc_dpt_xa = self.slab_register("dmirror xa_node", 576)
+        self.kc_dpt_xa = self.slab_register("dmirror xa_node", 584)   # radix_tree_node objsize here
 
     def __dealloc__(self):
         cdef int64_t i

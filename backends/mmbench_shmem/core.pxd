@@ -28,7 +28,10 @@ cdef class ShmemMachine(Machine):
     cdef vm_area_struct* spare[NR_SPARE_VMAS]
     cdef int nr_spare
     # slab cache ids
-    cdef int kc_vma, kc_maple, kc_inode, kc_file, kc_group, kc_xa, kc_page
+    cdef int kc_vma, kc_maple, kc_inode, kc_file, kc_group, kc_xa, kc_page, kc_mm
+    # design options (see ShmemMachine.option_defaults)
+    cdef bint file_per_mm        # anon_file="per_mm": one private file per mm, pgoff = vpn
+    cdef bint zero_page          # private read holes map the shared zero page
     cdef int kc_pt[4]
 
     # accounting
@@ -60,6 +63,7 @@ cdef class ShmemMachine(Machine):
     cdef int handle_mm_fault(self, vm_fault* vmf) noexcept nogil
     cdef int shmem_fault_shared(self, vm_fault* vmf) noexcept nogil
     cdef int do_read_fault(self, vm_fault* vmf) noexcept nogil
+    cdef shmem_inode_info* private_file_for(self, mm_struct* mm, uint64_t vpn, uint64_t npages) noexcept nogil
     cdef int do_cow_fault(self, vm_fault* vmf) noexcept nogil
     cdef int do_wp_page(self, vm_fault* vmf) noexcept nogil
     cdef int break_reflink(self, vm_fault* vmf, pfn_t old) noexcept nogil

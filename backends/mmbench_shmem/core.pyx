@@ -4,9 +4,27 @@
 #   "Why not go for shmem?" (Hildenbrand to the gmem RFC): a file already has a
 #   tree of the pages it could map — its page cache — so anonymous memory needs
 #   no structure of its own if it *is* a file.  Here every mmap creates a shmem
-#   inode; the VMA maps it from file offset 0.  The page tables are only a
-#   cache of the page caches: every frame a PTE maps is in the VMA's file at
-#   the VMA's offset, so any PTE may be zapped at any time and refaulted.
+#   inode and the VMA maps it from file offset 0, as shmem_zero_setup does for
+#   a shared anonymous mapping (the offset stays with the VMA across mremap).
+#   The page tables are only a cache of the page caches: every frame a PTE maps
+#   is in the VMA's file at the VMA's offset, so any PTE may be zapped at any
+#   time and refaulted.
+#
+#   Which file, which offset (option anon_file) -- the trade-off of the anon
+#   pgoff thread, between xarray depth and VMA merging:
+#     "per_mapping" (default)  shmem_zero_setup: a new file per mmap, pgoff 0.
+#                              Shallow i_pages (a one-page mapping needs no
+#                              xa_node at all: the entry sits in xa_head), but
+#                              neighbouring private mappings never merge, and
+#                              fork clones one file per private mapping.
+#     "per_mm"                 one private file per address space, indexed by
+#                              address (pgoff = vpn): neighbours with the same
+#                              flags merge into one VMA and fork clones one
+#                              file, but i_pages is as deep as the addresses
+#                              are high (6 levels near 2**35).  Offsets a
+#                              moved VMA still maps are not reused: such an
+#                              mmap gets a file of its own (pgoff = vpn).
+#   Shared mappings are a new file at pgoff 0 under both.
 #
 #   Shared mappings are plain shmem: fork hands the child the same inode and
 #   copies no page tables; the child refaults from the page cache (minor).
@@ -28,16 +46,18 @@
 #                        hole -> zero-fill into cache   set the write bit (WP_SHARED)
 #                        hit  -> map (MINOR)
 #   private, read ───── do_read_fault:
-#                        hole -> zero page (ZERO_PAGE)
+#                        hole -> shmem_fault(SGP_CACHE) allocates a zeroed
+#                                page into the file (ZERO_FILL); option
+#                                zero_page=True maps the zero page (ZERO_PAGE)
 #                        hit  -> map, writable only if this file alone holds it (MINOR)
 #   private, write ──── do_cow_fault:                  do_wp_page:
 #                        hole -> zero-fill (ZERO_FILL)   zero page  -> zero-fill (ZERO_FILL)
 #                        one file holds it -> (MINOR)    one file   -> reuse (COW_REUSE)
 #                        several -> break_reflink        several    -> break_reflink (COW_COPY)
 #
-#   Reads of holes in private memory map the shared zero page (like anonymous
-#   memory; a shmem file read would allocate); reads of holes in shared memory
-#   allocate into the page cache as shmem_fault(SGP_CACHE) does.
+#   Reads of holes allocate into the page cache, private or shared, as
+#   shmem_fault(SGP_CACHE) does: shmem has no zero page.  zero_page=True is the
+#   "what if shmem had a zero page" variant (private holes only).
 #
 # COSTS, AS THEY FALL
 #   fork, shared VMA : vm_area_struct + i_mmap insert; nothing per page.
@@ -62,9 +82,9 @@
 #   (vma.pyx).  i_pages is copied at fork rather than sharing xarray subtrees
 #   (a subtree-sharing clone would make fork O(files) and move the node copies
 #   to the first write under each shared subtree; not modelled).
-#   Private files start at pgoff = vpn (as Linux anon VMAs do) so that a private
-#   mmap next to a private VMA can grow that VMA's file (vma_expand_new_range)
-#   instead of creating a new one; shared mmaps are separate files at offset 0.
+#   i_pages is accounted as the kernel's xarray allocates it: an array whose
+#   only entry is at index 0 needs no xa_node (the entry lives in xa_head),
+#   while the model's xarray block keeps it in one node; sync_xa discounts it.
 #
 # CODE LAYOUT
 #   objects.pxd  structs and sizes          vma.pyx    VMA set, i_mmap links, split/merge
@@ -90,18 +110,18 @@ from mmbench.blocks.pagetable cimport (pt_node_t, pt_init, pt_destroy, pt_leaf,
                                        pt_get as pt_get_pte, mk_pte, pte_pfn,
                                        pte_present, pte_write, PTE_PRESENT, PTE_WRITE,
                                        PTE_SPECIAL, LVL_PGD)
-from mmbench.blocks.xarray cimport xa_store, xa_find
+from mmbench.blocks.xarray cimport xarray_t, xa_store, xa_find
 from mmbench.blocks.pagecache cimport mapping_lookup, mapping_add, mapping_truncate
 from mmbench.blocks.itree cimport itnode_t, itree_first, itree_next, itree_verify
 from mmbench_shmem.objects cimport (mm_struct, vm_area_struct, shmem_inode_info, reflink_group,
                                     vma_pgoff_of, VM_WRITE, VM_SHARED,
                                     SIZEOF_VM_AREA_STRUCT, SIZEOF_MAPLE_NODE, SIZEOF_SHMEM_INODE,
                                     SIZEOF_FILP, SIZEOF_XA_NODE, SIZEOF_PAGE, SIZEOF_PT_TABLE,
-                                    SIZEOF_REFLINK_GROUP)
+                                    SIZEOF_REFLINK_GROUP, SIZEOF_MM_STRUCT)
 from mmbench_shmem.vma cimport (vma_lower_bound, find_vma, range_fully_mapped, range_any_mapped,
                                 vmas_reserve, vmas_insert, vmas_remove_at, vma_link_file,
                                 vma_unlink_file, split_vma, try_merge_next, maple_nodes_for,
-                                vma_expand_new_range)
+                                file_range_unmapped)
 from mmbench_shmem.inode cimport (shmem_inode_alloc, shmem_inode_free, reflink_clone,
                                   frame_file_refs)
 from mmbench import errors as _errors
@@ -119,6 +139,15 @@ COUNTERS = ("faults", "pagecache_adds", "fault_zero_page", "fault_zero_fill", "f
 
 cdef inline uint64_t min_u64(uint64_t a, uint64_t b) noexcept nogil:
     return a if a < b else b
+
+
+cdef inline int64_t xa_kernel_nodes(xarray_t* xa) noexcept nogil:
+    """xa_nodes the kernel's xarray holds for these entries: a lone entry at
+    index 0 is stored in xa_head itself (xas_expand needs no node for it)."""
+    if (xa.root != NULL and xa.root.shift == 0 and xa.root.count == 1
+            and xa.root.slots[0] != 0):
+        return xa.nr_nodes - 1
+    return xa.nr_nodes
 
 
 cdef inline void unwind_new_tables(mm_struct* mm, uint64_t vpn, int64_t levels) noexcept nogil:
@@ -139,7 +168,12 @@ cdef class ShmemMachine(Machine):
     name = "shmem"
     description = ("anonymous memory as shmem files: page-cache xarray + i_mmap rmap; "
                    "private COW through reflink-style file clones")
-    option_defaults = {}
+    #: anon_file: "per_mapping" -- every mmap is a new file at pgoff 0 (shmem_zero_setup);
+    #: "per_mm" -- private memory is one file per address space at pgoff = vpn
+    #: (neighbours merge, i_pages as deep as the addresses are high).
+    #: zero_page: False -- a read of a hole allocates a page (shmem_fault, SGP_CACHE);
+    #: True -- private read holes map the shared zero page ("what if shmem had one").
+    option_defaults = {"anon_file": "per_mapping", "zero_page": False}
     supports_devices = False
     counter_names = COUNTERS
 
@@ -157,6 +191,14 @@ cdef class ShmemMachine(Machine):
         self.kc_group = self.slab_register("reflink_group", SIZEOF_REFLINK_GROUP)
         self.kc_xa = self.slab_register("xa_node", SIZEOF_XA_NODE)
         self.kc_page = self.slab_register("page", SIZEOF_PAGE)
+        self.kc_mm = self.slab_register("mm_struct", SIZEOF_MM_STRUCT)
+        if self.options["anon_file"] not in ("per_mapping", "per_mm"):
+            raise _errors.InvalidArgument(
+                f"anon_file must be 'per_mapping' or 'per_mm', got {self.options['anon_file']!r}")
+        if not isinstance(self.options["zero_page"], bool):
+            raise _errors.InvalidArgument("the zero_page option must be True or False")
+        self.file_per_mm = self.options["anon_file"] == "per_mm"
+        self.zero_page = self.options["zero_page"]
         for lvl, nm in enumerate(("pgd", "pud_table", "pmd_table", "pte_table")):
             self.kc_pt[lvl] = self.slab_register(nm, SIZEOF_PT_TABLE)
 
@@ -181,18 +223,17 @@ cdef class ShmemMachine(Machine):
                                    C_PT_PAGES_ALLOC, C_PT_PAGES_FREE)
 
     cdef void sync_xa(self, shmem_inode_info* inode) noexcept nogil:
-        """Account i_pages xa_nodes allocated/freed since the last sync."""
-        cdef int64_t a = inode.i_data.i_pages.node_allocs - inode.xa_allocs_seen
-        cdef int64_t f = inode.i_data.i_pages.node_frees - inode.xa_frees_seen
-        if a == 0 and f == 0:
-            return
-        self.caches[self.kc_xa].active += a - f
-        self.caches[self.kc_xa].allocs += a
-        self.caches[self.kc_xa].frees += f
-        self.ctr[C_XA_NODE_ALLOC] += a
-        self.ctr[C_XA_NODE_FREE] += f
-        inode.xa_allocs_seen += a
-        inode.xa_frees_seen += f
+        """Account i_pages xa_nodes (as the kernel counts them, see
+        xa_kernel_nodes) allocated/freed since the last sync."""
+        cdef int64_t d = xa_kernel_nodes(&inode.i_data.i_pages) - inode.xa_nodes_seen
+        if d > 0:
+            self.caches[self.kc_xa].allocs += d
+            self.ctr[C_XA_NODE_ALLOC] += d
+        elif d < 0:
+            self.caches[self.kc_xa].frees -= d
+            self.ctr[C_XA_NODE_FREE] -= d
+        self.caches[self.kc_xa].active += d
+        inode.xa_nodes_seen += d
 
     cdef void sync_maple(self, mm_struct* mm) noexcept nogil:
         cdef int64_t want = maple_nodes_for(mm.map_count)
@@ -326,6 +367,8 @@ cdef class ShmemMachine(Machine):
         if inode.i_count > 0:
             return
         self.shmem_truncate(inode, 0, PGOFF_MAX)
+        if inode.owner_mm != NULL:
+            inode.owner_mm.private_file = NULL
         self.kmem_free(self.kc_inode)
         self.kmem_free(self.kc_file)
         self.ctr[C_OBJECTS_FREE] += 1
@@ -440,16 +483,27 @@ cdef class ShmemMachine(Machine):
         return MM_OK
 
     cdef int do_read_fault(self, vm_fault* vmf) noexcept nogil:
+        """Read of a private page: a hole is filled in the file as
+        shmem_fault(SGP_CACHE) fills it (or maps the zero page with the
+        zero_page option); a page is mapped writable only if this file alone
+        holds it."""
         cdef pfn_t pfn = mapping_lookup(&vmf.vma.vm_file.i_data, vmf.pgoff)
         cdef bint writable
-        if pfn == NO_PFN:
+        cdef int st
+        if pfn == NO_PFN and self.zero_page:
             self.set_pte(vmf.pte_table, vmf.vpn, ZERO_PFN, False)
             self.ctr[C_FAULT_ZERO_PAGE] += 1
             vmf.pfn = ZERO_PFN
             return MM_OK
+        if pfn == NO_PFN:
+            st = self.add_to_page_cache(vmf.vma.vm_file, vmf.pgoff, &pfn)
+            if st != MM_OK:
+                return st
+            self.ctr[C_FAULT_ZERO_FILL] += 1
+        else:
+            self.ctr[C_FAULT_MINOR] += 1
         writable = (vmf.vma.vm_flags & VM_WRITE) != 0 and frame_file_refs(&self.frames, pfn) == 1
         self.set_pte(vmf.pte_table, vmf.vpn, pfn, writable)
-        self.ctr[C_FAULT_MINOR] += 1
         vmf.pfn = pfn
         return MM_OK
 
@@ -562,6 +616,7 @@ cdef class ShmemMachine(Machine):
         if pt_init(&mm.pgd) != 0:
             free(mm)
             return NULL
+        self.kmem_alloc(self.kc_mm)
         self.sync_pt(mm)
         return mm
 
@@ -587,13 +642,13 @@ cdef class ShmemMachine(Machine):
             return MM_EINVAL
         if self.vma_prealloc(mm) != MM_OK:
             return MM_ENOMEM
-        if not (vm_flags & VM_SHARED) and vma_expand_new_range(mm, vpn, vpn + npages, vm_flags) != NULL:
-            self.ctr[C_VMA_MERGES] += 1           # the neighbour's file grows instead
-            self.merge_range(mm, vpn, vpn + npages)
-            self.sync_maple(mm)
-            return MM_OK
         v = self.vma_take()
-        v.vm_file = self.inode_new(not (vm_flags & VM_SHARED), NULL)
+        if (vm_flags & VM_SHARED) or not self.file_per_mm:
+            v.vm_file = self.inode_new(not (vm_flags & VM_SHARED), NULL)   # shmem_zero_setup
+            v.vm_pgoff = 0
+        else:
+            v.vm_file = self.private_file_for(mm, vpn, npages)
+            v.vm_pgoff = vpn
         if v.vm_file == NULL:
             self.spare[self.nr_spare] = v          # give it back unaccounted
             self.nr_spare += 1
@@ -601,13 +656,27 @@ cdef class ShmemMachine(Machine):
             return MM_ENOMEM
         v.vm_start = vpn
         v.vm_end = vpn + npages
-        v.vm_pgoff = 0 if vm_flags & VM_SHARED else vpn    # private: pgoff = vpn, as for anon
         v.vm_flags = vm_flags
         v.vm_mm = mm
         vma_link_file(v)
         vmas_insert(mm, v)
+        if self.file_per_mm:
+            self.merge_range(mm, vpn, vpn + npages)   # same file, contiguous offsets
         self.sync_maple(mm)
         return MM_OK
+
+    cdef shmem_inode_info* private_file_for(self, mm_struct* mm, uint64_t vpn, uint64_t npages) noexcept nogil:
+        """anon_file="per_mm": the mm's address-indexed file, unless a moved
+        VMA still maps offsets [vpn, vpn + npages) of it (then a file of the
+        mapping's own).  NULL when out of memory."""
+        cdef shmem_inode_info* f = mm.private_file
+        if f != NULL and file_range_unmapped(f, vpn, vpn + npages - 1):
+            return f
+        f = self.inode_new(True, NULL)
+        if f != NULL and mm.private_file == NULL:
+            mm.private_file = f
+            f.owner_mm = mm
+        return f
 
     cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
@@ -819,6 +888,9 @@ cdef class ShmemMachine(Machine):
             vma_link_file(d)
             child.vmas[child.map_count] = d       # parent order is already sorted
             child.map_count += 1
+        if parent.private_file != NULL and parent.private_file.fork_clone != NULL:
+            child.private_file = parent.private_file.fork_clone
+            child.private_file.owner_mm = child
         for i in range(parent.map_count):
             f = parent.vmas[i].vm_file.fork_clone
             parent.vmas[i].vm_file.fork_clone = NULL
@@ -836,6 +908,7 @@ cdef class ShmemMachine(Machine):
         pt_destroy(&mm.pgd)
         self.sync_pt(mm)
         self.sync_maple(mm)
+        self.kmem_free(self.kc_mm)
         free(mm.vmas)
         free(mm)
 
@@ -870,17 +943,23 @@ cdef class ShmemMachine(Machine):
         return pfn < self.frames.node_bump[0]
 
     cdef int c_check(self) noexcept nogil:
-        cdef int64_t pid
+        cdef int64_t pid, nmm = 0
         cdef mm_struct* mm
         cdef int st
         for pid in range(1, self.next_pid):
             mm = <mm_struct*>self.procs[pid]
             if mm != NULL:
+                nmm += 1
                 if mm.pid != pid:
                     return self.check_fail("mm_struct carries the wrong pid")
+                if mm.private_file != NULL and (mm.private_file.owner_mm != mm
+                                                or not mm.private_file.private):
+                    return self.check_fail("the mm's private file is not a private file it owns")
                 st = self.check_vmas(mm)
                 if st != MM_OK:
                     return st
+        if nmm != self.caches[self.kc_mm].active:
+            return self.check_fail("mm_struct accounting differs from the live processes")
         st = self.check_inodes()
         if st != MM_OK:
             return st
@@ -929,7 +1008,9 @@ cdef class ShmemMachine(Machine):
         cdef int64_t ninodes = 0, ngroups = 0, xa_nodes = 0, members
         while f != NULL:
             ninodes += 1
-            xa_nodes += f.i_data.i_pages.nr_nodes
+            xa_nodes += xa_kernel_nodes(&f.i_data.i_pages)
+            if f.owner_mm != NULL and f.owner_mm.private_file != f:
+                return self.check_fail("inode names an mm whose private file it is not")
             if f.check_mappers != f.i_count or f.i_count != f.i_data.i_mmap.count or f.i_count < 1:
                 return self.check_fail("inode i_count differs from the VMAs mapping it (or is 0)")
             f.check_mappers = 0
@@ -937,8 +1018,7 @@ cdef class ShmemMachine(Machine):
                 return self.check_fail("i_mmap interval tree is corrupt")
             if f.i_data.nrpages != f.i_data.i_pages.nr_entries:
                 return self.check_fail("nrpages differs from the entries of i_pages")
-            if (f.xa_allocs_seen != f.i_data.i_pages.node_allocs
-                    or f.xa_frees_seen != f.i_data.i_pages.node_frees):
+            if f.xa_nodes_seen != xa_kernel_nodes(&f.i_data.i_pages):
                 return self.check_fail("xa_node allocations not accounted")
             if f.private != (f.group != NULL):
                 return self.check_fail("private file without reflink group or the reverse")
@@ -1129,7 +1209,7 @@ cdef class ShmemMachine(Machine):
             raise _errors.SegmentationFault(f"pid {pid}: vpn {vpn} is not mapped")
         return {"ino": int(v.vm_file.i_ino), "private": bool(v.vm_file.private),
                 "nrpages": int(v.vm_file.i_data.nrpages), "i_count": int(v.vm_file.i_count),
-                "xa_nodes": int(v.vm_file.i_data.i_pages.nr_nodes),
+                "xa_nodes": int(xa_kernel_nodes(&v.vm_file.i_data.i_pages)),
                 "group_members": int(v.vm_file.group.nr_members) if v.vm_file.private else 1}
 
     def _corrupt(self, pid, vpn, what):

@@ -135,7 +135,7 @@ cdef class ShmemDevMachine(ShmemMachine):
         self.kc_devpage = self.slab_register("page (device)", 64)
         # the driver's per-(mm, device) mirror, sized as linux's (mmbench_linux.hmm)
         self.kc_dmirror = self.slab_register("dmirror", 152)
-        self.kc_dpt_xa = self.slab_register("dmirror xa_node", 576)
+        self.kc_dpt_xa = self.slab_register("dmirror xa_node", 584)   # radix_tree_node objsize here
         if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
             raise MemoryError()
 

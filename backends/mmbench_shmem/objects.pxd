@@ -15,12 +15,13 @@
 #   same offset; struct page's refcount counts the files holding a frame plus
 #   the PTEs mapping it, so  files holding(pfn) = refcount - mapcount.
 #
-# Sizes accounted (bytes): vm_area_struct 192 and maple_node 256 (KERNEL_FACTS
-# A1), shmem_inode_info 752 (object size of shmem_inode_cache in /proc/slabinfo
-# of the Linux 6.18 host this was written on; it embeds struct inode), filp 192
-# (the struct file behind each mapping, same source), xa_node 576, struct page
-# 64, page tables 4096 per table.  reflink_group 32 is this design's own object
-# (no kernel counterpart: a list head, a member count and a lock).
+# Sizes accounted (bytes): the slab object size /proc/slabinfo reports on the
+# Linux 6.18 host this was written on (objsize column) wherever the cache
+# exists -- vm_area_struct 192, maple_node 256, shmem_inode_info 752
+# (shmem_inode_cache; it embeds struct inode), filp 192 (the struct file behind
+# each mapping), xa_node 584 (radix_tree_node), mm_struct 1600 -- and struct
+# page 64, page tables 4096 per table.  reflink_group 32 is this design's own
+# object (no kernel counterpart: a list head, a member count and a lock).
 
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 from mmbench.blocks.itree cimport itnode_t
@@ -36,7 +37,8 @@ cdef enum:
     SIZEOF_MAPLE_NODE = 256
     SIZEOF_SHMEM_INODE = 752
     SIZEOF_FILP = 192
-    SIZEOF_XA_NODE = 576
+    SIZEOF_XA_NODE = 584
+    SIZEOF_MM_STRUCT = 1600
     SIZEOF_PAGE = 64
     SIZEOF_PT_TABLE = 4096
     SIZEOF_REFLINK_GROUP = 32
@@ -59,8 +61,8 @@ cdef struct shmem_inode_info:
     shmem_inode_info* sb_next    # every live inode (the super block's s_inodes)
     shmem_inode_info* sb_prev
     shmem_inode_info* fork_clone # scratch during one fork: this file's clone in the child
-    int64_t xa_allocs_seen       # i_pages node allocs/frees already accounted
-    int64_t xa_frees_seen
+    mm_struct* owner_mm          # anon_file="per_mm": the mm whose address-indexed file this is
+    int64_t xa_nodes_seen        # i_pages xa_nodes accounted (as the kernel counts them)
     int64_t check_mappers        # scratch of c_check: VMAs found holding this file
 
 cdef struct vm_area_struct:
@@ -81,6 +83,7 @@ cdef struct mm_struct:
     int64_t maple_nodes          # maple_node objects accounted for map_count VMAs
     int64_t pt_seen[4]           # page-table pages already accounted, per level
     vm_area_struct* mmap_cache   # last VMA found (per-thread vmacache of old kernels)
+    shmem_inode_info* private_file   # anon_file="per_mm": this mm's file (pgoff = vpn), or NULL
 
 cdef inline uint64_t vma_pgoff_of(vm_area_struct* vma, uint64_t vpn) noexcept nogil:
     """linear_page_index: the file offset that backs `vpn`."""

@@ -31,12 +31,8 @@ cdef void split_vma(mm_struct* mm, vm_area_struct* vma, vm_area_struct* new,
 # with equal flags; returns the VMA freed (caller frees it) or NULL.
 cdef vm_area_struct* try_merge_next(mm_struct* mm, int64_t idx) noexcept nogil
 
-# vma_merge_new_range, for private memory: grow the VMA just before [start,
-# end) upwards (or the one just after it downwards) over the new range when
-# its file can take the offsets: same flags, and no VMA of the file maps them
-# (so the file holds no page there either).  The grown VMA, or NULL.
-cdef vm_area_struct* vma_expand_new_range(mm_struct* mm, uint64_t start, uint64_t end,
-                                          uint32_t flags) noexcept nogil
+# no VMA of file f maps any offset in [first, last]
+cdef bint file_range_unmapped(shmem_inode_info* f, uint64_t first, uint64_t last) noexcept nogil
 
 # maple_node objects a tree of `n` VMAs needs (estimate, see vma.pyx)
 cdef int64_t maple_nodes_for(int64_t n) noexcept nogil

@@ -128,28 +128,3 @@ cdef int64_t maple_nodes_for(int64_t n) noexcept nogil:
 
 cdef bint file_range_unmapped(shmem_inode_info* f, uint64_t first, uint64_t last) noexcept nogil:
     return itree_first(&f.i_data.i_mmap, first, last) == NULL
-
-cdef vm_area_struct* vma_expand_new_range(mm_struct* mm, uint64_t start, uint64_t end,
-                                          uint32_t flags) noexcept nogil:
-    cdef int64_t i = vma_lower_bound(mm, start)
-    cdef uint64_t n = end - start, p
-    cdef vm_area_struct* v
-    if i > 0:
-        v = mm.vmas[i - 1]
-        p = vma_pgoff_of(v, start)
-        if (v.vm_end == start and v.vm_flags == flags and v.vm_file.private
-                and file_range_unmapped(v.vm_file, p, p + n - 1)):
-            vma_unlink_file(v)
-            v.vm_end = end
-            vma_link_file(v)
-            return v
-    if i < mm.map_count:
-        v = mm.vmas[i]
-        if (v.vm_start == end and v.vm_flags == flags and v.vm_file.private and v.vm_pgoff >= n
-                and file_range_unmapped(v.vm_file, v.vm_pgoff - n, v.vm_pgoff - 1)):
-            vma_unlink_file(v)
-            v.vm_start = start
-            v.vm_pgoff -= n
-            vma_link_file(v)
-            return v
-    return NULL
