@@ -22,7 +22,9 @@
 #   fork      vmspace_fork (NEEDS_COPY, pmap_protect of the parent, pmap_copy)
 #   exit      vmspace_free (every entry deleted, page tables released)
 #   mremap    entries and PTEs moved (FreeBSD has no mremap)
-#   madvise   see vm_map.pyx (the range must read 0 afterwards)
+#   madvise   imposed by the contract (private pages read 0 next): MADV_FREE
+#             with immediate reclaim + pmap_remove, see vm_map_dontneed
+#   (each process also holds one struct vmspace, 584 B: KC_VMSPACE)
 # Accelerators are not modelled yet (supports_devices = False).
 
 from libc.stdlib cimport calloc, free

@@ -1,8 +1,8 @@
 # vm_map — a process's address space as a list of vm_map_entry ordered by address.
 #
 # An entry maps [start, end) to `object` starting at pindex `offset`.  Private
-# entries carry MAP_ENTRY_COW and inherit by copy; after a fork both sides are
-# MAP_ENTRY_NEEDS_COPY until their first write (see vm_fault).  Shared entries
+# entries inherit by copy; a fork marks both sides MAP_ENTRY_COW and
+# MAP_ENTRY_NEEDS_COPY, the latter until their first write (see vm_fault).  Shared entries
 # inherit by sharing the object.  An entry's object is allocated lazily, on the
 # first fault, on fork of a shared entry, or when the entry is clipped (so both
 # halves keep seeing the same pages).
@@ -16,16 +16,16 @@
 # Entries are both on the address-ordered list (iteration) and in a balanced
 # search tree (lookups, O(log n)): the kernel's tree is self-adjusting (splay),
 # the model reuses mmbench's treap-balanced interval tree; a lookup first tries
-# the last entry found.  A new mapping right after an entry with
-# the same protection and inheritance extends that entry (and its object, when
-# nobody else references it: vm_object_coalesce); entries split by mprotect
-# are not merged back (vm_map_simplify_entry).  mremap does not exist in FreeBSD; here it moves the
-# entries (object and offset unchanged) and their PTEs to the new address.
-# madvise_dontneed on a private range must make the next read return 0: the
-# entry gives up its object for that range and starts over with none (as a
-# MAP_FIXED remap of fresh anonymous memory would), except when the object has
-# no backing object and is mapped only by this process's entries — then its
-# pages in the range are simply freed.
+# the last entry found.  A new mapping right after an entry with no flags
+# (fresh anonymous memory: MAP_ENTRY_COW arrives with the first fork) and the
+# same writability tries vm_object_coalesce (collapse first, then grow an
+# object that shadows nothing and that no one else can see past the entry's
+# end); with the same inheritance the entry grows, otherwise the new entry
+# maps the grown object right after it.  Entries split by mprotect are not
+# merged back (vm_map_simplify_entry).  mremap does not exist in FreeBSD;
+# here it moves the entries (object and offset unchanged) and their PTEs to
+# the new address.  madvise_dontneed is imposed by the contract (FreeBSD's
+# MADV_DONTNEED only deactivates pages): see vm_map_dontneed.
 
 from libc.stdlib cimport malloc, calloc, free
 from libc.stdint cimport int64_t, uint64_t, uint8_t
