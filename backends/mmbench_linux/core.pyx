@@ -73,7 +73,7 @@ from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_E
                            C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, ZERO_PFN, FR_ANON_EXCLUSIVE, FR_PAGECACHE,
                                     frame_value)
-from mmbench.blocks.pagetable cimport (pt_node_t, PT_ENTRIES, LVL_PTE, PTE_PRESENT, PTE_WRITE,
+from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, PT_ENTRIES, LVL_PGD, LVL_PMD, LVL_PTE, PTE_PRESENT, PTE_WRITE,
                                        PTE_SPECIAL, pte_pfn, pt_init, pt_destroy, pt_leaf, pt_get,
                                        pt_set, pt_next, pt_free_range, pt_vmpte_bytes)
 from mmbench.blocks.itree cimport itree_verify
@@ -102,7 +102,7 @@ cdef class LinuxMachine(LinuxFault):
 
     name = "linux"
     description = "Linux: anon_vma + anon_vma_chain reverse map, 4-level page tables, zero page, COW"
-    option_defaults = {"fault_around_pages": FAULT_AROUND_PAGES}
+    option_defaults = {"fault_around_pages": FAULT_AROUND_PAGES, "pt_reclaim": True}
     supports_devices = False
     counter_names = LINUX_COUNTERS
 
@@ -151,48 +151,85 @@ cdef class LinuxMachine(LinuxFault):
         return MM_OK
 
     cdef int copy_page_range(self, mm_t* dst_mm, vma_t* dst, mm_t* src_mm, vma_t* src) noexcept nogil:
-        """Share every present PTE with the child, write-protecting both sides (COW);
-        the frames lose PageAnonExclusive and gain a mapping and a reference."""
-        cdef uint64_t vpn = src.vm_start, end = src.vm_end, tend, v, pte
-        cdef pt_node_t* t
+        """copy_p4d_range .. copy_pte_range: the child gets a table for every table the
+        parent has under the VMA, empty ones included (pud_alloc / pmd_alloc /
+        pte_alloc run before the entries are looked at).  Every present PTE is shared
+        with the child, write-protected on both sides (COW); the frames lose
+        PageAnonExclusive and gain a mapping and a reference."""
+        cdef int64_t cnt[2]
+        cdef int st
+        cnt[0] = 0
+        cnt[1] = 0
+        st = self.copy_table_range(dst_mm, src_mm, src_mm.pgd.pgd, LVL_PGD, 0,
+                                   src.vm_start, src.vm_end, cnt)
+        self.pt_sync(dst_mm)
+        self.ctr[C_FORK_PTES_COPIED] += cnt[0]
+        self.ctr[C_FORK_PTES_WRPROTECT] += cnt[1]
+        self.ctr[C_PTE_WRITES] += cnt[0] + cnt[1]
+        return st
+
+    cdef int copy_table_range(self, mm_t* dst_mm, mm_t* src_mm, pt_node_t* t, int level, uint64_t base,
+                              uint64_t start, uint64_t end, int64_t* cnt) noexcept nogil:
+        """One level of copy_page_range below table `t` (covering vpns from `base`)."""
+        cdef uint64_t span = (<uint64_t>1) << (9 * (LVL_PTE - level))     # pages per entry of t
+        cdef uint64_t lo, hi, e0, v
+        cdef int i, i0, i1
+        cdef pt_node_t* child
         cdef pt_node_t* dt
+        lo = start if start > base else base
+        i0 = <int>((lo - base) // span)
+        i1 = <int>((end - base + span - 1) // span)
+        if i1 > PT_ENTRIES:
+            i1 = PT_ENTRIES
+        for i in range(i0, i1):
+            child = <pt_node_t*><size_t>t.e[i]
+            if child == NULL:
+                continue
+            e0 = base + <uint64_t>i * span
+            if level + 1 < LVL_PTE:
+                if self.copy_table_range(dst_mm, src_mm, child, level + 1, e0, start, end, cnt) != MM_OK:
+                    return MM_ENOMEM
+                if table_at(&dst_mm.pgd, e0 if e0 > start else start, level + 1) == NULL:
+                    # nothing below in range: the child allocates the twin of this table
+                    # all the same; the pagetable block allocates whole paths, so build
+                    # one and free what lies below this table again
+                    v = e0 if e0 > start else start
+                    if pt_leaf(&dst_mm.pgd, v, True, NULL) == NULL:
+                        return MM_ENOMEM
+                    v &= ~(span // PT_ENTRIES - 1)
+                    pt_free_range(&dst_mm.pgd, v, v + span // PT_ENTRIES)
+                continue
+            hi = e0 + span
+            v = e0 if e0 > start else start
+            dt = pt_leaf(&dst_mm.pgd, v, True, NULL)
+            if dt == NULL:
+                return MM_ENOMEM
+            self.copy_pte_range(dt, child, v & 511, ((end if end < hi else hi) - 1) & 511, dst_mm, cnt)
+        return MM_OK
+
+    cdef void copy_pte_range(self, pt_node_t* dt, pt_node_t* t, uint64_t i0, uint64_t i1, mm_t* dst_mm,
+                             int64_t* cnt) noexcept nogil:
+        """Share PTEs [i0, i1] of table t with the child's table dt."""
+        cdef uint64_t v, pte
         cdef frame_t* f
         cdef frame_t* fr = self.frames.f
-        cdef int64_t n = 0, copied = 0, wp = 0
-        while True:
-            t = pt_next(&src_mm.pgd, vpn, end, &vpn)
-            if t == NULL:
-                break
-            tend = (vpn | 511) + 1
-            if tend > end:
-                tend = end
-            dt = pt_leaf(&dst_mm.pgd, vpn, True, &n)
-            if dt == NULL:
-                self.pt_sync(dst_mm)
-                return MM_ENOMEM
-            for v in range(vpn & 511, ((tend - 1) & 511) + 1):
-                pte = t.e[v]
-                if pte == 0:
-                    continue
-                if not (pte & PTE_SPECIAL):
-                    f = &fr[pte_pfn(pte)]
-                    f.mapcount += 1
-                    f.refcount += 1
-                    f.flags &= ~(<uint32_t>FR_ANON_EXCLUSIVE)
-                    dst_mm.rss_anon += 1
-                    if pte & PTE_WRITE:
-                        pte &= ~(<uint64_t>PTE_WRITE)
-                        t.e[v] = pte
-                        wp += 1
-                dt.e[v] = pte
-                dt.used += 1
-                copied += 1
-            vpn = tend
-        self.pt_sync(dst_mm)
-        self.ctr[C_FORK_PTES_COPIED] += copied
-        self.ctr[C_FORK_PTES_WRPROTECT] += wp
-        self.ctr[C_PTE_WRITES] += copied + wp
-        return MM_OK
+        for v in range(i0, i1 + 1):
+            pte = t.e[v]
+            if pte == 0:
+                continue
+            if not (pte & PTE_SPECIAL):
+                f = &fr[pte_pfn(pte)]
+                f.mapcount += 1
+                f.refcount += 1
+                f.flags &= ~(<uint32_t>FR_ANON_EXCLUSIVE)
+                dst_mm.rss_anon += 1
+                if pte & PTE_WRITE:
+                    pte &= ~(<uint64_t>PTE_WRITE)
+                    t.e[v] = pte
+                    cnt[1] += 1
+            dt.e[v] = pte
+            dt.used += 1
+            cnt[0] += 1
 
     # ================================================================ 2. unmap, mprotect, mremap, exit
     cdef int64_t zap_pte_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
@@ -221,10 +258,13 @@ cdef class LinuxMachine(LinuxFault):
         self.ctr[C_PTE_WRITES] += n
         return n
 
-    cdef void free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil:
+    cdef int64_t free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil:
+        """Free the empty tables whose span lies in [floor, ceiling); returns how many."""
+        cdef int64_t n
         mm.leaf_key = ~(<uint64_t>0)
-        pt_free_range(&mm.pgd, floor, ceiling)
+        n = pt_free_range(&mm.pgd, floor, ceiling)
         self.pt_sync(mm)
+        return n
 
     cdef int do_munmap(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
         """Split at the edges, zap, free the page tables of the hole, remove the VMAs."""
@@ -245,11 +285,12 @@ cdef class LinuxMachine(LinuxFault):
         while j < mm.nr_vmas and mm.vmas[j].vm_start < end:
             zapped += self.zap_pte_range(mm, mm.vmas[j].vm_start, mm.vmas[j].vm_end)
             j += 1
-        if zapped:
-            self.ctr[C_TLB_FLUSHES] += 1
         floor = mm.vmas[i - 1].vm_end if i > 0 else 0
         ceiling = mm.vmas[j].vm_start if j < mm.nr_vmas else VPN_END
-        self.free_pgtables(mm, floor, ceiling)
+        # unmap_region: one mmu_gather; tlb_finish_mmu flushes once when it cleared
+        # a PTE or freed a table
+        if self.free_pgtables(mm, floor, ceiling) or zapped:
+            self.ctr[C_TLB_FLUSHES] += 1
         for k in range(i, j):
             self.remove_vma(mm.vmas[k])
         memmove(&mm.vmas[i], &mm.vmas[j], (mm.nr_vmas - j) * sizeof(vma_t*))
@@ -356,15 +397,25 @@ cdef class LinuxMachine(LinuxFault):
         return MM_OK
 
     cdef void move_page_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t new_start) noexcept nogil:
-        """Move each PTE; folio->index and ->mapping stay valid because vm_pgoff moved along."""
-        cdef uint64_t vpn = start, pte
+        """Move each PTE; folio->index and ->mapping stay valid because vm_pgoff moved along.
+        Where old and new addresses are both 2 MiB-aligned over a whole PTE table,
+        move_normal_pmd moves the table itself: one PMD entry, no table allocated."""
+        cdef uint64_t vpn = start, pte, tbase
         cdef pt_node_t* t
         cdef pt_node_t* dt
-        cdef int64_t moved = 0, nalloc = 0
+        cdef int64_t moved = 0, writes = 0, nalloc = 0
+        cdef bint same_phase = ((start ^ new_start) & 511) == 0
         while True:
             t = pt_next(&mm.pgd, vpn, end, &vpn)
             if t == NULL:
                 break
+            tbase = vpn & ~(<uint64_t>511)
+            if same_phase and tbase >= start and tbase + 512 <= end:
+                if self.move_normal_pmd(mm, tbase, new_start + (tbase - start)):
+                    moved += t.used
+                    writes += 2                  # pmdp_get_and_clear + set_pmd_at
+                    vpn = tbase + 512
+                    continue
             pte = t.e[vpn & 511]
             dt = pt_leaf(&mm.pgd, new_start + (vpn - start), True, &nalloc)
             if dt == NULL:          # out of host memory for a table: the page stays behind
@@ -372,12 +423,39 @@ cdef class LinuxMachine(LinuxFault):
             pt_set(t, vpn, 0)
             pt_set(dt, new_start + (vpn - start), pte)
             moved += 1
+            writes += 2
             vpn += 1
         self.pt_sync(mm)
         self.ctr[C_MREMAP_PAGES_MOVED] += moved
-        self.ctr[C_PTE_WRITES] += 2 * moved
+        self.ctr[C_PTE_WRITES] += writes
         if moved:
             self.ctr[C_TLB_FLUSHES] += 1
+
+    cdef bint move_normal_pmd(self, mm_t* mm, uint64_t old, uint64_t new) noexcept nogil:
+        """Hand the PTE table of the 2 MiB at `old` to the empty PMD entry of `new`
+        (alloc_new_pmd builds the upper tables); False when `new` already has a table."""
+        cdef pt_node_t* spmd = table_at(&mm.pgd, old, LVL_PMD)
+        cdef pt_node_t* dpmd = table_at(&mm.pgd, new, LVL_PMD)
+        cdef pt_node_t* leaf
+        cdef int si = <int>((old >> 9) & 511), di = <int>((new >> 9) & 511)
+        if dpmd == NULL:
+            # the block allocates whole paths: take one and drop its PTE table
+            if pt_leaf(&mm.pgd, new, True, NULL) == NULL:
+                return False
+            dpmd = table_at(&mm.pgd, new, LVL_PMD)
+            leaf = <pt_node_t*><size_t>dpmd.e[di]
+            free(leaf)
+            dpmd.e[di] = 0
+            dpmd.used -= 1
+            mm.pgd.nr[LVL_PTE] -= 1
+        elif dpmd.e[di] != 0:
+            return False
+        dpmd.e[di] = spmd.e[si]
+        dpmd.used += 1
+        spmd.e[si] = 0
+        spmd.used -= 1
+        mm.leaf_key = ~(<uint64_t>0)
+        return True
 
     cdef void exit_mmap(self, mm_t* mm) noexcept nogil:
         cdef int64_t i, zapped = 0
@@ -649,21 +727,41 @@ cdef class LinuxMachine(LinuxFault):
         return MM_OK
 
     cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
-        """Zap the range VMA by VMA (one TLB flush each); private pages then read 0."""
+        """madvise_dontneed_free: zap the range VMA by VMA under one mmu_gather (one TLB
+        flush per call); private pages then read 0.  With pt_reclaim (CONFIG_PT_RECLAIM)
+        a PTE table the zap covers whole is freed with it."""
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef uint64_t pos = <uint64_t>vpn, end = <uint64_t>(vpn + npages), e
-        cdef int64_t i
+        cdef int64_t i, zapped = 0, freed = 0
         if not self.range_mapped(mm, pos, end):
             return MM_EINVAL
         i = self.vma_index(mm, pos)
         while pos < end:
             e = mm.vmas[i].vm_end if mm.vmas[i].vm_end < end else end
-            if self.zap_pte_range(mm, pos, e):
-                self.ctr[C_TLB_FLUSHES] += 1
+            zapped += self.zap_pte_range(mm, pos, e)
+            if self.pt_reclaim:
+                freed += self.reclaim_pt(mm, pos, e)
             pos = e
             i += 1
+        if zapped or freed:
+            self.ctr[C_TLB_FLUSHES] += 1
         return MM_OK
 
+    cdef int64_t reclaim_pt(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """try_to_free_pte: free each PTE table whose whole 2 MiB [start, end) covers
+        (the zap emptied it); upper tables stay.  Returns the tables freed."""
+        cdef uint64_t v = (start + 511) & ~(<uint64_t>511)
+        cdef int64_t n = 0
+        cdef pt_node_t* t
+        while v + 512 <= end:
+            t = pt_leaf(&mm.pgd, v, False, NULL)
+            if t != NULL and t.used == 0:
+                mm.leaf_key = ~(<uint64_t>0)
+                n += pt_free_range(&mm.pgd, v, v + 512)    # the PTE table only
+            v += 512
+        if n:
+            self.pt_sync(mm)
+        return n
 
     # ---------------------------------------------------------- Python extras
     def rmap_walk(self, pid, vpn):
@@ -994,6 +1092,17 @@ cdef mm_t* mm_alloc() noexcept nogil:
         return NULL
     mm.leaf_key = ~(<uint64_t>0)
     return mm
+
+
+cdef pt_node_t* table_at(pgtable_t* pt, uint64_t vpn, int level) noexcept nogil:
+    """The table of `level` whose span holds vpn, or NULL (no allocation)."""
+    cdef pt_node_t* t = pt.pgd
+    cdef int l
+    for l in range(level):
+        if t == NULL:
+            return NULL
+        t = <pt_node_t*><size_t>t.e[(vpn >> (9 * (LVL_PTE - l))) & 511]
+    return t
 
 
 cdef int check_table(pt_node_t* t, int level, int64_t* nt) noexcept nogil:

@@ -161,6 +161,7 @@ cdef class LinuxMM(Machine):
     cdef int kc_mm, kc_vma, kc_maple, kc_anon_vma, kc_avc, kc_page, kc_shmem, kc_xa
     cdef int kc_pt[4]
     cdef int fault_around_pages    # do_fault_around window (16 = 64 KiB)
+    cdef bint pt_reclaim           # CONFIG_PT_RECLAIM: MADV_DONTNEED frees PTE tables it empties whole
 
     # --- accounting helpers
     cdef void pt_sync(self, mm_t* mm) noexcept nogil

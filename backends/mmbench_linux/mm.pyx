@@ -26,7 +26,7 @@ from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, FR_ANON_EXCLUSIVE, f
 from mmbench.blocks.pagetable cimport PT_ENTRIES, LVL_PGD, LVL_PUD, LVL_PMD, LVL_PTE
 from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove
 from mmbench.blocks.pagecache cimport mapping_truncate
-from mmbench.blocks.xarray cimport xa_destroy
+from mmbench.blocks.xarray cimport xa_destroy, XA_NODE_BYTES
 
 from mmbench import errors as _errors
 
@@ -71,6 +71,11 @@ cdef class LinuxMM(Machine):
         if isinstance(fa, bool) or not isinstance(fa, int) or not (1 <= fa <= PT_ENTRIES) or (fa & (fa - 1)):
             raise _errors.InvalidArgument("fault_around_pages must be a power of two in 1..512")
         self.fault_around_pages = fa
+        pr = self.options["pt_reclaim"]
+        if not isinstance(pr, bool):
+            raise _errors.InvalidArgument("pt_reclaim must be True or False")
+        self.pt_reclaim = pr
+        # struct sizes: the slab object size /proc/slabinfo reports on the host
         self.kc_vma = self.slab_register("vm_area_struct", 192)
         self.kc_maple = self.slab_register("maple_node", 256)
         self.kc_anon_vma = self.slab_register("anon_vma", 104)
@@ -81,7 +86,7 @@ cdef class LinuxMM(Machine):
         self.kc_pt[LVL_PTE] = self.slab_register("pte_table", 4096)
         self.kc_page = self.slab_register("page", 64)
         self.kc_shmem = self.slab_register("shmem_inode_info", 752)   # shmem_inode_cache objsize here
-        self.kc_xa = self.slab_register("xa_node", 576)
+        self.kc_xa = self.slab_register("xa_node", XA_NODE_BYTES)    # radix_tree_node objsize
         self.kc_mm = self.slab_register("mm_struct", 1600)           # mm_struct objsize here
 
     # ================================================================ accounting
