@@ -37,6 +37,7 @@ cdef class LinuxMachine(LinuxFault):
     # --- invariants
     cdef int check_mm(self, mm_t* mm, int32_t* maps) noexcept nogil
     cdef int check_vma(self, mm_t* mm, vma_t* vma) noexcept nogil
+    cdef int check_maple(self, mm_t* mm) noexcept nogil
     cdef int check_pte(self, vma_t* v, uint64_t vpn, uint64_t pte, int32_t* maps) noexcept nogil
     cdef int check_frames(self, int32_t* maps, int64_t nfr) noexcept nogil
     cdef int check_objects(self) noexcept nogil

@@ -80,10 +80,20 @@ from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagecache cimport mapping_init, mapping_lookup
 
 from mmbench_linux.mm cimport *
+from mmbench_linux.maple cimport mt_init, mt_destroy, mt_dup, mt_validate, mt_slots_in_order
 
 from mmbench import errors as _errors
 
 cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
+
+# mt_validate's codes, as check() reports them
+cdef const char* MT_INVALID[11]
+MT_INVALID[:] = [b"maple tree malformed", b"maple node: bad slot count or max",
+                 b"maple leaves at different depths", b"maple pivots not increasing",
+                 b"maple leaf with adjacent NULL slots", b"maple child bounds or parent link wrong",
+                 b"maple subtree malformed", b"maple leaf ends on NULL before ULONG_MAX",
+                 b"maple node min above its first pivot", b"maple node count != nodes reachable",
+                 b"maple root does not span the index space"]
 
 LINUX_COUNTERS = (
     "faults", "pagecache_adds", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
@@ -146,6 +156,9 @@ cdef class LinuxMachine(LinuxFault):
                 st = self.copy_page_range(mm, tmp, oldmm, pvma)
                 if st != MM_OK:
                     return st
+        # __mt_dup: the child's tree is the parent's, node for node
+        if mt_dup(&mm.mm_mt, &oldmm.mm_mt, <void**>mm.vmas) != 0:
+            return MM_ENOMEM
         self.mt_sync(mm)
         self.ctr[C_TLB_FLUSHES] += 1             # flush_tlb_mm(oldmm)
         return MM_OK
@@ -291,6 +304,7 @@ cdef class LinuxMachine(LinuxFault):
         # a PTE or freed a table
         if self.free_pgtables(mm, floor, ceiling) or zapped:
             self.ctr[C_TLB_FLUSHES] += 1
+        self.vma_iter_clear(mm, mm.vmas[i].vm_start, mm.vmas[j - 1].vm_end)
         for k in range(i, j):
             self.remove_vma(mm.vmas[k])
         memmove(&mm.vmas[i], &mm.vmas[j], (mm.nr_vmas - j) * sizeof(vma_t*))
@@ -364,10 +378,10 @@ cdef class LinuxMachine(LinuxFault):
                     return MM_ENOMEM
             self.vma_set_range(prev, prev.vm_start, proto.vm_end, prev.vm_pgoff)
             self.ctr[C_VMA_MERGES] += 1
-            if nxt != NULL and self.can_merge(prev, nxt):
-                self.vma_absorb(mm, k - 1)
             out[0] = prev
-            return MM_OK
+            if nxt != NULL and self.can_merge(prev, nxt):
+                return self.vma_absorb(mm, k - 1)         # stores prev..next once
+            return self.vma_iter_store(mm, prev)
         if nxt != NULL and self.can_merge(proto, nxt):
             if nxt.anon_vma == NULL and vma.anon_vma != NULL:
                 nxt.anon_vma = vma.anon_vma
@@ -377,7 +391,7 @@ cdef class LinuxMachine(LinuxFault):
             self.vma_set_range(nxt, proto.vm_start, nxt.vm_end, proto.vm_pgoff)
             self.ctr[C_VMA_MERGES] += 1
             out[0] = nxt
-            return MM_OK
+            return self.vma_iter_store(mm, nxt)
         if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm) != MM_OK:
             return MM_ENOMEM
         new = self.vm_area_dup(vma)
@@ -394,7 +408,7 @@ cdef class LinuxMachine(LinuxFault):
         self.vma_file_link(new)
         self.vma_link(mm, new)
         out[0] = new
-        return MM_OK
+        return self.vma_iter_store(mm, new)
 
     cdef void move_page_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t new_start) noexcept nogil:
         """Move each PTE; folio->index and ->mapping stay valid because vm_pgoff moved along.
@@ -467,6 +481,7 @@ cdef class LinuxMachine(LinuxFault):
         for i in range(mm.nr_vmas):
             self.remove_vma(mm.vmas[i])
         mm.nr_vmas = 0
+        mt_destroy(&mm.mm_mt)
         self.mt_sync(mm)
         mm.leaf_key = ~(<uint64_t>0)
         pt_destroy(&mm.pgd)
@@ -528,13 +543,13 @@ cdef class LinuxMachine(LinuxFault):
             self.vma_set_range(v, v.vm_start, end, v.vm_pgoff)
             self.ctr[C_VMA_MERGES] += 1
             if right and self.can_merge(v, mm.vmas[i]):
-                self.vma_absorb(mm, i - 1)
-            return MM_OK
+                return self.vma_absorb(mm, i - 1)          # stores prev..next once
+            return self.vma_iter_store(mm, v)
         if right:
             v = mm.vmas[i]
             self.vma_set_range(v, start, v.vm_end, start)
             self.ctr[C_VMA_MERGES] += 1
-            return MM_OK
+            return self.vma_iter_store(mm, v)
         if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm) != MM_OK:
             return MM_ENOMEM
         v = self.vm_area_alloc(mm)
@@ -545,7 +560,7 @@ cdef class LinuxMachine(LinuxFault):
         v.vm_pgoff = start
         v.vm_flags = vm_flags
         self.vma_link(mm, v)
-        return MM_OK
+        return self.vma_iter_store(mm, v)
 
     cdef int mmap_shared(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t vm_flags) noexcept nogil:
         """shmem_zero_setup: a new shmem file behind the mapping, pgoff 0."""
@@ -571,7 +586,7 @@ cdef class LinuxMachine(LinuxFault):
         v.vm_file = f
         self.vma_file_link(v)
         self.vma_link(mm, v)
-        return MM_OK
+        return self.vma_iter_store(mm, v)
 
     cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         return self.do_munmap(<mm_t*>self.proc_of(pid), <uint64_t>vpn, <uint64_t>(vpn + npages))
@@ -871,7 +886,9 @@ cdef class LinuxMachine(LinuxFault):
         cdef pt_node_t* t
         cdef frame_t* f
         if mm.maple_nodes != mt_nodes(mm):
-            return self.check_fail("maple_node count != mt_nodes()")
+            return self.check_fail("maple_node count != the tree's nodes")
+        if self.check_maple(mm) != MM_OK:
+            return MM_EINVAL
         for i in range(mm.nr_vmas):
             v = mm.vmas[i]
             if v.vm_start >= v.vm_end or v.vm_end > VPN_END:
@@ -898,6 +915,43 @@ cdef class LinuxMachine(LinuxFault):
                 return MM_EINVAL
             vpn += 1
         return MM_OK
+
+    cdef int check_maple(self, mm_t* mm) noexcept nogil:
+        """mm_mt is a well-formed maple tree whose leaf slots are exactly the VMAs, in
+        order, with one NULL slot for each gap between them."""
+        cdef int64_t cap = 2 * mm.nr_vmas + 2, n, k, v = 0
+        cdef void** ent
+        cdef uint64_t* first
+        cdef uint64_t pos = 0
+        cdef int st = mt_validate(&mm.mm_mt)
+        if st != 0:
+            return self.check_fail(MT_INVALID[st if st < 11 else 0])
+        ent = <void**>malloc(cap * sizeof(void*))
+        first = <uint64_t*>malloc(cap * sizeof(uint64_t))
+        if ent == NULL or first == NULL:
+            free(ent)
+            free(first)
+            return self.check_fail("out of memory while checking")
+        n = mt_slots_in_order(&mm.mm_mt, ent, first, cap)
+        st = MM_OK
+        if n < 0 or (mm.nr_vmas == 0) != (n == 0):
+            st = self.check_fail("maple tree slots != VMAs and gaps")
+        for k in range(n if st == MM_OK else 0):
+            if ent[k] == NULL:
+                if v < mm.nr_vmas and first[k] != (mm.vmas[v - 1].vm_end if v > 0 else 0):
+                    st = self.check_fail("maple tree gap slot does not start where a VMA ends")
+                    break
+                continue
+            if v >= mm.nr_vmas or ent[k] != <void*>mm.vmas[v] or first[k] != mm.vmas[v].vm_start or \
+                    (k + 1 < n and first[k + 1] != mm.vmas[v].vm_end):
+                st = self.check_fail("maple tree slot != the VMA at its index")
+                break
+            v += 1
+        if st == MM_OK and v != mm.nr_vmas:
+            st = self.check_fail("maple tree holds fewer VMAs than the mm")
+        free(ent)
+        free(first)
+        return st
 
     cdef int check_pte(self, vma_t* v, uint64_t vpn, uint64_t pte, int32_t* maps) noexcept nogil:
         cdef frame_t* f
@@ -1091,6 +1145,7 @@ cdef mm_t* mm_alloc() noexcept nogil:
         free(mm)
         return NULL
     mm.leaf_key = ~(<uint64_t>0)
+    mt_init(&mm.mm_mt)
     return mm
 
 

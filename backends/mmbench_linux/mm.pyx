@@ -27,31 +27,11 @@ from mmbench.blocks.pagetable cimport PT_ENTRIES, LVL_PGD, LVL_PUD, LVL_PMD, LVL
 from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove
 from mmbench.blocks.pagecache cimport mapping_truncate
 from mmbench.blocks.xarray cimport xa_destroy, XA_NODE_BYTES
+from mmbench_linux.maple cimport mt_store
 
 from mmbench import errors as _errors
 
 cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
-
-
-cdef int64_t mt_nodes(mm_t* mm) noexcept nogil:
-    """maple_node objects of a tree holding mm's VMAs and the gaps between them."""
-    cdef int64_t i, ranges, n, total
-    if mm.nr_vmas == 0:
-        return 0
-    ranges = mm.nr_vmas + 1                           # VMAs + the gap above the last one
-    if mm.vmas[0].vm_start > 0:
-        ranges += 1
-    for i in range(1, mm.nr_vmas):
-        if mm.vmas[i - 1].vm_end != mm.vmas[i].vm_start:
-            ranges += 1
-    if ranges <= 16:
-        return 1
-    n = (ranges + MT_LEAF_FILL - 1) // MT_LEAF_FILL
-    total = n
-    while n > 1:
-        n = (n + MT_NODE_FILL - 1) // MT_NODE_FILL
-        total += n
-    return total
 
 
 cdef inline bint anon_vma_compatible(vma_t* a, vma_t* b) noexcept nogil:
@@ -99,6 +79,18 @@ cdef class LinuxMM(Machine):
 
     cdef void mt_sync(self, mm_t* mm) noexcept nogil:
         self.kmem_sync(self.kc_maple, &mm.maple_nodes, mt_nodes(mm))
+
+    cdef int vma_iter_store(self, mm_t* mm, vma_t* vma) noexcept nogil:
+        """vma_iter_store: the VMA's range now maps to it in mm_mt."""
+        if mt_store(&mm.mm_mt, vma.vm_start, vma.vm_end - 1, vma) != 0:
+            return MM_ENOMEM
+        return MM_OK
+
+    cdef int vma_iter_clear(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """vma_iter_clear: [start, end) becomes a gap in mm_mt."""
+        if mt_store(&mm.mm_mt, start, end - 1, NULL) != 0:
+            return MM_ENOMEM
+        return MM_OK
 
     cdef void xa_sync(self, shmem_t* f) noexcept nogil:
         self.kmem_sync_counted(self.kc_xa, &f.xa_acct, f.mapping.i_pages.nr_nodes,
@@ -276,6 +268,7 @@ cdef class LinuxMM(Machine):
         self.vma_set_range(vma, vma.vm_start, addr, vma.vm_pgoff)
         self.vma_file_link(new)
         self.vma_link(mm, new)
+        self.vma_iter_store(mm, new)             # vma_complete stores the new part
         self.ctr[C_VMA_SPLITS] += 1
         return MM_OK
 
@@ -321,6 +314,7 @@ cdef class LinuxMM(Machine):
                 return st
         self.vma_unlink_at(mm, i + 1)
         self.vma_set_range(a, a.vm_start, b.vm_end, a.vm_pgoff)
+        self.vma_iter_store(mm, a)               # commit_merge: one store over both
         self.remove_vma(b)
         self.ctr[C_VMA_MERGES] += 1
         return MM_OK
