@@ -358,9 +358,13 @@ cdef void span_rebalance(maple_tree_t* mt, mt_node_t* l, mt_node_t* r, big_t* b)
             return
         if not whole and b.n <= node_min(l.leaf):
             # mast_spanning_rebalance: take in the next node of this level, else the previous
+            # (the end given up keeps no slots: its content is in b, and it is freed
+            # alone when the level above drops it)
             nb = next_at_level(r)
             if nb != NULL:
                 big_copy(b, nb, 0, nb.nr)
+                if r != l:
+                    r.nr = 0
                 r = nb
             else:
                 nb = prev_at_level(l)
@@ -370,6 +374,8 @@ cdef void span_rebalance(maple_tree_t* mt, mt_node_t* l, mt_node_t* r, big_t* b)
                 memcpy(&b.pivot[b.n], up.pivot, up.n * sizeof(uint64_t))
                 memcpy(&b.slot[b.n], up.slot, up.n * sizeof(void*))
                 b.n += up.n
+                if l != r:
+                    l.nr = 0
                 l = nb
         mn = l.min
         k = make_nodes(mt, b, l.leaf, mn, nodes)
@@ -587,8 +593,9 @@ cdef int validate_node(mt_node_t* n, int depth, int height, int64_t* count) noex
             c = <mt_node_t*>n.slot[i]
             if c.parent != n or c.min != slot_start(n, i) or c.max != n.pivot[i]:
                 return 5
-            if validate_node(c, depth + 1, height, count) != 0:
-                return 6
+            i = validate_node(c, depth + 1, height, count)      # (i is not used again)
+            if i != 0:
+                return i
     if n.leaf and n.slot[n.nr - 1] == NULL and n.max != MT_MAX:
         return 7
     if n.min > n.pivot[0]:
