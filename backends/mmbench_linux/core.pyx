@@ -32,9 +32,12 @@
 #
 # Structure of the package (three layers, one module each; a Cython class
 # cannot span files):
+#   maple.pyx   the VMA maple tree's shape: the kernel's store / split / push /
+#               rebalance rules replayed on node descriptors (maple_node counts)
 #   mm.pxd      the types: mm_t, vma_t, anon_vma_t, avc_t, shmem_t, vm_fault_t
-#   mm.pyx      LinuxMM: slab accounting, the VMA set (sorted array accounted as
-#               maple nodes), split and merge, anon_vma / AVC (prepare, clone, fork, unlink)
+#   mm.pyx      LinuxMM: slab accounting, the VMA set (a sorted array for lookups,
+#               each change also stored in the maple tree as the kernel stores it),
+#               split and merge, anon_vma / AVC (prepare, clone, fork, unlink)
 #   fault.pyx   LinuxFault(LinuxMM): one context struct, one driver, small phases;
 #               the rmap walks
 #   core.pyx    LinuxMachine(LinuxFault), this file: 1. fork (dup_mmap,
@@ -43,10 +46,10 @@
 #
 # Simplified relative to the kernel, and why
 # * Order-0 folios only (no mTHP/THP): the costs compared are per 4 KiB page.
-# * VMAs live in a sorted array; the maple tree is accounted, not built:
-#   mt_nodes() estimates its maple_node count from the number of ranges
-#   (VMAs + gaps) with the B-tree average fill ln 2 ~ 69 %: leaves hold ~11 of 16
-#   slots, internal (arange_64) nodes ~7 of 10.  A tree with <= 16 ranges is one node.
+# * VMAs are looked up in a sorted array; the maple tree is kept as a shape
+#   only (maple.pyx): its leaves hold the VMA pointers and gaps, and it changes
+#   store by store as the kernel's does, so maple_node counts follow the
+#   insertion history (append fills leaves, random order leaves them emptier).
 # * mprotect splits first and merges afterwards; the kernel merges a partial
 #   range into a neighbour directly (vma_merge_existing_range).  Final VMAs,
 #   anon_vmas and AVCs are the same; only transient split/merge counts differ.
@@ -58,7 +61,11 @@
 #   stay valid and no page is copied; what is copied is metadata: a new
 #   vm_area_struct and a clone of its AVC chain.  Because pgoff is kept, a moved
 #   VMA can rarely merge with its new neighbours (the mremap problem).
-# * MADV_DONTNEED keeps emptied PTE tables (CONFIG_PT_RECLAIM is not modelled).
+# * MADV_DONTNEED frees a PTE table it covers whole (CONFIG_PT_RECLAIM, option
+#   pt_reclaim, on by default as on this host); other emptied tables stay.
+# * TLB flushes: one per mmu_gather (munmap, MADV_DONTNEED, exit), when it cleared a
+#   PTE or freed a table; one per mremap that moved something (the kernel flushes
+#   per moved PMD and per batch of PTEs).
 # * No swap, no KSM, no pinned pages; fork never copies eagerly.
 # * anon_vma_fork preallocates its anon_vma + AVC like the kernel; the model
 #   only accounts them (slab, counters) when they are kept.
