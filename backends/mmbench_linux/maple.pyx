@@ -492,6 +492,9 @@ cdef int mt_store(maple_tree_t* mt, uint64_t index, uint64_t last, void* entry) 
         if cs < r.nr and r.slot[cs] == NULL:
             last = r.pivot[cs]
             cs += 1
+    if l == r and cs == oi + 1 and index == slot_start(l, oi) and last == l.pivot[oi]:
+        l.slot[oi] = entry                   # wr_exact_fit: the slot is rewritten in place
+        return 0
     if index == 0 and last == MT_MAX:        # wr_new_root
         subtree_free(mt, mt.root)
         mt.root = NULL
