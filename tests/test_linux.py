@@ -386,3 +386,138 @@ def test_counter_names_are_the_shared_vocabulary():
     assert set(m.counters()) <= set(COUNTER_NAMES)
     assert m.struct_sizes()["vm_area_struct"] == 192 and m.struct_sizes()["anon_vma"] == 104
     assert m.struct_sizes()["anon_vma_chain"] == 64 and m.struct_sizes()["maple_node"] == 256
+    assert m.struct_sizes()["xa_node"] == 584            # radix_tree_node objsize in /proc/slabinfo
+
+
+# ------------------------------------------------------------------ the maple tree's shape
+def delta(m, f):
+    a = m.counters()
+    f()
+    b = m.counters()
+    return {k: b[k] - a[k] for k in b if b[k] != a[k]}
+
+
+def test_maple_tree_splits_a_full_leaf():
+    """16 slots fit one leaf; the 17th splits it (two leaves + a root)."""
+    m = machine()
+    p = m.spawn()
+    for i in range(7):                      # gap, VMA, gap, ..., VMA, gap: 15 slots
+        m.mmap(p, 10 + 2 * i, 1)
+    assert count(m, "maple_node") == 1
+    m.mmap(p, 24, 1)                        # 7 gaps + 8 VMAs - 1 + the last gap = 17: split
+    assert count(m, "maple_node") == 3
+    m.check()
+    m.munmap(p, 0, 100)                     # everything: the tree is empty again
+    assert count(m, "maple_node") == 0
+    m.check()
+    exit_all(m)
+
+
+@pytest.mark.parametrize("order,nodes", [("ascending", 8439), ("random", 10512)])
+def test_maple_tree_node_count_follows_insertion_order(order, nodes):
+    """60,000 one-page VMAs one page apart (120,001 slots): appending fills leaves to
+    16 through push-left (mas_push_data) and the no-NULL split rule; random order
+    leaves them emptier.  The host measures ~8,330-8,530 and ~10,330-10,600
+    (tests/test_linux_host.py); the earlier fill-factor formula gave 12,730 for both."""
+    import random
+    m = machine(ram_pages=1 << 10)
+    p = m.spawn()
+    idx = list(range(60000))
+    if order == "random":
+        random.Random(1).shuffle(idx)
+    for i in idx:
+        m.mmap(p, (1 << 28) + 2 * i, 1)
+    got = count(m, "maple_node")
+    assert abs(got - nodes) <= nodes // 50, got
+    m.check()
+    c = m.fork(p)                           # __mt_dup: node for node
+    assert count(m, "maple_node") == 2 * got
+    m.check()
+    m.exit(c)
+    exit_all(m)
+
+
+def test_maple_tree_dense_adjacent_vmas_and_spanning_unmap():
+    m = machine(ram_pages=1 << 10)
+    p = m.spawn()
+    for i in range(60000):                  # adjacent, alternating protection: no merge
+        m.mmap(p, (1 << 28) + i, 1, writable=bool(i % 2))
+    assert count(m, "maple_node") == 4503   # host ~4,480-4,880
+    m.munmap(p, (1 << 28) + 1000, 50000)    # one NULL store spanning thousands of leaves
+    assert len(m.vmas(p)) == 10000
+    assert count(m, "maple_node") < 4503 * 10000 // 60000 + 20
+    m.check()
+    exit_all(m)
+
+
+# ------------------------------------------------------------------ TLB flushes, page-table reclaim
+def test_madvise_dontneed_flushes_once_per_call():
+    m = machine()
+    p = m.spawn()
+    for i in range(64):                     # 64 VMAs (alternating protection), all touched
+        m.mmap(p, 4096 + i, 1, writable=bool(i % 2))
+        (m.write if i % 2 else m.read)(p, 4096 + i, *((1,) if i % 2 else ()))
+    d = delta(m, lambda: m.madvise_dontneed(p, 4096, 64))
+    assert d["tlb_flushes"] == 1 and d["pte_zaps"] == 64
+    d = delta(m, lambda: m.munmap(p, 4096, 64))     # no PTE left, only tables to free
+    assert d["tlb_flushes"] == 1 and d["pt_pages_free"] == 3
+    assert delta(m, lambda: m.munmap(p, 4096, 64)).get("tlb_flushes", 0) == 0
+    m.check()
+    exit_all(m)
+
+
+@pytest.mark.parametrize("reclaim", [True, False])
+def test_pt_reclaim_frees_a_pte_table_zapped_whole(reclaim):
+    m = machine(pt_reclaim=reclaim)
+    p = m.spawn()
+    m.mmap(p, 0, 1024)
+    for v in range(1024):
+        m.write(p, v, 1)
+    d = delta(m, lambda: m.madvise_dontneed(p, 0, 512))          # one whole 2 MiB table
+    assert d.get("pt_pages_free", 0) == (1 if reclaim else 0) and d["tlb_flushes"] == 1
+    assert m.vmpte_bytes(p) == (3 if reclaim else 4) * 4096
+    d = delta(m, lambda: m.madvise_dontneed(p, 512, 511))        # not the whole table
+    assert d.get("pt_pages_free", 0) == 0
+    assert m.read(p, 5) == 0 and m.read(p, 1023) == 1
+    m.check()
+    exit_all(m)
+    with pytest.raises(errors.InvalidArgument):
+        machine(pt_reclaim="yes")
+
+
+# ------------------------------------------------------------------ fork copies every table
+def test_fork_copies_empty_parent_tables():
+    """copy_pte_range allocates the child's table for every parent table under a VMA
+    that needs copying, also for a table that holds no PTE any more."""
+    m = machine(pt_reclaim=False)
+    p = m.spawn()
+    m.mmap(p, 0, 1024)
+    m.write(p, 0, 1)
+    m.write(p, 512, 2)
+    m.madvise_dontneed(p, 512, 1)           # the second PTE table is empty but stays
+    assert m.pt_tables(p) == (1, 1, 1, 2)
+    c = m.fork(p)
+    assert m.pt_tables(c) == (1, 1, 1, 2) and m.vmpte_bytes(c) == 4 * 4096
+    assert m.counters()["fork_ptes_copied"] == 1
+    m.check()
+    exit_all(m)
+
+
+# ------------------------------------------------------------------ mremap moves PMD entries
+def test_mremap_aligned_moves_whole_pte_tables():
+    m = machine()
+    p = m.spawn()
+    m.mmap(p, 1 << 18, 1024)
+    for v in range(1024):
+        m.write(p, (1 << 18) + v, v)
+    d = delta(m, lambda: m.mremap(p, 1 << 18, 1024, (1 << 18) + 4096))
+    # move_normal_pmd twice: two PMD entries cleared and set, no table allocated or freed
+    assert d["pte_writes"] == 4 and d["mremap_pages_moved"] == 1024 and d["tlb_flushes"] == 1
+    assert "pt_pages_alloc" not in d and "pt_pages_free" not in d
+    assert [m.read(p, (1 << 18) + 4096 + v) for v in (0, 511, 512, 1023)] == [0, 511, 512, 1023]
+    m.check()
+    d = delta(m, lambda: m.mremap(p, (1 << 18) + 4096, 1024, (1 << 18) + 3))   # not aligned
+    assert d["pte_writes"] == 2 * 1024 and d["pt_pages_alloc"] == 3
+    assert m.read(p, (1 << 18) + 3 + 700) == 700
+    m.check()
+    exit_all(m)

@@ -5,6 +5,7 @@
 #     from mmbench_linux.mm cimport vm_fault_t, vma_t, mm_t, anon_vma_t, VM_FAULT_DONE, ...
 
 from libc.stdint cimport int64_t, uint64_t, int32_t
+from mmbench.blocks.pagetable cimport pt_node_t
 from mmbench_linux.mm cimport mm_t, vma_t, anon_vma_t
 from mmbench_linux.fault cimport LinuxFault
 
@@ -13,10 +14,15 @@ cdef class LinuxMachine(LinuxFault):
     # --- fork
     cdef int dup_mmap(self, mm_t* mm, mm_t* oldmm) noexcept nogil
     cdef int copy_page_range(self, mm_t* dst_mm, vma_t* dst, mm_t* src_mm, vma_t* src) noexcept nogil
+    cdef int copy_table_range(self, mm_t* dst_mm, mm_t* src_mm, pt_node_t* t, int level, uint64_t base,
+                              uint64_t start, uint64_t end, int64_t* cnt) noexcept nogil
+    cdef void copy_pte_range(self, pt_node_t* dt, pt_node_t* t, uint64_t i0, uint64_t i1, mm_t* dst_mm,
+                             int64_t* cnt) noexcept nogil
 
     # --- unmap / exit
     cdef int64_t zap_pte_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
-    cdef void free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil
+    cdef int64_t free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil
+    cdef int64_t reclaim_pt(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef int do_munmap(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef int change_protection(self, mm_t* mm, vma_t* vma) noexcept nogil
     cdef int mmap_private(self, mm_t* mm, int64_t i, uint64_t start, uint64_t end, uint64_t vm_flags) noexcept nogil
@@ -24,12 +30,14 @@ cdef class LinuxMachine(LinuxFault):
     cdef int move_vma(self, mm_t* mm, int64_t i, uint64_t new_start) noexcept nogil
     cdef int copy_vma(self, mm_t* mm, vma_t* vma, vma_t* proto, vma_t** out) noexcept nogil
     cdef void move_page_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t new_start) noexcept nogil
+    cdef bint move_normal_pmd(self, mm_t* mm, uint64_t old, uint64_t new) noexcept nogil
     cdef void exit_mmap(self, mm_t* mm) noexcept nogil
 
 
     # --- invariants
     cdef int check_mm(self, mm_t* mm, int32_t* maps) noexcept nogil
     cdef int check_vma(self, mm_t* mm, vma_t* vma) noexcept nogil
+    cdef int check_maple(self, mm_t* mm) noexcept nogil
     cdef int check_pte(self, vma_t* v, uint64_t vpn, uint64_t pte, int32_t* maps) noexcept nogil
     cdef int check_frames(self, int32_t* maps, int64_t nfr) noexcept nogil
     cdef int check_objects(self) noexcept nogil

@@ -32,9 +32,12 @@
 #
 # Structure of the package (three layers, one module each; a Cython class
 # cannot span files):
+#   maple.pyx   the VMA maple tree's shape: the kernel's store / split / push /
+#               rebalance rules replayed on node descriptors (maple_node counts)
 #   mm.pxd      the types: mm_t, vma_t, anon_vma_t, avc_t, shmem_t, vm_fault_t
-#   mm.pyx      LinuxMM: slab accounting, the VMA set (sorted array accounted as
-#               maple nodes), split and merge, anon_vma / AVC (prepare, clone, fork, unlink)
+#   mm.pyx      LinuxMM: slab accounting, the VMA set (a sorted array for lookups,
+#               each change also stored in the maple tree as the kernel stores it),
+#               split and merge, anon_vma / AVC (prepare, clone, fork, unlink)
 #   fault.pyx   LinuxFault(LinuxMM): one context struct, one driver, small phases;
 #               the rmap walks
 #   core.pyx    LinuxMachine(LinuxFault), this file: 1. fork (dup_mmap,
@@ -43,10 +46,10 @@
 #
 # Simplified relative to the kernel, and why
 # * Order-0 folios only (no mTHP/THP): the costs compared are per 4 KiB page.
-# * VMAs live in a sorted array; the maple tree is accounted, not built:
-#   mt_nodes() estimates its maple_node count from the number of ranges
-#   (VMAs + gaps) with the B-tree average fill ln 2 ~ 69 %: leaves hold ~11 of 16
-#   slots, internal (arange_64) nodes ~7 of 10.  A tree with <= 16 ranges is one node.
+# * VMAs are looked up in a sorted array; the maple tree is kept as a shape
+#   only (maple.pyx): its leaves hold the VMA pointers and gaps, and it changes
+#   store by store as the kernel's does, so maple_node counts follow the
+#   insertion history (append fills leaves, random order leaves them emptier).
 # * mprotect splits first and merges afterwards; the kernel merges a partial
 #   range into a neighbour directly (vma_merge_existing_range).  Final VMAs,
 #   anon_vmas and AVCs are the same; only transient split/merge counts differ.
@@ -58,7 +61,11 @@
 #   stay valid and no page is copied; what is copied is metadata: a new
 #   vm_area_struct and a clone of its AVC chain.  Because pgoff is kept, a moved
 #   VMA can rarely merge with its new neighbours (the mremap problem).
-# * MADV_DONTNEED keeps emptied PTE tables (CONFIG_PT_RECLAIM is not modelled).
+# * MADV_DONTNEED frees a PTE table it covers whole (CONFIG_PT_RECLAIM, option
+#   pt_reclaim, on by default as on this host); other emptied tables stay.
+# * TLB flushes: one per mmu_gather (munmap, MADV_DONTNEED, exit), when it cleared a
+#   PTE or freed a table; one per mremap that moved something (the kernel flushes
+#   per moved PMD and per batch of PTEs).
 # * No swap, no KSM, no pinned pages; fork never copies eagerly.
 # * anon_vma_fork preallocates its anon_vma + AVC like the kernel; the model
 #   only accounts them (slab, counters) when they are kept.
@@ -73,17 +80,27 @@ from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_E
                            C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, ZERO_PFN, FR_ANON_EXCLUSIVE, FR_PAGECACHE,
                                     frame_value)
-from mmbench.blocks.pagetable cimport (pt_node_t, PT_ENTRIES, LVL_PTE, PTE_PRESENT, PTE_WRITE,
+from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, PT_ENTRIES, LVL_PGD, LVL_PMD, LVL_PTE, PTE_PRESENT, PTE_WRITE,
                                        PTE_SPECIAL, pte_pfn, pt_init, pt_destroy, pt_leaf, pt_get,
                                        pt_set, pt_next, pt_free_range, pt_vmpte_bytes)
 from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagecache cimport mapping_init, mapping_lookup
 
 from mmbench_linux.mm cimport *
+from mmbench_linux.maple cimport mt_init, mt_destroy, mt_dup, mt_validate, mt_slots_in_order
 
 from mmbench import errors as _errors
 
 cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
+
+# mt_validate's codes, as check() reports them
+cdef const char* MT_INVALID[11]
+MT_INVALID[:] = [b"maple tree malformed", b"maple node: bad slot count or max",
+                 b"maple leaves at different depths", b"maple pivots not increasing",
+                 b"maple leaf with adjacent NULL slots", b"maple child bounds or parent link wrong",
+                 b"maple subtree malformed", b"maple leaf ends on NULL before ULONG_MAX",
+                 b"maple node min above its first pivot", b"maple node count != nodes reachable",
+                 b"maple root does not span the index space"]
 
 LINUX_COUNTERS = (
     "faults", "pagecache_adds", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
@@ -102,7 +119,7 @@ cdef class LinuxMachine(LinuxFault):
 
     name = "linux"
     description = "Linux: anon_vma + anon_vma_chain reverse map, 4-level page tables, zero page, COW"
-    option_defaults = {"fault_around_pages": FAULT_AROUND_PAGES}
+    option_defaults = {"fault_around_pages": FAULT_AROUND_PAGES, "pt_reclaim": True}
     supports_devices = False
     counter_names = LINUX_COUNTERS
 
@@ -146,53 +163,93 @@ cdef class LinuxMachine(LinuxFault):
                 st = self.copy_page_range(mm, tmp, oldmm, pvma)
                 if st != MM_OK:
                     return st
+        # __mt_dup: the child's tree is the parent's, node for node
+        if mt_dup(&mm.mm_mt, &oldmm.mm_mt, <void**>mm.vmas) != 0:
+            return MM_ENOMEM
         self.mt_sync(mm)
         self.ctr[C_TLB_FLUSHES] += 1             # flush_tlb_mm(oldmm)
         return MM_OK
 
     cdef int copy_page_range(self, mm_t* dst_mm, vma_t* dst, mm_t* src_mm, vma_t* src) noexcept nogil:
-        """Share every present PTE with the child, write-protecting both sides (COW);
-        the frames lose PageAnonExclusive and gain a mapping and a reference."""
-        cdef uint64_t vpn = src.vm_start, end = src.vm_end, tend, v, pte
-        cdef pt_node_t* t
+        """copy_p4d_range .. copy_pte_range: the child gets a table for every table the
+        parent has under the VMA, empty ones included (pud_alloc / pmd_alloc /
+        pte_alloc run before the entries are looked at).  Every present PTE is shared
+        with the child, write-protected on both sides (COW); the frames lose
+        PageAnonExclusive and gain a mapping and a reference."""
+        cdef int64_t cnt[2]
+        cdef int st
+        cnt[0] = 0
+        cnt[1] = 0
+        st = self.copy_table_range(dst_mm, src_mm, src_mm.pgd.pgd, LVL_PGD, 0,
+                                   src.vm_start, src.vm_end, cnt)
+        self.pt_sync(dst_mm)
+        self.ctr[C_FORK_PTES_COPIED] += cnt[0]
+        self.ctr[C_FORK_PTES_WRPROTECT] += cnt[1]
+        self.ctr[C_PTE_WRITES] += cnt[0] + cnt[1]
+        return st
+
+    cdef int copy_table_range(self, mm_t* dst_mm, mm_t* src_mm, pt_node_t* t, int level, uint64_t base,
+                              uint64_t start, uint64_t end, int64_t* cnt) noexcept nogil:
+        """One level of copy_page_range below table `t` (covering vpns from `base`)."""
+        cdef uint64_t span = (<uint64_t>1) << (9 * (LVL_PTE - level))     # pages per entry of t
+        cdef uint64_t lo, hi, e0, v
+        cdef int i, i0, i1
+        cdef pt_node_t* child
         cdef pt_node_t* dt
+        lo = start if start > base else base
+        i0 = <int>((lo - base) // span)
+        i1 = <int>((end - base + span - 1) // span)
+        if i1 > PT_ENTRIES:
+            i1 = PT_ENTRIES
+        for i in range(i0, i1):
+            child = <pt_node_t*><size_t>t.e[i]
+            if child == NULL:
+                continue
+            e0 = base + <uint64_t>i * span
+            if level + 1 < LVL_PTE:
+                if self.copy_table_range(dst_mm, src_mm, child, level + 1, e0, start, end, cnt) != MM_OK:
+                    return MM_ENOMEM
+                if table_at(&dst_mm.pgd, e0 if e0 > start else start, level + 1) == NULL:
+                    # nothing below in range: the child allocates the twin of this table
+                    # all the same; the pagetable block allocates whole paths, so build
+                    # one and free what lies below this table again
+                    v = e0 if e0 > start else start
+                    if pt_leaf(&dst_mm.pgd, v, True, NULL) == NULL:
+                        return MM_ENOMEM
+                    v &= ~(span // PT_ENTRIES - 1)
+                    pt_free_range(&dst_mm.pgd, v, v + span // PT_ENTRIES)
+                continue
+            hi = e0 + span
+            v = e0 if e0 > start else start
+            dt = pt_leaf(&dst_mm.pgd, v, True, NULL)
+            if dt == NULL:
+                return MM_ENOMEM
+            self.copy_pte_range(dt, child, v & 511, ((end if end < hi else hi) - 1) & 511, dst_mm, cnt)
+        return MM_OK
+
+    cdef void copy_pte_range(self, pt_node_t* dt, pt_node_t* t, uint64_t i0, uint64_t i1, mm_t* dst_mm,
+                             int64_t* cnt) noexcept nogil:
+        """Share PTEs [i0, i1] of table t with the child's table dt."""
+        cdef uint64_t v, pte
         cdef frame_t* f
         cdef frame_t* fr = self.frames.f
-        cdef int64_t n = 0, copied = 0, wp = 0
-        while True:
-            t = pt_next(&src_mm.pgd, vpn, end, &vpn)
-            if t == NULL:
-                break
-            tend = (vpn | 511) + 1
-            if tend > end:
-                tend = end
-            dt = pt_leaf(&dst_mm.pgd, vpn, True, &n)
-            if dt == NULL:
-                self.pt_sync(dst_mm)
-                return MM_ENOMEM
-            for v in range(vpn & 511, ((tend - 1) & 511) + 1):
-                pte = t.e[v]
-                if pte == 0:
-                    continue
-                if not (pte & PTE_SPECIAL):
-                    f = &fr[pte_pfn(pte)]
-                    f.mapcount += 1
-                    f.refcount += 1
-                    f.flags &= ~(<uint32_t>FR_ANON_EXCLUSIVE)
-                    dst_mm.rss_anon += 1
-                    if pte & PTE_WRITE:
-                        pte &= ~(<uint64_t>PTE_WRITE)
-                        t.e[v] = pte
-                        wp += 1
-                dt.e[v] = pte
-                dt.used += 1
-                copied += 1
-            vpn = tend
-        self.pt_sync(dst_mm)
-        self.ctr[C_FORK_PTES_COPIED] += copied
-        self.ctr[C_FORK_PTES_WRPROTECT] += wp
-        self.ctr[C_PTE_WRITES] += copied + wp
-        return MM_OK
+        for v in range(i0, i1 + 1):
+            pte = t.e[v]
+            if pte == 0:
+                continue
+            if not (pte & PTE_SPECIAL):
+                f = &fr[pte_pfn(pte)]
+                f.mapcount += 1
+                f.refcount += 1
+                f.flags &= ~(<uint32_t>FR_ANON_EXCLUSIVE)
+                dst_mm.rss_anon += 1
+                if pte & PTE_WRITE:
+                    pte &= ~(<uint64_t>PTE_WRITE)
+                    t.e[v] = pte
+                    cnt[1] += 1
+            dt.e[v] = pte
+            dt.used += 1
+            cnt[0] += 1
 
     # ================================================================ 2. unmap, mprotect, mremap, exit
     cdef int64_t zap_pte_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
@@ -221,10 +278,13 @@ cdef class LinuxMachine(LinuxFault):
         self.ctr[C_PTE_WRITES] += n
         return n
 
-    cdef void free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil:
+    cdef int64_t free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil:
+        """Free the empty tables whose span lies in [floor, ceiling); returns how many."""
+        cdef int64_t n
         mm.leaf_key = ~(<uint64_t>0)
-        pt_free_range(&mm.pgd, floor, ceiling)
+        n = pt_free_range(&mm.pgd, floor, ceiling)
         self.pt_sync(mm)
+        return n
 
     cdef int do_munmap(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
         """Split at the edges, zap, free the page tables of the hole, remove the VMAs."""
@@ -245,11 +305,13 @@ cdef class LinuxMachine(LinuxFault):
         while j < mm.nr_vmas and mm.vmas[j].vm_start < end:
             zapped += self.zap_pte_range(mm, mm.vmas[j].vm_start, mm.vmas[j].vm_end)
             j += 1
-        if zapped:
-            self.ctr[C_TLB_FLUSHES] += 1
         floor = mm.vmas[i - 1].vm_end if i > 0 else 0
         ceiling = mm.vmas[j].vm_start if j < mm.nr_vmas else VPN_END
-        self.free_pgtables(mm, floor, ceiling)
+        # unmap_region: one mmu_gather; tlb_finish_mmu flushes once when it cleared
+        # a PTE or freed a table
+        if self.free_pgtables(mm, floor, ceiling) or zapped:
+            self.ctr[C_TLB_FLUSHES] += 1
+        self.vma_iter_clear(mm, mm.vmas[i].vm_start, mm.vmas[j - 1].vm_end)
         for k in range(i, j):
             self.remove_vma(mm.vmas[k])
         memmove(&mm.vmas[i], &mm.vmas[j], (mm.nr_vmas - j) * sizeof(vma_t*))
@@ -323,10 +385,10 @@ cdef class LinuxMachine(LinuxFault):
                     return MM_ENOMEM
             self.vma_set_range(prev, prev.vm_start, proto.vm_end, prev.vm_pgoff)
             self.ctr[C_VMA_MERGES] += 1
-            if nxt != NULL and self.can_merge(prev, nxt):
-                self.vma_absorb(mm, k - 1)
             out[0] = prev
-            return MM_OK
+            if nxt != NULL and self.can_merge(prev, nxt):
+                return self.vma_absorb(mm, k - 1)         # stores prev..next once
+            return self.vma_iter_store(mm, prev)
         if nxt != NULL and self.can_merge(proto, nxt):
             if nxt.anon_vma == NULL and vma.anon_vma != NULL:
                 nxt.anon_vma = vma.anon_vma
@@ -336,7 +398,7 @@ cdef class LinuxMachine(LinuxFault):
             self.vma_set_range(nxt, proto.vm_start, nxt.vm_end, proto.vm_pgoff)
             self.ctr[C_VMA_MERGES] += 1
             out[0] = nxt
-            return MM_OK
+            return self.vma_iter_store(mm, nxt)
         if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm) != MM_OK:
             return MM_ENOMEM
         new = self.vm_area_dup(vma)
@@ -353,18 +415,28 @@ cdef class LinuxMachine(LinuxFault):
         self.vma_file_link(new)
         self.vma_link(mm, new)
         out[0] = new
-        return MM_OK
+        return self.vma_iter_store(mm, new)
 
     cdef void move_page_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t new_start) noexcept nogil:
-        """Move each PTE; folio->index and ->mapping stay valid because vm_pgoff moved along."""
-        cdef uint64_t vpn = start, pte
+        """Move each PTE; folio->index and ->mapping stay valid because vm_pgoff moved along.
+        Where old and new addresses are both 2 MiB-aligned over a whole PTE table,
+        move_normal_pmd moves the table itself: one PMD entry, no table allocated."""
+        cdef uint64_t vpn = start, pte, tbase
         cdef pt_node_t* t
         cdef pt_node_t* dt
-        cdef int64_t moved = 0, nalloc = 0
+        cdef int64_t moved = 0, writes = 0, nalloc = 0
+        cdef bint same_phase = ((start ^ new_start) & 511) == 0
         while True:
             t = pt_next(&mm.pgd, vpn, end, &vpn)
             if t == NULL:
                 break
+            tbase = vpn & ~(<uint64_t>511)
+            if same_phase and tbase >= start and tbase + 512 <= end:
+                if self.move_normal_pmd(mm, tbase, new_start + (tbase - start)):
+                    moved += t.used
+                    writes += 2                  # pmdp_get_and_clear + set_pmd_at
+                    vpn = tbase + 512
+                    continue
             pte = t.e[vpn & 511]
             dt = pt_leaf(&mm.pgd, new_start + (vpn - start), True, &nalloc)
             if dt == NULL:          # out of host memory for a table: the page stays behind
@@ -372,12 +444,39 @@ cdef class LinuxMachine(LinuxFault):
             pt_set(t, vpn, 0)
             pt_set(dt, new_start + (vpn - start), pte)
             moved += 1
+            writes += 2
             vpn += 1
         self.pt_sync(mm)
         self.ctr[C_MREMAP_PAGES_MOVED] += moved
-        self.ctr[C_PTE_WRITES] += 2 * moved
+        self.ctr[C_PTE_WRITES] += writes
         if moved:
             self.ctr[C_TLB_FLUSHES] += 1
+
+    cdef bint move_normal_pmd(self, mm_t* mm, uint64_t old, uint64_t new) noexcept nogil:
+        """Hand the PTE table of the 2 MiB at `old` to the empty PMD entry of `new`
+        (alloc_new_pmd builds the upper tables); False when `new` already has a table."""
+        cdef pt_node_t* spmd = table_at(&mm.pgd, old, LVL_PMD)
+        cdef pt_node_t* dpmd = table_at(&mm.pgd, new, LVL_PMD)
+        cdef pt_node_t* leaf
+        cdef int si = <int>((old >> 9) & 511), di = <int>((new >> 9) & 511)
+        if dpmd == NULL:
+            # the block allocates whole paths: take one and drop its PTE table
+            if pt_leaf(&mm.pgd, new, True, NULL) == NULL:
+                return False
+            dpmd = table_at(&mm.pgd, new, LVL_PMD)
+            leaf = <pt_node_t*><size_t>dpmd.e[di]
+            free(leaf)
+            dpmd.e[di] = 0
+            dpmd.used -= 1
+            mm.pgd.nr[LVL_PTE] -= 1
+        elif dpmd.e[di] != 0:
+            return False
+        dpmd.e[di] = spmd.e[si]
+        dpmd.used += 1
+        spmd.e[si] = 0
+        spmd.used -= 1
+        mm.leaf_key = ~(<uint64_t>0)
+        return True
 
     cdef void exit_mmap(self, mm_t* mm) noexcept nogil:
         cdef int64_t i, zapped = 0
@@ -389,6 +488,7 @@ cdef class LinuxMachine(LinuxFault):
         for i in range(mm.nr_vmas):
             self.remove_vma(mm.vmas[i])
         mm.nr_vmas = 0
+        mt_destroy(&mm.mm_mt)
         self.mt_sync(mm)
         mm.leaf_key = ~(<uint64_t>0)
         pt_destroy(&mm.pgd)
@@ -450,13 +550,13 @@ cdef class LinuxMachine(LinuxFault):
             self.vma_set_range(v, v.vm_start, end, v.vm_pgoff)
             self.ctr[C_VMA_MERGES] += 1
             if right and self.can_merge(v, mm.vmas[i]):
-                self.vma_absorb(mm, i - 1)
-            return MM_OK
+                return self.vma_absorb(mm, i - 1)          # stores prev..next once
+            return self.vma_iter_store(mm, v)
         if right:
             v = mm.vmas[i]
             self.vma_set_range(v, start, v.vm_end, start)
             self.ctr[C_VMA_MERGES] += 1
-            return MM_OK
+            return self.vma_iter_store(mm, v)
         if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm) != MM_OK:
             return MM_ENOMEM
         v = self.vm_area_alloc(mm)
@@ -467,7 +567,7 @@ cdef class LinuxMachine(LinuxFault):
         v.vm_pgoff = start
         v.vm_flags = vm_flags
         self.vma_link(mm, v)
-        return MM_OK
+        return self.vma_iter_store(mm, v)
 
     cdef int mmap_shared(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t vm_flags) noexcept nogil:
         """shmem_zero_setup: a new shmem file behind the mapping, pgoff 0."""
@@ -493,7 +593,7 @@ cdef class LinuxMachine(LinuxFault):
         v.vm_file = f
         self.vma_file_link(v)
         self.vma_link(mm, v)
-        return MM_OK
+        return self.vma_iter_store(mm, v)
 
     cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         return self.do_munmap(<mm_t*>self.proc_of(pid), <uint64_t>vpn, <uint64_t>(vpn + npages))
@@ -649,21 +749,41 @@ cdef class LinuxMachine(LinuxFault):
         return MM_OK
 
     cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
-        """Zap the range VMA by VMA (one TLB flush each); private pages then read 0."""
+        """madvise_dontneed_free: zap the range VMA by VMA under one mmu_gather (one TLB
+        flush per call); private pages then read 0.  With pt_reclaim (CONFIG_PT_RECLAIM)
+        a PTE table the zap covers whole is freed with it."""
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef uint64_t pos = <uint64_t>vpn, end = <uint64_t>(vpn + npages), e
-        cdef int64_t i
+        cdef int64_t i, zapped = 0, freed = 0
         if not self.range_mapped(mm, pos, end):
             return MM_EINVAL
         i = self.vma_index(mm, pos)
         while pos < end:
             e = mm.vmas[i].vm_end if mm.vmas[i].vm_end < end else end
-            if self.zap_pte_range(mm, pos, e):
-                self.ctr[C_TLB_FLUSHES] += 1
+            zapped += self.zap_pte_range(mm, pos, e)
+            if self.pt_reclaim:
+                freed += self.reclaim_pt(mm, pos, e)
             pos = e
             i += 1
+        if zapped or freed:
+            self.ctr[C_TLB_FLUSHES] += 1
         return MM_OK
 
+    cdef int64_t reclaim_pt(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """try_to_free_pte: free each PTE table whose whole 2 MiB [start, end) covers
+        (the zap emptied it); upper tables stay.  Returns the tables freed."""
+        cdef uint64_t v = (start + 511) & ~(<uint64_t>511)
+        cdef int64_t n = 0
+        cdef pt_node_t* t
+        while v + 512 <= end:
+            t = pt_leaf(&mm.pgd, v, False, NULL)
+            if t != NULL and t.used == 0:
+                mm.leaf_key = ~(<uint64_t>0)
+                n += pt_free_range(&mm.pgd, v, v + 512)    # the PTE table only
+            v += 512
+        if n:
+            self.pt_sync(mm)
+        return n
 
     # ---------------------------------------------------------- Python extras
     def rmap_walk(self, pid, vpn):
@@ -773,7 +893,9 @@ cdef class LinuxMachine(LinuxFault):
         cdef pt_node_t* t
         cdef frame_t* f
         if mm.maple_nodes != mt_nodes(mm):
-            return self.check_fail("maple_node count != mt_nodes()")
+            return self.check_fail("maple_node count != the tree's nodes")
+        if self.check_maple(mm) != MM_OK:
+            return MM_EINVAL
         for i in range(mm.nr_vmas):
             v = mm.vmas[i]
             if v.vm_start >= v.vm_end or v.vm_end > VPN_END:
@@ -800,6 +922,43 @@ cdef class LinuxMachine(LinuxFault):
                 return MM_EINVAL
             vpn += 1
         return MM_OK
+
+    cdef int check_maple(self, mm_t* mm) noexcept nogil:
+        """mm_mt is a well-formed maple tree whose leaf slots are exactly the VMAs, in
+        order, with one NULL slot for each gap between them."""
+        cdef int64_t cap = 2 * mm.nr_vmas + 2, n, k, v = 0
+        cdef void** ent
+        cdef uint64_t* first
+        cdef uint64_t pos = 0
+        cdef int st = mt_validate(&mm.mm_mt)
+        if st != 0:
+            return self.check_fail(MT_INVALID[st if st < 11 else 0])
+        ent = <void**>malloc(cap * sizeof(void*))
+        first = <uint64_t*>malloc(cap * sizeof(uint64_t))
+        if ent == NULL or first == NULL:
+            free(ent)
+            free(first)
+            return self.check_fail("out of memory while checking")
+        n = mt_slots_in_order(&mm.mm_mt, ent, first, cap)
+        st = MM_OK
+        if n < 0 or (mm.nr_vmas == 0) != (n == 0):
+            st = self.check_fail("maple tree slots != VMAs and gaps")
+        for k in range(n if st == MM_OK else 0):
+            if ent[k] == NULL:
+                if v < mm.nr_vmas and first[k] != (mm.vmas[v - 1].vm_end if v > 0 else 0):
+                    st = self.check_fail("maple tree gap slot does not start where a VMA ends")
+                    break
+                continue
+            if v >= mm.nr_vmas or ent[k] != <void*>mm.vmas[v] or first[k] != mm.vmas[v].vm_start or \
+                    (k + 1 < n and first[k + 1] != mm.vmas[v].vm_end):
+                st = self.check_fail("maple tree slot != the VMA at its index")
+                break
+            v += 1
+        if st == MM_OK and v != mm.nr_vmas:
+            st = self.check_fail("maple tree holds fewer VMAs than the mm")
+        free(ent)
+        free(first)
+        return st
 
     cdef int check_pte(self, vma_t* v, uint64_t vpn, uint64_t pte, int32_t* maps) noexcept nogil:
         cdef frame_t* f
@@ -993,7 +1152,19 @@ cdef mm_t* mm_alloc() noexcept nogil:
         free(mm)
         return NULL
     mm.leaf_key = ~(<uint64_t>0)
+    mt_init(&mm.mm_mt)
     return mm
+
+
+cdef pt_node_t* table_at(pgtable_t* pt, uint64_t vpn, int level) noexcept nogil:
+    """The table of `level` whose span holds vpn, or NULL (no allocation)."""
+    cdef pt_node_t* t = pt.pgd
+    cdef int l
+    for l in range(level):
+        if t == NULL:
+            return NULL
+        t = <pt_node_t*><size_t>t.e[(vpn >> (9 * (LVL_PTE - l))) & 511]
+    return t
 
 
 cdef int check_table(pt_node_t* t, int level, int64_t* nt) noexcept nogil:

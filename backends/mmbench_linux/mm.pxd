@@ -18,6 +18,7 @@ from mmbench.blocks.frames cimport pfn_t, frame_t, FR_DESIGN0
 from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pt_leaf
 from mmbench.blocks.itree cimport itnode_t, itree_t
 from mmbench.blocks.pagecache cimport address_space_t
+from mmbench_linux.maple cimport maple_tree_t
 
 # vm_flags bits (values of include/linux/mm.h) ----------------------------------
 cdef enum:
@@ -82,8 +83,9 @@ cdef struct vma_t:
     void* vm_private_data          # free for designs built on this one (copied by vm_area_dup)
 
 # struct mm_struct: page tables + the VMA set, ordered by address.  The kernel
-# keeps VMAs in a maple tree; the model keeps a sorted array of pointers and
-# accounts maple_node objects with the formula of mt_nodes() (core.pyx).
+# keeps VMAs in a maple tree; the model looks VMAs up in a sorted array of
+# pointers and replays every store of the kernel on a simulated maple tree
+# (maple.pyx) whose nodes are the maple_node objects accounted.
 cdef struct mm_t:
     int64_t pid
     pgtable_t pgd
@@ -94,6 +96,7 @@ cdef struct mm_t:
     uint64_t leaf_key              # vpn >> 9 of leaf_cache, or ~0 (simulator shortcut: a one-entry
     pt_node_t* leaf_cache          #   "TLB" of PTE tables; dropped whenever tables are freed)
     int64_t pt_acct[4]             # page tables accounted in the caches, per level
+    maple_tree_t mm_mt             # the maple tree's shape: leaves hold the VMAs and the gaps
     int64_t maple_nodes            # maple_node objects accounted for this tree
     int64_t rss_anon               # MM_ANONPAGES
     int64_t rss_shmem              # MM_SHMEMPAGES
@@ -128,8 +131,6 @@ ctypedef struct vm_fault_t:
 cdef enum:
     FR_ANON = FR_DESIGN0            # PageAnon: frame->owner is an anon_vma
     FAULT_AROUND_PAGES = 16         # fault_around_bytes 64 KiB
-    MT_LEAF_FILL = 11               # ranges per maple leaf (16 slots x ln 2)
-    MT_NODE_FILL = 7                # children per internal maple node (10 slots x ln 2)
 
 
 cdef inline uint64_t vma_pages(vma_t* v) noexcept nogil:
@@ -152,8 +153,9 @@ cdef inline pt_node_t* pte_lookup(mm_t* mm, uint64_t vpn) noexcept nogil:
     return t
 
 
-# maple_node objects of a tree holding mm's VMAs and the gaps between them.
-cdef int64_t mt_nodes(mm_t* mm) noexcept nogil
+# maple_node objects of the tree holding mm's VMAs and the gaps between them.
+cdef inline int64_t mt_nodes(mm_t* mm) noexcept nogil:
+    return mm.mm_mt.nr_nodes
 
 
 cdef class LinuxMM(Machine):
@@ -161,10 +163,13 @@ cdef class LinuxMM(Machine):
     cdef int kc_mm, kc_vma, kc_maple, kc_anon_vma, kc_avc, kc_page, kc_shmem, kc_xa
     cdef int kc_pt[4]
     cdef int fault_around_pages    # do_fault_around window (16 = 64 KiB)
+    cdef bint pt_reclaim           # CONFIG_PT_RECLAIM: MADV_DONTNEED frees PTE tables it empties whole
 
     # --- accounting helpers
     cdef void pt_sync(self, mm_t* mm) noexcept nogil
     cdef void mt_sync(self, mm_t* mm) noexcept nogil
+    cdef int vma_iter_store(self, mm_t* mm, vma_t* vma) noexcept nogil
+    cdef int vma_iter_clear(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef void xa_sync(self, shmem_t* f) noexcept nogil
     cdef pfn_t page_alloc(self) noexcept nogil
     cdef void page_put(self, pfn_t pfn) noexcept nogil

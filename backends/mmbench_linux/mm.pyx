@@ -26,32 +26,12 @@ from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, FR_ANON_EXCLUSIVE, f
 from mmbench.blocks.pagetable cimport PT_ENTRIES, LVL_PGD, LVL_PUD, LVL_PMD, LVL_PTE
 from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove
 from mmbench.blocks.pagecache cimport mapping_truncate
-from mmbench.blocks.xarray cimport xa_destroy
+from mmbench.blocks.xarray cimport xa_destroy, XA_NODE_BYTES
+from mmbench_linux.maple cimport mt_store
 
 from mmbench import errors as _errors
 
 cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
-
-
-cdef int64_t mt_nodes(mm_t* mm) noexcept nogil:
-    """maple_node objects of a tree holding mm's VMAs and the gaps between them."""
-    cdef int64_t i, ranges, n, total
-    if mm.nr_vmas == 0:
-        return 0
-    ranges = mm.nr_vmas + 1                           # VMAs + the gap above the last one
-    if mm.vmas[0].vm_start > 0:
-        ranges += 1
-    for i in range(1, mm.nr_vmas):
-        if mm.vmas[i - 1].vm_end != mm.vmas[i].vm_start:
-            ranges += 1
-    if ranges <= 16:
-        return 1
-    n = (ranges + MT_LEAF_FILL - 1) // MT_LEAF_FILL
-    total = n
-    while n > 1:
-        n = (n + MT_NODE_FILL - 1) // MT_NODE_FILL
-        total += n
-    return total
 
 
 cdef inline bint anon_vma_compatible(vma_t* a, vma_t* b) noexcept nogil:
@@ -71,6 +51,11 @@ cdef class LinuxMM(Machine):
         if isinstance(fa, bool) or not isinstance(fa, int) or not (1 <= fa <= PT_ENTRIES) or (fa & (fa - 1)):
             raise _errors.InvalidArgument("fault_around_pages must be a power of two in 1..512")
         self.fault_around_pages = fa
+        pr = self.options["pt_reclaim"]
+        if not isinstance(pr, bool):
+            raise _errors.InvalidArgument("pt_reclaim must be True or False")
+        self.pt_reclaim = pr
+        # struct sizes: the slab object size /proc/slabinfo reports on the host
         self.kc_vma = self.slab_register("vm_area_struct", 192)
         self.kc_maple = self.slab_register("maple_node", 256)
         self.kc_anon_vma = self.slab_register("anon_vma", 104)
@@ -81,7 +66,7 @@ cdef class LinuxMM(Machine):
         self.kc_pt[LVL_PTE] = self.slab_register("pte_table", 4096)
         self.kc_page = self.slab_register("page", 64)
         self.kc_shmem = self.slab_register("shmem_inode_info", 752)   # shmem_inode_cache objsize here
-        self.kc_xa = self.slab_register("xa_node", 576)
+        self.kc_xa = self.slab_register("xa_node", XA_NODE_BYTES)    # radix_tree_node objsize
         self.kc_mm = self.slab_register("mm_struct", 1600)           # mm_struct objsize here
 
     # ================================================================ accounting
@@ -94,6 +79,18 @@ cdef class LinuxMM(Machine):
 
     cdef void mt_sync(self, mm_t* mm) noexcept nogil:
         self.kmem_sync(self.kc_maple, &mm.maple_nodes, mt_nodes(mm))
+
+    cdef int vma_iter_store(self, mm_t* mm, vma_t* vma) noexcept nogil:
+        """vma_iter_store: the VMA's range now maps to it in mm_mt."""
+        if mt_store(&mm.mm_mt, vma.vm_start, vma.vm_end - 1, vma) != 0:
+            return MM_ENOMEM
+        return MM_OK
+
+    cdef int vma_iter_clear(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """vma_iter_clear: [start, end) becomes a gap in mm_mt."""
+        if mt_store(&mm.mm_mt, start, end - 1, NULL) != 0:
+            return MM_ENOMEM
+        return MM_OK
 
     cdef void xa_sync(self, shmem_t* f) noexcept nogil:
         self.kmem_sync_counted(self.kc_xa, &f.xa_acct, f.mapping.i_pages.nr_nodes,
@@ -271,6 +268,7 @@ cdef class LinuxMM(Machine):
         self.vma_set_range(vma, vma.vm_start, addr, vma.vm_pgoff)
         self.vma_file_link(new)
         self.vma_link(mm, new)
+        self.vma_iter_store(mm, new)             # vma_complete stores the new part
         self.ctr[C_VMA_SPLITS] += 1
         return MM_OK
 
@@ -316,6 +314,7 @@ cdef class LinuxMM(Machine):
                 return st
         self.vma_unlink_at(mm, i + 1)
         self.vma_set_range(a, a.vm_start, b.vm_end, a.vm_pgoff)
+        self.vma_iter_store(mm, a)               # commit_merge: one store over both
         self.remove_vma(b)
         self.ctr[C_VMA_MERGES] += 1
         return MM_OK

@@ -1,7 +1,10 @@
 # An xarray-like 64-ary radix tree (XA_CHUNK_SHIFT 6) mapping a 64-bit index
-# to a non-zero 64-bit entry, with node accounting: every node is one xa_node
-# of 576 bytes in the kernel.  The tree grows in height as larger indices are
-# stored and shrinks back; empty nodes are freed on erase.  Unlike the kernel,
+# to a non-zero 64-bit entry, with node accounting: every node is one xa_node.
+# XA_NODE_BYTES is what a node costs as the host's slab reports it
+# (radix_tree_node objsize in /proc/slabinfo: the 576-byte struct plus slab
+# metadata), the rule every struct size in mmbench follows.  The tree grows in
+# height as larger indices are stored and shrinks back; empty nodes are freed
+# on erase.  Unlike the kernel,
 # a lone entry at index 0 still lives in a node (one node per non-empty tree).
 
 from libc.stdint cimport int64_t, uint64_t, uint8_t
@@ -9,7 +12,7 @@ from libc.stdint cimport int64_t, uint64_t, uint8_t
 cdef enum:
     XA_CHUNK_SHIFT = 6
     XA_CHUNK_SIZE = 64
-    XA_NODE_BYTES = 576
+    XA_NODE_BYTES = 584       # /proc/slabinfo radix_tree_node objsize (struct: 576)
 
 ctypedef struct xa_node_t:
     uint64_t slots[64]        # children (shift > 0) or entries (shift == 0)
