@@ -12,8 +12,8 @@
 #   anons    an_ref == amap slots holding the anon; its page names it.
 #   pmap     every present PTE maps the anon page its entry's slot holds; a
 #            writable PTE only for a writable, non-NEEDSCOPY entry and an
-#            anon with an_ref == 1; page mapcount == PTEs mapping it; pv
-#            entries == present PTEs.
+#            anon with an_ref == 1; page mapcount == PTEs mapping it;
+#            mappings the pv layer tracks (embedded + pv_entry) == present PTEs.
 #   totals   frames in use == live anons (one page each); caches == live structs.
 
 from libc.stdlib cimport calloc, free
@@ -21,7 +21,7 @@ from libc.stdint cimport int64_t, uint64_t, int32_t
 
 from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagetable cimport pt_node_t, pt_next, pte_pfn, PTE_WRITE
-from mmbench_freebsd.pmap cimport pmap_pv_count
+from mmbench.blocks.pmap_netbsd cimport pmap_pv_count
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
                               UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY, MAP_INHERIT_COPY, AMAP_SHARED,
                               AMAP_SLOT_BYTES, AMAP_PPREF_BYTES, UK_ENTRY, UK_AMAP, UK_ANON,
@@ -186,7 +186,7 @@ cdef int check_pmap(uvm_ctx_t* u, vm_map_t* map, const char** why) noexcept nogi
         n += 1
         vpn += 1
     if n != map.pmap.resident_count or pmap_pv_count(&map.pmap) != n:
-        why[0] = "pmap: present PTEs, resident count and pv entries disagree"
+        why[0] = "pmap: present PTEs, resident count and tracked pv mappings disagree"
         return -1
     return 0
 

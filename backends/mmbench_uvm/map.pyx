@@ -16,17 +16,26 @@
 #   amap_copy      (first fault after fork, here because it may clip) am_ref
 #                  == 1: take the amap over; else a new amap with the same
 #                  anon pointers, an_ref++ each, the old amap loses a reference.
+#                  No amap yet: an entry of UVM_AMAP_LARGE pages or more is
+#                  clipped to the 16-page chunk around the fault, and then
+#                  uvm_mapent_trymerge(UVM_MERGE_COPYING) tries to fold the
+#                  entry into a neighbour that already has an amap of its own
+#                  (amap_extend); only when that fails does it get a new
+#                  amap.  Touching a mapping page by page therefore grows one
+#                  amap chunk by chunk, until amap_extend refuses to
+#                  reallocate an amap to UVM_AMAP_LARGE slots: then the next
+#                  chunk starts a new amap (and entry), which grows in turn.
 #   mremap         entries (aref unchanged) and PTEs move to the new range.
 #   dontneed       private: the range's anons leave this entry's amap (an
 #                  entry still NEEDSCOPY first lets go of the borrowed amap for
 #                  the range and starts over without one); shared: only the
 #                  PTEs go, the anons keep the data.
 # A new private mapping right after a private entry that has no amap yet
-# extends it (uvm_map's merge with the previous entry); entries with an amap
-# are not merged (the kernel would amap_extend; the model does not).
+# extends it (uvm_map's back merge with the previous entry); uvm_map_enter's
+# merges that need amap_extend and its forward merge are not modelled.
 
 from libc.stdlib cimport calloc, free
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t
 
 from mmbench.blocks.itree cimport itree_init
 from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_after, maplist_unlink,
@@ -36,14 +45,14 @@ from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_
                                      maplist_detach_run, maplist_attach_run)
 from mmbench.core cimport (C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_AMAP_COPIES,
                            VPN_BITS)
-from mmbench_freebsd.pmap cimport (pmap_pinit, pmap_release, pmap_remove, pmap_protect, pmap_move,
-                                   pmap_free_tables)
+from mmbench.blocks.pmap_netbsd cimport (pmap_pinit, pmap_release, pmap_remove, pmap_protect,
+                                        pmap_move, pmap_free_tables)
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
-                              UK_ENTRY, uk_alloc, uk_free, UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY,
+                              UK_ENTRY, UK_VMSPACE, uk_alloc, uk_free, UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY,
                               MAP_INHERIT_SHARE, MAP_INHERIT_COPY, AMAP_SHARED, UVM_AMAP_LARGE,
                               UVM_AMAP_CHUNK)
 from mmbench_uvm.amap cimport (amap_alloc, amap_copy_anons, amap_ref, amap_unref, amap_splitref,
-                               amap_pp_adjref, amap_unadd, uvm_anon_unref)
+                               amap_pp_adjref, amap_unadd, uvm_anon_unref, amap_extend)
 
 cdef int64_t VPN_END = (<int64_t>1) << VPN_BITS
 
@@ -58,6 +67,7 @@ if not (maplist_entry_layout_ok(&layout_e, &layout_e.prev, &layout_e.next, &layo
 
 # --------------------------------------------------------------- the vmspace
 cdef vm_map_t* uvmspace_alloc(uvm_ctx_t* u, int64_t pid) noexcept nogil:
+    """struct vmspace (charged with its vm_map) and its pmap (pmap_create)."""
     cdef vm_map_t* map = <vm_map_t*>calloc(1, sizeof(vm_map_t))
     if map == NULL:
         return NULL
@@ -65,11 +75,13 @@ cdef vm_map_t* uvmspace_alloc(uvm_ctx_t* u, int64_t pid) noexcept nogil:
     if pmap_pinit(&u.md, &map.pmap, pid) != 0:
         free(map)
         return NULL
+    uk_alloc(u, UK_VMSPACE, 1)
     return map
 
 cdef void uvmspace_free(uvm_ctx_t* u, vm_map_t* map) noexcept nogil:
     uvm_unmap(u, map, 0, VPN_END)
     pmap_release(&u.md, &map.pmap)
+    uk_free(u, UK_VMSPACE, 1)
     free(map)
 
 
@@ -169,6 +181,43 @@ cdef vm_map_entry_t* clip_range(uvm_ctx_t* u, vm_map_t* map, int64_t start, int6
     return e
 
 
+# ------------------------------------------------------------------ merging
+cdef bint mergeable_with(vm_map_entry_t* e, vm_map_entry_t* n) noexcept nogil:
+    """UVM_ET_ISCOMPATIBLE for UVM_MERGE_COPYING: n has an amap of its own
+    (COPYONWRITE without NEEDSCOPY, am_ref 1) and e's attributes."""
+    return (n.aref.ar_amap != NULL and n.aref.ar_amap.am_ref == 1
+            and n.etype == (e.etype & ~(<uint32_t>UVM_ET_NEEDSCOPY))
+            and n.writable == e.writable and n.inheritance == e.inheritance)
+
+cdef void absorb(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, vm_map_entry_t* n,
+                 int64_t start, int64_t end) noexcept nogil:
+    """e (no amap) takes over neighbour n's (already extended) aref and range."""
+    unlink(map, n)
+    entry_set_range(map, e, start, end)
+    e.aref = n.aref
+    e.etype &= ~(<uint32_t>UVM_ET_NEEDSCOPY)
+    map.hint = e
+    entry_dispose(u, n)
+    u.md.ctr[C_VMA_MERGES] += 1
+
+cdef bint uvm_mapent_trymerge(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e) noexcept nogil:
+    """The UVM_MERGE_COPYING case: e needs an amap; pull the next entry's amap
+    back over e (amap_extend backwards), else push the previous entry's amap
+    forward over e.  True when e was merged (and has an amap now)."""
+    cdef vm_map_entry_t* n = e.next
+    cdef vm_map_entry_t* p = e.prev
+    cdef int64_t size = e.end - e.start
+    if n != NULL and n.start == e.end and mergeable_with(e, n):
+        if amap_extend(u, n, size, False) == 0:
+            absorb(u, map, e, n, e.start, n.end)
+            return True
+    if p != NULL and p.end == e.start and mergeable_with(e, p):
+        if amap_extend(u, p, size, True) == 0:
+            absorb(u, map, e, p, p.start, e.end)
+            return True
+    return False
+
+
 # ------------------------------------------------------------------ amap_copy
 cdef int amap_copy(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn,
                    bint canchunk) noexcept nogil:
@@ -181,6 +230,8 @@ cdef int amap_copy(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn,
             hi = lo + UVM_AMAP_CHUNK
             uvm_map_clip_start(u, map, e, lo)
             uvm_map_clip_end(u, map, e, hi)
+        if uvm_mapent_trymerge(u, map, e):
+            return 0
         amap = amap_alloc(u, e.end - e.start)
         if amap == NULL:
             return -1
