@@ -53,7 +53,7 @@
 # Accelerators are not modelled (supports_devices = False: the framework
 # refuses migrate and device_* before they reach the design).
 
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t
 
 from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
@@ -85,11 +85,11 @@ _CACHES = (("vm_map_entry", 128, True), ("vm_amap", 80, True), ("vm_page", 128, 
 
 cdef class UVMMachine(Machine):
     """NetBSD UVM: vm_map entries with amap/anon two-level anonymous memory
-    (amap_copy on NEEDSCOPY, anon promotion), pmap with pv entries."""
+    (amap_copy on NEEDSCOPY, anon promotion), NetBSD x86 pmap (first pv embedded)."""
 
     name = "uvm"
     description = ("NetBSD UVM: vm_map entries, two-level amap/anon anonymous memory "
-                   "(reference counts instead of shadow chains), pmap with pv_entry")
+                   "(reference counts instead of shadow chains), NetBSD x86 pmap (first pv embedded)")
     #: amap_chunk: first-touch amaps of entries of 256+ pages start as 16-page
     #: chunks (amap_copy's canchunk); False: one amap for the whole entry.
     #: fault_ahead: a fault also maps up to 3 resident anons behind and 4 ahead
@@ -306,12 +306,19 @@ cdef class UVMMachine(Machine):
         cdef vm_map_t* map = self.map_of(pid)
         cdef uint64_t pte = pmap_pte(&map.pmap, vpn)
         cdef int64_t n, i
-        cdef int64_t[64] pids
-        cdef int64_t[64] vpns
+        cdef int64_t* pids
+        cdef int64_t* vpns
         if not pte_present(pte):
             return []
-        n = pmap_page_mappers(&self.u.md, pte_pfn(pte), pids, vpns, 64)
-        if n > 64:
-            raise RuntimeError("more mappers than rmap_walk can list")
-        self.ctr[C_RMAP_VISITS] += n
-        return sorted((int(pids[i]), int(vpns[i])) for i in range(n))
+        n = pmap_page_mappers(&self.u.md, pte_pfn(pte), NULL, NULL, 0)
+        pids = <int64_t*>malloc(n * sizeof(int64_t))
+        vpns = <int64_t*>malloc(n * sizeof(int64_t))
+        try:
+            if pids == NULL or vpns == NULL:
+                raise MemoryError()
+            pmap_page_mappers(&self.u.md, pte_pfn(pte), pids, vpns, n)
+            self.ctr[C_RMAP_VISITS] += n
+            return sorted((int(pids[i]), int(vpns[i])) for i in range(n))
+        finally:
+            free(pids)
+            free(vpns)
