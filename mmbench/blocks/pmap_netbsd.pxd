@@ -78,5 +78,9 @@ cdef void pmap_free_tables(pmap_ctx_t* ctx, pmap_t* pm, int64_t floor, int64_t c
 cdef uint64_t pmap_pte(pmap_t* pm, int64_t vpn) noexcept nogil
 cdef int64_t pmap_pv_count(pmap_t* pm) noexcept nogil           # embedded + dynamic
 cdef int64_t pmap_pv_dynamic(pmap_t* pm) noexcept nogil         # pv_entry's in use
+# Every pv record of the page (embedded and pv_entry) names a present PTE of
+# its pmap that maps this page, and they are mapcount in number: 0, or -1
+# with the violation in *why.
+cdef int pmap_check_page(pmap_ctx_t* ctx, pfn_t pfn, const char** why) noexcept nogil
 cdef int64_t pmap_page_mappers(pmap_ctx_t* ctx, pfn_t pfn, int64_t* pids, int64_t* vpns,
                                int64_t max) noexcept nogil

@@ -354,3 +354,31 @@ cdef int64_t pmap_page_mappers(pmap_ctx_t* ctx, pfn_t pfn, int64_t* pids, int64_
         n += 1
         pve = pve.pve_next
     return n
+
+
+cdef bint maps(pmap_t* pm, int64_t vpn, pfn_t pfn) noexcept nogil:
+    cdef uint64_t pte = pt_get(&pm.pt, <uint64_t>vpn)
+    return pte_present(pte) and pte_pfn(pte) == pfn
+
+cdef int pmap_check_page(pmap_ctx_t* ctx, pfn_t pfn, const char** why) noexcept nogil:
+    cdef pmap_page_t* pp = pp_of(ctx, pfn)
+    cdef pv_entry_t* pve = pp.pp_pvlist
+    cdef int64_t n = 0
+    if pp.pte_pmap != NULL:
+        if not maps(<pmap_t*>pp.pte_pmap, <int64_t>pp.pte_va, pfn):
+            why[0] = "pmap: the embedded pv names no PTE mapping the page"
+            return -1
+        n += 1
+    while pve != NULL:
+        if pve.pve_pfn != pfn or not maps(pve_pmap(pve), <int64_t>pve.pve_va, pfn):
+            why[0] = "pmap: a pv_entry names no PTE mapping its page"
+            return -1
+        if pve.pve_next != NULL and pve.pve_next.pve_prev != pve:
+            why[0] = "pmap: a page's pv list is badly linked"
+            return -1
+        n += 1
+        pve = pve.pve_next
+    if n != ctx.fr.f[pfn].mapcount:
+        why[0] = "pmap: pv records of a page differ from its mapcount"
+        return -1
+    return 0
