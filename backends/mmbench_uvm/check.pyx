@@ -169,7 +169,7 @@ cdef int check_pmap(uvm_ctx_t* u, vm_map_t* map, const char** why) noexcept nogi
     cdef vm_anon_t* anon
     cdef int64_t n = 0
     while True:
-        t = pt_next(&map.pmap.pt, vpn, <uint64_t>1 << 36, &vpn)
+        t = pt_next(&map.pmap.hdr.pt, vpn, <uint64_t>1 << 36, &vpn)
         if t == NULL:
             break
         pte = t.e[vpn & 511]
@@ -186,7 +186,7 @@ cdef int check_pmap(uvm_ctx_t* u, vm_map_t* map, const char** why) noexcept nogi
         anon.check_maps += 1
         n += 1
         vpn += 1
-    if n != map.pmap.resident_count or pmap_pv_count(&map.pmap) != n:
+    if n != map.pmap.hdr.resident_count or pmap_pv_count(&map.pmap) != n:
         why[0] = "pmap: present PTEs, resident count and tracked pv mappings disagree"
         return -1
     return 0

@@ -61,7 +61,8 @@ from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EIN
 from mmbench.blocks.maplist cimport map_list_t, maplist_mremap_check
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_write, pte_pfn
-from mmbench.blocks.pmap_netbsd cimport (pmap_pte, pmap_page_mappers, pmap_bootstrap,
+from mmbench.blocks.pmap cimport pmap_pte
+from mmbench.blocks.pmap_netbsd cimport (pmap_page_mappers, pmap_bootstrap,
                                         pmap_ctx_destroy, PV_PAGE_BYTES, PMAP_BYTES)
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
                               UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY, MAP_INHERIT_SHARE, AMAP_SHARED,
@@ -206,7 +207,7 @@ cdef class UVMMachine(Machine):
     # ------------------------------------------------------ loads, stores
     cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
         cdef vm_map_t* map = self.map_of(pid)
-        cdef pt_node_t* leaf = pt_leaf(&map.pmap.pt, <uint64_t>vpn, False, NULL)
+        cdef pt_node_t* leaf = pt_leaf(&map.pmap.hdr.pt, <uint64_t>vpn, False, NULL)
         cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
         cdef vm_map_entry_t* e
         cdef pfn_t pfn
@@ -224,7 +225,7 @@ cdef class UVMMachine(Machine):
 
     cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
         cdef vm_map_t* map = self.map_of(pid)
-        cdef pt_node_t* leaf = pt_leaf(&map.pmap.pt, <uint64_t>vpn, False, NULL)
+        cdef pt_node_t* leaf = pt_leaf(&map.pmap.hdr.pt, <uint64_t>vpn, False, NULL)
         cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
         cdef vm_map_entry_t* e
         cdef pfn_t pfn
@@ -304,7 +305,7 @@ cdef class UVMMachine(Machine):
         pid = self._pid(pid)
         vpn, _ = self._range(vpn)
         cdef vm_map_t* map = self.map_of(pid)
-        cdef uint64_t pte = pmap_pte(&map.pmap, vpn)
+        cdef uint64_t pte = pmap_pte(&map.pmap.hdr, vpn)
         cdef int64_t n, i
         cdef int64_t* pids
         cdef int64_t* vpns

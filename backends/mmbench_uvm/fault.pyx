@@ -47,7 +47,7 @@ from mmbench.core cimport (MM_OK, MM_ENOMEM, C_FAULTS, C_FAULT_ZERO_FILL, C_FAUL
                            C_PAGES_COPIED)
 from mmbench.blocks.frames cimport pfn_t, NO_PFN, frame_alloc, frame_free, frames_free_count
 from mmbench.blocks.pagetable cimport pt_node_t, pte_present
-from mmbench.blocks.pmap_netbsd cimport pmap_enter, pmap_pte
+from mmbench.blocks.pmap cimport pmap_enter, pmap_pte
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
                               UVM_ET_NEEDSCOPY, UVM_ET_COPYONWRITE, entry_slot,
                               UVM_ADV_NORMAL_NBACK, UVM_ADV_NORMAL_NFORW)
@@ -110,7 +110,7 @@ cdef int fault_zerofill(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
     amap_add(&e.aref, f.vpn - e.start, anon, False)
     u.md.ctr[C_FAULT_ZERO_FILL] += 1
     u.md.ctr[C_PAGES_ZEROED] += 1
-    return MM_OK if pmap_enter(&u.md, &f.map.pmap, f.vpn, f.pg, e.writable, f.leaf) == 0 else MM_ENOMEM
+    return MM_OK if pmap_enter(&u.md, &f.map.pmap.hdr, f.vpn, f.pg, e.writable, f.leaf) == 0 else MM_ENOMEM
 
 cdef int fault_promote(uvm_ctx_t* u, faultctx_t* f, vm_anon_t* oanon) noexcept nogil:
     """uvmfault_promote: a private copy of a shared anon replaces it in our slot."""
@@ -126,7 +126,7 @@ cdef int fault_promote(uvm_ctx_t* u, faultctx_t* f, vm_anon_t* oanon) noexcept n
     amap_add(&e.aref, f.vpn - e.start, anon, True)
     u.md.ctr[C_FAULT_COW_COPY] += 1
     u.md.ctr[C_PAGES_COPIED] += 1
-    return MM_OK if pmap_enter(&u.md, &f.map.pmap, f.vpn, f.pg, True, f.leaf) == 0 else MM_ENOMEM
+    return MM_OK if pmap_enter(&u.md, &f.map.pmap.hdr, f.vpn, f.pg, True, f.leaf) == 0 else MM_ENOMEM
 
 cdef int fault_upper(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
     """The slot holds an anon (uvm_fault_upper)."""
@@ -141,7 +141,7 @@ cdef int fault_upper(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
     else:
         u.md.ctr[C_FAULT_MINOR] += 1
     writable = e.writable and anon.an_ref == 1
-    return MM_OK if pmap_enter(&u.md, &f.map.pmap, f.vpn, f.pg, writable, f.leaf) == 0 else MM_ENOMEM
+    return MM_OK if pmap_enter(&u.md, &f.map.pmap.hdr, f.vpn, f.pg, writable, f.leaf) == 0 else MM_ENOMEM
 
 cdef void fault_neighbors(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
     """Map the resident anons around the fault that have no PTE yet."""
@@ -160,10 +160,10 @@ cdef void fault_neighbors(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
         if v == f.vpn:
             continue
         anon = amap_lookup(&e.aref, v - e.start)
-        if anon == NULL or pte_present(pmap_pte(&f.map.pmap, v)):
+        if anon == NULL or pte_present(pmap_pte(&f.map.pmap.hdr, v)):
             continue
         # PMAP_CANFAIL: a neighbour that cannot be entered is simply left out
-        pmap_enter(&u.md, &f.map.pmap, v, anon.an_page, e.writable and anon.an_ref == 1, NULL)
+        pmap_enter(&u.md, &f.map.pmap.hdr, v, anon.an_page, e.writable and anon.an_ref == 1, NULL)
 
 cdef int uvm_fault(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn, bint write,
                    pt_node_t* leaf, pfn_t* pfn) noexcept nogil:

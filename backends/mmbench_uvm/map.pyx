@@ -45,8 +45,8 @@ from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_
                                      maplist_detach_run, maplist_attach_run)
 from mmbench.core cimport (C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_AMAP_COPIES,
                            VPN_BITS)
-from mmbench.blocks.pmap_netbsd cimport (pmap_pinit, pmap_release, pmap_remove, pmap_protect,
-                                        pmap_move, pmap_free_tables)
+from mmbench.blocks.pmap cimport pmap_remove, pmap_protect, pmap_move, pmap_free_tables
+from mmbench.blocks.pmap_netbsd cimport pmap_pinit, pmap_release
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
                               UK_ENTRY, UK_VMSPACE, uk_alloc, uk_free, UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY,
                               MAP_INHERIT_SHARE, MAP_INHERIT_COPY, AMAP_SHARED, UVM_AMAP_LARGE,
@@ -304,7 +304,7 @@ cdef void entry_unref_amap(uvm_ctx_t* u, vm_map_entry_t* e) noexcept nogil:
 
 cdef void free_tables_around(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* before,
                              vm_map_entry_t* after) noexcept nogil:
-    pmap_free_tables(&u.md, &map.pmap, 0 if before == NULL else before.end,
+    pmap_free_tables(&u.md, &map.pmap.hdr, 0 if before == NULL else before.end,
                      VPN_END if after == NULL else after.start)
 
 cdef void uvm_unmap(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
@@ -316,7 +316,7 @@ cdef void uvm_unmap(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noe
     before = e.prev
     while e != NULL and e.start < end:
         nx = e.next
-        pmap_remove(&u.md, &map.pmap, e.start, e.end)
+        pmap_remove(&u.md, &map.pmap.hdr, e.start, e.end)
         unlink(map, e)
         entry_unref_amap(u, e)
         entry_dispose(u, e)
@@ -330,7 +330,7 @@ cdef void uvm_map_protect(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t en
     cdef vm_map_entry_t* e = clip_range(u, map, start, end)
     while e != NULL and e.start < end:
         if e.writable and not writable:
-            pmap_protect(&u.md, &map.pmap, e.start, e.end)
+            pmap_protect(&u.md, &map.pmap.hdr, e.start, e.end)
         e.writable = writable
         e = e.next
 
@@ -356,7 +356,7 @@ cdef int fork_copy(uvm_ctx_t* u, vm_map_t* src, vm_map_entry_t* e) noexcept nogi
             return -1
     if not (e.etype & UVM_ET_NEEDSCOPY):
         if e.writable:
-            u.md.ctr[C_FORK_PTES_WRPROTECT] += pmap_protect(&u.md, &src.pmap, e.start, e.end)
+            u.md.ctr[C_FORK_PTES_WRPROTECT] += pmap_protect(&u.md, &src.pmap.hdr, e.start, e.end)
         e.etype |= UVM_ET_NEEDSCOPY
     return 0
 
@@ -392,7 +392,7 @@ cdef int uvm_map_move(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
     cdef vm_map_entry_t* before = e.prev
     cdef map_entry_link_t* moved = maplist_detach_run(<map_list_t*>map, <map_entry_link_t*>e, end, delta)
     e = map.first if before == NULL else before.next
-    pmap_move(&u.md, &map.pmap, start, end, delta)
+    pmap_move(&u.md, &map.pmap.hdr, start, end, delta)
     free_tables_around(u, map, before, e)
     maplist_attach_run(<map_list_t*>map, moved, new_start, VPN_END)
     return 0
@@ -413,7 +413,7 @@ cdef int uvm_map_dontneed(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t en
     """Drop the (fully mapped) range's pages; private pages then read 0."""
     cdef vm_map_entry_t* e = clip_range(u, map, start, end)
     while e != NULL and e.start < end:
-        pmap_remove(&u.md, &map.pmap, e.start, e.end)
+        pmap_remove(&u.md, &map.pmap.hdr, e.start, e.end)
         if e.inheritance == MAP_INHERIT_COPY and e.aref.ar_amap != NULL:
             if e.etype & UVM_ET_NEEDSCOPY:
                 entry_unref_amap(u, e)       # starts over with no amap, still NEEDSCOPY

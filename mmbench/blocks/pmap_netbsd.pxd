@@ -23,8 +23,7 @@
 # optimisation of the same search and costs no memory beyond the 64 bytes.
 from libc.stdint cimport uint64_t, int64_t
 from mmbench.blocks.frames cimport pfn_t
-from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t
-from mmbench.blocks.pmap cimport pmap_ctx_t
+from mmbench.blocks.pmap cimport pmap_ctx_t, pmap_hdr_t
 
 cdef enum:
     PVE_PER_PVP = 63           # (PAGE_SIZE / sizeof(struct pv_entry)) - 1
@@ -55,27 +54,18 @@ ctypedef struct pmap_page_t:   # struct pmap_page inside every vm_page (non-PTP 
     pv_entry_t* pp_pvlist      # the dynamic pv entries
 
 ctypedef struct pmap_t:
-    pgtable_t pt
-    int64_t pt_accounted[4]    # tables already reported to the caches
+    pmap_hdr_t hdr             # page tables, resident count, pid (the generic side)
     pv_page_t* pm_pvp_part     # pv_pages with free and used entries
     pv_page_t* pm_pvp_empty    # pv_pages with no free entry
-    int64_t resident_count     # present PTEs
-    int64_t pm_embedded        # of them, tracked in their page's embedded slot
-    int64_t pid                # for reverse-map answers
+    int64_t pm_embedded        # mappings tracked in their page's embedded slot
 
+# The implementation's part of the interface (pmap.pxd); enter, remove,
+# protect, move and free_tables are the generic ones, called on &pm.hdr.
 cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil
 cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
 cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil
 cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil
-cdef int pmap_enter(pmap_ctx_t* ctx, pmap_t* pm, int64_t vpn, pfn_t pfn, bint writable,
-                    pt_node_t* leaf) noexcept nogil
-cdef int64_t pmap_remove(pmap_ctx_t* ctx, pmap_t* pm, int64_t start, int64_t end) noexcept nogil
-cdef int64_t pmap_protect(pmap_ctx_t* ctx, pmap_t* pm, int64_t start, int64_t end) noexcept nogil
 cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil
-cdef int64_t pmap_move(pmap_ctx_t* ctx, pmap_t* pm, int64_t start, int64_t end,
-                       int64_t delta) noexcept nogil
-cdef void pmap_free_tables(pmap_ctx_t* ctx, pmap_t* pm, int64_t floor, int64_t ceiling) noexcept nogil
-cdef uint64_t pmap_pte(pmap_t* pm, int64_t vpn) noexcept nogil
 cdef int64_t pmap_pv_count(pmap_t* pm) noexcept nogil           # embedded + dynamic
 cdef int64_t pmap_pv_dynamic(pmap_t* pm) noexcept nogil         # pv_entry's in use
 # Every pv record of the page (embedded and pv_entry) names a present PTE of

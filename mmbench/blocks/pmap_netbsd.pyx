@@ -4,14 +4,11 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, int64_t
 
-from mmbench.core cimport (C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PT_PAGES_ALLOC,
-                           C_PT_PAGES_FREE, C_PV_ENTRIES, C_RMAP_VISITS, C_MREMAP_PAGES_MOVED,
-                           kmem_cache_sync)
+from mmbench.core cimport C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PV_ENTRIES, C_RMAP_VISITS
 from mmbench.blocks.frames cimport pfn_t
-from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf,
-                                       pt_set, pt_next, pt_free_range, pt_get, mk_pte, pte_pfn,
-                                       pte_present, PTE_PRESENT, PTE_WRITE)
-from mmbench.blocks.pmap cimport pmap_ctx_t, pmap_kc_alloc, pmap_kc_free
+from mmbench.blocks.pagetable cimport pt_get, pte_pfn, pte_present
+from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_kc_alloc, pmap_kc_free,
+                                  pmap_hdr_init, pmap_hdr_destroy, pmap_zap)
 
 cdef extern from "stdlib.h":
     int posix_memalign(void** memptr, size_t alignment, size_t size) nogil
@@ -28,6 +25,9 @@ assert sizeof(pv_entry_t) == PV_ENTRY_BYTES and sizeof(pv_page_t) == PV_PAGE_BYT
 cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil:
     ctx.pv_heads = calloc(npages if npages > 0 else 1, sizeof(pmap_page_t))
     ctx.npages = npages
+    ctx.pv.pv_enter = pmap_enter_pv
+    ctx.pv.pv_remove = pmap_remove_pv
+    ctx.pv.pv_move = pmap_move_pv
     return 0 if ctx.pv_heads != NULL else -1
 
 cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
@@ -37,19 +37,11 @@ cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
 cdef inline pmap_page_t* pp_of(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
     return &(<pmap_page_t*>ctx.pv_heads)[pfn]
 
-cdef void pmap_account_tables(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
-    """Report page-table pages allocated or freed since the last call."""
-    cdef int lvl
-    for lvl in range(4):
-        kmem_cache_sync(&ctx.kc[ctx.kc_pgd + lvl], &pm.pt_accounted[lvl], pm.pt.nr[lvl])
-
 cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil:
     """pmap_create: the PDP and an empty pv state; struct pmap is charged."""
     memset(pm, 0, sizeof(pmap_t))
-    pm.pid = pid
-    if pt_init(&pm.pt) != 0:
+    if pmap_hdr_init(ctx, &pm.hdr, pid) != 0:
         return -1
-    pmap_account_tables(ctx, pm)
     if ctx.kc_pmap >= 0:
         pmap_kc_alloc(ctx, ctx.kc_pmap)
     return 0
@@ -68,8 +60,7 @@ cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     free_pvp_list(ctx, pm.pm_pvp_empty)
     pm.pm_pvp_part = NULL
     pm.pm_pvp_empty = NULL
-    pt_destroy(&pm.pt)
-    pmap_account_tables(ctx, pm)
+    pmap_hdr_destroy(ctx, &pm.hdr)
     if ctx.kc_pmap >= 0:
         pmap_kc_free(ctx, ctx.kc_pmap)
 
@@ -136,8 +127,9 @@ cdef void pmap_free_pv(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pve) noexcept no
 cdef inline pmap_t* pve_pmap(pv_entry_t* pve) noexcept nogil:
     return <pmap_t*>pve_page(pve).pvp_pmap
 
-cdef int pmap_enter_pv(pmap_ctx_t* ctx, pmap_t* pm, pfn_t pfn, int64_t vpn) noexcept nogil:
+cdef int pmap_enter_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn) noexcept nogil:
     """Track <pm, vpn> for the page: the embedded slot if free, else a pv_entry."""
+    cdef pmap_t* pm = <pmap_t*>hdr
     cdef pmap_page_t* pp = pp_of(ctx, pfn)
     cdef pv_entry_t* pve
     if pp.pte_pmap == NULL:
@@ -166,8 +158,9 @@ cdef pv_entry_t* pv_lookup(pmap_page_t* pp, pmap_t* pm, int64_t vpn) noexcept no
         pve = pve.pve_next
     return NULL
 
-cdef void pmap_remove_pv(pmap_ctx_t* ctx, pmap_t* pm, pfn_t pfn, int64_t vpn) noexcept nogil:
+cdef void pmap_remove_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn) noexcept nogil:
     """Forget <pm, vpn>: clear the embedded slot, or unlink and free the pv_entry."""
+    cdef pmap_t* pm = <pmap_t*>hdr
     cdef pmap_page_t* pp = pp_of(ctx, pfn)
     cdef pv_entry_t* pve
     ctx.fr.f[pfn].mapcount -= 1
@@ -185,7 +178,10 @@ cdef void pmap_remove_pv(pmap_ctx_t* ctx, pmap_t* pm, pfn_t pfn, int64_t vpn) no
         pve.pve_next.pve_prev = pve.pve_prev
     pmap_free_pv(ctx, pm, pve)
 
-cdef void pmap_move_pv(pmap_ctx_t* ctx, pmap_t* pm, pfn_t pfn, int64_t vpn, int64_t nvpn) noexcept nogil:
+cdef void pmap_move_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn,
+                       int64_t nvpn) noexcept nogil:
+    """The mapping <pm, vpn> of the page is now at nvpn (mremap)."""
+    cdef pmap_t* pm = <pmap_t*>hdr
     cdef pmap_page_t* pp = pp_of(ctx, pfn)
     if pp.pte_pmap == <void*>pm and <int64_t>pp.pte_va == vpn:
         pp.pte_va = <uint64_t>nvpn
@@ -193,78 +189,7 @@ cdef void pmap_move_pv(pmap_ctx_t* ctx, pmap_t* pm, pfn_t pfn, int64_t vpn, int6
         pv_lookup(pp, pm, vpn).pve_va = <uint64_t>nvpn
 
 
-# ------------------------------------------------------------ the API
-cdef int pmap_enter(pmap_ctx_t* ctx, pmap_t* pm, int64_t vpn, pfn_t pfn, bint writable,
-                    pt_node_t* leaf) noexcept nogil:
-    cdef int64_t nalloc = 0
-    cdef pt_node_t* t = leaf
-    cdef uint64_t old
-    if t == NULL:
-        t = pt_leaf(&pm.pt, <uint64_t>vpn, True, &nalloc)
-        if nalloc:
-            ctx.ctr[C_PT_PAGES_ALLOC] += nalloc
-            pmap_account_tables(ctx, pm)
-        if t == NULL:
-            return -1
-    old = t.e[vpn & 511]
-    ctx.ctr[C_PTE_WRITES] += 1
-    if pte_present(old):
-        if pte_pfn(old) == pfn:                 # same page: protection change only
-            if not writable and (old & PTE_WRITE):
-                ctx.ctr[C_TLB_FLUSHES] += 1
-            pt_set(t, <uint64_t>vpn, mk_pte(pfn, PTE_PRESENT | (PTE_WRITE if writable else 0)))
-            return 0
-        pmap_remove_pv(ctx, pm, pte_pfn(old), vpn)   # replaced by a new page (COW)
-        pt_set(t, <uint64_t>vpn, 0)
-        pm.resident_count -= 1
-        ctx.ctr[C_TLB_FLUSHES] += 1
-    if pmap_enter_pv(ctx, pm, pfn, vpn) != 0:
-        return -1
-    pt_set(t, <uint64_t>vpn, mk_pte(pfn, PTE_PRESENT | (PTE_WRITE if writable else 0)))
-    pm.resident_count += 1
-    return 0
-
-cdef int64_t pmap_remove(pmap_ctx_t* ctx, pmap_t* pm, int64_t start, int64_t end) noexcept nogil:
-    cdef uint64_t vpn = <uint64_t>start
-    cdef pt_node_t* t
-    cdef int64_t n = 0
-    while True:
-        t = pt_next(&pm.pt, vpn, <uint64_t>end, &vpn)
-        if t == NULL:
-            break
-        pmap_remove_pv(ctx, pm, pte_pfn(t.e[vpn & 511]), <int64_t>vpn)
-        pt_set(t, vpn, 0)
-        pm.resident_count -= 1
-        n += 1
-        vpn += 1
-    if n:
-        ctx.ctr[C_PTE_WRITES] += n
-        ctx.ctr[C_PTE_ZAPS] += n
-        ctx.ctr[C_TLB_FLUSHES] += 1
-    return n
-
-cdef int64_t pmap_protect(pmap_ctx_t* ctx, pmap_t* pm, int64_t start, int64_t end) noexcept nogil:
-    cdef uint64_t vpn = <uint64_t>start
-    cdef pt_node_t* t
-    cdef int64_t n = 0
-    while True:
-        t = pt_next(&pm.pt, vpn, <uint64_t>end, &vpn)
-        if t == NULL:
-            break
-        if t.e[vpn & 511] & PTE_WRITE:
-            t.e[vpn & 511] &= ~(<uint64_t>PTE_WRITE)
-            n += 1
-        vpn += 1
-    if n:
-        ctx.ctr[C_PTE_WRITES] += n
-        ctx.ctr[C_TLB_FLUSHES] += 1
-    return n
-
-cdef void zap_one(pmap_ctx_t* ctx, pmap_t* pm, pfn_t pfn, int64_t vpn) noexcept nogil:
-    pt_set(pt_leaf(&pm.pt, <uint64_t>vpn, False, NULL), <uint64_t>vpn, 0)
-    pm.resident_count -= 1
-    pmap_remove_pv(ctx, pm, pfn, vpn)
-
+# ------------------------------------------------- the implementation's API
 cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
     """pmap_pp_remove: the dynamic entries, then the embedded one."""
     cdef pmap_page_t* pp = pp_of(ctx, pfn)
@@ -272,55 +197,16 @@ cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
     cdef int64_t n = 0
     while pp.pp_pvlist != NULL:
         pve = pp.pp_pvlist
-        zap_one(ctx, pve_pmap(pve), pfn, <int64_t>pve.pve_va)
+        pmap_zap(ctx, &pve_pmap(pve).hdr, pfn, <int64_t>pve.pve_va)
         n += 1
     if pp.pte_pmap != NULL:
-        zap_one(ctx, <pmap_t*>pp.pte_pmap, pfn, <int64_t>pp.pte_va)
+        pmap_zap(ctx, &(<pmap_t*>pp.pte_pmap).hdr, pfn, <int64_t>pp.pte_va)
         n += 1
     ctx.ctr[C_RMAP_VISITS] += n
     ctx.ctr[C_PTE_WRITES] += n
     ctx.ctr[C_PTE_ZAPS] += n
     ctx.ctr[C_TLB_FLUSHES] += n
     return n
-
-cdef int64_t pmap_move(pmap_ctx_t* ctx, pmap_t* pm, int64_t start, int64_t end,
-                       int64_t delta) noexcept nogil:
-    # the ranges do not overlap, so moving one PTE at a time in address order is safe
-    cdef uint64_t vpn = <uint64_t>start
-    cdef pt_node_t* t
-    cdef pt_node_t* dst
-    cdef uint64_t pte
-    cdef int64_t n = 0, nalloc = 0
-    while True:
-        t = pt_next(&pm.pt, vpn, <uint64_t>end, &vpn)
-        if t == NULL:
-            break
-        pte = t.e[vpn & 511]
-        dst = pt_leaf(&pm.pt, vpn + delta, True, &nalloc)
-        if dst == NULL:
-            break
-        pt_set(dst, vpn + delta, pte)
-        pt_set(t, vpn, 0)
-        pmap_move_pv(ctx, pm, pte_pfn(pte), <int64_t>vpn, <int64_t>vpn + delta)
-        n += 1
-        vpn += 1
-    ctx.ctr[C_PT_PAGES_ALLOC] += nalloc
-    pmap_account_tables(ctx, pm)
-    if n:
-        ctx.ctr[C_PTE_WRITES] += 2 * n
-        ctx.ctr[C_PTE_ZAPS] += n
-        ctx.ctr[C_TLB_FLUSHES] += 1
-        ctx.ctr[C_MREMAP_PAGES_MOVED] += n
-    return n
-
-cdef void pmap_free_tables(pmap_ctx_t* ctx, pmap_t* pm, int64_t floor, int64_t ceiling) noexcept nogil:
-    cdef int64_t freed = pt_free_range(&pm.pt, <uint64_t>floor, <uint64_t>ceiling)
-    if freed:
-        ctx.ctr[C_PT_PAGES_FREE] += freed
-        pmap_account_tables(ctx, pm)
-
-cdef uint64_t pmap_pte(pmap_t* pm, int64_t vpn) noexcept nogil:
-    return pt_get(&pm.pt, <uint64_t>vpn)
 
 cdef int64_t pvp_list_used(pv_page_t* pvp) noexcept nogil:
     cdef int64_t used = 0
@@ -344,12 +230,12 @@ cdef int64_t pmap_page_mappers(pmap_ctx_t* ctx, pfn_t pfn, int64_t* pids, int64_
     cdef int64_t n = 0
     if pp.pte_pmap != NULL:
         if n < max:
-            pids[n] = (<pmap_t*>pp.pte_pmap).pid
+            pids[n] = (<pmap_t*>pp.pte_pmap).hdr.pid
             vpns[n] = <int64_t>pp.pte_va
         n += 1
     while pve != NULL:
         if n < max:
-            pids[n] = pve_pmap(pve).pid
+            pids[n] = pve_pmap(pve).hdr.pid
             vpns[n] = <int64_t>pve.pve_va
         n += 1
         pve = pve.pve_next
@@ -357,7 +243,7 @@ cdef int64_t pmap_page_mappers(pmap_ctx_t* ctx, pfn_t pfn, int64_t* pids, int64_
 
 
 cdef bint maps(pmap_t* pm, int64_t vpn, pfn_t pfn) noexcept nogil:
-    cdef uint64_t pte = pt_get(&pm.pt, <uint64_t>vpn)
+    cdef uint64_t pte = pt_get(&pm.hdr.pt, <uint64_t>vpn)
     return pte_present(pte) and pte_pfn(pte) == pfn
 
 cdef int pmap_check_page(pmap_ctx_t* ctx, pfn_t pfn, const char** why) noexcept nogil:
