@@ -569,3 +569,31 @@ def test_large_mappings_agree_with_reference_and_keep_invariants(seed):
            if name != "write" or 0 <= args[0] < 1 << 20)
     agree_with_reference(u, ops, random.Random(seed + 3000), max_live=5, check_every=7)
     assert u.counters()["vma_merges"] > 0          # chunks were folded into neighbours
+
+
+# ------------------------------------------------- uvm_map_enter's merges
+def test_mmap_merges_back_forward_and_both(m):
+    p = m.spawn()
+    m.mmap(p, 10, 5)
+    m.mmap(p, 0, 5)
+    m.mmap(p, 5, 5)                                # fills the hole: the three become one
+    assert spans(m, p) == [(0, 15)] and ctr(m, "vma_merges") == 2
+    m.mmap(p, 15, 3, writable=False)               # other protection: no merge
+    assert spans(m, p) == [(0, 15), (15, 18)]
+    m.check()
+    all_exit(m)
+
+
+def test_shared_mmap_extends_an_unshared_amap_only(m):
+    p = m.spawn()
+    m.mmap(p, 0, 4, shared=True)
+    m.write(p, 1, 11)
+    m.mmap(p, 4, 4, shared=True)                   # amap_extend: no second amap
+    assert spans(m, p) == [(0, 8)] and len(m.amaps()) == 1
+    m.write(p, 6, 66)
+    c = m.fork(p)                                  # the amap is shared now (am_ref 2) ...
+    m.mmap(p, 8, 2, shared=True)                   # ... so a new mapping gets its own
+    assert spans(m, p) == [(0, 8), (8, 10)] and len(m.amaps()) == 2
+    assert [m.read(c, v) for v in (1, 6)] == [11, 66]
+    m.check()
+    all_exit(m)

@@ -48,8 +48,7 @@
 # Simplified relative to the kernel, and why: no swap (an anon always has its
 # page: mmbench has no memory pressure on the host); no locks; am_ppref is one
 # count per slot rather than run-length encoded (same bytes accounted, the
-# kernel's array is one int per slot either way); uvm_map_enter merges a new
-# mapping only backwards into an entry without amap; no loans, no wiring.
+# kernel's array is one int per slot either way); no loans, no wiring.
 # Accelerators are not modelled (supports_devices = False: the framework
 # refuses migrate and device_* before they reach the design).
 

@@ -30,12 +30,14 @@
 #                  entry still NEEDSCOPY first lets go of the borrowed amap for
 #                  the range and starts over without one); shared: only the
 #                  PTEs go, the anons keep the data.
-# A new private mapping right after a private entry that has no amap yet
-# extends it (uvm_map's back merge with the previous entry); uvm_map_enter's
-# merges that need amap_extend and its forward merge are not modelled.
+# uvm_map_enter merges a new mapping into a compatible neighbour (same etype,
+# protection and inheritance): back into the entry ending at its start,
+# forward into the one starting at its end, or both; a neighbour's amap must
+# be unshared and is extended (amap_extend), two amaps are never joined.  A
+# shared mapping merged this way needs no amap of its own.
 
 from libc.stdlib cimport calloc, free
-from libc.stdint cimport int64_t, uint64_t, uint32_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
 
 from mmbench.blocks.itree cimport itree_init
 from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_after, maplist_unlink,
@@ -255,24 +257,79 @@ cdef int amap_copy(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn,
 
 
 # --------------------------------------------------------------------- mmap
-cdef bint try_extend(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
-                     bint shared, bint writable) noexcept nogil:
-    """Merge with the entry ending at `start` when neither needs an amap yet."""
-    cdef vm_map_entry_t* prev = first_ending_after(map, start - 1) if start > 0 else NULL
-    if shared or prev == NULL or prev.end != start or prev.writable != writable:
-        return False
-    if prev.inheritance != MAP_INHERIT_COPY or prev.aref.ar_amap != NULL:
-        return False
+cdef inline bint enter_compatible(vm_map_entry_t* n, uint32_t etype, bint writable,
+                                  uint8_t inheritance) noexcept nogil:
+    """UVM_ET_ISCOMPATIBLE for a new anonymous mapping."""
+    return n.etype == etype and n.writable == writable and n.inheritance == inheritance
+
+cdef bint uvm_map_backmerge(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* prev, int64_t end,
+                            bint* nomerge) noexcept nogil:
+    """prev grows over [prev.end, end), its amap (if any, unshared) extended
+    forwards; *nomerge when amap_extend refused (no merge at all then)."""
+    if prev.aref.ar_amap != NULL:
+        if prev.aref.ar_amap.am_ref != 1:
+            return False
+        if amap_extend(u, prev, end - prev.end, True) != 0:
+            nomerge[0] = True
+            return False
     entry_set_range(map, prev, prev.start, end)
-    map.hint = prev
     u.md.ctr[C_VMA_MERGES] += 1
     return True
+
+cdef bint uvm_map_forwardmerge(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* prev,
+                               vm_map_entry_t* next, int64_t start) noexcept nogil:
+    """Without prev: next grows back over [start, next.start).  With prev
+    (already grown up to next): prev and next become one entry; two amaps are
+    never merged."""
+    cdef vm_amap_t* pa = prev.aref.ar_amap if prev != NULL else NULL
+    cdef vm_amap_t* na = next.aref.ar_amap
+    cdef int64_t nend = next.end
+    if na != NULL and (na.am_ref != 1 or pa != NULL):
+        return False
+    if prev == NULL:
+        if na != NULL and amap_extend(u, next, next.start - start, False) != 0:
+            return False
+        entry_set_range(map, next, start, next.end)
+        map.hint = next
+    else:
+        if pa != NULL and amap_extend(u, prev, next.end - next.start, True) != 0:
+            return False
+        if na != NULL and amap_extend(u, next, prev.end - prev.start, False) != 0:
+            return False
+        unlink(map, next)
+        entry_set_range(map, prev, prev.start, nend)
+        if na != NULL:
+            prev.aref = next.aref
+        entry_dispose(u, next)
+    u.md.ctr[C_VMA_MERGES] += 1
+    return True
+
+cdef bint try_merge(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
+                    bint shared, bint writable) noexcept nogil:
+    """uvm_map_enter's merges: back into the entry ending at `start`, forward
+    into the one starting at `end`, or both (the three become one)."""
+    cdef uint32_t etype = 0 if shared else UVM_ET_COPYONWRITE | UVM_ET_NEEDSCOPY
+    cdef uint8_t inh = MAP_INHERIT_SHARE if shared else MAP_INHERIT_COPY
+    cdef vm_map_entry_t* cand = first_ending_after(map, start - 1) if start > 0 else map.first
+    cdef vm_map_entry_t* prev = cand if cand != NULL and cand.end == start else NULL
+    cdef vm_map_entry_t* next = prev.next if prev != NULL else cand
+    cdef bint nomerge = False, merged = False
+    if prev != NULL and enter_compatible(prev, etype, writable, inh):
+        merged = uvm_map_backmerge(u, map, prev, end, &nomerge)
+        if nomerge:
+            return False
+    if next != NULL and next.start == end and enter_compatible(next, etype, writable, inh):
+        if uvm_map_forwardmerge(u, map, prev if merged else NULL, next, start):
+            return True
+    if merged:
+        map.hint = prev
+    return merged
 
 cdef int uvm_map_enter(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
                        bint shared, bint writable) noexcept nogil:
     cdef vm_map_entry_t* e
     cdef vm_map_entry_t* before
-    if try_extend(u, map, start, end, shared, writable):
+    if try_merge(u, map, start, end, shared, writable):
         return 0
     e = entry_create(u)
     if e == NULL:
