@@ -1,4 +1,4 @@
-"""mmbench_uvm: the NetBSD UVM design (vm_map entries, two-level amap/anon, pmap/pv_entry).
+"""mmbench_uvm: the NetBSD UVM design (vm_map entries, two-level amap/anon, NetBSD x86 pmap).
 
 See docs/backends/uvm.md and the essay at the top of core.pyx.
 """

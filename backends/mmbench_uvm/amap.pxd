@@ -1,7 +1,7 @@
 # amap — anonymous maps and anons (uvm_amap.c, uvm_anon.c).  See amap.pyx.
 from libc.stdint cimport int64_t
 from mmbench.blocks.frames cimport pfn_t
-from mmbench_uvm.uvm cimport uvm_ctx_t, vm_amap_t, vm_anon_t, vm_aref_t
+from mmbench_uvm.uvm cimport uvm_ctx_t, vm_amap_t, vm_anon_t, vm_aref_t, vm_map_entry_t
 
 cdef vm_anon_t* uvm_analloc(uvm_ctx_t* u, pfn_t pg) noexcept nogil      # an_ref 1; NULL: no memory
 cdef void uvm_anon_unref(uvm_ctx_t* u, vm_anon_t* anon) noexcept nogil   # frees at 0
@@ -18,3 +18,6 @@ cdef int amap_splitref(uvm_ctx_t* u, vm_aref_t* origref, vm_aref_t* splitref,
                        int64_t offset) noexcept nogil
 cdef void amap_pp_adjref(uvm_ctx_t* u, vm_amap_t* amap, int64_t curslot, int64_t slotlen,
                          int adjval) noexcept nogil
+# Let e's amap (am_ref 1) cover slotadd more pages after (forwards) or before
+# e: 0, E2BIG (would reach UVM_AMAP_LARGE slots), -1 out of memory.
+cdef int amap_extend(uvm_ctx_t* u, vm_map_entry_t* e, int64_t slotadd, bint forwards) noexcept nogil

@@ -16,19 +16,26 @@
 # that part held.  The kernel encodes am_ppref as runs; the model keeps one
 # count per slot and accounts 4 bytes per slot, the size of the kernel's array.
 #
+# Sizes: an amap is allocated with am_maxslot = amap_roundup_slots(nslot)
+# slots (kmem_roundup_size of the int array: 8-byte multiples, so an odd slot
+# count gets one spare slot); amap_extend uses spare slots before it
+# reallocates, and refuses (E2BIG) to reallocate an amap to UVM_AMAP_LARGE
+# slots or more.
+#
 # Reference counting of anons: an_ref == amap slots holding the anon.  The last
 # reference frees the anon and its page (uvm_anfree), unmapping the page
 # wherever a PTE still maps it.
 
 from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memmove, memset, memcpy
 from libc.stdint cimport int64_t, int32_t
 
 from mmbench.core cimport C_OBJECTS_ALLOC, C_OBJECTS_FREE, C_ANON_ALLOC
 from mmbench.blocks.frames cimport pfn_t, frame_free
-from mmbench_freebsd.pmap cimport pmap_remove_all
+from mmbench.blocks.pmap_netbsd cimport pmap_remove_all
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_amap_t, vm_anon_t, vm_aref_t, AMAP_SHARED,
                               AMAP_SLOT_BYTES, AMAP_PPREF_BYTES, UK_AMAP, UK_ANON, UK_PAGE,
-                              UK_SLOTS, uk_alloc, uk_free)
+                              UK_SLOTS, UVM_AMAP_LARGE, E2BIG, vm_map_entry_t, uk_alloc, uk_free)
 
 
 # ------------------------------------------------------------------- anons
@@ -63,14 +70,18 @@ cdef void uvm_anon_unref(uvm_ctx_t* u, vm_anon_t* anon) noexcept nogil:
 cdef inline int64_t amap_bytes(vm_amap_t* amap) noexcept nogil:
     return amap.am_maxslot * (AMAP_SLOT_BYTES + (AMAP_PPREF_BYTES if amap.am_ppref != NULL else 0))
 
+cdef inline int64_t amap_roundup_slots(int64_t slots) noexcept nogil:
+    return ((slots * 4 + 7) & ~(<int64_t>7)) // 4
+
 cdef vm_amap_t* amap_alloc(uvm_ctx_t* u, int64_t nslot) noexcept nogil:
     """A blank amap of nslot slots, referenced once (amap_alloc1 + amap_list_insert)."""
     cdef vm_amap_t* amap = <vm_amap_t*>calloc(1, sizeof(vm_amap_t))
+    cdef int64_t maxslot = amap_roundup_slots(nslot)
     if amap == NULL:
         return NULL
-    amap.am_slots = <int32_t*>malloc(nslot * sizeof(int32_t))
-    amap.am_bckptr = <int32_t*>malloc(nslot * sizeof(int32_t))
-    amap.am_anon = <vm_anon_t**>calloc(nslot, sizeof(vm_anon_t*))
+    amap.am_slots = <int32_t*>malloc(maxslot * sizeof(int32_t))
+    amap.am_bckptr = <int32_t*>malloc(maxslot * sizeof(int32_t))
+    amap.am_anon = <vm_anon_t**>calloc(maxslot, sizeof(vm_anon_t*))
     if amap.am_slots == NULL or amap.am_bckptr == NULL or amap.am_anon == NULL:
         free(amap.am_slots)
         free(amap.am_bckptr)
@@ -78,7 +89,7 @@ cdef vm_amap_t* amap_alloc(uvm_ctx_t* u, int64_t nslot) noexcept nogil:
         free(amap)
         return NULL
     amap.am_ref = 1
-    amap.am_maxslot = <int32_t>nslot
+    amap.am_maxslot = <int32_t>maxslot
     amap.am_nslot = <int32_t>nslot
     u.next_serial += 1
     amap.serial = u.next_serial
@@ -247,4 +258,125 @@ cdef int amap_splitref(uvm_ctx_t* u, vm_aref_t* origref, vm_aref_t* splitref,
     splitref.ar_amap = amap
     splitref.ar_pageoff = origref.ar_pageoff + offset
     amap.am_ref += 1
+    return 0
+
+
+# ------------------------------------------------------------- amap_extend
+cdef void pp_set(vm_amap_t* amap, int64_t slot, int64_t n, int32_t ref) noexcept nogil:
+    cdef int64_t s
+    for s in range(slot, slot + n):
+        amap.am_ppref[s] = ref
+
+cdef int amap_grow(uvm_ctx_t* u, vm_amap_t* amap, int64_t slotalloc, int64_t lo, int64_t n,
+                   int64_t shift) noexcept nogil:
+    """Case 3 of amap_extend: new arrays of slotalloc slots; the slots
+    [lo, lo + n) (every used one among them) move up by `shift`.  0, or -1
+    out of memory (amap unchanged)."""
+    cdef int32_t* newsl = <int32_t*>malloc(slotalloc * sizeof(int32_t))
+    cdef int32_t* newbck = <int32_t*>malloc(slotalloc * sizeof(int32_t))
+    cdef vm_anon_t** newover = <vm_anon_t**>calloc(slotalloc, sizeof(vm_anon_t*))
+    cdef int32_t* newppref = NULL
+    cdef int32_t i, x
+    if amap.am_ppref != NULL:
+        newppref = <int32_t*>calloc(slotalloc, sizeof(int32_t))
+    if newsl == NULL or newbck == NULL or newover == NULL or (amap.am_ppref != NULL and newppref == NULL):
+        free(newsl)
+        free(newbck)
+        free(newover)
+        free(newppref)
+        return -1
+    uk_free(u, UK_SLOTS, amap_bytes(amap))
+    for i in range(amap.am_nused):
+        x = amap.am_slots[i]
+        newsl[i] = x + <int32_t>shift
+        newover[x + shift] = amap.am_anon[x]
+        newbck[x + shift] = i
+    if newppref != NULL:
+        memcpy(newppref + lo + shift, amap.am_ppref + lo, n * sizeof(int32_t))
+    free(amap.am_slots)
+    free(amap.am_bckptr)
+    free(amap.am_anon)
+    free(amap.am_ppref)
+    amap.am_slots = newsl
+    amap.am_bckptr = newbck
+    amap.am_anon = newover
+    amap.am_ppref = newppref
+    amap.am_maxslot = <int32_t>slotalloc
+    uk_alloc(u, UK_SLOTS, amap_bytes(amap))
+    return 0
+
+cdef void amap_slide(vm_amap_t* amap, int64_t slotoff, int64_t slotmapped,
+                     int64_t slotspace) noexcept nogil:
+    """Case 2 backwards: the used slots move up by slotspace - slotoff inside
+    the existing arrays (only the entry's slots hold anons: am_ref is 1)."""
+    cdef int64_t shift = slotspace - slotoff
+    cdef int32_t i
+    if shift == 0:
+        return
+    for i in range(amap.am_nused):
+        amap.am_slots[i] += <int32_t>shift
+    memmove(amap.am_anon + slotspace, amap.am_anon + slotoff, slotmapped * sizeof(vm_anon_t*))
+    memset(amap.am_anon + slotoff, 0, shift * sizeof(vm_anon_t*))
+    memmove(amap.am_bckptr + slotspace, amap.am_bckptr + slotoff, slotmapped * sizeof(int32_t))
+    if amap.am_ppref != NULL:
+        memmove(amap.am_ppref + slotspace, amap.am_ppref + slotoff, slotmapped * sizeof(int32_t))
+
+cdef int amap_extend(uvm_ctx_t* u, vm_map_entry_t* e, int64_t slotadd, bint forwards) noexcept nogil:
+    """Let entry e's amap (am_ref 1) also cover `slotadd` pages after its end
+    (forwards) or before its start (backwards).
+
+    => 0 (e.aref.ar_pageoff adjusted when backwards), E2BIG when the amap
+       would need reallocating to UVM_AMAP_LARGE slots or more, -1 out of
+       memory; on failure nothing changed.
+    The three cases of the kernel: the slots are already there (1), the
+    spare slots of am_maxslot suffice (2), new arrays (3).
+    """
+    cdef vm_amap_t* amap = e.aref.ar_amap
+    cdef int64_t slotoff = e.aref.ar_pageoff
+    cdef int64_t slotmapped = e.end - e.start
+    cdef int64_t slotneed, slotalloc, slotspace, nslot = amap.am_nslot
+    if forwards:
+        slotneed = slotoff + slotmapped + slotadd
+        if nslot >= slotneed:                                   # case 1
+            if amap.am_ppref != NULL:
+                amap_pp_adjref(u, amap, slotoff + slotmapped, slotadd, 1)
+            return 0
+        if amap.am_maxslot < slotneed:                          # case 3
+            if slotneed >= UVM_AMAP_LARGE:
+                return E2BIG
+            if amap_grow(u, amap, amap_roundup_slots(slotneed), 0, nslot, 0) != 0:
+                return -1
+        if amap.am_ppref != NULL:                               # cases 2 and 3
+            if slotoff + slotmapped < nslot:
+                amap_pp_adjref(u, amap, slotoff + slotmapped, nslot - (slotoff + slotmapped), 1)
+            pp_set(amap, nslot, slotneed - nslot, 1)
+        amap.am_nslot = <int32_t>slotneed
+        return 0
+    slotneed = slotadd + slotmapped
+    if slotadd - slotoff <= 0:                                  # case 1
+        e.aref.ar_pageoff = slotoff - slotadd
+        if amap.am_ppref != NULL:
+            amap_pp_adjref(u, amap, slotoff - slotadd, slotadd, 1)
+        return 0
+    if amap.am_maxslot >= slotneed:                             # case 2
+        slotalloc = amap.am_maxslot
+    elif slotneed >= UVM_AMAP_LARGE:
+        return E2BIG
+    else:
+        slotalloc = amap_roundup_slots(slotneed)
+    if amap.am_ppref == NULL and slotalloc > slotneed:
+        # slots below the new start stay unreferenced: the model keeps
+        # per-slot counts exact from here on (the kernel may leave them off)
+        if amap_pp_establish(u, amap) != 0:
+            return -1
+    slotspace = slotalloc - slotmapped
+    if slotalloc == amap.am_maxslot:
+        amap_slide(amap, slotoff, slotmapped, slotspace)
+    elif amap_grow(u, amap, slotalloc, slotoff, slotmapped, slotspace - slotoff) != 0:
+        return -1
+    if amap.am_ppref != NULL:
+        pp_set(amap, 0, slotspace - slotadd, 0)
+        pp_set(amap, slotspace - slotadd, slotadd, 1)
+    amap.am_nslot = <int32_t>slotalloc
+    e.aref.ar_pageoff = slotspace - slotadd
     return 0

@@ -12,8 +12,9 @@
 #   anons    an_ref == amap slots holding the anon; its page names it.
 #   pmap     every present PTE maps the anon page its entry's slot holds; a
 #            writable PTE only for a writable, non-NEEDSCOPY entry and an
-#            anon with an_ref == 1; page mapcount == PTEs mapping it; pv
-#            entries == present PTEs.
+#            anon with an_ref == 1; page mapcount == PTEs mapping it;
+#            mappings the pv layer tracks (embedded + pv_entry) == present PTEs;
+#            every pv record of a page names a PTE that maps the page.
 #   totals   frames in use == live anons (one page each); caches == live structs.
 
 from libc.stdlib cimport calloc, free
@@ -21,7 +22,7 @@ from libc.stdint cimport int64_t, uint64_t, int32_t
 
 from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagetable cimport pt_node_t, pt_next, pte_pfn, PTE_WRITE
-from mmbench_freebsd.pmap cimport pmap_pv_count
+from mmbench.blocks.pmap_netbsd cimport pmap_pv_count, pmap_check_page
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
                               UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY, MAP_INHERIT_COPY, AMAP_SHARED,
                               AMAP_SLOT_BYTES, AMAP_PPREF_BYTES, UK_ENTRY, UK_AMAP, UK_ANON,
@@ -168,7 +169,7 @@ cdef int check_pmap(uvm_ctx_t* u, vm_map_t* map, const char** why) noexcept nogi
     cdef vm_anon_t* anon
     cdef int64_t n = 0
     while True:
-        t = pt_next(&map.pmap.pt, vpn, <uint64_t>1 << 36, &vpn)
+        t = pt_next(&map.pmap.hdr.pt, vpn, <uint64_t>1 << 36, &vpn)
         if t == NULL:
             break
         pte = t.e[vpn & 511]
@@ -185,8 +186,8 @@ cdef int check_pmap(uvm_ctx_t* u, vm_map_t* map, const char** why) noexcept nogi
         anon.check_maps += 1
         n += 1
         vpn += 1
-    if n != map.pmap.resident_count or pmap_pv_count(&map.pmap) != n:
-        why[0] = "pmap: present PTEs, resident count and pv entries disagree"
+    if n != map.pmap.hdr.resident_count or pmap_pv_count(&map.pmap) != n:
+        why[0] = "pmap: present PTEs, resident count and tracked pv mappings disagree"
         return -1
     return 0
 
@@ -201,6 +202,8 @@ cdef int check_mapcounts(uvm_ctx_t* u, bint reset, const char** why) noexcept no
                 anon.check_maps = 0
             elif anon.check_maps != u.md.fr.f[anon.an_page].mapcount:
                 why[0] = "vm_page: mapcount differs from the PTEs mapping it"
+                return -1
+            elif pmap_check_page(&u.md, anon.an_page, why) != 0:
                 return -1
         amap = amap.am_next
     return 0

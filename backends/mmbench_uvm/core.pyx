@@ -1,6 +1,6 @@
 # UVMMachine — NetBSD UVM's anonymous memory (Cranor): vm_map entries, a
-# two-level amap/anon layer instead of object chains, and a pmap with pv
-# entries, behind the mmbench contract.
+# two-level amap/anon layer instead of object chains, and NetBSD x86's pmap
+# (first pv embedded in the page), behind the mmbench contract.
 #
 # The design in its own terms.  Mach and 4.4BSD (and FreeBSD after them) make
 # copy-on-write out of objects: each fork-then-write puts a shadow object in
@@ -23,10 +23,13 @@
 #   amap       amaps and anons: alloc, add/unadd, ref/unref, per-page refs
 #              (am_ppref), splitref, the copying half of amap_copy
 #   map        entries: enter, clip, unmap, protect, fork, mremap, dontneed,
-#              amap_copy (it may clip the entry into a 16-page chunk)
-#   fault      the fault handler (decide, amap_copy, zero-fill / promote / map)
+#              amap_copy (it may clip the entry into a 16-page chunk, then
+#              uvm_mapent_trymerge folds it into a neighbour's amap)
+#   fault      the fault handler (decide, amap_copy, fault-ahead of
+#              resident neighbours, zero-fill / promote / map)
 #   check      the invariants
-#   pmap       mmbench_freebsd.pmap, reused as is (see uvm.pxd)
+#   pmap       mmbench.blocks.pmap_netbsd (the pmap block's NetBSD x86
+#              implementation: pv of a singly-mapped page embedded in it)
 #   core       the contract: argument checks in the reference model's order,
 #              the PTE fast path of read/write, and the Python-level views.
 #
@@ -45,12 +48,11 @@
 # Simplified relative to the kernel, and why: no swap (an anon always has its
 # page: mmbench has no memory pressure on the host); no locks; am_ppref is one
 # count per slot rather than run-length encoded (same bytes accounted, the
-# kernel's array is one int per slot either way); am_maxslot == am_nslot
-# (no amap_extend: entries with an amap are not merged); no loans, no wiring.
+# kernel's array is one int per slot either way); no loans, no wiring.
 # Accelerators are not modelled (supports_devices = False: the framework
 # refuses migrate and device_* before they reach the design).
 
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t
 
 from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
@@ -58,11 +60,12 @@ from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EIN
 from mmbench.blocks.maplist cimport map_list_t, maplist_mremap_check
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_write, pte_pfn
-from mmbench_freebsd.vm cimport (pv_entry_t, KC_PVCHUNK, KC_PGD, KC_PUD, KC_PMD, KC_PTE)
-from mmbench_freebsd.pmap cimport pmap_pte, pv_pmap
+from mmbench.blocks.pmap cimport pmap_pte
+from mmbench.blocks.pmap_netbsd cimport (pmap_page_mappers, pmap_bootstrap,
+                                        pmap_ctx_destroy, PV_PAGE_BYTES, PMAP_BYTES)
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
                               UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY, MAP_INHERIT_SHARE, AMAP_SHARED,
-                              UK_PVCHUNK, UK_PGD, UK_PUD, UK_PMD, UK_PTE, NR_UK)
+                              UK_PVPAGE, UK_PGD, UK_PMAP, NR_UK)
 from mmbench_uvm.map cimport (uvmspace_alloc, uvmspace_free, uvm_map_lookup_entry,
                               uvm_map_range_free, uvm_map_range_mapped, uvm_map_enter, uvm_unmap,
                               uvm_map_protect, uvmspace_fork, uvm_map_move, uvm_map_dontneed)
@@ -71,24 +74,27 @@ from mmbench_uvm.check cimport uvm_check_all
 
 from mmbench import errors as _errors
 
-# (cache name, bytes per object), in UK_* order.  vm_map_entry and vm_page are
-# estimates for NetBSD amd64 (see docs/backends/uvm.md); amap_slots counts bytes.
-_CACHES = (("vm_map_entry", 136), ("vm_amap", 80), ("vm_page", 128), ("vm_anon", 32),
-           ("pv_chunk", 4096), ("pgd", 4096), ("pud_table", 4096), ("pmd_table", 4096),
-           ("pte_table", 4096), ("amap_slots", 1))
-
-# the pmap layer indexes the caches with its own ids: they must be ours too
-assert (UK_PVCHUNK, UK_PGD, UK_PUD, UK_PMD, UK_PTE) == (KC_PVCHUNK, KC_PGD, KC_PUD, KC_PMD, KC_PTE)
+# (cache name, bytes per object, per process), in UK_* order.  Sizes for NetBSD
+# amd64 from its headers (docs/backends/uvm.md shows the arithmetic); vm_page
+# is an estimate; amap_slots counts bytes.
+_CACHES = (("vm_map_entry", 128, True), ("vm_amap", 80, True), ("vm_page", 128, True),
+           ("vm_anon", 32, True), ("pv_page", PV_PAGE_BYTES, True), ("pgd", 4096, True),
+           ("pud_table", 4096, True), ("pmd_table", 4096, True), ("pte_table", 4096, True),
+           ("amap_slots", 1, True), ("vmspace", 344, True), ("pmap", PMAP_BYTES, True))
 
 
 cdef class UVMMachine(Machine):
     """NetBSD UVM: vm_map entries with amap/anon two-level anonymous memory
-    (amap_copy on NEEDSCOPY, anon promotion), pmap with pv entries."""
+    (amap_copy on NEEDSCOPY, anon promotion), NetBSD x86 pmap (first pv embedded)."""
 
     name = "uvm"
     description = ("NetBSD UVM: vm_map entries, two-level amap/anon anonymous memory "
-                   "(reference counts instead of shadow chains), pmap with pv_entry")
-    option_defaults = {"amap_chunk": True}
+                   "(reference counts instead of shadow chains), NetBSD x86 pmap (first pv embedded)")
+    #: amap_chunk: first-touch amaps of entries of 256+ pages start as 16-page
+    #: chunks (amap_copy's canchunk); False: one amap for the whole entry.
+    #: fault_ahead: a fault also maps up to 3 resident anons behind and 4 ahead
+    #: (uvmadvice for MADV_NORMAL); False: every page faults on its own.
+    option_defaults = {"amap_chunk": True, "fault_ahead": True}
     supports_devices = False
     counter_names = (
         "faults", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse", "fault_minor",
@@ -99,19 +105,25 @@ cdef class UVMMachine(Machine):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        for i, (cname, size) in enumerate(_CACHES):
-            assert self.slab_register(cname, size) == i
+        for i, (cname, size, per_process) in enumerate(_CACHES):
+            assert self.slab_register(cname, size, per_process) == i
         assert self.ncaches == NR_UK
         self.u.md.fr = &self.frames
         self.u.md.ctr = &self.ctr[0]
         self.u.md.kc = &self.caches[0]
-        self.u.md.pv_head = <pv_entry_t**>calloc(self.ram_pages, sizeof(pv_entry_t*))
-        if self.u.md.pv_head == NULL:
+        self.u.md.kc_pgd = UK_PGD
+        self.u.md.kc_pv = UK_PVPAGE
+        self.u.md.kc_pmap = UK_PMAP
+        if pmap_bootstrap(&self.u.md, self.ram_pages) != 0:
             raise MemoryError("no memory for the pv list heads")
         self.u.amaps = NULL
         self.u.namaps = 0
         self.u.next_serial = 0
-        self.u.amap_chunk = bool(self.options.get("amap_chunk", True))
+        for opt in ("amap_chunk", "fault_ahead"):
+            if not isinstance(self.options[opt], bool):
+                raise _errors.InvalidArgument(f"uvm option {opt} must be True or False")
+        self.u.amap_chunk = self.options["amap_chunk"]
+        self.u.fault_ahead = self.options["fault_ahead"]
 
     def __dealloc__(self):
         cdef int64_t pid
@@ -121,8 +133,7 @@ cdef class UVMMachine(Machine):
             if self.procs != NULL and self.procs[pid] != NULL:
                 uvmspace_free(&self.u, <vm_map_t*>self.procs[pid])
                 self.procs[pid] = NULL
-        free(self.u.md.pv_head)
-        self.u.md.pv_head = NULL
+        pmap_ctx_destroy(&self.u.md)
 
     # ------------------------------------------------------- processes
     cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
@@ -195,7 +206,7 @@ cdef class UVMMachine(Machine):
     # ------------------------------------------------------ loads, stores
     cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
         cdef vm_map_t* map = self.map_of(pid)
-        cdef pt_node_t* leaf = pt_leaf(&map.pmap.pt, <uint64_t>vpn, False, NULL)
+        cdef pt_node_t* leaf = pt_leaf(&map.pmap.hdr.pt, <uint64_t>vpn, False, NULL)
         cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
         cdef vm_map_entry_t* e
         cdef pfn_t pfn
@@ -213,7 +224,7 @@ cdef class UVMMachine(Machine):
 
     cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
         cdef vm_map_t* map = self.map_of(pid)
-        cdef pt_node_t* leaf = pt_leaf(&map.pmap.pt, <uint64_t>vpn, False, NULL)
+        cdef pt_node_t* leaf = pt_leaf(&map.pmap.hdr.pt, <uint64_t>vpn, False, NULL)
         cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
         cdef vm_map_entry_t* e
         cdef pfn_t pfn
@@ -293,14 +304,21 @@ cdef class UVMMachine(Machine):
         pid = self._pid(pid)
         vpn, _ = self._range(vpn)
         cdef vm_map_t* map = self.map_of(pid)
-        cdef uint64_t pte = pmap_pte(&map.pmap, vpn)
-        cdef pv_entry_t* pv
-        out = []
+        cdef uint64_t pte = pmap_pte(&map.pmap.hdr, vpn)
+        cdef int64_t n, i
+        cdef int64_t* pids
+        cdef int64_t* vpns
         if not pte_present(pte):
-            return out
-        pv = self.u.md.pv_head[pte_pfn(pte)]
-        while pv != NULL:
-            out.append((int(pv_pmap(pv).pid), int(pv.pv_va)))
-            self.ctr[C_RMAP_VISITS] += 1
-            pv = pv.pv_next
-        return sorted(out)
+            return []
+        n = pmap_page_mappers(&self.u.md, pte_pfn(pte), NULL, NULL, 0)
+        pids = <int64_t*>malloc(n * sizeof(int64_t))
+        vpns = <int64_t*>malloc(n * sizeof(int64_t))
+        try:
+            if pids == NULL or vpns == NULL:
+                raise MemoryError()
+            pmap_page_mappers(&self.u.md, pte_pfn(pte), pids, vpns, n)
+            self.ctr[C_RMAP_VISITS] += n
+            return sorted((int(pids[i]), int(vpns[i])) for i in range(n))
+        finally:
+            free(pids)
+            free(vpns)

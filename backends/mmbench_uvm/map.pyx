@@ -16,17 +16,28 @@
 #   amap_copy      (first fault after fork, here because it may clip) am_ref
 #                  == 1: take the amap over; else a new amap with the same
 #                  anon pointers, an_ref++ each, the old amap loses a reference.
+#                  No amap yet: an entry of UVM_AMAP_LARGE pages or more is
+#                  clipped to the 16-page chunk around the fault, and then
+#                  uvm_mapent_trymerge(UVM_MERGE_COPYING) tries to fold the
+#                  entry into a neighbour that already has an amap of its own
+#                  (amap_extend); only when that fails does it get a new
+#                  amap.  Touching a mapping page by page therefore grows one
+#                  amap chunk by chunk, until amap_extend refuses to
+#                  reallocate an amap to UVM_AMAP_LARGE slots: then the next
+#                  chunk starts a new amap (and entry), which grows in turn.
 #   mremap         entries (aref unchanged) and PTEs move to the new range.
 #   dontneed       private: the range's anons leave this entry's amap (an
 #                  entry still NEEDSCOPY first lets go of the borrowed amap for
 #                  the range and starts over without one); shared: only the
 #                  PTEs go, the anons keep the data.
-# A new private mapping right after a private entry that has no amap yet
-# extends it (uvm_map's merge with the previous entry); entries with an amap
-# are not merged (the kernel would amap_extend; the model does not).
+# uvm_map_enter merges a new mapping into a compatible neighbour (same etype,
+# protection and inheritance): back into the entry ending at its start,
+# forward into the one starting at its end, or both; a neighbour's amap must
+# be unshared and is extended (amap_extend), two amaps are never joined.  A
+# shared mapping merged this way needs no amap of its own.
 
 from libc.stdlib cimport calloc, free
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
 
 from mmbench.blocks.itree cimport itree_init
 from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_after, maplist_unlink,
@@ -36,14 +47,14 @@ from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_
                                      maplist_detach_run, maplist_attach_run)
 from mmbench.core cimport (C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_AMAP_COPIES,
                            VPN_BITS)
-from mmbench_freebsd.pmap cimport (pmap_pinit, pmap_release, pmap_remove, pmap_protect, pmap_move,
-                                   pmap_free_tables)
+from mmbench.blocks.pmap cimport pmap_remove, pmap_protect, pmap_move, pmap_free_tables
+from mmbench.blocks.pmap_netbsd cimport pmap_pinit, pmap_release
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
-                              UK_ENTRY, uk_alloc, uk_free, UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY,
+                              UK_ENTRY, UK_VMSPACE, uk_alloc, uk_free, UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY,
                               MAP_INHERIT_SHARE, MAP_INHERIT_COPY, AMAP_SHARED, UVM_AMAP_LARGE,
                               UVM_AMAP_CHUNK)
 from mmbench_uvm.amap cimport (amap_alloc, amap_copy_anons, amap_ref, amap_unref, amap_splitref,
-                               amap_pp_adjref, amap_unadd, uvm_anon_unref)
+                               amap_pp_adjref, amap_unadd, uvm_anon_unref, amap_extend)
 
 cdef int64_t VPN_END = (<int64_t>1) << VPN_BITS
 
@@ -58,6 +69,7 @@ if not (maplist_entry_layout_ok(&layout_e, &layout_e.prev, &layout_e.next, &layo
 
 # --------------------------------------------------------------- the vmspace
 cdef vm_map_t* uvmspace_alloc(uvm_ctx_t* u, int64_t pid) noexcept nogil:
+    """struct vmspace (charged with its vm_map) and its pmap (pmap_create)."""
     cdef vm_map_t* map = <vm_map_t*>calloc(1, sizeof(vm_map_t))
     if map == NULL:
         return NULL
@@ -65,11 +77,13 @@ cdef vm_map_t* uvmspace_alloc(uvm_ctx_t* u, int64_t pid) noexcept nogil:
     if pmap_pinit(&u.md, &map.pmap, pid) != 0:
         free(map)
         return NULL
+    uk_alloc(u, UK_VMSPACE, 1)
     return map
 
 cdef void uvmspace_free(uvm_ctx_t* u, vm_map_t* map) noexcept nogil:
     uvm_unmap(u, map, 0, VPN_END)
     pmap_release(&u.md, &map.pmap)
+    uk_free(u, UK_VMSPACE, 1)
     free(map)
 
 
@@ -169,6 +183,43 @@ cdef vm_map_entry_t* clip_range(uvm_ctx_t* u, vm_map_t* map, int64_t start, int6
     return e
 
 
+# ------------------------------------------------------------------ merging
+cdef bint mergeable_with(vm_map_entry_t* e, vm_map_entry_t* n) noexcept nogil:
+    """UVM_ET_ISCOMPATIBLE for UVM_MERGE_COPYING: n has an amap of its own
+    (COPYONWRITE without NEEDSCOPY, am_ref 1) and e's attributes."""
+    return (n.aref.ar_amap != NULL and n.aref.ar_amap.am_ref == 1
+            and n.etype == (e.etype & ~(<uint32_t>UVM_ET_NEEDSCOPY))
+            and n.writable == e.writable and n.inheritance == e.inheritance)
+
+cdef void absorb(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, vm_map_entry_t* n,
+                 int64_t start, int64_t end) noexcept nogil:
+    """e (no amap) takes over neighbour n's (already extended) aref and range."""
+    unlink(map, n)
+    entry_set_range(map, e, start, end)
+    e.aref = n.aref
+    e.etype &= ~(<uint32_t>UVM_ET_NEEDSCOPY)
+    map.hint = e
+    entry_dispose(u, n)
+    u.md.ctr[C_VMA_MERGES] += 1
+
+cdef bint uvm_mapent_trymerge(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e) noexcept nogil:
+    """The UVM_MERGE_COPYING case: e needs an amap; pull the next entry's amap
+    back over e (amap_extend backwards), else push the previous entry's amap
+    forward over e.  True when e was merged (and has an amap now)."""
+    cdef vm_map_entry_t* n = e.next
+    cdef vm_map_entry_t* p = e.prev
+    cdef int64_t size = e.end - e.start
+    if n != NULL and n.start == e.end and mergeable_with(e, n):
+        if amap_extend(u, n, size, False) == 0:
+            absorb(u, map, e, n, e.start, n.end)
+            return True
+    if p != NULL and p.end == e.start and mergeable_with(e, p):
+        if amap_extend(u, p, size, True) == 0:
+            absorb(u, map, e, p, p.start, e.end)
+            return True
+    return False
+
+
 # ------------------------------------------------------------------ amap_copy
 cdef int amap_copy(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn,
                    bint canchunk) noexcept nogil:
@@ -181,6 +232,8 @@ cdef int amap_copy(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn,
             hi = lo + UVM_AMAP_CHUNK
             uvm_map_clip_start(u, map, e, lo)
             uvm_map_clip_end(u, map, e, hi)
+        if uvm_mapent_trymerge(u, map, e):
+            return 0
         amap = amap_alloc(u, e.end - e.start)
         if amap == NULL:
             return -1
@@ -204,24 +257,79 @@ cdef int amap_copy(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn,
 
 
 # --------------------------------------------------------------------- mmap
-cdef bint try_extend(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
-                     bint shared, bint writable) noexcept nogil:
-    """Merge with the entry ending at `start` when neither needs an amap yet."""
-    cdef vm_map_entry_t* prev = first_ending_after(map, start - 1) if start > 0 else NULL
-    if shared or prev == NULL or prev.end != start or prev.writable != writable:
-        return False
-    if prev.inheritance != MAP_INHERIT_COPY or prev.aref.ar_amap != NULL:
-        return False
+cdef inline bint enter_compatible(vm_map_entry_t* n, uint32_t etype, bint writable,
+                                  uint8_t inheritance) noexcept nogil:
+    """UVM_ET_ISCOMPATIBLE for a new anonymous mapping."""
+    return n.etype == etype and n.writable == writable and n.inheritance == inheritance
+
+cdef bint uvm_map_backmerge(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* prev, int64_t end,
+                            bint* nomerge) noexcept nogil:
+    """prev grows over [prev.end, end), its amap (if any, unshared) extended
+    forwards; *nomerge when amap_extend refused (no merge at all then)."""
+    if prev.aref.ar_amap != NULL:
+        if prev.aref.ar_amap.am_ref != 1:
+            return False
+        if amap_extend(u, prev, end - prev.end, True) != 0:
+            nomerge[0] = True
+            return False
     entry_set_range(map, prev, prev.start, end)
-    map.hint = prev
     u.md.ctr[C_VMA_MERGES] += 1
     return True
+
+cdef bint uvm_map_forwardmerge(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* prev,
+                               vm_map_entry_t* next, int64_t start) noexcept nogil:
+    """Without prev: next grows back over [start, next.start).  With prev
+    (already grown up to next): prev and next become one entry; two amaps are
+    never merged."""
+    cdef vm_amap_t* pa = prev.aref.ar_amap if prev != NULL else NULL
+    cdef vm_amap_t* na = next.aref.ar_amap
+    cdef int64_t nend = next.end
+    if na != NULL and (na.am_ref != 1 or pa != NULL):
+        return False
+    if prev == NULL:
+        if na != NULL and amap_extend(u, next, next.start - start, False) != 0:
+            return False
+        entry_set_range(map, next, start, next.end)
+        map.hint = next
+    else:
+        if pa != NULL and amap_extend(u, prev, next.end - next.start, True) != 0:
+            return False
+        if na != NULL and amap_extend(u, next, prev.end - prev.start, False) != 0:
+            return False
+        unlink(map, next)
+        entry_set_range(map, prev, prev.start, nend)
+        if na != NULL:
+            prev.aref = next.aref
+        entry_dispose(u, next)
+    u.md.ctr[C_VMA_MERGES] += 1
+    return True
+
+cdef bint try_merge(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
+                    bint shared, bint writable) noexcept nogil:
+    """uvm_map_enter's merges: back into the entry ending at `start`, forward
+    into the one starting at `end`, or both (the three become one)."""
+    cdef uint32_t etype = 0 if shared else UVM_ET_COPYONWRITE | UVM_ET_NEEDSCOPY
+    cdef uint8_t inh = MAP_INHERIT_SHARE if shared else MAP_INHERIT_COPY
+    cdef vm_map_entry_t* cand = first_ending_after(map, start - 1) if start > 0 else map.first
+    cdef vm_map_entry_t* prev = cand if cand != NULL and cand.end == start else NULL
+    cdef vm_map_entry_t* next = prev.next if prev != NULL else cand
+    cdef bint nomerge = False, merged = False
+    if prev != NULL and enter_compatible(prev, etype, writable, inh):
+        merged = uvm_map_backmerge(u, map, prev, end, &nomerge)
+        if nomerge:
+            return False
+    if next != NULL and next.start == end and enter_compatible(next, etype, writable, inh):
+        if uvm_map_forwardmerge(u, map, prev if merged else NULL, next, start):
+            return True
+    if merged:
+        map.hint = prev
+    return merged
 
 cdef int uvm_map_enter(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
                        bint shared, bint writable) noexcept nogil:
     cdef vm_map_entry_t* e
     cdef vm_map_entry_t* before
-    if try_extend(u, map, start, end, shared, writable):
+    if try_merge(u, map, start, end, shared, writable):
         return 0
     e = entry_create(u)
     if e == NULL:
@@ -253,7 +361,7 @@ cdef void entry_unref_amap(uvm_ctx_t* u, vm_map_entry_t* e) noexcept nogil:
 
 cdef void free_tables_around(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* before,
                              vm_map_entry_t* after) noexcept nogil:
-    pmap_free_tables(&u.md, &map.pmap, 0 if before == NULL else before.end,
+    pmap_free_tables(&u.md, &map.pmap.hdr, 0 if before == NULL else before.end,
                      VPN_END if after == NULL else after.start)
 
 cdef void uvm_unmap(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
@@ -265,7 +373,7 @@ cdef void uvm_unmap(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noe
     before = e.prev
     while e != NULL and e.start < end:
         nx = e.next
-        pmap_remove(&u.md, &map.pmap, e.start, e.end)
+        pmap_remove(&u.md, &map.pmap.hdr, e.start, e.end)
         unlink(map, e)
         entry_unref_amap(u, e)
         entry_dispose(u, e)
@@ -279,7 +387,7 @@ cdef void uvm_map_protect(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t en
     cdef vm_map_entry_t* e = clip_range(u, map, start, end)
     while e != NULL and e.start < end:
         if e.writable and not writable:
-            pmap_protect(&u.md, &map.pmap, e.start, e.end)
+            pmap_protect(&u.md, &map.pmap.hdr, e.start, e.end)
         e.writable = writable
         e = e.next
 
@@ -305,7 +413,7 @@ cdef int fork_copy(uvm_ctx_t* u, vm_map_t* src, vm_map_entry_t* e) noexcept nogi
             return -1
     if not (e.etype & UVM_ET_NEEDSCOPY):
         if e.writable:
-            u.md.ctr[C_FORK_PTES_WRPROTECT] += pmap_protect(&u.md, &src.pmap, e.start, e.end)
+            u.md.ctr[C_FORK_PTES_WRPROTECT] += pmap_protect(&u.md, &src.pmap.hdr, e.start, e.end)
         e.etype |= UVM_ET_NEEDSCOPY
     return 0
 
@@ -341,7 +449,7 @@ cdef int uvm_map_move(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
     cdef vm_map_entry_t* before = e.prev
     cdef map_entry_link_t* moved = maplist_detach_run(<map_list_t*>map, <map_entry_link_t*>e, end, delta)
     e = map.first if before == NULL else before.next
-    pmap_move(&u.md, &map.pmap, start, end, delta)
+    pmap_move(&u.md, &map.pmap.hdr, start, end, delta)
     free_tables_around(u, map, before, e)
     maplist_attach_run(<map_list_t*>map, moved, new_start, VPN_END)
     return 0
@@ -362,7 +470,7 @@ cdef int uvm_map_dontneed(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t en
     """Drop the (fully mapped) range's pages; private pages then read 0."""
     cdef vm_map_entry_t* e = clip_range(u, map, start, end)
     while e != NULL and e.start < end:
-        pmap_remove(&u.md, &map.pmap, e.start, e.end)
+        pmap_remove(&u.md, &map.pmap.hdr, e.start, e.end)
         if e.inheritance == MAP_INHERIT_COPY and e.aref.ar_amap != NULL:
             if e.etype & UVM_ET_NEEDSCOPY:
                 entry_unref_amap(u, e)       # starts over with no amap, still NEEDSCOPY

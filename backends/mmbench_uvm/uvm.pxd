@@ -1,14 +1,15 @@
 # uvm — the data structures of the UVM design, shared by its modules.
 #
-#   vm_map (one per process)          vm_amap (anonymous map)          vm_anon
+#   vmspace (one per process)          vm_amap (anonymous map)          vm_anon
 #   ┌────────────────────────┐        ┌───────────────────────────┐   ┌─────────┐
 #   │ entry [start,end)      │ aref   │ am_ref  am_flags(SHARED)  │   │ an_ref  │
 #   │ etype COPYONWRITE|     │──────▶ │ am_anon[slot] ────────────┼──▶│ an_page │──▶ frame
 #   │       NEEDSCOPY        │pageoff │ am_slots / am_bckptr      │   └─────────┘
 #   │ inheritance            │        │ am_ppref[slot] (optional) │   (one anon per page;
 #   └────────────────────────┘        └───────────────────────────┘    shared by amaps
-#   pmap: the FreeBSD design's pmap (4-level tables + pv entries),     through an_ref)
-#   reused as is: UVM's pmap interface is the same machine-dependent layer.
+#   pmap: NetBSD x86's (mmbench.blocks.pmap_netbsd): 4-level tables,   through an_ref)
+#   the first pv of a page embedded in its vm_page, further ones in
+#   per-pmap pv_pages.
 #
 # Two levels only: an entry's page is found in one lookup,
 # am_anon[ar_pageoff + (vpn - start)], never by walking a chain.  Sharing after
@@ -16,14 +17,14 @@
 # an amap, an_ref the amap slots pointing at an anon.
 #
 # A frame's descriptor (mmbench.blocks.frames) records its anon in `owner`.
-# The pmap layer takes a `vm_ctx_t` (mmbench_freebsd.vm): UVM's context embeds
-# one (`md`, the machine-dependent part) whose cache ids KC_PVCHUNK and
-# KC_PGD..KC_PTE are given the same numbers here (UK_PVCHUNK, UK_PGD …).
+# UVM's context embeds the pmap block's context (`md`, the machine-dependent
+# part); the caches the pmap charges are named in it by index.
 
 from libc.stdint cimport uint64_t, int64_t, uint32_t, int32_t, uint8_t
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.itree cimport itnode_t, itree_t
-from mmbench_freebsd.vm cimport vm_ctx_t, pmap_t
+from mmbench.blocks.pmap cimport pmap_ctx_t
+from mmbench.blocks.pmap_netbsd cimport pmap_t
 
 cdef enum:  # vm_map_entry etype
     UVM_ET_COPYONWRITE = 1 << 0    # private: writes go to anons of this entry's own amap
@@ -37,22 +38,30 @@ cdef enum:  # am_flags
     AMAP_SHARED = 1 << 0           # mapped by shared entries of several maps
 
 cdef enum:
-    UVM_AMAP_LARGE = 256           # first-touch amaps of bigger entries are chunked ...
-    UVM_AMAP_CHUNK = 16            # ... into 16-page pieces (amap_copy's canchunk)
+    UVM_AMAP_LARGE = 256           # first-touch amaps of entries this big are chunked into
+    UVM_AMAP_CHUNK = 16            # 16-page pieces (amap_copy's canchunk); amap_extend
+                                   # never grows an amap to UVM_AMAP_LARGE slots (E2BIG)
     AMAP_SLOT_BYTES = 16           # am_slots + am_bckptr (int each) + am_anon (pointer)
     AMAP_PPREF_BYTES = 4           # am_ppref, once established
+    E2BIG = 7                      # amap_extend: the amap would be too large
 
-cdef enum:  # slab caches, registered in this order; 4..8 equal the pmap's KC_* ids
+cdef enum:  # uvmadvice[UVM_ADV_NORMAL]: fault-ahead window
+    UVM_ADV_NORMAL_NBACK = 3       # resident anons mapped behind the fault ...
+    UVM_ADV_NORMAL_NFORW = 4       # ... and ahead of it
+
+cdef enum:  # slab caches, registered in this order by UVMMachine
     UK_ENTRY = 0                   # vm_map_entry
     UK_AMAP = 1                    # vm_amap header
     UK_PAGE = 2                    # vm_page
     UK_ANON = 3                    # vm_anon
-    UK_PVCHUNK = 4                 # pv_chunk (pmap)
-    UK_PGD = 5                     # page-table pages (pmap)
+    UK_PVPAGE = 4                  # pv_page (pmap: 63 pv_entry of 64 B)
+    UK_PGD = 5                     # page-table pages (pmap), PGD..PTE consecutive
     UK_PUD = 6
     UK_PMD = 7
     UK_PTE = 8
     UK_SLOTS = 9                   # amap slot arrays, in bytes (object size 1)
+    UK_VMSPACE = 10                # struct vmspace (with its vm_map)
+    UK_PMAP = 11                   # struct pmap
     NR_UK
 
 ctypedef struct vm_anon_t:
@@ -101,11 +110,12 @@ ctypedef struct vm_map_t:          # a vmspace: the map and its pmap
     pmap_t pmap
 
 ctypedef struct uvm_ctx_t:
-    vm_ctx_t md                    # the pmap layer's context: frames, counters, caches, pv heads
+    pmap_ctx_t md                  # the pmap block's context: frames, counters, caches, pv heads
     vm_amap_t* amaps               # every live amap
     int64_t namaps
     uint64_t next_serial
     bint amap_chunk                # chunk first-touch amaps of large entries (UVM default)
+    bint fault_ahead               # map resident neighbours on a fault (uvmadvice, default)
 
 cdef inline void uk_alloc(uvm_ctx_t* u, int c, int64_t n) noexcept nogil:
     u.md.kc[c].active += n

@@ -1,0 +1,104 @@
+# pmap — the machine-dependent layer of the BSD-style designs, as a block.
+#
+# A BSD VM keeps two things per address space below the map entries: the CPU
+# page table (4 levels on amd64) and, for every managed page, the list of
+# <pmap, va> pairs mapping it (the pv list: "who maps this page").  Designs
+# call the pmap through the same small interface the BSD kernels use; an
+# implementation decides how the pv entries are stored, which is where the
+# BSDs differ and what their metadata costs:
+#
+#   implementation           pv storage                                 used by
+#   pmap_netbsd (this dir)   first mapping in the page's own pmap_page  uvm
+#                            (no pv_entry); further ones in 64-B
+#                            pv_entry's carved from per-pmap 4 KiB
+#                            pv_pages (63 each)
+#   pv_chunk (FreeBSD amd64) every mapping a pv_entry in per-pmap        freebsd (still
+#                            4 KiB pv_chunks (168 each)                  backends/mmbench_freebsd/pmap)
+#
+# The block is split the same way.  `pmap.pyx` (this interface) holds the
+# page-table side every implementation shares — entering, removing,
+# protecting and moving PTEs, freeing empty tables, accounting them — and
+# calls the implementation's pv operations (`ctx.pv`) for the pv side.  An
+# implementation module provides:
+#
+#   pmap_t                          its pmap, a pmap_hdr_t first
+#   pmap_bootstrap(ctx, npages)     pv heads for pfn [0, npages) and ctx.pv; 0 / -1
+#   pmap_ctx_destroy(ctx)           frees them
+#   pmap_pinit(ctx, pm, pid)        pmap_create (charges struct pmap); 0 / -1
+#   pmap_release(ctx, pm)           pmap_destroy of a pmap without mappings
+#   pmap_remove_all(ctx, pfn)       unmap a page everywhere through its pv list
+#   pmap_pv_count(pm)               mappings its pv side tracks for pm
+#   pmap_page_mappers(ctx, pfn, pids, vpns, max)   the page's <pid, vpn> pairs
+#   pmap_check_page(ctx, pfn, why)  its pv records of a page are right
+#
+# and everything else is called here on &pm.hdr:
+#
+#   pmap_enter(ctx, hdr, vpn, pfn, writable, leaf)  map pfn at vpn (replacing
+#                                   what was there); 0 / -1 out of memory
+#   pmap_remove(ctx, hdr, start, end)        unmap a range; PTEs removed
+#   pmap_protect(ctx, hdr, start, end)       clear write; PTEs changed
+#   pmap_move(ctx, hdr, start, end, delta)   move a range's PTEs (mremap)
+#   pmap_free_tables(ctx, hdr, floor, ceiling)   free the empty tables of a hole
+#   pmap_zap(ctx, hdr, pfn, vpn)             clear one present PTE (remove_all)
+#   pmap_pte(hdr, vpn)                       the PTE (0: none)
+#
+# The context names the machine's frames, counters and slab caches by index,
+# so a design registers its caches in any order it likes.
+
+from libc.stdint cimport uint64_t, int64_t
+from mmbench.core cimport kmem_cache_t
+from mmbench.blocks.frames cimport frames_t, pfn_t
+from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t
+
+cdef struct pmap_ctx_s
+ctypedef pmap_ctx_s pmap_ctx_t
+
+ctypedef struct pmap_hdr_t:   # the first member of every implementation's pmap_t
+    pgtable_t pt
+    int64_t pt_accounted[4]   # tables already reported to the caches
+    int64_t resident_count    # present PTEs
+    int64_t pid               # for reverse-map answers
+
+# the pv side: record, forget, or re-address the mapping <pm, vpn> of page pfn
+ctypedef int (*pv_enter_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn) noexcept nogil
+ctypedef void (*pv_remove_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn) noexcept nogil
+ctypedef void (*pv_move_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn,
+                            int64_t nvpn) noexcept nogil
+
+ctypedef struct pmap_pv_ops_t:
+    pv_enter_fn pv_enter      # 0, or -1 out of memory (nothing recorded)
+    pv_remove_fn pv_remove
+    pv_move_fn pv_move
+
+cdef struct pmap_ctx_s:
+    frames_t* fr              # the machine's frames (mapcount kept = PTEs mapping the page)
+    uint64_t* ctr             # the machine's counters (C_* ids)
+    kmem_cache_t* kc          # the machine's slab caches
+    int kc_pgd                # first of four consecutive caches: pgd, pud, pmd, pte tables
+    int kc_pv                 # the 4 KiB containers of pv entries (pv_page / pv_chunk)
+    int kc_pmap               # struct pmap, or -1 when the design charges it itself
+    int64_t npages            # pfns [0, npages) have pv heads
+    void* pv_heads            # per pfn, the implementation's pv head (pmap_page_t …)
+    pmap_pv_ops_t pv          # the implementation's pv side (set by pmap_bootstrap)
+
+cdef inline void pmap_kc_alloc(pmap_ctx_t* ctx, int c) noexcept nogil:
+    ctx.kc[c].active += 1
+    ctx.kc[c].allocs += 1
+
+cdef inline void pmap_kc_free(pmap_ctx_t* ctx, int c) noexcept nogil:
+    ctx.kc[c].active -= 1
+    ctx.kc[c].frees += 1
+
+# the page-table side, shared by every implementation (pmap.pyx)
+cdef void pmap_account_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
+cdef int pmap_hdr_init(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t pid) noexcept nogil   # 0 / -1
+cdef void pmap_hdr_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
+cdef int pmap_enter(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn, pfn_t pfn, bint writable,
+                    pt_node_t* leaf) noexcept nogil
+cdef int64_t pmap_remove(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end) noexcept nogil
+cdef int64_t pmap_protect(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end) noexcept nogil
+cdef int64_t pmap_move(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end,
+                       int64_t delta) noexcept nogil
+cdef void pmap_free_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t floor, int64_t ceiling) noexcept nogil
+cdef void pmap_zap(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn) noexcept nogil
+cdef uint64_t pmap_pte(pmap_hdr_t* pm, int64_t vpn) noexcept nogil

@@ -1,0 +1,145 @@
+# The page-table side of the pmap block, shared by every implementation; the
+# pv side is called through ctx.pv.  See pmap.pxd.
+from libc.string cimport memset
+from libc.stdint cimport uint64_t, int64_t
+
+from mmbench.core cimport (C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PT_PAGES_ALLOC,
+                           C_PT_PAGES_FREE, C_MREMAP_PAGES_MOVED, kmem_cache_sync)
+from mmbench.blocks.frames cimport pfn_t
+from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf,
+                                       pt_set, pt_next, pt_free_range, pt_get, mk_pte, pte_pfn,
+                                       pte_present, PTE_PRESENT, PTE_WRITE)
+
+
+cdef void pmap_account_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil:
+    """Report page-table pages allocated or freed since the last call."""
+    cdef int lvl
+    for lvl in range(4):
+        kmem_cache_sync(&ctx.kc[ctx.kc_pgd + lvl], &pm.pt_accounted[lvl], pm.pt.nr[lvl])
+
+cdef int pmap_hdr_init(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t pid) noexcept nogil:
+    memset(pm, 0, sizeof(pmap_hdr_t))
+    pm.pid = pid
+    if pt_init(&pm.pt) != 0:
+        return -1
+    pmap_account_tables(ctx, pm)
+    return 0
+
+cdef void pmap_hdr_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil:
+    pt_destroy(&pm.pt)
+    pmap_account_tables(ctx, pm)
+
+
+cdef inline uint64_t pte_for(pfn_t pfn, bint writable) noexcept nogil:
+    return mk_pte(pfn, PTE_PRESENT | (PTE_WRITE if writable else 0))
+
+cdef int pmap_enter(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn, pfn_t pfn, bint writable,
+                    pt_node_t* leaf) noexcept nogil:
+    cdef int64_t nalloc = 0
+    cdef pt_node_t* t = leaf
+    cdef uint64_t old
+    if t == NULL:
+        t = pt_leaf(&pm.pt, <uint64_t>vpn, True, &nalloc)
+        if nalloc:
+            ctx.ctr[C_PT_PAGES_ALLOC] += nalloc
+            pmap_account_tables(ctx, pm)
+        if t == NULL:
+            return -1
+    old = t.e[vpn & 511]
+    ctx.ctr[C_PTE_WRITES] += 1
+    if pte_present(old):
+        if pte_pfn(old) == pfn:                 # same page: protection change only
+            if not writable and (old & PTE_WRITE):
+                ctx.ctr[C_TLB_FLUSHES] += 1
+            pt_set(t, <uint64_t>vpn, pte_for(pfn, writable))
+            return 0
+        ctx.pv.pv_remove(ctx, pm, pte_pfn(old), vpn)   # replaced by a new page (COW)
+        pt_set(t, <uint64_t>vpn, 0)
+        pm.resident_count -= 1
+        ctx.ctr[C_TLB_FLUSHES] += 1
+    if ctx.pv.pv_enter(ctx, pm, pfn, vpn) != 0:
+        return -1
+    pt_set(t, <uint64_t>vpn, pte_for(pfn, writable))
+    pm.resident_count += 1
+    return 0
+
+cdef int64_t pmap_remove(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end) noexcept nogil:
+    cdef uint64_t vpn = <uint64_t>start
+    cdef pt_node_t* t
+    cdef int64_t n = 0
+    while True:
+        t = pt_next(&pm.pt, vpn, <uint64_t>end, &vpn)
+        if t == NULL:
+            break
+        ctx.pv.pv_remove(ctx, pm, pte_pfn(t.e[vpn & 511]), <int64_t>vpn)
+        pt_set(t, vpn, 0)
+        pm.resident_count -= 1
+        n += 1
+        vpn += 1
+    if n:
+        ctx.ctr[C_PTE_WRITES] += n
+        ctx.ctr[C_PTE_ZAPS] += n
+        ctx.ctr[C_TLB_FLUSHES] += 1
+    return n
+
+cdef int64_t pmap_protect(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end) noexcept nogil:
+    cdef uint64_t vpn = <uint64_t>start
+    cdef pt_node_t* t
+    cdef int64_t n = 0
+    while True:
+        t = pt_next(&pm.pt, vpn, <uint64_t>end, &vpn)
+        if t == NULL:
+            break
+        if t.e[vpn & 511] & PTE_WRITE:
+            t.e[vpn & 511] &= ~(<uint64_t>PTE_WRITE)
+            n += 1
+        vpn += 1
+    if n:
+        ctx.ctr[C_PTE_WRITES] += n
+        ctx.ctr[C_TLB_FLUSHES] += 1
+    return n
+
+cdef int64_t pmap_move(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end,
+                       int64_t delta) noexcept nogil:
+    # the ranges do not overlap, so moving one PTE at a time in address order is safe
+    cdef uint64_t vpn = <uint64_t>start
+    cdef pt_node_t* t
+    cdef pt_node_t* dst
+    cdef uint64_t pte
+    cdef int64_t n = 0, nalloc = 0
+    while True:
+        t = pt_next(&pm.pt, vpn, <uint64_t>end, &vpn)
+        if t == NULL:
+            break
+        pte = t.e[vpn & 511]
+        dst = pt_leaf(&pm.pt, vpn + delta, True, &nalloc)
+        if dst == NULL:
+            break
+        pt_set(dst, vpn + delta, pte)
+        pt_set(t, vpn, 0)
+        ctx.pv.pv_move(ctx, pm, pte_pfn(pte), <int64_t>vpn, <int64_t>vpn + delta)
+        n += 1
+        vpn += 1
+    ctx.ctr[C_PT_PAGES_ALLOC] += nalloc
+    pmap_account_tables(ctx, pm)
+    if n:
+        ctx.ctr[C_PTE_WRITES] += 2 * n
+        ctx.ctr[C_PTE_ZAPS] += n
+        ctx.ctr[C_TLB_FLUSHES] += 1
+        ctx.ctr[C_MREMAP_PAGES_MOVED] += n
+    return n
+
+cdef void pmap_free_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t floor, int64_t ceiling) noexcept nogil:
+    cdef int64_t freed = pt_free_range(&pm.pt, <uint64_t>floor, <uint64_t>ceiling)
+    if freed:
+        ctx.ctr[C_PT_PAGES_FREE] += freed
+        pmap_account_tables(ctx, pm)
+
+cdef void pmap_zap(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn) noexcept nogil:
+    """Clear one PTE known to map pfn, and its pv record (counters: the caller)."""
+    pt_set(pt_leaf(&pm.pt, <uint64_t>vpn, False, NULL), <uint64_t>vpn, 0)
+    pm.resident_count -= 1
+    ctx.pv.pv_remove(ctx, pm, pfn, vpn)
+
+cdef uint64_t pmap_pte(pmap_hdr_t* pm, int64_t vpn) noexcept nogil:
+    return pt_get(&pm.pt, <uint64_t>vpn)

@@ -1,0 +1,76 @@
+# pmap_netbsd — NetBSD x86's pmap (sys/arch/x86/x86/pmap.c), one
+# implementation of the pmap interface of mmbench/blocks/pmap.pxd.
+#
+#   vm_page ─ mdpage.pmap_page ┌ pp_pte   {pmap, va}   the embedded pv: the
+#                              │                        page's first mapping
+#                              └ pp_pvlist ──▶ pv_entry ──▶ pv_entry …
+#                                              (64 B each, the further mappings)
+#   pmap ─ pm_pvp_part / pm_pvp_empty ──▶ pv_page (4 KiB: header + 63 pv_entry)
+#
+# pmap_enter_pv puts a new mapping into the page's embedded slot when that is
+# free and only otherwise takes a pv_entry from the pmap's pv_pages
+# (pmap_alloc_pv: a partly used page, else a new one from pmap_pvp_cache).  So
+# a page mapped once costs no pv_entry; a page mapped by parent and child
+# after fork costs one.  A pv_page whose entries are all free again is given
+# back (pmap_drain_pv from pmap_update, which NetBSD calls after every
+# operation that removes mappings).  Removing the embedded mapping frees the
+# slot; it is not refilled from the list (pmap_remove_pv), the next new
+# mapping of the page takes it.
+#
+# Kept for the layout but not used for lookups: the per-PTP red-black tree of
+# dynamic pv entries (pve_rb).  The model finds a page's pv entry by walking
+# the page's list (as pmap_pp_remove does); the kernel's tree lookup is an
+# optimisation of the same search and costs no memory beyond the 64 bytes.
+from libc.stdint cimport uint64_t, int64_t
+from mmbench.blocks.frames cimport pfn_t
+from mmbench.blocks.pmap cimport pmap_ctx_t, pmap_hdr_t
+
+cdef enum:
+    PVE_PER_PVP = 63           # (PAGE_SIZE / sizeof(struct pv_entry)) - 1
+    PV_ENTRY_BYTES = 64        # struct pv_entry on amd64 (pmap_pv.h: "64 on amd64")
+    PV_PAGE_BYTES = 4096
+    PMAP_BYTES = 448           # struct pmap, amd64 (pmap_private.h; see docs/backends/uvm.md)
+
+ctypedef struct pv_entry_t:    # 64 bytes, as the kernel's
+    uint64_t pve_va            # pve_pte.pte_va (the PTP is implied by pmap + va)
+    pv_entry_t* pve_next       # pve_list: the page's pp_pvlist
+    pv_entry_t* pve_prev
+    uint64_t pve_rb[3]         # pve_rb (see above)
+    uint64_t pve_pfn           # pve_pp: the page mapped
+    uint64_t _pad
+
+ctypedef struct pv_page_t:     # 4096 bytes, 4096-aligned: pv -> pv_page -> pmap
+    pv_page_t* pvp_next        # pvp_list: pm_pvp_part or pm_pvp_empty
+    pv_page_t* pvp_prev
+    void* pvp_pmap
+    int64_t pvp_nfree
+    uint64_t pvp_free          # bit i set: pvp_pve[i] is free (the kernel keeps a free list)
+    uint64_t _pad[3]
+    pv_entry_t pvp_pve[63]
+
+ctypedef struct pmap_page_t:   # struct pmap_page inside every vm_page (non-PTP part)
+    void* pte_pmap             # pp_pte: pmap of the embedded mapping, NULL when free
+    uint64_t pte_va
+    pv_entry_t* pp_pvlist      # the dynamic pv entries
+
+ctypedef struct pmap_t:
+    pmap_hdr_t hdr             # page tables, resident count, pid (the generic side)
+    pv_page_t* pm_pvp_part     # pv_pages with free and used entries
+    pv_page_t* pm_pvp_empty    # pv_pages with no free entry
+    int64_t pm_embedded        # mappings tracked in their page's embedded slot
+
+# The implementation's part of the interface (pmap.pxd); enter, remove,
+# protect, move and free_tables are the generic ones, called on &pm.hdr.
+cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil
+cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
+cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil
+cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil
+cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil
+cdef int64_t pmap_pv_count(pmap_t* pm) noexcept nogil           # embedded + dynamic
+cdef int64_t pmap_pv_dynamic(pmap_t* pm) noexcept nogil         # pv_entry's in use
+# Every pv record of the page (embedded and pv_entry) names a present PTE of
+# its pmap that maps this page, and they are mapcount in number: 0, or -1
+# with the violation in *why.
+cdef int pmap_check_page(pmap_ctx_t* ctx, pfn_t pfn, const char** why) noexcept nogil
+cdef int64_t pmap_page_mappers(pmap_ctx_t* ctx, pfn_t pfn, int64_t* pids, int64_t* vpns,
+                               int64_t max) noexcept nogil
