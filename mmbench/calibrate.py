@@ -42,9 +42,10 @@ from mmbench import hostcheck
 PROFILES = {
     "full": dict(reps=15, pages=8192, sparse=512, islands=4096, fork_pages=(0, 8192, 32768),
                  fork_vmas=(0, 2048, 8192), depth=4, memops_pages=2048, pairs=1000,
-                 warm_pages=1 << 18),
+                 warm_pages=1 << 18, kmalloc_sizes=(64, 512, 2048, 4096, 8000), kmalloc_calls=500),
     "quick": dict(reps=3, pages=256, sparse=16, islands=128, fork_pages=(0, 1024),
-                  fork_vmas=(0, 256), depth=2, memops_pages=256, pairs=50, warm_pages=4096),
+                  fork_vmas=(0, 256), depth=2, memops_pages=256, pairs=50, warm_pages=4096,
+                  kmalloc_sizes=(64, 8000), kmalloc_calls=50),
 }
 
 
@@ -130,10 +131,14 @@ def probe_table(p: dict) -> list[tuple]:
         rows.append((f"fork_vmas@{x}", lambda x=x: P.fork(0, x, False, 1), 1, "ns/fork", ""))
         rows.append((f"fork_touched_vmas@{x}", lambda x=x: P.fork(0, x, True, 1), 1, "ns/fork", ""))
         rows.append((f"fork_chain_vmas@{x}", lambda x=x: P.fork_chain(x, d, 1), 1, "ns/fork", ""))
+    for x in p["kmalloc_sizes"]:
+        rows.append((f"kmalloc@{x}", lambda x=x: P.kmalloc(x, p["kmalloc_calls"], 1), 1, "ns/call", ""))
     return rows
 
 
-SERIES = {"fork_pages": "fork + exit + wait versus touched private pages",
+SERIES_UNIT = {"kmalloc": "ns/call"}
+SERIES = {"kmalloc": "msgsnd + msgrcv of one System V message versus its bytes: a kmalloc "
+                     "of that size, the bytes copied in and out, a kfree","fork_pages": "fork + exit + wait versus touched private pages",
           "fork_vmas": "fork + exit + wait versus one-page VMAs never touched",
           "fork_touched_vmas": "fork + exit + wait versus one-page VMAs, each written",
           "fork_chain_vmas": "fork + exit + wait versus written one-page VMAs, by the last "
@@ -165,7 +170,7 @@ def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
         else:
             figs[name] = _figure(samples[name], units, unit, what)
     for k, s in series.items():
-        figs[k] = _series(s, "ns/fork", SERIES[k])
+        figs[k] = _series(s, SERIES_UNIT.get(k, "ns/fork"), SERIES[k])
     return figs
 
 
@@ -205,7 +210,51 @@ def fit(figs: dict, stat: str = "median") -> dict:
         "(fork_touched_vmas.slope - fork_vmas.slope - fork_pte - pte_zap - pt_page / 256) / 3"
         "   [anon_vma_fork: 1 anon_vma + 2 anon_vma_chain, freed at exit]")
     put("fork_base", m["fork_empty"], "fork_empty")
+    if "kmalloc" in s:
+        put("kmalloc_byte", s["kmalloc"][0] / 2,
+            "kmalloc.slope / 2   [the message is copied in and out; an allocation that is "
+            "initialised passes over its bytes once]")
     return c
+
+
+def _resampled(figs: dict, idx: np.ndarray, stat: str) -> dict:
+    """The figures with `stat` recomputed over rounds `idx` (a bootstrap replicate)."""
+    fn = np.median if stat == "median" else np.min
+    out = {}
+    for k, v in figs.items():
+        if "x" in v:
+            out[k] = {"x": v["x"], stat: [float(fn(np.asarray(sm)[idx])) for sm in v["samples"]]}
+        else:
+            out[k] = {stat: float(fn(np.asarray(v["samples"])[idx]))}
+    return out
+
+
+def intervals(figs: dict, stat: str = "median", n: int = 300, seed: int = 0,
+              level: float = 0.90) -> dict:
+    """{cost: (low, high)}: the `level` bootstrap interval of every fitted price.
+
+    The rounds are resampled jointly (a round ran every probe once, so a burst
+    of load stays together), the prices refitted, and the percentiles taken."""
+    reps = min(len(v["samples"]) if "x" not in v else min(len(sm) for sm in v["samples"])
+               for v in figs.values())
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list] = {}
+    for _ in range(n):
+        idx = rng.integers(0, reps, reps)
+        for name, c in fit(_resampled(figs, idx, stat), stat).items():
+            draws.setdefault(name, []).append(c["ns"])
+    q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+    return {k: (float(np.percentile(v, q[0])), float(np.percentile(v, q[1]))) for k, v in draws.items()}
+
+
+def fit_with_intervals(figs: dict, stat: str = "median") -> dict:
+    """fit() plus each price's bootstrap interval as "low" / "high"."""
+    costs = fit(figs, stat)
+    for name, (lo, hi) in intervals(figs, stat).items():
+        if name in costs:
+            costs[name]["low"] = round(min(lo, costs[name]["ns"]), 1)
+            costs[name]["high"] = round(max(hi, costs[name]["ns"]), 1)
+    return costs
 
 
 # -------------------------------------------------------------- 3. validate
@@ -484,7 +533,7 @@ def calibrate(profile: str = "full", structures_too: bool = False, backend: str 
     load_before = os.getloadavg()
     figs = run_probes(profile, log)
     load_after = os.getloadavg()
-    costs = fit(figs, stat)
+    costs = fit_with_intervals(figs, stat)
     log("validating against the model")
     val = validate(figs, costs, profile, backend, stat)
     cal = {"format": 1, "kind": "calibration", "profile": profile, "stat": stat,
@@ -523,9 +572,10 @@ def summary(cal: dict) -> str:
              f"Linux {cal['machine']['kernel']} ({cal['profile']} profile, {cal['stat']} of "
              f"{PROFILES[cal['profile']]['reps']} rounds, {cal['elapsed_s']} s, "
              f"load average {cal['load_average']['before'][0]} -> {cal['load_average']['after'][0]})",
-             "fitted costs (ns):"]
+             "fitted costs (ns, with the 90% bootstrap interval over rounds):"]
     for k, v in cal["costs"].items():
-        lines.append(f"  {k:13s} {v['ns']:10.1f}   = {v['from']}")
+        iv = f"[{v['low']:.1f} – {v['high']:.1f}]" if "low" in v else ""
+        lines.append(f"  {k:13s} {v['ns']:10.1f} {iv:>22s}  = {v['from']}")
     val = cal["validation"]
     if val["status"] != "ok":
         lines.append(f"validation: skipped — {val['reason']}")

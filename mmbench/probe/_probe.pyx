@@ -23,6 +23,7 @@ cdef extern from "probe.h":
     int mmp_munmap(long n, int shared, int reps, int64_t *out) nogil
     int mmp_mprotect(int touched, long pairs, int reps, int64_t *out) nogil
     int mmp_memops(int copy, long bufpages, int reps, int64_t *out) nogil
+    int mmp_kmalloc(long nbytes, long calls, int reps, int64_t *out) nogil
     int mmp_islands_fault(long nvmas, int reps, int64_t *out) nogil
     int mmp_islands_munmap(long nvmas, int touch, int reps, int64_t *out) nogil
     int mmp_fork_chain(long nvmas, int depth, int reps, int64_t *out) nogil
@@ -201,6 +202,20 @@ def memops(copy=False, bufpages=2048, reps=5):
     with nogil:
         rc = mmp_memops(c, b, r, o)
     _check(rc, "memops")
+    return out
+
+
+def kmalloc(nbytes, calls=200, reps=5):
+    """ns per msgsnd + msgrcv of one `nbytes` System V message (a kernel
+    allocation of that size, copied in and out, then freed)."""
+    cdef long b = _count(nbytes, "nbytes", 1, 8192)
+    cdef long k = _count(calls, "calls", 1, 1 << 20)
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_kmalloc(b, k, r, o)
+    _check(rc, "kmalloc (System V message queue)")
     return out
 
 

@@ -19,6 +19,10 @@
  *   mprotect       flip a one-page mapping read-only and back; with a present
  *                  page every call rewrites the PTE and flushes the TLB
  *   memops         4 KiB memset / memcpy over a warm buffer (user space)
+ *   kmalloc        msgsnd + msgrcv of one N-byte System V message: the kernel
+ *                  kmallocs a msg_msg of N bytes plus header, copies N bytes
+ *                  in, out, and frees it; over N this prices a byte of a
+ *                  variable-size kernel allocation
  *
  * Children only call async-signal-safe functions (the caller may have
  * threads).  Huge pages are disabled on every mapping (MADV_NOHUGEPAGE): the
@@ -31,7 +35,9 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -510,4 +516,28 @@ int mmp_hold_release(int pid, int release)
 {
     close(release);
     return reap((pid_t)pid);
+}
+
+int mmp_kmalloc(long bytes, long calls, int reps, int64_t *out)
+{
+    struct { long mtype; char mtext[8192]; } msg;
+    int q = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+    int rc = 0;
+    if (q < 0)
+        return -errno;
+    msg.mtype = 1;
+    memset(msg.mtext, 0x5a, sizeof(msg.mtext));
+    for (int r = 0; r < reps && rc == 0; r++) {
+        int64_t t0 = now_ns();
+        for (long i = 0; i < calls; i++) {
+            if (msgsnd(q, &msg, (size_t)bytes, 0) < 0 ||
+                msgrcv(q, &msg, (size_t)bytes, 0, 0) < 0) {
+                rc = -errno;
+                break;
+            }
+        }
+        out[r] = (now_ns() - t0) / calls;
+    }
+    msgctl(q, IPC_RMID, NULL);
+    return rc;
 }
