@@ -30,9 +30,8 @@ Rejected: one wide table per family (units would mix in one column and the
 kind marks would drown), and ratio columns beside every backend (twice the
 width for the same information).
 
-``compare_results(a, b)`` is the diff of two results files (two commits, two
-machines) for ``mmbench compare``; ``write_report`` is what ``mmbench report``
-runs.
+``write_report`` is what ``mmbench report`` runs; the diff of two results
+files for ``mmbench compare`` is mmbench.compare.
 """
 from __future__ import annotations
 
@@ -472,104 +471,17 @@ def render_markdown(doc: dict, tables: list[Table], baseline, charts=(), history
 
 
 # --------------------------------------------------------------------- compare
-@dataclasses.dataclass
-class Change:
-    """One record key in two results files, and what happened to it."""
-    family: str
-    workload: str
-    params: str
-    backend: str
-    metric: str
-    unit: str
-    a: Cell
-    b: Cell
-
-    @property
-    def status(self) -> str:
-        a, b = self.a, self.b
-        if a.kind == "missing" or b.kind == "missing":
-            return "new" if a.kind == "missing" else "gone"
-        if (a.kind == "unsupported") != (b.kind == "unsupported"):
-            return "now supported" if a.kind == "unsupported" else "now unsupported"
-        if not a.number:
-            return "same"
-        if a.kind != b.kind:
-            return f"kind {a.kind}→{b.kind}"
-        if a.value == b.value:
-            return "same"
-        if differs_less_than_spread(a, b):
-            return "within spread"
-        return "changed"
-
-    def ratio(self) -> float | None:
-        if self.a.number and self.b.number and self.a.value != 0:
-            return self.b.value / self.a.value
-        return None
+# The comparison of two results files and its statistics live in mmbench.compare;
+# these names stay importable from here.
+def compare_rows(a: dict, b: dict, **kw):
+    from mmbench.compare import compare_rows as _rows
+    return _rows(a, b, **kw)
 
 
-def compare_rows(a: dict, b: dict) -> list[Change]:
-    """Every (family, workload, params, backend, metric) of either file, paired up."""
-    ia, sa = _index(a)
-    ib, sb = _index(b)
-    keys = set(ia) | set(ib)
-    keys |= {k for k in set(sa) | set(sb) if k[4] == "*"}
-    out = []
-    for key in sorted(keys, key=lambda k: [natural_key(x) for x in k]):
-        if key[4] == "*" and any(k[:4] == key[:4] and k[4] != "*" for k in keys):
-            continue  # a whole-run unsupported is shown on the metrics the other side has
-        ca = _cell(ia, sa, key[:4], key[4])
-        cb = _cell(ib, sb, key[:4], key[4])
-        unit = (ia.get(key) or ib.get(key) or {}).get("unit", "")
-        out.append(Change(*key, unit, ca, cb))
-    return out
-
-
-def compare_results(a: dict, b: dict, *, tablefmt: str = "github", all_rows: bool = False,
-                    threshold: float = 0.0) -> str:
-    """What changed from results document `a` to results document `b`, as text tables.
-
-    For ``mmbench compare A.json B.json``: `a` and `b` are loaded results
-    documents (``load_results``).  The text starts with where each side came
-    from (machine, commit, date), then one table per metric family with a row
-    per (workload, parameters, backend, metric) that changed: both numbers with
-    their kind marks, the ratio B/A, and the status — ``changed``, ``within
-    spread`` (the p25–p75 ranges overlap: not a real change), ``now
-    unsupported`` / ``now supported``, ``new`` / ``gone``, or a change of kind.
-    Rows whose value is identical (or, for measured numbers, whose ratio is
-    within `threshold`, e.g. 0.05 for ±5 %) are left out unless `all_rows`.
-    `tablefmt` is any tabulate format ("github" for Markdown, "plain" for a
-    terminal).
-    """
-    from tabulate import tabulate
-    rows = [c for c in compare_rows(a, b) if all_rows or _is_change(c, threshold)]
-    out = [_side_line("A", a), _side_line("B", b), ""]
-    if not rows:
-        return "\n".join(out + ["No differences."])
-    header = ["workload", "parameters", "backend", "metric", "unit", "A", "B", "B/A", "status"]
-    for fam in sorted({c.family for c in rows}, key=_family_rank):
-        body = []
-        for c in (c for c in rows if c.family == fam):
-            r = c.ratio()
-            body.append([c.workload, c.params, c.backend, c.metric, c.unit, format_cell(c.a),
-                         format_cell(c.b), "" if r is None else format_ratio(r), c.status])
-        out += [f"## {FAMILY_TITLES.get(fam, fam)}", "",
-                tabulate(body, header, tablefmt=tablefmt, disable_numparse=True), ""]
-    return "\n".join(out + [LEGEND.split(" `(1.35×)`")[0]])
-
-
-def _is_change(c: Change, threshold: float) -> bool:
-    s = c.status
-    if s == "same":
-        return False
-    r = c.ratio()
-    if s in ("changed", "within spread") and c.a.kind != "exact" and r is not None:
-        return abs(r - 1.0) > threshold
-    return True
-
-
-def _side_line(label: str, doc: dict) -> str:
-    p = dict(provenance(doc))
-    return f"{label}: {p['machine']} · commit {p['commit']} · {p['date']} · profile {p['profile']}"
+def compare_results(a: dict, b: dict, **kw) -> str:
+    """See mmbench.compare.compare_results."""
+    from mmbench.compare import compare_results as _cmp
+    return _cmp(a, b, **kw)
 
 
 def make_excerpt(doc: dict, baseline: str | None, rows: int = 6, readme="results/README.md") -> str:

@@ -1,5 +1,5 @@
 """Publishing: the tables never lose a number's kind, never show unsupported as 0,
-always say where the numbers came from; compare_results shows what changed."""
+always say where the numbers came from (comparisons: tests/test_compare.py)."""
 from __future__ import annotations
 
 import copy
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from mmbench import errors, report
-from mmbench.report import Cell, build_tables, compare_results, format_cell, params_label
+from mmbench.report import Cell, build_tables, format_cell, params_label
 from mmbench.report_page import asv_history, asv_kind
 
 from report_fixture import make_doc, write_asv
@@ -251,54 +251,6 @@ def test_odd_parameters_do_not_break_the_charts(tmp_path, doc):
     charts = {c.name: c for c in make_charts(d, tmp_path)}
     assert charts["migration_gbps_vs_size"].path is not None
     assert charts["fault_latency_by_kind"].path is not None
-
-
-# ------------------------------------------------------------------- compare
-def _changed_doc(doc):
-    b = copy.deepcopy(doc)
-    b["commit"] = "fedcba9876543210fedcba9876543210fedcba98"
-    for r in b["records"]:
-        key = (r["family"], r["workload"], params_label(r["params"]), r["backend"], r["metric"])
-        if key == ("fork_cost", "fork_grid", "depth=1 pages=64 seed=3 vmas=1", "linux", "fork.median_ns"):
-            r["value"] *= 2.0
-            r["spread"] = {"p25": r["value"] * 0.95, "p75": r["value"] * 1.05}
-        elif key == ("fork_cost", "fork_grid", "depth=1 pages=64 seed=3 vmas=1", "gmem", "fork.median_ns"):
-            r["value"] *= 1.01
-        elif key[:4] == ("metadata_memory", "dense", "pages=16384", "gmem") and key[4] == "metadata.total_bytes":
-            r["value"] += 4096
-        elif key[:4] == ("device_migration", "bulk_roundtrip", "pages=4096 transfer=16", "shmem"):
-            r.update(metric="*", value=None, unit="", kind="unsupported", spread=None, note="lost its device")
-    return b
-
-
-def test_compare_results_shows_what_changed(doc):
-    text = compare_results(doc, _changed_doc(doc))
-    assert doc["commit"] in text and "fedcba98" in text
-    lines = text.splitlines()
-    fork = next(l for l in lines if "| linux" in l and "fork.median_ns" in l)
-    assert "2.00×" in fork and "changed" in fork
-    meta = next(l for l in lines if "| gmem" in l and "metadata.total_bytes" in l)
-    assert "changed" in meta
-    gone = [l for l in lines if "| shmem" in l and "transfer=16" in l]
-    assert gone and all("now unsupported" in l for l in gone)
-    small = next(l for l in lines if "| gmem" in l and "fork.median_ns" in l and "vmas=1 " in l)
-    assert "within spread" in small  # +1 % against ±8 % spreads: not a change
-    assert "within spread" not in compare_results(doc, _changed_doc(doc), threshold=0.05)
-
-
-def test_compare_results_of_identical_files(doc):
-    assert compare_results(doc, copy.deepcopy(doc)).endswith("No differences.")
-    full = compare_results(doc, copy.deepcopy(doc), all_rows=True, tablefmt="plain")
-    assert "same" in full
-
-
-def test_compare_marks_changes_within_spread(doc):
-    b = copy.deepcopy(doc)
-    for r in b["records"]:
-        if r["kind"] == "measured" and r["spread"]:
-            r["value"] *= 1.03   # inside the fixture's ±8 % spreads
-    text = compare_results(doc, b, threshold=0.0)
-    assert "within spread" in text and "| changed" not in text
 
 
 # ----------------------------------------------------------------------- asv
