@@ -246,9 +246,14 @@ def compare_rows(a: dict, b: dict, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_AL
 
 
 def is_change(c: Change) -> bool:
-    """Rows a comparison lists: real changes, kind/support changes, and rows that moved
-    beyond the threshold without passing the test (shown, marked, not counted)."""
-    return c.status not in (SAME,)
+    """Rows a comparison lists: real changes, kind and support changes, and rows that
+    could not be tested but moved beyond the threshold.  Rows that moved within the
+    noise are counted in the summary line, listed only with `all_rows`."""
+    st = c.status
+    if st == NOT_TESTED:
+        r = c.ratio()
+        return r is None or abs(r - 1) > c.threshold
+    return st not in (SAME, NOISE)
 
 
 def summary(rows: list[Change]) -> dict:
