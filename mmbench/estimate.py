@@ -18,9 +18,11 @@ Event keys accepted in the ``counters`` dict:
 
 * a counter name from ``mmbench.COUNTER_NAMES`` ("faults", "pages_zeroed" …);
 * ``"alloc:<struct>"`` / ``"free:<struct>"``: slab *objects* allocated /
-  freed.  A struct is priced once, per object, at allocation, for its whole
-  life (allocation, linking, unlinking, free): the host probes that price it
-  create and destroy it.  Freed frames (``free:page``) are priced on their own;
+  freed.  A struct is priced per object for its whole life (allocation,
+  linking, unlinking, free): the host probes that price it create and destroy
+  it.  Half the price is charged at allocation and half at free (LIFETIME), so
+  a window that sees one end pays that end.  Freed frames (``free:page``) are
+  priced on their own;
 * ``"alloc_bytes:<struct>"``: *bytes* of variable-size allocations (amap slot
   arrays, xarray nodes, pv chunks).  A variable-size allocation is priced per
   allocation (``alloc:<struct>``, struct_alloc) plus per byte (kmalloc_byte,
@@ -71,11 +73,14 @@ COSTS = {
     "fork_pte": ("copy and write-protect one PTE at fork", ("fork_ptes_copied",)),
     "pte_zap": ("clear one present PTE (munmap, exit, dontneed)", ("pte_zaps",)),
     "page_free": ("free a frame nobody maps any more", ("free:page", "free:vm_page")),
-    "vma": ("duplicate a VMA at fork and free it at exit (or create and free one)",
-            ("alloc:vm_area_struct", "alloc:vm_map_entry")),
+    "vma": ("duplicate a VMA at fork and free it at exit (or create and free one); half at "
+            "allocation, half at free",
+            ("alloc:vm_area_struct", "alloc:vm_map_entry", "free:vm_area_struct",
+             "free:vm_map_entry")),
     "struct_alloc": ("allocate and link one other MM struct (anon_vma, anon_vma_chain, "
-                     "vm_object, xa_node …) and later unlink and free it; also the "
-                     "per-allocation part of a variable-size allocation", ("alloc:*",)),
+                     "vm_object, xa_node …) and later unlink and free it, half at each end; "
+                     "also the per-allocation part of a variable-size allocation",
+                     ("alloc:*", "free:*")),
     "kmalloc_byte": ("one byte of a variable-size kernel allocation: the size-dependent part "
                      "of kmalloc plus one pass over the bytes", ("alloc_bytes:*",)),
     "syscall": ("enter and leave the kernel for an address-space system call",
@@ -85,6 +90,14 @@ COSTS = {
 
 #: prices that are not host measurements at all: the accelerator link model
 LINK_COST = "dma_link"
+
+#: lifetime prices (fork + exit probes create and destroy the struct): half is
+#: charged when the struct is allocated, half when it is freed, so a window that
+#: sees only one end (a munmap of VMAs made earlier, a fault that creates an
+#: anon_vma kept for later) pays only its end.  The even split is an assumption
+#: (the probes see both ends together); over a whole life the sum is the price.
+LIFETIME = frozenset({"vma", "struct_alloc"})
+LIFETIME_SHARE = 0.5
 
 #: slab caches priced elsewhere: page tables by pt_page, frames by zero_fill /
 #: copy / page_free, VMAs by vma, which covers their whole life including the
@@ -212,18 +225,23 @@ def cost_of(key: str) -> str | None:
         if key in keys:
             return name
     kind, _, struct = key.partition(":")
-    if kind == "alloc" and struct and struct not in NOT_STRUCT:
+    if kind in ("alloc", "free") and struct and struct not in NOT_STRUCT:
         return "struct_alloc"
     if kind == "alloc_bytes" and struct:
         return "kmalloc_byte"
     return None
 
 
+def share(key: str) -> float:
+    """The part of its price an event key pays (LIFETIME prices: half at each end)."""
+    return LIFETIME_SHARE if cost_of(key) in LIFETIME else 1.0
+
+
 def covered(key: str) -> bool:
     """Whether another price already contains the cost of event `key`."""
     kind, _, struct = key.partition(":")
-    return (key in COVERED or (kind in ("free", "free_bytes") and bool(struct))
-            or (kind == "alloc" and struct in NOT_STRUCT))
+    return (key in COVERED or (kind == "free_bytes" and bool(struct))
+            or (kind in ("alloc", "free") and struct in NOT_STRUCT))
 
 
 def _price(costs: dict, name: str) -> tuple[float, float, float] | None:
@@ -282,11 +300,12 @@ def basis(key: str, design=None, decl: dict | None = None) -> tuple[str, str]:
     decl = declarations(design) if decl is None else decl
     if key in decl["own"]:
         return "own", decl["own"][key]["source"]
-    if key in decl["assumed"]:
-        return "assumed", decl["assumed"][key]
-    name = _design_name(design)
     kind, _, struct = key.partition(":")
-    if name not in (None, "linux", "reference") and kind in ("alloc", "alloc_bytes"):
+    same = f"alloc:{struct}" if kind == "free" else key      # a free is priced as its alloc is
+    if same in decl["assumed"]:
+        return "assumed", decl["assumed"][same]
+    name = _design_name(design)
+    if name not in (None, "linux", "reference") and kind in ("alloc", "free", "alloc_bytes"):
         return "assumed", f"a {struct} priced as a Linux slab struct lifetime ({cost_of(key)})"
     return "measured", COSTS[cost_of(key)][0] if cost_of(key) else ""
 
@@ -338,7 +357,8 @@ def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | N
             if pr is None:
                 (cov if name is None and covered(key) else uncosted).append(key)
                 continue
-            price, lo, hi = pr
+            w = share(key)
+            price, lo, hi = pr[0] * w, pr[1] * w, pr[2] * w
         kind, why = basis(key, design, decl)
         if kind == "assumed":
             lo, hi = lo / ASSUMED_FACTOR, hi * ASSUMED_FACTOR
@@ -389,6 +409,7 @@ def slab_events(machine) -> dict:
             if name in per:
                 other, factor, _src = per[name]
                 ev[f"alloc:{name}"] = int(allocs.get(other, 0)) * int(factor)
+                ev[f"free:{name}"] = int(frees.get(other, 0)) * int(factor)
             else:           # listed as not priced: how many allocations is unknown
                 ev[f"allocations_unknown:{name}"] = int(n)
             continue

@@ -16,7 +16,8 @@ CAL = {"machine": {"hostname": "testhost"},
 
 def test_bytes_are_priced_per_byte_never_as_objects():
     # 262,144 bytes of amap slots in 3 allocations: 3 x struct_alloc + bytes x kmalloc_byte
-    ev = {"alloc_bytes:amap_slots": 262144, "alloc:amap_slots": 3}
+    # (a lifetime price: half at allocation, the other half when they are freed)
+    ev = {"alloc_bytes:amap_slots": 262144, "alloc:amap_slots": 3, "free:amap_slots": 3}
     e = est.estimate_ns(ev, CAL, design="linux")
     assert e["breakdown"] == {"struct_alloc": 150.0, "kmalloc_byte": 65536.0}
     assert e["total_ns"] == 150.0 + 65536.0
@@ -80,9 +81,9 @@ def test_bookkeeping_is_beside_the_estimate_not_in_it():
 
 
 def test_assumed_and_own_prices_are_stated_and_widen_the_range():
-    ev = {"alloc:vm_anon": 10, "faults": 1}
+    ev = {"alloc:vm_anon": 10, "free:vm_anon": 10, "faults": 1}
     e = est.estimate_ns(ev, CAL, design="uvm")
-    assert e["assumed"] == ["alloc:vm_anon"]
+    assert e["assumed"] == ["alloc:vm_anon", "free:vm_anon"]
     assert e["basis"]["faults"] == "measured"
     assert e["basis"]["alloc:vm_anon"].startswith("assumed: a vm_anon priced as")
     assert e["low_ns"] == pytest.approx(90.0 + 10 * 40.0 / est.ASSUMED_FACTOR)
@@ -95,6 +96,7 @@ def test_assumed_and_own_prices_are_stated_and_widen_the_range():
         estimate_prices = {"alloc:widget": {"ns": 30.0, "source": "paper X, table 2",
                                             "uncertainty": 0.1}}
     e = est.estimate_ns({"alloc:widget": 2}, CAL, design=Own)
+    # an own price is the design's: charged as declared, at the event it names
     assert e["total_ns"] == 60.0 and e["basis"]["alloc:widget"] == "own: paper X, table 2"
     assert e["low_ns"] == pytest.approx(54.0) and e["high_ns"] == pytest.approx(66.0)
 
