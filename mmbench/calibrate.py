@@ -239,7 +239,7 @@ def fit(figs: dict, stat: str = "median") -> dict:
     c = {}
 
     def put(name, value, formula):
-        c[name] = {"ns": round(max(float(value), 0.0), 1), "from": formula,
+        c[name] = {"ns": _round(max(float(value), 0.0)), "from": formula,
                    "what": est.COSTS[name][0]}
         if value < 0:           # noise larger than the event: price it at 0, say so
             c[name]["clamped_from"] = round(float(value), 1)
@@ -271,6 +271,11 @@ def fit(figs: dict, stat: str = "median") -> dict:
             "kmalloc.slope / 2   [the message is copied in and out; an allocation that is "
             "initialised passes over its bytes once]")
     return c
+
+
+def _round(v: float) -> float:
+    """0.1 ns for prices of whole events; four decimals for sub-ns ones (per byte)."""
+    return round(v, 1) if abs(v) >= 10 else round(v, 4)
 
 
 def _resampled(figs: dict, idx: np.ndarray, stat: str) -> dict:
@@ -310,8 +315,8 @@ def fit_with_intervals(figs: dict, stat: str = "median") -> dict:
     costs = fit(figs, stat)
     for name, (lo, hi) in intervals(figs, stat).items():
         if name in costs:
-            costs[name]["low"] = round(min(lo, costs[name]["ns"]), 1)
-            costs[name]["high"] = round(max(hi, costs[name]["ns"]), 1)
+            costs[name]["low"] = _round(min(lo, costs[name]["ns"]))
+            costs[name]["high"] = _round(max(hi, costs[name]["ns"]))
     return costs
 
 
@@ -838,8 +843,9 @@ def summary(cal: dict) -> str:
              f"load average {cal['load_average']['before'][0]} -> {cal['load_average']['after'][0]})",
              "fitted costs (ns, with the 90% bootstrap interval over rounds):"]
     for k, v in cal["costs"].items():
-        iv = f"[{v['low']:.1f} – {v['high']:.1f}]" if "low" in v else ""
-        lines.append(f"  {k:13s} {v['ns']:10.1f} {iv:>22s}  = {v['from']}")
+        f = ".1f" if v["ns"] >= 10 or v["ns"] == 0 else ".4f"
+        iv = f"[{v['low']:{f}} – {v['high']:{f}}]" if "low" in v else ""
+        lines.append(f"  {k:13s} {v['ns']:10{f}} {iv:>22s}  = {v['from']}")
     val = cal["validation"]
     if val["status"] != "ok":
         lines.append(f"validation: skipped — {val['reason']}")
