@@ -98,7 +98,9 @@ def test_linux_validation_reports_errors(quick_cal):
     v = quick_cal["validation"]
     assert v["status"] == "ok"
     for r in v["probes"]:
-        assert r["estimated_ns"] > 0 and isinstance(r["error_pct"], float)
+        # >= 0: a quick run may clamp a noisy price to 0, and a shared-memory fork copies
+        # no PTE at all (fork_memfd is about 0 by design)
+        assert r["estimated_ns"] >= 0 and isinstance(r["error_pct"], float)
 
 
 def test_cli_writes_file_and_degrades_without_proc(tmp_path, monkeypatch):
