@@ -42,9 +42,15 @@ from mmbench import hostcheck
 PROFILES = {
     "full": dict(reps=15, pages=8192, sparse=512, islands=4096, fork_pages=(0, 8192, 32768),
                  fork_vmas=(0, 2048, 8192), depth=4, memops_pages=2048, pairs=1000,
-                 warm_pages=1 << 18),
+                 warm_pages=1 << 18, kmalloc_sizes=(64, 512, 2048, 4096, 8000), kmalloc_calls=500,
+                 held_pages=4096, held_fork_pages=16384, held_vmas=4096, held_islands=2048,
+                 held_exit_pages=65536, sparse_stride=16, min_reps=15, max_reps=45,
+                 stable_spread=0.05),
     "quick": dict(reps=3, pages=256, sparse=16, islands=128, fork_pages=(0, 1024),
-                  fork_vmas=(0, 256), depth=2, memops_pages=256, pairs=50, warm_pages=4096),
+                  fork_vmas=(0, 256), depth=2, memops_pages=256, pairs=50, warm_pages=4096,
+                  kmalloc_sizes=(64, 8000), kmalloc_calls=50,
+                  held_pages=256, held_fork_pages=512, held_vmas=128, held_islands=64,
+                  held_exit_pages=256, sparse_stride=16, min_reps=3, max_reps=3, stable_spread=1.0),
 }
 
 
@@ -130,10 +136,34 @@ def probe_table(p: dict) -> list[tuple]:
         rows.append((f"fork_vmas@{x}", lambda x=x: P.fork(0, x, False, 1), 1, "ns/fork", ""))
         rows.append((f"fork_touched_vmas@{x}", lambda x=x: P.fork(0, x, True, 1), 1, "ns/fork", ""))
         rows.append((f"fork_chain_vmas@{x}", lambda x=x: P.fork_chain(x, d, 1), 1, "ns/fork", ""))
+    for x in p["kmalloc_sizes"]:
+        rows.append((f"kmalloc@{x}", lambda x=x: P.kmalloc(x, p["kmalloc_calls"], 1), 1, "ns/call", ""))
+    # held-out probes: validation only, no price is fitted from them
+    h, hv, hi, fp = p["held_pages"], p["held_vmas"], p["held_islands"], p["held_fork_pages"]
+    rows += [
+        ("held:sparse_touch", lambda: P.anon_fault(h, p["sparse_stride"], True, 1), h, pg,
+         f"first write, one page every {p['sparse_stride']} (a PTE table per "
+         f"{512 // p['sparse_stride']} faults)"),
+        ("held:munmap_vmas", lambda: P.islands_munmap(hi, True, 1), hi, vm,
+         "munmap of written one-page VMAs, one call each"),
+        ("held:mremap", lambda: P.mremap(h, 1), h, pg, "mremap of touched pages to a fresh address"),
+        ("held:madvise_dontneed", lambda: P.madvise_dontneed(h, 1), h, pg,
+         "madvise(MADV_DONTNEED) of touched private pages"),
+        ("held:mprotect_split", lambda: P.mprotect_split(p["pairs"], 1), 1, call,
+         "mprotect that splits a VMA in three (or merges it back)"),
+        ("held:exit@1", lambda: P.exit_process(1, 1), 1, "ns/exit", ""),
+        (f"held:exit@{p['held_exit_pages']}", lambda: P.exit_process(p["held_exit_pages"], 1), 1,
+         "ns/exit", ""),
+        (f"held:fork_touched@{fp}", lambda: P.fork(fp, 0, False, 1), 1, "ns/fork", ""),
+        (f"held:fork_vmas@{hv}", lambda: P.fork(0, hv, False, 1), 1, "ns/fork", ""),
+        (f"held:fork_memfd@{fp}", lambda: P.fork_memfd(fp, 1), 1, "ns/fork", ""),
+    ]
     return rows
 
 
-SERIES = {"fork_pages": "fork + exit + wait versus touched private pages",
+SERIES_UNIT = {"kmalloc": "ns/call"}
+SERIES = {"kmalloc": "msgsnd + msgrcv of one System V message versus its bytes: a kmalloc "
+                     "of that size, the bytes copied in and out, a kfree","fork_pages": "fork + exit + wait versus touched private pages",
           "fork_vmas": "fork + exit + wait versus one-page VMAs never touched",
           "fork_touched_vmas": "fork + exit + wait versus one-page VMAs, each written",
           "fork_chain_vmas": "fork + exit + wait versus written one-page VMAs, by the last "
@@ -152,33 +182,64 @@ def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
     P.warm(p["warm_pages"])
     table = probe_table(p)
     samples = {row[0]: [] for row in table}
-    for r in range(p["reps"]):
-        log(f"round {r + 1}/{p['reps']}")
+    units_of = {row[0]: row[2] for row in table}
+    rounds, stable = 0, None
+    while True:
+        rounds += 1
+        log(f"round {rounds}")
         for name, thunk, *_ in table:
             samples[name].append(float(thunk()[0]))
+        if rounds < max(p["reps"], p.get("min_reps", 0)):
+            continue
+        spread = {k: _rel_spread(v) for k, v in samples.items()}
+        worst = max(spread, key=spread.get)
+        stable = spread[worst] <= p.get("stable_spread", 1.0)
+        if stable or rounds >= p.get("max_reps", p["reps"]):
+            break
+        log(f"  not yet stable: the median of {worst} is known to ±{spread[worst]:.1%} "
+            f"(wanted {p['stable_spread']:.0%}); another round")
     figs = {}
     series = {k: {} for k in SERIES}
     for name, _, units, unit, what in table:
         base, _, x = name.partition("@")
-        if x:
+        if x and base in series:
             series[base][int(x)] = samples[name]
         else:
             figs[name] = _figure(samples[name], units, unit, what)
     for k, s in series.items():
-        figs[k] = _series(s, "ns/fork", SERIES[k])
+        figs[k] = _series(s, SERIES_UNIT.get(k, "ns/fork"), SERIES[k])
+    spread = {k: round(_rel_spread(v), 3) for k, v in samples.items()}
+    worst = max(spread, key=spread.get)
+    figs["_stability"] = {"rounds": rounds, "stable": bool(stable), "target": p.get("stable_spread"),
+                          "worst_probe": worst, "worst_spread": spread[worst],
+                          "what": "relative standard error of every probe's median over the "
+                                  "rounds (IQR-based); rounds are added until the worst is at "
+                                  "most the target, or max_reps rounds ran"}
     return figs
+
+
+def _rel_spread(v) -> float:
+    """Relative standard error of the median of samples `v`: (IQR / 1.349) x 1.2533 /
+    sqrt(n) / median, robust to the outliers a busy host throws in.  It shrinks as
+    rounds are added, so "repeat until it is small" ends when the median is pinned."""
+    v = np.asarray(v, float)
+    med = float(np.median(v))
+    if med <= 0 or len(v) < 2:
+        return 0.0
+    iqr = float(np.percentile(v, 75) - np.percentile(v, 25))
+    return iqr / 1.349 * 1.2533 / np.sqrt(len(v)) / med
 
 
 # ------------------------------------------------------------------- 2. fit
 def fit(figs: dict, stat: str = "median") -> dict:
     """{cost name: {"ns", "from", "what"}} from the probe figures' `stat`
     (docs/calibration.md derives every formula)."""
-    m = {k: v[stat] for k, v in figs.items() if "x" not in v}
+    m = {k: v[stat] for k, v in figs.items() if "x" not in v and stat in v}
     s = {k: line(v, stat) for k, v in figs.items() if "x" in v}
     c = {}
 
     def put(name, value, formula):
-        c[name] = {"ns": round(max(float(value), 0.0), 1), "from": formula,
+        c[name] = {"ns": _round(max(float(value), 0.0)), "from": formula,
                    "what": est.COSTS[name][0]}
         if value < 0:           # noise larger than the event: price it at 0, say so
             c[name]["clamped_from"] = round(float(value), 1)
@@ -205,7 +266,58 @@ def fit(figs: dict, stat: str = "median") -> dict:
         "(fork_touched_vmas.slope - fork_vmas.slope - fork_pte - pte_zap - pt_page / 256) / 3"
         "   [anon_vma_fork: 1 anon_vma + 2 anon_vma_chain, freed at exit]")
     put("fork_base", m["fork_empty"], "fork_empty")
+    if "kmalloc" in s:
+        put("kmalloc_byte", s["kmalloc"][0] / 2,
+            "kmalloc.slope / 2   [the message is copied in and out; an allocation that is "
+            "initialised passes over its bytes once]")
     return c
+
+
+def _round(v: float) -> float:
+    """0.1 ns for prices of whole events; four decimals for sub-ns ones (per byte)."""
+    return round(v, 1) if abs(v) >= 10 else round(v, 4)
+
+
+def _resampled(figs: dict, idx: np.ndarray, stat: str) -> dict:
+    """The figures with `stat` recomputed over rounds `idx` (a bootstrap replicate)."""
+    fn = np.median if stat == "median" else np.min
+    out = {}
+    for k, v in figs.items():
+        if "samples" not in v:
+            continue
+        if "x" in v:
+            out[k] = {"x": v["x"], stat: [float(fn(np.asarray(sm)[idx])) for sm in v["samples"]]}
+        else:
+            out[k] = {stat: float(fn(np.asarray(v["samples"])[idx]))}
+    return out
+
+
+def intervals(figs: dict, stat: str = "median", n: int = 300, seed: int = 0,
+              level: float = 0.90) -> dict:
+    """{cost: (low, high)}: the `level` bootstrap interval of every fitted price.
+
+    The rounds are resampled jointly (a round ran every probe once, so a burst
+    of load stays together), the prices refitted, and the percentiles taken."""
+    reps = min(len(v["samples"]) if "x" not in v else min(len(sm) for sm in v["samples"])
+               for v in figs.values() if "samples" in v)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list] = {}
+    for _ in range(n):
+        idx = rng.integers(0, reps, reps)
+        for name, c in fit(_resampled(figs, idx, stat), stat).items():
+            draws.setdefault(name, []).append(c["ns"])
+    q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+    return {k: (float(np.percentile(v, q[0])), float(np.percentile(v, q[1]))) for k, v in draws.items()}
+
+
+def fit_with_intervals(figs: dict, stat: str = "median") -> dict:
+    """fit() plus each price's bootstrap interval as "low" / "high"."""
+    costs = fit(figs, stat)
+    for name, (lo, hi) in intervals(figs, stat).items():
+        if name in costs:
+            costs[name]["low"] = _round(min(lo, costs[name]["ns"]))
+            costs[name]["high"] = _round(max(hi, costs[name]["ns"]))
+    return costs
 
 
 # -------------------------------------------------------------- 3. validate
@@ -251,6 +363,55 @@ def twin(name: str, p: dict):
             c = t.fork(pid)
             t.exit(c)
         return s, timed, 1
+    base, _, arg = name.partition(":")
+    k = int(arg) if arg else 0
+    h = p.get("held_pages", n)
+    if base in ("fork_pages", "fork_vmas", "fork_memfd"):
+        if base == "fork_pages" and k:
+            s.mmap(pid, 0, k)
+            s.write_range(pid, 0, k)
+        elif base == "fork_memfd" and k:
+            s.mmap(pid, 0, k, shared=True)
+            s.write_range(pid, 0, k)
+        elif base == "fork_vmas":
+            for i in range(k):
+                s.mmap(pid, 2 * i, 1)
+
+        def timed(t):
+            t.exit(t.fork(pid))
+        return s, timed, 1
+    if base == "exit":
+        s.mmap(pid, 0, k)
+        s.write_range(pid, 0, k)
+        return s, lambda t: t.exit(pid), 1
+    if base == "sparse_touch":
+        st = p["sparse_stride"]
+        s.mmap(pid, 0, h * st)
+        return s, lambda t: t.write_range(pid, 0, h * st, step=st), h
+    if base in ("munmap_vmas", "islands_fault"):
+        v = p["held_islands"] if base == "munmap_vmas" else p["islands"]
+        for i in range(v):
+            s.mmap(pid, 2 * i, 1)
+            if base == "munmap_vmas":
+                s.write(pid, 2 * i, i + 1)
+
+        def timed(t):
+            for i in range(v):
+                (t.munmap(pid, 2 * i, 1) if base == "munmap_vmas" else t.write(pid, 2 * i, i + 1))
+        return s, timed, v
+    if base in ("mremap", "madvise_dontneed"):
+        s.mmap(pid, 0, h)
+        s.write_range(pid, 0, h)
+        if base == "mremap":
+            return s, lambda t: t.mremap(pid, 0, h, 1 << 20), h
+        return s, lambda t: t.madvise_dontneed(pid, 0, h), h
+    if base == "mprotect_split":
+        s.mmap(pid, 0, 3)
+
+        def timed(t):
+            t.mprotect(pid, 1, 1, False)
+            t.mprotect(pid, 1, 1, True)
+        return s, timed, 2
     raise errors.InvalidArgument(f"no model twin for probe {name!r}")
 
 
@@ -272,17 +433,81 @@ def model_events(backend: str, name: str, p: dict) -> tuple[dict, float, int]:
     return ev, float(res["ns"].sum()), units
 
 
-#: host probes no price was fitted from: the validation set
-HELD_OUT = ("cow_chain_fault", "fork_chain_vmas")
+#: host probes no price was fitted from: the validation set.  Each entry:
+#: probe -> (what it exercises, model twin, twin subtracted or None,
+#:           host ns per unit from the figures, units of the twin difference)
+def _v(figs, name, stat):
+    return figs[name][stat]
 
 
-def _held_out(figs: dict, stat: str) -> list[tuple[str, str, float]]:
-    """(probe, twin spec, host ns per unit) of every held-out probe; a spec
-    "a|b" means the difference of twins a and b per unit of x (a slope)."""
-    out = [(k, k, figs[k][stat]) for k in ("cow_chain_fault",)]
-    ser = figs["fork_chain_vmas"]
-    v = max(ser["x"])
-    out.append(("fork_chain_vmas", f"fork_chain_vmas:{v}|fork_chain_vmas:0", line(ser, stat)[0]))
+def _x0(figs, series, stat):
+    """The value of a series at x = 0 (the fork of the probe process itself)."""
+    ser = figs[series]
+    return ser[stat][list(ser["x"]).index(0)]
+
+
+HELD_OUT_SPEC = {
+    "cow_chain_fault": ("COW deep in a fork chain: trap + copy + tlb_flush",
+                        lambda p: ("cow_chain_fault", None, p["pages"]),
+                        lambda f, s, p: _v(f, "cow_chain_fault", s)),
+    "fork_chain_vmas": ("fork of written VMAs of a chain's last process: vma + struct_alloc "
+                        "x (depth + 3) + fork_pte + pte_zap",
+                        lambda p: (f"fork_chain_vmas:{max(p['fork_vmas'])}", "fork_chain_vmas:0",
+                                   max(p["fork_vmas"])),
+                        lambda f, s, p: line(f["fork_chain_vmas"], s)[0]),
+    "fork_touched_pages": ("fork of N touched pages (size not in the fit): fork_pte + pte_zap "
+                           "+ pt_page",
+                           lambda p: (f"fork_pages:{p['held_fork_pages']}", "fork_pages:0",
+                                      p["held_fork_pages"]),
+                           lambda f, s, p: (_v(f, f"held:fork_touched@{p['held_fork_pages']}", s)
+                                            - _x0(f, "fork_pages", s)) / p["held_fork_pages"]),
+    "fork_untouched_vmas": ("fork of M untouched VMAs (count not in the fit): vma",
+                  lambda p: (f"fork_vmas:{p['held_vmas']}", "fork_vmas:0", p["held_vmas"]),
+                  lambda f, s, p: (_v(f, f"held:fork_vmas@{p['held_vmas']}", s)
+                                   - _x0(f, "fork_vmas", s)) / p["held_vmas"]),
+    "fork_memfd": ("fork of written shared memfd pages, per page: no PTE is copied (error "
+                   "relative to a private fork's cost per page)",
+                   lambda p: (f"fork_memfd:{p['held_fork_pages']}", "fork_pages:0",
+                              p["held_fork_pages"]),
+                   lambda f, s, p: (_v(f, f"held:fork_memfd@{p['held_fork_pages']}", s)
+                                    - _x0(f, "fork_pages", s)) / p["held_fork_pages"]),
+    "munmap_vmas": ("munmap of written one-page VMAs: syscall + vma + pte_zap + page_free",
+                    lambda p: ("munmap_vmas", None, p["held_islands"]),
+                    lambda f, s, p: _v(f, "held:munmap_vmas", s)),
+    "mremap": ("mremap of a populated range: syscall + pt_page (+ PTE moves)",
+               lambda p: ("mremap", None, p["held_pages"]),
+               lambda f, s, p: _v(f, "held:mremap", s)),
+    "madvise_dontneed": ("madvise(DONTNEED): syscall + pte_zap + page_free + tlb_flush",
+                         lambda p: ("madvise_dontneed", None, p["held_pages"]),
+                         lambda f, s, p: _v(f, "held:madvise_dontneed", s)),
+    "mprotect_split": ("mprotect splitting a VMA and merging it back: syscall + vma",
+                       lambda p: ("mprotect_split", None, 2),
+                       lambda f, s, p: _v(f, "held:mprotect_split", s)),
+    "exit_large": ("exit of a process with N written pages: pte_zap + page_free + pt pages",
+                   lambda p: (f"exit:{p['held_exit_pages']}", "exit:1", p["held_exit_pages"] - 1),
+                   lambda f, s, p: (_v(f, f"held:exit@{p['held_exit_pages']}", s)
+                                    - _v(f, "held:exit@1", s)) / (p["held_exit_pages"] - 1)),
+    "sparse_touch": ("first write to sparse pages: trap + zero_fill + pt_page per PTE table",
+                     lambda p: ("sparse_touch", None, p["held_pages"]),
+                     lambda f, s, p: _v(f, "held:sparse_touch", s)),
+    "vma_first_write_fault": ("first write to fresh one-page VMAs: trap + zero_fill + "
+                              "struct_alloc (anon_vma, anon_vma_chain) + pt_page",
+                              lambda p: ("islands_fault", None, p["islands"]),
+                              lambda f, s, p: _v(f, "vma_first_write_fault", s)),
+}
+HELD_OUT = tuple(HELD_OUT_SPEC)
+#: probes whose host value is close to 0 by design: their error is stated relative
+#: to another probe's host value (a private fork's cost per page)
+ERROR_SCALE = {"fork_memfd": "fork_touched_pages"}
+
+
+def _held_out(figs: dict, stat: str, profile: str = "full") -> list[tuple]:
+    """(probe, twin, twin subtracted or None, units, host ns per unit) of every held-out probe."""
+    p = PROFILES[profile]
+    out = []
+    for probe, (_what, tw, host) in HELD_OUT_SPEC.items():
+        a, b, units = tw(p)
+        out.append((probe, a, b, units, float(host(figs, stat, p))))
     return out
 
 
@@ -313,21 +538,43 @@ def kernel_counts(probe: str, depth: int) -> dict:
 
 
 def kernel_counts_check(figs: dict, costs: dict, profile: str, stat: str = "median") -> dict:
-    """The held-out probes priced with the kernel's own per-unit counts."""
+    """The held-out probes whose kernel path is written down (KERNEL_COUNTS) priced with
+    the kernel's own per-unit counts."""
     cal = {"costs": costs}
     rows = []
-    for probe, _, host in _held_out(figs, stat):
+    for probe, _a, _b, _u, host in _held_out(figs, stat, profile):
+        if probe not in KERNEL_COUNTS and probe != "fork_chain_vmas":
+            continue
         e = est.estimate_ns(kernel_counts(probe, PROFILES[profile]["depth"]), cal)["events_ns"]
         rows.append({"probe": probe, "host_ns": round(host, 1), "estimated_ns": round(e, 1),
-                     "error_pct": round(100.0 * (e - host) / host, 1)})
+                     "error_pct": _err(e, host)})
     return {"what": "held-out probes priced with the host kernel's own event counts "
                     "(KERNEL_COUNTS): the error of the prices alone",
             "worst_abs_error_pct": max(abs(r["error_pct"]) for r in rows), "probes": rows}
 
 
+def _err(model: float, host: float) -> float:
+    return round(100.0 * (model - host) / host, 1) if host > 0 else float("inf")
+
+
+def _err_scaled(model: float, host: float, ref: float) -> float:
+    """Error in percent of `ref` (= host for every probe but those in ERROR_SCALE)."""
+    return round(100.0 * (model - host) / ref, 1) if ref > 0 else float("inf")
+
+
+def twin_events(backend: str, a: str, b: str | None, units: int, p: dict) -> tuple[dict, float]:
+    """(event counts per unit of twin `a` minus twin `b`, model bookkeeping ns per unit)."""
+    ev, book, _ = model_events(backend, a, p)
+    if b is not None:
+        ev0, book0, _ = model_events(backend, b, p)
+        ev, book = est.diff(ev, ev0), book - book0
+    return {k: v / units for k, v in ev.items()}, book / units
+
+
 def validate(figs: dict, costs: dict, profile: str, backend: str = "linux",
-             stat: str = "median") -> dict:
-    """Estimates of the held-out probes by `backend` against the host, in percent."""
+             stat: str = "median", target_pct: float = 25.0) -> dict:
+    """Estimates of the held-out probes by `backend` against the host, in percent, plus a
+    leave-one-round-out cross-validation of the fit."""
     import mmbench
     if backend not in mmbench.backends():
         return {"status": "skipped", "backend": backend,
@@ -335,24 +582,91 @@ def validate(figs: dict, costs: dict, profile: str, backend: str = "linux",
                           f"(installed: {', '.join(mmbench.backends())})"}
     p = PROFILES[profile]
     cal = {"costs": costs}
-    rows = []
-    for probe, spec, host in _held_out(figs, stat):
-        parts = spec.split("|")
-        ev, book, units = model_events(backend, parts[0], p)
-        if len(parts) == 2:      # a slope: difference of two twins per unit of x
-            ev0, book0, _ = model_events(backend, parts[1], p)
-            units = int(parts[0].split(":")[1])
-            ev, book = est.diff(ev, ev0), book - book0
-        e = est.estimate_ns(ev, cal)
-        model = e["events_ns"] / units
-        rows.append({"probe": probe, "host_ns": round(host, 1), "estimated_ns": round(model, 1),
-                     "error_pct": round(100.0 * (model - host) / host, 1),
-                     "model_bookkeeping_ns": round(book / units, 1),
-                     "breakdown_ns": {k: round(v / units, 1) for k, v in e["breakdown"].items()},
+    rows, events = [], {}
+    held = _held_out(figs, stat, profile)
+    hosts = {h[0]: h[4] for h in held}
+    for probe, a, b, units, host in held:
+        ev, book = twin_events(backend, a, b, units, p)
+        events[probe] = ev
+        e = est.estimate_ns(ev, cal, design=backend)
+        model = e["events_ns"]
+        ref = hosts[ERROR_SCALE[probe]] if probe in ERROR_SCALE else host
+        rows.append({"probe": probe, "what": HELD_OUT_SPEC[probe][0], "host_ns": round(host, 1),
+                     "estimated_ns": round(model, 1), "error_pct": _err_scaled(model, host, ref),
+                     "model_bookkeeping_ns": round(book, 1),
+                     "breakdown_ns": {k: round(v, 1) for k, v in e["breakdown"].items()},
                      "uncosted": e["uncosted"]})
     worst = max(abs(r["error_pct"]) for r in rows)
-    return {"status": "ok", "backend": backend, "target_pct": 25.0,
-            "worst_abs_error_pct": worst, "within_target": worst <= 25.0, "probes": rows}
+    used = sorted({k for r in rows for k in r["breakdown_ns"]})
+    return {"status": "ok", "backend": backend, "target_pct": target_pct,
+            "worst_abs_error_pct": worst, "within_target": worst <= target_pct,
+            "prices_exercised": used,
+            "prices_not_exercised": sorted(set(costs) - set(used)),
+            "probes": rows, "cross_validation": cross_validate(figs, events, stat, profile)}
+
+
+#: memfd-backed host probes the shmem design is checked against (its anonymous
+#: memory *is* a shmem file): the page-cache prices come from the first two, so
+#: for them only the design's counts are on trial; fork_memfd is held out
+SHMEM_PROBES = {
+    "memfd_miss_fault": (lambda p: ("memfd_miss_fault", None, p["pages"]),
+                         lambda f, s, p: _v(f, "memfd_miss_fault", s)),
+    "memfd_hit_fault": (lambda p: ("memfd_hit_fault", None, p["pages"]),
+                        lambda f, s, p: _v(f, "memfd_hit_fault", s)),
+    "fork_memfd": HELD_OUT_SPEC["fork_memfd"][1:],
+}
+
+
+def validate_shmem(figs: dict, costs: dict, profile: str, stat: str = "median") -> dict:
+    """The shmem design's estimates of memfd-backed host runs (shared mappings)."""
+    import mmbench
+    if "shmem" not in mmbench.backends():
+        return {"status": "skipped", "backend": "shmem", "reason": "the shmem design is not installed"}
+    p = PROFILES[profile]
+    rows = []
+    for probe, (tw, host_fn) in SHMEM_PROBES.items():
+        a, b, units = tw(p)
+        host = float(host_fn(figs, stat, p))
+        ev, book = twin_events("shmem", a, b, units, p)
+        e = est.estimate_ns(ev, {"costs": costs}, design="shmem")
+        ref = (float(HELD_OUT_SPEC["fork_touched_pages"][2](figs, stat, p))
+               if probe in ERROR_SCALE else host)
+        rows.append({"probe": probe, "host_ns": round(host, 1), "estimated_ns": round(e["events_ns"], 1),
+                     "error_pct": _err_scaled(e["events_ns"], host, ref),
+                     "model_bookkeeping_ns": round(book, 1),
+                     "breakdown_ns": {k: round(v, 1) for k, v in e["breakdown"].items()},
+                     "uncosted": e["uncosted"], "held_out": probe == "fork_memfd"})
+    return {"status": "ok", "backend": "shmem", "probes": rows,
+            "worst_abs_error_pct": max(abs(r["error_pct"]) for r in rows)}
+
+
+def cross_validate(figs: dict, events: dict, stat: str, profile: str) -> dict:
+    """Leave one round out: fit the prices on every other round, predict each held-out
+    probe, compare with that round's own measurement.  Says how well prices fitted on
+    some measurements predict new ones, noise included."""
+    p = PROFILES[profile]
+    reps = min(len(v["samples"]) if "x" not in v else min(len(sm) for sm in v["samples"])
+               for v in figs.values() if "samples" in v)
+    if reps < 2:
+        return {"status": "skipped", "reason": "one round: nothing to leave out"}
+    errs: dict[str, list] = {k: [] for k in events}
+    for r in range(reps):
+        rest = np.array([i for i in range(reps) if i != r])
+        costs = fit(_resampled(figs, rest, stat), stat)
+        one = _resampled(figs, np.array([r]), stat)
+        held = _held_out(one, stat, profile)
+        hosts = {h[0]: h[4] for h in held}
+        for probe, a, b, units, host in held:
+            model = est.estimate_ns(events[probe], {"costs": costs})["events_ns"]
+            ref = hosts[ERROR_SCALE[probe]] if probe in ERROR_SCALE else host
+            if ref > 0:
+                errs[probe].append(100.0 * (model - host) / ref)
+    per = {k: {"median_abs_error_pct": round(float(np.median(np.abs(v))), 1),
+               "worst_abs_error_pct": round(float(np.max(np.abs(v))), 1)}
+           for k, v in errs.items() if v}
+    return {"status": "ok", "rounds": reps, "probes": per,
+            "median_abs_error_pct": round(float(np.median([x["median_abs_error_pct"]
+                                                           for x in per.values()])), 1)}
 
 
 # ------------------------------------------------------------- structures
@@ -483,10 +797,12 @@ def calibrate(profile: str = "full", structures_too: bool = False, backend: str 
     t0 = time.monotonic()
     load_before = os.getloadavg()
     figs = run_probes(profile, log)
+    stability = figs.pop("_stability", None)
     load_after = os.getloadavg()
-    costs = fit(figs, stat)
+    costs = fit_with_intervals(figs, stat)
     log("validating against the model")
     val = validate(figs, costs, profile, backend, stat)
+    shm = validate_shmem(figs, costs, profile, stat)
     cal = {"format": 1, "kind": "calibration", "profile": profile, "stat": stat,
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "machine": machine_info(),
@@ -494,10 +810,11 @@ def calibrate(profile: str = "full", structures_too: bool = False, backend: str 
                             "after": [round(x, 2) for x in load_after],
                             "note": "other work on the host slows every probe alike; "
                                     "prices from a loaded host are high"},
-           "probes": figs, "costs": costs,
+           "probes": figs, "costs": costs, "stability": stability,
            "estimate": "estimated_ns = sum(count(event) x costs[cost_of(event)].ns) "
                        "(+ measured model bookkeeping); see mmbench.estimate.COSTS",
-           "validation": val, "kernel_counts_check": kernel_counts_check(figs, costs, profile, stat)}
+           "validation": val, "shmem_validation": shm,
+           "kernel_counts_check": kernel_counts_check(figs, costs, profile, stat)}
     if structures_too:
         log("host structures")
         cal["structures"] = structures(profile, backend)
@@ -521,20 +838,44 @@ def write(cal: dict, path: str) -> str:
 def summary(cal: dict) -> str:
     lines = [f"host {cal['machine']['hostname']}: {cal['machine']['cpu']}, "
              f"Linux {cal['machine']['kernel']} ({cal['profile']} profile, {cal['stat']} of "
-             f"{PROFILES[cal['profile']]['reps']} rounds, {cal['elapsed_s']} s, "
+             f"{(cal.get('stability') or {}).get('rounds', PROFILES[cal['profile']]['reps'])} "
+             f"interleaved rounds, {cal['elapsed_s']} s, "
              f"load average {cal['load_average']['before'][0]} -> {cal['load_average']['after'][0]})",
-             "fitted costs (ns):"]
+             "fitted costs (ns, with the 90% bootstrap interval over rounds):"]
     for k, v in cal["costs"].items():
-        lines.append(f"  {k:13s} {v['ns']:10.1f}   = {v['from']}")
+        f = ".1f" if v["ns"] >= 10 or v["ns"] == 0 else ".4f"
+        iv = f"[{v['low']:{f}} – {v['high']:{f}}]" if "low" in v else ""
+        lines.append(f"  {k:13s} {v['ns']:10{f}} {iv:>22s}  = {v['from']}")
     val = cal["validation"]
     if val["status"] != "ok":
         lines.append(f"validation: skipped — {val['reason']}")
     else:
-        lines.append(f"validation ({val['backend']} design, probes not used in the fit):")
+        lines.append(f"validation ({val['backend']} design, {len(val['probes'])} held-out probes, "
+                     f"none used in the fit; ns per unit):")
         for r in val["probes"]:
             lines.append(f"  {r['probe']:22s} host {r['host_ns']:10.1f}  estimated "
-                         f"{r['estimated_ns']:10.1f}  error {r['error_pct']:+6.1f}%")
-        lines.append(f"  worst |error| {val['worst_abs_error_pct']}% (target 25%)")
+                         f"{r['estimated_ns']:10.1f}  error {r['error_pct']:+7.1f}%")
+        lines.append(f"  worst |error| {val['worst_abs_error_pct']}% (target {val['target_pct']:g}%)")
+        lines.append(f"  prices exercised: {', '.join(val['prices_exercised'])}")
+        if val["prices_not_exercised"]:
+            lines.append(f"  prices no held-out probe exercises: {', '.join(val['prices_not_exercised'])}")
+        cv = val.get("cross_validation", {})
+        if cv.get("status") == "ok":
+            lines.append(f"  leave-one-round-out ({cv['rounds']} rounds): median |error| "
+                         f"{cv['median_abs_error_pct']}%; worst per probe: " + ", ".join(
+                             f"{k} {v['worst_abs_error_pct']}%" for k, v in cv["probes"].items()))
+    stab = cal.get("stability")
+    if stab:
+        lines.append(f"stability: {stab['rounds']} rounds; the least certain median ({stab['worst_probe']}) "
+                     f"is known to ±{stab['worst_spread']:.1%}; " + ("stable" if stab["stable"] else
+                     f"NOT stable: it stayed above the {stab['target']:.0%} target"))
+    shm = cal.get("shmem_validation")
+    if shm and shm["status"] == "ok":
+        lines.append("shmem design against memfd-backed host runs:")
+        for r in shm["probes"]:
+            lines.append(f"  {r['probe']:22s} host {r['host_ns']:10.1f}  estimated "
+                         f"{r['estimated_ns']:10.1f}  error {r['error_pct']:+7.1f}%"
+                         + ("" if r["held_out"] else "   (prices fitted on this probe)"))
     kc = cal["kernel_counts_check"]
     lines.append("prices alone (held-out probes with the kernel's own event counts):")
     for r in kc["probes"]:

@@ -16,13 +16,14 @@ from libc.stdlib cimport calloc, realloc, free
 from libc.string cimport memset, strncpy
 from libc.stdio cimport snprintf
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint8_t, int8_t
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from mmbench.clock cimport clock_ticks
 
 import numpy as np
 cimport numpy as cnp
 
 from mmbench.blocks.frames cimport frames_init, frames_destroy, MAX_NODES
 from mmbench import errors as _errors
+from mmbench import clock as _clock
 
 cnp.import_array()
 
@@ -55,26 +56,11 @@ _PY_HOOKS = ("do_spawn", "do_mmap", "do_munmap", "do_mprotect", "do_read", "do_w
              "do_device_write")
 
 
-cdef inline int64_t now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
-
-
 def clock_overhead_ns(int reps=20001):
     """Median cost of one back-to-back pair of the engine's clock reads (ns)."""
-    cdef cnp.ndarray[int64_t] d
-    cdef int i
-    cdef int64_t t0, t1
     if reps < 1:
         raise _errors.InvalidArgument("reps must be at least 1")
-    d = np.empty(reps, dtype=np.int64)
-    with nogil:
-        for i in range(reps):
-            t0 = now_ns()
-            t1 = now_ns()
-            d[i] = t1 - t0
-    return int(np.median(d))
+    return float(_clock.ticks_to_ns(_clock.overhead_ticks(reps)))
 
 
 def _to_int(x, what):
@@ -405,7 +391,9 @@ cdef class Machine:
         NoSuchProcess and nothing runs.  Per op the result holds the status
         (0 ok, else an MM_E* code: a fault the op provoked is recorded, not
         raised), the value (read result or new pid) and, with ``timing``, the
-        time in ns with the clock's own overhead subtracted.  Returns a polars
+        time in ns (float64; read from the clock mmbench.clock chose: the
+        TSC where it is a clock, else CLOCK_MONOTONIC) with the cost of a pair
+        of clock reads subtracted.  Returns a polars
         DataFrame (``frame=False``: a dict of numpy arrays).  Details of the
         run (elapsed ns, clock overhead, ops executed) are in ``last_replay``.
         """
@@ -419,20 +407,21 @@ cdef class Machine:
         cdef int8_t* st_p = <int8_t*>cnp.PyArray_DATA(status)
         cdef uint64_t* val_p = <uint64_t*>cnp.PyArray_DATA(value)
         cdef int64_t* ns_p = <int64_t*>cnp.PyArray_DATA(ns) if timing else NULL
-        cdef int64_t overhead = clock_overhead_ns() if timing else 0
+        cdef int cmode = _clock.mode()
+        cdef int64_t overhead = _clock.overhead_ticks() if timing else 0      # ticks
         cdef bint do_time = timing
         cdef bint stop = stop_on_error
         cdef Py_ssize_t i, done = 0
         cdef int st
         cdef int64_t t0, t1, start, elapsed
         self.pending_exc = None
-        start = now_ns()
+        start = clock_ticks(cmode)
         with nogil:
             if do_time:
                 for i in range(n):
-                    t0 = now_ns()
+                    t0 = clock_ticks(cmode)
                     st = self.dispatch(&recs[i], &val_p[i])
-                    t1 = now_ns()
+                    t1 = clock_ticks(cmode)
                     ns_p[i] = t1 - t0 - overhead if t1 - t0 > overhead else 0
                     st_p[i] = <int8_t>st
                     done = i + 1
@@ -446,9 +435,10 @@ cdef class Machine:
                     if st != MM_OK and (st == MM_EPYTHON or stop):
                         done = i + 1
                         break
-        elapsed = now_ns() - start
-        self.last_replay = {"ops": int(done), "elapsed_ns": int(elapsed),
-                            "clock_overhead_ns": int(overhead), "timing": bool(timing)}
+        elapsed = clock_ticks(cmode) - start
+        self.last_replay = {"ops": int(done), "elapsed_ns": int(_clock.ticks_to_ns(elapsed)),
+                            "clock_overhead_ns": float(_clock.ticks_to_ns(overhead)),
+                            "clock": _clock.info()["clock"], "timing": bool(timing)}
         if self.pending_exc is not None:
             exc, self.pending_exc = self.pending_exc, None
             raise exc
@@ -456,7 +446,7 @@ cdef class Machine:
                 "npages": arr["npages"][:done], "arg": arr["arg"][:done], "dev": arr["dev"][:done],
                 "status": status[:done], "value": value[:done]}
         if timing:
-            cols["ns"] = ns[:done]
+            cols["ns"] = _clock.ticks_to_ns(ns[:done])      # float64 ns
         if not frame:
             return cols
         import polars as pl

@@ -7,26 +7,46 @@ hardware under a real kernel.  ``mmbench calibrate`` measures the host kernel
 and fits one price per event (see docs/calibration.md); this module applies
 the prices:
 
-    estimated_ns = sum over events of  count(event) x cost(event)
-                   (+ the model's measured bookkeeping ns, when given)
+    estimated_ns = sum over events of  count(event) x price(event)
+                   (+ the link model's time for counted DMA, when given)
 
-The event -> cost mapping (COSTS) is the same for every design, because a
-counter name means the same thing in every design.  Three kinds of event
-keys are accepted in the ``counters`` dict:
+and nothing else: the simulator's own bookkeeping time is returned next to
+the estimate (``bookkeeping_ns``), never inside it, so a slow model never
+looks like a slow kernel.
+
+Event keys accepted in the ``counters`` dict:
 
 * a counter name from ``mmbench.COUNTER_NAMES`` ("faults", "pages_zeroed" …);
-* ``"alloc:<struct>"`` / ``"free:<struct>"``: slab objects allocated / freed
-  (``Machine.slab_allocs()`` / ``slab_frees()``).  A struct is priced once,
-  at allocation, for its whole life (allocation, linking, unlinking, free):
-  the host probes that price it create and destroy it.  Freed frames
-  (``free:page``) are priced on their own;
+* ``"alloc:<struct>"`` / ``"free:<struct>"``: slab *objects* allocated /
+  freed.  A struct is priced per object for its whole life (allocation,
+  linking, unlinking, free): the host probes that price it create and destroy
+  it.  Half the price is charged at allocation and half at free (LIFETIME), so
+  a window that sees one end pays that end.  Freed frames (``free:page``) are
+  priced on their own;
+* ``"alloc_bytes:<struct>"``: *bytes* of variable-size allocations (amap slot
+  arrays, xarray nodes, pv chunks).  A variable-size allocation is priced per
+  allocation (``alloc:<struct>``, struct_alloc) plus per byte (kmalloc_byte,
+  from the size-dependent kmalloc probe).  A cache a design accounts in bytes
+  (object size 1, e.g. uvm's ``amap_slots``) yields only bytes; how many
+  allocations those bytes took is declared by the design (DESIGN_PRICES):
+  no byte is ever priced as an object;
 * ``"op:<OP>"``: contract operations executed (``"op:FORK"``, ``"op:MMAP"`` …).
 
-``events_of(machine, ops)`` collects all three from a machine.  Keys whose
-cost another price contains (COVERED: fault kinds, frees, EXIT …) are listed
-under ``covered``; keys no price applies to under ``uncosted`` (bookkeeping
-the measured time already contains, e.g. rmap visits, PTE writes).  Without a calibration
-nothing is guessed: the result says "no calibration" and its total is None.
+``slab_events(machine)`` / ``events_of(machine, ops)`` collect all of them.
+Keys whose cost another price contains (COVERED: fault kinds, frees, EXIT …)
+are listed under ``covered``; keys no price applies to under ``uncosted``.
+
+Every price has a *basis*: ``measured`` (fitted from host probes; for a design
+other than linux this means "the Linux kernel's code path for the same event,
+on this hardware"), ``assumed`` (another kernel's struct priced as a Linux one,
+e.g. a FreeBSD pv_entry insert as Linux's rmap add; DESIGN_PRICES says which
+and why) or ``own`` (a price the design declares itself, with its source, in
+a class attribute ``estimate_prices``).  Each estimate carries a range
+(``low_ns`` … ``high_ns``) from its prices' uncertainty: the bootstrap
+interval of a measured price (mmbench.calibrate), x/÷ ASSUMED_FACTOR around an
+assumed one, the declared relative uncertainty of an own one.  Without a
+calibration nothing is guessed: the result says "no calibration" and its
+total is None.
 """
 from __future__ import annotations
 
@@ -53,33 +73,120 @@ COSTS = {
     "fork_pte": ("copy and write-protect one PTE at fork", ("fork_ptes_copied",)),
     "pte_zap": ("clear one present PTE (munmap, exit, dontneed)", ("pte_zaps",)),
     "page_free": ("free a frame nobody maps any more", ("free:page", "free:vm_page")),
-    "vma": ("duplicate a VMA at fork and free it at exit (or create and free one)",
-            ("alloc:vm_area_struct", "alloc:vm_map_entry")),
+    "vma": ("duplicate a VMA at fork and free it at exit (or create and free one); half at "
+            "allocation, half at free",
+            ("alloc:vm_area_struct", "alloc:vm_map_entry", "free:vm_area_struct",
+             "free:vm_map_entry")),
     "struct_alloc": ("allocate and link one other MM struct (anon_vma, anon_vma_chain, "
-                     "vm_object, xa_node …) and later unlink and free it", ("alloc:*",)),
+                     "vm_object, xa_node …) and later unlink and free it, half at each end; "
+                     "also the per-allocation part of a variable-size allocation",
+                     ("alloc:*", "free:*")),
+    "kmalloc_byte": ("one byte of a variable-size kernel allocation: the size-dependent part "
+                     "of kmalloc plus one pass over the bytes", ("alloc_bytes:*",)),
     "syscall": ("enter and leave the kernel for an address-space system call",
                 ("op:MMAP", "op:MUNMAP", "op:MPROTECT", "op:MREMAP", "op:MADVISE_DONTNEED")),
     "fork_base": ("fork + exit + wait of a process with an empty address space", ("op:FORK",)),
 }
 
+#: prices that are not host measurements at all: the accelerator link model
+LINK_COST = "dma_link"
+
+#: lifetime prices (fork + exit probes create and destroy the struct): half is
+#: charged when the struct is allocated, half when it is freed, so a window that
+#: sees only one end (a munmap of VMAs made earlier, a fault that creates an
+#: anon_vma kept for later) pays only its end.  The even split is an assumption
+#: (the probes see both ends together); over a whole life the sum is the price.
+LIFETIME = frozenset({"vma", "struct_alloc"})
+LIFETIME_SHARE = 0.5
+
 #: slab caches priced elsewhere: page tables by pt_page, frames by zero_fill /
 #: copy / page_free, VMAs by vma, which covers their whole life including the
 #: maple-tree nodes that index them (the host's fork_vmas slope contains those)
 NOT_STRUCT = frozenset({"pgd", "p4d_table", "pud_table", "pmd_table", "pte_table",
-                        "page", "vm_page", "vm_area_struct", "vm_map_entry", "maple_node"})
+                        "page", "vm_page", "page (device)", "vm_area_struct", "vm_map_entry",
+                        "maple_node"})
+
+#: variable-size allocations accounted per object of a fixed size: priced per
+#: allocation (struct_alloc) plus their bytes (kmalloc_byte)
+SIZED = frozenset({"xa_node", "dmirror xa_node", "xa_node (logical page table)", "pv_chunk"})
 
 #: event keys whose cost another price already contains (reported as
 #: "covered", not as "uncosted"): a fault kind is inside trap + its work; a
 #: struct counter duplicates the "alloc:<struct>" key; fork write-protects the
-#: PTEs it copies (inside fork_pte); frees of structs and
-#: page tables are inside the lifetime prices; EXIT is inside fork_base (the
-#: probes fork, exit and wait); reads and writes cost nothing beyond their faults
+#: PTEs it copies (inside fork_pte); a PTE write is inside the trap, fork_pte,
+#: pte_zap or tlb_flush of the operation that wrote it; a VMA split or merge
+#: is its alloc:/free: of a VMA; a pv entry is the rmap add that zero_fill,
+#: copy and fork_pte contain (an assumption for the BSD designs, see
+#: DESIGN_PRICES); frees of structs and page tables are inside the lifetime
+#: prices; EXIT is inside fork_base (the probes fork, exit and wait); reads
+#: and writes cost nothing beyond their faults
 COVERED = frozenset({
     "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_device_return",
-    "fault_wp_shared", "fork_ptes_wrprotect", "pt_pages_free", "objects_alloc", "objects_free", "anon_vma_alloc",
-    "avc_alloc", "xa_node_alloc", "xa_node_free", "gm_mapping_alloc", "anon_alloc",
-    "shadow_objects", "op:EXIT", "op:SPAWN", "op:READ", "op:WRITE", "op:NOP",
+    "fault_wp_shared", "fork_ptes_wrprotect", "pt_pages_free", "objects_alloc", "objects_free",
+    "anon_vma_alloc", "avc_alloc", "xa_node_alloc", "xa_node_free", "gm_mapping_alloc",
+    "anon_alloc", "shadow_objects", "pte_writes", "vma_splits", "vma_merges", "pv_entries",
+    "dma_bytes", "dma_transfers", "pages_to_device", "pages_to_host",
+    "op:EXIT", "op:SPAWN", "op:READ", "op:WRITE", "op:NOP",
 })
+
+#: How far an assumed price may be off, both ways (low = price / F, high = price x F)
+ASSUMED_FACTOR = 2.0
+#: the relative uncertainty of a design's own price when it declares none
+OWN_UNCERTAINTY = 0.5
+
+#: What the built-in designs other than linux borrow from Linux's prices, and
+#: how variable-size caches accounted in bytes become allocations.  A design
+#: (a plugin too) may declare the same in a class attribute ``estimate_prices``
+#: {event key: {"ns": price, "source": "where the number comes from",
+#: "uncertainty": relative}} (its own prices) and ``estimate_allocations``
+#: {bytes-accounted cache: (cache counted per allocation, allocations per
+#: object of it, source)}.
+DESIGN_PRICES = {
+    "freebsd": {
+        "assumed": {
+            "alloc:vm_map_entry": "a vm_map_entry copied at fork priced as Linux's vm_area_dup "
+                                  "+ maple-tree insert (the vma price)",
+            "alloc:vm_object": "a vm_object priced as a Linux anon_vma lifetime (struct_alloc)",
+            "alloc:pctrie_node": "a pctrie node priced as a Linux slab struct lifetime (struct_alloc)",
+            "alloc:pv_chunk": "a pv_chunk page priced as a kmalloc of 4 KiB (struct_alloc + bytes)",
+            "pv_entries": "a pv_entry insert priced as Linux's rmap add, which zero_fill, copy "
+                          "and fork_pte contain",
+        },
+    },
+    "uvm": {
+        "assumed": {
+            "alloc:vm_map_entry": "a vm_map_entry priced as Linux's vm_area_dup + maple-tree "
+                                  "insert (the vma price)",
+            "alloc:vm_amap": "a vm_amap priced as a Linux anon_vma lifetime (struct_alloc)",
+            "alloc:vm_anon": "a vm_anon priced as a Linux slab struct lifetime (struct_alloc)",
+            "alloc:amap_slots": "an amap slot-array allocation priced as a Linux slab struct "
+                                "lifetime (struct_alloc)",
+            "alloc_bytes:amap_slots": "amap slot-array bytes priced with the host kmalloc probe",
+            "alloc:pv_chunk": "a pv_chunk page priced as a kmalloc of 4 KiB (struct_alloc + bytes)",
+            "pv_entries": "a pv_entry insert priced as Linux's rmap add, which zero_fill, copy "
+                          "and fork_pte contain",
+        },
+        "allocations": {
+            "amap_slots": ("vm_amap", 3, "NetBSD sys/uvm/uvm_amap.c amap_alloc1(): am_slots, "
+                                         "am_bckptr and am_anon are three kmem_alloc()s per amap"),
+        },
+    },
+    "gmem": {
+        "assumed": {
+            "alloc:vm_object": "the RFC's per-process vm_object priced as a Linux slab struct "
+                               "lifetime (struct_alloc)",
+            "alloc:gm_mapping": "a gm_mapping priced as a Linux slab struct lifetime (struct_alloc)",
+            "alloc:xarray (vm_object)": "the logical page table's xarray head priced as a slab "
+                                        "struct lifetime (struct_alloc)",
+        },
+    },
+    "shmem": {
+        "assumed": {
+            "alloc:reflink_group": "the reflink-style clone group priced as a slab struct "
+                                   "lifetime (struct_alloc): no kernel has it yet",
+        },
+    },
+}
 
 NO_CALIBRATION = "no calibration"
 
@@ -118,68 +225,206 @@ def cost_of(key: str) -> str | None:
         if key in keys:
             return name
     kind, _, struct = key.partition(":")
-    if kind == "alloc" and struct and struct not in NOT_STRUCT:
+    if kind in ("alloc", "free") and struct and struct not in NOT_STRUCT:
         return "struct_alloc"
+    if kind == "alloc_bytes" and struct:
+        return "kmalloc_byte"
     return None
+
+
+def share(key: str) -> float:
+    """The part of its price an event key pays (LIFETIME prices: half at each end)."""
+    return LIFETIME_SHARE if cost_of(key) in LIFETIME else 1.0
 
 
 def covered(key: str) -> bool:
     """Whether another price already contains the cost of event `key`."""
     kind, _, struct = key.partition(":")
-    return (key in COVERED or (kind == "free" and bool(struct))
-            or (kind == "alloc" and struct in NOT_STRUCT))
+    return (key in COVERED or (kind == "free_bytes" and bool(struct))
+            or (kind in ("alloc", "free") and struct in NOT_STRUCT))
 
 
-def _price(costs: dict, name: str) -> float | None:
+def _price(costs: dict, name: str) -> tuple[float, float, float] | None:
+    """(ns, low, high) of a calibrated price; a price without an interval has
+    low = high = ns (calibrations older than the interval)."""
     c = costs.get(name)
+    if c is None:
+        return None
     if isinstance(c, dict):
-        c = c.get("ns")
-    return None if c is None else float(c)
+        ns = c.get("ns")
+        if ns is None:
+            return None
+        return float(ns), float(c.get("low", ns)), float(c.get("high", ns))
+    return float(c), float(c), float(c)
 
 
-def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | None = None) -> dict:
-    """Estimated host ns for a run with these event counts.
+def _design_name(design) -> str | None:
+    if design is None or isinstance(design, str):
+        return design
+    return getattr(design, "name", None)
 
-    Returns {"kind": "estimated", "total_ns", "events_ns", "bookkeeping_ns",
-    "breakdown": {cost: ns}, "uncosted": [event keys with no price],
-    "covered": [keys another price contains], "calibration": host name}.
-    Without a calibration: total_ns None and "reason": "no calibration".
+
+def _design_class(design):
+    if design is None:
+        return None
+    if isinstance(design, str):
+        try:
+            from mmbench import registry
+            return registry.load(design)
+        except Exception:
+            return None
+    return design if isinstance(design, type) else type(design)
+
+
+def declarations(design) -> dict:
+    """{"assumed": {key: why}, "own": {key: {ns, source, uncertainty}},
+    "allocations": {cache: (per cache, factor, source)}} of `design` (a name,
+    class or machine): DESIGN_PRICES merged with the class's own attributes."""
+    name = _design_name(design)
+    base = DESIGN_PRICES.get(name or "", {})
+    cls = _design_class(design)
+    own = dict(getattr(cls, "estimate_prices", None) or {})
+    for key, spec in own.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("ns"), (int, float)) \
+                or not isinstance(spec.get("source"), str) or not spec["source"]:
+            from mmbench import errors
+            raise errors.InvalidArgument(
+                f"{name}: estimate_prices[{key!r}] must be {{'ns': number, 'source': text}}")
+    alloc = dict(base.get("allocations", {}))
+    alloc.update(getattr(cls, "estimate_allocations", None) or {})
+    return {"assumed": dict(base.get("assumed", {})), "own": own, "allocations": alloc}
+
+
+def basis(key: str, design=None, decl: dict | None = None) -> tuple[str, str]:
+    """("measured" | "assumed" | "own", why) of the price `design` pays for `key`."""
+    decl = declarations(design) if decl is None else decl
+    if key in decl["own"]:
+        return "own", decl["own"][key]["source"]
+    kind, _, struct = key.partition(":")
+    same = f"alloc:{struct}" if kind == "free" else key      # a free is priced as its alloc is
+    if same in decl["assumed"]:
+        return "assumed", decl["assumed"][same]
+    name = _design_name(design)
+    if name not in (None, "linux", "reference") and kind in ("alloc", "free", "alloc_bytes"):
+        return "assumed", f"a {struct} priced as a Linux slab struct lifetime ({cost_of(key)})"
+    return "measured", COSTS[cost_of(key)][0] if cost_of(key) else ""
+
+
+def link_ns(counters: dict, link: dict | None) -> float | None:
+    """The accelerator link model's time for the counted DMA (None: no DMA or no link)."""
+    nbytes = counters.get("dma_bytes", 0)
+    if not nbytes or not link or float(link.get("gbps", 0)) <= 0:
+        return None
+    return (nbytes / float(link["gbps"])
+            + counters.get("dma_transfers", 0) * float(link.get("latency_us", 0)) * 1000.0)
+
+
+def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | None = None,
+                design=None, link: dict | None = None) -> dict:
+    """Estimated host ns for a run with these event counts: counts x prices only.
+
+    Returns {"kind": "estimated", "total_ns", "low_ns", "high_ns", "events_ns",
+    "link_ns", "bookkeeping_ns" (the model's own time, `measured_ns`, reported
+    beside the estimate, never added), "breakdown": {cost: ns}, "basis": {event
+    key: "measured" | "assumed: why" | "own: source"}, "assumed": [keys priced
+    by assumption], "uncosted": [event keys with no price], "covered": [keys
+    another price contains], "calibration": host name}.  `link` (a machine's
+    link model) adds the DMA's time as cost "dma_link".  Without a calibration:
+    total_ns None and "reason": "no calibration".
     """
+    book = float(measured_ns) if measured_ns is not None else None
     if calibration is None:
         return {"kind": "estimated", "total_ns": None, "reason": NO_CALIBRATION,
-                "breakdown": {}, "uncosted": sorted(k for k, v in counters.items() if v)}
+                "bookkeeping_ns": book, "breakdown": {},
+                "uncosted": sorted(k for k, v in counters.items() if v)}
     costs = calibration["costs"]
+    decl = declarations(design)
     breakdown: dict[str, float] = {}
-    uncosted, cov = [], []
+    low = high = 0.0
+    how: dict[str, str] = {}
+    uncosted, cov, assumed = [], [], []
     for key, count in counters.items():
         if not count:
             continue
-        name = cost_of(key)
-        price = _price(costs, name) if name else None
-        if price is None:
-            (cov if name is None and covered(key) else uncosted).append(key)
-            continue
+        if key in decl["own"]:
+            spec = decl["own"][key]
+            p = float(spec["ns"])
+            u = float(spec.get("uncertainty", OWN_UNCERTAINTY))
+            price, lo, hi, name = p, p * max(0.0, 1 - u), p * (1 + u), f"own:{key}"
+        else:
+            name = cost_of(key)
+            pr = _price(costs, name) if name else None
+            if pr is None:
+                (cov if name is None and covered(key) else uncosted).append(key)
+                continue
+            w = share(key)
+            price, lo, hi = pr[0] * w, pr[1] * w, pr[2] * w
+        kind, why = basis(key, design, decl)
+        if kind == "assumed":
+            lo, hi = lo / ASSUMED_FACTOR, hi * ASSUMED_FACTOR
+            assumed.append(key)
+        how[key] = kind if kind == "measured" else f"{kind}: {why}"
         breakdown[name] = breakdown.get(name, 0.0) + count * price
+        low += count * lo
+        high += count * hi
     events = sum(breakdown.values())
-    book = float(measured_ns) if measured_ns is not None else None
+    dma = link_ns(counters, link)
+    if dma is not None:
+        breakdown[LINK_COST] = dma
+        how["dma_bytes"] = "link model: bytes / bandwidth + transfers x latency (not measured)"
+        low, high = low + dma, high + dma
+    total = events + (dma or 0.0)
     return {"kind": "estimated",
-            "total_ns": events + (book or 0.0),
-            "events_ns": events,
+            "total_ns": total, "low_ns": min(low, total), "high_ns": max(high, total),
+            "events_ns": events, "link_ns": dma,
             "bookkeeping_ns": book,
-            "breakdown": breakdown,
+            "breakdown": breakdown, "basis": how, "assumed": sorted(assumed),
             "uncosted": sorted(uncosted),
             "covered": sorted(cov),
             "calibration": calibration.get("machine", {}).get("hostname", "?")}
 
 
+def slab_events(machine) -> dict:
+    """{"alloc:<struct>": objects, "free:<struct>": objects, "alloc_bytes:<struct>":
+    bytes …} of `machine` now (cumulative).
+
+    A cache accounted per object gives "alloc:"/"free:" counts; a SIZED one also
+    its bytes.  A cache accounted in bytes (object size 1) gives only
+    "alloc_bytes:"/"free_bytes:", plus "alloc:" allocations derived from the
+    design's declaration (``estimate_allocations`` / DESIGN_PRICES) when it has
+    one: a byte is never counted as an object.
+    """
+    allocs = getattr(machine, "slab_allocs", None)
+    if allocs is None:
+        return {}
+    allocs, frees = allocs(), machine.slab_frees()
+    sizes = machine.struct_sizes()
+    per = declarations(machine)["allocations"]
+    ev = {}
+    for name, n in allocs.items():
+        size = sizes.get(name, 0)
+        if size == 1:
+            ev[f"alloc_bytes:{name}"] = int(n)
+            ev[f"free_bytes:{name}"] = int(frees.get(name, 0))
+            if name in per:
+                other, factor, _src = per[name]
+                ev[f"alloc:{name}"] = int(allocs.get(other, 0)) * int(factor)
+                ev[f"free:{name}"] = int(frees.get(other, 0)) * int(factor)
+            else:           # listed as not priced: how many allocations is unknown
+                ev[f"allocations_unknown:{name}"] = int(n)
+            continue
+        ev[f"alloc:{name}"] = int(n)
+        ev[f"free:{name}"] = int(frees.get(name, 0))
+        if name in SIZED:
+            ev[f"alloc_bytes:{name}"] = int(n) * int(size)
+    return ev
+
+
 def events_of(machine, ops=None) -> dict:
-    """Every event key of `machine` now: counters, "alloc:"/"free:<struct>" and, from
-    `ops` (an iterable of op names or a trace), "op:<OP>" counts."""
+    """Every event key of `machine` now: counters, slab events (slab_events) and,
+    from `ops` (an iterable of op names or a trace), "op:<OP>" counts."""
     ev = dict(machine.counters())
-    for kind in ("alloc", "free"):
-        fn = getattr(machine, f"slab_{kind}s", None)
-        if fn is not None:
-            ev.update({f"{kind}:{k}": v for k, v in fn().items()})
+    ev.update(slab_events(machine))
     if ops is not None:
         ev.update(op_counts(ops))
     return ev

@@ -30,9 +30,8 @@ Rejected: one wide table per family (units would mix in one column and the
 kind marks would drown), and ratio columns beside every backend (twice the
 width for the same information).
 
-``compare_results(a, b)`` is the diff of two results files (two commits, two
-machines) for ``mmbench compare``; ``write_report`` is what ``mmbench report``
-runs.
+``write_report`` is what ``mmbench report`` runs; the diff of two results
+files for ``mmbench compare`` is mmbench.compare.
 """
 from __future__ import annotations
 
@@ -48,17 +47,20 @@ MARK = {"exact": "", "measured": "~", "estimated": "≈"}
 UNSUPPORTED = "unsupported"
 MISSING = "—"
 NOT_SIGNIFICANT = "†"
+AT_CLOCK_LIMIT = "‡"
+#: statistics that are single clock readings (sums and quotients of many are not)
+PER_OP_STATS = ("median_ns", "p99_ns")
 DEFAULT_BASELINE = "linux"
 
 # Statistics shown in README.md / index.html, per family, in this order; every
 # other statistic goes to results/details.md.  A family not listed here shows
 # every statistic that is not a plain event count.
 HEADLINE = {
-    "fault_latency": ("median_ns", "p99_ns", "estimated_ns_per_page"),
-    "fork_cost": ("median_ns", "total_ns", "ns_per_page", "ns_per_child", "estimated_ns_per_page",
-                  "estimated_ns"),
+    "fault_latency": ("estimated_ns_per_page", "median_ns", "p99_ns"),
+    "fork_cost": ("estimated_ns", "estimated_ns_per_page", "median_ns", "total_ns", "ns_per_page",
+                  "ns_per_child"),
     "metadata_memory": ("total_bytes", "bytes_per_resident_page"),
-    "device_migration": ("GBps", "median_ns", "estimated_ns"),
+    "device_migration": ("GBps", "estimated_ns", "median_ns"),
 }
 FAMILY_TITLES = {
     "fault_latency": "Fault latency",
@@ -69,14 +71,30 @@ FAMILY_TITLES = {
 
 LEGEND = (
     "How to read the numbers: `1234` exact (a deterministic count or size, the same on every "
-    "machine) · `~1234` measured (median of the repeats of the model's own bookkeeping time "
-    "on this machine) · `≈1234` estimated (host cost from event counts × calibrated hardware "
-    f"costs, or the link model) · `{UNSUPPORTED}` the design has no such mechanism (the reason "
-    f"is in the notes under the table) · `{MISSING}` the run produced no such number. "
+    "machine) · `≈1234` estimated host cost (event counts × prices measured on this host's "
+    "kernel, plus the link model for transfers; never the simulator's time) · `~1234` the "
+    "simulator's own time (median over the repeats of the model's bookkeeping on this machine: "
+    f"how fast the model runs, not what a kernel would cost) · `{UNSUPPORTED}` the design has "
+    f"no such mechanism · `{MISSING}` the run produced no such number (the reason of every "
+    f"`{UNSUPPORTED}` and `{MISSING}` is in the notes under its table). "
     "`(1.35×)` is the ratio to the baseline design in the same row; "
     f"`{NOT_SIGNIFICANT}` marks a ratio whose two numbers differ by less than their spread "
-    "(the p25–p75 ranges over the repeats overlap): not a real difference."
+    "(the p25–p75 ranges over the repeats overlap): not a real difference; "
+    f"`{AT_CLOCK_LIMIT}` marks a time within twice the clock's resolution."
 )
+
+
+def stat_label(stat: str) -> str:
+    """A statistic's name without its unit (the unit is said once, in brackets):
+    ``median_ns`` → ``median``, ``estimated_ns_per_page`` → ``estimated per page``,
+    ``total_bytes`` → ``total``, ``GBps`` → ``throughput``."""
+    if stat == "GBps":
+        return "throughput"
+    if not {"ns", "bytes"} & set(stat.split("_")):
+        return stat                     # a counter's name: kept as the designs spell it
+    words = [w for w in stat.split("_") if w not in ("ns", "bytes")]
+    text = " ".join(words).strip()
+    return text or stat
 
 
 # --------------------------------------------------------------------- loading
@@ -161,16 +179,20 @@ class Cell:
     value: float | None = None
     p25: float | None = None
     p75: float | None = None
-    note: str = ""
+    note: str = ""                 # unsupported / missing: why
+    low: float | None = None       # estimated: the range from the prices' uncertainty
+    high: float | None = None
 
     @classmethod
-    def of(cls, rec: dict | None) -> "Cell":
+    def of(cls, rec: dict | None, why_missing: str = "") -> "Cell":
         if rec is None:
-            return cls("missing")
+            return cls("missing", note=why_missing)
         if rec["kind"] == "unsupported":
             return cls("unsupported", note=rec.get("note") or "")
         s = rec.get("spread") or {}
-        return cls(rec["kind"], float(rec["value"]), s.get("p25"), s.get("p75"), rec.get("note") or "")
+        rg = rec.get("range") or {}
+        return cls(rec["kind"], float(rec["value"]), s.get("p25"), s.get("p75"), rec.get("note") or "",
+                   rg.get("low"), rg.get("high"))
 
     @property
     def number(self) -> bool:
@@ -224,13 +246,17 @@ def format_ratio(ratio: float) -> str:
     return f"{ratio:.{1 - math.floor(math.log10(a))}f}×"
 
 
-def format_cell(cell: Cell, div: float = 1.0, base: Cell | None = None) -> str:
-    """The cell's text: kind mark + number (+ ratio to `base`, † when not significant)."""
+def format_cell(cell: Cell, div: float = 1.0, base: Cell | None = None,
+                resolution_ns: float | None = None) -> str:
+    """The cell's text: kind mark + number (+ ‡ when a measured time is within 2x the
+    clock's `resolution_ns`; + ratio to `base`, † when not significant)."""
     if cell.kind == "missing":
         return MISSING
     if cell.kind == "unsupported":
         return UNSUPPORTED
     text = MARK[cell.kind] + format_number(cell.value / div, cell.kind == "exact")
+    if resolution_ns and cell.kind == "measured" and abs(cell.value) < 2 * resolution_ns:
+        text += AT_CLOCK_LIMIT
     if base is not None and base.number and base.value != 0:
         ratio = cell.value / base.value
         mark = NOT_SIGNIFICANT if differs_less_than_spread(cell, base) else ""
@@ -250,12 +276,19 @@ class Table:
     keys: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     params: list[dict] = dataclasses.field(default_factory=list)
     cells: list[list[Cell]] = dataclasses.field(default_factory=list)
+    resolution_ns: float | None = None     # the per-op clock's resolution (ns times only)
 
     @property
     def title(self) -> str:
         parts = {k[2] for k in self.keys}
-        stat = f"{parts.pop()}.{self.stat}" if len(parts) == 1 and "" not in parts else self.stat
-        return f"{FAMILY_TITLES.get(self.family, self.family)} — {stat} [{self.display()[0]}]"
+        stat = stat_label(self.stat)
+        if len(parts) == 1 and "" not in parts:
+            stat = f"{parts.pop()} · {stat}"
+        unit = self.display()[0]
+        kinds = {c.kind for row in self.cells for c in row if c.number}
+        what = (" (estimated host cost)" if kinds == {"estimated"} else
+                " (simulator's own time)" if kinds == {"measured"} and self.unit == "ns" else "")
+        return f"{FAMILY_TITLES.get(self.family, self.family)} — {stat} [{unit}]{what}"
 
     def display(self) -> tuple[str, float]:
         return display_unit(self.unit, [c for row in self.cells for c in row])
@@ -282,20 +315,27 @@ class Table:
         return [i for i in range(3) if i == 0 or len({k[i] for k in labels}) > 1]
 
     def notes(self) -> list[str]:
-        """Why each unsupported cell is unsupported (one line per distinct reason)."""
+        """Why each unsupported or missing cell is so (one line per distinct reason)."""
         seen: dict[str, list[str]] = {}
         for key, row in zip(self.keys, self.cells):
             for b, c in zip(self.backends, row):
                 if c.kind == "unsupported":
-                    seen.setdefault(f"{b}: {c.note or 'no reason recorded'}", []).append(key[0])
-        return [f"{why} ({', '.join(sorted(set(w), key=natural_key))})" for why, w in seen.items()]
+                    seen.setdefault(f"{UNSUPPORTED}: {b}: {c.note or 'no reason recorded'}", []).append(key[0])
+                elif c.kind == "missing":
+                    seen.setdefault(f"{MISSING} {b}: {c.note or 'the run produced no such number'}",
+                                    []).append(key[0])
+        out = [f"{why} ({', '.join(sorted(set(w), key=natural_key))})" for why, w in seen.items()]
+        if self.resolution_ns and any(AT_CLOCK_LIMIT in c for row in self.text_rows() for c in row):
+            out.append(f"{AT_CLOCK_LIMIT} within 2× the per-op clock's resolution "
+                       f"({self.resolution_ns:g} ns): at the limit of what the clock can tell")
+        return out
 
     def header(self) -> list[str]:
+        """Key columns, then one column per backend; the unit is in the title, once."""
         names = ["workload", "parameters", "part"]
-        unit = self.display()[0]
         cols = [names[i] for i in self.key_columns()]
         for b in self.backends:
-            cols.append(f"{b} [{unit}]" + (" (baseline)" if b == self.baseline else ""))
+            cols.append(b + (" (baseline)" if b == self.baseline else ""))
         return cols
 
     def text_rows(self) -> list[list[str]]:
@@ -305,8 +345,9 @@ class Table:
         out = []
         for key, row in zip(self.row_labels(), self.cells):
             base = row[bi] if bi is not None else None
+            res = self.resolution_ns if self.unit == "ns" and self.stat in PER_OP_STATS else None
             out.append([key[i] for i in kc] + [
-                format_cell(c, div, None if j == bi else base) for j, c in enumerate(row)])
+                format_cell(c, div, None if j == bi else base, res) for j, c in enumerate(row)])
         return out
 
 
@@ -338,24 +379,73 @@ def build_tables(doc: dict, baseline: str | None = None) -> list[Table]:
         groups.setdefault((fam, stat, r.get("unit", "")), set()).add((wl, pl, part))
         params[(wl, pl)] = r["params"]
     tables = []
+    res = (doc.get("clock") or {}).get("resolution_ns")
+    why = _MissingReasons(doc, by_metric)
     for (fam, stat, unit), keys in groups.items():
-        t = Table(fam, stat, unit, backends, baseline)
+        t = Table(fam, stat, unit, backends, baseline, resolution_ns=res)
         for wl, pl, part in sorted(keys, key=lambda k: [natural_key(x) for x in k]):
             metric = f"{part}.{stat}" if part else stat
             t.keys.append((wl, pl, part))
             t.params.append(params[(wl, pl)])
-            t.cells.append([_cell(by_metric, star, (fam, wl, pl, b), metric) for b in backends])
+            t.cells.append([_cell(by_metric, star, (fam, wl, pl, b), metric, why) for b in backends])
         tables.append(t)
     tables.sort(key=lambda t: (_family_rank(t.family), _stat_rank(t.family, t.stat), t.unit))
     return tables
 
 
-def _cell(by_metric, star, key, metric) -> Cell:
-    """The record of `metric`, else why the design could not produce it, else missing."""
+def _cell(by_metric, star, key, metric, why=None) -> Cell:
+    """The record of `metric`, else why the design could not produce it, else missing
+    (with the reason `why` finds)."""
     rec = by_metric.get(key + (metric,))
     if rec is None:
         rec = star.get(key + ("*",)) or star.get(key + (split_metric(metric)[0],))
+    if rec is None and why is not None:
+        return Cell.of(None, why(key, metric))
     return Cell.of(rec)
+
+
+class _MissingReasons:
+    """Why a (family, workload, params, backend) has no record of a metric."""
+
+    def __init__(self, doc: dict, by_metric: dict):
+        self.calibrated = bool(doc.get("calibration"))
+        self.ran: dict[tuple, set] = {}
+        for (fam, wl, pl, b, metric), r in by_metric.items():
+            self.ran.setdefault((fam, wl, pl, b), set()).add(metric)
+        self._counters: dict[str, tuple | None] = {}
+
+    def counters(self, backend: str):
+        if backend not in self._counters:
+            try:
+                from mmbench import registry
+                self._counters[backend] = tuple(registry.load(backend).counter_names)
+            except Exception:
+                self._counters[backend] = None
+        return self._counters[backend]
+
+    def __call__(self, key: tuple, metric: str) -> str:
+        part, stat = split_metric(metric)
+        metrics = self.ran.get(key)
+        if not metrics:
+            return "not run on this design in these results"
+        if stat.startswith("estimated") or stat in ("GBps", "link_ns"):
+            if not self.calibrated:
+                return "no calibration: estimates need `mmbench calibrate` on this host"
+        if not any(split_metric(m)[0] == part for m in metrics):
+            return f"this design's run has no '{part}' step" if part else "not produced for this design"
+        names = self.counters(key[3])
+        if names is not None and stat in COUNTER_NAMES_ALL and stat not in names:
+            return f"the design has no '{stat}' event"
+        if stat in COUNTER_NAMES_ALL:
+            return "counted 0 (zero counts are recorded for the headline counters only)"
+        return f"the run recorded no '{stat}' for this step"
+
+
+try:
+    from mmbench.core import COUNTER_NAMES as _CN
+    COUNTER_NAMES_ALL = frozenset(_CN)
+except ImportError:         # publishing works without the compiled engine
+    COUNTER_NAMES_ALL = frozenset()
 
 
 def _family_rank(fam: str):
@@ -398,7 +488,7 @@ def md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def table_markdown(t, lead: str = f"{UNSUPPORTED}: ") -> str:
+def table_markdown(t, lead: str = "") -> str:
     """A Table (or anything with header/text_rows/notes/nkeys) as a GitHub Markdown table."""
     from tabulate import tabulate
     header = [md_escape(h) for h in t.header()]
@@ -465,111 +555,24 @@ def render_markdown(doc: dict, tables: list[Table], baseline, charts=(), history
     if history:
         out += ["## History over commits (asv)", ""]
         for h in history:
-            out += [f"### {h.title}", "", table_markdown(h, lead=""), ""]
+            out += [f"### {h.title}", "", table_markdown(h), ""]
     if details:
         out += [f"Every other statistic of the run, event counts included, is in [{details}]({details}).", ""]
     return "\n".join(out)
 
 
 # --------------------------------------------------------------------- compare
-@dataclasses.dataclass
-class Change:
-    """One record key in two results files, and what happened to it."""
-    family: str
-    workload: str
-    params: str
-    backend: str
-    metric: str
-    unit: str
-    a: Cell
-    b: Cell
-
-    @property
-    def status(self) -> str:
-        a, b = self.a, self.b
-        if a.kind == "missing" or b.kind == "missing":
-            return "new" if a.kind == "missing" else "gone"
-        if (a.kind == "unsupported") != (b.kind == "unsupported"):
-            return "now supported" if a.kind == "unsupported" else "now unsupported"
-        if not a.number:
-            return "same"
-        if a.kind != b.kind:
-            return f"kind {a.kind}→{b.kind}"
-        if a.value == b.value:
-            return "same"
-        if differs_less_than_spread(a, b):
-            return "within spread"
-        return "changed"
-
-    def ratio(self) -> float | None:
-        if self.a.number and self.b.number and self.a.value != 0:
-            return self.b.value / self.a.value
-        return None
+# The comparison of two results files and its statistics live in mmbench.compare;
+# these names stay importable from here.
+def compare_rows(a: dict, b: dict, **kw):
+    from mmbench.compare import compare_rows as _rows
+    return _rows(a, b, **kw)
 
 
-def compare_rows(a: dict, b: dict) -> list[Change]:
-    """Every (family, workload, params, backend, metric) of either file, paired up."""
-    ia, sa = _index(a)
-    ib, sb = _index(b)
-    keys = set(ia) | set(ib)
-    keys |= {k for k in set(sa) | set(sb) if k[4] == "*"}
-    out = []
-    for key in sorted(keys, key=lambda k: [natural_key(x) for x in k]):
-        if key[4] == "*" and any(k[:4] == key[:4] and k[4] != "*" for k in keys):
-            continue  # a whole-run unsupported is shown on the metrics the other side has
-        ca = _cell(ia, sa, key[:4], key[4])
-        cb = _cell(ib, sb, key[:4], key[4])
-        unit = (ia.get(key) or ib.get(key) or {}).get("unit", "")
-        out.append(Change(*key, unit, ca, cb))
-    return out
-
-
-def compare_results(a: dict, b: dict, *, tablefmt: str = "github", all_rows: bool = False,
-                    threshold: float = 0.0) -> str:
-    """What changed from results document `a` to results document `b`, as text tables.
-
-    For ``mmbench compare A.json B.json``: `a` and `b` are loaded results
-    documents (``load_results``).  The text starts with where each side came
-    from (machine, commit, date), then one table per metric family with a row
-    per (workload, parameters, backend, metric) that changed: both numbers with
-    their kind marks, the ratio B/A, and the status — ``changed``, ``within
-    spread`` (the p25–p75 ranges overlap: not a real change), ``now
-    unsupported`` / ``now supported``, ``new`` / ``gone``, or a change of kind.
-    Rows whose value is identical (or, for measured numbers, whose ratio is
-    within `threshold`, e.g. 0.05 for ±5 %) are left out unless `all_rows`.
-    `tablefmt` is any tabulate format ("github" for Markdown, "plain" for a
-    terminal).
-    """
-    from tabulate import tabulate
-    rows = [c for c in compare_rows(a, b) if all_rows or _is_change(c, threshold)]
-    out = [_side_line("A", a), _side_line("B", b), ""]
-    if not rows:
-        return "\n".join(out + ["No differences."])
-    header = ["workload", "parameters", "backend", "metric", "unit", "A", "B", "B/A", "status"]
-    for fam in sorted({c.family for c in rows}, key=_family_rank):
-        body = []
-        for c in (c for c in rows if c.family == fam):
-            r = c.ratio()
-            body.append([c.workload, c.params, c.backend, c.metric, c.unit, format_cell(c.a),
-                         format_cell(c.b), "" if r is None else format_ratio(r), c.status])
-        out += [f"## {FAMILY_TITLES.get(fam, fam)}", "",
-                tabulate(body, header, tablefmt=tablefmt, disable_numparse=True), ""]
-    return "\n".join(out + [LEGEND.split(" `(1.35×)`")[0]])
-
-
-def _is_change(c: Change, threshold: float) -> bool:
-    s = c.status
-    if s == "same":
-        return False
-    r = c.ratio()
-    if s in ("changed", "within spread") and c.a.kind != "exact" and r is not None:
-        return abs(r - 1.0) > threshold
-    return True
-
-
-def _side_line(label: str, doc: dict) -> str:
-    p = dict(provenance(doc))
-    return f"{label}: {p['machine']} · commit {p['commit']} · {p['date']} · profile {p['profile']}"
+def compare_results(a: dict, b: dict, **kw) -> str:
+    """See mmbench.compare.compare_results."""
+    from mmbench.compare import compare_results as _cmp
+    return _cmp(a, b, **kw)
 
 
 def make_excerpt(doc: dict, baseline: str | None, rows: int = 6, readme="results/README.md") -> str:

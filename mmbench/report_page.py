@@ -210,8 +210,7 @@ def table_html(t) -> str:
     out.append("</tbody></table></div>")
     notes = t.notes()
     if notes:
-        lead = "" if isinstance(t, PlainTable) else f"{UNSUPPORTED}: "
-        out.append('<ul class="notes">' + "".join(f"<li>{_code_spans(lead + n)}</li>" for n in notes) + "</ul>")
+        out.append('<ul class="notes">' + "".join(f"<li>{_code_spans(n)}</li>" for n in notes) + "</ul>")
     return "".join(out)
 
 

@@ -1,9 +1,10 @@
 """The charts of a report: one clear chart per question a reader asks.
 
     question                                   chart   x                       y
-    what does each kind of fault cost?         bars    fault kind              median ns per fault
-    how does fork cost grow with memory?       lines   pages                   ns per fork
-    how does fork cost grow with fork depth?   lines   fork depth              ns per fork
+    what does each kind of fault cost?         bars    fault kind              estimated host ns per fault
+    how fast does the model itself run?        bars    fault kind              simulator's own ns per fault
+    how does fork cost grow with memory?       lines   pages                   estimated host ns per fork
+    how does fork cost grow with fork depth?   lines   fork depth              estimated host ns per fork
     how does metadata grow with fork depth?    lines   depth                   bytes of kernel structs
     what does sparsity cost in metadata?       bars    workload (dense/sparse) bytes per resident page
     how fast does migration go?                lines   transfer size           GB/s each way
@@ -12,9 +13,11 @@ Each chart is a ``ChartSpec``: which family, which statistic (the first of
 ``stats`` the results hold), which parameter goes on the x axis, and which
 parameters are held fixed.  A chart draws only what the records say: one
 series per backend (and per part — e.g. ``to_device`` / ``to_host`` — when the
-workload has several), error bars from the p25–p75 spread, solid lines for
-measured, dashed for estimated, and the parameters it held fixed in the
-caption.  A backend that cannot run the workload is named in the caption as
+workload has several), error bars from the p25–p75 spread (measured) or the
+range from the prices' uncertainty (estimated), solid lines for measured,
+dashed for estimated, and the parameters it held fixed in the caption.  The
+headline charts show estimated host cost and exact counts; a chart of the
+simulator's own time says so in its title and axis.  A backend that cannot run the workload is named in the caption as
 unsupported, never drawn at 0.  When the results hold no data for a chart it
 is skipped with a note saying what it looked for.
 
@@ -45,17 +48,27 @@ class ChartSpec:
     part: tuple = ()           # prefer these parts (timed steps) when the results have them
     workloads: str = ""        # only workloads whose name contains one of these ("|"-separated)
     parts: bool = True         # one series per part when there are several
+    per: str = ""              # time charts: "per fault", "per fork" (the y label follows the kind)
+
+
+#: what a time axis shows, by the kind of the numbers drawn
+TIME_LABEL = {"estimated": "estimated host cost", "measured": "simulator's own time (model bookkeeping)"}
+TIME_TITLE = {"estimated": " — estimated host cost", "measured": " — simulator's own time, not a kernel cost"}
 
 
 CHARTS = (
     ChartSpec("fault_latency_by_kind", "Fault latency by fault kind", "fault_latency",
-              ("median_ns",), None, "fault kind (workload · timed step)", "median model time per fault"),
+              ("estimated_ns_per_page", "median_ns"), None, "fault kind (workload · timed step)", "",
+              per="per fault"),
     ChartSpec("fork_cost_vs_pages", "Fork cost versus resident pages", "fork_cost",
-              ("median_ns", "total_ns"), "pages", "pages touched before fork", "model time per fork",
-              part=("fork",)),
+              ("estimated_ns", "median_ns", "total_ns"), "pages", "pages touched before fork", "",
+              part=("fork",), per="per fork"),
     ChartSpec("fork_cost_vs_depth", "Fork cost versus fork depth", "fork_cost",
-              ("median_ns", "total_ns"), "depth", "fork depth (generations)", "model time per fork",
-              part=("fork",)),
+              ("estimated_ns", "median_ns", "total_ns"), "depth", "fork depth (generations)", "",
+              part=("fork",), per="per fork"),
+    ChartSpec("fault_model_time_by_kind", "Simulator's own time per fault, by fault kind",
+              "fault_latency", ("median_ns",), None, "fault kind (workload · timed step)", "",
+              per="per fault"),
     ChartSpec("metadata_vs_depth", "Metadata memory versus fork depth", "metadata_memory",
               ("total_bytes",), "depth", "fork depth (generations)", "kernel metadata", split="shape"),
     ChartSpec("metadata_vs_sparsity", "Metadata per resident page: dense versus sparse", "metadata_memory",
@@ -73,10 +86,11 @@ class Chart:
     path: Path | None = None
     caption: str = ""
     note: str = ""
+    drawn_title: str = ""       # the title as drawn (says estimated / simulator's own time)
 
     @property
     def title(self) -> str:
-        return self.spec.title
+        return self.drawn_title or self.spec.title
 
     @property
     def name(self) -> str:
@@ -198,11 +212,23 @@ def _draw_lines(ax, recs, spec, div, colors):
     ax.xaxis.set_major_formatter(_plain_ticks())
 
 
+def _interval(r):
+    """(low, high) around a record's value: the estimate's range, else the p25–p75 spread."""
+    rg = r.get("range")
+    if rg:
+        return rg["low"], rg["high"]
+    s = r.get("spread")
+    if s:
+        return s["p25"], s["p75"]
+    return None
+
+
 def _errors(rs, div):
-    if not all(r.get("spread") for r in rs):
+    iv = [_interval(r) for r in rs]
+    if not all(iv):
         return None
-    lo = [max(0.0, (r["value"] - r["spread"]["p25"]) / div) for r in rs]
-    hi = [max(0.0, (r["spread"]["p75"] - r["value"]) / div) for r in rs]
+    lo = [max(0.0, (r["value"] - i[0]) / div) for r, i in zip(rs, iv)]
+    hi = [max(0.0, (i[1] - r["value"]) / div) for r, i in zip(rs, iv)]
     return [lo, hi]
 
 
@@ -217,11 +243,11 @@ def _draw_bars(ax, recs, div, colors):
             r = next((r for r in recs if r["backend"] == b and _category(r) == c), None)
             if r is None:
                 continue
-            s = r.get("spread") or {"p25": r["value"], "p75": r["value"]}
+            s = _interval(r) or (r["value"], r["value"])
             xs.append(j + (i - (len(backends) - 1) / 2) * width)
             ys.append(r["value"] / div)
-            lo.append(max(0.0, (r["value"] - s["p25"]) / div))
-            hi.append(max(0.0, (s["p75"] - r["value"]) / div))
+            lo.append(max(0.0, (r["value"] - s[0]) / div))
+            hi.append(max(0.0, (s[1] - r["value"]) / div))
             kinds.add(r["kind"])
         hatch = "//" if kinds == {"estimated"} else None
         err = [lo, hi] if any(lo) or any(hi) else None
@@ -264,15 +290,19 @@ def draw(doc, spec: ChartSpec, out_dir: Path) -> Chart:
     colors = backend_colors(doc)
     ncats = 0 if spec.x else len({_category(r) for r in recs})
     fig, ax = plt.subplots(figsize=(max(9.0, 2.5 + 0.8 * ncats), 5.2 if ncats > 6 else 4.8), dpi=100)
+    kinds = {r["kind"] for r in recs}
+    kind = kinds.pop() if len(kinds) == 1 else ""
+    title = spec.title + (TIME_TITLE.get(kind, "") if spec.per else "")
+    ylabel = spec.ylabel or f"{TIME_LABEL.get(kind, 'time')} {spec.per}".strip()
     try:
         (_draw_lines(ax, recs, spec, div, colors) if spec.x else _draw_bars(ax, recs, div, colors))
-        _finish(ax, spec, stat, shown, [r["value"] / div for r in recs])
+        _finish(ax, spec, stat, shown, [r["value"] / div for r in recs], title, ylabel)
         path = Path(out_dir) / f"{spec.name}.png"
         fig.tight_layout()
         fig.savefig(path)
     finally:
         plt.close(fig)
-    return Chart(spec, path, caption=_caption(spec, stat, fixed, recs, fam_recs))
+    return Chart(spec, path, caption=_caption(spec, stat, fixed, recs, fam_recs), drawn_title=title)
 
 
 def _plain_ticks():
@@ -286,10 +316,10 @@ def _no_ticks():
     return NullLocator()
 
 
-def _finish(ax, spec, stat, unit, ys):
-    ax.set_title(spec.title)
+def _finish(ax, spec, stat, unit, ys, title=None, ylabel=None):
+    ax.set_title(title or spec.title)
     ax.set_xlabel(spec.xlabel)
-    ax.set_ylabel(f"{spec.ylabel} [{unit}]")
+    ax.set_ylabel(f"{ylabel or spec.ylabel} [{unit}]")
     pos = [y for y in ys if y > 0]
     if pos and max(pos) / min(pos) >= 100:
         ax.set_yscale("log")
@@ -310,7 +340,10 @@ def _caption(spec, stat, fixed, recs, fam_recs) -> str:
         if sizes:
             shown = ", ".join(sizes) if len(sizes) <= 4 else ", ".join(sizes[:4]) + ", …"
             bits.append(f"each bar at the largest size in the results ({shown})")
-    if any(r.get("spread") for r in recs):
+    if any(r.get("range") for r in recs):
+        bits.append("bars show the estimate's range from the prices' uncertainty (measured "
+                    "prices: their bootstrap interval; prices assumed from Linux: ×/÷ 2)")
+    elif any(r.get("spread") for r in recs):
         bits.append("bars show the p25–p75 spread over the repeats")
     note = _unsupported_note(fam_recs, {r["workload"] for r in recs})
     return "; ".join(bits + ([note] if note else [])) + "."

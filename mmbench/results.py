@@ -10,13 +10,19 @@ extended, never changed in place)::
      "created": ISO-8601 UTC time,
      "profile": "quick" | "full" | "tiny" | …,
      "calibration": path of the host calibration used, or null,
+     "clock": {"clock", "resolution_ns", "pair_overhead_ns", …} (optional:
+              the engine's per-op clock, mmbench.clock.info()),
      "notes": [free-text lines about the run, e.g. "no calibration: …"],
      "records": [record, …]}
 
     record = {"family", "workload", "params": {name: value}, "backend",
               "metric", "value": number | null, "unit",
               "kind": "exact" | "measured" | "estimated" | "unsupported",
-              "spread": {"p25", "p75"} | null, "repeats": int, "note": str}
+              "spread": {"p25", "p75"} | null, "repeats": int, "note": str,
+              "samples": [number, …]   (optional: the value of every repeat,
+                                        for significance tests in compare),
+              "range": {"low", "high"} (optional, estimated: the estimate
+                                        under the prices' uncertainty)}
 
 ``value`` is null exactly when ``kind`` is "unsupported"; ``note`` then says
 why (the design lacks the mechanism, it ran out of memory, it is not
@@ -43,11 +49,15 @@ TOP_KEYS = ("schema", "machine", "commit", "created", "profile", "calibration", 
 
 
 def record(family, workload, params, backend, metric, value, unit, kind,
-           spread=None, repeats=1, note="") -> dict:
+           spread=None, repeats=1, note="", samples=None, range_=None) -> dict:
     """One result record, checked."""
     r = {"family": family, "workload": workload, "params": dict(params), "backend": backend,
          "metric": metric, "value": None if value is None else _number(value), "unit": unit,
          "kind": kind, "spread": spread, "repeats": int(repeats), "note": note}
+    if samples is not None:
+        r["samples"] = [_number(x) for x in samples]
+    if range_ is not None:
+        r["range"] = dict(range_)
     _check_record(r, "record")
     return r
 
@@ -106,11 +116,20 @@ def git_commit(path=None) -> str | None:
     return sha if out.returncode == 0 and len(sha) == 40 else None
 
 
+def clock_info() -> dict | None:
+    """The engine's per-op clock (mmbench.clock.info()), or None without the extension."""
+    try:
+        from mmbench import clock
+    except ImportError:
+        return None
+    return clock.info()
+
+
 def new_document(profile: str, records: list, calibration=None, notes=()) -> dict:
     doc = {"schema": SCHEMA, "machine": machine_info(), "commit": git_commit(),
            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "profile": profile, "calibration": None if calibration is None else str(calibration),
-           "notes": list(notes), "records": list(records)}
+           "clock": clock_info(), "notes": list(notes), "records": list(records)}
     validate(doc)
     return doc
 
@@ -140,6 +159,15 @@ def _check_record(r, where):
         raise errors.InvalidArgument(f"{where}: spread must be null or {{p25, p75}}")
     if isinstance(r["repeats"], bool) or not isinstance(r["repeats"], int) or r["repeats"] < 0:
         raise errors.InvalidArgument(f"{where}: repeats must be a non-negative integer")
+    smp = r.get("samples")
+    if smp is not None and not (isinstance(smp, list) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in smp)):
+        raise errors.InvalidArgument(f"{where}: samples must be a list of finite numbers")
+    rng = r.get("range")
+    if rng is not None and not (isinstance(rng, dict) and set(rng) == {"low", "high"}
+                                and all(isinstance(x, (int, float)) for x in rng.values())
+                                and rng["low"] <= rng["high"]):
+        raise errors.InvalidArgument(f"{where}: range must be null or {{low, high}} with low <= high")
 
 
 def validate(doc) -> dict:

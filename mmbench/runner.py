@@ -161,10 +161,11 @@ def table_one(doc, patterns=HEADLINE, tablefmt="simple") -> str:
     return tabulate(out, headers=head, tablefmt=tablefmt, disable_numparse=True) + "\n" + tail
 
 
-def compare_two(a, b, patterns=None, threshold=0.0, tablefmt="simple") -> str:
-    """What changed between two results files (mmbench.report.compare_results), optionally
+def compare_two(a, b, patterns=None, threshold=None, tablefmt="simple") -> str:
+    """What changed between two results files (mmbench.compare.compare_results), optionally
     restricted to the metrics matching `patterns`."""
-    from mmbench.report import compare_results
+    from mmbench.compare import DEFAULT_THRESHOLD, compare_results
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     if patterns:
         keep = lambda d: {**d, "records": [r for r in d["records"]
                                            if r["metric"] == "*" or _metric_wanted(r["metric"], patterns)]}
@@ -219,7 +220,8 @@ def register(app: typer.Typer) -> None:
         first: Path = typer.Argument(..., help="results file"),
         second: Optional[Path] = typer.Argument(None, help="a second results file: show what changed"),
         metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="metric glob (repeatable)"),
-        threshold: float = typer.Option(0.0, help="two files: hide changes smaller than this fraction"),
+        threshold: float = typer.Option(0.10, help="two files: a change must exceed this fraction "
+                                        "(and be significant over the repeats)"),
         fmt: str = typer.Option("simple", "--format", help="tabulate format (simple, github, …)"),
     ) -> None:
         """One results file: workloads × backends.  Two: the ratio of every record that changed."""

@@ -1,5 +1,5 @@
 """Publishing: the tables never lose a number's kind, never show unsupported as 0,
-always say where the numbers came from; compare_results shows what changed."""
+always say where the numbers came from (comparisons: tests/test_compare.py)."""
 from __future__ import annotations
 
 import copy
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from mmbench import errors, report
-from mmbench.report import Cell, build_tables, compare_results, format_cell, params_label
+from mmbench.report import Cell, build_tables, format_cell, params_label
 from mmbench.report_page import asv_history, asv_kind
 
 from report_fixture import make_doc, write_asv
@@ -79,8 +79,10 @@ def test_unsupported_is_never_zero(doc, written):
     readme = (out / "README.md").read_text()
     rows = [line for line in readme.splitlines() if line.startswith("| bulk_roundtrip")]
     assert rows, "the migration table is missing"
-    header = next(line for line in readme.splitlines() if "uvm [GB/s]" in line)
-    col = [c.strip() for c in header.split("|")].index("uvm [GB/s]")
+    assert "Device migration — to_device · throughput [GB/s]" in readme or "throughput [GB/s]" in readme
+    header = next(line for line in readme.splitlines()
+                  if line.startswith("| workload") and re.search(r"\|\s+uvm\s+\|", line))
+    col = [c.strip() for c in header.split("|")].index("uvm")
     for line in rows:
         cell = [c.strip() for c in line.split("|")][col]
         assert cell == "unsupported", line
@@ -156,11 +158,17 @@ def test_baseline_choice(doc):
     assert report.backends_of(doc, "gmem")[0] == "gmem"
 
 
-def test_units_in_headers_and_tables_grouped_by_family(doc):
+def test_units_once_in_titles_and_tables_grouped_by_family(doc):
     tables = build_tables(doc, "linux")
     for t in tables:
         unit = t.display()[0]
-        assert all(h.startswith(f"{b} [{unit}]") for h, b in zip(t.header()[t.nkeys:], t.backends))
+        # the unit is said once, in the title, and never doubled (`median_ns [µs]`)
+        assert f"[{unit}]" in t.title and "_ns" not in t.title and "_bytes" not in t.title
+        assert [h.split(" (")[0] for h in t.header()[t.nkeys:]] == t.backends
+    assert report.stat_label("median_ns") == "median"
+    assert report.stat_label("estimated_ns_per_page") == "estimated per page"
+    assert report.stat_label("bytes_per_resident_page") == "per resident page"
+    assert report.stat_label("pte_writes") == "pte_writes"
     fams = [t.family for t in tables]
     assert fams == sorted(fams, key=lambda f: list(report.FAMILY_TITLES).index(f))
 
@@ -253,54 +261,6 @@ def test_odd_parameters_do_not_break_the_charts(tmp_path, doc):
     assert charts["fault_latency_by_kind"].path is not None
 
 
-# ------------------------------------------------------------------- compare
-def _changed_doc(doc):
-    b = copy.deepcopy(doc)
-    b["commit"] = "fedcba9876543210fedcba9876543210fedcba98"
-    for r in b["records"]:
-        key = (r["family"], r["workload"], params_label(r["params"]), r["backend"], r["metric"])
-        if key == ("fork_cost", "fork_grid", "depth=1 pages=64 seed=3 vmas=1", "linux", "fork.median_ns"):
-            r["value"] *= 2.0
-            r["spread"] = {"p25": r["value"] * 0.95, "p75": r["value"] * 1.05}
-        elif key == ("fork_cost", "fork_grid", "depth=1 pages=64 seed=3 vmas=1", "gmem", "fork.median_ns"):
-            r["value"] *= 1.01
-        elif key[:4] == ("metadata_memory", "dense", "pages=16384", "gmem") and key[4] == "metadata.total_bytes":
-            r["value"] += 4096
-        elif key[:4] == ("device_migration", "bulk_roundtrip", "pages=4096 transfer=16", "shmem"):
-            r.update(metric="*", value=None, unit="", kind="unsupported", spread=None, note="lost its device")
-    return b
-
-
-def test_compare_results_shows_what_changed(doc):
-    text = compare_results(doc, _changed_doc(doc))
-    assert doc["commit"] in text and "fedcba98" in text
-    lines = text.splitlines()
-    fork = next(l for l in lines if "| linux" in l and "fork.median_ns" in l)
-    assert "2.00×" in fork and "changed" in fork
-    meta = next(l for l in lines if "| gmem" in l and "metadata.total_bytes" in l)
-    assert "changed" in meta
-    gone = [l for l in lines if "| shmem" in l and "transfer=16" in l]
-    assert gone and all("now unsupported" in l for l in gone)
-    small = next(l for l in lines if "| gmem" in l and "fork.median_ns" in l and "vmas=1 " in l)
-    assert "within spread" in small  # +1 % against ±8 % spreads: not a change
-    assert "within spread" not in compare_results(doc, _changed_doc(doc), threshold=0.05)
-
-
-def test_compare_results_of_identical_files(doc):
-    assert compare_results(doc, copy.deepcopy(doc)).endswith("No differences.")
-    full = compare_results(doc, copy.deepcopy(doc), all_rows=True, tablefmt="plain")
-    assert "same" in full
-
-
-def test_compare_marks_changes_within_spread(doc):
-    b = copy.deepcopy(doc)
-    for r in b["records"]:
-        if r["kind"] == "measured" and r["spread"]:
-            r["value"] *= 1.03   # inside the fixture's ±8 % spreads
-    text = compare_results(doc, b, threshold=0.0)
-    assert "within spread" in text and "| changed" not in text
-
-
 # ----------------------------------------------------------------------- asv
 def test_asv_history_table(tmp_path, written):
     write_asv(tmp_path / "asv")
@@ -338,7 +298,7 @@ def test_report_command(tmp_path, doc):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert f"wrote {out / 'index.html'}" in run.stdout
-    assert "freebsd [µs] (baseline)" in (out / "README.md").read_text()
+    assert "freebsd (baseline)" in (out / "README.md").read_text()
     ex = subprocess.run([sys.executable, "-m", "mmbench.cli", "report", str(p), "--out", str(out),
                          "--asv", str(tmp_path / "none"), "--excerpt", "3"],
                         capture_output=True, text=True, timeout=300)
@@ -348,3 +308,41 @@ def test_report_command(tmp_path, doc):
     bad = subprocess.run([sys.executable, "-m", "mmbench.cli", "report", str(tmp_path / "nope.json")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "no such file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------ issue 15: units, reasons, clock
+def test_every_missing_cell_has_its_reason(doc):
+    d = copy.deepcopy(doc)
+    # gmem loses one statistic of one step: its cell becomes `—` with a reason
+    d["records"] = [r for r in d["records"] if not (
+        r["backend"] == "gmem" and r["workload"] == "seq_first_touch" and r["metric"] == "write.p99_ns")]
+    d["calibration"] = None
+    for t in build_tables(d, "linux"):
+        rows = t.text_rows()
+        notes = t.notes()
+        for key, row in zip(t.keys, rows):
+            for b, text in zip(t.backends, row[t.nkeys:]):
+                if text == report.MISSING:
+                    assert any(n.startswith(f"{report.MISSING} {b}: ") and key[0] in n for n in notes), \
+                        (t.title, key, b, notes)
+    t = next(t for t in build_tables(d, "linux") if t.family == "fault_latency" and t.stat == "p99_ns")
+    assert any("gmem: the run recorded no 'p99_ns'" in n for n in t.notes())
+
+
+def test_times_at_the_clock_limit_are_marked(doc):
+    d = copy.deepcopy(doc)
+    d["clock"] = {"clock": "clock_gettime(CLOCK_MONOTONIC)", "resolution_ns": 10.0}
+    for r in d["records"]:
+        if r["metric"] == "write.median_ns" and r["backend"] == "linux" and r["workload"] == "seq_first_touch":
+            r["value"], r["spread"] = 15.0, None
+    t = next(t for t in build_tables(d, "linux") if t.family == "fault_latency" and t.stat == "median_ns")
+    texts = [row[t.nkeys] for key, row in zip(t.keys, t.text_rows()) if key[0] == "seq_first_touch"]
+    assert any(x.endswith(report.AT_CLOCK_LIMIT) for x in texts)
+    assert any("within 2× the per-op clock's resolution (10 ns)" in n for n in t.notes())
+    # estimated and exact numbers are never marked: they are not clock readings
+    assert format_cell(Cell("estimated", 1.0), resolution_ns=10.0) == "≈1.00"
+
+
+def test_estimated_cells_carry_their_range():
+    c = Cell.of({"kind": "estimated", "value": 10.0, "range": {"low": 8.0, "high": 14.0}, "note": ""})
+    assert (c.low, c.high) == (8.0, 14.0)

@@ -16,7 +16,10 @@ What becomes a record, and of which kind:
              segment's total ns, ns per page/VMA/child; value = median over
              repeats, spread = p25/p75 over repeats (3 repeats or more).
 * estimated  host-calibrated cost (mmbench.estimate, when a calibration is
-             loaded) and, for transfers, the accelerator link model.
+             loaded): event counts x host prices, for transfers plus the
+             accelerator link model, with a range from the prices'
+             uncertainty; never the model's own time.  Transfers: GBps =
+             dma bytes / estimated_ns, the only throughput definition.
 * unsupported  the design is not installed, lacks the mechanism, or an op
              failed (OutOfMemory …): one record with the reason, no numbers.
 """
@@ -144,7 +147,15 @@ def _op_events(trace) -> dict:
 
 
 def _slab_events(m) -> dict:
-    """{"alloc:<struct>": n, "free:<struct>": n} when the engine exposes slab totals."""
+    """{"alloc:<struct>": n, "free:<struct>": n, "alloc_bytes:<struct>": bytes …} when the
+    engine exposes slab totals (mmbench.estimate.slab_events: bytes-accounted caches
+    give bytes, never objects)."""
+    try:
+        from mmbench.estimate import slab_events
+    except ImportError:
+        slab_events = None
+    if slab_events is not None:
+        return slab_events(m)
     out = {}
     for kind, fn in (("alloc", "slab_allocs"), ("free", "slab_frees")):
         f = getattr(m, fn, None)
@@ -179,6 +190,7 @@ class Recorder:
     def measured(self, metric, samples, unit="ns", note=""):
         samples = [float(s) for s in samples]
         self.add(metric, float(np.median(samples)), unit, "measured", _spread(samples), len(samples), note)
+        self.out[-1]["samples"] = samples     # every repeat: compare tests significance on them
 
     def unsupported(self, reason):
         self.add("*", None, "", "unsupported", note=reason)
@@ -240,46 +252,57 @@ def _segment_records(rec, seg, obs, link, calibration):
     rec.measured(f"{name}.total_ns", totals, note=how)
     for unit, n in seg.scale:
         rec.measured(f"{name}.ns_per_{unit}", [t / n for t in totals], note=how)
-    _link_records(rec, name, first, totals, link)
-    _estimate_records(rec, seg, obs[0]["events"], totals, calibration)
+    _estimate_records(rec, seg, obs[0]["events"], totals, calibration, link)
 
 
-def _link_records(rec, name, counters, totals, link):
-    """Transfers: the link model's time for the counted DMA, and the resulting rate."""
-    nbytes = counters.get("dma_bytes", 0)
-    if not nbytes or not link:
-        return
-    gbps, lat_us = float(link.get("gbps", 0)), float(link.get("latency_us", 0))
-    if gbps <= 0:
-        return
-    link_ns = nbytes / gbps + counters.get("dma_transfers", 0) * lat_us * 1000.0
-    note = f"link model {gbps:g} GB/s, {lat_us:g} us per transfer"
-    rec.add(f"{name}.link_ns", link_ns, "ns", "estimated", note=note)
-    rate = [nbytes / (t + link_ns) for t in totals]
-    rec.add(f"{name}.GBps", float(np.median(rate)), "GB/s", "estimated", _spread(rate), len(rate),
-            note=note + " + measured bookkeeping")
-
-
-def _estimate_records(rec, seg, events, totals, calibration):
-    """Host-calibrated estimate of the segment (mmbench.estimate), when calibrated."""
+def _estimate_records(rec, seg, events, totals, calibration, link):
+    """Host cost of the segment (mmbench.estimate): counted events x host prices, plus
+    the link model's time for counted DMA.  The model's own bookkeeping is never in it
+    (it is the measured total_ns).  Transfers get one throughput, bytes / estimated_ns,
+    the same definition in every table and chart."""
+    nbytes = events.get("dma_bytes", 0)
     if calibration is None:
+        if nbytes:
+            rec.add(f"{seg.name}.GBps", None, "", "unsupported",
+                    note="no calibration: the transfer's host cost is not estimated "
+                         "(run `mmbench calibrate`)")
         return
     from mmbench import estimate
     try:
-        est = estimate.estimate_ns(events, calibration, measured_ns=float(np.median(totals)))
+        est = estimate.estimate_ns(events, calibration, measured_ns=float(np.median(totals)),
+                                   design=rec.backend, link=link)
     except (errors.MMError, KeyError, ValueError, TypeError) as e:
         rec.add(f"{seg.name}.estimated_ns", None, "", "unsupported", note=f"no estimate: {e}")
         return
-    note = "counted events x host-calibrated costs + measured bookkeeping"
-    if isinstance(est, dict):
-        if est.get("uncosted"):
-            note += f"; not priced: {', '.join(est['uncosted'])}"
-        est = est.get("total_ns", est.get("ns"))
-    if est is None:
+    total = est.get("total_ns")
+    if total is None:
         return
-    rec.add(f"{seg.name}.estimated_ns", float(est), "ns", "estimated", note=note)
+    rng = ({"low": float(est["low_ns"]), "high": float(est["high_ns"])}
+           if est.get("low_ns") is not None else None)
+    note = "counted events x host prices"
+    if est.get("link_ns"):
+        g, lat = float(link.get("gbps", 0)), float(link.get("latency_us", 0))
+        note += f" + link model ({g:g} GB/s, {lat:g} us per transfer)"
+    note += "; the model's own bookkeeping is not in it (see total_ns)"
+    if est.get("assumed"):
+        note += f"; assumed prices: {', '.join(est['assumed'])}"
+    if est.get("uncosted"):
+        note += f"; not priced: {', '.join(est['uncosted'])}"
+    rec.add(f"{seg.name}.estimated_ns", float(total), "ns", "estimated", note=note)
+    rec.out[-1]["range"] = rng
     for unit, n in seg.scale:
-        rec.add(f"{seg.name}.estimated_ns_per_{unit}", float(est) / n, "ns", "estimated")
+        rec.add(f"{seg.name}.estimated_ns_per_{unit}", float(total) / n, "ns", "estimated",
+                note="estimated_ns / " + unit + "s")
+        if rng:
+            rec.out[-1]["range"] = {"low": rng["low"] / n, "high": rng["high"] / n}
+    if est.get("link_ns"):
+        rec.add(f"{seg.name}.link_ns", float(est["link_ns"]), "ns", "estimated",
+                note="the link model's part of estimated_ns")
+    if nbytes and total > 0:
+        rec.add(f"{seg.name}.GBps", nbytes / total, "GB/s", "estimated",
+                note="dma bytes / estimated_ns (host cost of the events + link model)")
+        if rng and rng["low"] > 0:
+            rec.out[-1]["range"] = {"low": nbytes / rng["high"], "high": nbytes / rng["low"]}
 
 
 def _metadata_records(rec, run, per_struct: bool):

@@ -23,6 +23,12 @@ cdef extern from "probe.h":
     int mmp_munmap(long n, int shared, int reps, int64_t *out) nogil
     int mmp_mprotect(int touched, long pairs, int reps, int64_t *out) nogil
     int mmp_memops(int copy, long bufpages, int reps, int64_t *out) nogil
+    int mmp_mremap(long n, int reps, int64_t *out) nogil
+    int mmp_madvise_dontneed(long n, int reps, int64_t *out) nogil
+    int mmp_fork_memfd(long n, int reps, int64_t *out) nogil
+    int mmp_mprotect_split(long pairs, int reps, int64_t *out) nogil
+    int mmp_exit(long n, int reps, int64_t *out) nogil
+    int mmp_kmalloc(long nbytes, long calls, int reps, int64_t *out) nogil
     int mmp_islands_fault(long nvmas, int reps, int64_t *out) nogil
     int mmp_islands_munmap(long nvmas, int touch, int reps, int64_t *out) nogil
     int mmp_fork_chain(long nvmas, int depth, int reps, int64_t *out) nogil
@@ -202,6 +208,66 @@ def memops(copy=False, bufpages=2048, reps=5):
         rc = mmp_memops(c, b, r, o)
     _check(rc, "memops")
     return out
+
+
+def kmalloc(nbytes, calls=200, reps=5):
+    """ns per msgsnd + msgrcv of one `nbytes` System V message (a kernel
+    allocation of that size, copied in and out, then freed)."""
+    cdef long b = _count(nbytes, "nbytes", 1, 8192)
+    cdef long k = _count(calls, "calls", 1, 1 << 20)
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_kmalloc(b, k, r, o)
+    _check(rc, "kmalloc (System V message queue)")
+    return out
+
+
+def _pages_probe(fn_id, n, reps, what):
+    cdef long c = _count(n, "n", 1, MAX_PAGES)
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc = 0
+    cdef int f = fn_id
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        if f == 0:
+            rc = mmp_mremap(c, r, o)
+        elif f == 1:
+            rc = mmp_madvise_dontneed(c, r, o)
+        elif f == 2:
+            rc = mmp_fork_memfd(c, r, o)
+        elif f == 3:
+            rc = mmp_exit(c, r, o)
+        elif f == 4:
+            rc = mmp_mprotect_split(c, r, o)
+    _check(rc, what)
+    return out
+
+
+def mremap(n, reps=5):
+    """ns to mremap `n` touched pages to a fresh address (page tables move)."""
+    return _pages_probe(0, n, reps, "mremap")
+
+
+def madvise_dontneed(n, reps=5):
+    """ns for madvise(MADV_DONTNEED) of `n` touched private pages."""
+    return _pages_probe(1, n, reps, "madvise")
+
+
+def fork_memfd(n, reps=5):
+    """ns per fork + exit + wait of a process holding `n` written shared memfd pages."""
+    return _pages_probe(2, n, reps, "fork (memfd)")
+
+
+def exit_process(n, reps=5):
+    """ns from telling a child holding `n` written private pages to exit to reaping it."""
+    return _pages_probe(3, n, reps, "exit")
+
+
+def mprotect_split(pairs=200, reps=5):
+    """ns per mprotect call that splits (or re-merges) a VMA."""
+    return _pages_probe(4, pairs, reps, "mprotect (split)")
 
 
 class Islands:

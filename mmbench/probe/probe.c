@@ -19,6 +19,10 @@
  *   mprotect       flip a one-page mapping read-only and back; with a present
  *                  page every call rewrites the PTE and flushes the TLB
  *   memops         4 KiB memset / memcpy over a warm buffer (user space)
+ *   kmalloc        msgsnd + msgrcv of one N-byte System V message: the kernel
+ *                  kmallocs a msg_msg of N bytes plus header, copies N bytes
+ *                  in, out, and frees it; over N this prices a byte of a
+ *                  variable-size kernel allocation
  *
  * Children only call async-signal-safe functions (the caller may have
  * threads).  Huge pages are disabled on every mapping (MADV_NOHUGEPAGE): the
@@ -31,7 +35,9 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/msg.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -510,4 +516,180 @@ int mmp_hold_release(int pid, int release)
 {
     close(release);
     return reap((pid_t)pid);
+}
+
+int mmp_kmalloc(long bytes, long calls, int reps, int64_t *out)
+{
+    struct { long mtype; char mtext[8192]; } msg;
+    int q = msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+    int rc = 0;
+    if (q < 0)
+        return -errno;
+    msg.mtype = 1;
+    memset(msg.mtext, 0x5a, sizeof(msg.mtext));
+    for (int r = 0; r < reps && rc == 0; r++) {
+        int64_t t0 = now_ns();
+        for (long i = 0; i < calls; i++) {
+            if (msgsnd(q, &msg, (size_t)bytes, 0) < 0 ||
+                msgrcv(q, &msg, (size_t)bytes, 0, 0) < 0) {
+                rc = -errno;
+                break;
+            }
+        }
+        out[r] = (now_ns() - t0) / calls;
+    }
+    msgctl(q, IPC_RMID, NULL);
+    return rc;
+}
+
+/* --- held-out probes (validation only: no price is fitted from them) ------ */
+
+/* mremap of `n` touched pages to a fresh address (MREMAP_FIXED | MAYMOVE):
+ * the page tables move, no page is copied */
+int mmp_mremap(long n, int reps, int64_t *out)
+{
+    size_t len = (size_t)n * PAGE;
+    for (int r = 0; r < reps; r++) {
+        char *p = map_anon(n), *q = map_anon(n);
+        if (!p || !q) {
+            int e = -errno;
+            if (p)
+                munmap(p, len);
+            return e;
+        }
+        munmap(q, len);             /* a hole of the right size to move into */
+        store_pages(p, n, 1);
+        int64_t t0 = now_ns();
+        void *m = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, q);
+        out[r] = now_ns() - t0;
+        if (m == MAP_FAILED) {
+            int e = -errno;
+            munmap(p, len);
+            return e;
+        }
+        munmap(m, len);
+    }
+    return 0;
+}
+
+/* madvise(MADV_DONTNEED) of `n` touched private pages: zap and free them */
+int mmp_madvise_dontneed(long n, int reps, int64_t *out)
+{
+    size_t len = (size_t)n * PAGE;
+    for (int r = 0; r < reps; r++) {
+        char *p = map_anon(n);
+        if (!p)
+            return -errno;
+        store_pages(p, n, 1);
+        int64_t t0 = now_ns();
+        int rc = madvise(p, len, MADV_DONTNEED);
+        out[r] = now_ns() - t0;
+        munmap(p, len);
+        if (rc < 0)
+            return -errno;
+    }
+    return 0;
+}
+
+/* fork + exit + wait of a process holding `n` written pages of a MAP_SHARED
+ * memfd: a shared file mapping has no anon_vma, so fork copies no PTE (the
+ * child would refault from the page cache) */
+int mmp_fork_memfd(long n, int reps, int64_t *out)
+{
+    size_t len = (size_t)n * PAGE;
+    int fd = memfd_create("mmbench-probe", MFD_CLOEXEC), rc = 0;
+    char *p = MAP_FAILED;
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)len) < 0 ||
+        (p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    store_pages(p, n, 1);
+    for (int r = 0; r < reps && rc == 0; r++) {
+        int64_t t0 = now_ns();
+        pid_t pid = fork();
+        if (pid < 0) {
+            rc = -errno;
+            break;
+        }
+        if (pid == 0)
+            _exit(0);
+        rc = reap(pid);
+        out[r] = now_ns() - t0;
+    }
+    munmap(p, len);
+    close(fd);
+    return rc;
+}
+
+/* `pairs` x (mprotect read-only of the middle page of a 3-page writable
+ * mapping: split into three VMAs; mprotect it back: merge into one), pages
+ * untouched; out[] = ns per call */
+int mmp_mprotect_split(long pairs, int reps, int64_t *out)
+{
+    char *p = map_anon(3);
+    if (!p)
+        return -errno;
+    for (int r = 0; r < reps; r++) {
+        int64_t t0 = now_ns();
+        for (long i = 0; i < pairs; i++) {
+            if (mprotect(p + PAGE, PAGE, PROT_READ) < 0 ||
+                mprotect(p + PAGE, PAGE, PROT_READ | PROT_WRITE) < 0) {
+                int e = -errno;
+                munmap(p, 3 * PAGE);
+                return e;
+            }
+        }
+        out[r] = (now_ns() - t0) / (2 * pairs);
+    }
+    munmap(p, 3 * PAGE);
+    return 0;
+}
+
+/* exit of a child that wrote `n` private pages: the child signals it is
+ * ready and waits; the clock runs from "go" to waitpid returning */
+int mmp_exit(long n, int reps, int64_t *out)
+{
+    for (int r = 0; r < reps; r++) {
+        int up[2], go[2];
+        char c = 0;
+        if (pipe(up) < 0)
+            return -errno;
+        if (pipe(go) < 0) {
+            int e = -errno;
+            close(up[0]);
+            close(up[1]);
+            return e;
+        }
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(up[0]);
+            close(go[1]);
+            char *p = map_anon(n);
+            if (p)
+                store_pages(p, n, 1);
+            if (write(up[1], &c, 1) < 0)
+                _exit(2);
+            while (read(go[0], &c, 1) < 0 && errno == EINTR)
+                ;
+            _exit(p ? 0 : 1);
+        }
+        close(up[1]);
+        close(go[0]);
+        int rc = pid < 0 ? -errno : full_read(up[0], &c, 1);
+        int64_t t0 = now_ns();
+        close(go[1]);                    /* the child's read returns: it exits */
+        if (pid > 0) {
+            int rc2 = reap(pid);
+            rc = rc ? rc : rc2;
+        }
+        out[r] = now_ns() - t0;
+        close(up[0]);
+        if (rc)
+            return rc;
+    }
+    return 0;
 }

@@ -58,6 +58,21 @@ int mmp_mprotect(int touched, long pairs, int reps, int64_t *out);
  * out[] = ns for the whole buffer */
 int mmp_memops(int copy, long bufpages, int reps, int64_t *out);
 
+/* `calls` x (msgsnd, msgrcv) of one `bytes`-byte System V message (bytes
+ * <= 8192); out[] = ns per pair: a kmalloc of that size, two copies, a kfree */
+int mmp_kmalloc(long bytes, long calls, int reps, int64_t *out);
+
+/* held-out probes (mmbench calibrate validates against them, fits nothing):
+ * mremap of n touched pages to a fresh address; madvise(DONTNEED) of n
+ * touched pages; fork + exit + wait holding n written MAP_SHARED memfd pages;
+ * mprotect splitting and re-merging a VMA (ns per call); exit of a child
+ * holding n written private pages */
+int mmp_mremap(long n, int reps, int64_t *out);
+int mmp_madvise_dontneed(long n, int reps, int64_t *out);
+int mmp_fork_memfd(long n, int reps, int64_t *out);
+int mmp_mprotect_split(long pairs, int reps, int64_t *out);
+int mmp_exit(long n, int reps, int64_t *out);
+
 /* --- building blocks for host structure counts (mmbench calibrate --structures)
  * map `nvmas` one-page mappings two pages apart (written if `touch`); returns
  * the base address or -errno.  Unmap them with mmp_islands_unmap. */
