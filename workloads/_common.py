@@ -224,12 +224,27 @@ def _source_key(func) -> str:
     return h.hexdigest()[:16]
 
 
+def _cache_path(wl: Workload, params: dict) -> Path:
+    key = hashlib.sha256(json.dumps([wl.name, params, _source_key(wl.func)]).encode()).hexdigest()[:24]
+    return cache_dir() / f"{wl.name}-{key}.npz"
+
+
+def cached_nops(wl: Workload, params: dict) -> int | None:
+    """Operations in the cached scenario of `wl` with `params`, read from the cache file's
+    index without loading it; None when it is not cached yet (a scheduler's size hint)."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(_cache_path(wl, dict(_freeze({**wl.defaults(), **params})))) as z:
+            return sum(i.file_size for i in z.infolist() if i.filename.startswith("seg")) // TRACE_DTYPE.itemsize
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+
+
 @functools.lru_cache(maxsize=64)
 def _scenario(family: str, name: str, frozen: tuple) -> Scenario:
     wl = _CATALOGUE[name] if name in _CATALOGUE else catalogue()[name]
     params = dict(frozen)
-    key = hashlib.sha256(json.dumps([name, params, _source_key(wl.func)]).encode()).hexdigest()[:24]
-    path = cache_dir() / f"{name}-{key}.npz"
+    path = _cache_path(wl, params)
     sc = _load(path)
     if sc is None:
         sc = wl.func(**params)

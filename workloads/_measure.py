@@ -134,7 +134,8 @@ def _merge(a: dict, b: dict) -> dict:
 
 
 def _add(x: dict, y: dict) -> dict:
-    return {k: x.get(k, 0) + y.get(k, 0) for k in x.keys() | y.keys()}
+    """Sums by key, in first-seen key order (a set's order would change with the process)."""
+    return {k: x.get(k, 0) + y.get(k, 0) for k in dict.fromkeys([*x, *y])}
 
 
 def _op_events(trace) -> dict:
