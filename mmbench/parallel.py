@@ -7,14 +7,15 @@ our own here, only what a cell needs to be measured honestly:
 
     client ──submit(cell)──► worker process (1 thread)
                                │ take the lock of one CPU of its host
-                               │   "mmbench-cpu:<host>:<cpu>"   (distributed.Lock)
+                               │   flock $TMPDIR/mmbench-cpu-locks/cpu<N>.lock
                                │ pin itself to that CPU (sched_setaffinity)
                                │ measure(cell)          ◄── the timed part
                                │ release the lock
     client ◄──records + how────┘   (written to the results file at once)
 
 The lock makes "one measured cell per core" hold whatever the cluster looks
-like: a LocalCluster with as many workers as cores never waits (each worker
+like (a CPU is a resource of its host, so the lock is the host's: flock(2),
+which the kernel drops if the holder dies): a LocalCluster with as many workers as cores never waits (each worker
 finds a free CPU), a cluster with more workers than cores on a host runs the
 surplus one after another, and a restarted worker pins itself again.  Each
 cell reports where it ran (host, worker, CPU, whether it had the CPU to
@@ -33,7 +34,7 @@ import socket
 import time
 import traceback
 
-LOCK_PREFIX = "mmbench-cpu"
+LOCK_DIR = "mmbench-cpu-locks"
 _STATE: dict = {}          # per worker process: its CPUs before pinning, the last CPU it held
 
 
@@ -55,20 +56,45 @@ def _pin(cpu: int) -> bool:
         return False
 
 
-def _take_cpu(host: str):
-    """(cpu, lock, waited) : hold one CPU of this host exclusively among mmbench cells."""
-    from distributed import Lock
+class _CpuLock:
+    """An exclusive claim on one CPU of this host among mmbench processes: flock(2) on
+    a file per CPU in the host's temporary directory (released by the kernel if the
+    process dies; no round trip to the scheduler)."""
+
+    def __init__(self, cpu: int):
+        import tempfile
+        d = os.path.join(tempfile.gettempdir(), LOCK_DIR)
+        os.makedirs(d, exist_ok=True)
+        self.cpu = cpu
+        self.fd = os.open(os.path.join(d, f"cpu{cpu}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+
+    def acquire(self, blocking=True) -> bool:
+        import fcntl
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            return False
+
+    def release(self):
+        import fcntl
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def _take_cpu():
+    """(cpu, lock, waited): hold one CPU of this host exclusively among mmbench cells."""
     cpus = _cpus()
     last = _STATE.get("last")
     order = ([last] if last in cpus else []) + [c for c in cpus if c != last]
     for cpu in order:
-        lock = Lock(f"{LOCK_PREFIX}:{host}:{cpu}")
+        lock = _CpuLock(cpu)
         if lock.acquire(blocking=False):
             return cpu, lock, False
-    cpu = order[0]                     # every CPU busy: wait for ours (more workers than cores)
-    lock = Lock(f"{LOCK_PREFIX}:{host}:{cpu}")
+        os.close(lock.fd)
+    lock = _CpuLock(order[0])          # every CPU busy: wait for ours (more workers than cores)
     lock.acquire()
-    return cpu, lock, True
+    return order[0], lock, True
 
 
 def run_cell(index: int, family: str, name: str, params: dict, backend: str, repeats: int,
@@ -84,10 +110,13 @@ def run_cell(index: int, family: str, name: str, params: dict, backend: str, rep
     how = {"host": host, "worker": worker, "pid": os.getpid()}
     cpu = lock = None
     try:
-        cpu, lock, waited = _take_cpu(host)
+        cpu, lock, waited = _take_cpu()
         how.update(cpu=cpu, pinned=_pin(cpu), exclusive=True, waited_for_cpu=waited)
         _STATE["last"] = cpu
+        t1 = time.perf_counter()
+        how["lock_s"] = round(t1 - t0, 4)
         records = measure_cell(family, name, params, backend, repeats, calibration_path, budget_s)
+        how["measure_s"] = round(time.perf_counter() - t1, 4)
         status = cell_status(records)
         error = ""
     except Exception as e:  # measure() catches a design's failures; this is the machinery's
@@ -171,7 +200,7 @@ class Cluster:
                 "scheduler": self.scheduler or self.client.scheduler.address,
                 "workers": len(ws), "threads_per_worker": sorted({w.get("nthreads", 0) for w in ws.values()}),
                 "workers_per_host": hosts, "dask": dask.__version__, "distributed": distributed.__version__,
-                "isolation": "each measured cell holds a per-CPU distributed.Lock and is pinned to that CPU"}
+                "isolation": "each measured cell holds its host's per-CPU lock (flock) and is pinned to that CPU"}
 
     def map_cells(self, cells, repeats, calibration_path, budget_s, task=None):
         """Yield each cell's result as it finishes (longest expected cells are submitted first).
