@@ -6,7 +6,9 @@ writes one results file (mmbench.results).  ``compare`` reads one results
 file and prints workloads × backends, or two and prints what changed.
 
 Profiles size the work: ``tiny`` (seconds; tests), ``quick`` (about half a
-minute per design on a small machine), ``full`` (larger grids, more repeats).
+minute per design on a small machine), ``full`` (larger grids, more repeats),
+``large`` (only the workloads that declare it: 16 GiB processes, the scale the
+simulator must hold; see docs/performance.md).
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ import typer
 
 from mmbench import errors, results
 
-PROFILES = {"tiny": 1, "quick": 3, "full": 5}      # profile -> repeats of measured runs
-BUDGET_S = {"tiny": 2.0, "quick": 3.0, "full": 60.0}  # no new repeat after this long on one combination
+PROFILES = {"tiny": 1, "quick": 3, "full": 5, "large": 1}      # profile -> repeats of measured runs
+BUDGET_S = {"tiny": 2.0, "quick": 3.0, "full": 60.0, "large": 0.0}  # no new repeat after this long on one combination
 DEFAULT_OUTPUT = "results/latest.json"
 SPEC_BACKEND = "reference"                        # the specification, not a design: opt-in only
 
@@ -379,7 +381,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("run")
     def run_cmd(
-        profile: str = typer.Option("quick", help="tiny | quick | full"),
+        profile: str = typer.Option("quick", help="tiny | quick | full | large"),
         backend: Optional[List[str]] = typer.Option(
             None, "--backend", "-b", help="design to run (repeatable); default: every installed design "
             "except the reference model"),

@@ -48,6 +48,9 @@ import numpy as np
 from mmbench.trace import TRACE_DTYPE, Op, TraceBuilder
 
 PROFILES = ("tiny", "quick", "full", "asv")
+# profiles only the workloads that declare a grid for them take part in ("large": 16 GiB
+# processes, the scale the simulator must hold; see docs/performance.md)
+OPT_IN_PROFILES = ("large",)
 FAMILIES = ("fault_latency", "fork_cost", "metadata_memory", "device_migration")
 PAGES_2M = 512                  # 4 KiB pages in 2 MiB (one PMD, one gmem device granule)
 BASE = 1 << 20                  # where workloads place their first mapping (vpn)
@@ -62,6 +65,8 @@ class Segment:
     whose per-op times are reported (per_op) or counted (total).
     ``scale``: normalisers, {"page": n} adds "<segment>.ns_per_page".
     ``snapshot``: record the design's metadata after this segment.
+    ``sim_memory``: record the simulator's own resident memory growth over this
+    segment per page the segment made resident ("<segment>.sim_bytes_per_page").
     """
     name: str
     trace: np.ndarray
@@ -69,6 +74,7 @@ class Segment:
     ops: tuple[int, ...] = ()
     scale: tuple[tuple[str, int], ...] = ()
     snapshot: bool = False
+    sim_memory: bool = False
 
     @property
     def timed(self) -> bool:
@@ -121,12 +127,13 @@ class Script:
         self._next_pid = 1
 
     def segment(self, name: str, timing: str | None = None, ops=(), scale=None,
-                snapshot: bool = False) -> TraceBuilder:
+                snapshot: bool = False, sim_memory: bool = False) -> TraceBuilder:
         """Close the current segment and start a new one; returns its builder."""
         self._close()
         tb = TraceBuilder(first_pid=self._next_pid)
         spec = dict(name=name, timing=timing, ops=tuple(int(o) for o in ops),
-                    scale=tuple(sorted((scale or {}).items())), snapshot=snapshot)
+                    scale=tuple(sorted((scale or {}).items())), snapshot=snapshot,
+                    sim_memory=sim_memory)
         self._open = (spec, tb)
         return tb
 
@@ -165,8 +172,11 @@ class Workload:
         return self.doc.split("\n\n")[0].replace("\n", " ")
 
     def points(self, profile: str) -> list[dict]:
-        """The parameter sets of this workload in `profile`."""
-        grid = self.grids.get(profile, self.grids.get("quick"))
+        """The parameter sets of this workload in `profile` (none in an opt-in profile
+        it declares no grid for)."""
+        grid = self.grids.get(profile, None if profile in OPT_IN_PROFILES else self.grids.get("quick"))
+        if grid is None:
+            return []
         if isinstance(grid, dict):
             keys = list(grid)
             pts = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
@@ -211,6 +221,9 @@ def _freeze(params: dict) -> tuple:
     return tuple(sorted(params.items()))
 
 
+CACHE_MAX_OPS = 1 << 21        # larger scenarios (the large profile) are regenerated, not stored
+
+
 def cache_dir() -> Path:
     """Where generated traces are kept: $MMBENCH_CACHE or ~/.cache/mmbench/traces."""
     d = os.environ.get("MMBENCH_CACHE")
@@ -248,7 +261,8 @@ def _scenario(family: str, name: str, frozen: tuple) -> Scenario:
     sc = _load(path)
     if sc is None:
         sc = wl.func(**params)
-        _store(path, sc)
+        if sc.nops() <= CACHE_MAX_OPS:
+            _store(path, sc)
     return sc
 
 
@@ -279,7 +293,8 @@ def _load(path: Path) -> Scenario | None:
                     return None
                 segs.append(Segment(trace=trace, name=s["name"], timing=s["timing"],
                                     ops=tuple(s["ops"]), snapshot=s["snapshot"],
-                                    scale=tuple(tuple(x) for x in s["scale"])))
+                                    scale=tuple(tuple(x) for x in s["scale"]),
+                                    sim_memory=s.get("sim_memory", False)))
             return Scenario(tuple(segs), Machine(**meta["machine"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None

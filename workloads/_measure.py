@@ -22,6 +22,7 @@ What becomes a record, and of which kind:
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -37,6 +38,7 @@ HEADLINE = ("faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "f
             "fault_minor", "fault_device_return", "pages_zeroed", "pages_copied", "pte_writes",
             "tlb_flushes")
 BYTE_COUNTERS = ("dma_bytes",)
+SIM_MEMORY_MIN_PAGES = 1 << 16   # below this, allocator noise outweighs the growth being measured
 
 
 def _record(family, workload, params, backend, metric, value, unit, kind, spread=None,
@@ -108,9 +110,13 @@ def run_once(m, scenario) -> dict:
             continue
         s0 = _slab_events(m)
         c0 = m.counters()
+        if seg.sim_memory:
+            rss0, res0 = rss_bytes(), _resident(m)
         out = replay_segment(m, seg, timing=seg.timing == "per_op")
         c1 = m.counters()
         obs = {"counters": {k: c1[k] - c0.get(k, 0) for k in c1}, "ops": len(seg.trace)}
+        if seg.sim_memory:
+            obs["sim_memory"] = _sim_memory(m, out, rss0, res0)
         obs["events"] = {**obs["counters"], **_op_events(seg.trace), **_diff(_slab_events(m), s0)}
         if seg.timing == "per_op":
             ns = out["ns"]
@@ -119,9 +125,31 @@ def run_once(m, scenario) -> dict:
         else:
             obs["total_ns"] = int(m.last_replay["elapsed_ns"])
         segs[seg.name] = _merge(segs[seg.name], obs) if seg.name in segs else obs
-    nodes = 1 + m.ndevices
     return {"segments": segs, "metadata": m.metadata(), "structs": m.struct_sizes(),
-            "resident": sum(m.frames_used(n) for n in range(nodes)), "link": dict(m.link or {})}
+            "resident": _resident(m), "link": dict(m.link or {})}
+
+
+def _resident(m) -> int:
+    return sum(m.frames_used(n) for n in range(1 + m.ndevices))
+
+
+def rss_bytes() -> int | None:
+    """This process's resident memory now (Linux /proc/self/statm), or None elsewhere."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _sim_memory(m, out, rss0, res0):
+    """(bytes the process grew by, pages the segment made resident): the simulator's own
+    memory for those pages, the result arrays of the replay left out."""
+    rss1 = rss_bytes()
+    if rss0 is None or rss1 is None:
+        return None
+    result_bytes = sum(out[k].nbytes for k in ("status", "value", "ns") if k in out)
+    return rss1 - rss0 - result_bytes, _resident(m) - res0
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -130,6 +158,8 @@ def _merge(a: dict, b: dict) -> dict:
            "ops": a["ops"] + b["ops"], "total_ns": a["total_ns"] + b["total_ns"]}
     if "per_op" in a:
         out["per_op"] = {o: np.concatenate([a["per_op"][o], b["per_op"][o]]) for o in a["per_op"]}
+    if "sim_memory" in a:
+        out["sim_memory"] = a["sim_memory"]
     return out
 
 
@@ -236,6 +266,7 @@ def _segment_records(rec, seg, obs, link, calibration):
                 continue
             rec.measured(f"{label}.median_ns", [np.median(p) for p in per])
             rec.measured(f"{label}.p99_ns", [np.percentile(p, 99) for p in per])
+    _sim_memory_records(rec, name, [ob.get("sim_memory") for ob in obs])
     totals = [ob["total_ns"] for ob in obs]
     how = "sum of per-op model times" if seg.timing == "per_op" else "elapsed replay time (clock off)"
     rec.measured(f"{name}.total_ns", totals, note=how)
@@ -243,6 +274,15 @@ def _segment_records(rec, seg, obs, link, calibration):
         rec.measured(f"{name}.ns_per_{unit}", [t / n for t in totals], note=how)
     _link_records(rec, name, first, totals, link)
     _estimate_records(rec, seg, obs[0]["events"], totals, calibration)
+
+
+def _sim_memory_records(rec, name, obs):
+    """The simulator's own bytes per page the segment made resident (its RSS growth)."""
+    per = [b / n for b, n in (o for o in obs if o) if n >= SIM_MEMORY_MIN_PAGES]
+    if per:
+        rec.measured(f"{name}.sim_bytes_per_page", per, unit="B/page",
+                     note="growth of the simulator's resident memory (RSS) per page made resident, "
+                          "replay result arrays excluded")
 
 
 def _link_records(rec, name, counters, totals, link):
