@@ -115,8 +115,6 @@ def run_once(m, scenario) -> dict:
         out = replay_segment(m, seg, timing=seg.timing == "per_op")
         c1 = m.counters()
         obs = {"counters": {k: c1[k] - c0.get(k, 0) for k in c1}, "ops": len(seg.trace)}
-        if seg.sim_memory:
-            obs["sim_memory"] = _sim_memory(m, out, rss0, res0)
         obs["events"] = {**obs["counters"], **_op_events(seg.trace), **_diff(_slab_events(m), s0)}
         if seg.timing == "per_op":
             ns = out["ns"]
@@ -124,6 +122,10 @@ def run_once(m, scenario) -> dict:
             obs["total_ns"] = int(ns.sum())
         else:
             obs["total_ns"] = int(m.last_replay["elapsed_ns"])
+        if seg.sim_memory:       # the replay's result arrays go first: only the model's memory stays
+            del out
+            ns = None
+            obs["sim_memory"] = _sim_memory(m, obs, rss0, res0)
         segs[seg.name] = _merge(segs[seg.name], obs) if seg.name in segs else obs
     return {"segments": segs, "metadata": m.metadata(), "structs": m.struct_sizes(),
             "resident": _resident(m), "link": dict(m.link or {})}
@@ -134,7 +136,12 @@ def _resident(m) -> int:
 
 
 def rss_bytes() -> int | None:
-    """This process's resident memory now (Linux /proc/self/statm), or None elsewhere."""
+    """This process's resident memory now (Linux /proc/self/statm), or None elsewhere.
+
+    Free heap memory is handed back to the kernel first (glibc malloc_trim), so
+    that what a replay allocates next is counted when it is touched instead of
+    reusing pages already resident."""
+    _malloc_trim()
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -142,14 +149,23 @@ def rss_bytes() -> int | None:
         return None
 
 
-def _sim_memory(m, out, rss0, res0):
+def _malloc_trim():
+    import ctypes
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _sim_memory(m, obs, rss0, res0):
     """(bytes the process grew by, pages the segment made resident): the simulator's own
-    memory for those pages, the result arrays of the replay left out."""
+    memory for those pages.  Called once the replay's result arrays are freed; the per-op
+    samples kept from them are subtracted."""
     rss1 = rss_bytes()
     if rss0 is None or rss1 is None:
         return None
-    result_bytes = sum(out[k].nbytes for k in ("status", "value", "ns") if k in out)
-    return rss1 - rss0 - result_bytes, _resident(m) - res0
+    kept = sum(a.nbytes for a in obs.get("per_op", {}).values())
+    return rss1 - rss0 - kept, _resident(m) - res0
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -282,7 +298,7 @@ def _sim_memory_records(rec, name, obs):
     if per:
         rec.measured(f"{name}.sim_bytes_per_page", per, unit="B/page",
                      note="growth of the simulator's resident memory (RSS) per page made resident, "
-                          "replay result arrays excluded")
+                          "measured after the replay's result arrays were freed")
 
 
 def _link_records(rec, name, counters, totals, link):
