@@ -169,8 +169,8 @@ class Cluster:
         import dask
         from distributed import Client, LocalCluster
         # a cell that kills its worker is recorded as crashed at once, not retried
-        dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                         "distributed.worker.daemon": False})
+        # (on an existing cluster this is the scheduler's own setting)
+        dask.config.set({"distributed.scheduler.allowed-failures": 0})
         if self.scheduler:
             self.client = Client(self.scheduler, timeout="30s")
         else:

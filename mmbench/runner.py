@@ -235,12 +235,14 @@ class ResultsBook:
         self.index = {k: i for i, k in enumerate(keys)}
         self._cells = {}                   # plan index -> (cell entry, [record json])
         self._plan = None
+        by_key: dict[str, list] = {}
+        for r in doc["records"]:
+            by_key.setdefault(_rkey(r), []).append(r)
         for c in doc["cells"]:
             i = self.index.get(c["key"])
             if i is not None:
-                recs = [r for r in doc["records"] if _rkey(r) == c["key"]]
-                self._cells[i] = (c, [json.dumps(r) for r in recs])
-        self._extra = [r for r in doc["records"] if _rkey(r) not in self.index]
+                self._cells[i] = (c, [json.dumps(r) for r in by_key.get(c["key"], [])])
+        self._extra = [r for k, rs in by_key.items() if k not in self.index for r in rs]
 
     def cell(self, i):
         if self._plan is None:
