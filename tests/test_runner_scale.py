@@ -136,3 +136,10 @@ def _die_on_cell_one(index, *args):
     if index == 1:
         os._exit(3)
     return run_cell(index, *args)
+
+
+def test_large_profile_runs_only_the_workloads_that_declare_it():
+    cells = runner.plan(runner.select_workloads(None), ["linux"], "large")
+    assert cells and {w.name for w, _, _ in cells} == {"process_lifecycle"}
+    assert all(p["pages"] == 1 << 22 for _, p, _ in cells)          # 16 GiB processes
+    assert runner.PROFILES["large"] == 1
