@@ -143,3 +143,18 @@ def test_large_profile_runs_only_the_workloads_that_declare_it():
     assert cells and {w.name for w, _, _ in cells} == {"process_lifecycle"}
     assert all(p["pages"] == 1 << 22 for _, p, _ in cells)          # 16 GiB processes
     assert runner.PROFILES["large"] == 1
+
+
+def test_cells_go_to_an_existing_cluster_by_its_address(serial, tmp_path):
+    """--scheduler ADDRESS: the same run on a cluster mmbench did not start."""
+    import logging
+
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster:
+        doc = runner.run_suite("tiny", ["reference"], ["dense", "fork_grid"], output=tmp_path / "s.json",
+                               scheduler=cluster.scheduler_address)
+    sess = doc["run"]["sessions"][-1]
+    assert sess["mode"] == "scheduler" and sess["how"]["scheduler"] == cluster.scheduler_address
+    want = {k: v for k, v in exact(serial[1]).items() if k[0] == "reference" and k[1] in ("dense", "fork_grid")}
+    assert exact(doc) == want and want
