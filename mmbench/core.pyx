@@ -18,12 +18,15 @@ from libc.stdio cimport snprintf
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint8_t, int8_t
 from mmbench.clock cimport clock_ticks
 
+from collections.abc import Mapping
+
 import numpy as np
 cimport numpy as cnp
 
 from mmbench.blocks.frames cimport frames_init, frames_destroy, MAX_NODES
 from mmbench import errors as _errors
 from mmbench import clock as _clock
+from mmbench._tracecheck import columns_block
 
 cnp.import_array()
 
@@ -67,6 +70,55 @@ def _to_int(x, what):
     if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
         raise _errors.InvalidArgument(f"{what} must be an integer, got {x!r}")
     return int(x)
+
+
+class ReplayResult(Mapping):
+    """What a replay returns: per-op columns, as numpy arrays, built when first read.
+
+    ``status`` (int8, 0 or an MM_E* code), ``value`` (uint64: the value read
+    or the new pid) and, with timing, ``ns`` (float64 ns) are the arrays the loop
+    wrote; ``op``, ``pid``, ``vpn``, ``npages``, ``arg``, ``dev`` are the
+    trace's fields, read through (a view of the trace) when asked for one at a
+    time.  ``frame()`` de-interleaves the trace's fields in one compiled pass
+    and wraps every column in a polars DataFrame without copying it again.
+    The replay itself therefore costs its loop, its validation pass and the
+    allocation of the result arrays — nothing per column nobody reads.
+    """
+    __slots__ = ("_trace", "_done", "_own", "_keys")
+    TRACE_FIELDS = ("op", "pid", "vpn", "npages", "arg", "dev")
+
+    def __init__(self, trace, done, status, value, ns=None):
+        self._trace, self._done = trace, int(done)
+        self._own = {"status": status[:done], "value": value[:done]}
+        if ns is not None:
+            self._own["ns"] = ns[:done]
+        self._keys = self.TRACE_FIELDS + tuple(self._own)
+
+    def __getitem__(self, key):
+        if key in self._own:
+            return self._own[key]
+        if key in self.TRACE_FIELDS:
+            return self._trace[key][:self._done]
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self):
+        return len(self._keys)
+
+    def __repr__(self):
+        return f"<ReplayResult of {self._done} ops: {', '.join(self._keys)}>"
+
+    def columns(self) -> dict:
+        """Every column as a contiguous numpy array (the trace's fields copied once)."""
+        from mmbench._tracecheck import trace_columns
+        return {**trace_columns(self._trace, self._done), **self._own}
+
+    def frame(self):
+        """The columns as a polars DataFrame (zero-copy over columns())."""
+        import polars as pl
+        return pl.DataFrame(self.columns())
 
 
 cdef class Machine:
@@ -393,16 +445,19 @@ cdef class Machine:
         raised), the value (read result or new pid) and, with ``timing``, the
         time in ns (float64; read from the clock mmbench.clock chose: the
         TSC where it is a clock, else CLOCK_MONOTONIC) with the cost of a pair
-        of clock reads subtracted.  Returns a polars
-        DataFrame (``frame=False``: a dict of numpy arrays).  Details of the
-        run (elapsed ns, clock overhead, ops executed) are in ``last_replay``.
+        of clock reads subtracted.  Returns a polars DataFrame (``frame=False``:
+        a ReplayResult, a mapping of numpy columns built when first read).
+        Details of the run (elapsed ns, clock overhead, ops executed) are in
+        ``last_replay``.
         """
         from mmbench.trace import validate_trace
         cdef cnp.ndarray arr = validate_trace(trace, self)
         cdef Py_ssize_t n = arr.shape[0]
-        cdef cnp.ndarray[int8_t] status = np.zeros(n, dtype=np.int8)
-        cdef cnp.ndarray[uint64_t] value = np.zeros(n, dtype=np.uint64)
-        cdef cnp.ndarray[int64_t] ns = np.zeros(n if timing else 0, dtype=np.int64)
+        cdef list res_cols = columns_block(n, (np.int8, np.uint64, np.int64) if timing else
+                                           (np.int8, np.uint64), zero=True)  # one block: few page faults
+        cdef cnp.ndarray[int8_t] status = res_cols[0]
+        cdef cnp.ndarray[uint64_t] value = res_cols[1]
+        cdef cnp.ndarray[int64_t] ns = res_cols[2] if timing else np.zeros(0, dtype=np.int64)
         cdef const trace_rec_t* recs = <const trace_rec_t*>cnp.PyArray_DATA(arr)
         cdef int8_t* st_p = <int8_t*>cnp.PyArray_DATA(status)
         cdef uint64_t* val_p = <uint64_t*>cnp.PyArray_DATA(value)
@@ -442,15 +497,9 @@ cdef class Machine:
         if self.pending_exc is not None:
             exc, self.pending_exc = self.pending_exc, None
             raise exc
-        cols = {"op": arr["op"][:done], "pid": arr["pid"][:done], "vpn": arr["vpn"][:done],
-                "npages": arr["npages"][:done], "arg": arr["arg"][:done], "dev": arr["dev"][:done],
-                "status": status[:done], "value": value[:done]}
-        if timing:
-            cols["ns"] = _clock.ticks_to_ns(ns[:done])      # float64 ns
-        if not frame:
-            return cols
-        import polars as pl
-        return pl.DataFrame(cols)
+        res = ReplayResult(arr, done, status, value,
+                           _clock.ticks_to_ns(ns[:done]) if timing else None)   # float64 ns
+        return res.frame() if frame else res
 
     # ---------------------------------------------- the public contract
     def _raise(self, int st):

@@ -163,56 +163,30 @@ def validate_trace(trace, machine=None) -> np.ndarray:
                 t[f] = src
         trace = t
     trace = np.ascontiguousarray(trace)
-    n = len(trace)
-    if n == 0:
+    if len(trace) == 0:
         return trace
-    op = trace["op"]
-    bad = op >= len(Op)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise errors.InvalidArgument(f"record {i}: unknown op code {int(op[i])}")
-    vpn, npages = trace["vpn"], trace["npages"]
-    ranged = np.isin(op, [int(o) for o in _RANGE_OPS | _PAGE_OPS])
-    badr = ranged & ((vpn < 0) | (npages < 1) | (vpn > VPN_LIMIT - npages))
-    paged = np.isin(op, [int(o) for o in _PAGE_OPS])
-    badr |= paged & (npages != 1)
-    remap = op == Op.MREMAP
-    newv = trace["arg"].astype(np.float64)  # compare without uint64 wrap
-    badr |= remap & ((newv + npages > VPN_LIMIT) | (newv < 0))
-    mprot = op == Op.MPROTECT
-    badr |= mprot & (trace["arg"] > 1)
-    mmapo = op == Op.MMAP
-    badr |= mmapo & (trace["arg"] > 3)
-    if badr.any():
-        i = int(np.argmax(badr))
-        r = trace[i]
+    from mmbench._tracecheck import validate_records, BAD_OP, BAD_RANGE, BAD_DEV, NO_DEVICES
+    if machine is not None:
+        ndev, devices_ok = machine.ndevices, bool(type(machine).supports_devices)
+        live, first = machine.live_pids(), machine.next_free_pid
+    else:
+        ndev, devices_ok, live, first = 16, True, [], 1
+    i, code, pid = validate_records(trace, ndev, devices_ok, np.asarray(live, dtype=np.int64), first)
+    if i < 0:
+        return trace
+    r = trace[i]
+    if code == BAD_OP:
+        raise errors.InvalidArgument(f"record {i}: unknown op code {int(r['op'])}")
+    if code == BAD_RANGE:
         raise errors.InvalidArgument(
             f"record {i}: bad range or argument for {Op(int(r['op'])).name} "
             f"(vpn={int(r['vpn'])}, npages={int(r['npages'])}, arg={int(r['arg'])})")
-    ndev = machine.ndevices if machine is not None else 16
-    devop = np.isin(op, [int(Op.DEVICE_READ), int(Op.DEVICE_WRITE)])
-    baddev = devop & ((trace["dev"] < 1) | (trace["dev"] > ndev))
-    baddev |= (op == Op.MIGRATE) & (trace["arg"] > ndev)
-    if baddev.any():
-        i = int(np.argmax(baddev))
+    if code == BAD_DEV:
         raise errors.InvalidArgument(f"record {i}: device/node out of range (machine has {ndev} devices)")
-    if machine is not None and (devop.any() or (op == Op.MIGRATE).any()) and not type(machine).supports_devices:
+    if code == NO_DEVICES:
         raise errors.NotSupported(f"the {type(machine).name!r} design has no accelerator support")
-    _check_pids(trace, machine)
-    return trace
-
-
-def _check_pids(trace, machine):
-    from mmbench._tracecheck import check_pids
-    if machine is not None:
-        live = machine.live_pids()
-        first = machine.next_free_pid
-    else:
-        live, first = [], 1
-    i, pid = check_pids(trace, np.asarray(live, dtype=np.int64), first)
-    if i >= 0:
-        raise errors.NoSuchProcess(
-            f"record {i}: {Op(int(trace['op'][i])).name} names pid {pid}, which does not exist at that point")
+    raise errors.NoSuchProcess(
+        f"record {i}: {Op(int(r['op'])).name} names pid {pid}, which does not exist at that point")
 
 
 def save(path, trace: np.ndarray, **meta):

@@ -48,6 +48,9 @@ import numpy as np
 from mmbench.trace import TRACE_DTYPE, Op, TraceBuilder
 
 PROFILES = ("tiny", "quick", "full", "asv")
+# profiles only the workloads that declare a grid for them take part in ("large": 16 GiB
+# processes, the scale the simulator must hold; see docs/performance.md)
+OPT_IN_PROFILES = ("large",)
 FAMILIES = ("fault_latency", "fork_cost", "metadata_memory", "device_migration")
 PAGES_2M = 512                  # 4 KiB pages in 2 MiB (one PMD, one gmem device granule)
 BASE = 1 << 20                  # where workloads place their first mapping (vpn)
@@ -62,6 +65,8 @@ class Segment:
     whose per-op times are reported (per_op) or counted (total).
     ``scale``: normalisers, {"page": n} adds "<segment>.ns_per_page".
     ``snapshot``: record the design's metadata after this segment.
+    ``sim_memory``: record the simulator's own resident memory growth over this
+    segment per page the segment made resident ("<segment>.sim_bytes_per_page").
     """
     name: str
     trace: np.ndarray
@@ -69,6 +74,7 @@ class Segment:
     ops: tuple[int, ...] = ()
     scale: tuple[tuple[str, int], ...] = ()
     snapshot: bool = False
+    sim_memory: bool = False
 
     @property
     def timed(self) -> bool:
@@ -121,12 +127,13 @@ class Script:
         self._next_pid = 1
 
     def segment(self, name: str, timing: str | None = None, ops=(), scale=None,
-                snapshot: bool = False) -> TraceBuilder:
+                snapshot: bool = False, sim_memory: bool = False) -> TraceBuilder:
         """Close the current segment and start a new one; returns its builder."""
         self._close()
         tb = TraceBuilder(first_pid=self._next_pid)
         spec = dict(name=name, timing=timing, ops=tuple(int(o) for o in ops),
-                    scale=tuple(sorted((scale or {}).items())), snapshot=snapshot)
+                    scale=tuple(sorted((scale or {}).items())), snapshot=snapshot,
+                    sim_memory=sim_memory)
         self._open = (spec, tb)
         return tb
 
@@ -165,8 +172,11 @@ class Workload:
         return self.doc.split("\n\n")[0].replace("\n", " ")
 
     def points(self, profile: str) -> list[dict]:
-        """The parameter sets of this workload in `profile`."""
-        grid = self.grids.get(profile, self.grids.get("quick"))
+        """The parameter sets of this workload in `profile` (none in an opt-in profile
+        it declares no grid for)."""
+        grid = self.grids.get(profile, None if profile in OPT_IN_PROFILES else self.grids.get("quick"))
+        if grid is None:
+            return []
         if isinstance(grid, dict):
             keys = list(grid)
             pts = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
@@ -211,6 +221,9 @@ def _freeze(params: dict) -> tuple:
     return tuple(sorted(params.items()))
 
 
+CACHE_MAX_OPS = 1 << 21        # larger scenarios (the large profile) are regenerated, not stored
+
+
 def cache_dir() -> Path:
     """Where generated traces are kept: $MMBENCH_CACHE or ~/.cache/mmbench/traces."""
     d = os.environ.get("MMBENCH_CACHE")
@@ -224,16 +237,32 @@ def _source_key(func) -> str:
     return h.hexdigest()[:16]
 
 
+def _cache_path(wl: Workload, params: dict) -> Path:
+    key = hashlib.sha256(json.dumps([wl.name, params, _source_key(wl.func)]).encode()).hexdigest()[:24]
+    return cache_dir() / f"{wl.name}-{key}.npz"
+
+
+def cached_nops(wl: Workload, params: dict) -> int | None:
+    """Operations in the cached scenario of `wl` with `params`, read from the cache file's
+    index without loading it; None when it is not cached yet (a scheduler's size hint)."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(_cache_path(wl, dict(_freeze({**wl.defaults(), **params})))) as z:
+            return sum(i.file_size for i in z.infolist() if i.filename.startswith("seg")) // TRACE_DTYPE.itemsize
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+
+
 @functools.lru_cache(maxsize=64)
 def _scenario(family: str, name: str, frozen: tuple) -> Scenario:
     wl = _CATALOGUE[name] if name in _CATALOGUE else catalogue()[name]
     params = dict(frozen)
-    key = hashlib.sha256(json.dumps([name, params, _source_key(wl.func)]).encode()).hexdigest()[:24]
-    path = cache_dir() / f"{name}-{key}.npz"
+    path = _cache_path(wl, params)
     sc = _load(path)
     if sc is None:
         sc = wl.func(**params)
-        _store(path, sc)
+        if sc.nops() <= CACHE_MAX_OPS:
+            _store(path, sc)
     return sc
 
 
@@ -264,7 +293,8 @@ def _load(path: Path) -> Scenario | None:
                     return None
                 segs.append(Segment(trace=trace, name=s["name"], timing=s["timing"],
                                     ops=tuple(s["ops"]), snapshot=s["snapshot"],
-                                    scale=tuple(tuple(x) for x in s["scale"])))
+                                    scale=tuple(tuple(x) for x in s["scale"]),
+                                    sim_memory=s.get("sim_memory", False)))
             return Scenario(tuple(segs), Machine(**meta["machine"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -25,6 +25,7 @@ What becomes a record, and of which kind:
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -40,6 +41,10 @@ HEADLINE = ("faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "f
             "fault_minor", "fault_device_return", "pages_zeroed", "pages_copied", "pte_writes",
             "tlb_flushes")
 BYTE_COUNTERS = ("dma_bytes",)
+# below this, allocator noise outweighs the growth being measured; from here on a machine's frame
+# descriptor array is above glibc's largest mmap threshold (32 MiB), so it is a fresh mapping
+# whose pages count when first used, not when a recycled heap is cleared by calloc
+SIM_MEMORY_MIN_PAGES = 1 << 18
 
 
 def _record(family, workload, params, backend, metric, value, unit, kind, spread=None,
@@ -111,6 +116,8 @@ def run_once(m, scenario) -> dict:
             continue
         s0 = _slab_events(m)
         c0 = m.counters()
+        if seg.sim_memory:
+            rss0, res0 = rss_bytes(), _resident(m)
         out = replay_segment(m, seg, timing=seg.timing == "per_op")
         c1 = m.counters()
         obs = {"counters": {k: c1[k] - c0.get(k, 0) for k in c1}, "ops": len(seg.trace)}
@@ -121,10 +128,50 @@ def run_once(m, scenario) -> dict:
             obs["total_ns"] = int(ns.sum())
         else:
             obs["total_ns"] = int(m.last_replay["elapsed_ns"])
+        if seg.sim_memory:       # the replay's result arrays go first: only the model's memory stays
+            del out
+            ns = None
+            obs["sim_memory"] = _sim_memory(m, obs, rss0, res0)
         segs[seg.name] = _merge(segs[seg.name], obs) if seg.name in segs else obs
-    nodes = 1 + m.ndevices
     return {"segments": segs, "metadata": m.metadata(), "structs": m.struct_sizes(),
-            "resident": sum(m.frames_used(n) for n in range(nodes)), "link": dict(m.link or {})}
+            "resident": _resident(m), "link": dict(m.link or {})}
+
+
+def _resident(m) -> int:
+    return sum(m.frames_used(n) for n in range(1 + m.ndevices))
+
+
+def rss_bytes() -> int | None:
+    """This process's resident memory now (Linux /proc/self/statm), or None elsewhere.
+
+    Free heap memory is handed back to the kernel first (glibc malloc_trim), so
+    that what a replay allocates next is counted when it is touched instead of
+    reusing pages already resident."""
+    _malloc_trim()
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _malloc_trim():
+    import ctypes
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _sim_memory(m, obs, rss0, res0):
+    """(bytes the process grew by, pages the segment made resident): the simulator's own
+    memory for those pages.  Called once the replay's result arrays are freed; the per-op
+    samples kept from them are subtracted."""
+    rss1 = rss_bytes()
+    if rss0 is None or rss1 is None:
+        return None
+    kept = sum(a.nbytes for a in obs.get("per_op", {}).values())
+    return rss1 - rss0 - kept, _resident(m) - res0
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -133,11 +180,14 @@ def _merge(a: dict, b: dict) -> dict:
            "ops": a["ops"] + b["ops"], "total_ns": a["total_ns"] + b["total_ns"]}
     if "per_op" in a:
         out["per_op"] = {o: np.concatenate([a["per_op"][o], b["per_op"][o]]) for o in a["per_op"]}
+    if "sim_memory" in a:
+        out["sim_memory"] = a["sim_memory"]
     return out
 
 
 def _add(x: dict, y: dict) -> dict:
-    return {k: x.get(k, 0) + y.get(k, 0) for k in x.keys() | y.keys()}
+    """Sums by key, in first-seen key order (a set's order would change with the process)."""
+    return {k: x.get(k, 0) + y.get(k, 0) for k in dict.fromkeys([*x, *y])}
 
 
 def _op_events(trace) -> dict:
@@ -247,12 +297,22 @@ def _segment_records(rec, seg, obs, link, calibration):
                 continue
             rec.measured(f"{label}.median_ns", [np.median(p) for p in per])
             rec.measured(f"{label}.p99_ns", [np.percentile(p, 99) for p in per])
+    _sim_memory_records(rec, name, [ob.get("sim_memory") for ob in obs])
     totals = [ob["total_ns"] for ob in obs]
     how = "sum of per-op model times" if seg.timing == "per_op" else "elapsed replay time (clock off)"
     rec.measured(f"{name}.total_ns", totals, note=how)
     for unit, n in seg.scale:
         rec.measured(f"{name}.ns_per_{unit}", [t / n for t in totals], note=how)
     _estimate_records(rec, seg, obs[0]["events"], totals, calibration, link)
+
+
+def _sim_memory_records(rec, name, obs):
+    """The simulator's own bytes per page the segment made resident (its RSS growth)."""
+    per = [b / n for b, n in (o for o in obs if o) if n >= SIM_MEMORY_MIN_PAGES]
+    if per:
+        rec.measured(f"{name}.sim_bytes_per_page", per, unit="B/page",
+                     note="growth of the simulator's resident memory (RSS) per page made resident, "
+                          "measured after the replay's result arrays were freed")
 
 
 def _estimate_records(rec, seg, events, totals, calibration, link):

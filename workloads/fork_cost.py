@@ -120,4 +120,38 @@ def deferred(pages, rewrite, seed=5):
     return s.build()
 
 
+@workload("fork_cost", grids={
+    "tiny": {"pages": [256]},
+    "quick": {"pages": [16384]},
+    "full": {"pages": [262144]},
+    "asv": {"pages": [16384]},
+    "large": {"pages": [1 << 22]}})
+def process_lifecycle(pages):
+    """A big process's life: first touch of all its memory, fork, copy-on-write of all of it, exit.
+
+    The parent writes every page of one mapping (``touch``), forks (``fork``),
+    the child rewrites every page (``cow``: one copy-on-write fault each), then
+    the child and the parent exit (``exit``).  Stands for a large in-memory
+    service (a database, an analytics engine) that forks a worker which
+    modifies its whole working set.  In the ``large`` profile the process has
+    16 GiB (4M pages): the scale the simulator itself must hold, so the touch
+    segment also records the simulator's own memory per resident page.
+    """
+    s = Script(ram_for(pages, 2))
+    t = s.setup()
+    p = t.spawn()
+    t.mmap(p, BASE, pages)
+    v = np.arange(BASE, BASE + pages, dtype=np.int64)
+    t = s.segment("touch", "per_op", ops=[Op.WRITE], scale={"page": pages}, sim_memory=True)
+    t.extend(page_ops(Op.WRITE, p, v, tokens(v, p)))
+    t = s.segment("fork", "per_op", ops=[Op.FORK], scale={"page": pages})
+    c = t.fork(p)
+    t = s.segment("cow", "per_op", ops=[Op.WRITE], scale={"page": pages}, sim_memory=True)
+    t.extend(page_ops(Op.WRITE, c, v, tokens(v, c, 1)))
+    t = s.segment("exit", "per_op", ops=[Op.EXIT], scale={"page": 2 * pages})
+    t.exit(c)
+    t.exit(p)
+    return s.build()
+
+
 globals().update(asv_classes("fork_cost"))

@@ -76,7 +76,7 @@ from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, VPN_
                            C_DEVICE_TLB_INVAL, C_GM_MAPPING_ALLOC, C_OBJECTS_ALLOC, C_OBJECTS_FREE,
                            C_XA_NODE_ALLOC, C_XA_NODE_FREE)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, FR_DESIGN1, frame_node, frames_free_count)
-from mmbench.blocks.pagetable cimport (pt_node_t, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte, pte_pfn,
+from mmbench.blocks.pagetable cimport (pt_node_t, PT_ENTRIES, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte, pte_pfn,
                                        pt_leaf, pt_get, pt_set, pt_next)
 from mmbench.blocks.xarray cimport xa_init, xa_destroy, xa_load, xa_store, xa_erase, xa_find
 from mmbench.blocks.devmirror cimport (dmirror_t, dmirror_lookup, dmirror_invalidate, dpte_pfn, devmem_has,
@@ -294,22 +294,33 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     cdef int gm_cpu_populate(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
         """A CPU gm_mapping for every present PTE of peer-shared memory in [start, end)
-        (pages that arrived by fork or mremap rather than by a fault)."""
-        cdef uint64_t vpn = start
+        (pages that arrived by fork or mremap rather than by a fault).
+
+        The walk is the simulator's, not the design's: it scans each PTE table
+        found once (no descent from the top per page) and looks the VMA up once
+        per VMA, so what fork pays per page is gmem's own work — allocating the
+        gm_mapping and storing it in the logical page table."""
+        cdef uint64_t vpn = start, tend
         cdef pt_node_t* t
-        cdef vma_t* v
+        cdef vma_t* v = NULL
         cdef gm_mapping_t* gm
         while True:
             t = pt_next(&mm.pgd, vpn, end, &vpn)
             if t == NULL:
                 return MM_OK
-            v = self.find_vma(mm, vpn)
-            if v != NULL and self.peer_shared(v):
-                gm = self.gm_get(mm, vpn)
-                if gm == NULL:
-                    return MM_ENOMEM
-                gm.flag = GM_PAGE_CPU
-            vpn += 1
+            tend = (vpn | <uint64_t>(PT_ENTRIES - 1)) + 1      # the rest of this PTE table
+            if tend > end:
+                tend = end
+            while vpn < tend:
+                if t.e[vpn & <uint64_t>(PT_ENTRIES - 1)] != 0:
+                    if v == NULL or vpn < v.vm_start or vpn >= v.vm_end:
+                        v = self.find_vma(mm, vpn)
+                    if v != NULL and self.peer_shared(v):
+                        gm = self.gm_get(mm, vpn)
+                        if gm == NULL:
+                            return MM_ENOMEM
+                        gm.flag = GM_PAGE_CPU
+                vpn += 1
 
     # ================================================================ gm_mmu: the device side
     cdef void peer_unmap(self, mm_t* mm, int dev, uint64_t vpn) noexcept nogil:
@@ -511,14 +522,23 @@ cdef class GmemMachine(LinuxHMMMachine):
             start = idx + 1
         return n
 
+    cdef bint device_frames_in_use(self) noexcept nogil:
+        """Whether any device frame is allocated: every DEVICE gm_mapping owns one
+        (check_device_frames), so without any the logical page tables hold none."""
+        cdef int node
+        for node in range(1, self.frames.nr_nodes):
+            if self.frames.node_used[node] != 0:
+                return True
+        return False
+
     cdef int gm_range_to_host(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
         """Every DEVICE page of [start, end) comes home; one DMA batch per 2 MiB block."""
         cdef vm_object_t* obj = self.obj_of(mm)
         cdef gm_mapping_t* gm
         cdef uint64_t idx = 0, block = NO_VPN
         cdef int64_t batch = 0
-        if obj == NULL:
-            return MM_OK
+        if obj == NULL or not self.device_frames_in_use():
+            return MM_OK                # no DEVICE gm_mapping anywhere: nothing to walk for
         if self.gm_count_device(mm, start, end) > frames_free_count(&self.frames, 0):
             return MM_ENOMEM
         while start < end:

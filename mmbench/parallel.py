@@ -1,0 +1,229 @@
+"""Cells of a run on Dask: a LocalCluster on this machine or an existing cluster.
+
+A *cell* is one workload × parameter set × design (``mmbench.runner.plan``);
+``measure`` turns it into records.  Cells are independent, so a run is a bag
+of tasks and ``dask.distributed`` schedules them — there is no scheduler of
+our own here, only what a cell needs to be measured honestly:
+
+    client ──submit(cell)──► worker process (1 thread)
+                               │ take the lock of one CPU of its host
+                               │   flock $TMPDIR/mmbench-cpu-locks/cpu<N>.lock
+                               │ pin itself to that CPU (sched_setaffinity)
+                               │ measure(cell)          ◄── the timed part
+                               │ release the lock
+    client ◄──records + how────┘   (written to the results file at once)
+
+The lock makes "one measured cell per core" hold whatever the cluster looks
+like (a CPU is a resource of its host, so the lock is the host's: flock(2),
+which the kernel drops if the holder dies): a LocalCluster with as many workers as cores never waits (each worker
+finds a free CPU), a cluster with more workers than cores on a host runs the
+surplus one after another, and a restarted worker pins itself again.  Each
+cell reports where it ran (host, worker, CPU, whether it had the CPU to
+itself), and the runner stores that next to its records.
+
+Exact metrics do not depend on any of this: a cell's trace comes from its
+seed, a fresh machine replays it, counters are deterministic.  Measured
+metrics do depend on the machine, which is why a cell never shares its CPU
+with another measured cell.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import traceback
+
+LOCK_DIR = "mmbench-cpu-locks"
+_STATE: dict = {}          # per worker process: its CPUs before pinning, the last CPU it held
+
+
+def _cpus() -> list[int]:
+    """The CPUs this process may run on, as it started (before any pinning)."""
+    if "cpus" not in _STATE:
+        try:
+            _STATE["cpus"] = sorted(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            _STATE["cpus"] = list(range(os.cpu_count() or 1))
+    return _STATE["cpus"]
+
+
+def _pin(cpu: int) -> bool:
+    try:
+        os.sched_setaffinity(0, {cpu})
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+class _CpuLock:
+    """An exclusive claim on one CPU of this host among mmbench processes: flock(2) on
+    a file per CPU in the host's temporary directory (released by the kernel if the
+    process dies; no round trip to the scheduler)."""
+
+    def __init__(self, cpu: int):
+        import tempfile
+        d = os.path.join(tempfile.gettempdir(), LOCK_DIR)
+        os.makedirs(d, exist_ok=True)
+        self.cpu = cpu
+        self.fd = os.open(os.path.join(d, f"cpu{cpu}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+
+    def acquire(self, blocking=True) -> bool:
+        import fcntl
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            return False
+
+    def release(self):
+        import fcntl
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def _take_cpu():
+    """(cpu, lock, waited): hold one CPU of this host exclusively among mmbench cells."""
+    cpus = _cpus()
+    last = _STATE.get("last")
+    order = ([last] if last in cpus else []) + [c for c in cpus if c != last]
+    for cpu in order:
+        lock = _CpuLock(cpu)
+        if lock.acquire(blocking=False):
+            return cpu, lock, False
+        os.close(lock.fd)
+    lock = _CpuLock(order[0])          # every CPU busy: wait for ours (more workers than cores)
+    lock.acquire()
+    return order[0], lock, True
+
+
+def run_cell(index: int, family: str, name: str, params: dict, backend: str, repeats: int,
+             calibration_path, budget_s) -> dict:
+    """Measure one cell on this worker; never raises (a failure is the cell's result)."""
+    from distributed import get_worker
+    t0 = time.perf_counter()
+    host = socket.gethostname()
+    try:
+        worker = get_worker().address
+    except ValueError:
+        worker = "local"
+    how = {"host": host, "worker": worker, "pid": os.getpid()}
+    cpu = lock = None
+    try:
+        cpu, lock, waited = _take_cpu()
+        how.update(cpu=cpu, pinned=_pin(cpu), exclusive=True, waited_for_cpu=waited)
+        _STATE["last"] = cpu
+        t1 = time.perf_counter()
+        how["lock_s"] = round(t1 - t0, 4)
+        records = measure_cell(family, name, params, backend, repeats, calibration_path, budget_s)
+        how["measure_s"] = round(time.perf_counter() - t1, 4)
+        status = cell_status(records)
+        error = ""
+    except Exception as e:  # measure() catches a design's failures; this is the machinery's
+        records, status = None, "error"
+        error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}"
+    finally:
+        if lock is not None:
+            try:
+                lock.release()
+            except Exception:
+                pass
+    how["wall_s"] = round(time.perf_counter() - t0, 4)
+    return {"index": index, "records": records, "status": status, "error": error, "how": how}
+
+
+_CAL: dict = {}
+
+
+def measure_cell(family, name, params, backend, repeats, calibration_path, budget_s) -> list[dict]:
+    """The records of one cell (the calibration is loaded once per process)."""
+    from mmbench.workloads._common import catalogue
+    from mmbench.workloads._measure import load_calibration, measure
+    key = str(calibration_path)
+    if key not in _CAL:
+        _CAL[key] = load_calibration(calibration_path)[0]
+    wl = catalogue()[name]
+    assert wl.family == family, (wl.family, family)
+    return measure(wl, params, backend, repeats=repeats, calibration=_CAL[key], budget_s=budget_s)
+
+
+def cell_status(records) -> str:
+    """"ok", "unsupported" (the design cannot run it) or "error" (it crashed: measure's note)."""
+    whole = [r for r in records if r["metric"] == "*" and r["kind"] == "unsupported"]
+    if not whole:
+        return "ok"
+    return "error" if any(r["note"].startswith("error:") for r in whole) else "unsupported"
+
+
+class Cluster:
+    """A Dask client for a run: a LocalCluster of `workers` processes, or `scheduler`'s cluster.
+
+    Use as a context manager; ``info()`` says how the cells ran (stored in the results).
+    """
+
+    def __init__(self, workers: int = 2, scheduler: str | None = None):
+        self.workers, self.scheduler = workers, scheduler
+        self.cluster = self.client = None
+
+    def __enter__(self):
+        import dask
+        from distributed import Client, LocalCluster
+        # a cell that kills its worker is recorded as crashed at once, not retried
+        # (on an existing cluster this is the scheduler's own setting)
+        dask.config.set({"distributed.scheduler.allowed-failures": 0})
+        if self.scheduler:
+            self.client = Client(self.scheduler, timeout="30s")
+        else:
+            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                        dashboard_address=None, silence_logs=logging.ERROR,
+                                        worker_class="distributed.Nanny")
+            self.client = Client(self.cluster)
+        return self
+
+    def __exit__(self, *exc):
+        for c in (self.client, self.cluster):
+            if c is not None:
+                try:
+                    c.close()
+                except Exception:
+                    pass
+        return False
+
+    def info(self) -> dict:
+        import dask
+        import distributed
+        ws = self.client.scheduler_info().get("workers", {})
+        hosts = {}
+        for w in ws.values():
+            hosts[w.get("host", "?")] = hosts.get(w.get("host", "?"), 0) + 1
+        return {"mode": "scheduler" if self.scheduler else "local-cluster",
+                "scheduler": self.scheduler or self.client.scheduler.address,
+                "workers": len(ws), "threads_per_worker": sorted({w.get("nthreads", 0) for w in ws.values()}),
+                "workers_per_host": hosts, "dask": dask.__version__, "distributed": distributed.__version__,
+                "isolation": "each measured cell holds its host's per-CPU lock (flock) and is pinned to that CPU"}
+
+    def map_cells(self, cells, repeats, calibration_path, budget_s, task=None):
+        """Yield each cell's result as it finishes (longest expected cells are submitted first).
+
+        `cells` is [(index, workload, params, backend, weight)]; a cell whose worker died
+        comes back with status "error" and the scheduler's reason.  `task` replaces
+        run_cell (tests).
+        """
+        from distributed import as_completed
+        futs = {}
+        for index, w, p, b, _ in sorted(cells, key=lambda c: -c[4]):
+            f = self.client.submit(task or run_cell, index, w.family, w.name, p, b, repeats, calibration_path,
+                                   budget_s, key=f"mmbench-cell-{index}-{os.getpid()}-{time.time_ns()}",
+                                   pure=False)
+            futs[f] = index
+        try:
+            for f in as_completed(futs):
+                try:
+                    yield f.result()
+                except Exception as e:       # KilledWorker, CancelledError …: the cell crashed
+                    yield {"index": futs[f], "records": None, "status": "error",
+                           "error": f"{type(e).__name__}: {e}", "how": {"worker": "lost"}}
+        finally:
+            for f in futs:
+                if not f.done():
+                    f.cancel()

@@ -1,0 +1,117 @@
+"""The simulator's own speed and memory, per design (asv tracks them over commits).
+
+Not a metric family of the comparison: these numbers describe mmbench, not the
+designs' kernels, so a regression of the model shows in asv's history.
+
+* ``Replay.time_replay``          one replay of 256K first-touch writes, end to
+                                  end (validation, the nogil loop, the result)
+* ``Replay.track_loop_ns_per_op`` the nogil loop alone, ns per op
+* ``Replay.track_ops_per_s``      end-to-end replay throughput, ops/s
+* ``Replay.track_overhead_ratio`` end to end / loop (validation and result
+                                  building cost what remains above 1)
+* ``SimMemory.track_bytes_per_page`` the simulator's resident memory per
+                                  simulated resident page after first touch
+                                  of 256K pages (RSS growth, heap trimmed)
+
+Data generation is in ``setup`` (seeded, never timed); the backend is the
+asv parameter; a design that is not installed is skipped.  Methods are in
+docs/performance.md.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mmbench.trace import Op, TraceBuilder, page_ops
+
+from ._asv import SkipNotImplemented, asv_backends
+
+PAGES = 1 << 18                 # 256K pages (1 GiB of simulated memory)
+M_MMAP_THRESHOLD = -3           # glibc mallopt parameter
+BASE = 1 << 20
+
+
+def first_touch(backend, pages=PAGES):
+    """(machine with one process and one `pages`-page mapping, the trace writing each page once)."""
+    import mmbench
+    try:
+        m = mmbench.open(backend, ram_pages=2 * pages + (1 << 16))
+    except Exception as e:       # not installed, broken plugin …
+        raise NotImplementedError(f"{backend}: {type(e).__name__}: {e}") from None
+    t = TraceBuilder()
+    p = t.spawn()
+    t.mmap(p, BASE, pages)
+    m.replay(t.build(), timing=False, frame=False)
+    v = np.arange(BASE, BASE + pages, dtype=np.int64)
+    return m, page_ops(Op.WRITE, p, v, v.astype(np.uint64) + np.uint64(1))
+
+
+class Replay:
+    """Replay of first-touch writes: end to end against the loop."""
+    params = [asv_backends()]
+    param_names = ["backend"]
+    number = 1              # a replay uses its machine up: fresh state per sample (setup)
+    repeat = (3, 10, 20.0)
+    warmup_time = 0.0
+    timeout = 300
+
+    def setup(self, backend):
+        self.m, self.trace = first_touch(backend)
+
+    def time_replay(self, backend):
+        self.m.replay(self.trace, timing=False, frame=False)
+
+    def _measure(self):
+        """(end-to-end ns per op, loop ns per op) of one replay on the fresh machine."""
+        m, trace = self.m, self.trace
+        t0 = time.perf_counter_ns()
+        m.replay(trace, timing=False, frame=False)
+        t1 = time.perf_counter_ns()
+        return (t1 - t0) / len(trace), m.last_replay["elapsed_ns"] / len(trace)
+
+    def track_loop_ns_per_op(self, backend):
+        return self._measure()[1]
+    track_loop_ns_per_op.unit = "ns/op"
+
+    def track_ops_per_s(self, backend):
+        return 1e9 / self._measure()[0]
+    track_ops_per_s.unit = "ops/s"
+
+    def track_overhead_ratio(self, backend):
+        e2e, loop = self._measure()
+        return e2e / loop
+    track_overhead_ratio.unit = "end-to-end / loop"
+
+
+class SimMemory:
+    """The simulator's own memory per simulated resident page."""
+    params = [asv_backends()]
+    param_names = ["backend"]
+    number = 1
+    repeat = 1
+    timeout = 300
+
+    def setup(self, backend):
+        # big allocations as fresh zero-filled mappings (no dynamic threshold): a model's
+        # calloc'd arrays then count when touched, not when a recycled heap is cleared
+        import ctypes
+        try:
+            ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 128 << 10)
+        except (OSError, AttributeError):
+            pass
+        self.m, self.trace = first_touch(backend)
+
+    def track_bytes_per_page(self, backend):
+        from ._measure import rss_bytes
+        m = self.m
+        used0 = m.frames_used(0)
+        r0 = rss_bytes()
+        out = m.replay(self.trace, timing=False, frame=False)
+        del out
+        r1 = rss_bytes()
+        pages = m.frames_used(0) - used0
+        if r0 is None or not pages:
+            raise SkipNotImplemented(f"{backend}: no RSS reading or no frames accounted")
+        return (r1 - r0) / pages
+    track_bytes_per_page.unit = "B/page"
