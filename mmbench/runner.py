@@ -11,6 +11,7 @@ minute per design on a small machine), ``full`` (larger grids, more repeats).
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
 import time
 import warnings
@@ -64,14 +65,44 @@ def select_workloads(patterns: list[str] | None) -> list:
     return chosen
 
 
-def plan(workloads, backends, profile) -> list[tuple]:
+def points(w, profile, overrides=None) -> list[dict]:
+    """The parameter sets of workload `w` in `profile`, with `overrides` (``-p NAME=VALUE``)
+    replacing those parameters in every set (duplicates removed)."""
+    pts = w.points(profile)
+    if not overrides:
+        return pts
+    out = []
+    for p in pts:
+        q = {**p, **overrides}
+        if q not in out:
+            out.append(q)
+    return out
+
+
+def check_overrides(workloads, overrides: dict) -> None:
+    """InvalidArgument unless every selected workload has every overridden parameter."""
+    import inspect
+    for w in workloads:
+        known = list(inspect.signature(w.func).parameters)
+        bad = [k for k in overrides if k not in known]
+        if bad:
+            raise errors.InvalidArgument(
+                f"workload {w.name} has no parameter {', '.join(map(repr, bad))}; "
+                f"its parameters: {', '.join(known)}")
+
+
+def plan(workloads, backends, profile, overrides=None) -> list[tuple]:
     """[(workload, params, backend)] in the order they run: backend-major, then catalogue order."""
-    return [(w, p, b) for b in backends for w in workloads for p in w.points(profile)]
+    return [(w, p, b) for b in backends for w in workloads for p in points(w, profile, overrides)]
 
 
 def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calibration=None,
-              progress=None) -> dict:
-    """Measure and return a results document (not yet saved)."""
+              progress=None, overrides=None, options=None) -> dict:
+    """Measure and return a results document (not yet saved).
+
+    `overrides` replace workload parameters (``{"pages": 65536}``); `options`
+    are design options every machine is opened with (``{"thp": "always"}``).
+    """
     from mmbench.workloads._measure import load_calibration, measure
     if profile not in PROFILES:
         raise errors.InvalidArgument(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
@@ -80,6 +111,7 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
         raise errors.InvalidArgument(
             "no design is installed besides the reference model; pass --backend reference to run it")
     wls = select_workloads(patterns)
+    check_overrides(wls, overrides or {})
     reps = PROFILES[profile] if repeats is None else repeats
     if reps < 1:
         raise errors.InvalidArgument("repeats must be at least 1")
@@ -87,16 +119,21 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
     if calibration and cal is None:
         raise errors.InvalidArgument(f"calibration {calibration}: {where}")
     notes = [] if cal is not None else [where]
-    todo = plan(wls, backends, profile)
+    if options:
+        notes.append("design options: " + results.params_label(options))
+    todo = plan(wls, backends, profile, overrides)
     records = []
     for i, (w, p, b) in enumerate(todo):
         if progress:
             progress(i, len(todo), f"{b}: {w.family}.{w.name} {results.params_label(p)}")
-        records += measure(w, p, b, repeats=reps, calibration=cal, budget_s=BUDGET_S[profile])
+        records += measure(w, p, b, repeats=reps, calibration=cal, budget_s=BUDGET_S[profile],
+                           options=options)
     if progress:
         progress(len(todo), len(todo), "done")
-    return results.new_document(profile, records, calibration=where if cal is not None else None,
-                                notes=notes)
+    doc = results.new_document(profile, records, calibration=where if cal is not None else None,
+                               notes=notes)
+    doc["design_options"] = dict(options or {})
+    return doc
 
 
 def catalogue_text(profile: str) -> str:
@@ -172,9 +209,80 @@ def compare_two(a, b, patterns=None, threshold=0.0, tablefmt="simple") -> str:
     return compare_results(a, b, tablefmt=tablefmt, threshold=threshold)
 
 
+# ---------------------------------------------------------------- export
+#: machine-readable formats of `mmbench compare` (tsv and csv carry plain numbers)
+EXPORTS = ("csv", "tsv", "json", "parquet")
+#: Markdown for a README or a GitHub comment
+MARKDOWN = {"markdown": "github", "github": "github"}
+
+
+def check_format(fmt: str) -> None:
+    from tabulate import tabulate_formats
+    known = set(EXPORTS) | set(MARKDOWN) | set(tabulate_formats)
+    if fmt not in known:
+        raise errors.InvalidArgument(
+            f"unknown --format {fmt!r}; formats: {', '.join(EXPORTS + tuple(MARKDOWN))} "
+            f"or a terminal table style ({', '.join(sorted(f for f in tabulate_formats if f not in MARKDOWN))})")
+
+
+def check_metrics(docs, patterns) -> None:
+    """InvalidArgument when a --metric glob matches no metric of the results."""
+    metrics = sorted({r["metric"] for d in docs for r in d["records"] if r["metric"] != "*"})
+    for p in patterns:
+        if not any(fnmatch.fnmatch(m, p) for m in metrics):
+            sample = ", ".join(metrics[:8])
+            raise errors.InvalidArgument(
+                f"--metric {p!r} matches no metric in the results ({len(metrics)} metrics, e.g. {sample})")
+
+
+def export_rows(a, b=None, patterns=None) -> list[dict]:
+    """Plain rows for csv/tsv/json/parquet: one per record (one file) or per change (two)."""
+    pats = tuple(patterns) if patterns else ("*",)
+    if b is None:
+        out = []
+        for r in a["records"]:
+            if r["metric"] != "*" and not _metric_wanted(r["metric"], pats):
+                continue
+            s = r["spread"] or {}
+            out.append({"family": r["family"], "workload": r["workload"],
+                        "params": results.params_label(r["params"]), "backend": r["backend"],
+                        "metric": r["metric"], "unit": r["unit"], "kind": r["kind"], "value": r["value"],
+                        "p25": s.get("p25"), "p75": s.get("p75"), "repeats": r["repeats"], "note": r["note"]})
+        return out
+    from mmbench.report import compare_rows
+    out = []
+    for c in compare_rows(a, b):
+        if c.metric != "*" and not _metric_wanted(c.metric, pats):
+            continue
+        out.append({"family": c.family, "workload": c.workload, "params": c.params, "backend": c.backend,
+                    "metric": c.metric, "unit": c.unit, "kind_a": c.a.kind, "a": c.a.value,
+                    "kind_b": c.b.kind, "b": c.b.value, "ratio": c.ratio(), "status": c.status})
+    return out
+
+
+def export(rows: list[dict], fmt: str, path=None) -> str | None:
+    """Write `rows` in `fmt` to `path` (parquet needs a path); returns the text otherwise."""
+    import polars as pl
+    if not rows:
+        frame = pl.DataFrame()
+    else:
+        frame = pl.DataFrame(rows, infer_schema_length=None)
+    if fmt == "parquet":
+        frame.write_parquet(path)
+        return None
+    if fmt == "json":
+        text = json.dumps(rows, indent=1) + "\n"
+    else:
+        text = frame.write_csv(separator="\t" if fmt == "tsv" else ",", float_precision=None)
+    if path is not None:
+        Path(path).write_text(text)
+        return None
+    return text
+
+
 # ---------------------------------------------------------------- commands
 def register(app: typer.Typer) -> None:
-    from mmbench.cli import fail
+    from mmbench.cli import check_backend, check_output, fail, parse_assignments
 
     @app.command("run")
     def run_cmd(
@@ -184,9 +292,19 @@ def register(app: typer.Typer) -> None:
             "except the reference model"),
         workload: Optional[List[str]] = typer.Option(
             None, "--workload", "-w", help="glob over workload, family or family.workload (repeatable)"),
-        output: Path = typer.Option(Path(DEFAULT_OUTPUT), "--output", "-o", help="results file to write"),
+        param: Optional[List[str]] = typer.Option(
+            None, "--param", "-p", help="NAME=VALUE: set a workload parameter in every parameter set "
+            "of the selected workloads (repeatable), e.g. -w fork_grid -p pages=65536 -p depth=4"),
+        option: Optional[List[str]] = typer.Option(
+            None, "--option", "-O", help="NAME=VALUE: a design option for every machine (repeatable), "
+            "e.g. -O thp=always; `mmbench backends` lists the designs"),
+        output: Path = typer.Option(Path(DEFAULT_OUTPUT), "--output", "-o",
+                                    help="results file to write (its directory must exist)"),
         repeats: Optional[int] = typer.Option(None, help="measured repeats (default by profile)"),
-        calibration: Optional[Path] = typer.Option(None, help="host calibration file for estimates"),
+        calibration: Optional[Path] = typer.Option(
+            None, help="host calibration file for estimates; default: $MMBENCH_CALIBRATION, then a "
+            "file for this host in ~/.local/share/mmbench/calibration ($MMBENCH_DATA_DIR, "
+            "$XDG_DATA_HOME), then in the project's results/calibration"),
         list_: bool = typer.Option(False, "--list", help="list the workloads of the profile and exit"),
     ) -> None:
         """Run the workloads on the designs and write one results file."""
@@ -195,15 +313,22 @@ def register(app: typer.Typer) -> None:
             return
         if profile not in PROFILES:
             fail(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
-        if output.exists() and output.is_dir():
-            fail(f"--output {output} is a directory")
+        check_output(output)
         if repeats is not None and repeats < 1:
             fail("--repeats must be at least 1")
-        for name in _not_installed(backend or []):
-            typer.echo(f"mmbench: warning: backend {name!r} is not installed; its rows are recorded "
-                       "as unsupported", err=True)
+        for name in backend or []:
+            check_backend(name)
+        overrides = parse_assignments(param, "--param")
+        options = parse_assignments(option, "--option")
         try:
-            doc = _run_with_progress(profile, backend, workload, repeats, calibration)
+            wls = select_workloads(workload)
+            check_overrides(wls, overrides)
+            check_design_options(backend or default_backends(), options)
+            check_points(wls, profile, overrides)
+        except errors.InvalidArgument as e:
+            fail(str(e))
+        try:
+            doc = _run_with_progress(profile, backend, workload, repeats, calibration, overrides, options)
         except errors.InvalidArgument as e:
             fail(str(e))
         try:
@@ -218,35 +343,106 @@ def register(app: typer.Typer) -> None:
     def compare_cmd(
         first: Path = typer.Argument(..., help="results file"),
         second: Optional[Path] = typer.Argument(None, help="a second results file: show what changed"),
-        metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="metric glob (repeatable)"),
-        threshold: float = typer.Option(0.0, help="two files: hide changes smaller than this fraction"),
-        fmt: str = typer.Option("simple", "--format", help="tabulate format (simple, github, …)"),
+        metric: Optional[List[str]] = typer.Option(
+            None, "--metric", "-m", help="metric glob (repeatable); default: the headline metrics "
+            "on the terminal, every metric in csv/tsv/json/parquet"),
+        threshold: float = typer.Option(0.0, help="two files: hide changes smaller than this fraction "
+                                        "(0.05 = 5%)"),
+        fmt: str = typer.Option("simple", "--format", help="csv, tsv, json, parquet (plain numbers, one "
+                                "row per record or change), markdown / github, or a terminal table style "
+                                "(simple, plain, grid …)"),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file "
+                                              "instead of the terminal (parquet needs it)"),
     ) -> None:
         """One results file: workloads × backends.  Two: the ratio of every record that changed."""
         try:
-            a = results.load(first)
-            b = results.load(second) if second else None
+            check_format(fmt)
         except errors.InvalidArgument as e:
             fail(str(e))
-        pats = tuple(metric) if metric else HEADLINE
-        if b is None:
-            typer.echo(table_one(a, pats, fmt))
+        if not (threshold >= 0 and math.isfinite(threshold)):
+            fail(f"--threshold must be a fraction ≥ 0 (0.05 = 5%), got {threshold}")
+        if output is not None:
+            check_output(output)
+        elif fmt == "parquet":
+            fail("--format parquet is binary: give --output FILE")
+        try:
+            a = results.load(first)
+            b = results.load(second) if second else None
+            if metric:
+                check_metrics([d for d in (a, b) if d is not None], metric)
+        except errors.InvalidArgument as e:
+            fail(str(e))
+        if fmt in EXPORTS:
+            text = export(export_rows(a, b, metric), fmt, output)
         else:
-            typer.echo(compare_two(a, b, pats if metric else None, threshold, fmt))
+            tf = MARKDOWN.get(fmt, fmt)
+            pats = tuple(metric) if metric else HEADLINE
+            text = table_one(a, pats, tf) if b is None else compare_two(a, b, pats if metric else None,
+                                                                       threshold, tf)
+            if output is not None:
+                output.write_text(text + "\n")
+                text = None
+        if text is None:
+            typer.echo(f"wrote {output}")
+        else:
+            typer.echo(text, nl=not text.endswith("\n"))
 
 
-def _run_with_progress(profile, backends, patterns, repeats, calibration) -> dict:
+def check_design_options(backends, options: dict) -> None:
+    """InvalidArgument unless every design accepts every option with its value."""
+    if not options:
+        return
+    import warnings
+    from mmbench import registry
+    for name in backends:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cls = registry.load(name, quiet=True)
+        if cls is None:
+            continue                    # a broken plugin: its rows say why
+        known = sorted(cls.option_defaults)
+        bad = [k for k in options if k not in known]
+        if bad:
+            raise errors.InvalidArgument(
+                f"design {name!r} has no option {', '.join(map(repr, bad))}; "
+                f"its options: {', '.join(known) or 'none'}")
+        try:
+            cls(ram_pages=64, **options)
+        except errors.MMError as e:
+            raise errors.InvalidArgument(f"design {name!r}: {e}") from None
+
+
+def check_points(workloads, profile, overrides: dict) -> None:
+    """With -p, build each overridden scenario once now, so a bad value fails before the run
+    (the scenario cache keeps it for the run)."""
+    if not overrides:
+        return
+    for w in workloads:
+        for p in points(w, profile, overrides):
+            try:
+                w.scenario(**p)
+            except errors.MMError as e:
+                raise errors.InvalidArgument(f"workload {w.name} with {results.params_label(p)}: {e}") from None
+            except (TypeError, ValueError, OverflowError) as e:
+                raise errors.InvalidArgument(f"workload {w.name} with {results.params_label(p)}: "
+                                             f"{type(e).__name__}: {e}") from None
+
+
+def _run_with_progress(profile, backends, patterns, repeats, calibration, overrides=None,
+                       options=None) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from mmbench import calibration_search
     t0 = time.perf_counter()
     select_workloads(patterns)             # bad arguments fail before the progress bar starts
     if not backends and not default_backends():
         run_suite(profile, backends, patterns, repeats, calibration)
+    typer.echo(calibration_search.find(calibration).message, err=True)   # which one, or why none
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), transient=False) as bar:
         task = bar.add_task("mmbench run", total=None)
 
         def progress(i, n, what):
             bar.update(task, completed=i, total=n, description=what[:70])
-        doc = run_suite(profile, backends, patterns, repeats, calibration, progress)
+        doc = run_suite(profile, backends, patterns, repeats, calibration, progress, overrides, options)
     doc["elapsed_s"] = round(time.perf_counter() - t0, 3)
     return doc
