@@ -635,11 +635,29 @@ def register(app) -> None:
         baseline: str = typer.Option(None, help="design the ratios are taken to (default: linux if present)"),
         out: Path = typer.Option(Path("results"), help="directory to write README.md, index.html, plots"),
         excerpt: int = typer.Option(0, help="also print the first N rows of the first table (for a README)"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="do not print the headline tables"),
     ) -> None:
-        """Write comparison tables (README.md), plots and a self-contained index.html."""
-        written = write_report(results, out, baseline, asv)
-        for path in written.values():
-            typer.echo(f"wrote {path}")
-        if excerpt > 0:
+        """Write comparison tables (README.md), plots and a self-contained index.html, and print
+        the headline tables (metadata, fault cost, fork cost, migration) on the terminal."""
+        from mmbench import headline
+        from mmbench.cli import fail
+        if excerpt < 0:
+            fail(f"--excerpt must be ≥ 0, got {excerpt}")
+        if out.exists() and not out.is_dir():
+            fail(f"--out {out} is a file, not a directory")
+        if not out.parent.is_dir():
+            fail(f"--out {out}: directory {out.parent} does not exist (create it first)")
+        try:
             doc = load_results(results)
+            choose_baseline(doc, baseline)
+        except errors.InvalidArgument as e:
+            fail(str(e))
+        written = write_report(results, out, baseline, asv)
+        where = f"{out / 'README.md'} and {out / 'index.html'} ({len(written)} files)"
+        if quiet:
+            for path in written.values():
+                typer.echo(f"wrote {path}")
+        else:
+            typer.echo(headline.render(doc, baseline, where))
+        if excerpt > 0:
             typer.echo("\n" + make_excerpt(doc, choose_baseline(doc, baseline), excerpt, out / "README.md"))

@@ -80,15 +80,46 @@ def points(w, profile, overrides=None) -> list[dict]:
 
 
 def check_overrides(workloads, overrides: dict) -> None:
-    """InvalidArgument unless every selected workload has every overridden parameter."""
+    """InvalidArgument unless every selected workload has every overridden parameter and the
+    value is of the kind the workload uses for it: the type of its default and grid values,
+    ≥ 1 (or ≥ 0) when all of those are, one of them when they are strings."""
     import inspect
     for w in workloads:
-        known = list(inspect.signature(w.func).parameters)
+        sig = inspect.signature(w.func).parameters
+        known = list(sig)
         bad = [k for k in overrides if k not in known]
         if bad:
             raise errors.InvalidArgument(
                 f"workload {w.name} has no parameter {', '.join(map(repr, bad))}; "
                 f"its parameters: {', '.join(known)}")
+        for k, v in overrides.items():
+            seen = [p[k] for prof in w.grids for p in w.points(prof) if k in p]
+            if sig[k].default is not inspect.Parameter.empty:
+                seen.append(sig[k].default)
+            why = _value_problem(v, seen)
+            if why:
+                raise errors.InvalidArgument(f"workload {w.name}: {k}={v!r}: {why}")
+
+
+def _value_problem(v, seen) -> str | None:
+    """Why `v` is not a value like those in `seen` (None: it is)."""
+    if not seen or any(x is None for x in seen):
+        return None
+    if all(isinstance(x, bool) for x in seen):
+        return None if isinstance(v, bool) else "expected true or false"
+    if all(isinstance(x, int) and not isinstance(x, bool) for x in seen):
+        if isinstance(v, bool) or not isinstance(v, int):
+            return "expected an integer"
+        low = 1 if min(seen) >= 1 else 0 if min(seen) >= 0 else None
+        return f"must be ≥ {low}" if low is not None and v < low else None
+    if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in seen):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return "expected a number"
+        return "must be > 0" if min(seen) > 0 and v <= 0 else None
+    if all(isinstance(x, str) for x in seen):
+        choices = sorted(set(seen))
+        return None if v in choices else f"expected one of {', '.join(choices)}"
+    return None
 
 
 def plan(workloads, backends, profile, overrides=None) -> list[tuple]:
@@ -260,20 +291,33 @@ def export_rows(a, b=None, patterns=None) -> list[dict]:
     return out
 
 
+def _plain(v) -> str:
+    """A number as plain text: no thousands separators, no padding, integers without ".0"."""
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return str(v)
+
+
 def export(rows: list[dict], fmt: str, path=None) -> str | None:
     """Write `rows` in `fmt` to `path` (parquet needs a path); returns the text otherwise."""
-    import polars as pl
-    if not rows:
-        frame = pl.DataFrame()
-    else:
-        frame = pl.DataFrame(rows, infer_schema_length=None)
     if fmt == "parquet":
-        frame.write_parquet(path)
+        import polars as pl
+        (pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()).write_parquet(path)
         return None
     if fmt == "json":
         text = json.dumps(rows, indent=1) + "\n"
     else:
-        text = frame.write_csv(separator="\t" if fmt == "tsv" else ",", float_precision=None)
+        import csv
+        import io
+        buf = io.StringIO()
+        w = csv.writer(buf, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+        if rows:
+            w.writerow(list(rows[0]))
+            for r in rows:
+                w.writerow([_plain(v) if not isinstance(v, str) else v for v in r.values()])
+        text = buf.getvalue()
     if path is not None:
         Path(path).write_text(text)
         return None
