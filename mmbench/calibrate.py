@@ -498,6 +498,8 @@ def calibrate(profile: str = "full", structures_too: bool = False, backend: str 
            "estimate": "estimated_ns = sum(count(event) x costs[cost_of(event)].ns) "
                        "(+ measured model bookkeeping); see mmbench.estimate.COSTS",
            "validation": val, "kernel_counts_check": kernel_counts_check(figs, costs, profile, stat)}
+    from mmbench import results
+    cal["provenance"] = results.provenance()    # commit, dirty tree, plugin versions, THP, cpufreq
     if structures_too:
         log("host structures")
         cal["structures"] = structures(profile, backend)

@@ -420,10 +420,30 @@ def provenance(doc: dict) -> list[tuple[str, str]]:
         detail = detail.replace(str(m["cores"]), f"{m['cores']} cores", 1)
     soft = ", ".join(f"{k} {m[k]}" for k in ("python", "numpy", "mmbench") if m.get(k))
     commit = doc.get("commit") or "unknown (not run from a git checkout)"
+    if doc.get("dirty"):
+        commit += " (with uncommitted changes)"
+    host = []
+    thp = m.get("thp") or {}
+    if thp.get("enabled"):
+        host.append(f"THP {thp['enabled']} (defrag {thp.get('defrag')})")
+    freq = m.get("cpufreq")
+    if freq:
+        host.append(f"cpufreq {freq.get('driver')}/{freq.get('governor')}")
+    elif "cpufreq" in m:
+        host.append("no cpufreq control (fixed or host-managed frequency)")
+    if m.get("loadavg") is not None:
+        host.append(f"load average {m['loadavg']}")
+    plugins = {k: v for k, v in (doc.get("plugins") or {}).items()
+               if (v or {}).get("distribution") not in (None, "mmbench")}
     rows = [("machine", f"{machine} ({detail})" if detail else machine),
-            ("software", soft or "unknown"), ("commit", commit),
-            ("date", doc.get("created") or "unknown"), ("profile", doc.get("profile") or "unknown"),
-            ("calibration", doc.get("calibration") or "none (no estimated host costs from a calibration)")]
+            ("software", soft or "unknown"), ("commit", commit)]
+    if host:
+        rows.append(("host settings", ", ".join(host)))
+    if plugins:
+        rows.append(("plugins", ", ".join(f"{k} ({v['distribution']} {v['version']})"
+                                          for k, v in plugins.items())))
+    rows += [("date", doc.get("created") or "unknown"), ("profile", doc.get("profile") or "unknown"),
+             ("calibration", doc.get("calibration") or "none (no estimated host costs from a calibration)")]
     return rows + [("note", n) for n in doc.get("notes") or []]
 
 
