@@ -205,16 +205,18 @@ def table_one(doc, patterns=HEADLINE, tablefmt="simple") -> str:
     unsup = {(r["workload"], results.params_label(r["params"]), r["backend"]): r["note"]
              for r in recs if r["kind"] == "unsupported" and r["metric"] == "*"}
     rows: dict[tuple, dict] = {}
+    units: dict[str, str] = {}
     for r in recs:
         if r["metric"] == "*" or not _metric_wanted(r["metric"], patterns):
             continue
-        key = (r["family"], r["workload"], results.params_label(r["params"]),
-               f"{r['metric']} [{r['unit']}]" if r["unit"] else r["metric"])
+        if r["unit"]:
+            units.setdefault(r["metric"], r["unit"])     # an unsupported record carries no unit
+        key = (r["family"], r["workload"], results.params_label(r["params"]), r["metric"])
         cell = "unsupported" if r["value"] is None else _fmt(r["value"]) + KIND_MARK[r["kind"]]
         rows.setdefault(key, {})[r["backend"]] = cell
     out = []
     for (fam, wl, params, metric), cells in rows.items():
-        line = [fam, wl, params, metric]
+        line = [fam, wl, params, f"{metric} [{units[metric]}]" if metric in units else metric]
         for b in backends:
             line.append(cells.get(b) or ("unsupported" if (wl, params, b) in unsup else "-"))
         out.append(line)

@@ -286,8 +286,9 @@ def _estimate_records(rec, seg, events, totals, calibration):
 
 def _metadata_records(rec, run, per_struct: bool):
     if not run["structs"]:
-        rec.add("metadata.total_bytes", None, "", "unsupported",
-                note="the design accounts no kernel structs")
+        why = "the design accounts no kernel structs (no metadata() of its own)"
+        for metric in ("metadata.total_bytes", "metadata.bytes_per_resident_page"):
+            rec.add(metric, None, "", "unsupported", note=why)
         return
     total = 0
     for struct, (count, nbytes) in sorted(run["metadata"].items()):
