@@ -44,8 +44,8 @@ from mmbench import errors
 from mmbench.reference import ReferenceMachine
 from mmbench.trace import TraceBuilder
 
-__all__ = ["conformance_machine", "run_conformance", "random_traces", "default_settings",
-           "ConformanceFailure"]
+__all__ = ["conformance_machine", "run_conformance", "check_design", "design_class", "random_traces",
+           "default_settings", "ConformanceFailure"]
 
 U64 = (1 << 64) - 1
 
