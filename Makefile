@@ -51,7 +51,10 @@ test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 asv-quick: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/asv run --quick --show-stderr --python=same
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/asv machine --yes
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/asv run --quick --show-stderr --python=same \
+	    --set-commit-hash=$$(git rev-parse HEAD)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/asv publish
 
 clean:
 	rm -rf $(VENV) build .mesonpy-* *.egg-info out
