@@ -44,14 +44,6 @@ def default_backends() -> list[str]:
     return [n for n in names if n != SPEC_BACKEND] + [n for n in broken if n not in names]
 
 
-def _not_installed(names) -> list[str]:
-    from mmbench import registry
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        known = set(registry.names()) | set(registry.broken())
-    return [n for n in names if n not in known]
-
-
 def select_workloads(patterns: list[str] | None) -> list:
     """Workloads whose name or "family.name" matches any pattern (all when none)."""
     cat = list(_catalogue().values())
@@ -438,7 +430,6 @@ def check_design_options(backends, options: dict) -> None:
     """InvalidArgument unless every design accepts every option with its value."""
     if not options:
         return
-    import warnings
     from mmbench import registry
     for name in backends:
         with warnings.catch_warnings():
