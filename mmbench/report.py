@@ -657,8 +657,11 @@ def register(app) -> None:
         excerpt: int = typer.Option(0, help="also print the first N rows of the first table (for a README)"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="do not print the headline tables"),
     ) -> None:
-        """Write comparison tables (README.md), plots and a self-contained index.html, and print
-        the headline tables (metadata, fault cost, fork cost, migration) on the terminal."""
+        """Write the comparison (README.md, index.html, charts) and print its headline tables.
+
+        The tables on the terminal: metadata per resident page, fault cost by kind, fork cost
+        and migration throughput, each design with its ratio to the baseline.
+        """
         from mmbench import headline
         from mmbench.cli import fail
         if excerpt < 0:

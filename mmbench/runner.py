@@ -335,7 +335,8 @@ def register(app: typer.Typer) -> None:
             "of the selected workloads (repeatable), e.g. -w fork_grid -p pages=65536 -p depth=4"),
         option: Optional[List[str]] = typer.Option(
             None, "--option", "-O", help="NAME=VALUE: a design option for every machine (repeatable), "
-            "e.g. -O thp=always; `mmbench backends` lists the designs"),
+            "e.g. -O fault_around_pages=1; an option a selected design lacks is an error that lists "
+            "the options it has"),
         output: Path = typer.Option(Path(DEFAULT_OUTPUT), "--output", "-o",
                                     help="results file to write (its directory must exist)"),
         repeats: Optional[int] = typer.Option(None, help="measured repeats (default by profile)"),
