@@ -39,11 +39,13 @@ compare: $(STAMP)
 
 publish: $(STAMP)
 	@test -f $(OUT)/latest.json || { echo "make publish: no $(OUT)/latest.json: run make compare first" >&2; exit 2; }
-	$(BIN)/python -c 'import json, pathlib, shutil, socket; \
+	$(BIN)/python -c 'import json, pathlib, shutil, socket, sys; \
 	    cal = json.load(open("$(OUT)/latest.json")).get("calibration"); \
 	    dst = pathlib.Path("results/calibration") / (socket.gethostname() + ".json"); \
+	    gone = cal and not pathlib.Path(cal).exists(); \
+	    gone and print(f"make publish: calibration {cal} is gone; results/calibration not updated", file=sys.stderr); \
 	    dst.parent.mkdir(parents=True, exist_ok=True); \
-	    cal and not (dst.exists() and dst.samefile(cal)) and shutil.copyfile(cal, dst)'
+	    cal and not gone and not (dst.exists() and dst.samefile(cal)) and shutil.copyfile(cal, dst)'
 	cp $(OUT)/latest.json results/latest.json
 	$(MMBENCH) report results/latest.json --out results --quiet
 
