@@ -653,7 +653,8 @@ def register(app) -> None:
         results: Path = typer.Argument(..., help="results file written by `mmbench run`"),
         asv: Path = typer.Option(Path("results/asv"), help="asv results directory (read if present)"),
         baseline: str = typer.Option(None, help="design the ratios are taken to (default: linux if present)"),
-        out: Path = typer.Option(Path("results"), help="directory to write README.md, index.html, plots"),
+        out: Path = typer.Option(Path("out"), help="directory to write README.md, index.html, plots "
+                                 "(out/ is ignored by git; `make publish` writes results/)"),
         excerpt: int = typer.Option(0, help="also print the first N rows of the first table (for a README)"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="do not print the headline tables"),
     ) -> None:
@@ -668,6 +669,8 @@ def register(app) -> None:
             fail(f"--excerpt must be ≥ 0, got {excerpt}")
         if out.exists() and not out.is_dir():
             fail(f"--out {out} is a file, not a directory")
+        if out == Path("out"):
+            out.mkdir(exist_ok=True)
         if not out.parent.is_dir():
             fail(f"--out {out}: directory {out.parent} does not exist (create it first)")
         try:

@@ -24,7 +24,7 @@ from mmbench import errors, results
 
 PROFILES = {"tiny": 1, "quick": 3, "full": 5}      # profile -> repeats of measured runs
 BUDGET_S = {"tiny": 2.0, "quick": 3.0, "full": 60.0}  # no new repeat after this long on one combination
-DEFAULT_OUTPUT = "results/latest.json"
+DEFAULT_OUTPUT = "out/latest.json"               # out/ is ignored by git; results/ is published
 SPEC_BACKEND = "reference"                        # the specification, not a design: opt-in only
 
 
@@ -338,7 +338,8 @@ def register(app: typer.Typer) -> None:
             "e.g. -O fault_around_pages=1; an option a selected design lacks is an error that lists "
             "the options it has"),
         output: Path = typer.Option(Path(DEFAULT_OUTPUT), "--output", "-o",
-                                    help="results file to write (its directory must exist)"),
+                                    help="results file to write (its directory must exist, except "
+                                    "the default's out/, which is ignored by git)"),
         repeats: Optional[int] = typer.Option(None, help="measured repeats (default by profile)"),
         calibration: Optional[Path] = typer.Option(
             None, help="host calibration file for estimates; default: $MMBENCH_CALIBRATION, then a "
@@ -352,6 +353,8 @@ def register(app: typer.Typer) -> None:
             return
         if profile not in PROFILES:
             fail(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+        if output == Path(DEFAULT_OUTPUT):
+            output.parent.mkdir(exist_ok=True)
         check_output(output)
         if repeats is not None and repeats < 1:
             fail("--repeats must be at least 1")
