@@ -32,8 +32,8 @@ def tracked_state():
 
 
 def test_make_compare_leaves_tracked_files_unchanged(tmp_path):
-    env = dict(os.environ, MMBENCH_DATA_DIR=str(tmp_path / "data"))
-    env.pop("MMBENCH_RESULTS", None)
+    # no calibration anywhere (an empty project directory too), so the recipe makes one
+    env = dict(os.environ, MMBENCH_DATA_DIR=str(tmp_path / "data"), MMBENCH_RESULTS=str(tmp_path / "proj"))
     env.pop("MMBENCH_CALIBRATION", None)
     bin_dir = Path(sys.executable).parent
     before = tracked_state()
