@@ -1,7 +1,8 @@
 """Host calibration: measure the host kernel, fit one price per event, check it.
 
 ``mmbench calibrate`` answers "what would this cost on real hardware?" in
-three steps, all recorded in results/calibration/<hostname>.json:
+three steps, all recorded in <hostname>.json of the per-user data directory
+(mmbench.calibration_search says where, and how `mmbench run` finds it again):
 
 1. **Probe** (mmbench.probe, C): timed experiments on the host kernel, each
    repeated (medians, p25/p75, MAD) after warming memory: a VM pays a large
