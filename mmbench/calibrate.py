@@ -1,7 +1,8 @@
 """Host calibration: measure the host kernel, fit one price per event, check it.
 
 ``mmbench calibrate`` answers "what would this cost on real hardware?" in
-three steps, all recorded in results/calibration/<hostname>.json:
+three steps, all recorded in <hostname>.json of the per-user data directory
+(mmbench.calibration_search says where, and how `mmbench run` finds it again):
 
 1. **Probe** (mmbench.probe, C): timed experiments on the host kernel, each
    repeated (medians, p25/p75, MAD) after warming memory: a VM pays a large
@@ -815,6 +816,8 @@ def calibrate(profile: str = "full", structures_too: bool = False, backend: str 
                        "(+ measured model bookkeeping); see mmbench.estimate.COSTS",
            "validation": val, "shmem_validation": shm,
            "kernel_counts_check": kernel_counts_check(figs, costs, profile, stat)}
+    from mmbench import results
+    cal["provenance"] = results.provenance()    # commit, dirty tree, plugin versions, THP, cpufreq
     if structures_too:
         log("host structures")
         cal["structures"] = structures(profile, backend)
@@ -823,7 +826,9 @@ def calibrate(profile: str = "full", structures_too: bool = False, backend: str 
 
 
 def default_output() -> str:
-    return os.path.join(est.calibration_dir(), f"{socket.gethostname()}.json")
+    """The per-user data directory (mmbench.calibration_search: found from any directory)."""
+    from mmbench import calibration_search
+    return calibration_search.default_output()
 
 
 def write(cal: dict, path: str) -> str:
@@ -907,19 +912,33 @@ def register(app) -> None:
     @app.command("calibrate")
     def calibrate_cmd(
         output: str = typer.Option(None, "--output", "-o", help="where to write the calibration "
-                                   "(default results/calibration/<hostname>.json)"),
+                                   "(default: the per-user data directory, "
+                                   "~/.local/share/mmbench/calibration/<hostname>.json)"),
         structures_: bool = typer.Option(False, "--structures", help="also record host struct "
                                          "sizes and slab deltas (needs /proc/slabinfo)"),
         quick: bool = typer.Option(False, "--quick", help="small, noisy run (tests, smoke)"),
         backend: str = typer.Option("linux", help="design validated against the host"),
         stat: str = typer.Option("median", help="statistic of the repeats the prices use: "
                                  "median, or min on a host busy with other work"),
+        if_missing: bool = typer.Option(False, "--if-missing", help="do nothing when a calibration "
+                                        "for this host is already found (see `mmbench run --help`)"),
     ) -> None:
         """Measure the host kernel and fit per-event costs for estimated host time."""
+        from mmbench import calibration_search
+        from mmbench.cli import check_backend, check_output, fail
         if stat not in STATS:
-            raise typer.BadParameter(f"--stat must be one of {', '.join(STATS)}")
+            fail(f"--stat must be one of {', '.join(STATS)}, got {stat!r}")
+        check_backend(backend, "--backend")
+        if output:
+            check_output(output)
+        path = output or default_output()
+        if if_missing:
+            found = calibration_search.find()
+            if found:
+                typer.echo(found.message)
+                return
         cal = calibrate("quick" if quick else "full", structures_, backend, stat,
                         log=lambda m: typer.echo(f"  probe: {m}", err=True))
-        path = write(cal, output or default_output())
+        path = write(cal, path)
         typer.echo(summary(cal))
         typer.echo(f"wrote {path}")

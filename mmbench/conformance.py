@@ -34,6 +34,7 @@ development need not be installed)::
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from hypothesis import HealthCheck, settings, strategies as st
@@ -43,8 +44,8 @@ from mmbench import errors
 from mmbench.reference import ReferenceMachine
 from mmbench.trace import TraceBuilder
 
-__all__ = ["conformance_machine", "run_conformance", "random_traces", "default_settings",
-           "ConformanceFailure"]
+__all__ = ["conformance_machine", "run_conformance", "check_design", "design_class", "random_traces",
+           "default_settings", "ConformanceFailure"]
 
 U64 = (1 << 64) - 1
 
@@ -58,15 +59,32 @@ def default_settings(max_examples: int | None = None, stateful_step_count: int =
     if max_examples is None:
         max_examples = int(os.environ.get("MMBENCH_CONFORMANCE_EXAMPLES", "60"))
     return settings(max_examples=max_examples, stateful_step_count=stateful_step_count,
-                    deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                          HealthCheck.filter_too_much])
+                    deadline=None, report_multiple_bugs=False,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
 def _backend_class(backend):
     if isinstance(backend, str):
-        from mmbench import registry
-        return registry.load(backend)
+        return design_class(backend)
     return backend
+
+
+def design_class(name: str):
+    """The Machine subclass for a registered design name, or for ``module:Class`` (a design
+    under development that is not installed)."""
+    from mmbench import registry
+    from mmbench.core import Machine
+    if ":" not in name:
+        return registry.load(name)
+    import importlib
+    mod, _, attr = name.partition(":")
+    try:
+        cls = getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError) as e:
+        raise errors.InvalidArgument(f"cannot load {name!r}: {type(e).__name__}: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Machine)):
+        raise errors.InvalidArgument(f"{name!r} is not a subclass of mmbench.Machine")
+    return cls
 
 
 def _outcome(fn):
@@ -112,6 +130,8 @@ def conformance_machine(backend, *, devices: int | None = None, ram_pages: int =
             kw = dict(ram_pages=ram_pages, devices=devices, device_pages=device_pages)
             self.ref = ReferenceMachine(**kw)
             self.dut = cls(**kw, **opts)     # the design under test
+            self.log: list[str] = []         # every call made on both, for a reproducer
+            type(self).last = self
             self.live: list[int] = []
             self.dead: list[int] = []
             self.steps = 0
@@ -119,6 +139,7 @@ def conformance_machine(backend, *, devices: int | None = None, ram_pages: int =
         # -- the comparison every rule goes through
         def both(self, what, call, span=None):
             before = _footprint(self.dut)
+            self.log.append(what)
             want = _outcome(lambda: call(self.ref))
             got = _outcome(lambda: call(self.dut))
             self.steps += 1
@@ -353,6 +374,7 @@ def conformance_machine(backend, *, devices: int | None = None, ram_pages: int =
             if leaks:
                 raise ConformanceFailure(f"{label}: leaks after every process exited: {leaks}")
 
+    Conformance.last = None
     Conformance.__name__ = Conformance.__qualname__ = f"Conformance_{label}"
     return Conformance
 
@@ -361,6 +383,231 @@ def run_conformance(backend, settings_: settings | None = None, **kw) -> None:
     """Run the conformance state machine for `backend`; raises on the first disagreement."""
     from hypothesis.stateful import run_state_machine_as_test
     run_state_machine_as_test(conformance_machine(backend, **kw), settings=settings_ or default_settings())
+
+
+# ------------------------------------------------- `mmbench conformance NAME`
+# Scripted sequences: each names a mechanism and exercises it in a few calls,
+# so a design that lacks one (no copy-on-write, shared pages copied, a
+# protection lost at fork …) fails in milliseconds, before any random search.
+# Pids are those a fresh machine hands out (1, 2, 3 … in creation order).
+W = "shared=False, writable=True"
+SCRIPTS = {
+    "private memory": ["spawn()", f"mmap(1, 0, 4, {W})", "read(1, 0)", "write(1, 1, 7)", "read(1, 1)",
+                       "read(1, 2)", "read(1, 4)", "write(1, 5, 1)"],
+    "copy-on-write after fork": [
+        "spawn()", f"mmap(1, 0, 4, {W})", "write(1, 0, 11)", "write(1, 1, 12)", "fork(1)",
+        "write(2, 0, 21)", "read(1, 0)", "read(2, 0)", "write(1, 1, 13)", "read(2, 1)", "read(1, 1)",
+        "read(2, 2)", "write(2, 2, 22)", "read(1, 2)", "exit(1)", "write(2, 1, 23)", "read(2, 1)"],
+    "a chain of forks": [
+        "spawn()", f"mmap(1, 0, 2, {W})", "write(1, 0, 1)", "fork(1)", "fork(2)", "write(3, 0, 3)",
+        "read(1, 0)", "read(2, 0)", "write(2, 0, 2)", "read(3, 0)", "exit(2)", "read(3, 0)", "read(1, 0)",
+        "fork(3)", "write(4, 0, 4)", "read(3, 0)", "write(1, 1, 5)", "read(4, 1)"],
+    "shared memory across fork": [
+        "spawn()", "mmap(1, 0, 2, shared=True, writable=True)", "write(1, 0, 5)", "fork(1)",
+        "write(2, 0, 6)", "read(1, 0)", "write(1, 1, 7)", "read(2, 1)", "exit(1)", "read(2, 0)"],
+    "protections": [
+        "spawn()", "mmap(1, 0, 2, shared=False, writable=False)", "read(1, 0)", "write(1, 0, 1)",
+        "mprotect(1, 0, 2, True)", "write(1, 0, 1)", "mprotect(1, 0, 1, False)", "write(1, 0, 2)",
+        "write(1, 1, 3)", "read(1, 0)", "fork(1)", "write(2, 0, 9)", "write(2, 1, 9)", "read(1, 1)"],
+    "munmap and splits": [
+        "spawn()", f"mmap(1, 0, 8, {W})", "write(1, 1, 1)", "write(1, 4, 4)", "munmap(1, 2, 2)",
+        "read(1, 2)", "read(1, 4)", "write(1, 3, 1)", f"mmap(1, 2, 1, {W})", "read(1, 2)", "read(1, 1)",
+        "munmap(1, 0, 16)", "read(1, 0)"],
+    "mremap": [
+        "spawn()", f"mmap(1, 0, 4, {W})", "write(1, 0, 1)", "write(1, 3, 4)", "mremap(1, 0, 4, 16)",
+        "read(1, 16)", "read(1, 19)", "read(1, 0)", "fork(1)", "write(2, 16, 5)", "read(1, 16)",
+        "mremap(1, 16, 4, 18)", "mremap(1, 40, 2, 50)"],
+    "madvise_dontneed": [
+        "spawn()", f"mmap(1, 0, 2, {W})", "mmap(1, 4, 2, shared=True, writable=True)", "write(1, 0, 1)",
+        "write(1, 4, 2)", "fork(1)", "madvise_dontneed(1, 0, 2)", "read(1, 0)", "read(2, 0)",
+        "madvise_dontneed(1, 4, 2)", "read(1, 4)", "read(2, 4)"],
+    "refused operations": [
+        "spawn()", f"mmap(1, 0, 4, {W})", "write(1, 2, 3)", f"mmap(1, 2, 4, {W})",
+        "mprotect(1, 0, 8, False)", "madvise_dontneed(1, 3, 4)", "read(1, 9)", "fork(9)", "exit(9)",
+        "read(1, 2)", "write(1, 2, 4)"],
+    "exit frees everything": [
+        "spawn()", f"mmap(1, 0, 64, {W})", "write(1, 0, 1)", "write(1, 63, 2)", "fork(1)", "exit(1)",
+        "exit(2)", "spawn()", f"mmap(3, 0, 4, {W})", "read(3, 0)"],
+}
+DEVICE_SCRIPTS = {
+    "device access and migration": [
+        "spawn()", f"mmap(1, 0, 4, {W})", "write(1, 0, 1)", "migrate(1, 0, 4, 1)", "device_read(1, 1, 0)",
+        "device_write(1, 1, 1, 5)", "read(1, 1)", "fork(1)", "device_write(1, 2, 0, 6)", "read(1, 0)",
+        "read(2, 0)", "migrate(1, 0, 4, 0)", "read(1, 0)"],
+}
+
+
+def _call(m, what: str):
+    """Run one logged call ("write(1, 0, 7)") on machine `m` (the strings are our own)."""
+    return eval("m." + what, {"__builtins__": {}}, {"m": m})   # noqa: S307 - generated text only
+
+
+def replay_calls(cls, calls, machine_kw: dict, options: dict):
+    """Run `calls` on a fresh design and a fresh reference model side by side.
+
+    Returns None when they agree throughout (and nothing leaks once every process
+    exited), else (index of the call that disagreed or -1 for the end, message).
+    """
+    ref = ReferenceMachine(**machine_kw)
+    try:
+        dut = cls(**machine_kw, **options)
+    except errors.MMError as e:
+        raise errors.InvalidArgument(f"cannot open the design: {type(e).__name__}: {e}") from None
+    for i, what in enumerate(calls):
+        before = _footprint(dut)
+        want = _outcome(lambda: _call(ref, what))
+        try:
+            got = _outcome(lambda: _call(dut, what))
+        except Exception as e:  # a design bug that is not an mmbench error
+            return i, f"{what} raised {type(e).__name__}: {e}"
+        if got != want:
+            return i, (f"{what} gives {_fmt_outcome(got)} on the design, {_fmt_outcome(want)} "
+                       f"on the reference model")
+        if got[0] == "raise" and _footprint(dut) != before:
+            return i, f"{what} failed with {got[1].__name__} but changed the design's metadata or frames"
+        try:
+            dut.check()
+        except Exception as e:
+            return i, f"check() after {what}: {e}"
+    for pid in dut.live_pids():
+        dut.exit(pid)
+    try:
+        dut.check()
+        leaks = list(dut.leaks())
+    except Exception as e:
+        return -1, f"after every process exited: {type(e).__name__}: {e}"
+    if leaks:
+        return -1, f"after every process exited, still held: {', '.join(leaks)}"
+    return None
+
+
+def _fmt_outcome(outcome):
+    kind, v = outcome
+    return v.__name__ if kind == "raise" else repr(v)
+
+
+def _kind(failure) -> str:
+    """What a failure is about (the call's name, or the end): minimizing keeps it."""
+    i, msg = failure
+    return "end" if i < 0 else msg.split("(", 1)[0]
+
+
+def minimize(cls, calls, machine_kw: dict, options: dict, failure):
+    """A short sequence that still fails the same way: drop chunks of calls, halving the
+    chunk size, keeping every removal after which the failure remains (delta debugging)."""
+    kind = _kind(failure)
+
+    def fails(seq):
+        f = replay_calls(cls, seq, machine_kw, options)
+        return f if f is not None and _kind(f) == kind else None
+
+    calls = list(calls if failure[0] < 0 else calls[:failure[0] + 1])
+    size = max(1, len(calls) // 2)
+    while True:
+        i = 0
+        while i < len(calls):
+            cand = calls[:i] + calls[i + size:]
+            f = fails(cand) if cand else None
+            if f is not None:
+                calls = cand if f[0] < 0 else cand[:f[0] + 1]
+                failure = f
+            else:
+                i += size
+        if size == 1:
+            return calls, failure
+        size = max(1, size // 2)
+
+
+@dataclasses.dataclass
+class DesignReport:
+    """What `mmbench conformance NAME` found."""
+    design: str
+    open_line: str
+    checked: list = dataclasses.field(default_factory=list)   # scripted sequences that agreed
+    examples: int = 0                                          # random sequences run
+    failure: tuple | None = None                              # (where found, message)
+    reproducer: list = dataclasses.field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    def text(self) -> str:
+        if self.ok:
+            return (f"{self.design}: agrees with the reference model on {len(self.checked)} scripted "
+                    f"sequences and {self.examples} random ones, no leaks ({self.elapsed_s:.1f} s)")
+        where, msg = self.failure
+        lines = [f"{self.design}: DISAGREES with the reference model ({where}, {self.elapsed_s:.1f} s)",
+                 f"  {msg}", "", f"reproducer ({len(self.reproducer)} calls):", "", "    import mmbench",
+                 f"    {self.open_line}"]
+        lines += [f"    m.{c}" for c in self.reproducer]
+        if self.reproducer and self.failure and "gives" in msg:
+            lines[-1] += "    # " + msg.split(" gives ", 1)[1]
+        if self.failure and "after every process exited" in msg:
+            lines += ["    for pid in m.live_pids(): m.exit(pid)", "    print(m.leaks())"]
+        else:
+            lines += ["    m.check()"]
+        return "\n".join(lines)
+
+
+def _open_line(cls, name: str, kw: dict, options: dict) -> str:
+    args = ", ".join([f"{k}={v!r}" for k, v in {**kw, **options}.items()])
+    if ":" not in name:
+        return f"m = mmbench.open({name!r}, {args})"
+    mod, _, attr = name.partition(":")
+    return f"from {mod} import {attr}; m = {attr}({args})"
+
+
+def check_design(backend, *, name: str | None = None, examples: int = 200, options=None,
+                 devices: int | None = None, log=lambda msg: None) -> DesignReport:
+    """The scripted sequences, then `examples` random ones; stops at the first disagreement
+    and shrinks it to a short reproducer."""
+    import time
+    from hypothesis import Phase, Verbosity
+    from hypothesis.stateful import run_state_machine_as_test
+    cls = _backend_class(backend)
+    name = name or (backend if isinstance(backend, str) else getattr(cls, "name", cls.__name__))
+    options = dict(options or {})
+    if devices is None:
+        devices = 2 if cls.supports_devices else 0
+    kw = dict(ram_pages=1 << 18, devices=devices, device_pages=1 << 14)
+    if not devices:
+        kw = dict(ram_pages=1 << 18)
+    rep = DesignReport(name, _open_line(cls, name, kw, options))
+    t0 = time.monotonic()
+    scripts = dict(SCRIPTS, **(DEVICE_SCRIPTS if devices else {}))
+    for title, calls in scripts.items():
+        f = replay_calls(cls, calls, kw, options)
+        if f is not None:
+            rep.reproducer, f = minimize(cls, calls, kw, options, f)
+            rep.failure = (f"scripted: {title}", f[1])
+            rep.elapsed_s = time.monotonic() - t0
+            return rep
+        rep.checked.append(title)
+    log(f"{name}: {len(rep.checked)} scripted sequences agree; {examples} random sequences next")
+    if examples:
+        sm = conformance_machine(cls, devices=devices, options=options)
+        cfg = settings(max_examples=examples, stateful_step_count=40, deadline=None, database=None,
+                       derandomize=True, report_multiple_bugs=False, verbosity=Verbosity.quiet,
+                       print_blob=False, suppress_health_check=list(HealthCheck),
+                       phases=[Phase.generate])      # no Hypothesis shrinking: minimize() is faster
+        try:
+            run_state_machine_as_test(sm, settings=cfg)
+        except Exception as e:
+            calls = list(sm.last.log) if sm.last is not None else []
+            kw_sm = dict(ram_pages=1 << 18, devices=devices, device_pages=1 << 14)
+            f = replay_calls(cls, calls, kw_sm, options) if calls else None
+            if f is None:       # not reproducible from the calls alone: report what Hypothesis saw
+                rep.failure = ("random sequences", f"{type(e).__name__}: {str(e).splitlines()[0]}")
+                rep.reproducer = calls
+            else:
+                rep.reproducer, f = minimize(cls, calls, kw_sm, options, f)
+                rep.failure = ("random sequences", f[1])
+            rep.open_line = _open_line(cls, name, kw_sm, options)
+        rep.examples = examples
+    rep.elapsed_s = time.monotonic() - t0
+    return rep
 
 
 # ----------------------------------------------------------------- traces

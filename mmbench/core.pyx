@@ -66,6 +66,17 @@ def clock_overhead_ns(int reps=20001):
     return float(_clock.ticks_to_ns(_clock.overhead_ticks(reps)))
 
 
+def _to_bool(x, what):
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    raise _errors.InvalidArgument(f"{what} must be True or False, got {x!r}")
+
+
+def _span(vpn, npages=None):
+    """vpn 0x1000 + 16 pages -> "0x1000+16" (one page: "0x1000")."""
+    return hex(vpn) if npages is None or npages == 1 else f"{hex(vpn)}+{npages}"
+
+
 def _to_int(x, what):
     if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
         raise _errors.InvalidArgument(f"{what} must be an integer, got {x!r}")
@@ -502,6 +513,9 @@ cdef class Machine:
         return res.frame() if frame else res
 
     # ---------------------------------------------- the public contract
+    # Each method validates its arguments (pid, range, device, node, flags), calls the
+    # design's c_* method and turns a status into an exception whose message says what
+    # was wrong in this call (_fail); the machine is unchanged whenever it raises.
     def _raise(self, int st):
         if st == MM_OK:
             return
@@ -518,116 +532,296 @@ cdef class Machine:
                 MM_EINVAL: "invalid argument",
                 MM_ENOTSUP: f"the {type(self).name!r} design does not support this operation"}.get(st, "error")
 
+    def _fail(self, int st, str op, pid, vpn=None, npages=None, extra=None):
+        """Raise the exception of status `st` for `op` with a message saying what was wrong."""
+        if st == MM_OK:
+            return
+        if st == MM_EPYTHON:
+            self._raise(st)
+        where = f"{op} of vpn {_span(vpn, npages)} in pid {pid}" if vpn is not None else f"{op} of pid {pid}"
+        if st == MM_EINVAL and op in ("mmap", "mremap"):
+            target = (vpn, npages) if op == "mmap" else (extra, npages)
+            if op == "mremap" and vpn < extra + npages and extra < vpn + npages:
+                why = f"the new range {_span(extra, npages)} overlaps the old one"
+            else:
+                hit = self._overlapping(pid, *target)
+                why = (f"overlaps the mapping at {_span(hit[0], hit[1])}" if hit else
+                       "overlaps an existing mapping") if op == "mmap" else (
+                       f"the new range {_span(extra, npages)} is not free: it overlaps the mapping at "
+                       f"{_span(hit[0], hit[1])}" if hit else
+                       f"the new range {_span(extra, npages)} overlaps an existing mapping")
+        elif st == MM_EINVAL or (st == MM_ESEGV and npages is not None):
+            hole = self._first_hole(pid, vpn, npages)
+            why = (f"vpn {hex(hole)} is not mapped (every page of the range must be)" if hole is not None
+                   else "part of the range is not mapped (every page of it must be)")
+        elif st == MM_ESEGV:
+            why = "no mapping there"
+        elif st == MM_EPROT:
+            why = "the mapping is read-only"
+        elif st == MM_ENOMEM:
+            node = "device memory" if op.startswith("device") or (op == "migrate" and extra) else "host RAM"
+            why = f"no free frame left in {node}"
+        elif st == MM_ENOPROC:
+            why = "no such process"
+        else:
+            why = self._explain(st)
+        raise _errors.BY_STATUS.get(st, _errors.MMError)(f"{where}: {why}")
+
+    def _overlapping(self, pid, vpn, npages):
+        """(start, npages) of the first mapping of `pid` meeting [vpn, vpn+npages), or None."""
+        try:
+            maps = self.mappings(pid)
+        except _errors.MMError:
+            return None
+        for start, n, _shared, _writable in maps:
+            if start < vpn + npages and vpn < start + n:
+                return start, n
+        return None
+
+    def _first_hole(self, pid, vpn, npages):
+        """The first page of [vpn, vpn+npages) that `pid` has not mapped (None if unknown)."""
+        try:
+            maps = self.mappings(pid)
+        except _errors.MMError:
+            return None
+        v = vpn
+        for start, n, _shared, _writable in maps:
+            if start + n <= v:
+                continue
+            if start > v:
+                break
+            v = start + n
+            if v >= vpn + npages:
+                return None
+        return v if v < vpn + npages else None
+
     def _pid(self, pid):
         pid = _to_int(pid, "pid")
         if pid <= 0 or pid >= self.next_pid or self.procs[pid] == NULL:
-            raise _errors.NoSuchProcess(f"no process with pid {pid}")
+            live = ", ".join(map(str, self.live_pids()[:8])) or "none"
+            raise _errors.NoSuchProcess(f"no process with pid {pid} (live: {live})")
         return pid
 
     def _range(self, vpn, npages=1):
         vpn = _to_int(vpn, "vpn")
         npages = _to_int(npages, "npages")
-        if vpn < 0 or npages < 1 or vpn + npages > VPN_LIMIT:
+        if npages < 1:
+            raise _errors.InvalidArgument(f"npages must be ≥ 1, got {npages}")
+        if vpn < 0:
+            raise _errors.InvalidArgument(f"vpn must be ≥ 0, got {vpn}")
+        if vpn + npages > VPN_LIMIT:
             raise _errors.InvalidArgument(
-                f"range vpn={vpn} npages={npages} is outside 0..2**{VPN_BITS}")
+                f"range {_span(vpn, npages)} ends beyond the address space (2**{VPN_BITS} pages)")
         return vpn, npages
 
     def _dev(self, dev):
         dev = _to_int(dev, "dev")
-        if not type(self).supports_devices:
-            raise _errors.NotSupported(f"the {type(self).name!r} design has no accelerator support")
+        self._has_devices()
         if not (1 <= dev <= self.ndevices):
-            raise _errors.InvalidArgument(f"device {dev} does not exist (devices=1..{self.ndevices})")
+            raise _errors.InvalidArgument(f"device {dev} does not exist: this machine has devices "
+                                          f"1..{self.ndevices}")
         return dev
 
+    def _has_devices(self):
+        if not type(self).supports_devices:
+            raise _errors.NotSupported(f"the {type(self).name!r} design has no accelerator support")
+        if self.ndevices == 0:
+            raise _errors.InvalidArgument("this machine has no devices (open it with devices=N)")
+
     def spawn(self):
-        """Create an empty address space; returns its pid (1, 2, 3 … never reused)."""
+        """spawn() -> pid
+
+        Create a process with an empty address space and return its pid.  Pids
+        are 1, 2, 3 … in creation order (spawn and fork share the counter) and
+        are never reused.  OutOfMemory if the design cannot allocate it.
+        """
         cdef int64_t pid = 0
-        self._raise(self.c_spawn(&pid))
+        self._fail(self.c_spawn(&pid), "spawn", "(new)")
         return pid
 
     def mmap(self, pid, vpn, npages, shared=False, writable=True):
-        """Map `npages` anonymous pages at `vpn` (the range must be free)."""
+        """mmap(pid, vpn, npages, shared=False, writable=True)
+
+        Map `npages` anonymous pages at virtual page number `vpn` in process
+        `pid`.  Every page of the range must be free (InvalidArgument names the
+        mapping it overlaps).  `shared` pages stay one page across fork;
+        private ones become copy-on-write.  `shared` and `writable` are bools.
+        New pages read as 0.
+        """
         pid = self._pid(pid)
         vpn, npages = self._range(vpn, npages)
+        shared = _to_bool(shared, "shared")
+        writable = _to_bool(writable, "writable")
         cdef uint64_t flags = (MAPF_SHARED if shared else 0) | (MAPF_WRITE if writable else 0)
-        self._raise(self.c_mmap(pid, vpn, npages, flags))
+        self._fail(self.c_mmap(pid, vpn, npages, flags), "mmap", pid, vpn, npages)
 
     def munmap(self, pid, vpn, npages):
+        """munmap(pid, vpn, npages)
+
+        Unmap whatever `pid` maps in [vpn, vpn+npages): holes are fine, a
+        mapping that crosses an end is split.  Pages nobody maps any more are
+        freed.
+        """
         pid = self._pid(pid)
         vpn, npages = self._range(vpn, npages)
-        self._raise(self.c_munmap(pid, vpn, npages))
+        self._fail(self.c_munmap(pid, vpn, npages), "munmap", pid, vpn, npages)
 
     def mprotect(self, pid, vpn, npages, writable):
+        """mprotect(pid, vpn, npages, writable)
+
+        Make [vpn, vpn+npages) of `pid` writable (``writable=True``) or
+        read-only (``writable=False``); `writable` must be a bool.  Every page
+        of the range must be mapped, else InvalidArgument and nothing changes.
+        """
         pid = self._pid(pid)
         vpn, npages = self._range(vpn, npages)
-        self._raise(self.c_mprotect(pid, vpn, npages, bool(writable)))
+        writable = _to_bool(writable, "writable")
+        self._fail(self.c_mprotect(pid, vpn, npages, writable), "mprotect", pid, vpn, npages)
 
     def read(self, pid, vpn):
+        """read(pid, vpn) -> int
+
+        The 64-bit value in page `vpn` as process `pid` sees it (0 for a page
+        never written).  Faults as the design dictates; SegmentationFault when
+        the page is not mapped.
+        """
         cdef uint64_t v = 0
         pid = self._pid(pid)
         vpn, _ = self._range(vpn)
-        self._raise(self.c_read(pid, vpn, &v))
+        self._fail(self.c_read(pid, vpn, &v), "read", pid, vpn)
         return v
 
     def write(self, pid, vpn, value):
+        """write(pid, vpn, value)
+
+        Store the 64-bit unsigned `value` in page `vpn` of `pid`.  Faults as the
+        design dictates (zero-fill, copy-on-write …); SegmentationFault when the
+        page is not mapped, ProtectionFault when it is read-only.
+        """
         pid = self._pid(pid)
         vpn, _ = self._range(vpn)
         value = _to_int(value, "value")
         if not (0 <= value < (1 << 64)):
-            raise _errors.InvalidArgument("value must fit in 64 unsigned bits")
-        self._raise(self.c_write(pid, vpn, value))
+            raise _errors.InvalidArgument(f"value must fit in 64 unsigned bits, got {value}")
+        self._fail(self.c_write(pid, vpn, value), "write", pid, vpn)
 
     def fork(self, pid):
+        """fork(pid) -> child pid
+
+        Copy the address space of `pid` into a new process: private mappings
+        become copy-on-write, shared ones stay shared, protections are kept.
+        """
         cdef int64_t child = 0
         pid = self._pid(pid)
-        self._raise(self.c_fork(pid, &child))
+        self._fail(self.c_fork(pid, &child), "fork", pid)
         return child
 
     def exit(self, pid):
+        """exit(pid)
+
+        End process `pid`: its mappings go, pages nobody else maps are freed.
+        Its pid is never handed out again.
+        """
         pid = self._pid(pid)
-        self._raise(self.c_exit(pid))
+        self._fail(self.c_exit(pid), "exit", pid)
 
     def mremap(self, pid, old_vpn, npages, new_vpn):
+        """mremap(pid, old_vpn, npages, new_vpn)
+
+        Move [old_vpn, old_vpn+npages) of `pid` to `new_vpn` with its contents,
+        protections and sharing; the old range becomes unmapped.  Every old page
+        must be mapped (SegmentationFault), the new range must be free and must
+        not overlap the old one (InvalidArgument).
+        """
         pid = self._pid(pid)
         old_vpn, npages = self._range(old_vpn, npages)
         new_vpn, _ = self._range(new_vpn, npages)
-        self._raise(self.c_mremap(pid, old_vpn, npages, new_vpn))
+        self._fail(self.c_mremap(pid, old_vpn, npages, new_vpn), "mremap", pid, old_vpn, npages, new_vpn)
 
     def madvise_dontneed(self, pid, vpn, npages):
+        """madvise_dontneed(pid, vpn, npages)
+
+        Drop the pages of [vpn, vpn+npages): private pages then read 0, shared
+        pages keep their data.  Every page must be mapped, else InvalidArgument.
+        """
         pid = self._pid(pid)
         vpn, npages = self._range(vpn, npages)
-        self._raise(self.c_madvise_dontneed(pid, vpn, npages))
+        self._fail(self.c_madvise_dontneed(pid, vpn, npages), "madvise_dontneed", pid, vpn, npages)
 
     def migrate(self, pid, vpn, npages, node):
+        """migrate(pid, vpn, npages, node)
+
+        Move the pages of [vpn, vpn+npages) to memory node `node` (0 = host
+        RAM, 1..devices = accelerators).  Never changes a value; every page must
+        be mapped.  NotSupported for a design without accelerators.
+        """
         pid = self._pid(pid)
         vpn, npages = self._range(vpn, npages)
         node = _to_int(node, "node")
         if not type(self).supports_devices:
             raise _errors.NotSupported(f"the {type(self).name!r} design has no accelerator support")
         if not (0 <= node <= self.ndevices):
-            raise _errors.InvalidArgument(f"node {node} does not exist (0..{self.ndevices})")
-        self._raise(self.c_migrate(pid, vpn, npages, node))
+            if self.ndevices == 0 and node > 0:
+                raise _errors.InvalidArgument(f"node {node}: this machine has no devices (open it "
+                                              "with devices=N)")
+            raise _errors.InvalidArgument(f"node {node} does not exist: this machine has host RAM "
+                                          f"(node 0) and devices 1..{self.ndevices}")
+        self._fail(self.c_migrate(pid, vpn, npages, node), "migrate", pid, vpn, npages, node)
 
     def device_read(self, dev, pid, vpn):
+        """device_read(dev, pid, vpn) -> int
+
+        Accelerator `dev` (1..devices) reads page `vpn` of `pid`, with the same
+        rules as read(); the design decides whether the page moves.
+        """
         cdef uint64_t v = 0
         dev = self._dev(dev)
         pid = self._pid(pid)
         vpn, _ = self._range(vpn)
-        self._raise(self.c_device_read(dev, pid, vpn, &v))
+        self._fail(self.c_device_read(dev, pid, vpn, &v), f"device_read by device {dev}", pid, vpn)
         return v
 
     def device_write(self, dev, pid, vpn, value):
+        """device_write(dev, pid, vpn, value)
+
+        Accelerator `dev` (1..devices) stores `value` in page `vpn` of `pid`,
+        with the same rules as write().
+        """
         dev = self._dev(dev)
         pid = self._pid(pid)
         vpn, _ = self._range(vpn)
         value = _to_int(value, "value")
         if not (0 <= value < (1 << 64)):
-            raise _errors.InvalidArgument("value must fit in 64 unsigned bits")
-        self._raise(self.c_device_write(dev, pid, vpn, value))
+            raise _errors.InvalidArgument(f"value must fit in 64 unsigned bits, got {value}")
+        self._fail(self.c_device_write(dev, pid, vpn, value), f"device_write by device {dev}", pid, vpn)
+
+    def mappings(self, pid):
+        """mappings(pid) -> [(vpn, npages, shared, writable), …]
+
+        The mappings of process `pid` in address order.  A design provides it by
+        overriding this method or through a ``vmas(pid)`` or ``entries(pid)``
+        view of dicts with ``start``, ``end``, ``shared`` and ``writable``;
+        NotSupported otherwise.  Error messages use it to name the mapping an
+        mmap overlaps or the first unmapped page of a range.
+        """
+        pid = self._pid(pid)
+        for view in ("vmas", "entries"):
+            fn = getattr(self, view, None)
+            if fn is not None:
+                return [(int(e["start"]), int(e["end"]) - int(e["start"]), bool(e["shared"]),
+                         bool(e["writable"])) for e in fn(pid)]
+        raise _errors.NotSupported(f"the {type(self).name!r} design does not list its mappings")
 
     def metadata(self):
-        """{struct_name: (count, bytes)} live now, in the real kernel's struct sizes."""
+        """metadata() -> {struct_name: (count, bytes)}
+
+        The kernel structs this design has live now: for each, how many objects
+        (count) and the memory they take (bytes = count x the real kernel's
+        struct size; ``struct_sizes()`` gives the size).  Page tables, VMAs,
+        anon_vma, vm_object, xa_node … each design names its own.  A design
+        that accounts no structs returns {} (results record its metadata as
+        unsupported, never as 0).
+        """
         cdef int i
         out = {}
         for i in range(self.ncaches):
@@ -683,10 +877,12 @@ cdef class Machine:
         return int(self.frames.node_used[node])
 
     def live_pids(self):
+        """live_pids() -> [pid, …]: the processes alive now, in creation order."""
         return [p for p in range(1, self.next_pid) if self.procs[p] != NULL]
 
     @property
     def next_free_pid(self):
+        """The pid the next spawn or fork will get."""
         return int(self.next_pid)
 
     def leaks(self):
@@ -703,4 +899,7 @@ cdef class Machine:
         return out
 
     def counter(self, name):
+        """counter(name) -> int: one event count (see counters() and mmbench.COUNTER_NAMES)."""
+        if name not in COUNTER_INDEX:
+            raise _errors.InvalidArgument(f"unknown counter {name!r}; counters: see mmbench.COUNTER_NAMES")
         return int(self.ctr[COUNTER_INDEX[name]])

@@ -50,9 +50,6 @@ total is None.
 """
 from __future__ import annotations
 
-import glob
-import json
-import os
 from collections import Counter
 
 #: cost name -> (what it prices, the event keys it multiplies)
@@ -192,31 +189,17 @@ NO_CALIBRATION = "no calibration"
 
 
 def calibration_dir() -> str:
-    """results/calibration of the working tree (MMBENCH_RESULTS overrides results/)."""
-    return os.path.join(os.environ.get("MMBENCH_RESULTS", "results"), "calibration")
+    """The per-user directory `mmbench calibrate` writes to (mmbench.calibration_search)."""
+    from mmbench import calibration_search
+    return str(calibration_search.user_dir())
 
 
 def load_calibration(path: str | None = None) -> dict | None:
-    """The calibration at `path`, else this host's results/calibration/<hostname>.json,
-    else the newest results/calibration/*.json (the file records which machine it
-    describes, and reports name it), else None."""
-    if path is None:
-        import socket
-        own = os.path.join(calibration_dir(), f"{socket.gethostname()}.json")
-        files = glob.glob(os.path.join(calibration_dir(), "*.json"))
-        if not files:
-            return None
-        path = own if os.path.exists(own) else max(files, key=os.path.getmtime)
-    from mmbench import errors
-    try:
-        with open(path) as f:
-            cal = json.load(f)
-    except (OSError, ValueError) as e:
-        raise errors.InvalidArgument(f"cannot read calibration {path}: {e}") from None
-    if not isinstance(cal, dict) or not isinstance(cal.get("costs"), dict):
-        raise errors.InvalidArgument(f"{path} is not an mmbench calibration (no 'costs')")
-    cal.setdefault("path", path)
-    return cal
+    """The calibration at `path`, else the one mmbench.calibration_search finds for this
+    host (explicit file, $MMBENCH_CALIBRATION, the per-user directory, the project's
+    results/calibration; only a file made on this host's hardware), else None."""
+    from mmbench import calibration_search
+    return calibration_search.find(path).calibration
 
 
 def cost_of(key: str) -> str | None:

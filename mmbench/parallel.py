@@ -98,7 +98,7 @@ def _take_cpu():
 
 
 def run_cell(index: int, family: str, name: str, params: dict, backend: str, repeats: int,
-             calibration_path, budget_s) -> dict:
+             calibration_path, budget_s, options=None) -> dict:
     """Measure one cell on this worker; never raises (a failure is the cell's result)."""
     from distributed import get_worker
     t0 = time.perf_counter()
@@ -115,7 +115,7 @@ def run_cell(index: int, family: str, name: str, params: dict, backend: str, rep
         _STATE["last"] = cpu
         t1 = time.perf_counter()
         how["lock_s"] = round(t1 - t0, 4)
-        records = measure_cell(family, name, params, backend, repeats, calibration_path, budget_s)
+        records = measure_cell(family, name, params, backend, repeats, calibration_path, budget_s, options)
         how["measure_s"] = round(time.perf_counter() - t1, 4)
         status = cell_status(records)
         error = ""
@@ -135,7 +135,7 @@ def run_cell(index: int, family: str, name: str, params: dict, backend: str, rep
 _CAL: dict = {}
 
 
-def measure_cell(family, name, params, backend, repeats, calibration_path, budget_s) -> list[dict]:
+def measure_cell(family, name, params, backend, repeats, calibration_path, budget_s, options=None) -> list[dict]:
     """The records of one cell (the calibration is loaded once per process)."""
     from mmbench.workloads._common import catalogue
     from mmbench.workloads._measure import load_calibration, measure
@@ -144,7 +144,8 @@ def measure_cell(family, name, params, backend, repeats, calibration_path, budge
         _CAL[key] = load_calibration(calibration_path)[0]
     wl = catalogue()[name]
     assert wl.family == family, (wl.family, family)
-    return measure(wl, params, backend, repeats=repeats, calibration=_CAL[key], budget_s=budget_s)
+    return measure(wl, params, backend, repeats=repeats, calibration=_CAL[key], budget_s=budget_s,
+                   options=options)
 
 
 def cell_status(records) -> str:
@@ -202,7 +203,7 @@ class Cluster:
                 "workers_per_host": hosts, "dask": dask.__version__, "distributed": distributed.__version__,
                 "isolation": "each measured cell holds its host's per-CPU lock (flock) and is pinned to that CPU"}
 
-    def map_cells(self, cells, repeats, calibration_path, budget_s, task=None):
+    def map_cells(self, cells, repeats, calibration_path, budget_s, task=None, options=None):
         """Yield each cell's result as it finishes (longest expected cells are submitted first).
 
         `cells` is [(index, workload, params, backend, weight)]; a cell whose worker died
@@ -213,7 +214,7 @@ class Cluster:
         futs = {}
         for index, w, p, b, _ in sorted(cells, key=lambda c: -c[4]):
             f = self.client.submit(task or run_cell, index, w.family, w.name, p, b, repeats, calibration_path,
-                                   budget_s, key=f"mmbench-cell-{index}-{os.getpid()}-{time.time_ns()}",
+                                   budget_s, options, key=f"mmbench-cell-{index}-{os.getpid()}-{time.time_ns()}",
                                    pure=False)
             futs[f] = index
         try:

@@ -510,10 +510,30 @@ def provenance(doc: dict) -> list[tuple[str, str]]:
         detail = detail.replace(str(m["cores"]), f"{m['cores']} cores", 1)
     soft = ", ".join(f"{k} {m[k]}" for k in ("python", "numpy", "mmbench") if m.get(k))
     commit = doc.get("commit") or "unknown (not run from a git checkout)"
+    if doc.get("dirty"):
+        commit += " (with uncommitted changes)"
+    host = []
+    thp = m.get("thp") or {}
+    if thp.get("enabled"):
+        host.append(f"THP {thp['enabled']} (defrag {thp.get('defrag')})")
+    freq = m.get("cpufreq")
+    if freq:
+        host.append(f"cpufreq {freq.get('driver')}/{freq.get('governor')}")
+    elif "cpufreq" in m:
+        host.append("no cpufreq control (fixed or host-managed frequency)")
+    if m.get("loadavg") is not None:
+        host.append(f"load average {m['loadavg']}")
+    plugins = {k: v for k, v in (doc.get("plugins") or {}).items()
+               if (v or {}).get("distribution") not in (None, "mmbench")}
     rows = [("machine", f"{machine} ({detail})" if detail else machine),
-            ("software", soft or "unknown"), ("commit", commit),
-            ("date", doc.get("created") or "unknown"), ("profile", doc.get("profile") or "unknown"),
-            ("calibration", doc.get("calibration") or "none (no estimated host costs from a calibration)")]
+            ("software", soft or "unknown"), ("commit", commit)]
+    if host:
+        rows.append(("host settings", ", ".join(host)))
+    if plugins:
+        rows.append(("plugins", ", ".join(f"{k} ({v['distribution']} {v['version']})"
+                                          for k, v in plugins.items())))
+    rows += [("date", doc.get("created") or "unknown"), ("profile", doc.get("profile") or "unknown"),
+             ("calibration", doc.get("calibration") or "none (no estimated host costs from a calibration)")]
     return rows + [("note", n) for n in doc.get("notes") or []]
 
 
@@ -636,13 +656,37 @@ def register(app) -> None:
         results: Path = typer.Argument(..., help="results file written by `mmbench run`"),
         asv: Path = typer.Option(Path("results/asv"), help="asv results directory (read if present)"),
         baseline: str = typer.Option(None, help="design the ratios are taken to (default: linux if present)"),
-        out: Path = typer.Option(Path("results"), help="directory to write README.md, index.html, plots"),
+        out: Path = typer.Option(Path("out"), help="directory to write README.md, index.html, plots "
+                                 "(out/ is ignored by git; `make publish` writes results/)"),
         excerpt: int = typer.Option(0, help="also print the first N rows of the first table (for a README)"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="do not print the headline tables"),
     ) -> None:
-        """Write comparison tables (README.md), plots and a self-contained index.html."""
-        written = write_report(results, out, baseline, asv)
-        for path in written.values():
-            typer.echo(f"wrote {path}")
-        if excerpt > 0:
+        """Write the comparison (README.md, index.html, charts) and print its headline tables.
+
+        The tables on the terminal: metadata per resident page, fault cost by kind, fork cost
+        and migration throughput, each design with its ratio to the baseline.
+        """
+        from mmbench import headline
+        from mmbench.cli import fail
+        if excerpt < 0:
+            fail(f"--excerpt must be ≥ 0, got {excerpt}")
+        if out.exists() and not out.is_dir():
+            fail(f"--out {out} is a file, not a directory")
+        if out == Path("out"):
+            out.mkdir(exist_ok=True)
+        if not out.parent.is_dir():
+            fail(f"--out {out}: directory {out.parent} does not exist (create it first)")
+        try:
             doc = load_results(results)
+            choose_baseline(doc, baseline)
+        except errors.InvalidArgument as e:
+            fail(str(e))
+        written = write_report(results, out, baseline, asv)
+        where = f"{out / 'README.md'} and {out / 'index.html'} ({len(written)} files)"
+        if quiet:
+            for path in written.values():
+                typer.echo(f"wrote {path}")
+        else:
+            typer.echo(headline.render(doc, baseline, where))
+        if excerpt > 0:
             typer.echo("\n" + make_excerpt(doc, choose_baseline(doc, baseline), excerpt, out / "README.md"))

@@ -5,8 +5,11 @@ extended, never changed in place)::
 
     {"schema": 1,
      "machine": {"hostname", "cpu", "cores", "kernel", "os", "python", "numpy", "mmbench",
-                 "loadavg"},
+                 "loadavg", "loadavg_5_15", "thp": {"enabled", "defrag"},
+                 "cpufreq": {"driver", "governor", "min_khz", "max_khz", "boost"} | null},
      "commit": git sha of the source tree or null,
+     "dirty": whether that tree had uncommitted changes (null outside a git checkout),
+     "plugins": {design: {"distribution", "version", "module"}} for every registered design,
      "created": ISO-8601 UTC time,
      "profile": "quick" | "full" | "tiny" | …,
      "calibration": path of the host calibration used, or null,
@@ -83,7 +86,75 @@ def machine_info() -> dict:
     return {"hostname": socket.gethostname(), "cpu": _cpu_model(), "cores": os.cpu_count(),
             "kernel": platform.release(), "os": platform.system(),
             "python": platform.python_version(), "numpy": numpy.__version__,
-            "mmbench": mmbench.__version__, "loadavg": _loadavg()}
+            "mmbench": mmbench.__version__, "loadavg": _loadavg(), "loadavg_5_15": _loadavg_5_15(),
+            "thp": thp_settings(), "cpufreq": cpufreq_settings()}
+
+
+def _loadavg_5_15():
+    try:
+        return [round(x, 2) for x in os.getloadavg()[1:]]
+    except OSError:
+        return None
+
+
+def _read_sys(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _bracketed(text: str | None) -> str | None:
+    """"always [madvise] never" -> "madvise" (the kernel marks the active choice)."""
+    if text is None:
+        return None
+    for word in text.split():
+        if word.startswith("[") and word.endswith("]"):
+            return word[1:-1]
+    return text
+
+
+def thp_settings() -> dict:
+    """The host's transparent-huge-page policy: it moves host-side probes and calibration."""
+    base = "/sys/kernel/mm/transparent_hugepage/"
+    return {"enabled": _bracketed(_read_sys(base + "enabled")),
+            "defrag": _bracketed(_read_sys(base + "defrag"))}
+
+
+def cpufreq_settings() -> dict | None:
+    """CPU frequency scaling of cpu0 (null where the host exposes none, as in many VMs)."""
+    base = "/sys/devices/system/cpu/cpu0/cpufreq/"
+    if not os.path.isdir(base):
+        return None
+    def num(name):
+        v = _read_sys(base + name)
+        return int(v) if v and v.isdigit() else None
+    boost = _read_sys("/sys/devices/system/cpu/cpufreq/boost")
+    return {"driver": _read_sys(base + "scaling_driver"), "governor": _read_sys(base + "scaling_governor"),
+            "min_khz": num("scaling_min_freq"), "max_khz": num("scaling_max_freq"),
+            "boost": None if boost is None else boost == "1"}
+
+
+def git_dirty(path=None) -> bool | None:
+    """Whether the source tree has uncommitted changes to tracked files (null outside git)."""
+    here = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def plugin_versions() -> dict:
+    """{design: {"distribution", "version", "module"}} of every registered design."""
+    from importlib.metadata import entry_points
+    out = {}
+    for ep in entry_points(group="mmbench.backends"):
+        dist = getattr(ep, "dist", None)
+        out.setdefault(ep.name, {"distribution": dist.metadata["Name"] if dist else None,
+                                 "version": dist.version if dist else None, "module": ep.value})
+    return dict(sorted(out.items()))
 
 
 def _loadavg():
@@ -125,8 +196,18 @@ def clock_info() -> dict | None:
     return clock.info()
 
 
+def provenance() -> dict:
+    """What any file of numbers should say about where it came from (calibrations too)."""
+    commit = git_commit()
+    m = machine_info()
+    return {"commit": commit, "dirty": git_dirty() if commit else None, "plugins": plugin_versions(),
+            "thp": m["thp"], "cpufreq": m["cpufreq"], "loadavg": [m["loadavg"]] + (m["loadavg_5_15"] or [])}
+
+
 def new_document(profile: str, records: list, calibration=None, notes=()) -> dict:
-    doc = {"schema": SCHEMA, "machine": machine_info(), "commit": git_commit(),
+    commit = git_commit()
+    doc = {"schema": SCHEMA, "machine": machine_info(), "commit": commit,
+           "dirty": git_dirty() if commit else None, "plugins": plugin_versions(),
            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "profile": profile, "calibration": None if calibration is None else str(calibration),
            "clock": clock_info(), "notes": list(notes), "records": list(records)}

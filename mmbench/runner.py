@@ -26,7 +26,7 @@ from mmbench import errors, results
 
 PROFILES = {"tiny": 1, "quick": 3, "full": 5, "large": 1}      # profile -> repeats of measured runs
 BUDGET_S = {"tiny": 2.0, "quick": 3.0, "full": 60.0, "large": 0.0}  # no new repeat after this long on one combination
-DEFAULT_OUTPUT = "results/latest.json"
+DEFAULT_OUTPUT = "out/latest.json"               # out/ is ignored by git; results/ is published
 SPEC_BACKEND = "reference"                        # the specification, not a design: opt-in only
 
 
@@ -46,14 +46,6 @@ def default_backends() -> list[str]:
     return [n for n in names if n != SPEC_BACKEND] + [n for n in broken if n not in names]
 
 
-def _not_installed(names) -> list[str]:
-    from mmbench import registry
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        known = set(registry.names()) | set(registry.broken())
-    return [n for n in names if n not in known]
-
-
 def select_workloads(patterns: list[str] | None) -> list:
     """Workloads whose name or "family.name" matches any pattern (all when none)."""
     cat = list(_catalogue().values())
@@ -67,9 +59,66 @@ def select_workloads(patterns: list[str] | None) -> list:
     return chosen
 
 
-def plan(workloads, backends, profile) -> list[tuple]:
+def points(w, profile, overrides=None) -> list[dict]:
+    """The parameter sets of workload `w` in `profile`, with `overrides` (``-p NAME=VALUE``)
+    replacing those parameters in every set (duplicates removed)."""
+    pts = w.points(profile)
+    if not overrides:
+        return pts
+    out = []
+    for p in pts:
+        q = {**p, **overrides}
+        if q not in out:
+            out.append(q)
+    return out
+
+
+def check_overrides(workloads, overrides: dict) -> None:
+    """InvalidArgument unless every selected workload has every overridden parameter and the
+    value is of the kind the workload uses for it: the type of its default and grid values,
+    ≥ 1 (or ≥ 0) when all of those are, one of them when they are strings."""
+    import inspect
+    for w in workloads:
+        sig = inspect.signature(w.func).parameters
+        known = list(sig)
+        bad = [k for k in overrides if k not in known]
+        if bad:
+            raise errors.InvalidArgument(
+                f"workload {w.name} has no parameter {', '.join(map(repr, bad))}; "
+                f"its parameters: {', '.join(known)}")
+        for k, v in overrides.items():
+            seen = [p[k] for prof in w.grids for p in w.points(prof) if k in p]
+            if sig[k].default is not inspect.Parameter.empty:
+                seen.append(sig[k].default)
+            why = _value_problem(v, seen)
+            if why:
+                raise errors.InvalidArgument(f"workload {w.name}: {k}={v!r}: {why}")
+
+
+def _value_problem(v, seen) -> str | None:
+    """Why `v` is not a value like those in `seen` (None: it is)."""
+    if not seen or any(x is None for x in seen):
+        return None
+    if all(isinstance(x, bool) for x in seen):
+        return None if isinstance(v, bool) else "expected true or false"
+    if all(isinstance(x, int) and not isinstance(x, bool) for x in seen):
+        if isinstance(v, bool) or not isinstance(v, int):
+            return "expected an integer"
+        low = 1 if min(seen) >= 1 else 0 if min(seen) >= 0 else None
+        return f"must be ≥ {low}" if low is not None and v < low else None
+    if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in seen):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return "expected a number"
+        return "must be > 0" if min(seen) > 0 and v <= 0 else None
+    if all(isinstance(x, str) for x in seen):
+        choices = sorted(set(seen))
+        return None if v in choices else f"expected one of {', '.join(choices)}"
+    return None
+
+
+def plan(workloads, backends, profile, overrides=None) -> list[tuple]:
     """[(workload, params, backend)] in the order they run: backend-major, then catalogue order."""
-    return [(w, p, b) for b in backends for w in workloads for p in w.points(profile)]
+    return [(w, p, b) for b in backends for w in workloads for p in points(w, profile, overrides)]
 
 
 def cell_key(w, p, b) -> str:
@@ -90,7 +139,8 @@ def _weight(w, p) -> float:
 
 
 def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calibration=None,
-              progress=None, output=None, workers=1, scheduler=None, resume=None) -> dict:
+              progress=None, output=None, workers=1, scheduler=None, resume=None,
+              overrides=None, options=None) -> dict:
     """Measure and return a results document.
 
     With `output` the document is written as it grows: after every finished
@@ -100,6 +150,8 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
     and completes it.  ``workers > 1`` runs cells on a Dask LocalCluster of
     that many processes, ``scheduler=ADDRESS`` on an existing Dask cluster
     (mmbench.parallel); otherwise cells run one after another in this process.
+    `overrides` replace workload parameters (``{"pages": 65536}``); `options`
+    are design options every machine is opened with (``{"thp": "always"}``).
     """
     from mmbench.workloads._measure import load_calibration
     if resume is not None:
@@ -110,6 +162,7 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
                                          "(no 'run' section)")
         profile, backends, patterns = run["profile"], run["backends"], run["workloads"]
         repeats, calibration = run["repeats"], run["calibration_arg"]
+        overrides, options = run.get("overrides") or None, run.get("options") or None
         output = Path(resume) if output is None else output
     if profile not in PROFILES:
         raise errors.InvalidArgument(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
@@ -120,22 +173,28 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
     if workers < 1:
         raise errors.InvalidArgument("workers must be at least 1")
     wls = select_workloads(patterns)
+    check_overrides(wls, overrides or {})
     reps = PROFILES[profile] if repeats is None else repeats
     if reps < 1:
         raise errors.InvalidArgument("repeats must be at least 1")
     cal, where = load_calibration(calibration)
     if calibration and cal is None:
         raise errors.InvalidArgument(f"calibration {calibration}: {where}")
-    todo = plan(wls, backends, profile)
+    todo = plan(wls, backends, profile, overrides)
     keys = [cell_key(*c) for c in todo]
     if resume is not None:
         doc = prev
         missing_now = set(keys) - {c["key"] for c in doc["cells"]}
     else:
+        notes = [] if cal is not None else [where]
+        if options:
+            notes.append("design options: " + results.params_label(options))
         doc = results.new_document(profile, [], calibration=where if cal is not None else None,
-                                   notes=[] if cal is not None else [where])
+                                   notes=notes)
+        doc["design_options"] = dict(options or {})
         doc["run"] = {"profile": profile, "backends": backends, "workloads": list(patterns or []),
                       "repeats": repeats, "calibration_arg": None if calibration is None else str(calibration),
+                      "overrides": dict(overrides or {}), "options": dict(options or {}),
                       "planned": len(todo), "complete": False, "sessions": []}
         doc["cells"] = []
         missing_now = set(keys)
@@ -151,10 +210,10 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
             progress(len(keys) - len(pending), len(keys), "starting")
         if workers == 1 and not scheduler:
             session["how"] = _serial_how()
-            _run_serial(book, pending, reps, cal, BUDGET_S[profile], progress, session)
+            _run_serial(book, pending, reps, cal, BUDGET_S[profile], progress, session, options)
         else:
             _run_dask(book, pending, reps, where if cal is not None else None, BUDGET_S[profile],
-                      progress, session, workers, scheduler)
+                      progress, session, workers, scheduler, options)
     except BaseException:
         session["interrupted"] = True
         session["elapsed_s"] = round(time.perf_counter() - t0, 3)
@@ -183,27 +242,27 @@ def _serial_how() -> dict:
             "isolation": "one cell at a time in the mmbench process"}
 
 
-def _run_serial(book, pending, reps, cal, budget, progress, session):
+def _run_serial(book, pending, reps, cal, budget, progress, session, options=None):
     from mmbench.workloads._measure import measure
     from mmbench.parallel import cell_status
     for n, (i, w, p, b) in enumerate(pending):
         if progress:
             progress(book.done(), book.total, f"{b}: {w.family}.{w.name} {results.params_label(p)}")
         t = time.perf_counter()
-        recs = measure(w, p, b, repeats=reps, calibration=cal, budget_s=budget)
+        recs = measure(w, p, b, repeats=reps, calibration=cal, budget_s=budget, options=options)
         book.add(i, recs, cell_status(recs), "", {"worker": "main", "wall_s": round(time.perf_counter() - t, 4)},
                  len(book.doc["run"]["sessions"]) - 1)
         session["cells"] += 1
 
 
-def _run_dask(book, pending, reps, cal_path, budget, progress, session, workers, scheduler):
+def _run_dask(book, pending, reps, cal_path, budget, progress, session, workers, scheduler, options):
     from mmbench.parallel import Cluster
     with Cluster(workers, scheduler) as cl:
         session["how"] = cl.info()
         session["workers"] = session["how"]["workers"]
         book.flush()
         cells = [(i, w, p, b, _weight(w, p)) for i, w, p, b in pending]
-        for res in cl.map_cells(cells, reps, cal_path, budget):
+        for res in cl.map_cells(cells, reps, cal_path, budget, options=options):
             i = res["index"]
             recs = res["records"]
             if recs is None:
@@ -247,7 +306,8 @@ class ResultsBook:
     def cell(self, i):
         if self._plan is None:
             run = self.doc["run"]
-            self._plan = plan(select_workloads(run["workloads"] or None), run["backends"], run["profile"])
+            self._plan = plan(select_workloads(run["workloads"] or None), run["backends"], run["profile"],
+                              run.get("overrides") or None)
         return self._plan[i]
 
     def done(self) -> int:
@@ -342,16 +402,18 @@ def table_one(doc, patterns=HEADLINE, tablefmt="simple") -> str:
     unsup = {(r["workload"], results.params_label(r["params"]), r["backend"]): r["note"]
              for r in recs if r["kind"] == "unsupported" and r["metric"] == "*"}
     rows: dict[tuple, dict] = {}
+    units: dict[str, str] = {}
     for r in recs:
         if r["metric"] == "*" or not _metric_wanted(r["metric"], patterns):
             continue
-        key = (r["family"], r["workload"], results.params_label(r["params"]),
-               f"{r['metric']} [{r['unit']}]" if r["unit"] else r["metric"])
+        if r["unit"]:
+            units.setdefault(r["metric"], r["unit"])     # an unsupported record carries no unit
+        key = (r["family"], r["workload"], results.params_label(r["params"]), r["metric"])
         cell = "unsupported" if r["value"] is None else _fmt(r["value"]) + KIND_MARK[r["kind"]]
         rows.setdefault(key, {})[r["backend"]] = cell
     out = []
     for (fam, wl, params, metric), cells in rows.items():
-        line = [fam, wl, params, metric]
+        line = [fam, wl, params, f"{metric} [{units[metric]}]" if metric in units else metric]
         for b in backends:
             line.append(cells.get(b) or ("unsupported" if (wl, params, b) in unsup else "-"))
         out.append(line)
@@ -378,9 +440,93 @@ def compare_two(a, b, patterns=None, threshold=None, tablefmt="simple") -> str:
     return compare_results(a, b, tablefmt=tablefmt, threshold=threshold)
 
 
+# ---------------------------------------------------------------- export
+#: machine-readable formats of `mmbench compare` (tsv and csv carry plain numbers)
+EXPORTS = ("csv", "tsv", "json", "parquet")
+#: Markdown for a README or a GitHub comment
+MARKDOWN = {"markdown": "github", "github": "github"}
+
+
+def check_format(fmt: str) -> None:
+    from tabulate import tabulate_formats
+    known = set(EXPORTS) | set(MARKDOWN) | set(tabulate_formats)
+    if fmt not in known:
+        raise errors.InvalidArgument(
+            f"unknown --format {fmt!r}; formats: {', '.join(EXPORTS + tuple(MARKDOWN))} "
+            f"or a terminal table style ({', '.join(sorted(f for f in tabulate_formats if f not in MARKDOWN))})")
+
+
+def check_metrics(docs, patterns) -> None:
+    """InvalidArgument when a --metric glob matches no metric of the results."""
+    metrics = sorted({r["metric"] for d in docs for r in d["records"] if r["metric"] != "*"})
+    for p in patterns:
+        if not any(fnmatch.fnmatch(m, p) for m in metrics):
+            sample = ", ".join(metrics[:8])
+            raise errors.InvalidArgument(
+                f"--metric {p!r} matches no metric in the results ({len(metrics)} metrics, e.g. {sample})")
+
+
+def export_rows(a, b=None, patterns=None) -> list[dict]:
+    """Plain rows for csv/tsv/json/parquet: one per record (one file) or per change (two)."""
+    pats = tuple(patterns) if patterns else ("*",)
+    if b is None:
+        out = []
+        for r in a["records"]:
+            if r["metric"] != "*" and not _metric_wanted(r["metric"], pats):
+                continue
+            s = r["spread"] or {}
+            out.append({"family": r["family"], "workload": r["workload"],
+                        "params": results.params_label(r["params"]), "backend": r["backend"],
+                        "metric": r["metric"], "unit": r["unit"], "kind": r["kind"], "value": r["value"],
+                        "p25": s.get("p25"), "p75": s.get("p75"), "repeats": r["repeats"], "note": r["note"]})
+        return out
+    from mmbench.report import compare_rows
+    out = []
+    for c in compare_rows(a, b):
+        if c.metric != "*" and not _metric_wanted(c.metric, pats):
+            continue
+        out.append({"family": c.family, "workload": c.workload, "params": c.params, "backend": c.backend,
+                    "metric": c.metric, "unit": c.unit, "kind_a": c.a.kind, "a": c.a.value,
+                    "kind_b": c.b.kind, "b": c.b.value, "ratio": c.ratio(), "status": c.status})
+    return out
+
+
+def _plain(v) -> str:
+    """A number as plain text: no thousands separators, no padding, integers without ".0"."""
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return str(v)
+
+
+def export(rows: list[dict], fmt: str, path=None) -> str | None:
+    """Write `rows` in `fmt` to `path` (parquet needs a path); returns the text otherwise."""
+    if fmt == "parquet":
+        import polars as pl
+        (pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()).write_parquet(path)
+        return None
+    if fmt == "json":
+        text = json.dumps(rows, indent=1) + "\n"
+    else:
+        import csv
+        import io
+        buf = io.StringIO()
+        w = csv.writer(buf, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+        if rows:
+            w.writerow(list(rows[0]))
+            for r in rows:
+                w.writerow([_plain(v) if not isinstance(v, str) else v for v in r.values()])
+        text = buf.getvalue()
+    if path is not None:
+        Path(path).write_text(text)
+        return None
+    return text
+
+
 # ---------------------------------------------------------------- commands
 def register(app: typer.Typer) -> None:
-    from mmbench.cli import fail
+    from mmbench.cli import check_backend, check_output, fail, parse_assignments
 
     @app.command("run")
     def run_cmd(
@@ -390,9 +536,21 @@ def register(app: typer.Typer) -> None:
             "except the reference model"),
         workload: Optional[List[str]] = typer.Option(
             None, "--workload", "-w", help="glob over workload, family or family.workload (repeatable)"),
-        output: Path = typer.Option(Path(DEFAULT_OUTPUT), "--output", "-o", help="results file to write"),
+        param: Optional[List[str]] = typer.Option(
+            None, "--param", "-p", help="NAME=VALUE: set a workload parameter in every parameter set "
+            "of the selected workloads (repeatable), e.g. -w fork_grid -p pages=65536 -p depth=4"),
+        option: Optional[List[str]] = typer.Option(
+            None, "--option", "-O", help="NAME=VALUE: a design option for every machine (repeatable), "
+            "e.g. -O fault_around_pages=1; an option a selected design lacks is an error that lists "
+            "the options it has"),
+        output: Path = typer.Option(Path(DEFAULT_OUTPUT), "--output", "-o",
+                                    help="results file to write (its directory must exist, except "
+                                    "the default's out/, which is ignored by git)"),
         repeats: Optional[int] = typer.Option(None, help="measured repeats (default by profile)"),
-        calibration: Optional[Path] = typer.Option(None, help="host calibration file for estimates"),
+        calibration: Optional[Path] = typer.Option(
+            None, help="host calibration file for estimates; default: $MMBENCH_CALIBRATION, then a "
+            "file for this host in ~/.local/share/mmbench/calibration ($MMBENCH_DATA_DIR, "
+            "$XDG_DATA_HOME), then in the project's results/calibration"),
         list_: bool = typer.Option(False, "--list", help="list the workloads of the profile and exit"),
         workers: int = typer.Option(1, "--workers", "-j", help="run cells on a Dask LocalCluster of this "
                                     "many processes (1: one after another in this process)"),
@@ -407,24 +565,35 @@ def register(app: typer.Typer) -> None:
             return
         if profile not in PROFILES:
             fail(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
-        if output.exists() and output.is_dir():
-            fail(f"--output {output} is a directory")
+        if output == Path(DEFAULT_OUTPUT):
+            output.parent.mkdir(exist_ok=True)
+        check_output(output)
         if repeats is not None and repeats < 1:
             fail("--repeats must be at least 1")
         if workers < 1:
             fail("--workers must be at least 1")
         if resume is not None:
-            if backend or workload or repeats is not None or calibration is not None or profile != "quick":
-                fail("--resume takes the profile, designs, workloads, repeats and calibration from the file")
+            if (backend or workload or param or option or repeats is not None or calibration is not None
+                    or profile != "quick"):
+                fail("--resume takes the profile, designs, workloads, parameters, options, repeats and "
+                     "calibration from the file")
             if not resume.is_file():
                 fail(f"--resume {resume}: no such file")
             output = resume
-        for name in _not_installed(backend or []):
-            typer.echo(f"mmbench: warning: backend {name!r} is not installed; its rows are recorded "
-                       "as unsupported", err=True)
+        for name in backend or []:
+            check_backend(name)
+        overrides = parse_assignments(param, "--param")
+        options = parse_assignments(option, "--option")
         try:
-            doc = _run_with_progress(profile, backend, workload, repeats, calibration, output=output,
-                                     workers=workers, scheduler=scheduler, resume=resume)
+            wls = select_workloads(workload)
+            check_overrides(wls, overrides)
+            check_design_options(backend or default_backends(), options)
+            check_points(wls, profile, overrides)
+        except errors.InvalidArgument as e:
+            fail(str(e))
+        try:
+            doc = _run_with_progress(profile, backend, workload, repeats, calibration, overrides, options,
+                                     output=output, workers=workers, scheduler=scheduler, resume=resume)
         except errors.InvalidArgument as e:
             fail(str(e))
         except OSError as e:
@@ -445,33 +614,64 @@ def register(app: typer.Typer) -> None:
     def compare_cmd(
         first: Path = typer.Argument(..., help="results file"),
         second: Optional[Path] = typer.Argument(None, help="a second results file: show what changed"),
-        metric: Optional[List[str]] = typer.Option(None, "--metric", "-m", help="metric glob (repeatable)"),
+        metric: Optional[List[str]] = typer.Option(
+            None, "--metric", "-m", help="metric glob (repeatable); default: the headline metrics "
+            "on the terminal, every metric in csv/tsv/json/parquet"),
         threshold: float = typer.Option(0.10, help="two files: a change must exceed this fraction "
-                                        "(and be significant over the repeats)"),
-        fmt: str = typer.Option("simple", "--format", help="tabulate format (simple, github, …)"),
+                                        "(0.05 = 5%) and be significant over the repeats"),
+        fmt: str = typer.Option("simple", "--format", help="csv, tsv, json, parquet (plain numbers, one "
+                                "row per record or change), markdown / github, or a terminal table style "
+                                "(simple, plain, grid …)"),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file "
+                                              "instead of the terminal (parquet needs it)"),
     ) -> None:
         """One results file: workloads × backends.  Two: the ratio of every record that changed."""
         try:
-            a = results.load(first)
-            b = results.load(second) if second else None
+            check_format(fmt)
         except errors.InvalidArgument as e:
             fail(str(e))
-        pats = tuple(metric) if metric else HEADLINE
-        if b is None:
-            typer.echo(table_one(a, pats, fmt))
+        if not (threshold >= 0 and math.isfinite(threshold)):
+            fail(f"--threshold must be a fraction ≥ 0 (0.05 = 5%), got {threshold}")
+        if output is not None:
+            check_output(output)
+        elif fmt == "parquet":
+            fail("--format parquet is binary: give --output FILE")
+        try:
+            a = results.load(first)
+            b = results.load(second) if second else None
+            if metric:
+                check_metrics([d for d in (a, b) if d is not None], metric)
+        except errors.InvalidArgument as e:
+            fail(str(e))
+        if fmt in EXPORTS:
+            text = export(export_rows(a, b, metric), fmt, output)
         else:
-            typer.echo(compare_two(a, b, pats if metric else None, threshold, fmt))
+            tf = MARKDOWN.get(fmt, fmt)
+            pats = tuple(metric) if metric else HEADLINE
+            text = table_one(a, pats, tf) if b is None else compare_two(a, b, pats if metric else None,
+                                                                       threshold, tf)
+            if output is not None:
+                output.write_text(text + "\n")
+                text = None
+        if text is None:
+            typer.echo(f"wrote {output}")
+        else:
+            typer.echo(text, nl=not text.endswith("\n"))
 
 
-def _run_with_progress(profile, backends, patterns, repeats, calibration, **how) -> dict:
+def _run_with_progress(profile, backends, patterns, repeats, calibration, overrides=None,
+                       options=None, **how) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from mmbench import calibration_search
     select_workloads(patterns)             # bad arguments fail before the progress bar starts
     if not backends and not default_backends() and how.get("resume") is None:
         run_suite(profile, backends, patterns, repeats, calibration)
+    typer.echo(calibration_search.find(calibration).message, err=True)   # which one, or why none
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), transient=False) as bar:
         task = bar.add_task("mmbench run", total=None)
 
         def progress(i, n, what):
             bar.update(task, completed=i, total=n, description=what[:70])
-        return run_suite(profile, backends, patterns, repeats, calibration, progress, **how)
+        return run_suite(profile, backends, patterns, repeats, calibration, progress,
+                         overrides=overrides, options=options, **how)

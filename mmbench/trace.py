@@ -21,8 +21,6 @@ others                    0
 from __future__ import annotations
 
 import enum
-import io
-import zipfile
 
 import numpy as np
 
@@ -206,8 +204,11 @@ def load(path) -> np.ndarray:
         raise
     except FileNotFoundError:
         raise errors.InvalidArgument(f"{path}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, io.UnsupportedOperation) as e:
-        raise errors.InvalidArgument(f"{path}: not a readable trace file ({type(e).__name__}: {e})") from None
-    except Exception as e:  # any other decoder failure is still a bad file
-        raise errors.InvalidArgument(f"{path}: not a readable trace file ({type(e).__name__})") from None
+    except IsADirectoryError:
+        raise errors.InvalidArgument(f"{path}: is a directory, not a trace file") from None
+    except PermissionError:
+        raise errors.InvalidArgument(f"{path}: permission denied") from None
+    except Exception:  # numpy's reasons (pickles, bad zip, truncation …) are about numpy, not the user
+        raise errors.InvalidArgument(f"{path}: not an mmbench trace file (expected a .npz archive "
+                                     "written by mmbench.save_trace or `mmbench record`)") from None
     return validate_trace(trace)

@@ -135,14 +135,20 @@ def test_every_counter_maps_to_at_most_one_cost():
     assert est.cost_of("op:FORK") == "fork_base" and est.cost_of("op:READ") is None
 
 
-def test_load_calibration_finds_newest_or_none(tmp_path, monkeypatch):
+def test_load_calibration_finds_this_hosts_newest_or_none(tmp_path, monkeypatch):
+    """Only a calibration made on this host's hardware is found (mmbench.calibration_search)."""
+    from mmbench import calibration_search
     monkeypatch.setenv("MMBENCH_RESULTS", str(tmp_path))
+    monkeypatch.setenv("MMBENCH_DATA_DIR", str(tmp_path / "user"))
+    monkeypatch.delenv("MMBENCH_CALIBRATION", raising=False)
     assert est.load_calibration() is None
     d = tmp_path / "calibration"
     d.mkdir()
-    (d / "old.json").write_text(json.dumps({"costs": {"trap": 1}, "machine": {"hostname": "old"}}))
+    here = calibration_search.this_host()
+    (d / "old.json").write_text(json.dumps({"costs": {"trap": 1}, "machine": dict(here, hostname="old")}))
     os.utime(d / "old.json", (1, 1))
-    (d / "new.json").write_text(json.dumps({"costs": {"trap": 2}, "machine": {"hostname": "new"}}))
+    (d / "new.json").write_text(json.dumps({"costs": {"trap": 2}, "machine": dict(here, hostname="new")}))
+    (d / "elsewhere.json").write_text(json.dumps({"costs": {"trap": 3}, "machine": {"hostname": "x"}}))
     assert est.load_calibration()["machine"]["hostname"] == "new"
     (d / "bad.json").write_text("{not json")
     with pytest.raises(errors.InvalidArgument):

@@ -297,8 +297,8 @@ def test_report_command(tmp_path, doc):
                           "--baseline", "freebsd", "--asv", str(tmp_path / "none")],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert f"wrote {out / 'index.html'}" in run.stdout
-    assert "freebsd (baseline)" in (out / "README.md").read_text()
+    assert f"full report: {out / 'README.md'} and {out / 'index.html'}" in run.stdout
+    assert "freebsd [µs] (baseline)" in (out / "README.md").read_text()
     ex = subprocess.run([sys.executable, "-m", "mmbench.cli", "report", str(p), "--out", str(out),
                          "--asv", str(tmp_path / "none"), "--excerpt", "3"],
                         capture_output=True, text=True, timeout=300)

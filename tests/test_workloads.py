@@ -146,6 +146,9 @@ def test_estimates_are_recorded_when_a_calibration_exists(monkeypatch):
     fake.estimate_ns = estimate_ns
     monkeypatch.setitem(sys.modules, "mmbench.estimate", fake)
     monkeypatch.setattr(mmbench, "estimate", fake, raising=False)
+    from mmbench import calibration_search
+    monkeypatch.setattr(calibration_search, "find", lambda path=None: calibration_search.Found(
+        fake.load_calibration(), "cal.json", "--calibration", "calibration: cal.json"))
     cal, where = _measure.load_calibration()
     assert where == "cal.json"
     recs = _measure.measure(CAT["seq_first_touch"], {"pages": 64}, "reference", repeats=1, calibration=cal)

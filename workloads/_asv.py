@@ -7,10 +7,17 @@ workload's "asv" grid).  Workloads with timed segments get:
 * ``time_segment``     wall time of replaying the timed segment on a machine
                        prepared up to it in ``setup`` (untimed) — measured
                        model time, trace validation included;
-* ``track_median_ns``  the engine's per-op model time, median — measured;
+* ``track_ns_per_unit`` the segment's model time per page / child / round
+                       (its first natural unit) — measured; every segment has it;
+* ``track_median_ns``  the engine's per-op model time, median — measured; only
+                       on workloads whose every timed segment times one kind of
+                       op per op (so it is never n/a by construction);
 * ``track_faults``     CPU faults the segment took — exact;
-* ``track_estimated_ns`` host-calibrated estimate — estimated (skipped
-                       without a calibration).
+* ``track_estimated_ns`` host-calibrated estimate — estimated; needs a
+                       calibration of this host, found as ``mmbench run`` finds
+                       it (mmbench.calibration_search: $MMBENCH_CALIBRATION or
+                       the per-user data directory, from any directory — asv
+                       runs benchmarks outside the checkout), else skipped.
 
 Workloads that only build a state (the metadata family) get
 ``track_metadata_bytes`` and ``track_metadata_bytes_per_page`` — exact.
@@ -124,17 +131,25 @@ class _SegmentBench(_Bench):
         return self._metric("faults")
     track_faults.unit = "faults"
 
-    def track_median_ns(self, backend, segment, *vals):
-        if len(self.seg.ops) != 1 or self.seg.timing != "per_op":
-            raise SkipNotImplemented("this segment is not timed per op of one kind")
-        return self._metric("median_ns")
-    track_median_ns.unit = "ns (model, per op)"
+    def track_ns_per_unit(self, backend, segment, *vals):
+        if not self.seg.scale:
+            raise SkipNotImplemented("this segment has no natural unit")
+        return self._metric(f"ns_per_{self.seg.scale[0][0]}")
+    track_ns_per_unit.unit = "ns (model, per page/child/round)"
 
     def track_estimated_ns(self, backend, segment, *vals):
         if _calibration() is None:
             raise SkipNotImplemented("no calibration")
         return self._metric("estimated_ns")
     track_estimated_ns.unit = "ns (estimated)"
+
+
+class _PerOpBench(_SegmentBench):
+    """Workloads whose every timed segment times one kind of op, per op."""
+
+    def track_median_ns(self, backend, segment, *vals):
+        return self._metric("median_ns")
+    track_median_ns.unit = "ns (model, per op)"
 
 
 _CALIB = []
@@ -161,6 +176,8 @@ def asv_classes(family: str) -> dict:
                  "__module__": f"{__package__}.{family}",
                  "params": [backends, segs, *(list(grid[k]) for k in keys)],
                  "param_names": ["backend", "segment", *keys]}
-        base = _SegmentBench if sc.timed_segments() else _StateBench
+        timed = sc.timed_segments()
+        per_op = timed and all(s.timing == "per_op" and len(s.ops) == 1 for s in timed)
+        base = _PerOpBench if per_op else _SegmentBench if timed else _StateBench
         out[_camel(wl.name)] = type(_camel(wl.name), (base,), attrs)
     return out

@@ -61,22 +61,23 @@ class Unavailable(Exception):
 
 
 def load_calibration(path=None):
-    """(calibration, path or None); (None, reason) when there is none."""
+    """(calibration, path) or (None, "no calibration: why"); see mmbench.calibration_search
+    for where it is looked up and how it is matched to this host."""
     try:
-        from mmbench import estimate
+        from mmbench import calibration_search
     except ImportError:
-        return None, "no calibration: mmbench.estimate is not installed"
+        return None, "no calibration: mmbench.calibration_search is not installed"
     try:
-        cal = estimate.load_calibration(str(path)) if path else estimate.load_calibration()
+        found = calibration_search.find(path)
     except Exception as e:  # a bad calibration file must not stop the suite
         return None, f"no calibration: {type(e).__name__}: {e}"
-    if cal is None:
-        return None, "no calibration: no calibration file found (run `mmbench calibrate`)"
-    where = path or (cal.get("path") if isinstance(cal, dict) else getattr(cal, "path", None))
-    return cal, where
+    if found.calibration is None:
+        return None, found.message
+    return found.calibration, found.path
 
 
-def open_machine(backend: str, scenario, needs_devices: bool):
+def open_machine(backend: str, scenario, needs_devices: bool, options=None):
+    """A fresh machine for `scenario` (`options`: design options such as thp)."""
     try:
         cls = registry.load(backend)
     except errors.MMError as e:
@@ -84,7 +85,7 @@ def open_machine(backend: str, scenario, needs_devices: bool):
     if needs_devices and not cls.supports_devices:
         raise Unavailable(f"NotSupported: the {backend!r} design has no accelerator support")
     try:
-        return mmbench.open(backend, **scenario.machine.kwargs())
+        return mmbench.open(backend, **scenario.machine.kwargs(), **(options or {}))
     except errors.MMError as e:
         raise Unavailable(f"{type(e).__name__}: {e}") from None
 
@@ -247,11 +248,12 @@ class Recorder:
 
 
 def measure(wl, params: dict, backend: str, repeats: int = 3, calibration=None,
-            budget_s: float | None = None) -> list[dict]:
+            budget_s: float | None = None, options=None) -> list[dict]:
     """Every record of workload `wl` with `params` on `backend` (unsupported: one record).
 
     `budget_s` bounds the wall time spent on repeats: once it is used up no new
     repeat starts (at least one always runs; each record says how many did).
+    `options` are design options passed to mmbench.open (``{"thp": "always"}``).
     """
     rec = Recorder(wl, params, backend)
     t0 = time.perf_counter()
@@ -261,7 +263,7 @@ def measure(wl, params: dict, backend: str, repeats: int = 3, calibration=None,
         for _ in range(max(1, repeats)):
             if runs and budget_s is not None and time.perf_counter() - t0 > budget_s:
                 break
-            m = open_machine(backend, scenario, wl.needs_devices)
+            m = open_machine(backend, scenario, wl.needs_devices, options)
             runs.append(run_once(m, scenario))
             del m
     except Unavailable as e:
@@ -367,8 +369,9 @@ def _estimate_records(rec, seg, events, totals, calibration, link):
 
 def _metadata_records(rec, run, per_struct: bool):
     if not run["structs"]:
-        rec.add("metadata.total_bytes", None, "", "unsupported",
-                note="the design accounts no kernel structs")
+        why = "the design accounts no kernel structs (no metadata() of its own)"
+        for metric in ("metadata.total_bytes", "metadata.bytes_per_resident_page"):
+            rec.add(metric, None, "", "unsupported", note=why)
         return
     total = 0
     for struct, (count, nbytes) in sorted(run["metadata"].items()):
