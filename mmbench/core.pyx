@@ -48,11 +48,15 @@ COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}
 
 # the operations a trace names, in op-code order (mmbench.Op mirrors this)
 OP_NAMES = ("SPAWN", "MMAP", "MUNMAP", "MPROTECT", "READ", "WRITE", "FORK", "EXIT",
-            "MREMAP", "MADVISE_DONTNEED", "MIGRATE", "DEVICE_READ", "DEVICE_WRITE", "NOP")
+            "MREMAP", "MADVISE_DONTNEED", "MIGRATE", "DEVICE_READ", "DEVICE_WRITE", "NOP",
+            "MADVISE")
+
+# madvise advice values (Linux's MADV_* numbers; mmbench.Advice mirrors this)
+ADVICE_NAMES = {MADV_DONTNEED: "DONTNEED", MADV_HUGEPAGE: "HUGEPAGE", MADV_NOHUGEPAGE: "NOHUGEPAGE"}
 
 _PY_HOOKS = ("do_spawn", "do_mmap", "do_munmap", "do_mprotect", "do_read", "do_write", "do_fork",
              "do_exit", "do_mremap", "do_madvise_dontneed", "do_migrate", "do_device_read",
-             "do_device_write")
+             "do_device_write", "do_madvise")
 
 
 cdef inline int64_t now_ns() noexcept nogil:
@@ -94,6 +98,8 @@ cdef class Machine:
     * ``option_defaults``: dict of design options ``mmbench.open`` accepts.
     * ``supports_devices``: whether migrate/device_* exist in this design.
     * ``counter_names``: the counters that mean something in this design.
+    * ``huge_page_advice``: whether ``madvise`` takes HUGEPAGE / NOHUGEPAGE
+      (otherwise they raise NotSupported; DONTNEED always works).
     """
 
     name = "machine"
@@ -101,6 +107,7 @@ cdef class Machine:
     option_defaults = {}
     supports_devices = False
     counter_names = COUNTER_NAMES
+    huge_page_advice = False
     #: (link bandwidth GB/s, per-transfer latency us, batch pages): PCIe 5.0 x16
     LINKS = {
         "pcie5": (63.0, 1.0, 512),
@@ -327,6 +334,12 @@ cdef class Machine:
         with gil:
             return self._py(9, (pid, vpn, npages), NULL)
 
+    cdef int c_madvise(self, int64_t pid, int64_t vpn, int64_t npages, int advice) noexcept nogil:
+        if advice == MADV_DONTNEED:
+            return self.c_madvise_dontneed(pid, vpn, npages)
+        with gil:
+            return self._py(13, (pid, vpn, npages, advice), NULL)
+
     cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
         with gil:
             return self._py(10, (pid, vpn, npages, node), NULL)
@@ -395,6 +408,8 @@ cdef class Machine:
             return self.c_device_read(r.dev, r.pid, r.vpn, out)
         elif op == OP_DEVICE_WRITE:
             return self.c_device_write(r.dev, r.pid, r.vpn, r.arg)
+        elif op == OP_MADVISE:
+            return self.c_madvise(r.pid, r.vpn, r.npages, <int>r.arg)
         return MM_EINVAL
 
     def replay(self, trace, timing=True, stop_on_error=False, frame=True):
@@ -560,6 +575,19 @@ cdef class Machine:
         vpn, npages = self._range(vpn, npages)
         self._raise(self.c_madvise_dontneed(pid, vpn, npages))
 
+    def madvise(self, pid, vpn, npages, advice):
+        """Give `advice` (mmbench.Advice) for [vpn, vpn+npages); every page must be mapped.
+
+        DONTNEED is madvise_dontneed; HUGEPAGE / NOHUGEPAGE change only how a
+        design backs the range (huge pages or not), never a value read.
+        """
+        pid = self._pid(pid)
+        vpn, npages = self._range(vpn, npages)
+        advice = _to_int(advice, "advice")
+        if advice not in ADVICE_NAMES:
+            raise _errors.InvalidArgument(f"unknown advice {advice}; known: {sorted(ADVICE_NAMES)}")
+        self._raise(self.c_madvise(pid, vpn, npages, advice))
+
     def migrate(self, pid, vpn, npages, node):
         pid = self._pid(pid)
         vpn, npages = self._range(vpn, npages)
@@ -595,6 +623,10 @@ cdef class Machine:
             out[self.caches[i].name.decode()] = (int(self.caches[i].active),
                                                  int(self.caches[i].active * self.caches[i].objsize))
         return out
+
+    def notes(self):
+        """Lines saying how this design departs from the contract's defaults (e.g. huge pages)."""
+        return []
 
     def struct_sizes(self):
         """{struct_name: bytes per object} of every struct this design accounts."""

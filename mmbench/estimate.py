@@ -58,7 +58,8 @@ COSTS = {
     "struct_alloc": ("allocate and link one other MM struct (anon_vma, anon_vma_chain, "
                      "vm_object, xa_node …) and later unlink and free it", ("alloc:*",)),
     "syscall": ("enter and leave the kernel for an address-space system call",
-                ("op:MMAP", "op:MUNMAP", "op:MPROTECT", "op:MREMAP", "op:MADVISE_DONTNEED")),
+                ("op:MMAP", "op:MUNMAP", "op:MPROTECT", "op:MREMAP", "op:MADVISE_DONTNEED",
+                 "op:MADVISE")),
     "fork_base": ("fork + exit + wait of a process with an empty address space", ("op:FORK",)),
 }
 

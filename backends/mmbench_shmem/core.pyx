@@ -94,6 +94,7 @@
 from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
+from mmbench.core cimport MADV_DONTNEED
 from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
                            MM_ENOTSUP, MAPF_SHARED, MAPF_WRITE, VPN_BITS,
                            C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
@@ -125,6 +126,7 @@ from mmbench_shmem.vma cimport (vma_lower_bound, find_vma, range_fully_mapped, r
 from mmbench_shmem.inode cimport (shmem_inode_alloc, shmem_inode_free, reflink_clone,
                                   frame_file_refs)
 from mmbench import errors as _errors
+from mmbench.hugepages import THP_DEFAULT, thp_option
 
 cdef uint64_t PGOFF_MAX = <uint64_t>1 << VPN_BITS      # file offsets never exceed a VMA's span
 cdef uint64_t VPN_END = <uint64_t>1 << VPN_BITS
@@ -173,8 +175,11 @@ cdef class ShmemMachine(Machine):
     #: (neighbours merge, i_pages as deep as the addresses are high).
     #: zero_page: False -- a read of a hole allocates a page (shmem_fault, SGP_CACHE);
     #: True -- private read holes map the shared zero page ("what if shmem had one").
-    option_defaults = {"anon_file": "per_mapping", "zero_page": False}
+    #: thp: mmbench.hugepages mode, read as the internal mount's huge= policy
+    #: (shmem_enabled): "never" -> never, "madvise" -> advise, "always" -> always.
+    option_defaults = {"anon_file": "per_mapping", "zero_page": False, "thp": THP_DEFAULT}
     supports_devices = False
+    huge_page_advice = True
     counter_names = COUNTERS
 
     def __cinit__(self, *args, **kwargs):
@@ -199,6 +204,7 @@ cdef class ShmemMachine(Machine):
             raise _errors.InvalidArgument("the zero_page option must be True or False")
         self.file_per_mm = self.options["anon_file"] == "per_mm"
         self.zero_page = self.options["zero_page"]
+        self.huge = {"never": "never", "madvise": "advise", "always": "always"}[thp_option(self.options)]
         for lvl, nm in enumerate(("pgd", "pud_table", "pmd_table", "pte_table")):
             self.kc_pt[lvl] = self.slab_register(nm, SIZEOF_PT_TABLE)
 
@@ -739,6 +745,19 @@ cdef class ShmemMachine(Machine):
         if st == MM_OK:
             self.frames.f[pfn].value = value
         return st
+
+    cdef int c_madvise(self, int64_t pid, int64_t vpn, int64_t npages, int advice) noexcept nogil:
+        # HUGEPAGE / NOHUGEPAGE: checked over a mapped range; VM_HUGEPAGE is not
+        # kept yet (large folios are not modeled), so no VMA changes
+        if advice == MADV_DONTNEED:
+            return self.c_madvise_dontneed(pid, vpn, npages)
+        if not range_fully_mapped(<mm_struct*>self.proc_of(pid), vpn, vpn + npages):
+            return MM_EINVAL
+        return MM_OK
+
+    def notes(self):
+        return [f"internal tmpfs mounted huge={self.huge} (thp={self.options['thp']!r}); large folios "
+                "and PMD mappings are not modeled yet: every page is 4 KiB"]
 
     cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         """Zap the range; private files also lose those offsets (read 0 again),
