@@ -23,6 +23,7 @@ cimport numpy as cnp
 
 from mmbench.blocks.frames cimport frames_init, frames_destroy, MAX_NODES
 from mmbench import errors as _errors
+from mmbench import hugepages as _hugepages
 
 cnp.import_array()
 
@@ -151,13 +152,15 @@ cdef class Machine:
             except Exception:
                 raise _errors.InvalidArgument(
                     "link must be a preset name or (GB/s, latency us, batch pages)") from None
-        unknown = set(options) - set(type(self).option_defaults)
+        merged = dict(type(self).option_defaults)
+        merged.setdefault("thp", _hugepages.THP_DEFAULT)     # every design accepts thp
+        unknown = set(options) - set(merged)
         if unknown:
             raise _errors.InvalidArgument(
                 f"unknown option(s) {sorted(unknown)} for the {type(self).name!r} design; "
-                f"known: {sorted(type(self).option_defaults)}")
-        merged = dict(type(self).option_defaults)
+                f"known: {sorted(merged)}")
         merged.update(options)
+        _hugepages.thp_option(merged)
         self.options = merged
         self.link = {"gbps": link_spec[0], "latency_us": link_spec[1], "batch_pages": int(link_spec[2])}
         self.dma_batch_pages = int(link_spec[2])
@@ -625,8 +628,13 @@ cdef class Machine:
         return out
 
     def notes(self):
-        """Lines saying how this design departs from the contract's defaults (e.g. huge pages)."""
-        return []
+        """Lines saying how this design departs from the contract's defaults (e.g. huge pages).
+
+        A design that models huge pages (or knows it has none) overrides this;
+        the default says that this one runs at 4 KiB whatever ``thp`` asks.
+        """
+        return [f"huge pages are not modelled in the {type(self).name!r} design yet: runs at 4 KiB "
+                f"(thp={self.options.get('thp')!r} has no effect)"]
 
     def struct_sizes(self):
         """{struct_name: bytes per object} of every struct this design accounts."""

@@ -1,7 +1,8 @@
 """Huge pages in the contract: the ``thp`` design option and the notes about it.
 
 Every design accepts ``thp = "never" | "madvise" | "always"`` (default
-``"madvise"``), named after Linux's ``/sys/kernel/mm/transparent_hugepage/enabled``:
+``"madvise"``; ``Machine.__init__`` adds it to any design's options and
+validates it), named after Linux's ``/sys/kernel/mm/transparent_hugepage/enabled``:
 
 * ``"never"``: no huge pages, whatever the advice;
 * ``"madvise"``: huge pages only where ``madvise(HUGEPAGE)`` asked for them;
@@ -10,7 +11,8 @@ Every design accepts ``thp = "never" | "madvise" | "always"`` (default
 
 A design maps the mode onto its own policy and says how in ``notes()``; a
 design without huge pages accepts the option, runs at 4 KiB and says so in
-``notes()``: never silently.  Values read are never affected (the reference
+``notes()`` (``Machine.notes`` says it for any design that does not
+override it): never silently.  Values read are never affected (the reference
 model ignores the mode).
 """
 from __future__ import annotations

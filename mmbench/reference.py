@@ -157,6 +157,9 @@ class ReferenceMachine(Machine):
     def do_device_write(self, dev, pid, vpn, value):
         self.do_write(pid, vpn, value)
 
+    def notes(self):
+        return ["the reference model has no costs: thp and huge-page advice change nothing here"]
+
     def do_check(self):
         for pid in self.procs_ref:
             if pid not in self.live_pids():

@@ -139,3 +139,13 @@ def test_conformance_thp_always_huge_ranges(name):
     opts = {} if name == "reference" else {"thp": "always"}
     run_conformance(name, default_settings(max_examples=8, stateful_step_count=25),
                     vpn_span=1024, max_npages=16, options=opts)
+
+
+@pytest.mark.parametrize("name", ["linux", "gmem", "flat"])
+def test_every_design_accepts_thp_and_says_when_it_runs_at_4k(name):
+    for mode in THP_MODES:
+        m = mmbench.open(name, ram_pages=1 << 12, thp=mode)
+        assert m.options["thp"] == mode
+        assert any("runs at 4 KiB" in n for n in m.notes())
+    with pytest.raises(errors.InvalidArgument):
+        mmbench.open(name, ram_pages=1 << 12, thp="sometimes")
