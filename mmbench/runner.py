@@ -87,6 +87,7 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
     if calibration and cal is None:
         raise errors.InvalidArgument(f"calibration {calibration}: {where}")
     notes = [] if cal is not None else [where]
+    notes += design_notes(backends)
     todo = plan(wls, backends, profile)
     records = []
     for i, (w, p, b) in enumerate(todo):
@@ -97,6 +98,16 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
         progress(len(todo), len(todo), "done")
     return results.new_document(profile, records, calibration=where if cal is not None else None,
                                 notes=notes)
+
+
+def design_notes(backends) -> list[str]:
+    """Each design's own notes (e.g. "runs at 4 KiB"), as "<design>: <note>" lines."""
+    from mmbench import registry
+    out = []
+    for b in backends:
+        m = registry.load(b)(ram_pages=1)
+        out += [f"{b}: {n}" for n in m.notes()]
+    return out
 
 
 def catalogue_text(profile: str) -> str:
