@@ -149,3 +149,28 @@ def test_every_design_accepts_thp_and_says_when_it_runs_at_4k(name):
         assert any("runs at 4 KiB" in n for n in m.notes())
     with pytest.raises(errors.InvalidArgument):
         mmbench.open(name, ram_pages=1 << 12, thp="sometimes")
+
+
+def test_shmem_advice_sets_vm_hugepage_splitting_only_where_flags_change():
+    m = mmbench.open("shmem", ram_pages=1 << 14)
+    p = m.spawn()
+    m.mmap(p, 0, 1024)
+    m.write(p, 150, 9)
+    vmas = lambda: m.metadata()["vm_area_struct"][0]
+    assert vmas() == 1
+    s0 = m.counter("vma_splits")
+    m.madvise(p, 100, 100, Advice.HUGEPAGE)          # VM_HUGEPAGE on [100, 200): two splits
+    assert vmas() == 3 and m.counter("vma_splits") == s0 + 2
+    m.madvise(p, 120, 50, Advice.HUGEPAGE)           # nothing changes: no split
+    assert vmas() == 3 and m.counter("vma_splits") == s0 + 2
+    m.madvise(p, 0, 1024, Advice.NOHUGEPAGE)         # one flag everywhere: merged back
+    assert vmas() == 1
+    m.check()
+    assert m.read(p, 150) == 9
+    c = m.fork(p)                                    # the flag travels with the VMA
+    m.madvise(c, 0, 1024, Advice.NOHUGEPAGE)
+    assert m.metadata()["vm_area_struct"][0] == 2
+    m.exit(c)
+    m.exit(p)
+    m.check()
+    assert m.leaks() == []
