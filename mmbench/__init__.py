@@ -10,11 +10,11 @@ executable definition of the semantics every design must reproduce.
 """
 from mmbench import errors
 from mmbench.core import Machine, COUNTER_NAMES, VPN_LIMIT
-from mmbench.trace import TRACE_DTYPE, Op, TraceBuilder, load as load_trace, save as save_trace
+from mmbench.trace import TRACE_DTYPE, Advice, Op, TraceBuilder, load as load_trace, save as save_trace
 
 __version__ = "0.1.0"
 
-__all__ = ["backends", "open", "errors", "Machine", "TRACE_DTYPE", "Op", "TraceBuilder",
+__all__ = ["backends", "open", "errors", "Machine", "TRACE_DTYPE", "Op", "Advice", "TraceBuilder",
            "load_trace", "save_trace", "COUNTER_NAMES", "VPN_LIMIT"]
 
 

@@ -4,7 +4,7 @@
 #   op code known                                   -> BAD_OP
 #   ranges and arguments (vpn/npages in 0..2**36,
 #     page ops one page, mremap target, mprotect and
-#     mmap flag bits)                               -> BAD_RANGE
+#     mmap flag bits, madvise advice)               -> BAD_RANGE
 #   device / node exists                            -> BAD_DEV
 #   the design has devices at all                   -> NO_DEVICES
 #   the pid exists at that point of the trace
@@ -19,26 +19,11 @@ from libc.stdlib cimport calloc, free
 import numpy as np
 cimport numpy as cnp
 
-from mmbench.core cimport trace_rec_t
+from mmbench.core cimport (trace_rec_t, NR_OPS, OP_SPAWN, OP_MMAP, OP_MPROTECT, OP_READ, OP_WRITE,
+                          OP_FORK, OP_EXIT, OP_MREMAP, OP_MIGRATE, OP_DEVICE_READ, OP_DEVICE_WRITE,
+                          OP_NOP, OP_MADVISE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE)
 
 cnp.import_array()
-
-cdef enum:
-    SPAWN = 0
-    MMAP = 1
-    MUNMAP = 2
-    MPROTECT = 3
-    READ = 4
-    WRITE = 5
-    FORK = 6
-    EXIT = 7
-    MREMAP = 8
-    MADVISE_DONTNEED = 9
-    MIGRATE = 10
-    DEVICE_READ = 11
-    DEVICE_WRITE = 12
-    NOP = 13
-    NR_OPS = 14
 
 # what validate_records returns as its code
 cdef enum:
@@ -60,29 +45,32 @@ cdef int check_one(const trace_rec_t* r, int64_t ndev, bint devices_ok) noexcept
     cdef int op = r.op
     if op >= NR_OPS:
         return C_BAD_OP
-    if op == SPAWN or op == NOP or op == FORK or op == EXIT:
+    if op == OP_SPAWN or op == OP_NOP or op == OP_FORK or op == OP_EXIT:
         return C_OK
     if r.vpn < 0 or r.npages < 1 or r.vpn > VPN_LIM - r.npages:
         return C_BAD_RANGE
-    if op == READ or op == WRITE or op == DEVICE_READ or op == DEVICE_WRITE:
+    if op == OP_READ or op == OP_WRITE or op == OP_DEVICE_READ or op == OP_DEVICE_WRITE:
         if r.npages != 1:
             return C_BAD_RANGE
-        if op == DEVICE_READ or op == DEVICE_WRITE:
+        if op == OP_DEVICE_READ or op == OP_DEVICE_WRITE:
             if r.dev < 1 or r.dev > ndev:
                 return C_BAD_DEV
             if not devices_ok:
                 return C_NO_DEVICES
         return C_OK
-    if op == MREMAP:
+    if op == OP_MREMAP:
         if r.arg > <uint64_t>VPN_LIM or <int64_t>r.arg > VPN_LIM - r.npages:
             return C_BAD_RANGE
-    elif op == MPROTECT:
+    elif op == OP_MPROTECT:
         if r.arg > 1:
             return C_BAD_RANGE
-    elif op == MMAP:
+    elif op == OP_MMAP:
         if r.arg > 3:
             return C_BAD_RANGE
-    elif op == MIGRATE:
+    elif op == OP_MADVISE:
+        if r.arg != MADV_DONTNEED and r.arg != MADV_HUGEPAGE and r.arg != MADV_NOHUGEPAGE:
+            return C_BAD_RANGE
+    elif op == OP_MIGRATE:
         if r.arg > <uint64_t>ndev:
             return C_BAD_DEV
         if not devices_ok:
@@ -117,20 +105,20 @@ def validate_records(cnp.ndarray trace, int64_t ndev, bint devices_ok, cnp.ndarr
             if code != C_OK:
                 break
             op = recs[i].op
-            if op == SPAWN:
+            if op == OP_SPAWN:
                 alive[nxt] = 1
                 nxt += 1
                 continue
-            if op == NOP:
+            if op == OP_NOP:
                 continue
             p = recs[i].pid
             if p <= 0 or p >= nxt or not alive[p]:
                 code = C_NO_PID
                 break
-            if op == FORK:
+            if op == OP_FORK:
                 alive[nxt] = 1
                 nxt += 1
-            elif op == EXIT:
+            elif op == OP_EXIT:
                 alive[p] = 0
     free(alive)
     if code == C_OK:

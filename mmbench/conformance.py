@@ -7,9 +7,14 @@ once every process exited.  This module turns that sentence into a Hypothesis
 ``RuleBasedStateMachine`` that runs a design and the reference side by side:
 
 * each rule is one contract operation (spawn, mmap incl. shared and read-only,
-  munmap, mprotect, read, write, fork, exit, mremap, madvise_dontneed and, for
-  designs with accelerators, migrate / device_read / device_write), applied to
-  both machines with the same arguments, results compared;
+  munmap, mprotect, read, write, fork, exit, mremap, madvise_dontneed, madvise
+  (huge-page advice for designs with ``huge_page_advice``) and, for designs
+  with accelerators, migrate / device_read / device_write), applied to both
+  machines with the same arguments, results compared;
+* with ``vpn_span >= 1024`` huge-page-sized rules join in: 2 MiB-aligned and
+  unaligned mappings of 512+ pages, first touch of a whole 2 MiB block, and
+  the partial munmap / mprotect / mremap / fork / COW rules then cut into
+  them (run it with ``options={"thp": "always"}``);
 * a failed operation must leave the design unchanged: its ``metadata()`` and
   frames in use are compared before and after;
 * ``check()`` runs on the design after every step;
@@ -42,7 +47,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from mmbench import errors
 from mmbench.reference import ReferenceMachine
-from mmbench.trace import TraceBuilder
+from mmbench.trace import Advice, TraceBuilder
 
 __all__ = ["conformance_machine", "run_conformance", "check_design", "design_class", "random_traces",
            "default_settings", "ConformanceFailure"]
@@ -115,6 +120,8 @@ def conformance_machine(backend, *, devices: int | None = None, ram_pages: int =
         devices = 2 if cls.supports_devices else 0
     opts = dict(options or {})
     label = getattr(cls, "name", cls.__name__)
+    advices = list(Advice) if getattr(cls, "huge_page_advice", False) else [Advice.DONTNEED]
+    huge = vpn_span >= 1024          # room for 2 MiB (512-page) blocks
 
     # A vpn is drawn as (near, raw): mostly a page the reference has mapped in
     # that process (so accesses hit and ranges overlap mappings), sometimes any
@@ -289,6 +296,54 @@ def conformance_machine(backend, *, devices: int | None = None, ram_pages: int =
             vpn = self.vpn(p, vpn)
             self.both(f"madvise_dontneed({p}, {vpn}, {n})",
                       lambda m: m.madvise_dontneed(p, vpn, n), span=(p, vpn, n))
+
+        @precondition(lambda self: self.live)
+        @rule(pick=picks, vpn=vpns, n=npages, advice=st.sampled_from(advices))
+        def madvise(self, pick, vpn, n, advice):
+            p = self.pid(pick)
+            vpn = self.vpn(p, vpn)
+            self.both(f"madvise({p}, {vpn}, {n}, {advice.name})",
+                      lambda m: m.madvise(p, vpn, n, advice), span=(p, vpn, n))
+
+        if huge:
+            @precondition(lambda self: self.live)
+            @rule(pick=picks, block=st.integers(0, vpn_span // 512 - 1), shift=st.sampled_from([0, 0, 1, 37, 511]),
+                  n=st.sampled_from([512, 512, 1024, 600, 100]), advice=st.sampled_from(advices + [None]))
+            def mmap_huge(self, pick, block, shift, n, advice):
+                """A mapping of 2 MiB blocks: aligned (shift 0) or not, optionally advised."""
+                p = self.pid(pick)
+                vpn = block * 512 + shift
+                kind, _ = self.both(f"mmap({p}, {vpn}, {n})", lambda m: m.mmap(p, vpn, n), span=(p, vpn, n))
+                if kind == "ok" and advice is not None:
+                    self.both(f"madvise({p}, {vpn}, {n}, {advice.name})", lambda m: m.madvise(p, vpn, n, advice))
+
+            @precondition(lambda self: self.live)
+            @rule(pick=picks, block=st.integers(0, vpn_span // 512 - 1), value=values)
+            def touch_huge(self, pick, block, value):
+                """First touch of every page of one 2 MiB block (what promotes it)."""
+                p = self.pid(pick)
+                for v in range(block * 512, block * 512 + 512):
+                    self.both(f"write({p}, {v}, {value})", lambda m: m.write(p, v, value ^ v))
+
+            @precondition(lambda self: self.live)
+            @rule(pick=picks, block=st.integers(0, vpn_span // 512 - 1), off=st.integers(0, 511),
+                  n=st.integers(1, 700), op=st.sampled_from(["munmap", "mprotect", "mremap", "dontneed"]))
+            def cut_huge(self, pick, block, off, n, op):
+                """A partial operation inside a 2 MiB block (what splits or demotes it)."""
+                p = self.pid(pick)
+                vpn = block * 512 + off
+                if op == "munmap":
+                    self.both(f"munmap({p}, {vpn}, {n})", lambda m: m.munmap(p, vpn, n))
+                elif op == "mprotect":
+                    self.both(f"mprotect({p}, {vpn}, {n}, False)", lambda m: m.mprotect(p, vpn, n, False),
+                              span=(p, vpn, n))
+                elif op == "dontneed":
+                    self.both(f"madvise_dontneed({p}, {vpn}, {n})", lambda m: m.madvise_dontneed(p, vpn, n),
+                              span=(p, vpn, n))
+                else:
+                    new = (vpn + vpn_span // 2) % vpn_span
+                    self.both(f"mremap({p}, {vpn}, {n}, {new})", lambda m: m.mremap(p, vpn, n, new),
+                              span=(p, vpn, n))
 
         # -- memory access (weighted up: two rules each)
         @precondition(lambda self: self.live)
@@ -613,12 +668,15 @@ def check_design(backend, *, name: str | None = None, examples: int = 200, optio
 # ----------------------------------------------------------------- traces
 @st.composite
 def random_traces(draw, devices: int = 0, vpn_span: int = 64, max_npages: int = 16,
-                  max_procs: int = 6, max_ops: int = 120):
-    """A valid trace (every pid alive when named) mixing every operation."""
+                  max_procs: int = 6, max_ops: int = 120, huge_page_advice: bool = False):
+    """A valid trace (every pid alive when named) mixing every operation.
+
+    MADVISE records carry DONTNEED, or any advice with `huge_page_advice`."""
+    advices = list(Advice) if huge_page_advice else [Advice.DONTNEED]
     t = TraceBuilder()
     live = [t.spawn()]
     kinds = ["mmap", "munmap", "mprotect", "read", "read", "write", "write", "fork", "exit",
-             "mremap", "madvise", "spawn"] + (["migrate", "dread", "dwrite"] if devices else [])
+             "mremap", "madvise", "advise", "spawn"] + (["migrate", "dread", "dwrite"] if devices else [])
     vpn = st.integers(0, vpn_span - 1)
     n = st.integers(1, max_npages)
     for _ in range(draw(st.integers(1, max_ops))):
@@ -650,6 +708,8 @@ def random_traces(draw, devices: int = 0, vpn_span: int = 64, max_npages: int = 
             t.mremap(p, draw(vpn), draw(n), draw(vpn))
         elif k == "madvise":
             t.madvise_dontneed(p, draw(vpn), draw(n))
+        elif k == "advise":
+            t.madvise(p, draw(vpn), draw(n), draw(st.sampled_from(advices)))
         elif k == "migrate":
             t.migrate(p, draw(vpn), draw(n), draw(st.integers(0, devices)))
         elif k == "dread":

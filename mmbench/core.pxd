@@ -43,7 +43,14 @@ cdef enum:
     OP_DEVICE_READ = 11
     OP_DEVICE_WRITE = 12
     OP_NOP = 13          # does nothing: measures the engine's own dispatch cost
-    NR_OPS = 14
+    OP_MADVISE = 14      # madvise(pid, vpn, npages, advice): arg = the advice (MADV_*)
+    NR_OPS = 15
+
+# madvise advice carried in a trace's `arg` (Linux's MADV_* numbers; mmbench.Advice)
+cdef enum:
+    MADV_DONTNEED = 4
+    MADV_HUGEPAGE = 14
+    MADV_NOHUGEPAGE = 15
 
 # mmap flag bits carried in a trace's `arg` ------------------------------------
 cdef enum:
@@ -199,6 +206,10 @@ cdef class Machine:
     cdef int c_exit(self, int64_t pid) noexcept nogil
     cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil
     cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil
+    # madvise with any advice; default: DONTNEED -> c_madvise_dontneed, huge-page
+    # advice -> a Python backend's do_madvise (else MM_ENOTSUP: the design must
+    # say whether the range is mapped, the base cannot)
+    cdef int c_madvise(self, int64_t pid, int64_t vpn, int64_t npages, int advice) noexcept nogil
     cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil
     cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil
     cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil

@@ -27,6 +27,7 @@ from mmbench.blocks.frames cimport frames_init, frames_destroy, MAX_NODES
 from mmbench import errors as _errors
 from mmbench import clock as _clock
 from mmbench._tracecheck import columns_block
+from mmbench import hugepages as _hugepages
 
 cnp.import_array()
 
@@ -52,11 +53,15 @@ COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}
 
 # the operations a trace names, in op-code order (mmbench.Op mirrors this)
 OP_NAMES = ("SPAWN", "MMAP", "MUNMAP", "MPROTECT", "READ", "WRITE", "FORK", "EXIT",
-            "MREMAP", "MADVISE_DONTNEED", "MIGRATE", "DEVICE_READ", "DEVICE_WRITE", "NOP")
+            "MREMAP", "MADVISE_DONTNEED", "MIGRATE", "DEVICE_READ", "DEVICE_WRITE", "NOP",
+            "MADVISE")
+
+# madvise advice values (Linux's MADV_* numbers; mmbench.Advice mirrors this)
+ADVICE_NAMES = {MADV_DONTNEED: "DONTNEED", MADV_HUGEPAGE: "HUGEPAGE", MADV_NOHUGEPAGE: "NOHUGEPAGE"}
 
 _PY_HOOKS = ("do_spawn", "do_mmap", "do_munmap", "do_mprotect", "do_read", "do_write", "do_fork",
              "do_exit", "do_mremap", "do_madvise_dontneed", "do_migrate", "do_device_read",
-             "do_device_write")
+             "do_device_write", "do_madvise")
 
 
 def clock_overhead_ns(int reps=20001):
@@ -143,6 +148,8 @@ cdef class Machine:
     * ``option_defaults``: dict of design options ``mmbench.open`` accepts.
     * ``supports_devices``: whether migrate/device_* exist in this design.
     * ``counter_names``: the counters that mean something in this design.
+    * ``huge_page_advice``: whether ``madvise`` takes HUGEPAGE / NOHUGEPAGE
+      (otherwise they raise NotSupported; DONTNEED always works).
     """
 
     name = "machine"
@@ -150,6 +157,7 @@ cdef class Machine:
     option_defaults = {}
     supports_devices = False
     counter_names = COUNTER_NAMES
+    huge_page_advice = False
     #: (link bandwidth GB/s, per-transfer latency us, batch pages): PCIe 5.0 x16
     LINKS = {
         "pcie5": (63.0, 1.0, 512),
@@ -193,13 +201,15 @@ cdef class Machine:
             except Exception:
                 raise _errors.InvalidArgument(
                     "link must be a preset name or (GB/s, latency us, batch pages)") from None
-        unknown = set(options) - set(type(self).option_defaults)
+        merged = dict(type(self).option_defaults)
+        merged.setdefault("thp", _hugepages.THP_DEFAULT)     # every design accepts thp
+        unknown = set(options) - set(merged)
         if unknown:
             raise _errors.InvalidArgument(
                 f"unknown option(s) {sorted(unknown)} for the {type(self).name!r} design; "
-                f"known: {sorted(type(self).option_defaults)}")
-        merged = dict(type(self).option_defaults)
+                f"known: {sorted(merged)}")
         merged.update(options)
+        _hugepages.thp_option(merged)
         self.options = merged
         self.link = {"gbps": link_spec[0], "latency_us": link_spec[1], "batch_pages": int(link_spec[2])}
         self.dma_batch_pages = int(link_spec[2])
@@ -376,6 +386,12 @@ cdef class Machine:
         with gil:
             return self._py(9, (pid, vpn, npages), NULL)
 
+    cdef int c_madvise(self, int64_t pid, int64_t vpn, int64_t npages, int advice) noexcept nogil:
+        if advice == MADV_DONTNEED:
+            return self.c_madvise_dontneed(pid, vpn, npages)
+        with gil:
+            return self._py(13, (pid, vpn, npages, advice), NULL)
+
     cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
         with gil:
             return self._py(10, (pid, vpn, npages, node), NULL)
@@ -444,6 +460,8 @@ cdef class Machine:
             return self.c_device_read(r.dev, r.pid, r.vpn, out)
         elif op == OP_DEVICE_WRITE:
             return self.c_device_write(r.dev, r.pid, r.vpn, r.arg)
+        elif op == OP_MADVISE:
+            return self.c_madvise(r.pid, r.vpn, r.npages, <int>r.arg)
         return MM_EINVAL
 
     def replay(self, trace, timing=True, stop_on_error=False, frame=True):
@@ -748,6 +766,19 @@ cdef class Machine:
         vpn, npages = self._range(vpn, npages)
         self._fail(self.c_madvise_dontneed(pid, vpn, npages), "madvise_dontneed", pid, vpn, npages)
 
+    def madvise(self, pid, vpn, npages, advice):
+        """Give `advice` (mmbench.Advice) for [vpn, vpn+npages); every page must be mapped.
+
+        DONTNEED is madvise_dontneed; HUGEPAGE / NOHUGEPAGE change only how a
+        design backs the range (huge pages or not), never a value read.
+        """
+        pid = self._pid(pid)
+        vpn, npages = self._range(vpn, npages)
+        advice = _to_int(advice, "advice")
+        if advice not in ADVICE_NAMES:
+            raise _errors.InvalidArgument(f"unknown advice {advice}; known: {sorted(ADVICE_NAMES)}")
+        self._raise(self.c_madvise(pid, vpn, npages, advice))
+
     def migrate(self, pid, vpn, npages, node):
         """migrate(pid, vpn, npages, node)
 
@@ -828,6 +859,15 @@ cdef class Machine:
             out[self.caches[i].name.decode()] = (int(self.caches[i].active),
                                                  int(self.caches[i].active * self.caches[i].objsize))
         return out
+
+    def notes(self):
+        """Lines saying how this design departs from the contract's defaults (e.g. huge pages).
+
+        A design that models huge pages (or knows it has none) overrides this;
+        the default says that this one runs at 4 KiB whatever ``thp`` asks.
+        """
+        return [f"huge pages are not modelled in the {type(self).name!r} design yet: runs at 4 KiB "
+                f"(thp={self.options.get('thp')!r} has no effect)"]
 
     def struct_sizes(self):
         """{struct_name: bytes per object} of every struct this design accounts."""

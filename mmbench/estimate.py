@@ -81,7 +81,8 @@ COSTS = {
     "kmalloc_byte": ("one byte of a variable-size kernel allocation: the size-dependent part "
                      "of kmalloc plus one pass over the bytes", ("alloc_bytes:*",)),
     "syscall": ("enter and leave the kernel for an address-space system call",
-                ("op:MMAP", "op:MUNMAP", "op:MPROTECT", "op:MREMAP", "op:MADVISE_DONTNEED")),
+                ("op:MMAP", "op:MUNMAP", "op:MPROTECT", "op:MREMAP", "op:MADVISE_DONTNEED",
+                 "op:MADVISE")),
     "fork_base": ("fork + exit + wait of a process with an empty address space", ("op:FORK",)),
 }
 

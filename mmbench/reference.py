@@ -31,6 +31,10 @@ The semantics (those of Linux userspace, anonymous memory only):
   protections and sharing; the old range becomes unmapped.
 * ``madvise_dontneed(pid, vpn, n)``: every page must be mapped, else
   InvalidArgument.  Private pages then read 0; shared pages keep their data.
+* ``madvise(pid, vpn, n, advice)``: DONTNEED is ``madvise_dontneed``.
+  HUGEPAGE / NOHUGEPAGE: every page must be mapped, else InvalidArgument;
+  they change how a design backs the range, never a value.  The ``thp``
+  design option (``mmbench.hugepages``) likewise changes no observable.
 * ``migrate(pid, vpn, n, node)``: every page must be mapped, else
   InvalidArgument.  Never changes a value.
 * ``device_read(dev, pid, vpn)`` / ``device_write(dev, pid, vpn, v)``: an
@@ -63,6 +67,7 @@ class ReferenceMachine(Machine):
     name = "reference"
     description = "the executable specification: a dict of pages per process (no costs)"
     supports_devices = True
+    huge_page_advice = True
     counter_names = ()
 
     def __init__(self, **kw):
@@ -137,6 +142,11 @@ class ReferenceMachine(Machine):
             if not pages[v].shared:
                 pages[v].cell = [0]
 
+    def do_madvise(self, pid, vpn, n, advice):
+        # DONTNEED reaches do_madvise_dontneed through Machine.c_madvise
+        if not self._mapped_all(self.procs_ref[pid], vpn, n):
+            raise errors.InvalidArgument("madvise over unmapped pages")
+
     def do_migrate(self, pid, vpn, n, node):
         if not self._mapped_all(self.procs_ref[pid], vpn, n):
             raise errors.InvalidArgument("migrate of unmapped pages")
@@ -158,6 +168,9 @@ class ReferenceMachine(Machine):
             else:
                 out.append((v, 1, p.shared, p.writable))
         return out
+
+    def notes(self):
+        return ["the reference model has no costs: thp and huge-page advice change nothing here"]
 
     def do_check(self):
         for pid in self.procs_ref:

@@ -187,6 +187,7 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
         missing_now = set(keys) - {c["key"] for c in doc["cells"]}
     else:
         notes = [] if cal is not None else [where]
+        notes += design_notes(backends)
         if options:
             notes.append("design options: " + results.params_label(options))
         doc = results.new_document(profile, [], calibration=where if cal is not None else None,
@@ -362,6 +363,19 @@ def write_atomic(path: Path, text: str, sync=False) -> None:
 
 def _rkey(r) -> str:
     return f"{r['backend']}|{r['family']}.{r['workload']}|{results.params_label(r['params'])}"
+
+
+def design_notes(backends) -> list[str]:
+    """Each design's own notes (e.g. "runs at 4 KiB"), as "<design>: <note>" lines."""
+    from mmbench import registry
+    out = []
+    for b in backends:
+        try:
+            m = registry.load(b)(ram_pages=1)
+        except errors.MMError:            # not installed or broken: its rows say so
+            continue
+        out += [f"{b}: {n}" for n in m.notes()]
+    return out
 
 
 def catalogue_text(profile: str) -> str:

@@ -13,6 +13,7 @@ MPROTECT                  1 = writable, 0 = read-only
 WRITE / DEVICE_WRITE      the 64-bit value written
 MREMAP                    the new vpn
 MIGRATE                   the destination node (0 = host, 1.. = devices)
+MADVISE                   the advice (``Advice``: 4 DONTNEED, 14 HUGEPAGE, 15 NOHUGEPAGE)
 others                    0
 ========================  =========================================
 
@@ -25,7 +26,7 @@ import enum
 import numpy as np
 
 from mmbench import errors
-from mmbench.core import OP_NAMES, VPN_LIMIT
+from mmbench.core import ADVICE_NAMES, OP_NAMES, VPN_LIMIT
 
 TRACE_DTYPE = np.dtype([
     ("op", np.uint8), ("dev", np.uint8), ("_pad", np.uint16), ("pid", np.int32),
@@ -36,10 +37,13 @@ assert TRACE_DTYPE.itemsize == 32
 Op = enum.IntEnum("Op", {name: i for i, name in enumerate(OP_NAMES)})
 Op.__doc__ = "Trace op codes, one per contract operation (NOP measures the engine itself)."
 
+Advice = enum.IntEnum("Advice", {name: v for v, name in sorted(ADVICE_NAMES.items())})
+Advice.__doc__ = "madvise advice (Linux's MADV_* numbers): the `advice` of Machine.madvise / Op.MADVISE."
+
 MAP_SHARED = 1
 MAP_WRITE = 2
 
-_RANGE_OPS = {Op.MMAP, Op.MUNMAP, Op.MPROTECT, Op.MREMAP, Op.MADVISE_DONTNEED, Op.MIGRATE}
+_RANGE_OPS = {Op.MMAP, Op.MUNMAP, Op.MPROTECT, Op.MREMAP, Op.MADVISE_DONTNEED, Op.MIGRATE, Op.MADVISE}
 _PAGE_OPS = {Op.READ, Op.WRITE, Op.DEVICE_READ, Op.DEVICE_WRITE}
 _PID_OPS = set(Op) - {Op.SPAWN, Op.NOP}
 
@@ -96,6 +100,7 @@ class TraceBuilder:
     def write(self, pid, vpn, value): self._add(Op.WRITE, pid, vpn, 1, value)
     def mremap(self, pid, old_vpn, npages, new_vpn): self._add(Op.MREMAP, pid, old_vpn, npages, new_vpn)
     def madvise_dontneed(self, pid, vpn, npages): self._add(Op.MADVISE_DONTNEED, pid, vpn, npages)
+    def madvise(self, pid, vpn, npages, advice): self._add(Op.MADVISE, pid, vpn, npages, int(advice))
     def migrate(self, pid, vpn, npages, node): self._add(Op.MIGRATE, pid, vpn, npages, node)
     def device_read(self, dev, pid, vpn): self._add(Op.DEVICE_READ, pid, vpn, 1, 0, dev)
     def device_write(self, dev, pid, vpn, value): self._add(Op.DEVICE_WRITE, pid, vpn, 1, value, dev)

@@ -65,6 +65,7 @@ def _per_op(m, trace):
         Op.MIGRATE: lambda r: m.migrate(r["pid"], r["vpn"], r["npages"], r["arg"]),
         Op.DEVICE_READ: lambda r: m.device_read(r["dev"], r["pid"], r["vpn"]),
         Op.DEVICE_WRITE: lambda r: m.device_write(r["dev"], r["pid"], r["vpn"], r["arg"]),
+        Op.MADVISE: lambda r: m.madvise(r["pid"], r["vpn"], r["npages"], r["arg"]),
     }
     for rec in trace.tolist():
         r = dict(zip(trace.dtype.names, rec))
@@ -78,7 +79,7 @@ def _per_op(m, trace):
     return np.array(status, dtype=np.int8), np.array(value, dtype=np.uint64)
 
 
-@given(random_traces(devices=2))
+@given(random_traces(devices=2, huge_page_advice=True))
 @default_settings(stateful_step_count=1)
 def test_reference_replay_equals_per_op(trace):
     got = ReferenceMachine(devices=2).replay(trace, timing=True, frame=False)
@@ -93,7 +94,7 @@ def test_replay_matches_reference(name):
     cls = registry.load(name)
     devices = 2 if cls.supports_devices else 0
 
-    @given(random_traces(devices=devices))
+    @given(random_traces(devices=devices, huge_page_advice=cls.huge_page_advice))
     @default_settings(stateful_step_count=1)
     def check(trace):
         ref = ReferenceMachine(devices=devices).replay(trace, timing=False, frame=False)

@@ -5,5 +5,6 @@ from mmbench_freebsd.vm cimport vm_ctx_t, vm_map_t
 
 cdef class FreeBSDMachine(Machine):
     cdef vm_ctx_t vm
+    cdef readonly bint pg_ps_enabled      # vm.pmap.pg_ps_enabled (thp != "never")
     cdef inline vm_map_t* map_of(self, int64_t pid) noexcept nogil:
         return <vm_map_t*>self.proc_of(pid)

@@ -30,6 +30,7 @@
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport int64_t, uint64_t
 
+from mmbench.core cimport MADV_DONTNEED
 from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_ENOTSUP,
                            C_RMAP_VISITS)
 from mmbench.blocks.maplist cimport map_list_t, maplist_mremap_check
@@ -48,6 +49,7 @@ from mmbench_freebsd.vm_check cimport vm_check_all
 from mmbench_freebsd.pmap cimport pmap_pte, pv_pmap
 
 from mmbench import errors as _errors
+from mmbench.hugepages import THP_DEFAULT, thp_option
 
 # (cache name, kernel struct size in bytes), in KC_* order.  vmspace: struct
 # vmspace of sys/vm/vm_map.h on amd64 = struct vm_map 184 (its header entry 96,
@@ -74,8 +76,12 @@ cdef class FreeBSDMachine(Machine):
     #: mappings and refaults (pmap_copy is advisory; several pmaps leave it empty).
     #: prefault: a fault also maps up to 4 resident pages on each side read-only
     #: (vm_fault_prefault); False: every page is faulted on its own.
-    option_defaults = {"pmap_copy": True, "prefault": True}
+    #: thp: mmbench.hugepages mode; "never" is vm.pmap.pg_ps_enabled=0, "madvise"
+    #: and "always" are pg_ps_enabled=1 (FreeBSD's own policy: no per-range
+    #: advice, every superpage-eligible object range gets a reservation).
+    option_defaults = {"pmap_copy": True, "prefault": True, "thp": THP_DEFAULT}
     supports_devices = False
+    huge_page_advice = True
     counter_names = (
         "faults", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse", "fault_minor",
         "fault_wp_shared", "pages_zeroed", "pages_copied", "pte_writes", "pte_zaps",
@@ -101,6 +107,7 @@ cdef class FreeBSDMachine(Machine):
         for opt in ("pmap_copy", "prefault"):
             if not isinstance(self.options[opt], bool):
                 raise _errors.InvalidArgument(f"the {opt} option must be True or False")
+        self.pg_ps_enabled = thp_option(self.options) != "never"
         self.vm.pmap_copy = self.options["pmap_copy"]
         self.vm.prefault = self.options["prefault"]
         for i in range(CHAIN_HIST):
@@ -185,6 +192,22 @@ cdef class FreeBSDMachine(Machine):
         if not vm_map_range_mapped(map, vpn, vpn + npages):
             return MM_EINVAL
         return vm_map_dontneed(&self.vm, map, vpn, vpn + npages)
+
+    cdef int c_madvise(self, int64_t pid, int64_t vpn, int64_t npages, int advice) noexcept nogil:
+        # FreeBSD's madvise has no HUGEPAGE / NOHUGEPAGE: accepted for the
+        # contract over a mapped range and without effect on the vm_map
+        if advice == MADV_DONTNEED:
+            return self.c_madvise_dontneed(pid, vpn, npages)
+        if not vm_map_range_mapped(self.map_of(pid), vpn, vpn + npages):
+            return MM_EINVAL
+        return MM_OK
+
+    def notes(self):
+        mode = "on" if self.pg_ps_enabled else "off (thp='never')"
+        return [f"vm.pmap.pg_ps_enabled {mode}; thp='madvise' and 'always' both mean FreeBSD's own "
+                "policy (no per-range advice: madvise HUGEPAGE/NOHUGEPAGE are accepted and ignored)",
+                "superpages (vm_reserv reservations, pmap_promote_pde/pmap_demote_pde) are not modeled "
+                "yet: every mapping runs at 4 KiB"]
 
     # ------------------------------------------------------ loads, stores
     cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:

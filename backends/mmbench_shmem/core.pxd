@@ -32,6 +32,7 @@ cdef class ShmemMachine(Machine):
     # design options (see ShmemMachine.option_defaults)
     cdef bint file_per_mm        # anon_file="per_mm": one private file per mm, pgoff = vpn
     cdef bint zero_page          # private read holes map the shared zero page
+    cdef readonly str huge       # huge= of the internal mount, from the thp option
     cdef int kc_pt[4]
 
     # accounting

@@ -94,6 +94,7 @@
 from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
+from mmbench.core cimport MADV_DONTNEED, MADV_HUGEPAGE
 from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
                            MM_ENOTSUP, MAPF_SHARED, MAPF_WRITE, VPN_BITS,
                            C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
@@ -114,7 +115,7 @@ from mmbench.blocks.xarray cimport xarray_t, xa_store, xa_find
 from mmbench.blocks.pagecache cimport mapping_lookup, mapping_add, mapping_truncate
 from mmbench.blocks.itree cimport itnode_t, itree_first, itree_next, itree_verify
 from mmbench_shmem.objects cimport (mm_struct, vm_area_struct, shmem_inode_info, reflink_group,
-                                    vma_pgoff_of, VM_WRITE, VM_SHARED,
+                                    vma_pgoff_of, VM_WRITE, VM_SHARED, VM_HUGEPAGE, VM_NOHUGEPAGE,
                                     SIZEOF_VM_AREA_STRUCT, SIZEOF_MAPLE_NODE, SIZEOF_SHMEM_INODE,
                                     SIZEOF_FILP, SIZEOF_XA_NODE, SIZEOF_PAGE, SIZEOF_PT_TABLE,
                                     SIZEOF_REFLINK_GROUP, SIZEOF_MM_STRUCT)
@@ -125,6 +126,7 @@ from mmbench_shmem.vma cimport (vma_lower_bound, find_vma, range_fully_mapped, r
 from mmbench_shmem.inode cimport (shmem_inode_alloc, shmem_inode_free, reflink_clone,
                                   frame_file_refs)
 from mmbench import errors as _errors
+from mmbench.hugepages import THP_DEFAULT, thp_option
 
 cdef uint64_t PGOFF_MAX = <uint64_t>1 << VPN_BITS      # file offsets never exceed a VMA's span
 cdef uint64_t VPN_END = <uint64_t>1 << VPN_BITS
@@ -173,8 +175,11 @@ cdef class ShmemMachine(Machine):
     #: (neighbours merge, i_pages as deep as the addresses are high).
     #: zero_page: False -- a read of a hole allocates a page (shmem_fault, SGP_CACHE);
     #: True -- private read holes map the shared zero page ("what if shmem had one").
-    option_defaults = {"anon_file": "per_mapping", "zero_page": False}
+    #: thp: mmbench.hugepages mode, read as the internal mount's huge= policy
+    #: (shmem_enabled): "never" -> never, "madvise" -> advise, "always" -> always.
+    option_defaults = {"anon_file": "per_mapping", "zero_page": False, "thp": THP_DEFAULT}
     supports_devices = False
+    huge_page_advice = True
     counter_names = COUNTERS
 
     def __cinit__(self, *args, **kwargs):
@@ -199,6 +204,7 @@ cdef class ShmemMachine(Machine):
             raise _errors.InvalidArgument("the zero_page option must be True or False")
         self.file_per_mm = self.options["anon_file"] == "per_mm"
         self.zero_page = self.options["zero_page"]
+        self.huge = {"never": "never", "madvise": "advise", "always": "always"}[thp_option(self.options)]
         for lvl, nm in enumerate(("pgd", "pud_table", "pmd_table", "pte_table")):
             self.kc_pt[lvl] = self.slab_register(nm, SIZEOF_PT_TABLE)
 
@@ -739,6 +745,51 @@ cdef class ShmemMachine(Machine):
         if st == MM_OK:
             self.frames.f[pfn].value = value
         return st
+
+    cdef int c_madvise(self, int64_t pid, int64_t vpn, int64_t npages, int advice) noexcept nogil:
+        """HUGEPAGE / NOHUGEPAGE set VM_HUGEPAGE / VM_NOHUGEPAGE (clearing the
+        other) on the VMAs of the range, splitting at the range's edges only
+        where a VMA's flags change and merging afterwards (madvise_update_vma).
+        The flag is kept for the huge= advise policy; it moves VMA counts only."""
+        cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
+        cdef uint64_t end = vpn + npages
+        cdef uint32_t set_f, clear_f
+        cdef int64_t i
+        cdef vm_area_struct* v
+        cdef bint change = False
+        if advice == MADV_DONTNEED:
+            return self.c_madvise_dontneed(pid, vpn, npages)
+        if not range_fully_mapped(mm, vpn, end):
+            return MM_EINVAL
+        if advice == MADV_HUGEPAGE:
+            set_f, clear_f = VM_HUGEPAGE, VM_NOHUGEPAGE
+        else:
+            set_f, clear_f = VM_NOHUGEPAGE, VM_HUGEPAGE
+        i = vma_lower_bound(mm, vpn)
+        while i < mm.map_count and mm.vmas[i].vm_start < end:
+            v = mm.vmas[i]
+            if (v.vm_flags & ~clear_f) | set_f != v.vm_flags:
+                change = True
+                break
+            i += 1
+        if not change:
+            return MM_OK
+        if self.vma_prealloc(mm) != MM_OK:
+            return MM_ENOMEM
+        self.split_at(mm, vpn)
+        self.split_at(mm, end)
+        i = vma_lower_bound(mm, vpn)
+        while i < mm.map_count and mm.vmas[i].vm_start < end:
+            v = mm.vmas[i]
+            v.vm_flags = (v.vm_flags & ~clear_f) | set_f
+            i += 1
+        self.merge_range(mm, vpn, end)
+        self.sync_maple(mm)
+        return MM_OK
+
+    def notes(self):
+        return [f"internal tmpfs mounted huge={self.huge} (thp={self.options['thp']!r}); large folios "
+                "and PMD mappings are not modeled yet: every page is 4 KiB"]
 
     cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         """Zap the range; private files also lose those offsets (read 0 again),

@@ -31,6 +31,8 @@ from mmbench.blocks.pagecache cimport address_space_t
 cdef enum:
     VM_WRITE = 0x2               # kernel vm_flags values
     VM_SHARED = 0x8
+    VM_HUGEPAGE = 0x20000000     # madvise(MADV_HUGEPAGE)
+    VM_NOHUGEPAGE = 0x40000000   # madvise(MADV_NOHUGEPAGE)
 
 cdef enum:
     SIZEOF_VM_AREA_STRUCT = 192
@@ -70,7 +72,7 @@ cdef struct vm_area_struct:
     uint64_t vm_start            # first vpn
     uint64_t vm_end              # one past the last vpn
     uint64_t vm_pgoff            # file offset of vm_start
-    uint32_t vm_flags            # VM_WRITE | VM_SHARED
+    uint32_t vm_flags            # VM_WRITE | VM_SHARED | VM_HUGEPAGE | VM_NOHUGEPAGE
     shmem_inode_info* vm_file
     mm_struct* vm_mm
 

@@ -5,5 +5,6 @@ from mmbench_uvm.uvm cimport uvm_ctx_t, vm_map_t
 
 cdef class UVMMachine(Machine):
     cdef uvm_ctx_t u
+    cdef readonly str thp                 # the thp option (no effect: no superpages)
     cdef inline vm_map_t* map_of(self, int64_t pid) noexcept nogil:
         return <vm_map_t*>self.proc_of(pid)

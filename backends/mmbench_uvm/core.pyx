@@ -55,6 +55,7 @@
 from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t
 
+from mmbench.core cimport MADV_DONTNEED
 from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
                            C_RMAP_VISITS)
 from mmbench.blocks.maplist cimport map_list_t, maplist_mremap_check
@@ -73,6 +74,7 @@ from mmbench_uvm.fault cimport uvm_fault
 from mmbench_uvm.check cimport uvm_check_all
 
 from mmbench import errors as _errors
+from mmbench.hugepages import THP_DEFAULT, thp_option
 
 # (cache name, bytes per object, per process), in UK_* order.  Sizes for NetBSD
 # amd64 from its headers (docs/backends/uvm.md shows the arithmetic); vm_page
@@ -94,8 +96,11 @@ cdef class UVMMachine(Machine):
     #: chunks (amap_copy's canchunk); False: one amap for the whole entry.
     #: fault_ahead: a fault also maps up to 3 resident anons behind and 4 ahead
     #: (uvmadvice for MADV_NORMAL); False: every page faults on its own.
-    option_defaults = {"amap_chunk": True, "fault_ahead": True}
+    #: thp: accepted (mmbench.hugepages) but without effect: NetBSD has no
+    #: anonymous superpages, so every mode runs at 4 KiB (said in notes()).
+    option_defaults = {"amap_chunk": True, "fault_ahead": True, "thp": THP_DEFAULT}
     supports_devices = False
+    huge_page_advice = True
     counter_names = (
         "faults", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse", "fault_minor",
         "fault_wp_shared", "pages_zeroed", "pages_copied", "pte_writes", "pte_zaps",
@@ -124,6 +129,7 @@ cdef class UVMMachine(Machine):
                 raise _errors.InvalidArgument(f"uvm option {opt} must be True or False")
         self.u.amap_chunk = self.options["amap_chunk"]
         self.u.fault_ahead = self.options["fault_ahead"]
+        self.thp = thp_option(self.options)
 
     def __dealloc__(self):
         cdef int64_t pid
@@ -202,6 +208,19 @@ cdef class UVMMachine(Machine):
         if not uvm_map_range_mapped(map, vpn, vpn + npages):
             return MM_EINVAL
         return uvm_map_dontneed(&self.u, map, vpn, vpn + npages)
+
+    cdef int c_madvise(self, int64_t pid, int64_t vpn, int64_t npages, int advice) noexcept nogil:
+        # uvm_map_advice knows no HUGEPAGE / NOHUGEPAGE: accepted for the
+        # contract over a mapped range, without effect on the map
+        if advice == MADV_DONTNEED:
+            return self.c_madvise_dontneed(pid, vpn, npages)
+        if not uvm_map_range_mapped(self.map_of(pid), vpn, vpn + npages):
+            return MM_EINVAL
+        return MM_OK
+
+    def notes(self):
+        return [f"NetBSD has no anonymous superpages: runs at 4 KiB (thp={self.thp!r} has no effect; "
+                "madvise HUGEPAGE/NOHUGEPAGE are accepted and ignored)"]
 
     # ------------------------------------------------------ loads, stores
     cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
