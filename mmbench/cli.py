@@ -42,7 +42,7 @@ def backends_cmd() -> None:
         typer.echo(f"{n:12s} BROKEN: {why}")
 
 
-for _mod in ("runner", "report", "calibrate"):
+for _mod in ("runner", "report", "calibrate", "record"):
     try:
         _m = importlib.import_module(f"mmbench.{_mod}")
     except ModuleNotFoundError as _e:

@@ -1,0 +1,215 @@
+"""Replay a recorded trace through the designs and say how far to trust the result.
+
+`replay_one` runs the trace on a fresh machine of one design, cut at every
+FORK and EXIT::
+
+    … ops ─┬─ FORK ─┬─ ops … ─┬─ EXIT ─ …
+           │ counter │        │ metadata sampled just before each EXIT
+           │ deltas  │        │ (that is where it peaks) and at the end
+           ▼ = the fork's own work (PTEs copied, structs, tables)
+
+and reports faults by kind, fork cost (exact events, model time, estimate),
+peak and final metadata by struct, and estimated host time (mmbench.estimate
+with a host calibration): in faults, in forks, in all.
+
+The bias (DESIGN "Reality checks"): a recorded trace holds the faults Linux
+took, not every access.  Where Linux took none — above all a forked child
+reading pages whose PTEs fork copied — the replay has no access, and a design
+that would have faulted there looks cheaper than it is.  `bias_note`
+states, per trace, how many inherited pages the children never faulted on
+(the most accesses that can be missing) as a share of the replay's faults.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mmbench import errors
+from mmbench.trace import Op
+
+PT_STRUCTS = ("p4d_table", "pud_table", "pmd_table", "pte_table")   # what VmPTE counts (not pgd)
+FAULT_COSTS = ("trap", "zero_fill", "copy", "cow_reuse", "page_cache_hit", "pagecache_add")
+KINDS = (("zero_fill", ("fault_zero_fill",)), ("zero_page", ("fault_zero_page",)),
+         ("cow", ("fault_cow_copy", "fault_cow_reuse")), ("minor", ("fault_minor",)),
+         ("wp_shared", ("fault_wp_shared",)))
+
+
+def _machine_size(trace) -> int:
+    touches = int(np.count_nonzero(np.isin(trace["op"], [int(Op.READ), int(Op.WRITE)])))
+    return 2 * touches + (1 << 18)
+
+
+def _cuts(trace) -> list[int]:
+    """Indices where the replay stops: before and after every FORK, before every EXIT."""
+    op = trace["op"]
+    f = np.flatnonzero(op == Op.FORK)
+    e = np.flatnonzero(op == Op.EXIT)
+    cuts = np.unique(np.concatenate([f, f + 1, e, [0, len(trace)]]))
+    return [int(c) for c in cuts]
+
+
+def replay_one(trace, design: str, calibration=None, file_reads: int = 0) -> dict:
+    """One design's result on the trace (see the module docstring); `unsupported` with
+    the reason when the design cannot run it."""
+    import mmbench
+    from mmbench import estimate as est
+    try:
+        m = mmbench.open(design, ram_pages=_machine_size(trace))
+    except errors.MMError as e:
+        return {"design": design, "unsupported": f"{type(e).__name__}: {e}"}
+    fork_ev: dict = {}
+    peak: dict = {}
+    peak_total = peak_pt = 0
+    fork_ns = 0
+    failed = 0
+    t0 = time.perf_counter_ns()
+    model_ns = 0
+    cuts = _cuts(trace)
+    for a, b in zip(cuts, cuts[1:]):
+        seg = trace[a:b]
+        if seg["op"][0] == Op.EXIT:
+            peak, peak_total, peak_pt = _sample(m, peak, peak_total, peak_pt)
+        is_fork = len(seg) == 1 and seg["op"][0] == Op.FORK
+        ev0 = est.events_of(m) if is_fork else None
+        try:
+            out = m.replay(seg, timing=is_fork, frame=False)
+        except errors.MMError as e:
+            return {"design": design, "unsupported": f"{type(e).__name__}: {e}"}
+        failed += int(np.count_nonzero(out["status"]))
+        model_ns += int(m.last_replay["elapsed_ns"])
+        if is_fork:
+            fork_ns += int(out["ns"].sum())
+            for k, v in est.diff(est.events_of(m), ev0).items():
+                if v:
+                    fork_ev[k] = fork_ev.get(k, 0) + v
+    peak, peak_total, peak_pt = _sample(m, peak, peak_total, peak_pt)
+    wall_ns = time.perf_counter_ns() - t0
+    c = m.counters()
+    final = {k: nb for k, (n, nb) in m.metadata().items() if nb}
+    res = {"design": design, "faults": c.get("faults", 0),
+           "kinds": {k: sum(c.get(x, 0) for x in keys) for k, keys in KINDS},
+           "forks": int(np.count_nonzero(trace["op"] == Op.FORK)),
+           "fork_events": fork_ev, "fork_model_ns": fork_ns,
+           "fork_ptes_copied": fork_ev.get("fork_ptes_copied", 0),
+           "peak_metadata": peak, "peak_total": peak_total, "peak_pt_bytes": peak_pt,
+           "final_metadata": final, "final_total": sum(final.values()),
+           "failed_ops": failed, "model_ns": model_ns, "wall_ns": wall_ns}
+    if calibration is not None:
+        allev = {**est.events_of(m), **est.op_counts(trace)}
+        fork_est = est.estimate_ns({**fork_ev, "op:FORK": res["forks"]}, calibration)
+        whole = est.estimate_ns(allev, calibration, measured_ns=model_ns)
+        rest = {k: v - fork_ev.get(k, 0) for k, v in allev.items()}
+        faults = est.estimate_ns(rest, calibration)
+        pc = faults["breakdown"]
+        hit = est._price(calibration["costs"], "page_cache_hit") or 0.0
+        res["est_fault_ns"] = sum(pc.get(k, 0.0) for k in FAULT_COSTS) + file_reads * hit
+        res["est_fork_ns"] = fork_est["total_ns"]
+        res["est_total_ns"] = whole["total_ns"] + file_reads * hit
+        res["uncosted"] = whole["uncosted"]
+    return res
+
+
+def _sample(m, peak, peak_total, peak_pt):
+    md = m.metadata()
+    for k, (n, nb) in md.items():
+        if nb > peak.get(k, 0):
+            peak[k] = nb
+    total = sum(nb for n, nb in md.values())
+    pt = sum(md[k][1] for k in PT_STRUCTS if k in md)
+    return peak, max(peak_total, total), max(peak_pt, pt)
+
+
+def replay_all(trace, provenance: dict, designs=None, calibration=None) -> list[dict]:
+    """Every chosen design's result (default: every installed design but the reference)."""
+    from mmbench.runner import default_backends, _not_installed
+    from mmbench.workloads._measure import load_calibration
+    designs = list(designs) if designs else default_backends()
+    bad = _not_installed(designs)
+    if bad:
+        raise errors.InvalidArgument(f"design(s) not installed: {', '.join(bad)}")
+    cal, where = load_calibration(calibration)
+    if calibration and cal is None:
+        raise errors.InvalidArgument(f"calibration {calibration}: {where}")
+    file_reads = int(provenance.get("notes", {}).get("file_private_first_reads", 0))
+    out = [replay_one(trace, d, cal, file_reads) for d in designs]
+    for r in out:
+        r["calibration"] = where if cal is not None else None
+    return out
+
+
+# ----------------------------------------------------------------- the bias
+def bias(provenance: dict, result_faults: int | None = None) -> dict:
+    """The numbers behind the bias note: inherited pages never faulted by the children."""
+    b = provenance.get("bias", {})
+    unseen = int(b.get("inherited_unfaulted", 0))
+    faults = result_faults or provenance.get("host", {}).get("faults", 0) or 1
+    return {"forks": int(b.get("forks", 0)), "inherited": int(b.get("inherited_pages", 0)),
+            "unseen_max": unseen, "share_max": unseen / faults,
+            "reduced_by": b.get("reduced_by", "nothing (no sampling of the children's accesses yet)")}
+
+
+def bias_note(provenance: dict, result_faults: int | None = None) -> str:
+    b = bias(provenance, result_faults)
+    if not b["forks"]:
+        return "bias: no fork in this trace, so no access hides behind copied PTEs"
+    return (f"bias: {b['forks']} forks copied the PTEs of {b['inherited']:,} pages; the children "
+            f"never faulted on {b['unseen_max']:,} of them.  A design that does not copy PTEs at "
+            f"fork takes up to that many faults more than this replay shows (at most "
+            f"{100 * b['share_max']:.1f}% of the replay's faults); reduced by: {b['reduced_by']}")
+
+
+# ----------------------------------------------------------------- the table
+def _ms(ns):
+    return "" if ns is None else f"{ns / 1e6:.2f}"
+
+
+def table(results: list[dict], provenance: dict, tablefmt: str = "simple") -> str:
+    from tabulate import tabulate
+    base = next((r for r in results if r["design"] == "linux" and "unsupported" not in r), None)
+    rows = []
+    for r in results:
+        if "unsupported" in r:
+            rows.append([r["design"], "unsupported: " + r["unsupported"]])
+            continue
+        k = r["kinds"]
+        row = [r["design"], f"{r['faults']:,}", f"{k['zero_fill']:,}", f"{k['zero_page']:,}",
+               f"{k['cow']:,}", f"{k['minor']:,}", f"{r['forks']}", f"{r['fork_ptes_copied']:,}",
+               f"{r['fork_model_ns'] / 1e3:.0f}", f"{r['peak_total'] / 1024:,.0f}",
+               f"{r['final_total'] / 1024:,.0f}"]
+        if "est_total_ns" in r:
+            row += [_ms(r["est_fault_ns"]), _ms(r["est_fork_ns"]), _ms(r["est_total_ns"])]
+            if base is not None and base.get("est_total_ns"):
+                row.append(f"{r['est_total_ns'] / base['est_total_ns']:.2f}")
+        rows.append(row)
+    head = ["design", "faults", "zero_fill", "zero_page", "cow", "minor", "forks",
+            "fork PTEs", "fork model us", "peak meta KiB", "final meta KiB"]
+    if any("est_total_ns" in r for r in results):
+        head += ["est fault ms", "est fork ms", "est total ms", "x linux"]
+    out = [f"trace: {provenance.get('command', '?')} (kernel {provenance.get('kernel', '?')}, "
+           f"THP {provenance.get('thp', '?')}, {provenance.get('duration_s', 0):.2f} s)",
+           tabulate(rows, headers=head, tablefmt=tablefmt, disable_numparse=True)]
+    h = provenance.get("host")
+    if h:
+        hk = h.get("faults_by_kind", {})
+        out.append(f"host: {h.get('faults', 0):,} faults ("
+                   + ", ".join(f"{k} {v:,}" for k, v in sorted(hk.items())) + "); as replayed: "
+                   + ", ".join(f"{k} {v:,}" for k, v in sorted(h.get("faults_by_replay_kind", {}).items()))
+                   + f"; peak VmPTE {h.get('vmpte_peak_max_kb', 0)} kB (one process), "
+                   f"{h.get('vmpte_total_peak_kb', 0)} kB (all at once); "
+                   f"{h.get('process_forks', 0)} forks, {h.get('fork_syscall_ns', 0) / 1e6:.2f} ms in them")
+    structs = sorted({s for r in results if "unsupported" not in r for s in r["peak_metadata"]})
+    if structs:
+        srows = [[s] + [f"{r['peak_metadata'].get(s, 0) / 1024:,.1f}" if "unsupported" not in r else ""
+                        for r in results] for s in structs]
+        out.append("peak metadata by struct (KiB):")
+        out.append(tabulate(srows, headers=["struct"] + [r["design"] for r in results],
+                            tablefmt=tablefmt, disable_numparse=True))
+    faults = base["faults"] if base else None
+    out.append(bias_note(provenance, faults))
+    notes = provenance.get("notes", {})
+    if notes:
+        out.append("notes: " + "; ".join(f"{v:,} x {k}" for k, v in sorted(notes.items())))
+    if results and results[0].get("calibration") is None:
+        out.append("estimates: none (no host calibration; run `mmbench calibrate`)")
+    return "\n".join(out)
