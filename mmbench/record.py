@@ -137,17 +137,17 @@ class _Poller(threading.Thread):
             total = 0
             for pid in self._descendants():
                 try:
+                    comm = Path(f"/proc/{pid}/comm").read_text().strip()
                     st = hostcheck.read_status(pid)
-                except (hostcheck.HostFileUnavailable, ValueError):
+                    if comm == "perf-exec" or Path(f"/proc/{pid}/comm").read_text().strip() != comm:
+                        continue             # perf's own child before the exec, or mid-exec
+                except (OSError, hostcheck.HostFileUnavailable, ValueError):
                     continue
                 kb = st.get("VmPTE", 0)
                 total += kb
                 if kb >= self.vmpte_kb.get(pid, 0):
                     self.vmpte_kb[pid] = kb
-                    try:
-                        self.comm[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
-                    except OSError:
-                        pass
+                    self.comm[pid] = comm
             self.total_peak_kb = max(self.total_peak_kb, total)
             s = _slabs()
             if s:

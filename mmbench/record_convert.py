@@ -189,6 +189,8 @@ class Converter:
         self.tgid_of: dict[int, int] = {}       # host tid -> tgid
         self.pending: dict[int, list] = {}      # tid -> [syscall, fields, t_ns, mmap2 info]
         self.newtask: dict[int, int] = {}       # child tid -> clone flags
+        self.child_flags: dict[int, int] = {}   # child tid -> clone flags, for the fork's exit
+        self.pid_host: dict[int, int] = {}      # trace pid -> host tgid
         self.forkrec: dict[int, int] = {}       # child tid -> child tgid (PERF_RECORD_FORK)
         self.exec_marked: set = set()
         self.shared_touched: set = set()        # (obj, page index) already in the page cache
@@ -299,6 +301,7 @@ class Converter:
         if tgid in self.procs:
             self._release(tgid)
         mm = self._spawn(image)
+        self.pid_host[mm.pid] = tgid
         mm.users.add(tgid)
         self.procs[tgid] = mm
         self.tgid_of[ev.tid] = tgid
@@ -349,6 +352,7 @@ class Converter:
             return
         ptgid = self.tgid_of.get(parent, ev.pid or parent)
         flags = self.newtask.pop(child, None)
+        self.child_flags[child] = flags
         if flags is None:
             self.note("task creations without clone flags (thread vs process from perf's FORK record)")
             is_thread = self.forkrec.get(child, child) == ptgid
@@ -370,6 +374,7 @@ class Converter:
 
     def _fork(self, pmm: Mm, child_tgid: int):
         cpid = self.tb.fork(pmm.pid)
+        self.pid_host[cpid] = child_tgid
         self.forks += 1
         cmm = Mm(cpid, pmm.vmas.copy(), set(pmm.resident), {child_tgid}, image=pmm.image, brk=pmm.brk)
         # PTEs Linux copies at fork: private VMAs that have an anon_vma (copy_page_range)
@@ -529,7 +534,9 @@ class Converter:
             self.note("system call exits not understood (ignored)")
             return
         if name in ("clone", "clone3", "fork", "vfork"):
-            if ret > 0 and not (p[1].get("clone_flags", 0) & CLONE_THREAD):
+            # a process fork's own time; a CLONE_VM parent waits for its child's exec
+            flags = self.child_flags.pop(ret, None) if ret > 0 else None
+            if flags is not None and not flags & (CLONE_THREAD | CLONE_VM):
                 self.fork_ns.append(ev.t_ns - p[2])
             return
         if -4096 < ret < 0:
@@ -726,7 +733,8 @@ class Converter:
                   "process_forks": len(self.fork_ns),
                   "fork_syscall_ns": int(sum(self.fork_ns)),
                   "stream_duration_s": round(dur, 6),
-                  "images": self.images},
+                  "images": self.images,
+                  "pid_map": {str(k): v for k, v in self.pid_host.items()}},
             bias={"forks": self.forks,
                   "inherited_pages": self.inherited_total,
                   "inherited_unfaulted": self.inherited_unfaulted})
