@@ -40,6 +40,7 @@ from mmbench import errors, hostcheck
 from mmbench import record_stream as rs
 
 SLAB_CACHES = ("vm_area_struct", "anon_vma", "anon_vma_chain", "maple_node")
+PERF_BUFFER_PAGES = "4096"        # ring buffer per CPU (16 MiB): bursts of faults must not be lost
 POLL_S = 0.01                     # how often the poller reads VmPTE and slabinfo
 TRACEFS = ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events")
 
@@ -135,11 +136,16 @@ class _Poller(threading.Thread):
     def run(self):
         while not self.stop.is_set():
             total = 0
+            try:
+                perf_exe = os.readlink(f"/proc/{self.root}/exe")
+            except OSError:
+                perf_exe = None
             for pid in self._descendants():
                 try:
+                    exe = os.readlink(f"/proc/{pid}/exe")
                     comm = Path(f"/proc/{pid}/comm").read_text().strip()
                     st = hostcheck.read_status(pid)
-                    if comm == "perf-exec" or Path(f"/proc/{pid}/comm").read_text().strip() != comm:
+                    if exe == perf_exe or comm in ("perf", "perf-exec") or os.readlink(f"/proc/{pid}/exe") != exe:
                         continue             # perf's own child before the exec, or mid-exec
                 except (OSError, hostcheck.HostFileUnavailable, ValueError):
                     continue
@@ -175,7 +181,7 @@ def record(cmd: list[str], output: str | os.PathLike, keep_stream: str | None = 
     with tempfile.TemporaryDirectory(prefix="mmbench-record-") as tmp:
         data = os.path.join(tmp, "perf.data")
         slab0 = _slabs()
-        argv = ["perf", "record", "-q", "-d", "-e", ",".join(events), "-o", data, "--"] + list(cmd)
+        argv = ["perf", "record", "-q", "-d", "-m", PERF_BUFFER_PAGES, "-e", ",".join(events), "-o", data, "--"] + list(cmd)
         t0 = time.time()
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -318,6 +324,8 @@ def register(app) -> None:
                                                     help="design (repeatable); default: all"),
         calibration: Optional[Path] = typer.Option(None, help="host calibration for estimates"),
         fmt: str = typer.Option("simple", "--format", help="tabulate format"),
+        validate: bool = typer.Option(False, "--validate", help="also compare the linux design "
+                                      "with what the host measured while recording"),
     ) -> None:
         """Replay a recorded trace through the designs: faults, fork cost, metadata, time."""
         from mmbench.cli import fail
@@ -325,9 +333,15 @@ def register(app) -> None:
         try:
             tr, prov = load_recording(trace)
             res = record_replay.replay_all(tr, prov, backend or None, calibration)
+            val = record_replay.validate(tr, prov, calibration) if validate else None
         except errors.MMError as e:
             fail(str(e))
         typer.echo(record_replay.table(res, prov, fmt))
+        if val is not None:
+            val["name"] = trace.stem
+            typer.echo("\nlinux design against the host (error = model / host - 1):")
+            typer.echo(record_replay.validation_table([val], fmt))
+            typer.echo(record_replay.FAULT_TIME_UNMEASURED)
 
 
 def _kinds(d: dict) -> str:

@@ -276,6 +276,9 @@ class Converter:
     # ------------------------------------------------------------- feeding
     def feed(self, events: Iterable[rs.Event]):
         for ev in events:
+            if ev.name.startswith("PERF_RECORD_LOST"):
+                self._on_lost(ev)
+                continue
             if ev.pid == 0 and ev.name != "PERF_RECORD_COMM":
                 continue
             if self.t_first is None and ev.t_ns:
@@ -329,6 +332,12 @@ class Converter:
                           pgoff=0, name=name), fixed=True)
         if cls == UNSUPPORTED:
             self.note(f"unsupported mapping made at exec: {name} (not replayed)")
+
+    def _on_lost(self, ev):
+        """perf's ring buffer overflowed: events are missing, the trace is incomplete."""
+        nums = [int(x) for x in ev.payload.replace(":", " ").split() if x.isdigit()]
+        self.note("events lost by perf (ring buffer overflow): the trace misses them",
+                  nums[-1] if nums else 1)
 
     def _on_fork_rec(self, ev):
         f = rs.fork_fields(ev.payload)
@@ -747,10 +756,10 @@ def _classify(name: str, shared: bool, anonymous: bool) -> str:
         return ANON_SHARED if shared else ANON
     if name in ("[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]"):
         return SPECIAL
+    if name.startswith(("/memfd:", "/SYSV", "/dev/shm/")):     # tmpfs files: shared memory
+        return FILE_SHARED if shared else FILE
     if name.startswith("/dev/") or name.startswith("anon_inode:") or "io_uring" in name:
         return UNSUPPORTED
-    if name.startswith(("/memfd:", "/SYSV", "/dev/shm/")):
-        return FILE_SHARED if shared else FILE
     return FILE_SHARED if shared else FILE
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from mmbench import errors
 from mmbench.trace import Op
 
+SAMPLE_EVERY = 1000                    # ops between metadata samples (at least)
 PT_STRUCTS = ("p4d_table", "pud_table", "pmd_table", "pte_table")   # what VmPTE counts (not pgd)
 FAULT_COSTS = ("trap", "zero_fill", "copy", "cow_reuse", "page_cache_hit", "pagecache_add")
 KINDS = (("zero_fill", ("fault_zero_fill",)), ("zero_page", ("fault_zero_page",)),
@@ -41,11 +42,15 @@ def _machine_size(trace) -> int:
 
 
 def _cuts(trace) -> list[int]:
-    """Indices where the replay stops: before and after every FORK, before every EXIT."""
+    """Indices where the replay stops: before and after every FORK and every EXIT, and
+    every SAMPLE_EVERY ops (metadata peaks between exits too: a heap that grows and
+    is released before the end)."""
     op = trace["op"]
     f = np.flatnonzero(op == Op.FORK)
     e = np.flatnonzero(op == Op.EXIT)
-    cuts = np.unique(np.concatenate([f, f + 1, e, [0, len(trace)]]))
+    step = max(SAMPLE_EVERY, len(trace) // 400)
+    every = np.arange(0, len(trace), step)
+    cuts = np.unique(np.concatenate([f, f + 1, e, e + 1, every, [0, len(trace)]]))
     return [int(c) for c in cuts]
 
 
@@ -59,6 +64,7 @@ def replay_one(trace, design: str, calibration=None, file_reads: int = 0) -> dic
     except errors.MMError as e:
         return {"design": design, "unsupported": f"{type(e).__name__}: {e}"}
     fork_ev: dict = {}
+    pt_at_exit: dict = {}                  # pid -> its page-table bytes (no pgd) when it exited
     peak: dict = {}
     peak_total = peak_pt = 0
     fork_ns = 0
@@ -68,8 +74,9 @@ def replay_one(trace, design: str, calibration=None, file_reads: int = 0) -> dic
     cuts = _cuts(trace)
     for a, b in zip(cuts, cuts[1:]):
         seg = trace[a:b]
+        peak, peak_total, peak_pt = _sample(m, peak, peak_total, peak_pt)
         if seg["op"][0] == Op.EXIT:
-            peak, peak_total, peak_pt = _sample(m, peak, peak_total, peak_pt)
+            pt0 = _pt_bytes(m)
         is_fork = len(seg) == 1 and seg["op"][0] == Op.FORK
         ev0 = est.events_of(m) if is_fork else None
         try:
@@ -78,6 +85,8 @@ def replay_one(trace, design: str, calibration=None, file_reads: int = 0) -> dic
             return {"design": design, "unsupported": f"{type(e).__name__}: {e}"}
         failed += int(np.count_nonzero(out["status"]))
         model_ns += int(m.last_replay["elapsed_ns"])
+        if seg["op"][0] == Op.EXIT:
+            pt_at_exit[int(seg["pid"][0])] = pt0 - _pt_bytes(m)
         if is_fork:
             fork_ns += int(out["ns"].sum())
             for k, v in est.diff(est.events_of(m), ev0).items():
@@ -94,6 +103,7 @@ def replay_one(trace, design: str, calibration=None, file_reads: int = 0) -> dic
            "fork_ptes_copied": fork_ev.get("fork_ptes_copied", 0),
            "peak_metadata": peak, "peak_total": peak_total, "peak_pt_bytes": peak_pt,
            "final_metadata": final, "final_total": sum(final.values()),
+           "pt_at_exit": pt_at_exit, "pt_alive": _pt_bytes(m),
            "failed_ops": failed, "model_ns": model_ns, "wall_ns": wall_ns}
     if calibration is not None:
         allev = {**est.events_of(m), **est.op_counts(trace)}
@@ -108,6 +118,11 @@ def replay_one(trace, design: str, calibration=None, file_reads: int = 0) -> dic
         res["est_total_ns"] = whole["total_ns"] + file_reads * hit
         res["uncosted"] = whole["uncosted"]
     return res
+
+
+def _pt_bytes(m) -> int:
+    md = m.metadata()
+    return sum(md[k][1] for k in PT_STRUCTS if k in md)
 
 
 def _sample(m, peak, peak_total, peak_pt):
@@ -213,3 +228,72 @@ def table(results: list[dict], provenance: dict, tablefmt: str = "simple") -> st
     if results and results[0].get("calibration") is None:
         out.append("estimates: none (no host calibration; run `mmbench calibrate`)")
     return "\n".join(out)
+
+
+# ----------------------------------------------------------------- validation against the host
+FAULT_TIME_UNMEASURED = ("host time in faults: not measurable on this kernel (no kprobe, fprobe "
+                         "or function_graph tracer to time the fault path's exit)")
+
+
+def _err(model, host):
+    if host is None or model is None:
+        return None
+    if host == 0:
+        return 0.0 if model == 0 else None
+    return (model - host) / host
+
+
+def validate(trace, provenance: dict, calibration=None, design: str = "linux") -> dict:
+    """The linux design against the host it was recorded on: faults by kind (host
+    vocabulary, and the vocabulary after the converter's mapping choices), page-table
+    bytes of the largest process, estimated fork time against the host's fork syscalls."""
+    from mmbench.workloads._measure import load_calibration
+    cal, where = load_calibration(calibration)
+    file_reads = int(provenance.get("notes", {}).get("file_private_first_reads", 0))
+    r = replay_one(trace, design, cal, file_reads)
+    if "unsupported" in r:
+        raise errors.NotSupported(f"{design}: {r['unsupported']}")
+    h = provenance.get("host", {})
+    out = {"program": provenance.get("command", "?"), "design": design,
+           "faults": (r["faults"], h.get("faults")), "kinds": {}, "replay_kinds": {}}
+    for kind in sorted(set(h.get("faults_by_kind", {})) | {k for k, v in r["kinds"].items() if v}):
+        if kind == "present_read":
+            continue
+        out["kinds"][kind] = (r["kinds"].get(kind, 0), h.get("faults_by_kind", {}).get(kind, 0))
+    for kind in sorted(set(h.get("faults_by_replay_kind", {})) | {k for k, v in r["kinds"].items() if v}):
+        if kind == "none":
+            continue
+        out["replay_kinds"][kind] = (r["kinds"].get(kind, 0),
+                                     h.get("faults_by_replay_kind", {}).get(kind, 0))
+    # page tables: all processes at once, at the peak (VmPTE summed over the program's
+    # processes, sampled every POLL_S by the recorder; the model's sampled between ops)
+    out["pt_kb"] = (r["peak_pt_bytes"] / 1024, h.get("vmpte_total_peak_kb"))
+    out["fork_ms"] = ((r.get("est_fork_ns") or 0) / 1e6 if cal is not None else None,
+                      h.get("fork_syscall_ns", 0) / 1e6 if h.get("process_forks") else None)
+    out["est_fault_ms"] = (r.get("est_fault_ns") or 0) / 1e6 if cal is not None else None
+    out["calibration"] = where if cal is not None else None
+    return out
+
+
+def validation_table(rows: list[dict], tablefmt: str = "github") -> str:
+    """One row per program: the error of the linux replay against the host, in percent."""
+    from tabulate import tabulate
+
+    def pct(pair):
+        e = _err(*pair) if pair and pair[0] is not None else None
+        return "n/a" if e is None else f"{100 * e:+.1f}%"
+
+    def both(pair, fmt="{:,}"):
+        if not pair or pair[0] is None or pair[1] is None:
+            return "n/a"
+        return f"{fmt.format(pair[0])} / {fmt.format(pair[1])} ({pct(pair)})"
+    body = []
+    for v in rows:
+        kinds = "; ".join(f"{k} {both(p)}" for k, p in v["kinds"].items())
+        rkinds = "; ".join(f"{k} {pct(p)}" for k, p in v["replay_kinds"].items())
+        body.append([v["name"], both(v["faults"]), kinds, rkinds,
+                     both(v["pt_kb"], "{:,.0f}"), both(v["fork_ms"], "{:.2f}")])
+    head = ["program", "faults model / host", "by kind, host vocabulary (model / host)",
+            "by kind, as replayed", "peak page tables kB, all processes (model / host)",
+            "fork ms (estimated / host syscalls)"]
+    return tabulate(body, headers=head, tablefmt=tablefmt, disable_numparse=True)

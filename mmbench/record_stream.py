@@ -51,7 +51,7 @@ def events() -> list[str]:
 
 
 #: ``perf script`` arguments giving one parseable line per event
-PERF_SCRIPT_ARGS = ("--ns", "--show-task-events", "--show-mmap-events",
+PERF_SCRIPT_ARGS = ("--ns", "--show-task-events", "--show-mmap-events", "--show-lost-events",
                     "-F", "pid,tid,time,event,trace")
 
 
