@@ -41,6 +41,7 @@ from mmbench import record_stream as rs
 
 SLAB_CACHES = ("vm_area_struct", "anon_vma", "anon_vma_chain", "maple_node")
 PERF_BUFFER_PAGES = "4096"        # ring buffer per CPU (16 MiB): bursts of faults must not be lost
+ACCESS_POLL_S = 0.001            # how often forked children's accessed bits are read
 POLL_S = 0.01                     # how often the poller reads VmPTE and slabinfo
 TRACEFS = ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events")
 
@@ -102,7 +103,15 @@ def _slabs() -> dict | None:
 
 
 class _Poller(threading.Thread):
-    """Samples VmPTE of every descendant of `root` and the MM slab caches."""
+    """Samples VmPTE of every descendant of `root`, the MM slab caches, and what each
+    forked child has accessed.
+
+    The accessed bits: fork marks every PTE it copies into the child old
+    (pte_mkold in the kernel's fork copy), so the "Referenced" pages of a
+    child's /proc/PID/smaps are the pages it touched since fork, with a fault
+    or without one.  Against the faults in the stream that tells, per VMA, how
+    many inherited pages the child read through PTEs fork copied — the accesses
+    a recorded trace otherwise misses (mmbench.record_replay, the bias)."""
 
     def __init__(self, root: int):
         super().__init__(daemon=True)
@@ -113,54 +122,100 @@ class _Poller(threading.Thread):
         self.total_peak_kb = 0
         self.slab_peak: dict[str, int] = {}
         self.samples = 0
+        self.access: dict[int, list] = {}        # host pid -> [(t_ns, [(start, end, pages)])]
+        self.ppid: dict[int, int] = {}
 
     def _descendants(self) -> list[int]:
-        children: dict[int, list[int]] = {}
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{d}/stat").read_text()
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
+        """Every descendant of the root, through the kernel's per-task children lists
+        (cheap: no walk over all of /proc)."""
         out, todo = [], [self.root]
         while todo:
             p = todo.pop()
-            for c in children.get(p, ()):
-                out.append(c)
-                todo.append(c)
+            try:
+                tids = os.listdir(f"/proc/{p}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    kids = Path(f"/proc/{p}/task/{tid}/children").read_text().split()
+                except OSError:
+                    continue
+                for k in kids:
+                    k = int(k)
+                    self.ppid[k] = p
+                    out.append(k)
+                    todo.append(k)
         return out
 
-    def run(self):
-        while not self.stop.is_set():
-            total = 0
+    @staticmethod
+    def _exe(pid):
+        try:
+            return os.readlink(f"/proc/{pid}/exe")
+        except (OSError, TypeError):
+            return None
+
+    def _sample_access(self, pid: int):
+        t = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        try:
+            text = Path(f"/proc/{pid}/smaps").read_text()
+        except OSError:
+            return
+        vmas, cur = [], None
+        for line in text.splitlines():
+            if line and line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                lo, hi = line.split(" ", 1)[0].split("-")
+                cur = [int(lo, 16) >> 12, int(hi, 16) >> 12]
+            elif line.startswith("Referenced:") and cur is not None:
+                kb = int(line.split()[1])
+                if kb:
+                    vmas.append((cur[0], cur[1], kb // 4))
+        self.access.setdefault(pid, []).append((t, vmas))
+        del self.access[pid][:-4]                 # the latest few samples are enough
+
+    def _full_scan(self):
+        """Every POLL_S: VmPTE of every process of the program, the slab caches."""
+        total = 0
+        try:
+            perf_exe = os.readlink(f"/proc/{self.root}/exe")
+        except OSError:
+            perf_exe = None
+        for pid in self._descendants():
             try:
-                perf_exe = os.readlink(f"/proc/{self.root}/exe")
-            except OSError:
-                perf_exe = None
-            for pid in self._descendants():
-                try:
-                    exe = os.readlink(f"/proc/{pid}/exe")
-                    comm = Path(f"/proc/{pid}/comm").read_text().strip()
-                    st = hostcheck.read_status(pid)
-                    if exe == perf_exe or comm in ("perf", "perf-exec") or os.readlink(f"/proc/{pid}/exe") != exe:
-                        continue             # perf's own child before the exec, or mid-exec
-                except (OSError, hostcheck.HostFileUnavailable, ValueError):
-                    continue
-                kb = st.get("VmPTE", 0)
-                total += kb
-                if kb >= self.vmpte_kb.get(pid, 0):
-                    self.vmpte_kb[pid] = kb
-                    self.comm[pid] = comm
-            self.total_peak_kb = max(self.total_peak_kb, total)
-            s = _slabs()
-            if s:
-                for k, v in s.items():
-                    self.slab_peak[k] = max(self.slab_peak.get(k, 0), v)
-            self.samples += 1
-            self.stop.wait(POLL_S)
+                exe = os.readlink(f"/proc/{pid}/exe")
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                st = hostcheck.read_status(pid)
+                if exe == perf_exe or comm in ("perf", "perf-exec") or os.readlink(f"/proc/{pid}/exe") != exe:
+                    continue             # perf's own child before the exec, or mid-exec
+            except (OSError, hostcheck.HostFileUnavailable, ValueError):
+                continue
+            kb = st.get("VmPTE", 0)
+            total += kb
+            if kb >= self.vmpte_kb.get(pid, 0):
+                self.vmpte_kb[pid] = kb
+                self.comm[pid] = comm
+        self.total_peak_kb = max(self.total_peak_kb, total)
+        s = _slabs()
+        if s:
+            for k, v in s.items():
+                self.slab_peak[k] = max(self.slab_peak.get(k, 0), v)
+        self.samples += 1
+
+    def _fast_scan(self):
+        """Every ACCESS_POLL_S: the accessed bits of every forked child that has not exec'd."""
+        for pid in self._descendants():
+            exe = self._exe(pid)
+            if exe is not None and exe == self._exe(self.ppid.get(pid)):
+                self._sample_access(pid)     # a forked child that has not exec'd
+
+    def run(self):
+        next_full = 0.0
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if now >= next_full:
+                self._full_scan()
+                next_full = now + POLL_S
+            self._fast_scan()
+            self.stop.wait(ACCESS_POLL_S)
 
 
 # ----------------------------------------------------------------- record
@@ -181,7 +236,7 @@ def record(cmd: list[str], output: str | os.PathLike, keep_stream: str | None = 
     with tempfile.TemporaryDirectory(prefix="mmbench-record-") as tmp:
         data = os.path.join(tmp, "perf.data")
         slab0 = _slabs()
-        argv = ["perf", "record", "-q", "-d", "-m", PERF_BUFFER_PAGES, "-e", ",".join(events), "-o", data, "--"] + list(cmd)
+        argv = ["perf", "record", "-q", "-d", "-k", "mono", "-m", PERF_BUFFER_PAGES, "-e", ",".join(events), "-o", data, "--"] + list(cmd)
         t0 = time.time()
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -201,7 +256,7 @@ def record(cmd: list[str], output: str | os.PathLike, keep_stream: str | None = 
         if "workload failed" in err:
             raise RecordError(f"{cmd[0]} could not be started: {_last_line(err)}")
         log(f"recorded {os.path.getsize(data) >> 10} KiB of perf data in {duration:.1f} s; converting")
-        rec = _convert(data, keep_stream, record_convert)
+        rec = _convert(data, keep_stream, record_convert, poller.access)
     notes = dict(rec.notes)
     if rc != 0:
         what = (f"killed by signal {rc - 128}" if rc > 128 else f"exit status {rc}")
@@ -242,7 +297,7 @@ def _slab_delta(a, b):
     return {k: b[k] - a[k] for k in a if k in b}
 
 
-def _convert(data: str, keep_stream, record_convert):
+def _convert(data: str, keep_stream, record_convert, access=None):
     argv = ["perf", "script", "-i", data] + list(rs.PERF_SCRIPT_ARGS)
     with tempfile.TemporaryFile("w+") as errf:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errf, text=True,
@@ -255,7 +310,7 @@ def _convert(data: str, keep_stream, record_convert):
                         keep.write(line)
                     yield line
             try:
-                rec = record_convert.convert(lines())
+                rec = record_convert.convert(lines(), access)
             except errors.InvalidArgument as e:
                 proc.kill()
                 proc.wait()

@@ -155,23 +155,42 @@ def replay_all(trace, provenance: dict, designs=None, calibration=None) -> list[
 
 # ----------------------------------------------------------------- the bias
 def bias(provenance: dict, result_faults: int | None = None) -> dict:
-    """The numbers behind the bias note: inherited pages never faulted by the children."""
+    """The numbers behind the bias note.
+
+    ``unseen_max``: inherited pages the children never faulted on — before any
+    reduction, the most accesses the trace can miss.  With the recorder's
+    accessed-bit samples, ``added`` of them became READs in the trace and what
+    remains unknown is ``remaining_max`` (children never sampled) plus whatever
+    a sampled child touched after its last sample."""
     b = provenance.get("bias", {})
     unseen = int(b.get("inherited_unfaulted", 0))
     faults = result_faults or provenance.get("host", {}).get("faults", 0) or 1
+    reduced = "reads_added" in b
+    remaining = int(b.get("unsampled_unfaulted", 0)) if reduced else unseen
     return {"forks": int(b.get("forks", 0)), "inherited": int(b.get("inherited_pages", 0)),
-            "unseen_max": unseen, "share_max": unseen / faults,
-            "reduced_by": b.get("reduced_by", "nothing (no sampling of the children's accesses yet)")}
+            "unseen_max": unseen, "added": int(b.get("reads_added", 0)),
+            "sampled": int(b.get("children_sampled", 0)),
+            "unsampled": int(b.get("children_unsampled", 0)),
+            "remaining_max": remaining, "share_max": unseen / faults,
+            "remaining_share": remaining / faults,
+            "reduced_by": b.get("reduced_by", "nothing (recorded without accessed-bit sampling)")}
 
 
 def bias_note(provenance: dict, result_faults: int | None = None) -> str:
     b = bias(provenance, result_faults)
     if not b["forks"]:
         return "bias: no fork in this trace, so no access hides behind copied PTEs"
-    return (f"bias: {b['forks']} forks copied the PTEs of {b['inherited']:,} pages; the children "
-            f"never faulted on {b['unseen_max']:,} of them.  A design that does not copy PTEs at "
-            f"fork takes up to that many faults more than this replay shows (at most "
-            f"{100 * b['share_max']:.1f}% of the replay's faults); reduced by: {b['reduced_by']}")
+    head = (f"bias: {b['forks']} forks copied the PTEs of {b['inherited']:,} pages; the children "
+            f"never faulted on {b['unseen_max']:,} of them ({100 * b['share_max']:.1f}% of the "
+            f"replay's faults): accesses Linux took no fault for, which a design that does not "
+            f"copy PTEs at fork would fault on.")
+    if b["reduced_by"].startswith("nothing"):
+        return head + " Not reduced (recorded without accessed-bit sampling): a design that " \
+                      "refaults them is undercharged by up to that many faults."
+    return (head + f" Reduced by {b['reduced_by']}: {b['added']:,} reads added for "
+            f"{b['sampled']} sampled children.  Remaining: up to {b['remaining_max']:,} pages "
+            f"({100 * b['remaining_share']:.1f}%) in {b['unsampled']} children that ended before "
+            f"their first sample, plus what sampled children touched after their last sample (about a millisecond).")
 
 
 # ----------------------------------------------------------------- the table

@@ -242,3 +242,50 @@ def test_crash_is_recorded_up_to_the_crash():
     ls = [l for l in lines() if "sys_enter_exit_group" not in l]
     r = rc.convert(ls)
     assert (r.trace["op"] == Op.EXIT).sum() == 3
+
+
+# ----------------------------------------------------------------- the bias and its reduction
+BIAS_STREAM = """\
+10/10 1.0: PERF_RECORD_COMM exec: prog:10/10
+10/10 1.1: syscalls:sys_enter_mmap: addr: 0x0, len: 0x8000, prot: 0x3, flags: 0x22, fd: 0xffffffff, off: 0x0
+10/10 1.2: syscalls:sys_exit_mmap: 0x7f0000000000
+10/10 1.30: exceptions:page_fault_user: address=0x7f0000000000 ip=0x1 error_code=0x6
+10/10 1.31: exceptions:page_fault_user: address=0x7f0000001000 ip=0x1 error_code=0x6
+10/10 1.32: exceptions:page_fault_user: address=0x7f0000002000 ip=0x1 error_code=0x6
+10/10 1.33: exceptions:page_fault_user: address=0x7f0000003000 ip=0x1 error_code=0x6
+10/10 1.34: exceptions:page_fault_user: address=0x7f0000004000 ip=0x1 error_code=0x6
+10/10 1.4: task:task_newtask: pid=13 comm=prog clone_flags=1200000 oom_score_adj=0
+10/10 1.5: sched:sched_process_fork: comm=prog pid=10 child_comm=prog child_pid=13
+13/13 1.6: exceptions:page_fault_user: address=0x7f0000000000 ip=0x1 error_code=0x7
+13/13 2.0: sched:sched_process_exit: comm=prog pid=13 prio=120 group_dead=true
+"""
+
+
+def test_bias_counts_inherited_pages_never_faulted():
+    r = rc.convert(BIAS_STREAM.splitlines())
+    assert r.bias == {"forks": 1, "inherited_pages": 5, "inherited_unfaulted": 4}
+    from mmbench import record_replay as rr
+    note = rr.bias_note({"bias": r.bias, "host": r.host})
+    assert "never faulted on 4" in note and "Not reduced" in note
+
+
+def test_bias_reduced_by_accessed_bits():
+    """The child's smaps said 4 pages of the mapping were referenced: one it faulted on
+    (a COW write), so 3 were read through copied PTEs: 3 READs before its EXIT."""
+    vpn = 0x7f0000000000 >> 12
+    access = {13: [(int(1.8e9), [(vpn, vpn + 8, 4)]),
+                   (int(2.5e9), [(vpn, vpn + 8, 8)])]}     # after the exit: not used
+    r = rc.convert(BIAS_STREAM.splitlines(), access)
+    names = [Op(o).name for o in r.trace["op"]]
+    assert names[-5:] == ["WRITE", "READ", "READ", "READ", "EXIT"]
+    reads = r.trace[-4:-1]
+    assert set(reads["pid"]) == {2} and len(set(reads["vpn"])) == 3
+    assert set(reads["vpn"].tolist()) <= {vpn + i for i in range(1, 5)}
+    assert r.bias["reads_added"] == 3 and r.bias["children_sampled"] == 1
+    assert r.bias["unsampled_unfaulted"] == 0
+    for d in DESIGNS:
+        m = mmbench.open(d, ram_pages=1 << 16)
+        assert not m.replay(r.trace, timing=False, frame=False)["status"].any()
+    # a child never sampled keeps its whole unseen set as the remaining bias
+    r2 = rc.convert(BIAS_STREAM.splitlines(), {})
+    assert r2.bias["reads_added"] == 0 and r2.bias["unsampled_unfaulted"] == 4
