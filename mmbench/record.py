@@ -225,6 +225,9 @@ def record(cmd: list[str], output: str | os.PathLike, keep_stream: str | None = 
     from mmbench import record_convert
     if not cmd:
         raise RecordError("no command to record (mmbench record -o T.npz -- CMD ARGS…)")
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
+        raise RecordError(f"cannot write {output}: {out_dir} is not a writable directory")
     why = perf_available()
     if why:
         raise RecordError(why)
@@ -259,8 +262,11 @@ def record(cmd: list[str], output: str | os.PathLike, keep_stream: str | None = 
         rec = _convert(data, keep_stream, record_convert, poller.access)
     notes = dict(rec.notes)
     if rc != 0:
-        what = (f"killed by signal {rc - 128}" if rc > 128 else f"exit status {rc}")
-        notes[f"the program ended abnormally ({what}); recorded up to its end"] = 1
+        if rc < 0 or rc > 128:     # perf re-raises the signal that killed the program
+            notes[f"the program was killed by signal {-rc if rc < 0 else rc - 128}; recorded "
+                  "up to its end"] = 1
+        else:
+            notes[f"the program exited with status {rc}; recorded up to its end"] = 1
     if lacking:
         notes[f"tracepoints missing on this kernel: {', '.join(lacking)}"] = 1
     prov = {
@@ -282,7 +288,10 @@ def record(cmd: list[str], output: str | os.PathLike, keep_stream: str | None = 
         "bias": rec.bias,
         "ops": int(len(rec.trace)),
     }
-    save_recording(output, rec.trace, prov)
+    try:
+        save_recording(output, rec.trace, prov)
+    except OSError as e:
+        raise RecordError(f"cannot write {output}: {e.strerror or e}") from None
     return prov
 
 

@@ -86,3 +86,21 @@ def test_no_perf_is_one_line(tmp_path, monkeypatch):
     assert "perf is not installed" in record.perf_available()
     r = CliRunner().invoke(app, ["record", "-o", str(tmp_path / "x.npz"), "--", "/bin/true"])
     assert r.exit_code == 2 and "perf is not installed" in r.output
+
+
+def test_a_crashing_program_is_recorded_with_a_note(tmp_path):
+    if WHY:
+        pytest.skip(WHY)
+    out = tmp_path / "crash.npz"
+    prov = record.record([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"],
+                         out)
+    assert prov["notes"]["the program was killed by signal 11; recorded up to its end"] == 1
+    trace, _ = record.load_recording(out)
+    m = mmbench.open("linux", ram_pages=1 << 18)
+    assert not m.replay(trace, timing=False, frame=False)["status"].any()
+
+
+def test_unwritable_output_is_one_line(tmp_path):
+    r = CliRunner().invoke(app, ["record", "-o", str(tmp_path / "no" / "such" / "x.npz"), "--",
+                                 "/bin/true"])
+    assert r.exit_code == 2 and "not a writable directory" in r.output
