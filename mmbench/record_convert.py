@@ -204,6 +204,8 @@ class Converter:
         self.exec_marked: set = set()
         self.shared_touched: set = set()        # (obj, page index) already in the page cache
         self.fork_ns: list[int] = []            # host duration of each process-creating syscall
+        self.copy_ns: list[int] = []            # … from its entry to task_newtask (copy_process)
+        self.newtask_t: dict[int, int] = {}     # parent tid -> time of its last task_newtask
         self.fork_pending: dict[int, int] = {}  # tid -> t_ns of its clone/fork entry
         self.mms: list[Mm] = []
         self.writes = 0
@@ -381,6 +383,7 @@ class Converter:
     # --- tracepoints
     def _on_newtask(self, ev):
         kv = rs.kv_fields(ev.payload)
+        self.newtask_t[ev.tid] = ev.t_ns
         try:
             self.newtask[int(kv["pid"])] = int(kv["clone_flags"], 16)
         except (KeyError, ValueError):
@@ -583,6 +586,9 @@ class Converter:
             flags = self.child_flags.pop(ret, None) if ret > 0 else None
             if flags is not None and not flags & (CLONE_THREAD | CLONE_VM):
                 self.fork_ns.append(ev.t_ns - p[2])
+                t_new = self.newtask_t.get(ev.tid, 0)
+                if p[2] <= t_new <= ev.t_ns:
+                    self.copy_ns.append(t_new - p[2])
             return
         if -4096 < ret < 0:
             self.note(f"failed {name} calls (nothing changed)")
@@ -777,6 +783,7 @@ class Converter:
                   "faults_by_replay_kind": dict(self.replay_kinds),
                   "process_forks": len(self.fork_ns),
                   "fork_syscall_ns": int(sum(self.fork_ns)),
+                  "fork_copy_ns": int(sum(self.copy_ns)),
                   "stream_duration_s": round(dur, 6),
                   "images": self.images,
                   "pid_map": {str(k): v for k, v in self.pid_host.items()}},
