@@ -48,14 +48,14 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Iterable
 
 import numpy as np
 
 from mmbench import errors
 from mmbench.core import VPN_LIMIT
-from mmbench.trace import Op, TraceBuilder
+from mmbench.trace import TraceBuilder
 from mmbench import record_stream as rs
 
 PAGE_SHIFT = 12
@@ -206,8 +206,6 @@ class Converter:
         self.fork_ns: list[int] = []            # host duration of each process-creating syscall
         self.copy_ns: list[int] = []            # … from its entry to task_newtask (copy_process)
         self.newtask_t: dict[int, int] = {}     # parent tid -> time of its last task_newtask
-        self.fork_pending: dict[int, int] = {}  # tid -> t_ns of its clone/fork entry
-        self.mms: list[Mm] = []
         self.writes = 0
         self.nfaults = 0
         self.t_first = self.t_last = None
@@ -232,7 +230,6 @@ class Converter:
     def _spawn(self, image: str) -> Mm:
         pid = self.tb.spawn()
         mm = Mm(pid, VmaSet(), set(), set(), image=image)
-        self.mms.append(mm)
         self.images.append(image)
         return mm
 
@@ -434,7 +431,6 @@ class Converter:
         cmm.resident = set(inh)          # shared and untouched-private PTEs are not copied
         cmm.zero = pmm.zero & inh
         cmm.host, cmm.t_fork = child_tgid, self.t_now
-        self.mms.append(cmm)
         self.procs[child_tgid] = cmm
 
     def _on_sched_exit(self, ev):
