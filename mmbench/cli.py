@@ -132,7 +132,7 @@ def conformance_cmd(
         raise typer.Exit(1)
 
 
-for _mod in ("runner", "report", "calibrate"):
+for _mod in ("runner", "report", "calibrate", "record"):
     try:
         _m = importlib.import_module(f"mmbench.{_mod}")
     except ModuleNotFoundError as _e:

@@ -61,12 +61,16 @@ HEADLINE = {
                   "ns_per_child"),
     "metadata_memory": ("total_bytes", "bytes_per_resident_page"),
     "device_migration": ("GBps", "estimated_ns", "median_ns"),
+    "real_programs": ("faults", "fault_zero_fill", "fault_zero_page", "fault_cow_copy",
+                      "fault_cow_reuse", "fault_minor", "fork_ptes_copied", "estimated_ns",
+                      "total_bytes"),
 }
 FAMILY_TITLES = {
     "fault_latency": "Fault latency",
     "fork_cost": "Fork cost",
     "metadata_memory": "Metadata memory",
     "device_migration": "Device migration",
+    "real_programs": "Real programs",
 }
 
 LEGEND = (
@@ -570,6 +574,8 @@ def render_markdown(doc: dict, tables: list[Table], baseline, charts=(), history
             out += [f"### {t.title}", ""] + _common_line(t) + [table_markdown(t), ""]
         for c in fam_charts:
             out += _chart_markdown(c)
+        if fam == "real_programs":
+            out += real_programs_markdown()
     if skipped:
         out += ["## Not run on any design", ""] + [f"* {md_escape(s)}" for s in skipped] + [""]
     if history:
@@ -579,6 +585,16 @@ def render_markdown(doc: dict, tables: list[Table], baseline, charts=(), history
     if details:
         out += [f"Every other statistic of the run, event counts included, is in [{details}]({details}).", ""]
     return "\n".join(out)
+
+
+def real_programs_markdown() -> list[str]:
+    """Under the Real programs tables: each trace's bias note and the linux design's
+    errors against the host it was recorded on (mmbench.record_replay)."""
+    try:
+        from mmbench import record_replay
+        return record_replay.report_markdown()
+    except Exception as e:  # the section must not take the report down
+        return [f"*Real programs: bias and validation not available ({type(e).__name__}: {e})*", ""]
 
 
 # --------------------------------------------------------------------- compare

@@ -122,11 +122,23 @@ def device_migration(rng, b):
     return out
 
 
+def real_programs(rng, b):
+    """A recorded program's replay (mmbench.workloads.real_programs): faults and fork cost."""
+    p = {"program": "fixture"}
+    return [rec("real_programs", "real_program", p, b, "run.faults", int(1000 * _FACTOR[b]), "events",
+                "exact"),
+            rec("real_programs", "real_program", p, b, "fork.fork_ptes_copied", 500, "events", "exact"),
+            rec("real_programs", "real_program", p, b, "metadata.total_bytes",
+                int(65536 * _FACTOR[b]), "B", "exact")]
+
+
 def make_doc(seed: int = 0, backends=BACKENDS, commit="0123456789abcdef0123456789abcdef01234567",
-             families=("fault_latency", "fork_cost", "metadata_memory", "device_migration")) -> dict:
+             families=("fault_latency", "fork_cost", "metadata_memory", "device_migration",
+                       "real_programs")) -> dict:
     rng = random.Random(seed)
     gen = {"fault_latency": fault_latency, "fork_cost": fork_cost,
-           "metadata_memory": metadata_memory, "device_migration": device_migration}
+           "metadata_memory": metadata_memory, "device_migration": device_migration,
+           "real_programs": real_programs}
     records = [r for fam in families for b in backends for r in gen[fam](rng, b)]
     return {"schema": 1,
             "machine": {"hostname": "fixture-host", "cpu": "Fixture CPU @ 3.0GHz", "cores": 2,

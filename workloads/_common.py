@@ -51,7 +51,7 @@ PROFILES = ("tiny", "quick", "full", "asv")
 # profiles only the workloads that declare a grid for them take part in ("large": 16 GiB
 # processes, the scale the simulator must hold; see docs/performance.md)
 OPT_IN_PROFILES = ("large",)
-FAMILIES = ("fault_latency", "fork_cost", "metadata_memory", "device_migration")
+FAMILIES = ("fault_latency", "fork_cost", "metadata_memory", "device_migration", "real_programs")
 PAGES_2M = 512                  # 4 KiB pages in 2 MiB (one PMD, one gmem device granule)
 BASE = 1 << 20                  # where workloads place their first mapping (vpn)
 
@@ -212,6 +212,7 @@ def workload(family: str, grids: dict, needs_devices: bool = False):
 def catalogue() -> dict[str, Workload]:
     """Every registered workload, by name, in family order."""
     from . import fault_latency, fork_cost, metadata_memory, device_migration  # noqa: F401  (registers)
+    from . import real_programs  # noqa: F401  (recorded traces: mmbench record)
     order = {f: i for i, f in enumerate(FAMILIES)}
     return dict(sorted(_CATALOGUE.items(), key=lambda kv: order[kv[1].family]))
 
@@ -232,7 +233,8 @@ def cache_dir() -> Path:
 
 def _source_key(func) -> str:
     h = hashlib.sha256()
-    for path in (inspect.getsourcefile(func), __file__):
+    inputs = getattr(func, "inputs", lambda: ())()     # data files the scenario reads
+    for path in (inspect.getsourcefile(func), __file__, *inputs):
         h.update(Path(path).read_bytes())
     return h.hexdigest()[:16]
 

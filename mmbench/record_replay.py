@@ -1,0 +1,348 @@
+"""Replay a recorded trace through the designs and say how far to trust the result.
+
+`replay_one` runs the trace on a fresh machine of one design, cut at every
+FORK and EXIT::
+
+    … ops ─┬─ FORK ─┬─ ops … ─┬─ EXIT ─ …
+           │ counter │        │ metadata sampled just before each EXIT
+           │ deltas  │        │ (that is where it peaks) and at the end
+           ▼ = the fork's own work (PTEs copied, structs, tables)
+
+and reports faults by kind, fork cost (exact events, model time, estimate),
+peak and final metadata by struct, and estimated host time (mmbench.estimate
+with a host calibration): in faults, in forks, in all.
+
+The bias (DESIGN "Reality checks"): a recorded trace holds the faults Linux
+took, not every access.  Where Linux took none — above all a forked child
+reading pages whose PTEs fork copied — the replay has no access, and a design
+that would have faulted there looks cheaper than it is.  `bias_note`
+states, per trace, how many inherited pages the children never faulted on
+(the most accesses that can be missing) as a share of the replay's faults.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mmbench import errors
+from mmbench.trace import Op
+
+SAMPLE_EVERY = 1000                    # ops between metadata samples (at least)
+PT_STRUCTS = ("p4d_table", "pud_table", "pmd_table", "pte_table")   # what VmPTE counts (not pgd)
+FAULT_COSTS = ("trap", "zero_fill", "copy", "cow_reuse", "page_cache_hit", "pagecache_add")
+KINDS = (("zero_fill", ("fault_zero_fill",)), ("zero_page", ("fault_zero_page",)),
+         ("cow", ("fault_cow_copy", "fault_cow_reuse")), ("minor", ("fault_minor",)),
+         ("wp_shared", ("fault_wp_shared",)))
+
+
+def _machine_size(trace) -> int:
+    touches = int(np.count_nonzero(np.isin(trace["op"], [int(Op.READ), int(Op.WRITE)])))
+    return 2 * touches + (1 << 18)
+
+
+def _cuts(trace) -> list[int]:
+    """Indices where the replay stops: before and after every FORK and every EXIT, and
+    every SAMPLE_EVERY ops (metadata peaks between exits too: a heap that grows and
+    is released before the end)."""
+    op = trace["op"]
+    f = np.flatnonzero(op == Op.FORK)
+    e = np.flatnonzero(op == Op.EXIT)
+    step = max(SAMPLE_EVERY, len(trace) // 400)
+    every = np.arange(0, len(trace), step)
+    cuts = np.unique(np.concatenate([f, f + 1, e, e + 1, every, [0, len(trace)]]))
+    return [int(c) for c in cuts]
+
+
+def replay_one(trace, design: str, calibration=None, file_reads: int = 0) -> dict:
+    """One design's result on the trace (see the module docstring); `unsupported` with
+    the reason when the design cannot run it."""
+    import mmbench
+    from mmbench import estimate as est
+    try:
+        m = mmbench.open(design, ram_pages=_machine_size(trace))
+    except errors.MMError as e:
+        return {"design": design, "unsupported": f"{type(e).__name__}: {e}"}
+    fork_ev: dict = {}
+    pt_at_exit: dict = {}                  # pid -> its page-table bytes (no pgd) when it exited
+    peak: dict = {}
+    peak_total = peak_pt = 0
+    fork_ns = 0
+    failed = 0
+    t0 = time.perf_counter_ns()
+    model_ns = 0
+    cuts = _cuts(trace)
+    for a, b in zip(cuts, cuts[1:]):
+        seg = trace[a:b]
+        peak, peak_total, peak_pt = _sample(m, peak, peak_total, peak_pt)
+        if seg["op"][0] == Op.EXIT:
+            pt0 = _pt_bytes(m)
+        is_fork = len(seg) == 1 and seg["op"][0] == Op.FORK
+        ev0 = est.events_of(m) if is_fork else None
+        try:
+            out = m.replay(seg, timing=is_fork, frame=False)
+        except errors.MMError as e:
+            return {"design": design, "unsupported": f"{type(e).__name__}: {e}"}
+        failed += int(np.count_nonzero(out["status"]))
+        model_ns += int(m.last_replay["elapsed_ns"])
+        if seg["op"][0] == Op.EXIT:
+            pt_at_exit[int(seg["pid"][0])] = pt0 - _pt_bytes(m)
+        if is_fork:
+            fork_ns += int(out["ns"].sum())
+            for k, v in est.diff(est.events_of(m), ev0).items():
+                if v:
+                    fork_ev[k] = fork_ev.get(k, 0) + v
+    peak, peak_total, peak_pt = _sample(m, peak, peak_total, peak_pt)
+    wall_ns = time.perf_counter_ns() - t0
+    c = m.counters()
+    final = {k: nb for k, (n, nb) in m.metadata().items() if nb}
+    res = {"design": design, "faults": c.get("faults", 0),
+           "kinds": {k: sum(c.get(x, 0) for x in keys) for k, keys in KINDS},
+           "forks": int(np.count_nonzero(trace["op"] == Op.FORK)),
+           "fork_events": fork_ev, "fork_model_ns": fork_ns,
+           "fork_ptes_copied": fork_ev.get("fork_ptes_copied", 0),
+           "peak_metadata": peak, "peak_total": peak_total, "peak_pt_bytes": peak_pt,
+           "final_metadata": final, "final_total": sum(final.values()),
+           "pt_at_exit": pt_at_exit, "pt_alive": _pt_bytes(m),
+           "failed_ops": failed, "model_ns": model_ns, "wall_ns": wall_ns}
+    if calibration is not None:
+        allev = {**est.events_of(m), **est.op_counts(trace)}
+        fork_est = est.estimate_ns({**fork_ev, "op:FORK": res["forks"]}, calibration)
+        whole = est.estimate_ns(allev, calibration, measured_ns=model_ns)
+        rest = {k: v - fork_ev.get(k, 0) for k, v in allev.items()}
+        faults = est.estimate_ns(rest, calibration)
+        pc = faults["breakdown"]
+        hit = est._price(calibration["costs"], "page_cache_hit") or 0.0
+        res["est_fault_ns"] = sum(pc.get(k, 0.0) for k in FAULT_COSTS) + file_reads * hit
+        res["est_fork_ns"] = fork_est["total_ns"]
+        res["est_total_ns"] = whole["total_ns"] + file_reads * hit
+        res["uncosted"] = whole["uncosted"]
+    return res
+
+
+def _pt_bytes(m) -> int:
+    md = m.metadata()
+    return sum(md[k][1] for k in PT_STRUCTS if k in md)
+
+
+def _sample(m, peak, peak_total, peak_pt):
+    md = m.metadata()
+    for k, (n, nb) in md.items():
+        if nb > peak.get(k, 0):
+            peak[k] = nb
+    total = sum(nb for n, nb in md.values())
+    pt = sum(md[k][1] for k in PT_STRUCTS if k in md)
+    return peak, max(peak_total, total), max(peak_pt, pt)
+
+
+def replay_all(trace, provenance: dict, designs=None, calibration=None) -> list[dict]:
+    """Every chosen design's result (default: every installed design but the reference)."""
+    from mmbench.runner import default_backends, _not_installed
+    from mmbench.workloads._measure import load_calibration
+    designs = list(designs) if designs else default_backends()
+    bad = _not_installed(designs)
+    if bad:
+        raise errors.InvalidArgument(f"design(s) not installed: {', '.join(bad)}")
+    cal, where = load_calibration(calibration)
+    if calibration and cal is None:
+        raise errors.InvalidArgument(f"calibration {calibration}: {where}")
+    file_reads = int(provenance.get("notes", {}).get("file_private_first_reads", 0))
+    out = [replay_one(trace, d, cal, file_reads) for d in designs]
+    for r in out:
+        r["calibration"] = where if cal is not None else None
+    return out
+
+
+# ----------------------------------------------------------------- the bias
+def bias(provenance: dict, result_faults: int | None = None) -> dict:
+    """The numbers behind the bias note.
+
+    ``unseen_max``: inherited pages the children never faulted on — before any
+    reduction, the most accesses the trace can miss.  With the recorder's
+    accessed-bit samples, ``added`` of them became READs in the trace and what
+    remains unknown is ``remaining_max`` (children never sampled) plus whatever
+    a sampled child touched after its last sample."""
+    b = provenance.get("bias", {})
+    unseen = int(b.get("inherited_unfaulted", 0))
+    faults = result_faults or provenance.get("host", {}).get("faults", 0) or 1
+    reduced = "reads_added" in b
+    remaining = int(b.get("unsampled_unfaulted", 0)) if reduced else unseen
+    return {"forks": int(b.get("forks", 0)), "inherited": int(b.get("inherited_pages", 0)),
+            "unseen_max": unseen, "added": int(b.get("reads_added", 0)),
+            "sampled": int(b.get("children_sampled", 0)),
+            "unsampled": int(b.get("children_unsampled", 0)),
+            "remaining_max": remaining, "share_max": unseen / faults,
+            "remaining_share": remaining / faults,
+            "reduced_by": b.get("reduced_by", "nothing (recorded without accessed-bit sampling)")}
+
+
+def bias_note(provenance: dict, result_faults: int | None = None) -> str:
+    b = bias(provenance, result_faults)
+    if not b["forks"]:
+        return "bias: no fork in this trace, so no access hides behind copied PTEs"
+    head = (f"bias: {b['forks']} forks copied the PTEs of {b['inherited']:,} pages; the children "
+            f"never faulted on {b['unseen_max']:,} of them ({100 * b['share_max']:.1f}% of the "
+            f"replay's faults): accesses Linux took no fault for, which a design that does not "
+            f"copy PTEs at fork would fault on.")
+    if b["reduced_by"].startswith("nothing"):
+        return head + " Not reduced (recorded without accessed-bit sampling): a design that " \
+                      "refaults them is undercharged by up to that many faults."
+    return (head + f" Reduced by {b['reduced_by']}: {b['added']:,} reads added for "
+            f"{b['sampled']} sampled children.  Remaining: up to {b['remaining_max']:,} pages "
+            f"({100 * b['remaining_share']:.1f}%) in {b['unsampled']} children that ended before "
+            f"their first sample, plus what sampled children touched after their last sample (about a millisecond).")
+
+
+# ----------------------------------------------------------------- the table
+def _ms(ns):
+    return "" if ns is None else f"{ns / 1e6:.2f}"
+
+
+def table(results: list[dict], provenance: dict, tablefmt: str = "simple") -> str:
+    from tabulate import tabulate
+    base = next((r for r in results if r["design"] == "linux" and "unsupported" not in r), None)
+    rows = []
+    for r in results:
+        if "unsupported" in r:
+            rows.append([r["design"], "unsupported: " + r["unsupported"]])
+            continue
+        k = r["kinds"]
+        row = [r["design"], f"{r['faults']:,}", f"{k['zero_fill']:,}", f"{k['zero_page']:,}",
+               f"{k['cow']:,}", f"{k['minor']:,}", f"{r['forks']}", f"{r['fork_ptes_copied']:,}",
+               f"{r['fork_model_ns'] / 1e3:.0f}", f"{r['peak_total'] / 1024:,.0f}",
+               f"{r['final_total'] / 1024:,.0f}"]
+        if "est_total_ns" in r:
+            row += [_ms(r["est_fault_ns"]), _ms(r["est_fork_ns"]), _ms(r["est_total_ns"])]
+            if base is not None and base.get("est_total_ns"):
+                row.append(f"{r['est_total_ns'] / base['est_total_ns']:.2f}")
+        rows.append(row)
+    head = ["design", "faults", "zero_fill", "zero_page", "cow", "minor", "forks",
+            "fork PTEs", "fork model us", "peak meta KiB", "final meta KiB"]
+    if any("est_total_ns" in r for r in results):
+        head += ["est fault ms", "est fork ms", "est total ms", "x linux"]
+    out = [f"trace: {provenance.get('command', '?')} (kernel {provenance.get('kernel', '?')}, "
+           f"THP {provenance.get('thp', '?')}, {provenance.get('duration_s', 0):.2f} s)",
+           tabulate(rows, headers=head, tablefmt=tablefmt, disable_numparse=True)]
+    h = provenance.get("host")
+    if h:
+        hk = h.get("faults_by_kind", {})
+        out.append(f"host: {h.get('faults', 0):,} faults ("
+                   + ", ".join(f"{k} {v:,}" for k, v in sorted(hk.items())) + "); as replayed: "
+                   + ", ".join(f"{k} {v:,}" for k, v in sorted(h.get("faults_by_replay_kind", {}).items()))
+                   + f"; peak VmPTE {h.get('vmpte_peak_max_kb', 0)} kB (one process), "
+                   f"{h.get('vmpte_total_peak_kb', 0)} kB (all at once); "
+                   f"{h.get('process_forks', 0)} forks, {h.get('fork_syscall_ns', 0) / 1e6:.2f} ms in "
+                   f"the system calls, {h.get('fork_copy_ns', 0) / 1e6:.2f} ms of it in copy_process")
+    structs = sorted({s for r in results if "unsupported" not in r for s in r["peak_metadata"]})
+    if structs:
+        srows = [[s] + [f"{r['peak_metadata'].get(s, 0) / 1024:,.1f}" if "unsupported" not in r else ""
+                        for r in results] for s in structs]
+        out.append("peak metadata by struct (KiB):")
+        out.append(tabulate(srows, headers=["struct"] + [r["design"] for r in results],
+                            tablefmt=tablefmt, disable_numparse=True))
+    faults = base["faults"] if base else None
+    out.append(bias_note(provenance, faults))
+    notes = provenance.get("notes", {})
+    if notes:
+        out.append("notes: " + "; ".join(f"{v:,} x {k}" for k, v in sorted(notes.items())))
+    if results and results[0].get("calibration") is None:
+        out.append("estimates: none (no host calibration; run `mmbench calibrate`)")
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------- validation against the host
+FAULT_TIME_UNMEASURED = ("host time in faults: not measurable on this kernel (no kprobe, fprobe "
+                         "or function_graph tracer to time the fault path's exit)")
+
+
+def _err(model, host):
+    if host is None or model is None:
+        return None
+    if host == 0:
+        return 0.0 if model == 0 else None
+    return (model - host) / host
+
+
+def validate(trace, provenance: dict, calibration=None, design: str = "linux") -> dict:
+    """The linux design against the host it was recorded on: faults by kind (host
+    vocabulary, and the vocabulary after the converter's mapping choices), page-table
+    bytes of the largest process, estimated fork time against the host's fork syscalls."""
+    from mmbench.workloads._measure import load_calibration
+    cal, where = load_calibration(calibration)
+    file_reads = int(provenance.get("notes", {}).get("file_private_first_reads", 0))
+    r = replay_one(trace, design, cal, file_reads)
+    if "unsupported" in r:
+        raise errors.NotSupported(f"{design}: {r['unsupported']}")
+    h = provenance.get("host", {})
+    out = {"program": provenance.get("command", "?"), "design": design,
+           "faults": (r["faults"], h.get("faults")), "kinds": {}, "replay_kinds": {}}
+    for kind in sorted(set(h.get("faults_by_kind", {})) | {k for k, v in r["kinds"].items() if v}):
+        if kind == "present_read":
+            continue
+        out["kinds"][kind] = (r["kinds"].get(kind, 0), h.get("faults_by_kind", {}).get(kind, 0))
+    for kind in sorted(set(h.get("faults_by_replay_kind", {})) | {k for k, v in r["kinds"].items() if v}):
+        if kind == "none":
+            continue
+        out["replay_kinds"][kind] = (r["kinds"].get(kind, 0),
+                                     h.get("faults_by_replay_kind", {}).get(kind, 0))
+    # page tables: all processes at once, at the peak (VmPTE summed over the program's
+    # processes, sampled every POLL_S by the recorder; the model's sampled between ops)
+    out["pt_kb"] = (r["peak_pt_bytes"] / 1024, h.get("vmpte_total_peak_kb"))
+    host_fork = h.get("fork_copy_ns") or h.get("fork_syscall_ns", 0)
+    out["fork_ms"] = ((r.get("est_fork_ns") or 0) / 1e6 if cal is not None else None,
+                      host_fork / 1e6 if h.get("process_forks") else None)
+    out["est_fault_ms"] = (r.get("est_fault_ns") or 0) / 1e6 if cal is not None else None
+    out["calibration"] = where if cal is not None else None
+    return out
+
+
+def validation_table(rows: list[dict], tablefmt: str = "github") -> str:
+    """One row per program: the error of the linux replay against the host, in percent."""
+    from tabulate import tabulate
+
+    def pct(pair):
+        e = _err(*pair) if pair and pair[0] is not None else None
+        return "n/a" if e is None else f"{100 * e:+.1f}%"
+
+    def both(pair, fmt="{:,}"):
+        if not pair or pair[0] is None or pair[1] is None:
+            return "n/a"
+        return f"{fmt.format(pair[0])} / {fmt.format(pair[1])} ({pct(pair)})"
+    body = []
+    for v in rows:
+        kinds = "; ".join(f"{k} {both(p)}" for k, p in v["kinds"].items())
+        rkinds = "; ".join(f"{k} {pct(p)}" for k, p in v["replay_kinds"].items())
+        body.append([v["name"], both(v["faults"]), kinds, rkinds,
+                     both(v["pt_kb"], "{:,.0f}"), both(v["fork_ms"], "{:.2f}")])
+    head = ["program", "faults model / host", "by kind, host vocabulary (model / host)",
+            "by kind, as replayed", "peak page tables kB, all processes (model / host)",
+            "fork ms (estimated / host: syscall entry to task_newtask)"]
+    return tabulate(body, headers=head, tablefmt=tablefmt, disable_numparse=True)
+
+
+def report_markdown(paths=None) -> list[str]:
+    """Markdown lines for the report: per shipped trace its bias note, then the table of
+    the linux design's errors against the host (one replay per trace)."""
+    from pathlib import Path
+    from mmbench import record
+    if paths is None:
+        from mmbench.workloads.real_programs import REAL
+        paths = sorted(Path(REAL).glob("*.npz"))
+    rows, out = [], ["### Real programs: what the traces miss, and the linux design against the host", ""]
+    for p in paths:
+        trace, prov = record.load_recording(p)
+        v = validate(trace, prov)
+        v["name"] = Path(p).stem
+        rows.append(v)
+        cmd = prov.get("command", "?")
+        cmd = cmd if len(cmd) <= 60 else cmd[:59] + "…"
+        out.append(f"* **{v['name']}** (`{cmd}`, {prov.get('duration_s', 0):.1f} s "
+                   f"recorded): {bias_note(prov)}")
+    if not rows:
+        return []
+    out += ["", "Error = model / host − 1.  Host fault kinds are classified per fault from the "
+            "stream; \"as replayed\" is the kind each fault must take after the recorder's mapping "
+            "choices (file-backed private memory is replayed as anonymous memory: its page-cache "
+            "hits become zero-page reads).  " + FAULT_TIME_UNMEASURED + ".", "",
+            validation_table(rows), ""]
+    return out
