@@ -302,7 +302,7 @@ def conformance_machine(backend, *, devices: int | None = None, ram_pages: int =
         def madvise(self, pick, vpn, n, advice):
             p = self.pid(pick)
             vpn = self.vpn(p, vpn)
-            self.both(f"madvise({p}, {vpn}, {n}, {advice.name})",
+            self.both(f"madvise({p}, {vpn}, {n}, mmbench.Advice.{advice.name})",
                       lambda m: m.madvise(p, vpn, n, advice), span=(p, vpn, n))
 
         if huge:
@@ -315,7 +315,7 @@ def conformance_machine(backend, *, devices: int | None = None, ram_pages: int =
                 vpn = block * 512 + shift
                 kind, _ = self.both(f"mmap({p}, {vpn}, {n})", lambda m: m.mmap(p, vpn, n), span=(p, vpn, n))
                 if kind == "ok" and advice is not None:
-                    self.both(f"madvise({p}, {vpn}, {n}, {advice.name})", lambda m: m.madvise(p, vpn, n, advice))
+                    self.both(f"madvise({p}, {vpn}, {n}, mmbench.Advice.{advice.name})", lambda m: m.madvise(p, vpn, n, advice))
 
             @precondition(lambda self: self.live)
             @rule(pick=picks, block=st.integers(0, vpn_span // 512 - 1), value=values)
@@ -494,7 +494,8 @@ DEVICE_SCRIPTS = {
 
 def _call(m, what: str):
     """Run one logged call ("write(1, 0, 7)") on machine `m` (the strings are our own)."""
-    return eval("m." + what, {"__builtins__": {}}, {"m": m})   # noqa: S307 - generated text only
+    import mmbench
+    return eval("m." + what, {"__builtins__": {}}, {"m": m, "mmbench": mmbench})   # noqa: S307 - generated text only
 
 
 def replay_calls(cls, calls, machine_kw: dict, options: dict):

@@ -112,7 +112,8 @@ def replay_one(trace, design: str, calibration=None, file_reads: int = 0) -> dic
         rest = {k: v - fork_ev.get(k, 0) for k, v in allev.items()}
         faults = est.estimate_ns(rest, calibration)
         pc = faults["breakdown"]
-        hit = est._price(calibration["costs"], "page_cache_hit") or 0.0
+        pr = est._price(calibration["costs"], "page_cache_hit")      # (price, low, high) or None
+        hit = pr[0] if pr else 0.0
         res["est_fault_ns"] = sum(pc.get(k, 0.0) for k in FAULT_COSTS) + file_reads * hit
         res["est_fork_ns"] = fork_est["total_ns"]
         res["est_total_ns"] = whole["total_ns"] + file_reads * hit
@@ -137,12 +138,15 @@ def _sample(m, peak, peak_total, peak_pt):
 
 def replay_all(trace, provenance: dict, designs=None, calibration=None) -> list[dict]:
     """Every chosen design's result (default: every installed design but the reference)."""
-    from mmbench.runner import default_backends, _not_installed
+    from mmbench.cli import known_designs
+    from mmbench.runner import default_backends
     from mmbench.workloads._measure import load_calibration
     designs = list(designs) if designs else default_backends()
-    bad = _not_installed(designs)
+    names, _ = known_designs()
+    bad = [d for d in designs if d not in names]
     if bad:
-        raise errors.InvalidArgument(f"design(s) not installed: {', '.join(bad)}")
+        raise errors.InvalidArgument(f"unknown design(s) {', '.join(map(repr, bad))}; "
+                                     f"known designs: {', '.join(names)}")
     cal, where = load_calibration(calibration)
     if calibration and cal is None:
         raise errors.InvalidArgument(f"calibration {calibration}: {where}")

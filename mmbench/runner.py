@@ -673,6 +673,45 @@ def register(app: typer.Typer) -> None:
             typer.echo(text, nl=not text.endswith("\n"))
 
 
+def check_design_options(backends, options: dict) -> None:
+    """InvalidArgument unless every design accepts every option with its value."""
+    if not options:
+        return
+    from mmbench import registry
+    for name in backends:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cls = registry.load(name, quiet=True)
+        if cls is None:
+            continue                    # a broken plugin: its rows say why
+        known = sorted(cls.option_defaults)
+        bad = [k for k in options if k not in known]
+        if bad:
+            raise errors.InvalidArgument(
+                f"design {name!r} has no option {', '.join(map(repr, bad))}; "
+                f"its options: {', '.join(known) or 'none'}")
+        try:
+            cls(ram_pages=64, **options)
+        except errors.MMError as e:
+            raise errors.InvalidArgument(f"design {name!r}: {e}") from None
+
+
+def check_points(workloads, profile, overrides: dict) -> None:
+    """With -p, build each overridden scenario once now, so a bad value fails before the run
+    (the scenario cache keeps it for the run)."""
+    if not overrides:
+        return
+    for w in workloads:
+        for p in points(w, profile, overrides):
+            try:
+                w.scenario(**p)
+            except errors.MMError as e:
+                raise errors.InvalidArgument(f"workload {w.name} with {results.params_label(p)}: {e}") from None
+            except (TypeError, ValueError, OverflowError) as e:
+                raise errors.InvalidArgument(f"workload {w.name} with {results.params_label(p)}: "
+                                             f"{type(e).__name__}: {e}") from None
+
+
 def _run_with_progress(profile, backends, patterns, repeats, calibration, overrides=None,
                        options=None, **how) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -219,6 +219,6 @@ def test_report_prints_the_headline_tables(tiny, tmp_path):
     r = run("report", tiny, "--out", out, "--asv", tmp_path / "none")
     assert r.exit_code == 0, r.output
     assert "metadata bytes per resident page" in r.output and "fork cost" in r.output
-    assert "linux [B/page] (baseline)" in r.output
+    assert "linux (baseline)" in r.output
     assert r.output.rstrip().endswith(f"({len(list(out.iterdir()))} files)")
     assert f"full report: {out / 'README.md'}" in r.output

@@ -73,7 +73,7 @@ def test_cli_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     r = runner.invoke(app, ["replay", str(bad)])
-    assert r.exit_code == 2 and "not a readable trace file" in r.output
+    assert r.exit_code == 2 and "not an mmbench trace file" in r.output
     r = runner.invoke(app, ["record", "-o", str(tmp_path / "x.npz")])
     assert r.exit_code == 2 and "no command" in r.output
     r = runner.invoke(app, ["record", "-o", str(tmp_path / "x.npz"), "--", "/no/such/program"])
