@@ -239,7 +239,6 @@ cdef class LinuxHMMMachine(LinuxMachine):
             victim = devmem_oldest(&self.devmem[dev])
             if victim == NO_PFN or self.evict_device_page(victim) != MM_OK:
                 return NO_PFN
-            self.ctr[C_DEVICE_EVICTIONS] += 1
         pfn = devmem_frame_alloc(self.devmem, &self.frames, dev)
         if pfn != NO_PFN:
             self.kmem_alloc(self.kc_devpage)
@@ -250,10 +249,12 @@ cdef class LinuxHMMMachine(LinuxMachine):
         self.kmem_free(self.kc_devpage)
 
     cdef int evict_device_page(self, pfn_t pfn) noexcept nogil:
-        """Driver eviction (migrate_device_range): the page goes home to every mapper."""
+        """Driver eviction (migrate_device_range): the page goes home to every mapper
+        (counted in device_evictions, one per device frame reclaimed)."""
         cdef int st = self.migrate_to_ram(pfn, NULL, 0)
         if st == MM_OK:
             self.dma_dir(1, False)
+            self.ctr[C_DEVICE_EVICTIONS] += 1
         return st
 
     cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil:
