@@ -20,7 +20,8 @@
 # notifier has to keep a device copy coherent with a CPU PTE: moving a block
 # is an explicit transition of its gm_mapping under the mapping's mutex.
 #
-# Granularity (option granularity_pages, default 512): the RFC's device fault
+# Granularity (option granularity_pages; when not given, device_fault_pages,
+# the device-fault block every device design takes, default 512): the RFC's device fault
 # works in HPAGE_SIZE units - gm_dev_fault looks up *one* gm_mapping, zaps
 # 2 MiB of CPU PTEs (zap_page_range_single) and peer_maps 2 MiB - and its CPU
 # fault path for such memory is do_huge_pmd_anonymous_page, which creates one
@@ -164,7 +165,7 @@ cdef class GmemMachine(LinuxHMMMachine):
              "path; 1 = 4 KiB); device memory carries a static 48-B gm_mapping per device page "
              "(gm_dev_register_physmem).  CPU faults allocate 4 KiB frames: the linux design it builds "
              "on has no THP.")
-    option_defaults = dict(LinuxHMMMachine.option_defaults, granularity_pages=512, peer_shared="all")
+    option_defaults = dict(LinuxHMMMachine.option_defaults, granularity_pages=None, peer_shared="all")
     supports_devices = True
     counter_names = GMEM_COUNTERS
 
@@ -176,6 +177,8 @@ cdef class GmemMachine(LinuxHMMMachine):
     def __init__(self, **kw):
         super().__init__(**kw)
         g = self.options["granularity_pages"]
+        if g is None:
+            g = self.device_fault_pages                # already checked by LinuxHMMMachine
         if isinstance(g, bool) or not isinstance(g, int) or not (1 <= g <= 512) or (g & (g - 1)):
             raise _errors.InvalidArgument("granularity_pages must be a power of two in 1..512")
         while g > self.device_pages:                   # a device smaller than one block
@@ -185,6 +188,9 @@ cdef class GmemMachine(LinuxHMMMachine):
         if ps not in ("all", "marked"):
             raise _errors.InvalidArgument("peer_shared must be 'all' or 'marked'")
         self.all_peer_shared = ps == "all"
+        if self.all_peer_shared and self.options["device_fault"] == "remote":
+            raise _errors.NotSupported("gmem migrates peer-shared memory on device faults; it has no "
+                                       "remote mode (device_fault='remote' needs peer_shared='marked')")
         self.kc_vm_object = self.slab_register("vm_object", 24)
         self.kc_lpt_xarray = self.slab_register("xarray (vm_object)", 16)
         self.kc_gm_mapping = self.slab_register("gm_mapping", 48)
