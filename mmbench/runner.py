@@ -64,6 +64,19 @@ def select_workloads(patterns: list[str] | None) -> list:
     return chosen
 
 
+def design_notes(backends) -> list[str]:
+    """What each design says about itself for readers of the results (its class's
+    ``notes``: its own choices where its source defines nothing, simplifications)."""
+    from mmbench import registry
+    out = []
+    for b in backends:
+        try:
+            out += list(getattr(registry.load(b), "notes", ()) or ())
+        except errors.MMError:
+            pass
+    return out
+
+
 def plan(workloads, backends, profile) -> list[tuple]:
     """[(workload, params, backend)] in the order they run: backend-major, then catalogue order."""
     return [(w, p, b) for b in backends for w in workloads for p in w.points(profile)]
@@ -86,7 +99,7 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
     cal, where = load_calibration(calibration)
     if calibration and cal is None:
         raise errors.InvalidArgument(f"calibration {calibration}: {where}")
-    notes = [] if cal is not None else [where]
+    notes = ([] if cal is not None else [where]) + design_notes(backends)
     todo = plan(wls, backends, profile)
     records = []
     for i, (w, p, b) in enumerate(todo):

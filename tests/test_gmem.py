@@ -241,3 +241,12 @@ def test_peer_shared_marked_ranges_only():
 
 def test_marked_out_of_memory_changes_no_value():
     assert sum(run_random_oom("gmem", seed, peer_shared="marked") for seed in range(10)) > 10
+
+
+def test_design_notes_reach_the_results():
+    """What the RFC leaves open is labelled as mmbench's choice in the results notes."""
+    from mmbench.runner import design_notes
+    notes = design_notes(["gmem", "linux"])
+    assert any("RFC defines no fork, mremap or mprotect" in n for n in notes)
+    assert any("devices=0" in n for n in notes)
+    assert any("lib/test_hmm.c" in n and "2 MiB" in n for n in notes)

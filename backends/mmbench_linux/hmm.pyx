@@ -131,6 +131,11 @@ cdef class LinuxHMMMachine(LinuxMachine):
     description = ("Linux: anon_vma + anon_vma_chain reverse map, 4-level page tables, zero page, "
                    "COW; devices through HMM (device-private PTEs, migrate_to_ram, notifiers)")
     option_defaults = dict(LinuxMachine.option_defaults, device_fault="migrate", device_fault_pages=512)
+    notes = ("linux: a device fault migrates the aligned 2 MiB block around it, and a CPU fault "
+             "on device memory brings that block home, as GPU drivers with shared virtual memory "
+             "do (amdgpu's SVM granularity); device_fault_pages=1 moves one page per fault; "
+             "device_fault='remote' is lib/test_hmm.c's dmirror: host pages mapped remotely, 32 per "
+             "hmm_range_fault, pages move only on an explicit migrate.",)
     supports_devices = True
     counter_names = HMM_COUNTERS
 
