@@ -150,6 +150,8 @@ cdef class Machine:
     * ``counter_names``: the counters that mean something in this design.
     * ``huge_page_advice``: whether ``madvise`` takes HUGEPAGE / NOHUGEPAGE
       (otherwise they raise NotSupported; DONTNEED always works).
+    * ``design_notes``: fixed lines for readers of the results (the design's own
+      choices where its source defines nothing); ``notes()`` starts with them.
     """
 
     name = "machine"
@@ -158,6 +160,7 @@ cdef class Machine:
     supports_devices = False
     counter_names = COUNTER_NAMES
     huge_page_advice = False
+    design_notes = ()
     #: (link bandwidth GB/s, per-transfer latency us, batch pages): PCIe 5.0 x16
     LINKS = {
         "pcie5": (63.0, 1.0, 512),
@@ -864,9 +867,11 @@ cdef class Machine:
         """Lines saying how this design departs from the contract's defaults (e.g. huge pages).
 
         A design that models huge pages (or knows it has none) overrides this;
-        the default says that this one runs at 4 KiB whatever ``thp`` asks.
+        the default says that this one runs at 4 KiB whatever ``thp`` asks.  A design's
+        fixed notes (its own choices where its source defines nothing) are its class's
+        ``design_notes`` and come first.
         """
-        return [f"huge pages are not modelled in the {type(self).name!r} design yet: runs at 4 KiB "
+        return list(type(self).design_notes) + [f"huge pages are not modelled in the {type(self).name!r} design yet: runs at 4 KiB "
                 f"(thp={self.options.get('thp')!r} has no effect)"]
 
     def struct_sizes(self):

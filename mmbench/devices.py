@@ -29,7 +29,9 @@ turns those exact counts into **estimated** transfer time::
 
 so a design that migrates one page per fault pays the latency once per page
 (4 KiB at 63 GB/s takes 0.065 µs: latency dominates, ~3.8 GB/s effective),
-while a design that moves 2 MiB per fault amortises it (~61 GB/s).
+while a design that moves 2 MiB per fault amortises it (~61 GB/s).  A remote
+mapping (``device_fault="remote"``) moves no page: each device access crosses
+the link on its own, which the model does not count as a transfer.
 """
 from __future__ import annotations
 
@@ -46,6 +48,15 @@ _COUNTERS = ("pages_to_device", "pages_to_host", "dma_bytes", "dma_transfers",
              "notifier_calls", "notifier_invalidated", "device_faults", "device_pte_writes",
              "device_tlb_invalidations", "device_evictions", "fault_device_return", "pte_zaps",
              "rmap_visits")
+
+
+#: Device-fault variants, the same options for every design with devices:
+#: "2m" migrates the aligned 2 MiB block around a fault, each way (GPU drivers with
+#: shared virtual memory: amdgpu's SVM granularity; gmem's HPAGE_SIZE path);
+#: "4k" one page per fault; "remote" maps host pages in the device page table
+#: without migrating (lib/test_hmm.c's dmirror, 32 pages per hmm_range_fault; linux only).
+FAULT_VARIANTS = {"2m": {"device_fault_pages": 512}, "4k": {"device_fault_pages": 1},
+                  "remote": {"device_fault": "remote"}}
 
 
 def device_fault_pages_option(options: dict) -> int:
@@ -175,12 +186,35 @@ def pingpong_report(name: str, npages: int = 512, rounds: int = 4, link="pcie5",
     return transfer_report(m)
 
 
+def pingpong_variants(names=None, npages: int = 512, rounds: int = 4, link="pcie5") -> list[dict]:
+    """The ping-pong on every device design under every device-fault variant, side by
+    side: one row per (design, variant); a variant the design lacks is a row with
+    "unsupported" and the reason (never zeros)."""
+    import mmbench
+    if names is None:
+        names = [n for n in mmbench.backends() if n != "reference"
+                 and mmbench.registry.load(n).supports_devices]
+    rows = []
+    for name in names:
+        for variant, opts in FAULT_VARIANTS.items():
+            try:
+                r = pingpong_report(name, npages, rounds, link=link, **opts)
+            except (errors.NotSupported, errors.InvalidArgument) as e:
+                rows.append({"design": name, "variant": variant, "unsupported": f"{type(e).__name__}: {e}"})
+                continue
+            rows.append({"design": name, "variant": variant, **r})
+    return rows
+
+
 def metadata_per_resident_page(name: str, npages: int = 4096, step: int = 1, device: int = 0,
                                **options) -> dict:
     """Exact metadata bytes per resident page: one process writes every `step`-th
-    page of an `npages` mapping, then (device > 0) migrates the range there."""
+    page of an `npages` mapping, then (device > 0) migrates the range there.
+    ``bytes`` leaves out what the machine holds before any process exists
+    (``static_bytes``: e.g. gmem's gm_mapping per device page), reported apart."""
     import mmbench
     m = mmbench.open(name, devices=max(device, 1), device_pages=max(1 << 16, npages), **options)
+    empty = m.metadata()                 # what the machine holds before any process: static
     p = m.spawn()
     m.mmap(p, 0, npages)
     for v in range(0, npages, step):
@@ -189,9 +223,11 @@ def metadata_per_resident_page(name: str, npages: int = 4096, step: int = 1, dev
         m.migrate(p, 0, npages, device)
     md = {k: v for k, v in m.metadata().items() if v[0]}
     resident = len(range(0, npages, step))
-    total = sum(b for _, b in md.values())
+    static = {k: v for k, v in empty.items() if v[0]}
+    total = sum(b for _, b in md.values()) - sum(b for _, b in static.values())
     return {"design": name, "resident_pages": resident, "bytes": total,
-            "bytes_per_page": total / resident, "structs": md, "kind": "exact"}
+            "bytes_per_page": total / resident, "structs": md,
+            "static_bytes": sum(b for _, b in static.values()), "static": static, "kind": "exact"}
 
 
 def main(argv=None) -> None:
@@ -199,11 +235,14 @@ def main(argv=None) -> None:
     import mmbench
     configs = [(n, {}) for n in mmbench.backends() if n != "reference"
                and mmbench.registry.load(n).supports_devices]
-    print("ping-pong, 2 MiB, 4 rounds, pcie5 (counts exact, GB/s estimated)")
-    for name, kw in configs:
-        r = pingpong_report(name, **kw)
+    print("ping-pong, 2 MiB, 4 rounds, pcie5, by device-fault variant (counts exact, GB/s estimated)")
+    for r in pingpong_variants([n for n, _ in configs]):
+        if "unsupported" in r:
+            print(f"  {r['design']:8s} {r['variant']:6s} unsupported ({r['unsupported']})")
+            continue
         c = r["counts"]
-        print(f"  {name:8s} device_faults={c['device_faults']} pages to dev/host="
+        print(f"  {r['design']:8s} {r['variant']:6s} device_faults={c['device_faults']} "
+              f"fault_device_return={c['fault_device_return']} pages to dev/host="
               f"{c['pages_to_device']}/{c['pages_to_host']} transfers to dev/host="
               f"{r['to_device']['transfers']:.0f}/{r['to_host']['transfers']:.0f} "
               f"notifier_calls={c['notifier_calls']} rmap_visits={c['rmap_visits']} "
@@ -213,7 +252,8 @@ def main(argv=None) -> None:
                       ("1 in 64 of 256 MiB, host", {"npages": 1 << 16, "step": 64})):
         for name, opts in configs:
             r = metadata_per_resident_page(name, **kw, **opts)
-            print(f"  {label:26s} {name:8s} {r['bytes']:>10,} B  {r['bytes_per_page']:7.1f} B/page")
+            static = f"  (+{r['static_bytes']:,} B static)" if r["static_bytes"] else ""
+            print(f"  {label:26s} {name:8s} {r['bytes']:>10,} B  {r['bytes_per_page']:7.1f} B/page{static}")
     print("bookkeeping, 256 Ki pages host->device->host (measured)")
     for name, kw in configs:
         r = bookkeeping_throughput(name, **kw)

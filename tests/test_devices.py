@@ -90,19 +90,94 @@ def test_errors():
         mmbench.open("linux", devices=1, device_fault="teleport")
 
 
-def test_pingpong_linux_numbers():
-    """512 pages (2 MiB), 4 rounds: every device write migrates one page (one fault,
-    one 4 KiB transfer), every CPU write brings one page home (do_swap_page)."""
+def test_device_fault_defaults_to_2mib_migrate_on_fault():
+    m = mmbench.open("linux", devices=1)
+    assert (m.options["device_fault"], m.options["device_fault_pages"]) == ("migrate", 512)
+
+
+def test_pingpong_linux_migrate_2mib():
+    """Default (SVM-driver style): the first device write of a round migrates the whole
+    2 MiB block in one transfer; the first CPU write brings the block home the same way."""
     r = devices.pingpong_report("linux", npages=512, rounds=4)
+    c = r["counts"]
+    assert c["pages_to_device"] == 4 * 512 and c["pages_to_host"] == 4 * 512
+    assert c["device_faults"] == 4 and c["fault_device_return"] == 4
+    assert r["to_device"]["transfers"] == 4 and r["to_host"]["transfers"] == 4
+    # one notifier call per migration each way; the one home erases the 512 device entries
+    assert c["notifier_calls"] == 8 and c["notifier_invalidated"] == 4 * 512
+    assert c["rmap_visits"] == 0             # one mapper: the collected PTE is enough
+    assert r["to_device"]["gbps"] > 50       # 2 MiB per transfer amortises the latency
+
+
+def test_pingpong_linux_migrate_one_page():
+    """device_fault_pages=1: every device write migrates one page (one fault, one 4 KiB
+    transfer), every CPU write brings one page home (as dmirror_devmem_fault does)."""
+    r = devices.pingpong_report("linux", npages=512, rounds=4, device_fault_pages=1)
     c = r["counts"]
     assert c["pages_to_device"] == 4 * 512 and c["pages_to_host"] == 4 * 512
     assert c["device_faults"] == 4 * 512 and c["fault_device_return"] == 4 * 512
     assert c["dma_transfers"] == 8 * 512
-    # one notifier call per migration to the device (own device, skipped) and one per
-    # page going home, which erases the device's entry
     assert c["notifier_calls"] == 8 * 512 and c["notifier_invalidated"] == 4 * 512
-    assert c["rmap_visits"] == 0             # one mapper: the collected PTE is enough
     assert r["to_device"]["gbps"] < 4.0      # latency-bound: one 4 KiB transfer per fault
+
+
+def test_pingpong_linux_remote_dmirror():
+    """device_fault="remote" (lib/test_hmm.c): hmm_range_fault maps 32 host pages per
+    device fault, nothing migrates, and the CPU never faults on device memory."""
+    r = devices.pingpong_report("linux", npages=512, rounds=4, device_fault="remote")
+    c = r["counts"]
+    assert c["device_faults"] == 512 // 32
+    assert c["pages_to_device"] == c["pages_to_host"] == c["dma_transfers"] == 0
+    assert c["fault_device_return"] == 0
+
+
+def test_remote_device_fault_maps_a_32_page_window():
+    m = mmbench.open("linux", devices=1, device_fault="remote")
+    p = m.spawn()
+    m.mmap(p, 0, 100)
+    m.write(p, 40, 9)
+    assert m.device_read(1, p, 40) == 9
+    ents = m.device_entries(p, 1)
+    assert sorted(ents) == list(range(32, 64))           # the aligned window [32, 64)
+    assert ents[40] == (0, True) and ents[33] == (0, False)   # host page; zero page, read-only
+    assert m.counter("device_faults") == 1 and m.counter("pages_to_device") == 0
+    m.device_write(1, p, 70, 5)                          # REQ_WRITE: all of [64, 96) write-faulted
+    ents = m.device_entries(p, 1)
+    assert all(ents[v] == (0, True) for v in range(64, 96)) and 96 not in ents
+    assert m.counter("device_faults") == 2
+    assert m.read(p, 70) == 5 and m.read(p, 71) == 0
+    m.check()
+    m.migrate(p, 0, 100, 1)                              # explicit migrate still moves pages
+    assert m.page_node(p, 40) == 1 and m.counter("pages_to_device") == 100
+    assert m.read(p, 40) == 9 and m.page_node(p, 40) == 0 and m.page_node(p, 41) == 1   # one page home
+    m.check()
+
+
+def test_migrate_collect_counts_ptep_clear_flush():
+    """migrate_vma_collect_pmd: each AnonExclusive PTE is cleared with ptep_clear_flush,
+    then one flush_tlb_range for the PTE table; a page shared after fork is cleared
+    without a flush, its other mapper by try_to_migrate (ptep_clear_flush)."""
+    m = mmbench.open("linux", devices=1)
+    p = m.spawn()
+    m.mmap(p, 0, 8)
+    for v in range(8):
+        m.write(p, v, v + 1)
+    before = m.counters()
+    m.migrate(p, 0, 8, 1)
+    d = {k: m.counter(k) - before[k] for k in before}
+    assert d["pte_zaps"] == 8 and d["tlb_flushes"] == 8 + 1
+    q = mmbench.open("linux", devices=1)
+    p = q.spawn()
+    q.mmap(p, 0, 4)
+    for v in range(4):
+        q.write(p, v, v + 1)
+    c = q.fork(p)
+    before = q.counters()
+    q.migrate(p, 0, 4, 1)                    # shared with the child: both mappers move
+    d = {k: q.counter(k) - before[k] for k in before}
+    assert d["pte_zaps"] == 8 and d["tlb_flushes"] == 4 + 1   # child's 4 + one range flush
+    assert q.page_node(c, 2) == 1 and q.read(c, 2) == 3
+    q.check()
 
 
 def test_bookkeeping_throughput_small():
@@ -149,8 +224,9 @@ def test_replay_with_device_ops_matches_reference(name, opts):
 
 def test_migration_with_other_mappers():
     """A page shared with a fork child migrates for both: try_to_migrate walks the rmap,
-    the child's PTE becomes device-private too and its CPU access brings the page home."""
-    m = mmbench.open("linux", devices=1)
+    the child's PTE becomes device-private too and its CPU access brings the page home.
+    (One page per fault, so that the child's device read moves only page 64.)"""
+    m = mmbench.open("linux", devices=1, device_fault_pages=1)
     p = m.spawn()
     m.mmap(p, 0, 65)
     for v in range(65):

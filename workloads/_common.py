@@ -87,11 +87,13 @@ class Machine:
     ram_pages: int
     devices: int = 0
     device_pages: int = 1 << 16
+    options: tuple = ()            # design options as (name, value) pairs, e.g. a device-fault variant
 
     def kwargs(self) -> dict:
         kw = {"ram_pages": self.ram_pages}
         if self.devices:
             kw.update(devices=self.devices, device_pages=self.device_pages)
+        kw.update(dict(self.options))
         return kw
 
 

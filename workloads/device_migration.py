@@ -18,9 +18,16 @@ from ._common import BASE, PAGES_2M, Machine, Script, ram_for, rng, tokens, work
 from ._asv import asv_classes
 
 
-def _device_machine(pages, device_pages=None, copies=2):
+# Device-fault variants compared side by side (mmbench.devices.FAULT_VARIANTS):
+# migrate an aligned 2 MiB block per fault each way, one page per fault, or map
+# host pages remotely (lib/test_hmm.c's dmirror; linux only).
+FAULT_OPTIONS = {"2m": (("device_fault_pages", 512),), "4k": (("device_fault_pages", 1),),
+                 "remote": (("device_fault", "remote"),)}
+
+
+def _device_machine(pages, device_pages=None, copies=2, options=()):
     return Machine(ram_pages=ram_for(pages, copies).ram_pages, devices=1,
-                   device_pages=device_pages or max(4096, 2 * pages))
+                   device_pages=device_pages or max(4096, 2 * pages), options=options)
 
 
 def _filled(s, pages, shared=False):
@@ -57,17 +64,22 @@ def bulk_roundtrip(pages, transfer):
 
 
 @workload("device_migration", needs_devices=True, grids={
-    "tiny": {"rounds": [4]}, "quick": {"rounds": [300]}, "full": {"rounds": [3000]},
+    "tiny": {"rounds": [4], "fault": ["2m", "4k", "remote"]},
+    "quick": {"rounds": [300], "fault": ["2m", "4k", "remote"]},
+    "full": {"rounds": [3000], "fault": ["2m", "4k", "remote"]},
     "asv": {"rounds": [20]}})
-def ping_pong(rounds, region=PAGES_2M, touched=8, seed=8):
+def ping_pong(rounds, region=PAGES_2M, touched=8, seed=8, fault="2m"):
     """A 2 MiB buffer handed back and forth: migrate to the device, the device writes, the CPU writes.
 
     Stands for a CPU/accelerator pipeline sharing one buffer per step (the
     host prepares the next input in the buffer the accelerator just used),
     the case unified memory handles by migrating on every hand-over.  Each
     CPU write after the device had the buffer is a device-return fault.
+    `fault` is the device-fault variant, the same for every design: "2m" moves
+    an aligned 2 MiB block per fault each way, "4k" one page, "remote" is
+    dmirror's remote mapping (a design without it is unsupported).
     """
-    s = Script(_device_machine(region))
+    s = Script(_device_machine(region, options=FAULT_OPTIONS[fault]))
     t, p = _filled(s, region)
     t = s.segment("pingpong", "per_op", ops=[Op.MIGRATE, Op.DEVICE_WRITE, Op.WRITE],
                   scale={"round": rounds})

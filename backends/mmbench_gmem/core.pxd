@@ -1,10 +1,11 @@
 # mmbench_gmem.core — the typed interface of the `gmem` design.
 #
 # gmem = Linux VMAs and CPU page tables (mmbench_linux) + one vm_object per
-# process whose logical page table maps every touched vpn of peer-shared
-# memory to a gm_mapping saying where the page is: nowhere yet (NOMAP), in a
-# host frame mapped by the CPU page table (CPU), or in one device's memory
-# (DEVICE), never both.  The device side (device memory, device page tables,
+# process whose logical page table maps every touched block (2 MiB by default)
+# of peer-shared memory to a gm_mapping saying where the block is: nowhere yet
+# (NOMAP), in host frames mapped by the CPU page table (CPU), or in one
+# device's memory (DEVICE), never both.  Memory is peer-shared only on a
+# machine with devices (a device context).  The device side (device memory, device page tables,
 # FIFO eviction) is reused from mmbench_linux.hmm.  See core.pyx.
 
 from libc.stdint cimport int64_t, uint64_t, uint32_t
@@ -28,16 +29,20 @@ cdef enum:
     GM_PAGE_TYPE_MASK = 0x70
 
 # struct gm_mapping (48 B in the kernel: flag, page/dev/pfn union, struct mutex).
-# The model keeps the device and the device frame side by side; the mutex is
-# accounted in the 48 B and never contended (the model is single-threaded).
+# One per granularity block of peer-shared memory, keyed by the block's first
+# vpn (va >> PAGE_SHIFT of the 2 MiB-aligned address on the RFC's huge-page
+# path).  The model keeps, for a DEVICE block, the device frame of each page
+# of the block: the driver's own record of the device memory it peer_mapped
+# (a simulator array, not kernel memory).  The mutex is accounted in the 48 B
+# and never contended (the model is single-threaded).
 ctypedef struct gm_mapping_t:
     uint32_t flag
-    int dev                        # GM_PAGE_DEVICE: the device holding the page
-    pfn_t pfn                      # GM_PAGE_DEVICE: the device frame
+    int dev                        # GM_PAGE_DEVICE: the device holding the block
+    pfn_t* pages                   # GM_PAGE_DEVICE: frame per page of the block (NO_PFN: a hole); else NULL
 
 # struct vm_object (24 B) + its kmalloc'd xarray (16 B): one per mm.
 ctypedef struct vm_object_t:
-    xarray_t logical_page_table    # vpn -> gm_mapping_t*
+    xarray_t logical_page_table    # block's first vpn -> gm_mapping_t*
     int64_t nr_pages               # gm_mappings in the table
     int64_t xa_acct                # xa_nodes accounted
     mm_t* mm                       # owner (the kernel's mm->vm_obj back-pointer)
@@ -46,12 +51,17 @@ ctypedef struct vm_object_t:
 cdef class GmemMachine(LinuxHMMMachine):
     cdef vm_object_t** objs        # by pid; NULL until the first gm_mapping
     cdef int64_t objs_cap
-    cdef int64_t granularity       # pages moved per device fault (512 = 2 MiB)
+    cdef int64_t granularity       # pages per gm_mapping and per device fault (512 = HPAGE_SIZE)
     cdef int kc_vm_object, kc_lpt_xarray, kc_gm_mapping, kc_lpt_xa
+    cdef int kc_hnode, kc_hnode_gm, kc_hnode_xa   # gm_dev_register_physmem, static per device
+    cdef int64_t hnode_acct[3]
     cdef bint all_peer_shared      # option peer_shared="all" (else only mmap_peer_shared VMAs)
 
     # --- peer-shared memory
     cdef bint peer_shared(self, vma_t* v) noexcept nogil
+    cdef vma_t* peer_vma_from(self, mm_t* mm, uint64_t vpn, uint64_t end, uint64_t* s,
+                              uint64_t* e) noexcept nogil
+    cdef int64_t peer_pages(self, mm_t* mm, uint64_t b) noexcept nogil
 
     # --- vm_object and the logical page table
     cdef vm_object_t* obj_of(self, mm_t* mm) noexcept nogil
@@ -64,23 +74,26 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef void unmap_gm_mappings_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef int gm_cpu_populate(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
 
-    # --- the device side (gm_mmu ops)
-    cdef void peer_unmap(self, mm_t* mm, int dev, uint64_t vpn) noexcept nogil
-    cdef void gm_page_release(self, mm_t* mm, uint64_t vpn, gm_mapping_t* gm) noexcept nogil
+    # --- device memory of gm blocks, the device side (gm_mmu ops)
+    cdef pfn_t gm_frame_alloc(self, int dev, vm_object_t* obj, uint64_t vpn) noexcept nogil
+    cdef void gm_release_frames(self, mm_t* mm, uint64_t b, gm_mapping_t* gm, uint64_t start,
+                                uint64_t end) noexcept nogil
+    cdef void gm_touch(self, gm_mapping_t* gm) noexcept nogil
+    cdef int gm_device_reserve(self, int dev, int64_t need) noexcept nogil
+    cdef void peer_unmap(self, mm_t* mm, int dev, uint64_t start, uint64_t end) noexcept nogil
+    cdef int peer_map(self, mm_t* mm, uint64_t b, gm_mapping_t* gm) noexcept nogil
 
     # --- migration
-    cdef int gm_dev_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end,
-                          uint64_t fault_vpn) noexcept nogil
-    cdef int gm_move_in(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, gm_mapping_t* gm,
-                        int64_t* copies, bint zap_later) noexcept nogil
-    cdef int gm_dev_fault_page(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, int64_t* copies,
-                               bint zap_later) noexcept nogil
-    cdef pfn_t gm_host_fault_locked(self, mm_t* mm, vma_t* vma, uint64_t vpn, gm_mapping_t* gm) noexcept nogil
+    cdef int gm_dev_fault(self, int dev, mm_t* mm, uint64_t b) noexcept nogil
+    cdef int64_t gm_fill_block(self, int dev, mm_t* mm, uint64_t b, gm_mapping_t* gm,
+                               pfn_t* pages, pfn_t* src) noexcept nogil
+    cdef int gm_host_fault(self, mm_t* mm, uint64_t b, gm_mapping_t* gm) noexcept nogil
     cdef int gm_range_to_host(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
-    cdef bint device_frames_in_use(self) noexcept nogil
     cdef int gm_migrate_range(self, mm_t* mm, uint64_t start, uint64_t end, int dev) noexcept nogil
     cdef int64_t gm_count_device(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
 
     # --- invariants
     cdef int check_gmem(self, int64_t pid, int64_t* ndev) noexcept nogil
+    cdef int check_gm(self, mm_t* mm, vm_object_t* obj, uint64_t b, gm_mapping_t* gm,
+                      int64_t* ndev) noexcept nogil
     cdef int check_device_frames(self, int64_t ngm) noexcept nogil

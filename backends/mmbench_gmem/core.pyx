@@ -3,69 +3,95 @@
 # The design in its own words
 # ---------------------------
 # The GMEM RFC (Weixi Zhu, 2023) keeps Linux's VMAs and CPU page tables but
-# adds, per process, a `vm_object` (after FreeBSD's) whose xarray — the
-# *logical page table* — maps every touched virtual page of peer-shared memory
-# to a `gm_mapping` telling where that page is right now:
+# adds, per process attached to a device (a gm_context on mm->gm_as), a
+# `vm_object` (after FreeBSD's) whose xarray — the *logical page table* — maps
+# every touched block of peer-shared memory to a `gm_mapping` telling where
+# that block is right now:
 #
-#      mm ── vm_object ── xarray vpn → gm_mapping { flag, dev / pfn, mutex }   (48 B each)
+#      mm ── vm_object ── xarray  vpn>>0 of the block → gm_mapping { flag, dev, mutex }   (48 B each)
 #                                       │ NOMAP   nowhere yet: a fault allocates (CPU) or peer_maps (device)
-#                                       │ CPU     host frame, mapped by the CPU page table
-#                                       │ DEVICE  device frame, mapped by the device's own MMU (peer_map)
-#      CPU page table ── PTE ── host frame         (present only while the gm_mapping says CPU)
-#      device MMU     ── pmap ── device frame      (present only while the gm_mapping says DEVICE)
+#                                       │ CPU     host frames, mapped by the CPU page table
+#                                       │ DEVICE  device frames, mapped by the device's own MMU (peer_map)
+#      CPU page table ── PTE ── host frame         (only while the block's gm_mapping says CPU)
+#      device MMU     ── pmap ── device frame      (only while it says DEVICE)
+#      device memory  ── hnode ── gm_mapping per device page   (static, gm_dev_register_physmem)
 #
-# A page is in exactly one place (the RFC's COHERENT_EXCLUSIVE mode), so no
-# notifier has to keep a device copy coherent with a CPU PTE: moving a page is
-# an explicit transition of its gm_mapping under the mapping's mutex.
+# A block is in exactly one place (the RFC's COHERENT_EXCLUSIVE mode), so no
+# notifier has to keep a device copy coherent with a CPU PTE: moving a block
+# is an explicit transition of its gm_mapping under the mapping's mutex.
 #
-#   device fault   gm_dev_fault: for each page of the 2 MiB-aligned block around
-#                  the fault (option granularity_pages; 512 = HPAGE_SIZE as in
-#                  the RFC, 1 = 4 KiB): CPU → zap the CPU PTE, copy the frame
-#                  over the link, peer_map; NOMAP → peer_map a fresh device page
-#                  (no copy); DEVICE on this device → already there.  The whole
-#                  block is one DMA batch.
-#   CPU fault      do_anonymous_page on a missing PTE looks the gm_mapping up
-#                  (creating it NOMAP): DEVICE → gm_host_fault_locked (new host
-#                  frame, copy back, peer_unmap, flag CPU); otherwise a zeroed
-#                  frame — *also for reads*: the zero page is disabled, because
-#                  a device-bound page must own a frame.  Order-0 faults bring
-#                  back 4 KiB each (the RFC's THP path would bring 2 MiB).
-#   prefetch       hmadvise_willneed(): WILLNEED on the range, then gm_dev_fault
+# Granularity (option granularity_pages; when not given, device_fault_pages,
+# the device-fault block every device design takes, default 512): the RFC's device fault
+# works in HPAGE_SIZE units - gm_dev_fault looks up *one* gm_mapping, zaps
+# 2 MiB of CPU PTEs (zap_page_range_single) and peer_maps 2 MiB - and its CPU
+# fault path for such memory is do_huge_pmd_anonymous_page, which creates one
+# gm_mapping per 2 MiB (vm_object_mapping_create(haddr)).  So by default one
+# gm_mapping covers an aligned 2 MiB block.  granularity_pages=1 is the
+# order-0 path (do_anonymous_page: one gm_mapping per 4 KiB page, one page per
+# device fault).  A machine whose device is smaller than a block uses the
+# largest power of two that fits (a test-sized device; real devices hold GiBs).
+#
+#   device fault   gm_dev_fault(block): CPU → copy the resident pages over the
+#                  link, zap the block's CPU PTEs (one TLB flush), peer_map the
+#                  block; NOMAP → peer_map fresh device memory (no copy);
+#                  DEVICE here → re-peer_map what the device page table lost
+#                  (and give holes a page); DEVICE elsewhere → copy device to
+#                  device (the RFC returns without moving: see below).  The
+#                  device allocates a frame for every page of the block that
+#                  lies in a peer-shared VMA (it maps 2 MiB); one DMA batch.
+#   CPU fault      do_anonymous_page on a missing PTE looks the block's
+#                  gm_mapping up (creating it NOMAP): DEVICE → gm_host_fault:
+#                  the whole block comes home (gm_host_fault_locked copies
+#                  HPAGE_SIZE), host frames mapped by PTEs, flag CPU; otherwise
+#                  a zeroed frame — *also for reads*: the zero page is disabled
+#                  for peer-shared memory.  The CPU side allocates 4 KiB frames
+#                  (the linux design it builds on has no THP), so a CPU block may
+#                  have holes; the RFC's THP path would zero all 2 MiB at once.
+#   prefetch       hmadvise_willneed(): WILLNEED on the blocks, then gm_dev_fault
 #                  block by block (the model is synchronous, so WILLNEED lasts
 #                  only while the block moves).
 #   lifetime       gm_mappings are created on first touch and never freed while
-#                  the VMA lives (MADV_DONTNEED drops the page, flag NOMAP);
-#                  munmap frees them (free_gm_mappings), exit frees the object.
+#                  a peer-shared VMA covers their block (MADV_DONTNEED drops the
+#                  pages, flag NOMAP when the whole block went); munmap frees
+#                  them with the last VMA (free_gm_mappings), exit frees the object.
+#   no device      gm_alloc_va_in_peer_devices fails without a device context
+#                  (mm->gm_as): on a machine with devices=0 no memory is
+#                  peer-shared and gmem is exactly the linux design (zero-page
+#                  reads, no vm_object, no gm_mapping).
 #
-# fork and mremap — the RFC does not define them.  What a merged version
-# needs, and what this model does:
-#   fork   the child must see a copy of every page, but a DEVICE page has no CPU
+# What the RFC does not define — the project's own choices (labelled so in the
+# docs and in the design's notes):
+#   fork   the child must see a copy of every page, but a DEVICE block has no CPU
 #          PTE for copy_page_range to share.  So fork first brings every DEVICE
-#          page of the parent home (gm_host_fault, counted as pages_to_host),
+#          block of the parent home (gm_host_fault, counted as pages_to_host),
 #          then runs Linux's fork unchanged (COW on CPU PTEs), then gives the
-#          child its own vm_object with a CPU gm_mapping per PTE it received.
+#          child its own vm_object with a CPU gm_mapping per block it received.
 #          A later device fault of either side copies *its* view to the device
-#          (zap drops only that side's reference), which breaks COW by itself.
-#   mremap DEVICE pages of the old range come home first, the PTEs move as in
-#          Linux, the moved pages get CPU gm_mappings at their new addresses and
-#          the old range's gm_mappings are freed with the old VMA.
+#          (the zap drops only that side's reference), which breaks COW by itself.
+#   mremap DEVICE blocks of the old and new ranges come home first, the PTEs move
+#          as in Linux, the moved pages get CPU gm_mappings at their new blocks
+#          and the old blocks' gm_mappings go with the old VMA.
 #   mprotect  Linux's change_protection plus the notifier of the device side
 #          drops the device mappings of the range (pmap_protect); the next device
-#          access re-peer_maps with the new protection.
+#          access re-peer_maps the block with the new protection.
+#   device to device  a DEVICE block faulted by another device is copied device
+#          to device (the RFC's gm_dev_fault returns "already on a device").
 # Shared (MAP_SHARED) mappings are not peer-shared in the RFC: they behave as in
 # the linux design (remote device mapping kept coherent by the notifier).  With
 # option peer_shared="marked", only VMAs mapped by mmap_peer_shared (flag
 # VM_PEER_SHARED) are; other private memory is Linux + HMM, device-private
 # PTEs included, so both mechanisms can live in one machine.
 #
-# Oversubscription: a full device evicts its oldest page (FIFO) back to a host
-# frame mapped by the CPU PTE, flag CPU.  (The RFC parks evicted pages in
-# gm_mapping->page for the next CPU fault to reuse; mapping them at once keeps
-# every host frame reachable from a PTE and costs the same copy.)
+# Oversubscription: a full device evicts its oldest page (FIFO) and with it
+# that page's whole block, back to host frames mapped by CPU PTEs, flag CPU.
+# (The RFC parks evicted pages in gm_mapping->page for the next CPU fault to
+# reuse; mapping them at once keeps every host frame reachable from a PTE and
+# costs the same copy.)
 #
-# Structure: vm_object / logical page table; gm_mmu ops (peer_map = device
-# page-table entry, peer_unmap); device fault; CPU fault; migration and
-# prefetch; Linux paths that zap/unmap/fork/mremap; invariants.
+# Structure: peer-shared memory; vm_object / logical page table; device
+# memory of blocks and gm_mmu ops (peer_map = device page-table entries,
+# peer_unmap); device fault; CPU fault; migration and prefetch; Linux paths
+# that zap/unmap/fork/mremap; invariants.
 
 from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
@@ -74,13 +100,15 @@ from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, VPN_
                            C_FAULT_DEVICE_RETURN, C_FAULT_ZERO_FILL, C_PAGES_ZEROED, C_PTE_WRITES,
                            C_TLB_FLUSHES, C_PTE_ZAPS, C_PAGES_TO_DEVICE, C_PAGES_TO_HOST, C_DEVICE_PTE_WRITES,
                            C_DEVICE_TLB_INVAL, C_GM_MAPPING_ALLOC, C_OBJECTS_ALLOC, C_OBJECTS_FREE,
-                           C_XA_NODE_ALLOC, C_XA_NODE_FREE)
-from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, FR_DESIGN1, frame_node, frames_free_count)
-from mmbench.blocks.pagetable cimport (pt_node_t, PT_ENTRIES, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte, pte_pfn,
+                           C_XA_NODE_ALLOC, C_XA_NODE_FREE, C_DEVICE_EVICTIONS)
+from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_DESIGN1, frame_node,
+                                    frames_free_count, frame_value)
+from mmbench.blocks.pagetable cimport (pt_node_t, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte, pte_pfn,
                                        pt_leaf, pt_get, pt_set, pt_next)
 from mmbench.blocks.xarray cimport xa_init, xa_destroy, xa_load, xa_store, xa_erase, xa_find
 from mmbench.blocks.devmirror cimport (dmirror_t, dmirror_lookup, dmirror_invalidate, dpte_pfn, devmem_has,
-                                       DPT_WRITE, pidtab_reserve)
+                                       devmem_add, devmem_del, devmem_oldest, devmem_frame_alloc,
+                                       devmem_frame_free, DPT_WRITE, pidtab_reserve)
 from mmbench_linux.core cimport LinuxMachine
 from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t, VM_WRITE, VM_SHARED, VM_FAULT_DONE, VM_FAULT_OOM
 from mmbench_linux.hmm cimport LinuxHMMMachine, dev_mm_t
@@ -89,49 +117,93 @@ from mmbench_linux.hmm import HMM_COUNTERS
 from mmbench import errors as _errors
 
 cdef enum:
-    FR_GM_DEVICE = FR_DESIGN1       # device frame owned by a gm_mapping (owner = vm_object, index = vpn)
+    FR_GM_DEVICE = FR_DESIGN1       # device frame of a gm block (owner = vm_object, index = vpn)
 
 cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
 cdef uint64_t NO_VPN = <uint64_t>-1
 
 GMEM_COUNTERS = HMM_COUNTERS + ("gm_mapping_alloc",)
 
+# struct hnode of the RFC's mm/gmem.c: id 4 (+4), struct gm_dev * 8, struct xarray 16 [computed]
+HNODE_SIZE = 32
+
 
 cdef inline uint64_t linear_index(vma_t* v, uint64_t vpn) noexcept nogil:
     return v.vm_pgoff + (vpn - v.vm_start)
 
 
+def xa_dense_nodes(int64_t n):
+    """xa_nodes of an xarray holding indices 0..n-1 (64 slots a node; one entry
+    needs none: it lives in the head)."""
+    cdef int64_t nodes = 0
+    if n <= 1:
+        return 0
+    while True:
+        n = (n + 63) // 64
+        nodes += n
+        if n == 1:
+            return nodes
 
 
 cdef class GmemMachine(LinuxHMMMachine):
     """GMEM RFC: Linux VMAs + CPU page tables, plus a per-process vm_object whose
-    logical page table (xarray of 48-B gm_mappings) says where each page is."""
+    logical page table (xarray of 48-B gm_mappings, one per 2 MiB block) says
+    where each block is."""
 
     name = "gmem"
     description = ("GMEM RFC: Linux VMAs/page tables + per-process vm_object logical page table "
-                   "(gm_mapping per page, CPU xor DEVICE), 2 MiB device faults, zero page disabled")
-    option_defaults = dict(LinuxHMMMachine.option_defaults, granularity_pages=512, peer_shared="all")
+                   "(gm_mapping per 2 MiB block, CPU xor DEVICE), 2 MiB device faults, zero page "
+                   "disabled for peer-shared memory; no device: exactly linux")
+    design_notes = ("gmem: the RFC defines no fork, mremap or mprotect of peer-shared memory, nor a device "
+             "fault on a block another device holds; mmbench's choices: fork and mremap first bring "
+             "device blocks home (counted as pages_to_host), mprotect drops the device mappings "
+             "(re-peer_map on the next device access), a second device copies the block device to "
+             "device.",
+             "gmem: memory is peer-shared only on a machine with devices (a device context); with "
+             "devices=0 gmem runs exactly as linux.",
+             "gmem: one gm_mapping (48 B) per 2 MiB block (granularity_pages=512, the RFC's huge-page "
+             "path; 1 = 4 KiB); device memory carries a static 48-B gm_mapping per device page "
+             "(gm_dev_register_physmem).  CPU faults allocate 4 KiB frames: the linux design it builds "
+             "on has no THP.")
+    option_defaults = dict(LinuxHMMMachine.option_defaults, granularity_pages=None, peer_shared="all")
     supports_devices = True
     counter_names = GMEM_COUNTERS
 
     def __cinit__(self, *args, **kwargs):
         self.objs = NULL
         self.objs_cap = 0
+        self.hnode_acct[0] = self.hnode_acct[1] = self.hnode_acct[2] = 0
 
     def __init__(self, **kw):
         super().__init__(**kw)
         g = self.options["granularity_pages"]
+        if g is None:
+            g = self.device_fault_pages                # already checked by LinuxHMMMachine
         if isinstance(g, bool) or not isinstance(g, int) or not (1 <= g <= 512) or (g & (g - 1)):
             raise _errors.InvalidArgument("granularity_pages must be a power of two in 1..512")
+        while g > self.device_pages:                   # a device smaller than one block
+            g >>= 1
         self.granularity = g
         ps = self.options["peer_shared"]
         if ps not in ("all", "marked"):
             raise _errors.InvalidArgument("peer_shared must be 'all' or 'marked'")
         self.all_peer_shared = ps == "all"
+        if self.all_peer_shared and self.options["device_fault"] == "remote":
+            raise _errors.NotSupported("gmem migrates peer-shared memory on device faults; it has no "
+                                       "remote mode (device_fault='remote' needs peer_shared='marked')")
         self.kc_vm_object = self.slab_register("vm_object", 24)
         self.kc_lpt_xarray = self.slab_register("xarray (vm_object)", 16)
         self.kc_gm_mapping = self.slab_register("gm_mapping", 48)
         self.kc_lpt_xa = self.slab_register("xa_node (logical page table)", 576)
+        # gm_dev_register_physmem: per device an hnode, a kvmalloc'd array of one
+        # gm_mapping per device page, and the hnode->pages xarray indexing it
+        self.kc_hnode = self.slab_register("hnode", HNODE_SIZE, False)
+        self.kc_hnode_gm = self.slab_register("gm_mapping (device memory)", 48, False)
+        self.kc_hnode_xa = self.slab_register("xa_node (hnode pages)", 576, False)
+        self.kmem_sync(self.kc_hnode, &self.hnode_acct[0], self.ndevices)
+        self.kmem_sync(self.kc_hnode_gm, &self.hnode_acct[1], self.ndevices * self.device_pages)
+        self.kmem_sync(self.kc_hnode_xa, &self.hnode_acct[2],
+                       self.ndevices * xa_dense_nodes(self.device_pages))
 
     def __dealloc__(self):
         cdef int64_t pid
@@ -147,19 +219,47 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     # ================================================================ peer-shared memory
     cdef bint peer_shared(self, vma_t* v) noexcept nogil:
-        """MAP_PRIVATE | MAP_PEER_SHARED: every private anonymous VMA (peer_shared="all"),
-        or those mapped with mmap_peer_shared (peer_shared="marked")."""
-        return v.vm_file == NULL and (self.all_peer_shared or (v.vm_flags & VM_PEER_SHARED) != 0)
+        """MAP_PRIVATE | MAP_PEER_SHARED on a machine with a device: every private
+        anonymous VMA (peer_shared="all"), or those mapped with mmap_peer_shared."""
+        return self.ndevices > 0 and v.vm_file == NULL \
+            and (self.all_peer_shared or (v.vm_flags & VM_PEER_SHARED) != 0)
+
+    cdef vma_t* peer_vma_from(self, mm_t* mm, uint64_t vpn, uint64_t end, uint64_t* s,
+                              uint64_t* e) noexcept nogil:
+        """The first peer-shared VMA overlapping [vpn, end) and the overlap [s, e); NULL if none."""
+        cdef int64_t i
+        cdef vma_t* v
+        if vpn >= end:
+            return NULL
+        i = self.vma_index(mm, vpn)
+        while i < mm.nr_vmas and mm.vmas[i].vm_start < end:
+            v = mm.vmas[i]
+            if self.peer_shared(v):
+                s[0] = vpn if vpn > v.vm_start else v.vm_start
+                e[0] = end if end < v.vm_end else v.vm_end
+                return v
+            i += 1
+        return NULL
+
+    cdef int64_t peer_pages(self, mm_t* mm, uint64_t b) noexcept nogil:
+        """Pages of block b lying in peer-shared VMAs."""
+        cdef uint64_t pos = b, s, e
+        cdef int64_t n = 0
+        while self.peer_vma_from(mm, pos, b + <uint64_t>self.granularity, &s, &e) != NULL:
+            n += e - s
+            pos = e
+        return n
 
     def mmap_peer_shared(self, pid, vpn, npages, writable=True):
         """mmap(MAP_PRIVATE | MAP_PEER_SHARED): anonymous private memory managed by gmem.
         With peer_shared="marked" only such VMAs get gm_mappings; the rest of private
-        memory is Linux + HMM (device-private entries)."""
+        memory is Linux + HMM (device-private entries).  Without a device it is a plain
+        private mapping (no device context to allocate the range in)."""
         cdef mm_t* mm
         cdef int64_t i
         cdef uint64_t start, end
         self.mmap(pid, vpn, npages, False, writable)
-        if self.all_peer_shared:
+        if self.all_peer_shared or self.ndevices == 0:
             return
         mm = <mm_t*>self.procs[pid]
         start = <uint64_t>vpn
@@ -211,8 +311,7 @@ cdef class GmemMachine(LinuxHMMMachine):
             gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, NO_VPN, &idx)
             if gm == NULL:
                 break
-            if gm.flag & GM_PAGE_DEVICE:
-                self.device_page_free(gm.pfn)
+            self.gm_release_frames(obj.mm, idx, gm, idx, idx + <uint64_t>self.granularity)
             free(gm)
             self.kmem_free(self.kc_gm_mapping)
             start = idx + 1
@@ -229,13 +328,15 @@ cdef class GmemMachine(LinuxHMMMachine):
                                C_XA_NODE_ALLOC, C_XA_NODE_FREE)
 
     cdef gm_mapping_t* gm_lookup(self, mm_t* mm, uint64_t vpn) noexcept nogil:
+        """vm_object_lookup: the gm_mapping of vpn's block, NULL if none."""
         cdef vm_object_t* obj = self.obj_of(mm)
         if obj == NULL:
             return NULL
-        return <gm_mapping_t*><size_t>xa_load(&obj.logical_page_table, vpn)
+        return <gm_mapping_t*><size_t>xa_load(&obj.logical_page_table,
+                                               vpn & ~(<uint64_t>self.granularity - 1))
 
     cdef gm_mapping_t* gm_get(self, mm_t* mm, uint64_t vpn) noexcept nogil:
-        """alloc_gm_mapping on first touch: zeroed, NOMAP."""
+        """vm_object_mapping_create on first touch of vpn's block: zeroed, NOMAP."""
         cdef gm_mapping_t* gm = self.gm_lookup(mm, vpn)
         cdef vm_object_t* obj
         if gm != NULL:
@@ -247,7 +348,8 @@ cdef class GmemMachine(LinuxHMMMachine):
         if gm == NULL:
             return NULL
         gm.flag = GM_PAGE_NOMAP
-        if xa_store(&obj.logical_page_table, vpn, <uint64_t><size_t>gm) != 0:
+        if xa_store(&obj.logical_page_table, vpn & ~(<uint64_t>self.granularity - 1),
+                    <uint64_t><size_t>gm) != 0:
             free(gm)
             self.lpt_sync(obj)
             return NULL
@@ -258,244 +360,335 @@ cdef class GmemMachine(LinuxHMMMachine):
         return gm
 
     cdef void free_gm_mappings(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
-        """The VMA over [start, end) is gone: its gm_mappings are freed."""
+        """VMAs over [start, end) are gone: the gm_mapping of every block no peer-shared
+        VMA covers any more is freed (its device pages went with the zap)."""
         cdef vm_object_t* obj = self.obj_of(mm)
         cdef gm_mapping_t* gm
-        cdef uint64_t idx = 0
+        cdef uint64_t idx = 0, g = <uint64_t>self.granularity
         if obj == NULL:
             return
+        start &= ~(g - 1)
         while start < end:
             gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, end - 1, &idx)
             if gm == NULL:
                 break
-            self.gm_page_release(mm, idx, gm)
-            xa_erase(&obj.logical_page_table, idx)
-            free(gm)
-            obj.nr_pages -= 1
-            self.kmem_free(self.kc_gm_mapping)
+            if self.peer_pages(mm, idx) == 0:
+                self.gm_release_frames(mm, idx, gm, idx, idx + g)
+                xa_erase(&obj.logical_page_table, idx)
+                free(gm)
+                obj.nr_pages -= 1
+                self.kmem_free(self.kc_gm_mapping)
             start = idx + 1
         self.lpt_sync(obj)
 
     cdef void unmap_gm_mappings_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
-        """zap hook: device pages of the range are dropped, every mapping becomes NOMAP
-        (the CPU PTEs are being zapped by the caller).  The gm_mappings stay."""
+        """zap hook: device pages of [start, end) are dropped; a CPU block keeping no
+        PTE outside the range becomes NOMAP (the caller is zapping the PTEs inside
+        it).  The gm_mappings stay."""
         cdef vm_object_t* obj = self.obj_of(mm)
         cdef gm_mapping_t* gm
-        cdef uint64_t idx = 0
+        cdef uint64_t idx = 0, g = <uint64_t>self.granularity, pos = start & ~(g - 1), s, e, vpn
+        cdef bint left
         if obj == NULL:
             return
-        while start < end:
-            gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, end - 1, &idx)
+        while pos < end:
+            gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, pos, end - 1, &idx)
             if gm == NULL:
                 break
-            self.gm_page_release(mm, idx, gm)
-            gm.flag = GM_PAGE_NOMAP
-            start = idx + 1
+            self.gm_release_frames(mm, idx, gm, start, end)
+            if gm.flag & GM_PAGE_CPU:
+                left = False
+                pos = idx
+                while not left and self.peer_vma_from(mm, pos, idx + g, &s, &e) != NULL:
+                    for vpn in range(s, e):
+                        if (vpn < start or vpn >= end) and pt_get(&mm.pgd, vpn) != 0:
+                            left = True
+                            break
+                    pos = e
+                if not left:
+                    gm.flag = GM_PAGE_NOMAP
+            pos = idx + 1
 
     cdef int gm_cpu_populate(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
-        """A CPU gm_mapping for every present PTE of peer-shared memory in [start, end)
-        (pages that arrived by fork or mremap rather than by a fault).
-
-        The walk is the simulator's, not the design's: it scans each PTE table
-        found once (no descent from the top per page) and looks the VMA up once
-        per VMA, so what fork pays per page is gmem's own work — allocating the
-        gm_mapping and storing it in the logical page table."""
-        cdef uint64_t vpn = start, tend
+        """A CPU gm_mapping for every block with a present PTE of peer-shared memory in
+        [start, end) (pages that arrived by fork or mremap rather than by a fault; the
+        callers brought every DEVICE block of the range home first)."""
+        cdef uint64_t vpn = start
         cdef pt_node_t* t
-        cdef vma_t* v = NULL
+        cdef vma_t* v
         cdef gm_mapping_t* gm
         while True:
             t = pt_next(&mm.pgd, vpn, end, &vpn)
             if t == NULL:
                 return MM_OK
-            tend = (vpn | <uint64_t>(PT_ENTRIES - 1)) + 1      # the rest of this PTE table
-            if tend > end:
-                tend = end
-            while vpn < tend:
-                if t.e[vpn & <uint64_t>(PT_ENTRIES - 1)] != 0:
-                    if v == NULL or vpn < v.vm_start or vpn >= v.vm_end:
-                        v = self.find_vma(mm, vpn)
-                    if v != NULL and self.peer_shared(v):
-                        gm = self.gm_get(mm, vpn)
-                        if gm == NULL:
-                            return MM_ENOMEM
-                        gm.flag = GM_PAGE_CPU
-                vpn += 1
+            v = self.find_vma(mm, vpn)
+            if v != NULL and self.peer_shared(v):
+                gm = self.gm_get(mm, vpn)
+                if gm == NULL:
+                    return MM_ENOMEM
+                gm.flag = GM_PAGE_CPU
+            vpn += 1
 
-    # ================================================================ gm_mmu: the device side
-    cdef void peer_unmap(self, mm_t* mm, int dev, uint64_t vpn) noexcept nogil:
-        """mmu->peer_unmap: the device page-table entry goes, with a device TLB invalidation."""
+    # ================================================================ device memory of blocks, gm_mmu
+    cdef pfn_t gm_frame_alloc(self, int dev, vm_object_t* obj, uint64_t vpn) noexcept nogil:
+        """A device frame for page vpn of a block (the caller reserved room): the
+        driver's device memory, described by its static hnode gm_mapping."""
+        cdef pfn_t pfn = devmem_frame_alloc(self.devmem, &self.frames, dev)
+        cdef frame_t* f
+        if pfn != NO_PFN:
+            f = &self.frames.f[pfn]
+            f.owner = <uint64_t><size_t>obj
+            f.index = vpn
+            f.flags = FR_GM_DEVICE
+        return pfn
+
+    cdef void gm_release_frames(self, mm_t* mm, uint64_t b, gm_mapping_t* gm, uint64_t start,
+                                uint64_t end) noexcept nogil:
+        """Drop (no copy) the device pages of a DEVICE block lying in [start, end):
+        peer_unmap, frames back to the device; the block turns NOMAP when none is left."""
+        cdef uint64_t i, lo, hi
+        cdef bint left = False
+        if not (gm.flag & GM_PAGE_DEVICE):
+            return
+        lo = start if start > b else b
+        hi = b + <uint64_t>self.granularity
+        hi = end if end < hi else hi
+        if lo < hi:
+            self.peer_unmap(mm, gm.dev, lo, hi)
+        for i in range(<uint64_t>self.granularity):
+            if gm.pages[i] == NO_PFN:
+                continue
+            if lo <= b + i < hi:
+                devmem_frame_free(self.devmem, &self.frames, gm.pages[i])
+                gm.pages[i] = NO_PFN
+            else:
+                left = True
+        if not left:
+            free(gm.pages)
+            gm.pages = NULL
+            gm.flag = GM_PAGE_NOMAP
+            gm.dev = 0
+
+    cdef void gm_touch(self, gm_mapping_t* gm) noexcept nogil:
+        """The block's frames become the newest of its device's FIFO (peer_map marks
+        them hot), so that making room for the block never evicts the block."""
+        cdef int64_t i
+        for i in range(self.granularity):
+            if gm.pages[i] != NO_PFN:
+                devmem_del(&self.devmem[gm.dev], gm.pages[i])
+                devmem_add(&self.devmem[gm.dev], gm.pages[i])
+
+    cdef int gm_device_reserve(self, int dev, int64_t need) noexcept nogil:
+        """Room for `need` frames on dev: evict the oldest pages (with their blocks)."""
+        cdef pfn_t victim
+        while frames_free_count(&self.frames, dev) < need:
+            victim = devmem_oldest(&self.devmem[dev])
+            if victim == NO_PFN or self.evict_device_page(victim) != MM_OK:
+                return MM_ENOMEM
+        return MM_OK
+
+    cdef void peer_unmap(self, mm_t* mm, int dev, uint64_t start, uint64_t end) noexcept nogil:
+        """mmu->peer_unmap: the device page-table entries of [start, end) go, with one
+        device TLB invalidation."""
         cdef dev_mm_t* h = self.hmm_of(mm)
-        cdef int64_t nodes
+        cdef int64_t nodes, n
         if h == NULL or h.ms.dm[dev] == NULL:
             return
         nodes = h.ms.dm[dev].pt.nr_nodes
-        if dmirror_invalidate(h.ms.dm[dev], vpn, vpn + 1):
-            self.ctr[C_DEVICE_PTE_WRITES] += 1
+        n = dmirror_invalidate(h.ms.dm[dev], start, end)
+        if n:
+            self.ctr[C_DEVICE_PTE_WRITES] += n
             self.ctr[C_DEVICE_TLB_INVAL] += 1
             if h.ms.dm[dev].pt.nr_nodes != nodes:
                 self.dpt_sync(h)
 
-    cdef void gm_page_release(self, mm_t* mm, uint64_t vpn, gm_mapping_t* gm) noexcept nogil:
-        """Drop a DEVICE page (no copy): peer_unmap and free the device frame."""
-        if gm.flag & GM_PAGE_DEVICE:
-            self.peer_unmap(mm, gm.dev, vpn)
-            self.device_page_free(gm.pfn)
-            gm.flag = GM_PAGE_NOMAP
-            gm.dev = 0
-            gm.pfn = 0
+    cdef int peer_map(self, mm_t* mm, uint64_t b, gm_mapping_t* gm) noexcept nogil:
+        """mmu->peer_map of a DEVICE block: every page with a device frame gets its
+        device page-table entry (writable as its VMA), unless it already has it."""
+        cdef dev_mm_t* h
+        cdef uint64_t i, e
+        cdef vma_t* v
+        cdef bint w
+        cdef int st
+        for i in range(<uint64_t>self.granularity):
+            if gm.pages[i] == NO_PFN:
+                continue
+            v = self.find_vma(mm, b + i)
+            w = (v.vm_flags & VM_WRITE) != 0
+            h = self.hmm_of(mm)
+            e = dmirror_lookup(h.ms.dm[gm.dev], b + i) if h != NULL and h.ms.dm[gm.dev] != NULL else 0
+            if e != 0 and dpte_pfn(e) == gm.pages[i] and ((e & DPT_WRITE) != 0) == w:
+                continue
+            st = self.device_map(mm, gm.dev, b + i, gm.pages[i], w)
+            if st != MM_OK:
+                return st
+        return MM_OK
 
     cdef int evict_device_page(self, pfn_t dpfn) noexcept nogil:
-        """Oversubscription: the device's oldest page goes home, mapped by its CPU PTE
-        (a device-private page of non-peer-shared memory: as in the linux design)."""
+        """Oversubscription: the device's oldest page goes home with its whole block,
+        mapped by CPU PTEs (a device-private page of non-peer-shared memory: as in linux)."""
         cdef frame_t* f = &self.frames.f[dpfn]
         cdef vm_object_t* obj
         cdef gm_mapping_t* gm
-        cdef vma_t* vma
+        cdef int64_t before = self.ctr[C_PAGES_TO_HOST]
         if not (f.flags & FR_GM_DEVICE):
             return LinuxHMMMachine.evict_device_page(self, dpfn)
         obj = <vm_object_t*><size_t>f.owner
-        gm = <gm_mapping_t*><size_t>xa_load(&obj.logical_page_table, f.index)
-        vma = self.find_vma(obj.mm, f.index)
-        if self.gm_host_fault_locked(obj.mm, vma, f.index, gm) == NO_PFN:
+        gm = self.gm_lookup(obj.mm, f.index)
+        if self.gm_host_fault(obj.mm, f.index & ~(<uint64_t>self.granularity - 1), gm) != MM_OK:
             return MM_ENOMEM
-        self.dma_dir(1, False)
+        self.ctr[C_DEVICE_EVICTIONS] += self.ctr[C_PAGES_TO_HOST] - before
         return MM_OK
 
     # ================================================================ device fault (to the device)
-    cdef int gm_move_in(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, gm_mapping_t* gm,
-                        int64_t* copies, bint zap_later) noexcept nogil:
-        """One page of a device fault, under gm_mapping->lock: a device frame, the data
-        (from the CPU frame, another device, or none for NOMAP), peer_map, flag DEVICE."""
-        cdef pfn_t dpfn = self.device_page_alloc(dev)
-        cdef frame_t* d
-        cdef uint64_t pte
-        if dpfn == NO_PFN:
-            return MM_ENOMEM
-        d = &self.frames.f[dpfn]
-        if gm.flag & GM_PAGE_DEVICE:                       # another device's copy
-            d.value = self.frames.f[gm.pfn].value
-            self.gm_page_release(mm, vpn, gm)
-            copies[0] += 1
-        elif gm.flag & GM_PAGE_CPU:                        # copy; the caller zaps the CPU PTE
-            pte = pt_get(&mm.pgd, vpn)
-            d.value = self.frames.f[pte_pfn(pte)].value
-            if not zap_later:
-                LinuxMachine.zap_pte_range(self, mm, vpn, vpn + 1)
-            copies[0] += 1
-        d.owner = <uint64_t><size_t>self.obj_of(mm)
-        d.index = vpn
-        d.flags = FR_GM_DEVICE
-        gm.flag = GM_PAGE_DEVICE
-        gm.dev = dev
-        gm.pfn = dpfn
-        self.ctr[C_PAGES_TO_DEVICE] += 1
-        return self.device_map(mm, dev, vpn, dpfn, (vma.vm_flags & VM_WRITE) != 0)
+    cdef int64_t gm_fill_block(self, int dev, mm_t* mm, uint64_t b, gm_mapping_t* gm,
+                               pfn_t* pages, pfn_t* src) noexcept nogil:
+        """Give every page of block b in a peer-shared VMA that has none a frame on dev,
+        holding the page's data: from `src` (another device's frames), from the CPU
+        frame (a CPU block: its PTEs are zapped afterwards), or zero.  Returns the
+        pages copied over the link."""
+        cdef uint64_t pos = b, s, e, vpn, pte
+        cdef int64_t copies = 0
+        cdef vm_object_t* obj = self.obj_of(mm)
+        cdef pfn_t pfn
+        while self.peer_vma_from(mm, pos, b + <uint64_t>self.granularity, &s, &e) != NULL:
+            for vpn in range(s, e):
+                if pages[vpn - b] != NO_PFN:
+                    continue
+                pfn = self.gm_frame_alloc(dev, obj, vpn)
+                if src != NULL and src[vpn - b] != NO_PFN:
+                    self.frames.f[pfn].value = self.frames.f[src[vpn - b]].value
+                    copies += 1
+                elif gm.flag & GM_PAGE_CPU:
+                    pte = pt_get(&mm.pgd, vpn)
+                    if pte & PTE_PRESENT:
+                        self.frames.f[pfn].value = frame_value(&self.frames, pte_pfn(pte))
+                        copies += 1
+                pages[vpn - b] = pfn
+                self.ctr[C_PAGES_TO_DEVICE] += 1
+            pos = e
+        return copies
 
-    cdef int gm_dev_fault_page(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, int64_t* copies,
-                               bint zap_later) noexcept nogil:
-        cdef gm_mapping_t* gm = self.gm_get(mm, vpn)
-        cdef dev_mm_t* h
+    cdef int gm_dev_fault(self, int dev, mm_t* mm, uint64_t b) noexcept nogil:
+        """gm_dev_fault over block b (see the essay): room on the device first (evicting
+        other blocks), then the block's pages move in one DMA batch, the CPU PTEs of a
+        CPU block go in one zap_page_range_single, and the block is peer_mapped."""
+        cdef gm_mapping_t* gm = self.gm_get(mm, b)
+        cdef uint64_t pos = b, s, e, vpn
+        cdef int64_t need = 0, copies, zaps_before
+        cdef pfn_t* pages
+        cdef pfn_t* src = NULL
+        cdef bint here
+        cdef int i
         if gm == NULL:
             return MM_ENOMEM
-        if (gm.flag & GM_PAGE_DEVICE) and gm.dev == dev:   # resident: re-peer_map if it was dropped
-            h = self.hmm_of(mm)
-            if h != NULL and h.ms.dm[dev] != NULL and dmirror_lookup(h.ms.dm[dev], vpn) != 0:
-                return MM_OK
-            return self.device_map(mm, dev, vpn, gm.pfn, (vma.vm_flags & VM_WRITE) != 0)
-        return self.gm_move_in(dev, mm, vma, vpn, gm, copies, zap_later)
-
-    cdef int gm_dev_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end,
-                          uint64_t fault_vpn) noexcept nogil:
-        """gm_dev_fault over [start, end) of one peer-shared VMA, the faulting page last
-        (so eviction inside the block never takes it); one DMA batch.  When the device
-        has room for the block (no eviction can map a page of it again), the CPU PTEs
-        of the block are zapped in one zap_page_range_single after the copies."""
-        cdef uint64_t vpn
-        cdef int64_t need = 0, copies = 0, zaps_before = self.ctr[C_PTE_ZAPS]
-        cdef gm_mapping_t* gm
-        cdef int st = MM_OK
-        cdef bint zap_later
-        for vpn in range(start, end):
-            gm = self.gm_lookup(mm, vpn)
-            if gm == NULL or not (gm.flag & GM_PAGE_DEVICE) or gm.dev != dev:
-                need += 1
-        if need and self.device_reserve(dev, need) != MM_OK:
+        here = (gm.flag & GM_PAGE_DEVICE) != 0 and gm.dev == dev
+        while self.peer_vma_from(mm, pos, b + <uint64_t>self.granularity, &s, &e) != NULL:
+            for vpn in range(s, e):
+                need += not here or gm.pages[vpn - b] == NO_PFN
+            pos = e
+        if here:
+            self.gm_touch(gm)
+        if need and self.gm_device_reserve(dev, need) != MM_OK:
             return MM_ENOMEM
-        zap_later = need <= frames_free_count(&self.frames, dev)
-        for vpn in range(start, end):
-            if vpn != fault_vpn:
-                st = self.gm_dev_fault_page(dev, mm, vma, vpn, &copies, zap_later)
-                if st != MM_OK:
-                    break
-        if st == MM_OK and start <= fault_vpn < end:
-            st = self.gm_dev_fault_page(dev, mm, vma, fault_vpn, &copies, zap_later)
-        if zap_later and st == MM_OK:
-            LinuxMachine.zap_pte_range(self, mm, start, end)   # only the moved CPU pages had PTEs
-        elif zap_later:                                        # stopped half-way: the moved ones only
-            for vpn in range(start, end):
-                gm = self.gm_lookup(mm, vpn)
-                if gm != NULL and (gm.flag & GM_PAGE_DEVICE) and pt_get(&mm.pgd, vpn) != 0:
-                    LinuxMachine.zap_pte_range(self, mm, vpn, vpn + 1)
+        if here:
+            pages = gm.pages
+        else:
+            pages = <pfn_t*>malloc(self.granularity * sizeof(pfn_t))
+            if pages == NULL:
+                return MM_ENOMEM
+            for i in range(self.granularity):
+                pages[i] = NO_PFN
+            if gm.flag & GM_PAGE_DEVICE:
+                src = gm.pages
+        copies = self.gm_fill_block(dev, mm, b, gm, pages, src)
+        if src != NULL:                                        # device to device: the old copy goes
+            gm.pages = src
+            self.gm_release_frames(mm, b, gm, b, b + <uint64_t>self.granularity)
+        elif gm.flag & GM_PAGE_CPU:                            # zap_page_range_single(HPAGE_SIZE)
+            zaps_before = self.ctr[C_PTE_ZAPS]
+            pos = b
+            while self.peer_vma_from(mm, pos, b + <uint64_t>self.granularity, &s, &e) != NULL:
+                LinuxMachine.zap_pte_range(self, mm, s, e)
+                pos = e
+            if self.ctr[C_PTE_ZAPS] != zaps_before:
+                self.ctr[C_TLB_FLUSHES] += 1
         self.dma_dir(copies, True)
-        if self.ctr[C_PTE_ZAPS] != zaps_before:         # one flush for the block's zapped PTEs
-            self.ctr[C_TLB_FLUSHES] += 1
-        return st
+        gm.pages = pages
+        gm.flag = GM_PAGE_DEVICE
+        gm.dev = dev
+        return self.peer_map(mm, b, gm)
 
     cdef int device_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil:
-        """Peer-shared memory: gm_dev_fault on the granularity-aligned block; shared
-        mappings: as in the linux design."""
-        cdef uint64_t g = <uint64_t>self.granularity
-        cdef uint64_t s = vpn & ~(g - 1), e = s + g
+        """Peer-shared memory: gm_dev_fault on the block; shared mappings and (with
+        peer_shared="marked") unmarked memory: as in the linux design."""
         if not self.peer_shared(vma):
             return LinuxHMMMachine.device_fault(self, dev, mm, vma, vpn, write)
-        if s < vma.vm_start:
-            s = vma.vm_start
-        if e > vma.vm_end:
-            e = vma.vm_end
-        return self.gm_dev_fault(dev, mm, vma, s, e, vpn)
+        return self.gm_dev_fault(dev, mm, vpn & ~(<uint64_t>self.granularity - 1))
 
     # ================================================================ CPU fault (to the host)
-    cdef pfn_t gm_host_fault_locked(self, mm_t* mm, vma_t* vma, uint64_t vpn, gm_mapping_t* gm) noexcept nogil:
-        """A DEVICE page comes home: new host frame, copy back (peer_unmap with copy),
-        rmap, CPU PTE, flag CPU.  NO_PFN when out of host memory."""
-        cdef int64_t n = 0
+    cdef int gm_host_fault(self, mm_t* mm, uint64_t b, gm_mapping_t* gm) noexcept nogil:
+        """gm_host_fault_locked over a DEVICE block: every device page comes home
+        (host frame, copy back, rmap, CPU PTE), one peer_unmap of the block, one DMA
+        batch; flag CPU.  ENOMEM (nothing changed) when host memory is short."""
+        cdef uint64_t i, vpn
+        cdef int64_t n = 0, nalloc
         cdef pt_node_t* t
         cdef pfn_t pfn
-        if frames_free_count(&self.frames, 0) == 0:
-            return NO_PFN
-        t = pt_leaf(&mm.pgd, vpn, True, &n)
-        if n:
-            self.pt_sync(mm)
-        if t == NULL or self.anon_vma_prepare(mm, vma) != MM_OK:
-            return NO_PFN
-        pfn = self.page_alloc()
-        self.frames.f[pfn].value = self.frames.f[gm.pfn].value
-        self.folio_add_new_anon_rmap(pfn, vma, linear_index(vma, vpn))
-        pt_set(t, vpn, mk_pte(pfn, PTE_PRESENT | (PTE_WRITE if (vma.vm_flags & VM_WRITE) else 0)))
-        self.ctr[C_PTE_WRITES] += 1
-        self.gm_page_release(mm, vpn, gm)
+        cdef vma_t* v
+        for i in range(<uint64_t>self.granularity):
+            n += gm.pages[i] != NO_PFN
+        if n > frames_free_count(&self.frames, 0):
+            return MM_ENOMEM
+        for i in range(<uint64_t>self.granularity):
+            if gm.pages[i] == NO_PFN:
+                continue
+            vpn = b + i
+            v = self.find_vma(mm, vpn)
+            nalloc = 0
+            t = pt_leaf(&mm.pgd, vpn, True, &nalloc)
+            if nalloc:
+                self.pt_sync(mm)
+            if t == NULL or self.anon_vma_prepare(mm, v) != MM_OK:
+                return MM_ENOMEM
+            pfn = self.page_alloc()
+            self.frames.f[pfn].value = self.frames.f[gm.pages[i]].value
+            self.folio_add_new_anon_rmap(pfn, v, linear_index(v, vpn))
+            pt_set(t, vpn, mk_pte(pfn, PTE_PRESENT | (PTE_WRITE if (v.vm_flags & VM_WRITE) else 0)))
+            self.ctr[C_PTE_WRITES] += 1
+        self.ctr[C_PAGES_TO_HOST] += n
+        self.dma_dir(n, False)
+        self.gm_release_frames(mm, b, gm, b, b + <uint64_t>self.granularity)
         gm.flag = GM_PAGE_CPU
-        self.ctr[C_PAGES_TO_HOST] += 1
-        return pfn
+        return MM_OK
 
     cdef int do_anonymous_page(self, vm_fault_t* vmf) noexcept nogil:
-        """Peer-shared anonymous fault: the gm_mapping decides (see the essay)."""
+        """Peer-shared anonymous fault: the block's gm_mapping decides (see the essay)."""
+        cdef uint64_t b = vmf.address & ~(<uint64_t>self.granularity - 1)
         cdef gm_mapping_t* gm
         cdef pfn_t pfn
+        cdef uint64_t pte
+        cdef int64_t need = 1
+        cdef int64_t i
         if not self.peer_shared(vmf.vma):
             return LinuxHMMMachine.do_anonymous_page(self, vmf)
         gm = self.gm_get(vmf.mm, vmf.address)
-        if gm == NULL or frames_free_count(&self.frames, 0) == 0:
+        if gm == NULL:
             return VM_FAULT_OOM
         if gm.flag & GM_PAGE_DEVICE:
-            pfn = self.gm_host_fault_locked(vmf.mm, vmf.vma, vmf.address, gm)
-            if pfn == NO_PFN:
+            need = gm.pages[vmf.address - b] == NO_PFN    # a hole: zero-filled after
+            for i in range(self.granularity):
+                need += gm.pages[i] != NO_PFN
+            if need > frames_free_count(&self.frames, 0) or self.gm_host_fault(vmf.mm, b, gm) != MM_OK:
                 return VM_FAULT_OOM
-            self.dma_dir(1, False)
-            vmf.pfn = pfn
-            vmf.kind = C_FAULT_DEVICE_RETURN
-            return VM_FAULT_DONE
+            vmf.pte_table = pt_leaf(&vmf.mm.pgd, vmf.address, False, NULL)
+            pte = pt_get(&vmf.mm.pgd, vmf.address)
+            if pte != 0:
+                vmf.pfn = pte_pfn(pte)
+                vmf.kind = C_FAULT_DEVICE_RETURN
+                return VM_FAULT_DONE
+        if frames_free_count(&self.frames, 0) == 0:
+            return VM_FAULT_OOM
         if self.pte_alloc(vmf) != VM_FAULT_DONE or self.anon_vma_prepare(vmf.mm, vmf.vma) != MM_OK:
             return VM_FAULT_OOM
         pfn = self.page_alloc()                            # zero page disabled: reads too
@@ -508,74 +701,54 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     # ================================================================ migration, prefetch
     cdef int64_t gm_count_device(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """Device pages of the DEVICE blocks overlapping [start, end)."""
         cdef vm_object_t* obj = self.obj_of(mm)
         cdef gm_mapping_t* gm
-        cdef uint64_t idx = 0
-        cdef int64_t n = 0
+        cdef uint64_t idx = 0, g = <uint64_t>self.granularity
+        cdef int64_t n = 0, i
         if obj == NULL:
             return 0
-        while start < end:
-            gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, end - 1, &idx)
-            if gm == NULL:
-                break
-            n += (gm.flag & GM_PAGE_DEVICE) != 0
-            start = idx + 1
-        return n
-
-    cdef bint device_frames_in_use(self) noexcept nogil:
-        """Whether any device frame is allocated: every DEVICE gm_mapping owns one
-        (check_device_frames), so without any the logical page tables hold none."""
-        cdef int node
-        for node in range(1, self.frames.nr_nodes):
-            if self.frames.node_used[node] != 0:
-                return True
-        return False
-
-    cdef int gm_range_to_host(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
-        """Every DEVICE page of [start, end) comes home; one DMA batch per 2 MiB block."""
-        cdef vm_object_t* obj = self.obj_of(mm)
-        cdef gm_mapping_t* gm
-        cdef uint64_t idx = 0, block = NO_VPN
-        cdef int64_t batch = 0
-        if obj == NULL or not self.device_frames_in_use():
-            return MM_OK                # no DEVICE gm_mapping anywhere: nothing to walk for
-        if self.gm_count_device(mm, start, end) > frames_free_count(&self.frames, 0):
-            return MM_ENOMEM
+        start &= ~(g - 1)
         while start < end:
             gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, end - 1, &idx)
             if gm == NULL:
                 break
             if gm.flag & GM_PAGE_DEVICE:
-                if (idx >> 9) != block:
-                    self.dma_dir(batch, False)
-                    batch = 0
-                    block = idx >> 9
-                if self.gm_host_fault_locked(mm, self.find_vma(mm, idx), idx, gm) == NO_PFN:
-                    self.dma_dir(batch, False)
-                    return MM_ENOMEM
-                batch += 1
+                for i in range(self.granularity):
+                    n += gm.pages[i] != NO_PFN
             start = idx + 1
-        self.dma_dir(batch, False)
+        return n
+
+    cdef int gm_range_to_host(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """Every DEVICE block overlapping [start, end) comes home (gm_host_fault)."""
+        cdef vm_object_t* obj = self.obj_of(mm)
+        cdef gm_mapping_t* gm
+        cdef uint64_t idx = 0, g = <uint64_t>self.granularity
+        if obj == NULL:
+            return MM_OK
+        if self.gm_count_device(mm, start, end) > frames_free_count(&self.frames, 0):
+            return MM_ENOMEM
+        start &= ~(g - 1)
+        while start < end:
+            gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, end - 1, &idx)
+            if gm == NULL:
+                break
+            if gm.flag & GM_PAGE_DEVICE and self.gm_host_fault(mm, idx, gm) != MM_OK:
+                return MM_ENOMEM
+            start = idx + 1
         return MM_OK
 
     cdef int gm_migrate_range(self, mm_t* mm, uint64_t start, uint64_t end, int dev) noexcept nogil:
-        """gm_dev_fault over every granularity block of the peer-shared parts of the range."""
-        cdef uint64_t pos = start, e, bs, be
-        cdef uint64_t g = <uint64_t>self.granularity
-        cdef vma_t* v
+        """gm_dev_fault over every block of the peer-shared parts of [start, end)."""
+        cdef uint64_t g = <uint64_t>self.granularity, pos = start, s, e, blk
         cdef int st
-        while pos < end:
-            v = self.find_vma(mm, pos)
-            e = v.vm_end if v.vm_end < end else end
-            bs = pos
-            while self.peer_shared(v) and bs < e:
-                be = (bs & ~(g - 1)) + g
-                if be > e:
-                    be = e
-                st = self.gm_dev_fault(dev, mm, v, bs, be, NO_VPN)
+        while self.peer_vma_from(mm, pos, end, &s, &e) != NULL:
+            blk = s & ~(g - 1)
+            while blk < e:
+                st = self.gm_dev_fault(dev, mm, blk)
                 if st != MM_OK:
                     return st
-                bs = be
+                blk += g
             pos = e
         return MM_OK
 
@@ -614,7 +787,7 @@ cdef class GmemMachine(LinuxHMMMachine):
         return st
 
     cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
-        """DEVICE pages come home, Linux forks, the child gets CPU gm_mappings."""
+        """DEVICE blocks come home, Linux forks, the child gets CPU gm_mappings."""
         cdef mm_t* oldmm = <mm_t*>self.proc_of(pid)
         cdef int st = self.gm_range_to_host(oldmm, 0, VPN_END)
         if st != MM_OK:
@@ -636,12 +809,18 @@ cdef class GmemMachine(LinuxHMMMachine):
         i = self.vma_index(mm, new)
         if i < mm.nr_vmas and mm.vmas[i].vm_start < new + n:
             return MM_EINVAL
+        if self.gm_count_device(mm, old, old + n) + self.gm_count_device(mm, new, new + n) \
+                > frames_free_count(&self.frames, 0):
+            return MM_ENOMEM
         st = self.gm_range_to_host(mm, old, old + n)
+        if st == MM_OK:
+            st = self.gm_range_to_host(mm, new, new + n)   # the blocks the pages land in
         if st != MM_OK:
             return st
         st = LinuxHMMMachine.c_mremap(self, pid, old_vpn, npages, new_vpn)
         if st != MM_OK:
             return st
+        self.free_gm_mappings(mm, old, old + n)
         return self.gm_cpu_populate(mm, new, new + n)
 
     cdef int c_exit(self, int64_t pid) noexcept nogil:
@@ -659,6 +838,8 @@ cdef class GmemMachine(LinuxHMMMachine):
             obj = self.objs[pid]
             if obj == NULL:
                 continue
+            if self.ndevices == 0:
+                return self.check_fail("vm_object on a machine without devices")
             if self.check_gmem(pid, &ndev) != MM_OK:
                 return MM_EINVAL
             nobj += 1
@@ -669,20 +850,24 @@ cdef class GmemMachine(LinuxHMMMachine):
         if gms != self.caches[self.kc_gm_mapping].active or nobj != self.caches[self.kc_vm_object].active \
                 or xa != self.caches[self.kc_lpt_xa].active:
             return self.check_fail("gm_mapping / vm_object / xa_node caches != logical page tables")
+        if self.caches[self.kc_hnode_gm].active != self.ndevices * self.device_pages \
+                or self.caches[self.kc_hnode].active != self.ndevices:
+            return self.check_fail("static device-memory gm_mappings != device pages")
         for pid in range(1, self.hside_cap):
             if self.hside[pid] != NULL and self.check_mirrors(pid) != MM_OK:
                 return MM_EINVAL
         return MM_OK
 
     cdef int check_device_frames(self, int64_t ngm) noexcept nogil:
-        """Every device frame in use is owned by exactly one DEVICE gm_mapping (`ngm` of
-        them exist), or is a device-private page named by as many PTEs as it has
+        """Every device frame in use belongs to exactly one DEVICE block (`ngm` such
+        pages exist), or is a device-private page named by as many PTEs as it has
         references (non-peer-shared memory, as in linux); all are on the FIFO."""
         cdef int64_t pfn, used = 0, owned = 0
         cdef int d
         cdef int32_t m
         cdef frame_t* f
         cdef gm_mapping_t* gm
+        cdef vm_object_t* obj
         for d in range(1, self.ndevices + 1):
             for pfn in range(self.frames.node_base[d], self.frames.node_base[d] + self.frames.node_bump[d]):
                 f = &self.frames.f[pfn]
@@ -691,30 +876,60 @@ cdef class GmemMachine(LinuxHMMMachine):
                     if m != 0 or devmem_has(&self.devmem[d], <pfn_t>pfn):
                         return self.check_fail("free device frame mapped or on the device FIFO")
                     continue
-                used += 1
                 if not devmem_has(&self.devmem[d], <pfn_t>pfn):
                     return self.check_fail("device frame in use but not on the FIFO")
                 if not (f.flags & FR_GM_DEVICE):
+                    used += 1
                     if f.mapcount != m or f.refcount != m or m == 0:
                         return self.check_fail("device-private frame: mapcount/refcount != its PTEs")
                     continue
                 owned += 1
-                gm = <gm_mapping_t*><size_t>xa_load(&(<vm_object_t*><size_t>f.owner).logical_page_table, f.index)
-                if m != 0 or f.refcount != 1 or f.mapcount != 0 or gm == NULL or gm.pfn != <pfn_t>pfn:
-                    return self.check_fail("device frame not owned by exactly one DEVICE gm_mapping")
+                obj = <vm_object_t*><size_t>f.owner
+                gm = self.gm_lookup(obj.mm, f.index)
+                if m != 0 or f.refcount != 1 or f.mapcount != 0 or gm == NULL or gm.pages == NULL \
+                        or gm.dev != d or gm.pages[f.index & (<uint64_t>self.granularity - 1)] != <pfn_t>pfn:
+                    return self.check_fail("device frame not owned by exactly one page of a DEVICE block")
             if self.frames.node_used[d] != self.devmem[d].nr:
                 return self.check_fail("device frames in use != FIFO length")
         if owned != ngm or used != self.caches[self.kc_devpage].active:
-            return self.check_fail("gm device frames != DEVICE gm_mappings, or frames != device page cache")
+            return self.check_fail("gm device frames != DEVICE block pages, or device-private frames "
+                                   "!= device struct page cache")
+        return MM_OK
+
+    cdef int check_gm(self, mm_t* mm, vm_object_t* obj, uint64_t b, gm_mapping_t* gm,
+                      int64_t* ndev) noexcept nogil:
+        """One gm_mapping: a block with peer-shared pages, one type; DEVICE: frames of
+        its device at this block's pages, no CPU PTE; NOMAP: nothing resident."""
+        cdef uint64_t t = gm.flag & GM_PAGE_TYPE_MASK, g = <uint64_t>self.granularity, i, pte
+        cdef vma_t* v
+        if b & (g - 1) or self.peer_pages(mm, b) == 0:
+            return self.check_fail("gm_mapping not at a block with peer-shared pages (not freed with its VMA)")
+        if t != GM_PAGE_CPU and t != GM_PAGE_DEVICE and t != GM_PAGE_NOMAP:
+            return self.check_fail("gm_mapping with no single type flag")
+        if (t == GM_PAGE_DEVICE) != (gm.pages != NULL):
+            return self.check_fail("device frame list on a block that is not DEVICE, or none on a DEVICE one")
+        for i in range(g):
+            v = self.find_vma(mm, b + i)
+            if v == NULL or not self.peer_shared(v):
+                if gm.pages != NULL and gm.pages[i] != NO_PFN:
+                    return self.check_fail("device frame for a page outside peer-shared memory")
+                continue
+            pte = pt_get(&mm.pgd, b + i)
+            if pte != 0 and t != GM_PAGE_CPU:
+                return self.check_fail("CPU PTE in a DEVICE or NOMAP block")
+            if gm.pages != NULL and gm.pages[i] != NO_PFN:
+                ndev[0] += 1
+                if frame_node(&self.frames, gm.pages[i]) != gm.dev or self.frames.f[gm.pages[i]].index != b + i \
+                        or self.frames.f[gm.pages[i]].owner != <uint64_t><size_t>obj:
+                    return self.check_fail("DEVICE block names a frame of another device or page")
         return MM_OK
 
     cdef int check_gmem(self, int64_t pid, int64_t* ndev) noexcept nogil:
         cdef vm_object_t* obj = self.objs[pid]
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef gm_mapping_t* gm
-        cdef uint64_t idx = 0, start = 0, pte, t
+        cdef uint64_t idx = 0, start = 0
         cdef vma_t* v
-        cdef int64_t n = 0
         cdef pt_node_t* tbl
         if mm == NULL or obj.mm != mm:
             return self.check_fail("vm_object of a dead process")
@@ -724,30 +939,17 @@ cdef class GmemMachine(LinuxHMMMachine):
             gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, NO_VPN, &idx)
             if gm == NULL:
                 break
-            n += 1
-            t = gm.flag & GM_PAGE_TYPE_MASK
-            v = self.find_vma(mm, idx)
-            pte = pt_get(&mm.pgd, idx)
-            if v == NULL or not self.peer_shared(v):
-                return self.check_fail("gm_mapping outside every peer-shared VMA (not freed with its VMA)")
-            if t != GM_PAGE_CPU and t != GM_PAGE_DEVICE and t != GM_PAGE_NOMAP:
-                return self.check_fail("gm_mapping with no single type flag")
-            if (t == GM_PAGE_CPU) != (pte != 0):
-                return self.check_fail("CPU gm_mapping without a PTE, or a PTE on a DEVICE/NOMAP page")
-            if t == GM_PAGE_DEVICE:
-                ndev[0] += 1
-                if frame_node(&self.frames, gm.pfn) != gm.dev or self.frames.f[gm.pfn].index != idx \
-                        or self.frames.f[gm.pfn].owner != <uint64_t><size_t>obj:
-                    return self.check_fail("DEVICE gm_mapping names a frame of another device or page")
+            if self.check_gm(mm, obj, idx, gm, ndev) != MM_OK:
+                return MM_EINVAL
             start = idx + 1
         start = 0
-        while True:                                        # every resident CPU page has its gm_mapping
+        while True:                                        # every resident CPU page: a CPU block
             tbl = pt_next(&mm.pgd, start, VPN_END, &start)
             if tbl == NULL:
                 break
             v = self.find_vma(mm, start)
             if self.peer_shared(v):
-                gm = <gm_mapping_t*><size_t>xa_load(&obj.logical_page_table, start)
+                gm = self.gm_lookup(mm, start)
                 if gm == NULL or gm.flag & GM_PAGE_TYPE_MASK != GM_PAGE_CPU:
                     return self.check_fail("present PTE of peer-shared memory without a CPU gm_mapping")
                 if tbl.e[start & 511] & PTE_SPECIAL:
@@ -756,8 +958,8 @@ cdef class GmemMachine(LinuxHMMMachine):
         return MM_OK
 
     cdef int check_dpte(self, mm_t* mm, int dev, uint64_t vpn, uint64_t e) noexcept nogil:
-        """A DEVICE page is mapped only by its device and at its frame; anything
-        else (shared mappings) must match the CPU PTE as in linux."""
+        """A page of a DEVICE block is mapped only by its device and at its frame;
+        anything else (shared mappings) must match the CPU PTE as in linux."""
         cdef vma_t* v = self.find_vma(mm, vpn)
         cdef gm_mapping_t* gm
         if v == NULL:
@@ -765,7 +967,8 @@ cdef class GmemMachine(LinuxHMMMachine):
         if not self.peer_shared(v):
             return LinuxHMMMachine.check_dpte(self, mm, dev, vpn, e)
         gm = self.gm_lookup(mm, vpn)
-        if gm == NULL or not (gm.flag & GM_PAGE_DEVICE) or gm.dev != dev or gm.pfn != dpte_pfn(e):
+        if gm == NULL or gm.pages == NULL or gm.dev != dev \
+                or gm.pages[vpn & (<uint64_t>self.granularity - 1)] != dpte_pfn(e):
             return self.check_fail("peer mapping of a page that is not DEVICE on that device")
         if (e & DPT_WRITE) and not (v.vm_flags & VM_WRITE):
             return self.check_fail("writable peer mapping in a read-only VMA")
@@ -773,16 +976,26 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     # ---------------------------------------------------------- Python extras
     def gm_state(self, pid, vpn):
-        """The gm_mapping of (pid, vpn): None (never touched) or (flags set, device)."""
+        """The gm_mapping of the block of (pid, vpn): None (never touched, or not
+        peer-shared memory) or (flags set, device)."""
         cdef int64_t p = self._pid(pid)
         cdef gm_mapping_t* gm
+        cdef vma_t* vma
         v, _ = self._range(vpn)
+        vma = self.find_vma(<mm_t*>self.procs[p], <uint64_t>v)
+        if vma == NULL or not self.peer_shared(vma):
+            return None
         gm = self.gm_lookup(<mm_t*>self.procs[p], <uint64_t>v)
         if gm == NULL:
             return None
         names = [n for b, n in ((GM_PAGE_CPU, "CPU"), (GM_PAGE_DEVICE, "DEVICE"), (GM_PAGE_NOMAP, "NOMAP"),
                                 (GM_PAGE_WILLNEED, "WILLNEED")) if gm.flag & b]
         return ("|".join(names), int(gm.dev))
+
+    @property
+    def granularity_pages(self):
+        """Pages per gm_mapping and per device fault on this machine."""
+        return int(self.granularity)
 
     def page_node(self, pid, vpn):
         """Where the page at (pid, vpn) lives: 0 host, 1.. a device, None if not resident."""
@@ -791,7 +1004,7 @@ cdef class GmemMachine(LinuxHMMMachine):
         cdef uint64_t pte
         v, _ = self._range(vpn)
         gm = self.gm_lookup(<mm_t*>self.procs[p], <uint64_t>v)
-        if gm != NULL and gm.flag & GM_PAGE_DEVICE:
+        if gm != NULL and gm.pages != NULL and gm.pages[<uint64_t>v & (<uint64_t>self.granularity - 1)] != NO_PFN:
             return int(gm.dev)
         pte = pt_get(&(<mm_t*>self.procs[p]).pgd, <uint64_t>v)
         if pte == 0 or (pte & PTE_SPECIAL):

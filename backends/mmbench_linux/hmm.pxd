@@ -17,8 +17,8 @@ from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t
 
 # How a device fault resolves (option `device_fault`).
 cdef enum:
-    DEVFAULT_MIGRATE = 0           # migrate the page to the faulting device (dmirror on fault)
-    DEVFAULT_REMOTE = 1            # map the host page in the device page table (hmm_range_fault)
+    DEVFAULT_MIGRATE = 0           # migrate on fault by an aligned range (SVM drivers: amdgpu 2 MiB)
+    DEVFAULT_REMOTE = 1            # map host pages remotely, 32 per hmm_range_fault (lib/test_hmm.c)
 
 
 cdef class LinuxHMMMachine(LinuxMachine):
@@ -27,7 +27,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
     cdef devmem_t devmem[MAX_NODES]    # per device: frames in use, oldest first
     cdef int kc_devpage, kc_dmirror, kc_dpt_xa
     cdef int device_fault_mode
-    cdef int64_t device_fault_pages    # aligned block a migrating device fault moves
+    cdef int64_t device_fault_pages    # aligned block a migrating fault moves, each way
     cdef int32_t* chk_devmaps      # scratch of c_check: device-private PTEs per device frame
     cdef int64_t xfer[2]           # DMA transfers issued: [0] to the devices, [1] to the host
 
@@ -54,7 +54,9 @@ cdef class LinuxHMMMachine(LinuxMachine):
     cdef int migrate_chunk_to_device(self, mm_t* mm, vma_t* vma, uint64_t cs, uint64_t ce, int dev) noexcept nogil
     cdef int migrate_one_to_device(self, mm_t* mm, vma_t* vma, pt_node_t* t, uint64_t vpn, int dev,
                                    int64_t* copies, int64_t* zaps) noexcept nogil
-    cdef int migrate_vma_to_ram(self, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end) noexcept nogil
+    cdef void migrate_collect_flush(self, int64_t unmapped) noexcept nogil
+    cdef bint devpriv_of(self, uint64_t pte, int dev) noexcept nogil
+    cdef int migrate_vma_to_ram(self, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end, int dev) noexcept nogil
     cdef int migrate_vma_node(self, mm_t* mm, vma_t* v, uint64_t start, uint64_t end, int node) noexcept nogil
     cdef int migrate_to_ram(self, pfn_t dpfn, mm_t* mm, uint64_t vpn) noexcept nogil
     cdef int64_t rmap_replace(self, pfn_t old, pfn_t new, uint64_t kind, mm_t* mm, uint64_t vpn) noexcept nogil
@@ -62,6 +64,8 @@ cdef class LinuxHMMMachine(LinuxMachine):
     # --- device access
     cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil
     cdef int device_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil
+    cdef int hmm_range_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end,
+                             bint write) noexcept nogil
     cdef int cpu_fault(self, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil
 
     # --- invariants

@@ -21,15 +21,27 @@
 #      every CPU PTE change ── mmu_notifier_invalidate_range ──► xa_erase(range) + device TLB flush
 #
 # A device access goes through the device's own page table first; a miss is a
-# device fault.  Option `device_fault`:
-#   "migrate" (default, the dmirror-on-fault behaviour): hmm_range_fault brings
-#       the page in with the access it needs (a write breaks COW on the CPU side
-#       first), then the page migrates to the faulting device and is mapped.
-#   "remote": the device maps the host page over the link (no migration).
-# Option `device_fault_pages` (default 1, dmirror's one page per fault; 512 is
-# what a driver migrating 2 MiB ranges on fault does) sets the aligned block a
-# migrating device fault moves.  migrate_to_ram always returns one page, as
-# dmirror's CPU fault handler does.
+# device fault.  Option `device_fault` says how a driver resolves it:
+#   "migrate" (default): migrate on fault by range, as GPU drivers with shared
+#       virtual memory do (amdgpu's SVM: svm_migrate_to_vram over the prange
+#       granularity, 2 MiB by default).  The access the device needs is made
+#       possible on the CPU side first (a write breaks COW), then the aligned
+#       block of `device_fault_pages` pages around the fault (default 512 =
+#       2 MiB, clipped to the VMA) goes through migrate_vma_setup/pages/
+#       finalize to the faulting device.  A CPU fault on a device-private entry
+#       brings the same aligned block home (svm_migrate_to_ram).  With
+#       device_fault_pages=1 both directions move one page per fault: a driver
+#       migrating page by page, like lib/test_hmm.c's CPU fault handler
+#       (dmirror_devmem_fault migrates the one faulting page).
+#   "remote": lib/test_hmm.c's dmirror.  A device fault runs hmm_range_fault
+#       (dmirror_range_fault) over the aligned 32-page window around the fault
+#       (dmirror faults its ranges 32 pages per call): every page of the window
+#       is faulted in on the CPU side with the access requested
+#       (HMM_PFN_REQ_FAULT, | REQ_WRITE for a store), then every page is mapped
+#       in the device page table (dmirror_do_fault) - host pages are used
+#       remotely over the link, never migrated.  Pages move to the device only
+#       on an explicit migrate (dmirror_migrate_to_device); a CPU fault on one
+#       brings that one page home (dmirror_devmem_fault).
 # Pages that cannot be migrated — shmem pages of MAP_SHARED mappings
 # (migrate_vma only takes anonymous memory) — are mapped remotely in either
 # mode.  An anonymous page shared with fork children migrates for all of them
@@ -87,6 +99,7 @@ from mmbench.devices import device_fault_pages_option
 
 cdef enum:
     RMAP_STACK = 32                 # mappers handled without a malloc
+    HMM_RANGE_PAGES = 32            # dmirror_fault: pages per hmm_range_fault call (pfns[32])
 
 HMM_COUNTERS = LINUX_COUNTERS + (
     "fault_device_return", "pages_to_device", "pages_to_host", "dma_bytes", "dma_transfers",
@@ -117,7 +130,12 @@ cdef class LinuxHMMMachine(LinuxMachine):
     name = "linux"
     description = ("Linux: anon_vma + anon_vma_chain reverse map, 4-level page tables, zero page, "
                    "COW; devices through HMM (device-private PTEs, migrate_to_ram, notifiers)")
-    option_defaults = dict(LinuxMachine.option_defaults, device_fault="migrate", device_fault_pages=1)
+    option_defaults = dict(LinuxMachine.option_defaults, device_fault="migrate", device_fault_pages=512)
+    design_notes = ("linux: a device fault migrates the aligned 2 MiB block around it, and a CPU fault "
+             "on device memory brings that block home, as GPU drivers with shared virtual memory "
+             "do (amdgpu's SVM granularity); device_fault_pages=1 moves one page per fault; "
+             "device_fault='remote' is lib/test_hmm.c's dmirror: host pages mapped remotely, 32 per "
+             "hmm_range_fault, pages move only on an explicit migrate.",)
     supports_devices = True
     counter_names = HMM_COUNTERS
 
@@ -226,7 +244,6 @@ cdef class LinuxHMMMachine(LinuxMachine):
             victim = devmem_oldest(&self.devmem[dev])
             if victim == NO_PFN or self.evict_device_page(victim) != MM_OK:
                 return NO_PFN
-            self.ctr[C_DEVICE_EVICTIONS] += 1
         pfn = devmem_frame_alloc(self.devmem, &self.frames, dev)
         if pfn != NO_PFN:
             self.kmem_alloc(self.kc_devpage)
@@ -237,10 +254,12 @@ cdef class LinuxHMMMachine(LinuxMachine):
         self.kmem_free(self.kc_devpage)
 
     cdef int evict_device_page(self, pfn_t pfn) noexcept nogil:
-        """Driver eviction (migrate_device_range): the page goes home to every mapper."""
+        """Driver eviction (migrate_device_range): the page goes home to every mapper
+        (counted in device_evictions, one per device frame reclaimed)."""
         cdef int st = self.migrate_to_ram(pfn, NULL, 0)
         if st == MM_OK:
             self.dma_dir(1, False)
+            self.ctr[C_DEVICE_EVICTIONS] += 1
         return st
 
     cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil:
@@ -283,7 +302,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
         """Collect, notify, then per page: device frame, copy, device-private PTE, map."""
         cdef pt_node_t* t = pt_leaf(&mm.pgd, cs, False, NULL)
         cdef uint64_t vpn, pte
-        cdef int64_t n = 0, holes = 0, copies = 0, zaps = 0, nalloc = 0
+        cdef int64_t n = 0, holes = 0, copies = 0, zaps = 0, nalloc = 0, unmapped = 0
         cdef frame_t* fr = self.frames.f
         for vpn in range(cs, ce):
             pte = t.e[vpn & 511] if t != NULL else 0
@@ -308,17 +327,25 @@ cdef class LinuxHMMMachine(LinuxMachine):
             pte = t.e[vpn & 511]
             if not migratable(&fr[pte_pfn(pte)] if (pte & PTE_PRESENT) and not (pte & PTE_SPECIAL) else NULL, pte):
                 continue
-            if self.migrate_one_to_device(mm, vma, t, vpn, dev, &copies, &zaps) != MM_OK:
+            if self.migrate_one_to_device(mm, vma, t, vpn, dev, &copies, &unmapped) != MM_OK:
+                self.migrate_collect_flush(unmapped)
                 self.dma_dir(copies, True)
                 return MM_ENOMEM
+        self.migrate_collect_flush(unmapped)
         self.dma_dir(copies, True)
-        self.ctr[C_PTE_ZAPS] += zaps
-        if zaps:
-            self.ctr[C_TLB_FLUSHES] += 1
         return MM_OK
 
+    cdef void migrate_collect_flush(self, int64_t unmapped) noexcept nogil:
+        """migrate_vma_collect_pmd's closing flush_tlb_range, when it unmapped a present PTE."""
+        if unmapped:
+            self.ctr[C_TLB_FLUSHES] += 1
+
     cdef int migrate_one_to_device(self, mm_t* mm, vma_t* vma, pt_node_t* t, uint64_t vpn, int dev,
-                                   int64_t* copies, int64_t* zaps) noexcept nogil:
+                                   int64_t* copies, int64_t* unmapped) noexcept nogil:
+        """One page: collect (an AnonExclusive PTE is cleared with ptep_clear_flush,
+        a shared one with ptep_get_and_clear, the other mappers by try_to_migrate),
+        copy, device-private PTE, device page-table entry.  A hole needs no copy; the
+        zero page is replaced by migrate_vma_insert_page's ptep_clear_flush."""
         cdef uint64_t pte
         cdef pfn_t dpfn = self.device_page_alloc(dev), hpfn
         cdef frame_t* d
@@ -331,7 +358,9 @@ cdef class LinuxHMMMachine(LinuxMachine):
         if pte == 0 or (pte & PTE_SPECIAL):           # migrate_vma_insert_page
             self.folio_add_new_anon_rmap(dpfn, vma, linear_index(vma, vpn))
             wbit = PTE_WRITE if (vma.vm_flags & VM_WRITE) else 0
-            zaps[0] += pte != 0
+            if pte != 0:                              # the zero page: ptep_clear_flush
+                self.ctr[C_PTE_ZAPS] += 1
+                self.ctr[C_TLB_FLUSHES] += 1
             self.ctr[C_PTE_WRITES] += 1
         else:                                         # copy, then the host folio goes
             hpfn = pte_pfn(pte)
@@ -343,6 +372,8 @@ cdef class LinuxHMMMachine(LinuxMachine):
             d.mapcount = h.mapcount
             d.refcount = h.refcount
             wbit = pte & PTE_WRITE
+            if h.flags & FR_ANON_EXCLUSIVE:           # ptep_clear_flush
+                self.ctr[C_TLB_FLUSHES] += 1
             if h.mapcount > 1 and self.rmap_replace(hpfn, dpfn, PTE_DEVPRIV, mm, vpn) < 0:
                 d.mapcount = 0                        # try_to_migrate could not run: undo
                 d.refcount = 1
@@ -352,7 +383,8 @@ cdef class LinuxHMMMachine(LinuxMachine):
             h.refcount = 1
             LinuxMachine.page_put(self, hpfn)
             copies[0] += 1
-            zaps[0] += 1
+            unmapped[0] += 1
+            self.ctr[C_PTE_ZAPS] += 1
             self.ctr[C_PTE_WRITES] += 2               # migration entry, then device-private entry
         d.flags |= FR_DEVICE_PRIVATE
         pt_set(t, vpn, mk_pte(dpfn, PTE_DEVPRIV | wbit))
@@ -386,8 +418,9 @@ cdef class LinuxHMMMachine(LinuxMachine):
             pte = t.e[v2 & 511]
             pt_set(t, v2, mk_pte(new, kind | (pte & PTE_WRITE)))
             self.ctr[C_PTE_WRITES] += 2               # migration entry, then the new entry
-            if pte & PTE_PRESENT:
+            if pte & PTE_PRESENT:                     # try_to_migrate_one: ptep_clear_flush
                 self.ctr[C_PTE_ZAPS] += 1
+                self.ctr[C_TLB_FLUSHES] += 1
         if buf != stackbuf:
             free(buf)
         return n
@@ -427,9 +460,14 @@ cdef class LinuxHMMMachine(LinuxMachine):
         self.ctr[C_PAGES_TO_HOST] += 1
         return MM_OK
 
-    cdef int migrate_vma_to_ram(self, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end) noexcept nogil:
-        """Every device-private page of [start, end) goes home; one notification for
-        the range, one DMA batch per PTE table."""
+    cdef bint devpriv_of(self, uint64_t pte, int dev) noexcept nogil:
+        """A device-private entry of device `dev` (0: of any device)."""
+        return (pte & PTE_DEVPRIV) != 0 and (dev == 0 or frame_node(&self.frames, pte_pfn(pte)) == dev)
+
+    cdef int migrate_vma_to_ram(self, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end, int dev) noexcept nogil:
+        """Every device-private page of [start, end) (of device `dev`, 0 = any: the
+        pgmap_owner filter of MIGRATE_VMA_SELECT_DEVICE_PRIVATE) goes home; one
+        notification for the range, one DMA batch per PTE table."""
         cdef uint64_t vpn = start, tend = 0
         cdef pt_node_t* t
         cdef int64_t need = 0, batch = 0
@@ -437,7 +475,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
             t = pt_next(&mm.pgd, vpn, end, &vpn)
             if t == NULL:
                 break
-            need += (t.e[vpn & 511] & PTE_DEVPRIV) != 0
+            need += self.devpriv_of(t.e[vpn & 511], dev)
             vpn += 1
         if need == 0:
             return MM_OK
@@ -453,7 +491,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
                 self.dma_dir(batch, False)
                 batch = 0
                 tend = (vpn | 511) + 1
-            if t.e[vpn & 511] & PTE_DEVPRIV:
+            if self.devpriv_of(t.e[vpn & 511], dev):
                 self.migrate_to_ram(pte_pfn(t.e[vpn & 511]), mm, vpn)
                 batch += 1
             vpn += 1
@@ -463,11 +501,19 @@ cdef class LinuxHMMMachine(LinuxMachine):
     # ================================================================ CPU fault on a device page
     cdef int do_swap_page(self, vm_fault_t* vmf) noexcept nogil:
         """Device-private entry: pgmap->ops->migrate_to_ram, then retry the access
-        (which may still need the write fault: COW or reuse)."""
-        self.mmu_notify(vmf.mm, vmf.address, vmf.address + 1, 0)
-        if self.migrate_to_ram(pte_pfn(vmf.orig_pte), vmf.mm, vmf.address) != MM_OK:
+        (which may still need the write fault: COW or reuse).  The driver migrates
+        the aligned block of device_fault_pages around the fault (clipped to the
+        VMA) in "migrate" mode - svm_migrate_to_ram's granularity - and the one
+        faulting page in "remote" mode (dmirror_devmem_fault)."""
+        cdef uint64_t g = <uint64_t>self.device_fault_pages if self.device_fault_mode == DEVFAULT_MIGRATE else 1
+        cdef uint64_t s = vmf.address & ~(g - 1), e = s + g
+        if s < vmf.vma.vm_start:
+            s = vmf.vma.vm_start
+        if e > vmf.vma.vm_end:
+            e = vmf.vma.vm_end
+        if self.migrate_vma_to_ram(vmf.mm, vmf.vma, s, e,
+                                   frame_node(&self.frames, pte_pfn(vmf.orig_pte))) != MM_OK:
             return VM_FAULT_OOM
-        self.dma_dir(1, False)
         self.ctr[C_FAULTS] += 1
         self.ctr[C_FAULT_DEVICE_RETURN] += 1
         vmf.orig_pte = vmf.pte_table.e[vmf.address & 511]
@@ -508,36 +554,55 @@ cdef class LinuxHMMMachine(LinuxMachine):
         return self.handle_mm_fault(&vmf)
 
     cdef int device_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil:
-        """A device page-table miss: fault the page in, migrate it (default) or map it remotely."""
+        """A device page-table miss: migrate the block around it (default) or map the
+        32-page window around it remotely (dmirror)."""
         cdef uint64_t pte = pt_get(&mm.pgd, vpn)
         cdef uint64_t g = <uint64_t>self.device_fault_pages
         cdef uint64_t s = vpn & ~(g - 1), e = s + g
         cdef int st = MM_OK
         cdef dev_mm_t* h
+        if self.device_fault_mode == DEVFAULT_REMOTE or vma.vm_file != NULL:
+            s = vpn & ~(<uint64_t>HMM_RANGE_PAGES - 1)
+            return self.hmm_range_fault(dev, mm, vma, s if s > vma.vm_start else vma.vm_start,
+                                        min(s + HMM_RANGE_PAGES, vma.vm_end), write)
         if (pte & PTE_DEVPRIV) and frame_node(&self.frames, pte_pfn(pte)) != dev:
             st = self.cpu_fault(mm, vma, vpn, write)  # another device's page comes home first
         elif write and not (pte & PTE_WRITE):
-            st = self.cpu_fault(mm, vma, vpn, True)
-        elif pte == 0 and (self.device_fault_mode == DEVFAULT_REMOTE or vma.vm_file != NULL):
-            st = self.cpu_fault(mm, vma, vpn, False)
+            st = self.cpu_fault(mm, vma, vpn, True)   # break COW before migrating
         if st != MM_OK:
             return st
-        if self.device_fault_mode == DEVFAULT_MIGRATE and vma.vm_file == NULL:
-            s = s if s > vma.vm_start else vma.vm_start
-            e = e if e < vma.vm_end else vma.vm_end
-            st = self.migrate_vma_to_device(mm, vma, s, e, dev)
-            if st != MM_OK:
-                return st
-            h = self.hmm_of(mm)
-            if h != NULL and h.ms.dm[dev] != NULL and dmirror_lookup(h.ms.dm[dev], vpn) != 0:
-                return MM_OK
-        pte = pt_get(&mm.pgd, vpn)
-        if pte == 0:                                  # not migratable and still a hole
-            st = self.cpu_fault(mm, vma, vpn, write)
-            if st != MM_OK:
-                return st
+        s = s if s > vma.vm_start else vma.vm_start
+        e = e if e < vma.vm_end else vma.vm_end
+        st = self.migrate_vma_to_device(mm, vma, s, e, dev)
+        if st != MM_OK:
+            return st
+        h = self.hmm_of(mm)
+        if h != NULL and h.ms.dm[dev] != NULL and dmirror_lookup(h.ms.dm[dev], vpn) != 0:
+            return MM_OK
+        return self.hmm_range_fault(dev, mm, vma, vpn, vpn + 1, write)   # not migratable: remote
+
+    cdef int hmm_range_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end,
+                             bint write) noexcept nogil:
+        """dmirror_range_fault: one hmm_range_fault call with HMM_PFN_REQ_FAULT
+        (| HMM_PFN_REQ_WRITE) over [start, end) of one VMA - every page the device
+        cannot yet use with this access is faulted in by handle_mm_fault (a page
+        private to another device comes home; this device's own private pages are
+        returned as they are) - then dmirror_do_fault maps every page."""
+        cdef uint64_t vpn, pte
+        cdef int st
+        for vpn in range(start, end):
             pte = pt_get(&mm.pgd, vpn)
-        return self.device_map(mm, dev, vpn, pte_pfn(pte), (pte & PTE_WRITE) != 0)
+            if pte == 0 or (write and not (pte & PTE_WRITE)) \
+                    or ((pte & PTE_DEVPRIV) and frame_node(&self.frames, pte_pfn(pte)) != dev):
+                st = self.cpu_fault(mm, vma, vpn, write)
+                if st != MM_OK:
+                    return st
+        for vpn in range(start, end):
+            pte = pt_get(&mm.pgd, vpn)
+            st = self.device_map(mm, dev, vpn, pte_pfn(pte), (pte & PTE_WRITE) != 0)
+            if st != MM_OK:
+                return st
+        return MM_OK
 
     cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil:
         """Device load/store: its page table first, a device fault on a miss."""
@@ -594,7 +659,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
         """[start, end) of one VMA to `node` (0: host memory)."""
         if node > 0:
             return self.migrate_vma_to_device(mm, v, start, end, node)
-        return self.migrate_vma_to_ram(mm, v, start, end)
+        return self.migrate_vma_to_ram(mm, v, start, end, 0)
 
     cdef int c_exit(self, int64_t pid) noexcept nogil:
         cdef int st = LinuxMachine.c_exit(self, pid)
