@@ -171,7 +171,10 @@ class Cluster:
         from distributed import Client, LocalCluster
         # a cell that kills its worker is recorded as crashed at once, not retried
         # (on an existing cluster this is the scheduler's own setting)
-        dask.config.set({"distributed.scheduler.allowed-failures": 0})
+        # and only the cell running on a worker dies with it: a worker holds one task per
+        # thread (worker-saturation 1.0), never a queued cell it would take down too
+        dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                         "distributed.scheduler.worker-saturation": 1.0})
         if self.scheduler:
             self.client = Client(self.scheduler, timeout="30s")
         else:
