@@ -684,7 +684,8 @@ def check_design_options(backends, options: dict) -> None:
             cls = registry.load(name, quiet=True)
         if cls is None:
             continue                    # a broken plugin: its rows say why
-        known = sorted(cls.option_defaults)
+        from mmbench.hugepages import CONTRACT_OPTIONS
+        known = sorted(set(cls.option_defaults) | set(CONTRACT_OPTIONS))
         bad = [k for k in options if k not in known]
         if bad:
             raise errors.InvalidArgument(
