@@ -961,10 +961,13 @@ cdef class LinuxMachine(LinuxFault):
         return sorted(out)
 
     def notes(self):
-        if self.thp_mode == THP_NEVER and self.options["thp"] != "never":
-            return [f"thp={self.options['thp']!r} accepted but off: with devices the HMM paths walk "
-                    "PTE tables only, so every page is 4 KiB; MADV_HUGEPAGE / MADV_NOHUGEPAGE still "
-                    "set VM_HUGEPAGE / VM_NOHUGEPAGE"]
+        if not self.thp_pmd:
+            why = ("with devices the HMM paths walk PTE tables only" if self.ndevices
+                   else f"the {type(self).name!r} design's own paths walk PTE tables only")
+            return [f"huge pages are not modelled here ({why}): runs at 4 KiB (thp={self.options['thp']!r} "
+                    "has no effect); MADV_HUGEPAGE / MADV_NOHUGEPAGE still set VM_HUGEPAGE / VM_NOHUGEPAGE"]
+        if self.thp_mode == THP_NEVER:
+            return ["thp='never' (/sys/kernel/mm/transparent_hugepage/enabled): runs at 4 KiB"]
         return [f"thp={self.options['thp']!r} is /sys/kernel/mm/transparent_hugepage/enabled; "
                 "anonymous private THPs: a first fault on an eligible aligned 2 MiB maps a PMD "
                 "(a 512-page folio on write, the huge zero folio on read) with a deposited PTE "

@@ -206,6 +206,7 @@ cdef class LinuxMM(Machine):
     cdef int fault_around_pages    # do_fault_around window (16 = 64 KiB)
     cdef bint pt_reclaim           # CONFIG_PT_RECLAIM: MADV_DONTNEED frees PTE tables it empties whole
     cdef int thp_mode              # THP_NEVER / THP_MADVISE / THP_ALWAYS (option thp)
+    cdef readonly bint thp_pmd     # PMD-mapped THPs modelled here (design in thp_designs, no devices)
 
     # --- transparent huge pages: may vma map the 2 MiB range at haddr with one PMD?
     cdef bint thp_vma_allowable(self, vma_t* vma, uint64_t haddr) noexcept nogil

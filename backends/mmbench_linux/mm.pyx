@@ -47,6 +47,10 @@ cdef inline bint anon_vma_compatible(vma_t* a, vma_t* b) noexcept nogil:
 cdef class LinuxMM(Machine):
     """VMA set, slab accounting and anon_vma reverse map of the linux design."""
 
+    # Designs whose every page-table walk knows PMD leaves: only these map THPs
+    # (a design built on linux adds its name once its own paths handle them).
+    thp_designs = ("linux",)
+
     def __init__(self, **kw):
         super().__init__(**kw)
         fa = self.options["fault_around_pages"]
@@ -58,8 +62,10 @@ cdef class LinuxMM(Machine):
             raise _errors.InvalidArgument("pt_reclaim must be True or False")
         self.pt_reclaim = pr
         self.thp_mode = ("never", "madvise", "always").index(self.options["thp"])  # validated by Machine
-        if self.ndevices > 0:
-            self.thp_mode = THP_NEVER   # the HMM device paths (hmm.pyx) walk PTE tables only
+        self.thp_pmd = type(self).name in self.thp_designs and self.ndevices == 0
+        if not self.thp_pmd:
+            # device paths (hmm.pyx) and designs built on linux walk PTE tables only
+            self.thp_mode = THP_NEVER
         # struct sizes: the slab object size /proc/slabinfo reports on the host
         self.kc_vma = self.slab_register("vm_area_struct", 192)
         self.kc_maple = self.slab_register("maple_node", 256)
