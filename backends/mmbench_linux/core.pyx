@@ -992,6 +992,24 @@ cdef class LinuxMachine(LinuxFault):
                         "nohugepage": bool(v.vm_flags & VM_NOHUGEPAGE)})
         return out
 
+    def anon_huge_kb(self, pid):
+        """AnonHugePages of /proc/PID/smaps summed over the process: kB of anonymous
+        memory mapped by PMD leaves (the huge zero folio is not anonymous)."""
+        cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
+        cdef uint64_t h = 0, e
+        cdef int64_t n = 0
+        cdef vma_t* v
+        cdef int64_t i
+        for i in range(mm.nr_vmas):
+            v = mm.vmas[i]
+            h = (v.vm_start + HPAGE_PMD_NR - 1) & ~(<uint64_t>(HPAGE_PMD_NR - 1))
+            while h + HPAGE_PMD_NR <= v.vm_end and mm.nr_huge_pmd:
+                e = pmd_leaf_at(mm, h)
+                if e and not (e & PTE_SPECIAL):
+                    n += 1
+                h += HPAGE_PMD_NR
+        return int(n * HPAGE_PMD_NR * 4)
+
     def vmpte_bytes(self, pid):
         """Page-table bytes as /proc/PID/status VmPTE shows them (PUD+PMD+PTE tables)."""
         cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
