@@ -231,5 +231,16 @@ def test_devices_turn_thp_off():
 
 @pytest.mark.parametrize("mode", ["always", "madvise"])
 def test_conformance_with_thp(mode):
-    run_conformance("linux", default_settings(max_examples=15, stateful_step_count=30),
+    seen = {"thp_fault_alloc": 0, "thp_split_pmd": 0, "thp_zero_page_map": 0}
+
+    class Watched(type(mmbench.open("linux", ram_pages=16))):
+        def check(self):
+            super().check()
+            c = self.counters()
+            for k in seen:
+                seen[k] = max(seen[k], c[k])
+
+    run_conformance(Watched, default_settings(max_examples=15, stateful_step_count=30),
                     devices=0, vpn_span=2048, max_npages=16, options={"thp": mode})
+    if mode == "always":        # the run really mapped, split and read huge pages
+        assert all(seen.values()), seen
