@@ -30,6 +30,21 @@
 #      PTE RO,      shared, write   -> wp_page_shared (no COW)
 #      non-present entry            -> do_swap_page (none exist here: the hook for HMM entries)
 #
+# Transparent huge pages (option thp; handle_pmd_fault runs first when no PTE
+# table covers the address of an anonymous private VMA):
+#
+#      PMD none, THP allowed, write -> do_huge_pmd_anonymous_page: 512-page folio, one PMD leaf,
+#                                      a PTE table preallocated and deposited under the PMD
+#      PMD none, THP allowed, read  -> do_huge_pmd_anonymous_page: the huge zero folio
+#      PMD leaf RO, write           -> do_huge_pmd_wp_page: exclusive -> reuse (make writable)
+#                                      shared or huge zero -> split_huge_pmd, then the PTE cases
+#      otherwise                    -> the PTE cases above (VM_FAULT_FALLBACK)
+#
+#   A leaf lies inside one VMA (split_vma splits it first: vma_adjust_trans_huge);
+#   zap, mprotect and fork take whole leaves as one entry and split cut ones;
+#   mremap splits before moving.  The deposited table is what a split turns the
+#   PMD into, and it is counted in VmPTE as on the host.
+#
 # Structure of the package (three layers, one module each; a Cython class
 # cannot span files):
 #   maple.pyx   the VMA maple tree's shape: the kernel's store / split / push /
@@ -45,7 +60,12 @@
 #               (c_*) and Python extras  4. invariants (c_check)
 #
 # Simplified relative to the kernel, and why
-# * Order-0 folios only (no mTHP/THP): the costs compared are per 4 KiB page.
+# * Folios are order 0 or PMD-sized (THP); no mTHP orders, no khugepaged, no
+#   deferred split queue (pages of a split THP are freed one by one), and a
+#   huge folio comes only from never-used frames (the frame block has no
+#   buddy coalescing), else the fault falls back to 4 KiB.  THPs are built only
+#   for the linux design without devices (LinuxMM.thp_designs): the HMM device
+#   paths walk PTE tables only.
 # * VMAs are looked up in a sorted array; the maple tree is kept as a shape
 #   only (maple.pyx): its leaves hold the VMA pointers and gaps, and it changes
 #   store by store as the kernel's does, so maple_node counts follow the
