@@ -116,6 +116,11 @@ cdef enum:  # Counter ids
     C_REFLINK_CLONES        # shmem: private file clones made by fork
     C_MREMAP_PAGES_MOVED    # pages moved by mremap without copying data
     C_PAGECACHE_ADDS        # new frames inserted into a page cache (shmem_add_to_page_cache)
+    # linux THP (vmstat thp_* events)
+    C_THP_FAULT_ALLOC       # thp_fault_alloc: a fault mapped a new PMD-sized folio
+    C_THP_FAULT_FALLBACK    # thp_fault_fallback: an eligible fault found no huge folio
+    C_THP_SPLIT_PMD         # thp_split_pmd: a PMD mapping became 512 PTEs
+    C_THP_ZERO_PAGE_MAP     # read fault mapped the huge zero folio with one PMD
     NR_COUNTERS
 
 ctypedef struct kmem_cache_t:

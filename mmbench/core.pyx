@@ -47,6 +47,7 @@ COUNTER_NAMES = (
     "notifier_calls", "notifier_invalidated", "device_faults", "device_pte_writes",
     "device_tlb_invalidations", "device_evictions", "reflink_clones", "mremap_pages_moved",
     "pagecache_adds",
+    "thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd", "thp_zero_page_map",   # linux THP
 )
 assert len(COUNTER_NAMES) == NR_COUNTERS, "COUNTER_NAMES out of step with core.pxd"
 COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}

@@ -16,11 +16,14 @@ cdef class LinuxMachine(LinuxFault):
     cdef int copy_page_range(self, mm_t* dst_mm, vma_t* dst, mm_t* src_mm, vma_t* src) noexcept nogil
     cdef int copy_table_range(self, mm_t* dst_mm, mm_t* src_mm, pt_node_t* t, int level, uint64_t base,
                               uint64_t start, uint64_t end, int64_t* cnt) noexcept nogil
+    cdef int copy_huge_pmd(self, mm_t* dst_mm, mm_t* src_mm, pt_node_t* pmd_t, uint64_t haddr,
+                           int64_t* cnt) noexcept nogil
     cdef void copy_pte_range(self, pt_node_t* dt, pt_node_t* t, uint64_t i0, uint64_t i1, mm_t* dst_mm,
                              int64_t* cnt) noexcept nogil
 
     # --- unmap / exit
     cdef int64_t zap_pte_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
+    cdef int64_t zap_huge_pmd(self, mm_t* mm, uint64_t haddr) noexcept nogil
     cdef int64_t free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil
     cdef int64_t reclaim_pt(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef int do_munmap(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
@@ -36,6 +39,7 @@ cdef class LinuxMachine(LinuxFault):
 
     # --- invariants
     cdef int check_mm(self, mm_t* mm, int32_t* maps) noexcept nogil
+    cdef int check_pmd_leaves(self, mm_t* mm, int32_t* maps) noexcept nogil
     cdef int check_vma(self, mm_t* mm, vma_t* vma) noexcept nogil
     cdef int check_maple(self, mm_t* mm) noexcept nogil
     cdef int check_pte(self, vma_t* v, uint64_t vpn, uint64_t pte, int32_t* maps) noexcept nogil

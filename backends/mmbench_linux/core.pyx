@@ -30,6 +30,21 @@
 #      PTE RO,      shared, write   -> wp_page_shared (no COW)
 #      non-present entry            -> do_swap_page (none exist here: the hook for HMM entries)
 #
+# Transparent huge pages (option thp; handle_pmd_fault runs first when no PTE
+# table covers the address of an anonymous private VMA):
+#
+#      PMD none, THP allowed, write -> do_huge_pmd_anonymous_page: 512-page folio, one PMD leaf,
+#                                      a PTE table preallocated and deposited under the PMD
+#      PMD none, THP allowed, read  -> do_huge_pmd_anonymous_page: the huge zero folio
+#      PMD leaf RO, write           -> do_huge_pmd_wp_page: exclusive -> reuse (make writable)
+#                                      shared or huge zero -> split_huge_pmd, then the PTE cases
+#      otherwise                    -> the PTE cases above (VM_FAULT_FALLBACK)
+#
+#   A leaf lies inside one VMA (split_vma splits it first: vma_adjust_trans_huge);
+#   zap, mprotect and fork take whole leaves as one entry and split cut ones;
+#   mremap splits before moving.  The deposited table is what a split turns the
+#   PMD into, and it is counted in VmPTE as on the host.
+#
 # Structure of the package (three layers, one module each; a Cython class
 # cannot span files):
 #   maple.pyx   the VMA maple tree's shape: the kernel's store / split / push /
@@ -45,7 +60,12 @@
 #               (c_*) and Python extras  4. invariants (c_check)
 #
 # Simplified relative to the kernel, and why
-# * Order-0 folios only (no mTHP/THP): the costs compared are per 4 KiB page.
+# * Folios are order 0 or PMD-sized (THP); no mTHP orders, no khugepaged, no
+#   deferred split queue (pages of a split THP are freed one by one), and a
+#   huge folio comes only from never-used frames (the frame block has no
+#   buddy coalescing), else the fault falls back to 4 KiB.  THPs are built only
+#   for the linux design without devices (LinuxMM.thp_designs): the HMM device
+#   paths walk PTE tables only.
 # * VMAs are looked up in a sorted array; the maple tree is kept as a shape
 #   only (maple.pyx): its leaves hold the VMA pointers and gaps, and it changes
 #   store by store as the kernel's does, so maple_node counts follow the
@@ -74,10 +94,13 @@ from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memset, memmove
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
+from mmbench.core cimport MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE
 from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_ENOTSUP,
                            MAPF_SHARED, MAPF_WRITE, VPN_BITS, C_PTE_WRITES, C_PTE_ZAPS,
                            C_TLB_FLUSHES, C_VMA_MERGES, C_OBJECTS_ALLOC, C_FORK_PTES_COPIED,
                            C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED)
+from mmbench.blocks.pagetable cimport (pt_pmd_table, pt_table_alloc, pt_table_free, pt_deposit, pt_withdraw,
+                                       pt_set_pmd, pmd_leaf, mk_pte)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, ZERO_PFN, FR_ANON_EXCLUSIVE, FR_PAGECACHE,
                                     frame_value)
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, PT_ENTRIES, LVL_PGD, LVL_PMD, LVL_PTE, PTE_PRESENT, PTE_WRITE,
@@ -108,7 +131,7 @@ LINUX_COUNTERS = (
     "tlb_flushes", "pt_pages_alloc", "pt_pages_free", "rmap_visits", "i_mmap_visits",
     "vma_merges", "vma_splits", "objects_alloc", "objects_free", "anon_vma_alloc", "avc_alloc",
     "anon_vma_reuse", "xa_node_alloc", "xa_node_free", "fork_ptes_copied", "fork_ptes_wrprotect",
-    "mremap_pages_moved",
+    "mremap_pages_moved", "thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd", "thp_zero_page_map",
 )
 
 
@@ -121,6 +144,7 @@ cdef class LinuxMachine(LinuxFault):
     description = "Linux: anon_vma + anon_vma_chain reverse map, 4-level page tables, zero page, COW"
     option_defaults = {"fault_around_pages": FAULT_AROUND_PAGES, "pt_reclaim": True}
     supports_devices = False
+    huge_page_advice = True
     counter_names = LINUX_COUNTERS
 
     def __dealloc__(self):
@@ -202,10 +226,14 @@ cdef class LinuxMachine(LinuxFault):
         if i1 > PT_ENTRIES:
             i1 = PT_ENTRIES
         for i in range(i0, i1):
+            e0 = base + <uint64_t>i * span
+            if level == LVL_PMD and pmd_leaf(t.e[i]):
+                if self.copy_huge_pmd(dst_mm, src_mm, t, e0, cnt) != MM_OK:
+                    return MM_ENOMEM
+                continue
             child = <pt_node_t*><size_t>t.e[i]
             if child == NULL:
                 continue
-            e0 = base + <uint64_t>i * span
             if level + 1 < LVL_PTE:
                 if self.copy_table_range(dst_mm, src_mm, child, level + 1, e0, start, end, cnt) != MM_OK:
                     return MM_ENOMEM
@@ -225,6 +253,40 @@ cdef class LinuxMachine(LinuxFault):
             if dt == NULL:
                 return MM_ENOMEM
             self.copy_pte_range(dt, child, v & 511, ((end if end < hi else hi) - 1) & 511, dst_mm, cnt)
+        return MM_OK
+
+    cdef int copy_huge_pmd(self, mm_t* dst_mm, mm_t* src_mm, pt_node_t* pmd_t, uint64_t haddr,
+                           int64_t* cnt) noexcept nogil:
+        """copy_huge_pmd: the child gets a PTE table deposited and the same PMD leaf,
+        write-protected on both sides; the folio gains a mapping and a reference per
+        page and loses PageAnonExclusive (folio_try_dup_anon_rmap_pmd).  The huge zero
+        folio is shared as it is.  A leaf always lies inside one VMA (split_vma splits
+        it otherwise), so it is copied whole."""
+        cdef uint64_t e = pmd_t.e[(haddr >> 9) & 511], k
+        cdef pt_node_t* dpmd
+        cdef pt_node_t* pgtable = pt_table_alloc(&dst_mm.pgd)
+        cdef frame_t* f
+        if pgtable == NULL:
+            return MM_ENOMEM
+        dpmd = pt_pmd_table(&dst_mm.pgd, haddr, True, NULL)
+        if dpmd == NULL:
+            pt_table_free(&dst_mm.pgd, pgtable)
+            return MM_ENOMEM
+        pt_deposit(dpmd, pgtable)
+        if not (e & PTE_SPECIAL):
+            for k in range(HPAGE_PMD_NR):
+                f = &self.frames.f[pte_pfn(e) + <pfn_t>k]
+                f.mapcount += 1
+                f.refcount += 1
+                f.flags &= ~(<uint32_t>FR_ANON_EXCLUSIVE)
+            dst_mm.rss_anon += HPAGE_PMD_NR
+            if e & PTE_WRITE:
+                e &= ~(<uint64_t>PTE_WRITE)
+                pmd_t.e[(haddr >> 9) & 511] = e
+                cnt[1] += 1
+        pt_set_pmd(dpmd, haddr, e)
+        dst_mm.nr_huge_pmd += 1
+        cnt[0] += 1
         return MM_OK
 
     cdef void copy_pte_range(self, pt_node_t* dt, pt_node_t* t, uint64_t i0, uint64_t i1, mm_t* dst_mm,
@@ -254,10 +316,19 @@ cdef class LinuxMachine(LinuxFault):
     # ================================================================ 2. unmap, mprotect, mremap, exit
     cdef int64_t zap_pte_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
         """Clear every PTE in [start, end); frames lose a mapping and a reference."""
-        cdef uint64_t vpn = start, pte
+        cdef uint64_t vpn = start, pte, h
         cdef pt_node_t* t
         cdef frame_t* f
         cdef int64_t n = 0
+        if mm.nr_huge_pmd:                       # zap_pmd_range: whole leaves go, cut ones split
+            h = start & ~(<uint64_t>(HPAGE_PMD_NR - 1))
+            while h < end and mm.nr_huge_pmd:
+                if pmd_leaf_at(mm, h):
+                    if h >= start and h + HPAGE_PMD_NR <= end:
+                        n += self.zap_huge_pmd(mm, h)
+                    else:
+                        self.split_huge_pmd(mm, h)
+                h += HPAGE_PMD_NR
         while True:
             t = pt_next(&mm.pgd, vpn, end, &vpn)
             if t == NULL:
@@ -277,6 +348,25 @@ cdef class LinuxMachine(LinuxFault):
         self.ctr[C_PTE_ZAPS] += n
         self.ctr[C_PTE_WRITES] += n
         return n
+
+    cdef int64_t zap_huge_pmd(self, mm_t* mm, uint64_t haddr) noexcept nogil:
+        """zap_huge_pmd: clear the leaf, free the deposited table (zap_deposited_table),
+        drop the folio's mapping and references (the folio is freed with the last)."""
+        cdef pt_node_t* pmd_t = pt_pmd_table(&mm.pgd, haddr, False, NULL)
+        cdef uint64_t e = pmd_t.e[(haddr >> 9) & 511], k
+        cdef pfn_t head = pte_pfn(e)
+        pt_set_pmd(pmd_t, haddr, 0)
+        pt_table_free(&mm.pgd, pt_withdraw(pmd_t))
+        mm.nr_huge_pmd -= 1
+        self.pt_sync(mm)
+        if not (e & PTE_SPECIAL):
+            for k in range(HPAGE_PMD_NR):
+                self.frames.f[head + k].mapcount -= 1
+                self.page_put(head + <pfn_t>k)
+            mm.rss_anon -= HPAGE_PMD_NR
+        self.ctr[C_PTE_ZAPS] += 1
+        self.ctr[C_PTE_WRITES] += 1
+        return 1
 
     cdef int64_t free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil:
         """Free the empty tables whose span lies in [floor, ceiling); returns how many."""
@@ -328,6 +418,22 @@ cdef class LinuxMachine(LinuxFault):
         cdef bint writable = (vma.vm_flags & VM_WRITE) != 0
         cdef bint shared = (vma.vm_flags & VM_SHARED) != 0
         cdef int64_t n = 0
+        cdef uint64_t h
+        cdef pt_node_t* pmd_t
+        if mm.nr_huge_pmd:                       # change_huge_pmd on whole leaves
+            h = (vma.vm_start + HPAGE_PMD_NR - 1) & ~(<uint64_t>(HPAGE_PMD_NR - 1))
+            while h + HPAGE_PMD_NR <= vma.vm_end:
+                pte = pmd_leaf_at(mm, h)
+                if pte:
+                    npte = pte & ~(<uint64_t>PTE_WRITE)
+                    if writable and not (pte & PTE_SPECIAL) and (
+                            self.frames.f[pte_pfn(pte)].flags & FR_ANON_EXCLUSIVE):
+                        npte = pte | PTE_WRITE
+                    if npte != pte:
+                        pmd_t = pt_pmd_table(&mm.pgd, h, False, NULL)
+                        pmd_t.e[(h >> 9) & 511] = npte
+                        n += 1
+                h += HPAGE_PMD_NR
         while True:
             t = pt_next(&mm.pgd, vpn, vma.vm_end, &vpn)
             if t == NULL:
@@ -426,6 +532,11 @@ cdef class LinuxMachine(LinuxFault):
         cdef pt_node_t* dt
         cdef int64_t moved = 0, writes = 0, nalloc = 0
         cdef bint same_phase = ((start ^ new_start) & 511) == 0
+        if mm.nr_huge_pmd:                       # the model splits instead of move_huge_pmd
+            tbase = start & ~(<uint64_t>(HPAGE_PMD_NR - 1))
+            while tbase < end:
+                self.split_huge_pmd(mm, tbase)
+                tbase += HPAGE_PMD_NR
         while True:
             t = pt_next(&mm.pgd, vpn, end, &vpn)
             if t == NULL:
@@ -643,6 +754,11 @@ cdef class LinuxMachine(LinuxFault):
             if pte & PTE_PRESENT:
                 out[0] = frame_value(&self.frames, pte_pfn(pte))
                 return MM_OK
+        else:
+            pte = pmd_leaf_at(mm, <uint64_t>vpn)
+            if pte:
+                out[0] = frame_value(&self.frames, pte_pfn(pmd_subpage_pte(pte, <uint64_t>vpn)))
+                return MM_OK
         vmf.mm = mm
         vmf.address = <uint64_t>vpn
         vmf.flags = 0
@@ -671,6 +787,11 @@ cdef class LinuxMachine(LinuxFault):
             pte = t.e[vpn & 511]
             if (pte & (PTE_PRESENT | PTE_WRITE)) == (PTE_PRESENT | PTE_WRITE):
                 self.frames.f[pte_pfn(pte)].value = value
+                return MM_OK
+        else:
+            pte = pmd_leaf_at(mm, <uint64_t>vpn)
+            if pte & PTE_WRITE:
+                self.frames.f[pte_pfn(pmd_subpage_pte(pte, <uint64_t>vpn))].value = value
                 return MM_OK
         vmf.mm = mm
         vmf.address = <uint64_t>vpn
@@ -748,6 +869,47 @@ cdef class LinuxMachine(LinuxFault):
         self.mt_sync(mm)
         return MM_OK
 
+    cdef int c_madvise(self, int64_t pid, int64_t vpn, int64_t npages, int advice) noexcept nogil:
+        """DONTNEED zaps; HUGEPAGE / NOHUGEPAGE go through madvise_update_vma per VMA
+        (hugepage_madvise: set one flag, clear the other): a VMA whose flags do not
+        change is left alone, one that changes is split to the range (as mprotect
+        here) and merged again with equal neighbours."""
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef uint64_t pos = <uint64_t>vpn, end = <uint64_t>(vpn + npages), newflags, next_pos
+        cdef uint64_t set_f, clear_f
+        cdef int64_t i
+        cdef vma_t* v
+        if advice == MADV_DONTNEED:
+            return self.c_madvise_dontneed(pid, vpn, npages)
+        if advice == MADV_HUGEPAGE:
+            set_f, clear_f = VM_HUGEPAGE, VM_NOHUGEPAGE
+        elif advice == MADV_NOHUGEPAGE:
+            set_f, clear_f = VM_NOHUGEPAGE, VM_HUGEPAGE
+        else:
+            return MM_EINVAL
+        if not self.range_mapped(mm, pos, end):
+            return MM_EINVAL
+        while pos < end:
+            i = self.vma_index(mm, pos)
+            v = mm.vmas[i]
+            newflags = (v.vm_flags & ~clear_f) | set_f
+            if newflags == v.vm_flags:
+                pos = v.vm_end
+                continue
+            if v.vm_start < pos:
+                if self.split_vma(mm, i, pos) != MM_OK:
+                    return MM_ENOMEM
+                i += 1
+            v = mm.vmas[i]
+            if v.vm_end > end and self.split_vma(mm, i, end) != MM_OK:
+                return MM_ENOMEM
+            v.vm_flags = newflags
+            next_pos = v.vm_end
+            self.vma_try_merge_at(mm, i)
+            pos = next_pos
+        self.mt_sync(mm)
+        return MM_OK
+
     cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         """madvise_dontneed_free: zap the range VMA by VMA under one mmu_gather (one TLB
         flush per call); private pages then read 0.  With pt_reclaim (CONFIG_PT_RECLAIM)
@@ -800,7 +962,7 @@ cdef class LinuxMachine(LinuxFault):
         v, _ = self._range(vpn)
         if self.find_vma(mm, <uint64_t>v) == NULL:
             raise _errors.SegmentationFault(f"pid {p}: vpn {v} is not mapped")
-        pte = pt_get(&mm.pgd, <uint64_t>v)
+        pte = mm_pte_at(mm, <uint64_t>v)
         if not (pte & PTE_PRESENT) or (pte & PTE_SPECIAL):
             return []
         pfn = pte_pfn(pte)
@@ -818,9 +980,25 @@ cdef class LinuxMachine(LinuxFault):
         free(buf)
         return sorted(out)
 
+    def notes(self):
+        if not self.thp_pmd:
+            why = ("with devices the HMM paths walk PTE tables only" if self.ndevices
+                   else f"the {type(self).name!r} design's own paths walk PTE tables only")
+            return [f"huge pages are not modelled here ({why}): runs at 4 KiB (thp={self.options['thp']!r} "
+                    "has no effect); MADV_HUGEPAGE / MADV_NOHUGEPAGE still set VM_HUGEPAGE / VM_NOHUGEPAGE"]
+        if self.thp_mode == THP_NEVER:
+            return ["thp='never' (/sys/kernel/mm/transparent_hugepage/enabled): runs at 4 KiB"]
+        return [f"thp={self.options['thp']!r} is /sys/kernel/mm/transparent_hugepage/enabled; "
+                "anonymous private THPs: a first fault on an eligible aligned 2 MiB maps a PMD "
+                "(a 512-page folio on write, the huge zero folio on read) with a deposited PTE "
+                "table; partial unmap/mprotect/dontneed/mremap split the PMD (mremap always "
+                "splits); COW after fork splits and copies 4 KiB; no khugepaged collapse, no "
+                "buddy coalescing (a huge folio comes from never-used frames, else 4 KiB fallback)"]
+
     def vmas(self, pid):
         """The VMAs of a process: dicts with start, end, pgoff, writable, shared,
-        anon_vma (an opaque id or None) and chain (its AVC count)."""
+        anon_vma (an opaque id or None), chain (its AVC count), hugepage and
+        nohugepage (VM_HUGEPAGE / VM_NOHUGEPAGE)."""
         cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
         cdef vma_t* v
         cdef int64_t i
@@ -830,8 +1008,27 @@ cdef class LinuxMachine(LinuxFault):
             out.append({"start": int(v.vm_start), "end": int(v.vm_end), "pgoff": int(v.vm_pgoff),
                         "writable": bool(v.vm_flags & VM_WRITE), "shared": bool(v.vm_flags & VM_SHARED),
                         "anon_vma": (int(<size_t>v.anon_vma) if v.anon_vma != NULL else None),
-                        "chain": int(v.nr_avc)})
+                        "chain": int(v.nr_avc), "hugepage": bool(v.vm_flags & VM_HUGEPAGE),
+                        "nohugepage": bool(v.vm_flags & VM_NOHUGEPAGE)})
         return out
+
+    def anon_huge_kb(self, pid):
+        """AnonHugePages of /proc/PID/smaps summed over the process: kB of anonymous
+        memory mapped by PMD leaves (the huge zero folio is not anonymous)."""
+        cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
+        cdef uint64_t h = 0, e
+        cdef int64_t n = 0
+        cdef vma_t* v
+        cdef int64_t i
+        for i in range(mm.nr_vmas):
+            v = mm.vmas[i]
+            h = (v.vm_start + HPAGE_PMD_NR - 1) & ~(<uint64_t>(HPAGE_PMD_NR - 1))
+            while h + HPAGE_PMD_NR <= v.vm_end and mm.nr_huge_pmd:
+                e = pmd_leaf_at(mm, h)
+                if e and not (e & PTE_SPECIAL):
+                    n += 1
+                h += HPAGE_PMD_NR
+        return int(n * HPAGE_PMD_NR * 4)
 
     def vmpte_bytes(self, pid):
         """Page-table bytes as /proc/PID/status VmPTE shows them (PUD+PMD+PTE tables)."""
@@ -905,8 +1102,11 @@ cdef class LinuxMachine(LinuxFault):
             if self.check_vma(mm, v) != MM_OK:
                 return MM_EINVAL
         memset(nt, 0, sizeof(nt))
+        nt[0] = 0
         if mm.pgd.pgd == NULL or check_table(mm.pgd.pgd, 0, nt) != 0:
-            return self.check_fail("page-table use count != non-zero entries")
+            return self.check_fail("page-table use count != non-zero entries (or deposits != PMD leaves)")
+        if self.check_pmd_leaves(mm, maps) != MM_OK:
+            return MM_EINVAL
         for i in range(4):
             if nt[i] != mm.pgd.nr[i]:
                 return self.check_fail("pgtable nr[] != tables reachable from the PGD")
@@ -921,6 +1121,44 @@ cdef class LinuxMachine(LinuxFault):
             if self.check_pte(v, vpn, pte, maps) != MM_OK:
                 return MM_EINVAL
             vpn += 1
+        return MM_OK
+
+    cdef int check_pmd_leaves(self, mm_t* mm, int32_t* maps) noexcept nogil:
+        """Every PMD leaf lies inside one anonymous private VMA, maps an aligned run
+        of frames (or the huge zero folio), and each of its pages passes the PTE
+        checks; their number is mm.nr_huge_pmd."""
+        cdef pt_node_t* pud
+        cdef pt_node_t* pmd
+        cdef int i, j, k
+        cdef uint64_t e, h, sub
+        cdef int64_t n = 0
+        cdef vma_t* v
+        if mm.pgd.pgd == NULL:
+            return MM_OK
+        for i in range(PT_ENTRIES):
+            pud = <pt_node_t*><size_t>mm.pgd.pgd.e[i]
+            if pud == NULL:
+                continue
+            for j in range(PT_ENTRIES):
+                pmd = <pt_node_t*><size_t>pud.e[j]
+                if pmd == NULL:
+                    continue
+                for k in range(PT_ENTRIES):
+                    e = pmd.e[k]
+                    if not pmd_leaf(e):
+                        continue
+                    n += 1
+                    h = ((<uint64_t>i * PT_ENTRIES + <uint64_t>j) * PT_ENTRIES + <uint64_t>k) * HPAGE_PMD_NR
+                    v = self.find_vma(mm, h)
+                    if v == NULL or v.vm_start > h or v.vm_end < h + HPAGE_PMD_NR or v.vm_file != NULL:
+                        return self.check_fail("PMD leaf not inside one anonymous private VMA")
+                    if not (e & PTE_SPECIAL) and (pte_pfn(e) & (HPAGE_PMD_NR - 1)) != 0:
+                        return self.check_fail("PMD leaf maps an unaligned frame")
+                    for sub in range(HPAGE_PMD_NR):
+                        if self.check_pte(v, h + sub, pmd_subpage_pte(e, h + sub), maps) != MM_OK:
+                            return MM_EINVAL
+        if n != mm.nr_huge_pmd:
+            return self.check_fail("mm nr_huge_pmd != PMD leaves in the tables")
         return MM_OK
 
     cdef int check_maple(self, mm_t* mm) noexcept nogil:
@@ -1168,12 +1406,26 @@ cdef pt_node_t* table_at(pgtable_t* pt, uint64_t vpn, int level) noexcept nogil:
 
 
 cdef int check_table(pt_node_t* t, int level, int64_t* nt) noexcept nogil:
-    """Use counts equal non-zero entries at every level; counts tables per level."""
-    cdef int i, used = 0
+    """Use counts equal non-zero entries at every level; counts tables per level
+    (deposited PTE tables included: one per PMD leaf of a PMD table)."""
+    cdef int i, used = 0, leaves = 0, deposited = 0
+    cdef pt_node_t* d
     nt[level] += 1
     for i in range(PT_ENTRIES):
         if t.e[i] != 0:
             used += 1
+            if level == LVL_PMD and pmd_leaf(t.e[i]):
+                leaves += 1
+                continue
             if level < LVL_PTE and check_table(<pt_node_t*><size_t>t.e[i], level + 1, nt) != 0:
                 return -1
+    d = t.deposit
+    while d != NULL:
+        if d.used != 0:
+            return -1
+        deposited += 1
+        d = d.deposit
+    nt[LVL_PTE] += deposited
+    if deposited != leaves:
+        return -1
     return 0 if used == t.used else -1

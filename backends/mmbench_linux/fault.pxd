@@ -9,6 +9,9 @@ cdef class LinuxFault(LinuxMM):
     # --- fault path: driver and phases (override to hook a design in)
     cdef int handle_mm_fault(self, vm_fault_t* vmf) noexcept nogil
     cdef int handle_pte_fault(self, vm_fault_t* vmf) noexcept nogil
+    cdef int handle_pmd_fault(self, vm_fault_t* vmf) noexcept nogil
+    cdef int do_huge_pmd_anonymous_page(self, vm_fault_t* vmf) noexcept nogil
+    cdef int do_huge_pmd_wp_page(self, vm_fault_t* vmf) noexcept nogil
     cdef int pte_alloc(self, vm_fault_t* vmf) noexcept nogil
     cdef int do_anonymous_page(self, vm_fault_t* vmf) noexcept nogil
     cdef int do_wp_page(self, vm_fault_t* vmf) noexcept nogil

@@ -15,11 +15,13 @@ from libc.stdint cimport int64_t, uint64_t
 from mmbench.core cimport (MM_OK, C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
                            C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED, C_PAGECACHE_ADDS,
                            C_PAGES_COPIED, C_PTE_WRITES, C_TLB_FLUSHES, C_RMAP_VISITS,
-                           C_I_MMAP_VISITS)
+                           C_I_MMAP_VISITS, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, C_THP_ZERO_PAGE_MAP)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_ANON_EXCLUSIVE,
-                                    FR_PAGECACHE, frame_alloc, frames_free_count)
+                                    FR_PAGECACHE, frame_alloc, frames_free_count, frame_alloc_contig,
+                                    frame_free)
 from mmbench.blocks.pagetable cimport (PT_ENTRIES, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte,
-                                       pte_pfn, pt_leaf, pt_get, pt_set)
+                                       pte_pfn, pt_leaf, pt_get, pt_set, pt_pmd_table, pt_table_alloc,
+                                       pt_table_free, pt_deposit, pt_set_pmd, pmd_leaf, PMD_PSE)
 from mmbench.blocks.itree cimport itnode_t, itree_first, itree_next
 from mmbench.blocks.pagecache cimport mapping_lookup, mapping_add
 from mmbench.blocks.xarray cimport xa_find
@@ -35,10 +37,16 @@ cdef class LinuxFault(LinuxMM):
     cdef int handle_mm_fault(self, vm_fault_t* vmf) noexcept nogil:
         """Driver: the caller (the "CPU") found the VMA, checked access and walked the
         page table (vmf.pte_table, vmf.orig_pte); dispatch, then account the fault."""
-        cdef int st
+        cdef int st = VM_FAULT_FALLBACK
         vmf.pgoff = linear_page_index(vmf.vma, vmf.address)
         vmf.kind = -1
-        st = self.handle_pte_fault(vmf)
+        if vmf.pte_table == NULL and vmf.vma.vm_file == NULL:
+            st = self.handle_pmd_fault(vmf)
+            if st == VM_FAULT_FALLBACK:          # a split may have made the PTE table
+                vmf.pte_table = pte_lookup(vmf.mm, vmf.address)
+                vmf.orig_pte = vmf.pte_table.e[vmf.address & 511] if vmf.pte_table != NULL else 0
+        if st == VM_FAULT_FALLBACK:
+            st = self.handle_pte_fault(vmf)
         if st == VM_FAULT_DONE and vmf.kind >= 0:
             self.ctr[C_FAULTS] += 1
             self.ctr[vmf.kind] += 1
@@ -56,6 +64,110 @@ cdef class LinuxFault(LinuxMM):
             return self.do_wp_page(vmf)
         vmf.pfn = pte_pfn(vmf.orig_pte)
         return VM_FAULT_DONE
+
+    # ---------------------------------------------------------------- the PMD level (THP)
+    cdef int handle_pmd_fault(self, vm_fault_t* vmf) noexcept nogil:
+        """The PMD part of __handle_mm_fault for an anonymous private VMA with no PTE
+        table at the address: none and THP allowed -> do_huge_pmd_anonymous_page; a
+        leaf -> do_huge_pmd_wp_page on a write it does not allow, else spurious.
+        VM_FAULT_FALLBACK sends the fault on to the PTE level."""
+        cdef uint64_t e = pmd_leaf_at(vmf.mm, vmf.address)
+        cdef pt_node_t* pmd_t
+        if e == 0:
+            if not self.thp_vma_allowable(vmf.vma, vmf.address & ~(<uint64_t>(HPAGE_PMD_NR - 1))):
+                return VM_FAULT_FALLBACK
+            pmd_t = pt_pmd_table(&vmf.mm.pgd, vmf.address, False, NULL)
+            if pmd_t != NULL and pmd_t.e[(vmf.address >> 9) & 511] != 0:
+                return VM_FAULT_FALLBACK         # a PTE table is there (pmd not none)
+            return self.do_huge_pmd_anonymous_page(vmf)
+        vmf.orig_pmd = e
+        if (vmf.flags & FAULT_FLAG_WRITE) and not (e & PTE_WRITE):
+            return self.do_huge_pmd_wp_page(vmf)
+        vmf.pfn = pte_pfn(pmd_subpage_pte(e, vmf.address))
+        return VM_FAULT_DONE
+
+    cdef int do_huge_pmd_anonymous_page(self, vm_fault_t* vmf) noexcept nogil:
+        """Read: map the huge zero folio.  Write: anon_vma_prepare, a PMD-sized folio
+        (falling back to 4 KiB pages when none is free: thp_fault_fallback), 512 pages
+        zeroed, the PTE table preallocated and deposited (pte_alloc_one, counted like
+        any PTE table), the PMD leaf set.  Frames: 512 contiguous, aligned frames, one
+        descriptor each (a folio of 512 pages)."""
+        cdef mm_t* mm = vmf.mm
+        cdef uint64_t haddr = vmf.address & ~(<uint64_t>(HPAGE_PMD_NR - 1)), k
+        cdef int64_t n = 0
+        cdef pt_node_t* pmd_t
+        cdef pt_node_t* pgtable
+        cdef pfn_t head = NO_PFN
+        cdef bint write = (vmf.flags & FAULT_FLAG_WRITE) != 0
+        if write:
+            if vmf.vma.anon_vma == NULL and self.anon_vma_prepare(mm, vmf.vma) != MM_OK:
+                return VM_FAULT_OOM
+            head = frame_alloc_contig(&self.frames, 0, HPAGE_PMD_NR)
+            if head == NO_PFN:
+                self.ctr[C_THP_FAULT_FALLBACK] += 1
+                return VM_FAULT_FALLBACK
+        pgtable = pt_table_alloc(&mm.pgd)
+        pmd_t = pt_pmd_table(&mm.pgd, haddr, True, &n) if pgtable != NULL else NULL
+        if pmd_t == NULL:
+            if pgtable != NULL:
+                pt_table_free(&mm.pgd, pgtable)
+            if head != NO_PFN:
+                for k in range(HPAGE_PMD_NR):
+                    frame_free(&self.frames, head + <pfn_t>k)
+            self.pt_sync(mm)
+            return VM_FAULT_OOM
+        pt_deposit(pmd_t, pgtable)
+        mm.nr_huge_pmd += 1
+        self.ctr[C_PTE_WRITES] += 1
+        if not write:
+            pt_set_pmd(pmd_t, haddr, mk_pte(ZERO_PFN, PTE_PRESENT | PTE_SPECIAL | PMD_PSE))
+            self.pt_sync(mm)
+            self.ctr[C_THP_ZERO_PAGE_MAP] += 1
+            vmf.pfn = ZERO_PFN
+            vmf.kind = C_FAULT_ZERO_PAGE
+            return VM_FAULT_DONE
+        for k in range(HPAGE_PMD_NR):
+            self.kmem_alloc(self.kc_page)
+            self.folio_add_new_anon_rmap(head + <pfn_t>k, vmf.vma, linear_page_index(vmf.vma, haddr + k))
+        self.ctr[C_PAGES_ZEROED] += HPAGE_PMD_NR
+        pt_set_pmd(pmd_t, haddr, mk_pte(head, PTE_PRESENT | PTE_WRITE | PMD_PSE))
+        self.pt_sync(mm)
+        self.ctr[C_THP_FAULT_ALLOC] += 1
+        vmf.pfn = head + <pfn_t>(vmf.address & (HPAGE_PMD_NR - 1))
+        vmf.kind = C_FAULT_ZERO_FILL
+        return VM_FAULT_DONE
+
+    cdef int do_huge_pmd_wp_page(self, vm_fault_t* vmf) noexcept nogil:
+        """Write to a write-protected PMD leaf: reuse the folio when it is exclusive
+        (PageAnonExclusive, or only this mapping holds it: folio_move_anon_rmap), else
+        split the PMD and let the PTE level copy the one 4 KiB page (the huge zero
+        folio is always split)."""
+        cdef uint64_t e = vmf.orig_pmd, haddr = vmf.address & ~(<uint64_t>(HPAGE_PMD_NR - 1)), k
+        cdef pfn_t head = pte_pfn(e)
+        cdef frame_t* fr = self.frames.f
+        cdef pt_node_t* pmd_t
+        cdef bint excl
+        if not (e & PTE_SPECIAL):
+            excl = (fr[head].flags & FR_ANON_EXCLUSIVE) != 0
+            if not excl:
+                excl = True
+                for k in range(HPAGE_PMD_NR):
+                    if fr[head + k].refcount != 1:
+                        excl = False
+                        break
+                if excl:
+                    for k in range(HPAGE_PMD_NR):
+                        fr[head + k].owner = <uint64_t><size_t>vmf.vma.anon_vma
+                        fr[head + k].flags |= FR_ANON_EXCLUSIVE
+            if excl:
+                pmd_t = pt_pmd_table(&vmf.mm.pgd, haddr, False, NULL)
+                pmd_t.e[(haddr >> 9) & 511] = e | PTE_WRITE
+                self.ctr[C_PTE_WRITES] += 1
+                vmf.pfn = head + <pfn_t>(vmf.address & (HPAGE_PMD_NR - 1))
+                vmf.kind = C_FAULT_COW_REUSE
+                return VM_FAULT_DONE
+        self.split_huge_pmd(vmf.mm, haddr)
+        return VM_FAULT_FALLBACK
 
     cdef int pte_alloc(self, vm_fault_t* vmf) noexcept nogil:
         cdef int64_t n = 0
@@ -234,7 +346,7 @@ cdef class LinuxFault(LinuxMM):
             vma = (<avc_t*>node).vma
             self.ctr[C_RMAP_VISITS] += 1
             vpn = vma.vm_start + (f.index - vma.vm_pgoff)
-            if pte_pfn(pt_get(&vma.vm_mm.pgd, vpn)) == pfn and pt_get(&vma.vm_mm.pgd, vpn) != 0 and n < cap:
+            if pte_pfn(mm_pte_at(vma.vm_mm, vpn)) == pfn and mm_pte_at(vma.vm_mm, vpn) != 0 and n < cap:
                 out[2 * n] = vma.vm_mm.pid
                 out[2 * n + 1] = <int64_t>vpn
                 n += 1

@@ -15,7 +15,8 @@
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 from mmbench.core cimport Machine
 from mmbench.blocks.frames cimport pfn_t, frame_t, FR_DESIGN0
-from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pt_leaf
+from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_leaf, pt_get, pt_pmd_table, pmd_leaf, mk_pte,
+                                       pte_pfn, PMD_PSE, PTE_SPECIAL, PTE_PFN_SHIFT)
 from mmbench.blocks.itree cimport itnode_t, itree_t
 from mmbench.blocks.pagecache cimport address_space_t
 from mmbench_linux.maple cimport maple_tree_t
@@ -29,6 +30,8 @@ cdef enum:
     VM_MAYWRITE = 0x20
     VM_MAYSHARE = 0x80
     VM_ACCOUNT = 0x100000          # private writable memory charged to overcommit
+    VM_HUGEPAGE = 0x20000000       # madvise(MADV_HUGEPAGE)
+    VM_NOHUGEPAGE = 0x40000000     # madvise(MADV_NOHUGEPAGE)
     VM_ACCESS_FLAGS = 0x7          # VM_READ | VM_WRITE | VM_EXEC
 
 # FAULT_FLAG_* (the subset the model needs) -------------------------------------
@@ -42,6 +45,7 @@ cdef enum vm_fault_status:
     VM_FAULT_SIGSEGV = -1          # no VMA (MM_ESEGV)
     VM_FAULT_ACCESS = -2           # access_error: write to a read-only VMA (MM_EPROT)
     VM_FAULT_OOM = -4              # no free frame / no memory for a table (MM_ENOMEM)
+    VM_FAULT_FALLBACK = 1          # the PMD level did not resolve it: go on at the PTE level
 
 cdef struct anon_vma_t
 cdef struct avc_t
@@ -100,6 +104,7 @@ cdef struct mm_t:
     int64_t maple_nodes            # maple_node objects accounted for this tree
     int64_t rss_anon               # MM_ANONPAGES
     int64_t rss_shmem              # MM_SHMEMPAGES
+    int64_t nr_huge_pmd            # PMD leaves (THPs and the huge zero folio) mapped now
     void* design_private           # free for designs built on this one (gmem: the per-process
                                    #   vm_object); NULL in linux, never touched by it
 
@@ -120,6 +125,7 @@ ctypedef struct vm_fault_t:
     vma_t* vma
     pt_node_t* pte_table           # leaf table of address; NULL until pte_alloc
     uint64_t orig_pte              # the PTE the access saw
+    uint64_t orig_pmd              # the PMD leaf the access saw (handle_pmd_fault)
     # set by handle_mm_fault
     uint64_t pgoff                 # linear_page_index(vma, address)
     # set by the handler that resolved the fault
@@ -131,6 +137,13 @@ ctypedef struct vm_fault_t:
 cdef enum:
     FR_ANON = FR_DESIGN0            # PageAnon: frame->owner is an anon_vma
     FAULT_AROUND_PAGES = 16         # fault_around_bytes 64 KiB
+    HPAGE_PMD_NR = 512              # pages under one PMD entry (2 MiB)
+
+# /sys/kernel/mm/transparent_hugepage/enabled, from the design option thp
+cdef enum:
+    THP_NEVER = 0
+    THP_MADVISE = 1
+    THP_ALWAYS = 2
 
 
 cdef inline uint64_t vma_pages(vma_t* v) noexcept nogil:
@@ -139,6 +152,34 @@ cdef inline uint64_t vma_pages(vma_t* v) noexcept nogil:
 
 cdef inline uint64_t linear_page_index(vma_t* v, uint64_t vpn) noexcept nogil:
     return v.vm_pgoff + (vpn - v.vm_start)
+
+
+cdef inline uint64_t pmd_leaf_at(mm_t* mm, uint64_t vpn) noexcept nogil:
+    """The PMD leaf mapping vpn, or 0."""
+    cdef pt_node_t* t
+    cdef uint64_t e
+    if mm.nr_huge_pmd == 0:
+        return 0
+    t = pt_pmd_table(&mm.pgd, vpn, False, NULL)
+    if t == NULL:
+        return 0
+    e = t.e[(vpn >> 9) & 511]
+    return e if pmd_leaf(e) else 0
+
+
+cdef inline uint64_t pmd_subpage_pte(uint64_t pmd, uint64_t vpn) noexcept nogil:
+    """The PTE a split would write for vpn under PMD leaf `pmd`."""
+    if pmd & PTE_SPECIAL:
+        return pmd & ~(<uint64_t>PMD_PSE)
+    return mk_pte(pte_pfn(pmd) + <pfn_t>(vpn & 511), pmd & ((1 << PTE_PFN_SHIFT) - 1) & ~(<uint64_t>PMD_PSE))
+
+
+cdef inline uint64_t mm_pte_at(mm_t* mm, uint64_t vpn) noexcept nogil:
+    """The PTE mapping vpn, or what a PMD leaf maps there (as a 4 KiB PTE); 0 if none."""
+    cdef uint64_t e = pmd_leaf_at(mm, vpn)
+    if e != 0:
+        return pmd_subpage_pte(e, vpn)
+    return pt_get(&mm.pgd, vpn)
 
 
 cdef inline pt_node_t* pte_lookup(mm_t* mm, uint64_t vpn) noexcept nogil:
@@ -164,6 +205,12 @@ cdef class LinuxMM(Machine):
     cdef int kc_pt[4]
     cdef int fault_around_pages    # do_fault_around window (16 = 64 KiB)
     cdef bint pt_reclaim           # CONFIG_PT_RECLAIM: MADV_DONTNEED frees PTE tables it empties whole
+    cdef int thp_mode              # THP_NEVER / THP_MADVISE / THP_ALWAYS (option thp)
+    cdef readonly bint thp_pmd     # PMD-mapped THPs modelled here (design in thp_designs, no devices)
+
+    # --- transparent huge pages: may vma map the 2 MiB range at haddr with one PMD?
+    cdef bint thp_vma_allowable(self, vma_t* vma, uint64_t haddr) noexcept nogil
+    cdef void split_huge_pmd(self, mm_t* mm, uint64_t haddr) noexcept nogil
 
     # --- accounting helpers
     cdef void pt_sync(self, mm_t* mm) noexcept nogil

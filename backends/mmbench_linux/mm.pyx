@@ -23,7 +23,9 @@ from mmbench.core cimport (Machine, MM_OK, MM_ENOMEM, VPN_BITS, C_PT_PAGES_ALLOC
                            C_XA_NODE_FREE)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, FR_ANON_EXCLUSIVE, frame_alloc,
                                     frame_free)
-from mmbench.blocks.pagetable cimport PT_ENTRIES, LVL_PGD, LVL_PUD, LVL_PMD, LVL_PTE
+from mmbench.blocks.pagetable cimport (PT_ENTRIES, LVL_PGD, LVL_PUD, LVL_PMD, LVL_PTE, pt_withdraw,
+                                       pt_set_pmd)
+from mmbench.core cimport C_THP_SPLIT_PMD, C_PTE_WRITES, C_TLB_FLUSHES
 from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove
 from mmbench.blocks.pagecache cimport mapping_truncate
 from mmbench.blocks.xarray cimport xa_destroy, XA_NODE_BYTES
@@ -45,6 +47,10 @@ cdef inline bint anon_vma_compatible(vma_t* a, vma_t* b) noexcept nogil:
 cdef class LinuxMM(Machine):
     """VMA set, slab accounting and anon_vma reverse map of the linux design."""
 
+    # Designs whose every page-table walk knows PMD leaves: only these map THPs
+    # (a design built on linux adds its name once its own paths handle them).
+    thp_designs = ("linux",)
+
     def __init__(self, **kw):
         super().__init__(**kw)
         fa = self.options["fault_around_pages"]
@@ -55,6 +61,11 @@ cdef class LinuxMM(Machine):
         if not isinstance(pr, bool):
             raise _errors.InvalidArgument("pt_reclaim must be True or False")
         self.pt_reclaim = pr
+        self.thp_mode = ("never", "madvise", "always").index(self.options["thp"])  # validated by Machine
+        self.thp_pmd = type(self).name in self.thp_designs and self.ndevices == 0
+        if not self.thp_pmd:
+            # device paths (hmm.pyx) and designs built on linux walk PTE tables only
+            self.thp_mode = THP_NEVER
         # struct sizes: the slab object size /proc/slabinfo reports on the host
         self.kc_vma = self.slab_register("vm_area_struct", 192)
         self.kc_maple = self.slab_register("maple_node", 256)
@@ -247,6 +258,46 @@ cdef class LinuxMM(Machine):
         self.kmem_free(self.kc_vma)
         free(vma)
 
+    # ================================================================ THP eligibility
+    cdef bint thp_vma_allowable(self, vma_t* vma, uint64_t haddr) noexcept nogil:
+        """thp_vma_allowable_order + thp_vma_suitable_order for the PMD order: an
+        anonymous private VMA (shared ones are shmem, not THP's anon path), not
+        VM_NOHUGEPAGE, the mode "always" or "madvise" with VM_HUGEPAGE, and the
+        whole aligned 2 MiB range at haddr inside the VMA (no pgoff alignment for
+        anonymous VMAs)."""
+        if vma.vm_file != NULL or (vma.vm_flags & VM_NOHUGEPAGE):
+            return False
+        if self.thp_mode == THP_NEVER:
+            return False
+        if self.thp_mode == THP_MADVISE and not (vma.vm_flags & VM_HUGEPAGE):
+            return False
+        return (haddr & (HPAGE_PMD_NR - 1)) == 0 and haddr >= vma.vm_start and haddr + HPAGE_PMD_NR <= vma.vm_end
+
+    cdef void split_huge_pmd(self, mm_t* mm, uint64_t haddr) noexcept nogil:
+        """__split_huge_pmd_locked: the PMD leaf at haddr (if any) becomes the PTE table
+        deposited for it, filled with 512 PTEs of the same protection (the huge zero
+        folio: 512 zero-page PTEs).  The folio is not split: its pages keep their
+        mapping and reference, one per PTE now (the model keeps them per page all
+        along).  One TLB flush (pmdp_invalidate)."""
+        cdef pt_node_t* pmd_t = pt_pmd_table(&mm.pgd, haddr, False, NULL)
+        cdef pt_node_t* pte_t
+        cdef uint64_t e, k
+        if pmd_t == NULL:
+            return
+        e = pmd_t.e[(haddr >> 9) & 511]
+        if not pmd_leaf(e):
+            return
+        haddr &= ~(<uint64_t>(HPAGE_PMD_NR - 1))
+        pte_t = pt_withdraw(pmd_t)
+        for k in range(HPAGE_PMD_NR):
+            pte_t.e[k] = pmd_subpage_pte(e, haddr + k)
+        pte_t.used = HPAGE_PMD_NR
+        pmd_t.e[(haddr >> 9) & 511] = <uint64_t><size_t>pte_t     # pmd_populate
+        mm.nr_huge_pmd -= 1
+        self.ctr[C_THP_SPLIT_PMD] += 1
+        self.ctr[C_PTE_WRITES] += HPAGE_PMD_NR + 1
+        self.ctr[C_TLB_FLUSHES] += 1
+
     cdef int split_vma(self, mm_t* mm, int64_t i, uint64_t addr) noexcept nogil:
         """__split_vma: vmas[i] keeps [start, addr), a new VMA takes [addr, end)."""
         cdef vma_t* vma = mm.vmas[i]
@@ -258,6 +309,8 @@ cdef class LinuxMM(Machine):
         new = self.vm_area_dup(vma)
         if new == NULL:
             return MM_ENOMEM
+        if mm.nr_huge_pmd and (addr & (HPAGE_PMD_NR - 1)):
+            self.split_huge_pmd(mm, addr)       # vma_adjust_trans_huge: no leaf spans two VMAs
         new.vm_start = addr
         new.vm_pgoff = linear_page_index(vma, addr)
         st = self.anon_vma_clone(new, vma, False)

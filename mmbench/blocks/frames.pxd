@@ -77,6 +77,34 @@ cdef inline pfn_t frame_alloc(frames_t* fr, int node) noexcept nogil:
     d.aux = 0
     return pfn
 
+cdef inline pfn_t frame_alloc_contig(frames_t* fr, int node, int64_t nr) noexcept nogil:
+    """Take `nr` (a power of two) contiguous frames whose first pfn is a multiple of
+    `nr`, each set up as frame_alloc does; the first pfn, or NO_PFN.  Only never-used
+    frames qualify (the bump region): this block keeps single frames on its free
+    list and never coalesces them, so a freed run is not found again as one.
+    Frames skipped to reach the alignment go to the free list."""
+    cdef int64_t start = fr.node_base[node] + fr.node_bump[node]
+    cdef int64_t first = (start + nr - 1) & ~(nr - 1)
+    cdef int64_t p
+    cdef frame_t* d
+    if first + nr > fr.node_base[node] + fr.node_size[node]:
+        return NO_PFN
+    for p in range(start, first):
+        fr.freelist[fr.node_base[node] + fr.node_nfree[node]] = <pfn_t>p
+        fr.node_nfree[node] += 1
+    fr.node_bump[node] = first + nr - fr.node_base[node]
+    fr.node_used[node] += nr
+    for p in range(first, first + nr):
+        d = &fr.f[p]
+        d.value = 0
+        d.owner = 0
+        d.index = 0
+        d.refcount = 1
+        d.mapcount = 0
+        d.flags = 0
+        d.aux = 0
+    return <pfn_t>first
+
 cdef inline int frame_node(frames_t* fr, pfn_t pfn) noexcept nogil:
     cdef int n = 0
     while n + 1 < fr.nr_nodes and <int64_t>pfn >= fr.node_base[n + 1]:

@@ -7,6 +7,17 @@
 #
 # Entries are opaque 64-bit words to this block except that 0 means "none".
 # The pte_* helpers give the encoding all CPU page tables in mmbench use.
+#
+# PMD leaves (transparent huge pages): a PMD-level entry is either a pointer
+# to a PTE table or, with PTE_PRESENT set, a leaf mapping 512 pages at once
+# (pmd_trans_huge).  Table pointers are calloc'd, so bit 0 of a pointer is
+# always clear and PTE_PRESENT alone tells the two apart; a leaf also carries
+# PMD_PSE (x86 _PAGE_PSE).  The walks of this block never descend into a
+# leaf: pt_leaf returns NULL under one, pt_next skips its 512 pages, the
+# free paths keep it.  A PMD table also holds the PTE tables deposited for
+# its leaves (pgtable_trans_huge_deposit / _withdraw): allocated tables,
+# counted in nr[LVL_PTE] like the kernel's mm_inc_nr_ptes, kept on a list
+# through `deposit`.  Designs without huge pages never make a leaf.
 
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 from mmbench.blocks.frames cimport pfn_t
@@ -19,9 +30,10 @@ cdef enum:
     LVL_PMD = 2
     LVL_PTE = 3
 
-ctypedef struct pt_node_t:
-    uint64_t e[512]       # child pointers (upper levels) or PTEs (leaf level)
+cdef struct pt_node_t:
+    uint64_t e[512]       # child pointers (upper levels) or PTEs (leaf level); PMD leaves
     int32_t used          # non-zero entries, so empty tables can be freed
+    pt_node_t* deposit    # PMD table: first deposited PTE table; deposited table: the next one
 
 ctypedef struct pgtable_t:
     pt_node_t* pgd
@@ -35,6 +47,7 @@ cdef enum:
     PTE_DEVPRIV = 1 << 3     # non-present device-private entry (pfn = device frame)
     PTE_SOFT0 = 1 << 4       # design-defined software bits
     PTE_SOFT1 = 1 << 5
+    PMD_PSE = 1 << 7         # PMD leaf (pmd_trans_huge), always with PTE_PRESENT
     PTE_PFN_SHIFT = 12
 
 cdef inline uint64_t mk_pte(pfn_t pfn, uint64_t bits) noexcept nogil:
@@ -48,6 +61,10 @@ cdef inline bint pte_present(uint64_t pte) noexcept nogil:
 
 cdef inline bint pte_write(uint64_t pte) noexcept nogil:
     return (pte & PTE_WRITE) != 0
+
+cdef inline bint pmd_leaf(uint64_t e) noexcept nogil:
+    """Is this PMD-level entry a huge leaf (not a pointer to a PTE table)?"""
+    return (e & PTE_PRESENT) != 0
 
 cdef int pt_init(pgtable_t* pt) noexcept nogil                  # 0, or -1 when out of memory
 cdef void pt_destroy(pgtable_t* pt) noexcept nogil              # frees every table
@@ -80,3 +97,33 @@ cdef pt_node_t* pt_next(pgtable_t* pt, uint64_t start, uint64_t end, uint64_t* v
 # free_pgtables: free every table that covers only [start, end) and is empty,
 # walking upwards.  Returns the number of tables freed.
 cdef int64_t pt_free_range(pgtable_t* pt, uint64_t start, uint64_t end) noexcept nogil
+
+# --- PMD leaves --------------------------------------------------------------
+# The PMD table whose entry maps vpn (allocating the PUD/PMD path when `alloc`;
+# adds the tables made to *nalloc).  Its entry is t.e[(vpn >> 9) & 511].
+cdef pt_node_t* pt_pmd_table(pgtable_t* pt, uint64_t vpn, bint alloc, int64_t* nalloc) noexcept nogil
+
+cdef inline void pt_set_pmd(pt_node_t* pmd_t, uint64_t vpn, uint64_t e) noexcept nogil:
+    """Write the PMD entry for vpn in PMD table `pmd_t`, keeping its use count."""
+    cdef uint64_t* slot = &pmd_t.e[(vpn >> 9) & 511]
+    if slot[0] == 0 and e != 0:
+        pmd_t.used += 1
+    elif slot[0] != 0 and e == 0:
+        pmd_t.used -= 1
+    slot[0] = e
+
+# A new empty PTE table (counted in nr[LVL_PTE]); NULL when out of memory.
+cdef pt_node_t* pt_table_alloc(pgtable_t* pt) noexcept nogil
+# Free an empty PTE table made by pt_table_alloc or withdrawn.
+cdef void pt_table_free(pgtable_t* pt, pt_node_t* t) noexcept nogil
+# pgtable_trans_huge_deposit / _withdraw on PMD table pmd_t.
+cdef inline void pt_deposit(pt_node_t* pmd_t, pt_node_t* pte_t) noexcept nogil:
+    pte_t.deposit = pmd_t.deposit
+    pmd_t.deposit = pte_t
+
+cdef inline pt_node_t* pt_withdraw(pt_node_t* pmd_t) noexcept nogil:
+    cdef pt_node_t* t = pmd_t.deposit
+    if t != NULL:
+        pmd_t.deposit = t.deposit
+        t.deposit = NULL
+    return t

@@ -17,10 +17,15 @@ cdef int pt_init(pgtable_t* pt) noexcept nogil:
 
 cdef void free_subtree(pgtable_t* pt, pt_node_t* t, int level) noexcept nogil:
     cdef int i
+    cdef pt_node_t* d
     if level < LVL_PTE:
         for i in range(PT_ENTRIES):
-            if t.e[i] != 0:
+            if t.e[i] != 0 and not (level == LVL_PMD and pmd_leaf(t.e[i])):
                 free_subtree(pt, <pt_node_t*><size_t>t.e[i], level + 1)
+    d = pt_withdraw(t)
+    while d != NULL:                     # deposited tables go with their PMD table
+        pt_table_free(pt, d)
+        d = pt_withdraw(t)
     pt.nr[level] -= 1
     free(t)
 
@@ -44,6 +49,8 @@ cdef pt_node_t* pt_leaf(pgtable_t* pt, uint64_t vpn, bint alloc, int64_t* nalloc
         return NULL
     for level in range(LVL_PGD, LVL_PTE):
         i = idx_at(vpn, level)
+        if level == LVL_PMD and pmd_leaf(t.e[i]):
+            return NULL                  # a PMD leaf: no PTE table (split it first)
         child = <pt_node_t*><size_t>t.e[i]
         if child == NULL:
             if not alloc:
@@ -85,6 +92,8 @@ cdef pt_node_t* pt_next(pgtable_t* pt, uint64_t start, uint64_t end, uint64_t* v
         level = LVL_PGD
         while level < LVL_PTE:
             i = idx_at(vpn, level)
+            if level == LVL_PMD and pmd_leaf(t.e[i]):
+                break                    # PMD leaves hold no PTEs
             child = <pt_node_t*><size_t>t.e[i]
             if child == NULL or child.used == 0:
                 break
@@ -120,12 +129,15 @@ cdef int64_t free_level(pgtable_t* pt, pt_node_t* t, int level, uint64_t base,
     if i1 > PT_ENTRIES:
         i1 = PT_ENTRIES
     for i in range(i0, i1):
+        if level == LVL_PMD and pmd_leaf(t.e[i]):
+            continue                     # a live huge mapping
         child = <pt_node_t*><size_t>t.e[i]
         if child == NULL:
             continue
         if level + 1 < LVL_PTE:
             freed += free_level(pt, child, level + 1, base + i * span, start, end)
-        if child.used == 0 and base + i * span >= start and base + (i + 1) * span <= end:
+        if (child.used == 0 and child.deposit == NULL and base + i * span >= start
+                and base + (i + 1) * span <= end):
             free(child)
             t.e[i] = 0
             t.used -= 1
@@ -140,3 +152,39 @@ cdef int64_t pt_free_range(pgtable_t* pt, uint64_t start, uint64_t end) noexcept
     # caller passes the widest hole around the unmapped range (like the
     # floor/ceiling of free_pgtables).
     return free_level(pt, pt.pgd, LVL_PGD, 0, start, end)
+
+
+cdef pt_node_t* pt_pmd_table(pgtable_t* pt, uint64_t vpn, bint alloc, int64_t* nalloc) noexcept nogil:
+    cdef pt_node_t* t = pt.pgd
+    cdef pt_node_t* child
+    cdef int level, i
+    if t == NULL:
+        return NULL
+    for level in range(LVL_PGD, LVL_PMD):
+        i = idx_at(vpn, level)
+        child = <pt_node_t*><size_t>t.e[i]
+        if child == NULL:
+            if not alloc:
+                return NULL
+            child = <pt_node_t*>calloc(1, sizeof(pt_node_t))
+            if child == NULL:
+                return NULL              # tables made above stay (empty; free_pgtables takes them)
+            t.e[i] = <uint64_t><size_t>child
+            t.used += 1
+            pt.nr[level + 1] += 1
+            if nalloc != NULL:
+                nalloc[0] += 1
+        t = child
+    return t
+
+
+cdef pt_node_t* pt_table_alloc(pgtable_t* pt) noexcept nogil:
+    cdef pt_node_t* t = <pt_node_t*>calloc(1, sizeof(pt_node_t))
+    if t != NULL:
+        pt.nr[LVL_PTE] += 1
+    return t
+
+
+cdef void pt_table_free(pgtable_t* pt, pt_node_t* t) noexcept nogil:
+    pt.nr[LVL_PTE] -= 1
+    free(t)
