@@ -201,11 +201,11 @@ def save(path, trace: np.ndarray, **meta):
     np.savez_compressed(path, trace=trace, **{f"meta_{k}": np.array(str(v)) for k, v in meta.items()})
 
 
-#: The most bytes load() inflates from a trace file (the 'trace' member of the .npz),
-#: 4 GiB = about 134 million records.  The size comes from the zip directory and is
+#: The most bytes load() inflates from a trace file (the whole .npz content), 1 GiB =
+#: about 33 million records.  The size comes from the zip directory and is
 #: checked before anything is decompressed, so a small compressed "zip bomb" is refused
 #: at once.  Pass ``max_bytes=`` to load() to raise (or lower) it for one call.
-MAX_TRACE_BYTES = 4 << 30
+MAX_TRACE_BYTES = 1 << 30
 
 
 def _check_npz_sizes(path, max_bytes):
@@ -227,7 +227,7 @@ def load(path, max_bytes=None) -> np.ndarray:
     """Load and validate a .npz trace; never unpickles, never crashes on a bad file.
 
     A file whose uncompressed content is larger than `max_bytes` (default
-    MAX_TRACE_BYTES, 4 GiB) is refused with InvalidArgument before anything is
+    MAX_TRACE_BYTES, 1 GiB) is refused with InvalidArgument before anything is
     inflated: the sizes are read from the zip directory.
     """
     if max_bytes is None:

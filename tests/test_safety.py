@@ -253,7 +253,7 @@ def test_zip_bomb_is_refused_before_inflating(tmp_path):
     with pytest.raises(errors.InvalidArgument, match="limit"):
         mmbench.load_trace(path, max_bytes=16 << 20)
     assert time.process_time() - t0 < 5        # refused from the directory, nothing inflated
-    assert len(mmbench.load_trace(path)) == (64 << 20) // TRACE_DTYPE.itemsize   # default limit: 4 GiB
+    assert len(mmbench.load_trace(path)) == (64 << 20) // TRACE_DTYPE.itemsize   # default limit: 1 GiB
 
 
 def test_load_limit_override_and_validation(tmp_path):
@@ -268,7 +268,7 @@ def test_load_limit_override_and_validation(tmp_path):
     for bad in (-1, 1.5, True, "1"):
         with pytest.raises(errors.InvalidArgument):
             mmbench.load_trace(path, max_bytes=bad)
-    assert mmbench.trace.MAX_TRACE_BYTES == 4 << 30
+    assert mmbench.trace.MAX_TRACE_BYTES == 1 << 30
 
 
 def test_reference_work_is_bounded_by_mapped_pages():
