@@ -303,3 +303,34 @@ def test_reference_work_is_bounded_by_mapped_pages():
         assert time.process_time() - t0 < 10, time.process_time() - t0
         m.check()
     """, timeout=60)
+
+
+def test_same_thread_may_reenter_but_not_nest_a_replay():
+    from mmbench.reference import ReferenceMachine
+
+    class Reentrant(ReferenceMachine):
+        name = "reentrant"
+        seen = []
+
+        def do_write(self, pid, vpn, value):
+            self.seen.append((self.live_pids(), self.read(pid, vpn)))   # public calls from a hook
+            if value == 99:
+                try:
+                    self.replay(np.zeros(0, TRACE_DTYPE), frame=False)
+                except errors.MachineBusy as e:
+                    self.seen.append(str(e))
+            super().do_write(pid, vpn, value)
+
+    m = Reentrant(ram_pages=64)
+    tb = TraceBuilder()
+    p = tb.spawn()
+    tb.mmap(p, 0, 2)
+    tb.write(p, 0, 5)
+    tb.write(p, 1, 99)
+    res = m.replay(tb.build(), frame=False)
+    assert list(res["status"]) == [0, 0, 0, 0]
+    assert m.seen[0] == ([1], 0) and m.seen[1] == ([1], 0)
+    assert "inside another call" in m.seen[2]
+    m.write(1, 0, 6)                                # the machine was given back
+    assert m.read(1, 0) == 6
+    m.check()
