@@ -171,6 +171,13 @@ cdef class Machine:
     cdef int64_t dma_batch_pages
     cdef object pending_exc              # exception raised by a Python-level backend
     cdef readonly dict options
+    # one caller at a time (issue #20): the thread using the machine now and how deeply
+    # (a design's hooks may call public methods again on the same thread); `live` is
+    # set once Machine.__init__ succeeded, and every public method refuses a machine
+    # without it (a subclass that skipped __init__) or a second __init__
+    cdef unsigned long busy_owner
+    cdef int busy_depth
+    cdef bint live
     cdef public dict link                # the accelerator link model in use
     cdef public dict last_replay         # details of the last replay
 
@@ -223,6 +230,9 @@ cdef class Machine:
     cdef char check_msg[256]
     cdef int check_fail(self, const char* msg) noexcept nogil
 
+    cdef int enter(self) except -1              # take the machine (public method entry)
+    cdef inline void leave(self) noexcept:
+        self.busy_depth -= 1
     cdef int _py(self, int hook, tuple args, uint64_t* out) noexcept
 
     # --- the engine

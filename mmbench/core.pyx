@@ -16,6 +16,7 @@ from libc.stdlib cimport calloc, realloc, free
 from libc.string cimport memset, strncpy
 from libc.stdio cimport snprintf
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint8_t, int8_t
+from cpython.pythread cimport PyThread_get_thread_ident
 from mmbench.clock cimport clock_ticks
 
 from collections.abc import Mapping
@@ -63,6 +64,14 @@ ADVICE_NAMES = {MADV_DONTNEED: "DONTNEED", MADV_HUGEPAGE: "HUGEPAGE", MADV_NOHUG
 _PY_HOOKS = ("do_spawn", "do_mmap", "do_munmap", "do_mprotect", "do_read", "do_write", "do_fork",
              "do_exit", "do_mremap", "do_madvise_dontneed", "do_migrate", "do_device_read",
              "do_device_write", "do_madvise")
+
+
+# bounds of a custom link (GB/s, latency us, batch pages): finite, and small enough that
+# the link arithmetic (µs as float, batch as a C int64) cannot overflow; far beyond any
+# real interconnect (a bus at 1e6 GB/s, a transfer latency of one hour, 2**30 pages)
+_LINK_MAX_GBPS = 1e6
+_LINK_MAX_LATENCY_US = 3.6e9
+_LINK_MAX_BATCH = 1 << 30
 
 
 def clock_overhead_ns(int reps=20001):
@@ -153,6 +162,15 @@ cdef class Machine:
       (otherwise they raise NotSupported; DONTNEED always works).
     * ``design_notes``: fixed lines for readers of the results (the design's own
       choices where its source defines nothing); ``notes()`` starts with them.
+
+    One caller at a time: every public method (and ``replay`` for its whole
+    run, nogil loop included) takes the machine; a call from another thread
+    meanwhile raises ``mmbench.errors.MachineBusy`` at once and changes
+    nothing.  The thread holding the machine may call in again (a Python
+    design's ``do_*`` hooks may use the public methods), but not start a
+    nested replay.  ``__init__`` runs once: a second call raises
+    InvalidArgument, and so does every public method of a machine whose
+    ``Machine.__init__`` never ran.
     """
 
     name = "machine"
@@ -181,8 +199,18 @@ cdef class Machine:
         self.dma_batch_pages = 512
         memset(self.ctr, 0, sizeof(self.ctr))
         memset(self.check_msg, 0, sizeof(self.check_msg))
+        self.busy_owner = 0
+        self.busy_depth = 0
+        self.live = False
 
     def __init__(self, ram_pages=1 << 20, devices=0, device_pages=1 << 16, link="pcie5", **options):
+        if self.live:
+            # a second __init__ would free the frames under the live processes
+            raise _errors.InvalidArgument(
+                f"this {type(self).name!r} machine is already initialised; __init__ runs once "
+                "(open a new machine instead)")
+        if self.busy_depth:
+            raise _errors.MachineBusy(f"this {type(self).name!r} machine is in use by another thread")
         ram_pages = _to_int(ram_pages, "ram_pages")
         devices = _to_int(devices, "devices")
         device_pages = _to_int(device_pages, "device_pages")
@@ -201,10 +229,16 @@ cdef class Machine:
         else:
             try:
                 link_spec = tuple(float(v) for v in link)
-                assert len(link_spec) == 3 and link_spec[0] > 0 and link_spec[1] >= 0 and link_spec[2] >= 1
+                ok = (len(link_spec) == 3 and 0 < link_spec[0] <= _LINK_MAX_GBPS
+                      and 0 <= link_spec[1] <= _LINK_MAX_LATENCY_US
+                      and 1 <= link_spec[2] <= _LINK_MAX_BATCH)
             except Exception:
+                ok = False
+            if not ok:
                 raise _errors.InvalidArgument(
-                    "link must be a preset name or (GB/s, latency us, batch pages)") from None
+                    "link must be a preset name or (GB/s, latency us, batch pages) with "
+                    f"0 < GB/s <= {_LINK_MAX_GBPS:g}, 0 <= latency <= {_LINK_MAX_LATENCY_US:g} us and "
+                    f"1 <= batch pages <= {_LINK_MAX_BATCH} (finite numbers)")
         merged = dict(type(self).option_defaults)
         merged.setdefault("thp", _hugepages.THP_DEFAULT)     # every design accepts thp
         unknown = set(options) - set(merged)
@@ -231,11 +265,44 @@ cdef class Machine:
         self.ndevices = devices
         self.device_pages = device_pages
         self._ensure_pid_table(64)
+        self.live = True
 
     def __dealloc__(self):
         frames_destroy(&self.frames)
         free(self.procs)
         self.procs = NULL
+
+    # ------------------------------------------------------------ one caller at a time
+    cdef int enter(self) except -1:
+        """Take the machine for a public method: refuse a machine whose __init__ never
+        ran, and a call from a second thread while another one (a replay, a call of a
+        Python design) runs.  The same thread may enter again (a design's hooks calling
+        public methods); `leave` gives it back.  Runs with the GIL held, so the test and
+        the take are one step for every other thread."""
+        cdef unsigned long me
+        if not self.live:
+            raise _errors.InvalidArgument(
+                f"this {type(self).name!r} machine was never initialised (its __init__ did not "
+                "run Machine.__init__); open machines with mmbench.open or call super().__init__")
+        me = <unsigned long>PyThread_get_thread_ident()
+        if self.busy_depth and self.busy_owner != me:
+            raise _errors.MachineBusy(
+                f"this {type(self).name!r} machine is in use by another thread (a replay or a "
+                "call is running on it); a machine serves one caller at a time")
+        self.busy_owner = me
+        self.busy_depth += 1
+        return 0
+
+    def _not_busy(self):
+        """Raise MachineBusy if another thread holds the machine (used by helpers that a
+        design's own public methods call, e.g. _pid, so those are refused too)."""
+        if self.busy_depth and self.busy_owner != <unsigned long>PyThread_get_thread_ident():
+            raise _errors.MachineBusy(
+                f"this {type(self).name!r} machine is in use by another thread; a machine "
+                "serves one caller at a time")
+        if not self.live:
+            raise _errors.InvalidArgument(
+                f"this {type(self).name!r} machine was never initialised (Machine.__init__ did not run)")
 
     # ------------------------------------------------------------ helpers
     def _ensure_pid_table(self, int64_t cap):
@@ -428,6 +495,10 @@ cdef class Machine:
         cdef int64_t newpid = 0
         cdef int st
         cdef int op = r.op
+        if op != OP_SPAWN and op != OP_NOP and self.proc_of(r.pid) == NULL:
+            # validation assigned pids as if every SPAWN/FORK succeeds; never hand a design
+            # a pid it has no process for (the replay also stops at a failed SPAWN/FORK)
+            return MM_ENOPROC
         if op == OP_READ:
             return self.c_read(r.pid, r.vpn, out)
         elif op == OP_WRITE:
@@ -439,8 +510,6 @@ cdef class Machine:
         elif op == OP_MUNMAP:
             return self.c_munmap(r.pid, r.vpn, r.npages)
         elif op == OP_FORK:
-            if self.proc_of(r.pid) == NULL:
-                return MM_ENOPROC
             st = self.c_fork(r.pid, &newpid)
             out[0] = <uint64_t>newpid
             return st
@@ -449,8 +518,6 @@ cdef class Machine:
             out[0] = <uint64_t>newpid
             return st
         elif op == OP_EXIT:
-            if self.proc_of(r.pid) == NULL:
-                return MM_ENOPROC
             return self.c_exit(r.pid)
         elif op == OP_MPROTECT:
             return self.c_mprotect(r.pid, r.vpn, r.npages, r.arg != 0)
@@ -484,49 +551,83 @@ cdef class Machine:
         ``last_replay``.
         """
         from mmbench.trace import validate_trace
-        cdef cnp.ndarray arr = validate_trace(trace, self)
-        cdef Py_ssize_t n = arr.shape[0]
-        cdef list res_cols = columns_block(n, (np.int8, np.uint64, np.int64) if timing else
-                                           (np.int8, np.uint64), zero=True)  # one block: few page faults
-        cdef cnp.ndarray[int8_t] status = res_cols[0]
-        cdef cnp.ndarray[uint64_t] value = res_cols[1]
-        cdef cnp.ndarray[int64_t] ns = res_cols[2] if timing else np.zeros(0, dtype=np.int64)
-        cdef const trace_rec_t* recs = <const trace_rec_t*>cnp.PyArray_DATA(arr)
-        cdef int8_t* st_p = <int8_t*>cnp.PyArray_DATA(status)
-        cdef uint64_t* val_p = <uint64_t*>cnp.PyArray_DATA(value)
-        cdef int64_t* ns_p = <int64_t*>cnp.PyArray_DATA(ns) if timing else NULL
-        cdef int cmode = _clock.mode()
-        cdef int64_t overhead = _clock.overhead_ticks() if timing else 0      # ticks
+        cdef cnp.ndarray arr
+        cdef Py_ssize_t n
+        cdef list res_cols
+        cdef cnp.ndarray[int8_t] status
+        cdef cnp.ndarray[uint64_t] value
+        cdef cnp.ndarray[int64_t] ns
+        cdef const trace_rec_t* recs
+        cdef int8_t* st_p
+        cdef uint64_t* val_p
+        cdef int64_t* ns_p
+        cdef int cmode
+        cdef int64_t overhead
         cdef bint do_time = timing
         cdef bint stop = stop_on_error
         cdef Py_ssize_t i, done = 0
         cdef int st
+        cdef int op
         cdef int64_t t0, t1, start, elapsed
-        self.pending_exc = None
-        start = clock_ticks(cmode)
-        with nogil:
-            if do_time:
-                for i in range(n):
-                    t0 = clock_ticks(cmode)
-                    st = self.dispatch(&recs[i], &val_p[i])
-                    t1 = clock_ticks(cmode)
-                    ns_p[i] = t1 - t0 - overhead if t1 - t0 > overhead else 0
-                    st_p[i] = <int8_t>st
-                    done = i + 1
-                    if st == MM_EPYTHON or (stop and st != MM_OK):
-                        break
-            else:
-                done = n
-                for i in range(n):
-                    st = self.dispatch(&recs[i], &val_p[i])
-                    st_p[i] = <int8_t>st
-                    if st != MM_OK and (st == MM_EPYTHON or stop):
+        self.enter()
+        if self.busy_depth > 1:
+            self.leave()
+            raise _errors.MachineBusy(f"replay cannot run inside another call on this "
+                                      f"{type(self).name!r} machine")
+        try:
+            arr = validate_trace(trace, self)
+            n = arr.shape[0]
+            res_cols = columns_block(n, (np.int8, np.uint64, np.int64) if timing else
+                                     (np.int8, np.uint64), zero=True)  # one block: few page faults
+            status = res_cols[0]
+            value = res_cols[1]
+            ns = res_cols[2] if timing else np.zeros(0, dtype=np.int64)
+            recs = <const trace_rec_t*>cnp.PyArray_DATA(arr)
+            st_p = <int8_t*>cnp.PyArray_DATA(status)
+            val_p = <uint64_t*>cnp.PyArray_DATA(value)
+            ns_p = <int64_t*>cnp.PyArray_DATA(ns) if timing else NULL
+            cmode = _clock.mode()
+            overhead = _clock.overhead_ticks() if timing else 0      # ticks
+            self.pending_exc = None
+            start = clock_ticks(cmode)
+            # The machine stays taken (busy) through the nogil loop: another thread
+            # calling any public method meanwhile gets MachineBusy.  A SPAWN or FORK
+            # that fails stops the loop: validation numbered the pids as if each
+            # succeeds, so later records would name the wrong processes.
+            with nogil:
+                if do_time:
+                    for i in range(n):
+                        t0 = clock_ticks(cmode)
+                        st = self.dispatch(&recs[i], &val_p[i])
+                        t1 = clock_ticks(cmode)
+                        ns_p[i] = t1 - t0 - overhead if t1 - t0 > overhead else 0
+                        st_p[i] = <int8_t>st
                         done = i + 1
-                        break
-        elapsed = clock_ticks(cmode) - start
+                        if st != MM_OK:
+                            op = recs[i].op
+                            if st == MM_EPYTHON or stop or op == OP_FORK or op == OP_SPAWN:
+                                break
+                else:
+                    done = n
+                    for i in range(n):
+                        st = self.dispatch(&recs[i], &val_p[i])
+                        st_p[i] = <int8_t>st
+                        if st != MM_OK:
+                            op = recs[i].op
+                            if st == MM_EPYTHON or stop or op == OP_FORK or op == OP_SPAWN:
+                                done = i + 1
+                                break
+            elapsed = clock_ticks(cmode) - start
+        finally:
+            self.leave()
         self.last_replay = {"ops": int(done), "elapsed_ns": int(_clock.ticks_to_ns(elapsed)),
                             "clock_overhead_ns": float(_clock.ticks_to_ns(overhead)),
                             "clock": _clock.info()["clock"], "timing": bool(timing)}
+        if done < n and st != MM_OK and st != MM_EPYTHON and not stop:
+            self.last_replay["stopped"] = (
+                f"record {done - 1}: {OP_NAMES[recs[done - 1].op]} failed "
+                f"({_errors.STATUS_NAMES.get(st, st)}); the records after it name pids that "
+                "were never created, so the replay stopped there")
         if self.pending_exc is not None:
             exc, self.pending_exc = self.pending_exc, None
             raise exc
@@ -618,6 +719,7 @@ cdef class Machine:
         return v if v < vpn + npages else None
 
     def _pid(self, pid):
+        self._not_busy()
         pid = _to_int(pid, "pid")
         if pid <= 0 or pid >= self.next_pid or self.procs[pid] == NULL:
             live = ", ".join(map(str, self.live_pids()[:8])) or "none"
@@ -658,8 +760,12 @@ cdef class Machine:
         are never reused.  OutOfMemory if the design cannot allocate it.
         """
         cdef int64_t pid = 0
-        self._fail(self.c_spawn(&pid), "spawn", "(new)")
-        return pid
+        self.enter()
+        try:
+            self._fail(self.c_spawn(&pid), "spawn", "(new)")
+            return pid
+        finally:
+            self.leave()
 
     def mmap(self, pid, vpn, npages, shared=False, writable=True):
         """mmap(pid, vpn, npages, shared=False, writable=True)
@@ -670,12 +776,17 @@ cdef class Machine:
         private ones become copy-on-write.  `shared` and `writable` are bools.
         New pages read as 0.
         """
-        pid = self._pid(pid)
-        vpn, npages = self._range(vpn, npages)
-        shared = _to_bool(shared, "shared")
-        writable = _to_bool(writable, "writable")
-        cdef uint64_t flags = (MAPF_SHARED if shared else 0) | (MAPF_WRITE if writable else 0)
-        self._fail(self.c_mmap(pid, vpn, npages, flags), "mmap", pid, vpn, npages)
+        cdef uint64_t flags
+        self.enter()
+        try:
+            pid = self._pid(pid)
+            vpn, npages = self._range(vpn, npages)
+            shared = _to_bool(shared, "shared")
+            writable = _to_bool(writable, "writable")
+            flags = (MAPF_SHARED if shared else 0) | (MAPF_WRITE if writable else 0)
+            self._fail(self.c_mmap(pid, vpn, npages, flags), "mmap", pid, vpn, npages)
+        finally:
+            self.leave()
 
     def munmap(self, pid, vpn, npages):
         """munmap(pid, vpn, npages)
@@ -684,9 +795,13 @@ cdef class Machine:
         mapping that crosses an end is split.  Pages nobody maps any more are
         freed.
         """
-        pid = self._pid(pid)
-        vpn, npages = self._range(vpn, npages)
-        self._fail(self.c_munmap(pid, vpn, npages), "munmap", pid, vpn, npages)
+        self.enter()
+        try:
+            pid = self._pid(pid)
+            vpn, npages = self._range(vpn, npages)
+            self._fail(self.c_munmap(pid, vpn, npages), "munmap", pid, vpn, npages)
+        finally:
+            self.leave()
 
     def mprotect(self, pid, vpn, npages, writable):
         """mprotect(pid, vpn, npages, writable)
@@ -695,10 +810,14 @@ cdef class Machine:
         read-only (``writable=False``); `writable` must be a bool.  Every page
         of the range must be mapped, else InvalidArgument and nothing changes.
         """
-        pid = self._pid(pid)
-        vpn, npages = self._range(vpn, npages)
-        writable = _to_bool(writable, "writable")
-        self._fail(self.c_mprotect(pid, vpn, npages, writable), "mprotect", pid, vpn, npages)
+        self.enter()
+        try:
+            pid = self._pid(pid)
+            vpn, npages = self._range(vpn, npages)
+            writable = _to_bool(writable, "writable")
+            self._fail(self.c_mprotect(pid, vpn, npages, writable), "mprotect", pid, vpn, npages)
+        finally:
+            self.leave()
 
     def read(self, pid, vpn):
         """read(pid, vpn) -> int
@@ -708,10 +827,14 @@ cdef class Machine:
         the page is not mapped.
         """
         cdef uint64_t v = 0
-        pid = self._pid(pid)
-        vpn, _ = self._range(vpn)
-        self._fail(self.c_read(pid, vpn, &v), "read", pid, vpn)
-        return v
+        self.enter()
+        try:
+            pid = self._pid(pid)
+            vpn, _ = self._range(vpn)
+            self._fail(self.c_read(pid, vpn, &v), "read", pid, vpn)
+            return v
+        finally:
+            self.leave()
 
     def write(self, pid, vpn, value):
         """write(pid, vpn, value)
@@ -720,12 +843,16 @@ cdef class Machine:
         design dictates (zero-fill, copy-on-write …); SegmentationFault when the
         page is not mapped, ProtectionFault when it is read-only.
         """
-        pid = self._pid(pid)
-        vpn, _ = self._range(vpn)
-        value = _to_int(value, "value")
-        if not (0 <= value < (1 << 64)):
-            raise _errors.InvalidArgument(f"value must fit in 64 unsigned bits, got {value}")
-        self._fail(self.c_write(pid, vpn, value), "write", pid, vpn)
+        self.enter()
+        try:
+            pid = self._pid(pid)
+            vpn, _ = self._range(vpn)
+            value = _to_int(value, "value")
+            if not (0 <= value < (1 << 64)):
+                raise _errors.InvalidArgument(f"value must fit in 64 unsigned bits, got {value}")
+            self._fail(self.c_write(pid, vpn, value), "write", pid, vpn)
+        finally:
+            self.leave()
 
     def fork(self, pid):
         """fork(pid) -> child pid
@@ -734,9 +861,13 @@ cdef class Machine:
         become copy-on-write, shared ones stay shared, protections are kept.
         """
         cdef int64_t child = 0
-        pid = self._pid(pid)
-        self._fail(self.c_fork(pid, &child), "fork", pid)
-        return child
+        self.enter()
+        try:
+            pid = self._pid(pid)
+            self._fail(self.c_fork(pid, &child), "fork", pid)
+            return child
+        finally:
+            self.leave()
 
     def exit(self, pid):
         """exit(pid)
@@ -744,8 +875,12 @@ cdef class Machine:
         End process `pid`: its mappings go, pages nobody else maps are freed.
         Its pid is never handed out again.
         """
-        pid = self._pid(pid)
-        self._fail(self.c_exit(pid), "exit", pid)
+        self.enter()
+        try:
+            pid = self._pid(pid)
+            self._fail(self.c_exit(pid), "exit", pid)
+        finally:
+            self.leave()
 
     def mremap(self, pid, old_vpn, npages, new_vpn):
         """mremap(pid, old_vpn, npages, new_vpn)
@@ -755,10 +890,14 @@ cdef class Machine:
         must be mapped (SegmentationFault), the new range must be free and must
         not overlap the old one (InvalidArgument).
         """
-        pid = self._pid(pid)
-        old_vpn, npages = self._range(old_vpn, npages)
-        new_vpn, _ = self._range(new_vpn, npages)
-        self._fail(self.c_mremap(pid, old_vpn, npages, new_vpn), "mremap", pid, old_vpn, npages, new_vpn)
+        self.enter()
+        try:
+            pid = self._pid(pid)
+            old_vpn, npages = self._range(old_vpn, npages)
+            new_vpn, _ = self._range(new_vpn, npages)
+            self._fail(self.c_mremap(pid, old_vpn, npages, new_vpn), "mremap", pid, old_vpn, npages, new_vpn)
+        finally:
+            self.leave()
 
     def madvise_dontneed(self, pid, vpn, npages):
         """madvise_dontneed(pid, vpn, npages)
@@ -766,9 +905,13 @@ cdef class Machine:
         Drop the pages of [vpn, vpn+npages): private pages then read 0, shared
         pages keep their data.  Every page must be mapped, else InvalidArgument.
         """
-        pid = self._pid(pid)
-        vpn, npages = self._range(vpn, npages)
-        self._fail(self.c_madvise_dontneed(pid, vpn, npages), "madvise_dontneed", pid, vpn, npages)
+        self.enter()
+        try:
+            pid = self._pid(pid)
+            vpn, npages = self._range(vpn, npages)
+            self._fail(self.c_madvise_dontneed(pid, vpn, npages), "madvise_dontneed", pid, vpn, npages)
+        finally:
+            self.leave()
 
     def madvise(self, pid, vpn, npages, advice):
         """Give `advice` (mmbench.Advice) for [vpn, vpn+npages); every page must be mapped.
@@ -776,12 +919,16 @@ cdef class Machine:
         DONTNEED is madvise_dontneed; HUGEPAGE / NOHUGEPAGE change only how a
         design backs the range (huge pages or not), never a value read.
         """
-        pid = self._pid(pid)
-        vpn, npages = self._range(vpn, npages)
-        advice = _to_int(advice, "advice")
-        if advice not in ADVICE_NAMES:
-            raise _errors.InvalidArgument(f"unknown advice {advice}; known: {sorted(ADVICE_NAMES)}")
-        self._raise(self.c_madvise(pid, vpn, npages, advice))
+        self.enter()
+        try:
+            pid = self._pid(pid)
+            vpn, npages = self._range(vpn, npages)
+            advice = _to_int(advice, "advice")
+            if advice not in ADVICE_NAMES:
+                raise _errors.InvalidArgument(f"unknown advice {advice}; known: {sorted(ADVICE_NAMES)}")
+            self._raise(self.c_madvise(pid, vpn, npages, advice))
+        finally:
+            self.leave()
 
     def migrate(self, pid, vpn, npages, node):
         """migrate(pid, vpn, npages, node)
@@ -790,18 +937,22 @@ cdef class Machine:
         RAM, 1..devices = accelerators).  Never changes a value; every page must
         be mapped.  NotSupported for a design without accelerators.
         """
-        pid = self._pid(pid)
-        vpn, npages = self._range(vpn, npages)
-        node = _to_int(node, "node")
-        if not type(self).supports_devices:
-            raise _errors.NotSupported(f"the {type(self).name!r} design has no accelerator support")
-        if not (0 <= node <= self.ndevices):
-            if self.ndevices == 0 and node > 0:
-                raise _errors.InvalidArgument(f"node {node}: this machine has no devices (open it "
-                                              "with devices=N)")
-            raise _errors.InvalidArgument(f"node {node} does not exist: this machine has host RAM "
-                                          f"(node 0) and devices 1..{self.ndevices}")
-        self._fail(self.c_migrate(pid, vpn, npages, node), "migrate", pid, vpn, npages, node)
+        self.enter()
+        try:
+            pid = self._pid(pid)
+            vpn, npages = self._range(vpn, npages)
+            node = _to_int(node, "node")
+            if not type(self).supports_devices:
+                raise _errors.NotSupported(f"the {type(self).name!r} design has no accelerator support")
+            if not (0 <= node <= self.ndevices):
+                if self.ndevices == 0 and node > 0:
+                    raise _errors.InvalidArgument(f"node {node}: this machine has no devices (open it "
+                                                  "with devices=N)")
+                raise _errors.InvalidArgument(f"node {node} does not exist: this machine has host RAM "
+                                              f"(node 0) and devices 1..{self.ndevices}")
+            self._fail(self.c_migrate(pid, vpn, npages, node), "migrate", pid, vpn, npages, node)
+        finally:
+            self.leave()
 
     def device_read(self, dev, pid, vpn):
         """device_read(dev, pid, vpn) -> int
@@ -810,11 +961,15 @@ cdef class Machine:
         rules as read(); the design decides whether the page moves.
         """
         cdef uint64_t v = 0
-        dev = self._dev(dev)
-        pid = self._pid(pid)
-        vpn, _ = self._range(vpn)
-        self._fail(self.c_device_read(dev, pid, vpn, &v), f"device_read by device {dev}", pid, vpn)
-        return v
+        self.enter()
+        try:
+            dev = self._dev(dev)
+            pid = self._pid(pid)
+            vpn, _ = self._range(vpn)
+            self._fail(self.c_device_read(dev, pid, vpn, &v), f"device_read by device {dev}", pid, vpn)
+            return v
+        finally:
+            self.leave()
 
     def device_write(self, dev, pid, vpn, value):
         """device_write(dev, pid, vpn, value)
@@ -822,13 +977,17 @@ cdef class Machine:
         Accelerator `dev` (1..devices) stores `value` in page `vpn` of `pid`,
         with the same rules as write().
         """
-        dev = self._dev(dev)
-        pid = self._pid(pid)
-        vpn, _ = self._range(vpn)
-        value = _to_int(value, "value")
-        if not (0 <= value < (1 << 64)):
-            raise _errors.InvalidArgument(f"value must fit in 64 unsigned bits, got {value}")
-        self._fail(self.c_device_write(dev, pid, vpn, value), f"device_write by device {dev}", pid, vpn)
+        self.enter()
+        try:
+            dev = self._dev(dev)
+            pid = self._pid(pid)
+            vpn, _ = self._range(vpn)
+            value = _to_int(value, "value")
+            if not (0 <= value < (1 << 64)):
+                raise _errors.InvalidArgument(f"value must fit in 64 unsigned bits, got {value}")
+            self._fail(self.c_device_write(dev, pid, vpn, value), f"device_write by device {dev}", pid, vpn)
+        finally:
+            self.leave()
 
     def mappings(self, pid):
         """mappings(pid) -> [(vpn, npages, shared, writable), …]
@@ -839,13 +998,17 @@ cdef class Machine:
         NotSupported otherwise.  Error messages use it to name the mapping an
         mmap overlaps or the first unmapped page of a range.
         """
-        pid = self._pid(pid)
-        for view in ("vmas", "entries"):
-            fn = getattr(self, view, None)
-            if fn is not None:
-                return [(int(e["start"]), int(e["end"]) - int(e["start"]), bool(e["shared"]),
-                         bool(e["writable"])) for e in fn(pid)]
-        raise _errors.NotSupported(f"the {type(self).name!r} design does not list its mappings")
+        self.enter()
+        try:
+            pid = self._pid(pid)
+            for view in ("vmas", "entries"):
+                fn = getattr(self, view, None)
+                if fn is not None:
+                    return [(int(e["start"]), int(e["end"]) - int(e["start"]), bool(e["shared"]),
+                             bool(e["writable"])) for e in fn(pid)]
+            raise _errors.NotSupported(f"the {type(self).name!r} design does not list its mappings")
+        finally:
+            self.leave()
 
     def metadata(self):
         """metadata() -> {struct_name: (count, bytes)}
@@ -858,11 +1021,15 @@ cdef class Machine:
         unsupported, never as 0).
         """
         cdef int i
-        out = {}
-        for i in range(self.ncaches):
-            out[self.caches[i].name.decode()] = (int(self.caches[i].active),
-                                                 int(self.caches[i].active * self.caches[i].objsize))
-        return out
+        self.enter()
+        try:
+            out = {}
+            for i in range(self.ncaches):
+                out[self.caches[i].name.decode()] = (int(self.caches[i].active),
+                                                     int(self.caches[i].active * self.caches[i].objsize))
+            return out
+        finally:
+            self.leave()
 
     def notes(self):
         """Lines saying how this design departs from the contract's defaults (e.g. huge pages).
@@ -872,59 +1039,95 @@ cdef class Machine:
         fixed notes (its own choices where its source defines nothing) are its class's
         ``design_notes`` and come first.
         """
-        return list(type(self).design_notes) + [f"huge pages are not modelled in the {type(self).name!r} design yet: runs at 4 KiB "
-                f"(thp={self.options.get('thp')!r} has no effect)"]
+        self.enter()
+        try:
+            return list(type(self).design_notes) + [f"huge pages are not modelled in the {type(self).name!r} design yet: runs at 4 KiB "
+                    f"(thp={self.options.get('thp')!r} has no effect)"]
+        finally:
+            self.leave()
 
     def struct_sizes(self):
         """{struct_name: bytes per object} of every struct this design accounts."""
-        return {self.caches[i].name.decode(): int(self.caches[i].objsize) for i in range(self.ncaches)}
+        self.enter()
+        try:
+            return {self.caches[i].name.decode(): int(self.caches[i].objsize) for i in range(self.ncaches)}
+        finally:
+            self.leave()
 
     def per_process_structs(self):
         """Names of the structs that must all be gone once every process exited."""
-        return [self.caches[i].name.decode() for i in range(self.ncaches) if self.caches[i].per_process]
+        self.enter()
+        try:
+            return [self.caches[i].name.decode() for i in range(self.ncaches) if self.caches[i].per_process]
+        finally:
+            self.leave()
 
     def slab_allocs(self):
         """{struct_name: objects allocated so far} (cumulative; metadata() counts live ones)."""
-        return {self.caches[i].name.decode(): int(self.caches[i].allocs) for i in range(self.ncaches)}
+        self.enter()
+        try:
+            return {self.caches[i].name.decode(): int(self.caches[i].allocs) for i in range(self.ncaches)}
+        finally:
+            self.leave()
 
     def slab_frees(self):
         """{struct_name: objects freed so far} (cumulative)."""
-        return {self.caches[i].name.decode(): int(self.caches[i].frees) for i in range(self.ncaches)}
+        self.enter()
+        try:
+            return {self.caches[i].name.decode(): int(self.caches[i].frees) for i in range(self.ncaches)}
+        finally:
+            self.leave()
 
     def counters(self):
         """{event: count} for the events this design has."""
-        names = type(self).counter_names
-        return {n: int(self.ctr[COUNTER_INDEX[n]]) for n in names}
+        self.enter()
+        try:
+            names = type(self).counter_names
+            return {n: int(self.ctr[COUNTER_INDEX[n]]) for n in names}
+        finally:
+            self.leave()
 
     def check(self):
         """Verify every internal invariant; raise InvariantViolation on the first broken one."""
         cdef int st
         cdef int node
         cdef int64_t used
-        for node in range(self.frames.nr_nodes):
-            used = self.frames.node_bump[node] - self.frames.node_nfree[node]
-            if used != self.frames.node_used[node]:
-                raise _errors.InvariantViolation(f"frame accounting of node {node} is inconsistent")
-        st = self.c_check()
-        if st == MM_EPYTHON:
-            exc, self.pending_exc = self.pending_exc, None
-            if isinstance(exc, _errors.InvariantViolation):
-                raise exc
-            raise _errors.InvariantViolation(str(exc)) from exc
-        if st != MM_OK:
-            raise _errors.InvariantViolation(self.check_msg.decode(errors="replace") or "invariant violated")
+        self.enter()
+        try:
+            for node in range(self.frames.nr_nodes):
+                used = self.frames.node_bump[node] - self.frames.node_nfree[node]
+                if used != self.frames.node_used[node]:
+                    raise _errors.InvariantViolation(f"frame accounting of node {node} is inconsistent")
+            st = self.c_check()
+            if st == MM_EPYTHON:
+                exc, self.pending_exc = self.pending_exc, None
+                if isinstance(exc, _errors.InvariantViolation):
+                    raise exc
+                raise _errors.InvariantViolation(str(exc)) from exc
+            if st != MM_OK:
+                raise _errors.InvariantViolation(self.check_msg.decode(errors="replace") or "invariant violated")
+        finally:
+            self.leave()
 
     # ------------------------------------------------ framework extras
     def frames_used(self, node=0):
         """Frames allocated now on `node` (0 = host RAM, 1.. = devices)."""
-        node = _to_int(node, "node")
-        if not (0 <= node < self.frames.nr_nodes):
-            raise _errors.InvalidArgument(f"node {node} does not exist")
-        return int(self.frames.node_used[node])
+        self.enter()
+        try:
+            node = _to_int(node, "node")
+            if not (0 <= node < self.frames.nr_nodes):
+                raise _errors.InvalidArgument(f"node {node} does not exist")
+            return int(self.frames.node_used[node])
+        finally:
+            self.leave()
 
     def live_pids(self):
         """live_pids() -> [pid, …]: the processes alive now, in creation order."""
-        return [p for p in range(1, self.next_pid) if self.procs[p] != NULL]
+        self.enter()
+        try:
+            return [p for p in range(1, self.next_pid) if self.procs[p] != NULL]
+        finally:
+            self.leave()
 
     @property
     def next_free_pid(self):
@@ -933,19 +1136,27 @@ cdef class Machine:
 
     def leaks(self):
         """What is still held although no process is alive: [] when clean."""
-        if self.live_procs:
-            raise _errors.InvalidArgument("leaks() needs every process to have exited")
-        out = []
-        for i in range(self.ncaches):
-            if self.caches[i].per_process and self.caches[i].active != 0:
-                out.append(f"{self.caches[i].name.decode()}: {self.caches[i].active} live")
-        for node in range(self.frames.nr_nodes):
-            if self.frames.node_used[node]:
-                out.append(f"node {node}: {self.frames.node_used[node]} frames in use")
-        return out
+        self.enter()
+        try:
+            if self.live_procs:
+                raise _errors.InvalidArgument("leaks() needs every process to have exited")
+            out = []
+            for i in range(self.ncaches):
+                if self.caches[i].per_process and self.caches[i].active != 0:
+                    out.append(f"{self.caches[i].name.decode()}: {self.caches[i].active} live")
+            for node in range(self.frames.nr_nodes):
+                if self.frames.node_used[node]:
+                    out.append(f"node {node}: {self.frames.node_used[node]} frames in use")
+            return out
+        finally:
+            self.leave()
 
     def counter(self, name):
         """counter(name) -> int: one event count (see counters() and mmbench.COUNTER_NAMES)."""
-        if name not in COUNTER_INDEX:
-            raise _errors.InvalidArgument(f"unknown counter {name!r}; counters: see mmbench.COUNTER_NAMES")
-        return int(self.ctr[COUNTER_INDEX[name]])
+        self.enter()
+        try:
+            if name not in COUNTER_INDEX:
+                raise _errors.InvalidArgument(f"unknown counter {name!r}; counters: see mmbench.COUNTER_NAMES")
+            return int(self.ctr[COUNTER_INDEX[name]])
+        finally:
+            self.leave()

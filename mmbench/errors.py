@@ -37,6 +37,16 @@ class InvariantViolation(MMError, AssertionError):
     """check() found an internal invariant broken: a bug in a design."""
 
 
+class MachineBusy(MMError):
+    """Another thread is using this machine (a replay or a call is running on it).
+
+    A machine serves one caller at a time: every public method takes the
+    machine for its duration and a second thread gets this error at once
+    (nothing waits, nothing changes).  Retry later, or give each thread its
+    own machine.
+    """
+
+
 class BackendLoadError(MMError):
     """A backend could not be found or imported."""
 

@@ -74,24 +74,34 @@ class ReferenceMachine(Machine):
         super().__init__(**kw)
         self.procs_ref: dict[int, dict[int, _Page]] = {}
 
-    # helpers
+    # helpers.  Work is bounded by the pages a process maps, never by the size of the
+    # range asked for: a range of 2**36 pages over a process mapping ten is ten steps.
     def _mapped_all(self, pages, vpn, n):
+        if n > len(pages):
+            return False          # fewer pages mapped than the range holds
         return all(v in pages for v in range(vpn, vpn + n))
+
+    @staticmethod
+    def _mapped_in(pages, vpn, n):
+        """The mapped vpns of [vpn, vpn+n), in no order: the smaller of the range and the map."""
+        if n <= len(pages):
+            return [v for v in range(vpn, vpn + n) if v in pages]
+        return [v for v in pages if vpn <= v < vpn + n]
 
     def do_spawn(self, pid):
         self.procs_ref[pid] = {}
 
     def do_mmap(self, pid, vpn, n, shared, writable):
         pages = self.procs_ref[pid]
-        if any(v in pages for v in range(vpn, vpn + n)):
+        if self._mapped_in(pages, vpn, n):
             raise errors.InvalidArgument("mmap over an existing mapping")
         for v in range(vpn, vpn + n):
             pages[v] = _Page(shared, writable, [0])
 
     def do_munmap(self, pid, vpn, n):
         pages = self.procs_ref[pid]
-        for v in range(vpn, vpn + n):
-            pages.pop(v, None)
+        for v in self._mapped_in(pages, vpn, n):
+            del pages[v]
 
     def do_mprotect(self, pid, vpn, n, writable):
         pages = self.procs_ref[pid]
@@ -129,7 +139,7 @@ class ReferenceMachine(Machine):
             raise errors.InvalidArgument("mremap ranges overlap")
         if not self._mapped_all(pages, old, n):
             raise errors.SegmentationFault("mremap of unmapped pages")
-        if any(v in pages for v in range(new, new + n)):
+        if self._mapped_in(pages, new, n):
             raise errors.InvalidArgument("mremap onto an existing mapping")
         for i in range(n):
             pages[new + i] = pages.pop(old + i)

@@ -157,6 +157,9 @@ def validate_trace(trace, machine=None) -> np.ndarray:
         t = np.zeros(len(trace), dtype=TRACE_DTYPE)
         for f in TRACE_DTYPE.names:
             if f in trace.dtype.names and f != "_pad":
+                if trace.dtype.fields[f][0].shape != ():
+                    raise errors.InvalidArgument(f"trace field {f!r} must be a scalar integer, "
+                                                 f"not a subarray of shape {trace.dtype.fields[f][0].shape}")
                 src = trace[f]
                 if not np.issubdtype(src.dtype, np.integer):
                     raise errors.InvalidArgument(f"trace field {f!r} must be integer")
@@ -198,9 +201,41 @@ def save(path, trace: np.ndarray, **meta):
     np.savez_compressed(path, trace=trace, **{f"meta_{k}": np.array(str(v)) for k, v in meta.items()})
 
 
-def load(path) -> np.ndarray:
-    """Load and validate a .npz trace; never unpickles, never crashes on a bad file."""
+#: The most bytes load() inflates from a trace file (the whole .npz content), 1 GiB =
+#: about 33 million records.  The size comes from the zip directory and is
+#: checked before anything is decompressed, so a small compressed "zip bomb" is refused
+#: at once.  Pass ``max_bytes=`` to load() to raise (or lower) it for one call.
+MAX_TRACE_BYTES = 1 << 30
+
+
+def _check_npz_sizes(path, max_bytes):
+    """Refuse a .npz whose 'trace' member (or whole content) would inflate beyond max_bytes."""
+    import zipfile
     try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return                  # np.load reports what is wrong with the file
+    total = sum(i.file_size for i in infos)
+    if total > max_bytes:
+        raise errors.InvalidArgument(
+            f"{path}: the trace inflates to {total} bytes, more than the limit of {max_bytes} "
+            "(mmbench.trace.MAX_TRACE_BYTES; pass max_bytes= to load a bigger trace)")
+
+
+def load(path, max_bytes=None) -> np.ndarray:
+    """Load and validate a .npz trace; never unpickles, never crashes on a bad file.
+
+    A file whose uncompressed content is larger than `max_bytes` (default
+    MAX_TRACE_BYTES, 1 GiB) is refused with InvalidArgument before anything is
+    inflated: the sizes are read from the zip directory.
+    """
+    if max_bytes is None:
+        max_bytes = MAX_TRACE_BYTES
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0:
+        raise errors.InvalidArgument(f"max_bytes must be a non-negative integer, got {max_bytes!r}")
+    try:
+        _check_npz_sizes(path, int(max_bytes))
         with np.load(path, allow_pickle=False) as z:
             if "trace" not in z.files:
                 raise errors.InvalidArgument(f"{path}: no 'trace' array in the file")
