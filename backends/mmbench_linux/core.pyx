@@ -82,7 +82,8 @@ from mmbench.blocks.frames cimport (frame_t, pfn_t, ZERO_PFN, FR_ANON_EXCLUSIVE,
                                     frame_value)
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, PT_ENTRIES, LVL_PGD, LVL_PMD, LVL_PTE, PTE_PRESENT, PTE_WRITE,
                                        PTE_SPECIAL, pte_pfn, pt_init, pt_destroy, pt_leaf, pt_get,
-                                       pt_set, pt_next, pt_free_range, pt_vmpte_bytes)
+                                       pt_set, pt_next, pt_free_range, pt_vmpte_bytes,
+                                       pt_reserve_move)
 from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagecache cimport mapping_init, mapping_lookup
 
@@ -346,6 +347,32 @@ cdef class LinuxMachine(LinuxFault):
             self.ctr[C_TLB_FLUSHES] += 1
         return <int>n
 
+    cdef int reserve_move_tables(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil:
+        """Before mremap changes anything, allocate the destination page tables
+        move_page_tables will need, VMA piece by VMA piece (a PTE table the
+        piece covers whole at the same 2 MiB phase moves as a table and needs
+        only the tables above it).  MM_ENOMEM with the page tables as they were
+        when the host is out of memory.  move_vma asks again for its piece (an
+        earlier piece's munmap may have freed a reserved table that was still
+        empty when the destination lies just below the old range)."""
+        cdef int64_t i = self.vma_index(mm, new)
+        cdef uint64_t floor = mm.vmas[i - 1].vm_end if i > 0 else 0
+        cdef uint64_t ceiling = mm.vmas[i].vm_start if i < mm.nr_vmas else VPN_END
+        cdef uint64_t s, e
+        cdef int64_t made = 0
+        cdef int st = MM_OK
+        i = self.vma_index(mm, old)
+        while i < mm.nr_vmas and mm.vmas[i].vm_start < old + n:
+            s = mm.vmas[i].vm_start if mm.vmas[i].vm_start > old else old
+            e = mm.vmas[i].vm_end if mm.vmas[i].vm_end < old + n else old + n
+            if pt_reserve_move(&mm.pgd, s, e, new + (s - old), floor, ceiling, True, &made) != 0:
+                st = MM_ENOMEM
+                break
+            i += 1
+        mm.leaf_key = ~(<uint64_t>0)
+        self.pt_sync(mm)
+        return st
+
     cdef int move_vma(self, mm_t* mm, int64_t i, uint64_t new_start) noexcept nogil:
         """copy_vma (merge at the destination or a new VMA with a cloned AVC chain),
         move_page_tables, then unmap the old range."""
@@ -365,6 +392,8 @@ cdef class LinuxMachine(LinuxFault):
         proto.vm_pgoff = vma.vm_pgoff
         if vma.vm_file == NULL and vma.anon_vma == NULL:
             proto.vm_pgoff = new_start           # never faulted: pgoff follows the address
+        if self.reserve_move_tables(mm, old_start, n, new_start) != MM_OK:
+            return MM_ENOMEM
         st = self.copy_vma(mm, vma, &proto, &new)
         if st != MM_OK:
             return st
@@ -439,8 +468,8 @@ cdef class LinuxMachine(LinuxFault):
                     continue
             pte = t.e[vpn & 511]
             dt = pt_leaf(&mm.pgd, new_start + (vpn - start), True, &nalloc)
-            if dt == NULL:          # out of host memory for a table: the page stays behind
-                break               # and is zapped with the old range (reads 0 if private)
+            if dt == NULL:          # reserve_move_tables made every table the move needs;
+                break               # defensive only (nothing was moved for this page)
             pt_set(t, vpn, 0)
             pt_set(dt, new_start + (vpn - start), pte)
             moved += 1
@@ -723,6 +752,8 @@ cdef class LinuxMachine(LinuxFault):
         i = self.vma_index(mm, new)
         if i < mm.nr_vmas and mm.vmas[i].vm_start < new + n:
             return MM_EINVAL
+        if self.reserve_move_tables(mm, old, n, new) != MM_OK:
+            return MM_ENOMEM
         i = self.vma_index(mm, old)
         if mm.vmas[i].vm_start < old and self.split_vma(mm, i, old) != MM_OK:
             return MM_ENOMEM

@@ -80,3 +80,11 @@ cdef pt_node_t* pt_next(pgtable_t* pt, uint64_t start, uint64_t end, uint64_t* v
 # free_pgtables: free every table that covers only [start, end) and is empty,
 # walking upwards.  Returns the number of tables freed.
 cdef int64_t pt_free_range(pgtable_t* pt, uint64_t start, uint64_t end) noexcept nogil
+
+# Allocate every destination table a move of the entries of [start, end) to
+# new_start needs, before anything moves (whole_tables: PTE tables that can
+# move whole need only the tables above them); -1 (tables freed again over
+# the destination hole [floor, ceiling)) when out of memory.
+cdef int pt_reserve_move(pgtable_t* pt, uint64_t start, uint64_t end, uint64_t new_start,
+                         uint64_t floor, uint64_t ceiling, bint whole_tables,
+                         int64_t* nalloc) noexcept nogil
