@@ -77,7 +77,7 @@ from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_ENOTSUP,
                            MAPF_SHARED, MAPF_WRITE, VPN_BITS, C_PTE_WRITES, C_PTE_ZAPS,
                            C_TLB_FLUSHES, C_VMA_MERGES, C_OBJECTS_ALLOC, C_FORK_PTES_COPIED,
-                           C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED)
+                           C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED, C_VMA_SPLITS)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, ZERO_PFN, FR_ANON_EXCLUSIVE, FR_PAGECACHE,
                                     frame_value)
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, PT_ENTRIES, LVL_PGD, LVL_PMD, LVL_PTE, PTE_PRESENT, PTE_WRITE,
@@ -88,7 +88,8 @@ from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagecache cimport mapping_init, mapping_lookup
 
 from mmbench_linux.mm cimport *
-from mmbench_linux.maple cimport mt_init, mt_destroy, mt_dup, mt_validate, mt_slots_in_order
+from mmbench_linux.maple cimport (mt_init, mt_destroy, mt_dup, mt_validate, mt_slots_in_order,
+                                  mt_reserve)
 
 from mmbench import errors as _errors
 
@@ -743,8 +744,9 @@ cdef class LinuxMachine(LinuxFault):
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef uint64_t old = <uint64_t>old_vpn, new = <uint64_t>new_vpn, n = <uint64_t>npages
         cdef uint64_t pos, piece_end
-        cdef int64_t i
+        cdef int64_t i, j
         cdef int st
+        cdef bint split_first
         if new < old + n and old < new + n:
             return MM_EINVAL
         if not self.range_mapped(mm, old, old + n):
@@ -752,13 +754,23 @@ cdef class LinuxMachine(LinuxFault):
         i = self.vma_index(mm, new)
         if i < mm.nr_vmas and mm.vmas[i].vm_start < new + n:
             return MM_EINVAL
+        # mas_preallocate: maple nodes for the stores of both splits, the
+        # first copy_vma and an undo (each store needs at most 3 * height + 8;
+        # a split may add a level)
+        if mt_reserve(&mm.mm_mt, 4 * (3 * (mm.mm_mt.height + 1) + 8)) != 0:
+            return MM_ENOMEM
         if self.reserve_move_tables(mm, old, n, new) != MM_OK:
             return MM_ENOMEM
         i = self.vma_index(mm, old)
-        if mm.vmas[i].vm_start < old and self.split_vma(mm, i, old) != MM_OK:
+        split_first = mm.vmas[i].vm_start < old
+        if split_first and self.split_vma(mm, i, old) != MM_OK:
             return MM_ENOMEM
-        i = self.vma_index(mm, old + n - 1)
-        if mm.vmas[i].vm_end > old + n and self.split_vma(mm, i, old + n) != MM_OK:
+        j = self.vma_index(mm, old + n - 1)
+        if mm.vmas[j].vm_end > old + n and self.split_vma(mm, j, old + n) != MM_OK:
+            if split_first and self.vma_absorb(mm, i) == MM_OK:
+                self.ctr[C_VMA_SPLITS] -= 1      # the first split is undone
+                self.ctr[C_VMA_MERGES] -= 1
+            self.mt_sync(mm)
             return MM_ENOMEM
         pos = old
         while pos < old + n:
