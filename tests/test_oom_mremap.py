@@ -18,7 +18,10 @@ import pytest
 DESIGNS = ["linux", "freebsd", "uvm", "shmem"]
 
 CHILD = textwrap.dedent(r'''
-    import gc, resource, sys
+    import ctypes, gc, resource, sys
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
     import mmbench
     from mmbench import errors
 
@@ -66,9 +69,10 @@ CHILD = textwrap.dedent(r'''
         gc.disable()
         # room in Python's own small-object arenas for the exception and its
         # message: half-emptied arenas stay mapped
-        pool = [(i, str(i)) for i in range(60000)]
+        pool = [(i, str(i), 10 ** 6 + i, [i]) for i in range(60000)]
         del pool[::2]
         filler, small, tiny = [], [], []
+        slots = [None] * 20000
         resource.setrlimit(resource.RLIMIT_AS, (vmsize() + (8 << 20), hard))
         try:
             for size in (1 << 20, 1 << 16, 1 << 12, 1 << 10, 600):
@@ -77,6 +81,19 @@ CHILD = textwrap.dedent(r'''
                         (small if size == 1 << 12 else tiny if size == 600 else filler).append(bytearray(size))
                     except MemoryError:
                         break
+            ncrumbs = 0                   # malloc's last small chunks, taken directly
+            for size in (256, 64, 16):
+                while ncrumbs < len(slots):
+                    q = libc.malloc(size)
+                    if not q:
+                        break
+                    slots[ncrumbs] = q
+                    ncrumbs += 1
+            # give back a few small chunks only ("entries"), or all of them
+            back = max(0, give_back) if case == "entries" else ncrumbs
+            for k in range(min(back, ncrumbs)):
+                libc.free(slots[k])
+                slots[k] = None
             if give_back >= 0:
                 del small[:give_back]         # whole 4 KiB blocks back: some tables fit
             else:
@@ -89,6 +106,10 @@ CHILD = textwrap.dedent(r'''
             except MemoryError as e:   # Python itself ran out around the call
                 err = e
         finally:
+            for k in range(len(slots)):
+                if slots[k] is not None:
+                    libc.free(slots[k])
+                    slots[k] = None
             filler.clear(); small.clear(); tiny.clear(); del pool
             resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
             gc.enable()

@@ -348,6 +348,19 @@ cdef class LinuxMachine(LinuxFault):
             self.ctr[C_TLB_FLUSHES] += 1
         return <int>n
 
+    cdef void unsplit(self, mm_t* mm, uint64_t old, uint64_t n, bint split_first,
+                      bint split_last) noexcept nogil:
+        """Merge back the VMAs mremap split at old and old + n before its first
+        move failed (same anon_vma and chain on both sides: cannot fail once
+        the maple nodes are reserved); the counters forget the splits."""
+        if split_last and self.vma_absorb(mm, self.vma_index(mm, old + n - 1)) == MM_OK:
+            self.ctr[C_VMA_SPLITS] -= 1
+            self.ctr[C_VMA_MERGES] -= 1
+        if split_first and self.vma_absorb(mm, self.vma_index(mm, old - 1)) == MM_OK:
+            self.ctr[C_VMA_SPLITS] -= 1
+            self.ctr[C_VMA_MERGES] -= 1
+        self.mt_sync(mm)
+
     cdef int reserve_move_tables(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil:
         """Before mremap changes anything, allocate the destination page tables
         move_page_tables will need, VMA piece by VMA piece (a PTE table the
@@ -746,7 +759,7 @@ cdef class LinuxMachine(LinuxFault):
         cdef uint64_t pos, piece_end
         cdef int64_t i, j
         cdef int st
-        cdef bint split_first
+        cdef bint split_first, split_last
         if new < old + n and old < new + n:
             return MM_EINVAL
         if not self.range_mapped(mm, old, old + n):
@@ -755,9 +768,9 @@ cdef class LinuxMachine(LinuxFault):
         if i < mm.nr_vmas and mm.vmas[i].vm_start < new + n:
             return MM_EINVAL
         # mas_preallocate: maple nodes for the stores of both splits, the
-        # first copy_vma and an undo (each store needs at most 3 * height + 8;
+        # first copy_vma and two undos (each store needs at most 3 * height + 8;
         # a split may add a level)
-        if mt_reserve(&mm.mm_mt, 4 * (3 * (mm.mm_mt.height + 1) + 8)) != 0:
+        if mt_reserve(&mm.mm_mt, 5 * (3 * (mm.mm_mt.height + 1) + 8)) != 0:
             return MM_ENOMEM
         if self.reserve_move_tables(mm, old, n, new) != MM_OK:
             return MM_ENOMEM
@@ -766,11 +779,9 @@ cdef class LinuxMachine(LinuxFault):
         if split_first and self.split_vma(mm, i, old) != MM_OK:
             return MM_ENOMEM
         j = self.vma_index(mm, old + n - 1)
-        if mm.vmas[j].vm_end > old + n and self.split_vma(mm, j, old + n) != MM_OK:
-            if split_first and self.vma_absorb(mm, i) == MM_OK:
-                self.ctr[C_VMA_SPLITS] -= 1      # the first split is undone
-                self.ctr[C_VMA_MERGES] -= 1
-            self.mt_sync(mm)
+        split_last = mm.vmas[j].vm_end > old + n
+        if split_last and self.split_vma(mm, j, old + n) != MM_OK:
+            self.unsplit(mm, old, n, split_first, False)
             return MM_ENOMEM
         pos = old
         while pos < old + n:
@@ -786,6 +797,8 @@ cdef class LinuxMachine(LinuxFault):
             piece_end = mm.vmas[i].vm_end
             st = self.move_vma(mm, i, new + (pos - old))
             if st != MM_OK:
+                if pos == old:      # nothing moved yet (move_vma changes nothing when it
+                    self.unsplit(mm, old, n, split_first, split_last)   # fails): undo the splits
                 return st
             pos = piece_end
         self.mt_sync(mm)
