@@ -40,11 +40,15 @@ CHILD = textwrap.dedent(r'''
                     return int(line.split()[1]) * 1024
 
     def build():
-        m = mmbench.open(design, ram_pages=1 << 13)
+        devices = design in ("freebsd", "shmem")   # their device mirrors must survive too
+        m = mmbench.open(design, ram_pages=1 << 13, **(dict(devices=1) if devices else {}))
         p = m.spawn()
         m.mmap(p, 0, SRC + NPAGES + 9)
         for v in range(SRC - 2, SRC + NPAGES + 2, 3):
             m.write(p, v, v + 1)
+        if devices:
+            for v in range(SRC - 2, SRC + NPAGES + 2, 9):
+                assert m.device_read(1, p, v) == v + 1
         m.check()
         return m, p
 
