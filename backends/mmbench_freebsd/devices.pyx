@@ -423,12 +423,13 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         return FreeBSDMachine.c_madvise_dontneed(self, pid, vpn, npages)
 
     cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
-        cdef vm_map_t* map = self.map_of(pid)
-        if (not (new_vpn < old_vpn + npages and old_vpn < new_vpn + npages)
-                and vm_map_range_mapped(map, old_vpn, old_vpn + npages)
-                and vm_map_range_free(map, new_vpn, new_vpn + npages)):
+        # The device entries of the old range go once the move has happened:
+        # the same end state as invalidating first (the device tables are apart
+        # from the pmap), and a move refused for lack of memory keeps them.
+        cdef int st = FreeBSDMachine.c_mremap(self, pid, old_vpn, npages, new_vpn)
+        if st == MM_OK:
             self.dev_invalidate(pid, old_vpn, old_vpn + npages)
-        return FreeBSDMachine.c_mremap(self, pid, old_vpn, npages, new_vpn)
+        return st
 
     cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
         self.dev_invalidate(pid, 0, VPN_END)      # NEEDS_COPY: no entry may stay writable

@@ -29,6 +29,8 @@ cdef int64_t pmap_remove_all(vm_ctx_t* vm, pfn_t pfn) noexcept nogil
 # page, same protection) where dst has none; returns how many.
 cdef int64_t pmap_copy(vm_ctx_t* vm, pmap_t* dst, pmap_t* src, int64_t start, int64_t end) noexcept nogil
 # Move the mappings of [start, end) by `delta` pages (mremap): returns how many.
+cdef int pmap_reserve_move(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end, int64_t delta,
+                           int64_t floor, int64_t ceiling) noexcept nogil   # -1: out of memory
 cdef int64_t pmap_move(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end, int64_t delta) noexcept nogil
 # free_pgtables over the unmapped hole [floor, ceiling).
 cdef void pmap_free_tables(vm_ctx_t* vm, pmap_t* pm, int64_t floor, int64_t ceiling) noexcept nogil

@@ -8,7 +8,7 @@ from mmbench.core cimport (C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PT_PAGES_A
                            kmem_cache_sync)
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf,
-                                       pt_set, pt_next, pt_free_range, pt_get, mk_pte, pte_pfn,
+                                       pt_set, pt_next, pt_free_range, pt_reserve_move, pt_get, mk_pte, pte_pfn,
                                        pte_present, PTE_PRESENT, PTE_WRITE)
 from mmbench_freebsd.vm cimport (vm_ctx_t, pmap_t, pv_entry_t, pv_chunk_t, kc_alloc, kc_free,
                                  KC_PVCHUNK, KC_PGD, NPCPV, NPCM)
@@ -284,6 +284,19 @@ cdef int64_t pmap_remove_all(vm_ctx_t* vm, pfn_t pfn) noexcept nogil:
     vm.ctr[C_PTE_ZAPS] += n
     vm.ctr[C_TLB_FLUSHES] += n
     return n
+
+
+cdef int pmap_reserve_move(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end, int64_t delta,
+                           int64_t floor, int64_t ceiling) noexcept nogil:
+    """Allocate the destination tables pmap_move will fill, before anything moves;
+    -1 (and the pmap as it was) when the host is out of memory."""
+    cdef int64_t nalloc = 0
+    if pt_reserve_move(&pm.pt, <uint64_t>start, <uint64_t>end, <uint64_t>(start + delta),
+                       <uint64_t>floor, <uint64_t>ceiling, False, &nalloc) != 0:
+        return -1
+    vm.ctr[C_PT_PAGES_ALLOC] += nalloc
+    pmap_account_tables(vm, pm)
+    return 0
 
 
 cdef int64_t pmap_move(vm_ctx_t* vm, pmap_t* pm, int64_t start, int64_t end, int64_t delta) noexcept nogil:

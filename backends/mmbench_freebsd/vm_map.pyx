@@ -36,7 +36,7 @@ from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_
                                      maplist_range_free, maplist_range_mapped,
                                      maplist_entry_layout_ok, maplist_map_layout_ok,
                                      maplist_detach_run, maplist_attach_run)
-from mmbench.core cimport (C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_FORK_PTES_COPIED,
+from mmbench.core cimport (MM_ENOMEM, C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_FORK_PTES_COPIED,
                            VPN_BITS)
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, KC_ENTRY, KC_VMSPACE,
                                  kc_alloc, kc_free, MAP_ENTRY_COW, MAP_ENTRY_NEEDS_COPY,
@@ -45,7 +45,7 @@ from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t
 from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_deallocate,
                                         vm_object_reference, vm_object_collapse, vm_object_split,
                                         vm_object_page_remove)
-from mmbench_freebsd.pmap cimport (pmap_pinit, pmap_release, pmap_remove, pmap_protect, pmap_move,
+from mmbench_freebsd.pmap cimport (pmap_pinit, pmap_release, pmap_remove, pmap_protect, pmap_move, pmap_reserve_move,
                                    pmap_free_tables, pmap_copy)
 
 cdef int64_t VPN_END = (<int64_t>1) << VPN_BITS
@@ -368,13 +368,86 @@ cdef int vmspace_fork(vm_ctx_t* vm, vm_map_t* src, vm_map_t* dst) noexcept nogil
 
 
 # ------------------------------------------------------------------- mremap
+cdef void clip_undo(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* keep, vm_map_entry_t* gone,
+                    bint gone_first) noexcept nogil:
+    """Merge back a clip the move made (a later step ran out of memory): `keep`
+    takes `gone`'s range again and `gone` (a clone holding one more reference
+    on the same object) is freed."""
+    unlink(map, gone)
+    if gone_first:
+        keep.offset = gone.offset
+        entry_set_range(map, keep, gone.start, keep.end)
+    else:
+        entry_set_range(map, keep, keep.start, gone.end)
+    if gone.object != NULL:
+        gone.object.ref_count -= 1       # keep still holds a reference: nothing else changes
+    entry_dispose(vm, gone)
+    vm.ctr[C_VMA_SPLITS] -= 1
+
+cdef int clip_checked(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int64_t vpn,
+                      bint at_start) noexcept nogil:
+    """vm_map_clip_start / _end that reports failure and leaves e as it was
+    (also the object entry_back may have given it)."""
+    cdef bint had_object = e.object != NULL
+    cdef int64_t offset = e.offset
+    cdef vm_object_t* obj
+    if vpn <= e.start or vpn >= e.end:
+        return 0
+    if at_start:
+        vm_map_clip_start(vm, map, e, vpn)
+        if e.start == vpn:
+            return 0
+    else:
+        vm_map_clip_end(vm, map, e, vpn)
+        if e.end == vpn:
+            return 0
+    if not had_object and e.object != NULL:
+        obj = e.object
+        e.object = NULL
+        e.offset = offset
+        vm_object_deallocate(vm, obj)    # fresh, empty, referenced by e alone
+    return -1
+
 cdef int vm_map_move(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, int64_t new_start) noexcept nogil:
-    """Move the (fully mapped) range to the free range at new_start."""
+    """Move the (fully mapped) range to the free range at new_start.
+
+    => every host allocation comes first, each undone if a later one fails:
+       the destination page tables (pmap_reserve_move), then the entries the
+       two clips need.  The move proper allocates nothing, so it either
+       happens whole or MM_ENOMEM leaves the map and pmap as they were.
+    """
     cdef int64_t delta = new_start - start
-    cdef vm_map_entry_t* e = clip_range(vm, map, start, end)
-    cdef vm_map_entry_t* before = e.prev
+    cdef vm_map_entry_t* e
+    cdef vm_map_entry_t* last
+    cdef vm_map_entry_t* before
     cdef vm_map_entry_t* m
+    cdef vm_map_entry_t* after = first_ending_after(map, new_start)
     cdef map_entry_link_t* moved
+    cdef int64_t floor, ceiling
+    cdef bint clipped_start = False
+    # the hole around the destination (where reserved tables are freed on failure)
+    ceiling = VPN_END if after == NULL else after.start
+    if after == NULL:
+        floor = 0 if map.last == NULL else map.last.end
+    else:
+        floor = 0 if after.prev == NULL else after.prev.end
+    if pmap_reserve_move(vm, &map.pmap, start, end, delta, floor, ceiling) != 0:
+        return MM_ENOMEM
+    e = first_ending_after(map, start)
+    if e.start < start:
+        if clip_checked(vm, map, e, start, True) != 0:
+            pmap_free_tables(vm, &map.pmap, floor, ceiling)
+            return MM_ENOMEM
+        clipped_start = True
+    last = e
+    while last.next != NULL and last.next.start < end:
+        last = last.next
+    if clip_checked(vm, map, last, end, False) != 0:
+        if clipped_start:
+            clip_undo(vm, map, e, e.prev, True)
+        pmap_free_tables(vm, &map.pmap, floor, ceiling)
+        return MM_ENOMEM
+    before = e.prev
     m = e
     while m != NULL and m.start < end:
         # FreeBSD has no mremap: ONEMAPPING objects there map their pindexes

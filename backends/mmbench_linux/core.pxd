@@ -30,6 +30,9 @@ cdef class LinuxMachine(LinuxFault):
     cdef int change_protection(self, mm_t* mm, vma_t* vma) noexcept nogil
     cdef int mmap_private(self, mm_t* mm, int64_t i, uint64_t start, uint64_t end, uint64_t vm_flags) noexcept nogil
     cdef int mmap_shared(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t vm_flags) noexcept nogil
+    cdef void unsplit(self, mm_t* mm, uint64_t old, uint64_t n, bint split_first,
+                      bint split_last) noexcept nogil
+    cdef int reserve_move_tables(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil
     cdef int move_vma(self, mm_t* mm, int64_t i, uint64_t new_start) noexcept nogil
     cdef int copy_vma(self, mm_t* mm, vma_t* vma, vma_t* proto, vma_t** out) noexcept nogil
     cdef void move_page_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t new_start) noexcept nogil

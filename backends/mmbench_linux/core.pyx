@@ -98,19 +98,21 @@ from mmbench.core cimport MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE
 from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_ENOTSUP,
                            MAPF_SHARED, MAPF_WRITE, VPN_BITS, C_PTE_WRITES, C_PTE_ZAPS,
                            C_TLB_FLUSHES, C_VMA_MERGES, C_OBJECTS_ALLOC, C_FORK_PTES_COPIED,
-                           C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED)
+                           C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED, C_VMA_SPLITS)
 from mmbench.blocks.pagetable cimport (pt_pmd_table, pt_table_alloc, pt_table_free, pt_deposit, pt_withdraw,
                                        pt_set_pmd, pmd_leaf, mk_pte)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, ZERO_PFN, FR_ANON_EXCLUSIVE, FR_PAGECACHE,
                                     frame_value)
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, PT_ENTRIES, LVL_PGD, LVL_PMD, LVL_PTE, PTE_PRESENT, PTE_WRITE,
                                        PTE_SPECIAL, pte_pfn, pt_init, pt_destroy, pt_leaf, pt_get,
-                                       pt_set, pt_next, pt_free_range, pt_vmpte_bytes)
+                                       pt_set, pt_next, pt_free_range, pt_vmpte_bytes,
+                                       pt_reserve_move)
 from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagecache cimport mapping_init, mapping_lookup
 
 from mmbench_linux.mm cimport *
-from mmbench_linux.maple cimport mt_init, mt_destroy, mt_dup, mt_validate, mt_slots_in_order
+from mmbench_linux.maple cimport (mt_init, mt_destroy, mt_dup, mt_validate, mt_slots_in_order,
+                                  mt_reserve)
 
 from mmbench import errors as _errors
 
@@ -452,6 +454,45 @@ cdef class LinuxMachine(LinuxFault):
             self.ctr[C_TLB_FLUSHES] += 1
         return <int>n
 
+    cdef void unsplit(self, mm_t* mm, uint64_t old, uint64_t n, bint split_first,
+                      bint split_last) noexcept nogil:
+        """Merge back the VMAs mremap split at old and old + n before its first
+        move failed (same anon_vma and chain on both sides: cannot fail once
+        the maple nodes are reserved); the counters forget the splits."""
+        if split_last and self.vma_absorb(mm, self.vma_index(mm, old + n - 1)) == MM_OK:
+            self.ctr[C_VMA_SPLITS] -= 1
+            self.ctr[C_VMA_MERGES] -= 1
+        if split_first and self.vma_absorb(mm, self.vma_index(mm, old - 1)) == MM_OK:
+            self.ctr[C_VMA_SPLITS] -= 1
+            self.ctr[C_VMA_MERGES] -= 1
+        self.mt_sync(mm)
+
+    cdef int reserve_move_tables(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil:
+        """Before mremap changes anything, allocate the destination page tables
+        move_page_tables will need, VMA piece by VMA piece (a PTE table the
+        piece covers whole at the same 2 MiB phase moves as a table and needs
+        only the tables above it).  MM_ENOMEM with the page tables as they were
+        when the host is out of memory.  move_vma asks again for its piece (an
+        earlier piece's munmap may have freed a reserved table that was still
+        empty when the destination lies just below the old range)."""
+        cdef int64_t i = self.vma_index(mm, new)
+        cdef uint64_t floor = mm.vmas[i - 1].vm_end if i > 0 else 0
+        cdef uint64_t ceiling = mm.vmas[i].vm_start if i < mm.nr_vmas else VPN_END
+        cdef uint64_t s, e
+        cdef int64_t made = 0
+        cdef int st = MM_OK
+        i = self.vma_index(mm, old)
+        while i < mm.nr_vmas and mm.vmas[i].vm_start < old + n:
+            s = mm.vmas[i].vm_start if mm.vmas[i].vm_start > old else old
+            e = mm.vmas[i].vm_end if mm.vmas[i].vm_end < old + n else old + n
+            if pt_reserve_move(&mm.pgd, s, e, new + (s - old), floor, ceiling, True, &made) != 0:
+                st = MM_ENOMEM
+                break
+            i += 1
+        mm.leaf_key = ~(<uint64_t>0)
+        self.pt_sync(mm)
+        return st
+
     cdef int move_vma(self, mm_t* mm, int64_t i, uint64_t new_start) noexcept nogil:
         """copy_vma (merge at the destination or a new VMA with a cloned AVC chain),
         move_page_tables, then unmap the old range."""
@@ -471,6 +512,8 @@ cdef class LinuxMachine(LinuxFault):
         proto.vm_pgoff = vma.vm_pgoff
         if vma.vm_file == NULL and vma.anon_vma == NULL:
             proto.vm_pgoff = new_start           # never faulted: pgoff follows the address
+        if self.reserve_move_tables(mm, old_start, n, new_start) != MM_OK:
+            return MM_ENOMEM
         st = self.copy_vma(mm, vma, &proto, &new)
         if st != MM_OK:
             return st
@@ -550,8 +593,8 @@ cdef class LinuxMachine(LinuxFault):
                     continue
             pte = t.e[vpn & 511]
             dt = pt_leaf(&mm.pgd, new_start + (vpn - start), True, &nalloc)
-            if dt == NULL:          # out of host memory for a table: the page stays behind
-                break               # and is zapped with the old range (reads 0 if private)
+            if dt == NULL:          # reserve_move_tables made every table the move needs;
+                break               # defensive only (nothing was moved for this page)
             pt_set(t, vpn, 0)
             pt_set(dt, new_start + (vpn - start), pte)
             moved += 1
@@ -835,8 +878,9 @@ cdef class LinuxMachine(LinuxFault):
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef uint64_t old = <uint64_t>old_vpn, new = <uint64_t>new_vpn, n = <uint64_t>npages
         cdef uint64_t pos, piece_end
-        cdef int64_t i
+        cdef int64_t i, j
         cdef int st
+        cdef bint split_first, split_last
         if new < old + n and old < new + n:
             return MM_EINVAL
         if not self.range_mapped(mm, old, old + n):
@@ -844,11 +888,21 @@ cdef class LinuxMachine(LinuxFault):
         i = self.vma_index(mm, new)
         if i < mm.nr_vmas and mm.vmas[i].vm_start < new + n:
             return MM_EINVAL
-        i = self.vma_index(mm, old)
-        if mm.vmas[i].vm_start < old and self.split_vma(mm, i, old) != MM_OK:
+        # mas_preallocate: maple nodes for the stores of both splits, the
+        # first copy_vma and two undos (each store needs at most 3 * height + 8;
+        # a split may add a level)
+        if mt_reserve(&mm.mm_mt, 5 * (3 * (mm.mm_mt.height + 1) + 8)) != 0:
             return MM_ENOMEM
-        i = self.vma_index(mm, old + n - 1)
-        if mm.vmas[i].vm_end > old + n and self.split_vma(mm, i, old + n) != MM_OK:
+        if self.reserve_move_tables(mm, old, n, new) != MM_OK:
+            return MM_ENOMEM
+        i = self.vma_index(mm, old)
+        split_first = mm.vmas[i].vm_start < old
+        if split_first and self.split_vma(mm, i, old) != MM_OK:
+            return MM_ENOMEM
+        j = self.vma_index(mm, old + n - 1)
+        split_last = mm.vmas[j].vm_end > old + n
+        if split_last and self.split_vma(mm, j, old + n) != MM_OK:
+            self.unsplit(mm, old, n, split_first, False)
             return MM_ENOMEM
         pos = old
         while pos < old + n:
@@ -864,6 +918,8 @@ cdef class LinuxMachine(LinuxFault):
             piece_end = mm.vmas[i].vm_end
             st = self.move_vma(mm, i, new + (pos - old))
             if st != MM_OK:
+                if pos == old:      # nothing moved yet (move_vma changes nothing when it
+                    self.unsplit(mm, old, n, split_first, split_last)   # fails): undo the splits
                 return st
             pos = piece_end
         self.mt_sync(mm)

@@ -45,6 +45,8 @@ cdef void mt_destroy(maple_tree_t* mt) noexcept nogil
 # Store `entry` (NULL = erase) over [index, last]; 0, or -1 when no node could be
 # preallocated (the tree is then unchanged).
 cdef int mt_store(maple_tree_t* mt, uint64_t index, uint64_t last, void* entry) noexcept nogil
+# mas_preallocate: keep `need` spare nodes so the next stores cannot fail; -1: no memory
+cdef int mt_reserve(maple_tree_t* mt, int64_t need) noexcept nogil
 # __mt_dup: dst becomes a node-for-node copy of src whose non-NULL leaf slots are
 # entries[0], entries[1], ... in index order.  0, or -1 when out of memory (dst empty).
 cdef int mt_dup(maple_tree_t* dst, maple_tree_t* src, void** entries) noexcept nogil

@@ -44,6 +44,8 @@ cdef class ShmemDevMachine(ShmemMachine):
     cdef int migrate_file_page(self, shmem_inode_info* f, uint64_t pgoff, int node,
                                move_stats_t* ms) noexcept nogil
     cdef int device_map_page(self, mm_struct* mm, vm_area_struct* v, uint64_t vpn, int dev) noexcept nogil
+    cdef int64_t migrate_host_frames(self, mm_struct* mm, uint64_t start, uint64_t end,
+                                     int node) noexcept nogil
     cdef int migrate_range(self, mm_struct* mm, uint64_t start, uint64_t end, int node,
                            move_stats_t* ms) noexcept nogil
 

@@ -80,7 +80,7 @@ from mmbench.blocks.devmirror cimport (dmirror_t, notify_result_t, DPT_WRITE, dp
                                        devmem_del)
 from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count, dma_flush_stats
 from mmbench_shmem.core cimport ShmemMachine, vm_fault
-from mmbench_shmem.objects cimport VM_WRITE, vma_pgoff_of, reflink_group
+from mmbench_shmem.objects cimport VM_WRITE, VM_SHARED, vma_pgoff_of, reflink_group
 from mmbench_shmem.vma cimport find_vma, range_fully_mapped
 from mmbench_shmem.inode cimport frame_file_refs
 from mmbench_shmem.core import COUNTERS as SHMEM_COUNTERS
@@ -374,12 +374,46 @@ cdef class ShmemDevMachine(ShmemMachine):
         return self.device_map(mm, dev, vpn, pfn,
                                (v.vm_flags & VM_WRITE) != 0 and frame_file_refs(&self.frames, pfn) == 1)
 
+    cdef int64_t migrate_host_frames(self, mm_struct* mm, uint64_t start, uint64_t end,
+                                     int node) noexcept nogil:
+        """Host frames a migration of [start, end) to `node` may need at its peak
+        (c_migrate refuses up front rather than stop halfway):
+        => to the host: one per page now on a device (exact);
+        => to a device: nothing if every page is there already, else one per
+           eviction the device can suffer -- at most one per page of the range
+           beyond its free frames, since a page of the range already there may
+           be evicted by the others and come back -- plus one for a page that
+           passes through the host on its way from another device."""
+        cdef uint64_t vpn = start, e
+        cdef vm_area_struct* v
+        cdef pfn_t pfn
+        cdef int64_t moving = 0, transit = 0, evictions
+        cdef int cur
+        while vpn < end:
+            v = find_vma(mm, vpn)
+            e = v.vm_end if v.vm_end < end else end
+            while vpn < e:
+                pfn = mapping_lookup(&v.vm_file.i_data, vma_pgoff_of(v, vpn))
+                cur = 0 if pfn == NO_PFN else frame_node(&self.frames, pfn)
+                if node == 0:
+                    moving += cur != 0
+                elif pfn == NO_PFN or cur != node:
+                    moving += 1
+                    transit |= cur != 0
+                vpn += 1
+        if node == 0 or moving == 0:
+            return moving
+        evictions = <int64_t>(end - start) - frames_free_count(&self.frames, node)
+        return (evictions if evictions > 0 else 0) + transit
+
     cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
         cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
         cdef move_stats_t ms
         cdef int st
         if not range_fully_mapped(mm, vpn, vpn + npages):
             return MM_EINVAL
+        if self.migrate_host_frames(mm, vpn, vpn + npages, node) > frames_free_count(&self.frames, 0):
+            return MM_ENOMEM
         ms.to_device = 0
         ms.to_host = 0
         st = self.migrate_range(mm, vpn, vpn + npages, node, &ms)
@@ -394,6 +428,12 @@ cdef class ShmemDevMachine(ShmemMachine):
         if not pte_present(vmf.orig_pte):
             pfn = mapping_lookup(&vmf.vma.vm_file.i_data, vmf.pgoff)
             if self.is_device_pfn(pfn):
+                # the fault that follows may need a frame of its own (a private
+                # write to a frame other files share): check both first
+                if frames_free_count(&self.frames, 0) < 1 + (
+                        vmf.write and not (vmf.vma.vm_flags & VM_SHARED)
+                        and frame_file_refs(&self.frames, pfn) > 1):
+                    return MM_ENOMEM
                 if self.move_frame(vmf.vma.vm_file, vmf.pgoff, pfn, 0) != MM_OK:
                     return MM_ENOMEM
                 self.dma_dir(1, False)

@@ -45,9 +45,10 @@ from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_
                                      maplist_range_free, maplist_range_mapped,
                                      maplist_entry_layout_ok, maplist_map_layout_ok,
                                      maplist_detach_run, maplist_attach_run)
-from mmbench.core cimport (C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_AMAP_COPIES,
+from mmbench.core cimport (MM_ENOMEM, C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_AMAP_COPIES,
                            VPN_BITS)
-from mmbench.blocks.pmap cimport pmap_remove, pmap_protect, pmap_move, pmap_free_tables
+from mmbench.blocks.pmap cimport (pmap_remove, pmap_protect, pmap_move, pmap_reserve_move,
+                                  pmap_free_tables)
 from mmbench.blocks.pmap_netbsd cimport pmap_pinit, pmap_release
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
                               UK_ENTRY, UK_VMSPACE, uk_alloc, uk_free, UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY,
@@ -441,13 +442,64 @@ cdef int uvmspace_fork(uvm_ctx_t* u, vm_map_t* src, vm_map_t* dst) noexcept nogi
 
 
 # ------------------------------------------------------------------- mremap
+cdef void clip_undo(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* keep, vm_map_entry_t* gone,
+                    bint gone_first) noexcept nogil:
+    """Merge back a clip the move made (a later step ran out of memory): `keep`
+    takes `gone`'s range again; `gone`'s reference on the shared amap goes."""
+    unlink(map, gone)
+    if gone_first:
+        keep.aref.ar_pageoff = gone.aref.ar_pageoff
+        entry_set_range(map, keep, gone.start, keep.end)
+    else:
+        entry_set_range(map, keep, keep.start, gone.end)
+    if gone.aref.ar_amap != NULL:
+        gone.aref.ar_amap.am_ref -= 1    # keep still references it
+    entry_dispose(u, gone)
+    u.md.ctr[C_VMA_SPLITS] -= 1
+
 cdef int uvm_map_move(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
                       int64_t new_start) noexcept nogil:
-    """Move the (fully mapped) range to the free range at new_start."""
+    """Move the (fully mapped) range to the free range at new_start.
+
+    => every host allocation comes first, each undone if a later one fails:
+       the destination page tables (pmap_reserve_move), then the entries the
+       two clips need.  The move proper allocates nothing: it happens whole,
+       or MM_ENOMEM leaves map and pmap as they were.
+    """
     cdef int64_t delta = new_start - start
-    cdef vm_map_entry_t* e = clip_range(u, map, start, end)
-    cdef vm_map_entry_t* before = e.prev
-    cdef map_entry_link_t* moved = maplist_detach_run(<map_list_t*>map, <map_entry_link_t*>e, end, delta)
+    cdef vm_map_entry_t* e
+    cdef vm_map_entry_t* last
+    cdef vm_map_entry_t* before
+    cdef vm_map_entry_t* after = first_ending_after(map, new_start)
+    cdef map_entry_link_t* moved
+    cdef int64_t floor, ceiling
+    cdef bint clipped_start = False
+    ceiling = VPN_END if after == NULL else after.start
+    if after == NULL:
+        floor = 0 if map.last == NULL else map.last.end
+    else:
+        floor = 0 if after.prev == NULL else after.prev.end
+    if pmap_reserve_move(&u.md, &map.pmap.hdr, start, end, delta, floor, ceiling) != 0:
+        return MM_ENOMEM
+    e = first_ending_after(map, start)
+    if e.start < start:
+        uvm_map_clip_start(u, map, e, start)
+        if e.start != start:
+            pmap_free_tables(&u.md, &map.pmap.hdr, floor, ceiling)
+            return MM_ENOMEM
+        clipped_start = True
+    last = e
+    while last.next != NULL and last.next.start < end:
+        last = last.next
+    if last.end > end:
+        uvm_map_clip_end(u, map, last, end)
+        if last.end != end:
+            if clipped_start:
+                clip_undo(u, map, e, e.prev, True)
+            pmap_free_tables(&u.md, &map.pmap.hdr, floor, ceiling)
+            return MM_ENOMEM
+    before = e.prev
+    moved = maplist_detach_run(<map_list_t*>map, <map_entry_link_t*>e, end, delta)
     e = map.first if before == NULL else before.next
     pmap_move(&u.md, &map.pmap.hdr, start, end, delta)
     free_tables_around(u, map, before, e)

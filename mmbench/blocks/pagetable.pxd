@@ -127,3 +127,11 @@ cdef inline pt_node_t* pt_withdraw(pt_node_t* pmd_t) noexcept nogil:
         pmd_t.deposit = t.deposit
         t.deposit = NULL
     return t
+
+# Allocate every destination table a move of the entries of [start, end) to
+# new_start needs, before anything moves (whole_tables: PTE tables that can
+# move whole need only the tables above them); -1 (tables freed again over
+# the destination hole [floor, ceiling)) when out of memory.
+cdef int pt_reserve_move(pgtable_t* pt, uint64_t start, uint64_t end, uint64_t new_start,
+                         uint64_t floor, uint64_t ceiling, bint whole_tables,
+                         int64_t* nalloc) noexcept nogil

@@ -188,3 +188,63 @@ cdef pt_node_t* pt_table_alloc(pgtable_t* pt) noexcept nogil:
 cdef void pt_table_free(pgtable_t* pt, pt_node_t* t) noexcept nogil:
     pt.nr[LVL_PTE] -= 1
     free(t)
+
+
+cdef int reserve_upper(pgtable_t* pt, uint64_t vpn, int64_t* made) noexcept nogil:
+    # The PUD and PMD tables above `vpn` (not its PTE table); -1: out of memory.
+    cdef pt_node_t* t = pt.pgd
+    cdef pt_node_t* child
+    cdef int level, i
+    for level in range(LVL_PGD, LVL_PMD):
+        i = idx_at(vpn, level)
+        child = <pt_node_t*><size_t>t.e[i]
+        if child == NULL:
+            child = <pt_node_t*>calloc(1, sizeof(pt_node_t))
+            if child == NULL:
+                return -1
+            t.e[i] = <uint64_t><size_t>child
+            t.used += 1
+            pt.nr[level + 1] += 1
+            made[0] += 1
+        t = child
+    return 0
+
+cdef int pt_reserve_move(pgtable_t* pt, uint64_t start, uint64_t end, uint64_t new_start,
+                         uint64_t floor, uint64_t ceiling, bint whole_tables,
+                         int64_t* nalloc) noexcept nogil:
+    # Before a move changes anything: make every destination table a present
+    # entry of [start, end) will need, so the move itself cannot run out of
+    # memory halfway.  With whole_tables, a source PTE table that lies wholly
+    # in the range at the same offset in its 2 MiB as the destination will be
+    # moved as a table (move_normal_pmd): only the tables above it are made.
+    # On failure the (empty) tables made here are freed again -- the caller
+    # passes [floor, ceiling), the hole around the destination -- and -1 is
+    # returned with *nalloc unchanged.
+    cdef uint64_t vpn = start, dst, step, tbase
+    cdef int64_t made = 0
+    cdef pt_node_t* t
+    cdef bint same_phase = ((start ^ new_start) & 511) == 0
+    while True:
+        t = pt_next(pt, vpn, end, &vpn)
+        if t == NULL:
+            break
+        dst = new_start + (vpn - start)
+        tbase = vpn & ~(<uint64_t>511)
+        if whole_tables and same_phase and tbase >= start and tbase + 512 <= end:
+            if reserve_upper(pt, dst, &made) != 0:
+                pt_free_range(pt, floor, ceiling)
+                return -1
+            vpn = tbase + 512
+            continue
+        if pt_leaf(pt, dst, True, &made) == NULL:
+            pt_free_range(pt, floor, ceiling)
+            return -1
+        # the next PTE that could need another table: the end of this
+        # destination table or of this source table, whichever is first
+        step = 512 - (dst & 511)
+        if 512 - (vpn & 511) < step:
+            step = 512 - (vpn & 511)
+        vpn += step
+    if nalloc != NULL:
+        nalloc[0] += made
+    return 0

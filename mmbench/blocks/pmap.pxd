@@ -37,6 +37,7 @@
 #                                   what was there); 0 / -1 out of memory
 #   pmap_remove(ctx, hdr, start, end)        unmap a range; PTEs removed
 #   pmap_protect(ctx, hdr, start, end)       clear write; PTEs changed
+#   pmap_reserve_move(ctx, hdr, start, end, delta, floor, ceiling)  its tables first
 #   pmap_move(ctx, hdr, start, end, delta)   move a range's PTEs (mremap)
 #   pmap_free_tables(ctx, hdr, floor, ceiling)   free the empty tables of a hole
 #   pmap_zap(ctx, hdr, pfn, vpn)             clear one present PTE (remove_all)
@@ -97,6 +98,8 @@ cdef int pmap_enter(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn, pfn_t pfn, bin
                     pt_node_t* leaf) noexcept nogil
 cdef int64_t pmap_remove(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end) noexcept nogil
 cdef int64_t pmap_protect(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end) noexcept nogil
+cdef int pmap_reserve_move(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end,
+                           int64_t delta, int64_t floor, int64_t ceiling) noexcept nogil  # -1: no memory
 cdef int64_t pmap_move(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end,
                        int64_t delta) noexcept nogil
 cdef void pmap_free_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t floor, int64_t ceiling) noexcept nogil
