@@ -116,6 +116,13 @@ cdef enum:  # Counter ids
     C_REFLINK_CLONES        # shmem: private file clones made by fork
     C_MREMAP_PAGES_MOVED    # pages moved by mremap without copying data
     C_PAGECACHE_ADDS        # new frames inserted into a page cache (shmem_add_to_page_cache)
+    C_RESERV_ALLOC          # freebsd: superpage reservations made (vm_reserv_alloc_page)
+    C_RESERV_FREED          # freebsd: reservations freed with their last page (vm.reserv.freed)
+    C_RESERV_BROKEN         # freebsd: reservations broken by their object's death (vm.reserv.broken)
+    C_RESERV_PAGES          # freebsd: pages populated from a reservation
+    C_SUPERPAGE_PROMOTIONS  # freebsd: pmap_promote_pde successes (vm.pmap.pde.promotions)
+    C_SUPERPAGE_DEMOTIONS   # freebsd: pmap_demote_pde (vm.pmap.pde.demotions)
+    C_SUPERPAGE_P_FAILURES  # freebsd: promotion attempts that failed (vm.pmap.pde.p_failures)
     NR_COUNTERS
 
 ctypedef struct kmem_cache_t:

@@ -47,6 +47,8 @@ COUNTER_NAMES = (
     "notifier_calls", "notifier_invalidated", "device_faults", "device_pte_writes",
     "device_tlb_invalidations", "device_evictions", "reflink_clones", "mremap_pages_moved",
     "pagecache_adds",
+    "reserv_alloc", "reserv_freed", "reserv_broken", "reserv_pages",
+    "superpage_promotions", "superpage_demotions", "superpage_p_failures",
 )
 assert len(COUNTER_NAMES) == NR_COUNTERS, "COUNTER_NAMES out of step with core.pxd"
 COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}

@@ -50,6 +50,7 @@ from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_shado
                                         vm_page_iter_insert, vm_page_iter_peek)
 from mmbench_freebsd.pctrie cimport pctrie_iter_t
 from mmbench_freebsd.pmap cimport pmap_enter, pmap_remove_all
+from mmbench_freebsd.vm_reserv cimport vm_reserv_alloc_page
 
 cdef enum fault_action:
     FA_MAP
@@ -155,6 +156,8 @@ cdef int fault_resolve(vm_ctx_t* vm, faultstate_t* fs, pfn_t* pfn_out) noexcept 
     if fs.action == FA_ZERO or fs.action == FA_COPY:
         m = frame_alloc(vm.fr, 0)
         vm.fr.f[m].value = 0 if fs.action == FA_ZERO else vm.fr.f[fs.m].value
+        # vm_page_alloc of an anonymous object goes through vm_reserv_alloc_page
+        vm_reserv_alloc_page(vm, e.object, first_pindex, e, fs.vpn, m)
         # fs.it is the first object's lookup position (unset if that object
         # is new): its trie has not changed since fault_walk
         vm_page_iter_insert(vm, e.object, m, first_pindex, &fs.it)
