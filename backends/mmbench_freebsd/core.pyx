@@ -46,7 +46,7 @@ from mmbench_freebsd.vm_map cimport (vmspace_alloc, vmspace_free, vm_map_lookup_
                                      vm_map_dontneed)
 from mmbench_freebsd.vm_fault cimport vm_fault, vm_map_resolve
 from mmbench_freebsd.vm_check cimport vm_check_all
-from mmbench_freebsd.pmap cimport pmap_pte, pv_pmap
+from mmbench_freebsd.pmap cimport pmap_pte, pv_pmap, pmap_superpages
 
 from mmbench import errors as _errors
 from mmbench.hugepages import THP_DEFAULT, thp_option
@@ -212,8 +212,15 @@ cdef class FreeBSDMachine(Machine):
         mode = "on" if self.pg_ps_enabled else "off (thp='never')"
         return [f"vm.pmap.pg_ps_enabled {mode}; thp='madvise' and 'always' both mean FreeBSD's own "
                 "policy (no per-range advice: madvise HUGEPAGE/NOHUGEPAGE are accepted and ignored)",
-                "superpages (vm_reserv reservations, pmap_promote_pde/pmap_demote_pde) are not modeled "
-                "yet: every mapping runs at 4 KiB"]
+                ("superpages: anonymous objects get 2 MiB reservations (vm_reserv) and fully "
+                 "populated, uniformly protected 512-page blocks are promoted to one 2 MiB mapping "
+                 "(pmap_promote_pde), demoted on partial change (pmap_demote_pde)"
+                 if self.pg_ps_enabled else "superpages off: every mapping runs at 4 KiB")]
+
+    def superpages(self, pid):
+        """2 MiB mappings (promoted PDEs) in the pmap of `pid`."""
+        pid = self._pid(pid)
+        return int(pmap_superpages(&self.map_of(pid).pmap))
 
     # ------------------------------------------------------ loads, stores
     cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
