@@ -7,7 +7,10 @@
 #   vm_object     objects, pages, shadow, split, collapse, bypass, deallocate
 #   vm_map        entries: insert, clip, delete, protect, fork, mremap, dontneed
 #   vm_fault      the fault handler (lookup, chain walk, copy / move / zero-fill)
-#   pmap          page tables and pv entries (the reverse map)
+#   pmap          page tables and pv entries (the reverse map); superpage
+#                 promotion / demotion (pmap_promote_pde, pmap_demote_pde)
+#   vm_reserv     2 MiB reservations of anonymous objects (vm.pmap.pg_ps_enabled,
+#                 i.e. thp != "never"), 160 B each in KC_RESERV
 #   vm_check      the invariants
 #   core (here)   the contract: argument checks in the reference model's order,
 #                 the PTE fast path of read/write, and the Python-level views

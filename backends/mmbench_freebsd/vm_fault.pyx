@@ -25,7 +25,10 @@
 #    nothing changed)
 #   fault_prepare   now mutate: allocate the entry's object, create the shadow,
 #                   clear NEEDS_COPY
-#   fault_resolve   carry out the action; pmap_enter the page.
+#   fault_resolve   carry out the action; pmap_enter the page.  A page
+#                   allocated for the first object goes through
+#                   vm_reserv_alloc_page (its 2 MiB reservation, made at the
+#                   first fault of the block); pmap_enter may then promote.
 #   fault_prefault  vm_fault_prefault: map up to 4 resident pages on each side
 #                   read-only (order -1, +1, -2, +2 …; stop at the first page
 #                   the chain does not hold), so neighbours need no fault.
