@@ -126,3 +126,36 @@ def test_dontneed_of_one_page_demotes_and_frees_it_from_its_reservation():
 def test_conformance_huge_sized_mappings(thp):
     run_conformance("freebsd", default_settings(max_examples=10, stateful_step_count=30),
                     vpn_span=2048, max_npages=16, options={"thp": thp})
+
+
+def test_collapse_renames_the_backing_reservation_into_the_shadow():
+    m, p = touched(npages=NP)
+    c = m.fork(p)
+    m.write(p, 0, 1000)                  # shadow S gets its own reservation for index 0
+    m.exit(c)                            # B keeps one reference (S): collapse into S
+    assert m.chain_length(p, 0) == 1
+    c_ = m.counters()
+    assert c_["collapses"] >= 1
+    # B's reservation moved to S with its pages (vm_reserv_rename); the mix of
+    # the copied page 0 and B's 511 pages is two reservations: no promotion
+    assert m.metadata()["vm_reserv"][0] == 2
+    for v in range(NP):
+        m.write(p, v, 3000 + v)
+    assert m.superpages(p) == 0 and c_["superpage_promotions"] == m.counters()["superpage_promotions"]
+    assert m.read(p, 0) == 3000 and m.read(p, 511) == 3511
+    m.check()
+    m.exit(p)
+    m.check()
+    assert m.leaks() == [] and m.metadata()["vm_reserv"] == (0, 0)
+
+
+def test_write_after_the_child_left_takes_the_object_and_repromotes():
+    m, p = touched(npages=NP)
+    c = m.fork(p)
+    m.exit(c)
+    m.write(p, 0, 7)                     # sole reference: NEEDS_COPY cleared, no copy
+    assert ctr(m, "superpage_demotions", "reserv_alloc") == (1, 1)
+    for v in range(1, NP):
+        m.write(p, v, v)
+    assert m.superpages(p) == 1 and ctr(m, "superpage_promotions") == (2,)
+    m.check()
