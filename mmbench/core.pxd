@@ -121,6 +121,13 @@ cdef enum:  # Counter ids
     C_THP_FAULT_FALLBACK    # thp_fault_fallback: an eligible fault found no huge folio
     C_THP_SPLIT_PMD         # thp_split_pmd: a PMD mapping became 512 PTEs
     C_THP_ZERO_PAGE_MAP     # read fault mapped the huge zero folio with one PMD
+    C_RESERV_ALLOC          # freebsd: superpage reservations made (vm_reserv_alloc_page)
+    C_RESERV_FREED          # freebsd: reservations freed with their last page (vm.reserv.freed)
+    C_RESERV_BROKEN         # freebsd: reservations broken by their object's death (vm.reserv.broken)
+    C_RESERV_PAGES          # freebsd: pages populated from a reservation
+    C_SUPERPAGE_PROMOTIONS  # freebsd: pmap_promote_pde successes (vm.pmap.pde.promotions)
+    C_SUPERPAGE_DEMOTIONS   # freebsd: pmap_demote_pde (vm.pmap.pde.demotions)
+    C_SUPERPAGE_P_FAILURES  # freebsd: promotion attempts that failed (vm.pmap.pde.p_failures)
     NR_COUNTERS
 
 ctypedef struct kmem_cache_t:

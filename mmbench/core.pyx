@@ -49,6 +49,8 @@ COUNTER_NAMES = (
     "device_tlb_invalidations", "device_evictions", "reflink_clones", "mremap_pages_moved",
     "pagecache_adds",
     "thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd", "thp_zero_page_map",   # linux THP
+    "reserv_alloc", "reserv_freed", "reserv_broken", "reserv_pages",
+    "superpage_promotions", "superpage_demotions", "superpage_p_failures",
 )
 assert len(COUNTER_NAMES) == NR_COUNTERS, "COUNTER_NAMES out of step with core.pxd"
 COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}

@@ -7,7 +7,10 @@
 #   vm_object     objects, pages, shadow, split, collapse, bypass, deallocate
 #   vm_map        entries: insert, clip, delete, protect, fork, mremap, dontneed
 #   vm_fault      the fault handler (lookup, chain walk, copy / move / zero-fill)
-#   pmap          page tables and pv entries (the reverse map)
+#   pmap          page tables and pv entries (the reverse map); superpage
+#                 promotion / demotion (pmap_promote_pde, pmap_demote_pde)
+#   vm_reserv     2 MiB reservations of anonymous objects (vm.pmap.pg_ps_enabled,
+#                 i.e. thp != "never"), 160 B each in KC_RESERV
 #   vm_check      the invariants
 #   core (here)   the contract: argument checks in the reference model's order,
 #                 the PTE fast path of read/write, and the Python-level views
@@ -36,7 +39,7 @@ from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EIN
 from mmbench.blocks.maplist cimport map_list_t, maplist_mremap_check
 from mmbench.blocks.frames cimport pfn_t, NO_PFN
 from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_write, pte_pfn
-from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, pv_entry_t,
+from mmbench_freebsd.vm cimport (vm_ctx_t, vm_reserv_t, vm_map_t, vm_map_entry_t, vm_object_t, pv_entry_t,
                                  KC_ENTRY, KC_OBJECT, KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD,
                                  KC_PUD, KC_PMD, KC_PTE, CHAIN_HIST, MAP_ENTRY_COW,
                                  MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, VM_INHERIT_SHARE)
@@ -46,7 +49,7 @@ from mmbench_freebsd.vm_map cimport (vmspace_alloc, vmspace_free, vm_map_lookup_
                                      vm_map_dontneed)
 from mmbench_freebsd.vm_fault cimport vm_fault, vm_map_resolve
 from mmbench_freebsd.vm_check cimport vm_check_all
-from mmbench_freebsd.pmap cimport pmap_pte, pv_pmap
+from mmbench_freebsd.pmap cimport pmap_pte, pv_pmap, pmap_superpages
 
 from mmbench import errors as _errors
 from mmbench.hugepages import THP_DEFAULT, thp_option
@@ -61,7 +64,7 @@ from mmbench.hugepages import THP_DEFAULT, thp_option
 # allocated by vmspace_alloc from the VMSPACE zone).
 _CACHES = (("vm_map_entry", 96), ("vm_object", 264), ("vm_page", 104), ("pctrie_node", 144),
            ("pv_chunk", 4096), ("pgd", 4096), ("pud_table", 4096), ("pmd_table", 4096),
-           ("pte_table", 4096), ("vmspace", 584))
+           ("pte_table", 4096), ("vmspace", 584), ("vm_reserv", 160))
 
 
 cdef class FreeBSDMachine(Machine):
@@ -88,7 +91,8 @@ cdef class FreeBSDMachine(Machine):
         "tlb_flushes", "pt_pages_alloc", "pt_pages_free", "rmap_visits", "chain_steps",
         "vma_splits", "vma_merges", "objects_alloc", "objects_free", "shadow_objects", "collapses",
         "bypasses", "cow_page_moves", "pv_entries", "fork_ptes_copied", "fork_ptes_wrprotect",
-        "mremap_pages_moved")
+        "mremap_pages_moved", "reserv_alloc", "reserv_freed", "reserv_broken", "reserv_pages",
+        "superpage_promotions", "superpage_demotions", "superpage_p_failures")
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -99,7 +103,9 @@ cdef class FreeBSDMachine(Machine):
         self.vm.ctr = &self.ctr[0]
         self.vm.kc = &self.caches[0]
         self.vm.pv_head = <pv_entry_t**>calloc(self.ram_pages, sizeof(pv_entry_t*))
-        if self.vm.pv_head == NULL:
+        self.vm.reserv_of = <vm_reserv_t**>calloc(self.ram_pages if self.ram_pages > 0 else 1,
+                                                  sizeof(vm_reserv_t*))
+        if self.vm.pv_head == NULL or self.vm.reserv_of == NULL:
             raise MemoryError("no memory for the pv list heads")
         self.vm.objects = NULL
         self.vm.nobjects = 0
@@ -108,6 +114,7 @@ cdef class FreeBSDMachine(Machine):
             if not isinstance(self.options[opt], bool):
                 raise _errors.InvalidArgument(f"the {opt} option must be True or False")
         self.pg_ps_enabled = thp_option(self.options) != "never"
+        self.vm.pg_ps_enabled = self.pg_ps_enabled
         self.vm.pmap_copy = self.options["pmap_copy"]
         self.vm.prefault = self.options["prefault"]
         for i in range(CHAIN_HIST):
@@ -123,6 +130,8 @@ cdef class FreeBSDMachine(Machine):
                 self.procs[pid] = NULL
         free(self.vm.pv_head)
         self.vm.pv_head = NULL
+        free(self.vm.reserv_of)
+        self.vm.reserv_of = NULL
 
     # ------------------------------------------------------- processes
     cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
@@ -206,8 +215,15 @@ cdef class FreeBSDMachine(Machine):
         mode = "on" if self.pg_ps_enabled else "off (thp='never')"
         return [f"vm.pmap.pg_ps_enabled {mode}; thp='madvise' and 'always' both mean FreeBSD's own "
                 "policy (no per-range advice: madvise HUGEPAGE/NOHUGEPAGE are accepted and ignored)",
-                "superpages (vm_reserv reservations, pmap_promote_pde/pmap_demote_pde) are not modeled "
-                "yet: every mapping runs at 4 KiB"]
+                ("superpages: anonymous objects get 2 MiB reservations (vm_reserv) and fully "
+                 "populated, uniformly protected 512-page blocks are promoted to one 2 MiB mapping "
+                 "(pmap_promote_pde), demoted on partial change (pmap_demote_pde)"
+                 if self.pg_ps_enabled else "superpages off: every mapping runs at 4 KiB")]
+
+    def superpages(self, pid):
+        """2 MiB mappings (promoted PDEs) in the pmap of `pid`."""
+        pid = self._pid(pid)
+        return int(pmap_superpages(&self.map_of(pid).pmap))
 
     # ------------------------------------------------------ loads, stores
     cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
@@ -269,6 +285,7 @@ cdef class FreeBSDMachine(Machine):
         cdef vm_map_t* map = self.map_of(pid)
         cdef uint64_t pte = pmap_pte(&map.pmap, vpn)
         cdef pv_entry_t* pv
+        cdef vm_reserv_t* rv
         out = []
         if not pte_present(pte):
             return out
@@ -277,6 +294,15 @@ cdef class FreeBSDMachine(Machine):
             out.append((int(pv_pmap(pv).pid), int(pv.pv_va)))
             self.ctr[C_RMAP_VISITS] += 1
             pv = pv.pv_next
+        rv = self.vm.reserv_of[pte_pfn(pte)]
+        if rv != NULL:                      # 2 MiB mappings: the pvh list of its reservation
+            idx = [i for i in range(512) if rv.pages[i] == pte_pfn(pte)
+                   and (rv.popmap[i >> 6] >> (i & 63)) & 1][0]
+            pv = rv.pvh
+            while pv != NULL:
+                out.append((int(pv_pmap(pv).pid), int(pv.pv_va) + idx))
+                self.ctr[C_RMAP_VISITS] += 1
+                pv = pv.pv_next
         return sorted(out)
 
     def chain_length(self, pid, vpn):

@@ -78,13 +78,14 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT
                                        dev_mm_notify, devmems_clear, devmems_init, devmems_destroy,
                                        devmem_add, devmem_del, devmem_oldest, devmem_has)
 from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count, dma_flush_stats
-from mmbench_freebsd.vm cimport (vm_object_t, pv_entry_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
+from mmbench_freebsd.vm cimport (vm_object_t, vm_reserv_t, pv_entry_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE)
 from mmbench_freebsd.pctrie cimport pctrie_insert, pctrie_remove
 from mmbench_freebsd.pmap cimport pmap_pte, pmap_remove_all
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry, vm_map_range_mapped, vm_map_range_free
 from mmbench_freebsd.vm_fault cimport vm_fault, vm_map_resolve
 from mmbench_freebsd.vm_object cimport vm_page_lookup
+from mmbench_freebsd.vm_reserv cimport vm_reserv_free_page
 from mmbench_freebsd.core import FreeBSDMachine as _Base
 
 from mmbench import errors as _errors
@@ -138,10 +139,12 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         total = self.frames.node_base[last] + self.frames.node_size[last]
         free(self.vm.pv_head)
         self.vm.pv_head = <pv_entry_t**>calloc(total if total > 0 else 1, sizeof(pv_entry_t*))
+        free(self.vm.reserv_of)
+        self.vm.reserv_of = <vm_reserv_t**>calloc(total if total > 0 else 1, sizeof(vm_reserv_t*))
         self.dev_pfn_base = self.ram_pages
         self.dev_pfn_count = total - self.ram_pages
         self.dev_pv = <dev_pv_t**>calloc(self.dev_pfn_count + 1, sizeof(dev_pv_t*))
-        if self.vm.pv_head == NULL or self.dev_pv == NULL:
+        if self.vm.pv_head == NULL or self.vm.reserv_of == NULL or self.dev_pv == NULL:
             raise MemoryError()
         if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
             raise MemoryError()
@@ -313,6 +316,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             if o.mapcount:
                 pmap_remove_all(&self.vm, old)
             self.ctr[C_PAGES_TO_DEVICE] += 1
+        vm_reserv_free_page(&self.vm, old)     # vm_page_replace: the new page is not reserved
         frame_free(&self.frames, old)
         return MM_OK
 

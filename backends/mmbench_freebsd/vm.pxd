@@ -50,12 +50,15 @@ cdef enum:  # slab caches, registered in this order by FreeBSDMachine
     KC_PMD
     KC_PTE
     KC_VMSPACE                 # vmspace       584 B (embeds vm_map and the amd64 pmap)
+    KC_RESERV                  # vm_reserv     160 B (one per reservation in use)
     NR_KC
 
 cdef enum:
     CHAIN_HIST = 64            # chain-depth histogram buckets (last one: >= 63)
     NPCPV = 168                # pv entries per pv_chunk
     NPCM = 3                   # 64-bit free-map words per pv_chunk
+
+ctypedef struct vm_reserv_t
 
 ctypedef struct vm_object_t:
     pctrie_t rtree                     # resident pages by pindex
@@ -74,6 +77,14 @@ ctypedef struct vm_object_t:
     int32_t check_refs                 # scratch for c_check: references found
     int32_t check_shadows              # scratch for c_check: shadows found
     void* check_map                    # scratch for c_check: the map of its entries (or -1: several)
+    vm_reserv_t* rvq                   # the object's reservations (LIST_HEAD rvq)
+
+cdef enum:
+    PTE_PROMOTED = 1 << 4      # PTE_SOFT0: the PTE lies under a 2 MiB mapping (PG_PS|PG_PROMOTED
+                               # PDE); the PTE page is the one kept for demotion
+    VM_LEVEL_0_ORDER = 9       # a reservation is 2^9 pages = one 2 MiB superpage
+    VM_LEVEL_0_NPAGES = 512
+    NPOPMAP = 8                # 64-bit words of the population map
 
 ctypedef struct vm_map_entry_t:
     itnode_t node                      # node..end: maplist's map_entry_link_t (same order)
@@ -91,6 +102,17 @@ ctypedef struct pv_entry_t:
     uint64_t pv_va                     # virtual page of the mapping
     pv_entry_t* pv_next                # the page's pv list
     pv_entry_t* pv_prev
+
+ctypedef struct vm_reserv_t:           # see vm_reserv.pyx
+    vm_reserv_t* objq_next             # the object's reservation list
+    vm_reserv_t* objq_prev
+    vm_object_t* object                # containing object
+    int64_t pindex                     # first object index it covers
+    int32_t popcnt                     # pages populated
+    uint64_t popmap[8]                 # which of the 512 are
+    pv_entry_t* pvh                    # 2 MiB mappings of the reservation (pa_to_pvh: the
+                                       # pv list of the physical superpage it stands for)
+    pfn_t pages[512]                   # simulator: the frame of each populated index
 
 ctypedef struct pv_chunk_t:            # 4096 bytes, 4096-aligned: pv -> chunk -> pmap
     void* pc_pmap                      # the owning pmap_t
@@ -121,6 +143,8 @@ ctypedef struct vm_ctx_t:
     uint64_t* ctr                      # the machine's counters (C_* ids)
     kmem_cache_t* kc                   # the machine's caches (KC_* ids)
     pv_entry_t** pv_head               # per pfn: first pv entry (md.pv_list)
+    vm_reserv_t** reserv_of            # per pfn: its reservation (vm_reserv_from_page), or NULL
+    bint pg_ps_enabled                 # vm.pmap.pg_ps_enabled: reservations are made
     vm_object_t* objects               # all live objects
     int64_t nobjects
     uint64_t next_serial

@@ -10,6 +10,9 @@
 #             resolves to; a writable PTE only for a writable, no-longer
 #             NEEDS_COPY entry whose first object holds the page; one pv entry
 #             per PTE, page mapcount == its pv list length.
+#   reserv    each reservation on its object's list, popcnt == popmap bits
+#             (never 0), each populated index names a resident page that
+#             points back at it (at rv.pindex + i when still in that object).
 #   totals    frames in use == resident pages (no page both free and owned);
 #             slab caches == live structures (one vmspace per live process).
 
@@ -21,10 +24,12 @@ from mmbench.blocks.pagetable cimport pt_node_t, pt_next, pte_pfn, PTE_WRITE
 from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_check
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, pmap_t,
                                  pv_entry_t, pv_chunk_t, MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, KC_ENTRY, KC_OBJECT,
-                                 KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD, KC_VMSPACE, item_pfn)
+                                 KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD, KC_VMSPACE, KC_RESERV, item_pfn,
+                                 vm_reserv_t, PTE_PROMOTED, VM_LEVEL_0_NPAGES)
 from mmbench_freebsd.pmap cimport pmap_pv_count, pv_pmap
 from mmbench_freebsd.vm_fault cimport vm_map_resolve
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry
+from mmbench_freebsd.vm_reserv cimport vm_reserv_check
 
 
 cdef int check_map(vm_ctx_t* vm, vm_map_t* map, const char** why) noexcept nogil:
@@ -111,6 +116,8 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
     cdef pfn_t pfn = pte_pfn(pte)
     cdef int depth
     cdef pv_entry_t* pv
+    cdef vm_reserv_t* rv
+    cdef int64_t base
     if e == NULL:
         why[0] = "pmap: PTE outside every entry"
         return -1
@@ -121,7 +128,16 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
                               or vm.fr.f[pfn].owner != <uint64_t><size_t>e.object):
         why[0] = "pmap: writable PTE to a page the entry may not write"
         return -1
-    pv = vm.pv_head[pfn]
+    if pte & PTE_PROMOTED:                  # under a 2 MiB mapping: the pvh holds its pv
+        rv = vm.reserv_of[pfn]
+        base = vpn & ~(<int64_t>VM_LEVEL_0_NPAGES - 1)
+        if rv == NULL or rv.pages[vpn - base] != pfn:
+            why[0] = "pmap: 2 MiB mapping of pages not consecutive in one reservation"
+            return -1
+        pv = rv.pvh
+        vpn = base
+    else:
+        pv = vm.pv_head[pfn]
     while pv != NULL and not (<int64_t>pv.pv_va == vpn and pv_pmap(pv) == &map.pmap):
         pv = pv.pv_next
     if pv == NULL:
@@ -145,16 +161,25 @@ cdef int check_chunks(pv_chunk_t* pc, pmap_t* pm, bint full, const char** why) n
 cdef int check_pmap(vm_ctx_t* vm, vm_map_t* map, int64_t* ptes, const char** why) noexcept nogil:
     cdef uint64_t vpn = 0
     cdef pt_node_t* t
-    cdef int64_t n = 0
+    cdef int64_t n = 0, npromoted = 0
     while True:
         t = pt_next(&map.pmap.pt, vpn, <uint64_t>1 << 36, &vpn)
         if t == NULL:
             break
         if check_pte(vm, map, <int64_t>vpn, t.e[vpn & 511], why) != 0:
             return -1
+        if t.e[vpn & 511] & PTE_PROMOTED:
+            npromoted += 1
+            if t.used != VM_LEVEL_0_NPAGES or (t.e[0] & PTE_WRITE) != (t.e[vpn & 511] & PTE_WRITE):
+                why[0] = "pmap: 2 MiB mapping over a partial PTE page or mixed protection"
+                return -1
         n += 1
         vpn += 1
-    if n != map.pmap.resident_count or n != pmap_pv_count(&map.pmap):
+    if npromoted % VM_LEVEL_0_NPAGES != 0:
+        why[0] = "pmap: promoted PTEs not in whole 2 MiB blocks"
+        return -1
+    if (n != map.pmap.resident_count
+            or n - npromoted + npromoted // VM_LEVEL_0_NPAGES != pmap_pv_count(&map.pmap)):
         why[0] = "pmap: resident count or pv entries disagree with the PTEs"
         return -1
     if check_chunks(map.pmap.pm_pvchunk, &map.pmap, False, why) != 0:
@@ -180,6 +205,11 @@ cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcep
             while pv != NULL:
                 n += 1
                 pv = pv.pv_next
+            if vm.reserv_of[pfn] != NULL:   # each 2 MiB mapping of its reservation maps it
+                pv = vm.reserv_of[pfn].pvh
+                while pv != NULL:
+                    n += 1
+                    pv = pv.pv_next
             if n != vm.fr.f[pfn].mapcount:
                 why[0] = "vm_page: mapcount != pv list length"
                 return -1
@@ -240,7 +270,7 @@ cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entrie
 cdef int vm_check_all(vm_ctx_t* vm, void** procs, int64_t nprocs, const char** why) noexcept nogil:
     cdef vm_object_t* obj = vm.objects
     cdef vm_map_t* map
-    cdef int64_t pid, entries = 0, pages = 0, nobj = 0, ptes = 0, mapped = 0
+    cdef int64_t pid, entries = 0, pages = 0, nobj = 0, ptes = 0, mapped = 0, nrv = 0
     while obj != NULL:                      # reset the scratch counters
         obj.check_refs = 0
         obj.check_shadows = 0
@@ -260,10 +290,13 @@ cdef int vm_check_all(vm_ctx_t* vm, void** procs, int64_t nprocs, const char** w
             entries += map.nentries
     obj = vm.objects
     while obj != NULL:
-        if check_object(vm, obj, &pages, why) != 0:
+        if check_object(vm, obj, &pages, why) != 0 or vm_reserv_check(vm, obj, &nrv, why) != 0:
             return -1
         nobj += 1
         obj = obj.all_next
+    if nrv != vm.kc[KC_RESERV].active:
+        why[0] = "vm_reserv cache != reservations on object lists"
+        return -1
     if nobj != vm.nobjects:
         why[0] = "object list length != object count"
         return -1

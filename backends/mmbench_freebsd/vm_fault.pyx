@@ -25,7 +25,10 @@
 #    nothing changed)
 #   fault_prepare   now mutate: allocate the entry's object, create the shadow,
 #                   clear NEEDS_COPY
-#   fault_resolve   carry out the action; pmap_enter the page.
+#   fault_resolve   carry out the action; pmap_enter the page.  A page
+#                   allocated for the first object goes through
+#                   vm_reserv_alloc_page (its 2 MiB reservation, made at the
+#                   first fault of the block); pmap_enter may then promote.
 #   fault_prefault  vm_fault_prefault: map up to 4 resident pages on each side
 #                   read-only (order -1, +1, -2, +2 …; stop at the first page
 #                   the chain does not hold), so neighbours need no fault.
@@ -50,6 +53,7 @@ from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_shado
                                         vm_page_iter_insert, vm_page_iter_peek)
 from mmbench_freebsd.pctrie cimport pctrie_iter_t
 from mmbench_freebsd.pmap cimport pmap_enter, pmap_remove_all
+from mmbench_freebsd.vm_reserv cimport vm_reserv_alloc_page
 
 cdef enum fault_action:
     FA_MAP
@@ -155,6 +159,8 @@ cdef int fault_resolve(vm_ctx_t* vm, faultstate_t* fs, pfn_t* pfn_out) noexcept 
     if fs.action == FA_ZERO or fs.action == FA_COPY:
         m = frame_alloc(vm.fr, 0)
         vm.fr.f[m].value = 0 if fs.action == FA_ZERO else vm.fr.f[fs.m].value
+        # vm_page_alloc of an anonymous object goes through vm_reserv_alloc_page
+        vm_reserv_alloc_page(vm, e.object, first_pindex, e, fs.vpn, m)
         # fs.it is the first object's lookup position (unset if that object
         # is new): its trie has not changed since fault_walk
         vm_page_iter_insert(vm, e.object, m, first_pindex, &fs.it)

@@ -57,6 +57,7 @@ from mmbench_freebsd.vm cimport (vm_ctx_t, vm_object_t, vm_map_entry_t, OBJ_ANON
                                  OBJ_DEAD, KC_OBJECT, KC_PAGE, KC_PCTRIE, kc_alloc, kc_free,
                                  item_pfn)
 from mmbench_freebsd.pmap cimport pmap_remove_all
+from mmbench_freebsd.vm_reserv cimport vm_reserv_free_page, vm_reserv_rename, vm_reserv_break_all
 
 
 # ------------------------------------------------------------------ objects
@@ -80,6 +81,7 @@ cdef vm_object_t* vm_object_allocate_anon(vm_ctx_t* vm, int64_t size) noexcept n
     return obj
 
 cdef void vm_object_destroy(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
+    vm_reserv_break_all(vm, obj)
     if obj.all_prev != NULL:
         obj.all_prev.all_next = obj.all_next
     else:
@@ -151,6 +153,7 @@ cdef int vm_page_iter_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t 
 
 cdef void vm_page_rename(vm_ctx_t* vm, pfn_t pfn, vm_object_t* new_obj, int64_t new_pindex) noexcept nogil:
     cdef vm_object_t* old = <vm_object_t*><size_t>vm.fr.f[pfn].owner
+    vm_reserv_rename(vm, pfn, new_obj, <int64_t>vm.fr.f[pfn].index, new_pindex)
     pctrie_remove(&old.rtree, vm.fr.f[pfn].index, &vm.kc[KC_PCTRIE])
     vm.fr.f[pfn].owner = <uint64_t><size_t>new_obj
     vm.fr.f[pfn].index = <uint64_t>new_pindex
@@ -163,6 +166,7 @@ cdef void vm_page_free(vm_ctx_t* vm, pfn_t pfn) noexcept nogil:
         pmap_remove_all(vm, pfn)
     pctrie_remove(&obj.rtree, vm.fr.f[pfn].index, &vm.kc[KC_PCTRIE])
     kc_free(vm, KC_PAGE)
+    vm_reserv_free_page(vm, pfn)
     frame_free(vm.fr, pfn)
 
 cdef void vm_object_page_remove(vm_ctx_t* vm, vm_object_t* obj, int64_t start, int64_t end) noexcept nogil:
@@ -184,6 +188,7 @@ cdef void vm_object_terminate(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
         if vm.fr.f[pfn].mapcount:
             pmap_remove_all(vm, pfn)
         kc_free(vm, KC_PAGE)
+        vm_reserv_free_page(vm, pfn)
         frame_free(vm.fr, pfn)
     pctrie_reclaim(&obj.rtree, &vm.kc[KC_PCTRIE])
     vm_object_destroy(vm, obj)

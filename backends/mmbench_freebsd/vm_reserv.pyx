@@ -1,0 +1,227 @@
+# vm_reserv — superpage reservations (sys/vm/vm_reserv.c), for anonymous objects.
+#
+# With vm.pmap.pg_ps_enabled, the first page a fault allocates for an index of
+# an anonymous object whose 2 MiB virtual block lies inside the map entry
+# makes a reservation: the object indices [first, first + 512) with
+#     first = pindex - (vpn mod 512)
+# (the kernel gets the same alignment from the object's pg_color, which mmap
+# sets so that object offsets line up with 2 MiB virtual boundaries).  Later
+# faults on indices of that range take their page from the reservation
+# (vm_reserv_alloc_page finds it; here by walking the object's reservation
+# list, the kernel goes through the neighbouring resident pages).  A
+# reservation is refused when a resident page of the range belongs to no
+# reservation, or when the range overlaps another reservation of the object.
+#
+#   populated    popcnt / popmap: which of the 512 indices hold a page
+#   freed        the last populated page left: the reservation is freed
+#                (vm.reserv.freed)
+#   broken       the object died while the reservation still had pages in
+#                other objects (after vm_reserv_rename): the pages stay as
+#                ordinary pages, the rest of the reservation is released
+#                (vm_reserv_break_all, vm.reserv.broken)
+#   renamed      vm_page_rename of a page whose reservation belongs to the
+#                page's old object moves the whole reservation to the new
+#                object, its pindex shifted by the rename (vm_reserv_rename);
+#                pages of the range still in the old object keep it.
+#
+# Simplified (documented in docs/fidelity.md): mmbench's frame block hands
+# out single frames, so the 512 frames are not physically contiguous and are
+# not withheld from the free pool; each populated page takes an ordinary
+# frame when the fault needs it.  A FreeBSD kernel short of memory breaks
+# partially populated reservations (vm_reserv_reclaim_inactive) rather than
+# failing, so "unpopulated frames are free" matches the kernel at shortage.
+# The bookkeeping is charged: one struct vm_reserv (160 B on amd64: mtx 32,
+# partpopq 16, objq 16, object, pindex, pages 8 each, popcnt 2, domain 1,
+# inpartpopq 1, lasttick 4, popmap 64) per reservation in use, in the
+# "vm_reserv" cache.  (The kernel preallocates vm_reserv_array, one per
+# physical 2 MiB; charging per reservation in use is the simplification.)
+
+from libc.stdlib cimport malloc, free
+from libc.stdint cimport int64_t, uint64_t
+
+from mmbench.core cimport C_RESERV_ALLOC, C_RESERV_FREED, C_RESERV_BROKEN, C_RESERV_PAGES
+from mmbench.blocks.frames cimport pfn_t, NO_PFN
+from mmbench_freebsd.vm cimport (vm_ctx_t, vm_object_t, vm_map_entry_t, vm_reserv_t, kc_alloc,
+                                 kc_free, KC_RESERV, OBJ_ANON, VM_LEVEL_0_NPAGES, NPOPMAP)
+from mmbench_freebsd.pctrie cimport pctrie_lookup_ge
+from mmbench_freebsd.pmap cimport pmap_demote_reserv
+
+cdef extern from *:
+    int __builtin_popcountll(unsigned long long) nogil
+
+
+cdef inline bint popmap_is_set(vm_reserv_t* rv, int64_t i) noexcept nogil:
+    return (rv.popmap[i >> 6] >> (i & 63)) & 1
+
+
+cdef inline void objq_insert(vm_object_t* obj, vm_reserv_t* rv) noexcept nogil:
+    rv.object = obj
+    rv.objq_prev = NULL
+    rv.objq_next = obj.rvq
+    if obj.rvq != NULL:
+        obj.rvq.objq_prev = rv
+    obj.rvq = rv
+
+
+cdef inline void objq_remove(vm_reserv_t* rv) noexcept nogil:
+    if rv.objq_prev != NULL:
+        rv.objq_prev.objq_next = rv.objq_next
+    else:
+        rv.object.rvq = rv.objq_next
+    if rv.objq_next != NULL:
+        rv.objq_next.objq_prev = rv.objq_prev
+    rv.object = NULL
+
+
+cdef vm_reserv_t* vm_reserv_lookup(vm_object_t* obj, int64_t pindex) noexcept nogil:
+    """The list is kept most recently used first, so a run of faults through
+    one block finds its reservation at the head (the kernel reaches it in
+    O(1) through the neighbouring page, mpred)."""
+    cdef vm_reserv_t* rv = obj.rvq
+    while rv != NULL:
+        if rv.pindex <= pindex < rv.pindex + VM_LEVEL_0_NPAGES:
+            if rv != obj.rvq:
+                objq_remove(rv)
+                objq_insert(obj, rv)
+            return rv
+        rv = rv.objq_next
+    return NULL
+
+
+cdef bint range_eligible(vm_ctx_t* vm, vm_object_t* obj, int64_t first,
+                         vm_map_entry_t* entry, int64_t vpn) noexcept nogil:
+    """May [first, first + 512) of obj get a new reservation?"""
+    cdef int64_t va_first = vpn - (vpn & (VM_LEVEL_0_NPAGES - 1))
+    cdef vm_reserv_t* rv = obj.rvq
+    cdef uint64_t* item
+    if first < 0 or va_first < entry.start or va_first + VM_LEVEL_0_NPAGES > entry.end:
+        return False
+    while rv != NULL:                       # overlaps another reservation
+        if rv.pindex < first + VM_LEVEL_0_NPAGES and first < rv.pindex + VM_LEVEL_0_NPAGES:
+            return False
+        rv = rv.objq_next
+    # a resident page of the range that belongs to no reservation
+    item = pctrie_lookup_ge(&obj.rtree, <uint64_t>first)
+    return item == NULL or <int64_t>item[0] >= first + VM_LEVEL_0_NPAGES
+
+
+cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex,
+                                       vm_map_entry_t* entry, int64_t vpn, pfn_t m) noexcept nogil:
+    cdef vm_reserv_t* rv
+    cdef int64_t first, i
+    if not vm.pg_ps_enabled or not (obj.flags & OBJ_ANON):
+        return NULL
+    rv = vm_reserv_lookup(obj, pindex)
+    if rv == NULL:
+        first = pindex - (vpn & (VM_LEVEL_0_NPAGES - 1))
+        if not range_eligible(vm, obj, first, entry, vpn):
+            return NULL
+        rv = <vm_reserv_t*>malloc(sizeof(vm_reserv_t))
+        if rv == NULL:
+            return NULL                     # the page stays an ordinary page
+        rv.pindex = first
+        rv.popcnt = 0
+        rv.pvh = NULL
+        for i in range(NPOPMAP):
+            rv.popmap[i] = 0
+        objq_insert(obj, rv)
+        kc_alloc(vm, KC_RESERV)
+        vm.ctr[C_RESERV_ALLOC] += 1
+    i = pindex - rv.pindex
+    if popmap_is_set(rv, i):                # index held by a page left in the old object
+        return NULL
+    rv.popmap[i >> 6] |= 1ULL << (i & 63)
+    rv.popcnt += 1
+    rv.pages[i] = m
+    vm.reserv_of[m] = rv
+    vm.ctr[C_RESERV_PAGES] += 1
+    return rv
+
+
+cdef void reserv_release(vm_ctx_t* vm, vm_reserv_t* rv) noexcept nogil:
+    objq_remove(rv)
+    kc_free(vm, KC_RESERV)
+    free(rv)
+
+
+cdef inline int64_t reserv_index_of(vm_reserv_t* rv, pfn_t m) noexcept nogil:
+    cdef int64_t i
+    for i in range(VM_LEVEL_0_NPAGES):
+        if popmap_is_set(rv, i) and rv.pages[i] == m:
+            return i
+    return -1
+
+
+cdef void vm_reserv_free_page(vm_ctx_t* vm, pfn_t m) noexcept nogil:
+    cdef vm_reserv_t* rv = vm.reserv_of[m]
+    cdef int64_t i
+    if rv == NULL:
+        return
+    vm.reserv_of[m] = NULL
+    i = reserv_index_of(rv, m)
+    rv.popmap[i >> 6] &= ~(1ULL << (i & 63))
+    rv.popcnt -= 1
+    if rv.popcnt == 0:
+        reserv_release(vm, rv)
+        vm.ctr[C_RESERV_FREED] += 1
+
+
+cdef void vm_reserv_rename(vm_ctx_t* vm, pfn_t m, vm_object_t* new_obj, int64_t old_pindex,
+                           int64_t new_pindex) noexcept nogil:
+    cdef vm_reserv_t* rv = vm.reserv_of[m]
+    cdef vm_object_t* old = <vm_object_t*><size_t>vm.fr.f[m].owner
+    if rv == NULL or rv.object != old or new_obj == old:
+        return
+    objq_remove(rv)
+    rv.pindex -= old_pindex - new_pindex
+    objq_insert(new_obj, rv)
+
+
+cdef void vm_reserv_break_all(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
+    cdef vm_reserv_t* rv
+    cdef int64_t i
+    while obj.rvq != NULL:
+        rv = obj.rvq
+        pmap_demote_reserv(vm, rv)         # its 2 MiB mappings go back to 4 KiB
+        for i in range(VM_LEVEL_0_NPAGES):
+            if popmap_is_set(rv, i):
+                vm.reserv_of[rv.pages[i]] = NULL
+        reserv_release(vm, rv)
+        vm.ctr[C_RESERV_BROKEN] += 1
+
+
+cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, const char** why) noexcept nogil:
+    cdef vm_reserv_t* rv = obj.rvq
+    cdef vm_reserv_t* prev = NULL
+    cdef int64_t i, n
+    cdef pfn_t m
+    while rv != NULL:
+        if rv.object != obj or rv.objq_prev != prev:
+            why[0] = "vm_reserv: reservation list of an object is inconsistent"
+            return -1
+        n = 0
+        for i in range(NPOPMAP):
+            n += __builtin_popcountll(rv.popmap[i])
+        if rv.pvh != NULL and n != VM_LEVEL_0_NPAGES:
+            why[0] = "vm_reserv: 2 MiB mapping of a reservation not fully populated"
+            return -1
+        if n != rv.popcnt or n <= 0 or n > VM_LEVEL_0_NPAGES:
+            why[0] = "vm_reserv: popcnt disagrees with popmap, or empty reservation kept"
+            return -1
+        if rv.pindex < 0 or (rv.objq_next != NULL and rv.objq_next.object != obj):
+            why[0] = "vm_reserv: bad pindex or list link"
+            return -1
+        for i in range(VM_LEVEL_0_NPAGES):
+            if popmap_is_set(rv, i):
+                m = rv.pages[i]
+                if vm.reserv_of[m] != rv or vm.fr.f[m].refcount != 1 or vm.fr.f[m].owner == 0:
+                    why[0] = "vm_reserv: populated index without its resident page"
+                    return -1
+                if (<vm_object_t*><size_t>vm.fr.f[m].owner == obj
+                        and <int64_t>vm.fr.f[m].index != rv.pindex + i):
+                    why[0] = "vm_reserv: page of the reservation's object at the wrong index"
+                    return -1
+        nrv[0] += 1
+        prev = rv
+        rv = rv.objq_next
+    return 0
