@@ -1037,6 +1037,10 @@ cdef class LinuxMachine(LinuxFault):
         return sorted(out)
 
     def notes(self):
+        return list(type(self).design_notes) + self.thp_notes()
+
+    def thp_notes(self):
+        """How this machine backs anonymous memory with huge pages (one line)."""
         if not self.thp_pmd:
             why = ("with devices the HMM paths walk PTE tables only" if self.ndevices
                    else f"the {type(self).name!r} design's own paths walk PTE tables only")
