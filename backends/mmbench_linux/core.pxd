@@ -12,6 +12,7 @@ from mmbench_linux.fault cimport LinuxFault
 
 cdef class LinuxMachine(LinuxFault):
     # --- fork
+    cdef int64_t split_vma_to(self, mm_t* mm, int64_t i, uint64_t pos, uint64_t end) noexcept nogil
     cdef int dup_mmap(self, mm_t* mm, mm_t* oldmm) noexcept nogil
     cdef int copy_page_range(self, mm_t* dst_mm, vma_t* dst, mm_t* src_mm, vma_t* src) noexcept nogil
     cdef int copy_table_range(self, mm_t* dst_mm, mm_t* src_mm, pt_node_t* t, int level, uint64_t base,

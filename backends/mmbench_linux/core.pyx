@@ -752,6 +752,19 @@ cdef class LinuxMachine(LinuxFault):
     cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         return self.do_munmap(<mm_t*>self.proc_of(pid), <uint64_t>vpn, <uint64_t>(vpn + npages))
 
+    cdef int64_t split_vma_to(self, mm_t* mm, int64_t i, uint64_t pos, uint64_t end) noexcept nogil:
+        """Split VMA i (which holds pos) at pos and at end so that the part of it inside
+        [pos, end) is a VMA of its own; its new index, or -1 when out of memory."""
+        cdef vma_t* v = mm.vmas[i]
+        if v.vm_start < pos:
+            if self.split_vma(mm, i, pos) != MM_OK:
+                return -1
+            i += 1
+        v = mm.vmas[i]
+        if v.vm_end > end and self.split_vma(mm, i, end) != MM_OK:
+            return -1
+        return i
+
     cdef int c_mprotect(self, int64_t pid, int64_t vpn, int64_t npages, bint writable) noexcept nogil:
         """mprotect_fixup per VMA: split to the range, new flags, change_protection, merge."""
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
@@ -767,13 +780,10 @@ cdef class LinuxMachine(LinuxFault):
             if newflags == v.vm_flags:
                 pos = v.vm_end
                 continue
-            if v.vm_start < pos:
-                if self.split_vma(mm, i, pos) != MM_OK:
-                    return MM_ENOMEM
-                i += 1
-            v = mm.vmas[i]
-            if v.vm_end > end and self.split_vma(mm, i, end) != MM_OK:
+            i = self.split_vma_to(mm, i, pos, end)
+            if i < 0:
                 return MM_ENOMEM
+            v = mm.vmas[i]
             v.vm_flags = newflags
             self.change_protection(mm, v)
             next_pos = v.vm_end
@@ -952,13 +962,10 @@ cdef class LinuxMachine(LinuxFault):
             if newflags == v.vm_flags:
                 pos = v.vm_end
                 continue
-            if v.vm_start < pos:
-                if self.split_vma(mm, i, pos) != MM_OK:
-                    return MM_ENOMEM
-                i += 1
-            v = mm.vmas[i]
-            if v.vm_end > end and self.split_vma(mm, i, end) != MM_OK:
+            i = self.split_vma_to(mm, i, pos, end)
+            if i < 0:
                 return MM_ENOMEM
+            v = mm.vmas[i]
             v.vm_flags = newflags
             next_pos = v.vm_end
             self.vma_try_merge_at(mm, i)
