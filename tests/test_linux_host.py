@@ -77,6 +77,43 @@ def _usable():
 _why = _usable()
 needs_slab = pytest.mark.skipif(_why is not None, reason=_why or "")
 
+
+# ---------------------------------------------------------------- fresh interpreter
+# The host side mmaps, touches and forks.  The pytest process is large after the
+# rest of the suite (and a fork of it can fail with ENOMEM under strict overcommit
+# or a memory cgroup), and its own mappings would blur VmPTE and slab deltas.  So
+# each test's body runs in a fresh interpreter started with posix_spawn, which
+# copies nothing; its outcome (pass, skip with reason, failure with traceback)
+# comes back through the exit status and stdout.
+
+_SKIP_STATUS = 77
+
+
+def in_fresh_interpreter(body, *args):
+    import json
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = ("import json, sys; sys.path.insert(0, %r); import test_linux_host as t; "
+            "t._fresh_main(sys.argv[1], json.loads(sys.argv[2]))" % here)
+    r = subprocess.run([sys.executable, "-c", code, body, json.dumps(list(args))],
+                       capture_output=True, text=True, timeout=900)
+    if r.returncode == _SKIP_STATUS:
+        pytest.skip(r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "skipped")
+    if r.returncode != 0:
+        pytest.fail(f"{body} failed in a fresh interpreter (status {r.returncode}):\n"
+                    f"{r.stdout[-6000:]}\n{r.stderr[-6000:]}", pytrace=False)
+    sys.stdout.write(r.stdout)
+
+
+def _fresh_main(body, args):
+    """Entry point of the fresh interpreter: run one test body, map skips to a status."""
+    try:
+        globals()[body](*args)
+    except pytest.skip.Exception as e:
+        print(str(e.msg) if hasattr(e, "msg") else str(e))
+        sys.stdout.flush()
+        os._exit(_SKIP_STATUS)
+
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
 libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
@@ -200,6 +237,10 @@ def judge(pairs):
 
 @needs_slab
 def test_model_matches_host_kernel():
+    in_fresh_interpreter("_model_matches_host_kernel")
+
+
+def _model_matches_host_kernel():
     attempts = []
     pairs = []
     for _ in range(5):
@@ -253,6 +294,10 @@ def chain(d, work):
 
 @needs_slab
 def test_fork_chain_matches_host_kernel():
+    in_fresh_interpreter("_fork_chain_matches_host_kernel")
+
+
+def _fork_chain_matches_host_kernel():
     """d nested forks, every generation alive and touching its N mappings: the
     kernel's anon_vma and anon_vma_chain growth (O(d^2) AVCs) against the model."""
     d = 3
@@ -346,6 +391,10 @@ def daemon_chain(d, with_region):
 
 @needs_slab
 def test_anon_vma_reuse_matches_host_kernel():
+    in_fresh_interpreter("_anon_vma_reuse_matches_host_kernel")
+
+
+def _anon_vma_reuse_matches_host_kernel():
     """A forking daemon (each parent exits after its fork): the kernel reuses idle
     ancestor anon_vmas, so anon_vmas and AVCs stay at 3 per mapping from d = 2 on."""
     d = 4
@@ -492,6 +541,10 @@ def model_maple(kind, base):
 @needs_maple
 @pytest.mark.parametrize("kind", MT_KINDS)
 def test_maple_tree_nodes_match_host_kernel(kind):
+    in_fresh_interpreter("_maple_tree_nodes_match_host_kernel", kind)
+
+
+def _maple_tree_nodes_match_host_kernel(kind):
     """maple_node objects for 60,000 one-page VMAs (a gap after each, ascending or
     random; or adjacent), in the mm and in a forked copy: model within 10 % of the host."""
     pairs = []
@@ -518,8 +571,12 @@ MADV_DONTNEED, MREMAP_MAYMOVE_FIXED = 4, 3
 
 
 class TlbFlushes:
-    """Counts tlb:tlb_flush events of this thread, except those of a context switch
-    (reason TLB_FLUSH_ON_TASK_SWITCH = 0), through perf_event_open."""
+    """Counts TLB flush operations of this thread through perf_event_open on the
+    tlb:tlb_flush tracepoint: one event per flush_tlb_mm_range, the local one
+    (TLB_LOCAL_MM_SHOOTDOWN = 3, or 2 for a full local flush).  Left out: context
+    switches (TLB_FLUSH_ON_TASK_SWITCH = 0) and the IPI that the same flush sends
+    when the mm has run on another CPU (TLB_REMOTE_SEND_IPI = 4), which would
+    count one flush twice depending on where the scheduler ran the process."""
 
     def __init__(self):
         import struct
@@ -533,7 +590,7 @@ class TlbFlushes:
         self.fd = libc.syscall(298, buf, 0, -1, -1, 0)         # perf_event_open(attr, this thread, any cpu)
         if self.fd < 0:
             raise OSError(ctypes.get_errno(), "perf_event_open")
-        if libc.ioctl(self.fd, 0x40082406, ctypes.create_string_buffer(b"reason != 0")) < 0:
+        if libc.ioctl(self.fd, 0x40082406, ctypes.create_string_buffer(b"reason != 0 && reason != 4")) < 0:
             raise OSError(ctypes.get_errno(), "PERF_EVENT_IOC_SET_FILTER")
 
     def count(self, fn):
@@ -600,6 +657,10 @@ def tlb_scenario(tlb):
 
 
 def test_tlb_flushes_match_host_kernel():
+    in_fresh_interpreter("_tlb_flushes_match_host_kernel")
+
+
+def _tlb_flushes_match_host_kernel():
     """One flush for MADV_DONTNEED over 64 VMAs, one for a munmap that only frees
     page tables, one for a 2 MiB-aligned mremap: host (perf) and model agree.  The
     host now and then counts a flush more (work of its own that lands in the
@@ -676,6 +737,10 @@ def host_pt_reclaim():
 
 
 def test_pt_reclaim_and_fork_of_empty_tables_match_host_kernel():
+    in_fresh_interpreter("_pt_reclaim_and_fork_of_empty_tables_match_host_kernel")
+
+
+def _pt_reclaim_and_fork_of_empty_tables_match_host_kernel():
     """MADV_DONTNEED of a whole 2 MiB frees its PTE table (CONFIG_PT_RECLAIM); a table
     emptied by partial MADV_DONTNEEDs stays, and fork copies it all the same."""
     runs = []

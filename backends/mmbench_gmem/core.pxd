@@ -15,10 +15,16 @@ from mmbench.blocks.pagetable cimport pt_node_t
 from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t
 from mmbench_linux.hmm cimport LinuxHMMMachine
 
-# vm_flags bit of MAP_PEER_SHARED VMAs (a bit the linux design leaves free; VMAs
-# with and without it never merge because their flags differ)
-cdef enum:
-    VM_PEER_SHARED = 0x40000000
+# vm_flags bit of MAP_PEER_SHARED VMAs: a high bit (56) that no flag of the linux
+# design uses (its madvise flags VM_HUGEPAGE / VM_NOHUGEPAGE sit at bits 29 and 30,
+# so a low bit would be cleared or faked by madvise).  VMAs with and without it
+# never merge because their flags differ.
+from libc.stdint cimport uint64_t
+cdef extern from *:
+    """
+    #define MMBENCH_VM_PEER_SHARED (1ULL << 56)
+    """
+    const uint64_t VM_PEER_SHARED "MMBENCH_VM_PEER_SHARED"
 
 # gm_mapping flags (include/linux/gmem.h of the RFC)
 cdef enum:
