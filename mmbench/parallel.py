@@ -28,6 +28,7 @@ with another measured cell.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -214,14 +215,29 @@ class Cluster:
         run_cell (tests).
         """
         from distributed import as_completed
+        # at most one cell per worker thread is ever on the cluster: the scheduler assigns
+        # every submitted task to a worker at once when there are few of them (worker-saturation
+        # queues only large task groups), and a worker that dies takes all its assigned
+        # tasks with it; the next cell goes out as one finishes
+        order = sorted(cells, key=lambda c: -c[4])
+        slots = max(1, sum(w.get("nthreads", 1) for w in
+                           self.client.scheduler_info().get("workers", {}).values()))
         futs = {}
-        for index, w, p, b, _ in sorted(cells, key=lambda c: -c[4]):
+
+        def submit(index, w, p, b, _weight):
             f = self.client.submit(task or run_cell, index, w.family, w.name, p, b, repeats, calibration_path,
                                    budget_s, options, key=f"mmbench-cell-{index}-{os.getpid()}-{time.time_ns()}",
                                    pure=False)
             futs[f] = index
+            return f
+
+        pending = iter(order)
+        ac = as_completed([submit(*c) for c in itertools.islice(pending, slots)])
         try:
-            for f in as_completed(futs):
+            for f in ac:
+                nxt = next(pending, None)
+                if nxt is not None:
+                    ac.add(submit(*nxt))
                 try:
                     yield f.result()
                 except Exception as e:       # KilledWorker, CancelledError …: the cell crashed
