@@ -14,7 +14,9 @@ cdef class LinuxFault(LinuxMM):
     cdef int do_huge_pmd_wp_page(self, vm_fault_t* vmf) noexcept nogil
     cdef int pte_alloc(self, vm_fault_t* vmf) noexcept nogil
     cdef int do_anonymous_page(self, vm_fault_t* vmf) noexcept nogil
+    cdef int alloc_anon_folio(self, vm_fault_t* vmf) noexcept nogil
     cdef int do_wp_page(self, vm_fault_t* vmf) noexcept nogil
+    cdef bint wp_can_reuse_large_anon_folio(self, vm_fault_t* vmf, pfn_t pfn) noexcept nogil
     cdef int wp_page_reuse(self, vm_fault_t* vmf) noexcept nogil
     cdef int wp_page_copy(self, vm_fault_t* vmf) noexcept nogil
     cdef int wp_page_shared(self, vm_fault_t* vmf) noexcept nogil
