@@ -155,7 +155,8 @@ def test_partial_munmap_of_an_mthp_defers_the_split():
     m = machine()
     p = m.spawn()
     m.mmap(p, 0, 64, writable=True)
-    m.write(p, 0, 1)
+    for v in range(16):
+        m.write(p, v, v + 1)                     # one 64 kB folio, every page holding data
     c0 = m.counters()
     m.munmap(p, 0, 8)
     assert delta(m, c0, "mthp_split_deferred", "thp_deferred_split_page", "mthp_split") == (1, 0, 0)
@@ -167,9 +168,32 @@ def test_partial_munmap_of_an_mthp_defers_the_split():
     assert m.shrink_deferred_split() == 1
     assert delta(m, c0, "mthp_split", "thp_split_page") == (1, 0)
     assert m.split_queue_len == 0 and m.frames_used() == 6
-    assert m.read(p, 12) == 0 and m.read(p, 0 + 10) == 0
+    assert m.read(p, 12) == 13 and m.rss_kb(p) == 24
     m.check()
     m.exit(p)
+    assert m.leaks() == []
+
+
+def test_split_maps_zero_filled_pages_to_the_zero_page():
+    # remap_page(RMP_USE_SHARED_ZEROPAGE): a mapped page holding only zeros is not kept
+    m = machine()
+    p = m.spawn()
+    m.mmap(p, 0, 16, writable=True)
+    m.write(p, 0, 1)
+    m.write(p, 15, 0)                            # written, but zero-filled
+    q = m.fork(p)                                # pages mapped twice: both PTEs change
+    m.munmap(p, 0, 1)
+    m.munmap(q, 0, 1)
+    assert m.frames_used() == 16 and m.rss_kb(p) == m.rss_kb(q) == 60
+    assert m.shrink_deferred_split() == 1
+    assert m.frames_used() == 0 and m.rss_kb(p) == m.rss_kb(q) == 0
+    assert m.read(q, 15) == 0
+    c0 = m.counters()
+    m.write(p, 14, 3)                            # a write to the zero page: a new 4 kB page
+    assert delta(m, c0, "fault_zero_fill", "pages_zeroed") == (1, 1)
+    m.check()
+    m.exit(p)
+    m.exit(q)
     assert m.leaks() == []
 
 
@@ -177,8 +201,8 @@ def test_pmd_thp_is_queued_at_fault_and_split_only_when_partially_mapped():
     m = machine(mthp_sizes=())
     p = m.spawn()
     m.mmap(p, 0, 2 * HP, writable=True)
-    m.write(p, 0, 1)
-    m.write(p, HP, 2)
+    for v in range(0, 2 * HP, 2):
+        m.write(p, v, 1)                         # half the pages hold data, half only zeros
     assert m.split_queue_len == 2                # map_anon_folio_pmd_nopf: not partially mapped
     c0 = m.counters()
     m.madvise(p, 10, 20, Advice.DONTNEED)
@@ -187,8 +211,9 @@ def test_pmd_thp_is_queued_at_fault_and_split_only_when_partially_mapped():
     m.check()
     assert m.shrink_deferred_split() == 1
     assert delta(m, c0, "thp_split_page", "mthp_split") == (1, 1)
-    assert m.split_queue_len == 0 and m.frames_used() == 2 * HP - 20
-    assert m.anon_huge_kb(p) == 2048             # the whole THP stays PMD-mapped
+    # the 20 unmapped pages are freed, and the 246 zero-filled ones left in the split THP
+    assert m.split_queue_len == 0 and m.frames_used() == 2 * HP - 20 - (HP - 20) // 2
+    assert m.anon_huge_kb(p) == 2048             # the other THP stays PMD-mapped
     m.check()
     m.munmap(p, 0, 2 * HP)
     assert m.frames_used() == 0
@@ -225,7 +250,8 @@ def test_shrinker_option_splits_right_away():
     m = machine(deferred_split_shrinker=True)
     p = m.spawn()
     m.mmap(p, 0, HP, writable=True)
-    m.write(p, 0, 1)
+    for v in range(HP):
+        m.write(p, v, 1)
     c0 = m.counters()
     m.munmap(p, 0, 100)
     assert delta(m, c0, "thp_deferred_split_page", "thp_split_page") == (1, 1)

@@ -26,6 +26,11 @@ cdef class LinuxFault(LinuxMM):
     cdef void set_pte_range(self, vm_fault_t* vmf, pfn_t pfn, uint64_t pte) noexcept nogil
 
 
+    # --- splitting large folios (the deferred split shrinker)
+    cdef void split_folio(self, pfn_t head) noexcept nogil
+    cdef void remap_to_zeropage(self, pfn_t pfn) noexcept nogil
+    cdef int64_t deferred_split_scan(self) noexcept nogil
+
     # --- rmap walk
     cdef int64_t rmap_walk_anon(self, pfn_t pfn, int64_t* out, int64_t cap) noexcept nogil
     cdef int64_t rmap_walk_file(self, pfn_t pfn, int64_t* out, int64_t cap) noexcept nogil

@@ -10,13 +10,15 @@
 # Every phase is a cdef method: a design built on Linux overrides the ones it changes.
 # The reverse-map walks (rmap_walk_anon, rmap_walk_file) live here too.
 
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t
+from libc.stdlib cimport malloc, free
 
 from mmbench.core cimport (MM_OK, C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
                            C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED, C_PAGECACHE_ADDS,
                            C_PAGES_COPIED, C_PTE_WRITES, C_TLB_FLUSHES, C_RMAP_VISITS,
                            C_I_MMAP_VISITS, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, C_THP_ZERO_PAGE_MAP,
-                           C_MTHP_ANON_FAULT_ALLOC, C_MTHP_ANON_FAULT_FALLBACK)
+                           C_MTHP_ANON_FAULT_ALLOC, C_MTHP_ANON_FAULT_FALLBACK, C_THP_SPLIT_PAGE,
+                           C_MTHP_SPLIT)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_ANON_EXCLUSIVE,
                                     FR_PAGECACHE, frame_alloc, frames_free_count, frame_alloc_contig,
                                     frame_free)
@@ -420,6 +422,75 @@ cdef class LinuxFault(LinuxMM):
             if pfn != NO_PFN:
                 map_file_pte(self, vmf, pfn)
         vmf.address = addr
+
+    # ================================================================ splitting large folios
+    cdef void split_folio(self, pfn_t head) noexcept nogil:
+        """split_folio to order 0 of a partially mapped anon folio (no PMD maps it: a
+        PMD maps every page).  unmap_folio / remap_page rewrite each mapping PTE (two
+        writes) under one batched TLB flush; a mapped page that holds only zeros is
+        mapped to the shared zero page instead (RMP_USE_SHARED_ZEROPAGE:
+        try_to_map_unused_to_zeropage, through an rmap walk).  Pages left unmapped
+        are freed, the others become small folios.  thp_split_page (PMD size),
+        mthp_split."""
+        cdef int order = self.frames.f[head].aux
+        cdef int64_t nr = (<int64_t>1) << order, k, maps = 0
+        cdef frame_t* f
+        self.folio_unqueue_deferred_split(head)
+        for k in range(nr):
+            f = &self.frames.f[head + k]
+            f.flags &= ~(<uint32_t>FR_LARGE)
+            f.aux = 0
+            maps += f.mapcount
+            if f.refcount > 0 and f.value == 0:
+                self.remap_to_zeropage(head + <pfn_t>k)
+            if f.refcount == 0:
+                frame_free(&self.frames, head + <pfn_t>k)
+                self.kmem_free(self.kc_page)
+        self.fmeta[head >> MTHP_MIN_ORDER].nr_live = 0
+        self.ctr[C_PTE_WRITES] += 2 * maps
+        self.ctr[C_TLB_FLUSHES] += 1
+        if order == HPAGE_PMD_ORDER:
+            self.ctr[C_THP_SPLIT_PAGE] += 1
+        self.ctr[C_MTHP_SPLIT] += 1
+
+    cdef void remap_to_zeropage(self, pfn_t pfn) noexcept nogil:
+        """try_to_map_unused_to_zeropage for every PTE mapping a zero-filled page: a
+        read-only zero-page PTE instead, MM_ANONPAGES - 1, the page's mapping and
+        reference dropped (the split frees it when none is left)."""
+        cdef frame_t* f = &self.frames.f[pfn]
+        cdef int64_t cap = f.mapcount, n, k
+        cdef int64_t* buf = <int64_t*>malloc(2 * cap * sizeof(int64_t) + 16)
+        cdef mm_t* mm
+        cdef pt_node_t* t
+        if buf == NULL:
+            return                  # no memory to walk: the page stays mapped (still correct)
+        n = self.rmap_walk_anon(pfn, buf, cap)
+        for k in range(n):
+            mm = <mm_t*>self.procs[buf[2 * k]]
+            t = pte_lookup(mm, <uint64_t>buf[2 * k + 1])
+            t.e[<uint64_t>buf[2 * k + 1] & 511] = mk_pte(ZERO_PFN, PTE_PRESENT | PTE_SPECIAL)
+            mm.rss_anon -= 1
+            f.mapcount -= 1
+            f.refcount -= 1
+        free(buf)
+        if f.mapcount == 0:
+            f.flags &= ~(<uint32_t>FR_ANON_EXCLUSIVE)
+
+    cdef int64_t deferred_split_scan(self) noexcept nogil:
+        """The deferred split shrinker over the whole queue: every folio is taken off;
+        a partially mapped one is split (its unmapped pages freed), the others stay
+        whole (thp_underused is false with max_ptes_none 511; below that the model
+        does not split underused folios either).  Returns the folios split."""
+        cdef int64_t split = 0
+        cdef pfn_t head
+        while self.ds_len > 0:
+            head = self.ds_queue[self.ds_len - 1]
+            if self.frames.f[head].flags & FR_PARTIAL:
+                self.split_folio(head)
+                split += 1
+            else:
+                self.folio_unqueue_deferred_split(head)
+        return split
 
     # ================================================================ rmap walks
     cdef int64_t rmap_walk_anon(self, pfn_t pfn, int64_t* out, int64_t cap) noexcept nogil:

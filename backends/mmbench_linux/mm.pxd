@@ -254,8 +254,6 @@ cdef class LinuxMM(Machine):
     cdef void folio_free_large(self, pfn_t head) noexcept nogil
     cdef void deferred_split_folio(self, pfn_t head, bint partially_mapped) noexcept nogil
     cdef void folio_unqueue_deferred_split(self, pfn_t head) noexcept nogil
-    cdef void split_folio(self, pfn_t head) noexcept nogil
-    cdef int64_t deferred_split_scan(self) noexcept nogil
 
     # --- accounting helpers
     cdef void pt_sync(self, mm_t* mm) noexcept nogil

@@ -26,7 +26,7 @@ from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, FR_ANON_EXCLUSIVE, f
 from mmbench.blocks.pagetable cimport (PT_ENTRIES, LVL_PGD, LVL_PUD, LVL_PMD, LVL_PTE, pt_withdraw,
                                        pt_set_pmd)
 from mmbench.core cimport (C_THP_SPLIT_PMD, C_PTE_WRITES, C_TLB_FLUSHES, C_THP_DEFERRED_SPLIT_PAGE,
-                           C_MTHP_SPLIT_DEFERRED, C_THP_SPLIT_PAGE, C_MTHP_SPLIT)
+                           C_MTHP_SPLIT_DEFERRED)
 from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove
 from mmbench.blocks.pagecache cimport mapping_truncate
 from mmbench.blocks.xarray cimport xa_destroy, XA_NODE_BYTES
@@ -457,46 +457,6 @@ cdef class LinuxMM(Machine):
         self.ds_queue[i] = last
         self.fmeta[last >> MTHP_MIN_ORDER].ds_slot = <int32_t>(i + 1)
         meta.ds_slot = 0
-
-    cdef void split_folio(self, pfn_t head) noexcept nogil:
-        """split_folio to order 0 of a partially mapped anon folio (no PMD maps it: a
-        PMD maps every page).  unmap_folio / remap_page rewrite each mapping PTE (two
-        writes) under one batched TLB flush; the unmapped pages are freed, the mapped
-        ones become small folios.  thp_split_page (PMD size), mthp_split."""
-        cdef int order = self.frames.f[head].aux
-        cdef int64_t nr = (<int64_t>1) << order, k, maps = 0
-        cdef frame_t* f
-        self.folio_unqueue_deferred_split(head)
-        for k in range(nr):
-            f = &self.frames.f[head + k]
-            f.flags &= ~(<uint32_t>FR_LARGE)
-            f.aux = 0
-            maps += f.mapcount
-            if f.refcount == 0:
-                frame_free(&self.frames, head + <pfn_t>k)
-                self.kmem_free(self.kc_page)
-        self.fmeta[head >> MTHP_MIN_ORDER].nr_live = 0
-        self.ctr[C_PTE_WRITES] += 2 * maps
-        self.ctr[C_TLB_FLUSHES] += 1
-        if order == HPAGE_PMD_ORDER:
-            self.ctr[C_THP_SPLIT_PAGE] += 1
-        self.ctr[C_MTHP_SPLIT] += 1
-
-    cdef int64_t deferred_split_scan(self) noexcept nogil:
-        """The deferred split shrinker over the whole queue: every folio is taken off;
-        a partially mapped one is split (its unmapped pages freed), the others stay
-        whole (thp_underused is false with max_ptes_none 511; below that the model
-        does not split underused folios either).  Returns the folios split."""
-        cdef int64_t split = 0
-        cdef pfn_t head
-        while self.ds_len > 0:
-            head = self.ds_queue[self.ds_len - 1]
-            if self.frames.f[head].flags & FR_PARTIAL:
-                self.split_folio(head)
-                split += 1
-            else:
-                self.folio_unqueue_deferred_split(head)
-        return split
 
     cdef int split_vma(self, mm_t* mm, int64_t i, uint64_t addr) noexcept nogil:
         """__split_vma: vmas[i] keeps [start, addr), a new VMA takes [addr, end)."""
