@@ -42,8 +42,27 @@
 #
 #   A leaf lies inside one VMA (split_vma splits it first: vma_adjust_trans_huge);
 #   zap, mprotect and fork take whole leaves as one entry and split cut ones;
-#   mremap splits before moving.  The deposited table is what a split turns the
-#   PMD into, and it is counted in VmPTE as on the host.
+#   mremap moves a leaf whole when old and new are 2 MiB-aligned over it
+#   (move_huge_pmd, the deposited table moves along) and splits it otherwise.
+#   The deposited table is what a split turns the PMD into, and it is counted in
+#   VmPTE as on the host.
+#
+# Large folios (mm.pyx; option mthp_sizes adds anon mTHP orders below the PMD):
+#
+#      PTE none, write, mTHP allowed -> alloc_anon_folio: the highest enabled order whose aligned
+#                                      range is inside the VMA and all PTE-none, falling back
+#                                      order by order, then 4 KiB; every PTE set in one fault
+#      PTE RO on a large folio      -> do_wp_page: reuse when the folio is mapped more than once
+#                                      and only by this mm (__wp_can_reuse_large_anon_folio),
+#                                      else copy the one 4 KiB page
+#
+#      folio (2^order frames) --some pages unmapped, some mapped--> deferred split queue
+#            (PMD THPs join it unsplit at fault and collapse: underused candidates)
+#      m.shrink_deferred_split() / option deferred_split_shrinker -> split_folio: unmapped pages
+#            freed, zero-filled mapped pages remapped to the zero page, the rest small folios
+#      m.khugepaged_scan(pid) (option khugepaged) -> collapse_huge_page: a PTE table with at most
+#            max_ptes_none empty and max_ptes_shared shared entries becomes a PMD folio; the
+#            emptied PTE table is the deposit
 #
 # Structure of the package (three layers, one module each; a Cython class
 # cannot span files):
@@ -60,12 +79,15 @@
 #               (c_*) and Python extras  4. invariants (c_check)
 #
 # Simplified relative to the kernel, and why
-# * Folios are order 0 or PMD-sized (THP); no mTHP orders, no khugepaged, no
-#   deferred split queue (pages of a split THP are freed one by one), and a
-#   huge folio comes only from never-used frames (the frame block has no
-#   buddy coalescing), else the fault falls back to 4 KiB.  THPs are built only
-#   for the linux design without devices (LinuxMM.thp_designs): the HMM device
-#   paths walk PTE tables only.
+# * A large folio (mTHP or PMD THP) comes only from never-used frames (the
+#   frame block has no buddy coalescing), else the fault falls back order by
+#   order.  Each page keeps its own reference and mapping count (their sums are
+#   the kernel's folio counts).  The deferred split shrinker runs only when asked
+#   (a host without memory pressure), over the whole queue; the underused-THP
+#   split (max_ptes_none below 511) is not modelled.  khugepaged runs only when
+#   asked, over one process at a time, and treats every mapped page as young.
+#   THPs are built only for the linux design without devices
+#   (LinuxMM.thp_designs): the HMM device paths walk PTE tables only.
 # * VMAs are looked up in a sorted array; the maple tree is kept as a shape
 #   only (maple.pyx): its leaves hold the VMA pointers and gaps, and it changes
 #   store by store as the kernel's does, so maple_node counts follow the
@@ -1271,12 +1293,20 @@ cdef class LinuxMachine(LinuxFault):
                     "has no effect); MADV_HUGEPAGE / MADV_NOHUGEPAGE still set VM_HUGEPAGE / VM_NOHUGEPAGE"]
         if self.thp_mode == THP_NEVER:
             return ["thp='never' (/sys/kernel/mm/transparent_hugepage/enabled): runs at 4 KiB"]
+        sizes = tuple(self.options.get("mthp_sizes", ()))
         return [f"thp={self.options['thp']!r} is /sys/kernel/mm/transparent_hugepage/enabled; "
                 "anonymous private THPs: a first fault on an eligible aligned 2 MiB maps a PMD "
                 "(a 512-page folio on write, the huge zero folio on read) with a deposited PTE "
-                "table; partial unmap/mprotect/dontneed/mremap split the PMD (mremap always "
-                "splits); COW after fork splits and copies 4 KiB; no khugepaged collapse, no "
-                "buddy coalescing (a huge folio comes from never-used frames, else 4 KiB fallback)"]
+                "table; partial unmap/mprotect/dontneed split the PMD, mremap moves aligned "
+                "PMDs whole and splits the others; COW after fork splits and copies 4 KiB; "
+                + (f"anon mTHP sizes {sizes} kB follow the same mode (per-size 'inherit'); "
+                   if sizes else "no anon mTHP sizes enabled (mthp_sizes=(), the kernel's default); ")
+                + "partially unmapped large folios wait on the deferred split queue "
+                + ("and the shrinker runs after each call; " if self.ds_shrinker
+                   else "until m.shrink_deferred_split() (no memory pressure); ")
+                + ("khugepaged collapses on m.khugepaged_scan(pid); " if self.khugepaged
+                   else "no khugepaged (option khugepaged=False); ")
+                + "no buddy coalescing (a large folio comes from never-used frames, else fallback)"]
 
     def vmas(self, pid):
         """The VMAs of a process: dicts with start, end, pgoff, writable, shared,
