@@ -17,6 +17,9 @@ key=value lines:
   /sys/kernel/mm/transparent_hugepage/hugepages-64kB/enabled to "madvise" for the
   run and restores it (root only; skipped otherwise).
 
+* "collapse": every 5th page of an aligned 2 MiB written at 4 KiB (no advice:
+  thp=madvise faults it page by page), then MADV_COLLAPSE: thp_collapse_alloc,
+  AnonHugePages, Rss and VmPTE around it, and the faults of a write after it.
 * "mremap": a THP moved with mremap(MREMAP_FIXED) to another 2 MiB-aligned
   address: AnonHugePages there, the VmPTE delta and the faults of reading it.
 
@@ -114,6 +117,24 @@ int main(int argc, char **argv) {
                "split_page=%ld\nrss_drop_kb=%ld\nanon_huge_kb_after=%ld\nvalue=%d\n",
                f1 - f0, ahp0, s1 - s0, d1 - d0, sp1 - sp0, rss0 - smaps_kb((uintptr_t)p, "Rss"),
                anon_huge_kb((uintptr_t)p), p[0]);
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "collapse")) {
+        size_t H = 2UL << 20;
+        char *raw = mmap(NULL, 2 * H, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        char *p = (char *)(((uintptr_t)raw + H - 1) & ~(H - 1));
+        for (size_t i = 0; i < H; i += 5 * 4096) p[i] = (char)(i / 4096 + 1);
+        long ahp0 = anon_huge_kb((uintptr_t)p), rss0 = smaps_kb((uintptr_t)p, "Rss");
+        long pte0 = status_kb("VmPTE"), c0 = vmstat("thp_collapse_alloc");
+        int r = madvise(p, H, 25 /* MADV_COLLAPSE */);
+        long c1 = vmstat("thp_collapse_alloc"), pte1 = status_kb("VmPTE");
+        long f0 = minflt();
+        p[4096] = 9;                        /* was none before the collapse */
+        long f1 = minflt();
+        printf("rc=%d\nanon_huge_kb_before=%ld\nrss_before_kb=%ld\ncollapse_alloc=%ld\n"
+               "anon_huge_kb=%ld\nrss_kb=%ld\nvmpte_delta_kb=%ld\nfaults_after=%ld\nvalue=%d\n",
+               r, ahp0, rss0, c1 - c0, anon_huge_kb((uintptr_t)p), smaps_kb((uintptr_t)p, "Rss"),
+               pte1 - pte0, f1 - f0, p[5 * 4096]);
         return 0;
     }
     if (argc > 1 && !strcmp(argv[1], "mremap")) {
@@ -224,6 +245,38 @@ def test_aligned_mremap_moves_the_thp_whole_as_on_the_host(probe):
     assert host["vmpte_delta_kb"] == (m.vmpte_bytes(p) - pte0) // 1024 == 0
     assert host["faults_after"] == c2["faults"] - c1["faults"] == 0
     assert host["value"] == v == 7
+    m.check()
+
+
+def test_collapse_matches_the_hosts_madv_collapse(probe):
+    # MADV_COLLAPSE runs the same collapse_huge_page as khugepaged (synchronously, and
+    # without khugepaged's max_ptes_* limits, which this range stays inside anyway)
+    host = probe("collapse")
+    if host["rc"] != 0 or host["anon_huge_kb"] != 2048:
+        pytest.skip(f"the host did not collapse the range (no free 2 MiB page?): {host}")
+    m = mmbench.open("linux", thp="madvise", ram_pages=1 << 14, khugepaged=True)
+    p = m.spawn()
+    m.mmap(p, 0, 4, writable=True)               # other memory: the upper tables exist
+    m.write(p, 0, 1)
+    m.mmap(p, HP, 2 * HP, writable=True)
+    for v in range(0, HP, 5):
+        m.write(p, HP + v, v + 1)
+    rss0, pte0 = m.rss_kb(p), m.vmpte_bytes(p)
+    anon0 = m.anon_huge_kb(p)
+    m.madvise(p, HP, HP, Advice.HUGEPAGE)        # khugepaged's eligibility under thp=madvise
+    c0 = m.counters()
+    assert m.khugepaged_scan(p) == 1
+    c1 = m.counters()
+    m.write(p, HP + 1, 9)
+    c2 = m.counters()
+    assert host["anon_huge_kb_before"] == anon0 == 0
+    assert host["rss_before_kb"] == rss0 - 4 == 103 * 4      # every 5th page of 512
+    assert host["collapse_alloc"] >= 1 and c1["thp_collapse_alloc"] - c0["thp_collapse_alloc"] == 1
+    assert host["anon_huge_kb"] == m.anon_huge_kb(p) == 2048
+    assert host["rss_kb"] == m.rss_kb(p) - 4 == 2048
+    assert host["vmpte_delta_kb"] == (m.vmpte_bytes(p) - pte0) // 1024 == 0   # the table is the deposit
+    assert host["faults_after"] == c2["faults"] - c1["faults"] == 0
+    assert host["value"] == m.read(p, HP + 5) == 6
     m.check()
 
 
