@@ -22,10 +22,20 @@ def machine(thp="always", mthp_sizes=(16, 64), ram_pages=1 << 14, **kw):
 
 
 # ---------------------------------------------------------------- options
-@pytest.mark.parametrize("bad", [(8,), (2048,), (48,), ("64",), (True,), 64, "64", None])
+@pytest.mark.parametrize("bad", [(8,), (2048,), (48,), ("64",), (True,), 2048, "64k", "", None, 64.0])
 def test_mthp_sizes_must_be_a_tuple_of_sub_pmd_powers_of_two(bad):
     with pytest.raises(errors.InvalidArgument):
         mmbench.open("linux", mthp_sizes=bad, ram_pages=1 << 10)
+
+
+def test_mthp_sizes_from_the_command_line():
+    # mmbench -O mthp_sizes=64 gives an int, -O mthp_sizes=16,64 a string
+    assert "(64,)" in " ".join(mmbench.open("linux", thp="always", mthp_sizes=64, ram_pages=1 << 10).notes())
+    m = mmbench.open("linux", thp="always", mthp_sizes="16,64", ram_pages=1 << 10)
+    p = m.spawn()
+    m.mmap(p, 0, 16, writable=True)
+    m.write(p, 0, 1)
+    assert m.counters()["mthp_anon_fault_alloc"] == 1 and m.frames_used() == 16
 
 
 @pytest.mark.parametrize("opt", [{"deferred_split_shrinker": 1}, {"khugepaged": "yes"},

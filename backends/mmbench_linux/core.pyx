@@ -1293,7 +1293,7 @@ cdef class LinuxMachine(LinuxFault):
                     "has no effect); MADV_HUGEPAGE / MADV_NOHUGEPAGE still set VM_HUGEPAGE / VM_NOHUGEPAGE"]
         if self.thp_mode == THP_NEVER:
             return ["thp='never' (/sys/kernel/mm/transparent_hugepage/enabled): runs at 4 KiB"]
-        sizes = tuple(self.options.get("mthp_sizes", ()))
+        sizes = tuple(4 << o for o in range(MTHP_MIN_ORDER, HPAGE_PMD_ORDER) if (self.mthp_orders >> o) & 1)
         return [f"thp={self.options['thp']!r} is /sys/kernel/mm/transparent_hugepage/enabled; "
                 "anonymous private THPs: a first fault on an eligible aligned 2 MiB maps a PMD "
                 "(a 512-page folio on write, the huge zero folio on read) with a deposited PTE "

@@ -51,8 +51,13 @@ MTHP_SIZES_KB = (16, 32, 64, 128, 256, 512, 1024)
 def mthp_orders_option(sizes):
     """The bit set of anon mTHP orders for the option mthp_sizes: a tuple (or list) of
     sizes in kB among 16..1024, powers of two (the hugepages-<size>kB directories below
-    the PMD size); anything else is InvalidArgument."""
-    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (tuple, list)):
+    the PMD size); from the command line also one size or "16,64".  Anything else is
+    InvalidArgument."""
+    if isinstance(sizes, str) and sizes.replace(",", "").replace(" ", "").isdigit():
+        sizes = tuple(int(t) for t in sizes.replace(",", " ").split())
+    elif isinstance(sizes, int) and not isinstance(sizes, bool):
+        sizes = (sizes,)
+    if not isinstance(sizes, (tuple, list)):
         raise _errors.InvalidArgument(f"mthp_sizes must be a tuple of sizes in kB among {MTHP_SIZES_KB}")
     bits = 0
     for kb in sizes:
