@@ -128,6 +128,18 @@ cdef enum:  # Counter ids
     C_SUPERPAGE_PROMOTIONS  # freebsd: pmap_promote_pde successes (vm.pmap.pde.promotions)
     C_SUPERPAGE_DEMOTIONS   # freebsd: pmap_demote_pde (vm.pmap.pde.demotions)
     C_SUPERPAGE_P_FAILURES  # freebsd: promotion attempts that failed (vm.pmap.pde.p_failures)
+    # linux mTHP, deferred split, khugepaged (vmstat thp_* events; mthp_* are the per-size
+    # /sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/stats summed over the sizes, PMD included)
+    C_MTHP_ANON_FAULT_ALLOC     # mthp anon_fault_alloc: a fault mapped a new large anon folio (any order > 0)
+    C_MTHP_ANON_FAULT_FALLBACK  # mthp anon_fault_fallback: a large-folio allocation of one order failed
+    C_THP_DEFERRED_SPLIT_PAGE   # thp_deferred_split_page: a PMD-sized folio became partially mapped
+    C_THP_SPLIT_PAGE            # thp_split_page: a PMD-sized folio was split into small folios
+    C_MTHP_SPLIT_DEFERRED       # mthp split_deferred: a large folio (any order) became partially mapped
+    C_MTHP_SPLIT                # mthp split: a large folio (any order) was split
+    C_THP_COLLAPSE_ALLOC        # thp_collapse_alloc: khugepaged allocated a PMD folio to collapse into
+    C_THP_SCAN_EXCEED_NONE_PTE  # thp_scan_exceed_none_pte: collapse refused, too many empty PTEs
+    C_THP_SCAN_EXCEED_SHARE_PTE # thp_scan_exceed_share_pte: collapse refused, too many shared pages
+    C_KHUGEPAGED_PAGES_SCANNED  # khugepaged scan progress in pages (HPAGE_PMD_NR per PMD range looked at)
     NR_COUNTERS
 
 ctypedef struct kmem_cache_t:

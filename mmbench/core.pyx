@@ -51,6 +51,9 @@ COUNTER_NAMES = (
     "thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd", "thp_zero_page_map",   # linux THP
     "reserv_alloc", "reserv_freed", "reserv_broken", "reserv_pages",
     "superpage_promotions", "superpage_demotions", "superpage_p_failures",
+    "mthp_anon_fault_alloc", "mthp_anon_fault_fallback", "thp_deferred_split_page",   # linux mTHP,
+    "thp_split_page", "mthp_split_deferred", "mthp_split", "thp_collapse_alloc",       # deferred split,
+    "thp_scan_exceed_none_pte", "thp_scan_exceed_share_pte", "khugepaged_pages_scanned",  # khugepaged
 )
 assert len(COUNTER_NAMES) == NR_COUNTERS, "COUNTER_NAMES out of step with core.pxd"
 COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}

@@ -6,6 +6,7 @@
 
 from libc.stdint cimport int64_t, uint64_t, int32_t
 from mmbench.blocks.pagetable cimport pt_node_t
+from mmbench.blocks.frames cimport pfn_t
 from mmbench_linux.mm cimport mm_t, vma_t, anon_vma_t
 from mmbench_linux.fault cimport LinuxFault
 
@@ -25,6 +26,8 @@ cdef class LinuxMachine(LinuxFault):
     # --- unmap / exit
     cdef int64_t zap_pte_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef int64_t zap_huge_pmd(self, mm_t* mm, uint64_t haddr) noexcept nogil
+    cdef int64_t zap_folio_batch(self, mm_t* mm, pt_node_t* t, uint64_t vpn, uint64_t end,
+                                 pfn_t pfn) noexcept nogil
     cdef int64_t free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil
     cdef int64_t reclaim_pt(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef int do_munmap(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
@@ -38,8 +41,17 @@ cdef class LinuxMachine(LinuxFault):
     cdef int copy_vma(self, mm_t* mm, vma_t* vma, vma_t* proto, vma_t** out) noexcept nogil
     cdef void move_page_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t new_start) noexcept nogil
     cdef bint move_normal_pmd(self, mm_t* mm, uint64_t old, uint64_t new) noexcept nogil
+    cdef bint move_huge_pmd(self, mm_t* mm, uint64_t old, uint64_t new) noexcept nogil
+    cdef int reserve_huge_pmd_moves(self, mm_t* mm, uint64_t s, uint64_t e, uint64_t dst,
+                                    int64_t* made) noexcept nogil
     cdef void exit_mmap(self, mm_t* mm) noexcept nogil
 
+
+    # --- khugepaged
+    cdef int64_t khugepaged_scan_mm(self, mm_t* mm) noexcept nogil
+    cdef bint hpage_collapse_scan_pmd(self, mm_t* mm, uint64_t h) noexcept nogil
+    cdef int collapse_huge_page(self, mm_t* mm, vma_t* vma, uint64_t h) noexcept nogil
+    cdef void deferred_split_shrinker_maybe(self) noexcept nogil
 
     # --- invariants
     cdef int check_mm(self, mm_t* mm, int32_t* maps) noexcept nogil
@@ -48,5 +60,6 @@ cdef class LinuxMachine(LinuxFault):
     cdef int check_maple(self, mm_t* mm) noexcept nogil
     cdef int check_pte(self, vma_t* v, uint64_t vpn, uint64_t pte, int32_t* maps) noexcept nogil
     cdef int check_frames(self, int32_t* maps, int64_t nfr) noexcept nogil
+    cdef int check_folios(self, int64_t nfr) noexcept nogil
     cdef int check_objects(self) noexcept nogil
     cdef int check_anon_vma(self, anon_vma_t* av, int pass_, int64_t* nav) noexcept nogil

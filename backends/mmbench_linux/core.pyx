@@ -42,8 +42,27 @@
 #
 #   A leaf lies inside one VMA (split_vma splits it first: vma_adjust_trans_huge);
 #   zap, mprotect and fork take whole leaves as one entry and split cut ones;
-#   mremap splits before moving.  The deposited table is what a split turns the
-#   PMD into, and it is counted in VmPTE as on the host.
+#   mremap moves a leaf whole when old and new are 2 MiB-aligned over it
+#   (move_huge_pmd, the deposited table moves along) and splits it otherwise.
+#   The deposited table is what a split turns the PMD into, and it is counted in
+#   VmPTE as on the host.
+#
+# Large folios (mm.pyx; option mthp_sizes adds anon mTHP orders below the PMD):
+#
+#      PTE none, write, mTHP allowed -> alloc_anon_folio: the highest enabled order whose aligned
+#                                      range is inside the VMA and all PTE-none, falling back
+#                                      order by order, then 4 KiB; every PTE set in one fault
+#      PTE RO on a large folio      -> do_wp_page: reuse when the folio is mapped more than once
+#                                      and only by this mm (__wp_can_reuse_large_anon_folio),
+#                                      else copy the one 4 KiB page
+#
+#      folio (2^order frames) --some pages unmapped, some mapped--> deferred split queue
+#            (PMD THPs join it unsplit at fault and collapse: underused candidates)
+#      m.shrink_deferred_split() / option deferred_split_shrinker -> split_folio: unmapped pages
+#            freed, zero-filled mapped pages remapped to the zero page, the rest small folios
+#      m.khugepaged_scan(pid) (option khugepaged) -> collapse_huge_page: a PTE table with at most
+#            max_ptes_none empty and max_ptes_shared shared entries becomes a PMD folio; the
+#            emptied PTE table is the deposit
 #
 # Structure of the package (three layers, one module each; a Cython class
 # cannot span files):
@@ -60,12 +79,15 @@
 #               (c_*) and Python extras  4. invariants (c_check)
 #
 # Simplified relative to the kernel, and why
-# * Folios are order 0 or PMD-sized (THP); no mTHP orders, no khugepaged, no
-#   deferred split queue (pages of a split THP are freed one by one), and a
-#   huge folio comes only from never-used frames (the frame block has no
-#   buddy coalescing), else the fault falls back to 4 KiB.  THPs are built only
-#   for the linux design without devices (LinuxMM.thp_designs): the HMM device
-#   paths walk PTE tables only.
+# * A large folio (mTHP or PMD THP) comes only from never-used frames (the
+#   frame block has no buddy coalescing), else the fault falls back order by
+#   order.  Each page keeps its own reference and mapping count (their sums are
+#   the kernel's folio counts).  The deferred split shrinker runs only when asked
+#   (a host without memory pressure), over the whole queue; the underused-THP
+#   split (max_ptes_none below 511) is not modelled.  khugepaged runs only when
+#   asked, over one process at a time, and treats every mapped page as young.
+#   THPs are built only for the linux design without devices
+#   (LinuxMM.thp_designs): the HMM device paths walk PTE tables only.
 # * VMAs are looked up in a sorted array; the maple tree is kept as a shape
 #   only (maple.pyx): its leaves hold the VMA pointers and gaps, and it changes
 #   store by store as the kernel's does, so maple_node counts follow the
@@ -98,10 +120,13 @@ from mmbench.core cimport MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE
 from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_ENOTSUP,
                            MAPF_SHARED, MAPF_WRITE, VPN_BITS, C_PTE_WRITES, C_PTE_ZAPS,
                            C_TLB_FLUSHES, C_VMA_MERGES, C_OBJECTS_ALLOC, C_FORK_PTES_COPIED,
-                           C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED, C_VMA_SPLITS)
+                           C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED, C_VMA_SPLITS,
+                           C_PAGES_COPIED, C_PAGES_ZEROED, C_THP_COLLAPSE_ALLOC,
+                           C_THP_SCAN_EXCEED_NONE_PTE, C_THP_SCAN_EXCEED_SHARE_PTE,
+                           C_KHUGEPAGED_PAGES_SCANNED)
 from mmbench.blocks.pagetable cimport (pt_pmd_table, pt_table_alloc, pt_table_free, pt_deposit, pt_withdraw,
-                                       pt_set_pmd, pmd_leaf, mk_pte)
-from mmbench.blocks.frames cimport (frame_t, pfn_t, ZERO_PFN, FR_ANON_EXCLUSIVE, FR_PAGECACHE,
+                                       pt_set_pmd, pmd_leaf, mk_pte, PMD_PSE)
+from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_ANON_EXCLUSIVE, FR_PAGECACHE,
                                     frame_value)
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, PT_ENTRIES, LVL_PGD, LVL_PMD, LVL_PTE, PTE_PRESENT, PTE_WRITE,
                                        PTE_SPECIAL, pte_pfn, pt_init, pt_destroy, pt_leaf, pt_get,
@@ -134,6 +159,9 @@ LINUX_COUNTERS = (
     "vma_merges", "vma_splits", "objects_alloc", "objects_free", "anon_vma_alloc", "avc_alloc",
     "anon_vma_reuse", "xa_node_alloc", "xa_node_free", "fork_ptes_copied", "fork_ptes_wrprotect",
     "mremap_pages_moved", "thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd", "thp_zero_page_map",
+    "mthp_anon_fault_alloc", "mthp_anon_fault_fallback", "thp_deferred_split_page", "thp_split_page",
+    "mthp_split_deferred", "mthp_split", "thp_collapse_alloc", "thp_scan_exceed_none_pte",
+    "thp_scan_exceed_share_pte", "khugepaged_pages_scanned",
 )
 
 
@@ -144,7 +172,14 @@ cdef class LinuxMachine(LinuxFault):
 
     name = "linux"
     description = "Linux: anon_vma + anon_vma_chain reverse map, 4-level page tables, zero page, COW"
-    option_defaults = {"fault_around_pages": FAULT_AROUND_PAGES, "pt_reclaim": True}
+    option_defaults = {"fault_around_pages": FAULT_AROUND_PAGES, "pt_reclaim": True,
+                       # anon mTHP sizes in kB (hugepages-<size>kB/enabled = inherit); none by default
+                       "mthp_sizes": (),
+                       # run the deferred split shrinker after each call (memory pressure); off
+                       "deferred_split_shrinker": False,
+                       # allow m.khugepaged_scan(pid), and its tunables (khugepaged/max_ptes_*)
+                       "khugepaged": False, "khugepaged_max_ptes_none": HPAGE_PMD_NR - 1,
+                       "khugepaged_max_ptes_shared": HPAGE_PMD_NR // 2}
     supports_devices = False
     huge_page_advice = True
     counter_names = LINUX_COUNTERS
@@ -321,7 +356,7 @@ cdef class LinuxMachine(LinuxFault):
         cdef uint64_t vpn = start, pte, h
         cdef pt_node_t* t
         cdef frame_t* f
-        cdef int64_t n = 0
+        cdef int64_t n = 0, nb
         if mm.nr_huge_pmd:                       # zap_pmd_range: whole leaves go, cut ones split
             h = start & ~(<uint64_t>(HPAGE_PMD_NR - 1))
             while h < end and mm.nr_huge_pmd:
@@ -340,6 +375,11 @@ cdef class LinuxMachine(LinuxFault):
             n += 1
             if not (pte & PTE_SPECIAL):
                 f = &self.frames.f[pte_pfn(pte)]
+                if f.flags & FR_LARGE:           # zap_present_ptes: one batch per folio
+                    nb = self.zap_folio_batch(mm, t, vpn, end, pte_pfn(pte))
+                    n += nb - 1
+                    vpn += <uint64_t>nb
+                    continue
                 f.mapcount -= 1
                 if f.flags & FR_PAGECACHE:
                     mm.rss_shmem -= 1
@@ -350,6 +390,28 @@ cdef class LinuxMachine(LinuxFault):
         self.ctr[C_PTE_ZAPS] += n
         self.ctr[C_PTE_WRITES] += n
         return n
+
+    cdef int64_t zap_folio_batch(self, mm_t* mm, pt_node_t* t, uint64_t vpn, uint64_t end,
+                                 pfn_t pfn) noexcept nogil:
+        """folio_pte_batch + folio_remove_rmap_ptes + folio_put_refs: the PTE at vpn (already
+        cleared) and the following ones of the same table and range that map the next
+        pages of the same large folio go in one batch, so a folio zapped whole is freed
+        whole and one zapped in part is queued once.  Returns the PTEs in the batch."""
+        cdef frame_t* fr = self.frames.f
+        cdef pfn_t end_pfn = folio_head(fr, pfn) + (<pfn_t>1 << fr[pfn].aux)
+        cdef int64_t nb = 1, k
+        cdef uint64_t e
+        while vpn + <uint64_t>nb < end and ((vpn + <uint64_t>nb) & 511) != 0 and pfn + <pfn_t>nb < end_pfn:
+            e = t.e[(vpn + <uint64_t>nb) & 511]
+            if not (e & PTE_PRESENT) or (e & PTE_SPECIAL) or pte_pfn(e) != pfn + <pfn_t>nb:
+                break
+            pt_set(t, vpn + <uint64_t>nb, 0)
+            nb += 1
+        for k in range(nb):
+            fr[pfn + k].mapcount -= 1
+        mm.rss_anon -= nb
+        self.folio_put_refs(pfn, nb)
+        return nb
 
     cdef int64_t zap_huge_pmd(self, mm_t* mm, uint64_t haddr) noexcept nogil:
         """zap_huge_pmd: clear the leaf, free the deposited table (zap_deposited_table),
@@ -364,8 +426,8 @@ cdef class LinuxMachine(LinuxFault):
         if not (e & PTE_SPECIAL):
             for k in range(HPAGE_PMD_NR):
                 self.frames.f[head + k].mapcount -= 1
-                self.page_put(head + <pfn_t>k)
             mm.rss_anon -= HPAGE_PMD_NR
+            self.folio_put_refs(head, HPAGE_PMD_NR)
         self.ctr[C_PTE_ZAPS] += 1
         self.ctr[C_PTE_WRITES] += 1
         return 1
@@ -488,6 +550,10 @@ cdef class LinuxMachine(LinuxFault):
             if pt_reserve_move(&mm.pgd, s, e, new + (s - old), floor, ceiling, True, &made) != 0:
                 st = MM_ENOMEM
                 break
+            if mm.nr_huge_pmd and self.reserve_huge_pmd_moves(mm, s, e, new + (s - old), &made) != 0:
+                pt_free_range(&mm.pgd, floor, ceiling)
+                st = MM_ENOMEM
+                break
             i += 1
         mm.leaf_key = ~(<uint64_t>0)
         self.pt_sync(mm)
@@ -575,10 +641,16 @@ cdef class LinuxMachine(LinuxFault):
         cdef pt_node_t* dt
         cdef int64_t moved = 0, writes = 0, nalloc = 0
         cdef bint same_phase = ((start ^ new_start) & 511) == 0
-        if mm.nr_huge_pmd:                       # the model splits instead of move_huge_pmd
-            tbase = start & ~(<uint64_t>(HPAGE_PMD_NR - 1))
+        if mm.nr_huge_pmd:                       # move_huge_pmd where old and new are aligned
+            tbase = start & ~(<uint64_t>(HPAGE_PMD_NR - 1))      # over the whole leaf, else split
             while tbase < end:
-                self.split_huge_pmd(mm, tbase)
+                if pmd_leaf_at(mm, tbase):
+                    if same_phase and tbase >= start and tbase + HPAGE_PMD_NR <= end and \
+                            self.move_huge_pmd(mm, tbase, new_start + (tbase - start)):
+                        moved += HPAGE_PMD_NR
+                        writes += 2                  # pmdp_huge_get_and_clear + set_pmd_at
+                    else:
+                        self.split_huge_pmd(mm, tbase)
                 tbase += HPAGE_PMD_NR
         while True:
             t = pt_next(&mm.pgd, vpn, end, &vpn)
@@ -605,6 +677,42 @@ cdef class LinuxMachine(LinuxFault):
         self.ctr[C_PTE_WRITES] += writes
         if moved:
             self.ctr[C_TLB_FLUSHES] += 1
+
+    cdef bint move_huge_pmd(self, mm_t* mm, uint64_t old, uint64_t new) noexcept nogil:
+        """move_huge_pmd: the PMD leaf at `old` moves to the PMD entry of `new` (which
+        must be none), its deposited PTE table with it (pgtable_trans_huge_withdraw +
+        _deposit); the folio is untouched.  False leaves the leaf where it was."""
+        cdef pt_node_t* spmd = pt_pmd_table(&mm.pgd, old, False, NULL)
+        cdef pt_node_t* dpmd = pt_pmd_table(&mm.pgd, new, True, NULL)
+        cdef uint64_t e
+        if spmd == NULL or dpmd == NULL or dpmd.e[(new >> 9) & 511] != 0:
+            return False
+        e = spmd.e[(old >> 9) & 511]
+        pt_set_pmd(spmd, old, 0)
+        pt_set_pmd(dpmd, new, e)
+        pt_deposit(dpmd, pt_withdraw(spmd))
+        mm.leaf_key = ~(<uint64_t>0)
+        return True
+
+    cdef int reserve_huge_pmd_moves(self, mm_t* mm, uint64_t s, uint64_t e, uint64_t dst,
+                                    int64_t* made) noexcept nogil:
+        """reserve_move_tables' part for the PMD leaves of [s, e) moving to dst: a leaf
+        move_huge_pmd will move needs the destination's PMD table; a leaf that will be
+        split needs the PTE tables its pages in range land in.  -1 when out of memory."""
+        cdef uint64_t h = s & ~(<uint64_t>(HPAGE_PMD_NR - 1)), d
+        cdef bint same_phase = ((s ^ dst) & 511) == 0
+        while h < e:
+            if pmd_leaf_at(mm, h):
+                d = dst + (h - s) if h >= s else dst
+                if same_phase and h >= s and h + HPAGE_PMD_NR <= e:
+                    if pt_pmd_table(&mm.pgd, d, True, made) == NULL:
+                        return -1
+                elif pt_leaf(&mm.pgd, d, True, made) == NULL or \
+                        pt_leaf(&mm.pgd, dst + ((h + HPAGE_PMD_NR if h + HPAGE_PMD_NR < e else e) - 1 - s),
+                                True, made) == NULL:
+                    return -1
+            h += HPAGE_PMD_NR
+        return 0
 
     cdef bint move_normal_pmd(self, mm_t* mm, uint64_t old, uint64_t new) noexcept nogil:
         """Hand the PTE table of the 2 MiB at `old` to the empty PMD entry of `new`
@@ -650,6 +758,130 @@ cdef class LinuxMachine(LinuxFault):
         free(mm.vmas)
         self.kmem_free(self.kc_mm)
         free(mm)
+
+    # ================================================================ 5. khugepaged
+    cdef int64_t khugepaged_scan_mm(self, mm_t* mm) noexcept nogil:
+        """khugepaged_scan_mm_slot over the whole mm at once: every VMA khugepaged may
+        collapse (THP allowed, an anon_vma already), every aligned 2 MiB inside it
+        (HPAGE_PMD_NR pages of scan progress each): hpage_collapse_scan_pmd, then
+        collapse_huge_page.  Stops when no PMD folio can be allocated
+        (thp_collapse_alloc_failed ends the pass).  Returns the ranges collapsed."""
+        cdef int64_t i = 0, n = 0
+        cdef vma_t* v
+        cdef uint64_t h
+        while i < mm.nr_vmas:
+            v = mm.vmas[i]
+            i += 1
+            if not self.thp_vma_allowed(v) or v.anon_vma == NULL:
+                continue
+            h = (v.vm_start + HPAGE_PMD_NR - 1) & ~(<uint64_t>(HPAGE_PMD_NR - 1))
+            while h + HPAGE_PMD_NR <= v.vm_end:
+                self.ctr[C_KHUGEPAGED_PAGES_SCANNED] += HPAGE_PMD_NR
+                if self.hpage_collapse_scan_pmd(mm, h):
+                    if self.collapse_huge_page(mm, v, h) != MM_OK:
+                        return n
+                    n += 1
+                h += HPAGE_PMD_NR
+        return n
+
+    cdef bint hpage_collapse_scan_pmd(self, mm_t* mm, uint64_t h) noexcept nogil:
+        """May the PTE table at h become one PMD folio?  Not when the PMD is none or
+        already a leaf, when more than max_ptes_none entries are none or the zero page
+        (thp_scan_exceed_none_pte), when more than max_ptes_shared pages are mapped
+        elsewhere too (thp_scan_exceed_share_pte), or when no PTE is writable
+        (SCAN_PAGE_RO).  Every mapped page counts as referenced (no accessed bits)."""
+        cdef pt_node_t* pmd_t = pt_pmd_table(&mm.pgd, h, False, NULL)
+        cdef pt_node_t* t
+        cdef uint64_t e, pte
+        cdef int k, none = 0, shared = 0
+        cdef bint writable = False
+        if pmd_t == NULL:
+            return False
+        e = pmd_t.e[(h >> 9) & 511]
+        if e == 0 or pmd_leaf(e):
+            return False
+        t = <pt_node_t*><size_t>e
+        for k in range(PT_ENTRIES):
+            pte = t.e[k]
+            if pte == 0 or (pte & PTE_SPECIAL):
+                none += 1
+                if none > self.max_ptes_none:
+                    self.ctr[C_THP_SCAN_EXCEED_NONE_PTE] += 1
+                    return False
+                continue
+            if self.frames.f[pte_pfn(pte)].mapcount > 1:      # folio_maybe_mapped_shared
+                shared += 1
+                if shared > self.max_ptes_shared:
+                    self.ctr[C_THP_SCAN_EXCEED_SHARE_PTE] += 1
+                    return False
+            if pte & PTE_WRITE:
+                writable = True
+        return writable
+
+    cdef int collapse_huge_page(self, mm_t* mm, vma_t* vma, uint64_t h) noexcept nogil:
+        """collapse_huge_page: a new PMD folio (thp_collapse_alloc), the PMD cleared and
+        flushed (pmdp_collapse_flush), every page copied into it (none and zero-page
+        entries zeroed), the old pages released folio by folio
+        (__collapse_huge_page_copy_succeeded), the emptied PTE table deposited under
+        the new PMD leaf (writable when the VMA is), the folio queued not partially
+        mapped (map_anon_folio_pmd_nopf).  MM_ENOMEM: no folio, nothing changed."""
+        cdef pfn_t head = self.folio_alloc_large(HPAGE_PMD_ORDER)
+        cdef pt_node_t* pmd_t
+        cdef pt_node_t* t
+        cdef uint64_t pte, k = 0, bits = PTE_PRESENT | PMD_PSE
+        cdef int64_t cleared = 0, nb
+        cdef frame_t* fr = self.frames.f
+        if head == NO_PFN:
+            return MM_ENOMEM
+        self.ctr[C_THP_COLLAPSE_ALLOC] += 1
+        pmd_t = pt_pmd_table(&mm.pgd, h, False, NULL)
+        t = <pt_node_t*><size_t>pmd_t.e[(h >> 9) & 511]
+        self.ctr[C_TLB_FLUSHES] += 1
+        for k in range(HPAGE_PMD_NR):
+            pte = t.e[k]
+            if pte != 0 and not (pte & PTE_SPECIAL):
+                fr[head + k].value = fr[pte_pfn(pte)].value
+                self.ctr[C_PAGES_COPIED] += 1
+            else:
+                self.ctr[C_PAGES_ZEROED] += 1
+        k = 0
+        while k < HPAGE_PMD_NR:
+            pte = t.e[k]
+            if pte == 0:
+                k += 1
+                continue
+            pt_set(t, h + k, 0)
+            if pte & PTE_SPECIAL:
+                cleared += 1
+                k += 1
+                continue
+            if fr[pte_pfn(pte)].flags & FR_LARGE:
+                nb = self.zap_folio_batch(mm, t, h + k, h + HPAGE_PMD_NR, pte_pfn(pte))
+                cleared += nb
+                k += <uint64_t>nb
+                continue
+            fr[pte_pfn(pte)].mapcount -= 1
+            mm.rss_anon -= 1
+            self.page_put(pte_pfn(pte))
+            cleared += 1
+            k += 1
+        self.folio_add_new_anon_rmap_large(head, HPAGE_PMD_ORDER, vma, h)
+        self.deferred_split_folio(head, False)
+        if vma.vm_flags & VM_WRITE:
+            bits |= PTE_WRITE
+        pt_set_pmd(pmd_t, h, 0)
+        pt_deposit(pmd_t, t)
+        pt_set_pmd(pmd_t, h, mk_pte(head, bits))
+        mm.nr_huge_pmd += 1
+        mm.leaf_key = ~(<uint64_t>0)
+        self.ctr[C_PTE_WRITES] += cleared + 2
+        return MM_OK
+
+    cdef void deferred_split_shrinker_maybe(self) noexcept nogil:
+        """With the option deferred_split_shrinker (a host under memory pressure), the
+        shrinker runs after each call that may have queued a partially mapped folio."""
+        if self.ds_shrinker and self.ds_partial:
+            self.deferred_split_scan()
 
     # ================================================================ 3. the contract
     cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
@@ -750,7 +982,9 @@ cdef class LinuxMachine(LinuxFault):
         return self.vma_iter_store(mm, v)
 
     cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
-        return self.do_munmap(<mm_t*>self.proc_of(pid), <uint64_t>vpn, <uint64_t>(vpn + npages))
+        cdef int st = self.do_munmap(<mm_t*>self.proc_of(pid), <uint64_t>vpn, <uint64_t>(vpn + npages))
+        self.deferred_split_shrinker_maybe()
+        return st
 
     cdef int64_t split_vma_to(self, mm_t* mm, int64_t i, uint64_t pos, uint64_t end) noexcept nogil:
         """Split VMA i (which holds pos) at pos and at end so that the part of it inside
@@ -856,6 +1090,7 @@ cdef class LinuxMachine(LinuxFault):
         if st != VM_FAULT_DONE:
             return st
         self.frames.f[vmf.pfn].value = value
+        self.deferred_split_shrinker_maybe()     # a COW copy may leave a folio partially mapped
         return MM_OK
 
     cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
@@ -881,6 +1116,7 @@ cdef class LinuxMachine(LinuxFault):
     cdef int c_exit(self, int64_t pid) noexcept nogil:
         self.exit_mmap(<mm_t*>self.proc_of(pid))
         self.pid_release(pid)
+        self.deferred_split_shrinker_maybe()
         return MM_OK
 
     cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
@@ -933,6 +1169,7 @@ cdef class LinuxMachine(LinuxFault):
                 return st
             pos = piece_end
         self.mt_sync(mm)
+        self.deferred_split_shrinker_maybe()
         return MM_OK
 
     cdef int c_madvise(self, int64_t pid, int64_t vpn, int64_t npages, int advice) noexcept nogil:
@@ -992,6 +1229,7 @@ cdef class LinuxMachine(LinuxFault):
             i += 1
         if zapped or freed:
             self.ctr[C_TLB_FLUSHES] += 1
+        self.deferred_split_shrinker_maybe()
         return MM_OK
 
     cdef int64_t reclaim_pt(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
@@ -1055,12 +1293,20 @@ cdef class LinuxMachine(LinuxFault):
                     "has no effect); MADV_HUGEPAGE / MADV_NOHUGEPAGE still set VM_HUGEPAGE / VM_NOHUGEPAGE"]
         if self.thp_mode == THP_NEVER:
             return ["thp='never' (/sys/kernel/mm/transparent_hugepage/enabled): runs at 4 KiB"]
+        sizes = tuple(4 << o for o in range(MTHP_MIN_ORDER, HPAGE_PMD_ORDER) if (self.mthp_orders >> o) & 1)
         return [f"thp={self.options['thp']!r} is /sys/kernel/mm/transparent_hugepage/enabled; "
                 "anonymous private THPs: a first fault on an eligible aligned 2 MiB maps a PMD "
                 "(a 512-page folio on write, the huge zero folio on read) with a deposited PTE "
-                "table; partial unmap/mprotect/dontneed/mremap split the PMD (mremap always "
-                "splits); COW after fork splits and copies 4 KiB; no khugepaged collapse, no "
-                "buddy coalescing (a huge folio comes from never-used frames, else 4 KiB fallback)"]
+                "table; partial unmap/mprotect/dontneed split the PMD, mremap moves aligned "
+                "PMDs whole and splits the others; COW after fork splits and copies 4 KiB; "
+                + (f"anon mTHP sizes {sizes} kB follow the same mode (per-size 'inherit'); "
+                   if sizes else "no anon mTHP sizes enabled (mthp_sizes=(), the kernel's default); ")
+                + "partially unmapped large folios wait on the deferred split queue "
+                + ("and the shrinker runs after each call; " if self.ds_shrinker
+                   else "until m.shrink_deferred_split() (no memory pressure); ")
+                + ("khugepaged collapses on m.khugepaged_scan(pid); " if self.khugepaged
+                   else "no khugepaged (option khugepaged=False); ")
+                + "no buddy coalescing (a large folio comes from never-used frames, else fallback)"]
 
     def vmas(self, pid):
         """The VMAs of a process: dicts with start, end, pgoff, writable, shared,
@@ -1096,6 +1342,39 @@ cdef class LinuxMachine(LinuxFault):
                     n += 1
                 h += HPAGE_PMD_NR
         return int(n * HPAGE_PMD_NR * 4)
+
+    def rss_kb(self, pid):
+        """VmRSS of /proc/PID/status in kB (MM_ANONPAGES + MM_SHMEMPAGES): pages mapped
+        now.  Unmapped pages of a partially mapped large folio are not in it although
+        their frames stay allocated (frames_used) until the folio is split or freed."""
+        cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
+        return int((mm.rss_anon + mm.rss_shmem) * 4)
+
+    @property
+    def split_queue_len(self):
+        """Folios on the deferred split queue (deferred_split_count): PMD THPs since their
+        fault or collapse, and large folios that became partially mapped."""
+        return int(self.ds_len)
+
+    def shrink_deferred_split(self):
+        """Run the deferred split shrinker over the whole queue (what memory pressure
+        does on the host): partially mapped folios are split and their unmapped pages
+        freed (thp_split_page, mthp_split), the other folios leave the queue whole.
+        Returns the folios split."""
+        return int(self.deferred_split_scan())
+
+    def khugepaged_scan(self, pid):
+        """One khugepaged pass over a process (option khugepaged=True): collapse every
+        eligible 2 MiB-aligned range of a VMA with an anon_vma whose PTE table holds at
+        most khugepaged_max_ptes_none empty entries and at most
+        khugepaged_max_ptes_shared pages mapped elsewhere too, into a PMD-mapped THP.
+        Returns the ranges collapsed.  Values never change."""
+        cdef int64_t p = self._pid(pid)
+        if not self.khugepaged:
+            raise _errors.InvalidArgument("khugepaged is off in this machine: open it with khugepaged=True")
+        if not self.thp_pmd:
+            return 0
+        return int(self.khugepaged_scan_mm(<mm_t*>self.procs[p]))
 
     def vmpte_bytes(self, pid):
         """Page-table bytes as /proc/PID/status VmPTE shows them (PUD+PMD+PTE tables)."""
@@ -1326,6 +1605,8 @@ cdef class LinuxMachine(LinuxFault):
             if f.refcount <= 0:
                 if maps[pfn] != 0:
                     return self.check_fail("PTE maps a free frame")
+                if f.flags & FR_LARGE:           # unmapped page of a live large folio
+                    inuse += 1
                 continue
             inuse += 1
             if f.mapcount != maps[pfn]:
@@ -1340,6 +1621,47 @@ cdef class LinuxMachine(LinuxFault):
                 return self.check_fail("AnonExclusive frame mapped more than once")
         if inuse != self.frames.node_used[0] or inuse != self.caches[self.kc_page].active:
             return self.check_fail("frames in use != struct page cache != allocator count")
+        return self.check_folios(nfr)
+
+    cdef int check_folios(self, int64_t nfr) noexcept nogil:
+        """Large folios: 2^order aligned pages of one order, consecutive indexes, at
+        least one page referenced and nr_live counting them; partially mapped (some
+        pages unmapped) <=> PG_partially_mapped <=> queued as such; the queue holds
+        distinct large heads whose slots point back at them."""
+        cdef int64_t pfn = 0, nr, k, live, npartial = 0
+        cdef frame_t* fr = self.frames.f
+        cdef folio_meta_t* meta
+        while pfn < nfr:
+            if not (fr[pfn].flags & FR_LARGE):
+                pfn += 1
+                continue
+            nr = (<int64_t>1) << fr[pfn].aux
+            if fr[pfn].aux < 1 or fr[pfn].aux > HPAGE_PMD_ORDER or (pfn & (nr - 1)) or pfn + nr > nfr:
+                return self.check_fail("large folio: bad order or unaligned head")
+            live = 0
+            for k in range(nr):
+                if not (fr[pfn + k].flags & FR_LARGE) or fr[pfn + k].aux != fr[pfn].aux or \
+                        not (fr[pfn + k].flags & FR_ANON) or fr[pfn + k].index != fr[pfn].index + <uint64_t>k:
+                    return self.check_fail("large folio: pages of mixed order, kind or index")
+                if k and (fr[pfn + k].flags & FR_PARTIAL):
+                    return self.check_fail("large folio: PG_partially_mapped on a tail page")
+                live += fr[pfn + k].refcount > 0
+            meta = &self.fmeta[pfn >> MTHP_MIN_ORDER]
+            if live == 0 or live != meta.nr_live:
+                return self.check_fail("large folio: nr_live != pages referenced (or none left)")
+            if (live < nr) != ((fr[pfn].flags & FR_PARTIAL) != 0):
+                return self.check_fail("large folio: partially mapped != PG_partially_mapped")
+            if (fr[pfn].flags & FR_PARTIAL) and meta.ds_slot == 0:
+                return self.check_fail("partially mapped folio not on the deferred split queue")
+            npartial += (fr[pfn].flags & FR_PARTIAL) != 0
+            pfn += nr
+        for k in range(self.ds_len):
+            pfn = self.ds_queue[k]
+            if pfn >= nfr or not (fr[pfn].flags & FR_LARGE) or (pfn & ((1 << fr[pfn].aux) - 1)) or \
+                    self.fmeta[pfn >> MTHP_MIN_ORDER].ds_slot != k + 1:
+                return self.check_fail("deferred split queue entry is not a queued large folio head")
+        if npartial != self.ds_partial:
+            return self.check_fail("partially mapped folios != the queue's count")
         return MM_OK
 
     cdef int check_objects(self) noexcept nogil:

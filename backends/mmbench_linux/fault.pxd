@@ -14,7 +14,9 @@ cdef class LinuxFault(LinuxMM):
     cdef int do_huge_pmd_wp_page(self, vm_fault_t* vmf) noexcept nogil
     cdef int pte_alloc(self, vm_fault_t* vmf) noexcept nogil
     cdef int do_anonymous_page(self, vm_fault_t* vmf) noexcept nogil
+    cdef int alloc_anon_folio(self, vm_fault_t* vmf) noexcept nogil
     cdef int do_wp_page(self, vm_fault_t* vmf) noexcept nogil
+    cdef bint wp_can_reuse_large_anon_folio(self, vm_fault_t* vmf, pfn_t pfn) noexcept nogil
     cdef int wp_page_reuse(self, vm_fault_t* vmf) noexcept nogil
     cdef int wp_page_copy(self, vm_fault_t* vmf) noexcept nogil
     cdef int wp_page_shared(self, vm_fault_t* vmf) noexcept nogil
@@ -23,6 +25,11 @@ cdef class LinuxFault(LinuxMM):
     cdef void do_fault_around(self, vm_fault_t* vmf) noexcept nogil
     cdef void set_pte_range(self, vm_fault_t* vmf, pfn_t pfn, uint64_t pte) noexcept nogil
 
+
+    # --- splitting large folios (the deferred split shrinker)
+    cdef void split_folio(self, pfn_t head) noexcept nogil
+    cdef void remap_to_zeropage(self, pfn_t pfn) noexcept nogil
+    cdef int64_t deferred_split_scan(self) noexcept nogil
 
     # --- rmap walk
     cdef int64_t rmap_walk_anon(self, pfn_t pfn, int64_t* out, int64_t cap) noexcept nogil

@@ -10,12 +10,15 @@
 # Every phase is a cdef method: a design built on Linux overrides the ones it changes.
 # The reverse-map walks (rmap_walk_anon, rmap_walk_file) live here too.
 
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t
+from libc.stdlib cimport malloc, free
 
 from mmbench.core cimport (MM_OK, C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
                            C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED, C_PAGECACHE_ADDS,
                            C_PAGES_COPIED, C_PTE_WRITES, C_TLB_FLUSHES, C_RMAP_VISITS,
-                           C_I_MMAP_VISITS, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, C_THP_ZERO_PAGE_MAP)
+                           C_I_MMAP_VISITS, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, C_THP_ZERO_PAGE_MAP,
+                           C_MTHP_ANON_FAULT_ALLOC, C_MTHP_ANON_FAULT_FALLBACK, C_THP_SPLIT_PAGE,
+                           C_MTHP_SPLIT)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_ANON_EXCLUSIVE,
                                     FR_PAGECACHE, frame_alloc, frames_free_count, frame_alloc_contig,
                                     frame_free)
@@ -27,6 +30,17 @@ from mmbench.blocks.pagecache cimport mapping_lookup, mapping_add
 from mmbench.blocks.xarray cimport xa_find
 
 from mmbench_linux.mm cimport *
+
+
+cdef inline bint pte_range_none(pt_node_t* t, uint64_t addr, uint64_t nr) noexcept nogil:
+    """pte_range_none: no PTE of [addr, addr + nr) (one table) is set."""
+    cdef uint64_t k
+    if t == NULL:
+        return True
+    for k in range(nr):
+        if t.e[(addr + k) & 511] != 0:
+            return False
+    return True
 
 
 
@@ -102,9 +116,10 @@ cdef class LinuxFault(LinuxMM):
         if write:
             if vmf.vma.anon_vma == NULL and self.anon_vma_prepare(mm, vmf.vma) != MM_OK:
                 return VM_FAULT_OOM
-            head = frame_alloc_contig(&self.frames, 0, HPAGE_PMD_NR)
+            head = self.folio_alloc_large(HPAGE_PMD_ORDER)
             if head == NO_PFN:
                 self.ctr[C_THP_FAULT_FALLBACK] += 1
+                self.ctr[C_MTHP_ANON_FAULT_FALLBACK] += 1
                 return VM_FAULT_FALLBACK
         pgtable = pt_table_alloc(&mm.pgd)
         pmd_t = pt_pmd_table(&mm.pgd, haddr, True, &n) if pgtable != NULL else NULL
@@ -114,6 +129,7 @@ cdef class LinuxFault(LinuxMM):
             if head != NO_PFN:
                 for k in range(HPAGE_PMD_NR):
                     frame_free(&self.frames, head + <pfn_t>k)
+                    self.kmem_free(self.kc_page)
             self.pt_sync(mm)
             return VM_FAULT_OOM
         pt_deposit(pmd_t, pgtable)
@@ -126,13 +142,13 @@ cdef class LinuxFault(LinuxMM):
             vmf.pfn = ZERO_PFN
             vmf.kind = C_FAULT_ZERO_PAGE
             return VM_FAULT_DONE
-        for k in range(HPAGE_PMD_NR):
-            self.kmem_alloc(self.kc_page)
-            self.folio_add_new_anon_rmap(head + <pfn_t>k, vmf.vma, linear_page_index(vmf.vma, haddr + k))
+        self.folio_add_new_anon_rmap_large(head, HPAGE_PMD_ORDER, vmf.vma, haddr)
+        self.deferred_split_folio(head, False)   # map_anon_folio_pmd_nopf: queued, not partially mapped
         self.ctr[C_PAGES_ZEROED] += HPAGE_PMD_NR
         pt_set_pmd(pmd_t, haddr, mk_pte(head, PTE_PRESENT | PTE_WRITE | PMD_PSE))
         self.pt_sync(mm)
         self.ctr[C_THP_FAULT_ALLOC] += 1
+        self.ctr[C_MTHP_ANON_FAULT_ALLOC] += 1
         vmf.pfn = head + <pfn_t>(vmf.address & (HPAGE_PMD_NR - 1))
         vmf.kind = C_FAULT_ZERO_FILL
         return VM_FAULT_DONE
@@ -198,6 +214,8 @@ cdef class LinuxFault(LinuxMM):
             return VM_FAULT_OOM
         if vmf.vma.anon_vma == NULL and self.anon_vma_prepare(vmf.mm, vmf.vma) != MM_OK:
             return VM_FAULT_OOM
+        if self.mthp_orders and self.alloc_anon_folio(vmf) == VM_FAULT_DONE:
+            return VM_FAULT_DONE
         pfn = frame_alloc(&self.frames, 0)
         self.kmem_alloc(self.kc_page)
         self.ctr[C_PAGES_ZEROED] += 1
@@ -205,6 +223,74 @@ cdef class LinuxFault(LinuxMM):
         self.set_pte_range(vmf, pfn, mk_pte(pfn, PTE_PRESENT | PTE_WRITE))
         vmf.kind = C_FAULT_ZERO_FILL
         return VM_FAULT_DONE
+
+    cdef int alloc_anon_folio(self, vm_fault_t* vmf) noexcept nogil:
+        """alloc_anon_folio + the large-folio part of do_anonymous_page: of the enabled
+        mTHP orders whose aligned range lies inside the VMA (thp_vma_suitable_orders),
+        start at the highest whose PTEs are all none, then allocate from there down
+        (each failed order counts mthp_anon_fault_fallback).  Success maps every page
+        of the folio writable at once (set_ptes): one fault, nr pages zeroed,
+        mthp_anon_fault_alloc.  VM_FAULT_FALLBACK: take an order-0 page."""
+        cdef vma_t* vma = vmf.vma
+        cdef uint32_t orders
+        cdef int order
+        cdef uint64_t nr, addr, k
+        cdef pfn_t head = NO_PFN
+        if not self.thp_vma_allowed(vma):
+            return VM_FAULT_FALLBACK
+        orders = self.mthp_orders
+        order = HPAGE_PMD_ORDER - 1
+        while order >= MTHP_MIN_ORDER:                  # find the highest usable order
+            if orders & (1u << order):
+                nr = (<uint64_t>1) << order
+                addr = vmf.address & ~(nr - 1)
+                if addr >= vma.vm_start and addr + nr <= vma.vm_end and \
+                        pte_range_none(vmf.pte_table, addr, nr):
+                    break
+                orders &= ~(1u << order)
+            order -= 1
+        while order >= MTHP_MIN_ORDER:                  # allocate it, or the next enabled one below
+            if orders & (1u << order):
+                head = self.folio_alloc_large(order)
+                if head != NO_PFN:
+                    break
+                self.ctr[C_MTHP_ANON_FAULT_FALLBACK] += 1
+            order -= 1
+        if head == NO_PFN:
+            return VM_FAULT_FALLBACK
+        nr = (<uint64_t>1) << order
+        addr = vmf.address & ~(nr - 1)
+        self.folio_add_new_anon_rmap_large(head, order, vma, addr)
+        for k in range(nr):
+            pt_set(vmf.pte_table, addr + k, mk_pte(head + <pfn_t>k, PTE_PRESENT | PTE_WRITE))
+        self.ctr[C_PTE_WRITES] += nr
+        self.ctr[C_PAGES_ZEROED] += nr
+        self.ctr[C_MTHP_ANON_FAULT_ALLOC] += 1
+        vmf.pfn = head + <pfn_t>(vmf.address - addr)
+        vmf.kind = C_FAULT_ZERO_FILL
+        return VM_FAULT_DONE
+
+    cdef bint wp_can_reuse_large_anon_folio(self, vm_fault_t* vmf, pfn_t pfn) noexcept nogil:
+        """__wp_can_reuse_large_anon_folio: a PTE-mapped page of a large folio is reused
+        when the folio is mapped more than once in all and only by this mm (the
+        kernel's FOLIO_MM_IDS_SHARED bit clear); with one mapping left the folio is
+        copied from, so it can be freed.  The model finds this mm's mappings through
+        the faulting VMA (a folio's pages lie at their linear addresses in it)."""
+        cdef frame_t* fr = self.frames.f
+        cdef pfn_t head = folio_head(fr, pfn)
+        cdef int64_t nr = (<int64_t>1) << fr[pfn].aux, k, total = 0, mine = 0
+        cdef vma_t* vma = vmf.vma
+        cdef uint64_t vpn, pte
+        for k in range(nr):
+            if fr[head + k].mapcount == 0:
+                continue
+            total += fr[head + k].mapcount
+            vpn = vma.vm_start + (fr[head + k].index - vma.vm_pgoff)
+            if fr[head + k].index >= vma.vm_pgoff and vpn < vma.vm_end:
+                pte = mm_pte_at(vmf.mm, vpn)
+                if (pte & PTE_PRESENT) and not (pte & PTE_SPECIAL) and pte_pfn(pte) == head + <pfn_t>k:
+                    mine += 1
+        return total > 1 and mine == total
 
     cdef int do_wp_page(self, vm_fault_t* vmf) noexcept nogil:
         """Write to a read-only PTE of a writable VMA: reuse the frame or copy it."""
@@ -217,6 +303,11 @@ cdef class LinuxFault(LinuxMM):
         f = &self.frames.f[pfn]
         if f.flags & FR_ANON_EXCLUSIVE:
             return self.wp_page_reuse(vmf)
+        if f.flags & FR_LARGE:                   # PTE-mapped page of a large folio
+            if self.wp_can_reuse_large_anon_folio(vmf, pfn):
+                f.flags |= FR_ANON_EXCLUSIVE     # SetPageAnonExclusive (this page only)
+                return self.wp_page_reuse(vmf)
+            return self.wp_page_copy(vmf)
         if f.refcount == 1:                      # wp_can_reuse_anon_folio
             f.owner = <uint64_t><size_t>vmf.vma.anon_vma     # folio_move_anon_rmap
             f.flags |= FR_ANON_EXCLUSIVE
@@ -331,6 +422,75 @@ cdef class LinuxFault(LinuxMM):
             if pfn != NO_PFN:
                 map_file_pte(self, vmf, pfn)
         vmf.address = addr
+
+    # ================================================================ splitting large folios
+    cdef void split_folio(self, pfn_t head) noexcept nogil:
+        """split_folio to order 0 of a partially mapped anon folio (no PMD maps it: a
+        PMD maps every page).  unmap_folio / remap_page rewrite each mapping PTE (two
+        writes) under one batched TLB flush; a mapped page that holds only zeros is
+        mapped to the shared zero page instead (RMP_USE_SHARED_ZEROPAGE:
+        try_to_map_unused_to_zeropage, through an rmap walk).  Pages left unmapped
+        are freed, the others become small folios.  thp_split_page (PMD size),
+        mthp_split."""
+        cdef int order = self.frames.f[head].aux
+        cdef int64_t nr = (<int64_t>1) << order, k, maps = 0
+        cdef frame_t* f
+        self.folio_unqueue_deferred_split(head)
+        for k in range(nr):
+            f = &self.frames.f[head + k]
+            f.flags &= ~(<uint32_t>FR_LARGE)
+            f.aux = 0
+            maps += f.mapcount
+            if f.refcount > 0 and f.value == 0:
+                self.remap_to_zeropage(head + <pfn_t>k)
+            if f.refcount == 0:
+                frame_free(&self.frames, head + <pfn_t>k)
+                self.kmem_free(self.kc_page)
+        self.fmeta[head >> MTHP_MIN_ORDER].nr_live = 0
+        self.ctr[C_PTE_WRITES] += 2 * maps
+        self.ctr[C_TLB_FLUSHES] += 1
+        if order == HPAGE_PMD_ORDER:
+            self.ctr[C_THP_SPLIT_PAGE] += 1
+        self.ctr[C_MTHP_SPLIT] += 1
+
+    cdef void remap_to_zeropage(self, pfn_t pfn) noexcept nogil:
+        """try_to_map_unused_to_zeropage for every PTE mapping a zero-filled page: a
+        read-only zero-page PTE instead, MM_ANONPAGES - 1, the page's mapping and
+        reference dropped (the split frees it when none is left)."""
+        cdef frame_t* f = &self.frames.f[pfn]
+        cdef int64_t cap = f.mapcount, n, k
+        cdef int64_t* buf = <int64_t*>malloc(2 * cap * sizeof(int64_t) + 16)
+        cdef mm_t* mm
+        cdef pt_node_t* t
+        if buf == NULL:
+            return                  # no memory to walk: the page stays mapped (still correct)
+        n = self.rmap_walk_anon(pfn, buf, cap)
+        for k in range(n):
+            mm = <mm_t*>self.procs[buf[2 * k]]
+            t = pte_lookup(mm, <uint64_t>buf[2 * k + 1])
+            t.e[<uint64_t>buf[2 * k + 1] & 511] = mk_pte(ZERO_PFN, PTE_PRESENT | PTE_SPECIAL)
+            mm.rss_anon -= 1
+            f.mapcount -= 1
+            f.refcount -= 1
+        free(buf)
+        if f.mapcount == 0:
+            f.flags &= ~(<uint32_t>FR_ANON_EXCLUSIVE)
+
+    cdef int64_t deferred_split_scan(self) noexcept nogil:
+        """The deferred split shrinker over the whole queue: every folio is taken off;
+        a partially mapped one is split (its unmapped pages freed), the others stay
+        whole (thp_underused is false with max_ptes_none 511; below that the model
+        does not split underused folios either).  Returns the folios split."""
+        cdef int64_t split = 0
+        cdef pfn_t head
+        while self.ds_len > 0:
+            head = self.ds_queue[self.ds_len - 1]
+            if self.frames.f[head].flags & FR_PARTIAL:
+                self.split_folio(head)
+                split += 1
+            else:
+                self.folio_unqueue_deferred_split(head)
+        return split
 
     # ================================================================ rmap walks
     cdef int64_t rmap_walk_anon(self, pfn_t pfn, int64_t* out, int64_t cap) noexcept nogil:

@@ -14,7 +14,7 @@
 
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 from mmbench.core cimport Machine
-from mmbench.blocks.frames cimport pfn_t, frame_t, FR_DESIGN0
+from mmbench.blocks.frames cimport pfn_t, frame_t, FR_DESIGN0, FR_DESIGN2, FR_DESIGN3
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_leaf, pt_get, pt_pmd_table, pmd_leaf, mk_pte,
                                        pte_pfn, PMD_PSE, PTE_SPECIAL, PTE_PFN_SHIFT)
 from mmbench.blocks.itree cimport itnode_t, itree_t
@@ -136,8 +136,19 @@ ctypedef struct vm_fault_t:
 
 cdef enum:
     FR_ANON = FR_DESIGN0            # PageAnon: frame->owner is an anon_vma
+    FR_LARGE = FR_DESIGN2           # page of a large anon folio: frame->aux is the folio order and
+                                    #   the head is pfn & ~(nr - 1) (folios are naturally aligned)
+    FR_PARTIAL = FR_DESIGN3         # head only: PG_partially_mapped (set by deferred_split_folio)
+    MTHP_MIN_ORDER = 2              # smallest anon mTHP order (16 kB): order 1 has no _deferred_list
+    HPAGE_PMD_ORDER = 9
     FAULT_AROUND_PAGES = 16         # fault_around_bytes 64 KiB
     HPAGE_PMD_NR = 512              # pages under one PMD entry (2 MiB)
+
+# What the model keeps per large folio beyond its pages' descriptors (struct folio's
+# _nr_pages_mapped and _deferred_list), indexed by head pfn >> MTHP_MIN_ORDER.
+ctypedef struct folio_meta_t:
+    int32_t nr_live                # pages of the folio still referenced (mapped somewhere)
+    int32_t ds_slot                # 1 + its position on the deferred split queue; 0: not queued
 
 # /sys/kernel/mm/transparent_hugepage/enabled, from the design option thp
 cdef enum:
@@ -194,6 +205,18 @@ cdef inline pt_node_t* pte_lookup(mm_t* mm, uint64_t vpn) noexcept nogil:
     return t
 
 
+cdef inline int folio_order(frame_t* f) noexcept nogil:
+    """Order of the folio a page belongs to (0: a small folio)."""
+    return <int>f.aux if f.flags & FR_LARGE else 0
+
+
+cdef inline pfn_t folio_head(frame_t* fr, pfn_t pfn) noexcept nogil:
+    """First pfn of the folio holding pfn (naturally aligned)."""
+    if fr[pfn].flags & FR_LARGE:
+        return pfn & ~((<pfn_t>1 << fr[pfn].aux) - 1)
+    return pfn
+
+
 # maple_node objects of the tree holding mm's VMAs and the gaps between them.
 cdef inline int64_t mt_nodes(mm_t* mm) noexcept nogil:
     return mm.mm_mt.nr_nodes
@@ -207,10 +230,30 @@ cdef class LinuxMM(Machine):
     cdef bint pt_reclaim           # CONFIG_PT_RECLAIM: MADV_DONTNEED frees PTE tables it empties whole
     cdef int thp_mode              # THP_NEVER / THP_MADVISE / THP_ALWAYS (option thp)
     cdef readonly bint thp_pmd     # PMD-mapped THPs modelled here (design in thp_designs, no devices)
+    cdef uint32_t mthp_orders      # bit k: anon mTHP order k enabled (option mthp_sizes; "inherit")
+    cdef bint ds_shrinker          # option deferred_split_shrinker: run the shrinker after each call
+    cdef bint khugepaged           # option khugepaged: m.khugepaged_scan() allowed
+    cdef int max_ptes_none         # khugepaged/max_ptes_none (511)
+    cdef int max_ptes_shared       # khugepaged/max_ptes_shared (256)
+    # large folios and the deferred split queue (the kernel's deferred_split_lru, one node)
+    cdef folio_meta_t* fmeta       # per large-folio head (calloc'd: untouched entries cost nothing)
+    cdef pfn_t* ds_queue           # heads of the queued folios (order of the list irrelevant here)
+    cdef int64_t ds_len, ds_cap
+    cdef int64_t ds_partial        # queued folios that are partially mapped
 
     # --- transparent huge pages: may vma map the 2 MiB range at haddr with one PMD?
     cdef bint thp_vma_allowable(self, vma_t* vma, uint64_t haddr) noexcept nogil
+    cdef bint thp_vma_allowed(self, vma_t* vma) noexcept nogil
     cdef void split_huge_pmd(self, mm_t* mm, uint64_t haddr) noexcept nogil
+
+    # --- large folios (any order > 0) and the deferred split queue
+    cdef pfn_t folio_alloc_large(self, int order) noexcept nogil
+    cdef void folio_add_new_anon_rmap_large(self, pfn_t head, int order, vma_t* vma,
+                                            uint64_t addr) noexcept nogil
+    cdef void folio_put_refs(self, pfn_t pfn, int64_t nr) noexcept nogil
+    cdef void folio_free_large(self, pfn_t head) noexcept nogil
+    cdef void deferred_split_folio(self, pfn_t head, bint partially_mapped) noexcept nogil
+    cdef void folio_unqueue_deferred_split(self, pfn_t head) noexcept nogil
 
     # --- accounting helpers
     cdef void pt_sync(self, mm_t* mm) noexcept nogil

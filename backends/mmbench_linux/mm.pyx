@@ -15,17 +15,18 @@
 
 from libc.stdlib cimport calloc, malloc, realloc, free
 from libc.string cimport memmove
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
 from mmbench.core cimport (Machine, MM_OK, MM_ENOMEM, VPN_BITS, C_PT_PAGES_ALLOC, C_PT_PAGES_FREE,
                            C_VMA_MERGES, C_VMA_SPLITS, C_OBJECTS_ALLOC, C_OBJECTS_FREE,
                            C_ANON_VMA_ALLOC, C_AVC_ALLOC, C_ANON_VMA_REUSE, C_XA_NODE_ALLOC,
                            C_XA_NODE_FREE)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, FR_ANON_EXCLUSIVE, frame_alloc,
-                                    frame_free)
+                                    frame_free, frame_alloc_contig)
 from mmbench.blocks.pagetable cimport (PT_ENTRIES, LVL_PGD, LVL_PUD, LVL_PMD, LVL_PTE, pt_withdraw,
                                        pt_set_pmd)
-from mmbench.core cimport C_THP_SPLIT_PMD, C_PTE_WRITES, C_TLB_FLUSHES
+from mmbench.core cimport (C_THP_SPLIT_PMD, C_PTE_WRITES, C_TLB_FLUSHES, C_THP_DEFERRED_SPLIT_PAGE,
+                           C_MTHP_SPLIT_DEFERRED)
 from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove
 from mmbench.blocks.pagecache cimport mapping_truncate
 from mmbench.blocks.xarray cimport xa_destroy, XA_NODE_BYTES
@@ -42,6 +43,28 @@ cdef inline bint anon_vma_compatible(vma_t* a, vma_t* b) noexcept nogil:
     return (a.vm_end == b.vm_start and a.vm_file == b.vm_file
             and ((a.vm_flags ^ b.vm_flags) & ~(<uint64_t>VM_ACCESS_FLAGS)) == 0
             and b.vm_pgoff == a.vm_pgoff + (b.vm_start - a.vm_start))
+
+
+MTHP_SIZES_KB = (16, 32, 64, 128, 256, 512, 1024)
+
+
+def mthp_orders_option(sizes):
+    """The bit set of anon mTHP orders for the option mthp_sizes: a tuple (or list) of
+    sizes in kB among 16..1024, powers of two (the hugepages-<size>kB directories below
+    the PMD size); from the command line also one size or "16,64".  Anything else is
+    InvalidArgument."""
+    if isinstance(sizes, str) and sizes.replace(",", "").replace(" ", "").isdigit():
+        sizes = tuple(int(t) for t in sizes.replace(",", " ").split())
+    elif isinstance(sizes, int) and not isinstance(sizes, bool):
+        sizes = (sizes,)
+    if not isinstance(sizes, (tuple, list)):
+        raise _errors.InvalidArgument(f"mthp_sizes must be a tuple of sizes in kB among {MTHP_SIZES_KB}")
+    bits = 0
+    for kb in sizes:
+        if isinstance(kb, bool) or not isinstance(kb, int) or kb not in MTHP_SIZES_KB:
+            raise _errors.InvalidArgument(f"mthp_sizes: {kb!r} is not one of {MTHP_SIZES_KB} (kB)")
+        bits |= 1 << ((kb // 4).bit_length() - 1)
+    return bits
 
 
 cdef class LinuxMM(Machine):
@@ -66,6 +89,23 @@ cdef class LinuxMM(Machine):
         if not self.thp_pmd:
             # device paths (hmm.pyx) and designs built on linux walk PTE tables only
             self.thp_mode = THP_NEVER
+        self.mthp_orders = mthp_orders_option(self.options.get("mthp_sizes", ()))
+        for key in ("deferred_split_shrinker", "khugepaged"):
+            if not isinstance(self.options.get(key, False), bool):
+                raise _errors.InvalidArgument(f"{key} must be True or False")
+        self.ds_shrinker = self.options.get("deferred_split_shrinker", False)
+        self.khugepaged = self.options.get("khugepaged", False)
+        for key, top in (("khugepaged_max_ptes_none", HPAGE_PMD_NR - 1),
+                         ("khugepaged_max_ptes_shared", HPAGE_PMD_NR - 1)):
+            val = self.options.get(key, 0)
+            if isinstance(val, bool) or not isinstance(val, int) or not (0 <= val <= top):
+                raise _errors.InvalidArgument(f"{key} must be an integer in 0..{top}")
+        self.max_ptes_none = self.options.get("khugepaged_max_ptes_none", HPAGE_PMD_NR - 1)
+        self.max_ptes_shared = self.options.get("khugepaged_max_ptes_shared", HPAGE_PMD_NR // 2)
+        if self.thp_pmd:
+            self.fmeta = <folio_meta_t*>calloc((self.ram_pages >> MTHP_MIN_ORDER) + 1, sizeof(folio_meta_t))
+            if self.fmeta == NULL:
+                raise MemoryError()
         # struct sizes: the slab object size /proc/slabinfo reports on the host
         self.kc_vma = self.slab_register("vm_area_struct", 192)
         self.kc_maple = self.slab_register("maple_node", 256)
@@ -79,6 +119,10 @@ cdef class LinuxMM(Machine):
         self.kc_shmem = self.slab_register("shmem_inode_info", 752)   # shmem_inode_cache objsize here
         self.kc_xa = self.slab_register("xa_node", XA_NODE_BYTES)    # radix_tree_node objsize
         self.kc_mm = self.slab_register("mm_struct", 1600)           # mm_struct objsize here
+
+    def __dealloc__(self):
+        free(self.fmeta)
+        free(self.ds_queue)
 
     # ================================================================ accounting
     cdef void pt_sync(self, mm_t* mm) noexcept nogil:
@@ -115,6 +159,9 @@ cdef class LinuxMM(Machine):
 
     cdef void page_put(self, pfn_t pfn) noexcept nogil:
         cdef frame_t* f = &self.frames.f[pfn]
+        if f.flags & FR_LARGE:
+            self.folio_put_refs(pfn, 1)
+            return
         f.refcount -= 1
         if f.refcount == 0:
             frame_free(&self.frames, pfn)
@@ -265,13 +312,16 @@ cdef class LinuxMM(Machine):
         VM_NOHUGEPAGE, the mode "always" or "madvise" with VM_HUGEPAGE, and the
         whole aligned 2 MiB range at haddr inside the VMA (no pgoff alignment for
         anonymous VMAs)."""
-        if vma.vm_file != NULL or (vma.vm_flags & VM_NOHUGEPAGE):
-            return False
-        if self.thp_mode == THP_NEVER:
-            return False
-        if self.thp_mode == THP_MADVISE and not (vma.vm_flags & VM_HUGEPAGE):
+        if not self.thp_vma_allowed(vma):
             return False
         return (haddr & (HPAGE_PMD_NR - 1)) == 0 and haddr >= vma.vm_start and haddr + HPAGE_PMD_NR <= vma.vm_end
+
+    cdef bint thp_vma_allowed(self, vma_t* vma) noexcept nogil:
+        """__thp_vma_allowable_orders without the size checks: may vma take large anon
+        folios at all (every enabled size follows `thp` as the per-size "inherit")?"""
+        if vma.vm_file != NULL or (vma.vm_flags & VM_NOHUGEPAGE) or self.thp_mode == THP_NEVER:
+            return False
+        return self.thp_mode == THP_ALWAYS or (vma.vm_flags & VM_HUGEPAGE) != 0
 
     cdef void split_huge_pmd(self, mm_t* mm, uint64_t haddr) noexcept nogil:
         """__split_huge_pmd_locked: the PMD leaf at haddr (if any) becomes the PTE table
@@ -297,6 +347,121 @@ cdef class LinuxMM(Machine):
         self.ctr[C_THP_SPLIT_PMD] += 1
         self.ctr[C_PTE_WRITES] += HPAGE_PMD_NR + 1
         self.ctr[C_TLB_FLUSHES] += 1
+
+    # ================================================================ large folios, deferred split
+    # A large folio is 2^order naturally aligned frames, one descriptor each (FR_LARGE,
+    # aux = order); each page keeps its own reference and mapping count, whose sum is
+    # what the kernel keeps per folio.  A page whose last mapping goes does not free
+    # its frame: the folio is freed as a whole with its last page (folio_put), and a
+    # folio left with some pages mapped and some not is "partially mapped" and goes on
+    # the deferred split queue (__folio_remove_rmap -> deferred_split_folio).  Only the
+    # shrinker (deferred_split_scan) splits it and frees the unmapped pages.
+
+    cdef pfn_t folio_alloc_large(self, int order) noexcept nogil:
+        """vma_alloc_folio(order): 2^order contiguous aligned frames (never-used ones:
+        the frame block has no buddy coalescing), a struct page each; NO_PFN if none."""
+        cdef int64_t nr = (<int64_t>1) << order, k
+        cdef pfn_t head = frame_alloc_contig(&self.frames, 0, nr)
+        if head == NO_PFN:
+            return NO_PFN
+        for k in range(nr):
+            self.kmem_alloc(self.kc_page)
+        return head
+
+    cdef void folio_add_new_anon_rmap_large(self, pfn_t head, int order, vma_t* vma,
+                                            uint64_t addr) noexcept nogil:
+        """folio_add_new_anon_rmap(RMAP_EXCLUSIVE) for a folio mapped at addr: every page
+        exclusive, mapped once, index linear_page_index(addr + k)."""
+        cdef int64_t nr = (<int64_t>1) << order, k
+        cdef frame_t* f
+        for k in range(nr):
+            self.folio_add_new_anon_rmap(head + <pfn_t>k, vma, linear_page_index(vma, addr + <uint64_t>k))
+            f = &self.frames.f[head + k]
+            f.flags |= FR_LARGE
+            f.aux = <uint32_t>order
+        self.fmeta[head >> MTHP_MIN_ORDER].nr_live = <int32_t>nr
+        self.fmeta[head >> MTHP_MIN_ORDER].ds_slot = 0
+
+    cdef void folio_put_refs(self, pfn_t pfn, int64_t nr) noexcept nogil:
+        """Drop one reference on each of the nr pages at pfn (one folio; the caller
+        already dropped their mappings: folio_remove_rmap_ptes + folio_put_refs).  A
+        large folio whose last page goes is freed whole; one that still has mapped
+        pages after some became unmapped is queued partially mapped."""
+        cdef frame_t* fr = self.frames.f
+        cdef pfn_t head
+        cdef int64_t k, dead = 0
+        cdef folio_meta_t* meta
+        if not (fr[pfn].flags & FR_LARGE):
+            for k in range(nr):
+                self.page_put(pfn + <pfn_t>k)
+            return
+        head = folio_head(fr, pfn)
+        for k in range(nr):
+            fr[pfn + k].refcount -= 1
+            if fr[pfn + k].refcount == 0:
+                dead += 1
+        if dead == 0:
+            return
+        meta = &self.fmeta[head >> MTHP_MIN_ORDER]
+        meta.nr_live -= <int32_t>dead
+        if meta.nr_live == 0:
+            self.folio_free_large(head)
+        else:
+            self.deferred_split_folio(head, True)
+
+    cdef void folio_free_large(self, pfn_t head) noexcept nogil:
+        """The folio's last reference went: unqueue it, free every frame."""
+        cdef int64_t nr = (<int64_t>1) << self.frames.f[head].aux, k
+        self.folio_unqueue_deferred_split(head)
+        for k in range(nr):
+            self.frames.f[head + k].aux = 0
+            frame_free(&self.frames, head + <pfn_t>k)
+            self.kmem_free(self.kc_page)
+
+    cdef void deferred_split_folio(self, pfn_t head, bint partially_mapped) noexcept nogil:
+        """deferred_split_folio: queue the folio (once); partially_mapped sets
+        PG_partially_mapped and counts thp_deferred_split_page (PMD size) and
+        mthp_split_deferred the first time.  Order-1 folios are never queued."""
+        cdef frame_t* f = &self.frames.f[head]
+        cdef folio_meta_t* meta = &self.fmeta[head >> MTHP_MIN_ORDER]
+        cdef pfn_t* q
+        if f.aux < MTHP_MIN_ORDER:
+            return
+        if partially_mapped and not (f.flags & FR_PARTIAL):
+            f.flags |= FR_PARTIAL
+            self.ds_partial += 1
+            if f.aux == HPAGE_PMD_ORDER:
+                self.ctr[C_THP_DEFERRED_SPLIT_PAGE] += 1
+            self.ctr[C_MTHP_SPLIT_DEFERRED] += 1
+        if meta.ds_slot != 0:
+            return
+        if self.ds_len == self.ds_cap:
+            q = <pfn_t*>realloc(self.ds_queue, (self.ds_cap * 2 + 64) * sizeof(pfn_t))
+            if q == NULL:
+                return              # not queued: the shrinker will not see it (as a failed list_lru add)
+            self.ds_queue = q
+            self.ds_cap = self.ds_cap * 2 + 64
+        self.ds_queue[self.ds_len] = head
+        self.ds_len += 1
+        meta.ds_slot = <int32_t>self.ds_len
+
+    cdef void folio_unqueue_deferred_split(self, pfn_t head) noexcept nogil:
+        """Take the folio off the queue (swap with the last entry) and clear
+        PG_partially_mapped."""
+        cdef folio_meta_t* meta = &self.fmeta[head >> MTHP_MIN_ORDER]
+        cdef frame_t* f = &self.frames.f[head]
+        cdef int64_t i = meta.ds_slot - 1
+        cdef pfn_t last
+        if f.flags & FR_PARTIAL:
+            f.flags &= ~(<uint32_t>FR_PARTIAL)
+            self.ds_partial -= 1
+        if meta.ds_slot == 0:
+            return
+        self.ds_len -= 1
+        last = self.ds_queue[self.ds_len]
+        self.ds_queue[i] = last
+        self.fmeta[last >> MTHP_MIN_ORDER].ds_slot = <int32_t>(i + 1)
+        meta.ds_slot = 0
 
     cdef int split_vma(self, mm_t* mm, int64_t i, uint64_t addr) noexcept nogil:
         """__split_vma: vmas[i] keeps [start, addr), a new VMA takes [addr, end)."""
