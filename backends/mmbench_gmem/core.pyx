@@ -255,6 +255,10 @@ cdef class GmemMachine(LinuxHMMMachine):
         With peer_shared="marked" only such VMAs get gm_mappings; the rest of private
         memory is Linux + HMM (device-private entries).  Without a device it is a plain
         private mapping (no device context to allocate the range in)."""
+        with self.held():
+            return self._mmap_peer_shared(pid, vpn, npages, writable)
+
+    def _mmap_peer_shared(self, pid, vpn, npages, writable=True):
         cdef mm_t* mm
         cdef int64_t i
         cdef uint64_t start, end
@@ -760,6 +764,10 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     def hmadvise_willneed(self, pid, vpn, npages, dev):
         """hmadvise(MADV_WILLNEED) toward device `dev`: prefetch the range block by block."""
+        with self.held():
+            return self._hmadvise_willneed(pid, vpn, npages, dev)
+
+    def _hmadvise_willneed(self, pid, vpn, npages, dev):
         cdef mm_t* mm
         cdef uint64_t v
         cdef gm_mapping_t* gm
@@ -978,6 +986,10 @@ cdef class GmemMachine(LinuxHMMMachine):
     def gm_state(self, pid, vpn):
         """The gm_mapping of the block of (pid, vpn): None (never touched, or not
         peer-shared memory) or (flags set, device)."""
+        with self.held():
+            return self._gm_state(pid, vpn)
+
+    def _gm_state(self, pid, vpn):
         cdef int64_t p = self._pid(pid)
         cdef gm_mapping_t* gm
         cdef vma_t* vma
@@ -999,6 +1011,10 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     def page_node(self, pid, vpn):
         """Where the page at (pid, vpn) lives: 0 host, 1.. a device, None if not resident."""
+        with self.held():
+            return self._page_node(pid, vpn)
+
+    def _page_node(self, pid, vpn):
         cdef int64_t p = self._pid(pid)
         cdef gm_mapping_t* gm
         cdef uint64_t pte

@@ -268,6 +268,10 @@ cdef class LinuxHMMMachine(LinuxMachine):
 
     def dma_transfers_each_way(self):
         """DMA transfers issued so far: {"to_device": n, "to_host": n} (exact)."""
+        with self.held():
+            return self._dma_transfers_each_way()
+
+    def _dma_transfers_each_way(self):
         return {"to_device": int(self.xfer[0]), "to_host": int(self.xfer[1])}
 
     cdef void page_put(self, pfn_t pfn) noexcept nogil:
@@ -767,6 +771,10 @@ cdef class LinuxHMMMachine(LinuxMachine):
     # ---------------------------------------------------------- Python extras
     def device_entries(self, pid, dev):
         """Entries in device `dev`'s page table for process `pid`: {vpn: (node, writable)}."""
+        with self.held():
+            return self._device_entries(pid, dev)
+
+    def _device_entries(self, pid, dev):
         cdef int64_t p = self._pid(pid)
         cdef dev_mm_t* h
         cdef uint64_t idx = 0, e, start = 0
@@ -786,6 +794,10 @@ cdef class LinuxHMMMachine(LinuxMachine):
 
     def page_node(self, pid, vpn):
         """Where the page at (pid, vpn) lives: 0 host, 1.. a device, None if not resident."""
+        with self.held():
+            return self._page_node(pid, vpn)
+
+    def _page_node(self, pid, vpn):
         cdef int64_t p = self._pid(pid)
         cdef uint64_t pte
         v, _ = self._range(vpn)
