@@ -577,16 +577,14 @@ cdef class GmemMachine(LinuxHMMMachine):
         """gm_dev_fault over block b (see the essay): room on the device first (evicting
         other blocks), then the block's pages move in one DMA batch, the CPU PTEs of a
         CPU block go in one zap_page_range_single, and the block is peer_mapped."""
-        cdef gm_mapping_t* gm = self.gm_get(mm, b)
+        cdef gm_mapping_t* gm = self.gm_lookup(mm, b)
         cdef uint64_t pos = b, s, e, vpn
         cdef int64_t need = 0, copies, zaps_before
         cdef pfn_t* pages
         cdef pfn_t* src = NULL
         cdef bint here
         cdef int i
-        if gm == NULL:
-            return MM_ENOMEM
-        here = (gm.flag & GM_PAGE_DEVICE) != 0 and gm.dev == dev
+        here = gm != NULL and (gm.flag & GM_PAGE_DEVICE) != 0 and gm.dev == dev
         while self.peer_vma_from(mm, pos, b + <uint64_t>self.granularity, &s, &e) != NULL:
             for vpn in range(s, e):
                 need += not here or gm.pages[vpn - b] == NO_PFN
@@ -595,6 +593,10 @@ cdef class GmemMachine(LinuxHMMMachine):
             self.gm_touch(gm)
         if need and self.gm_device_reserve(dev, need) != MM_OK:
             return MM_ENOMEM
+        if gm == NULL:                    # first touch: created once the device has room
+            gm = self.gm_get(mm, b)
+            if gm == NULL:
+                return MM_ENOMEM
         if here:
             pages = gm.pages
         else:
@@ -676,10 +678,8 @@ cdef class GmemMachine(LinuxHMMMachine):
         cdef int64_t i
         if not self.peer_shared(vmf.vma):
             return LinuxHMMMachine.do_anonymous_page(self, vmf)
-        gm = self.gm_get(vmf.mm, vmf.address)
-        if gm == NULL:
-            return VM_FAULT_OOM
-        if gm.flag & GM_PAGE_DEVICE:
+        gm = self.gm_lookup(vmf.mm, vmf.address)
+        if gm != NULL and gm.flag & GM_PAGE_DEVICE:
             need = gm.pages[vmf.address - b] == NO_PFN    # a hole: zero-filled after
             for i in range(self.granularity):
                 need += gm.pages[i] != NO_PFN
@@ -695,6 +695,10 @@ cdef class GmemMachine(LinuxHMMMachine):
             return VM_FAULT_OOM
         if self.pte_alloc(vmf) != VM_FAULT_DONE or self.anon_vma_prepare(vmf.mm, vmf.vma) != MM_OK:
             return VM_FAULT_OOM
+        if gm == NULL:                                     # first touch of the block, once a
+            gm = self.gm_get(vmf.mm, vmf.address)          # frame is sure (a failed fault
+            if gm == NULL:                                 # leaves no gm_mapping behind)
+                return VM_FAULT_OOM
         pfn = self.page_alloc()                            # zero page disabled: reads too
         self.ctr[C_PAGES_ZEROED] += 1
         self.folio_add_new_anon_rmap(pfn, vmf.vma, vmf.pgoff)

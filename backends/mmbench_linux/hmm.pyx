@@ -529,6 +529,10 @@ cdef class LinuxHMMMachine(LinuxMachine):
         return LinuxMachine.zap_pte_range(self, mm, start, end)
 
     cdef int wp_page_copy(self, vm_fault_t* vmf) noexcept nogil:
+        # the kernel allocates the new folio before mmu_notifier_invalidate_range_start:
+        # a copy that cannot get a frame fails without touching the device page tables
+        if frames_free_count(&self.frames, 0) == 0:
+            return VM_FAULT_OOM
         self.mmu_notify(vmf.mm, vmf.address, vmf.address + 1, 0)
         return LinuxMachine.wp_page_copy(self, vmf)
 
@@ -568,7 +572,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
         if self.device_fault_mode == DEVFAULT_REMOTE or vma.vm_file != NULL:
             s = vpn & ~(<uint64_t>HMM_RANGE_PAGES - 1)
             return self.hmm_range_fault(dev, mm, vma, s if s > vma.vm_start else vma.vm_start,
-                                        min(s + HMM_RANGE_PAGES, vma.vm_end), write)
+                                        min(s + HMM_RANGE_PAGES, vma.vm_end), vpn, write)
         if (pte & PTE_DEVPRIV) and frame_node(&self.frames, pte_pfn(pte)) != dev:
             st = self.cpu_fault(mm, vma, vpn, write)  # another device's page comes home first
         elif write and not (pte & PTE_WRITE):
@@ -578,34 +582,51 @@ cdef class LinuxHMMMachine(LinuxMachine):
         s = s if s > vma.vm_start else vma.vm_start
         e = e if e < vma.vm_end else vma.vm_end
         st = self.migrate_vma_to_device(mm, vma, s, e, dev)
-        if st != MM_OK:
+        if st != MM_OK and st != MM_ENOMEM:
             return st
+        # out of device (and host) frames for the block: the driver falls back to
+        # system memory (amdgpu's SVM maps the range where it is when svm_migrate_to_vram
+        # fails); pages already moved stay moved, and the faulting page is used remotely
         h = self.hmm_of(mm)
         if h != NULL and h.ms.dm[dev] != NULL and dmirror_lookup(h.ms.dm[dev], vpn) != 0:
             return MM_OK
-        return self.hmm_range_fault(dev, mm, vma, vpn, vpn + 1, write)   # not migratable: remote
+        return self.hmm_range_fault(dev, mm, vma, vpn, vpn + 1, vpn, write)   # not migratable: remote
 
     cdef int hmm_range_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end,
-                             bint write) noexcept nogil:
+                             uint64_t want, bint write) noexcept nogil:
         """dmirror_range_fault: one hmm_range_fault call with HMM_PFN_REQ_FAULT
         (| HMM_PFN_REQ_WRITE) over [start, end) of one VMA - every page the device
         cannot yet use with this access is faulted in by handle_mm_fault (a page
         private to another device comes home; this device's own private pages are
-        returned as they are) - then dmirror_do_fault maps every page."""
-        cdef uint64_t vpn, pte
-        cdef int st
+        returned as they are) - then dmirror_do_fault maps every page.
+        The page the device asked for (`want`) is faulted and mapped first, and only
+        its failure fails the access; the rest of the window is faulted and mapped
+        while memory lasts (the kernel fails the whole range after faulting part of
+        it; here a failed access changes nothing)."""
+        cdef uint64_t vpn
+        cdef int st = self.hmm_fault_one(dev, mm, vma, want, write)
+        if st != MM_OK:
+            return st
+        st = self.hmm_map_one(dev, mm, want)
+        if st != MM_OK:
+            return st
         for vpn in range(start, end):
-            pte = pt_get(&mm.pgd, vpn)
-            if pte == 0 or (write and not (pte & PTE_WRITE)) \
-                    or ((pte & PTE_DEVPRIV) and frame_node(&self.frames, pte_pfn(pte)) != dev):
-                st = self.cpu_fault(mm, vma, vpn, write)
-                if st != MM_OK:
-                    return st
-        for vpn in range(start, end):
-            pte = pt_get(&mm.pgd, vpn)
-            st = self.device_map(mm, dev, vpn, pte_pfn(pte), (pte & PTE_WRITE) != 0)
-            if st != MM_OK:
-                return st
+            if vpn != want and (self.hmm_fault_one(dev, mm, vma, vpn, write) != MM_OK
+                                or self.hmm_map_one(dev, mm, vpn) != MM_OK):
+                break
+        return MM_OK
+
+    cdef int hmm_map_one(self, int dev, mm_t* mm, uint64_t vpn) noexcept nogil:
+        """dmirror_do_fault for one page the CPU side now allows."""
+        cdef uint64_t pte = pt_get(&mm.pgd, vpn)
+        return self.device_map(mm, dev, vpn, pte_pfn(pte), (pte & PTE_WRITE) != 0)
+
+    cdef int hmm_fault_one(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil:
+        """HMM_PFN_REQ_FAULT for one page: handle_mm_fault unless the device can use it as is."""
+        cdef uint64_t pte = pt_get(&mm.pgd, vpn)
+        if pte == 0 or (write and not (pte & PTE_WRITE)) \
+                or ((pte & PTE_DEVPRIV) and frame_node(&self.frames, pte_pfn(pte)) != dev):
+            return self.cpu_fault(mm, vma, vpn, write)
         return MM_OK
 
     cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil:
