@@ -510,13 +510,28 @@ cdef class LinuxHMMMachine(LinuxMachine):
         VMA) in "migrate" mode - svm_migrate_to_ram's granularity - and the one
         faulting page in "remote" mode (dmirror_devmem_fault)."""
         cdef uint64_t g = <uint64_t>self.device_fault_pages if self.device_fault_mode == DEVFAULT_MIGRATE else 1
-        cdef uint64_t s = vmf.address & ~(g - 1), e = s + g
+        cdef uint64_t s = vmf.address & ~(g - 1), e = s + g, vpn
+        cdef int dev = frame_node(&self.frames, pte_pfn(vmf.orig_pte))
+        cdef int64_t need = 0
+        cdef pt_node_t* t
         if s < vmf.vma.vm_start:
             s = vmf.vma.vm_start
         if e > vmf.vma.vm_end:
             e = vmf.vma.vm_end
-        if self.migrate_vma_to_ram(vmf.mm, vmf.vma, s, e,
-                                   frame_node(&self.frames, pte_pfn(vmf.orig_pte))) != MM_OK:
+        # a write that will copy the page once it is home (a COW-shared page) needs a
+        # second frame: fail before anything moves, so a failed fault changes nothing
+        if (vmf.flags & FAULT_FLAG_WRITE) and not (vmf.orig_pte & PTE_WRITE) \
+                and self.frames.f[pte_pfn(vmf.orig_pte)].mapcount > 1:
+            vpn = s
+            while True:
+                t = pt_next(&vmf.mm.pgd, vpn, e, &vpn)
+                if t == NULL:
+                    break
+                need += self.devpriv_of(t.e[vpn & 511], dev)
+                vpn += 1
+            if need + 1 > frames_free_count(&self.frames, 0):
+                return VM_FAULT_OOM
+        if self.migrate_vma_to_ram(vmf.mm, vmf.vma, s, e, dev) != MM_OK:
             return VM_FAULT_OOM
         self.ctr[C_FAULTS] += 1
         self.ctr[C_FAULT_DEVICE_RETURN] += 1
