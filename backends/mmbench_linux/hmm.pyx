@@ -63,6 +63,12 @@
 #   observed.  A failed migration (out of device and host memory) stops at a
 #   page boundary: every page is either fully moved or untouched, so values
 #   never change, but the pages already moved stay moved.
+# * A device access that runs short of memory changes nothing (the contract):
+#   the page asked for is faulted and mapped first, the rest of a "remote"
+#   window only while memory lasts (hmm_range_fault would fail the whole
+#   range after faulting part of it); a block that cannot migrate to the
+#   device is used where it is, as amdgpu's svm_range_restore_pages falls back
+#   to system memory when svm_migrate_to_vram fails.
 # * Device-to-device migration goes through host memory (migrate_to_ram, then
 #   migrate to the new device); the kernel's SELECT_DEVICE_PRIVATE path would
 #   copy device to device.
