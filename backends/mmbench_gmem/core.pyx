@@ -829,11 +829,31 @@ cdef class GmemMachine(LinuxHMMMachine):
             st = self.gm_range_to_host(mm, new, new + n)   # the blocks the pages land in
         if st != MM_OK:
             return st
-        st = LinuxHMMMachine.c_mremap(self, pid, old_vpn, npages, new_vpn)
+        # the gm_mappings of the blocks the moved pages land in exist before anything
+        # moves (host memory for them is the last thing a finished move could lack)
+        st = self.gm_premap(mm, old, n, new)
+        if st == MM_OK:
+            st = LinuxHMMMachine.c_mremap(self, pid, old_vpn, npages, new_vpn)
         if st != MM_OK:
+            self.free_gm_mappings(mm, new, new + n)      # those gm_premap made (no VMA there)
             return st
         self.free_gm_mappings(mm, old, old + n)
-        return self.gm_cpu_populate(mm, new, new + n)
+        return self.gm_cpu_populate(mm, new, new + n)    # finds every gm_mapping: cannot fail
+
+    cdef int gm_premap(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil:
+        """A gm_mapping (NOMAP until the move) for every block of [new, new + n) that a
+        present PTE of peer-shared memory in [old, old + n) will land in."""
+        cdef uint64_t vpn = old
+        cdef pt_node_t* t
+        cdef vma_t* v
+        while True:
+            t = pt_next(&mm.pgd, vpn, old + n, &vpn)
+            if t == NULL:
+                return MM_OK
+            v = self.find_vma(mm, vpn)
+            if v != NULL and self.peer_shared(v) and self.gm_get(mm, new + (vpn - old)) == NULL:
+                return MM_ENOMEM
+            vpn += 1
 
     cdef int c_exit(self, int64_t pid) noexcept nogil:
         cdef int st = LinuxHMMMachine.c_exit(self, pid)
