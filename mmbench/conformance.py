@@ -17,6 +17,14 @@ once every process exited.  This module turns that sentence into a Hypothesis
   them (run it with ``options={"thp": "always"}``);
 * a failed operation must leave the design unchanged: its ``metadata()`` and
   frames in use are compared before and after;
+* with ``tight_memory=True`` RAM and device memory are a few dozen pages, so
+  OutOfMemory happens: the rule "OutOfMemory leaves no trace" then applies.
+  The design runs first; when it raises OutOfMemory the reference model is
+  not called (the operation did not happen), and the design's ``metadata()``,
+  frames in use and structure counters (``STRUCTURE_COUNTERS``: objects made
+  and freed) must equal their values before the call.  Later reads still
+  compare every value with the reference, so a failed operation that lost or
+  changed data is caught too;
 * ``check()`` runs on the design after every step;
 * from time to time, and at the end, every page of every live process is read
   on both sides and compared;
@@ -24,8 +32,8 @@ once every process exited.  This module turns that sentence into a Hypothesis
   (``leaks() == []``, every per-process struct back to zero, every frame free).
 
 Virtual page numbers stay in a small window (``vpn_span``, 64 by default) so
-mappings collide, split and merge often; RAM is large enough that OutOfMemory
-cannot occur, so any OutOfMemory is reported as a failure.
+mappings collide, split and merge often; by default RAM is large enough that
+OutOfMemory cannot occur, so any OutOfMemory is reported as a failure.
 
 Usage, for a registered backend or any Machine subclass (a plugin under
 development need not be installed)::
@@ -50,7 +58,7 @@ from mmbench.reference import ReferenceMachine
 from mmbench.trace import Advice, TraceBuilder
 
 __all__ = ["conformance_machine", "run_conformance", "check_design", "design_class", "random_traces",
-           "default_settings", "ConformanceFailure"]
+           "default_settings", "ConformanceFailure", "STRUCTURE_COUNTERS"]
 
 U64 = (1 << 64) - 1
 
@@ -106,16 +114,47 @@ def _footprint(m):
     return m.metadata(), tuple(m.frames_used(n) for n in range(nodes))
 
 
-def conformance_machine(backend, *, devices: int | None = None, ram_pages: int = 1 << 18,
-                        device_pages: int = 1 << 14, vpn_span: int = 64, max_npages: int = 16,
-                        max_procs: int = 6, options: dict | None = None):
+#: counters that count structures made or freed (a failed operation that built a
+#: structure and took it down again shows here even when metadata() is back)
+STRUCTURE_COUNTERS = frozenset({
+    "pt_pages_alloc", "pt_pages_free", "objects_alloc", "objects_free", "anon_vma_alloc",
+    "avc_alloc", "shadow_objects", "xa_node_alloc", "xa_node_free", "amap_copies", "anon_alloc",
+    "gm_mapping_alloc", "pv_entries", "reserv_alloc", "reserv_freed", "pagecache_adds",
+    "reflink_clones", "vma_merges", "vma_splits"})
+
+
+def _oom_footprint(m):
+    """What OutOfMemory must leave as it was: metadata, frames per node, structure counters."""
+    return _footprint(m) + ({k: v for k, v in m.counters().items() if k in STRUCTURE_COUNTERS},)
+
+
+def _diff(before, after):
+    """The parts of two footprints that differ, for a failure message."""
+    out = []
+    for b, a in zip(before, after):
+        if isinstance(b, dict):
+            out += [f"{k}: {b.get(k)} -> {a.get(k)}" for k in sorted(set(b) | set(a)) if b.get(k) != a.get(k)]
+        elif b != a:
+            out.append(f"frames in use per node: {b} -> {a}")
+    return "; ".join(out)
+
+
+def conformance_machine(backend, *, devices: int | None = None, ram_pages: int | None = None,
+                        device_pages: int | None = None, vpn_span: int = 64, max_npages: int = 16,
+                        max_procs: int = 6, options: dict | None = None, tight_memory: bool = False):
     """A RuleBasedStateMachine class comparing `backend` with the reference model.
 
     `backend` is a registered name or a Machine subclass.  `devices` defaults
     to 2 for designs with ``supports_devices`` and 0 otherwise.  The returned
     class has the usual ``.TestCase`` attribute for unittest/pytest.
+    ``tight_memory`` (default RAM 40 pages, 12 per device) turns OutOfMemory from a
+    failure into an expected outcome checked by the "leaves no trace" rule.
     """
     cls = _backend_class(backend)
+    if ram_pages is None:
+        ram_pages = 40 if tight_memory else 1 << 18
+    if device_pages is None:
+        device_pages = 12 if tight_memory else 1 << 14
     if devices is None:
         devices = 2 if cls.supports_devices else 0
     opts = dict(options or {})
@@ -142,13 +181,31 @@ def conformance_machine(backend, *, devices: int | None = None, ram_pages: int =
             self.live: list[int] = []
             self.dead: list[int] = []
             self.steps = 0
+            self.ooms = 0                    # operations refused with OutOfMemory (tight_memory)
 
         # -- the comparison every rule goes through
         def both(self, what, call, span=None):
-            before = _footprint(self.dut)
-            self.log.append(what)
-            want = _outcome(lambda: call(self.ref))
-            got = _outcome(lambda: call(self.dut))
+            if tight_memory:
+                before = _oom_footprint(self.dut)
+                got = _outcome(lambda: call(self.dut))
+                if got == ("raise", errors.OutOfMemory):
+                    # the operation did not happen: the reference is not told about it
+                    self.log.append(what + "   # OutOfMemory")
+                    self.steps += 1
+                    self.ooms += 1
+                    after = _oom_footprint(self.dut)
+                    if after != before:
+                        raise ConformanceFailure(f"{label}: {what} raised OutOfMemory but left a trace: "
+                                                 f"{_diff(before, after)}")
+                    return got
+                self.log.append(what)
+                want = _outcome(lambda: call(self.ref))
+                before = before[:2]
+            else:
+                before = _footprint(self.dut)
+                self.log.append(what)
+                want = _outcome(lambda: call(self.ref))
+                got = _outcome(lambda: call(self.dut))
             self.steps += 1
             if got != want:
                 raise ConformanceFailure(

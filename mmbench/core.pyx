@@ -103,6 +103,22 @@ def _to_int(x, what):
     return int(x)
 
 
+cdef class _Held:
+    """The context manager of Machine.held(): enter on entry, leave on exit."""
+    cdef Machine m
+
+    def __cinit__(self, Machine m):
+        self.m = m
+
+    def __enter__(self):
+        self.m.enter()
+        return self.m
+
+    def __exit__(self, *exc):
+        self.m.leave()
+        return False
+
+
 class ReplayResult(Mapping):
     """What a replay returns: per-op columns, as numpy arrays, built when first read.
 
@@ -297,6 +313,13 @@ cdef class Machine:
         self.busy_owner = me
         self.busy_depth += 1
         return 0
+
+    def held(self):
+        """``with self.held():`` takes the machine for a block, as every public method
+        does: a design's own views and extra operations (Python methods that read or
+        change its structures) use it so a replay or call running in another thread
+        cannot change those structures under them (MachineBusy instead)."""
+        return _Held(self)
 
     def _not_busy(self):
         """Raise MachineBusy if another thread holds the machine (used by helpers that a

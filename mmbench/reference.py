@@ -170,17 +170,19 @@ class ReferenceMachine(Machine):
     def mappings(self, pid):
         """Runs of consecutive pages with the same sharing and protection (the model keeps
         pages, not mappings, so two adjacent mmaps of the same kind read as one)."""
-        pid = self._pid(pid)
-        out = []
-        for v, p in sorted(self.procs_ref.get(pid, {}).items()):
-            if out and out[-1][0] + out[-1][1] == v and out[-1][2:] == (p.shared, p.writable):
-                out[-1] = (out[-1][0], out[-1][1] + 1, p.shared, p.writable)
-            else:
-                out.append((v, 1, p.shared, p.writable))
-        return out
+        with self.held():
+            pid = self._pid(pid)
+            out = []
+            for v, p in sorted(self.procs_ref.get(pid, {}).items()):
+                if out and out[-1][0] + out[-1][1] == v and out[-1][2:] == (p.shared, p.writable):
+                    out[-1] = (out[-1][0], out[-1][1] + 1, p.shared, p.writable)
+                else:
+                    out.append((v, 1, p.shared, p.writable))
+            return out
 
     def notes(self):
-        return ["the reference model has no costs: thp and huge-page advice change nothing here"]
+        with self.held():
+            return ["the reference model has no costs: thp and huge-page advice change nothing here"]
 
     def do_check(self):
         for pid in self.procs_ref:

@@ -212,6 +212,10 @@ cdef class FreeBSDMachine(Machine):
         return MM_OK
 
     def notes(self):
+        with self.held():
+            return self._notes()
+
+    def _notes(self):
         mode = "on" if self.pg_ps_enabled else "off (thp='never')"
         return [f"vm.pmap.pg_ps_enabled {mode}; thp='madvise' and 'always' both mean FreeBSD's own "
                 "policy (no per-range advice: madvise HUGEPAGE/NOHUGEPAGE are accepted and ignored)",
@@ -222,8 +226,9 @@ cdef class FreeBSDMachine(Machine):
 
     def superpages(self, pid):
         """2 MiB mappings (promoted PDEs) in the pmap of `pid`."""
-        pid = self._pid(pid)
-        return int(pmap_superpages(&self.map_of(pid).pmap))
+        with self.held():
+            pid = self._pid(pid)
+            return int(pmap_superpages(&self.map_of(pid).pmap))
 
     # ------------------------------------------------------ loads, stores
     cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
@@ -275,11 +280,16 @@ cdef class FreeBSDMachine(Machine):
     # ------------------------------------------------- design-level views
     def chain_depth_histogram(self):
         """{objects walked past: faults} over every fault so far (exact)."""
-        return {d: int(self.vm.depth_hist[d]) for d in range(CHAIN_HIST) if self.vm.depth_hist[d]}
+        with self.held():
+            return {d: int(self.vm.depth_hist[d]) for d in range(CHAIN_HIST) if self.vm.depth_hist[d]}
 
     def rmap_walk(self, pid, vpn):
         """The mappers of the page `pid` maps at `vpn`: [(pid, vpn), …] from its
         pv list ([] when no page is mapped there).  Counts rmap_visits."""
+        with self.held():
+            return self._rmap_walk(pid, vpn)
+
+    def _rmap_walk(self, pid, vpn):
         pid = self._pid(pid)
         vpn, _ = self._range(vpn)
         cdef vm_map_t* map = self.map_of(pid)
@@ -307,6 +317,10 @@ cdef class FreeBSDMachine(Machine):
 
     def chain_length(self, pid, vpn):
         """Objects in the chain behind `vpn` of `pid` (0: no object yet)."""
+        with self.held():
+            return self._chain_length(pid, vpn)
+
+    def _chain_length(self, pid, vpn):
         pid = self._pid(pid)
         vpn, _ = self._range(vpn)
         cdef vm_map_entry_t* e = vm_map_lookup_entry(self.map_of(pid), vpn)
@@ -322,6 +336,10 @@ cdef class FreeBSDMachine(Machine):
 
     def objects(self):
         """Every live vm_object: {serial: {...}} (the object graph)."""
+        with self.held():
+            return self._objects()
+
+    def _objects(self):
         cdef vm_object_t* obj = self.vm.objects
         out = {}
         while obj != NULL:
@@ -335,6 +353,10 @@ cdef class FreeBSDMachine(Machine):
 
     def entries(self, pid):
         """The entries of `pid`'s map: [{start, end, object, offset, flags}, …]."""
+        with self.held():
+            return self._entries(pid)
+
+    def _entries(self, pid):
         pid = self._pid(pid)
         cdef vm_map_entry_t* e = self.map_of(pid).first
         out = []
@@ -353,6 +375,10 @@ cdef class FreeBSDMachine(Machine):
 
     def object_graph(self):
         """ASCII drawing of every process's entries and the object chains behind them."""
+        with self.held():
+            return self._object_graph()
+
+    def _object_graph(self):
         objs = self.objects()
         lines = []
         for pid in self.live_pids():

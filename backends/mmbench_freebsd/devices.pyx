@@ -189,6 +189,10 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
 
     def dma_transfers_each_way(self):
         """DMA transfers issued so far: {"to_device": n, "to_host": n} (exact)."""
+        with self.held():
+            return self._dma_transfers_each_way()
+
+    def _dma_transfers_each_way(self):
         return {"to_device": int(self.xfer[0]), "to_host": int(self.xfer[1])}
 
     # ================================================================ device page tables
@@ -584,6 +588,10 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     # ================================================================ introspection
     def page_node(self, pid, vpn):
         """Where the page `pid` reaches at vpn lives: 0 host, d device, None nowhere yet."""
+        with self.held():
+            return self._page_node(pid, vpn)
+
+    def _page_node(self, pid, vpn):
         cdef vm_map_entry_t* e = vm_map_lookup_entry(self.map_of(self._pid(pid)), self._range(vpn)[0])
         cdef int depth
         cdef pfn_t pfn

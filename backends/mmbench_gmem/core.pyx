@@ -255,6 +255,10 @@ cdef class GmemMachine(LinuxHMMMachine):
         With peer_shared="marked" only such VMAs get gm_mappings; the rest of private
         memory is Linux + HMM (device-private entries).  Without a device it is a plain
         private mapping (no device context to allocate the range in)."""
+        with self.held():
+            return self._mmap_peer_shared(pid, vpn, npages, writable)
+
+    def _mmap_peer_shared(self, pid, vpn, npages, writable=True):
         cdef mm_t* mm
         cdef int64_t i
         cdef uint64_t start, end
@@ -573,16 +577,14 @@ cdef class GmemMachine(LinuxHMMMachine):
         """gm_dev_fault over block b (see the essay): room on the device first (evicting
         other blocks), then the block's pages move in one DMA batch, the CPU PTEs of a
         CPU block go in one zap_page_range_single, and the block is peer_mapped."""
-        cdef gm_mapping_t* gm = self.gm_get(mm, b)
+        cdef gm_mapping_t* gm = self.gm_lookup(mm, b)
         cdef uint64_t pos = b, s, e, vpn
         cdef int64_t need = 0, copies, zaps_before
         cdef pfn_t* pages
         cdef pfn_t* src = NULL
         cdef bint here
         cdef int i
-        if gm == NULL:
-            return MM_ENOMEM
-        here = (gm.flag & GM_PAGE_DEVICE) != 0 and gm.dev == dev
+        here = gm != NULL and (gm.flag & GM_PAGE_DEVICE) != 0 and gm.dev == dev
         while self.peer_vma_from(mm, pos, b + <uint64_t>self.granularity, &s, &e) != NULL:
             for vpn in range(s, e):
                 need += not here or gm.pages[vpn - b] == NO_PFN
@@ -591,6 +593,10 @@ cdef class GmemMachine(LinuxHMMMachine):
             self.gm_touch(gm)
         if need and self.gm_device_reserve(dev, need) != MM_OK:
             return MM_ENOMEM
+        if gm == NULL:                    # first touch: created once the device has room
+            gm = self.gm_get(mm, b)
+            if gm == NULL:
+                return MM_ENOMEM
         if here:
             pages = gm.pages
         else:
@@ -672,10 +678,8 @@ cdef class GmemMachine(LinuxHMMMachine):
         cdef int64_t i
         if not self.peer_shared(vmf.vma):
             return LinuxHMMMachine.do_anonymous_page(self, vmf)
-        gm = self.gm_get(vmf.mm, vmf.address)
-        if gm == NULL:
-            return VM_FAULT_OOM
-        if gm.flag & GM_PAGE_DEVICE:
+        gm = self.gm_lookup(vmf.mm, vmf.address)
+        if gm != NULL and gm.flag & GM_PAGE_DEVICE:
             need = gm.pages[vmf.address - b] == NO_PFN    # a hole: zero-filled after
             for i in range(self.granularity):
                 need += gm.pages[i] != NO_PFN
@@ -691,6 +695,10 @@ cdef class GmemMachine(LinuxHMMMachine):
             return VM_FAULT_OOM
         if self.pte_alloc(vmf) != VM_FAULT_DONE or self.anon_vma_prepare(vmf.mm, vmf.vma) != MM_OK:
             return VM_FAULT_OOM
+        if gm == NULL:                                     # first touch of the block, once a
+            gm = self.gm_get(vmf.mm, vmf.address)          # frame is sure (a failed fault
+            if gm == NULL:                                 # leaves no gm_mapping behind)
+                return VM_FAULT_OOM
         pfn = self.page_alloc()                            # zero page disabled: reads too
         self.ctr[C_PAGES_ZEROED] += 1
         self.folio_add_new_anon_rmap(pfn, vmf.vma, vmf.pgoff)
@@ -760,6 +768,10 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     def hmadvise_willneed(self, pid, vpn, npages, dev):
         """hmadvise(MADV_WILLNEED) toward device `dev`: prefetch the range block by block."""
+        with self.held():
+            return self._hmadvise_willneed(pid, vpn, npages, dev)
+
+    def _hmadvise_willneed(self, pid, vpn, npages, dev):
         cdef mm_t* mm
         cdef uint64_t v
         cdef gm_mapping_t* gm
@@ -817,11 +829,31 @@ cdef class GmemMachine(LinuxHMMMachine):
             st = self.gm_range_to_host(mm, new, new + n)   # the blocks the pages land in
         if st != MM_OK:
             return st
-        st = LinuxHMMMachine.c_mremap(self, pid, old_vpn, npages, new_vpn)
+        # the gm_mappings of the blocks the moved pages land in exist before anything
+        # moves (host memory for them is the last thing a finished move could lack)
+        st = self.gm_premap(mm, old, n, new)
+        if st == MM_OK:
+            st = LinuxHMMMachine.c_mremap(self, pid, old_vpn, npages, new_vpn)
         if st != MM_OK:
+            self.free_gm_mappings(mm, new, new + n)      # those gm_premap made (no VMA there)
             return st
         self.free_gm_mappings(mm, old, old + n)
-        return self.gm_cpu_populate(mm, new, new + n)
+        return self.gm_cpu_populate(mm, new, new + n)    # finds every gm_mapping: cannot fail
+
+    cdef int gm_premap(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil:
+        """A gm_mapping (NOMAP until the move) for every block of [new, new + n) that a
+        present PTE of peer-shared memory in [old, old + n) will land in."""
+        cdef uint64_t vpn = old
+        cdef pt_node_t* t
+        cdef vma_t* v
+        while True:
+            t = pt_next(&mm.pgd, vpn, old + n, &vpn)
+            if t == NULL:
+                return MM_OK
+            v = self.find_vma(mm, vpn)
+            if v != NULL and self.peer_shared(v) and self.gm_get(mm, new + (vpn - old)) == NULL:
+                return MM_ENOMEM
+            vpn += 1
 
     cdef int c_exit(self, int64_t pid) noexcept nogil:
         cdef int st = LinuxHMMMachine.c_exit(self, pid)
@@ -978,6 +1010,10 @@ cdef class GmemMachine(LinuxHMMMachine):
     def gm_state(self, pid, vpn):
         """The gm_mapping of the block of (pid, vpn): None (never touched, or not
         peer-shared memory) or (flags set, device)."""
+        with self.held():
+            return self._gm_state(pid, vpn)
+
+    def _gm_state(self, pid, vpn):
         cdef int64_t p = self._pid(pid)
         cdef gm_mapping_t* gm
         cdef vma_t* vma
@@ -999,6 +1035,10 @@ cdef class GmemMachine(LinuxHMMMachine):
 
     def page_node(self, pid, vpn):
         """Where the page at (pid, vpn) lives: 0 host, 1.. a device, None if not resident."""
+        with self.held():
+            return self._page_node(pid, vpn)
+
+    def _page_node(self, pid, vpn):
         cdef int64_t p = self._pid(pid)
         cdef gm_mapping_t* gm
         cdef uint64_t pte

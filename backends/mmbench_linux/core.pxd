@@ -62,4 +62,4 @@ cdef class LinuxMachine(LinuxFault):
     cdef int check_frames(self, int32_t* maps, int64_t nfr) noexcept nogil
     cdef int check_folios(self, int64_t nfr) noexcept nogil
     cdef int check_objects(self) noexcept nogil
-    cdef int check_anon_vma(self, anon_vma_t* av, int pass_, int64_t* nav) noexcept nogil
+    cdef int check_anon_vma(self, anon_vma_t* av, int64_t mark, int pass_, int64_t* nav) noexcept nogil

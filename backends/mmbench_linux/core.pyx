@@ -143,6 +143,16 @@ from mmbench import errors as _errors
 
 cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
 
+cdef extern from *:
+    """
+    /* a number no earlier check() of any machine used (anon_vma pass marks) */
+    static long long mmbench_linux_check_epoch = 0;
+    static inline long long check_epoch_next(void) {
+        return __atomic_add_fetch(&mmbench_linux_check_epoch, 1, __ATOMIC_RELAXED);
+    }
+    """
+    long long check_epoch_next() noexcept nogil
+
 # mt_validate's codes, as check() reports them
 cdef const char* MT_INVALID[11]
 MT_INVALID[:] = [b"maple tree malformed", b"maple node: bad slot count or max",
@@ -1253,6 +1263,10 @@ cdef class LinuxMachine(LinuxFault):
         """rmap_walk_anon (or the file rmap for a shared page) of the frame mapped at
         (pid, vpn): the sorted list of (pid, vpn) that map it.  [] when nothing is
         resident there (never touched, or the zero page).  Counts rmap_visits."""
+        with self.held():
+            return self._rmap_walk(pid, vpn)
+
+    def _rmap_walk(self, pid, vpn):
         cdef int64_t p = self._pid(pid)
         cdef int64_t v
         cdef mm_t* mm = <mm_t*>self.procs[p]
@@ -1282,10 +1296,18 @@ cdef class LinuxMachine(LinuxFault):
         return sorted(out)
 
     def notes(self):
+        with self.held():
+            return self._notes()
+
+    def _notes(self):
         return list(type(self).design_notes) + self.thp_notes()
 
     def thp_notes(self):
         """How this machine backs anonymous memory with huge pages (one line)."""
+        with self.held():
+            return self._thp_notes()
+
+    def _thp_notes(self):
         if not self.thp_pmd:
             why = ("with devices the HMM paths walk PTE tables only" if self.ndevices
                    else f"the {type(self).name!r} design's own paths walk PTE tables only")
@@ -1312,6 +1334,10 @@ cdef class LinuxMachine(LinuxFault):
         """The VMAs of a process: dicts with start, end, pgoff, writable, shared,
         anon_vma (an opaque id or None), chain (its AVC count), hugepage and
         nohugepage (VM_HUGEPAGE / VM_NOHUGEPAGE)."""
+        with self.held():
+            return self._vmas(pid)
+
+    def _vmas(self, pid):
         cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
         cdef vma_t* v
         cdef int64_t i
@@ -1328,6 +1354,10 @@ cdef class LinuxMachine(LinuxFault):
     def anon_huge_kb(self, pid):
         """AnonHugePages of /proc/PID/smaps summed over the process: kB of anonymous
         memory mapped by PMD leaves (the huge zero folio is not anonymous)."""
+        with self.held():
+            return self._anon_huge_kb(pid)
+
+    def _anon_huge_kb(self, pid):
         cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
         cdef uint64_t h = 0, e
         cdef int64_t n = 0
@@ -1378,11 +1408,19 @@ cdef class LinuxMachine(LinuxFault):
 
     def vmpte_bytes(self, pid):
         """Page-table bytes as /proc/PID/status VmPTE shows them (PUD+PMD+PTE tables)."""
+        with self.held():
+            return self._vmpte_bytes(pid)
+
+    def _vmpte_bytes(self, pid):
         cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
         return int(pt_vmpte_bytes(&mm.pgd))
 
     def pt_tables(self, pid):
         """Live page tables of a process per level: (pgd, pud, pmd, pte)."""
+        with self.held():
+            return self._pt_tables(pid)
+
+    def _pt_tables(self, pid):
         cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
         return (int(mm.pgd.nr[0]), int(mm.pgd.nr[1]), int(mm.pgd.nr[2]), int(mm.pgd.nr[3]))
 
@@ -1673,7 +1711,9 @@ cdef class LinuxMachine(LinuxFault):
         cdef anon_vma_t* av
         cdef shmem_t* f
         cdef int pass_, st
-        # pass 0 clears the scratch fields, pass 1 counts, pass 2 verifies
+        cdef int64_t epoch = check_epoch_next()
+        # pass 0 clears the scratch fields, pass 1 counts, pass 2 verifies; anon_vmas
+        # carry the mark (epoch, pass) of the last pass that visited them (check_anon_vma)
         for pass_ in range(3):
             for pid in range(1, self.next_pid):
                 mm = <mm_t*>self.procs[pid]
@@ -1697,7 +1737,7 @@ cdef class LinuxMachine(LinuxFault):
                     avc = v.anon_vma_chain
                     while avc != NULL:
                         navc += pass_ == 1
-                        st = self.check_anon_vma(avc.anon_vma, pass_, &nav)
+                        st = self.check_anon_vma(avc.anon_vma, epoch * 3 + pass_ + 1, pass_, &nav)
                         if st != MM_OK:
                             return st
                         avc = avc.same_vma
@@ -1711,28 +1751,29 @@ cdef class LinuxMachine(LinuxFault):
             return self.check_fail("shmem_inode_info / xa_node caches != live files / nodes")
         return MM_OK
 
-    cdef int check_anon_vma(self, anon_vma_t* av, int pass_, int64_t* nav) noexcept nogil:
-        """Scratch-count an anon_vma and its ancestors (pass 1), then verify them (pass 2)."""
+    cdef int check_anon_vma(self, anon_vma_t* av, int64_t mark, int pass_, int64_t* nav) noexcept nogil:
+        """Scratch-clear an anon_vma and its ancestors (pass 0), count them (pass 1),
+        then verify them (pass 2).  Each anon_vma is visited once per pass: the walk up
+        the parent chain stops at one this pass already marked (its ancestors were
+        marked with it), so a check costs the AVCs plus the anon_vmas, not AVCs times
+        chain depth (a fork chain of depth d has d AVCs per VMA and d ancestors each)."""
         cdef anon_vma_t* a = av
-        while True:
+        while a.chk_seen != mark:
             if pass_ == 0:
-                a.chk_seen = 0
                 a.chk_active = 0
                 a.chk_children = 0
                 a.chk_refs = 0
             elif pass_ == 1:
-                if a.chk_seen == 0:
-                    a.chk_seen = 1
-                    nav[0] += 1
-                    if a.rb_root.count > 0 and a.parent != a:
-                        a.parent.chk_children += 1
-                    if a.rb_root.count > 0 and a.parent == a:
-                        a.chk_children += 1
-                    a.chk_refs += 1 if (a.root != a or a.rb_root.count > 0) else 0
-                    if a.root != a:
-                        a.root.chk_refs += 1
-                    if itree_verify(&a.rb_root) != 0:
-                        return self.check_fail("anon_vma interval tree broken")
+                nav[0] += 1
+                if a.rb_root.count > 0 and a.parent != a:
+                    a.parent.chk_children += 1
+                if a.rb_root.count > 0 and a.parent == a:
+                    a.chk_children += 1
+                a.chk_refs += 1 if (a.root != a or a.rb_root.count > 0) else 0
+                if a.root != a:
+                    a.root.chk_refs += 1
+                if itree_verify(&a.rb_root) != 0:
+                    return self.check_fail("anon_vma interval tree broken")
             else:
                 if a.chk_active != a.num_active_vmas:
                     return self.check_fail("anon_vma num_active_vmas != VMAs using it")
@@ -1744,13 +1785,13 @@ cdef class LinuxMachine(LinuxFault):
                     return self.check_fail("anon_vma root is not a root")
                 if a.root != a and a.rb_root.count == 0:
                     return self.check_fail("non-root anon_vma alive with an empty tree")
+            a.chk_seen = mark
             if a.parent == a:
                 break
             a = a.parent
-        if pass_ == 1 and av.root.chk_seen == 0:
-            return self.check_anon_vma(av.root, pass_, nav)
+        if av.root.chk_seen != mark:          # a root off the parent chain (never, today)
+            return self.check_anon_vma(av.root, mark, pass_, nav)
         return MM_OK
-
 
 # ---------------------------------------------------------------- helpers
 

@@ -65,7 +65,9 @@ cdef class LinuxHMMMachine(LinuxMachine):
     cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil
     cdef int device_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil
     cdef int hmm_range_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end,
-                             bint write) noexcept nogil
+                             uint64_t want, bint write) noexcept nogil
+    cdef int hmm_fault_one(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil
+    cdef int hmm_map_one(self, int dev, mm_t* mm, uint64_t vpn) noexcept nogil
     cdef int cpu_fault(self, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil
 
     # --- invariants

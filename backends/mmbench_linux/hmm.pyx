@@ -63,6 +63,12 @@
 #   observed.  A failed migration (out of device and host memory) stops at a
 #   page boundary: every page is either fully moved or untouched, so values
 #   never change, but the pages already moved stay moved.
+# * A device access that runs short of memory changes nothing (the contract):
+#   the page asked for is faulted and mapped first, the rest of a "remote"
+#   window only while memory lasts (hmm_range_fault would fail the whole
+#   range after faulting part of it); a block that cannot migrate to the
+#   device is used where it is, as amdgpu's svm_range_restore_pages falls back
+#   to system memory when svm_migrate_to_vram fails.
 # * Device-to-device migration goes through host memory (migrate_to_ram, then
 #   migrate to the new device); the kernel's SELECT_DEVICE_PRIVATE path would
 #   copy device to device.
@@ -268,6 +274,10 @@ cdef class LinuxHMMMachine(LinuxMachine):
 
     def dma_transfers_each_way(self):
         """DMA transfers issued so far: {"to_device": n, "to_host": n} (exact)."""
+        with self.held():
+            return self._dma_transfers_each_way()
+
+    def _dma_transfers_each_way(self):
         return {"to_device": int(self.xfer[0]), "to_host": int(self.xfer[1])}
 
     cdef void page_put(self, pfn_t pfn) noexcept nogil:
@@ -506,13 +516,28 @@ cdef class LinuxHMMMachine(LinuxMachine):
         VMA) in "migrate" mode - svm_migrate_to_ram's granularity - and the one
         faulting page in "remote" mode (dmirror_devmem_fault)."""
         cdef uint64_t g = <uint64_t>self.device_fault_pages if self.device_fault_mode == DEVFAULT_MIGRATE else 1
-        cdef uint64_t s = vmf.address & ~(g - 1), e = s + g
+        cdef uint64_t s = vmf.address & ~(g - 1), e = s + g, vpn
+        cdef int dev = frame_node(&self.frames, pte_pfn(vmf.orig_pte))
+        cdef int64_t need = 0
+        cdef pt_node_t* t
         if s < vmf.vma.vm_start:
             s = vmf.vma.vm_start
         if e > vmf.vma.vm_end:
             e = vmf.vma.vm_end
-        if self.migrate_vma_to_ram(vmf.mm, vmf.vma, s, e,
-                                   frame_node(&self.frames, pte_pfn(vmf.orig_pte))) != MM_OK:
+        # a write that will copy the page once it is home (a COW-shared page) needs a
+        # second frame: fail before anything moves, so a failed fault changes nothing
+        if (vmf.flags & FAULT_FLAG_WRITE) and not (vmf.orig_pte & PTE_WRITE) \
+                and self.frames.f[pte_pfn(vmf.orig_pte)].mapcount > 1:
+            vpn = s
+            while True:
+                t = pt_next(&vmf.mm.pgd, vpn, e, &vpn)
+                if t == NULL:
+                    break
+                need += self.devpriv_of(t.e[vpn & 511], dev)
+                vpn += 1
+            if need + 1 > frames_free_count(&self.frames, 0):
+                return VM_FAULT_OOM
+        if self.migrate_vma_to_ram(vmf.mm, vmf.vma, s, e, dev) != MM_OK:
             return VM_FAULT_OOM
         self.ctr[C_FAULTS] += 1
         self.ctr[C_FAULT_DEVICE_RETURN] += 1
@@ -525,6 +550,10 @@ cdef class LinuxHMMMachine(LinuxMachine):
         return LinuxMachine.zap_pte_range(self, mm, start, end)
 
     cdef int wp_page_copy(self, vm_fault_t* vmf) noexcept nogil:
+        # the kernel allocates the new folio before mmu_notifier_invalidate_range_start:
+        # a copy that cannot get a frame fails without touching the device page tables
+        if frames_free_count(&self.frames, 0) == 0:
+            return VM_FAULT_OOM
         self.mmu_notify(vmf.mm, vmf.address, vmf.address + 1, 0)
         return LinuxMachine.wp_page_copy(self, vmf)
 
@@ -564,7 +593,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
         if self.device_fault_mode == DEVFAULT_REMOTE or vma.vm_file != NULL:
             s = vpn & ~(<uint64_t>HMM_RANGE_PAGES - 1)
             return self.hmm_range_fault(dev, mm, vma, s if s > vma.vm_start else vma.vm_start,
-                                        min(s + HMM_RANGE_PAGES, vma.vm_end), write)
+                                        min(s + HMM_RANGE_PAGES, vma.vm_end), vpn, write)
         if (pte & PTE_DEVPRIV) and frame_node(&self.frames, pte_pfn(pte)) != dev:
             st = self.cpu_fault(mm, vma, vpn, write)  # another device's page comes home first
         elif write and not (pte & PTE_WRITE):
@@ -574,34 +603,51 @@ cdef class LinuxHMMMachine(LinuxMachine):
         s = s if s > vma.vm_start else vma.vm_start
         e = e if e < vma.vm_end else vma.vm_end
         st = self.migrate_vma_to_device(mm, vma, s, e, dev)
-        if st != MM_OK:
+        if st != MM_OK and st != MM_ENOMEM:
             return st
+        # out of device (and host) frames for the block: the driver falls back to
+        # system memory (amdgpu's SVM maps the range where it is when svm_migrate_to_vram
+        # fails); pages already moved stay moved, and the faulting page is used remotely
         h = self.hmm_of(mm)
         if h != NULL and h.ms.dm[dev] != NULL and dmirror_lookup(h.ms.dm[dev], vpn) != 0:
             return MM_OK
-        return self.hmm_range_fault(dev, mm, vma, vpn, vpn + 1, write)   # not migratable: remote
+        return self.hmm_range_fault(dev, mm, vma, vpn, vpn + 1, vpn, write)   # not migratable: remote
 
     cdef int hmm_range_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t start, uint64_t end,
-                             bint write) noexcept nogil:
+                             uint64_t want, bint write) noexcept nogil:
         """dmirror_range_fault: one hmm_range_fault call with HMM_PFN_REQ_FAULT
         (| HMM_PFN_REQ_WRITE) over [start, end) of one VMA - every page the device
         cannot yet use with this access is faulted in by handle_mm_fault (a page
         private to another device comes home; this device's own private pages are
-        returned as they are) - then dmirror_do_fault maps every page."""
-        cdef uint64_t vpn, pte
-        cdef int st
+        returned as they are) - then dmirror_do_fault maps every page.
+        The page the device asked for (`want`) is faulted and mapped first, and only
+        its failure fails the access; the rest of the window is faulted and mapped
+        while memory lasts (the kernel fails the whole range after faulting part of
+        it; here a failed access changes nothing)."""
+        cdef uint64_t vpn
+        cdef int st = self.hmm_fault_one(dev, mm, vma, want, write)
+        if st != MM_OK:
+            return st
+        st = self.hmm_map_one(dev, mm, want)
+        if st != MM_OK:
+            return st
         for vpn in range(start, end):
-            pte = pt_get(&mm.pgd, vpn)
-            if pte == 0 or (write and not (pte & PTE_WRITE)) \
-                    or ((pte & PTE_DEVPRIV) and frame_node(&self.frames, pte_pfn(pte)) != dev):
-                st = self.cpu_fault(mm, vma, vpn, write)
-                if st != MM_OK:
-                    return st
-        for vpn in range(start, end):
-            pte = pt_get(&mm.pgd, vpn)
-            st = self.device_map(mm, dev, vpn, pte_pfn(pte), (pte & PTE_WRITE) != 0)
-            if st != MM_OK:
-                return st
+            if vpn != want and (self.hmm_fault_one(dev, mm, vma, vpn, write) != MM_OK
+                                or self.hmm_map_one(dev, mm, vpn) != MM_OK):
+                break
+        return MM_OK
+
+    cdef int hmm_map_one(self, int dev, mm_t* mm, uint64_t vpn) noexcept nogil:
+        """dmirror_do_fault for one page the CPU side now allows."""
+        cdef uint64_t pte = pt_get(&mm.pgd, vpn)
+        return self.device_map(mm, dev, vpn, pte_pfn(pte), (pte & PTE_WRITE) != 0)
+
+    cdef int hmm_fault_one(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil:
+        """HMM_PFN_REQ_FAULT for one page: handle_mm_fault unless the device can use it as is."""
+        cdef uint64_t pte = pt_get(&mm.pgd, vpn)
+        if pte == 0 or (write and not (pte & PTE_WRITE)) \
+                or ((pte & PTE_DEVPRIV) and frame_node(&self.frames, pte_pfn(pte)) != dev):
+            return self.cpu_fault(mm, vma, vpn, write)
         return MM_OK
 
     cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil:
@@ -767,6 +813,10 @@ cdef class LinuxHMMMachine(LinuxMachine):
     # ---------------------------------------------------------- Python extras
     def device_entries(self, pid, dev):
         """Entries in device `dev`'s page table for process `pid`: {vpn: (node, writable)}."""
+        with self.held():
+            return self._device_entries(pid, dev)
+
+    def _device_entries(self, pid, dev):
         cdef int64_t p = self._pid(pid)
         cdef dev_mm_t* h
         cdef uint64_t idx = 0, e, start = 0
@@ -786,6 +836,10 @@ cdef class LinuxHMMMachine(LinuxMachine):
 
     def page_node(self, pid, vpn):
         """Where the page at (pid, vpn) lives: 0 host, 1.. a device, None if not resident."""
+        with self.held():
+            return self._page_node(pid, vpn)
+
+    def _page_node(self, pid, vpn):
         cdef int64_t p = self._pid(pid)
         cdef uint64_t pte
         v, _ = self._range(vpn)

@@ -62,7 +62,7 @@ cdef struct anon_vma_t:
     int64_t num_children           # anon_vmas whose parent is this one (a root counts itself)
     int64_t num_active_vmas        # VMAs whose vma->anon_vma is this one
     itree_t rb_root                # AVCs, keyed by the VMA's [vm_pgoff, vm_pgoff + pages - 1]
-    # scratch of c_check (simulator only)
+    # scratch of c_check (simulator only); chk_seen: mark of the last check pass here
     int64_t chk_seen, chk_active, chk_children, chk_refs
 
 # struct anon_vma_chain (64 B): links one VMA to one anon_vma.

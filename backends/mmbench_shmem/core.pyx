@@ -788,6 +788,10 @@ cdef class ShmemMachine(Machine):
         return MM_OK
 
     def notes(self):
+        with self.held():
+            return self._notes()
+
+    def _notes(self):
         return [f"internal tmpfs mounted huge={self.huge} (thp={self.options['thp']!r}); large folios "
                 "and PMD mappings are not modeled yet: every page is 4 KiB"]
 
@@ -1208,6 +1212,10 @@ cdef class ShmemMachine(Machine):
         offset in a file that holds it; ``present`` tells whether a PTE maps
         it now.  [] when the page is a hole (nothing to walk).  Counts one
         C_I_MMAP_VISITS per file searched, one C_RMAP_VISITS per VMA visited."""
+        with self.held():
+            return self._rmap_walk(pid, vpn)
+
+    def _rmap_walk(self, pid, vpn):
         cdef mm_struct* mm
         cdef vm_area_struct* v
         cdef shmem_inode_info* f
@@ -1249,11 +1257,19 @@ cdef class ShmemMachine(Machine):
 
     def page_table_bytes(self, pid):
         """VmPTE of `pid` as /proc/PID/status shows it (PUD+PMD+PTE tables)."""
+        with self.held():
+            return self._page_table_bytes(pid)
+
+    def _page_table_bytes(self, pid):
         cdef mm_struct* mm = <mm_struct*>self.proc_of(self._pid(pid))
         return int(pt_vmpte_bytes(&mm.pgd))
 
     def file_info(self, pid, vpn):
         """{ino, private, nrpages, i_count, group_members} of the file behind vpn."""
+        with self.held():
+            return self._file_info(pid, vpn)
+
+    def _file_info(self, pid, vpn):
         cdef mm_struct* mm = <mm_struct*>self.proc_of(self._pid(pid))
         cdef vm_area_struct* v = find_vma(mm, self._range(vpn)[0])
         if v == NULL:
@@ -1267,6 +1283,10 @@ cdef class ShmemMachine(Machine):
         """Tests only: break one invariant at (pid, vpn) so a test can see
         check() catch it.  `what`: "refcount", "nrpages", "i_count", "pte_write",
         "xa_account", "index"."""
+        with self.held():
+            return self._corrupt_locked(pid, vpn, what)
+
+    def _corrupt_locked(self, pid, vpn, what):
         cdef mm_struct* mm = <mm_struct*>self.proc_of(self._pid(pid))
         cdef vm_area_struct* v = find_vma(mm, vpn)
         cdef pfn_t pfn

@@ -178,6 +178,10 @@ cdef class ShmemDevMachine(ShmemMachine):
 
     def dma_transfers_each_way(self):
         """DMA transfers issued so far: {"to_device": n, "to_host": n} (exact)."""
+        with self.held():
+            return self._dma_transfers_each_way()
+
+    def _dma_transfers_each_way(self):
         return {"to_device": int(self.xfer[0]), "to_host": int(self.xfer[1])}
 
     # ================================================================ notifier, device page tables
@@ -631,6 +635,10 @@ cdef class ShmemDevMachine(ShmemMachine):
     # ================================================================ introspection
     def page_node(self, pid, vpn):
         """Where the page `pid` reaches at vpn lives: 0 host, d device, None a hole."""
+        with self.held():
+            return self._page_node(pid, vpn)
+
+    def _page_node(self, pid, vpn):
         cdef mm_struct* mm = <mm_struct*>self.proc_of(self._pid(pid))
         cdef vm_area_struct* v = find_vma(mm, self._range(vpn)[0])
         cdef pfn_t pfn

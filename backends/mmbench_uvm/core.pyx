@@ -219,6 +219,10 @@ cdef class UVMMachine(Machine):
         return MM_OK
 
     def notes(self):
+        with self.held():
+            return self._notes()
+
+    def _notes(self):
         return [f"NetBSD has no anonymous superpages: runs at 4 KiB (thp={self.thp!r} has no effect; "
                 "madvise HUGEPAGE/NOHUGEPAGE are accepted and ignored)"]
 
@@ -272,6 +276,10 @@ cdef class UVMMachine(Machine):
     def amaps(self):
         """Every live amap: {serial: {am_ref, shared, nslot, nused, ppref, anon_refs}}.
         `ppref` is the per-slot list or None; `anon_refs` maps slot -> an_ref."""
+        with self.held():
+            return self._amaps()
+
+    def _amaps(self):
         cdef vm_amap_t* amap = self.u.amaps
         cdef int32_t x
         out = {}
@@ -288,6 +296,10 @@ cdef class UVMMachine(Machine):
 
     def entries(self, pid):
         """The entries of `pid`'s map: [{start, end, amap, pageoff, flags, …}, …]."""
+        with self.held():
+            return self._entries(pid)
+
+    def _entries(self, pid):
         pid = self._pid(pid)
         cdef vm_map_entry_t* e = self.map_of(pid).first
         out = []
@@ -306,6 +318,10 @@ cdef class UVMMachine(Machine):
 
     def anon_ref(self, pid, vpn):
         """an_ref of the anon behind `vpn` of `pid` (0: no anon there yet)."""
+        with self.held():
+            return self._anon_ref(pid, vpn)
+
+    def _anon_ref(self, pid, vpn):
         pid = self._pid(pid)
         vpn, _ = self._range(vpn)
         cdef vm_map_entry_t* e = uvm_map_lookup_entry(self.map_of(pid), vpn)
@@ -320,6 +336,10 @@ cdef class UVMMachine(Machine):
     def rmap_walk(self, pid, vpn):
         """The mappers of the page `pid` maps at `vpn`: [(pid, vpn), …] from its
         pv list ([] when no page is mapped there).  Counts rmap_visits."""
+        with self.held():
+            return self._rmap_walk(pid, vpn)
+
+    def _rmap_walk(self, pid, vpn):
         pid = self._pid(pid)
         vpn, _ = self._range(vpn)
         cdef vm_map_t* map = self.map_of(pid)
