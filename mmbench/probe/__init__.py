@@ -29,15 +29,17 @@ def available() -> tuple[bool, str]:
 
 def fork_empty(reps: int = 3) -> list[int]:
     """ns of `reps` fork + exit + wait by a tiny C program (forkbase), i.e. of an
-    address space that holds almost nothing.  HostProbeError if it cannot run."""
+    address space that holds almost nothing, timed with the probes' clock
+    (``_probe.get_clock()``).  HostProbeError if it cannot run."""
     import importlib.resources
     import subprocess
     if not (isinstance(reps, int) and 1 <= reps <= 10000):
         raise errors.InvalidArgument(f"reps must be an integer in 1..10000, got {reps!r}")
+    from mmbench.probe import _probe
     prog = importlib.resources.files("mmbench.probe") / "forkbase"
     try:
         with importlib.resources.as_file(prog) as path:
-            res = subprocess.run([str(path), str(reps)], capture_output=True, text=True,
+            res = subprocess.run([str(path), str(reps), _probe.get_clock()], capture_output=True, text=True,
                                  timeout=60)
     except (OSError, subprocess.SubprocessError) as e:
         raise HostProbeError(getattr(e, "errno", None) or 0,
