@@ -163,6 +163,8 @@ def probe_table(p: dict) -> list[tuple]:
     ]
     for x in p["mremap_pages"]:
         rows.append((f"mremap_pages@{x}", lambda x=x: P.mremap(x, 1, 1), 1, "ns/call", ""))
+    rows.append((f"fork_huge@{hg}", lambda: P.fork_huge(hg, 1), 1, "ns/fork",
+                 "fork + exit + wait holding written huge pages"))
     rows.append(("fork_empty", lambda: [float(np.median(probe.fork_empty(3)))], 1, "ns/fork",
                  "fork + exit + wait by a tiny C program (an almost empty address space)"))
     for x in p["fork_pages"]:
@@ -276,7 +278,7 @@ def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
 
 
 def _is_thp(name: str) -> bool:
-    return name.startswith(("thp_", "held:fork_huge", "held:cow_huge"))
+    return name.startswith(("thp_", "fork_huge", "held:fork_huge", "held:cow_huge"))
 
 
 def thp_vmstat() -> dict:
@@ -370,6 +372,15 @@ def fit(figs: dict, stat: str = "median") -> dict:
             "thp_munmap_huge - thp_munmap_small - thp_split_pmd - tlb_flush + page_free   "
             "[deferred_split_folio queues the partly mapped folio; the 4 KiB run frees its "
             "page, the huge one frees nothing yet]")
+        fh = next((k for k in m if k.startswith("fork_huge@")), None)
+        if fh is not None:
+            nh = int(fh.partition("@")[2])
+            x0 = figs["fork_pages"][stat][list(figs["fork_pages"]["x"]).index(0)]
+            put("thp_copy_pmd", (m[fh] - x0) / nh - c["fork_pte"]["ns"] - c["pt_page"]["ns"]
+                - c["pte_zap"]["ns"],
+                f"({fh} - fork_pages@0) / {nh} - fork_pte - pt_page - pte_zap   [copy_huge_pmd "
+                "beyond one entry copied, the child's deposited table and the zap at its exit: "
+                "folio_try_dup_anon_rmap_pmd visits the 512 subpages]")
         put("thp_collapse_alloc", m["thp_collapse"],
             "thp_collapse   [all of MADV_COLLAPSE for one 2 MiB range: allocate the huge folio, "
             "copy the 512 pages in, free them, install the PMD]")
@@ -599,7 +610,7 @@ HELD_OUT_SPEC = {
                     "+ page_free + tlb_flush",
                     lambda p: ("munmap_vmas", None, p["held_islands"]),
                     lambda f, s, p: _v(f, "held:munmap_vmas", s)),
-    "mremap": ("mremap of a populated range, one page off its 2 MiB phase: mremap_call + "
+    "mremap_populated": ("mremap of a populated range, one page off its 2 MiB phase: mremap_call + "
                "vma + pte_move + pt_page + tlb_flush",
                lambda p: ("mremap", None, p["held_pages"]),
                lambda f, s, p: _v(f, "held:mremap", s)),
@@ -655,6 +666,13 @@ def _held_out(figs: dict, stat: str, profile: str = "full") -> list[tuple]:
 #: error of the prices from the error of a design's counts: with these counts,
 #: only the prices can be wrong.
 KERNEL_COUNTS = {
+    # copy_huge_pmd (one PMD entry copied, a PTE table allocated and deposited,
+    # the subpages visited) and zap_huge_pmd at the child's exit
+    "fork_huge_pmds": {"fork_ptes_copied": 1, "pt_pages_alloc": 1, "thp_copy_pmd": 1,
+                       "pte_zaps": 1},
+    # do_huge_pmd_wp_page on a shared folio: __split_huge_pmd (one flush), then
+    # wp_page_copy of the one 4 KiB page (a second flush)
+    "cow_huge": {"faults": 1, "thp_split_pmd": 1, "tlb_flushes": 2, "pages_copied": 1},
     # wp_page_copy: one fault, one page copied, ptep_clear_flush of the old PTE
     "cow_chain_fault": {"faults": 1, "pages_copied": 1, "tlb_flushes": 1},
     # shmem_fault on a hole: one fault, a new zeroed page-cache folio, an

@@ -95,6 +95,9 @@ COSTS = {
                         "are not priced again as pages_zeroed)", ("thp_fault_alloc",)),
     "thp_zero_page_map": ("map the huge zero folio with one PMD, beyond the trap and its "
                           "deposited PTE table", ("thp_zero_page_map",)),
+    "thp_copy_pmd": ("copy one huge PMD at fork beyond the entry copy (fork_pte), the child's "
+                     "deposited table (pt_page) and the zap at its exit (pte_zap): "
+                     "copy_huge_pmd visits the folio's 512 subpages", ("thp_copy_pmd",)),
     "thp_split_pmd": ("split a PMD mapping into 512 PTEs (__split_huge_pmd), beyond its TLB "
                       "flush", ("thp_split_pmd",)),
     "thp_deferred_split_page": ("queue a partly unmapped huge folio for a deferred split",
