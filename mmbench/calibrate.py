@@ -44,14 +44,14 @@ PROFILES = {
     "full": dict(reps=15, pages=8192, sparse=512, islands=4096, fork_pages=(0, 8192, 32768),
                  fork_vmas=(0, 2048, 8192), depth=4, memops_pages=2048, pairs=1000,
                  warm_pages=1 << 18, kmalloc_sizes=(64, 512, 2048, 4096, 8000), kmalloc_calls=500,
-                 free_pages=32768, mremap_pages=(1024, 8192), huge=64,
+                 free_pages=32768, mremap_pages=(1024, 8192), huge=64, fork_huge=(0, 64, 256),
                  held_pages=4096, held_fork_pages=16384, held_vmas=4096, held_islands=2048,
                  held_exit_pages=65536, held_free_pages=16384, held_huge=128,
                  sparse_stride=16, min_reps=15, max_reps=45, stable_spread=0.05),
     "quick": dict(reps=3, pages=256, sparse=16, islands=128, fork_pages=(0, 1024),
                   fork_vmas=(0, 256), depth=2, memops_pages=256, pairs=50, warm_pages=4096,
                   kmalloc_sizes=(64, 8000), kmalloc_calls=50,
-                  free_pages=256, mremap_pages=(64, 512), huge=2,
+                  free_pages=256, mremap_pages=(64, 512), huge=2, fork_huge=(0, 4),
                   held_pages=256, held_fork_pages=512, held_vmas=128, held_islands=64,
                   held_exit_pages=256, held_free_pages=128, held_huge=2,
                   sparse_stride=16, min_reps=3, max_reps=3, stable_spread=1.0),
@@ -163,8 +163,9 @@ def probe_table(p: dict) -> list[tuple]:
     ]
     for x in p["mremap_pages"]:
         rows.append((f"mremap_pages@{x}", lambda x=x: P.mremap(x, 1, 1), 1, "ns/call", ""))
-    rows.append((f"fork_huge@{hg}", lambda: P.fork_huge(hg, 1), 1, "ns/fork",
-                 "fork + exit + wait holding written huge pages"))
+    for x in p["fork_huge"]:            # forkbase: a small process, so the slope is clean
+        rows.append((f"fork_huge@{x}", lambda x=x: [float(np.median(probe.fork_empty(3, x)))], 1,
+                     "ns/fork", ""))
     rows.append(("fork_empty", lambda: [float(np.median(probe.fork_empty(3)))], 1, "ns/fork",
                  "fork + exit + wait by a tiny C program (an almost empty address space)"))
     for x in p["fork_pages"]:
@@ -187,7 +188,8 @@ def probe_table(p: dict) -> list[tuple]:
          "mremap of touched pages to an address one page off the old one's 2 MiB phase"),
         ("held:munmap_pages", lambda: P.munmap(p["held_free_pages"], False, 1), p["held_free_pages"],
          pg, "munmap of touched private pages (a size not in the fit)"),
-        (f"held:fork_huge@{p['held_huge']}", lambda: P.fork_huge(p["held_huge"], 1), 1, "ns/fork", ""),
+        (f"held:fork_huge@{p['held_huge']}",
+         lambda: [float(np.median(probe.fork_empty(3, p["held_huge"])))], 1, "ns/fork", ""),
         ("held:cow_huge", lambda: P.cow_huge(p["held_huge"], 1), p["held_huge"], hp,
          "a forked child's first write to each huge page its parent maps (split + 4 KiB copy)"),
         ("held:madvise_dontneed", lambda: P.madvise_dontneed(p["held_free_pages"], 1),
@@ -209,6 +211,8 @@ SERIES_UNIT = {"kmalloc": "ns/call", "mremap_pages": "ns/call"}
 SERIES = {"kmalloc": "msgsnd + msgrcv of one System V message versus its bytes: a kmalloc "
                      "of that size, the bytes copied in and out, a kfree","fork_pages": "fork + exit + wait versus touched private pages",
           "fork_vmas": "fork + exit + wait versus one-page VMAs never touched",
+          "fork_huge": "fork + exit + wait by forkbase (a small C program) versus the written "
+                       "huge pages it holds",
           "mremap_pages": "mremap of touched pages from a 2 MiB boundary to one page past "
                           "another (every PTE moves) versus pages",
           "fork_touched_vmas": "fork + exit + wait versus one-page VMAs, each written",
@@ -263,7 +267,7 @@ def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
     for k, s in series.items():
         figs[k] = _series(s, SERIES_UNIT.get(k, "ns/fork"), SERIES[k])
     for name, deltas in vm.items():
-        if deltas and deltas[0]:
+        if name in figs and deltas and deltas[0]:
             figs[name]["host_vmstat_per_unit"] = {
                 k: round(float(np.median([d.get(k, 0) for d in deltas])), 3)
                 for k in sorted(deltas[0]) if any(d.get(k, 0) for d in deltas)}
@@ -278,7 +282,7 @@ def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
 
 
 def _is_thp(name: str) -> bool:
-    return name.startswith(("thp_", "fork_huge", "held:fork_huge", "held:cow_huge"))
+    return name.startswith(("thp_", "held:fork_huge", "held:cow_huge"))
 
 
 def thp_vmstat() -> dict:
@@ -372,15 +376,11 @@ def fit(figs: dict, stat: str = "median") -> dict:
             "thp_munmap_huge - thp_munmap_small - thp_split_pmd - tlb_flush + page_free   "
             "[deferred_split_folio queues the partly mapped folio; the 4 KiB run frees its "
             "page, the huge one frees nothing yet]")
-        fh = next((k for k in m if k.startswith("fork_huge@")), None)
-        if fh is not None:
-            nh = int(fh.partition("@")[2])
-            x0 = figs["fork_pages"][stat][list(figs["fork_pages"]["x"]).index(0)]
-            put("thp_copy_pmd", (m[fh] - x0) / nh - c["fork_pte"]["ns"] - c["pt_page"]["ns"]
-                - c["pte_zap"]["ns"],
-                f"({fh} - fork_pages@0) / {nh} - fork_pte - pt_page - pte_zap   [copy_huge_pmd "
-                "beyond one entry copied, the child's deposited table and the zap at its exit: "
-                "folio_try_dup_anon_rmap_pmd visits the 512 subpages]")
+        if "fork_huge" in s:
+            put("thp_copy_pmd", s["fork_huge"][0] - c["fork_pte"]["ns"] - c["pte_zap"]["ns"],
+                "fork_huge.slope - fork_pte - pte_zap   [copy_huge_pmd: the PMD entry, the PTE "
+                "table allocated and deposited for the child (not priced again as pt_page), the "
+                "folio's subpages visited; zap_huge_pmd at the child's exit]")
         put("thp_collapse_alloc", m["thp_collapse"],
             "thp_collapse   [all of MADV_COLLAPSE for one 2 MiB range: allocate the huge folio, "
             "copy the 512 pages in, free them, install the PMD]")
@@ -618,11 +618,11 @@ HELD_OUT_SPEC = {
                      "pte_zap + page_free + tlb_flush + page tables",
                      lambda p: ("munmap_pages", None, p["held_free_pages"]),
                      lambda f, s, p: _v(f, "held:munmap_pages", s)),
-    "fork_huge_pmds": ("fork of huge-mapped memory, per 2 MiB (copy_huge_pmd): fork_pte + "
-                       "pt_page (the child's deposited table) + pte_zap",
+    "fork_huge_pmds": ("fork of huge-mapped memory by a small process, per 2 MiB "
+                       "(copy_huge_pmd + zap_huge_pmd at the child's exit)",
                        lambda p: (f"fork_huge:{p['held_huge']}", "fork_pages:0", p["held_huge"]),
                        lambda f, s, p: (_v(f, f"held:fork_huge@{p['held_huge']}", s)
-                                        - _x0(f, "fork_pages", s)) / p["held_huge"]),
+                                        - _x0(f, "fork_huge", s)) / p["held_huge"]),
     "cow_huge": ("COW of a huge page after fork, per 2 MiB: trap + thp_split_pmd + "
                  "tlb_flush x 2 + copy (one 4 KiB page)",
                  lambda p: ("cow_huge", None, p["held_huge"]),
@@ -669,7 +669,7 @@ KERNEL_COUNTS = {
     # copy_huge_pmd (one PMD entry copied, a PTE table allocated and deposited,
     # the subpages visited) and zap_huge_pmd at the child's exit
     "fork_huge_pmds": {"fork_ptes_copied": 1, "pt_pages_alloc": 1, "thp_copy_pmd": 1,
-                       "pte_zaps": 1},
+                       "pte_zaps": 1},   # the deposited table is inside thp_copy_pmd (NET)
     # do_huge_pmd_wp_page on a shared folio: __split_huge_pmd (one flush), then
     # wp_page_copy of the one 4 KiB page (a second flush)
     "cow_huge": {"faults": 1, "thp_split_pmd": 1, "tlb_flushes": 2, "pages_copied": 1},

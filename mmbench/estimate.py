@@ -95,9 +95,10 @@ COSTS = {
                         "are not priced again as pages_zeroed)", ("thp_fault_alloc",)),
     "thp_zero_page_map": ("map the huge zero folio with one PMD, beyond the trap and its "
                           "deposited PTE table", ("thp_zero_page_map",)),
-    "thp_copy_pmd": ("copy one huge PMD at fork beyond the entry copy (fork_pte), the child's "
-                     "deposited table (pt_page) and the zap at its exit (pte_zap): "
-                     "copy_huge_pmd visits the folio's 512 subpages", ("thp_copy_pmd",)),
+    "thp_copy_pmd": ("copy one huge PMD at fork beyond the entry copy (fork_pte) and the zap "
+                     "at the child's exit (pte_zap): copy_huge_pmd allocates and deposits a PTE "
+                     "table for the child (not priced again as pt_page) and visits the folio",
+                     ("thp_copy_pmd",)),
     "thp_split_pmd": ("split a PMD mapping into 512 PTEs (__split_huge_pmd), beyond its TLB "
                       "flush", ("thp_split_pmd",)),
     "thp_deferred_split_page": ("queue a partly unmapped huge folio for a deferred split",
@@ -109,10 +110,11 @@ COSTS = {
 
 #: counts a larger event already prices: {key: (the larger event, units of key per
 #: event)}.  A huge zero-fill fault zeroes 512 pages inside its own price, so
-#: pages_zeroed is priced net of 512 per thp_fault_alloc (the netted count is
+#: pages_zeroed is priced net of 512 per thp_fault_alloc; copy_huge_pmd's
+#: deposited PTE table is inside thp_copy_pmd (the netted count is
 #: reported under "netted"); if the larger event has no price it is listed as
 #: uncosted, never priced through its parts
-NET = {"pages_zeroed": ("thp_fault_alloc", 512)}
+NET = {"pages_zeroed": ("thp_fault_alloc", 512), "pt_pages_alloc": ("thp_copy_pmd", 1)}
 
 #: prices that are not host measurements at all: the accelerator link model
 LINK_COST = "dma_link"
