@@ -223,8 +223,9 @@ SERIES = {"kmalloc": "msgsnd + msgrcv of one System V message versus its bytes: 
 def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
     """Every host probe of `profile`: {name: figure}.
 
-    The probes run round-robin, one sample each per round, so a burst of load
-    from other processes lands on all of them alike rather than on one.
+    The probes run round-robin, one sample each per round, in a new random order
+    every round, so a burst of load from other processes, or what one probe leaves
+    behind, lands on all of them alike rather than on one.
     """
     from mmbench.probe import _probe as P
     p = PROFILES[profile]
@@ -236,10 +237,15 @@ def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
     units_of = {row[0]: row[2] for row in table}
     vm = {row[0]: [] for row in table if _is_thp(row[0])}
     rounds, stable = 0, None
+    rng = np.random.default_rng(0)
     while True:
         rounds += 1
         log(f"round {rounds}")
-        for name, thunk, *_ in table:
+        # a new order every round: what one probe leaves behind (a compaction, a
+        # khugepaged scan, freed blocks the VM hands back) lands on a different
+        # probe each time, as noise the medians absorb, not as a bias of one probe
+        for i in rng.permutation(len(table)):
+            name, thunk = table[i][0], table[i][1]
             if name in vm:
                 before = thp_vmstat()
                 samples[name].append(float(thunk()[0]))
