@@ -44,15 +44,26 @@ PROFILES = {
     "full": dict(reps=15, pages=8192, sparse=512, islands=4096, fork_pages=(0, 8192, 32768),
                  fork_vmas=(0, 2048, 8192), depth=4, memops_pages=2048, pairs=1000,
                  warm_pages=1 << 18, kmalloc_sizes=(64, 512, 2048, 4096, 8000), kmalloc_calls=500,
+                 free_pages=32768, mremap_pages=(1024, 8192), huge=64, fork_huge=(0, 64, 256),
                  held_pages=4096, held_fork_pages=16384, held_vmas=4096, held_islands=2048,
-                 held_exit_pages=65536, sparse_stride=16, min_reps=15, max_reps=45,
-                 stable_spread=0.05),
+                 held_exit_pages=65536, held_free_pages=16384, held_huge=128,
+                 sparse_stride=16, min_reps=15, max_reps=45, stable_spread=0.05),
     "quick": dict(reps=3, pages=256, sparse=16, islands=128, fork_pages=(0, 1024),
                   fork_vmas=(0, 256), depth=2, memops_pages=256, pairs=50, warm_pages=4096,
                   kmalloc_sizes=(64, 8000), kmalloc_calls=50,
+                  free_pages=256, mremap_pages=(64, 512), huge=2, fork_huge=(0, 4),
                   held_pages=256, held_fork_pages=512, held_vmas=128, held_islands=64,
-                  held_exit_pages=256, sparse_stride=16, min_reps=3, max_reps=3, stable_spread=1.0),
+                  held_exit_pages=256, held_free_pages=128, held_huge=2,
+                  sparse_stride=16, min_reps=3, max_reps=3, stable_spread=1.0),
 }
+#: the clock every probe times with (mmbench.probe._probe.set_clock): "cpu", the CPU
+#: time of the work (the default: another process holding a CPU does not count), or "wall"
+PROBE_CLOCKS = ("cpu", "wall")
+PROBE_CLOCK_WHAT = {
+    "cpu": "CPU time of the timed phase (CLOCK_THREAD_CPUTIME_ID of the timing thread, plus "
+           "wait4's rusage of a child reaped inside the phase): waiting for a CPU that "
+           "another process holds is not counted",
+    "wall": "CLOCK_MONOTONIC around the timed phase (includes waiting for a CPU)"}
 
 
 # ----------------------------------------------------------------- 1. probe
@@ -97,7 +108,7 @@ def probe_table(p: dict) -> list[tuple]:
     """(name, one-sample thunk, units per sample, unit, what) of every probe."""
     from mmbench import probe
     from mmbench.probe import _probe as P
-    n, d, isl = p["pages"], p["depth"], p["islands"]
+    n, d, isl, fp_, hg = p["pages"], p["depth"], p["islands"], p["free_pages"], p["huge"]
     pg, vm, call, blk = "ns/page", "ns/VMA", "ns/call", "ns/4KiB"
     rows = [
         ("anon_write_fault", lambda: P.anon_fault(n, 1, True, 1), n, pg,
@@ -118,8 +129,12 @@ def probe_table(p: dict) -> list[tuple]:
          "write fault on a cached shared memfd page (hit)"),
         ("memfd_read_hit_fault", lambda: P.memfd(n, "read_hit", 1), n, pg,
          "read fault on cached shared memfd pages (fault-around maps neighbours)"),
-        ("munmap_exclusive", lambda: P.munmap(n, False, 1), n, pg, "munmap of touched private pages (freed)"),
-        ("munmap_shared", lambda: P.munmap(n, True, 1), n, pg, "munmap of pages a child still maps (not freed)"),
+        ("munmap_exclusive", lambda: P.munmap(fp_, False, 1), fp_, pg,
+         "munmap of touched private pages (freed)"),
+        ("munmap_shared", lambda: P.munmap(fp_, True, 1), fp_, pg,
+         "munmap of pages a child still maps (not freed)"),
+        ("munmap_vma_empty", lambda: P.islands_munmap(isl, False, 1), isl, vm,
+         "munmap of one never-touched one-page VMA per call"),
         ("mprotect_present", lambda: P.mprotect(True, p["pairs"], 1), 1, call,
          "mprotect of a one-page VMA whose page is present"),
         ("mprotect_empty", lambda: P.mprotect(False, p["pairs"], 1), 1, call,
@@ -129,6 +144,28 @@ def probe_table(p: dict) -> list[tuple]:
         ("user_copy_4k", lambda: P.memops(True, p["memops_pages"], 1), p["memops_pages"], blk,
          "memcpy of 4 KiB in user space (warm buffers)"),
     ]
+    hp = "ns/2MiB"
+    rows += [
+        ("thp_write_fault", lambda: P.thp_fault(hg, True, 1), hg, hp,
+         "first write to a 2 MiB-aligned MADV_HUGEPAGE range (a new huge folio)"),
+        ("thp_read_fault", lambda: P.thp_fault(hg, False, 1), hg, hp,
+         "first read of a 2 MiB-aligned MADV_HUGEPAGE range (the huge zero page)"),
+        ("thp_mprotect_huge", lambda: P.thp_cut(hg, True, "mprotect", 1), hg, hp,
+         "mprotect of one 4 KiB page of a huge-mapped 2 MiB range (the PMD splits)"),
+        ("thp_mprotect_small", lambda: P.thp_cut(hg, False, "mprotect", 1), hg, hp,
+         "the same mprotect in a 2 MiB range mapped with 4 KiB pages"),
+        ("thp_munmap_huge", lambda: P.thp_cut(hg, True, "munmap", 1), hg, hp,
+         "munmap of one 4 KiB page of a huge-mapped 2 MiB range (split, deferred split)"),
+        ("thp_munmap_small", lambda: P.thp_cut(hg, False, "munmap", 1), hg, hp,
+         "the same munmap in a 2 MiB range mapped with 4 KiB pages"),
+        ("thp_collapse", lambda: P.thp_collapse(hg, 1), hg, hp,
+         "madvise(MADV_COLLAPSE) of a 2 MiB range written as 4 KiB pages"),
+    ]
+    for x in p["mremap_pages"]:
+        rows.append((f"mremap_pages@{x}", lambda x=x: P.mremap(x, 1, 1), 1, "ns/call", ""))
+    for x in p["fork_huge"]:            # forkbase: a small process, so the slope is clean
+        rows.append((f"fork_huge@{x}", lambda x=x: [float(np.median(probe.fork_empty(3, x)))], 1,
+                     "ns/fork", ""))
     rows.append(("fork_empty", lambda: [float(np.median(probe.fork_empty(3)))], 1, "ns/fork",
                  "fork + exit + wait by a tiny C program (an almost empty address space)"))
     for x in p["fork_pages"]:
@@ -147,8 +184,16 @@ def probe_table(p: dict) -> list[tuple]:
          f"{512 // p['sparse_stride']} faults)"),
         ("held:munmap_vmas", lambda: P.islands_munmap(hi, True, 1), hi, vm,
          "munmap of written one-page VMAs, one call each"),
-        ("held:mremap", lambda: P.mremap(h, 1), h, pg, "mremap of touched pages to a fresh address"),
-        ("held:madvise_dontneed", lambda: P.madvise_dontneed(h, 1), h, pg,
+        ("held:mremap", lambda: P.mremap(h, 1, 1), h, pg,
+         "mremap of touched pages to an address one page off the old one's 2 MiB phase"),
+        ("held:munmap_pages", lambda: P.munmap(p["held_free_pages"], False, 1), p["held_free_pages"],
+         pg, "munmap of touched private pages (a size not in the fit)"),
+        (f"held:fork_huge@{p['held_huge']}",
+         lambda: [float(np.median(probe.fork_empty(3, p["held_huge"])))], 1, "ns/fork", ""),
+        ("held:cow_huge", lambda: P.cow_huge(p["held_huge"], 1), p["held_huge"], hp,
+         "a forked child's first write to each huge page its parent maps (split + 4 KiB copy)"),
+        ("held:madvise_dontneed", lambda: P.madvise_dontneed(p["held_free_pages"], 1),
+         p["held_free_pages"], pg,
          "madvise(MADV_DONTNEED) of touched private pages"),
         ("held:mprotect_split", lambda: P.mprotect_split(p["pairs"], 1), 1, call,
          "mprotect that splits a VMA in three (or merges it back)"),
@@ -162,10 +207,14 @@ def probe_table(p: dict) -> list[tuple]:
     return rows
 
 
-SERIES_UNIT = {"kmalloc": "ns/call"}
+SERIES_UNIT = {"kmalloc": "ns/call", "mremap_pages": "ns/call"}
 SERIES = {"kmalloc": "msgsnd + msgrcv of one System V message versus its bytes: a kmalloc "
                      "of that size, the bytes copied in and out, a kfree","fork_pages": "fork + exit + wait versus touched private pages",
           "fork_vmas": "fork + exit + wait versus one-page VMAs never touched",
+          "fork_huge": "fork + exit + wait by forkbase (a small C program) versus the written "
+                       "huge pages it holds",
+          "mremap_pages": "mremap of touched pages from a 2 MiB boundary to one page past "
+                          "another (every PTE moves) versus pages",
           "fork_touched_vmas": "fork + exit + wait versus one-page VMAs, each written",
           "fork_chain_vmas": "fork + exit + wait versus written one-page VMAs, by the last "
                              "process of a chain of forks"}
@@ -174,22 +223,36 @@ SERIES = {"kmalloc": "msgsnd + msgrcv of one System V message versus its bytes: 
 def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
     """Every host probe of `profile`: {name: figure}.
 
-    The probes run round-robin, one sample each per round, so a burst of load
-    from other processes lands on all of them alike rather than on one.
+    The probes run round-robin, one sample each per round, in a new random order
+    every round, so a burst of load from other processes, or what one probe leaves
+    behind, lands on all of them alike rather than on one.
     """
     from mmbench.probe import _probe as P
     p = PROFILES[profile]
-    log(f"warming {p['warm_pages']} pages")
+    log(f"warming {p['warm_pages']} pages, as 4 KiB and as huge pages")
     P.warm(p["warm_pages"])
+    P.warm_huge(p["warm_pages"])
     table = probe_table(p)
     samples = {row[0]: [] for row in table}
     units_of = {row[0]: row[2] for row in table}
+    vm = {row[0]: [] for row in table if _is_thp(row[0])}
     rounds, stable = 0, None
+    rng = np.random.default_rng(0)
     while True:
         rounds += 1
         log(f"round {rounds}")
-        for name, thunk, *_ in table:
-            samples[name].append(float(thunk()[0]))
+        # a new order every round: what one probe leaves behind (a compaction, a
+        # khugepaged scan, freed blocks the VM hands back) lands on a different
+        # probe each time, as noise the medians absorb, not as a bias of one probe
+        for i in rng.permutation(len(table)):
+            name, thunk = table[i][0], table[i][1]
+            if name in vm:
+                before = thp_vmstat()
+                samples[name].append(float(thunk()[0]))
+                after = thp_vmstat()
+                vm[name].append({k: (after[k] - before.get(k, 0)) / units_of[name] for k in after})
+            else:
+                samples[name].append(float(thunk()[0]))
         if rounds < max(p["reps"], p.get("min_reps", 0)):
             continue
         spread = {k: _rel_spread(v) for k, v in samples.items()}
@@ -209,6 +272,11 @@ def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
             figs[name] = _figure(samples[name], units, unit, what)
     for k, s in series.items():
         figs[k] = _series(s, SERIES_UNIT.get(k, "ns/fork"), SERIES[k])
+    for name, deltas in vm.items():
+        if name in figs and deltas and deltas[0]:
+            figs[name]["host_vmstat_per_unit"] = {
+                k: round(float(np.median([d.get(k, 0) for d in deltas])), 3)
+                for k in sorted(deltas[0]) if any(d.get(k, 0) for d in deltas)}
     spread = {k: round(_rel_spread(v), 3) for k, v in samples.items()}
     worst = max(spread, key=spread.get)
     figs["_stability"] = {"rounds": rounds, "stable": bool(stable), "target": p.get("stable_spread"),
@@ -217,6 +285,21 @@ def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
                                   "rounds (IQR-based); rounds are added until the worst is at "
                                   "most the target, or max_reps rounds ran"}
     return figs
+
+
+def _is_thp(name: str) -> bool:
+    return name.startswith(("thp_", "held:fork_huge", "held:cow_huge"))
+
+
+def thp_vmstat() -> dict:
+    """The host's thp_* event counters (/proc/vmstat), {} where unreadable: each
+    huge-page probe records the events it provoked per unit, so the file shows
+    that a "huge fault" was one (thp_fault_alloc 1.0), a split split, etc."""
+    try:
+        with open("/proc/vmstat") as f:
+            return {k: int(v) for k, v in (ln.split() for ln in f) if k.startswith("thp_")}
+    except (OSError, ValueError):
+        return {}
 
 
 def _rel_spread(v) -> float:
@@ -237,6 +320,7 @@ def fit(figs: dict, stat: str = "median") -> dict:
     (docs/calibration.md derives every formula)."""
     m = {k: v[stat] for k, v in figs.items() if "x" not in v and stat in v}
     s = {k: line(v, stat) for k, v in figs.items() if "x" in v}
+    thp_units = figs.get("thp_write_fault", {}).get("units_per_sample", 1)
     c = {}
 
     def put(name, value, formula):
@@ -267,6 +351,45 @@ def fit(figs: dict, stat: str = "median") -> dict:
         "(fork_touched_vmas.slope - fork_vmas.slope - fork_pte - pte_zap - pt_page / 256) / 3"
         "   [anon_vma_fork: 1 anon_vma + 2 anon_vma_chain, freed at exit]")
     put("fork_base", m["fork_empty"], "fork_empty")
+    if "munmap_vma_empty" in m:
+        put("munmap_call", m["munmap_vma_empty"] - est.LIFETIME_SHARE * c["vma"]["ns"],
+            "munmap_vma_empty - vma / 2   [a munmap call: the VMA tree update, the unmap "
+            "and free_pgtables walk, the TLB gather; the freed VMA pays its half of vma]")
+    if "mremap_pages" in s:
+        slope, icpt = s["mremap_pages"]
+        put("pte_move", slope - c["pt_page"]["ns"] / 512,
+            "mremap_pages.slope - pt_page / 512   [move_ptes: one PTE cleared and set at the "
+            "new address; the destination gets a PTE table per 512 pages]")
+        put("mremap_call", icpt - c["vma"]["ns"] - c["tlb_flush"]["ns"],
+            "mremap_pages.intercept - vma - tlb_flush   [a mremap call: copy_vma makes the new "
+            "VMA and the old one is unmapped (a VMA lifetime), one flush of the moved range]")
+    if "thp_write_fault" in m:
+        hg = len_huge = thp_units
+        put("thp_fault_alloc", m["thp_write_fault"] - c["trap"]["ns"] - c["pt_page"]["ns"]
+            - c["struct_alloc"]["ns"] / len_huge,
+            f"thp_write_fault - trap - pt_page - struct_alloc / {hg}   [do_huge_pmd_anonymous_page: "
+            "allocate a PMD-sized folio, clear its 2 MiB, map it with one PMD; the deposited "
+            "PTE table is pt_page, the mapping's anon_vma is shared by its {hg} faults]")
+        put("thp_zero_page_map", m["thp_read_fault"] - c["trap"]["ns"] - c["pt_page"]["ns"],
+            "thp_read_fault - trap - pt_page   [map the huge zero folio with one PMD, beyond "
+            "the trap and the deposited PTE table]")
+        put("thp_split_pmd", m["thp_mprotect_huge"] - m["thp_mprotect_small"] - c["tlb_flush"]["ns"],
+            "thp_mprotect_huge - thp_mprotect_small - tlb_flush   [__split_huge_pmd: the "
+            "deposited table takes 512 PTEs, the folio's mapcounts move to the pages; "
+            "pmdp_invalidate's flush is priced by tlb_flush]")
+        put("thp_deferred_split_page", m["thp_munmap_huge"] - m["thp_munmap_small"]
+            - c["thp_split_pmd"]["ns"] - c["tlb_flush"]["ns"] + c["page_free"]["ns"],
+            "thp_munmap_huge - thp_munmap_small - thp_split_pmd - tlb_flush + page_free   "
+            "[deferred_split_folio queues the partly mapped folio; the 4 KiB run frees its "
+            "page, the huge one frees nothing yet]")
+        if "fork_huge" in s:
+            put("thp_copy_pmd", s["fork_huge"][0] - c["fork_pte"]["ns"] - c["pte_zap"]["ns"],
+                "fork_huge.slope - fork_pte - pte_zap   [copy_huge_pmd: the PMD entry, the PTE "
+                "table allocated and deposited for the child (not priced again as pt_page), the "
+                "folio's subpages visited; zap_huge_pmd at the child's exit]")
+        put("thp_collapse_alloc", m["thp_collapse"],
+            "thp_collapse   [all of MADV_COLLAPSE for one 2 MiB range: allocate the huge folio, "
+            "copy the 512 pages in, free them, install the PMD]")
     if "kmalloc" in s:
         put("kmalloc_byte", s["kmalloc"][0] / 2,
             "kmalloc.slope / 2   [the message is copied in and out; an allocation that is "
@@ -289,7 +412,8 @@ def _resampled(figs: dict, idx: np.ndarray, stat: str) -> dict:
         if "x" in v:
             out[k] = {"x": v["x"], stat: [float(fn(np.asarray(sm)[idx])) for sm in v["samples"]]}
         else:
-            out[k] = {stat: float(fn(np.asarray(v["samples"])[idx]))}
+            out[k] = {stat: float(fn(np.asarray(v["samples"])[idx])),
+                      "units_per_sample": v.get("units_per_sample", 1)}
     return out
 
 
@@ -400,12 +524,28 @@ def twin(name: str, p: dict):
             for i in range(v):
                 (t.munmap(pid, 2 * i, 1) if base == "munmap_vmas" else t.write(pid, 2 * i, i + 1))
         return s, timed, v
-    if base in ("mremap", "madvise_dontneed"):
-        s.mmap(pid, 0, h)
-        s.write_range(pid, 0, h)
-        if base == "mremap":
-            return s, lambda t: t.mremap(pid, 0, h, 1 << 20), h
-        return s, lambda t: t.madvise_dontneed(pid, 0, h), h
+    if base in ("mremap", "madvise_dontneed", "munmap_pages"):
+        k = h if base == "mremap" else p["held_free_pages"]
+        s.mmap(pid, 0, k)
+        s.write_range(pid, 0, k)
+        if base == "mremap":            # as the host probe: one page off the 2 MiB phase
+            return s, lambda t: t.mremap(pid, 0, k, (1 << 20) + 1), k
+        if base == "munmap_pages":
+            return s, lambda t: t.munmap(pid, 0, k), k
+        return s, lambda t: t.madvise_dontneed(pid, 0, k), k
+    if base in ("fork_huge", "cow_huge"):
+        from mmbench import Advice
+        hg = p["held_huge"]
+        s.mmap(pid, 0, 512 * hg)
+        s.madvise(pid, 0, 512 * hg, Advice.HUGEPAGE)
+        s.write_range(pid, 0, 512 * hg, step=512)
+        if base == "cow_huge":
+            child = s.fork(pid)
+            return s, lambda t: t.write_range(child, 0, 512 * hg, step=512, value=7), hg
+
+        def timed(t):
+            t.exit(t.fork(pid))
+        return s, timed, 1
     if base == "mprotect_split":
         s.mmap(pid, 0, 3)
 
@@ -472,14 +612,29 @@ HELD_OUT_SPEC = {
                               p["held_fork_pages"]),
                    lambda f, s, p: (_v(f, f"held:fork_memfd@{p['held_fork_pages']}", s)
                                     - _x0(f, "fork_pages", s)) / p["held_fork_pages"]),
-    "munmap_vmas": ("munmap of written one-page VMAs: syscall + vma + pte_zap + page_free",
+    "munmap_vmas": ("munmap of written one-page VMAs: munmap_call + vma + structs + pte_zap "
+                    "+ page_free + tlb_flush",
                     lambda p: ("munmap_vmas", None, p["held_islands"]),
                     lambda f, s, p: _v(f, "held:munmap_vmas", s)),
-    "mremap": ("mremap of a populated range: syscall + pt_page (+ PTE moves)",
+    "mremap_populated": ("mremap of a populated range, one page off its 2 MiB phase: mremap_call + "
+               "vma + pte_move + pt_page + tlb_flush",
                lambda p: ("mremap", None, p["held_pages"]),
                lambda f, s, p: _v(f, "held:mremap", s)),
+    "munmap_pages": ("munmap of K touched pages (a size not in the fit): munmap_call + "
+                     "pte_zap + page_free + tlb_flush + page tables",
+                     lambda p: ("munmap_pages", None, p["held_free_pages"]),
+                     lambda f, s, p: _v(f, "held:munmap_pages", s)),
+    "fork_huge_pmds": ("fork of huge-mapped memory by a small process, per 2 MiB "
+                       "(copy_huge_pmd + zap_huge_pmd at the child's exit)",
+                       lambda p: (f"fork_huge:{p['held_huge']}", "fork_pages:0", p["held_huge"]),
+                       lambda f, s, p: (_v(f, f"held:fork_huge@{p['held_huge']}", s)
+                                        - _x0(f, "fork_huge", s)) / p["held_huge"]),
+    "cow_huge": ("COW of a huge page after fork, per 2 MiB: trap + thp_split_pmd + "
+                 "tlb_flush x 2 + copy (one 4 KiB page)",
+                 lambda p: ("cow_huge", None, p["held_huge"]),
+                 lambda f, s, p: _v(f, "held:cow_huge", s)),
     "madvise_dontneed": ("madvise(DONTNEED): syscall + pte_zap + page_free + tlb_flush",
-                         lambda p: ("madvise_dontneed", None, p["held_pages"]),
+                         lambda p: ("madvise_dontneed", None, p["held_free_pages"]),
                          lambda f, s, p: _v(f, "held:madvise_dontneed", s)),
     "mprotect_split": ("mprotect splitting a VMA and merging it back: syscall + vma",
                        lambda p: ("mprotect_split", None, 2),
@@ -517,6 +672,13 @@ def _held_out(figs: dict, stat: str, profile: str = "full") -> list[tuple]:
 #: error of the prices from the error of a design's counts: with these counts,
 #: only the prices can be wrong.
 KERNEL_COUNTS = {
+    # copy_huge_pmd (one PMD entry copied, a PTE table allocated and deposited,
+    # the subpages visited) and zap_huge_pmd at the child's exit
+    "fork_huge_pmds": {"fork_ptes_copied": 1, "pt_pages_alloc": 1, "thp_copy_pmd": 1,
+                       "pte_zaps": 1},   # the deposited table is inside thp_copy_pmd (NET)
+    # do_huge_pmd_wp_page on a shared folio: __split_huge_pmd (one flush), then
+    # wp_page_copy of the one 4 KiB page (a second flush)
+    "cow_huge": {"faults": 1, "thp_split_pmd": 1, "tlb_flushes": 2, "pages_copied": 1},
     # wp_page_copy: one fault, one page copied, ptep_clear_flush of the old PTE
     "cow_chain_fault": {"faults": 1, "pages_copied": 1, "tlb_flushes": 1},
     # shmem_fault on a hole: one fault, a new zeroed page-cache folio, an
@@ -785,19 +947,26 @@ def machine_info() -> dict:
 
 
 def calibrate(profile: str = "full", structures_too: bool = False, backend: str = "linux",
-              stat: str = "median", log=lambda msg: None) -> dict:
+              stat: str = "median", log=lambda msg: None, clock: str = "cpu") -> dict:
     """Probe, fit and validate; the calibration as a dict (see docs/calibration.md)."""
     from mmbench import probe
     if profile not in PROFILES:
         raise errors.InvalidArgument(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
     if stat not in STATS:
         raise errors.InvalidArgument(f"stat must be one of {STATS}, got {stat!r}")
+    if clock not in PROBE_CLOCKS:
+        raise errors.InvalidArgument(f"clock must be one of {PROBE_CLOCKS}, got {clock!r}")
     ok, why = probe.available()
     if not ok:
         raise errors.NotSupported(why)
+    from mmbench.probe import _probe as P
     t0 = time.monotonic()
     load_before = os.getloadavg()
-    figs = run_probes(profile, log)
+    was = P.set_clock(clock)
+    try:
+        figs = run_probes(profile, log)
+    finally:
+        P.set_clock(was)
     stability = figs.pop("_stability", None)
     load_after = os.getloadavg()
     costs = fit_with_intervals(figs, stat)
@@ -805,6 +974,7 @@ def calibrate(profile: str = "full", structures_too: bool = False, backend: str 
     val = validate(figs, costs, profile, backend, stat)
     shm = validate_shmem(figs, costs, profile, stat)
     cal = {"format": 1, "kind": "calibration", "profile": profile, "stat": stat,
+           "probe_clock": {"clock": clock, "what": PROBE_CLOCK_WHAT[clock]},
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "machine": machine_info(),
            "load_average": {"before": [round(x, 2) for x in load_before],
@@ -844,7 +1014,8 @@ def summary(cal: dict) -> str:
     lines = [f"host {cal['machine']['hostname']}: {cal['machine']['cpu']}, "
              f"Linux {cal['machine']['kernel']} ({cal['profile']} profile, {cal['stat']} of "
              f"{(cal.get('stability') or {}).get('rounds', PROFILES[cal['profile']]['reps'])} "
-             f"interleaved rounds, {cal['elapsed_s']} s, "
+             f"interleaved rounds, {(cal.get('probe_clock') or {}).get('clock', 'wall')} clock, "
+             f"{cal['elapsed_s']} s, "
              f"load average {cal['load_average']['before'][0]} -> {cal['load_average']['after'][0]})",
              "fitted costs (ns, with the 90% bootstrap interval over rounds):"]
     for k, v in cal["costs"].items():
@@ -922,12 +1093,16 @@ def register(app) -> None:
                                  "median, or min on a host busy with other work"),
         if_missing: bool = typer.Option(False, "--if-missing", help="do nothing when a calibration "
                                         "for this host is already found (see `mmbench run --help`)"),
+        clock: str = typer.Option("cpu", help="what the probes time: cpu (the CPU time of the "
+                                  "work; robust to other processes) or wall (CLOCK_MONOTONIC)"),
     ) -> None:
         """Measure the host kernel and fit per-event costs for estimated host time."""
         from mmbench import calibration_search
         from mmbench.cli import check_backend, check_output, fail
         if stat not in STATS:
             fail(f"--stat must be one of {', '.join(STATS)}, got {stat!r}")
+        if clock not in PROBE_CLOCKS:
+            fail(f"--clock must be one of {', '.join(PROBE_CLOCKS)}, got {clock!r}")
         check_backend(backend, "--backend")
         if output:
             check_output(output)
@@ -938,7 +1113,7 @@ def register(app) -> None:
                 typer.echo(found.message)
                 return
         cal = calibrate("quick" if quick else "full", structures_, backend, stat,
-                        log=lambda m: typer.echo(f"  probe: {m}", err=True))
+                        log=lambda m: typer.echo(f"  probe: {m}", err=True), clock=clock)
         path = write(cal, path)
         typer.echo(summary(cal))
         typer.echo(f"wrote {path}")

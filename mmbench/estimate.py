@@ -81,10 +81,40 @@ COSTS = {
     "kmalloc_byte": ("one byte of a variable-size kernel allocation: the size-dependent part "
                      "of kmalloc plus one pass over the bytes", ("alloc_bytes:*",)),
     "syscall": ("enter and leave the kernel for an address-space system call",
-                ("op:MMAP", "op:MUNMAP", "op:MPROTECT", "op:MREMAP", "op:MADVISE_DONTNEED",
-                 "op:MADVISE")),
+                ("op:MMAP", "op:MPROTECT", "op:MADVISE_DONTNEED", "op:MADVISE")),
+    "munmap_call": ("one munmap call beyond its pages and structs: the VMA tree update, the "
+                    "unmap and page-table walk, the TLB gather", ("op:MUNMAP",)),
+    "mremap_call": ("one mremap call beyond its PTE moves, tables and VMA: checks, the "
+                    "unmap of the old range", ("op:MREMAP",)),
+    "pte_move": ("move one PTE to its new address (mremap's move_ptes)",
+                 ("mremap_pages_moved",)),
     "fork_base": ("fork + exit + wait of a process with an empty address space", ("op:FORK",)),
+    # huge pages (measured with MADV_HUGEPAGE on 2 MiB-aligned ranges)
+    "thp_fault_alloc": ("a huge zero-fill fault beyond the trap and its deposited PTE table: "
+                        "allocate a PMD-sized folio, clear 2 MiB, map one PMD (its 512 pages "
+                        "are not priced again as pages_zeroed)", ("thp_fault_alloc",)),
+    "thp_zero_page_map": ("map the huge zero folio with one PMD, beyond the trap and its "
+                          "deposited PTE table", ("thp_zero_page_map",)),
+    "thp_copy_pmd": ("copy one huge PMD at fork beyond the entry copy (fork_pte) and the zap "
+                     "at the child's exit (pte_zap): copy_huge_pmd allocates and deposits a PTE "
+                     "table for the child (not priced again as pt_page) and visits the folio",
+                     ("thp_copy_pmd",)),
+    "thp_split_pmd": ("split a PMD mapping into 512 PTEs (__split_huge_pmd), beyond its TLB "
+                      "flush", ("thp_split_pmd",)),
+    "thp_deferred_split_page": ("queue a partly unmapped huge folio for a deferred split",
+                                ("thp_deferred_split_page",)),
+    "thp_collapse_alloc": ("collapse one 2 MiB range into a huge folio (MADV_COLLAPSE or "
+                           "khugepaged): allocate, copy 512 pages, free them, map one PMD",
+                           ("thp_collapse_alloc",)),
 }
+
+#: counts a larger event already prices: {key: (the larger event, units of key per
+#: event)}.  A huge zero-fill fault zeroes 512 pages inside its own price, so
+#: pages_zeroed is priced net of 512 per thp_fault_alloc; copy_huge_pmd's
+#: deposited PTE table is inside thp_copy_pmd (the netted count is
+#: reported under "netted"); if the larger event has no price it is listed as
+#: uncosted, never priced through its parts
+NET = {"pages_zeroed": ("thp_fault_alloc", 512), "pt_pages_alloc": ("thp_copy_pmd", 1)}
 
 #: prices that are not host measurements at all: the accelerator link model
 LINK_COST = "dma_link"
@@ -149,6 +179,8 @@ DESIGN_PRICES = {
             "alloc:pv_chunk": "a pv_chunk page priced as a kmalloc of 4 KiB (struct_alloc + bytes)",
             "pv_entries": "a pv_entry insert priced as Linux's rmap add, which zero_fill, copy "
                           "and fork_pte contain",
+            "mremap_pages_moved": "a page moved by the model's mremap (FreeBSD has no mremap) "
+                                  "priced as Linux's move_ptes (pte_move)",
         },
     },
     "uvm": {
@@ -323,6 +355,7 @@ def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | N
                 "uncosted": sorted(k for k, v in counters.items() if v)}
     costs = calibration["costs"]
     decl = declarations(design)
+    counters, netted = _net(counters)
     breakdown: dict[str, float] = {}
     low = high = 0.0
     how: dict[str, str] = {}
@@ -364,8 +397,21 @@ def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | N
             "bookkeeping_ns": book,
             "breakdown": breakdown, "basis": how, "assumed": sorted(assumed),
             "uncosted": sorted(uncosted),
-            "covered": sorted(cov),
+            "covered": sorted(cov), "netted": netted,
             "calibration": calibration.get("machine", {}).get("hostname", "?")}
+
+
+def _net(counters: dict) -> tuple[dict, dict]:
+    """(counters with NET applied, {key: count removed}): the part of a count a
+    larger event's price already contains is taken out of it."""
+    out, netted = dict(counters), {}
+    for key, (big, per) in NET.items():
+        n = counters.get(big, 0)
+        if n and counters.get(key):
+            take = min(counters[key], n * per)
+            out[key] = counters[key] - take
+            netted[key] = take
+    return out, netted
 
 
 def slab_events(machine) -> dict:

@@ -42,7 +42,17 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
     ("memset", lambda P: P.memops(False, 16, 2)),
     ("memcpy", lambda P: P.memops(True, 16, 2)),
     ("kmalloc", lambda P: P.kmalloc(512, 10, 2)),
-    ("mremap", lambda P: P.mremap(16, 2)),
+    ("mremap", lambda P: P.mremap(16, 1, 2)),
+    ("mremap whole tables", lambda P: P.mremap(1024, 0, 2)),
+    ("munmap empty vmas", lambda P: P.islands_munmap(8, False, 2)),
+    ("thp write fault", lambda P: P.thp_fault(1, True, 2)),
+    ("thp read fault", lambda P: P.thp_fault(1, False, 2)),
+    ("thp mprotect huge", lambda P: P.thp_cut(1, True, "mprotect", 2)),
+    ("thp mprotect small", lambda P: P.thp_cut(1, False, "mprotect", 2)),
+    ("thp munmap huge", lambda P: P.thp_cut(1, True, "munmap", 2)),
+    ("fork huge", lambda P: P.fork_huge(1, 2)),
+    ("cow huge", lambda P: P.cow_huge(1, 2)),
+    ("thp collapse", lambda P: P.thp_collapse(1, 2)),
     ("madvise dontneed", lambda P: P.madvise_dontneed(16, 2)),
     ("fork memfd", lambda P: P.fork_memfd(16, 2)),
     ("exit", lambda P: P.exit_process(16, 2)),
@@ -70,12 +80,37 @@ def test_probe_returns_positive_samples(name, call):
     lambda P: P.kmalloc(0),
     lambda P: P.kmalloc(9000),
     lambda P: P.mremap(0),
+    lambda P: P.mremap(16, shift=512),
     lambda P: P.exit_process(-1),
+    lambda P: P.thp_fault(0),
+    lambda P: P.thp_fault(10 ** 6),
+    lambda P: P.thp_cut(1, what="split"),
+    lambda P: P.fork_huge(-1),
+    lambda P: P.cow_huge(1.5),
+    lambda P: P.thp_collapse(0),
+    lambda P: P.set_clock("tsc"),
 ])
 def test_probe_rejects_bad_arguments(call):
     from mmbench.probe import _probe as P
     with pytest.raises(errors.InvalidArgument):
         call(P)
+
+
+@linux_only
+def test_probe_clock_is_cpu_by_default_and_switchable():
+    """The CPU clock leaves out time spent waiting for a CPU: a child's exit is
+    its own CPU time, not the wall time until the parent noticed."""
+    from mmbench.probe import _probe as P
+    assert P.get_clock() == "cpu"
+    was = P.set_clock("wall")
+    try:
+        assert was == "cpu" and P.get_clock() == "wall"
+        assert (P.exit_process(16, 2) > 0).all()
+    finally:
+        P.set_clock(was)
+    assert P.get_clock() == "cpu"
+    from mmbench import probe
+    assert all(x > 0 for x in probe.fork_empty(2))
 
 
 @linux_only
@@ -116,6 +151,29 @@ def test_estimate_ns_arithmetic():
     # the model's own time is reported beside the estimate, never inside it
     with_book = est.estimate_ns(counters, CAL, measured_ns=720)
     assert with_book["total_ns"] == 13955.0 and with_book["bookkeeping_ns"] == 720.0
+
+
+def test_huge_fault_prices_its_own_pages_and_unpriced_thp_events_show():
+    """A huge zero-fill fault's 512 pages are inside thp_fault_alloc (not priced again
+    as pages_zeroed); a THP event with no price in the calibration is listed as
+    uncosted, never priced at 0 or through its parts."""
+    cal = {"costs": dict(CAL["costs"], thp_fault_alloc={"ns": 50000.0})}
+    counters = {"faults": 2, "pages_zeroed": 513, "thp_fault_alloc": 1, "thp_split_pmd": 1,
+                "thp_collapse_alloc": 1, "thp_deferred_split_page": 2, "pt_pages_alloc": 0}
+    e = est.estimate_ns(counters, cal)
+    assert e["netted"] == {"pages_zeroed": 512}
+    assert e["breakdown"] == {"trap": 200.0, "zero_fill": 1000.0, "thp_fault_alloc": 50000.0}
+    assert e["uncosted"] == ["thp_collapse_alloc", "thp_deferred_split_page", "thp_split_pmd"]
+    # without a thp_fault_alloc price the huge fault is unpriced, its pages are not
+    # priced as 512 small zero-fills
+    e = est.estimate_ns(counters, CAL)
+    assert "thp_fault_alloc" in e["uncosted"] and e["breakdown"]["zero_fill"] == 1000.0
+    for key in ("thp_fault_alloc", "thp_zero_page_map", "thp_split_pmd",
+                "thp_deferred_split_page", "thp_collapse_alloc", "mremap_pages_moved"):
+        assert est.cost_of(key) is not None, key
+    assert est.cost_of("op:MUNMAP") == "munmap_call" and est.cost_of("op:MREMAP") == "mremap_call"
+    assert est.cost_of("thp_fault_fallback") is None        # no probe provokes it: unpriced
+    assert "thp_fault_fallback" in est.estimate_ns({"thp_fault_fallback": 1}, CAL)["uncosted"]
 
 
 def test_estimate_without_calibration_says_so():

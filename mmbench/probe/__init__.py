@@ -27,17 +27,23 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
-def fork_empty(reps: int = 3) -> list[int]:
+def fork_empty(reps: int = 3, nhuge: int = 0) -> list[int]:
     """ns of `reps` fork + exit + wait by a tiny C program (forkbase), i.e. of an
-    address space that holds almost nothing.  HostProbeError if it cannot run."""
+    address space that holds almost nothing, timed with the probes' clock
+    (``_probe.get_clock()``).  With `nhuge` the program first maps and writes that
+    many 2 MiB-aligned MADV_HUGEPAGE ranges, so every fork copies `nhuge` huge PMDs.
+    HostProbeError if it cannot run."""
     import importlib.resources
     import subprocess
     if not (isinstance(reps, int) and 1 <= reps <= 10000):
         raise errors.InvalidArgument(f"reps must be an integer in 1..10000, got {reps!r}")
+    if not (isinstance(nhuge, int) and not isinstance(nhuge, bool) and 0 <= nhuge <= 4096):
+        raise errors.InvalidArgument(f"nhuge must be an integer in 0..4096, got {nhuge!r}")
+    from mmbench.probe import _probe
     prog = importlib.resources.files("mmbench.probe") / "forkbase"
     try:
         with importlib.resources.as_file(prog) as path:
-            res = subprocess.run([str(path), str(reps)], capture_output=True, text=True,
+            res = subprocess.run([str(path), str(reps), _probe.get_clock(), str(nhuge)], capture_output=True, text=True,
                                  timeout=60)
     except (OSError, subprocess.SubprocessError) as e:
         raise HostProbeError(getattr(e, "errno", None) or 0,

@@ -16,6 +16,7 @@ cnp.import_array()
 
 cdef extern from "probe.h":
     int mmp_warm(long pages) nogil
+    int mmp_warm_huge(long pages) nogil
     int mmp_anon_fault(long n, long stride, int write, int reps, int64_t *out) nogil
     int mmp_cow(long n, int depth, int reps, int64_t *out) nogil
     int mmp_memfd(long n, int mode, int reps, int64_t *out) nogil
@@ -23,7 +24,13 @@ cdef extern from "probe.h":
     int mmp_munmap(long n, int shared, int reps, int64_t *out) nogil
     int mmp_mprotect(int touched, long pairs, int reps, int64_t *out) nogil
     int mmp_memops(int copy, long bufpages, int reps, int64_t *out) nogil
-    int mmp_mremap(long n, int reps, int64_t *out) nogil
+    int mmp_mremap(long n, long shift, int reps, int64_t *out) nogil
+    int mmp_thp_fault(long nhuge, int write, int reps, int64_t *out) nogil
+    int mmp_thp_cut(long nhuge, int huge, int what, int reps, int64_t *out) nogil
+    int mmp_fork_huge(long nhuge, int reps, int64_t *out) nogil
+    int mmp_cow_huge(long nhuge, int reps, int64_t *out) nogil
+    int mmp_thp_collapse(long nhuge, int reps, int64_t *out) nogil
+    int mmp_set_clock(int wall) nogil
     int mmp_madvise_dontneed(long n, int reps, int64_t *out) nogil
     int mmp_fork_memfd(long n, int reps, int64_t *out) nogil
     int mmp_mprotect_split(long pairs, int reps, int64_t *out) nogil
@@ -43,6 +50,10 @@ MAX_PAGES = 1 << 20
 MAX_VMAS = 16384
 MAX_REPS = 10000
 MAX_DEPTH = 64
+#: 2 MiB ranges one huge-page experiment may use (1 GiB)
+MAX_HUGE = 512
+#: the clocks a probe can time with (set_clock)
+CLOCKS = ("cpu", "wall")
 
 
 def _count(x, what, lo, hi):
@@ -62,6 +73,22 @@ cdef cnp.ndarray _samples(reps):
     return np.zeros(_count(reps, "reps", 1, MAX_REPS), dtype=np.int64)
 
 
+def set_clock(clock):
+    """Time every probe with `clock`: "cpu" (the CPU time of the work: the
+    timing thread's, plus the CPU time of a child reaped inside the timed
+    phase) or "wall" (CLOCK_MONOTONIC).  Returns the previous clock."""
+    if clock not in CLOCKS:
+        raise _errors.InvalidArgument(f"clock must be one of {CLOCKS}, got {clock!r}")
+    return CLOCKS[mmp_set_clock(1 if clock == "wall" else 0)]
+
+
+def get_clock():
+    """The clock the probes time with now ("cpu" or "wall")."""
+    cdef int was = mmp_set_clock(0)
+    mmp_set_clock(was)
+    return CLOCKS[was]
+
+
 def warm(pages):
     """Touch and unmap `pages` fresh pages (the hypervisor backs them once)."""
     cdef long n = _count(pages, "pages", 1, 4 * MAX_PAGES)
@@ -69,6 +96,16 @@ def warm(pages):
     with nogil:
         rc = mmp_warm(n)
     _check(rc, "warm")
+
+
+def warm_huge(pages):
+    """Touch and unmap `pages` pages as huge pages (MADV_HUGEPAGE, 2 MiB-aligned):
+    the hypervisor backs the 2 MiB blocks later huge-page probes are given."""
+    cdef long n = _count(pages, "pages", 1, 4 * MAX_PAGES)
+    cdef int rc
+    with nogil:
+        rc = mmp_warm_huge(n)
+    _check(rc, "warm (huge pages)")
 
 
 def anon_fault(n, stride=1, write=True, reps=5):
@@ -231,9 +268,7 @@ def _pages_probe(fn_id, n, reps, what):
     cdef int f = fn_id
     cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
     with nogil:
-        if f == 0:
-            rc = mmp_mremap(c, r, o)
-        elif f == 1:
+        if f == 1:
             rc = mmp_madvise_dontneed(c, r, o)
         elif f == 2:
             rc = mmp_fork_memfd(c, r, o)
@@ -245,9 +280,90 @@ def _pages_probe(fn_id, n, reps, what):
     return out
 
 
-def mremap(n, reps=5):
-    """ns to mremap `n` touched pages to a fresh address (page tables move)."""
-    return _pages_probe(0, n, reps, "mremap")
+def mremap(n, shift=1, reps=5):
+    """ns to mremap `n` touched pages from a 2 MiB boundary to an address `shift`
+    pages past one (shift 0: whole PTE tables move, else every PTE moves)."""
+    cdef long c = _count(n, "n", 1, MAX_PAGES)
+    cdef long sh = _count(shift, "shift", 0, 511)
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_mremap(c, sh, r, o)
+    _check(rc, "mremap")
+    return out
+
+
+def thp_fault(nhuge, write=True, reps=5):
+    """ns per repetition for the first write (a new huge folio) or read (the huge
+    zero page) of `nhuge` 2 MiB-aligned MADV_HUGEPAGE ranges, one access each."""
+    cdef long c = _count(nhuge, "nhuge", 1, MAX_HUGE)
+    cdef int w = 1 if write else 0
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_thp_fault(c, w, r, o)
+    _check(rc, "thp_fault")
+    return out
+
+
+THP_CUTS = {"mprotect": 0, "munmap": 1}
+
+
+def thp_cut(nhuge, huge=True, what="mprotect", reps=5):
+    """ns per repetition for mprotect (read-only) or munmap of the page at offset
+    256 of each of `nhuge` 2 MiB ranges mapped with huge pages (each PMD splits)
+    or with 4 KiB pages."""
+    if what not in THP_CUTS:
+        raise _errors.InvalidArgument(f"what must be one of {sorted(THP_CUTS)}, got {what!r}")
+    cdef long c = _count(nhuge, "nhuge", 1, MAX_HUGE)
+    cdef int hg = 1 if huge else 0
+    cdef int wt = THP_CUTS[what]
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_thp_cut(c, hg, wt, r, o)
+    _check(rc, "thp_cut")
+    return out
+
+
+def fork_huge(nhuge, reps=5):
+    """ns per fork + exit + wait of a process holding `nhuge` written huge pages."""
+    cdef long c = _count(nhuge, "nhuge", 1, MAX_HUGE)
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_fork_huge(c, r, o)
+    _check(rc, "fork (huge pages)")
+    return out
+
+
+def cow_huge(nhuge, reps=5):
+    """ns per repetition for a forked child's first write to each of `nhuge`
+    huge pages its parent maps (each PMD splits, one 4 KiB page is copied)."""
+    cdef long c = _count(nhuge, "nhuge", 1, MAX_HUGE)
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_cow_huge(c, r, o)
+    _check(rc, "cow (huge pages)")
+    return out
+
+
+def thp_collapse(nhuge, reps=5):
+    """ns per madvise(MADV_COLLAPSE) of `nhuge` 2 MiB ranges written as 4 KiB pages."""
+    cdef long c = _count(nhuge, "nhuge", 1, MAX_HUGE)
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = mmp_thp_collapse(c, r, o)
+    _check(rc, "thp_collapse (MADV_COLLAPSE)")
+    return out
 
 
 def madvise_dontneed(n, reps=5):

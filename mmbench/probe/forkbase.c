@@ -1,19 +1,29 @@
 /* mmbench-forkbase: fork + _exit + waitpid timed in a process that holds
  * almost nothing (a small C program), so the host's per-fork base cost is not
  * hidden under the address space of the Python process running the probe.
- * usage: forkbase REPS   -> one line per repetition: nanoseconds */
+ * usage: forkbase REPS [cpu|wall [NHUGE]]  -> one line per repetition: nanoseconds.
+ * NHUGE > 0: the process first maps and writes NHUGE 2 MiB-aligned
+ * MADV_HUGEPAGE ranges (huge pages), so each fork copies NHUGE huge PMDs.
+ * By default the CPU time of the fork (this thread's) plus the child's (its
+ * rusage from wait4): waiting for a CPU another process holds is not counted;
+ * "wall": CLOCK_MONOTONIC. */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+static int wall;
+
 static int64_t now_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(wall ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -22,17 +32,38 @@ int main(int argc, char **argv)
     long reps = argc > 1 ? strtol(argv[1], NULL, 10) : 5;
     if (reps < 1 || reps > 100000)
         return 2;
-    for (long r = 0; r < reps; r++) {
+    wall = argc > 2 && strcmp(argv[2], "wall") == 0;
+    long nhuge = argc > 3 ? strtol(argv[3], NULL, 10) : 0;
+    if (nhuge < 0 || nhuge > 4096)
+        return 2;
+    if (nhuge > 0) {
+        size_t huge = 2UL << 20, len = (size_t)nhuge * huge;
+        char *raw = mmap(NULL, len + huge, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (raw == MAP_FAILED)
+            return 5;
+        char *p = (char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+        madvise(p, len, MADV_HUGEPAGE);
+        for (long i = 0; i < nhuge; i++)
+            p[i * huge] = 1;
+    }
+    for (long r = -2; r < reps; r++) {     /* two untimed forks warm the allocator */
         int st;
+        struct rusage ru;
         int64_t t0 = now_ns();
         pid_t pid = fork();
         if (pid < 0)
             return 3;
         if (pid == 0)
             _exit(0);
-        if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st))
+        if (wait4(pid, &st, 0, &ru) < 0 || !WIFEXITED(st))
             return 4;
-        printf("%lld\n", (long long)(now_ns() - t0));
+        int64_t dt = now_ns() - t0;
+        if (!wall)
+            dt += ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000
+                  + ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
+        if (r >= 0)
+            printf("%lld\n", (long long)dt);
     }
     return 0;
 }

@@ -38,17 +38,45 @@
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/msg.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define PAGE 4096L
 
+/* The probe's clock (mmp_set_clock).  CPU (the default): the CPU time the
+ * work took, CLOCK_THREAD_CPUTIME_ID of the timing thread, plus the CPU time
+ * of a child reaped inside the timed phase (wait4's rusage: its fork return
+ * and its exit), so time spent waiting for a CPU another process holds is not
+ * charged to the kernel work.  WALL: CLOCK_MONOTONIC, as a stopwatch would. */
+static int clock_wall;
+
+int mmp_set_clock(int wall)
+{
+    int was = clock_wall;
+    clock_wall = wall ? 1 : 0;
+    return was;
+}
+
+static inline int64_t ts_ns(const struct timespec *ts)
+{
+    return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
 static inline int64_t now_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    clock_gettime(clock_wall ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts_ns(&ts);
+}
+
+/* CPU time this process has used so far (a child reports it before it exits) */
+static inline int64_t process_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts_ns(&ts);
 }
 
 static char *map_anon(long pages)
@@ -75,14 +103,25 @@ static long load_pages(volatile char *p, long n, long stride)
     return sum;
 }
 
-/* wait for `pid`; 0 if it exited with status 0 */
-static int reap(pid_t pid)
+/* wait for `pid`; 0 if it exited with status 0.  With the CPU clock, the
+ * child's whole CPU time (user + system, microseconds) is added to *cpu_ns
+ * when cpu_ns is given. */
+static int reap_cpu(pid_t pid, int64_t *cpu_ns)
 {
     int st;
-    while (waitpid(pid, &st, 0) < 0)
+    struct rusage ru;
+    while (wait4(pid, &st, 0, &ru) < 0)
         if (errno != EINTR)
             return -errno;
+    if (cpu_ns && !clock_wall)
+        *cpu_ns += ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000
+                   + ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
     return (WIFEXITED(st) && WEXITSTATUS(st) == 0) ? 0 : -ECHILD;
+}
+
+static int reap(pid_t pid)
+{
+    return reap_cpu(pid, NULL);
 }
 
 static int full_read(int fd, void *buf, size_t len)
@@ -106,6 +145,23 @@ int mmp_warm(long pages)
         return -errno;
     store_pages(p, pages, 1);
     munmap(p, (size_t)pages * PAGE);
+    return 0;
+}
+
+static char *map_phase(long pages, long phase, int advice, size_t *len_out);
+
+/* the same with huge pages: the 2 MiB blocks the huge-page probes will be
+ * given back are backed by the hypervisor once, here */
+int mmp_warm_huge(long pages)
+{
+    size_t len;
+    long n = pages / 512 > 0 ? pages / 512 : 1;
+    char *p = map_phase(n * 512, 0, MADV_HUGEPAGE, &len);
+    if (!p)
+        return -errno;
+    for (long i = 0; i < n * 512; i++)
+        p[i * PAGE] = 1;
+    munmap(p, len);
     return 0;
 }
 
@@ -162,9 +218,10 @@ static void fork_chain_child(int depth, int reps, int wfd)
             _exit(2);
         if (pid == 0)
             _exit(0);
-        if (reap(pid))
+        int64_t child = 0;
+        if (reap_cpu(pid, &child))
             _exit(3);
-        int64_t dt = now_ns() - t0;
+        int64_t dt = now_ns() - t0 + child;
         if (write(wfd, &dt, sizeof dt) != (ssize_t)sizeof dt)
             _exit(4);
     }
@@ -346,8 +403,9 @@ int mmp_fork(long npages, long nvmas, int touch_vmas, int reps, int64_t *out)
         }
         if (pid == 0)
             _exit(0);
-        rc = reap(pid);
-        out[r] = now_ns() - t0;
+        int64_t child = 0;
+        rc = reap_cpu(pid, &child);
+        out[r] = now_ns() - t0 + child;
     }
     if (isl)
         unmap_islands(isl, nvmas);
@@ -544,20 +602,45 @@ int mmp_kmalloc(long bytes, long calls, int reps, int64_t *out)
 
 /* --- held-out probes (validation only: no price is fitted from them) ------ */
 
-/* mremap of `n` touched pages to a fresh address (MREMAP_FIXED | MAYMOVE):
- * the page tables move, no page is copied */
-int mmp_mremap(long n, int reps, int64_t *out)
+/* a private anonymous mapping of `pages` pages that starts `phase` pages
+ * after a 2 MiB boundary, with huge pages allowed (advice MADV_HUGEPAGE) or
+ * not (MADV_NOHUGEPAGE); *len_out is what to munmap */
+#define HPAGE_PAGES 512L
+#define HPAGE (HPAGE_PAGES * PAGE)
+static char *map_phase(long pages, long phase, int advice, size_t *len_out)
 {
-    size_t len = (size_t)n * PAGE;
+    size_t len = (size_t)pages * PAGE, span = len + (size_t)(phase * PAGE) + 2 * HPAGE;
+    char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    char *p = (char *)(((uintptr_t)raw + HPAGE - 1) & ~(uintptr_t)(HPAGE - 1)) + phase * PAGE;
+    if (p > raw)
+        munmap(raw, (size_t)(p - raw));
+    if (raw + span > p + len)
+        munmap(p + len, (size_t)(raw + span - (p + len)));
+    madvise(p, len, advice);
+    *len_out = len;
+    return p;
+}
+
+/* mremap of `n` touched pages from a 2 MiB boundary to an address `shift`
+ * pages after another one (MREMAP_MAYMOVE | MREMAP_FIXED).  shift != 0: no
+ * PTE table lines up, move_ptes moves every PTE; shift = 0: whole tables
+ * move (move_normal_pmd) */
+int mmp_mremap(long n, long shift, int reps, int64_t *out)
+{
     for (int r = 0; r < reps; r++) {
-        char *p = map_anon(n), *q = map_anon(n);
-        if (!p || !q) {
+        size_t len, qlen;
+        char *p = map_phase(n, 0, MADV_NOHUGEPAGE, &len);
+        if (!p)
+            return -errno;
+        char *q = map_phase(n, shift, MADV_NOHUGEPAGE, &qlen);
+        if (!q) {
             int e = -errno;
-            if (p)
-                munmap(p, len);
+            munmap(p, len);
             return e;
         }
-        munmap(q, len);             /* a hole of the right size to move into */
+        munmap(q, qlen);            /* a hole of the right size to move into */
         store_pages(p, n, 1);
         int64_t t0 = now_ns();
         void *m = mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, q);
@@ -568,6 +651,161 @@ int mmp_mremap(long n, int reps, int64_t *out)
             return e;
         }
         munmap(m, len);
+    }
+    return 0;
+}
+
+/* --- huge pages (MADV_HUGEPAGE: this host's THP mode is "madvise") ------- */
+
+/* first touch of `nhuge` 2 MiB-aligned ranges, one access at the start of
+ * each.  write: every fault maps a new PMD-sized folio (thp_fault_alloc);
+ * read: the huge zero page (thp_zero_page_alloc / its map).  ns for all */
+int mmp_thp_fault(long nhuge, int write, int reps, int64_t *out)
+{
+    for (int r = 0; r < reps; r++) {
+        size_t len;
+        /* a VM with free page reporting (virtio-balloon) hands free 2 MiB blocks
+         * back to the host a few seconds after they are freed; the next huge
+         * fault on one pays the host's refault.  Fault and free the blocks just
+         * before, so the timed faults get blocks the host still backs. */
+        int rc = write ? mmp_warm_huge(nhuge * HPAGE_PAGES) : 0;
+        if (rc)
+            return rc;
+        char *p = map_phase(nhuge * HPAGE_PAGES, 0, MADV_HUGEPAGE, &len);
+        if (!p)
+            return -errno;
+        int64_t t0 = now_ns();
+        if (write)
+            store_pages(p, nhuge, HPAGE_PAGES);
+        else
+            (void)load_pages(p, nhuge, HPAGE_PAGES);
+        out[r] = now_ns() - t0;
+        munmap(p, len);
+    }
+    return 0;
+}
+
+/* `nhuge` 2 MiB-aligned ranges, populated with huge pages (huge = 1) or with
+ * 4 KiB pages at offsets 0 and 256 (huge = 0); timed: `what` on the one page
+ * at offset 256 of each range.  what 0: mprotect read-only (the VMA splits
+ * in three; a huge PMD is split first: thp_split_pmd); 1: munmap (the same
+ * split, and the huge folio, now partly mapped, goes on the deferred split
+ * queue: thp_deferred_split_page) */
+int mmp_thp_cut(long nhuge, int huge, int what, int reps, int64_t *out)
+{
+    for (int r = 0; r < reps; r++) {
+        size_t len;
+        char *p = map_phase(nhuge * HPAGE_PAGES, 0, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE, &len);
+        if (!p)
+            return -errno;
+        store_pages(p, nhuge, HPAGE_PAGES);
+        store_pages(p + HPAGE_PAGES / 2 * PAGE, nhuge, HPAGE_PAGES);
+        int64_t t0 = now_ns();
+        int rc = 0;
+        for (long i = 0; i < nhuge && rc == 0; i++) {
+            char *at = p + i * HPAGE + HPAGE_PAGES / 2 * PAGE;
+            rc = what ? munmap(at, PAGE) : mprotect(at, PAGE, PROT_READ);
+        }
+        out[r] = now_ns() - t0;
+        if (rc < 0)
+            rc = -errno;
+        munmap(p, len);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* fork + exit + wait of a process holding `nhuge` written huge pages
+ * (copy_huge_pmd copies one PMD each and deposits a page table) */
+int mmp_fork_huge(long nhuge, int reps, int64_t *out)
+{
+    size_t len;
+    char *p = map_phase(nhuge * HPAGE_PAGES, 0, MADV_HUGEPAGE, &len);
+    int rc = 0;
+    if (!p)
+        return -errno;
+    store_pages(p, nhuge, HPAGE_PAGES);
+    for (int r = 0; r < reps && rc == 0; r++) {
+        int64_t t0 = now_ns();
+        pid_t pid = fork();
+        if (pid < 0) {
+            rc = -errno;
+            break;
+        }
+        if (pid == 0)
+            _exit(0);
+        int64_t child = 0;
+        rc = reap_cpu(pid, &child);
+        out[r] = now_ns() - t0 + child;
+    }
+    munmap(p, len);
+    return rc;
+}
+
+/* COW of huge pages: a child of a process holding `nhuge` written huge
+ * pages writes one byte at offset 0 of each (do_huge_pmd_wp_page: the PMD
+ * splits, the one 4 KiB page is copied); the child reports its time */
+int mmp_cow_huge(long nhuge, int reps, int64_t *out)
+{
+    for (int r = 0; r < reps; r++) {
+        size_t len;
+        char *p = map_phase(nhuge * HPAGE_PAGES, 0, MADV_HUGEPAGE, &len);
+        int fd[2], rc = 0;
+        if (!p)
+            return -errno;
+        store_pages(p, nhuge, HPAGE_PAGES);
+        if (pipe(fd) < 0) {
+            rc = -errno;
+            munmap(p, len);
+            return rc;
+        }
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(fd[0]);
+            int64_t t0 = now_ns();
+            store_pages(p, nhuge, HPAGE_PAGES);
+            int64_t dt = now_ns() - t0;
+            _exit(write(fd[1], &dt, sizeof dt) == (ssize_t)sizeof dt ? 0 : 4);
+        }
+        close(fd[1]);
+        if (pid < 0)
+            rc = -errno;
+        else {
+            rc = full_read(fd[0], &out[r], sizeof out[r]);
+            int rc2 = reap(pid);
+            rc = rc ? rc : rc2;
+        }
+        close(fd[0]);
+        munmap(p, len);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+/* madvise(MADV_COLLAPSE) of `nhuge` 2 MiB-aligned ranges whose 512 pages
+ * were each written as 4 KiB pages: one huge folio allocated and filled per
+ * range (thp_collapse_alloc), the small pages freed */
+int mmp_thp_collapse(long nhuge, int reps, int64_t *out)
+{
+    for (int r = 0; r < reps; r++) {
+        size_t len;
+        char *p = map_phase(nhuge * HPAGE_PAGES, 0, MADV_NORMAL, &len);
+        if (!p)
+            return -errno;
+        store_pages(p, nhuge * HPAGE_PAGES, 1);
+        int64_t t0 = now_ns();
+        int rc = madvise(p, len, MADV_COLLAPSE);
+        out[r] = now_ns() - t0;
+        if (rc < 0)
+            rc = -errno;
+        munmap(p, len);
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -617,8 +855,9 @@ int mmp_fork_memfd(long n, int reps, int64_t *out)
         }
         if (pid == 0)
             _exit(0);
-        rc = reap(pid);
-        out[r] = now_ns() - t0;
+        int64_t child = 0;
+        rc = reap_cpu(pid, &child);
+        out[r] = now_ns() - t0 + child;
     }
     munmap(p, len);
     close(fd);
@@ -650,20 +889,30 @@ int mmp_mprotect_split(long pairs, int reps, int64_t *out)
 }
 
 /* exit of a child that wrote `n` private pages: the child signals it is
- * ready and waits; the clock runs from "go" to waitpid returning */
+ * ready and waits.  Wall clock: from "go" to waitpid returning.  CPU clock:
+ * the child's CPU time from wait4 minus what it had used when told to go
+ * (it writes that into a shared page just before it exits). */
 int mmp_exit(long n, int reps, int64_t *out)
 {
-    for (int r = 0; r < reps; r++) {
+    volatile int64_t *mark = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+                                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mark == MAP_FAILED)
+        return -errno;
+    int rc = 0;
+    for (int r = 0; r < reps && rc == 0; r++) {
         int up[2], go[2];
         char c = 0;
-        if (pipe(up) < 0)
-            return -errno;
+        if (pipe(up) < 0) {
+            rc = -errno;
+            break;
+        }
         if (pipe(go) < 0) {
-            int e = -errno;
+            rc = -errno;
             close(up[0]);
             close(up[1]);
-            return e;
+            break;
         }
+        *mark = 0;
         pid_t pid = fork();
         if (pid == 0) {
             close(up[0]);
@@ -675,21 +924,22 @@ int mmp_exit(long n, int reps, int64_t *out)
                 _exit(2);
             while (read(go[0], &c, 1) < 0 && errno == EINTR)
                 ;
+            *mark = process_cpu_ns();
             _exit(p ? 0 : 1);
         }
         close(up[1]);
         close(go[0]);
-        int rc = pid < 0 ? -errno : full_read(up[0], &c, 1);
+        rc = pid < 0 ? -errno : full_read(up[0], &c, 1);
+        int64_t child = 0;
         int64_t t0 = now_ns();
         close(go[1]);                    /* the child's read returns: it exits */
         if (pid > 0) {
-            int rc2 = reap(pid);
+            int rc2 = reap_cpu(pid, &child);
             rc = rc ? rc : rc2;
         }
-        out[r] = now_ns() - t0;
+        out[r] = clock_wall ? now_ns() - t0 : child - *mark;
         close(up[0]);
-        if (rc)
-            return rc;
     }
-    return 0;
+    munmap((void *)mark, PAGE);
+    return rc;
 }

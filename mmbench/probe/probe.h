@@ -13,6 +13,8 @@
 
 /* touch `pages` fresh pages and unmap them (pays the hypervisor's first touch) */
 int mmp_warm(long pages);
+/* the same with 2 MiB-aligned MADV_HUGEPAGE memory (huge folios) */
+int mmp_warm_huge(long pages);
 
 /* first write to each of `nvmas` fresh one-page mappings (two pages apart):
  * every fault also gives its VMA an anon_vma (anon_vma_prepare) */
@@ -63,15 +65,34 @@ int mmp_memops(int copy, long bufpages, int reps, int64_t *out);
 int mmp_kmalloc(long bytes, long calls, int reps, int64_t *out);
 
 /* held-out probes (mmbench calibrate validates against them, fits nothing):
- * mremap of n touched pages to a fresh address; madvise(DONTNEED) of n
+ * mremap of n touched pages from a 2 MiB boundary to `shift` pages past one
+ * (shift 0: whole PTE tables move); madvise(DONTNEED) of n
  * touched pages; fork + exit + wait holding n written MAP_SHARED memfd pages;
  * mprotect splitting and re-merging a VMA (ns per call); exit of a child
  * holding n written private pages */
-int mmp_mremap(long n, int reps, int64_t *out);
+int mmp_mremap(long n, long shift, int reps, int64_t *out);
 int mmp_madvise_dontneed(long n, int reps, int64_t *out);
 int mmp_fork_memfd(long n, int reps, int64_t *out);
 int mmp_mprotect_split(long pairs, int reps, int64_t *out);
 int mmp_exit(long n, int reps, int64_t *out);
+
+/* huge pages (MADV_HUGEPAGE on 2 MiB-aligned ranges): first write / read of
+ * `nhuge` ranges (one huge fault each); mprotect (what 0) or munmap (what 1)
+ * of the page at offset 256 of each range, populated with huge pages
+ * (huge = 1: the PMD splits) or with 4 KiB pages (huge = 0); fork + exit +
+ * wait holding `nhuge` huge pages; a forked child writing one byte of each
+ * of `nhuge` huge pages (COW: split + 4 KiB copy); MADV_COLLAPSE of `nhuge` ranges written
+ * as 4 KiB pages */
+int mmp_thp_fault(long nhuge, int write, int reps, int64_t *out);
+int mmp_thp_cut(long nhuge, int huge, int what, int reps, int64_t *out);
+int mmp_fork_huge(long nhuge, int reps, int64_t *out);
+int mmp_cow_huge(long nhuge, int reps, int64_t *out);
+int mmp_thp_collapse(long nhuge, int reps, int64_t *out);
+
+/* the clock of every timed phase: wall = 0 (default) the CPU time of the
+ * work (the timing thread's, plus a child's reaped inside the phase), 1
+ * CLOCK_MONOTONIC; returns the previous setting */
+int mmp_set_clock(int wall);
 
 /* --- building blocks for host structure counts (mmbench calibrate --structures)
  * map `nvmas` one-page mappings two pages apart (written if `touch`); returns
