@@ -128,6 +128,10 @@ cdef enum:  # Counter ids
     C_SUPERPAGE_PROMOTIONS  # freebsd: pmap_promote_pde successes (vm.pmap.pde.promotions)
     C_SUPERPAGE_DEMOTIONS   # freebsd: pmap_demote_pde (vm.pmap.pde.demotions)
     C_SUPERPAGE_P_FAILURES  # freebsd: promotion attempts that failed (vm.pmap.pde.p_failures)
+    C_THP_FILE_ALLOC        # thp_file_alloc: a PMD-sized folio allocated into a page cache
+    C_THP_FILE_FALLBACK     # thp_file_fallback: an eligible page-cache allocation got no huge folio
+    C_THP_FILE_MAPPED       # thp_file_mapped: a page-cache folio mapped with one PMD (do_set_pmd)
+    C_THP_SPLIT_PAGE        # thp_split_page: a large folio split into order-0 folios (split_huge_page)
     NR_COUNTERS
 
 ctypedef struct kmem_cache_t:
