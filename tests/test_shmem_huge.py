@@ -260,3 +260,165 @@ def test_conformance_with_huge_always_and_memdesc():
     from mmbench.conformance import default_settings, run_conformance
     run_conformance("shmem", default_settings(max_examples=10, stateful_step_count=30),
                     vpn_span=2048, max_npages=16, options={"thp": "always", "memmap": "memdesc"})
+
+
+# ---------------------------------------------------------------- the host
+# A C probe (built with the host's cc) maps 2 MiB of a memfd at a 2 MiB-aligned
+# address, advises it MADV_HUGEPAGE and writes one byte, then the rest of the
+# 2 MiB, then unmaps its first 64 KiB and writes two pages of the remainder.  It
+# reports minor faults (getrusage), the /proc/vmstat deltas of thp_file_alloc,
+# thp_file_mapped and thp_split_pmd, ShmemPmdMapped of the range (smaps) and
+# VmPTE.  memfd files live on the internal shm mount, whose huge= is
+# /sys/kernel/mm/transparent_hugepage/shmem_enabled: the fixture sets it to
+# "advise" for the probe and restores it (root only).  The design runs the same
+# steps with thp="madvise" (huge=advise).  The vmstat counters are global: the
+# host side must move by at least the design's count.
+
+SHMEM_ENABLED = "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+
+PROBE = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+static long vmstat(const char *key) {
+    FILE *f = fopen("/proc/vmstat", "r"); char k[128]; long v, r = -1;
+    while (fscanf(f, "%127s %ld", k, &v) == 2) if (!strcmp(k, key)) r = v;
+    fclose(f); return r;
+}
+static long status_kb(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r"); char line[256]; long r = -1; size_t n = strlen(key);
+    while (fgets(line, sizeof line, f)) if (!strncmp(line, key, n) && line[n] == ':') r = atol(line + n + 1);
+    fclose(f); return r;
+}
+static long smaps_kb(uintptr_t addr, const char *key) {
+    FILE *f = fopen("/proc/self/smaps", "r"); char line[512]; long r = -1; int in = 0; size_t n = strlen(key);
+    while (fgets(line, sizeof line, f)) {
+        uintptr_t a, b;
+        if (sscanf(line, "%lx-%lx ", &a, &b) == 2) { in = (a <= addr && addr < b); continue; }
+        if (in && !strncmp(line, key, n) && line[n] == ':') r = atol(line + n + 1);
+    }
+    fclose(f); return r;
+}
+static long minflt(void) { struct rusage u; getrusage(RUSAGE_SELF, &u); return u.ru_minflt; }
+
+int main(void) {
+    size_t H = 2UL << 20, P = 4096;
+    int fd = memfd_create("mmbench-shmem-huge", 0);
+    if (fd < 0 || ftruncate(fd, H)) { perror("memfd"); return 1; }
+    char *raw = mmap(NULL, 3 * H, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    raw[0] = 1;                                /* page tables down to the PMD level exist */
+    char *p = (char *)(((uintptr_t)raw + P + H - 1) & ~(H - 1));
+    if (mmap(p, H, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) != p) { perror("mmap"); return 1; }
+    if (madvise(p, H, MADV_HUGEPAGE)) { perror("madvise"); return 1; }
+    long pte0 = status_kb("VmPTE"), a0 = vmstat("thp_file_alloc"), m0 = vmstat("thp_file_mapped");
+    long f0 = minflt();
+    p[0] = 1;
+    long f1 = minflt(), a1 = vmstat("thp_file_alloc"), m1 = vmstat("thp_file_mapped");
+    long pmd_kb = smaps_kb((uintptr_t)p, "ShmemPmdMapped"), pte1 = status_kb("VmPTE");
+    for (size_t i = 0; i < H; i += P) p[i] = 2;
+    long f2 = minflt();
+    long s0 = vmstat("thp_split_pmd");
+    munmap(p, 16 * P);
+    long s1 = vmstat("thp_split_pmd");
+    long f3 = minflt();
+    p[16 * P] = 3; p[17 * P] = 3;
+    long f4 = minflt();
+    printf("faults=%ld\nthp_file_alloc_delta=%ld\nthp_file_mapped_delta=%ld\nshmem_pmd_kb=%ld\n"
+           "vmpte_delta_kb=%ld\nrest_faults=%ld\nthp_split_pmd_delta=%ld\nafter_split_faults=%ld\n",
+           f1 - f0, a1 - a0, m1 - m0, pmd_kb, pte1 - pte0, f2 - f1, s1 - s0, f4 - f3);
+    return 0;
+}
+"""
+
+
+def _host_skip():
+    import os
+    import shutil
+    import sys
+    if not sys.platform.startswith("linux"):
+        return "needs a Linux host"
+    if not os.path.exists(SHMEM_ENABLED):
+        return "no " + SHMEM_ENABLED
+    if os.geteuid() != 0:
+        return "setting shmem_enabled needs root"
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        return "no C compiler to build the probe"
+    return None
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    import shutil
+    import subprocess
+    why = _host_skip()
+    if why:
+        pytest.skip(why)
+    d = tmp_path_factory.mktemp("shmem_huge")
+    (d / "probe.c").write_text(PROBE)
+    cc = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([cc, "-O1", "-o", str(d / "probe"), str(d / "probe.c")], check=True)
+    before = open(SHMEM_ENABLED).read().split("[")[1].split("]")[0]
+    try:
+        with open(SHMEM_ENABLED, "w") as f:
+            f.write("advise")
+        out = subprocess.run([str(d / "probe")], check=True, capture_output=True, text=True).stdout
+    except OSError as e:
+        pytest.skip(f"cannot set {SHMEM_ENABLED}: {e}")
+    finally:
+        with open(SHMEM_ENABLED, "w") as f:
+            f.write(before)
+    vals = {k: int(v) for k, v in (line.split("=") for line in out.split())}
+    if vals["shmem_pmd_kb"] != 2048:
+        pytest.skip(f"the host did not map the memfd with a PMD (no free 2 MiB page?): {vals}")
+    return vals
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The probe's steps on the design with thp="madvise" (huge=advise)."""
+    m = _open(thp="madvise")
+    p = m.spawn()
+    m.mmap(p, 0, 4)
+    m.write(p, 0, 1)                            # page tables down to the PMD level exist
+    m.mmap(p, HP, HP, shared=True)
+    m.madvise(p, HP, HP, Advice.HUGEPAGE)
+    c0, pte0 = m.counters(), m.page_table_bytes(p)
+    m.write(p, HP, 1)
+    c1, pte1 = m.counters(), m.page_table_bytes(p)
+    for v in range(HP, 2 * HP):
+        m.write(p, v, 2)
+    c2 = m.counters()
+    m.munmap(p, HP, 16)
+    c3 = m.counters()
+    m.write(p, HP + 16, 3)
+    m.write(p, HP + 17, 3)
+    c4 = m.counters()
+    m.check()
+    return {"faults": c1["faults"] - c0["faults"],
+            "thp_file_alloc_delta": c1["thp_file_alloc"] - c0["thp_file_alloc"],
+            "thp_file_mapped_delta": c1["thp_file_mapped"] - c0["thp_file_mapped"],
+            "vmpte_delta_kb": (pte1 - pte0) // 1024, "rest_faults": c2["faults"] - c1["faults"],
+            "thp_split_pmd_delta": c3["thp_split_pmd"] - c2["thp_split_pmd"],
+            "after_split_faults": c4["faults"] - c3["faults"]}
+
+
+def test_host_one_fault_maps_the_memfd_folio_with_a_pmd(host, model):
+    assert host["faults"] == model["faults"] == 1
+    assert host["thp_file_alloc_delta"] >= model["thp_file_alloc_delta"] == 1
+    assert host["thp_file_mapped_delta"] >= model["thp_file_mapped_delta"] == 1
+    assert host["rest_faults"] == model["rest_faults"] == 0
+
+
+def test_host_file_pmd_deposits_no_page_table(host, model):
+    assert host["vmpte_delta_kb"] == model["vmpte_delta_kb"] == 0
+
+
+def test_host_partial_munmap_splits_the_pmd_and_pages_refault_one_by_one(host, model):
+    assert host["thp_split_pmd_delta"] >= model["thp_split_pmd_delta"] == 1
+    assert host["after_split_faults"] == model["after_split_faults"] == 2
