@@ -59,6 +59,25 @@
 #   shmem_fault(SGP_CACHE) does: shmem has no zero page.  zero_page=True is the
 #   "what if shmem had a zero page" variant (private holes only).
 #
+# HUGE= (large folios; the internal mount's policy, from the thp option)
+#   Before the table above runs, the PMD level: a PMD leaf that allows the
+#   access answers it; a write to a read-only leaf splits it (wp_huge_pmd:
+#   shmem has no huge_fault) and the PTE level takes the fault.  Every
+#   allocation in a hole goes through shmem_alloc_and_add_folio, which makes
+#   a 512-page folio at the aligned index when huge= and the VMA allow it, and
+#   every mapping through finish_fault, which maps a PMD-sized folio with one
+#   PMD leaf (do_set_pmd) when the PMD is none and the VMA lines up:
+#
+#        fault ─► PMD leaf? ── ok ─► done      ── write to RO ─► split_huge_pmd ─┐
+#          │                                                                      │
+#          └──────────────── PTE level (table above) ◄────────────────────────────┘
+#                              hole: shmem_alloc_and_add_folio (512 pages or 1)
+#                              map:  finish_fault ─► do_set_pmd | PTEs of the folio | one PTE
+#
+#   File PMD leaves carry no deposited table and split by being cleared (the
+#   folio stays whole); a truncation cutting a folio, or a reflink break in a
+#   folio several files share, splits the folio (split_huge_page).
+#
 # COSTS, AS THEY FALL
 #   fork, shared VMA : vm_area_struct + i_mmap insert; nothing per page.
 #   fork, private VMA: one clone per private file (shmem_inode_info + file +
@@ -77,18 +96,22 @@
 #                      (move_ptes), i_mmap is untouched (it is keyed by offset).
 #
 # SIMPLIFIED RELATIVE TO THE KERNEL
-#   No swap, no huge pages, no fault-around, no dirty/accessed bits; one frame
-#   per page; the maple tree is a sorted array whose node count is estimated
+#   No swap, no fault-around, no dirty/accessed bits; folios are order 0 or
+#   PMD-sized (no mTHP orders, no khugepaged, no move_huge_pmd: mremap splits),
+#   and large folios only without devices; the maple tree is a sorted array whose node count is estimated
 #   (vma.pyx).  i_pages is copied at fork rather than sharing xarray subtrees
 #   (a subtree-sharing clone would make fork O(files) and move the node copies
 #   to the first write under each shared subtree; not modelled).
 #   i_pages is accounted as the kernel's xarray allocates it: an array whose
 #   only entry is at index 0 needs no xa_node (the entry lives in xa_head),
-#   while the model's xarray block keeps it in one node; sync_xa discounts it.
+#   and a PMD-sized folio is one multi-index entry needing no leaf node, while
+#   the model's xarray block keeps one entry per index; sync_xa discounts both.
 #
 # CODE LAYOUT
 #   objects.pxd  structs and sizes          vma.pyx    VMA set, i_mmap links, split/merge
-#   inode.pyx    inodes, reflink groups, clone
+#   inode.pyx    inodes, reflink groups, clone   huge.pyx  PMD-leaf walk and tests
+#   this file, section "huge=": policy, large-folio allocation, finish_fault,
+#                do_set_pmd, PMD and folio splits
 #   this file    accounting, PTE helpers, faults, contract ops, fork/exit, c_check
 
 from libc.stdlib cimport calloc, malloc, free
