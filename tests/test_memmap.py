@@ -79,3 +79,10 @@ def test_memdesc_is_a_machine_option_every_design_accepts():
     assert CONTRACT_OPTIONS["memmap"] == "page"
     for name in DESIGNS:
         assert mmbench.open(name, ram_pages=64, memmap="memdesc").options["memmap"] == "memdesc"
+
+
+@pytest.mark.parametrize("name", DESIGNS)
+def test_conformance_with_memdesc_and_thp_always(name):
+    from mmbench.conformance import default_settings, run_conformance
+    run_conformance(name, default_settings(max_examples=4, stateful_step_count=20),
+                    vpn_span=1024, max_npages=16, options={"thp": "always", "memmap": "memdesc"})
