@@ -133,13 +133,16 @@ cdef enum:  # Counter ids
     C_MTHP_ANON_FAULT_ALLOC     # mthp anon_fault_alloc: a fault mapped a new large anon folio (any order > 0)
     C_MTHP_ANON_FAULT_FALLBACK  # mthp anon_fault_fallback: a large-folio allocation of one order failed
     C_THP_DEFERRED_SPLIT_PAGE   # thp_deferred_split_page: a PMD-sized folio became partially mapped
-    C_THP_SPLIT_PAGE            # thp_split_page: a PMD-sized folio was split into small folios
+    C_THP_SPLIT_PAGE            # thp_split_page: a PMD-sized folio (anon or page cache) was split into small folios
     C_MTHP_SPLIT_DEFERRED       # mthp split_deferred: a large folio (any order) became partially mapped
     C_MTHP_SPLIT                # mthp split: a large folio (any order) was split
     C_THP_COLLAPSE_ALLOC        # thp_collapse_alloc: khugepaged allocated a PMD folio to collapse into
     C_THP_SCAN_EXCEED_NONE_PTE  # thp_scan_exceed_none_pte: collapse refused, too many empty PTEs
     C_THP_SCAN_EXCEED_SHARE_PTE # thp_scan_exceed_share_pte: collapse refused, too many shared pages
     C_KHUGEPAGED_PAGES_SCANNED  # khugepaged scan progress in pages (HPAGE_PMD_NR per PMD range looked at)
+    C_THP_FILE_ALLOC        # thp_file_alloc: a PMD-sized folio allocated into a page cache
+    C_THP_FILE_FALLBACK     # thp_file_fallback: an eligible page-cache allocation got no huge folio
+    C_THP_FILE_MAPPED       # thp_file_mapped: a page-cache folio mapped with one PMD (do_set_pmd)
     NR_COUNTERS
 
 ctypedef struct kmem_cache_t:

@@ -29,6 +29,7 @@ from mmbench import errors as _errors
 from mmbench import clock as _clock
 from mmbench._tracecheck import columns_block
 from mmbench import hugepages as _hugepages
+from mmbench import memmap as _memmap
 
 cnp.import_array()
 
@@ -54,6 +55,7 @@ COUNTER_NAMES = (
     "mthp_anon_fault_alloc", "mthp_anon_fault_fallback", "thp_deferred_split_page",   # linux mTHP,
     "thp_split_page", "mthp_split_deferred", "mthp_split", "thp_collapse_alloc",       # deferred split,
     "thp_scan_exceed_none_pte", "thp_scan_exceed_share_pte", "khugepaged_pages_scanned",  # khugepaged
+    "thp_file_alloc", "thp_file_fallback", "thp_file_mapped",   # shmem huge=
 )
 assert len(COUNTER_NAMES) == NR_COUNTERS, "COUNTER_NAMES out of step with core.pxd"
 COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}
@@ -201,6 +203,9 @@ cdef class Machine:
     counter_names = COUNTER_NAMES
     huge_page_advice = False
     design_notes = ()
+    #: the slab cache holding the design's per-frame descriptor of host memory (struct
+    #: page), which memmap="memdesc" charges as memdesc + folio rows (mmbench.memmap)
+    memmap_struct = "page"
     #: (link bandwidth GB/s, per-transfer latency us, batch pages): PCIe 5.0 x16
     LINKS = {
         "pcie5": (63.0, 1.0, 512),
@@ -216,6 +221,7 @@ cdef class Machine:
         self.ncaches = 0
         self.frames.f = NULL
         self.frames.freelist = NULL
+        self.frames.order = NULL
         self.pending_exc = None
         self.dma_batch_pages = 512
         memset(self.ctr, 0, sizeof(self.ctr))
@@ -262,6 +268,7 @@ cdef class Machine:
                     f"1 <= batch pages <= {_LINK_MAX_BATCH} (finite numbers)")
         merged = dict(type(self).option_defaults)
         merged.setdefault("thp", _hugepages.THP_DEFAULT)     # every design accepts thp
+        merged.setdefault("memmap", _memmap.MEMMAP_DEFAULT)  # and memmap
         unknown = set(options) - set(merged)
         if unknown:
             raise _errors.InvalidArgument(
@@ -269,6 +276,7 @@ cdef class Machine:
                 f"known: {sorted(merged)}")
         merged.update(options)
         _hugepages.thp_option(merged)
+        _memmap.memmap_option(merged)
         self.options = merged
         self.link = {"gbps": link_spec[0], "latency_us": link_spec[1], "batch_pages": int(link_spec[2])}
         self.dma_batch_pages = int(link_spec[2])
@@ -1055,9 +1063,23 @@ cdef class Machine:
             for i in range(self.ncaches):
                 out[self.caches[i].name.decode()] = (int(self.caches[i].active),
                                                      int(self.caches[i].active * self.caches[i].objsize))
-            return out
+            return self._memmap_rows(out)
         finally:
             self.leave()
+
+    def _memmap_rows(self, dict rows):
+        """memmap="memdesc" (mmbench.memmap): the design's per-frame descriptor row
+        (``memmap_struct``) becomes one 8 B ``memdesc`` per frame plus one 80 B
+        ``folio`` per folio of host memory (frames that row counts outside large
+        folios are order-0 folios)."""
+        name = type(self).memmap_struct
+        if self.options.get("memmap") != "memdesc" or name not in rows:
+            return rows
+        frames = rows.pop(name)[0]
+        large = int(self.frames.node_large_frames[0])
+        folios = frames - large + int(self.frames.node_large_folios[0]) if frames >= large else frames
+        rows.update(_memmap.memdesc_rows(frames, folios))
+        return rows
 
     def notes(self):
         """Lines saying how this design departs from the contract's defaults (e.g. huge pages).
@@ -1078,7 +1100,11 @@ cdef class Machine:
         """{struct_name: bytes per object} of every struct this design accounts."""
         self.enter()
         try:
-            return {self.caches[i].name.decode(): int(self.caches[i].objsize) for i in range(self.ncaches)}
+            sizes = {self.caches[i].name.decode(): int(self.caches[i].objsize) for i in range(self.ncaches)}
+            if self.options.get("memmap") == "memdesc" and type(self).memmap_struct in sizes:
+                del sizes[type(self).memmap_struct]
+                sizes.update({"memdesc": _memmap.SIZEOF_MEMDESC, "folio": _memmap.SIZEOF_FOLIO_DESC})
+            return sizes
         finally:
             self.leave()
 
@@ -1086,7 +1112,11 @@ cdef class Machine:
         """Names of the structs that must all be gone once every process exited."""
         self.enter()
         try:
-            return [self.caches[i].name.decode() for i in range(self.ncaches) if self.caches[i].per_process]
+            names = [self.caches[i].name.decode() for i in range(self.ncaches) if self.caches[i].per_process]
+            if self.options.get("memmap") == "memdesc" and type(self).memmap_struct in names:
+                names.remove(type(self).memmap_struct)
+                names += ["memdesc", "folio"]
+            return names
         finally:
             self.leave()
 

@@ -22,7 +22,8 @@ from mmbench import errors
 THP_MODES = ("never", "madvise", "always")
 THP_DEFAULT = "madvise"
 #: design options the contract gives every design, whatever its option_defaults say
-CONTRACT_OPTIONS = {"thp": THP_DEFAULT}
+#: (``memmap``: see mmbench.memmap)
+CONTRACT_OPTIONS = {"thp": THP_DEFAULT, "memmap": "page"}
 
 
 def thp_option(options: dict) -> str:

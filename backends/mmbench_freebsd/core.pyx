@@ -83,6 +83,7 @@ cdef class FreeBSDMachine(Machine):
     #: and "always" are pg_ps_enabled=1 (FreeBSD's own policy: no per-range
     #: advice, every superpage-eligible object range gets a reservation).
     option_defaults = {"pmap_copy": True, "prefault": True, "thp": THP_DEFAULT}
+    memmap_struct = "vm_page"     # the per-frame descriptor memmap="memdesc" replaces
     supports_devices = False
     huge_page_advice = True
     counter_names = (

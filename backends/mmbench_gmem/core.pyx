@@ -45,8 +45,9 @@
 #                  HPAGE_SIZE), host frames mapped by PTEs, flag CPU; otherwise
 #                  a zeroed frame — *also for reads*: the zero page is disabled
 #                  for peer-shared memory.  The CPU side allocates 4 KiB frames
-#                  (the linux design it builds on has no THP), so a CPU block may
-#                  have holes; the RFC's THP path would zero all 2 MiB at once.
+#                  (the linux design it builds on turns THP off with devices: its
+#                  HMM paths walk PTE tables only), so a CPU block may have
+#                  holes; the RFC's THP path would zero all 2 MiB at once.
 #   prefetch       hmadvise_willneed(): WILLNEED on the blocks, then gm_dev_fault
 #                  block by block (the model is synchronous, so WILLNEED lasts
 #                  only while the block moves).
@@ -164,7 +165,7 @@ cdef class GmemMachine(LinuxHMMMachine):
              "gmem: one gm_mapping (48 B) per 2 MiB block (granularity_pages=512, the RFC's huge-page "
              "path; 1 = 4 KiB); device memory carries a static 48-B gm_mapping per device page "
              "(gm_dev_register_physmem).  CPU faults allocate 4 KiB frames: the linux design it builds "
-             "on has no THP.")
+             "on turns THP off with devices (its HMM paths walk PTE tables only; docs/hugepages.md).")
     option_defaults = dict(LinuxHMMMachine.option_defaults, granularity_pages=None, peer_shared="all")
     supports_devices = True
     counter_names = GMEM_COUNTERS

@@ -17,7 +17,9 @@ ctypedef struct vm_fault:
     uint64_t vpn
     uint64_t pgoff               # file offset backing vpn
     bint write
-    pt_node_t* pte_table         # leaf table holding vpn (allocated)
+    pt_node_t* pmd_table         # PMD table holding vpn's entry (allocated)
+    pt_node_t* pte_table         # leaf table holding vpn, NULL while the PMD is none
+    pt_node_t* prealloc_pte      # PTE table taken before the fault, installed by finish_fault
     uint64_t orig_pte            # PTE before the fault (0: none)
     # --- set by the handler
     pfn_t pfn                    # frame mapped now (ZERO_PFN for the zero page)
@@ -33,6 +35,7 @@ cdef class ShmemMachine(Machine):
     cdef bint file_per_mm        # anon_file="per_mm": one private file per mm, pgoff = vpn
     cdef bint zero_page          # private read holes map the shared zero page
     cdef readonly str huge       # huge= of the internal mount, from the thp option
+    cdef int huge_mode           # the same as SHMEM_HUGE_*
     cdef int kc_pt[4]
 
     # accounting
@@ -60,6 +63,20 @@ cdef class ShmemMachine(Machine):
     cdef void merge_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef int64_t unmap_vma(self, mm_struct* mm, int64_t idx) noexcept nogil
     cdef void free_pgtables(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil
+    # large folios and PMD mappings (huge=)
+    cdef bint shmem_huge_enabled(self, vm_area_struct* vma, uint64_t pgoff) noexcept nogil
+    cdef int shmem_alloc_and_add_folio(self, vm_fault* vmf, pfn_t* out) noexcept nogil
+    cdef int finish_fault(self, vm_fault* vmf, pfn_t pfn, bint writable) noexcept nogil
+    cdef bint do_set_pmd(self, vm_fault* vmf, pfn_t pfn, bint writable) noexcept nogil
+    cdef void pmd_install(self, vm_fault* vmf) noexcept nogil
+    cdef void pmd_clear(self, mm_struct* mm, uint64_t haddr) noexcept nogil
+    cdef void split_huge_pmd(self, mm_struct* mm, uint64_t haddr) noexcept nogil
+    cdef int64_t zap_huge_pmds(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil
+    cdef void split_huge_page(self, shmem_inode_info* inode, uint64_t index) noexcept nogil
+    cdef void truncate_partial_folio(self, shmem_inode_info* inode, uint64_t idx) noexcept nogil
+    cdef void unmap_mapping_folio(self, shmem_inode_info* f, uint64_t first) noexcept nogil
+    cdef void split_at_boundary(self, mm_struct* mm, uint64_t addr) noexcept nogil
+    cdef int check_huge_pmds(self, mm_struct* mm, int32_t* refs, int32_t* maps) noexcept nogil
     # faults
     cdef int handle_mm_fault(self, vm_fault* vmf) noexcept nogil
     cdef int shmem_fault_shared(self, vm_fault* vmf) noexcept nogil

@@ -59,6 +59,25 @@
 #   shmem_fault(SGP_CACHE) does: shmem has no zero page.  zero_page=True is the
 #   "what if shmem had a zero page" variant (private holes only).
 #
+# HUGE= (large folios; the internal mount's policy, from the thp option)
+#   Before the table above runs, the PMD level: a PMD leaf that allows the
+#   access answers it; a write to a read-only leaf splits it (wp_huge_pmd:
+#   shmem has no huge_fault) and the PTE level takes the fault.  Every
+#   allocation in a hole goes through shmem_alloc_and_add_folio, which makes
+#   a 512-page folio at the aligned index when huge= and the VMA allow it, and
+#   every mapping through finish_fault, which maps a PMD-sized folio with one
+#   PMD leaf (do_set_pmd) when the PMD is none and the VMA lines up:
+#
+#        fault ─► PMD leaf? ── ok ─► done      ── write to RO ─► split_huge_pmd ─┐
+#          │                                                                      │
+#          └──────────────── PTE level (table above) ◄────────────────────────────┘
+#                              hole: shmem_alloc_and_add_folio (512 pages or 1)
+#                              map:  finish_fault ─► do_set_pmd | PTEs of the folio | one PTE
+#
+#   File PMD leaves carry no deposited table and split by being cleared (the
+#   folio stays whole); a truncation cutting a folio, or a reflink break in a
+#   folio several files share, splits the folio (split_huge_page).
+#
 # COSTS, AS THEY FALL
 #   fork, shared VMA : vm_area_struct + i_mmap insert; nothing per page.
 #   fork, private VMA: one clone per private file (shmem_inode_info + file +
@@ -77,18 +96,22 @@
 #                      (move_ptes), i_mmap is untouched (it is keyed by offset).
 #
 # SIMPLIFIED RELATIVE TO THE KERNEL
-#   No swap, no huge pages, no fault-around, no dirty/accessed bits; one frame
-#   per page; the maple tree is a sorted array whose node count is estimated
+#   No swap, no fault-around, no dirty/accessed bits; folios are order 0 or
+#   PMD-sized (no mTHP orders, no khugepaged, no move_huge_pmd: mremap splits),
+#   and large folios only without devices; the maple tree is a sorted array whose node count is estimated
 #   (vma.pyx).  i_pages is copied at fork rather than sharing xarray subtrees
 #   (a subtree-sharing clone would make fork O(files) and move the node copies
 #   to the first write under each shared subtree; not modelled).
 #   i_pages is accounted as the kernel's xarray allocates it: an array whose
 #   only entry is at index 0 needs no xa_node (the entry lives in xa_head),
-#   while the model's xarray block keeps it in one node; sync_xa discounts it.
+#   and a PMD-sized folio is one multi-index entry needing no leaf node, while
+#   the model's xarray block keeps one entry per index; sync_xa discounts both.
 #
 # CODE LAYOUT
 #   objects.pxd  structs and sizes          vma.pyx    VMA set, i_mmap links, split/merge
-#   inode.pyx    inodes, reflink groups, clone
+#   inode.pyx    inodes, reflink groups, clone   huge.pyx  PMD-leaf walk and tests
+#   this file, section "huge=": policy, large-folio allocation, finish_fault,
+#                do_set_pmd, PMD and folio splits
 #   this file    accounting, PTE helpers, faults, contract ops, fork/exit, c_check
 
 from libc.stdlib cimport calloc, malloc, free
@@ -103,22 +126,29 @@ from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EIN
                            C_PT_PAGES_ALLOC, C_PT_PAGES_FREE, C_RMAP_VISITS, C_VMA_MERGES,
                            C_VMA_SPLITS, C_OBJECTS_ALLOC, C_OBJECTS_FREE, C_XA_NODE_ALLOC,
                            C_XA_NODE_FREE, C_I_MMAP_VISITS, C_FORK_PTES_WRPROTECT,
-                           C_REFLINK_CLONES, C_MREMAP_PAGES_MOVED)
+                           C_REFLINK_CLONES, C_MREMAP_PAGES_MOVED, C_THP_FILE_ALLOC,
+                           C_THP_FILE_FALLBACK, C_THP_FILE_MAPPED, C_THP_SPLIT_PMD,
+                           C_THP_SPLIT_PAGE)
 from mmbench.blocks.frames cimport (frames_t, frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_PAGECACHE,
-                                    frame_alloc, frame_free, frames_free_count)
+                                    frame_alloc, frame_free, frames_free_count, frame_alloc_contig,
+                                    folio_order, folio_split)
 from mmbench.blocks.pagetable cimport (pt_node_t, pt_init, pt_destroy, pt_leaf,
                                        pt_next, pt_set, pt_free_range, pt_vmpte_bytes,
                                        pt_get as pt_get_pte, mk_pte, pte_pfn,
                                        pte_present, pte_write, PTE_PRESENT, PTE_WRITE,
-                                       PTE_SPECIAL, LVL_PGD)
-from mmbench.blocks.xarray cimport xarray_t, xa_store, xa_find
-from mmbench.blocks.pagecache cimport mapping_lookup, mapping_add, mapping_truncate
+                                       PTE_SPECIAL, LVL_PGD, PMD_PSE, pt_pmd_table, pt_set_pmd,
+                                       pt_table_alloc, pt_table_free, pmd_leaf)
+from mmbench.blocks.xarray cimport xarray_t, xa_store, xa_find, XA_CHUNK_SIZE
+from mmbench.blocks.pagecache cimport mapping_lookup, mapping_add, mapping_truncate, mapping_remove
 from mmbench.blocks.itree cimport itnode_t, itree_first, itree_next, itree_verify
 from mmbench_shmem.objects cimport (mm_struct, vm_area_struct, shmem_inode_info, reflink_group,
                                     vma_pgoff_of, VM_WRITE, VM_SHARED, VM_HUGEPAGE, VM_NOHUGEPAGE,
                                     SIZEOF_VM_AREA_STRUCT, SIZEOF_MAPLE_NODE, SIZEOF_SHMEM_INODE,
                                     SIZEOF_FILP, SIZEOF_XA_NODE, SIZEOF_PAGE, SIZEOF_PT_TABLE,
-                                    SIZEOF_REFLINK_GROUP, SIZEOF_MM_STRUCT)
+                                    SIZEOF_REFLINK_GROUP, SIZEOF_MM_STRUCT, HPAGE_PMD_NR,
+                                    HPAGE_PMD_ORDER, SHMEM_HUGE_NEVER, SHMEM_HUGE_ALWAYS,
+                                    SHMEM_HUGE_WITHIN_SIZE, SHMEM_HUGE_ADVISE)
+from mmbench_shmem.huge cimport pmd_leaf_at, pmd_leaf_next, thp_vma_suitable, pte_range_none
 from mmbench_shmem.vma cimport (vma_lower_bound, find_vma, range_fully_mapped, range_any_mapped,
                                 vmas_reserve, vmas_insert, vmas_remove_at, vma_link_file,
                                 vma_unlink_file, split_vma, try_merge_next, maple_nodes_for,
@@ -136,20 +166,26 @@ COUNTERS = ("faults", "pagecache_adds", "fault_zero_page", "fault_zero_fill", "f
             "pte_zaps", "tlb_flushes", "pt_pages_alloc", "pt_pages_free", "rmap_visits",
             "vma_merges", "vma_splits", "objects_alloc", "objects_free", "xa_node_alloc",
             "xa_node_free", "i_mmap_visits", "fork_ptes_wrprotect", "reflink_clones",
-            "mremap_pages_moved")
+            "mremap_pages_moved", "thp_file_alloc", "thp_file_fallback", "thp_file_mapped",
+            "thp_split_pmd", "thp_split_page")
+HUGE_MODES = {"never": SHMEM_HUGE_NEVER, "always": SHMEM_HUGE_ALWAYS,
+              "within_size": SHMEM_HUGE_WITHIN_SIZE, "advise": SHMEM_HUGE_ADVISE}
 
 
 cdef inline uint64_t min_u64(uint64_t a, uint64_t b) noexcept nogil:
     return a if a < b else b
 
 
-cdef inline int64_t xa_kernel_nodes(xarray_t* xa) noexcept nogil:
-    """xa_nodes the kernel's xarray holds for these entries: a lone entry at
-    index 0 is stored in xa_head itself (xas_expand needs no node for it)."""
+cdef inline int64_t xa_kernel_nodes(shmem_inode_info* f) noexcept nogil:
+    """xa_nodes the kernel's xarray holds for the file's entries: a lone entry
+    at index 0 is stored in xa_head itself (xas_expand needs no node for it),
+    and a PMD-sized folio is one multi-index entry (8 slots of a shift-6 node),
+    where the model keeps 512 entries in 8 leaf nodes of its own."""
+    cdef xarray_t* xa = &f.i_data.i_pages
     if (xa.root != NULL and xa.root.shift == 0 and xa.root.count == 1
             and xa.root.slots[0] != 0):
         return xa.nr_nodes - 1
-    return xa.nr_nodes
+    return xa.nr_nodes - f.nr_thps * (HPAGE_PMD_NR // XA_CHUNK_SIZE)
 
 
 cdef inline void unwind_new_tables(mm_struct* mm, uint64_t vpn, int64_t levels) noexcept nogil:
@@ -177,7 +213,10 @@ cdef class ShmemMachine(Machine):
     #: True -- private read holes map the shared zero page ("what if shmem had one").
     #: thp: mmbench.hugepages mode, read as the internal mount's huge= policy
     #: (shmem_enabled): "never" -> never, "madvise" -> advise, "always" -> always.
-    option_defaults = {"anon_file": "per_mapping", "zero_page": False, "thp": THP_DEFAULT}
+    #: huge: None (take it from thp) or the huge= value itself: "never", "always",
+    #: "within_size" (huge only where the 2 MiB lies inside i_size) or "advise".
+    option_defaults = {"anon_file": "per_mapping", "zero_page": False, "thp": THP_DEFAULT,
+                       "huge": None}
     supports_devices = False
     huge_page_advice = True
     counter_names = COUNTERS
@@ -205,6 +244,13 @@ cdef class ShmemMachine(Machine):
         self.file_per_mm = self.options["anon_file"] == "per_mm"
         self.zero_page = self.options["zero_page"]
         self.huge = {"never": "never", "madvise": "advise", "always": "always"}[thp_option(self.options)]
+        if self.options["huge"] is not None:
+            if self.options["huge"] not in HUGE_MODES:
+                raise _errors.InvalidArgument(
+                    f"huge must be None or one of {', '.join(map(repr, HUGE_MODES))}, "
+                    f"got {self.options['huge']!r}")
+            self.huge = self.options["huge"]
+        self.huge_mode = HUGE_MODES[self.huge]
         for lvl, nm in enumerate(("pgd", "pud_table", "pmd_table", "pte_table")):
             self.kc_pt[lvl] = self.slab_register(nm, SIZEOF_PT_TABLE)
 
@@ -231,7 +277,7 @@ cdef class ShmemMachine(Machine):
     cdef void sync_xa(self, shmem_inode_info* inode) noexcept nogil:
         """Account i_pages xa_nodes (as the kernel counts them, see
         xa_kernel_nodes) allocated/freed since the last sync."""
-        cdef int64_t d = xa_kernel_nodes(&inode.i_data.i_pages) - inode.xa_nodes_seen
+        cdef int64_t d = xa_kernel_nodes(inode) - inode.xa_nodes_seen
         if d > 0:
             self.caches[self.kc_xa].allocs += d
             self.ctr[C_XA_NODE_ALLOC] += d
@@ -294,9 +340,11 @@ cdef class ShmemMachine(Machine):
         self.ctr[C_PTE_ZAPS] += 1
 
     cdef int64_t zap_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
-        """zap_page_range: clear every PTE in [start, end); returns how many."""
+        """zap_page_range: clear every PTE in [start, end); returns how many
+        (a PMD leaf counts one).  zap_pmd_range first: PMD leaves the range
+        covers go whole, the ones it cuts are split (cleared: they refault)."""
         cdef uint64_t vpn = 0, tend
-        cdef int64_t n = 0
+        cdef int64_t n = self.zap_huge_pmds(mm, start, end) if mm.nr_huge_pmd else 0
         cdef pt_node_t* t = pt_next(&mm.pgd, start, end, &vpn)
         while t != NULL:                      # one leaf table at a time
             tend = min_u64((vpn | 511) + 1, end)
@@ -309,10 +357,23 @@ cdef class ShmemMachine(Machine):
         return n
 
     cdef int64_t wrprotect_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
-        """Clear the write bit of every writable PTE in [start, end)."""
-        cdef uint64_t vpn = 0, tend
+        """Clear the write bit of every writable PTE in [start, end); a PMD leaf
+        inside the range is write-protected whole (change_huge_pmd), one the
+        range cuts is split (change_pmd_range)."""
+        cdef uint64_t vpn = 0, tend, h = 0
         cdef int64_t n = 0
-        cdef pt_node_t* t = pt_next(&mm.pgd, start, end, &vpn)
+        cdef pt_node_t* pmd_t
+        cdef pt_node_t* t
+        if mm.nr_huge_pmd:
+            pmd_t = pmd_leaf_next(&mm.pgd, start, end, &h)
+            while pmd_t != NULL:
+                if h < start or h + HPAGE_PMD_NR > end:
+                    self.split_huge_pmd(mm, h)
+                elif pmd_t.e[(h >> 9) & 511] & PTE_WRITE:
+                    pmd_t.e[(h >> 9) & 511] &= ~(<uint64_t>PTE_WRITE)
+                    n += 1
+                pmd_t = pmd_leaf_next(&mm.pgd, h + HPAGE_PMD_NR, end, &h)
+        t = pt_next(&mm.pgd, start, end, &vpn)
         while t != NULL:
             tend = min_u64((vpn | 511) + 1, end)
             while vpn < tend:
@@ -347,13 +408,239 @@ cdef class ShmemMachine(Machine):
 
     cdef void shmem_truncate(self, shmem_inode_info* inode, uint64_t start, uint64_t end) noexcept nogil:
         """Punch [start, end) out of the file: its references go, frames no
-        file and no PTE holds any more are freed."""
-        cdef int64_t used = self.frames.node_used[0]
+        file and no PTE holds any more are freed.  A PMD-sized folio the range
+        cuts is split first (truncate_inode_partial_folio: split_folio, which
+        cannot fail here -- no pins, and the model's i_pages needs no new node),
+        one it covers leaves whole."""
+        cdef int64_t used
+        cdef uint64_t idx = 0, e
+        cdef pfn_t pfn
+        if inode.nr_thps and end > start:
+            self.truncate_partial_folio(inode, start)
+            self.truncate_partial_folio(inode, end)
+            e = xa_find(&inode.i_data.i_pages, start, end - 1, &idx)
+            while e != 0 and inode.nr_thps:
+                pfn = <pfn_t>(e - 1)
+                if self.pfn_valid(pfn) and folio_order(&self.frames, pfn) == HPAGE_PMD_ORDER:
+                    inode.nr_thps -= 1               # a whole folio leaves the file
+                    idx += HPAGE_PMD_NR - 1
+                if idx + 1 >= end:
+                    break
+                e = xa_find(&inode.i_data.i_pages, idx + 1, end - 1, &idx)
+        used = self.frames.node_used[0]
         mapping_truncate(&inode.i_data, &self.frames, start, end)
         used -= self.frames.node_used[0]
         self.caches[self.kc_page].active -= used
         self.caches[self.kc_page].frees += used
         self.sync_xa(inode)
+
+
+    # ====================================================== huge= (large folios)
+    cdef bint shmem_huge_enabled(self, vm_area_struct* vma, uint64_t pgoff) noexcept nogil:
+        """shmem_allowable_huge_orders for the PMD order: never under
+        VM_NOHUGEPAGE (vma_thp_disabled); else the mount's huge=: always; within_size
+        when the aligned 2 MiB ends inside i_size (shmem_get_orders_within_size),
+        otherwise as advise; advise with VM_HUGEPAGE.  With devices the design
+        stays at 4 KiB (its migration moves single pages)."""
+        cdef uint64_t aligned_end
+        if self.ndevices > 0 or (vma.vm_flags & VM_NOHUGEPAGE):
+            return False
+        if self.huge_mode == SHMEM_HUGE_ALWAYS:
+            return True
+        if self.huge_mode == SHMEM_HUGE_WITHIN_SIZE:
+            aligned_end = (pgoff | (HPAGE_PMD_NR - 1)) + 1
+            if vma.vm_file.i_size >= aligned_end:
+                return True
+        if self.huge_mode == SHMEM_HUGE_WITHIN_SIZE or self.huge_mode == SHMEM_HUGE_ADVISE:
+            return (vma.vm_flags & VM_HUGEPAGE) != 0
+        return False
+
+    cdef int shmem_alloc_and_add_folio(self, vm_fault* vmf, pfn_t* out) noexcept nogil:
+        """shmem_alloc_and_add_folio for a hole at vmf.pgoff: a PMD-sized folio
+        when huge= allows it and it suits (shmem_suitable_orders: the 2 MiB lines
+        up with a PMD inside the VMA, and no page of the aligned extent is in the
+        cache -- nor, here, mapped by a zero-page PTE of this VMA), falling back
+        to one page (thp_file_fallback) when no aligned free run of 512 frames
+        is left.  The folio's 512 pages are zeroed and added at once."""
+        cdef shmem_inode_info* inode = vmf.vma.vm_file
+        cdef uint64_t haddr = vmf.vpn & ~(<uint64_t>(HPAGE_PMD_NR - 1))
+        cdef uint64_t index = vmf.pgoff & ~(<uint64_t>(HPAGE_PMD_NR - 1)), idx = 0, k
+        cdef pfn_t head
+        cdef frame_t* d
+        if (not self.shmem_huge_enabled(vmf.vma, vmf.pgoff) or not thp_vma_suitable(vmf.vma, haddr)
+                or xa_find(&inode.i_data.i_pages, index, index + HPAGE_PMD_NR - 1, &idx) != 0
+                or not pte_range_none(vmf.pte_table, haddr, HPAGE_PMD_NR)):
+            return self.add_to_page_cache(inode, vmf.pgoff, out)
+        head = frame_alloc_contig(&self.frames, 0, HPAGE_PMD_NR)
+        if head == NO_PFN:
+            self.ctr[C_THP_FILE_FALLBACK] += 1
+            return self.add_to_page_cache(inode, vmf.pgoff, out)
+        for k in range(HPAGE_PMD_NR):
+            if mapping_add(&inode.i_data, index + k, head + <pfn_t>k) != 0:
+                while k > 0:                  # xa_node allocation failed: undo
+                    k -= 1
+                    mapping_remove(&inode.i_data, index + k)
+                for k in range(HPAGE_PMD_NR):
+                    frame_free(&self.frames, head + <pfn_t>k)
+                self.sync_xa(inode)
+                return MM_ENOMEM
+            self.kmem_alloc(self.kc_page)
+            d = &self.frames.f[head + k]
+            d.owner = <uint64_t><size_t>(inode.group if inode.private else <void*>inode)
+            d.index = index + k
+            d.flags = FR_PAGECACHE
+        inode.nr_thps += 1
+        self.sync_xa(inode)
+        self.ctr[C_PAGES_ZEROED] += HPAGE_PMD_NR
+        self.ctr[C_PAGECACHE_ADDS] += HPAGE_PMD_NR
+        self.ctr[C_THP_FILE_ALLOC] += 1
+        out[0] = head + <pfn_t>(vmf.pgoff - index)
+        return MM_OK
+
+    cdef void truncate_partial_folio(self, shmem_inode_info* inode, uint64_t idx) noexcept nogil:
+        """A truncation edge at idx inside a PMD-sized folio splits it."""
+        cdef pfn_t pfn
+        if (idx & (HPAGE_PMD_NR - 1)) == 0 or idx >= PGOFF_MAX:
+            return
+        pfn = mapping_lookup(&inode.i_data, idx)
+        if (pfn != NO_PFN and self.pfn_valid(pfn)
+                and folio_order(&self.frames, pfn) == HPAGE_PMD_ORDER):
+            self.split_huge_page(inode, idx)
+
+    cdef void pmd_install(self, vm_fault* vmf) noexcept nogil:
+        """pmd_install: the preallocated PTE table goes under the none PMD."""
+        pt_set_pmd(vmf.pmd_table, vmf.vpn, <uint64_t><size_t>vmf.prealloc_pte)
+        vmf.pte_table = vmf.prealloc_pte
+        vmf.prealloc_pte = NULL
+
+    cdef int finish_fault(self, vm_fault* vmf, pfn_t pfn, bint writable) noexcept nogil:
+        """finish_fault: a PMD-sized folio with the PMD none is mapped by one
+        PMD leaf when do_set_pmd takes it; otherwise PTEs: every page of a large
+        folio when it lies inside the VMA and one PTE table whose entries there
+        are none (set_pte_range of the whole folio), else the faulting page."""
+        cdef int order = 0
+        cdef uint64_t nr, first, k
+        cdef pfn_t head
+        vmf.pfn = pfn
+        if pfn != ZERO_PFN:
+            order = folio_order(&self.frames, pfn)
+        if order == HPAGE_PMD_ORDER and vmf.pte_table == NULL and self.do_set_pmd(vmf, pfn, writable):
+            return MM_OK
+        if vmf.pte_table == NULL:
+            self.pmd_install(vmf)
+        if order > 0:
+            nr = (<uint64_t>1) << order
+            head = pfn & ~(<pfn_t>(nr - 1))
+            first = vmf.vpn - (pfn - head)
+            if (first >= vmf.vma.vm_start and first + nr <= vmf.vma.vm_end
+                    and (first >> 9) == ((first + nr - 1) >> 9)
+                    and pte_range_none(vmf.pte_table, first, nr)):
+                for k in range(nr):
+                    self.set_pte(vmf.pte_table, first + k, head + <pfn_t>k, writable)
+                return MM_OK
+        self.set_pte(vmf.pte_table, vmf.vpn, pfn, writable)
+        return MM_OK
+
+    cdef bint do_set_pmd(self, vm_fault* vmf, pfn_t pfn, bint writable) noexcept nogil:
+        """do_set_pmd: map the whole folio with one PMD leaf unless the VMA
+        refuses huge mappings (VM_NOHUGEPAGE) or the 2 MiB does not line up
+        (thp_vma_suitable_order).  No PTE table is deposited (x86)."""
+        cdef uint64_t haddr = vmf.vpn & ~(<uint64_t>(HPAGE_PMD_NR - 1)), k
+        cdef pfn_t head = pfn & ~(<pfn_t>(HPAGE_PMD_NR - 1))
+        cdef frame_t* d
+        if (vmf.vma.vm_flags & VM_NOHUGEPAGE) or not thp_vma_suitable(vmf.vma, haddr):
+            return False
+        for k in range(HPAGE_PMD_NR):               # folio_add_file_rmap_pmd
+            d = &self.frames.f[head + k]
+            d.refcount += 1
+            d.mapcount += 1
+        pt_set_pmd(vmf.pmd_table, haddr,
+                   mk_pte(head, PTE_PRESENT | PMD_PSE | (PTE_WRITE if writable else 0)))
+        vmf.mm.nr_huge_pmd += 1
+        self.ctr[C_PTE_WRITES] += 1
+        self.ctr[C_THP_FILE_MAPPED] += 1
+        return True
+
+    cdef void pmd_clear(self, mm_struct* mm, uint64_t haddr) noexcept nogil:
+        """Clear the PMD leaf at haddr: its 512 pages lose that mapping."""
+        cdef pt_node_t* pmd_t = pt_pmd_table(&mm.pgd, haddr, False, NULL)
+        cdef pfn_t head = pte_pfn(pmd_t.e[(haddr >> 9) & 511])
+        cdef uint64_t k
+        pt_set_pmd(pmd_t, haddr, 0)
+        for k in range(HPAGE_PMD_NR):
+            self.frames.f[head + k].mapcount -= 1
+            self.put_frame(head + <pfn_t>k)
+        mm.nr_huge_pmd -= 1
+        self.ctr[C_PTE_WRITES] += 1
+
+    cdef void split_huge_pmd(self, mm_struct* mm, uint64_t haddr) noexcept nogil:
+        """__split_huge_pmd_locked for a file VMA: the leaf is cleared and
+        flushed; the folio stays whole in the page cache and refaults by PTEs."""
+        self.pmd_clear(mm, haddr)
+        self.ctr[C_THP_SPLIT_PMD] += 1
+        self.ctr[C_TLB_FLUSHES] += 1
+
+    cdef int64_t zap_huge_pmds(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """zap_pmd_range's huge part: leaves inside [start, end) are zapped
+        (zap_huge_pmd), leaves it cuts are split.  Returns the leaves zapped."""
+        cdef uint64_t h = 0
+        cdef int64_t n = 0
+        while mm.nr_huge_pmd and pmd_leaf_next(&mm.pgd, start, end, &h) != NULL:
+            if h >= start and h + HPAGE_PMD_NR <= end:
+                self.pmd_clear(mm, h)
+                self.ctr[C_PTE_ZAPS] += 1
+                n += 1
+            else:
+                self.split_huge_pmd(mm, h)
+            start = h + HPAGE_PMD_NR
+        return n
+
+    cdef void split_at_boundary(self, mm_struct* mm, uint64_t addr) noexcept nogil:
+        """vma_adjust_trans_huge: a VMA split at addr splits the PMD leaf
+        straddling addr."""
+        cdef uint64_t haddr = addr & ~(<uint64_t>(HPAGE_PMD_NR - 1))
+        if haddr != addr and pmd_leaf_at(mm, haddr):
+            self.split_huge_pmd(mm, haddr)
+
+    cdef void unmap_mapping_folio(self, shmem_inode_info* f, uint64_t first) noexcept nogil:
+        """unmap_folio of the PMD-sized folio at file index `first`: every PTE
+        and PMD of every VMA mapping [first, first + 512) of file f goes
+        (try_to_unmap with TTU_SPLIT_HUGE_PMD; file folios are not remapped)."""
+        cdef uint64_t last = first + HPAGE_PMD_NR - 1, lo, hi
+        cdef itnode_t* it = itree_first(&f.i_data.i_mmap, first, last)
+        cdef vm_area_struct* w
+        while it != NULL:
+            w = <vm_area_struct*>it
+            lo = w.vm_start + ((first if first > w.vm_pgoff else w.vm_pgoff) - w.vm_pgoff)
+            hi = w.vm_start + ((last if last < w.shared_rb.last else w.shared_rb.last) - w.vm_pgoff)
+            if pmd_leaf_at(w.vm_mm, lo):            # TTU_SPLIT_HUGE_PMD
+                self.split_huge_pmd(w.vm_mm, lo & ~(<uint64_t>(HPAGE_PMD_NR - 1)))
+            if self.zap_range(w.vm_mm, lo, hi + 1):
+                self.ctr[C_TLB_FLUSHES] += 1
+            self.ctr[C_RMAP_VISITS] += 1
+            it = itree_next(it, first, last)
+
+    cdef void split_huge_page(self, shmem_inode_info* inode, uint64_t index) noexcept nogil:
+        """split_huge_page of the PMD-sized folio holding `index` of `inode`:
+        unmapped from every mapper of every file holding it (a private file's
+        reflink group may share it), then every page is an order-0 folio of
+        its own; the files' i_pages need the 8 leaf nodes the multi-index entry
+        did without (thp_split_page)."""
+        cdef uint64_t first = index & ~(<uint64_t>(HPAGE_PMD_NR - 1))
+        cdef pfn_t head = mapping_lookup(&inode.i_data, first)
+        cdef shmem_inode_info* f = inode.group.head if inode.private else inode
+        while f != NULL:
+            if f == inode or mapping_lookup(&f.i_data, first) == head:
+                self.ctr[C_I_MMAP_VISITS] += 1
+                self.unmap_mapping_folio(f, first)
+                f.nr_thps -= 1
+            f = f.group_next if inode.private else NULL
+        folio_split(&self.frames, head)
+        f = inode.group.head if inode.private else inode
+        while f != NULL:
+            self.sync_xa(f)
+            f = f.group_next if inode.private else NULL
+        self.ctr[C_THP_SPLIT_PAGE] += 1
 
     cdef shmem_inode_info* inode_new(self, bint private, shmem_inode_info* clone_of) noexcept nogil:
         cdef reflink_group* g = clone_of.group if clone_of != NULL else NULL
@@ -409,6 +696,8 @@ cdef class ShmemMachine(Machine):
         cdef vm_area_struct* v = find_vma(mm, addr)
         if v == NULL or v.vm_start == addr:
             return
+        if mm.nr_huge_pmd:
+            self.split_at_boundary(mm, addr)
         split_vma(mm, v, self.vma_take(), addr)
         self.ctr[C_VMA_SPLITS] += 1
 
@@ -478,15 +767,13 @@ cdef class ShmemMachine(Machine):
         cdef pfn_t pfn = mapping_lookup(&inode.i_data, vmf.pgoff)
         cdef int st
         if pfn == NO_PFN:
-            st = self.add_to_page_cache(inode, vmf.pgoff, &pfn)
+            st = self.shmem_alloc_and_add_folio(vmf, &pfn)
             if st != MM_OK:
                 return st
             self.ctr[C_FAULT_ZERO_FILL] += 1
         else:
             self.ctr[C_FAULT_MINOR] += 1
-        self.set_pte(vmf.pte_table, vmf.vpn, pfn, (vmf.vma.vm_flags & VM_WRITE) != 0)
-        vmf.pfn = pfn
-        return MM_OK
+        return self.finish_fault(vmf, pfn, (vmf.vma.vm_flags & VM_WRITE) != 0)
 
     cdef int do_read_fault(self, vm_fault* vmf) noexcept nogil:
         """Read of a private page: a hole is filled in the file as
@@ -497,28 +784,24 @@ cdef class ShmemMachine(Machine):
         cdef bint writable
         cdef int st
         if pfn == NO_PFN and self.zero_page:
-            self.set_pte(vmf.pte_table, vmf.vpn, ZERO_PFN, False)
             self.ctr[C_FAULT_ZERO_PAGE] += 1
-            vmf.pfn = ZERO_PFN
-            return MM_OK
+            return self.finish_fault(vmf, ZERO_PFN, False)
         if pfn == NO_PFN:
-            st = self.add_to_page_cache(vmf.vma.vm_file, vmf.pgoff, &pfn)
+            st = self.shmem_alloc_and_add_folio(vmf, &pfn)
             if st != MM_OK:
                 return st
             self.ctr[C_FAULT_ZERO_FILL] += 1
         else:
             self.ctr[C_FAULT_MINOR] += 1
         writable = (vmf.vma.vm_flags & VM_WRITE) != 0 and frame_file_refs(&self.frames, pfn) == 1
-        self.set_pte(vmf.pte_table, vmf.vpn, pfn, writable)
-        vmf.pfn = pfn
-        return MM_OK
+        return self.finish_fault(vmf, pfn, writable)
 
     cdef int do_cow_fault(self, vm_fault* vmf) noexcept nogil:
         cdef shmem_inode_info* inode = vmf.vma.vm_file
         cdef pfn_t pfn = mapping_lookup(&inode.i_data, vmf.pgoff)
         cdef int st
         if pfn == NO_PFN:
-            st = self.add_to_page_cache(inode, vmf.pgoff, &pfn)
+            st = self.shmem_alloc_and_add_folio(vmf, &pfn)
             if st != MM_OK:
                 return st
             self.ctr[C_FAULT_ZERO_FILL] += 1
@@ -526,9 +809,7 @@ cdef class ShmemMachine(Machine):
             return self.break_reflink(vmf, pfn)
         else:
             self.ctr[C_FAULT_MINOR] += 1
-        self.set_pte(vmf.pte_table, vmf.vpn, pfn, True)
-        vmf.pfn = pfn
-        return MM_OK
+        return self.finish_fault(vmf, pfn, True)
 
     cdef int do_wp_page(self, vm_fault* vmf) noexcept nogil:
         """Write to a read-only PTE of a private VMA."""
@@ -565,6 +846,12 @@ cdef class ShmemMachine(Machine):
         cdef frame_t* d
         if frames_free_count(&self.frames, 0) < 1:
             return MM_ENOMEM
+        if folio_order(&self.frames, old) == HPAGE_PMD_ORDER:
+            # a page of a PMD-sized folio other files share: the writer's slot
+            # can only name a page of its own once the folio is split (for
+            # every file holding it); the split unmaps it here too
+            self.split_huge_page(inode, vmf.pgoff)
+            vmf.orig_pte = vmf.pte_table.e[vmf.vpn & 511] if vmf.pte_table != NULL else 0
         new = frame_alloc(&self.frames, 0)
         self.kmem_alloc(self.kc_page)
         d = &self.frames.f[new]
@@ -578,27 +865,42 @@ cdef class ShmemMachine(Machine):
         if pte_present(vmf.orig_pte):             # ptep_clear_flush, then the new PTE
             self.pte_clear(vmf.pte_table, vmf.vpn)
             self.ctr[C_TLB_FLUSHES] += 1
-        self.set_pte(vmf.pte_table, vmf.vpn, new, True)
         self.ctr[C_FAULT_COW_COPY] += 1
-        vmf.pfn = new
-        return MM_OK
+        return self.finish_fault(vmf, new, True)
 
     cdef int fault_in(self, mm_struct* mm, uint64_t vpn, bint write, pfn_t* out) noexcept nogil:
         """The access path shared by read and write: the frame backing `vpn`
         after any fault the access needs (ZERO_PFN for the zero page)."""
         cdef vm_fault vmf
         cdef int64_t nalloc = 0
+        cdef uint64_t e
         cdef int st
         vmf.vma = find_vma(mm, vpn)
         if vmf.vma == NULL:
             return MM_ESEGV
         if write and not (vmf.vma.vm_flags & VM_WRITE):
             return MM_EPROT
-        vmf.pte_table = pt_leaf(&mm.pgd, vpn, True, &nalloc)
-        if vmf.pte_table == NULL:
-            self.sync_pt(mm)                      # malloc failed: account what pt_leaf left
+        if mm.nr_huge_pmd:
+            e = pmd_leaf_at(mm, vpn)
+            if e != 0:
+                if not write or pte_write(e):
+                    out[0] = pte_pfn(e) + <pfn_t>(vpn & (HPAGE_PMD_NR - 1))
+                    return MM_OK
+                # wp_huge_pmd: shmem has no huge_fault, so COW and write
+                # notification happen at the PTE level: split the PMD
+                self.split_huge_pmd(mm, vpn & ~(<uint64_t>(HPAGE_PMD_NR - 1)))
+        vmf.pmd_table = pt_pmd_table(&mm.pgd, vpn, True, &nalloc)
+        vmf.prealloc_pte = NULL
+        if vmf.pmd_table != NULL and vmf.pmd_table.e[(vpn >> 9) & 511] == 0:
+            vmf.prealloc_pte = pt_table_alloc(&mm.pgd)      # finish_fault installs it
+            if vmf.prealloc_pte == NULL:
+                vmf.pmd_table = NULL
+        if vmf.pmd_table == NULL:
+            unwind_new_tables(mm, vpn, nalloc + 1)
+            self.sync_pt(mm)
             return MM_ENOMEM
-        vmf.orig_pte = vmf.pte_table.e[vpn & 511]
+        vmf.pte_table = <pt_node_t*><size_t>vmf.pmd_table.e[(vpn >> 9) & 511]
+        vmf.orig_pte = vmf.pte_table.e[vpn & 511] if vmf.pte_table != NULL else 0
         if pte_present(vmf.orig_pte) and (not write or pte_write(vmf.orig_pte)):
             out[0] = pte_pfn(vmf.orig_pte)
             return MM_OK
@@ -607,10 +909,11 @@ cdef class ShmemMachine(Machine):
         vmf.pgoff = vma_pgoff_of(vmf.vma, vpn)
         vmf.write = write
         st = self.handle_mm_fault(&vmf)
+        if vmf.prealloc_pte != NULL:             # not needed: a PMD leaf, or a failure
+            pt_table_free(&mm.pgd, vmf.prealloc_pte)
         if st != MM_OK:
-            unwind_new_tables(mm, vpn, nalloc)   # a failed fault leaves no trace
-        elif nalloc:
-            self.sync_pt(mm)
+            unwind_new_tables(mm, vpn, nalloc + 1)   # a failed fault leaves no trace
+        self.sync_pt(mm)
         out[0] = vmf.pfn
         return st
 
@@ -660,6 +963,8 @@ cdef class ShmemMachine(Machine):
             self.nr_spare += 1
             self.kmem_free(self.kc_vma)
             return MM_ENOMEM
+        if v.vm_file.i_size < v.vm_pgoff + npages:    # shmem_zero_setup's size; per_mm: grows
+            v.vm_file.i_size = v.vm_pgoff + npages
         v.vm_start = vpn
         v.vm_end = vpn + npages
         v.vm_flags = vm_flags
@@ -792,8 +1097,12 @@ cdef class ShmemMachine(Machine):
             return self._notes()
 
     def _notes(self):
-        return [f"internal tmpfs mounted huge={self.huge} (thp={self.options['thp']!r}); large folios "
-                "and PMD mappings are not modeled yet: every page is 4 KiB"]
+        if self.ndevices > 0:
+            return [f"internal tmpfs mounted huge={self.huge} (thp={self.options['thp']!r}), but with "
+                    "devices every page is 4 KiB (migration moves single pages)"]
+        return [f"internal tmpfs mounted huge={self.huge} (thp={self.options['thp']!r}): PMD-sized "
+                "(2 MiB) folios in the page cache where huge= allows them, mapped by one PMD "
+                "when the VMA lines up (do_set_pmd); no mTHP orders, no khugepaged"]
 
     cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         """Zap the range; private files also lose those offsets (read 0 again),
@@ -865,10 +1174,13 @@ cdef class ShmemMachine(Machine):
         """move_ptes: each present PTE of [old, old+n) goes to the same place in
         [new, new+n), frame references unchanged.  Should a page-table page be
         unavailable the PTE is zapped instead: it refaults from the file."""
-        cdef uint64_t vpn = 0, pte
+        cdef uint64_t vpn = 0, pte, h = 0
         cdef int64_t nalloc = 0, moved = 0
         cdef pt_node_t* dst
-        cdef pt_node_t* t = pt_next(&mm.pgd, old, old + n, &vpn)
+        cdef pt_node_t* t
+        while mm.nr_huge_pmd and pmd_leaf_next(&mm.pgd, old, old + n, &h) != NULL:
+            self.split_huge_pmd(mm, h)   # move_huge_pmd not modelled: the leaf refaults
+        t = pt_next(&mm.pgd, old, old + n, &vpn)
         while t != NULL:
             dst = pt_leaf(&mm.pgd, vpn - old + new, True, &nalloc)
             if dst == NULL:
@@ -1063,7 +1375,7 @@ cdef class ShmemMachine(Machine):
         cdef int64_t ninodes = 0, ngroups = 0, xa_nodes = 0, members
         while f != NULL:
             ninodes += 1
-            xa_nodes += xa_kernel_nodes(&f.i_data.i_pages)
+            xa_nodes += xa_kernel_nodes(f)
             if f.owner_mm != NULL and f.owner_mm.private_file != f:
                 return self.check_fail("inode names an mm whose private file it is not")
             if f.check_mappers != f.i_count or f.i_count != f.i_data.i_mmap.count or f.i_count < 1:
@@ -1073,7 +1385,7 @@ cdef class ShmemMachine(Machine):
                 return self.check_fail("i_mmap interval tree is corrupt")
             if f.i_data.nrpages != f.i_data.i_pages.nr_entries:
                 return self.check_fail("nrpages differs from the entries of i_pages")
-            if f.xa_nodes_seen != xa_kernel_nodes(&f.i_data.i_pages):
+            if f.xa_nodes_seen != xa_kernel_nodes(f):
                 return self.check_fail("xa_node allocations not accounted")
             if f.private != (f.group != NULL):
                 return self.check_fail("private file without reflink group or the reverse")
@@ -1131,16 +1443,25 @@ cdef class ShmemMachine(Machine):
         owned by the file (shared) or its reflink group (private)."""
         cdef shmem_inode_info* f = self.s_inodes
         cdef uint64_t idx = 0, start, e, owner
+        cdef int64_t thps
+        cdef int order
         cdef pfn_t pfn
         cdef frame_t* d
         while f != NULL:
             owner = <uint64_t><size_t>(f.group if f.private else <void*>f)
             start = 0
+            thps = 0
             e = xa_find(&f.i_data.i_pages, 0, PGOFF_MAX, &idx)
             while e != 0:
                 pfn = <pfn_t>(e - 1)
                 if not self.pfn_valid(pfn):
                     return self.check_fail("page cache names a frame never allocated")
+                order = folio_order(&self.frames, pfn)
+                if order != 0:
+                    if order != HPAGE_PMD_ORDER or (pfn & (HPAGE_PMD_NR - 1)) != (idx & (HPAGE_PMD_NR - 1)):
+                        return self.check_fail("large folio not PMD-sized or not at its aligned index")
+                    if (idx & (HPAGE_PMD_NR - 1)) == 0:
+                        thps += 1
                 d = &self.frames.f[pfn]
                 if d.refcount <= 0 or not (d.flags & FR_PAGECACHE):
                     return self.check_fail("page cache names a free frame")
@@ -1150,6 +1471,8 @@ cdef class ShmemMachine(Machine):
                     return self.check_fail("private file holds a page no VMA can reach")
                 refs[pfn] += 1
                 e = xa_find(&f.i_data.i_pages, idx + 1, PGOFF_MAX, &idx)
+            if thps != f.nr_thps:
+                return self.check_fail("nr_thps differs from the PMD-sized folios in i_pages")
             f = f.sb_next
         return MM_OK
 
@@ -1166,6 +1489,8 @@ cdef class ShmemMachine(Machine):
             mm = <mm_struct*>self.procs[pid]
             if mm == NULL:
                 continue
+            if self.check_huge_pmds(mm, refs, maps) != MM_OK:
+                return MM_EINVAL
             t = pt_next(&mm.pgd, 0, VPN_END, &vpn)
             while t != NULL:
                 pte = t.e[vpn & 511]
@@ -1186,6 +1511,39 @@ cdef class ShmemMachine(Machine):
                     if pte_write(pte) and frame_file_refs(&self.frames, pfn) != 1:
                         return self.check_fail("writable PTE to a frame several files share")
                 t = pt_next(&mm.pgd, vpn + 1, VPN_END, &vpn)
+        return MM_OK
+
+    cdef int check_huge_pmds(self, mm_struct* mm, int32_t* refs, int32_t* maps) noexcept nogil:
+        """Every PMD leaf: inside a VMA that may map it (thp_vma_suitable, no
+        VM_NOHUGEPAGE), mapping the PMD-sized folio the file holds there, whole;
+        writable only as a PTE would be; nr_huge_pmd counts them."""
+        cdef uint64_t h = 0, e, k, pgoff
+        cdef int64_t n = 0
+        cdef pt_node_t* pmd_t = pmd_leaf_next(&mm.pgd, 0, VPN_END, &h)
+        cdef vm_area_struct* v
+        cdef pfn_t head
+        while pmd_t != NULL:
+            n += 1
+            e = pmd_t.e[(h >> 9) & 511]
+            v = find_vma(mm, h)
+            if v == NULL or not thp_vma_suitable(v, h) or (v.vm_flags & VM_NOHUGEPAGE):
+                return self.check_fail("PMD leaf where no VMA may map 2 MiB")
+            head = pte_pfn(e)
+            pgoff = vma_pgoff_of(v, h)
+            if (e & PTE_SPECIAL) or not (e & PMD_PSE) or not self.pfn_valid(head):
+                return self.check_fail("PMD leaf that maps no page-cache folio")
+            if folio_order(&self.frames, head) != HPAGE_PMD_ORDER:
+                return self.check_fail("PMD leaf mapping a folio that is not PMD-sized")
+            for k in range(HPAGE_PMD_NR):
+                if mapping_lookup(&v.vm_file.i_data, pgoff + k) != head + <pfn_t>k:
+                    return self.check_fail("PMD leaf maps pages the file does not hold there")
+                refs[head + k] += 1
+                maps[head + k] += 1
+            if pte_write(e) and (not (v.vm_flags & VM_WRITE) or frame_file_refs(&self.frames, head) != 1):
+                return self.check_fail("writable PMD leaf in a read-only VMA or over a shared folio")
+            pmd_t = pmd_leaf_next(&mm.pgd, h + HPAGE_PMD_NR, VPN_END, &h)
+        if n != mm.nr_huge_pmd:
+            return self.check_fail("nr_huge_pmd differs from the PMD leaves mapped")
         return MM_OK
 
     cdef int check_frame_counts(self, int32_t* refs, int32_t* maps) noexcept nogil:
@@ -1276,7 +1634,7 @@ cdef class ShmemMachine(Machine):
             raise _errors.SegmentationFault(f"pid {pid}: vpn {vpn} is not mapped")
         return {"ino": int(v.vm_file.i_ino), "private": bool(v.vm_file.private),
                 "nrpages": int(v.vm_file.i_data.nrpages), "i_count": int(v.vm_file.i_count),
-                "xa_nodes": int(xa_kernel_nodes(&v.vm_file.i_data.i_pages)),
+                "xa_nodes": int(xa_kernel_nodes(v.vm_file)),
                 "group_members": int(v.vm_file.group.nr_members) if v.vm_file.private else 1}
 
     def _corrupt(self, pid, vpn, what):

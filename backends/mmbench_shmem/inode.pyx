@@ -79,6 +79,8 @@ cdef int reflink_clone(shmem_inode_info* src, shmem_inode_info* dst, frames_t* f
     if xa_clone(&dst.i_data.i_pages, &src.i_data.i_pages) != 0:
         return -1
     dst.i_data.nrpages = src.i_data.nrpages
+    dst.nr_thps = src.nr_thps            # the clone holds the same large folios
+    dst.i_size = src.i_size
     if dst.i_data.i_pages.root != NULL:
         get_frames(dst.i_data.i_pages.root, fr)
     return 0

@@ -35,6 +35,17 @@ cdef enum:
     VM_NOHUGEPAGE = 0x40000000   # madvise(MADV_NOHUGEPAGE)
 
 cdef enum:
+    HPAGE_PMD_ORDER = 9          # a PMD-sized folio: 512 pages, 2 MiB
+    HPAGE_PMD_NR = 512
+
+# huge= of the internal mount (shmem_sb_info.huge, mm/shmem.c SHMEM_HUGE_*)
+cdef enum:
+    SHMEM_HUGE_NEVER = 0
+    SHMEM_HUGE_ALWAYS = 1
+    SHMEM_HUGE_WITHIN_SIZE = 2
+    SHMEM_HUGE_ADVISE = 3
+
+cdef enum:
     SIZEOF_VM_AREA_STRUCT = 192
     SIZEOF_MAPLE_NODE = 256
     SIZEOF_SHMEM_INODE = 752
@@ -65,6 +76,8 @@ cdef struct shmem_inode_info:
     shmem_inode_info* fork_clone # scratch during one fork: this file's clone in the child
     mm_struct* owner_mm          # anon_file="per_mm": the mm whose address-indexed file this is
     int64_t xa_nodes_seen        # i_pages xa_nodes accounted (as the kernel counts them)
+    int64_t nr_thps              # PMD-sized folios in i_pages (each one multi-index entry)
+    uint64_t i_size              # file size in pages (huge=within_size reads it)
     int64_t check_mappers        # scratch of c_check: VMAs found holding this file
 
 cdef struct vm_area_struct:
@@ -86,6 +99,7 @@ cdef struct mm_struct:
     int64_t pt_seen[4]           # page-table pages already accounted, per level
     vm_area_struct* mmap_cache   # last VMA found (per-thread vmacache of old kernels)
     shmem_inode_info* private_file   # anon_file="per_mm": this mm's file (pgoff = vpn), or NULL
+    int64_t nr_huge_pmd          # PMD leaves mapping PMD-sized folios now
 
 cdef inline uint64_t vma_pgoff_of(vm_area_struct* vma, uint64_t vpn) noexcept nogil:
     """linear_page_index: the file offset that backs `vpn`."""

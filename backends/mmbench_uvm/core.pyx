@@ -99,6 +99,7 @@ cdef class UVMMachine(Machine):
     #: thp: accepted (mmbench.hugepages) but without effect: NetBSD has no
     #: anonymous superpages, so every mode runs at 4 KiB (said in notes()).
     option_defaults = {"amap_chunk": True, "fault_ahead": True, "thp": THP_DEFAULT}
+    memmap_struct = "vm_page"     # the per-frame descriptor memmap="memdesc" replaces
     supports_devices = False
     huge_page_advice = True
     counter_names = (

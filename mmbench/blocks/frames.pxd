@@ -9,8 +9,19 @@
 # The descriptor is the *simulator's* state; the bytes a design reports for
 # its frame metadata (struct page 64 B, vm_page 104 B …) are accounted by the
 # design through its slab caches, not by sizeof(frame_t).
+#
+# Folios.  Every frame_alloc makes an order-0 folio; frame_alloc_contig makes
+# one large folio of `nr` frames (folio_order says its order for each of its
+# frames).  The block counts the large folios and the frames in them per node,
+# which is what a memory map of dynamically allocated folio descriptors
+# (memmap="memdesc", mmbench.memmap) charges.  A large folio ends as the
+# kernel's split_huge_page ends one: folio_split makes each of its frames an
+# order-0 folio; frame_free of a frame of a large folio splits it first (the
+# frame block frees frame by frame, so a partly freed large folio is a split
+# one -- designs that keep a folio whole until its last page goes free its
+# frames only then).
 
-from libc.stdint cimport int64_t, uint64_t, uint32_t, int32_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t, int32_t, uint8_t
 
 ctypedef uint32_t pfn_t
 
@@ -47,6 +58,9 @@ ctypedef struct frames_t:
     int64_t node_bump[MAX_NODES]  # frames below base+bump were used at least once
     int64_t node_nfree[MAX_NODES] # entries on the free list
     int64_t node_used[MAX_NODES]  # frames allocated now
+    uint8_t* order                # folio order of the large folio holding each pfn (0: order-0 folio)
+    int64_t node_large_folios[MAX_NODES]   # live folios of order > 0
+    int64_t node_large_frames[MAX_NODES]   # frames in them
 
 cdef int frames_init(frames_t* fr, int64_t ram_pages, int64_t ndevices, int64_t device_pages) except -1
 cdef void frames_destroy(frames_t* fr) noexcept nogil
@@ -77,6 +91,12 @@ cdef inline pfn_t frame_alloc(frames_t* fr, int node) noexcept nogil:
     d.aux = 0
     return pfn
 
+cdef inline uint8_t folio_order_of(int64_t nr) noexcept nogil:
+    cdef uint8_t k = 0
+    while (<int64_t>1 << k) < nr:
+        k += 1
+    return k
+
 cdef inline pfn_t frame_alloc_contig(frames_t* fr, int node, int64_t nr) noexcept nogil:
     """Take `nr` (a power of two) contiguous frames whose first pfn is a multiple of
     `nr`, each set up as frame_alloc does; the first pfn, or NO_PFN.  Only never-used
@@ -94,7 +114,11 @@ cdef inline pfn_t frame_alloc_contig(frames_t* fr, int node, int64_t nr) noexcep
         fr.node_nfree[node] += 1
     fr.node_bump[node] = first + nr - fr.node_base[node]
     fr.node_used[node] += nr
+    if nr > 1:
+        fr.node_large_folios[node] += 1
+        fr.node_large_frames[node] += nr
     for p in range(first, first + nr):
+        fr.order[p] = folio_order_of(nr)
         d = &fr.f[p]
         d.value = 0
         d.owner = 0
@@ -111,9 +135,36 @@ cdef inline int frame_node(frames_t* fr, pfn_t pfn) noexcept nogil:
         n += 1
     return n
 
+cdef inline int folio_order(frames_t* fr, pfn_t pfn) noexcept nogil:
+    """Order of the folio holding pfn (0: a single frame)."""
+    return fr.order[pfn]
+
+cdef inline int64_t folio_split(frames_t* fr, pfn_t pfn) noexcept nogil:
+    """split_huge_page to order 0: every frame of the large folio holding pfn
+    becomes a folio of its own.  Returns the frames of the folio split (1 when
+    pfn was already an order-0 folio: nothing to do)."""
+    cdef int64_t nr = (<int64_t>1) << fr.order[pfn]
+    cdef int64_t head = <int64_t>pfn & ~(nr - 1), p
+    cdef int node
+    if nr == 1:
+        return 1
+    node = frame_node(fr, pfn)
+    for p in range(head, head + nr):
+        fr.order[p] = 0
+    fr.node_large_folios[node] -= 1
+    fr.node_large_frames[node] -= nr
+    return nr
+
+cdef inline int64_t frames_folios(frames_t* fr, int node) noexcept nogil:
+    """Folios of `node` alive now: one per order-0 frame, one per large folio."""
+    return fr.node_used[node] - fr.node_large_frames[node] + fr.node_large_folios[node]
+
 cdef inline void frame_free(frames_t* fr, pfn_t pfn) noexcept nogil:
-    """Return a frame to its node's free list (caller dropped the last reference)."""
+    """Return a frame to its node's free list (caller dropped the last reference).
+    A frame of a large folio splits that folio first (see folio_split)."""
     cdef int node = frame_node(fr, pfn)
+    if fr.order[pfn]:
+        folio_split(fr, pfn)
     fr.f[pfn].refcount = 0
     fr.f[pfn].mapcount = 0
     fr.f[pfn].flags = 0
