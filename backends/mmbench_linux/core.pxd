@@ -40,6 +40,12 @@ cdef class LinuxMachine(LinuxFault):
     cdef bint move_normal_pmd(self, mm_t* mm, uint64_t old, uint64_t new) noexcept nogil
     cdef void exit_mmap(self, mm_t* mm) noexcept nogil
 
+    # --- what-ifs (docs/what-ifs.md) and move_pages (UFFDIO_MOVE)
+    cdef bint relocate_anon_vma(self, mm_t* mm, vma_t* vma, uint64_t new_start, uint64_t n) noexcept nogil
+    cdef bint move_pages_areas_ok(self, mm_t* mm, uint64_t start, uint64_t n) noexcept nogil
+    cdef int move_pages_check(self, mm_t* mm, uint64_t s, uint64_t d, uint64_t n) noexcept nogil
+    cdef int move_pages_ptes(self, mm_t* mm, uint64_t s, uint64_t d, uint64_t n) noexcept nogil
+
 
     # --- invariants
     cdef int check_mm(self, mm_t* mm, int32_t* maps) noexcept nogil
