@@ -1022,6 +1022,11 @@ cdef class Machine:
                     f"move_pages of vpn {_span(src_vpn, npages)} to {_span(dst_vpn, npages)} in pid "
                     f"{pid}: both ranges must be private and writable, and every destination "
                     "page must hold nothing (read 0)")
+            if st == MM_ENOTSUP:
+                raise _errors.NotSupported(
+                    f"move_pages in pid {pid}: the {type(self).name!r} design has no move_pages of its "
+                    "own and lists no mappings (a vmas() or entries() view), which the generic "
+                    "copying fallback needs to check both ranges")
             if st == MM_EBUSY:
                 raise _errors.PageBusy(
                     f"move_pages of vpn {_span(src_vpn, npages)} in pid {pid}: a source page is "

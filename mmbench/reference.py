@@ -51,7 +51,10 @@ The semantics (those of Linux userspace, anonymous memory only):
   *inherited* -- its data came through a fork (as parent or child) and this
   process has not written it since (the kernel's PageAnonExclusive is clear:
   -EBUSY).  ``move_pages_may_busy`` says when that is allowed; a design that
-  copies never raises it, and neither does this model.
+  copies never raises it, and neither does this model.  A design that copies
+  must read the destination to refuse it for holding data, and reading may
+  fault pages in: that refusal changes no value, but may change structures
+  (the conformance suite compares values only there).
 * ``migrate(pid, vpn, n, node)``: every page must be mapped, else
   InvalidArgument.  Never changes a value.
 * ``device_read(dev, pid, vpn)`` / ``device_write(dev, pid, vpn, v)``: an
@@ -175,27 +178,37 @@ class ReferenceMachine(Machine):
                 pages[v].cell = [0]
                 pages[v].inherited = False
 
-    def _move_pages_status(self, pid, src, dst, n):
-        """The checks of move_pages in the model's order: None when the move may run,
-        else the exception to raise."""
-        pages = self.procs_ref[pid]
+    def move_pages_refusal(self, pid, src, dst, n):
+        """Why move_pages refuses, in the model's order of checks: "overlap",
+        "unmapped", "kind" (shared or read-only), "dst_data" (a destination page
+        reads non-zero), or None when it moves."""
+        pages = self.procs_ref[self._pid(pid)]
         if dst < src + n and src < dst + n:
-            return errors.InvalidArgument("move_pages ranges overlap")
+            return "overlap"
         if not (self._mapped_all(pages, src, n) and self._mapped_all(pages, dst, n)):
-            return errors.SegmentationFault("move_pages of unmapped pages")
+            return "unmapped"
         for v in (*range(src, src + n), *range(dst, dst + n)):
             if pages[v].shared or not pages[v].writable:
-                return errors.InvalidArgument("move_pages over a shared or read-only page")
+                return "kind"
         if any(pages[v].cell[0] for v in range(dst, dst + n)):
-            return errors.InvalidArgument("move_pages onto a page that holds data")
+            return "dst_data"
         return None
+
+    def _move_pages_status(self, pid, src, dst, n):
+        """None when the move may run, else the exception to raise."""
+        why = self.move_pages_refusal(pid, src, dst, n)
+        return None if why is None else {
+            "overlap": errors.InvalidArgument("move_pages ranges overlap"),
+            "unmapped": errors.SegmentationFault("move_pages of unmapped pages"),
+            "kind": errors.InvalidArgument("move_pages over a shared or read-only page"),
+            "dst_data": errors.InvalidArgument("move_pages onto a page that holds data")}[why]
 
     def move_pages_may_busy(self, pid, src, dst, n):
         """May a design refuse this move_pages with PageBusy?  Only when every other
         check passes and a source page is inherited (shared copy-on-write since a
         fork, whatever value it holds)."""
         pid = self._pid(pid)
-        if self._move_pages_status(pid, src, dst, n) is not None:
+        if self.move_pages_refusal(pid, src, dst, n) is not None:
             return False
         pages = self.procs_ref[pid]
         return any(pages[v].inherited for v in range(src, src + n))
