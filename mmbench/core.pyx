@@ -55,6 +55,8 @@ COUNTER_NAMES = (
 )
 assert len(COUNTER_NAMES) == NR_COUNTERS, "COUNTER_NAMES out of step with core.pxd"
 COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}
+# counters of contract operations every design has (counters() always lists them)
+_CONTRACT_COUNTERS = ("move_pages_moved", "move_pages_copied")
 
 # the operations a trace names, in op-code order (mmbench.Op mirrors this)
 OP_NAMES = ("SPAWN", "MMAP", "MUNMAP", "MPROTECT", "READ", "WRITE", "FORK", "EXIT",
@@ -1226,6 +1228,8 @@ cdef class Machine:
         self.enter()
         try:
             names = type(self).counter_names
+            # move_pages is a contract operation: every design counts it one way or the other
+            names = tuple(names) + tuple(n for n in _CONTRACT_COUNTERS if n not in names)
             return {n: int(self.ctr[COUNTER_INDEX[n]]) for n in names}
         finally:
             self.leave()
