@@ -57,7 +57,8 @@
 #               the rmap walks
 #   core.pyx    LinuxMachine(LinuxFault), this file: 1. fork (dup_mmap,
 #               copy_page_range)  2. unmap, mprotect, mremap, exit  3. the contract
-#               (c_*) and Python extras  4. invariants (c_check)
+#               (c_*) and Python extras  5. what-ifs and move_pages  4. invariants
+#               (c_check)
 #
 # Simplified relative to the kernel, and why
 # * Folios are order 0 or PMD-sized (THP); no mTHP orders, no khugepaged, no
@@ -81,6 +82,13 @@
 #   stay valid and no page is copied; what is copied is metadata: a new
 #   vm_area_struct and a clone of its AVC chain.  Because pgoff is kept, a moved
 #   VMA can rarely merge with its new neighbours (the mremap problem).
+# * What-ifs (section 5; docs/what-ifs.md), off by default: anon_pgoff="zero"
+#   gives new anonymous VMAs pgoff 0 (Xu's experiment: merges needing pgoff
+#   continuity are lost); mremap_relocate_anon re-indexes the folios of a moved
+#   VMA whose anon_vma and folios are its own, so it can merge where it lands.
+# * move_pages (UFFDIO_MOVE, section 5) moves AnonExclusive folios' PTEs and
+#   rewrites folio->mapping/index; it checks every page before moving any (the
+#   kernel moves page by page and returns a short count on -EBUSY/-EEXIST).
 # * MADV_DONTNEED frees a PTE table it covers whole (CONFIG_PT_RECLAIM, option
 #   pt_reclaim, on by default as on this host); other emptied tables stay.
 # * TLB flushes: one per mmu_gather (munmap, MADV_DONTNEED, exit), when it cleared a
