@@ -33,6 +33,8 @@ ROWS = (
 def _fmt(value, kind) -> str:
     if value is None:
         return "—"
+    if kind == "counter" and value == 0:
+        return "none"
     if isinstance(value, float) and not value.is_integer():
         text = f"{value:,.1f}" if abs(value) < 100 else f"{value:,.0f}"
     else:
@@ -94,8 +96,9 @@ def markdown(doc: dict) -> list[str]:
            "Design variants from the mailing-list threads beside today's kernel (docs/what-ifs.md "
            "says where each comes from): linux with `anon_pgoff=\"zero\"` (Xu's pgoff = 0 "
            "experiment) and with `mremap_relocate_anon` (the direction of Stoakes' 2025 series), "
-           "then the other designs as they are.  Counts and bytes are exact; a counter a run "
-           "never incremented shows 0; `—` the design has no such struct or counter.", ""]
+           "then the other designs as they are.  Counts and bytes are exact; `none`: the run "
+           "counted no such event; `—`: the design has no such struct; `n/a`: the design has no "
+           "such variant (the reason is under the table).", ""]
     for (wl, params), cols in sorted(data.items()):
         columns = _columns(cols)
         if not columns:
