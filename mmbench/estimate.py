@@ -82,7 +82,7 @@ COSTS = {
                      "of kmalloc plus one pass over the bytes", ("alloc_bytes:*",)),
     "syscall": ("enter and leave the kernel for an address-space system call",
                 ("op:MMAP", "op:MUNMAP", "op:MPROTECT", "op:MREMAP", "op:MADVISE_DONTNEED",
-                 "op:MADVISE")),
+                 "op:MADVISE", "op:MOVE_PAGES")),
     "fork_base": ("fork + exit + wait of a process with an empty address space", ("op:FORK",)),
 }
 
