@@ -3,7 +3,7 @@
 # One loop over the records checks, per record and in this order:
 #   op code known                                   -> BAD_OP
 #   ranges and arguments (vpn/npages in 0..2**36,
-#     page ops one page, mremap target, mprotect and
+#     page ops one page, mremap / move_pages target, mprotect and
 #     mmap flag bits, madvise advice)               -> BAD_RANGE
 #   device / node exists                            -> BAD_DEV
 #   the design has devices at all                   -> NO_DEVICES
@@ -21,7 +21,7 @@ cimport numpy as cnp
 
 from mmbench.core cimport (trace_rec_t, NR_OPS, OP_SPAWN, OP_MMAP, OP_MPROTECT, OP_READ, OP_WRITE,
                           OP_FORK, OP_EXIT, OP_MREMAP, OP_MIGRATE, OP_DEVICE_READ, OP_DEVICE_WRITE,
-                          OP_NOP, OP_MADVISE, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE)
+                          OP_NOP, OP_MADVISE, OP_MOVE_PAGES, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE)
 
 cnp.import_array()
 
@@ -58,7 +58,7 @@ cdef int check_one(const trace_rec_t* r, int64_t ndev, bint devices_ok) noexcept
             if not devices_ok:
                 return C_NO_DEVICES
         return C_OK
-    if op == OP_MREMAP:
+    if op == OP_MREMAP or op == OP_MOVE_PAGES:
         if r.arg > <uint64_t>VPN_LIM or <int64_t>r.arg > VPN_LIM - r.npages:
             return C_BAD_RANGE
     elif op == OP_MPROTECT:

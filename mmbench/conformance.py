@@ -8,7 +8,9 @@ once every process exited.  This module turns that sentence into a Hypothesis
 
 * each rule is one contract operation (spawn, mmap incl. shared and read-only,
   munmap, mprotect, read, write, fork, exit, mremap, madvise_dontneed, madvise
-  (huge-page advice for designs with ``huge_page_advice``) and, for designs
+  (huge-page advice for designs with ``huge_page_advice``), move_pages (a
+  PageBusy refusal is accepted where the reference allows it, NotSupported from
+  a design that has no move_pages at all) and, for designs
   with accelerators, migrate / device_read / device_write), applied to both
   machines with the same arguments, results compared;
 * with ``vpn_span >= 1024`` huge-page-sized rules join in: 2 MiB-aligned and
@@ -346,6 +348,67 @@ def conformance_machine(backend, *, devices: int | None = None, ram_pages: int |
             if kind == "raise":
                 self.probe(p, new, n)
 
+        def move(self, p, src, dst, n):
+            """move_pages on both: the one operation whose refusals are partly optional.
+            PageBusy is accepted where the reference allows it (a source page inherited
+            through a fork), NotSupported from a design without move_pages; either way
+            nothing may change.  A refusal for a destination holding data may fault
+            pages in on a copying design: there values are compared, not structures."""
+            what = f"move_pages({p}, {src}, {dst}, {n})"
+            why = self.ref.move_pages_refusal(p, src, dst, n)
+            may_busy = self.ref.move_pages_may_busy(p, src, dst, n)
+            before = _footprint(self.dut)
+            self.log.append(what)
+            got = _outcome(lambda: self.dut.move_pages(p, src, dst, n))
+            self.steps += 1
+            optional = got in (("raise", errors.NotSupported),) or (got == ("raise", errors.PageBusy) and may_busy)
+            if not optional:
+                want = _outcome(lambda: self.ref.move_pages(p, src, dst, n))
+                if got != want:
+                    raise ConformanceFailure(
+                        f"{label}: {what} gave {self._fmt(got)}, the reference model gives {self._fmt(want)}")
+            if got[0] == "raise":
+                if why != "dst_data" and _footprint(self.dut) != before:
+                    raise ConformanceFailure(f"{label}: {what} failed with {got[1].__name__} but changed "
+                                             f"the machine")
+                self.probe(p, src, n)
+                self.probe(p, dst, n)
+            else:
+                for v in (*range(src, src + n), *range(dst, dst + n)):
+                    self.both(f"read({p}, {v})", lambda m: m.read(p, v))
+            return got
+
+        @precondition(lambda self: self.live)
+        @rule(pick=picks, src=vpns, n=npages, dst=vpns)
+        def move_pages(self, pick, src, n, dst):
+            p = self.pid(pick)
+            self.move(p, self.vpn(p, src), self.vpn(p, dst), n)
+
+        @precondition(lambda self: 0 < len(self.live) < max_procs)
+        @rule(pick=picks, src=st.integers(0, vpn_span - 1), n=npages, off=st.integers(0, vpn_span),
+              written=st.lists(st.integers(0, max_npages - 1), max_size=4), value=values,
+              fork=st.sampled_from([None, None, "parent", "child"]))
+        def move_pages_compact(self, pick, src, n, off, written, value, fork):
+            """The compacting collector's step: objects written in a fresh source range, a
+            fresh destination, the move -- after a fork in the parent (its pages are
+            inherited: PageBusy allowed) or in the child once it wrote them."""
+            p = self.pid(pick)
+            dst = (src + vpn_span // 2 + off) % (vpn_span + max_npages)
+            for v in (src, dst):
+                self.both(f"munmap({p}, {v}, {n})", lambda m: m.munmap(p, v, n))
+                self.both(f"mmap({p}, {v}, {n})", lambda m: m.mmap(p, v, n))
+            for k in written:
+                v = src + k % n
+                self.both(f"write({p}, {v}, {value})", lambda m: m.write(p, v, value ^ v))
+            if fork is not None:
+                self.fork(pick)
+                if fork == "child":
+                    p = self.live[-1]
+                    for k in written[:2]:
+                        v = src + k % n
+                        self.both(f"write({p}, {v}, {value})", lambda m: m.write(p, v, value))
+            self.move(p, src, dst, n)
+
         @precondition(lambda self: self.live)
         @rule(pick=picks, vpn=vpns, n=npages)
         def madvise_dontneed(self, pick, vpn, n):
@@ -533,6 +596,12 @@ SCRIPTS = {
         "spawn()", f"mmap(1, 0, 2, {W})", "mmap(1, 4, 2, shared=True, writable=True)", "write(1, 0, 1)",
         "write(1, 4, 2)", "fork(1)", "madvise_dontneed(1, 0, 2)", "read(1, 0)", "read(2, 0)",
         "madvise_dontneed(1, 4, 2)", "read(1, 4)", "read(2, 4)"],
+    "move_pages": [
+        "spawn()", f"mmap(1, 0, 8, {W})", "write(1, 0, 1)", "write(1, 2, 3)", "read(1, 3)",
+        f"mmap(1, 16, 8, {W})", "move_pages(1, 0, 16, 4)", "read(1, 16)", "read(1, 18)", "read(1, 0)",
+        "read(1, 19)", "move_pages(1, 16, 17, 2)", "move_pages(1, 40, 0, 1)",
+        "mmap(1, 32, 2, shared=True, writable=True)", "move_pages(1, 32, 4, 2)", "fork(1)",
+        "write(2, 18, 9)", "move_pages(2, 18, 6, 1)", "read(2, 6)", "read(1, 18)", "read(2, 18)"],
     "refused operations": [
         "spawn()", f"mmap(1, 0, 4, {W})", "write(1, 2, 3)", f"mmap(1, 2, 4, {W})",
         "mprotect(1, 0, 8, False)", "madvise_dontneed(1, 3, 4)", "read(1, 9)", "fork(9)", "exit(9)",

@@ -26,6 +26,7 @@ cdef enum:
     MM_EINVAL = -5       # InvalidArgument
     MM_ENOTSUP = -6      # NotSupported: the design has no such mechanism
     MM_EPYTHON = -7      # a Python-level backend raised; the exception is kept
+    MM_EBUSY = -8        # PageBusy: move_pages met a page shared copy-on-write (kernel -EBUSY)
 
 # op codes (same numbers as mmbench.Op) -------------------------------------
 cdef enum:
@@ -44,7 +45,8 @@ cdef enum:
     OP_DEVICE_WRITE = 12
     OP_NOP = 13          # does nothing: measures the engine's own dispatch cost
     OP_MADVISE = 14      # madvise(pid, vpn, npages, advice): arg = the advice (MADV_*)
-    NR_OPS = 15
+    OP_MOVE_PAGES = 15   # move_pages(pid, src_vpn=vpn, dst_vpn=arg, npages) (UFFDIO_MOVE)
+    NR_OPS = 16
 
 # madvise advice carried in a trace's `arg` (Linux's MADV_* numbers; mmbench.Advice)
 cdef enum:
@@ -143,6 +145,11 @@ cdef enum:  # Counter ids
     C_THP_FILE_ALLOC        # thp_file_alloc: a PMD-sized folio allocated into a page cache
     C_THP_FILE_FALLBACK     # thp_file_fallback: an eligible page-cache allocation got no huge folio
     C_THP_FILE_MAPPED       # thp_file_mapped: a page-cache folio mapped with one PMD (do_set_pmd)
+    C_VMA_MERGE_FAILS       # a new or moved VMA met an adjacent neighbour of the same kind (flags,
+                            #   file) and they stayed two VMAs (pgoff or anon_vma rules refused)
+    C_MOVE_PAGES_MOVED      # move_pages: pages moved without copying (PTE + folio index/mapping)
+    C_MOVE_PAGES_COPIED     # move_pages: pages whose data was copied (no move mechanism)
+    C_ANON_RELOCATE_FOLIOS  # linux what-if mremap_relocate_anon: folios re-indexed by the walk
     NR_COUNTERS
 
 ctypedef struct kmem_cache_t:
@@ -247,6 +254,10 @@ cdef class Machine:
     cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil
     cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil
     cdef int c_device_write(self, int dev, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil
+    # move_pages (UFFDIO_MOVE): default = the generic copying fallback (move_pages_copy),
+    # or a Python backend's do_move_pages
+    cdef int c_move_pages(self, int64_t pid, int64_t src, int64_t dst, int64_t npages) noexcept nogil
+    cdef int move_pages_copy(self, int64_t pid, int64_t src, int64_t dst, int64_t npages) noexcept
     cdef int c_nop(self) noexcept nogil        # does nothing: the engine's dispatch cost
     cdef int c_check(self) noexcept nogil      # MM_OK, or MM_EINVAL with self.check_msg set
     cdef char check_msg[256]

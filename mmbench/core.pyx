@@ -12,7 +12,7 @@
 # and Python raises only at the edges (the sklearn/_tree pattern).
 
 cimport cython
-from libc.stdlib cimport calloc, realloc, free
+from libc.stdlib cimport calloc, malloc, realloc, free
 from libc.string cimport memset, strncpy
 from libc.stdio cimport snprintf
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint8_t, int8_t
@@ -56,21 +56,24 @@ COUNTER_NAMES = (
     "thp_split_page", "mthp_split_deferred", "mthp_split", "thp_collapse_alloc",       # deferred split,
     "thp_scan_exceed_none_pte", "thp_scan_exceed_share_pte", "khugepaged_pages_scanned",  # khugepaged
     "thp_file_alloc", "thp_file_fallback", "thp_file_mapped",   # shmem huge=
+    "vma_merge_fails", "move_pages_moved", "move_pages_copied", "anon_relocate_folios",
 )
 assert len(COUNTER_NAMES) == NR_COUNTERS, "COUNTER_NAMES out of step with core.pxd"
 COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}
+# counters of contract operations every design has (counters() always lists them)
+_CONTRACT_COUNTERS = ("move_pages_moved", "move_pages_copied")
 
 # the operations a trace names, in op-code order (mmbench.Op mirrors this)
 OP_NAMES = ("SPAWN", "MMAP", "MUNMAP", "MPROTECT", "READ", "WRITE", "FORK", "EXIT",
             "MREMAP", "MADVISE_DONTNEED", "MIGRATE", "DEVICE_READ", "DEVICE_WRITE", "NOP",
-            "MADVISE")
+            "MADVISE", "MOVE_PAGES")
 
 # madvise advice values (Linux's MADV_* numbers; mmbench.Advice mirrors this)
 ADVICE_NAMES = {MADV_DONTNEED: "DONTNEED", MADV_HUGEPAGE: "HUGEPAGE", MADV_NOHUGEPAGE: "NOHUGEPAGE"}
 
 _PY_HOOKS = ("do_spawn", "do_mmap", "do_munmap", "do_mprotect", "do_read", "do_write", "do_fork",
              "do_exit", "do_mremap", "do_madvise_dontneed", "do_migrate", "do_device_read",
-             "do_device_write", "do_madvise")
+             "do_device_write", "do_madvise", "do_move_pages")
 
 
 # bounds of a custom link (GB/s, latency us, batch pages): finite, and small enough that
@@ -119,6 +122,24 @@ cdef class _Held:
     def __exit__(self, *exc):
         self.m.leave()
         return False
+def _move_pages_range_status(maps, int64_t src, int64_t dst, int64_t npages):
+    """The reference model's range checks of move_pages over a design's mappings():
+    MM_ESEGV when a page of either range is unmapped, MM_EINVAL when one is shared or
+    read-only, else MM_OK."""
+    bad = MM_OK
+    for lo in (src, dst):
+        v = lo
+        for start, n, shared, writable in maps:
+            if start + n <= v:
+                continue
+            if start > v or v >= lo + npages:
+                break
+            if shared or not writable:
+                bad = MM_EINVAL
+            v = start + n
+        if v < lo + npages:
+            return MM_ESEGV
+    return bad
 
 
 class ReplayResult(Mapping):
@@ -511,6 +532,67 @@ cdef class Machine:
         with gil:
             return self._py(12, (dev, pid, vpn, value), NULL)
 
+    cdef int c_move_pages(self, int64_t pid, int64_t src, int64_t dst, int64_t npages) noexcept nogil:
+        """A Python design's do_move_pages, else the generic copying fallback."""
+        with gil:
+            if getattr(self, "do_move_pages", None) is not None:
+                return self._py(14, (pid, src, dst, npages), NULL)
+            return self.move_pages_copy(pid, src, dst, npages)
+
+    cdef int move_pages_copy(self, int64_t pid, int64_t src, int64_t dst, int64_t npages) noexcept:
+        """move_pages for a design with no way to move a page: check the range as the
+        reference model does (through mappings() and read), then copy each non-zero
+        source value to the destination with the design's own write and drop the
+        source with its own MADV_DONTNEED -- what a program does when UFFDIO_MOVE is
+        unavailable (UFFDIO_COPY, then MADV_DONTNEED).  Costs what those operations
+        cost in the design, plus move_pages_copied per value copied.  On a failed
+        write the destination pages written so far are dropped again (they read 0
+        before), so a failed call changes no value."""
+        cdef int64_t i, ncopied = 0
+        cdef uint64_t v = 0
+        cdef int st
+        cdef uint64_t* vals
+        if dst < src + npages and src < dst + npages:
+            return MM_EINVAL
+        try:
+            st = _move_pages_range_status(self.mappings(pid), src, dst, npages)
+        except _errors.NotSupported:
+            return MM_ENOTSUP
+        except BaseException as e:
+            self.pending_exc = e
+            return MM_EPYTHON
+        if st != MM_OK:
+            return st
+        vals = <uint64_t*>malloc(npages * sizeof(uint64_t))
+        if vals == NULL:
+            return MM_ENOMEM
+        try:
+            for i in range(npages):                    # the destination must hold nothing
+                st = self.c_read(pid, dst + i, &v)
+                if st != MM_OK:
+                    return st
+                if v != 0:
+                    return MM_EINVAL
+            for i in range(npages):
+                st = self.c_read(pid, src + i, &vals[i])
+                if st != MM_OK:
+                    return st
+            for i in range(npages):
+                if vals[i] == 0:
+                    continue
+                st = self.c_write(pid, dst + i, vals[i])
+                if st != MM_OK:
+                    if self.c_madvise_dontneed(pid, dst, npages) != MM_OK:
+                        return MM_EINVAL     # unreachable: the range was checked mapped
+                    return st
+                ncopied += 1
+            st = self.c_madvise_dontneed(pid, src, npages)
+            if st == MM_OK:
+                self.ctr[C_MOVE_PAGES_COPIED] += ncopied
+            return st
+        finally:
+            free(vals)
+
     cdef int c_check(self) noexcept nogil:
         cdef int st = MM_OK
         with gil:
@@ -569,6 +651,8 @@ cdef class Machine:
             return self.c_device_write(r.dev, r.pid, r.vpn, r.arg)
         elif op == OP_MADVISE:
             return self.c_madvise(r.pid, r.vpn, r.npages, <int>r.arg)
+        elif op == OP_MOVE_PAGES:
+            return self.c_move_pages(r.pid, r.vpn, <int64_t>r.arg, r.npages)
         return MM_EINVAL
 
     def replay(self, trace, timing=True, stop_on_error=False, frame=True):
@@ -935,6 +1019,57 @@ cdef class Machine:
         finally:
             self.leave()
 
+    def move_pages(self, pid, src_vpn, dst_vpn, npages):
+        """move_pages(pid, src_vpn, dst_vpn, npages)
+
+        Move the contents of [src_vpn, src_vpn+npages) to [dst_vpn, dst_vpn+npages)
+        inside process `pid` (userfaultfd's UFFDIO_MOVE): the destination pages then
+        hold the source values and the source pages read 0; both ranges stay mapped.
+        The ranges must not overlap (InvalidArgument); every page of both must be
+        mapped (SegmentationFault), private and writable (InvalidArgument); every
+        destination page must hold nothing, i.e. read 0 (InvalidArgument, the
+        kernel's -EEXIST).  A design that moves pages without copying may refuse a
+        source page whose data is still shared copy-on-write with another process
+        since a fork (PageBusy, the kernel's -EBUSY); a design that copies never
+        does.  The reference model (mmbench.reference) defines it exactly.
+        """
+        self.enter()
+        try:
+            pid = self._pid(pid)
+            src_vpn, npages = self._range(src_vpn, npages)
+            dst_vpn, _ = self._range(dst_vpn, npages)
+            st = self.c_move_pages(pid, src_vpn, dst_vpn, npages)
+            if st == MM_EINVAL and src_vpn < dst_vpn + npages and dst_vpn < src_vpn + npages:
+                raise _errors.InvalidArgument(
+                    f"move_pages of vpn {_span(src_vpn, npages)} in pid {pid}: the destination "
+                    f"{_span(dst_vpn, npages)} overlaps the source")
+            if st == MM_ESEGV:
+                hole = self._first_hole(pid, src_vpn, npages)
+                if hole is None:
+                    hole = self._first_hole(pid, dst_vpn, npages)
+                raise _errors.SegmentationFault(
+                    f"move_pages of vpn {_span(src_vpn, npages)} to {_span(dst_vpn, npages)} in pid "
+                    f"{pid}: " + (f"vpn {hex(hole)} is not mapped" if hole is not None else
+                                  "part of a range is not mapped") + " (every page of both must be)")
+            if st == MM_EINVAL:
+                raise _errors.InvalidArgument(
+                    f"move_pages of vpn {_span(src_vpn, npages)} to {_span(dst_vpn, npages)} in pid "
+                    f"{pid}: both ranges must be private and writable, and every destination "
+                    "page must hold nothing (read 0)")
+            if st == MM_ENOTSUP:
+                raise _errors.NotSupported(
+                    f"move_pages in pid {pid}: the {type(self).name!r} design has no move_pages of its "
+                    "own and lists no mappings (a vmas() or entries() view), which the generic "
+                    "copying fallback needs to check both ranges")
+            if st == MM_EBUSY:
+                raise _errors.PageBusy(
+                    f"move_pages of vpn {_span(src_vpn, npages)} in pid {pid}: a source page is "
+                    "still shared copy-on-write with another process (the kernel's -EBUSY); "
+                    "nothing moved")
+            self._fail(st, "move_pages", pid, src_vpn, npages, dst_vpn)
+        finally:
+            self.leave()
+
     def madvise_dontneed(self, pid, vpn, npages):
         """madvise_dontneed(pid, vpn, npages)
 
@@ -1092,9 +1227,15 @@ cdef class Machine:
         self.enter()
         try:
             return list(type(self).design_notes) + [f"huge pages are not modelled in the {type(self).name!r} design yet: runs at 4 KiB "
-                    f"(thp={self.options.get('thp')!r} has no effect)"]
+                    f"(thp={self.options.get('thp')!r} has no effect)", self.move_pages_note()]
         finally:
             self.leave()
+
+    def move_pages_note(self):
+        """One line for notes(): how this design carries out move_pages, and why."""
+        return (f"move_pages copies: the {type(self).name!r} design has no way to move a page between "
+                "addresses without copying it (the generic fallback: the design's own write per "
+                "non-zero page, then MADV_DONTNEED on the source; counted as move_pages_copied)")
 
     def struct_sizes(self):
         """{struct_name: bytes per object} of every struct this design accounts."""
@@ -1141,6 +1282,8 @@ cdef class Machine:
         self.enter()
         try:
             names = type(self).counter_names
+            # move_pages is a contract operation: every design counts it one way or the other
+            names = tuple(names) + tuple(n for n in _CONTRACT_COUNTERS if n not in names)
             return {n: int(self.ctr[COUNTER_INDEX[n]]) for n in names}
         finally:
             self.leave()

@@ -33,6 +33,11 @@ class NotSupported(MMError):
     """The design has no such mechanism (for example no accelerators)."""
 
 
+class PageBusy(MMError):
+    """move_pages met a source page whose data is still shared copy-on-write with
+    another process (the kernel's UFFDIO_MOVE returns -EBUSY); nothing moved."""
+
+
 class InvariantViolation(MMError, AssertionError):
     """check() found an internal invariant broken: a bug in a design."""
 
@@ -59,6 +64,8 @@ BY_STATUS = {
     -4: OutOfMemory,
     -5: InvalidArgument,
     -6: NotSupported,
+    -8: PageBusy,
 }
 STATUS_OF = {cls: code for code, cls in BY_STATUS.items()}
-STATUS_NAMES = {0: "ok", -1: "segv", -2: "prot", -3: "nopid", -4: "oom", -5: "inval", -6: "notsup", -7: "error"}
+STATUS_NAMES = {0: "ok", -1: "segv", -2: "prot", -3: "nopid", -4: "oom", -5: "inval", -6: "notsup", -7: "error",
+                -8: "busy"}

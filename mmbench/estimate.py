@@ -81,7 +81,7 @@ COSTS = {
     "kmalloc_byte": ("one byte of a variable-size kernel allocation: the size-dependent part "
                      "of kmalloc plus one pass over the bytes", ("alloc_bytes:*",)),
     "syscall": ("enter and leave the kernel for an address-space system call",
-                ("op:MMAP", "op:MPROTECT", "op:MADVISE_DONTNEED", "op:MADVISE")),
+                ("op:MMAP", "op:MPROTECT", "op:MADVISE_DONTNEED", "op:MADVISE", "op:MOVE_PAGES")),
     "munmap_call": ("one munmap call beyond its pages and structs: the VMA tree update, the "
                     "unmap and page-table walk, the TLB gather", ("op:MUNMAP",)),
     "mremap_call": ("one mremap call beyond its PTE moves, tables and VMA: checks, the "

@@ -35,6 +35,26 @@ The semantics (those of Linux userspace, anonymous memory only):
   HUGEPAGE / NOHUGEPAGE: every page must be mapped, else InvalidArgument;
   they change how a design backs the range, never a value.  The ``thp``
   design option (``mmbench.hugepages``) likewise changes no observable.
+* ``move_pages(pid, src, dst, n)`` (userfaultfd's UFFDIO_MOVE inside one
+  process): checked in this order -- the ranges overlap: InvalidArgument; a
+  page of either range is unmapped: SegmentationFault; a page of either range
+  is shared or read-only: InvalidArgument (the kernel's -EINVAL: only private
+  anonymous writable memory moves); a destination page holds something (reads
+  non-zero): InvalidArgument (the kernel's -EEXIST; the contract cannot tell a
+  page never written from one holding 0, so "holds nothing" means "reads 0").
+  Then each destination page takes its source page's value, privately, and each
+  source page reads 0 afterwards (its PTE is gone, as after MADV_DONTNEED); both
+  ranges stay mapped.  A source page that reads 0 moves as a hole (the kernel's
+  UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES: whether a page is populated is not
+  observable here).  One failure is optional: a design that moves pages
+  without copying may raise PageBusy, changing nothing, when a source page is
+  *inherited* -- its data came through a fork (as parent or child) and this
+  process has not written it since (the kernel's PageAnonExclusive is clear:
+  -EBUSY).  ``move_pages_may_busy`` says when that is allowed; a design that
+  copies never raises it, and neither does this model.  A design that copies
+  must read the destination to refuse it for holding data, and reading may
+  fault pages in: that refusal changes no value, but may change structures
+  (the conformance suite compares values only there).
 * ``migrate(pid, vpn, n, node)``: every page must be mapped, else
   InvalidArgument.  Never changes a value.
 * ``device_read(dev, pid, vpn)`` / ``device_write(dev, pid, vpn, v)``: an
@@ -53,12 +73,13 @@ from mmbench.core import Machine
 
 class _Page:
     """One mapped page of one process: its protection and its storage cell."""
-    __slots__ = ("shared", "writable", "cell")
+    __slots__ = ("shared", "writable", "cell", "inherited")
 
-    def __init__(self, shared, writable, cell):
+    def __init__(self, shared, writable, cell, inherited=False):
         self.shared = shared
         self.writable = writable
         self.cell = cell          # a one-element list; shared pages share the list
+        self.inherited = inherited  # private: data came through a fork, not written since
 
 
 class ReferenceMachine(Machine):
@@ -124,11 +145,15 @@ class ReferenceMachine(Machine):
         if not p.writable:
             raise errors.ProtectionFault(f"pid {pid}: vpn {vpn} is read-only")
         p.cell[0] = value
+        p.inherited = False
 
     def do_fork(self, pid, child):
+        parent = self.procs_ref[pid]
+        for p in parent.values():
+            p.inherited = not p.shared
         self.procs_ref[child] = {
-            v: _Page(p.shared, p.writable, p.cell if p.shared else [p.cell[0]])
-            for v, p in self.procs_ref[pid].items()}
+            v: _Page(p.shared, p.writable, p.cell if p.shared else [p.cell[0]], not p.shared)
+            for v, p in parent.items()}
 
     def do_exit(self, pid):
         del self.procs_ref[pid]
@@ -151,6 +176,52 @@ class ReferenceMachine(Machine):
         for v in range(vpn, vpn + n):
             if not pages[v].shared:
                 pages[v].cell = [0]
+                pages[v].inherited = False
+
+    def move_pages_refusal(self, pid, src, dst, n):
+        """Why move_pages refuses, in the model's order of checks: "overlap",
+        "unmapped", "kind" (shared or read-only), "dst_data" (a destination page
+        reads non-zero), or None when it moves."""
+        pages = self.procs_ref[self._pid(pid)]
+        if dst < src + n and src < dst + n:
+            return "overlap"
+        if not (self._mapped_all(pages, src, n) and self._mapped_all(pages, dst, n)):
+            return "unmapped"
+        for v in (*range(src, src + n), *range(dst, dst + n)):
+            if pages[v].shared or not pages[v].writable:
+                return "kind"
+        if any(pages[v].cell[0] for v in range(dst, dst + n)):
+            return "dst_data"
+        return None
+
+    def _move_pages_status(self, pid, src, dst, n):
+        """None when the move may run, else the exception to raise."""
+        why = self.move_pages_refusal(pid, src, dst, n)
+        return None if why is None else {
+            "overlap": errors.InvalidArgument("move_pages ranges overlap"),
+            "unmapped": errors.SegmentationFault("move_pages of unmapped pages"),
+            "kind": errors.InvalidArgument("move_pages over a shared or read-only page"),
+            "dst_data": errors.InvalidArgument("move_pages onto a page that holds data")}[why]
+
+    def move_pages_may_busy(self, pid, src, dst, n):
+        """May a design refuse this move_pages with PageBusy?  Only when every other
+        check passes and a source page is inherited (shared copy-on-write since a
+        fork, whatever value it holds)."""
+        pid = self._pid(pid)
+        if self.move_pages_refusal(pid, src, dst, n) is not None:
+            return False
+        pages = self.procs_ref[pid]
+        return any(pages[v].inherited for v in range(src, src + n))
+
+    def do_move_pages(self, pid, src, dst, n):
+        err = self._move_pages_status(pid, src, dst, n)
+        if err is not None:
+            raise err
+        pages = self.procs_ref[pid]
+        for i in range(n):
+            s, d = pages[src + i], pages[dst + i]
+            d.cell, d.inherited = [s.cell[0]], False
+            s.cell, s.inherited = [0], False
 
     def do_madvise(self, pid, vpn, n, advice):
         # DONTNEED reaches do_madvise_dontneed through Machine.c_madvise

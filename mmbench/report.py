@@ -64,6 +64,8 @@ HEADLINE = {
     "real_programs": ("faults", "fault_zero_fill", "fault_zero_page", "fault_cow_copy",
                       "fault_cow_reuse", "fault_minor", "fork_ptes_copied", "estimated_ns",
                       "total_bytes"),
+    "vma_layout": ("count", "total_bytes", "vma_merge_fails", "move_pages_moved", "move_pages_copied",
+                   "estimated_ns_per_step", "estimated_ns_per_cycle", "estimated_ns_per_object"),
 }
 FAMILY_TITLES = {
     "fault_latency": "Fault latency",
@@ -71,6 +73,7 @@ FAMILY_TITLES = {
     "metadata_memory": "Metadata memory",
     "device_migration": "Device migration",
     "real_programs": "Real programs",
+    "vma_layout": "VMA layout",
 }
 
 LEGEND = (
@@ -581,6 +584,9 @@ def render_markdown(doc: dict, tables: list[Table], baseline, charts=(), history
             out += _chart_markdown(c)
         if fam == "real_programs":
             out += real_programs_markdown()
+    if details:                         # README.md only: the variants beside the default
+        from mmbench import report_whatifs
+        out += report_whatifs.markdown(doc)
     if skipped:
         out += ["## Not run on any design", ""] + [f"* {md_escape(s)}" for s in skipped] + [""]
     if history:

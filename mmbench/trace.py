@@ -12,6 +12,7 @@ MMAP                      flag bits: 1 = shared, 2 = writable
 MPROTECT                  1 = writable, 0 = read-only
 WRITE / DEVICE_WRITE      the 64-bit value written
 MREMAP                    the new vpn
+MOVE_PAGES                the destination vpn (vpn is the source)
 MIGRATE                   the destination node (0 = host, 1.. = devices)
 MADVISE                   the advice (``Advice``: 4 DONTNEED, 14 HUGEPAGE, 15 NOHUGEPAGE)
 others                    0
@@ -43,7 +44,8 @@ Advice.__doc__ = "madvise advice (Linux's MADV_* numbers): the `advice` of Machi
 MAP_SHARED = 1
 MAP_WRITE = 2
 
-_RANGE_OPS = {Op.MMAP, Op.MUNMAP, Op.MPROTECT, Op.MREMAP, Op.MADVISE_DONTNEED, Op.MIGRATE, Op.MADVISE}
+_RANGE_OPS = {Op.MMAP, Op.MUNMAP, Op.MPROTECT, Op.MREMAP, Op.MADVISE_DONTNEED, Op.MIGRATE, Op.MADVISE,
+              Op.MOVE_PAGES}
 _PAGE_OPS = {Op.READ, Op.WRITE, Op.DEVICE_READ, Op.DEVICE_WRITE}
 _PID_OPS = set(Op) - {Op.SPAWN, Op.NOP}
 
@@ -100,6 +102,7 @@ class TraceBuilder:
     def write(self, pid, vpn, value): self._add(Op.WRITE, pid, vpn, 1, value)
     def mremap(self, pid, old_vpn, npages, new_vpn): self._add(Op.MREMAP, pid, old_vpn, npages, new_vpn)
     def madvise_dontneed(self, pid, vpn, npages): self._add(Op.MADVISE_DONTNEED, pid, vpn, npages)
+    def move_pages(self, pid, src_vpn, dst_vpn, npages): self._add(Op.MOVE_PAGES, pid, src_vpn, npages, dst_vpn)
     def madvise(self, pid, vpn, npages, advice): self._add(Op.MADVISE, pid, vpn, npages, int(advice))
     def migrate(self, pid, vpn, npages, node): self._add(Op.MIGRATE, pid, vpn, npages, node)
     def device_read(self, dev, pid, vpn): self._add(Op.DEVICE_READ, pid, vpn, 1, 0, dev)

@@ -132,13 +132,32 @@ def real_programs(rng, b):
                 int(65536 * _FACTOR[b]), "B", "exact")]
 
 
+def vma_layout(rng, b):
+    """The what-ifs family: linux variants beside the default, other designs refuse them."""
+    out = []
+    for variant, vmas in (("default", 16), ("anon_pgoff_zero", 111), ("relocate_anon", 16)):
+        p = {"arenas": 16, "cycles": 64, "variant": variant}
+        if b not in ("linux", "gmem") and variant != "default":
+            out.append(unsupported("vma_layout", "arena_holes", p, b,
+                                   f"InvalidArgument: unknown option(s) for the {b!r} design"))
+            continue
+        out += [rec("vma_layout", "arena_holes", p, b, "metadata.vm_area_struct.count", vmas, "objects", "exact"),
+                rec("vma_layout", "arena_holes", p, b, "metadata.total_bytes", 160000 + 300 * vmas, "B",
+                    "exact"),
+                measured(rng, "vma_layout", "arena_holes", p, b, "churn.ns_per_cycle", 1500 * _FACTOR[b])]
+        if vmas > 16:
+            out.append(rec("vma_layout", "arena_holes", p, b, "churn.vma_merge_fails", vmas - 16, "events",
+                           "exact"))
+    return out
+
+
 def make_doc(seed: int = 0, backends=BACKENDS, commit="0123456789abcdef0123456789abcdef01234567",
              families=("fault_latency", "fork_cost", "metadata_memory", "device_migration",
-                       "real_programs")) -> dict:
+                       "real_programs", "vma_layout")) -> dict:
     rng = random.Random(seed)
     gen = {"fault_latency": fault_latency, "fork_cost": fork_cost,
            "metadata_memory": metadata_memory, "device_migration": device_migration,
-           "real_programs": real_programs}
+           "real_programs": real_programs, "vma_layout": vma_layout}
     records = [r for fam in families for b in backends for r in gen[fam](rng, b)]
     return {"schema": 1,
             "machine": {"hostname": "fixture-host", "cpu": "Fixture CPU @ 3.0GHz", "cores": 2,

@@ -51,7 +51,8 @@ PROFILES = ("tiny", "quick", "full", "asv")
 # profiles only the workloads that declare a grid for them take part in ("large": 16 GiB
 # processes, the scale the simulator must hold; see docs/performance.md)
 OPT_IN_PROFILES = ("large",)
-FAMILIES = ("fault_latency", "fork_cost", "metadata_memory", "device_migration", "real_programs")
+FAMILIES = ("fault_latency", "fork_cost", "metadata_memory", "device_migration", "real_programs",
+            "vma_layout")
 PAGES_2M = 512                  # 4 KiB pages in 2 MiB (one PMD, one gmem device granule)
 BASE = 1 << 20                  # where workloads place their first mapping (vpn)
 
@@ -215,6 +216,7 @@ def catalogue() -> dict[str, Workload]:
     """Every registered workload, by name, in family order."""
     from . import fault_latency, fork_cost, metadata_memory, device_migration  # noqa: F401  (registers)
     from . import real_programs  # noqa: F401  (recorded traces: mmbench record)
+    from . import vma_layout  # noqa: F401  (what-ifs: VMA merging, mremap, move_pages)
     order = {f: i for i, f in enumerate(FAMILIES)}
     return dict(sorted(_CATALOGUE.items(), key=lambda kv: order[kv[1].family]))
 

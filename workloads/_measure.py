@@ -279,7 +279,7 @@ def measure(wl, params: dict, backend: str, repeats: int = 3, calibration=None,
     if len(scenario.timed_segments()) > 1:
         rec.measured("all.total_ns", [sum(s["total_ns"] for s in r["segments"].values()) for r in runs],
                      note="sum over the timed segments (an operation plus the work it deferred)")
-    _metadata_records(rec, runs[0], per_struct=wl.family == "metadata_memory")
+    _metadata_records(rec, runs[0], per_struct=wl.family in ("metadata_memory", "vma_layout"))
     return rec.out
 
 

@@ -223,7 +223,8 @@ cdef class FreeBSDMachine(Machine):
                 ("superpages: anonymous objects get 2 MiB reservations (vm_reserv) and fully "
                  "populated, uniformly protected 512-page blocks are promoted to one 2 MiB mapping "
                  "(pmap_promote_pde), demoted on partial change (pmap_demote_pde)"
-                 if self.pg_ps_enabled else "superpages off: every mapping runs at 4 KiB")]
+                 if self.pg_ps_enabled else "superpages off: every mapping runs at 4 KiB"),
+                self.move_pages_note()]
 
     def superpages(self, pid):
         """2 MiB mappings (promoted PDEs) in the pmap of `pid`."""

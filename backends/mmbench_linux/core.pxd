@@ -46,6 +46,12 @@ cdef class LinuxMachine(LinuxFault):
                                     int64_t* made) noexcept nogil
     cdef void exit_mmap(self, mm_t* mm) noexcept nogil
 
+    # --- what-ifs (docs/what-ifs.md) and move_pages (UFFDIO_MOVE)
+    cdef bint relocate_anon_vma(self, mm_t* mm, vma_t* vma, uint64_t new_start, uint64_t n) noexcept nogil
+    cdef bint move_pages_areas_ok(self, mm_t* mm, uint64_t start, uint64_t n) noexcept nogil
+    cdef int move_pages_check(self, mm_t* mm, uint64_t s, uint64_t d, uint64_t n) noexcept nogil
+    cdef int move_pages_ptes(self, mm_t* mm, uint64_t s, uint64_t d, uint64_t n) noexcept nogil
+
 
     # --- khugepaged
     cdef int64_t khugepaged_scan_mm(self, mm_t* mm) noexcept nogil

@@ -75,8 +75,9 @@
 #   fault.pyx   LinuxFault(LinuxMM): one context struct, one driver, small phases;
 #               the rmap walks
 #   core.pyx    LinuxMachine(LinuxFault), this file: 1. fork (dup_mmap,
-#               copy_page_range)  2. unmap, mprotect, mremap, exit  3. the contract
-#               (c_*) and Python extras  4. invariants (c_check)
+#               copy_page_range)  2. unmap, mprotect, mremap, exit  5. khugepaged
+#               3. the contract (c_*) and Python extras  6. what-ifs and move_pages
+#               4. invariants (c_check)
 #
 # Simplified relative to the kernel, and why
 # * A large folio (mTHP or PMD THP) comes only from never-used frames (the
@@ -103,6 +104,13 @@
 #   stay valid and no page is copied; what is copied is metadata: a new
 #   vm_area_struct and a clone of its AVC chain.  Because pgoff is kept, a moved
 #   VMA can rarely merge with its new neighbours (the mremap problem).
+# * What-ifs (section 5; docs/what-ifs.md), off by default: anon_pgoff="zero"
+#   gives new anonymous VMAs pgoff 0 (Xu's experiment: merges needing pgoff
+#   continuity are lost); mremap_relocate_anon re-indexes the folios of a moved
+#   VMA whose anon_vma and folios are its own, so it can merge where it lands.
+# * move_pages (UFFDIO_MOVE, section 5) moves AnonExclusive folios' PTEs and
+#   rewrites folio->mapping/index; it checks every page before moving any (the
+#   kernel moves page by page and returns a short count on -EBUSY/-EEXIST).
 # * MADV_DONTNEED frees a PTE table it covers whole (CONFIG_PT_RECLAIM, option
 #   pt_reclaim, on by default as on this host); other emptied tables stay.
 # * TLB flushes: one per mmu_gather (munmap, MADV_DONTNEED, exit), when it cleared a
@@ -123,7 +131,8 @@ from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_E
                            C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED, C_VMA_SPLITS,
                            C_PAGES_COPIED, C_PAGES_ZEROED, C_THP_COLLAPSE_ALLOC,
                            C_THP_SCAN_EXCEED_NONE_PTE, C_THP_SCAN_EXCEED_SHARE_PTE,
-                           C_KHUGEPAGED_PAGES_SCANNED)
+                           C_KHUGEPAGED_PAGES_SCANNED, MM_EBUSY,
+                           C_MOVE_PAGES_MOVED, C_ANON_RELOCATE_FOLIOS)
 from mmbench.blocks.pagetable cimport (pt_pmd_table, pt_table_alloc, pt_table_free, pt_deposit, pt_withdraw,
                                        pt_set_pmd, pmd_leaf, mk_pte, PMD_PSE)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_ANON_EXCLUSIVE, FR_PAGECACHE,
@@ -172,6 +181,7 @@ LINUX_COUNTERS = (
     "mthp_anon_fault_alloc", "mthp_anon_fault_fallback", "thp_deferred_split_page", "thp_split_page",
     "mthp_split_deferred", "mthp_split", "thp_collapse_alloc", "thp_scan_exceed_none_pte",
     "thp_scan_exceed_share_pte", "khugepaged_pages_scanned",
+    "vma_merge_fails", "move_pages_moved", "move_pages_copied", "anon_relocate_folios",
 )
 
 
@@ -189,7 +199,9 @@ cdef class LinuxMachine(LinuxFault):
                        "deferred_split_shrinker": False,
                        # allow m.khugepaged_scan(pid), and its tunables (khugepaged/max_ptes_*)
                        "khugepaged": False, "khugepaged_max_ptes_none": HPAGE_PMD_NR - 1,
-                       "khugepaged_max_ptes_shared": HPAGE_PMD_NR // 2}
+                       "khugepaged_max_ptes_shared": HPAGE_PMD_NR // 2,
+                       # what-ifs (docs/what-ifs.md); the defaults are today's kernel
+                       "anon_pgoff": "address", "mremap_relocate_anon": False}
     supports_devices = False
     huge_page_advice = True
     counter_names = LINUX_COUNTERS
@@ -590,6 +602,9 @@ cdef class LinuxMachine(LinuxFault):
             proto.vm_pgoff = new_start           # never faulted: pgoff follows the address
         if self.reserve_move_tables(mm, old_start, n, new_start) != MM_OK:
             return MM_ENOMEM
+        if self.mremap_relocate_anon and self.relocate_anon_vma(mm, vma, new_start, n):
+            proto.vm_pgoff = vma.vm_pgoff        # what-if: the VMA now looks mapped at new_start
+            proto.anon_vma = vma.anon_vma
         st = self.copy_vma(mm, vma, &proto, &new)
         if st != MM_OK:
             return st
@@ -602,7 +617,10 @@ cdef class LinuxMachine(LinuxFault):
         cdef vma_t* nxt = mm.vmas[k] if k < mm.nr_vmas and mm.vmas[k] != vma else NULL
         cdef vma_t* new
         cdef int st
-        if prev != NULL and self.can_merge(prev, proto):
+        cdef bint left = prev != NULL and self.can_merge(prev, proto)
+        cdef bint right = nxt != NULL and self.can_merge(proto, nxt)
+        self.count_merge_fail(prev, nxt, proto, left, right)
+        if left:
             if prev.anon_vma == NULL and vma.anon_vma != NULL:
                 prev.anon_vma = vma.anon_vma
                 if self.anon_vma_clone(prev, vma, False) != MM_OK:
@@ -614,7 +632,7 @@ cdef class LinuxMachine(LinuxFault):
             if nxt != NULL and self.can_merge(prev, nxt):
                 return self.vma_absorb(mm, k - 1)         # stores prev..next once
             return self.vma_iter_store(mm, prev)
-        if nxt != NULL and self.can_merge(proto, nxt):
+        if right:
             if nxt.anon_vma == NULL and vma.anon_vma != NULL:
                 nxt.anon_vma = vma.anon_vma
                 if self.anon_vma_clone(nxt, vma, False) != MM_OK:
@@ -930,17 +948,21 @@ cdef class LinuxMachine(LinuxFault):
         return st
 
     cdef int mmap_private(self, mm_t* mm, int64_t i, uint64_t start, uint64_t end, uint64_t vm_flags) noexcept nogil:
-        """vma_merge_new_range with pgoff = vpn, else a new VMA."""
+        """vma_merge_new_range with do_mmap's pgoff (the address; 0 with anon_pgoff="zero",
+        Xu's experiment), else a new VMA.  The merge rules are the same either way: a
+        neighbour merges only when the pgoffs continue (and the anon_vmas agree)."""
         cdef vma_t proto
         cdef vma_t* v
         cdef bint left, right
         memset(&proto, 0, sizeof(vma_t))
         proto.vm_start = start
         proto.vm_end = end
-        proto.vm_pgoff = start
+        proto.vm_pgoff = 0 if self.anon_pgoff_zero else start
         proto.vm_flags = vm_flags
         left = i > 0 and self.can_merge(mm.vmas[i - 1], &proto)
         right = i < mm.nr_vmas and self.can_merge(&proto, mm.vmas[i])
+        self.count_merge_fail(mm.vmas[i - 1] if i > 0 else NULL,
+                              mm.vmas[i] if i < mm.nr_vmas else NULL, &proto, left, right)
         if left:
             v = mm.vmas[i - 1]
             self.vma_set_range(v, v.vm_start, end, v.vm_pgoff)
@@ -950,7 +972,7 @@ cdef class LinuxMachine(LinuxFault):
             return self.vma_iter_store(mm, v)
         if right:
             v = mm.vmas[i]
-            self.vma_set_range(v, start, v.vm_end, start)
+            self.vma_set_range(v, start, v.vm_end, proto.vm_pgoff)
             self.ctr[C_VMA_MERGES] += 1
             return self.vma_iter_store(mm, v)
         if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm) != MM_OK:
@@ -960,7 +982,7 @@ cdef class LinuxMachine(LinuxFault):
             return MM_ENOMEM
         v.vm_start = start
         v.vm_end = end
-        v.vm_pgoff = start
+        v.vm_pgoff = proto.vm_pgoff
         v.vm_flags = vm_flags
         self.vma_link(mm, v)
         return self.vma_iter_store(mm, v)
@@ -1300,7 +1322,17 @@ cdef class LinuxMachine(LinuxFault):
             return self._notes()
 
     def _notes(self):
-        return list(type(self).design_notes) + self.thp_notes()
+        return list(type(self).design_notes) + self.thp_notes() + [self.move_pages_note()]
+
+    def move_pages_note(self):
+        if self.move_native:
+            return ("move_pages moves without copying, as UFFDIO_MOVE (mm/userfaultfd.c): each "
+                    "AnonExclusive folio's PTE moves and the folio gets the destination's anon_vma "
+                    "and index; a folio shared since a fork is refused (PageBusy, -EBUSY)")
+        why = ("device page tables mirror the PTEs here" if self.ndevices else
+               f"the {type(self).name!r} design keeps state beside the PTEs that a PTE move would miss")
+        return (f"move_pages copies through the generic fallback ({why}): the design's own write "
+                "per non-zero page, then MADV_DONTNEED on the source")
 
     def thp_notes(self):
         """How this machine backs anonymous memory with huge pages (one line)."""
@@ -1423,6 +1455,203 @@ cdef class LinuxMachine(LinuxFault):
     def _pt_tables(self, pid):
         cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
         return (int(mm.pgd.nr[0]), int(mm.pgd.nr[1]), int(mm.pgd.nr[2]), int(mm.pgd.nr[3]))
+
+    # ================================================================ 6. what-ifs and page moves
+    # Variants the mailing-list threads argue about (docs/what-ifs.md) and UFFDIO_MOVE.
+    # anon_pgoff="zero" lives in mmap_private (do_mmap's pgoff); the merge rules are
+    # the same ones for every variant (can_merge, anon_compatible_merge).
+
+    cdef bint relocate_anon_vma(self, mm_t* mm, vma_t* vma, uint64_t new_start, uint64_t n) noexcept nogil:
+        """mremap_relocate_anon: before vma moves to new_start, give it the pgoff a VMA
+        mapped there would have -- continuing a same-kind neighbour at the destination
+        when there is one -- and re-index every folio it maps to match (folio->index;
+        folio->mapping too when it adopts that neighbour's anon_vma), so that copy_vma
+        can merge it.  Requires: private anonymous; its anon_vma serves it alone (a
+        single-entry chain, no other VMA, no forked descendants); no PMD leaf in the
+        range; every mapped folio AnonExclusive, mapped once, on that anon_vma.
+        Cost: one walk over the moved PTEs (anon_relocate_folios per folio).  Returns
+        False, changing nothing, when a requirement fails."""
+        cdef anon_vma_t* av = vma.anon_vma
+        cdef anon_vma_t* target = av
+        cdef vma_t* nb = NULL
+        cdef avc_t* avc = NULL
+        cdef int64_t k = self.vma_index(mm, new_start)
+        cdef uint64_t new_pgoff, vpn, pte, h
+        cdef pt_node_t* t
+        cdef frame_t* f
+        cdef int64_t walked = 0
+        if vma.vm_file != NULL or av == NULL or vma.nr_avc != 1 or av.num_active_vmas != 1 \
+                or av.rb_root.count != 1 or av.refcount != 1 or av.num_children != 1:
+            return False
+        if mm.nr_huge_pmd:
+            h = vma.vm_start & ~(<uint64_t>(HPAGE_PMD_NR - 1))
+            while h < vma.vm_end:
+                if pmd_leaf_at(mm, h):
+                    return False
+                h += HPAGE_PMD_NR
+        vpn = vma.vm_start
+        while True:                              # the check pass: nothing changes yet
+            t = pt_next(&mm.pgd, vpn, vma.vm_end, &vpn)
+            if t == NULL:
+                break
+            pte = t.e[vpn & 511]
+            if not (pte & PTE_PRESENT):
+                return False
+            if not (pte & PTE_SPECIAL):
+                f = &self.frames.f[pte_pfn(pte)]
+                if not (f.flags & FR_ANON_EXCLUSIVE) or f.mapcount != 1 or f.owner != <uint64_t><size_t>av:
+                    return False
+            vpn += 1
+        # the pgoff: continue the neighbour at the destination (prev first), else do_mmap's
+        if k > 0 and mm.vmas[k - 1] != vma and mm.vmas[k - 1].vm_end == new_start \
+                and mm.vmas[k - 1].vm_flags == vma.vm_flags and mm.vmas[k - 1].vm_file == NULL:
+            nb = mm.vmas[k - 1]
+            new_pgoff = nb.vm_pgoff + vma_pages(nb)
+        elif k < mm.nr_vmas and mm.vmas[k] != vma and mm.vmas[k].vm_start == new_start + n \
+                and mm.vmas[k].vm_flags == vma.vm_flags and mm.vmas[k].vm_file == NULL \
+                and mm.vmas[k].vm_pgoff >= n:
+            nb = mm.vmas[k]
+            new_pgoff = nb.vm_pgoff - n
+        else:
+            new_pgoff = 0 if self.anon_pgoff_zero else new_start
+        if nb != NULL and nb.anon_vma != NULL and nb.nr_avc == 1:
+            target = nb.anon_vma                 # adopt it: the two can then merge
+            avc = self.avc_alloc()
+            if avc == NULL:
+                return False
+        vpn = vma.vm_start
+        while True:                              # the update pass
+            t = pt_next(&mm.pgd, vpn, vma.vm_end, &vpn)
+            if t == NULL:
+                break
+            pte = t.e[vpn & 511]
+            if not (pte & PTE_SPECIAL):
+                f = &self.frames.f[pte_pfn(pte)]
+                f.index = new_pgoff + (vpn - vma.vm_start)
+                f.owner = <uint64_t><size_t>target
+                walked += 1
+            vpn += 1
+        if target != av:
+            self.unlink_anon_vmas(vma)           # av served this VMA alone: it is freed
+            vma.vm_pgoff = new_pgoff
+            vma.anon_vma = target
+            self.anon_vma_chain_link(vma, avc, target)
+            target.num_active_vmas += 1
+        else:
+            self.vma_set_range(vma, vma.vm_start, vma.vm_end, new_pgoff)
+        self.ctr[C_ANON_RELOCATE_FOLIOS] += walked
+        return True
+
+    cdef int c_move_pages(self, int64_t pid, int64_t src, int64_t dst, int64_t npages) noexcept nogil:
+        """move_pages (mm/userfaultfd.c, UFFDIO_MOVE): move each exclusive anonymous
+        folio's PTE from src to dst and re-point the folio (folio_move_anon_rmap:
+        mapping = the destination VMA's anon_vma; index = linear_page_index there);
+        no data is copied.  Zero-page PTEs move as they are (move_zeropage_pte),
+        holes stay holes.  A folio that is not AnonExclusive (shared since a fork)
+        refuses the whole call with MM_EBUSY before anything changed (the kernel
+        moves page by page and returns the bytes moved before the -EBUSY).  With
+        devices, device page tables mirror these PTEs: the move goes through the
+        copying fallback, whose writes and zaps notify them (and designs built on
+        linux, move_native False, keep state beside the PTEs: the fallback too)."""
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        cdef uint64_t s = <uint64_t>src, d = <uint64_t>dst, n = <uint64_t>npages
+        cdef int st
+        if d < s + n and s < d + n:
+            return MM_EINVAL
+        if not self.range_mapped(mm, s, s + n) or not self.range_mapped(mm, d, d + n):
+            return MM_ESEGV
+        if not self.move_pages_areas_ok(mm, s, n) or not self.move_pages_areas_ok(mm, d, n):
+            return MM_EINVAL                     # validate_move_areas
+        if not self.move_native:
+            with gil:
+                return self.move_pages_copy(pid, src, dst, npages)
+        st = self.move_pages_check(mm, s, d, n)
+        if st != MM_OK:
+            return st
+        return self.move_pages_ptes(mm, s, d, n)
+
+    cdef bint move_pages_areas_ok(self, mm_t* mm, uint64_t start, uint64_t n) noexcept nogil:
+        """Every VMA over [start, start + n) private, anonymous and writable."""
+        cdef int64_t i = self.vma_index(mm, start)
+        while i < mm.nr_vmas and mm.vmas[i].vm_start < start + n:
+            if mm.vmas[i].vm_file != NULL or not (mm.vmas[i].vm_flags & VM_WRITE):
+                return False
+            i += 1
+        return True
+
+    cdef int move_pages_check(self, mm_t* mm, uint64_t s, uint64_t d, uint64_t n) noexcept nogil:
+        """The per-page checks, before anything changes: a destination page holding a
+        non-zero value is -EEXIST (MM_EINVAL: a zero-valued one is dropped, the
+        contract cannot tell it from a hole); a source folio that is not
+        AnonExclusive is -EBUSY."""
+        cdef uint64_t i, pte
+        for i in range(n):
+            pte = mm_pte_at(mm, d + i)
+            if (pte & PTE_PRESENT) and frame_value(&self.frames, pte_pfn(pte)) != 0:
+                return MM_EINVAL
+        for i in range(n):
+            pte = mm_pte_at(mm, s + i)
+            if (pte & PTE_PRESENT) and not (pte & PTE_SPECIAL) and \
+                    not (self.frames.f[pte_pfn(pte)].flags & FR_ANON_EXCLUSIVE):
+                return MM_EBUSY
+        return MM_OK
+
+    cdef int move_pages_ptes(self, mm_t* mm, uint64_t s, uint64_t d, uint64_t n) noexcept nogil:
+        """The move itself, once checked: anon_vma_prepare the destination VMAs
+        (find_vma_and_prepare_anon), split PMD leaves over both ranges (the model
+        never moves a whole PMD: move_pages_huge_pmd is not modelled), reserve the
+        destination tables, drop what the destination held (zero-valued), then
+        move each PTE and re-point its folio.  MM_ENOMEM before the first PTE
+        moved leaves every value as it was."""
+        cdef int64_t i = self.vma_index(mm, d), moved = 0, zero_moved = 0, made = 0
+        cdef uint64_t vpn = s, pte, h, dv
+        cdef int k
+        cdef pt_node_t* t
+        cdef pt_node_t* dt
+        cdef vma_t* dvma
+        cdef frame_t* f
+        while i < mm.nr_vmas and mm.vmas[i].vm_start < d + n:
+            if self.anon_vma_prepare(mm, mm.vmas[i]) != MM_OK:
+                return MM_ENOMEM
+            i += 1
+        for k in range(2):
+            h = s if k == 0 else d
+            dv = h & ~(<uint64_t>(HPAGE_PMD_NR - 1))
+            while mm.nr_huge_pmd and dv < h + n:
+                self.split_huge_pmd(mm, dv)
+                dv += HPAGE_PMD_NR
+        if pt_reserve_move(&mm.pgd, s, s + n, d, d, d, False, &made) != 0:
+            self.pt_sync(mm)
+            return MM_ENOMEM
+        self.zap_pte_range(mm, d, d + n)         # zero-valued folios or zero-page PTEs only
+        while True:
+            t = pt_next(&mm.pgd, vpn, s + n, &vpn)
+            if t == NULL:
+                break
+            pte = t.e[vpn & 511]
+            dv = d + (vpn - s)
+            dt = pt_leaf(&mm.pgd, dv, True, &made)
+            if dt == NULL:                       # reserved above: defensive only
+                break
+            pt_set(t, vpn, 0)
+            if pte & PTE_SPECIAL:
+                pt_set(dt, dv, pte)              # move_zeropage_pte
+                zero_moved += 1
+            else:
+                dvma = self.find_vma(mm, dv)
+                f = &self.frames.f[pte_pfn(pte)]
+                f.owner = <uint64_t><size_t>dvma.anon_vma        # folio_move_anon_rmap
+                f.index = linear_page_index(dvma, dv)
+                pt_set(dt, dv, mk_pte(pte_pfn(pte), PTE_PRESENT | PTE_WRITE))
+                moved += 1
+            vpn += 1
+        mm.leaf_key = ~(<uint64_t>0)
+        self.pt_sync(mm)
+        self.ctr[C_MOVE_PAGES_MOVED] += moved
+        self.ctr[C_PTE_WRITES] += 2 * (moved + zero_moved)
+        if moved + zero_moved:
+            self.ctr[C_TLB_FLUSHES] += 1         # flush_tlb_range over the source
+        return MM_OK
 
     # ================================================================ 4. invariants
     cdef int c_check(self) noexcept nogil:

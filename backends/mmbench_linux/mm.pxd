@@ -240,6 +240,10 @@ cdef class LinuxMM(Machine):
     cdef pfn_t* ds_queue           # heads of the queued folios (order of the list irrelevant here)
     cdef int64_t ds_len, ds_cap
     cdef int64_t ds_partial        # queued folios that are partially mapped
+    # what-ifs from the mailing-list threads (docs/what-ifs.md); the defaults are today's kernel
+    cdef readonly bint anon_pgoff_zero      # option anon_pgoff="zero": do_mmap gives anon VMAs pgoff 0
+    cdef readonly bint mremap_relocate_anon # option mremap_relocate_anon: mremap re-indexes exclusive folios
+    cdef readonly bint move_native          # move_pages moves PTEs (design in move_designs, no devices)
 
     # --- transparent huge pages: may vma map the 2 MiB range at haddr with one PMD?
     cdef bint thp_vma_allowable(self, vma_t* vma, uint64_t haddr) noexcept nogil
@@ -281,6 +285,7 @@ cdef class LinuxMM(Machine):
     cdef bint vma_is_fork_child(self, vma_t* vma) noexcept nogil
     cdef bint anon_compatible_merge(self, vma_t* a, vma_t* b) noexcept nogil
     cdef bint can_merge(self, vma_t* a, vma_t* b) noexcept nogil
+    cdef void count_merge_fail(self, vma_t* prev, vma_t* nxt, vma_t* proto, bint left, bint right) noexcept nogil
     cdef int vma_absorb(self, mm_t* mm, int64_t i) noexcept nogil
     cdef int vma_try_merge_at(self, mm_t* mm, int64_t i) noexcept nogil
 

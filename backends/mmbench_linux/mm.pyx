@@ -20,7 +20,7 @@ from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 from mmbench.core cimport (Machine, MM_OK, MM_ENOMEM, VPN_BITS, C_PT_PAGES_ALLOC, C_PT_PAGES_FREE,
                            C_VMA_MERGES, C_VMA_SPLITS, C_OBJECTS_ALLOC, C_OBJECTS_FREE,
                            C_ANON_VMA_ALLOC, C_AVC_ALLOC, C_ANON_VMA_REUSE, C_XA_NODE_ALLOC,
-                           C_XA_NODE_FREE)
+                           C_XA_NODE_FREE, C_VMA_MERGE_FAILS)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, FR_ANON_EXCLUSIVE, frame_alloc,
                                     frame_free, frame_alloc_contig)
 from mmbench.blocks.pagetable cimport (PT_ENTRIES, LVL_PGD, LVL_PUD, LVL_PMD, LVL_PTE, pt_withdraw,
@@ -73,6 +73,7 @@ cdef class LinuxMM(Machine):
     # Designs whose every page-table walk knows PMD leaves: only these map THPs
     # (a design built on linux adds its name once its own paths handle them).
     thp_designs = ("linux",)
+    move_designs = ("linux",)
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -85,7 +86,18 @@ cdef class LinuxMM(Machine):
             raise _errors.InvalidArgument("pt_reclaim must be True or False")
         self.pt_reclaim = pr
         self.thp_mode = ("never", "madvise", "always").index(self.options["thp"])  # validated by Machine
+        ap = self.options.get("anon_pgoff", "address")
+        if ap not in ("address", "zero"):
+            raise _errors.InvalidArgument(f"anon_pgoff must be 'address' or 'zero', got {ap!r}")
+        self.anon_pgoff_zero = ap == "zero"
+        ra = self.options.get("mremap_relocate_anon", False)
+        if not isinstance(ra, bool):
+            raise _errors.InvalidArgument("mremap_relocate_anon must be True or False")
+        self.mremap_relocate_anon = ra
         self.thp_pmd = type(self).name in self.thp_designs and self.ndevices == 0
+        # move_pages moves PTEs only where nothing else mirrors them (no device page
+        # tables, no design state kept beside the PTEs, as gmem's vm_object)
+        self.move_native = type(self).name in self.move_designs and self.ndevices == 0
         if not self.thp_pmd:
             # device paths (hmm.pyx) and designs built on linux walk PTE tables only
             self.thp_mode = THP_NEVER
@@ -518,6 +530,16 @@ cdef class LinuxMM(Machine):
         """May `a` and the VMA `b` right after it become one VMA?"""
         return (a.vm_end == b.vm_start and a.vm_flags == b.vm_flags and a.vm_file == b.vm_file
                 and a.vm_pgoff + vma_pages(a) == b.vm_pgoff and self.anon_compatible_merge(a, b))
+
+    cdef void count_merge_fail(self, vma_t* prev, vma_t* nxt, vma_t* proto, bint left, bint right) noexcept nogil:
+        """vma_merge_fails: each neighbour `proto` touches with the same flags and file that
+        it does not merge with (the pgoffs do not continue, or the anon_vmas disagree)."""
+        if prev != NULL and not left and prev.vm_end == proto.vm_start \
+                and prev.vm_flags == proto.vm_flags and prev.vm_file == proto.vm_file:
+            self.ctr[C_VMA_MERGE_FAILS] += 1
+        if nxt != NULL and not right and nxt.vm_start == proto.vm_end \
+                and nxt.vm_flags == proto.vm_flags and nxt.vm_file == proto.vm_file:
+            self.ctr[C_VMA_MERGE_FAILS] += 1
 
     cdef int vma_absorb(self, mm_t* mm, int64_t i) noexcept nogil:
         """Merge vmas[i+1] into vmas[i] (dup_anon_vma when only the right one has an anon_vma)."""

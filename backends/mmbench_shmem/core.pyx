@@ -1099,10 +1099,10 @@ cdef class ShmemMachine(Machine):
     def _notes(self):
         if self.ndevices > 0:
             return [f"internal tmpfs mounted huge={self.huge} (thp={self.options['thp']!r}), but with "
-                    "devices every page is 4 KiB (migration moves single pages)"]
+                    "devices every page is 4 KiB (migration moves single pages)", self.move_pages_note()]
         return [f"internal tmpfs mounted huge={self.huge} (thp={self.options['thp']!r}): PMD-sized "
                 "(2 MiB) folios in the page cache where huge= allows them, mapped by one PMD "
-                "when the VMA lines up (do_set_pmd); no mTHP orders, no khugepaged"]
+                "when the VMA lines up (do_set_pmd); no mTHP orders, no khugepaged", self.move_pages_note()]
 
     cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         """Zap the range; private files also lose those offsets (read 0 again),
@@ -1562,6 +1562,19 @@ cdef class ShmemMachine(Machine):
         return MM_OK
 
     # ============================================================ introspection
+    def vmas(self, pid):
+        """The VMAs of a process in address order: dicts with start, end, pgoff,
+        writable, shared (mappings() and the generic move_pages read them)."""
+        cdef mm_struct* mm = <mm_struct*>self.procs[self._pid(pid)]
+        cdef vm_area_struct* v
+        cdef int64_t i
+        out = []
+        for i in range(mm.map_count):
+            v = mm.vmas[i]
+            out.append({"start": int(v.vm_start), "end": int(v.vm_end), "pgoff": int(v.vm_pgoff),
+                        "writable": bool(v.vm_flags & VM_WRITE), "shared": bool(v.vm_flags & VM_SHARED)})
+        return out
+
     def rmap_walk(self, pid, vpn):
         """Reverse map of the frame `pid` reaches at `vpn`: walk the i_mmap of
         every file holding it (its reflink group for private memory).

@@ -225,7 +225,7 @@ cdef class UVMMachine(Machine):
 
     def _notes(self):
         return [f"NetBSD has no anonymous superpages: runs at 4 KiB (thp={self.thp!r} has no effect; "
-                "madvise HUGEPAGE/NOHUGEPAGE are accepted and ignored)"]
+                "madvise HUGEPAGE/NOHUGEPAGE are accepted and ignored)", self.move_pages_note()]
 
     # ------------------------------------------------------ loads, stores
     cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
