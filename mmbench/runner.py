@@ -116,6 +116,21 @@ def _value_problem(v, seen) -> str | None:
     return None
 
 
+def thp_as_parameter(overrides: dict | None, options: dict | None) -> tuple[dict, dict]:
+    """(overrides, options) with a design option ``thp`` moved to the workload parameter of
+    the same name: the huge-page axis is a parameter of every cell (recorded with its
+    results, and with ``madvise`` the advice is written into the trace), so ``-O thp=X``
+    means ``-p thp=X``.  Both given and different: InvalidArgument."""
+    overrides, options = dict(overrides or {}), dict(options or {})
+    if "thp" in options:
+        mode = options.pop("thp")
+        if overrides.get("thp", mode) != mode:
+            raise errors.InvalidArgument(f"-O thp={mode} and -p thp={overrides['thp']} disagree "
+                                         "(thp is the workloads' huge-page axis: give it once)")
+        overrides["thp"] = mode
+    return overrides, options
+
+
 def plan(workloads, backends, profile, overrides=None) -> list[tuple]:
     """[(workload, params, backend)] in the order they run: backend-major, then catalogue order."""
     return [(w, p, b) for b in backends for w in workloads for p in points(w, profile, overrides)]
@@ -173,6 +188,8 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
     if workers < 1:
         raise errors.InvalidArgument("workers must be at least 1")
     wls = select_workloads(patterns)
+    overrides, options = thp_as_parameter(overrides, options)
+    overrides, options = overrides or None, options or None
     check_overrides(wls, overrides or {})
     reps = PROFILES[profile] if repeats is None else repeats
     if reps < 1:
@@ -599,6 +616,8 @@ def register(app: typer.Typer) -> None:
         overrides = parse_assignments(param, "--param")
         options = parse_assignments(option, "--option")
         try:
+            check_design_options(backend or default_backends(), {k: v for k, v in options.items() if k == "thp"})
+            overrides, options = thp_as_parameter(overrides, options)
             wls = select_workloads(workload)
             check_overrides(wls, overrides)
             check_design_options(backend or default_backends(), options)
