@@ -28,6 +28,7 @@ PROFILES = {"tiny": 1, "quick": 3, "full": 5, "large": 1}      # profile -> repe
 BUDGET_S = {"tiny": 2.0, "quick": 3.0, "full": 60.0, "large": 0.0}  # no new repeat after this long on one combination
 DEFAULT_OUTPUT = "out/latest.json"               # out/ is ignored by git; results/ is published
 SPEC_BACKEND = "reference"                        # the specification, not a design: opt-in only
+THP_MODES = ("never", "madvise", "always")        # the huge-page axis in reading order
 
 
 # ---------------------------------------------------------------- selection
@@ -204,7 +205,8 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
         missing_now = set(keys) - {c["key"] for c in doc["cells"]}
     else:
         notes = [] if cal is not None else [where]
-        notes += design_notes(backends)
+        notes += design_notes(backends, sorted({p["thp"] for _w, p, _b in todo if "thp" in p},
+                                               key=THP_MODES.index))
         if options:
             notes.append("design options: " + results.params_label(options))
         doc = results.new_document(profile, [], calibration=where if cal is not None else None,
@@ -382,16 +384,23 @@ def _rkey(r) -> str:
     return f"{r['backend']}|{r['family']}.{r['workload']}|{results.params_label(r['params'])}"
 
 
-def design_notes(backends) -> list[str]:
-    """Each design's own notes (e.g. "runs at 4 KiB"), as "<design>: <note>" lines."""
+def design_notes(backends, thp_modes=None) -> list[str]:
+    """Each design's own notes (e.g. "runs at 4 KiB"), as "<design>: <note>" lines; with
+    `thp_modes` (the huge-page axis of the run) the notes of each mode, a line that differs
+    between modes labelled "<design> (thp=<mode>): <note>"."""
     from mmbench import registry
     out = []
     for b in backends:
-        try:
-            m = registry.load(b)(ram_pages=1)
-        except errors.MMError:            # not installed or broken: its rows say so
-            continue
-        out += [f"{b}: {n}" for n in m.notes()]
+        per_mode = {}
+        for mode in thp_modes or (None,):
+            try:
+                m = registry.load(b)(ram_pages=1, **({} if mode is None else {"thp": mode}))
+            except errors.MMError:            # not installed, broken, or no thp option: its rows say so
+                continue
+            per_mode[mode] = list(m.notes())
+        shared = [n for n in next(iter(per_mode.values()), []) if all(n in v for v in per_mode.values())]
+        out += [f"{b}: {n}" for n in shared]
+        out += [f"{b} (thp={mode}): {n}" for mode, notes in per_mode.items() for n in notes if n not in shared]
     return out
 
 

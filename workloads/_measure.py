@@ -160,9 +160,12 @@ BASE_PROBE = 1 << 20          # 2 MiB-aligned
 
 
 def _design_notes(m) -> str:
+    """What the machine says about its configuration (notes() without the design's fixed
+    lines, which every cell shares and the results' notes already carry)."""
     notes = getattr(m, "notes", None)
+    fixed = set(getattr(type(m), "design_notes", ()))
     try:
-        return "; ".join(notes()) if notes else ""
+        return "; ".join(n for n in notes() if n not in fixed) if notes else ""
     except errors.MMError:
         return ""
 
@@ -179,7 +182,8 @@ def _huge_page_record(rec, backend, scenario, options, notes):
         return
     if "thp" not in kw:
         return
-    on = huge_pages_in_effect(backend, tuple(sorted(kw.items())))
+    sizes = ("ram_pages", "device_pages")        # the probe sizes its own machine
+    on = huge_pages_in_effect(backend, tuple(sorted((k, v) for k, v in kw.items() if k not in sizes)))
     rec.add("thp.huge_pages", int(on), "", "exact", note=notes or f"thp={kw['thp']!r}")
 
 
