@@ -46,6 +46,8 @@ def test_the_mode_is_the_machines_option_and_madvise_is_in_the_trace(thp):
         assert (adv["vpn"] == mm["vpn"]).all() and (adv["npages"] == mm["npages"]).all()
     else:
         assert len(adv) == 0
+    small = CAT["many_small_vmas"].scenario(vmas=4, thp=thp)     # 2-page mappings: never advised
+    assert not any((s.trace["op"] == Op.MADVISE).any() for s in small.segments)
 
 
 def test_linux_first_touch_takes_one_fault_per_2m_with_huge_pages():

@@ -30,10 +30,10 @@ lists (their product) or an explicit list of parameter dicts.
 Every workload takes a ``thp`` parameter, the huge-page axis (``THP_AXIS``
 gives its values per profile unless the workload's grid names them): the
 mode is passed to every design as its ``thp`` option, and with ``"madvise"``
-each ``mmap`` of the scenario is followed by ``madvise(MADV_HUGEPAGE)`` on
-the whole range, as a program does that advises its own allocations (glibc
-with the ``glibc.malloc.hugetlb=1`` tunable advises every chunk it maps).
-``"never"`` and ``"always"`` write no advice.
+each ``mmap`` of 2 MiB or more is followed by ``madvise(MADV_HUGEPAGE)`` on
+the whole range, as a program does that advises its own large allocations
+(glibc's ``madvise_thp`` with the ``glibc.malloc.hugetlb=1`` tunable: regions
+of at least one huge page).  ``"never"`` and ``"always"`` write no advice.
 
 This module is imported both as ``workloads._common`` (asv, from the working
 tree) and as ``mmbench.workloads._common`` (installed): it and its siblings
@@ -138,13 +138,15 @@ def with_thp(machine: Machine, thp: str) -> Machine:
 
 
 class AdvisingBuilder(TraceBuilder):
-    """A TraceBuilder that follows every mmap with madvise(MADV_HUGEPAGE) over the range
-    (the ``thp="madvise"`` point of the huge-page axis)."""
+    """A TraceBuilder that follows every mmap of at least 2 MiB with madvise(MADV_HUGEPAGE)
+    over the range (the ``thp="madvise"`` point of the huge-page axis; glibc's madvise_thp
+    skips smaller regions the same way)."""
 
     def mmap(self, pid, vpn, npages, shared=False, writable=True):
         super().mmap(pid, vpn, npages, shared=shared, writable=writable)
-        from mmbench.trace import Advice       # here: asv imports this module against old commits
-        self.madvise(pid, vpn, npages, Advice.HUGEPAGE)
+        if npages >= PAGES_2M:
+            from mmbench.trace import Advice   # here: asv imports this module against old commits
+            self.madvise(pid, vpn, npages, Advice.HUGEPAGE)
 
 
 class Script:
