@@ -304,8 +304,10 @@ def _category_order(cat: str):
 def _category(r):
     kind = r["params"].get("fault_kind")
     part = split_metric(r["metric"])[0]
-    rest = {k: v for k, v in r["params"].items() if not _is_number(v) and k != "fault_kind"}
-    where = " · ".join(x for x in (r["workload"], part if part != "metadata" else "", params_label(rest)) if x)
+    rest = {k: v for k, v in r["params"].items() if not _is_number(v) and k not in ("fault_kind", "thp")}
+    thp = f"thp={r['params']['thp']}" if "thp" in r["params"] else ""
+    where = " · ".join(x for x in (r["workload"], part if part != "metadata" else "", params_label(rest), thp)
+                       if x)
     return f"{kind}\n{where}" if kind else where
 
 
