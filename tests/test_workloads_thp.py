@@ -146,3 +146,29 @@ def test_report_shows_the_axis_and_marks_4k_cells(tmp_path):
     from mmbench import headline
     text = headline.render(doc)
     assert " thp " in text and report.SMALL_PAGES in text
+
+
+def test_line_charts_draw_one_series_per_thp_value(tmp_path):
+    """A synthetic document (not measured numbers): the fork chart keeps thp apart and names
+    the design that ran at 4 KiB in its caption and its series."""
+    from mmbench import report_plots, results
+    recs = []
+    for b in ("linux", "uvm"):
+        for thp in ("never", "always"):
+            for pages in (1024, 16384):
+                params = {"pages": pages, "vmas": 1, "depth": 1, "thp": thp}
+                v = pages * (0.1 if (b, thp) == ("linux", "always") else 1.0)
+                recs.append(results.record("fork_cost", "fork_grid", params, b, "fork.median_ns", v, "ns",
+                                           "measured"))
+                huge = int(b == "linux" and thp == "always")
+                recs.append(results.record("fork_cost", "fork_grid", params, b, "thp.huge_pages", huge, "",
+                                           "exact", note="runs at 4 KiB" if not huge else ""))
+    doc = results.new_document("tiny", recs)
+    spec = next(s for s in report_plots.CHARTS if s.name == "fork_cost_vs_pages")
+    chart = report_plots.draw(doc, spec, tmp_path)
+    assert chart.path is not None and "uvm" in chart.caption and "4 KiB" in chart.caption
+    small = report_plots.small_pages_index(doc)
+    assert {k[3] for k in small} == {"uvm"} and all("thp=always" in k[2] for k in small)
+    uvm = next(r for r in recs if r["backend"] == "uvm" and r["params"]["thp"] == "always")
+    label = report_plots._series_label(uvm, False, "", True, lambda r: report_plots._small_key(r) in small)
+    assert label == "thp=always at 4 KiB"
