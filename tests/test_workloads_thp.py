@@ -172,3 +172,19 @@ def test_line_charts_draw_one_series_per_thp_value(tmp_path):
     uvm = next(r for r in recs if r["backend"] == "uvm" and r["params"]["thp"] == "always")
     label = report_plots._series_label(uvm, False, "", True, lambda r: report_plots._small_key(r) in small)
     assert label == "thp=always at 4 KiB"
+
+
+def test_a_failing_probe_claims_nothing_and_keeps_the_cell(monkeypatch):
+    _measure.huge_pages_in_effect.cache_clear()
+    real_open = mmbench.open
+
+    def no_fork_probe(backend, **kw):
+        m = real_open(backend, **kw)
+        if kw.get("ram_pages") == 4 * _measure.PROBE_PAGES + (1 << 12):     # the probe's machine
+            raise TypeError("a plugin that breaks on the probe")
+        return m
+    monkeypatch.setattr(mmbench, "open", no_fork_probe)
+    with pytest.warns(RuntimeWarning, match="probe"):
+        recs = _by(_measure.measure(CAT["seq_first_touch"], {"pages": 64, "thp": "always"}, "linux", repeats=1))
+    _measure.huge_pages_in_effect.cache_clear()
+    assert "thp.huge_pages" not in recs and recs["write.faults"]["value"] == 64

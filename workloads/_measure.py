@@ -11,7 +11,9 @@ The measurement, per repeat on a fresh machine::
 What becomes a record, and of which kind:
 
 * exact      counter deltas of each timed segment (repeat 0; checked equal in
-             every repeat), metadata bytes by struct, resident pages.
+             every repeat), metadata bytes by struct, resident pages, and
+             ``thp.huge_pages``: whether the design, configured as the cell
+             (its ``thp`` mode), used huge pages at all (huge_pages_in_effect).
 * measured   per-op model ns (median and p99) of each timed op, the
              segment's total ns, ns per page/VMA/child; value = median over
              repeats, spread = p25/p75 over repeats (3 repeats or more).
@@ -121,7 +123,7 @@ PROBE_PAGES = 1024            # two aligned 2 MiB blocks
 
 
 @functools.lru_cache(maxsize=None)
-def huge_pages_in_effect(backend: str, kwargs: tuple) -> bool:
+def huge_pages_in_effect(backend: str, kwargs: tuple) -> bool | None:
     """Whether design `backend` opened with `kwargs` (sorted (name, value) pairs, ``thp``
     among them) spends anything differently from the same machine at ``thp="never"``.
 
@@ -130,7 +132,8 @@ def huge_pages_in_effect(backend: str, kwargs: tuple) -> bool:
     cases where huge pages change cost (first touch, fork, COW).  Equal counters and
     equal metadata mean the design ran at 4 KiB in this configuration (it has no huge
     pages, or not with these options, e.g. linux with devices), whatever ``thp`` asked.
-    Judged by what the design does, so it holds for plugins too."""
+    Judged by what the design does, so it holds for plugins too.  None when the probe
+    itself fails (a design refusing the probe's operations): nothing is claimed then."""
     kw = dict(kwargs)
     if kw.get("thp", "never") == "never":
         return False
@@ -152,8 +155,10 @@ def huge_pages_in_effect(backend: str, kwargs: tuple) -> bool:
         return m.counters(), m.metadata()
     try:
         return probe(kw["thp"]) != probe("never")
-    except errors.MMError:
-        return False
+    except Exception as e:  # the probe must never cost a cell its results
+        warnings.warn(f"huge-page probe of {backend} failed: {type(e).__name__}: {e}", RuntimeWarning,
+                      stacklevel=2)
+        return None
 
 
 BASE_PROBE = 1 << 20          # 2 MiB-aligned
@@ -184,6 +189,8 @@ def _huge_page_record(rec, backend, scenario, options, notes):
         return
     sizes = ("ram_pages", "device_pages")        # the probe sizes its own machine
     on = huge_pages_in_effect(backend, tuple(sorted((k, v) for k, v in kw.items() if k not in sizes)))
+    if on is None:
+        return
     rec.add("thp.huge_pages", int(on), "", "exact", note=notes or f"thp={kw['thp']!r}")
 
 
