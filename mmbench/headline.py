@@ -69,12 +69,12 @@ def render(doc: dict, baseline: str | None = None, where: str | None = None, tab
         align = ["left"] * t.nkeys + ["right"] * (len(t.header()) - t.nkeys)
         lines.append(tabulate(rows, t.header(), tablefmt=tablefmt, disable_numparse=True, colalign=align))
         notes = t.notes()
-        if notes:
-            lines += [f"  unsupported: {n}" for n in notes]
+        if notes:                       # each says what it is (unsupported, —, ⁴ᴷ at 4 KiB …)
+            lines += [f"  {n}" for n in notes]
     if len(lines) == 1:
         lines.append("(the results hold none of the headline statistics)")
     lines += ["", "plain = exact · ~ measured · ≈ estimated · (1.35×) ratio to the baseline · † within "
-              "the spread of the repeats"]
+              f"the spread of the repeats · {report.SMALL_PAGES} ran at 4 KiB pages in a huge-page (thp) row"]
     if where:
         lines.append(f"full report: {where}")
     return "\n".join(lines)

@@ -48,6 +48,12 @@ UNSUPPORTED = "unsupported"
 MISSING = "—"
 NOT_SIGNIFICANT = "†"
 AT_CLOCK_LIMIT = "‡"
+#: a number of a huge-page row (thp "madvise" / "always") from a design that ran at 4 KiB there
+SMALL_PAGES = "⁴ᴷ"
+#: the per-cell record saying whether the design used huge pages (workloads._measure)
+HUGE_PAGES_METRIC = "thp.huge_pages"
+#: the huge-page axis in reading order (rows of one workload are shown in this order)
+THP_ORDER = ("never", "madvise", "always")
 #: statistics that are single clock readings (sums and quotients of many are not)
 PER_OP_STATS = ("median_ns", "p99_ns")
 DEFAULT_BASELINE = "linux"
@@ -59,7 +65,8 @@ HEADLINE = {
     "fault_latency": ("estimated_ns_per_page", "median_ns", "p99_ns"),
     "fork_cost": ("estimated_ns", "estimated_ns_per_page", "median_ns", "total_ns", "ns_per_page",
                   "ns_per_child"),
-    "metadata_memory": ("total_bytes", "bytes_per_resident_page"),
+    # resident pages beside bytes per page: with huge pages a sparse touch makes 512 pages resident
+    "metadata_memory": ("total_bytes", "bytes_per_resident_page", "resident_pages"),
     "device_migration": ("GBps", "estimated_ns", "median_ns"),
     "real_programs": ("faults", "fault_zero_fill", "fault_zero_page", "fault_cow_copy",
                       "fault_cow_reuse", "fault_minor", "fork_ptes_copied", "estimated_ns",
@@ -87,7 +94,11 @@ LEGEND = (
     "`(1.35×)` is the ratio to the baseline design in the same row; "
     f"`{NOT_SIGNIFICANT}` marks a ratio whose two numbers differ by less than their spread "
     "(the p25–p75 ranges over the repeats overlap): not a real difference; "
-    f"`{AT_CLOCK_LIMIT}` marks a time within twice the clock's resolution."
+    f"`{AT_CLOCK_LIMIT}` marks a time within twice the clock's resolution. "
+    "The `thp` column is the huge-page axis (the designs' `thp` option: `never`, `madvise` "
+    f"with MADV_HUGEPAGE in the trace, `always`); `{SMALL_PAGES}` marks a number of a "
+    "huge-page row from a design that ran at 4 KiB pages there (it has no huge pages, or not "
+    "in this configuration): its own note is under the table."
 )
 
 
@@ -189,6 +200,7 @@ class Cell:
     note: str = ""                 # unsupported / missing: why
     low: float | None = None       # estimated: the range from the prices' uncertainty
     high: float | None = None
+    small_pages: str = ""          # huge pages asked for, 4 KiB pages used: the design's note
 
     @classmethod
     def of(cls, rec: dict | None, why_missing: str = "") -> "Cell":
@@ -264,6 +276,8 @@ def format_cell(cell: Cell, div: float = 1.0, base: Cell | None = None,
     text = MARK[cell.kind] + format_number(cell.value / div, cell.kind == "exact")
     if resolution_ns and cell.kind == "measured" and abs(cell.value) < 2 * resolution_ns:
         text += AT_CLOCK_LIMIT
+    if cell.small_pages:
+        text += SMALL_PAGES
     if base is not None and base.number and base.value != 0:
         ratio = cell.value / base.value
         mark = NOT_SIGNIFICANT if differs_less_than_spread(cell, base) else ""
@@ -307,9 +321,11 @@ class Table:
         first = self.params[0]
         return {k: v for k, v in first.items() if all(p.get(k, object()) == v for p in self.params[1:])}
 
-    def row_labels(self) -> list[tuple[str, str, str]]:
+    def row_labels(self) -> list[tuple[str, str, str, str]]:
+        """(workload, parameters, part, thp) per row: the huge-page axis has its own column."""
         common = self.common_params()
-        return [(wl, params_label({k: v for k, v in p.items() if k not in common}), part)
+        return [(wl, params_label({k: v for k, v in p.items() if k not in common and k != "thp"}), part,
+                 "" if "thp" in common else str(p.get("thp", "")))
                 for (wl, _pl, part), p in zip(self.keys, self.params)]
 
     @property
@@ -317,9 +333,9 @@ class Table:
         return len(self.key_columns())
 
     def key_columns(self) -> list[int]:
-        """Which of workload / params / part differ between rows (workload always shown)."""
+        """Which of workload / params / part / thp differ between rows (workload always shown)."""
         labels = self.row_labels()
-        return [i for i in range(3) if i == 0 or len({k[i] for k in labels}) > 1]
+        return [i for i in range(4) if i == 0 or len({k[i] for k in labels}) > 1]
 
     def notes(self) -> list[str]:
         """Why each unsupported or missing cell is so (one line per distinct reason)."""
@@ -331,6 +347,9 @@ class Table:
                 elif c.kind == "missing":
                     seen.setdefault(f"{MISSING} {b}: {c.note or 'the run produced no such number'}",
                                     []).append(key[0])
+            for b, c in zip(self.backends, row):
+                if c.small_pages and c.number:
+                    seen.setdefault(f"{SMALL_PAGES} {b}: ran at 4 KiB pages: {c.small_pages}", []).append(key[0])
         out = [f"{why} ({', '.join(sorted(set(w), key=natural_key))})" for why, w in seen.items()]
         if self.resolution_ns and any(AT_CLOCK_LIMIT in c for row in self.text_rows() for c in row):
             out.append(f"{AT_CLOCK_LIMIT} within 2× the per-op clock's resolution "
@@ -339,7 +358,7 @@ class Table:
 
     def header(self) -> list[str]:
         """Key columns, then one column per backend; the unit is in the title, once."""
-        names = ["workload", "parameters", "part"]
+        names = ["workload", "parameters", "part", "thp"]
         cols = [names[i] for i in self.key_columns()]
         for b in self.backends:
             cols.append(b + (" (baseline)" if b == self.baseline else ""))
@@ -380,7 +399,7 @@ def build_tables(doc: dict, baseline: str | None = None) -> list[Table]:
     groups: dict[tuple[str, str, str], set] = {}
     params = {}
     for (fam, wl, pl, _b, metric), r in by_metric.items():
-        if r["kind"] == "unsupported":
+        if r["kind"] == "unsupported" or metric == HUGE_PAGES_METRIC:
             continue
         part, stat = split_metric(metric)
         groups.setdefault((fam, stat, r.get("unit", "")), set()).add((wl, pl, part))
@@ -390,14 +409,34 @@ def build_tables(doc: dict, baseline: str | None = None) -> list[Table]:
     why = _MissingReasons(doc, by_metric)
     for (fam, stat, unit), keys in groups.items():
         t = Table(fam, stat, unit, backends, baseline, resolution_ns=res)
-        for wl, pl, part in sorted(keys, key=lambda k: [natural_key(x) for x in k]):
+        for wl, pl, part in sorted(keys, key=lambda k: _row_order(k, params[k[:2]])):
             metric = f"{part}.{stat}" if part else stat
             t.keys.append((wl, pl, part))
             t.params.append(params[(wl, pl)])
-            t.cells.append([_cell(by_metric, star, (fam, wl, pl, b), metric, why) for b in backends])
+            t.cells.append([_small_pages(_cell(by_metric, star, (fam, wl, pl, b), metric, why),
+                                         by_metric.get((fam, wl, pl, b, HUGE_PAGES_METRIC)), params[(wl, pl)])
+                            for b in backends])
         tables.append(t)
     tables.sort(key=lambda t: (_family_rank(t.family), _stat_rank(t.family, t.stat), t.unit))
     return tables
+
+
+def _row_order(key, params):
+    """Rows by workload, the other parameters, part, then the huge-page axis in THP_ORDER:
+    a workload's thp=never and thp=always rows sit side by side."""
+    wl, _pl, part = key
+    thp = params.get("thp")
+    rest = params_label({k: v for k, v in params.items() if k != "thp"})
+    rank = THP_ORDER.index(thp) if thp in THP_ORDER else len(THP_ORDER)
+    return (natural_key(wl), natural_key(rest), natural_key(part), rank, str(thp))
+
+
+def _small_pages(cell: Cell, huge: dict | None, params: dict) -> Cell:
+    """`cell` marked when its row asks for huge pages (thp other than never) and the design's
+    ``thp.huge_pages`` record says it ran at 4 KiB there, with the design's note."""
+    if huge is None or params.get("thp") in (None, "never") or huge.get("value") != 0:
+        return cell
+    return dataclasses.replace(cell, small_pages=huge.get("note") or "no note recorded")
 
 
 def _cell(by_metric, star, key, metric, why=None) -> Cell:

@@ -8,6 +8,7 @@
     how does metadata grow with fork depth?    lines   depth                   bytes of kernel structs
     what does sparsity cost in metadata?       bars    workload (dense/sparse) bytes per resident page
     how fast does migration go?                lines   transfer size           GB/s each way
+    how many faults do huge pages save?        bars    workload · thp          faults (exact)
 
 Each chart is a ``ChartSpec``: which family, which statistic (the first of
 ``stats`` the results hold), which parameter goes on the x axis, and which
@@ -21,6 +22,13 @@ simulator's own time says so in its title and axis.  A backend that cannot run t
 unsupported, never drawn at 0.  When the results hold no data for a chart it
 is skipped with a note saying what it looked for.
 
+The huge-page axis (the ``thp`` parameter) is never folded away: bars get
+one category per ``thp`` value (in the order never, madvise, always), lines
+one series per backend and ``thp`` value.  A design that ran at 4 KiB pages
+where huge pages were asked for (its ``thp.huge_pages`` record is 0) is
+drawn dotted-hatched (bars) or labelled "at 4 KiB" (lines), and named with
+its note in the caption.
+
 Rendering is matplotlib's Agg backend: no display, the same PNG everywhere.
 """
 from __future__ import annotations
@@ -28,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from mmbench.report import natural_key, params_label, split_metric
+from mmbench.report import HUGE_PAGES_METRIC, THP_ORDER, natural_key, params_label, split_metric
 
 KIND_STYLE = {"measured": ("-", "o"), "estimated": ("--", "s"), "exact": ("-", "^")}
 KIND_WORD = {"measured": "measured", "estimated": "estimated", "exact": "exact"}
@@ -76,6 +84,9 @@ CHARTS = (
               workloads="dense|sparse|small"),
     ChartSpec("migration_gbps_vs_size", "Migration throughput versus transfer size", "device_migration",
               ("GBps",), "transfer", "transfer size [KiB]", "throughput", x_scale=4.0),
+    ChartSpec("huge_page_faults", "Faults taken with and without huge pages", "fault_latency",
+              ("faults",), None, "workload · timed step · thp", "faults (exact)",
+              workloads="seq_first_touch|random_first_touch|read_then_write|cow_after_fork"),
 )
 
 
@@ -121,7 +132,7 @@ def _line_selection(recs, x, split=""):
     """The records of one workload with one fixed setting of the other parameters, most x values."""
     groups: dict[tuple, list] = {}
     for r in recs:
-        rest = {k: v for k, v in r["params"].items() if k not in (x, split)}
+        rest = {k: v for k, v in r["params"].items() if k not in (x, split, "thp")}
         groups.setdefault((r["workload"], params_label(rest)), []).append(r)
     # most x values; among equals the largest setting of the rest (the most telling size)
     best = max(sorted(groups, key=lambda g: [natural_key(s) for s in g], reverse=True),
@@ -179,17 +190,36 @@ def backend_colors(doc) -> dict:
     return {b: f"C{i % 10}" for i, b in enumerate(names)}
 
 
-def _series_label(r, multi_part, split):
+def _series_label(r, multi_part, split, multi_thp=False, small=None):
     part = split_metric(r["metric"])[0] if multi_part else ""
     extra = f"{split}={r['params'][split]}" if split and split in r["params"] else ""
-    return " ".join(x for x in (part, extra) if x)
+    thp = f"thp={r['params']['thp']}" if multi_thp and "thp" in r["params"] else ""
+    if thp and small is not None and small(r):
+        thp += " at 4 KiB"
+    return " ".join(x for x in (part, extra, thp) if x)
 
 
-def _draw_lines(ax, recs, spec, div, colors):
+def small_pages_index(doc) -> dict:
+    """{(family, workload, params label, backend): note} of the cells whose row asks for huge
+    pages (thp other than never) where the design ran at 4 KiB (``thp.huge_pages`` = 0)."""
+    out = {}
+    for r in doc["records"]:
+        if (r["metric"] == HUGE_PAGES_METRIC and r["value"] == 0
+                and r["params"].get("thp") not in (None, "never")):
+            out[(r["family"], r["workload"], params_label(r["params"]), r["backend"])] = r.get("note") or ""
+    return out
+
+
+def _small_key(r):
+    return (r["family"], r["workload"], params_label(r["params"]), r["backend"])
+
+
+def _draw_lines(ax, recs, spec, div, colors, small=None):
     multi = spec.parts and len({split_metric(r["metric"])[0] for r in recs}) > 1
+    multi_thp = len({r["params"].get("thp") for r in recs}) > 1
     series: dict[tuple, list] = {}
     for r in recs:
-        series.setdefault((r["backend"], _series_label(r, multi, spec.split)), []).append(r)
+        series.setdefault((r["backend"], _series_label(r, multi, spec.split, multi_thp, small)), []).append(r)
     variants = sorted({v for _b, v in series}, key=natural_key)
     order = list(colors)
     xs_all = []
@@ -232,36 +262,52 @@ def _errors(rs, div):
     return [lo, hi]
 
 
-def _draw_bars(ax, recs, div, colors):
-    cats = sorted({_category(r) for r in recs}, key=natural_key)
+def _draw_bars(ax, recs, div, colors, small=None):
+    cats = sorted({_category(r) for r in recs}, key=_category_order)
     present = {r["backend"] for r in recs}
     backends = [b for b in colors if b in present]
     width = 0.8 / max(1, len(backends))
     for i, b in enumerate(backends):
-        xs, ys, lo, hi, kinds = [], [], [], [], set()
+        # two groups per backend: its bars, and those it drew at 4 KiB where huge pages were asked
+        groups = {False: ([], [], [], [], set()), True: ([], [], [], [], set())}
         for j, c in enumerate(cats):
             r = next((r for r in recs if r["backend"] == b and _category(r) == c), None)
             if r is None:
                 continue
+            xs, ys, lo, hi, kinds = groups[bool(small and small(r))]
             s = _interval(r) or (r["value"], r["value"])
             xs.append(j + (i - (len(backends) - 1) / 2) * width)
             ys.append(r["value"] / div)
             lo.append(max(0.0, (r["value"] - s[0]) / div))
             hi.append(max(0.0, (s[1] - r["value"]) / div))
             kinds.add(r["kind"])
-        hatch = "//" if kinds == {"estimated"} else None
-        err = [lo, hi] if any(lo) or any(hi) else None
-        ax.bar(xs, ys, width, yerr=err, capsize=2, hatch=hatch, color=colors.get(b),
-               label=f"{b} ({', '.join(KIND_WORD.get(k, k) for k in sorted(kinds))})")
+        for at_4k, (xs, ys, lo, hi, kinds) in groups.items():
+            if not xs:
+                continue
+            hatch = ".." if at_4k else "//" if kinds == {"estimated"} else None
+            err = [lo, hi] if any(lo) or any(hi) else None
+            what = ", ".join(KIND_WORD.get(k, k) for k in sorted(kinds))
+            ax.bar(xs, ys, width, yerr=err, capsize=2, hatch=hatch, color=colors.get(b),
+                   label=f"{b}{' at 4 KiB (no huge pages)' if at_4k else ''} ({what})")
     ax.set_xticks(range(len(cats)))
     ax.set_xticklabels(cats, rotation=30, ha="right", rotation_mode="anchor", fontsize=8)
+
+
+def _category_order(cat: str):
+    """Categories in natural order, the huge-page axis in THP_ORDER (never, madvise, always)."""
+    key = cat
+    for i, mode in enumerate(THP_ORDER):
+        key = key.replace(f"thp={mode}", f"thp={i}")
+    return natural_key(key)
 
 
 def _category(r):
     kind = r["params"].get("fault_kind")
     part = split_metric(r["metric"])[0]
-    rest = {k: v for k, v in r["params"].items() if not _is_number(v) and k != "fault_kind"}
-    where = " · ".join(x for x in (r["workload"], part if part != "metadata" else "", params_label(rest)) if x)
+    rest = {k: v for k, v in r["params"].items() if not _is_number(v) and k not in ("fault_kind", "thp")}
+    thp = f"thp={r['params']['thp']}" if "thp" in r["params"] else ""
+    where = " · ".join(x for x in (r["workload"], part if part != "metadata" else "", params_label(rest), thp)
+                       if x)
     return f"{kind}\n{where}" if kind else where
 
 
@@ -288,6 +334,8 @@ def draw(doc, spec: ChartSpec, out_dir: Path) -> Chart:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     colors = backend_colors(doc)
+    at_4k = small_pages_index(doc)
+    small = (lambda r: _small_key(r) in at_4k) if at_4k else None
     ncats = 0 if spec.x else len({_category(r) for r in recs})
     fig, ax = plt.subplots(figsize=(max(9.0, 2.5 + 0.8 * ncats), 5.2 if ncats > 6 else 4.8), dpi=100)
     kinds = {r["kind"] for r in recs}
@@ -295,14 +343,14 @@ def draw(doc, spec: ChartSpec, out_dir: Path) -> Chart:
     title = spec.title + (TIME_TITLE.get(kind, "") if spec.per else "")
     ylabel = spec.ylabel or f"{TIME_LABEL.get(kind, 'time')} {spec.per}".strip()
     try:
-        (_draw_lines(ax, recs, spec, div, colors) if spec.x else _draw_bars(ax, recs, div, colors))
+        (_draw_lines(ax, recs, spec, div, colors, small) if spec.x else _draw_bars(ax, recs, div, colors, small))
         _finish(ax, spec, stat, shown, [r["value"] / div for r in recs], title, ylabel)
         path = Path(out_dir) / f"{spec.name}.png"
         fig.tight_layout()
         fig.savefig(path)
     finally:
         plt.close(fig)
-    return Chart(spec, path, caption=_caption(spec, stat, fixed, recs, fam_recs), drawn_title=title)
+    return Chart(spec, path, caption=_caption(spec, stat, fixed, recs, fam_recs, at_4k), drawn_title=title)
 
 
 def _plain_ticks():
@@ -330,7 +378,7 @@ def _finish(ax, spec, stat, unit, ys, title=None, ylabel=None):
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
-def _caption(spec, stat, fixed, recs, fam_recs) -> str:
+def _caption(spec, stat, fixed, recs, fam_recs, at_4k=None) -> str:
     kinds = sorted({r["kind"] for r in recs})
     bits = [f"{spec.family} · statistic {stat}", "kinds: " + ", ".join(kinds)]
     if fixed:
@@ -346,6 +394,10 @@ def _caption(spec, stat, fixed, recs, fam_recs) -> str:
     elif any(r.get("spread") for r in recs):
         bits.append("bars show the p25–p75 spread over the repeats")
     note = _unsupported_note(fam_recs, {r["workload"] for r in recs})
+    small = sorted({r["backend"] for r in recs if _small_key(r) in (at_4k or {})})
+    if small:
+        bits.append(f"ran at 4 KiB pages where huge pages were asked for ({'dotted bars' if not spec.x else 'at 4 KiB'}"
+                    f"; each design's note is under the tables): {', '.join(small)}")
     return "; ".join(bits + ([note] if note else [])) + "."
 
 

@@ -28,6 +28,7 @@ PROFILES = {"tiny": 1, "quick": 3, "full": 5, "large": 1}      # profile -> repe
 BUDGET_S = {"tiny": 2.0, "quick": 3.0, "full": 60.0, "large": 0.0}  # no new repeat after this long on one combination
 DEFAULT_OUTPUT = "out/latest.json"               # out/ is ignored by git; results/ is published
 SPEC_BACKEND = "reference"                        # the specification, not a design: opt-in only
+THP_MODES = ("never", "madvise", "always")        # the huge-page axis in reading order
 
 
 # ---------------------------------------------------------------- selection
@@ -116,6 +117,21 @@ def _value_problem(v, seen) -> str | None:
     return None
 
 
+def thp_as_parameter(overrides: dict | None, options: dict | None) -> tuple[dict, dict]:
+    """(overrides, options) with a design option ``thp`` moved to the workload parameter of
+    the same name: the huge-page axis is a parameter of every cell (recorded with its
+    results, and with ``madvise`` the advice is written into the trace), so ``-O thp=X``
+    means ``-p thp=X``.  Both given and different: InvalidArgument."""
+    overrides, options = dict(overrides or {}), dict(options or {})
+    if "thp" in options:
+        mode = options.pop("thp")
+        if overrides.get("thp", mode) != mode:
+            raise errors.InvalidArgument(f"-O thp={mode} and -p thp={overrides['thp']} disagree "
+                                         "(thp is the workloads' huge-page axis: give it once)")
+        overrides["thp"] = mode
+    return overrides, options
+
+
 def plan(workloads, backends, profile, overrides=None) -> list[tuple]:
     """[(workload, params, backend)] in the order they run: backend-major, then catalogue order."""
     return [(w, p, b) for b in backends for w in workloads for p in points(w, profile, overrides)]
@@ -173,6 +189,8 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
     if workers < 1:
         raise errors.InvalidArgument("workers must be at least 1")
     wls = select_workloads(patterns)
+    overrides, options = thp_as_parameter(overrides, options)
+    overrides, options = overrides or None, options or None
     check_overrides(wls, overrides or {})
     reps = PROFILES[profile] if repeats is None else repeats
     if reps < 1:
@@ -187,7 +205,8 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
         missing_now = set(keys) - {c["key"] for c in doc["cells"]}
     else:
         notes = [] if cal is not None else [where]
-        notes += design_notes(backends)
+        notes += design_notes(backends, sorted({p["thp"] for _w, p, _b in todo if "thp" in p},
+                                               key=THP_MODES.index))
         if options:
             notes.append("design options: " + results.params_label(options))
         doc = results.new_document(profile, [], calibration=where if cal is not None else None,
@@ -365,16 +384,23 @@ def _rkey(r) -> str:
     return f"{r['backend']}|{r['family']}.{r['workload']}|{results.params_label(r['params'])}"
 
 
-def design_notes(backends) -> list[str]:
-    """Each design's own notes (e.g. "runs at 4 KiB"), as "<design>: <note>" lines."""
+def design_notes(backends, thp_modes=None) -> list[str]:
+    """Each design's own notes (e.g. "runs at 4 KiB"), as "<design>: <note>" lines; with
+    `thp_modes` (the huge-page axis of the run) the notes of each mode, a line that differs
+    between modes labelled "<design> (thp=<mode>): <note>"."""
     from mmbench import registry
     out = []
     for b in backends:
-        try:
-            m = registry.load(b)(ram_pages=1)
-        except errors.MMError:            # not installed or broken: its rows say so
-            continue
-        out += [f"{b}: {n}" for n in m.notes()]
+        per_mode = {}
+        for mode in thp_modes or (None,):
+            try:
+                m = registry.load(b)(ram_pages=1, **({} if mode is None else {"thp": mode}))
+            except errors.MMError:            # not installed, broken, or no thp option: its rows say so
+                continue
+            per_mode[mode] = list(m.notes())
+        shared = [n for n in next(iter(per_mode.values()), []) if all(n in v for v in per_mode.values())]
+        out += [f"{b}: {n}" for n in shared]
+        out += [f"{b} (thp={mode}): {n}" for mode, notes in per_mode.items() for n in notes if n not in shared]
     return out
 
 
@@ -599,6 +625,8 @@ def register(app: typer.Typer) -> None:
         overrides = parse_assignments(param, "--param")
         options = parse_assignments(option, "--option")
         try:
+            check_design_options(backend or default_backends(), {k: v for k, v in options.items() if k == "thp"})
+            overrides, options = thp_as_parameter(overrides, options)
             wls = select_workloads(workload)
             check_overrides(wls, overrides)
             check_design_options(backend or default_backends(), options)

@@ -27,6 +27,14 @@ grids per *profile*: ``tiny`` (tests), ``quick`` (``mmbench run --profile
 quick``), ``full`` and ``asv`` (the asv suite).  A grid is a dict of value
 lists (their product) or an explicit list of parameter dicts.
 
+Every workload takes a ``thp`` parameter, the huge-page axis (``THP_AXIS``
+gives its values per profile unless the workload's grid names them): the
+mode is passed to every design as its ``thp`` option, and with ``"madvise"``
+each ``mmap`` of 2 MiB or more is followed by ``madvise(MADV_HUGEPAGE)`` on
+the whole range, as a program does that advises its own large allocations
+(glibc's ``madvise_thp`` with the ``glibc.malloc.hugetlb=1`` tunable: regions
+of at least one huge page).  ``"never"`` and ``"always"`` write no advice.
+
 This module is imported both as ``workloads._common`` (asv, from the working
 tree) and as ``mmbench.workloads._common`` (installed): it and its siblings
 use relative imports only.
@@ -54,7 +62,14 @@ OPT_IN_PROFILES = ("large",)
 FAMILIES = ("fault_latency", "fork_cost", "metadata_memory", "device_migration", "real_programs",
             "vma_layout")
 PAGES_2M = 512                  # 4 KiB pages in 2 MiB (one PMD, one gmem device granule)
-BASE = 1 << 20                  # where workloads place their first mapping (vpn)
+BASE = 1 << 20                  # where workloads place their first mapping (vpn; 2 MiB-aligned)
+THP_MODES = ("never", "madvise", "always")     # the designs' `thp` option (mmbench.hugepages)
+#: the huge-page axis per profile, for workloads whose grid does not name "thp" itself: the
+#: quick profile compares 4 KiB pages with huge pages wherever a design can use them; tiny
+#: and full add "madvise" (the advice in the trace); asv and large stay at 4 KiB (asv runs
+#: the suite against old commits, which have no huge pages)
+THP_AXIS = {"tiny": THP_MODES, "quick": ("never", "always"), "full": THP_MODES,
+            "asv": ("never",), "large": ("never",)}
 
 
 # --------------------------------------------------------------- scenarios
@@ -115,16 +130,39 @@ class Scenario:
         return sum(len(s.trace) for s in self.segments)
 
 
+def with_thp(machine: Machine, thp: str) -> Machine:
+    """`machine` whose designs are opened with ``thp=thp`` (any other mode: ValueError)."""
+    if thp not in THP_MODES:
+        raise ValueError(f"thp must be one of {', '.join(THP_MODES)}, got {thp!r}")
+    rest = tuple((k, v) for k, v in machine.options if k != "thp")
+    return dataclasses.replace(machine, options=rest + (("thp", thp),))
+
+
+class AdvisingBuilder(TraceBuilder):
+    """A TraceBuilder that follows every mmap of at least 2 MiB with madvise(MADV_HUGEPAGE)
+    over the range (the ``thp="madvise"`` point of the huge-page axis; glibc's madvise_thp
+    skips smaller regions the same way)."""
+
+    def mmap(self, pid, vpn, npages, shared=False, writable=True):
+        super().mmap(pid, vpn, npages, shared=shared, writable=writable)
+        if npages >= PAGES_2M:
+            from mmbench.trace import Advice   # here: asv imports this module against old commits
+            self.madvise(pid, vpn, npages, Advice.HUGEPAGE)
+
+
 class Script:
     """Write a scenario segment by segment; each segment is its own TraceBuilder.
 
     Pids continue across segments (a segment's builder starts at the pid the
     previous segments left next), so a pid returned by ``fork`` in the setup
-    names the same process in a later timed segment.
+    names the same process in a later timed segment.  ``thp`` is the cell's
+    point on the huge-page axis: the designs' option, and with ``"madvise"``
+    every segment's builder advises each range it maps (AdvisingBuilder).
     """
 
-    def __init__(self, machine: Machine):
-        self.machine = machine
+    def __init__(self, machine: Machine, thp: str = "never"):
+        self.machine = with_thp(machine, thp)
+        self.thp = thp
         self._done: list[Segment] = []
         self._open: tuple[dict, TraceBuilder] | None = None
         self._next_pid = 1
@@ -133,7 +171,7 @@ class Script:
                 snapshot: bool = False, sim_memory: bool = False) -> TraceBuilder:
         """Close the current segment and start a new one; returns its builder."""
         self._close()
-        tb = TraceBuilder(first_pid=self._next_pid)
+        tb = (AdvisingBuilder if self.thp == "madvise" else TraceBuilder)(first_pid=self._next_pid)
         spec = dict(name=name, timing=timing, ops=tuple(int(o) for o in ops),
                     scale=tuple(sorted((scale or {}).items())), snapshot=snapshot,
                     sim_memory=sim_memory)
@@ -185,7 +223,9 @@ class Workload:
             pts = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
         else:
             pts = [dict(p) for p in grid]
-        return [{**self.defaults(), **p} for p in pts]
+        axis = THP_AXIS.get(profile, ("never",))
+        return [{**self.defaults(), **p, "thp": mode} for p in pts
+                for mode in ((p["thp"],) if "thp" in p else axis)]
 
     def defaults(self) -> dict:
         """Parameters with a default in the signature (seed, fault kind …): recorded too."""
@@ -207,6 +247,8 @@ def workload(family: str, grids: dict, needs_devices: bool = False):
     def deco(func):
         if not (func.__doc__ or "").strip():
             raise ValueError(f"workload {func.__name__} needs a docstring saying what it models")
+        if "thp" not in inspect.signature(func).parameters:
+            raise ValueError(f"workload {func.__name__} needs a thp parameter (the huge-page axis)")
         _CATALOGUE[func.__name__] = Workload(family, func.__name__, func, grids, needs_devices)
         return func
     return deco
@@ -301,7 +343,9 @@ def _load(path: Path) -> Scenario | None:
                                     ops=tuple(s["ops"]), snapshot=s["snapshot"],
                                     scale=tuple(tuple(x) for x in s["scale"]),
                                     sim_memory=s.get("sim_memory", False)))
-            return Scenario(tuple(segs), Machine(**meta["machine"]))
+            mach = dict(meta["machine"])
+            mach["options"] = tuple(tuple(o) for o in mach.get("options", ()))
+            return Scenario(tuple(segs), Machine(**mach))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

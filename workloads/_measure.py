@@ -11,7 +11,9 @@ The measurement, per repeat on a fresh machine::
 What becomes a record, and of which kind:
 
 * exact      counter deltas of each timed segment (repeat 0; checked equal in
-             every repeat), metadata bytes by struct, resident pages.
+             every repeat), metadata bytes by struct, resident pages, and
+             ``thp.huge_pages``: whether the design, configured as the cell
+             (its ``thp`` mode), used huge pages at all (huge_pages_in_effect).
 * measured   per-op model ns (median and p99) of each timed op, the
              segment's total ns, ns per page/VMA/child; value = median over
              repeats, spread = p25/p75 over repeats (3 repeats or more).
@@ -25,6 +27,7 @@ What becomes a record, and of which kind:
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 import warnings
@@ -76,8 +79,33 @@ def load_calibration(path=None):
     return found.calibration, found.path
 
 
+def machine_kwargs(cls, scenario, options=None) -> dict:
+    """The arguments of mmbench.open for `scenario` on design class `cls`: the scenario's
+    machine (its ``thp`` included) plus the run's design `options`, which may not change
+    the scenario's ``thp`` (that is the cell's parameter, recorded with its results).
+
+    An mmbench without huge pages (an old commit under asv) has no ``thp`` option: there
+    ``thp="never"`` is what it runs anyway and is dropped; another mode is Unavailable."""
+    kw = scenario.machine.kwargs()
+    for k, v in (options or {}).items():
+        if k == "thp" and kw.get("thp", v) != v:
+            raise ValueError(f"design option thp={v!r} contradicts the cell's thp={kw['thp']!r} "
+                             "(the huge-page axis is a workload parameter: -p thp=…)")
+        kw[k] = v
+    try:
+        from mmbench.hugepages import CONTRACT_OPTIONS
+    except ImportError:
+        CONTRACT_OPTIONS = {}
+    if "thp" in kw and "thp" not in CONTRACT_OPTIONS and "thp" not in getattr(cls, "option_defaults", {}):
+        if kw["thp"] != "never":
+            raise Unavailable(f"NotSupported: this mmbench has no huge pages (no thp option), "
+                              f"thp={kw['thp']!r} cannot run")
+        del kw["thp"]
+    return kw
+
+
 def open_machine(backend: str, scenario, needs_devices: bool, options=None):
-    """A fresh machine for `scenario` (`options`: design options such as thp)."""
+    """A fresh machine for `scenario` (`options`: further design options, see machine_kwargs)."""
     try:
         cls = registry.load(backend)
     except errors.MMError as e:
@@ -85,9 +113,85 @@ def open_machine(backend: str, scenario, needs_devices: bool, options=None):
     if needs_devices and not cls.supports_devices:
         raise Unavailable(f"NotSupported: the {backend!r} design has no accelerator support")
     try:
-        return mmbench.open(backend, **scenario.machine.kwargs(), **(options or {}))
+        return mmbench.open(backend, **machine_kwargs(cls, scenario, options))
     except errors.MMError as e:
         raise Unavailable(f"{type(e).__name__}: {e}") from None
+
+
+# ------------------------------------------------------------ the huge-page axis
+PROBE_PAGES = 1024            # two aligned 2 MiB blocks
+
+
+@functools.lru_cache(maxsize=None)
+def huge_pages_in_effect(backend: str, kwargs: tuple) -> bool | None:
+    """Whether design `backend` opened with `kwargs` (sorted (name, value) pairs, ``thp``
+    among them) spends anything differently from the same machine at ``thp="never"``.
+
+    The probe is one process mapping two aligned 2 MiB blocks, advising them
+    MADV_HUGEPAGE, writing every page, forking, and the child writing one page: the
+    cases where huge pages change cost (first touch, fork, COW).  Equal counters and
+    equal metadata mean the design ran at 4 KiB in this configuration (it has no huge
+    pages, or not with these options, e.g. linux with devices), whatever ``thp`` asked.
+    Judged by what the design does, so it holds for plugins too.  None when the probe
+    itself fails (a design refusing the probe's operations): nothing is claimed then."""
+    kw = dict(kwargs)
+    if kw.get("thp", "never") == "never":
+        return False
+    kw["ram_pages"] = 4 * PROBE_PAGES + (1 << 12)
+    if kw.get("devices"):
+        kw["device_pages"] = 2 * PROBE_PAGES
+
+    def probe(mode):
+        from mmbench.trace import Advice
+        m = mmbench.open(backend, **{**kw, "thp": mode})
+        p = m.spawn()
+        m.mmap(p, BASE_PROBE, PROBE_PAGES)
+        if getattr(type(m), "huge_page_advice", False):
+            m.madvise(p, BASE_PROBE, PROBE_PAGES, Advice.HUGEPAGE)
+        for v in range(BASE_PROBE, BASE_PROBE + PROBE_PAGES):
+            m.write(p, v, v + 1)
+        c = m.fork(p)
+        m.write(c, BASE_PROBE, 7)
+        return m.counters(), m.metadata()
+    try:
+        return probe(kw["thp"]) != probe("never")
+    except Exception as e:  # the probe must never cost a cell its results
+        warnings.warn(f"huge-page probe of {backend} failed: {type(e).__name__}: {e}", RuntimeWarning,
+                      stacklevel=2)
+        return None
+
+
+BASE_PROBE = 1 << 20          # 2 MiB-aligned
+
+
+def _design_notes(m) -> str:
+    """What the machine says about its configuration (notes() without the design's fixed
+    lines, which every cell shares and the results' notes already carry)."""
+    notes = getattr(m, "notes", None)
+    fixed = set(getattr(type(m), "design_notes", ()))
+    try:
+        return "; ".join(n for n in notes() if n not in fixed) if notes else ""
+    except errors.MMError:
+        return ""
+
+
+def _huge_page_record(rec, backend, scenario, options, notes):
+    """``thp.huge_pages``: 1 when the design used huge pages differently from 4 KiB pages in
+    this cell's configuration (huge_pages_in_effect), 0 when it ran at 4 KiB; its note is the
+    design's own account (notes()).  The report marks the 4 KiB cells of a huge-page point of
+    the axis with it, so a design without huge pages is never shown silently."""
+    try:
+        cls = registry.load(backend)
+        kw = machine_kwargs(cls, scenario, options)
+    except (errors.MMError, Unavailable, ValueError):
+        return
+    if "thp" not in kw:
+        return
+    sizes = ("ram_pages", "device_pages")        # the probe sizes its own machine
+    on = huge_pages_in_effect(backend, tuple(sorted((k, v) for k, v in kw.items() if k not in sizes)))
+    if on is None:
+        return
+    rec.add("thp.huge_pages", int(on), "", "exact", note=notes or f"thp={kw['thp']!r}")
 
 
 def replay_segment(m, seg, timing: bool):
@@ -260,10 +364,13 @@ def measure(wl, params: dict, backend: str, repeats: int = 3, calibration=None,
     try:
         scenario = wl.scenario(**params)
         runs = []
+        notes = None
         for _ in range(max(1, repeats)):
             if runs and budget_s is not None and time.perf_counter() - t0 > budget_s:
                 break
             m = open_machine(backend, scenario, wl.needs_devices, options)
+            if notes is None:
+                notes = _design_notes(m)
             runs.append(run_once(m, scenario))
             del m
     except Unavailable as e:
@@ -280,6 +387,7 @@ def measure(wl, params: dict, backend: str, repeats: int = 3, calibration=None,
         rec.measured("all.total_ns", [sum(s["total_ns"] for s in r["segments"].values()) for r in runs],
                      note="sum over the timed segments (an operation plus the work it deferred)")
     _metadata_records(rec, runs[0], per_struct=wl.family in ("metadata_memory", "vma_layout"))
+    _huge_page_record(rec, backend, scenario, options, notes)
     return rec.out
 
 

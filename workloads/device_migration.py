@@ -26,6 +26,7 @@ FAULT_OPTIONS = {"2m": (("device_fault_pages", 512),), "4k": (("device_fault_pag
 
 
 def _device_machine(pages, device_pages=None, copies=2, options=()):
+    """One accelerator; device memory twice the buffer unless given."""
     return Machine(ram_pages=ram_for(pages, copies).ram_pages, devices=1,
                    device_pages=device_pages or max(4096, 2 * pages), options=options)
 
@@ -48,14 +49,14 @@ def _migrations(t, pid, pages, transfer, node):
     "quick": {"pages": [32768], "transfer": [16, 512, 32768]},
     "full": {"pages": [65536], "transfer": [1, 16, 512, 8192, 65536]},
     "asv": {"pages": [2048], "transfer": [512]}})
-def bulk_roundtrip(pages, transfer):
+def bulk_roundtrip(pages, transfer, thp="never"):
     """Move a buffer to the accelerator and back, `transfer` pages per migration call.
 
     Stands for an ML training data loader: a batch staged in host memory is
     moved to the accelerator, and results come back.  The transfer size is
     what separates per-page bookkeeping from link bandwidth.
     """
-    s = Script(_device_machine(pages))
+    s = Script(_device_machine(pages), thp)
     t, p = _filled(s, pages)
     scale = {"page": pages}
     _migrations(s.segment("to_device", "per_op", ops=[Op.MIGRATE], scale=scale), p, pages, transfer, 1)
@@ -68,7 +69,7 @@ def bulk_roundtrip(pages, transfer):
     "quick": {"rounds": [300], "fault": ["2m", "4k", "remote"]},
     "full": {"rounds": [3000], "fault": ["2m", "4k", "remote"]},
     "asv": {"rounds": [20]}})
-def ping_pong(rounds, region=PAGES_2M, touched=8, seed=8, fault="2m"):
+def ping_pong(rounds, region=PAGES_2M, touched=8, seed=8, fault="2m", thp="never"):
     """A 2 MiB buffer handed back and forth: migrate to the device, the device writes, the CPU writes.
 
     Stands for a CPU/accelerator pipeline sharing one buffer per step (the
@@ -79,7 +80,7 @@ def ping_pong(rounds, region=PAGES_2M, touched=8, seed=8, fault="2m"):
     an aligned 2 MiB block per fault each way, "4k" one page, "remote" is
     dmirror's remote mapping (a design without it is unsupported).
     """
-    s = Script(_device_machine(region, options=FAULT_OPTIONS[fault]))
+    s = Script(_device_machine(region, options=FAULT_OPTIONS[fault]), thp)
     t, p = _filled(s, region)
     t = s.segment("pingpong", "per_op", ops=[Op.MIGRATE, Op.DEVICE_WRITE, Op.WRITE],
                   scale={"round": rounds})
@@ -98,7 +99,7 @@ def ping_pong(rounds, region=PAGES_2M, touched=8, seed=8, fault="2m"):
     "quick": {"ratio": [0.5, 2.0], "device_pages": [8192]},
     "full": {"ratio": [0.5, 1.5, 4.0], "device_pages": [8192]},
     "asv": {"ratio": [2.0], "device_pages": [512]}})
-def oversubscribe(ratio, device_pages, passes=2):
+def oversubscribe(ratio, device_pages, passes=2, thp="never"):
     """Migrate a working set `ratio` times the device memory to it, chunk by chunk, twice.
 
     Stands for training a model larger than accelerator memory with
@@ -108,7 +109,7 @@ def oversubscribe(ratio, device_pages, passes=2):
     (clock off): the question is throughput, ns per page swept.
     """
     pages = int(ratio * device_pages)
-    s = Script(_device_machine(pages, device_pages=device_pages))
+    s = Script(_device_machine(pages, device_pages=device_pages), thp)
     t, p = _filled(s, pages)
     t = s.segment("sweep", "total", ops=[Op.MIGRATE, Op.DEVICE_WRITE], scale={"page": pages * passes})
     chunk = max(1, min(PAGES_2M, device_pages // 4))
@@ -125,7 +126,7 @@ def oversubscribe(ratio, device_pages, passes=2):
     "quick": {"mappers": [0, 1, 4], "shared": [False, True]},
     "full": {"mappers": [0, 1, 4, 16], "shared": [False, True]},
     "asv": {"mappers": [4], "shared": [True]}})
-def other_mappers(mappers, shared, pages=2048, transfer=PAGES_2M):
+def other_mappers(mappers, shared, pages=2048, transfer=PAGES_2M, thp="never"):
     """Migrate pages that `mappers` other processes also map, then let those processes read them.
 
     The owner fills the buffer and forks `mappers` children that read it
@@ -135,7 +136,7 @@ def other_mappers(mappers, shared, pages=2048, transfer=PAGES_2M):
     update every mapping (rmap walks, notifier calls), and the others fault
     the pages back.
     """
-    s = Script(_device_machine(pages, copies=2 + mappers))
+    s = Script(_device_machine(pages, copies=2 + mappers), thp)
     t, p = _filled(s, pages, shared=shared)
     v = np.arange(BASE, BASE + pages, dtype=np.int64)
     kids = [t.fork(p) for _ in range(mappers)]

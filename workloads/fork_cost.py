@@ -42,7 +42,7 @@ def _populated(s, pages, vmas):
     "quick": {"pages": [1024, 16384], "vmas": [1, 64], "depth": [1, 4]},
     "full": {"pages": [1024, 16384, 262144], "vmas": [1, 16, 256], "depth": [1, 4, 16]},
     "asv": {"pages": [1024], "vmas": [16], "depth": [1, 4]}})
-def fork_grid(pages, vmas, depth, rounds=5, seed=3):
+def fork_grid(pages, vmas, depth, rounds=5, seed=3, thp="never"):
     """Fork of a process with `pages` resident pages in `vmas` mappings, `depth` forks deep.
 
     The forking process is the last of a chain of ``depth - 1`` forks whose
@@ -53,7 +53,7 @@ def fork_grid(pages, vmas, depth, rounds=5, seed=3):
     runtime forking a worker; the depth stands for zygote-style launchers and
     nested process managers.
     """
-    s = Script(ram_for(pages, 2 + depth / 8))
+    s = Script(ram_for(pages, 2 + depth / 8), thp)
     t, cur, v = _populated(s, pages, vmas)
     g = rng(seed, "fork_grid", pages, vmas, depth)
     for gen in range(depth - 1):
@@ -73,7 +73,7 @@ def fork_grid(pages, vmas, depth, rounds=5, seed=3):
     "quick": {"children": [500], "pages": [4096]},
     "full": {"children": [2000], "pages": [4096, 65536]},
     "asv": {"children": [50], "pages": [1024]}})
-def fork_server(children, pages, request_pages=16, seed=4):
+def fork_server(children, pages, request_pages=16, seed=4, thp="never"):
     """A server forking one short-lived child per request.
 
     The parent holds `pages` of warm state; each child writes a few pages
@@ -82,7 +82,7 @@ def fork_server(children, pages, request_pages=16, seed=4):
     backend per connection.  Reports fork, write and exit per op, and the
     whole cycle per child.
     """
-    s = Script(ram_for(pages, 2))
+    s = Script(ram_for(pages, 2), thp)
     t, p, v = _populated(s, pages, 1)
     t = s.segment("serve", "per_op", ops=[Op.FORK, Op.WRITE, Op.EXIT], scale={"child": children})
     g = rng(seed, "fork_server", children, pages)
@@ -99,7 +99,7 @@ def fork_server(children, pages, request_pages=16, seed=4):
     "quick": {"pages": [16384], "rewrite": [0.1, 1.0]},
     "full": {"pages": [16384, 262144], "rewrite": [0.01, 0.1, 1.0]},
     "asv": {"pages": [1024], "rewrite": [0.1]}})
-def deferred(pages, rewrite, seed=5):
+def deferred(pages, rewrite, seed=5, thp="never"):
     """Fork, then the window after it: the child reads everything, the parent rewrites some.
 
     Stands for a snapshotting store that forks to save (a Redis-style
@@ -108,7 +108,7 @@ def deferred(pages, rewrite, seed=5):
     faults in the window are the fork's deferred cost; ``all.total_ns`` is
     fork plus window.
     """
-    s = Script(ram_for(pages, 2))
+    s = Script(ram_for(pages, 2), thp)
     t, p, v = _populated(s, pages, 1)
     t = s.segment("fork", "per_op", ops=[Op.FORK], scale={"page": pages})
     c = t.fork(p)
@@ -126,7 +126,7 @@ def deferred(pages, rewrite, seed=5):
     "full": {"pages": [262144]},
     "asv": {"pages": [16384]},
     "large": {"pages": [1 << 22]}})
-def process_lifecycle(pages):
+def process_lifecycle(pages, thp="never"):
     """A big process's life: first touch of all its memory, fork, copy-on-write of all of it, exit.
 
     The parent writes every page of one mapping (``touch``), forks (``fork``),
@@ -137,7 +137,7 @@ def process_lifecycle(pages):
     16 GiB (4M pages): the scale the simulator itself must hold, so the touch
     segment also records the simulator's own memory per resident page.
     """
-    s = Script(ram_for(pages, 2))
+    s = Script(ram_for(pages, 2), thp)
     t = s.setup()
     p = t.spawn()
     t.mmap(p, BASE, pages)

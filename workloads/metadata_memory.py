@@ -26,13 +26,13 @@ def _end(s):
 
 @workload("metadata_memory", grids={"tiny": {"pages": [64]}, "quick": {"pages": [65536]},
                                     "full": {"pages": [65536, 1048576]}, "asv": {"pages": [4096]}})
-def dense(pages):
+def dense(pages, thp="never"):
     """One process, one mapping, every page written.
 
     Stands for a large in-memory array: a training set staged in host memory,
     a database heap.  The floor every design's per-page cost is judged from.
     """
-    s = Script(ram_for(pages))
+    s = Script(ram_for(pages), thp)
     t = s.setup()
     p = t.spawn()
     t.mmap(p, BASE, pages)
@@ -42,14 +42,18 @@ def dense(pages):
 
 @workload("metadata_memory", grids={"tiny": {"touched": [16]}, "quick": {"touched": [4096]},
                                     "full": {"touched": [4096, 65536]}, "asv": {"touched": [256]}})
-def sparse(touched):
+def sparse(touched, thp="never"):
     """One page written per 2 MiB over a mapping of `touched` × 2 MiB.
 
     Stands for sparse address spaces: a JIT or managed-runtime heap reserved
     large and touched here and there, a hash table spread over a huge
     reservation.  Page tables (and any radix tree) pay a whole node per page.
+    With huge pages a design that maps a whole 2 MiB on the first touch
+    (linux THP) makes 512 pages resident per touch; one that reserves and
+    populates 4 KiB at a time (freebsd) does not: the machine has room for
+    every page of the mapping so that this shows, not a fallback.
     """
-    s = Script(ram_for(touched))
+    s = Script(ram_for(touched * PAGES_2M), thp)
     t = s.setup()
     p = t.spawn()
     t.mmap(p, BASE, touched * PAGES_2M)
@@ -57,9 +61,34 @@ def sparse(touched):
     return _end(s)
 
 
+@workload("metadata_memory", grids={"tiny": {"blocks": [2]}, "quick": {"blocks": [64]},
+                                    "full": {"blocks": [64, 1024]}, "asv": {"blocks": [8]}})
+def partial_munmap(blocks, thp="never"):
+    """Unmap one 4 KiB page in the middle of every 2 MiB of a fully written mapping.
+
+    With huge pages each hole breaks a 2 MiB mapping back into 4 KiB ones
+    (linux splits the PMD, freebsd demotes the superpage) and splits the VMA
+    or map entry; the munmaps are timed one by one (``munmap.*``) and the
+    metadata is taken after them, to set against ``dense``.  Stands for an
+    allocator or runtime punching page-sized holes into memory it backed with
+    huge pages: a malloc returning freed runs with munmap, guard pages cut into
+    a huge-page-backed arena, a JIT unmapping dead code pages.
+    """
+    pages = blocks * PAGES_2M
+    s = Script(ram_for(pages), thp)
+    t = s.setup()
+    p = t.spawn()
+    t.mmap(p, BASE, pages)
+    t.write_range(p, BASE, pages)
+    t = s.segment("munmap", "per_op", ops=[Op.MUNMAP], scale={"block": blocks})
+    for b in range(blocks):
+        t.munmap(p, BASE + b * PAGES_2M + PAGES_2M // 2, 1)
+    return _end(s)
+
+
 @workload("metadata_memory", grids={"tiny": {"vmas": [16]}, "quick": {"vmas": [8192]},
                                     "full": {"vmas": [8192, 65536]}, "asv": {"vmas": [512]}})
-def many_small_vmas(vmas, vma_pages=2):
+def many_small_vmas(vmas, vma_pages=2, thp="never"):
     """`vmas` mappings of two pages each, one unmapped page apart, every page written.
 
     Stands for a process with many small mappings: an allocator's per-thread
@@ -67,7 +96,7 @@ def many_small_vmas(vmas, vma_pages=2):
     Per-mapping structures (VMA, maple tree, anon_vma_chain, map entry,
     object) dominate.
     """
-    s = Script(ram_for(vmas * vma_pages))
+    s = Script(ram_for(vmas * vma_pages), thp)
     t = s.setup()
     p = t.spawn()
     starts = BASE + np.arange(vmas, dtype=np.int64) * (vma_pages + 1)
@@ -86,7 +115,7 @@ def _family_grid(chains, trees):
                                     "quick": _family_grid([2, 4, 8, 16], [2, 4, 6]),
                                     "full": _family_grid([2, 4, 8, 16, 32], [2, 4, 6]),
                                     "asv": {"depth": [4], "shape": ["chain", "tree"]}})
-def fork_family(depth, shape, pages=1024, seed=6):
+def fork_family(depth, shape, pages=1024, seed=6, thp="never"):
     """A fork chain (each process forks one child) or a binary fork tree, `depth` levels.
 
     Every process rewrites a random eighth of the inherited memory and stays
@@ -97,7 +126,7 @@ def fork_family(depth, shape, pages=1024, seed=6):
     """
     levels = depth if shape == "chain" else min(depth, 6)
     nprocs = depth + 1 if shape == "chain" else 2 ** levels - 1
-    s = Script(ram_for(pages, 1 + nprocs / 8))
+    s = Script(ram_for(pages, 1 + nprocs / 8), thp)
     t = s.setup()
     p = t.spawn()
     t.mmap(p, BASE, pages)
@@ -119,7 +148,7 @@ def fork_family(depth, shape, pages=1024, seed=6):
 
 @workload("metadata_memory", grids={"tiny": {"requests": [8]}, "quick": {"requests": [2000]},
                                     "full": {"requests": [2000, 20000]}, "asv": {"requests": [200]}})
-def fork_server_state(requests, pages=2048, live_children=8, seed=7):
+def fork_server_state(requests, pages=2048, live_children=8, seed=7, thp="never"):
     """A fork-server after `requests` short-lived children, with a few still running.
 
     The parent keeps writing to its own state between requests; each child
@@ -128,7 +157,7 @@ def fork_server_state(requests, pages=2048, live_children=8, seed=7):
     space keeps (anon_vma trees, shadow objects, never-freed per-page
     entries) after many children came and went.
     """
-    s = Script(ram_for(pages, 1 + live_children / 4))
+    s = Script(ram_for(pages, 1 + live_children / 4), thp)
     t = s.setup()
     p = t.spawn()
     t.mmap(p, BASE, pages)

@@ -28,7 +28,7 @@ import numpy as np
 
 from mmbench.trace import TRACE_DTYPE, Op
 
-from ._common import Machine, Scenario, Segment, workload
+from ._common import Machine, Scenario, Segment, with_thp, workload
 from ._asv import asv_classes
 
 REAL = Path(__file__).parent / "real"
@@ -57,7 +57,8 @@ def _trim_final_exits(trace: np.ndarray) -> np.ndarray:
     return trace[:n]
 
 
-def scenario_of(trace: np.ndarray, host_faults: int) -> Scenario:
+def scenario_of(trace: np.ndarray, host_faults: int, thp: str = "never") -> Scenario:
+    """The recorded trace cut at its forks, for designs opened with ``thp=thp``."""
     trace = _trim_final_exits(trace)
     touches = int(np.count_nonzero(np.isin(trace["op"], [int(Op.READ), int(Op.WRITE)])))
     segs = [Segment("setup", trace[:1])]
@@ -86,7 +87,7 @@ def scenario_of(trace: np.ndarray, host_faults: int) -> Scenario:
         elif s.timed:
             first[s.name] = s.ops
         fixed.append(s)
-    return Scenario(tuple(fixed), Machine(ram_pages=2 * touches + (1 << 18)))
+    return Scenario(tuple(fixed), with_thp(Machine(ram_pages=2 * touches + (1 << 18)), thp))
 
 
 def _grid():
@@ -94,22 +95,26 @@ def _grid():
     small = [p for p in progs if p == "forkpool"] or progs[:1]
     # asv takes the segments of the first program: one that forks has both "run" and "fork"
     forking_first = sorted(progs, key=lambda p: p not in ("pgbench", "redis", "forkpool"))
-    return {"tiny": {"program": small}, "quick": {"program": progs},
-            "full": {"program": progs}, "asv": {"program": forking_first}}
+    # no "madvise" point: recordings keep the programs' own MADV_HUGEPAGE calls only as counts
+    # (mmbench.record_convert), so advice-driven huge pages would be invented here
+    thp = ["never", "always"]
+    return {"tiny": {"program": small, "thp": thp}, "quick": {"program": progs, "thp": thp},
+            "full": {"program": progs, "thp": thp}, "asv": {"program": forking_first}}
 
 
 @workload("real_programs", grids=_grid())
-def real_program(program):
+def real_program(program, thp="never"):
     """A real program recorded on a Linux host, replayed as Linux ran it.
 
     Stands for itself: each ``program`` is a recording of a real run
     (PostgreSQL with pgbench, Redis BGSAVE under writes, a Python
     multiprocessing fork pool, a parallel C build, a JIT runtime — see
     docs/real-programs.md and the script under workloads/real/ that made it,
-    which says what it stands for and how long it ran).
+    which says what it stands for and how long it ran).  With ``thp="always"``
+    the designs back the program's memory with huge pages wherever they can.
     """
     trace, prov = load(program)
-    return scenario_of(trace, int(prov.get("host", {}).get("faults", 0)))
+    return scenario_of(trace, int(prov.get("host", {}).get("faults", 0)), thp)
 
 
 real_program.inputs = lambda: sorted(REAL.glob("*.npz"))   # the cache key covers the traces
