@@ -183,7 +183,7 @@ def overhead_from(plain: dict, traced: dict, host: dict) -> dict:
         "fork_add_ns": u["fork_cpu"] - win_fork,
         # the same correction on the other fault kind: untraced zero-fill against its
         # window + fault_add_ns (how well one constant serves two kinds)
-        "write_check_ns": (float(win_write) + add_f, u["write"]),
+        "write_check_ns": [float(win_write) + add_f, u["write"]],
     }
 
 

@@ -11,7 +11,7 @@
  *   REPS times:  map PAGES fresh private anonymous pages and read one byte of each
  *                (one zero-page read fault per page: the calibration's `trap`), then
  *                map PAGES more and write one byte to each (one zero-fill fault per
- *                page), unmapping both
+ *                page, on frames warmed just before), unmapping both
  *                -> "read NS" and "write NS" per repetition: this thread's CPU
  *                nanoseconds per page (CPU time: time spent preempted on a busy host
  *                does not count)
@@ -35,12 +35,24 @@ static int64_t clock_ns(clockid_t c)
 
 static int64_t now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 
-/* ns of this thread's CPU time per page to fault `pages` fresh pages (write or read) */
+/* ns of this thread's CPU time per page to fault `pages` fresh pages (write or read).
+ * A write first warms as many frames (written and freed just before): a guest whose
+ * free pages the hypervisor reclaimed (free page reporting) pays the hypervisor's
+ * fault on first use, which is not the kernel's fault path and varies run to run. */
 static double touch(long pages, long psz, int write)
 {
+    char sink = 0;
+    if (write) {
+        volatile char *w = mmap(NULL, (size_t)pages * psz, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (w == MAP_FAILED)
+            return -1.0;
+        for (long i = 0; i < pages; i++)
+            w[i * psz] = 1;
+        munmap((void *)w, (size_t)pages * psz);
+    }
     volatile char *p = mmap(NULL, (size_t)pages * psz, PROT_READ | PROT_WRITE,
                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    char sink = 0;
     if (p == MAP_FAILED)
         return -1.0;
     int64_t t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);

@@ -110,7 +110,7 @@ def test_overhead_from():
     assert ov["fault_add_ns"] == 510.0 - 300           # untraced read fault - its window
     assert ov["fork_add_ns"] == 200000 - 160000        # untraced empty fork (CPU) - its window
     assert ov["probe_cost_per_fault_ns"] == 400.0 and ov["probe_cost_per_fork_ns"] == 200000
-    assert ov["write_check_ns"] == (1200 + 210.0, 1490.0)
+    assert ov["write_check_ns"] == [1200 + 210.0, 1490.0]
 
 
 def test_overhead_from_refuses_a_stream_without_the_loop():
