@@ -129,6 +129,7 @@ def test_host_time_corrects_the_windows():
     assert ht["faults_timed"] == 12                    # "none" (spurious) is not a replayed fault
     assert ht["fault_ns"] == 17_000 + 12 * 210.0
     assert ht["fault_by_kind"]["cow"] == (2, 2500 + 210.0, 2400 + 210.0)
+    assert ht["fault_typical_ns"] == 10 * (1100 + 210.0) + 2 * (2400 + 210.0)
     assert ht["fork_ns"] == 1_000_000 + 2 * 40_000
     assert ht["fork_beyond_empty_ns"] == 1_000_000 - 2 * 160_000
     old = record_replay.host_time({"host": {"process_forks": 1, "fork_copy_ns": 5}})
