@@ -134,3 +134,20 @@ def test_host_time_corrects_the_windows():
     assert ht["fork_beyond_empty_ns"] == 1_000_000 - 2 * 160_000
     old = record_replay.host_time({"host": {"process_forks": 1, "fork_copy_ns": 5}})
     assert "fault_ns" not in old and "fault_why" in old and "fork_why" in old
+
+
+def test_captured_stream_of_the_control_program():
+    """``faultfork.perf.txt``: ``mmbench record --keep-stream`` of
+    fixtures/record/faultfork.c (64 zero-fill writes, one fork) on this host, with the
+    software fault events and the context-switch records."""
+    from pathlib import Path
+    text = (Path(__file__).parent / "fixtures" / "record" / "faultfork.perf.txt").read_text()
+    r = rc.convert(text.splitlines())
+    assert not any("not understood" in k for k in r.notes), r.notes
+    ft = r.host["fault_time"]
+    assert ft["timed"] == r.host["faults"] == sum(ft["n_by_replay_kind"].values())
+    assert ft["n_by_replay_kind"]["zero_fill"] >= 64          # the program's writes, and ld.so's
+    assert all(v > 0 for v in ft["median_ns_by_replay_kind"].values())
+    assert ft["ns"] == sum(ft["ns_by_replay_kind"].values()) == sum(ft["ns_by_kind"].values())
+    assert r.host["process_forks"] == 1 and r.host["fork_copy_windows_ns"][0] > 0
+    assert r.host["fork_copy_windows_ns"][0] <= r.host["fork_syscall_ns"]
