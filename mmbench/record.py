@@ -516,29 +516,38 @@ def register(app) -> None:
 
     @app.command("replay")
     def replay_cmd(
-        trace: Path = typer.Argument(..., help="a trace written by `mmbench record`"),
+        traces: List[Path] = typer.Argument(..., help="traces written by `mmbench record`"),
         backend: Optional[List[str]] = typer.Option(None, "--backend", "-b",
                                                     help="design (repeatable); default: all"),
         calibration: Optional[Path] = typer.Option(None, help="host calibration for estimates"),
         fmt: str = typer.Option("simple", "--format", help="tabulate format"),
         validate: bool = typer.Option(False, "--validate", help="also compare the linux design "
-                                      "with what the host measured while recording"),
+                                      "with what the host measured while recording (one table "
+                                      "for all the traces given)"),
     ) -> None:
-        """Replay a recorded trace through the designs: faults, fork cost, metadata, time."""
+        """Replay recorded traces through the designs: faults, fork cost, metadata, time."""
         from mmbench.cli import fail
         from mmbench import record_replay
-        try:
-            tr, prov = load_recording(trace)
-            res = record_replay.replay_all(tr, prov, backend or None, calibration)
-            val = record_replay.validate(tr, prov, calibration) if validate else None
-        except errors.MMError as e:
-            fail(str(e))
-        typer.echo(record_replay.table(res, prov, fmt))
-        if val is not None:
-            val["name"] = trace.stem
+        vals = []
+        for i, trace in enumerate(traces):
+            try:
+                tr, prov = load_recording(trace)
+                res = record_replay.replay_all(tr, prov, backend or None, calibration)
+                val = record_replay.validate(tr, prov, calibration) if validate else None
+            except errors.MMError as e:
+                fail(f"{trace}: {e}" if len(traces) > 1 else str(e))
+            if i:
+                typer.echo("")
+            typer.echo(record_replay.table(res, prov, fmt))
+            if val is not None:
+                val["name"] = trace.stem
+                vals.append((val, prov))
+        if vals:
             typer.echo("\nlinux design against the host (error = model / host - 1):")
-            typer.echo(record_replay.validation_table([val], fmt))
-            typer.echo(record_replay.time_lines(val))
+            typer.echo(record_replay.validation_table([v for v, _ in vals], fmt))
+            typer.echo(record_replay.TIME_NOTE + ".")
+            for v, prov in vals:
+                typer.echo(f"\n{v['name']}: " + record_replay.time_lines(v, prov, note=False))
 
 
 def _kinds(d: dict) -> str:

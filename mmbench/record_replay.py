@@ -353,11 +353,11 @@ def validate(trace, provenance: dict, calibration=None, design: str = "linux") -
     return out
 
 
-def time_lines(v: dict, provenance: dict | None = None) -> str:
+def time_lines(v: dict, provenance: dict | None = None, note: bool = True) -> str:
     """The host-time side of a validation, in words: per fault kind the host's corrected
     mean and median, the probes' cost and the correction, or why there is none."""
     ht = v.get("host_time", {})
-    out = [TIME_NOTE + "."]
+    out = [TIME_NOTE + "."] if note else []
     if "fault_by_kind" in ht:
         out.append(f"host faults timed: {ht['faults_timed']:,}; per kind, corrected ns per fault "
                    "(mean / median): " + "; ".join(
