@@ -13,8 +13,23 @@ and saves it with its provenance::
 The provenance (``load_recording(path)[1]``) holds the command, the host
 kernel, THP mode, duration, exit status, the host's own numbers (faults by
 kind from the stream, peak VmPTE per process, slab deltas of the MM caches,
-time in fork system calls), the counted notes of the conversion and the
-numbers behind the bias statement (mmbench.record_replay).
+time in fork system calls, time in faults by kind), the counted notes of the
+conversion and the numbers behind the bias statement (mmbench.record_replay).
+
+Host time.  BPF fentry/fexit would time handle_mm_fault and copy_process
+exactly, but this host's kernel refuses every trampoline program at load
+(bpf(BPF_PROG_LOAD) of a BPF_PROG_TYPE_TRACING program with expected attach
+type FENTRY, FEXIT or MODIFY_RETURN, and of BPF_PROG_TYPE_LSM, returns EPERM
+with an empty verifier log, as root with every capability, whatever the
+target; tp_btf and iter programs reach the verifier), and it has no kprobes
+and no function_graph tracer.  What it has: perf's software fault events,
+which the kernel emits at the start of the x86 fault handler and at the end
+of handle_mm_fault (record_stream.TIMING_EVENTS), and context-switch records
+to take preemption out.  A fault window and a fork window (fork entry to
+task_newtask) are each off the true cost by a per-operation constant —
+the part of the operation outside the window, less perf's own work inside
+it — which `measure_overhead` measures after the program: the same small
+loop (recordloop) untraced and under the very same probes.
 
 Every failure is one line: no perf, no permission, a program that cannot be
 started, a stream perf cannot decode.  A program that crashes is recorded up
@@ -44,6 +59,7 @@ PERF_BUFFER_PAGES = "4096"        # ring buffer per CPU (16 MiB): bursts of faul
 ACCESS_POLL_S = 0.001            # how often forked children's accessed bits are read
 POLL_S = 0.01                     # how often the poller reads VmPTE and slabinfo
 TRACEFS = ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events")
+LOOP_ARGS = ("30", "2000", "3")   # recordloop: forks, pages, repetitions (see measure_overhead)
 
 
 class RecordError(errors.MMError):
@@ -92,6 +108,101 @@ def thp_mode() -> str:
         return text.split("[")[1].split("]")[0]
     except (OSError, IndexError):
         return "unknown"
+
+
+def perf_argv(events: list[str], data: str) -> list[str]:
+    """The ``perf record`` command line of a recording (the program's argv follows)."""
+    return ["perf", "record", "-q", "-d", "-k", "mono", "--switch-events", "-m", PERF_BUFFER_PAGES,
+            "-e", ",".join(list(events) + list(rs.TIMING_EVENTS)), "-o", data, "--"]
+
+
+# ----------------------------------------------------------------- tracing overhead
+def _loop_path() -> str:
+    import importlib.resources
+    p = importlib.resources.files("mmbench") / "recordloop"
+    if not p.is_file():
+        raise RecordError("mmbench's recordloop helper is not built")
+    return str(p)
+
+
+def parse_loop(text: str) -> dict:
+    """recordloop's output as lists: fork_wall, fork_cpu, read, write (ns)."""
+    out: dict = {"fork_wall": [], "fork_cpu": [], "read": [], "write": []}
+    for line in text.splitlines():
+        f = line.split()
+        try:
+            if f and f[0] == "fork" and len(f) == 3:
+                out["fork_wall"].append(int(f[1]))
+                out["fork_cpu"].append(int(f[2]))
+            elif f and f[0] in ("read", "write") and len(f) == 2:
+                out[f[0]].append(float(f[1]))
+        except ValueError:
+            continue
+    return out
+
+
+def _median(xs):
+    xs = sorted(xs)
+    return float(xs[len(xs) // 2]) if xs else None
+
+
+def overhead_from(plain: dict, traced: dict, host: dict) -> dict:
+    """The correction of the host's recorded windows, from the loop run untraced (`plain`,
+    parse_loop), the same loop's own timings under the probes (`traced`) and what the
+    converter measured in the traced run's stream (`host`).
+
+    A fault window (record_stream.TIMING_EVENTS) leaves out the exception's entry and
+    exit and holds one perf sample's emission; a fork window (fork syscall entry to
+    task_newtask) leaves out the child's exit and the wait, and holds perf's work in
+    copy_process (inheriting the recorder's events into the child).  Both differences
+    are per-operation constants, measured here on the simplest case of each: a
+    zero-page read fault (the calibration's ``trap``) and the fork of an empty process
+    (its ``fork_base``).  ``fault_add_ns`` / ``fork_add_ns`` are what to add to each
+    window (negative: to take away) to get the untraced full cost."""
+    ft = host.get("fault_time") or {}
+    med = ft.get("median_ns_by_replay_kind", {})
+    win_read, win_write = med.get("zero_page"), med.get("zero_fill")
+    win_fork = _median(host.get("fork_copy_windows_ns", []))
+    u = {k: _median(plain[k]) for k in ("fork_cpu", "fork_wall", "read", "write")}
+    t = {k: _median(traced[k]) for k in ("fork_cpu", "fork_wall", "read", "write")}
+    if None in (win_read, win_write, win_fork, u["read"], u["write"], u["fork_cpu"]):
+        raise RecordError("the overhead loop's stream lacks its faults or forks")
+    add_f = u["read"] - win_read
+    return {
+        "loop": f"recordloop {' '.join(LOOP_ARGS)}: {LOOP_ARGS[0]} forks of an empty process, "
+                f"{LOOP_ARGS[2]} x {LOOP_ARGS[1]} zero-page read and zero-fill write faults",
+        "untraced": {"fork_cpu_ns": u["fork_cpu"], "fork_wall_ns": u["fork_wall"],
+                     "read_fault_ns": u["read"], "write_fault_ns": u["write"]},
+        "traced": {"fork_cpu_ns": t["fork_cpu"], "read_fault_ns": t["read"],
+                   "write_fault_ns": t["write"]},
+        "windows": {"fork_ns": win_fork, "read_fault_ns": float(win_read),
+                    "write_fault_ns": float(win_write)},
+        "probe_cost_per_fault_ns": (t["read"] - u["read"]) if t["read"] is not None else None,
+        "probe_cost_per_fork_ns": (t["fork_cpu"] - u["fork_cpu"]) if t["fork_cpu"] is not None else None,
+        "fault_add_ns": add_f,
+        "fork_add_ns": u["fork_cpu"] - win_fork,
+        # the same correction on the other fault kind: untraced zero-fill against its
+        # window + fault_add_ns (how well one constant serves two kinds)
+        "write_check_ns": [float(win_write) + add_f, u["write"]],
+    }
+
+
+def measure_overhead(events: list[str], log=lambda m: None) -> dict:
+    """Run recordloop untraced and under the recorder's probes; see overhead_from."""
+    from mmbench import record_convert
+    loop = [_loop_path(), *LOOP_ARGS]
+    try:
+        plain = subprocess.run(loop, capture_output=True, text=True, timeout=120)
+        with tempfile.TemporaryDirectory(prefix="mmbench-overhead-") as tmp:
+            data = os.path.join(tmp, "perf.data")
+            traced = subprocess.run(perf_argv(events, data) + loop, capture_output=True,
+                                    text=True, timeout=120)
+            if plain.returncode or traced.returncode:
+                raise RecordError(f"the overhead loop failed (status {plain.returncode or traced.returncode})")
+            rec = _convert(data, None, record_convert)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise RecordError(f"the overhead loop could not run: {e}") from None
+    return overhead_from(parse_loop(plain.stdout), parse_loop(traced.stdout), rec.host)
 
 
 def _slabs() -> dict | None:
@@ -220,7 +331,7 @@ class _Poller(threading.Thread):
 
 # ----------------------------------------------------------------- record
 def record(cmd: list[str], output: str | os.PathLike, keep_stream: str | None = None,
-           log=lambda m: None) -> dict:
+           log=lambda m: None, measure: bool = True) -> dict:
     """Run `cmd` under perf, convert, save to `output`; returns the provenance."""
     from mmbench import record_convert
     if not cmd:
@@ -239,7 +350,7 @@ def record(cmd: list[str], output: str | os.PathLike, keep_stream: str | None = 
     with tempfile.TemporaryDirectory(prefix="mmbench-record-") as tmp:
         data = os.path.join(tmp, "perf.data")
         slab0 = _slabs()
-        argv = ["perf", "record", "-q", "-d", "-k", "mono", "-m", PERF_BUFFER_PAGES, "-e", ",".join(events), "-o", data, "--"] + list(cmd)
+        argv = perf_argv(events, data) + list(cmd)
         t0 = time.time()
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -261,6 +372,13 @@ def record(cmd: list[str], output: str | os.PathLike, keep_stream: str | None = 
         log(f"recorded {os.path.getsize(data) >> 10} KiB of perf data in {duration:.1f} s; converting")
         rec = _convert(data, keep_stream, record_convert, poller.access)
     notes = dict(rec.notes)
+    overhead = None
+    if measure:
+        log("measuring the probes' overhead (recordloop untraced and traced)")
+        try:
+            overhead = measure_overhead(events, log)
+        except RecordError as e:
+            notes[f"tracing overhead not measured: {e}"] = 1
     if rc != 0:
         if rc < 0 or rc > 128:     # perf re-raises the signal that killed the program
             notes[f"the program was killed by signal {-rc if rc < 0 else rc - 128}; recorded "
@@ -286,6 +404,7 @@ def record(cmd: list[str], output: str | os.PathLike, keep_stream: str | None = 
                                       if k in poller.slab_peak} if slab0 else None)},
         "notes": notes,
         "bias": rec.bias,
+        "tracing_overhead": overhead,
         "ops": int(len(rec.trace)),
     }
     try:
@@ -365,47 +484,70 @@ def register(app) -> None:
         ctx: typer.Context,
         output: Path = typer.Option(Path("trace.npz"), "--output", "-o", help="trace file to write"),
         keep_stream: Optional[Path] = typer.Option(None, help="also keep perf's text stream here"),
+        overhead: bool = typer.Option(True, help="measure the probes' overhead afterwards "
+                                      "(recordloop untraced and traced: about a second)"),
     ) -> None:
         """Run CMD (after --) under perf and save what it did to memory as a trace."""
         from mmbench.cli import fail
         cmd = list(ctx.args)
         try:
             prov = record(cmd, output, str(keep_stream) if keep_stream else None,
-                          log=lambda m: typer.echo(f"mmbench record: {m}", err=True))
+                          log=lambda m: typer.echo(f"mmbench record: {m}", err=True),
+                          measure=overhead)
         except errors.MMError as e:
             fail(str(e))
         h = prov["host"]
         typer.echo(f"wrote {output}: {prov['ops']:,} ops, {len(h['images'])} images, "
                    f"{h['faults']:,} faults ({_kinds(h['faults_by_kind'])}), "
                    f"{prov['duration_s']:.2f} s, peak VmPTE {h['vmpte_peak_max_kb']} kB")
+        ft = h.get("fault_time")
+        if ft:
+            typer.echo(f"  host time: {ft['timed']:,} faults timed, {ft['ns'] / 1e6:.2f} ms in their "
+                       f"windows; {h['process_forks']} forks, {h['fork_copy_ns'] / 1e6:.2f} ms from "
+                       "their system calls' entry to task_newtask")
+        ov = prov.get("tracing_overhead")
+        if ov:
+            typer.echo(f"  probes: {ov['probe_cost_per_fault_ns']:+,.0f} ns per fault, "
+                       f"{ov['probe_cost_per_fork_ns'] / 1e3:+,.0f} us per fork; windows corrected by "
+                       f"{ov['fault_add_ns']:+,.0f} ns per fault, {ov['fork_add_ns'] / 1e3:+,.0f} us "
+                       "per fork (mmbench replay --validate applies it)")
         for what, n in sorted(prov["notes"].items()):
             typer.echo(f"  note: {n:,} x {what}")
 
     @app.command("replay")
     def replay_cmd(
-        trace: Path = typer.Argument(..., help="a trace written by `mmbench record`"),
+        traces: List[Path] = typer.Argument(..., help="traces written by `mmbench record`"),
         backend: Optional[List[str]] = typer.Option(None, "--backend", "-b",
                                                     help="design (repeatable); default: all"),
         calibration: Optional[Path] = typer.Option(None, help="host calibration for estimates"),
         fmt: str = typer.Option("simple", "--format", help="tabulate format"),
         validate: bool = typer.Option(False, "--validate", help="also compare the linux design "
-                                      "with what the host measured while recording"),
+                                      "with what the host measured while recording (one table "
+                                      "for all the traces given)"),
     ) -> None:
-        """Replay a recorded trace through the designs: faults, fork cost, metadata, time."""
+        """Replay recorded traces through the designs: faults, fork cost, metadata, time."""
         from mmbench.cli import fail
         from mmbench import record_replay
-        try:
-            tr, prov = load_recording(trace)
-            res = record_replay.replay_all(tr, prov, backend or None, calibration)
-            val = record_replay.validate(tr, prov, calibration) if validate else None
-        except errors.MMError as e:
-            fail(str(e))
-        typer.echo(record_replay.table(res, prov, fmt))
-        if val is not None:
-            val["name"] = trace.stem
+        vals = []
+        for i, trace in enumerate(traces):
+            try:
+                tr, prov = load_recording(trace)
+                res = record_replay.replay_all(tr, prov, backend or None, calibration)
+                val = record_replay.validate(tr, prov, calibration) if validate else None
+            except errors.MMError as e:
+                fail(f"{trace}: {e}" if len(traces) > 1 else str(e))
+            if i:
+                typer.echo("")
+            typer.echo(record_replay.table(res, prov, fmt))
+            if val is not None:
+                val["name"] = trace.stem
+                vals.append((val, prov))
+        if vals:
             typer.echo("\nlinux design against the host (error = model / host - 1):")
-            typer.echo(record_replay.validation_table([val], fmt))
-            typer.echo(record_replay.FAULT_TIME_UNMEASURED)
+            typer.echo(record_replay.validation_table([v for v, _ in vals], fmt))
+            typer.echo(record_replay.TIME_NOTE + ".")
+            for v, prov in vals:
+                typer.echo(f"\n{v['name']}: " + record_replay.time_lines(v, prov, note=False))
 
 
 def _kinds(d: dict) -> str:

@@ -214,6 +214,20 @@ class Converter:
         self.forks = 0
         self.inherited_total = 0
         self.inherited_unfaulted = 0
+        # fault timing (perf's software fault events, record_stream.TIMING_EVENTS)
+        self.fault_kind: dict = {}              # tid -> (host kind, replay kind) of its last fault
+        self.fault_open: dict = {}              # tid -> (begin t_ns, kinds) of the fault under way
+        self.fault_n: Counter = Counter()       # replay kind -> faults timed
+        self.fault_ns: Counter = Counter()      # replay kind -> ns between begin and end
+        self.fault_n_host: Counter = Counter()  # host kind -> faults timed
+        self.fault_ns_host: Counter = Counter()
+        self.fault_windows: dict = {}           # replay kind -> every timed fault's ns (medians)
+        # time off the CPU (perf --switch-events), so that a window preempted on a busy
+        # host counts only the time the thread ran
+        self.offcpu: Counter = Counter()        # tid -> ns switched out so far
+        self.out_since: dict = {}               # tid -> when it was switched out
+        self.fork_off: dict = {}                # tid -> offcpu at its fork syscall's entry
+        self.newtask_off: dict = {}             # tid -> offcpu at its last task_newtask
 
     # ------------------------------------------------------------- helpers
     def note(self, what: str, n: int = 1):
@@ -325,6 +339,7 @@ class Converter:
                 if ev.name == "sys_enter_exit_group":
                     continue                     # never returns; sched_process_exit follows
                 self.pending[ev.tid] = [ev.name[10:], rs.hexfields(ev.payload), ev.t_ns, None]
+                self.fork_off[ev.tid] = self.offcpu[ev.tid]
             elif ev.name.startswith("sys_exit_"):
                 self._sys_exit(ev)
 
@@ -381,6 +396,7 @@ class Converter:
     def _on_newtask(self, ev):
         kv = rs.kv_fields(ev.payload)
         self.newtask_t[ev.tid] = ev.t_ns
+        self.newtask_off[ev.tid] = self.offcpu[ev.tid]
         try:
             self.newtask[int(kv["pid"])] = int(kv["clone_flags"], 16)
         except (KeyError, ValueError):
@@ -463,6 +479,7 @@ class Converter:
         self._on_fault(ev, f)
 
     def _on_fault(self, ev, f=None):
+        self.fault_kind.pop(ev.tid, None)
         f = f or rs.fault_fields(ev.payload)
         if f is None:
             self.note("page faults not understood (dropped)")
@@ -472,6 +489,7 @@ class Converter:
         if mm is None:
             return
         self.nfaults += 1
+        self.fault_kind[ev.tid] = ("dropped", "dropped")     # until classified below
         vpn = addr >> PAGE_SHIFT
         if vpn >= VPN_LIMIT:
             self.note("faults above the 48-bit user address space (dropped)")
@@ -490,6 +508,7 @@ class Converter:
             self.note("write faults on read-only mappings (SIGSEGV on the host; dropped)")
             return
         host, replay = self._kinds(mm, v, vpn, code)
+        self.fault_kind[ev.tid] = (host, replay)
         self.host_kinds[host] += 1
         self.replay_kinds[replay] += 1
         if mm.inherited is not None:
@@ -546,6 +565,57 @@ class Converter:
             return ("cow" if write else "minor"), ("zero_fill" if write else "zero_page")
         return "minor", "zero_page"            # [vdso] / [vvar]
 
+    # --- fault timing: begin (do_user_addr_fault) and end (mm_account_fault) of one thread
+    def _on_fault_begin(self, ev):
+        """The fault handler started the fault the tracepoint just announced (the
+        tracepoint fires first, in the same thread)."""
+        if ev.tid in self.fault_open:
+            self.note("fault timings without an end (failed faults: not timed)")
+        kinds = self.fault_kind.pop(ev.tid, None)
+        if kinds is None:
+            self.fault_open.pop(ev.tid, None)       # not a fault of the program's picture
+            return
+        self.fault_open[ev.tid] = (ev.t_ns, kinds, self.offcpu[ev.tid])
+
+    def _on_fault_end(self, ev):
+        o = self.fault_open.pop(ev.tid, None)
+        if o is None:
+            return
+        ns = ev.t_ns - o[0] - (self.offcpu[ev.tid] - o[2])
+        host, replay = o[1]
+        self.fault_n[replay] += 1
+        self.fault_ns[replay] += ns
+        self.fault_n_host[host] += 1
+        self.fault_ns_host[host] += ns
+        self.fault_windows.setdefault(replay, []).append(ns)
+
+    def _on_switch(self, ev):
+        """perf's context-switch record of a traced thread (OUT, then IN when it runs again)."""
+        if ev.payload.startswith("OUT"):
+            self.out_since[ev.tid] = ev.t_ns
+        elif ev.payload.startswith("IN"):
+            t = self.out_since.pop(ev.tid, None)
+            if t is not None and ev.t_ns >= t:
+                self.offcpu[ev.tid] += ev.t_ns - t
+
+    def _on_fault_end_major(self, ev):
+        self.note("major faults (waited for I/O: timed, no design models them)")
+        self._on_fault_end(ev)
+
+    def _fault_time(self) -> dict | None:
+        """What the host's fault events measured, or None without them (an older
+        recording, or a perf that lacks the software events)."""
+        n = sum(self.fault_n.values())
+        if not n:
+            return None
+        med = {k: int(sorted(w)[len(w) // 2]) for k, w in self.fault_windows.items()}
+        return {"timed": n, "ns": int(sum(self.fault_ns.values())),
+                "n_by_replay_kind": dict(self.fault_n), "ns_by_replay_kind": dict(self.fault_ns),
+                "median_ns_by_replay_kind": med,
+                "n_by_kind": dict(self.fault_n_host), "ns_by_kind": dict(self.fault_ns_host),
+                "window": "do_user_addr_fault (page-faults event) to the end of handle_mm_fault "
+                          "(minor-faults event), per thread, less the time switched out"}
+
     def _grow_stack(self, mm: Mm, vpn: int) -> Vma | None:
         """A fault just below [stack]: the kernel grows the stack (expand_downwards)."""
         i = bisect.bisect_right(mm.vmas.starts, vpn)
@@ -581,10 +651,12 @@ class Converter:
             # a process fork's own time; a CLONE_VM parent waits for its child's exec
             flags = self.child_flags.pop(ret, None) if ret > 0 else None
             if flags is not None and not flags & (CLONE_THREAD | CLONE_VM):
-                self.fork_ns.append(ev.t_ns - p[2])
+                self.fork_ns.append(ev.t_ns - p[2] - max(0, self.offcpu[ev.tid]
+                                                         - self.fork_off.get(ev.tid, 0)))
                 t_new = self.newtask_t.get(ev.tid, 0)
                 if p[2] <= t_new <= ev.t_ns:
-                    self.copy_ns.append(t_new - p[2])
+                    off = self.newtask_off.get(ev.tid, 0) - self.fork_off.get(ev.tid, 0)
+                    self.copy_ns.append(t_new - p[2] - max(0, off))
             return
         if -4096 < ret < 0:
             self.note(f"failed {name} calls (nothing changed)")
@@ -747,12 +819,16 @@ class Converter:
         "PERF_RECORD_COMM": _on_comm,
         "PERF_RECORD_MMAP2": _on_mmap2,
         "PERF_RECORD_FORK": _on_fork_rec,
+        "PERF_RECORD_SWITCH": _on_switch,
         "task_newtask": _on_newtask,
         "sched_process_fork": _on_sched_fork,
         "sched_process_exit": _on_sched_exit,
         "sched_process_exec": _on_sched_exec,
         "page_fault_user": _on_fault,
         "page_fault_kernel": _on_kfault,
+        "fault_begin": _on_fault_begin,
+        "fault_end": _on_fault_end,
+        "fault_end_major": _on_fault_end_major,
     }
 
     # ------------------------------------------------------------- the end
@@ -766,6 +842,8 @@ class Converter:
         if self.pending:
             self.note("system calls without their exit at the end of the stream (ignored)",
                       len(self.pending))
+        if self.fault_open:
+            self.note("fault timings without an end (failed faults: not timed)", len(self.fault_open))
         trace = self.tb.build()
         if not len(trace):
             raise errors.InvalidArgument("the perf stream holds no exec of a recorded program: "
@@ -780,6 +858,8 @@ class Converter:
                   "process_forks": len(self.fork_ns),
                   "fork_syscall_ns": int(sum(self.fork_ns)),
                   "fork_copy_ns": int(sum(self.copy_ns)),
+                  "fork_copy_windows_ns": [int(x) for x in self.copy_ns],
+                  **({"fault_time": ft} if (ft := self._fault_time()) else {}),
                   "stream_duration_s": round(dur, 6),
                   "images": self.images,
                   "pid_map": {str(k): v for k, v in self.pid_host.items()}},

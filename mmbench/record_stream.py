@@ -8,6 +8,11 @@ event::
     13741/13741  1583.590553812:       syscalls:sys_enter_mmap: addr: 0x0, len: 0x2000, …
     ^pid  ^tid   ^time (s, ns resolution)  ^event name          ^payload
 
+plus the software fault events of TIMING_EVENTS, which carry no payload and are
+named here ``fault_begin`` / ``fault_end`` / ``fault_end_major``::
+
+    13741/13741  1583.590553990:       page-faults/period=1/:
+
 plus perf's own side-band records, which perf writes whatever events were
 asked for and which carry what no tracepoint does:
 
@@ -16,7 +21,10 @@ asked for and which carry what no tracepoint does:
 * ``PERF_RECORD_MMAP2`` names every mapping the kernel creates — those the
   ELF loader makes at exec (text, data, bss, stack, vdso), which no system
   call shows, and those made by mmap, with file name and private/shared bit;
-* ``PERF_RECORD_FORK`` / ``PERF_RECORD_EXIT`` (pid:tid pairs).
+* ``PERF_RECORD_FORK`` / ``PERF_RECORD_EXIT`` (pid:tid pairs);
+* ``PERF_RECORD_SWITCH OUT`` / ``IN`` (``perf record --switch-events``): a traced
+  thread left / regained its CPU, so the converter can take the time a thread spent
+  preempted out of a fault's or a fork's window.
 
 `parse_line` returns an :class:`Event` or None for a line that is not one;
 the converter counts those and refuses a stream in which nothing parses.
@@ -42,6 +50,18 @@ OTHER_EVENTS = ("exceptions:page_fault_user",      # address and error code of e
                 "task:task_newtask")               # the clone flags of the new task
 
 
+#: perf's software fault events, one sample per fault: they time each fault.  The kernel
+#: counts ``page-faults`` at the start of the x86 fault handler (do_user_addr_fault, just
+#: before the VMA lookup) and ``minor-faults``/``major-faults`` in mm_account_fault, at the
+#: end of handle_mm_fault once the fault is handled — so the two timestamps of one thread
+#: bracket the fault's handling (VMA lookup, handle_mm_fault).  GUP faults (no user
+#: registers) emit neither; a fault that fails (SIGSEGV) emits no end.
+TIMING_EVENTS = ("page-faults/period=1/", "minor-faults/period=1/", "major-faults/period=1/")
+#: the names ``perf script`` prints for them, and what the converter calls them
+_TIMING_NAMES = {"page-faults": "fault_begin", "faults": "fault_begin",
+                 "minor-faults": "fault_end", "major-faults": "fault_end_major"}
+
+
 def events() -> list[str]:
     """Every tracepoint `mmbench record` enables."""
     out = []
@@ -52,6 +72,7 @@ def events() -> list[str]:
 
 #: ``perf script`` arguments giving one parseable line per event
 PERF_SCRIPT_ARGS = ("--ns", "--show-task-events", "--show-mmap-events", "--show-lost-events",
+                    "--show-switch-events",
                     "-F", "pid,tid,time,event,trace")
 
 
@@ -95,7 +116,8 @@ def parse_line(line: str) -> Event | None:
     if not sep:                             # an event with an empty payload
         name, payload = rest.rstrip(":").strip(), ""
     if ":" not in name:
-        return None
+        timing = _TIMING_NAMES.get(name.split("/", 1)[0])
+        return None if timing is None else Event(t_ns, pid, tid, timing, "")
     return Event(t_ns, pid, tid, name.split(":", 1)[1], payload)
 
 

@@ -103,3 +103,25 @@ def test_unwritable_output_is_one_line(tmp_path):
     r = CliRunner().invoke(app, ["record", "-o", str(tmp_path / "no" / "such" / "x.npz"), "--",
                                  "/bin/true"])
     assert r.exit_code == 2 and "not a writable directory" in r.output
+
+
+def test_host_time_recorded(recorded):
+    """Issue 14 item 5: the host's time in faults (perf's fault events) and forks, and the
+    probes' overhead loop, are in the provenance and positive; --validate prints them."""
+    path, prov = recorded
+    h = prov["host"]
+    ft = h["fault_time"]
+    assert ft["timed"] > 1000 and ft["ns"] > 0
+    assert all(v > 0 for v in ft["median_ns_by_replay_kind"].values())
+    assert sum(ft["n_by_replay_kind"].values()) == ft["timed"] <= h["faults"]
+    assert len(h["fork_copy_windows_ns"]) == 3 and all(w > 0 for w in h["fork_copy_windows_ns"])
+    ov = prov["tracing_overhead"]
+    assert ov is not None, prov["notes"]
+    for k in ("fork_cpu_ns", "read_fault_ns", "write_fault_ns"):
+        assert ov["untraced"][k] > 0 and ov["traced"][k] > 0
+    assert ov["windows"]["fork_ns"] > 0 and ov["windows"]["read_fault_ns"] > 0
+    ht = record_replay.host_time(prov)
+    assert ht["fault_ns"] > 0 and ht["fork_ns"] > 0
+    r = CliRunner().invoke(app, ["replay", str(path), "-b", "linux", "--validate"])
+    assert r.exit_code == 0, r.output
+    assert "host faults timed" in r.output and "probes (recordloop" in r.output
