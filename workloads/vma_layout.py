@@ -54,7 +54,7 @@ def _end(s):
     "quick": {"buffers": [64], "steps": [8], "variant": _ALL_VARIANTS},
     "full": {"buffers": [64, 512], "steps": [8, 16], "variant": _ALL_VARIANTS},
     "asv": {"buffers": [16], "steps": [4], "variant": ["default"]}})
-def realloc_growth(buffers, steps, variant, grow=4, seed=11):
+def realloc_growth(buffers, steps, variant, grow=4, seed=11, thp="never"):
     """Buffers grown realloc-style: move to a free place (mremap), extend there (mmap).
 
     `buffers` buffers of `grow` pages each, every one written; then `steps`
@@ -66,7 +66,7 @@ def realloc_growth(buffers, steps, variant, grow=4, seed=11):
     VMA's pgoff, so the extension usually cannot merge with it.
     """
     pages = buffers * grow * (steps + 1)
-    s = Script(_machine(pages, variant))
+    s = Script(_machine(pages, variant), thp)
     t = s.setup()
     p = t.spawn()
     where, size = {}, {}
@@ -96,7 +96,7 @@ def realloc_growth(buffers, steps, variant, grow=4, seed=11):
     "quick": {"arenas": [16], "cycles": [64], "variant": _ALL_VARIANTS},
     "full": {"arenas": [16, 128], "cycles": [64, 256], "variant": _ALL_VARIANTS},
     "asv": {"arenas": [4], "cycles": [16], "variant": ["default"]}})
-def arena_holes(arenas, cycles, variant, arena_pages=256, hole=16, seed=12):
+def arena_holes(arenas, cycles, variant, arena_pages=256, hole=16, seed=12, thp="never"):
     """Allocator arenas giving holes back to the kernel and taking them again.
 
     `arenas` arenas of `arena_pages` pages, half their pages written; then
@@ -108,7 +108,7 @@ def arena_holes(arenas, cycles, variant, arena_pages=256, hole=16, seed=12):
     its neighbours'.
     """
     pages = arenas * arena_pages
-    s = Script(_machine(pages, variant))
+    s = Script(_machine(pages, variant), thp)
     t = s.setup()
     p = t.spawn()
     starts = BASE + np.arange(arenas, dtype=np.int64) * (arena_pages + 1)
@@ -138,7 +138,7 @@ def arena_holes(arenas, cycles, variant, arena_pages=256, hole=16, seed=12):
     "quick": {"objects": [4096], "rounds": [4], "variant": ["default", "relocate_anon"]},
     "full": {"objects": [4096, 65536], "rounds": [4, 8], "variant": ["default", "relocate_anon"]},
     "asv": {"objects": [1024], "rounds": [2], "variant": ["default"]}})
-def gc_compact(objects, rounds, variant, live=0.5, seed=13):
+def gc_compact(objects, rounds, variant, live=0.5, seed=13, thp="never"):
     """A compacting collector: live objects move to a fresh to-space with move_pages.
 
     A heap of `objects` one-page objects, all written; each of `rounds`
@@ -149,7 +149,7 @@ def gc_compact(objects, rounds, variant, live=0.5, seed=13):
     design has no page move, copying each object.  Counters say which:
     move_pages_moved (no copy) or move_pages_copied.
     """
-    s = Script(_machine(objects * 2, variant))
+    s = Script(_machine(objects * 2, variant), thp)
     t = s.setup()
     p = t.spawn()
     span = objects + 1
