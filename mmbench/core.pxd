@@ -140,6 +140,7 @@ cdef enum:  # Counter ids
     C_THP_SCAN_EXCEED_NONE_PTE  # thp_scan_exceed_none_pte: collapse refused, too many empty PTEs
     C_THP_SCAN_EXCEED_SHARE_PTE # thp_scan_exceed_share_pte: collapse refused, too many shared pages
     C_KHUGEPAGED_PAGES_SCANNED  # khugepaged scan progress in pages (HPAGE_PMD_NR per PMD range looked at)
+    C_THP_UNDERUSED_SPLIT_PAGE  # thp_underused_split_page: the shrinker split a THP with > max_ptes_none zero pages
     NR_COUNTERS
 
 ctypedef struct kmem_cache_t:

@@ -54,6 +54,7 @@ COUNTER_NAMES = (
     "mthp_anon_fault_alloc", "mthp_anon_fault_fallback", "thp_deferred_split_page",   # linux mTHP,
     "thp_split_page", "mthp_split_deferred", "mthp_split", "thp_collapse_alloc",       # deferred split,
     "thp_scan_exceed_none_pte", "thp_scan_exceed_share_pte", "khugepaged_pages_scanned",  # khugepaged
+    "thp_underused_split_page",
 )
 assert len(COUNTER_NAMES) == NR_COUNTERS, "COUNTER_NAMES out of step with core.pxd"
 COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}

@@ -161,7 +161,7 @@ LINUX_COUNTERS = (
     "mremap_pages_moved", "thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd", "thp_zero_page_map",
     "mthp_anon_fault_alloc", "mthp_anon_fault_fallback", "thp_deferred_split_page", "thp_split_page",
     "mthp_split_deferred", "mthp_split", "thp_collapse_alloc", "thp_scan_exceed_none_pte",
-    "thp_scan_exceed_share_pte", "khugepaged_pages_scanned",
+    "thp_scan_exceed_share_pte", "khugepaged_pages_scanned", "thp_underused_split_page",
 )
 
 
