@@ -60,6 +60,7 @@
 #            (PMD THPs join it unsplit at fault and collapse: underused candidates)
 #      m.shrink_deferred_split() / option deferred_split_shrinker -> split_folio: unmapped pages
 #            freed, zero-filled mapped pages remapped to the zero page, the rest small folios
+#            (a folio not partially mapped only when underused: > max_ptes_none zero pages)
 #      m.khugepaged_scan(pid) (option khugepaged) -> collapse_huge_page: a PTE table with at most
 #            max_ptes_none empty and max_ptes_shared shared entries becomes a PMD folio; the
 #            emptied PTE table is the deposit
@@ -83,8 +84,7 @@
 #   frame block has no buddy coalescing), else the fault falls back order by
 #   order.  Each page keeps its own reference and mapping count (their sums are
 #   the kernel's folio counts).  The deferred split shrinker runs only when asked
-#   (a host without memory pressure), over the whole queue; the underused-THP
-#   split (max_ptes_none below 511) is not modelled.  khugepaged runs only when
+#   (a host without memory pressure), over the whole queue.  khugepaged runs only when
 #   asked, over one process at a time, and treats every mapped page as young.
 #   THPs are built only for the linux design without devices
 #   (LinuxMM.thp_designs): the HMM device paths walk PTE tables only.
