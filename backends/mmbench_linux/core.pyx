@@ -76,8 +76,8 @@
 #   fault.pyx   LinuxFault(LinuxMM): one context struct, one driver, small phases;
 #               the rmap walks
 #   core.pyx    LinuxMachine(LinuxFault), this file: 1. fork (dup_mmap,
-#               copy_page_range)  2. unmap, mprotect, mremap, exit  3. the contract
-#               (c_*) and Python extras  4. invariants (c_check)
+#               copy_page_range)  2. unmap, mprotect, mremap, exit  5. khugepaged
+#               3. the contract (c_*) and Python extras  4. invariants (c_check)
 #
 # Simplified relative to the kernel, and why
 # * A large folio (mTHP or PMD THP) comes only from never-used frames (the

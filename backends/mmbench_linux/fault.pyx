@@ -3,12 +3,15 @@
 # One context struct (vm_fault_t, mm.pxd), one driver (handle_mm_fault), and
 # small phases that return a vm_fault_status; handle_pte_fault only dispatches.
 # The cases, drawn in core.pyx's essay:
-#   PTE none, private:  do_anonymous_page (read: zero page; write: new frame)
+#   PMD none/leaf:      handle_pmd_fault -> do_huge_pmd_anonymous_page | do_huge_pmd_wp_page
+#   PTE none, private:  do_anonymous_page (read: zero page; write: alloc_anon_folio's
+#                       mTHP order, else a new frame)
 #   PTE RO, private:    do_wp_page -> wp_page_reuse | wp_page_copy
 #   PTE none, shared:   do_fault (+ do_fault_around on reads) over the shmem cache
 #   PTE RO, shared:     wp_page_shared
 # Every phase is a cdef method: a design built on Linux overrides the ones it changes.
-# The reverse-map walks (rmap_walk_anon, rmap_walk_file) live here too.
+# The reverse-map walks (rmap_walk_anon, rmap_walk_file) live here too, and so does
+# the deferred split shrinker (split_folio needs the rmap to remap zero pages).
 
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 from libc.stdlib cimport malloc, free
