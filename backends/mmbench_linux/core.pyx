@@ -76,7 +76,7 @@
 #   fault.pyx   LinuxFault(LinuxMM): one context struct, one driver, small phases;
 #               the rmap walks
 #   core.pyx    LinuxMachine(LinuxFault), this file: 1. fork (dup_mmap,
-#               copy_page_range)  2. unmap, mprotect, mremap, exit  5. khugepaged
+#               copy_page_range)  2. unmap, mprotect, mremap, exit  2b. khugepaged
 #               3. the contract (c_*) and Python extras  4. invariants (c_check)
 #
 # Simplified relative to the kernel, and why
@@ -759,7 +759,7 @@ cdef class LinuxMachine(LinuxFault):
         self.kmem_free(self.kc_mm)
         free(mm)
 
-    # ================================================================ 5. khugepaged
+    # ================================================================ 2b. khugepaged
     cdef int64_t khugepaged_scan_mm(self, mm_t* mm) noexcept nogil:
         """khugepaged_scan_mm_slot over the whole mm at once: every VMA khugepaged may
         collapse (THP allowed, an anon_vma already), every aligned 2 MiB inside it
