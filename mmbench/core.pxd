@@ -150,6 +150,7 @@ cdef enum:  # Counter ids
     C_MOVE_PAGES_MOVED      # move_pages: pages moved without copying (PTE + folio index/mapping)
     C_MOVE_PAGES_COPIED     # move_pages: pages whose data was copied (no move mechanism)
     C_ANON_RELOCATE_FOLIOS  # linux what-if mremap_relocate_anon: folios re-indexed by the walk
+    C_THP_UNDERUSED_SPLIT_PAGE  # thp_underused_split_page: the shrinker split a THP with > max_ptes_none zero pages
     NR_COUNTERS
 
 ctypedef struct kmem_cache_t:

@@ -243,6 +243,27 @@ def test_whole_unmap_frees_a_folio_without_queueing_it():
     m.check()
 
 
+def test_underused_thp_is_split_only_below_max_ptes_none_511():
+    for none, splits in ((511, 0), (400, 1)):
+        m = machine(mthp_sizes=(), khugepaged_max_ptes_none=none)
+        p = m.spawn()
+        m.mmap(p, 0, HP, writable=True)
+        for v in range(100):
+            m.write(p, v, v + 1)                 # 412 pages hold only zeros
+        q = m.fork(p)                            # both PMD-mapped: the split finds both
+        c0 = m.counters()
+        assert m.shrink_deferred_split() == splits
+        assert delta(m, c0, "thp_underused_split_page", "thp_split_page", "thp_split_pmd") == \
+            (splits, splits, 2 * splits)
+        assert m.split_queue_len == 0
+        assert m.frames_used() == (HP if not splits else 100)     # zero-filled pages -> zero page
+        assert [m.read(q, v) for v in (0, 99, 100, 511)] == [1, 100, 0, 0]
+        m.check()
+        m.exit(q)
+        m.exit(p)
+        assert m.leaks() == []
+
+
 def test_cow_copy_can_leave_a_folio_partially_mapped():
     m = machine()
     p = m.spawn()

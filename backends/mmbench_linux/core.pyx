@@ -60,6 +60,7 @@
 #            (PMD THPs join it unsplit at fault and collapse: underused candidates)
 #      m.shrink_deferred_split() / option deferred_split_shrinker -> split_folio: unmapped pages
 #            freed, zero-filled mapped pages remapped to the zero page, the rest small folios
+#            (a folio not partially mapped only when underused: > max_ptes_none zero pages)
 #      m.khugepaged_scan(pid) (option khugepaged) -> collapse_huge_page: a PTE table with at most
 #            max_ptes_none empty and max_ptes_shared shared entries becomes a PMD folio; the
 #            emptied PTE table is the deposit
@@ -75,7 +76,7 @@
 #   fault.pyx   LinuxFault(LinuxMM): one context struct, one driver, small phases;
 #               the rmap walks
 #   core.pyx    LinuxMachine(LinuxFault), this file: 1. fork (dup_mmap,
-#               copy_page_range)  2. unmap, mprotect, mremap, exit  5. khugepaged
+#               copy_page_range)  2. unmap, mprotect, mremap, exit  2b. khugepaged
 #               3. the contract (c_*) and Python extras  6. what-ifs and move_pages
 #               4. invariants (c_check)
 #
@@ -84,8 +85,7 @@
 #   frame block has no buddy coalescing), else the fault falls back order by
 #   order.  Each page keeps its own reference and mapping count (their sums are
 #   the kernel's folio counts).  The deferred split shrinker runs only when asked
-#   (a host without memory pressure), over the whole queue; the underused-THP
-#   split (max_ptes_none below 511) is not modelled.  khugepaged runs only when
+#   (a host without memory pressure), over the whole queue.  khugepaged runs only when
 #   asked, over one process at a time, and treats every mapped page as young.
 #   THPs are built only for the linux design without devices
 #   (LinuxMM.thp_designs): the HMM device paths walk PTE tables only.
@@ -180,7 +180,7 @@ LINUX_COUNTERS = (
     "mremap_pages_moved", "thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd", "thp_zero_page_map",
     "mthp_anon_fault_alloc", "mthp_anon_fault_fallback", "thp_deferred_split_page", "thp_split_page",
     "mthp_split_deferred", "mthp_split", "thp_collapse_alloc", "thp_scan_exceed_none_pte",
-    "thp_scan_exceed_share_pte", "khugepaged_pages_scanned",
+    "thp_scan_exceed_share_pte", "khugepaged_pages_scanned", "thp_underused_split_page",
     "vma_merge_fails", "move_pages_moved", "move_pages_copied", "anon_relocate_folios",
 )
 
@@ -787,7 +787,7 @@ cdef class LinuxMachine(LinuxFault):
         self.kmem_free(self.kc_mm)
         free(mm)
 
-    # ================================================================ 5. khugepaged
+    # ================================================================ 2b. khugepaged
     cdef int64_t khugepaged_scan_mm(self, mm_t* mm) noexcept nogil:
         """khugepaged_scan_mm_slot over the whole mm at once: every VMA khugepaged may
         collapse (THP allowed, an anon_vma already), every aligned 2 MiB inside it

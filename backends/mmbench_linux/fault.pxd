@@ -30,6 +30,8 @@ cdef class LinuxFault(LinuxMM):
     cdef void split_folio(self, pfn_t head) noexcept nogil
     cdef void remap_to_zeropage(self, pfn_t pfn) noexcept nogil
     cdef int64_t deferred_split_scan(self) noexcept nogil
+    cdef bint thp_underused(self, pfn_t head) noexcept nogil
+    cdef void unmap_folio_pmds(self, pfn_t head) noexcept nogil
 
     # --- rmap walk
     cdef int64_t rmap_walk_anon(self, pfn_t pfn, int64_t* out, int64_t cap) noexcept nogil

@@ -3,12 +3,15 @@
 # One context struct (vm_fault_t, mm.pxd), one driver (handle_mm_fault), and
 # small phases that return a vm_fault_status; handle_pte_fault only dispatches.
 # The cases, drawn in core.pyx's essay:
-#   PTE none, private:  do_anonymous_page (read: zero page; write: new frame)
+#   PMD none/leaf:      handle_pmd_fault -> do_huge_pmd_anonymous_page | do_huge_pmd_wp_page
+#   PTE none, private:  do_anonymous_page (read: zero page; write: alloc_anon_folio's
+#                       mTHP order, else a new frame)
 #   PTE RO, private:    do_wp_page -> wp_page_reuse | wp_page_copy
 #   PTE none, shared:   do_fault (+ do_fault_around on reads) over the shmem cache
 #   PTE RO, shared:     wp_page_shared
 # Every phase is a cdef method: a design built on Linux overrides the ones it changes.
-# The reverse-map walks (rmap_walk_anon, rmap_walk_file) live here too.
+# The reverse-map walks (rmap_walk_anon, rmap_walk_file) live here too, and so does
+# the deferred split shrinker (split_folio needs the rmap to remap zero pages).
 
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 from libc.stdlib cimport malloc, free
@@ -18,7 +21,7 @@ from mmbench.core cimport (MM_OK, C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL
                            C_PAGES_COPIED, C_PTE_WRITES, C_TLB_FLUSHES, C_RMAP_VISITS,
                            C_I_MMAP_VISITS, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, C_THP_ZERO_PAGE_MAP,
                            C_MTHP_ANON_FAULT_ALLOC, C_MTHP_ANON_FAULT_FALLBACK, C_THP_SPLIT_PAGE,
-                           C_MTHP_SPLIT)
+                           C_MTHP_SPLIT, C_THP_UNDERUSED_SPLIT_PAGE)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_ANON_EXCLUSIVE,
                                     FR_PAGECACHE, frame_alloc, frames_free_count, frame_alloc_contig,
                                     frame_free)
@@ -425,8 +428,8 @@ cdef class LinuxFault(LinuxMM):
 
     # ================================================================ splitting large folios
     cdef void split_folio(self, pfn_t head) noexcept nogil:
-        """split_folio to order 0 of a partially mapped anon folio (no PMD maps it: a
-        PMD maps every page).  unmap_folio / remap_page rewrite each mapping PTE (two
+        """split_folio to order 0 of an anon folio no PMD maps (a partially mapped one
+        cannot be: a PMD maps every page; an underused one had its PMDs split).  unmap_folio / remap_page rewrite each mapping PTE (two
         writes) under one batched TLB flush; a mapped page that holds only zeros is
         mapped to the shared zero page instead (RMP_USE_SHARED_ZEROPAGE:
         try_to_map_unused_to_zeropage, through an rmap walk).  Pages left unmapped
@@ -478,9 +481,11 @@ cdef class LinuxFault(LinuxMM):
 
     cdef int64_t deferred_split_scan(self) noexcept nogil:
         """The deferred split shrinker over the whole queue: every folio is taken off;
-        a partially mapped one is split (its unmapped pages freed), the others stay
-        whole (thp_underused is false with max_ptes_none 511; below that the model
-        does not split underused folios either).  Returns the folios split."""
+        a partially mapped one is split (its unmapped pages freed); one that is not is
+        split only when thp_underused (more than max_ptes_none zero-filled pages:
+        never with the default 511), after its PMD mappings are split (unmap_folio's
+        TTU_SPLIT_HUGE_PMD); the others leave the queue whole.  Returns the folios
+        split."""
         cdef int64_t split = 0
         cdef pfn_t head
         while self.ds_len > 0:
@@ -488,9 +493,46 @@ cdef class LinuxFault(LinuxMM):
             if self.frames.f[head].flags & FR_PARTIAL:
                 self.split_folio(head)
                 split += 1
+            elif self.thp_underused(head):
+                self.unmap_folio_pmds(head)
+                self.split_folio(head)
+                self.ctr[C_THP_UNDERUSED_SPLIT_PAGE] += 1
+                split += 1
             else:
                 self.folio_unqueue_deferred_split(head)
         return split
+
+    cdef bint thp_underused(self, pfn_t head) noexcept nogil:
+        """thp_underused: more than max_ptes_none of the folio's pages hold only zeros
+        (false at once when max_ptes_none is 511)."""
+        cdef int64_t nr = (<int64_t>1) << self.frames.f[head].aux, k, zero = 0, filled = 0
+        if self.max_ptes_none == HPAGE_PMD_NR - 1:
+            return False
+        for k in range(nr):
+            if self.frames.f[head + k].value == 0:
+                zero += 1
+                if zero > self.max_ptes_none:
+                    return True
+            else:
+                filled += 1
+                if filled >= HPAGE_PMD_NR - self.max_ptes_none:
+                    return False
+        return False
+
+    cdef void unmap_folio_pmds(self, pfn_t head) noexcept nogil:
+        """The PMD part of unmap_folio: split every PMD leaf mapping the folio (found
+        by an rmap walk of its head page)."""
+        cdef int64_t cap = self.frames.f[head].mapcount, n, k
+        cdef int64_t* buf = <int64_t*>malloc(2 * cap * sizeof(int64_t) + 16)
+        cdef mm_t* mm
+        if buf == NULL:
+            return
+        n = self.rmap_walk_anon(head, buf, cap)
+        for k in range(n):
+            mm = <mm_t*>self.procs[buf[2 * k]]
+            if pmd_leaf_at(mm, <uint64_t>buf[2 * k + 1]):
+                self.split_huge_pmd(mm, <uint64_t>buf[2 * k + 1])
+        free(buf)
 
     # ================================================================ rmap walks
     cdef int64_t rmap_walk_anon(self, pfn_t pfn, int64_t* out, int64_t cap) noexcept nogil:

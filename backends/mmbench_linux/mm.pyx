@@ -12,6 +12,9 @@
 #     [vm_pgoff, vm_pgoff + pages - 1]; vma_set_range re-keys them.
 #   * anon_vma life: freed when its tree empties (its parent loses a child); a
 #     root also waits for its descendants (refcount).
+#   * A large anon folio (FR_LARGE, order in frame->aux) is freed whole with its
+#     last referenced page; while some pages are unmapped and others mapped it is
+#     on the deferred split queue, flagged partially mapped (FR_PARTIAL on the head).
 
 from libc.stdlib cimport calloc, malloc, realloc, free
 from libc.string cimport memmove
