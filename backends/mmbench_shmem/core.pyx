@@ -872,7 +872,7 @@ cdef class ShmemMachine(Machine):
         """The access path shared by read and write: the frame backing `vpn`
         after any fault the access needs (ZERO_PFN for the zero page)."""
         cdef vm_fault vmf
-        cdef int64_t nalloc = 0
+        cdef int64_t nalloc = 0, levels
         cdef uint64_t e
         cdef int st
         vmf.vma = find_vma(mm, vpn)
@@ -896,9 +896,11 @@ cdef class ShmemMachine(Machine):
             if vmf.prealloc_pte == NULL:
                 vmf.pmd_table = NULL
         if vmf.pmd_table == NULL:
-            unwind_new_tables(mm, vpn, nalloc + 1)
+            unwind_new_tables(mm, vpn, nalloc + 1)   # the PMD entry is none here
             self.sync_pt(mm)
             return MM_ENOMEM
+        # tables this fault made, counted from the PTE level: a failure frees them
+        levels = nalloc + 1 if vmf.prealloc_pte != NULL else nalloc
         vmf.pte_table = <pt_node_t*><size_t>vmf.pmd_table.e[(vpn >> 9) & 511]
         vmf.orig_pte = vmf.pte_table.e[vpn & 511] if vmf.pte_table != NULL else 0
         if pte_present(vmf.orig_pte) and (not write or pte_write(vmf.orig_pte)):
@@ -912,7 +914,7 @@ cdef class ShmemMachine(Machine):
         if vmf.prealloc_pte != NULL:             # not needed: a PMD leaf, or a failure
             pt_table_free(&mm.pgd, vmf.prealloc_pte)
         if st != MM_OK:
-            unwind_new_tables(mm, vpn, nalloc + 1)   # a failed fault leaves no trace
+            unwind_new_tables(mm, vpn, levels)   # a failed fault leaves no trace
         self.sync_pt(mm)
         out[0] = vmf.pfn
         return st
@@ -1522,7 +1524,7 @@ cdef class ShmemMachine(Machine):
             n += 1
             e = pmd_t.e[(h >> 9) & 511]
             v = find_vma(mm, h)
-            if v == NULL or not thp_vma_suitable(v, h) or (v.vm_flags & VM_NOHUGEPAGE):
+            if v == NULL or not thp_vma_suitable(v, h):     # (VM_NOHUGEPAGE set later keeps it)
                 return self.check_fail("PMD leaf where no VMA may map 2 MiB")
             head = pte_pfn(e)
             pgoff = vma_pgoff_of(v, h)
