@@ -109,7 +109,7 @@
 #
 # CODE LAYOUT
 #   objects.pxd  structs and sizes          vma.pyx    VMA set, i_mmap links, split/merge
-#   inode.pyx    inodes, reflink groups, clone   huge.pyx  PMD-leaf walk and tests
+#   inode.pyx    inodes, reflink groups, clone   huge.pxd  PMD-leaf tests (inline)
 #   this file, section "huge=": policy, large-folio allocation, finish_fault,
 #                do_set_pmd, PMD and folio splits
 #   this file    accounting, PTE helpers, faults, contract ops, fork/exit, c_check
@@ -148,7 +148,8 @@ from mmbench_shmem.objects cimport (mm_struct, vm_area_struct, shmem_inode_info,
                                     SIZEOF_REFLINK_GROUP, SIZEOF_MM_STRUCT, HPAGE_PMD_NR,
                                     HPAGE_PMD_ORDER, SHMEM_HUGE_NEVER, SHMEM_HUGE_ALWAYS,
                                     SHMEM_HUGE_WITHIN_SIZE, SHMEM_HUGE_ADVISE)
-from mmbench_shmem.huge cimport pmd_leaf_at, pmd_leaf_next, thp_vma_suitable, pte_range_none
+from mmbench_shmem.huge cimport pmd_leaf_at, thp_vma_suitable, pte_range_none
+from mmbench.blocks.pmdwalk cimport pmd_leaf_next
 from mmbench_shmem.vma cimport (vma_lower_bound, find_vma, range_fully_mapped, range_any_mapped,
                                 vmas_reserve, vmas_insert, vmas_remove_at, vma_link_file,
                                 vma_unlink_file, split_vma, try_merge_next, maple_nodes_for,
