@@ -141,7 +141,7 @@ def test_conformance_thp_always_huge_ranges(name):
                     vpn_span=1024, max_npages=16, options=opts)
 
 
-@pytest.mark.parametrize("name", ["gmem", "flat"])
+@pytest.mark.parametrize("name", ["flat"])       # gmem: tests/test_gmem_thp.py
 def test_every_design_accepts_thp_and_says_when_it_runs_at_4k(name):
     for mode in THP_MODES:
         m = mmbench.open(name, ram_pages=1 << 12, thp=mode)

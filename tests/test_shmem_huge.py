@@ -177,6 +177,36 @@ def test_fork_then_parent_write_after_child_exit_reuses_the_pmd():
     m.check()
 
 
+def test_nohugepage_after_the_fact_keeps_the_pmd_and_stops_new_folios():
+    m = _open(thp="always")
+    p = m.spawn()
+    m.mmap(p, 0, 2 * HP)
+    m.write(p, 0, 1)
+    m.madvise(p, 0, 2 * HP, Advice.NOHUGEPAGE)   # the whole VMA: no split, the leaf stays
+    m.check()
+    m.write(p, HP, 2)
+    assert _c(m, "thp_split_pmd", "thp_file_alloc", "faults") == {
+        "thp_split_pmd": 0, "thp_file_alloc": 1, "faults": 2}
+    assert m.read(p, 0) == 1
+    m.check()
+
+
+def test_failed_fault_leaves_the_page_tables_as_they_were():
+    m = _open(thp="always", ram_pages=HP + 3)
+    p = m.spawn()
+    m.mmap(p, 0, 2 * HP, shared=True)
+    m.write(p, 0, 1)                            # the huge folio takes the aligned run
+    for v in range(HP, HP + 3):
+        m.write(p, v, 1)                        # the rest of the frames, 4 KiB
+    m.madvise(p, HP, 3, Advice.DONTNEED)        # a PTE table stays, empty
+    m.mmap(p, 1 << 20, 1)                       # a new 1 GiB region: tables to make
+    before = (m.metadata(), m.page_table_bytes(p))
+    with pytest.raises(errors.OutOfMemory):
+        m.write(p, 1 << 20, 1)
+    assert (m.metadata(), m.page_table_bytes(p)) == before
+    m.check()
+
+
 def test_no_aligned_frames_falls_back_to_4k():
     m = _open(thp="always", ram_pages=HP + 100)
     p = m.spawn()

@@ -44,10 +44,15 @@
 #                  the whole block comes home (gm_host_fault_locked copies
 #                  HPAGE_SIZE), host frames mapped by PTEs, flag CPU; otherwise
 #                  a zeroed frame — *also for reads*: the zero page is disabled
-#                  for peer-shared memory.  The CPU side allocates 4 KiB frames
-#                  (the linux design it builds on turns THP off with devices: its
-#                  HMM paths walk PTE tables only), so a CPU block may have
-#                  holes; the RFC's THP path would zero all 2 MiB at once.
+#                  for peer-shared memory.  Where thp allows it and a block is
+#                  2 MiB, the first CPU fault of a NOMAP/CPU block takes the
+#                  RFC's do_huge_pmd_anonymous_page path: linux's THP code maps a
+#                  PMD-sized folio (reads too: no huge zero folio), block CPU.
+#                  Otherwise 4 KiB frames, so a CPU block may have holes.  A
+#                  DEVICE block always comes home by PTEs (simplified: the RFC's
+#                  gm_host_fault_locked(vmf, order) would map the PMD).  Memory
+#                  that is not peer-shared stays at 4 KiB with devices (linux's
+#                  HMM paths walk PTE tables only).
 #   prefetch       hmadvise_willneed(): WILLNEED on the blocks, then gm_dev_fault
 #                  block by block (the model is synchronous, so WILLNEED lasts
 #                  only while the block moves).
@@ -106,12 +111,14 @@ from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_DESIGN1
                                     frames_free_count, frame_value)
 from mmbench.blocks.pagetable cimport (pt_node_t, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte, pte_pfn,
                                        pt_leaf, pt_get, pt_set, pt_next)
+from mmbench.blocks.pmdwalk cimport pmd_leaf_next
 from mmbench.blocks.xarray cimport xa_init, xa_destroy, xa_load, xa_store, xa_erase, xa_find
 from mmbench.blocks.devmirror cimport (dmirror_t, dmirror_lookup, dmirror_invalidate, dpte_pfn, devmem_has,
                                        devmem_add, devmem_del, devmem_oldest, devmem_frame_alloc,
                                        devmem_frame_free, DPT_WRITE, pidtab_reserve)
 from mmbench_linux.core cimport LinuxMachine
-from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t, VM_WRITE, VM_SHARED, VM_FAULT_DONE, VM_FAULT_OOM
+from mmbench_linux.mm cimport (mm_t, vma_t, vm_fault_t, VM_WRITE, VM_SHARED, VM_FAULT_DONE, VM_FAULT_OOM,
+                               VM_FAULT_FALLBACK, FAULT_FLAG_WRITE, mm_pte_at)
 from mmbench_linux.hmm cimport LinuxHMMMachine, dev_mm_t
 from mmbench_linux.hmm import HMM_COUNTERS
 
@@ -164,8 +171,10 @@ cdef class GmemMachine(LinuxHMMMachine):
              "devices=0 gmem runs exactly as linux.",
              "gmem: one gm_mapping (48 B) per 2 MiB block (granularity_pages=512, the RFC's huge-page "
              "path; 1 = 4 KiB); device memory carries a static 48-B gm_mapping per device page "
-             "(gm_dev_register_physmem).  CPU faults allocate 4 KiB frames: the linux design it builds "
-             "on turns THP off with devices (its HMM paths walk PTE tables only; docs/hugepages.md).")
+             "(gm_dev_register_physmem).  CPU faults of peer-shared memory map a 2 MiB block with one "
+             "PMD where thp allows it (granularity_pages=512), a block coming home from a device "
+             "comes back by 4 KiB PTEs; memory that is not peer-shared stays at 4 KiB with devices "
+             "(linux's HMM paths walk PTE tables only).")
     option_defaults = dict(LinuxHMMMachine.option_defaults, granularity_pages=None, peer_shared="all")
     supports_devices = True
     counter_names = GMEM_COUNTERS
@@ -192,6 +201,12 @@ cdef class GmemMachine(LinuxHMMMachine):
         if self.all_peer_shared and self.options["device_fault"] == "remote":
             raise _errors.NotSupported("gmem migrates peer-shared memory on device faults; it has no "
                                        "remote mode (device_fault='remote' needs peer_shared='marked')")
+        # 2 MiB host mappings (the RFC's do_huge_pmd_anonymous_page path) where THP
+        # applies: every private anonymous VMA without devices (exactly linux), and
+        # peer-shared VMAs with devices when a block is the PMD size, so one
+        # gm_mapping describes one PMD.  Other memory stays on linux's 4 KiB HMM paths.
+        self.thp_pmd = self.ndevices == 0 or self.granularity == 512
+        self.thp_mode = ("never", "madvise", "always").index(self.options["thp"]) if self.thp_pmd else 0
         self.kc_vm_object = self.slab_register("vm_object", 24)
         self.kc_lpt_xarray = self.slab_register("xarray (vm_object)", 16)
         self.kc_gm_mapping = self.slab_register("gm_mapping", 48)
@@ -406,7 +421,7 @@ cdef class GmemMachine(LinuxHMMMachine):
                 pos = idx
                 while not left and self.peer_vma_from(mm, pos, idx + g, &s, &e) != NULL:
                     for vpn in range(s, e):
-                        if (vpn < start or vpn >= end) and pt_get(&mm.pgd, vpn) != 0:
+                        if (vpn < start or vpn >= end) and mm_pte_at(mm, vpn) != 0:
                             left = True
                             break
                     pos = e
@@ -418,10 +433,18 @@ cdef class GmemMachine(LinuxHMMMachine):
         """A CPU gm_mapping for every block with a present PTE of peer-shared memory in
         [start, end) (pages that arrived by fork or mremap rather than by a fault; the
         callers brought every DEVICE block of the range home first)."""
-        cdef uint64_t vpn = start
+        cdef uint64_t vpn = start, h = 0
         cdef pt_node_t* t
         cdef vma_t* v
         cdef gm_mapping_t* gm
+        while mm.nr_huge_pmd and pmd_leaf_next(&mm.pgd, h if h > start else start, end, &h) != NULL:
+            v = self.find_vma(mm, h)                 # a PMD leaf fork copied (copy_huge_pmd)
+            if v != NULL and self.peer_shared(v):
+                gm = self.gm_get(mm, h)
+                if gm == NULL:
+                    return MM_ENOMEM
+                gm.flag = GM_PAGE_CPU
+            h += 512
         while True:
             t = pt_next(&mm.pgd, vpn, end, &vpn)
             if t == NULL:
@@ -565,7 +588,7 @@ cdef class GmemMachine(LinuxHMMMachine):
                     self.frames.f[pfn].value = self.frames.f[src[vpn - b]].value
                     copies += 1
                 elif gm.flag & GM_PAGE_CPU:
-                    pte = pt_get(&mm.pgd, vpn)
+                    pte = mm_pte_at(mm, vpn)             # a PMD leaf's page too
                     if pte & PTE_PRESENT:
                         self.frames.f[pfn].value = frame_value(&self.frames, pte_pfn(pte))
                         copies += 1
@@ -687,7 +710,7 @@ cdef class GmemMachine(LinuxHMMMachine):
             if need > frames_free_count(&self.frames, 0) or self.gm_host_fault(vmf.mm, b, gm) != MM_OK:
                 return VM_FAULT_OOM
             vmf.pte_table = pt_leaf(&vmf.mm.pgd, vmf.address, False, NULL)
-            pte = pt_get(&vmf.mm.pgd, vmf.address)
+            pte = mm_pte_at(vmf.mm, vmf.address)
             if pte != 0:
                 vmf.pfn = pte_pfn(pte)
                 vmf.kind = C_FAULT_DEVICE_RETURN
@@ -707,6 +730,35 @@ cdef class GmemMachine(LinuxHMMMachine):
         gm.flag = GM_PAGE_CPU
         vmf.kind = C_FAULT_ZERO_FILL
         return VM_FAULT_DONE
+
+    cdef bint thp_vma_allowable(self, vma_t* vma, uint64_t haddr) noexcept nogil:
+        """With devices only peer-shared memory gets PMD mappings: the rest goes
+        through linux's HMM paths, which walk PTE tables only."""
+        if self.ndevices > 0 and not self.peer_shared(vma):
+            return False
+        return LinuxHMMMachine.thp_vma_allowable(self, vma, haddr)
+
+    cdef int do_huge_pmd_anonymous_page(self, vm_fault_t* vmf) noexcept nogil:
+        """The RFC's hook in do_huge_pmd_anonymous_page for peer-shared memory: the
+        block's gm_mapping (created NOMAP); a DEVICE block falls back to the PTE
+        level, whose gm_host_fault brings it home (by PTEs: simplified); otherwise
+        a PMD-sized folio, for reads too (no huge zero folio: the zero page is
+        disabled for peer-shared memory), and the block is CPU."""
+        cdef gm_mapping_t* gm
+        cdef int flags = vmf.flags, st
+        if not self.peer_shared(vmf.vma):
+            return LinuxHMMMachine.do_huge_pmd_anonymous_page(self, vmf)
+        gm = self.gm_get(vmf.mm, vmf.address)
+        if gm == NULL:
+            return VM_FAULT_OOM
+        if gm.flag & GM_PAGE_DEVICE:
+            return VM_FAULT_FALLBACK
+        vmf.flags = flags | FAULT_FLAG_WRITE
+        st = LinuxHMMMachine.do_huge_pmd_anonymous_page(self, vmf)
+        vmf.flags = flags
+        if st == VM_FAULT_DONE:
+            gm.flag = GM_PAGE_CPU
+        return st
 
     # ================================================================ migration, prefetch
     cdef int64_t gm_count_device(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
@@ -947,7 +999,7 @@ cdef class GmemMachine(LinuxHMMMachine):
                 if gm.pages != NULL and gm.pages[i] != NO_PFN:
                     return self.check_fail("device frame for a page outside peer-shared memory")
                 continue
-            pte = pt_get(&mm.pgd, b + i)
+            pte = mm_pte_at(mm, b + i)
             if pte != 0 and t != GM_PAGE_CPU:
                 return self.check_fail("CPU PTE in a DEVICE or NOMAP block")
             if gm.pages != NULL and gm.pages[i] != NO_PFN:
@@ -975,6 +1027,16 @@ cdef class GmemMachine(LinuxHMMMachine):
             if self.check_gm(mm, obj, idx, gm, ndev) != MM_OK:
                 return MM_EINVAL
             start = idx + 1
+        start = 0
+        while mm.nr_huge_pmd and pmd_leaf_next(&mm.pgd, start, VPN_END, &start) != NULL:
+            v = self.find_vma(mm, start)                   # every PMD leaf: a CPU block
+            if self.peer_shared(v):
+                gm = self.gm_lookup(mm, start)
+                if gm == NULL or gm.flag & GM_PAGE_TYPE_MASK != GM_PAGE_CPU:
+                    return self.check_fail("PMD leaf of peer-shared memory without a CPU gm_mapping")
+                if mm_pte_at(mm, start) & PTE_SPECIAL:
+                    return self.check_fail("huge zero folio mapped although gmem disables it")
+            start += 512
         start = 0
         while True:                                        # every resident CPU page: a CPU block
             tbl = pt_next(&mm.pgd, start, VPN_END, &start)
@@ -1047,7 +1109,7 @@ cdef class GmemMachine(LinuxHMMMachine):
         gm = self.gm_lookup(<mm_t*>self.procs[p], <uint64_t>v)
         if gm != NULL and gm.pages != NULL and gm.pages[<uint64_t>v & (<uint64_t>self.granularity - 1)] != NO_PFN:
             return int(gm.dev)
-        pte = pt_get(&(<mm_t*>self.procs[p]).pgd, <uint64_t>v)
+        pte = mm_pte_at(<mm_t*>self.procs[p], <uint64_t>v)
         if pte == 0 or (pte & PTE_SPECIAL):
             return None
         return int(frame_node(&self.frames, pte_pfn(pte)))

@@ -109,7 +109,7 @@
 #
 # CODE LAYOUT
 #   objects.pxd  structs and sizes          vma.pyx    VMA set, i_mmap links, split/merge
-#   inode.pyx    inodes, reflink groups, clone   huge.pyx  PMD-leaf walk and tests
+#   inode.pyx    inodes, reflink groups, clone   huge.pxd  PMD-leaf tests (inline)
 #   this file, section "huge=": policy, large-folio allocation, finish_fault,
 #                do_set_pmd, PMD and folio splits
 #   this file    accounting, PTE helpers, faults, contract ops, fork/exit, c_check
@@ -148,7 +148,8 @@ from mmbench_shmem.objects cimport (mm_struct, vm_area_struct, shmem_inode_info,
                                     SIZEOF_REFLINK_GROUP, SIZEOF_MM_STRUCT, HPAGE_PMD_NR,
                                     HPAGE_PMD_ORDER, SHMEM_HUGE_NEVER, SHMEM_HUGE_ALWAYS,
                                     SHMEM_HUGE_WITHIN_SIZE, SHMEM_HUGE_ADVISE)
-from mmbench_shmem.huge cimport pmd_leaf_at, pmd_leaf_next, thp_vma_suitable, pte_range_none
+from mmbench_shmem.huge cimport pmd_leaf_at, thp_vma_suitable, pte_range_none
+from mmbench.blocks.pmdwalk cimport pmd_leaf_next
 from mmbench_shmem.vma cimport (vma_lower_bound, find_vma, range_fully_mapped, range_any_mapped,
                                 vmas_reserve, vmas_insert, vmas_remove_at, vma_link_file,
                                 vma_unlink_file, split_vma, try_merge_next, maple_nodes_for,
@@ -872,7 +873,7 @@ cdef class ShmemMachine(Machine):
         """The access path shared by read and write: the frame backing `vpn`
         after any fault the access needs (ZERO_PFN for the zero page)."""
         cdef vm_fault vmf
-        cdef int64_t nalloc = 0
+        cdef int64_t nalloc = 0, levels
         cdef uint64_t e
         cdef int st
         vmf.vma = find_vma(mm, vpn)
@@ -896,9 +897,11 @@ cdef class ShmemMachine(Machine):
             if vmf.prealloc_pte == NULL:
                 vmf.pmd_table = NULL
         if vmf.pmd_table == NULL:
-            unwind_new_tables(mm, vpn, nalloc + 1)
+            unwind_new_tables(mm, vpn, nalloc + 1)   # the PMD entry is none here
             self.sync_pt(mm)
             return MM_ENOMEM
+        # tables this fault made, counted from the PTE level: a failure frees them
+        levels = nalloc + 1 if vmf.prealloc_pte != NULL else nalloc
         vmf.pte_table = <pt_node_t*><size_t>vmf.pmd_table.e[(vpn >> 9) & 511]
         vmf.orig_pte = vmf.pte_table.e[vpn & 511] if vmf.pte_table != NULL else 0
         if pte_present(vmf.orig_pte) and (not write or pte_write(vmf.orig_pte)):
@@ -912,7 +915,7 @@ cdef class ShmemMachine(Machine):
         if vmf.prealloc_pte != NULL:             # not needed: a PMD leaf, or a failure
             pt_table_free(&mm.pgd, vmf.prealloc_pte)
         if st != MM_OK:
-            unwind_new_tables(mm, vpn, nalloc + 1)   # a failed fault leaves no trace
+            unwind_new_tables(mm, vpn, levels)   # a failed fault leaves no trace
         self.sync_pt(mm)
         out[0] = vmf.pfn
         return st
@@ -1526,7 +1529,7 @@ cdef class ShmemMachine(Machine):
             n += 1
             e = pmd_t.e[(h >> 9) & 511]
             v = find_vma(mm, h)
-            if v == NULL or not thp_vma_suitable(v, h) or (v.vm_flags & VM_NOHUGEPAGE):
+            if v == NULL or not thp_vma_suitable(v, h):     # (VM_NOHUGEPAGE set later keeps it)
                 return self.check_fail("PMD leaf where no VMA may map 2 MiB")
             head = pte_pfn(e)
             pgoff = vma_pgoff_of(v, h)

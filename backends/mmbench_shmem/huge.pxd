@@ -39,9 +39,3 @@ cdef inline bint pte_range_none(pt_node_t* t, uint64_t vpn, uint64_t nr) noexcep
         if t.e[(vpn + k) & 511] != 0:
             return False
     return True
-
-# The PMD table holding the first PMD leaf whose 2 MiB block starts in
-# [start & ~511, end), walking only tables that exist; its first vpn in
-# *haddr_out.  NULL when there is none.
-cdef pt_node_t* pmd_leaf_next(pgtable_t* pt, uint64_t start, uint64_t end,
-                              uint64_t* haddr_out) noexcept nogil
