@@ -238,6 +238,9 @@ def render_html(doc, tables, baseline, charts=(), history=(), skipped=()) -> str
     prov += f"<dt>baseline</dt><dd>{_e(baseline or 'none')} (ratios are to this design)</dd>"
     parts = sections(tables, charts)
     toc = [(f"fam-{f}", FAMILY_TITLES.get(f, f)) for f, _t, _c in parts]
+    from mmbench import report_whatifs
+    whatifs = report_whatifs.html(doc)
+    toc += [("what-ifs", "What-ifs")] if whatifs else []
     toc += [("not-run", "Not run on any design")] if skipped else []
     toc += [("history", "History over commits (asv)")] if history else []
     body = ["<h1>mmbench results</h1>", f'<dl class="prov">{prov}</dl>',
@@ -246,6 +249,8 @@ def render_html(doc, tables, baseline, charts=(), history=(), skipped=()) -> str
     for fam, fam_tables, fam_charts in parts:
         body.append(f'<h2 id="fam-{_e(fam)}">{_e(FAMILY_TITLES.get(fam, fam))}</h2>')
         body += [table_html(t) for t in fam_tables] + [chart_html(c) for c in fam_charts]
+    if whatifs:
+        body.append(whatifs)
     if skipped:
         body.append('<h2 id="not-run">Not run on any design</h2><ul>'
                     + "".join(f"<li>{_e(s)}</li>" for s in skipped) + "</ul>")

@@ -78,6 +78,22 @@ def collect(doc: dict) -> dict:
     return out
 
 
+#: counters of contract operations: every design counts them
+CONTRACT_COUNTERS = ("move_pages_moved", "move_pages_copied")
+
+
+def _has_counter(backend: str, suffixes) -> bool:
+    """Does the design count this event at all (else its cell is "—", not "none")?"""
+    name = suffixes[0].lstrip(".")
+    if name in CONTRACT_COUNTERS:
+        return True
+    try:
+        from mmbench import registry
+        return name in registry.load(backend).counter_names
+    except Exception:           # a design not installed here: say nothing about it
+        return False
+
+
 def _columns(cols) -> list:
     """linux's variants first (default, then the others), then every other design's default."""
     def rank(c):
@@ -87,26 +103,23 @@ def _columns(cols) -> list:
     return [c for c in sorted(cols, key=rank) if c[0] == "linux" or c[1] == "default"]
 
 
-def markdown(doc: dict) -> list[str]:
-    """The section's lines; [] when the results hold no vma_layout records."""
-    data = collect(doc)
-    if not data:
-        return []
-    out = ["## What-ifs", "",
-           "Design variants from the mailing-list threads beside today's kernel (docs/what-ifs.md "
-           "says where each comes from): linux with `anon_pgoff=\"zero\"` (Xu's pgoff = 0 "
-           "experiment) and with `mremap_relocate_anon` (the direction of Stoakes' 2025 series), "
-           "then the other designs as they are.  Counts and bytes are exact; `none`: the run "
-           "counted no such event; `—`: the design has no such struct; `n/a`: the design has no "
-           "such variant (the reason is under the table).", ""]
-    for (wl, params), cols in sorted(data.items()):
+INTRO = ("Design variants from the mailing-list threads beside today's kernel (docs/what-ifs.md "
+         "says where each comes from): linux with `anon_pgoff=\"zero\"` (Xu's pgoff = 0 "
+         "experiment) and with `mremap_relocate_anon` (the direction of Stoakes' 2025 series), "
+         "then the other designs as they are.  Counts and bytes are exact; `none`: the run "
+         "counted no such event; `—`: the design has no such struct; `n/a`: the design has no "
+         "such variant (the reason is under the table).")
+
+
+def tables(doc: dict) -> list[tuple[str, list[str], list[list[str]], list[str]]]:
+    """(title, header, rows, notes) per workload and parameter set; [] without vma_layout records."""
+    out = []
+    for (wl, params), cols in sorted(collect(doc).items()):
         columns = _columns(cols)
         if not columns:
             continue
-        out += [f"### {wl}" + (f" ({params})" if params else ""), ""]
         head = ["quantity"] + [f"{b}" if b != "linux" else f"linux: {v}" for b, v in columns]
-        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        notes = []
+        rows = []
         for label, suffixes, kind in ROWS:
             row = [label]
             seen = False
@@ -116,15 +129,41 @@ def markdown(doc: dict) -> list[str]:
                     row.append("n/a")
                     continue
                 value = _find(cell, suffixes)
-                if value is None and kind == "counter" and cell:
+                if value is None and kind == "counter" and cell and _has_counter(col[0], suffixes):
                     value = 0           # counters are recorded only when they moved
                 seen |= value not in (None, 0)
                 row.append(_fmt(value, kind))
             if seen or kind == "exact":
-                out.append("| " + " | ".join(row) + " |")
-        for col in columns:
-            if isinstance(cols[col], str):
-                notes.append(f"{col[0]} {col[1]}: {cols[col]}")
-        out.append("")
+                rows.append(row)
+        notes = [f"{b} {v}: {cols[(b, v)]}" for b, v in columns if isinstance(cols[(b, v)], str)]
+        out.append((wl + (f" ({params})" if params else ""), head, rows, notes))
+    return out
+
+
+def markdown(doc: dict) -> list[str]:
+    """The section's lines for README.md; [] when the results hold no vma_layout records."""
+    tabs = tables(doc)
+    if not tabs:
+        return []
+    out = ["## What-ifs", "", INTRO, ""]
+    for title, head, rows, notes in tabs:
+        out += [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
         out += [f"*n/a: {n}*" for n in notes] + ([""] if notes else [])
     return out
+
+
+def html(doc: dict) -> str:
+    """The section for index.html; "" when the results hold no vma_layout records."""
+    from html import escape as e
+    tabs = tables(doc)
+    if not tabs:
+        return ""
+    parts = ['<h2 id="what-ifs">What-ifs</h2>', f"<p>{e(INTRO)}</p>"]
+    for title, head, rows, notes in tabs:
+        parts.append(f"<h3>{e(title)}</h3><table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head)
+                     + "</tr></thead><tbody>"
+                     + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+                     + "</tbody></table>")
+        parts += [f"<p><em>n/a: {e(n)}</em></p>" for n in notes]
+    return "\n".join(parts)

@@ -92,8 +92,10 @@ def test_index_html_renders_in_headless_chromium(page):
     doc = make_doc()
     expected = [t for t in report.build_tables(doc, "linux") if report.is_headline(t)]
     expected += asv_history(d / "asv")
-    assert tables == len(expected)
-    assert rows == sum(len(t.text_rows()) for t in expected)
+    from mmbench import report_whatifs
+    whatifs = report_whatifs.tables(doc)          # the What-ifs section's own tables
+    assert tables == len(expected) + len(whatifs)
+    assert rows == sum(len(t.text_rows()) for t in expected) + sum(len(w[2]) for w in whatifs)
     assert images == len(CHARTS) and decoded == images  # every chart drawn and decoded
 
     shot = d / "index.png"

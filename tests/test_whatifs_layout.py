@@ -82,4 +82,6 @@ def test_whatifs_section_puts_variants_beside_the_default():
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert int(cells[1]) == 2 and int(cells[2]) > 2
     assert "merges refused" in text
-    assert report_whatifs.markdown({"records": []}) == []
+    assert report_whatifs.markdown({"records": []}) == [] and report_whatifs.html({"records": []}) == ""
+    page = report_whatifs.html({"records": recs})
+    assert page.startswith('<h2 id="what-ifs">') and "<th>linux: anon_pgoff_zero</th>" in page
