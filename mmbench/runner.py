@@ -443,6 +443,10 @@ def table_one(doc, patterns=HEADLINE, tablefmt="simple") -> str:
              for r in recs if r["kind"] == "unsupported" and r["metric"] == "*"}
     rows: dict[tuple, dict] = {}
     units: dict[str, str] = {}
+    # cells of a huge-page row (thp other than never) where the design ran at 4 KiB
+    at_4k = {(r["workload"], results.params_label(r["params"]), r["backend"]) for r in recs
+             if r["metric"] == "thp.huge_pages" and r["value"] == 0
+             and r["params"].get("thp") not in (None, "never")}
     for r in recs:
         if r["metric"] == "*" or not _metric_wanted(r["metric"], patterns):
             continue
@@ -450,6 +454,8 @@ def table_one(doc, patterns=HEADLINE, tablefmt="simple") -> str:
             units.setdefault(r["metric"], r["unit"])     # an unsupported record carries no unit
         key = (r["family"], r["workload"], results.params_label(r["params"]), r["metric"])
         cell = "unsupported" if r["value"] is None else _fmt(r["value"]) + KIND_MARK[r["kind"]]
+        if r["value"] is not None and (key[1], key[2], r["backend"]) in at_4k:
+            cell += " 4k"
         rows.setdefault(key, {})[r["backend"]] = cell
     out = []
     for (fam, wl, params, metric), cells in rows.items():
@@ -462,7 +468,8 @@ def table_one(doc, patterns=HEADLINE, tablefmt="simple") -> str:
             line = ["", wl, params, "(all)"] + ["unsupported" if x == b else "-" for x in backends]
             out.append(line)
     head = ["family", "workload", "params", "metric [unit]"] + backends
-    legend = "m = measured (model time on this machine), e = estimated, plain = exact"
+    legend = "m = measured (model time on this machine), e = estimated, plain = exact" + (
+        "; 4k = ran at 4 KiB pages in a huge-page (thp) row" if at_4k else "")
     notes = sorted({f"{b}: {why}" for (_, _, b), why in unsup.items()})
     tail = "\n".join(["", legend] + (["unsupported:"] + [f"  {n}" for n in notes] if notes else []))
     return tabulate(out, headers=head, tablefmt=tablefmt, disable_numparse=True) + "\n" + tail

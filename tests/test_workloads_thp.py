@@ -188,3 +188,12 @@ def test_a_failing_probe_claims_nothing_and_keeps_the_cell(monkeypatch):
         recs = _by(_measure.measure(CAT["seq_first_touch"], {"pages": 64, "thp": "always"}, "linux", repeats=1))
     _measure.huge_pages_in_effect.cache_clear()
     assert "thp.huge_pages" not in recs and recs["write.faults"]["value"] == 64
+
+
+def test_compare_marks_4k_cells_of_huge_page_rows():
+    text = runner.table_one(_doc(), patterns=("write.faults",))
+    always = [line for line in text.splitlines() if "thp=always" in line]
+    never = [line for line in text.splitlines() if "thp=never" in line]
+    assert always and all(line.rstrip().endswith("4k") for line in always)     # uvm: the last column
+    assert never and not any("4k" in line for line in never)
+    assert "4k = ran at 4 KiB pages" in text

@@ -120,6 +120,7 @@ def open_machine(backend: str, scenario, needs_devices: bool, options=None):
 
 # ------------------------------------------------------------ the huge-page axis
 PROBE_PAGES = 1024            # two aligned 2 MiB blocks
+BASE_PROBE = 1 << 20          # where they are mapped (2 MiB-aligned)
 
 
 @functools.lru_cache(maxsize=None)
@@ -159,9 +160,6 @@ def huge_pages_in_effect(backend: str, kwargs: tuple) -> bool | None:
         warnings.warn(f"huge-page probe of {backend} failed: {type(e).__name__}: {e}", RuntimeWarning,
                       stacklevel=2)
         return None
-
-
-BASE_PROBE = 1 << 20          # 2 MiB-aligned
 
 
 def _design_notes(m) -> str:
