@@ -222,6 +222,7 @@ class Converter:
         self.fault_n_host: Counter = Counter()  # host kind -> faults timed
         self.fault_ns_host: Counter = Counter()
         self.fault_windows: dict = {}           # replay kind -> every timed fault's ns (medians)
+        self.fault_windows_host: dict = {}      # host kind -> the same
         # time off the CPU (perf --switch-events), so that a window preempted on a busy
         # host counts only the time the thread ran
         self.offcpu: Counter = Counter()        # tid -> ns switched out so far
@@ -588,6 +589,7 @@ class Converter:
         self.fault_n_host[host] += 1
         self.fault_ns_host[host] += ns
         self.fault_windows.setdefault(replay, []).append(ns)
+        self.fault_windows_host.setdefault(host, []).append(ns)
 
     def _on_switch(self, ev):
         """perf's context-switch record of a traced thread (OUT, then IN when it runs again)."""
@@ -609,10 +611,12 @@ class Converter:
         if not n:
             return None
         med = {k: int(sorted(w)[len(w) // 2]) for k, w in self.fault_windows.items()}
+        hmed = {k: int(sorted(w)[len(w) // 2]) for k, w in self.fault_windows_host.items()}
         return {"timed": n, "ns": int(sum(self.fault_ns.values())),
                 "n_by_replay_kind": dict(self.fault_n), "ns_by_replay_kind": dict(self.fault_ns),
                 "median_ns_by_replay_kind": med,
                 "n_by_kind": dict(self.fault_n_host), "ns_by_kind": dict(self.fault_ns_host),
+                "median_ns_by_kind": hmed,
                 "window": "do_user_addr_fault (page-faults event) to the end of handle_mm_fault "
                           "(minor-faults event), per thread, less the time switched out"}
 

@@ -363,6 +363,15 @@ def time_lines(v: dict, provenance: dict | None = None, note: bool = True) -> st
                    "(mean / median): " + "; ".join(
                        f"{k} {n:,} x {mean:,.0f} / {med:,.0f}" for k, (n, mean, med)
                        in ht["fault_by_kind"].items()))
+        ft = (provenance or {}).get("host", {}).get("fault_time") or {}
+        add = ((provenance or {}).get("tracing_overhead") or {}).get("fault_add_ns", 0)
+        if ft.get("n_by_kind"):
+            hmed = ft.get("median_ns_by_kind", {})
+            out.append("in the host's own kinds, corrected ns per fault (mean" +
+                       (" / median" if hmed else "") + "): " + "; ".join(
+                           f"{k} {n:,} x {ft['ns_by_kind'][k] / n + add:,.0f}"
+                           + (f" / {hmed[k] + add:,.0f}" if k in hmed else "")
+                           for k, n in sorted(ft["n_by_kind"].items()) if n))
     else:
         out.append(f"host time in faults: n/a ({ht.get('fault_why', '?')})")
     if "fork_ns" in ht:

@@ -63,6 +63,8 @@ def test_fault_windows_by_kind_less_preemption():
     assert ft["n_by_replay_kind"] == {"zero_fill": 3, "zero_page": 1}
     assert ft["ns_by_replay_kind"] == {"zero_fill": 1500 + 1700 + 1300, "zero_page": 400}
     assert ft["median_ns_by_replay_kind"] == {"zero_fill": 1500, "zero_page": 400}
+    assert ft["median_ns_by_kind"] == {"zero_fill": 1500, "zero_page": 400}
+    assert ft["ns_by_kind"] == {"zero_fill": 1500 + 1700 + 1300, "zero_page": 400}
     assert ft["ns"] == 4900
     assert r.notes["fault timings without an end (failed faults: not timed)"] == 1
 
