@@ -766,12 +766,18 @@ cdef class GmemMachine(LinuxHMMMachine):
             return self.gm_migrate_range(mm, start, end, node) if node > 0 else self.gm_range_to_host(mm, start, end)
         return LinuxHMMMachine.migrate_vma_node(self, mm, v, start, end, node)
 
+    cdef int64_t migrate_home_need(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """Device-private pages of plain memory, plus the device pages of the DEVICE
+        blocks the range overlaps (a block comes home whole)."""
+        return LinuxHMMMachine.migrate_home_need(self, mm, start, end) + self.gm_count_device(mm, start, end)
+
     def hmadvise_willneed(self, pid, vpn, npages, dev):
         """hmadvise(MADV_WILLNEED) toward device `dev`: prefetch the range block by block."""
         with self.held():
             return self._hmadvise_willneed(pid, vpn, npages, dev)
 
     def _hmadvise_willneed(self, pid, vpn, npages, dev):
+        cdef int st
         cdef mm_t* mm
         cdef uint64_t v
         cdef gm_mapping_t* gm
@@ -785,7 +791,9 @@ cdef class GmemMachine(LinuxHMMMachine):
             gm = self.gm_lookup(mm, v)
             if gm != NULL and not (gm.flag & GM_PAGE_DEVICE):
                 gm.flag |= GM_PAGE_WILLNEED
-        self._raise(self.gm_migrate_range(mm, vpn, vpn + npages, dev))
+        st = self.gm_migrate_range(mm, vpn, vpn + npages, dev)
+        if st != MM_ENOMEM:                 # advice: blocks that found no room stay put
+            self._raise(st)
 
     # ================================================================ Linux paths
     cdef int64_t zap_pte_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
