@@ -110,7 +110,8 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dmirror_lookup, dmirror_invali
                                        devmem_add, devmem_del, devmem_oldest, devmem_frame_alloc,
                                        devmem_frame_free, DPT_WRITE, pidtab_reserve)
 from mmbench_linux.core cimport LinuxMachine
-from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t, VM_WRITE, VM_SHARED, VM_FAULT_DONE, VM_FAULT_OOM
+from mmbench_linux.mm cimport (mm_t, vma_t, vm_fault_t, VM_WRITE, VM_SHARED, VM_FAULT_DONE, VM_FAULT_OOM,
+                               VM_READ, VM_MAYREAD, VM_MAYWRITE, VM_ACCOUNT)
 from mmbench_linux.hmm cimport LinuxHMMMachine, dev_mm_t
 from mmbench_linux.hmm import HMM_COUNTERS
 
@@ -261,24 +262,28 @@ cdef class GmemMachine(LinuxHMMMachine):
     def _mmap_peer_shared(self, pid, vpn, npages, writable=True):
         cdef mm_t* mm
         cdef int64_t i
-        cdef uint64_t start, end
-        self.mmap(pid, vpn, npages, False, writable)
+        cdef uint64_t start, end, vm_flags = VM_READ | VM_MAYREAD | VM_MAYWRITE | VM_PEER_SHARED
+        cdef int st
         if self.all_peer_shared or self.ndevices == 0:
-            return
+            return self.mmap(pid, vpn, npages, False, writable)
+        pid = self._pid(pid)
+        vpn, npages = self._range(vpn, npages)
+        if not isinstance(writable, bool):
+            raise _errors.InvalidArgument(f"writable must be True or False, got {writable!r}")
         mm = <mm_t*>self.procs[pid]
         start = <uint64_t>vpn
         end = <uint64_t>(vpn + npages)
         i = self.vma_index(mm, start)
-        if mm.vmas[i].vm_start < start:            # merged into a left neighbour: cut it out
-            self._raise(self.split_vma(mm, i, start))
-            i += 1
-        if mm.vmas[i].vm_end > end:
-            self._raise(self.split_vma(mm, i, end))
-        mm.vmas[i].vm_flags |= VM_PEER_SHARED
-        self.vma_try_merge_at(mm, i)
-        if i > 0:
-            self.vma_try_merge_at(mm, i - 1)
-        self.mt_sync(mm)
+        if i < mm.nr_vmas and mm.vmas[i].vm_start < end:
+            st = MM_EINVAL
+        else:
+            # the VMA is born peer-shared (MAP_PEER_SHARED is an mmap flag): it merges
+            # only with peer-shared neighbours, and a refused mmap leaves nothing
+            if writable:
+                vm_flags |= VM_WRITE | VM_ACCOUNT
+            st = self.mmap_private(mm, i, start, end, vm_flags)
+            self.mt_sync(mm)
+        self._fail(st, "mmap", pid, vpn, npages)
 
     # ================================================================ vm_object, logical page table
     cdef vm_object_t* obj_of(self, mm_t* mm) noexcept nogil:
