@@ -57,9 +57,6 @@ def _run(name, ram, dev):
 
 @pytest.mark.parametrize("name", BACKENDS)
 def test_out_of_memory_leaves_no_trace(name):
-    if name == "gmem":
-        pytest.xfail("gmem: a migrate over several blocks or VMAs that runs out of memory keeps "
-                     "the blocks it already moved (issue #20, open)")
     ooms = _run(name, 20, 6)
     if name in FRAMES:
         assert ooms > 0, f"{name}: 20 frames of RAM never ran out"

@@ -61,7 +61,7 @@
 # * Device to device goes through host memory (two copies).
 # * A failed migration stops at a page boundary; pages already moved stay moved.
 
-from libc.stdlib cimport calloc, malloc, free
+from libc.stdlib cimport calloc, malloc, realloc, free, qsort
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 
 from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, VPN_BITS, C_FAULTS,
@@ -80,7 +80,7 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT
 from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count, dma_flush_stats
 from mmbench_freebsd.vm cimport (vm_object_t, vm_reserv_t, pv_entry_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE)
-from mmbench_freebsd.pctrie cimport pctrie_insert, pctrie_remove
+from mmbench_freebsd.pctrie cimport pctrie_insert, pctrie_remove, pctrie_lookup_ge
 from mmbench_freebsd.pmap cimport pmap_pte, pmap_remove_all
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry, vm_map_range_mapped, vm_map_range_free
 from mmbench_freebsd.vm_fault cimport vm_fault, vm_map_resolve
@@ -350,12 +350,22 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     cdef int migrate_map_range(self, vm_map_t* map, int64_t start, int64_t end, int node,
                                move_stats_t* ms) noexcept nogil:
         """Move the page each vpn of [start, end) resolves to (mapped range;
-        holes stay holes); a device maps the pages it received."""
+        holes stay holes); a device maps the pages it received.  The vpns that
+        can resolve to a page are gathered from the resident pages of each
+        entry's object chain first, so the work is bounded by resident pages,
+        not by the size of the range (a 2**36-page mapping holding two pages is
+        two moves); they are then taken in address order."""
         cdef vm_map_entry_t* e
-        cdef int64_t v
-        cdef int depth, st
+        cdef int64_t v, k, n = 0
+        cdef int depth, st = MM_OK
         cdef pfn_t pfn
-        for v in range(start, end):
+        cdef int64_t* cand = NULL
+        if resident_vpns(map, start, end, &cand, &n) != 0:
+            return MM_ENOMEM
+        for k in range(n):
+            v = cand[k]
+            if k > 0 and v == cand[k - 1]:
+                continue                            # a vpn shadowed along its chain
             e = vm_map_lookup_entry(map, v)
             pfn = vm_map_resolve(&self.vm, e, v, &depth)
             if pfn == NO_PFN:
@@ -365,8 +375,9 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
                 pfn = vm_map_resolve(&self.vm, e, v, &depth)
                 st = self.device_map(map.pmap.pid, node, v, pfn, cpu_may_write(e, &self.frames.f[pfn]))
             if st != MM_OK:
-                return st
-        return MM_OK
+                break
+        free(cand)
+        return st
 
     cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
         cdef vm_map_t* map = self.map_of(pid)
@@ -599,3 +610,50 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             raise _errors.SegmentationFault(f"pid {pid}: vpn {vpn} is not mapped")
         pfn = vm_map_resolve(&self.vm, e, vpn, &depth)
         return None if pfn == NO_PFN else int(frame_node(&self.frames, pfn))
+
+
+cdef int cmp_int64(const void* a, const void* b) noexcept nogil:
+    cdef int64_t x = (<const int64_t*>a)[0], y = (<const int64_t*>b)[0]
+    return (x > y) - (x < y)
+
+
+cdef int resident_vpns(vm_map_t* map, int64_t start, int64_t end, int64_t** out, int64_t* n) noexcept nogil:
+    """The vpns of [start, end) (every page mapped) at which some object of their
+    entry's chain holds a resident page, sorted (a vpn can appear once per object
+    holding it).  -1 when out of memory (nothing allocated then)."""
+    cdef vm_map_entry_t* e = vm_map_lookup_entry(map, start)
+    cdef vm_object_t* obj
+    cdef int64_t s, t, off, cap = 0, cnt = 0
+    cdef uint64_t key
+    cdef uint64_t* item
+    cdef int64_t* buf = NULL
+    cdef int64_t* nb
+    while e != NULL and e.start < end:
+        s = e.start if e.start > start else start
+        t = e.end if e.end < end else end
+        obj = e.object
+        off = e.offset - e.start                    # pindex in obj = vpn + off
+        while obj != NULL:
+            key = <uint64_t>(s + off)
+            while True:
+                item = pctrie_lookup_ge(&obj.rtree, key)
+                if item == NULL or <int64_t>item[0] >= t + off:
+                    break
+                if cnt == cap:
+                    cap = cap * 2 if cap else 64
+                    nb = <int64_t*>realloc(buf, cap * sizeof(int64_t))
+                    if nb == NULL:
+                        free(buf)
+                        return -1
+                    buf = nb
+                buf[cnt] = <int64_t>item[0] - off
+                cnt += 1
+                key = item[0] + 1
+            off += obj.backing_object_offset
+            obj = obj.backing_object
+        e = e.next
+    if cnt:
+        qsort(buf, cnt, sizeof(int64_t), cmp_int64)
+    out[0] = buf
+    n[0] = cnt
+    return 0

@@ -118,7 +118,8 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dmirror_lookup, dmirror_invali
                                        devmem_frame_free, DPT_WRITE, pidtab_reserve)
 from mmbench_linux.core cimport LinuxMachine
 from mmbench_linux.mm cimport (mm_t, vma_t, vm_fault_t, VM_WRITE, VM_SHARED, VM_FAULT_DONE, VM_FAULT_OOM,
-                               VM_FAULT_FALLBACK, FAULT_FLAG_WRITE, mm_pte_at)
+                               VM_FAULT_FALLBACK, FAULT_FLAG_WRITE, mm_pte_at,
+                               VM_READ, VM_MAYREAD, VM_MAYWRITE, VM_ACCOUNT)
 from mmbench_linux.hmm cimport LinuxHMMMachine, dev_mm_t
 from mmbench_linux.hmm import HMM_COUNTERS
 
@@ -277,24 +278,28 @@ cdef class GmemMachine(LinuxHMMMachine):
     def _mmap_peer_shared(self, pid, vpn, npages, writable=True):
         cdef mm_t* mm
         cdef int64_t i
-        cdef uint64_t start, end
-        self.mmap(pid, vpn, npages, False, writable)
+        cdef uint64_t start, end, vm_flags = VM_READ | VM_MAYREAD | VM_MAYWRITE | VM_PEER_SHARED
+        cdef int st
         if self.all_peer_shared or self.ndevices == 0:
-            return
+            return self.mmap(pid, vpn, npages, False, writable)
+        pid = self._pid(pid)
+        vpn, npages = self._range(vpn, npages)
+        if not isinstance(writable, bool):
+            raise _errors.InvalidArgument(f"writable must be True or False, got {writable!r}")
         mm = <mm_t*>self.procs[pid]
         start = <uint64_t>vpn
         end = <uint64_t>(vpn + npages)
         i = self.vma_index(mm, start)
-        if mm.vmas[i].vm_start < start:            # merged into a left neighbour: cut it out
-            self._raise(self.split_vma(mm, i, start))
-            i += 1
-        if mm.vmas[i].vm_end > end:
-            self._raise(self.split_vma(mm, i, end))
-        mm.vmas[i].vm_flags |= VM_PEER_SHARED
-        self.vma_try_merge_at(mm, i)
-        if i > 0:
-            self.vma_try_merge_at(mm, i - 1)
-        self.mt_sync(mm)
+        if i < mm.nr_vmas and mm.vmas[i].vm_start < end:
+            st = MM_EINVAL
+        else:
+            # the VMA is born peer-shared (MAP_PEER_SHARED is an mmap flag): it merges
+            # only with peer-shared neighbours, and a refused mmap leaves nothing
+            if writable:
+                vm_flags |= VM_WRITE | VM_ACCOUNT
+            st = self.mmap_private(mm, i, start, end, vm_flags)
+            self.mt_sync(mm)
+        self._fail(st, "mmap", pid, vpn, npages)
 
     # ================================================================ vm_object, logical page table
     cdef vm_object_t* obj_of(self, mm_t* mm) noexcept nogil:
@@ -819,12 +824,18 @@ cdef class GmemMachine(LinuxHMMMachine):
             return self.gm_migrate_range(mm, start, end, node) if node > 0 else self.gm_range_to_host(mm, start, end)
         return LinuxHMMMachine.migrate_vma_node(self, mm, v, start, end, node)
 
+    cdef int64_t migrate_home_need(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """Device-private pages of plain memory, plus the device pages of the DEVICE
+        blocks the range overlaps (a block comes home whole)."""
+        return LinuxHMMMachine.migrate_home_need(self, mm, start, end) + self.gm_count_device(mm, start, end)
+
     def hmadvise_willneed(self, pid, vpn, npages, dev):
         """hmadvise(MADV_WILLNEED) toward device `dev`: prefetch the range block by block."""
         with self.held():
             return self._hmadvise_willneed(pid, vpn, npages, dev)
 
     def _hmadvise_willneed(self, pid, vpn, npages, dev):
+        cdef int st
         cdef mm_t* mm
         cdef uint64_t v
         cdef gm_mapping_t* gm
@@ -838,7 +849,9 @@ cdef class GmemMachine(LinuxHMMMachine):
             gm = self.gm_lookup(mm, v)
             if gm != NULL and not (gm.flag & GM_PAGE_DEVICE):
                 gm.flag |= GM_PAGE_WILLNEED
-        self._raise(self.gm_migrate_range(mm, vpn, vpn + npages, dev))
+        st = self.gm_migrate_range(mm, vpn, vpn + npages, dev)
+        if st != MM_ENOMEM:                 # advice: blocks that found no room stay put
+            self._raise(st)
 
     # ================================================================ Linux paths
     cdef int64_t zap_pte_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:

@@ -77,7 +77,7 @@
 #               the rmap walks
 #   core.pyx    LinuxMachine(LinuxFault), this file: 1. fork (dup_mmap,
 #               copy_page_range)  2. unmap, mprotect, mremap, exit  2b. khugepaged
-#               3. the contract (c_*) and Python extras  6. what-ifs and move_pages
+#               3. the contract (c_*) and Python extras  5. what-ifs and move_pages
 #               4. invariants (c_check)
 #
 # Simplified relative to the kernel, and why
@@ -1456,7 +1456,7 @@ cdef class LinuxMachine(LinuxFault):
         cdef mm_t* mm = <mm_t*>self.procs[self._pid(pid)]
         return (int(mm.pgd.nr[0]), int(mm.pgd.nr[1]), int(mm.pgd.nr[2]), int(mm.pgd.nr[3]))
 
-    # ================================================================ 6. what-ifs and page moves
+    # ================================================================ 5. what-ifs and page moves
     # Variants the mailing-list threads argue about (docs/what-ifs.md) and UFFDIO_MOVE.
     # anon_pgoff="zero" lives in mmap_private (do_mmap's pgoff); the merge rules are
     # the same ones for every variant (can_merge, anon_compatible_merge).

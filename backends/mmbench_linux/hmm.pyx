@@ -692,14 +692,34 @@ cdef class LinuxHMMMachine(LinuxMachine):
         cdef int st
         if not self.range_mapped(mm, pos, end):
             return MM_EINVAL
+        # home: every device page of the range needs a host frame; count them all
+        # first, so a migrate that cannot finish changes nothing
+        if node == 0 and self.migrate_home_need(mm, pos, end) > frames_free_count(&self.frames, 0):
+            return MM_ENOMEM
         while pos < end:
             v = self.find_vma(mm, pos)
             e = v.vm_end if v.vm_end < end else end
             st = self.migrate_vma_node(mm, v, pos, e, node)
+            if st == MM_ENOMEM and node > 0:
+                # to a device: what found no frame stays where it is, as migrate_vma
+                # leaves a page whose destination the driver could not allocate
+                return MM_OK
             if st != MM_OK:
                 return st
             pos = e
         return MM_OK
+
+    cdef int64_t migrate_home_need(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """Host frames a migrate of [start, end) home needs: its device-private PTEs."""
+        cdef uint64_t vpn = start
+        cdef pt_node_t* t
+        cdef int64_t need = 0
+        while True:
+            t = pt_next(&mm.pgd, vpn, end, &vpn)
+            if t == NULL:
+                return need
+            need += self.devpriv_of(t.e[vpn & 511], 0)
+            vpn += 1
 
     cdef int migrate_vma_node(self, mm_t* mm, vma_t* v, uint64_t start, uint64_t end, int node) noexcept nogil:
         """[start, end) of one VMA to `node` (0: host memory)."""

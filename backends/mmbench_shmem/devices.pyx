@@ -353,8 +353,10 @@ cdef class ShmemDevMachine(ShmemMachine):
 
     cdef int migrate_range(self, mm_struct* mm, uint64_t start, uint64_t end, int node,
                            move_stats_t* ms) noexcept nogil:
-        """Every page of [start, end) (mapped) to `node`, VMA by VMA."""
-        cdef uint64_t vpn = start, e
+        """Every page of [start, end) (mapped) to `node`, VMA by VMA.  Home, only
+        the pages in the file's page cache can move: they are found in its
+        xarray, so the work is bounded by cached pages, not by the range."""
+        cdef uint64_t vpn = start, e, idx = 0, x
         cdef vm_area_struct* v
         cdef int st
         while vpn < end:
@@ -362,6 +364,17 @@ cdef class ShmemDevMachine(ShmemMachine):
             if v == NULL:
                 return MM_EINVAL
             e = v.vm_end if v.vm_end < end else end
+            if node == 0:
+                x = xa_find(&v.vm_file.i_data.i_pages, vma_pgoff_of(v, vpn), vma_pgoff_of(v, e - 1), &idx)
+                while x != 0:
+                    st = self.migrate_file_page(v.vm_file, idx, 0, ms)
+                    if st != MM_OK:
+                        return st
+                    if idx >= vma_pgoff_of(v, e - 1):
+                        break
+                    x = xa_find(&v.vm_file.i_data.i_pages, idx + 1, vma_pgoff_of(v, e - 1), &idx)
+                vpn = e
+                continue
             while vpn < e:
                 st = self.migrate_file_page(v.vm_file, vma_pgoff_of(v, vpn), node, ms)
                 if st == MM_OK and node != 0:
@@ -388,14 +401,27 @@ cdef class ShmemDevMachine(ShmemMachine):
            beyond its free frames, since a page of the range already there may
            be evicted by the others and come back -- plus one for a page that
            passes through the host on its way from another device."""
-        cdef uint64_t vpn = start, e
+        cdef uint64_t vpn = start, e, idx = 0, x
         cdef vm_area_struct* v
         cdef pfn_t pfn
         cdef int64_t moving = 0, transit = 0, evictions
         cdef int cur
+        evictions = <int64_t>(end - start) - frames_free_count(&self.frames, node) if node else 0
+        if node and <int64_t>(end - start) > self.device_pages \
+                and evictions > frames_free_count(&self.frames, 0):
+            return evictions      # more pages than the device holds: some move, refused (O(1))
         while vpn < end:
             v = find_vma(mm, vpn)
             e = v.vm_end if v.vm_end < end else end
+            if node == 0:         # home: the pages on a device, from the page cache (bounded)
+                x = xa_find(&v.vm_file.i_data.i_pages, vma_pgoff_of(v, vpn), vma_pgoff_of(v, e - 1), &idx)
+                while x != 0:
+                    moving += frame_node(&self.frames, <pfn_t>(x - 1)) != 0
+                    if idx >= vma_pgoff_of(v, e - 1):
+                        break
+                    x = xa_find(&v.vm_file.i_data.i_pages, idx + 1, vma_pgoff_of(v, e - 1), &idx)
+                vpn = e
+                continue
             while vpn < e:
                 pfn = mapping_lookup(&v.vm_file.i_data, vma_pgoff_of(v, vpn))
                 cur = 0 if pfn == NO_PFN else frame_node(&self.frames, pfn)
