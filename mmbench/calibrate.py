@@ -1022,6 +1022,13 @@ def summary(cal: dict) -> str:
         f = ".1f" if v["ns"] >= 10 or v["ns"] == 0 else ".4f"
         iv = f"[{v['low']:{f}} – {v['high']:{f}}]" if "low" in v else ""
         lines.append(f"  {k:13s} {v['ns']:10{f}} {iv:>22s}  = {v['from']}")
+    thp = {k: f["host_vmstat_per_unit"] for k, f in cal["probes"].items()
+           if isinstance(f, dict) and f.get("host_vmstat_per_unit")}
+    if thp:
+        lines.append("huge-page probes, the host's thp_* events per unit (/proc/vmstat, setup "
+                     "included):")
+        for k, v in thp.items():
+            lines.append(f"  {k:22s} " + ", ".join(f"{e} {n:g}" for e, n in v.items() if n))
     val = cal["validation"]
     if val["status"] != "ok":
         lines.append(f"validation: skipped — {val['reason']}")
