@@ -5,9 +5,12 @@ three steps, all recorded in <hostname>.json of the per-user data directory
 (mmbench.calibration_search says where, and how `mmbench run` finds it again):
 
 1. **Probe** (mmbench.probe, C): timed experiments on the host kernel, each
-   repeated (medians, p25/p75, MAD) after warming memory: a VM pays a large
-   one-time cost the first time the guest touches a frame, which would
-   otherwise land in whichever probe runs first.
+   repeated (medians, p25/p75, MAD) in interleaved rounds of a new random
+   order, after warming memory: a VM pays a large one-time cost the first
+   time the guest touches a frame, which would otherwise land in whichever
+   probe runs first.  The probes time the CPU time of the work (the timing
+   thread's, plus a reaped child's), so another process holding a CPU does
+   not inflate a price (PROBE_CLOCKS).
 
 2. **Fit** (FIT): each event price is a difference of two probes that differ
    by exactly that event, e.g. ``zero_fill = anon write fault - zero-page read
