@@ -5,9 +5,12 @@ three steps, all recorded in <hostname>.json of the per-user data directory
 (mmbench.calibration_search says where, and how `mmbench run` finds it again):
 
 1. **Probe** (mmbench.probe, C): timed experiments on the host kernel, each
-   repeated (medians, p25/p75, MAD) after warming memory: a VM pays a large
-   one-time cost the first time the guest touches a frame, which would
-   otherwise land in whichever probe runs first.
+   repeated (medians, p25/p75, MAD) in interleaved rounds of a new random
+   order, after warming memory: a VM pays a large one-time cost the first
+   time the guest touches a frame, which would otherwise land in whichever
+   probe runs first.  The probes time the CPU time of the work (the timing
+   thread's, plus a reaped child's), so another process holding a CPU does
+   not inflate a price (PROBE_CLOCKS).
 
 2. **Fit** (FIT): each event price is a difference of two probes that differ
    by exactly that event, e.g. ``zero_fill = anon write fault - zero-page read
@@ -1022,6 +1025,13 @@ def summary(cal: dict) -> str:
         f = ".1f" if v["ns"] >= 10 or v["ns"] == 0 else ".4f"
         iv = f"[{v['low']:{f}} – {v['high']:{f}}]" if "low" in v else ""
         lines.append(f"  {k:13s} {v['ns']:10{f}} {iv:>22s}  = {v['from']}")
+    thp = {k: f["host_vmstat_per_unit"] for k, f in cal["probes"].items()
+           if isinstance(f, dict) and f.get("host_vmstat_per_unit")}
+    if thp:
+        lines.append("huge-page probes, the host's thp_* events per unit (/proc/vmstat, setup "
+                     "included):")
+        for k, v in thp.items():
+            lines.append(f"  {k:22s} " + ", ".join(f"{e} {n:g}" for e, n in v.items() if n))
     val = cal["validation"]
     if val["status"] != "ok":
         lines.append(f"validation: skipped — {val['reason']}")
