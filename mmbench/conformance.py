@@ -358,9 +358,25 @@ def conformance_machine(backend, *, devices: int | None = None, ram_pages: int |
             why = self.ref.move_pages_refusal(p, src, dst, n)
             may_busy = self.ref.move_pages_may_busy(p, src, dst, n)
             before = _footprint(self.dut)
+            oom_before = _oom_footprint(self.dut) if tight_memory else None
             self.log.append(what)
             got = _outcome(lambda: self.dut.move_pages(p, src, dst, n))
             self.steps += 1
+            if tight_memory and got == ("raise", errors.OutOfMemory):
+                # as in both(): the move did not happen, the reference is not told.  A
+                # design that moves (linux's UFFDIO_MOVE) must leave no trace; the generic
+                # copying fallback reads and writes through the design's own faults and
+                # undoes its writes with MADV_DONTNEED, so there values are compared, not
+                # structures (docs/fidelity.md)
+                self.log[-1] += "   # OutOfMemory"
+                self.ooms += 1
+                after = _oom_footprint(self.dut)
+                if getattr(self.dut, "move_native", False) and after != oom_before:
+                    raise ConformanceFailure(f"{label}: {what} raised OutOfMemory but left a trace: "
+                                             f"{_diff(oom_before, after)}")
+                self.probe(p, src, n)
+                self.probe(p, dst, n)
+                return got
             optional = got in (("raise", errors.NotSupported),) or (got == ("raise", errors.PageBusy) and may_busy)
             if not optional:
                 want = _outcome(lambda: self.ref.move_pages(p, src, dst, n))
