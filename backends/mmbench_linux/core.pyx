@@ -1620,6 +1620,17 @@ cdef class LinuxMachine(LinuxFault):
             while mm.nr_huge_pmd and dv < h + n:
                 self.split_huge_pmd(mm, dv)
                 dv += HPAGE_PMD_NR
+        # a page of a large folio does not move alone: move_pages_pte splits the folio
+        # first (split_folio), so every moved page is a small folio of its own
+        while True:
+            t = pt_next(&mm.pgd, vpn, s + n, &vpn)
+            if t == NULL:
+                break
+            pte = t.e[vpn & 511]
+            if not (pte & PTE_SPECIAL) and self.frames.f[pte_pfn(pte)].flags & FR_LARGE:
+                self.split_folio(folio_head(self.frames.f, pte_pfn(pte)))
+            vpn += 1
+        vpn = s
         if pt_reserve_move(&mm.pgd, s, s + n, d, d, d, False, &made) != 0:
             self.pt_sync(mm)
             return MM_ENOMEM
