@@ -77,6 +77,7 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT
                                        dmirror_invalidate, dev_mm_of, dev_mm_get, dev_mm_detach,
                                        dev_mm_notify, devmems_clear, devmems_init, devmems_destroy,
                                        devmem_add, devmem_del, devmem_oldest, devmem_has)
+from mmbench.blocks.mapentry cimport MapEntryMachine
 from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count, dma_flush_stats
 from mmbench_freebsd.vm cimport (vm_object_t, vm_reserv_t, pv_entry_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE)
@@ -403,46 +404,46 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         cdef int st = self.fault_device_return(self.map_of(pid), vpn, False)
         if st != MM_OK:
             return st
-        return FreeBSDMachine.c_read(self, pid, vpn, out)
+        return MapEntryMachine.c_read(self, pid, vpn, out)
 
     cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
         cdef int st = self.fault_device_return(self.map_of(pid), vpn, True)
         if st != MM_OK:
             return st
-        return FreeBSDMachine.c_write(self, pid, vpn, value)
+        return MapEntryMachine.c_write(self, pid, vpn, value)
 
     # map changes that can leave a device entry stale: erase the range first
     cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         self.dev_invalidate(pid, vpn, vpn + npages)
-        return FreeBSDMachine.c_munmap(self, pid, vpn, npages)
+        return MapEntryMachine.c_munmap(self, pid, vpn, npages)
 
     cdef int c_mprotect(self, int64_t pid, int64_t vpn, int64_t npages, bint writable) noexcept nogil:
         if not writable and vm_map_range_mapped(self.map_of(pid), vpn, vpn + npages):
             self.dev_invalidate(pid, vpn, vpn + npages)
-        return FreeBSDMachine.c_mprotect(self, pid, vpn, npages, writable)
+        return MapEntryMachine.c_mprotect(self, pid, vpn, npages, writable)
 
     cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         if vm_map_range_mapped(self.map_of(pid), vpn, vpn + npages):
             self.dev_invalidate(pid, vpn, vpn + npages)
-        return FreeBSDMachine.c_madvise_dontneed(self, pid, vpn, npages)
+        return MapEntryMachine.c_madvise_dontneed(self, pid, vpn, npages)
 
     cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
         # The device entries of the old range go once the move has happened:
         # the same end state as invalidating first (the device tables are apart
         # from the pmap), and a move refused for lack of memory keeps them.
-        cdef int st = FreeBSDMachine.c_mremap(self, pid, old_vpn, npages, new_vpn)
+        cdef int st = MapEntryMachine.c_mremap(self, pid, old_vpn, npages, new_vpn)
         if st == MM_OK:
             self.dev_invalidate(pid, old_vpn, old_vpn + npages)
         return st
 
     cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
         self.dev_invalidate(pid, 0, VPN_END)      # NEEDS_COPY: no entry may stay writable
-        return FreeBSDMachine.c_fork(self, pid, child_out)
+        return MapEntryMachine.c_fork(self, pid, child_out)
 
     cdef int c_exit(self, int64_t pid) noexcept nogil:
         self.dev_invalidate(pid, 0, VPN_END)
         self.dev_free(pid)
-        return FreeBSDMachine.c_exit(self, pid)
+        return MapEntryMachine.c_exit(self, pid)
 
     # ================================================================ device access
     cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil:
@@ -489,8 +490,8 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             e = vm_map_lookup_entry(map, vpn)
         ms.to_device = 0
         ms.to_host = 0
-        bs = bs if bs > e.start else e.start
-        be = be if be < e.end else e.end
+        bs = bs if bs > e.link.start else e.link.start
+        be = be if be < e.link.end else e.link.end
         if bs < vpn:
             st = self.migrate_map_range(map, bs, vpn, dev, &ms)
         if st == MM_OK and vpn + 1 < be:

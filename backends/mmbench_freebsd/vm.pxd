@@ -23,7 +23,7 @@ from libc.stdint cimport uint64_t, int64_t, uint32_t, int32_t, uint8_t
 from mmbench.core cimport kmem_cache_t
 from mmbench.blocks.frames cimport frames_t, frame_t, pfn_t
 from mmbench.blocks.pagetable cimport pgtable_t
-from mmbench.blocks.itree cimport itnode_t, itree_t
+from mmbench.blocks.maplist cimport map_entry_link_t, map_list_t
 from mmbench_freebsd.pctrie cimport pctrie_t
 
 cdef enum:  # vm_object flags
@@ -87,11 +87,8 @@ cdef enum:
     NPOPMAP = 8                # 64-bit words of the population map
 
 ctypedef struct vm_map_entry_t:
-    itnode_t node                      # node..end: maplist's map_entry_link_t (same order)
-    vm_map_entry_t* prev               # address-ordered list
-    vm_map_entry_t* next
-    int64_t start                      # [start, end) in pages
-    int64_t end
+    map_entry_link_t link              # first: tree node, address-ordered list, [start, end) in
+                                       # pages (mmbench.blocks.maplist; vm_map_entry_succ below)
     vm_object_t* object                # NULL until the first fault
     int64_t offset                     # pindex of `start` in object
     uint32_t eflags                    # MAP_ENTRY_COW | MAP_ENTRY_NEEDS_COPY
@@ -131,11 +128,7 @@ ctypedef struct pmap_t:
     int64_t pid                        # for reverse-map answers
 
 ctypedef struct vm_map_t:              # a vmspace: the map and its pmap (one KC_VMSPACE object)
-    itree_t tree                       # tree..nentries: maplist's map_list_t (same order)
-    vm_map_entry_t* first
-    vm_map_entry_t* last
-    vm_map_entry_t* hint               # last entry found (lookup starts here)
-    int64_t nentries
+    map_list_t list                    # first: the entries by address, their tree, the hint
     pmap_t pmap
 
 ctypedef struct vm_ctx_t:
@@ -168,4 +161,18 @@ cdef inline pfn_t item_pfn(vm_ctx_t* vm, uint64_t* item) noexcept nogil:
     return <pfn_t>((<char*>item - <char*>&vm.fr.f[0].index) // sizeof(frame_t))
 
 cdef inline int64_t entry_pindex(vm_map_entry_t* e, int64_t vpn) noexcept nogil:
-    return e.offset + (vpn - e.start)
+    return e.offset + (vpn - e.link.start)
+
+# The entries in address order (FreeBSD's vm_map_entry_first / _succ / _pred):
+# an entry's link is its first member, so the link's neighbours are entries.
+cdef inline vm_map_entry_t* vm_map_entry_first(vm_map_t* map) noexcept nogil:
+    return <vm_map_entry_t*>map.list.first
+
+cdef inline vm_map_entry_t* vm_map_entry_last(vm_map_t* map) noexcept nogil:
+    return <vm_map_entry_t*>map.list.last
+
+cdef inline vm_map_entry_t* vm_map_entry_succ(vm_map_entry_t* e) noexcept nogil:
+    return <vm_map_entry_t*>e.link.next
+
+cdef inline vm_map_entry_t* vm_map_entry_pred(vm_map_entry_t* e) noexcept nogil:
+    return <vm_map_entry_t*>e.link.prev

@@ -25,7 +25,8 @@ from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_check
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, pmap_t,
                                  pv_entry_t, pv_chunk_t, MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, KC_ENTRY, KC_OBJECT,
                                  KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD, KC_VMSPACE, KC_RESERV, item_pfn,
-                                 vm_reserv_t, PTE_PROMOTED, VM_LEVEL_0_NPAGES)
+                                 vm_reserv_t, PTE_PROMOTED, VM_LEVEL_0_NPAGES,
+                                 vm_map_entry_first, vm_map_entry_last, vm_map_entry_succ, vm_map_entry_pred)
 from mmbench_freebsd.pmap cimport pmap_pv_count, pv_pmap
 from mmbench_freebsd.vm_fault cimport vm_map_resolve
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry
@@ -33,18 +34,18 @@ from mmbench_freebsd.vm_reserv cimport vm_reserv_check
 
 
 cdef int check_map(vm_ctx_t* vm, vm_map_t* map, const char** why) noexcept nogil:
-    cdef vm_map_entry_t* e = map.first
+    cdef vm_map_entry_t* e = vm_map_entry_first(map)
     cdef vm_map_entry_t* prev = NULL
     cdef int64_t n = 0
     while e != NULL:
-        if e.prev != prev:
+        if vm_map_entry_pred(e) != prev:
             why[0] = "vm_map: entry list links are broken"
             return -1
-        if e.start >= e.end or (prev != NULL and prev.end > e.start):
+        if e.link.start >= e.link.end or (prev != NULL and prev.link.end > e.link.start):
             why[0] = "vm_map: entries overlap or are out of order"
             return -1
         if e.object != NULL:
-            if e.offset < 0 or e.offset + (e.end - e.start) > e.object.size:
+            if e.offset < 0 or e.offset + (e.link.end - e.link.start) > e.object.size:
                 why[0] = "vm_map: entry maps beyond its object"
                 return -1
             e.object.check_refs += 1
@@ -53,20 +54,20 @@ cdef int check_map(vm_ctx_t* vm, vm_map_t* map, const char** why) noexcept nogil
             elif e.object.check_map != <void*>map:
                 e.object.check_map = <void*>-1
         prev = e
-        e = e.next
+        e = vm_map_entry_succ(e)
         n += 1
-    if prev != map.last or n != map.nentries:
+    if prev != vm_map_entry_last(map) or n != map.list.nentries:
         why[0] = "vm_map: entry count or last entry is wrong"
         return -1
-    if itree_verify(&map.tree) != 0 or map.tree.count != n:
+    if itree_verify(&map.list.tree) != 0 or map.list.tree.count != n:
         why[0] = "vm_map: the entry search tree is broken"
         return -1
-    e = map.first
+    e = vm_map_entry_first(map)
     while e != NULL:
-        if e.node.start != <uint64_t>e.start or e.node.last != <uint64_t>(e.end - 1):
+        if e.link.node.start != <uint64_t>e.link.start or e.link.node.last != <uint64_t>(e.link.end - 1):
             why[0] = "vm_map: an entry's tree key disagrees with its range"
             return -1
-        e = e.next
+        e = vm_map_entry_succ(e)
     return 0
 
 
@@ -287,7 +288,7 @@ cdef int vm_check_all(vm_ctx_t* vm, void** procs, int64_t nprocs, const char** w
         if map != NULL:
             if check_map(vm, map, why) != 0:
                 return -1
-            entries += map.nentries
+            entries += map.list.nentries
     obj = vm.objects
     while obj != NULL:
         if check_object(vm, obj, &pages, why) != 0 or vm_reserv_check(vm, obj, &nrv, why) != 0:

@@ -128,7 +128,7 @@ cdef inline void fault_decide(faultstate_t* fs) noexcept nogil:
 cdef inline int fault_prepare(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
     cdef vm_map_entry_t* e = fs.entry
     if e.object == NULL:
-        e.object = vm_object_allocate_anon(vm, e.end - e.start)
+        e.object = vm_object_allocate_anon(vm, e.link.end - e.link.start)
         e.offset = 0
         if e.object == NULL:
             return MM_ENOMEM
@@ -243,7 +243,7 @@ cdef void fault_prefault(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
     cdef pfn_t m
     for i in range(8):
         addr = fs.vpn + PREFAULT_ORDER[i]
-        if addr < e.start or addr >= e.end:
+        if addr < e.link.start or addr >= e.link.end:
             continue
         t = fs.leaf if fs.leaf != NULL and (addr >> 9) == (fs.vpn >> 9) else \
             pt_leaf(&fs.map.pmap.pt, <uint64_t>addr, False, NULL)

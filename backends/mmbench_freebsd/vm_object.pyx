@@ -233,7 +233,7 @@ cdef int vm_object_shadow(vm_ctx_t* vm, vm_map_entry_t* entry) noexcept nogil:
     cdef vm_object_t* result
     if source != NULL and source.ref_count == 1 and (source.flags & OBJ_ANON):
         return 0
-    result = vm_object_allocate_anon(vm, entry.end - entry.start)
+    result = vm_object_allocate_anon(vm, entry.link.end - entry.link.start)
     if result == NULL:
         return -1
     if source != NULL:
@@ -256,7 +256,7 @@ cdef void vm_object_split(vm_ctx_t* vm, vm_map_entry_t* entry) noexcept nogil:
     """
     cdef vm_object_t* orig = entry.object
     cdef vm_object_t* new_obj
-    cdef int64_t size = entry.end - entry.start
+    cdef int64_t size = entry.link.end - entry.link.start
     cdef int64_t start = entry.offset
     cdef uint64_t* item
     cdef int64_t pindex

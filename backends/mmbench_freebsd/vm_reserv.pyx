@@ -94,7 +94,7 @@ cdef bint range_eligible(vm_ctx_t* vm, vm_object_t* obj, int64_t first,
     cdef int64_t va_first = vpn - (vpn & (VM_LEVEL_0_NPAGES - 1))
     cdef vm_reserv_t* rv = obj.rvq
     cdef uint64_t* item
-    if first < 0 or va_first < entry.start or va_first + VM_LEVEL_0_NPAGES > entry.end:
+    if first < 0 or va_first < entry.link.start or va_first + VM_LEVEL_0_NPAGES > entry.link.end:
         return False
     while rv != NULL:                       # overlaps another reservation
         if rv.pindex < first + VM_LEVEL_0_NPAGES and first < rv.pindex + VM_LEVEL_0_NPAGES:

@@ -333,7 +333,7 @@ cdef int amap_extend(uvm_ctx_t* u, vm_map_entry_t* e, int64_t slotadd, bint forw
     """
     cdef vm_amap_t* amap = e.aref.ar_amap
     cdef int64_t slotoff = e.aref.ar_pageoff
-    cdef int64_t slotmapped = e.end - e.start
+    cdef int64_t slotmapped = e.link.end - e.link.start
     cdef int64_t slotneed, slotalloc, slotspace, nslot = amap.am_nslot
     if forwards:
         slotneed = slotoff + slotmapped + slotadd
