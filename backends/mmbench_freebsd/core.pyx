@@ -40,7 +40,7 @@ from mmbench.blocks.maplist cimport map_list_t, map_entry_link_t
 from mmbench.blocks.mapentry cimport MapEntryMachine
 from mmbench.blocks.frames cimport pfn_t, NO_PFN
 from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pte_present, pte_pfn
-from mmbench_freebsd.vm cimport (vm_ctx_t, vm_reserv_t, vm_map_t, vm_map_entry_t, vm_object_t, pv_entry_t,
+from mmbench_freebsd.vm cimport (vm_ctx_t, vm_reserv_t, vm_map_t, vm_map_entry_t, vm_object_t,
                                  KC_ENTRY, KC_OBJECT, KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD,
                                  KC_PUD, KC_PMD, KC_PTE, CHAIN_HIST, MAP_ENTRY_COW,
                                  MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, VM_INHERIT_SHARE,
@@ -50,7 +50,9 @@ from mmbench_freebsd.vm_map cimport (vmspace_alloc, vmspace_free, vm_map_lookup_
                                      vm_map_dontneed)
 from mmbench_freebsd.vm_fault cimport vm_fault, vm_map_resolve
 from mmbench_freebsd.vm_check cimport vm_check_all
-from mmbench_freebsd.pmap cimport pmap_pte, pv_pmap, pmap_superpages
+from mmbench.blocks.pmap cimport pmap_pte, pmap_superpages
+from mmbench.blocks.pmap_pvchunk cimport pv_entry_t, pv_pmap, pv_list, pmap_bootstrap, pmap_ctx_destroy
+from mmbench_freebsd.pmap cimport pmap_pde_init
 
 from mmbench import errors as _errors
 from mmbench.hugepages import THP_DEFAULT, thp_option
@@ -100,13 +102,15 @@ cdef class FreeBSDMachine(MapEntryMachine):
         for i, (cname, size) in enumerate(_CACHES):
             if self.slab_register(cname, size) != i:      # KC_* ids are positions
                 raise RuntimeError("slab caches registered out of KC_* order")
-        self.vm.fr = &self.frames
-        self.vm.ctr = &self.ctr[0]
-        self.vm.kc = &self.caches[0]
-        self.vm.pv_head = <pv_entry_t**>calloc(self.ram_pages, sizeof(pv_entry_t*))
+        self.vm.md.fr = &self.frames
+        self.vm.md.ctr = &self.ctr[0]
+        self.vm.md.kc = &self.caches[0]
+        self.vm.md.kc_pgd = KC_PGD
+        self.vm.md.kc_pv = KC_PVCHUNK
+        self.vm.md.kc_pmap = -1             # struct pmap is inside struct vmspace (KC_VMSPACE)
         self.vm.reserv_of = <vm_reserv_t**>calloc(self.ram_pages if self.ram_pages > 0 else 1,
                                                   sizeof(vm_reserv_t*))
-        if self.vm.pv_head == NULL or self.vm.reserv_of == NULL:
+        if pmap_bootstrap(&self.vm.md, self.ram_pages) != 0 or self.vm.reserv_of == NULL:
             raise MemoryError("no memory for the pv list heads")
         self.vm.objects = NULL
         self.vm.nobjects = 0
@@ -116,6 +120,7 @@ cdef class FreeBSDMachine(MapEntryMachine):
                 raise _errors.InvalidArgument(f"the {opt} option must be True or False")
         self.pg_ps_enabled = thp_option(self.options) != "never"
         self.vm.pg_ps_enabled = self.pg_ps_enabled
+        pmap_pde_init(&self.vm)
         self.vm.pmap_copy = self.options["pmap_copy"]
         self.vm.prefault = self.options["prefault"]
         for i in range(CHAIN_HIST):
@@ -123,14 +128,13 @@ cdef class FreeBSDMachine(MapEntryMachine):
 
     def __dealloc__(self):
         cdef int64_t pid
-        if self.vm.kc == NULL:
+        if self.vm.md.kc == NULL:
             return
         for pid in range(1, self.next_pid):
             if self.procs != NULL and self.procs[pid] != NULL:
                 vmspace_free(&self.vm, <vm_map_t*>self.procs[pid])
                 self.procs[pid] = NULL
-        free(self.vm.pv_head)
-        self.vm.pv_head = NULL
+        pmap_ctx_destroy(&self.vm.md)
         free(self.vm.reserv_of)
         self.vm.reserv_of = NULL
 
@@ -167,7 +171,7 @@ cdef class FreeBSDMachine(MapEntryMachine):
         return vm_map_dontneed(&self.vm, <vm_map_t*>map, start, end)
 
     cdef pgtable_t* me_pgtable(self, map_list_t* map) noexcept nogil:
-        return &(<vm_map_t*>map).pmap.pt
+        return &(<vm_map_t*>map).pmap.hdr.pt
 
     cdef bint me_entry_writable(self, map_entry_link_t* e) noexcept nogil:
         return (<vm_map_entry_t*>e).writable
@@ -188,7 +192,7 @@ cdef class FreeBSDMachine(MapEntryMachine):
     def superpages(self, pid):
         """2 MiB mappings (promoted PDEs) in the pmap of `pid`."""
         pid = self._pid(pid)
-        return int(pmap_superpages(&self.map_of(pid).pmap))
+        return int(pmap_superpages(&self.map_of(pid).pmap.hdr))
 
     # ------------------------------------------------------ loads, stores
 
@@ -211,15 +215,15 @@ cdef class FreeBSDMachine(MapEntryMachine):
         pid = self._pid(pid)
         vpn, _ = self._range(vpn)
         cdef vm_map_t* map = self.map_of(pid)
-        cdef uint64_t pte = pmap_pte(&map.pmap, vpn)
+        cdef uint64_t pte = pmap_pte(&map.pmap.hdr, vpn)
         cdef pv_entry_t* pv
         cdef vm_reserv_t* rv
         out = []
         if not pte_present(pte):
             return out
-        pv = self.vm.pv_head[pte_pfn(pte)]
+        pv = pv_list(&self.vm.md, pte_pfn(pte))[0]
         while pv != NULL:
-            out.append((int(pv_pmap(pv).pid), int(pv.pv_va)))
+            out.append((int(pv_pmap(pv).hdr.pid), int(pv.pv_va)))
             self.ctr[C_RMAP_VISITS] += 1
             pv = pv.pv_next
         rv = self.vm.reserv_of[pte_pfn(pte)]
@@ -228,7 +232,7 @@ cdef class FreeBSDMachine(MapEntryMachine):
                    and (rv.popmap[i >> 6] >> (i & 63)) & 1][0]
             pv = rv.pvh
             while pv != NULL:
-                out.append((int(pv_pmap(pv).pid), int(pv.pv_va) + idx))
+                out.append((int(pv_pmap(pv).hdr.pid), int(pv.pv_va) + idx))
                 self.ctr[C_RMAP_VISITS] += 1
                 pv = pv.pv_next
         return sorted(out)

@@ -79,10 +79,12 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT
                                        devmem_add, devmem_del, devmem_oldest, devmem_has)
 from mmbench.blocks.mapentry cimport MapEntryMachine
 from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count, dma_flush_stats
-from mmbench_freebsd.vm cimport (vm_object_t, vm_reserv_t, pv_entry_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
+from mmbench_freebsd.vm cimport (vm_object_t, vm_reserv_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE)
 from mmbench_freebsd.pctrie cimport pctrie_insert, pctrie_remove
-from mmbench_freebsd.pmap cimport pmap_pte, pmap_remove_all
+from mmbench.blocks.pmap cimport pmap_pte
+from mmbench.blocks.pmap_pvchunk cimport pv_list, pmap_bootstrap, pmap_ctx_destroy
+from mmbench_freebsd.pmap cimport pmap_remove_all
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry, vm_map_range_mapped, vm_map_range_free
 from mmbench_freebsd.vm_fault cimport vm_fault, vm_map_resolve
 from mmbench_freebsd.vm_object cimport vm_page_lookup
@@ -138,14 +140,14 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         # an empty pv list) like host pages
         last = self.frames.nr_nodes - 1
         total = self.frames.node_base[last] + self.frames.node_size[last]
-        free(self.vm.pv_head)
-        self.vm.pv_head = <pv_entry_t**>calloc(total if total > 0 else 1, sizeof(pv_entry_t*))
+        pmap_ctx_destroy(&self.vm.md)
+        pmap_bootstrap(&self.vm.md, total)
         free(self.vm.reserv_of)
         self.vm.reserv_of = <vm_reserv_t**>calloc(total if total > 0 else 1, sizeof(vm_reserv_t*))
         self.dev_pfn_base = self.ram_pages
         self.dev_pfn_count = total - self.ram_pages
         self.dev_pv = <dev_pv_t**>calloc(self.dev_pfn_count + 1, sizeof(dev_pv_t*))
-        if self.vm.pv_head == NULL or self.vm.reserv_of == NULL or self.dev_pv == NULL:
+        if self.vm.md.pv_heads == NULL or self.vm.reserv_of == NULL or self.dev_pv == NULL:
             raise MemoryError()
         if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
             raise MemoryError()
@@ -304,9 +306,9 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         d.value = o.value
         d.owner = o.owner
         d.index = o.index
-        pctrie_remove(&obj.rtree, o.index, &self.vm.kc[KC_PCTRIE])
-        if pctrie_insert(&obj.rtree, &d.index, &self.vm.kc[KC_PCTRIE]) != 0:
-            pctrie_insert(&obj.rtree, &o.index, &self.vm.kc[KC_PCTRIE])   # the slot just freed
+        pctrie_remove(&obj.rtree, o.index, &self.vm.md.kc[KC_PCTRIE])
+        if pctrie_insert(&obj.rtree, &d.index, &self.vm.md.kc[KC_PCTRIE]) != 0:
+            pctrie_insert(&obj.rtree, &o.index, &self.vm.md.kc[KC_PCTRIE])   # the slot just freed
             frame_free(&self.frames, new)
             return MM_ENOMEM
         if self.is_device_pfn(old):
@@ -360,7 +362,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             st = self.migrate_page(pfn, node, ms)
             if st == MM_OK and node != 0:
                 pfn = vm_map_resolve(&self.vm, e, v, &depth)
-                st = self.device_map(map.pmap.pid, node, v, pfn, cpu_may_write(e, &self.frames.f[pfn]))
+                st = self.device_map(map.pmap.hdr.pid, node, v, pfn, cpu_may_write(e, &self.frames.f[pfn]))
             if st != MM_OK:
                 return st
         return MM_OK
@@ -381,7 +383,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     cdef int fault_device_return(self, vm_map_t* map, int64_t vpn, bint write) noexcept nogil:
         """Before the CPU fault: a fictitious page in the chain comes home in
         place (into the object holding it)."""
-        cdef uint64_t pte = pmap_pte(&map.pmap, vpn)
+        cdef uint64_t pte = pmap_pte(&map.pmap.hdr, vpn)
         cdef vm_map_entry_t* e
         cdef pfn_t pfn
         cdef int depth
@@ -528,7 +530,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
                     continue
                 if not (f.flags & FR_DEVICE_PRIVATE) or f.owner == 0:
                     return self.check_fail("device page not fictitious or in no object")
-                if f.mapcount != 0 or self.vm.pv_head[p] != NULL:
+                if f.mapcount != 0 or pv_list(&self.vm.md, p)[0] != NULL:
                     return self.check_fail("fictitious page mapped by a CPU pmap")
                 if not devmem_has(&self.devmem[d], <pfn_t>p):
                     return self.check_fail("device page missing from its device's eviction list")

@@ -22,12 +22,12 @@ from mmbench.blocks.frames cimport pfn_t, NO_PFN
 from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagetable cimport pt_node_t, pt_next, pte_pfn, PTE_WRITE
 from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_check
-from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, pmap_t,
-                                 pv_entry_t, pv_chunk_t, MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, KC_ENTRY, KC_OBJECT,
+from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, KC_ENTRY, KC_OBJECT,
                                  KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD, KC_VMSPACE, KC_RESERV, item_pfn,
-                                 vm_reserv_t, PTE_PROMOTED, VM_LEVEL_0_NPAGES,
+                                 vm_reserv_t, VM_LEVEL_0_NPAGES,
                                  vm_map_entry_first, vm_map_entry_last, vm_map_entry_succ, vm_map_entry_pred)
-from mmbench_freebsd.pmap cimport pmap_pv_count, pv_pmap
+from mmbench.blocks.pmap cimport PTE_PROMOTED
+from mmbench.blocks.pmap_pvchunk cimport pmap_t, pv_entry_t, pv_chunk_t, pmap_pv_count, pv_pmap, pv_list
 from mmbench_freebsd.vm_fault cimport vm_map_resolve
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry
 from mmbench_freebsd.vm_reserv cimport vm_reserv_check
@@ -103,7 +103,7 @@ cdef int check_object(vm_ctx_t* vm, vm_object_t* obj, int64_t* pages, const char
     item = pctrie_lookup_ge(&obj.rtree, 0)
     while item != NULL:
         pfn = item_pfn(vm, item)
-        if vm.fr.f[pfn].owner != <uint64_t><size_t>obj or vm.fr.f[pfn].refcount != 1:
+        if vm.md.fr.f[pfn].owner != <uint64_t><size_t>obj or vm.md.fr.f[pfn].refcount != 1:
             why[0] = "vm_page: resident page does not belong to its object or is free"
             return -1
         n += 1
@@ -126,7 +126,7 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
         why[0] = "pmap: PTE maps a page other than the one the object chain holds"
         return -1
     if (pte & PTE_WRITE) and (not e.writable or (e.eflags & MAP_ENTRY_NEEDS_COPY)
-                              or vm.fr.f[pfn].owner != <uint64_t><size_t>e.object):
+                              or vm.md.fr.f[pfn].owner != <uint64_t><size_t>e.object):
         why[0] = "pmap: writable PTE to a page the entry may not write"
         return -1
     if pte & PTE_PROMOTED:                  # under a 2 MiB mapping: the pvh holds its pv
@@ -138,7 +138,7 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
         pv = rv.pvh
         vpn = base
     else:
-        pv = vm.pv_head[pfn]
+        pv = pv_list(&vm.md, pfn)[0]
     while pv != NULL and not (<int64_t>pv.pv_va == vpn and pv_pmap(pv) == &map.pmap):
         pv = pv.pv_next
     if pv == NULL:
@@ -164,7 +164,7 @@ cdef int check_pmap(vm_ctx_t* vm, vm_map_t* map, int64_t* ptes, const char** why
     cdef pt_node_t* t
     cdef int64_t n = 0, npromoted = 0
     while True:
-        t = pt_next(&map.pmap.pt, vpn, <uint64_t>1 << 36, &vpn)
+        t = pt_next(&map.pmap.hdr.pt, vpn, <uint64_t>1 << 36, &vpn)
         if t == NULL:
             break
         if check_pte(vm, map, <int64_t>vpn, t.e[vpn & 511], why) != 0:
@@ -179,7 +179,7 @@ cdef int check_pmap(vm_ctx_t* vm, vm_map_t* map, int64_t* ptes, const char** why
     if npromoted % VM_LEVEL_0_NPAGES != 0:
         why[0] = "pmap: promoted PTEs not in whole 2 MiB blocks"
         return -1
-    if (n != map.pmap.resident_count
+    if (n != map.pmap.hdr.resident_count
             or n - npromoted + npromoted // VM_LEVEL_0_NPAGES != pmap_pv_count(&map.pmap)):
         why[0] = "pmap: resident count or pv entries disagree with the PTEs"
         return -1
@@ -202,7 +202,7 @@ cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcep
         while item != NULL:
             pfn = item_pfn(vm, item)
             n = 0
-            pv = vm.pv_head[pfn]
+            pv = pv_list(&vm.md, pfn)[0]
             while pv != NULL:
                 n += 1
                 pv = pv.pv_next
@@ -211,7 +211,7 @@ cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcep
                 while pv != NULL:
                     n += 1
                     pv = pv.pv_next
-            if n != vm.fr.f[pfn].mapcount:
+            if n != vm.md.fr.f[pfn].mapcount:
                 why[0] = "vm_page: mapcount != pv list length"
                 return -1
             mapped[0] += n
@@ -249,20 +249,20 @@ cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entrie
             nmaps += 1
             chunks += count_chunks(map)
             for lvl in range(4):
-                tables[lvl] += map.pmap.pt.nr[lvl]
+                tables[lvl] += map.pmap.hdr.pt.nr[lvl]
     cdef int64_t used = 0
-    for lvl in range(vm.fr.nr_nodes):     # host pages and fictitious (device) pages
-        used += vm.fr.node_used[lvl]
+    for lvl in range(vm.md.fr.nr_nodes):     # host pages and fictitious (device) pages
+        used += vm.md.fr.node_used[lvl]
     if used != pages:
         why[0] = "frames in use != resident pages (a page is both free and owned, or lost)"
         return -1
-    if (vm.kc[KC_PAGE].active != pages or vm.kc[KC_OBJECT].active != nobj
-            or vm.kc[KC_ENTRY].active != entries or vm.kc[KC_PCTRIE].active != nodes
-            or vm.kc[KC_PVCHUNK].active != chunks or vm.kc[KC_VMSPACE].active != nmaps):
+    if (vm.md.kc[KC_PAGE].active != pages or vm.md.kc[KC_OBJECT].active != nobj
+            or vm.md.kc[KC_ENTRY].active != entries or vm.md.kc[KC_PCTRIE].active != nodes
+            or vm.md.kc[KC_PVCHUNK].active != chunks or vm.md.kc[KC_VMSPACE].active != nmaps):
         why[0] = "slab accounting disagrees with the live structures"
         return -1
     for lvl in range(4):
-        if vm.kc[KC_PGD + lvl].active != tables[lvl]:
+        if vm.md.kc[KC_PGD + lvl].active != tables[lvl]:
             why[0] = "page-table accounting disagrees with the page tables"
             return -1
     return 0
@@ -295,7 +295,7 @@ cdef int vm_check_all(vm_ctx_t* vm, void** procs, int64_t nprocs, const char** w
             return -1
         nobj += 1
         obj = obj.all_next
-    if nrv != vm.kc[KC_RESERV].active:
+    if nrv != vm.md.kc[KC_RESERV].active:
         why[0] = "vm_reserv cache != reservations on object lists"
         return -1
     if nobj != vm.nobjects:

@@ -46,8 +46,10 @@ from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t
 from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_deallocate,
                                         vm_object_reference, vm_object_collapse, vm_object_split,
                                         vm_object_page_remove)
-from mmbench_freebsd.pmap cimport (pmap_pinit, pmap_release, pmap_remove, pmap_protect, pmap_move, pmap_reserve_move,
-                                   pmap_free_tables, pmap_copy)
+from mmbench.blocks.pmap cimport (pmap_remove, pmap_protect, pmap_move, pmap_reserve_move,
+                                  pmap_free_tables)
+from mmbench.blocks.pmap_pvchunk cimport pmap_pinit, pmap_release
+from mmbench_freebsd.pmap cimport pmap_copy
 
 cdef int64_t VPN_END = (<int64_t>1) << VPN_BITS
 
@@ -59,7 +61,7 @@ cdef vm_map_t* vmspace_alloc(vm_ctx_t* vm, int64_t pid) noexcept nogil:
     if map == NULL:
         return NULL
     itree_init(&map.list.tree)
-    if pmap_pinit(vm, &map.pmap, pid) != 0:
+    if pmap_pinit(&vm.md, &map.pmap, pid) != 0:
         free(map)
         return NULL
     kc_alloc(vm, KC_VMSPACE)
@@ -67,7 +69,7 @@ cdef vm_map_t* vmspace_alloc(vm_ctx_t* vm, int64_t pid) noexcept nogil:
 
 cdef void vmspace_free(vm_ctx_t* vm, vm_map_t* map) noexcept nogil:
     vm_map_delete(vm, map, 0, VPN_END)
-    pmap_release(vm, &map.pmap)
+    pmap_release(&vm.md, &map.pmap)
     kc_free(vm, KC_VMSPACE)
     free(map)
 
@@ -124,7 +126,7 @@ cdef vm_map_entry_t* entry_clone(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil
     c[0] = e[0]
     if c.object != NULL:
         vm_object_reference(c.object)
-    vm.ctr[C_VMA_SPLITS] += 1
+    vm.md.ctr[C_VMA_SPLITS] += 1
     return c
 
 cdef void vm_map_clip_start(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int64_t vpn) noexcept nogil:
@@ -228,7 +230,7 @@ cdef int vm_map_insert(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end,
     if prev != NULL and prev.inheritance == inheritance:
         entry_set_range(map, prev, prev.link.start, end)
         map.list.hint = &prev.link
-        vm.ctr[C_VMA_MERGES] += 1
+        vm.md.ctr[C_VMA_MERGES] += 1
         return 0
     e = entry_create(vm)
     if e == NULL:
@@ -272,7 +274,7 @@ cdef void entry_release_object(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil:
 
 cdef void free_tables_around(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* before,
                              vm_map_entry_t* after) noexcept nogil:
-    pmap_free_tables(vm, &map.pmap, 0 if before == NULL else before.link.end,
+    pmap_free_tables(&vm.md, &map.pmap.hdr, 0 if before == NULL else before.link.end,
                      VPN_END if after == NULL else after.link.start)
 
 cdef void vm_map_delete(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
@@ -284,7 +286,7 @@ cdef void vm_map_delete(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end)
     before = vm_map_entry_pred(e)
     while e != NULL and e.link.start < end:
         nx = vm_map_entry_succ(e)
-        pmap_remove(vm, &map.pmap, e.link.start, e.link.end)
+        pmap_remove(&vm.md, &map.pmap.hdr, e.link.start, e.link.end)
         unlink(map, e)
         entry_release_object(vm, e)
         entry_dispose(vm, e)
@@ -297,7 +299,7 @@ cdef void vm_map_protect(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end
     cdef vm_map_entry_t* e = clip_range(vm, map, start, end)
     while e != NULL and e.link.start < end:
         if e.writable and not writable:
-            pmap_protect(vm, &map.pmap, e.link.start, e.link.end)
+            pmap_protect(&vm.md, &map.pmap.hdr, e.link.start, e.link.end)
         e.writable = writable
         e = vm_map_entry_succ(e)
 
@@ -308,7 +310,7 @@ cdef int copy_private_entry(vm_ctx_t* vm, vm_map_t* src, vm_map_entry_t* e,
     """vm_map_copy_entry: both sides become COW | NEEDS_COPY on one object."""
     cdef vm_object_t* obj
     if not (e.eflags & MAP_ENTRY_NEEDS_COPY) and e.writable:
-        vm.ctr[C_FORK_PTES_WRPROTECT] += pmap_protect(vm, &src.pmap, e.link.start, e.link.end)
+        vm.md.ctr[C_FORK_PTES_WRPROTECT] += pmap_protect(&vm.md, &src.pmap.hdr, e.link.start, e.link.end)
     if e.object == NULL:
         c.object = NULL
         c.offset = 0
@@ -347,7 +349,7 @@ cdef int vmspace_fork(vm_ctx_t* vm, vm_map_t* src, vm_map_t* dst) noexcept nogil
             copy_private_entry(vm, src, e, c)
         link_after(dst, vm_map_entry_last(dst), c)
         if vm.pmap_copy:
-            vm.ctr[C_FORK_PTES_COPIED] += pmap_copy(vm, &dst.pmap, &src.pmap, e.link.start, e.link.end)
+            vm.md.ctr[C_FORK_PTES_COPIED] += pmap_copy(vm, &dst.pmap, &src.pmap, e.link.start, e.link.end)
         e = vm_map_entry_succ(e)
     dst.list.hint = dst.list.first
     return 0
@@ -368,7 +370,7 @@ cdef void clip_undo(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* keep, vm_map_en
     if gone.object != NULL:
         gone.object.ref_count -= 1       # keep still holds a reference: nothing else changes
     entry_dispose(vm, gone)
-    vm.ctr[C_VMA_SPLITS] -= 1
+    vm.md.ctr[C_VMA_SPLITS] -= 1
 
 cdef int clip_checked(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int64_t vpn,
                       bint at_start) noexcept nogil:
@@ -417,12 +419,12 @@ cdef int vm_map_move(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, in
         floor = 0 if vm_map_entry_last(map) == NULL else vm_map_entry_last(map).link.end
     else:
         floor = 0 if vm_map_entry_pred(after) == NULL else vm_map_entry_pred(after).link.end
-    if pmap_reserve_move(vm, &map.pmap, start, end, delta, floor, ceiling) != 0:
+    if pmap_reserve_move(&vm.md, &map.pmap.hdr, start, end, delta, floor, ceiling) != 0:
         return MM_ENOMEM
     e = first_ending_after(map, start)
     if e.link.start < start:
         if clip_checked(vm, map, e, start, True) != 0:
-            pmap_free_tables(vm, &map.pmap, floor, ceiling)
+            pmap_free_tables(&vm.md, &map.pmap.hdr, floor, ceiling)
             return MM_ENOMEM
         clipped_start = True
     last = e
@@ -431,7 +433,7 @@ cdef int vm_map_move(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, in
     if clip_checked(vm, map, last, end, False) != 0:
         if clipped_start:
             clip_undo(vm, map, e, vm_map_entry_pred(e), True)
-        pmap_free_tables(vm, &map.pmap, floor, ceiling)
+        pmap_free_tables(&vm.md, &map.pmap.hdr, floor, ceiling)
         return MM_ENOMEM
     before = vm_map_entry_pred(e)
     m = e
@@ -445,7 +447,7 @@ cdef int vm_map_move(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, in
         m = vm_map_entry_succ(m)
     moved = maplist_detach_run(&map.list, &e.link, end, delta)
     e = vm_map_entry_first(map) if before == NULL else vm_map_entry_succ(before)
-    pmap_move(vm, &map.pmap, start, end, delta)
+    pmap_move(&vm.md, &map.pmap.hdr, start, end, delta)
     free_tables_around(vm, map, before, e)
     maplist_attach_run(&map.list, moved, new_start, VPN_END)
     return 0
@@ -477,7 +479,7 @@ cdef int vm_map_dontneed(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end
         s = e.link.start if e.link.start > start else start
         t = e.link.end if e.link.end < end else end
         nx = vm_map_entry_succ(e)
-        pmap_remove(vm, &map.pmap, s, t)
+        pmap_remove(&vm.md, &map.pmap.hdr, s, t)
         obj = e.object
         if e.inheritance == VM_INHERIT_COPY and obj != NULL:
             if (obj.backing_object == NULL and (obj.flags & OBJ_ANON)

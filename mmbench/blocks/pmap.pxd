@@ -12,8 +12,8 @@
 #                            (no pv_entry); further ones in 64-B
 #                            pv_entry's carved from per-pmap 4 KiB
 #                            pv_pages (63 each)
-#   pv_chunk (FreeBSD amd64) every mapping a pv_entry in per-pmap        freebsd (still
-#                            4 KiB pv_chunks (168 each)                  backends/mmbench_freebsd/pmap)
+#   pmap_pvchunk (this dir)  every mapping a pv_entry in per-pmap        freebsd
+#                            4 KiB pv_chunks (168 each)
 #
 # The block is split the same way.  `pmap.pyx` (this interface) holds the
 # page-table side every implementation shares — entering, removing,
@@ -42,9 +42,21 @@
 #   pmap_free_tables(ctx, hdr, floor, ceiling)   free the empty tables of a hole
 #   pmap_zap(ctx, hdr, pfn, vpn)             clear one present PTE (remove_all)
 #   pmap_pte(hdr, vpn)                       the PTE (0: none)
+#   pmap_leaf(ctx, hdr, vpn)                 vpn's PTE page, allocated if missing
+#   pmap_demote_range / pmap_superpages      2 MiB mappings (see below)
 #
 # The context names the machine's frames, counters and slab caches by index,
 # so a design registers its caches in any order it likes.
+#
+# 2 MiB mappings.  A design with superpages (FreeBSD's pmap_promote_pde) sets
+# ctx.pde: a PTE page whose 512 entries stand for one 2 MiB mapping keeps them
+# marked PTE_PROMOTED (the kept page of pmap_insert_pt_page), and the
+# page-table side here hands such a mapping to ctx.pde where a 4 KiB operation
+# would split it: demote before changing one PTE inside it, remove or
+# write-protect it whole when the range covers it (one PDE), demote the range
+# before moving it.  After pmap_enter, ctx.pde.try_promote may promote.  The
+# pv side of a 2 MiB mapping (one pv entry on the physical superpage's list)
+# is the design's.  Without ctx.pde (all NULL) no PTE is ever PTE_PROMOTED.
 
 from libc.stdint cimport uint64_t, int64_t
 from mmbench.core cimport kmem_cache_t
@@ -53,6 +65,11 @@ from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t
 
 cdef struct pmap_ctx_s
 ctypedef pmap_ctx_s pmap_ctx_t
+
+cdef enum:
+    NPTEPG = 512               # PTEs per page-table page: one 2 MiB mapping
+    PTE_PROMOTED = 1 << 4      # PTE_SOFT0: the PTE lies under a 2 MiB mapping (PG_PS|PG_PROMOTED
+                               # PDE); the PTE page is the one kept for demotion
 
 ctypedef struct pmap_hdr_t:   # the first member of every implementation's pmap_t
     pgtable_t pt
@@ -71,6 +88,19 @@ ctypedef struct pmap_pv_ops_t:
     pv_remove_fn pv_remove
     pv_move_fn pv_move
 
+# the 2 MiB mappings (see above): t is the kept PTE page of the mapping holding vpn
+ctypedef void (*pde_demote_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pt_node_t* t,
+                               int64_t vpn) noexcept nogil
+ctypedef void (*pde_remove_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pt_node_t* t,
+                               int64_t base) noexcept nogil
+ctypedef void (*pde_promote_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pt_node_t* t, int64_t vpn,
+                                pfn_t pfn) noexcept nogil
+
+ctypedef struct pmap_pde_ops_t:
+    pde_demote_fn demote      # pmap_demote_pde: 512 4 KiB mappings again
+    pde_remove_fn remove      # pmap_remove_pde: the whole mapping, its PTE page emptied
+    pde_promote_fn try_promote  # pmap_enter's test (t full, page's reservation full)
+
 cdef struct pmap_ctx_s:
     frames_t* fr              # the machine's frames (mapcount kept = PTEs mapping the page)
     uint64_t* ctr             # the machine's counters (C_* ids)
@@ -81,6 +111,7 @@ cdef struct pmap_ctx_s:
     int64_t npages            # pfns [0, npages) have pv heads
     void* pv_heads            # per pfn, the implementation's pv head (pmap_page_t …)
     pmap_pv_ops_t pv          # the implementation's pv side (set by pmap_bootstrap)
+    pmap_pde_ops_t pde        # 2 MiB mappings (the design's; all NULL: none)
 
 cdef inline void pmap_kc_alloc(pmap_ctx_t* ctx, int c) noexcept nogil:
     ctx.kc[c].active += 1
@@ -105,3 +136,7 @@ cdef int64_t pmap_move(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t e
 cdef void pmap_free_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t floor, int64_t ceiling) noexcept nogil
 cdef void pmap_zap(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn) noexcept nogil
 cdef uint64_t pmap_pte(pmap_hdr_t* pm, int64_t vpn) noexcept nogil
+# vpn's PTE page, allocated (and accounted) if missing; NULL out of memory
+cdef pt_node_t* pmap_leaf(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn) noexcept nogil
+cdef void pmap_demote_range(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end) noexcept nogil
+cdef int64_t pmap_superpages(pmap_hdr_t* pm) noexcept nogil             # 2 MiB mappings

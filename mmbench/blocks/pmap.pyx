@@ -1,5 +1,5 @@
 # The page-table side of the pmap block, shared by every implementation; the
-# pv side is called through ctx.pv.  See pmap.pxd.
+# pv side is called through ctx.pv, 2 MiB mappings through ctx.pde.  See pmap.pxd.
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, int64_t
 
@@ -33,18 +33,22 @@ cdef void pmap_hdr_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil:
 cdef inline uint64_t pte_for(pfn_t pfn, bint writable) noexcept nogil:
     return mk_pte(pfn, PTE_PRESENT | (PTE_WRITE if writable else 0))
 
+cdef pt_node_t* pmap_leaf(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn) noexcept nogil:
+    cdef int64_t nalloc = 0
+    cdef pt_node_t* t = pt_leaf(&pm.pt, <uint64_t>vpn, True, &nalloc)
+    if nalloc:
+        ctx.ctr[C_PT_PAGES_ALLOC] += nalloc
+        pmap_account_tables(ctx, pm)
+    return t
+
 cdef int pmap_enter(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn, pfn_t pfn, bint writable,
                     pt_node_t* leaf) noexcept nogil:
-    cdef int64_t nalloc = 0
-    cdef pt_node_t* t = leaf
+    cdef pt_node_t* t = leaf if leaf != NULL else pmap_leaf(ctx, pm, vpn)
     cdef uint64_t old
     if t == NULL:
-        t = pt_leaf(&pm.pt, <uint64_t>vpn, True, &nalloc)
-        if nalloc:
-            ctx.ctr[C_PT_PAGES_ALLOC] += nalloc
-            pmap_account_tables(ctx, pm)
-        if t == NULL:
-            return -1
+        return -1
+    if t.e[vpn & 511] & PTE_PROMOTED:
+        ctx.pde.demote(ctx, pm, t, vpn)         # a 4 KiB change inside a 2 MiB mapping
     old = t.e[vpn & 511]
     ctx.ctr[C_PTE_WRITES] += 1
     if pte_present(old):
@@ -52,6 +56,8 @@ cdef int pmap_enter(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn, pfn_t pfn, bin
             if not writable and (old & PTE_WRITE):
                 ctx.ctr[C_TLB_FLUSHES] += 1
             pt_set(t, <uint64_t>vpn, pte_for(pfn, writable))
+            if ctx.pde.try_promote != NULL:
+                ctx.pde.try_promote(ctx, pm, t, vpn, pfn)
             return 0
         ctx.pv.pv_remove(ctx, pm, pte_pfn(old), vpn)   # replaced by a new page (COW)
         pt_set(t, <uint64_t>vpn, 0)
@@ -61,35 +67,61 @@ cdef int pmap_enter(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn, pfn_t pfn, bin
         return -1
     pt_set(t, <uint64_t>vpn, pte_for(pfn, writable))
     pm.resident_count += 1
+    if ctx.pde.try_promote != NULL:
+        ctx.pde.try_promote(ctx, pm, t, vpn, pfn)
     return 0
+
+cdef inline int64_t pde_base(uint64_t vpn) noexcept nogil:
+    return <int64_t>vpn & ~(<int64_t>NPTEPG - 1)
 
 cdef int64_t pmap_remove(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end) noexcept nogil:
     cdef uint64_t vpn = <uint64_t>start
     cdef pt_node_t* t
-    cdef int64_t n = 0
+    cdef uint64_t pte
+    cdef int64_t n = 0, npde = 0, base
     while True:
         t = pt_next(&pm.pt, vpn, <uint64_t>end, &vpn)
         if t == NULL:
             break
-        ctx.pv.pv_remove(ctx, pm, pte_pfn(t.e[vpn & 511]), <int64_t>vpn)
+        pte = t.e[vpn & 511]
+        if pte & PTE_PROMOTED:
+            base = pde_base(vpn)
+            if base >= start and base + NPTEPG <= end:
+                ctx.pde.remove(ctx, pm, t, base)    # the whole 2 MiB: one PDE
+                npde += 1
+                vpn = <uint64_t>(base + NPTEPG)
+                continue
+            ctx.pde.demote(ctx, pm, t, <int64_t>vpn)
+            continue                            # now a 4 KiB entry (or gone)
+        ctx.pv.pv_remove(ctx, pm, pte_pfn(pte), <int64_t>vpn)
         pt_set(t, vpn, 0)
         pm.resident_count -= 1
         n += 1
         vpn += 1
-    if n:
-        ctx.ctr[C_PTE_WRITES] += n
-        ctx.ctr[C_PTE_ZAPS] += n
+    if n or npde:
+        ctx.ctr[C_PTE_WRITES] += n + npde
+        ctx.ctr[C_PTE_ZAPS] += n + npde
         ctx.ctr[C_TLB_FLUSHES] += 1
-    return n
+    return n + npde * NPTEPG
 
 cdef int64_t pmap_protect(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end) noexcept nogil:
     cdef uint64_t vpn = <uint64_t>start
     cdef pt_node_t* t
-    cdef int64_t n = 0
+    cdef int64_t n = 0, base, i
     while True:
         t = pt_next(&pm.pt, vpn, <uint64_t>end, &vpn)
         if t == NULL:
             break
+        if t.e[vpn & 511] & PTE_PROMOTED:
+            base = pde_base(vpn)
+            if base >= start and base + NPTEPG <= end:
+                if t.e[0] & PTE_WRITE:          # pmap_protect_pde: one PDE write
+                    for i in range(NPTEPG):
+                        t.e[i] &= ~(<uint64_t>PTE_WRITE)
+                    n += 1
+                vpn = <uint64_t>(base + NPTEPG)
+                continue
+            ctx.pde.demote(ctx, pm, t, <int64_t>vpn)
         if t.e[vpn & 511] & PTE_WRITE:
             t.e[vpn & 511] &= ~(<uint64_t>PTE_WRITE)
             n += 1
@@ -119,6 +151,8 @@ cdef int64_t pmap_move(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t e
     cdef pt_node_t* dst
     cdef uint64_t pte
     cdef int64_t n = 0, nalloc = 0
+    if ctx.pde.demote != NULL:
+        pmap_demote_range(ctx, pm, start, end)  # moved at 4 KiB
     while True:
         t = pt_next(&pm.pt, vpn, <uint64_t>end, &vpn)
         if t == NULL:
@@ -155,3 +189,28 @@ cdef void pmap_zap(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn) noex
 
 cdef uint64_t pmap_pte(pmap_hdr_t* pm, int64_t vpn) noexcept nogil:
     return pt_get(&pm.pt, <uint64_t>vpn)
+
+cdef void pmap_demote_range(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end) noexcept nogil:
+    """Demote every 2 MiB mapping that [start, end) touches."""
+    cdef uint64_t vpn = <uint64_t>start
+    cdef pt_node_t* t
+    while True:
+        t = pt_next(&pm.pt, vpn, <uint64_t>end, &vpn)
+        if t == NULL:
+            break
+        if t.e[vpn & 511] & PTE_PROMOTED:
+            ctx.pde.demote(ctx, pm, t, <int64_t>vpn)
+        vpn = (vpn | 511) + 1
+
+cdef int64_t pmap_superpages(pmap_hdr_t* pm) noexcept nogil:
+    cdef uint64_t vpn = 0
+    cdef pt_node_t* t
+    cdef int64_t n = 0
+    while True:
+        t = pt_next(&pm.pt, vpn, <uint64_t>1 << 36, &vpn)
+        if t == NULL:
+            break
+        if t.e[vpn & 511] & PTE_PROMOTED:
+            n += 1
+        vpn = (vpn | 511) + 1
+    return n

@@ -1,0 +1,183 @@
+# Implementation of FreeBSD amd64's pmap; see pmap_pvchunk.pxd (the design)
+# and pmap.pxd (the interface).
+from libc.stdlib cimport calloc, free
+from libc.string cimport memset
+from libc.stdint cimport uint64_t, int64_t
+
+from mmbench.core cimport C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PV_ENTRIES, C_RMAP_VISITS
+from mmbench.blocks.frames cimport pfn_t
+from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_kc_alloc, pmap_kc_free,
+                                  pmap_hdr_init, pmap_hdr_destroy, pmap_zap)
+
+cdef extern from "stdlib.h":
+    int posix_memalign(void** memptr, size_t alignment, size_t size) nogil
+
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
+    int __builtin_popcountll(unsigned long long) nogil
+
+assert sizeof(pv_chunk_t) == PV_CHUNK_BYTES
+
+# free-map of an empty chunk: 64 + 64 + 40 = 168 slots
+cdef uint64_t PC_FREE[3]
+PC_FREE[0] = 0xFFFFFFFFFFFFFFFFULL
+PC_FREE[1] = 0xFFFFFFFFFFFFFFFFULL
+PC_FREE[2] = (1ULL << (NPCPV - 128)) - 1
+
+
+# ------------------------------------------------------------ lifecycle
+cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil:
+    ctx.pv_heads = calloc(npages if npages > 0 else 1, sizeof(pv_entry_t*))
+    ctx.npages = npages
+    ctx.pv.pv_enter = pmap_enter_pv
+    ctx.pv.pv_remove = pmap_remove_pv
+    ctx.pv.pv_move = pmap_move_pv
+    return 0 if ctx.pv_heads != NULL else -1
+
+cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
+    free(ctx.pv_heads)
+    ctx.pv_heads = NULL
+
+cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil:
+    memset(pm, 0, sizeof(pmap_t))
+    if pmap_hdr_init(ctx, &pm.hdr, pid) != 0:
+        return -1
+    if ctx.kc_pmap >= 0:
+        pmap_kc_alloc(ctx, ctx.kc_pmap)
+    return 0
+
+cdef void free_chunk_list(pmap_ctx_t* ctx, pv_chunk_t* pc) noexcept nogil:
+    cdef pv_chunk_t* nx
+    while pc != NULL:
+        nx = pc.pc_next
+        free(pc)
+        pmap_kc_free(ctx, ctx.kc_pv)
+        pc = nx
+
+cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
+    free_chunk_list(ctx, pm.pm_pvchunk)      # empty by now; freed for safety
+    free_chunk_list(ctx, pm.pm_pvfull)
+    pm.pm_pvchunk = NULL
+    pm.pm_pvfull = NULL
+    pmap_hdr_destroy(ctx, &pm.hdr)
+    if ctx.kc_pmap >= 0:
+        pmap_kc_free(ctx, ctx.kc_pmap)
+
+
+# ---------------------------------------------------------- pv_chunks
+cdef inline bint chunk_full(pv_chunk_t* pc) noexcept nogil:
+    return (pc.pc_map[0] | pc.pc_map[1] | pc.pc_map[2]) == 0
+
+cdef inline bint chunk_empty(pv_chunk_t* pc) noexcept nogil:
+    return pc.pc_map[0] == PC_FREE[0] and pc.pc_map[1] == PC_FREE[1] and pc.pc_map[2] == PC_FREE[2]
+
+cdef inline void chunk_unlink(pv_chunk_t** head, pv_chunk_t* pc) noexcept nogil:
+    if pc.pc_prev != NULL:
+        pc.pc_prev.pc_next = pc.pc_next
+    else:
+        head[0] = pc.pc_next
+    if pc.pc_next != NULL:
+        pc.pc_next.pc_prev = pc.pc_prev
+
+cdef inline void chunk_push(pv_chunk_t** head, pv_chunk_t* pc) noexcept nogil:
+    pc.pc_prev = NULL
+    pc.pc_next = head[0]
+    if head[0] != NULL:
+        head[0].pc_prev = pc
+    head[0] = pc
+
+cdef pv_entry_t* get_pv_entry(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
+    """Take a free pv entry from the pmap's first chunk, adding a chunk if full."""
+    cdef pv_chunk_t* pc = pm.pm_pvchunk
+    cdef void* mem = NULL
+    cdef int w, bit
+    if pc == NULL or chunk_full(pc):
+        if posix_memalign(&mem, 4096, sizeof(pv_chunk_t)) != 0:
+            return NULL
+        pc = <pv_chunk_t*>mem
+        pc.pc_pmap = <void*>pm
+        pc.pc_map[0] = PC_FREE[0]
+        pc.pc_map[1] = PC_FREE[1]
+        pc.pc_map[2] = PC_FREE[2]
+        chunk_push(&pm.pm_pvchunk, pc)
+        pmap_kc_alloc(ctx, ctx.kc_pv)
+    w = 0
+    while pc.pc_map[w] == 0:
+        w += 1
+    bit = __builtin_ctzll(pc.pc_map[w])
+    pc.pc_map[w] &= ~(1ULL << bit)
+    if chunk_full(pc):
+        chunk_unlink(&pm.pm_pvchunk, pc)
+        chunk_push(&pm.pm_pvfull, pc)
+    ctx.ctr[C_PV_ENTRIES] += 1
+    return &pc.pc_pventry[w * 64 + bit]
+
+cdef void free_pv_entry(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pv) noexcept nogil:
+    cdef pv_chunk_t* pc = <pv_chunk_t*>(<size_t>pv & ~(<size_t>4095))
+    cdef int idx = <int>(pv - &pc.pc_pventry[0])
+    cdef bint was_full = chunk_full(pc)
+    pc.pc_map[idx // 64] |= 1ULL << (idx % 64)
+    if chunk_empty(pc):
+        chunk_unlink(&pm.pm_pvchunk, pc)
+        free(pc)
+        pmap_kc_free(ctx, ctx.kc_pv)
+    elif was_full:
+        chunk_unlink(&pm.pm_pvfull, pc)
+        chunk_push(&pm.pm_pvchunk, pc)
+
+cdef pv_entry_t* pv_find(pv_entry_t* pv, pmap_t* pm, int64_t va) noexcept nogil:
+    """pmap_pvh_remove's search: the entry of <pm, va> on the list starting at pv."""
+    while pv != NULL:
+        if <int64_t>pv.pv_va == va and pv_pmap(pv) == pm:
+            return pv
+        pv = pv.pv_next
+    return NULL
+
+
+# ----------------------------------------------------------- the pv side
+cdef int pmap_enter_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn) noexcept nogil:
+    cdef pv_entry_t* pv = get_pv_entry(ctx, <pmap_t*>hdr)
+    if pv == NULL:
+        return -1
+    pv.pv_va = <uint64_t>vpn
+    pv_list_insert(pv_list(ctx, pfn), pv)
+    ctx.fr.f[pfn].mapcount += 1
+    return 0
+
+cdef void pmap_remove_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn) noexcept nogil:
+    cdef pmap_t* pm = <pmap_t*>hdr
+    cdef pv_entry_t* pv = pv_find(pv_list(ctx, pfn)[0], pm, vpn)
+    if pv != NULL:
+        pv_list_remove(pv_list(ctx, pfn), pv)
+        ctx.fr.f[pfn].mapcount -= 1
+        free_pv_entry(ctx, pm, pv)
+
+cdef void pmap_move_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn,
+                       int64_t nvpn) noexcept nogil:
+    pv_find(pv_list(ctx, pfn)[0], <pmap_t*>hdr, vpn).pv_va = <uint64_t>nvpn
+
+
+# ------------------------------------------------- the implementation's API
+cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
+    cdef pv_entry_t* pv
+    cdef int64_t n = 0
+    while pv_list(ctx, pfn)[0] != NULL:
+        pv = pv_list(ctx, pfn)[0]
+        pmap_zap(ctx, &pv_pmap(pv).hdr, pfn, <int64_t>pv.pv_va)
+        n += 1
+    ctx.ctr[C_RMAP_VISITS] += n
+    ctx.ctr[C_PTE_WRITES] += n
+    ctx.ctr[C_PTE_ZAPS] += n
+    ctx.ctr[C_TLB_FLUSHES] += n
+    return n
+
+cdef int64_t chunk_list_used(pv_chunk_t* pc) noexcept nogil:
+    cdef int64_t used = 0
+    while pc != NULL:
+        used += NPCPV - (__builtin_popcountll(pc.pc_map[0]) + __builtin_popcountll(pc.pc_map[1])
+                         + __builtin_popcountll(pc.pc_map[2]))
+        pc = pc.pc_next
+    return used
+
+cdef int64_t pmap_pv_count(pmap_t* pm) noexcept nogil:
+    return chunk_list_used(pm.pm_pvchunk) + chunk_list_used(pm.pm_pvfull)
