@@ -2,19 +2,24 @@
 # pmap/pv_entry) behind the mmbench contract.
 #
 # Where each part lives:
-#   vm.pxd        the structs: vm_map_entry, vm_object, pv_entry/pv_chunk, pmap
+#   vm.pxd        the structs: vm_map_entry, vm_object, vm_reserv, the context
 #   pctrie        the 16-ary path-compressed trie of an object's resident pages
 #   vm_object     objects, pages, shadow, split, collapse, bypass, deallocate
 #   vm_map        entries: insert, clip, delete, protect, fork, mremap, dontneed
 #   vm_fault      the fault handler (lookup, chain walk, copy / move / zero-fill)
-#   pmap          page tables and pv entries (the reverse map); superpage
-#                 promotion / demotion (pmap_promote_pde, pmap_demote_pde)
+#   pmap          FreeBSD's part of the pmap: superpage promotion / demotion
+#                 (pmap_promote_pde, pmap_demote_pde) and pmap_copy; the rest
+#                 is the pmap block (mmbench.blocks.pmap: page tables) with its
+#                 pv_chunk implementation (mmbench.blocks.pmap_pvchunk: pv
+#                 entries, the reverse map)
 #   vm_reserv     2 MiB reservations of anonymous objects (vm.pmap.pg_ps_enabled,
 #                 i.e. thp != "never"), 160 B each in KC_RESERV
 #   vm_check      the invariants
-#   core (here)   the contract: argument checks in the reference model's order,
-#                 the PTE fast path of read/write, and the Python-level views
-#                 (object graph, chain-depth histogram, reverse-map walks).
+#   core (here)   the design's hooks under the contract layer every map-entry
+#                 design shares (mmbench.blocks.mapentry: argument checks in the
+#                 reference model's order, the PTE fast path of read/write), and
+#                 the Python-level views (object graph, chain-depth histogram,
+#                 reverse-map walks).
 #
 # The contract's operations map onto FreeBSD as follows:
 #   mmap      vm_map_insert of an entry with no object yet

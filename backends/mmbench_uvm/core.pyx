@@ -30,8 +30,10 @@
 #   check      the invariants
 #   pmap       mmbench.blocks.pmap_netbsd (the pmap block's NetBSD x86
 #              implementation: pv of a singly-mapped page embedded in it)
-#   core       the contract: argument checks in the reference model's order,
-#              the PTE fast path of read/write, and the Python-level views.
+#   core       the design's hooks under the contract layer every map-entry
+#              design shares (mmbench.blocks.mapentry: argument checks in the
+#              reference model's order, the PTE fast path of read/write), and
+#              the Python-level views.
 #
 # The contract's operations map onto UVM as follows:
 #   mmap      uvm_map_enter (private: COPYONWRITE|NEEDSCOPY, no amap yet;

@@ -28,8 +28,10 @@
 #   pmap_release(ctx, pm)           pmap_destroy of a pmap without mappings
 #   pmap_remove_all(ctx, pfn)       unmap a page everywhere through its pv list
 #   pmap_pv_count(pm)               mappings its pv side tracks for pm
-#   pmap_page_mappers(ctx, pfn, pids, vpns, max)   the page's <pid, vpn> pairs
-#   pmap_check_page(ctx, pfn, why)  its pv records of a page are right
+#
+# (pmap_netbsd also answers pmap_page_mappers and pmap_check_page for uvm;
+# pmap_pvchunk exports its pv list and pv primitives instead, which freebsd's
+# superpages, reverse-map walks and check() use)
 #
 # and everything else is called here on &pm.hdr:
 #
