@@ -55,8 +55,8 @@ from mmbench_freebsd.vm_map cimport (vmspace_alloc, vmspace_free, vm_map_lookup_
                                      vm_map_dontneed)
 from mmbench_freebsd.vm_fault cimport vm_fault, vm_map_resolve
 from mmbench_freebsd.vm_check cimport vm_check_all
-from mmbench.blocks.pmap cimport pmap_pte, pmap_superpages
-from mmbench.blocks.pmap_pvchunk cimport pv_entry_t, pv_pmap, pv_list, pmap_bootstrap, pmap_ctx_destroy
+from mmbench.blocks.pmap cimport pmap_pte, pmap_superpages, pmap_ctx_destroy
+from mmbench.blocks.pmap_pvchunk cimport pv_entry_t, pv_pmap, pv_list, pmap_bootstrap
 from mmbench_freebsd.pmap cimport pmap_pde_init
 
 from mmbench import errors as _errors

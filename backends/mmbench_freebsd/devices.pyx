@@ -82,8 +82,8 @@ from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count, dma_fl
 from mmbench_freebsd.vm cimport (vm_object_t, vm_reserv_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE)
 from mmbench_freebsd.pctrie cimport pctrie_insert, pctrie_remove
-from mmbench.blocks.pmap cimport pmap_pte
-from mmbench.blocks.pmap_pvchunk cimport pv_list, pmap_bootstrap, pmap_ctx_destroy
+from mmbench.blocks.pmap cimport pmap_pte, pmap_ctx_destroy
+from mmbench.blocks.pmap_pvchunk cimport pv_list, pmap_bootstrap
 from mmbench_freebsd.pmap cimport pmap_remove_all
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry, vm_map_range_mapped, vm_map_range_free
 from mmbench_freebsd.vm_fault cimport vm_fault, vm_map_resolve

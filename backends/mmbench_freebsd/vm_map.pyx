@@ -89,17 +89,6 @@ cdef void link_after(vm_map_t* map, vm_map_entry_t* after, vm_map_entry_t* e) no
     """Insert e after `after` (NULL: at the front) on the list and in the tree."""
     maplist_link_after(&map.list, NULL if after == NULL else &after.link, &e.link)
 
-cdef void unlink(vm_map_t* map, vm_map_entry_t* e) noexcept nogil:
-    maplist_unlink(&map.list, &e.link)
-
-cdef void entry_set_range(vm_map_t* map, vm_map_entry_t* e, int64_t start, int64_t end) noexcept nogil:
-    """Change a linked entry's range (its list position stays valid)."""
-    maplist_set_range(&map.list, &e.link, start, end)
-
-cdef vm_map_entry_t* first_ending_after(vm_map_t* map, int64_t vpn) noexcept nogil:
-    """First entry with end > vpn (the entry holding vpn, or the next one)."""
-    return <vm_map_entry_t*>maplist_first_ending_after(&map.list, vpn, VPN_END)
-
 cdef vm_map_entry_t* vm_map_lookup_entry(vm_map_t* map, int64_t vpn) noexcept nogil:
     return <vm_map_entry_t*>maplist_lookup(&map.list, vpn, VPN_END)
 
@@ -139,7 +128,7 @@ cdef void vm_map_clip_start(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int6
         return
     left.link.end = vpn
     e.offset += vpn - e.link.start
-    entry_set_range(map, e, vpn, e.link.end)
+    maplist_set_range(&map.list, &e.link, vpn, e.link.end)
     link_after(map, vm_map_entry_pred(e), left)
 
 cdef void vm_map_clip_end(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int64_t vpn) noexcept nogil:
@@ -152,12 +141,12 @@ cdef void vm_map_clip_end(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int64_
         return
     right.offset += vpn - e.link.start
     right.link.start = vpn
-    entry_set_range(map, e, e.link.start, vpn)
+    maplist_set_range(&map.list, &e.link, e.link.start, vpn)
     link_after(map, e, right)
 
 cdef vm_map_entry_t* clip_range(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
     """Clip the entries at both ends of [start, end); returns the first inside."""
-    cdef vm_map_entry_t* e = first_ending_after(map, start)
+    cdef vm_map_entry_t* e = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
     cdef vm_map_entry_t* last
     if e == NULL or e.link.start >= end:
         return NULL
@@ -207,7 +196,7 @@ cdef vm_map_entry_t* coalesce_prev(vm_ctx_t* vm, vm_map_t* map, int64_t start, i
        copied on write keeps MAP_ENTRY_COW and never coalesces), and the same
        swap charge (the model's stand-in: the same writability).
     """
-    cdef vm_map_entry_t* prev = first_ending_after(map, start - 1) if start > 0 else NULL
+    cdef vm_map_entry_t* prev = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start - 1, VPN_END) if start > 0 else NULL
     if prev == NULL or prev.link.end != start or prev.eflags != 0 or prev.writable != writable:
         return NULL
     if not vm_object_coalesce(vm, prev, npages):
@@ -228,7 +217,7 @@ cdef int vm_map_insert(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end,
     cdef vm_map_entry_t* e
     cdef vm_map_entry_t* before
     if prev != NULL and prev.inheritance == inheritance:
-        entry_set_range(map, prev, prev.link.start, end)
+        maplist_set_range(&map.list, &prev.link, prev.link.start, end)
         map.list.hint = &prev.link
         vm.md.ctr[C_VMA_MERGES] += 1
         return 0
@@ -244,7 +233,7 @@ cdef int vm_map_insert(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end,
         e.object = prev.object
         e.offset = prev.offset + (prev.link.end - prev.link.start)
         vm_object_reference(e.object)
-    before = first_ending_after(map, start)
+    before = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
     link_after(map, vm_map_entry_last(map) if before == NULL else vm_map_entry_pred(before), e)
     map.list.hint = &e.link
     return 0
@@ -287,7 +276,7 @@ cdef void vm_map_delete(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end)
     while e != NULL and e.link.start < end:
         nx = vm_map_entry_succ(e)
         pmap_remove(&vm.md, &map.pmap.hdr, e.link.start, e.link.end)
-        unlink(map, e)
+        maplist_unlink(&map.list, &e.link)
         entry_release_object(vm, e)
         entry_dispose(vm, e)
         e = nx
@@ -361,12 +350,12 @@ cdef void clip_undo(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* keep, vm_map_en
     """Merge back a clip the move made (a later step ran out of memory): `keep`
     takes `gone`'s range again and `gone` (a clone holding one more reference
     on the same object) is freed."""
-    unlink(map, gone)
+    maplist_unlink(&map.list, &gone.link)
     if gone_first:
         keep.offset = gone.offset
-        entry_set_range(map, keep, gone.link.start, keep.link.end)
+        maplist_set_range(&map.list, &keep.link, gone.link.start, keep.link.end)
     else:
-        entry_set_range(map, keep, keep.link.start, gone.link.end)
+        maplist_set_range(&map.list, &keep.link, keep.link.start, gone.link.end)
     if gone.object != NULL:
         gone.object.ref_count -= 1       # keep still holds a reference: nothing else changes
     entry_dispose(vm, gone)
@@ -409,7 +398,7 @@ cdef int vm_map_move(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, in
     cdef vm_map_entry_t* last
     cdef vm_map_entry_t* before
     cdef vm_map_entry_t* m
-    cdef vm_map_entry_t* after = first_ending_after(map, new_start)
+    cdef vm_map_entry_t* after = <vm_map_entry_t*>maplist_first_ending_after(&map.list, new_start, VPN_END)
     cdef map_entry_link_t* moved
     cdef int64_t floor, ceiling
     cdef bint clipped_start = False
@@ -421,7 +410,7 @@ cdef int vm_map_move(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, in
         floor = 0 if vm_map_entry_pred(after) == NULL else vm_map_entry_pred(after).link.end
     if pmap_reserve_move(&vm.md, &map.pmap.hdr, start, end, delta, floor, ceiling) != 0:
         return MM_ENOMEM
-    e = first_ending_after(map, start)
+    e = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
     if e.link.start < start:
         if clip_checked(vm, map, e, start, True) != 0:
             pmap_free_tables(&vm.md, &map.pmap.hdr, floor, ceiling)
@@ -471,7 +460,7 @@ cdef int vm_map_dontneed(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end
        -- the entry is clipped to the range and gives up its object through
        vm_map_entry_delete's path (which may collapse).
     """
-    cdef vm_map_entry_t* e = first_ending_after(map, start)
+    cdef vm_map_entry_t* e = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
     cdef vm_map_entry_t* nx
     cdef vm_object_t* obj
     cdef int64_t s, t

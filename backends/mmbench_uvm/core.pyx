@@ -65,8 +65,8 @@ from mmbench.blocks.mapentry cimport MapEntryMachine
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pte_present, pte_pfn
 from mmbench.blocks.pmap cimport pmap_pte
-from mmbench.blocks.pmap_netbsd cimport (pmap_page_mappers, pmap_bootstrap,
-                                        pmap_ctx_destroy, PV_PAGE_BYTES, PMAP_BYTES)
+from mmbench.blocks.pmap cimport pmap_ctx_destroy
+from mmbench.blocks.pmap_netbsd cimport pmap_page_mappers, pmap_bootstrap, PV_PAGE_BYTES, PMAP_BYTES
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
                               UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY, MAP_INHERIT_SHARE, AMAP_SHARED,
                               UK_PVPAGE, UK_PGD, UK_PMAP, NR_UK,

@@ -42,7 +42,6 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
 from mmbench.blocks.itree cimport itree_init
 from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_after, maplist_unlink,
                                      maplist_set_range, maplist_first_ending_after,
-                                     maplist_range_free, maplist_range_mapped,
                                      maplist_lookup,
                                      maplist_detach_run, maplist_attach_run)
 from mmbench.core cimport (MM_ENOMEM, C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_AMAP_COPIES,
@@ -96,25 +95,8 @@ cdef void link_after(vm_map_t* map, vm_map_entry_t* after, vm_map_entry_t* e) no
     """Insert e after `after` (NULL: at the front) on the list and in the tree."""
     maplist_link_after(&map.list, NULL if after == NULL else &after.link, &e.link)
 
-cdef void unlink(vm_map_t* map, vm_map_entry_t* e) noexcept nogil:
-    maplist_unlink(&map.list, &e.link)
-
-cdef void entry_set_range(vm_map_t* map, vm_map_entry_t* e, int64_t start, int64_t end) noexcept nogil:
-    """Change a linked entry's range (its list position stays valid)."""
-    maplist_set_range(&map.list, &e.link, start, end)
-
-cdef vm_map_entry_t* first_ending_after(vm_map_t* map, int64_t vpn) noexcept nogil:
-    """First entry with end > vpn (the entry holding vpn, or the next one)."""
-    return <vm_map_entry_t*>maplist_first_ending_after(&map.list, vpn, VPN_END)
-
 cdef vm_map_entry_t* uvm_map_lookup_entry(vm_map_t* map, int64_t vpn) noexcept nogil:
     return <vm_map_entry_t*>maplist_lookup(&map.list, vpn, VPN_END)
-
-cdef bint uvm_map_range_free(vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
-    return maplist_range_free(&map.list, start, end, VPN_END)
-
-cdef bint uvm_map_range_mapped(vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
-    return maplist_range_mapped(&map.list, start, end, VPN_END)
 
 
 # ------------------------------------------------------------------ clipping
@@ -145,7 +127,7 @@ cdef void uvm_map_clip_start(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int
     left.aref.ar_pageoff = pageoff             # while the copy becomes [start, vpn)
     left.link.start = start
     left.link.end = vpn
-    entry_set_range(map, e, vpn, e.link.end)
+    maplist_set_range(&map.list, &e.link, vpn, e.link.end)
     link_after(map, entry_prev(e), left)
 
 cdef void uvm_map_clip_end(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn) noexcept nogil:
@@ -156,12 +138,12 @@ cdef void uvm_map_clip_end(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64
     right = entry_split(u, e, vpn)
     if right == NULL:
         return
-    entry_set_range(map, e, e.link.start, vpn)
+    maplist_set_range(&map.list, &e.link, e.link.start, vpn)
     link_after(map, e, right)
 
 cdef vm_map_entry_t* clip_range(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
     """Clip the entries at both ends of [start, end); returns the first inside."""
-    cdef vm_map_entry_t* e = first_ending_after(map, start)
+    cdef vm_map_entry_t* e = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
     cdef vm_map_entry_t* last
     if e == NULL or e.link.start >= end:
         return NULL
@@ -184,8 +166,8 @@ cdef bint mergeable_with(vm_map_entry_t* e, vm_map_entry_t* n) noexcept nogil:
 cdef void absorb(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, vm_map_entry_t* n,
                  int64_t start, int64_t end) noexcept nogil:
     """e (no amap) takes over neighbour n's (already extended) aref and range."""
-    unlink(map, n)
-    entry_set_range(map, e, start, end)
+    maplist_unlink(&map.list, &n.link)
+    maplist_set_range(&map.list, &e.link, start, end)
     e.aref = n.aref
     e.etype &= ~(<uint32_t>UVM_ET_NEEDSCOPY)
     map.list.hint = &e.link
@@ -262,7 +244,7 @@ cdef bint uvm_map_backmerge(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* prev, i
         if amap_extend(u, prev, end - prev.link.end, True) != 0:
             nomerge[0] = True
             return False
-    entry_set_range(map, prev, prev.link.start, end)
+    maplist_set_range(&map.list, &prev.link, prev.link.start, end)
     u.md.ctr[C_VMA_MERGES] += 1
     return True
 
@@ -279,15 +261,15 @@ cdef bint uvm_map_forwardmerge(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* prev
     if prev == NULL:
         if na != NULL and amap_extend(u, next, next.link.start - start, False) != 0:
             return False
-        entry_set_range(map, next, start, next.link.end)
+        maplist_set_range(&map.list, &next.link, start, next.link.end)
         map.list.hint = &next.link
     else:
         if pa != NULL and amap_extend(u, prev, next.link.end - next.link.start, True) != 0:
             return False
         if na != NULL and amap_extend(u, next, prev.link.end - prev.link.start, False) != 0:
             return False
-        unlink(map, next)
-        entry_set_range(map, prev, prev.link.start, nend)
+        maplist_unlink(&map.list, &next.link)
+        maplist_set_range(&map.list, &prev.link, prev.link.start, nend)
         if na != NULL:
             prev.aref = next.aref
         entry_dispose(u, next)
@@ -300,7 +282,7 @@ cdef bint try_merge(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
     into the one starting at `end`, or both (the three become one)."""
     cdef uint32_t etype = 0 if shared else UVM_ET_COPYONWRITE | UVM_ET_NEEDSCOPY
     cdef uint8_t inh = MAP_INHERIT_SHARE if shared else MAP_INHERIT_COPY
-    cdef vm_map_entry_t* cand = first_ending_after(map, start - 1) if start > 0 else map_first(map)
+    cdef vm_map_entry_t* cand = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start - 1, VPN_END) if start > 0 else map_first(map)
     cdef vm_map_entry_t* prev = cand if cand != NULL and cand.link.end == start else NULL
     cdef vm_map_entry_t* next = entry_next(prev) if prev != NULL else cand
     cdef bint nomerge = False, merged = False
@@ -336,7 +318,7 @@ cdef int uvm_map_enter(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
     else:
         e.inheritance = MAP_INHERIT_COPY
         e.etype = UVM_ET_COPYONWRITE | UVM_ET_NEEDSCOPY
-    before = first_ending_after(map, start)
+    before = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
     link_after(map, map_last(map) if before == NULL else entry_prev(before), e)
     map.list.hint = &e.link
     return 0
@@ -364,7 +346,7 @@ cdef void uvm_unmap(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noe
     while e != NULL and e.link.start < end:
         nx = entry_next(e)
         pmap_remove(&u.md, &map.pmap.hdr, e.link.start, e.link.end)
-        unlink(map, e)
+        maplist_unlink(&map.list, &e.link)
         entry_unref_amap(u, e)
         entry_dispose(u, e)
         e = nx
@@ -435,12 +417,12 @@ cdef void clip_undo(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* keep, vm_map_en
                     bint gone_first) noexcept nogil:
     """Merge back a clip the move made (a later step ran out of memory): `keep`
     takes `gone`'s range again; `gone`'s reference on the shared amap goes."""
-    unlink(map, gone)
+    maplist_unlink(&map.list, &gone.link)
     if gone_first:
         keep.aref.ar_pageoff = gone.aref.ar_pageoff
-        entry_set_range(map, keep, gone.link.start, keep.link.end)
+        maplist_set_range(&map.list, &keep.link, gone.link.start, keep.link.end)
     else:
-        entry_set_range(map, keep, keep.link.start, gone.link.end)
+        maplist_set_range(&map.list, &keep.link, keep.link.start, gone.link.end)
     if gone.aref.ar_amap != NULL:
         gone.aref.ar_amap.am_ref -= 1    # keep still references it
     entry_dispose(u, gone)
@@ -459,7 +441,7 @@ cdef int uvm_map_move(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
     cdef vm_map_entry_t* e
     cdef vm_map_entry_t* last
     cdef vm_map_entry_t* before
-    cdef vm_map_entry_t* after = first_ending_after(map, new_start)
+    cdef vm_map_entry_t* after = <vm_map_entry_t*>maplist_first_ending_after(&map.list, new_start, VPN_END)
     cdef map_entry_link_t* moved
     cdef int64_t floor, ceiling
     cdef bint clipped_start = False
@@ -470,7 +452,7 @@ cdef int uvm_map_move(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
         floor = 0 if entry_prev(after) == NULL else entry_prev(after).link.end
     if pmap_reserve_move(&u.md, &map.pmap.hdr, start, end, delta, floor, ceiling) != 0:
         return MM_ENOMEM
-    e = first_ending_after(map, start)
+    e = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
     if e.link.start < start:
         uvm_map_clip_start(u, map, e, start)
         if e.link.start != start:

@@ -41,6 +41,7 @@ from mmbench.blocks.maplist cimport map_list_t, map_entry_link_t
 cdef class MapEntryMachine(Machine):
     cdef inline map_list_t* me_map(self, int64_t pid) noexcept nogil:
         return <map_list_t*>self.proc_of(pid)
+    cdef int64_t me_new_process(self, map_list_t** map_out) noexcept nogil
 
     # --- the design's mechanism (override every one)
     # a vmspace: its map and its pmap (NULL out of memory)

@@ -16,26 +16,31 @@ cdef class MapEntryMachine(Machine):
     contract's operations as one walk, the design's mechanism in its hooks."""
 
     # ------------------------------------------------------- processes
-    cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
+    cdef int64_t me_new_process(self, map_list_t** map_out) noexcept nogil:
+        """A new vmspace under the next pid: the pid, or -1 out of memory (nothing changed)."""
         cdef map_list_t* map = self.me_vmspace_alloc(self.next_pid)
         cdef int64_t pid
         if map == NULL:
-            return MM_ENOMEM
+            return -1
         pid = self.pid_install(map)
         if pid < 0:
             self.me_vmspace_free(map)
+            return -1
+        map_out[0] = map
+        return pid
+
+    cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
+        cdef map_list_t* map
+        cdef int64_t pid = self.me_new_process(&map)
+        if pid < 0:
             return MM_ENOMEM
         pid_out[0] = pid
         return MM_OK
 
     cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
-        cdef map_list_t* dst = self.me_vmspace_alloc(self.next_pid)
-        cdef int64_t child
-        if dst == NULL:
-            return MM_ENOMEM
-        child = self.pid_install(dst)
+        cdef map_list_t* dst
+        cdef int64_t child = self.me_new_process(&dst)
         if child < 0:
-            self.me_vmspace_free(dst)
             return MM_ENOMEM
         if self.me_vmspace_fork(self.me_map(pid), dst) != 0:     # host out of memory
             self.me_vmspace_free(dst)

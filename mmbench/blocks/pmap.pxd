@@ -123,10 +123,18 @@ cdef inline void pmap_kc_free(pmap_ctx_t* ctx, int c) noexcept nogil:
     ctx.kc[c].active -= 1
     ctx.kc[c].frees += 1
 
+# the lifecycle every implementation shares (pmap.pyx): the per-pfn pv heads
+# (head_bytes each) with the implementation's pv side, and a pmap of `size`
+# bytes that starts with its header (pmap_create / pmap_destroy: tables, and
+# struct pmap charged to kc_pmap when that is not -1)
+cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,
+                       pmap_pv_ops_t pv) noexcept nogil                               # 0 / -1
+cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
+cdef int pmap_create(pmap_ctx_t* ctx, pmap_hdr_t* pm, size_t size, int64_t pid) noexcept nogil
+cdef void pmap_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
+
 # the page-table side, shared by every implementation (pmap.pyx)
 cdef void pmap_account_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
-cdef int pmap_hdr_init(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t pid) noexcept nogil   # 0 / -1
-cdef void pmap_hdr_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
 cdef int pmap_enter(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn, pfn_t pfn, bint writable,
                     pt_node_t* leaf) noexcept nogil
 cdef int64_t pmap_remove(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end) noexcept nogil

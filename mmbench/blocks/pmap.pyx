@@ -1,5 +1,6 @@
 # The page-table side of the pmap block, shared by every implementation; the
 # pv side is called through ctx.pv, 2 MiB mappings through ctx.pde.  See pmap.pxd.
+from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, int64_t
 
@@ -17,17 +18,32 @@ cdef void pmap_account_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil:
     for lvl in range(4):
         kmem_cache_sync(&ctx.kc[ctx.kc_pgd + lvl], &pm.pt_accounted[lvl], pm.pt.nr[lvl])
 
-cdef int pmap_hdr_init(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t pid) noexcept nogil:
-    memset(pm, 0, sizeof(pmap_hdr_t))
+cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,
+                       pmap_pv_ops_t pv) noexcept nogil:
+    ctx.pv_heads = calloc(npages if npages > 0 else 1, head_bytes)
+    ctx.npages = npages
+    ctx.pv = pv
+    return 0 if ctx.pv_heads != NULL else -1
+
+cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
+    free(ctx.pv_heads)
+    ctx.pv_heads = NULL
+
+cdef int pmap_create(pmap_ctx_t* ctx, pmap_hdr_t* pm, size_t size, int64_t pid) noexcept nogil:
+    memset(pm, 0, size)
     pm.pid = pid
     if pt_init(&pm.pt) != 0:
         return -1
     pmap_account_tables(ctx, pm)
+    if ctx.kc_pmap >= 0:
+        pmap_kc_alloc(ctx, ctx.kc_pmap)
     return 0
 
-cdef void pmap_hdr_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil:
+cdef void pmap_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil:
     pt_destroy(&pm.pt)
     pmap_account_tables(ctx, pm)
+    if ctx.kc_pmap >= 0:
+        pmap_kc_free(ctx, ctx.kc_pmap)
 
 
 cdef inline uint64_t pte_for(pfn_t pfn, bint writable) noexcept nogil:

@@ -61,8 +61,8 @@ ctypedef struct pmap_t:
 
 # The implementation's part of the interface (pmap.pxd); enter, remove,
 # protect, move and free_tables are the generic ones, called on &pm.hdr.
+# (pmap_ctx_destroy is the block's, mmbench.blocks.pmap)
 cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil
-cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
 cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil
 cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil
 cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil

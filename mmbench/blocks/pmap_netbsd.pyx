@@ -7,8 +7,8 @@ from libc.stdint cimport uint64_t, int64_t
 from mmbench.core cimport C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PV_ENTRIES, C_RMAP_VISITS
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_get, pte_pfn, pte_present
-from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_kc_alloc, pmap_kc_free,
-                                  pmap_hdr_init, pmap_hdr_destroy, pmap_zap)
+from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_pv_ops_t, pmap_kc_alloc, pmap_kc_free,
+                                  pmap_ctx_init, pmap_create, pmap_destroy, pmap_zap)
 
 cdef extern from "stdlib.h":
     int posix_memalign(void** memptr, size_t alignment, size_t size) nogil
@@ -23,28 +23,18 @@ assert sizeof(pv_entry_t) == PV_ENTRY_BYTES and sizeof(pv_page_t) == PV_PAGE_BYT
 
 # ------------------------------------------------------------ lifecycle
 cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil:
-    ctx.pv_heads = calloc(npages if npages > 0 else 1, sizeof(pmap_page_t))
-    ctx.npages = npages
-    ctx.pv.pv_enter = pmap_enter_pv
-    ctx.pv.pv_remove = pmap_remove_pv
-    ctx.pv.pv_move = pmap_move_pv
-    return 0 if ctx.pv_heads != NULL else -1
-
-cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
-    free(ctx.pv_heads)
-    ctx.pv_heads = NULL
+    cdef pmap_pv_ops_t pv
+    pv.pv_enter = pmap_enter_pv
+    pv.pv_remove = pmap_remove_pv
+    pv.pv_move = pmap_move_pv
+    return pmap_ctx_init(ctx, npages, sizeof(pmap_page_t), pv)
 
 cdef inline pmap_page_t* pp_of(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
     return &(<pmap_page_t*>ctx.pv_heads)[pfn]
 
 cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil:
     """pmap_create: the PDP and an empty pv state; struct pmap is charged."""
-    memset(pm, 0, sizeof(pmap_t))
-    if pmap_hdr_init(ctx, &pm.hdr, pid) != 0:
-        return -1
-    if ctx.kc_pmap >= 0:
-        pmap_kc_alloc(ctx, ctx.kc_pmap)
-    return 0
+    return pmap_create(ctx, &pm.hdr, sizeof(pmap_t), pid)
 
 cdef void free_pvp_list(pmap_ctx_t* ctx, pv_page_t* pvp) noexcept nogil:
     cdef pv_page_t* nx
@@ -60,9 +50,7 @@ cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     free_pvp_list(ctx, pm.pm_pvp_empty)
     pm.pm_pvp_part = NULL
     pm.pm_pvp_empty = NULL
-    pmap_hdr_destroy(ctx, &pm.hdr)
-    if ctx.kc_pmap >= 0:
-        pmap_kc_free(ctx, ctx.kc_pmap)
+    pmap_destroy(ctx, &pm.hdr)
 
 
 # ---------------------------------------------------------- pv_pages

@@ -48,8 +48,8 @@ ctypedef struct pmap_t:
 
 # The implementation's part of the interface (pmap.pxd); enter, remove,
 # protect, move and free_tables are the generic ones, called on &pm.hdr.
+# (pmap_ctx_destroy is the block's, mmbench.blocks.pmap)
 cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil      # 0 / -1
-cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
 cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil
 cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil
 # Unmap a page's 4 KiB mappings through its pv list (its 2 MiB ones are the
