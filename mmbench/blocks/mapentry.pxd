@@ -42,6 +42,8 @@ cdef class MapEntryMachine(Machine):
     cdef inline map_list_t* me_map(self, int64_t pid) noexcept nogil:
         return <map_list_t*>self.proc_of(pid)
     cdef int64_t me_new_process(self, map_list_t** map_out) noexcept nogil
+    cdef int me_fault_at(self, map_list_t* map, int64_t vpn, bint write, pt_node_t* leaf,
+                         pfn_t* pfn_out) noexcept nogil
 
     # --- the design's mechanism (override every one)
     # a vmspace: its map and its pmap (NULL out of memory)

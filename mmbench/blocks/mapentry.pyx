@@ -98,20 +98,27 @@ cdef class MapEntryMachine(Machine):
         return MM_OK
 
     # ------------------------------------------------------ loads, stores
+    cdef int me_fault_at(self, map_list_t* map, int64_t vpn, bint write, pt_node_t* leaf,
+                         pfn_t* pfn_out) noexcept nogil:
+        """The PTE does not allow the access: the entry (SEGV without one, PROT for a
+        write to a read-only one), then the design's fault."""
+        cdef map_entry_link_t* e = maplist_lookup(map, vpn, VPN_END)
+        if e == NULL:
+            return MM_ESEGV
+        if write and not self.me_entry_writable(e):
+            return MM_EPROT
+        return self.me_fault(map, e, vpn, write, leaf, pfn_out)
+
     cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
         cdef map_list_t* map = self.me_map(pid)
         cdef pt_node_t* leaf = pt_leaf(self.me_pgtable(map), <uint64_t>vpn, False, NULL)
         cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
-        cdef map_entry_link_t* e
         cdef pfn_t pfn
         cdef int st
         if pte_present(pte):
             out[0] = self.frames.f[pte_pfn(pte)].value
             return MM_OK
-        e = maplist_lookup(map, vpn, VPN_END)
-        if e == NULL:
-            return MM_ESEGV
-        st = self.me_fault(map, e, vpn, False, leaf, &pfn)
+        st = self.me_fault_at(map, vpn, False, leaf, &pfn)
         if st == MM_OK:
             out[0] = self.frames.f[pfn].value
         return st
@@ -120,18 +127,12 @@ cdef class MapEntryMachine(Machine):
         cdef map_list_t* map = self.me_map(pid)
         cdef pt_node_t* leaf = pt_leaf(self.me_pgtable(map), <uint64_t>vpn, False, NULL)
         cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
-        cdef map_entry_link_t* e
         cdef pfn_t pfn
         cdef int st
         if pte_present(pte) and pte_write(pte):
             self.frames.f[pte_pfn(pte)].value = value
             return MM_OK
-        e = maplist_lookup(map, vpn, VPN_END)
-        if e == NULL:
-            return MM_ESEGV
-        if not self.me_entry_writable(e):
-            return MM_EPROT
-        st = self.me_fault(map, e, vpn, True, leaf, &pfn)
+        st = self.me_fault_at(map, vpn, True, leaf, &pfn)
         if st == MM_OK:
             self.frames.f[pfn].value = value
         return st
