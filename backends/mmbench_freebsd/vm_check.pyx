@@ -26,7 +26,7 @@ from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t
                                  KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD, KC_VMSPACE, KC_RESERV, item_pfn,
                                  vm_reserv_t, VM_LEVEL_0_NPAGES,
                                  vm_map_entry_first, vm_map_entry_last, vm_map_entry_succ, vm_map_entry_pred)
-from mmbench.blocks.pmap cimport PTE_PROMOTED
+from mmbench.blocks.pmap cimport PTE_PROMOTED, pvc_link_t, pvc_of
 from mmbench.blocks.pmap_pvchunk cimport pmap_t, pv_entry_t, pv_chunk_t, pmap_pv_count, pv_pmap, pv_list
 from mmbench_freebsd.vm_fault cimport vm_map_resolve
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry
@@ -147,15 +147,20 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
     return 0
 
 
-cdef int check_chunks(pv_chunk_t* pc, pmap_t* pm, bint full, const char** why) noexcept nogil:
-    while pc != NULL:
+cdef int check_chunks(pvc_link_t* l, pmap_t* pm, bint full, const char** why) noexcept nogil:
+    cdef pv_chunk_t* pc
+    while l != NULL:
+        pc = <pv_chunk_t*>pvc_of(l)
         if <pmap_t*>pc.pc_pmap != pm:
             why[0] = "pmap: pv_chunk of another pmap on the list"
             return -1
         if ((pc.pc_map[0] | pc.pc_map[1] | pc.pc_map[2]) == 0) != full:
             why[0] = "pmap: pv_chunk on the wrong list (full / with room)"
             return -1
-        pc = pc.pc_next
+        if l.next != NULL and l.next.prev != l:
+            why[0] = "pmap: a pmap's pv_chunk list is badly linked"
+            return -1
+        l = l.next
     return 0
 
 
@@ -220,11 +225,11 @@ cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcep
     return 0
 
 
-cdef int64_t list_length(pv_chunk_t* pc) noexcept nogil:
+cdef int64_t list_length(pvc_link_t* l) noexcept nogil:
     cdef int64_t n = 0
-    while pc != NULL:
+    while l != NULL:
         n += 1
-        pc = pc.pc_next
+        l = l.next
     return n
 
 cdef int64_t count_chunks(vm_map_t* map) noexcept nogil:

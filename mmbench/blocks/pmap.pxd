@@ -115,6 +115,32 @@ cdef struct pmap_ctx_s:
     pmap_pv_ops_t pv          # the implementation's pv side (set by pmap_bootstrap)
     pmap_pde_ops_t pde        # 2 MiB mappings (the design's; all NULL: none)
 
+# The 4 KiB containers pv entries are carved from (FreeBSD's pv_chunk, NetBSD's
+# pv_page) hang on two lists of their pmap (with room / full) by an embedded
+# link (pc_list / pvp_list); being 4 KiB-aligned, the container of a link or
+# of a pv entry is the 4 KiB page it lies in (pvc_of).
+ctypedef struct pvc_link_t:
+    pvc_link_t* next
+    pvc_link_t* prev
+
+cdef inline void* pvc_of(void* p) noexcept nogil:
+    return <void*>(<size_t>p & ~(<size_t>4095))
+
+cdef inline void pvc_push(pvc_link_t** head, pvc_link_t* l) noexcept nogil:
+    l.prev = NULL
+    l.next = head[0]
+    if head[0] != NULL:
+        head[0].prev = l
+    head[0] = l
+
+cdef inline void pvc_unlink(pvc_link_t** head, pvc_link_t* l) noexcept nogil:
+    if l.prev != NULL:
+        l.prev.next = l.next
+    else:
+        head[0] = l.next
+    if l.next != NULL:
+        l.next.prev = l.prev
+
 cdef inline void pmap_kc_alloc(pmap_ctx_t* ctx, int c) noexcept nogil:
     ctx.kc[c].active += 1
     ctx.kc[c].allocs += 1
@@ -132,6 +158,7 @@ cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,
 cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
 cdef int pmap_create(pmap_ctx_t* ctx, pmap_hdr_t* pm, size_t size, int64_t pid) noexcept nogil
 cdef void pmap_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
+cdef void pvc_free_list(pmap_ctx_t* ctx, pvc_link_t** head) noexcept nogil   # every container on it
 
 # the page-table side, shared by every implementation (pmap.pyx)
 cdef void pmap_account_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil

@@ -29,6 +29,16 @@ cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
     free(ctx.pv_heads)
     ctx.pv_heads = NULL
 
+cdef void pvc_free_list(pmap_ctx_t* ctx, pvc_link_t** head) noexcept nogil:
+    cdef pvc_link_t* l = head[0]
+    cdef pvc_link_t* nx
+    while l != NULL:
+        nx = l.next
+        free(pvc_of(l))
+        pmap_kc_free(ctx, ctx.kc_pv)
+        l = nx
+    head[0] = NULL
+
 cdef int pmap_create(pmap_ctx_t* ctx, pmap_hdr_t* pm, size_t size, int64_t pid) noexcept nogil:
     memset(pm, 0, size)
     pm.pid = pid

@@ -8,7 +8,8 @@ from mmbench.core cimport C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PV_ENTRIES,
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_get, pte_pfn, pte_present
 from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_pv_ops_t, pmap_kc_alloc, pmap_kc_free,
-                                  pmap_ctx_init, pmap_create, pmap_destroy, pmap_zap)
+                                  pmap_ctx_init, pmap_create, pmap_destroy, pmap_zap, pvc_link_t,
+                                  pvc_of, pvc_push, pvc_unlink, pvc_free_list)
 
 cdef extern from "stdlib.h":
     int posix_memalign(void** memptr, size_t alignment, size_t size) nogil
@@ -36,45 +37,20 @@ cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil:
     """pmap_create: the PDP and an empty pv state; struct pmap is charged."""
     return pmap_create(ctx, &pm.hdr, sizeof(pmap_t), pid)
 
-cdef void free_pvp_list(pmap_ctx_t* ctx, pv_page_t* pvp) noexcept nogil:
-    cdef pv_page_t* nx
-    while pvp != NULL:
-        nx = pvp.pvp_next
-        free(pvp)
-        pmap_kc_free(ctx, ctx.kc_pv)
-        pvp = nx
-
 cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     """pmap_destroy of a pmap whose mappings are gone (pv_pages drained already)."""
-    free_pvp_list(ctx, pm.pm_pvp_part)
-    free_pvp_list(ctx, pm.pm_pvp_empty)
-    pm.pm_pvp_part = NULL
-    pm.pm_pvp_empty = NULL
+    pvc_free_list(ctx, &pm.pm_pvp_part)
+    pvc_free_list(ctx, &pm.pm_pvp_empty)
     pmap_destroy(ctx, &pm.hdr)
 
 
 # ---------------------------------------------------------- pv_pages
-cdef inline void pvp_unlink(pv_page_t** head, pv_page_t* pvp) noexcept nogil:
-    if pvp.pvp_prev != NULL:
-        pvp.pvp_prev.pvp_next = pvp.pvp_next
-    else:
-        head[0] = pvp.pvp_next
-    if pvp.pvp_next != NULL:
-        pvp.pvp_next.pvp_prev = pvp.pvp_prev
-
-cdef inline void pvp_push(pv_page_t** head, pv_page_t* pvp) noexcept nogil:
-    pvp.pvp_prev = NULL
-    pvp.pvp_next = head[0]
-    if head[0] != NULL:
-        head[0].pvp_prev = pvp
-    head[0] = pvp
-
 cdef inline pv_page_t* pve_page(pv_entry_t* pve) noexcept nogil:
-    return <pv_page_t*>(<size_t>pve & ~(<size_t>4095))
+    return <pv_page_t*>pvc_of(pve)
 
 cdef pv_entry_t* pmap_alloc_pv(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     """A free pv_entry from a partly used pv_page, or from a new pv_page."""
-    cdef pv_page_t* pvp = pm.pm_pvp_part
+    cdef pv_page_t* pvp = NULL if pm.pm_pvp_part == NULL else <pv_page_t*>pvc_of(pm.pm_pvp_part)
     cdef void* mem = NULL
     cdef int i
     if pvp == NULL:
@@ -85,14 +61,14 @@ cdef pv_entry_t* pmap_alloc_pv(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
         pvp.pvp_pmap = <void*>pm
         pvp.pvp_nfree = PVE_PER_PVP
         pvp.pvp_free = PVP_ALL_FREE
-        pvp_push(&pm.pm_pvp_part, pvp)
+        pvc_push(&pm.pm_pvp_part, &pvp.pvp_list)
         pmap_kc_alloc(ctx, ctx.kc_pv)
     i = __builtin_ctzll(pvp.pvp_free)
     pvp.pvp_free &= ~(1ULL << i)
     pvp.pvp_nfree -= 1
     if pvp.pvp_nfree == 0:                     # part -> empty
-        pvp_unlink(&pm.pm_pvp_part, pvp)
-        pvp_push(&pm.pm_pvp_empty, pvp)
+        pvc_unlink(&pm.pm_pvp_part, &pvp.pvp_list)
+        pvc_push(&pm.pm_pvp_empty, &pvp.pvp_list)
     ctx.ctr[C_PV_ENTRIES] += 1
     return &pvp.pvp_pve[i]
 
@@ -103,10 +79,10 @@ cdef void pmap_free_pv(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pve) noexcept no
     pvp.pvp_free |= 1ULL << i
     pvp.pvp_nfree += 1
     if pvp.pvp_nfree == 1:                     # empty -> part
-        pvp_unlink(&pm.pm_pvp_empty, pvp)
-        pvp_push(&pm.pm_pvp_part, pvp)
+        pvc_unlink(&pm.pm_pvp_empty, &pvp.pvp_list)
+        pvc_push(&pm.pm_pvp_part, &pvp.pvp_list)
     if pvp.pvp_nfree == PVE_PER_PVP:           # all free: pmap_drain_pv
-        pvp_unlink(&pm.pm_pvp_part, pvp)
+        pvc_unlink(&pm.pm_pvp_part, &pvp.pvp_list)
         free(pvp)
         pmap_kc_free(ctx, ctx.kc_pv)
 
@@ -196,11 +172,11 @@ cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
     ctx.ctr[C_TLB_FLUSHES] += n
     return n
 
-cdef int64_t pvp_list_used(pv_page_t* pvp) noexcept nogil:
+cdef int64_t pvp_list_used(pvc_link_t* l) noexcept nogil:
     cdef int64_t used = 0
-    while pvp != NULL:
-        used += PVE_PER_PVP - pvp.pvp_nfree
-        pvp = pvp.pvp_next
+    while l != NULL:
+        used += PVE_PER_PVP - (<pv_page_t*>pvc_of(l)).pvp_nfree
+        l = l.next
     return used
 
 cdef int64_t pmap_pv_dynamic(pmap_t* pm) noexcept nogil:

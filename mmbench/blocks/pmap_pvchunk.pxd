@@ -21,7 +21,7 @@
 # and registers them in ctx.pde.
 from libc.stdint cimport uint64_t, int64_t
 from mmbench.blocks.frames cimport pfn_t
-from mmbench.blocks.pmap cimport pmap_ctx_t, pmap_hdr_t
+from mmbench.blocks.pmap cimport pmap_ctx_t, pmap_hdr_t, pvc_link_t, pvc_of
 
 cdef enum:
     NPCPV = 168                # pv entries per pv_chunk
@@ -35,16 +35,15 @@ ctypedef struct pv_entry_t:    # 24 bytes (the kernel's: pv_va + TAILQ_ENTRY pv_
 
 ctypedef struct pv_chunk_t:    # 4096 bytes, 4096-aligned: pv -> chunk -> pmap
     void* pc_pmap              # the owning pmap_t
-    pv_chunk_t* pc_next        # the pmap's chunk list (with room / full)
-    pv_chunk_t* pc_prev
+    pvc_link_t pc_list         # the pmap's chunk list (with room / full)
     uint64_t pc_map[3]         # 1 = free slot
     uint64_t pc_lru[2]         # (unused here; keeps the kernel layout)
     pv_entry_t pc_pventry[168]
 
 ctypedef struct pmap_t:
     pmap_hdr_t hdr             # page tables, resident count, pid (the generic side)
-    pv_chunk_t* pm_pvchunk     # chunks with a free entry
-    pv_chunk_t* pm_pvfull      # chunks without (kept apart: O(1) either way)
+    pvc_link_t* pm_pvchunk     # chunks with a free entry (their pc_list)
+    pvc_link_t* pm_pvfull      # chunks without (kept apart: O(1) either way)
 
 # The implementation's part of the interface (pmap.pxd); enter, remove,
 # protect, move and free_tables are the generic ones, called on &pm.hdr.
@@ -64,7 +63,7 @@ cdef pv_entry_t* pv_find(pv_entry_t* head, pmap_t* pm, int64_t va) noexcept nogi
 
 cdef inline pmap_t* pv_pmap(pv_entry_t* pv) noexcept nogil:
     """PV_PMAP: the pmap of the chunk holding pv."""
-    return <pmap_t*>(<pv_chunk_t*>(<size_t>pv & ~(<size_t>4095))).pc_pmap
+    return <pmap_t*>(<pv_chunk_t*>pvc_of(pv)).pc_pmap
 
 cdef inline pv_entry_t** pv_list(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
     """The head of the page's pv list (md.pv_list)."""

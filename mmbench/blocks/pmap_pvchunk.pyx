@@ -6,7 +6,8 @@ from libc.stdint cimport uint64_t, int64_t
 from mmbench.core cimport C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PV_ENTRIES, C_RMAP_VISITS
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_pv_ops_t, pmap_kc_alloc, pmap_kc_free,
-                                  pmap_ctx_init, pmap_create, pmap_destroy, pmap_zap)
+                                  pmap_ctx_init, pmap_create, pmap_destroy, pmap_zap, pvc_link_t,
+                                  pvc_of, pvc_push, pvc_unlink, pvc_free_list)
 
 cdef extern from "stdlib.h":
     int posix_memalign(void** memptr, size_t alignment, size_t size) nogil
@@ -35,19 +36,9 @@ cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil:
 cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil:
     return pmap_create(ctx, &pm.hdr, sizeof(pmap_t), pid)
 
-cdef void free_chunk_list(pmap_ctx_t* ctx, pv_chunk_t* pc) noexcept nogil:
-    cdef pv_chunk_t* nx
-    while pc != NULL:
-        nx = pc.pc_next
-        free(pc)
-        pmap_kc_free(ctx, ctx.kc_pv)
-        pc = nx
-
 cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
-    free_chunk_list(ctx, pm.pm_pvchunk)      # empty by now; freed for safety
-    free_chunk_list(ctx, pm.pm_pvfull)
-    pm.pm_pvchunk = NULL
-    pm.pm_pvfull = NULL
+    pvc_free_list(ctx, &pm.pm_pvchunk)       # empty by now; freed for safety
+    pvc_free_list(ctx, &pm.pm_pvfull)
     pmap_destroy(ctx, &pm.hdr)
 
 
@@ -58,24 +49,9 @@ cdef inline bint chunk_full(pv_chunk_t* pc) noexcept nogil:
 cdef inline bint chunk_empty(pv_chunk_t* pc) noexcept nogil:
     return pc.pc_map[0] == PC_FREE[0] and pc.pc_map[1] == PC_FREE[1] and pc.pc_map[2] == PC_FREE[2]
 
-cdef inline void chunk_unlink(pv_chunk_t** head, pv_chunk_t* pc) noexcept nogil:
-    if pc.pc_prev != NULL:
-        pc.pc_prev.pc_next = pc.pc_next
-    else:
-        head[0] = pc.pc_next
-    if pc.pc_next != NULL:
-        pc.pc_next.pc_prev = pc.pc_prev
-
-cdef inline void chunk_push(pv_chunk_t** head, pv_chunk_t* pc) noexcept nogil:
-    pc.pc_prev = NULL
-    pc.pc_next = head[0]
-    if head[0] != NULL:
-        head[0].pc_prev = pc
-    head[0] = pc
-
 cdef pv_entry_t* get_pv_entry(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     """Take a free pv entry from the pmap's first chunk, adding a chunk if full."""
-    cdef pv_chunk_t* pc = pm.pm_pvchunk
+    cdef pv_chunk_t* pc = NULL if pm.pm_pvchunk == NULL else <pv_chunk_t*>pvc_of(pm.pm_pvchunk)
     cdef void* mem = NULL
     cdef int w, bit
     if pc == NULL or chunk_full(pc):
@@ -86,7 +62,7 @@ cdef pv_entry_t* get_pv_entry(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
         pc.pc_map[0] = PC_FREE[0]
         pc.pc_map[1] = PC_FREE[1]
         pc.pc_map[2] = PC_FREE[2]
-        chunk_push(&pm.pm_pvchunk, pc)
+        pvc_push(&pm.pm_pvchunk, &pc.pc_list)
         pmap_kc_alloc(ctx, ctx.kc_pv)
     w = 0
     while pc.pc_map[w] == 0:
@@ -94,23 +70,23 @@ cdef pv_entry_t* get_pv_entry(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     bit = __builtin_ctzll(pc.pc_map[w])
     pc.pc_map[w] &= ~(1ULL << bit)
     if chunk_full(pc):
-        chunk_unlink(&pm.pm_pvchunk, pc)
-        chunk_push(&pm.pm_pvfull, pc)
+        pvc_unlink(&pm.pm_pvchunk, &pc.pc_list)
+        pvc_push(&pm.pm_pvfull, &pc.pc_list)
     ctx.ctr[C_PV_ENTRIES] += 1
     return &pc.pc_pventry[w * 64 + bit]
 
 cdef void free_pv_entry(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pv) noexcept nogil:
-    cdef pv_chunk_t* pc = <pv_chunk_t*>(<size_t>pv & ~(<size_t>4095))
+    cdef pv_chunk_t* pc = <pv_chunk_t*>pvc_of(pv)
     cdef int idx = <int>(pv - &pc.pc_pventry[0])
     cdef bint was_full = chunk_full(pc)
     pc.pc_map[idx // 64] |= 1ULL << (idx % 64)
     if chunk_empty(pc):
-        chunk_unlink(&pm.pm_pvchunk, pc)
+        pvc_unlink(&pm.pm_pvchunk, &pc.pc_list)
         free(pc)
         pmap_kc_free(ctx, ctx.kc_pv)
     elif was_full:
-        chunk_unlink(&pm.pm_pvfull, pc)
-        chunk_push(&pm.pm_pvchunk, pc)
+        pvc_unlink(&pm.pm_pvfull, &pc.pc_list)
+        pvc_push(&pm.pm_pvchunk, &pc.pc_list)
 
 cdef pv_entry_t* pv_find(pv_entry_t* pv, pmap_t* pm, int64_t va) noexcept nogil:
     """pmap_pvh_remove's search: the entry of <pm, va> on the list starting at pv."""
@@ -158,12 +134,14 @@ cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
     ctx.ctr[C_TLB_FLUSHES] += n
     return n
 
-cdef int64_t chunk_list_used(pv_chunk_t* pc) noexcept nogil:
+cdef int64_t chunk_list_used(pvc_link_t* l) noexcept nogil:
     cdef int64_t used = 0
-    while pc != NULL:
+    cdef pv_chunk_t* pc
+    while l != NULL:
+        pc = <pv_chunk_t*>pvc_of(l)
         used += NPCPV - (__builtin_popcountll(pc.pc_map[0]) + __builtin_popcountll(pc.pc_map[1])
                          + __builtin_popcountll(pc.pc_map[2]))
-        pc = pc.pc_next
+        l = l.next
     return used
 
 cdef int64_t pmap_pv_count(pmap_t* pm) noexcept nogil:
