@@ -158,6 +158,9 @@ cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,
 cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
 cdef int pmap_create(pmap_ctx_t* ctx, pmap_hdr_t* pm, size_t size, int64_t pid) noexcept nogil
 cdef void pmap_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
+# a new 4 KiB-aligned container (charged to kc_pv), NULL out of memory; give one back
+cdef void* pvc_alloc(pmap_ctx_t* ctx) noexcept nogil
+cdef void pvc_free(pmap_ctx_t* ctx, void* c) noexcept nogil
 cdef void pvc_free_list(pmap_ctx_t* ctx, pvc_link_t** head) noexcept nogil   # every container on it
 
 # the page-table side, shared by every implementation (pmap.pyx)

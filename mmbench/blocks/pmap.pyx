@@ -1,6 +1,9 @@
 # The page-table side of the pmap block, shared by every implementation; the
 # pv side is called through ctx.pv, 2 MiB mappings through ctx.pde.  See pmap.pxd.
 from libc.stdlib cimport calloc, free
+
+cdef extern from "stdlib.h":
+    int posix_memalign(void** memptr, size_t alignment, size_t size) nogil
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, int64_t
 
@@ -29,13 +32,23 @@ cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
     free(ctx.pv_heads)
     ctx.pv_heads = NULL
 
+cdef void* pvc_alloc(pmap_ctx_t* ctx) noexcept nogil:
+    cdef void* mem = NULL
+    if posix_memalign(&mem, 4096, 4096) != 0:
+        return NULL
+    pmap_kc_alloc(ctx, ctx.kc_pv)
+    return mem
+
+cdef void pvc_free(pmap_ctx_t* ctx, void* c) noexcept nogil:
+    free(c)
+    pmap_kc_free(ctx, ctx.kc_pv)
+
 cdef void pvc_free_list(pmap_ctx_t* ctx, pvc_link_t** head) noexcept nogil:
     cdef pvc_link_t* l = head[0]
     cdef pvc_link_t* nx
     while l != NULL:
         nx = l.next
-        free(pvc_of(l))
-        pmap_kc_free(ctx, ctx.kc_pv)
+        pvc_free(ctx, pvc_of(l))
         l = nx
     head[0] = NULL
 

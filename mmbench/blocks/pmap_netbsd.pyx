@@ -1,6 +1,5 @@
 # Implementation of NetBSD x86's pmap; see pmap_netbsd.pxd (the design) and
 # pmap.pxd (the interface).
-from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, int64_t
 
@@ -9,10 +8,7 @@ from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_get, pte_pfn, pte_present
 from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_pv_ops_t, pmap_kc_alloc, pmap_kc_free,
                                   pmap_ctx_init, pmap_create, pmap_destroy, pmap_zap, pvc_link_t,
-                                  pvc_of, pvc_push, pvc_unlink, pvc_free_list)
-
-cdef extern from "stdlib.h":
-    int posix_memalign(void** memptr, size_t alignment, size_t size) nogil
+                                  pvc_of, pvc_push, pvc_unlink, pvc_alloc, pvc_free, pvc_free_list)
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
@@ -51,18 +47,16 @@ cdef inline pv_page_t* pve_page(pv_entry_t* pve) noexcept nogil:
 cdef pv_entry_t* pmap_alloc_pv(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     """A free pv_entry from a partly used pv_page, or from a new pv_page."""
     cdef pv_page_t* pvp = NULL if pm.pm_pvp_part == NULL else <pv_page_t*>pvc_of(pm.pm_pvp_part)
-    cdef void* mem = NULL
     cdef int i
     if pvp == NULL:
-        if posix_memalign(&mem, 4096, sizeof(pv_page_t)) != 0:
+        pvp = <pv_page_t*>pvc_alloc(ctx)
+        if pvp == NULL:
             return NULL
-        pvp = <pv_page_t*>mem
         memset(pvp, 0, 64)
         pvp.pvp_pmap = <void*>pm
         pvp.pvp_nfree = PVE_PER_PVP
         pvp.pvp_free = PVP_ALL_FREE
         pvc_push(&pm.pm_pvp_part, &pvp.pvp_list)
-        pmap_kc_alloc(ctx, ctx.kc_pv)
     i = __builtin_ctzll(pvp.pvp_free)
     pvp.pvp_free &= ~(1ULL << i)
     pvp.pvp_nfree -= 1
@@ -83,8 +77,7 @@ cdef void pmap_free_pv(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pve) noexcept no
         pvc_push(&pm.pm_pvp_part, &pvp.pvp_list)
     if pvp.pvp_nfree == PVE_PER_PVP:           # all free: pmap_drain_pv
         pvc_unlink(&pm.pm_pvp_part, &pvp.pvp_list)
-        free(pvp)
-        pmap_kc_free(ctx, ctx.kc_pv)
+        pvc_free(ctx, pvp)
 
 
 # ----------------------------------------------------------- pv lists

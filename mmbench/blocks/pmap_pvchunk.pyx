@@ -1,16 +1,12 @@
 # Implementation of FreeBSD amd64's pmap; see pmap_pvchunk.pxd (the design)
 # and pmap.pxd (the interface).
-from libc.stdlib cimport free
 from libc.stdint cimport uint64_t, int64_t
 
 from mmbench.core cimport C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PV_ENTRIES, C_RMAP_VISITS
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_pv_ops_t, pmap_kc_alloc, pmap_kc_free,
                                   pmap_ctx_init, pmap_create, pmap_destroy, pmap_zap, pvc_link_t,
-                                  pvc_of, pvc_push, pvc_unlink, pvc_free_list)
-
-cdef extern from "stdlib.h":
-    int posix_memalign(void** memptr, size_t alignment, size_t size) nogil
+                                  pvc_of, pvc_push, pvc_unlink, pvc_alloc, pvc_free, pvc_free_list)
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
@@ -52,18 +48,16 @@ cdef inline bint chunk_empty(pv_chunk_t* pc) noexcept nogil:
 cdef pv_entry_t* get_pv_entry(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     """Take a free pv entry from the pmap's first chunk, adding a chunk if full."""
     cdef pv_chunk_t* pc = NULL if pm.pm_pvchunk == NULL else <pv_chunk_t*>pvc_of(pm.pm_pvchunk)
-    cdef void* mem = NULL
     cdef int w, bit
     if pc == NULL or chunk_full(pc):
-        if posix_memalign(&mem, 4096, sizeof(pv_chunk_t)) != 0:
+        pc = <pv_chunk_t*>pvc_alloc(ctx)
+        if pc == NULL:
             return NULL
-        pc = <pv_chunk_t*>mem
         pc.pc_pmap = <void*>pm
         pc.pc_map[0] = PC_FREE[0]
         pc.pc_map[1] = PC_FREE[1]
         pc.pc_map[2] = PC_FREE[2]
         pvc_push(&pm.pm_pvchunk, &pc.pc_list)
-        pmap_kc_alloc(ctx, ctx.kc_pv)
     w = 0
     while pc.pc_map[w] == 0:
         w += 1
@@ -82,8 +76,7 @@ cdef void free_pv_entry(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pv) noexcept no
     pc.pc_map[idx // 64] |= 1ULL << (idx % 64)
     if chunk_empty(pc):
         pvc_unlink(&pm.pm_pvchunk, &pc.pc_list)
-        free(pc)
-        pmap_kc_free(ctx, ctx.kc_pv)
+        pvc_free(ctx, pc)
     elif was_full:
         pvc_unlink(&pm.pm_pvfull, &pc.pc_list)
         pvc_push(&pm.pm_pvchunk, &pc.pc_list)
