@@ -5,10 +5,10 @@ from mmbench.core cimport (C_SUPERPAGE_PROMOTIONS, C_SUPERPAGE_DEMOTIONS, C_SUPE
                            C_PTE_WRITES, C_TLB_FLUSHES, C_PT_PAGES_ALLOC)
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pt_set, pt_next, pte_pfn, pte_present, PTE_WRITE
-from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_account_tables, PTE_PROMOTED)
+from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_account_tables, PTE_PROMOTED,
+                                  pmap_remove_all as pmap_remove_all_4k)
 from mmbench.blocks.pmap_pvchunk cimport (pmap_t, pv_entry_t, get_pv_entry, free_pv_entry, pv_find,
-                                          pv_pmap, pv_list, pv_list_insert, pv_list_remove,
-                                          pmap_remove_all as pmap_remove_all_4k)
+                                          pv_pmap, pv_list, pv_list_insert, pv_list_remove)
 from mmbench_freebsd.vm cimport vm_ctx_t, vm_reserv_t, VM_LEVEL_0_NPAGES
 
 

@@ -26,7 +26,6 @@
 #   pmap_ctx_destroy(ctx)           frees them
 #   pmap_pinit(ctx, pm, pid)        pmap_create (charges struct pmap); 0 / -1
 #   pmap_release(ctx, pm)           pmap_destroy of a pmap without mappings
-#   pmap_remove_all(ctx, pfn)       unmap a page everywhere through its pv list
 #   pmap_pv_count(pm)               mappings its pv side tracks for pm
 #
 # (pmap_netbsd also answers pmap_page_mappers and pmap_check_page for uvm;
@@ -42,7 +41,9 @@
 #   pmap_reserve_move(ctx, hdr, start, end, delta, floor, ceiling)  its tables first
 #   pmap_move(ctx, hdr, start, end, delta)   move a range's PTEs (mremap)
 #   pmap_free_tables(ctx, hdr, floor, ceiling)   free the empty tables of a hole
-#   pmap_zap(ctx, hdr, pfn, vpn)             clear one present PTE (remove_all)
+#   pmap_remove_all(ctx, pfn)                unmap a page's 4 KiB mappings everywhere,
+#                                            in the order ctx.pv.pv_first gives them
+#   pmap_zap(ctx, hdr, pfn, vpn)             clear one present PTE
 #   pmap_pte(hdr, vpn)                       the PTE (0: none)
 #   pmap_leaf(ctx, hdr, vpn)                 vpn's PTE page, allocated if missing
 #   pmap_demote_range / pmap_superpages      2 MiB mappings (see below)
@@ -84,11 +85,15 @@ ctypedef int (*pv_enter_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t 
 ctypedef void (*pv_remove_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn) noexcept nogil
 ctypedef void (*pv_move_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn,
                             int64_t nvpn) noexcept nogil
+# the mapping pmap_remove_all takes next: False when the page has none left
+ctypedef bint (*pv_first_fn)(pmap_ctx_t* ctx, pfn_t pfn, pmap_hdr_t** pm,
+                             int64_t* vpn) noexcept nogil
 
 ctypedef struct pmap_pv_ops_t:
     pv_enter_fn pv_enter      # 0, or -1 out of memory (nothing recorded)
     pv_remove_fn pv_remove
     pv_move_fn pv_move
+    pv_first_fn pv_first
 
 # the 2 MiB mappings (see above): t is the kept PTE page of the mapping holding vpn
 ctypedef void (*pde_demote_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pt_node_t* t,
@@ -175,6 +180,7 @@ cdef int64_t pmap_move(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t e
                        int64_t delta) noexcept nogil
 cdef void pmap_free_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t floor, int64_t ceiling) noexcept nogil
 cdef void pmap_zap(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn) noexcept nogil
+cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil     # mappings removed
 cdef uint64_t pmap_pte(pmap_hdr_t* pm, int64_t vpn) noexcept nogil
 # vpn's PTE page, allocated (and accounted) if missing; NULL out of memory
 cdef pt_node_t* pmap_leaf(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn) noexcept nogil

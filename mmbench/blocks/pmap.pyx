@@ -7,7 +7,7 @@ cdef extern from "stdlib.h":
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, int64_t
 
-from mmbench.core cimport (C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PT_PAGES_ALLOC,
+from mmbench.core cimport (C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PT_PAGES_ALLOC, C_RMAP_VISITS,
                            C_PT_PAGES_FREE, C_MREMAP_PAGES_MOVED, kmem_cache_sync)
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf,
@@ -225,6 +225,19 @@ cdef void pmap_zap(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn) noex
     pt_set(pt_leaf(&pm.pt, <uint64_t>vpn, False, NULL), <uint64_t>vpn, 0)
     pm.resident_count -= 1
     ctx.pv.pv_remove(ctx, pm, pfn, vpn)
+
+cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
+    """Unmap a page everywhere through its pv records (one TLB flush each)."""
+    cdef pmap_hdr_t* pm
+    cdef int64_t vpn, n = 0
+    while ctx.pv.pv_first(ctx, pfn, &pm, &vpn):
+        pmap_zap(ctx, pm, pfn, vpn)
+        n += 1
+    ctx.ctr[C_RMAP_VISITS] += n
+    ctx.ctr[C_PTE_WRITES] += n
+    ctx.ctr[C_PTE_ZAPS] += n
+    ctx.ctr[C_TLB_FLUSHES] += n
+    return n
 
 cdef uint64_t pmap_pte(pmap_hdr_t* pm, int64_t vpn) noexcept nogil:
     return pt_get(&pm.pt, <uint64_t>vpn)

@@ -64,7 +64,6 @@ ctypedef struct pmap_t:
 cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil
 cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil
 cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil
-cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil
 cdef int64_t pmap_pv_count(pmap_t* pm) noexcept nogil           # embedded + dynamic
 cdef int64_t pmap_pv_dynamic(pmap_t* pm) noexcept nogil         # pv_entry's in use
 # Every pv record of the page (embedded and pv_entry) names a present PTE of

@@ -3,11 +3,11 @@
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, int64_t
 
-from mmbench.core cimport C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PV_ENTRIES, C_RMAP_VISITS
+from mmbench.core cimport C_PV_ENTRIES
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_get, pte_pfn, pte_present
 from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_pv_ops_t, pmap_kc_alloc, pmap_kc_free,
-                                  pmap_ctx_init, pmap_create, pmap_destroy, pmap_zap, pvc_link_t,
+                                  pmap_ctx_init, pmap_create, pmap_destroy, pvc_link_t,
                                   pvc_of, pvc_push, pvc_unlink, pvc_alloc, pvc_free, pvc_free_list)
 
 cdef extern from *:
@@ -24,6 +24,7 @@ cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil:
     pv.pv_enter = pmap_enter_pv
     pv.pv_remove = pmap_remove_pv
     pv.pv_move = pmap_move_pv
+    pv.pv_first = pmap_first_pv
     return pmap_ctx_init(ctx, npages, sizeof(pmap_page_t), pv)
 
 cdef inline pmap_page_t* pp_of(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
@@ -147,23 +148,18 @@ cdef void pmap_move_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn,
 
 
 # ------------------------------------------------- the implementation's API
-cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
-    """pmap_pp_remove: the dynamic entries, then the embedded one."""
+cdef bint pmap_first_pv(pmap_ctx_t* ctx, pfn_t pfn, pmap_hdr_t** pm, int64_t* vpn) noexcept nogil:
+    """pmap_pp_remove's order: the dynamic entries, then the embedded one."""
     cdef pmap_page_t* pp = pp_of(ctx, pfn)
-    cdef pv_entry_t* pve
-    cdef int64_t n = 0
-    while pp.pp_pvlist != NULL:
-        pve = pp.pp_pvlist
-        pmap_zap(ctx, &pve_pmap(pve).hdr, pfn, <int64_t>pve.pve_va)
-        n += 1
+    if pp.pp_pvlist != NULL:
+        pm[0] = &pve_pmap(pp.pp_pvlist).hdr
+        vpn[0] = <int64_t>pp.pp_pvlist.pve_va
+        return True
     if pp.pte_pmap != NULL:
-        pmap_zap(ctx, &(<pmap_t*>pp.pte_pmap).hdr, pfn, <int64_t>pp.pte_va)
-        n += 1
-    ctx.ctr[C_RMAP_VISITS] += n
-    ctx.ctr[C_PTE_WRITES] += n
-    ctx.ctr[C_PTE_ZAPS] += n
-    ctx.ctr[C_TLB_FLUSHES] += n
-    return n
+        pm[0] = &(<pmap_t*>pp.pte_pmap).hdr
+        vpn[0] = <int64_t>pp.pte_va
+        return True
+    return False
 
 cdef int64_t pvp_list_used(pvc_link_t* l) noexcept nogil:
     cdef int64_t used = 0

@@ -51,9 +51,6 @@ ctypedef struct pmap_t:
 cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil      # 0 / -1
 cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil
 cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil
-# Unmap a page's 4 KiB mappings through its pv list (its 2 MiB ones are the
-# design's to demote first); returns mappings removed.
-cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil
 cdef int64_t pmap_pv_count(pmap_t* pm) noexcept nogil                   # pv entries in use
 
 # The pv primitives (for the design's 2 MiB mappings and its views).

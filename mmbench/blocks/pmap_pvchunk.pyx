@@ -2,10 +2,10 @@
 # and pmap.pxd (the interface).
 from libc.stdint cimport uint64_t, int64_t
 
-from mmbench.core cimport C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PV_ENTRIES, C_RMAP_VISITS
+from mmbench.core cimport C_PV_ENTRIES
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_pv_ops_t, pmap_kc_alloc, pmap_kc_free,
-                                  pmap_ctx_init, pmap_create, pmap_destroy, pmap_zap, pvc_link_t,
+                                  pmap_ctx_init, pmap_create, pmap_destroy, pvc_link_t,
                                   pvc_of, pvc_push, pvc_unlink, pvc_alloc, pvc_free, pvc_free_list)
 
 cdef extern from *:
@@ -27,6 +27,7 @@ cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil:
     pv.pv_enter = pmap_enter_pv
     pv.pv_remove = pmap_remove_pv
     pv.pv_move = pmap_move_pv
+    pv.pv_first = pmap_first_pv
     return pmap_ctx_init(ctx, npages, sizeof(pv_entry_t*), pv)
 
 cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil:
@@ -114,18 +115,14 @@ cdef void pmap_move_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn,
 
 
 # ------------------------------------------------- the implementation's API
-cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
-    cdef pv_entry_t* pv
-    cdef int64_t n = 0
-    while pv_list(ctx, pfn)[0] != NULL:
-        pv = pv_list(ctx, pfn)[0]
-        pmap_zap(ctx, &pv_pmap(pv).hdr, pfn, <int64_t>pv.pv_va)
-        n += 1
-    ctx.ctr[C_RMAP_VISITS] += n
-    ctx.ctr[C_PTE_WRITES] += n
-    ctx.ctr[C_PTE_ZAPS] += n
-    ctx.ctr[C_TLB_FLUSHES] += n
-    return n
+cdef bint pmap_first_pv(pmap_ctx_t* ctx, pfn_t pfn, pmap_hdr_t** pm, int64_t* vpn) noexcept nogil:
+    """The head of the page's pv list (pmap_remove_all's order)."""
+    cdef pv_entry_t* pv = pv_list(ctx, pfn)[0]
+    if pv == NULL:
+        return False
+    pm[0] = &pv_pmap(pv).hdr
+    vpn[0] = <int64_t>pv.pv_va
+    return True
 
 cdef int64_t chunk_list_used(pvc_link_t* l) noexcept nogil:
     cdef int64_t used = 0
