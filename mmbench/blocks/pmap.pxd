@@ -22,8 +22,8 @@
 # implementation module provides:
 #
 #   pmap_t                          its pmap, a pmap_hdr_t first
-#   pmap_bootstrap(ctx, npages)     pv heads for pfn [0, npages) and ctx.pv; 0 / -1
-#   pmap_ctx_destroy(ctx)           frees them
+#   pmap_bootstrap(ctx, npages)     pv heads for pfn [0, npages) and ctx.pv (through
+#                                   pmap_ctx_init; pmap_ctx_destroy frees them); 0 / -1
 #   pmap_pinit(ctx, pm, pid)        pmap_create (charges struct pmap); 0 / -1
 #   pmap_release(ctx, pm)           pmap_destroy of a pmap without mappings
 #   pmap_pv_count(pm)               mappings its pv side tracks for pm
