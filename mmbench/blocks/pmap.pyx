@@ -95,7 +95,7 @@ cdef int pmap_enter(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn, pfn_t pfn, bin
             if not writable and (old & PTE_WRITE):
                 ctx.ctr[C_TLB_FLUSHES] += 1
             pt_set(t, <uint64_t>vpn, pte_for(pfn, writable))
-            if ctx.pde.try_promote != NULL:
+            if t.used == NPTEPG and ctx.pde.try_promote != NULL:    # a full PTE page may promote
                 ctx.pde.try_promote(ctx, pm, t, vpn, pfn)
             return 0
         ctx.pv.pv_remove(ctx, pm, pte_pfn(old), vpn)   # replaced by a new page (COW)
@@ -106,7 +106,7 @@ cdef int pmap_enter(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn, pfn_t pfn, bin
         return -1
     pt_set(t, <uint64_t>vpn, pte_for(pfn, writable))
     pm.resident_count += 1
-    if ctx.pde.try_promote != NULL:
+    if t.used == NPTEPG and ctx.pde.try_promote != NULL:
         ctx.pde.try_promote(ctx, pm, t, vpn, pfn)
     return 0
 
