@@ -21,7 +21,7 @@ cimport numpy as cnp
 
 from mmbench.core cimport (trace_rec_t, NR_OPS, OP_SPAWN, OP_MMAP, OP_MPROTECT, OP_READ, OP_WRITE,
                           OP_FORK, OP_EXIT, OP_MREMAP, OP_MIGRATE, OP_DEVICE_READ, OP_DEVICE_WRITE,
-                          OP_NOP, OP_MADVISE, OP_MOVE_PAGES, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE)
+                          OP_NOP, OP_MADVISE, OP_MOVE_PAGES, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, VPN_BITS)
 
 cnp.import_array()
 
@@ -35,7 +35,20 @@ cdef enum:
     C_NO_PID = 5
 OK, BAD_OP, BAD_RANGE, BAD_DEV, NO_DEVICES, NO_PID = C_OK, C_BAD_OP, C_BAD_RANGE, C_BAD_DEV, C_NO_DEVICES, C_NO_PID
 
-cdef int64_t VPN_LIM = (<int64_t>1) << 36          # mmbench.core.VPN_BITS
+cdef int64_t VPN_LIM = (<int64_t>1) << VPN_BITS
+
+# The trace vocabulary, from core.pxd's constants (this module imports no Python
+# module of mmbench, so mmbench.core and mmbench.trace both take these from here).
+VPN_LIMIT = (<object>1) << (<int>VPN_BITS)
+
+# the operations a trace names, in op-code order (mmbench.Op mirrors this)
+OP_NAMES = ("SPAWN", "MMAP", "MUNMAP", "MPROTECT", "READ", "WRITE", "FORK", "EXIT",
+            "MREMAP", "MADVISE_DONTNEED", "MIGRATE", "DEVICE_READ", "DEVICE_WRITE", "NOP",
+            "MADVISE", "MOVE_PAGES")
+assert len(OP_NAMES) == NR_OPS, "OP_NAMES out of step with core.pxd"
+
+# madvise advice values (Linux's MADV_* numbers; mmbench.Advice mirrors this)
+ADVICE_NAMES = {MADV_DONTNEED: "DONTNEED", MADV_HUGEPAGE: "HUGEPAGE", MADV_NOHUGEPAGE: "NOHUGEPAGE"}
 
 
 @cython.boundscheck(False)

@@ -41,8 +41,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from mmbench import report as _report
-from mmbench.report import Cell, format_cell, format_ratio
+from mmbench import report_tables as _report
+from mmbench.report_tables import Cell, format_cell, format_ratio
 
 DEFAULT_THRESHOLD = 0.10      # a change must exceed 10 % (asv's default factor 1.1)
 DEFAULT_ALPHA = 0.05

@@ -27,13 +27,13 @@ cimport numpy as cnp
 from mmbench.blocks.frames cimport frames_init, frames_destroy, MAX_NODES
 from mmbench import errors as _errors
 from mmbench import clock as _clock
-from mmbench._tracecheck import columns_block
+# VPN_LIMIT, OP_NAMES (op-code order; mmbench.Op mirrors it) and ADVICE_NAMES (Linux's
+# MADV_* numbers; mmbench.Advice mirrors it) are defined with the trace checks
+from mmbench._tracecheck import columns_block, VPN_LIMIT, OP_NAMES, ADVICE_NAMES
 from mmbench import hugepages as _hugepages
 from mmbench import memmap as _memmap
 
 cnp.import_array()
-
-VPN_LIMIT = (<object>1) << (<int>VPN_BITS)
 
 COUNTER_NAMES = (
     "faults", "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_cow_reuse",
@@ -64,13 +64,6 @@ COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}
 # counters of contract operations every design has (counters() always lists them)
 _CONTRACT_COUNTERS = ("move_pages_moved", "move_pages_copied")
 
-# the operations a trace names, in op-code order (mmbench.Op mirrors this)
-OP_NAMES = ("SPAWN", "MMAP", "MUNMAP", "MPROTECT", "READ", "WRITE", "FORK", "EXIT",
-            "MREMAP", "MADVISE_DONTNEED", "MIGRATE", "DEVICE_READ", "DEVICE_WRITE", "NOP",
-            "MADVISE", "MOVE_PAGES")
-
-# madvise advice values (Linux's MADV_* numbers; mmbench.Advice mirrors this)
-ADVICE_NAMES = {MADV_DONTNEED: "DONTNEED", MADV_HUGEPAGE: "HUGEPAGE", MADV_NOHUGEPAGE: "NOHUGEPAGE"}
 
 _PY_HOOKS = ("do_spawn", "do_mmap", "do_munmap", "do_mprotect", "do_read", "do_write", "do_fork",
              "do_exit", "do_mremap", "do_madvise_dontneed", "do_migrate", "do_device_read",

@@ -35,7 +35,7 @@ def pick(tables, family: str, stats) -> tuple[object, str] | None:
 
 def terminal_tables(doc: dict, baseline: str | None = None) -> list[tuple[str, object]]:
     """[(heading, report.Table)] of the headline questions the results can answer."""
-    from mmbench import report
+    from mmbench import report_tables as report
     base = report.choose_baseline(doc, baseline)
     tables = report.build_tables(doc, base)
     out = []
@@ -53,7 +53,7 @@ def terminal_tables(doc: dict, baseline: str | None = None) -> list[tuple[str, o
 def render(doc: dict, baseline: str | None = None, where: str | None = None, tablefmt: str = "simple") -> str:
     """The headline tables as text, then where the full report is."""
     from tabulate import tabulate
-    from mmbench import report
+    from mmbench import report_tables as report
     base = report.choose_baseline(doc, baseline)
     lines = []
     p = dict(report.provenance(doc))

@@ -138,12 +138,12 @@ _CAL: dict = {}
 
 def measure_cell(family, name, params, backend, repeats, calibration_path, budget_s, options=None) -> list[dict]:
     """The records of one cell (the calibration is loaded once per process)."""
-    from mmbench.workloads._common import catalogue
+    from mmbench.registry import workloads
     from mmbench.workloads._measure import load_calibration, measure
     key = str(calibration_path)
     if key not in _CAL:
         _CAL[key] = load_calibration(calibration_path)[0]
-    wl = catalogue()[name]
+    wl = workloads()[name]
     assert wl.family == family, (wl.family, family)
     return measure(wl, params, backend, repeats=repeats, calibration=_CAL[key], budget_s=budget_s,
                    options=options)

@@ -53,6 +53,7 @@ import typer
 
 from mmbench import errors, hostcheck
 from mmbench import record_stream as rs
+from mmbench.record_replay import load_recording, save_recording  # noqa: F401  (the file format)
 
 SLAB_CACHES = ("vm_area_struct", "anon_vma", "anon_vma_chain", "maple_node")
 PERF_BUFFER_PAGES = "4096"        # ring buffer per CPU (16 MiB): bursts of faults must not be lost
@@ -454,26 +455,6 @@ def _convert(data: str, keep_stream, record_convert, access=None):
             rec.notes["perf script reported errors (stream may be incomplete): "
                       + (_last_line(errf.read()) or str(proc.returncode))] = 1
     return rec
-
-
-# ----------------------------------------------------------------- files
-def save_recording(path, trace, provenance: dict):
-    """A recorded trace is an ordinary trace file plus ``meta_provenance`` (JSON)."""
-    from mmbench import trace as tr
-    tr.save(path, trace, provenance=json.dumps(provenance, sort_keys=True))
-
-
-def load_recording(path) -> tuple:
-    """(trace, provenance dict) of a recorded trace; {} for a trace without provenance."""
-    import numpy as np
-    from mmbench import trace as tr
-    trace = tr.load(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            prov = json.loads(str(z["meta_provenance"])) if "meta_provenance" in z.files else {}
-    except (OSError, ValueError) as e:
-        raise errors.InvalidArgument(f"{path}: provenance unreadable ({e})") from None
-    return trace, prov
 
 
 # ----------------------------------------------------------------- commands

@@ -21,11 +21,13 @@ states, per trace, how many inherited pages the children never faulted on
 """
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 
 from mmbench import errors
+from mmbench import trace as trace_mod
 from mmbench.trace import Op
 
 SAMPLE_EVERY = 1000                    # ops between metadata samples (at least)
@@ -34,6 +36,24 @@ FAULT_COSTS = ("trap", "zero_fill", "copy", "cow_reuse", "page_cache_hit", "page
 KINDS = (("zero_fill", ("fault_zero_fill",)), ("zero_page", ("fault_zero_page",)),
          ("cow", ("fault_cow_copy", "fault_cow_reuse")), ("minor", ("fault_minor",)),
          ("wp_shared", ("fault_wp_shared",)))
+
+
+# ----------------------------------------------------------------- files
+# (mmbench.record writes them and re-exports these two; the replay reads them)
+def save_recording(path, trace, provenance: dict):
+    """A recorded trace is an ordinary trace file plus ``meta_provenance`` (JSON)."""
+    trace_mod.save(path, trace, provenance=json.dumps(provenance, sort_keys=True))
+
+
+def load_recording(path) -> tuple:
+    """(trace, provenance dict) of a recorded trace; {} for a trace without provenance."""
+    trace = trace_mod.load(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            prov = json.loads(str(z["meta_provenance"])) if "meta_provenance" in z.files else {}
+    except (OSError, ValueError) as e:
+        raise errors.InvalidArgument(f"{path}: provenance unreadable ({e})") from None
+    return trace, prov
 
 
 def _machine_size(trace) -> int:
@@ -427,13 +447,12 @@ def report_markdown(paths=None) -> list[str]:
     """Markdown lines for the report: per shipped trace its bias note, then the table of
     the linux design's errors against the host (one replay per trace)."""
     from pathlib import Path
-    from mmbench import record
     if paths is None:
         from mmbench.workloads.real_programs import REAL
         paths = sorted(Path(REAL).glob("*.npz"))
     rows, out = [], ["### Real programs: what the traces miss, and the linux design against the host", ""]
     for p in paths:
-        trace, prov = record.load_recording(p)
+        trace, prov = load_recording(p)
         v = validate(trace, prov)
         v["name"] = Path(p).stem
         rows.append(v)

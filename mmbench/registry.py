@@ -1,4 +1,5 @@
-"""Backend discovery through the ``mmbench.backends`` entry-point group.
+"""Discovery: backends through the ``mmbench.backends`` entry-point group, and the
+workload catalogue (``workloads()``).
 
 Built-in designs are registered in mmbench's own metadata exactly as a
 third-party plugin registers in its own, so there is one code path.  A plugin
@@ -89,3 +90,14 @@ def reset():
     global _cache
     _cache = None
     _broken.clear()
+
+
+def workloads() -> dict:
+    """Every workload, by name, in family order: imports each family module of
+    mmbench.workloads (one per name in FAMILIES), which registers its own
+    workloads; mmbench.workloads._common imports none of them."""
+    import importlib
+    from mmbench.workloads import _common
+    for family in _common.FAMILIES:
+        importlib.import_module(f"mmbench.workloads.{family}")
+    return _common.catalogue()

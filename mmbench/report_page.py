@@ -24,7 +24,7 @@ import itertools
 import json
 from pathlib import Path
 
-from mmbench.report import (LEGEND, MISSING, UNSUPPORTED, Cell, FAMILY_TITLES, display_unit, format_cell,
+from mmbench.report_tables import (LEGEND, MISSING, UNSUPPORTED, Cell, FAMILY_TITLES, display_unit, format_cell,
                             natural_key, params_label, provenance, sections)
 
 MAX_COMMITS = 6

@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from mmbench.report import HUGE_PAGES_METRIC, THP_ORDER, natural_key, params_label, split_metric
+from mmbench.report_tables import HUGE_PAGES_METRIC, THP_ORDER, natural_key, params_label, split_metric
 
 KIND_STYLE = {"measured": ("-", "o"), "estimated": ("--", "s"), "exact": ("-", "^")}
 KIND_WORD = {"measured": "measured", "estimated": "estimated", "exact": "exact"}
@@ -171,7 +171,7 @@ _BYTE_SCALE = (("GiB", 2.0 ** 30), ("MiB", 2.0 ** 20), ("KiB", 2.0 ** 10))
 
 def _scale(unit, values):
     """(unit, divisor) for an axis: times and bytes scaled to the typical value."""
-    from mmbench.report import display_unit, Cell
+    from mmbench.report_tables import display_unit, Cell
     if unit == "B" and values:
         typical = sorted(abs(v) for v in values)[len(values) // 2]
         for name, div in _BYTE_SCALE:
@@ -185,7 +185,7 @@ MARKERS = "os^Dv<>p"
 
 def backend_colors(doc) -> dict:
     """One colour per backend, the same in every chart (baseline design first)."""
-    from mmbench.report import backends_of, choose_baseline
+    from mmbench.report_tables import backends_of, choose_baseline
     names = backends_of(doc, choose_baseline(doc, None))
     return {b: f"C{i % 10}" for i, b in enumerate(names)}
 

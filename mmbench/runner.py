@@ -33,8 +33,8 @@ THP_MODES = ("never", "madvise", "always")        # the huge-page axis in readin
 
 # ---------------------------------------------------------------- selection
 def _catalogue():
-    from mmbench.workloads._common import catalogue
-    return catalogue()
+    from mmbench import registry
+    return registry.workloads()
 
 
 def default_backends() -> list[str]:
@@ -527,7 +527,7 @@ def export_rows(a, b=None, patterns=None) -> list[dict]:
                         "metric": r["metric"], "unit": r["unit"], "kind": r["kind"], "value": r["value"],
                         "p25": s.get("p25"), "p75": s.get("p75"), "repeats": r["repeats"], "note": r["note"]})
         return out
-    from mmbench.report import compare_rows
+    from mmbench.compare import compare_rows
     out = []
     for c in compare_rows(a, b):
         if c.metric != "*" and not _metric_wanted(c.metric, pats):

@@ -27,7 +27,7 @@ import enum
 import numpy as np
 
 from mmbench import errors
-from mmbench.core import ADVICE_NAMES, OP_NAMES, VPN_LIMIT
+from mmbench._tracecheck import ADVICE_NAMES, OP_NAMES, VPN_LIMIT
 
 TRACE_DTYPE = np.dtype([
     ("op", np.uint8), ("dev", np.uint8), ("_pad", np.uint16), ("pid", np.int32),

@@ -119,7 +119,7 @@ def test_link_time_is_part_of_the_one_transfer_estimate():
 def test_uvm_first_touch_estimate_within_2x_of_linux():
     """The issue's check: uvm's estimated first touch per page on seq_first_touch is
     within 2x of linux's (bytes of amap slots are no longer priced as objects)."""
-    from mmbench.workloads._common import catalogue
+    from mmbench.registry import workloads as catalogue
     from mmbench.workloads._measure import measure
     cal = {"machine": {"hostname": "t"},
            "costs": {k: {"ns": v} for k, v in dict(

@@ -673,3 +673,34 @@ def test_cow_copy_into_a_shared_first_object_unmaps_the_original_everywhere(m):
     assert m.read(c1, 1) == 11 and m.read(p, 1) == 21
     m.check()
     all_exit(m)
+
+
+# ------------------------------------------------ built from the shared blocks
+def test_freebsd_is_built_from_the_blocks_not_from_another_design():
+    import subprocess
+    import sys
+    code = ("import sys, mmbench_freebsd.core; print(sorted(m for m in sys.modules if m.startswith("
+            "('mmbench_uvm', 'mmbench.blocks.pmap', 'mmbench.blocks.mapentry'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['mmbench.blocks.mapentry', 'mmbench.blocks.pmap', 'mmbench.blocks.pmap_pvchunk']"
+    from mmbench.blocks.mapentry import MapEntryMachine
+    assert issubclass(type(mmbench.open("freebsd")), MapEntryMachine)
+    assert issubclass(type(mmbench.open("uvm")), MapEntryMachine)
+
+
+def test_pv_chunks_hold_168_entries_and_a_page_mapped_once_costs_one():
+    # FreeBSD's pv side (mmbench.blocks.pmap_pvchunk): no mapping is embedded in
+    # the page (NetBSD's pmap_netbsd embeds the first), chunks are freed empty
+    m = mmbench.open("freebsd", ram_pages=1 << 12, thp="never", prefault=False)
+    p = m.spawn()
+    m.mmap(p, 0, 200)
+    for v in range(168):
+        m.write(p, v, v)
+    assert m.counters()["pv_entries"] == 168 and m.metadata()["pv_chunk"] == (1, 4096)
+    m.write(p, 168, 1)
+    assert m.metadata()["pv_chunk"] == (2, 8192)
+    m.munmap(p, 100, 100)                       # the second chunk's only entry goes
+    assert m.metadata()["pv_chunk"] == (1, 4096)
+    m.check()
+    m.exit(p)
+    assert m.metadata()["pv_chunk"] == (0, 0)

@@ -7,7 +7,7 @@ import pytest
 import mmbench
 from mmbench.trace import Op, validate_trace
 from mmbench.workloads import _common, _measure
-from mmbench.workloads._common import catalogue
+from mmbench.registry import workloads as catalogue
 
 CAT = catalogue()
 POINTS = [(w, p) for w in CAT.values() for p in w.points("tiny")]

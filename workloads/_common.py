@@ -255,10 +255,12 @@ def workload(family: str, grids: dict, needs_devices: bool = False):
 
 
 def catalogue() -> dict[str, Workload]:
-    """Every registered workload, by name, in family order."""
-    from . import fault_latency, fork_cost, metadata_memory, device_migration  # noqa: F401  (registers)
-    from . import real_programs  # noqa: F401  (recorded traces: mmbench record)
-    from . import vma_layout  # noqa: F401  (what-ifs: VMA merging, mremap, move_pages)
+    """The workloads registered so far, by name, in family order.
+
+    Each family is the module of the same name beside this one, and it registers
+    its workloads itself (``@workload``) when imported; this module imports none
+    of them.  Whoever wants them all imports them first: the runner does,
+    through mmbench.registry.workloads(); asv imports every module itself."""
     order = {f: i for i, f in enumerate(FAMILIES)}
     return dict(sorted(_CATALOGUE.items(), key=lambda kv: order[kv[1].family]))
 
@@ -303,7 +305,7 @@ def cached_nops(wl: Workload, params: dict) -> int | None:
 
 @functools.lru_cache(maxsize=64)
 def _scenario(family: str, name: str, frozen: tuple) -> Scenario:
-    wl = _CATALOGUE[name] if name in _CATALOGUE else catalogue()[name]
+    wl = _CATALOGUE[name]
     params = dict(frozen)
     path = _cache_path(wl, params)
     sc = _load(path)

@@ -2,19 +2,24 @@
 # pmap/pv_entry) behind the mmbench contract.
 #
 # Where each part lives:
-#   vm.pxd        the structs: vm_map_entry, vm_object, pv_entry/pv_chunk, pmap
+#   vm.pxd        the structs: vm_map_entry, vm_object, vm_reserv, the context
 #   pctrie        the 16-ary path-compressed trie of an object's resident pages
 #   vm_object     objects, pages, shadow, split, collapse, bypass, deallocate
 #   vm_map        entries: insert, clip, delete, protect, fork, mremap, dontneed
 #   vm_fault      the fault handler (lookup, chain walk, copy / move / zero-fill)
-#   pmap          page tables and pv entries (the reverse map); superpage
-#                 promotion / demotion (pmap_promote_pde, pmap_demote_pde)
+#   pmap          FreeBSD's part of the pmap: superpage promotion / demotion
+#                 (pmap_promote_pde, pmap_demote_pde) and pmap_copy; the rest
+#                 is the pmap block (mmbench.blocks.pmap: page tables) with its
+#                 pv_chunk implementation (mmbench.blocks.pmap_pvchunk: pv
+#                 entries, the reverse map)
 #   vm_reserv     2 MiB reservations of anonymous objects (vm.pmap.pg_ps_enabled,
 #                 i.e. thp != "never"), 160 B each in KC_RESERV
 #   vm_check      the invariants
-#   core (here)   the contract: argument checks in the reference model's order,
-#                 the PTE fast path of read/write, and the Python-level views
-#                 (object graph, chain-depth histogram, reverse-map walks).
+#   core (here)   the design's hooks under the contract layer every map-entry
+#                 design shares (mmbench.blocks.mapentry: argument checks in the
+#                 reference model's order, the PTE fast path of read/write), and
+#                 the Python-level views (object graph, chain-depth histogram,
+#                 reverse-map walks).
 #
 # The contract's operations map onto FreeBSD as follows:
 #   mmap      vm_map_insert of an entry with no object yet
@@ -36,20 +41,23 @@ from libc.stdint cimport int64_t, uint64_t
 from mmbench.core cimport MADV_DONTNEED
 from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_ENOTSUP,
                            C_RMAP_VISITS)
-from mmbench.blocks.maplist cimport map_list_t, maplist_mremap_check
+from mmbench.blocks.maplist cimport map_list_t, map_entry_link_t
+from mmbench.blocks.mapentry cimport MapEntryMachine
 from mmbench.blocks.frames cimport pfn_t, NO_PFN
-from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_write, pte_pfn
-from mmbench_freebsd.vm cimport (vm_ctx_t, vm_reserv_t, vm_map_t, vm_map_entry_t, vm_object_t, pv_entry_t,
+from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pte_present, pte_pfn
+from mmbench_freebsd.vm cimport (vm_ctx_t, vm_reserv_t, vm_map_t, vm_map_entry_t, vm_object_t,
                                  KC_ENTRY, KC_OBJECT, KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD,
                                  KC_PUD, KC_PMD, KC_PTE, CHAIN_HIST, MAP_ENTRY_COW,
-                                 MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, VM_INHERIT_SHARE)
-from mmbench_freebsd.vm_map cimport (vmspace_alloc, vmspace_free, vm_map_lookup_entry,
-                                     vm_map_range_free, vm_map_range_mapped, vm_map_insert,
+                                 MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, VM_INHERIT_SHARE,
+                                 vm_map_entry_first, vm_map_entry_succ)
+from mmbench_freebsd.vm_map cimport (vmspace_alloc, vmspace_free, vm_map_lookup_entry, vm_map_insert,
                                      vm_map_delete, vm_map_protect, vmspace_fork, vm_map_move,
                                      vm_map_dontneed)
 from mmbench_freebsd.vm_fault cimport vm_fault, vm_map_resolve
 from mmbench_freebsd.vm_check cimport vm_check_all
-from mmbench_freebsd.pmap cimport pmap_pte, pv_pmap, pmap_superpages
+from mmbench.blocks.pmap cimport pmap_pte, pmap_superpages, pmap_ctx_destroy
+from mmbench.blocks.pmap_pvchunk cimport pv_entry_t, pv_pmap, pv_list, pmap_bootstrap
+from mmbench_freebsd.pmap cimport pmap_pde_init
 
 from mmbench import errors as _errors
 from mmbench.hugepages import THP_DEFAULT, thp_option
@@ -67,7 +75,7 @@ _CACHES = (("vm_map_entry", 96), ("vm_object", 264), ("vm_page", 104), ("pctrie_
            ("pte_table", 4096), ("vmspace", 584), ("vm_reserv", 160))
 
 
-cdef class FreeBSDMachine(Machine):
+cdef class FreeBSDMachine(MapEntryMachine):
     """FreeBSD VM: vm_map entries, vm_object shadow chains with collapse and
     bypass, pages in a per-object radix trie, pmap with pv entries."""
 
@@ -100,13 +108,15 @@ cdef class FreeBSDMachine(Machine):
         for i, (cname, size) in enumerate(_CACHES):
             if self.slab_register(cname, size) != i:      # KC_* ids are positions
                 raise RuntimeError("slab caches registered out of KC_* order")
-        self.vm.fr = &self.frames
-        self.vm.ctr = &self.ctr[0]
-        self.vm.kc = &self.caches[0]
-        self.vm.pv_head = <pv_entry_t**>calloc(self.ram_pages, sizeof(pv_entry_t*))
+        self.vm.md.fr = &self.frames
+        self.vm.md.ctr = &self.ctr[0]
+        self.vm.md.kc = &self.caches[0]
+        self.vm.md.kc_pgd = KC_PGD
+        self.vm.md.kc_pv = KC_PVCHUNK
+        self.vm.md.kc_pmap = -1             # struct pmap is inside struct vmspace (KC_VMSPACE)
         self.vm.reserv_of = <vm_reserv_t**>calloc(self.ram_pages if self.ram_pages > 0 else 1,
                                                   sizeof(vm_reserv_t*))
-        if self.vm.pv_head == NULL or self.vm.reserv_of == NULL:
+        if pmap_bootstrap(&self.vm.md, self.ram_pages) != 0 or self.vm.reserv_of == NULL:
             raise MemoryError("no memory for the pv list heads")
         self.vm.objects = NULL
         self.vm.nobjects = 0
@@ -116,6 +126,7 @@ cdef class FreeBSDMachine(Machine):
                 raise _errors.InvalidArgument(f"the {opt} option must be True or False")
         self.pg_ps_enabled = thp_option(self.options) != "never"
         self.vm.pg_ps_enabled = self.pg_ps_enabled
+        pmap_pde_init(&self.vm)
         self.vm.pmap_copy = self.options["pmap_copy"]
         self.vm.prefault = self.options["prefault"]
         for i in range(CHAIN_HIST):
@@ -123,94 +134,57 @@ cdef class FreeBSDMachine(Machine):
 
     def __dealloc__(self):
         cdef int64_t pid
-        if self.vm.kc == NULL:
+        if self.vm.md.kc == NULL:
             return
         for pid in range(1, self.next_pid):
             if self.procs != NULL and self.procs[pid] != NULL:
                 vmspace_free(&self.vm, <vm_map_t*>self.procs[pid])
                 self.procs[pid] = NULL
-        free(self.vm.pv_head)
-        self.vm.pv_head = NULL
+        pmap_ctx_destroy(&self.vm.md)
         free(self.vm.reserv_of)
         self.vm.reserv_of = NULL
 
-    # ------------------------------------------------------- processes
-    cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
-        cdef vm_map_t* map = vmspace_alloc(&self.vm, self.next_pid)
-        cdef int64_t pid
-        if map == NULL:
-            return MM_ENOMEM
-        pid = self.pid_install(map)
-        if pid < 0:
-            vmspace_free(&self.vm, map)
-            return MM_ENOMEM
-        pid_out[0] = pid
-        return MM_OK
+    # --------------------------------- the mechanism (mmbench.blocks.mapentry)
+    # The contract's walk is MapEntryMachine's; these name the design's map
+    # operations.  A map_list_t* here is the `list` a vm_map_t starts with, a
+    # map_entry_link_t* the `link` a vm_map_entry_t starts with.
+    cdef map_list_t* me_vmspace_alloc(self, int64_t pid) noexcept nogil:
+        cdef vm_map_t* map = vmspace_alloc(&self.vm, pid)
+        return NULL if map == NULL else &map.list
 
-    cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
-        cdef vm_map_t* src = self.map_of(pid)
-        cdef vm_map_t* dst = vmspace_alloc(&self.vm, self.next_pid)
-        cdef int64_t child
-        if dst == NULL:
-            return MM_ENOMEM
-        child = self.pid_install(dst)
-        if child < 0:
-            vmspace_free(&self.vm, dst)
-            return MM_ENOMEM
-        if vmspace_fork(&self.vm, src, dst) != 0:     # host out of memory
-            vmspace_free(&self.vm, dst)
-            self.pid_release(child)
-            self.next_pid -= 1
-            return MM_ENOMEM
-        child_out[0] = child
-        return MM_OK
+    cdef void me_vmspace_free(self, map_list_t* map) noexcept nogil:
+        vmspace_free(&self.vm, <vm_map_t*>map)
 
-    cdef int c_exit(self, int64_t pid) noexcept nogil:
-        vmspace_free(&self.vm, self.map_of(pid))
-        self.pid_release(pid)
-        return MM_OK
+    cdef int me_vmspace_fork(self, map_list_t* src, map_list_t* dst) noexcept nogil:
+        return vmspace_fork(&self.vm, <vm_map_t*>src, <vm_map_t*>dst)
 
-    # --------------------------------------------------------- mappings
-    cdef int c_mmap(self, int64_t pid, int64_t vpn, int64_t npages, uint64_t flags) noexcept nogil:
-        cdef vm_map_t* map = self.map_of(pid)
-        if not vm_map_range_free(map, vpn, vpn + npages):
-            return MM_EINVAL
-        if vm_map_insert(&self.vm, map, vpn, vpn + npages, (flags & 1) != 0, (flags & 2) != 0) != 0:
-            return MM_ENOMEM
-        return MM_OK
+    cdef int me_map_insert(self, map_list_t* map, int64_t start, int64_t end, bint shared,
+                           bint writable) noexcept nogil:
+        return vm_map_insert(&self.vm, <vm_map_t*>map, start, end, shared, writable)
 
-    cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
-        vm_map_delete(&self.vm, self.map_of(pid), vpn, vpn + npages)
-        return MM_OK
+    cdef void me_map_delete(self, map_list_t* map, int64_t start, int64_t end) noexcept nogil:
+        vm_map_delete(&self.vm, <vm_map_t*>map, start, end)
 
-    cdef int c_mprotect(self, int64_t pid, int64_t vpn, int64_t npages, bint writable) noexcept nogil:
-        cdef vm_map_t* map = self.map_of(pid)
-        if not vm_map_range_mapped(map, vpn, vpn + npages):
-            return MM_EINVAL
-        vm_map_protect(&self.vm, map, vpn, vpn + npages, writable)
-        return MM_OK
+    cdef void me_map_protect(self, map_list_t* map, int64_t start, int64_t end,
+                             bint writable) noexcept nogil:
+        vm_map_protect(&self.vm, <vm_map_t*>map, start, end, writable)
 
-    cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
-        cdef vm_map_t* map = self.map_of(pid)
-        cdef int st = maplist_mremap_check(<map_list_t*>map, old_vpn, npages, new_vpn)
-        if st != MM_OK:
-            return st
-        return vm_map_move(&self.vm, map, old_vpn, old_vpn + npages, new_vpn)
+    cdef int me_map_move(self, map_list_t* map, int64_t start, int64_t end,
+                         int64_t new_start) noexcept nogil:
+        return vm_map_move(&self.vm, <vm_map_t*>map, start, end, new_start)
 
-    cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
-        cdef vm_map_t* map = self.map_of(pid)
-        if not vm_map_range_mapped(map, vpn, vpn + npages):
-            return MM_EINVAL
-        return vm_map_dontneed(&self.vm, map, vpn, vpn + npages)
+    cdef int me_map_dontneed(self, map_list_t* map, int64_t start, int64_t end) noexcept nogil:
+        return vm_map_dontneed(&self.vm, <vm_map_t*>map, start, end)
 
-    cdef int c_madvise(self, int64_t pid, int64_t vpn, int64_t npages, int advice) noexcept nogil:
-        # FreeBSD's madvise has no HUGEPAGE / NOHUGEPAGE: accepted for the
-        # contract over a mapped range and without effect on the vm_map
-        if advice == MADV_DONTNEED:
-            return self.c_madvise_dontneed(pid, vpn, npages)
-        if not vm_map_range_mapped(self.map_of(pid), vpn, vpn + npages):
-            return MM_EINVAL
-        return MM_OK
+    cdef pgtable_t* me_pgtable(self, map_list_t* map) noexcept nogil:
+        return &(<vm_map_t*>map).pmap.hdr.pt
+
+    cdef bint me_entry_writable(self, map_entry_link_t* e) noexcept nogil:
+        return (<vm_map_entry_t*>e).writable
+
+    cdef int me_fault(self, map_list_t* map, map_entry_link_t* e, int64_t vpn, bint write,
+                      pt_node_t* leaf, pfn_t* pfn_out) noexcept nogil:
+        return vm_fault(&self.vm, <vm_map_t*>map, <vm_map_entry_t*>e, vpn, write, leaf, pfn_out)
 
     def notes(self):
         with self.held():
@@ -230,46 +204,9 @@ cdef class FreeBSDMachine(Machine):
         """2 MiB mappings (promoted PDEs) in the pmap of `pid`."""
         with self.held():
             pid = self._pid(pid)
-            return int(pmap_superpages(&self.map_of(pid).pmap))
+            return int(pmap_superpages(&self.map_of(pid).pmap.hdr))
 
     # ------------------------------------------------------ loads, stores
-    cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
-        cdef vm_map_t* map = self.map_of(pid)
-        cdef pt_node_t* leaf = pt_leaf(&map.pmap.pt, <uint64_t>vpn, False, NULL)
-        cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
-        cdef vm_map_entry_t* e
-        cdef pfn_t pfn
-        cdef int st
-        if pte_present(pte):
-            out[0] = self.frames.f[pte_pfn(pte)].value
-            return MM_OK
-        e = vm_map_lookup_entry(map, vpn)
-        if e == NULL:
-            return MM_ESEGV
-        st = vm_fault(&self.vm, map, e, vpn, False, leaf, &pfn)
-        if st == MM_OK:
-            out[0] = self.frames.f[pfn].value
-        return st
-
-    cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
-        cdef vm_map_t* map = self.map_of(pid)
-        cdef pt_node_t* leaf = pt_leaf(&map.pmap.pt, <uint64_t>vpn, False, NULL)
-        cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
-        cdef vm_map_entry_t* e
-        cdef pfn_t pfn
-        cdef int st
-        if pte_present(pte) and pte_write(pte):
-            self.frames.f[pte_pfn(pte)].value = value
-            return MM_OK
-        e = vm_map_lookup_entry(map, vpn)
-        if e == NULL:
-            return MM_ESEGV
-        if not e.writable:
-            return MM_EPROT
-        st = vm_fault(&self.vm, map, e, vpn, True, leaf, &pfn)
-        if st == MM_OK:
-            self.frames.f[pfn].value = value
-        return st
 
 
     # -------------------------------------------------------- invariants
@@ -295,15 +232,15 @@ cdef class FreeBSDMachine(Machine):
         pid = self._pid(pid)
         vpn, _ = self._range(vpn)
         cdef vm_map_t* map = self.map_of(pid)
-        cdef uint64_t pte = pmap_pte(&map.pmap, vpn)
+        cdef uint64_t pte = pmap_pte(&map.pmap.hdr, vpn)
         cdef pv_entry_t* pv
         cdef vm_reserv_t* rv
         out = []
         if not pte_present(pte):
             return out
-        pv = self.vm.pv_head[pte_pfn(pte)]
+        pv = pv_list(&self.vm.md, pte_pfn(pte))[0]
         while pv != NULL:
-            out.append((int(pv_pmap(pv).pid), int(pv.pv_va)))
+            out.append((int(pv_pmap(pv).hdr.pid), int(pv.pv_va)))
             self.ctr[C_RMAP_VISITS] += 1
             pv = pv.pv_next
         rv = self.vm.reserv_of[pte_pfn(pte)]
@@ -312,7 +249,7 @@ cdef class FreeBSDMachine(Machine):
                    and (rv.popmap[i >> 6] >> (i & 63)) & 1][0]
             pv = rv.pvh
             while pv != NULL:
-                out.append((int(pv_pmap(pv).pid), int(pv.pv_va) + idx))
+                out.append((int(pv_pmap(pv).hdr.pid), int(pv.pv_va) + idx))
                 self.ctr[C_RMAP_VISITS] += 1
                 pv = pv.pv_next
         return sorted(out)
@@ -360,7 +297,7 @@ cdef class FreeBSDMachine(Machine):
 
     def _entries(self, pid):
         pid = self._pid(pid)
-        cdef vm_map_entry_t* e = self.map_of(pid).first
+        cdef vm_map_entry_t* e = vm_map_entry_first(self.map_of(pid))
         out = []
         while e != NULL:
             flags = []
@@ -368,11 +305,11 @@ cdef class FreeBSDMachine(Machine):
                 flags.append("COW")
             if e.eflags & MAP_ENTRY_NEEDS_COPY:
                 flags.append("NEEDS_COPY")
-            out.append({"start": int(e.start), "end": int(e.end),
+            out.append({"start": int(e.link.start), "end": int(e.link.end),
                         "object": int(e.object.serial) if e.object != NULL else None,
                         "offset": int(e.offset), "flags": flags, "writable": bool(e.writable),
                         "shared": e.inheritance == VM_INHERIT_SHARE})
-            e = e.next
+            e = vm_map_entry_succ(e)
         return out
 
     def object_graph(self):

@@ -77,12 +77,16 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT
                                        dmirror_invalidate, dev_mm_of, dev_mm_get, dev_mm_detach,
                                        dev_mm_notify, devmems_clear, devmems_init, devmems_destroy,
                                        devmem_add, devmem_del, devmem_oldest, devmem_has)
+from mmbench.blocks.mapentry cimport MapEntryMachine
 from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count, dma_flush_stats
-from mmbench_freebsd.vm cimport (vm_object_t, vm_reserv_t, pv_entry_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
+from mmbench_freebsd.vm cimport (vm_object_t, vm_reserv_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE)
 from mmbench_freebsd.pctrie cimport pctrie_insert, pctrie_remove, pctrie_lookup_ge
-from mmbench_freebsd.pmap cimport pmap_pte, pmap_remove_all
+from mmbench.blocks.pmap cimport pmap_pte, pmap_ctx_destroy
+from mmbench.blocks.pmap_pvchunk cimport pv_list, pmap_bootstrap
+from mmbench_freebsd.pmap cimport pmap_remove_all
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry, vm_map_range_mapped, vm_map_range_free
+from mmbench_freebsd.vm cimport vm_map_entry_succ
 from mmbench_freebsd.vm_fault cimport vm_fault, vm_map_resolve
 from mmbench_freebsd.vm_object cimport vm_page_lookup
 from mmbench_freebsd.vm_reserv cimport vm_reserv_free_page
@@ -137,14 +141,14 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         # an empty pv list) like host pages
         last = self.frames.nr_nodes - 1
         total = self.frames.node_base[last] + self.frames.node_size[last]
-        free(self.vm.pv_head)
-        self.vm.pv_head = <pv_entry_t**>calloc(total if total > 0 else 1, sizeof(pv_entry_t*))
+        pmap_ctx_destroy(&self.vm.md)
+        pmap_bootstrap(&self.vm.md, total)
         free(self.vm.reserv_of)
         self.vm.reserv_of = <vm_reserv_t**>calloc(total if total > 0 else 1, sizeof(vm_reserv_t*))
         self.dev_pfn_base = self.ram_pages
         self.dev_pfn_count = total - self.ram_pages
         self.dev_pv = <dev_pv_t**>calloc(self.dev_pfn_count + 1, sizeof(dev_pv_t*))
-        if self.vm.pv_head == NULL or self.vm.reserv_of == NULL or self.dev_pv == NULL:
+        if self.vm.md.pv_heads == NULL or self.vm.reserv_of == NULL or self.dev_pv == NULL:
             raise MemoryError()
         if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
             raise MemoryError()
@@ -307,9 +311,9 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         d.value = o.value
         d.owner = o.owner
         d.index = o.index
-        pctrie_remove(&obj.rtree, o.index, &self.vm.kc[KC_PCTRIE])
-        if pctrie_insert(&obj.rtree, &d.index, &self.vm.kc[KC_PCTRIE]) != 0:
-            pctrie_insert(&obj.rtree, &o.index, &self.vm.kc[KC_PCTRIE])   # the slot just freed
+        pctrie_remove(&obj.rtree, o.index, &self.vm.md.kc[KC_PCTRIE])
+        if pctrie_insert(&obj.rtree, &d.index, &self.vm.md.kc[KC_PCTRIE]) != 0:
+            pctrie_insert(&obj.rtree, &o.index, &self.vm.md.kc[KC_PCTRIE])   # the slot just freed
             frame_free(&self.frames, new)
             return MM_ENOMEM
         if self.is_device_pfn(old):
@@ -373,7 +377,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             st = self.migrate_page(pfn, node, ms)
             if st == MM_OK and node != 0:
                 pfn = vm_map_resolve(&self.vm, e, v, &depth)
-                st = self.device_map(map.pmap.pid, node, v, pfn, cpu_may_write(e, &self.frames.f[pfn]))
+                st = self.device_map(map.pmap.hdr.pid, node, v, pfn, cpu_may_write(e, &self.frames.f[pfn]))
             if st != MM_OK:
                 break
         free(cand)
@@ -395,7 +399,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     cdef int fault_device_return(self, vm_map_t* map, int64_t vpn, bint write) noexcept nogil:
         """Before the CPU fault: a fictitious page in the chain comes home in
         place (into the object holding it)."""
-        cdef uint64_t pte = pmap_pte(&map.pmap, vpn)
+        cdef uint64_t pte = pmap_pte(&map.pmap.hdr, vpn)
         cdef vm_map_entry_t* e
         cdef pfn_t pfn
         cdef int depth
@@ -418,46 +422,46 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         cdef int st = self.fault_device_return(self.map_of(pid), vpn, False)
         if st != MM_OK:
             return st
-        return FreeBSDMachine.c_read(self, pid, vpn, out)
+        return MapEntryMachine.c_read(self, pid, vpn, out)
 
     cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
         cdef int st = self.fault_device_return(self.map_of(pid), vpn, True)
         if st != MM_OK:
             return st
-        return FreeBSDMachine.c_write(self, pid, vpn, value)
+        return MapEntryMachine.c_write(self, pid, vpn, value)
 
     # map changes that can leave a device entry stale: erase the range first
     cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         self.dev_invalidate(pid, vpn, vpn + npages)
-        return FreeBSDMachine.c_munmap(self, pid, vpn, npages)
+        return MapEntryMachine.c_munmap(self, pid, vpn, npages)
 
     cdef int c_mprotect(self, int64_t pid, int64_t vpn, int64_t npages, bint writable) noexcept nogil:
         if not writable and vm_map_range_mapped(self.map_of(pid), vpn, vpn + npages):
             self.dev_invalidate(pid, vpn, vpn + npages)
-        return FreeBSDMachine.c_mprotect(self, pid, vpn, npages, writable)
+        return MapEntryMachine.c_mprotect(self, pid, vpn, npages, writable)
 
     cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
         if vm_map_range_mapped(self.map_of(pid), vpn, vpn + npages):
             self.dev_invalidate(pid, vpn, vpn + npages)
-        return FreeBSDMachine.c_madvise_dontneed(self, pid, vpn, npages)
+        return MapEntryMachine.c_madvise_dontneed(self, pid, vpn, npages)
 
     cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
         # The device entries of the old range go once the move has happened:
         # the same end state as invalidating first (the device tables are apart
         # from the pmap), and a move refused for lack of memory keeps them.
-        cdef int st = FreeBSDMachine.c_mremap(self, pid, old_vpn, npages, new_vpn)
+        cdef int st = MapEntryMachine.c_mremap(self, pid, old_vpn, npages, new_vpn)
         if st == MM_OK:
             self.dev_invalidate(pid, old_vpn, old_vpn + npages)
         return st
 
     cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
         self.dev_invalidate(pid, 0, VPN_END)      # NEEDS_COPY: no entry may stay writable
-        return FreeBSDMachine.c_fork(self, pid, child_out)
+        return MapEntryMachine.c_fork(self, pid, child_out)
 
     cdef int c_exit(self, int64_t pid) noexcept nogil:
         self.dev_invalidate(pid, 0, VPN_END)
         self.dev_free(pid)
-        return FreeBSDMachine.c_exit(self, pid)
+        return MapEntryMachine.c_exit(self, pid)
 
     # ================================================================ device access
     cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil:
@@ -504,8 +508,8 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             e = vm_map_lookup_entry(map, vpn)
         ms.to_device = 0
         ms.to_host = 0
-        bs = bs if bs > e.start else e.start
-        be = be if be < e.end else e.end
+        bs = bs if bs > e.link.start else e.link.start
+        be = be if be < e.link.end else e.link.end
         if bs < vpn:
             st = self.migrate_map_range(map, bs, vpn, dev, &ms)
         if st == MM_OK and vpn + 1 < be:
@@ -542,7 +546,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
                     continue
                 if not (f.flags & FR_DEVICE_PRIVATE) or f.owner == 0:
                     return self.check_fail("device page not fictitious or in no object")
-                if f.mapcount != 0 or self.vm.pv_head[p] != NULL:
+                if f.mapcount != 0 or pv_list(&self.vm.md, p)[0] != NULL:
                     return self.check_fail("fictitious page mapped by a CPU pmap")
                 if not devmem_has(&self.devmem[d], <pfn_t>p):
                     return self.check_fail("device page missing from its device's eviction list")
@@ -628,11 +632,11 @@ cdef int resident_vpns(vm_map_t* map, int64_t start, int64_t end, int64_t** out,
     cdef uint64_t* item
     cdef int64_t* buf = NULL
     cdef int64_t* nb
-    while e != NULL and e.start < end:
-        s = e.start if e.start > start else start
-        t = e.end if e.end < end else end
+    while e != NULL and e.link.start < end:
+        s = e.link.start if e.link.start > start else start
+        t = e.link.end if e.link.end < end else end
         obj = e.object
-        off = e.offset - e.start                    # pindex in obj = vpn + off
+        off = e.offset - e.link.start                    # pindex in obj = vpn + off
         while obj != NULL:
             key = <uint64_t>(s + off)
             while True:
@@ -651,7 +655,7 @@ cdef int resident_vpns(vm_map_t* map, int64_t start, int64_t end, int64_t** out,
                 key = item[0] + 1
             off += obj.backing_object_offset
             obj = obj.backing_object
-        e = e.next
+        e = vm_map_entry_succ(e)
     if cnt:
         qsort(buf, cnt, sizeof(int64_t), cmp_int64)
     out[0] = buf

@@ -8,22 +8,23 @@
 #   │ inheritance          │            └───────────────────────┘  │
 #   └──────────────────────┘                                       ▼
 #   pmap: 4-level page table + pv_chunks          the object it shadows (offset)
+#   (mmbench.blocks.pmap + pmap_pvchunk)
 #   pv_entry (pmap, va) on the page's pv list = the reverse map
 #
 # A vm_page is the frame descriptor of mmbench.blocks.frames: `owner` is the
 # vm_object, `index` the pindex (the trie's leaf points at it, as in the
 # kernel), `mapcount` the number of pv entries.  Its 104 bytes are accounted
 # in the "vm_page" cache.  The per-page pv list head (md.pv_list) lives in
-# vm_ctx_t.pv_head, indexed by pfn.
+# the pmap block's context, indexed by pfn (pmap_pvchunk.pv_list).
 #
 # Every module works on a vm_ctx_t: frames, counters, slab caches and the
 # global object list of one machine (pointers into FreeBSDMachine).
 
 from libc.stdint cimport uint64_t, int64_t, uint32_t, int32_t, uint8_t
-from mmbench.core cimport kmem_cache_t
-from mmbench.blocks.frames cimport frames_t, frame_t, pfn_t
-from mmbench.blocks.pagetable cimport pgtable_t
-from mmbench.blocks.itree cimport itnode_t, itree_t
+from mmbench.blocks.frames cimport frame_t, pfn_t
+from mmbench.blocks.pmap cimport pmap_ctx_t
+from mmbench.blocks.pmap_pvchunk cimport pmap_t, pv_entry_t
+from mmbench.blocks.maplist cimport map_entry_link_t, map_list_t
 from mmbench_freebsd.pctrie cimport pctrie_t
 
 cdef enum:  # vm_object flags
@@ -55,8 +56,6 @@ cdef enum:  # slab caches, registered in this order by FreeBSDMachine
 
 cdef enum:
     CHAIN_HIST = 64            # chain-depth histogram buckets (last one: >= 63)
-    NPCPV = 168                # pv entries per pv_chunk
-    NPCM = 3                   # 64-bit free-map words per pv_chunk
 
 ctypedef struct vm_reserv_t
 
@@ -80,28 +79,18 @@ ctypedef struct vm_object_t:
     vm_reserv_t* rvq                   # the object's reservations (LIST_HEAD rvq)
 
 cdef enum:
-    PTE_PROMOTED = 1 << 4      # PTE_SOFT0: the PTE lies under a 2 MiB mapping (PG_PS|PG_PROMOTED
-                               # PDE); the PTE page is the one kept for demotion
     VM_LEVEL_0_ORDER = 9       # a reservation is 2^9 pages = one 2 MiB superpage
     VM_LEVEL_0_NPAGES = 512
     NPOPMAP = 8                # 64-bit words of the population map
 
 ctypedef struct vm_map_entry_t:
-    itnode_t node                      # node..end: maplist's map_entry_link_t (same order)
-    vm_map_entry_t* prev               # address-ordered list
-    vm_map_entry_t* next
-    int64_t start                      # [start, end) in pages
-    int64_t end
+    map_entry_link_t link              # first: tree node, address-ordered list, [start, end) in
+                                       # pages (mmbench.blocks.maplist; vm_map_entry_succ below)
     vm_object_t* object                # NULL until the first fault
     int64_t offset                     # pindex of `start` in object
     uint32_t eflags                    # MAP_ENTRY_COW | MAP_ENTRY_NEEDS_COPY
     uint8_t writable                   # protection (read is implied)
     uint8_t inheritance                # VM_INHERIT_COPY (private) / _SHARE
-
-ctypedef struct pv_entry_t:
-    uint64_t pv_va                     # virtual page of the mapping
-    pv_entry_t* pv_next                # the page's pv list
-    pv_entry_t* pv_prev
 
 ctypedef struct vm_reserv_t:           # see vm_reserv.pyx
     vm_reserv_t* objq_next             # the object's reservation list
@@ -114,35 +103,14 @@ ctypedef struct vm_reserv_t:           # see vm_reserv.pyx
                                        # pv list of the physical superpage it stands for)
     pfn_t pages[512]                   # simulator: the frame of each populated index
 
-ctypedef struct pv_chunk_t:            # 4096 bytes, 4096-aligned: pv -> chunk -> pmap
-    void* pc_pmap                      # the owning pmap_t
-    pv_chunk_t* pc_next                # the pmap's chunk list (with room / full)
-    pv_chunk_t* pc_prev
-    uint64_t pc_map[3]                 # 1 = free slot
-    uint64_t pc_lru[2]                 # (unused here; keeps the kernel layout)
-    pv_entry_t pc_pventry[168]
-
-ctypedef struct pmap_t:
-    pgtable_t pt
-    int64_t pt_accounted[4]            # tables already reported to the caches
-    pv_chunk_t* pm_pvchunk             # chunks with a free entry
-    pv_chunk_t* pm_pvfull              # chunks without (kept apart: O(1) either way)
-    int64_t resident_count             # present PTEs
-    int64_t pid                        # for reverse-map answers
-
 ctypedef struct vm_map_t:              # a vmspace: the map and its pmap (one KC_VMSPACE object)
-    itree_t tree                       # tree..nentries: maplist's map_list_t (same order)
-    vm_map_entry_t* first
-    vm_map_entry_t* last
-    vm_map_entry_t* hint               # last entry found (lookup starts here)
-    int64_t nentries
+    map_list_t list                    # first: the entries by address, their tree, the hint
     pmap_t pmap
 
 ctypedef struct vm_ctx_t:
-    frames_t* fr
-    uint64_t* ctr                      # the machine's counters (C_* ids)
-    kmem_cache_t* kc                   # the machine's caches (KC_* ids)
-    pv_entry_t** pv_head               # per pfn: first pv entry (md.pv_list)
+    pmap_ctx_t md                      # first: the pmap block's context (the machine's frames
+                                       # md.fr, counters md.ctr (C_* ids), caches md.kc (KC_*
+                                       # ids), per-pfn pv lists); pmap.pyx relies on the place
     vm_reserv_t** reserv_of            # per pfn: its reservation (vm_reserv_from_page), or NULL
     bint pg_ps_enabled                 # vm.pmap.pg_ps_enabled: reservations are made
     vm_object_t* objects               # all live objects
@@ -153,19 +121,33 @@ ctypedef struct vm_ctx_t:
     bint prefault                      # faults also map resident neighbours (vm_fault_prefault)
 
 cdef inline void kc_alloc(vm_ctx_t* vm, int c) noexcept nogil:
-    vm.kc[c].active += 1
-    vm.kc[c].allocs += 1
+    vm.md.kc[c].active += 1
+    vm.md.kc[c].allocs += 1
 
 cdef inline void kc_free(vm_ctx_t* vm, int c) noexcept nogil:
-    vm.kc[c].active -= 1
-    vm.kc[c].frees += 1
+    vm.md.kc[c].active -= 1
+    vm.md.kc[c].frees += 1
 
 cdef inline frame_t* vm_page(vm_ctx_t* vm, pfn_t pfn) noexcept nogil:
-    return &vm.fr.f[pfn]
+    return &vm.md.fr.f[pfn]
 
 cdef inline pfn_t item_pfn(vm_ctx_t* vm, uint64_t* item) noexcept nogil:
     """The pfn whose descriptor's `index` field the trie leaf points at."""
-    return <pfn_t>((<char*>item - <char*>&vm.fr.f[0].index) // sizeof(frame_t))
+    return <pfn_t>((<char*>item - <char*>&vm.md.fr.f[0].index) // sizeof(frame_t))
 
 cdef inline int64_t entry_pindex(vm_map_entry_t* e, int64_t vpn) noexcept nogil:
-    return e.offset + (vpn - e.start)
+    return e.offset + (vpn - e.link.start)
+
+# The entries in address order (FreeBSD's vm_map_entry_first / _succ / _pred):
+# an entry's link is its first member, so the link's neighbours are entries.
+cdef inline vm_map_entry_t* vm_map_entry_first(vm_map_t* map) noexcept nogil:
+    return <vm_map_entry_t*>map.list.first
+
+cdef inline vm_map_entry_t* vm_map_entry_last(vm_map_t* map) noexcept nogil:
+    return <vm_map_entry_t*>map.list.last
+
+cdef inline vm_map_entry_t* vm_map_entry_succ(vm_map_entry_t* e) noexcept nogil:
+    return <vm_map_entry_t*>e.link.next
+
+cdef inline vm_map_entry_t* vm_map_entry_pred(vm_map_entry_t* e) noexcept nogil:
+    return <vm_map_entry_t*>e.link.prev

@@ -22,29 +22,30 @@ from mmbench.blocks.frames cimport pfn_t, NO_PFN
 from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagetable cimport pt_node_t, pt_next, pte_pfn, PTE_WRITE
 from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_check
-from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, pmap_t,
-                                 pv_entry_t, pv_chunk_t, MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, KC_ENTRY, KC_OBJECT,
+from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, KC_ENTRY, KC_OBJECT,
                                  KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD, KC_VMSPACE, KC_RESERV, item_pfn,
-                                 vm_reserv_t, PTE_PROMOTED, VM_LEVEL_0_NPAGES)
-from mmbench_freebsd.pmap cimport pmap_pv_count, pv_pmap
+                                 vm_reserv_t, VM_LEVEL_0_NPAGES,
+                                 vm_map_entry_first, vm_map_entry_last, vm_map_entry_succ, vm_map_entry_pred)
+from mmbench.blocks.pmap cimport PTE_PROMOTED, pvc_link_t, pvc_of
+from mmbench.blocks.pmap_pvchunk cimport pmap_t, pv_entry_t, pv_chunk_t, pmap_pv_count, pv_pmap, pv_list
 from mmbench_freebsd.vm_fault cimport vm_map_resolve
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry
 from mmbench_freebsd.vm_reserv cimport vm_reserv_check
 
 
 cdef int check_map(vm_ctx_t* vm, vm_map_t* map, const char** why) noexcept nogil:
-    cdef vm_map_entry_t* e = map.first
+    cdef vm_map_entry_t* e = vm_map_entry_first(map)
     cdef vm_map_entry_t* prev = NULL
     cdef int64_t n = 0
     while e != NULL:
-        if e.prev != prev:
+        if vm_map_entry_pred(e) != prev:
             why[0] = "vm_map: entry list links are broken"
             return -1
-        if e.start >= e.end or (prev != NULL and prev.end > e.start):
+        if e.link.start >= e.link.end or (prev != NULL and prev.link.end > e.link.start):
             why[0] = "vm_map: entries overlap or are out of order"
             return -1
         if e.object != NULL:
-            if e.offset < 0 or e.offset + (e.end - e.start) > e.object.size:
+            if e.offset < 0 or e.offset + (e.link.end - e.link.start) > e.object.size:
                 why[0] = "vm_map: entry maps beyond its object"
                 return -1
             e.object.check_refs += 1
@@ -53,20 +54,20 @@ cdef int check_map(vm_ctx_t* vm, vm_map_t* map, const char** why) noexcept nogil
             elif e.object.check_map != <void*>map:
                 e.object.check_map = <void*>-1
         prev = e
-        e = e.next
+        e = vm_map_entry_succ(e)
         n += 1
-    if prev != map.last or n != map.nentries:
+    if prev != vm_map_entry_last(map) or n != map.list.nentries:
         why[0] = "vm_map: entry count or last entry is wrong"
         return -1
-    if itree_verify(&map.tree) != 0 or map.tree.count != n:
+    if itree_verify(&map.list.tree) != 0 or map.list.tree.count != n:
         why[0] = "vm_map: the entry search tree is broken"
         return -1
-    e = map.first
+    e = vm_map_entry_first(map)
     while e != NULL:
-        if e.node.start != <uint64_t>e.start or e.node.last != <uint64_t>(e.end - 1):
+        if e.link.node.start != <uint64_t>e.link.start or e.link.node.last != <uint64_t>(e.link.end - 1):
             why[0] = "vm_map: an entry's tree key disagrees with its range"
             return -1
-        e = e.next
+        e = vm_map_entry_succ(e)
     return 0
 
 
@@ -102,7 +103,7 @@ cdef int check_object(vm_ctx_t* vm, vm_object_t* obj, int64_t* pages, const char
     item = pctrie_lookup_ge(&obj.rtree, 0)
     while item != NULL:
         pfn = item_pfn(vm, item)
-        if vm.fr.f[pfn].owner != <uint64_t><size_t>obj or vm.fr.f[pfn].refcount != 1:
+        if vm.md.fr.f[pfn].owner != <uint64_t><size_t>obj or vm.md.fr.f[pfn].refcount != 1:
             why[0] = "vm_page: resident page does not belong to its object or is free"
             return -1
         n += 1
@@ -125,7 +126,7 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
         why[0] = "pmap: PTE maps a page other than the one the object chain holds"
         return -1
     if (pte & PTE_WRITE) and (not e.writable or (e.eflags & MAP_ENTRY_NEEDS_COPY)
-                              or vm.fr.f[pfn].owner != <uint64_t><size_t>e.object):
+                              or vm.md.fr.f[pfn].owner != <uint64_t><size_t>e.object):
         why[0] = "pmap: writable PTE to a page the entry may not write"
         return -1
     if pte & PTE_PROMOTED:                  # under a 2 MiB mapping: the pvh holds its pv
@@ -137,7 +138,7 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
         pv = rv.pvh
         vpn = base
     else:
-        pv = vm.pv_head[pfn]
+        pv = pv_list(&vm.md, pfn)[0]
     while pv != NULL and not (<int64_t>pv.pv_va == vpn and pv_pmap(pv) == &map.pmap):
         pv = pv.pv_next
     if pv == NULL:
@@ -146,15 +147,20 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
     return 0
 
 
-cdef int check_chunks(pv_chunk_t* pc, pmap_t* pm, bint full, const char** why) noexcept nogil:
-    while pc != NULL:
+cdef int check_chunks(pvc_link_t* l, pmap_t* pm, bint full, const char** why) noexcept nogil:
+    cdef pv_chunk_t* pc
+    while l != NULL:
+        pc = <pv_chunk_t*>pvc_of(l)
         if <pmap_t*>pc.pc_pmap != pm:
             why[0] = "pmap: pv_chunk of another pmap on the list"
             return -1
         if ((pc.pc_map[0] | pc.pc_map[1] | pc.pc_map[2]) == 0) != full:
             why[0] = "pmap: pv_chunk on the wrong list (full / with room)"
             return -1
-        pc = pc.pc_next
+        if l.next != NULL and l.next.prev != l:
+            why[0] = "pmap: a pmap's pv_chunk list is badly linked"
+            return -1
+        l = l.next
     return 0
 
 
@@ -163,7 +169,7 @@ cdef int check_pmap(vm_ctx_t* vm, vm_map_t* map, int64_t* ptes, const char** why
     cdef pt_node_t* t
     cdef int64_t n = 0, npromoted = 0
     while True:
-        t = pt_next(&map.pmap.pt, vpn, <uint64_t>1 << 36, &vpn)
+        t = pt_next(&map.pmap.hdr.pt, vpn, <uint64_t>1 << 36, &vpn)
         if t == NULL:
             break
         if check_pte(vm, map, <int64_t>vpn, t.e[vpn & 511], why) != 0:
@@ -178,7 +184,7 @@ cdef int check_pmap(vm_ctx_t* vm, vm_map_t* map, int64_t* ptes, const char** why
     if npromoted % VM_LEVEL_0_NPAGES != 0:
         why[0] = "pmap: promoted PTEs not in whole 2 MiB blocks"
         return -1
-    if (n != map.pmap.resident_count
+    if (n != map.pmap.hdr.resident_count
             or n - npromoted + npromoted // VM_LEVEL_0_NPAGES != pmap_pv_count(&map.pmap)):
         why[0] = "pmap: resident count or pv entries disagree with the PTEs"
         return -1
@@ -201,7 +207,7 @@ cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcep
         while item != NULL:
             pfn = item_pfn(vm, item)
             n = 0
-            pv = vm.pv_head[pfn]
+            pv = pv_list(&vm.md, pfn)[0]
             while pv != NULL:
                 n += 1
                 pv = pv.pv_next
@@ -210,7 +216,7 @@ cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcep
                 while pv != NULL:
                     n += 1
                     pv = pv.pv_next
-            if n != vm.fr.f[pfn].mapcount:
+            if n != vm.md.fr.f[pfn].mapcount:
                 why[0] = "vm_page: mapcount != pv list length"
                 return -1
             mapped[0] += n
@@ -219,11 +225,11 @@ cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcep
     return 0
 
 
-cdef int64_t list_length(pv_chunk_t* pc) noexcept nogil:
+cdef int64_t list_length(pvc_link_t* l) noexcept nogil:
     cdef int64_t n = 0
-    while pc != NULL:
+    while l != NULL:
         n += 1
-        pc = pc.pc_next
+        l = l.next
     return n
 
 cdef int64_t count_chunks(vm_map_t* map) noexcept nogil:
@@ -248,20 +254,20 @@ cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entrie
             nmaps += 1
             chunks += count_chunks(map)
             for lvl in range(4):
-                tables[lvl] += map.pmap.pt.nr[lvl]
+                tables[lvl] += map.pmap.hdr.pt.nr[lvl]
     cdef int64_t used = 0
-    for lvl in range(vm.fr.nr_nodes):     # host pages and fictitious (device) pages
-        used += vm.fr.node_used[lvl]
+    for lvl in range(vm.md.fr.nr_nodes):     # host pages and fictitious (device) pages
+        used += vm.md.fr.node_used[lvl]
     if used != pages:
         why[0] = "frames in use != resident pages (a page is both free and owned, or lost)"
         return -1
-    if (vm.kc[KC_PAGE].active != pages or vm.kc[KC_OBJECT].active != nobj
-            or vm.kc[KC_ENTRY].active != entries or vm.kc[KC_PCTRIE].active != nodes
-            or vm.kc[KC_PVCHUNK].active != chunks or vm.kc[KC_VMSPACE].active != nmaps):
+    if (vm.md.kc[KC_PAGE].active != pages or vm.md.kc[KC_OBJECT].active != nobj
+            or vm.md.kc[KC_ENTRY].active != entries or vm.md.kc[KC_PCTRIE].active != nodes
+            or vm.md.kc[KC_PVCHUNK].active != chunks or vm.md.kc[KC_VMSPACE].active != nmaps):
         why[0] = "slab accounting disagrees with the live structures"
         return -1
     for lvl in range(4):
-        if vm.kc[KC_PGD + lvl].active != tables[lvl]:
+        if vm.md.kc[KC_PGD + lvl].active != tables[lvl]:
             why[0] = "page-table accounting disagrees with the page tables"
             return -1
     return 0
@@ -287,14 +293,14 @@ cdef int vm_check_all(vm_ctx_t* vm, void** procs, int64_t nprocs, const char** w
         if map != NULL:
             if check_map(vm, map, why) != 0:
                 return -1
-            entries += map.nentries
+            entries += map.list.nentries
     obj = vm.objects
     while obj != NULL:
         if check_object(vm, obj, &pages, why) != 0 or vm_reserv_check(vm, obj, &nrv, why) != 0:
             return -1
         nobj += 1
         obj = obj.all_next
-    if nrv != vm.kc[KC_RESERV].active:
+    if nrv != vm.md.kc[KC_RESERV].active:
         why[0] = "vm_reserv cache != reservations on object lists"
         return -1
     if nobj != vm.nobjects:

@@ -52,7 +52,8 @@ from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_shado
                                         vm_page_rename, vm_page_iter_lookup,
                                         vm_page_iter_insert, vm_page_iter_peek)
 from mmbench_freebsd.pctrie cimport pctrie_iter_t
-from mmbench_freebsd.pmap cimport pmap_enter, pmap_remove_all
+from mmbench.blocks.pmap cimport pmap_enter
+from mmbench_freebsd.pmap cimport pmap_remove_all
 from mmbench_freebsd.vm_reserv cimport vm_reserv_alloc_page
 
 cdef enum fault_action:
@@ -128,7 +129,7 @@ cdef inline void fault_decide(faultstate_t* fs) noexcept nogil:
 cdef inline int fault_prepare(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
     cdef vm_map_entry_t* e = fs.entry
     if e.object == NULL:
-        e.object = vm_object_allocate_anon(vm, e.end - e.start)
+        e.object = vm_object_allocate_anon(vm, e.link.end - e.link.start)
         e.offset = 0
         if e.object == NULL:
             return MM_ENOMEM
@@ -144,46 +145,46 @@ cdef inline void fault_count_map(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
     """Which kind of fault mapped a page of the first object."""
     cdef uint64_t old = fs.leaf.e[fs.vpn & 511] if fs.leaf != NULL else 0
     if fs.took_object:                  # copy-on-write resolved by taking the object
-        vm.ctr[C_FAULT_COW_REUSE] += 1
+        vm.md.ctr[C_FAULT_COW_REUSE] += 1
     elif fs.write and pte_present(old) and fs.entry.inheritance == VM_INHERIT_SHARE:
-        vm.ctr[C_FAULT_WP_SHARED] += 1
+        vm.md.ctr[C_FAULT_WP_SHARED] += 1
     else:                               # a read, or a write upgrading a read-only PTE
-        vm.ctr[C_FAULT_MINOR] += 1
+        vm.md.ctr[C_FAULT_MINOR] += 1
 
 cdef int fault_resolve(vm_ctx_t* vm, faultstate_t* fs, pfn_t* pfn_out) noexcept nogil:
     cdef vm_map_entry_t* e = fs.entry
     cdef int64_t first_pindex = entry_pindex(e, fs.vpn)
     cdef pfn_t m = fs.m
     cdef bint writable = e.writable and not (e.eflags & MAP_ENTRY_NEEDS_COPY)
-    vm.ctr[C_FAULTS] += 1
+    vm.md.ctr[C_FAULTS] += 1
     if fs.action == FA_ZERO or fs.action == FA_COPY:
-        m = frame_alloc(vm.fr, 0)
-        vm.fr.f[m].value = 0 if fs.action == FA_ZERO else vm.fr.f[fs.m].value
+        m = frame_alloc(vm.md.fr, 0)
+        vm.md.fr.f[m].value = 0 if fs.action == FA_ZERO else vm.md.fr.f[fs.m].value
         # vm_page_alloc of an anonymous object goes through vm_reserv_alloc_page
         vm_reserv_alloc_page(vm, e.object, first_pindex, e, fs.vpn, m)
         # fs.it is the first object's lookup position (unset if that object
         # is new): its trie has not changed since fault_walk
         vm_page_iter_insert(vm, e.object, m, first_pindex, &fs.it)
         if fs.action == FA_ZERO:
-            vm.ctr[C_FAULT_ZERO_FILL] += 1
-            vm.ctr[C_PAGES_ZEROED] += 1
+            vm.md.ctr[C_FAULT_ZERO_FILL] += 1
+            vm.md.ctr[C_PAGES_ZEROED] += 1
         else:
-            vm.ctr[C_FAULT_COW_COPY] += 1
-            vm.ctr[C_PAGES_COPIED] += 1
+            vm.md.ctr[C_FAULT_COW_COPY] += 1
+            vm.md.ctr[C_PAGES_COPIED] += 1
             if not (e.object.flags & OBJ_ONEMAPPING):
                 # vm_fault_cow: a first object other address spaces may
                 # map read/write loses every mapping of the original page
                 pmap_remove_all(vm, fs.m)
     elif fs.action == FA_MOVE:
         vm_page_rename(vm, m, e.object, first_pindex)
-        vm.ctr[C_FAULT_COW_REUSE] += 1
-        vm.ctr[C_COW_PAGE_MOVES] += 1
+        vm.md.ctr[C_FAULT_COW_REUSE] += 1
+        vm.md.ctr[C_COW_PAGE_MOVES] += 1
     elif fs.action == FA_MAP_RO:
         writable = False
-        vm.ctr[C_FAULT_MINOR] += 1
+        vm.md.ctr[C_FAULT_MINOR] += 1
     else:
         fault_count_map(vm, fs)
-    if pmap_enter(vm, &fs.map.pmap, fs.vpn, m, writable, fs.leaf) != 0:
+    if pmap_enter(&vm.md, &fs.map.pmap.hdr, fs.vpn, m, writable, fs.leaf) != 0:
         return MM_ENOMEM
     pfn_out[0] = m
     return MM_OK
@@ -201,9 +202,9 @@ cdef int vm_fault(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* entry, int64_t vp
     fault_lookup(&fs)
     fault_walk(vm, &fs)
     fault_decide(&fs)
-    if fs.need_frame and frames_free_count(vm.fr, 0) <= 0:
+    if fs.need_frame and frames_free_count(vm.md.fr, 0) <= 0:
         return MM_ENOMEM
-    vm.ctr[C_CHAIN_STEPS] += fs.depth
+    vm.md.ctr[C_CHAIN_STEPS] += fs.depth
     vm.depth_hist[fs.depth if fs.depth < CHAIN_HIST else CHAIN_HIST - 1] += 1
     st = fault_prepare(vm, &fs)
     if st != MM_OK:
@@ -243,20 +244,20 @@ cdef void fault_prefault(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
     cdef pfn_t m
     for i in range(8):
         addr = fs.vpn + PREFAULT_ORDER[i]
-        if addr < e.start or addr >= e.end:
+        if addr < e.link.start or addr >= e.link.end:
             continue
         t = fs.leaf if fs.leaf != NULL and (addr >> 9) == (fs.vpn >> 9) else \
-            pt_leaf(&fs.map.pmap.pt, <uint64_t>addr, False, NULL)
+            pt_leaf(&fs.map.pmap.hdr.pt, <uint64_t>addr, False, NULL)
         if t == NULL or t.e[addr & 511] != 0:       # pmap_is_prefaultable
             continue
         m = prefault_lookup(vm, fs, addr, &depth)
         if m == NO_PFN:                              # walked to the end of the chain
-            vm.ctr[C_CHAIN_STEPS] += depth - 1
+            vm.md.ctr[C_CHAIN_STEPS] += depth - 1
             break
-        vm.ctr[C_CHAIN_STEPS] += depth
-        if vm.fr.f[m].flags & FR_DEVICE_PRIVATE:    # fictitious (device) page: never prefaulted
+        vm.md.ctr[C_CHAIN_STEPS] += depth
+        if vm.md.fr.f[m].flags & FR_DEVICE_PRIVATE:    # fictitious (device) page: never prefaulted
             break
-        pmap_enter(vm, &fs.map.pmap, addr, m, False, t)
+        pmap_enter(&vm.md, &fs.map.pmap.hdr, addr, m, False, t)
 
 
 cdef pfn_t vm_map_resolve(vm_ctx_t* vm, vm_map_entry_t* entry, int64_t vpn, int* depth_out) noexcept nogil:

@@ -34,29 +34,24 @@ from mmbench.blocks.itree cimport itree_init
 from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_after, maplist_unlink,
                                      maplist_set_range, maplist_first_ending_after,
                                      maplist_range_free, maplist_range_mapped,
-                                     maplist_entry_layout_ok, maplist_map_layout_ok,
+                                     maplist_lookup,
                                      maplist_detach_run, maplist_attach_run)
 from mmbench.core cimport (MM_ENOMEM, C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_FORK_PTES_COPIED,
                            VPN_BITS)
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, KC_ENTRY, KC_VMSPACE,
                                  kc_alloc, kc_free, MAP_ENTRY_COW, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE, VM_INHERIT_COPY, OBJ_ANON, OBJ_ONEMAPPING,
-                                 entry_pindex)
+                                 entry_pindex,
+                                 vm_map_entry_first, vm_map_entry_last, vm_map_entry_succ, vm_map_entry_pred)
 from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_deallocate,
                                         vm_object_reference, vm_object_collapse, vm_object_split,
                                         vm_object_page_remove)
-from mmbench_freebsd.pmap cimport (pmap_pinit, pmap_release, pmap_remove, pmap_protect, pmap_move, pmap_reserve_move,
-                                   pmap_free_tables, pmap_copy)
+from mmbench.blocks.pmap cimport (pmap_remove, pmap_protect, pmap_move, pmap_reserve_move,
+                                  pmap_free_tables)
+from mmbench.blocks.pmap_pvchunk cimport pmap_pinit, pmap_release
+from mmbench_freebsd.pmap cimport pmap_copy
 
 cdef int64_t VPN_END = (<int64_t>1) << VPN_BITS
-
-
-cdef vm_map_entry_t layout_e
-cdef vm_map_t layout_m
-if not (maplist_entry_layout_ok(&layout_e, &layout_e.prev, &layout_e.next, &layout_e.start, &layout_e.end)
-        and maplist_map_layout_ok(&layout_m, &layout_m.first, &layout_m.last, &layout_m.hint,
-                                  &layout_m.nentries)):
-    raise ImportError("vm_map_entry_t / vm_map_t no longer start with maplist's header")
 
 
 # --------------------------------------------------------------- the vmspace
@@ -65,8 +60,8 @@ cdef vm_map_t* vmspace_alloc(vm_ctx_t* vm, int64_t pid) noexcept nogil:
     cdef vm_map_t* map = <vm_map_t*>calloc(1, sizeof(vm_map_t))
     if map == NULL:
         return NULL
-    itree_init(&map.tree)
-    if pmap_pinit(vm, &map.pmap, pid) != 0:
+    itree_init(&map.list.tree)
+    if pmap_pinit(&vm.md, &map.pmap, pid) != 0:
         free(map)
         return NULL
     kc_alloc(vm, KC_VMSPACE)
@@ -74,7 +69,7 @@ cdef vm_map_t* vmspace_alloc(vm_ctx_t* vm, int64_t pid) noexcept nogil:
 
 cdef void vmspace_free(vm_ctx_t* vm, vm_map_t* map) noexcept nogil:
     vm_map_delete(vm, map, 0, VPN_END)
-    pmap_release(vm, &map.pmap)
+    pmap_release(&vm.md, &map.pmap)
     kc_free(vm, KC_VMSPACE)
     free(map)
 
@@ -92,38 +87,20 @@ cdef void entry_dispose(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil:
 
 cdef void link_after(vm_map_t* map, vm_map_entry_t* after, vm_map_entry_t* e) noexcept nogil:
     """Insert e after `after` (NULL: at the front) on the list and in the tree."""
-    maplist_link_after(<map_list_t*>map, <map_entry_link_t*>after, <map_entry_link_t*>e)
-
-cdef void unlink(vm_map_t* map, vm_map_entry_t* e) noexcept nogil:
-    maplist_unlink(<map_list_t*>map, <map_entry_link_t*>e)
-
-cdef void entry_set_range(vm_map_t* map, vm_map_entry_t* e, int64_t start, int64_t end) noexcept nogil:
-    """Change a linked entry's range (its list position stays valid)."""
-    maplist_set_range(<map_list_t*>map, <map_entry_link_t*>e, start, end)
-
-cdef vm_map_entry_t* first_ending_after(vm_map_t* map, int64_t vpn) noexcept nogil:
-    """First entry with end > vpn (the entry holding vpn, or the next one)."""
-    return <vm_map_entry_t*>maplist_first_ending_after(<map_list_t*>map, vpn, VPN_END)
+    maplist_link_after(&map.list, NULL if after == NULL else &after.link, &e.link)
 
 cdef vm_map_entry_t* vm_map_lookup_entry(vm_map_t* map, int64_t vpn) noexcept nogil:
-    cdef vm_map_entry_t* e = map.hint
-    if e != NULL and e.start <= vpn < e.end:
-        return e
-    e = first_ending_after(map, vpn)
-    if e == NULL or e.start > vpn:
-        return NULL
-    map.hint = e
-    return e
+    return <vm_map_entry_t*>maplist_lookup(&map.list, vpn, VPN_END)
 
 cdef bint vm_map_range_free(vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
-    return maplist_range_free(<map_list_t*>map, start, end, VPN_END)
+    return maplist_range_free(&map.list, start, end, VPN_END)
 
 cdef bint vm_map_range_mapped(vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
-    return maplist_range_mapped(<map_list_t*>map, start, end, VPN_END)
+    return maplist_range_mapped(&map.list, start, end, VPN_END)
 
 cdef void entry_back(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil:
     """Give an entry its object now (vm_map_entry_back)."""
-    e.object = vm_object_allocate_anon(vm, e.end - e.start)
+    e.object = vm_object_allocate_anon(vm, e.link.end - e.link.start)
     e.offset = 0
 
 cdef vm_map_entry_t* entry_clone(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil:
@@ -138,45 +115,45 @@ cdef vm_map_entry_t* entry_clone(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil
     c[0] = e[0]
     if c.object != NULL:
         vm_object_reference(c.object)
-    vm.ctr[C_VMA_SPLITS] += 1
+    vm.md.ctr[C_VMA_SPLITS] += 1
     return c
 
 cdef void vm_map_clip_start(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int64_t vpn) noexcept nogil:
     """Split e at vpn; e keeps [vpn, end), a new entry takes [start, vpn)."""
     cdef vm_map_entry_t* left
-    if vpn <= e.start or vpn >= e.end:
+    if vpn <= e.link.start or vpn >= e.link.end:
         return
     left = entry_clone(vm, e)
     if left == NULL:
         return
-    left.end = vpn
-    e.offset += vpn - e.start
-    entry_set_range(map, e, vpn, e.end)
-    link_after(map, e.prev, left)
+    left.link.end = vpn
+    e.offset += vpn - e.link.start
+    maplist_set_range(&map.list, &e.link, vpn, e.link.end)
+    link_after(map, vm_map_entry_pred(e), left)
 
 cdef void vm_map_clip_end(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int64_t vpn) noexcept nogil:
     """Split e at vpn; e keeps [start, vpn), a new entry takes [vpn, end)."""
     cdef vm_map_entry_t* right
-    if vpn <= e.start or vpn >= e.end:
+    if vpn <= e.link.start or vpn >= e.link.end:
         return
     right = entry_clone(vm, e)
     if right == NULL:
         return
-    right.offset += vpn - e.start
-    right.start = vpn
-    entry_set_range(map, e, e.start, vpn)
+    right.offset += vpn - e.link.start
+    right.link.start = vpn
+    maplist_set_range(&map.list, &e.link, e.link.start, vpn)
     link_after(map, e, right)
 
 cdef vm_map_entry_t* clip_range(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
     """Clip the entries at both ends of [start, end); returns the first inside."""
-    cdef vm_map_entry_t* e = first_ending_after(map, start)
+    cdef vm_map_entry_t* e = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
     cdef vm_map_entry_t* last
-    if e == NULL or e.start >= end:
+    if e == NULL or e.link.start >= end:
         return NULL
     vm_map_clip_start(vm, map, e, start)
     last = e
-    while last.next != NULL and last.next.start < end:
-        last = last.next
+    while vm_map_entry_succ(last) != NULL and vm_map_entry_succ(last).link.start < end:
+        last = vm_map_entry_succ(last)
     vm_map_clip_end(vm, map, last, end)
     return e
 
@@ -201,7 +178,7 @@ cdef bint vm_object_coalesce(vm_ctx_t* vm, vm_map_entry_t* prev, int64_t npages)
     vm_object_collapse(vm, obj)
     if obj.backing_object != NULL:
         return False
-    next_pindex = prev.offset + (prev.end - prev.start)
+    next_pindex = prev.offset + (prev.link.end - prev.link.start)
     if obj.ref_count > 1 and obj.size != next_pindex and not (obj.flags & OBJ_ONEMAPPING):
         return False
     if next_pindex < obj.size:
@@ -219,8 +196,8 @@ cdef vm_map_entry_t* coalesce_prev(vm_ctx_t* vm, vm_map_t* map, int64_t start, i
        copied on write keeps MAP_ENTRY_COW and never coalesces), and the same
        swap charge (the model's stand-in: the same writability).
     """
-    cdef vm_map_entry_t* prev = first_ending_after(map, start - 1) if start > 0 else NULL
-    if prev == NULL or prev.end != start or prev.eflags != 0 or prev.writable != writable:
+    cdef vm_map_entry_t* prev = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start - 1, VPN_END) if start > 0 else NULL
+    if prev == NULL or prev.link.end != start or prev.eflags != 0 or prev.writable != writable:
         return NULL
     if not vm_object_coalesce(vm, prev, npages):
         return NULL
@@ -240,25 +217,25 @@ cdef int vm_map_insert(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end,
     cdef vm_map_entry_t* e
     cdef vm_map_entry_t* before
     if prev != NULL and prev.inheritance == inheritance:
-        entry_set_range(map, prev, prev.start, end)
-        map.hint = prev
-        vm.ctr[C_VMA_MERGES] += 1
+        maplist_set_range(&map.list, &prev.link, prev.link.start, end)
+        map.list.hint = &prev.link
+        vm.md.ctr[C_VMA_MERGES] += 1
         return 0
     e = entry_create(vm)
     if e == NULL:
         return -1
-    e.start = start
-    e.end = end
+    e.link.start = start
+    e.link.end = end
     e.writable = writable
     e.inheritance = inheritance
     e.eflags = 0                       # MAP_ENTRY_COW | NEEDS_COPY come with the first fork
     if prev != NULL and prev.object != NULL:
         e.object = prev.object
-        e.offset = prev.offset + (prev.end - prev.start)
+        e.offset = prev.offset + (prev.link.end - prev.link.start)
         vm_object_reference(e.object)
-    before = first_ending_after(map, start)
-    link_after(map, map.last if before == NULL else before.prev, e)
-    map.hint = e
+    before = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
+    link_after(map, vm_map_entry_last(map) if before == NULL else vm_map_entry_pred(before), e)
+    map.list.hint = &e.link
     return 0
 
 
@@ -278,7 +255,7 @@ cdef void entry_release_object(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil:
     if (obj.flags & OBJ_ANON) and obj.ref_count != 1 and (obj.flags & OBJ_ONEMAPPING):
         vm_object_collapse(vm, obj)
         lo = e.offset
-        hi = e.offset + (e.end - e.start)
+        hi = e.offset + (e.link.end - e.link.start)
         vm_object_page_remove(vm, obj, lo, hi)
         if hi >= obj.size and lo < obj.size:
             obj.size = lo
@@ -286,8 +263,8 @@ cdef void entry_release_object(vm_ctx_t* vm, vm_map_entry_t* e) noexcept nogil:
 
 cdef void free_tables_around(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* before,
                              vm_map_entry_t* after) noexcept nogil:
-    pmap_free_tables(vm, &map.pmap, 0 if before == NULL else before.end,
-                     VPN_END if after == NULL else after.start)
+    pmap_free_tables(&vm.md, &map.pmap.hdr, 0 if before == NULL else before.link.end,
+                     VPN_END if after == NULL else after.link.start)
 
 cdef void vm_map_delete(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
     cdef vm_map_entry_t* e = clip_range(vm, map, start, end)
@@ -295,11 +272,11 @@ cdef void vm_map_delete(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end)
     cdef vm_map_entry_t* before
     if e == NULL:
         return
-    before = e.prev
-    while e != NULL and e.start < end:
-        nx = e.next
-        pmap_remove(vm, &map.pmap, e.start, e.end)
-        unlink(map, e)
+    before = vm_map_entry_pred(e)
+    while e != NULL and e.link.start < end:
+        nx = vm_map_entry_succ(e)
+        pmap_remove(&vm.md, &map.pmap.hdr, e.link.start, e.link.end)
+        maplist_unlink(&map.list, &e.link)
         entry_release_object(vm, e)
         entry_dispose(vm, e)
         e = nx
@@ -309,11 +286,11 @@ cdef void vm_map_delete(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end)
 # --------------------------------------------------------------- protection
 cdef void vm_map_protect(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, bint writable) noexcept nogil:
     cdef vm_map_entry_t* e = clip_range(vm, map, start, end)
-    while e != NULL and e.start < end:
+    while e != NULL and e.link.start < end:
         if e.writable and not writable:
-            pmap_protect(vm, &map.pmap, e.start, e.end)
+            pmap_protect(&vm.md, &map.pmap.hdr, e.link.start, e.link.end)
         e.writable = writable
-        e = e.next
+        e = vm_map_entry_succ(e)
 
 
 # --------------------------------------------------------------------- fork
@@ -322,7 +299,7 @@ cdef int copy_private_entry(vm_ctx_t* vm, vm_map_t* src, vm_map_entry_t* e,
     """vm_map_copy_entry: both sides become COW | NEEDS_COPY on one object."""
     cdef vm_object_t* obj
     if not (e.eflags & MAP_ENTRY_NEEDS_COPY) and e.writable:
-        vm.ctr[C_FORK_PTES_WRPROTECT] += pmap_protect(vm, &src.pmap, e.start, e.end)
+        vm.md.ctr[C_FORK_PTES_WRPROTECT] += pmap_protect(&vm.md, &src.pmap.hdr, e.link.start, e.link.end)
     if e.object == NULL:
         c.object = NULL
         c.offset = 0
@@ -341,7 +318,7 @@ cdef int copy_private_entry(vm_ctx_t* vm, vm_map_t* src, vm_map_entry_t* e,
 
 cdef int vmspace_fork(vm_ctx_t* vm, vm_map_t* src, vm_map_t* dst) noexcept nogil:
     """Copy every entry of src into the (empty) dst by its inheritance."""
-    cdef vm_map_entry_t* e = src.first
+    cdef vm_map_entry_t* e = vm_map_entry_first(src)
     cdef vm_map_entry_t* c
     while e != NULL:
         c = entry_create(vm)
@@ -359,11 +336,11 @@ cdef int vmspace_fork(vm_ctx_t* vm, vm_map_t* src, vm_map_t* dst) noexcept nogil
             c.object = e.object
         else:
             copy_private_entry(vm, src, e, c)
-        link_after(dst, dst.last, c)
+        link_after(dst, vm_map_entry_last(dst), c)
         if vm.pmap_copy:
-            vm.ctr[C_FORK_PTES_COPIED] += pmap_copy(vm, &dst.pmap, &src.pmap, e.start, e.end)
-        e = e.next
-    dst.hint = dst.first
+            vm.md.ctr[C_FORK_PTES_COPIED] += pmap_copy(vm, &dst.pmap, &src.pmap, e.link.start, e.link.end)
+        e = vm_map_entry_succ(e)
+    dst.list.hint = dst.list.first
     return 0
 
 
@@ -373,16 +350,16 @@ cdef void clip_undo(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* keep, vm_map_en
     """Merge back a clip the move made (a later step ran out of memory): `keep`
     takes `gone`'s range again and `gone` (a clone holding one more reference
     on the same object) is freed."""
-    unlink(map, gone)
+    maplist_unlink(&map.list, &gone.link)
     if gone_first:
         keep.offset = gone.offset
-        entry_set_range(map, keep, gone.start, keep.end)
+        maplist_set_range(&map.list, &keep.link, gone.link.start, keep.link.end)
     else:
-        entry_set_range(map, keep, keep.start, gone.end)
+        maplist_set_range(&map.list, &keep.link, keep.link.start, gone.link.end)
     if gone.object != NULL:
         gone.object.ref_count -= 1       # keep still holds a reference: nothing else changes
     entry_dispose(vm, gone)
-    vm.ctr[C_VMA_SPLITS] -= 1
+    vm.md.ctr[C_VMA_SPLITS] -= 1
 
 cdef int clip_checked(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int64_t vpn,
                       bint at_start) noexcept nogil:
@@ -391,15 +368,15 @@ cdef int clip_checked(vm_ctx_t* vm, vm_map_t* map, vm_map_entry_t* e, int64_t vp
     cdef bint had_object = e.object != NULL
     cdef int64_t offset = e.offset
     cdef vm_object_t* obj
-    if vpn <= e.start or vpn >= e.end:
+    if vpn <= e.link.start or vpn >= e.link.end:
         return 0
     if at_start:
         vm_map_clip_start(vm, map, e, vpn)
-        if e.start == vpn:
+        if e.link.start == vpn:
             return 0
     else:
         vm_map_clip_end(vm, map, e, vpn)
-        if e.end == vpn:
+        if e.link.end == vpn:
             return 0
     if not had_object and e.object != NULL:
         obj = e.object
@@ -421,47 +398,47 @@ cdef int vm_map_move(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end, in
     cdef vm_map_entry_t* last
     cdef vm_map_entry_t* before
     cdef vm_map_entry_t* m
-    cdef vm_map_entry_t* after = first_ending_after(map, new_start)
+    cdef vm_map_entry_t* after = <vm_map_entry_t*>maplist_first_ending_after(&map.list, new_start, VPN_END)
     cdef map_entry_link_t* moved
     cdef int64_t floor, ceiling
     cdef bint clipped_start = False
     # the hole around the destination (where reserved tables are freed on failure)
-    ceiling = VPN_END if after == NULL else after.start
+    ceiling = VPN_END if after == NULL else after.link.start
     if after == NULL:
-        floor = 0 if map.last == NULL else map.last.end
+        floor = 0 if vm_map_entry_last(map) == NULL else vm_map_entry_last(map).link.end
     else:
-        floor = 0 if after.prev == NULL else after.prev.end
-    if pmap_reserve_move(vm, &map.pmap, start, end, delta, floor, ceiling) != 0:
+        floor = 0 if vm_map_entry_pred(after) == NULL else vm_map_entry_pred(after).link.end
+    if pmap_reserve_move(&vm.md, &map.pmap.hdr, start, end, delta, floor, ceiling) != 0:
         return MM_ENOMEM
-    e = first_ending_after(map, start)
-    if e.start < start:
+    e = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
+    if e.link.start < start:
         if clip_checked(vm, map, e, start, True) != 0:
-            pmap_free_tables(vm, &map.pmap, floor, ceiling)
+            pmap_free_tables(&vm.md, &map.pmap.hdr, floor, ceiling)
             return MM_ENOMEM
         clipped_start = True
     last = e
-    while last.next != NULL and last.next.start < end:
-        last = last.next
+    while vm_map_entry_succ(last) != NULL and vm_map_entry_succ(last).link.start < end:
+        last = vm_map_entry_succ(last)
     if clip_checked(vm, map, last, end, False) != 0:
         if clipped_start:
-            clip_undo(vm, map, e, e.prev, True)
-        pmap_free_tables(vm, &map.pmap, floor, ceiling)
+            clip_undo(vm, map, e, vm_map_entry_pred(e), True)
+        pmap_free_tables(&vm.md, &map.pmap.hdr, floor, ceiling)
         return MM_ENOMEM
-    before = e.prev
+    before = vm_map_entry_pred(e)
     m = e
-    while m != NULL and m.start < end:
+    while m != NULL and m.link.start < end:
         # FreeBSD has no mremap: ONEMAPPING objects there map their pindexes
         # linearly with addresses, which vm_object_coalesce relies on.  An
         # object another entry also maps stops being ONEMAPPING once one of
         # its entries moves.
         if m.object != NULL and m.object.ref_count > 1:
             m.object.flags &= ~OBJ_ONEMAPPING
-        m = m.next
-    moved = maplist_detach_run(<map_list_t*>map, <map_entry_link_t*>e, end, delta)
-    e = map.first if before == NULL else before.next
-    pmap_move(vm, &map.pmap, start, end, delta)
+        m = vm_map_entry_succ(m)
+    moved = maplist_detach_run(&map.list, &e.link, end, delta)
+    e = vm_map_entry_first(map) if before == NULL else vm_map_entry_succ(before)
+    pmap_move(&vm.md, &map.pmap.hdr, start, end, delta)
     free_tables_around(vm, map, before, e)
-    maplist_attach_run(<map_list_t*>map, moved, new_start, VPN_END)
+    maplist_attach_run(&map.list, moved, new_start, VPN_END)
     return 0
 
 
@@ -483,15 +460,15 @@ cdef int vm_map_dontneed(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end
        -- the entry is clipped to the range and gives up its object through
        vm_map_entry_delete's path (which may collapse).
     """
-    cdef vm_map_entry_t* e = first_ending_after(map, start)
+    cdef vm_map_entry_t* e = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
     cdef vm_map_entry_t* nx
     cdef vm_object_t* obj
     cdef int64_t s, t
-    while e != NULL and e.start < end:
-        s = e.start if e.start > start else start
-        t = e.end if e.end < end else end
-        nx = e.next
-        pmap_remove(vm, &map.pmap, s, t)
+    while e != NULL and e.link.start < end:
+        s = e.link.start if e.link.start > start else start
+        t = e.link.end if e.link.end < end else end
+        nx = vm_map_entry_succ(e)
+        pmap_remove(&vm.md, &map.pmap.hdr, s, t)
         obj = e.object
         if e.inheritance == VM_INHERIT_COPY and obj != NULL:
             if (obj.backing_object == NULL and (obj.flags & OBJ_ANON)
@@ -503,6 +480,6 @@ cdef int vm_map_dontneed(vm_ctx_t* vm, vm_map_t* map, int64_t start, int64_t end
                 entry_release_object(vm, e)
                 e.offset = 0
                 e.eflags = 0              # fresh anonymous memory: no COW, no NEEDS_COPY
-                nx = e.next
+                nx = vm_map_entry_succ(e)
         e = nx
     return 0

@@ -77,7 +77,7 @@ cdef vm_object_t* vm_object_allocate_anon(vm_ctx_t* vm, int64_t size) noexcept n
     vm.objects = obj
     vm.nobjects += 1
     kc_alloc(vm, KC_OBJECT)
-    vm.ctr[C_OBJECTS_ALLOC] += 1
+    vm.md.ctr[C_OBJECTS_ALLOC] += 1
     return obj
 
 cdef void vm_object_destroy(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
@@ -90,7 +90,7 @@ cdef void vm_object_destroy(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
         obj.all_next.all_prev = obj.all_prev
     vm.nobjects -= 1
     kc_free(vm, KC_OBJECT)
-    vm.ctr[C_OBJECTS_FREE] += 1
+    vm.md.ctr[C_OBJECTS_FREE] += 1
     free(obj)
 
 cdef void backing_insert(vm_object_t* obj, vm_object_t* backing) noexcept nogil:
@@ -144,30 +144,30 @@ cdef pfn_t vm_page_iter_peek(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex, pct
 cdef int vm_page_iter_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t pindex,
                              pctrie_iter_t* it) noexcept nogil:
     cdef int st
-    vm.fr.f[pfn].owner = <uint64_t><size_t>obj
-    vm.fr.f[pfn].index = <uint64_t>pindex
-    st = pctrie_iter_insert(&obj.rtree, it, &vm.fr.f[pfn].index, &vm.kc[KC_PCTRIE])
+    vm.md.fr.f[pfn].owner = <uint64_t><size_t>obj
+    vm.md.fr.f[pfn].index = <uint64_t>pindex
+    st = pctrie_iter_insert(&obj.rtree, it, &vm.md.fr.f[pfn].index, &vm.md.kc[KC_PCTRIE])
     if st == 0:
         kc_alloc(vm, KC_PAGE)
     return st
 
 cdef void vm_page_rename(vm_ctx_t* vm, pfn_t pfn, vm_object_t* new_obj, int64_t new_pindex) noexcept nogil:
-    cdef vm_object_t* old = <vm_object_t*><size_t>vm.fr.f[pfn].owner
-    vm_reserv_rename(vm, pfn, new_obj, <int64_t>vm.fr.f[pfn].index, new_pindex)
-    pctrie_remove(&old.rtree, vm.fr.f[pfn].index, &vm.kc[KC_PCTRIE])
-    vm.fr.f[pfn].owner = <uint64_t><size_t>new_obj
-    vm.fr.f[pfn].index = <uint64_t>new_pindex
-    pctrie_insert(&new_obj.rtree, &vm.fr.f[pfn].index, &vm.kc[KC_PCTRIE])
+    cdef vm_object_t* old = <vm_object_t*><size_t>vm.md.fr.f[pfn].owner
+    vm_reserv_rename(vm, pfn, new_obj, <int64_t>vm.md.fr.f[pfn].index, new_pindex)
+    pctrie_remove(&old.rtree, vm.md.fr.f[pfn].index, &vm.md.kc[KC_PCTRIE])
+    vm.md.fr.f[pfn].owner = <uint64_t><size_t>new_obj
+    vm.md.fr.f[pfn].index = <uint64_t>new_pindex
+    pctrie_insert(&new_obj.rtree, &vm.md.fr.f[pfn].index, &vm.md.kc[KC_PCTRIE])
 
 cdef void vm_page_free(vm_ctx_t* vm, pfn_t pfn) noexcept nogil:
     """Unmap the page everywhere, take it out of its object and free the frame."""
-    cdef vm_object_t* obj = <vm_object_t*><size_t>vm.fr.f[pfn].owner
-    if vm.fr.f[pfn].mapcount:
+    cdef vm_object_t* obj = <vm_object_t*><size_t>vm.md.fr.f[pfn].owner
+    if vm.md.fr.f[pfn].mapcount:
         pmap_remove_all(vm, pfn)
-    pctrie_remove(&obj.rtree, vm.fr.f[pfn].index, &vm.kc[KC_PCTRIE])
+    pctrie_remove(&obj.rtree, vm.md.fr.f[pfn].index, &vm.md.kc[KC_PCTRIE])
     kc_free(vm, KC_PAGE)
     vm_reserv_free_page(vm, pfn)
-    frame_free(vm.fr, pfn)
+    frame_free(vm.md.fr, pfn)
 
 cdef void vm_object_page_remove(vm_ctx_t* vm, vm_object_t* obj, int64_t start, int64_t end) noexcept nogil:
     """Free the object's pages with pindex in [start, end)."""
@@ -185,12 +185,12 @@ cdef void vm_object_terminate(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
     while item != NULL:
         pfn = item_pfn(vm, item)
         item = pctrie_lookup_ge(&obj.rtree, item[0] + 1)
-        if vm.fr.f[pfn].mapcount:
+        if vm.md.fr.f[pfn].mapcount:
             pmap_remove_all(vm, pfn)
         kc_free(vm, KC_PAGE)
         vm_reserv_free_page(vm, pfn)
-        frame_free(vm.fr, pfn)
-    pctrie_reclaim(&obj.rtree, &vm.kc[KC_PCTRIE])
+        frame_free(vm.md.fr, pfn)
+    pctrie_reclaim(&obj.rtree, &vm.md.kc[KC_PCTRIE])
     vm_object_destroy(vm, obj)
 
 
@@ -233,7 +233,7 @@ cdef int vm_object_shadow(vm_ctx_t* vm, vm_map_entry_t* entry) noexcept nogil:
     cdef vm_object_t* result
     if source != NULL and source.ref_count == 1 and (source.flags & OBJ_ANON):
         return 0
-    result = vm_object_allocate_anon(vm, entry.end - entry.start)
+    result = vm_object_allocate_anon(vm, entry.link.end - entry.link.start)
     if result == NULL:
         return -1
     if source != NULL:
@@ -242,7 +242,7 @@ cdef int vm_object_shadow(vm_ctx_t* vm, vm_map_entry_t* entry) noexcept nogil:
         source.flags &= ~OBJ_ONEMAPPING     # its pages are now seen through another object
     entry.object = result
     entry.offset = 0
-    vm.ctr[C_SHADOW_OBJECTS] += 1
+    vm.md.ctr[C_SHADOW_OBJECTS] += 1
     return 0
 
 
@@ -256,7 +256,7 @@ cdef void vm_object_split(vm_ctx_t* vm, vm_map_entry_t* entry) noexcept nogil:
     """
     cdef vm_object_t* orig = entry.object
     cdef vm_object_t* new_obj
-    cdef int64_t size = entry.end - entry.start
+    cdef int64_t size = entry.link.end - entry.link.start
     cdef int64_t start = entry.offset
     cdef uint64_t* item
     cdef int64_t pindex
@@ -320,7 +320,7 @@ cdef void collapse_into(vm_ctx_t* vm, vm_object_t* obj, vm_object_t* backing) no
         obj.backing_object_offset = 0
     backing.ref_count = 0
     vm_object_terminate(vm, backing)
-    vm.ctr[C_COLLAPSES] += 1
+    vm.md.ctr[C_COLLAPSES] += 1
 
 cdef void bypass(vm_ctx_t* vm, vm_object_t* obj, vm_object_t* backing) noexcept nogil:
     """obj links past backing (which it shadows completely) to backing's backing."""
@@ -334,7 +334,7 @@ cdef void bypass(vm_ctx_t* vm, vm_object_t* obj, vm_object_t* backing) noexcept 
     else:
         obj.backing_object_offset = 0
     backing.ref_count -= 1            # still > 0: it was shared
-    vm.ctr[C_BYPASSES] += 1
+    vm.md.ctr[C_BYPASSES] += 1
 
 cdef void vm_object_collapse(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
     """Shorten obj's chain for as long as collapse or bypass applies."""

@@ -94,7 +94,7 @@ cdef bint range_eligible(vm_ctx_t* vm, vm_object_t* obj, int64_t first,
     cdef int64_t va_first = vpn - (vpn & (VM_LEVEL_0_NPAGES - 1))
     cdef vm_reserv_t* rv = obj.rvq
     cdef uint64_t* item
-    if first < 0 or va_first < entry.start or va_first + VM_LEVEL_0_NPAGES > entry.end:
+    if first < 0 or va_first < entry.link.start or va_first + VM_LEVEL_0_NPAGES > entry.link.end:
         return False
     while rv != NULL:                       # overlaps another reservation
         if rv.pindex < first + VM_LEVEL_0_NPAGES and first < rv.pindex + VM_LEVEL_0_NPAGES:
@@ -126,7 +126,7 @@ cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t p
             rv.popmap[i] = 0
         objq_insert(obj, rv)
         kc_alloc(vm, KC_RESERV)
-        vm.ctr[C_RESERV_ALLOC] += 1
+        vm.md.ctr[C_RESERV_ALLOC] += 1
     i = pindex - rv.pindex
     if popmap_is_set(rv, i):                # index held by a page left in the old object
         return NULL
@@ -134,7 +134,7 @@ cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t p
     rv.popcnt += 1
     rv.pages[i] = m
     vm.reserv_of[m] = rv
-    vm.ctr[C_RESERV_PAGES] += 1
+    vm.md.ctr[C_RESERV_PAGES] += 1
     return rv
 
 
@@ -163,13 +163,13 @@ cdef void vm_reserv_free_page(vm_ctx_t* vm, pfn_t m) noexcept nogil:
     rv.popcnt -= 1
     if rv.popcnt == 0:
         reserv_release(vm, rv)
-        vm.ctr[C_RESERV_FREED] += 1
+        vm.md.ctr[C_RESERV_FREED] += 1
 
 
 cdef void vm_reserv_rename(vm_ctx_t* vm, pfn_t m, vm_object_t* new_obj, int64_t old_pindex,
                            int64_t new_pindex) noexcept nogil:
     cdef vm_reserv_t* rv = vm.reserv_of[m]
-    cdef vm_object_t* old = <vm_object_t*><size_t>vm.fr.f[m].owner
+    cdef vm_object_t* old = <vm_object_t*><size_t>vm.md.fr.f[m].owner
     if rv == NULL or rv.object != old or new_obj == old:
         return
     objq_remove(rv)
@@ -187,7 +187,7 @@ cdef void vm_reserv_break_all(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
             if popmap_is_set(rv, i):
                 vm.reserv_of[rv.pages[i]] = NULL
         reserv_release(vm, rv)
-        vm.ctr[C_RESERV_BROKEN] += 1
+        vm.md.ctr[C_RESERV_BROKEN] += 1
 
 
 cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, const char** why) noexcept nogil:
@@ -214,11 +214,11 @@ cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, const cha
         for i in range(VM_LEVEL_0_NPAGES):
             if popmap_is_set(rv, i):
                 m = rv.pages[i]
-                if vm.reserv_of[m] != rv or vm.fr.f[m].refcount != 1 or vm.fr.f[m].owner == 0:
+                if vm.reserv_of[m] != rv or vm.md.fr.f[m].refcount != 1 or vm.md.fr.f[m].owner == 0:
                     why[0] = "vm_reserv: populated index without its resident page"
                     return -1
-                if (<vm_object_t*><size_t>vm.fr.f[m].owner == obj
-                        and <int64_t>vm.fr.f[m].index != rv.pindex + i):
+                if (<vm_object_t*><size_t>vm.md.fr.f[m].owner == obj
+                        and <int64_t>vm.md.fr.f[m].index != rv.pindex + i):
                     why[0] = "vm_reserv: page of the reservation's object at the wrong index"
                     return -1
         nrv[0] += 1

@@ -32,7 +32,7 @@ from libc.stdint cimport int64_t, int32_t
 
 from mmbench.core cimport C_OBJECTS_ALLOC, C_OBJECTS_FREE, C_ANON_ALLOC
 from mmbench.blocks.frames cimport pfn_t, frame_free
-from mmbench.blocks.pmap_netbsd cimport pmap_remove_all
+from mmbench.blocks.pmap cimport pmap_remove_all
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_amap_t, vm_anon_t, vm_aref_t, AMAP_SHARED,
                               AMAP_SLOT_BYTES, AMAP_PPREF_BYTES, UK_AMAP, UK_ANON, UK_PAGE,
                               UK_SLOTS, UVM_AMAP_LARGE, E2BIG, vm_map_entry_t, uk_alloc, uk_free)
@@ -333,7 +333,7 @@ cdef int amap_extend(uvm_ctx_t* u, vm_map_entry_t* e, int64_t slotadd, bint forw
     """
     cdef vm_amap_t* amap = e.aref.ar_amap
     cdef int64_t slotoff = e.aref.ar_pageoff
-    cdef int64_t slotmapped = e.end - e.start
+    cdef int64_t slotmapped = e.link.end - e.link.start
     cdef int64_t slotneed, slotalloc, slotspace, nslot = amap.am_nslot
     if forwards:
         slotneed = slotoff + slotmapped + slotadd

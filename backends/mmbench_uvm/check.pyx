@@ -26,20 +26,21 @@ from mmbench.blocks.pmap_netbsd cimport pmap_pv_count, pmap_check_page
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
                               UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY, MAP_INHERIT_COPY, AMAP_SHARED,
                               AMAP_SLOT_BYTES, AMAP_PPREF_BYTES, UK_ENTRY, UK_AMAP, UK_ANON,
-                              UK_PAGE, UK_SLOTS, entry_slot)
+                              UK_PAGE, UK_SLOTS, entry_slot,
+                              map_first, map_last, entry_next, entry_prev)
 from mmbench_uvm.map cimport uvm_map_lookup_entry
 
 
 cdef int check_map(vm_map_t* map, const char** why) noexcept nogil:
-    cdef vm_map_entry_t* e = map.first
+    cdef vm_map_entry_t* e = map_first(map)
     cdef vm_map_entry_t* prev = NULL
     cdef vm_amap_t* amap
     cdef int64_t n = 0
     while e != NULL:
-        if e.prev != prev or e.start >= e.end or (prev != NULL and prev.end > e.start):
+        if entry_prev(e) != prev or e.link.start >= e.link.end or (prev != NULL and prev.link.end > e.link.start):
             why[0] = "vm_map: entries overlap, are out of order or badly linked"
             return -1
-        if <int64_t>e.node.start != e.start or <int64_t>e.node.last != e.end - 1:
+        if <int64_t>e.link.node.start != e.link.start or <int64_t>e.link.node.last != e.link.end - 1:
             why[0] = "vm_map: tree keys differ from the entry range"
             return -1
         if (e.inheritance == MAP_INHERIT_COPY) != ((e.etype & UVM_ET_COPYONWRITE) != 0):
@@ -52,13 +53,13 @@ cdef int check_map(vm_map_t* map, const char** why) noexcept nogil:
         if amap == NULL and not (e.etype & UVM_ET_NEEDSCOPY):
             why[0] = "vm_map_entry: an entry without amap must be NEEDSCOPY"
             return -1
-        if amap != NULL and (e.aref.ar_pageoff < 0 or e.aref.ar_pageoff + (e.end - e.start) > amap.am_nslot):
+        if amap != NULL and (e.aref.ar_pageoff < 0 or e.aref.ar_pageoff + (e.link.end - e.link.start) > amap.am_nslot):
             why[0] = "vm_aref: the entry's slots lie outside its amap"
             return -1
         prev = e
         n += 1
-        e = e.next
-    if prev != map.last or n != map.nentries or map.tree.count != n or itree_verify(&map.tree) != 0:
+        e = entry_next(e)
+    if prev != map_last(map) or n != map.list.nentries or map.list.tree.count != n or itree_verify(&map.list.tree) != 0:
         why[0] = "vm_map: list end, entry count or search tree wrong"
         return -1
     return 0
@@ -66,27 +67,27 @@ cdef int check_map(vm_map_t* map, const char** why) noexcept nogil:
 
 cdef void count_entry_refs(vm_map_t* map) noexcept nogil:
     """check_refs / check_cover of each amap += this map's references."""
-    cdef vm_map_entry_t* e = map.first
+    cdef vm_map_entry_t* e = map_first(map)
     cdef int64_t s
     while e != NULL:
         if e.aref.ar_amap != NULL:
             e.aref.ar_amap.check_refs += 1
-            for s in range(e.aref.ar_pageoff, e.aref.ar_pageoff + (e.end - e.start)):
+            for s in range(e.aref.ar_pageoff, e.aref.ar_pageoff + (e.link.end - e.link.start)):
                 e.aref.ar_amap.check_cover[s] += 1
-        e = e.next
+        e = entry_next(e)
 
 cdef int check_exclusive(vm_map_t* map, const char** why) noexcept nogil:
     """A private entry past its first fault owns its slots alone."""
-    cdef vm_map_entry_t* e = map.first
+    cdef vm_map_entry_t* e = map_first(map)
     cdef int64_t s
     while e != NULL:
         if e.aref.ar_amap != NULL and e.inheritance == MAP_INHERIT_COPY \
                 and not (e.etype & UVM_ET_NEEDSCOPY):
-            for s in range(e.aref.ar_pageoff, e.aref.ar_pageoff + (e.end - e.start)):
+            for s in range(e.aref.ar_pageoff, e.aref.ar_pageoff + (e.link.end - e.link.start)):
                 if e.aref.ar_amap.check_cover[s] != 1:
                     why[0] = "vm_amap: a private non-NEEDSCOPY entry shares its slots"
                     return -1
-        e = e.next
+        e = entry_next(e)
     return 0
 
 cdef int check_slots(vm_amap_t* amap, const char** why) noexcept nogil:
@@ -259,7 +260,7 @@ cdef int uvm_check_all(uvm_ctx_t* u, void** procs, int64_t nprocs, const char** 
         if procs[pid] != NULL:
             if check_map(<vm_map_t*>procs[pid], why) != 0:
                 return -1
-            nentries += (<vm_map_t*>procs[pid]).nentries
+            nentries += (<vm_map_t*>procs[pid]).list.nentries
     if check_amaps(u, procs, nprocs, why) != 0 or check_anons(u, why) != 0:
         return -1
     check_mapcounts(u, True, why)

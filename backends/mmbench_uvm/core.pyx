@@ -30,8 +30,10 @@
 #   check      the invariants
 #   pmap       mmbench.blocks.pmap_netbsd (the pmap block's NetBSD x86
 #              implementation: pv of a singly-mapped page embedded in it)
-#   core       the contract: argument checks in the reference model's order,
-#              the PTE fast path of read/write, and the Python-level views.
+#   core       the design's hooks under the contract layer every map-entry
+#              design shares (mmbench.blocks.mapentry: argument checks in the
+#              reference model's order, the PTE fast path of read/write), and
+#              the Python-level views.
 #
 # The contract's operations map onto UVM as follows:
 #   mmap      uvm_map_enter (private: COPYONWRITE|NEEDSCOPY, no amap yet;
@@ -58,17 +60,18 @@ from libc.stdint cimport int64_t, uint64_t, int32_t
 from mmbench.core cimport MADV_DONTNEED
 from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL,
                            C_RMAP_VISITS)
-from mmbench.blocks.maplist cimport map_list_t, maplist_mremap_check
+from mmbench.blocks.maplist cimport map_list_t, map_entry_link_t
+from mmbench.blocks.mapentry cimport MapEntryMachine
 from mmbench.blocks.frames cimport pfn_t
-from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_write, pte_pfn
+from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pte_present, pte_pfn
 from mmbench.blocks.pmap cimport pmap_pte
-from mmbench.blocks.pmap_netbsd cimport (pmap_page_mappers, pmap_bootstrap,
-                                        pmap_ctx_destroy, PV_PAGE_BYTES, PMAP_BYTES)
+from mmbench.blocks.pmap cimport pmap_ctx_destroy
+from mmbench.blocks.pmap_netbsd cimport pmap_page_mappers, pmap_bootstrap, PV_PAGE_BYTES, PMAP_BYTES
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
                               UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY, MAP_INHERIT_SHARE, AMAP_SHARED,
-                              UK_PVPAGE, UK_PGD, UK_PMAP, NR_UK)
-from mmbench_uvm.map cimport (uvmspace_alloc, uvmspace_free, uvm_map_lookup_entry,
-                              uvm_map_range_free, uvm_map_range_mapped, uvm_map_enter, uvm_unmap,
+                              UK_PVPAGE, UK_PGD, UK_PMAP, NR_UK,
+                              map_first, entry_next)
+from mmbench_uvm.map cimport (uvmspace_alloc, uvmspace_free, uvm_map_lookup_entry, uvm_map_enter, uvm_unmap,
                               uvm_map_protect, uvmspace_fork, uvm_map_move, uvm_map_dontneed)
 from mmbench_uvm.fault cimport uvm_fault
 from mmbench_uvm.check cimport uvm_check_all
@@ -85,7 +88,7 @@ _CACHES = (("vm_map_entry", 128, True), ("vm_amap", 80, True), ("vm_page", 128, 
            ("amap_slots", 1, True), ("vmspace", 344, True), ("pmap", PMAP_BYTES, True))
 
 
-cdef class UVMMachine(Machine):
+cdef class UVMMachine(MapEntryMachine):
     """NetBSD UVM: vm_map entries with amap/anon two-level anonymous memory
     (amap_copy on NEEDSCOPY, anon promotion), NetBSD x86 pmap (first pv embedded)."""
 
@@ -142,82 +145,47 @@ cdef class UVMMachine(Machine):
                 self.procs[pid] = NULL
         pmap_ctx_destroy(&self.u.md)
 
-    # ------------------------------------------------------- processes
-    cdef int c_spawn(self, int64_t* pid_out) noexcept nogil:
-        cdef vm_map_t* map = uvmspace_alloc(&self.u, self.next_pid)
-        cdef int64_t pid
-        if map == NULL:
-            return MM_ENOMEM
-        pid = self.pid_install(map)
-        if pid < 0:
-            uvmspace_free(&self.u, map)
-            return MM_ENOMEM
-        pid_out[0] = pid
-        return MM_OK
+    # --------------------------------- the mechanism (mmbench.blocks.mapentry)
+    # The contract's walk is MapEntryMachine's; these name the design's map
+    # operations.  A map_list_t* here is the `list` a vm_map_t starts with, a
+    # map_entry_link_t* the `link` a vm_map_entry_t starts with.
+    cdef map_list_t* me_vmspace_alloc(self, int64_t pid) noexcept nogil:
+        cdef vm_map_t* map = uvmspace_alloc(&self.u, pid)
+        return NULL if map == NULL else &map.list
 
-    cdef int c_fork(self, int64_t pid, int64_t* child_out) noexcept nogil:
-        cdef vm_map_t* dst = uvmspace_alloc(&self.u, self.next_pid)
-        cdef int64_t child
-        if dst == NULL:
-            return MM_ENOMEM
-        child = self.pid_install(dst)
-        if child < 0:
-            uvmspace_free(&self.u, dst)
-            return MM_ENOMEM
-        if uvmspace_fork(&self.u, self.map_of(pid), dst) != 0:     # host out of memory
-            uvmspace_free(&self.u, dst)
-            self.pid_release(child)
-            self.next_pid -= 1
-            return MM_ENOMEM
-        child_out[0] = child
-        return MM_OK
+    cdef void me_vmspace_free(self, map_list_t* map) noexcept nogil:
+        uvmspace_free(&self.u, <vm_map_t*>map)
 
-    cdef int c_exit(self, int64_t pid) noexcept nogil:
-        uvmspace_free(&self.u, self.map_of(pid))
-        self.pid_release(pid)
-        return MM_OK
+    cdef int me_vmspace_fork(self, map_list_t* src, map_list_t* dst) noexcept nogil:
+        return uvmspace_fork(&self.u, <vm_map_t*>src, <vm_map_t*>dst)
 
-    # --------------------------------------------------------- mappings
-    cdef int c_mmap(self, int64_t pid, int64_t vpn, int64_t npages, uint64_t flags) noexcept nogil:
-        cdef vm_map_t* map = self.map_of(pid)
-        if not uvm_map_range_free(map, vpn, vpn + npages):
-            return MM_EINVAL
-        if uvm_map_enter(&self.u, map, vpn, vpn + npages, (flags & 1) != 0, (flags & 2) != 0) != 0:
-            return MM_ENOMEM
-        return MM_OK
+    cdef int me_map_insert(self, map_list_t* map, int64_t start, int64_t end, bint shared,
+                           bint writable) noexcept nogil:
+        return uvm_map_enter(&self.u, <vm_map_t*>map, start, end, shared, writable)
 
-    cdef int c_munmap(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
-        uvm_unmap(&self.u, self.map_of(pid), vpn, vpn + npages)
-        return MM_OK
+    cdef void me_map_delete(self, map_list_t* map, int64_t start, int64_t end) noexcept nogil:
+        uvm_unmap(&self.u, <vm_map_t*>map, start, end)
 
-    cdef int c_mprotect(self, int64_t pid, int64_t vpn, int64_t npages, bint writable) noexcept nogil:
-        cdef vm_map_t* map = self.map_of(pid)
-        if not uvm_map_range_mapped(map, vpn, vpn + npages):
-            return MM_EINVAL
-        uvm_map_protect(&self.u, map, vpn, vpn + npages, writable)
-        return MM_OK
+    cdef void me_map_protect(self, map_list_t* map, int64_t start, int64_t end,
+                             bint writable) noexcept nogil:
+        uvm_map_protect(&self.u, <vm_map_t*>map, start, end, writable)
 
-    cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
-        cdef vm_map_t* map = self.map_of(pid)
-        cdef int st = maplist_mremap_check(<map_list_t*>map, old_vpn, npages, new_vpn)
-        if st != MM_OK:
-            return st
-        return uvm_map_move(&self.u, map, old_vpn, old_vpn + npages, new_vpn)
+    cdef int me_map_move(self, map_list_t* map, int64_t start, int64_t end,
+                         int64_t new_start) noexcept nogil:
+        return uvm_map_move(&self.u, <vm_map_t*>map, start, end, new_start)
 
-    cdef int c_madvise_dontneed(self, int64_t pid, int64_t vpn, int64_t npages) noexcept nogil:
-        cdef vm_map_t* map = self.map_of(pid)
-        if not uvm_map_range_mapped(map, vpn, vpn + npages):
-            return MM_EINVAL
-        return uvm_map_dontneed(&self.u, map, vpn, vpn + npages)
+    cdef int me_map_dontneed(self, map_list_t* map, int64_t start, int64_t end) noexcept nogil:
+        return uvm_map_dontneed(&self.u, <vm_map_t*>map, start, end)
 
-    cdef int c_madvise(self, int64_t pid, int64_t vpn, int64_t npages, int advice) noexcept nogil:
-        # uvm_map_advice knows no HUGEPAGE / NOHUGEPAGE: accepted for the
-        # contract over a mapped range, without effect on the map
-        if advice == MADV_DONTNEED:
-            return self.c_madvise_dontneed(pid, vpn, npages)
-        if not uvm_map_range_mapped(self.map_of(pid), vpn, vpn + npages):
-            return MM_EINVAL
-        return MM_OK
+    cdef pgtable_t* me_pgtable(self, map_list_t* map) noexcept nogil:
+        return &(<vm_map_t*>map).pmap.hdr.pt
+
+    cdef bint me_entry_writable(self, map_entry_link_t* e) noexcept nogil:
+        return (<vm_map_entry_t*>e).writable
+
+    cdef int me_fault(self, map_list_t* map, map_entry_link_t* e, int64_t vpn, bint write,
+                      pt_node_t* leaf, pfn_t* pfn_out) noexcept nogil:
+        return uvm_fault(&self.u, <vm_map_t*>map, <vm_map_entry_t*>e, vpn, write, leaf, pfn_out)
 
     def notes(self):
         with self.held():
@@ -226,45 +194,6 @@ cdef class UVMMachine(Machine):
     def _notes(self):
         return [f"NetBSD has no anonymous superpages: runs at 4 KiB (thp={self.thp!r} has no effect; "
                 "madvise HUGEPAGE/NOHUGEPAGE are accepted and ignored)", self.move_pages_note()]
-
-    # ------------------------------------------------------ loads, stores
-    cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
-        cdef vm_map_t* map = self.map_of(pid)
-        cdef pt_node_t* leaf = pt_leaf(&map.pmap.hdr.pt, <uint64_t>vpn, False, NULL)
-        cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
-        cdef vm_map_entry_t* e
-        cdef pfn_t pfn
-        cdef int st
-        if pte_present(pte):
-            out[0] = self.frames.f[pte_pfn(pte)].value
-            return MM_OK
-        e = uvm_map_lookup_entry(map, vpn)
-        if e == NULL:
-            return MM_ESEGV
-        st = uvm_fault(&self.u, map, e, vpn, False, leaf, &pfn)
-        if st == MM_OK:
-            out[0] = self.frames.f[pfn].value
-        return st
-
-    cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
-        cdef vm_map_t* map = self.map_of(pid)
-        cdef pt_node_t* leaf = pt_leaf(&map.pmap.hdr.pt, <uint64_t>vpn, False, NULL)
-        cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
-        cdef vm_map_entry_t* e
-        cdef pfn_t pfn
-        cdef int st
-        if pte_present(pte) and pte_write(pte):
-            self.frames.f[pte_pfn(pte)].value = value
-            return MM_OK
-        e = uvm_map_lookup_entry(map, vpn)
-        if e == NULL:
-            return MM_ESEGV
-        if not e.writable:
-            return MM_EPROT
-        st = uvm_fault(&self.u, map, e, vpn, True, leaf, &pfn)
-        if st == MM_OK:
-            self.frames.f[pfn].value = value
-        return st
 
     # -------------------------------------------------------- invariants
     cdef int c_check(self) noexcept nogil:
@@ -302,7 +231,7 @@ cdef class UVMMachine(Machine):
 
     def _entries(self, pid):
         pid = self._pid(pid)
-        cdef vm_map_entry_t* e = self.map_of(pid).first
+        cdef vm_map_entry_t* e = map_first(self.map_of(pid))
         out = []
         while e != NULL:
             flags = []
@@ -310,11 +239,11 @@ cdef class UVMMachine(Machine):
                 flags.append("COPYONWRITE")
             if e.etype & UVM_ET_NEEDSCOPY:
                 flags.append("NEEDSCOPY")
-            out.append({"start": int(e.start), "end": int(e.end),
+            out.append({"start": int(e.link.start), "end": int(e.link.end),
                         "amap": int(e.aref.ar_amap.serial) if e.aref.ar_amap != NULL else None,
                         "pageoff": int(e.aref.ar_pageoff), "flags": flags,
                         "writable": bool(e.writable), "shared": e.inheritance == MAP_INHERIT_SHARE})
-            e = e.next
+            e = entry_next(e)
         return out
 
     def anon_ref(self, pid, vpn):
@@ -331,7 +260,7 @@ cdef class UVMMachine(Machine):
             raise _errors.SegmentationFault(f"pid {pid}: vpn {vpn} is not mapped")
         if e.aref.ar_amap == NULL:
             return 0
-        anon = e.aref.ar_amap.am_anon[e.aref.ar_pageoff + (vpn - e.start)]
+        anon = e.aref.ar_amap.am_anon[e.aref.ar_pageoff + (vpn - e.link.start)]
         return 0 if anon == NULL else int(anon.an_ref)
 
     def rmap_walk(self, pid, vpn):

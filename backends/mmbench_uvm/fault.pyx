@@ -107,7 +107,7 @@ cdef int fault_zerofill(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
     if anon == NULL:
         frame_free(u.md.fr, f.pg)
         return MM_ENOMEM
-    amap_add(&e.aref, f.vpn - e.start, anon, False)
+    amap_add(&e.aref, f.vpn - e.link.start, anon, False)
     u.md.ctr[C_FAULT_ZERO_FILL] += 1
     u.md.ctr[C_PAGES_ZEROED] += 1
     return MM_OK if pmap_enter(&u.md, &f.map.pmap.hdr, f.vpn, f.pg, e.writable, f.leaf) == 0 else MM_ENOMEM
@@ -123,7 +123,7 @@ cdef int fault_promote(uvm_ctx_t* u, faultctx_t* f, vm_anon_t* oanon) noexcept n
         return MM_ENOMEM
     u.md.fr.f[f.pg].value = u.md.fr.f[oanon.an_page].value
     uvm_anon_unref(u, oanon)                     # an_ref > 1: the old page lives on
-    amap_add(&e.aref, f.vpn - e.start, anon, True)
+    amap_add(&e.aref, f.vpn - e.link.start, anon, True)
     u.md.ctr[C_FAULT_COW_COPY] += 1
     u.md.ctr[C_PAGES_COPIED] += 1
     return MM_OK if pmap_enter(&u.md, &f.map.pmap.hdr, f.vpn, f.pg, True, f.leaf) == 0 else MM_ENOMEM
@@ -131,7 +131,7 @@ cdef int fault_promote(uvm_ctx_t* u, faultctx_t* f, vm_anon_t* oanon) noexcept n
 cdef int fault_upper(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
     """The slot holds an anon (uvm_fault_upper)."""
     cdef vm_map_entry_t* e = f.entry
-    cdef vm_anon_t* anon = amap_lookup(&e.aref, f.vpn - e.start)
+    cdef vm_anon_t* anon = amap_lookup(&e.aref, f.vpn - e.link.start)
     cdef bint writable
     if f.action == FA_PROMOTE:
         return fault_promote(u, f, anon)
@@ -152,14 +152,14 @@ cdef void fault_neighbors(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
     cdef vm_anon_t* anon
     if e.aref.ar_amap == NULL:
         return
-    if lo < e.start:
-        lo = e.start
-    if hi > e.end:
-        hi = e.end
+    if lo < e.link.start:
+        lo = e.link.start
+    if hi > e.link.end:
+        hi = e.link.end
     for v in range(lo, hi):
         if v == f.vpn:
             continue
-        anon = amap_lookup(&e.aref, v - e.start)
+        anon = amap_lookup(&e.aref, v - e.link.start)
         if anon == NULL or pte_present(pmap_pte(&f.map.pmap.hdr, v)):
             continue
         # PMAP_CANFAIL: a neighbour that cannot be entered is simply left out

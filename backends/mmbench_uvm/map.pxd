@@ -5,8 +5,6 @@ from mmbench_uvm.uvm cimport uvm_ctx_t, vm_map_t, vm_map_entry_t
 cdef vm_map_t* uvmspace_alloc(uvm_ctx_t* u, int64_t pid) noexcept nogil     # NULL: no memory
 cdef void uvmspace_free(uvm_ctx_t* u, vm_map_t* map) noexcept nogil         # removes everything
 cdef vm_map_entry_t* uvm_map_lookup_entry(vm_map_t* map, int64_t vpn) noexcept nogil
-cdef bint uvm_map_range_free(vm_map_t* map, int64_t start, int64_t end) noexcept nogil
-cdef bint uvm_map_range_mapped(vm_map_t* map, int64_t start, int64_t end) noexcept nogil
 cdef int uvm_map_enter(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
                        bint shared, bint writable) noexcept nogil
 cdef void uvm_unmap(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noexcept nogil

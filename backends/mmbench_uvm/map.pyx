@@ -42,8 +42,7 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t, uint8_t
 from mmbench.blocks.itree cimport itree_init
 from mmbench.blocks.maplist cimport (map_entry_link_t, map_list_t, maplist_link_after, maplist_unlink,
                                      maplist_set_range, maplist_first_ending_after,
-                                     maplist_range_free, maplist_range_mapped,
-                                     maplist_entry_layout_ok, maplist_map_layout_ok,
+                                     maplist_lookup,
                                      maplist_detach_run, maplist_attach_run)
 from mmbench.core cimport (MM_ENOMEM, C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WRPROTECT, C_AMAP_COPIES,
                            VPN_BITS)
@@ -53,19 +52,12 @@ from mmbench.blocks.pmap_netbsd cimport pmap_pinit, pmap_release
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
                               UK_ENTRY, UK_VMSPACE, uk_alloc, uk_free, UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY,
                               MAP_INHERIT_SHARE, MAP_INHERIT_COPY, AMAP_SHARED, UVM_AMAP_LARGE,
-                              UVM_AMAP_CHUNK)
+                              UVM_AMAP_CHUNK,
+                              map_first, map_last, entry_next, entry_prev)
 from mmbench_uvm.amap cimport (amap_alloc, amap_copy_anons, amap_ref, amap_unref, amap_splitref,
                                amap_pp_adjref, amap_unadd, uvm_anon_unref, amap_extend)
 
 cdef int64_t VPN_END = (<int64_t>1) << VPN_BITS
-
-
-cdef vm_map_entry_t layout_e
-cdef vm_map_t layout_m
-if not (maplist_entry_layout_ok(&layout_e, &layout_e.prev, &layout_e.next, &layout_e.start, &layout_e.end)
-        and maplist_map_layout_ok(&layout_m, &layout_m.first, &layout_m.last, &layout_m.hint,
-                                  &layout_m.nentries)):
-    raise ImportError("vm_map_entry_t / vm_map_t no longer start with maplist's header")
 
 
 # --------------------------------------------------------------- the vmspace
@@ -74,7 +66,7 @@ cdef vm_map_t* uvmspace_alloc(uvm_ctx_t* u, int64_t pid) noexcept nogil:
     cdef vm_map_t* map = <vm_map_t*>calloc(1, sizeof(vm_map_t))
     if map == NULL:
         return NULL
-    itree_init(&map.tree)
+    itree_init(&map.list.tree)
     if pmap_pinit(&u.md, &map.pmap, pid) != 0:
         free(map)
         return NULL
@@ -101,31 +93,10 @@ cdef void entry_dispose(uvm_ctx_t* u, vm_map_entry_t* e) noexcept nogil:
 
 cdef void link_after(vm_map_t* map, vm_map_entry_t* after, vm_map_entry_t* e) noexcept nogil:
     """Insert e after `after` (NULL: at the front) on the list and in the tree."""
-    maplist_link_after(<map_list_t*>map, <map_entry_link_t*>after, <map_entry_link_t*>e)
-
-cdef void unlink(vm_map_t* map, vm_map_entry_t* e) noexcept nogil:
-    maplist_unlink(<map_list_t*>map, <map_entry_link_t*>e)
-
-cdef void entry_set_range(vm_map_t* map, vm_map_entry_t* e, int64_t start, int64_t end) noexcept nogil:
-    """Change a linked entry's range (its list position stays valid)."""
-    maplist_set_range(<map_list_t*>map, <map_entry_link_t*>e, start, end)
-
-cdef vm_map_entry_t* first_ending_after(vm_map_t* map, int64_t vpn) noexcept nogil:
-    """First entry with end > vpn (the entry holding vpn, or the next one)."""
-    return <vm_map_entry_t*>maplist_first_ending_after(<map_list_t*>map, vpn, VPN_END)
+    maplist_link_after(&map.list, NULL if after == NULL else &after.link, &e.link)
 
 cdef vm_map_entry_t* uvm_map_lookup_entry(vm_map_t* map, int64_t vpn) noexcept nogil:
-    cdef vm_map_entry_t* e = first_ending_after(map, vpn)
-    if e == NULL or e.start > vpn:
-        return NULL
-    map.hint = e
-    return e
-
-cdef bint uvm_map_range_free(vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
-    return maplist_range_free(<map_list_t*>map, start, end, VPN_END)
-
-cdef bint uvm_map_range_mapped(vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
-    return maplist_range_mapped(<map_list_t*>map, start, end, VPN_END)
+    return <vm_map_entry_t*>maplist_lookup(&map.list, vpn, VPN_END)
 
 
 # ------------------------------------------------------------------ clipping
@@ -135,51 +106,51 @@ cdef vm_map_entry_t* entry_split(uvm_ctx_t* u, vm_map_entry_t* e, int64_t vpn) n
     if c == NULL:
         return NULL
     c[0] = e[0]
-    if e.aref.ar_amap != NULL and amap_splitref(u, &e.aref, &c.aref, vpn - e.start) != 0:
+    if e.aref.ar_amap != NULL and amap_splitref(u, &e.aref, &c.aref, vpn - e.link.start) != 0:
         entry_dispose(u, c)
         return NULL
-    c.start = vpn
+    c.link.start = vpn
     u.md.ctr[C_VMA_SPLITS] += 1
     return c
 
 cdef void uvm_map_clip_start(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn) noexcept nogil:
     """e keeps [vpn, end); a new entry takes [start, vpn)."""
     cdef vm_map_entry_t* left
-    cdef int64_t start = e.start
+    cdef int64_t start = e.link.start
     cdef int64_t pageoff = e.aref.ar_pageoff
-    if vpn <= e.start or vpn >= e.end:
+    if vpn <= e.link.start or vpn >= e.link.end:
         return
     left = entry_split(u, e, vpn)         # a copy whose aref starts at vpn's slot ...
     if left == NULL:
         return
     e.aref.ar_pageoff = left.aref.ar_pageoff   # ... which e (the caller's pointer) takes,
     left.aref.ar_pageoff = pageoff             # while the copy becomes [start, vpn)
-    left.start = start
-    left.end = vpn
-    entry_set_range(map, e, vpn, e.end)
-    link_after(map, e.prev, left)
+    left.link.start = start
+    left.link.end = vpn
+    maplist_set_range(&map.list, &e.link, vpn, e.link.end)
+    link_after(map, entry_prev(e), left)
 
 cdef void uvm_map_clip_end(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn) noexcept nogil:
     """e keeps [start, vpn); a new entry takes [vpn, end)."""
     cdef vm_map_entry_t* right
-    if vpn <= e.start or vpn >= e.end:
+    if vpn <= e.link.start or vpn >= e.link.end:
         return
     right = entry_split(u, e, vpn)
     if right == NULL:
         return
-    entry_set_range(map, e, e.start, vpn)
+    maplist_set_range(&map.list, &e.link, e.link.start, vpn)
     link_after(map, e, right)
 
 cdef vm_map_entry_t* clip_range(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
     """Clip the entries at both ends of [start, end); returns the first inside."""
-    cdef vm_map_entry_t* e = first_ending_after(map, start)
+    cdef vm_map_entry_t* e = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
     cdef vm_map_entry_t* last
-    if e == NULL or e.start >= end:
+    if e == NULL or e.link.start >= end:
         return NULL
     uvm_map_clip_start(u, map, e, start)
     last = e
-    while last.next != NULL and last.next.start < end:
-        last = last.next
+    while entry_next(last) != NULL and entry_next(last).link.start < end:
+        last = entry_next(last)
     uvm_map_clip_end(u, map, last, end)
     return e
 
@@ -195,11 +166,11 @@ cdef bint mergeable_with(vm_map_entry_t* e, vm_map_entry_t* n) noexcept nogil:
 cdef void absorb(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, vm_map_entry_t* n,
                  int64_t start, int64_t end) noexcept nogil:
     """e (no amap) takes over neighbour n's (already extended) aref and range."""
-    unlink(map, n)
-    entry_set_range(map, e, start, end)
+    maplist_unlink(&map.list, &n.link)
+    maplist_set_range(&map.list, &e.link, start, end)
     e.aref = n.aref
     e.etype &= ~(<uint32_t>UVM_ET_NEEDSCOPY)
-    map.hint = e
+    map.list.hint = &e.link
     entry_dispose(u, n)
     u.md.ctr[C_VMA_MERGES] += 1
 
@@ -207,16 +178,16 @@ cdef bint uvm_mapent_trymerge(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e) no
     """The UVM_MERGE_COPYING case: e needs an amap; pull the next entry's amap
     back over e (amap_extend backwards), else push the previous entry's amap
     forward over e.  True when e was merged (and has an amap now)."""
-    cdef vm_map_entry_t* n = e.next
-    cdef vm_map_entry_t* p = e.prev
-    cdef int64_t size = e.end - e.start
-    if n != NULL and n.start == e.end and mergeable_with(e, n):
+    cdef vm_map_entry_t* n = entry_next(e)
+    cdef vm_map_entry_t* p = entry_prev(e)
+    cdef int64_t size = e.link.end - e.link.start
+    if n != NULL and n.link.start == e.link.end and mergeable_with(e, n):
         if amap_extend(u, n, size, False) == 0:
-            absorb(u, map, e, n, e.start, n.end)
+            absorb(u, map, e, n, e.link.start, n.link.end)
             return True
-    if p != NULL and p.end == e.start and mergeable_with(e, p):
+    if p != NULL and p.link.end == e.link.start and mergeable_with(e, p):
         if amap_extend(u, p, size, True) == 0:
-            absorb(u, map, e, p, p.start, e.end)
+            absorb(u, map, e, p, p.link.start, e.link.end)
             return True
     return False
 
@@ -228,20 +199,20 @@ cdef int amap_copy(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn,
     cdef vm_amap_t* amap
     cdef int64_t lo, hi
     if src == NULL:                                   # nothing to copy: a blank amap
-        if canchunk and u.amap_chunk and e.end - e.start >= UVM_AMAP_LARGE:
+        if canchunk and u.amap_chunk and e.link.end - e.link.start >= UVM_AMAP_LARGE:
             lo = (vpn // UVM_AMAP_CHUNK) * UVM_AMAP_CHUNK
             hi = lo + UVM_AMAP_CHUNK
             uvm_map_clip_start(u, map, e, lo)
             uvm_map_clip_end(u, map, e, hi)
         if uvm_mapent_trymerge(u, map, e):
             return 0
-        amap = amap_alloc(u, e.end - e.start)
+        amap = amap_alloc(u, e.link.end - e.link.start)
         if amap == NULL:
             return -1
         e.aref.ar_pageoff = 0
         e.aref.ar_amap = amap
     elif src.am_ref > 1:                              # shared with others: copy
-        amap = amap_copy_anons(u, src, e.aref.ar_pageoff, e.end - e.start)
+        amap = amap_copy_anons(u, src, e.aref.ar_pageoff, e.link.end - e.link.start)
         if amap == NULL:
             return -1
         u.md.ctr[C_AMAP_COPIES] += 1
@@ -249,7 +220,7 @@ cdef int amap_copy(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn,
         if src.am_ref == 1:
             src.am_flags &= ~AMAP_SHARED
         if src.am_ppref != NULL:
-            amap_pp_adjref(u, src, e.aref.ar_pageoff, e.end - e.start, -1)
+            amap_pp_adjref(u, src, e.aref.ar_pageoff, e.link.end - e.link.start, -1)
         e.aref.ar_pageoff = 0
         e.aref.ar_amap = amap
     # (am_ref == 1: the amap is ours already; take it over)
@@ -270,10 +241,10 @@ cdef bint uvm_map_backmerge(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* prev, i
     if prev.aref.ar_amap != NULL:
         if prev.aref.ar_amap.am_ref != 1:
             return False
-        if amap_extend(u, prev, end - prev.end, True) != 0:
+        if amap_extend(u, prev, end - prev.link.end, True) != 0:
             nomerge[0] = True
             return False
-    entry_set_range(map, prev, prev.start, end)
+    maplist_set_range(&map.list, &prev.link, prev.link.start, end)
     u.md.ctr[C_VMA_MERGES] += 1
     return True
 
@@ -284,21 +255,21 @@ cdef bint uvm_map_forwardmerge(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* prev
     never merged."""
     cdef vm_amap_t* pa = prev.aref.ar_amap if prev != NULL else NULL
     cdef vm_amap_t* na = next.aref.ar_amap
-    cdef int64_t nend = next.end
+    cdef int64_t nend = next.link.end
     if na != NULL and (na.am_ref != 1 or pa != NULL):
         return False
     if prev == NULL:
-        if na != NULL and amap_extend(u, next, next.start - start, False) != 0:
+        if na != NULL and amap_extend(u, next, next.link.start - start, False) != 0:
             return False
-        entry_set_range(map, next, start, next.end)
-        map.hint = next
+        maplist_set_range(&map.list, &next.link, start, next.link.end)
+        map.list.hint = &next.link
     else:
-        if pa != NULL and amap_extend(u, prev, next.end - next.start, True) != 0:
+        if pa != NULL and amap_extend(u, prev, next.link.end - next.link.start, True) != 0:
             return False
-        if na != NULL and amap_extend(u, next, prev.end - prev.start, False) != 0:
+        if na != NULL and amap_extend(u, next, prev.link.end - prev.link.start, False) != 0:
             return False
-        unlink(map, next)
-        entry_set_range(map, prev, prev.start, nend)
+        maplist_unlink(&map.list, &next.link)
+        maplist_set_range(&map.list, &prev.link, prev.link.start, nend)
         if na != NULL:
             prev.aref = next.aref
         entry_dispose(u, next)
@@ -311,19 +282,19 @@ cdef bint try_merge(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
     into the one starting at `end`, or both (the three become one)."""
     cdef uint32_t etype = 0 if shared else UVM_ET_COPYONWRITE | UVM_ET_NEEDSCOPY
     cdef uint8_t inh = MAP_INHERIT_SHARE if shared else MAP_INHERIT_COPY
-    cdef vm_map_entry_t* cand = first_ending_after(map, start - 1) if start > 0 else map.first
-    cdef vm_map_entry_t* prev = cand if cand != NULL and cand.end == start else NULL
-    cdef vm_map_entry_t* next = prev.next if prev != NULL else cand
+    cdef vm_map_entry_t* cand = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start - 1, VPN_END) if start > 0 else map_first(map)
+    cdef vm_map_entry_t* prev = cand if cand != NULL and cand.link.end == start else NULL
+    cdef vm_map_entry_t* next = entry_next(prev) if prev != NULL else cand
     cdef bint nomerge = False, merged = False
     if prev != NULL and enter_compatible(prev, etype, writable, inh):
         merged = uvm_map_backmerge(u, map, prev, end, &nomerge)
         if nomerge:
             return False
-    if next != NULL and next.start == end and enter_compatible(next, etype, writable, inh):
+    if next != NULL and next.link.start == end and enter_compatible(next, etype, writable, inh):
         if uvm_map_forwardmerge(u, map, prev if merged else NULL, next, start):
             return True
     if merged:
-        map.hint = prev
+        map.list.hint = &prev.link
     return merged
 
 cdef int uvm_map_enter(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
@@ -335,8 +306,8 @@ cdef int uvm_map_enter(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
     e = entry_create(u)
     if e == NULL:
         return -1
-    e.start = start
-    e.end = end
+    e.link.start = start
+    e.link.end = end
     e.writable = writable
     if shared:
         e.inheritance = MAP_INHERIT_SHARE
@@ -347,23 +318,23 @@ cdef int uvm_map_enter(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
     else:
         e.inheritance = MAP_INHERIT_COPY
         e.etype = UVM_ET_COPYONWRITE | UVM_ET_NEEDSCOPY
-    before = first_ending_after(map, start)
-    link_after(map, map.last if before == NULL else before.prev, e)
-    map.hint = e
+    before = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
+    link_after(map, map_last(map) if before == NULL else entry_prev(before), e)
+    map.list.hint = &e.link
     return 0
 
 
 # ------------------------------------------------------------------ deletion
 cdef void entry_unref_amap(uvm_ctx_t* u, vm_map_entry_t* e) noexcept nogil:
     if e.aref.ar_amap != NULL:
-        amap_unref(u, e.aref.ar_amap, e.aref.ar_pageoff, e.end - e.start)
+        amap_unref(u, e.aref.ar_amap, e.aref.ar_pageoff, e.link.end - e.link.start)
         e.aref.ar_amap = NULL
         e.aref.ar_pageoff = 0
 
 cdef void free_tables_around(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* before,
                              vm_map_entry_t* after) noexcept nogil:
-    pmap_free_tables(&u.md, &map.pmap.hdr, 0 if before == NULL else before.end,
-                     VPN_END if after == NULL else after.start)
+    pmap_free_tables(&u.md, &map.pmap.hdr, 0 if before == NULL else before.link.end,
+                     VPN_END if after == NULL else after.link.start)
 
 cdef void uvm_unmap(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
     cdef vm_map_entry_t* e = clip_range(u, map, start, end)
@@ -371,11 +342,11 @@ cdef void uvm_unmap(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noe
     cdef vm_map_entry_t* before
     if e == NULL:
         return
-    before = e.prev
-    while e != NULL and e.start < end:
-        nx = e.next
-        pmap_remove(&u.md, &map.pmap.hdr, e.start, e.end)
-        unlink(map, e)
+    before = entry_prev(e)
+    while e != NULL and e.link.start < end:
+        nx = entry_next(e)
+        pmap_remove(&u.md, &map.pmap.hdr, e.link.start, e.link.end)
+        maplist_unlink(&map.list, &e.link)
         entry_unref_amap(u, e)
         entry_dispose(u, e)
         e = nx
@@ -386,41 +357,41 @@ cdef void uvm_unmap(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noe
 cdef void uvm_map_protect(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
                           bint writable) noexcept nogil:
     cdef vm_map_entry_t* e = clip_range(u, map, start, end)
-    while e != NULL and e.start < end:
+    while e != NULL and e.link.start < end:
         if e.writable and not writable:
-            pmap_protect(&u.md, &map.pmap.hdr, e.start, e.end)
+            pmap_protect(&u.md, &map.pmap.hdr, e.link.start, e.link.end)
         e.writable = writable
-        e = e.next
+        e = entry_next(e)
 
 
 # --------------------------------------------------------------------- fork
 cdef int fork_share(uvm_ctx_t* u, vm_map_t* src, vm_map_entry_t* e) noexcept nogil:
     """MAP_INHERIT_SHARE: the amap must exist and be the entry's own first."""
     if e.etype & UVM_ET_NEEDSCOPY:
-        if amap_copy(u, src, e, e.start, False) != 0:
+        if amap_copy(u, src, e, e.link.start, False) != 0:
             return -1
     if e.aref.ar_amap == NULL:
-        e.aref.ar_amap = amap_alloc(u, e.end - e.start)
+        e.aref.ar_amap = amap_alloc(u, e.link.end - e.link.start)
         e.aref.ar_pageoff = 0
         if e.aref.ar_amap == NULL:
             return -1
-    return amap_ref(u, e.aref.ar_amap, e.aref.ar_pageoff, e.end - e.start, True)
+    return amap_ref(u, e.aref.ar_amap, e.aref.ar_pageoff, e.link.end - e.link.start, True)
 
 cdef int fork_copy(uvm_ctx_t* u, vm_map_t* src, vm_map_entry_t* e) noexcept nogil:
     """MAP_INHERIT_COPY: both sides share the amap, both NEEDSCOPY; the
     parent's PTEs are write-protected unless they already are."""
     if e.aref.ar_amap != NULL:
-        if amap_ref(u, e.aref.ar_amap, e.aref.ar_pageoff, e.end - e.start, False) != 0:
+        if amap_ref(u, e.aref.ar_amap, e.aref.ar_pageoff, e.link.end - e.link.start, False) != 0:
             return -1
     if not (e.etype & UVM_ET_NEEDSCOPY):
         if e.writable:
-            u.md.ctr[C_FORK_PTES_WRPROTECT] += pmap_protect(&u.md, &src.pmap.hdr, e.start, e.end)
+            u.md.ctr[C_FORK_PTES_WRPROTECT] += pmap_protect(&u.md, &src.pmap.hdr, e.link.start, e.link.end)
         e.etype |= UVM_ET_NEEDSCOPY
     return 0
 
 cdef int uvmspace_fork(uvm_ctx_t* u, vm_map_t* src, vm_map_t* dst) noexcept nogil:
     """Copy every entry of src into the (empty) dst by its inheritance."""
-    cdef vm_map_entry_t* e = src.first
+    cdef vm_map_entry_t* e = map_first(src)
     cdef vm_map_entry_t* c
     cdef int st
     while e != NULL:
@@ -435,9 +406,9 @@ cdef int uvmspace_fork(uvm_ctx_t* u, vm_map_t* src, vm_map_t* dst) noexcept nogi
             entry_dispose(u, c)
             return -1
         c[0] = e[0]
-        link_after(dst, dst.last, c)
-        e = e.next
-    dst.hint = dst.first
+        link_after(dst, map_last(dst), c)
+        e = entry_next(e)
+    dst.list.hint = dst.list.first
     return 0
 
 
@@ -446,12 +417,12 @@ cdef void clip_undo(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* keep, vm_map_en
                     bint gone_first) noexcept nogil:
     """Merge back a clip the move made (a later step ran out of memory): `keep`
     takes `gone`'s range again; `gone`'s reference on the shared amap goes."""
-    unlink(map, gone)
+    maplist_unlink(&map.list, &gone.link)
     if gone_first:
         keep.aref.ar_pageoff = gone.aref.ar_pageoff
-        entry_set_range(map, keep, gone.start, keep.end)
+        maplist_set_range(&map.list, &keep.link, gone.link.start, keep.link.end)
     else:
-        entry_set_range(map, keep, keep.start, gone.end)
+        maplist_set_range(&map.list, &keep.link, keep.link.start, gone.link.end)
     if gone.aref.ar_amap != NULL:
         gone.aref.ar_amap.am_ref -= 1    # keep still references it
     entry_dispose(u, gone)
@@ -470,40 +441,40 @@ cdef int uvm_map_move(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
     cdef vm_map_entry_t* e
     cdef vm_map_entry_t* last
     cdef vm_map_entry_t* before
-    cdef vm_map_entry_t* after = first_ending_after(map, new_start)
+    cdef vm_map_entry_t* after = <vm_map_entry_t*>maplist_first_ending_after(&map.list, new_start, VPN_END)
     cdef map_entry_link_t* moved
     cdef int64_t floor, ceiling
     cdef bint clipped_start = False
-    ceiling = VPN_END if after == NULL else after.start
+    ceiling = VPN_END if after == NULL else after.link.start
     if after == NULL:
-        floor = 0 if map.last == NULL else map.last.end
+        floor = 0 if map_last(map) == NULL else map_last(map).link.end
     else:
-        floor = 0 if after.prev == NULL else after.prev.end
+        floor = 0 if entry_prev(after) == NULL else entry_prev(after).link.end
     if pmap_reserve_move(&u.md, &map.pmap.hdr, start, end, delta, floor, ceiling) != 0:
         return MM_ENOMEM
-    e = first_ending_after(map, start)
-    if e.start < start:
+    e = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
+    if e.link.start < start:
         uvm_map_clip_start(u, map, e, start)
-        if e.start != start:
+        if e.link.start != start:
             pmap_free_tables(&u.md, &map.pmap.hdr, floor, ceiling)
             return MM_ENOMEM
         clipped_start = True
     last = e
-    while last.next != NULL and last.next.start < end:
-        last = last.next
-    if last.end > end:
+    while entry_next(last) != NULL and entry_next(last).link.start < end:
+        last = entry_next(last)
+    if last.link.end > end:
         uvm_map_clip_end(u, map, last, end)
-        if last.end != end:
+        if last.link.end != end:
             if clipped_start:
-                clip_undo(u, map, e, e.prev, True)
+                clip_undo(u, map, e, entry_prev(e), True)
             pmap_free_tables(&u.md, &map.pmap.hdr, floor, ceiling)
             return MM_ENOMEM
-    before = e.prev
-    moved = maplist_detach_run(<map_list_t*>map, <map_entry_link_t*>e, end, delta)
-    e = map.first if before == NULL else before.next
+    before = entry_prev(e)
+    moved = maplist_detach_run(&map.list, &e.link, end, delta)
+    e = map_first(map) if before == NULL else entry_next(before)
     pmap_move(&u.md, &map.pmap.hdr, start, end, delta)
     free_tables_around(u, map, before, e)
-    maplist_attach_run(<map_list_t*>map, moved, new_start, VPN_END)
+    maplist_attach_run(&map.list, moved, new_start, VPN_END)
     return 0
 
 
@@ -512,7 +483,7 @@ cdef void amap_drop_range(uvm_ctx_t* u, vm_map_entry_t* e) noexcept nogil:
     """The entry's own amap loses the anons of the entry's range."""
     cdef int64_t off
     cdef vm_anon_t* anon
-    for off in range(e.end - e.start):
+    for off in range(e.link.end - e.link.start):
         anon = e.aref.ar_amap.am_anon[e.aref.ar_pageoff + off]
         if anon != NULL:
             amap_unadd(&e.aref, off)
@@ -521,12 +492,12 @@ cdef void amap_drop_range(uvm_ctx_t* u, vm_map_entry_t* e) noexcept nogil:
 cdef int uvm_map_dontneed(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
     """Drop the (fully mapped) range's pages; private pages then read 0."""
     cdef vm_map_entry_t* e = clip_range(u, map, start, end)
-    while e != NULL and e.start < end:
-        pmap_remove(&u.md, &map.pmap.hdr, e.start, e.end)
+    while e != NULL and e.link.start < end:
+        pmap_remove(&u.md, &map.pmap.hdr, e.link.start, e.link.end)
         if e.inheritance == MAP_INHERIT_COPY and e.aref.ar_amap != NULL:
             if e.etype & UVM_ET_NEEDSCOPY:
                 entry_unref_amap(u, e)       # starts over with no amap, still NEEDSCOPY
             else:
                 amap_drop_range(u, e)
-        e = e.next
+        e = entry_next(e)
     return 0

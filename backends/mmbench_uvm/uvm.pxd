@@ -22,7 +22,7 @@
 
 from libc.stdint cimport uint64_t, int64_t, uint32_t, int32_t, uint8_t
 from mmbench.blocks.frames cimport pfn_t
-from mmbench.blocks.itree cimport itnode_t, itree_t
+from mmbench.blocks.maplist cimport map_entry_link_t, map_list_t
 from mmbench.blocks.pmap cimport pmap_ctx_t
 from mmbench.blocks.pmap_netbsd cimport pmap_t
 
@@ -91,22 +91,15 @@ ctypedef struct vm_aref_t:
     vm_amap_t* ar_amap             # NULL until the first fault (private) / mmap (shared)
 
 ctypedef struct vm_map_entry_t:
-    itnode_t node                  # node..end: maplist's map_entry_link_t (same order)
-    vm_map_entry_t* prev           # address-ordered list
-    vm_map_entry_t* next
-    int64_t start                  # [start, end) in pages
-    int64_t end
+    map_entry_link_t link          # first: tree node, address-ordered list, [start, end) in
+                                   # pages (mmbench.blocks.maplist; entry_next below)
     vm_aref_t aref
     uint32_t etype                 # UVM_ET_COPYONWRITE | UVM_ET_NEEDSCOPY
     uint8_t writable               # protection (read is implied)
     uint8_t inheritance            # MAP_INHERIT_COPY (private) / _SHARE
 
 ctypedef struct vm_map_t:          # a vmspace: the map and its pmap
-    itree_t tree                   # tree..nentries: maplist's map_list_t (same order)
-    vm_map_entry_t* first
-    vm_map_entry_t* last
-    vm_map_entry_t* hint           # last entry found
-    int64_t nentries
+    map_list_t list                # first: the entries by address, their tree, the hint
     pmap_t pmap
 
 ctypedef struct uvm_ctx_t:
@@ -126,4 +119,18 @@ cdef inline void uk_free(uvm_ctx_t* u, int c, int64_t n) noexcept nogil:
     u.md.kc[c].frees += n
 
 cdef inline int64_t entry_slot(vm_map_entry_t* e, int64_t vpn) noexcept nogil:
-    return e.aref.ar_pageoff + (vpn - e.start)
+    return e.aref.ar_pageoff + (vpn - e.link.start)
+
+# The entries in address order (NetBSD: map->header.next, entry->next / ->prev):
+# an entry's link is its first member, so the link's neighbours are entries.
+cdef inline vm_map_entry_t* map_first(vm_map_t* map) noexcept nogil:
+    return <vm_map_entry_t*>map.list.first
+
+cdef inline vm_map_entry_t* map_last(vm_map_t* map) noexcept nogil:
+    return <vm_map_entry_t*>map.list.last
+
+cdef inline vm_map_entry_t* entry_next(vm_map_entry_t* e) noexcept nogil:
+    return <vm_map_entry_t*>e.link.next
+
+cdef inline vm_map_entry_t* entry_prev(vm_map_entry_t* e) noexcept nogil:
+    return <vm_map_entry_t*>e.link.prev

@@ -1,10 +1,9 @@
 # maplist — an address-ordered list of map entries with an interval-tree index:
-# the part of a vm_map that does not depend on what an entry maps.  A design's
-# entry struct starts with the fields of map_entry_link_t in the same order
-# (node, prev, next, start, end) and its map struct with those of map_list_t
-# (tree, first, last, hint, nentries); the design casts its pointers to these
-# types and keeps its own kernel names at the call sites.  Both layouts are
-# checked once, when the design's map module is imported (maplist_*_layout_ok).
+# the part of a vm_map that does not depend on what an entry maps.  A design
+# embeds map_entry_link_t as the first member of its entry struct (`link`) and
+# map_list_t as the first member of its map struct (`list`): the design passes
+# &e.link / &map.list here, and turns a link back into its entry with a cast
+# (container_of at offset 0), in the accessors beside its structs.
 # All operations are inline: nothing here owns memory.
 
 from libc.stdint cimport int64_t, uint64_t
@@ -77,6 +76,14 @@ cdef inline map_entry_link_t* maplist_first_ending_after(map_list_t* m, int64_t 
         return e
     return <map_entry_link_t*>itree_first(&m.tree, <uint64_t>vpn, <uint64_t>vpn_end)
 
+cdef inline map_entry_link_t* maplist_lookup(map_list_t* m, int64_t vpn, int64_t vpn_end) noexcept nogil:
+    """The entry holding vpn, or NULL (vm_map_lookup_entry); it becomes the hint."""
+    cdef map_entry_link_t* e = maplist_first_ending_after(m, vpn, vpn_end)
+    if e == NULL or e.start > vpn:
+        return NULL
+    m.hint = e
+    return e
+
 cdef inline bint maplist_range_free(map_list_t* m, int64_t start, int64_t end,
                                     int64_t vpn_end) noexcept nogil:
     cdef map_entry_link_t* e = maplist_first_ending_after(m, start, vpn_end)
@@ -102,20 +109,6 @@ cdef inline int maplist_mremap_check(map_list_t* m, int64_t old_vpn, int64_t npa
     if not maplist_range_free(m, new_vpn, new_vpn + npages, vpn_end):
         return MM_EINVAL
     return MM_OK
-
-cdef inline bint maplist_entry_layout_ok(void* e, void* prev, void* next, void* start,
-                                         void* end) noexcept nogil:
-    """A design's entry e has prev/next/start/end (their addresses) where the header has them."""
-    cdef map_entry_link_t* l = <map_entry_link_t*>e
-    return (<void*>&l.prev == prev and <void*>&l.next == next and <void*>&l.start == start
-            and <void*>&l.end == end)
-
-cdef inline bint maplist_map_layout_ok(void* m, void* first, void* last, void* hint,
-                                       void* nentries) noexcept nogil:
-    """A design's map m has first/last/hint/nentries where map_list_t has them."""
-    cdef map_list_t* l = <map_list_t*>m
-    return (<void*>&l.first == first and <void*>&l.last == last and <void*>&l.hint == hint
-            and <void*>&l.nentries == nentries)
 
 cdef inline map_entry_link_t* maplist_detach_run(map_list_t* m, map_entry_link_t* e, int64_t end,
                                                  int64_t delta) noexcept nogil:

@@ -12,8 +12,8 @@
 #                            (no pv_entry); further ones in 64-B
 #                            pv_entry's carved from per-pmap 4 KiB
 #                            pv_pages (63 each)
-#   pv_chunk (FreeBSD amd64) every mapping a pv_entry in per-pmap        freebsd (still
-#                            4 KiB pv_chunks (168 each)                  backends/mmbench_freebsd/pmap)
+#   pmap_pvchunk (this dir)  every mapping a pv_entry in per-pmap        freebsd
+#                            4 KiB pv_chunks (168 each)
 #
 # The block is split the same way.  `pmap.pyx` (this interface) holds the
 # page-table side every implementation shares — entering, removing,
@@ -22,14 +22,15 @@
 # implementation module provides:
 #
 #   pmap_t                          its pmap, a pmap_hdr_t first
-#   pmap_bootstrap(ctx, npages)     pv heads for pfn [0, npages) and ctx.pv; 0 / -1
-#   pmap_ctx_destroy(ctx)           frees them
+#   pmap_bootstrap(ctx, npages)     pv heads for pfn [0, npages) and ctx.pv (through
+#                                   pmap_ctx_init; pmap_ctx_destroy frees them); 0 / -1
 #   pmap_pinit(ctx, pm, pid)        pmap_create (charges struct pmap); 0 / -1
 #   pmap_release(ctx, pm)           pmap_destroy of a pmap without mappings
-#   pmap_remove_all(ctx, pfn)       unmap a page everywhere through its pv list
 #   pmap_pv_count(pm)               mappings its pv side tracks for pm
-#   pmap_page_mappers(ctx, pfn, pids, vpns, max)   the page's <pid, vpn> pairs
-#   pmap_check_page(ctx, pfn, why)  its pv records of a page are right
+#
+# (pmap_netbsd also answers pmap_page_mappers and pmap_check_page for uvm;
+# pmap_pvchunk exports its pv list and pv primitives instead, which freebsd's
+# superpages, reverse-map walks and check() use)
 #
 # and everything else is called here on &pm.hdr:
 #
@@ -40,11 +41,25 @@
 #   pmap_reserve_move(ctx, hdr, start, end, delta, floor, ceiling)  its tables first
 #   pmap_move(ctx, hdr, start, end, delta)   move a range's PTEs (mremap)
 #   pmap_free_tables(ctx, hdr, floor, ceiling)   free the empty tables of a hole
-#   pmap_zap(ctx, hdr, pfn, vpn)             clear one present PTE (remove_all)
+#   pmap_remove_all(ctx, pfn)                unmap a page's 4 KiB mappings everywhere,
+#                                            in the order ctx.pv.pv_first gives them
+#   pmap_zap(ctx, hdr, pfn, vpn)             clear one present PTE
 #   pmap_pte(hdr, vpn)                       the PTE (0: none)
+#   pmap_leaf(ctx, hdr, vpn)                 vpn's PTE page, allocated if missing
+#   pmap_demote_range / pmap_superpages      2 MiB mappings (see below)
 #
 # The context names the machine's frames, counters and slab caches by index,
 # so a design registers its caches in any order it likes.
+#
+# 2 MiB mappings.  A design with superpages (FreeBSD's pmap_promote_pde) sets
+# ctx.pde: a PTE page whose 512 entries stand for one 2 MiB mapping keeps them
+# marked PTE_PROMOTED (the kept page of pmap_insert_pt_page), and the
+# page-table side here hands such a mapping to ctx.pde where a 4 KiB operation
+# would split it: demote before changing one PTE inside it, remove or
+# write-protect it whole when the range covers it (one PDE), demote the range
+# before moving it.  After pmap_enter, ctx.pde.try_promote may promote.  The
+# pv side of a 2 MiB mapping (one pv entry on the physical superpage's list)
+# is the design's.  Without ctx.pde (all NULL) no PTE is ever PTE_PROMOTED.
 
 from libc.stdint cimport uint64_t, int64_t
 from mmbench.core cimport kmem_cache_t
@@ -53,6 +68,11 @@ from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t
 
 cdef struct pmap_ctx_s
 ctypedef pmap_ctx_s pmap_ctx_t
+
+cdef enum:
+    NPTEPG = 512               # PTEs per page-table page: one 2 MiB mapping
+    PTE_PROMOTED = 1 << 4      # PTE_SOFT0: the PTE lies under a 2 MiB mapping (PG_PS|PG_PROMOTED
+                               # PDE); the PTE page is the one kept for demotion
 
 ctypedef struct pmap_hdr_t:   # the first member of every implementation's pmap_t
     pgtable_t pt
@@ -65,11 +85,28 @@ ctypedef int (*pv_enter_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t 
 ctypedef void (*pv_remove_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn) noexcept nogil
 ctypedef void (*pv_move_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn,
                             int64_t nvpn) noexcept nogil
+# the mapping pmap_remove_all takes next: False when the page has none left
+ctypedef bint (*pv_first_fn)(pmap_ctx_t* ctx, pfn_t pfn, pmap_hdr_t** pm,
+                             int64_t* vpn) noexcept nogil
 
 ctypedef struct pmap_pv_ops_t:
     pv_enter_fn pv_enter      # 0, or -1 out of memory (nothing recorded)
     pv_remove_fn pv_remove
     pv_move_fn pv_move
+    pv_first_fn pv_first
+
+# the 2 MiB mappings (see above): t is the kept PTE page of the mapping holding vpn
+ctypedef void (*pde_demote_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pt_node_t* t,
+                               int64_t vpn) noexcept nogil
+ctypedef void (*pde_remove_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pt_node_t* t,
+                               int64_t base) noexcept nogil
+ctypedef void (*pde_promote_fn)(pmap_ctx_t* ctx, pmap_hdr_t* pm, pt_node_t* t, int64_t vpn,
+                                pfn_t pfn) noexcept nogil
+
+ctypedef struct pmap_pde_ops_t:
+    pde_demote_fn demote      # pmap_demote_pde: 512 4 KiB mappings again
+    pde_remove_fn remove      # pmap_remove_pde: the whole mapping, its PTE page emptied
+    pde_promote_fn try_promote  # pmap_enter's test (t full, page's reservation full)
 
 cdef struct pmap_ctx_s:
     frames_t* fr              # the machine's frames (mapcount kept = PTEs mapping the page)
@@ -81,6 +118,33 @@ cdef struct pmap_ctx_s:
     int64_t npages            # pfns [0, npages) have pv heads
     void* pv_heads            # per pfn, the implementation's pv head (pmap_page_t …)
     pmap_pv_ops_t pv          # the implementation's pv side (set by pmap_bootstrap)
+    pmap_pde_ops_t pde        # 2 MiB mappings (the design's; all NULL: none)
+
+# The 4 KiB containers pv entries are carved from (FreeBSD's pv_chunk, NetBSD's
+# pv_page) hang on two lists of their pmap (with room / full) by an embedded
+# link (pc_list / pvp_list); being 4 KiB-aligned, the container of a link or
+# of a pv entry is the 4 KiB page it lies in (pvc_of).
+ctypedef struct pvc_link_t:
+    pvc_link_t* next
+    pvc_link_t* prev
+
+cdef inline void* pvc_of(void* p) noexcept nogil:
+    return <void*>(<size_t>p & ~(<size_t>4095))
+
+cdef inline void pvc_push(pvc_link_t** head, pvc_link_t* l) noexcept nogil:
+    l.prev = NULL
+    l.next = head[0]
+    if head[0] != NULL:
+        head[0].prev = l
+    head[0] = l
+
+cdef inline void pvc_unlink(pvc_link_t** head, pvc_link_t* l) noexcept nogil:
+    if l.prev != NULL:
+        l.prev.next = l.next
+    else:
+        head[0] = l.next
+    if l.next != NULL:
+        l.next.prev = l.prev
 
 cdef inline void pmap_kc_alloc(pmap_ctx_t* ctx, int c) noexcept nogil:
     ctx.kc[c].active += 1
@@ -90,10 +154,22 @@ cdef inline void pmap_kc_free(pmap_ctx_t* ctx, int c) noexcept nogil:
     ctx.kc[c].active -= 1
     ctx.kc[c].frees += 1
 
+# the lifecycle every implementation shares (pmap.pyx): the per-pfn pv heads
+# (head_bytes each) with the implementation's pv side, and a pmap of `size`
+# bytes that starts with its header (pmap_create / pmap_destroy: tables, and
+# struct pmap charged to kc_pmap when that is not -1)
+cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,
+                       pmap_pv_ops_t pv) noexcept nogil                               # 0 / -1
+cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
+cdef int pmap_create(pmap_ctx_t* ctx, pmap_hdr_t* pm, size_t size, int64_t pid) noexcept nogil
+cdef void pmap_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
+# a new 4 KiB-aligned container (charged to kc_pv), NULL out of memory; give one back
+cdef void* pvc_alloc(pmap_ctx_t* ctx) noexcept nogil
+cdef void pvc_free(pmap_ctx_t* ctx, void* c) noexcept nogil
+cdef void pvc_free_list(pmap_ctx_t* ctx, pvc_link_t** head) noexcept nogil   # every container on it
+
 # the page-table side, shared by every implementation (pmap.pyx)
 cdef void pmap_account_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
-cdef int pmap_hdr_init(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t pid) noexcept nogil   # 0 / -1
-cdef void pmap_hdr_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
 cdef int pmap_enter(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn, pfn_t pfn, bint writable,
                     pt_node_t* leaf) noexcept nogil
 cdef int64_t pmap_remove(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end) noexcept nogil
@@ -104,4 +180,9 @@ cdef int64_t pmap_move(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t e
                        int64_t delta) noexcept nogil
 cdef void pmap_free_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t floor, int64_t ceiling) noexcept nogil
 cdef void pmap_zap(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn) noexcept nogil
+cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil     # mappings removed
 cdef uint64_t pmap_pte(pmap_hdr_t* pm, int64_t vpn) noexcept nogil
+# vpn's PTE page, allocated (and accounted) if missing; NULL out of memory
+cdef pt_node_t* pmap_leaf(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t vpn) noexcept nogil
+cdef void pmap_demote_range(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t start, int64_t end) noexcept nogil
+cdef int64_t pmap_superpages(pmap_hdr_t* pm) noexcept nogil             # 2 MiB mappings

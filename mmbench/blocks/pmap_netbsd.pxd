@@ -23,7 +23,7 @@
 # optimisation of the same search and costs no memory beyond the 64 bytes.
 from libc.stdint cimport uint64_t, int64_t
 from mmbench.blocks.frames cimport pfn_t
-from mmbench.blocks.pmap cimport pmap_ctx_t, pmap_hdr_t
+from mmbench.blocks.pmap cimport pmap_ctx_t, pmap_hdr_t, pvc_link_t
 
 cdef enum:
     PVE_PER_PVP = 63           # (PAGE_SIZE / sizeof(struct pv_entry)) - 1
@@ -40,8 +40,7 @@ ctypedef struct pv_entry_t:    # 64 bytes, as the kernel's
     uint64_t _pad
 
 ctypedef struct pv_page_t:     # 4096 bytes, 4096-aligned: pv -> pv_page -> pmap
-    pv_page_t* pvp_next        # pvp_list: pm_pvp_part or pm_pvp_empty
-    pv_page_t* pvp_prev
+    pvc_link_t pvp_list        # on pm_pvp_part or pm_pvp_empty
     void* pvp_pmap
     int64_t pvp_nfree
     uint64_t pvp_free          # bit i set: pvp_pve[i] is free (the kernel keeps a free list)
@@ -55,17 +54,16 @@ ctypedef struct pmap_page_t:   # struct pmap_page inside every vm_page (non-PTP 
 
 ctypedef struct pmap_t:
     pmap_hdr_t hdr             # page tables, resident count, pid (the generic side)
-    pv_page_t* pm_pvp_part     # pv_pages with free and used entries
-    pv_page_t* pm_pvp_empty    # pv_pages with no free entry
+    pvc_link_t* pm_pvp_part    # pv_pages with free and used entries (their pvp_list)
+    pvc_link_t* pm_pvp_empty   # pv_pages with no free entry
     int64_t pm_embedded        # mappings tracked in their page's embedded slot
 
 # The implementation's part of the interface (pmap.pxd); enter, remove,
 # protect, move and free_tables are the generic ones, called on &pm.hdr.
+# (pmap_ctx_destroy is the block's, mmbench.blocks.pmap)
 cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil
-cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
 cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil
 cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil
-cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil
 cdef int64_t pmap_pv_count(pmap_t* pm) noexcept nogil           # embedded + dynamic
 cdef int64_t pmap_pv_dynamic(pmap_t* pm) noexcept nogil         # pv_entry's in use
 # Every pv record of the page (embedded and pv_entry) names a present PTE of

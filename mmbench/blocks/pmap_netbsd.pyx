@@ -1,17 +1,14 @@
 # Implementation of NetBSD x86's pmap; see pmap_netbsd.pxd (the design) and
 # pmap.pxd (the interface).
-from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, int64_t
 
-from mmbench.core cimport C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PV_ENTRIES, C_RMAP_VISITS
+from mmbench.core cimport C_PV_ENTRIES
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_get, pte_pfn, pte_present
-from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_kc_alloc, pmap_kc_free,
-                                  pmap_hdr_init, pmap_hdr_destroy, pmap_zap)
-
-cdef extern from "stdlib.h":
-    int posix_memalign(void** memptr, size_t alignment, size_t size) nogil
+from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_pv_ops_t, pmap_kc_alloc, pmap_kc_free,
+                                  pmap_ctx_init, pmap_create, pmap_destroy, pvc_link_t,
+                                  pvc_of, pvc_push, pvc_unlink, pvc_alloc, pvc_free, pvc_free_list)
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
@@ -23,88 +20,50 @@ assert sizeof(pv_entry_t) == PV_ENTRY_BYTES and sizeof(pv_page_t) == PV_PAGE_BYT
 
 # ------------------------------------------------------------ lifecycle
 cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil:
-    ctx.pv_heads = calloc(npages if npages > 0 else 1, sizeof(pmap_page_t))
-    ctx.npages = npages
-    ctx.pv.pv_enter = pmap_enter_pv
-    ctx.pv.pv_remove = pmap_remove_pv
-    ctx.pv.pv_move = pmap_move_pv
-    return 0 if ctx.pv_heads != NULL else -1
-
-cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
-    free(ctx.pv_heads)
-    ctx.pv_heads = NULL
+    cdef pmap_pv_ops_t pv
+    pv.pv_enter = pmap_enter_pv
+    pv.pv_remove = pmap_remove_pv
+    pv.pv_move = pmap_move_pv
+    pv.pv_first = pmap_first_pv
+    return pmap_ctx_init(ctx, npages, sizeof(pmap_page_t), pv)
 
 cdef inline pmap_page_t* pp_of(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
     return &(<pmap_page_t*>ctx.pv_heads)[pfn]
 
 cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil:
     """pmap_create: the PDP and an empty pv state; struct pmap is charged."""
-    memset(pm, 0, sizeof(pmap_t))
-    if pmap_hdr_init(ctx, &pm.hdr, pid) != 0:
-        return -1
-    if ctx.kc_pmap >= 0:
-        pmap_kc_alloc(ctx, ctx.kc_pmap)
-    return 0
-
-cdef void free_pvp_list(pmap_ctx_t* ctx, pv_page_t* pvp) noexcept nogil:
-    cdef pv_page_t* nx
-    while pvp != NULL:
-        nx = pvp.pvp_next
-        free(pvp)
-        pmap_kc_free(ctx, ctx.kc_pv)
-        pvp = nx
+    return pmap_create(ctx, &pm.hdr, sizeof(pmap_t), pid)
 
 cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     """pmap_destroy of a pmap whose mappings are gone (pv_pages drained already)."""
-    free_pvp_list(ctx, pm.pm_pvp_part)
-    free_pvp_list(ctx, pm.pm_pvp_empty)
-    pm.pm_pvp_part = NULL
-    pm.pm_pvp_empty = NULL
-    pmap_hdr_destroy(ctx, &pm.hdr)
-    if ctx.kc_pmap >= 0:
-        pmap_kc_free(ctx, ctx.kc_pmap)
+    pvc_free_list(ctx, &pm.pm_pvp_part)
+    pvc_free_list(ctx, &pm.pm_pvp_empty)
+    pmap_destroy(ctx, &pm.hdr)
 
 
 # ---------------------------------------------------------- pv_pages
-cdef inline void pvp_unlink(pv_page_t** head, pv_page_t* pvp) noexcept nogil:
-    if pvp.pvp_prev != NULL:
-        pvp.pvp_prev.pvp_next = pvp.pvp_next
-    else:
-        head[0] = pvp.pvp_next
-    if pvp.pvp_next != NULL:
-        pvp.pvp_next.pvp_prev = pvp.pvp_prev
-
-cdef inline void pvp_push(pv_page_t** head, pv_page_t* pvp) noexcept nogil:
-    pvp.pvp_prev = NULL
-    pvp.pvp_next = head[0]
-    if head[0] != NULL:
-        head[0].pvp_prev = pvp
-    head[0] = pvp
-
 cdef inline pv_page_t* pve_page(pv_entry_t* pve) noexcept nogil:
-    return <pv_page_t*>(<size_t>pve & ~(<size_t>4095))
+    return <pv_page_t*>pvc_of(pve)
 
 cdef pv_entry_t* pmap_alloc_pv(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     """A free pv_entry from a partly used pv_page, or from a new pv_page."""
-    cdef pv_page_t* pvp = pm.pm_pvp_part
-    cdef void* mem = NULL
+    cdef pv_page_t* pvp = NULL if pm.pm_pvp_part == NULL else <pv_page_t*>pvc_of(pm.pm_pvp_part)
     cdef int i
     if pvp == NULL:
-        if posix_memalign(&mem, 4096, sizeof(pv_page_t)) != 0:
+        pvp = <pv_page_t*>pvc_alloc(ctx)
+        if pvp == NULL:
             return NULL
-        pvp = <pv_page_t*>mem
         memset(pvp, 0, 64)
         pvp.pvp_pmap = <void*>pm
         pvp.pvp_nfree = PVE_PER_PVP
         pvp.pvp_free = PVP_ALL_FREE
-        pvp_push(&pm.pm_pvp_part, pvp)
-        pmap_kc_alloc(ctx, ctx.kc_pv)
+        pvc_push(&pm.pm_pvp_part, &pvp.pvp_list)
     i = __builtin_ctzll(pvp.pvp_free)
     pvp.pvp_free &= ~(1ULL << i)
     pvp.pvp_nfree -= 1
     if pvp.pvp_nfree == 0:                     # part -> empty
-        pvp_unlink(&pm.pm_pvp_part, pvp)
-        pvp_push(&pm.pm_pvp_empty, pvp)
+        pvc_unlink(&pm.pm_pvp_part, &pvp.pvp_list)
+        pvc_push(&pm.pm_pvp_empty, &pvp.pvp_list)
     ctx.ctr[C_PV_ENTRIES] += 1
     return &pvp.pvp_pve[i]
 
@@ -115,12 +74,11 @@ cdef void pmap_free_pv(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pve) noexcept no
     pvp.pvp_free |= 1ULL << i
     pvp.pvp_nfree += 1
     if pvp.pvp_nfree == 1:                     # empty -> part
-        pvp_unlink(&pm.pm_pvp_empty, pvp)
-        pvp_push(&pm.pm_pvp_part, pvp)
+        pvc_unlink(&pm.pm_pvp_empty, &pvp.pvp_list)
+        pvc_push(&pm.pm_pvp_part, &pvp.pvp_list)
     if pvp.pvp_nfree == PVE_PER_PVP:           # all free: pmap_drain_pv
-        pvp_unlink(&pm.pm_pvp_part, pvp)
-        free(pvp)
-        pmap_kc_free(ctx, ctx.kc_pv)
+        pvc_unlink(&pm.pm_pvp_part, &pvp.pvp_list)
+        pvc_free(ctx, pvp)
 
 
 # ----------------------------------------------------------- pv lists
@@ -190,29 +148,24 @@ cdef void pmap_move_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn,
 
 
 # ------------------------------------------------- the implementation's API
-cdef int64_t pmap_remove_all(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
-    """pmap_pp_remove: the dynamic entries, then the embedded one."""
+cdef bint pmap_first_pv(pmap_ctx_t* ctx, pfn_t pfn, pmap_hdr_t** pm, int64_t* vpn) noexcept nogil:
+    """pmap_pp_remove's order: the dynamic entries, then the embedded one."""
     cdef pmap_page_t* pp = pp_of(ctx, pfn)
-    cdef pv_entry_t* pve
-    cdef int64_t n = 0
-    while pp.pp_pvlist != NULL:
-        pve = pp.pp_pvlist
-        pmap_zap(ctx, &pve_pmap(pve).hdr, pfn, <int64_t>pve.pve_va)
-        n += 1
+    if pp.pp_pvlist != NULL:
+        pm[0] = &pve_pmap(pp.pp_pvlist).hdr
+        vpn[0] = <int64_t>pp.pp_pvlist.pve_va
+        return True
     if pp.pte_pmap != NULL:
-        pmap_zap(ctx, &(<pmap_t*>pp.pte_pmap).hdr, pfn, <int64_t>pp.pte_va)
-        n += 1
-    ctx.ctr[C_RMAP_VISITS] += n
-    ctx.ctr[C_PTE_WRITES] += n
-    ctx.ctr[C_PTE_ZAPS] += n
-    ctx.ctr[C_TLB_FLUSHES] += n
-    return n
+        pm[0] = &(<pmap_t*>pp.pte_pmap).hdr
+        vpn[0] = <int64_t>pp.pte_va
+        return True
+    return False
 
-cdef int64_t pvp_list_used(pv_page_t* pvp) noexcept nogil:
+cdef int64_t pvp_list_used(pvc_link_t* l) noexcept nogil:
     cdef int64_t used = 0
-    while pvp != NULL:
-        used += PVE_PER_PVP - pvp.pvp_nfree
-        pvp = pvp.pvp_next
+    while l != NULL:
+        used += PVE_PER_PVP - (<pv_page_t*>pvc_of(l)).pvp_nfree
+        l = l.next
     return used
 
 cdef int64_t pmap_pv_dynamic(pmap_t* pm) noexcept nogil:

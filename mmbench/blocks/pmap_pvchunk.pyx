@@ -1,0 +1,138 @@
+# Implementation of FreeBSD amd64's pmap; see pmap_pvchunk.pxd (the design)
+# and pmap.pxd (the interface).
+from libc.stdint cimport uint64_t, int64_t
+
+from mmbench.core cimport C_PV_ENTRIES
+from mmbench.blocks.frames cimport pfn_t
+from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_pv_ops_t, pmap_kc_alloc, pmap_kc_free,
+                                  pmap_ctx_init, pmap_create, pmap_destroy, pvc_link_t,
+                                  pvc_of, pvc_push, pvc_unlink, pvc_alloc, pvc_free, pvc_free_list)
+
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
+    int __builtin_popcountll(unsigned long long) nogil
+
+assert sizeof(pv_chunk_t) == PV_CHUNK_BYTES
+
+# free-map of an empty chunk: 64 + 64 + 40 = 168 slots
+cdef uint64_t PC_FREE[3]
+PC_FREE[0] = 0xFFFFFFFFFFFFFFFFULL
+PC_FREE[1] = 0xFFFFFFFFFFFFFFFFULL
+PC_FREE[2] = (1ULL << (NPCPV - 128)) - 1
+
+
+# ------------------------------------------------------------ lifecycle
+cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil:
+    cdef pmap_pv_ops_t pv
+    pv.pv_enter = pmap_enter_pv
+    pv.pv_remove = pmap_remove_pv
+    pv.pv_move = pmap_move_pv
+    pv.pv_first = pmap_first_pv
+    return pmap_ctx_init(ctx, npages, sizeof(pv_entry_t*), pv)
+
+cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil:
+    return pmap_create(ctx, &pm.hdr, sizeof(pmap_t), pid)
+
+cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
+    pvc_free_list(ctx, &pm.pm_pvchunk)       # empty by now; freed for safety
+    pvc_free_list(ctx, &pm.pm_pvfull)
+    pmap_destroy(ctx, &pm.hdr)
+
+
+# ---------------------------------------------------------- pv_chunks
+cdef inline bint chunk_full(pv_chunk_t* pc) noexcept nogil:
+    return (pc.pc_map[0] | pc.pc_map[1] | pc.pc_map[2]) == 0
+
+cdef inline bint chunk_empty(pv_chunk_t* pc) noexcept nogil:
+    return pc.pc_map[0] == PC_FREE[0] and pc.pc_map[1] == PC_FREE[1] and pc.pc_map[2] == PC_FREE[2]
+
+cdef pv_entry_t* get_pv_entry(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
+    """Take a free pv entry from the pmap's first chunk, adding a chunk if full."""
+    cdef pv_chunk_t* pc = NULL if pm.pm_pvchunk == NULL else <pv_chunk_t*>pvc_of(pm.pm_pvchunk)
+    cdef int w, bit
+    if pc == NULL or chunk_full(pc):
+        pc = <pv_chunk_t*>pvc_alloc(ctx)
+        if pc == NULL:
+            return NULL
+        pc.pc_pmap = <void*>pm
+        pc.pc_map[0] = PC_FREE[0]
+        pc.pc_map[1] = PC_FREE[1]
+        pc.pc_map[2] = PC_FREE[2]
+        pvc_push(&pm.pm_pvchunk, &pc.pc_list)
+    w = 0
+    while pc.pc_map[w] == 0:
+        w += 1
+    bit = __builtin_ctzll(pc.pc_map[w])
+    pc.pc_map[w] &= ~(1ULL << bit)
+    if chunk_full(pc):
+        pvc_unlink(&pm.pm_pvchunk, &pc.pc_list)
+        pvc_push(&pm.pm_pvfull, &pc.pc_list)
+    ctx.ctr[C_PV_ENTRIES] += 1
+    return &pc.pc_pventry[w * 64 + bit]
+
+cdef void free_pv_entry(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pv) noexcept nogil:
+    cdef pv_chunk_t* pc = <pv_chunk_t*>pvc_of(pv)
+    cdef int idx = <int>(pv - &pc.pc_pventry[0])
+    cdef bint was_full = chunk_full(pc)
+    pc.pc_map[idx // 64] |= 1ULL << (idx % 64)
+    if chunk_empty(pc):
+        pvc_unlink(&pm.pm_pvchunk, &pc.pc_list)
+        pvc_free(ctx, pc)
+    elif was_full:
+        pvc_unlink(&pm.pm_pvfull, &pc.pc_list)
+        pvc_push(&pm.pm_pvchunk, &pc.pc_list)
+
+cdef pv_entry_t* pv_find(pv_entry_t* pv, pmap_t* pm, int64_t va) noexcept nogil:
+    """pmap_pvh_remove's search: the entry of <pm, va> on the list starting at pv."""
+    while pv != NULL:
+        if <int64_t>pv.pv_va == va and pv_pmap(pv) == pm:
+            return pv
+        pv = pv.pv_next
+    return NULL
+
+
+# ----------------------------------------------------------- the pv side
+cdef int pmap_enter_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn) noexcept nogil:
+    cdef pv_entry_t* pv = get_pv_entry(ctx, <pmap_t*>hdr)
+    if pv == NULL:
+        return -1
+    pv.pv_va = <uint64_t>vpn
+    pv_list_insert(pv_list(ctx, pfn), pv)
+    ctx.fr.f[pfn].mapcount += 1
+    return 0
+
+cdef void pmap_remove_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn) noexcept nogil:
+    cdef pmap_t* pm = <pmap_t*>hdr
+    cdef pv_entry_t* pv = pv_find(pv_list(ctx, pfn)[0], pm, vpn)
+    if pv != NULL:
+        pv_list_remove(pv_list(ctx, pfn), pv)
+        ctx.fr.f[pfn].mapcount -= 1
+        free_pv_entry(ctx, pm, pv)
+
+cdef void pmap_move_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn,
+                       int64_t nvpn) noexcept nogil:
+    pv_find(pv_list(ctx, pfn)[0], <pmap_t*>hdr, vpn).pv_va = <uint64_t>nvpn
+
+
+# ------------------------------------------------- the implementation's API
+cdef bint pmap_first_pv(pmap_ctx_t* ctx, pfn_t pfn, pmap_hdr_t** pm, int64_t* vpn) noexcept nogil:
+    """The head of the page's pv list (pmap_remove_all's order)."""
+    cdef pv_entry_t* pv = pv_list(ctx, pfn)[0]
+    if pv == NULL:
+        return False
+    pm[0] = &pv_pmap(pv).hdr
+    vpn[0] = <int64_t>pv.pv_va
+    return True
+
+cdef int64_t chunk_list_used(pvc_link_t* l) noexcept nogil:
+    cdef int64_t used = 0
+    cdef pv_chunk_t* pc
+    while l != NULL:
+        pc = <pv_chunk_t*>pvc_of(l)
+        used += NPCPV - (__builtin_popcountll(pc.pc_map[0]) + __builtin_popcountll(pc.pc_map[1])
+                         + __builtin_popcountll(pc.pc_map[2]))
+        l = l.next
+    return used
+
+cdef int64_t pmap_pv_count(pmap_t* pm) noexcept nogil:
+    return chunk_list_used(pm.pm_pvchunk) + chunk_list_used(pm.pm_pvfull)
