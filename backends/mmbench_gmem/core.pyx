@@ -208,6 +208,8 @@ cdef class GmemMachine(LinuxHMMMachine):
         # gm_mapping describes one PMD.  Other memory stays on linux's 4 KiB HMM paths.
         self.thp_pmd = self.ndevices == 0 or self.granularity == 512
         self.thp_mode = ("never", "madvise", "always").index(self.options["thp"]) if self.thp_pmd else 0
+        if self.thp_pmd:
+            self.folio_meta_init()
         self.kc_vm_object = self.slab_register("vm_object", 24)
         self.kc_lpt_xarray = self.slab_register("xarray (vm_object)", 16)
         self.kc_gm_mapping = self.slab_register("gm_mapping", 48)

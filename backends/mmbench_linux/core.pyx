@@ -437,7 +437,8 @@ cdef class LinuxMachine(LinuxFault):
 
     cdef int64_t zap_huge_pmd(self, mm_t* mm, uint64_t haddr) noexcept nogil:
         """zap_huge_pmd: clear the leaf, free the deposited table (zap_deposited_table),
-        drop the folio's mapping and references (the folio is freed with the last)."""
+        drop the folio's mapping and references (the folio is freed with the last).
+        Returns the entries cleared (1), which zap_pte_range counts in pte_zaps."""
         cdef pt_node_t* pmd_t = pt_pmd_table(&mm.pgd, haddr, False, NULL)
         cdef uint64_t e = pmd_t.e[(haddr >> 9) & 511], k
         cdef pfn_t head = pte_pfn(e)
@@ -450,9 +451,7 @@ cdef class LinuxMachine(LinuxFault):
                 self.frames.f[head + k].mapcount -= 1
             mm.rss_anon -= HPAGE_PMD_NR
             self.folio_put_refs(head, HPAGE_PMD_NR)
-        self.ctr[C_PTE_ZAPS] += 1
-        self.ctr[C_PTE_WRITES] += 1
-        return 1
+        return 1                                 # one entry cleared: the caller counts it
 
     cdef int64_t free_pgtables(self, mm_t* mm, uint64_t floor, uint64_t ceiling) noexcept nogil:
         """Free the empty tables whose span lies in [floor, ceiling); returns how many."""

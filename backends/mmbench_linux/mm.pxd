@@ -256,6 +256,7 @@ cdef class LinuxMM(Machine):
                                             uint64_t addr) noexcept nogil
     cdef void folio_put_refs(self, pfn_t pfn, int64_t nr) noexcept nogil
     cdef void folio_free_large(self, pfn_t head) noexcept nogil
+    cdef int folio_meta_init(self) except -1
     cdef void deferred_split_folio(self, pfn_t head, bint partially_mapped) noexcept nogil
     cdef void folio_unqueue_deferred_split(self, pfn_t head) noexcept nogil
 

@@ -118,9 +118,7 @@ cdef class LinuxMM(Machine):
         self.max_ptes_none = self.options.get("khugepaged_max_ptes_none", HPAGE_PMD_NR - 1)
         self.max_ptes_shared = self.options.get("khugepaged_max_ptes_shared", HPAGE_PMD_NR // 2)
         if self.thp_pmd:
-            self.fmeta = <folio_meta_t*>calloc((self.ram_pages >> MTHP_MIN_ORDER) + 1, sizeof(folio_meta_t))
-            if self.fmeta == NULL:
-                raise MemoryError()
+            self.folio_meta_init()
         # struct sizes: the slab object size /proc/slabinfo reports on the host
         self.kc_vma = self.slab_register("vm_area_struct", 192)
         self.kc_maple = self.slab_register("maple_node", 256)
@@ -432,6 +430,16 @@ cdef class LinuxMM(Machine):
             self.frames.f[head + k].aux = 0
             frame_free(&self.frames, head + <pfn_t>k)
             self.kmem_free(self.kc_page)
+
+    cdef int folio_meta_init(self) except -1:
+        """The per-large-folio records (calloc'd: untouched entries cost nothing); a
+        design that turns THPs on after LinuxMM.__init__ (gmem with PMD-sized blocks)
+        calls it too."""
+        if self.fmeta == NULL:
+            self.fmeta = <folio_meta_t*>calloc((self.ram_pages >> MTHP_MIN_ORDER) + 1, sizeof(folio_meta_t))
+            if self.fmeta == NULL:
+                raise MemoryError()
+        return 0
 
     cdef void deferred_split_folio(self, pfn_t head, bint partially_mapped) noexcept nogil:
         """deferred_split_folio: queue the folio (once); partially_mapped sets
