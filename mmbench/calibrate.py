@@ -367,12 +367,12 @@ def fit(figs: dict, stat: str = "median") -> dict:
             "mremap_pages.intercept - vma - tlb_flush   [a mremap call: copy_vma makes the new "
             "VMA and the old one is unmapped (a VMA lifetime), one flush of the moved range]")
     if "thp_write_fault" in m:
-        hg = len_huge = thp_units
+        hg = thp_units
         put("thp_fault_alloc", m["thp_write_fault"] - c["trap"]["ns"] - c["pt_page"]["ns"]
-            - c["struct_alloc"]["ns"] / len_huge,
+            - c["struct_alloc"]["ns"] / hg,
             f"thp_write_fault - trap - pt_page - struct_alloc / {hg}   [do_huge_pmd_anonymous_page: "
             "allocate a PMD-sized folio, clear its 2 MiB, map it with one PMD; the deposited "
-            "PTE table is pt_page, the mapping's anon_vma is shared by its {hg} faults]")
+            f"PTE table is pt_page, the mapping's anon_vma is shared by its {hg} faults]")
         put("thp_zero_page_map", m["thp_read_fault"] - c["trap"]["ns"] - c["pt_page"]["ns"],
             "thp_read_fault - trap - pt_page   [map the huge zero folio with one PMD, beyond "
             "the trap and the deposited PTE table]")

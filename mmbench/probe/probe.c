@@ -24,9 +24,17 @@
  *                  in, out, and frees it; over N this prices a byte of a
  *                  variable-size kernel allocation
  *
+ *   mremap         move touched pages one page off their 2 MiB phase (every
+ *                  PTE moves), or in phase (whole PTE tables move)
+ *   thp_*          2 MiB-aligned MADV_HUGEPAGE ranges: huge faults (write:
+ *                  a new folio, read: the huge zero page), a split by
+ *                  mprotect or munmap of one page, fork and COW of huge
+ *                  pages, MADV_COLLAPSE
+ *
  * Children only call async-signal-safe functions (the caller may have
- * threads).  Huge pages are disabled on every mapping (MADV_NOHUGEPAGE): the
- * costs wanted are those of 4 KiB pages.  Every error path unmaps what it
+ * threads).  Every mapping but the huge-page probes' is MADV_NOHUGEPAGE: those
+ * costs are the ones of 4 KiB pages.  Timed phases read the clock chosen by
+ * mmp_set_clock (CPU time by default).  Every error path unmaps what it
  * mapped and reaps what it forked before returning -errno.
  */
 #define _GNU_SOURCE
