@@ -150,6 +150,8 @@ cdef enum:  # Counter ids
     C_MOVE_PAGES_MOVED      # move_pages: pages moved without copying (PTE + folio index/mapping)
     C_MOVE_PAGES_COPIED     # move_pages: pages whose data was copied (no move mechanism)
     C_ANON_RELOCATE_FOLIOS  # linux what-if mremap_relocate_anon: folios re-indexed by the walk
+    C_THP_COPY_PMD              # linux: copy_huge_pmd gave a fork child a huge PMD of a folio (mmbench's
+                                #   name, priced by calibration thp_copy_pmd; the zero folio not counted)
     C_THP_UNDERUSED_SPLIT_PAGE  # thp_underused_split_page: the shrinker split a THP with > max_ptes_none zero pages
     NR_COUNTERS
 

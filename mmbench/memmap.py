@@ -81,9 +81,8 @@ def compare(names=None, npages: int = 1 << 15) -> list:
 
 def main() -> None:
     """python -m mmbench.memmap: metadata per resident page with both memory maps."""
-    from mmbench.registry import BUILTIN_ORDER
     print("design   thp     memmap   B/page (all)  B/page (memory map)")
-    for r in compare([n for n in BUILTIN_ORDER if n != "reference"]):
+    for r in compare():
         print(f"{r['design']:8s} {r['thp']:7s} {r['memmap']:8s} {r['bytes_per_page']:12.2f}  "
               f"{r['frame_bytes_per_page']:10.2f}")
 

@@ -131,7 +131,7 @@ from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_E
                            C_FORK_PTES_WRPROTECT, C_MREMAP_PAGES_MOVED, C_VMA_SPLITS,
                            C_PAGES_COPIED, C_PAGES_ZEROED, C_THP_COLLAPSE_ALLOC,
                            C_THP_SCAN_EXCEED_NONE_PTE, C_THP_SCAN_EXCEED_SHARE_PTE,
-                           C_KHUGEPAGED_PAGES_SCANNED, MM_EBUSY,
+                           C_KHUGEPAGED_PAGES_SCANNED, C_THP_COPY_PMD, MM_EBUSY,
                            C_MOVE_PAGES_MOVED, C_ANON_RELOCATE_FOLIOS)
 from mmbench.blocks.pagetable cimport (pt_pmd_table, pt_table_alloc, pt_table_free, pt_deposit, pt_withdraw,
                                        pt_set_pmd, pmd_leaf, mk_pte, PMD_PSE)
@@ -180,7 +180,7 @@ LINUX_COUNTERS = (
     "mremap_pages_moved", "thp_fault_alloc", "thp_fault_fallback", "thp_split_pmd", "thp_zero_page_map",
     "mthp_anon_fault_alloc", "mthp_anon_fault_fallback", "thp_deferred_split_page", "thp_split_page",
     "mthp_split_deferred", "mthp_split", "thp_collapse_alloc", "thp_scan_exceed_none_pte",
-    "thp_scan_exceed_share_pte", "khugepaged_pages_scanned", "thp_underused_split_page",
+    "thp_scan_exceed_share_pte", "khugepaged_pages_scanned", "thp_copy_pmd", "thp_underused_split_page",
     "vma_merge_fails", "move_pages_moved", "move_pages_copied", "anon_relocate_folios",
 )
 
@@ -339,6 +339,7 @@ cdef class LinuxMachine(LinuxFault):
                 f.refcount += 1
                 f.flags &= ~(<uint32_t>FR_ANON_EXCLUSIVE)
             dst_mm.rss_anon += HPAGE_PMD_NR
+            self.ctr[C_THP_COPY_PMD] += 1
             if e & PTE_WRITE:
                 e &= ~(<uint64_t>PTE_WRITE)
                 pmd_t.e[(haddr >> 9) & 511] = e
