@@ -142,6 +142,7 @@ from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, PT_ENTRIES, LVL_PGD
                                        pt_set, pt_next, pt_free_range, pt_vmpte_bytes,
                                        pt_reserve_move)
 from mmbench.blocks.itree cimport itree_verify
+from mmbench.blocks.vmaset cimport vmaset_remove
 from mmbench.blocks.pagecache cimport mapping_init, mapping_lookup
 
 from mmbench_linux.mm cimport *
@@ -490,8 +491,7 @@ cdef class LinuxMachine(LinuxFault):
         self.vma_iter_clear(mm, mm.vmas[i].vm_start, mm.vmas[j - 1].vm_end)
         for k in range(i, j):
             self.remove_vma(mm.vmas[k])
-        memmove(&mm.vmas[i], &mm.vmas[j], (mm.nr_vmas - j) * sizeof(vma_t*))
-        mm.nr_vmas -= j - i
+        vmaset_remove(<void**>mm.vmas, &mm.nr_vmas, i, j - i)
         mm.mmap_cache = 0
         self.mt_sync(mm)
         return MM_OK
