@@ -79,8 +79,9 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT
                                        dev_mm_notify, devmems_clear, devmems_init, devmems_destroy,
                                        devmem_add, devmem_del, devmem_oldest, devmem_has)
 from mmbench.blocks.mapentry cimport MapEntryMachine
-from mmbench.blocks.devside cimport (notify_count, side_of, side_get, side_free, side_sync, side_destroy,
-                                     side_dma, side_dma_flush, side_notify, side_map, side_transfers)
+from mmbench.blocks.devside cimport (side_register, notify_count, side_of, side_get, side_free,
+                                     side_sync, side_destroy, side_dma, side_dma_flush, side_notify,
+                                     side_map, side_transfers)
 from mmbench_freebsd.vm cimport (vm_object_t, vm_reserv_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE)
 from mmbench_freebsd.pctrie cimport pctrie_insert, pctrie_remove, pctrie_lookup_ge
@@ -152,8 +153,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
             raise MemoryError()
         # the driver's per-(process, device) page table, sized as linux's dmirror
-        self.ds.kc_dmirror = self.slab_register("dmirror", 152)
-        self.ds.kc_dpt_xa = self.slab_register("dmirror xa_node", 584)   # radix_tree_node objsize here
+        side_register(self, &self.ds, 584)          # radix_tree_node objsize here
 
     def __dealloc__(self):
         cdef int64_t i

@@ -95,8 +95,9 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT
                                        dev_mm_of, dev_mm_get, dev_mm_detach, dev_mm_notify,
                                        devmems_clear, devmems_init, devmems_destroy,
                                        devmem_frame_alloc, devmem_frame_free, devmem_oldest, devmem_has)
-from mmbench.blocks.devside cimport (notify_count, side_of, side_get, side_free, side_sync, side_destroy,
-                                     side_dma, side_notify, side_map, side_transfers)
+from mmbench.blocks.devside cimport (side_register, notify_count, side_of, side_get, side_free,
+                                     side_sync, side_destroy, side_dma, side_notify, side_map,
+                                     side_transfers)
 from mmbench_linux.core cimport LinuxMachine
 from mmbench_linux.mm cimport (mm_t, vma_t, avc_t, vm_fault_t, VM_WRITE, VM_SHARED, FAULT_FLAG_WRITE,
                                VM_FAULT_DONE, VM_FAULT_OOM, FR_ANON)
@@ -162,11 +163,8 @@ cdef class LinuxHMMMachine(LinuxMachine):
         # struct page of device memory in use (the ZONE_DEVICE memmap exists for all
         # device memory; the model counts the pages holding data, 64 B each)
         self.kc_devpage = self.slab_register("page (device)", 64)
-        # struct dmirror of lib/test_hmm.c [computed, approximate]: mdevice 8, xarray 16,
-        # mmu_interval_notifier 88 (interval_tree_node 48, ops 8, mm 8, hlist_node 16,
-        # invalidate_seq 8), struct mutex 32, flags 8
-        self.ds.kc_dmirror = self.slab_register("dmirror", 152)
-        self.ds.kc_dpt_xa = self.slab_register("dmirror xa_node", 576)
+        # struct dmirror of lib/test_hmm.c and its page table's xa_nodes (devside.pxd)
+        side_register(self, &self.ds, 576)
         if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
             raise MemoryError()
 

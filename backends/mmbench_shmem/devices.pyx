@@ -79,8 +79,9 @@ from mmbench.blocks.devmirror cimport (dmirror_t, notify_result_t, DPT_WRITE, dp
                                        devmems_clear, devmems_init, devmems_destroy,
                                        devmem_frame_alloc, devmem_frame_free, devmem_oldest, devmem_has,
                                        devmem_del)
-from mmbench.blocks.devside cimport (side_of, side_get, side_free, side_sync, side_destroy, side_dma,
-                                     side_dma_flush, side_notify, side_map, side_transfers)
+from mmbench.blocks.devside cimport (side_register, side_of, side_get, side_free, side_sync,
+                                     side_destroy, side_dma, side_dma_flush, side_notify, side_map,
+                                     side_transfers)
 from mmbench_shmem.core cimport ShmemMachine, vm_fault
 from mmbench_shmem.objects cimport VM_WRITE, VM_SHARED, vma_pgoff_of, reflink_group
 from mmbench_shmem.vma cimport find_vma, range_fully_mapped
@@ -132,9 +133,8 @@ cdef class ShmemDevMachine(ShmemMachine):
         self.device_fault_pages = device_fault_pages_option(self.options)
         # struct page of device memory holding data (ZONE_DEVICE memmap), 64 B
         self.kc_devpage = self.slab_register("page (device)", 64)
-        # the driver's per-(mm, device) mirror, sized as linux's (mmbench_linux.hmm)
-        self.ds.kc_dmirror = self.slab_register("dmirror", 152)
-        self.ds.kc_dpt_xa = self.slab_register("dmirror xa_node", 584)   # radix_tree_node objsize here
+        # the driver's per-(mm, device) mirror, sized as linux's (mmbench.blocks.devside)
+        side_register(self, &self.ds, 584)          # radix_tree_node objsize here
         if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
             raise MemoryError()
 

@@ -54,6 +54,18 @@ cdef inline void dma_flush_stats(Machine m, int64_t* xfer, move_stats_t* ms) noe
 
 
 # ---------------------------------------------------------------- dev_side_t
+cdef inline int side_register(Machine m, dev_side_t* s, int64_t xa_node_bytes) except -1:
+    """Register the side's two slab caches on m (at the design's place in its
+    cache order): struct dmirror of lib/test_hmm.c, 152 B [computed,
+    approximate: mdevice 8, xarray 16, mmu_interval_notifier 88 (interval_tree_node
+    48, ops 8, mm 8, hlist_node 16, invalidate_seq 8), struct mutex 32, flags 8],
+    and the device page tables' xa_nodes, `xa_node_bytes` each (the design's
+    xa_node / radix_tree_node object size)."""
+    s.kc_dmirror = m.slab_register("dmirror", 152)
+    s.kc_dpt_xa = m.slab_register("dmirror xa_node", xa_node_bytes)
+    return 0
+
+
 cdef inline dev_mm_t* side_of(dev_side_t* s, int64_t pid) noexcept nogil:
     """The device state of `pid`, or NULL while no device touched it."""
     return dev_mm_of(s.tab, s.cap, pid)
