@@ -245,6 +245,66 @@ def test_itree_stabbing_matches_brute_force(ops):
         assert t.count == len(live)
 
 
+vs_ops = st.lists(st.one_of(
+    st.tuples(st.just("insert"), st.integers(0, 31), st.integers(0, 120), st.integers(1, 12)),
+    st.tuples(st.just("remove"), st.integers(0, 40), st.integers(0, 3)),
+    st.tuples(st.just("find"), st.integers(0, 140)),
+    st.tuples(st.just("range"), st.integers(0, 140), st.integers(0, 20)),
+), max_size=80)
+
+
+@SETTINGS
+@given(vs_ops)
+def test_vmaset_matches_sorted_list(ops):
+    """blocks/vmaset (the VMA array linux and shmem share) against a sorted list."""
+    s, model = bench.VmaSet(32), []                  # model: sorted [(start, end, id)]
+    for op in ops:
+        if op[0] == "insert":
+            _, i, start, n = op
+            clash = any(i == j or (a < start + n and start < b) for a, b, j in model)
+            if clash:
+                with pytest.raises(errors.InvalidArgument):
+                    s.insert(i, start, start + n)
+            else:
+                s.insert(i, start, start + n)
+                model = sorted(model + [(start, start + n, i)])
+        elif op[0] == "remove":
+            _, at, n = op
+            if at + n > len(model):
+                with pytest.raises(errors.InvalidArgument):
+                    s.remove(at, n)
+            else:
+                s.remove(at, n)
+                del model[at:at + n]
+        elif op[0] == "find":
+            vpn = op[1]
+            want = [v for v in model if v[0] <= vpn < v[1]]
+            assert s.find(vpn) == (want[0] if want else None)
+            assert s.lower_bound(vpn) == sum(1 for v in model if v[1] <= vpn)
+        else:
+            _, start, n = op
+            covered = {p for a, b, _ in model for p in range(a, b)}
+            want = set(range(start, start + n))
+            assert s.fully_mapped(start, start + n) == (want <= covered)
+            assert s.any_mapped(start, start + n) == bool(want & covered)
+        assert s.items() == model
+        assert s.count == len(model)
+        assert s.verify() == []
+
+
+def test_vmaset_find_survives_a_stale_cache():
+    """find's one-entry cache is checked before use: removals behind it never mislead it."""
+    s = bench.VmaSet(8)
+    for i in range(4):
+        s.insert(i, 10 * i, 10 * i + 5)
+    assert s.find(32) == (30, 35, 3)                # cache: position 3
+    s.remove(0, 2)
+    assert s.find(32) == (30, 35, 3)
+    assert s.find(3) is None
+    s.remove(0, 2)
+    assert s.find(32) is None and s.items() == [] and s.verify() == []
+
+
 def test_itree_stays_balanced():
     t = bench.ITree(4096)
     for i in range(4096):                       # sorted inserts: the worst case for a plain BST

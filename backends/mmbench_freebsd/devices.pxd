@@ -8,7 +8,7 @@
 
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 from mmbench.blocks.frames cimport pfn_t, MAX_NODES
-from mmbench.blocks.devmirror cimport dev_mm_t, devmem_t, move_stats_t
+from mmbench.blocks.devmirror cimport dev_mm_t, dev_side_t, devmem_t, move_stats_t
 from mmbench_freebsd.core cimport FreeBSDMachine
 from mmbench_freebsd.vm cimport vm_map_t, vm_map_entry_t
 
@@ -21,23 +21,12 @@ ctypedef struct dev_pv_t:
 
 
 cdef class FreeBSDDevMachine(FreeBSDMachine):
-    cdef dev_mm_t** dside     # by pid; NULL while no device touched the process
-    cdef int64_t dside_cap
+    cdef dev_side_t ds             # per-pid notifiers and device page tables, their caches, DMA by direction
     cdef dev_pv_t** dev_pv         # by pfn - first device pfn: the page's device mappings
     cdef int64_t dev_pfn_base
     cdef int64_t dev_pfn_count
     cdef devmem_t devmem[MAX_NODES]    # per device: frames allocated, oldest first (lazily pruned)
-    cdef int kc_dmirror, kc_dpt_xa
     cdef int64_t device_fault_pages    # aligned block a device fault migrates
-    cdef int64_t xfer[2]           # DMA transfers issued: [0] to the devices, [1] to the host
-
-    # --- per-process device state, accounting
-    cdef dev_mm_t* dev_of(self, int64_t pid) noexcept nogil
-    cdef dev_mm_t* dev_get(self, int64_t pid) noexcept nogil
-    cdef void dev_free(self, int64_t pid) noexcept nogil
-    cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil
-    cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil
-    cdef void dma_flush(self, move_stats_t* ms) noexcept nogil
 
     # --- device page tables
     cdef void dev_invalidate(self, int64_t pid, int64_t start, int64_t end) noexcept nogil

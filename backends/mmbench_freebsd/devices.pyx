@@ -62,6 +62,7 @@
 # * A failed migration stops at a page boundary; pages already moved stay moved.
 
 from libc.stdlib cimport calloc, malloc, realloc, free, qsort
+from libc.string cimport memset
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 
 from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, VPN_BITS, C_FAULTS,
@@ -78,7 +79,9 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT
                                        dev_mm_notify, devmems_clear, devmems_init, devmems_destroy,
                                        devmem_add, devmem_del, devmem_oldest, devmem_has)
 from mmbench.blocks.mapentry cimport MapEntryMachine
-from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count, dma_flush_stats
+from mmbench.blocks.devside cimport (side_register, notify_count, side_of, side_get, side_free,
+                                     side_sync, side_destroy, side_dma, side_dma_flush, side_notify,
+                                     side_map, side_transfers)
 from mmbench_freebsd.vm cimport (vm_object_t, vm_reserv_t, KC_PCTRIE, MAP_ENTRY_NEEDS_COPY,
                                  VM_INHERIT_SHARE)
 from mmbench_freebsd.pctrie cimport pctrie_insert, pctrie_remove, pctrie_lookup_ge
@@ -124,13 +127,10 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     counter_names = DEVICE_COUNTERS
 
     def __cinit__(self, *args, **kwargs):
-        self.dside = NULL
-        self.dside_cap = 0
+        memset(&self.ds, 0, sizeof(self.ds))
         self.dev_pv = NULL
         self.dev_pfn_count = 0
         devmems_clear(self.devmem)
-        self.xfer[0] = 0
-        self.xfer[1] = 0
 
     def __init__(self, **kw):
         cdef int last
@@ -153,15 +153,13 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
             raise MemoryError()
         # the driver's per-(process, device) page table, sized as linux's dmirror
-        self.kc_dmirror = self.slab_register("dmirror", 152)
-        self.kc_dpt_xa = self.slab_register("dmirror xa_node", 584)   # radix_tree_node objsize here
+        side_register(self, &self.ds, 584)          # radix_tree_node objsize here
 
     def __dealloc__(self):
         cdef int64_t i
-        for i in range(1, self.dside_cap):
-            self.dev_free(i)
-        free(self.dside)
-        self.dside = NULL
+        for i in range(1, self.ds.cap):
+            side_free(self, &self.ds, i)
+        side_destroy(&self.ds)
         if self.dev_pv != NULL:
             for i in range(self.dev_pfn_count):
                 self.dev_pv_clear(<pfn_t>(self.dev_pfn_base + i))
@@ -170,63 +168,32 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         devmems_destroy(self.devmem)
 
     # ================================================================ per-process state
-    cdef dev_mm_t* dev_of(self, int64_t pid) noexcept nogil:
-        return dev_mm_of(self.dside, self.dside_cap, pid)
-
-    cdef dev_mm_t* dev_get(self, int64_t pid) noexcept nogil:
-        return dev_mm_get(&self.dside, &self.dside_cap, pid, self.next_pid + 64)
-
-    cdef void dev_free(self, int64_t pid) noexcept nogil:
-        cdef dev_mm_t* h = dev_mm_detach(self.dside, self.dside_cap, pid)
-        if h != NULL:
-            self.dpt_sync(h)
-            free(h)
-
-    cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil:
-        dev_mm_sync(self, h, self.kc_dpt_xa, self.kc_dmirror)
-
-    cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil:
-        dma_count(self, self.xfer, npages, to_device)
-
-    cdef void dma_flush(self, move_stats_t* ms) noexcept nogil:
-        dma_flush_stats(self, self.xfer, ms)
-
     def dma_transfers_each_way(self):
         """DMA transfers issued so far: {"to_device": n, "to_host": n} (exact)."""
         with self.held():
             return self._dma_transfers_each_way()
 
     def _dma_transfers_each_way(self):
-        return {"to_device": int(self.xfer[0]), "to_host": int(self.xfer[1])}
+        return side_transfers(&self.ds)
 
     # ================================================================ device page tables
     cdef void dev_invalidate(self, int64_t pid, int64_t start, int64_t end) noexcept nogil:
         """Erase the device entries of [start, end) of `pid` (the notifier a
         pmap_remove / pmap_protect would call)."""
-        cdef dev_mm_t* h = self.dev_of(pid)
-        cdef notify_result_t r = dev_mm_notify(h, <uint64_t>start, <uint64_t>end, 0)
-        if notify_count(self, &r):
-            self.dpt_sync(h)
+        side_notify(self, &self.ds, pid, <uint64_t>start, <uint64_t>end, 0)
 
     cdef int device_map(self, int64_t pid, int dev, int64_t vpn, pfn_t pfn, bint write) noexcept nogil:
         """Enter the page in the device's page table and on its device pv list."""
-        cdef dev_mm_t* h = self.dev_get(pid)
-        cdef dmirror_t* dm
         cdef dev_pv_t* pv = <dev_pv_t*>malloc(sizeof(dev_pv_t))
-        if h == NULL or pv == NULL:
-            free(pv)
+        if pv == NULL:
             return MM_ENOMEM
-        dm = mirror_get(&h.ms, dev)
-        if dm == NULL or dmirror_map(dm, <uint64_t>vpn, pfn, write) != 0:
+        if side_map(self, &self.ds, pid, dev, <uint64_t>vpn, pfn, write) != MM_OK:
             free(pv)
-            self.dpt_sync(h)
             return MM_ENOMEM
         pv.pid = pid
         pv.vpn = vpn
         pv.next = self.dev_pv[pfn - self.dev_pfn_base]
         self.dev_pv[pfn - self.dev_pfn_base] = pv
-        self.ctr[C_DEVICE_PTE_WRITES] += 1
-        self.dpt_sync(h)
         return MM_OK
 
     cdef void dev_pv_clear(self, pfn_t pfn) noexcept nogil:
@@ -249,12 +216,12 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         cdef int64_t n = 0
         while pv != NULL:
             self.ctr[C_RMAP_VISITS] += 1
-            h = self.dev_of(pv.pid)
+            h = side_of(&self.ds, pv.pid)
             dm = h.ms.dm[dev] if h != NULL else NULL
             e = dmirror_lookup(dm, <uint64_t>pv.vpn) if dm != NULL else 0
             if e != 0 and dpte_pfn(e) == pfn:
                 dmirror_invalidate(dm, <uint64_t>pv.vpn, <uint64_t>pv.vpn + 1)
-                self.dpt_sync(h)
+                side_sync(self, &self.ds, h)
                 n += 1
             pv = pv.next
         self.dev_pv_clear(pfn)
@@ -278,7 +245,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
                 victim = devmem_oldest(&self.devmem[dev])
             if victim == NO_PFN or self.vm_page_migrate(victim, 0) != MM_OK:
                 return NO_PFN
-            self.dma_dir(1, False)
+            side_dma(self, &self.ds, 1, False)
             self.ctr[C_DEVICE_EVICTIONS] += 1
         pfn = frame_alloc(&self.frames, dev)
         if pfn == NO_PFN:
@@ -392,7 +359,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         ms.to_device = 0
         ms.to_host = 0
         st = self.migrate_map_range(map, vpn, vpn + npages, node, &ms)
-        self.dma_flush(&ms)
+        side_dma_flush(self, &self.ds, &ms)
         return st
 
     # ================================================================ CPU side
@@ -413,7 +380,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             return MM_OK
         if self.vm_page_migrate(pfn, 0) != MM_OK:
             return MM_ENOMEM
-        self.dma_dir(1, False)
+        side_dma(self, &self.ds, 1, False)
         self.ctr[C_FAULTS] += 1
         self.ctr[C_FAULT_DEVICE_RETURN] += 1
         return MM_OK
@@ -460,13 +427,13 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
 
     cdef int c_exit(self, int64_t pid) noexcept nogil:
         self.dev_invalidate(pid, 0, VPN_END)
-        self.dev_free(pid)
+        side_free(self, &self.ds, pid)
         return MapEntryMachine.c_exit(self, pid)
 
     # ================================================================ device access
     cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil:
         cdef vm_map_t* map = self.map_of(pid)
-        cdef dev_mm_t* h = self.dev_of(pid)
+        cdef dev_mm_t* h = side_of(&self.ds, pid)
         cdef vm_map_entry_t* e
         cdef uint64_t ent = 0
         cdef int st
@@ -481,7 +448,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             st = self.device_fault(dev, map, e, vpn, write)
             if st != MM_OK:
                 return st
-            ent = dmirror_lookup(self.dev_of(pid).ms.dm[dev], <uint64_t>vpn)
+            ent = dmirror_lookup(side_of(&self.ds, pid).ms.dm[dev], <uint64_t>vpn)
         if write:
             self.frames.f[dpte_pfn(ent)].value = val[0]
         else:
@@ -516,7 +483,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             st = self.migrate_map_range(map, vpn + 1, be, dev, &ms)
         if st == MM_OK:
             st = self.migrate_map_range(map, vpn, vpn + 1, dev, &ms)
-        self.dma_flush(&ms)
+        side_dma_flush(self, &self.ds, &ms)
         return st
 
     cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
@@ -556,8 +523,8 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         cdef int64_t pid, nodes = 0, mirrors = 0
         cdef dev_mm_t* h
         cdef int st
-        for pid in range(1, self.dside_cap):
-            h = self.dside[pid]
+        for pid in range(1, self.ds.cap):
+            h = self.ds.tab[pid]
             if h == NULL:
                 continue
             if self.map_of(pid) == NULL:
@@ -569,7 +536,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             st = self.check_mirrors(self.map_of(pid), h)
             if st != MM_OK:
                 return st
-        if nodes != self.caches[self.kc_dpt_xa].active or mirrors != self.caches[self.kc_dmirror].active:
+        if nodes != self.caches[self.ds.kc_dpt_xa].active or mirrors != self.caches[self.ds.kc_dmirror].active:
             return self.check_fail("dmirror accounting differs from live device page tables")
         return MM_OK
 

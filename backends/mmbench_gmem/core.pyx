@@ -113,6 +113,7 @@ from mmbench.blocks.pagetable cimport (pt_node_t, PTE_PRESENT, PTE_WRITE, PTE_SP
                                        pt_leaf, pt_get, pt_set, pt_next)
 from mmbench.blocks.pmdwalk cimport pmd_leaf_next
 from mmbench.blocks.xarray cimport xa_init, xa_destroy, xa_load, xa_store, xa_erase, xa_find
+from mmbench.blocks.devside cimport side_of, side_free, side_sync, side_dma
 from mmbench.blocks.devmirror cimport (dmirror_t, dmirror_lookup, dmirror_invalidate, dpte_pfn, devmem_has,
                                        devmem_add, devmem_del, devmem_oldest, devmem_frame_alloc,
                                        devmem_frame_free, DPT_WRITE, pidtab_reserve)
@@ -231,7 +232,7 @@ cdef class GmemMachine(LinuxHMMMachine):
                 if self.procs[pid] != NULL:
                     self.exit_mmap(<mm_t*>self.procs[pid])
                     self.procs[pid] = NULL
-                    self.hmm_free(pid)
+                    side_free(self, &self.ds, pid)
                     self.obj_free(pid)
         free(self.objs)
         self.objs = NULL
@@ -525,7 +526,7 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef void peer_unmap(self, mm_t* mm, int dev, uint64_t start, uint64_t end) noexcept nogil:
         """mmu->peer_unmap: the device page-table entries of [start, end) go, with one
         device TLB invalidation."""
-        cdef dev_mm_t* h = self.hmm_of(mm)
+        cdef dev_mm_t* h = side_of(&self.ds, mm.pid)
         cdef int64_t nodes, n
         if h == NULL or h.ms.dm[dev] == NULL:
             return
@@ -535,7 +536,7 @@ cdef class GmemMachine(LinuxHMMMachine):
             self.ctr[C_DEVICE_PTE_WRITES] += n
             self.ctr[C_DEVICE_TLB_INVAL] += 1
             if h.ms.dm[dev].pt.nr_nodes != nodes:
-                self.dpt_sync(h)
+                side_sync(self, &self.ds, h)
 
     cdef int peer_map(self, mm_t* mm, uint64_t b, gm_mapping_t* gm) noexcept nogil:
         """mmu->peer_map of a DEVICE block: every page with a device frame gets its
@@ -550,7 +551,7 @@ cdef class GmemMachine(LinuxHMMMachine):
                 continue
             v = self.find_vma(mm, b + i)
             w = (v.vm_flags & VM_WRITE) != 0
-            h = self.hmm_of(mm)
+            h = side_of(&self.ds, mm.pid)
             e = dmirror_lookup(h.ms.dm[gm.dev], b + i) if h != NULL and h.ms.dm[gm.dev] != NULL else 0
             if e != 0 and dpte_pfn(e) == gm.pages[i] and ((e & DPT_WRITE) != 0) == w:
                 continue
@@ -650,7 +651,7 @@ cdef class GmemMachine(LinuxHMMMachine):
                 pos = e
             if self.ctr[C_PTE_ZAPS] != zaps_before:
                 self.ctr[C_TLB_FLUSHES] += 1
-        self.dma_dir(copies, True)
+        side_dma(self, &self.ds, copies, True)
         gm.pages = pages
         gm.flag = GM_PAGE_DEVICE
         gm.dev = dev
@@ -694,7 +695,7 @@ cdef class GmemMachine(LinuxHMMMachine):
             pt_set(t, vpn, mk_pte(pfn, PTE_PRESENT | (PTE_WRITE if (v.vm_flags & VM_WRITE) else 0)))
             self.ctr[C_PTE_WRITES] += 1
         self.ctr[C_PAGES_TO_HOST] += n
-        self.dma_dir(n, False)
+        side_dma(self, &self.ds, n, False)
         self.gm_release_frames(mm, b, gm, b, b + <uint64_t>self.granularity)
         gm.flag = GM_PAGE_CPU
         return MM_OK
@@ -953,8 +954,8 @@ cdef class GmemMachine(LinuxHMMMachine):
         if self.caches[self.kc_hnode_gm].active != self.ndevices * self.device_pages \
                 or self.caches[self.kc_hnode].active != self.ndevices:
             return self.check_fail("static device-memory gm_mappings != device pages")
-        for pid in range(1, self.hside_cap):
-            if self.hside[pid] != NULL and self.check_mirrors(pid) != MM_OK:
+        for pid in range(1, self.ds.cap):
+            if self.ds.tab[pid] != NULL and self.check_mirrors(pid) != MM_OK:
                 return MM_EINVAL
         return MM_OK
 

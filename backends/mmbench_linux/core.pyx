@@ -70,7 +70,7 @@
 #   maple.pyx   the VMA maple tree's shape: the kernel's store / split / push /
 #               rebalance rules replayed on node descriptors (maple_node counts)
 #   mm.pxd      the types: mm_t, vma_t, anon_vma_t, avc_t, shmem_t, vm_fault_t
-#   mm.pyx      LinuxMM: slab accounting, the VMA set (a sorted array for lookups,
+#   mm.pyx      LinuxMM: slab accounting, the VMA set (blocks/vmaset, a sorted array for lookups,
 #               each change also stored in the maple tree as the kernel stores it),
 #               split and merge, anon_vma / AVC (prepare, clone, fork, unlink)
 #   fault.pyx   LinuxFault(LinuxMM): one context struct, one driver, small phases;
@@ -89,7 +89,7 @@
 #   asked, over one process at a time, and treats every mapped page as young.
 #   THPs are built only for the linux design without devices
 #   (LinuxMM.thp_designs): the HMM device paths walk PTE tables only.
-# * VMAs are looked up in a sorted array; the maple tree is kept as a shape
+# * VMAs are looked up in a sorted array (blocks/vmaset); the maple tree is kept as a shape
 #   only (maple.pyx): its leaves hold the VMA pointers and gaps, and it changes
 #   store by store as the kernel's does, so maple_node counts follow the
 #   insertion history (append fills leaves, random order leaves them emptier).
@@ -142,6 +142,7 @@ from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, PT_ENTRIES, LVL_PGD
                                        pt_set, pt_next, pt_free_range, pt_vmpte_bytes,
                                        pt_reserve_move)
 from mmbench.blocks.itree cimport itree_verify
+from mmbench.blocks.vmaset cimport vmaset_remove
 from mmbench.blocks.pagecache cimport mapping_init, mapping_lookup
 
 from mmbench_linux.mm cimport *
@@ -490,8 +491,7 @@ cdef class LinuxMachine(LinuxFault):
         self.vma_iter_clear(mm, mm.vmas[i].vm_start, mm.vmas[j - 1].vm_end)
         for k in range(i, j):
             self.remove_vma(mm.vmas[k])
-        memmove(&mm.vmas[i], &mm.vmas[j], (mm.nr_vmas - j) * sizeof(vma_t*))
-        mm.nr_vmas -= j - i
+        vmaset_remove(<void**>mm.vmas, &mm.nr_vmas, i, j - i)
         mm.mmap_cache = 0
         self.mt_sync(mm)
         return MM_OK

@@ -11,7 +11,7 @@
 from libc.stdint cimport int64_t, uint64_t, int32_t
 from mmbench.blocks.frames cimport pfn_t, MAX_NODES
 from mmbench.blocks.pagetable cimport pt_node_t
-from mmbench.blocks.devmirror cimport dev_mm_t, devmem_t
+from mmbench.blocks.devmirror cimport dev_mm_t, dev_side_t, devmem_t
 from mmbench_linux.core cimport LinuxMachine
 from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t
 
@@ -22,21 +22,12 @@ cdef enum:
 
 
 cdef class LinuxHMMMachine(LinuxMachine):
-    cdef dev_mm_t** hside          # by pid: notifiers and device page tables; NULL while no device touched the mm
-    cdef int64_t hside_cap
+    cdef dev_side_t ds             # per-pid notifiers and device page tables, their caches, DMA by direction
     cdef devmem_t devmem[MAX_NODES]    # per device: frames in use, oldest first
-    cdef int kc_devpage, kc_dmirror, kc_dpt_xa
+    cdef int kc_devpage
     cdef int device_fault_mode
     cdef int64_t device_fault_pages    # aligned block a migrating fault moves, each way
     cdef int32_t* chk_devmaps      # scratch of c_check: device-private PTEs per device frame
-    cdef int64_t xfer[2]           # DMA transfers issued: [0] to the devices, [1] to the host
-
-    # --- side state and accounting
-    cdef dev_mm_t* hmm_of(self, mm_t* mm) noexcept nogil
-    cdef dev_mm_t* hmm_get(self, mm_t* mm) noexcept nogil
-    cdef void hmm_free(self, int64_t pid) noexcept nogil
-    cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil
-    cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil
 
     # --- notifier and device page tables
     cdef void mmu_notify(self, mm_t* mm, uint64_t start, uint64_t end, int owner) noexcept nogil

@@ -77,6 +77,7 @@
 #   own entries); the same entries disappear, counted once.
 
 from libc.stdlib cimport calloc, malloc, free
+from libc.string cimport memset
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
 from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, C_FAULTS,
@@ -94,7 +95,9 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT
                                        dev_mm_of, dev_mm_get, dev_mm_detach, dev_mm_notify,
                                        devmems_clear, devmems_init, devmems_destroy,
                                        devmem_frame_alloc, devmem_frame_free, devmem_oldest, devmem_has)
-from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count
+from mmbench.blocks.devside cimport (side_register, notify_count, side_of, side_get, side_free,
+                                     side_sync, side_destroy, side_dma, side_notify, side_map,
+                                     side_transfers)
 from mmbench_linux.core cimport LinuxMachine
 from mmbench_linux.mm cimport (mm_t, vma_t, avc_t, vm_fault_t, VM_WRITE, VM_SHARED, FAULT_FLAG_WRITE,
                                VM_FAULT_DONE, VM_FAULT_OOM, FR_ANON)
@@ -146,11 +149,8 @@ cdef class LinuxHMMMachine(LinuxMachine):
     counter_names = HMM_COUNTERS
 
     def __cinit__(self, *args, **kwargs):
-        self.hside = NULL
-        self.hside_cap = 0
+        memset(&self.ds, 0, sizeof(self.ds))
         self.chk_devmaps = NULL
-        self.xfer[0] = 0
-        self.xfer[1] = 0
         devmems_clear(self.devmem)
 
     def __init__(self, **kw):
@@ -163,11 +163,8 @@ cdef class LinuxHMMMachine(LinuxMachine):
         # struct page of device memory in use (the ZONE_DEVICE memmap exists for all
         # device memory; the model counts the pages holding data, 64 B each)
         self.kc_devpage = self.slab_register("page (device)", 64)
-        # struct dmirror of lib/test_hmm.c [computed, approximate]: mdevice 8, xarray 16,
-        # mmu_interval_notifier 88 (interval_tree_node 48, ops 8, mm 8, hlist_node 16,
-        # invalidate_seq 8), struct mutex 32, flags 8
-        self.kc_dmirror = self.slab_register("dmirror", 152)
-        self.kc_dpt_xa = self.slab_register("dmirror xa_node", 576)
+        # struct dmirror of lib/test_hmm.c and its page table's xa_nodes (devside.pxd)
+        side_register(self, &self.ds, 576)
         if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
             raise MemoryError()
 
@@ -178,58 +175,19 @@ cdef class LinuxHMMMachine(LinuxMachine):
                 if self.procs[pid] != NULL:
                     self.exit_mmap(<mm_t*>self.procs[pid])
                     self.procs[pid] = NULL
-                    self.hmm_free(pid)
-        free(self.hside)
-        self.hside = NULL
+                    side_free(self, &self.ds, pid)
+        side_destroy(&self.ds)
         devmems_destroy(self.devmem)
 
     # ================================================================ side state, accounting
-    cdef dev_mm_t* hmm_of(self, mm_t* mm) noexcept nogil:
-        return dev_mm_of(self.hside, self.hside_cap, mm.pid)
-
-    cdef dev_mm_t* hmm_get(self, mm_t* mm) noexcept nogil:
-        """The mm's notifier list, registered on the first device use."""
-        return dev_mm_get(&self.hside, &self.hside_cap, mm.pid, self.next_pid + 64)
-
-    cdef void hmm_free(self, int64_t pid) noexcept nogil:
-        cdef dev_mm_t* h = dev_mm_detach(self.hside, self.hside_cap, pid)
-        if h != NULL:
-            self.dpt_sync(h)
-            free(h)
-
-    cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil:
-        """Keep the dmirror and device page-table caches equal to what exists."""
-        dev_mm_sync(self, h, self.kc_dpt_xa, self.kc_dmirror)
-
     # ================================================================ notifier, device page tables
     cdef void mmu_notify(self, mm_t* mm, uint64_t start, uint64_t end, int owner) noexcept nogil:
         """mmu_notifier_invalidate_range_start over [start, end) of mm."""
-        cdef dev_mm_t* h = self.hmm_of(mm)
-        cdef notify_result_t r = dev_mm_notify(h, start, end, owner)
-        if notify_count(self, &r):
-            self.dpt_sync(h)
+        side_notify(self, &self.ds, mm.pid, start, end, owner)
 
     cdef int device_map(self, mm_t* mm, int dev, uint64_t vpn, pfn_t pfn, bint write) noexcept nogil:
         """The driver writes one entry of its page table (pmap_enter / dmirror_do_fault)."""
-        cdef dev_mm_t* h = self.hmm_get(mm)
-        cdef dmirror_t* dm
-        cdef int64_t nodes
-        if h == NULL:
-            return MM_ENOMEM
-        dm = h.ms.dm[dev]
-        if dm == NULL:
-            dm = mirror_get(&h.ms, dev)
-            self.dpt_sync(h)
-            if dm == NULL:
-                return MM_ENOMEM
-        nodes = dm.pt.nr_nodes
-        if dmirror_map(dm, vpn, pfn, write) != 0:
-            self.dpt_sync(h)
-            return MM_ENOMEM
-        self.ctr[C_DEVICE_PTE_WRITES] += 1
-        if dm.pt.nr_nodes != nodes:                   # the common case allocates nothing
-            self.dpt_sync(h)
-        return MM_OK
+        return side_map(self, &self.ds, mm.pid, dev, vpn, pfn, write)
 
     # ================================================================ device memory
     cdef bint is_device_pfn(self, pfn_t pfn) noexcept nogil:
@@ -264,13 +222,9 @@ cdef class LinuxHMMMachine(LinuxMachine):
         (counted in device_evictions, one per device frame reclaimed)."""
         cdef int st = self.migrate_to_ram(pfn, NULL, 0)
         if st == MM_OK:
-            self.dma_dir(1, False)
+            side_dma(self, &self.ds, 1, False)
             self.ctr[C_DEVICE_EVICTIONS] += 1
         return st
-
-    cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil:
-        """One copy over the link (Machine.dma_account), remembering its direction."""
-        dma_count(self, self.xfer, npages, to_device)
 
     def dma_transfers_each_way(self):
         """DMA transfers issued so far: {"to_device": n, "to_host": n} (exact)."""
@@ -278,7 +232,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
             return self._dma_transfers_each_way()
 
     def _dma_transfers_each_way(self):
-        return {"to_device": int(self.xfer[0]), "to_host": int(self.xfer[1])}
+        return side_transfers(&self.ds)
 
     cdef void page_put(self, pfn_t pfn) noexcept nogil:
         cdef frame_t* f
@@ -339,10 +293,10 @@ cdef class LinuxHMMMachine(LinuxMachine):
                 continue
             if self.migrate_one_to_device(mm, vma, t, vpn, dev, &copies, &unmapped) != MM_OK:
                 self.migrate_collect_flush(unmapped)
-                self.dma_dir(copies, True)
+                side_dma(self, &self.ds, copies, True)
                 return MM_ENOMEM
         self.migrate_collect_flush(unmapped)
-        self.dma_dir(copies, True)
+        side_dma(self, &self.ds, copies, True)
         return MM_OK
 
     cdef void migrate_collect_flush(self, int64_t unmapped) noexcept nogil:
@@ -498,14 +452,14 @@ cdef class LinuxHMMMachine(LinuxMachine):
             if t == NULL:
                 break
             if vpn >= tend:
-                self.dma_dir(batch, False)
+                side_dma(self, &self.ds, batch, False)
                 batch = 0
                 tend = (vpn | 511) + 1
             if self.devpriv_of(t.e[vpn & 511], dev):
                 self.migrate_to_ram(pte_pfn(t.e[vpn & 511]), mm, vpn)
                 batch += 1
             vpn += 1
-        self.dma_dir(batch, False)
+        side_dma(self, &self.ds, batch, False)
         return MM_OK
 
     # ================================================================ CPU fault on a device page
@@ -608,7 +562,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
         # out of device (and host) frames for the block: the driver falls back to
         # system memory (amdgpu's SVM maps the range where it is when svm_migrate_to_vram
         # fails); pages already moved stay moved, and the faulting page is used remotely
-        h = self.hmm_of(mm)
+        h = side_of(&self.ds, mm.pid)
         if h != NULL and h.ms.dm[dev] != NULL and dmirror_lookup(h.ms.dm[dev], vpn) != 0:
             return MM_OK
         return self.hmm_range_fault(dev, mm, vma, vpn, vpn + 1, vpn, write)   # not migratable: remote
@@ -661,7 +615,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
             return MM_ESEGV
         if write and not (vma.vm_flags & VM_WRITE):
             return MM_EPROT
-        h = self.hmm_of(mm)
+        h = side_of(&self.ds, mm.pid)
         if h != NULL and h.ms.dm[dev] != NULL:
             e = dmirror_lookup(h.ms.dm[dev], <uint64_t>vpn)
         if e == 0 or (write and not (e & DPT_WRITE)):
@@ -669,7 +623,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
             st = self.device_fault(dev, mm, vma, <uint64_t>vpn, write)
             if st != MM_OK:
                 return st
-            h = self.hmm_of(mm)
+            h = side_of(&self.ds, mm.pid)
             e = dmirror_lookup(h.ms.dm[dev], <uint64_t>vpn)
         if write:
             self.frames.f[dpte_pfn(e)].value = val[0]
@@ -729,7 +683,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
 
     cdef int c_exit(self, int64_t pid) noexcept nogil:
         cdef int st = LinuxMachine.c_exit(self, pid)
-        self.hmm_free(pid)
+        side_free(self, &self.ds, pid)
         return st
 
     # ================================================================ invariants
@@ -793,15 +747,15 @@ cdef class LinuxHMMMachine(LinuxMachine):
             total += used
         if total != self.caches[self.kc_devpage].active:
             return self.check_fail("device struct page cache != device frames in use")
-        for pid in range(1, self.hside_cap):
-            if self.hside[pid] != NULL and self.check_mirrors(pid) != MM_OK:
+        for pid in range(1, self.ds.cap):
+            if self.ds.tab[pid] != NULL and self.check_mirrors(pid) != MM_OK:
                 return MM_EINVAL
         return MM_OK
 
     cdef int check_mirrors(self, int64_t pid) noexcept nogil:
         """Coherence: a device entry maps exactly the frame the CPU PTE names, and is
         writable only if the PTE is; accounting equals the trees."""
-        cdef dev_mm_t* h = self.hside[pid]
+        cdef dev_mm_t* h = self.ds.tab[pid]
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef int d
         cdef uint64_t idx, e, start
@@ -841,7 +795,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
         cdef dev_mm_t* h
         cdef uint64_t idx = 0, e, start = 0
         dev = self._dev(dev)
-        h = self.hmm_of(<mm_t*>self.procs[p])
+        h = side_of(&self.ds, (<mm_t*>self.procs[p]).pid)
         out = {}
         if h == NULL or h.ms.dm[dev] == NULL:
             return out

@@ -88,7 +88,7 @@ cdef struct vma_t:
 
 # struct mm_struct: page tables + the VMA set, ordered by address.  The kernel
 # keeps VMAs in a maple tree; the model looks VMAs up in a sorted array of
-# pointers and replays every store of the kernel on a simulated maple tree
+# pointers (the block mmbench.blocks.vmaset over vmas / nr_vmas / cap_vmas) and replays every store of the kernel on a simulated maple tree
 # (maple.pyx) whose nodes are the maple_node objects accounted.
 cdef struct mm_t:
     int64_t pid
@@ -155,6 +155,11 @@ cdef enum:
     THP_NEVER = 0
     THP_MADVISE = 1
     THP_ALWAYS = 2
+
+
+# offsetof(vma_t, vm_start): where mmbench.blocks.vmaset reads a VMA's range
+cdef inline size_t vma_span() noexcept nogil:
+    return <size_t>&(<vma_t*>NULL).vm_start
 
 
 cdef inline uint64_t vma_pages(vma_t* v) noexcept nogil:

@@ -17,7 +17,6 @@
 #     on the deferred split queue, flagged partially mapped (FR_PARTIAL on the head).
 
 from libc.stdlib cimport calloc, malloc, realloc, free
-from libc.string cimport memmove
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
 from mmbench.core cimport (Machine, MM_OK, MM_ENOMEM, VPN_BITS, C_PT_PAGES_ALLOC, C_PT_PAGES_FREE,
@@ -34,6 +33,8 @@ from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove
 from mmbench.blocks.pagecache cimport mapping_truncate
 from mmbench.blocks.xarray cimport xa_destroy, XA_NODE_BYTES
 from mmbench_linux.maple cimport mt_store
+from mmbench.blocks.vmaset cimport (vmaset_lower_bound, vmaset_find, vmaset_fully_mapped, vmaset_reserve,
+                                    vmaset_insert, vmaset_remove)
 
 from mmbench import errors as _errors
 
@@ -183,60 +184,26 @@ cdef class LinuxMM(Machine):
     # ================================================================ the VMA set
     cdef int64_t vma_index(self, mm_t* mm, uint64_t vpn) noexcept nogil:
         """Index of the first VMA ending above `vpn` (nr_vmas if none)."""
-        cdef int64_t lo = 0, hi = mm.nr_vmas, mid
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if mm.vmas[mid].vm_end <= vpn:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        return vmaset_lower_bound(<void**>mm.vmas, mm.nr_vmas, vma_span(), vpn)
 
     cdef vma_t* find_vma(self, mm_t* mm, uint64_t vpn) noexcept nogil:
         """The VMA containing `vpn`, or NULL."""
-        cdef int64_t i = mm.mmap_cache
-        cdef vma_t* v
-        if i < mm.nr_vmas:
-            v = mm.vmas[i]
-            if v.vm_start <= vpn < v.vm_end:
-                return v
-        i = self.vma_index(mm, vpn)
-        if i < mm.nr_vmas and mm.vmas[i].vm_start <= vpn:
-            mm.mmap_cache = i
-            return mm.vmas[i]
-        return NULL
+        cdef int64_t i = vmaset_find(<void**>mm.vmas, mm.nr_vmas, vma_span(), &mm.mmap_cache, vpn)
+        return mm.vmas[i] if i >= 0 else NULL
 
     cdef bint range_mapped(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
-        cdef int64_t i = self.vma_index(mm, start)
-        cdef uint64_t pos = start
-        while pos < end:
-            if i >= mm.nr_vmas or mm.vmas[i].vm_start > pos:
-                return False
-            pos = mm.vmas[i].vm_end
-            i += 1
-        return True
+        return vmaset_fully_mapped(<void**>mm.vmas, mm.nr_vmas, vma_span(), start, end)
 
     cdef int vma_link(self, mm_t* mm, vma_t* vma) noexcept nogil:
         """Insert `vma` into mm's ordered set (vma_iter_store)."""
-        cdef int64_t i, cap
-        cdef vma_t** p
-        if mm.nr_vmas == mm.cap_vmas:
-            cap = mm.cap_vmas * 2 if mm.cap_vmas else 8
-            p = <vma_t**>realloc(mm.vmas, cap * sizeof(vma_t*))
-            if p == NULL:
-                return MM_ENOMEM
-            mm.vmas = p
-            mm.cap_vmas = cap
-        i = self.vma_index(mm, vma.vm_start)
-        memmove(&mm.vmas[i + 1], &mm.vmas[i], (mm.nr_vmas - i) * sizeof(vma_t*))
-        mm.vmas[i] = vma
-        mm.nr_vmas += 1
+        if self.vma_link_reserve(mm) != MM_OK:
+            return MM_ENOMEM
+        vmaset_insert(<void**>mm.vmas, &mm.nr_vmas, vma_span(), vma)
         vma.vm_mm = mm
         return MM_OK
 
     cdef void vma_unlink_at(self, mm_t* mm, int64_t i) noexcept nogil:
-        memmove(&mm.vmas[i], &mm.vmas[i + 1], (mm.nr_vmas - i - 1) * sizeof(vma_t*))
-        mm.nr_vmas -= 1
+        vmaset_remove(<void**>mm.vmas, &mm.nr_vmas, i, 1)
         mm.mmap_cache = 0
 
     cdef vma_t* vm_area_alloc(self, mm_t* mm) noexcept nogil:
@@ -514,12 +481,9 @@ cdef class LinuxMM(Machine):
         return MM_OK
 
     cdef int vma_link_reserve(self, mm_t* mm) noexcept nogil:
-        cdef int64_t cap = mm.cap_vmas * 2 if mm.cap_vmas else 8
-        cdef vma_t** p = <vma_t**>realloc(mm.vmas, cap * sizeof(vma_t*))
-        if p == NULL:
+        """Room for one more VMA in mm's set."""
+        if vmaset_reserve(<void***>&mm.vmas, &mm.cap_vmas, mm.nr_vmas + 1) != 0:
             return MM_ENOMEM
-        mm.vmas = p
-        mm.cap_vmas = cap
         return MM_OK
 
     cdef bint vma_is_fork_child(self, vma_t* vma) noexcept nogil:

@@ -8,29 +8,15 @@
 
 from libc.stdint cimport int64_t, uint64_t, int32_t
 from mmbench.blocks.frames cimport pfn_t, MAX_NODES
-from mmbench.blocks.devmirror cimport dev_mm_t, devmem_t, move_stats_t
+from mmbench.blocks.devmirror cimport dev_mm_t, dev_side_t, devmem_t, move_stats_t
 from mmbench_shmem.core cimport ShmemMachine
 from mmbench_shmem.objects cimport mm_struct, vm_area_struct, shmem_inode_info
 
 cdef class ShmemDevMachine(ShmemMachine):
-    cdef dev_mm_t** dside      # by pid; NULL while no device touched the mm
-    cdef int64_t dside_cap
+    cdef dev_side_t ds             # per-pid notifiers and device page tables, their caches, DMA by direction
     cdef devmem_t devmem[MAX_NODES]    # per device: frames in use, oldest first
-    cdef int kc_devpage, kc_dmirror, kc_dpt_xa
+    cdef int kc_devpage
     cdef int64_t device_fault_pages    # aligned block a device fault migrates
-    cdef int64_t xfer[2]           # DMA transfers issued: [0] to the devices, [1] to the host
-
-    # --- per-mm device state, accounting
-    cdef dev_mm_t* dev_of(self, mm_struct* mm) noexcept nogil
-    cdef dev_mm_t* dev_get(self, mm_struct* mm) noexcept nogil
-    cdef void dev_free(self, int64_t pid) noexcept nogil
-    cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil
-    cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil
-    cdef void dma_flush(self, move_stats_t* ms) noexcept nogil
-
-    # --- notifier and device page tables
-    cdef void mmu_notify(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil
-    cdef int device_map(self, mm_struct* mm, int dev, uint64_t vpn, pfn_t pfn, bint write) noexcept nogil
 
     # --- device memory
     cdef bint is_device_pfn(self, pfn_t pfn) noexcept nogil

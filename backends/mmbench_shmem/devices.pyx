@@ -59,6 +59,7 @@
 # * A failed migration stops at a page boundary; pages already moved stay moved.
 
 from libc.stdlib cimport free
+from libc.string cimport memset
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
 from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, C_FAULTS,
@@ -78,7 +79,9 @@ from mmbench.blocks.devmirror cimport (dmirror_t, notify_result_t, DPT_WRITE, dp
                                        devmems_clear, devmems_init, devmems_destroy,
                                        devmem_frame_alloc, devmem_frame_free, devmem_oldest, devmem_has,
                                        devmem_del)
-from mmbench.blocks.devside cimport notify_count, dev_mm_sync, dma_count, dma_flush_stats
+from mmbench.blocks.devside cimport (side_register, side_of, side_get, side_free, side_sync,
+                                     side_destroy, side_dma, side_dma_flush, side_notify, side_map,
+                                     side_transfers)
 from mmbench_shmem.core cimport ShmemMachine, vm_fault
 from mmbench_shmem.objects cimport VM_WRITE, VM_SHARED, vma_pgoff_of, reflink_group
 from mmbench_shmem.vma cimport find_vma, range_fully_mapped
@@ -122,10 +125,7 @@ cdef class ShmemDevMachine(ShmemMachine):
     counter_names = DEVICE_COUNTERS
 
     def __cinit__(self, *args, **kwargs):
-        self.dside = NULL
-        self.dside_cap = 0
-        self.xfer[0] = 0
-        self.xfer[1] = 0
+        memset(&self.ds, 0, sizeof(self.ds))
         devmems_clear(self.devmem)
 
     def __init__(self, **kw):
@@ -133,9 +133,8 @@ cdef class ShmemDevMachine(ShmemMachine):
         self.device_fault_pages = device_fault_pages_option(self.options)
         # struct page of device memory holding data (ZONE_DEVICE memmap), 64 B
         self.kc_devpage = self.slab_register("page (device)", 64)
-        # the driver's per-(mm, device) mirror, sized as linux's (mmbench_linux.hmm)
-        self.kc_dmirror = self.slab_register("dmirror", 152)
-        self.kc_dpt_xa = self.slab_register("dmirror xa_node", 584)   # radix_tree_node objsize here
+        # the driver's per-(mm, device) mirror, sized as linux's (mmbench.blocks.devside)
+        side_register(self, &self.ds, 584)          # radix_tree_node objsize here
         if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
             raise MemoryError()
 
@@ -146,66 +145,20 @@ cdef class ShmemDevMachine(ShmemMachine):
                 if self.procs[pid] != NULL:
                     self.exit_mmap(<mm_struct*>self.procs[pid])
                     self.procs[pid] = NULL
-                    self.dev_free(pid)
-        free(self.dside)
-        self.dside = NULL
+                    side_free(self, &self.ds, pid)
+        side_destroy(&self.ds)
         devmems_destroy(self.devmem)
 
     # ================================================================ per-mm state, accounting
-    cdef dev_mm_t* dev_of(self, mm_struct* mm) noexcept nogil:
-        return dev_mm_of(self.dside, self.dside_cap, mm.pid)
-
-    cdef dev_mm_t* dev_get(self, mm_struct* mm) noexcept nogil:
-        """The mm's notifier list, registered on its first device use."""
-        return dev_mm_get(&self.dside, &self.dside_cap, mm.pid, self.next_pid + 64)
-
-    cdef void dev_free(self, int64_t pid) noexcept nogil:
-        cdef dev_mm_t* h = dev_mm_detach(self.dside, self.dside_cap, pid)
-        if h != NULL:
-            self.dpt_sync(h)
-            free(h)
-
-    cdef void dpt_sync(self, dev_mm_t* h) noexcept nogil:
-        """Keep the dmirror and device page-table caches equal to what exists."""
-        dev_mm_sync(self, h, self.kc_dpt_xa, self.kc_dmirror)
-
-    cdef void dma_dir(self, int64_t npages, bint to_device) noexcept nogil:
-        """One copy over the link (Machine.dma_account), remembering its direction."""
-        dma_count(self, self.xfer, npages, to_device)
-
-    cdef void dma_flush(self, move_stats_t* ms) noexcept nogil:
-        dma_flush_stats(self, self.xfer, ms)
-
     def dma_transfers_each_way(self):
         """DMA transfers issued so far: {"to_device": n, "to_host": n} (exact)."""
         with self.held():
             return self._dma_transfers_each_way()
 
     def _dma_transfers_each_way(self):
-        return {"to_device": int(self.xfer[0]), "to_host": int(self.xfer[1])}
+        return side_transfers(&self.ds)
 
     # ================================================================ notifier, device page tables
-    cdef void mmu_notify(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
-        """mmu_notifier_invalidate_range_start over [start, end) of mm."""
-        cdef dev_mm_t* h = self.dev_of(mm)
-        cdef notify_result_t r = dev_mm_notify(h, start, end, 0)
-        if notify_count(self, &r):
-            self.dpt_sync(h)
-
-    cdef int device_map(self, mm_struct* mm, int dev, uint64_t vpn, pfn_t pfn, bint write) noexcept nogil:
-        """The driver writes one entry of its page table."""
-        cdef dev_mm_t* h = self.dev_get(mm)
-        cdef dmirror_t* dm
-        if h == NULL:
-            return MM_ENOMEM
-        dm = mirror_get(&h.ms, dev)
-        if dm == NULL or dmirror_map(dm, vpn, pfn, write) != 0:
-            self.dpt_sync(h)
-            return MM_ENOMEM
-        self.ctr[C_DEVICE_PTE_WRITES] += 1
-        self.dpt_sync(h)
-        return MM_OK
-
     # ================================================================ device memory
     cdef bint is_device_pfn(self, pfn_t pfn) noexcept nogil:
         return self.ndevices > 0 and pfn != ZERO_PFN and pfn != NO_PFN \
@@ -227,7 +180,7 @@ cdef class ShmemDevMachine(ShmemMachine):
                 f = <shmem_inode_info*><size_t>v.owner
             if self.move_frame(f, v.index, victim, 0) != MM_OK:
                 return NO_PFN
-            self.dma_dir(1, False)
+            side_dma(self, &self.ds, 1, False)
             self.ctr[C_DEVICE_EVICTIONS] += 1
         pfn = devmem_frame_alloc(self.devmem, &self.frames, dev)
         if pfn != NO_PFN:
@@ -253,7 +206,7 @@ cdef class ShmemDevMachine(ShmemMachine):
             w = <vm_area_struct*>it
             self.ctr[C_RMAP_VISITS] += 1
             addr = w.vm_start + (pgoff - w.vm_pgoff)
-            self.mmu_notify(w.vm_mm, addr, addr + 1)
+            side_notify(self, &self.ds, w.vm_mm.pid, addr, addr + 1, 0)
             t = pt_leaf(&w.vm_mm.pgd, addr, False, NULL)
             if t != NULL and t.e[addr & 511] != 0:
                 self.zap_pte(t, addr)
@@ -388,8 +341,8 @@ cdef class ShmemDevMachine(ShmemMachine):
         """The driver maps a page now on `dev`: writable only if the VMA is and
         one file holds the frame."""
         cdef pfn_t pfn = mapping_lookup(&v.vm_file.i_data, vma_pgoff_of(v, vpn))
-        return self.device_map(mm, dev, vpn, pfn,
-                               (v.vm_flags & VM_WRITE) != 0 and frame_file_refs(&self.frames, pfn) == 1)
+        return side_map(self, &self.ds, mm.pid, dev, vpn, pfn,
+                        (v.vm_flags & VM_WRITE) != 0 and frame_file_refs(&self.frames, pfn) == 1)
 
     cdef int64_t migrate_host_frames(self, mm_struct* mm, uint64_t start, uint64_t end,
                                      int node) noexcept nogil:
@@ -447,7 +400,7 @@ cdef class ShmemDevMachine(ShmemMachine):
         ms.to_device = 0
         ms.to_host = 0
         st = self.migrate_range(mm, vpn, vpn + npages, node, &ms)
-        self.dma_flush(&ms)
+        side_dma_flush(self, &self.ds, &ms)
         return st
 
     # ================================================================ CPU side
@@ -466,21 +419,21 @@ cdef class ShmemDevMachine(ShmemMachine):
                     return MM_ENOMEM
                 if self.move_frame(vmf.vma.vm_file, vmf.pgoff, pfn, 0) != MM_OK:
                     return MM_ENOMEM
-                self.dma_dir(1, False)
+                side_dma(self, &self.ds, 1, False)
                 self.ctr[C_FAULTS] += 1
                 self.ctr[C_FAULT_DEVICE_RETURN] += 1
         return ShmemMachine.handle_mm_fault(self, vmf)
 
     cdef int64_t zap_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
-        self.mmu_notify(mm, start, end)
+        side_notify(self, &self.ds, mm.pid, start, end, 0)
         return ShmemMachine.zap_range(self, mm, start, end)
 
     cdef int64_t wrprotect_range(self, mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
-        self.mmu_notify(mm, start, end)
+        side_notify(self, &self.ds, mm.pid, start, end, 0)
         return ShmemMachine.wrprotect_range(self, mm, start, end)
 
     cdef void move_ptes(self, mm_struct* mm, uint64_t old, uint64_t new, uint64_t n) noexcept nogil:
-        self.mmu_notify(mm, old, old + n)
+        side_notify(self, &self.ds, mm.pid, old, old + n, 0)
         ShmemMachine.move_ptes(self, mm, old, new, n)
 
     cdef void shmem_truncate(self, shmem_inode_info* inode, uint64_t start, uint64_t end) noexcept nogil:
@@ -501,13 +454,13 @@ cdef class ShmemDevMachine(ShmemMachine):
 
     cdef int c_exit(self, int64_t pid) noexcept nogil:
         cdef int st = ShmemMachine.c_exit(self, pid)
-        self.dev_free(pid)
+        side_free(self, &self.ds, pid)
         return st
 
     # ================================================================ device access
     cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil:
         cdef mm_struct* mm = <mm_struct*>self.proc_of(pid)
-        cdef dev_mm_t* h = self.dev_of(mm)
+        cdef dev_mm_t* h = side_of(&self.ds, mm.pid)
         cdef vm_area_struct* v
         cdef uint64_t e = 0
         cdef int st
@@ -522,7 +475,7 @@ cdef class ShmemDevMachine(ShmemMachine):
             st = self.device_fault(dev, mm, v, vpn, write)
             if st != MM_OK:
                 return st
-            e = dmirror_lookup(self.dev_of(mm).ms.dm[dev], vpn)
+            e = dmirror_lookup(side_of(&self.ds, mm.pid).ms.dm[dev], vpn)
         if write:
             self.frames.f[dpte_pfn(e)].value = val[0]
         else:
@@ -555,7 +508,7 @@ cdef class ShmemDevMachine(ShmemMachine):
             st = self.migrate_range(mm, vpn + 1, be, dev, &ms)
         if st == MM_OK:
             st = self.migrate_range(mm, vpn, vpn + 1, dev, &ms)
-        self.dma_flush(&ms)
+        side_dma_flush(self, &self.ds, &ms)
         return st
 
     cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
@@ -615,7 +568,7 @@ cdef class ShmemDevMachine(ShmemMachine):
         cdef int st
         for pid in range(1, self.next_pid):
             mm = <mm_struct*>self.procs[pid]
-            h = self.dev_of(mm) if mm != NULL else NULL
+            h = side_of(&self.ds, mm.pid) if mm != NULL else NULL
             if h == NULL:
                 continue
             if h.xa_acct != mirrors_nodes(&h.ms) or h.dm_acct != h.ms.nr:
@@ -625,14 +578,14 @@ cdef class ShmemDevMachine(ShmemMachine):
             st = self.check_mirrors(mm)
             if st != MM_OK:
                 return st
-        if nodes != self.caches[self.kc_dpt_xa].active or mirrors != self.caches[self.kc_dmirror].active:
+        if nodes != self.caches[self.ds.kc_dpt_xa].active or mirrors != self.caches[self.ds.kc_dmirror].active:
             return self.check_fail("dmirror accounting differs from live mirrors")
         return MM_OK
 
     cdef int check_mirrors(self, mm_struct* mm) noexcept nogil:
         """Coherence: a device entry names the frame the file holds at that
         offset, on that device, writable only if the VMA is and one file holds it."""
-        cdef dev_mm_t* h = self.dev_of(mm)
+        cdef dev_mm_t* h = side_of(&self.ds, mm.pid)
         cdef dmirror_t* dm
         cdef vm_area_struct* v
         cdef uint64_t vpn = 0, e

@@ -97,9 +97,13 @@ cdef struct mm_struct:
     int64_t vmas_cap
     int64_t maple_nodes          # maple_node objects accounted for map_count VMAs
     int64_t pt_seen[4]           # page-table pages already accounted, per level
-    vm_area_struct* mmap_cache   # last VMA found (per-thread vmacache of old kernels)
+    int64_t mmap_cache           # index of the last VMA found (vmacache of old kernels; vmaset_find)
     shmem_inode_info* private_file   # anon_file="per_mm": this mm's file (pgoff = vpn), or NULL
     int64_t nr_huge_pmd          # PMD leaves mapping PMD-sized folios now
+
+# offsetof(vm_area_struct, vm_start): where mmbench.blocks.vmaset reads a VMA's range
+cdef inline size_t vma_span() noexcept nogil:
+    return <size_t>&(<vm_area_struct*>NULL).vm_start
 
 cdef inline uint64_t vma_pgoff_of(vm_area_struct* vma, uint64_t vpn) noexcept nogil:
     """linear_page_index: the file offset that backs `vpn`."""

@@ -1,7 +1,7 @@
 # mmbench_shmem.vma — the per-process VMA set and the VMA <-> i_mmap links.
 #
 # The kernel keeps VMAs in a maple tree; the model keeps the same in-order view
-# (a sorted array of pointers, binary-searched) and accounts the maple_node
+# (the sorted, binary-searched array of mmbench.blocks.vmaset) and accounts the maple_node
 # objects such a tree needs for map_count VMAs (maple_nodes_for, an estimate).
 # Every VMA is linked into its file's i_mmap, keyed by the file range it maps:
 # that is the whole reverse map of this design.
@@ -9,16 +9,36 @@
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 from mmbench_shmem.objects cimport mm_struct, vm_area_struct, shmem_inode_info
 
-# index of the first VMA with vm_end > vpn (map_count if none)
-cdef int64_t vma_lower_bound(mm_struct* mm, uint64_t vpn) noexcept nogil
-# the VMA containing vpn, or NULL
-cdef vm_area_struct* find_vma(mm_struct* mm, uint64_t vpn) noexcept nogil
-cdef bint range_fully_mapped(mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil
-cdef bint range_any_mapped(mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil
-# make room for `extra` more VMAs in the array: 0 or -1 (out of memory)
-cdef int vmas_reserve(mm_struct* mm, int64_t extra) noexcept nogil
-cdef void vmas_insert(mm_struct* mm, vm_area_struct* vma) noexcept nogil   # room reserved
-cdef void vmas_remove_at(mm_struct* mm, int64_t idx) noexcept nogil
+from mmbench.blocks.vmaset cimport (vmaset_lower_bound, vmaset_find, vmaset_fully_mapped,
+                                    vmaset_any_mapped, vmaset_reserve, vmaset_insert, vmaset_remove)
+from mmbench_shmem.objects cimport vma_span
+
+# The set itself is the block mmbench.blocks.vmaset over mm.vmas / map_count / vmas_cap.
+
+cdef inline int64_t vma_lower_bound(mm_struct* mm, uint64_t vpn) noexcept nogil:
+    """Index of the first VMA with vm_end > vpn (map_count if none)."""
+    return vmaset_lower_bound(<void**>mm.vmas, mm.map_count, vma_span(), vpn)
+
+cdef inline vm_area_struct* find_vma(mm_struct* mm, uint64_t vpn) noexcept nogil:
+    """The VMA containing vpn, or NULL."""
+    cdef int64_t i = vmaset_find(<void**>mm.vmas, mm.map_count, vma_span(), &mm.mmap_cache, vpn)
+    return mm.vmas[i] if i >= 0 else NULL
+
+cdef inline bint range_fully_mapped(mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
+    return vmaset_fully_mapped(<void**>mm.vmas, mm.map_count, vma_span(), start, end)
+
+cdef inline bint range_any_mapped(mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
+    return vmaset_any_mapped(<void**>mm.vmas, mm.map_count, vma_span(), start, end)
+
+cdef inline int vmas_reserve(mm_struct* mm, int64_t extra) noexcept nogil:
+    """Make room for `extra` more VMAs in the array: 0 or -1 (out of memory)."""
+    return vmaset_reserve(<void***>&mm.vmas, &mm.vmas_cap, mm.map_count + extra)
+
+cdef inline void vmas_insert(mm_struct* mm, vm_area_struct* vma) noexcept nogil:   # room reserved
+    vmaset_insert(<void**>mm.vmas, &mm.map_count, vma_span(), vma)
+
+cdef inline void vmas_remove_at(mm_struct* mm, int64_t idx) noexcept nogil:
+    vmaset_remove(<void**>mm.vmas, &mm.map_count, idx, 1)
 
 # i_mmap links (vma_link_file / vma_unlink_file); they keep vm_file.i_count
 cdef void vma_link_file(vm_area_struct* vma) noexcept nogil

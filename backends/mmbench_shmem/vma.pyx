@@ -6,72 +6,9 @@
 # below assumes full nodes, i.e. it is a lower-bound *estimate* of what the
 # kernel allocates (real leaves are often half full after splits).
 
-from libc.stdlib cimport realloc
-from libc.string cimport memmove
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 from mmbench.blocks.itree cimport itree_insert, itree_remove, itree_first
 from mmbench_shmem.objects cimport vma_pgoff_of
-
-cdef int64_t vma_lower_bound(mm_struct* mm, uint64_t vpn) noexcept nogil:
-    cdef int64_t lo = 0, hi = mm.map_count, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if mm.vmas[mid].vm_end <= vpn:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-cdef vm_area_struct* find_vma(mm_struct* mm, uint64_t vpn) noexcept nogil:
-    cdef vm_area_struct* v = mm.mmap_cache
-    cdef int64_t i
-    if v != NULL and v.vm_start <= vpn < v.vm_end:
-        return v
-    i = vma_lower_bound(mm, vpn)
-    if i < mm.map_count and mm.vmas[i].vm_start <= vpn:
-        mm.mmap_cache = mm.vmas[i]
-        return mm.vmas[i]
-    return NULL
-
-cdef bint range_fully_mapped(mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
-    cdef int64_t i = vma_lower_bound(mm, start)
-    cdef uint64_t at = start
-    while at < end:
-        if i >= mm.map_count or mm.vmas[i].vm_start > at:
-            return False
-        at = mm.vmas[i].vm_end
-        i += 1
-    return True
-
-cdef bint range_any_mapped(mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
-    cdef int64_t i = vma_lower_bound(mm, start)
-    return i < mm.map_count and mm.vmas[i].vm_start < end
-
-cdef int vmas_reserve(mm_struct* mm, int64_t extra) noexcept nogil:
-    cdef int64_t cap = mm.vmas_cap
-    cdef vm_area_struct** p
-    if mm.map_count + extra <= cap:
-        return 0
-    while cap < mm.map_count + extra:
-        cap = cap * 2 if cap else 8
-    p = <vm_area_struct**>realloc(mm.vmas, cap * sizeof(vm_area_struct*))
-    if p == NULL:
-        return -1
-    mm.vmas = p
-    mm.vmas_cap = cap
-    return 0
-
-cdef void vmas_insert(mm_struct* mm, vm_area_struct* vma) noexcept nogil:
-    cdef int64_t i = vma_lower_bound(mm, vma.vm_start)
-    memmove(&mm.vmas[i + 1], &mm.vmas[i], (mm.map_count - i) * sizeof(vm_area_struct*))
-    mm.vmas[i] = vma
-    mm.map_count += 1
-
-cdef void vmas_remove_at(mm_struct* mm, int64_t idx) noexcept nogil:
-    if mm.mmap_cache == mm.vmas[idx]:
-        mm.mmap_cache = NULL
-    memmove(&mm.vmas[idx], &mm.vmas[idx + 1], (mm.map_count - idx - 1) * sizeof(vm_area_struct*))
-    mm.map_count -= 1
 
 cdef void vma_link_file(vm_area_struct* vma) noexcept nogil:
     vma.shared_rb.start = vma.vm_pgoff

@@ -27,6 +27,8 @@ from mmbench.blocks.frames cimport (frames_t, pfn_t, frames_init, frames_destroy
                                     frame_free, frame_node, frames_free_count, NO_PFN, MAX_NODES)
 from mmbench.blocks.pagecache cimport (address_space_t, mapping_init, mapping_lookup, mapping_add,
                                        mapping_remove, mapping_truncate)
+from mmbench.blocks.vmaset cimport (vma_span_t, vmaset_lower_bound, vmaset_find, vmaset_fully_mapped,
+                                    vmaset_any_mapped, vmaset_reserve, vmaset_insert, vmaset_remove)
 
 from mmbench import errors
 
@@ -309,6 +311,114 @@ cdef class ITree:
 
     def verify(self):
         return [] if itree_verify(&self.t) == 0 else ["itree_verify failed"]
+
+
+# --------------------------------------------------------------------- vmaset
+# A stand-in for a design's VMA: the range is not at offset 0, as in the designs.
+ctypedef struct tvma_t:
+    uint64_t pad
+    vma_span_t r
+    int64_t id
+
+
+cdef size_t TVMA_SPAN = <size_t>&(<tvma_t*>NULL).r
+
+
+cdef class VmaSet:
+    """One VMA set over stand-in VMAs named by id (0 .. capacity-1)."""
+    cdef void** vmas
+    cdef int64_t nr, cap, cache, pool_cap
+    cdef tvma_t* pool
+    cdef bytes live
+
+    def __cinit__(self, int64_t capacity=256):
+        if capacity < 1 or capacity > 1 << 20:
+            raise errors.InvalidArgument("capacity must be in 1..2**20")
+        self.pool = <tvma_t*>calloc(capacity, sizeof(tvma_t))
+        if self.pool == NULL:
+            raise MemoryError()
+        self.pool_cap = capacity
+
+    def __dealloc__(self):
+        free(self.pool)
+        free(self.vmas)
+
+    def _in_set(self, int64_t i):
+        cdef int64_t k
+        for k in range(self.nr):
+            if self.vmas[k] == <void*>&self.pool[i]:
+                return True
+        return False
+
+    def insert(self, id, start, end):
+        """Insert VMA `id` over [start, end); refused when it overlaps one in the set."""
+        cdef int64_t i = _u64(id, "id", 0, self.pool_cap - 1)
+        cdef uint64_t s = _u64(start, "start", 0, VPN_LIMIT - 1), e = _u64(end, "end", 1, VPN_LIMIT)
+        if e <= s:
+            raise errors.InvalidArgument("end <= start")
+        if self._in_set(i):
+            raise errors.InvalidArgument(f"VMA {i} is already in the set")
+        if vmaset_any_mapped(self.vmas, self.nr, TVMA_SPAN, s, e):
+            raise errors.InvalidArgument("range overlaps a VMA of the set")
+        if vmaset_reserve(&self.vmas, &self.cap, self.nr + 1) != 0:
+            raise MemoryError()
+        self.pool[i].r.vm_start = s
+        self.pool[i].r.vm_end = e
+        self.pool[i].id = i
+        vmaset_insert(self.vmas, &self.nr, TVMA_SPAN, &self.pool[i])
+
+    def remove(self, index, count=1):
+        """Take the `count` VMAs at positions [index, index + count) out of the set."""
+        cdef int64_t i = _u64(index, "index", 0, self.nr), n = _u64(count, "count", 0, self.nr)
+        if i + n > self.nr:
+            raise errors.InvalidArgument("positions beyond the set")
+        vmaset_remove(self.vmas, &self.nr, i, n)
+
+    def find(self, vpn):
+        """(start, end, id) of the VMA containing vpn, or None."""
+        cdef uint64_t v = _u64(vpn, "vpn")
+        cdef int64_t i = vmaset_find(self.vmas, self.nr, TVMA_SPAN, &self.cache, v)
+        cdef tvma_t* t
+        if i < 0:
+            return None
+        t = <tvma_t*>self.vmas[i]
+        return (t.r.vm_start, t.r.vm_end, t.id)
+
+    def lower_bound(self, vpn):
+        return vmaset_lower_bound(self.vmas, self.nr, TVMA_SPAN, _u64(vpn, "vpn"))
+
+    def fully_mapped(self, start, end):
+        return vmaset_fully_mapped(self.vmas, self.nr, TVMA_SPAN, _u64(start, "start"), _u64(end, "end"))
+
+    def any_mapped(self, start, end):
+        return vmaset_any_mapped(self.vmas, self.nr, TVMA_SPAN, _u64(start, "start"), _u64(end, "end"))
+
+    def items(self):
+        """[(start, end, id)] in set order."""
+        cdef int64_t k
+        cdef tvma_t* t
+        out = []
+        for k in range(self.nr):
+            t = <tvma_t*>self.vmas[k]
+            out.append((t.r.vm_start, t.r.vm_end, t.id))
+        return out
+
+    @property
+    def count(self):
+        return self.nr
+
+    def verify(self):
+        """Ordered, non-overlapping, non-empty ranges; nr within the allocated array."""
+        errs = []
+        items = self.items()
+        if self.nr > self.cap:
+            errs.append("more VMAs than array slots")
+        for k, (s, e, _) in enumerate(items):
+            if e <= s:
+                errs.append(f"empty VMA at {k}")
+            if k and items[k - 1][1] > s:
+                errs.append(f"VMAs {k - 1} and {k} overlap or are out of order")
+        return errs
 
 
 # --------------------------------------------------------------------- frames

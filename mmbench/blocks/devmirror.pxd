@@ -73,6 +73,17 @@ ctypedef struct dev_mm_t:
     int64_t xa_acct                # device page-table xa_nodes accounted
     int64_t dm_acct                # struct dmirror objects accounted
 
+# The device side of one machine, the same in every design with devices: the
+# per-pid states above (`tab`, `cap` slots, NULL while no device touched the
+# process), the two caches they are accounted in, and the DMA transfers issued
+# by direction.  devside.pxd has the operations on it.
+ctypedef struct dev_side_t:
+    dev_mm_t** tab
+    int64_t cap
+    int kc_dmirror                 # struct dmirror objects
+    int kc_dpt_xa                  # device page-table xa_nodes
+    int64_t xfer[2]                # DMA transfers issued: [0] to the devices, [1] to the host
+
 # A side table by pid (`tab[0]`, `cap[0]` slots, NULL = none) grown on demand:
 # make slot `pid` exist, growing the table to `want` slots (new ones NULL);
 # 0, or -1 when out of memory (the table is unchanged).
