@@ -366,10 +366,19 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     cdef int fault_device_return(self, vm_map_t* map, int64_t vpn, bint write) noexcept nogil:
         """Before the CPU fault: a fictitious page in the chain comes home in
         place (into the object holding it)."""
-        cdef uint64_t pte = pmap_pte(&map.pmap.hdr, vpn)
+        cdef uint64_t pte
         cdef vm_map_entry_t* e
         cdef pfn_t pfn
-        cdef int depth
+        cdef int depth, d
+        # A fictitious page is an allocated device frame: while no device
+        # frame is allocated, no chain holds one and there is nothing to look
+        # up (the model's shortcut; the kernel finds out from the page itself)
+        for d in range(1, self.ndevices + 1):
+            if self.frames.node_used[d]:
+                break
+        else:
+            return MM_OK
+        pte = pmap_pte(&map.pmap.hdr, vpn)
         if pte_present(pte) and (not write or pte_write(pte)):
             return MM_OK
         e = vm_map_lookup_entry(map, vpn)

@@ -44,15 +44,23 @@ ctypedef struct pctrie_t:
     uint64_t root             # 0 (empty), a leaf, or a node pointer
     int64_t count             # leaves
     int64_t nnodes            # nodes
+    pctrie_node_t* hint       # the simulator's shortcut: the deepest node the last
+                              # pctrie_iter_lookup reached (NULL after any removal)
 
 cdef inline void pctrie_init(pctrie_t* t) noexcept nogil:
     t.root = 0
+    t.hint = NULL
     t.count = 0
     t.nnodes = 0
 
 # The item whose key is `key`, or NULL.
 cdef uint64_t* pctrie_lookup(pctrie_t* t, uint64_t key) noexcept nogil
-# Same, and on a miss record in *it where the key would be inserted.
+# Same, and on a miss record in *it where the key would be inserted.  The walk
+# starts at t.hint when the key shares the hint node's prefix: every key with a
+# node's prefix lives below that node, so the answer is the one a walk from the
+# root gives, without the levels above (a run of faults through one object
+# mostly stays under one node; the kernel's iterators keep their path alike).
+# Removals clear the hint (they may free nodes); inserts keep it (they free none).
 cdef uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) noexcept nogil
 # Insert `item` at the position a pctrie_iter_lookup of its key just recorded
 # (the trie must not have changed since); falls back to pctrie_insert.

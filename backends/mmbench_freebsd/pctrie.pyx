@@ -88,6 +88,8 @@ cdef uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) 
     cdef pctrie_node_t* n
     cdef int i
     it.node = NULL
+    if t.hint != NULL and not outside(t.hint, key):
+        p = <uint64_t><size_t>t.hint
     while p != 0:
         if is_leaf(p):
             if leaf_item(p)[0] == key:
@@ -98,6 +100,7 @@ cdef uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) 
             return NULL
         i = slot_of(key, n.clev)
         p = n.child[i]
+        t.hint = n
         if p == 0:
             it.node = n
             it.slot = i
@@ -210,6 +213,7 @@ cdef uint64_t* pctrie_remove(pctrie_t* t, uint64_t key, kmem_cache_t* kc) noexce
     cdef pctrie_node_t* n
     cdef uint64_t* item
     cdef int i
+    t.hint = NULL                       # a node may go
     if p == 0:
         return NULL
     if is_leaf(p):
@@ -301,7 +305,23 @@ cdef int pctrie_check(pctrie_t* t, const char** why) noexcept nogil:
     if leaves != t.count or nodes != t.nnodes:
         why[0] = "pctrie leaf or node count is wrong"
         return -1
+    if t.hint != NULL and not hint_in_trie(t):
+        why[0] = "pctrie lookup hint is not a node of the trie"
+        return -1
     return 0
+
+cdef bint hint_in_trie(pctrie_t* t) noexcept nogil:
+    """The hint is reached from the root along its own prefix."""
+    cdef uint64_t p = t.root
+    cdef pctrie_node_t* n
+    while p != 0 and not is_leaf(p):
+        n = as_node(p)
+        if n == t.hint:
+            return True
+        if outside(n, t.hint.owner) or n.clev <= t.hint.clev:
+            return False
+        p = n.child[slot_of(t.hint.owner, n.clev)]
+    return False
 
 
 # ------------------------------------------------------- a handle for tests

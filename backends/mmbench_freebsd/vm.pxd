@@ -77,6 +77,10 @@ ctypedef struct vm_object_t:
     int32_t check_shadows              # scratch for c_check: shadows found
     void* check_map                    # scratch for c_check: the map of its entries (or -1: several)
     vm_reserv_t* rvq                   # the object's reservations (LIST_HEAD rvq)
+    pctrie_t rvindex                   # simulator: the same reservations by pindex (the
+                                       # kernel finds one from a neighbouring page, mpred)
+    bint rvindex_lost                  # simulator: an index insert failed (no memory):
+                                       # lookups walk rvq instead
 
 cdef enum:
     VM_LEVEL_0_ORDER = 9       # a reservation is 2^9 pages = one 2 MiB superpage

@@ -66,6 +66,7 @@ cdef vm_object_t* vm_object_allocate_anon(vm_ctx_t* vm, int64_t size) noexcept n
     if obj == NULL:
         return NULL
     pctrie_init(&obj.rtree)
+    pctrie_init(&obj.rvindex)
     obj.size = size
     obj.ref_count = 1
     obj.flags = OBJ_ANON | OBJ_ONEMAPPING

@@ -43,7 +43,8 @@ from mmbench.core cimport C_RESERV_ALLOC, C_RESERV_FREED, C_RESERV_BROKEN, C_RES
 from mmbench.blocks.frames cimport pfn_t, NO_PFN
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_object_t, vm_map_entry_t, vm_reserv_t, kc_alloc,
                                  kc_free, KC_RESERV, OBJ_ANON, VM_LEVEL_0_NPAGES, NPOPMAP)
-from mmbench_freebsd.pctrie cimport pctrie_lookup_ge
+from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_insert, pctrie_remove, pctrie_reclaim, pctrie_check
+from mmbench.core cimport kmem_cache_t
 from mmbench_freebsd.pmap cimport pmap_demote_reserv
 
 cdef extern from *:
@@ -54,38 +55,79 @@ cdef inline bint popmap_is_set(vm_reserv_t* rv, int64_t i) noexcept nogil:
     return (rv.popmap[i >> 6] >> (i & 63)) & 1
 
 
-cdef inline void objq_insert(vm_object_t* obj, vm_reserv_t* rv) noexcept nogil:
-    rv.object = obj
+# The simulator's index of an object's reservations (obj.rvindex, a pctrie
+# keyed by rv.pindex, items &rv.pindex): reservations of one object never
+# overlap, so the one holding pindex, if any, is the first at or after
+# pindex - 511.  It replaces walks of the whole rvq list (quadratic in the
+# reservations of an object); rvq keeps its order, which the model reports
+# through (vm_reserv_break_all).  Its nodes are the simulator's, not the
+# kernel's: they are counted in a cache no report shows.
+cdef kmem_cache_t rvindex_kc
+cdef vm_reserv_t _rv_layout
+cdef size_t RV_PINDEX_OFF = <size_t>&_rv_layout.pindex - <size_t>&_rv_layout
+
+cdef inline void rvlist_link(vm_object_t* obj, vm_reserv_t* rv) noexcept nogil:
     rv.objq_prev = NULL
     rv.objq_next = obj.rvq
     if obj.rvq != NULL:
         obj.rvq.objq_prev = rv
     obj.rvq = rv
 
-
-cdef inline void objq_remove(vm_reserv_t* rv) noexcept nogil:
+cdef inline void rvlist_unlink(vm_object_t* obj, vm_reserv_t* rv) noexcept nogil:
     if rv.objq_prev != NULL:
         rv.objq_prev.objq_next = rv.objq_next
     else:
-        rv.object.rvq = rv.objq_next
+        obj.rvq = rv.objq_next
     if rv.objq_next != NULL:
         rv.objq_next.objq_prev = rv.objq_prev
+
+cdef inline void objq_insert(vm_object_t* obj, vm_reserv_t* rv) noexcept nogil:
+    cdef vm_reserv_t* o
+    rv.object = obj
+    rvlist_link(obj, rv)
+    if obj.rvindex_lost:
+        return
+    # a reservation renamed into this object may overlap one it holds: the
+    # index then no longer answers as the list does, and is given up
+    o = rv_indexed_ge(obj, rv.pindex - (VM_LEVEL_0_NPAGES - 1))
+    if ((o != NULL and o.pindex < rv.pindex + VM_LEVEL_0_NPAGES)
+            or pctrie_insert(&obj.rvindex, <uint64_t*>&rv.pindex, &rvindex_kc) != 0):
+        obj.rvindex_lost = True
+
+
+cdef inline void objq_remove(vm_reserv_t* rv) noexcept nogil:
+    rvlist_unlink(rv.object, rv)
+    if not rv.object.rvindex_lost:
+        pctrie_remove(&rv.object.rvindex, <uint64_t>rv.pindex, &rvindex_kc)
     rv.object = NULL
+
+
+cdef inline vm_reserv_t* rv_indexed_ge(vm_object_t* obj, int64_t pindex) noexcept nogil:
+    """The reservation of obj with the smallest pindex >= `pindex`, or NULL."""
+    cdef uint64_t* item = pctrie_lookup_ge(&obj.rvindex, <uint64_t>(pindex if pindex > 0 else 0))
+    if item == NULL:
+        return NULL
+    return <vm_reserv_t*>(<char*>item - RV_PINDEX_OFF)
 
 
 cdef vm_reserv_t* vm_reserv_lookup(vm_object_t* obj, int64_t pindex) noexcept nogil:
     """The list is kept most recently used first, so a run of faults through
     one block finds its reservation at the head (the kernel reaches it in
-    O(1) through the neighbouring page, mpred)."""
+    O(1) through the neighbouring page, mpred); elsewhere the index finds it."""
     cdef vm_reserv_t* rv = obj.rvq
-    while rv != NULL:
-        if rv.pindex <= pindex < rv.pindex + VM_LEVEL_0_NPAGES:
-            if rv != obj.rvq:
-                objq_remove(rv)
-                objq_insert(obj, rv)
-            return rv
-        rv = rv.objq_next
-    return NULL
+    if rv != NULL and rv.pindex <= pindex < rv.pindex + VM_LEVEL_0_NPAGES:
+        return rv
+    if obj.rvindex_lost:
+        while rv != NULL and not (rv.pindex <= pindex < rv.pindex + VM_LEVEL_0_NPAGES):
+            rv = rv.objq_next
+    else:
+        rv = rv_indexed_ge(obj, pindex - (VM_LEVEL_0_NPAGES - 1))
+        if rv != NULL and not (rv.pindex <= pindex):
+            rv = NULL
+    if rv != NULL and rv != obj.rvq:
+        rvlist_unlink(obj, rv)
+        rvlist_link(obj, rv)
+    return rv
 
 
 cdef bint range_eligible(vm_ctx_t* vm, vm_object_t* obj, int64_t first,
@@ -96,10 +138,15 @@ cdef bint range_eligible(vm_ctx_t* vm, vm_object_t* obj, int64_t first,
     cdef uint64_t* item
     if first < 0 or va_first < entry.link.start or va_first + VM_LEVEL_0_NPAGES > entry.link.end:
         return False
-    while rv != NULL:                       # overlaps another reservation
-        if rv.pindex < first + VM_LEVEL_0_NPAGES and first < rv.pindex + VM_LEVEL_0_NPAGES:
+    if obj.rvindex_lost:
+        while rv != NULL:                   # overlaps another reservation
+            if rv.pindex < first + VM_LEVEL_0_NPAGES and first < rv.pindex + VM_LEVEL_0_NPAGES:
+                return False
+            rv = rv.objq_next
+    else:                                   # the first one starting after first - 512
+        rv = rv_indexed_ge(obj, first - (VM_LEVEL_0_NPAGES - 1))
+        if rv != NULL and rv.pindex < first + VM_LEVEL_0_NPAGES:
             return False
-        rv = rv.objq_next
     # a resident page of the range that belongs to no reservation
     item = pctrie_lookup_ge(&obj.rtree, <uint64_t>first)
     return item == NULL or <int64_t>item[0] >= first + VM_LEVEL_0_NPAGES
@@ -188,12 +235,14 @@ cdef void vm_reserv_break_all(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
                 vm.reserv_of[rv.pages[i]] = NULL
         reserv_release(vm, rv)
         vm.md.ctr[C_RESERV_BROKEN] += 1
+    pctrie_reclaim(&obj.rvindex, &rvindex_kc)   # no reservation left: the index starts afresh
+    obj.rvindex_lost = False
 
 
 cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, const char** why) noexcept nogil:
     cdef vm_reserv_t* rv = obj.rvq
     cdef vm_reserv_t* prev = NULL
-    cdef int64_t i, n
+    cdef int64_t i, n, nidx = 0
     cdef pfn_t m
     while rv != NULL:
         if rv.object != obj or rv.objq_prev != prev:
@@ -221,7 +270,14 @@ cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, const cha
                         and <int64_t>vm.md.fr.f[m].index != rv.pindex + i):
                     why[0] = "vm_reserv: page of the reservation's object at the wrong index"
                     return -1
+        if not obj.rvindex_lost and rv_indexed_ge(obj, rv.pindex) != rv:
+            why[0] = "vm_reserv: the object's reservation index does not find a reservation"
+            return -1
         nrv[0] += 1
+        nidx += 1
         prev = rv
         rv = rv.objq_next
+    if not obj.rvindex_lost and (obj.rvindex.count != nidx or pctrie_check(&obj.rvindex, why) != 0):
+        why[0] = "vm_reserv: the object's reservation index disagrees with its list"
+        return -1
     return 0

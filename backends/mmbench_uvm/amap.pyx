@@ -33,6 +33,7 @@ from libc.stdint cimport int64_t, int32_t
 from mmbench.core cimport C_OBJECTS_ALLOC, C_OBJECTS_FREE, C_ANON_ALLOC
 from mmbench.blocks.frames cimport pfn_t, frame_free
 from mmbench.blocks.pmap cimport pmap_remove_all
+from mmbench.blocks.objpool cimport objpool_alloc, objpool_free
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_amap_t, vm_anon_t, vm_aref_t, AMAP_SHARED,
                               AMAP_SLOT_BYTES, AMAP_PPREF_BYTES, UK_AMAP, UK_ANON, UK_PAGE,
                               UK_SLOTS, UVM_AMAP_LARGE, E2BIG, vm_map_entry_t, uk_alloc, uk_free)
@@ -40,7 +41,7 @@ from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_amap_t, vm_anon_t, vm_aref_t, AMAP_S
 
 # ------------------------------------------------------------------- anons
 cdef vm_anon_t* uvm_analloc(uvm_ctx_t* u, pfn_t pg) noexcept nogil:
-    cdef vm_anon_t* anon = <vm_anon_t*>calloc(1, sizeof(vm_anon_t))
+    cdef vm_anon_t* anon = <vm_anon_t*>objpool_alloc(&u.anon_pool)
     if anon == NULL:
         return NULL
     anon.an_ref = 1
@@ -58,7 +59,7 @@ cdef void uvm_anfree(uvm_ctx_t* u, vm_anon_t* anon) noexcept nogil:
     frame_free(u.md.fr, anon.an_page)
     uk_free(u, UK_PAGE, 1)
     uk_free(u, UK_ANON, 1)
-    free(anon)
+    objpool_free(&u.anon_pool, anon)
 
 cdef void uvm_anon_unref(uvm_ctx_t* u, vm_anon_t* anon) noexcept nogil:
     anon.an_ref -= 1
@@ -73,19 +74,26 @@ cdef inline int64_t amap_bytes(vm_amap_t* amap) noexcept nogil:
 cdef inline int64_t amap_roundup_slots(int64_t slots) noexcept nogil:
     return ((slots * 4 + 7) & ~(<int64_t>7)) // 4
 
+cdef vm_anon_t** amap_slot_arrays(int64_t maxslot, int32_t** slots, int32_t** bckptr) noexcept nogil:
+    """am_anon (zeroed), am_slots and am_bckptr of maxslot slots in one
+    allocation of the simulator's, am_anon first (freeing it frees all three);
+    NULL: no memory.  The kernel allocates three arrays (kmem_alloc each);
+    UK_SLOTS accounts their bytes, AMAP_SLOT_BYTES per slot, either way."""
+    cdef vm_anon_t** anons = <vm_anon_t**>calloc(maxslot if maxslot > 0 else 1, AMAP_SLOT_BYTES)
+    if anons == NULL:
+        return NULL
+    slots[0] = <int32_t*>(anons + maxslot)
+    bckptr[0] = slots[0] + maxslot
+    return anons
+
 cdef vm_amap_t* amap_alloc(uvm_ctx_t* u, int64_t nslot) noexcept nogil:
     """A blank amap of nslot slots, referenced once (amap_alloc1 + amap_list_insert)."""
     cdef vm_amap_t* amap = <vm_amap_t*>calloc(1, sizeof(vm_amap_t))
     cdef int64_t maxslot = amap_roundup_slots(nslot)
     if amap == NULL:
         return NULL
-    amap.am_slots = <int32_t*>malloc(maxslot * sizeof(int32_t))
-    amap.am_bckptr = <int32_t*>malloc(maxslot * sizeof(int32_t))
-    amap.am_anon = <vm_anon_t**>calloc(maxslot, sizeof(vm_anon_t*))
-    if amap.am_slots == NULL or amap.am_bckptr == NULL or amap.am_anon == NULL:
-        free(amap.am_slots)
-        free(amap.am_bckptr)
-        free(amap.am_anon)
+    amap.am_anon = amap_slot_arrays(maxslot, &amap.am_slots, &amap.am_bckptr)
+    if amap.am_anon == NULL:
         free(amap)
         return NULL
     amap.am_ref = 1
@@ -115,9 +123,7 @@ cdef void amap_free(uvm_ctx_t* u, vm_amap_t* amap) noexcept nogil:
     if amap.am_next != NULL:
         amap.am_next.am_prev = amap.am_prev
     u.namaps -= 1
-    free(amap.am_slots)
-    free(amap.am_bckptr)
-    free(amap.am_anon)
+    free(amap.am_anon)                           # and am_slots, am_bckptr with it
     free(amap.am_ppref)
     free(amap)
 
@@ -272,16 +278,14 @@ cdef int amap_grow(uvm_ctx_t* u, vm_amap_t* amap, int64_t slotalloc, int64_t lo,
     """Case 3 of amap_extend: new arrays of slotalloc slots; the slots
     [lo, lo + n) (every used one among them) move up by `shift`.  0, or -1
     out of memory (amap unchanged)."""
-    cdef int32_t* newsl = <int32_t*>malloc(slotalloc * sizeof(int32_t))
-    cdef int32_t* newbck = <int32_t*>malloc(slotalloc * sizeof(int32_t))
-    cdef vm_anon_t** newover = <vm_anon_t**>calloc(slotalloc, sizeof(vm_anon_t*))
+    cdef int32_t* newsl
+    cdef int32_t* newbck
+    cdef vm_anon_t** newover = amap_slot_arrays(slotalloc, &newsl, &newbck)
     cdef int32_t* newppref = NULL
     cdef int32_t i, x
     if amap.am_ppref != NULL:
         newppref = <int32_t*>calloc(slotalloc, sizeof(int32_t))
-    if newsl == NULL or newbck == NULL or newover == NULL or (amap.am_ppref != NULL and newppref == NULL):
-        free(newsl)
-        free(newbck)
+    if newover == NULL or (amap.am_ppref != NULL and newppref == NULL):
         free(newover)
         free(newppref)
         return -1
@@ -293,9 +297,7 @@ cdef int amap_grow(uvm_ctx_t* u, vm_amap_t* amap, int64_t slotalloc, int64_t lo,
         newbck[x + shift] = i
     if newppref != NULL:
         memcpy(newppref + lo + shift, amap.am_ppref + lo, n * sizeof(int32_t))
-    free(amap.am_slots)
-    free(amap.am_bckptr)
-    free(amap.am_anon)
+    free(amap.am_anon)                           # and the old am_slots, am_bckptr
     free(amap.am_ppref)
     amap.am_slots = newsl
     amap.am_bckptr = newbck

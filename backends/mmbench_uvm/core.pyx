@@ -66,6 +66,7 @@ from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pte_present, pte_pfn
 from mmbench.blocks.pmap cimport pmap_pte
 from mmbench.blocks.pmap cimport pmap_ctx_destroy
+from mmbench.blocks.objpool cimport objpool_init, objpool_destroy
 from mmbench.blocks.pmap_netbsd cimport pmap_page_mappers, pmap_bootstrap, PV_PAGE_BYTES, PMAP_BYTES
 from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
                               UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY, MAP_INHERIT_SHARE, AMAP_SHARED,
@@ -125,6 +126,7 @@ cdef class UVMMachine(MapEntryMachine):
         self.u.md.kc_pmap = UK_PMAP
         if pmap_bootstrap(&self.u.md, self.ram_pages) != 0:
             raise MemoryError("no memory for the pv list heads")
+        objpool_init(&self.u.anon_pool, sizeof(vm_anon_t))
         self.u.amaps = NULL
         self.u.namaps = 0
         self.u.next_serial = 0
@@ -144,6 +146,7 @@ cdef class UVMMachine(MapEntryMachine):
                 uvmspace_free(&self.u, <vm_map_t*>self.procs[pid])
                 self.procs[pid] = NULL
         pmap_ctx_destroy(&self.u.md)
+        objpool_destroy(&self.u.anon_pool)
 
     # --------------------------------- the mechanism (mmbench.blocks.mapentry)
     # The contract's walk is MapEntryMachine's; these name the design's map

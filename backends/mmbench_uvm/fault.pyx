@@ -40,7 +40,7 @@
 # fault_wp_shared (the same on a shared entry, e.g. after mprotect),
 # fault_minor (the anon exists and only the PTE was missing).
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 from mmbench.core cimport (MM_OK, MM_ENOMEM, C_FAULTS, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
                            C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED,
@@ -150,6 +150,8 @@ cdef void fault_neighbors(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
     cdef int64_t hi = f.vpn + UVM_ADV_NORMAL_NFORW + 1
     cdef int64_t v
     cdef vm_anon_t* anon
+    cdef pt_node_t* t
+    cdef uint64_t pte
     if e.aref.ar_amap == NULL:
         return
     if lo < e.link.start:
@@ -160,10 +162,15 @@ cdef void fault_neighbors(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
         if v == f.vpn:
             continue
         anon = amap_lookup(&e.aref, v - e.link.start)
-        if anon == NULL or pte_present(pmap_pte(&f.map.pmap.hdr, v)):
+        if anon == NULL:
+            continue
+        # a neighbour in the fault's own PTE page is read there, not walked to
+        t = f.leaf if f.leaf != NULL and (v >> 9) == (f.vpn >> 9) else NULL
+        pte = t.e[v & 511] if t != NULL else pmap_pte(&f.map.pmap.hdr, v)
+        if pte_present(pte):
             continue
         # PMAP_CANFAIL: a neighbour that cannot be entered is simply left out
-        pmap_enter(&u.md, &f.map.pmap.hdr, v, anon.an_page, e.writable and anon.an_ref == 1, NULL)
+        pmap_enter(&u.md, &f.map.pmap.hdr, v, anon.an_page, e.writable and anon.an_ref == 1, t)
 
 cdef int uvm_fault(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn, bint write,
                    pt_node_t* leaf, pfn_t* pfn) noexcept nogil:

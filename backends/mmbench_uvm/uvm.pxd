@@ -25,6 +25,7 @@ from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.maplist cimport map_entry_link_t, map_list_t
 from mmbench.blocks.pmap cimport pmap_ctx_t
 from mmbench.blocks.pmap_netbsd cimport pmap_t
+from mmbench.blocks.objpool cimport objpool_t
 
 cdef enum:  # vm_map_entry etype
     UVM_ET_COPYONWRITE = 1 << 0    # private: writes go to anons of this entry's own amap
@@ -109,6 +110,8 @@ ctypedef struct uvm_ctx_t:
     uint64_t next_serial
     bint amap_chunk                # chunk first-touch amaps of large entries (UVM default)
     bint fault_ahead               # map resident neighbours on a fault (uvmadvice, default)
+    objpool_t anon_pool            # the simulator's storage of vm_anon records (not modelled:
+                                   # UK_ANON accounts the kernel's pool)
 
 cdef inline void uk_alloc(uvm_ctx_t* u, int c, int64_t n) noexcept nogil:
     u.md.kc[c].active += n
