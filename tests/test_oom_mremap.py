@@ -33,7 +33,7 @@ CHILD = textwrap.dedent(r'''
     if case in ("tables", "vmas"):
         NPAGES = 3 * 512 + 7          # several PTE tables, not 2 MiB aligned
         SRC, DST = 5, (1 << 27) + 3   # the destination needs new upper tables too
-    else:                             # "entries": the tables exist, the clips allocate
+    else:                             # "entries", "pieces": the tables exist, the clips allocate
         NPAGES, SRC, DST = 95, 5, 400
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
 
@@ -56,6 +56,13 @@ CHILD = textwrap.dedent(r'''
         if case == "vmas":                 # the moved range is many VMAs
             for k in range(SRC + 3, SRC + NPAGES - 3, 45):
                 m.mprotect(p, k, 2, False)
+        if case == "pieces":               # nineteen pieces, and the maple nodes, page
+            for k in range(SRC + 5, SRC + NPAGES - 5, 10):   # tables and spares the first
+                m.mprotect(p, k, 5, False)                   # piece needs are there already:
+            m.mmap(p, 3000, 1)                               # only later pieces would allocate
+            m.write(p, 3000, 1)
+            m.mremap(p, 3000, 1, 3100)
+            m.mremap(p, 3100, 1, 3000)
         m.check()
         return m, p
 
@@ -102,10 +109,12 @@ CHILD = textwrap.dedent(r'''
                     slots[ncrumbs] = q
                     ncrumbs += 1
             # give back a few small chunks only ("entries"), or all of them
-            back = max(0, give_back) if case in ("entries", "vmas") else ncrumbs
+            back = max(0, give_back) if case in ("entries", "vmas", "pieces") else ncrumbs
             for k in range(min(back, ncrumbs)):
                 libc.free(slots[k])
                 slots[k] = None
+            if case == "pieces":
+                del filler[:give_back // 8]   # and 1 MiB blocks: the whole move fits at last
             if give_back >= 0:
                 del small[:give_back]         # whole 4 KiB blocks back: some tables fit
             else:
@@ -129,6 +138,8 @@ CHILD = textwrap.dedent(r'''
 
     outcomes = {"ok": 0, "oom": 0}
     backs = list(range(0, 14)) + [16, 20, 24, 32, 64] + [-1, -2, -4, -8, -16]
+    if case == "pieces":        # fine steps where the old code's first pieces fit, then up
+        backs = list(range(0, 8)) + [10, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
     for give_back in (backs if case != "vmas" else backs[::2]):
         m, p = build()
         before = m.metadata()
