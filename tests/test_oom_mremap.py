@@ -80,7 +80,7 @@ CHILD = textwrap.dedent(r'''
     def build():
         if case == "pieces":
             return build_pieces()
-        devices = design in ("freebsd", "shmem")   # their device mirrors must survive too
+        devices = design in ("freebsd", "shmem", "gmem")   # device mirrors and DEVICE blocks survive too
         m = mmbench.open(design, ram_pages=1 << 13, **(dict(devices=1) if devices else {}))
         p = m.spawn()
         m.mmap(p, 0, SRC + NPAGES + 9)
