@@ -76,7 +76,10 @@
 #          (the zap drops only that side's reference), which breaks COW by itself.
 #   mremap DEVICE blocks of the old and new ranges come home first, the PTEs move
 #          as in Linux, the moved pages get CPU gm_mappings at their new blocks
-#          and the old blocks' gm_mappings go with the old VMA.
+#          and the old blocks' gm_mappings go with the old VMA.  Everything the
+#          home-coming and the move can allocate is reserved before the first
+#          block comes home (gm_mremap_reserve), so a refused mremap leaves
+#          every block where it was.
 #   mprotect  Linux's change_protection plus the notifier of the device side
 #          drops the device mappings of the range (pmap_protect); the next device
 #          access re-peer_maps the block with the new protection.

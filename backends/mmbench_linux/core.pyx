@@ -98,7 +98,11 @@
 #   anon_vmas and AVCs are the same; only transient split/merge counts differ.
 # * mremap may move a range made of several VMAs (as the kernel allows since
 #   2025 for MREMAP_FIXED moves, Stoakes' multi-VMA move); each piece is
-#   moved with copy_vma + move_page_tables.
+#   moved with copy_vma + move_page_tables.  The kernel accepts a move left
+#   partly done when a later piece runs out of memory; the contract does not,
+#   so mremap_reserve first sets aside what every piece can allocate (spare
+#   VMAs and AVCs, maple nodes, the vmas array, the destination tables) and
+#   no piece can fail after another moved.
 #   The moved VMA keeps its vm_pgoff (unless it never had an anon_vma: then
 #   pgoff = new address, as copy_vma does), so folio->index and folio->mapping
 #   stay valid and no page is copied; what is copied is metadata: a new
