@@ -901,9 +901,8 @@ cdef class GmemMachine(LinuxHMMMachine):
                 > frames_free_count(&self.frames, 0):
             return MM_ENOMEM
         st = self.gm_mremap_reserve(mm, old, n, new)
-        if st != MM_OK:
-            return st
-        st = self.gm_range_to_host(mm, old, old + n)
+        if st == MM_OK:
+            st = self.gm_range_to_host(mm, old, old + n)
         if st == MM_OK:
             st = self.gm_range_to_host(mm, new, new + n)   # the blocks the pages land in
         if st == MM_OK:

@@ -1180,9 +1180,9 @@ cdef class LinuxMachine(LinuxFault):
         i = self.vma_index(mm, new)
         if i < mm.nr_vmas and mm.vmas[i].vm_start < new + n:
             return MM_EINVAL
-        if self.mremap_reserve(mm, old, n, new) != MM_OK:
-            return MM_ENOMEM
-        st = self.mremap_move(mm, old, n, new)
+        st = self.mremap_reserve(mm, old, n, new)
+        if st == MM_OK:
+            st = self.mremap_move(mm, old, n, new)
         self.spare_trim(SPARE_KEEP)
         mt_trim(&mm.mm_mt, MT_SPARE_KEEP)
         return st
