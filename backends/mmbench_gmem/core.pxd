@@ -80,6 +80,11 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef void unmap_gm_mappings_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef int gm_cpu_populate(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef int gm_premap(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil
+    cdef int64_t gm_home_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t* made,
+                                int64_t nmade, int64_t* need_av) noexcept nogil
+    cdef void gm_home_release(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
+    cdef void gm_home_tables_free(self, mm_t* mm, uint64_t* made, int64_t nmade) noexcept nogil
+    cdef int gm_mremap_reserve(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil
     cdef int64_t migrate_home_need(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
 
     # --- device memory of gm blocks, the device side (gm_mmu ops)

@@ -76,7 +76,10 @@
 #          (the zap drops only that side's reference), which breaks COW by itself.
 #   mremap DEVICE blocks of the old and new ranges come home first, the PTEs move
 #          as in Linux, the moved pages get CPU gm_mappings at their new blocks
-#          and the old blocks' gm_mappings go with the old VMA.
+#          and the old blocks' gm_mappings go with the old VMA.  Everything the
+#          home-coming and the move can allocate is reserved before the first
+#          block comes home (gm_mremap_reserve), so a refused mremap leaves
+#          every block where it was.
 #   mprotect  Linux's change_protection plus the notifier of the device side
 #          drops the device mappings of the range (pmap_protect); the next device
 #          access re-peer_maps the block with the new protection.
@@ -110,7 +113,7 @@ from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, VPN_
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_DESIGN1, frame_node,
                                     frames_free_count, frame_value)
 from mmbench.blocks.pagetable cimport (pt_node_t, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte, pte_pfn,
-                                       pt_leaf, pt_get, pt_set, pt_next)
+                                       pt_leaf, pt_get, pt_set, pt_next, pt_free_range)
 from mmbench.blocks.pmdwalk cimport pmd_leaf_next
 from mmbench.blocks.xarray cimport xa_init, xa_destroy, xa_load, xa_store, xa_erase, xa_find
 from mmbench.blocks.devside cimport side_of, side_free, side_sync, side_dma
@@ -118,6 +121,7 @@ from mmbench.blocks.devmirror cimport (dmirror_t, dmirror_lookup, dmirror_invali
                                        devmem_add, devmem_del, devmem_oldest, devmem_frame_alloc,
                                        devmem_frame_free, DPT_WRITE, pidtab_reserve)
 from mmbench_linux.core cimport LinuxMachine
+from mmbench_linux.maple cimport mt_trim
 from mmbench_linux.mm cimport (mm_t, vma_t, vm_fault_t, VM_WRITE, VM_SHARED, VM_FAULT_DONE, VM_FAULT_OOM,
                                VM_FAULT_FALLBACK, FAULT_FLAG_WRITE, mm_pte_at,
                                VM_READ, VM_MAYREAD, VM_MAYWRITE, VM_ACCOUNT)
@@ -128,6 +132,8 @@ from mmbench import errors as _errors
 
 cdef enum:
     FR_GM_DEVICE = FR_DESIGN1       # device frame of a gm block (owner = vm_object, index = vpn)
+# a PTE slot a DEVICE page will come home to, held while mremap reserves (never present)
+cdef uint64_t GM_PTE_HOLD = PTE_SPECIAL | ((<uint64_t>0x6d6d) << 48)
 
 cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
 cdef uint64_t NO_VPN = <uint64_t>-1
@@ -879,6 +885,10 @@ cdef class GmemMachine(LinuxHMMMachine):
         return self.gm_cpu_populate(<mm_t*>self.proc_of(child_out[0]), 0, VPN_END)
 
     cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
+        """DEVICE blocks of both ranges come home, the PTEs move as in Linux, CPU
+        gm_mappings at the new blocks.  Everything that can run out of memory is
+        reserved first (gm_mremap_reserve), so a refused move leaves every block
+        where it was; then the blocks come home and the move runs, neither can fail."""
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef uint64_t old = <uint64_t>old_vpn, new = <uint64_t>new_vpn, n = <uint64_t>npages
         cdef int64_t i
@@ -893,21 +903,127 @@ cdef class GmemMachine(LinuxHMMMachine):
         if self.gm_count_device(mm, old, old + n) + self.gm_count_device(mm, new, new + n) \
                 > frames_free_count(&self.frames, 0):
             return MM_ENOMEM
-        st = self.gm_range_to_host(mm, old, old + n)
+        st = self.gm_mremap_reserve(mm, old, n, new)
+        if st == MM_OK:
+            st = self.gm_range_to_host(mm, old, old + n)
         if st == MM_OK:
             st = self.gm_range_to_host(mm, new, new + n)   # the blocks the pages land in
-        if st != MM_OK:
-            return st
-        # the gm_mappings of the blocks the moved pages land in exist before anything
-        # moves (host memory for them is the last thing a finished move could lack)
-        st = self.gm_premap(mm, old, n, new)
         if st == MM_OK:
-            st = LinuxHMMMachine.c_mremap(self, pid, old_vpn, npages, new_vpn)
-        if st != MM_OK:
-            self.free_gm_mappings(mm, new, new + n)      # those gm_premap made (no VMA there)
+            st = self.mremap_move(mm, old, n, new)
+        self.spare_trim(64)
+        mt_trim(&mm.mm_mt, 256)
+        if st != MM_OK:                                     # defensive: reserved above
             return st
         self.free_gm_mappings(mm, old, old + n)
         return self.gm_cpu_populate(mm, new, new + n)    # finds every gm_mapping: cannot fail
+
+    cdef int gm_mremap_reserve(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil:
+        """Everything the home-coming and the move can allocate, before anything changes:
+        the PTE tables the device pages of both ranges' DEVICE blocks come home to (each
+        such slot holds GM_PTE_HOLD meanwhile, so the move's reservation and gm_premap
+        count them as present), Linux's mremap_reserve, an anon_vma and an AVC for each
+        VMA the home-coming may anon_vma_prepare, and the destination blocks'
+        gm_mappings (gm_premap).  MM_ENOMEM with the machine as it was."""
+        cdef int64_t ndev = self.gm_count_device(mm, old, old + n) + self.gm_count_device(mm, new, new + n)
+        cdef uint64_t* made = NULL
+        cdef int64_t nmade = 0, need_av = 0, k
+        cdef int st = MM_OK
+        if ndev:
+            made = <uint64_t*>malloc(ndev * sizeof(uint64_t))
+            if made == NULL:
+                return MM_ENOMEM
+            nmade = self.gm_home_tables(mm, old, old + n, made, 0, &need_av)
+            if nmade >= 0:
+                nmade = self.gm_home_tables(mm, new, new + n, made, nmade, &need_av)
+            if nmade < 0:                       # the tables made are listed up to -nmade - 1
+                nmade = -nmade - 1
+                st = MM_ENOMEM
+        if st == MM_OK:
+            st = self.mremap_reserve(mm, old, n, new)
+            if st == MM_OK:
+                st = self.spare_reserve(self.nr_vma_spare, self.nr_avc_spare + need_av,
+                                        self.nr_av_spare + need_av)
+                if st == MM_OK:
+                    st = self.gm_premap(mm, old, n, new)
+                    if st != MM_OK:
+                        self.free_gm_mappings(mm, new, new + n)   # those gm_premap made
+                if st != MM_OK:
+                    self.mremap_unreserve(mm, new, n)
+        if ndev:
+            self.gm_home_release(mm, old, old + n)
+            self.gm_home_release(mm, new, new + n)
+            if st != MM_OK:
+                self.gm_home_tables_free(mm, made, nmade)
+            free(made)
+        return st
+
+    cdef int64_t gm_home_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t* made,
+                                int64_t nmade, int64_t* need_av) noexcept nogil:
+        """The PTE table (and the tables above it) of every device page of the DEVICE
+        blocks overlapping [start, end), its slot set to GM_PTE_HOLD; each page whose
+        walk made tables is listed in made (vpn << 2 | tables made); need_av counts the
+        VMAs without an anon_vma.  The new length of made, or -(length + 1) when out
+        of memory."""
+        cdef vm_object_t* obj = self.obj_of(mm)
+        cdef gm_mapping_t* gm
+        cdef uint64_t idx = 0, g = <uint64_t>self.granularity, vpn
+        cdef int64_t i, nalloc
+        cdef pt_node_t* t
+        cdef vma_t* v
+        cdef vma_t* last = NULL
+        if obj == NULL:
+            return nmade
+        start &= ~(g - 1)
+        while start < end:
+            gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, end - 1, &idx)
+            if gm == NULL:
+                break
+            if gm.flag & GM_PAGE_DEVICE:
+                for i in range(self.granularity):
+                    if gm.pages[i] == NO_PFN:
+                        continue
+                    vpn = idx + <uint64_t>i
+                    nalloc = 0
+                    t = pt_leaf(&mm.pgd, vpn, True, &nalloc)
+                    if nalloc:
+                        made[nmade] = (vpn << 2) | <uint64_t>nalloc
+                        nmade += 1
+                    if t == NULL:
+                        return -nmade - 1
+                    if t.e[vpn & 511] == 0:
+                        pt_set(t, vpn, GM_PTE_HOLD)
+                    v = self.find_vma(mm, vpn)
+                    if v != NULL and v.anon_vma == NULL and v != last:
+                        need_av[0] += 1
+                        last = v
+            start = idx + 1
+        return nmade
+
+    cdef void gm_home_release(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
+        """Clear the GM_PTE_HOLD slots gm_home_tables set in [start, end)'s blocks."""
+        cdef uint64_t g = <uint64_t>self.granularity, vpn = start & ~(g - 1), stop
+        cdef pt_node_t* t
+        stop = (end + g - 1) & ~(g - 1)
+        while True:
+            t = pt_next(&mm.pgd, vpn, stop, &vpn)
+            if t == NULL:
+                break
+            if t.e[vpn & 511] == GM_PTE_HOLD:
+                pt_set(t, vpn, 0)
+            vpn += 1
+        self.pt_sync(mm)
+
+    cdef void gm_home_tables_free(self, mm_t* mm, uint64_t* made, int64_t nmade) noexcept nogil:
+        """Free the tables gm_home_tables made (all empty again): under the highest
+        table a walk made, every table is new."""
+        cdef uint64_t span, base
+        cdef int64_t k
+        for k in range(nmade):
+            span = (<uint64_t>512) << (9 * ((made[k] & 3) - 1))
+            base = (made[k] >> 2) & ~(span - 1)
+            pt_free_range(&mm.pgd, base, base + span)
+        mm.leaf_key = ~(<uint64_t>0)
+        self.pt_sync(mm)
 
     cdef int gm_premap(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil:
         """A gm_mapping (NOMAP until the move) for every block of [new, new + n) that a

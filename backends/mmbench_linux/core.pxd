@@ -12,6 +12,9 @@ from mmbench_linux.fault cimport LinuxFault
 
 
 cdef class LinuxMachine(LinuxFault):
+    # mremap under way: the destination [pt_keep_start, pt_keep_end) not yet moved to,
+    # whose reserved tables a piece's munmap must not free (empty when equal)
+    cdef uint64_t pt_keep_start, pt_keep_end
     # --- fork
     cdef int64_t split_vma_to(self, mm_t* mm, int64_t i, uint64_t pos, uint64_t end) noexcept nogil
     cdef int dup_mmap(self, mm_t* mm, mm_t* oldmm) noexcept nogil
@@ -37,6 +40,9 @@ cdef class LinuxMachine(LinuxFault):
     cdef void unsplit(self, mm_t* mm, uint64_t old, uint64_t n, bint split_first,
                       bint split_last) noexcept nogil
     cdef int reserve_move_tables(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil
+    cdef int mremap_reserve(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil
+    cdef void mremap_unreserve(self, mm_t* mm, uint64_t new, uint64_t n) noexcept nogil
+    cdef int mremap_move(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil
     cdef int move_vma(self, mm_t* mm, int64_t i, uint64_t new_start) noexcept nogil
     cdef int copy_vma(self, mm_t* mm, vma_t* vma, vma_t* proto, vma_t** out) noexcept nogil
     cdef void move_page_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t new_start) noexcept nogil

@@ -98,7 +98,11 @@
 #   anon_vmas and AVCs are the same; only transient split/merge counts differ.
 # * mremap may move a range made of several VMAs (as the kernel allows since
 #   2025 for MREMAP_FIXED moves, Stoakes' multi-VMA move); each piece is
-#   moved with copy_vma + move_page_tables.
+#   moved with copy_vma + move_page_tables.  The kernel accepts a move left
+#   partly done when a later piece runs out of memory; the contract does not,
+#   so mremap_reserve first sets aside what every piece can allocate (spare
+#   VMAs and AVCs, maple nodes, the vmas array, the destination tables) and
+#   no piece can fail after another moved.
 #   The moved VMA keeps its vm_pgoff (unless it never had an anon_vma: then
 #   pgoff = new address, as copy_vma does), so folio->index and folio->mapping
 #   stay valid and no page is copied; what is copied is metadata: a new
@@ -147,11 +151,14 @@ from mmbench.blocks.pagecache cimport mapping_init, mapping_lookup
 
 from mmbench_linux.mm cimport *
 from mmbench_linux.maple cimport (mt_init, mt_destroy, mt_dup, mt_validate, mt_slots_in_order,
-                                  mt_reserve)
+                                  mt_reserve, mt_trim)
 
 from mmbench import errors as _errors
 
 cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
+cdef enum:
+    SPARE_KEEP = 64          # VMAs / AVCs / anon_vmas kept aside between mremaps
+    MT_SPARE_KEEP = 256      # maple nodes kept aside per mm between mremaps
 
 cdef extern from *:
     """
@@ -459,7 +466,15 @@ cdef class LinuxMachine(LinuxFault):
         """Free the empty tables whose span lies in [floor, ceiling); returns how many."""
         cdef int64_t n
         mm.leaf_key = ~(<uint64_t>0)
-        n = pt_free_range(&mm.pgd, floor, ceiling)
+        if self.pt_keep_start < self.pt_keep_end and floor < self.pt_keep_end \
+                and self.pt_keep_start < ceiling:
+            # an mremap piece's munmap: the tables reserved for the pieces still to
+            # move stay (the kernel frees them and move_page_tables allocates again)
+            n = pt_free_range(&mm.pgd, floor, self.pt_keep_start) if floor < self.pt_keep_start else 0
+            if self.pt_keep_end < ceiling:
+                n += pt_free_range(&mm.pgd, self.pt_keep_end, ceiling)
+        else:
+            n = pt_free_range(&mm.pgd, floor, ceiling)
         self.pt_sync(mm)
         return n
 
@@ -1152,13 +1167,12 @@ cdef class LinuxMachine(LinuxFault):
         return MM_OK
 
     cdef int c_mremap(self, int64_t pid, int64_t old_vpn, int64_t npages, int64_t new_vpn) noexcept nogil:
-        """Move [old, old+n) to [new, new+n) VMA by VMA (see the essay for what is copied)."""
+        """Move [old, old+n) to [new, new+n) VMA by VMA (see the essay for what is copied):
+        the checks, mremap_reserve (everything every piece needs), mremap_move."""
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef uint64_t old = <uint64_t>old_vpn, new = <uint64_t>new_vpn, n = <uint64_t>npages
-        cdef uint64_t pos, piece_end
-        cdef int64_t i, j
+        cdef int64_t i
         cdef int st
-        cdef bint split_first, split_last
         if new < old + n and old < new + n:
             return MM_EINVAL
         if not self.range_mapped(mm, old, old + n):
@@ -1166,22 +1180,91 @@ cdef class LinuxMachine(LinuxFault):
         i = self.vma_index(mm, new)
         if i < mm.nr_vmas and mm.vmas[i].vm_start < new + n:
             return MM_EINVAL
-        # mas_preallocate: maple nodes for the stores of both splits, the
-        # first copy_vma and two undos (each store needs at most 3 * height + 8;
-        # a split may add a level)
-        if mt_reserve(&mm.mm_mt, 5 * (3 * (mm.mm_mt.height + 1) + 8)) != 0:
+        st = self.mremap_reserve(mm, old, n, new)
+        if st == MM_OK:
+            st = self.mremap_move(mm, old, n, new)
+        self.spare_trim(SPARE_KEEP)
+        mt_trim(&mm.mm_mt, MT_SPARE_KEEP)
+        return st
+
+    cdef int mremap_reserve(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil:
+        """Before mremap changes anything, set aside what every piece of the move can
+        allocate, so that no piece fails after an earlier one moved (all or nothing;
+        the kernel's multi-VMA move can stop part-way).  Per piece at most three VMAs
+        (cutting it out of a merged neighbour on both sides, copy_vma) each with a
+        chain no longer than the longest of the pieces and the VMAs they can merge with,
+        one AVC for mremap_relocate_anon, four maple stores (two cuts, copy_vma, the
+        munmap); plus the two splits at the ends and their undo; the vmas array;
+        and the destination page tables (reserve_move_tables).  MM_ENOMEM with the
+        machine unchanged (what was set aside is not accounted)."""
+        cdef int64_t i = self.vma_index(mm, old), k, pieces = 0, chain = 0, nvma, stores, hb, x
+        cdef int64_t nb[4]
+        while i < mm.nr_vmas and mm.vmas[i].vm_start < old + n:
+            pieces += 1
+            if mm.vmas[i].nr_avc > chain:
+                chain = mm.vmas[i].nr_avc
+            i += 1
+        k = self.vma_index(mm, old)
+        nb[0] = k - 1                       # the neighbours a piece can merge with
+        nb[1] = k + pieces
+        nb[2] = self.vma_index(mm, new) - 1
+        nb[3] = nb[2] + 1
+        for x in range(4):
+            i = nb[x]
+            if 0 <= i < mm.nr_vmas and mm.vmas[i].nr_avc > chain:
+                chain = mm.vmas[i].nr_avc
+        nvma = 3 * pieces + 2
+        # mas_preallocate: each store needs at most 3 * height + 8 nodes; the VMAs the
+        # move can add may raise the tree by a level per factor of 8
+        hb = mm.mm_mt.height + 2
+        x = nvma
+        while x >= 16:
+            x >>= 3
+            hb += 1
+        stores = 4 * pieces + 4
+        if mt_reserve(&mm.mm_mt, stores * (3 * hb + 8)) != 0:
             return MM_ENOMEM
-        if self.reserve_move_tables(mm, old, n, new) != MM_OK:
+        if self.spare_reserve(nvma, nvma * chain + pieces, 0) != MM_OK:
             return MM_ENOMEM
+        while mm.cap_vmas < mm.nr_vmas + nvma:
+            if self.vma_link_reserve(mm) != MM_OK:
+                return MM_ENOMEM
+        return self.reserve_move_tables(mm, old, n, new)
+
+    cdef void mremap_unreserve(self, mm_t* mm, uint64_t new, uint64_t n) noexcept nogil:
+        """Give back the destination tables mremap_reserve made (the hole around [new,
+        new + n) holds no VMA: its empty tables are those) and the spares, when the
+        caller refuses the move after reserving (gmem)."""
+        cdef int64_t i = self.vma_index(mm, new)
+        cdef uint64_t floor = mm.vmas[i - 1].vm_end if i > 0 else 0
+        cdef uint64_t ceiling = mm.vmas[i].vm_start if i < mm.nr_vmas else VPN_END
+        mm.leaf_key = ~(<uint64_t>0)
+        pt_free_range(&mm.pgd, floor, ceiling)
+        self.pt_sync(mm)
+        self.spare_trim(SPARE_KEEP)
+        mt_trim(&mm.mm_mt, MT_SPARE_KEEP)
+
+    cdef int mremap_move(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil:
+        """The move itself, after mremap_reserve: split at both ends, then move_vma piece
+        by piece.  The failure paths are defensive only (the reservation covers every
+        allocation); a failing first piece undoes the splits."""
+        cdef uint64_t pos, piece_end
+        cdef int64_t i, j
+        cdef int st = MM_OK
+        cdef bint split_first, split_last
         i = self.vma_index(mm, old)
         split_first = mm.vmas[i].vm_start < old
         if split_first and self.split_vma(mm, i, old) != MM_OK:
+            self.mremap_unreserve(mm, new, n)
             return MM_ENOMEM
         j = self.vma_index(mm, old + n - 1)
         split_last = mm.vmas[j].vm_end > old + n
         if split_last and self.split_vma(mm, j, old + n) != MM_OK:
             self.unsplit(mm, old, n, split_first, False)
+            self.mremap_unreserve(mm, new, n)
             return MM_ENOMEM
+        self.pt_keep_start = new              # a piece's munmap keeps the tables reserved
+        self.pt_keep_end = new + n            # for the pieces after it
         pos = old
         while pos < old + n:
             # a moved piece may have merged with a neighbour that is still in the
@@ -1189,20 +1272,24 @@ cdef class LinuxMachine(LinuxFault):
             i = self.vma_index(mm, pos)
             if mm.vmas[i].vm_start < pos:
                 if self.split_vma(mm, i, pos) != MM_OK:
-                    return MM_ENOMEM
+                    st = MM_ENOMEM
+                    break
                 i += 1
             if mm.vmas[i].vm_end > old + n and self.split_vma(mm, i, old + n) != MM_OK:
-                return MM_ENOMEM
+                st = MM_ENOMEM
+                break
             piece_end = mm.vmas[i].vm_end
             st = self.move_vma(mm, i, new + (pos - old))
             if st != MM_OK:
                 if pos == old:      # nothing moved yet (move_vma changes nothing when it
                     self.unsplit(mm, old, n, split_first, split_last)   # fails): undo the splits
-                return st
+                break
             pos = piece_end
+        self.pt_keep_start = self.pt_keep_end = 0
         self.mt_sync(mm)
-        self.deferred_split_shrinker_maybe()
-        return MM_OK
+        if st == MM_OK:
+            self.deferred_split_shrinker_maybe()
+        return st
 
     cdef int c_madvise(self, int64_t pid, int64_t vpn, int64_t npages, int advice) noexcept nogil:
         """DONTNEED zaps; HUGEPAGE / NOHUGEPAGE go through madvise_update_vma per VMA

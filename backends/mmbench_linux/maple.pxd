@@ -47,6 +47,8 @@ cdef void mt_destroy(maple_tree_t* mt) noexcept nogil
 cdef int mt_store(maple_tree_t* mt, uint64_t index, uint64_t last, void* entry) noexcept nogil
 # mas_preallocate: keep `need` spare nodes so the next stores cannot fail; -1: no memory
 cdef int mt_reserve(maple_tree_t* mt, int64_t need) noexcept nogil
+# free spare nodes beyond `keep` (after a reservation larger than usual)
+cdef void mt_trim(maple_tree_t* mt, int64_t keep) noexcept nogil
 # __mt_dup: dst becomes a node-for-node copy of src whose non-NULL leaf slots are
 # entries[0], entries[1], ... in index order.  0, or -1 when out of memory (dst empty).
 cdef int mt_dup(maple_tree_t* dst, maple_tree_t* src, void** entries) noexcept nogil

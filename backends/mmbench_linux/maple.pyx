@@ -62,6 +62,15 @@ cdef int mt_reserve(maple_tree_t* mt, int64_t need) noexcept nogil:
     return 0
 
 
+cdef void mt_trim(maple_tree_t* mt, int64_t keep) noexcept nogil:
+    cdef mt_node_t* n
+    while mt.nr_spare > keep:
+        n = mt.spare
+        mt.spare = n.parent
+        mt.nr_spare -= 1
+        free(n)
+
+
 cdef mt_node_t* node_new(maple_tree_t* mt, bint leaf) noexcept nogil:
     """mas_pop_node: always succeeds after mt_reserve."""
     cdef mt_node_t* n = mt.spare

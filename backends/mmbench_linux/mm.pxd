@@ -249,6 +249,15 @@ cdef class LinuxMM(Machine):
     cdef readonly bint anon_pgoff_zero      # option anon_pgoff="zero": do_mmap gives anon VMAs pgoff 0
     cdef readonly bint mremap_relocate_anon # option mremap_relocate_anon: mremap re-indexes exclusive folios
     cdef readonly bint move_native          # move_pages moves PTEs (design in move_designs, no devices)
+    # objects set aside before a multi-step operation (mremap) changes anything, so that
+    # no step after the first can run out of memory (preallocation as mas_preallocate
+    # does for maple nodes); not accounted until taken, freed beyond SPARE_KEEP after
+    cdef vma_t* vma_spare          # linked by vm_mm
+    cdef int64_t nr_vma_spare
+    cdef avc_t* avc_spare          # linked by same_vma
+    cdef int64_t nr_avc_spare
+    cdef anon_vma_t* av_spare      # linked by parent
+    cdef int64_t nr_av_spare
 
     # --- transparent huge pages: may vma map the 2 MiB range at haddr with one PMD?
     cdef bint thp_vma_allowable(self, vma_t* vma, uint64_t haddr) noexcept nogil
@@ -281,6 +290,8 @@ cdef class LinuxMM(Machine):
     cdef int vma_link(self, mm_t* mm, vma_t* vma) noexcept nogil
     cdef void vma_unlink_at(self, mm_t* mm, int64_t i) noexcept nogil
     cdef vma_t* vm_area_alloc(self, mm_t* mm) noexcept nogil
+    cdef int spare_reserve(self, int64_t nvma, int64_t navc, int64_t nav) noexcept nogil
+    cdef void spare_trim(self, int64_t keep) noexcept nogil
     cdef vma_t* vm_area_dup(self, vma_t* src) noexcept nogil
     cdef void vma_set_range(self, vma_t* vma, uint64_t start, uint64_t end, uint64_t pgoff) noexcept nogil
     cdef void vma_file_link(self, vma_t* vma) noexcept nogil

@@ -17,6 +17,7 @@
 #     on the deferred split queue, flagged partially mapped (FR_PARTIAL on the head).
 
 from libc.stdlib cimport calloc, malloc, realloc, free
+from libc.string cimport memmove, memset
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
 from mmbench.core cimport (Machine, MM_OK, MM_ENOMEM, VPN_BITS, C_PT_PAGES_ALLOC, C_PT_PAGES_FREE,
@@ -137,6 +138,7 @@ cdef class LinuxMM(Machine):
     def __dealloc__(self):
         free(self.fmeta)
         free(self.ds_queue)
+        self.spare_trim(0)
 
     # ================================================================ accounting
     cdef void pt_sync(self, mm_t* mm) noexcept nogil:
@@ -207,11 +209,69 @@ cdef class LinuxMM(Machine):
         mm.mmap_cache = 0
 
     cdef vma_t* vm_area_alloc(self, mm_t* mm) noexcept nogil:
-        cdef vma_t* v = <vma_t*>calloc(1, sizeof(vma_t))
+        cdef vma_t* v = self.vma_spare
+        if v != NULL:
+            self.vma_spare = <vma_t*>v.vm_mm
+            self.nr_vma_spare -= 1
+            memset(v, 0, sizeof(vma_t))
+        else:
+            v = <vma_t*>calloc(1, sizeof(vma_t))
         if v != NULL:
             v.vm_mm = mm
             self.kmem_alloc(self.kc_vma)
         return v
+
+    cdef int spare_reserve(self, int64_t nvma, int64_t navc, int64_t nav) noexcept nogil:
+        """Set aside at least nvma VMAs, navc AVCs and nav anon_vmas (raw memory, not
+        accounted) for vm_area_alloc, avc_alloc / anon_vma_clone and anon_vma_alloc to
+        take first.  MM_ENOMEM when the host has no memory (what was set aside stays:
+        it is invisible and freed by spare_trim)."""
+        cdef vma_t* v
+        cdef avc_t* c
+        cdef anon_vma_t* a
+        while self.nr_vma_spare < nvma:
+            v = <vma_t*>malloc(sizeof(vma_t))
+            if v == NULL:
+                return MM_ENOMEM
+            v.vm_mm = <mm_t*>self.vma_spare
+            self.vma_spare = v
+            self.nr_vma_spare += 1
+        while self.nr_avc_spare < navc:
+            c = <avc_t*>malloc(sizeof(avc_t))
+            if c == NULL:
+                return MM_ENOMEM
+            c.same_vma = self.avc_spare
+            self.avc_spare = c
+            self.nr_avc_spare += 1
+        while self.nr_av_spare < nav:
+            a = <anon_vma_t*>malloc(sizeof(anon_vma_t))
+            if a == NULL:
+                return MM_ENOMEM
+            a.parent = self.av_spare
+            self.av_spare = a
+            self.nr_av_spare += 1
+        return MM_OK
+
+    cdef void spare_trim(self, int64_t keep) noexcept nogil:
+        """Free what spare_reserve set aside beyond `keep` of each kind."""
+        cdef vma_t* v
+        cdef avc_t* c
+        cdef anon_vma_t* a
+        while self.nr_vma_spare > keep:
+            v = self.vma_spare
+            self.vma_spare = <vma_t*>v.vm_mm
+            self.nr_vma_spare -= 1
+            free(v)
+        while self.nr_avc_spare > keep:
+            c = self.avc_spare
+            self.avc_spare = c.same_vma
+            self.nr_avc_spare -= 1
+            free(c)
+        while self.nr_av_spare > keep:
+            a = self.av_spare
+            self.av_spare = a.parent
+            self.nr_av_spare -= 1
+            free(a)
 
     cdef vma_t* vm_area_dup(self, vma_t* src) noexcept nogil:
         """A copy of `src` sharing its anon_vma pointer, with no AVCs and no file link yet."""
@@ -545,7 +605,13 @@ cdef class LinuxMM(Machine):
 
     # ================================================================ anon_vma / AVC
     cdef anon_vma_t* anon_vma_alloc(self) noexcept nogil:
-        cdef anon_vma_t* av = <anon_vma_t*>calloc(1, sizeof(anon_vma_t))
+        cdef anon_vma_t* av = self.av_spare
+        if av != NULL:
+            self.av_spare = av.parent
+            self.nr_av_spare -= 1
+            memset(av, 0, sizeof(anon_vma_t))
+        else:
+            av = <anon_vma_t*>calloc(1, sizeof(anon_vma_t))
         if av == NULL:
             return NULL
         av.root = av
@@ -558,7 +624,13 @@ cdef class LinuxMM(Machine):
         return av
 
     cdef avc_t* avc_alloc(self) noexcept nogil:
-        cdef avc_t* avc = <avc_t*>calloc(1, sizeof(avc_t))
+        cdef avc_t* avc = self.avc_spare
+        if avc != NULL:
+            self.avc_spare = avc.same_vma
+            self.nr_avc_spare -= 1
+            memset(avc, 0, sizeof(avc_t))
+        else:
+            avc = <avc_t*>calloc(1, sizeof(avc_t))
         if avc != NULL:
             self.kmem_alloc(self.kc_avc)
             self.ctr[C_AVC_ALLOC] += 1
@@ -619,27 +691,32 @@ cdef class LinuxMM(Machine):
         cdef avc_t* avc
         cdef avc_t* head = NULL
         cdef avc_t* tail = NULL
-        cdef avc_t** pool = NULL
+        cdef avc_t* pool = NULL            # the n AVCs, linked by same_vma until used
         cdef int64_t n = src.nr_avc, k
         cdef anon_vma_t* reuse = NULL
         if n == 0:
             return MM_OK
-        pool = <avc_t**>malloc(n * sizeof(avc_t*))
-        if pool == NULL:
-            return MM_ENOMEM
-        for k in range(n):
-            pool[k] = <avc_t*>calloc(1, sizeof(avc_t))
-            if pool[k] == NULL:
-                while k > 0:
-                    k -= 1
-                    free(pool[k])
-                free(pool)
+        for k in range(n):                 # the spares first (spare_reserve), then calloc
+            avc = self.avc_spare
+            if avc != NULL:
+                self.avc_spare = avc.same_vma
+                self.nr_avc_spare -= 1
+                memset(avc, 0, sizeof(avc_t))
+            else:
+                avc = <avc_t*>calloc(1, sizeof(avc_t))
+            if avc == NULL:
+                while pool != NULL:
+                    avc = pool
+                    pool = avc.same_vma
+                    free(avc)
                 return MM_ENOMEM
+            avc.same_vma = pool
+            pool = avc
         pavc = src.anon_vma_chain
-        k = 0
         while pavc != NULL:
-            avc = pool[k]
-            k += 1
+            avc = pool
+            pool = avc.same_vma
+            avc.same_vma = NULL
             self.kmem_alloc(self.kc_avc)
             self.ctr[C_AVC_ALLOC] += 1
             avc.vma = dst
@@ -655,7 +732,6 @@ cdef class LinuxMM(Machine):
             if fork and pavc.anon_vma.num_children < 2 and pavc.anon_vma.num_active_vmas == 0:
                 reuse = pavc.anon_vma            # the last in head order is the oldest
             pavc = pavc.same_vma
-        free(pool)
         tail.same_vma = dst.anon_vma_chain
         dst.anon_vma_chain = head
         dst.nr_avc += n
