@@ -1196,13 +1196,29 @@ cdef class Machine:
         finally:
             self.leave()
 
-    def _memmap_rows(self, dict rows):
+    def memdesc_metadata(self):
+        """memdesc_metadata() -> {struct_name: (count, bytes)} or None
+
+        ``metadata()`` as it reads with the design option ``memmap="memdesc"``
+        (mmbench.memmap), whatever this machine's own ``memmap``: the same
+        state, only the memory map charged the other way.  Reports record both
+        layouts from one run.  None when the design has no per-frame descriptor
+        row to convert (it accounts no ``memmap_struct``).
+        """
+        rows = self.metadata()
+        if "memdesc" in rows:
+            return rows
+        if type(self).memmap_struct not in rows:
+            return None
+        return self._memmap_rows(rows, "memdesc")
+
+    def _memmap_rows(self, dict rows, mode=None):
         """memmap="memdesc" (mmbench.memmap): the design's per-frame descriptor row
         (``memmap_struct``) becomes one 8 B ``memdesc`` per frame plus one 80 B
         ``folio`` per folio of host memory (frames that row counts outside large
         folios are order-0 folios)."""
         name = type(self).memmap_struct
-        if self.options.get("memmap") != "memdesc" or name not in rows:
+        if (mode or self.options.get("memmap")) != "memdesc" or name not in rows:
             return rows
         frames = rows.pop(name)[0]
         large = int(self.frames.node_large_frames[0])

@@ -43,7 +43,8 @@ HEADLINE = {
     "fork_cost": ("estimated_ns", "estimated_ns_per_page", "median_ns", "total_ns", "ns_per_page",
                   "ns_per_child"),
     # resident pages beside bytes per page: with huge pages a sparse touch makes 512 pages resident
-    "metadata_memory": ("total_bytes", "bytes_per_resident_page", "resident_pages"),
+    "metadata_memory": ("total_bytes", "bytes_per_resident_page", "memdesc_bytes_per_resident_page",
+                        "resident_pages"),
     "device_migration": ("GBps", "estimated_ns", "median_ns"),
     "real_programs": ("faults", "fault_zero_fill", "fault_zero_page", "fault_cow_copy",
                       "fault_cow_reuse", "fault_minor", "fork_ptes_copied", "estimated_ns",

@@ -86,3 +86,20 @@ def test_conformance_with_memdesc_and_thp_always(name):
     from mmbench.conformance import default_settings, run_conformance
     run_conformance(name, default_settings(max_examples=4, stateful_step_count=20),
                     vpn_span=1024, max_npages=16, options={"thp": "always", "memmap": "memdesc"})
+
+
+@pytest.mark.parametrize("thp", ["never", "always"])
+@pytest.mark.parametrize("name", DESIGNS)
+def test_memdesc_metadata_reads_a_page_machine_as_a_memdesc_one(name, thp):
+    """memdesc_metadata() of a machine with memmap="page" equals metadata() of the
+    same work on a machine with memmap="memdesc": the reports' memdesc column
+    comes from the run itself."""
+    page, _, _ = _run(name, "page", thp=thp, npages=2 * HP)
+    desc, _, _ = _run(name, "memdesc", thp=thp, npages=2 * HP)
+    assert page.memdesc_metadata() == desc.metadata() == desc.memdesc_metadata()
+    assert "memdesc" not in page.metadata()
+
+
+def test_memdesc_metadata_is_none_without_a_per_frame_row():
+    m = mmbench.open("reference", ram_pages=64)
+    assert m.memdesc_metadata() is None

@@ -236,7 +236,8 @@ def run_once(m, scenario) -> dict:
             ns = None
             obs["sim_memory"] = _sim_memory(m, obs, rss0, res0)
         segs[seg.name] = _merge(segs[seg.name], obs) if seg.name in segs else obs
-    return {"segments": segs, "metadata": m.metadata(), "structs": m.struct_sizes(),
+    return {"segments": segs, "metadata": m.metadata(), "memdesc": m.memdesc_metadata(),
+            "structs": m.struct_sizes(),
             "resident": _resident(m), "link": dict(m.link or {})}
 
 
@@ -490,3 +491,19 @@ def _metadata_records(rec, run, per_struct: bool):
     rec.add("metadata.resident_pages", resident, "pages", "exact")
     if resident:
         rec.add("metadata.bytes_per_resident_page", total / resident, "B/page", "exact")
+    _memdesc_records(rec, run.get("memdesc"), resident)
+
+
+def _memdesc_records(rec, rows, resident: int):
+    """The same state with the memory map charged as memdesc + folio (mmbench.memmap):
+    the memmap axis of the metadata tables, read from the run, not run again."""
+    if rows is None:
+        rec.add("metadata.memdesc_bytes_per_resident_page", None, "", "unsupported",
+                note="the design has no per-frame descriptor row to charge as memdesc + folio")
+        return
+    total = sum(nbytes for _, nbytes in rows.values())
+    rec.add("metadata.memdesc_total_bytes", total, "B", "exact",
+            note="metadata with memmap='memdesc': 8 B memdesc per frame + 80 B folio per folio")
+    if resident:
+        rec.add("metadata.memdesc_bytes_per_resident_page", total / resident, "B/page", "exact",
+                note="metadata with memmap='memdesc': 8 B memdesc per frame + 80 B folio per folio")
