@@ -297,7 +297,7 @@ cdef class LinuxMM(Machine):
     cdef void vma_file_link(self, vma_t* vma) noexcept nogil
     cdef void vma_file_unlink(self, vma_t* vma) noexcept nogil
     cdef void remove_vma(self, vma_t* vma) noexcept nogil
-    cdef int vma_link_reserve(self, mm_t* mm) noexcept nogil
+    cdef int vma_link_reserve(self, mm_t* mm, int64_t more) noexcept nogil
     cdef int split_vma(self, mm_t* mm, int64_t i, uint64_t addr) noexcept nogil
     cdef bint vma_is_fork_child(self, vma_t* vma) noexcept nogil
     cdef bint anon_compatible_merge(self, vma_t* a, vma_t* b) noexcept nogil

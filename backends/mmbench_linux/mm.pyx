@@ -198,7 +198,7 @@ cdef class LinuxMM(Machine):
 
     cdef int vma_link(self, mm_t* mm, vma_t* vma) noexcept nogil:
         """Insert `vma` into mm's ordered set (vma_iter_store)."""
-        if self.vma_link_reserve(mm) != MM_OK:
+        if self.vma_link_reserve(mm, 1) != MM_OK:
             return MM_ENOMEM
         vmaset_insert(<void**>mm.vmas, &mm.nr_vmas, vma_span(), vma)
         vma.vm_mm = mm
@@ -519,7 +519,7 @@ cdef class LinuxMM(Machine):
         cdef vma_t* new
         cdef int st
         if mm.nr_vmas == mm.cap_vmas:       # make vma_link below infallible
-            if self.vma_link_reserve(mm) != MM_OK:
+            if self.vma_link_reserve(mm, 1) != MM_OK:
                 return MM_ENOMEM
         new = self.vm_area_dup(vma)
         if new == NULL:
@@ -540,9 +540,9 @@ cdef class LinuxMM(Machine):
         self.ctr[C_VMA_SPLITS] += 1
         return MM_OK
 
-    cdef int vma_link_reserve(self, mm_t* mm) noexcept nogil:
-        """Room for one more VMA in mm's set."""
-        if vmaset_reserve(<void***>&mm.vmas, &mm.cap_vmas, mm.nr_vmas + 1) != 0:
+    cdef int vma_link_reserve(self, mm_t* mm, int64_t more) noexcept nogil:
+        """Room for `more` more VMAs in mm's set."""
+        if vmaset_reserve(<void***>&mm.vmas, &mm.cap_vmas, mm.nr_vmas + more) != 0:
             return MM_ENOMEM
         return MM_OK
 
