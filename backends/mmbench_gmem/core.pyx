@@ -891,15 +891,9 @@ cdef class GmemMachine(LinuxHMMMachine):
         where it was; then the blocks come home and the move runs, neither can fail."""
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef uint64_t old = <uint64_t>old_vpn, new = <uint64_t>new_vpn, n = <uint64_t>npages
-        cdef int64_t i
-        cdef int st
-        if new < old + n and old < new + n:
-            return MM_EINVAL
-        if not self.range_mapped(mm, old, old + n):
-            return MM_ESEGV
-        i = self.vma_index(mm, new)
-        if i < mm.nr_vmas and mm.vmas[i].vm_start < new + n:
-            return MM_EINVAL
+        cdef int st = self.mremap_check(mm, old, n, new)
+        if st != MM_OK:
+            return st
         if self.gm_count_device(mm, old, old + n) + self.gm_count_device(mm, new, new + n) \
                 > frames_free_count(&self.frames, 0):
             return MM_ENOMEM

@@ -9,19 +9,12 @@
 
 from libc.stdint cimport int64_t, uint64_t
 from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pt_pmd_table, pmd_leaf
+from mmbench.blocks.pmdleaf cimport pmd_leaf_lookup
 from mmbench_shmem.objects cimport mm_struct, vm_area_struct, HPAGE_PMD_NR
 
 cdef inline uint64_t pmd_leaf_at(mm_struct* mm, uint64_t vpn) noexcept nogil:
     """The PMD leaf mapping vpn, or 0."""
-    cdef pt_node_t* t
-    cdef uint64_t e
-    if mm.nr_huge_pmd == 0:
-        return 0
-    t = pt_pmd_table(&mm.pgd, vpn, False, NULL)
-    if t == NULL:
-        return 0
-    e = t.e[(vpn >> 9) & 511]
-    return e if pmd_leaf(e) else 0
+    return pmd_leaf_lookup(&mm.pgd, mm.nr_huge_pmd, vpn)
 
 cdef inline bint thp_vma_suitable(vm_area_struct* v, uint64_t haddr) noexcept nogil:
     """thp_vma_suitable_order(PMD_ORDER): the aligned 2 MiB at haddr lies in the
