@@ -68,36 +68,43 @@ cdef inline uint64_t* leftmost(uint64_t p) noexcept nogil:
     return leaf_item(p)
 
 
+cdef inline pctrie_node_t* lookup_step(uint64_t p, uint64_t key, uint64_t** found) noexcept nogil:
+    """One level of a lookup's descent at p (not 0): the node to go down through,
+    or NULL when the search ends here (*found: key's item if p is its leaf, else NULL)."""
+    cdef pctrie_node_t* n
+    found[0] = NULL
+    if is_leaf(p):
+        if leaf_item(p)[0] == key:
+            found[0] = leaf_item(p)
+        return NULL
+    n = as_node(p)
+    return NULL if outside(n, key) else n
+
+
 cdef uint64_t* pctrie_lookup(pctrie_t* t, uint64_t key) noexcept nogil:
     cdef uint64_t p = t.root
+    cdef uint64_t* found
     cdef pctrie_node_t* n
     while p != 0:
-        if is_leaf(p):
-            if leaf_item(p)[0] == key:
-                return leaf_item(p)
-            return NULL
-        n = as_node(p)
-        if outside(n, key):
-            return NULL
+        n = lookup_step(p, key, &found)
+        if n == NULL:
+            return found
         p = n.child[slot_of(key, n.clev)]
     return NULL
 
 
 cdef uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) noexcept nogil:
     cdef uint64_t p = t.root
+    cdef uint64_t* found
     cdef pctrie_node_t* n
     cdef int i
     it.node = NULL
     if t.hint != NULL and not outside(t.hint, key):
         p = <uint64_t><size_t>t.hint
     while p != 0:
-        if is_leaf(p):
-            if leaf_item(p)[0] == key:
-                return leaf_item(p)
-            return NULL
-        n = as_node(p)
-        if outside(n, key):
-            return NULL
+        n = lookup_step(p, key, &found)
+        if n == NULL:
+            return found
         i = slot_of(key, n.clev)
         p = n.child[i]
         t.hint = n

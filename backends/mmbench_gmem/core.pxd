@@ -79,6 +79,7 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef void free_gm_mappings(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef void unmap_gm_mappings_range(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
     cdef int gm_cpu_populate(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
+    cdef int gm_cpu_mark(self, mm_t* mm, uint64_t vpn) noexcept nogil
     cdef int gm_premap(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil
     cdef int64_t gm_home_tables(self, mm_t* mm, uint64_t start, uint64_t end, uint64_t* made,
                                 int64_t nmade, int64_t* need_av) noexcept nogil

@@ -161,6 +161,22 @@ def xa_dense_nodes(int64_t n):
             return nodes
 
 
+cdef inline gm_mapping_t* gm_next_device(vm_object_t* obj, uint64_t* pos, uint64_t end,
+                                         uint64_t* idx) noexcept nogil:
+    """The next DEVICE block's gm_mapping from *pos on (below end), its first vpn in
+    *idx, *pos moved past it; NULL when there is none (or no object at all)."""
+    cdef gm_mapping_t* gm
+    if obj == NULL:
+        return NULL
+    while pos[0] < end:
+        gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, pos[0], end - 1, idx)
+        if gm == NULL:
+            return NULL
+        pos[0] = idx[0] + 1
+        if gm.flag & GM_PAGE_DEVICE:
+            return gm
+    return NULL
+
 cdef class GmemMachine(LinuxHMMMachine):
     """GMEM RFC: Linux VMAs + CPU page tables, plus a per-process vm_object whose
     logical page table (xarray of 48-B gm_mappings, one per 2 MiB block) says
@@ -449,27 +465,29 @@ cdef class GmemMachine(LinuxHMMMachine):
         callers brought every DEVICE block of the range home first)."""
         cdef uint64_t vpn = start, h = 0
         cdef pt_node_t* t
-        cdef vma_t* v
-        cdef gm_mapping_t* gm
         while mm.nr_huge_pmd and pmd_leaf_next(&mm.pgd, h if h > start else start, end, &h) != NULL:
-            v = self.find_vma(mm, h)                 # a PMD leaf fork copied (copy_huge_pmd)
-            if v != NULL and self.peer_shared(v):
-                gm = self.gm_get(mm, h)
-                if gm == NULL:
-                    return MM_ENOMEM
-                gm.flag = GM_PAGE_CPU
+            if self.gm_cpu_mark(mm, h) != MM_OK:    # a PMD leaf fork copied (copy_huge_pmd)
+                return MM_ENOMEM
             h += 512
         while True:
             t = pt_next(&mm.pgd, vpn, end, &vpn)
             if t == NULL:
                 return MM_OK
-            v = self.find_vma(mm, vpn)
-            if v != NULL and self.peer_shared(v):
-                gm = self.gm_get(mm, vpn)
-                if gm == NULL:
-                    return MM_ENOMEM
-                gm.flag = GM_PAGE_CPU
+            if self.gm_cpu_mark(mm, vpn) != MM_OK:
+                return MM_ENOMEM
             vpn += 1
+
+    cdef int gm_cpu_mark(self, mm_t* mm, uint64_t vpn) noexcept nogil:
+        """vpn's block gets a CPU gm_mapping when its VMA is peer-shared: MM_OK, or
+        MM_ENOMEM."""
+        cdef vma_t* v = self.find_vma(mm, vpn)
+        cdef gm_mapping_t* gm
+        if v != NULL and self.peer_shared(v):
+            gm = self.gm_get(mm, vpn)
+            if gm == NULL:
+                return MM_ENOMEM
+            gm.flag = GM_PAGE_CPU
+        return MM_OK
 
     # ================================================================ device memory of blocks, gm_mmu
     cdef pfn_t gm_frame_alloc(self, int dev, vm_object_t* obj, uint64_t vpn) noexcept nogil:
@@ -778,39 +796,29 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef int64_t gm_count_device(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
         """Device pages of the DEVICE blocks overlapping [start, end)."""
         cdef vm_object_t* obj = self.obj_of(mm)
-        cdef gm_mapping_t* gm
-        cdef uint64_t idx = 0, g = <uint64_t>self.granularity
+        cdef uint64_t idx = 0, pos = start & ~(<uint64_t>self.granularity - 1)
         cdef int64_t n = 0, i
-        if obj == NULL:
-            return 0
-        start &= ~(g - 1)
-        while start < end:
-            gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, end - 1, &idx)
-            if gm == NULL:
-                break
-            if gm.flag & GM_PAGE_DEVICE:
-                for i in range(self.granularity):
-                    n += gm.pages[i] != NO_PFN
-            start = idx + 1
+        cdef gm_mapping_t* gm = gm_next_device(obj, &pos, end, &idx)
+        while gm != NULL:
+            for i in range(self.granularity):
+                n += gm.pages[i] != NO_PFN
+            gm = gm_next_device(obj, &pos, end, &idx)
         return n
 
     cdef int gm_range_to_host(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
         """Every DEVICE block overlapping [start, end) comes home (gm_host_fault)."""
         cdef vm_object_t* obj = self.obj_of(mm)
         cdef gm_mapping_t* gm
-        cdef uint64_t idx = 0, g = <uint64_t>self.granularity
+        cdef uint64_t idx = 0, pos = start & ~(<uint64_t>self.granularity - 1)
         if obj == NULL:
             return MM_OK
         if self.gm_count_device(mm, start, end) > frames_free_count(&self.frames, 0):
             return MM_ENOMEM
-        start &= ~(g - 1)
-        while start < end:
-            gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, end - 1, &idx)
-            if gm == NULL:
-                break
-            if gm.flag & GM_PAGE_DEVICE and self.gm_host_fault(mm, idx, gm) != MM_OK:
+        gm = gm_next_device(obj, &pos, end, &idx)
+        while gm != NULL:
+            if self.gm_host_fault(mm, idx, gm) != MM_OK:
                 return MM_ENOMEM
-            start = idx + 1
+            gm = gm_next_device(obj, &pos, end, &idx)
         return MM_OK
 
     cdef int gm_migrate_range(self, mm_t* mm, uint64_t start, uint64_t end, int dev) noexcept nogil:
@@ -891,15 +899,9 @@ cdef class GmemMachine(LinuxHMMMachine):
         where it was; then the blocks come home and the move runs, neither can fail."""
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef uint64_t old = <uint64_t>old_vpn, new = <uint64_t>new_vpn, n = <uint64_t>npages
-        cdef int64_t i
-        cdef int st
-        if new < old + n and old < new + n:
-            return MM_EINVAL
-        if not self.range_mapped(mm, old, old + n):
-            return MM_ESEGV
-        i = self.vma_index(mm, new)
-        if i < mm.nr_vmas and mm.vmas[i].vm_start < new + n:
-            return MM_EINVAL
+        cdef int st = self.mremap_check(mm, old, n, new)
+        if st != MM_OK:
+            return st
         if self.gm_count_device(mm, old, old + n) + self.gm_count_device(mm, new, new + n) \
                 > frames_free_count(&self.frames, 0):
             return MM_ENOMEM
@@ -965,38 +967,31 @@ cdef class GmemMachine(LinuxHMMMachine):
         VMAs without an anon_vma.  The new length of made, or -(length + 1) when out
         of memory."""
         cdef vm_object_t* obj = self.obj_of(mm)
-        cdef gm_mapping_t* gm
-        cdef uint64_t idx = 0, g = <uint64_t>self.granularity, vpn
+        cdef uint64_t idx = 0, pos = start & ~(<uint64_t>self.granularity - 1), vpn
         cdef int64_t i, nalloc
         cdef pt_node_t* t
         cdef vma_t* v
         cdef vma_t* last = NULL
-        if obj == NULL:
-            return nmade
-        start &= ~(g - 1)
-        while start < end:
-            gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, end - 1, &idx)
-            if gm == NULL:
-                break
-            if gm.flag & GM_PAGE_DEVICE:
-                for i in range(self.granularity):
-                    if gm.pages[i] == NO_PFN:
-                        continue
-                    vpn = idx + <uint64_t>i
-                    nalloc = 0
-                    t = pt_leaf(&mm.pgd, vpn, True, &nalloc)
-                    if nalloc:
-                        made[nmade] = (vpn << 2) | <uint64_t>nalloc
-                        nmade += 1
-                    if t == NULL:
-                        return -nmade - 1
-                    if t.e[vpn & 511] == 0:
-                        pt_set(t, vpn, GM_PTE_HOLD)
-                    v = self.find_vma(mm, vpn)
-                    if v != NULL and v.anon_vma == NULL and v != last:
-                        need_av[0] += 1
-                        last = v
-            start = idx + 1
+        cdef gm_mapping_t* gm = gm_next_device(obj, &pos, end, &idx)
+        while gm != NULL:
+            for i in range(self.granularity):
+                if gm.pages[i] == NO_PFN:
+                    continue
+                vpn = idx + <uint64_t>i
+                nalloc = 0
+                t = pt_leaf(&mm.pgd, vpn, True, &nalloc)
+                if nalloc:
+                    made[nmade] = (vpn << 2) | <uint64_t>nalloc
+                    nmade += 1
+                if t == NULL:
+                    return -nmade - 1
+                if t.e[vpn & 511] == 0:
+                    pt_set(t, vpn, GM_PTE_HOLD)
+                v = self.find_vma(mm, vpn)
+                if v != NULL and v.anon_vma == NULL and v != last:
+                    need_av[0] += 1
+                    last = v
+            gm = gm_next_device(obj, &pos, end, &idx)
         return nmade
 
     cdef void gm_home_release(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:

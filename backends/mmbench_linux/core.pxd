@@ -40,6 +40,7 @@ cdef class LinuxMachine(LinuxFault):
     cdef void unsplit(self, mm_t* mm, uint64_t old, uint64_t n, bint split_first,
                       bint split_last) noexcept nogil
     cdef int reserve_move_tables(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil
+    cdef int mremap_check(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil
     cdef int mremap_reserve(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil
     cdef void mremap_unreserve(self, mm_t* mm, uint64_t new, uint64_t n) noexcept nogil
     cdef int mremap_move(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil

@@ -1171,8 +1171,21 @@ cdef class LinuxMachine(LinuxFault):
         the checks, mremap_reserve (everything every piece needs), mremap_move."""
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef uint64_t old = <uint64_t>old_vpn, new = <uint64_t>new_vpn, n = <uint64_t>npages
+        cdef int st = self.mremap_check(mm, old, n, new)
+        if st != MM_OK:
+            return st
+        st = self.mremap_reserve(mm, old, n, new)
+        if st == MM_OK:
+            st = self.mremap_move(mm, old, n, new)
+        self.spare_trim(SPARE_KEEP)
+        mt_trim(&mm.mm_mt, MT_SPARE_KEEP)
+        return st
+
+    cdef int mremap_check(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil:
+        """mremap's checks, in the reference model's order: the ranges overlap (EINVAL),
+        the source is not all mapped (SEGV), the destination is not free (EINVAL).
+        MM_OK: the move may go ahead."""
         cdef int64_t i
-        cdef int st
         if new < old + n and old < new + n:
             return MM_EINVAL
         if not self.range_mapped(mm, old, old + n):
@@ -1180,12 +1193,7 @@ cdef class LinuxMachine(LinuxFault):
         i = self.vma_index(mm, new)
         if i < mm.nr_vmas and mm.vmas[i].vm_start < new + n:
             return MM_EINVAL
-        st = self.mremap_reserve(mm, old, n, new)
-        if st == MM_OK:
-            st = self.mremap_move(mm, old, n, new)
-        self.spare_trim(SPARE_KEEP)
-        mt_trim(&mm.mm_mt, MT_SPARE_KEEP)
-        return st
+        return MM_OK
 
     cdef int mremap_reserve(self, mm_t* mm, uint64_t old, uint64_t n, uint64_t new) noexcept nogil:
         """Before mremap changes anything, set aside what every piece of the move can

@@ -25,6 +25,7 @@ from mmbench.core cimport (MM_OK, C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_ANON_EXCLUSIVE,
                                     FR_PAGECACHE, frame_alloc, frames_free_count, frame_alloc_contig,
                                     frame_free)
+from mmbench.blocks.pmdleaf cimport pte_range_none
 from mmbench.blocks.pagetable cimport (PT_ENTRIES, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte,
                                        pte_pfn, pt_leaf, pt_get, pt_set, pt_pmd_table, pt_table_alloc,
                                        pt_table_free, pt_deposit, pt_set_pmd, pmd_leaf, PMD_PSE)
@@ -33,17 +34,6 @@ from mmbench.blocks.pagecache cimport mapping_lookup, mapping_add
 from mmbench.blocks.xarray cimport xa_find
 
 from mmbench_linux.mm cimport *
-
-
-cdef inline bint pte_range_none(pt_node_t* t, uint64_t addr, uint64_t nr) noexcept nogil:
-    """pte_range_none: no PTE of [addr, addr + nr) (one table) is set."""
-    cdef uint64_t k
-    if t == NULL:
-        return True
-    for k in range(nr):
-        if t.e[(addr + k) & 511] != 0:
-            return False
-    return True
 
 
 

@@ -136,39 +136,43 @@ cdef void big_copy(big_t* b, mt_node_t* n, int a, int z) noexcept nogil:
         big_add(b, n.pivot[i], n.slot[i])
 
 
-cdef mt_node_t* next_at_level(mt_node_t* n) noexcept nogil:
-    """The node right of n at its level (any parent), or NULL."""
+cdef void big_splice(big_t* up, mt_node_t* pl, int il, mt_node_t** nodes, int k, mt_node_t* pr,
+                     int ir) noexcept nogil:
+    """up = pl's slots before il, then the k new nodes, then pr's slots after ir
+    (the parent level once nodes replace pl.slot[il] .. pr.slot[ir])."""
+    cdef int j
+    up.n = 0
+    big_copy(up, pl, 0, il)
+    for j in range(k):
+        big_add(up, nodes[j].max, nodes[j])
+    big_copy(up, pr, ir + 1, pr.nr)
+
+
+cdef mt_node_t* sibling_at_level(mt_node_t* n, bint right) noexcept nogil:
+    """The node right of n (right) or left of it at its level (any parent), or NULL."""
     cdef int depth = 0, i
     cdef mt_node_t* p = n
     while p.parent != NULL:
         i = pos_in_parent(p)
         p = p.parent
         depth += 1
-        if i + 1 < p.nr:
-            p = <mt_node_t*>p.slot[i + 1]
+        if (i + 1 < p.nr) if right else (i > 0):
+            p = <mt_node_t*>p.slot[i + 1 if right else i - 1]
             depth -= 1
             while depth > 0:
-                p = <mt_node_t*>p.slot[0]
+                p = <mt_node_t*>p.slot[0 if right else p.nr - 1]
                 depth -= 1
             return p
     return NULL
+
+
+cdef mt_node_t* next_at_level(mt_node_t* n) noexcept nogil:
+    """The node right of n at its level (any parent), or NULL."""
+    return sibling_at_level(n, True)
 
 
 cdef mt_node_t* prev_at_level(mt_node_t* n) noexcept nogil:
-    cdef int depth = 0, i
-    cdef mt_node_t* p = n
-    while p.parent != NULL:
-        i = pos_in_parent(p)
-        p = p.parent
-        depth += 1
-        if i > 0:
-            p = <mt_node_t*>p.slot[i - 1]
-            depth -= 1
-            while depth > 0:
-                p = <mt_node_t*>p.slot[p.nr - 1]
-                depth -= 1
-            return p
-    return NULL
+    return sibling_at_level(n, False)
 
 
 cdef mt_node_t* leaf_of(maple_tree_t* mt, uint64_t index, int* off) noexcept nogil:
@@ -318,11 +322,7 @@ cdef void split_store(maple_tree_t* mt, mt_node_t* n, big_t* b) noexcept nogil:
         k = make_nodes(mt, b, n.leaf, n.min, nodes)
         p = n.parent
         i = pos_in_parent(n)
-        up.n = 0
-        big_copy(&up, p, 0, i)
-        for j in range(k):
-            big_add(&up, nodes[j].max, nodes[j])
-        big_copy(&up, p, i + 1, p.nr)
+        big_splice(&up, p, i, nodes, k, p, i)
         node_free(mt, n)
         n = p
         memcpy(b, &up, sizeof(big_t))
@@ -400,11 +400,7 @@ cdef void span_rebalance(maple_tree_t* mt, mt_node_t* l, mt_node_t* r, big_t* b)
         pr = r.parent
         il = pos_in_parent(l)
         ir = pos_in_parent(r)
-        up.n = 0
-        big_copy(&up, pl, 0, il)
-        for j in range(k):
-            big_add(&up, nodes[j].max, nodes[j])
-        big_copy(&up, pr, ir + 1, pr.nr)
+        big_splice(&up, pl, il, nodes, k, pr, ir)
         if pl == pr:
             for j in range(il + 1, ir):
                 subtree_free(mt, <mt_node_t*>pl.slot[j])

@@ -17,6 +17,7 @@ from mmbench.core cimport Machine
 from mmbench.blocks.frames cimport pfn_t, frame_t, FR_DESIGN0, FR_DESIGN2, FR_DESIGN3
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_leaf, pt_get, pt_pmd_table, pmd_leaf, mk_pte,
                                        pte_pfn, PMD_PSE, PTE_SPECIAL, PTE_PFN_SHIFT)
+from mmbench.blocks.pmdleaf cimport pmd_leaf_lookup
 from mmbench.blocks.itree cimport itnode_t, itree_t
 from mmbench.blocks.pagecache cimport address_space_t
 from mmbench_linux.maple cimport maple_tree_t
@@ -172,15 +173,7 @@ cdef inline uint64_t linear_page_index(vma_t* v, uint64_t vpn) noexcept nogil:
 
 cdef inline uint64_t pmd_leaf_at(mm_t* mm, uint64_t vpn) noexcept nogil:
     """The PMD leaf mapping vpn, or 0."""
-    cdef pt_node_t* t
-    cdef uint64_t e
-    if mm.nr_huge_pmd == 0:
-        return 0
-    t = pt_pmd_table(&mm.pgd, vpn, False, NULL)
-    if t == NULL:
-        return 0
-    e = t.e[(vpn >> 9) & 511]
-    return e if pmd_leaf(e) else 0
+    return pmd_leaf_lookup(&mm.pgd, mm.nr_huge_pmd, vpn)
 
 
 cdef inline uint64_t pmd_subpage_pte(uint64_t pmd, uint64_t vpn) noexcept nogil:

@@ -148,7 +148,8 @@ from mmbench_shmem.objects cimport (mm_struct, vm_area_struct, shmem_inode_info,
                                     SIZEOF_REFLINK_GROUP, SIZEOF_MM_STRUCT, HPAGE_PMD_NR,
                                     HPAGE_PMD_ORDER, SHMEM_HUGE_NEVER, SHMEM_HUGE_ALWAYS,
                                     SHMEM_HUGE_WITHIN_SIZE, SHMEM_HUGE_ADVISE)
-from mmbench_shmem.huge cimport pmd_leaf_at, thp_vma_suitable, pte_range_none
+from mmbench_shmem.huge cimport pmd_leaf_at, thp_vma_suitable
+from mmbench.blocks.pmdleaf cimport pte_range_none
 from mmbench.blocks.pmdwalk cimport pmd_leaf_next
 from mmbench_shmem.vma cimport (vma_lower_bound, find_vma, range_fully_mapped, range_any_mapped,
                                 vmas_reserve, vmas_insert, vmas_remove_at, vma_link_file,

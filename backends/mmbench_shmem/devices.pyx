@@ -112,6 +112,18 @@ cdef inline shmem_inode_info* next_holder(shmem_inode_info* h) noexcept nogil:
     return h.group_next if h.private else NULL
 
 
+cdef inline uint64_t file_entry_from(vm_area_struct* v, uint64_t vpn, uint64_t end,
+                                     uint64_t* idx) noexcept nogil:
+    """The first page-cache entry of v's file at the pages [vpn, end) of v map (its
+    file offset in *idx), or 0."""
+    return xa_find(&v.vm_file.i_data.i_pages, vma_pgoff_of(v, vpn), vma_pgoff_of(v, end - 1), idx)
+
+cdef inline uint64_t file_entry_after(vm_area_struct* v, uint64_t end, uint64_t* idx) noexcept nogil:
+    """The next entry after offset *idx among those of file_entry_from, or 0."""
+    if idx[0] >= vma_pgoff_of(v, end - 1):
+        return 0
+    return xa_find(&v.vm_file.i_data.i_pages, idx[0] + 1, vma_pgoff_of(v, end - 1), idx)
+
 cdef class ShmemDevMachine(ShmemMachine):
     """shmem with accelerators: device entries in the page cache, unmapped
     through i_mmap, brought home by the CPU fault (essay in devices.pyx)."""
@@ -318,14 +330,12 @@ cdef class ShmemDevMachine(ShmemMachine):
                 return MM_EINVAL
             e = v.vm_end if v.vm_end < end else end
             if node == 0:
-                x = xa_find(&v.vm_file.i_data.i_pages, vma_pgoff_of(v, vpn), vma_pgoff_of(v, e - 1), &idx)
+                x = file_entry_from(v, vpn, e, &idx)
                 while x != 0:
                     st = self.migrate_file_page(v.vm_file, idx, 0, ms)
                     if st != MM_OK:
                         return st
-                    if idx >= vma_pgoff_of(v, e - 1):
-                        break
-                    x = xa_find(&v.vm_file.i_data.i_pages, idx + 1, vma_pgoff_of(v, e - 1), &idx)
+                    x = file_entry_after(v, e, &idx)
                 vpn = e
                 continue
             while vpn < e:
@@ -367,12 +377,10 @@ cdef class ShmemDevMachine(ShmemMachine):
             v = find_vma(mm, vpn)
             e = v.vm_end if v.vm_end < end else end
             if node == 0:         # home: the pages on a device, from the page cache (bounded)
-                x = xa_find(&v.vm_file.i_data.i_pages, vma_pgoff_of(v, vpn), vma_pgoff_of(v, e - 1), &idx)
+                x = file_entry_from(v, vpn, e, &idx)
                 while x != 0:
                     moving += frame_node(&self.frames, <pfn_t>(x - 1)) != 0
-                    if idx >= vma_pgoff_of(v, e - 1):
-                        break
-                    x = xa_find(&v.vm_file.i_data.i_pages, idx + 1, vma_pgoff_of(v, e - 1), &idx)
+                    x = file_entry_after(v, e, &idx)
                 vpn = e
                 continue
             while vpn < e:

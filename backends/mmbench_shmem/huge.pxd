@@ -9,19 +9,12 @@
 
 from libc.stdint cimport int64_t, uint64_t
 from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pt_pmd_table, pmd_leaf
+from mmbench.blocks.pmdleaf cimport pmd_leaf_lookup, pte_range_none
 from mmbench_shmem.objects cimport mm_struct, vm_area_struct, HPAGE_PMD_NR
 
 cdef inline uint64_t pmd_leaf_at(mm_struct* mm, uint64_t vpn) noexcept nogil:
     """The PMD leaf mapping vpn, or 0."""
-    cdef pt_node_t* t
-    cdef uint64_t e
-    if mm.nr_huge_pmd == 0:
-        return 0
-    t = pt_pmd_table(&mm.pgd, vpn, False, NULL)
-    if t == NULL:
-        return 0
-    e = t.e[(vpn >> 9) & 511]
-    return e if pmd_leaf(e) else 0
+    return pmd_leaf_lookup(&mm.pgd, mm.nr_huge_pmd, vpn)
 
 cdef inline bint thp_vma_suitable(vm_area_struct* v, uint64_t haddr) noexcept nogil:
     """thp_vma_suitable_order(PMD_ORDER): the aligned 2 MiB at haddr lies in the
@@ -29,13 +22,3 @@ cdef inline bint thp_vma_suitable(vm_area_struct* v, uint64_t haddr) noexcept no
     modulo 512 pages (so a PMD-sized folio lines up with a PMD)."""
     return (haddr >= v.vm_start and haddr + HPAGE_PMD_NR <= v.vm_end
             and ((v.vm_start - v.vm_pgoff) & (HPAGE_PMD_NR - 1)) == 0)
-
-cdef inline bint pte_range_none(pt_node_t* t, uint64_t vpn, uint64_t nr) noexcept nogil:
-    """pte_range_none: no PTE in [vpn, vpn + nr) of leaf table t (NULL: none at all)."""
-    cdef uint64_t k
-    if t == NULL:
-        return True
-    for k in range(nr):
-        if t.e[(vpn + k) & 511] != 0:
-            return False
-    return True

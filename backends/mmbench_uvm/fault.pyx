@@ -99,13 +99,19 @@ cdef int fault_check(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
             return MM_ENOMEM
     return MM_OK
 
-cdef int fault_zerofill(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
-    cdef vm_map_entry_t* e = f.entry
+cdef vm_anon_t* fault_anon_alloc(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
+    """A new page (in f.pg) and the anon holding it, or NULL out of memory (nothing kept)."""
     cdef vm_anon_t* anon
     f.pg = frame_alloc(u.md.fr, 0)
     anon = uvm_analloc(u, f.pg)
     if anon == NULL:
         frame_free(u.md.fr, f.pg)
+    return anon
+
+cdef int fault_zerofill(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
+    cdef vm_map_entry_t* e = f.entry
+    cdef vm_anon_t* anon = fault_anon_alloc(u, f)
+    if anon == NULL:
         return MM_ENOMEM
     amap_add(&e.aref, f.vpn - e.link.start, anon, False)
     u.md.ctr[C_FAULT_ZERO_FILL] += 1
@@ -115,11 +121,8 @@ cdef int fault_zerofill(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
 cdef int fault_promote(uvm_ctx_t* u, faultctx_t* f, vm_anon_t* oanon) noexcept nogil:
     """uvmfault_promote: a private copy of a shared anon replaces it in our slot."""
     cdef vm_map_entry_t* e = f.entry
-    cdef vm_anon_t* anon
-    f.pg = frame_alloc(u.md.fr, 0)
-    anon = uvm_analloc(u, f.pg)
+    cdef vm_anon_t* anon = fault_anon_alloc(u, f)
     if anon == NULL:
-        frame_free(u.md.fr, f.pg)
         return MM_ENOMEM
     u.md.fr.f[f.pg].value = u.md.fr.f[oanon.an_page].value
     uvm_anon_unref(u, oanon)                     # an_ref > 1: the old page lives on
