@@ -33,7 +33,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import socket
 import time
 
 import numpy as np
@@ -590,69 +589,69 @@ def _x0(figs, series, stat):
     return ser[stat][list(ser["x"]).index(0)]
 
 
+def _held(what: str, twin: str, units, key: str | None = None) -> tuple:
+    """A held-out probe whose host figure is the value `key` (default "held:<twin>")
+    and whose twin is `twin` alone, over `units` (a profile key, or a number)."""
+    key = f"held:{twin}" if key is None else key
+    return (what,
+            lambda p: (twin, None, p[units] if isinstance(units, str) else units),
+            lambda f, s, p: _v(f, key, s))
+
+
+def _held_per_unit(what: str, twin: str, base: str, param: str, held: str, x0: str) -> tuple:
+    """A held-out probe timed at N = p[param] units less the x = 0 point of series
+    `x0`, per unit; its twin is "<twin>:N" less `base`."""
+    return (what,
+            lambda p: (f"{twin}:{p[param]}", base, p[param]),
+            lambda f, s, p: (_v(f, f"held:{held}@{p[param]}", s) - _x0(f, x0, s)) / p[param])
+
+
 HELD_OUT_SPEC = {
-    "cow_chain_fault": ("COW deep in a fork chain: trap + copy + tlb_flush",
-                        lambda p: ("cow_chain_fault", None, p["pages"]),
-                        lambda f, s, p: _v(f, "cow_chain_fault", s)),
+    "cow_chain_fault": _held("COW deep in a fork chain: trap + copy + tlb_flush",
+                             "cow_chain_fault", "pages", key="cow_chain_fault"),
     "fork_chain_vmas": ("fork of written VMAs of a chain's last process: vma + struct_alloc "
                         "x (depth + 3) + fork_pte + pte_zap",
                         lambda p: (f"fork_chain_vmas:{max(p['fork_vmas'])}", "fork_chain_vmas:0",
                                    max(p["fork_vmas"])),
                         lambda f, s, p: line(f["fork_chain_vmas"], s)[0]),
-    "fork_touched_pages": ("fork of N touched pages (size not in the fit): fork_pte + pte_zap "
-                           "+ pt_page",
-                           lambda p: (f"fork_pages:{p['held_fork_pages']}", "fork_pages:0",
-                                      p["held_fork_pages"]),
-                           lambda f, s, p: (_v(f, f"held:fork_touched@{p['held_fork_pages']}", s)
-                                            - _x0(f, "fork_pages", s)) / p["held_fork_pages"]),
-    "fork_untouched_vmas": ("fork of M untouched VMAs (count not in the fit): vma",
-                  lambda p: (f"fork_vmas:{p['held_vmas']}", "fork_vmas:0", p["held_vmas"]),
-                  lambda f, s, p: (_v(f, f"held:fork_vmas@{p['held_vmas']}", s)
-                                   - _x0(f, "fork_vmas", s)) / p["held_vmas"]),
-    "fork_memfd": ("fork of written shared memfd pages, per page: no PTE is copied (error "
-                   "relative to a private fork's cost per page)",
-                   lambda p: (f"fork_memfd:{p['held_fork_pages']}", "fork_pages:0",
-                              p["held_fork_pages"]),
-                   lambda f, s, p: (_v(f, f"held:fork_memfd@{p['held_fork_pages']}", s)
-                                    - _x0(f, "fork_pages", s)) / p["held_fork_pages"]),
-    "munmap_vmas": ("munmap of written one-page VMAs: munmap_call + vma + structs + pte_zap "
-                    "+ page_free + tlb_flush",
-                    lambda p: ("munmap_vmas", None, p["held_islands"]),
-                    lambda f, s, p: _v(f, "held:munmap_vmas", s)),
-    "mremap_populated": ("mremap of a populated range, one page off its 2 MiB phase: mremap_call + "
-               "vma + pte_move + pt_page + tlb_flush",
-               lambda p: ("mremap", None, p["held_pages"]),
-               lambda f, s, p: _v(f, "held:mremap", s)),
-    "munmap_pages": ("munmap of K touched pages (a size not in the fit): munmap_call + "
-                     "pte_zap + page_free + tlb_flush + page tables",
-                     lambda p: ("munmap_pages", None, p["held_free_pages"]),
-                     lambda f, s, p: _v(f, "held:munmap_pages", s)),
-    "fork_huge_pmds": ("fork of huge-mapped memory by a small process, per 2 MiB "
-                       "(copy_huge_pmd + zap_huge_pmd at the child's exit)",
-                       lambda p: (f"fork_huge:{p['held_huge']}", "fork_pages:0", p["held_huge"]),
-                       lambda f, s, p: (_v(f, f"held:fork_huge@{p['held_huge']}", s)
-                                        - _x0(f, "fork_huge", s)) / p["held_huge"]),
-    "cow_huge": ("COW of a huge page after fork, per 2 MiB: trap + thp_split_pmd + "
-                 "tlb_flush x 2 + copy (one 4 KiB page)",
-                 lambda p: ("cow_huge", None, p["held_huge"]),
-                 lambda f, s, p: _v(f, "held:cow_huge", s)),
-    "madvise_dontneed": ("madvise(DONTNEED): syscall + pte_zap + page_free + tlb_flush",
-                         lambda p: ("madvise_dontneed", None, p["held_free_pages"]),
-                         lambda f, s, p: _v(f, "held:madvise_dontneed", s)),
-    "mprotect_split": ("mprotect splitting a VMA and merging it back: syscall + vma",
-                       lambda p: ("mprotect_split", None, 2),
-                       lambda f, s, p: _v(f, "held:mprotect_split", s)),
+    "fork_touched_pages": _held_per_unit("fork of N touched pages (size not in the fit): fork_pte "
+                                         "+ pte_zap + pt_page",
+                                         "fork_pages", "fork_pages:0", "held_fork_pages",
+                                         "fork_touched", "fork_pages"),
+    "fork_untouched_vmas": _held_per_unit("fork of M untouched VMAs (count not in the fit): vma",
+                                          "fork_vmas", "fork_vmas:0", "held_vmas",
+                                          "fork_vmas", "fork_vmas"),
+    "fork_memfd": _held_per_unit("fork of written shared memfd pages, per page: no PTE is copied "
+                                 "(error relative to a private fork's cost per page)",
+                                 "fork_memfd", "fork_pages:0", "held_fork_pages",
+                                 "fork_memfd", "fork_pages"),
+    "munmap_vmas": _held("munmap of written one-page VMAs: munmap_call + vma + structs + pte_zap "
+                         "+ page_free + tlb_flush", "munmap_vmas", "held_islands"),
+    "mremap_populated": _held("mremap of a populated range, one page off its 2 MiB phase: "
+                              "mremap_call + vma + pte_move + pt_page + tlb_flush",
+                              "mremap", "held_pages"),
+    "munmap_pages": _held("munmap of K touched pages (a size not in the fit): munmap_call + "
+                          "pte_zap + page_free + tlb_flush + page tables",
+                          "munmap_pages", "held_free_pages"),
+    "fork_huge_pmds": _held_per_unit("fork of huge-mapped memory by a small process, per 2 MiB "
+                                     "(copy_huge_pmd + zap_huge_pmd at the child's exit)",
+                                     "fork_huge", "fork_pages:0", "held_huge",
+                                     "fork_huge", "fork_huge"),
+    "cow_huge": _held("COW of a huge page after fork, per 2 MiB: trap + thp_split_pmd + "
+                      "tlb_flush x 2 + copy (one 4 KiB page)", "cow_huge", "held_huge"),
+    "madvise_dontneed": _held("madvise(DONTNEED): syscall + pte_zap + page_free + tlb_flush",
+                              "madvise_dontneed", "held_free_pages"),
+    "mprotect_split": _held("mprotect splitting a VMA and merging it back: syscall + vma",
+                            "mprotect_split", 2),
     "exit_large": ("exit of a process with N written pages: pte_zap + page_free + pt pages",
                    lambda p: (f"exit:{p['held_exit_pages']}", "exit:1", p["held_exit_pages"] - 1),
                    lambda f, s, p: (_v(f, f"held:exit@{p['held_exit_pages']}", s)
                                     - _v(f, "held:exit@1", s)) / (p["held_exit_pages"] - 1)),
-    "sparse_touch": ("first write to sparse pages: trap + zero_fill + pt_page per PTE table",
-                     lambda p: ("sparse_touch", None, p["held_pages"]),
-                     lambda f, s, p: _v(f, "held:sparse_touch", s)),
-    "vma_first_write_fault": ("first write to fresh one-page VMAs: trap + zero_fill + "
-                              "struct_alloc (anon_vma, anon_vma_chain) + pt_page",
-                              lambda p: ("islands_fault", None, p["islands"]),
-                              lambda f, s, p: _v(f, "vma_first_write_fault", s)),
+    "sparse_touch": _held("first write to sparse pages: trap + zero_fill + pt_page per PTE table",
+                          "sparse_touch", "held_pages"),
+    "vma_first_write_fault": _held("first write to fresh one-page VMAs: trap + zero_fill + "
+                                   "struct_alloc (anon_vma, anon_vma_chain) + pt_page",
+                                   "islands_fault", "islands", key="vma_first_write_fault"),
 }
 HELD_OUT = tuple(HELD_OUT_SPEC)
 #: probes whose host value is close to 0 by design: their error is stated relative
@@ -938,15 +937,11 @@ def model_structures(backend: str, v: int) -> dict:
 
 # ---------------------------------------------------------------- the file
 def machine_info() -> dict:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"hostname": socket.gethostname(), "kernel": platform.release(),
-            "kernel_version": platform.version(), "arch": platform.machine(), "cpu": cpu,
-            "cpus": os.cpu_count(), "page_size": os.sysconf("SC_PAGE_SIZE")}
+    """This host as a calibration records it: calibration_search.this_host and the kernel build."""
+    from mmbench.calibration_search import this_host
+    host = this_host()
+    return {"hostname": host["hostname"], "kernel": host["kernel"],
+            "kernel_version": platform.version(), **host}
 
 
 def calibrate(profile: str = "full", structures_too: bool = False, backend: str = "linux",

@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "forkwait.h"
+
 static int64_t clock_ns(clockid_t c)
 {
     struct timespec ts;
@@ -78,19 +80,13 @@ int main(int argc, char **argv)
         return 2;
     long psz = sysconf(_SC_PAGESIZE);
     for (long r = 0; r < forks; r++) {
-        int st;
         struct rusage ru;
         int64_t t0 = now_ns(), c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-        pid_t pid = fork();
-        if (pid < 0)
-            return 3;
-        if (pid == 0)
-            _exit(0);
-        if (wait4(pid, &st, 0, &ru) < 0 || !WIFEXITED(st))
-            return 4;
+        int err = fork_exit_wait(&ru);
+        if (err)
+            return err;
         int64_t c1 = clock_ns(CLOCK_THREAD_CPUTIME_ID), t1 = now_ns();
-        int64_t child = ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
-                        ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
+        int64_t child = rusage_cpu_ns(&ru);
         printf("fork %lld %lld\n", (long long)(t1 - t0), (long long)(c1 - c0 + child));
     }
     for (long r = 0; r < reps; r++) {

@@ -68,10 +68,19 @@ cdef void frames_destroy(frames_t* fr) noexcept nogil
 cdef inline int64_t frames_free_count(frames_t* fr, int node) noexcept nogil:
     return fr.node_size[node] - fr.node_used[node]
 
+cdef inline void frame_reset(frame_t* d) noexcept nogil:
+    """A freshly allocated frame: refcount 1, everything else 0."""
+    d.value = 0
+    d.owner = 0
+    d.index = 0
+    d.refcount = 1
+    d.mapcount = 0
+    d.flags = 0
+    d.aux = 0
+
 cdef inline pfn_t frame_alloc(frames_t* fr, int node) noexcept nogil:
     """Take a frame of `node` (refcount 1, mapcount 0, value 0); NO_PFN when the node is full."""
     cdef pfn_t pfn
-    cdef frame_t* d
     if fr.node_nfree[node] > 0:
         fr.node_nfree[node] -= 1
         pfn = fr.freelist[fr.node_base[node] + fr.node_nfree[node]]
@@ -81,14 +90,7 @@ cdef inline pfn_t frame_alloc(frames_t* fr, int node) noexcept nogil:
     else:
         return NO_PFN
     fr.node_used[node] += 1
-    d = &fr.f[pfn]
-    d.value = 0
-    d.owner = 0
-    d.index = 0
-    d.refcount = 1
-    d.mapcount = 0
-    d.flags = 0
-    d.aux = 0
+    frame_reset(&fr.f[pfn])
     return pfn
 
 cdef inline uint8_t folio_order_of(int64_t nr) noexcept nogil:
@@ -106,7 +108,6 @@ cdef inline pfn_t frame_alloc_contig(frames_t* fr, int node, int64_t nr) noexcep
     cdef int64_t start = fr.node_base[node] + fr.node_bump[node]
     cdef int64_t first = (start + nr - 1) & ~(nr - 1)
     cdef int64_t p
-    cdef frame_t* d
     if first + nr > fr.node_base[node] + fr.node_size[node]:
         return NO_PFN
     for p in range(start, first):
@@ -119,14 +120,7 @@ cdef inline pfn_t frame_alloc_contig(frames_t* fr, int node, int64_t nr) noexcep
         fr.node_large_frames[node] += nr
     for p in range(first, first + nr):
         fr.order[p] = folio_order_of(nr)
-        d = &fr.f[p]
-        d.value = 0
-        d.owner = 0
-        d.index = 0
-        d.refcount = 1
-        d.mapcount = 0
-        d.flags = 0
-        d.aux = 0
+        frame_reset(&fr.f[p])
     return <pfn_t>first
 
 cdef inline int frame_node(frames_t* fr, pfn_t pfn) noexcept nogil:

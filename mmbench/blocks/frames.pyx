@@ -13,12 +13,7 @@ cdef int frames_init(frames_t* fr, int64_t ram_pages, int64_t ndevices, int64_t 
     fr.freelist = <pfn_t*>calloc(total if total > 0 else 1, sizeof(pfn_t))
     fr.order = <uint8_t*>calloc(total if total > 0 else 1, sizeof(uint8_t))
     if fr.f == NULL or fr.freelist == NULL or fr.order == NULL:
-        free(fr.f)
-        free(fr.freelist)
-        free(fr.order)
-        fr.f = NULL
-        fr.freelist = NULL
-        fr.order = NULL
+        frames_destroy(fr)
         raise MemoryError("cannot allocate frame descriptors")
     fr.nr_nodes = ndevices + 1
     for n in range(MAX_NODES):

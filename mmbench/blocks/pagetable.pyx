@@ -5,6 +5,19 @@ from libc.stdint cimport uint64_t, int64_t
 cdef inline int idx_at(uint64_t vpn, int level) noexcept nogil:
     return <int>((vpn >> (9 * (3 - level))) & 511)
 
+cdef inline pt_node_t* attach_table(pgtable_t* pt, pt_node_t* t, int i, int level,
+                                    int64_t* nalloc) noexcept nogil:
+    # A new empty table as entry i of `t` (a table at `level`), counted in
+    # pt.nr and *nalloc; NULL when out of memory (then nothing changes).
+    cdef pt_node_t* child = <pt_node_t*>calloc(1, sizeof(pt_node_t))
+    if child != NULL:
+        t.e[i] = <uint64_t><size_t>child
+        t.used += 1
+        pt.nr[level + 1] += 1
+        if nalloc != NULL:
+            nalloc[0] += 1
+    return child
+
 cdef int pt_init(pgtable_t* pt) noexcept nogil:
     cdef int i
     for i in range(4):
@@ -52,27 +65,20 @@ cdef pt_node_t* pt_leaf(pgtable_t* pt, uint64_t vpn, bint alloc, int64_t* nalloc
         if level == LVL_PMD and pmd_leaf(t.e[i]):
             return NULL                  # a PMD leaf: no PTE table (split it first)
         child = <pt_node_t*><size_t>t.e[i]
-        if child == NULL:
-            if not alloc:
-                return NULL
-            child = <pt_node_t*>calloc(1, sizeof(pt_node_t))
-            if child == NULL:
-                if first_parent != NULL:    # out of memory: undo the tables made here
-                    i = idx_at(vpn, first_level)
-                    if nalloc != NULL:
-                        nalloc[0] -= level - first_level
-                    free_subtree(pt, <pt_node_t*><size_t>first_parent.e[i], first_level + 1)
-                    first_parent.e[i] = 0
-                    first_parent.used -= 1
-                return NULL
-            if first_parent == NULL:
+        if child == NULL and alloc:
+            child = attach_table(pt, t, i, level, nalloc)
+            if child != NULL and first_parent == NULL:
                 first_parent = t
                 first_level = level
-            t.e[i] = <uint64_t><size_t>child
-            t.used += 1
-            pt.nr[level + 1] += 1
-            if nalloc != NULL:
-                nalloc[0] += 1
+        if child == NULL:
+            if first_parent != NULL:    # out of memory: undo the tables made here
+                i = idx_at(vpn, first_level)
+                if nalloc != NULL:
+                    nalloc[0] -= level - first_level
+                free_subtree(pt, <pt_node_t*><size_t>first_parent.e[i], first_level + 1)
+                first_parent.e[i] = 0
+                first_parent.used -= 1
+            return NULL
         t = child
     return t
 
@@ -163,17 +169,10 @@ cdef pt_node_t* pt_pmd_table(pgtable_t* pt, uint64_t vpn, bint alloc, int64_t* n
     for level in range(LVL_PGD, LVL_PMD):
         i = idx_at(vpn, level)
         child = <pt_node_t*><size_t>t.e[i]
-        if child == NULL:
-            if not alloc:
-                return NULL
-            child = <pt_node_t*>calloc(1, sizeof(pt_node_t))
-            if child == NULL:
-                return NULL              # tables made above stay (empty; free_pgtables takes them)
-            t.e[i] = <uint64_t><size_t>child
-            t.used += 1
-            pt.nr[level + 1] += 1
-            if nalloc != NULL:
-                nalloc[0] += 1
+        if child == NULL and alloc:
+            child = attach_table(pt, t, i, level, nalloc)
+        if child == NULL:                # absent, or out of memory: tables made above
+            return NULL                  # stay (empty; free_pgtables takes them)
         t = child
     return t
 
@@ -192,22 +191,7 @@ cdef void pt_table_free(pgtable_t* pt, pt_node_t* t) noexcept nogil:
 
 cdef int reserve_upper(pgtable_t* pt, uint64_t vpn, int64_t* made) noexcept nogil:
     # The PUD and PMD tables above `vpn` (not its PTE table); -1: out of memory.
-    cdef pt_node_t* t = pt.pgd
-    cdef pt_node_t* child
-    cdef int level, i
-    for level in range(LVL_PGD, LVL_PMD):
-        i = idx_at(vpn, level)
-        child = <pt_node_t*><size_t>t.e[i]
-        if child == NULL:
-            child = <pt_node_t*>calloc(1, sizeof(pt_node_t))
-            if child == NULL:
-                return -1
-            t.e[i] = <uint64_t><size_t>child
-            t.used += 1
-            pt.nr[level + 1] += 1
-            made[0] += 1
-        t = child
-    return 0
+    return 0 if pt_pmd_table(pt, vpn, True, made) != NULL else -1
 
 cdef int pt_reserve_move(pgtable_t* pt, uint64_t start, uint64_t end, uint64_t new_start,
                          uint64_t floor, uint64_t ceiling, bint whole_tables,

@@ -73,6 +73,68 @@ cdef cnp.ndarray _samples(reps):
     return np.zeros(_count(reps, "reps", 1, MAX_REPS), dtype=np.int64)
 
 
+cdef enum:                      # the experiments _run dispatches to
+    P_ANON_FAULT
+    P_COW
+    P_MEMFD
+    P_ISLANDS_FAULT
+    P_ISLANDS_MUNMAP
+    P_FORK
+    P_FORK_CHAIN
+    P_MUNMAP
+    P_MPROTECT
+    P_MEMOPS
+    P_KMALLOC
+    P_MREMAP
+    P_THP_FAULT
+    P_THP_CUT
+    P_FORK_HUGE
+    P_COW_HUGE
+    P_THP_COLLAPSE
+    P_MADVISE_DONTNEED
+    P_FORK_MEMFD
+    P_EXIT
+    P_MPROTECT_SPLIT
+
+
+cdef int _call(int f, long a, long b, long c, int r, int64_t *o) noexcept nogil:
+    # experiment f with its arguments (a, b, c as its signature takes them);
+    # it times itself, so this dispatch is outside every timed phase
+    if f == P_ANON_FAULT: return mmp_anon_fault(a, b, <int>c, r, o)
+    elif f == P_COW: return mmp_cow(a, <int>b, r, o)
+    elif f == P_MEMFD: return mmp_memfd(a, <int>b, r, o)
+    elif f == P_ISLANDS_FAULT: return mmp_islands_fault(a, r, o)
+    elif f == P_ISLANDS_MUNMAP: return mmp_islands_munmap(a, <int>b, r, o)
+    elif f == P_FORK: return mmp_fork(a, b, <int>c, r, o)
+    elif f == P_FORK_CHAIN: return mmp_fork_chain(a, <int>b, r, o)
+    elif f == P_MUNMAP: return mmp_munmap(a, <int>b, r, o)
+    elif f == P_MPROTECT: return mmp_mprotect(<int>a, b, r, o)
+    elif f == P_MEMOPS: return mmp_memops(<int>a, b, r, o)
+    elif f == P_KMALLOC: return mmp_kmalloc(a, b, r, o)
+    elif f == P_MREMAP: return mmp_mremap(a, b, r, o)
+    elif f == P_THP_FAULT: return mmp_thp_fault(a, <int>b, r, o)
+    elif f == P_THP_CUT: return mmp_thp_cut(a, <int>b, <int>c, r, o)
+    elif f == P_FORK_HUGE: return mmp_fork_huge(a, r, o)
+    elif f == P_COW_HUGE: return mmp_cow_huge(a, r, o)
+    elif f == P_THP_COLLAPSE: return mmp_thp_collapse(a, r, o)
+    elif f == P_MADVISE_DONTNEED: return mmp_madvise_dontneed(a, r, o)
+    elif f == P_FORK_MEMFD: return mmp_fork_memfd(a, r, o)
+    elif f == P_EXIT: return mmp_exit(a, r, o)
+    elif f == P_MPROTECT_SPLIT: return mmp_mprotect_split(a, r, o)
+    return 0
+
+
+cdef cnp.ndarray _run(int f, reps, what, long a=0, long b=0, long c=0):
+    """`reps` samples of experiment f (its arguments already checked), or HostProbeError."""
+    cdef cnp.ndarray out = _samples(reps)
+    cdef int r = out.shape[0], rc
+    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        rc = _call(f, a, b, c, r, o)
+    _check(rc, what)
+    return out
+
+
 def set_clock(clock):
     """Time every probe with `clock`: "cpu" (the CPU time of the work: the
     timing thread's, plus the CPU time of a child reaped inside the timed
@@ -114,13 +176,7 @@ def anon_fault(n, stride=1, write=True, reps=5):
     cdef long s = _count(stride, "stride", 1, 1024)
     _count(c * s, "n * stride", 1, 1 << 28)
     cdef int w = 1 if write else 0
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_anon_fault(c, s, w, r, o)
-    _check(rc, "anon_fault")
-    return out
+    return _run(P_ANON_FAULT, reps, "anon_fault", c, s, w)
 
 
 def cow(n, depth=1, reps=5):
@@ -128,13 +184,7 @@ def cow(n, depth=1, reps=5):
     (depth 0: the parent writes after its only child exited)."""
     cdef long c = _count(n, "n", 1, MAX_PAGES)
     cdef int d = _count(depth, "depth", 0, MAX_DEPTH)
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_cow(c, d, r, o)
-    _check(rc, "cow")
-    return out
+    return _run(P_COW, reps, "cow", c, d)
 
 
 MEMFD_MODES = {"miss": 0, "hit": 1, "read_hit": 2}
@@ -146,38 +196,20 @@ def memfd(n, mode="miss", reps=5):
         raise _errors.InvalidArgument(f"mode must be one of {sorted(MEMFD_MODES)}, got {mode!r}")
     cdef long c = _count(n, "n", 1, MAX_PAGES)
     cdef int m = MEMFD_MODES[mode]
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_memfd(c, m, r, o)
-    _check(rc, "memfd")
-    return out
+    return _run(P_MEMFD, reps, "memfd", c, m)
 
 
 def islands_fault(nvmas, reps=5):
     """ns per repetition for the first write to each of `nvmas` fresh one-page VMAs."""
     cdef long v = _count(nvmas, "nvmas", 1, MAX_VMAS)
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_islands_fault(v, r, o)
-    _check(rc, "islands_fault")
-    return out
+    return _run(P_ISLANDS_FAULT, reps, "islands_fault", v)
 
 
 def islands_munmap(nvmas, touch=True, reps=5):
     """ns per repetition to munmap `nvmas` one-page VMAs (each written first if `touch`)."""
     cdef long v = _count(nvmas, "nvmas", 1, MAX_VMAS)
     cdef int t = 1 if touch else 0
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_islands_munmap(v, t, r, o)
-    _check(rc, "islands_munmap")
-    return out
+    return _run(P_ISLANDS_MUNMAP, reps, "islands_munmap", v, t)
 
 
 def fork(npages=0, nvmas=0, touch_vmas=False, reps=5):
@@ -185,13 +217,7 @@ def fork(npages=0, nvmas=0, touch_vmas=False, reps=5):
     cdef long p = _count(npages, "npages", 0, MAX_PAGES)
     cdef long v = _count(nvmas, "nvmas", 0, MAX_VMAS)
     cdef int t = 1 if touch_vmas else 0
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_fork(p, v, t, r, o)
-    _check(rc, "fork")
-    return out
+    return _run(P_FORK, reps, "fork", p, v, t)
 
 
 def fork_chain(nvmas, depth=4, reps=5):
@@ -199,52 +225,28 @@ def fork_chain(nvmas, depth=4, reps=5):
     forks, each process holding `nvmas` written one-page VMAs."""
     cdef long v = _count(nvmas, "nvmas", 0, MAX_VMAS)
     cdef int d = _count(depth, "depth", 1, MAX_DEPTH)
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_fork_chain(v, d, r, o)
-    _check(rc, "fork_chain")
-    return out
+    return _run(P_FORK_CHAIN, reps, "fork_chain", v, d)
 
 
 def munmap(n, shared=False, reps=5):
     """ns per munmap of `n` touched pages (shared: a child still maps them)."""
     cdef long c = _count(n, "n", 1, MAX_PAGES)
     cdef int s = 1 if shared else 0
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_munmap(c, s, r, o)
-    _check(rc, "munmap")
-    return out
+    return _run(P_MUNMAP, reps, "munmap", c, s)
 
 
 def mprotect(touched=True, pairs=200, reps=5):
     """ns per mprotect call flipping a one-page mapping (present page or not)."""
     cdef int t = 1 if touched else 0
     cdef long k = _count(pairs, "pairs", 1, 1 << 20)
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_mprotect(t, k, r, o)
-    _check(rc, "mprotect")
-    return out
+    return _run(P_MPROTECT, reps, "mprotect", t, k)
 
 
 def memops(copy=False, bufpages=2048, reps=5):
     """ns per pass of 4 KiB memset (or memcpy) over a warm `bufpages` buffer."""
     cdef int c = 1 if copy else 0
     cdef long b = _count(bufpages, "bufpages", 1, MAX_PAGES)
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_memops(c, b, r, o)
-    _check(rc, "memops")
-    return out
+    return _run(P_MEMOPS, reps, "memops", c, b)
 
 
 def kmalloc(nbytes, calls=200, reps=5):
@@ -252,32 +254,11 @@ def kmalloc(nbytes, calls=200, reps=5):
     allocation of that size, copied in and out, then freed)."""
     cdef long b = _count(nbytes, "nbytes", 1, 8192)
     cdef long k = _count(calls, "calls", 1, 1 << 20)
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_kmalloc(b, k, r, o)
-    _check(rc, "kmalloc (System V message queue)")
-    return out
+    return _run(P_KMALLOC, reps, "kmalloc (System V message queue)", b, k)
 
 
-def _pages_probe(fn_id, n, reps, what):
-    cdef long c = _count(n, "n", 1, MAX_PAGES)
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc = 0
-    cdef int f = fn_id
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        if f == 1:
-            rc = mmp_madvise_dontneed(c, r, o)
-        elif f == 2:
-            rc = mmp_fork_memfd(c, r, o)
-        elif f == 3:
-            rc = mmp_exit(c, r, o)
-        elif f == 4:
-            rc = mmp_mprotect_split(c, r, o)
-    _check(rc, what)
-    return out
+def _pages_probe(int f, n, reps, what):
+    return _run(f, reps, what, _count(n, "n", 1, MAX_PAGES))
 
 
 def mremap(n, shift=1, reps=5):
@@ -285,13 +266,7 @@ def mremap(n, shift=1, reps=5):
     pages past one (shift 0: whole PTE tables move, else every PTE moves)."""
     cdef long c = _count(n, "n", 1, MAX_PAGES)
     cdef long sh = _count(shift, "shift", 0, 511)
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_mremap(c, sh, r, o)
-    _check(rc, "mremap")
-    return out
+    return _run(P_MREMAP, reps, "mremap", c, sh)
 
 
 def thp_fault(nhuge, write=True, reps=5):
@@ -299,13 +274,7 @@ def thp_fault(nhuge, write=True, reps=5):
     zero page) of `nhuge` 2 MiB-aligned MADV_HUGEPAGE ranges, one access each."""
     cdef long c = _count(nhuge, "nhuge", 1, MAX_HUGE)
     cdef int w = 1 if write else 0
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_thp_fault(c, w, r, o)
-    _check(rc, "thp_fault")
-    return out
+    return _run(P_THP_FAULT, reps, "thp_fault", c, w)
 
 
 THP_CUTS = {"mprotect": 0, "munmap": 1}
@@ -320,70 +289,46 @@ def thp_cut(nhuge, huge=True, what="mprotect", reps=5):
     cdef long c = _count(nhuge, "nhuge", 1, MAX_HUGE)
     cdef int hg = 1 if huge else 0
     cdef int wt = THP_CUTS[what]
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_thp_cut(c, hg, wt, r, o)
-    _check(rc, "thp_cut")
-    return out
+    return _run(P_THP_CUT, reps, "thp_cut", c, hg, wt)
 
 
 def fork_huge(nhuge, reps=5):
     """ns per fork + exit + wait of a process holding `nhuge` written huge pages."""
     cdef long c = _count(nhuge, "nhuge", 1, MAX_HUGE)
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_fork_huge(c, r, o)
-    _check(rc, "fork (huge pages)")
-    return out
+    return _run(P_FORK_HUGE, reps, "fork (huge pages)", c)
 
 
 def cow_huge(nhuge, reps=5):
     """ns per repetition for a forked child's first write to each of `nhuge`
     huge pages its parent maps (each PMD splits, one 4 KiB page is copied)."""
     cdef long c = _count(nhuge, "nhuge", 1, MAX_HUGE)
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_cow_huge(c, r, o)
-    _check(rc, "cow (huge pages)")
-    return out
+    return _run(P_COW_HUGE, reps, "cow (huge pages)", c)
 
 
 def thp_collapse(nhuge, reps=5):
     """ns per madvise(MADV_COLLAPSE) of `nhuge` 2 MiB ranges written as 4 KiB pages."""
     cdef long c = _count(nhuge, "nhuge", 1, MAX_HUGE)
-    cdef cnp.ndarray out = _samples(reps)
-    cdef int r = out.shape[0], rc
-    cdef int64_t *o = <int64_t *>cnp.PyArray_DATA(out)
-    with nogil:
-        rc = mmp_thp_collapse(c, r, o)
-    _check(rc, "thp_collapse (MADV_COLLAPSE)")
-    return out
+    return _run(P_THP_COLLAPSE, reps, "thp_collapse (MADV_COLLAPSE)", c)
 
 
 def madvise_dontneed(n, reps=5):
     """ns for madvise(MADV_DONTNEED) of `n` touched private pages."""
-    return _pages_probe(1, n, reps, "madvise")
+    return _pages_probe(P_MADVISE_DONTNEED, n, reps, "madvise")
 
 
 def fork_memfd(n, reps=5):
     """ns per fork + exit + wait of a process holding `n` written shared memfd pages."""
-    return _pages_probe(2, n, reps, "fork (memfd)")
+    return _pages_probe(P_FORK_MEMFD, n, reps, "fork (memfd)")
 
 
 def exit_process(n, reps=5):
     """ns from telling a child holding `n` written private pages to exit to reaping it."""
-    return _pages_probe(3, n, reps, "exit")
+    return _pages_probe(P_EXIT, n, reps, "exit")
 
 
 def mprotect_split(pairs=200, reps=5):
     """ns per mprotect call that splits (or re-merges) a VMA."""
-    return _pages_probe(4, pairs, reps, "mprotect (split)")
+    return _pages_probe(P_MPROTECT_SPLIT, pairs, reps, "mprotect (split)")
 
 
 class Islands:

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../forkwait.h"
+
 static int wall;
 
 static int64_t now_ns(void)
@@ -48,20 +50,14 @@ int main(int argc, char **argv)
             p[i * huge] = 1;
     }
     for (long r = -2; r < reps; r++) {     /* two untimed forks warm the allocator */
-        int st;
         struct rusage ru;
         int64_t t0 = now_ns();
-        pid_t pid = fork();
-        if (pid < 0)
-            return 3;
-        if (pid == 0)
-            _exit(0);
-        if (wait4(pid, &st, 0, &ru) < 0 || !WIFEXITED(st))
-            return 4;
+        int err = fork_exit_wait(&ru);
+        if (err)
+            return err;
         int64_t dt = now_ns() - t0;
         if (!wall)
-            dt += ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000
-                  + ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
+            dt += rusage_cpu_ns(&ru);
         if (r >= 0)
             printf("%lld\n", (long long)dt);
     }

@@ -111,6 +111,17 @@ static long load_pages(volatile char *p, long n, long stride)
     return sum;
 }
 
+/* one store (write) or one load per page: the body of most timed phases,
+ * always inlined so that it adds no call to them */
+static inline __attribute__((always_inline)) void touch_pages(volatile char *p, long n,
+                                                              long stride, int write)
+{
+    if (write)
+        store_pages(p, n, stride);
+    else
+        (void)load_pages(p, n, stride);
+}
+
 /* wait for `pid`; 0 if it exited with status 0.  With the CPU clock, the
  * child's whole CPU time (user + system, microseconds) is added to *cpu_ns
  * when cpu_ns is given. */
@@ -130,6 +141,28 @@ static int reap_cpu(pid_t pid, int64_t *cpu_ns)
 static int reap(pid_t pid)
 {
     return reap_cpu(pid, NULL);
+}
+
+/* `reps` x (fork + the child's _exit + wait), each timed into out[r] (with the
+ * CPU clock, plus the child's CPU time); 0 or -errno of the first failure.
+ * The timed phase is the fork, the exit and the reap: nothing else. */
+static int time_forks(int reps, int64_t *out)
+{
+    int rc = 0;
+    for (int r = 0; r < reps && rc == 0; r++) {
+        int64_t t0 = now_ns();
+        pid_t pid = fork();
+        if (pid < 0) {
+            rc = -errno;
+            break;
+        }
+        if (pid == 0)
+            _exit(0);
+        int64_t child = 0;
+        rc = reap_cpu(pid, &child);
+        out[r] = now_ns() - t0 + child;
+    }
+    return rc;
 }
 
 static int full_read(int fd, void *buf, size_t len)
@@ -180,10 +213,7 @@ int mmp_anon_fault(long n, long stride, int write, int reps, int64_t *out)
         if (!p)
             return -errno;
         int64_t t0 = now_ns();
-        if (write)
-            store_pages(p, n, stride);
-        else
-            (void)load_pages(p, n, stride);
+        touch_pages(p, n, stride, write);
         out[r] = now_ns() - t0;
         munmap(p, (size_t)(n * stride) * PAGE);
     }
@@ -310,10 +340,7 @@ static int memfd_once(long n, int mode, int64_t *dt)
         }
     }
     int64_t t0 = now_ns();
-    if (mode == 2)
-        (void)load_pages(p, n, 1);
-    else
-        store_pages(p, n, 1);
+    touch_pages(p, n, 1, mode != 2);
     *dt = now_ns() - t0;
     munmap(p, len);
     close(fd);
@@ -402,19 +429,7 @@ int mmp_fork(long npages, long nvmas, int touch_vmas, int reps, int64_t *out)
         rc = -errno;
         goto out;
     }
-    for (int r = 0; r < reps && rc == 0; r++) {
-        int64_t t0 = now_ns();
-        pid_t pid = fork();
-        if (pid < 0) {
-            rc = -errno;
-            break;
-        }
-        if (pid == 0)
-            _exit(0);
-        int64_t child = 0;
-        rc = reap_cpu(pid, &child);
-        out[r] = now_ns() - t0 + child;
-    }
+    rc = time_forks(reps, out);
     if (isl)
         unmap_islands(isl, nvmas);
 out:
@@ -683,10 +698,7 @@ int mmp_thp_fault(long nhuge, int write, int reps, int64_t *out)
         if (!p)
             return -errno;
         int64_t t0 = now_ns();
-        if (write)
-            store_pages(p, nhuge, HPAGE_PAGES);
-        else
-            (void)load_pages(p, nhuge, HPAGE_PAGES);
+        touch_pages(p, nhuge, HPAGE_PAGES, write);
         out[r] = now_ns() - t0;
         munmap(p, len);
     }
@@ -734,19 +746,7 @@ int mmp_fork_huge(long nhuge, int reps, int64_t *out)
     if (!p)
         return -errno;
     store_pages(p, nhuge, HPAGE_PAGES);
-    for (int r = 0; r < reps && rc == 0; r++) {
-        int64_t t0 = now_ns();
-        pid_t pid = fork();
-        if (pid < 0) {
-            rc = -errno;
-            break;
-        }
-        if (pid == 0)
-            _exit(0);
-        int64_t child = 0;
-        rc = reap_cpu(pid, &child);
-        out[r] = now_ns() - t0 + child;
-    }
+    rc = time_forks(reps, out);
     munmap(p, len);
     return rc;
 }
@@ -820,8 +820,7 @@ int mmp_thp_collapse(long nhuge, int reps, int64_t *out)
         int64_t t0 = now_ns();
         rc = madvise(p, len, MADV_COLLAPSE);
         out[r] = now_ns() - t0;
-        if (rc < 0)
-            rc = -errno;
+        rc = rc < 0 ? -errno : 0;
         munmap(p, len);
         if (rc)
             return rc;
@@ -865,19 +864,7 @@ int mmp_fork_memfd(long n, int reps, int64_t *out)
         return rc;
     }
     store_pages(p, n, 1);
-    for (int r = 0; r < reps && rc == 0; r++) {
-        int64_t t0 = now_ns();
-        pid_t pid = fork();
-        if (pid < 0) {
-            rc = -errno;
-            break;
-        }
-        if (pid == 0)
-            _exit(0);
-        int64_t child = 0;
-        rc = reap_cpu(pid, &child);
-        out[r] = now_ns() - t0 + child;
-    }
+    rc = time_forks(reps, out);
     munmap(p, len);
     close(fd);
     return rc;
