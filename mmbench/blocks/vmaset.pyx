@@ -23,7 +23,10 @@ cdef bint vmaset_fully_mapped(void** vmas, int64_t nr, size_t span, uint64_t sta
 
 cdef bint vmaset_any_mapped(void** vmas, int64_t nr, size_t span, uint64_t start,
                           uint64_t end) noexcept nogil:
-    cdef int64_t i = vmaset_lower_bound(vmas, nr, span, start)
+    cdef int64_t i
+    if start >= end:                # an empty range holds no vpn
+        return False
+    i = vmaset_lower_bound(vmas, nr, span, start)
     return i < nr and vma_span(vmas[i], span).vm_start < end
 
 
