@@ -208,7 +208,15 @@ class Cluster:
                 "isolation": "each measured cell holds its host's per-CPU lock (flock) and is pinned to that CPU"}
 
     def map_cells(self, cells, repeats, calibration_path, budget_s, task=None, options=None):
-        """Yield each cell's result as it finishes (longest expected cells are submitted first).
+        """Yield each cell's result as it finishes (see map_cell_batches)."""
+        for batch in self.map_cell_batches(cells, repeats, calibration_path, budget_s, task, options):
+            yield from batch
+
+    def map_cell_batches(self, cells, repeats, calibration_path, budget_s, task=None, options=None):
+        """Yield the results of the cells finished since the last batch, as lists (longest
+        expected cells are submitted first); a worker that finishes a cell gets its next
+        one before the batch goes to the caller, so the caller's work on a batch (writing
+        the results file) never leaves a worker idle.
 
         `cells` is [(index, workload, params, backend, weight)]; a cell whose worker died
         comes back with status "error" and the scheduler's reason.  `task` replaces
@@ -231,18 +239,22 @@ class Cluster:
             futs[f] = index
             return f
 
+        def result(f):
+            try:
+                return f.result()
+            except Exception as e:       # KilledWorker, CancelledError …: the cell crashed
+                return {"index": futs[f], "records": None, "status": "error",
+                        "error": f"{type(e).__name__}: {e}", "how": {"worker": "lost"}}
+
         pending = iter(order)
         ac = as_completed([submit(*c) for c in itertools.islice(pending, slots)])
         try:
-            for f in ac:
-                nxt = next(pending, None)
-                if nxt is not None:
-                    ac.add(submit(*nxt))
-                try:
-                    yield f.result()
-                except Exception as e:       # KilledWorker, CancelledError …: the cell crashed
-                    yield {"index": futs[f], "records": None, "status": "error",
-                           "error": f"{type(e).__name__}: {e}", "how": {"worker": "lost"}}
+            for batch in ac.batches():
+                for _ in batch:
+                    nxt = next(pending, None)
+                    if nxt is not None:
+                        ac.add(submit(*nxt))
+                yield [result(f) for f in batch]
         finally:
             for f in futs:
                 if not f.done():

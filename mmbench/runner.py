@@ -282,14 +282,17 @@ def _run_dask(book, pending, reps, cal_path, budget, progress, session, workers,
         session["workers"] = session["how"]["workers"]
         book.flush()
         cells = [(i, w, p, b, _weight(w, p)) for i, w, p, b in pending]
-        for res in cl.map_cells(cells, reps, cal_path, budget, options=options):
-            i = res["index"]
-            recs = res["records"]
-            if recs is None:
-                w, p, b = book.cell(i)
-                recs = [results.unsupported(w.family, w.name, p, b, f"error: {res['error'].splitlines()[0]}")]
-            book.add(i, recs, res["status"], res["error"], res["how"], len(book.doc["run"]["sessions"]) - 1)
-            session["cells"] += 1
+        for batch in cl.map_cell_batches(cells, reps, cal_path, budget, options=options):
+            for res in batch:
+                i = res["index"]
+                recs = res["records"]
+                if recs is None:
+                    w, p, b = book.cell(i)
+                    recs = [results.unsupported(w.family, w.name, p, b, f"error: {res['error'].splitlines()[0]}")]
+                book.add(i, recs, res["status"], res["error"], res["how"], len(book.doc["run"]["sessions"]) - 1,
+                         flush=False)
+                session["cells"] += 1
+            book.flush()                 # the cells that finished together, written at once
             if progress:
                 w, p, b = book.cell(i)
                 progress(book.done(), book.total, f"{b}: {w.family}.{w.name} {results.params_label(p)}")
@@ -312,7 +315,7 @@ class ResultsBook:
         self.doc, self.keys, self.path = doc, keys, None if path is None else Path(path)
         self.total = len(keys)
         self.index = {k: i for i, k in enumerate(keys)}
-        self._cells = {}                   # plan index -> (cell entry, [record json])
+        self._cells = {}                   # plan index -> (cell entry, [record json], cell json)
         self._plan = None
         by_key: dict[str, list] = {}
         for r in doc["records"]:
@@ -320,7 +323,7 @@ class ResultsBook:
         for c in doc["cells"]:
             i = self.index.get(c["key"])
             if i is not None:
-                self._cells[i] = (c, [json.dumps(r) for r in by_key.get(c["key"], [])])
+                self._cells[i] = (c, [json.dumps(r) for r in by_key.get(c["key"], [])], json.dumps(c))
         self._extra = [r for k, rs in by_key.items() if k not in self.index for r in rs]
 
     def cell(self, i):
@@ -336,13 +339,14 @@ class ResultsBook:
     def complete(self) -> bool:
         return len(self._cells) == self.total
 
-    def add(self, i, records, status, error, how, session):
+    def add(self, i, records, status, error, how, session, flush=True):
         for r in records:
             results._check_record(r, f"cell {self.keys[i]}")
         entry = {"key": self.keys[i], "status": status, "session": session, **({"error": error} if error else {}),
                  "how": how}
-        self._cells[i] = (entry, [json.dumps(r) for r in records])
-        self.flush()
+        self._cells[i] = (entry, [json.dumps(r) for r in records], json.dumps(entry))
+        if flush:
+            self.flush()
 
     def flush(self, sync=False):
         """Write the file as it stands (nothing without a path)."""
@@ -352,9 +356,12 @@ class ResultsBook:
         self.doc["run"]["complete"] = len(order) == self.total
         if self.path is None:
             return
-        head = {k: v for k, v in self.doc.items() if k != "records"}
-        texts = self._texts(order)
-        text = json.dumps(head, indent=1)[:-2] + ',\n "records": [\n  ' + ",\n  ".join(texts) + "\n ]\n}\n"
+        # the head is small; cells and records are serialised once each (as they arrive)
+        # and spliced in, so a rewrite costs one write of the file, not a JSON encoding
+        head = {k: v for k, v in self.doc.items() if k not in ("records", "cells")}
+        cells = [self._cells[i][2] for i in order]
+        text = (json.dumps(head, indent=1)[:-2] + ',\n "cells": [\n  ' + ",\n  ".join(cells)
+                + '\n ],\n "records": [\n  ' + ",\n  ".join(self._texts(order)) + "\n ]\n}\n")
         write_atomic(self.path, text, sync=sync)
 
     def _texts(self, order):
