@@ -943,8 +943,8 @@ cdef class GmemMachine(LinuxHMMMachine):
         if st == MM_OK:
             st = self.mremap_reserve(mm, old, n, new)
             if st == MM_OK:
-                st = self.spare_reserve(self.nr_vma_spare, self.nr_avc_spare + need_av,
-                                        self.nr_av_spare + need_av)
+                st = self.spare_reserve(self.vma_spare.nr, self.avc_spare.nr + need_av,
+                                        self.av_spare.nr + need_av)
                 if st == MM_OK:
                     st = self.gm_premap(mm, old, n, new)
                     if st != MM_OK:

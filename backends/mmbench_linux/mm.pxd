@@ -18,6 +18,7 @@ from mmbench.blocks.frames cimport pfn_t, frame_t, FR_DESIGN0, FR_DESIGN2, FR_DE
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_leaf, pt_get, pt_pmd_table, pmd_leaf, mk_pte,
                                        pte_pfn, PMD_PSE, PTE_SPECIAL, PTE_PFN_SHIFT)
 from mmbench.blocks.pmdleaf cimport pmd_leaf_lookup
+from mmbench.blocks.spares cimport spares_t, spares_fill, spares_take, spares_trim
 from mmbench.blocks.itree cimport itnode_t, itree_t
 from mmbench.blocks.pagecache cimport address_space_t
 from mmbench_linux.maple cimport maple_tree_t
@@ -245,12 +246,9 @@ cdef class LinuxMM(Machine):
     # objects set aside before a multi-step operation (mremap) changes anything, so that
     # no step after the first can run out of memory (preallocation as mas_preallocate
     # does for maple nodes); not accounted until taken, freed beyond SPARE_KEEP after
-    cdef vma_t* vma_spare          # linked by vm_mm
-    cdef int64_t nr_vma_spare
-    cdef avc_t* avc_spare          # linked by same_vma
-    cdef int64_t nr_avc_spare
-    cdef anon_vma_t* av_spare      # linked by parent
-    cdef int64_t nr_av_spare
+    cdef spares_t vma_spare        # VMAs, AVCs and anon_vmas set aside (blocks/spares)
+    cdef spares_t avc_spare
+    cdef spares_t av_spare
 
     # --- transparent huge pages: may vma map the 2 MiB range at haddr with one PMD?
     cdef bint thp_vma_allowable(self, vma_t* vma, uint64_t haddr) noexcept nogil

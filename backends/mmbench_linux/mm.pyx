@@ -209,13 +209,7 @@ cdef class LinuxMM(Machine):
         mm.mmap_cache = 0
 
     cdef vma_t* vm_area_alloc(self, mm_t* mm) noexcept nogil:
-        cdef vma_t* v = self.vma_spare
-        if v != NULL:
-            self.vma_spare = <vma_t*>v.vm_mm
-            self.nr_vma_spare -= 1
-            memset(v, 0, sizeof(vma_t))
-        else:
-            v = <vma_t*>calloc(1, sizeof(vma_t))
+        cdef vma_t* v = <vma_t*>spares_take(&self.vma_spare, sizeof(vma_t))
         if v != NULL:
             v.vm_mm = mm
             self.kmem_alloc(self.kc_vma)
@@ -226,52 +220,17 @@ cdef class LinuxMM(Machine):
         accounted) for vm_area_alloc, avc_alloc / anon_vma_clone and anon_vma_alloc to
         take first.  MM_ENOMEM when the host has no memory (what was set aside stays:
         it is invisible and freed by spare_trim)."""
-        cdef vma_t* v
-        cdef avc_t* c
-        cdef anon_vma_t* a
-        while self.nr_vma_spare < nvma:
-            v = <vma_t*>malloc(sizeof(vma_t))
-            if v == NULL:
-                return MM_ENOMEM
-            v.vm_mm = <mm_t*>self.vma_spare
-            self.vma_spare = v
-            self.nr_vma_spare += 1
-        while self.nr_avc_spare < navc:
-            c = <avc_t*>malloc(sizeof(avc_t))
-            if c == NULL:
-                return MM_ENOMEM
-            c.same_vma = self.avc_spare
-            self.avc_spare = c
-            self.nr_avc_spare += 1
-        while self.nr_av_spare < nav:
-            a = <anon_vma_t*>malloc(sizeof(anon_vma_t))
-            if a == NULL:
-                return MM_ENOMEM
-            a.parent = self.av_spare
-            self.av_spare = a
-            self.nr_av_spare += 1
+        if (spares_fill(&self.vma_spare, nvma, sizeof(vma_t)) != 0
+                or spares_fill(&self.avc_spare, navc, sizeof(avc_t)) != 0
+                or spares_fill(&self.av_spare, nav, sizeof(anon_vma_t)) != 0):
+            return MM_ENOMEM
         return MM_OK
 
     cdef void spare_trim(self, int64_t keep) noexcept nogil:
         """Free what spare_reserve set aside beyond `keep` of each kind."""
-        cdef vma_t* v
-        cdef avc_t* c
-        cdef anon_vma_t* a
-        while self.nr_vma_spare > keep:
-            v = self.vma_spare
-            self.vma_spare = <vma_t*>v.vm_mm
-            self.nr_vma_spare -= 1
-            free(v)
-        while self.nr_avc_spare > keep:
-            c = self.avc_spare
-            self.avc_spare = c.same_vma
-            self.nr_avc_spare -= 1
-            free(c)
-        while self.nr_av_spare > keep:
-            a = self.av_spare
-            self.av_spare = a.parent
-            self.nr_av_spare -= 1
-            free(a)
+        spares_trim(&self.vma_spare, keep)
+        spares_trim(&self.avc_spare, keep)
+        spares_trim(&self.av_spare, keep)
 
     cdef vma_t* vm_area_dup(self, vma_t* src) noexcept nogil:
         """A copy of `src` sharing its anon_vma pointer, with no AVCs and no file link yet."""
@@ -605,13 +564,7 @@ cdef class LinuxMM(Machine):
 
     # ================================================================ anon_vma / AVC
     cdef anon_vma_t* anon_vma_alloc(self) noexcept nogil:
-        cdef anon_vma_t* av = self.av_spare
-        if av != NULL:
-            self.av_spare = av.parent
-            self.nr_av_spare -= 1
-            memset(av, 0, sizeof(anon_vma_t))
-        else:
-            av = <anon_vma_t*>calloc(1, sizeof(anon_vma_t))
+        cdef anon_vma_t* av = <anon_vma_t*>spares_take(&self.av_spare, sizeof(anon_vma_t))
         if av == NULL:
             return NULL
         av.root = av
@@ -624,13 +577,7 @@ cdef class LinuxMM(Machine):
         return av
 
     cdef avc_t* avc_alloc(self) noexcept nogil:
-        cdef avc_t* avc = self.avc_spare
-        if avc != NULL:
-            self.avc_spare = avc.same_vma
-            self.nr_avc_spare -= 1
-            memset(avc, 0, sizeof(avc_t))
-        else:
-            avc = <avc_t*>calloc(1, sizeof(avc_t))
+        cdef avc_t* avc = <avc_t*>spares_take(&self.avc_spare, sizeof(avc_t))
         if avc != NULL:
             self.kmem_alloc(self.kc_avc)
             self.ctr[C_AVC_ALLOC] += 1
@@ -697,13 +644,7 @@ cdef class LinuxMM(Machine):
         if n == 0:
             return MM_OK
         for k in range(n):                 # the spares first (spare_reserve), then calloc
-            avc = self.avc_spare
-            if avc != NULL:
-                self.avc_spare = avc.same_vma
-                self.nr_avc_spare -= 1
-                memset(avc, 0, sizeof(avc_t))
-            else:
-                avc = <avc_t*>calloc(1, sizeof(avc_t))
+            avc = <avc_t*>spares_take(&self.avc_spare, sizeof(avc_t))
             if avc == NULL:
                 while pool != NULL:
                     avc = pool
