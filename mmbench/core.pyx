@@ -1192,7 +1192,7 @@ cdef class Machine:
             for i in range(self.ncaches):
                 out[self.caches[i].name.decode()] = (int(self.caches[i].active),
                                                      int(self.caches[i].active * self.caches[i].objsize))
-            return self._memmap_rows(out)
+            return self._memmap_rows(out, self.options.get("memmap"))
         finally:
             self.leave()
 
@@ -1212,13 +1212,13 @@ cdef class Machine:
             return None
         return self._memmap_rows(rows, "memdesc")
 
-    def _memmap_rows(self, dict rows, mode=None):
-        """memmap="memdesc" (mmbench.memmap): the design's per-frame descriptor row
+    def _memmap_rows(self, dict rows, mode):
+        """With mode "memdesc" (mmbench.memmap), the design's per-frame descriptor row
         (``memmap_struct``) becomes one 8 B ``memdesc`` per frame plus one 80 B
         ``folio`` per folio of host memory (frames that row counts outside large
         folios are order-0 folios)."""
         name = type(self).memmap_struct
-        if (mode or self.options.get("memmap")) != "memdesc" or name not in rows:
+        if mode != "memdesc" or name not in rows:
             return rows
         frames = rows.pop(name)[0]
         large = int(self.frames.node_large_frames[0])

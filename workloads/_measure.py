@@ -502,8 +502,7 @@ def _memdesc_records(rec, rows, resident: int):
                 note="the design has no per-frame descriptor row to charge as memdesc + folio")
         return
     total = sum(nbytes for _, nbytes in rows.values())
-    rec.add("metadata.memdesc_total_bytes", total, "B", "exact",
-            note="metadata with memmap='memdesc': 8 B memdesc per frame + 80 B folio per folio")
+    note = "metadata with memmap='memdesc': 8 B memdesc per frame + 80 B folio per folio"
+    rec.add("metadata.memdesc_total_bytes", total, "B", "exact", note=note)
     if resident:
-        rec.add("metadata.memdesc_bytes_per_resident_page", total / resident, "B/page", "exact",
-                note="metadata with memmap='memdesc': 8 B memdesc per frame + 80 B folio per folio")
+        rec.add("metadata.memdesc_bytes_per_resident_page", total / resident, "B/page", "exact", note=note)

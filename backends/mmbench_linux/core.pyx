@@ -657,7 +657,7 @@ cdef class LinuxMachine(LinuxFault):
             self.ctr[C_VMA_MERGES] += 1
             out[0] = nxt
             return self.vma_iter_store(mm, nxt)
-        if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm, 1) != MM_OK:
+        if self.vma_link_reserve(mm, 1) != MM_OK:
             return MM_ENOMEM
         new = self.vm_area_dup(vma)
         if new == NULL:
@@ -990,7 +990,7 @@ cdef class LinuxMachine(LinuxFault):
             self.vma_set_range(v, start, v.vm_end, proto.vm_pgoff)
             self.ctr[C_VMA_MERGES] += 1
             return self.vma_iter_store(mm, v)
-        if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm, 1) != MM_OK:
+        if self.vma_link_reserve(mm, 1) != MM_OK:
             return MM_ENOMEM
         v = self.vm_area_alloc(mm)
         if v == NULL:
@@ -1006,7 +1006,7 @@ cdef class LinuxMachine(LinuxFault):
         """shmem_zero_setup: a new shmem file behind the mapping, pgoff 0."""
         cdef shmem_t* f
         cdef vma_t* v
-        if mm.nr_vmas == mm.cap_vmas and self.vma_link_reserve(mm, 1) != MM_OK:
+        if self.vma_link_reserve(mm, 1) != MM_OK:
             return MM_ENOMEM
         f = <shmem_t*>calloc(1, sizeof(shmem_t))
         v = self.vm_area_alloc(mm)

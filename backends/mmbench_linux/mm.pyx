@@ -16,8 +16,7 @@
 #     last referenced page; while some pages are unmapped and others mapped it is
 #     on the deferred split queue, flagged partially mapped (FR_PARTIAL on the head).
 
-from libc.stdlib cimport calloc, malloc, realloc, free
-from libc.string cimport memmove, memset
+from libc.stdlib cimport calloc, realloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
 from mmbench.core cimport (Machine, MM_OK, MM_ENOMEM, VPN_BITS, C_PT_PAGES_ALLOC, C_PT_PAGES_FREE,
@@ -477,9 +476,8 @@ cdef class LinuxMM(Machine):
         cdef vma_t* vma = mm.vmas[i]
         cdef vma_t* new
         cdef int st
-        if mm.nr_vmas == mm.cap_vmas:       # make vma_link below infallible
-            if self.vma_link_reserve(mm, 1) != MM_OK:
-                return MM_ENOMEM
+        if self.vma_link_reserve(mm, 1) != MM_OK:     # make vma_link below infallible
+            return MM_ENOMEM
         new = self.vm_area_dup(vma)
         if new == NULL:
             return MM_ENOMEM
