@@ -48,14 +48,14 @@ PROFILES = {
                  warm_pages=1 << 18, kmalloc_sizes=(64, 512, 2048, 4096, 8000), kmalloc_calls=500,
                  free_pages=32768, mremap_pages=(1024, 8192), huge=64, fork_huge=(0, 64, 256),
                  held_pages=4096, held_fork_pages=16384, held_vmas=4096, held_islands=2048,
-                 held_exit_pages=65536, held_free_pages=16384, held_huge=128,
+                 held_exit_pages=65536, held_free_pages=16384, held_huge=128, held_kmalloc=3000,
                  sparse_stride=16, min_reps=15, max_reps=45, stable_spread=0.05),
     "quick": dict(reps=3, pages=256, sparse=16, islands=128, fork_pages=(0, 1024),
                   fork_vmas=(0, 256), depth=2, memops_pages=256, pairs=50, warm_pages=4096,
                   kmalloc_sizes=(64, 8000), kmalloc_calls=50,
                   free_pages=256, mremap_pages=(64, 512), huge=2, fork_huge=(0, 4),
                   held_pages=256, held_fork_pages=512, held_vmas=128, held_islands=64,
-                  held_exit_pages=256, held_free_pages=128, held_huge=2,
+                  held_exit_pages=256, held_free_pages=128, held_huge=2, held_kmalloc=1000,
                   sparse_stride=16, min_reps=3, max_reps=3, stable_spread=1.0),
 }
 #: the clock every probe times with (mmbench.probe._probe.set_clock): "cpu", the CPU
@@ -156,6 +156,11 @@ def probe_table(p: dict) -> list[tuple]:
          "mprotect of one 4 KiB page of a huge-mapped 2 MiB range (the PMD splits)"),
         ("thp_mprotect_small", lambda: P.thp_cut(hg, False, "mprotect", 1), hg, hp,
          "the same mprotect in a 2 MiB range mapped with 4 KiB pages"),
+        ("thp_mprotect_huge_shared", lambda: P.thp_cut(hg, True, "mprotect", 1, shared=True), hg, hp,
+         "the huge mprotect while a forked child maps the range (the folio is not "
+         "AnonExclusive: the split a COW after fork takes)"),
+        ("thp_mprotect_small_shared", lambda: P.thp_cut(hg, False, "mprotect", 1, shared=True),
+         hg, hp, "the 4 KiB mprotect while a forked child maps the range"),
         ("thp_munmap_huge", lambda: P.thp_cut(hg, True, "munmap", 1), hg, hp,
          "munmap of one 4 KiB page of a huge-mapped 2 MiB range (split, deferred split)"),
         ("thp_munmap_small", lambda: P.thp_cut(hg, False, "munmap", 1), hg, hp,
@@ -205,6 +210,25 @@ def probe_table(p: dict) -> list[tuple]:
         (f"held:fork_touched@{fp}", lambda: P.fork(fp, 0, False, 1), 1, "ns/fork", ""),
         (f"held:fork_vmas@{hv}", lambda: P.fork(0, hv, False, 1), 1, "ns/fork", ""),
         (f"held:fork_memfd@{fp}", lambda: P.fork_memfd(fp, 1), 1, "ns/fork", ""),
+        # the same kinds of work as some fit probes, at sizes the fit does not use
+        ("held:cow_reuse", lambda: P.cow(h, 0, 1), h, pg,
+         "write after the only child exited (page reused), a size not in the fit"),
+        ("held:memfd_miss", lambda: P.memfd(h, "miss", 1), h, pg,
+         "first write to a shared memfd page, a size not in the fit"),
+        ("held:memfd_hit", lambda: P.memfd(h, "hit", 1), h, pg,
+         "write fault on a cached shared memfd page, a size not in the fit"),
+        ("held:thp_write_fault", lambda: P.thp_fault(p["held_huge"], True, 1), p["held_huge"], hp,
+         "first write to 2 MiB-aligned MADV_HUGEPAGE ranges, a count not in the fit"),
+        ("held:thp_read_fault", lambda: P.thp_fault(p["held_huge"], False, 1), p["held_huge"], hp,
+         "first read of 2 MiB-aligned MADV_HUGEPAGE ranges, a count not in the fit"),
+        ("held:thp_dontneed", lambda: P.thp_cut(p["held_huge"], True, "dontneed", 1),
+         p["held_huge"], hp, "madvise(MADV_DONTNEED) of one 4 KiB page of each huge-mapped "
+         "2 MiB range (an exclusive PMD split, a deferred split)"),
+        ("held:thp_collapse", lambda: P.thp_collapse(p["held_huge"], 1), p["held_huge"], hp,
+         "MADV_COLLAPSE of 2 MiB ranges written as 4 KiB pages, a count not in the fit"),
+        (f"held:kmalloc@{p['held_kmalloc']}",
+         lambda: P.kmalloc(p["held_kmalloc"], p["kmalloc_calls"], 1), 1, "ns/call",
+         "msgsnd + msgrcv of one message of a size not in the fit"),
     ]
     return rows
 
@@ -290,7 +314,7 @@ def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
 
 
 def _is_thp(name: str) -> bool:
-    return name.startswith(("thp_", "held:fork_huge", "held:cow_huge"))
+    return name.startswith(("thp_", "held:thp_", "held:fork_huge", "held:cow_huge"))
 
 
 def thp_vmstat() -> dict:
@@ -375,13 +399,25 @@ def fit(figs: dict, stat: str = "median") -> dict:
         put("thp_zero_page_map", m["thp_read_fault"] - c["trap"]["ns"] - c["pt_page"]["ns"],
             "thp_read_fault - trap - pt_page   [map the huge zero folio with one PMD, beyond "
             "the trap and the deposited PTE table]")
-        put("thp_split_pmd", m["thp_mprotect_huge"] - m["thp_mprotect_small"] - c["tlb_flush"]["ns"],
-            "thp_mprotect_huge - thp_mprotect_small - tlb_flush   [__split_huge_pmd: the "
-            "deposited table takes 512 PTEs, the folio's mapcounts move to the pages; "
-            "pmdp_invalidate's flush is priced by tlb_flush]")
+        split_excl = m["thp_mprotect_huge"] - m["thp_mprotect_small"] - c["tlb_flush"]["ns"]
+        if "thp_mprotect_huge_shared" in m:
+            put("thp_split_pmd", m["thp_mprotect_huge_shared"] - m["thp_mprotect_small_shared"]
+                - c["tlb_flush"]["ns"],
+                "thp_mprotect_huge_shared - thp_mprotect_small_shared - tlb_flush   "
+                "[__split_huge_pmd of a folio a forked child maps too: the deposited table "
+                "takes 512 PTEs, the folio's mapcounts move to the pages; pmdp_invalidate's "
+                "flush is priced by tlb_flush]")
+            put("thp_split_exclusive", split_excl - c["thp_split_pmd"]["ns"],
+                "thp_mprotect_huge - thp_mprotect_small - tlb_flush - thp_split_pmd   [the "
+                "same split of an AnonExclusive folio: RMAP_EXCLUSIVE marks each of its 512 "
+                "pages AnonExclusive]")
+        else:                           # a file from before the shared probes
+            put("thp_split_pmd", split_excl, "thp_mprotect_huge - thp_mprotect_small - tlb_flush")
+        excl = c.get("thp_split_exclusive", {"ns": 0.0})["ns"]
         put("thp_deferred_split_page", m["thp_munmap_huge"] - m["thp_munmap_small"]
-            - c["thp_split_pmd"]["ns"] - c["tlb_flush"]["ns"] + c["page_free"]["ns"],
-            "thp_munmap_huge - thp_munmap_small - thp_split_pmd - tlb_flush + page_free   "
+            - c["thp_split_pmd"]["ns"] - excl - c["tlb_flush"]["ns"] + c["page_free"]["ns"],
+            "thp_munmap_huge - thp_munmap_small - thp_split_pmd - thp_split_exclusive - tlb_flush "
+            "+ page_free   "
             "[deferred_split_folio queues the partly mapped folio; the 4 KiB run frees its "
             "page, the huge one frees nothing yet]")
         if "fork_huge" in s:
@@ -467,14 +503,17 @@ def twin(name: str, p: dict):
         for _ in range(p["depth"]):
             pid = s.fork(pid)
         return s, lambda t: t.write_range(pid, 0, n), n
-    if name == "cow_reuse_fault":
+    first, _, size = name.partition(":")
+    if first in ("cow_reuse_fault", "memfd_miss_fault", "memfd_hit_fault"):
+        n = int(size) if size else n
+    if first == "cow_reuse_fault":
         s.mmap(pid, 0, n)
         s.write_range(pid, 0, n)
         s.exit(s.fork(pid))
         return s, lambda t: t.write_range(pid, 0, n, value=7), n
-    if name in ("memfd_miss_fault", "memfd_hit_fault"):
+    if first in ("memfd_miss_fault", "memfd_hit_fault"):
         s.mmap(pid, 0, n, shared=True)
-        if name == "memfd_hit_fault":       # the page cache is filled, a new mapper faults
+        if first == "memfd_hit_fault":       # the page cache is filled, a new mapper faults
             s.write_range(pid, 0, n)
             pid = s.fork(pid)
         return s, lambda t: t.write_range(pid, 0, n), n
@@ -535,12 +574,22 @@ def twin(name: str, p: dict):
         if base == "munmap_pages":
             return s, lambda t: t.munmap(pid, 0, k), k
         return s, lambda t: t.madvise_dontneed(pid, 0, k), k
-    if base in ("fork_huge", "cow_huge"):
+    if base in ("thp_write_fault", "thp_read_fault"):
+        from mmbench import Advice
+        hg = p["held_huge"]
+        s.mmap(pid, 0, 512 * hg)
+        s.madvise(pid, 0, 512 * hg, Advice.HUGEPAGE)
+        if base == "thp_write_fault":
+            return s, lambda t: t.write_range(pid, 0, 512 * hg, step=512), hg
+        return s, lambda t: t.read_range(pid, 0, 512 * hg, step=512), hg
+    if base in ("fork_huge", "cow_huge", "thp_dontneed"):
         from mmbench import Advice
         hg = p["held_huge"]
         s.mmap(pid, 0, 512 * hg)
         s.madvise(pid, 0, 512 * hg, Advice.HUGEPAGE)
         s.write_range(pid, 0, 512 * hg, step=512)
+        if base == "thp_dontneed":      # as the host probe: the page at offset 256 of each
+            return s, lambda t: [t.madvise_dontneed(pid, 512 * i + 256, 1) for i in range(hg)], hg
         if base == "cow_huge":
             child = s.fork(pid)
             return s, lambda t: t.write_range(child, 0, 512 * hg, step=512, value=7), hg
@@ -652,6 +701,43 @@ HELD_OUT_SPEC = {
     "vma_first_write_fault": _held("first write to fresh one-page VMAs: trap + zero_fill + "
                                    "struct_alloc (anon_vma, anon_vma_chain) + pt_page",
                                    "islands_fault", "islands", key="vma_first_write_fault"),
+    "fork_small_process": ("fork + exit + wait of a small C program holding N huge pages, the "
+                           "whole fork: fork_base + vma + N x (copy_huge_pmd + zap_huge_pmd)",
+                           lambda p: ("fork_huge", None, 1),
+                           lambda f, s, p: _v(f, f"held:fork_huge@{p['held_huge']}", s)),
+    "reuse_after_exit": ("write after the only child exited, a size not in the fit: trap + cow_reuse",
+                  lambda p: (f"cow_reuse_fault:{p['held_pages']}", None, p["held_pages"]),
+                  lambda f, s, p: _v(f, "held:cow_reuse", s)),
+    "memfd_first_write": ("first write to a shared memfd page, a size not in the fit: trap + "
+                   "zero_fill + pagecache_add (+ xa_node)",
+                   lambda p: (f"memfd_miss_fault:{p['held_pages']}", None, p["held_pages"]),
+                   lambda f, s, p: _v(f, "held:memfd_miss", s)),
+    "memfd_refault": ("write fault on a cached memfd page, a size not in the fit: trap + "
+                  "page_cache_hit",
+                  lambda p: (f"memfd_hit_fault:{p['held_pages']}", None, p["held_pages"]),
+                  lambda f, s, p: _v(f, "held:memfd_hit", s)),
+    "huge_first_write": _held("first write to an aligned MADV_HUGEPAGE range, a count not in the "
+                             "fit: trap + pt_page + thp_fault_alloc + the anon_vma's share",
+                             "thp_write_fault", "held_huge"),
+    "huge_first_read": _held("first read of an aligned MADV_HUGEPAGE range, a count not in the "
+                            "fit: trap + pt_page + thp_zero_page_map",
+                            "thp_read_fault", "held_huge"),
+    "huge_dontneed": _held("MADV_DONTNEED of one 4 KiB page of a huge-mapped range: syscall + "
+                          "thp_split_pmd + thp_split_exclusive + tlb_flush + pte_zap + "
+                          "thp_deferred_split_page", "thp_dontneed", "held_huge"),
+    # no design runs these two through a trace (the contract has no MADV_COLLAPSE and no
+    # System V messages): the host kernel's own counts are priced instead
+    "huge_collapse": ("MADV_COLLAPSE of a 2 MiB range, a count not in the fit: "
+                     "thp_collapse_alloc (the kernel's counts)",
+                     lambda p: ({"thp_collapse_alloc": 1}, None, 1),
+                     lambda f, s, p: _v(f, "held:thp_collapse", s)),
+    "kmalloc_sized": ("msgsnd + msgrcv of a message of a size not in the fit, beyond the "
+                      "smallest fitted one: 2 x bytes x kmalloc_byte (the kernel's counts)",
+                      lambda p: ({"alloc_bytes:msg_msg": 2 * (p["held_kmalloc"]
+                                                             - min(p["kmalloc_sizes"]))}, None, 1),
+                      lambda f, s, p: (_v(f, f"held:kmalloc@{p['held_kmalloc']}", s)
+                                       - f["kmalloc"][s][list(f["kmalloc"]["x"]).index(
+                                           min(p["kmalloc_sizes"]))])),
 }
 HELD_OUT = tuple(HELD_OUT_SPEC)
 #: probes whose host value is close to 0 by design: their error is stated relative
@@ -727,8 +813,12 @@ def _err_scaled(model: float, host: float, ref: float) -> float:
     return round(100.0 * (model - host) / ref, 1) if ref > 0 else float("inf")
 
 
-def twin_events(backend: str, a: str, b: str | None, units: int, p: dict) -> tuple[dict, float]:
-    """(event counts per unit of twin `a` minus twin `b`, model bookkeeping ns per unit)."""
+def twin_events(backend: str, a, b: str | None, units: int, p: dict) -> tuple[dict, float]:
+    """(event counts per unit of twin `a` minus twin `b`, model bookkeeping ns per unit).
+    `a` may be the event counts themselves (a probe no trace can mirror: the host
+    kernel's own counts), then no design runs and there is no bookkeeping."""
+    if isinstance(a, dict):
+        return {k: v / units for k, v in a.items()}, 0.0
     ev, book, _ = model_events(backend, a, p)
     if b is not None:
         ev0, book0, _ = model_events(backend, b, p)

@@ -153,6 +153,7 @@ cdef enum:  # Counter ids
     C_THP_COPY_PMD              # linux: copy_huge_pmd gave a fork child a huge PMD of a folio (mmbench's
                                 #   name, priced by calibration thp_copy_pmd; the zero folio not counted)
     C_THP_UNDERUSED_SPLIT_PAGE  # thp_underused_split_page: the shrinker split a THP with > max_ptes_none zero pages
+    C_THP_SPLIT_PMD_EXCLUSIVE   # linux: of thp_split_pmd, splits of an AnonExclusive folio (RMAP_EXCLUSIVE marks its 512 pages)
     NR_COUNTERS
 
 ctypedef struct kmem_cache_t:

@@ -100,7 +100,10 @@ COSTS = {
                      "table for the child (not priced again as pt_page) and visits the folio",
                      ("thp_copy_pmd",)),
     "thp_split_pmd": ("split a PMD mapping into 512 PTEs (__split_huge_pmd), beyond its TLB "
-                      "flush", ("thp_split_pmd",)),
+                      "flush: a folio another process maps too (after fork)", ("thp_split_pmd",)),
+    "thp_split_exclusive": ("the extra of splitting the PMD of an AnonExclusive folio (never "
+                            "shared): its exclusivity passes to each of the 512 pages",
+                            ("thp_split_pmd_exclusive",)),
     "thp_deferred_split_page": ("queue a partly unmapped huge folio for a deferred split",
                                 ("thp_deferred_split_page",)),
     "thp_collapse_alloc": ("collapse one 2 MiB range into a huge folio (MADV_COLLAPSE or "

@@ -137,9 +137,35 @@ def test_partial_operations_split_the_pmd(op):
         m.madvise(p, 100, 10, Advice.DONTNEED)
     else:
         m.mremap(p, 0, 64, 4 * HP)
-    assert delta(m, c0, "thp_split_pmd") == (1,)
+    assert delta(m, c0, "thp_split_pmd", "thp_split_pmd_exclusive") == (1, 1)
     assert m.read(p, 128) == 129
     m.check()
+    m.exit(p)
+    assert m.leaks() == []
+
+
+@pytest.mark.parametrize("child", ["alive", "exited"])
+def test_a_split_after_fork_is_not_of_an_exclusive_folio(child):
+    """A fork takes AnonExclusive from the folio (folio_try_dup_anon_rmap_pmd) and the
+    child's exit does not give it back: the parent's later split, and the child's COW
+    split, are of a shared folio and cost less (the calibration's thp_split_exclusive)."""
+    m = thp_machine("always")
+    p = m.spawn()
+    m.mmap(p, 0, 2 * HP, writable=True)
+    m.write(p, 0, 1)
+    m.write(p, HP, 2)
+    c = m.fork(p)
+    c0 = m.counters()
+    if child == "alive":
+        m.write(c, 5, 9)                    # COW: the child splits its PMD
+    else:
+        m.exit(c)
+    m.mprotect(p, HP + 100, 1, False)       # the parent splits the other one
+    assert delta(m, c0, "thp_split_pmd", "thp_split_pmd_exclusive") == (1 + (child == "alive"), 0)
+    assert m.read(p, HP) == 2 and m.read(p, 0) == 1
+    m.check()
+    if child == "alive":
+        m.exit(c)
     m.exit(p)
     assert m.leaks() == []
 

@@ -27,7 +27,7 @@ from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, FR_ANON_EXCLUSIVE, f
                                     frame_free, frame_alloc_contig)
 from mmbench.blocks.pagetable cimport (PT_ENTRIES, LVL_PGD, LVL_PUD, LVL_PMD, LVL_PTE, pt_withdraw,
                                        pt_set_pmd)
-from mmbench.core cimport (C_THP_SPLIT_PMD, C_PTE_WRITES, C_TLB_FLUSHES, C_THP_DEFERRED_SPLIT_PAGE,
+from mmbench.core cimport (C_THP_SPLIT_PMD, C_THP_SPLIT_PMD_EXCLUSIVE, C_PTE_WRITES, C_TLB_FLUSHES, C_THP_DEFERRED_SPLIT_PAGE,
                            C_MTHP_SPLIT_DEFERRED)
 from mmbench.blocks.itree cimport itree_init, itree_insert, itree_remove
 from mmbench.blocks.pagecache cimport mapping_truncate
@@ -326,7 +326,9 @@ cdef class LinuxMM(Machine):
         deposited for it, filled with 512 PTEs of the same protection (the huge zero
         folio: 512 zero-page PTEs).  The folio is not split: its pages keep their
         mapping and reference, one per PTE now (the model keeps them per page all
-        along).  One TLB flush (pmdp_invalidate)."""
+        along).  One TLB flush (pmdp_invalidate).  A folio still AnonExclusive (never
+        shared by a fork) passes that to each of its 512 pages (folio_add_anon_rmap_ptes
+        with RMAP_EXCLUSIVE): counted apart, its extra cost is priced apart."""
         cdef pt_node_t* pmd_t = pt_pmd_table(&mm.pgd, haddr, False, NULL)
         cdef pt_node_t* pte_t
         cdef uint64_t e, k
@@ -343,6 +345,8 @@ cdef class LinuxMM(Machine):
         pmd_t.e[(haddr >> 9) & 511] = <uint64_t><size_t>pte_t     # pmd_populate
         mm.nr_huge_pmd -= 1
         self.ctr[C_THP_SPLIT_PMD] += 1
+        if not (e & PTE_SPECIAL) and (self.frames.f[pte_pfn(e)].flags & FR_ANON_EXCLUSIVE):
+            self.ctr[C_THP_SPLIT_PMD_EXCLUSIVE] += 1
         self.ctr[C_PTE_WRITES] += HPAGE_PMD_NR + 1
         self.ctr[C_TLB_FLUSHES] += 1
 

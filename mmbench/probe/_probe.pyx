@@ -26,7 +26,7 @@ cdef extern from "probe.h":
     int mmp_memops(int copy, long bufpages, int reps, int64_t *out) nogil
     int mmp_mremap(long n, long shift, int reps, int64_t *out) nogil
     int mmp_thp_fault(long nhuge, int write, int reps, int64_t *out) nogil
-    int mmp_thp_cut(long nhuge, int huge, int what, int reps, int64_t *out) nogil
+    int mmp_thp_cut(long nhuge, int huge, int what, int shared, int reps, int64_t *out) nogil
     int mmp_fork_huge(long nhuge, int reps, int64_t *out) nogil
     int mmp_cow_huge(long nhuge, int reps, int64_t *out) nogil
     int mmp_thp_collapse(long nhuge, int reps, int64_t *out) nogil
@@ -113,7 +113,7 @@ cdef int _call(int f, long a, long b, long c, int r, int64_t *o) noexcept nogil:
     elif f == P_KMALLOC: return mmp_kmalloc(a, b, r, o)
     elif f == P_MREMAP: return mmp_mremap(a, b, r, o)
     elif f == P_THP_FAULT: return mmp_thp_fault(a, <int>b, r, o)
-    elif f == P_THP_CUT: return mmp_thp_cut(a, <int>b, <int>c, r, o)
+    elif f == P_THP_CUT: return mmp_thp_cut(a, <int>b, <int>(c & 15), <int>(c >> 4), r, o)
     elif f == P_FORK_HUGE: return mmp_fork_huge(a, r, o)
     elif f == P_COW_HUGE: return mmp_cow_huge(a, r, o)
     elif f == P_THP_COLLAPSE: return mmp_thp_collapse(a, r, o)
@@ -277,18 +277,19 @@ def thp_fault(nhuge, write=True, reps=5):
     return _run(P_THP_FAULT, reps, "thp_fault", c, w)
 
 
-THP_CUTS = {"mprotect": 0, "munmap": 1}
+THP_CUTS = {"mprotect": 0, "munmap": 1, "dontneed": 2}
 
 
-def thp_cut(nhuge, huge=True, what="mprotect", reps=5):
-    """ns per repetition for mprotect (read-only) or munmap of the page at offset
-    256 of each of `nhuge` 2 MiB ranges mapped with huge pages (each PMD splits)
-    or with 4 KiB pages."""
+def thp_cut(nhuge, huge=True, what="mprotect", reps=5, shared=False):
+    """ns per repetition for mprotect (read-only), munmap or madvise(MADV_DONTNEED)
+    of the page at offset 256 of each of `nhuge` 2 MiB ranges mapped with huge
+    pages (each PMD splits) or with 4 KiB pages.  `shared`: a forked child holds
+    the range during the cuts (the folios are no longer AnonExclusive)."""
     if what not in THP_CUTS:
         raise _errors.InvalidArgument(f"what must be one of {sorted(THP_CUTS)}, got {what!r}")
     cdef long c = _count(nhuge, "nhuge", 1, MAX_HUGE)
     cdef int hg = 1 if huge else 0
-    cdef int wt = THP_CUTS[what]
+    cdef long wt = THP_CUTS[what] | ((1 if shared else 0) << 4)
     return _run(P_THP_CUT, reps, "thp_cut", c, hg, wt)
 
 

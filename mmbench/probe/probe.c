@@ -711,24 +711,40 @@ int mmp_thp_fault(long nhuge, int write, int reps, int64_t *out)
  * in three; a huge PMD is split first: thp_split_pmd); 1: munmap (the same
  * split, and the huge folio, now partly mapped, goes on the deferred split
  * queue: thp_deferred_split_page) */
-int mmp_thp_cut(long nhuge, int huge, int what, int reps, int64_t *out)
+int mmp_thp_cut(long nhuge, int huge, int what, int shared, int reps, int64_t *out)
 {
     for (int r = 0; r < reps; r++) {
         size_t len;
+        int release = -1;
+        pid_t holder = 0;
         char *p = map_phase(nhuge * HPAGE_PAGES, 0, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE, &len);
         if (!p)
             return -errno;
         store_pages(p, nhuge, HPAGE_PAGES);
         store_pages(p + HPAGE_PAGES / 2 * PAGE, nhuge, HPAGE_PAGES);
+        /* shared: a forked child keeps every folio mapped, so none is
+         * AnonExclusive any more when the parent's PMD splits */
+        if (shared && (holder = hold_pages(&release)) < 0) {
+            int e = -errno;
+            munmap(p, len);
+            return e;
+        }
         int64_t t0 = now_ns();
         int rc = 0;
         for (long i = 0; i < nhuge && rc == 0; i++) {
             char *at = p + i * HPAGE + HPAGE_PAGES / 2 * PAGE;
-            rc = what ? munmap(at, PAGE) : mprotect(at, PAGE, PROT_READ);
+            rc = what == 1 ? munmap(at, PAGE)
+               : what == 2 ? madvise(at, PAGE, MADV_DONTNEED)
+               : mprotect(at, PAGE, PROT_READ);
         }
         out[r] = now_ns() - t0;
         if (rc < 0)
             rc = -errno;
+        if (shared) {
+            close(release);
+            int rc2 = reap(holder);
+            rc = rc ? rc : rc2;
+        }
         munmap(p, len);
         if (rc)
             return rc;

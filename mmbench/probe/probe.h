@@ -80,11 +80,12 @@ int mmp_exit(long n, int reps, int64_t *out);
  * `nhuge` ranges (one huge fault each); mprotect (what 0) or munmap (what 1)
  * of the page at offset 256 of each range, populated with huge pages
  * (huge = 1: the PMD splits) or with 4 KiB pages (huge = 0); fork + exit +
- * wait holding `nhuge` huge pages; a forked child writing one byte of each
+ * wait holding `nhuge` huge pages (thp_cut: what 2 is madvise(MADV_DONTNEED);
+ * shared = 1 keeps a forked child holding the range while the parent cuts); a forked child writing one byte of each
  * of `nhuge` huge pages (COW: split + 4 KiB copy); MADV_COLLAPSE of `nhuge` ranges written
  * as 4 KiB pages */
 int mmp_thp_fault(long nhuge, int write, int reps, int64_t *out);
-int mmp_thp_cut(long nhuge, int huge, int what, int reps, int64_t *out);
+int mmp_thp_cut(long nhuge, int huge, int what, int shared, int reps, int64_t *out);
 int mmp_fork_huge(long nhuge, int reps, int64_t *out);
 int mmp_cow_huge(long nhuge, int reps, int64_t *out);
 int mmp_thp_collapse(long nhuge, int reps, int64_t *out);
