@@ -58,6 +58,8 @@ PROFILES = {
                   held_exit_pages=256, held_free_pages=128, held_huge=2, held_kmalloc=1000,
                   sparse_stride=16, min_reps=3, max_reps=3, stable_spread=1.0),
 }
+#: pages one read fault on a cached file maps (fault_around_bytes 64 KiB, the default)
+FAULT_AROUND_PAGES = 16
 #: the clock every probe times with (mmbench.probe._probe.set_clock): "cpu", the CPU
 #: time of the work (the default: another process holding a CPU does not count), or "wall"
 PROBE_CLOCKS = ("cpu", "wall")
@@ -368,6 +370,13 @@ def fit(figs: dict, stat: str = "median") -> dict:
     put("page_free", m["munmap_exclusive"] - m["munmap_shared"], "munmap_exclusive - munmap_shared")
     put("page_cache_hit", m["memfd_hit_fault"] - c["trap"]["ns"], "memfd_hit_fault - trap")
     put("cow_reuse", m["cow_reuse_fault"] - c["trap"]["ns"], "cow_reuse_fault - trap")
+    if "memfd_read_hit_fault" in m:
+        put("fault_around_page", (FAULT_AROUND_PAGES * m["memfd_read_hit_fault"] - c["trap"]["ns"]
+                                  - c["page_cache_hit"]["ns"]) / (FAULT_AROUND_PAGES - 1),
+            f"({FAULT_AROUND_PAGES} x memfd_read_hit_fault - trap - page_cache_hit) / "
+            f"{FAULT_AROUND_PAGES - 1}   [the probe reads every cached page; one read fault in "
+            f"{FAULT_AROUND_PAGES} maps its 64 KiB window: the faulting page and "
+            f"{FAULT_AROUND_PAGES - 1} more]")
     put("pagecache_add", m["memfd_miss_fault"] - c["trap"]["ns"] - c["zero_fill"]["ns"],
         "memfd_miss_fault - trap - zero_fill")
     put("fork_pte", s["fork_pages"][0] - c["pte_zap"]["ns"], "fork_pages.slope - pte_zap")

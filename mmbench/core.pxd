@@ -154,6 +154,7 @@ cdef enum:  # Counter ids
                                 #   name, priced by calibration thp_copy_pmd; the zero folio not counted)
     C_THP_UNDERUSED_SPLIT_PAGE  # thp_underused_split_page: the shrinker split a THP with > max_ptes_none zero pages
     C_THP_SPLIT_PMD_EXCLUSIVE   # linux: of thp_split_pmd, splits of an AnonExclusive folio (RMAP_EXCLUSIVE marks its 512 pages)
+    C_FAULT_AROUND_PAGES        # linux: pages do_fault_around mapped beside the faulting one
     NR_COUNTERS
 
 ctypedef struct kmem_cache_t:

@@ -57,7 +57,7 @@ COUNTER_NAMES = (
     "thp_scan_exceed_none_pte", "thp_scan_exceed_share_pte", "khugepaged_pages_scanned",  # khugepaged
     "thp_file_alloc", "thp_file_fallback", "thp_file_mapped",   # shmem huge=
     "vma_merge_fails", "move_pages_moved", "move_pages_copied", "anon_relocate_folios",
-    "thp_copy_pmd", "thp_underused_split_page", "thp_split_pmd_exclusive",
+    "thp_copy_pmd", "thp_underused_split_page", "thp_split_pmd_exclusive", "fault_around_pages",
 )
 assert len(COUNTER_NAMES) == NR_COUNTERS, "COUNTER_NAMES out of step with core.pxd"
 COUNTER_INDEX = {n: i for i, n in enumerate(COUNTER_NAMES)}

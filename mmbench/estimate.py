@@ -59,6 +59,9 @@ COSTS = {
     "zero_fill": ("allocate a frame and clear its 4 KiB (with its rmap and LRU insertion)",
                   ("pages_zeroed",)),
     "copy": ("allocate a frame and copy 4 KiB into it (COW)", ("pages_copied",)),
+    "fault_around_page": ("one cached page a read fault maps beside the faulting one "
+                          "(do_fault_around: the aligned 64 KiB window, clipped to the VMA and "
+                          "the PTE table)", ("fault_around_pages",)),
     "cow_reuse": ("make an exclusive page writable in place, beyond the trap",
                   ("fault_cow_reuse",)),
     "page_cache_hit": ("find a cached page and map it, beyond the trap (minor fault)",

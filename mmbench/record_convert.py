@@ -30,7 +30,9 @@ value).  Mapping choices — the contract knows anonymous memory only:
 * file shared → shared mapping (the page cache is shared memory);
 * file private → private mapping; on the host its first touches are page-cache
   hits (counted as ``file_private_first_reads``), in the replay they are zero-page
-  reads (trap, no frame) — the replay prices the page-cache lookup on top;
+  reads (trap, no frame) — the replay prices the page-cache lookup on top, and
+  the neighbours the host's fault-around mapped with each read
+  (``file_private_read_neighbours``);
 * [vdso]/[vvar] → private read-only mappings;
 * device files (``/dev/*`` other than /dev/zero) and io_uring / other
   anon_inode mappings → not replayed: counted in the notes, and faults there
@@ -83,6 +85,24 @@ STACK_GROWTH_PAGES = (8 << 20) >> PAGE_SHIFT   # RLIMIT_STACK default: how far b
 
 def pages(nbytes: int) -> int:
     return (nbytes + PAGE - 1) >> PAGE_SHIFT
+
+
+# ----------------------------------------------------------------- fault-around
+FAULT_AROUND_PAGES = 16          # fault_around_bytes 64 KiB, the kernel's default
+PTRS_PER_PTE = 512
+
+
+def fault_around_neighbours(mm, v, vpn: int) -> int:
+    """Pages a read fault at `vpn` in file VMA `v` maps beside it on the host
+    (do_fault_around): the aligned 64 KiB window, cut at the VMA's start and end and
+    at its PTE table's, less the pages the process faulted on itself.  Whether each
+    is in the page cache is not recorded; the window of a minor fault is assumed
+    cached (an upper bound)."""
+    pte_off = vpn % PTRS_PER_PTE
+    table = vpn - pte_off
+    lo = max(table + pte_off - pte_off % FAULT_AROUND_PAGES, v.start)
+    hi = min(lo + FAULT_AROUND_PAGES, table + PTRS_PER_PTE, v.end)
+    return sum(1 for p in range(lo, hi) if p != vpn and p not in mm.resident)
 
 
 # ----------------------------------------------------------------- address spaces
@@ -563,6 +583,8 @@ class Converter:
             return "minor", ("zero_fill" if mfresh else "minor")
         if v.cls == FILE:
             self.note("file_private_first_reads" if not write else "file_private_first_writes")
+            if not write:
+                self.note("file_private_read_neighbours", fault_around_neighbours(mm, v, vpn))
             return ("cow" if write else "minor"), ("zero_fill" if write else "zero_page")
         return "minor", "zero_page"            # [vdso] / [vvar]
 

@@ -32,7 +32,8 @@ from mmbench.trace import Op
 
 SAMPLE_EVERY = 1000                    # ops between metadata samples (at least)
 PT_STRUCTS = ("p4d_table", "pud_table", "pmd_table", "pte_table")   # what VmPTE counts (not pgd)
-FAULT_COSTS = ("trap", "zero_fill", "copy", "cow_reuse", "page_cache_hit", "pagecache_add")
+FAULT_COSTS = ("trap", "zero_fill", "copy", "cow_reuse", "page_cache_hit", "pagecache_add",
+               "fault_around_page")
 KINDS = (("zero_fill", ("fault_zero_fill",)), ("zero_page", ("fault_zero_page",)),
          ("cow", ("fault_cow_copy", "fault_cow_reuse")), ("minor", ("fault_minor",)),
          ("wp_shared", ("fault_wp_shared",)))
@@ -74,9 +75,10 @@ def _cuts(trace) -> list[int]:
     return [int(c) for c in cuts]
 
 
-def replay_one(trace, design: str, calibration=None, file_reads: int = 0) -> dict:
+def replay_one(trace, design: str, calibration=None, notes: dict | None = None) -> dict:
     """One design's result on the trace (see the module docstring); `unsupported` with
-    the reason when the design cannot run it."""
+    the reason when the design cannot run it.  `notes`: the trace's conversion notes
+    (its private file reads are priced from them)."""
     import mmbench
     from mmbench import estimate as est
     try:
@@ -127,18 +129,34 @@ def replay_one(trace, design: str, calibration=None, file_reads: int = 0) -> dic
            "failed_ops": failed, "model_ns": model_ns, "wall_ns": wall_ns}
     if calibration is not None:
         allev = {**est.events_of(m), **est.op_counts(trace)}
+        for k, v in _file_reads(notes or {}).items():
+            allev[k] = allev.get(k, 0) + v
         fork_est = est.estimate_ns({**fork_ev, "op:FORK": res["forks"]}, calibration)
         whole = est.estimate_ns(allev, calibration, measured_ns=model_ns)
         rest = {k: v - fork_ev.get(k, 0) for k, v in allev.items()}
         faults = est.estimate_ns(rest, calibration)
         pc = faults["breakdown"]
-        pr = est._price(calibration["costs"], "page_cache_hit")      # (price, low, high) or None
-        hit = pr[0] if pr else 0.0
-        res["est_fault_ns"] = sum(pc.get(k, 0.0) for k in FAULT_COSTS) + file_reads * hit
+        res["est_fault_ns"] = sum(pc.get(k, 0.0) for k in FAULT_COSTS)
         res["est_fork_ns"] = fork_est["total_ns"]
-        res["est_total_ns"] = whole["total_ns"] + file_reads * hit
+        res["est_total_ns"] = whole["total_ns"]
         res["uncosted"] = whole["uncosted"]
     return res
+
+
+def _file_reads(notes: dict) -> dict:
+    """The recorded first reads of private file mappings as the events that price them.
+    The replay turns each into a zero-page read (priced as the trap); on the host each
+    was a page-cache hit (page_cache_hit) that mapped its cached neighbours too
+    (fault-around: fault_around_page each).  The converter counts those neighbours
+    (`file_private_read_neighbours`: the 64 KiB window clipped to the mapping and the
+    PTE table, less pages the program had faulted on itself); a trace converted before
+    it did gets the full window, 15 per read (an upper bound)."""
+    reads = int(notes.get("file_private_first_reads", 0))
+    if not reads:
+        return {}
+    around = notes.get("file_private_read_neighbours")
+    around = 15 * reads if around is None else int(around)
+    return {"fault_minor": reads, "fault_around_pages": around}
 
 
 def _pt_bytes(m) -> int:
@@ -170,8 +188,7 @@ def replay_all(trace, provenance: dict, designs=None, calibration=None) -> list[
     cal, where = load_calibration(calibration)
     if calibration and cal is None:
         raise errors.InvalidArgument(f"calibration {calibration}: {where}")
-    file_reads = int(provenance.get("notes", {}).get("file_private_first_reads", 0))
-    out = [replay_one(trace, d, cal, file_reads) for d in designs]
+    out = [replay_one(trace, d, cal, provenance.get("notes", {})) for d in designs]
     for r in out:
         r["calibration"] = where if cal is not None else None
     return out
@@ -334,8 +351,7 @@ def validate(trace, provenance: dict, calibration=None, design: str = "linux") -
     bytes of the largest process, estimated fork time against the host's fork syscalls."""
     from mmbench.workloads._measure import load_calibration
     cal, where = load_calibration(calibration)
-    file_reads = int(provenance.get("notes", {}).get("file_private_first_reads", 0))
-    r = replay_one(trace, design, cal, file_reads)
+    r = replay_one(trace, design, cal, provenance.get("notes", {}))
     if "unsupported" in r:
         raise errors.NotSupported(f"{design}: {r['unsupported']}")
     h = provenance.get("host", {})

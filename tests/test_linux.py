@@ -521,3 +521,22 @@ def test_mremap_aligned_moves_whole_pte_tables():
     assert m.read(p, (1 << 18) + 3 + 700) == 700
     m.check()
     exit_all(m)
+
+
+def test_a_read_fault_maps_its_cached_neighbours_and_counts_them():
+    """do_fault_around: a read fault on a cached shared page maps the cached pages of its
+    64 KiB window too; each beside the faulting one is a fault_around_pages (priced)."""
+    m = machine()
+    p = m.spawn()
+    m.mmap(p, 0, 40, shared=True)
+    for v in range(0, 40, 2):
+        m.write(p, v, v + 1)              # every other page in the page cache
+    c = m.fork(p)                         # fork copies no PTE of a shared mapping
+    d = delta(m, lambda: m.read(c, 4))
+    assert (d["faults"], d["fault_minor"], d["fault_around_pages"]) == (1, 1, 7)
+    assert delta(m, lambda: m.read(c, 14)).get("faults", 0) == 0    # mapped by the window
+    d = delta(m, lambda: m.read(c, 16))
+    assert (d["faults"], d["fault_around_pages"]) == (1, 7)
+    assert m.read(c, 16) == 17 and m.read(c, 4) == 5
+    m.check()
+    exit_all(m)

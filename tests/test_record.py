@@ -289,3 +289,18 @@ def test_bias_reduced_by_accessed_bits():
     # a child never sampled keeps its whole unseen set as the remaining bias
     r2 = rc.convert(BIAS_STREAM.splitlines(), {})
     assert r2.bias["reads_added"] == 0 and r2.bias["unsampled_unfaulted"] == 4
+
+
+def test_fault_around_neighbours_follow_do_fault_around():
+    """The window of a read fault: 16 pages from the aligned start, or from the VMA's
+    start when that is later; cut at the VMA's end and at its PTE table's; less the
+    faulting page and pages the process faulted on itself."""
+    class Mm:
+        resident = {1003}
+    v = rc.Vma(start=1000, end=1030, cls=rc.FILE, writable=False)
+    assert rc.fault_around_neighbours(Mm, v, 1005) == 14     # 1000..1015 less 1003 and 1005
+    assert rc.fault_around_neighbours(Mm, v, 1020) == 15     # 1008..1023 less 1020
+    edge = rc.Vma(start=500, end=600, cls=rc.FILE, writable=False)
+    assert rc.fault_around_neighbours(Mm, edge, 511) == 11   # 500..511: the PTE table ends at 512
+    tail = rc.Vma(start=0, end=1004, cls=rc.FILE, writable=False)
+    assert rc.fault_around_neighbours(Mm, tail, 993) == 10   # 992..1003 less 993 and 1003

@@ -189,7 +189,7 @@ LINUX_COUNTERS = (
     "mthp_anon_fault_alloc", "mthp_anon_fault_fallback", "thp_deferred_split_page", "thp_split_page",
     "mthp_split_deferred", "mthp_split", "thp_collapse_alloc", "thp_scan_exceed_none_pte",
     "thp_scan_exceed_share_pte", "khugepaged_pages_scanned", "thp_copy_pmd", "thp_underused_split_page",
-    "thp_split_pmd_exclusive",
+    "thp_split_pmd_exclusive", "fault_around_pages",
     "vma_merge_fails", "move_pages_moved", "move_pages_copied", "anon_relocate_folios",
 )
 

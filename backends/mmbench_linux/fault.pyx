@@ -21,7 +21,7 @@ from mmbench.core cimport (MM_OK, C_FAULTS, C_FAULT_ZERO_PAGE, C_FAULT_ZERO_FILL
                            C_PAGES_COPIED, C_PTE_WRITES, C_TLB_FLUSHES, C_RMAP_VISITS,
                            C_I_MMAP_VISITS, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, C_THP_ZERO_PAGE_MAP,
                            C_MTHP_ANON_FAULT_ALLOC, C_MTHP_ANON_FAULT_FALLBACK, C_THP_SPLIT_PAGE,
-                           C_MTHP_SPLIT, C_THP_UNDERUSED_SPLIT_PAGE)
+                           C_MTHP_SPLIT, C_THP_UNDERUSED_SPLIT_PAGE, C_FAULT_AROUND_PAGES)
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_ANON_EXCLUSIVE,
                                     FR_PAGECACHE, frame_alloc, frames_free_count, frame_alloc_contig,
                                     frame_free)
@@ -414,6 +414,8 @@ cdef class LinuxFault(LinuxMM):
             pfn = mapping_lookup(&vmf.vma.vm_file.mapping, vmf.pgoff + v - pte_off)
             if pfn != NO_PFN:
                 map_file_pte(self, vmf, pfn)
+                if v != pte_off:
+                    self.ctr[C_FAULT_AROUND_PAGES] += 1
         vmf.address = addr
 
     # ================================================================ splitting large folios
