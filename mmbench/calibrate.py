@@ -58,6 +58,10 @@ PROFILES = {
                   held_exit_pages=256, held_free_pages=128, held_huge=2, held_kmalloc=1000,
                   sparse_stride=16, min_reps=3, max_reps=3, stable_spread=1.0),
 }
+#: forks per sample of the forkbase probes (the sample is their median): a fork of a
+#: small process is short enough that one slow fork (a page table from a block the
+#: VM handed back) moves a median of 3 by 10 %
+FORKBASE_REPS = 7
 #: pages one read fault on a cached file maps (fault_around_bytes 64 KiB, the default)
 FAULT_AROUND_PAGES = 16
 #: the clock every probe times with (mmbench.probe._probe.set_clock): "cpu", the CPU
@@ -173,9 +177,9 @@ def probe_table(p: dict) -> list[tuple]:
     for x in p["mremap_pages"]:
         rows.append((f"mremap_pages@{x}", lambda x=x: P.mremap(x, 1, 1), 1, "ns/call", ""))
     for x in p["fork_huge"]:            # forkbase: a small process, so the slope is clean
-        rows.append((f"fork_huge@{x}", lambda x=x: [float(np.median(probe.fork_empty(3, x)))], 1,
+        rows.append((f"fork_huge@{x}", lambda x=x: [float(np.median(probe.fork_empty(FORKBASE_REPS, x)))], 1,
                      "ns/fork", ""))
-    rows.append(("fork_empty", lambda: [float(np.median(probe.fork_empty(3)))], 1, "ns/fork",
+    rows.append(("fork_empty", lambda: [float(np.median(probe.fork_empty(FORKBASE_REPS)))], 1, "ns/fork",
                  "fork + exit + wait by a tiny C program (an almost empty address space)"))
     for x in p["fork_pages"]:
         rows.append((f"fork_pages@{x}", lambda x=x: P.fork(x, 0, False, 1), 1, "ns/fork", ""))
@@ -198,7 +202,7 @@ def probe_table(p: dict) -> list[tuple]:
         ("held:munmap_pages", lambda: P.munmap(p["held_free_pages"], False, 1), p["held_free_pages"],
          pg, "munmap of touched private pages (a size not in the fit)"),
         (f"held:fork_huge@{p['held_huge']}",
-         lambda: [float(np.median(probe.fork_empty(3, p["held_huge"])))], 1, "ns/fork", ""),
+         lambda: [float(np.median(probe.fork_empty(FORKBASE_REPS, p["held_huge"])))], 1, "ns/fork", ""),
         ("held:cow_huge", lambda: P.cow_huge(p["held_huge"], 1), p["held_huge"], hp,
          "a forked child's first write to each huge page its parent maps (split + 4 KiB copy)"),
         ("held:madvise_dontneed", lambda: P.madvise_dontneed(p["held_free_pages"], 1),
