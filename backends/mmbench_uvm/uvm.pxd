@@ -25,7 +25,9 @@
 # its own.  A vm_anon_t is the page's frame number + 1, so that an empty amap
 # slot holds 0 (NO_ANON), and an amap slot costs the simulator 4 + 4 + 4
 # bytes, not the kernel's 4 + 4 + 8 (AMAP_SLOT_BYTES, which UK_SLOTS
-# accounts).  UK_ANON still accounts a 32-byte struct vm_anon per anon.
+# accounts).  UK_ANON still accounts a 32-byte struct vm_anon per anon.  The
+# descriptor's `owner` and `index` words hold the page's pmap_page (the pmap
+# block's; see pmap_netbsd.pxd).
 #
 # UVM's context embeds the pmap block's context (`md`, the machine-dependent
 # part); the caches the pmap charges are named in it by index.

@@ -23,7 +23,8 @@
 #
 #   pmap_t                          its pmap, a pmap_hdr_t first
 #   pmap_bootstrap(ctx, npages)     pv heads for pfn [0, npages) and ctx.pv (through
-#                                   pmap_ctx_init; pmap_ctx_destroy frees them); 0 / -1
+#                                   pmap_ctx_init; pmap_ctx_destroy frees them; head
+#                                   bytes 0: none, the frame descriptors hold them); 0 / -1
 #   pmap_pinit(ctx, pm, pid)        pmap_create (charges struct pmap); 0 / -1
 #   pmap_release(ctx, pm)           pmap_destroy of a pmap without mappings
 #   pmap_pv_count(pm)               mappings its pv side tracks for pm
@@ -116,7 +117,11 @@ cdef struct pmap_ctx_s:
     int kc_pv                 # the 4 KiB containers of pv entries (pv_page / pv_chunk)
     int kc_pmap               # struct pmap, or -1 when the design charges it itself
     int64_t npages            # pfns [0, npages) have pv heads
-    void* pv_heads            # per pfn, the implementation's pv head (pmap_page_t …)
+    void* pv_heads            # per pfn, the implementation's pv head (pv_entry list …), or
+                              # NULL when it keeps them in the frame descriptors (pmap_netbsd)
+    void** pmap_tab           # pmap_netbsd: its live pmaps by number, so that a pv word can
+    int64_t pmap_tab_len      # name a pmap in fewer bits than a pointer (pmap_netbsd.pxd);
+    int64_t pmap_tab_free     # first free number (-1: none); NULL / 0 / -1 otherwise
     pmap_pv_ops_t pv          # the implementation's pv side (set by pmap_bootstrap)
     pmap_pde_ops_t pde        # 2 MiB mappings (the design's; all NULL: none)
 
@@ -155,7 +160,7 @@ cdef inline void pmap_kc_free(pmap_ctx_t* ctx, int c) noexcept nogil:
     ctx.kc[c].frees += 1
 
 # the lifecycle every implementation shares (pmap.pyx): the per-pfn pv heads
-# (head_bytes each) with the implementation's pv side, and a pmap of `size`
+# (head_bytes each, none when 0) with the implementation's pv side, and a pmap of `size`
 # bytes that starts with its header (pmap_create / pmap_destroy: tables, and
 # struct pmap charged to kc_pmap when that is not -1)
 cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,

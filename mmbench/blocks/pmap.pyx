@@ -23,14 +23,19 @@ cdef void pmap_account_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil:
 
 cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,
                        pmap_pv_ops_t pv) noexcept nogil:
-    ctx.pv_heads = calloc(npages if npages > 0 else 1, head_bytes)
+    ctx.pv_heads = calloc(npages if npages > 0 else 1, head_bytes) if head_bytes > 0 else NULL
     ctx.npages = npages
     ctx.pv = pv
-    return 0 if ctx.pv_heads != NULL else -1
+    ctx.pmap_tab = NULL
+    ctx.pmap_tab_len = 0
+    ctx.pmap_tab_free = -1
+    return 0 if ctx.pv_heads != NULL or head_bytes == 0 else -1
 
 cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
     free(ctx.pv_heads)
     ctx.pv_heads = NULL
+    free(ctx.pmap_tab)
+    ctx.pmap_tab = NULL
 
 cdef void* pvc_alloc(pmap_ctx_t* ctx) noexcept nogil:
     cdef void* mem = NULL
