@@ -72,6 +72,7 @@ ctypedef pmap_ctx_s pmap_ctx_t
 
 cdef enum:
     NPTEPG = 512               # PTEs per page-table page: one 2 MiB mapping
+    PVC_SPARE_MAX = 16         # pv containers the simulator keeps for reuse (not modelled)
     PTE_PROMOTED = 1 << 4      # PTE_SOFT0: the PTE lies under a 2 MiB mapping (PG_PS|PG_PROMOTED
                                # PDE); the PTE page is the one kept for demotion
 
@@ -123,6 +124,8 @@ cdef struct pmap_ctx_s:
     int64_t pmap_tab_len      # name a pmap in fewer bits than a pointer (pmap_netbsd.pxd);
     int64_t pmap_tab_free     # first free number (-1: none); NULL / 0 / -1 otherwise
     pmap_pv_ops_t pv          # the implementation's pv side (set by pmap_bootstrap)
+    void* pvc_spare           # containers freed and kept for the next pvc_alloc (linked
+    int64_t pvc_nspare        # through their first word), at most PVC_SPARE_MAX
     pmap_pde_ops_t pde        # 2 MiB mappings (the design's; all NULL: none)
 
 # The 4 KiB containers pv entries are carved from (FreeBSD's pv_chunk, NetBSD's
@@ -168,7 +171,12 @@ cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,
 cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
 cdef int pmap_create(pmap_ctx_t* ctx, pmap_hdr_t* pm, size_t size, int64_t pid) noexcept nogil
 cdef void pmap_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
-# a new 4 KiB-aligned container (charged to kc_pv), NULL out of memory; give one back
+# a new 4 KiB-aligned container (charged to kc_pv), NULL out of memory; give one back.
+# The simulator keeps up to PVC_SPARE_MAX given-back containers for the next
+# pvc_alloc instead of freeing them: a pv_page taken and drained again and
+# again (uvm's fault-ahead after fork) otherwise fragments the heap with
+# 4 KiB-aligned blocks (+3.7 B per page of uvm's COW, docs/performance.md).
+# kc_pv is charged and credited exactly as before.
 cdef void* pvc_alloc(pmap_ctx_t* ctx) noexcept nogil
 cdef void pvc_free(pmap_ctx_t* ctx, void* c) noexcept nogil
 cdef void pvc_free_list(pmap_ctx_t* ctx, pvc_link_t** head) noexcept nogil   # every container on it
