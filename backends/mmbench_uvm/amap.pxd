@@ -3,13 +3,13 @@ from libc.stdint cimport int64_t
 from mmbench.blocks.frames cimport pfn_t
 from mmbench_uvm.uvm cimport uvm_ctx_t, vm_amap_t, vm_anon_t, vm_aref_t, vm_map_entry_t
 
-cdef vm_anon_t* uvm_analloc(uvm_ctx_t* u, pfn_t pg) noexcept nogil      # an_ref 1; NULL: no memory
-cdef void uvm_anon_unref(uvm_ctx_t* u, vm_anon_t* anon) noexcept nogil   # frees at 0
+cdef vm_anon_t uvm_analloc(uvm_ctx_t* u, pfn_t pg) noexcept nogil       # the anon of pg, an_ref 1
+cdef void uvm_anon_unref(uvm_ctx_t* u, vm_anon_t anon) noexcept nogil    # frees at 0
 cdef vm_amap_t* amap_alloc(uvm_ctx_t* u, int64_t nslot) noexcept nogil  # am_ref 1; NULL: no memory
 cdef vm_amap_t* amap_copy_anons(uvm_ctx_t* u, vm_amap_t* src, int64_t pageoff,
                                 int64_t nslot) noexcept nogil
-cdef vm_anon_t* amap_lookup(vm_aref_t* aref, int64_t offset) noexcept nogil
-cdef void amap_add(vm_aref_t* aref, int64_t offset, vm_anon_t* anon, bint replace) noexcept nogil
+cdef vm_anon_t amap_lookup(vm_aref_t* aref, int64_t offset) noexcept nogil     # NO_ANON: empty
+cdef void amap_add(vm_aref_t* aref, int64_t offset, vm_anon_t anon, bint replace) noexcept nogil
 cdef void amap_unadd(vm_aref_t* aref, int64_t offset) noexcept nogil
 cdef int amap_ref(uvm_ctx_t* u, vm_amap_t* amap, int64_t offset, int64_t length,
                   bint shared) noexcept nogil

@@ -2,7 +2,7 @@
 # reference count) and vm_anon (one anonymous page with a reference count).
 #
 # Slot bookkeeping (as uvm_amap.h states it):
-#   am_anon[X] != NULL  <=>  X is in am_slots[0 .. am_nused)
+#   am_anon[X] != NO_ANON  <=>  X is in am_slots[0 .. am_nused)
 #   am_slots[am_bckptr[X]] == X   for every used slot X
 # so an amap can be walked by its used slots only (amap_wipeout) and a slot is
 # added or removed in O(1) (the last used slot fills the hole).
@@ -24,7 +24,9 @@
 #
 # Reference counting of anons: an_ref == amap slots holding the anon.  The last
 # reference frees the anon and its page (uvm_anfree), unmapping the page
-# wherever a PTE still maps it.
+# wherever a PTE still maps it.  An anon is named by its page (uvm.pxd): the
+# anon of a new page is made in place, and an_ref lives in the page's
+# descriptor.
 
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memmove, memset, memcpy
@@ -33,37 +35,35 @@ from libc.stdint cimport int64_t, int32_t
 from mmbench.core cimport C_OBJECTS_ALLOC, C_OBJECTS_FREE, C_ANON_ALLOC
 from mmbench.blocks.frames cimport pfn_t, frame_free
 from mmbench.blocks.pmap cimport pmap_remove_all
-from mmbench.blocks.objpool cimport objpool_alloc, objpool_free
-from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_amap_t, vm_anon_t, vm_aref_t, AMAP_SHARED,
+from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_amap_t, vm_anon_t, vm_aref_t, NO_ANON, AMAP_SHARED,
                               AMAP_SLOT_BYTES, AMAP_PPREF_BYTES, UK_AMAP, UK_ANON, UK_PAGE,
-                              UK_SLOTS, UVM_AMAP_LARGE, E2BIG, vm_map_entry_t, uk_alloc, uk_free)
+                              UK_SLOTS, UVM_AMAP_LARGE, E2BIG, vm_map_entry_t, uk_alloc, uk_free,
+                              anon_of_page, an_page, an_ref)
 
 
 # ------------------------------------------------------------------- anons
-cdef vm_anon_t* uvm_analloc(uvm_ctx_t* u, pfn_t pg) noexcept nogil:
-    cdef vm_anon_t* anon = <vm_anon_t*>objpool_alloc(&u.anon_pool)
-    if anon == NULL:
-        return NULL
-    anon.an_ref = 1
-    anon.an_page = pg
-    u.md.fr.f[pg].owner = <size_t>anon
+cdef vm_anon_t uvm_analloc(uvm_ctx_t* u, pfn_t pg) noexcept nogil:
+    """=> pg was just allocated (frame_alloc).  The anon holding it, an_ref 1."""
+    cdef vm_anon_t anon = anon_of_page(pg)
+    an_ref(u, anon)[0] = 1
     uk_alloc(u, UK_ANON, 1)
     uk_alloc(u, UK_PAGE, 1)
     u.md.ctr[C_ANON_ALLOC] += 1
     return anon
 
-cdef void uvm_anfree(uvm_ctx_t* u, vm_anon_t* anon) noexcept nogil:
-    """=> an_ref == 0; the page is unmapped everywhere, then freed."""
-    if u.md.fr.f[anon.an_page].mapcount > 0:
-        pmap_remove_all(&u.md, anon.an_page)
-    frame_free(u.md.fr, anon.an_page)
+cdef void uvm_anfree(uvm_ctx_t* u, vm_anon_t anon) noexcept nogil:
+    """=> an_ref == 0; the page is unmapped everywhere, then freed (and the anon with it)."""
+    cdef pfn_t pg = an_page(anon)
+    if u.md.fr.f[pg].mapcount > 0:
+        pmap_remove_all(&u.md, pg)
+    frame_free(u.md.fr, pg)
     uk_free(u, UK_PAGE, 1)
     uk_free(u, UK_ANON, 1)
-    objpool_free(&u.anon_pool, anon)
 
-cdef void uvm_anon_unref(uvm_ctx_t* u, vm_anon_t* anon) noexcept nogil:
-    anon.an_ref -= 1
-    if anon.an_ref == 0:
+cdef void uvm_anon_unref(uvm_ctx_t* u, vm_anon_t anon) noexcept nogil:
+    cdef int32_t* ref = an_ref(u, anon)
+    ref[0] -= 1
+    if ref[0] == 0:
         uvm_anfree(u, anon)
 
 
@@ -74,15 +74,17 @@ cdef inline int64_t amap_bytes(vm_amap_t* amap) noexcept nogil:
 cdef inline int64_t amap_roundup_slots(int64_t slots) noexcept nogil:
     return ((slots * 4 + 7) & ~(<int64_t>7)) // 4
 
-cdef vm_anon_t** amap_slot_arrays(int64_t maxslot, int32_t** slots, int32_t** bckptr) noexcept nogil:
+cdef vm_anon_t* amap_slot_arrays(int64_t maxslot, int32_t** slots, int32_t** bckptr) noexcept nogil:
     """am_anon (zeroed), am_slots and am_bckptr of maxslot slots in one
     allocation of the simulator's, am_anon first (freeing it frees all three);
     NULL: no memory.  The kernel allocates three arrays (kmem_alloc each);
-    UK_SLOTS accounts their bytes, AMAP_SLOT_BYTES per slot, either way."""
-    cdef vm_anon_t** anons = <vm_anon_t**>calloc(maxslot if maxslot > 0 else 1, AMAP_SLOT_BYTES)
+    UK_SLOTS accounts their bytes, AMAP_SLOT_BYTES per slot, either way (the
+    simulator's 12 bytes a slot are not what is reported)."""
+    cdef vm_anon_t* anons = <vm_anon_t*>calloc(maxslot if maxslot > 0 else 1,
+                                               sizeof(vm_anon_t) + 2 * sizeof(int32_t))
     if anons == NULL:
         return NULL
-    slots[0] = <int32_t*>(anons + maxslot)
+    slots[0] = <int32_t*>(anons + maxslot)       # (vm_anon_t and int32_t: 4 bytes each)
     bckptr[0] = slots[0] + maxslot
     return anons
 
@@ -132,17 +134,17 @@ cdef void amap_wipeout(uvm_ctx_t* u, vm_amap_t* amap) noexcept nogil:
     cdef int32_t i
     for i in range(amap.am_nused):
         uvm_anon_unref(u, amap.am_anon[amap.am_slots[i]])
-        amap.am_anon[amap.am_slots[i]] = NULL
+        amap.am_anon[amap.am_slots[i]] = NO_ANON
     amap.am_nused = 0
     amap.am_ref = 0
     amap_free(u, amap)
 
 
 # ------------------------------------------------------------ slot access
-cdef vm_anon_t* amap_lookup(vm_aref_t* aref, int64_t offset) noexcept nogil:
+cdef vm_anon_t amap_lookup(vm_aref_t* aref, int64_t offset) noexcept nogil:
     return aref.ar_amap.am_anon[aref.ar_pageoff + offset]
 
-cdef void amap_add(vm_aref_t* aref, int64_t offset, vm_anon_t* anon, bint replace) noexcept nogil:
+cdef void amap_add(vm_aref_t* aref, int64_t offset, vm_anon_t anon, bint replace) noexcept nogil:
     """Put anon into the slot; replace => the slot held an anon (the caller
     already dropped that anon's reference)."""
     cdef vm_amap_t* amap = aref.ar_amap
@@ -162,7 +164,7 @@ cdef void amap_unadd(vm_aref_t* aref, int64_t offset) noexcept nogil:
     amap.am_slots[ptr] = last
     amap.am_bckptr[last] = ptr
     amap.am_nused -= 1
-    amap.am_anon[slot] = NULL
+    amap.am_anon[slot] = NO_ANON
 
 
 # ----------------------------------------------------------- new amap copy
@@ -172,17 +174,17 @@ cdef vm_amap_t* amap_copy_anons(uvm_ctx_t* u, vm_amap_t* src, int64_t pageoff,
     in [pageoff, pageoff + nslot), an_ref++ per anon.  NULL: no memory."""
     cdef vm_amap_t* amap = amap_alloc(u, nslot)
     cdef int64_t i
-    cdef vm_anon_t* anon
+    cdef vm_anon_t anon
     if amap == NULL:
         return NULL
     for i in range(nslot):
         anon = src.am_anon[pageoff + i]
-        if anon != NULL:
+        if anon != NO_ANON:
             amap.am_anon[i] = anon
             amap.am_bckptr[i] = amap.am_nused
             amap.am_slots[amap.am_nused] = <int32_t>i
             amap.am_nused += 1
-            anon.an_ref += 1
+            an_ref(u, anon)[0] += 1
     return amap
 
 
@@ -206,7 +208,7 @@ cdef void amap_wiperange(uvm_ctx_t* u, vm_amap_t* amap, int64_t slot, int64_t n)
     whole.ar_pageoff = 0
     whole.ar_amap = amap
     for s in range(slot, slot + n):
-        if amap.am_anon[s] != NULL:
+        if amap.am_anon[s] != NO_ANON:
             uvm_anon_unref(u, amap.am_anon[s])
             amap_unadd(&whole, s)
 
@@ -280,7 +282,7 @@ cdef int amap_grow(uvm_ctx_t* u, vm_amap_t* amap, int64_t slotalloc, int64_t lo,
     out of memory (amap unchanged)."""
     cdef int32_t* newsl
     cdef int32_t* newbck
-    cdef vm_anon_t** newover = amap_slot_arrays(slotalloc, &newsl, &newbck)
+    cdef vm_anon_t* newover = amap_slot_arrays(slotalloc, &newsl, &newbck)
     cdef int32_t* newppref = NULL
     cdef int32_t i, x
     if amap.am_ppref != NULL:
@@ -317,8 +319,8 @@ cdef void amap_slide(vm_amap_t* amap, int64_t slotoff, int64_t slotmapped,
         return
     for i in range(amap.am_nused):
         amap.am_slots[i] += <int32_t>shift
-    memmove(amap.am_anon + slotspace, amap.am_anon + slotoff, slotmapped * sizeof(vm_anon_t*))
-    memset(amap.am_anon + slotoff, 0, shift * sizeof(vm_anon_t*))
+    memmove(amap.am_anon + slotspace, amap.am_anon + slotoff, slotmapped * sizeof(vm_anon_t))
+    memset(amap.am_anon + slotoff, 0, shift * sizeof(vm_anon_t))
     memmove(amap.am_bckptr + slotspace, amap.am_bckptr + slotoff, slotmapped * sizeof(int32_t))
     if amap.am_ppref != NULL:
         memmove(amap.am_ppref + slotspace, amap.am_ppref + slotoff, slotmapped * sizeof(int32_t))

@@ -9,21 +9,27 @@
 #            is no longer NEEDSCOPY is the only entry covering its slots;
 #            AMAP_SHARED only while am_ref > 1;
 #            am_slots[am_bckptr[X]] == X for used slots, am_nused == anons held.
-#   anons    an_ref == amap slots holding the anon; its page names it.
+#   anons    an_ref == amap slots holding the anon; its page is allocated.
 #   pmap     every present PTE maps the anon page its entry's slot holds; a
 #            writable PTE only for a writable, non-NEEDSCOPY entry and an
 #            anon with an_ref == 1; page mapcount == PTEs mapping it;
 #            mappings the pv layer tracks (embedded + pv_entry) == present PTEs;
 #            every pv record of a page names a PTE that maps the page.
 #   totals   frames in use == live anons (one page each); caches == live structs.
+#
+# An anon is named by its page (uvm.pxd), so what check counts per anon
+# (slots holding it, PTEs mapping it) goes into two scratch arrays indexed by
+# frame number, allocated for the check only.
 
 from libc.stdlib cimport calloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t
 
 from mmbench.blocks.itree cimport itree_verify
+from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_node_t, pt_next, pte_pfn, PTE_WRITE
 from mmbench.blocks.pmap_netbsd cimport pmap_pv_count, pmap_check_page
-from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
+from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t, NO_ANON,
+                              an_page, an_ref,
                               UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY, MAP_INHERIT_COPY, AMAP_SHARED,
                               AMAP_SLOT_BYTES, AMAP_PPREF_BYTES, UK_ENTRY, UK_AMAP, UK_ANON,
                               UK_PAGE, UK_SLOTS, entry_slot,
@@ -93,7 +99,7 @@ cdef int check_exclusive(vm_map_t* map, const char** why) noexcept nogil:
 cdef int check_slots(vm_amap_t* amap, const char** why) noexcept nogil:
     cdef int32_t i, x, nused = 0
     for x in range(amap.am_nslot):
-        if amap.am_anon[x] != NULL:
+        if amap.am_anon[x] != NO_ANON:
             nused += 1
             if amap.am_bckptr[x] < 0 or amap.am_bckptr[x] >= amap.am_nused \
                     or amap.am_slots[amap.am_bckptr[x]] != x:
@@ -103,7 +109,7 @@ cdef int check_slots(vm_amap_t* amap, const char** why) noexcept nogil:
         why[0] = "vm_amap: am_nused differs from the anons held"
         return -1
     for i in range(amap.am_nused):
-        if amap.am_anon[amap.am_slots[i]] == NULL:
+        if amap.am_anon[amap.am_slots[i]] == NO_ANON:
             why[0] = "vm_amap: am_slots lists an empty slot"
             return -1
     return 0
@@ -123,34 +129,33 @@ cdef int check_refs(vm_amap_t* amap, const char** why) noexcept nogil:
         if amap.am_ppref == NULL and amap.check_cover[x] != amap.am_ref:
             why[0] = "vm_amap: a partial reference without am_ppref"
             return -1
-        if amap.check_cover[x] == 0 and amap.am_anon[x] != NULL:
+        if amap.check_cover[x] == 0 and amap.am_anon[x] != NO_ANON:
             why[0] = "vm_amap: an anon in a slot no entry covers"
             return -1
     return 0
 
-cdef int check_anons(uvm_ctx_t* u, const char** why) noexcept nogil:
+cdef int check_anons(uvm_ctx_t* u, int32_t* refs, int64_t nframes, const char** why) noexcept nogil:
+    """refs[pg]: scratch, zeroed (slots holding the anon of page pg)."""
     cdef vm_amap_t* amap
-    cdef vm_anon_t* anon
+    cdef pfn_t pg
     cdef int32_t i
     cdef int64_t nanons = 0
     cdef int phase
-    for phase in range(3):
+    for phase in range(2):
         amap = u.amaps
         while amap != NULL:
             for i in range(amap.am_nused):
-                anon = amap.am_anon[amap.am_slots[i]]
+                pg = an_page(amap.am_anon[amap.am_slots[i]])
+                if <int64_t>pg >= nframes or u.md.fr.f[pg].refcount != 1:
+                    why[0] = "vm_anon: its page is free"
+                    return -1
                 if phase == 0:
-                    anon.check_refs = 0
-                elif phase == 1:
-                    anon.check_refs += 1
-                elif anon.check_refs >= 0:
-                    if anon.check_refs != anon.an_ref:
+                    refs[pg] += 1
+                elif refs[pg] >= 0:
+                    if refs[pg] != an_ref(u, amap.am_anon[amap.am_slots[i]])[0]:
                         why[0] = "vm_anon: an_ref differs from the amap slots holding it"
                         return -1
-                    if u.md.fr.f[anon.an_page].owner != <size_t>anon or u.md.fr.f[anon.an_page].refcount != 1:
-                        why[0] = "vm_anon: its page does not name it or is free"
-                        return -1
-                    anon.check_refs = -1              # counted once
+                    refs[pg] = -1                     # counted once
                     nanons += 1
             amap = amap.am_next
     if nanons != u.md.kc[UK_ANON].active or nanons != u.md.kc[UK_PAGE].active:
@@ -162,12 +167,13 @@ cdef int check_anons(uvm_ctx_t* u, const char** why) noexcept nogil:
     return 0
 
 
-cdef int check_pmap(uvm_ctx_t* u, vm_map_t* map, const char** why) noexcept nogil:
+cdef int check_pmap(uvm_ctx_t* u, vm_map_t* map, int32_t* maps, const char** why) noexcept nogil:
+    """maps[pg] += the PTEs of map mapping page pg."""
     cdef uint64_t vpn = 0
     cdef pt_node_t* t
     cdef uint64_t pte
     cdef vm_map_entry_t* e
-    cdef vm_anon_t* anon
+    cdef vm_anon_t anon
     cdef int64_t n = 0
     while True:
         t = pt_next(&map.pmap.hdr.pt, vpn, <uint64_t>1 << 36, &vpn)
@@ -175,16 +181,16 @@ cdef int check_pmap(uvm_ctx_t* u, vm_map_t* map, const char** why) noexcept nogi
             break
         pte = t.e[vpn & 511]
         e = uvm_map_lookup_entry(map, <int64_t>vpn)
-        anon = NULL
+        anon = NO_ANON
         if e != NULL and e.aref.ar_amap != NULL:
             anon = e.aref.ar_amap.am_anon[entry_slot(e, <int64_t>vpn)]
-        if anon == NULL or anon.an_page != pte_pfn(pte):
+        if anon == NO_ANON or an_page(anon) != pte_pfn(pte):
             why[0] = "pmap: a PTE maps a page other than its slot's anon page"
             return -1
-        if (pte & PTE_WRITE) and (not e.writable or e.etype & UVM_ET_NEEDSCOPY or anon.an_ref != 1):
+        if (pte & PTE_WRITE) and (not e.writable or e.etype & UVM_ET_NEEDSCOPY or an_ref(u, anon)[0] != 1):
             why[0] = "pmap: a writable PTE for a read-only, NEEDSCOPY or shared anon"
             return -1
-        anon.check_maps += 1
+        maps[an_page(anon)] += 1
         n += 1
         vpn += 1
     if n != map.pmap.hdr.resident_count or pmap_pv_count(&map.pmap) != n:
@@ -192,19 +198,18 @@ cdef int check_pmap(uvm_ctx_t* u, vm_map_t* map, const char** why) noexcept nogi
         return -1
     return 0
 
-cdef int check_mapcounts(uvm_ctx_t* u, bint reset, const char** why) noexcept nogil:
+cdef int check_mapcounts(uvm_ctx_t* u, int32_t* maps, const char** why) noexcept nogil:
+    """maps[pg]: the PTEs found mapping page pg (check_pmap)."""
     cdef vm_amap_t* amap = u.amaps
-    cdef vm_anon_t* anon
+    cdef pfn_t pg
     cdef int32_t i
     while amap != NULL:
         for i in range(amap.am_nused):
-            anon = amap.am_anon[amap.am_slots[i]]
-            if reset:
-                anon.check_maps = 0
-            elif anon.check_maps != u.md.fr.f[anon.an_page].mapcount:
+            pg = an_page(amap.am_anon[amap.am_slots[i]])
+            if maps[pg] != u.md.fr.f[pg].mapcount:
                 why[0] = "vm_page: mapcount differs from the PTEs mapping it"
                 return -1
-            elif pmap_check_page(&u.md, anon.an_page, why) != 0:
+            elif pmap_check_page(&u.md, pg, why) != 0:
                 return -1
         amap = amap.am_next
     return 0
@@ -254,19 +259,34 @@ cdef int check_amaps(uvm_ctx_t* u, void** procs, int64_t nprocs, const char** wh
     return st
 
 
+cdef int check_anons_and_pmaps(uvm_ctx_t* u, void** procs, int64_t nprocs, int32_t* refs,
+                               int32_t* maps, int64_t nframes, const char** why) noexcept nogil:
+    cdef int64_t pid
+    if check_anons(u, refs, nframes, why) != 0:
+        return -1
+    for pid in range(1, nprocs):
+        if procs[pid] != NULL and check_pmap(u, <vm_map_t*>procs[pid], maps, why) != 0:
+            return -1
+    return check_mapcounts(u, maps, why)
+
 cdef int uvm_check_all(uvm_ctx_t* u, void** procs, int64_t nprocs, const char** why) noexcept nogil:
     cdef int64_t pid, nentries = 0
+    cdef int64_t nframes = u.md.fr.node_base[0] + u.md.fr.node_bump[0]   # pfns used so far
+    cdef int32_t* refs
+    cdef int st
     for pid in range(1, nprocs):
         if procs[pid] != NULL:
             if check_map(<vm_map_t*>procs[pid], why) != 0:
                 return -1
             nentries += (<vm_map_t*>procs[pid]).list.nentries
-    if check_amaps(u, procs, nprocs, why) != 0 or check_anons(u, why) != 0:
+    if check_amaps(u, procs, nprocs, why) != 0:
         return -1
-    check_mapcounts(u, True, why)
-    for pid in range(1, nprocs):
-        if procs[pid] != NULL and check_pmap(u, <vm_map_t*>procs[pid], why) != 0:
-            return -1
-    if check_mapcounts(u, False, why) != 0:
+    refs = <int32_t*>calloc(2 * nframes + 1, sizeof(int32_t))   # refs, then maps
+    if refs == NULL:
+        why[0] = "check: no memory for its scratch arrays"
+        return -1
+    st = check_anons_and_pmaps(u, procs, nprocs, refs, refs + nframes, nframes, why)
+    free(refs)
+    if st != 0:
         return -1
     return check_totals(u, nentries, why)

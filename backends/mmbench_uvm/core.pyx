@@ -7,7 +7,7 @@
 # front of the old one and a fault walks the chain down to the page, so chains
 # grow with fork depth and need collapse and bypass to stay short.  UVM keeps
 # two levels and no chain: an entry's anonymous pages hang off an amap, an
-# array of pointers to anons, and each anon holds one page.  Sharing is
+# array of references to anons, and each anon holds one page.  Sharing is
 # reference counting instead of chaining: am_ref counts the entries using an
 # amap, an_ref the amap slots using an anon.
 #
@@ -19,7 +19,8 @@
 #   pointers, an_ref++ each; a write to a shared anon promotes a private copy.
 #
 # Where each part lives:
-#   uvm.pxd    the structs: vm_map_entry + vm_aref, vm_amap, vm_anon, context
+#   uvm.pxd    the structs: vm_map_entry + vm_aref, vm_amap, vm_anon (named by
+#              its page, an_ref in the page's descriptor), context
 #   amap       amaps and anons: alloc, add/unadd, ref/unref, per-page refs
 #              (am_ppref), splitref, the copying half of amap_copy
 #   map        entries: enter, clip, unmap, protect, fork, mremap, dontneed,
@@ -48,7 +49,8 @@
 #   madvise   see map.pyx (private pages must read 0 afterwards)
 #
 # Simplified relative to the kernel, and why: no swap (an anon always has its
-# page: mmbench has no memory pressure on the host); no locks; am_ppref is one
+# page: mmbench has no memory pressure on the host; so the model stores an
+# anon as its page, see uvm.pxd); no locks; am_ppref is one
 # count per slot rather than run-length encoded (same bytes accounted, the
 # kernel's array is one int per slot either way); no loans, no wiring.
 # Accelerators are not modelled (supports_devices = False: the framework
@@ -66,9 +68,8 @@ from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pte_present, pte_pfn
 from mmbench.blocks.pmap cimport pmap_pte
 from mmbench.blocks.pmap cimport pmap_ctx_destroy
-from mmbench.blocks.objpool cimport objpool_init, objpool_destroy
 from mmbench.blocks.pmap_netbsd cimport pmap_page_mappers, pmap_bootstrap, PV_PAGE_BYTES, PMAP_BYTES
-from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
+from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t, NO_ANON, an_ref,
                               UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY, MAP_INHERIT_SHARE, AMAP_SHARED,
                               UK_PVPAGE, UK_PGD, UK_PMAP, NR_UK,
                               map_first, entry_next)
@@ -126,7 +127,6 @@ cdef class UVMMachine(MapEntryMachine):
         self.u.md.kc_pmap = UK_PMAP
         if pmap_bootstrap(&self.u.md, self.ram_pages) != 0:
             raise MemoryError("no memory for the pv list heads")
-        objpool_init(&self.u.anon_pool, sizeof(vm_anon_t))
         self.u.amaps = NULL
         self.u.namaps = 0
         self.u.next_serial = 0
@@ -146,7 +146,6 @@ cdef class UVMMachine(MapEntryMachine):
                 uvmspace_free(&self.u, <vm_map_t*>self.procs[pid])
                 self.procs[pid] = NULL
         pmap_ctx_destroy(&self.u.md)
-        objpool_destroy(&self.u.anon_pool)
 
     # --------------------------------- the mechanism (mmbench.blocks.mapentry)
     # The contract's walk is MapEntryMachine's; these name the design's map
@@ -222,8 +221,8 @@ cdef class UVMMachine(MapEntryMachine):
                 "nslot": int(amap.am_nslot), "nused": int(amap.am_nused),
                 "ppref": ([int(amap.am_ppref[x]) for x in range(amap.am_nslot)]
                           if amap.am_ppref != NULL else None),
-                "anon_refs": {int(x): int(amap.am_anon[x].an_ref)
-                              for x in range(amap.am_nslot) if amap.am_anon[x] != NULL}}
+                "anon_refs": {int(x): int(an_ref(&self.u, amap.am_anon[x])[0])
+                              for x in range(amap.am_nslot) if amap.am_anon[x] != NO_ANON}}
             amap = amap.am_next
         return dict(sorted(out.items()))
 
@@ -258,13 +257,13 @@ cdef class UVMMachine(MapEntryMachine):
         pid = self._pid(pid)
         vpn, _ = self._range(vpn)
         cdef vm_map_entry_t* e = uvm_map_lookup_entry(self.map_of(pid), vpn)
-        cdef vm_anon_t* anon
+        cdef vm_anon_t anon
         if e == NULL:
             raise _errors.SegmentationFault(f"pid {pid}: vpn {vpn} is not mapped")
         if e.aref.ar_amap == NULL:
             return 0
         anon = e.aref.ar_amap.am_anon[e.aref.ar_pageoff + (vpn - e.link.start)]
-        return 0 if anon == NULL else int(anon.an_ref)
+        return 0 if anon == NO_ANON else int(an_ref(&self.u, anon)[0])
 
     def rmap_walk(self, pid, vpn):
         """The mappers of the page `pid` maps at `vpn`: [(pid, vpn), …] from its

@@ -45,11 +45,11 @@ from libc.stdint cimport int64_t, uint64_t
 from mmbench.core cimport (MM_OK, MM_ENOMEM, C_FAULTS, C_FAULT_ZERO_FILL, C_FAULT_COW_COPY,
                            C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED,
                            C_PAGES_COPIED)
-from mmbench.blocks.frames cimport pfn_t, NO_PFN, frame_alloc, frame_free, frames_free_count
+from mmbench.blocks.frames cimport pfn_t, NO_PFN, frame_alloc, frames_free_count
 from mmbench.blocks.pagetable cimport pt_node_t, pte_present
 from mmbench.blocks.pmap cimport pmap_enter, pmap_pte
-from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
-                              UVM_ET_NEEDSCOPY, UVM_ET_COPYONWRITE, entry_slot,
+from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t, NO_ANON,
+                              an_page, an_ref, UVM_ET_NEEDSCOPY, UVM_ET_COPYONWRITE, entry_slot,
                               UVM_ADV_NORMAL_NBACK, UVM_ADV_NORMAL_NFORW)
 from mmbench_uvm.amap cimport uvm_analloc, uvm_anon_unref, amap_lookup, amap_add
 from mmbench_uvm.map cimport amap_copy
@@ -75,21 +75,21 @@ ctypedef struct faultctx_t:
     pfn_t pg
 
 
-cdef void fault_decide(faultctx_t* f) noexcept nogil:
+cdef void fault_decide(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
     cdef vm_map_entry_t* e = f.entry
     cdef vm_amap_t* amap = e.aref.ar_amap
-    cdef vm_anon_t* anon = NULL
+    cdef vm_anon_t anon = NO_ANON
     cdef bint will_share
     if amap != NULL:
         anon = amap.am_anon[entry_slot(e, f.vpn)]
-    if anon == NULL:
+    if anon == NO_ANON:
         f.action = FA_ZERO
     elif not f.write:
         f.action = FA_MAP
     else:
         # amap_copy of a NEEDSCOPY entry whose amap others reference raises an_ref
         will_share = (e.etype & UVM_ET_NEEDSCOPY) != 0 and amap.am_ref > 1
-        f.action = FA_PROMOTE if (anon.an_ref > 1 or will_share) else FA_REUSE
+        f.action = FA_PROMOTE if (an_ref(u, anon)[0] > 1 or will_share) else FA_REUSE
     f.need_frame = f.action == FA_ZERO or f.action == FA_PROMOTE
     f.pte_was_present = f.leaf != NULL and pte_present(f.leaf.e[f.vpn & 511])
 
@@ -99,32 +99,24 @@ cdef int fault_check(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
             return MM_ENOMEM
     return MM_OK
 
-cdef vm_anon_t* fault_anon_alloc(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
-    """A new page (in f.pg) and the anon holding it, or NULL out of memory (nothing kept)."""
-    cdef vm_anon_t* anon
+cdef vm_anon_t fault_anon_alloc(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
+    """A new page (in f.pg) and the anon holding it (uvm_fault checked for a free frame)."""
     f.pg = frame_alloc(u.md.fr, 0)
-    anon = uvm_analloc(u, f.pg)
-    if anon == NULL:
-        frame_free(u.md.fr, f.pg)
-    return anon
+    return uvm_analloc(u, f.pg)
 
 cdef int fault_zerofill(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
     cdef vm_map_entry_t* e = f.entry
-    cdef vm_anon_t* anon = fault_anon_alloc(u, f)
-    if anon == NULL:
-        return MM_ENOMEM
+    cdef vm_anon_t anon = fault_anon_alloc(u, f)
     amap_add(&e.aref, f.vpn - e.link.start, anon, False)
     u.md.ctr[C_FAULT_ZERO_FILL] += 1
     u.md.ctr[C_PAGES_ZEROED] += 1
     return MM_OK if pmap_enter(&u.md, &f.map.pmap.hdr, f.vpn, f.pg, e.writable, f.leaf) == 0 else MM_ENOMEM
 
-cdef int fault_promote(uvm_ctx_t* u, faultctx_t* f, vm_anon_t* oanon) noexcept nogil:
+cdef int fault_promote(uvm_ctx_t* u, faultctx_t* f, vm_anon_t oanon) noexcept nogil:
     """uvmfault_promote: a private copy of a shared anon replaces it in our slot."""
     cdef vm_map_entry_t* e = f.entry
-    cdef vm_anon_t* anon = fault_anon_alloc(u, f)
-    if anon == NULL:
-        return MM_ENOMEM
-    u.md.fr.f[f.pg].value = u.md.fr.f[oanon.an_page].value
+    cdef vm_anon_t anon = fault_anon_alloc(u, f)
+    u.md.fr.f[f.pg].value = u.md.fr.f[an_page(oanon)].value
     uvm_anon_unref(u, oanon)                     # an_ref > 1: the old page lives on
     amap_add(&e.aref, f.vpn - e.link.start, anon, True)
     u.md.ctr[C_FAULT_COW_COPY] += 1
@@ -134,16 +126,16 @@ cdef int fault_promote(uvm_ctx_t* u, faultctx_t* f, vm_anon_t* oanon) noexcept n
 cdef int fault_upper(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
     """The slot holds an anon (uvm_fault_upper)."""
     cdef vm_map_entry_t* e = f.entry
-    cdef vm_anon_t* anon = amap_lookup(&e.aref, f.vpn - e.link.start)
+    cdef vm_anon_t anon = amap_lookup(&e.aref, f.vpn - e.link.start)
     cdef bint writable
     if f.action == FA_PROMOTE:
         return fault_promote(u, f, anon)
-    f.pg = anon.an_page
+    f.pg = an_page(anon)
     if f.action == FA_REUSE and f.pte_was_present:
         u.md.ctr[C_FAULT_COW_REUSE if e.etype & UVM_ET_COPYONWRITE else C_FAULT_WP_SHARED] += 1
     else:
         u.md.ctr[C_FAULT_MINOR] += 1
-    writable = e.writable and anon.an_ref == 1
+    writable = e.writable and an_ref(u, anon)[0] == 1
     return MM_OK if pmap_enter(&u.md, &f.map.pmap.hdr, f.vpn, f.pg, writable, f.leaf) == 0 else MM_ENOMEM
 
 cdef void fault_neighbors(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
@@ -152,7 +144,7 @@ cdef void fault_neighbors(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
     cdef int64_t lo = f.vpn - UVM_ADV_NORMAL_NBACK
     cdef int64_t hi = f.vpn + UVM_ADV_NORMAL_NFORW + 1
     cdef int64_t v
-    cdef vm_anon_t* anon
+    cdef vm_anon_t anon
     cdef pt_node_t* t
     cdef uint64_t pte
     if e.aref.ar_amap == NULL:
@@ -165,7 +157,7 @@ cdef void fault_neighbors(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
         if v == f.vpn:
             continue
         anon = amap_lookup(&e.aref, v - e.link.start)
-        if anon == NULL:
+        if anon == NO_ANON:
             continue
         # a neighbour in the fault's own PTE page is read there, not walked to
         t = f.leaf if f.leaf != NULL and (v >> 9) == (f.vpn >> 9) else NULL
@@ -173,7 +165,7 @@ cdef void fault_neighbors(uvm_ctx_t* u, faultctx_t* f) noexcept nogil:
         if pte_present(pte):
             continue
         # PMAP_CANFAIL: a neighbour that cannot be entered is simply left out
-        pmap_enter(&u.md, &f.map.pmap.hdr, v, anon.an_page, e.writable and anon.an_ref == 1, t)
+        pmap_enter(&u.md, &f.map.pmap.hdr, v, an_page(anon), e.writable and an_ref(u, anon)[0] == 1, t)
 
 cdef int uvm_fault(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn, bint write,
                    pt_node_t* leaf, pfn_t* pfn) noexcept nogil:
@@ -184,7 +176,7 @@ cdef int uvm_fault(uvm_ctx_t* u, vm_map_t* map, vm_map_entry_t* e, int64_t vpn, 
     f.vpn = vpn
     f.write = write
     f.leaf = leaf
-    fault_decide(&f)
+    fault_decide(u, &f)
     if f.need_frame and frames_free_count(u.md.fr, 0) == 0:
         return MM_ENOMEM
     st = fault_check(u, &f)

@@ -15,7 +15,7 @@
 #                  (pmap_protect).  No PTE is copied (pmap_copy is advisory).
 #   amap_copy      (first fault after fork, here because it may clip) am_ref
 #                  == 1: take the amap over; else a new amap with the same
-#                  anon pointers, an_ref++ each, the old amap loses a reference.
+#                  anons, an_ref++ each, the old amap loses a reference.
 #                  No amap yet: an entry of UVM_AMAP_LARGE pages or more is
 #                  clipped to the 16-page chunk around the fault, and then
 #                  uvm_mapent_trymerge(UVM_MERGE_COPYING) tries to fold the
@@ -49,7 +49,7 @@ from mmbench.core cimport (MM_ENOMEM, C_VMA_SPLITS, C_VMA_MERGES, C_FORK_PTES_WR
 from mmbench.blocks.pmap cimport (pmap_remove, pmap_protect, pmap_move, pmap_reserve_move,
                                   pmap_free_tables)
 from mmbench.blocks.pmap_netbsd cimport pmap_pinit, pmap_release
-from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t,
+from mmbench_uvm.uvm cimport (uvm_ctx_t, vm_map_t, vm_map_entry_t, vm_amap_t, vm_anon_t, NO_ANON,
                               UK_ENTRY, UK_VMSPACE, uk_alloc, uk_free, UVM_ET_COPYONWRITE, UVM_ET_NEEDSCOPY,
                               MAP_INHERIT_SHARE, MAP_INHERIT_COPY, AMAP_SHARED, UVM_AMAP_LARGE,
                               UVM_AMAP_CHUNK,
@@ -482,10 +482,10 @@ cdef int uvm_map_move(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
 cdef void amap_drop_range(uvm_ctx_t* u, vm_map_entry_t* e) noexcept nogil:
     """The entry's own amap loses the anons of the entry's range."""
     cdef int64_t off
-    cdef vm_anon_t* anon
+    cdef vm_anon_t anon
     for off in range(e.link.end - e.link.start):
         anon = e.aref.ar_amap.am_anon[e.aref.ar_pageoff + off]
-        if anon != NULL:
+        if anon != NO_ANON:
             amap_unadd(&e.aref, off)
             uvm_anon_unref(u, anon)
 

@@ -16,7 +16,19 @@
 # fork is expressed by reference counts: am_ref counts the entries pointing at
 # an amap, an_ref the amap slots pointing at an anon.
 #
-# A frame's descriptor (mmbench.blocks.frames) records its anon in `owner`.
+# How the model stores an anon.  In the model an anon always has its page (no
+# swap), takes a fresh one when it is made (uvm_analloc) and frees it with
+# itself (uvm_anfree), and a page belongs to one anon at most: the anon and
+# its page live and die together.  So the model names an anon by its page and
+# keeps the anon's one field, an_ref, in the page's frame descriptor
+# (mmbench.blocks.frames, the `aux` word); the simulator stores no vm_anon of
+# its own.  A vm_anon_t is the page's frame number + 1, so that an empty amap
+# slot holds 0 (NO_ANON), and an amap slot costs the simulator 4 + 4 + 4
+# bytes, not the kernel's 4 + 4 + 8 (AMAP_SLOT_BYTES, which UK_SLOTS
+# accounts).  UK_ANON still accounts a 32-byte struct vm_anon per anon.  The
+# descriptor's `owner` and `index` words hold the page's pmap_page (the pmap
+# block's; see pmap_netbsd.pxd).
+#
 # UVM's context embeds the pmap block's context (`md`, the machine-dependent
 # part); the caches the pmap charges are named in it by index.
 
@@ -25,7 +37,6 @@ from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.maplist cimport map_entry_link_t, map_list_t
 from mmbench.blocks.pmap cimport pmap_ctx_t
 from mmbench.blocks.pmap_netbsd cimport pmap_t
-from mmbench.blocks.objpool cimport objpool_t
 
 cdef enum:  # vm_map_entry etype
     UVM_ET_COPYONWRITE = 1 << 0    # private: writes go to anons of this entry's own amap
@@ -65,11 +76,10 @@ cdef enum:  # slab caches, registered in this order by UVMMachine
     UK_PMAP = 11                   # struct pmap
     NR_UK
 
-ctypedef struct vm_anon_t:
-    int32_t an_ref                 # amap slots pointing here
-    pfn_t an_page                  # the page (always resident: no swap in the model)
-    int32_t check_refs             # scratch for c_check: slots found
-    int32_t check_maps             # scratch for c_check: PTEs found
+ctypedef uint32_t vm_anon_t        # an anon: its page's frame number + 1 (see above)
+
+cdef enum:
+    NO_ANON = 0                    # an empty amap slot
 
 ctypedef struct vm_amap_t:
     int32_t am_ref                 # entries referencing this amap
@@ -79,7 +89,7 @@ ctypedef struct vm_amap_t:
     int32_t am_nused               # slots holding an anon
     int32_t* am_slots              # [am_nused]: the used slots, packed
     int32_t* am_bckptr             # [slot]: index of slot in am_slots
-    vm_anon_t** am_anon            # [slot]: the anon, or NULL
+    vm_anon_t* am_anon             # [slot]: the anon, or NO_ANON
     int32_t* am_ppref              # [slot]: entries covering the slot; NULL = all cover all
     vm_amap_t* am_next             # am_list: every live amap (check, leaks, views)
     vm_amap_t* am_prev
@@ -110,8 +120,6 @@ ctypedef struct uvm_ctx_t:
     uint64_t next_serial
     bint amap_chunk                # chunk first-touch amaps of large entries (UVM default)
     bint fault_ahead               # map resident neighbours on a fault (uvmadvice, default)
-    objpool_t anon_pool            # the simulator's storage of vm_anon records (not modelled:
-                                   # UK_ANON accounts the kernel's pool)
 
 cdef inline void uk_alloc(uvm_ctx_t* u, int c, int64_t n) noexcept nogil:
     u.md.kc[c].active += n
@@ -120,6 +128,17 @@ cdef inline void uk_alloc(uvm_ctx_t* u, int c, int64_t n) noexcept nogil:
 cdef inline void uk_free(uvm_ctx_t* u, int c, int64_t n) noexcept nogil:
     u.md.kc[c].active -= n
     u.md.kc[c].frees += n
+
+cdef inline vm_anon_t anon_of_page(pfn_t pg) noexcept nogil:
+    return <vm_anon_t>(pg + 1)
+
+cdef inline pfn_t an_page(vm_anon_t anon) noexcept nogil:
+    """anon->an_page: the page the anon holds."""
+    return <pfn_t>(anon - 1)
+
+cdef inline int32_t* an_ref(uvm_ctx_t* u, vm_anon_t anon) noexcept nogil:
+    """&anon->an_ref: the amap slots holding the anon (its page descriptor's aux)."""
+    return <int32_t*>&u.md.fr.f[anon - 1].aux
 
 cdef inline int64_t entry_slot(vm_map_entry_t* e, int64_t vpn) noexcept nogil:
     return e.aref.ar_pageoff + (vpn - e.link.start)

@@ -23,7 +23,8 @@
 #
 #   pmap_t                          its pmap, a pmap_hdr_t first
 #   pmap_bootstrap(ctx, npages)     pv heads for pfn [0, npages) and ctx.pv (through
-#                                   pmap_ctx_init; pmap_ctx_destroy frees them); 0 / -1
+#                                   pmap_ctx_init; pmap_ctx_destroy frees them; head
+#                                   bytes 0: none, the frame descriptors hold them); 0 / -1
 #   pmap_pinit(ctx, pm, pid)        pmap_create (charges struct pmap); 0 / -1
 #   pmap_release(ctx, pm)           pmap_destroy of a pmap without mappings
 #   pmap_pv_count(pm)               mappings its pv side tracks for pm
@@ -71,6 +72,7 @@ ctypedef pmap_ctx_s pmap_ctx_t
 
 cdef enum:
     NPTEPG = 512               # PTEs per page-table page: one 2 MiB mapping
+    PVC_SPARE_MAX = 16         # pv containers the simulator keeps for reuse (not modelled)
     PTE_PROMOTED = 1 << 4      # PTE_SOFT0: the PTE lies under a 2 MiB mapping (PG_PS|PG_PROMOTED
                                # PDE); the PTE page is the one kept for demotion
 
@@ -116,8 +118,14 @@ cdef struct pmap_ctx_s:
     int kc_pv                 # the 4 KiB containers of pv entries (pv_page / pv_chunk)
     int kc_pmap               # struct pmap, or -1 when the design charges it itself
     int64_t npages            # pfns [0, npages) have pv heads
-    void* pv_heads            # per pfn, the implementation's pv head (pmap_page_t …)
+    void* pv_heads            # per pfn, the implementation's pv head (pv_entry list …), or
+                              # NULL when it keeps them in the frame descriptors (pmap_netbsd)
+    void** pmap_tab           # pmap_netbsd: its live pmaps by number, so that a pv word can
+    int64_t pmap_tab_len      # name a pmap in fewer bits than a pointer (pmap_netbsd.pxd);
+    int64_t pmap_tab_free     # first free number (-1: none); NULL / 0 / -1 otherwise
     pmap_pv_ops_t pv          # the implementation's pv side (set by pmap_bootstrap)
+    void* pvc_spare           # containers freed and kept for the next pvc_alloc (linked
+    int64_t pvc_nspare        # through their first word), at most PVC_SPARE_MAX
     pmap_pde_ops_t pde        # 2 MiB mappings (the design's; all NULL: none)
 
 # The 4 KiB containers pv entries are carved from (FreeBSD's pv_chunk, NetBSD's
@@ -155,7 +163,7 @@ cdef inline void pmap_kc_free(pmap_ctx_t* ctx, int c) noexcept nogil:
     ctx.kc[c].frees += 1
 
 # the lifecycle every implementation shares (pmap.pyx): the per-pfn pv heads
-# (head_bytes each) with the implementation's pv side, and a pmap of `size`
+# (head_bytes each, none when 0) with the implementation's pv side, and a pmap of `size`
 # bytes that starts with its header (pmap_create / pmap_destroy: tables, and
 # struct pmap charged to kc_pmap when that is not -1)
 cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,
@@ -163,7 +171,12 @@ cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,
 cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
 cdef int pmap_create(pmap_ctx_t* ctx, pmap_hdr_t* pm, size_t size, int64_t pid) noexcept nogil
 cdef void pmap_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
-# a new 4 KiB-aligned container (charged to kc_pv), NULL out of memory; give one back
+# a new 4 KiB-aligned container (charged to kc_pv), NULL out of memory; give one back.
+# The simulator keeps up to PVC_SPARE_MAX given-back containers for the next
+# pvc_alloc instead of freeing them: a pv_page taken and drained again and
+# again (uvm's fault-ahead after fork) otherwise fragments the heap with
+# 4 KiB-aligned blocks (+3.7 B per page of uvm's COW, docs/performance.md).
+# kc_pv is charged and credited exactly as before.
 cdef void* pvc_alloc(pmap_ctx_t* ctx) noexcept nogil
 cdef void pvc_free(pmap_ctx_t* ctx, void* c) noexcept nogil
 cdef void pvc_free_list(pmap_ctx_t* ctx, pvc_link_t** head) noexcept nogil   # every container on it

@@ -23,24 +23,45 @@ cdef void pmap_account_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil:
 
 cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,
                        pmap_pv_ops_t pv) noexcept nogil:
-    ctx.pv_heads = calloc(npages if npages > 0 else 1, head_bytes)
+    ctx.pv_heads = calloc(npages if npages > 0 else 1, head_bytes) if head_bytes > 0 else NULL
     ctx.npages = npages
     ctx.pv = pv
-    return 0 if ctx.pv_heads != NULL else -1
+    ctx.pmap_tab = NULL
+    ctx.pmap_tab_len = 0
+    ctx.pmap_tab_free = -1
+    ctx.pvc_spare = NULL
+    ctx.pvc_nspare = 0
+    return 0 if ctx.pv_heads != NULL or head_bytes == 0 else -1
 
 cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
+    cdef void* c
     free(ctx.pv_heads)
     ctx.pv_heads = NULL
+    free(ctx.pmap_tab)
+    ctx.pmap_tab = NULL
+    while ctx.pvc_spare != NULL:
+        c = ctx.pvc_spare
+        ctx.pvc_spare = (<void**>c)[0]
+        free(c)
+    ctx.pvc_nspare = 0
 
 cdef void* pvc_alloc(pmap_ctx_t* ctx) noexcept nogil:
-    cdef void* mem = NULL
-    if posix_memalign(&mem, 4096, 4096) != 0:
+    cdef void* mem = ctx.pvc_spare
+    if mem != NULL:
+        ctx.pvc_spare = (<void**>mem)[0]
+        ctx.pvc_nspare -= 1
+    elif posix_memalign(&mem, 4096, 4096) != 0:
         return NULL
     pmap_kc_alloc(ctx, ctx.kc_pv)
     return mem
 
 cdef void pvc_free(pmap_ctx_t* ctx, void* c) noexcept nogil:
-    free(c)
+    if ctx.pvc_nspare < PVC_SPARE_MAX:
+        (<void**>c)[0] = ctx.pvc_spare
+        ctx.pvc_spare = c
+        ctx.pvc_nspare += 1
+    else:
+        free(c)
     pmap_kc_free(ctx, ctx.kc_pv)
 
 cdef void pvc_free_list(pmap_ctx_t* ctx, pvc_link_t** head) noexcept nogil:

@@ -21,7 +21,24 @@
 # dynamic pv entries (pve_rb).  The model finds a page's pv entry by walking
 # the page's list (as pmap_pp_remove does); the kernel's tree lookup is an
 # optimisation of the same search and costs no memory beyond the 64 bytes.
+#
+# Where the model keeps struct pmap_page.  The kernel's lies inside vm_page
+# (mdpage); the model's lies inside the page's frame descriptor
+# (mmbench.blocks.frames), in two of its design-defined words, so the
+# simulator keeps no per-page array of its own (ctx.pv_heads is NULL):
+#
+#   frame_t.owner   pp_pvlist   the dynamic pv entries (pv_entry_t*, NULL: none)
+#   frame_t.index   pp_pte      the embedded pv {pmap, va} packed in one word:
+#                               (pm_num + 1) << VPN_BITS | va, 0 when free
+#
+# pm_num is the pmap's number in ctx.pmap_tab (given at pmap_pinit, reused
+# after pmap_release), which takes 64 - VPN_BITS = 28 bits where a pointer
+# would take 64: up to 2^28 - 1 pmaps alive at once, more than memory holds
+# (each has a 4 KiB PGD).  The design keeps the descriptor's aux word (uvm:
+# an_ref).  What the kernel's vm_page costs is accounted by the design
+# (vm_page, 128 B), not by these words.
 from libc.stdint cimport uint64_t, int64_t
+from mmbench.core cimport VPN_BITS
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pmap cimport pmap_ctx_t, pmap_hdr_t, pvc_link_t
 
@@ -47,16 +64,15 @@ ctypedef struct pv_page_t:     # 4096 bytes, 4096-aligned: pv -> pv_page -> pmap
     uint64_t _pad[3]
     pv_entry_t pvp_pve[63]
 
-ctypedef struct pmap_page_t:   # struct pmap_page inside every vm_page (non-PTP part)
-    void* pte_pmap             # pp_pte: pmap of the embedded mapping, NULL when free
-    uint64_t pte_va
-    pv_entry_t* pp_pvlist      # the dynamic pv entries
-
 ctypedef struct pmap_t:
     pmap_hdr_t hdr             # page tables, resident count, pid (the generic side)
     pvc_link_t* pm_pvp_part    # pv_pages with free and used entries (their pvp_list)
     pvc_link_t* pm_pvp_empty   # pv_pages with no free entry
     int64_t pm_embedded        # mappings tracked in their page's embedded slot
+    int64_t pm_num             # its number in ctx.pmap_tab (the packed pp_pte names it)
+
+cdef enum:
+    PMAP_NUM_MAX = (1 << (64 - VPN_BITS)) - 1   # pm_num + 1 must fit above the va
 
 # The implementation's part of the interface (pmap.pxd); enter, remove,
 # protect, move and free_tables are the generic ones, called on &pm.hdr.

@@ -1,10 +1,11 @@
 # Implementation of NetBSD x86's pmap; see pmap_netbsd.pxd (the design) and
 # pmap.pxd (the interface).
+from libc.stdlib cimport realloc
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, int64_t
 
-from mmbench.core cimport C_PV_ENTRIES
-from mmbench.blocks.frames cimport pfn_t
+from mmbench.core cimport C_PV_ENTRIES, VPN_BITS
+from mmbench.blocks.frames cimport pfn_t, frame_t
 from mmbench.blocks.pagetable cimport pt_get, pte_pfn, pte_present
 from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_pv_ops_t, pmap_kc_alloc, pmap_kc_free,
                                   pmap_ctx_init, pmap_create, pmap_destroy, pvc_link_t,
@@ -25,20 +26,82 @@ cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil:
     pv.pv_remove = pmap_remove_pv
     pv.pv_move = pmap_move_pv
     pv.pv_first = pmap_first_pv
-    return pmap_ctx_init(ctx, npages, sizeof(pmap_page_t), pv)
+    return pmap_ctx_init(ctx, npages, 0, pv)     # pmap_page: in the frame descriptors
 
-cdef inline pmap_page_t* pp_of(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
-    return &(<pmap_page_t*>ctx.pv_heads)[pfn]
+cdef inline void* free_slot(int64_t next) noexcept nogil:
+    """A free slot of ctx.pmap_tab, chained to the free number `next` (-1: none);
+    odd, so never a pmap's address."""
+    return <void*>(<size_t>(((next + 1) << 1) | 1))
+
+cdef int64_t pmap_num_take(pmap_ctx_t* ctx) noexcept nogil:
+    """A free number in ctx.pmap_tab (the table grows by doubling); -1: none.
+    The free numbers are chained through their slots (free_slot)."""
+    cdef int64_t n, i, nlen
+    cdef void** tab
+    if ctx.pmap_tab_free < 0:
+        nlen = 16 if ctx.pmap_tab_len == 0 else 2 * ctx.pmap_tab_len
+        if nlen > PMAP_NUM_MAX:
+            nlen = PMAP_NUM_MAX
+        if nlen <= ctx.pmap_tab_len:
+            return -1
+        tab = <void**>realloc(ctx.pmap_tab, nlen * sizeof(void*))
+        if tab == NULL:
+            return -1
+        for i in range(ctx.pmap_tab_len, nlen):      # chained i -> i + 1, the last to none
+            tab[i] = free_slot(i + 1 if i + 1 < nlen else -1)
+        ctx.pmap_tab_free = ctx.pmap_tab_len
+        ctx.pmap_tab = tab
+        ctx.pmap_tab_len = nlen
+    n = ctx.pmap_tab_free
+    ctx.pmap_tab_free = <int64_t>(<size_t>ctx.pmap_tab[n] >> 1) - 1
+    return n
+
+cdef void pmap_num_put(pmap_ctx_t* ctx, int64_t n) noexcept nogil:
+    ctx.pmap_tab[n] = free_slot(ctx.pmap_tab_free)
+    ctx.pmap_tab_free = n
 
 cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil:
     """pmap_create: the PDP and an empty pv state; struct pmap is charged."""
-    return pmap_create(ctx, &pm.hdr, sizeof(pmap_t), pid)
+    cdef int64_t n = pmap_num_take(ctx)
+    if n < 0:
+        return -1
+    if pmap_create(ctx, &pm.hdr, sizeof(pmap_t), pid) != 0:
+        pmap_num_put(ctx, n)
+        return -1
+    pm.pm_num = n
+    ctx.pmap_tab[n] = <void*>pm
+    return 0
 
 cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     """pmap_destroy of a pmap whose mappings are gone (pv_pages drained already)."""
     pvc_free_list(ctx, &pm.pm_pvp_part)
     pvc_free_list(ctx, &pm.pm_pvp_empty)
+    pmap_num_put(ctx, pm.pm_num)
     pmap_destroy(ctx, &pm.hdr)
+
+
+# ------------------------------------------- pmap_page, in the frame descriptor
+cdef uint64_t PP_VA_MASK = (1ULL << VPN_BITS) - 1
+
+cdef inline frame_t* pp_of(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
+    """The descriptor holding the page's pmap_page (owner: pp_pvlist, index: pp_pte)."""
+    return &ctx.fr.f[pfn]
+
+cdef inline pv_entry_t* pp_pvlist(frame_t* pp) noexcept nogil:
+    return <pv_entry_t*><size_t>pp.owner
+
+cdef inline void pp_set_pvlist(frame_t* pp, pv_entry_t* pve) noexcept nogil:
+    pp.owner = <uint64_t><size_t>pve
+
+cdef inline uint64_t pp_pte_of(pmap_t* pm, int64_t vpn) noexcept nogil:
+    """The embedded pv {pm, vpn} as pp_pte holds it."""
+    return (<uint64_t>(pm.pm_num + 1) << VPN_BITS) | <uint64_t>vpn
+
+cdef inline pmap_t* pp_pte_pmap(pmap_ctx_t* ctx, uint64_t pp_pte) noexcept nogil:
+    return <pmap_t*>ctx.pmap_tab[(pp_pte >> VPN_BITS) - 1]
+
+cdef inline int64_t pp_pte_va(uint64_t pp_pte) noexcept nogil:
+    return <int64_t>(pp_pte & PP_VA_MASK)
 
 
 # ---------------------------------------------------------- pv_pages
@@ -88,11 +151,10 @@ cdef inline pmap_t* pve_pmap(pv_entry_t* pve) noexcept nogil:
 cdef int pmap_enter_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn) noexcept nogil:
     """Track <pm, vpn> for the page: the embedded slot if free, else a pv_entry."""
     cdef pmap_t* pm = <pmap_t*>hdr
-    cdef pmap_page_t* pp = pp_of(ctx, pfn)
+    cdef frame_t* pp = pp_of(ctx, pfn)
     cdef pv_entry_t* pve
-    if pp.pte_pmap == NULL:
-        pp.pte_pmap = <void*>pm
-        pp.pte_va = <uint64_t>vpn
+    if pp.index == 0:
+        pp.index = pp_pte_of(pm, vpn)
         pm.pm_embedded += 1
     else:
         pve = pmap_alloc_pv(ctx, pm)
@@ -101,15 +163,15 @@ cdef int pmap_enter_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn)
         pve.pve_va = <uint64_t>vpn
         pve.pve_pfn = pfn
         pve.pve_prev = NULL
-        pve.pve_next = pp.pp_pvlist
+        pve.pve_next = pp_pvlist(pp)
         if pve.pve_next != NULL:
             pve.pve_next.pve_prev = pve
-        pp.pp_pvlist = pve
-    ctx.fr.f[pfn].mapcount += 1
+        pp_set_pvlist(pp, pve)
+    pp.mapcount += 1
     return 0
 
-cdef pv_entry_t* pv_lookup(pmap_page_t* pp, pmap_t* pm, int64_t vpn) noexcept nogil:
-    cdef pv_entry_t* pve = pp.pp_pvlist
+cdef pv_entry_t* pv_lookup(frame_t* pp, pmap_t* pm, int64_t vpn) noexcept nogil:
+    cdef pv_entry_t* pve = pp_pvlist(pp)
     while pve != NULL:
         if <int64_t>pve.pve_va == vpn and pve_pmap(pve) == pm:
             return pve
@@ -119,19 +181,18 @@ cdef pv_entry_t* pv_lookup(pmap_page_t* pp, pmap_t* pm, int64_t vpn) noexcept no
 cdef void pmap_remove_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn) noexcept nogil:
     """Forget <pm, vpn>: clear the embedded slot, or unlink and free the pv_entry."""
     cdef pmap_t* pm = <pmap_t*>hdr
-    cdef pmap_page_t* pp = pp_of(ctx, pfn)
+    cdef frame_t* pp = pp_of(ctx, pfn)
     cdef pv_entry_t* pve
-    ctx.fr.f[pfn].mapcount -= 1
-    if pp.pte_pmap == <void*>pm and <int64_t>pp.pte_va == vpn:
-        pp.pte_pmap = NULL
-        pp.pte_va = 0
+    pp.mapcount -= 1
+    if pp.index == pp_pte_of(pm, vpn):
+        pp.index = 0
         pm.pm_embedded -= 1
         return
     pve = pv_lookup(pp, pm, vpn)
     if pve.pve_prev != NULL:
         pve.pve_prev.pve_next = pve.pve_next
     else:
-        pp.pp_pvlist = pve.pve_next
+        pp_set_pvlist(pp, pve.pve_next)
     if pve.pve_next != NULL:
         pve.pve_next.pve_prev = pve.pve_prev
     pmap_free_pv(ctx, pm, pve)
@@ -140,9 +201,9 @@ cdef void pmap_move_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn,
                        int64_t nvpn) noexcept nogil:
     """The mapping <pm, vpn> of the page is now at nvpn (mremap)."""
     cdef pmap_t* pm = <pmap_t*>hdr
-    cdef pmap_page_t* pp = pp_of(ctx, pfn)
-    if pp.pte_pmap == <void*>pm and <int64_t>pp.pte_va == vpn:
-        pp.pte_va = <uint64_t>nvpn
+    cdef frame_t* pp = pp_of(ctx, pfn)
+    if pp.index == pp_pte_of(pm, vpn):
+        pp.index = pp_pte_of(pm, nvpn)
     else:
         pv_lookup(pp, pm, vpn).pve_va = <uint64_t>nvpn
 
@@ -150,14 +211,15 @@ cdef void pmap_move_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn,
 # ------------------------------------------------- the implementation's API
 cdef bint pmap_first_pv(pmap_ctx_t* ctx, pfn_t pfn, pmap_hdr_t** pm, int64_t* vpn) noexcept nogil:
     """pmap_pp_remove's order: the dynamic entries, then the embedded one."""
-    cdef pmap_page_t* pp = pp_of(ctx, pfn)
-    if pp.pp_pvlist != NULL:
-        pm[0] = &pve_pmap(pp.pp_pvlist).hdr
-        vpn[0] = <int64_t>pp.pp_pvlist.pve_va
+    cdef frame_t* pp = pp_of(ctx, pfn)
+    cdef pv_entry_t* pve = pp_pvlist(pp)
+    if pve != NULL:
+        pm[0] = &pve_pmap(pve).hdr
+        vpn[0] = <int64_t>pve.pve_va
         return True
-    if pp.pte_pmap != NULL:
-        pm[0] = &(<pmap_t*>pp.pte_pmap).hdr
-        vpn[0] = <int64_t>pp.pte_va
+    if pp.index != 0:
+        pm[0] = &pp_pte_pmap(ctx, pp.index).hdr
+        vpn[0] = pp_pte_va(pp.index)
         return True
     return False
 
@@ -178,13 +240,13 @@ cdef int64_t pmap_page_mappers(pmap_ctx_t* ctx, pfn_t pfn, int64_t* pids, int64_
                                int64_t max) noexcept nogil:
     """The page's mappings, embedded one first; returns how many (all of
     them, even past `max`, which bounds only what is written)."""
-    cdef pmap_page_t* pp = pp_of(ctx, pfn)
-    cdef pv_entry_t* pve = pp.pp_pvlist
+    cdef frame_t* pp = pp_of(ctx, pfn)
+    cdef pv_entry_t* pve = pp_pvlist(pp)
     cdef int64_t n = 0
-    if pp.pte_pmap != NULL:
+    if pp.index != 0:
         if n < max:
-            pids[n] = (<pmap_t*>pp.pte_pmap).hdr.pid
-            vpns[n] = <int64_t>pp.pte_va
+            pids[n] = pp_pte_pmap(ctx, pp.index).hdr.pid
+            vpns[n] = pp_pte_va(pp.index)
         n += 1
     while pve != NULL:
         if n < max:
@@ -200,11 +262,11 @@ cdef bint maps(pmap_t* pm, int64_t vpn, pfn_t pfn) noexcept nogil:
     return pte_present(pte) and pte_pfn(pte) == pfn
 
 cdef int pmap_check_page(pmap_ctx_t* ctx, pfn_t pfn, const char** why) noexcept nogil:
-    cdef pmap_page_t* pp = pp_of(ctx, pfn)
-    cdef pv_entry_t* pve = pp.pp_pvlist
+    cdef frame_t* pp = pp_of(ctx, pfn)
+    cdef pv_entry_t* pve = pp_pvlist(pp)
     cdef int64_t n = 0
-    if pp.pte_pmap != NULL:
-        if not maps(<pmap_t*>pp.pte_pmap, <int64_t>pp.pte_va, pfn):
+    if pp.index != 0:
+        if not maps(pp_pte_pmap(ctx, pp.index), pp_pte_va(pp.index), pfn):
             why[0] = "pmap: the embedded pv names no PTE mapping the page"
             return -1
         n += 1
@@ -217,7 +279,7 @@ cdef int pmap_check_page(pmap_ctx_t* ctx, pfn_t pfn, const char** why) noexcept 
             return -1
         n += 1
         pve = pve.pve_next
-    if n != ctx.fr.f[pfn].mapcount:
+    if n != pp.mapcount:
         why[0] = "pmap: pv records of a page differ from its mapcount"
         return -1
     return 0
