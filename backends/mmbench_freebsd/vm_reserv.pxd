@@ -8,6 +8,8 @@ from mmbench_freebsd.vm cimport vm_ctx_t, vm_object_t, vm_map_entry_t, vm_reserv
 # virtual block around vpn is eligible.  Returns the reservation or NULL.
 cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex,
                                        vm_map_entry_t* entry, int64_t vpn, pfn_t m) noexcept nogil
+# The reservation whose populated index holds page m, or NULL.
+cdef vm_reserv_t* vm_reserv_from_page(vm_ctx_t* vm, pfn_t m) noexcept nogil
 # The page is leaving its reservation (freed or replaced).
 cdef void vm_reserv_free_page(vm_ctx_t* vm, pfn_t m) noexcept nogil
 # vm_page_rename moved `m` from old_pindex of its object to new_pindex of new_obj.
