@@ -58,7 +58,6 @@ from mmbench_freebsd.vm cimport (vm_ctx_t, vm_object_t, vm_map_entry_t, vm_reser
                                  PG_RESERVED)
 from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_insert, pctrie_remove, pctrie_reclaim, pctrie_check
 from mmbench.core cimport kmem_cache_t
-from mmbench_freebsd.pmap cimport pmap_demote_reserv
 
 cdef extern from *:
     int __builtin_popcountll(unsigned long long) nogil
@@ -312,7 +311,6 @@ cdef void vm_reserv_break_all(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
     cdef int64_t i
     while obj.rvq != NULL:
         rv = obj.rvq
-        pmap_demote_reserv(vm, rv)         # its 2 MiB mappings go back to 4 KiB
         for i in range(VM_LEVEL_0_NPAGES):
             if popmap_is_set(rv, i):
                 vm.md.fr.f[rv.pages[i]].flags &= ~(<uint32_t>PG_RESERVED)
