@@ -58,6 +58,7 @@ from mmbench_freebsd.vm_check cimport vm_check_all
 from mmbench.blocks.pmap cimport pmap_pte, pmap_superpages, pmap_ctx_destroy
 from mmbench.blocks.pmap_pvchunk cimport pv_entry_t, pv_pmap, pv_list, pmap_bootstrap
 from mmbench_freebsd.pmap cimport pmap_pde_init
+from mmbench_freebsd.vm_reserv cimport vm_reserv_from_page
 
 from mmbench import errors as _errors
 from mmbench.hugepages import THP_DEFAULT, thp_option
@@ -114,9 +115,8 @@ cdef class FreeBSDMachine(MapEntryMachine):
         self.vm.md.kc_pgd = KC_PGD
         self.vm.md.kc_pv = KC_PVCHUNK
         self.vm.md.kc_pmap = -1             # struct pmap is inside struct vmspace (KC_VMSPACE)
-        self.vm.reserv_of = <vm_reserv_t**>calloc(self.ram_pages if self.ram_pages > 0 else 1,
-                                                  sizeof(vm_reserv_t*))
-        if pmap_bootstrap(&self.vm.md, self.ram_pages) != 0 or self.vm.reserv_of == NULL:
+        self.vm.reserv_away = NULL
+        if pmap_bootstrap(&self.vm.md, self.ram_pages) != 0:
             raise MemoryError("no memory for the pv list heads")
         self.vm.objects = NULL
         self.vm.nobjects = 0
@@ -141,8 +141,6 @@ cdef class FreeBSDMachine(MapEntryMachine):
                 vmspace_free(&self.vm, <vm_map_t*>self.procs[pid])
                 self.procs[pid] = NULL
         pmap_ctx_destroy(&self.vm.md)
-        free(self.vm.reserv_of)
-        self.vm.reserv_of = NULL
 
     # --------------------------------- the mechanism (mmbench.blocks.mapentry)
     # The contract's walk is MapEntryMachine's; these name the design's map
@@ -243,7 +241,7 @@ cdef class FreeBSDMachine(MapEntryMachine):
             out.append((int(pv_pmap(pv).hdr.pid), int(pv.pv_va)))
             self.ctr[C_RMAP_VISITS] += 1
             pv = pv.pv_next
-        rv = self.vm.reserv_of[pte_pfn(pte)]
+        rv = vm_reserv_from_page(&self.vm, pte_pfn(pte))
         if rv != NULL:                      # 2 MiB mappings: the pvh list of its reservation
             idx = [i for i in range(512) if rv.pages[i] == pte_pfn(pte)
                    and (rv.popmap[i >> 6] >> (i & 63)) & 1][0]

@@ -143,12 +143,10 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         total = self.frames.node_base[last] + self.frames.node_size[last]
         pmap_ctx_destroy(&self.vm.md)
         pmap_bootstrap(&self.vm.md, total)
-        free(self.vm.reserv_of)
-        self.vm.reserv_of = <vm_reserv_t**>calloc(total if total > 0 else 1, sizeof(vm_reserv_t*))
         self.dev_pfn_base = self.ram_pages
         self.dev_pfn_count = total - self.ram_pages
         self.dev_pv = <dev_pv_t**>calloc(self.dev_pfn_count + 1, sizeof(dev_pv_t*))
-        if self.vm.md.pv_heads == NULL or self.vm.reserv_of == NULL or self.dev_pv == NULL:
+        if self.vm.md.pv_heads == NULL or self.dev_pv == NULL:
             raise MemoryError()
         if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
             raise MemoryError()

@@ -10,6 +10,7 @@ from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_account_tables, P
 from mmbench.blocks.pmap_pvchunk cimport (pmap_t, pv_entry_t, get_pv_entry, free_pv_entry, pv_find,
                                           pv_pmap, pv_list, pv_list_insert, pv_list_remove)
 from mmbench_freebsd.vm cimport vm_ctx_t, vm_reserv_t, VM_LEVEL_0_NPAGES
+from mmbench_freebsd.vm_reserv cimport vm_reserv_from_page
 
 
 # The hooks get the block's context, the first member of vm_ctx_t, and the
@@ -19,7 +20,7 @@ cdef inline vm_ctx_t* vm_of(pmap_ctx_t* ctx) noexcept nogil:
 
 cdef inline vm_reserv_t* pde_reserv(vm_ctx_t* vm, pt_node_t* t) noexcept nogil:
     """The reservation a 2 MiB mapping maps (its first page's)."""
-    return vm.reserv_of[pte_pfn(t.e[0])]
+    return vm_reserv_from_page(vm, pte_pfn(t.e[0]))
 
 cdef inline void pv_link(vm_ctx_t* vm, pfn_t pfn, pv_entry_t* pv) noexcept nogil:
     pv_list_insert(pv_list(&vm.md, pfn), pv)
@@ -65,7 +66,7 @@ cdef void pmap_try_promote(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pt_node_t* t, int64
     cdef vm_reserv_t* rv
     if not vm.pg_ps_enabled or t.used != VM_LEVEL_0_NPAGES:
         return
-    rv = vm.reserv_of[pfn]
+    rv = vm_reserv_from_page(vm, pfn)
     if rv != NULL and rv.popcnt == VM_LEVEL_0_NPAGES:
         pmap_promote_pde(ctx, hdr, t, vpn)
 
@@ -121,8 +122,9 @@ cdef void pmap_demote_reserv(vm_ctx_t* vm, vm_reserv_t* rv) noexcept nogil:
                         <int64_t>rv.pvh.pv_va)
 
 cdef int64_t pmap_remove_all(vm_ctx_t* vm, pfn_t pfn) noexcept nogil:
-    if vm.reserv_of[pfn] != NULL:
-        pmap_demote_reserv(vm, vm.reserv_of[pfn])   # 2 MiB mappings of it first
+    cdef vm_reserv_t* rv = vm_reserv_from_page(vm, pfn)
+    if rv != NULL:
+        pmap_demote_reserv(vm, rv)              # 2 MiB mappings of it first
     return pmap_remove_all_4k(&vm.md, pfn)
 
 

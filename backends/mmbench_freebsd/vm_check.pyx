@@ -30,7 +30,7 @@ from mmbench.blocks.pmap cimport PTE_PROMOTED, pvc_link_t, pvc_of
 from mmbench.blocks.pmap_pvchunk cimport pmap_t, pv_entry_t, pv_chunk_t, pmap_pv_count, pv_pmap, pv_list
 from mmbench_freebsd.vm_fault cimport vm_map_resolve
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry
-from mmbench_freebsd.vm_reserv cimport vm_reserv_check
+from mmbench_freebsd.vm_reserv cimport vm_reserv_check, vm_reserv_from_page
 
 
 cdef int check_map(vm_ctx_t* vm, vm_map_t* map, const char** why) noexcept nogil:
@@ -130,7 +130,7 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
         why[0] = "pmap: writable PTE to a page the entry may not write"
         return -1
     if pte & PTE_PROMOTED:                  # under a 2 MiB mapping: the pvh holds its pv
-        rv = vm.reserv_of[pfn]
+        rv = vm_reserv_from_page(vm, pfn)
         base = vpn & ~(<int64_t>VM_LEVEL_0_NPAGES - 1)
         if rv == NULL or rv.pages[vpn - base] != pfn:
             why[0] = "pmap: 2 MiB mapping of pages not consecutive in one reservation"
@@ -201,6 +201,7 @@ cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcep
     cdef uint64_t* item
     cdef pfn_t pfn
     cdef pv_entry_t* pv
+    cdef vm_reserv_t* rv
     cdef int64_t n
     while obj != NULL:
         item = pctrie_lookup_ge(&obj.rtree, 0)
@@ -211,8 +212,9 @@ cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcep
             while pv != NULL:
                 n += 1
                 pv = pv.pv_next
-            if vm.reserv_of[pfn] != NULL:   # each 2 MiB mapping of its reservation maps it
-                pv = vm.reserv_of[pfn].pvh
+            rv = vm_reserv_from_page(vm, pfn)
+            if rv != NULL:                  # each 2 MiB mapping of its reservation maps it
+                pv = rv.pvh
                 while pv != NULL:
                     n += 1
                     pv = pv.pv_next

@@ -55,8 +55,8 @@ from mmbench_freebsd.pctrie cimport (pctrie_init, pctrie_lookup, pctrie_lookup_g
                                      pctrie_iter_lookup, pctrie_iter_insert, pctrie_iter_peek)
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_object_t, vm_map_entry_t, OBJ_ANON, OBJ_ONEMAPPING,
                                  OBJ_DEAD, KC_OBJECT, KC_PAGE, KC_PCTRIE, kc_alloc, kc_free,
-                                 item_pfn)
-from mmbench_freebsd.pmap cimport pmap_remove_all
+                                 item_pfn, vm_reserv_t)
+from mmbench_freebsd.pmap cimport pmap_remove_all, pmap_demote_reserv
 from mmbench_freebsd.vm_reserv cimport vm_reserv_free_page, vm_reserv_rename, vm_reserv_break_all
 
 
@@ -82,6 +82,10 @@ cdef vm_object_t* vm_object_allocate_anon(vm_ctx_t* vm, int64_t size) noexcept n
     return obj
 
 cdef void vm_object_destroy(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
+    cdef vm_reserv_t* rv = obj.rvq
+    while rv != NULL:                       # their 2 MiB mappings go back to 4 KiB
+        pmap_demote_reserv(vm, rv)
+        rv = rv.objq_next
     vm_reserv_break_all(vm, obj)
     if obj.all_prev != NULL:
         obj.all_prev.all_next = obj.all_next

@@ -8,12 +8,15 @@ from mmbench_freebsd.vm cimport vm_ctx_t, vm_object_t, vm_map_entry_t, vm_reserv
 # virtual block around vpn is eligible.  Returns the reservation or NULL.
 cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex,
                                        vm_map_entry_t* entry, int64_t vpn, pfn_t m) noexcept nogil
+# The reservation whose populated index holds page m, or NULL.
+cdef vm_reserv_t* vm_reserv_from_page(vm_ctx_t* vm, pfn_t m) noexcept nogil
 # The page is leaving its reservation (freed or replaced).
 cdef void vm_reserv_free_page(vm_ctx_t* vm, pfn_t m) noexcept nogil
 # vm_page_rename moved `m` from old_pindex of its object to new_pindex of new_obj.
 cdef void vm_reserv_rename(vm_ctx_t* vm, pfn_t m, vm_object_t* new_obj, int64_t old_pindex,
                            int64_t new_pindex) noexcept nogil
-# The object is going away: break the reservations it still holds.
+# The object is going away: break the reservations it still holds (the caller
+# demoted their 2 MiB mappings first: pmap_demote_reserv).
 cdef void vm_reserv_break_all(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil
 # The reservation covering `pindex` of `obj`, or NULL.
 cdef vm_reserv_t* vm_reserv_lookup(vm_object_t* obj, int64_t pindex) noexcept nogil

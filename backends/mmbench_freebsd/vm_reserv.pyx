@@ -35,17 +35,29 @@
 # inpartpopq 1, lasttick 4, popmap 64) per reservation in use, in the
 # "vm_reserv" cache.  (The kernel preallocates vm_reserv_array, one per
 # physical 2 MiB; charging per reservation in use is the simplification.)
+#
+# A page's reservation (vm_reserv_from_page).  The kernel computes it from the
+# page's physical address, &vm_reserv_array[pa >> 21].  The model's 512 frames
+# are not contiguous, so it finds the reservation where the page was put in
+# it: the reservation of the page's object that covers the page's pindex and
+# holds the page at that index.  A page flag (PG_RESERVED) says whether to
+# look at all.  vm_reserv_rename moves a reservation with the first page
+# renamed out of its object; the range's pages still in the old object are
+# then away from it until they are renamed after it or freed.  rv.away counts
+# them, and the reservations that have any are on vm.reserv_away, searched
+# when the page's object does not answer.  (No per-frame pointer: the
+# simulator's memory per resident page, docs/performance.md.)
 
 from libc.stdlib cimport malloc, free
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
 from mmbench.core cimport C_RESERV_ALLOC, C_RESERV_FREED, C_RESERV_BROKEN, C_RESERV_PAGES
-from mmbench.blocks.frames cimport pfn_t, NO_PFN
+from mmbench.blocks.frames cimport frame_t, pfn_t, NO_PFN
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_object_t, vm_map_entry_t, vm_reserv_t, kc_alloc,
-                                 kc_free, KC_RESERV, OBJ_ANON, VM_LEVEL_0_NPAGES, NPOPMAP)
+                                 kc_free, KC_RESERV, OBJ_ANON, VM_LEVEL_0_NPAGES, NPOPMAP,
+                                 PG_RESERVED)
 from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_insert, pctrie_remove, pctrie_reclaim, pctrie_check
 from mmbench.core cimport kmem_cache_t
-from mmbench_freebsd.pmap cimport pmap_demote_reserv
 
 cdef extern from *:
     int __builtin_popcountll(unsigned long long) nogil
@@ -130,6 +142,66 @@ cdef vm_reserv_t* vm_reserv_lookup(vm_object_t* obj, int64_t pindex) noexcept no
     return rv
 
 
+# ------------------------------------------------------------ vm_reserv_from_page
+cdef inline int64_t reserv_index_of(vm_reserv_t* rv, pfn_t m) noexcept nogil:
+    cdef int64_t i
+    for i in range(VM_LEVEL_0_NPAGES):
+        if popmap_is_set(rv, i) and rv.pages[i] == m:
+            return i
+    return -1
+
+cdef inline bint reserv_holds(vm_reserv_t* rv, int64_t i, pfn_t m) noexcept nogil:
+    return 0 <= i < VM_LEVEL_0_NPAGES and popmap_is_set(rv, i) and rv.pages[i] == m
+
+cdef inline bint page_at_home(vm_ctx_t* vm, vm_reserv_t* rv, int64_t i, pfn_t m) noexcept nogil:
+    """Is page m, index i of rv, at that index of rv's object?"""
+    return (<vm_object_t*><size_t>vm.md.fr.f[m].owner == rv.object
+            and <int64_t>vm.md.fr.f[m].index == rv.pindex + i)
+
+cdef vm_reserv_t* reserv_covering(vm_object_t* obj, int64_t pindex, pfn_t m) noexcept nogil:
+    """The reservation of obj holding m at pindex, or NULL (rvq keeps its order)."""
+    cdef vm_reserv_t* rv = obj.rvq
+    if rv != NULL and reserv_holds(rv, pindex - rv.pindex, m):
+        return rv
+    if not obj.rvindex_lost:                # reservations of obj do not overlap
+        rv = rv_indexed_ge(obj, pindex - (VM_LEVEL_0_NPAGES - 1))
+        return rv if rv != NULL and reserv_holds(rv, pindex - rv.pindex, m) else NULL
+    while rv != NULL and not reserv_holds(rv, pindex - rv.pindex, m):
+        rv = rv.objq_next
+    return rv
+
+cdef vm_reserv_t* vm_reserv_from_page(vm_ctx_t* vm, pfn_t m) noexcept nogil:
+    cdef frame_t* f = &vm.md.fr.f[m]
+    cdef vm_reserv_t* rv
+    if not (f.flags & PG_RESERVED):
+        return NULL
+    rv = reserv_covering(<vm_object_t*><size_t>f.owner, <int64_t>f.index, m)
+    if rv != NULL:
+        return rv
+    rv = vm.reserv_away                     # left behind by vm_reserv_rename
+    while rv != NULL and reserv_index_of(rv, m) < 0:
+        rv = rv.away_next
+    return rv
+
+cdef void away_add(vm_ctx_t* vm, vm_reserv_t* rv, int32_t delta) noexcept nogil:
+    """rv.away += delta; rv is on vm.reserv_away exactly while away > 0."""
+    cdef bint was = rv.away > 0
+    rv.away += delta
+    if was and rv.away <= 0:
+        if rv.away_prev != NULL:
+            rv.away_prev.away_next = rv.away_next
+        else:
+            vm.reserv_away = rv.away_next
+        if rv.away_next != NULL:
+            rv.away_next.away_prev = rv.away_prev
+    elif not was and rv.away > 0:
+        rv.away_prev = NULL
+        rv.away_next = vm.reserv_away
+        if vm.reserv_away != NULL:
+            vm.reserv_away.away_prev = rv
+        vm.reserv_away = rv
+
+
 cdef bint range_eligible(vm_ctx_t* vm, vm_object_t* obj, int64_t first,
                          vm_map_entry_t* entry, int64_t vpn) noexcept nogil:
     """May [first, first + 512) of obj get a new reservation?"""
@@ -169,6 +241,8 @@ cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t p
         rv.pindex = first
         rv.popcnt = 0
         rv.pvh = NULL
+        rv.away = 0
+        rv.away_next = rv.away_prev = NULL
         for i in range(NPOPMAP):
             rv.popmap[i] = 0
         objq_insert(obj, rv)
@@ -180,32 +254,27 @@ cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t p
     rv.popmap[i >> 6] |= 1ULL << (i & 63)
     rv.popcnt += 1
     rv.pages[i] = m
-    vm.reserv_of[m] = rv
+    vm.md.fr.f[m].flags |= PG_RESERVED      # the fault inserts m at pindex of obj: at home
     vm.md.ctr[C_RESERV_PAGES] += 1
     return rv
 
 
 cdef void reserv_release(vm_ctx_t* vm, vm_reserv_t* rv) noexcept nogil:
+    away_add(vm, rv, -rv.away)
     objq_remove(rv)
     kc_free(vm, KC_RESERV)
     free(rv)
 
 
-cdef inline int64_t reserv_index_of(vm_reserv_t* rv, pfn_t m) noexcept nogil:
-    cdef int64_t i
-    for i in range(VM_LEVEL_0_NPAGES):
-        if popmap_is_set(rv, i) and rv.pages[i] == m:
-            return i
-    return -1
-
-
 cdef void vm_reserv_free_page(vm_ctx_t* vm, pfn_t m) noexcept nogil:
-    cdef vm_reserv_t* rv = vm.reserv_of[m]
+    cdef vm_reserv_t* rv = vm_reserv_from_page(vm, m)
     cdef int64_t i
     if rv == NULL:
         return
-    vm.reserv_of[m] = NULL
+    vm.md.fr.f[m].flags &= ~(<uint32_t>PG_RESERVED)
     i = reserv_index_of(rv, m)
+    if not page_at_home(vm, rv, i, m):
+        away_add(vm, rv, -1)
     rv.popmap[i >> 6] &= ~(1ULL << (i & 63))
     rv.popcnt -= 1
     if rv.popcnt == 0:
@@ -215,13 +284,26 @@ cdef void vm_reserv_free_page(vm_ctx_t* vm, pfn_t m) noexcept nogil:
 
 cdef void vm_reserv_rename(vm_ctx_t* vm, pfn_t m, vm_object_t* new_obj, int64_t old_pindex,
                            int64_t new_pindex) noexcept nogil:
-    cdef vm_reserv_t* rv = vm.reserv_of[m]
+    cdef vm_reserv_t* rv = vm_reserv_from_page(vm, m)
     cdef vm_object_t* old = <vm_object_t*><size_t>vm.md.fr.f[m].owner
-    if rv == NULL or rv.object != old or new_obj == old:
+    cdef int64_t i, j
+    cdef int32_t away = 0
+    if rv == NULL:
+        return
+    i = reserv_index_of(rv, m)
+    if rv.object != old or new_obj == old:
+        # the reservation stays: m is at home afterwards only if it lands on index i
+        away_add(vm, rv, <int32_t>(not (new_obj == rv.object and new_pindex == rv.pindex + i))
+                 - <int32_t>(not page_at_home(vm, rv, i, m)))
         return
     objq_remove(rv)
     rv.pindex -= old_pindex - new_pindex
     objq_insert(new_obj, rv)
+    away = new_pindex != rv.pindex + i      # m moves with it; the others stay where they are
+    for j in range(VM_LEVEL_0_NPAGES):
+        if j != i and popmap_is_set(rv, j) and not page_at_home(vm, rv, j, rv.pages[j]):
+            away += 1
+    away_add(vm, rv, away - rv.away)
 
 
 cdef void vm_reserv_break_all(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
@@ -229,10 +311,9 @@ cdef void vm_reserv_break_all(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
     cdef int64_t i
     while obj.rvq != NULL:
         rv = obj.rvq
-        pmap_demote_reserv(vm, rv)         # its 2 MiB mappings go back to 4 KiB
         for i in range(VM_LEVEL_0_NPAGES):
             if popmap_is_set(rv, i):
-                vm.reserv_of[rv.pages[i]] = NULL
+                vm.md.fr.f[rv.pages[i]].flags &= ~(<uint32_t>PG_RESERVED)
         reserv_release(vm, rv)
         vm.md.ctr[C_RESERV_BROKEN] += 1
     pctrie_reclaim(&obj.rvindex, &rvindex_kc)   # no reservation left: the index starts afresh
@@ -242,13 +323,14 @@ cdef void vm_reserv_break_all(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
 cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, const char** why) noexcept nogil:
     cdef vm_reserv_t* rv = obj.rvq
     cdef vm_reserv_t* prev = NULL
-    cdef int64_t i, n, nidx = 0
+    cdef int64_t i, n, nidx = 0, naway
     cdef pfn_t m
     while rv != NULL:
         if rv.object != obj or rv.objq_prev != prev:
             why[0] = "vm_reserv: reservation list of an object is inconsistent"
             return -1
         n = 0
+        naway = 0
         for i in range(NPOPMAP):
             n += __builtin_popcountll(rv.popmap[i])
         if rv.pvh != NULL and n != VM_LEVEL_0_NPAGES:
@@ -263,13 +345,18 @@ cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, const cha
         for i in range(VM_LEVEL_0_NPAGES):
             if popmap_is_set(rv, i):
                 m = rv.pages[i]
-                if vm.reserv_of[m] != rv or vm.md.fr.f[m].refcount != 1 or vm.md.fr.f[m].owner == 0:
+                if (vm_reserv_from_page(vm, m) != rv or vm.md.fr.f[m].refcount != 1
+                        or vm.md.fr.f[m].owner == 0):
                     why[0] = "vm_reserv: populated index without its resident page"
                     return -1
+                naway += not page_at_home(vm, rv, i, m)
                 if (<vm_object_t*><size_t>vm.md.fr.f[m].owner == obj
                         and <int64_t>vm.md.fr.f[m].index != rv.pindex + i):
                     why[0] = "vm_reserv: page of the reservation's object at the wrong index"
                     return -1
+        if naway != rv.away or (rv.away > 0 and rv.away_prev == NULL and vm.reserv_away != rv):
+            why[0] = "vm_reserv: pages away from the reservation's object miscounted"
+            return -1
         if not obj.rvindex_lost and rv_indexed_ge(obj, rv.pindex) != rv:
             why[0] = "vm_reserv: the object's reservation index does not find a reservation"
             return -1
