@@ -12,7 +12,12 @@
 # and stops at the first failing record.  Python turns (index, code, pid) into
 # the exception; nothing runs when a trace is bad.  The pass reads the records
 # through the engine's own trace_rec_t (TRACE_DTYPE's C layout) and allocates
-# one byte per pid the trace can name.
+# one byte per pid the trace can name.  READ and WRITE, most of any trace, take a
+# short path: check_one's tests for them folded into one.  Given the six field
+# columns of a replay's result frame, the same pass also de-interleaves the
+# records into them, a pair at a time while the pair is at hand (one read of the
+# trace instead of two; replay with frame=True then costs ~1 ns/op more than
+# without, not ~4).
 cimport cython
 from libc.stdint cimport int64_t, uint64_t, uint8_t, int32_t
 from libc.stdlib cimport calloc, free
@@ -49,6 +54,83 @@ assert len(OP_NAMES) == NR_OPS, "OP_NAMES out of step with core.pxd"
 
 # madvise advice values (Linux's MADV_* numbers; mmbench.Advice mirrors this)
 ADVICE_NAMES = {MADV_DONTNEED: "DONTNEED", MADV_HUGEPAGE: "HUGEPAGE", MADV_NOHUGEPAGE: "NOHUGEPAGE"}
+
+
+# The trace's fields as result columns: name and dtype, in the order a result frame
+# lists them (mmbench.core.ReplayResult.TRACE_FIELDS).
+FIELD_DTYPES = {"op": np.uint8, "pid": np.int32, "vpn": np.int64, "npages": np.int64,
+                "arg": np.uint64, "dev": np.uint8}
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* where each field of record i goes: one column per field */
+    typedef struct {
+        uint8_t* op; uint8_t* dev; int32_t* pid; int64_t* vpn; int64_t* npages; uint64_t* arg;
+    } mmtc_field_cols_t;
+    #if defined(__x86_64__)
+    #include <emmintrin.h>
+    #endif
+    /* De-interleave records [lo, hi) of a TRACE_DTYPE array (32-byte records: op, dev,
+       pad, pid | vpn | npages | arg) into the columns.  On x86-64 two records at a time
+       with SSE2 (baseline there): the three 8-byte fields of a pair are one 16-byte
+       store each, the pids one 8-byte store. */
+    static inline void mmtc_put_fields(const mmtc_field_cols_t* c, const void* recs,
+                                       Py_ssize_t lo, Py_ssize_t hi) {
+        const unsigned char* r = (const unsigned char*)recs;
+        Py_ssize_t i = lo;
+    #if defined(__x86_64__)
+        for (; i + 1 < hi; i += 2) {
+            const unsigned char* p = r + 32 * i;
+            __m128i a0 = _mm_loadu_si128((const __m128i*)p);          /* head0, vpn0 */
+            __m128i b0 = _mm_loadu_si128((const __m128i*)(p + 16));   /* npages0, arg0 */
+            __m128i a1 = _mm_loadu_si128((const __m128i*)(p + 32));
+            __m128i b1 = _mm_loadu_si128((const __m128i*)(p + 48));
+            __m128i heads = _mm_unpacklo_epi64(a0, a1);
+            _mm_storeu_si128((__m128i*)(c->vpn + i), _mm_unpackhi_epi64(a0, a1));
+            _mm_storeu_si128((__m128i*)(c->npages + i), _mm_unpacklo_epi64(b0, b1));
+            _mm_storeu_si128((__m128i*)(c->arg + i), _mm_unpackhi_epi64(b0, b1));
+            _mm_storel_epi64((__m128i*)(c->pid + i), _mm_shuffle_epi32(heads, 0x0D));
+            c->op[i] = p[0]; c->dev[i] = p[1]; c->op[i + 1] = p[32]; c->dev[i + 1] = p[33];
+        }
+    #endif
+        for (; i < hi; i++) {
+            const unsigned char* p = r + 32 * i;
+            c->op[i] = p[0]; c->dev[i] = p[1];
+            memcpy(c->pid + i, p + 4, 4); memcpy(c->vpn + i, p + 8, 8);
+            memcpy(c->npages + i, p + 16, 8); memcpy(c->arg + i, p + 24, 8);
+        }
+    }
+    """
+    ctypedef struct field_cols_t "mmtc_field_cols_t":
+        uint8_t* op
+        uint8_t* dev
+        int32_t* pid
+        int64_t* vpn
+        int64_t* npages
+        uint64_t* arg
+    void put_fields "mmtc_put_fields"(const field_cols_t* c, const void* recs, Py_ssize_t lo,
+                                      Py_ssize_t hi) noexcept nogil
+
+assert sizeof(trace_rec_t) == 32, "mmtc_put_fields assumes TRACE_DTYPE's 32-byte layout"
+
+
+cdef int point_at(field_cols_t* c, dict cols, Py_ssize_t n) except -1:
+    """Point `c` at `cols` (FIELD_DTYPES' six contiguous arrays of at least n items)."""
+    cdef cnp.ndarray a
+    for name, dt in FIELD_DTYPES.items():
+        a = cols[name]
+        if a.dtype != dt or not a.flags.c_contiguous or not a.flags.writeable or a.shape[0] < n:
+            raise ValueError(f"field column {name!r} must be a writeable contiguous {np.dtype(dt)} "
+                             f"array of at least {n} items")
+    c.op = <uint8_t*>cnp.PyArray_DATA(cols["op"])
+    c.dev = <uint8_t*>cnp.PyArray_DATA(cols["dev"])
+    c.pid = <int32_t*>cnp.PyArray_DATA(cols["pid"])
+    c.vpn = <int64_t*>cnp.PyArray_DATA(cols["vpn"])
+    c.npages = <int64_t*>cnp.PyArray_DATA(cols["npages"])
+    c.arg = <uint64_t*>cnp.PyArray_DATA(cols["arg"])
+    return 0
 
 
 @cython.boundscheck(False)
@@ -94,11 +176,16 @@ cdef int check_one(const trace_rec_t* r, int64_t ndev, bint devices_ok) noexcept
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def validate_records(cnp.ndarray trace, int64_t ndev, bint devices_ok, cnp.ndarray[int64_t] live,
-                     int64_t first):
+                     int64_t first, dict fields=None):
     """(index, code, pid) of the first bad record of a C-contiguous TRACE_DTYPE array,
-    or (-1, OK, 0).  `live`: pids alive before the trace; `first`: the next pid."""
-    cdef Py_ssize_t n = trace.shape[0], i
+    or (-1, OK, 0).  `live`: pids alive before the trace; `first`: the next pid.
+    `fields` (FIELD_DTYPES' columns, e.g. from columns_block) get the records' fields
+    in the same pass; past a bad record they hold nothing meaningful."""
+    cdef Py_ssize_t n = trace.shape[0], i = 0
+    cdef field_cols_t cols
+    cdef bint fill = fields is not None
     cdef const trace_rec_t* recs = <const trace_rec_t*>cnp.PyArray_DATA(trace)
+    cdef const trace_rec_t* r
     cdef int64_t nxt = first
     cdef int64_t cap = first + n + 1
     cdef int64_t p
@@ -106,6 +193,8 @@ def validate_records(cnp.ndarray trace, int64_t ndev, bint devices_ok, cnp.ndarr
     cdef uint8_t* alive
     if trace.dtype.itemsize != sizeof(trace_rec_t) or not trace.flags.c_contiguous:
         raise ValueError("validate_records needs a C-contiguous TRACE_DTYPE array")
+    if fill:
+        point_at(&cols, fields, n)
     alive = <uint8_t*>calloc(cap, 1)
     if alive == NULL:
         raise MemoryError()
@@ -114,18 +203,27 @@ def validate_records(cnp.ndarray trace, int64_t ndev, bint devices_ok, cnp.ndarr
             alive[live[i]] = 1
     with nogil:
         for i in range(n):
-            code = check_one(&recs[i], ndev, devices_ok)
-            if code != C_OK:
-                break
-            op = recs[i].op
-            if op == OP_SPAWN:
-                alive[nxt] = 1
-                nxt += 1
-                continue
-            if op == OP_NOP:
-                continue
-            p = recs[i].pid
-            if p <= 0 or p >= nxt or not alive[p]:
+            r = &recs[i]
+            if fill and i & 1:
+                put_fields(&cols, recs, i - 1, i + 1)     # a pair at a time, while at hand
+            op = r.op
+            if op == OP_READ or op == OP_WRITE:
+                # most records: check_one's answer for them in one test (one page, in range)
+                if ((<uint64_t>r.npages - 1) | (<uint64_t>r.vpn >> VPN_BITS)) != 0:
+                    code = C_BAD_RANGE
+                    break
+            else:
+                code = check_one(r, ndev, devices_ok)
+                if code != C_OK:
+                    break
+                if op == OP_SPAWN:
+                    alive[nxt] = 1
+                    nxt += 1
+                    continue
+                if op == OP_NOP:
+                    continue
+            p = r.pid
+            if <uint64_t>(p - 1) >= <uint64_t>(nxt - 1) or not alive[p]:     # p <= 0 or p >= nxt
                 code = C_NO_PID
                 break
             if op == OP_FORK:
@@ -133,13 +231,15 @@ def validate_records(cnp.ndarray trace, int64_t ndev, bint devices_ok, cnp.ndarr
                 nxt += 1
             elif op == OP_EXIT:
                 alive[p] = 0
+        if fill and code == C_OK and n & 1:
+            put_fields(&cols, recs, n - 1, n)
     free(alive)
     if code == C_OK:
         return -1, C_OK, 0
     return i, code, (recs[i].pid if code == C_NO_PID else 0)
 
 
-def columns_block(Py_ssize_t n, dtypes, bint zero=False):
+def columns_block(Py_ssize_t n, dtypes):
     """Arrays of `n` items of each dtype, carved out of one allocation.
 
     One block instead of one allocation per column: a large block is backed
@@ -148,7 +248,7 @@ def columns_block(Py_ssize_t n, dtypes, bint zero=False):
     them does not hand the memory back to the kernel piecemeal.
     """
     sizes = [(np.dtype(d).itemsize * n + 63) // 64 * 64 for d in dtypes]
-    buf = (np.zeros if zero else np.empty)(max(sum(sizes), 1), dtype=np.uint8)
+    buf = np.empty(max(sum(sizes), 1), dtype=np.uint8)
     out, o = [], 0
     for d, size in zip(dtypes, sizes):
         out.append(buf[o:o + np.dtype(d).itemsize * n].view(d))
@@ -159,27 +259,15 @@ def columns_block(Py_ssize_t n, dtypes, bint zero=False):
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def trace_columns(cnp.ndarray trace, Py_ssize_t n):
-    """The first `n` records' fields as contiguous numpy columns, in one pass over the records
-    (a results frame wraps them without another copy)."""
+    """The first `n` records' fields as contiguous numpy columns (FIELD_DTYPES), in one
+    pass over the records (a results frame wraps them without another copy)."""
     cdef const trace_rec_t* recs = <const trace_rec_t*>cnp.PyArray_DATA(trace)
     cdef Py_ssize_t i
+    cdef field_cols_t c
     if trace.dtype.itemsize != sizeof(trace_rec_t) or not trace.flags.c_contiguous or n > trace.shape[0]:
         raise ValueError("trace_columns needs a C-contiguous TRACE_DTYPE array of at least n records")
-    cdef cnp.ndarray op, dev, pid, vpn, npages, arg
-    op, dev, pid, vpn, npages, arg = columns_block(n, (np.uint8, np.uint8, np.int32, np.int64,
-                                                       np.int64, np.uint64))
-    cdef uint8_t* op_p = <uint8_t*>cnp.PyArray_DATA(op)
-    cdef uint8_t* dev_p = <uint8_t*>cnp.PyArray_DATA(dev)
-    cdef int32_t* pid_p = <int32_t*>cnp.PyArray_DATA(pid)
-    cdef int64_t* vpn_p = <int64_t*>cnp.PyArray_DATA(vpn)
-    cdef int64_t* np_p = <int64_t*>cnp.PyArray_DATA(npages)
-    cdef uint64_t* arg_p = <uint64_t*>cnp.PyArray_DATA(arg)
+    cols = dict(zip(FIELD_DTYPES, columns_block(n, tuple(FIELD_DTYPES.values()))))
+    point_at(&c, cols, n)
     with nogil:
-        for i in range(n):
-            op_p[i] = recs[i].op
-            dev_p[i] = recs[i].dev
-            pid_p[i] = recs[i].pid
-            vpn_p[i] = recs[i].vpn
-            np_p[i] = recs[i].npages
-            arg_p[i] = recs[i].arg
-    return {"op": op, "pid": pid, "vpn": vpn, "npages": npages, "arg": arg, "dev": dev}
+        put_fields(&c, recs, 0, n)
+    return cols

@@ -29,7 +29,7 @@ from mmbench import errors as _errors
 from mmbench import clock as _clock
 # VPN_LIMIT, OP_NAMES (op-code order; mmbench.Op mirrors it) and ADVICE_NAMES (Linux's
 # MADV_* numbers; mmbench.Advice mirrors it) are defined with the trace checks
-from mmbench._tracecheck import columns_block, VPN_LIMIT, OP_NAMES, ADVICE_NAMES
+from mmbench._tracecheck import columns_block, FIELD_DTYPES, VPN_LIMIT, OP_NAMES, ADVICE_NAMES
 from mmbench import hugepages as _hugepages
 from mmbench import memmap as _memmap
 
@@ -146,17 +146,20 @@ class ReplayResult(Mapping):
     time.  ``frame()`` de-interleaves the trace's fields in one compiled pass
     and wraps every column in a polars DataFrame without copying it again.
     The replay itself therefore costs its loop, its validation pass and the
-    allocation of the result arrays — nothing per column nobody reads.
+    allocation of the result arrays — nothing per column nobody reads.  A
+    replay asked for a frame passes ``fields``: the trace's fields already
+    de-interleaved by its validation pass, which ``columns()`` then uses.
     """
-    __slots__ = ("_trace", "_done", "_own", "_keys")
-    TRACE_FIELDS = ("op", "pid", "vpn", "npages", "arg", "dev")
+    __slots__ = ("_trace", "_done", "_own", "_keys", "_fields")
+    TRACE_FIELDS = tuple(FIELD_DTYPES)
 
-    def __init__(self, trace, done, status, value, ns=None):
+    def __init__(self, trace, done, status, value, ns=None, fields=None):
         self._trace, self._done = trace, int(done)
         self._own = {"status": status[:done], "value": value[:done]}
         if ns is not None:
             self._own["ns"] = ns[:done]
         self._keys = self.TRACE_FIELDS + tuple(self._own)
+        self._fields = None if fields is None else {k: fields[k][:done] for k in self.TRACE_FIELDS}
 
     def __getitem__(self, key):
         if key in self._own:
@@ -176,8 +179,10 @@ class ReplayResult(Mapping):
 
     def columns(self) -> dict:
         """Every column as a contiguous numpy array (the trace's fields copied once)."""
-        from mmbench._tracecheck import trace_columns
-        return {**trace_columns(self._trace, self._done), **self._own}
+        if self._fields is None:
+            from mmbench._tracecheck import trace_columns
+            self._fields = trace_columns(self._trace, self._done)
+        return {**self._fields, **self._own}
 
     def frame(self):
         """The columns as a polars DataFrame (zero-copy over columns())."""
@@ -664,10 +669,11 @@ cdef class Machine:
         Details of the run (elapsed ns, clock overhead, ops executed) are in
         ``last_replay``.
         """
-        from mmbench.trace import validate_trace
+        from mmbench.trace import as_trace, check_records
         cdef cnp.ndarray arr
         cdef Py_ssize_t n
         cdef list res_cols
+        cdef dict fields = None
         cdef cnp.ndarray[int8_t] status
         cdef cnp.ndarray[uint64_t] value
         cdef cnp.ndarray[int64_t] ns
@@ -689,13 +695,19 @@ cdef class Machine:
             raise _errors.MachineBusy(f"replay cannot run inside another call on this "
                                       f"{type(self).name!r} machine")
         try:
-            arr = validate_trace(trace, self)
+            arr = as_trace(trace)
             n = arr.shape[0]
-            res_cols = columns_block(n, (np.int8, np.uint64, np.int64) if timing else
-                                     (np.int8, np.uint64), zero=True)  # one block: few page faults
+            # one block for every result column, the trace's fields too when a frame is
+            # asked for: a few page faults, and glibc keeps it for the next replay
+            res_cols = columns_block(n, (np.int8, np.uint64) + ((np.int64,) if timing else ()) +
+                                     (tuple(FIELD_DTYPES.values()) if frame else ()))
             status = res_cols[0]
             value = res_cols[1]
+            value[:] = 0                     # an op that yields no value leaves 0
             ns = res_cols[2] if timing else np.zeros(0, dtype=np.int64)
+            if frame:
+                fields = dict(zip(FIELD_DTYPES, res_cols[len(res_cols) - len(FIELD_DTYPES):]))
+            check_records(arr, self, fields)  # the validation pass, de-interleaving into fields
             recs = <const trace_rec_t*>cnp.PyArray_DATA(arr)
             st_p = <int8_t*>cnp.PyArray_DATA(status)
             val_p = <uint64_t*>cnp.PyArray_DATA(value)
@@ -746,7 +758,7 @@ cdef class Machine:
             exc, self.pending_exc = self.pending_exc, None
             raise exc
         res = ReplayResult(arr, done, status, value,
-                           _clock.ticks_to_ns(ns[:done]) if timing else None)   # float64 ns
+                           _clock.ticks_to_ns(ns[:done]) if timing else None, fields)   # float64 ns
         return res.frame() if frame else res
 
     # ---------------------------------------------- the public contract

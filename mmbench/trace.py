@@ -149,6 +149,14 @@ def validate_trace(trace, machine=None) -> np.ndarray:
     With `machine`, pids are checked against the machine's live processes and
     the pids the trace itself creates.
     """
+    trace = as_trace(trace)
+    check_records(trace, machine)
+    return trace
+
+
+def as_trace(trace) -> np.ndarray:
+    """The trace as a C-contiguous TRACE_DTYPE array (another integer dtype is converted);
+    InvalidArgument if it is not a trace at all.  The first half of validate_trace."""
     if not isinstance(trace, np.ndarray) or trace.dtype.names is None:
         raise errors.InvalidArgument("a trace must be a numpy structured array of mmbench.TRACE_DTYPE")
     missing = [f for f in ("op", "pid", "vpn", "npages", "arg") if f not in trace.dtype.names]
@@ -171,18 +179,25 @@ def validate_trace(trace, machine=None) -> np.ndarray:
                     raise errors.InvalidArgument(f"trace field {f!r} out of range")
                 t[f] = src
         trace = t
-    trace = np.ascontiguousarray(trace)
+    return np.ascontiguousarray(trace)
+
+
+def check_records(trace: np.ndarray, machine=None, fields=None) -> None:
+    """Check every record of an as_trace() array in one compiled pass; raise for the first
+    bad one (the second half of validate_trace).  `fields`: six columns
+    (mmbench._tracecheck.FIELD_DTYPES, len(trace) items each) the same pass fills with the
+    records' fields — replay's result frame, de-interleaved while the records are read."""
     if len(trace) == 0:
-        return trace
+        return
     from mmbench._tracecheck import validate_records, BAD_OP, BAD_RANGE, BAD_DEV, NO_DEVICES
     if machine is not None:
         ndev, devices_ok = machine.ndevices, bool(type(machine).supports_devices)
         live, first = machine.live_pids(), machine.next_free_pid
     else:
         ndev, devices_ok, live, first = 16, True, [], 1
-    i, code, pid = validate_records(trace, ndev, devices_ok, np.asarray(live, dtype=np.int64), first)
+    i, code, pid = validate_records(trace, ndev, devices_ok, np.asarray(live, dtype=np.int64), first, fields)
     if i < 0:
-        return trace
+        return
     r = trace[i]
     if code == BAD_OP:
         raise errors.InvalidArgument(f"record {i}: unknown op code {int(r['op'])}")

@@ -62,3 +62,44 @@ def test_the_first_bad_record_is_named_and_nothing_runs(field, value, exc):
     with pytest.raises(exc, match="record 20"):
         m.replay(tr)
     assert m.live_pids() == [] and m.frames_used() == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 1000, 1001])
+@pytest.mark.parametrize("timing", [False, True])
+def test_the_default_frame_equals_the_columns_route(n, timing):
+    # frame=True de-interleaves the trace's fields in the validation pass (two records
+    # at a time, then the odd one); it must give the frame the result's own columns give
+    tr = _trace(n)[:n + 2]                        # spawn, mmap, then n writes (odd or even)
+    tr["dev"][2:] = 5                             # ignored by writes; the frame shows it
+    df = mmbench.open("linux", ram_pages=4096).replay(tr, timing=timing)
+    res = mmbench.open("linux", ram_pages=4096).replay(tr, timing=timing, frame=False)
+    want = res.frame()
+    assert df.columns == want.columns and df.height == len(tr)
+    for c in df.columns:
+        if c != "ns":
+            np.testing.assert_array_equal(df[c].to_numpy(), want[c].to_numpy())
+    for f in ("op", "pid", "vpn", "npages", "arg", "dev"):
+        np.testing.assert_array_equal(df[f].to_numpy(), tr[f])
+        assert df[f].dtype == want[f].dtype
+
+
+def test_a_stopped_replay_frame_holds_the_ops_that_ran():
+    tr = _trace(16)
+    tr = np.concatenate([tr[:5], page_ops(Op.WRITE, 1, [1 << 30]), tr[5:]])   # unmapped: SEGV
+    df = mmbench.open("linux", ram_pages=4096).replay(tr, timing=False, stop_on_error=True)
+    assert df.height == 6 and df["status"][-1] != 0
+    np.testing.assert_array_equal(df["vpn"].to_numpy(), tr["vpn"][:6])
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 1001])
+def test_the_field_columns_of_any_records(n):
+    # the de-interleave (trace_columns; replay's validation pass uses the same code)
+    # on arbitrary bytes: every field of every record lands in its column
+    from mmbench._tracecheck import trace_columns
+    rng = np.random.default_rng(n)
+    tr = rng.integers(0, 256, size=n * TRACE_DTYPE.itemsize, dtype=np.uint8).view(TRACE_DTYPE)
+    cols = trace_columns(tr, n)
+    assert list(cols) == ["op", "pid", "vpn", "npages", "arg", "dev"]
+    for f, c in cols.items():
+        assert c.dtype == tr.dtype[f] and c.flags.c_contiguous
+        np.testing.assert_array_equal(c, tr[f])

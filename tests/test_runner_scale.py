@@ -131,6 +131,24 @@ def test_a_cell_that_kills_its_worker_is_recorded_with_its_error(tmp_path):
     assert got[1]["status"] == "error" and got[1]["records"] is None and got[1]["error"]
 
 
+def test_a_cell_waiting_beside_a_crash_is_run_again_and_kept(tmp_path):
+    """The worker holds its next cell while it runs one (QUEUE_DEPTH); when the running
+    cell kills it, the waiting ones are run again alone and keep their records."""
+    import cloudpickle
+    from mmbench.parallel import QUEUE_DEPTH, Cluster
+    assert QUEUE_DEPTH >= 2
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    wl = runner.select_workloads(["dense"])[0]
+    p = wl.points("tiny")[0]
+    cells = [(i, wl, p, "reference", 1.0) for i in range(4)]
+    with Cluster(workers=1) as cl:
+        got = sorted(cl.map_cells(cells, 1, None, 1.0, task=_die_on_cell_one), key=lambda r: r["index"])
+    assert [r["index"] for r in got] == [0, 1, 2, 3]
+    assert [r["status"] for r in got] == ["ok", "error", "ok", "ok"]
+    assert got[1]["records"] is None and "Killed" in got[1]["error"]
+    assert all(r["records"] for r in got if r["index"] != 1)
+
+
 def _die_on_cell_one(index, *args):
     from mmbench.parallel import run_cell
     if index == 1:
