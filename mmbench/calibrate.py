@@ -47,7 +47,7 @@ PROFILES = {
                  fork_vmas=(0, 2048, 8192), depth=4, memops_pages=2048, pairs=1000,
                  warm_pages=1 << 18, kmalloc_sizes=(64, 512, 2048, 4096, 8000), kmalloc_calls=500,
                  free_pages=32768, mremap_pages=(1024, 8192), huge=64, fork_huge=(0, 64, 256),
-                 held_pages=4096, held_fork_pages=16384, held_vmas=4096, held_islands=2048,
+                 held_pages=4096, held_fork_pages=65536, held_vmas=4096, held_islands=2048,
                  held_exit_pages=65536, held_free_pages=16384, held_huge=128, held_kmalloc=3000,
                  sparse_stride=16, min_reps=15, max_reps=45, stable_spread=0.05),
     "quick": dict(reps=3, pages=256, sparse=16, islands=128, fork_pages=(0, 1024),
@@ -62,6 +62,10 @@ PROFILES = {
 #: small process is short enough that one slow fork (a page table from a block the
 #: VM handed back) moves a median of 3 by 10 %
 FORKBASE_REPS = 7
+#: exits per sample of the exit probes (the sample is their median), timed in children
+#: of forkbase: a child of the Python process would also tear down its copy of that
+#: process, whose size changes from round to round (0.2 to 0.8 ms on its own)
+EXIT_REPS = 5
 #: pages one read fault on a cached file maps (fault_around_bytes 64 KiB, the default)
 FAULT_AROUND_PAGES = 16
 #: the clock every probe times with (mmbench.probe._probe.set_clock): "cpu", the CPU
@@ -210,9 +214,11 @@ def probe_table(p: dict) -> list[tuple]:
          "madvise(MADV_DONTNEED) of touched private pages"),
         ("held:mprotect_split", lambda: P.mprotect_split(p["pairs"], 1), 1, call,
          "mprotect that splits a VMA in three (or merges it back)"),
-        ("held:exit@1", lambda: P.exit_process(1, 1), 1, "ns/exit", ""),
-        (f"held:exit@{p['held_exit_pages']}", lambda: P.exit_process(p["held_exit_pages"], 1), 1,
-         "ns/exit", ""),
+        ("held:exit@1", lambda: [float(np.median(probe.exit_small(EXIT_REPS, 1)))], 1, "ns/exit",
+         "exit of a child of a tiny C program (forkbase) holding one written page"),
+        (f"held:exit@{p['held_exit_pages']}",
+         lambda: [float(np.median(probe.exit_small(EXIT_REPS, p["held_exit_pages"])))], 1,
+         "ns/exit", "exit of a child of forkbase holding that many written private pages"),
         (f"held:fork_touched@{fp}", lambda: P.fork(fp, 0, False, 1), 1, "ns/fork", ""),
         (f"held:fork_vmas@{hv}", lambda: P.fork(0, hv, False, 1), 1, "ns/fork", ""),
         (f"held:fork_memfd@{fp}", lambda: P.fork_memfd(fp, 1), 1, "ns/fork", ""),
@@ -223,6 +229,8 @@ def probe_table(p: dict) -> list[tuple]:
          "first write to a shared memfd page, a size not in the fit"),
         ("held:memfd_hit", lambda: P.memfd(h, "hit", 1), h, pg,
          "write fault on a cached shared memfd page, a size not in the fit"),
+        ("held:memfd_read_hit", lambda: P.memfd(h, "read_hit", 1), h, pg,
+         "read of cached shared memfd pages, a size not in the fit (fault-around)"),
         ("held:thp_write_fault", lambda: P.thp_fault(p["held_huge"], True, 1), p["held_huge"], hp,
          "first write to 2 MiB-aligned MADV_HUGEPAGE ranges, a count not in the fit"),
         ("held:thp_read_fault", lambda: P.thp_fault(p["held_huge"], False, 1), p["held_huge"], hp,
@@ -250,6 +258,37 @@ SERIES = {"kmalloc": "msgsnd + msgrcv of one System V message versus its bytes: 
           "fork_touched_vmas": "fork + exit + wait versus one-page VMAs, each written",
           "fork_chain_vmas": "fork + exit + wait versus written one-page VMAs, by the last "
                              "process of a chain of forks"}
+
+
+def _current_cpu() -> int | None:
+    """The CPU this thread runs on (sched_getcpu), None where it cannot be asked."""
+    import ctypes
+    try:
+        cpu = ctypes.CDLL(None, use_errno=True).sched_getcpu()
+    except (OSError, AttributeError):
+        return None
+    return cpu if cpu >= 0 else None
+
+
+def _pinned(thunk):
+    """`thunk()` with this process pinned to the CPU it is on (children inherit the
+    pin): a probe's forked child then works on the CPU, and in the cache, its parent
+    filled, as the probes timed in one process do.  Unpinned, a child woken on the
+    other CPU of an idle host paid cold misses on the parent's struct pages (a
+    shared THP's split, 512 of them: 7.8 against 10.5 us, the two modes of one
+    quiet calibration's held:cow_huge)."""
+    import os
+    cpu = _current_cpu()
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        return thunk()
+    mask = os.sched_getaffinity(0)
+    if cpu not in mask:
+        return thunk()
+    os.sched_setaffinity(0, {cpu})
+    try:
+        return thunk()
+    finally:
+        os.sched_setaffinity(0, mask)
 
 
 def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
@@ -280,11 +319,11 @@ def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
             name, thunk = table[i][0], table[i][1]
             if name in vm:
                 before = thp_vmstat()
-                samples[name].append(float(thunk()[0]))
+                samples[name].append(float(_pinned(thunk)[0]))
                 after = thp_vmstat()
                 vm[name].append({k: (after[k] - before.get(k, 0)) / units_of[name] for k in after})
             else:
-                samples[name].append(float(thunk()[0]))
+                samples[name].append(float(_pinned(thunk)[0]))
         if rounds < max(p["reps"], p.get("min_reps", 0)):
             continue
         spread = {k: _rel_spread(v) for k, v in samples.items()}
@@ -517,18 +556,20 @@ def twin(name: str, p: dict):
             pid = s.fork(pid)
         return s, lambda t: t.write_range(pid, 0, n), n
     first, _, size = name.partition(":")
-    if first in ("cow_reuse_fault", "memfd_miss_fault", "memfd_hit_fault"):
+    if first in ("cow_reuse_fault", "memfd_miss_fault", "memfd_hit_fault", "memfd_read_hit_fault"):
         n = int(size) if size else n
     if first == "cow_reuse_fault":
         s.mmap(pid, 0, n)
         s.write_range(pid, 0, n)
         s.exit(s.fork(pid))
         return s, lambda t: t.write_range(pid, 0, n, value=7), n
-    if first in ("memfd_miss_fault", "memfd_hit_fault"):
+    if first in ("memfd_miss_fault", "memfd_hit_fault", "memfd_read_hit_fault"):
         s.mmap(pid, 0, n, shared=True)
-        if first == "memfd_hit_fault":       # the page cache is filled, a new mapper faults
+        if first != "memfd_miss_fault":      # the page cache is filled, a new mapper faults
             s.write_range(pid, 0, n)
             pid = s.fork(pid)
+        if first == "memfd_read_hit_fault":  # one read per page, fault-around maps the rest
+            return s, lambda t: t.read_range(pid, 0, n), n
         return s, lambda t: t.write_range(pid, 0, n), n
     if name.startswith("fork_chain_vmas:"):
         v = int(name.split(":")[1])
@@ -725,6 +766,11 @@ HELD_OUT_SPEC = {
                    "zero_fill + pagecache_add (+ xa_node)",
                    lambda p: (f"memfd_miss_fault:{p['held_pages']}", None, p["held_pages"]),
                    lambda f, s, p: _v(f, "held:memfd_miss", s)),
+    "memfd_read_refault": ("read of cached memfd pages, a size not in the fit: per 16 pages, "
+                           "trap + page_cache_hit + 15 x fault_around_page",
+                           lambda p: (f"memfd_read_hit_fault:{p['held_pages']}", None,
+                                      p["held_pages"]),
+                           lambda f, s, p: _v(f, "held:memfd_read_hit", s)),
     "memfd_refault": ("write fault on a cached memfd page, a size not in the fit: trap + "
                   "page_cache_hit",
                   lambda p: (f"memfd_hit_fault:{p['held_pages']}", None, p["held_pages"]),
@@ -1075,7 +1121,9 @@ def calibrate(profile: str = "full", structures_too: bool = False, backend: str 
     val = validate(figs, costs, profile, backend, stat)
     shm = validate_shmem(figs, costs, profile, stat)
     cal = {"format": 1, "kind": "calibration", "profile": profile, "stat": stat,
-           "probe_clock": {"clock": clock, "what": PROBE_CLOCK_WHAT[clock]},
+           "probe_clock": {"clock": clock, "what": PROBE_CLOCK_WHAT[clock],
+                           "pinned": "each sample runs pinned to the CPU the probe process "
+                                     "was on, its children with it (hot-cache prices)"},
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "machine": machine_info(),
            "load_average": {"before": [round(x, 2) for x in load_before],

@@ -100,6 +100,35 @@ def test_probe_rejects_bad_arguments(call):
 
 
 @linux_only
+def test_exit_probe_runs_in_a_small_process():
+    """The exit probe's child belongs to forkbase, not to the Python process: an exit
+    of one page costs far less than tearing down a copy of this interpreter, and
+    more pages cost more."""
+    from mmbench import probe
+    one = sorted(probe.exit_small(5, 1))[2]
+    many = sorted(probe.exit_small(5, 4096))[2]
+    assert 0 < one < many
+    for bad in (0, -1, 1.5, True, 1 << 23):
+        with pytest.raises(errors.InvalidArgument):
+            probe.exit_small(1, bad)
+    with pytest.raises(errors.InvalidArgument):
+        probe.exit_small(0, 1)
+
+
+@linux_only
+def test_probe_samples_run_pinned_and_unpin_after():
+    """Each calibration sample runs on one CPU (its forked children with it), and
+    the process's CPU set is given back afterwards, also when the probe fails."""
+    from mmbench import calibrate as cal
+    before = os.sched_getaffinity(0)
+    seen = cal._pinned(lambda: os.sched_getaffinity(0))
+    assert len(seen) == 1 and seen <= before
+    with pytest.raises(RuntimeError):
+        cal._pinned(lambda: (_ for _ in ()).throw(RuntimeError("probe failed")))
+    assert os.sched_getaffinity(0) == before
+
+
+@linux_only
 def test_probe_clock_is_cpu_by_default_and_switchable():
     """The CPU clock leaves out time spent waiting for a CPU: a child's exit is
     its own CPU time, not the wall time until the parent noticed."""
