@@ -353,6 +353,41 @@ def test_frames_node_ranges_do_not_overlap():
     assert [fr.node_range(n) for n in range(4)] == [(0, 10), (10, 14), (14, 18), (18, 22)]
 
 
+# --------------------------------------------------------------------- handles
+@SETTINGS
+@given(st.integers(0, 70), st.lists(st.tuples(st.booleans(), st.integers(0, 1000)), max_size=150))
+def test_handles_number_live_objects(max_numbers, ops):
+    h = bench.Handles(max_numbers)
+    live, freed = {}, []              # number -> value; numbers given back, last on top
+    for is_take, pick in ops:
+        if is_take:
+            n = h.take(pick)
+            if len(live) == max_numbers:
+                assert n is None
+                continue
+            # the number given back last, else the lowest never used
+            assert n == (freed.pop() if freed else len(live) + len(freed))
+            assert n not in live and 0 <= n < max_numbers
+            live[n] = pick
+        elif live:
+            n = sorted(live)[pick % len(live)]
+            h.put(n)
+            del live[n]
+            freed.append(n)
+        assert all(h.get(k) == v for k, v in live.items())
+        assert h.verify() == []
+    with pytest.raises(errors.InvalidArgument):
+        h.put(max_numbers + 3)
+
+
+def test_handles_grow_by_doubling_up_to_max():
+    h = bench.Handles(40)
+    assert h.size == 0
+    assert [h.take(i) for i in range(17)] == list(range(17)) and h.size == 32
+    assert [h.take(i) for i in range(23)] == list(range(17, 40)) and h.size == 40
+    assert h.take(0) is None and h.verify() == []
+
+
 # ------------------------------------------------------------------- pagecache
 pc_ops = st.lists(st.one_of(
     st.tuples(st.just("add"), st.integers(0, 5000), st.integers(0, U64)),

@@ -59,6 +59,7 @@ from mmbench.blocks.pmap cimport pmap_pte, pmap_superpages, pmap_ctx_destroy
 from mmbench.blocks.pmap_pvchunk cimport pv_entry_t, pv_pmap, pv_list, pmap_bootstrap
 from mmbench_freebsd.pmap cimport pmap_pde_init
 from mmbench_freebsd.vm_reserv cimport vm_reserv_from_page
+from mmbench.blocks.handles cimport handles_init, handles_destroy
 
 from mmbench import errors as _errors
 from mmbench.hugepages import THP_DEFAULT, thp_option
@@ -115,7 +116,7 @@ cdef class FreeBSDMachine(MapEntryMachine):
         self.vm.md.kc_pgd = KC_PGD
         self.vm.md.kc_pv = KC_PVCHUNK
         self.vm.md.kc_pmap = -1             # struct pmap is inside struct vmspace (KC_VMSPACE)
-        self.vm.reserv_away = NULL
+        handles_init(&self.vm.reserv_tab, <int64_t>0xFFFFFFFF)   # number + 1 fits frame_t.aux
         if pmap_bootstrap(&self.vm.md, self.ram_pages) != 0:
             raise MemoryError("no memory for the pv list heads")
         self.vm.objects = NULL
@@ -141,6 +142,7 @@ cdef class FreeBSDMachine(MapEntryMachine):
                 vmspace_free(&self.vm, <vm_map_t*>self.procs[pid])
                 self.procs[pid] = NULL
         pmap_ctx_destroy(&self.vm.md)
+        handles_destroy(&self.vm.reserv_tab)
 
     # --------------------------------- the mechanism (mmbench.blocks.mapentry)
     # The contract's walk is MapEntryMachine's; these name the design's map

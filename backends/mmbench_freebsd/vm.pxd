@@ -13,15 +13,17 @@
 #
 # A vm_page is the frame descriptor of mmbench.blocks.frames: `owner` is the
 # vm_object, `index` the pindex (the trie's leaf points at it, as in the
-# kernel), `mapcount` the number of pv entries.  Its 104 bytes are accounted
-# in the "vm_page" cache.  The per-page pv list head (md.pv_list) lives in
-# the pmap block's context, indexed by pfn (pmap_pvchunk.pv_list).
+# kernel), `mapcount` the number of pv entries, `aux` the number + 1 of the
+# reservation it belongs to, 0 for none (vm_reserv.pyx).  Its 104 bytes are
+# accounted in the "vm_page" cache.  The per-page pv list head (md.pv_list)
+# lives in the pmap block's context, indexed by pfn (pmap_pvchunk.pv_list).
 #
 # Every module works on a vm_ctx_t: frames, counters, slab caches and the
 # global object list of one machine (pointers into FreeBSDMachine).
 
 from libc.stdint cimport uint64_t, int64_t, uint32_t, int32_t, uint8_t
-from mmbench.blocks.frames cimport frame_t, pfn_t, FR_DESIGN0
+from mmbench.blocks.frames cimport frame_t, pfn_t
+from mmbench.blocks.handles cimport handles_t
 from mmbench.blocks.pmap cimport pmap_ctx_t
 from mmbench.blocks.pmap_pvchunk cimport pmap_t, pv_entry_t
 from mmbench.blocks.maplist cimport map_entry_link_t, map_list_t
@@ -31,9 +33,6 @@ cdef enum:  # vm_object flags
     OBJ_ANON = 1 << 0          # anonymous (swap-backed) memory
     OBJ_ONEMAPPING = 1 << 1    # every page is mapped at most once, by one entry range
     OBJ_DEAD = 1 << 2
-
-cdef enum:  # frame flags of a vm_page
-    PG_RESERVED = FR_DESIGN0   # a populated index of a reservation (vm_reserv_from_page finds it)
 
 cdef enum:  # vm_map_entry eflags
     MAP_ENTRY_COW = 1 << 0
@@ -109,10 +108,8 @@ ctypedef struct vm_reserv_t:           # see vm_reserv.pyx
     pv_entry_t* pvh                    # 2 MiB mappings of the reservation (pa_to_pvh: the
                                        # pv list of the physical superpage it stands for)
     pfn_t pages[512]                   # simulator: the frame of each populated index
-    int32_t away                       # simulator: populated pages not at their index of
-                                       # `object` (left behind by vm_reserv_rename)
-    vm_reserv_t* away_next             # simulator: on vm.reserv_away while away > 0
-    vm_reserv_t* away_prev
+    uint32_t num                       # simulator: its number in vm.reserv_tab; each
+                                       # populated page's frame_t.aux holds num + 1
 
 ctypedef struct vm_map_t:              # a vmspace: the map and its pmap (one KC_VMSPACE object)
     map_list_t list                    # first: the entries by address, their tree, the hint
@@ -122,8 +119,8 @@ ctypedef struct vm_ctx_t:
     pmap_ctx_t md                      # first: the pmap block's context (the machine's frames
                                        # md.fr, counters md.ctr (C_* ids), caches md.kc (KC_*
                                        # ids), per-pfn pv lists); pmap.pyx relies on the place
-    vm_reserv_t* reserv_away           # simulator: reservations with pages away from their
-                                       # object (vm_reserv_from_page searches them last)
+    handles_t reserv_tab               # simulator: the live reservations by number
+                                       # (vm_reserv_from_page: frame_t.aux - 1)
     bint pg_ps_enabled                 # vm.pmap.pg_ps_enabled: reservations are made
     vm_object_t* objects               # all live objects
     int64_t nobjects

@@ -12,13 +12,18 @@
 #             per PTE, page mapcount == its pv list length.
 #   reserv    each reservation on its object's list, popcnt == popmap bits
 #             (never 0), each populated index names a resident page that
-#             points back at it (at rv.pindex + i when still in that object).
+#             names the reservation back (frame_t.aux == its number + 1 in
+#             vm.reserv_tab; at rv.pindex + i when still in that object); no
+#             other page names a reservation (as many pages with aux != 0 as
+#             populated indices, each aux a number in use); numbers in use ==
+#             reservations.
 #   totals    frames in use == resident pages (no page both free and owned);
 #             slab caches == live structures (one vmspace per live process).
 
 from libc.stdint cimport int64_t, uint64_t, int32_t
 
 from mmbench.blocks.frames cimport pfn_t, NO_PFN
+from mmbench.blocks.handles cimport handles_live
 from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagetable cimport pt_node_t, pt_next, pte_pfn, PTE_WRITE
 from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_check
@@ -71,7 +76,10 @@ cdef int check_map(vm_ctx_t* vm, vm_map_t* map, const char** why) noexcept nogil
     return 0
 
 
-cdef int check_object(vm_ctx_t* vm, vm_object_t* obj, int64_t* pages, const char** why) noexcept nogil:
+cdef int check_object(vm_ctx_t* vm, vm_object_t* obj, int64_t* pages, int64_t* reserved,
+                      const char** why) noexcept nogil:
+    """One object; adds its resident pages to *pages, those that name a
+    reservation (frame_t.aux != 0) to *reserved."""
     cdef vm_object_t* s = obj.shadow_head
     cdef int32_t listed = 0
     cdef uint64_t* item
@@ -106,6 +114,11 @@ cdef int check_object(vm_ctx_t* vm, vm_object_t* obj, int64_t* pages, const char
         if vm.md.fr.f[pfn].owner != <uint64_t><size_t>obj or vm.md.fr.f[pfn].refcount != 1:
             why[0] = "vm_page: resident page does not belong to its object or is free"
             return -1
+        if vm.md.fr.f[pfn].aux != 0:
+            if not handles_live(&vm.reserv_tab, <int64_t>vm.md.fr.f[pfn].aux - 1):
+                why[0] = "vm_page: names a reservation number not in use (aux)"
+                return -1
+            reserved[0] += 1
         n += 1
         item = pctrie_lookup_ge(&obj.rtree, item[0] + 1)
     pages[0] += n
@@ -279,6 +292,7 @@ cdef int vm_check_all(vm_ctx_t* vm, void** procs, int64_t nprocs, const char** w
     cdef vm_object_t* obj = vm.objects
     cdef vm_map_t* map
     cdef int64_t pid, entries = 0, pages = 0, nobj = 0, ptes = 0, mapped = 0, nrv = 0
+    cdef int64_t npop = 0, reserved = 0
     while obj != NULL:                      # reset the scratch counters
         obj.check_refs = 0
         obj.check_shadows = 0
@@ -298,12 +312,16 @@ cdef int vm_check_all(vm_ctx_t* vm, void** procs, int64_t nprocs, const char** w
             entries += map.list.nentries
     obj = vm.objects
     while obj != NULL:
-        if check_object(vm, obj, &pages, why) != 0 or vm_reserv_check(vm, obj, &nrv, why) != 0:
+        if (check_object(vm, obj, &pages, &reserved, why) != 0
+                or vm_reserv_check(vm, obj, &nrv, &npop, why) != 0):
             return -1
         nobj += 1
         obj = obj.all_next
-    if nrv != vm.md.kc[KC_RESERV].active:
-        why[0] = "vm_reserv cache != reservations on object lists"
+    if nrv != vm.md.kc[KC_RESERV].active or nrv != vm.reserv_tab.count:
+        why[0] = "vm_reserv cache or numbers in use != reservations on object lists"
+        return -1
+    if reserved != npop:
+        why[0] = "vm_reserv: a page names a reservation that does not hold it (aux)"
         return -1
     if nobj != vm.nobjects:
         why[0] = "object list length != object count"

@@ -38,24 +38,26 @@
 #
 # A page's reservation (vm_reserv_from_page).  The kernel computes it from the
 # page's physical address, &vm_reserv_array[pa >> 21].  The model's 512 frames
-# are not contiguous, so it finds the reservation where the page was put in
-# it: the reservation of the page's object that covers the page's pindex and
-# holds the page at that index.  A page flag (PG_RESERVED) says whether to
-# look at all.  vm_reserv_rename moves a reservation with the first page
-# renamed out of its object; the range's pages still in the old object are
-# then away from it until they are renamed after it or freed.  rv.away counts
-# them, and the reservations that have any are on vm.reserv_away, searched
-# when the page's object does not answer.  (No per-frame pointer: the
-# simulator's memory per resident page, docs/performance.md.)
+# are not physically contiguous, so it keeps the reservation's number in the
+# frame descriptor instead: each live reservation has a number in a table of
+# live reservations (vm.reserv_tab, mmbench.blocks.handles), and every page
+# of its popmap holds that number + 1 in frame_t.aux (0: in no reservation),
+# set when vm_reserv_alloc_page populates the index, cleared when the page
+# leaves (vm_reserv_free_page, vm_reserv_break_all).  The lookup is one table
+# index, whatever vm_reserv_rename did to the page's object and pindex, and
+# costs no per-frame pointer (the simulator's memory per resident page,
+# docs/performance.md).  The page's index in the reservation is where its
+# object and pindex put it while it is still there, otherwise found by a scan
+# of the populated indices (reserv_index_of: pages left behind by a rename).
 
 from libc.stdlib cimport malloc, free
-from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
+from libc.stdint cimport int64_t, uint64_t, uint32_t
 
 from mmbench.core cimport C_RESERV_ALLOC, C_RESERV_FREED, C_RESERV_BROKEN, C_RESERV_PAGES
 from mmbench.blocks.frames cimport frame_t, pfn_t, NO_PFN
+from mmbench.blocks.handles cimport handles_take, handles_put, handles_get
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_object_t, vm_map_entry_t, vm_reserv_t, kc_alloc,
-                                 kc_free, KC_RESERV, OBJ_ANON, VM_LEVEL_0_NPAGES, NPOPMAP,
-                                 PG_RESERVED)
+                                 kc_free, KC_RESERV, OBJ_ANON, VM_LEVEL_0_NPAGES, NPOPMAP)
 from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_insert, pctrie_remove, pctrie_reclaim, pctrie_check
 from mmbench.core cimport kmem_cache_t
 
@@ -142,64 +144,21 @@ cdef vm_reserv_t* vm_reserv_lookup(vm_object_t* obj, int64_t pindex) noexcept no
     return rv
 
 
-# ------------------------------------------------------------ vm_reserv_from_page
-cdef inline int64_t reserv_index_of(vm_reserv_t* rv, pfn_t m) noexcept nogil:
-    cdef int64_t i
-    for i in range(VM_LEVEL_0_NPAGES):
-        if popmap_is_set(rv, i) and rv.pages[i] == m:
-            return i
-    return -1
-
+# ------------------------------------------------ a page's index in its reservation
 cdef inline bint reserv_holds(vm_reserv_t* rv, int64_t i, pfn_t m) noexcept nogil:
     return 0 <= i < VM_LEVEL_0_NPAGES and popmap_is_set(rv, i) and rv.pages[i] == m
 
-cdef inline bint page_at_home(vm_ctx_t* vm, vm_reserv_t* rv, int64_t i, pfn_t m) noexcept nogil:
-    """Is page m, index i of rv, at that index of rv's object?"""
-    return (<vm_object_t*><size_t>vm.md.fr.f[m].owner == rv.object
-            and <int64_t>vm.md.fr.f[m].index == rv.pindex + i)
-
-cdef vm_reserv_t* reserv_covering(vm_object_t* obj, int64_t pindex, pfn_t m) noexcept nogil:
-    """The reservation of obj holding m at pindex, or NULL (rvq keeps its order)."""
-    cdef vm_reserv_t* rv = obj.rvq
-    if rv != NULL and reserv_holds(rv, pindex - rv.pindex, m):
-        return rv
-    if not obj.rvindex_lost:                # reservations of obj do not overlap
-        rv = rv_indexed_ge(obj, pindex - (VM_LEVEL_0_NPAGES - 1))
-        return rv if rv != NULL and reserv_holds(rv, pindex - rv.pindex, m) else NULL
-    while rv != NULL and not reserv_holds(rv, pindex - rv.pindex, m):
-        rv = rv.objq_next
-    return rv
-
-cdef vm_reserv_t* vm_reserv_from_page(vm_ctx_t* vm, pfn_t m) noexcept nogil:
+cdef int64_t reserv_index_of(vm_ctx_t* vm, vm_reserv_t* rv, pfn_t m) noexcept nogil:
+    """The populated index of rv holding page m (of rv: vm_reserv_from_page): its
+    pindex's place in rv while it is in rv's object, else found by a scan."""
     cdef frame_t* f = &vm.md.fr.f[m]
-    cdef vm_reserv_t* rv
-    if not (f.flags & PG_RESERVED):
-        return NULL
-    rv = reserv_covering(<vm_object_t*><size_t>f.owner, <int64_t>f.index, m)
-    if rv != NULL:
-        return rv
-    rv = vm.reserv_away                     # left behind by vm_reserv_rename
-    while rv != NULL and reserv_index_of(rv, m) < 0:
-        rv = rv.away_next
-    return rv
-
-cdef void away_add(vm_ctx_t* vm, vm_reserv_t* rv, int32_t delta) noexcept nogil:
-    """rv.away += delta; rv is on vm.reserv_away exactly while away > 0."""
-    cdef bint was = rv.away > 0
-    rv.away += delta
-    if was and rv.away <= 0:
-        if rv.away_prev != NULL:
-            rv.away_prev.away_next = rv.away_next
-        else:
-            vm.reserv_away = rv.away_next
-        if rv.away_next != NULL:
-            rv.away_next.away_prev = rv.away_prev
-    elif not was and rv.away > 0:
-        rv.away_prev = NULL
-        rv.away_next = vm.reserv_away
-        if vm.reserv_away != NULL:
-            vm.reserv_away.away_prev = rv
-        vm.reserv_away = rv
+    cdef int64_t i = <int64_t>f.index - rv.pindex
+    if <vm_object_t*><size_t>f.owner == rv.object and reserv_holds(rv, i, m):
+        return i
+    for i in range(VM_LEVEL_0_NPAGES):      # left behind by vm_reserv_rename
+        if popmap_is_set(rv, i) and rv.pages[i] == m:
+            return i
+    return -1
 
 
 cdef bint range_eligible(vm_ctx_t* vm, vm_object_t* obj, int64_t first,
@@ -227,7 +186,7 @@ cdef bint range_eligible(vm_ctx_t* vm, vm_object_t* obj, int64_t first,
 cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex,
                                        vm_map_entry_t* entry, int64_t vpn, pfn_t m) noexcept nogil:
     cdef vm_reserv_t* rv
-    cdef int64_t first, i
+    cdef int64_t first, i, n
     if not vm.pg_ps_enabled or not (obj.flags & OBJ_ANON):
         return NULL
     rv = vm_reserv_lookup(obj, pindex)
@@ -236,13 +195,14 @@ cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t p
         if not range_eligible(vm, obj, first, entry, vpn):
             return NULL
         rv = <vm_reserv_t*>malloc(sizeof(vm_reserv_t))
-        if rv == NULL:
+        n = handles_take(&vm.reserv_tab, rv) if rv != NULL else -1
+        if n < 0:
+            free(rv)
             return NULL                     # the page stays an ordinary page
+        rv.num = <uint32_t>n
         rv.pindex = first
         rv.popcnt = 0
         rv.pvh = NULL
-        rv.away = 0
-        rv.away_next = rv.away_prev = NULL
         for i in range(NPOPMAP):
             rv.popmap[i] = 0
         objq_insert(obj, rv)
@@ -254,13 +214,13 @@ cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t p
     rv.popmap[i >> 6] |= 1ULL << (i & 63)
     rv.popcnt += 1
     rv.pages[i] = m
-    vm.md.fr.f[m].flags |= PG_RESERVED      # the fault inserts m at pindex of obj: at home
+    vm.md.fr.f[m].aux = rv.num + 1          # vm_reserv_from_page finds rv
     vm.md.ctr[C_RESERV_PAGES] += 1
     return rv
 
 
 cdef void reserv_release(vm_ctx_t* vm, vm_reserv_t* rv) noexcept nogil:
-    away_add(vm, rv, -rv.away)
+    handles_put(&vm.reserv_tab, rv.num)
     objq_remove(rv)
     kc_free(vm, KC_RESERV)
     free(rv)
@@ -271,10 +231,8 @@ cdef void vm_reserv_free_page(vm_ctx_t* vm, pfn_t m) noexcept nogil:
     cdef int64_t i
     if rv == NULL:
         return
-    vm.md.fr.f[m].flags &= ~(<uint32_t>PG_RESERVED)
-    i = reserv_index_of(rv, m)
-    if not page_at_home(vm, rv, i, m):
-        away_add(vm, rv, -1)
+    i = reserv_index_of(vm, rv, m)
+    vm.md.fr.f[m].aux = 0
     rv.popmap[i >> 6] &= ~(1ULL << (i & 63))
     rv.popcnt -= 1
     if rv.popcnt == 0:
@@ -286,24 +244,11 @@ cdef void vm_reserv_rename(vm_ctx_t* vm, pfn_t m, vm_object_t* new_obj, int64_t 
                            int64_t new_pindex) noexcept nogil:
     cdef vm_reserv_t* rv = vm_reserv_from_page(vm, m)
     cdef vm_object_t* old = <vm_object_t*><size_t>vm.md.fr.f[m].owner
-    cdef int64_t i, j
-    cdef int32_t away = 0
-    if rv == NULL:
+    if rv == NULL or rv.object != old or new_obj == old:
         return
-    i = reserv_index_of(rv, m)
-    if rv.object != old or new_obj == old:
-        # the reservation stays: m is at home afterwards only if it lands on index i
-        away_add(vm, rv, <int32_t>(not (new_obj == rv.object and new_pindex == rv.pindex + i))
-                 - <int32_t>(not page_at_home(vm, rv, i, m)))
-        return
-    objq_remove(rv)
+    objq_remove(rv)                         # the pages keep naming it (frame_t.aux)
     rv.pindex -= old_pindex - new_pindex
     objq_insert(new_obj, rv)
-    away = new_pindex != rv.pindex + i      # m moves with it; the others stay where they are
-    for j in range(VM_LEVEL_0_NPAGES):
-        if j != i and popmap_is_set(rv, j) and not page_at_home(vm, rv, j, rv.pages[j]):
-            away += 1
-    away_add(vm, rv, away - rv.away)
 
 
 cdef void vm_reserv_break_all(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
@@ -313,24 +258,28 @@ cdef void vm_reserv_break_all(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
         rv = obj.rvq
         for i in range(VM_LEVEL_0_NPAGES):
             if popmap_is_set(rv, i):
-                vm.md.fr.f[rv.pages[i]].flags &= ~(<uint32_t>PG_RESERVED)
+                vm.md.fr.f[rv.pages[i]].aux = 0
         reserv_release(vm, rv)
         vm.md.ctr[C_RESERV_BROKEN] += 1
     pctrie_reclaim(&obj.rvindex, &rvindex_kc)   # no reservation left: the index starts afresh
     obj.rvindex_lost = False
 
 
-cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, const char** why) noexcept nogil:
+cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, int64_t* npop,
+                         const char** why) noexcept nogil:
+    """obj's reservations.  Each populated page names its reservation (frame_t.aux
+    = rv.num + 1, and rv is number rv.num of vm.reserv_tab); that no other page
+    names one is vm_check's count: as many resident pages name a reservation as
+    there are populated indices (*npop)."""
     cdef vm_reserv_t* rv = obj.rvq
     cdef vm_reserv_t* prev = NULL
-    cdef int64_t i, n, nidx = 0, naway
+    cdef int64_t i, n, nidx = 0
     cdef pfn_t m
     while rv != NULL:
         if rv.object != obj or rv.objq_prev != prev:
             why[0] = "vm_reserv: reservation list of an object is inconsistent"
             return -1
         n = 0
-        naway = 0
         for i in range(NPOPMAP):
             n += __builtin_popcountll(rv.popmap[i])
         if rv.pvh != NULL and n != VM_LEVEL_0_NPAGES:
@@ -345,22 +294,22 @@ cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, const cha
         for i in range(VM_LEVEL_0_NPAGES):
             if popmap_is_set(rv, i):
                 m = rv.pages[i]
-                if (vm_reserv_from_page(vm, m) != rv or vm.md.fr.f[m].refcount != 1
-                        or vm.md.fr.f[m].owner == 0):
+                if vm.md.fr.f[m].refcount != 1 or vm.md.fr.f[m].owner == 0:
                     why[0] = "vm_reserv: populated index without its resident page"
                     return -1
-                naway += not page_at_home(vm, rv, i, m)
+                if (vm.md.fr.f[m].aux != rv.num + 1 or rv.num >= vm.reserv_tab.len
+                        or handles_get(&vm.reserv_tab, rv.num) != <void*>rv):
+                    why[0] = "vm_reserv: a populated page does not name its reservation (aux)"
+                    return -1
                 if (<vm_object_t*><size_t>vm.md.fr.f[m].owner == obj
                         and <int64_t>vm.md.fr.f[m].index != rv.pindex + i):
                     why[0] = "vm_reserv: page of the reservation's object at the wrong index"
                     return -1
-        if naway != rv.away or (rv.away > 0 and rv.away_prev == NULL and vm.reserv_away != rv):
-            why[0] = "vm_reserv: pages away from the reservation's object miscounted"
-            return -1
         if not obj.rvindex_lost and rv_indexed_ge(obj, rv.pindex) != rv:
             why[0] = "vm_reserv: the object's reservation index does not find a reservation"
             return -1
         nrv[0] += 1
+        npop[0] += n
         nidx += 1
         prev = rv
         rv = rv.objq_next

@@ -29,6 +29,8 @@ from mmbench.blocks.pagecache cimport (address_space_t, mapping_init, mapping_lo
                                        mapping_remove, mapping_truncate)
 from mmbench.blocks.vmaset cimport (vma_span_t, vmaset_lower_bound, vmaset_find, vmaset_fully_mapped,
                                     vmaset_any_mapped, vmaset_reserve, vmaset_insert, vmaset_remove)
+from mmbench.blocks.handles cimport (handles_t, handles_init, handles_destroy, handles_take,
+                                     handles_put, handles_get, handles_live)
 
 from mmbench import errors
 
@@ -492,6 +494,73 @@ cdef class Frames:
     @property
     def nr_nodes(self):
         return self.fr.nr_nodes
+
+
+# -------------------------------------------------------------------- handles
+cdef class Handles:
+    """One handles_t numbering Python ints (kept alive here, stored as even
+    addresses); a number not in use is refused, not given back."""
+    cdef handles_t h
+    cdef dict objs                 # number -> the int it names
+
+    def __cinit__(self, max_numbers):
+        handles_init(&self.h, _u64(max_numbers, "max_numbers", 0, 1 << 40))
+        self.objs = {}
+
+    def __dealloc__(self):
+        handles_destroy(&self.h)
+
+    def take(self, value):
+        """A number naming `value` (an int), or None when none is left."""
+        cdef uint64_t v = _u64(value, "value", 0, (1 << 62) - 1)
+        cdef int64_t n = handles_take(&self.h, <void*><size_t>(v << 1))
+        if n < 0:
+            return None
+        self.objs[n] = v
+        return n
+
+    def put(self, n):
+        k = _u64(n, "number")
+        if k not in self.objs:
+            raise errors.InvalidArgument(f"number {k} is not in use")
+        del self.objs[k]
+        handles_put(&self.h, k)
+
+    def get(self, n):
+        k = _u64(n, "number")
+        if k not in self.objs:
+            raise errors.InvalidArgument(f"number {k} is not in use")
+        return <uint64_t><size_t>handles_get(&self.h, k) >> 1
+
+    def verify(self):
+        """[] or the violations: the numbers in use are exactly those handed out,
+        the free chain holds every other slot once, count is right."""
+        cdef int64_t n, seen = 0
+        out = []
+        if self.h.count != len(self.objs):
+            out.append(f"count {self.h.count} != {len(self.objs)} numbers in use")
+        if self.h.len > self.h.max or (self.h.len and self.h.len < len(self.objs)):
+            out.append(f"len {self.h.len} outside [numbers in use, max {self.h.max}]")
+        for n in range(self.h.len):
+            if handles_live(&self.h, n) != (n in self.objs):
+                out.append(f"number {n}: live {handles_live(&self.h, n)}, in use {n in self.objs}")
+        free = set()
+        n = self.h.free
+        while n >= 0 and seen <= self.h.len:
+            if handles_live(&self.h, n) or n in free:
+                out.append(f"free chain reaches {n}, in use or twice")
+                break
+            free.add(n)
+            seen += 1
+            n = <int64_t>(<size_t>self.h.slot[n] >> 1) - 1
+        if len(free) + len(self.objs) != self.h.len:
+            out.append(f"free chain {len(free)} + in use {len(self.objs)} != len {self.h.len}")
+        return out
+
+    @property
+    def size(self):
+        """Slots allocated."""
+        return self.h.len
 
 
 # ------------------------------------------------------------------ pagecache

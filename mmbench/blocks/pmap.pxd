@@ -66,6 +66,7 @@ from libc.stdint cimport uint64_t, int64_t
 from mmbench.core cimport kmem_cache_t
 from mmbench.blocks.frames cimport frames_t, pfn_t
 from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t
+from mmbench.blocks.handles cimport handles_t
 
 cdef struct pmap_ctx_s
 ctypedef pmap_ctx_s pmap_ctx_t
@@ -120,9 +121,9 @@ cdef struct pmap_ctx_s:
     int64_t npages            # pfns [0, npages) have pv heads
     void* pv_heads            # per pfn, the implementation's pv head (pv_entry list …), or
                               # NULL when it keeps them in the frame descriptors (pmap_netbsd)
-    void** pmap_tab           # pmap_netbsd: its live pmaps by number, so that a pv word can
-    int64_t pmap_tab_len      # name a pmap in fewer bits than a pointer (pmap_netbsd.pxd);
-    int64_t pmap_tab_free     # first free number (-1: none); NULL / 0 / -1 otherwise
+    handles_t pmap_tab        # pmap_netbsd: its live pmaps by number, so that a pv word can
+                              # name a pmap in fewer bits than a pointer (pmap_netbsd.pxd;
+                              # mmbench.blocks.handles); empty, no numbers, otherwise
     pmap_pv_ops_t pv          # the implementation's pv side (set by pmap_bootstrap)
     void* pvc_spare           # containers freed and kept for the next pvc_alloc (linked
     int64_t pvc_nspare        # through their first word), at most PVC_SPARE_MAX

@@ -10,6 +10,7 @@ from libc.stdint cimport uint64_t, int64_t
 from mmbench.core cimport (C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PT_PAGES_ALLOC, C_RMAP_VISITS,
                            C_PT_PAGES_FREE, C_MREMAP_PAGES_MOVED, kmem_cache_sync)
 from mmbench.blocks.frames cimport pfn_t
+from mmbench.blocks.handles cimport handles_init, handles_destroy
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf,
                                        pt_set, pt_next, pt_free_range, pt_reserve_move, pt_get, mk_pte, pte_pfn,
                                        pte_present, PTE_PRESENT, PTE_WRITE)
@@ -26,9 +27,7 @@ cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,
     ctx.pv_heads = calloc(npages if npages > 0 else 1, head_bytes) if head_bytes > 0 else NULL
     ctx.npages = npages
     ctx.pv = pv
-    ctx.pmap_tab = NULL
-    ctx.pmap_tab_len = 0
-    ctx.pmap_tab_free = -1
+    handles_init(&ctx.pmap_tab, 0)              # numbers only if the implementation asks
     ctx.pvc_spare = NULL
     ctx.pvc_nspare = 0
     return 0 if ctx.pv_heads != NULL or head_bytes == 0 else -1
@@ -37,8 +36,7 @@ cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
     cdef void* c
     free(ctx.pv_heads)
     ctx.pv_heads = NULL
-    free(ctx.pmap_tab)
-    ctx.pmap_tab = NULL
+    handles_destroy(&ctx.pmap_tab)
     while ctx.pvc_spare != NULL:
         c = ctx.pvc_spare
         ctx.pvc_spare = (<void**>c)[0]

@@ -31,10 +31,11 @@
 #   frame_t.index   pp_pte      the embedded pv {pmap, va} packed in one word:
 #                               (pm_num + 1) << VPN_BITS | va, 0 when free
 #
-# pm_num is the pmap's number in ctx.pmap_tab (given at pmap_pinit, reused
-# after pmap_release), which takes 64 - VPN_BITS = 28 bits where a pointer
-# would take 64: up to 2^28 - 1 pmaps alive at once, more than memory holds
-# (each has a 4 KiB PGD).  The design keeps the descriptor's aux word (uvm:
+# pm_num is the pmap's number in ctx.pmap_tab, the table of live pmaps
+# (mmbench.blocks.handles: taken at pmap_pinit, given back at pmap_release,
+# then reused), which takes 64 - VPN_BITS = 28 bits where a pointer would
+# take 64: up to 2^28 - 1 pmaps alive at once, more than memory holds (each
+# has a 4 KiB PGD).  The design keeps the descriptor's aux word (uvm:
 # an_ref).  What the kernel's vm_page costs is accounted by the design
 # (vm_page, 128 B), not by these words.
 from libc.stdint cimport uint64_t, int64_t

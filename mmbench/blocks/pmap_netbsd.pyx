@@ -1,11 +1,11 @@
 # Implementation of NetBSD x86's pmap; see pmap_netbsd.pxd (the design) and
 # pmap.pxd (the interface).
-from libc.stdlib cimport realloc
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, int64_t
 
 from mmbench.core cimport C_PV_ENTRIES, VPN_BITS
 from mmbench.blocks.frames cimport pfn_t, frame_t
+from mmbench.blocks.handles cimport handles_init, handles_take, handles_put, handles_get
 from mmbench.blocks.pagetable cimport pt_get, pte_pfn, pte_present
 from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_pv_ops_t, pmap_kc_alloc, pmap_kc_free,
                                   pmap_ctx_init, pmap_create, pmap_destroy, pvc_link_t,
@@ -26,57 +26,27 @@ cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil:
     pv.pv_remove = pmap_remove_pv
     pv.pv_move = pmap_move_pv
     pv.pv_first = pmap_first_pv
-    return pmap_ctx_init(ctx, npages, 0, pv)     # pmap_page: in the frame descriptors
-
-cdef inline void* free_slot(int64_t next) noexcept nogil:
-    """A free slot of ctx.pmap_tab, chained to the free number `next` (-1: none);
-    odd, so never a pmap's address."""
-    return <void*>(<size_t>(((next + 1) << 1) | 1))
-
-cdef int64_t pmap_num_take(pmap_ctx_t* ctx) noexcept nogil:
-    """A free number in ctx.pmap_tab (the table grows by doubling); -1: none.
-    The free numbers are chained through their slots (free_slot)."""
-    cdef int64_t n, i, nlen
-    cdef void** tab
-    if ctx.pmap_tab_free < 0:
-        nlen = 16 if ctx.pmap_tab_len == 0 else 2 * ctx.pmap_tab_len
-        if nlen > PMAP_NUM_MAX:
-            nlen = PMAP_NUM_MAX
-        if nlen <= ctx.pmap_tab_len:
-            return -1
-        tab = <void**>realloc(ctx.pmap_tab, nlen * sizeof(void*))
-        if tab == NULL:
-            return -1
-        for i in range(ctx.pmap_tab_len, nlen):      # chained i -> i + 1, the last to none
-            tab[i] = free_slot(i + 1 if i + 1 < nlen else -1)
-        ctx.pmap_tab_free = ctx.pmap_tab_len
-        ctx.pmap_tab = tab
-        ctx.pmap_tab_len = nlen
-    n = ctx.pmap_tab_free
-    ctx.pmap_tab_free = <int64_t>(<size_t>ctx.pmap_tab[n] >> 1) - 1
-    return n
-
-cdef void pmap_num_put(pmap_ctx_t* ctx, int64_t n) noexcept nogil:
-    ctx.pmap_tab[n] = free_slot(ctx.pmap_tab_free)
-    ctx.pmap_tab_free = n
+    if pmap_ctx_init(ctx, npages, 0, pv) != 0:   # pmap_page: in the frame descriptors
+        return -1
+    handles_init(&ctx.pmap_tab, PMAP_NUM_MAX)    # pm_num: the number pp_pte packs
+    return 0
 
 cdef int pmap_pinit(pmap_ctx_t* ctx, pmap_t* pm, int64_t pid) noexcept nogil:
     """pmap_create: the PDP and an empty pv state; struct pmap is charged."""
-    cdef int64_t n = pmap_num_take(ctx)
+    cdef int64_t n = handles_take(&ctx.pmap_tab, <void*>pm)
     if n < 0:
         return -1
     if pmap_create(ctx, &pm.hdr, sizeof(pmap_t), pid) != 0:
-        pmap_num_put(ctx, n)
+        handles_put(&ctx.pmap_tab, n)
         return -1
     pm.pm_num = n
-    ctx.pmap_tab[n] = <void*>pm
     return 0
 
 cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     """pmap_destroy of a pmap whose mappings are gone (pv_pages drained already)."""
     pvc_free_list(ctx, &pm.pm_pvp_part)
     pvc_free_list(ctx, &pm.pm_pvp_empty)
-    pmap_num_put(ctx, pm.pm_num)
+    handles_put(&ctx.pmap_tab, pm.pm_num)
     pmap_destroy(ctx, &pm.hdr)
 
 
@@ -98,7 +68,7 @@ cdef inline uint64_t pp_pte_of(pmap_t* pm, int64_t vpn) noexcept nogil:
     return (<uint64_t>(pm.pm_num + 1) << VPN_BITS) | <uint64_t>vpn
 
 cdef inline pmap_t* pp_pte_pmap(pmap_ctx_t* ctx, uint64_t pp_pte) noexcept nogil:
-    return <pmap_t*>ctx.pmap_tab[(pp_pte >> VPN_BITS) - 1]
+    return <pmap_t*>handles_get(&ctx.pmap_tab, <int64_t>(pp_pte >> VPN_BITS) - 1)
 
 cdef inline int64_t pp_pte_va(uint64_t pp_pte) noexcept nogil:
     return <int64_t>(pp_pte & PP_VA_MASK)
