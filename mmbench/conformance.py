@@ -14,9 +14,10 @@ once every process exited.  This module turns that sentence into a Hypothesis
   with accelerators, migrate / device_read / device_write), applied to both
   machines with the same arguments, results compared;
 * with ``vpn_span >= 1024`` huge-page-sized rules join in: 2 MiB-aligned and
-  unaligned mappings of 512+ pages, first touch of a whole 2 MiB block, and
-  the partial munmap / mprotect / mremap / fork / COW rules then cut into
-  them (run it with ``options={"thp": "always"}``);
+  unaligned mappings of 512+ pages, first touch of a whole 2 MiB block, a run
+  written from inside a block then cut and forked, and the partial munmap /
+  mprotect / mremap / fork / COW rules then cut into them (run it with
+  ``options={"thp": "always"}``);
 * a failed operation must leave the design unchanged: its ``metadata()`` and
   frames in use are compared before and after;
 * with ``tight_memory=True`` RAM and device memory are a few dozen pages, so
@@ -460,6 +461,31 @@ def conformance_machine(backend, *, devices: int | None = None, ram_pages: int |
                 p = self.pid(pick)
                 for v in range(block * 512, block * 512 + 512):
                     self.both(f"write({p}, {v}, {value})", lambda m: m.write(p, v, value ^ v))
+
+            @precondition(lambda self: 0 < len(self.live) < max_procs)
+            @rule(pick=picks, block=st.integers(0, vpn_span // 512 - 1), n=st.sampled_from([512, 1024, 600]),
+                  off=st.integers(0, 511), run=st.integers(1, 700), back=st.integers(0, 511),
+                  cut=st.integers(1, 700), op=st.sampled_from(["mprotect", "mprotect", "dontneed", "munmap"]),
+                  value=values)
+            def write_cut_fork(self, pick, block, n, off, run, back, cut, op, value):
+                """mmap_huge's aligned mapping (where the window is free), a run written from
+                inside its block (populated from a page other than its first), a partial
+                operation starting in the block at or before the run, then fork: the fork
+                splits the objects of the entries the cut made (vm_object_split) inside
+                the block."""
+                self.mmap_huge(pick, block, 0, n, None)
+                p = self.pid(pick)
+                start = block * 512 + off
+                for v in range(start, min(start + run, vpn_span)):
+                    self.both(f"write({p}, {v}, {value})", lambda m: m.write(p, v, value ^ v))
+                vpn = start - back % (off + 1)
+                if op == "mprotect":
+                    self.both(f"mprotect({p}, {vpn}, {cut}, False)", lambda m: m.mprotect(p, vpn, cut, False))
+                elif op == "dontneed":
+                    self.both(f"madvise_dontneed({p}, {vpn}, {cut})", lambda m: m.madvise_dontneed(p, vpn, cut))
+                else:
+                    self.both(f"munmap({p}, {vpn}, {cut})", lambda m: m.munmap(p, vpn, cut))
+                self.fork(pick)
 
             @precondition(lambda self: self.live)
             @rule(pick=picks, block=st.integers(0, vpn_span // 512 - 1), off=st.integers(0, 511),

@@ -79,7 +79,7 @@ ctypedef struct vm_object_t:
     int32_t check_shadows              # scratch for c_check: shadows found
     void* check_map                    # scratch for c_check: the map of its entries (or -1: several)
     vm_reserv_t* rvq                   # the object's reservations (LIST_HEAD rvq)
-    pctrie_t rvindex                   # simulator: the same reservations by pindex (the
+    pctrie_t rvindex                   # simulator: the same reservations by rvkey (the
                                        # kernel finds one from a neighbouring page, mpred)
     bint rvindex_lost                  # simulator: an index insert failed (no memory):
                                        # lookups walk rvq instead
@@ -110,6 +110,9 @@ ctypedef struct vm_reserv_t:           # see vm_reserv.pyx
     pfn_t pages[512]                   # simulator: the frame of each populated index
     uint32_t num                       # simulator: its number in vm.reserv_tab; each
                                        # populated page's frame_t.aux holds num + 1
+    uint64_t rvkey                     # simulator: its key in the object's rvindex, the
+                                       # index after its range, pindex + 512 (>= 1: see
+                                       # vm_reserv_rename for pindex < 0)
 
 ctypedef struct vm_map_t:              # a vmspace: the map and its pmap (one KC_VMSPACE object)
     map_list_t list                    # first: the entries by address, their tree, the hint

@@ -22,7 +22,14 @@
 #   renamed      vm_page_rename of a page whose reservation belongs to the
 #                page's old object moves the whole reservation to the new
 #                object, its pindex shifted by the rename (vm_reserv_rename);
-#                pages of the range still in the old object keep it.
+#                pages of the range still in the old object keep it.  The
+#                kernel renames whether or not the range fits the new object:
+#                vm_object_split of a clipped entry at offset 300 moves a
+#                reservation [0, 512) of the old object to [-300, 212) of the
+#                new one (the kernel's unsigned pindex wraps, and its tests are
+#                modular: vm_reserv_has_pindex).  The model's signed pindex
+#                goes below 0 instead; the range always reaches index 0, since
+#                the renamed page lands at an index >= 0 of it.
 #
 # Simplified (documented in docs/fidelity.md): mmbench's frame block hands
 # out single frames, so the 512 frames are not physically contiguous and are
@@ -70,15 +77,17 @@ cdef inline bint popmap_is_set(vm_reserv_t* rv, int64_t i) noexcept nogil:
 
 
 # The simulator's index of an object's reservations (obj.rvindex, a pctrie
-# keyed by rv.pindex, items &rv.pindex): reservations of one object never
-# overlap, so the one holding pindex, if any, is the first at or after
-# pindex - 511.  It replaces walks of the whole rvq list (quadratic in the
-# reservations of an object); rvq keeps its order, which the model reports
-# through (vm_reserv_break_all).  Its nodes are the simulator's, not the
-# kernel's: they are counted in a cache no report shows.
+# keyed by the index after each range, rv.rvkey = rv.pindex + 512, items
+# &rv.rvkey; the key is >= 1 where pindex may be below 0 after a rename):
+# reservations of one object never overlap, so the one holding pindex, if
+# any, is the first whose range ends after pindex.  It replaces walks of the
+# whole rvq list (quadratic in the reservations of an object); rvq keeps its
+# order, which the model reports through (vm_reserv_break_all).  Its nodes
+# are the simulator's, not the kernel's: they are counted in a cache no
+# report shows.
 cdef kmem_cache_t rvindex_kc
 cdef vm_reserv_t _rv_layout
-cdef size_t RV_PINDEX_OFF = <size_t>&_rv_layout.pindex - <size_t>&_rv_layout
+cdef size_t RV_KEY_OFF = <size_t>&_rv_layout.rvkey - <size_t>&_rv_layout
 
 cdef inline void rvlist_link(vm_object_t* obj, vm_reserv_t* rv) noexcept nogil:
     rv.objq_prev = NULL
@@ -103,25 +112,27 @@ cdef inline void objq_insert(vm_object_t* obj, vm_reserv_t* rv) noexcept nogil:
         return
     # a reservation renamed into this object may overlap one it holds: the
     # index then no longer answers as the list does, and is given up
-    o = rv_indexed_ge(obj, rv.pindex - (VM_LEVEL_0_NPAGES - 1))
+    rv.rvkey = <uint64_t>(rv.pindex + VM_LEVEL_0_NPAGES)
+    o = rv_indexed_after(obj, rv.pindex)
     if ((o != NULL and o.pindex < rv.pindex + VM_LEVEL_0_NPAGES)
-            or pctrie_insert(&obj.rvindex, <uint64_t*>&rv.pindex, &rvindex_kc) != 0):
+            or pctrie_insert(&obj.rvindex, &rv.rvkey, &rvindex_kc) != 0):
         obj.rvindex_lost = True
 
 
 cdef inline void objq_remove(vm_reserv_t* rv) noexcept nogil:
     rvlist_unlink(rv.object, rv)
     if not rv.object.rvindex_lost:
-        pctrie_remove(&rv.object.rvindex, <uint64_t>rv.pindex, &rvindex_kc)
+        pctrie_remove(&rv.object.rvindex, rv.rvkey, &rvindex_kc)
     rv.object = NULL
 
 
-cdef inline vm_reserv_t* rv_indexed_ge(vm_object_t* obj, int64_t pindex) noexcept nogil:
-    """The reservation of obj with the smallest pindex >= `pindex`, or NULL."""
-    cdef uint64_t* item = pctrie_lookup_ge(&obj.rvindex, <uint64_t>(pindex if pindex > 0 else 0))
+cdef inline vm_reserv_t* rv_indexed_after(vm_object_t* obj, int64_t pindex) noexcept nogil:
+    """The reservation of obj whose range ends first after `pindex` (the one
+    holding pindex if any holds it), or NULL."""
+    cdef uint64_t* item = pctrie_lookup_ge(&obj.rvindex, <uint64_t>(pindex + 1 if pindex >= 0 else 0))
     if item == NULL:
         return NULL
-    return <vm_reserv_t*>(<char*>item - RV_PINDEX_OFF)
+    return <vm_reserv_t*>(<char*>item - RV_KEY_OFF)
 
 
 cdef vm_reserv_t* vm_reserv_lookup(vm_object_t* obj, int64_t pindex) noexcept nogil:
@@ -135,7 +146,7 @@ cdef vm_reserv_t* vm_reserv_lookup(vm_object_t* obj, int64_t pindex) noexcept no
         while rv != NULL and not (rv.pindex <= pindex < rv.pindex + VM_LEVEL_0_NPAGES):
             rv = rv.objq_next
     else:
-        rv = rv_indexed_ge(obj, pindex - (VM_LEVEL_0_NPAGES - 1))
+        rv = rv_indexed_after(obj, pindex)
         if rv != NULL and not (rv.pindex <= pindex):
             rv = NULL
     if rv != NULL and rv != obj.rvq:
@@ -174,8 +185,8 @@ cdef bint range_eligible(vm_ctx_t* vm, vm_object_t* obj, int64_t first,
             if rv.pindex < first + VM_LEVEL_0_NPAGES and first < rv.pindex + VM_LEVEL_0_NPAGES:
                 return False
             rv = rv.objq_next
-    else:                                   # the first one starting after first - 512
-        rv = rv_indexed_ge(obj, first - (VM_LEVEL_0_NPAGES - 1))
+    else:                                   # the first one ending after first
+        rv = rv_indexed_after(obj, first)
         if rv != NULL and rv.pindex < first + VM_LEVEL_0_NPAGES:
             return False
     # a resident page of the range that belongs to no reservation
@@ -247,7 +258,7 @@ cdef void vm_reserv_rename(vm_ctx_t* vm, pfn_t m, vm_object_t* new_obj, int64_t 
     if rv == NULL or rv.object != old or new_obj == old:
         return
     objq_remove(rv)                         # the pages keep naming it (frame_t.aux)
-    rv.pindex -= old_pindex - new_pindex
+    rv.pindex -= old_pindex - new_pindex    # may go below 0 (see "renamed" above)
     objq_insert(new_obj, rv)
 
 
@@ -288,8 +299,9 @@ cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, int64_t* 
         if n != rv.popcnt or n <= 0 or n > VM_LEVEL_0_NPAGES:
             why[0] = "vm_reserv: popcnt disagrees with popmap, or empty reservation kept"
             return -1
-        if rv.pindex < 0 or (rv.objq_next != NULL and rv.objq_next.object != obj):
-            why[0] = "vm_reserv: bad pindex or list link"
+        if (rv.pindex <= -VM_LEVEL_0_NPAGES
+                or (rv.objq_next != NULL and rv.objq_next.object != obj)):
+            why[0] = "vm_reserv: range not reaching index 0 (pindex), or bad list link"
             return -1
         for i in range(VM_LEVEL_0_NPAGES):
             if popmap_is_set(rv, i):
@@ -305,7 +317,8 @@ cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, int64_t* 
                         and <int64_t>vm.md.fr.f[m].index != rv.pindex + i):
                     why[0] = "vm_reserv: page of the reservation's object at the wrong index"
                     return -1
-        if not obj.rvindex_lost and rv_indexed_ge(obj, rv.pindex) != rv:
+        if not obj.rvindex_lost and (rv.rvkey != <uint64_t>(rv.pindex + VM_LEVEL_0_NPAGES)
+                                     or rv_indexed_after(obj, rv.pindex) != rv):
             why[0] = "vm_reserv: the object's reservation index does not find a reservation"
             return -1
         nrv[0] += 1
