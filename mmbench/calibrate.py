@@ -30,6 +30,7 @@ then the timed phase), so the event counts are the design's own.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import platform
@@ -66,8 +67,7 @@ FORKBASE_REPS = 7
 #: of forkbase: a child of the Python process would also tear down its copy of that
 #: process, whose size changes from round to round (0.2 to 0.8 ms on its own)
 EXIT_REPS = 5
-#: pages one read fault on a cached file maps (fault_around_bytes 64 KiB, the default)
-FAULT_AROUND_PAGES = 16
+FAULT_AROUND_PAGES = hostcheck.FAULT_AROUND_PAGES
 #: the clock every probe times with (mmbench.probe._probe.set_clock): "cpu", the CPU
 #: time of the work (the default: another process holding a CPU does not count), or "wall"
 PROBE_CLOCKS = ("cpu", "wall")
@@ -260,13 +260,20 @@ SERIES = {"kmalloc": "msgsnd + msgrcv of one System V message versus its bytes: 
                              "process of a chain of forks"}
 
 
-def _current_cpu() -> int | None:
-    """The CPU this thread runs on (sched_getcpu), None where it cannot be asked."""
+@functools.lru_cache(maxsize=1)
+def _sched_getcpu():
+    """libc's sched_getcpu, None where there is none."""
     import ctypes
     try:
-        cpu = ctypes.CDLL(None, use_errno=True).sched_getcpu()
+        return ctypes.CDLL(None, use_errno=True).sched_getcpu
     except (OSError, AttributeError):
         return None
+
+
+def _current_cpu() -> int | None:
+    """The CPU this thread runs on (sched_getcpu), None where it cannot be asked."""
+    getcpu = _sched_getcpu()
+    cpu = getcpu() if getcpu is not None else -1
     return cpu if cpu >= 0 else None
 
 
@@ -555,24 +562,25 @@ def twin(name: str, p: dict):
         for _ in range(p["depth"]):
             pid = s.fork(pid)
         return s, lambda t: t.write_range(pid, 0, n), n
-    first, _, size = name.partition(":")
-    if first in ("cow_reuse_fault", "memfd_miss_fault", "memfd_hit_fault", "memfd_read_hit_fault"):
-        n = int(size) if size else n
-    if first == "cow_reuse_fault":
+    base, _, arg = name.partition(":")
+    if base in ("cow_reuse_fault", "memfd_miss_fault", "memfd_hit_fault", "memfd_read_hit_fault"):
+        n = int(arg) if arg else n
+    if base == "cow_reuse_fault":
         s.mmap(pid, 0, n)
         s.write_range(pid, 0, n)
         s.exit(s.fork(pid))
         return s, lambda t: t.write_range(pid, 0, n, value=7), n
-    if first in ("memfd_miss_fault", "memfd_hit_fault", "memfd_read_hit_fault"):
+    if base in ("memfd_miss_fault", "memfd_hit_fault", "memfd_read_hit_fault"):
         s.mmap(pid, 0, n, shared=True)
-        if first != "memfd_miss_fault":      # the page cache is filled, a new mapper faults
+        if base != "memfd_miss_fault":       # the page cache is filled, a new mapper faults
             s.write_range(pid, 0, n)
             pid = s.fork(pid)
-        if first == "memfd_read_hit_fault":  # one read per page, fault-around maps the rest
+        if base == "memfd_read_hit_fault":   # one read per page, fault-around maps the rest
             return s, lambda t: t.read_range(pid, 0, n), n
         return s, lambda t: t.write_range(pid, 0, n), n
-    if name.startswith("fork_chain_vmas:"):
-        v = int(name.split(":")[1])
+    k = int(arg) if arg else 0
+    if base == "fork_chain_vmas" and arg:
+        v = k
         for i in range(v):
             s.mmap(pid, 2 * i, 1)
             s.write(pid, 2 * i, i + 1)
@@ -583,8 +591,6 @@ def twin(name: str, p: dict):
             c = t.fork(pid)
             t.exit(c)
         return s, timed, 1
-    base, _, arg = name.partition(":")
-    k = int(arg) if arg else 0
     h = p.get("held_pages", n)
     if base in ("fork_pages", "fork_vmas", "fork_memfd"):
         if base == "fork_pages" and k:

@@ -27,6 +27,10 @@ from mmbench import errors
 
 SLABINFO = "/proc/slabinfo"
 PROC = "/proc"
+#: pages one read fault on a cached file maps on the host (do_fault_around: the
+#: kernel's default fault_around_bytes, 64 KiB); the calibration's read-hit probe and
+#: the recorder's count of the neighbours a recorded read mapped both assume it
+FAULT_AROUND_PAGES = 16
 
 #: the slab caches behind the linux design's structs (host name -> model name)
 HOST_STRUCTS = {

@@ -55,7 +55,7 @@ from typing import Iterable
 
 import numpy as np
 
-from mmbench import errors
+from mmbench import errors, hostcheck
 from mmbench.core import VPN_LIMIT
 from mmbench.trace import TraceBuilder
 from mmbench import record_stream as rs
@@ -88,7 +88,7 @@ def pages(nbytes: int) -> int:
 
 
 # ----------------------------------------------------------------- fault-around
-FAULT_AROUND_PAGES = 16          # fault_around_bytes 64 KiB, the kernel's default
+FAULT_AROUND_PAGES = hostcheck.FAULT_AROUND_PAGES
 PTRS_PER_PTE = 512
 
 
