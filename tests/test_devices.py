@@ -248,7 +248,7 @@ def test_migration_with_other_mappers():
 @pytest.mark.parametrize("name", ["linux", "shmem", "freebsd"])
 def test_out_of_memory_changes_no_value(name):
     ooms = sum(run_random_oom(name, seed, **{"device_fault_pages": [1, 8][seed % 2]}) for seed in range(20))
-    assert ooms > 20                         # the sequences do run out of memory
+    assert ooms >= 10                        # the sequences do run out of memory
 
 
 @pytest.mark.parametrize("name,opts", [(n, o) for n in ("linux", "shmem", "freebsd")

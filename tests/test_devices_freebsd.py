@@ -120,3 +120,56 @@ def test_migration_with_other_mappers(k):
     assert (z["pages_to_host"] - a["pages_to_host"], z["dma_transfers"] - a["dma_transfers"]) == (512, 512)
     assert z["rmap_visits"] - a["rmap_visits"] == 512
     m.check()
+
+
+
+RAM = 24
+
+
+def _host_left_with(m, p, free, top):
+    """Write fresh pages from `top` until `free` host frames are left."""
+    while RAM - m.frames_used(0) > free:
+        m.write(p, top, 100 + top)
+        top += 1
+    return top
+
+
+def _device_full():
+    """Pages 0 and 1 on the full 2-frame device, pages 2.. on the host."""
+    m = mmbench.open("freebsd", devices=1, device_pages=2, ram_pages=RAM)
+    p = m.spawn()
+    m.mmap(p, 0, 64)
+    m.write(p, 0, 10)
+    m.write(p, 1, 11)
+    m.migrate(p, 0, 2, 1)
+    assert m.frames_used(1) == 2
+    return m, p
+
+
+def test_migrate_home_short_of_frames_changes_nothing():
+    """Two fictitious pages need two host frames: with one free the migrate is
+    refused before the first page moves."""
+    from mmbench.conformance import _oom_footprint
+    m, p = _device_full()
+    _host_left_with(m, p, 1, 2)
+    before = _oom_footprint(m)
+    with pytest.raises(mmbench.errors.OutOfMemory):
+        m.migrate(p, 0, 2, 0)
+    assert _oom_footprint(m) == before
+    assert [m.page_node(p, v) for v in (0, 1)] == [1, 1]
+    m.check()
+    assert [m.device_read(1, p, v) for v in (0, 1)] == [10, 11]
+
+
+def test_device_access_that_cannot_migrate_is_served_remotely():
+    """Device full and the CPU fault takes the last host frame: the eviction the
+    migration needs has nowhere to go, so the access uses the host page over
+    the link instead of failing after the fault."""
+    m, p = _device_full()
+    top = _host_left_with(m, p, 1, 2)
+    m.device_write(1, p, top, 77)                 # faults the last frame in, stays on the host
+    assert m.page_node(p, top) == 0 and m.frames_used(0) == RAM
+    assert m.device_read(1, p, top) == 77 and m.read(p, top) == 77
+    m.check()
+    m.exit(p)
+    assert m.leaks() == []

@@ -46,6 +46,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     cdef int fault_device_return(self, vm_map_t* map, int64_t vpn, bint write) noexcept nogil
 
     # --- device access
+    cdef int64_t migrate_home_need(self, vm_map_t* map, int64_t start, int64_t end) noexcept nogil
     cdef int device_access(self, int dev, int64_t pid, int64_t vpn, bint write, uint64_t* val) noexcept nogil
     cdef int device_fault(self, int dev, vm_map_t* map, vm_map_entry_t* e, int64_t vpn, bint write) noexcept nogil
 

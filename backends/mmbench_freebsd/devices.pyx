@@ -73,7 +73,7 @@ from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, MAX_NODES, FR_DEVICE
                                     frame_free, frame_node, frames_free_count)
 from mmbench.blocks.pagetable cimport pte_present, pte_write
 from mmbench.blocks.xarray cimport xa_find
-from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT_WRITE, dpte_pfn,
+from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT_WRITE, dpte_pfn, mk_dpte,
                                        mirror_get, mirrors_nodes, dmirror_map, dmirror_lookup,
                                        dmirror_invalidate, dev_mm_of, dev_mm_get, dev_mm_detach,
                                        dev_mm_notify, devmems_clear, devmems_init, devmems_destroy,
@@ -351,14 +351,40 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
     cdef int c_migrate(self, int64_t pid, int64_t vpn, int64_t npages, int node) noexcept nogil:
         cdef vm_map_t* map = self.map_of(pid)
         cdef move_stats_t ms
+        cdef int64_t need
         cdef int st
         if not vm_map_range_mapped(map, vpn, vpn + npages):
             return MM_EINVAL
+        # home: every fictitious page of the range needs a host frame; count
+        # them first, so a migrate that cannot finish changes nothing
+        if node == 0:
+            need = self.migrate_home_need(map, vpn, vpn + npages)
+            if need < 0 or need > frames_free_count(&self.frames, 0):
+                return MM_ENOMEM
         ms.to_device = 0
         ms.to_host = 0
         st = self.migrate_map_range(map, vpn, vpn + npages, node, &ms)
         side_dma_flush(self, &self.ds, &ms)
+        if st == MM_ENOMEM and node > 0:
+            return MM_OK      # to a device: a page that found no frame stays where it is
         return st
+
+    cdef int64_t migrate_home_need(self, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
+        """Host frames a migrate of [start, end) home needs: the fictitious
+        pages its vpns resolve to (-1: out of memory while looking)."""
+        cdef int64_t* cand = NULL
+        cdef int64_t k, n = 0, need = 0
+        cdef int depth
+        cdef pfn_t pfn
+        if resident_vpns(map, start, end, &cand, &n) != 0:
+            return -1
+        for k in range(n):
+            if k > 0 and cand[k] == cand[k - 1]:
+                continue
+            pfn = vm_map_resolve(&self.vm, vm_map_lookup_entry(map, cand[k]), cand[k], &depth)
+            need += self.is_device_pfn(pfn)
+        free(cand)
+        return need
 
     # ================================================================ CPU side
     cdef int fault_device_return(self, vm_map_t* map, int64_t vpn, bint write) noexcept nogil:
@@ -385,6 +411,11 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         pfn = vm_map_resolve(&self.vm, e, vpn, &depth)
         if not self.is_device_pfn(pfn):
             return MM_OK
+        # a write that will copy the page once it is home needs the copy's
+        # frame too: make sure of both before the page moves
+        if write and not cpu_may_write(e, &self.frames.f[pfn]) \
+                and frames_free_count(&self.frames, 0) < 2:
+            return MM_ENOMEM
         if self.vm_page_migrate(pfn, 0) != MM_OK:
             return MM_ENOMEM
         side_dma(self, &self.ds, 1, False)
@@ -443,7 +474,8 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         cdef dev_mm_t* h = side_of(&self.ds, pid)
         cdef vm_map_entry_t* e
         cdef uint64_t ent = 0
-        cdef int st
+        cdef pfn_t pfn
+        cdef int st, depth
         if h != NULL and h.ms.dm[dev] != NULL:
             ent = dmirror_lookup(h.ms.dm[dev], <uint64_t>vpn)
         if ent == 0 or (write and not (ent & DPT_WRITE)):
@@ -455,7 +487,13 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
             st = self.device_fault(dev, map, e, vpn, write)
             if st != MM_OK:
                 return st
-            ent = dmirror_lookup(side_of(&self.ds, pid).ms.dm[dev], <uint64_t>vpn)
+            h = side_of(&self.ds, pid)
+            ent = dmirror_lookup(h.ms.dm[dev], <uint64_t>vpn) if h != NULL and h.ms.dm[dev] != NULL else 0
+            if ent == 0:
+                # the block could not move (device and host full): the access
+                # goes over the link to the page where the CPU fault left it
+                pfn = vm_map_resolve(&self.vm, vm_map_lookup_entry(map, vpn), vpn, &depth)
+                ent = mk_dpte(pfn, write)
         if write:
             self.frames.f[dpte_pfn(ent)].value = val[0]
         else:
@@ -491,7 +529,10 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         if st == MM_OK:
             st = self.migrate_map_range(map, vpn, vpn + 1, dev, &ms)
         side_dma_flush(self, &self.ds, &ms)
-        return st
+        # out of frames for the block: what moved stays moved, and the access
+        # is served remotely from the page the CPU fault made usable (the
+        # fallback to system memory a driver takes when migration fails)
+        return MM_OK if st == MM_ENOMEM else st
 
     cdef int c_device_read(self, int dev, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
         return self.device_access(dev, pid, vpn, False, out)
