@@ -60,3 +60,63 @@ def test_out_of_memory_leaves_no_trace(name):
     ooms = _run(name, 20, 6)
     if name in FRAMES:
         assert ooms > 0, f"{name}: 20 frames of RAM never ran out"
+
+
+
+def _tight(name):
+    from mmbench.conformance import conformance_machine
+    return conformance_machine(name, tight_memory=True, ram_pages=20, device_pages=6)()
+
+
+def test_gmem_block_eviction_short_of_host_frames_leaves_no_trace():
+    """Found by the rule above: a device fault whose room on the device needs
+    whole gm blocks evicted home, with fewer host frames than the blocks hold,
+    evicted some blocks and then failed.  The host frames every eviction needs
+    are now counted before the first block moves."""
+    state = _tight("gmem")
+    state.first_process(regions=[(12, 8, False, False), (16, 7, True, True), (26, 7, False, False), (52, 11, False, True)])
+    state.device_read(dev=1, pick=2771, vpn=(False, 106))
+    state.move_pages(dst=(True, 103), n=2, pick=27119, src=(True, 460))
+    state.fork_then_write(pick=11156, values=(64, 1382), vpn=(True, 2027))
+    state.move_pages(dst=(True, 156), n=2, pick=26263, src=(True, 70))
+    state.move_pages(dst=(False, 352), n=7, pick=6409, src=(True, 298))
+    state.spawn()
+    state.mprotect(n=8, pick=53, vpn=(True, 433), writable=False)
+    state.read_everything()
+    state.fork_then_write(pick=371, values=(88, 3_223_551_202), vpn=(True, 1704))
+    state.read_everything()
+    state.munmap(n=5, pick=197, vpn=(True, 30898))
+    state.device_read(dev=1, pick=270, vpn=(False, 24))
+    state.munmap(n=2, pick=792, vpn=(True, 271))
+    state.spawn()
+    state.move_pages(dst=(True, 435), n=13, pick=9367, src=(True, 506))
+    state.munmap(n=13, pick=12828, vpn=(True, 5472))
+    state.spawn()
+    state.mmap(n=14, pick=2042, shared=True, vpn=(True, 8504), writable=False)
+    state.move_pages(dst=(False, 202), n=1, pick=1783, src=(True, 9029))
+    state.mprotect(n=2, pick=1652, vpn=(True, 210), writable=False)
+    state.munmap(n=8, pick=13189, vpn=(True, 18213))
+    state.device_read(dev=2, pick=18774, vpn=(True, 4162))
+    state.device_read(dev=2, pick=8941, vpn=(False, 654))
+    state.device_read(dev=2, pick=49302, vpn=(True, 316))
+    state.teardown()
+
+
+def test_gmem_linux_path_device_fault_short_of_host_frames_leaves_no_trace():
+    """The same through linux's migrate_vma path in gmem (a device page of a gm
+    block was the oldest victim): device_reserve counts whole blocks too."""
+    state = _tight("gmem")
+    state.first_process(regions=[(35, 5, False, True)])
+    state.move_pages_compact(fork='child', n=12, off=44, pick=282, src=61, value=1575230, written=[14, 5, 9, 5])
+    state.read_everything()
+    state.madvise_dontneed(n=15, pick=32239, vpn=(False, 1248))
+    state.migrate(n=4, node=2, pick=4089, vpn=(True, 0))
+    state.device_read(dev=1, pick=1251, vpn=(True, 7891))
+    state.fork(pick=1438)
+    state.device_write(dev=1, pick=47652, value=230, vpn=(True, 1953))
+    state.madvise_dontneed(n=1, pick=2087, vpn=(True, 196))
+    state.madvise_dontneed(n=16, pick=2469, vpn=(False, 3889))
+    state.exit(pick=1347)
+    state.fork(pick=2457)
+    state.device_read(dev=2, pick=488, vpn=(True, 346))
+    state.teardown()

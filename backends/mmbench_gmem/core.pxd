@@ -93,6 +93,9 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef void gm_release_frames(self, mm_t* mm, uint64_t b, gm_mapping_t* gm, uint64_t start,
                                 uint64_t end) noexcept nogil
     cdef void gm_touch(self, gm_mapping_t* gm) noexcept nogil
+    cdef int64_t gm_eviction_cost(self, int dev, int64_t need) noexcept nogil
+    cdef bint gm_can_make_room(self, int dev, int64_t need) noexcept nogil
+    cdef int device_reserve(self, int dev, int64_t n) noexcept nogil
     cdef int gm_device_reserve(self, int dev, int64_t need) noexcept nogil
     cdef void peer_unmap(self, mm_t* mm, int dev, uint64_t start, uint64_t end) noexcept nogil
     cdef int peer_map(self, mm_t* mm, uint64_t b, gm_mapping_t* gm) noexcept nogil

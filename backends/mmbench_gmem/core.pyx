@@ -119,7 +119,7 @@ from mmbench.blocks.xarray cimport xa_init, xa_destroy, xa_load, xa_store, xa_er
 from mmbench.blocks.devside cimport side_of, side_free, side_sync, side_dma
 from mmbench.blocks.devmirror cimport (dmirror_t, dmirror_lookup, dmirror_invalidate, dpte_pfn, devmem_has,
                                        devmem_add, devmem_del, devmem_oldest, devmem_frame_alloc,
-                                       devmem_frame_free, DPT_WRITE, pidtab_reserve)
+                                       devmem_frame_free, DPT_WRITE, pidtab_reserve, devmem_t)
 from mmbench_linux.core cimport LinuxMachine
 from mmbench_linux.maple cimport mt_trim
 from mmbench_linux.mm cimport (mm_t, vma_t, vm_fault_t, VM_WRITE, VM_SHARED, VM_FAULT_DONE, VM_FAULT_OOM,
@@ -538,9 +538,59 @@ cdef class GmemMachine(LinuxHMMMachine):
                 devmem_del(&self.devmem[gm.dev], gm.pages[i])
                 devmem_add(&self.devmem[gm.dev], gm.pages[i])
 
+    cdef int64_t gm_eviction_cost(self, int dev, int64_t need) noexcept nogil:
+        """Host frames taken by evicting dev's oldest pages until `need` of its
+        frames are free: a gm block goes home whole, so one victim may cost (and
+        free) several frames.  -1 when the device cannot free that many."""
+        cdef devmem_t* d = &self.devmem[dev]
+        cdef int64_t k = need - frames_free_count(&self.frames, dev), cost = 0, nseen = 0, j, i
+        cdef int64_t cap = k
+        cdef int32_t at = d.head
+        cdef frame_t* f
+        cdef gm_mapping_t* gm
+        cdef gm_mapping_t** seen
+        if k <= 0:
+            return 0
+        seen = <gm_mapping_t**>malloc(k * sizeof(gm_mapping_t*))
+        if seen == NULL:
+            return -1
+        while k > 0 and at >= 0:
+            f = &self.frames.f[d.base + at]
+            at = d.next[at]
+            if not (f.flags & FR_GM_DEVICE):
+                k -= 1                           # one device-private page, one host frame
+                cost += 1
+                continue
+            gm = self.gm_lookup((<vm_object_t*><size_t>f.owner).mm, f.index)
+            for j in range(nseen):
+                if seen[j] == gm:
+                    break
+            else:
+                if nseen == cap:                 # every block frees its victim at least
+                    break
+                seen[nseen] = gm
+                nseen += 1
+                for i in range(self.granularity):
+                    if gm.pages[i] != NO_PFN:
+                        k -= 1
+                        cost += 1
+        free(seen)
+        return cost if k <= 0 else -1
+
+    cdef bint gm_can_make_room(self, int dev, int64_t need) noexcept nogil:
+        cdef int64_t cost = self.gm_eviction_cost(dev, need)
+        return cost >= 0 and cost <= frames_free_count(&self.frames, 0)
+
+    cdef int device_reserve(self, int dev, int64_t n) noexcept nogil:
+        """linux's check, with evictions that take whole gm blocks home."""
+        return MM_OK if self.gm_can_make_room(dev, n) else MM_ENOMEM
+
     cdef int gm_device_reserve(self, int dev, int64_t need) noexcept nogil:
-        """Room for `need` frames on dev: evict the oldest pages (with their blocks)."""
+        """Room for `need` frames on dev: evict the oldest pages (with their
+        blocks), once it is sure the host can take them all."""
         cdef pfn_t victim
+        if not self.gm_can_make_room(dev, need):
+            return MM_ENOMEM
         while frames_free_count(&self.frames, dev) < need:
             victim = devmem_oldest(&self.devmem[dev])
             if victim == NO_PFN or self.evict_device_page(victim) != MM_OK:
