@@ -11,8 +11,12 @@
 #                else CLOCK_MONOTONIC
 #     frequency  ticks per ns from two tight (tsc, monotonic, tsc) triples
 #                `CAL_SPAN_S` apart; three spans, median taken
-#     resolution TSC: one tick; monotonic: the smallest non-zero step seen
-#                between successive reads (10 ns on some VMs, 1 ns elsewhere)
+#     resolution TSC: the step the counter advances by, the greatest common
+#                divisor of the non-zero differences between successive
+#                reads (one tick on most CPUs; some advance a slower reference
+#                clock by many ticks at a time: 26 ticks = 10 ns was measured
+#                on an AMD EPYC guest); monotonic: the smallest non-zero step
+#                seen between successive reads (10 ns on some VMs, 1 ns elsewhere)
 #     overhead   median ticks between two back-to-back reads: the engine
 #                subtracts it from every op
 #
@@ -112,6 +116,21 @@ def calibrate_tsc(int mode, double span_s=CAL_SPAN_S, int spans=3):
     return float(np.median(rates)), float(max(rates) - min(rates)) / float(np.median(rates))
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def tsc_step_ticks(int mode, int samples=20000):
+    """The step the TSC advances by: the gcd of the non-zero differences
+    between `samples` successive reads (1 where the counter ticks singly)."""
+    cdef cnp.ndarray[int64_t] t = np.empty(max(samples, 2), dtype=np.int64)
+    cdef int i
+    with nogil:
+        for i in range(t.shape[0]):
+            t[i] = clock_ticks(mode)
+    d = np.diff(t)
+    d = d[d > 0]
+    return int(np.gcd.reduce(d)) if d.size else 1
+
+
 def monotonic_step_ns(int samples=20000):
     """The smallest non-zero step between successive CLOCK_MONOTONIC reads (ns)."""
     cdef int64_t prev = mmclock_mono_ns(), now, best = 1 << 40
@@ -136,12 +155,14 @@ def _setup():
             ns_per_tick = 1.0 / ticks_per_ns
     overhead = int(np.median(pair_ticks(mode)))
     mono_step = monotonic_step_ns()
-    res = ns_per_tick if mode != CLOCK_MODE_MONOTONIC else float(mono_step)
+    step = tsc_step_ticks(mode) if mode != CLOCK_MODE_MONOTONIC else 1
+    res = step * ns_per_tick if mode != CLOCK_MODE_MONOTONIC else float(mono_step)
     _state = {"mode": int(mode), "clock": MODE_NAMES[mode], "why": why,
               "ns_per_tick": ns_per_tick,
               "tsc_hz": None if mode == CLOCK_MODE_MONOTONIC else round(1e9 / ns_per_tick),
               "tsc_calibration_spread": None if mode == CLOCK_MODE_MONOTONIC else spread,
               "resolution_ns": res,
+              "tsc_step_ticks": None if mode == CLOCK_MODE_MONOTONIC else step,
               "pair_overhead_ticks": overhead,
               "pair_overhead_ns": overhead * ns_per_tick,
               "monotonic_step_ns": mono_step}
@@ -158,7 +179,8 @@ def info() -> dict:
     s = state()
     return {"clock": s["clock"], "why": s["why"], "resolution_ns": round(s["resolution_ns"], 4),
             "pair_overhead_ns": round(s["pair_overhead_ns"], 2),
-            "tsc_hz": s["tsc_hz"], "monotonic_step_ns": s["monotonic_step_ns"]}
+            "tsc_hz": s["tsc_hz"], "tsc_step_ticks": s["tsc_step_ticks"],
+            "monotonic_step_ns": s["monotonic_step_ns"]}
 
 
 def mode():
