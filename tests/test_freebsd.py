@@ -704,3 +704,36 @@ def test_pv_chunks_hold_168_entries_and_a_page_mapped_once_costs_one():
     m.check()
     m.exit(p)
     assert m.metadata()["pv_chunk"] == (0, 0)
+
+
+def test_pv_list_heads_name_entries_of_numbered_chunks_across_pmaps():
+    # a page's pv list head is its frame descriptor's aux word, the handle of the
+    # first entry (chunk number * 168 + slot + 1): lists that run through the
+    # chunks of several pmaps, chunks freed and their numbers reused, 2 MiB
+    # mappings (a reservation's pvh) copied at fork, all checked by check()
+    for thp in ("never", "always"):
+        m = mmbench.open("freebsd", ram_pages=1 << 13, thp=thp, prefault=False)
+        p = m.spawn()
+        m.mmap(p, 0, 1024)
+        for v in range(1024):
+            m.write(p, v, v + 1)
+        m.check()
+        c1 = m.fork(p)
+        c2 = m.fork(p)
+        m.check()
+        assert sorted(m.rmap_walk(c2, 5)) == sorted([(p, 5), (c1, 5), (c2, 5)])
+        m.munmap(c1, 0, 600)                    # c1's first chunks drained and freed
+        m.check()
+        m.exit(c1)
+        c3 = m.spawn()                          # takes the numbers given back
+        m.mmap(c3, 0, 400)
+        for v in range(400):
+            m.write(c3, v, 7)
+        m.write(c2, 3, 9)                       # COW: c2's entry leaves the shared page's list
+        m.check()
+        assert sorted(m.rmap_walk(p, 3)) == [(p, 3)]
+        assert m.read(c2, 3) == 9 and m.read(p, 3) == 4
+        for q in (p, c2, c3):
+            m.exit(q)
+        m.check()
+        assert m.metadata()["pv_chunk"] == (0, 0)

@@ -43,7 +43,7 @@ from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EIN
                            C_RMAP_VISITS)
 from mmbench.blocks.maplist cimport map_list_t, map_entry_link_t
 from mmbench.blocks.mapentry cimport MapEntryMachine
-from mmbench.blocks.frames cimport pfn_t, NO_PFN
+from mmbench.blocks.frames cimport pfn_t, NO_PFN, FR_FIELD_MAX
 from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pte_present, pte_pfn
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_reserv_t, vm_map_t, vm_map_entry_t, vm_object_t,
                                  KC_ENTRY, KC_OBJECT, KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD,
@@ -56,7 +56,7 @@ from mmbench_freebsd.vm_map cimport (vmspace_alloc, vmspace_free, vm_map_lookup_
 from mmbench_freebsd.vm_fault cimport vm_fault, vm_map_resolve
 from mmbench_freebsd.vm_check cimport vm_check_all
 from mmbench.blocks.pmap cimport pmap_pte, pmap_superpages, pmap_ctx_destroy
-from mmbench.blocks.pmap_pvchunk cimport pv_entry_t, pv_pmap, pv_list, pmap_bootstrap
+from mmbench.blocks.pmap_pvchunk cimport pv_entry_t, pv_pmap, pv_list, pv_list_first, pmap_bootstrap
 from mmbench_freebsd.pmap cimport pmap_pde_init
 from mmbench_freebsd.vm_reserv cimport vm_reserv_from_page
 from mmbench.blocks.handles cimport handles_init, handles_destroy
@@ -116,9 +116,9 @@ cdef class FreeBSDMachine(MapEntryMachine):
         self.vm.md.kc_pgd = KC_PGD
         self.vm.md.kc_pv = KC_PVCHUNK
         self.vm.md.kc_pmap = -1             # struct pmap is inside struct vmspace (KC_VMSPACE)
-        handles_init(&self.vm.reserv_tab, <int64_t>0xFFFFFFFF)   # number + 1 fits frame_t.aux
+        handles_init(&self.vm.reserv_tab, FR_FIELD_MAX - 1)   # number + 1 fits frame_field
         if pmap_bootstrap(&self.vm.md, self.ram_pages) != 0:
-            raise MemoryError("no memory for the pv list heads")
+            raise MemoryError("no memory for the pmap")
         self.vm.objects = NULL
         self.vm.nobjects = 0
         self.vm.next_serial = 0
@@ -238,7 +238,7 @@ cdef class FreeBSDMachine(MapEntryMachine):
         out = []
         if not pte_present(pte):
             return out
-        pv = pv_list(&self.vm.md, pte_pfn(pte))[0]
+        pv = pv_list_first(&self.vm.md, pv_list(&self.vm.md, pte_pfn(pte)))
         while pv != NULL:
             out.append((int(pv_pmap(pv).hdr.pid), int(pv.pv_va)))
             self.ctr[C_RMAP_VISITS] += 1
@@ -247,7 +247,7 @@ cdef class FreeBSDMachine(MapEntryMachine):
         if rv != NULL:                      # 2 MiB mappings: the pvh list of its reservation
             idx = [i for i in range(512) if rv.pages[i] == pte_pfn(pte)
                    and (rv.popmap[i >> 6] >> (i & 63)) & 1][0]
-            pv = rv.pvh
+            pv = pv_list_first(&self.vm.md, &rv.pvh)
             while pv != NULL:
                 out.append((int(pv_pmap(pv).hdr.pid), int(pv.pv_va) + idx))
                 self.ctr[C_RMAP_VISITS] += 1

@@ -133,7 +133,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         devmems_clear(self.devmem)
 
     def __init__(self, **kw):
-        cdef int last
+        cdef int last, st
         cdef int64_t total
         super().__init__(**kw)
         self.device_fault_pages = device_fault_pages_option(self.options)
@@ -142,11 +142,11 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         last = self.frames.nr_nodes - 1
         total = self.frames.node_base[last] + self.frames.node_size[last]
         pmap_ctx_destroy(&self.vm.md)
-        pmap_bootstrap(&self.vm.md, total)
+        st = pmap_bootstrap(&self.vm.md, total)
         self.dev_pfn_base = self.ram_pages
         self.dev_pfn_count = total - self.ram_pages
         self.dev_pv = <dev_pv_t**>calloc(self.dev_pfn_count + 1, sizeof(dev_pv_t*))
-        if self.vm.md.pv_heads == NULL or self.dev_pv == NULL:
+        if st != 0 or self.dev_pv == NULL:
             raise MemoryError()
         if devmems_init(self.devmem, &self.frames, self.ndevices) != 0:
             raise MemoryError()
@@ -561,7 +561,7 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
                     continue
                 if not (f.flags & FR_DEVICE_PRIVATE) or f.owner == 0:
                     return self.check_fail("device page not fictitious or in no object")
-                if f.mapcount != 0 or pv_list(&self.vm.md, p)[0] != NULL:
+                if f.mapcount != 0 or pv_list(&self.vm.md, p)[0] != 0:
                     return self.check_fail("fictitious page mapped by a CPU pmap")
                 if not devmem_has(&self.devmem[d], <pfn_t>p):
                     return self.check_fail("device page missing from its device's eviction list")

@@ -8,7 +8,8 @@ from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pt_set, pt_next, pte_p
 from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_account_tables, PTE_PROMOTED,
                                   pmap_remove_all as pmap_remove_all_4k)
 from mmbench.blocks.pmap_pvchunk cimport (pmap_t, pv_entry_t, get_pv_entry, free_pv_entry, pv_find,
-                                          pv_pmap, pv_list, pv_list_insert, pv_list_remove)
+                                          pv_pmap, pv_list, pv_list_first, pv_list_insert,
+                                          pv_list_remove)
 from mmbench_freebsd.vm cimport vm_ctx_t, vm_reserv_t, VM_LEVEL_0_NPAGES
 from mmbench_freebsd.vm_reserv cimport vm_reserv_from_page
 
@@ -23,7 +24,7 @@ cdef inline vm_reserv_t* pde_reserv(vm_ctx_t* vm, pt_node_t* t) noexcept nogil:
     return vm_reserv_from_page(vm, pte_pfn(t.e[0]))
 
 cdef inline void pv_link(vm_ctx_t* vm, pfn_t pfn, pv_entry_t* pv) noexcept nogil:
-    pv_list_insert(pv_list(&vm.md, pfn), pv)
+    pv_list_insert(&vm.md, pv_list(&vm.md, pfn), pv)
     vm.md.fr.f[pfn].mapcount += 1
 
 
@@ -54,7 +55,7 @@ cdef void pmap_promote_pde(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pt_node_t* t, int64
         ctx.fr.f[rv.pages[i]].mapcount += 1     # still mapped, now through the pvh
         t.e[i] |= PTE_PROMOTED
     pv.pv_va = <uint64_t>base
-    pv_list_insert(&rv.pvh, pv)
+    pv_list_insert(ctx, &rv.pvh, pv)
     ctx.ctr[C_SUPERPAGE_PROMOTIONS] += 1
     ctx.ctr[C_PTE_WRITES] += 1                  # the PDE
     ctx.ctr[C_TLB_FLUSHES] += 1
@@ -74,7 +75,7 @@ cdef void pmap_remove_pde(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pt_node_t* t, int64_
     """Unmap a whole 2 MiB mapping (its kept PTE page is emptied)."""
     cdef vm_reserv_t* rv = pde_reserv(vm_of(ctx), t)
     cdef pmap_t* pm = <pmap_t*>hdr
-    cdef pv_entry_t* pv = pv_find(rv.pvh, pm, base)
+    cdef pv_entry_t* pv = pv_find(pv_list_first(ctx, &rv.pvh), pm, base)
     cdef int64_t i
     pv_list_remove(&rv.pvh, pv)
     free_pv_entry(ctx, pm, pv)
@@ -88,7 +89,7 @@ cdef void pmap_demote_pde(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pt_node_t* t, int64_
     cdef pmap_t* pm = <pmap_t*>hdr
     cdef int64_t base = vpn & ~(<int64_t>VM_LEVEL_0_NPAGES - 1)
     cdef vm_reserv_t* rv = pde_reserv(vm, t)
-    cdef pv_entry_t* pv = pv_find(rv.pvh, pm, base)
+    cdef pv_entry_t* pv = pv_find(pv_list_first(ctx, &rv.pvh), pm, base)
     cdef pfn_t m
     cdef int64_t i
     pv_list_remove(&rv.pvh, pv)                 # pmap_pv_demote_pde: it becomes page 0's
@@ -116,10 +117,12 @@ cdef void pmap_pde_init(vm_ctx_t* vm) noexcept nogil:
 
 cdef void pmap_demote_reserv(vm_ctx_t* vm, vm_reserv_t* rv) noexcept nogil:
     cdef pmap_t* pm
-    while rv.pvh != NULL:
-        pm = pv_pmap(rv.pvh)
-        pmap_demote_pde(&vm.md, &pm.hdr, pt_leaf(&pm.hdr.pt, rv.pvh.pv_va, False, NULL),
-                        <int64_t>rv.pvh.pv_va)
+    cdef pv_entry_t* pv
+    while rv.pvh != 0:
+        pv = pv_list_first(&vm.md, &rv.pvh)
+        pm = pv_pmap(pv)
+        pmap_demote_pde(&vm.md, &pm.hdr, pt_leaf(&pm.hdr.pt, pv.pv_va, False, NULL),
+                        <int64_t>pv.pv_va)
 
 cdef int64_t pmap_remove_all(vm_ctx_t* vm, pfn_t pfn) noexcept nogil:
     cdef vm_reserv_t* rv = vm_reserv_from_page(vm, pfn)
@@ -154,7 +157,7 @@ cdef int64_t pmap_copy(vm_ctx_t* vm, pmap_t* dst, pmap_t* src, int64_t start, in
             if pv == NULL:
                 break
             pv.pv_va = <uint64_t>base
-            pv_list_insert(&pde_reserv(vm, t).pvh, pv)
+            pv_list_insert(&vm.md, &pde_reserv(vm, t).pvh, pv)
             for i in range(VM_LEVEL_0_NPAGES):
                 pt_set(d, <uint64_t>(base + i), t.e[i])
                 vm.md.fr.f[pte_pfn(t.e[i])].mapcount += 1

@@ -13,10 +13,11 @@
 #
 # A vm_page is the frame descriptor of mmbench.blocks.frames: `owner` is the
 # vm_object, `index` the pindex (the trie's leaf points at it, as in the
-# kernel), `mapcount` the number of pv entries, `aux` the number + 1 of the
-# reservation it belongs to, 0 for none (vm_reserv.pyx).  Its 104 bytes are
-# accounted in the "vm_page" cache.  The per-page pv list head (md.pv_list)
-# lives in the pmap block's context, indexed by pfn (pmap_pvchunk.pv_list).
+# kernel), `mapcount` the number of pv entries, `aux` the head of its pv list
+# (md.pv_list, a 32-bit pv handle: pmap_pvchunk.pxd), and the flags' field
+# (frame_field, bits 12..31) the number + 1 of the reservation it belongs to,
+# 0 for none (vm_reserv_from_page, vm_reserv.pyx).  Its 104 bytes are
+# accounted in the "vm_page" cache.
 #
 # Every module works on a vm_ctx_t: frames, counters, slab caches and the
 # global object list of one machine (pointers into FreeBSDMachine).
@@ -25,7 +26,7 @@ from libc.stdint cimport uint64_t, int64_t, uint32_t, int32_t, uint8_t
 from mmbench.blocks.frames cimport frame_t, pfn_t
 from mmbench.blocks.handles cimport handles_t
 from mmbench.blocks.pmap cimport pmap_ctx_t
-from mmbench.blocks.pmap_pvchunk cimport pmap_t, pv_entry_t
+from mmbench.blocks.pmap_pvchunk cimport pmap_t, pv_head_t
 from mmbench.blocks.maplist cimport map_entry_link_t, map_list_t
 from mmbench_freebsd.pctrie cimport pctrie_t
 
@@ -105,11 +106,12 @@ ctypedef struct vm_reserv_t:           # see vm_reserv.pyx
     int64_t pindex                     # first object index it covers
     int32_t popcnt                     # pages populated
     uint64_t popmap[8]                 # which of the 512 are
-    pv_entry_t* pvh                    # 2 MiB mappings of the reservation (pa_to_pvh: the
-                                       # pv list of the physical superpage it stands for)
+    pv_head_t pvh                      # 2 MiB mappings of the reservation (pa_to_pvh: the
+                                       # pv list of the physical superpage it stands for;
+                                       # 0: none)
     pfn_t pages[512]                   # simulator: the frame of each populated index
     uint32_t num                       # simulator: its number in vm.reserv_tab; each
-                                       # populated page's frame_t.aux holds num + 1
+                                       # populated page's frame_field holds num + 1
     uint64_t rvkey                     # simulator: its key in the object's rvindex, the
                                        # index after its range, pindex + 512 (>= 1: see
                                        # vm_reserv_rename for pindex < 0)
@@ -121,9 +123,9 @@ ctypedef struct vm_map_t:              # a vmspace: the map and its pmap (one KC
 ctypedef struct vm_ctx_t:
     pmap_ctx_t md                      # first: the pmap block's context (the machine's frames
                                        # md.fr, counters md.ctr (C_* ids), caches md.kc (KC_*
-                                       # ids), per-pfn pv lists); pmap.pyx relies on the place
+                                       # ids), the pv chunk numbers); pmap.pyx relies on the place
     handles_t reserv_tab               # simulator: the live reservations by number
-                                       # (vm_reserv_from_page: frame_t.aux - 1)
+                                       # (vm_reserv_from_page: frame_field - 1)
     bint pg_ps_enabled                 # vm.pmap.pg_ps_enabled: reservations are made
     vm_object_t* objects               # all live objects
     int64_t nobjects

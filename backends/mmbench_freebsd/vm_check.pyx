@@ -9,21 +9,25 @@
 #   pmap      every present PTE maps exactly the page the entry's chain
 #             resolves to; a writable PTE only for a writable, no-longer
 #             NEEDS_COPY entry whose first object holds the page; one pv entry
-#             per PTE, page mapcount == its pv list length.
+#             per PTE, page mapcount == its pv list length; each pv list
+#             head (the page's frame_t.aux, a reservation's pvh) is 0 or the
+#             handle of an entry in use whose pv_prev is NULL, the list's
+#             links agree both ways; every pv_chunk holds its number in
+#             md.pvc_tab, and numbers in use == chunks.
 #   reserv    each reservation on its object's list, popcnt == popmap bits
 #             (never 0), each populated index names a resident page that
-#             names the reservation back (frame_t.aux == its number + 1 in
+#             names the reservation back (frame_field == its number + 1 in
 #             vm.reserv_tab; at rv.pindex + i when still in that object); no
-#             other page names a reservation (as many pages with aux != 0 as
-#             populated indices, each aux a number in use); numbers in use ==
+#             other page names a reservation (as many pages with a field != 0
+#             as populated indices, each a number in use); numbers in use ==
 #             reservations.
 #   totals    frames in use == resident pages (no page both free and owned);
 #             slab caches == live structures (one vmspace per live process).
 
 from libc.stdint cimport int64_t, uint64_t, int32_t
 
-from mmbench.blocks.frames cimport pfn_t, NO_PFN
-from mmbench.blocks.handles cimport handles_live
+from mmbench.blocks.frames cimport pfn_t, NO_PFN, frame_field
+from mmbench.blocks.handles cimport handles_live, handles_get
 from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagetable cimport pt_node_t, pt_next, pte_pfn, PTE_WRITE
 from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_check
@@ -32,7 +36,8 @@ from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t
                                  vm_reserv_t, VM_LEVEL_0_NPAGES,
                                  vm_map_entry_first, vm_map_entry_last, vm_map_entry_succ, vm_map_entry_pred)
 from mmbench.blocks.pmap cimport PTE_PROMOTED, pvc_link_t, pvc_of
-from mmbench.blocks.pmap_pvchunk cimport pmap_t, pv_entry_t, pv_chunk_t, pmap_pv_count, pv_pmap, pv_list
+from mmbench.blocks.pmap_pvchunk cimport (pmap_t, pv_entry_t, pv_chunk_t, pv_head_t, pmap_pv_count,
+                                          pv_pmap, pv_list, pv_list_first, pv_handle_valid)
 from mmbench_freebsd.vm_fault cimport vm_map_resolve
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry
 from mmbench_freebsd.vm_reserv cimport vm_reserv_check, vm_reserv_from_page
@@ -79,7 +84,7 @@ cdef int check_map(vm_ctx_t* vm, vm_map_t* map, const char** why) noexcept nogil
 cdef int check_object(vm_ctx_t* vm, vm_object_t* obj, int64_t* pages, int64_t* reserved,
                       const char** why) noexcept nogil:
     """One object; adds its resident pages to *pages, those that name a
-    reservation (frame_t.aux != 0) to *reserved."""
+    reservation (frame_field != 0) to *reserved."""
     cdef vm_object_t* s = obj.shadow_head
     cdef int32_t listed = 0
     cdef uint64_t* item
@@ -114,9 +119,9 @@ cdef int check_object(vm_ctx_t* vm, vm_object_t* obj, int64_t* pages, int64_t* r
         if vm.md.fr.f[pfn].owner != <uint64_t><size_t>obj or vm.md.fr.f[pfn].refcount != 1:
             why[0] = "vm_page: resident page does not belong to its object or is free"
             return -1
-        if vm.md.fr.f[pfn].aux != 0:
-            if not handles_live(&vm.reserv_tab, <int64_t>vm.md.fr.f[pfn].aux - 1):
-                why[0] = "vm_page: names a reservation number not in use (aux)"
+        if frame_field(&vm.md.fr.f[pfn]) != 0:
+            if not handles_live(&vm.reserv_tab, <int64_t>frame_field(&vm.md.fr.f[pfn]) - 1):
+                why[0] = "vm_page: names a reservation number not in use (frame_field)"
                 return -1
             reserved[0] += 1
         n += 1
@@ -148,10 +153,10 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
         if rv == NULL or rv.pages[vpn - base] != pfn:
             why[0] = "pmap: 2 MiB mapping of pages not consecutive in one reservation"
             return -1
-        pv = rv.pvh
+        pv = pv_list_first(&vm.md, &rv.pvh)
         vpn = base
     else:
-        pv = pv_list(&vm.md, pfn)[0]
+        pv = pv_list_first(&vm.md, pv_list(&vm.md, pfn))
     while pv != NULL and not (<int64_t>pv.pv_va == vpn and pv_pmap(pv) == &map.pmap):
         pv = pv.pv_next
     if pv == NULL:
@@ -160,12 +165,17 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
     return 0
 
 
-cdef int check_chunks(pvc_link_t* l, pmap_t* pm, bint full, const char** why) noexcept nogil:
+cdef int check_chunks(vm_ctx_t* vm, pvc_link_t* l, pmap_t* pm, bint full,
+                      const char** why) noexcept nogil:
     cdef pv_chunk_t* pc
     while l != NULL:
         pc = <pv_chunk_t*>pvc_of(l)
         if <pmap_t*>pc.pc_pmap != pm:
             why[0] = "pmap: pv_chunk of another pmap on the list"
+            return -1
+        if (not handles_live(&vm.md.pvc_tab, pc.pc_num)
+                or handles_get(&vm.md.pvc_tab, pc.pc_num) != <void*>pc):
+            why[0] = "pmap: pv_chunk without its number in pvc_tab (pc_num)"
             return -1
         if ((pc.pc_map[0] | pc.pc_map[1] | pc.pc_map[2]) == 0) != full:
             why[0] = "pmap: pv_chunk on the wrong list (full / with room)"
@@ -201,36 +211,52 @@ cdef int check_pmap(vm_ctx_t* vm, vm_map_t* map, int64_t* ptes, const char** why
             or n - npromoted + npromoted // VM_LEVEL_0_NPAGES != pmap_pv_count(&map.pmap)):
         why[0] = "pmap: resident count or pv entries disagree with the PTEs"
         return -1
-    if check_chunks(map.pmap.pm_pvchunk, &map.pmap, False, why) != 0:
+    if check_chunks(vm, map.pmap.pm_pvchunk, &map.pmap, False, why) != 0:
         return -1
-    if check_chunks(map.pmap.pm_pvfull, &map.pmap, True, why) != 0:
+    if check_chunks(vm, map.pmap.pm_pvfull, &map.pmap, True, why) != 0:
         return -1
     ptes[0] += n
     return 0
 
 
+cdef int64_t pv_list_length(vm_ctx_t* vm, pv_head_t* head, const char** why) noexcept nogil:
+    """The entries on a pv list, -1 (why set) when its head or links are broken."""
+    cdef pv_entry_t* pv
+    cdef int64_t n = 0
+    if not pv_handle_valid(&vm.md, head[0]):
+        why[0] = "pmap: pv list head names no pv entry in use (a stale handle)"
+        return -1
+    pv = pv_list_first(&vm.md, head)
+    if pv != NULL and pv.pv_prev != NULL:
+        why[0] = "pmap: pv list head is not its first entry"
+        return -1
+    while pv != NULL:
+        if pv.pv_next != NULL and pv.pv_next.pv_prev != pv:
+            why[0] = "pmap: pv list links disagree (pv_next / pv_prev)"
+            return -1
+        n += 1
+        pv = pv.pv_next
+    return n
+
 cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcept nogil:
     cdef vm_object_t* obj = vm.objects
     cdef uint64_t* item
     cdef pfn_t pfn
-    cdef pv_entry_t* pv
     cdef vm_reserv_t* rv
-    cdef int64_t n
+    cdef int64_t n, k
     while obj != NULL:
         item = pctrie_lookup_ge(&obj.rtree, 0)
         while item != NULL:
             pfn = item_pfn(vm, item)
-            n = 0
-            pv = pv_list(&vm.md, pfn)[0]
-            while pv != NULL:
-                n += 1
-                pv = pv.pv_next
+            n = pv_list_length(vm, pv_list(&vm.md, pfn), why)
+            if n < 0:
+                return -1
             rv = vm_reserv_from_page(vm, pfn)
             if rv != NULL:                  # each 2 MiB mapping of its reservation maps it
-                pv = rv.pvh
-                while pv != NULL:
-                    n += 1
-                    pv = pv.pv_next
+                k = pv_list_length(vm, &rv.pvh, why)
+                if k < 0:
+                    return -1
+                n += k
             if n != vm.md.fr.f[pfn].mapcount:
                 why[0] = "vm_page: mapcount != pv list length"
                 return -1
@@ -280,6 +306,9 @@ cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entrie
             or vm.md.kc[KC_ENTRY].active != entries or vm.md.kc[KC_PCTRIE].active != nodes
             or vm.md.kc[KC_PVCHUNK].active != chunks or vm.md.kc[KC_VMSPACE].active != nmaps):
         why[0] = "slab accounting disagrees with the live structures"
+        return -1
+    if vm.md.pvc_tab.count != chunks:
+        why[0] = "pv_chunk numbers in use != pv_chunks"
         return -1
     for lvl in range(4):
         if vm.md.kc[KC_PGD + lvl].active != tables[lvl]:

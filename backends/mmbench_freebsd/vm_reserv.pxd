@@ -1,7 +1,7 @@
 # vm_reserv — superpage reservations of anonymous objects.  See vm_reserv.pyx.
 from libc.stdint cimport int64_t, uint32_t
 from mmbench.blocks.handles cimport handles_get
-from mmbench.blocks.frames cimport pfn_t
+from mmbench.blocks.frames cimport pfn_t, frame_field
 from mmbench_freebsd.vm cimport vm_ctx_t, vm_object_t, vm_map_entry_t, vm_reserv_t
 
 # The fault put frame `m` at `pindex` of `obj` (mapped at `vpn` through `entry`):
@@ -10,9 +10,10 @@ from mmbench_freebsd.vm cimport vm_ctx_t, vm_object_t, vm_map_entry_t, vm_reserv
 cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex,
                                        vm_map_entry_t* entry, int64_t vpn, pfn_t m) noexcept nogil
 # The reservation whose populated index holds page m, or NULL: the one the
-# page's frame descriptor names (aux = its number in vm.reserv_tab + 1, 0: none).
+# page's frame descriptor names (its flags' field, frame_field = the number in
+# vm.reserv_tab + 1, 0: none).
 cdef inline vm_reserv_t* vm_reserv_from_page(vm_ctx_t* vm, pfn_t m) noexcept nogil:
-    cdef uint32_t n = vm.md.fr.f[m].aux
+    cdef uint32_t n = frame_field(&vm.md.fr.f[m])
     return NULL if n == 0 else <vm_reserv_t*>handles_get(&vm.reserv_tab, <int64_t>n - 1)
 # The page is leaving its reservation (freed or replaced).
 cdef void vm_reserv_free_page(vm_ctx_t* vm, pfn_t m) noexcept nogil

@@ -48,12 +48,17 @@
 # are not physically contiguous, so it keeps the reservation's number in the
 # frame descriptor instead: each live reservation has a number in a table of
 # live reservations (vm.reserv_tab, mmbench.blocks.handles), and every page
-# of its popmap holds that number + 1 in frame_t.aux (0: in no reservation),
-# set when vm_reserv_alloc_page populates the index, cleared when the page
-# leaves (vm_reserv_free_page, vm_reserv_break_all).  The lookup is one table
-# index, whatever vm_reserv_rename did to the page's object and pindex, and
-# costs no per-frame pointer (the simulator's memory per resident page,
-# docs/performance.md).  The page's index in the reservation is where its
+# of its popmap holds that number + 1 in the 20-bit field of its flags
+# (frame_field, bits 12..31; 0: in no reservation; the descriptor's aux word
+# holds the page's pv list head), set when vm_reserv_alloc_page populates the
+# index, cleared when the page leaves (vm_reserv_free_page,
+# vm_reserv_break_all).  The lookup is one table index, whatever
+# vm_reserv_rename did to the page's object and pindex, and costs no
+# per-frame pointer (the simulator's memory per resident page,
+# docs/performance.md).  The field caps the reservations alive at once at
+# FR_FIELD_MAX - 1 (about a million, 2 TiB of fully populated ones); past
+# that a new reservation is refused and its page stays an ordinary page, as
+# when the host has no memory for one.  The page's index in the reservation is where its
 # object and pindex put it while it is still there, otherwise found by a scan
 # of the populated indices (reserv_index_of: pages left behind by a rename).
 
@@ -61,7 +66,7 @@ from libc.stdlib cimport malloc, free
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 
 from mmbench.core cimport C_RESERV_ALLOC, C_RESERV_FREED, C_RESERV_BROKEN, C_RESERV_PAGES
-from mmbench.blocks.frames cimport frame_t, pfn_t, NO_PFN
+from mmbench.blocks.frames cimport frame_t, pfn_t, NO_PFN, frame_field, frame_set_field
 from mmbench.blocks.handles cimport handles_take, handles_put, handles_get
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_object_t, vm_map_entry_t, vm_reserv_t, kc_alloc,
                                  kc_free, KC_RESERV, OBJ_ANON, VM_LEVEL_0_NPAGES, NPOPMAP)
@@ -213,7 +218,7 @@ cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t p
         rv.num = <uint32_t>n
         rv.pindex = first
         rv.popcnt = 0
-        rv.pvh = NULL
+        rv.pvh = 0
         for i in range(NPOPMAP):
             rv.popmap[i] = 0
         objq_insert(obj, rv)
@@ -225,7 +230,7 @@ cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t p
     rv.popmap[i >> 6] |= 1ULL << (i & 63)
     rv.popcnt += 1
     rv.pages[i] = m
-    vm.md.fr.f[m].aux = rv.num + 1          # vm_reserv_from_page finds rv
+    frame_set_field(&vm.md.fr.f[m], rv.num + 1)     # vm_reserv_from_page finds rv
     vm.md.ctr[C_RESERV_PAGES] += 1
     return rv
 
@@ -243,7 +248,7 @@ cdef void vm_reserv_free_page(vm_ctx_t* vm, pfn_t m) noexcept nogil:
     if rv == NULL:
         return
     i = reserv_index_of(vm, rv, m)
-    vm.md.fr.f[m].aux = 0
+    frame_set_field(&vm.md.fr.f[m], 0)
     rv.popmap[i >> 6] &= ~(1ULL << (i & 63))
     rv.popcnt -= 1
     if rv.popcnt == 0:
@@ -257,7 +262,7 @@ cdef void vm_reserv_rename(vm_ctx_t* vm, pfn_t m, vm_object_t* new_obj, int64_t 
     cdef vm_object_t* old = <vm_object_t*><size_t>vm.md.fr.f[m].owner
     if rv == NULL or rv.object != old or new_obj == old:
         return
-    objq_remove(rv)                         # the pages keep naming it (frame_t.aux)
+    objq_remove(rv)                         # the pages keep naming it (frame_field)
     rv.pindex -= old_pindex - new_pindex    # may go below 0 (see "renamed" above)
     objq_insert(new_obj, rv)
 
@@ -269,7 +274,7 @@ cdef void vm_reserv_break_all(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
         rv = obj.rvq
         for i in range(VM_LEVEL_0_NPAGES):
             if popmap_is_set(rv, i):
-                vm.md.fr.f[rv.pages[i]].aux = 0
+                frame_set_field(&vm.md.fr.f[rv.pages[i]], 0)
         reserv_release(vm, rv)
         vm.md.ctr[C_RESERV_BROKEN] += 1
     pctrie_reclaim(&obj.rvindex, &rvindex_kc)   # no reservation left: the index starts afresh
@@ -278,7 +283,7 @@ cdef void vm_reserv_break_all(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil:
 
 cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, int64_t* npop,
                          const char** why) noexcept nogil:
-    """obj's reservations.  Each populated page names its reservation (frame_t.aux
+    """obj's reservations.  Each populated page names its reservation (frame_field
     = rv.num + 1, and rv is number rv.num of vm.reserv_tab); that no other page
     names one is vm_check's count: as many resident pages name a reservation as
     there are populated indices (*npop)."""
@@ -293,7 +298,7 @@ cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, int64_t* 
         n = 0
         for i in range(NPOPMAP):
             n += __builtin_popcountll(rv.popmap[i])
-        if rv.pvh != NULL and n != VM_LEVEL_0_NPAGES:
+        if rv.pvh != 0 and n != VM_LEVEL_0_NPAGES:
             why[0] = "vm_reserv: 2 MiB mapping of a reservation not fully populated"
             return -1
         if n != rv.popcnt or n <= 0 or n > VM_LEVEL_0_NPAGES:
@@ -309,9 +314,9 @@ cdef int vm_reserv_check(vm_ctx_t* vm, vm_object_t* obj, int64_t* nrv, int64_t* 
                 if vm.md.fr.f[m].refcount != 1 or vm.md.fr.f[m].owner == 0:
                     why[0] = "vm_reserv: populated index without its resident page"
                     return -1
-                if (vm.md.fr.f[m].aux != rv.num + 1 or rv.num >= vm.reserv_tab.len
+                if (frame_field(&vm.md.fr.f[m]) != rv.num + 1 or rv.num >= vm.reserv_tab.len
                         or handles_get(&vm.reserv_tab, rv.num) != <void*>rv):
-                    why[0] = "vm_reserv: a populated page does not name its reservation (aux)"
+                    why[0] = "vm_reserv: a populated page does not name its reservation (frame_field)"
                     return -1
                 if (<vm_object_t*><size_t>vm.md.fr.f[m].owner == obj
                         and <int64_t>vm.md.fr.f[m].index != rv.pindex + i):

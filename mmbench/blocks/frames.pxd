@@ -30,7 +30,8 @@ cdef enum:
     ZERO_PFN = 0xFFFFFFFE        # the shared zero page: never allocated, reads as 0
     MAX_NODES = 17               # host + up to 16 accelerators
 
-# frame flag bits (design-neutral meanings; designs may use FR_DESIGN0..3 freely)
+# frame flag bits (design-neutral meanings; designs may use FR_DESIGN0..3 freely,
+# and the 20-bit field above them: frame_field / frame_set_field)
 cdef enum:
     FR_ANON_EXCLUSIVE = 1 << 0   # PageAnonExclusive: only one mapper may own it
     FR_DEVICE_PRIVATE = 1 << 1   # frame is device memory mapped as device-private
@@ -39,6 +40,8 @@ cdef enum:
     FR_DESIGN1 = 1 << 9
     FR_DESIGN2 = 1 << 10
     FR_DESIGN3 = 1 << 11
+    FR_FIELD_SHIFT = 12          # flags bits 12..31: a design-defined number (freebsd: the
+    FR_FIELD_MAX = (1 << 20) - 1 # page's reservation number + 1), at most FR_FIELD_MAX
 
 ctypedef struct frame_t:
     uint64_t value        # the 64-bit token the simulated page holds
@@ -67,6 +70,14 @@ cdef void frames_destroy(frames_t* fr) noexcept nogil
 
 cdef inline int64_t frames_free_count(frames_t* fr, int node) noexcept nogil:
     return fr.node_size[node] - fr.node_used[node]
+
+cdef inline uint32_t frame_field(frame_t* d) noexcept nogil:
+    """The design's number in flags bits 12..31 (0 after frame_reset)."""
+    return d.flags >> FR_FIELD_SHIFT
+
+cdef inline void frame_set_field(frame_t* d, uint32_t v) noexcept nogil:
+    """Store v (<= FR_FIELD_MAX) in flags bits 12..31; the flag bits below are kept."""
+    d.flags = (d.flags & ((<uint32_t>1 << FR_FIELD_SHIFT) - 1)) | (v << FR_FIELD_SHIFT)
 
 cdef inline void frame_reset(frame_t* d) noexcept nogil:
     """A freshly allocated frame: refcount 1, everything else 0."""

@@ -18,9 +18,11 @@
 # 2-aligned (anything malloc returns is).
 #
 # Users: pmap_netbsd (a pmap's number in the embedded pv of its pages,
-# pm_num: pmap_netbsd.pxd) and freebsd's vm_reserv (a reservation's number in
-# the frame descriptor of each of its pages: vm_reserv.pyx).  The table is the
-# simulator's memory, not the kernel's: no slab cache charges it.
+# pm_num: pmap_netbsd.pxd), pmap_pvchunk (a pv_chunk's number in the pv list
+# heads naming its entries, pc_num: pmap_pvchunk.pxd) and freebsd's vm_reserv
+# (a reservation's number in the frame descriptor of each of its pages:
+# vm_reserv.pyx).  The table is the simulator's memory, not the kernel's: no
+# slab cache charges it.
 
 from libc.stdlib cimport realloc, free
 from libc.stdint cimport int64_t

@@ -22,9 +22,10 @@
 # implementation module provides:
 #
 #   pmap_t                          its pmap, a pmap_hdr_t first
-#   pmap_bootstrap(ctx, npages)     pv heads for pfn [0, npages) and ctx.pv (through
-#                                   pmap_ctx_init; pmap_ctx_destroy frees them; head
-#                                   bytes 0: none, the frame descriptors hold them); 0 / -1
+#   pmap_bootstrap(ctx, npages)     ctx.pv, for the pages pfn [0, npages) (through
+#                                   pmap_ctx_init; pmap_ctx_destroy undoes it); 0 / -1.
+#                                   A page's pv list head lives in its frame descriptor
+#                                   (the kernel's md in vm_page): no per-pfn array
 #   pmap_pinit(ctx, pm, pid)        pmap_create (charges struct pmap); 0 / -1
 #   pmap_release(ctx, pm)           pmap_destroy of a pmap without mappings
 #   pmap_pv_count(pm)               mappings its pv side tracks for pm
@@ -118,12 +119,14 @@ cdef struct pmap_ctx_s:
     int kc_pgd                # first of four consecutive caches: pgd, pud, pmd, pte tables
     int kc_pv                 # the 4 KiB containers of pv entries (pv_page / pv_chunk)
     int kc_pmap               # struct pmap, or -1 when the design charges it itself
-    int64_t npages            # pfns [0, npages) have pv heads
-    void* pv_heads            # per pfn, the implementation's pv head (pv_entry list …), or
-                              # NULL when it keeps them in the frame descriptors (pmap_netbsd)
+    int64_t npages            # pfns [0, npages) are managed pages (have pv lists, kept in
+                              # their frame descriptors by the implementation)
     handles_t pmap_tab        # pmap_netbsd: its live pmaps by number, so that a pv word can
                               # name a pmap in fewer bits than a pointer (pmap_netbsd.pxd;
                               # mmbench.blocks.handles); empty, no numbers, otherwise
+    handles_t pvc_tab         # pmap_pvchunk: its live pv_chunks by number, so that a page's
+                              # pv list head names its first pv_entry in 32 bits
+                              # (pmap_pvchunk.pxd); empty, no numbers, otherwise
     pmap_pv_ops_t pv          # the implementation's pv side (set by pmap_bootstrap)
     void* pvc_spare           # containers freed and kept for the next pvc_alloc (linked
     int64_t pvc_nspare        # through their first word), at most PVC_SPARE_MAX
@@ -163,12 +166,11 @@ cdef inline void pmap_kc_free(pmap_ctx_t* ctx, int c) noexcept nogil:
     ctx.kc[c].active -= 1
     ctx.kc[c].frees += 1
 
-# the lifecycle every implementation shares (pmap.pyx): the per-pfn pv heads
-# (head_bytes each, none when 0) with the implementation's pv side, and a pmap of `size`
-# bytes that starts with its header (pmap_create / pmap_destroy: tables, and
+# the lifecycle every implementation shares (pmap.pyx): the context with the
+# implementation's pv side (its numbered tables empty, taking no numbers), and a pmap of
+# `size` bytes that starts with its header (pmap_create / pmap_destroy: tables, and
 # struct pmap charged to kc_pmap when that is not -1)
-cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,
-                       pmap_pv_ops_t pv) noexcept nogil                               # 0 / -1
+cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, pmap_pv_ops_t pv) noexcept nogil  # 0
 cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
 cdef int pmap_create(pmap_ctx_t* ctx, pmap_hdr_t* pm, size_t size, int64_t pid) noexcept nogil
 cdef void pmap_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil

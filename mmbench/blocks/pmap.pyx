@@ -1,6 +1,6 @@
 # The page-table side of the pmap block, shared by every implementation; the
 # pv side is called through ctx.pv, 2 MiB mappings through ctx.pde.  See pmap.pxd.
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport free
 
 cdef extern from "stdlib.h":
     int posix_memalign(void** memptr, size_t alignment, size_t size) nogil
@@ -22,21 +22,19 @@ cdef void pmap_account_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil:
     for lvl in range(4):
         kmem_cache_sync(&ctx.kc[ctx.kc_pgd + lvl], &pm.pt_accounted[lvl], pm.pt.nr[lvl])
 
-cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, size_t head_bytes,
-                       pmap_pv_ops_t pv) noexcept nogil:
-    ctx.pv_heads = calloc(npages if npages > 0 else 1, head_bytes) if head_bytes > 0 else NULL
+cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, pmap_pv_ops_t pv) noexcept nogil:
     ctx.npages = npages
     ctx.pv = pv
     handles_init(&ctx.pmap_tab, 0)              # numbers only if the implementation asks
+    handles_init(&ctx.pvc_tab, 0)
     ctx.pvc_spare = NULL
     ctx.pvc_nspare = 0
-    return 0 if ctx.pv_heads != NULL or head_bytes == 0 else -1
+    return 0
 
 cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
     cdef void* c
-    free(ctx.pv_heads)
-    ctx.pv_heads = NULL
     handles_destroy(&ctx.pmap_tab)
+    handles_destroy(&ctx.pvc_tab)
     while ctx.pvc_spare != NULL:
         c = ctx.pvc_spare
         ctx.pvc_spare = (<void**>c)[0]

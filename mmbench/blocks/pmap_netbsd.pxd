@@ -25,7 +25,8 @@
 # Where the model keeps struct pmap_page.  The kernel's lies inside vm_page
 # (mdpage); the model's lies inside the page's frame descriptor
 # (mmbench.blocks.frames), in two of its design-defined words, so the
-# simulator keeps no per-page array of its own (ctx.pv_heads is NULL):
+# simulator keeps no per-page array of its own (as pmap_pvchunk, whose head
+# takes the aux word instead):
 #
 #   frame_t.owner   pp_pvlist   the dynamic pv entries (pv_entry_t*, NULL: none)
 #   frame_t.index   pp_pte      the embedded pv {pmap, va} packed in one word:

@@ -26,7 +26,7 @@ cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil:
     pv.pv_remove = pmap_remove_pv
     pv.pv_move = pmap_move_pv
     pv.pv_first = pmap_first_pv
-    if pmap_ctx_init(ctx, npages, 0, pv) != 0:   # pmap_page: in the frame descriptors
+    if pmap_ctx_init(ctx, npages, pv) != 0:      # pmap_page: in the frame descriptors
         return -1
     handles_init(&ctx.pmap_tab, PMAP_NUM_MAX)    # pm_num: the number pp_pte packs
     return 0

@@ -19,14 +19,39 @@
 # physical superpage's list, pmap_pv_promote_pde / pmap_pv_demote_pde); it
 # builds them from get_pv_entry / free_pv_entry and the list operations below,
 # and registers them in ctx.pde.
-from libc.stdint cimport uint64_t, int64_t
+#
+# Where the model keeps md.pv_list.  The kernel's lies in the vm_page (struct
+# md_page).  The model's lies in the page's frame descriptor
+# (mmbench.blocks.frames), in its 32-bit aux word, so the simulator keeps no
+# per-page array of heads (8 B per frame before, docs/performance.md).  A
+# head is a pv_head_t: 0 for an empty list, else the handle of the list's
+# first entry,
+#
+#     handle = pc_num * NPCPV + (the entry's slot in its chunk) + 1
+#
+# where pc_num is the chunk's number in ctx.pvc_tab, the table of live
+# pv_chunks (mmbench.blocks.handles: taken when get_pv_entry adds a chunk,
+# given back when free_pv_entry frees it, then reused).  pv_entry_of turns a
+# handle back into the entry (one table index), pv_handle an entry into its
+# handle (its chunk is the 4 KiB page it lies in).  Handles fit 32 bits for up
+# to PVC_NUM_MAX chunks alive at once (4.29e9 pv entries: more than memory
+# holds).  The entries' own links stay pointers, as the kernel's TAILQ; the
+# design's superpage lists (a reservation's pvh) use the same head type.
+# The design keeps the descriptor's other words (freebsd: object, pindex, and
+# the reservation number in the flags' field).
+from libc.stdint cimport uint64_t, int64_t, uint32_t
 from mmbench.blocks.frames cimport pfn_t
+from mmbench.blocks.handles cimport handles_get
 from mmbench.blocks.pmap cimport pmap_ctx_t, pmap_hdr_t, pvc_link_t, pvc_of
 
 cdef enum:
     NPCPV = 168                # pv entries per pv_chunk
     NPCM = 3                   # 64-bit free-map words per pv_chunk
     PV_CHUNK_BYTES = 4096
+    PVC_NUM_MAX = 25565281     # chunk numbers stay below: (2^32 - 1) // NPCPV, so that
+                               # every handle (at most PVC_NUM_MAX * NPCPV) fits 32 bits
+
+ctypedef uint32_t pv_head_t    # a pv list head: 0 empty, else its first entry's handle
 
 ctypedef struct pv_entry_t:    # 24 bytes (the kernel's: pv_va + TAILQ_ENTRY pv_next)
     uint64_t pv_va             # virtual page of the mapping
@@ -37,7 +62,10 @@ ctypedef struct pv_chunk_t:    # 4096 bytes, 4096-aligned: pv -> chunk -> pmap
     void* pc_pmap              # the owning pmap_t
     pvc_link_t pc_list         # the pmap's chunk list (with room / full)
     uint64_t pc_map[3]         # 1 = free slot
-    uint64_t pc_lru[2]         # (unused here; keeps the kernel layout)
+    uint32_t pc_num            # simulator: its number in ctx.pvc_tab (names its entries in
+                               # pv list heads), in the kernel's pc_lru, unused here
+    uint32_t pc_pad            # the rest of pc_lru (keeps the kernel layout)
+    uint64_t pc_lru_prev
     pv_entry_t pc_pventry[168]
 
 ctypedef struct pmap_t:
@@ -62,21 +90,43 @@ cdef inline pmap_t* pv_pmap(pv_entry_t* pv) noexcept nogil:
     """PV_PMAP: the pmap of the chunk holding pv."""
     return <pmap_t*>(<pv_chunk_t*>pvc_of(pv)).pc_pmap
 
-cdef inline pv_entry_t** pv_list(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
-    """The head of the page's pv list (md.pv_list)."""
-    return &(<pv_entry_t**>ctx.pv_heads)[pfn]
+cdef inline pv_entry_t* pv_entry_of(pmap_ctx_t* ctx, pv_head_t h) noexcept nogil:
+    """The entry handle h names (NULL for 0); its chunk must be live."""
+    if h == 0:
+        return NULL
+    h -= 1
+    return &(<pv_chunk_t*>handles_get(&ctx.pvc_tab, h // NPCPV)).pc_pventry[h % NPCPV]
 
-cdef inline void pv_list_insert(pv_entry_t** head, pv_entry_t* pv) noexcept nogil:
+cdef inline pv_head_t pv_handle(pv_entry_t* pv) noexcept nogil:
+    """The handle of pv (0 for NULL)."""
+    cdef pv_chunk_t* pc
+    if pv == NULL:
+        return 0
+    pc = <pv_chunk_t*>pvc_of(pv)
+    return pc.pc_num * <pv_head_t>NPCPV + <pv_head_t>(pv - &pc.pc_pventry[0]) + 1
+
+cdef inline pv_head_t* pv_list(pmap_ctx_t* ctx, pfn_t pfn) noexcept nogil:
+    """The head of the page's pv list (md.pv_list): its frame descriptor's aux."""
+    return &ctx.fr.f[pfn].aux
+
+cdef inline pv_entry_t* pv_list_first(pmap_ctx_t* ctx, pv_head_t* head) noexcept nogil:
+    """TAILQ_FIRST: the list's first entry, NULL when it is empty."""
+    return pv_entry_of(ctx, head[0])
+
+cdef inline void pv_list_insert(pmap_ctx_t* ctx, pv_head_t* head, pv_entry_t* pv) noexcept nogil:
     pv.pv_prev = NULL
-    pv.pv_next = head[0]
+    pv.pv_next = pv_entry_of(ctx, head[0])
     if pv.pv_next != NULL:
         pv.pv_next.pv_prev = pv
-    head[0] = pv
+    head[0] = pv_handle(pv)
 
-cdef inline void pv_list_remove(pv_entry_t** head, pv_entry_t* pv) noexcept nogil:
+cdef inline void pv_list_remove(pv_head_t* head, pv_entry_t* pv) noexcept nogil:
     if pv.pv_prev != NULL:
         pv.pv_prev.pv_next = pv.pv_next
     else:
-        head[0] = pv.pv_next
+        head[0] = pv_handle(pv.pv_next)
     if pv.pv_next != NULL:
         pv.pv_next.pv_prev = pv.pv_prev
+
+# for check(): is h 0 or the handle of an entry in use of a live chunk?
+cdef bint pv_handle_valid(pmap_ctx_t* ctx, pv_head_t h) noexcept nogil
