@@ -293,10 +293,12 @@ def table(results: list[dict], provenance: dict, tablefmt: str = "simple") -> st
 
 # ----------------------------------------------------------------- validation against the host
 TIME_NOTE = ("host time: fault windows from perf's page-faults to minor-faults events (the "
-             "fault handler's start to the end of handle_mm_fault), fork windows from the fork "
-             "system call's entry to task:task_newtask (the end of copy_process), each less the "
-             "time its thread was switched out; corrected by the recordloop measured with and "
-             "without the probes when the trace was recorded (tracing_overhead)")
+             "fault handler's start to the end of handle_mm_fault), fork windows from the "
+             "parent's mmap write-lock to its release inside the fork system call (dup_mmap: "
+             "no perf work inside; in traces recorded before, from the fork system call's entry "
+             "to task:task_newtask, the end of copy_process), each less the time its thread was "
+             "switched out; corrected by the recordloop measured with and without the probes "
+             "when the trace was recorded (tracing_overhead)")
 #: replay kinds the host timed that the replay does not take as faults
 _UNREPLAYED = ("dropped", "none")
 
@@ -333,7 +335,19 @@ def host_time(provenance: dict) -> dict:
     else:
         w = sum(h["fork_copy_windows_ns"])
         out.update(forks_timed=forks, fork_raw_ns=w, fork_ns=w + forks * ov["fork_add_ns"],
-                   fork_beyond_empty_ns=w - forks * ov["windows"]["fork_ns"])
+                   fork_beyond_empty_ns=w - forks * ov["windows"]["fork_ns"],
+                   fork_from="copy_process windows")
+        dup = h.get("fork_dup_mmap_windows_ns")
+        if dup and len(dup) == forks and "fork_dup_add_ns" in ov:
+            # dup_mmap windows hold none of perf's work: the host's fork time is theirs
+            # plus the rest of an empty fork (the loop, untraced); the copy_process
+            # windows' figures are kept beside them
+            d = sum(dup)
+            out.update(fork_copy_window_ns=out["fork_ns"],
+                       fork_copy_beyond_empty_ns=out["fork_beyond_empty_ns"],
+                       fork_dup_ns=d, fork_ns=d + forks * ov["fork_dup_add_ns"],
+                       fork_beyond_empty_ns=d - forks * ov["windows"]["fork_dup_mmap_ns"],
+                       fork_from="dup_mmap windows")
     return out
 
 
@@ -384,6 +398,10 @@ def validate(trace, provenance: dict, calibration=None, design: str = "linux") -
                            ht["fork_beyond_empty_ns"] / 1e6 if "fork_beyond_empty_ns" in ht else None)
     out["host_time"] = ht
     out["overhead"] = provenance.get("tracing_overhead")
+    if cal is not None and provenance.get("machine"):
+        from mmbench import calibration_search
+        out["machine_mismatch"] = calibration_search.mismatch(cal.get("machine", {}),
+                                                              provenance["machine"])
     out["est_fault_ms"] = out["fault_ms"][0]
     out["calibration"] = where if cal is not None else None
     return out
@@ -394,6 +412,10 @@ def time_lines(v: dict, provenance: dict | None = None, note: bool = True) -> st
     mean and median, the probes' cost and the correction, or why there is none."""
     ht = v.get("host_time", {})
     out = [TIME_NOTE + "."] if note else []
+    if v.get("machine_mismatch"):
+        out.append("WARNING: the calibration was not made on the machine that recorded this "
+                   "trace (" + v["machine_mismatch"].replace("this host", "recorded on") + "): "
+                   "its estimates are not comparable with the host's time")
     if "fault_by_kind" in ht:
         out.append(f"host faults timed: {ht['faults_timed']:,}; per kind, corrected ns per fault "
                    "(mean / median): " + "; ".join(
@@ -410,7 +432,13 @@ def time_lines(v: dict, provenance: dict | None = None, note: bool = True) -> st
                            for k, n in sorted(ft["n_by_kind"].items()) if n))
     else:
         out.append(f"host time in faults: n/a ({ht.get('fault_why', '?')})")
-    if "fork_ns" in ht:
+    if "fork_dup_ns" in ht:
+        out.append(f"host forks timed: {ht['forks_timed']}; dup_mmap windows {ht['fork_dup_ns'] / 1e6:.2f} ms, "
+                   f"with the rest of an empty fork {ht['fork_ns'] / 1e6:.2f} ms, beyond an empty "
+                   f"fork {ht['fork_beyond_empty_ns'] / 1e6:.2f} ms (copy_process windows "
+                   f"{ht['fork_raw_ns'] / 1e6:.2f} ms, corrected {ht['fork_copy_window_ns'] / 1e6:.2f} ms, "
+                   f"beyond an empty fork {ht['fork_copy_beyond_empty_ns'] / 1e6:.2f} ms)")
+    elif "fork_ns" in ht:
         out.append(f"host forks timed: {ht['forks_timed']}, windows {ht['fork_raw_ns'] / 1e6:.2f} ms, "
                    f"corrected {ht['fork_ns'] / 1e6:.2f} ms, beyond an empty fork "
                    f"{ht['fork_beyond_empty_ns'] / 1e6:.2f} ms")
