@@ -147,6 +147,12 @@ def parse_loop(text: str) -> dict:
     return out
 
 
+def _quartile(xs):
+    """The lower quartile (the value a quarter of the way up the sorted list)."""
+    xs = sorted(xs)
+    return float(xs[len(xs) // 4]) if xs else None
+
+
 def _median(xs):
     xs = sorted(xs)
     return float(xs[len(xs) // 2]) if xs else None
@@ -175,10 +181,14 @@ def overhead_from(plain: dict, traced: dict, host: dict) -> dict:
         raise RecordError("the overhead loop's stream lacks its faults or forks")
     add_f = u["read"] - win_read
     win_dup = _median(host.get("fork_dup_mmap_windows_ns", []))
+    q1 = _quartile(plain["fork_cpu"])
     dup = {} if win_dup is None else {
         # the empty fork's dup_mmap window (the parent's mmap write-lock inside fork):
-        # no perf work inside it, so the correction is the rest of an empty fork
-        "fork_dup_add_ns": u["fork_cpu"] - win_dup}
+        # no perf work inside it, so the correction is the rest of an empty fork.  Its
+        # untraced CPU time is taken at the lower quartile: on a host shared with other
+        # work, most of the 30 forks of a busy moment are disturbed and the median of one
+        # loop has been 2-3 times that of another (docs/real-programs.md, "Host time")
+        "fork_dup_add_ns": q1 - win_dup, "untraced_fork_cpu_q1_ns": q1}
     return {**dup,
         "loop": f"recordloop {' '.join(LOOP_ARGS)}: {LOOP_ARGS[0]} forks of an empty process, "
                 f"{LOOP_ARGS[2]} x {LOOP_ARGS[1]} zero-page read and zero-fill write faults",

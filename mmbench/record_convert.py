@@ -236,6 +236,7 @@ class Converter:
         self.dup_open: dict = {}                # tid -> (mm, t_ns, offcpu) of the lock held
         self.dup_done: dict[int, int] = {}      # tid -> ns of its fork's dup_mmap, until the exit
         self.dup_ns: list[int] = []             # each process fork's dup_mmap window
+        self.fork_vmas: list = []               # each fork's (VMAs, file-backed, with anon_vma)
         self.writes = 0
         self.nfaults = 0
         self.t_first = self.t_last = None
@@ -475,6 +476,12 @@ class Converter:
                 inh.add(p)
         cmm.inherited = inh
         cmm.inherited_n = len(inh)
+        # what dup_mmap walks on the host: every VMA; file-backed ones also go into their
+        # file's i_mmap tree (vma_interval_tree_insert_after), which anonymous memory
+        # (all the replay has) never does
+        vs = pmm.vmas.vmas
+        self.fork_vmas.append((len(vs), sum(1 for v in vs if v.cls in (FILE, FILE_SHARED)),
+                               sum(1 for v in vs if v.anon)))
         cmm.resident = set(inh)          # shared and untouched-private PTEs are not copied
         cmm.zero = pmm.zero & inh
         cmm.host, cmm.t_fork = child_tgid, self.t_now
@@ -920,6 +927,7 @@ class Converter:
                   "fork_copy_windows_ns": [int(x) for x in self.copy_ns],
                   **({"fork_dup_mmap_windows_ns": [int(x) for x in self.dup_ns]}
                      if self.dup_ns else {}),
+                  **({"fork_vmas": [list(x) for x in self.fork_vmas]} if self.fork_vmas else {}),
                   **({"fault_time": ft} if (ft := self._fault_time()) else {}),
                   "stream_duration_s": round(dur, 6),
                   "images": self.images,

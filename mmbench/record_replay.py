@@ -75,10 +75,12 @@ def _cuts(trace) -> list[int]:
     return [int(c) for c in cuts]
 
 
-def replay_one(trace, design: str, calibration=None, notes: dict | None = None) -> dict:
+def replay_one(trace, design: str, calibration=None, notes: dict | None = None,
+               host: dict | None = None) -> dict:
     """One design's result on the trace (see the module docstring); `unsupported` with
     the reason when the design cannot run it.  `notes`: the trace's conversion notes
-    (its private file reads are priced from them)."""
+    (its private file reads are priced from them); `host`: what the host measured (the
+    VMAs each fork duplicated there, see _unmerged)."""
     import mmbench
     from mmbench import estimate as est
     try:
@@ -90,6 +92,9 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None) 
     peak: dict = {}
     peak_total = peak_pt = 0
     fork_ns = 0
+    fork_i = 0
+    host_vmas = (host or {}).get("fork_vmas") or []
+    extra: dict = {}                       # fork work of VMAs the replay merged (_unmerged)
     failed = 0
     t0 = time.perf_counter_ns()
     model_ns = 0
@@ -111,9 +116,14 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None) 
             pt_at_exit[int(seg["pid"][0])] = pt0 - _pt_bytes(m)
         if is_fork:
             fork_ns += int(out["ns"].sum())
-            for k, v in est.diff(est.events_of(m), ev0).items():
+            d = est.diff(est.events_of(m), ev0)
+            for k, v in d.items():
                 if v:
                     fork_ev[k] = fork_ev.get(k, 0) + v
+            if fork_i < len(host_vmas):
+                for k, v in _unmerged(d, host_vmas[fork_i]).items():
+                    extra[k] = extra.get(k, 0) + v
+            fork_i += 1
     peak, peak_total, peak_pt = _sample(m, peak, peak_total, peak_pt)
     wall_ns = time.perf_counter_ns() - t0
     c = m.counters()
@@ -123,6 +133,7 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None) 
            "forks": int(np.count_nonzero(trace["op"] == Op.FORK)),
            "fork_events": fork_ev, "fork_model_ns": fork_ns,
            "fork_ptes_copied": fork_ev.get("fork_ptes_copied", 0),
+           "fork_unmerged": extra,
            "peak_metadata": peak, "peak_total": peak_total, "peak_pt_bytes": peak_pt,
            "final_metadata": final, "final_total": sum(final.values()),
            "pt_at_exit": pt_at_exit, "pt_alive": _pt_bytes(m),
@@ -131,9 +142,13 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None) 
         allev = {**est.events_of(m), **est.op_counts(trace)}
         for k, v in _file_reads(notes or {}).items():
             allev[k] = allev.get(k, 0) + v
-        fork_est = est.estimate_ns({**fork_ev, "op:FORK": res["forks"]}, calibration)
+        fev = dict(fork_ev)
+        for k, v in extra.items():
+            allev[k] = allev.get(k, 0) + v
+            fev[k] = fev.get(k, 0) + v
+        fork_est = est.estimate_ns({**fev, "op:FORK": res["forks"]}, calibration)
         whole = est.estimate_ns(allev, calibration, measured_ns=model_ns)
-        rest = {k: v - fork_ev.get(k, 0) for k, v in allev.items()}
+        rest = {k: v - fev.get(k, 0) for k, v in allev.items()}
         faults = est.estimate_ns(rest, calibration)
         pc = faults["breakdown"]
         res["est_fault_ns"] = sum(pc.get(k, 0.0) for k in FAULT_COSTS)
@@ -141,6 +156,41 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None) 
         res["est_total_ns"] = whole["total_ns"]
         res["uncosted"] = whole["uncosted"]
     return res
+
+
+#: the struct a design copies per VMA at fork (the first one its fork allocated counts)
+VMA_STRUCTS = ("vm_area_struct", "vm_map_entry")
+
+
+def _unmerged(fork_events: dict, host_fork: list) -> dict:
+    """The fork work of VMAs the host duplicated and the replay did not have: events to
+    add to one fork's.  `host_fork` is the converter's (VMAs, file-backed VMAs, VMAs
+    with an anon_vma) of the forking process, its picture of the host's address space.
+
+    Files are not in the contract: the pieces of a shared library (text, read-only
+    data, RELRO, data) are separate VMAs on the host — another file offset, another
+    VM_EXEC — but adjacent read-only private memory to the replay, which merges them
+    (pgbench's postmaster: 255 VMAs on the host, 138 in the linux replay).  Each such
+    VMA is a vm_area_dup (and a file's i_mmap insertion) on the host at every fork;
+    one with an anon_vma is an anon_vma_fork too (an anon_vma and two chain links,
+    as the calibration's fork_touched_vmas probe counts them).  Priced with the
+    design's own VMA struct (`vma`) and `struct_alloc`; nothing is added where the
+    design copied as many VMAs as the host."""
+    if not host_fork:
+        return {}
+    n_host, _n_file, n_anon = (list(host_fork) + [0, 0, 0])[:3]
+    struct = next((s for s in VMA_STRUCTS if fork_events.get(f"alloc:{s}")), None)
+    out = {}
+    if struct is not None:
+        miss = n_host - fork_events[f"alloc:{struct}"]
+        if miss > 0:
+            out[f"alloc:{struct}"] = miss
+    if fork_events.get("alloc:anon_vma"):
+        miss = n_anon - fork_events["alloc:anon_vma"]
+        if miss > 0:
+            out["alloc:anon_vma"] = miss
+            out["alloc:anon_vma_chain"] = 2 * miss
+    return out
 
 
 def _file_reads(notes: dict) -> dict:
@@ -188,7 +238,8 @@ def replay_all(trace, provenance: dict, designs=None, calibration=None) -> list[
     cal, where = load_calibration(calibration)
     if calibration and cal is None:
         raise errors.InvalidArgument(f"calibration {calibration}: {where}")
-    out = [replay_one(trace, d, cal, provenance.get("notes", {})) for d in designs]
+    out = [replay_one(trace, d, cal, provenance.get("notes", {}), provenance.get("host"))
+           for d in designs]
     for r in out:
         r["calibration"] = where if cal is not None else None
     return out
@@ -365,7 +416,7 @@ def validate(trace, provenance: dict, calibration=None, design: str = "linux") -
     bytes of the largest process, estimated fork time against the host's fork syscalls."""
     from mmbench.workloads._measure import load_calibration
     cal, where = load_calibration(calibration)
-    r = replay_one(trace, design, cal, provenance.get("notes", {}))
+    r = replay_one(trace, design, cal, provenance.get("notes", {}), provenance.get("host"))
     if "unsupported" in r:
         raise errors.NotSupported(f"{design}: {r['unsupported']}")
     h = provenance.get("host", {})
