@@ -113,8 +113,13 @@ def thp_mode() -> str:
 
 def perf_argv(events: list[str], data: str) -> list[str]:
     """The ``perf record`` command line of a recording (the program's argv follows)."""
-    return ["perf", "record", "-q", "-d", "-k", "mono", "--switch-events", "-m", PERF_BUFFER_PAGES,
-            "-e", ",".join(list(events) + list(rs.TIMING_EVENTS)), "-o", data, "--"]
+    plain = [e for e in events if e not in rs.FILTERS]
+    argv = ["perf", "record", "-q", "-d", "-k", "mono", "--switch-events", "-m", PERF_BUFFER_PAGES,
+            "-e", ",".join(plain + list(rs.TIMING_EVENTS))]
+    for e in events:                       # a filter applies to the -e just before it
+        if e in rs.FILTERS:
+            argv += ["-e", e, "--filter", rs.FILTERS[e]]
+    return argv + ["-o", data, "--"]
 
 
 # ----------------------------------------------------------------- tracing overhead
@@ -140,6 +145,12 @@ def parse_loop(text: str) -> dict:
         except ValueError:
             continue
     return out
+
+
+def _quartile(xs):
+    """The lower quartile (the value a quarter of the way up the sorted list)."""
+    xs = sorted(xs)
+    return float(xs[len(xs) // 4]) if xs else None
 
 
 def _median(xs):
@@ -169,7 +180,16 @@ def overhead_from(plain: dict, traced: dict, host: dict) -> dict:
     if None in (win_read, win_write, win_fork, u["read"], u["write"], u["fork_cpu"]):
         raise RecordError("the overhead loop's stream lacks its faults or forks")
     add_f = u["read"] - win_read
-    return {
+    win_dup = _median(host.get("fork_dup_mmap_windows_ns", []))
+    q1 = _quartile(plain["fork_cpu"])
+    dup = {} if win_dup is None else {
+        # the empty fork's dup_mmap window (the parent's mmap write-lock inside fork):
+        # no perf work inside it, so the correction is the rest of an empty fork.  Its
+        # untraced CPU time is taken at the lower quartile: on a host shared with other
+        # work, most of the 30 forks of a busy moment are disturbed and the median of one
+        # loop has been 2-3 times that of another (docs/real-programs.md, "Host time")
+        "fork_dup_add_ns": q1 - win_dup, "untraced_fork_cpu_q1_ns": q1}
+    return {**dup,
         "loop": f"recordloop {' '.join(LOOP_ARGS)}: {LOOP_ARGS[0]} forks of an empty process, "
                 f"{LOOP_ARGS[2]} x {LOOP_ARGS[1]} zero-page read and zero-fill write faults",
         "untraced": {"fork_cpu_ns": u["fork_cpu"], "fork_wall_ns": u["fork_wall"],
@@ -177,6 +197,7 @@ def overhead_from(plain: dict, traced: dict, host: dict) -> dict:
         "traced": {"fork_cpu_ns": t["fork_cpu"], "read_fault_ns": t["read"],
                    "write_fault_ns": t["write"]},
         "windows": {"fork_ns": win_fork, "read_fault_ns": float(win_read),
+                    **({"fork_dup_mmap_ns": win_dup} if win_dup is not None else {}),
                     "write_fault_ns": float(win_write)},
         "probe_cost_per_fault_ns": (t["read"] - u["read"]) if t["read"] is not None else None,
         "probe_cost_per_fork_ns": (t["fork_cpu"] - u["fork_cpu"]) if t["fork_cpu"] is not None else None,
@@ -204,6 +225,14 @@ def measure_overhead(events: list[str], log=lambda m: None) -> dict:
     except (OSError, subprocess.TimeoutExpired) as e:
         raise RecordError(f"the overhead loop could not run: {e}") from None
     return overhead_from(parse_loop(plain.stdout), parse_loop(traced.stdout), rec.host)
+
+
+def _machine() -> dict:
+    """The recording host as a calibration names its machine (cpu, kernel …): the
+    validation compares a trace's host time with estimates from a calibration of the
+    same hardware, and says so when they differ."""
+    from mmbench import calibration_search
+    return calibration_search.this_host()
 
 
 def _slabs() -> dict | None:
@@ -391,6 +420,7 @@ def record(cmd: list[str], output: str | os.PathLike, keep_stream: str | None = 
     prov = {
         "command": shlex.join(cmd),
         "kernel": platform.release(),
+        "machine": _machine(),
         "thp": thp_mode(),
         "duration_s": round(duration, 3),
         "exit_status": rc,

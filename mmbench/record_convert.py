@@ -106,6 +106,12 @@ def fault_around_neighbours(mm, v, vpn: int) -> int:
 
 
 # ----------------------------------------------------------------- address spaces
+def _lock_mm(payload: str) -> str:
+    """The mm of an mmap_lock event (``mm=0x… memcg_id=… write=true``)."""
+    a = payload.find("mm=")
+    return payload[a + 3:].split(None, 1)[0] if a >= 0 else ""
+
+
 @dataclasses.dataclass
 class Vma:
     start: int            # first vpn
@@ -226,6 +232,11 @@ class Converter:
         self.fork_ns: list[int] = []            # host duration of each process-creating syscall
         self.copy_ns: list[int] = []            # … from its entry to task_newtask (copy_process)
         self.newtask_t: dict[int, int] = {}     # parent tid -> time of its last task_newtask
+        # dup_mmap: the parent's mmap write-lock inside a fork system call (mmap_lock events)
+        self.dup_open: dict = {}                # tid -> (mm, t_ns, offcpu) of the lock held
+        self.dup_done: dict[int, int] = {}      # tid -> ns of its fork's dup_mmap, until the exit
+        self.dup_ns: list[int] = []             # each process fork's dup_mmap window
+        self.fork_vmas: list = []               # each fork's (VMAs, file-backed, with anon_vma)
         self.writes = 0
         self.nfaults = 0
         self.t_first = self.t_last = None
@@ -465,6 +476,12 @@ class Converter:
                 inh.add(p)
         cmm.inherited = inh
         cmm.inherited_n = len(inh)
+        # what dup_mmap walks on the host: every VMA; file-backed ones also go into their
+        # file's i_mmap tree (vma_interval_tree_insert_after), which anonymous memory
+        # (all the replay has) never does
+        vs = pmm.vmas.vmas
+        self.fork_vmas.append((len(vs), sum(1 for v in vs if v.cls in (FILE, FILE_SHARED)),
+                               sum(1 for v in vs if v.anon)))
         cmm.resident = set(inh)          # shared and untouched-private PTEs are not copied
         cmm.zero = pmm.zero & inh
         cmm.host, cmm.t_fork = child_tgid, self.t_now
@@ -658,6 +675,23 @@ class Converter:
         self._map(mm, g)
         return g
 
+    # --- fork's dup_mmap (mmap_lock write-lock events, record_stream.FILTERS)
+    _FORKS = ("clone", "clone3", "fork", "vfork")
+
+    def _on_lock_acquired(self, ev):
+        p = self.pending.get(ev.tid)
+        if p is None or p[0] not in self._FORKS or ev.tid in self.dup_open \
+                or ev.tid in self.dup_done:
+            return                  # not in a fork, or dup_mmap's first lock already seen
+        self.dup_open[ev.tid] = (_lock_mm(ev.payload), ev.t_ns, self.offcpu[ev.tid])
+
+    def _on_lock_released(self, ev):
+        o = self.dup_open.get(ev.tid)
+        if o is None or _lock_mm(ev.payload) != o[0]:
+            return                  # the child's mm (locked nested inside) or not a fork
+        del self.dup_open[ev.tid]
+        self.dup_done[ev.tid] = ev.t_ns - o[1] - max(0, self.offcpu[ev.tid] - o[2])
+
     # --- system calls
     def _sys_exit(self, ev):
         name = ev.name[9:]
@@ -676,6 +710,10 @@ class Converter:
         if name in ("clone", "clone3", "fork", "vfork"):
             # a process fork's own time; a CLONE_VM parent waits for its child's exec
             flags = self.child_flags.pop(ret, None) if ret > 0 else None
+            dup = self.dup_done.pop(ev.tid, None)
+            self.dup_open.pop(ev.tid, None)
+            if flags is not None and not flags & (CLONE_THREAD | CLONE_VM) and dup is not None:
+                self.dup_ns.append(dup)
             if flags is not None and not flags & (CLONE_THREAD | CLONE_VM):
                 self.fork_ns.append(ev.t_ns - p[2] - max(0, self.offcpu[ev.tid]
                                                          - self.fork_off.get(ev.tid, 0)))
@@ -847,6 +885,8 @@ class Converter:
         "PERF_RECORD_FORK": _on_fork_rec,
         "PERF_RECORD_SWITCH": _on_switch,
         "task_newtask": _on_newtask,
+        "mmap_lock_acquire_returned": _on_lock_acquired,
+        "mmap_lock_released": _on_lock_released,
         "sched_process_fork": _on_sched_fork,
         "sched_process_exit": _on_sched_exit,
         "sched_process_exec": _on_sched_exec,
@@ -885,6 +925,9 @@ class Converter:
                   "fork_syscall_ns": int(sum(self.fork_ns)),
                   "fork_copy_ns": int(sum(self.copy_ns)),
                   "fork_copy_windows_ns": [int(x) for x in self.copy_ns],
+                  **({"fork_dup_mmap_windows_ns": [int(x) for x in self.dup_ns]}
+                     if self.dup_ns else {}),
+                  **({"fork_vmas": [list(x) for x in self.fork_vmas]} if self.fork_vmas else {}),
                   **({"fault_time": ft} if (ft := self._fault_time()) else {}),
                   "stream_duration_s": round(dur, 6),
                   "images": self.images,

@@ -75,10 +75,12 @@ def _cuts(trace) -> list[int]:
     return [int(c) for c in cuts]
 
 
-def replay_one(trace, design: str, calibration=None, notes: dict | None = None) -> dict:
+def replay_one(trace, design: str, calibration=None, notes: dict | None = None,
+               host: dict | None = None) -> dict:
     """One design's result on the trace (see the module docstring); `unsupported` with
     the reason when the design cannot run it.  `notes`: the trace's conversion notes
-    (its private file reads are priced from them)."""
+    (its private file reads are priced from them); `host`: what the host measured (the
+    VMAs each fork duplicated there, see _unmerged)."""
     import mmbench
     from mmbench import estimate as est
     try:
@@ -90,6 +92,9 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None) 
     peak: dict = {}
     peak_total = peak_pt = 0
     fork_ns = 0
+    fork_i = 0
+    host_vmas = (host or {}).get("fork_vmas") or []
+    extra: dict = {}                       # fork work of VMAs the replay merged (_unmerged)
     failed = 0
     t0 = time.perf_counter_ns()
     model_ns = 0
@@ -111,9 +116,14 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None) 
             pt_at_exit[int(seg["pid"][0])] = pt0 - _pt_bytes(m)
         if is_fork:
             fork_ns += int(out["ns"].sum())
-            for k, v in est.diff(est.events_of(m), ev0).items():
+            d = est.diff(est.events_of(m), ev0)
+            for k, v in d.items():
                 if v:
                     fork_ev[k] = fork_ev.get(k, 0) + v
+            if fork_i < len(host_vmas):
+                for k, v in _unmerged(d, host_vmas[fork_i]).items():
+                    extra[k] = extra.get(k, 0) + v
+            fork_i += 1
     peak, peak_total, peak_pt = _sample(m, peak, peak_total, peak_pt)
     wall_ns = time.perf_counter_ns() - t0
     c = m.counters()
@@ -123,6 +133,7 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None) 
            "forks": int(np.count_nonzero(trace["op"] == Op.FORK)),
            "fork_events": fork_ev, "fork_model_ns": fork_ns,
            "fork_ptes_copied": fork_ev.get("fork_ptes_copied", 0),
+           "fork_unmerged": extra,
            "peak_metadata": peak, "peak_total": peak_total, "peak_pt_bytes": peak_pt,
            "final_metadata": final, "final_total": sum(final.values()),
            "pt_at_exit": pt_at_exit, "pt_alive": _pt_bytes(m),
@@ -131,9 +142,13 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None) 
         allev = {**est.events_of(m), **est.op_counts(trace)}
         for k, v in _file_reads(notes or {}).items():
             allev[k] = allev.get(k, 0) + v
-        fork_est = est.estimate_ns({**fork_ev, "op:FORK": res["forks"]}, calibration)
+        fev = dict(fork_ev)
+        for k, v in extra.items():
+            allev[k] = allev.get(k, 0) + v
+            fev[k] = fev.get(k, 0) + v
+        fork_est = est.estimate_ns({**fev, "op:FORK": res["forks"]}, calibration)
         whole = est.estimate_ns(allev, calibration, measured_ns=model_ns)
-        rest = {k: v - fork_ev.get(k, 0) for k, v in allev.items()}
+        rest = {k: v - fev.get(k, 0) for k, v in allev.items()}
         faults = est.estimate_ns(rest, calibration)
         pc = faults["breakdown"]
         res["est_fault_ns"] = sum(pc.get(k, 0.0) for k in FAULT_COSTS)
@@ -141,6 +156,41 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None) 
         res["est_total_ns"] = whole["total_ns"]
         res["uncosted"] = whole["uncosted"]
     return res
+
+
+#: the struct a design copies per VMA at fork (the first one its fork allocated counts)
+VMA_STRUCTS = ("vm_area_struct", "vm_map_entry")
+
+
+def _unmerged(fork_events: dict, host_fork: list) -> dict:
+    """The fork work of VMAs the host duplicated and the replay did not have: events to
+    add to one fork's.  `host_fork` is the converter's (VMAs, file-backed VMAs, VMAs
+    with an anon_vma) of the forking process, its picture of the host's address space.
+
+    Files are not in the contract: the pieces of a shared library (text, read-only
+    data, RELRO, data) are separate VMAs on the host — another file offset, another
+    VM_EXEC — but adjacent read-only private memory to the replay, which merges them
+    (pgbench's postmaster: 255 VMAs on the host, 138 in the linux replay).  Each such
+    VMA is a vm_area_dup (and a file's i_mmap insertion) on the host at every fork;
+    one with an anon_vma is an anon_vma_fork too (an anon_vma and two chain links,
+    as the calibration's fork_touched_vmas probe counts them).  Priced with the
+    design's own VMA struct (`vma`) and `struct_alloc`; nothing is added where the
+    design copied as many VMAs as the host."""
+    if not host_fork:
+        return {}
+    n_host, _n_file, n_anon = (list(host_fork) + [0, 0, 0])[:3]
+    struct = next((s for s in VMA_STRUCTS if fork_events.get(f"alloc:{s}")), None)
+    out = {}
+    if struct is not None:
+        miss = n_host - fork_events[f"alloc:{struct}"]
+        if miss > 0:
+            out[f"alloc:{struct}"] = miss
+    if fork_events.get("alloc:anon_vma"):
+        miss = n_anon - fork_events["alloc:anon_vma"]
+        if miss > 0:
+            out["alloc:anon_vma"] = miss
+            out["alloc:anon_vma_chain"] = 2 * miss
+    return out
 
 
 def _file_reads(notes: dict) -> dict:
@@ -188,7 +238,8 @@ def replay_all(trace, provenance: dict, designs=None, calibration=None) -> list[
     cal, where = load_calibration(calibration)
     if calibration and cal is None:
         raise errors.InvalidArgument(f"calibration {calibration}: {where}")
-    out = [replay_one(trace, d, cal, provenance.get("notes", {})) for d in designs]
+    out = [replay_one(trace, d, cal, provenance.get("notes", {}), provenance.get("host"))
+           for d in designs]
     for r in out:
         r["calibration"] = where if cal is not None else None
     return out
@@ -293,10 +344,12 @@ def table(results: list[dict], provenance: dict, tablefmt: str = "simple") -> st
 
 # ----------------------------------------------------------------- validation against the host
 TIME_NOTE = ("host time: fault windows from perf's page-faults to minor-faults events (the "
-             "fault handler's start to the end of handle_mm_fault), fork windows from the fork "
-             "system call's entry to task:task_newtask (the end of copy_process), each less the "
-             "time its thread was switched out; corrected by the recordloop measured with and "
-             "without the probes when the trace was recorded (tracing_overhead)")
+             "fault handler's start to the end of handle_mm_fault), fork windows from the "
+             "parent's mmap write-lock to its release inside the fork system call (dup_mmap: "
+             "no perf work inside; in traces recorded before, from the fork system call's entry "
+             "to task:task_newtask, the end of copy_process), each less the time its thread was "
+             "switched out; corrected by the recordloop measured with and without the probes "
+             "when the trace was recorded (tracing_overhead)")
 #: replay kinds the host timed that the replay does not take as faults
 _UNREPLAYED = ("dropped", "none")
 
@@ -333,7 +386,19 @@ def host_time(provenance: dict) -> dict:
     else:
         w = sum(h["fork_copy_windows_ns"])
         out.update(forks_timed=forks, fork_raw_ns=w, fork_ns=w + forks * ov["fork_add_ns"],
-                   fork_beyond_empty_ns=w - forks * ov["windows"]["fork_ns"])
+                   fork_beyond_empty_ns=w - forks * ov["windows"]["fork_ns"],
+                   fork_from="copy_process windows")
+        dup = h.get("fork_dup_mmap_windows_ns")
+        if dup and len(dup) == forks and "fork_dup_add_ns" in ov:
+            # dup_mmap windows hold none of perf's work: the host's fork time is theirs
+            # plus the rest of an empty fork (the loop, untraced); the copy_process
+            # windows' figures are kept beside them
+            d = sum(dup)
+            out.update(fork_copy_window_ns=out["fork_ns"],
+                       fork_copy_beyond_empty_ns=out["fork_beyond_empty_ns"],
+                       fork_dup_ns=d, fork_ns=d + forks * ov["fork_dup_add_ns"],
+                       fork_beyond_empty_ns=d - forks * ov["windows"]["fork_dup_mmap_ns"],
+                       fork_from="dup_mmap windows")
     return out
 
 
@@ -351,7 +416,7 @@ def validate(trace, provenance: dict, calibration=None, design: str = "linux") -
     bytes of the largest process, estimated fork time against the host's fork syscalls."""
     from mmbench.workloads._measure import load_calibration
     cal, where = load_calibration(calibration)
-    r = replay_one(trace, design, cal, provenance.get("notes", {}))
+    r = replay_one(trace, design, cal, provenance.get("notes", {}), provenance.get("host"))
     if "unsupported" in r:
         raise errors.NotSupported(f"{design}: {r['unsupported']}")
     h = provenance.get("host", {})
@@ -384,6 +449,10 @@ def validate(trace, provenance: dict, calibration=None, design: str = "linux") -
                            ht["fork_beyond_empty_ns"] / 1e6 if "fork_beyond_empty_ns" in ht else None)
     out["host_time"] = ht
     out["overhead"] = provenance.get("tracing_overhead")
+    if cal is not None and provenance.get("machine"):
+        from mmbench import calibration_search
+        out["machine_mismatch"] = calibration_search.mismatch(cal.get("machine", {}),
+                                                              provenance["machine"])
     out["est_fault_ms"] = out["fault_ms"][0]
     out["calibration"] = where if cal is not None else None
     return out
@@ -394,6 +463,10 @@ def time_lines(v: dict, provenance: dict | None = None, note: bool = True) -> st
     mean and median, the probes' cost and the correction, or why there is none."""
     ht = v.get("host_time", {})
     out = [TIME_NOTE + "."] if note else []
+    if v.get("machine_mismatch"):
+        out.append("WARNING: the calibration was not made on the machine that recorded this "
+                   "trace (" + v["machine_mismatch"].replace("this host", "recorded on") + "): "
+                   "its estimates are not comparable with the host's time")
     if "fault_by_kind" in ht:
         out.append(f"host faults timed: {ht['faults_timed']:,}; per kind, corrected ns per fault "
                    "(mean / median): " + "; ".join(
@@ -410,7 +483,13 @@ def time_lines(v: dict, provenance: dict | None = None, note: bool = True) -> st
                            for k, n in sorted(ft["n_by_kind"].items()) if n))
     else:
         out.append(f"host time in faults: n/a ({ht.get('fault_why', '?')})")
-    if "fork_ns" in ht:
+    if "fork_dup_ns" in ht:
+        out.append(f"host forks timed: {ht['forks_timed']}; dup_mmap windows {ht['fork_dup_ns'] / 1e6:.2f} ms, "
+                   f"with the rest of an empty fork {ht['fork_ns'] / 1e6:.2f} ms, beyond an empty "
+                   f"fork {ht['fork_beyond_empty_ns'] / 1e6:.2f} ms (copy_process windows "
+                   f"{ht['fork_raw_ns'] / 1e6:.2f} ms, corrected {ht['fork_copy_window_ns'] / 1e6:.2f} ms, "
+                   f"beyond an empty fork {ht['fork_copy_beyond_empty_ns'] / 1e6:.2f} ms)")
+    elif "fork_ns" in ht:
         out.append(f"host forks timed: {ht['forks_timed']}, windows {ht['fork_raw_ns'] / 1e6:.2f} ms, "
                    f"corrected {ht['fork_ns'] / 1e6:.2f} ms, beyond an empty fork "
                    f"{ht['fork_beyond_empty_ns'] / 1e6:.2f} ms")

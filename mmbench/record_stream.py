@@ -47,7 +47,20 @@ OTHER_EVENTS = ("exceptions:page_fault_user",      # address and error code of e
                 "sched:sched_process_fork",        # a task was created (parent tid, child tid)
                 "sched:sched_process_exec",
                 "sched:sched_process_exit",        # a task ended (group_dead: its process too)
-                "task:task_newtask")               # the clone flags of the new task
+                "task:task_newtask",               # the clone flags of the new task
+                "mmap_lock:mmap_lock_acquire_returned",   # write-locks only (FILTERS): fork's
+                "mmap_lock:mmap_lock_released")           #  dup_mmap holds the parent's mmap
+                                                   #  lock from its start to its end
+
+#: tracepoint filters (``perf record --filter``, applied to the event just before it):
+#: only write-locks of the mmap lock.  dup_mmap write-locks the parent's mm for all of its
+#: work (every VMA, anon_vma_fork, copy_page_range, the TLB flush), so the parent's
+#: acquire → release of that lock, inside a fork system call, times the address-space
+#: part of fork with none of perf's own work in it (perf inherits its events into the
+#: child in perf_event_init_task, outside dup_mmap).  Read-locks (page faults that fall
+#: back from the per-VMA lock, /proc readers) are not wanted.
+FILTERS = {"mmap_lock:mmap_lock_acquire_returned": "write == 1",
+           "mmap_lock:mmap_lock_released": "write == 1"}
 
 
 #: perf's software fault events, one sample per fault: they time each fault.  The kernel

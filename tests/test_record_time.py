@@ -153,3 +153,89 @@ def test_captured_stream_of_the_control_program():
     assert ft["ns"] == sum(ft["ns_by_replay_kind"].values()) == sum(ft["ns_by_kind"].values())
     assert r.host["process_forks"] == 1 and r.host["fork_copy_windows_ns"][0] > 0
     assert r.host["fork_copy_windows_ns"][0] <= r.host["fork_syscall_ns"]
+
+
+# ----------------------------------------------------------------- fork's dup_mmap
+FORK_WITH_LOCKS = HEAD + """\
+10/10 1.000100000: syscalls:sys_enter_clone: clone_flags: 0x1200011, newsp: 0x0, parent_tidptr: 0x0, child_tidptr: 0x7f00, tls: 0x0
+10/10 1.000120000: mmap_lock:mmap_lock_acquire_returned: mm=0xaaaa memcg_id=1 write=true
+10/10 1.000121000: mmap_lock:mmap_lock_acquire_returned: mm=0xbbbb memcg_id=1 write=true
+10/10 1.000130000: PERF_RECORD_SWITCH OUT preempt
+10/10 1.000150000: PERF_RECORD_SWITCH IN         
+10/10 1.000170000: mmap_lock:mmap_lock_released: mm=0xbbbb memcg_id=1 write=true
+10/10 1.000180000: mmap_lock:mmap_lock_released: mm=0xaaaa memcg_id=1 write=true
+10/10 1.000200000: task:task_newtask: pid=11 comm=prog clone_flags=1200000 oom_score_adj=0
+10/10 1.000201000: sched:sched_process_fork: comm=prog pid=10 child_comm=prog child_pid=11
+10/10 1.000250000: syscalls:sys_exit_clone: 0xb
+10/10 1.000300000: mmap_lock:mmap_lock_acquire_returned: mm=0xaaaa memcg_id=1 write=true
+10/10 1.000310000: mmap_lock:mmap_lock_released: mm=0xaaaa memcg_id=1 write=true
+11/11 1.000300000: sched:sched_process_exit: comm=prog pid=11 prio=120 group_dead=true
+10/10 1.000400000: sched:sched_process_exit: comm=prog pid=10 prio=120 group_dead=true
+"""
+
+
+def test_fork_dup_mmap_window():
+    """The parent's first write-lock inside the fork call to its release on the same mm
+    (the child's mm, locked nested inside, is not the end), less 20 us switched out; a
+    lock outside a fork (an mmap's) is not a fork's."""
+    r = rc.convert(FORK_WITH_LOCKS.splitlines())
+    assert r.host["fork_dup_mmap_windows_ns"] == [60_000 - 20_000]
+    assert r.host["fork_copy_windows_ns"] == [100_000 - 20_000]
+    # the converter's picture of the forking process: its VMAs (/bin/prog's text is a
+    # private file mapping; the mmap an anonymous one), file-backed, with an anon_vma
+    assert r.host["fork_vmas"] == [[2, 1, 0]]
+
+
+def test_no_lock_events_no_dup_windows():
+    s = "\n".join(ln for ln in FORK_WITH_LOCKS.splitlines() if "mmap_lock" not in ln)
+    r = rc.convert(s.splitlines())
+    assert "fork_dup_mmap_windows_ns" not in r.host and r.host["process_forks"] == 1
+
+
+def test_lock_events_are_filtered_to_write_locks():
+    argv = record.perf_argv(rs.events(), "/tmp/x.data")
+    for ev, flt in rs.FILTERS.items():
+        i = argv.index(ev)
+        assert argv[i - 1] == "-e" and argv[i + 1:i + 3] == ["--filter", flt]
+    plain = argv[argv.index("-e") + 1].split(",")
+    assert not set(rs.FILTERS) & set(plain) and "task:task_newtask" in plain
+
+
+LOOP_HOST_DUP = {**LOOP_HOST, "fork_dup_mmap_windows_ns": [20_000, 30_000, 25_000]}
+
+
+def test_overhead_from_dup_windows():
+    ov = record.overhead_from(record.parse_loop(PLAIN), record.parse_loop(TRACED), LOOP_HOST_DUP)
+    assert ov["windows"]["fork_dup_mmap_ns"] == 25_000
+    # untraced empty fork at its lower quartile (190 000 of 190/200/210 000) - its dup window
+    assert ov["untraced_fork_cpu_q1_ns"] == 190_000 and ov["fork_dup_add_ns"] == 190_000 - 25_000
+    assert "fork_dup_add_ns" not in record.overhead_from(
+        record.parse_loop(PLAIN), record.parse_loop(TRACED), LOOP_HOST)
+
+
+def test_host_time_from_dup_windows():
+    ov = record.overhead_from(record.parse_loop(PLAIN), record.parse_loop(TRACED), LOOP_HOST_DUP)
+    prov = {"tracing_overhead": ov,
+            "host": {"process_forks": 2, "fork_copy_windows_ns": [400_000, 600_000],
+                     "fork_dup_mmap_windows_ns": [300_000, 500_000]}}
+    ht = record_replay.host_time(prov)
+    assert ht["fork_from"] == "dup_mmap windows"
+    assert ht["fork_dup_ns"] == 800_000
+    assert ht["fork_ns"] == 800_000 + 2 * (190_000 - 25_000)
+    assert ht["fork_beyond_empty_ns"] == 800_000 - 2 * 25_000
+    assert ht["fork_copy_window_ns"] == 1_000_000 + 2 * 40_000     # kept beside them
+    # a trace recorded before the lock events: the copy_process windows, as before
+    prov["host"].pop("fork_dup_mmap_windows_ns")
+    assert record_replay.host_time(prov)["fork_from"] == "copy_process windows"
+
+
+def test_unmerged_vmas_are_priced_per_fork():
+    """VMAs the host's fork duplicated that the replay merged (files are anonymous
+    memory to it): the difference is added, VMAs as the design's own VMA struct, an
+    anon_vma_fork as an anon_vma and two chain links; never taken away."""
+    ev = {"alloc:vm_area_struct": 138, "alloc:anon_vma": 89, "fork_ptes_copied": 577}
+    assert record_replay._unmerged(ev, [255, 219, 108]) == {
+        "alloc:vm_area_struct": 117, "alloc:anon_vma": 19, "alloc:anon_vma_chain": 38}
+    assert record_replay._unmerged(ev, [100, 50, 50]) == {}
+    assert record_replay._unmerged({"alloc:vm_map_entry": 10}, [12, 5, 3]) == {"alloc:vm_map_entry": 2}
+    assert record_replay._unmerged(ev, []) == {}

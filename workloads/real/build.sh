@@ -3,7 +3,7 @@
 # Stands for everyday compile jobs: make forks a shell per recipe, the shell execs gcc, gcc
 # forks and execs cc1 and as, collect2 and ld: many short-lived processes, each a fresh
 # address space with file-backed text (exec-heavy, fork-light).
-# Needs: make, gcc (Debian packages make, gcc), perf, root.  Ran 2.2 s (events), 3.5 s with perf's start, on the recording host (busy: load 11-15).
+# Needs: make, gcc (Debian packages make, gcc), perf, root.  Ran 1.7 s (events), 4.9 s with perf's start, on the recording host (AMD EPYC, 2 CPUs, load 4.8-7.7).
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 command -v gcc >/dev/null || apt-get install -y -qq gcc make

@@ -7,7 +7,7 @@
 # outside over a Unix socket: scale 1 initialised before recording, then 3 s of 4 clients
 # (-c 4 -j 2 -T 3) and a fast shutdown.
 # Needs: postgresql-15, postgresql-client-15 (Debian packages), perf, root (the server runs as
-# the postgres user).  Ran 3.8 s (events), 7.2 s with perf's start, on the recording host (busy: load 11-15).
+# the postgres user).  Ran 3.5 s (events), 7.0 s with perf's start, on the recording host (AMD EPYC, 2 CPUs, load 4.8-7.7).
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 bin=/usr/lib/postgresql/15/bin
