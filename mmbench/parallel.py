@@ -220,9 +220,12 @@ class Cluster:
         for batch in self.map_cell_batches(cells, repeats, calibration_path, budget_s, task, options):
             yield from batch
 
-    def map_cell_batches(self, cells, repeats, calibration_path, budget_s, task=None, options=None):
+    def map_cell_batches(self, cells, repeats, calibration_path, budget_s, task=None, options=None,
+                         ordered=False):
         """Yield the results of the cells finished since the last batch, as lists (longest
-        expected cells are submitted first).
+        expected cells are submitted first; with `ordered`, `cells` is an iterable taken
+        lazily in its own order, so that what comes next may depend on what finished:
+        mmbench.runner's rounds of repeats).
 
         Each worker thread has its next cell waiting on the worker (QUEUE_DEPTH cells per
         thread on the cluster): it starts it the moment it finishes one, without the round
@@ -237,7 +240,7 @@ class Cluster:
         replaces run_cell (tests).
         """
         from distributed import as_completed, wait
-        order = sorted(cells, key=lambda c: -c[4])
+        order = cells if ordered else sorted(cells, key=lambda c: -c[4])
         slots = QUEUE_DEPTH * max(1, sum(w.get("nthreads", 1) for w in
                                          self.client.scheduler_info().get("workers", {}).values()))
         futs = {}
@@ -248,6 +251,12 @@ class Cluster:
                                    pure=False)
             futs[f] = (index, w, p, b, _weight)
             return f
+
+        def submit_next():
+            nxt = next(pending, None)
+            if nxt is not None:
+                ac.add(submit(*nxt))
+            return nxt is not None
 
         def lost(f, e):
             return {"index": futs[f][0], "records": None, "status": "error",
@@ -267,16 +276,15 @@ class Cluster:
             for batch in ac.batches():
                 done = []
                 for f in batch:
-                    nxt = next(pending, None)
-                    if nxt is not None:
-                        ac.add(submit(*nxt))
                     res, exc = outcome(f)
                     if exc is None:
                         done.append(res)
                     else:
                         again.append(futs[f])
                 if done:
-                    yield done
+                    yield done           # the caller records them before the next cells are taken
+                for _ in batch:
+                    submit_next()
             for c in sorted(again, key=lambda c: c[0]):
                 f = submit(*c)
                 wait([f])
