@@ -99,6 +99,59 @@ def test_a_real_change_is_found_among_noise():
     assert hit >= 18
 
 
+def test_a_real_2x_slowdown_is_found_with_3_repeats():
+    """The quick profile's 3 repeats: the rank test cannot decide, the interval must clear
+    ±20 %; a 2x slowdown still stands out of this noise in most rows (an outlier repeat on
+    the fast side can hide it, rightly)."""
+    rng = np.random.default_rng(11)
+    a, b = _noisy_doc(rng, repeats=3), _noisy_doc(rng, repeats=3)
+    slow = {f"w{i}" for i in range(40)}
+    for r in b["records"]:
+        if r["kind"] == "measured" and r["workload"] in slow:
+            r["samples"] = [2 * x for x in r["samples"]]
+            r["value"] = float(np.median(r["samples"]))
+    rows = C.compare_rows(a, b)
+    hit = sum(c.status == C.CHANGED for c in rows if c.workload in slow and c.metric == "write.median_ns")
+    false = sum(c.status == C.CHANGED for c in rows if c.workload not in slow)
+    assert hit >= 30 and false <= 0.05 * 360
+
+
+def _drifting_run(rng, rows=300, repeats=3, interleaved=True, drift=0.2, periods=12, noise=0.05):
+    """One run on a host whose speed changes over the run: `periods` stretches of the run,
+    each at its own speed (log-sd `drift`: other work starts and stops), and a little noise
+    per repeat; each row's repeats are taken one right after another, or one per round
+    over the run (mmbench.rounds)."""
+    steps = rows * repeats
+    level = np.exp(rng.normal(0, drift, periods))
+    speed = level[np.arange(steps) * periods // steps]
+    recs = []
+    for i in range(rows):
+        at = [i + k * rows for k in range(repeats)] if interleaved else \
+            [i * repeats + k for k in range(repeats)]
+        s = [float(100.0 * speed[t] * math.exp(rng.normal(0, noise))) for t in at]
+        recs.append({"family": "fault_latency", "workload": f"w{i}", "params": {}, "backend": "linux",
+                     "metric": "write.median_ns", "value": float(np.median(s)), "unit": "ns",
+                     "kind": "measured", "spread": None, "repeats": repeats, "note": "", "samples": s})
+    return {"schema": 1, "machine": {"hostname": "h"}, "commit": "c" * 40, "created": "now",
+            "profile": "quick", "calibration": None, "notes": [], "records": recs}
+
+
+def test_repeats_spread_over_the_run_keep_a_drifting_host_from_calling_changes():
+    """Why the runner measures repeats in rounds: back to back, a row's repeats agree and
+    the host's drift between two runs reads as a change; spread over the run, the repeats
+    hold the drift and the test judges against it."""
+    rng = np.random.default_rng(3)
+    rate = {}
+    for interleaved in (False, True):
+        n = []
+        for _ in range(4):
+            a, b = (_drifting_run(rng, interleaved=interleaved) for _ in range(2))
+            s = C.summary(C.compare_rows(a, b))
+            n.append(s[C.CHANGED] / s["measured"])
+        rate[interleaved] = max(n)
+    assert rate[True] <= 0.05 < rate[False], rate
+
+
 def test_exact_metrics_compare_exactly():
     rng = np.random.default_rng(1)
     a = _noisy_doc(rng, nrows=5)

@@ -53,8 +53,11 @@ def test_serial_run_writes_a_complete_resumable_file(serial):
 
 def test_two_dask_workers_give_the_serial_exact_metrics(serial, tmp_path):
     path = tmp_path / "dask.json"
-    doc = runner.run_suite("tiny", BACKENDS, WORKLOADS, output=path, workers=2)
+    doc = runner.run_suite("tiny", BACKENDS, WORKLOADS, output=path, workers=2, repeats=2)
     assert exact(doc) == exact(serial[1])
+    # the repeats in rounds on the cluster too: each cell measured twice, merged
+    assert all(c["rounds"] == 2 for c in doc["cells"] if c["status"] == "ok")
+    assert all(len(r["samples"]) == 2 for r in doc["records"] if r["kind"] == "measured")
     on_disk = results.load(path)
     assert exact(on_disk) == exact(serial[1])
     # records come in plan order whatever order the cells finished in
