@@ -42,15 +42,26 @@ Merging one repeat into a cell's records (`merge`), by metric:
 """
 from __future__ import annotations
 
-import numpy as np
-
 DRIFT_NOTE = "counters differed between repeats (repeat 0 shown)"
+
+
+def _percentile(ordered: list, q: float) -> float:
+    """numpy's default (linear) percentile of a sorted list: a few repeats, no array."""
+    at = (len(ordered) - 1) * q / 100.0
+    lo = int(at)
+    hi = min(lo + 1, len(ordered) - 1)
+    return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (at - lo))
+
+
+def _median(values) -> float:
+    return _percentile(sorted(values), 50)
 
 
 def _spread(values):
     if len(values) < 3:
         return None
-    return {"p25": float(np.percentile(values, 25)), "p75": float(np.percentile(values, 75))}
+    s = sorted(values)
+    return {"p25": _percentile(s, 25), "p75": _percentile(s, 75)}
 
 
 def failed(records) -> bool:
@@ -81,7 +92,7 @@ def merge(old: list[dict] | None, new: list[dict]) -> list[dict]:
         o = out[i]
         if o["kind"] == "measured" and r["kind"] == "measured":
             s = list(o.get("samples") or [o["value"]]) + list(r.get("samples") or [r["value"]])
-            o.update(value=float(np.median(s)), spread=_spread(s), repeats=len(s), samples=s)
+            o.update(value=_median(s), spread=_spread(s), repeats=len(s), samples=s)
         elif o["kind"] == "exact" and r["kind"] == "exact" and o["value"] != r["value"]:
             if DRIFT_NOTE not in o["note"]:
                 o["note"] = DRIFT_NOTE + (f"; {o['note']}" if o["note"] else "")

@@ -467,7 +467,7 @@ class ResultsBook:
             entry["stopped"] = "budget"
         self._records[i] = merged
         was = self.finished(i)
-        self._cells[i] = (entry, [json.dumps(r) for r in merged], json.dumps(entry))
+        self._cells[i] = (entry, None, json.dumps(entry))    # records encoded when next written
         if flush:
             self.flush()
         return int(self.finished(i) and not was)
@@ -495,7 +495,15 @@ class ResultsBook:
         self._write_s = self._written - now
 
     def _texts(self, order):
-        return [t for i in order for t in self._cells[i][1]] + [json.dumps(r) for r in self._extra]
+        return [t for i in order for t in self._encoded(i)] + [json.dumps(r) for r in self._extra]
+
+    def _encoded(self, i) -> list[str]:
+        """The records of cell `i` as JSON texts (a cell in rounds: encoded once per write)."""
+        entry, texts, etext = self._cells[i]
+        if texts is None:
+            texts = [json.dumps(r) for r in self._records[i]]
+            self._cells[i] = (entry, texts, etext)
+        return texts
 
     def finish(self) -> dict:
         """Write the file a last time (synced to disk) and return the document with its records."""
