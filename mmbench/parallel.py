@@ -122,8 +122,12 @@ def run_cell(index: int, family: str, name: str, params: dict, backend: str, rep
         cpu, lock, waited = _take_cpu()
         how.update(cpu=cpu, pinned=_pin(cpu), exclusive=True, waited_for_cpu=waited)
         _STATE["last"] = cpu
+        how["lock_s"] = round(time.perf_counter() - t0, 4)
+        from mmbench.hostspeed import maybe_probe
+        probe = maybe_probe()              # the host's speed, on this CPU (mmbench.hostspeed)
+        if probe is not None:
+            how["host_probe_ns"] = probe
         t1 = time.perf_counter()
-        how["lock_s"] = round(t1 - t0, 4)
         records = measure_cell(family, name, params, backend, repeats, calibration_path, budget_s, options)
         how["measure_s"] = round(time.perf_counter() - t1, 4)
         status = cell_status(records)

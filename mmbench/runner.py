@@ -22,7 +22,7 @@ from typing import List, Optional
 
 import typer
 
-from mmbench import errors, results, rounds
+from mmbench import errors, hostspeed, results, rounds
 
 PROFILES = {"tiny": 1, "quick": 3, "full": 5, "large": 1}      # profile -> repeats of measured runs
 BUDGET_S = {"tiny": 2.0, "quick": 3.0, "full": 60.0, "large": 0.0}  # no new repeat after this long on one combination
@@ -280,6 +280,7 @@ def _run_serial(book, pending, reps, cal, budget, progress, session, options=Non
         for i, w, p, b in pending:
             if progress:
                 progress(book.rounds_done(), book.rounds_planned(), _what(w, p, b))
+            hostspeed.record(book.doc, hostspeed.maybe_probe())
             t = time.perf_counter()
             recs = measure(w, p, b, repeats=reps, calibration=cal, budget_s=budget, options=options)
             book.add(i, recs, cell_status(recs), "", {"worker": "main", "wall_s": round(time.perf_counter() - t, 4)},
@@ -291,6 +292,7 @@ def _run_serial(book, pending, reps, cal, budget, progress, session, options=Non
             continue
         if progress:
             progress(book.rounds_done(), book.rounds_planned(), _what(w, p, b))
+        hostspeed.record(book.doc, hostspeed.maybe_probe())
         t = time.perf_counter()
         recs = measure(w, p, b, repeats=1, calibration=cal, options=options)
         wall = time.perf_counter() - t
@@ -324,6 +326,7 @@ def _run_dask(book, pending, reps, cal_path, budget, progress, session, workers,
             for res in batch:
                 i = res["index"]
                 recs = res["records"]
+                hostspeed.record(book.doc, res["how"].pop("host_probe_ns", None))
                 if recs is None:
                     w, p, b = book.cell(i)
                     recs = [results.unsupported(w.family, w.name, p, b, f"error: {res['error'].splitlines()[0]}")]

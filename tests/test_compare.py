@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from mmbench import compare as C
+from mmbench import compare as C, hostspeed
 from mmbench.report import params_label
 
 from report_fixture import make_doc
@@ -150,6 +150,44 @@ def test_repeats_spread_over_the_run_keep_a_drifting_host_from_calling_changes()
             n.append(s[C.CHANGED] / s["measured"])
         rate[interleaved] = max(n)
     assert rate[True] <= 0.05 < rate[False], rate
+
+
+def _with_host(doc, rng, scale, n=40):
+    doc["host_speed"] = {"probe": hostspeed.PROBE,
+                         "samples_ns": [int(2e6 * scale * math.exp(rng.normal(0, 0.05))) for _ in range(n)]}
+    return doc
+
+
+def test_a_host_that_ran_slower_in_one_run_widens_the_band_on_that_side():
+    """The host probe (mmbench.hostspeed) of B took 1.7x A's: rows 1.7x slower are the host,
+    not a change; a 4x slowdown and a 2x speed-up still are."""
+    rng = np.random.default_rng(5)
+    a, b = _noisy_doc(rng, rep_sigma=0.05), _noisy_doc(rng, rep_sigma=0.05)
+    for r in b["records"]:
+        if r["kind"] == "measured":
+            i = int(r["workload"][1:])
+            f = 4.0 if i < 20 else 0.5 if i < 40 else 1.7
+            r["samples"] = [f * x for x in r["samples"]]
+            r["value"] = float(np.median(r["samples"]))
+    rows = C.compare_rows(a, b)                   # no probe: the host's 1.7x reads as changes
+    assert sum(c.status == C.CHANGED for c in rows) >= 300
+    _with_host(a, rng, 1.0), _with_host(b, rng, 1.7)
+    v = C.host_ratio(a, b)
+    assert v.status == C.CHANGED and v.ratio == pytest.approx(1.7, rel=0.05)
+    rows = C.compare_rows(a, b)
+    changed = {int(c.workload[1:]) for c in rows if c.status == C.CHANGED}
+    assert len(set(range(40)) & changed) >= 35          # an outlier repeat hides a few, rightly
+    assert len(changed - set(range(40))) <= 0.05 * 360
+    text = C.compare_results(a, b, tablefmt="plain")
+    assert "Host probe: the host itself took 1." in text and "the time in B" in text
+    # the same probe on both sides: no widening, and the comparison says so
+    _with_host(b, rng, 1.0)
+    assert C.host_ratio(a, b).status != C.CHANGED
+    assert "not a significant change of the host" in C.compare_results(a, b, tablefmt="plain")
+    # exact rows never: one more fault is a change whatever the host did
+    _with_host(b, rng, 1.7)
+    b["records"][1]["value"] = 65
+    assert any(c.status == C.CHANGED and c.metric == "write.faults" for c in C.compare_rows(a, b))
 
 
 def test_exact_metrics_compare_exactly():

@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 
-from mmbench import results, rounds, runner
+from mmbench import hostspeed, results, rounds, runner
 
 BACKENDS = ["linux", "not-installed"]
 WORKLOADS = ["seq_first_touch", "fork_grid", "dense"]
@@ -90,6 +90,9 @@ def test_a_run_in_rounds_spreads_each_cells_repeats_over_the_run(tmp_path):
     assert on_disk["run"]["complete"] and on_disk["run"]["interleave"]
     assert on_disk["run"]["sessions"][0]["repeats"] == "interleaved rounds"
     assert exact(on_disk) == exact(doc)
+    # the host probe was timed through the run (mmbench.hostspeed), at least once
+    hs = on_disk["host_speed"]
+    assert hs["probe"] == hostspeed.PROBE and hs["samples_ns"] and all(x > 0 for x in hs["samples_ns"])
 
 
 def test_a_cell_that_used_up_its_budget_gets_no_further_round(monkeypatch):

@@ -58,6 +58,7 @@ def test_two_dask_workers_give_the_serial_exact_metrics(serial, tmp_path):
     # the repeats in rounds on the cluster too: each cell measured twice, merged
     assert all(c["rounds"] == 2 for c in doc["cells"] if c["status"] == "ok")
     assert all(len(r["samples"]) == 2 for r in doc["records"] if r["kind"] == "measured")
+    assert doc["host_speed"]["samples_ns"]          # the host probe, timed on the workers
     on_disk = results.load(path)
     assert exact(on_disk) == exact(serial[1])
     # records come in plan order whatever order the cells finished in
