@@ -190,6 +190,17 @@ def test_a_host_that_ran_slower_in_one_run_widens_the_band_on_that_side():
     assert any(c.status == C.CHANGED and c.metric == "write.faults" for c in C.compare_rows(a, b))
 
 
+def test_the_host_probe_is_used_only_when_both_files_have_enough_of_the_same_probe():
+    doc = {"host_speed": {"probe": hostspeed.PROBE, "samples_ns": [1, 2, 3, 4]}}
+    assert hostspeed.samples(doc) is None                          # too few
+    doc["host_speed"]["samples_ns"].append(5)
+    assert hostspeed.samples(doc) == [1, 2, 3, 4, 5]
+    doc["host_speed"]["probe"] = "another probe"
+    assert hostspeed.samples(doc) is None                          # not comparable
+    assert C.host_ratio({}, doc) is None
+    assert hostspeed.probe_ns() > 0
+
+
 def test_exact_metrics_compare_exactly():
     rng = np.random.default_rng(1)
     a = _noisy_doc(rng, nrows=5)
