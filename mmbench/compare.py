@@ -30,11 +30,11 @@ calls every difference a change is noise.  So:
 
   The test is only as honest as the repeats: it judges a difference against
   their spread within each run.  `mmbench run` therefore measures repeats in
-  rounds over the whole run (mmbench.rounds), so that a cell's repeats are
-  minutes apart and their spread holds the host's drift; repeats taken one
-  right after another agree with each other and not with the next run, and
-  then 10-20 % of rows of two runs of one commit read as changed
-  (docs/calibration.md §8).  Each side's line says how its repeats ran.
+  rounds over the whole run (mmbench.rounds), so that a cell's repeats are a
+  round apart (a third of the run) and their spread holds the host's drift;
+  repeats taken one right after another agree with each other and not with
+  the next run, and then 5-20 % of rows of two runs of one commit read as
+  changed (docs/calibration.md §8).  Each side's line says how its repeats ran.
 
   asv and mmtests judge the same way (a rank test or an interval of the ratio,
   plus a minimum factor).  A row that moved beyond the threshold but failed the
