@@ -23,6 +23,19 @@ calls every difference a change is noise.  So:
   of one commit (tests/test_compare.py), this keeps false changes to about
   1-2 % of rows with 3 repeats and below 1 % with 4 or more.
 
+  When both files carry the host probe (mmbench.hostspeed: a fixed piece of
+  work timed every second through the run) and it changed significantly,
+  the host itself ran slower or faster in one run: a measured row must then
+  move beyond the host's own ratio, on that side, to be called changed.
+
+  The test is only as honest as the repeats: it judges a difference against
+  their spread within each run.  `mmbench run` therefore measures repeats in
+  rounds over the whole run (mmbench.rounds), so that a cell's repeats are a
+  round apart (a third of the run) and their spread holds the host's drift;
+  repeats taken one right after another agree with each other and not with
+  the next run, and then 5-20 % of rows of two runs of one commit read as
+  changed (docs/calibration.md §8).  Each side's line says how its repeats ran.
+
   asv and mmtests judge the same way (a rank test or an interval of the ratio,
   plus a minimum factor).  A row that moved beyond the threshold but failed the
   test reads ``noise``; a row without samples (older files, one repeat) reads
@@ -131,8 +144,11 @@ class Verdict:
     why: str = ""
 
 
-def judge(a, b, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA, level=DEFAULT_LEVEL) -> Verdict:
-    """Whether repeats `b` changed from repeats `a` (see the module docstring)."""
+def judge(a, b, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA, level=DEFAULT_LEVEL,
+          host: float | None = None) -> Verdict:
+    """Whether repeats `b` changed from repeats `a` (see the module docstring).  `host`: the
+    factor by which the host itself ran slower (> 1) or faster (< 1) in `b` (host_ratio);
+    the band is widened by it on that side."""
     a = [float(x) for x in a]
     b = [float(x) for x in b]
     if not a or not b:
@@ -153,12 +169,15 @@ def judge(a, b, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA, level=DEFAULT_
     else:                 # too few repeats for the rank test: a wider band instead
         bar = 2 * threshold
     band = (1.0 / (1.0 + bar), 1.0 + bar)
+    if host:
+        band = (band[0] * min(1.0, host), band[1] * max(1.0, host))
     beyond = lo > band[1] or hi < band[0]
     significant = beyond and (p is None or p < alpha)
     if significant:
         return Verdict(CHANGED, ratio, p, (lo, hi))
     why = (f"p = {p:.3g}" if p is not None and p >= alpha
-           else f"interval {lo:.2f}–{hi:.2f}× reaches the ±{bar:.0%} band")
+           else f"interval {lo:.2f}–{hi:.2f}× reaches the ±{bar:.0%} band"
+           + (f" widened by the host's {host:.2f}×" if host else ""))
     return Verdict(NOISE if abs(ratio - 1) > threshold else SAME, ratio, p, (lo, hi), why)
 
 
@@ -173,6 +192,23 @@ def samples_of(rec: dict | None) -> list | None:
             return None
         return list(s)
     return [rec["value"]] if rec.get("repeats", 1) <= 1 else None
+
+
+def host_ratio(a: dict, b: dict, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_ALPHA) -> Verdict | None:
+    """The host's own speed in run `b` against run `a`: the host probe's samples of the two
+    results documents (mmbench.hostspeed) judged like a measured row.  None when either
+    has too few samples.  CHANGED: the host itself ran significantly slower (ratio > 1) or
+    faster in `b`, and measured rows are judged against a band widened by that ratio."""
+    from mmbench import hostspeed
+    sa, sb = hostspeed.samples(a), hostspeed.samples(b)
+    if sa is None or sb is None:
+        return None
+    return judge(sa, sb, threshold, alpha)
+
+
+def _host_factor(a: dict, b: dict, threshold, alpha) -> float | None:
+    v = host_ratio(a, b, threshold, alpha)
+    return v.ratio if v is not None and v.status == CHANGED else None
 
 
 # -------------------------------------------------------------- pairing rows
@@ -191,6 +227,7 @@ class Change:
     rb: dict | None = None
     threshold: float = DEFAULT_THRESHOLD
     alpha: float = DEFAULT_ALPHA
+    host: float | None = None         # the host's own slowdown in B (host_ratio), when significant
 
     @property
     def verdict(self) -> Verdict | None:
@@ -204,7 +241,8 @@ class Change:
                 self._verdict = Verdict(SAME if self.a.value == self.b.value else NOT_TESTED,
                                         self.ratio(), why="no per-repeat samples")
             else:
-                self._verdict = judge(sa, sb, self.threshold, self.alpha)
+                self._verdict = judge(sa, sb, self.threshold, self.alpha,
+                                      host=self.host if self.a.kind == "measured" else None)
         return self._verdict
 
     @property
@@ -232,6 +270,7 @@ def compare_rows(a: dict, b: dict, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_AL
     """Every (family, workload, params, backend, metric) of either file, paired up."""
     ia, sa = _report._index(a)
     ib, sb = _report._index(b)
+    host = _host_factor(a, b, threshold, alpha)
     keys = set(ia) | set(ib)
     keys |= {k for k in set(sa) | set(sb) if k[4] == "*"}
     out = []
@@ -241,7 +280,7 @@ def compare_rows(a: dict, b: dict, threshold=DEFAULT_THRESHOLD, alpha=DEFAULT_AL
         ca = _report._cell(ia, sa, key[:4], key[4])
         cb = _report._cell(ib, sb, key[:4], key[4])
         unit = (ia.get(key) or ib.get(key) or {}).get("unit", "")
-        out.append(Change(*key, unit, ca, cb, ia.get(key), ib.get(key), threshold, alpha))
+        out.append(Change(*key, unit, ca, cb, ia.get(key), ib.get(key), threshold, alpha, host))
     return out
 
 
@@ -305,7 +344,7 @@ def compare_results(a: dict, b: dict, *, tablefmt: str = "github", all_rows: boo
            f"(rank test p < {alpha:g} when the repeats allow, {DEFAULT_LEVEL:.0%} bootstrap "
            f"interval of the ratio beyond ±{threshold:.0%}), {s[NOISE]} moved within noise, "
            f"{s[NOT_TESTED]} not tested (no repeats); {s['exact']} exact rows: "
-           f"{s['exact changed']} changed.", ""]
+           f"{s['exact changed']} changed.", _host_line(a, b, threshold, alpha), ""]
     if not rows:
         return "\n".join(out + ["No differences."])
     header = ["workload", "parameters", "backend", "metric", "unit", "A", "B", "B/A", "status", "test"]
@@ -321,11 +360,26 @@ def compare_results(a: dict, b: dict, *, tablefmt: str = "github", all_rows: boo
     return "\n".join(out + [_report.LEGEND.split(" `(1.35×)`")[0]])
 
 
+def _host_line(a: dict, b: dict, threshold, alpha) -> str:
+    """What the host probe (mmbench.hostspeed) says about the two runs."""
+    v = host_ratio(a, b, threshold, alpha)
+    if v is None:
+        return "Host probe: not in both files (its drift between the runs is not known)."
+    if v.status != CHANGED:
+        return (f"Host probe: B/A {format_ratio(v.ratio)}, not a significant change of the host's "
+                "own speed.")
+    return (f"Host probe: the host itself took {format_ratio(v.ratio)} the time in B (p={v.p:.2g}): "
+            "a measured row is called changed only beyond that.")
+
+
 def _side_line(label: str, doc: dict) -> str:
     p = dict(_report.provenance(doc))
     clock = (doc.get("clock") or {}).get("clock")
     extra = f" · clock {clock}" if clock else ""
     load = (doc.get("machine") or {}).get("loadavg")
     extra += f" · load {load}" if load is not None else ""
+    run = doc.get("run") or {}
+    if "interleave" in run:          # how its repeats ran (mmbench.rounds): back to back, they agree
+        extra += " · repeats in rounds" if run["interleave"] else " · repeats back to back"
     return (f"{label}: {p['machine']} · commit {p['commit']} · {p['date']} · "
             f"profile {p['profile']}{extra}")

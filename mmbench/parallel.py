@@ -122,8 +122,12 @@ def run_cell(index: int, family: str, name: str, params: dict, backend: str, rep
         cpu, lock, waited = _take_cpu()
         how.update(cpu=cpu, pinned=_pin(cpu), exclusive=True, waited_for_cpu=waited)
         _STATE["last"] = cpu
+        how["lock_s"] = round(time.perf_counter() - t0, 4)
+        from mmbench.hostspeed import maybe_probe
+        probe = maybe_probe()              # the host's speed, on this CPU (mmbench.hostspeed)
+        if probe is not None:
+            how["host_probe_ns"] = probe
         t1 = time.perf_counter()
-        how["lock_s"] = round(t1 - t0, 4)
         records = measure_cell(family, name, params, backend, repeats, calibration_path, budget_s, options)
         how["measure_s"] = round(time.perf_counter() - t1, 4)
         status = cell_status(records)
@@ -220,9 +224,12 @@ class Cluster:
         for batch in self.map_cell_batches(cells, repeats, calibration_path, budget_s, task, options):
             yield from batch
 
-    def map_cell_batches(self, cells, repeats, calibration_path, budget_s, task=None, options=None):
+    def map_cell_batches(self, cells, repeats, calibration_path, budget_s, task=None, options=None,
+                         ordered=False):
         """Yield the results of the cells finished since the last batch, as lists (longest
-        expected cells are submitted first).
+        expected cells are submitted first; with `ordered`, `cells` is an iterable taken
+        lazily in its own order, so that what comes next may depend on what finished:
+        mmbench.runner's rounds of repeats).
 
         Each worker thread has its next cell waiting on the worker (QUEUE_DEPTH cells per
         thread on the cluster): it starts it the moment it finishes one, without the round
@@ -237,7 +244,7 @@ class Cluster:
         replaces run_cell (tests).
         """
         from distributed import as_completed, wait
-        order = sorted(cells, key=lambda c: -c[4])
+        order = cells if ordered else sorted(cells, key=lambda c: -c[4])
         slots = QUEUE_DEPTH * max(1, sum(w.get("nthreads", 1) for w in
                                          self.client.scheduler_info().get("workers", {}).values()))
         futs = {}
@@ -248,6 +255,12 @@ class Cluster:
                                    pure=False)
             futs[f] = (index, w, p, b, _weight)
             return f
+
+        def submit_next():
+            nxt = next(pending, None)
+            if nxt is not None:
+                ac.add(submit(*nxt))
+            return nxt is not None
 
         def lost(f, e):
             return {"index": futs[f][0], "records": None, "status": "error",
@@ -267,16 +280,15 @@ class Cluster:
             for batch in ac.batches():
                 done = []
                 for f in batch:
-                    nxt = next(pending, None)
-                    if nxt is not None:
-                        ac.add(submit(*nxt))
                     res, exc = outcome(f)
                     if exc is None:
                         done.append(res)
                     else:
                         again.append(futs[f])
                 if done:
-                    yield done
+                    yield done           # the caller records them before the next cells are taken
+                for _ in batch:
+                    submit_next()
             for c in sorted(again, key=lambda c: c[0]):
                 f = submit(*c)
                 wait([f])

@@ -22,7 +22,7 @@ from typing import List, Optional
 
 import typer
 
-from mmbench import errors, results
+from mmbench import errors, hostspeed, results, rounds
 
 PROFILES = {"tiny": 1, "quick": 3, "full": 5, "large": 1}      # profile -> repeats of measured runs
 BUDGET_S = {"tiny": 2.0, "quick": 3.0, "full": 60.0, "large": 0.0}  # no new repeat after this long on one combination
@@ -156,7 +156,7 @@ def _weight(w, p) -> float:
 
 def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calibration=None,
               progress=None, output=None, workers=1, scheduler=None, resume=None,
-              overrides=None, options=None) -> dict:
+              overrides=None, options=None, interleave=True) -> dict:
     """Measure and return a results document.
 
     With `output` the document is written as it grows: after every finished
@@ -168,6 +168,12 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
     (mmbench.parallel); otherwise cells run one after another in this process.
     `overrides` replace workload parameters (``{"pages": 65536}``); `options`
     are design options every machine is opened with (``{"thp": "always"}``).
+
+    With `interleave` (the default) the repeats are measured in rounds over the
+    whole plan (mmbench.rounds): every cell once, then every cell again …, so
+    that a cell's repeats are spread over the run and their spread includes the
+    host's drift; without it a cell's repeats run one right after another.  A
+    resumed run keeps the way its file was started.
     """
     from mmbench.workloads._measure import load_calibration
     if resume is not None:
@@ -179,6 +185,7 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
         profile, backends, patterns = run["profile"], run["backends"], run["workloads"]
         repeats, calibration = run["repeats"], run["calibration_arg"]
         overrides, options = run.get("overrides") or None, run.get("options") or None
+        interleave = bool(run.get("interleave", False))
         output = Path(resume) if output is None else output
     if profile not in PROFILES:
         raise errors.InvalidArgument(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
@@ -215,25 +222,28 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
         doc["run"] = {"profile": profile, "backends": backends, "workloads": list(patterns or []),
                       "repeats": repeats, "calibration_arg": None if calibration is None else str(calibration),
                       "overrides": dict(overrides or {}), "options": dict(options or {}),
-                      "planned": len(todo), "complete": False, "sessions": []}
+                      "planned": len(todo), "complete": False, "sessions": [],
+                      "interleave": bool(interleave)}
         doc["cells"] = []
         missing_now = set(keys)
-    book = ResultsBook(doc, keys, output)
+    book = ResultsBook(doc, keys, output, reps)
+    missing_now |= {keys[i] for i in book.unfinished()}      # resume: cells with rounds to go
     session = {"started": _now(), "mode": "serial" if workers == 1 and not scheduler else
                ("scheduler" if scheduler else "local-cluster"), "workers": 1 if not scheduler and workers == 1
                else workers, "cells": 0, "interrupted": False}
+    session["repeats"] = "interleaved rounds" if interleave else "back to back"
     doc["run"]["sessions"].append(session)
     pending = [(i, *todo[i]) for i, k in enumerate(keys) if k in missing_now]
     t0 = time.perf_counter()
     try:
         if progress:
-            progress(len(keys) - len(pending), len(keys), "starting")
+            progress(book.rounds_done(), book.rounds_planned(), "starting")
         if workers == 1 and not scheduler:
             session["how"] = _serial_how()
-            _run_serial(book, pending, reps, cal, BUDGET_S[profile], progress, session, options)
+            _run_serial(book, pending, reps, cal, BUDGET_S[profile], progress, session, options, interleave)
         else:
             _run_dask(book, pending, reps, where if cal is not None else None, BUDGET_S[profile],
-                      progress, session, workers, scheduler, options)
+                      progress, session, workers, scheduler, options, interleave)
     except BaseException:
         session["interrupted"] = True
         session["elapsed_s"] = round(time.perf_counter() - t0, 3)
@@ -242,7 +252,7 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
     session["elapsed_s"] = round(time.perf_counter() - t0, 3)
     doc["elapsed_s"] = round(sum(x.get("elapsed_s", 0) for x in doc["run"]["sessions"]), 3)
     if progress:
-        progress(len(keys), len(keys), "done")
+        progress(book.rounds_done(), book.rounds_planned(), "done")
     return book.finish()
 
 
@@ -262,60 +272,109 @@ def _serial_how() -> dict:
             "isolation": "one cell at a time in the mmbench process"}
 
 
-def _run_serial(book, pending, reps, cal, budget, progress, session, options=None):
+def _run_serial(book, pending, reps, cal, budget, progress, session, options=None, interleave=True):
     from mmbench.workloads._measure import measure
     from mmbench.parallel import cell_status
-    for n, (i, w, p, b) in enumerate(pending):
+    nsession = len(book.doc["run"]["sessions"]) - 1
+    if not interleave:
+        for i, w, p, b in pending:
+            if progress:
+                progress(book.rounds_done(), book.rounds_planned(), _what(w, p, b))
+            hostspeed.record(book.doc, hostspeed.maybe_probe())
+            t = time.perf_counter()
+            recs = measure(w, p, b, repeats=reps, calibration=cal, budget_s=budget, options=options)
+            book.add(i, recs, cell_status(recs), "", {"worker": "main", "wall_s": round(time.perf_counter() - t, 4)},
+                     nsession)
+            session["cells"] += 1
+        return
+    for _round, (i, w, p, b) in rounds.order(pending, reps, book.rounds_of):
+        if book.finished(i):                  # failed, or its budget used up, in an earlier round
+            continue
         if progress:
-            progress(book.done(), book.total, f"{b}: {w.family}.{w.name} {results.params_label(p)}")
+            progress(book.rounds_done(), book.rounds_planned(), _what(w, p, b))
+        hostspeed.record(book.doc, hostspeed.maybe_probe())
         t = time.perf_counter()
-        recs = measure(w, p, b, repeats=reps, calibration=cal, budget_s=budget, options=options)
-        book.add(i, recs, cell_status(recs), "", {"worker": "main", "wall_s": round(time.perf_counter() - t, 4)},
-                 len(book.doc["run"]["sessions"]) - 1)
-        session["cells"] += 1
+        recs = measure(w, p, b, repeats=1, calibration=cal, options=options)
+        wall = time.perf_counter() - t
+        session["cells"] += book.add_round(i, recs, "", {"worker": "main", "wall_s": round(wall, 4),
+                                                         "measure_s": round(wall, 4)}, nsession, budget)
+        session["rounds"] = session.get("rounds", 0) + 1
 
 
-def _run_dask(book, pending, reps, cal_path, budget, progress, session, workers, scheduler, options):
+def _what(w, p, b) -> str:
+    return f"{b}: {w.family}.{w.name} {results.params_label(p)}"
+
+
+def _run_dask(book, pending, reps, cal_path, budget, progress, session, workers, scheduler, options,
+              interleave=True):
     from mmbench.parallel import Cluster
+    nsession = len(book.doc["run"]["sessions"]) - 1
     with Cluster(workers, scheduler) as cl:
         session["how"] = cl.info()
         session["workers"] = session["how"]["workers"]
         book.flush()
-        cells = [(i, w, p, b, _weight(w, p)) for i, w, p, b in pending]
-        for batch in cl.map_cell_batches(cells, reps, cal_path, budget, options=options):
+        cells = sorted([(i, w, p, b, _weight(w, p)) for i, w, p, b in pending], key=lambda c: -c[4])
+        if interleave:
+            # round-major, the largest cells first in each round; a cell that failed or used up
+            # its budget is left out of later rounds (decided when its next round is submitted)
+            todo = (c for _r, c in rounds.order(cells, reps, lambda c: book.rounds_of(c))
+                    if not book.finished(c[0]))
+            stream = cl.map_cell_batches(todo, 1, cal_path, budget, options=options, ordered=True)
+        else:
+            stream = cl.map_cell_batches(cells, reps, cal_path, budget, options=options)
+        for batch in stream:
             for res in batch:
                 i = res["index"]
                 recs = res["records"]
+                hostspeed.record(book.doc, res["how"].pop("host_probe_ns", None))
                 if recs is None:
                     w, p, b = book.cell(i)
                     recs = [results.unsupported(w.family, w.name, p, b, f"error: {res['error'].splitlines()[0]}")]
-                book.add(i, recs, res["status"], res["error"], res["how"], len(book.doc["run"]["sessions"]) - 1,
-                         flush=False)
-                session["cells"] += 1
+                if interleave:
+                    session["cells"] += book.add_round(i, recs, res["error"], res["how"], nsession, budget,
+                                                       status=res["status"], flush=False)
+                    session["rounds"] = session.get("rounds", 0) + 1
+                else:
+                    book.add(i, recs, res["status"], res["error"], res["how"], nsession, flush=False)
+                    session["cells"] += 1
             book.flush()                 # the cells that finished together, written at once
             if progress:
                 w, p, b = book.cell(i)
-                progress(book.done(), book.total, f"{b}: {w.family}.{w.name} {results.params_label(p)}")
+                progress(book.rounds_done(), book.rounds_planned(), _what(w, p, b))
 
 
 class ResultsBook:
-    """The results document of a run in progress, kept on disk after every cell.
+    """The results document of a run in progress, kept on disk as it grows.
 
-    Each finished cell adds its records and one entry to ``cells`` (its key,
-    status "ok" | "unsupported" | "error", the error text, and how it ran);
-    then the whole file is written to a temporary file beside it and renamed
-    over it (os.replace: a reader, or a kill, sees the old file or the new
-    one, never a torn one).  Records are kept in plan order whatever order
-    cells finish in, so a parallel run's file reads like a serial one's.  Each
-    record is serialised once, so rewriting costs one write of the file, not
-    a new JSON encoding of everything.
+    Each finished cell — or round of a cell, when repeats run in rounds
+    (mmbench.rounds; the entry then counts its ``rounds``) — adds its records
+    and one entry to ``cells`` (its key, status "ok" | "unsupported" |
+    "error", the error text, and how it ran); then the whole file is written
+    to a temporary file beside it and renamed over it (os.replace: a reader,
+    or a kill, sees the old file or the new one, never a torn one).  Records
+    are kept in plan order whatever order cells finish in, so a parallel run's
+    file reads like a serial one's.  Each record is serialised once, so
+    rewriting costs one write of the file, not a new JSON encoding of
+    everything.
+
+    That write grows with the file (about 30 ms for the 7 MB of a quick run of
+    every design here), and a run in rounds has a cell finish a round every
+    30 ms or so: writing after each would add a third to the run.  So a write
+    waits until WRITE_SHARE of the time since the last one has passed (at most
+    every 20 writes' time: 0.6 s at the end of a quick run, a few ms for a
+    small run); a kill loses at most the rounds of that interval, and the end
+    of the run, an interruption (Ctrl-C) and `finish` always write.
     """
 
-    def __init__(self, doc, keys, path):
+    WRITE_SHARE = 0.05                     # of the run's time spent rewriting the file, at most
+
+    def __init__(self, doc, keys, path, repeats=1):
         self.doc, self.keys, self.path = doc, keys, None if path is None else Path(path)
         self.total = len(keys)
+        self.repeats = repeats
         self.index = {k: i for i, k in enumerate(keys)}
         self._cells = {}                   # plan index -> (cell entry, [record json], cell json)
+        self._records = {}                 # plan index -> [record] of a cell measured in rounds
         self._plan = None
         by_key: dict[str, list] = {}
         for r in doc["records"]:
@@ -323,8 +382,12 @@ class ResultsBook:
         for c in doc["cells"]:
             i = self.index.get(c["key"])
             if i is not None:
-                self._cells[i] = (c, [json.dumps(r) for r in by_key.get(c["key"], [])], json.dumps(c))
+                recs = by_key.get(c["key"], [])
+                self._cells[i] = (c, [json.dumps(r) for r in recs], json.dumps(c))
+                if "rounds" in c:
+                    self._records[i] = recs
         self._extra = [r for k, rs in by_key.items() if k not in self.index for r in rs]
+        self._written, self._write_s = -math.inf, 0.0   # when the file was last written, and how long it took
 
     def cell(self, i):
         if self._plan is None:
@@ -333,27 +396,95 @@ class ResultsBook:
                               run.get("overrides") or None)
         return self._plan[i]
 
+    def rounds_of(self, cell) -> int:
+        """Rounds of repeats the cell (its plan index, or a tuple starting with it) holds;
+        a cell measured all at once (no "rounds") holds them all."""
+        i = cell if isinstance(cell, int) else cell[0]
+        if i not in self._cells:
+            return 0
+        return self._cells[i][0].get("rounds", self.repeats)
+
+    def finished(self, i) -> bool:
+        """The cell needs no further round: it holds every repeat, failed, or used up its budget."""
+        if i not in self._cells:
+            return False
+        entry = self._cells[i][0]
+        return ("rounds" not in entry or entry["rounds"] >= self.repeats or entry["status"] != "ok"
+                or bool(entry.get("stopped")))
+
+    def unfinished(self) -> list[int]:
+        """Plan indices of the cells that hold some rounds and need more (a resumed run)."""
+        return [i for i in self._cells if not self.finished(i)]
+
     def done(self) -> int:
-        return len(self._cells)
+        """Finished cells."""
+        return sum(self.finished(i) for i in self._cells)
 
     def complete(self) -> bool:
-        return len(self._cells) == self.total
+        return self.done() == self.total
+
+    def rounds_done(self) -> int:
+        return sum(min(self.rounds_of(i), self.repeats) for i in self._cells)
+
+    def rounds_planned(self) -> int:
+        """Rounds this run will measure in all: every repeat of every cell, less the rounds a
+        finished cell left out."""
+        return self.total * self.repeats - sum(self.repeats - min(self.rounds_of(i), self.repeats)
+                                               for i in self._cells if self.finished(i))
 
     def add(self, i, records, status, error, how, session, flush=True):
+        """A cell measured whole (its repeats back to back): its records, finished."""
         for r in records:
             results._check_record(r, f"cell {self.keys[i]}")
         entry = {"key": self.keys[i], "status": status, "session": session, **({"error": error} if error else {}),
                  "how": how}
+        self._records.pop(i, None)
         self._cells[i] = (entry, [json.dumps(r) for r in records], json.dumps(entry))
         if flush:
             self.flush()
 
-    def flush(self, sync=False):
-        """Write the file as it stands (nothing without a path)."""
+    def add_round(self, i, records, error, how, session, budget=None, status=None, flush=True) -> int:
+        """One more round (one repeat) of cell `i`, merged into its records (mmbench.rounds).
+        The cell's entry counts its rounds; ``how`` is the last round's, with the wall and
+        measuring times summed over the rounds.  Once the measuring time passes `budget` the
+        cell is stopped (no new repeat starts, as within one cell before).  Returns 1 when
+        this round finished the cell, else 0."""
+        from mmbench.parallel import cell_status
+        for r in records:
+            results._check_record(r, f"cell {self.keys[i]}")
+        prev = self._cells[i][0] if i in self._cells else None
+        merged = rounds.merge(self._records.get(i), records)
+        how = dict(how)
+        if prev is not None:
+            for k in ("wall_s", "measure_s"):
+                if k in how or k in prev["how"]:
+                    how[k] = round(how.get(k, 0) + prev["how"].get(k, 0), 4)
+        st = cell_status(merged)
+        if status == "error" or (prev is not None and prev["status"] == "error"):
+            st = "error"
+        if prev is not None and prev.get("error") and not error:
+            error = prev["error"]
+        entry = {"key": self.keys[i], "status": st, "session": session, **({"error": error} if error else {}),
+                 "how": how, "rounds": (prev["rounds"] if prev else 0) + 1}
+        if budget is not None and how.get("measure_s", 0) > budget and entry["rounds"] < self.repeats:
+            entry["stopped"] = "budget"
+        self._records[i] = merged
+        was = self.finished(i)
+        self._cells[i] = (entry, None, json.dumps(entry))    # records encoded when next written
+        if flush:
+            self.flush()
+        return int(self.finished(i) and not was)
+
+    def flush(self, sync=False, force=False):
+        """Write the file as it stands (nothing without a path); unless `force`, only once
+        WRITE_SHARE of the time since the last write has passed (see the class docstring)."""
+        now = time.perf_counter()
+        if not force and now - self._written < self._write_s / self.WRITE_SHARE:
+            return
         order = sorted(self._cells)
         self.doc["cells"] = [self._cells[i][0] for i in order]
-        self.doc["run"]["done"] = len(order)
-        self.doc["run"]["complete"] = len(order) == self.total
+        self.doc["run"]["done"] = self.done()
+        self.doc["run"]["complete"] = self.complete()
         if self.path is None:
             return
         # the head is small; cells and records are serialised once each (as they arrive)
@@ -363,13 +494,23 @@ class ResultsBook:
         text = (json.dumps(head, indent=1)[:-2] + ',\n "cells": [\n  ' + ",\n  ".join(cells)
                 + '\n ],\n "records": [\n  ' + ",\n  ".join(self._texts(order)) + "\n ]\n}\n")
         write_atomic(self.path, text, sync=sync)
+        self._written = time.perf_counter()
+        self._write_s = self._written - now
 
     def _texts(self, order):
-        return [t for i in order for t in self._cells[i][1]] + [json.dumps(r) for r in self._extra]
+        return [t for i in order for t in self._encoded(i)] + [json.dumps(r) for r in self._extra]
+
+    def _encoded(self, i) -> list[str]:
+        """The records of cell `i` as JSON texts (a cell in rounds: encoded once per write)."""
+        entry, texts, etext = self._cells[i]
+        if texts is None:
+            texts = [json.dumps(r) for r in self._records[i]]
+            self._cells[i] = (entry, texts, etext)
+        return texts
 
     def finish(self) -> dict:
         """Write the file a last time (synced to disk) and return the document with its records."""
-        self.flush(sync=True)
+        self.flush(sync=True, force=True)
         self.doc["records"] = [json.loads(t) for t in self._texts(sorted(self._cells))]
         return self.doc
 
@@ -612,6 +753,10 @@ def register(app: typer.Typer) -> None:
                                                 "scheduler to run the cells on (e.g. tcp://host:8786)"),
         resume: Optional[Path] = typer.Option(None, "--resume", help="complete an interrupted run: run only "
                                               "the cells this results file lacks, with its settings"),
+        interleave: bool = typer.Option(True, "--interleave/--back-to-back", help="measure the repeats in "
+                                        "rounds over the whole run (every cell once, then again …), so a "
+                                        "cell's repeats see the host's drift, or each cell's repeats one "
+                                        "right after another"),
     ) -> None:
         """Run the workloads on the designs and write one results file."""
         if list_:
@@ -628,8 +773,9 @@ def register(app: typer.Typer) -> None:
             fail("--workers must be at least 1")
         if resume is not None:
             if (backend or workload or param or option or repeats is not None or calibration is not None
-                    or profile != "quick"):
-                fail("--resume takes the profile, designs, workloads, parameters, options, repeats and "
+                    or profile != "quick" or not interleave):
+                fail("--resume takes the profile, designs, workloads, parameters, options, repeats (and how they "
+                     "run) and "
                      "calibration from the file")
             if not resume.is_file():
                 fail(f"--resume {resume}: no such file")
@@ -649,7 +795,8 @@ def register(app: typer.Typer) -> None:
             fail(str(e))
         try:
             doc = _run_with_progress(profile, backend, workload, repeats, calibration, overrides, options,
-                                     output=output, workers=workers, scheduler=scheduler, resume=resume)
+                                     output=output, workers=workers, scheduler=scheduler, resume=resume,
+                                     interleave=interleave)
         except errors.InvalidArgument as e:
             fail(str(e))
         except OSError as e:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from mmbench import compare as C
+from mmbench import compare as C, hostspeed
 from mmbench.report import params_label
 
 from report_fixture import make_doc
@@ -97,6 +97,108 @@ def test_a_real_change_is_found_among_noise():
     rows = C.compare_rows(a, b)
     hit = sum(c.status == C.CHANGED for c in rows if c.workload in {f"w{i}" for i in range(20)})
     assert hit >= 18
+
+
+def test_a_real_2x_slowdown_is_found_with_3_repeats():
+    """The quick profile's 3 repeats: the rank test cannot decide, the interval must clear
+    ±20 %; a 2x slowdown still stands out of this noise in most rows (an outlier repeat on
+    the fast side can hide it, rightly)."""
+    rng = np.random.default_rng(11)
+    a, b = _noisy_doc(rng, repeats=3), _noisy_doc(rng, repeats=3)
+    slow = {f"w{i}" for i in range(40)}
+    for r in b["records"]:
+        if r["kind"] == "measured" and r["workload"] in slow:
+            r["samples"] = [2 * x for x in r["samples"]]
+            r["value"] = float(np.median(r["samples"]))
+    rows = C.compare_rows(a, b)
+    hit = sum(c.status == C.CHANGED for c in rows if c.workload in slow and c.metric == "write.median_ns")
+    false = sum(c.status == C.CHANGED for c in rows if c.workload not in slow)
+    assert hit >= 30 and false <= 0.05 * 360
+
+
+def _drifting_run(rng, rows=300, repeats=3, interleaved=True, drift=0.2, periods=12, noise=0.05):
+    """One run on a host whose speed changes over the run: `periods` stretches of the run,
+    each at its own speed (log-sd `drift`: other work starts and stops), and a little noise
+    per repeat; each row's repeats are taken one right after another, or one per round
+    over the run (mmbench.rounds)."""
+    steps = rows * repeats
+    level = np.exp(rng.normal(0, drift, periods))
+    speed = level[np.arange(steps) * periods // steps]
+    recs = []
+    for i in range(rows):
+        at = [i + k * rows for k in range(repeats)] if interleaved else \
+            [i * repeats + k for k in range(repeats)]
+        s = [float(100.0 * speed[t] * math.exp(rng.normal(0, noise))) for t in at]
+        recs.append({"family": "fault_latency", "workload": f"w{i}", "params": {}, "backend": "linux",
+                     "metric": "write.median_ns", "value": float(np.median(s)), "unit": "ns",
+                     "kind": "measured", "spread": None, "repeats": repeats, "note": "", "samples": s})
+    return {"schema": 1, "machine": {"hostname": "h"}, "commit": "c" * 40, "created": "now",
+            "profile": "quick", "calibration": None, "notes": [], "records": recs}
+
+
+def test_repeats_spread_over_the_run_keep_a_drifting_host_from_calling_changes():
+    """Why the runner measures repeats in rounds: back to back, a row's repeats agree and
+    the host's drift between two runs reads as a change; spread over the run, the repeats
+    hold the drift and the test judges against it."""
+    rng = np.random.default_rng(3)
+    rate = {}
+    for interleaved in (False, True):
+        n = []
+        for _ in range(4):
+            a, b = (_drifting_run(rng, interleaved=interleaved) for _ in range(2))
+            s = C.summary(C.compare_rows(a, b))
+            n.append(s[C.CHANGED] / s["measured"])
+        rate[interleaved] = max(n)
+    assert rate[True] <= 0.05 < rate[False], rate
+
+
+def _with_host(doc, rng, scale, n=40):
+    doc["host_speed"] = {"probe": hostspeed.PROBE,
+                         "samples_ns": [int(2e6 * scale * math.exp(rng.normal(0, 0.05))) for _ in range(n)]}
+    return doc
+
+
+def test_a_host_that_ran_slower_in_one_run_widens_the_band_on_that_side():
+    """The host probe (mmbench.hostspeed) of B took 1.7x A's: rows 1.7x slower are the host,
+    not a change; a 4x slowdown and a 2x speed-up still are."""
+    rng = np.random.default_rng(5)
+    a, b = _noisy_doc(rng, rep_sigma=0.05), _noisy_doc(rng, rep_sigma=0.05)
+    for r in b["records"]:
+        if r["kind"] == "measured":
+            i = int(r["workload"][1:])
+            f = 4.0 if i < 20 else 0.5 if i < 40 else 1.7
+            r["samples"] = [f * x for x in r["samples"]]
+            r["value"] = float(np.median(r["samples"]))
+    rows = C.compare_rows(a, b)                   # no probe: the host's 1.7x reads as changes
+    assert sum(c.status == C.CHANGED for c in rows) >= 300
+    _with_host(a, rng, 1.0), _with_host(b, rng, 1.7)
+    v = C.host_ratio(a, b)
+    assert v.status == C.CHANGED and v.ratio == pytest.approx(1.7, rel=0.05)
+    rows = C.compare_rows(a, b)
+    changed = {int(c.workload[1:]) for c in rows if c.status == C.CHANGED}
+    assert len(set(range(40)) & changed) >= 35          # an outlier repeat hides a few, rightly
+    assert len(changed - set(range(40))) <= 0.05 * 360
+    text = C.compare_results(a, b, tablefmt="plain")
+    assert "Host probe: the host itself took 1." in text and "the time in B" in text
+    # the same probe on both sides: no widening, and the comparison says so
+    _with_host(b, rng, 1.0)
+    assert C.host_ratio(a, b).status != C.CHANGED
+    assert "not a significant change of the host" in C.compare_results(a, b, tablefmt="plain")
+    # exact rows never: one more fault is a change whatever the host did
+    _with_host(b, rng, 1.7)
+    b["records"][1]["value"] = 65
+    assert any(c.status == C.CHANGED and c.metric == "write.faults" for c in C.compare_rows(a, b))
+
+
+def test_the_host_probe_is_used_only_when_both_files_have_enough_of_the_same_probe():
+    doc = {"host_speed": {"probe": hostspeed.PROBE, "samples_ns": [1, 2, 3, 4]}}
+    assert hostspeed.samples(doc) is None                          # too few
+    doc["host_speed"]["samples_ns"].append(5)
+    assert hostspeed.samples(doc) == [1, 2, 3, 4, 5]
+    doc["host_speed"]["probe"] = "another probe"
+    assert hostspeed.samples(doc) is None                          # not comparable
+    assert C.host_ratio({}, doc) is None
+    assert hostspeed.probe_ns() > 0
 
 
 def test_exact_metrics_compare_exactly():

@@ -53,8 +53,12 @@ def test_serial_run_writes_a_complete_resumable_file(serial):
 
 def test_two_dask_workers_give_the_serial_exact_metrics(serial, tmp_path):
     path = tmp_path / "dask.json"
-    doc = runner.run_suite("tiny", BACKENDS, WORKLOADS, output=path, workers=2)
+    doc = runner.run_suite("tiny", BACKENDS, WORKLOADS, output=path, workers=2, repeats=2)
     assert exact(doc) == exact(serial[1])
+    # the repeats in rounds on the cluster too: each cell measured twice, merged
+    assert all(c["rounds"] == 2 for c in doc["cells"] if c["status"] == "ok")
+    assert all(len(r["samples"]) == 2 for r in doc["records"] if r["kind"] == "measured")
+    assert doc["host_speed"]["samples_ns"]          # the host probe, timed on the workers
     on_disk = results.load(path)
     assert exact(on_disk) == exact(serial[1])
     # records come in plan order whatever order the cells finished in
@@ -85,7 +89,10 @@ def test_a_killed_run_leaves_a_valid_file_and_resumes_to_the_same_exact_metrics(
                        timeout=300)
     assert p.returncode == -signal.SIGKILL, p.stderr
     part = results.load(path)                     # valid JSON, valid schema
-    assert not part["run"]["complete"] and part["run"]["done"] == 7 == len(part["cells"])
+    # the file is rewritten at most every 20 writes' time (ResultsBook.WRITE_SHARE): a kill
+    # loses the cells of that last interval, never the file
+    kept = part["run"]["done"]
+    assert not part["run"]["complete"] and 1 <= kept <= 7 and kept == len(part["cells"])
     assert {runner._rkey(r) for r in part["records"]} == {c["key"] for c in part["cells"]}
     assert not list(tmp_path.glob(".*.tmp")) or True   # a stray temporary file is harmless
     # resume: only the missing cells run (in one session), and the result equals an uninterrupted run
@@ -95,8 +102,8 @@ def test_a_killed_run_leaves_a_valid_file_and_resumes_to_the_same_exact_metrics(
     assert done["run"]["complete"]
     assert exact(done) == exact(serial[1])
     sessions = done["run"]["sessions"]
-    assert len(sessions) == 2 and sessions[1]["cells"] == done["run"]["planned"] - 7
-    assert {c["session"] for c in done["cells"][:7]} <= {0, 1}
+    assert len(sessions) == 2 and sessions[1]["cells"] == done["run"]["planned"] - kept
+    assert {c["session"] for c in done["cells"][:kept]} <= {0, 1}
     # resuming a complete file runs nothing
     doc = runner.run_suite(resume=path)
     assert doc["run"]["sessions"][-1]["cells"] == 0 and exact(doc) == exact(serial[1])

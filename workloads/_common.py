@@ -303,7 +303,7 @@ def cached_nops(wl: Workload, params: dict) -> int | None:
         return None
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)   # a run's repeats come in rounds over every cell (mmbench.rounds)
 def _scenario(family: str, name: str, frozen: tuple) -> Scenario:
     wl = _CATALOGUE[name]
     params = dict(frozen)
