@@ -5,15 +5,21 @@ A *cell* is one workload × parameter set × design (``mmbench.runner.plan``);
 of tasks and ``dask.distributed`` schedules them — there is no scheduler of
 our own here, only what a cell needs to be measured honestly:
 
-    client ──submit(cell)──► worker process (1 thread)
-                               │ take the lock of one CPU of its host
-                               │   flock $TMPDIR/mmbench-cpu-locks/cpu<N>.lock
-                               │ pin itself to that CPU (sched_setaffinity)
-                               │ measure(cell)          ◄── the timed part
-                               │ release the lock
+    client ──submit(cells)─► worker process (1 thread)
+                               │ for each cell of the task:
+                               │   take the lock of one CPU of its host
+                               │     flock $TMPDIR/mmbench-cpu-locks/cpu<N>.lock
+                               │   pin itself to that CPU (sched_setaffinity)
+                               │   measure(cell)        ◄── the timed part
+                               │   release the lock
     client ◄──records + how────┘   (written to the results file at once)
 
-Each worker thread holds QUEUE_DEPTH (2) cells: the one it measures and the
+A task is one cell or, in the later rounds of repeats (mmbench.rounds), a few
+cells that each measured under BATCH_S (0.5 s) before: a quick run's rounds
+are about 1,900 cells, most of them a few milliseconds long, and each task
+costs the client and scheduler 8-12 ms of CPU on this 2-core machine.
+
+Each worker thread holds QUEUE_DEPTH (2) tasks: the one it measures and the
 next, which starts the moment the first ends instead of after a round trip
 through the scheduler and the client (about 19 ms per cell on this machine).
 The worker still measures one at a time; the waiting cell takes no CPU lock.
@@ -43,7 +49,8 @@ import time
 import traceback
 
 LOCK_DIR = "mmbench-cpu-locks"
-QUEUE_DEPTH = 2            # cells on the cluster per worker thread: one running, the next waiting
+QUEUE_DEPTH = 2            # tasks on the cluster per worker thread: one running, the next waiting
+BATCH_S = 0.5              # cells known to be shorter than this go to a worker together (one task)
 _STATE: dict = {}          # per worker process: its CPUs before pinning, the last CPU it held
 
 
@@ -145,6 +152,28 @@ def run_cell(index: int, family: str, name: str, params: dict, backend: str, rep
     return {"index": index, "records": records, "status": status, "error": error, "how": how}
 
 
+def take_group(pending, took: dict, limit: float = BATCH_S) -> list:
+    """The next task's cells from the iterator `pending`: one, or cells known (`took`:
+    index -> seconds when last measured) to be short, together up to `limit` seconds.
+    A cell not measured yet counts as `limit`: it goes alone or ends a group."""
+    group, total = [], 0.0
+    while total < limit:
+        c = next(pending, None)
+        if c is None:
+            break
+        group.append(c)
+        total += took.get(c[0], limit)
+    return group
+
+
+def run_cells(cells: list, repeats: int, calibration_path, budget_s, options=None, task=None) -> list[dict]:
+    """Measure a batch of cells on this worker, one after another (each as run_cell:
+    its own CPU lock and pinning); one Dask task for all of them."""
+    return [(task or run_cell)(index, family, name, params, backend, repeats, calibration_path,
+                               budget_s, options)
+            for index, family, name, params, backend in cells]
+
+
 _CAL: dict = {}
 
 
@@ -178,6 +207,7 @@ class Cluster:
     def __init__(self, workers: int = 2, scheduler: str | None = None):
         self.workers, self.scheduler = workers, scheduler
         self.cluster = self.client = None
+        self.tasks = 0                   # Dask tasks submitted (a task holds one or more cells)
 
     def __enter__(self):
         import dask
@@ -231,12 +261,16 @@ class Cluster:
         lazily in its own order, so that what comes next may depend on what finished:
         mmbench.runner's rounds of repeats).
 
-        Each worker thread has its next cell waiting on the worker (QUEUE_DEPTH cells per
+        Each worker thread has its next task waiting on the worker (QUEUE_DEPTH tasks per
         thread on the cluster): it starts it the moment it finishes one, without the round
         trip through the scheduler and this client (about 19 ms per cell with one).  The
         worker still runs one cell at a time, each holding its CPU's lock.
 
-        A worker that dies takes every cell it holds with it, the one running and the one
+        A task is one cell, or several cells that each took less than BATCH_S when they
+        were last measured in this run (a later round of repeats): together up to BATCH_S,
+        so that short cells do not each pay a task's scheduling (8-12 ms of CPU).
+
+        A worker that dies takes every cell it holds with it, the ones running and
         waiting.  Those cells come back as lost; each is run again once, alone on the
         cluster, after the others: the cell that crashes again is recorded with status
         "error" and the scheduler's reason, a cell that only waited beside it gets its
@@ -248,26 +282,28 @@ class Cluster:
         slots = QUEUE_DEPTH * max(1, sum(w.get("nthreads", 1) for w in
                                          self.client.scheduler_info().get("workers", {}).values()))
         futs = {}
+        took: dict = {}                  # cell index -> wall seconds of its last measurement
 
-        def submit(index, w, p, b, _weight):
-            f = self.client.submit(task or run_cell, index, w.family, w.name, p, b, repeats, calibration_path,
-                                   budget_s, options, key=f"mmbench-cell-{index}-{os.getpid()}-{time.time_ns()}",
+        def submit(group):
+            f = self.client.submit(run_cells, [(c[0], c[1].family, c[1].name, c[2], c[3]) for c in group],
+                                   repeats, calibration_path, budget_s, options, task,
+                                   key=f"mmbench-cells-{group[0][0]}-{os.getpid()}-{time.time_ns()}",
                                    pure=False)
-            futs[f] = (index, w, p, b, _weight)
+            futs[f] = group
+            self.tasks += 1
             return f
 
         def submit_next():
-            nxt = next(pending, None)
-            if nxt is not None:
-                ac.add(submit(*nxt))
-            return nxt is not None
+            group = take_group(pending, took)
+            if group:
+                ac.add(submit(group))
 
         def lost(f, e):
-            return {"index": futs[f][0], "records": None, "status": "error",
+            return {"index": futs[f][0][0], "records": None, "status": "error",
                     "error": f"{type(e).__name__}: {e}", "how": {"worker": "lost"}}
 
         def outcome(f):
-            """(result, None), or (None, the exception) when the cell's worker was lost."""
+            """(results, None), or (None, the exception) when the task's worker was lost."""
             try:
                 return f.result(), None
             except Exception as e:       # KilledWorker, CancelledError …: its worker died
@@ -275,25 +311,29 @@ class Cluster:
 
         pending = iter(order)
         again = []                       # cells lost with a worker, to run once more alone
-        ac = as_completed([submit(*c) for c in itertools.islice(pending, slots)])
+        ac = as_completed()
+        for _ in range(slots):
+            submit_next()
         try:
             for batch in ac.batches():
                 done = []
                 for f in batch:
                     res, exc = outcome(f)
                     if exc is None:
-                        done.append(res)
+                        done.extend(res)
+                        for r in res:
+                            took[r["index"]] = r.get("how", {}).get("wall_s", BATCH_S)
                     else:
-                        again.append(futs[f])
+                        again.extend(futs[f])
                 if done:
                     yield done           # the caller records them before the next cells are taken
                 for _ in batch:
                     submit_next()
             for c in sorted(again, key=lambda c: c[0]):
-                f = submit(*c)
+                f = submit([c])
                 wait([f])
                 res, exc = outcome(f)
-                yield [res if exc is None else lost(f, exc)]
+                yield res if exc is None else [lost(f, exc)]
         finally:
             for f in futs:
                 if not f.done():

@@ -183,3 +183,29 @@ def test_cells_go_to_an_existing_cluster_by_its_address(serial, tmp_path):
     assert sess["mode"] == "scheduler" and sess["how"]["scheduler"] == cluster.scheduler_address
     want = {k: v for k, v in exact(serial[1]).items() if k[0] == "reference" and k[1] in ("dense", "fork_grid")}
     assert exact(doc) == want and want
+
+
+def test_short_cells_are_grouped_into_one_task():
+    """take_group: cells measured short go together up to the limit; a cell not measured
+    yet counts as the limit (alone, or the last of a group)."""
+    from mmbench.parallel import take_group
+    cells = [(i, None, {}, "reference", 1.0) for i in range(6)]
+    took = {0: 0.1, 1: 0.1, 2: 0.2, 4: 0.6}
+    it = iter(cells)
+    groups = [[c[0] for c in g] for g in iter(lambda: take_group(it, took, 0.5), [])]
+    assert groups == [[0, 1, 2, 3], [4], [5]]
+
+
+def test_rounds_on_a_cluster_group_short_cells_and_lose_none():
+    """Two rounds of four tiny cells on one worker: every round of every cell comes back
+    once, and the second round goes in fewer tasks than cells."""
+    from mmbench.parallel import Cluster
+    wl = runner.select_workloads(["dense"])[0]
+    p = wl.points("tiny")[0]
+    cells = [(i, wl, p, "reference", 1.0) for i in range(4)]
+    with Cluster(workers=1) as cl:
+        got = [r for b in cl.map_cell_batches(cells + cells, 1, None, 1.0, ordered=True) for r in b]
+    assert sorted(r["index"] for r in got) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert all(r["status"] == "ok" and r["records"] for r in got)
+    assert all(r["how"]["wall_s"] < 0.5 for r in got)       # tiny cells: short enough to group
+    assert 4 < cl.tasks < 8                  # round one: a task per cell; round two: grouped
