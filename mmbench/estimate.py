@@ -52,6 +52,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+#: the populated VMAs munmap removes (an event key the estimator derives: DERIVED)
+DERIVED_MUNMAP = "munmap_anon_vmas"
+
 #: cost name -> (what it prices, the event keys it multiplies)
 COSTS = {
     "trap": ("one CPU fault: exception entry and exit, VMA lookup, PTE install",
@@ -83,6 +86,15 @@ COSTS = {
                      ("alloc:*", "free:*")),
     "kmalloc_byte": ("one byte of a variable-size kernel allocation: the size-dependent part "
                      "of kmalloc plus one pass over the bytes", ("alloc_bytes:*",)),
+    "vma_split_merge": ("a VMA split or merge by a system call (mprotect, munmap, madvise, "
+                        "mremap of part of a VMA): the VMA tree update (vma_prepare / "
+                        "vma_complete, a maple-tree store with its node preallocation), beyond "
+                        "the half of vma the VMA it makes or frees pays",
+                        ("vma_splits", "vma_merges")),
+    "munmap_vma": ("munmap's teardown of a populated VMA beyond what fork + exit's lifetime "
+                   "prices charge for it: unlink_anon_vmas of that one VMA and the release of "
+                   "its mmu_gather's pages, on structs made long before",
+                   (DERIVED_MUNMAP,)),
     "syscall": ("enter and leave the kernel for an address-space system call",
                 ("op:MMAP", "op:MPROTECT", "op:MADVISE_DONTNEED", "op:MADVISE", "op:MOVE_PAGES")),
     "munmap_call": ("one munmap call beyond its pages and structs: the VMA tree update, the "
@@ -113,6 +125,21 @@ COSTS = {
                            "khugepaged): allocate, copy 512 pages, free them, map one PMD",
                            ("thp_collapse_alloc",)),
 }
+
+#: event keys the estimator derives from others (never a design's counter): the
+#: populated VMAs munmap removes, at most one per munmap call (exact when every call
+#: removes one VMA, as the probes do; a munmap of many populated VMAs in one call is
+#: undercounted): min(op:MUNMAP, free:anon_vma_chain).  A design counter of the VMAs
+#: with an anon_vma that munmap removes would make it exact.
+DERIVED = {DERIVED_MUNMAP: "min(op:MUNMAP, free:anon_vma_chain): the populated VMAs munmap "
+                           "removes, at most one per call"}
+
+
+def _derive(counters: dict) -> dict:
+    """{derived key: count} (DERIVED) of a window's events."""
+    n = min(counters.get("op:MUNMAP", 0), counters.get("free:anon_vma_chain", 0))
+    return {DERIVED_MUNMAP: n} if n else {}
+
 
 #: counts a larger event already prices: {key: (the larger event, units of key per
 #: event)}.  A huge zero-fill fault zeroes 512 pages inside its own price, so
@@ -158,7 +185,7 @@ COVERED = frozenset({
     "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_device_return",
     "fault_wp_shared", "fork_ptes_wrprotect", "pt_pages_free", "objects_alloc", "objects_free",
     "anon_vma_alloc", "avc_alloc", "xa_node_alloc", "xa_node_free", "gm_mapping_alloc",
-    "anon_alloc", "shadow_objects", "pte_writes", "vma_splits", "vma_merges", "pv_entries",
+    "anon_alloc", "shadow_objects", "pte_writes", "pv_entries",
     "dma_bytes", "dma_transfers", "pages_to_device", "pages_to_host",
     "op:EXIT", "op:SPAWN", "op:READ", "op:WRITE", "op:NOP",
 })
@@ -362,6 +389,8 @@ def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | N
     costs = calibration["costs"]
     decl = declarations(design)
     counters, netted = _net(counters)
+    derived = _derive(counters)
+    counters = {**counters, **derived}
     breakdown: dict[str, float] = {}
     low = high = 0.0
     how: dict[str, str] = {}
@@ -382,6 +411,10 @@ def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | N
                 continue
             w = share(key)
             price, lo, hi = pr[0] * w, pr[1] * w, pr[2] * w
+            if name == "kmalloc_byte":          # by allocation size, where the curve is known
+                per = per_byte(costs, count, counters.get("alloc:" + key.partition(":")[2], 0))
+                if per is not None:
+                    price, lo, hi = per
         kind, why = basis(key, design, decl)
         if kind == "assumed":
             lo, hi = lo / ASSUMED_FACTOR, hi * ASSUMED_FACTOR
@@ -403,8 +436,40 @@ def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | N
             "bookkeeping_ns": book,
             "breakdown": breakdown, "basis": how, "assumed": sorted(assumed),
             "uncosted": sorted(uncosted),
-            "covered": sorted(cov), "netted": netted,
+            "covered": sorted(cov), "netted": netted, "derived": derived,
             "calibration": calibration.get("machine", {}).get("hostname", "?")}
+
+
+def curve_at(curve: dict, size: float, which: str = "ns") -> float:
+    """The size-dependent part of one allocation of `size` bytes, read off a
+    calibration's piecewise-linear kmalloc curve ({"bytes": [...], "ns": [...],
+    "low": [...], "high": [...]}): linear between the measured sizes, from 0 ns at 0
+    bytes to the first, along the last segment beyond the last."""
+    xs = [float(x) for x in curve["bytes"]]
+    ys = [float(y) for y in curve.get(which) or curve["ns"]]
+    if size <= xs[0]:
+        return ys[0] * size / xs[0] if xs[0] > 0 else ys[0]
+    for i in range(1, len(xs)):
+        if size <= xs[i]:
+            f = (size - xs[i - 1]) / (xs[i] - xs[i - 1])
+            return ys[i - 1] + f * (ys[i] - ys[i - 1])
+    if len(xs) < 2:
+        return ys[-1]
+    return ys[-1] + (size - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+
+
+def per_byte(costs: dict, nbytes: float, nallocs: float) -> tuple[float, float, float] | None:
+    """(ns, low, high) per byte of `nbytes` allocated in `nallocs` allocations: the
+    kmalloc curve at their mean size, spread over its bytes (so `nbytes` x price is
+    `nallocs` x curve(mean size)).  None without a curve or an allocation count: the
+    caller keeps the line's kmalloc_byte.  Each allocation is priced per object
+    elsewhere (alloc:<struct>, struct_alloc); a byte is never priced as an object."""
+    c = costs.get("kmalloc_byte")
+    curve = c.get("curve") if isinstance(c, dict) else None
+    if not curve or not nallocs or nbytes <= 0:
+        return None
+    mean = nbytes / nallocs
+    return tuple(max(curve_at(curve, mean, w), 0.0) / mean for w in ("ns", "low", "high"))
 
 
 def _net(counters: dict) -> tuple[dict, dict]:

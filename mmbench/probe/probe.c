@@ -889,24 +889,35 @@ int mmp_fork_memfd(long n, int reps, int64_t *out)
 /* `pairs` x (mprotect read-only of the middle page of a 3-page writable
  * mapping: split into three VMAs; mprotect it back: merge into one), pages
  * untouched; out[] = ns per call */
-int mmp_mprotect_split(long pairs, int reps, int64_t *out)
+int mmp_mprotect_split(long pairs, int edge, int reps, int64_t *out)
 {
-    char *p = map_anon(3);
+    /* edge 0: a three-page VMA whose middle page is flipped (split in three,
+     * merged back); edge 1: a two-page VMA between two PROT_NONE guard pages
+     * (its own VMA, whatever its neighbours) whose first page is flipped (one
+     * split, one merge) */
+    long len = edge ? 4 : 3;
+    char *p = map_anon(len);
     if (!p)
         return -errno;
+    char *flip = p + PAGE;
+    if (edge && (mprotect(p, PAGE, PROT_NONE) < 0 || mprotect(p + 3 * PAGE, PAGE, PROT_NONE) < 0)) {
+        int e = -errno;
+        munmap(p, (size_t)len * PAGE);
+        return e;
+    }
     for (int r = 0; r < reps; r++) {
         int64_t t0 = now_ns();
         for (long i = 0; i < pairs; i++) {
-            if (mprotect(p + PAGE, PAGE, PROT_READ) < 0 ||
-                mprotect(p + PAGE, PAGE, PROT_READ | PROT_WRITE) < 0) {
+            if (mprotect(flip, PAGE, PROT_READ) < 0 ||
+                mprotect(flip, PAGE, PROT_READ | PROT_WRITE) < 0) {
                 int e = -errno;
-                munmap(p, 3 * PAGE);
+                munmap(p, (size_t)len * PAGE);
                 return e;
             }
         }
         out[r] = (now_ns() - t0) / (2 * pairs);
     }
-    munmap(p, 3 * PAGE);
+    munmap(p, (size_t)len * PAGE);
     return 0;
 }
 
