@@ -444,11 +444,11 @@ def fit(figs: dict, stat: str = "median") -> dict:
     put("fork_base", m["fork_empty"], "fork_empty")
     half = est.LIFETIME_SHARE
     if "mprotect_edge_split" in m:
-        put("vma_split_merge", m["mprotect_edge_split"] - c["syscall"]["ns"]
+        put("vma_modify", m["mprotect_edge_split"] - c["syscall"]["ns"]
             - half * c["vma"]["ns"],
             "mprotect_edge_split - syscall - vma / 2   [each call splits the VMA in two or "
-            "merges it back: the tree update of one split or merge; the VMA made or freed "
-            "pays its half of vma]")
+            "merges it back: one call's tree update; the VMA made or freed pays its half "
+            "of vma]")
     if "munmap_vma_empty" in m:
         put("munmap_call", m["munmap_vma_empty"] - est.LIFETIME_SHARE * c["vma"]["ns"],
             "munmap_vma_empty - vma / 2   [a munmap call: the VMA tree update, the unmap "

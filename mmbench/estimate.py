@@ -25,12 +25,18 @@ Event keys accepted in the ``counters`` dict:
   priced on their own;
 * ``"alloc_bytes:<struct>"``: *bytes* of variable-size allocations (amap slot
   arrays, xarray nodes, pv chunks).  A variable-size allocation is priced per
-  allocation (``alloc:<struct>``, struct_alloc) plus per byte (kmalloc_byte,
-  from the size-dependent kmalloc probe).  A cache a design accounts in bytes
+  allocation (``alloc:<struct>``, struct_alloc) plus its size-dependent part
+  (kmalloc_byte): n allocations of B bytes pay n x curve(B / n), the host's
+  kmalloc curve read at their mean size (per_byte; a calibration without the
+  curve, or bytes whose allocations are not counted, use the line's price per
+  byte).  A cache a design accounts in bytes
   (object size 1, e.g. uvm's ``amap_slots``) yields only bytes; how many
   allocations those bytes took is declared by the design (DESIGN_PRICES):
   no byte is ever priced as an object;
-* ``"op:<OP>"``: contract operations executed (``"op:FORK"``, ``"op:MMAP"`` …).
+* ``"op:<OP>"``: contract operations executed (``"op:FORK"``, ``"op:MMAP"`` …);
+* keys the estimator derives from the others (DERIVED): ``munmap_anon_vmas``,
+  the populated VMAs munmap removes, and ``vma_modify_calls``, the system calls
+  that split or merge VMAs, each at most one per call.
 
 ``slab_events(machine)`` / ``events_of(machine, ops)`` collect all of them.
 Keys whose cost another price contains (COVERED: fault kinds, frees, EXIT …)
@@ -52,8 +58,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-#: the populated VMAs munmap removes (an event key the estimator derives: DERIVED)
+#: the populated VMAs munmap removes, and the system calls that split or merge VMAs
+#: (event keys the estimator derives: DERIVED)
 DERIVED_MUNMAP = "munmap_anon_vmas"
+DERIVED_MODIFY = "vma_modify_calls"
+#: the system calls that can split or merge VMAs
+LAYOUT_OPS = ("op:MPROTECT", "op:MADVISE", "op:MADVISE_DONTNEED", "op:MMAP", "op:MUNMAP",
+              "op:MREMAP")
 
 #: cost name -> (what it prices, the event keys it multiplies)
 COSTS = {
@@ -84,13 +95,15 @@ COSTS = {
                      "vm_object, xa_node …) and later unlink and free it, half at each end; "
                      "also the per-allocation part of a variable-size allocation",
                      ("alloc:*", "free:*")),
-    "kmalloc_byte": ("one byte of a variable-size kernel allocation: the size-dependent part "
-                     "of kmalloc plus one pass over the bytes", ("alloc_bytes:*",)),
-    "vma_split_merge": ("a VMA split or merge by a system call (mprotect, munmap, madvise, "
-                        "mremap of part of a VMA): the VMA tree update (vma_prepare / "
-                        "vma_complete, a maple-tree store with its node preallocation), beyond "
-                        "the half of vma the VMA it makes or frees pays",
-                        ("vma_splits", "vma_merges")),
+    "kmalloc_byte": ("the size-dependent part of a variable-size kernel allocation plus one "
+                     "pass over its bytes: a curve by allocation size, read at a cache's mean "
+                     "size (ns: the line's price per byte, for bytes whose allocations are "
+                     "not counted)", ("alloc_bytes:*",)),
+    "vma_modify": ("a system call that splits or merges VMAs (mprotect, madvise, mmap, "
+                   "munmap, mremap of part of a VMA), once per call: vma_modify / vma_merge's "
+                   "tree update (vma_prepare / vma_complete, a maple-tree store with its node "
+                   "preallocation), beyond the halves of vma the VMAs it makes or frees pay",
+                   (DERIVED_MODIFY,)),
     "munmap_vma": ("munmap's teardown of a populated VMA beyond what fork + exit's lifetime "
                    "prices charge for it: unlink_anon_vmas of that one VMA and the release of "
                    "its mmu_gather's pages, on structs made long before",
@@ -126,19 +139,35 @@ COSTS = {
                            ("thp_collapse_alloc",)),
 }
 
-#: event keys the estimator derives from others (never a design's counter): the
-#: populated VMAs munmap removes, at most one per munmap call (exact when every call
-#: removes one VMA, as the probes do; a munmap of many populated VMAs in one call is
-#: undercounted): min(op:MUNMAP, free:anon_vma_chain).  A design counter of the VMAs
-#: with an anon_vma that munmap removes would make it exact.
+#: event keys the estimator derives from others (never a design's counter), each at
+#: most one per system call, so exact when every call does it once (as the probes
+#: do) and an undercount otherwise:
+#: * the populated VMAs munmap removes: min(op:MUNMAP, free:anon_vma_chain); a munmap
+#:   of many populated VMAs in one call is undercounted.  A design counter of the
+#:   VMAs with an anon_vma that munmap removes would make it exact;
+#: * the system calls that split or merge VMAs: min(layout calls, vma_splits +
+#:   vma_merges).  Per call, not per split or merge: mprotect of a VMA's middle page
+#:   splits it twice (two VMAs made) and the call back merges it once on the host
+#:   (one vma_merge frees both), while the designs count one merge per VMA removed;
+#:   the VMAs made and freed pay their halves of vma.
 DERIVED = {DERIVED_MUNMAP: "min(op:MUNMAP, free:anon_vma_chain): the populated VMAs munmap "
-                           "removes, at most one per call"}
+                           "removes, at most one per call",
+           DERIVED_MODIFY: "min(mprotect + madvise + mmap + munmap + mremap calls, "
+                           "vma_splits + vma_merges): the system calls that split or merge "
+                           "VMAs, at most one per call"}
 
 
 def _derive(counters: dict) -> dict:
     """{derived key: count} (DERIVED) of a window's events."""
+    out = {}
     n = min(counters.get("op:MUNMAP", 0), counters.get("free:anon_vma_chain", 0))
-    return {DERIVED_MUNMAP: n} if n else {}
+    if n:
+        out[DERIVED_MUNMAP] = n
+    n = min(sum(counters.get(k, 0) for k in LAYOUT_OPS),
+            counters.get("vma_splits", 0) + counters.get("vma_merges", 0))
+    if n:
+        out[DERIVED_MODIFY] = n
+    return out
 
 
 #: counts a larger event already prices: {key: (the larger event, units of key per
@@ -185,7 +214,7 @@ COVERED = frozenset({
     "fault_zero_page", "fault_zero_fill", "fault_cow_copy", "fault_device_return",
     "fault_wp_shared", "fork_ptes_wrprotect", "pt_pages_free", "objects_alloc", "objects_free",
     "anon_vma_alloc", "avc_alloc", "xa_node_alloc", "xa_node_free", "gm_mapping_alloc",
-    "anon_alloc", "shadow_objects", "pte_writes", "pv_entries",
+    "anon_alloc", "shadow_objects", "pte_writes", "vma_splits", "vma_merges", "pv_entries",
     "dma_bytes", "dma_transfers", "pages_to_device", "pages_to_host",
     "op:EXIT", "op:SPAWN", "op:READ", "op:WRITE", "op:NOP",
 })

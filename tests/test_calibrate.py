@@ -285,7 +285,7 @@ def test_split_merge_and_munmap_teardown_prices_come_from_their_probes():
     figs = _published_figs()
     c = C.fit(figs)
     m = {k: v["median"] for k, v in figs.items() if "x" not in v}
-    assert c["vma_split_merge"]["ns"] == pytest.approx(
+    assert c["vma_modify"]["ns"] == pytest.approx(
         700.0 - c["syscall"]["ns"] - c["vma"]["ns"] / 2, abs=0.1)
     assert c["munmap_vma"]["ns"] == pytest.approx(
         2500.0 - m["munmap_vma_empty"] - c["pte_zap"]["ns"] - c["page_free"]["ns"]
@@ -293,12 +293,12 @@ def test_split_merge_and_munmap_teardown_prices_come_from_their_probes():
     # munmap_call still comes from the never-written VMAs alone
     assert c["munmap_call"]["ns"] == pytest.approx(m["munmap_vma_empty"] - c["vma"]["ns"] / 2,
                                                    abs=0.1)
-    for name in ("vma_split_merge", "munmap_vma"):
+    for name in ("vma_modify", "munmap_vma"):
         assert name in est.COSTS and "mprotect_split" not in c[name]["from"]
         assert "munmap_vmas" not in c[name]["from"]          # the held-out probe's name
     # a file from before these probes has neither price: its events stay uncosted
     old = {k: v for k, v in figs.items() if k not in ("munmap_vma_touched", "mprotect_edge_split")}
-    assert not {"vma_split_merge", "munmap_vma"} & set(C.fit(old))
+    assert not {"vma_modify", "munmap_vma"} & set(C.fit(old))
 
 
 def test_kmalloc_curve_is_half_the_measured_cost_above_zero_bytes():
@@ -323,5 +323,5 @@ def test_kmalloc_curve_and_new_prices_carry_bootstrap_intervals():
     cv = costs["kmalloc_byte"]["curve"]
     assert len(cv["low"]) == len(cv["high"]) == len(cv["ns"])
     assert all(lo <= n <= hi for lo, n, hi in zip(cv["low"], cv["ns"], cv["high"]))
-    for name in ("vma_split_merge", "munmap_vma"):
+    for name in ("vma_modify", "munmap_vma"):
         assert costs[name]["low"] <= costs[name]["ns"] <= costs[name]["high"], name
