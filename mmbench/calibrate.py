@@ -786,8 +786,9 @@ HELD_OUT_SPEC = {
                                  "(error relative to a private fork's cost per page)",
                                  "fork_memfd", "fork_pages:0", "held_fork_pages",
                                  "fork_memfd", "fork_pages"),
-    "munmap_vmas": _held("munmap of written one-page VMAs: munmap_call + vma + structs + pte_zap "
-                         "+ page_free + tlb_flush", "munmap_vmas", "held_islands"),
+    "munmap_vmas": _held("munmap of written one-page VMAs: munmap_call + munmap_vma + vma + "
+                         "structs + pte_zap + page_free + tlb_flush", "munmap_vmas",
+                         "held_islands"),
     "mremap_populated": _held("mremap of a populated range, one page off its 2 MiB phase: "
                               "mremap_call + vma + pte_move + pt_page + tlb_flush",
                               "mremap", "held_pages"),
@@ -802,7 +803,8 @@ HELD_OUT_SPEC = {
                       "tlb_flush x 2 + copy (one 4 KiB page)", "cow_huge", "held_huge"),
     "madvise_dontneed": _held("madvise(DONTNEED): syscall + pte_zap + page_free + tlb_flush",
                               "madvise_dontneed", "held_free_pages"),
-    "mprotect_split": _held("mprotect splitting a VMA and merging it back: syscall + vma",
+    "mprotect_split": _held("mprotect splitting a VMA in three and merging it back: syscall + "
+                            "vma_modify + vma",
                             "mprotect_split", 2),
     "exit_large": ("exit of a process with N written pages: pte_zap + page_free + pt pages",
                    lambda p: (f"exit:{p['held_exit_pages']}", "exit:1", p["held_exit_pages"] - 1),
