@@ -46,7 +46,8 @@ from mmbench import hostcheck
 PROFILES = {
     "full": dict(reps=15, pages=8192, sparse=512, islands=4096, fork_pages=(0, 8192, 32768),
                  fork_vmas=(0, 2048, 8192), depth=4, memops_pages=2048, pairs=1000,
-                 warm_pages=1 << 18, kmalloc_sizes=(64, 512, 2048, 4096, 8000), kmalloc_calls=500,
+                 warm_pages=1 << 18, kmalloc_sizes=(64, 512, 1024, 1536, 2048, 4048, 4096, 8000),
+                 kmalloc_calls=500,
                  free_pages=32768, mremap_pages=(1024, 8192), huge=64, fork_huge=(0, 64, 256),
                  held_pages=4096, held_fork_pages=65536, held_vmas=4096, held_islands=2048,
                  held_exit_pages=65536, held_free_pages=16384, held_huge=128, held_kmalloc=3000,
@@ -147,10 +148,15 @@ def probe_table(p: dict) -> list[tuple]:
          "munmap of pages a child still maps (not freed)"),
         ("munmap_vma_empty", lambda: P.islands_munmap(isl, False, 1), isl, vm,
          "munmap of one never-touched one-page VMA per call"),
+        ("munmap_vma_touched", lambda: P.islands_munmap(isl, True, 1), isl, vm,
+         "munmap of one written one-page VMA per call (its anon_vma, chain and page go)"),
         ("mprotect_present", lambda: P.mprotect(True, p["pairs"], 1), 1, call,
          "mprotect of a one-page VMA whose page is present"),
         ("mprotect_empty", lambda: P.mprotect(False, p["pairs"], 1), 1, call,
          "mprotect of a one-page VMA with no page"),
+        ("mprotect_edge_split", lambda: P.mprotect_split(p["pairs"], 1, edge=True), 1, call,
+         "mprotect of the first page of a two-page VMA between guard pages: one split, "
+         "then one merge back"),
         ("user_zero_4k", lambda: P.memops(False, p["memops_pages"], 1), p["memops_pages"], blk,
          "memset of 4 KiB in user space (warm buffer)"),
         ("user_copy_4k", lambda: P.memops(True, p["memops_pages"], 1), p["memops_pages"], blk,
@@ -436,10 +442,24 @@ def fit(figs: dict, stat: str = "median") -> dict:
         "(fork_touched_vmas.slope - fork_vmas.slope - fork_pte - pte_zap - pt_page / 256) / 3"
         "   [anon_vma_fork: 1 anon_vma + 2 anon_vma_chain, freed at exit]")
     put("fork_base", m["fork_empty"], "fork_empty")
+    half = est.LIFETIME_SHARE
+    if "mprotect_edge_split" in m:
+        put("vma_modify", m["mprotect_edge_split"] - c["syscall"]["ns"]
+            - half * c["vma"]["ns"],
+            "mprotect_edge_split - syscall - vma / 2   [each call splits the VMA in two or "
+            "merges it back: one call's tree update; the VMA made or freed pays its half "
+            "of vma]")
     if "munmap_vma_empty" in m:
         put("munmap_call", m["munmap_vma_empty"] - est.LIFETIME_SHARE * c["vma"]["ns"],
             "munmap_vma_empty - vma / 2   [a munmap call: the VMA tree update, the unmap "
             "and free_pgtables walk, the TLB gather; the freed VMA pays its half of vma]")
+    if "munmap_vma_touched" in m and "munmap_vma_empty" in m:
+        put("munmap_vma", m["munmap_vma_touched"] - m["munmap_vma_empty"] - c["pte_zap"]["ns"]
+            - c["page_free"]["ns"] - c["tlb_flush"]["ns"] - 2 * half * c["struct_alloc"]["ns"],
+            "munmap_vma_touched - munmap_vma_empty - pte_zap - page_free - tlb_flush - "
+            "struct_alloc   [a written one-page VMA's munmap beyond an empty one's: its PTE, "
+            "page and flush, and half the lifetimes of its anon_vma and anon_vma_chain, "
+            "as fork + exit price them; the rest is munmap's own teardown]")
     if "mremap_pages" in s:
         slope, icpt = s["mremap_pages"]
         put("pte_move", slope - c["pt_page"]["ns"] / 512,
@@ -491,7 +511,26 @@ def fit(figs: dict, stat: str = "median") -> dict:
         put("kmalloc_byte", s["kmalloc"][0] / 2,
             "kmalloc.slope / 2   [the message is copied in and out; an allocation that is "
             "initialised passes over its bytes once]")
+        c["kmalloc_byte"]["curve"] = kmalloc_curve(figs["kmalloc"], stat)
     return c
+
+
+def kmalloc_curve(series: dict, stat: str) -> dict:
+    """The size-dependent part of one allocation at each measured size: (kmalloc(x) -
+    kmalloc(0)) / 2, kmalloc(0) the first segment extrapolated to 0 bytes (the message
+    is copied in and out: half is the allocation and one pass over its bytes).  The
+    host's cost is not linear in the size (steep to ~1.5 KiB, nearly flat to 4 KiB, a
+    second allocation above 4,048 bytes), so the estimator reads this curve at a
+    cache's mean allocation size (estimate.per_byte) instead of a line's slope."""
+    xs = [float(x) for x in series["x"]]
+    ys = [float(y) for y in series[stat]]
+    if len(xs) > 1 and xs[1] > xs[0]:
+        y0 = ys[0] - (ys[1] - ys[0]) / (xs[1] - xs[0]) * xs[0]
+    else:
+        y0 = ys[0]
+    return {"bytes": [int(x) for x in xs], "ns": [round(max((y - y0) / 2, 0.0), 1) for y in ys],
+            "what": "ns of one allocation's size-dependent part at each measured size: "
+                    "(kmalloc(bytes) - kmalloc(0)) / 2, linear between the sizes"}
 
 
 def _round(v: float) -> float:
@@ -524,19 +563,32 @@ def intervals(figs: dict, stat: str = "median", n: int = 300, seed: int = 0,
                for v in figs.values() if "samples" in v)
     rng = np.random.default_rng(seed)
     draws: dict[str, list] = {}
+    curves: dict[str, list] = {}
     for _ in range(n):
         idx = rng.integers(0, reps, reps)
         for name, c in fit(_resampled(figs, idx, stat), stat).items():
             draws.setdefault(name, []).append(c["ns"])
+            if "curve" in c:
+                curves.setdefault(name, []).append(c["curve"]["ns"])
     q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
-    return {k: (float(np.percentile(v, q[0])), float(np.percentile(v, q[1]))) for k, v in draws.items()}
+    out = {k: (float(np.percentile(v, q[0])), float(np.percentile(v, q[1]))) for k, v in draws.items()}
+    for k, v in curves.items():             # a curve's interval, size by size
+        a = np.asarray(v, float)
+        out[f"{k}.curve"] = (np.percentile(a, q[0], axis=0).tolist(),
+                             np.percentile(a, q[1], axis=0).tolist())
+    return out
 
 
 def fit_with_intervals(figs: dict, stat: str = "median") -> dict:
     """fit() plus each price's bootstrap interval as "low" / "high"."""
     costs = fit(figs, stat)
     for name, (lo, hi) in intervals(figs, stat).items():
-        if name in costs:
+        base, _, part = name.partition(".")
+        if part == "curve" and "curve" in costs.get(base, {}):
+            cv = costs[base]["curve"]
+            cv["low"] = [round(min(a, b), 1) for a, b in zip(lo, cv["ns"])]
+            cv["high"] = [round(max(a, b), 1) for a, b in zip(hi, cv["ns"])]
+        elif name in costs:
             costs[name]["low"] = _round(min(lo, costs[name]["ns"]))
             costs[name]["high"] = _round(max(hi, costs[name]["ns"]))
     return costs
@@ -734,8 +786,9 @@ HELD_OUT_SPEC = {
                                  "(error relative to a private fork's cost per page)",
                                  "fork_memfd", "fork_pages:0", "held_fork_pages",
                                  "fork_memfd", "fork_pages"),
-    "munmap_vmas": _held("munmap of written one-page VMAs: munmap_call + vma + structs + pte_zap "
-                         "+ page_free + tlb_flush", "munmap_vmas", "held_islands"),
+    "munmap_vmas": _held("munmap of written one-page VMAs: munmap_call + munmap_vma + vma + "
+                         "structs + pte_zap + page_free + tlb_flush", "munmap_vmas",
+                         "held_islands"),
     "mremap_populated": _held("mremap of a populated range, one page off its 2 MiB phase: "
                               "mremap_call + vma + pte_move + pt_page + tlb_flush",
                               "mremap", "held_pages"),
@@ -750,7 +803,8 @@ HELD_OUT_SPEC = {
                       "tlb_flush x 2 + copy (one 4 KiB page)", "cow_huge", "held_huge"),
     "madvise_dontneed": _held("madvise(DONTNEED): syscall + pte_zap + page_free + tlb_flush",
                               "madvise_dontneed", "held_free_pages"),
-    "mprotect_split": _held("mprotect splitting a VMA and merging it back: syscall + vma",
+    "mprotect_split": _held("mprotect splitting a VMA in three and merging it back: syscall + "
+                            "vma_modify + vma",
                             "mprotect_split", 2),
     "exit_large": ("exit of a process with N written pages: pte_zap + page_free + pt pages",
                    lambda p: (f"exit:{p['held_exit_pages']}", "exit:1", p["held_exit_pages"] - 1),
@@ -797,14 +851,21 @@ HELD_OUT_SPEC = {
                      lambda p: ({"thp_collapse_alloc": 1}, None, 1),
                      lambda f, s, p: _v(f, "held:thp_collapse", s)),
     "kmalloc_sized": ("msgsnd + msgrcv of a message of a size not in the fit, beyond the "
-                      "smallest fitted one: 2 x bytes x kmalloc_byte (the kernel's counts)",
-                      lambda p: ({"alloc_bytes:msg_msg": 2 * (p["held_kmalloc"]
-                                                             - min(p["kmalloc_sizes"]))}, None, 1),
+                      "smallest fitted one: 2 allocations' size-dependent part at that size "
+                      "less at the smallest, from the kmalloc curve (the kernel's counts)",
+                      lambda p: (_msg_events(p["held_kmalloc"]),
+                                 _msg_events(min(p["kmalloc_sizes"])), 1),
                       lambda f, s, p: (_v(f, f"held:kmalloc@{p['held_kmalloc']}", s)
                                        - f["kmalloc"][s][list(f["kmalloc"]["x"]).index(
                                            min(p["kmalloc_sizes"]))])),
 }
 HELD_OUT = tuple(HELD_OUT_SPEC)
+
+
+def _msg_events(nbytes: int) -> dict:
+    """The kernel's counts of one msgsnd + msgrcv of `nbytes`, as the estimator prices
+    them: the message allocated, its bytes passed over twice (copied in and out)."""
+    return {"alloc:msg_msg": 2, "alloc_bytes:msg_msg": 2 * nbytes}
 #: probes whose host value is close to 0 by design: their error is stated relative
 #: to another probe's host value (a private fork's cost per page)
 ERROR_SCALE = {"fork_memfd": "fork_touched_pages"}
@@ -883,12 +944,29 @@ def twin_events(backend: str, a, b: str | None, units: int, p: dict) -> tuple[di
     `a` may be the event counts themselves (a probe no trace can mirror: the host
     kernel's own counts), then no design runs and there is no bookkeeping."""
     if isinstance(a, dict):
-        return {k: v / units for k, v in a.items()}, 0.0
+        ev = {k: v / units for k, v in a.items()}
+        if isinstance(b, dict):     # the estimate is est(a) - est(b): kept apart (_estimate)
+            return (ev, {k: v / units for k, v in b.items()}), 0.0
+        return ev, 0.0
     ev, book, _ = model_events(backend, a, p)
     if b is not None:
         ev0, book0, _ = model_events(backend, b, p)
         ev, book = est.diff(ev, ev0), book - book0
     return {k: v / units for k, v in ev.items()}, book / units
+
+
+def _estimate(ev, cal: dict, design=None) -> tuple[float, dict, list]:
+    """(events_ns, breakdown, uncosted) of twin events `ev`, or of a pair (a, b) of the
+    kernel's counts as est(a) - est(b): a price read off a curve at a mean size is not
+    linear in the counts, so the two are priced apart."""
+    if isinstance(ev, tuple):
+        ea, eb = (est.estimate_ns(e, cal, design=design) for e in ev)
+        keys = set(ea["breakdown"]) | set(eb["breakdown"])
+        return (ea["events_ns"] - eb["events_ns"],
+                {k: ea["breakdown"].get(k, 0.0) - eb["breakdown"].get(k, 0.0) for k in keys},
+                sorted(set(ea["uncosted"]) | set(eb["uncosted"])))
+    e = est.estimate_ns(ev, cal, design=design)
+    return e["events_ns"], e["breakdown"], e["uncosted"]
 
 
 def validate(figs: dict, costs: dict, profile: str, backend: str = "linux",
@@ -908,14 +986,13 @@ def validate(figs: dict, costs: dict, profile: str, backend: str = "linux",
     for probe, a, b, units, host in held:
         ev, book = twin_events(backend, a, b, units, p)
         events[probe] = ev
-        e = est.estimate_ns(ev, cal, design=backend)
-        model = e["events_ns"]
+        model, breakdown, uncosted = _estimate(ev, cal, design=backend)
         ref = hosts[ERROR_SCALE[probe]] if probe in ERROR_SCALE else host
         rows.append({"probe": probe, "what": HELD_OUT_SPEC[probe][0], "host_ns": round(host, 1),
                      "estimated_ns": round(model, 1), "error_pct": _err_scaled(model, host, ref),
                      "model_bookkeeping_ns": round(book, 1),
-                     "breakdown_ns": {k: round(v, 1) for k, v in e["breakdown"].items()},
-                     "uncosted": e["uncosted"]})
+                     "breakdown_ns": {k: round(v, 1) for k, v in breakdown.items()},
+                     "uncosted": uncosted})
     worst = max(abs(r["error_pct"]) for r in rows)
     used = sorted({k for r in rows for k in r["breakdown_ns"]})
     return {"status": "ok", "backend": backend, "target_pct": target_pct,
@@ -977,7 +1054,7 @@ def cross_validate(figs: dict, events: dict, stat: str, profile: str) -> dict:
         held = _held_out(one, stat, profile)
         hosts = {h[0]: h[4] for h in held}
         for probe, a, b, units, host in held:
-            model = est.estimate_ns(events[probe], {"costs": costs})["events_ns"]
+            model = _estimate(events[probe], {"costs": costs})[0]
             ref = hosts[ERROR_SCALE[probe]] if probe in ERROR_SCALE else host
             if ref > 0:
                 errs[probe].append(100.0 * (model - host) / ref)
@@ -1177,6 +1254,10 @@ def summary(cal: dict) -> str:
         f = ".1f" if v["ns"] >= 10 or v["ns"] == 0 else ".4f"
         iv = f"[{v['low']:{f}} – {v['high']:{f}}]" if "low" in v else ""
         lines.append(f"  {k:13s} {v['ns']:10{f}} {iv:>22s}  = {v['from']}")
+        if v.get("curve"):
+            cv = v["curve"]
+            lines.append("  " + " " * 13 + " by size (bytes: ns per allocation): " + ", ".join(
+                f"{b}: {n:g}" for b, n in zip(cv["bytes"], cv["ns"])))
     thp = {k: f["host_vmstat_per_unit"] for k, f in cal["probes"].items()
            if isinstance(f, dict) and f.get("host_vmstat_per_unit")}
     if thp:

@@ -25,12 +25,18 @@ Event keys accepted in the ``counters`` dict:
   priced on their own;
 * ``"alloc_bytes:<struct>"``: *bytes* of variable-size allocations (amap slot
   arrays, xarray nodes, pv chunks).  A variable-size allocation is priced per
-  allocation (``alloc:<struct>``, struct_alloc) plus per byte (kmalloc_byte,
-  from the size-dependent kmalloc probe).  A cache a design accounts in bytes
+  allocation (``alloc:<struct>``, struct_alloc) plus its size-dependent part
+  (kmalloc_byte): n allocations of B bytes pay n x curve(B / n), the host's
+  kmalloc curve read at their mean size (per_byte; a calibration without the
+  curve, or bytes whose allocations are not counted, use the line's price per
+  byte).  A cache a design accounts in bytes
   (object size 1, e.g. uvm's ``amap_slots``) yields only bytes; how many
   allocations those bytes took is declared by the design (DESIGN_PRICES):
   no byte is ever priced as an object;
-* ``"op:<OP>"``: contract operations executed (``"op:FORK"``, ``"op:MMAP"`` …).
+* ``"op:<OP>"``: contract operations executed (``"op:FORK"``, ``"op:MMAP"`` …);
+* keys the estimator derives from the others (DERIVED): ``munmap_anon_vmas``,
+  the populated VMAs munmap removes, and ``vma_modify_calls``, the system calls
+  that split or merge VMAs, each at most one per call.
 
 ``slab_events(machine)`` / ``events_of(machine, ops)`` collect all of them.
 Keys whose cost another price contains (COVERED: fault kinds, frees, EXIT …)
@@ -51,6 +57,14 @@ total is None.
 from __future__ import annotations
 
 from collections import Counter
+
+#: the populated VMAs munmap removes, and the system calls that split or merge VMAs
+#: (event keys the estimator derives: DERIVED)
+DERIVED_MUNMAP = "munmap_anon_vmas"
+DERIVED_MODIFY = "vma_modify_calls"
+#: the system calls that can split or merge VMAs
+LAYOUT_OPS = ("op:MPROTECT", "op:MADVISE", "op:MADVISE_DONTNEED", "op:MMAP", "op:MUNMAP",
+              "op:MREMAP")
 
 #: cost name -> (what it prices, the event keys it multiplies)
 COSTS = {
@@ -81,8 +95,19 @@ COSTS = {
                      "vm_object, xa_node …) and later unlink and free it, half at each end; "
                      "also the per-allocation part of a variable-size allocation",
                      ("alloc:*", "free:*")),
-    "kmalloc_byte": ("one byte of a variable-size kernel allocation: the size-dependent part "
-                     "of kmalloc plus one pass over the bytes", ("alloc_bytes:*",)),
+    "kmalloc_byte": ("the size-dependent part of a variable-size kernel allocation plus one "
+                     "pass over its bytes: a curve by allocation size, read at a cache's mean "
+                     "size (ns: the line's price per byte, for bytes whose allocations are "
+                     "not counted)", ("alloc_bytes:*",)),
+    "vma_modify": ("a system call that splits or merges VMAs (mprotect, madvise, mmap, "
+                   "munmap, mremap of part of a VMA), once per call: vma_modify / vma_merge's "
+                   "tree update (vma_prepare / vma_complete, a maple-tree store with its node "
+                   "preallocation), beyond the halves of vma the VMAs it makes or frees pay",
+                   (DERIVED_MODIFY,)),
+    "munmap_vma": ("munmap's teardown of a populated VMA beyond what fork + exit's lifetime "
+                   "prices charge for it: unlink_anon_vmas of that one VMA and the release of "
+                   "its mmu_gather's pages, on structs made long before",
+                   (DERIVED_MUNMAP,)),
     "syscall": ("enter and leave the kernel for an address-space system call",
                 ("op:MMAP", "op:MPROTECT", "op:MADVISE_DONTNEED", "op:MADVISE", "op:MOVE_PAGES")),
     "munmap_call": ("one munmap call beyond its pages and structs: the VMA tree update, the "
@@ -113,6 +138,37 @@ COSTS = {
                            "khugepaged): allocate, copy 512 pages, free them, map one PMD",
                            ("thp_collapse_alloc",)),
 }
+
+#: event keys the estimator derives from others (never a design's counter), each at
+#: most one per system call, so exact when every call does it once (as the probes
+#: do) and an undercount otherwise:
+#: * the populated VMAs munmap removes: min(op:MUNMAP, free:anon_vma_chain); a munmap
+#:   of many populated VMAs in one call is undercounted.  A design counter of the
+#:   VMAs with an anon_vma that munmap removes would make it exact;
+#: * the system calls that split or merge VMAs: min(layout calls, vma_splits +
+#:   vma_merges).  Per call, not per split or merge: mprotect of a VMA's middle page
+#:   splits it twice (two VMAs made) and the call back merges it once on the host
+#:   (one vma_merge frees both), while the designs count one merge per VMA removed;
+#:   the VMAs made and freed pay their halves of vma.
+DERIVED = {DERIVED_MUNMAP: "min(op:MUNMAP, free:anon_vma_chain): the populated VMAs munmap "
+                           "removes, at most one per call",
+           DERIVED_MODIFY: "min(mprotect + madvise + mmap + munmap + mremap calls, "
+                           "vma_splits + vma_merges): the system calls that split or merge "
+                           "VMAs, at most one per call"}
+
+
+def _derive(counters: dict) -> dict:
+    """{derived key: count} (DERIVED) of a window's events."""
+    out = {}
+    n = min(counters.get("op:MUNMAP", 0), counters.get("free:anon_vma_chain", 0))
+    if n:
+        out[DERIVED_MUNMAP] = n
+    n = min(sum(counters.get(k, 0) for k in LAYOUT_OPS),
+            counters.get("vma_splits", 0) + counters.get("vma_merges", 0))
+    if n:
+        out[DERIVED_MODIFY] = n
+    return out
+
 
 #: counts a larger event already prices: {key: (the larger event, units of key per
 #: event)}.  A huge zero-fill fault zeroes 512 pages inside its own price, so
@@ -362,6 +418,8 @@ def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | N
     costs = calibration["costs"]
     decl = declarations(design)
     counters, netted = _net(counters)
+    derived = _derive(counters)
+    counters = {**counters, **derived}
     breakdown: dict[str, float] = {}
     low = high = 0.0
     how: dict[str, str] = {}
@@ -382,6 +440,10 @@ def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | N
                 continue
             w = share(key)
             price, lo, hi = pr[0] * w, pr[1] * w, pr[2] * w
+            if name == "kmalloc_byte":          # by allocation size, where the curve is known
+                per = per_byte(costs, count, counters.get("alloc:" + key.partition(":")[2], 0))
+                if per is not None:
+                    price, lo, hi = per
         kind, why = basis(key, design, decl)
         if kind == "assumed":
             lo, hi = lo / ASSUMED_FACTOR, hi * ASSUMED_FACTOR
@@ -403,8 +465,40 @@ def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | N
             "bookkeeping_ns": book,
             "breakdown": breakdown, "basis": how, "assumed": sorted(assumed),
             "uncosted": sorted(uncosted),
-            "covered": sorted(cov), "netted": netted,
+            "covered": sorted(cov), "netted": netted, "derived": derived,
             "calibration": calibration.get("machine", {}).get("hostname", "?")}
+
+
+def curve_at(curve: dict, size: float, which: str = "ns") -> float:
+    """The size-dependent part of one allocation of `size` bytes, read off a
+    calibration's piecewise-linear kmalloc curve ({"bytes": [...], "ns": [...],
+    "low": [...], "high": [...]}): linear between the measured sizes, from 0 ns at 0
+    bytes to the first, along the last segment beyond the last."""
+    xs = [float(x) for x in curve["bytes"]]
+    ys = [float(y) for y in curve.get(which) or curve["ns"]]
+    if size <= xs[0]:
+        return ys[0] * size / xs[0] if xs[0] > 0 else ys[0]
+    for i in range(1, len(xs)):
+        if size <= xs[i]:
+            f = (size - xs[i - 1]) / (xs[i] - xs[i - 1])
+            return ys[i - 1] + f * (ys[i] - ys[i - 1])
+    if len(xs) < 2:
+        return ys[-1]
+    return ys[-1] + (size - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+
+
+def per_byte(costs: dict, nbytes: float, nallocs: float) -> tuple[float, float, float] | None:
+    """(ns, low, high) per byte of `nbytes` allocated in `nallocs` allocations: the
+    kmalloc curve at their mean size, spread over its bytes (so `nbytes` x price is
+    `nallocs` x curve(mean size)).  None without a curve or an allocation count: the
+    caller keeps the line's kmalloc_byte.  Each allocation is priced per object
+    elsewhere (alloc:<struct>, struct_alloc); a byte is never priced as an object."""
+    c = costs.get("kmalloc_byte")
+    curve = c.get("curve") if isinstance(c, dict) else None
+    if not curve or not nallocs or nbytes <= 0:
+        return None
+    mean = nbytes / nallocs
+    return tuple(max(curve_at(curve, mean, w), 0.0) / mean for w in ("ns", "low", "high"))
 
 
 def _net(counters: dict) -> tuple[dict, dict]:

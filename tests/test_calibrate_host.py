@@ -72,7 +72,9 @@ def test_new_twins_run_on_the_reference_design():
     for probe, (_what, tw, _host) in cal_mod.HELD_OUT_SPEC.items():
         a, b, units = tw(p)
         ev, book = cal_mod.twin_events("reference", a, b, units, p)
-        assert units >= 1 and isinstance(ev, dict) and book is not None, probe
+        # a pair of the kernel's counts (kmalloc_sized) is priced as est(a) - est(b)
+        pair = isinstance(ev, tuple) and len(ev) == 2 and all(isinstance(e, dict) for e in ev)
+        assert units >= 1 and (isinstance(ev, dict) or pair) and book is not None, probe
 
 
 def test_twins_run_on_the_reference_design():

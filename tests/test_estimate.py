@@ -133,3 +133,106 @@ def test_uvm_first_touch_estimate_within_2x_of_linux():
         recs = measure(wl, {"pages": 4096}, b, repeats=1, calibration=cal)
         per[b] = next(r["value"] for r in recs if r["metric"].endswith("estimated_ns_per_page"))
     assert per["linux"] > 0 and per["uvm"] / per["linux"] < 2.0
+
+
+# --------------------------------------------------- kmalloc priced by allocation size
+CURVE = {"bytes": [64, 512, 2048, 4048, 4096],
+         "ns": [4.0, 20.0, 60.0, 73.0, 151.0],
+         "low": [3.0, 18.0, 55.0, 70.0, 140.0],
+         "high": [5.0, 22.0, 65.0, 80.0, 160.0]}
+CAL_CURVE = {"machine": {"hostname": "testhost"},
+             "costs": dict(CAL["costs"], kmalloc_byte={"ns": 0.25, "low": 0.2, "high": 0.3,
+                                                       "curve": CURVE})}
+
+
+def test_curve_is_piecewise_linear_from_zero_and_extends_its_last_segment():
+    assert est.curve_at(CURVE, 0) == 0.0
+    assert est.curve_at(CURVE, 32) == pytest.approx(2.0)          # 0 ns at 0 bytes to 64
+    assert est.curve_at(CURVE, 64) == 4.0 and est.curve_at(CURVE, 2048) == 60.0
+    assert est.curve_at(CURVE, 3048) == pytest.approx(66.5)       # halfway to 4048
+    assert est.curve_at(CURVE, 4072) == pytest.approx(112.0)      # the step to a 2nd allocation
+    assert est.curve_at(CURVE, 4144) == pytest.approx(151.0 + 48 * 78 / 48)
+    assert est.curve_at(CURVE, 3048, "low") == pytest.approx(62.5)
+
+
+def test_variable_size_allocations_read_the_curve_at_their_mean_size():
+    # 10 allocations of 3,048 bytes on average: 10 x curve(3048) for the bytes,
+    # 10 x struct_alloc / 2 for the allocations (their frees are not in this window)
+    ev = {"alloc:pv_chunk": 10, "alloc_bytes:pv_chunk": 30480}
+    e = est.estimate_ns(ev, CAL_CURVE)
+    assert e["breakdown"]["kmalloc_byte"] == pytest.approx(10 * 66.5)
+    assert e["breakdown"]["struct_alloc"] == 10 * 25.0
+    assert e["low_ns"] == pytest.approx(10 * 62.5 + 10 * 20.0)
+    assert e["high_ns"] == pytest.approx(10 * 72.5 + 10 * 30.0)
+    # the same bytes in 20 allocations of half the size: 20 x curve(1524), more than
+    # 10 x curve(3048) on this concave curve: the price depends on the size, not
+    # only on the bytes
+    more = est.estimate_ns({"alloc:pv_chunk": 20, "alloc_bytes:pv_chunk": 30480}, CAL_CURVE)
+    assert more["breakdown"]["kmalloc_byte"] == pytest.approx(20 * est.curve_at(CURVE, 1524))
+    assert more["breakdown"]["kmalloc_byte"] > e["breakdown"]["kmalloc_byte"]
+
+
+def test_bytes_are_never_objects_with_the_curve_either():
+    # 262,144 slot bytes in 3 allocations: 3 x curve(mean size), never 262,144 of anything
+    ev = {"alloc_bytes:amap_slots": 262144, "alloc:amap_slots": 3}
+    e = est.estimate_ns(ev, CAL_CURVE, design="linux")
+    assert e["breakdown"]["kmalloc_byte"] == pytest.approx(3 * est.curve_at(CURVE, 262144 / 3))
+    assert e["breakdown"]["struct_alloc"] == 3 * 25.0
+
+
+def test_bytes_without_an_allocation_count_or_a_curve_keep_the_line():
+    e = est.estimate_ns({"alloc_bytes:blob": 4096}, CAL_CURVE)       # allocations unknown
+    assert e["breakdown"]["kmalloc_byte"] == 4096 * 0.25
+    e = est.estimate_ns({"alloc_bytes:pv_chunk": 4096, "alloc:pv_chunk": 1}, CAL)   # no curve
+    assert e["breakdown"]["kmalloc_byte"] == 4096 * 0.25
+    assert est.per_byte(CAL["costs"], 4096, 1) is None
+
+
+# ------------------------------------------ VMA splits / merges, munmap's VMA teardown
+CAL_VMA = {"machine": {"hostname": "testhost"},
+           "costs": dict(CAL["costs"], syscall={"ns": 300.0}, munmap_call={"ns": 900.0},
+                         vma_modify={"ns": 80.0, "low": 60.0, "high": 100.0},
+                         munmap_vma={"ns": 350.0, "low": 300.0, "high": 400.0})}
+
+
+def test_a_call_that_splits_or_merges_vmas_pays_once_beyond_its_vmas():
+    assert est.cost_of(est.DERIVED_MODIFY) == "vma_modify"
+    assert est.covered("vma_splits") and est.covered("vma_merges")
+    # mprotect splitting a VMA in three and merging it back: 2 calls, the linux
+    # design's 2 splits and 2 merges, 2 VMAs made and freed
+    ev = {"op:MPROTECT": 2, "vma_splits": 2, "vma_merges": 2,
+          "alloc:vm_area_struct": 2, "free:vm_area_struct": 2}
+    e = est.estimate_ns(ev, CAL_VMA)
+    assert e["derived"] == {est.DERIVED_MODIFY: 2}
+    assert e["breakdown"] == {"syscall": 600.0, "vma_modify": 160.0, "vma": 800.0}
+    assert e["low_ns"] == 600.0 + 120.0 + 800.0
+    # at most one per call: one munmap that splits at both ends and a mprotect that
+    # changes only flags (no split, no merge)
+    e = est.estimate_ns({"op:MUNMAP": 1, "op:MPROTECT": 1, "vma_splits": 2}, CAL_VMA)
+    assert e["derived"] == {est.DERIVED_MODIFY: 2}
+    e = est.estimate_ns({"op:MUNMAP": 1, "vma_splits": 2}, CAL_VMA)
+    assert e["derived"] == {est.DERIVED_MODIFY: 1}
+    assert est.estimate_ns({"op:MPROTECT": 5}, CAL_VMA)["derived"] == {}
+    # a calibration without the price lists the derived calls as uncosted, never at 0
+    assert est.DERIVED_MODIFY in est.estimate_ns(ev, CAL)["uncosted"]
+
+
+def test_munmap_vma_teardown_is_derived_at_most_one_per_munmap_call():
+    # 4 munmap calls, each removing one written VMA (its anon_vma and chain)
+    ev = {"op:MUNMAP": 4, "free:anon_vma_chain": 4, "free:anon_vma": 4,
+          "free:vm_area_struct": 4}
+    e = est.estimate_ns(ev, CAL_VMA)
+    assert e["derived"] == {est.DERIVED_MUNMAP: 4}
+    assert e["breakdown"]["munmap_vma"] == 4 * 350.0
+    assert e["breakdown"]["munmap_call"] == 4 * 900.0
+    # one munmap call of many VMAs: at most one per call
+    one = est.estimate_ns(dict(ev, **{"op:MUNMAP": 1}), CAL_VMA)
+    assert one["derived"] == {est.DERIVED_MUNMAP: 1}
+    # an exit frees chains without munmap: nothing derived, nothing charged
+    ex = est.estimate_ns({"op:EXIT": 1, "free:anon_vma_chain": 40}, CAL_VMA)
+    assert ex["derived"] == {} and "munmap_vma" not in ex["breakdown"]
+    # munmap of never-written VMAs has no chain to unlink
+    empty = est.estimate_ns({"op:MUNMAP": 4, "free:vm_area_struct": 4}, CAL_VMA)
+    assert "munmap_vma" not in empty["breakdown"]
+    # the derived keys are never a design's counters
+    assert not set(est.DERIVED) & set(mmbench.COUNTER_NAMES)

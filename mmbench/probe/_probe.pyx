@@ -33,7 +33,7 @@ cdef extern from "probe.h":
     int mmp_set_clock(int wall) nogil
     int mmp_madvise_dontneed(long n, int reps, int64_t *out) nogil
     int mmp_fork_memfd(long n, int reps, int64_t *out) nogil
-    int mmp_mprotect_split(long pairs, int reps, int64_t *out) nogil
+    int mmp_mprotect_split(long pairs, int edge, int reps, int64_t *out) nogil
     int mmp_exit(long n, int reps, int64_t *out) nogil
     int mmp_kmalloc(long nbytes, long calls, int reps, int64_t *out) nogil
     int mmp_islands_fault(long nvmas, int reps, int64_t *out) nogil
@@ -120,7 +120,7 @@ cdef int _call(int f, long a, long b, long c, int r, int64_t *o) noexcept nogil:
     elif f == P_MADVISE_DONTNEED: return mmp_madvise_dontneed(a, r, o)
     elif f == P_FORK_MEMFD: return mmp_fork_memfd(a, r, o)
     elif f == P_EXIT: return mmp_exit(a, r, o)
-    elif f == P_MPROTECT_SPLIT: return mmp_mprotect_split(a, r, o)
+    elif f == P_MPROTECT_SPLIT: return mmp_mprotect_split(a, <int>b, r, o)
     return 0
 
 
@@ -327,9 +327,11 @@ def exit_process(n, reps=5):
     return _pages_probe(P_EXIT, n, reps, "exit")
 
 
-def mprotect_split(pairs=200, reps=5):
-    """ns per mprotect call that splits (or re-merges) a VMA."""
-    return _pages_probe(P_MPROTECT_SPLIT, pairs, reps, "mprotect (split)")
+def mprotect_split(pairs=200, reps=5, edge=False):
+    """ns per mprotect call that splits (or re-merges) a VMA: its middle page (a split
+    in three; edge=False) or the first page of a two-page VMA between guard pages (a
+    split in two; edge=True)."""
+    return _run(P_MPROTECT_SPLIT, reps, "mprotect (split)", _count(pairs, "n", 1, MAX_PAGES), 1 if edge else 0)
 
 
 class Islands:

@@ -822,9 +822,15 @@ int mmp_cow_huge(long nhuge, int reps, int64_t *out)
 /* madvise(MADV_COLLAPSE) of `nhuge` 2 MiB-aligned ranges whose 512 pages
  * were each written as 4 KiB pages: one huge folio allocated and filled per
  * range (thp_collapse_alloc), the small pages freed */
+/* a sample whose MADV_COLLAPSE failed with EAGAIN (a transient failure: a page or
+ * LRU lock another process held, a huge page not available at that moment) is
+ * redone from its setup, at most this many times per sample: on this shared host
+ * one in a few hundred collapses failed so, and ended whole calibrations */
+#define COLLAPSE_RETRIES 5
+
 int mmp_thp_collapse(long nhuge, int reps, int64_t *out)
 {
-    for (int r = 0; r < reps; r++) {
+    for (int r = 0, tries = 0; r < reps; r++) {
         size_t len;
         int rc = mmp_warm_huge(nhuge * HPAGE_PAGES);    /* as in mmp_thp_fault */
         if (rc)
@@ -838,8 +844,14 @@ int mmp_thp_collapse(long nhuge, int reps, int64_t *out)
         out[r] = now_ns() - t0;
         rc = rc < 0 ? -errno : 0;
         munmap(p, len);
+        if (rc == -EAGAIN && tries < COLLAPSE_RETRIES) {
+            tries++;
+            r--;                /* the same sample again, set up afresh */
+            continue;
+        }
         if (rc)
             return rc;
+        tries = 0;
     }
     return 0;
 }
@@ -889,25 +901,56 @@ int mmp_fork_memfd(long n, int reps, int64_t *out)
 /* `pairs` x (mprotect read-only of the middle page of a 3-page writable
  * mapping: split into three VMAs; mprotect it back: merge into one), pages
  * untouched; out[] = ns per call */
-int mmp_mprotect_split(long pairs, int reps, int64_t *out)
+/* VMAs a split probe spreads its calls over: the cost of a split and a merge depends
+ * on where the VMA sits in the maple tree (whether its node has room, or must split
+ * and merge back each time), which one mapping fixes for a whole run: one run here
+ * measured a split in two at 2,330 ns per call, others at 1,440-1,650 */
+#define SPLIT_PLACES 16
+
+int mmp_mprotect_split(long pairs, int edge, int reps, int64_t *out)
 {
-    char *p = map_anon(3);
-    if (!p)
-        return -errno;
-    for (int r = 0; r < reps; r++) {
+    /* edge 0: three-page VMAs whose middle page is flipped (split in three, merged
+     * back); edge 1: two-page VMAs between two PROT_NONE guard pages (each its own
+     * VMA, whatever its neighbours) whose first page is flipped (one split, one
+     * merge).  SPLIT_PLACES such VMAs, mapped apart, the calls going round them. */
+    long len = edge ? 4 : 3;
+    char *p[SPLIT_PLACES], *gap[SPLIT_PLACES];
+    int rc = 0, k;
+    for (k = 0; k < SPLIT_PLACES; k++)
+        p[k] = gap[k] = NULL;
+    for (k = 0; k < SPLIT_PLACES && rc == 0; k++) {
+        /* a PROT_NONE gap of k + 1 pages between them moves each one's place in the tree */
+        gap[k] = mmap(NULL, (size_t)(k + 1) * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        p[k] = map_anon(len);
+        if (gap[k] == MAP_FAILED || !p[k]) {
+            if (gap[k] == MAP_FAILED)
+                gap[k] = NULL;
+            rc = -errno;
+            break;
+        }
+        if (edge && (mprotect(p[k], PAGE, PROT_NONE) < 0 ||
+                     mprotect(p[k] + 3 * PAGE, PAGE, PROT_NONE) < 0))
+            rc = -errno;
+    }
+    for (int r = 0; r < reps && rc == 0; r++) {
         int64_t t0 = now_ns();
         for (long i = 0; i < pairs; i++) {
-            if (mprotect(p + PAGE, PAGE, PROT_READ) < 0 ||
-                mprotect(p + PAGE, PAGE, PROT_READ | PROT_WRITE) < 0) {
-                int e = -errno;
-                munmap(p, 3 * PAGE);
-                return e;
+            char *flip = p[i % SPLIT_PLACES] + PAGE;
+            if (mprotect(flip, PAGE, PROT_READ) < 0 ||
+                mprotect(flip, PAGE, PROT_READ | PROT_WRITE) < 0) {
+                rc = -errno;
+                break;
             }
         }
         out[r] = (now_ns() - t0) / (2 * pairs);
     }
-    munmap(p, 3 * PAGE);
-    return 0;
+    for (k = 0; k < SPLIT_PLACES; k++) {
+        if (p[k])
+            munmap(p[k], (size_t)len * PAGE);
+        if (gap[k])
+            munmap(gap[k], (size_t)(k + 1) * PAGE);
+    }
+    return rc;
 }
 
 /* exit of a child that wrote `n` private pages: the child signals it is

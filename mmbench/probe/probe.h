@@ -68,12 +68,13 @@ int mmp_kmalloc(long bytes, long calls, int reps, int64_t *out);
  * mremap of n touched pages from a 2 MiB boundary to `shift` pages past one
  * (shift 0: whole PTE tables move); madvise(DONTNEED) of n
  * touched pages; fork + exit + wait holding n written MAP_SHARED memfd pages;
- * mprotect splitting and re-merging a VMA (ns per call); exit of a child
+ * mprotect splitting and re-merging a VMA (ns per call; edge 0: a VMA split in
+ * three, the held-out probe; edge 1: split in two, fitted); exit of a child
  * holding n written private pages */
 int mmp_mremap(long n, long shift, int reps, int64_t *out);
 int mmp_madvise_dontneed(long n, int reps, int64_t *out);
 int mmp_fork_memfd(long n, int reps, int64_t *out);
-int mmp_mprotect_split(long pairs, int reps, int64_t *out);
+int mmp_mprotect_split(long pairs, int edge, int reps, int64_t *out);
 int mmp_exit(long n, int reps, int64_t *out);
 
 /* huge pages (MADV_HUGEPAGE on 2 MiB-aligned ranges): first write / read of
