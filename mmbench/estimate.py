@@ -573,3 +573,38 @@ def op_counts(ops) -> dict:
 def diff(after: dict, before: dict) -> dict:
     """after - before for every key of `after` (events are cumulative)."""
     return {k: v - before.get(k, 0) for k, v in after.items()}
+
+
+#: the struct a design copies per VMA at fork (the first one its fork allocated counts)
+VMA_STRUCTS = ("vm_area_struct", "vm_map_entry")
+
+
+def unmerged_fork_events(fork_events: dict, host_fork: list) -> dict:
+    """The fork work of VMAs the host duplicated and the replay did not have: events to
+    add to one fork's.  `host_fork` is the converter's (VMAs, file-backed VMAs, VMAs
+    with an anon_vma) of the forking process, its picture of the host's address space.
+
+    Files are not in the contract: the pieces of a shared library (text, read-only
+    data, RELRO, data) are separate VMAs on the host — another file offset, another
+    VM_EXEC — but adjacent read-only private memory to the replay, which merges them
+    (pgbench's postmaster: 255 VMAs on the host, 138 in the linux replay).  Each such
+    VMA is a vm_area_dup (and a file's i_mmap insertion) on the host at every fork;
+    one with an anon_vma is an anon_vma_fork too (an anon_vma and two chain links,
+    as the calibration's fork_touched_vmas probe counts them).  Priced with the
+    design's own VMA struct (`vma`) and `struct_alloc`; nothing is added where the
+    design copied as many VMAs as the host."""
+    if not host_fork:
+        return {}
+    n_host, _n_file, n_anon = (list(host_fork) + [0, 0, 0])[:3]
+    struct = next((s for s in VMA_STRUCTS if fork_events.get(f"alloc:{s}")), None)
+    out = {}
+    if struct is not None:
+        miss = n_host - fork_events[f"alloc:{struct}"]
+        if miss > 0:
+            out[f"alloc:{struct}"] = miss
+    if fork_events.get("alloc:anon_vma"):
+        miss = n_anon - fork_events["alloc:anon_vma"]
+        if miss > 0:
+            out["alloc:anon_vma"] = miss
+            out["alloc:anon_vma_chain"] = 2 * miss
+    return out

@@ -80,7 +80,7 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None,
     """One design's result on the trace (see the module docstring); `unsupported` with
     the reason when the design cannot run it.  `notes`: the trace's conversion notes
     (its private file reads are priced from them); `host`: what the host measured (the
-    VMAs each fork duplicated there, see _unmerged)."""
+    VMAs each fork duplicated there, see estimate.unmerged_fork_events)."""
     import mmbench
     from mmbench import estimate as est
     try:
@@ -94,7 +94,7 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None,
     fork_ns = 0
     fork_i = 0
     host_vmas = (host or {}).get("fork_vmas") or []
-    extra: dict = {}                       # fork work of VMAs the replay merged (_unmerged)
+    extra: dict = {}                       # fork work of VMAs the replay merged (estimate.unmerged_fork_events)
     failed = 0
     t0 = time.perf_counter_ns()
     model_ns = 0
@@ -121,7 +121,7 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None,
                 if v:
                     fork_ev[k] = fork_ev.get(k, 0) + v
             if fork_i < len(host_vmas):
-                for k, v in _unmerged(d, host_vmas[fork_i]).items():
+                for k, v in est.unmerged_fork_events(d, host_vmas[fork_i]).items():
                     extra[k] = extra.get(k, 0) + v
             fork_i += 1
     peak, peak_total, peak_pt = _sample(m, peak, peak_total, peak_pt)
@@ -156,41 +156,6 @@ def replay_one(trace, design: str, calibration=None, notes: dict | None = None,
         res["est_total_ns"] = whole["total_ns"]
         res["uncosted"] = whole["uncosted"]
     return res
-
-
-#: the struct a design copies per VMA at fork (the first one its fork allocated counts)
-VMA_STRUCTS = ("vm_area_struct", "vm_map_entry")
-
-
-def _unmerged(fork_events: dict, host_fork: list) -> dict:
-    """The fork work of VMAs the host duplicated and the replay did not have: events to
-    add to one fork's.  `host_fork` is the converter's (VMAs, file-backed VMAs, VMAs
-    with an anon_vma) of the forking process, its picture of the host's address space.
-
-    Files are not in the contract: the pieces of a shared library (text, read-only
-    data, RELRO, data) are separate VMAs on the host — another file offset, another
-    VM_EXEC — but adjacent read-only private memory to the replay, which merges them
-    (pgbench's postmaster: 255 VMAs on the host, 138 in the linux replay).  Each such
-    VMA is a vm_area_dup (and a file's i_mmap insertion) on the host at every fork;
-    one with an anon_vma is an anon_vma_fork too (an anon_vma and two chain links,
-    as the calibration's fork_touched_vmas probe counts them).  Priced with the
-    design's own VMA struct (`vma`) and `struct_alloc`; nothing is added where the
-    design copied as many VMAs as the host."""
-    if not host_fork:
-        return {}
-    n_host, _n_file, n_anon = (list(host_fork) + [0, 0, 0])[:3]
-    struct = next((s for s in VMA_STRUCTS if fork_events.get(f"alloc:{s}")), None)
-    out = {}
-    if struct is not None:
-        miss = n_host - fork_events[f"alloc:{struct}"]
-        if miss > 0:
-            out[f"alloc:{struct}"] = miss
-    if fork_events.get("alloc:anon_vma"):
-        miss = n_anon - fork_events["alloc:anon_vma"]
-        if miss > 0:
-            out["alloc:anon_vma"] = miss
-            out["alloc:anon_vma_chain"] = 2 * miss
-    return out
 
 
 def _file_reads(notes: dict) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmbench import record, record_replay
+from mmbench import estimate, record, record_replay
 from mmbench import record_convert as rc
 from mmbench import record_stream as rs
 
@@ -234,8 +234,8 @@ def test_unmerged_vmas_are_priced_per_fork():
     memory to it): the difference is added, VMAs as the design's own VMA struct, an
     anon_vma_fork as an anon_vma and two chain links; never taken away."""
     ev = {"alloc:vm_area_struct": 138, "alloc:anon_vma": 89, "fork_ptes_copied": 577}
-    assert record_replay._unmerged(ev, [255, 219, 108]) == {
+    assert estimate.unmerged_fork_events(ev, [255, 219, 108]) == {
         "alloc:vm_area_struct": 117, "alloc:anon_vma": 19, "alloc:anon_vma_chain": 38}
-    assert record_replay._unmerged(ev, [100, 50, 50]) == {}
-    assert record_replay._unmerged({"alloc:vm_map_entry": 10}, [12, 5, 3]) == {"alloc:vm_map_entry": 2}
-    assert record_replay._unmerged(ev, []) == {}
+    assert estimate.unmerged_fork_events(ev, [100, 50, 50]) == {}
+    assert estimate.unmerged_fork_events({"alloc:vm_map_entry": 10}, [12, 5, 3]) == {"alloc:vm_map_entry": 2}
+    assert estimate.unmerged_fork_events(ev, []) == {}

@@ -83,6 +83,9 @@ class Segment:
     ``snapshot``: record the design's metadata after this segment.
     ``sim_memory``: record the simulator's own resident memory growth over this
     segment per page the segment made resident ("<segment>.sim_bytes_per_page").
+    ``host_fork``: for one fork of a recorded program, the host's (VMAs, file-backed
+    VMAs, VMAs with an anon_vma) of the forking process; the estimate adds the fork
+    work of the VMAs the replay merged away (mmbench.estimate.unmerged_fork_events).
     """
     name: str
     trace: np.ndarray
@@ -91,6 +94,7 @@ class Segment:
     scale: tuple[tuple[str, int], ...] = ()
     snapshot: bool = False
     sim_memory: bool = False
+    host_fork: tuple[int, ...] = ()
 
     @property
     def timed(self) -> bool:
@@ -344,7 +348,8 @@ def _load(path: Path) -> Scenario | None:
                 segs.append(Segment(trace=trace, name=s["name"], timing=s["timing"],
                                     ops=tuple(s["ops"]), snapshot=s["snapshot"],
                                     scale=tuple(tuple(x) for x in s["scale"]),
-                                    sim_memory=s.get("sim_memory", False)))
+                                    sim_memory=s.get("sim_memory", False),
+                                    host_fork=tuple(s.get("host_fork", ()))))
             mach = dict(meta["machine"])
             mach["options"] = tuple(tuple(o) for o in mach.get("options", ()))
             return Scenario(tuple(segs), Machine(**mach))

@@ -225,6 +225,8 @@ def run_once(m, scenario) -> dict:
         c1 = m.counters()
         obs = {"counters": {k: c1[k] - c0.get(k, 0) for k in c1}, "ops": len(seg.trace)}
         obs["events"] = {**obs["counters"], **_op_events(seg.trace), **_diff(_slab_events(m), s0)}
+        if seg.host_fork:
+            obs["events"] = _add(obs["events"], _unmerged_fork_events(obs["events"], seg.host_fork))
         if seg.timing == "per_op":
             ns = out["ns"]
             obs["per_op"] = {o: ns[seg.trace["op"] == o] for o in seg.ops}
@@ -298,6 +300,16 @@ def _op_events(trace) -> dict:
     """{"op:FORK": n, …}: the contract operations a segment ran (priced by estimates)."""
     counts = np.bincount(trace["op"], minlength=len(Op))
     return {f"op:{Op(i).name}": int(n) for i, n in enumerate(counts) if n}
+
+
+def _unmerged_fork_events(events: dict, host_fork: tuple) -> dict:
+    """The fork work of the host's VMAs the replay merged (mmbench.estimate); nothing
+    with an mmbench that does not price it (asv over older commits)."""
+    try:
+        from mmbench.estimate import unmerged_fork_events
+    except ImportError:
+        return {}
+    return unmerged_fork_events(events, host_fork)
 
 
 def _slab_events(m) -> dict:

@@ -21,6 +21,7 @@ prints them next to every result.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -57,8 +58,10 @@ def _trim_final_exits(trace: np.ndarray) -> np.ndarray:
     return trace[:n]
 
 
-def scenario_of(trace: np.ndarray, host_faults: int, thp: str = "never") -> Scenario:
-    """The recorded trace cut at its forks, for designs opened with ``thp=thp``."""
+def scenario_of(trace: np.ndarray, host_faults: int, thp: str = "never", host_forks=()) -> Scenario:
+    """The recorded trace cut at its forks, for designs opened with ``thp=thp``.
+    `host_forks`: the host's VMA counts at each fork, in order (provenance
+    ``host.fork_vmas``), so each fork's estimate includes the VMAs the replay merged."""
     trace = _trim_final_exits(trace)
     touches = int(np.count_nonzero(np.isin(trace["op"], [int(Op.READ), int(Op.WRITE)])))
     segs = [Segment("setup", trace[:1])]
@@ -71,8 +74,10 @@ def scenario_of(trace: np.ndarray, host_faults: int, thp: str = "never") -> Scen
             continue
         seg = trace[a:b]
         if len(seg) == 1 and seg["op"][0] == Op.FORK:
+            k = sum(1 for s in segs if s.name == "fork")
             segs.append(Segment("fork", seg, "per_op", (int(Op.FORK),),
-                                (("fork", max(1, len(forks))),)))
+                                (("fork", max(1, len(forks))),),
+                                host_fork=tuple(int(x) for x in host_forks[k]) if k < len(host_forks) else ()))
         else:
             present = set(seg["op"].tolist())
             segs.append(Segment("run", seg, "per_op",
@@ -83,7 +88,7 @@ def scenario_of(trace: np.ndarray, host_faults: int, thp: str = "never") -> Scen
     fixed = []
     for s in segs:
         if s.timed and s.name in first:
-            s = Segment(s.name, s.trace, s.timing, first[s.name], s.scale)
+            s = dataclasses.replace(s, ops=first[s.name])
         elif s.timed:
             first[s.name] = s.ops
         fixed.append(s)
@@ -114,7 +119,8 @@ def real_program(program, thp="never"):
     the designs back the program's memory with huge pages wherever they can.
     """
     trace, prov = load(program)
-    return scenario_of(trace, int(prov.get("host", {}).get("faults", 0)), thp)
+    host = prov.get("host", {})
+    return scenario_of(trace, int(host.get("faults", 0)), thp, host.get("fork_vmas") or ())
 
 
 real_program.inputs = lambda: sorted(REAL.glob("*.npz"))   # the cache key covers the traces
