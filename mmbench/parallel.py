@@ -14,8 +14,9 @@ our own here, only what a cell needs to be measured honestly:
                                │   release the lock
     client ◄──records + how────┘   (written to the results file at once)
 
-A task is one cell or, in the later rounds of repeats (mmbench.rounds), a few
-cells that each measured under BATCH_S (0.5 s) before: a quick run's rounds
+A task is one cell or a few: in the later rounds of repeats (mmbench.rounds)
+the cells that each measured under BATCH_S (0.5 s) before, up to BATCH_S
+together, and in the first round two cells at a time: a quick run's rounds
 are about 1,900 cells, most of them a few milliseconds long, and each task
 costs the client and scheduler 8-12 ms of CPU on this 2-core machine.
 
@@ -51,6 +52,7 @@ import traceback
 LOCK_DIR = "mmbench-cpu-locks"
 QUEUE_DEPTH = 2            # tasks on the cluster per worker thread: one running, the next waiting
 BATCH_S = 0.5              # cells known to be shorter than this go to a worker together (one task)
+UNKNOWN_SHARE = 0.5        # a cell not measured yet counts as this share of BATCH_S (first round: pairs)
 _STATE: dict = {}          # per worker process: its CPUs before pinning, the last CPU it held
 
 
@@ -153,16 +155,17 @@ def run_cell(index: int, family: str, name: str, params: dict, backend: str, rep
 
 
 def take_group(pending, took: dict, limit: float = BATCH_S) -> list:
-    """The next task's cells from the iterator `pending`: one, or cells known (`took`:
-    index -> seconds when last measured) to be short, together up to `limit` seconds.
-    A cell not measured yet counts as `limit`: it goes alone or ends a group."""
+    """The next task's cells from the iterator `pending`: cells known (`took`: index ->
+    seconds when last measured) to be short, together up to `limit` seconds, or one
+    long cell.  A cell not measured yet counts as UNKNOWN_SHARE of `limit` (the first
+    round goes in pairs: most cells of a profile take milliseconds)."""
     group, total = [], 0.0
     while total < limit:
         c = next(pending, None)
         if c is None:
             break
         group.append(c)
-        total += took.get(c[0], limit)
+        total += took.get(c[0], UNKNOWN_SHARE * limit)
     return group
 
 
@@ -266,9 +269,10 @@ class Cluster:
         trip through the scheduler and this client (about 19 ms per cell with one).  The
         worker still runs one cell at a time, each holding its CPU's lock.
 
-        A task is one cell, or several cells that each took less than BATCH_S when they
-        were last measured in this run (a later round of repeats): together up to BATCH_S,
-        so that short cells do not each pay a task's scheduling (8-12 ms of CPU).
+        A task is one cell, or several (take_group): cells that took less than BATCH_S
+        when last measured in this run (a later round of repeats) together up to
+        BATCH_S, cells not measured yet two at a time, so that short cells do not each
+        pay a task's scheduling (8-12 ms of CPU).
 
         A worker that dies takes every cell it holds with it, the ones running and
         waiting.  Those cells come back as lost; each is run again once, alone on the
