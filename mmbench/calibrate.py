@@ -464,9 +464,9 @@ def fit(figs: dict, stat: str = "median") -> dict:
         # is k cloned chains
         put("avc_clone", (s["fork_chain_short_vmas"][0] - s["fork_touched_vmas"][0]) / k,
             f"(fork_chain_short_vmas.slope - fork_touched_vmas.slope) / {k}   [the last "
-            f"process of a chain of {k} forks has {k} anon_vmas more on each VMA's chain: "
-            f"anon_vma_clone links {k} chains more per VMA into ancestors' anon_vmas, and "
-            f"unlink_anon_vmas removes them at exit]")
+            f"process of a chain of k = {k} forks has k anon_vmas more on each VMA's chain "
+            "than the probe process: anon_vma_clone links k chains more per VMA into "
+            "ancestors' anon_vmas, and unlink_anon_vmas removes them at exit]")
         put("struct_alloc", (structs - c["avc_clone"]["ns"]) / 2,
             f"({touched} - avc_clone) / 2   [anon_vma_fork: 1 anon_vma + its own "
             "anon_vma_chain, freed at exit; the chain cloned into the parent's anon_vma is "
