@@ -45,7 +45,7 @@ from mmbench import hostcheck
 #: sizes and repeats; "quick" is for tests and smoke runs (its numbers are noisy)
 PROFILES = {
     "full": dict(reps=15, pages=8192, sparse=512, islands=4096, fork_pages=(0, 8192, 32768),
-                 fork_vmas=(0, 2048, 8192), depth=4, memops_pages=2048, pairs=1000,
+                 fork_vmas=(0, 2048, 8192), depth=4, fit_depth=2, memops_pages=2048, pairs=1000,
                  warm_pages=1 << 18, kmalloc_sizes=(64, 512, 1024, 1536, 2048, 4048, 4096, 8000),
                  kmalloc_calls=500,
                  free_pages=32768, mremap_pages=(1024, 8192), huge=64, fork_huge=(0, 64, 256),
@@ -53,7 +53,8 @@ PROFILES = {
                  held_exit_pages=65536, held_free_pages=16384, held_huge=128, held_kmalloc=3000,
                  sparse_stride=16, min_reps=15, max_reps=45, stable_spread=0.05),
     "quick": dict(reps=3, pages=256, sparse=16, islands=128, fork_pages=(0, 1024),
-                  fork_vmas=(0, 256), depth=2, memops_pages=256, pairs=50, warm_pages=4096,
+                  fork_vmas=(0, 256), depth=2, fit_depth=1, memops_pages=256, pairs=50,
+                  warm_pages=4096,
                   kmalloc_sizes=(64, 8000), kmalloc_calls=50,
                   free_pages=256, mremap_pages=(64, 512), huge=2, fork_huge=(0, 4),
                   held_pages=256, held_fork_pages=512, held_vmas=128, held_islands=64,
@@ -197,6 +198,8 @@ def probe_table(p: dict) -> list[tuple]:
         rows.append((f"fork_vmas@{x}", lambda x=x: P.fork(0, x, False, 1), 1, "ns/fork", ""))
         rows.append((f"fork_touched_vmas@{x}", lambda x=x: P.fork(0, x, True, 1), 1, "ns/fork", ""))
         rows.append((f"fork_chain_vmas@{x}", lambda x=x: P.fork_chain(x, d, 1), 1, "ns/fork", ""))
+        rows.append((f"fork_chain_short_vmas@{x}", lambda x=x: P.fork_chain(x, p["fit_depth"], 1),
+                     1, "ns/fork", ""))
     for x in p["kmalloc_sizes"]:
         rows.append((f"kmalloc@{x}", lambda x=x: P.kmalloc(x, p["kmalloc_calls"], 1), 1, "ns/call", ""))
     # held-out probes: validation only, no price is fitted from them
@@ -254,6 +257,9 @@ def probe_table(p: dict) -> list[tuple]:
 
 
 SERIES_UNIT = {"kmalloc": "ns/call", "mremap_pages": "ns/call"}
+#: series timed by the last process of a chain of forks: the profile key of its depth
+#: (recorded in the figure as "depth")
+SERIES_DEPTH = {"fork_chain_vmas": "depth", "fork_chain_short_vmas": "fit_depth"}
 SERIES = {"kmalloc": "msgsnd + msgrcv of one System V message versus its bytes: a kmalloc "
                      "of that size, the bytes copied in and out, a kfree","fork_pages": "fork + exit + wait versus touched private pages",
           "fork_vmas": "fork + exit + wait versus one-page VMAs never touched",
@@ -263,7 +269,10 @@ SERIES = {"kmalloc": "msgsnd + msgrcv of one System V message versus its bytes: 
                           "another (every PTE moves) versus pages",
           "fork_touched_vmas": "fork + exit + wait versus one-page VMAs, each written",
           "fork_chain_vmas": "fork + exit + wait versus written one-page VMAs, by the last "
-                             "process of a chain of forks"}
+                             "process of a chain of forks (held out)",
+          "fork_chain_short_vmas": "fork + exit + wait versus written one-page VMAs, by the "
+                                   "last process of a shorter chain of forks (fit_depth: 2 "
+                                   "in the full profile; prices avc_clone)"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -356,6 +365,9 @@ def run_probes(profile: str = "full", log=lambda msg: None) -> dict:
             figs[name] = _figure(samples[name], units, unit, what)
     for k, s in series.items():
         figs[k] = _series(s, SERIES_UNIT.get(k, "ns/fork"), SERIES[k])
+    for k, key in SERIES_DEPTH.items():     # the chains' depths: the fit divides by one
+        if k in figs:
+            figs[k]["depth"] = p[key]
     for name, deltas in vm.items():
         if name in figs and deltas and deltas[0]:
             figs[name]["host_vmstat_per_unit"] = {
@@ -437,10 +449,31 @@ def fit(figs: dict, stat: str = "median") -> dict:
         "memfd_miss_fault - trap - zero_fill")
     put("fork_pte", s["fork_pages"][0] - c["pte_zap"]["ns"], "fork_pages.slope - pte_zap")
     put("vma", s["fork_vmas"][0], "fork_vmas.slope")
-    put("struct_alloc", (s["fork_touched_vmas"][0] - s["fork_vmas"][0]
-                         - c["fork_pte"]["ns"] - c["pte_zap"]["ns"] - c["pt_page"]["ns"] / 256) / 3,
-        "(fork_touched_vmas.slope - fork_vmas.slope - fork_pte - pte_zap - pt_page / 256) / 3"
-        "   [anon_vma_fork: 1 anon_vma + 2 anon_vma_chain, freed at exit]")
+    # what fork + exit adds per VMA once it is written: its PTE copied and zapped, and
+    # anon_vma_fork's structs: 1 anon_vma + its own chain + 1 chain cloned into the
+    # parent's anon_vma (anon_vma_clone), all freed at exit
+    structs = (s["fork_touched_vmas"][0] - s["fork_vmas"][0] - c["fork_pte"]["ns"]
+               - c["pte_zap"]["ns"] - c["pt_page"]["ns"] / 256)
+    touched = ("fork_touched_vmas.slope - fork_vmas.slope - fork_pte - pte_zap - "
+               "pt_page / 256")
+    k = figs.get("fork_chain_short_vmas", {}).get("depth")
+    if "fork_chain_short_vmas" in s and k:
+        # each process more in the chain above the forking one puts one more anon_vma
+        # on its VMA's chain, so its fork clones one more chain per VMA (and its
+        # child's exit unlinks one more): the slope's growth over fork_touched_vmas
+        # is k cloned chains
+        put("avc_clone", (s["fork_chain_short_vmas"][0] - s["fork_touched_vmas"][0]) / k,
+            f"(fork_chain_short_vmas.slope - fork_touched_vmas.slope) / {k}   [the last "
+            f"process of a chain of k = {k} forks has k anon_vmas more on each VMA's chain "
+            "than the probe process: anon_vma_clone links k chains more per VMA into "
+            "ancestors' anon_vmas, and unlink_anon_vmas removes them at exit]")
+        put("struct_alloc", (structs - c["avc_clone"]["ns"]) / 2,
+            f"({touched} - avc_clone) / 2   [anon_vma_fork: 1 anon_vma + its own "
+            "anon_vma_chain, freed at exit; the chain cloned into the parent's anon_vma is "
+            "avc_clone]")
+    else:               # a file from before the chain fit: every chain a struct_alloc
+        put("struct_alloc", structs / 3,
+            f"({touched}) / 3   [anon_vma_fork: 1 anon_vma + 2 anon_vma_chain, freed at exit]")
     put("fork_base", m["fork_empty"], "fork_empty")
     half = est.LIFETIME_SHARE
     if "mprotect_edge_split" in m:
@@ -547,6 +580,8 @@ def _resampled(figs: dict, idx: np.ndarray, stat: str) -> dict:
             continue
         if "x" in v:
             out[k] = {"x": v["x"], stat: [float(fn(np.asarray(sm)[idx])) for sm in v["samples"]]}
+            if "depth" in v:
+                out[k]["depth"] = v["depth"]
         else:
             out[k] = {stat: float(fn(np.asarray(v["samples"])[idx])),
                       "units_per_sample": v.get("units_per_sample", 1)}
@@ -771,7 +806,8 @@ HELD_OUT_SPEC = {
     "cow_chain_fault": _held("COW deep in a fork chain: trap + copy + tlb_flush",
                              "cow_chain_fault", "pages", key="cow_chain_fault"),
     "fork_chain_vmas": ("fork of written VMAs of a chain's last process: vma + struct_alloc "
-                        "x (depth + 3) + fork_pte + pte_zap",
+                        "x 2 + avc_clone x (depth + 1) + fork_pte + pte_zap (a fit without "
+                        "avc_clone: struct_alloc x (depth + 3))",
                         lambda p: (f"fork_chain_vmas:{max(p['fork_vmas'])}", "fork_chain_vmas:0",
                                    max(p["fork_vmas"])),
                         lambda f, s, p: line(f["fork_chain_vmas"], s)[0]),
@@ -900,9 +936,10 @@ KERNEL_COUNTS = {
     "memfd_miss_fault": {"faults": 1, "pages_zeroed": 1, "pagecache_adds": 1, "alloc:xa_node": 1 / 64},
     # per written one-page VMA of the last process of a chain of `depth` forks
     # (filled in by kernel_counts): vm_area_dup; anon_vma_fork = anon_vma_clone
-    # (one anon_vma_chain per link of the VMA's chain: depth + 1) + 1 anon_vma
-    # + 1 anon_vma_chain; copy_pte_range (1 PTE; a PTE table per 256 VMAs two
-    # pages apart); the child's exit zaps the PTE and frees what fork made
+    # (one anon_vma_chain per link of the VMA's chain: depth + 1, the estimator's
+    # cloned_avc_alloc) + 1 anon_vma + 1 anon_vma_chain; copy_pte_range (1 PTE; a
+    # PTE table per 256 VMAs two pages apart); the child's exit zaps the PTE and
+    # frees what fork made
 }
 
 

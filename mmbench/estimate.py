@@ -36,7 +36,10 @@ Event keys accepted in the ``counters`` dict:
 * ``"op:<OP>"``: contract operations executed (``"op:FORK"``, ``"op:MMAP"`` …);
 * keys the estimator derives from the others (DERIVED): ``munmap_anon_vmas``,
   the populated VMAs munmap removes, and ``vma_modify_calls``, the system calls
-  that split or merge VMAs, each at most one per call.
+  that split or merge VMAs, each at most one per call; ``cloned_avc_alloc`` /
+  ``cloned_avc_free``, the anon_vma_chains linked into an anon_vma that already
+  existed (anon_vma_clone: one per ancestor at fork), taken out of the
+  ``alloc:`` / ``free:anon_vma_chain`` counts when the calibration prices them.
 
 ``slab_events(machine)`` / ``events_of(machine, ops)`` collect all of them.
 Keys whose cost another price contains (COVERED: fault kinds, frees, EXIT …)
@@ -62,6 +65,10 @@ from collections import Counter
 #: (event keys the estimator derives: DERIVED)
 DERIVED_MUNMAP = "munmap_anon_vmas"
 DERIVED_MODIFY = "vma_modify_calls"
+#: the anon_vma_chains linked into an anon_vma that already existed, allocated and
+#: freed (event keys the estimator derives: DERIVED; priced by avc_clone)
+DERIVED_CLONE_ALLOC = "cloned_avc_alloc"
+DERIVED_CLONE_FREE = "cloned_avc_free"
 #: the system calls that can split or merge VMAs
 LAYOUT_OPS = ("op:MPROTECT", "op:MADVISE", "op:MADVISE_DONTNEED", "op:MMAP", "op:MUNMAP",
               "op:MREMAP")
@@ -99,6 +106,12 @@ COSTS = {
                      "pass over its bytes: a curve by allocation size, read at a cache's mean "
                      "size (ns: the line's price per byte, for bytes whose allocations are "
                      "not counted)", ("alloc_bytes:*",)),
+    "avc_clone": ("one anon_vma_chain that anon_vma_clone links into an anon_vma that "
+                  "already exists (at fork one per anon_vma on the parent VMA's chain, an "
+                  "ancestor's; at a split or a VMA copy one per anon_vma of the VMA), for its "
+                  "whole life: allocate it, insert it into that anon_vma's interval tree, "
+                  "remove it and free it (unlink_anon_vmas); half at allocation, half at free",
+                  (DERIVED_CLONE_ALLOC, DERIVED_CLONE_FREE)),
     "vma_modify": ("a system call that splits or merges VMAs (mprotect, madvise, mmap, "
                    "munmap, mremap of part of a VMA), once per call: vma_modify / vma_merge's "
                    "tree update (vma_prepare / vma_complete, a maple-tree store with its node "
@@ -154,7 +167,15 @@ DERIVED = {DERIVED_MUNMAP: "min(op:MUNMAP, free:anon_vma_chain): the populated V
                            "removes, at most one per call",
            DERIVED_MODIFY: "min(mprotect + madvise + mmap + munmap + mremap calls, "
                            "vma_splits + vma_merges): the system calls that split or merge "
-                           "VMAs, at most one per call"}
+                           "VMAs, at most one per call",
+           DERIVED_CLONE_ALLOC: "alloc:anon_vma_chain - alloc:anon_vma (at least 0): the "
+                                "anon_vma_chains linked into an anon_vma that already existed; "
+                                "taken out of alloc:anon_vma_chain when avc_clone is priced",
+           DERIVED_CLONE_FREE: "free:anon_vma_chain - free:anon_vma (at least 0), the same "
+                               "at free; taken out of free:anon_vma_chain"}
+
+#: the struct whose allocations and frees split into cloned and own chains
+AVC = "anon_vma_chain"
 
 
 def _derive(counters: dict) -> dict:
@@ -168,6 +189,38 @@ def _derive(counters: dict) -> dict:
     if n:
         out[DERIVED_MODIFY] = n
     return out
+
+
+def _split_clones(counters: dict, costs: dict) -> tuple[dict, dict, dict]:
+    """(counters, {derived clone key: count}, {struct key: count taken out}): the
+    anon_vma_chains linked into an anon_vma that already existed, apart from the
+    others, when the calibration prices them (avc_clone).
+
+    Every new anon_vma comes with exactly one chain that links it to its own VMA
+    (__anon_vma_prepare at a first fault, anon_vma_fork after the clone); every
+    other chain a window allocates went into an anon_vma that existed before:
+    anon_vma_clone at fork (one per anon_vma on the parent VMA's chain, so a fork
+    d deep in a chain clones d + 1), at a split, at mremap's copy_vma, or a first
+    fault that found a mergeable neighbour's anon_vma.  So the cloned ones are
+    alloc:anon_vma_chain - alloc:anon_vma, and the same at free.  The count is
+    exact when a window's anon_vmas are freed with their own chains; an anon_vma
+    kept alive by its descendants (get_anon_vma of the root) and freed in a later
+    window makes this window count its own chain as cloned, and that later window
+    one clone too few.  A design counter of the chains anon_vma_clone links would
+    make it exact.  Without an avc_clone price (older calibrations) every chain
+    stays a struct_alloc."""
+    if _price(costs, "avc_clone") is None:
+        return counters, {}, {}
+    out, derived, taken = dict(counters), {}, {}
+    for end, key in (("alloc", DERIVED_CLONE_ALLOC), ("free", DERIVED_CLONE_FREE)):
+        chains = counters.get(f"{end}:{AVC}", 0)
+        n = min(chains, max(0, chains - counters.get(f"{end}:anon_vma", 0)))
+        if n > 0:
+            out[f"{end}:{AVC}"] = chains - n
+            out[key] = n
+            derived[key] = n
+            taken[f"{end}:{AVC}"] = n
+    return out, derived, taken
 
 
 #: counts a larger event already prices: {key: (the larger event, units of key per
@@ -186,7 +239,7 @@ LINK_COST = "dma_link"
 #: sees only one end (a munmap of VMAs made earlier, a fault that creates an
 #: anon_vma kept for later) pays only its end.  The even split is an assumption
 #: (the probes see both ends together); over a whole life the sum is the price.
-LIFETIME = frozenset({"vma", "struct_alloc"})
+LIFETIME = frozenset({"vma", "struct_alloc", "avc_clone"})
 LIFETIME_SHARE = 0.5
 
 #: slab caches priced elsewhere: page tables by pt_page, frames by zero_fill /
@@ -419,7 +472,10 @@ def estimate_ns(counters: dict, calibration: dict | None, measured_ns: float | N
     decl = declarations(design)
     counters, netted = _net(counters)
     derived = _derive(counters)
+    counters, clones, taken = _split_clones(counters, costs)
     counters = {**counters, **derived}
+    derived.update(clones)
+    netted.update(taken)
     breakdown: dict[str, float] = {}
     low = high = 0.0
     how: dict[str, str] = {}

@@ -236,3 +236,50 @@ def test_munmap_vma_teardown_is_derived_at_most_one_per_munmap_call():
     assert "munmap_vma" not in empty["breakdown"]
     # the derived keys are never a design's counters
     assert not set(est.DERIVED) & set(mmbench.COUNTER_NAMES)
+
+
+# ------------------------------------------- anon_vma_chains cloned into an existing anon_vma
+CLONE_CAL = {"costs": {"struct_alloc": {"ns": 400.0, "low": 350.0, "high": 450.0},
+                       "avc_clone": {"ns": 800.0, "low": 700.0, "high": 900.0}}}
+
+
+def test_cloned_chains_are_the_chains_beyond_one_per_new_anon_vma():
+    # a fork 4 deep: anon_vma_clone links 5 chains into ancestors' anon_vmas, anon_vma_fork
+    # makes 1 anon_vma and its own chain; the child's exit frees as many
+    ev = {"alloc:anon_vma": 10, "alloc:anon_vma_chain": 60,
+          "free:anon_vma": 10, "free:anon_vma_chain": 60}
+    e = est.estimate_ns(ev, CLONE_CAL, design="linux")
+    assert e["derived"] == {"cloned_avc_alloc": 50, "cloned_avc_free": 50}
+    assert e["netted"] == {"alloc:anon_vma_chain": 50, "free:anon_vma_chain": 50}
+    # lifetime prices, half at each end: 100 cloned ends x 400, 40 other ends x 200
+    assert e["breakdown"] == {"avc_clone": 100 * 400.0, "struct_alloc": 40 * 200.0}
+    assert e["low_ns"] == 100 * 350.0 + 40 * 175.0 and e["high_ns"] == 100 * 450.0 + 40 * 225.0
+    assert est.cost_of("cloned_avc_alloc") == est.cost_of("cloned_avc_free") == "avc_clone"
+    assert est.basis("cloned_avc_alloc", "linux")[0] == "measured"
+
+
+def test_a_first_fault_clones_nothing_and_frees_never_go_negative():
+    # __anon_vma_prepare: one anon_vma and the one chain that links it to its VMA
+    e = est.estimate_ns({"alloc:anon_vma": 3, "alloc:anon_vma_chain": 3}, CLONE_CAL)
+    assert e["derived"] == {} and e["breakdown"] == {"struct_alloc": 6 * 200.0}
+    # a window freeing more anon_vmas than chains (roots kept alive by their
+    # descendants, freed later) counts no cloned chain
+    e = est.estimate_ns({"free:anon_vma": 4, "free:anon_vma_chain": 2}, CLONE_CAL)
+    assert "cloned_avc_free" not in e["derived"]
+    assert e["breakdown"] == {"struct_alloc": 6 * 200.0}
+    # a split: anon_vma_clone gives the new VMA one chain per anon_vma, no anon_vma
+    e = est.estimate_ns({"alloc:anon_vma_chain": 2, "alloc:vm_area_struct": 1}, CLONE_CAL)
+    assert e["derived"] == {"cloned_avc_alloc": 2}
+
+
+def test_without_a_clone_price_every_chain_is_a_struct_as_before():
+    ev = {"alloc:anon_vma": 1, "alloc:anon_vma_chain": 6, "free:anon_vma": 1,
+          "free:anon_vma_chain": 6}
+    old = {"costs": {"struct_alloc": {"ns": 400.0}}}
+    e = est.estimate_ns(ev, old, design="linux")
+    assert e["breakdown"] == {"struct_alloc": 14 * 200.0}
+    assert e["derived"] == {} and e["netted"] == {} and e["uncosted"] == []
+    # the munmap teardown still sees the raw chain frees
+    e = est.estimate_ns({"op:MUNMAP": 2, "free:anon_vma": 2, "free:anon_vma_chain": 2},
+                        {"costs": dict(CLONE_CAL["costs"], munmap_vma={"ns": 10.0})})
+    assert e["derived"] == {"munmap_anon_vmas": 2}
