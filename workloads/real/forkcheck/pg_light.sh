@@ -1,18 +1,13 @@
 #!/bin/sh
 # the pgbench corpus run (4 clients, 3 s) untraced but for a light system-wide trace of forks
-bin=/usr/lib/postgresql/15/bin
-dir=$(mktemp -d); chown postgres "$dir"
-as_pg() { runuser -u postgres -- "$@"; }
-as_pg $bin/initdb -D "$dir/data" -A trust >/dev/null
-opts="-c shared_buffers=16MB -c listen_addresses= -c unix_socket_directories=$dir -c fsync=off"
-as_pg $bin/pg_ctl -D "$dir/data" -o "$opts" -w start >/dev/null
-as_pg $bin/pgbench -h "$dir" -i -s 1 postgres >/dev/null 2>&1
+. "$(dirname "$0")/lib.sh"
+pg_init
 as_pg $bin/pg_ctl -D "$dir/data" -w stop >/dev/null
-perf record -q -a -e syscalls:sys_enter_clone -e syscalls:sys_exit_clone -e task:task_newtask -e mmap_lock:mmap_lock_acquire_returned --filter 'write == 1' -e mmap_lock:mmap_lock_released --filter 'write == 1' -o ${OUT_DIR:-/tmp}/light.data 2>/dev/null &
+perf record -q -a -e syscalls:sys_enter_clone -e syscalls:sys_exit_clone -e task:task_newtask -e mmap_lock:mmap_lock_acquire_returned --filter 'write == 1' -e mmap_lock:mmap_lock_released --filter 'write == 1' -o $OUT_DIR/light.data 2>/dev/null &
 pp=$!; sleep 0.5
 as_pg $bin/pg_ctl -D "$dir/data" -o "$opts" -w start >/dev/null
 pm=$(head -1 $dir/data/postmaster.pid)
 as_pg $bin/pgbench -h "$dir" -c 4 -j 2 -T 3 postgres >/dev/null 2>&1
 as_pg $bin/pg_ctl -D "$dir/data" -m fast -w stop >/dev/null
 kill -INT $pp; wait $pp; rm -rf "$dir"
-perf script -i ${OUT_DIR:-/tmp}/light.data --ns -F pid,tid,time,event,trace 2>/dev/null | awk -v p=$pm '$1 ~ "^"p"/"' > ${OUT_DIR:-/tmp}/light.txt
+perf script -i $OUT_DIR/light.data --ns -F pid,tid,time,event,trace 2>/dev/null | awk -v p=$pm '$1 ~ "^"p"/"' > $OUT_DIR/light.txt
