@@ -214,7 +214,7 @@ def _split_clones(counters: dict, costs: dict) -> tuple[dict, dict, dict]:
     out, derived, taken = dict(counters), {}, {}
     for end, key in (("alloc", DERIVED_CLONE_ALLOC), ("free", DERIVED_CLONE_FREE)):
         chains = counters.get(f"{end}:{AVC}", 0)
-        n = min(chains, max(0, chains - counters.get(f"{end}:anon_vma", 0)))
+        n = max(0, chains - counters.get(f"{end}:anon_vma", 0))
         if n > 0:
             out[f"{end}:{AVC}"] = chains - n
             out[key] = n

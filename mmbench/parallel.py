@@ -42,7 +42,6 @@ with another measured cell.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import socket
@@ -195,7 +194,8 @@ def measure_cell(family, name, params, backend, repeats, calibration_path, budge
 
 def cell_status(records) -> str:
     """"ok", "unsupported" (the design cannot run it) or "error" (it crashed: measure's note)."""
-    whole = [r for r in records if r["metric"] == "*" and r["kind"] == "unsupported"]
+    from mmbench.rounds import whole_failures
+    whole = whole_failures(records)
     if not whole:
         return "ok"
     return "error" if any(r["note"].startswith("error:") for r in whole) else "unsupported"

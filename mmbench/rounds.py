@@ -64,9 +64,14 @@ def _spread(values):
     return {"p25": _percentile(s, 25), "p75": _percentile(s, 75)}
 
 
+def whole_failures(records) -> list[dict]:
+    """The records saying the whole cell failed (unsupported, or crashed: measure's note)."""
+    return [r for r in records if r["metric"] == "*" and r["kind"] == "unsupported"]
+
+
 def failed(records) -> bool:
     """Whether a cell's records are a whole-cell failure (unsupported or crashed)."""
-    return any(r["metric"] == "*" and r["kind"] == "unsupported" for r in records)
+    return bool(whole_failures(records))
 
 
 def merge(old: list[dict] | None, new: list[dict]) -> list[dict]:
