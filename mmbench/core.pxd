@@ -263,6 +263,10 @@ cdef class Machine:
     # or a Python backend's do_move_pages
     cdef int c_move_pages(self, int64_t pid, int64_t src, int64_t dst, int64_t npages) noexcept nogil
     cdef int move_pages_copy(self, int64_t pid, int64_t src, int64_t dst, int64_t npages) noexcept
+    # move_pages's check of one range: MM_ESEGV (a page unmapped), MM_EINVAL (a page
+    # shared or read-only) or MM_OK; default through mappings(), a design overrides it
+    # with its own lookup (a Python call per move would be most of a move's time)
+    cdef int move_range_status(self, int64_t pid, int64_t vpn, int64_t npages) noexcept
     cdef int c_nop(self) noexcept nogil        # does nothing: the engine's dispatch cost
     cdef int c_check(self) noexcept nogil      # MM_OK, or MM_EINVAL with self.check_msg set
     cdef char check_msg[256]

@@ -116,24 +116,21 @@ cdef class _Held:
     def __exit__(self, *exc):
         self.m.leave()
         return False
-def _move_pages_range_status(maps, int64_t src, int64_t dst, int64_t npages):
-    """The reference model's range checks of move_pages over a design's mappings():
-    MM_ESEGV when a page of either range is unmapped, MM_EINVAL when one is shared or
+def _move_range_status(maps, int64_t lo, int64_t npages):
+    """The reference model's range check of move_pages over a design's mappings(), for
+    one range: MM_ESEGV when a page of it is unmapped, MM_EINVAL when one is shared or
     read-only, else MM_OK."""
     bad = MM_OK
-    for lo in (src, dst):
-        v = lo
-        for start, n, shared, writable in maps:
-            if start + n <= v:
-                continue
-            if start > v or v >= lo + npages:
-                break
-            if shared or not writable:
-                bad = MM_EINVAL
-            v = start + n
-        if v < lo + npages:
-            return MM_ESEGV
-    return bad
+    v = lo
+    for start, n, shared, writable in maps:
+        if start + n <= v:
+            continue
+        if start > v or v >= lo + npages:
+            break
+        if shared or not writable:
+            bad = MM_EINVAL
+        v = start + n
+    return MM_ESEGV if v < lo + npages else bad
 
 
 class ReplayResult(Mapping):
@@ -539,8 +536,8 @@ cdef class Machine:
             return self.move_pages_copy(pid, src, dst, npages)
 
     cdef int move_pages_copy(self, int64_t pid, int64_t src, int64_t dst, int64_t npages) noexcept:
-        """move_pages for a design with no way to move a page: check the range as the
-        reference model does (through mappings() and read), then copy each non-zero
+        """move_pages for a design with no way to move a page: check the ranges as the
+        reference model does (move_range_status, then read), then copy each non-zero
         source value to the destination with the design's own write and drop the
         source with its own MADV_DONTNEED -- what a program does when UFFDIO_MOVE is
         unavailable (UFFDIO_COPY, then MADV_DONTNEED).  Costs what those operations
@@ -549,17 +546,14 @@ cdef class Machine:
         before), so a failed call changes no value."""
         cdef int64_t i, ncopied = 0
         cdef uint64_t v = 0
-        cdef int st
+        cdef int st, dst_st
         cdef uint64_t* vals
         if dst < src + npages and src < dst + npages:
             return MM_EINVAL
-        try:
-            st = _move_pages_range_status(self.mappings(pid), src, dst, npages)
-        except _errors.NotSupported:
-            return MM_ENOTSUP
-        except BaseException as e:
-            self.pending_exc = e
-            return MM_EPYTHON
+        st = self.move_range_status(pid, src, npages)
+        if st == MM_OK or st == MM_EINVAL:     # an unmapped page of either range wins
+            dst_st = self.move_range_status(pid, dst, npages)
+            st = dst_st if dst_st != MM_OK else st
         if st != MM_OK:
             return st
         vals = <uint64_t*>malloc(npages * sizeof(uint64_t))
@@ -591,6 +585,15 @@ cdef class Machine:
             return st
         finally:
             free(vals)
+
+    cdef int move_range_status(self, int64_t pid, int64_t vpn, int64_t npages) noexcept:
+        try:
+            return _move_range_status(self.mappings(pid), vpn, npages)
+        except _errors.NotSupported:
+            return MM_ENOTSUP
+        except BaseException as e:
+            self.pending_exc = e
+            return MM_EPYTHON
 
     cdef int c_check(self) noexcept nogil:
         cdef int st = MM_OK

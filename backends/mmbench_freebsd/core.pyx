@@ -182,6 +182,9 @@ cdef class FreeBSDMachine(MapEntryMachine):
     cdef bint me_entry_writable(self, map_entry_link_t* e) noexcept nogil:
         return (<vm_map_entry_t*>e).writable
 
+    cdef bint me_entry_shared(self, map_entry_link_t* e) noexcept nogil:
+        return (<vm_map_entry_t*>e).inheritance == VM_INHERIT_SHARE
+
     cdef int me_fault(self, map_list_t* map, map_entry_link_t* e, int64_t vpn, bint write,
                       pt_node_t* leaf, pfn_t* pfn_out) noexcept nogil:
         return vm_fault(&self.vm, <vm_map_t*>map, <vm_map_entry_t*>e, vpn, write, leaf, pfn_out)

@@ -19,7 +19,7 @@
 from libc.stdlib cimport calloc, realloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
-from mmbench.core cimport (Machine, MM_OK, MM_ENOMEM, VPN_BITS, C_PT_PAGES_ALLOC, C_PT_PAGES_FREE,
+from mmbench.core cimport (Machine, MM_OK, MM_ENOMEM, MM_EINVAL, MM_ESEGV, VPN_BITS, C_PT_PAGES_ALLOC, C_PT_PAGES_FREE,
                            C_VMA_MERGES, C_VMA_SPLITS, C_OBJECTS_ALLOC, C_OBJECTS_FREE,
                            C_ANON_VMA_ALLOC, C_AVC_ALLOC, C_ANON_VMA_REUSE, C_XA_NODE_ALLOC,
                            C_XA_NODE_FREE, C_VMA_MERGE_FAILS)
@@ -34,11 +34,16 @@ from mmbench.blocks.pagecache cimport mapping_truncate
 from mmbench.blocks.xarray cimport xa_destroy, XA_NODE_BYTES
 from mmbench_linux.maple cimport mt_store
 from mmbench.blocks.vmaset cimport (vmaset_lower_bound, vmaset_find, vmaset_fully_mapped, vmaset_reserve,
-                                    vmaset_insert, vmaset_remove)
+                                    vmaset_insert, vmaset_remove, vmaset_move_check)
 
 from mmbench import errors as _errors
 
 cdef uint64_t VPN_END = (<uint64_t>1) << VPN_BITS
+
+
+cdef bint vma_movable(void* v) noexcept nogil:
+    """A VMA move_pages may take pages from or put pages in: private and writable."""
+    return ((<vma_t*>v).vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
 
 
 cdef inline bint anon_vma_compatible(vma_t* a, vma_t* b) noexcept nogil:
@@ -194,6 +199,12 @@ cdef class LinuxMM(Machine):
 
     cdef bint range_mapped(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
         return vmaset_fully_mapped(<void**>mm.vmas, mm.nr_vmas, vma_span(), start, end)
+
+    cdef int move_range_status(self, int64_t pid, int64_t vpn, int64_t npages) noexcept:
+        """The copying move_pages' range check, on the VMA set."""
+        cdef mm_t* mm = <mm_t*>self.proc_of(pid)
+        return (MM_OK, MM_EINVAL, MM_ESEGV)[vmaset_move_check(
+            <void**>mm.vmas, mm.nr_vmas, vma_span(), <uint64_t>vpn, <uint64_t>(vpn + npages), vma_movable)]
 
     cdef int vma_link(self, mm_t* mm, vma_t* vma) noexcept nogil:
         """Insert `vma` into mm's ordered set (vma_iter_store)."""

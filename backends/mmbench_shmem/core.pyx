@@ -154,7 +154,7 @@ from mmbench.blocks.pmdwalk cimport pmd_leaf_next
 from mmbench_shmem.vma cimport (vma_lower_bound, find_vma, range_fully_mapped, range_any_mapped,
                                 vmas_reserve, vmas_insert, vmas_remove_at, vma_link_file,
                                 vma_unlink_file, split_vma, try_merge_next, maple_nodes_for,
-                                file_range_unmapped)
+                                file_range_unmapped, range_move_check)
 from mmbench_shmem.inode cimport (shmem_inode_alloc, shmem_inode_free, reflink_clone,
                                   frame_file_refs)
 from mmbench import errors as _errors
@@ -1564,6 +1564,11 @@ cdef class ShmemMachine(Machine):
         if used != self.frames.node_used[0] or used != self.caches[self.kc_page].active:
             return self.check_fail("frames in use differ from frames held (leak)")
         return MM_OK
+
+    cdef int move_range_status(self, int64_t pid, int64_t vpn, int64_t npages) noexcept:
+        """The copying move_pages' range check, on the VMA set."""
+        return (MM_OK, MM_EINVAL, MM_ESEGV)[range_move_check(
+            <mm_struct*>self.procs[pid], <uint64_t>vpn, <uint64_t>(vpn + npages))]
 
     # ============================================================ introspection
     def vmas(self, pid):

@@ -10,8 +10,9 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t
 from mmbench_shmem.objects cimport mm_struct, vm_area_struct, shmem_inode_info
 
 from mmbench.blocks.vmaset cimport (vmaset_lower_bound, vmaset_find, vmaset_fully_mapped,
-                                    vmaset_any_mapped, vmaset_reserve, vmaset_insert, vmaset_remove)
-from mmbench_shmem.objects cimport vma_span
+                                    vmaset_any_mapped, vmaset_reserve, vmaset_insert, vmaset_remove,
+                                    vmaset_move_check)
+from mmbench_shmem.objects cimport vma_span, VM_WRITE, VM_SHARED
 
 # The set itself is the block mmbench.blocks.vmaset over mm.vmas / map_count / vmas_cap.
 
@@ -29,6 +30,14 @@ cdef inline bint range_fully_mapped(mm_struct* mm, uint64_t start, uint64_t end)
 
 cdef inline bint range_any_mapped(mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
     return vmaset_any_mapped(<void**>mm.vmas, mm.map_count, vma_span(), start, end)
+
+cdef inline bint vma_movable(void* v) noexcept nogil:
+    """A VMA move_pages may take pages from or put pages in: private and writable."""
+    return ((<vm_area_struct*>v).vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
+
+cdef inline int range_move_check(mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
+    """vmaset_move_check over mm's VMAs: 0 movable, 1 shared or read-only, 2 unmapped."""
+    return vmaset_move_check(<void**>mm.vmas, mm.map_count, vma_span(), start, end, vma_movable)
 
 cdef inline int vmas_reserve(mm_struct* mm, int64_t extra) noexcept nogil:
     """Make room for `extra` more VMAs in the array: 0 or -1 (out of memory)."""

@@ -185,6 +185,9 @@ cdef class UVMMachine(MapEntryMachine):
     cdef bint me_entry_writable(self, map_entry_link_t* e) noexcept nogil:
         return (<vm_map_entry_t*>e).writable
 
+    cdef bint me_entry_shared(self, map_entry_link_t* e) noexcept nogil:
+        return (<vm_map_entry_t*>e).inheritance == MAP_INHERIT_SHARE
+
     cdef int me_fault(self, map_list_t* map, map_entry_link_t* e, int64_t vpn, bint write,
                       pt_node_t* leaf, pfn_t* pfn_out) noexcept nogil:
         return uvm_fault(&self.u, <vm_map_t*>map, <vm_map_entry_t*>e, vpn, write, leaf, pfn_out)

@@ -21,6 +21,8 @@
 #   madvise         DONTNEED: range mapped? dontneed    me_map_dontneed
 #                   HUGEPAGE/NOHUGEPAGE: range mapped? nothing (the BSDs
 #                   have no per-range huge-page advice)
+#   move_pages      the copying fallback; its range     me_entry_shared,
+#                   check walks the entries             me_entry_writable
 #   read / write    PTE allows it: load / store;        me_pgtable (the pmap's
 #                   else entry (SEGV without one,        page table)
 #                   PROT for a write to a read-only     me_entry_writable
@@ -65,6 +67,7 @@ cdef class MapEntryMachine(Machine):
     cdef int me_map_dontneed(self, map_list_t* map, int64_t start, int64_t end) noexcept nogil
     cdef pgtable_t* me_pgtable(self, map_list_t* map) noexcept nogil
     cdef bint me_entry_writable(self, map_entry_link_t* e) noexcept nogil
+    cdef bint me_entry_shared(self, map_entry_link_t* e) noexcept nogil    # inherited shared
     # resolve a fault at vpn inside entry e (leaf: vpn's PTE table if it exists):
     # an MM_* status, and the page now mapped there in pfn_out
     cdef int me_fault(self, map_list_t* map, map_entry_link_t* e, int64_t vpn, bint write,

@@ -15,6 +15,22 @@ cdef class MapEntryMachine(Machine):
     """A design made of vm_map entries above a pmap (see mapentry.pxd): the
     contract's operations as one walk, the design's mechanism in its hooks."""
 
+    # --------------------------------------------------------- move_pages
+    cdef int move_range_status(self, int64_t pid, int64_t vpn, int64_t npages) noexcept:
+        """The copying move_pages' range check, on the map's entries."""
+        cdef map_list_t* map = self.me_map(pid)
+        cdef map_entry_link_t* e = maplist_lookup(map, vpn, VPN_END)
+        cdef int64_t at = vpn
+        cdef int st = MM_OK
+        while at < vpn + npages:
+            if e == NULL or e.start > at:
+                return MM_ESEGV
+            if self.me_entry_shared(e) or not self.me_entry_writable(e):
+                st = MM_EINVAL
+            at = e.end
+            e = e.next
+        return st
+
     # ------------------------------------------------------- processes
     cdef int64_t me_new_process(self, map_list_t** map_out) noexcept nogil:
         """A new vmspace under the next pid: the pid, or -1 out of memory (nothing changed)."""
@@ -169,6 +185,9 @@ cdef class MapEntryMachine(Machine):
         return NULL
 
     cdef bint me_entry_writable(self, map_entry_link_t* e) noexcept nogil:
+        return False
+
+    cdef bint me_entry_shared(self, map_entry_link_t* e) noexcept nogil:
         return False
 
     cdef int me_fault(self, map_list_t* map, map_entry_link_t* e, int64_t vpn, bint write,

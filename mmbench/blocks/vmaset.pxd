@@ -68,6 +68,12 @@ cdef bint vmaset_fully_mapped(void** vmas, int64_t nr, size_t span, uint64_t sta
 # Some vpn of [start, end) lies in a VMA.
 cdef bint vmaset_any_mapped(void** vmas, int64_t nr, size_t span, uint64_t start,
                           uint64_t end) noexcept nogil
+# move_pages's check of [start, end) (a design's move_range_status): 2 when a vpn
+# of it lies in no VMA, else 1 when a VMA over it fails `movable` (shared or
+# read-only), else 0.
+ctypedef bint (*vma_test_t)(void* vma) noexcept nogil
+cdef int vmaset_move_check(void** vmas, int64_t nr, size_t span, uint64_t start, uint64_t end,
+                           vma_test_t movable) noexcept nogil
 # Make room for `need` VMAs in the array (doubling from 8): 0, or -1 when out of
 # memory (the array is unchanged).
 cdef int vmaset_reserve(void*** vmas, int64_t* cap, int64_t need) noexcept nogil

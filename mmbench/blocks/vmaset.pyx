@@ -5,6 +5,25 @@ from libc.string cimport memmove
 from libc.stdint cimport int64_t, uint64_t
 
 
+cdef int vmaset_move_check(void** vmas, int64_t nr, size_t span, uint64_t start, uint64_t end,
+                           vma_test_t movable) noexcept nogil:
+    cdef int64_t i = vmaset_lower_bound(vmas, nr, span, start)
+    cdef uint64_t at = start
+    cdef vma_span_t* s
+    cdef int bad = 0
+    while at < end:
+        if i >= nr:
+            return 2
+        s = vma_span(vmas[i], span)
+        if s.vm_start > at:
+            return 2
+        if not movable(vmas[i]):
+            bad = 1
+        at = s.vm_end
+        i += 1
+    return bad
+
+
 cdef bint vmaset_fully_mapped(void** vmas, int64_t nr, size_t span, uint64_t start,
                             uint64_t end) noexcept nogil:
     cdef int64_t i = vmaset_lower_bound(vmas, nr, span, start)
