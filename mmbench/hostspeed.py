@@ -64,6 +64,12 @@ def maybe_probe() -> int | None:
     return ns
 
 
+def new_run() -> None:
+    """The next maybe_probe in this process runs the probe (a run's first cell is probed
+    even when the run before it in this process probed less than a second ago)."""
+    _last["t"] = -float("inf")
+
+
 def record(doc: dict, ns: int | None) -> None:
     """Add one probe time to a results document's ``host_speed``."""
     if ns is None:

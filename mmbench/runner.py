@@ -240,6 +240,7 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
             progress(book.rounds_done(), book.rounds_planned(), "starting")
         if workers == 1 and not scheduler:
             session["how"] = _serial_how()
+            hostspeed.new_run()
             _run_serial(book, pending, reps, cal, BUDGET_S[profile], progress, session, options, interleave)
         else:
             _run_dask(book, pending, reps, where if cal is not None else None, BUDGET_S[profile],
