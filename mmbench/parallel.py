@@ -14,18 +14,24 @@ our own here, only what a cell needs to be measured honestly:
                                │   release the lock
     client ◄──records + how────┘   (written to the results file at once)
 
-A task is one cell or a few: in the later rounds of repeats (mmbench.rounds)
-the cells that each measured under BATCH_S (0.5 s) before, up to BATCH_S
-together, and in the first round two cells at a time: a quick run's rounds
-are about 1,900 cells, most of them a few milliseconds long, and each task
-costs the client and scheduler 8-12 ms of CPU on this 2-core machine.
+A task is one cell or several: in the later rounds of repeats (mmbench.rounds)
+the cells that each measured under BATCH_S (1 s) before, up to BATCH_S
+together, and in the first round ten cells at a time (UNKNOWN_SHARE): a
+quick run's rounds are about 1,700 cells, most of them a few milliseconds
+long, and each task costs the client and scheduler 8-12 ms of CPU on this
+2-core machine.
 
-Each worker thread holds QUEUE_DEPTH (2) tasks: the one it measures and the
-next, which starts the moment the first ends instead of after a round trip
-through the scheduler and the client (about 19 ms per cell on this machine).
-The worker still measures one at a time; the waiting cell takes no CPU lock.
-A crash takes the waiting cell down with the running one, so a cell lost with
-its worker is run once more, alone, before it is called crashed.
+Each worker thread holds QUEUE_DEPTH (3) tasks: the one it measures and the
+next two, which start the moment the one before ends instead of after a
+round trip through the scheduler and the client (about 19 ms per cell on
+this machine with one), and do not run dry while the client rewrites the
+results file.  The worker still measures one cell at a time; a waiting cell
+takes no CPU lock.  A crash takes the waiting cells down with the running
+one, so a cell lost with its worker is run once more, alone, before it is
+called crashed.
+
+A LocalCluster's workers are forked from the client (Linux), so they start
+with mmbench imported.
 
 The lock makes "one measured cell per core" hold whatever the cluster looks
 like (a CPU is a resource of its host, so the lock is the host's: flock(2),
@@ -45,14 +51,27 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 import traceback
 
 LOCK_DIR = "mmbench-cpu-locks"
-QUEUE_DEPTH = 2            # tasks on the cluster per worker thread: one running, the next waiting
-BATCH_S = 0.5              # cells known to be shorter than this go to a worker together (one task)
-UNKNOWN_SHARE = 0.5        # a cell not measured yet counts as this share of BATCH_S (first round: pairs)
+QUEUE_DEPTH = 3            # tasks on the cluster per worker thread: one running, two waiting
+BATCH_S = 1.0              # cells known to be shorter than this go to a worker together (one task)
+UNKNOWN_SHARE = 0.1        # a cell not measured yet counts as this share of BATCH_S (first round: tens)
 _STATE: dict = {}          # per worker process: its CPUs before pinning, the last CPU it held
+
+
+def _own_state() -> None:
+    """Start this process's worker state afresh when it was inherited: a LocalCluster's
+    workers are forked from the client, whose CPUs, calibration and host-probe clock
+    are not theirs."""
+    if _STATE.get("pid") != os.getpid():
+        from mmbench.hostspeed import new_run
+        _STATE.clear()
+        _STATE["pid"] = os.getpid()
+        _CAL.clear()
+        new_run()
 
 
 def _cpus() -> list[int]:
@@ -119,6 +138,7 @@ def run_cell(index: int, family: str, name: str, params: dict, backend: str, rep
     """Measure one cell on this worker; never raises (a failure is the cell's result)."""
     from distributed import get_worker
     t0 = time.perf_counter()
+    _own_state()
     host = socket.gethostname()
     try:
         worker = get_worker().address
@@ -138,6 +158,9 @@ def run_cell(index: int, family: str, name: str, params: dict, backend: str, rep
         t1 = time.perf_counter()
         records = measure_cell(family, name, params, backend, repeats, calibration_path, budget_s, options)
         how["measure_s"] = round(time.perf_counter() - t1, 4)
+        from mmbench.results import _check_record
+        for r in records:                  # here, not in the client: it shares the CPUs
+            _check_record(r, f"cell {backend}|{family}.{name}")
         status = cell_status(records)
         error = ""
     except Exception as e:  # measure() catches a design's failures; this is the machinery's
@@ -224,6 +247,10 @@ class Cluster:
         if self.scheduler:
             self.client = Client(self.scheduler, timeout="30s")
         else:
+            if sys.platform.startswith("linux"):
+                # workers forked from this process start with mmbench imported: the first
+                # cell ran 0.45-0.8 s sooner than with spawned workers (quick profile, 2026-12-06)
+                dask.config.set({"distributed.worker.multiprocessing-method": "fork"})
             self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                         dashboard_address=None, silence_logs=logging.ERROR,
                                         worker_class="distributed.Nanny")
@@ -264,15 +291,15 @@ class Cluster:
         lazily in its own order, so that what comes next may depend on what finished:
         mmbench.runner's rounds of repeats).
 
-        Each worker thread has its next task waiting on the worker (QUEUE_DEPTH tasks per
-        thread on the cluster): it starts it the moment it finishes one, without the round
+        Each worker thread has its next tasks waiting on the worker (QUEUE_DEPTH tasks per
+        thread on the cluster): it starts one the moment it finishes one, without the round
         trip through the scheduler and this client (about 19 ms per cell with one).  The
         worker still runs one cell at a time, each holding its CPU's lock.
 
         A task is one cell, or several (take_group): cells that took less than BATCH_S
         when last measured in this run (a later round of repeats) together up to
-        BATCH_S, cells not measured yet two at a time, so that short cells do not each
-        pay a task's scheduling (8-12 ms of CPU).
+        BATCH_S, cells not measured yet 1 / UNKNOWN_SHARE at a time, so that short cells
+        do not each pay a task's scheduling (8-12 ms of CPU).
 
         A worker that dies takes every cell it holds with it, the ones running and
         waiting.  Those cells come back as lost; each is run again once, alone on the

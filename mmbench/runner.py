@@ -328,15 +328,17 @@ def _run_dask(book, pending, reps, cal_path, budget, progress, session, workers,
                 i = res["index"]
                 recs = res["records"]
                 hostspeed.record(book.doc, res["how"].pop("host_probe_ns", None))
+                checked = recs is not None      # run_cell validated them on the worker
                 if recs is None:
                     w, p, b = book.cell(i)
                     recs = [results.unsupported(w.family, w.name, p, b, f"error: {res['error'].splitlines()[0]}")]
                 if interleave:
                     session["cells"] += book.add_round(i, recs, res["error"], res["how"], nsession, budget,
-                                                       status=res["status"], flush=False)
+                                                       status=res["status"], flush=False, checked=checked)
                     session["rounds"] = session.get("rounds", 0) + 1
                 else:
-                    book.add(i, recs, res["status"], res["error"], res["how"], nsession, flush=False)
+                    book.add(i, recs, res["status"], res["error"], res["how"], nsession, flush=False,
+                             checked=checked)
                     session["cells"] += 1
             book.flush()                 # the cells that finished together, written at once
             if progress:
@@ -448,9 +450,10 @@ class ResultsBook:
         finished cell left out."""
         return self.total * self.repeats - self._sums[1]
 
-    def add(self, i, records, status, error, how, session, flush=True):
-        """A cell measured whole (its repeats back to back): its records, finished."""
-        for r in records:
+    def add(self, i, records, status, error, how, session, flush=True, checked=False):
+        """A cell measured whole (its repeats back to back): its records, finished
+        (`checked`: a Dask worker validated them already, mmbench.parallel.run_cell)."""
+        for r in () if checked else records:
             results._check_record(r, f"cell {self.keys[i]}")
         entry = {"key": self.keys[i], "status": status, "session": session, **({"error": error} if error else {}),
                  "how": how}
@@ -459,14 +462,15 @@ class ResultsBook:
         if flush:
             self.flush()
 
-    def add_round(self, i, records, error, how, session, budget=None, status=None, flush=True) -> int:
+    def add_round(self, i, records, error, how, session, budget=None, status=None, flush=True,
+                  checked=False) -> int:
         """One more round (one repeat) of cell `i`, merged into its records (mmbench.rounds).
         The cell's entry counts its rounds; ``how`` is the last round's, with the wall and
         measuring times summed over the rounds.  Once the measuring time passes `budget` the
         cell is stopped (no new repeat starts, as within one cell before).  Returns 1 when
         this round finished the cell, else 0."""
         from mmbench.parallel import cell_status
-        for r in records:
+        for r in () if checked else records:
             results._check_record(r, f"cell {self.keys[i]}")
         prev = self._cells[i][0] if i in self._cells else None
         merged = rounds.merge(self._records.get(i), records)

@@ -185,15 +185,26 @@ def test_cells_go_to_an_existing_cluster_by_its_address(serial, tmp_path):
     assert exact(doc) == want and want
 
 
-def test_short_cells_are_grouped_into_one_task():
+def test_short_cells_are_grouped_into_one_task(monkeypatch):
     """take_group: cells measured short go together up to the limit, a long one alone;
-    a cell not measured yet counts as half the limit (pairs in the first round)."""
-    from mmbench.parallel import take_group
+    a cell not measured yet counts as UNKNOWN_SHARE of the limit."""
+    from mmbench import parallel
     cells = [(i, None, {}, "reference", 1.0) for i in range(9)]
     took = {0: 0.1, 1: 0.1, 2: 0.2, 4: 0.6}
+
+    def groups():
+        it = iter(cells)
+        return [[c[0] for c in g] for g in iter(lambda: parallel.take_group(it, took, 0.5), [])]
+    monkeypatch.setattr(parallel, "UNKNOWN_SHARE", 0.5)
+    assert groups() == [[0, 1, 2, 3], [4], [5, 6], [7, 8]]
+    monkeypatch.setattr(parallel, "UNKNOWN_SHARE", 0.25)
+    assert groups() == [[0, 1, 2, 3], [4], [5, 6, 7, 8]]
+    # the first round of a run: nothing measured yet, 1 / UNKNOWN_SHARE cells per task
+    monkeypatch.undo()
     it = iter(cells)
-    groups = [[c[0] for c in g] for g in iter(lambda: take_group(it, took, 0.5), [])]
-    assert groups == [[0, 1, 2, 3], [4], [5, 6], [7, 8]]
+    first = [len(g) for g in iter(lambda: parallel.take_group(it, {}, 0.5), [])]
+    per = round(1 / parallel.UNKNOWN_SHARE)
+    assert first == [per] * (len(cells) // per) + ([len(cells) % per] if len(cells) % per else [])
 
 
 def test_rounds_on_a_cluster_group_short_cells_and_lose_none():
