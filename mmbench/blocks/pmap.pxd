@@ -74,7 +74,7 @@ ctypedef pmap_ctx_s pmap_ctx_t
 
 cdef enum:
     NPTEPG = 512               # PTEs per page-table page: one 2 MiB mapping
-    PVC_SPARE_MAX = 16         # pv containers the simulator keeps for reuse (not modelled)
+    PVC_SLAB = 64              # pv containers per slab the simulator maps at once (not modelled)
     PTE_PROMOTED = 1 << 4      # PTE_SOFT0: the PTE lies under a 2 MiB mapping (PG_PS|PG_PROMOTED
                                # PDE); the PTE page is the one kept for demotion
 
@@ -129,7 +129,12 @@ cdef struct pmap_ctx_s:
                               # (pmap_pvchunk.pxd); empty, no numbers, otherwise
     pmap_pv_ops_t pv          # the implementation's pv side (set by pmap_bootstrap)
     void* pvc_spare           # containers freed and kept for the next pvc_alloc (linked
-    int64_t pvc_nspare        # through their first word), at most PVC_SPARE_MAX
+    int64_t pvc_nspare        # through their first word)
+    char* pvc_carve           # the next never-used container of the newest slab
+    int64_t pvc_carve_left    # never-used containers left in it
+    void** pvc_slabs          # every slab mapped (PVC_SLAB containers each), unmapped at
+    int64_t pvc_nslabs        # pmap_ctx_destroy
+    int64_t pvc_slabs_cap
     pmap_pde_ops_t pde        # 2 MiB mappings (the design's; all NULL: none)
 
 # The 4 KiB containers pv entries are carved from (FreeBSD's pv_chunk, NetBSD's
@@ -175,11 +180,13 @@ cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
 cdef int pmap_create(pmap_ctx_t* ctx, pmap_hdr_t* pm, size_t size, int64_t pid) noexcept nogil
 cdef void pmap_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
 # a new 4 KiB-aligned container (charged to kc_pv), NULL out of memory; give one back.
-# The simulator keeps up to PVC_SPARE_MAX given-back containers for the next
-# pvc_alloc instead of freeing them: a pv_page taken and drained again and
-# again (uvm's fault-ahead after fork) otherwise fragments the heap with
-# 4 KiB-aligned blocks (+3.7 B per page of uvm's COW, docs/performance.md).
-# kc_pv is charged and credited exactly as before.
+# Containers come from slabs of PVC_SLAB pages mapped with mmap, as the kernel takes
+# whole pages for them, and a container given back waits on ctx.pvc_spare for the
+# next pvc_alloc (the slabs are unmapped with the context).  The heap's 4 KiB-aligned
+# allocations (posix_memalign) cost about 14 B more per resident page under
+# freebsd thp=never (96.9 B/page against 63 B/page after) and fragmented the heap
+# when a pv_page was taken and drained again and again (uvm's fault-ahead after
+# fork).  kc_pv is charged and credited per container, as the kernel's.
 cdef void* pvc_alloc(pmap_ctx_t* ctx) noexcept nogil
 cdef void pvc_free(pmap_ctx_t* ctx, void* c) noexcept nogil
 cdef void pvc_free_list(pmap_ctx_t* ctx, pvc_link_t** head) noexcept nogil   # every container on it

@@ -1,9 +1,7 @@
 # The page-table side of the pmap block, shared by every implementation; the
 # pv side is called through ctx.pv, 2 MiB mappings through ctx.pde.  See pmap.pxd.
-from libc.stdlib cimport free
-
-cdef extern from "stdlib.h":
-    int posix_memalign(void** memptr, size_t alignment, size_t size) nogil
+from libc.stdlib cimport free, realloc
+from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FAILED
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, int64_t
 
@@ -29,35 +27,61 @@ cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, pmap_pv_ops_t pv) noexce
     handles_init(&ctx.pvc_tab, 0)
     ctx.pvc_spare = NULL
     ctx.pvc_nspare = 0
+    ctx.pvc_carve = NULL
+    ctx.pvc_carve_left = 0
+    ctx.pvc_slabs = NULL
+    ctx.pvc_nslabs = ctx.pvc_slabs_cap = 0
     return 0
 
 cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
-    cdef void* c
+    cdef int64_t i
     handles_destroy(&ctx.pmap_tab)
     handles_destroy(&ctx.pvc_tab)
-    while ctx.pvc_spare != NULL:
-        c = ctx.pvc_spare
-        ctx.pvc_spare = (<void**>c)[0]
-        free(c)
-    ctx.pvc_nspare = 0
+    for i in range(ctx.pvc_nslabs):
+        munmap(ctx.pvc_slabs[i], PVC_SLAB * 4096)
+    free(ctx.pvc_slabs)
+    ctx.pvc_slabs = NULL
+    ctx.pvc_nslabs = ctx.pvc_slabs_cap = 0
+    ctx.pvc_spare = ctx.pvc_carve = NULL
+    ctx.pvc_nspare = ctx.pvc_carve_left = 0
+
+cdef int pvc_new_slab(pmap_ctx_t* ctx) noexcept nogil:
+    """Map one more slab to carve containers from: 0, or -1 out of memory."""
+    cdef void** grown
+    cdef void* slab
+    if ctx.pvc_nslabs == ctx.pvc_slabs_cap:
+        grown = <void**>realloc(ctx.pvc_slabs, (2 * ctx.pvc_slabs_cap + 8) * sizeof(void*))
+        if grown == NULL:
+            return -1
+        ctx.pvc_slabs = grown
+        ctx.pvc_slabs_cap = 2 * ctx.pvc_slabs_cap + 8
+    slab = mmap(NULL, PVC_SLAB * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    if slab == MAP_FAILED:
+        return -1
+    ctx.pvc_slabs[ctx.pvc_nslabs] = slab
+    ctx.pvc_nslabs += 1
+    ctx.pvc_carve = <char*>slab
+    ctx.pvc_carve_left = PVC_SLAB
+    return 0
 
 cdef void* pvc_alloc(pmap_ctx_t* ctx) noexcept nogil:
     cdef void* mem = ctx.pvc_spare
     if mem != NULL:
         ctx.pvc_spare = (<void**>mem)[0]
         ctx.pvc_nspare -= 1
-    elif posix_memalign(&mem, 4096, 4096) != 0:
-        return NULL
+    else:
+        if ctx.pvc_carve_left == 0 and pvc_new_slab(ctx) != 0:
+            return NULL
+        mem = ctx.pvc_carve
+        ctx.pvc_carve += 4096
+        ctx.pvc_carve_left -= 1
     pmap_kc_alloc(ctx, ctx.kc_pv)
     return mem
 
 cdef void pvc_free(pmap_ctx_t* ctx, void* c) noexcept nogil:
-    if ctx.pvc_nspare < PVC_SPARE_MAX:
-        (<void**>c)[0] = ctx.pvc_spare
-        ctx.pvc_spare = c
-        ctx.pvc_nspare += 1
-    else:
-        free(c)
+    (<void**>c)[0] = ctx.pvc_spare
+    ctx.pvc_spare = c
+    ctx.pvc_nspare += 1
     pmap_kc_free(ctx, ctx.kc_pv)
 
 cdef void pvc_free_list(pmap_ctx_t* ctx, pvc_link_t** head) noexcept nogil:
