@@ -479,25 +479,39 @@ cdef int uvm_map_move(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end,
 
 
 # ------------------------------------------------------------------ dontneed
-cdef void amap_drop_range(uvm_ctx_t* u, vm_map_entry_t* e) noexcept nogil:
-    """The entry's own amap loses the anons of the entry's range."""
+cdef void amap_drop_range(uvm_ctx_t* u, vm_map_entry_t* e, int64_t start, int64_t end) noexcept nogil:
+    """The entry's own amap loses the anons of [start, end), a range inside the entry."""
     cdef int64_t off
     cdef vm_anon_t anon
-    for off in range(e.link.end - e.link.start):
+    for off in range(start - e.link.start, end - e.link.start):
         anon = e.aref.ar_amap.am_anon[e.aref.ar_pageoff + off]
         if anon != NO_ANON:
             amap_unadd(&e.aref, off)
             uvm_anon_unref(u, anon)
 
 cdef int uvm_map_dontneed(uvm_ctx_t* u, vm_map_t* map, int64_t start, int64_t end) noexcept nogil:
-    """Drop the (fully mapped) range's pages; private pages then read 0."""
-    cdef vm_map_entry_t* e = clip_range(u, map, start, end)
+    """Drop the (fully mapped) range's pages; private pages then read 0.
+
+    As uvm_map_clean(PGO_FREE) does, the walk goes entry by entry without
+    clipping: an entry's own amap loses the anons of the part of the range it
+    maps.  An entry still NEEDSCOPY borrows its amap (shared with the other
+    side of a fork), so it cannot lose anons from it: that entry alone is
+    clipped to the range and lets go of the amap there (it starts over with
+    none, still NEEDSCOPY) -- the contract's zeros, where NetBSD's
+    MADV_DONTNEED only deactivates."""
+    cdef vm_map_entry_t* e = <vm_map_entry_t*>maplist_first_ending_after(&map.list, start, VPN_END)
+    cdef int64_t s, t
     while e != NULL and e.link.start < end:
-        pmap_remove(&u.md, &map.pmap.hdr, e.link.start, e.link.end)
-        if e.inheritance == MAP_INHERIT_COPY and e.aref.ar_amap != NULL:
-            if e.etype & UVM_ET_NEEDSCOPY:
-                entry_unref_amap(u, e)       # starts over with no amap, still NEEDSCOPY
-            else:
-                amap_drop_range(u, e)
+        s = start if start > e.link.start else e.link.start
+        t = end if end < e.link.end else e.link.end
+        if (e.inheritance == MAP_INHERIT_COPY and e.aref.ar_amap != NULL
+                and e.etype & UVM_ET_NEEDSCOPY):
+            e = clip_range(u, map, s, t)     # this entry only: [s, t) lies inside it
+            pmap_remove(&u.md, &map.pmap.hdr, s, t)
+            entry_unref_amap(u, e)
+        else:
+            pmap_remove(&u.md, &map.pmap.hdr, s, t)
+            if e.inheritance == MAP_INHERIT_COPY and e.aref.ar_amap != NULL:
+                amap_drop_range(u, e, s, t)
         e = entry_next(e)
     return 0
