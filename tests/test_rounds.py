@@ -103,6 +103,27 @@ def test_a_cell_that_used_up_its_budget_gets_no_further_round(monkeypatch):
     assert all(r["repeats"] == 1 for r in measured(doc).values())
 
 
+def test_the_file_holds_each_rounds_records_as_merged(tmp_path):
+    """ResultsBook re-encodes only the records a round changed; what it writes is still
+    the merged records, round after round (an exact record that drifted included)."""
+    import json
+    keys = ["a", "b"]
+    doc = {"records": [], "cells": [], "run": {"sessions": [{}]}}
+    book = runner.ResultsBook(doc, keys, tmp_path / "r.json", repeats=3)
+    rounds_of = [[_rec("t", 10.0), _rec("n", 5, "exact")],
+                 [_rec("t", 30.0), _rec("n", 5, "exact")],
+                 [_rec("t", 20.0), _rec("n", 6, "exact"), _rec("new", 1, "exact")]]
+    merged = None
+    for recs in rounds_of:
+        merged = rounds.merge(merged, recs)
+        book.add_round(0, recs, "", {"wall_s": 0.1}, 0)
+        book.flush(force=True)
+        on_disk = json.loads((tmp_path / "r.json").read_text())["records"]
+        assert on_disk == merged
+    assert on_disk[0]["samples"] == [10.0, 30.0, 20.0] and on_disk[0]["value"] == 20.0
+    assert on_disk[1]["value"] == 5 and on_disk[1]["note"].startswith(rounds.DRIFT_NOTE)
+
+
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from mmbench import runner
