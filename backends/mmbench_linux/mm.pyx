@@ -19,7 +19,7 @@
 from libc.stdlib cimport calloc, realloc, free
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 
-from mmbench.core cimport (Machine, MM_OK, MM_ENOMEM, MM_EINVAL, MM_ESEGV, VPN_BITS, C_PT_PAGES_ALLOC, C_PT_PAGES_FREE,
+from mmbench.core cimport (Machine, MM_OK, MM_ENOMEM, VPN_BITS, C_PT_PAGES_ALLOC, C_PT_PAGES_FREE,
                            C_VMA_MERGES, C_VMA_SPLITS, C_OBJECTS_ALLOC, C_OBJECTS_FREE,
                            C_ANON_VMA_ALLOC, C_AVC_ALLOC, C_ANON_VMA_REUSE, C_XA_NODE_ALLOC,
                            C_XA_NODE_FREE, C_VMA_MERGE_FAILS)
@@ -203,8 +203,8 @@ cdef class LinuxMM(Machine):
     cdef int move_range_status(self, int64_t pid, int64_t vpn, int64_t npages) noexcept:
         """The copying move_pages' range check, on the VMA set."""
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
-        return (MM_OK, MM_EINVAL, MM_ESEGV)[vmaset_move_check(
-            <void**>mm.vmas, mm.nr_vmas, vma_span(), <uint64_t>vpn, <uint64_t>(vpn + npages), vma_movable)]
+        return vmaset_move_check(<void**>mm.vmas, mm.nr_vmas, vma_span(), <uint64_t>vpn,
+                                 <uint64_t>(vpn + npages), vma_movable)
 
     cdef int vma_link(self, mm_t* mm, vma_t* vma) noexcept nogil:
         """Insert `vma` into mm's ordered set (vma_iter_store)."""

@@ -1567,8 +1567,7 @@ cdef class ShmemMachine(Machine):
 
     cdef int move_range_status(self, int64_t pid, int64_t vpn, int64_t npages) noexcept:
         """The copying move_pages' range check, on the VMA set."""
-        return (MM_OK, MM_EINVAL, MM_ESEGV)[range_move_check(
-            <mm_struct*>self.procs[pid], <uint64_t>vpn, <uint64_t>(vpn + npages))]
+        return range_move_check(<mm_struct*>self.procs[pid], <uint64_t>vpn, <uint64_t>(vpn + npages))
 
     # ============================================================ introspection
     def vmas(self, pid):

@@ -36,7 +36,7 @@ cdef inline bint vma_movable(void* v) noexcept nogil:
     return ((<vm_area_struct*>v).vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE
 
 cdef inline int range_move_check(mm_struct* mm, uint64_t start, uint64_t end) noexcept nogil:
-    """vmaset_move_check over mm's VMAs: 0 movable, 1 shared or read-only, 2 unmapped."""
+    """vmaset_move_check over mm's VMAs: MM_OK, MM_EINVAL or MM_ESEGV."""
     return vmaset_move_check(<void**>mm.vmas, mm.map_count, vma_span(), start, end, vma_movable)
 
 cdef inline int vmas_reserve(mm_struct* mm, int64_t extra) noexcept nogil:

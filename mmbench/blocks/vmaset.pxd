@@ -68,9 +68,9 @@ cdef bint vmaset_fully_mapped(void** vmas, int64_t nr, size_t span, uint64_t sta
 # Some vpn of [start, end) lies in a VMA.
 cdef bint vmaset_any_mapped(void** vmas, int64_t nr, size_t span, uint64_t start,
                           uint64_t end) noexcept nogil
-# move_pages's check of [start, end) (a design's move_range_status): 2 when a vpn
-# of it lies in no VMA, else 1 when a VMA over it fails `movable` (shared or
-# read-only), else 0.
+# move_pages's check of [start, end) (a design's move_range_status): MM_ESEGV when
+# a vpn of it lies in no VMA, else MM_EINVAL when a VMA over it fails `movable`
+# (shared or read-only), else MM_OK.
 ctypedef bint (*vma_test_t)(void* vma) noexcept nogil
 cdef int vmaset_move_check(void** vmas, int64_t nr, size_t span, uint64_t start, uint64_t end,
                            vma_test_t movable) noexcept nogil

@@ -4,21 +4,23 @@ from libc.stdlib cimport realloc
 from libc.string cimport memmove
 from libc.stdint cimport int64_t, uint64_t
 
+from mmbench.core cimport MM_OK, MM_EINVAL, MM_ESEGV
+
 
 cdef int vmaset_move_check(void** vmas, int64_t nr, size_t span, uint64_t start, uint64_t end,
                            vma_test_t movable) noexcept nogil:
     cdef int64_t i = vmaset_lower_bound(vmas, nr, span, start)
     cdef uint64_t at = start
     cdef vma_span_t* s
-    cdef int bad = 0
+    cdef int bad = MM_OK
     while at < end:
         if i >= nr:
-            return 2
+            return MM_ESEGV
         s = vma_span(vmas[i], span)
         if s.vm_start > at:
-            return 2
+            return MM_ESEGV
         if not movable(vmas[i]):
-            bad = 1
+            bad = MM_EINVAL
         at = s.vm_end
         i += 1
     return bad
