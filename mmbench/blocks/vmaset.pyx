@@ -26,20 +26,13 @@ cdef int vmaset_move_check(void** vmas, int64_t nr, size_t span, uint64_t start,
     return bad
 
 
+cdef bint _any_vma(void* vma) noexcept nogil:
+    return True
+
+
 cdef bint vmaset_fully_mapped(void** vmas, int64_t nr, size_t span, uint64_t start,
                             uint64_t end) noexcept nogil:
-    cdef int64_t i = vmaset_lower_bound(vmas, nr, span, start)
-    cdef uint64_t at = start
-    cdef vma_span_t* s
-    while at < end:
-        if i >= nr:
-            return False
-        s = vma_span(vmas[i], span)
-        if s.vm_start > at:
-            return False
-        at = s.vm_end
-        i += 1
-    return True
+    return vmaset_move_check(vmas, nr, span, start, end, _any_vma) == MM_OK
 
 
 cdef bint vmaset_any_mapped(void** vmas, int64_t nr, size_t span, uint64_t start,
