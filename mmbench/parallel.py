@@ -59,6 +59,7 @@ LOCK_DIR = "mmbench-cpu-locks"
 QUEUE_DEPTH = 3            # tasks on the cluster per worker thread: one running, two waiting
 BATCH_S = 1.0              # cells known to be shorter than this go to a worker together (one task)
 UNKNOWN_SHARE = 0.1        # a cell not measured yet counts as this share of BATCH_S (first round: tens)
+MIN_GROUP_S = 0.02         # near the end of a run a task still holds this much work, at least
 _STATE: dict = {}          # per worker process: its CPUs before pinning, the last CPU it held
 
 
@@ -191,6 +192,39 @@ def take_group(pending, took: dict, limit: float = BATCH_S) -> list:
     return group
 
 
+class WorkLeft:
+    """The seconds of measuring a run's stream of cells still holds, estimated from each
+    cell's last measured time (a cell not measured yet: UNKNOWN_SHARE x BATCH_S), kept
+    as a running sum.  Near the end of a run the groups shrink with it (group_limit),
+    so that the last tasks are short and the workers finish together instead of one
+    running a last full group while the other waits."""
+
+    def __init__(self, order, took: dict):
+        self.took = took                 # cell index -> wall seconds of its last measurement
+        self.count: dict = {}            # cell index -> its items still in the stream
+        for c in order:
+            self.count[c[0]] = self.count.get(c[0], 0) + 1
+        self.left = sum(self.est(i) * n for i, n in self.count.items())
+
+    def est(self, i) -> float:
+        return self.took.get(i, UNKNOWN_SHARE * BATCH_S)
+
+    def taken(self, c) -> None:
+        """Cell c left the stream (submitted, or skipped)."""
+        self.count[c[0]] -= 1
+        self.left -= self.est(c[0])
+
+    def measured(self, i, seconds: float) -> None:
+        """Cell i took `seconds` this time: its items still to come are priced anew."""
+        self.left += (seconds - self.est(i)) * self.count.get(i, 0)
+        self.took[i] = seconds
+
+    def group_limit(self, slots: int) -> float:
+        """A task's share of the work left: BATCH_S, less once the work left would not
+        fill every task slot of the cluster with BATCH_S."""
+        return min(BATCH_S, max(MIN_GROUP_S, self.left / max(1, slots)))
+
+
 def run_cells(cells: list, repeats: int, calibration_path, budget_s, options=None, task=None) -> list[dict]:
     """Measure a batch of cells on this worker, one after another (each as run_cell:
     its own CPU lock and pinning); one Dask task for all of them."""
@@ -285,10 +319,11 @@ class Cluster:
             yield from batch
 
     def map_cell_batches(self, cells, repeats, calibration_path, budget_s, task=None, options=None,
-                         ordered=False):
+                         ordered=False, skip=None):
         """Yield the results of the cells finished since the last batch, as lists (longest
-        expected cells are submitted first; with `ordered`, `cells` is an iterable taken
-        lazily in its own order, so that what comes next may depend on what finished:
+        expected cells are submitted first; with `ordered`, `cells` are taken in their own
+        order, a cell appearing once per round, and `skip(cell)`, asked when a cell's turn
+        comes, leaves it out: what comes next may depend on what finished, as in
         mmbench.runner's rounds of repeats).
 
         Each worker thread has its next tasks waiting on the worker (QUEUE_DEPTH tasks per
@@ -299,7 +334,8 @@ class Cluster:
         A task is one cell, or several (take_group): cells that took less than BATCH_S
         when last measured in this run (a later round of repeats) together up to
         BATCH_S, cells not measured yet 1 / UNKNOWN_SHARE at a time, so that short cells
-        do not each pay a task's scheduling (8-12 ms of CPU).
+        do not each pay a task's scheduling (8-12 ms of CPU); near the end, groups hold
+        at most a slot's share of the work left (WorkLeft).
 
         A worker that dies takes every cell it holds with it, the ones running and
         waiting.  Those cells come back as lost; each is run again once, alone on the
@@ -314,6 +350,7 @@ class Cluster:
                                          self.client.scheduler_info().get("workers", {}).values()))
         futs = {}
         took: dict = {}                  # cell index -> wall seconds of its last measurement
+        work = WorkLeft(order, took)
 
         def submit(group):
             f = self.client.submit(run_cells, [(c[0], c[1].family, c[1].name, c[2], c[3]) for c in group],
@@ -325,7 +362,7 @@ class Cluster:
             return f
 
         def submit_next():
-            group = take_group(pending, took)
+            group = take_group(pending, took, work.group_limit(slots))
             if group:
                 ac.add(submit(group))
 
@@ -340,7 +377,13 @@ class Cluster:
             except Exception as e:       # KilledWorker, CancelledError …: its worker died
                 return None, e
 
-        pending = iter(order)
+        def stream():
+            for c in order:
+                work.taken(c)
+                if skip is None or not skip(c):
+                    yield c
+
+        pending = stream()
         again = []                       # cells lost with a worker, to run once more alone
         ac = as_completed()
         for _ in range(slots):
@@ -353,7 +396,7 @@ class Cluster:
                     if exc is None:
                         done.extend(res)
                         for r in res:
-                            took[r["index"]] = r.get("how", {}).get("wall_s", BATCH_S)
+                            work.measured(r["index"], r.get("how", {}).get("wall_s", BATCH_S))
                     else:
                         again.extend(futs[f])
                 if done:

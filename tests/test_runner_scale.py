@@ -207,6 +207,29 @@ def test_short_cells_are_grouped_into_one_task(monkeypatch):
     assert first == [per] * (len(cells) // per) + ([len(cells) % per] if len(cells) % per else [])
 
 
+def test_work_left_follows_the_stream_and_shrinks_the_last_groups():
+    """WorkLeft: the estimated seconds still to measure, kept as cells leave the stream
+    and get measured; the group limit falls below BATCH_S only once the work left
+    would not fill every task slot."""
+    from mmbench import parallel
+    cells = [(i, None, {}, "reference", 1.0) for i in range(4)]
+    order = cells + cells                                  # two rounds
+    took = {}
+    work = parallel.WorkLeft(order, took)
+    unknown = parallel.UNKNOWN_SHARE * parallel.BATCH_S
+    assert abs(work.left - 8 * unknown) < 1e-9
+    for c in cells:                                        # round one taken, then measured
+        work.taken(c)
+    for c in cells:
+        work.measured(c[0], 0.3)
+    assert abs(work.left - 4 * 0.3) < 1e-9 and took == {i: 0.3 for i in range(4)}
+    assert work.group_limit(1) == parallel.BATCH_S          # 1.2 s left, one slot
+    assert abs(work.group_limit(6) - 0.2) < 1e-9             # six slots share 1.2 s
+    for c in cells:
+        work.taken(c)
+    assert abs(work.left) < 1e-9 and work.group_limit(6) == parallel.MIN_GROUP_S
+
+
 def test_rounds_on_a_cluster_group_short_cells_and_lose_none():
     """Two rounds of four tiny cells on one worker: every round of every cell comes back
     once, and the second round goes in fewer tasks than cells."""
