@@ -52,7 +52,6 @@ import logging
 import os
 import socket
 import sys
-import threading
 import time
 import traceback
 
@@ -257,37 +256,6 @@ def cell_status(records) -> str:
     if not whole:
         return "ok"
     return "error" if any(r["note"].startswith("error:") for r in whole) else "unsupported"
-
-
-class ClusterStart:
-    """A Cluster being started in a thread while the caller prepares the run (its
-    document, the cells' sizes): the start (importing Dask, forking the workers, about
-    0.35 s here) overlaps that work.  ``result()`` waits for it and returns the entered
-    Cluster (the caller then owns it: ``with``); ``close()`` waits and closes it, for a
-    run that stops before it uses the cluster."""
-
-    def __init__(self, workers: int = 2, scheduler: str | None = None):
-        self.cluster = Cluster(workers, scheduler)
-        self.error = None
-        self.thread = threading.Thread(target=self._enter, name="mmbench-cluster-start", daemon=True)
-        self.thread.start()
-
-    def _enter(self):
-        try:
-            self.cluster.__enter__()
-        except BaseException as e:       # handed to the caller by result()
-            self.error = e
-
-    def result(self) -> "Cluster":
-        self.thread.join()
-        if self.error is not None:
-            self.cluster.__exit__(None, None, None)
-            raise self.error
-        return self.cluster
-
-    def close(self) -> None:
-        self.thread.join()
-        self.cluster.__exit__(None, None, None)
 
 
 class Cluster:

@@ -207,23 +207,26 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
         raise errors.InvalidArgument(f"calibration {calibration}: {where}")
     todo = plan(wls, backends, profile, overrides)
     keys = [cell_key(*c) for c in todo]
-    starting = None
-    if workers > 1 or scheduler:
-        from mmbench.parallel import ClusterStart
-        starting = ClusterStart(workers, scheduler)    # starts while the run is prepared
-    try:
-        if resume is not None:
-            doc = prev
-            missing_now = set(keys) - {c["key"] for c in doc["cells"]}
-        else:
-            doc = _new_run_document(profile, backends, patterns, repeats, calibration, cal, where,
-                                    overrides, options, interleave, todo)
-            missing_now = set(keys)
-        book = ResultsBook(doc, keys, output, reps)
-    except BaseException:
-        if starting is not None:
-            starting.close()
-        raise
+    if resume is not None:
+        doc = prev
+        missing_now = set(keys) - {c["key"] for c in doc["cells"]}
+    else:
+        notes = [] if cal is not None else [where]
+        notes += design_notes(backends, sorted({p["thp"] for _w, p, _b in todo if "thp" in p},
+                                               key=THP_MODES.index))
+        if options:
+            notes.append("design options: " + results.params_label(options))
+        doc = results.new_document(profile, [], calibration=where if cal is not None else None,
+                                   notes=notes)
+        doc["design_options"] = dict(options or {})
+        doc["run"] = {"profile": profile, "backends": backends, "workloads": list(patterns or []),
+                      "repeats": repeats, "calibration_arg": None if calibration is None else str(calibration),
+                      "overrides": dict(overrides or {}), "options": dict(options or {}),
+                      "planned": len(todo), "complete": False, "sessions": [],
+                      "interleave": bool(interleave)}
+        doc["cells"] = []
+        missing_now = set(keys)
+    book = ResultsBook(doc, keys, output, reps)
     missing_now |= {keys[i] for i in book.unfinished()}      # resume: cells with rounds to go
     session = {"started": _now(), "mode": "serial" if workers == 1 and not scheduler else
                ("scheduler" if scheduler else "local-cluster"), "workers": 1 if not scheduler and workers == 1
@@ -241,7 +244,7 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
             _run_serial(book, pending, reps, cal, BUDGET_S[profile], progress, session, options, interleave)
         else:
             _run_dask(book, pending, reps, where if cal is not None else None, BUDGET_S[profile],
-                      progress, session, starting, options, interleave)
+                      progress, session, workers, scheduler, options, interleave)
     except BaseException:
         session["interrupted"] = True
         session["elapsed_s"] = round(time.perf_counter() - t0, 3)
@@ -252,26 +255,6 @@ def run_suite(profile="quick", backends=None, patterns=None, repeats=None, calib
     if progress:
         progress(book.rounds_done(), book.rounds_planned(), "done")
     return book.finish()
-
-
-def _new_run_document(profile, backends, patterns, repeats, calibration, cal, where, overrides,
-                      options, interleave, todo) -> dict:
-    """The results document a new run starts from (no cells yet)."""
-    notes = [] if cal is not None else [where]
-    notes += design_notes(backends, sorted({p["thp"] for _w, p, _b in todo if "thp" in p},
-                                           key=THP_MODES.index))
-    if options:
-        notes.append("design options: " + results.params_label(options))
-    doc = results.new_document(profile, [], calibration=where if cal is not None else None,
-                               notes=notes)
-    doc["design_options"] = dict(options or {})
-    doc["run"] = {"profile": profile, "backends": backends, "workloads": list(patterns or []),
-                  "repeats": repeats, "calibration_arg": None if calibration is None else str(calibration),
-                  "overrides": dict(overrides or {}), "options": dict(options or {}),
-                  "planned": len(todo), "complete": False, "sessions": [],
-                  "interleave": bool(interleave)}
-    doc["cells"] = []
-    return doc
 
 
 def _now() -> str:
@@ -323,20 +306,15 @@ def _what(w, p, b) -> str:
     return f"{b}: {w.family}.{w.name} {results.params_label(p)}"
 
 
-def _run_dask(book, pending, reps, cal_path, budget, progress, session, starting, options,
+def _run_dask(book, pending, reps, cal_path, budget, progress, session, workers, scheduler, options,
               interleave=True):
-    """The cells on the cluster `starting` (mmbench.parallel.ClusterStart), closed at the end."""
+    from mmbench.parallel import Cluster
     nsession = len(book.doc["run"]["sessions"]) - 1
-    try:
-        cells = sorted([(i, w, p, b, _weight(w, p)) for i, w, p, b in pending], key=lambda c: -c[4])
-        cl = starting.result()
-    except BaseException:
-        starting.close()
-        raise
-    try:
+    with Cluster(workers, scheduler) as cl:
         session["how"] = cl.info()
         session["workers"] = session["how"]["workers"]
         book.flush()
+        cells = sorted([(i, w, p, b, _weight(w, p)) for i, w, p, b in pending], key=lambda c: -c[4])
         if interleave:
             # round-major, the largest cells first in each round; a cell that failed or used up
             # its budget is left out of later rounds (decided when its next round is submitted)
@@ -366,8 +344,6 @@ def _run_dask(book, pending, reps, cal_path, budget, progress, session, starting
             if progress:
                 w, p, b = book.cell(i)
                 progress(book.rounds_done(), book.rounds_planned(), _what(w, p, b))
-    finally:
-        cl.__exit__(None, None, None)
 
 
 class ResultsBook:

@@ -207,20 +207,6 @@ def test_short_cells_are_grouped_into_one_task(monkeypatch):
     assert first == [per] * (len(cells) // per) + ([len(cells) % per] if len(cells) % per else [])
 
 
-def test_a_run_that_fails_while_its_cluster_starts_closes_the_cluster(monkeypatch):
-    """The LocalCluster starts in a thread while the run is prepared (ClusterStart); a
-    failure in that preparation closes it: no worker process is left behind."""
-    import multiprocessing
-
-    def broken(*a, **k):
-        raise RuntimeError("preparation failed")
-    monkeypatch.setattr(runner, "_new_run_document", broken)
-    before = set(multiprocessing.active_children())
-    with pytest.raises(RuntimeError, match="preparation failed"):
-        runner.run_suite("tiny", BACKENDS, WORKLOADS, workers=2)
-    assert set(multiprocessing.active_children()) <= before
-
-
 def test_work_left_follows_the_stream_and_shrinks_the_last_groups():
     """WorkLeft: the estimated seconds still to measure, kept as cells leave the stream
     and get measured; the group limit falls below BATCH_S only once the work left
