@@ -15,8 +15,9 @@ our own here, only what a cell needs to be measured honestly:
     client ◄──records + how────┘   (written to the results file at once)
 
 A task is one cell or several: in the later rounds of repeats (mmbench.rounds)
-the cells that each measured under BATCH_S (1 s) before, up to BATCH_S
-together, and in the first round ten cells at a time (UNKNOWN_SHARE): a
+the cells that each measured under BATCH_S (2 s) before, up to BATCH_S
+together, and in the first round twenty cells at a time (UNKNOWN_SHARE),
+fewer near the end of the run (WorkLeft): a
 quick run's rounds are about 1,700 cells, most of them a few milliseconds
 long, and each task costs the client and scheduler 8-12 ms of CPU on this
 2-core machine.
@@ -57,8 +58,8 @@ import traceback
 
 LOCK_DIR = "mmbench-cpu-locks"
 QUEUE_DEPTH = 3            # tasks on the cluster per worker thread: one running, two waiting
-BATCH_S = 1.0              # cells known to be shorter than this go to a worker together (one task)
-UNKNOWN_SHARE = 0.1        # a cell not measured yet counts as this share of BATCH_S (first round: tens)
+BATCH_S = 2.0              # cells known to be shorter than this go to a worker together (one task)
+UNKNOWN_SHARE = 0.05       # a cell not measured yet counts as this share of BATCH_S (first round: 20)
 MIN_GROUP_S = 0.02         # near the end of a run a task still holds this much work, at least
 _STATE: dict = {}          # per worker process: its CPUs before pinning, the last CPU it held
 
