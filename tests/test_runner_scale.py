@@ -223,8 +223,11 @@ def test_work_left_follows_the_stream_and_shrinks_the_last_groups():
     for c in cells:
         work.measured(c[0], 0.3)
     assert abs(work.left - 4 * 0.3) < 1e-9 and took == {i: 0.3 for i in range(4)}
-    assert work.group_limit(1) == parallel.BATCH_S          # 1.2 s left, one slot
-    assert abs(work.group_limit(6) - 0.2) < 1e-9             # six slots share 1.2 s
+    assert work.group_limit(1) == min(parallel.BATCH_S, 1.2)  # 1.2 s left, one slot
+    assert abs(work.group_limit(6) - 0.2) < 1e-9               # six slots share 1.2 s
+    work.measured(0, 0.3 + 6 * parallel.BATCH_S)                # cell 0 turned out long
+    assert work.group_limit(6) == parallel.BATCH_S
+    work.measured(0, 0.3)
     for c in cells:
         work.taken(c)
     assert abs(work.left) < 1e-9 and work.group_limit(6) == parallel.MIN_GROUP_S
