@@ -182,7 +182,7 @@ def take_group(pending, took: dict, limit: float = BATCH_S) -> list:
     """The next task's cells from the iterator `pending`: cells known (`took`: index ->
     seconds when last measured) to be short, together up to `limit` seconds, or one
     long cell.  A cell not measured yet counts as UNKNOWN_SHARE of `limit` (the first
-    round goes in pairs: most cells of a profile take milliseconds)."""
+    round goes 1 / UNKNOWN_SHARE cells a task: most cells of a profile take milliseconds)."""
     group, total = [], 0.0
     while total < limit:
         c = next(pending, None)
@@ -200,8 +200,8 @@ class WorkLeft:
     so that the last tasks are short and the workers finish together instead of one
     running a last full group while the other waits."""
 
-    def __init__(self, order, took: dict):
-        self.took = took                 # cell index -> wall seconds of its last measurement
+    def __init__(self, order):
+        self.took: dict = {}             # cell index -> wall seconds of its last measurement
         self.count: dict = {}            # cell index -> its items still in the stream
         for c in order:
             self.count[c[0]] = self.count.get(c[0], 0) + 1
@@ -350,8 +350,7 @@ class Cluster:
         slots = QUEUE_DEPTH * max(1, sum(w.get("nthreads", 1) for w in
                                          self.client.scheduler_info().get("workers", {}).values()))
         futs = {}
-        took: dict = {}                  # cell index -> wall seconds of its last measurement
-        work = WorkLeft(order, took)
+        work = WorkLeft(order)
 
         def submit(group):
             f = self.client.submit(run_cells, [(c[0], c[1].family, c[1].name, c[2], c[3]) for c in group],
@@ -363,7 +362,7 @@ class Cluster:
             return f
 
         def submit_next():
-            group = take_group(pending, took, work.group_limit(slots))
+            group = take_group(pending, work.took, work.group_limit(slots))
             if group:
                 ac.add(submit(group))
 

@@ -318,7 +318,7 @@ def _run_dask(book, pending, reps, cal_path, budget, progress, session, workers,
         if interleave:
             # round-major, the largest cells first in each round; a cell that failed or used up
             # its budget is left out of later rounds (decided when its next round is submitted)
-            todo = [c for _r, c in rounds.order(cells, reps, lambda c: book.rounds_of(c))]
+            todo = [c for _r, c in rounds.order(cells, reps, book.rounds_of)]
             stream = cl.map_cell_batches(todo, 1, cal_path, budget, options=options, ordered=True,
                                          skip=lambda c: book.finished(c[0]))
         else:

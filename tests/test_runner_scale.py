@@ -214,15 +214,14 @@ def test_work_left_follows_the_stream_and_shrinks_the_last_groups():
     from mmbench import parallel
     cells = [(i, None, {}, "reference", 1.0) for i in range(4)]
     order = cells + cells                                  # two rounds
-    took = {}
-    work = parallel.WorkLeft(order, took)
+    work = parallel.WorkLeft(order)
     unknown = parallel.UNKNOWN_SHARE * parallel.BATCH_S
     assert abs(work.left - 8 * unknown) < 1e-9
     for c in cells:                                        # round one taken, then measured
         work.taken(c)
     for c in cells:
         work.measured(c[0], 0.3)
-    assert abs(work.left - 4 * 0.3) < 1e-9 and took == {i: 0.3 for i in range(4)}
+    assert abs(work.left - 4 * 0.3) < 1e-9 and work.took == {i: 0.3 for i in range(4)}
     assert work.group_limit(1) == min(parallel.BATCH_S, 1.2)  # 1.2 s left, one slot
     assert abs(work.group_limit(6) - 0.2) < 1e-9               # six slots share 1.2 s
     work.measured(0, 0.3 + 6 * parallel.BATCH_S)                # cell 0 turned out long

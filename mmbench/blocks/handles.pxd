@@ -21,7 +21,8 @@
 # pm_num: pmap_netbsd.pxd), pmap_pvchunk (a pv_chunk's number in the pv list
 # heads naming its entries, pc_num: pmap_pvchunk.pxd) and freebsd's vm_reserv
 # (a reservation's number in the frame descriptor of each of its pages:
-# vm_reserv.pyx).  The table is the simulator's memory, not the kernel's: no
+# vm_reserv.pyx); pmap.pyx also keeps the slabs its pv containers are carved
+# from in one, only to unmap them all at the end.  The table is the simulator's memory, not the kernel's: no
 # slab cache charges it.
 
 from libc.stdlib cimport realloc, free

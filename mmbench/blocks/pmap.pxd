@@ -75,6 +75,7 @@ ctypedef pmap_ctx_s pmap_ctx_t
 cdef enum:
     NPTEPG = 512               # PTEs per page-table page: one 2 MiB mapping
     PVC_SLAB = 64              # pv containers per slab the simulator maps at once (not modelled)
+    PVC_SLABS_MAX = 1 << 30    # slabs a machine may map (64 TiB of pv containers: no limit)
     PTE_PROMOTED = 1 << 4      # PTE_SOFT0: the PTE lies under a 2 MiB mapping (PG_PS|PG_PROMOTED
                                # PDE); the PTE page is the one kept for demotion
 
@@ -129,12 +130,11 @@ cdef struct pmap_ctx_s:
                               # (pmap_pvchunk.pxd); empty, no numbers, otherwise
     pmap_pv_ops_t pv          # the implementation's pv side (set by pmap_bootstrap)
     void* pvc_spare           # containers freed and kept for the next pvc_alloc (linked
-    int64_t pvc_nspare        # through their first word)
+                              # through their first word)
     char* pvc_carve           # the next never-used container of the newest slab
     int64_t pvc_carve_left    # never-used containers left in it
-    void** pvc_slabs          # every slab mapped (PVC_SLAB containers each), unmapped at
-    int64_t pvc_nslabs        # pmap_ctx_destroy
-    int64_t pvc_slabs_cap
+    handles_t pvc_slabs       # every slab mapped (PVC_SLAB containers each), numbered 0, 1, …
+                              # in order; unmapped at pmap_ctx_destroy
     pmap_pde_ops_t pde        # 2 MiB mappings (the design's; all NULL: none)
 
 # The 4 KiB containers pv entries are carved from (FreeBSD's pv_chunk, NetBSD's

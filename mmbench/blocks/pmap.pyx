@@ -1,6 +1,5 @@
 # The page-table side of the pmap block, shared by every implementation; the
 # pv side is called through ctx.pv, 2 MiB mappings through ctx.pde.  See pmap.pxd.
-from libc.stdlib cimport free, realloc
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FAILED
 from libc.string cimport memset
 from libc.stdint cimport uint64_t, int64_t
@@ -8,7 +7,7 @@ from libc.stdint cimport uint64_t, int64_t
 from mmbench.core cimport (C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PT_PAGES_ALLOC, C_RMAP_VISITS,
                            C_PT_PAGES_FREE, C_MREMAP_PAGES_MOVED, kmem_cache_sync)
 from mmbench.blocks.frames cimport pfn_t
-from mmbench.blocks.handles cimport handles_init, handles_destroy
+from mmbench.blocks.handles cimport handles_init, handles_destroy, handles_take, handles_get
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf,
                                        pt_set, pt_next, pt_free_range, pt_reserve_move, pt_get, mk_pte, pte_pfn,
                                        pte_present, PTE_PRESENT, PTE_WRITE)
@@ -25,41 +24,31 @@ cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, pmap_pv_ops_t pv) noexce
     ctx.pv = pv
     handles_init(&ctx.pmap_tab, 0)              # numbers only if the implementation asks
     handles_init(&ctx.pvc_tab, 0)
+    handles_init(&ctx.pvc_slabs, PVC_SLABS_MAX)
     ctx.pvc_spare = NULL
-    ctx.pvc_nspare = 0
     ctx.pvc_carve = NULL
     ctx.pvc_carve_left = 0
-    ctx.pvc_slabs = NULL
-    ctx.pvc_nslabs = ctx.pvc_slabs_cap = 0
     return 0
 
 cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
     cdef int64_t i
     handles_destroy(&ctx.pmap_tab)
     handles_destroy(&ctx.pvc_tab)
-    for i in range(ctx.pvc_nslabs):
-        munmap(ctx.pvc_slabs[i], PVC_SLAB * 4096)
-    free(ctx.pvc_slabs)
-    ctx.pvc_slabs = NULL
-    ctx.pvc_nslabs = ctx.pvc_slabs_cap = 0
+    for i in range(ctx.pvc_slabs.count):        # numbered in order, none ever given back
+        munmap(handles_get(&ctx.pvc_slabs, i), PVC_SLAB * 4096)
+    handles_destroy(&ctx.pvc_slabs)
     ctx.pvc_spare = ctx.pvc_carve = NULL
-    ctx.pvc_nspare = ctx.pvc_carve_left = 0
+    ctx.pvc_carve_left = 0
 
 cdef int pvc_new_slab(pmap_ctx_t* ctx) noexcept nogil:
     """Map one more slab to carve containers from: 0, or -1 out of memory."""
-    cdef void** grown
-    cdef void* slab
-    if ctx.pvc_nslabs == ctx.pvc_slabs_cap:
-        grown = <void**>realloc(ctx.pvc_slabs, (2 * ctx.pvc_slabs_cap + 8) * sizeof(void*))
-        if grown == NULL:
-            return -1
-        ctx.pvc_slabs = grown
-        ctx.pvc_slabs_cap = 2 * ctx.pvc_slabs_cap + 8
-    slab = mmap(NULL, PVC_SLAB * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    cdef void* slab = mmap(NULL, PVC_SLAB * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                           -1, 0)
     if slab == MAP_FAILED:
         return -1
-    ctx.pvc_slabs[ctx.pvc_nslabs] = slab
-    ctx.pvc_nslabs += 1
+    if handles_take(&ctx.pvc_slabs, slab) < 0:
+        munmap(slab, PVC_SLAB * 4096)
+        return -1
     ctx.pvc_carve = <char*>slab
     ctx.pvc_carve_left = PVC_SLAB
     return 0
@@ -68,7 +57,6 @@ cdef void* pvc_alloc(pmap_ctx_t* ctx) noexcept nogil:
     cdef void* mem = ctx.pvc_spare
     if mem != NULL:
         ctx.pvc_spare = (<void**>mem)[0]
-        ctx.pvc_nspare -= 1
     else:
         if ctx.pvc_carve_left == 0 and pvc_new_slab(ctx) != 0:
             return NULL
@@ -81,7 +69,6 @@ cdef void* pvc_alloc(pmap_ctx_t* ctx) noexcept nogil:
 cdef void pvc_free(pmap_ctx_t* ctx, void* c) noexcept nogil:
     (<void**>c)[0] = ctx.pvc_spare
     ctx.pvc_spare = c
-    ctx.pvc_nspare += 1
     pmap_kc_free(ctx, ctx.kc_pv)
 
 cdef void pvc_free_list(pmap_ctx_t* ctx, pvc_link_t** head) noexcept nogil:
