@@ -115,7 +115,7 @@ from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_DESIGN1
 from mmbench.blocks.pagetable cimport (pt_node_t, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte, pte_pfn,
                                        pt_leaf, pt_get, pt_set, pt_next, pt_free_range)
 from mmbench.blocks.pmdwalk cimport pmd_leaf_next
-from mmbench.blocks.xarray cimport xa_init, xa_destroy, xa_load, xa_store, xa_erase, xa_find
+from mmbench.blocks.xarray cimport xa_init, xa_destroy, xa_load, xa_store, xa_erase, xa_find, xa_hint_ok
 from mmbench.blocks.devside cimport side_of, side_free, side_sync, side_dma
 from mmbench.blocks.devmirror cimport (dmirror_t, dmirror_lookup, dmirror_invalidate, dpte_pfn, devmem_has,
                                        devmem_add, devmem_del, devmem_oldest, devmem_frame_alloc,
@@ -1197,6 +1197,8 @@ cdef class GmemMachine(LinuxHMMMachine):
             return self.check_fail("vm_object of a dead process")
         if obj.xa_acct != obj.logical_page_table.nr_nodes or obj.nr_pages != obj.logical_page_table.nr_entries:
             return self.check_fail("vm_object nr_pages / xa_node accounting != its xarray")
+        if not xa_hint_ok(&obj.logical_page_table):
+            return self.check_fail("logical page table's walk hint is not its leaf")
         while True:
             gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, NO_VPN, &idx)
             if gm == NULL:

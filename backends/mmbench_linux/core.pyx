@@ -148,6 +148,7 @@ from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, PT_ENTRIES, LVL_PGD
 from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.vmaset cimport vmaset_remove
 from mmbench.blocks.pagecache cimport mapping_init, mapping_lookup
+from mmbench.blocks.xarray cimport xa_hint_ok
 
 from mmbench_linux.mm cimport *
 from mmbench_linux.maple cimport (mt_init, mt_destroy, mt_dup, mt_validate, mt_slots_in_order,
@@ -2064,8 +2065,9 @@ cdef class LinuxMachine(LinuxFault):
                             if f.chk == 0:
                                 nfile += 1
                                 xa += f.xa_acct
-                                if f.xa_acct != f.mapping.i_pages.nr_nodes or itree_verify(&f.mapping.i_mmap) != 0:
-                                    return self.check_fail("shmem file: xa_node accounting or i_mmap tree broken")
+                                if (f.xa_acct != f.mapping.i_pages.nr_nodes or itree_verify(&f.mapping.i_mmap) != 0
+                                        or not xa_hint_ok(&f.mapping.i_pages)):
+                                    return self.check_fail("shmem file: xa_node accounting, walk hint or i_mmap tree broken")
                             f.chk += 1
                         elif f.chk != f.refcount or f.mapping.i_mmap.count != f.refcount:
                             return self.check_fail("shmem refcount != VMAs mapping the file")

@@ -138,7 +138,7 @@ from mmbench.blocks.pagetable cimport (pt_node_t, pt_init, pt_destroy, pt_leaf,
                                        pte_present, pte_write, PTE_PRESENT, PTE_WRITE,
                                        PTE_SPECIAL, LVL_PGD, PMD_PSE, pt_pmd_table, pt_set_pmd,
                                        pt_table_alloc, pt_table_free, pmd_leaf)
-from mmbench.blocks.xarray cimport xarray_t, xa_store, xa_find, XA_CHUNK_SIZE
+from mmbench.blocks.xarray cimport xarray_t, xa_store, xa_find, xa_hint_ok, XA_CHUNK_SIZE
 from mmbench.blocks.pagecache cimport mapping_lookup, mapping_add, mapping_truncate, mapping_remove
 from mmbench.blocks.itree cimport itnode_t, itree_first, itree_next, itree_verify
 from mmbench_shmem.objects cimport (mm_struct, vm_area_struct, shmem_inode_info, reflink_group,
@@ -1391,6 +1391,8 @@ cdef class ShmemMachine(Machine):
                 return self.check_fail("nrpages differs from the entries of i_pages")
             if f.xa_nodes_seen != xa_kernel_nodes(f):
                 return self.check_fail("xa_node allocations not accounted")
+            if not xa_hint_ok(&f.i_data.i_pages):
+                return self.check_fail("i_pages' walk hint is not its leaf")
             if f.private != (f.group != NULL):
                 return self.check_fail("private file without reflink group or the reverse")
             if f.group != NULL and f.group.head == f:

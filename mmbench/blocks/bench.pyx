@@ -17,10 +17,10 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from mmbench.blocks.xarray cimport (xarray_t, xa_node_t, xa_init, xa_destroy, xa_load, xa_store,
-                                    xa_erase, xa_find, XA_CHUNK_SIZE, XA_CHUNK_SHIFT)
+                                    xa_erase, xa_find, xa_hint_ok, XA_CHUNK_SIZE, XA_CHUNK_SHIFT)
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf, pt_get,
                                        pt_set, pt_next, pt_free_range, pt_bytes, pt_vmpte_bytes,
-                                       PT_ENTRIES, LVL_PTE)
+                                       mk_pte, PT_ENTRIES, LVL_PTE, PTE_PRESENT, PTE_WRITE)
 from mmbench.blocks.itree cimport (itree_t, itnode_t, itree_init, itree_insert, itree_remove,
                                    itree_first, itree_next, itree_verify)
 from mmbench.blocks.frames cimport (frames_t, pfn_t, frames_init, frames_destroy, frame_alloc,
@@ -142,6 +142,8 @@ cdef class XArray:
             bad.append(f"nr_entries {self.xa.nr_entries} but {entries} entries in the tree")
         if self.xa.node_allocs - self.xa.node_frees != self.xa.nr_nodes:
             bad.append("node_allocs - node_frees != nr_nodes")
+        if not xa_hint_ok(&self.xa):
+            bad.append("the walk hint is not the tree's leaf for its range")
         return bad
 
 
@@ -856,6 +858,52 @@ def bench_itree_query(n, size=4096, span=1 << 20, width=16):
     free(nodes)
     free(starts)
     free(pts)
+    return (t1 - t0) / <double>cnt
+
+
+def bench_first_touch_floor(n, ram_pages=None):
+    """ns per first-touch write on the bare minimum: a 4-level radix page table
+    and the frame block, nothing else.
+
+    For each of n consecutive pages: walk (allocating tables), take a fresh
+    frame, store the written value in it, map it with a present, writable PTE.
+    No VMA, no reverse map, no accounting: the floor every design's first-touch
+    loop is compared with (``simspeed.Replay.track_loop_over_floor``).  Fresh
+    structures each call, so the host backs their memory inside the loop just
+    as it does for a design's fresh machine; `ram_pages` (default 2n + 64K, as
+    simspeed's machines) sizes the frame block.
+    """
+    cdef int64_t cnt = _count(n), i, t0, t1, nalloc = 0
+    cdef int64_t ram = cnt * 2 + (1 << 16) if ram_pages is None else _u64(ram_pages, "ram_pages", 1, 1 << 32)
+    cdef frames_t fr
+    cdef pgtable_t pt
+    cdef pt_node_t* t
+    cdef pfn_t pfn
+    cdef bint failed = False
+    if ram < cnt:
+        raise errors.InvalidArgument(f"ram_pages ({ram}) must hold n ({cnt}) frames")
+    fr.f = NULL
+    fr.freelist = NULL
+    frames_init(&fr, ram, 0, 1)
+    if pt_init(&pt) != 0:
+        frames_destroy(&fr)
+        raise MemoryError()
+    with nogil:
+        t0 = now_ns()
+        for i in range(cnt):
+            t = pt_leaf(&pt, <uint64_t>i, True, &nalloc)
+            if t == NULL:
+                failed = True
+                break
+            pfn = frame_alloc(&fr, 0)
+            fr.f[pfn].value = <uint64_t>i + 1
+            fr.f[pfn].mapcount = 1
+            pt_set(t, <uint64_t>i, mk_pte(pfn, PTE_PRESENT | PTE_WRITE))
+        t1 = now_ns()
+    pt_destroy(&pt)
+    frames_destroy(&fr)
+    if failed:
+        raise MemoryError()
     return (t1 - t0) / <double>cnt
 
 

@@ -6,6 +6,14 @@
 # height as larger indices are stored and shrinks back; empty nodes are freed
 # on erase.  Unlike the kernel,
 # a lone entry at index 0 still lives in a node (one node per non-empty tree).
+#
+# The simulator's own shortcut (no kernel counterpart, no effect on any count):
+# the tree remembers the last leaf a walk reached, and a walk for an index of
+# that leaf's range goes straight to it.  Page caches and logical page tables
+# are mostly walked in runs of neighbouring indices (first touch, fault-around,
+# truncation), where this saves the walk from the root.  A leaf that is freed
+# stops being the hint (node_free); a leaf's range never changes while it
+# lives (the root grows above it and shrinks down to it).
 
 from libc.stdint cimport int64_t, uint64_t, uint8_t
 
@@ -27,6 +35,8 @@ ctypedef struct xarray_t:
     int64_t nr_entries        # non-zero entries
     int64_t node_allocs       # cumulative, for counters
     int64_t node_frees
+    xa_node_t* hint           # the simulator's: the last leaf walked to (NULL: none)
+    uint64_t hint_base        # its first index >> XA_CHUNK_SHIFT
 
 cdef void xa_init(xarray_t* xa) noexcept nogil
 cdef void xa_destroy(xarray_t* xa) noexcept nogil          # frees nodes, drops entries
@@ -42,3 +52,5 @@ cdef uint64_t xa_find(xarray_t* xa, uint64_t start, uint64_t last, uint64_t* ind
 # in dst's node_allocs), built node by node rather than entry by entry.
 # 0, or -1 when a node allocation failed (dst is then empty again).
 cdef int xa_clone(xarray_t* dst, xarray_t* src) noexcept nogil
+# For check(): is the hint NULL or the live leaf of the tree holding hint_base's range?
+cdef bint xa_hint_ok(xarray_t* xa) noexcept nogil

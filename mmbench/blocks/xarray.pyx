@@ -25,6 +25,8 @@ cdef xa_node_t* node_new(xarray_t* xa, int shift, xa_node_t* parent, int offset)
     return n
 
 cdef void node_free(xarray_t* xa, xa_node_t* n) noexcept nogil:
+    if n == xa.hint:
+        xa.hint = NULL
     xa.nr_nodes -= 1
     xa.node_frees += 1
     free(n)
@@ -35,6 +37,7 @@ cdef void xa_init(xarray_t* xa) noexcept nogil:
     xa.nr_entries = 0
     xa.node_allocs = 0
     xa.node_frees = 0
+    xa.hint = NULL
 
 cdef void destroy_node(xarray_t* xa, xa_node_t* n) noexcept nogil:
     cdef int i
@@ -48,6 +51,7 @@ cdef void xa_destroy(xarray_t* xa) noexcept nogil:
     if xa.root != NULL:
         destroy_node(xa, xa.root)
     xa.root = NULL
+    xa.hint = NULL
     xa.nr_entries = 0
 
 cdef void prune(xarray_t* xa, xa_node_t* n) noexcept nogil:
@@ -74,6 +78,8 @@ cdef uint64_t* xa_walk(xarray_t* xa, uint64_t index, bint alloc) noexcept nogil:
     cdef xa_node_t* child
     cdef xa_node_t* top
     cdef int off
+    if xa.hint != NULL and (index >> XA_CHUNK_SHIFT) == xa.hint_base:
+        return &xa.hint.slots[index & (XA_CHUNK_SIZE - 1)]
     if xa.root == NULL:
         if not alloc:
             return NULL
@@ -109,6 +115,8 @@ cdef uint64_t* xa_walk(xarray_t* xa, uint64_t index, bint alloc) noexcept nogil:
             n.slots[off] = <uint64_t><size_t>child
             n.count += 1
         n = child
+    xa.hint = n
+    xa.hint_base = index >> XA_CHUNK_SHIFT
     return &n.slots[index & (XA_CHUNK_SIZE - 1)]
 
 cdef uint64_t xa_load(xarray_t* xa, uint64_t index) noexcept nogil:
@@ -209,3 +217,14 @@ cdef int xa_clone(xarray_t* dst, xarray_t* src) noexcept nogil:
         return -1
     dst.nr_entries = src.nr_entries
     return 0
+
+cdef bint xa_hint_ok(xarray_t* xa) noexcept nogil:
+    cdef xa_node_t* n = xa.root
+    cdef uint64_t index = xa.hint_base << XA_CHUNK_SHIFT
+    if xa.hint == NULL:
+        return True
+    if n == NULL or index > max_index(xa) or (index >> XA_CHUNK_SHIFT) != xa.hint_base:
+        return False
+    while n != NULL and n.shift > 0:
+        n = <xa_node_t*><size_t>n.slots[(index >> n.shift) & (XA_CHUNK_SIZE - 1)]
+    return n == xa.hint
