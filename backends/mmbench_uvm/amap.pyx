@@ -141,20 +141,6 @@ cdef void amap_wipeout(uvm_ctx_t* u, vm_amap_t* amap) noexcept nogil:
 
 
 # ------------------------------------------------------------ slot access
-cdef vm_anon_t amap_lookup(vm_aref_t* aref, int64_t offset) noexcept nogil:
-    return aref.ar_amap.am_anon[aref.ar_pageoff + offset]
-
-cdef void amap_add(vm_aref_t* aref, int64_t offset, vm_anon_t anon, bint replace) noexcept nogil:
-    """Put anon into the slot; replace => the slot held an anon (the caller
-    already dropped that anon's reference)."""
-    cdef vm_amap_t* amap = aref.ar_amap
-    cdef int64_t slot = aref.ar_pageoff + offset
-    if not replace:
-        amap.am_bckptr[slot] = amap.am_nused
-        amap.am_slots[amap.am_nused] = <int32_t>slot
-        amap.am_nused += 1
-    amap.am_anon[slot] = anon
-
 cdef void amap_unadd(vm_aref_t* aref, int64_t offset) noexcept nogil:
     """Empty a used slot (the caller drops the anon's reference)."""
     cdef vm_amap_t* amap = aref.ar_amap
@@ -284,7 +270,7 @@ cdef int amap_grow(uvm_ctx_t* u, vm_amap_t* amap, int64_t slotalloc, int64_t lo,
     cdef int32_t* newbck
     cdef vm_anon_t* newover = amap_slot_arrays(slotalloc, &newsl, &newbck)
     cdef int32_t* newppref = NULL
-    cdef int32_t i, x
+    cdef int32_t i
     if amap.am_ppref != NULL:
         newppref = <int32_t*>calloc(slotalloc, sizeof(int32_t))
     if newover == NULL or (amap.am_ppref != NULL and newppref == NULL):
@@ -292,11 +278,12 @@ cdef int amap_grow(uvm_ctx_t* u, vm_amap_t* amap, int64_t slotalloc, int64_t lo,
         free(newppref)
         return -1
     uk_free(u, UK_SLOTS, amap_bytes(amap))
+    # the run [lo, lo + n) moves whole (its empty slots hold NO_ANON, and an
+    # empty slot's back pointer is never read); am_slots keeps its order
+    memcpy(newover + lo + shift, amap.am_anon + lo, n * sizeof(vm_anon_t))
+    memcpy(newbck + lo + shift, amap.am_bckptr + lo, n * sizeof(int32_t))
     for i in range(amap.am_nused):
-        x = amap.am_slots[i]
-        newsl[i] = x + <int32_t>shift
-        newover[x + shift] = amap.am_anon[x]
-        newbck[x + shift] = i
+        newsl[i] = amap.am_slots[i] + <int32_t>shift
     if newppref != NULL:
         memcpy(newppref + lo + shift, amap.am_ppref + lo, n * sizeof(int32_t))
     free(amap.am_anon)                           # and the old am_slots, am_bckptr

@@ -24,6 +24,11 @@ ctypedef struct itree_t:
 cdef void itree_init(itree_t* t) noexcept nogil
 cdef void itree_insert(itree_t* t, itnode_t* n) noexcept nogil   # n.start/n.last set by caller
 cdef void itree_remove(itree_t* t, itnode_t* n) noexcept nogil
+# Give a node of the tree the range [start, last] in place.  The caller
+# guarantees that `start` keeps the node between its neighbours in start order
+# (an entry growing or shrinking without passing another: clip, merge);
+# the same tree as remove + insert, without the rebalancing.
+cdef void itree_update(itree_t* t, itnode_t* n, uint64_t start, uint64_t last) noexcept nogil
 # Stabbing query: nodes overlapping [start, last], in start order.
 cdef itnode_t* itree_first(itree_t* t, uint64_t start, uint64_t last) noexcept nogil
 cdef itnode_t* itree_next(itnode_t* n, uint64_t start, uint64_t last) noexcept nogil

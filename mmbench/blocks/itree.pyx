@@ -94,6 +94,17 @@ cdef void itree_remove(itree_t* t, itnode_t* n) noexcept nogil:
     n.left = n.right = n.parent = NULL
     t.count -= 1
 
+cdef void itree_update(itree_t* t, itnode_t* n, uint64_t start, uint64_t last) noexcept nogil:
+    cdef uint64_t m
+    n.start = start
+    n.last = last
+    while n != NULL:            # an ancestor's subtree_last depends on n's only
+        m = sub_last(n)
+        if m == n.subtree_last:
+            break
+        n.subtree_last = m
+        n = n.parent
+
 cdef itnode_t* subtree_search(itnode_t* n, uint64_t start, uint64_t last) noexcept nogil:
     while True:
         if n.left != NULL and start <= n.left.subtree_last:

@@ -8,7 +8,7 @@
 
 from libc.stdint cimport int64_t, uint64_t
 
-from mmbench.blocks.itree cimport itnode_t, itree_t, itree_insert, itree_remove, itree_first
+from mmbench.blocks.itree cimport itnode_t, itree_t, itree_insert, itree_remove, itree_update, itree_first
 from mmbench.core cimport MM_OK, MM_ESEGV, MM_EINVAL, VPN_BITS
 
 ctypedef struct map_entry_link_t:
@@ -62,11 +62,11 @@ cdef inline void maplist_unlink(map_list_t* m, map_entry_link_t* e) noexcept nog
 
 cdef inline void maplist_set_range(map_list_t* m, map_entry_link_t* e,
                                    int64_t start, int64_t end) noexcept nogil:
-    """Change a linked entry's range (its list position stays valid)."""
-    itree_remove(&m.tree, &e.node)
+    """Change a linked entry's range (its list position stays valid, so its
+    place in the tree's start order does too: updated in place)."""
     e.start = start
     e.end = end
-    maplist_index(m, e)
+    itree_update(&m.tree, &e.node, <uint64_t>start, <uint64_t>(end - 1))
 
 cdef inline map_entry_link_t* maplist_first_ending_after(map_list_t* m, int64_t vpn,
                                                          int64_t vpn_end) noexcept nogil:
