@@ -424,15 +424,19 @@ cdef class FreeBSDDevMachine(FreeBSDMachine):
         return MM_OK
 
     cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
-        cdef int st = self.fault_device_return(self.map_of(pid), vpn, False)
-        if st != MM_OK:
-            return st
+        cdef int st
+        if self.ndevices:               # (without accelerators no page is fictitious)
+            st = self.fault_device_return(self.map_of(pid), vpn, False)
+            if st != MM_OK:
+                return st
         return MapEntryMachine.c_read(self, pid, vpn, out)
 
     cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
-        cdef int st = self.fault_device_return(self.map_of(pid), vpn, True)
-        if st != MM_OK:
-            return st
+        cdef int st
+        if self.ndevices:               # (without accelerators no page is fictitious)
+            st = self.fault_device_return(self.map_of(pid), vpn, True)
+            if st != MM_OK:
+                return st
         return MapEntryMachine.c_write(self, pid, vpn, value)
 
     # map changes that can leave a device entry stale: erase the range first

@@ -4,7 +4,7 @@ from libc.stdint cimport uint64_t, int64_t
 from mmbench.core cimport (C_SUPERPAGE_PROMOTIONS, C_SUPERPAGE_DEMOTIONS, C_SUPERPAGE_P_FAILURES,
                            C_PTE_WRITES, C_TLB_FLUSHES, C_PT_PAGES_ALLOC)
 from mmbench.blocks.frames cimport pfn_t
-from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pt_set, pt_next, pte_pfn, pte_present, PTE_WRITE
+from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pt_find_leaf, pt_set, pt_next, pte_pfn, pte_present, PTE_WRITE
 from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_account_tables, PTE_PROMOTED,
                                   pmap_remove_all as pmap_remove_all_4k)
 from mmbench.blocks.pmap_pvchunk cimport (pmap_t, pv_entry_t, get_pv_entry, free_pv_entry, pv_find,
@@ -121,7 +121,7 @@ cdef void pmap_demote_reserv(vm_ctx_t* vm, vm_reserv_t* rv) noexcept nogil:
     while rv.pvh != 0:
         pv = pv_list_first(&vm.md, &rv.pvh)
         pm = pv_pmap(pv)
-        pmap_demote_pde(&vm.md, &pm.hdr, pt_leaf(&pm.hdr.pt, pv.pv_va, False, NULL),
+        pmap_demote_pde(&vm.md, &pm.hdr, pt_find_leaf(&pm.hdr.pt, pv.pv_va),
                         <int64_t>pv.pv_va)
 
 cdef int64_t pmap_remove_all(vm_ctx_t* vm, pfn_t pfn) noexcept nogil:

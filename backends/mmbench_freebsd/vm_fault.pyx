@@ -45,7 +45,7 @@ from mmbench.core cimport (MM_OK, MM_ENOMEM, C_FAULTS, C_FAULT_ZERO_FILL, C_FAUL
                            C_FAULT_COW_REUSE, C_FAULT_MINOR, C_FAULT_WP_SHARED, C_PAGES_ZEROED,
                            C_PAGES_COPIED, C_CHAIN_STEPS, C_COW_PAGE_MOVES)
 from mmbench.blocks.frames cimport pfn_t, NO_PFN, FR_DEVICE_PRIVATE, frame_alloc, frames_free_count
-from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present, pte_pfn
+from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pt_find_leaf, pte_present, pte_pfn
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, MAP_ENTRY_NEEDS_COPY,
                                  OBJ_ANON, OBJ_ONEMAPPING, VM_INHERIT_SHARE, CHAIN_HIST, entry_pindex)
 from mmbench_freebsd.vm_object cimport (vm_object_allocate_anon, vm_object_shadow, vm_page_lookup,
@@ -247,7 +247,7 @@ cdef void fault_prefault(vm_ctx_t* vm, faultstate_t* fs) noexcept nogil:
         if addr < e.link.start or addr >= e.link.end:
             continue
         t = fs.leaf if fs.leaf != NULL and (addr >> 9) == (fs.vpn >> 9) else \
-            pt_leaf(&fs.map.pmap.hdr.pt, <uint64_t>addr, False, NULL)
+            pt_find_leaf(&fs.map.pmap.hdr.pt, <uint64_t>addr)
         if t == NULL or t.e[addr & 511] != 0:       # pmap_is_prefaultable
             continue
         m = prefault_lookup(vm, fs, addr, &depth)

@@ -1,9 +1,9 @@
 # vm_object — anonymous memory objects, their pages, shadow chains and the
 # two ways FreeBSD shortens a chain (collapse, bypass).  See vm_object.pyx.
 from libc.stdint cimport uint64_t, int64_t
-from mmbench.blocks.frames cimport pfn_t
-from mmbench_freebsd.pctrie cimport pctrie_iter_t
-from mmbench_freebsd.vm cimport vm_ctx_t, vm_object_t, vm_map_entry_t
+from mmbench.blocks.frames cimport pfn_t, NO_PFN
+from mmbench_freebsd.pctrie cimport pctrie_iter_t, pctrie_iter_lookup, pctrie_iter_peek
+from mmbench_freebsd.vm cimport vm_ctx_t, vm_object_t, vm_map_entry_t, item_pfn
 
 cdef vm_object_t* vm_object_allocate_anon(vm_ctx_t* vm, int64_t size) noexcept nogil
 cdef void vm_object_deallocate(vm_ctx_t* vm, vm_object_t* obj) noexcept nogil
@@ -15,8 +15,16 @@ cdef void vm_object_page_remove(vm_ctx_t* vm, vm_object_t* obj, int64_t start, i
 cdef pfn_t vm_page_lookup(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex) noexcept nogil
 cdef int vm_page_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t pindex) noexcept nogil
 # The same two, remembering the trie position between them (fault path).
-cdef pfn_t vm_page_iter_lookup(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex, pctrie_iter_t* it) noexcept nogil
-cdef pfn_t vm_page_iter_peek(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex, pctrie_iter_t* it) noexcept nogil
+cdef inline pfn_t vm_page_iter_lookup(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex,
+                                     pctrie_iter_t* it) noexcept nogil:
+    cdef uint64_t* item = pctrie_iter_lookup(&obj.rtree, <uint64_t>pindex, it)
+    return NO_PFN if item == NULL else item_pfn(vm, item)
+
+cdef inline pfn_t vm_page_iter_peek(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex,
+                                   pctrie_iter_t* it) noexcept nogil:
+    cdef uint64_t* item = pctrie_iter_peek(&obj.rtree, it, <uint64_t>pindex)
+    return NO_PFN if item == NULL else item_pfn(vm, item)
+
 cdef int vm_page_iter_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t pindex,
                              pctrie_iter_t* it) noexcept nogil
 cdef void vm_page_rename(vm_ctx_t* vm, pfn_t pfn, vm_object_t* new_obj, int64_t new_pindex) noexcept nogil

@@ -134,18 +134,6 @@ cdef int vm_page_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t pinde
     it.node = NULL
     return vm_page_iter_insert(vm, obj, pfn, pindex, &it)
 
-cdef pfn_t vm_page_iter_lookup(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex, pctrie_iter_t* it) noexcept nogil:
-    cdef uint64_t* item = pctrie_iter_lookup(&obj.rtree, <uint64_t>pindex, it)
-    if item == NULL:
-        return NO_PFN
-    return item_pfn(vm, item)
-
-cdef pfn_t vm_page_iter_peek(vm_ctx_t* vm, vm_object_t* obj, int64_t pindex, pctrie_iter_t* it) noexcept nogil:
-    cdef uint64_t* item = pctrie_iter_peek(&obj.rtree, it, <uint64_t>pindex)
-    if item == NULL:
-        return NO_PFN
-    return item_pfn(vm, item)
-
 cdef int vm_page_iter_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t pindex,
                              pctrie_iter_t* it) noexcept nogil:
     cdef int st

@@ -113,7 +113,7 @@ from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, VPN_
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_DESIGN1, frame_node,
                                     frames_free_count, frame_value)
 from mmbench.blocks.pagetable cimport (pt_node_t, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte, pte_pfn,
-                                       pt_leaf, pt_get, pt_set, pt_next, pt_free_range)
+                                       pt_leaf, pt_find_leaf, pt_get, pt_set, pt_next, pt_free_range)
 from mmbench.blocks.pmdwalk cimport pmd_leaf_next
 from mmbench.blocks.xarray cimport xa_init, xa_destroy, xa_load, xa_store, xa_erase, xa_find, xa_hint_ok
 from mmbench.blocks.devside cimport side_of, side_free, side_sync, side_dma
@@ -791,7 +791,7 @@ cdef class GmemMachine(LinuxHMMMachine):
                 need += gm.pages[i] != NO_PFN
             if need > frames_free_count(&self.frames, 0) or self.gm_host_fault(vmf.mm, b, gm) != MM_OK:
                 return VM_FAULT_OOM
-            vmf.pte_table = pt_leaf(&vmf.mm.pgd, vmf.address, False, NULL)
+            vmf.pte_table = pt_find_leaf(&vmf.mm.pgd, vmf.address)
             pte = mm_pte_at(vmf.mm, vmf.address)
             if pte != 0:
                 vmf.pfn = pte_pfn(pte)

@@ -142,7 +142,7 @@ from mmbench.blocks.pagetable cimport (pt_pmd_table, pt_table_alloc, pt_table_fr
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_ANON_EXCLUSIVE, FR_PAGECACHE,
                                     frame_value)
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, PT_ENTRIES, LVL_PGD, LVL_PMD, LVL_PTE, PTE_PRESENT, PTE_WRITE,
-                                       PTE_SPECIAL, pte_pfn, pt_init, pt_destroy, pt_leaf, pt_get,
+                                       PTE_SPECIAL, pte_pfn, pt_init, pt_destroy, pt_leaf, pt_find_leaf, pt_get,
                                        pt_set, pt_next, pt_free_range, pt_vmpte_bytes,
                                        pt_reserve_move)
 from mmbench.blocks.itree cimport itree_verify
@@ -1367,7 +1367,7 @@ cdef class LinuxMachine(LinuxFault):
         cdef int64_t n = 0
         cdef pt_node_t* t
         while v + 512 <= end:
-            t = pt_leaf(&mm.pgd, v, False, NULL)
+            t = pt_find_leaf(&mm.pgd, v)
             if t != NULL and t.used == 0:
                 mm.leaf_key = ~(<uint64_t>0)
                 n += pt_free_range(&mm.pgd, v, v + 512)    # the PTE table only

@@ -88,7 +88,7 @@ from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, MAX_NODES,
                                     FR_DEVICE_PRIVATE, FR_DESIGN0, frame_node, frames_free_count,
                                     frame_value)
 from mmbench.blocks.pagetable cimport (pt_node_t, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, PTE_DEVPRIV,
-                                       mk_pte, pte_pfn, pt_leaf, pt_get, pt_set, pt_next)
+                                       mk_pte, pte_pfn, pt_leaf, pt_find_leaf, pt_get, pt_set, pt_next)
 from mmbench.blocks.xarray cimport xa_find
 from mmbench.blocks.devmirror cimport (dmirror_t, dev_mm_t, notify_result_t, DPT_WRITE, dpte_pfn,
                                        mirror_get, mirrors_nodes, dmirror_map, dmirror_lookup,
@@ -264,7 +264,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
 
     cdef int migrate_chunk_to_device(self, mm_t* mm, vma_t* vma, uint64_t cs, uint64_t ce, int dev) noexcept nogil:
         """Collect, notify, then per page: device frame, copy, device-private PTE, map."""
-        cdef pt_node_t* t = pt_leaf(&mm.pgd, cs, False, NULL)
+        cdef pt_node_t* t = pt_find_leaf(&mm.pgd, cs)
         cdef uint64_t vpn, pte
         cdef int64_t n = 0, holes = 0, copies = 0, zaps = 0, nalloc = 0, unmapped = 0
         cdef frame_t* fr = self.frames.f
@@ -378,7 +378,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
             if m2 == mm and v2 == vpn:
                 continue
             self.mmu_notify(m2, v2, v2 + 1, 0)
-            t = pt_leaf(&m2.pgd, v2, False, NULL)
+            t = pt_find_leaf(&m2.pgd, v2)
             pte = t.e[v2 & 511]
             pt_set(t, v2, mk_pte(new, kind | (pte & PTE_WRITE)))
             self.ctr[C_PTE_WRITES] += 2               # migration entry, then the new entry
@@ -415,7 +415,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
                 self.page_put(hpfn)
                 return MM_ENOMEM
         if mm != NULL:
-            t = pt_leaf(&mm.pgd, vpn, False, NULL)
+            t = pt_find_leaf(&mm.pgd, vpn)
             pt_set(t, vpn, mk_pte(hpfn, PTE_PRESENT | (t.e[vpn & 511] & PTE_WRITE)))
             self.ctr[C_PTE_WRITES] += 2
         d.mapcount = 0
@@ -532,7 +532,7 @@ cdef class LinuxHMMMachine(LinuxMachine):
         vmf.address = vpn
         vmf.flags = FAULT_FLAG_WRITE if write else 0
         vmf.vma = vma
-        vmf.pte_table = pt_leaf(&mm.pgd, vpn, False, NULL)
+        vmf.pte_table = pt_find_leaf(&mm.pgd, vpn)
         vmf.orig_pte = vmf.pte_table.e[vpn & 511] if vmf.pte_table != NULL else 0
         return self.handle_mm_fault(&vmf)
 

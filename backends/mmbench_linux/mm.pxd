@@ -15,7 +15,7 @@
 from libc.stdint cimport int64_t, uint64_t, int32_t, uint32_t
 from mmbench.core cimport Machine
 from mmbench.blocks.frames cimport pfn_t, frame_t, FR_DESIGN0, FR_DESIGN2, FR_DESIGN3
-from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_leaf, pt_get, pt_pmd_table, pmd_leaf, mk_pte,
+from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_leaf, pt_find_leaf, pt_get, pt_pmd_table, pmd_leaf, mk_pte,
                                        pte_pfn, PMD_PSE, PTE_SPECIAL, PTE_PFN_SHIFT)
 from mmbench.blocks.pmdleaf cimport pmd_leaf_lookup
 from mmbench.blocks.spares cimport spares_t, spares_fill, spares_take, spares_trim
@@ -197,7 +197,7 @@ cdef inline pt_node_t* pte_lookup(mm_t* mm, uint64_t vpn) noexcept nogil:
     cdef pt_node_t* t
     if mm.leaf_key == (vpn >> 9):
         return mm.leaf_cache
-    t = pt_leaf(&mm.pgd, vpn, False, NULL)
+    t = pt_find_leaf(&mm.pgd, vpn)
     if t != NULL:
         mm.leaf_key = vpn >> 9
         mm.leaf_cache = t

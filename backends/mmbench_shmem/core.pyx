@@ -132,7 +132,7 @@ from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EIN
 from mmbench.blocks.frames cimport (frames_t, frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_PAGECACHE,
                                     frame_alloc, frame_free, frames_free_count, frame_alloc_contig,
                                     folio_order, folio_split)
-from mmbench.blocks.pagetable cimport (pt_node_t, pt_init, pt_destroy, pt_leaf,
+from mmbench.blocks.pagetable cimport (pt_node_t, pt_init, pt_destroy, pt_leaf, pt_find_leaf,
                                        pt_next, pt_set, pt_free_range, pt_vmpte_bytes,
                                        pt_get as pt_get_pte, mk_pte, pte_pfn,
                                        pte_present, pte_write, PTE_PRESENT, PTE_WRITE,
@@ -1686,7 +1686,7 @@ cdef class ShmemMachine(Machine):
         elif what == "xa_account":
             self.caches[self.kc_xa].active += 1
         elif what == "pte_write":
-            t = pt_leaf(&mm.pgd, vpn, False, NULL)
+            t = pt_find_leaf(&mm.pgd, vpn)
             if t == NULL or t.e[vpn & 511] == 0:
                 raise _errors.InvalidArgument("no PTE there")
             t.e[vpn & 511] |= PTE_WRITE

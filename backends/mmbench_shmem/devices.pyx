@@ -69,7 +69,7 @@ from mmbench.core cimport (MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, C_FA
 from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, MAX_NODES, FR_PAGECACHE,
                                     FR_DEVICE_PRIVATE, FR_DESIGN0, frame_alloc, frame_free,
                                     frame_node, frames_free_count)
-from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pte_present
+from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pt_find_leaf, pte_present
 from mmbench.blocks.xarray cimport xa_store, xa_find
 from mmbench.blocks.pagecache cimport mapping_lookup, mapping_add
 from mmbench.blocks.itree cimport itnode_t, itree_first, itree_next
@@ -219,7 +219,7 @@ cdef class ShmemDevMachine(ShmemMachine):
             self.ctr[C_RMAP_VISITS] += 1
             addr = w.vm_start + (pgoff - w.vm_pgoff)
             side_notify(self, &self.ds, w.vm_mm.pid, addr, addr + 1, 0)
-            t = pt_leaf(&w.vm_mm.pgd, addr, False, NULL)
+            t = pt_find_leaf(&w.vm_mm.pgd, addr)
             if t != NULL and t.e[addr & 511] != 0:
                 self.zap_pte(t, addr)
                 self.ctr[C_TLB_FLUSHES] += 1

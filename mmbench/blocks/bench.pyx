@@ -18,7 +18,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from mmbench.blocks.xarray cimport (xarray_t, xa_node_t, xa_init, xa_destroy, xa_load, xa_store,
                                     xa_erase, xa_find, xa_hint_ok, XA_CHUNK_SIZE, XA_CHUNK_SHIFT)
-from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf, pt_get,
+from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf, pt_find_leaf, pt_get,
                                        pt_set, pt_next, pt_free_range, pt_bytes, pt_vmpte_bytes,
                                        mk_pte, PT_ENTRIES, LVL_PTE, PTE_PRESENT, PTE_WRITE)
 from mmbench.blocks.itree cimport (itree_t, itnode_t, itree_init, itree_insert, itree_remove,
@@ -192,7 +192,7 @@ cdef class PageTable:
         return pt_get(&self.pt, _u64(vpn, "vpn", 0, VPN_LIMIT - 1))
 
     def has_leaf(self, vpn):
-        return pt_leaf(&self.pt, _u64(vpn, "vpn", 0, VPN_LIMIT - 1), False, NULL) != NULL
+        return pt_find_leaf(&self.pt, _u64(vpn, "vpn", 0, VPN_LIMIT - 1)) != NULL
 
     def next(self, start, end):
         """vpn of the first non-zero entry in [start, end), or None."""

@@ -4,7 +4,7 @@ from libc.stdint cimport int64_t, uint64_t
 from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EINVAL, MM_ENOTSUP,
                            MADV_DONTNEED, VPN_BITS)
 from mmbench.blocks.frames cimport pfn_t
-from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pt_leaf, pte_present, pte_write, pte_pfn
+from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pt_leaf, pt_find_leaf, pte_present, pte_write, pte_pfn
 from mmbench.blocks.maplist cimport (map_list_t, map_entry_link_t, maplist_lookup, maplist_range_free,
                                      maplist_range_mapped, maplist_mremap_check)
 
@@ -127,7 +127,7 @@ cdef class MapEntryMachine(Machine):
 
     cdef int c_read(self, int64_t pid, int64_t vpn, uint64_t* out) noexcept nogil:
         cdef map_list_t* map = self.me_map(pid)
-        cdef pt_node_t* leaf = pt_leaf(self.me_pgtable(map), <uint64_t>vpn, False, NULL)
+        cdef pt_node_t* leaf = pt_find_leaf(self.me_pgtable(map), <uint64_t>vpn)
         cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
         cdef pfn_t pfn
         cdef int st
@@ -141,7 +141,7 @@ cdef class MapEntryMachine(Machine):
 
     cdef int c_write(self, int64_t pid, int64_t vpn, uint64_t value) noexcept nogil:
         cdef map_list_t* map = self.me_map(pid)
-        cdef pt_node_t* leaf = pt_leaf(self.me_pgtable(map), <uint64_t>vpn, False, NULL)
+        cdef pt_node_t* leaf = pt_find_leaf(self.me_pgtable(map), <uint64_t>vpn)
         cdef uint64_t pte = leaf.e[vpn & 511] if leaf != NULL else 0
         cdef pfn_t pfn
         cdef int st

@@ -75,8 +75,27 @@ cdef int64_t pt_vmpte_bytes(pgtable_t* pt) noexcept nogil       # what /proc/PID
 # number allocated to *nalloc).  NULL if absent (or allocation failed).
 cdef pt_node_t* pt_leaf(pgtable_t* pt, uint64_t vpn, bint alloc, int64_t* nalloc) noexcept nogil
 
+# pt_leaf without allocating, as three unrolled steps (the lookup of every
+# load and store that finds its PTE present): vpn's PTE table, or NULL when a
+# table is missing or a PMD leaf maps vpn.
+cdef inline pt_node_t* pt_find_leaf(pgtable_t* pt, uint64_t vpn) noexcept nogil:
+    cdef pt_node_t* t = pt.pgd
+    cdef uint64_t e
+    if t == NULL:
+        return NULL
+    t = <pt_node_t*><size_t>t.e[(vpn >> 27) & 511]          # PGD -> PUD table
+    if t == NULL:
+        return NULL
+    t = <pt_node_t*><size_t>t.e[(vpn >> 18) & 511]          # PUD -> PMD table
+    if t == NULL:
+        return NULL
+    e = t.e[(vpn >> 9) & 511]                                # PMD -> PTE table
+    if pmd_leaf(e):
+        return NULL
+    return <pt_node_t*><size_t>e
+
 cdef inline uint64_t pt_get(pgtable_t* pt, uint64_t vpn) noexcept nogil:
-    cdef pt_node_t* t = pt_leaf(pt, vpn, False, NULL)
+    cdef pt_node_t* t = pt_find_leaf(pt, vpn)
     if t == NULL:
         return 0
     return t.e[vpn & 511]

@@ -8,7 +8,7 @@ from mmbench.core cimport (C_PTE_WRITES, C_PTE_ZAPS, C_TLB_FLUSHES, C_PT_PAGES_A
                            C_PT_PAGES_FREE, C_MREMAP_PAGES_MOVED, kmem_cache_sync)
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.handles cimport handles_init, handles_destroy, handles_take, handles_get
-from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf,
+from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf, pt_find_leaf,
                                        pt_set, pt_next, pt_free_range, pt_reserve_move, pt_get, mk_pte, pte_pfn,
                                        pte_present, PTE_PRESENT, PTE_WRITE)
 
@@ -250,7 +250,7 @@ cdef void pmap_free_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm, int64_t floor, int64
 
 cdef void pmap_zap(pmap_ctx_t* ctx, pmap_hdr_t* pm, pfn_t pfn, int64_t vpn) noexcept nogil:
     """Clear one PTE known to map pfn, and its pv record (counters: the caller)."""
-    pt_set(pt_leaf(&pm.pt, <uint64_t>vpn, False, NULL), <uint64_t>vpn, 0)
+    pt_set(pt_find_leaf(&pm.pt, <uint64_t>vpn), <uint64_t>vpn, 0)
     pm.resident_count -= 1
     ctx.pv.pv_remove(ctx, pm, pfn, vpn)
 
