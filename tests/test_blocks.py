@@ -446,3 +446,5 @@ def test_microbenchmarks_reject_bad_arguments():
         bench.bench_xarray_store(10, pattern="zigzag")
     with pytest.raises(errors.InvalidArgument):
         bench.bench_pt_next(1 << 20, density=1 << 20)
+    with pytest.raises(errors.InvalidArgument):
+        bench.bench_first_touch_floor(1000, ram_pages=999)   # frames for fewer pages than touched

@@ -11,6 +11,11 @@ designs' kernels, so a regression of the model shows in asv's history.
                                   building cost what remains above 1)
 * ``Replay.track_frame_overhead_ratio`` the same for the default call, which
                                   returns a polars DataFrame (``frame=True``)
+* ``Replay.track_loop_over_floor`` the loop against the C floor measured just
+                                  before it in the same process
+                                  (``mmbench.blocks.bench.bench_first_touch_floor``:
+                                  a bare 4-level radix table and the frame block,
+                                  the same 256K first-touch writes)
 * ``SimMemory.track_bytes_per_page`` the simulator's resident memory per
                                   simulated resident page after first touch
                                   of 256K pages (RSS growth, heap trimmed)
@@ -90,6 +95,12 @@ class Replay:
         e2e, loop = self._measure(frame=True)
         return e2e / loop
     track_frame_overhead_ratio.unit = "end-to-end / loop"
+
+    def track_loop_over_floor(self, backend):
+        from mmbench.blocks.bench import bench_first_touch_floor
+        floor = bench_first_touch_floor(len(self.trace))
+        return self._measure()[1] / floor
+    track_loop_over_floor.unit = "loop / C floor"
 
 
 class SimMemory:

@@ -966,4 +966,5 @@ BENCHMARKS = {
     "itree_query": bench_itree_query,
     "frame_alloc_free": bench_frame_alloc_free,
     "pagecache_lookup": bench_pagecache_lookup,
+    "first_touch_floor": bench_first_touch_floor,
 }
