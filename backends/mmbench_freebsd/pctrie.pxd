@@ -53,6 +53,35 @@ cdef inline void pctrie_init(pctrie_t* t) noexcept nogil:
     t.count = 0
     t.nnodes = 0
 
+# Tagged child words and node slots (inline: the fault path's peek and insert use them).
+cdef inline bint is_leaf(uint64_t p) noexcept nogil:
+    return (p & 1) != 0
+
+cdef inline uint64_t* leaf_item(uint64_t p) noexcept nogil:
+    return <uint64_t*><size_t>(p & ~(<uint64_t>1))
+
+cdef inline uint64_t mk_leaf(uint64_t* item) noexcept nogil:
+    return (<uint64_t><size_t>item) | 1
+
+cdef inline pctrie_node_t* as_node(uint64_t p) noexcept nogil:
+    return <pctrie_node_t*><size_t>p
+
+cdef inline int slot_of(uint64_t key, int clev) noexcept nogil:
+    return <int>((key >> (clev * PCTRIE_WIDTH)) & (PCTRIE_COUNT - 1))
+
+cdef inline bint outside(pctrie_node_t* n, uint64_t key) noexcept nogil:
+    """True when `key` does not share the prefix `n` owns (the kernel's keybarr)."""
+    cdef int sh = (n.clev + 1) * PCTRIE_WIDTH
+    if sh >= 64:
+        return False
+    return (key >> sh) != (n.owner >> sh)
+
+cdef inline void node_put(pctrie_node_t* n, uint64_t key, uint64_t child) noexcept nogil:
+    cdef int i = slot_of(key, n.clev)
+    n.child[i] = child
+    n.popmap |= <uint16_t>(1 << i)
+
+
 # The item whose key is `key`, or NULL.
 cdef uint64_t* pctrie_lookup(pctrie_t* t, uint64_t key) noexcept nogil
 # Same, and on a miss record in *it where the key would be inserted.  The walk
@@ -64,11 +93,28 @@ cdef uint64_t* pctrie_lookup(pctrie_t* t, uint64_t key) noexcept nogil
 cdef uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) noexcept nogil
 # Insert `item` at the position a pctrie_iter_lookup of its key just recorded
 # (the trie must not have changed since); falls back to pctrie_insert.
-cdef int pctrie_iter_insert(pctrie_t* t, pctrie_iter_t* it, uint64_t* item, kmem_cache_t* kc) noexcept nogil
+cdef inline int pctrie_iter_insert(pctrie_t* t, pctrie_iter_t* it, uint64_t* item,
+                                   kmem_cache_t* kc) noexcept nogil:
+    cdef pctrie_node_t* n = it.node
+    if n == NULL or n.child[it.slot] != 0 or outside(n, item[0]) or slot_of(item[0], n.clev) != it.slot:
+        return pctrie_insert(t, item, kc)
+    node_put(n, item[0], mk_leaf(item))
+    t.count += 1
+    return 0
 # Look `key` up starting at the node a recent pctrie_iter_lookup ended in (a
 # neighbour of the key looked up): valid while nothing was removed since,
 # because every key with a node's prefix lives below that node.
-cdef uint64_t* pctrie_iter_peek(pctrie_t* t, pctrie_iter_t* it, uint64_t key) noexcept nogil
+cdef inline uint64_t* pctrie_iter_peek(pctrie_t* t, pctrie_iter_t* it, uint64_t key) noexcept nogil:
+    cdef pctrie_node_t* n = it.node
+    cdef uint64_t c
+    if n == NULL or outside(n, key):
+        return pctrie_lookup(t, key)
+    c = n.child[slot_of(key, n.clev)]
+    if c == 0:
+        return NULL
+    if is_leaf(c):
+        return leaf_item(c) if leaf_item(c)[0] == key else NULL
+    return pctrie_lookup(t, key)
 # The item with the smallest key >= `key`, or NULL (in-order iteration).
 cdef uint64_t* pctrie_lookup_ge(pctrie_t* t, uint64_t key) noexcept nogil
 # Insert the item at `item` (its key is item[0]): 0, -1 when out of memory,

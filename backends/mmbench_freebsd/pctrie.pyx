@@ -8,28 +8,6 @@ cdef extern from *:
     int __builtin_popcount(unsigned int) nogil
 
 
-cdef inline bint is_leaf(uint64_t p) noexcept nogil:
-    return (p & 1) != 0
-
-cdef inline uint64_t* leaf_item(uint64_t p) noexcept nogil:
-    return <uint64_t*><size_t>(p & ~(<uint64_t>1))
-
-cdef inline uint64_t mk_leaf(uint64_t* item) noexcept nogil:
-    return (<uint64_t><size_t>item) | 1
-
-cdef inline pctrie_node_t* as_node(uint64_t p) noexcept nogil:
-    return <pctrie_node_t*><size_t>p
-
-cdef inline int slot_of(uint64_t key, int clev) noexcept nogil:
-    return <int>((key >> (clev * PCTRIE_WIDTH)) & (PCTRIE_COUNT - 1))
-
-cdef inline bint outside(pctrie_node_t* n, uint64_t key) noexcept nogil:
-    """True when `key` does not share the prefix `n` owns (the kernel's keybarr)."""
-    cdef int sh = (n.clev + 1) * PCTRIE_WIDTH
-    if sh >= 64:
-        return False
-    return (key >> sh) != (n.owner >> sh)
-
 cdef inline int split_level(uint64_t a, uint64_t b) noexcept nogil:
     """Highest nibble where two different keys differ."""
     return (63 - __builtin_clzll(a ^ b)) // PCTRIE_WIDTH
@@ -49,11 +27,6 @@ cdef pctrie_node_t* node_new(uint64_t key, int clev, kmem_cache_t* kc) noexcept 
     kc.active += 1
     kc.allocs += 1
     return n
-
-cdef inline void node_put(pctrie_node_t* n, uint64_t key, uint64_t child) noexcept nogil:
-    cdef int i = slot_of(key, n.clev)
-    n.child[i] = child
-    n.popmap |= <uint16_t>(1 << i)
 
 cdef inline void node_free(pctrie_node_t* n, kmem_cache_t* kc) noexcept nogil:
     free(n)
@@ -112,28 +85,6 @@ cdef uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) 
             it.node = n
             it.slot = i
     return NULL
-
-
-cdef uint64_t* pctrie_iter_peek(pctrie_t* t, pctrie_iter_t* it, uint64_t key) noexcept nogil:
-    cdef pctrie_node_t* n = it.node
-    cdef uint64_t c
-    if n == NULL or outside(n, key):
-        return pctrie_lookup(t, key)
-    c = n.child[slot_of(key, n.clev)]
-    if c == 0:
-        return NULL
-    if is_leaf(c):
-        return leaf_item(c) if leaf_item(c)[0] == key else NULL
-    return pctrie_lookup(t, key)
-
-
-cdef int pctrie_iter_insert(pctrie_t* t, pctrie_iter_t* it, uint64_t* item, kmem_cache_t* kc) noexcept nogil:
-    cdef pctrie_node_t* n = it.node
-    if n == NULL or n.child[it.slot] != 0 or outside(n, item[0]) or slot_of(item[0], n.clev) != it.slot:
-        return pctrie_insert(t, item, kc)
-    node_put(n, item[0], mk_leaf(item))
-    t.count += 1
-    return 0
 
 
 cdef uint64_t* pctrie_lookup_ge(pctrie_t* t, uint64_t key) noexcept nogil:

@@ -134,16 +134,6 @@ cdef int vm_page_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t pinde
     it.node = NULL
     return vm_page_iter_insert(vm, obj, pfn, pindex, &it)
 
-cdef int vm_page_iter_insert(vm_ctx_t* vm, vm_object_t* obj, pfn_t pfn, int64_t pindex,
-                             pctrie_iter_t* it) noexcept nogil:
-    cdef int st
-    vm.md.fr.f[pfn].owner = <uint64_t><size_t>obj
-    vm.md.fr.f[pfn].index = <uint64_t>pindex
-    st = pctrie_iter_insert(&obj.rtree, it, &vm.md.fr.f[pfn].index, &vm.md.kc[KC_PCTRIE])
-    if st == 0:
-        kc_alloc(vm, KC_PAGE)
-    return st
-
 cdef void vm_page_rename(vm_ctx_t* vm, pfn_t pfn, vm_object_t* new_obj, int64_t new_pindex) noexcept nogil:
     cdef vm_object_t* old = <vm_object_t*><size_t>vm.md.fr.f[pfn].owner
     vm_reserv_rename(vm, pfn, new_obj, <int64_t>vm.md.fr.f[pfn].index, new_pindex)

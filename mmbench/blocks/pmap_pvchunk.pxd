@@ -42,6 +42,7 @@
 from libc.stdint cimport uint64_t, int64_t, uint32_t
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.handles cimport handles_get
+from mmbench.core cimport C_PV_ENTRIES
 from mmbench.blocks.pmap cimport pmap_ctx_t, pmap_hdr_t, pvc_link_t, pvc_of
 
 cdef enum:
@@ -82,7 +83,31 @@ cdef void pmap_release(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil
 cdef int64_t pmap_pv_count(pmap_t* pm) noexcept nogil                   # pv entries in use
 
 # The pv primitives (for the design's 2 MiB mappings and its views).
-cdef pv_entry_t* get_pv_entry(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil   # NULL: no memory
+# get_pv_entry: a free entry of the pmap's first chunk with room, a new chunk
+# when there is none; NULL: no memory.  The common case (a chunk with room)
+# is inline; adding a chunk and moving a chunk that fills up to the full list
+# are get_pv_entry_slow's.
+cdef pv_entry_t* get_pv_entry_slow(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil
+
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long) nogil
+
+cdef inline pv_entry_t* get_pv_entry(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
+    cdef pv_chunk_t* pc
+    cdef uint64_t word
+    cdef int w, bit
+    if pm.pm_pvchunk == NULL:
+        return get_pv_entry_slow(ctx, pm)
+    pc = <pv_chunk_t*>pvc_of(pm.pm_pvchunk)
+    w = 0 if pc.pc_map[0] else (1 if pc.pc_map[1] else 2)
+    word = pc.pc_map[w]
+    if word == 0 or ((word & (word - 1)) == 0 and
+                     (pc.pc_map[0] != 0) + (pc.pc_map[1] != 0) + (pc.pc_map[2] != 0) == 1):
+        return get_pv_entry_slow(ctx, pm)        # full, or its last entry: it moves lists
+    bit = __builtin_ctzll(word)
+    pc.pc_map[w] = word & ~(1ULL << bit)
+    ctx.ctr[C_PV_ENTRIES] += 1
+    return &pc.pc_pventry[w * 64 + bit]
 cdef void free_pv_entry(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pv) noexcept nogil
 cdef pv_entry_t* pv_find(pv_entry_t* head, pmap_t* pm, int64_t va) noexcept nogil
 

@@ -10,7 +10,6 @@ from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_pv_ops_t, pmap_kc
                                   pvc_of, pvc_push, pvc_unlink, pvc_alloc, pvc_free, pvc_free_list)
 
 cdef extern from *:
-    int __builtin_ctzll(unsigned long long) nogil
     int __builtin_popcountll(unsigned long long) nogil
 
 assert sizeof(pv_chunk_t) == PV_CHUNK_BYTES
@@ -59,7 +58,7 @@ cdef inline bint chunk_full(pv_chunk_t* pc) noexcept nogil:
 cdef inline bint chunk_empty(pv_chunk_t* pc) noexcept nogil:
     return pc.pc_map[0] == PC_FREE[0] and pc.pc_map[1] == PC_FREE[1] and pc.pc_map[2] == PC_FREE[2]
 
-cdef pv_entry_t* get_pv_entry(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
+cdef pv_entry_t* get_pv_entry_slow(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     """Take a free pv entry from the pmap's first chunk, adding a chunk if full."""
     cdef pv_chunk_t* pc = NULL if pm.pm_pvchunk == NULL else <pv_chunk_t*>pvc_of(pm.pm_pvchunk)
     cdef int w, bit
