@@ -205,7 +205,9 @@ cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t p
     cdef int64_t first, i, n
     if not vm.pg_ps_enabled or not (obj.flags & OBJ_ANON):
         return NULL
-    rv = vm_reserv_lookup(obj, pindex)
+    rv = obj.rvq                            # a run of faults: the head (vm_reserv_lookup's
+    if rv == NULL or not (rv.pindex <= pindex < rv.pindex + VM_LEVEL_0_NPAGES):    # first test)
+        rv = vm_reserv_lookup(obj, pindex)
     if rv == NULL:
         first = pindex - (vpn & (VM_LEVEL_0_NPAGES - 1))
         if not range_eligible(vm, obj, first, entry, vpn):
