@@ -90,7 +90,25 @@ cdef uint64_t* pctrie_lookup(pctrie_t* t, uint64_t key) noexcept nogil
 # root gives, without the levels above (a run of faults through one object
 # mostly stays under one node; the kernel's iterators keep their path alike).
 # Removals clear the hint (they may free nodes); inserts keep it (they free none).
-cdef uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) noexcept nogil
+# (inline: the first step, at the hint node, which is where a run of faults
+# ends; pctrie_iter_lookup_walk does the rest, and the whole walk otherwise)
+cdef uint64_t* pctrie_iter_lookup_walk(pctrie_t* t, uint64_t key, pctrie_iter_t* it) noexcept nogil
+
+cdef inline uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) noexcept nogil:
+    cdef pctrie_node_t* n = t.hint
+    cdef uint64_t c
+    cdef int i
+    if n != NULL and not outside(n, key):
+        i = slot_of(key, n.clev)
+        c = n.child[i]
+        if c == 0:
+            it.node = n
+            it.slot = i
+            return NULL
+        if is_leaf(c):
+            it.node = NULL
+            return leaf_item(c) if leaf_item(c)[0] == key else NULL
+    return pctrie_iter_lookup_walk(t, key, it)
 # Insert `item` at the position a pctrie_iter_lookup of its key just recorded
 # (the trie must not have changed since); falls back to pctrie_insert.
 cdef inline int pctrie_iter_insert(pctrie_t* t, pctrie_iter_t* it, uint64_t* item,

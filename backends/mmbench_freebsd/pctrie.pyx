@@ -66,7 +66,7 @@ cdef uint64_t* pctrie_lookup(pctrie_t* t, uint64_t key) noexcept nogil:
     return NULL
 
 
-cdef uint64_t* pctrie_iter_lookup(pctrie_t* t, uint64_t key, pctrie_iter_t* it) noexcept nogil:
+cdef uint64_t* pctrie_iter_lookup_walk(pctrie_t* t, uint64_t key, pctrie_iter_t* it) noexcept nogil:
     cdef uint64_t p = t.root
     cdef uint64_t* found
     cdef pctrie_node_t* n

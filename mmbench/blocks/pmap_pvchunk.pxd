@@ -108,8 +108,35 @@ cdef inline pv_entry_t* get_pv_entry(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil
     pc.pc_map[w] = word & ~(1ULL << bit)
     ctx.ctr[C_PV_ENTRIES] += 1
     return &pc.pc_pventry[w * 64 + bit]
-cdef void free_pv_entry(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pv) noexcept nogil
-cdef pv_entry_t* pv_find(pv_entry_t* head, pmap_t* pm, int64_t va) noexcept nogil
+# free_pv_entry: the entry's slot is free again; a chunk that was full goes
+# back to the list with room, one left empty is freed (free_pv_entry_slow).
+cdef void free_pv_entry_slow(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pv) noexcept nogil
+
+cdef inline bint chunk_full(pv_chunk_t* pc) noexcept nogil:
+    return (pc.pc_map[0] | pc.pc_map[1] | pc.pc_map[2]) == 0
+
+cdef inline bint chunk_empty(pv_chunk_t* pc) noexcept nogil:      # every slot free
+    return (pc.pc_map[0] == 0xFFFFFFFFFFFFFFFFULL and pc.pc_map[1] == 0xFFFFFFFFFFFFFFFFULL
+            and pc.pc_map[2] == (1ULL << (NPCPV - 128)) - 1)
+
+cdef inline void free_pv_entry(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pv) noexcept nogil:
+    cdef pv_chunk_t* pc = <pv_chunk_t*>pvc_of(pv)
+    cdef int idx = <int>(pv - &pc.pc_pventry[0])
+    if chunk_full(pc):
+        free_pv_entry_slow(ctx, pm, pv)
+        return
+    pc.pc_map[idx >> 6] |= 1ULL << (idx & 63)
+    if chunk_empty(pc):
+        pc.pc_map[idx >> 6] &= ~(1ULL << (idx & 63))
+        free_pv_entry_slow(ctx, pm, pv)
+
+cdef inline pv_entry_t* pv_find(pv_entry_t* pv, pmap_t* pm, int64_t va) noexcept nogil:
+    """pmap_pvh_remove's search: the entry of <pm, va> on the list starting at pv."""
+    while pv != NULL:
+        if <int64_t>pv.pv_va == va and pv_pmap(pv) == pm:
+            return pv
+        pv = pv.pv_next
+    return NULL
 
 cdef inline pmap_t* pv_pmap(pv_entry_t* pv) noexcept nogil:
     """PV_PMAP: the pmap of the chunk holding pv."""

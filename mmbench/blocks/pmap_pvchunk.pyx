@@ -52,12 +52,6 @@ cdef void chunks_release(pmap_ctx_t* ctx, pvc_link_t* l) noexcept nogil:
 
 
 # ---------------------------------------------------------- pv_chunks
-cdef inline bint chunk_full(pv_chunk_t* pc) noexcept nogil:
-    return (pc.pc_map[0] | pc.pc_map[1] | pc.pc_map[2]) == 0
-
-cdef inline bint chunk_empty(pv_chunk_t* pc) noexcept nogil:
-    return pc.pc_map[0] == PC_FREE[0] and pc.pc_map[1] == PC_FREE[1] and pc.pc_map[2] == PC_FREE[2]
-
 cdef pv_entry_t* get_pv_entry_slow(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     """Take a free pv entry from the pmap's first chunk, adding a chunk if full."""
     cdef pv_chunk_t* pc = NULL if pm.pm_pvchunk == NULL else <pv_chunk_t*>pvc_of(pm.pm_pvchunk)
@@ -88,7 +82,9 @@ cdef pv_entry_t* get_pv_entry_slow(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     ctx.ctr[C_PV_ENTRIES] += 1
     return &pc.pc_pventry[w * 64 + bit]
 
-cdef void free_pv_entry(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pv) noexcept nogil:
+cdef void free_pv_entry_slow(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pv) noexcept nogil:
+    """free_pv_entry when the chunk moves lists: it was full, or it is empty now
+    (then it goes back, with its number)."""
     cdef pv_chunk_t* pc = <pv_chunk_t*>pvc_of(pv)
     cdef int idx = <int>(pv - &pc.pc_pventry[0])
     cdef bint was_full = chunk_full(pc)
@@ -100,15 +96,6 @@ cdef void free_pv_entry(pmap_ctx_t* ctx, pmap_t* pm, pv_entry_t* pv) noexcept no
     elif was_full:
         pvc_unlink(&pm.pm_pvfull, &pc.pc_list)
         pvc_push(&pm.pm_pvchunk, &pc.pc_list)
-
-cdef pv_entry_t* pv_find(pv_entry_t* pv, pmap_t* pm, int64_t va) noexcept nogil:
-    """pmap_pvh_remove's search: the entry of <pm, va> on the list starting at pv."""
-    while pv != NULL:
-        if <int64_t>pv.pv_va == va and pv_pmap(pv) == pm:
-            return pv
-        pv = pv.pv_next
-    return NULL
-
 
 # ----------------------------------------------------------- the pv side
 cdef int pmap_enter_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn) noexcept nogil:
