@@ -27,7 +27,7 @@ from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_ANON_EX
                                     frame_free)
 from mmbench.blocks.pmdleaf cimport pte_range_none
 from mmbench.blocks.pagetable cimport (PT_ENTRIES, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte,
-                                       pte_pfn, pt_leaf, pt_get, pt_set, pt_pmd_table, pt_table_alloc,
+                                       pte_pfn, pt_leaf, pt_find_leaf, pt_get, pt_set, pt_pmd_table, pt_table_alloc,
                                        pt_table_free, pt_deposit, pt_set_pmd, pmd_leaf, PMD_PSE)
 from mmbench.blocks.itree cimport itnode_t, itree_first, itree_next
 from mmbench.blocks.pagecache cimport mapping_lookup, mapping_add
@@ -273,14 +273,22 @@ cdef class LinuxFault(LinuxMM):
         cdef pfn_t head = folio_head(fr, pfn)
         cdef int64_t nr = (<int64_t>1) << fr[pfn].aux, k, total = 0, mine = 0
         cdef vma_t* vma = vmf.vma
-        cdef uint64_t vpn, pte
+        cdef uint64_t vpn, pte, pmd = 0, blk = <uint64_t>-1
+        cdef pt_node_t* t = NULL
         for k in range(nr):
             if fr[head + k].mapcount == 0:
                 continue
             total += fr[head + k].mapcount
             vpn = vma.vm_start + (fr[head + k].index - vma.vm_pgoff)
             if fr[head + k].index >= vma.vm_pgoff and vpn < vma.vm_end:
-                pte = mm_pte_at(vmf.mm, vpn)
+                if (vpn >> 9) != blk:            # mm_pte_at, walked once per 2 MiB block
+                    blk = vpn >> 9
+                    pmd = pmd_leaf_at(vmf.mm, vpn)
+                    t = pt_find_leaf(&vmf.mm.pgd, vpn) if pmd == 0 else NULL
+                if pmd != 0:
+                    pte = pmd_subpage_pte(pmd, vpn)
+                else:
+                    pte = t.e[vpn & 511] if t != NULL else 0
                 if (pte & PTE_PRESENT) and not (pte & PTE_SPECIAL) and pte_pfn(pte) == head + <pfn_t>k:
                     mine += 1
         return total > 1 and mine == total
