@@ -209,6 +209,7 @@ bound = st.integers(0, 200) | st.integers(U64 - 50, U64)
 it_ops = st.lists(st.one_of(
     st.tuples(st.just("insert"), st.integers(0, 63), bound, st.integers(0, 40)),
     st.tuples(st.just("remove"), st.integers(0, 63)),
+    st.tuples(st.just("update"), st.integers(0, 63), bound, st.integers(0, 40)),
     st.tuples(st.just("query"), bound, bound),
 ), max_size=80)
 
@@ -234,6 +235,17 @@ def test_itree_stabbing_matches_brute_force(ops):
             else:
                 with pytest.raises(errors.InvalidArgument):
                     t.remove(op[1])
+        elif op[0] == "update":
+            _, i, start, w = op
+            last = min(start + w, U64)
+            keeps_order = i in live and not any(
+                j != i and min(start, live[i][0]) <= s <= max(start, live[i][0]) for j, (s, _) in live.items())
+            if keeps_order:
+                t.update(i, start, last)
+                live[i] = (start, last)
+            else:
+                with pytest.raises(errors.InvalidArgument):
+                    t.update(i, start, last)
         else:
             lo, hi = sorted(op[1:])
             got = t.query(lo, hi)

@@ -21,7 +21,7 @@ from mmbench.blocks.xarray cimport (xarray_t, xa_node_t, xa_init, xa_destroy, xa
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf, pt_find_leaf, pt_get,
                                        pt_set, pt_next, pt_free_range, pt_bytes, pt_vmpte_bytes,
                                        mk_pte, PT_ENTRIES, LVL_PTE, PTE_PRESENT, PTE_WRITE)
-from mmbench.blocks.itree cimport (itree_t, itnode_t, itree_init, itree_insert, itree_remove,
+from mmbench.blocks.itree cimport (itree_t, itnode_t, itree_init, itree_insert, itree_remove, itree_update,
                                    itree_first, itree_next, itree_verify)
 from mmbench.blocks.frames cimport (frames_t, pfn_t, frames_init, frames_destroy, frame_alloc,
                                     frame_free, frame_node, frames_free_count, NO_PFN, MAX_NODES)
@@ -288,6 +288,23 @@ cdef class ITree:
             raise errors.InvalidArgument(f"node {i} is not in the tree")
         itree_remove(&self.t, &self.pool[i].it)
         self.pool[i].live = False
+
+    def update(self, id, start, last):
+        """itree_update: the node's new range in place.  Its start must keep its place in
+        start order: no other node may start between the old and the new start (inclusive)."""
+        cdef int64_t i = _u64(id, "id", 0, self.cap - 1), j
+        cdef uint64_t s = _u64(start, "start"), l = _u64(last, "last")
+        cdef uint64_t lo, hi
+        if l < s:
+            raise errors.InvalidArgument("last < start")
+        if not self.pool[i].live:
+            raise errors.InvalidArgument(f"node {i} is not in the tree")
+        lo = min(s, self.pool[i].it.start)
+        hi = max(s, self.pool[i].it.start)
+        for j in range(self.cap):
+            if j != i and self.pool[j].live and lo <= self.pool[j].it.start <= hi:
+                raise errors.InvalidArgument(f"node {j} starts between the old and the new start")
+        itree_update(&self.t, &self.pool[i].it, s, l)
 
     def query(self, start, last):
         """[(start, last, id)] of the nodes overlapping [start, last], in tree order."""
