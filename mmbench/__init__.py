@@ -8,6 +8,15 @@
 See DESIGN in the repository for the contract; `mmbench.reference` holds the
 executable definition of the semantics every design must reproduce.
 """
+import os as _os
+
+# numpy's OpenBLAS starts a thread per core at import, which busy-waits about 0.1 s
+# of CPU before it sleeps (and again after each BLAS call).  mmbench uses no BLAS that
+# needs it, and on a small host that thread takes the core a measured cell runs on:
+# one thread, unless the caller chose otherwise (only effective when mmbench is
+# imported before numpy, as the command line does).
+_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from mmbench import errors
 from mmbench.core import Machine, COUNTER_NAMES, VPN_LIMIT
 from mmbench.trace import TRACE_DTYPE, Advice, Op, TraceBuilder, load as load_trace, save as save_trace

@@ -2,6 +2,7 @@
 the command line reach the workloads and designs, and compare exports plain numbers."""
 from __future__ import annotations
 
+import os
 import json
 import subprocess
 import sys
@@ -222,3 +223,20 @@ def test_report_prints_the_headline_tables(tiny, tmp_path):
     assert "linux (baseline)" in r.output
     assert r.output.rstrip().endswith(f"({len(list(out.iterdir()))} files)")
     assert f"full report: {out / 'README.md'}" in r.output
+
+
+def test_importing_mmbench_first_keeps_openblas_to_one_thread():
+    """numpy's OpenBLAS thread busy-waits at import on the core a measured cell may
+    need; mmbench, imported first, asks for one thread unless the caller set a number."""
+    import subprocess
+    import sys
+    code = ("import os, mmbench, numpy; print(os.environ['OPENBLAS_NUM_THREADS'], "
+            "len(os.listdir('/proc/self/task')) if os.path.isdir('/proc/self/task') else 1)")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "1" and int(out[1]) == 1
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "2"
