@@ -61,6 +61,17 @@ QUEUE_DEPTH = 3            # tasks on the cluster per worker thread: one running
 BATCH_S = 2.0              # cells known to be shorter than this go to a worker together (one task)
 UNKNOWN_SHARE = 0.05       # a cell not measured yet counts as this share of BATCH_S (first round: 20)
 MIN_GROUP_S = 0.02         # near the end of a run a task still holds this much work, at least
+# Dask's own instruments, each a periodic wake-up of a server's event loop: in a worker it
+# takes the GIL from the thread measuring a cell (the statistical profiler walks that
+# thread's stack every 10 ms), and in the client process it competes with the measuring
+# workers for this host's cores (the scheduler and the nannies live there).  mmbench reads
+# none of them; the tasks are queued by map_cell_batches, not stolen.
+QUIET = {"distributed.worker.profile.enabled": False,
+         "distributed.admin.tick.interval": "1s",
+         "distributed.admin.system-monitor.interval": "2s",
+         "distributed.admin.system-monitor.gil.enabled": False,
+         "distributed.worker.memory.monitor-interval": "1s",
+         "distributed.scheduler.work-stealing": False}
 _STATE: dict = {}          # per worker process: its CPUs before pinning, the last CPU it held
 
 
@@ -226,9 +237,25 @@ class WorkLeft:
         return min(BATCH_S, max(MIN_GROUP_S, self.left / max(1, slots)))
 
 
-def run_cells(cells: list, repeats: int, calibration_path, budget_s, options=None, task=None) -> list[dict]:
-    """Measure a batch of cells on this worker, one after another (each as run_cell:
-    its own CPU lock and pinning); one Dask task for all of them."""
+class Cells:
+    """A task's cells as one opaque argument: Dask looks for futures inside every list,
+    tuple and dict it is given, and twenty cells' parameters a task made that walk most of
+    the client's cost of a submit (18,000 calls in a quick run)."""
+
+    __slots__ = ("cells",)
+
+    def __init__(self, cells: list):
+        self.cells = cells
+
+    def __reduce__(self):
+        return Cells, (self.cells,)
+
+
+def run_cells(cells, repeats: int, calibration_path, budget_s, options=None, task=None) -> list[dict]:
+    """Measure a batch of cells (a list, or Cells) on this worker, one after another (each
+    as run_cell: its own CPU lock and pinning); one Dask task for all of them."""
+    if isinstance(cells, Cells):
+        cells = cells.cells
     return [(task or run_cell)(index, family, name, params, backend, repeats, calibration_path,
                                budget_s, options)
             for index, family, name, params, backend in cells]
@@ -279,6 +306,7 @@ class Cluster:
         # map_cell_batches sorts the crashed cell from the ones that only waited beside it
         dask.config.set({"distributed.scheduler.allowed-failures": 0,
                          "distributed.scheduler.worker-saturation": 1.0})
+        dask.config.set(QUIET)
         if self.scheduler:
             self.client = Client(self.scheduler, timeout="30s")
         else:
@@ -353,7 +381,7 @@ class Cluster:
         work = WorkLeft(order)
 
         def submit(group):
-            f = self.client.submit(run_cells, [(c[0], c[1].family, c[1].name, c[2], c[3]) for c in group],
+            f = self.client.submit(run_cells, Cells([(c[0], c[1].family, c[1].name, c[2], c[3]) for c in group]),
                                    repeats, calibration_path, budget_s, options, task,
                                    key=f"mmbench-cells-{group[0][0]}-{os.getpid()}-{time.time_ns()}",
                                    pure=False)

@@ -17,6 +17,7 @@ GROUP = "mmbench.backends"
 BUILTIN_ORDER = ("linux", "freebsd", "shmem", "gmem", "uvm", "reference")
 
 _cache: dict[str, object] | None = None
+_builtin: set[str] = set()         # the names mmbench itself registers (read with _cache)
 _broken: dict[str, str] = {}
 
 
@@ -29,6 +30,9 @@ def _discover() -> dict[str, object]:
         if ep.name in found:
             continue
         found[ep.name] = ep
+    # a distribution's metadata is parsed on every read (an email-format file): once here
+    _builtin.clear()
+    _builtin.update(n for n, ep in found.items() if _is_builtin(ep))
     _cache = found
     return found
 
@@ -44,8 +48,8 @@ def names() -> list[str]:
     Backends whose import fails are left out with a warning.
     """
     eps = _discover()
-    builtins = [n for n in BUILTIN_ORDER if n in eps and _is_builtin(eps[n])]
-    builtins += sorted(n for n in eps if _is_builtin(eps[n]) and n not in builtins)
+    builtins = [n for n in BUILTIN_ORDER if n in _builtin]
+    builtins += sorted(n for n in _builtin if n not in builtins)
     plugins = sorted(n for n in eps if n not in builtins)
     out = []
     for n in builtins + plugins:
@@ -89,6 +93,7 @@ def reset():
     """Forget discovered entry points (after installing a plugin at run time)."""
     global _cache
     _cache = None
+    _builtin.clear()
     _broken.clear()
 
 

@@ -82,26 +82,39 @@ def merge(old: list[dict] | None, new: list[dict]) -> list[dict]:
     order the first round gave them; a metric only one side has keeps what it has."""
     if not old:
         return new
-    if failed(old):
-        return old
-    if failed(new):
-        return new
     out = [dict(r) for r in old]
-    at = {r["metric"]: i for i, r in enumerate(out)}
+    return new if merge_into(out, new) is None else out
+
+
+def merge_into(held: list[dict], new: list[dict]) -> list[int] | None:
+    """`merge`, in place: `held` (a cell's records, not empty) takes the round `new`.
+    Returns the positions in `held` whose record changed or was added, so that only
+    those are encoded again (a round changes the measured records; three quarters of a
+    quick run's records are exact and stay), or None when the cell's records are now
+    `new` itself (a failed round after good ones)."""
+    if failed(held):
+        return []
+    if failed(new):
+        return None
+    changed = []
+    at = {r["metric"]: i for i, r in enumerate(held)}
     for r in new:
         i = at.get(r["metric"])
         if i is None:
-            at[r["metric"]] = len(out)
-            out.append(dict(r))
+            at[r["metric"]] = len(held)
+            changed.append(len(held))
+            held.append(dict(r))
             continue
-        o = out[i]
+        o = held[i]
         if o["kind"] == "measured" and r["kind"] == "measured":
             s = list(o.get("samples") or [o["value"]]) + list(r.get("samples") or [r["value"]])
             o.update(value=_median(s), spread=_spread(s), repeats=len(s), samples=s)
+            changed.append(i)
         elif o["kind"] == "exact" and r["kind"] == "exact" and o["value"] != r["value"]:
             if DRIFT_NOTE not in o["note"]:
                 o["note"] = DRIFT_NOTE + (f"; {o['note']}" if o["note"] else "")
-    return out
+                changed.append(i)
+    return changed
 
 
 def order(cells: list, repeats: int, done_rounds=None) -> list[tuple[int, tuple]]:

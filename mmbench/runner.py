@@ -378,7 +378,7 @@ class ResultsBook:
         self.index = {k: i for i, k in enumerate(keys)}
         self._cells = {}                   # plan index -> (cell entry, [record json], cell json)
         self._sums = [0, 0, 0]             # over the cells: rounds held, rounds left out, finished
-        self._last_encoded = {}            # plan index -> (records, their texts) last encoded
+        self._dirty = {}                   # plan index -> positions of its records to encode again (None: all)
         self._records = {}                 # plan index -> [record] of a cell measured in rounds
         self._plan = None
         by_key: dict[str, list] = {}
@@ -390,7 +390,7 @@ class ResultsBook:
                 recs = by_key.get(c["key"], [])
                 self._set_cell(i, (c, [json.dumps(r) for r in recs], json.dumps(c)))
                 if "rounds" in c:
-                    self._records[i] = recs
+                    self._records[i] = [dict(r) for r in recs]   # later rounds merge into them
         self._extra = [r for k, rs in by_key.items() if k not in self.index for r in rs]
         self._written, self._write_s = -math.inf, 0.0   # when the file was last written, and how long it took
 
@@ -459,6 +459,7 @@ class ResultsBook:
         entry = {"key": self.keys[i], "status": status, "session": session, **({"error": error} if error else {}),
                  "how": how}
         self._records.pop(i, None)
+        self._dirty.pop(i, None)
         self._set_cell(i, (entry, [json.dumps(r) for r in records], json.dumps(entry)))
         if flush:
             self.flush()
@@ -474,7 +475,13 @@ class ResultsBook:
         for r in () if checked else records:
             results._check_record(r, f"cell {self.keys[i]}")
         prev = self._cells[i][0] if i in self._cells else None
-        merged = rounds.merge(self._records.get(i), records)
+        merged = self._records.get(i)
+        changed = rounds.merge_into(merged, records) if merged else None
+        if changed is None:                # the first round, or a failed one: the cell's records anew
+            merged = [dict(r) for r in records]
+            self._dirty[i] = None
+        elif self._dirty.get(i, ()) is not None:
+            self._dirty.setdefault(i, set()).update(changed)
         how = dict(how)
         if prev is not None:
             for k in ("wall_s", "measure_s"):
@@ -491,7 +498,8 @@ class ResultsBook:
             entry["stopped"] = "budget"
         self._records[i] = merged
         was = self.finished(i)
-        self._set_cell(i, (entry, None, json.dumps(entry)))  # records encoded when next written
+        self._set_cell(i, (entry, self._cells[i][1] if i in self._cells else None,
+                           json.dumps(entry)))  # records encoded again when next written (_dirty)
         if flush:
             self.flush()
         return int(self.finished(i) and not was)
@@ -522,25 +530,33 @@ class ResultsBook:
         return [t for i in order for t in self._encoded(i)] + [json.dumps(r) for r in self._extra]
 
     def _encoded(self, i) -> list[str]:
-        """The records of cell `i` as JSON texts (a cell in rounds: encoded when written,
-        each record only if it differs from the one encoded before at its place -- a new
+        """The records of cell `i` as JSON texts.  A cell in rounds has the records its
+        last rounds changed encoded again when it is next written, and only those (a
         round changes the measured records, seldom an exact one: three quarters of a
         quick run's records are exact, and their encoding was most of the client's CPU
         in a 2-worker run)."""
         entry, texts, etext = self._cells[i]
-        if texts is None:
-            was, was_texts = self._last_encoded.get(i, ((), ()))
-            recs = self._records[i]
-            texts = [was_texts[j] if j < len(was) and was[j] == r else json.dumps(r)
-                     for j, r in enumerate(recs)]
-            self._last_encoded[i] = (recs, texts)
+        if i in self._dirty:
+            dirty, recs = self._dirty.pop(i), self._records[i]
+            if texts is None or dirty is None:
+                texts = [json.dumps(r) for r in recs]
+            else:
+                texts.extend([""] * (len(recs) - len(texts)))
+                for j in dirty:
+                    texts[j] = json.dumps(recs[j])
             self._cells[i] = (entry, texts, etext)
         return texts
 
     def finish(self) -> dict:
         """Write the file a last time (synced to disk) and return the document with its records."""
         self.flush(sync=True, force=True)
-        self.doc["records"] = [json.loads(t) for t in self._texts(sorted(self._cells))]
+        recs = []
+        for i in sorted(self._cells):           # the records a cell in rounds holds, else its texts read
+            if i in self._records:
+                recs.extend(dict(r) for r in self._records[i])
+            else:
+                recs.extend(json.loads(t) for t in self._encoded(i))
+        self.doc["records"] = recs + [dict(r) for r in self._extra]
         return self.doc
 
 

@@ -52,6 +52,21 @@ def test_merge_joins_samples_and_keeps_exact_values():
         results._check_record(r, "merged")
 
 
+def test_merge_into_changes_in_place_and_names_what_changed():
+    a = [_rec("t.total_ns", 10.0), _rec("t.faults", 64, "exact"), _rec("t.estimated_ns", 5.0, "estimated")]
+    b = [_rec("t.total_ns", 30.0), _rec("t.faults", 64, "exact"), _rec("t.estimated_ns", 5.0, "estimated"),
+         _rec("t.new_ns", 7.0)]
+    c = [_rec("t.total_ns", 20.0), _rec("t.faults", 65, "exact"), _rec("t.estimated_ns", 5.0, "estimated")]
+    held = [dict(r) for r in a]
+    assert rounds.merge_into(held, b) == [0, 3]        # the measured record, the metric only b has
+    assert rounds.merge_into(held, c) == [0, 1]        # measured again; the exact one noted
+    assert held == rounds.merge(rounds.merge(a, b), c)
+    assert b[0]["samples"] == [30.0] and a[0]["samples"] == [10.0]       # rounds untouched
+    bad = [_rec("*", None, "unsupported", note="error: Boom")]
+    assert rounds.merge_into(held, bad) is None         # the cell is now the failure itself
+    assert rounds.merge_into([dict(r) for r in bad], a) == []
+
+
 def test_a_failed_round_makes_the_cell_its_failure():
     ok = [_rec("t.total_ns", 10.0)]
     bad = [_rec("*", None, "unsupported", note="error: Boom")]

@@ -283,12 +283,20 @@ def cache_dir() -> Path:
     return Path(d) if d else Path.home() / ".cache" / "mmbench" / "traces"
 
 
+_SOURCE_KEYS: dict = {}         # (func, its files' stat) -> key: hashed once per edit, not per cell
+
+
 def _source_key(func) -> str:
-    h = hashlib.sha256()
     inputs = getattr(func, "inputs", lambda: ())()     # data files the scenario reads
-    for path in (inspect.getsourcefile(func), __file__, *inputs):
-        h.update(Path(path).read_bytes())
-    return h.hexdigest()[:16]
+    paths = (inspect.getsourcefile(func), __file__, *inputs)
+    stamp = (func, tuple((os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in paths))
+    key = _SOURCE_KEYS.get(stamp)
+    if key is None:
+        h = hashlib.sha256()
+        for path in paths:
+            h.update(Path(path).read_bytes())
+        key = _SOURCE_KEYS[stamp] = h.hexdigest()[:16]
+    return key
 
 
 def _cache_path(wl: Workload, params: dict) -> Path:
