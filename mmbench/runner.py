@@ -956,7 +956,8 @@ def _run_with_progress(profile, backends, patterns, repeats, calibration, overri
         run_suite(profile, backends, patterns, repeats, calibration)
     typer.echo(calibration_search.find(calibration).message, err=True)   # which one, or why none
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), transient=False) as bar:
+                  TimeElapsedColumn(), transient=False,
+                  refresh_per_second=2) as bar:   # its redraw thread runs beside the measured cells
         task = bar.add_task("mmbench run", total=None)
 
         def progress(i, n, what):
