@@ -248,18 +248,13 @@ class Cells:
     def __init__(self, cells: list):
         self.cells = cells
 
-    def __reduce__(self):
-        return Cells, (self.cells,)
 
-
-def run_cells(cells, repeats: int, calibration_path, budget_s, options=None, task=None) -> list[dict]:
-    """Measure a batch of cells (a list, or Cells) on this worker, one after another (each
-    as run_cell: its own CPU lock and pinning); one Dask task for all of them."""
-    if isinstance(cells, Cells):
-        cells = cells.cells
+def run_cells(cells: Cells, repeats: int, calibration_path, budget_s, options=None, task=None) -> list[dict]:
+    """Measure a batch of cells on this worker, one after another (each as run_cell: its
+    own CPU lock and pinning); one Dask task for all of them."""
     return [(task or run_cell)(index, family, name, params, backend, repeats, calibration_path,
                                budget_s, options)
-            for index, family, name, params, backend in cells]
+            for index, family, name, params, backend in cells.cells]
 
 
 _CAL: dict = {}

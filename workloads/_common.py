@@ -289,7 +289,7 @@ _SOURCE_KEYS: dict = {}         # (func, its files' stat) -> key: hashed once pe
 def _source_key(func) -> str:
     inputs = getattr(func, "inputs", lambda: ())()     # data files the scenario reads
     paths = (inspect.getsourcefile(func), __file__, *inputs)
-    stamp = (func, tuple((os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in paths))
+    stamp = (func, tuple((st.st_mtime_ns, st.st_size) for st in map(os.stat, paths)))
     key = _SOURCE_KEYS.get(stamp)
     if key is None:
         h = hashlib.sha256()
