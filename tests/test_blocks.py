@@ -460,3 +460,47 @@ def test_microbenchmarks_reject_bad_arguments():
         bench.bench_pt_next(1 << 20, density=1 << 20)
     with pytest.raises(errors.InvalidArgument):
         bench.bench_first_touch_floor(1000, ram_pages=999)   # frames for fewer pages than touched
+
+
+# ------------------------------------------------------------------ pv chunks
+@SETTINGS
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 2), st.integers(0, 400), st.integers(0, 11)),
+                max_size=300))
+def test_pv_lists_keep_the_mappings_newest_first(ops):
+    # pmap_pvchunk: each page's pv list holds its mappings, the newest first, and a
+    # removal (found by pmap_pvh_remove's walk) keeps the others' order
+    pv = bench.PvChunks(12, 3)
+    lists = {}                        # pfn -> [(pmap, vpn)], newest first
+    mapped = {}                       # (pmap, vpn) -> pfn
+    for enter, pm, vpn, pfn in ops:
+        if enter and (pm, vpn) not in mapped:
+            assert pv.enter(pm, vpn, pfn)
+            lists.setdefault(pfn, []).insert(0, (pm, vpn))
+            mapped[(pm, vpn)] = pfn
+        elif not enter and mapped:
+            k = sorted(mapped)[vpn % len(mapped)]
+            pv.remove(*k)
+            lists[mapped.pop(k)].remove(k)
+    assert all(pv.mappers(p) == lists.get(p, []) for p in range(12))
+    assert pv.verify() == []
+    assert pv.pv_entries >= len(mapped)
+
+
+def test_pv_chunks_past_the_chunk_number_limit_fail_as_out_of_memory():
+    # past PVC_NUM_MAX chunks (here lowered to 2) get_pv_entry fails as when the host
+    # has no memory: nothing recorded, no chunk kept, pv_entries unchanged
+    pv = bench.PvChunks(4, 1, max_chunks=2)
+    assert all(pv.enter(0, v, v % 4) for v in range(2 * 168))
+    assert (pv.chunks, pv.pv_entries) == (2, 336)
+    before = [pv.mappers(p) for p in range(4)]
+    assert not pv.enter(0, 1000, 1)
+    assert (pv.chunks, pv.pv_entries) == (2, 336)
+    assert [pv.mappers(p) for p in range(4)] == before and pv.verify() == []
+    pv.remove(0, 5)                   # a slot free again: the next entry takes it
+    assert pv.enter(0, 1000, 1) and pv.mappers(1)[0] == (0, 1000)
+    assert (pv.chunks, pv.pv_entries) == (2, 337) and pv.verify() == []
+    for v in range(168):              # a chunk emptied is freed, its number reusable
+        if v != 5:
+            pv.remove(0, v)
+    pv.remove(0, 1000)
+    assert pv.chunks == 1 and pv.verify() == []

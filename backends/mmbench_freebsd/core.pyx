@@ -55,8 +55,9 @@ from mmbench_freebsd.vm_map cimport (vmspace_alloc, vmspace_free, vm_map_lookup_
                                      vm_map_dontneed)
 from mmbench_freebsd.vm_fault cimport vm_fault, vm_map_resolve
 from mmbench_freebsd.vm_check cimport vm_check_all
-from mmbench.blocks.pmap cimport pmap_pte, pmap_superpages, pmap_ctx_destroy
-from mmbench.blocks.pmap_pvchunk cimport pv_entry_t, pv_pmap, pv_list, pv_list_first, pmap_bootstrap
+from mmbench.blocks.pmap cimport pmap_ctx_t, pmap_pte, pmap_superpages, pmap_ctx_destroy
+from mmbench.blocks.pmap_pvchunk cimport (pv_entry_t, pv_head_t, pv_pmap, pv_va, pv_next, pv_list,
+                                          pv_list_first, pmap_bootstrap)
 from mmbench_freebsd.pmap cimport pmap_pde_init
 from mmbench_freebsd.vm_reserv cimport vm_reserv_from_page
 from mmbench.blocks.handles cimport handles_init, handles_destroy
@@ -75,6 +76,17 @@ from mmbench.hugepages import THP_DEFAULT, thp_option
 _CACHES = (("vm_map_entry", 96), ("vm_object", 264), ("vm_page", 104), ("pctrie_node", 144),
            ("pv_chunk", 4096), ("pgd", 4096), ("pud_table", 4096), ("pmd_table", 4096),
            ("pte_table", 4096), ("vmspace", 584), ("vm_reserv", 160))
+
+
+cdef int64_t pv_walk(pmap_ctx_t* md, pv_head_t* head, int64_t offset, list out):
+    """Append (pid, va + offset) for each entry of a pv list; the entries visited."""
+    cdef pv_entry_t pv = pv_list_first(head)
+    cdef int64_t n = 0
+    while pv != 0:
+        out.append((int(pv_pmap(md, pv).hdr.pid), int(pv_va(md, pv) + offset)))
+        n += 1
+        pv = pv_next(md, pv)
+    return n
 
 
 cdef class FreeBSDMachine(MapEntryMachine):
@@ -236,26 +248,18 @@ cdef class FreeBSDMachine(MapEntryMachine):
         vpn, _ = self._range(vpn)
         cdef vm_map_t* map = self.map_of(pid)
         cdef uint64_t pte = pmap_pte(&map.pmap.hdr, vpn)
-        cdef pv_entry_t* pv
         cdef vm_reserv_t* rv
         out = []
         if not pte_present(pte):
             return out
-        pv = pv_list_first(&self.vm.md, pv_list(&self.vm.md, pte_pfn(pte)))
-        while pv != NULL:
-            out.append((int(pv_pmap(pv).hdr.pid), int(pv.pv_va)))
-            self.ctr[C_RMAP_VISITS] += 1
-            pv = pv.pv_next
+        self.ctr[C_RMAP_VISITS] += pv_walk(&self.vm.md, pv_list(&self.vm.md, pte_pfn(pte)), 0, out)
         rv = vm_reserv_from_page(&self.vm, pte_pfn(pte))
         if rv != NULL:                      # 2 MiB mappings: the pvh list of its reservation
             idx = [i for i in range(512) if rv.pages[i] == pte_pfn(pte)
                    and (rv.popmap[i >> 6] >> (i & 63)) & 1][0]
-            pv = pv_list_first(&self.vm.md, &rv.pvh)
-            while pv != NULL:
-                out.append((int(pv_pmap(pv).hdr.pid), int(pv.pv_va) + idx))
-                self.ctr[C_RMAP_VISITS] += 1
-                pv = pv.pv_next
+            self.ctr[C_RMAP_VISITS] += pv_walk(&self.vm.md, &rv.pvh, idx, out)
         return sorted(out)
+
 
     def chain_length(self, pid, vpn):
         """Objects in the chain behind `vpn` of `pid` (0: no object yet)."""

@@ -7,9 +7,9 @@ from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.pagetable cimport pt_node_t, pt_leaf, pt_find_leaf, pt_set, pt_next, pte_pfn, pte_present, PTE_WRITE
 from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_account_tables, PTE_PROMOTED,
                                   pmap_remove_all as pmap_remove_all_4k)
-from mmbench.blocks.pmap_pvchunk cimport (pmap_t, pv_entry_t, get_pv_entry, free_pv_entry, pv_find,
+from mmbench.blocks.pmap_pvchunk cimport (pmap_t, pv_entry_t, get_pv_entry, free_pv_entry, pv_va,
                                           pv_pmap, pv_list, pv_list_first, pv_list_insert,
-                                          pv_list_remove)
+                                          pmap_pvh_remove)
 from mmbench_freebsd.vm cimport vm_ctx_t, vm_reserv_t, VM_LEVEL_0_NPAGES
 from mmbench_freebsd.vm_reserv cimport vm_reserv_from_page
 
@@ -23,8 +23,8 @@ cdef inline vm_reserv_t* pde_reserv(vm_ctx_t* vm, pt_node_t* t) noexcept nogil:
     """The reservation a 2 MiB mapping maps (its first page's)."""
     return vm_reserv_from_page(vm, pte_pfn(t.e[0]))
 
-cdef inline void pv_link(vm_ctx_t* vm, pfn_t pfn, pv_entry_t* pv) noexcept nogil:
-    pv_list_insert(&vm.md, pv_list(&vm.md, pfn), pv)
+cdef inline void pv_link(vm_ctx_t* vm, pfn_t pfn, pv_entry_t pv, int64_t va) noexcept nogil:
+    pv_list_insert(&vm.md, pv_list(&vm.md, pfn), pv, va)
     vm.md.fr.f[pfn].mapcount += 1
 
 
@@ -36,7 +36,7 @@ cdef void pmap_promote_pde(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pt_node_t* t, int64
     cdef int64_t base = vpn & ~(<int64_t>VM_LEVEL_0_NPAGES - 1)
     cdef vm_reserv_t* rv = pde_reserv(vm, t)
     cdef uint64_t prot = t.e[0] & PTE_WRITE
-    cdef pv_entry_t* pv
+    cdef pv_entry_t pv
     cdef int64_t i
     if rv == NULL or rv.popcnt != VM_LEVEL_0_NPAGES:
         ctx.ctr[C_SUPERPAGE_P_FAILURES] += 1
@@ -47,15 +47,14 @@ cdef void pmap_promote_pde(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pt_node_t* t, int64
             ctx.ctr[C_SUPERPAGE_P_FAILURES] += 1
             return
     pv = get_pv_entry(ctx, pm)
-    if pv == NULL:
+    if pv == 0:
         ctx.ctr[C_SUPERPAGE_P_FAILURES] += 1
         return
     for i in range(VM_LEVEL_0_NPAGES):          # pmap_pv_promote_pde
         ctx.pv.pv_remove(ctx, hdr, rv.pages[i], base + i)
         ctx.fr.f[rv.pages[i]].mapcount += 1     # still mapped, now through the pvh
         t.e[i] |= PTE_PROMOTED
-    pv.pv_va = <uint64_t>base
-    pv_list_insert(ctx, &rv.pvh, pv)
+    pv_list_insert(ctx, &rv.pvh, pv, base)
     ctx.ctr[C_SUPERPAGE_PROMOTIONS] += 1
     ctx.ctr[C_PTE_WRITES] += 1                  # the PDE
     ctx.ctr[C_TLB_FLUSHES] += 1
@@ -75,9 +74,8 @@ cdef void pmap_remove_pde(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pt_node_t* t, int64_
     """Unmap a whole 2 MiB mapping (its kept PTE page is emptied)."""
     cdef vm_reserv_t* rv = pde_reserv(vm_of(ctx), t)
     cdef pmap_t* pm = <pmap_t*>hdr
-    cdef pv_entry_t* pv = pv_find(pv_list_first(ctx, &rv.pvh), pm, base)
+    cdef pv_entry_t pv = pmap_pvh_remove(ctx, &rv.pvh, pm, base)
     cdef int64_t i
-    pv_list_remove(&rv.pvh, pv)
     free_pv_entry(ctx, pm, pv)
     for i in range(VM_LEVEL_0_NPAGES):
         ctx.fr.f[pte_pfn(t.e[i])].mapcount -= 1
@@ -89,23 +87,22 @@ cdef void pmap_demote_pde(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pt_node_t* t, int64_
     cdef pmap_t* pm = <pmap_t*>hdr
     cdef int64_t base = vpn & ~(<int64_t>VM_LEVEL_0_NPAGES - 1)
     cdef vm_reserv_t* rv = pde_reserv(vm, t)
-    cdef pv_entry_t* pv = pv_find(pv_list_first(ctx, &rv.pvh), pm, base)
+    cdef pv_entry_t pv
     cdef pfn_t m
     cdef int64_t i
-    pv_list_remove(&rv.pvh, pv)                 # pmap_pv_demote_pde: it becomes page 0's
+    pv = pmap_pvh_remove(ctx, &rv.pvh, pm, base)    # pmap_pv_demote_pde: it becomes page 0's
     for i in range(VM_LEVEL_0_NPAGES):
         t.e[i] &= ~(<uint64_t>PTE_PROMOTED)
         m = pte_pfn(t.e[i])
         if i > 0:
             pv = get_pv_entry(ctx, pm)
-        if pv == NULL:                          # no pv entry: that page loses its mapping
+        if pv == 0:                             # no pv entry: that page loses its mapping
             ctx.fr.f[m].mapcount -= 1           # (the kernel drops the whole 2 MiB one)
             pt_set(t, <uint64_t>(base + i), 0)
             hdr.resident_count -= 1
             continue
-        pv.pv_va = <uint64_t>(base + i)
         ctx.fr.f[m].mapcount -= 1               # pv_link counts it again
-        pv_link(vm, m, pv)
+        pv_link(vm, m, pv, base + i)
     ctx.ctr[C_SUPERPAGE_DEMOTIONS] += 1
     ctx.ctr[C_PTE_WRITES] += 1                  # the PDE (the kept PTE page is current)
     ctx.ctr[C_TLB_FLUSHES] += 1
@@ -117,12 +114,13 @@ cdef void pmap_pde_init(vm_ctx_t* vm) noexcept nogil:
 
 cdef void pmap_demote_reserv(vm_ctx_t* vm, vm_reserv_t* rv) noexcept nogil:
     cdef pmap_t* pm
-    cdef pv_entry_t* pv
+    cdef pv_entry_t pv
+    cdef int64_t va
     while rv.pvh != 0:
-        pv = pv_list_first(&vm.md, &rv.pvh)
-        pm = pv_pmap(pv)
-        pmap_demote_pde(&vm.md, &pm.hdr, pt_find_leaf(&pm.hdr.pt, pv.pv_va),
-                        <int64_t>pv.pv_va)
+        pv = pv_list_first(&rv.pvh)
+        pm = pv_pmap(&vm.md, pv)
+        va = pv_va(&vm.md, pv)
+        pmap_demote_pde(&vm.md, &pm.hdr, pt_find_leaf(&pm.hdr.pt, <uint64_t>va), va)
 
 cdef int64_t pmap_remove_all(vm_ctx_t* vm, pfn_t pfn) noexcept nogil:
     cdef vm_reserv_t* rv = vm_reserv_from_page(vm, pfn)
@@ -140,7 +138,7 @@ cdef int64_t pmap_copy(vm_ctx_t* vm, pmap_t* dst, pmap_t* src, int64_t start, in
     cdef uint64_t vpn = <uint64_t>start
     cdef pt_node_t* t
     cdef pt_node_t* d
-    cdef pv_entry_t* pv
+    cdef pv_entry_t pv
     cdef uint64_t pte
     cdef int64_t n = 0, nalloc = 0, base, i
     while True:
@@ -154,10 +152,9 @@ cdef int64_t pmap_copy(vm_ctx_t* vm, pmap_t* dst, pmap_t* src, int64_t start, in
         base = <int64_t>vpn & ~(<int64_t>VM_LEVEL_0_NPAGES - 1)
         if (pte & PTE_PROMOTED) and base >= start and base + VM_LEVEL_0_NPAGES <= end and d.used == 0:
             pv = get_pv_entry(&vm.md, dst)      # the whole 2 MiB: one PDE, one pv entry
-            if pv == NULL:
+            if pv == 0:
                 break
-            pv.pv_va = <uint64_t>base
-            pv_list_insert(&vm.md, &pde_reserv(vm, t).pvh, pv)
+            pv_list_insert(&vm.md, &pde_reserv(vm, t).pvh, pv, base)
             for i in range(VM_LEVEL_0_NPAGES):
                 pt_set(d, <uint64_t>(base + i), t.e[i])
                 vm.md.fr.f[pte_pfn(t.e[i])].mapcount += 1
@@ -168,10 +165,9 @@ cdef int64_t pmap_copy(vm_ctx_t* vm, pmap_t* dst, pmap_t* src, int64_t start, in
         pte &= ~(<uint64_t>PTE_PROMOTED)        # part of a 2 MiB mapping: copied at 4 KiB
         if d.e[vpn & 511] == 0:
             pv = get_pv_entry(&vm.md, dst)
-            if pv == NULL:
+            if pv == 0:
                 break
-            pv.pv_va = vpn
-            pv_link(vm, pte_pfn(pte), pv)
+            pv_link(vm, pte_pfn(pte), pv, <int64_t>vpn)
             pt_set(d, vpn, pte)
             dst.hdr.resident_count += 1
             n += 1

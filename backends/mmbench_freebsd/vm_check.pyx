@@ -10,10 +10,11 @@
 #             resolves to; a writable PTE only for a writable, no-longer
 #             NEEDS_COPY entry whose first object holds the page; one pv entry
 #             per PTE, page mapcount == its pv list length; each pv list
-#             head (the page's frame_t.aux, a reservation's pvh) is 0 or the
-#             handle of an entry in use whose pv_prev is NULL, the list's
-#             links agree both ways; every pv_chunk holds its number in
-#             md.pvc_tab, and numbers in use == chunks.
+#             (from the page's frame_t.aux, a reservation's pvh) ends, and
+#             its head and every pv_next is the handle of an entry in use;
+#             the entries on all lists are as many as the entries in use
+#             (none lost, none on two lists); every pv_chunk holds its
+#             number in md.pvc_tab, and numbers in use == chunks.
 #   reserv    each reservation on its object's list, popcnt == popmap bits
 #             (never 0), each populated index names a resident page that
 #             names the reservation back (frame_field == its number + 1 in
@@ -35,9 +36,10 @@ from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t
                                  KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD, KC_VMSPACE, KC_RESERV, item_pfn,
                                  vm_reserv_t, VM_LEVEL_0_NPAGES,
                                  vm_map_entry_first, vm_map_entry_last, vm_map_entry_succ, vm_map_entry_pred)
-from mmbench.blocks.pmap cimport PTE_PROMOTED, pvc_link_t, pvc_of
+from mmbench.blocks.pmap cimport PTE_PROMOTED, pvc_link_t
 from mmbench.blocks.pmap_pvchunk cimport (pmap_t, pv_entry_t, pv_chunk_t, pv_head_t, pmap_pv_count,
-                                          pv_pmap, pv_list, pv_list_first, pv_handle_valid)
+                                          pc_of_list, pv_find, pv_next, pv_list, pv_list_first,
+                                          pv_handle_valid)
 from mmbench_freebsd.vm_fault cimport vm_map_resolve
 from mmbench_freebsd.vm_map cimport vm_map_lookup_entry
 from mmbench_freebsd.vm_reserv cimport vm_reserv_check, vm_reserv_from_page
@@ -134,7 +136,8 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
     cdef vm_map_entry_t* e = vm_map_lookup_entry(map, vpn)
     cdef pfn_t pfn = pte_pfn(pte)
     cdef int depth
-    cdef pv_entry_t* pv
+    cdef pv_head_t* head
+    cdef pv_entry_t prev
     cdef vm_reserv_t* rv
     cdef int64_t base
     if e == NULL:
@@ -153,13 +156,11 @@ cdef int check_pte(vm_ctx_t* vm, vm_map_t* map, int64_t vpn, uint64_t pte, const
         if rv == NULL or rv.pages[vpn - base] != pfn:
             why[0] = "pmap: 2 MiB mapping of pages not consecutive in one reservation"
             return -1
-        pv = pv_list_first(&vm.md, &rv.pvh)
+        head = &rv.pvh
         vpn = base
     else:
-        pv = pv_list_first(&vm.md, pv_list(&vm.md, pfn))
-    while pv != NULL and not (<int64_t>pv.pv_va == vpn and pv_pmap(pv) == &map.pmap):
-        pv = pv.pv_next
-    if pv == NULL:
+        head = pv_list(&vm.md, pfn)
+    if pv_find(&vm.md, head, &map.pmap, vpn, &prev) == 0:
         why[0] = "pmap: PTE without its pv entry"
         return -1
     return 0
@@ -169,7 +170,7 @@ cdef int check_chunks(vm_ctx_t* vm, pvc_link_t* l, pmap_t* pm, bint full,
                       const char** why) noexcept nogil:
     cdef pv_chunk_t* pc
     while l != NULL:
-        pc = <pv_chunk_t*>pvc_of(l)
+        pc = pc_of_list(l)
         if <pmap_t*>pc.pc_pmap != pm:
             why[0] = "pmap: pv_chunk of another pmap on the list"
             return -1
@@ -187,7 +188,8 @@ cdef int check_chunks(vm_ctx_t* vm, pvc_link_t* l, pmap_t* pm, bint full,
     return 0
 
 
-cdef int check_pmap(vm_ctx_t* vm, vm_map_t* map, int64_t* ptes, const char** why) noexcept nogil:
+cdef int check_pmap(vm_ctx_t* vm, vm_map_t* map, int64_t* ptes, int64_t* pvs,
+                    const char** why) noexcept nogil:
     cdef uint64_t vpn = 0
     cdef pt_node_t* t
     cdef int64_t n = 0, npromoted = 0
@@ -216,44 +218,46 @@ cdef int check_pmap(vm_ctx_t* vm, vm_map_t* map, int64_t* ptes, const char** why
     if check_chunks(vm, map.pmap.pm_pvfull, &map.pmap, True, why) != 0:
         return -1
     ptes[0] += n
+    pvs[0] += pmap_pv_count(&map.pmap)
     return 0
 
 
-cdef int64_t pv_list_length(vm_ctx_t* vm, pv_head_t* head, const char** why) noexcept nogil:
-    """The entries on a pv list, -1 (why set) when its head or links are broken."""
-    cdef pv_entry_t* pv
+cdef int64_t pv_list_length(vm_ctx_t* vm, pv_head_t* head, int64_t pvs,
+                            const char** why) noexcept nogil:
+    """The entries on a pv list, -1 (why set) when it names an entry not in use
+    (a stale handle) or is longer than the pvs entries in use (a cycle)."""
+    cdef pv_entry_t pv = pv_list_first(head)
     cdef int64_t n = 0
-    if not pv_handle_valid(&vm.md, head[0]):
-        why[0] = "pmap: pv list head names no pv entry in use (a stale handle)"
-        return -1
-    pv = pv_list_first(&vm.md, head)
-    if pv != NULL and pv.pv_prev != NULL:
-        why[0] = "pmap: pv list head is not its first entry"
-        return -1
-    while pv != NULL:
-        if pv.pv_next != NULL and pv.pv_next.pv_prev != pv:
-            why[0] = "pmap: pv list links disagree (pv_next / pv_prev)"
+    while pv != 0:
+        if not pv_handle_valid(&vm.md, pv):
+            why[0] = "pmap: pv list names no pv entry in use (a stale handle)"
             return -1
         n += 1
-        pv = pv.pv_next
+        if n > pvs:
+            why[0] = "pmap: pv list does not end (longer than the pv entries in use)"
+            return -1
+        pv = pv_next(&vm.md, pv)
     return n
 
-cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcept nogil:
+cdef int check_pv_lists(vm_ctx_t* vm, int64_t pvs, int64_t* mapped, const char** why) noexcept nogil:
+    """Each page's mapcount is its pv entries (its own list, and its
+    reservation's pvh); the lists hold every one of the pvs entries in use once."""
     cdef vm_object_t* obj = vm.objects
     cdef uint64_t* item
     cdef pfn_t pfn
     cdef vm_reserv_t* rv
-    cdef int64_t n, k
+    cdef int64_t n, k, onlist = 0
     while obj != NULL:
         item = pctrie_lookup_ge(&obj.rtree, 0)
         while item != NULL:
             pfn = item_pfn(vm, item)
-            n = pv_list_length(vm, pv_list(&vm.md, pfn), why)
+            n = pv_list_length(vm, pv_list(&vm.md, pfn), pvs, why)
             if n < 0:
                 return -1
+            onlist += n
             rv = vm_reserv_from_page(vm, pfn)
             if rv != NULL:                  # each 2 MiB mapping of its reservation maps it
-                k = pv_list_length(vm, &rv.pvh, why)
+                k = pv_list_length(vm, &rv.pvh, pvs, why)
                 if k < 0:
                     return -1
                 n += k
@@ -262,7 +266,17 @@ cdef int check_pv_lists(vm_ctx_t* vm, int64_t* mapped, const char** why) noexcep
                 return -1
             mapped[0] += n
             item = pctrie_lookup_ge(&obj.rtree, item[0] + 1)
+        rv = obj.rvq
+        while rv != NULL:                   # each pvh once
+            k = pv_list_length(vm, &rv.pvh, pvs, why)
+            if k < 0:
+                return -1
+            onlist += k
+            rv = rv.objq_next
         obj = obj.all_next
+    if onlist != pvs:
+        why[0] = "pmap: pv entries on the pv lists != pv entries in use"
+        return -1
     return 0
 
 
@@ -320,7 +334,7 @@ cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entrie
 cdef int vm_check_all(vm_ctx_t* vm, void** procs, int64_t nprocs, const char** why) noexcept nogil:
     cdef vm_object_t* obj = vm.objects
     cdef vm_map_t* map
-    cdef int64_t pid, entries = 0, pages = 0, nobj = 0, ptes = 0, mapped = 0, nrv = 0
+    cdef int64_t pid, entries = 0, pages = 0, nobj = 0, ptes = 0, pvs = 0, mapped = 0, nrv = 0
     cdef int64_t npop = 0, reserved = 0
     while obj != NULL:                      # reset the scratch counters
         obj.check_refs = 0
@@ -357,9 +371,9 @@ cdef int vm_check_all(vm_ctx_t* vm, void** procs, int64_t nprocs, const char** w
         return -1
     for pid in range(1, nprocs):
         map = <vm_map_t*>procs[pid]
-        if map != NULL and check_pmap(vm, map, &ptes, why) != 0:
+        if map != NULL and check_pmap(vm, map, &ptes, &pvs, why) != 0:
             return -1
-    if check_pv_lists(vm, &mapped, why) != 0:
+    if check_pv_lists(vm, pvs, &mapped, why) != 0:
         return -1
     if mapped != ptes:
         why[0] = "pv entries on pages != present PTEs"

@@ -13,6 +13,7 @@
 # They are called by the asv suite; they never assert anything about speed.
 
 from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memset
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -31,6 +32,11 @@ from mmbench.blocks.vmaset cimport (vma_span_t, vmaset_lower_bound, vmaset_find,
                                     vmaset_any_mapped, vmaset_reserve, vmaset_insert, vmaset_remove)
 from mmbench.blocks.handles cimport (handles_t, handles_init, handles_destroy, handles_take,
                                      handles_put, handles_get, handles_live)
+from mmbench.core cimport kmem_cache_t, NR_COUNTERS, C_PV_ENTRIES
+from mmbench.blocks.pmap cimport pmap_ctx_t, pmap_ctx_destroy
+from mmbench.blocks.pmap_pvchunk cimport (pmap_t, pv_entry_t, pmap_bootstrap, pmap_pinit, pmap_release,
+                                          pmap_pv_count, pv_list, pv_list_first, pv_next, pv_va,
+                                          pv_pmap, pv_handle_valid)
 
 from mmbench import errors
 
@@ -580,6 +586,129 @@ cdef class Handles:
     def size(self):
         """Slots allocated."""
         return self.h.len
+
+
+# ----------------------------------------------------------------- pv chunks
+cdef class PvChunks:
+    """pmap_pvchunk's pv side (FreeBSD's pv entries and pv_chunks) over `npages`
+    frames of its own and `npmaps` pmaps (0, 1, …): mappings are entered and
+    removed through the implementation's pv operations (ctx.pv), as pmap_enter
+    and pmap_remove do.  max_chunks lowers the limit on pv_chunks alive at once
+    (PVC_NUM_MAX), so a test reaches that limit's failure with a few chunks."""
+    cdef frames_t fr
+    cdef pmap_ctx_t ctx
+    cdef uint64_t ctr[NR_COUNTERS]
+    cdef kmem_cache_t kc[5]          # pgd, pud, pmd, pte tables, pv_chunk
+    cdef pmap_t* pms
+    cdef int64_t npmaps
+    cdef dict maps                   # (pmap, vpn) -> pfn
+
+    def __cinit__(self, npages, npmaps, max_chunks=None):
+        cdef int64_t i
+        self.fr.f = NULL
+        self.pms = NULL
+        self.npmaps = 0
+        frames_init(&self.fr, _u64(npages, "npages", 1, 1 << 20), 0, 1)
+        memset(&self.ctx, 0, sizeof(pmap_ctx_t))
+        memset(self.ctr, 0, sizeof(self.ctr))
+        memset(self.kc, 0, sizeof(self.kc))
+        self.ctx.fr = &self.fr
+        self.ctx.ctr = self.ctr
+        self.ctx.kc = self.kc
+        self.ctx.kc_pgd, self.ctx.kc_pv, self.ctx.kc_pmap = 0, 4, -1
+        pmap_bootstrap(&self.ctx, npages)
+        if max_chunks is not None:       # no chunk numbered yet: the table is empty
+            self.ctx.pvc_tab.max = _u64(max_chunks, "max_chunks", 0, self.ctx.pvc_tab.max)
+        n = _u64(npmaps, "npmaps", 1, 64)
+        self.pms = <pmap_t*>calloc(n, sizeof(pmap_t))
+        if self.pms == NULL:
+            raise MemoryError
+        for i in range(n):
+            if pmap_pinit(&self.ctx, &self.pms[i], i) != 0:
+                raise MemoryError
+            self.npmaps += 1
+        self.maps = {}
+
+    def __dealloc__(self):
+        cdef int64_t i
+        if self.pms != NULL:
+            for (pm, vpn), pfn in (self.maps or {}).items():
+                self.ctx.pv.pv_remove(&self.ctx, &self.pms[<int64_t>pm].hdr, <pfn_t>pfn, <int64_t>vpn)
+            for i in range(self.npmaps):
+                pmap_release(&self.ctx, &self.pms[i])
+            free(self.pms)
+            pmap_ctx_destroy(&self.ctx)
+        if self.fr.f != NULL:
+            frames_destroy(&self.fr)
+
+    def _pm(self, pm):
+        return _u64(pm, "pmap", 0, self.npmaps - 1)
+
+    def enter(self, pm, vpn, pfn):
+        """Record the mapping <pm, vpn> of page pfn: True, or False when no pv
+        entry could be had (nothing recorded)."""
+        k = (self._pm(pm), _u64(vpn, "vpn", 0, VPN_LIMIT - 1))
+        p = _u64(pfn, "pfn", 0, self.fr.node_size[0] - 1)
+        if k in self.maps:
+            raise errors.InvalidArgument(f"{k} is mapped already")
+        if self.ctx.pv.pv_enter(&self.ctx, &self.pms[<int64_t>k[0]].hdr, <pfn_t>p, <int64_t>k[1]) != 0:
+            return False
+        self.maps[k] = p
+        return True
+
+    def remove(self, pm, vpn):
+        k = (self._pm(pm), _u64(vpn, "vpn", 0, VPN_LIMIT - 1))
+        if k not in self.maps:
+            raise errors.InvalidArgument(f"{k} is not mapped")
+        p = self.maps.pop(k)
+        self.ctx.pv.pv_remove(&self.ctx, &self.pms[<int64_t>k[0]].hdr, <pfn_t>p, <int64_t>k[1])
+
+    def mappers(self, pfn):
+        """[(pmap, vpn), …] in the order of the page's pv list."""
+        cdef pv_entry_t pv = pv_list_first(pv_list(&self.ctx, <pfn_t>_u64(pfn, "pfn", 0,
+                                                                        self.fr.node_size[0] - 1)))
+        out = []
+        while pv != 0 and len(out) <= len(self.maps):
+            out.append((<int64_t>(pv_pmap(&self.ctx, pv) - self.pms), pv_va(&self.ctx, pv)))
+            pv = pv_next(&self.ctx, pv)
+        return out
+
+    @property
+    def chunks(self):
+        """pv_chunks alive (kc_pv's active objects)."""
+        return self.kc[4].active
+
+    @property
+    def pv_entries(self):
+        """C_PV_ENTRIES: pv entries taken so far."""
+        return self.ctr[C_PV_ENTRIES]
+
+    def verify(self):
+        """[] or the violations: every pv list names entries in use and holds exactly
+        the page's mappings; entries in use == mappings; chunk numbers == chunks."""
+        cdef int64_t i, used = 0
+        cdef pv_entry_t pv
+        out = []
+        for i in range(self.npmaps):
+            used += pmap_pv_count(&self.pms[i])
+        if used != len(self.maps):
+            out.append(f"{used} pv entries in use, {len(self.maps)} mappings")
+        if self.ctx.pvc_tab.count != self.kc[4].active:
+            out.append(f"{self.ctx.pvc_tab.count} chunk numbers, {self.kc[4].active} chunks")
+        want = {}
+        for (pm, vpn), p in self.maps.items():
+            want.setdefault(p, set()).add((pm, vpn))
+        for p in range(self.fr.node_size[0]):
+            pv = pv_list_first(pv_list(&self.ctx, <pfn_t>p))
+            steps = 0
+            while pv != 0 and pv_handle_valid(&self.ctx, pv) and steps <= used:
+                pv = pv_next(&self.ctx, pv)
+                steps += 1
+            if pv != 0:
+                out.append(f"pfn {p}: its pv list names entry {pv}, not in use, or does not end")
+            elif sorted(self.mappers(p)) != sorted(want.get(p, ())):
+                out.append(f"pfn {p}: pv list {self.mappers(p)} != mappings {sorted(want.get(p, ()))}")
+        return out
 
 
 # ------------------------------------------------------------------ pagecache

@@ -18,8 +18,8 @@
 # 2-aligned (anything malloc returns is).
 #
 # Users: pmap_netbsd (a pmap's number in the embedded pv of its pages,
-# pm_num: pmap_netbsd.pxd), pmap_pvchunk (a pv_chunk's number in the pv list
-# heads naming its entries, pc_num: pmap_pvchunk.pxd) and freebsd's vm_reserv
+# pm_num: pmap_netbsd.pxd), pmap_pvchunk (a pv_chunk's number in the handles
+# naming its entries, in list heads and links, pc_num: pmap_pvchunk.pxd) and freebsd's vm_reserv
 # (a reservation's number in the frame descriptor of each of its pages:
 # vm_reserv.pyx); pmap.pyx also keeps the slabs its pv containers are carved
 # from in one, only to unmap them all at the end.  The table is the simulator's memory, not the kernel's: no

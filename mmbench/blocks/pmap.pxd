@@ -13,7 +13,8 @@
 #                            pv_entry's carved from per-pmap 4 KiB
 #                            pv_pages (63 each)
 #   pmap_pvchunk (this dir)  every mapping a pv_entry in per-pmap        freebsd
-#                            4 KiB pv_chunks (168 each)
+#                            4 KiB pv_chunks (168 each; the simulator
+#                            packs one in 1400 B, pmap_pvchunk.pxd)
 #
 # The block is split the same way.  `pmap.pyx` (this interface) holds the
 # page-table side every implementation shares — entering, removing,
@@ -22,7 +23,8 @@
 # implementation module provides:
 #
 #   pmap_t                          its pmap, a pmap_hdr_t first
-#   pmap_bootstrap(ctx, npages)     ctx.pv, for the pages pfn [0, npages) (through
+#   pmap_bootstrap(ctx, npages)     ctx.pv and the simulator's size of its pv containers,
+#                                   for the pages pfn [0, npages) (through
 #                                   pmap_ctx_init; pmap_ctx_destroy undoes it); 0 / -1.
 #                                   A page's pv list head lives in its frame descriptor
 #                                   (the kernel's md in vm_page): no per-pfn array
@@ -74,7 +76,7 @@ ctypedef pmap_ctx_s pmap_ctx_t
 
 cdef enum:
     NPTEPG = 512               # PTEs per page-table page: one 2 MiB mapping
-    PVC_SLAB = 64              # pv containers per slab the simulator maps at once (not modelled)
+    PVC_SLAB_BYTES = 64 * 4096 # bytes of pv containers the simulator maps at once (not modelled)
     PVC_SLABS_MAX = 1 << 30    # slabs a machine may map (64 TiB of pv containers: no limit)
     PTE_PROMOTED = 1 << 4      # PTE_SOFT0: the PTE lies under a 2 MiB mapping (PG_PS|PG_PROMOTED
                                # PDE); the PTE page is the one kept for demotion
@@ -118,7 +120,8 @@ cdef struct pmap_ctx_s:
     uint64_t* ctr             # the machine's counters (C_* ids)
     kmem_cache_t* kc          # the machine's slab caches
     int kc_pgd                # first of four consecutive caches: pgd, pud, pmd, pte tables
-    int kc_pv                 # the 4 KiB containers of pv entries (pv_page / pv_chunk)
+    int kc_pv                 # the 4 KiB containers of pv entries (pv_page / pv_chunk): the
+                              # kernel's size, charged per container whatever pvc_bytes is
     int kc_pmap               # struct pmap, or -1 when the design charges it itself
     int64_t npages            # pfns [0, npages) are managed pages (have pv lists, kept in
                               # their frame descriptors by the implementation)
@@ -129,24 +132,28 @@ cdef struct pmap_ctx_s:
                               # pv list head names its first pv_entry in 32 bits
                               # (pmap_pvchunk.pxd); empty, no numbers, otherwise
     pmap_pv_ops_t pv          # the implementation's pv side (set by pmap_bootstrap)
+    int64_t pvc_bytes         # the simulator's size of one pv container (set by pmap_bootstrap:
+                              # 4096 for pmap_netbsd, less for pmap_pvchunk's packed chunks)
     void* pvc_spare           # containers freed and kept for the next pvc_alloc (linked
                               # through their first word)
     char* pvc_carve           # the next never-used container of the newest slab
     int64_t pvc_carve_left    # never-used containers left in it
-    handles_t pvc_slabs       # every slab mapped (PVC_SLAB containers each), numbered 0, 1, …
+    handles_t pvc_slabs       # every slab mapped (PVC_SLAB_BYTES each), numbered 0, 1, …
                               # in order; unmapped at pmap_ctx_destroy
     pmap_pde_ops_t pde        # 2 MiB mappings (the design's; all NULL: none)
 
-# The 4 KiB containers pv entries are carved from (FreeBSD's pv_chunk, NetBSD's
-# pv_page) hang on two lists of their pmap (with room / full) by an embedded
-# link (pc_list / pvp_list); being 4 KiB-aligned, the container of a link or
-# of a pv entry is the 4 KiB page it lies in (pvc_of).
+# The containers pv entries are carved from (FreeBSD's pv_chunk, NetBSD's
+# pv_page) hang on two lists of their pmap (with room / full) by a link that
+# is the container's first member (pc_list / pvp_list), so the container of a
+# link is the link's address (pvc_of_link).  The kernel's are 4 KiB pages; the
+# simulator's are ctx.pvc_bytes long (an implementation may pack its entries
+# tighter than the kernel does; kc_pv still charges the kernel's 4 KiB each).
 ctypedef struct pvc_link_t:
     pvc_link_t* next
     pvc_link_t* prev
 
-cdef inline void* pvc_of(void* p) noexcept nogil:
-    return <void*>(<size_t>p & ~(<size_t>4095))
+cdef inline void* pvc_of_link(pvc_link_t* l) noexcept nogil:
+    return <void*>l
 
 cdef inline void pvc_push(pvc_link_t** head, pvc_link_t* l) noexcept nogil:
     l.prev = NULL
@@ -172,16 +179,19 @@ cdef inline void pmap_kc_free(pmap_ctx_t* ctx, int c) noexcept nogil:
     ctx.kc[c].frees += 1
 
 # the lifecycle every implementation shares (pmap.pyx): the context with the
-# implementation's pv side (its numbered tables empty, taking no numbers), and a pmap of
+# implementation's pv side and the size of its pv containers (pvc_bytes, at most
+# 4096: one of the kernel's pages; its numbered tables empty, taking no numbers), and a pmap of
 # `size` bytes that starts with its header (pmap_create / pmap_destroy: tables, and
 # struct pmap charged to kc_pmap when that is not -1)
-cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, pmap_pv_ops_t pv) noexcept nogil  # 0
+cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, pmap_pv_ops_t pv,
+                       int64_t pvc_bytes) noexcept nogil  # 0
 cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil
 cdef int pmap_create(pmap_ctx_t* ctx, pmap_hdr_t* pm, size_t size, int64_t pid) noexcept nogil
 cdef void pmap_destroy(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil
-# a new 4 KiB-aligned container (charged to kc_pv), NULL out of memory; give one back.
-# Containers come from slabs of PVC_SLAB pages mapped with mmap, as the kernel takes
-# whole pages for them, and a container given back waits on ctx.pvc_spare for the
+# a new container of ctx.pvc_bytes (charged to kc_pv), NULL out of memory; give one back.
+# Containers come from slabs of PVC_SLAB_BYTES mapped with mmap, as the kernel takes
+# whole pages for them (so 4096-byte containers are 4 KiB-aligned, which pmap_netbsd
+# relies on), and a container given back waits on ctx.pvc_spare for the
 # next pvc_alloc (the slabs are unmapped with the context).  The heap's 4 KiB-aligned
 # allocations (posix_memalign) cost about 14 B more per resident page under
 # freebsd thp=never (96.9 B/page against 63 B/page after) and fragmented the heap

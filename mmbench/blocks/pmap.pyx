@@ -19,9 +19,11 @@ cdef void pmap_account_tables(pmap_ctx_t* ctx, pmap_hdr_t* pm) noexcept nogil:
     for lvl in range(4):
         kmem_cache_sync(&ctx.kc[ctx.kc_pgd + lvl], &pm.pt_accounted[lvl], pm.pt.nr[lvl])
 
-cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, pmap_pv_ops_t pv) noexcept nogil:
+cdef int pmap_ctx_init(pmap_ctx_t* ctx, int64_t npages, pmap_pv_ops_t pv,
+                       int64_t pvc_bytes) noexcept nogil:
     ctx.npages = npages
     ctx.pv = pv
+    ctx.pvc_bytes = pvc_bytes
     handles_init(&ctx.pmap_tab, 0)              # numbers only if the implementation asks
     handles_init(&ctx.pvc_tab, 0)
     handles_init(&ctx.pvc_slabs, PVC_SLABS_MAX)
@@ -35,22 +37,22 @@ cdef void pmap_ctx_destroy(pmap_ctx_t* ctx) noexcept nogil:
     handles_destroy(&ctx.pmap_tab)
     handles_destroy(&ctx.pvc_tab)
     for i in range(ctx.pvc_slabs.count):        # numbered in order, none ever given back
-        munmap(handles_get(&ctx.pvc_slabs, i), PVC_SLAB * 4096)
+        munmap(handles_get(&ctx.pvc_slabs, i), PVC_SLAB_BYTES)
     handles_destroy(&ctx.pvc_slabs)
     ctx.pvc_spare = ctx.pvc_carve = NULL
     ctx.pvc_carve_left = 0
 
 cdef int pvc_new_slab(pmap_ctx_t* ctx) noexcept nogil:
     """Map one more slab to carve containers from: 0, or -1 out of memory."""
-    cdef void* slab = mmap(NULL, PVC_SLAB * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+    cdef void* slab = mmap(NULL, PVC_SLAB_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                            -1, 0)
     if slab == MAP_FAILED:
         return -1
     if handles_take(&ctx.pvc_slabs, slab) < 0:
-        munmap(slab, PVC_SLAB * 4096)
+        munmap(slab, PVC_SLAB_BYTES)
         return -1
     ctx.pvc_carve = <char*>slab
-    ctx.pvc_carve_left = PVC_SLAB
+    ctx.pvc_carve_left = PVC_SLAB_BYTES // ctx.pvc_bytes
     return 0
 
 cdef void* pvc_alloc(pmap_ctx_t* ctx) noexcept nogil:
@@ -61,7 +63,7 @@ cdef void* pvc_alloc(pmap_ctx_t* ctx) noexcept nogil:
         if ctx.pvc_carve_left == 0 and pvc_new_slab(ctx) != 0:
             return NULL
         mem = ctx.pvc_carve
-        ctx.pvc_carve += 4096
+        ctx.pvc_carve += ctx.pvc_bytes
         ctx.pvc_carve_left -= 1
     pmap_kc_alloc(ctx, ctx.kc_pv)
     return mem
@@ -76,7 +78,7 @@ cdef void pvc_free_list(pmap_ctx_t* ctx, pvc_link_t** head) noexcept nogil:
     cdef pvc_link_t* nx
     while l != NULL:
         nx = l.next
-        pvc_free(ctx, pvc_of(l))
+        pvc_free(ctx, pvc_of_link(l))
         l = nx
     head[0] = NULL
 

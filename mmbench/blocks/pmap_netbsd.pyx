@@ -9,7 +9,7 @@ from mmbench.blocks.handles cimport handles_init, handles_take, handles_put, han
 from mmbench.blocks.pagetable cimport pt_get, pte_pfn, pte_present
 from mmbench.blocks.pmap cimport (pmap_ctx_t, pmap_hdr_t, pmap_pv_ops_t, pmap_kc_alloc, pmap_kc_free,
                                   pmap_ctx_init, pmap_create, pmap_destroy, pvc_link_t,
-                                  pvc_of, pvc_push, pvc_unlink, pvc_alloc, pvc_free, pvc_free_list)
+                                  pvc_of_link, pvc_push, pvc_unlink, pvc_alloc, pvc_free, pvc_free_list)
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
@@ -26,7 +26,7 @@ cdef int pmap_bootstrap(pmap_ctx_t* ctx, int64_t npages) noexcept nogil:
     pv.pv_remove = pmap_remove_pv
     pv.pv_move = pmap_move_pv
     pv.pv_first = pmap_first_pv
-    if pmap_ctx_init(ctx, npages, pv) != 0:      # pmap_page: in the frame descriptors
+    if pmap_ctx_init(ctx, npages, pv, PV_PAGE_BYTES) != 0:   # pmap_page: in the frame descriptors
         return -1
     handles_init(&ctx.pmap_tab, PMAP_NUM_MAX)    # pm_num: the number pp_pte packs
     return 0
@@ -76,11 +76,13 @@ cdef inline int64_t pp_pte_va(uint64_t pp_pte) noexcept nogil:
 
 # ---------------------------------------------------------- pv_pages
 cdef inline pv_page_t* pve_page(pv_entry_t* pve) noexcept nogil:
-    return <pv_page_t*>pvc_of(pve)
+    """The pv_page holding pve: the 4 KiB page it lies in (pv_pages are whole,
+    4 KiB-aligned pages: pvc_alloc of PV_PAGE_BYTES)."""
+    return <pv_page_t*>(<size_t>pve & ~(<size_t>PV_PAGE_BYTES - 1))
 
 cdef pv_entry_t* pmap_alloc_pv(pmap_ctx_t* ctx, pmap_t* pm) noexcept nogil:
     """A free pv_entry from a partly used pv_page, or from a new pv_page."""
-    cdef pv_page_t* pvp = NULL if pm.pm_pvp_part == NULL else <pv_page_t*>pvc_of(pm.pm_pvp_part)
+    cdef pv_page_t* pvp = NULL if pm.pm_pvp_part == NULL else <pv_page_t*>pvc_of_link(pm.pm_pvp_part)
     cdef int i
     if pvp == NULL:
         pvp = <pv_page_t*>pvc_alloc(ctx)
@@ -196,7 +198,7 @@ cdef bint pmap_first_pv(pmap_ctx_t* ctx, pfn_t pfn, pmap_hdr_t** pm, int64_t* vp
 cdef int64_t pvp_list_used(pvc_link_t* l) noexcept nogil:
     cdef int64_t used = 0
     while l != NULL:
-        used += PVE_PER_PVP - (<pv_page_t*>pvc_of(l)).pvp_nfree
+        used += PVE_PER_PVP - (<pv_page_t*>pvc_of_link(l)).pvp_nfree
         l = l.next
     return used
 
