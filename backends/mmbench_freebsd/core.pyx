@@ -43,7 +43,7 @@ from mmbench.core cimport (Machine, MM_OK, MM_ESEGV, MM_EPROT, MM_ENOMEM, MM_EIN
                            C_RMAP_VISITS)
 from mmbench.blocks.maplist cimport map_list_t, map_entry_link_t
 from mmbench.blocks.mapentry cimport MapEntryMachine
-from mmbench.blocks.frames cimport pfn_t, NO_PFN, FR_FIELD_MAX
+from mmbench.blocks.frames cimport frames_t, frame_t, pfn_t, NO_PFN, FR_FIELD_MAX
 from mmbench.blocks.pagetable cimport pgtable_t, pt_node_t, pte_present, pte_pfn
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_reserv_t, vm_map_t, vm_map_entry_t, vm_object_t,
                                  KC_ENTRY, KC_OBJECT, KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD,
@@ -61,6 +61,8 @@ from mmbench.blocks.pmap_pvchunk cimport (pv_entry_t, pv_head_t, pv_pmap, pv_va,
 from mmbench_freebsd.pmap cimport pmap_pde_init
 from mmbench_freebsd.vm_reserv cimport vm_reserv_from_page
 from mmbench.blocks.handles cimport handles_init, handles_destroy
+from mmbench_freebsd.pctrie cimport (pctrie_zone_init, pctrie_zone_destroy, pctrie_type_array,
+                                     pctrie_type_table)
 
 from mmbench import errors as _errors
 from mmbench.hugepages import THP_DEFAULT, thp_option
@@ -87,6 +89,22 @@ cdef int64_t pv_walk(pmap_ctx_t* md, pv_head_t* head, int64_t offset, list out):
         n += 1
         pv = pv_next(md, pv)
     return n
+
+
+cdef int vm_tries_init(vm_ctx_t* vm, frames_t* fr) except -1:
+    """The node zone of the machine's tries and their two item types (pctrie.pxd):
+    object pages by pfn, reservations by number.  A trie of n items has at most
+    n - 1 nodes, so room for a node per frame and per reservation (each holds a
+    page, and fewer than FR_FIELD_MAX are alive) is never exhausted."""
+    cdef int64_t nframes = fr.node_base[fr.nr_nodes - 1] + fr.node_size[fr.nr_nodes - 1]
+    cdef vm_reserv_t rv
+    pctrie_zone_destroy(&vm.pctrie_zone)
+    if pctrie_zone_init(&vm.pctrie_zone, 1 + nframes + min(nframes, FR_FIELD_MAX)) != 0:
+        raise MemoryError("no memory for the pctrie node table")
+    pctrie_type_array(&vm.page_trie, &vm.pctrie_zone, &fr.f[0].index, sizeof(frame_t), nframes)
+    pctrie_type_table(&vm.reserv_trie, &vm.pctrie_zone, &vm.reserv_tab,
+                      <char*>&rv.rvkey - <char*>&rv, <char*>&rv.num - <char*>&rv.rvkey)
+    return 0
 
 
 cdef class FreeBSDMachine(MapEntryMachine):
@@ -129,6 +147,7 @@ cdef class FreeBSDMachine(MapEntryMachine):
         self.vm.md.kc_pv = KC_PVCHUNK
         self.vm.md.kc_pmap = -1             # struct pmap is inside struct vmspace (KC_VMSPACE)
         handles_init(&self.vm.reserv_tab, FR_FIELD_MAX - 1)   # number + 1 fits frame_field
+        vm_tries_init(&self.vm, &self.frames)
         if pmap_bootstrap(&self.vm.md, self.ram_pages) != 0:
             raise MemoryError("no memory for the pmap")
         self.vm.objects = NULL
@@ -155,6 +174,8 @@ cdef class FreeBSDMachine(MapEntryMachine):
                 self.procs[pid] = NULL
         pmap_ctx_destroy(&self.vm.md)
         handles_destroy(&self.vm.reserv_tab)
+        pctrie_zone_destroy(&self.vm.pctrie_zone)
+
 
     # --------------------------------- the mechanism (mmbench.blocks.mapentry)
     # The contract's walk is MapEntryMachine's; these name the design's map

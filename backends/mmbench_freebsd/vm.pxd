@@ -12,8 +12,8 @@
 #   pv_entry (pmap, va) on the page's pv list = the reverse map
 #
 # A vm_page is the frame descriptor of mmbench.blocks.frames: `owner` is the
-# vm_object, `index` the pindex (the trie's leaf points at it, as in the
-# kernel), `mapcount` the number of pv entries, `aux` the head of its pv list
+# vm_object, `index` the pindex (the trie's key: the kernel's leaf points at
+# it, the simulator's names the page by pfn, pctrie.pxd), `mapcount` the number of pv entries, `aux` the head of its pv list
 # (md.pv_list, a 32-bit pv handle: pmap_pvchunk.pxd), and the flags' field
 # (frame_field, bits 12..31) the number + 1 of the reservation it belongs to,
 # 0 for none (vm_reserv_from_page, vm_reserv.pyx).  Its 104 bytes are
@@ -28,7 +28,7 @@ from mmbench.blocks.handles cimport handles_t
 from mmbench.blocks.pmap cimport pmap_ctx_t
 from mmbench.blocks.pmap_pvchunk cimport pmap_t, pv_head_t
 from mmbench.blocks.maplist cimport map_entry_link_t, map_list_t
-from mmbench_freebsd.pctrie cimport pctrie_t
+from mmbench_freebsd.pctrie cimport pctrie_t, pctrie_zone_t, pctrie_type_t
 
 cdef enum:  # vm_object flags
     OBJ_ANON = 1 << 0          # anonymous (swap-backed) memory
@@ -133,6 +133,11 @@ ctypedef struct vm_ctx_t:
     uint64_t depth_hist[64]            # faults by chain depth walked
     bint pmap_copy                     # fork copies the parent's PTEs (amd64), or not
     bint prefault                      # faults also map resident neighbours (vm_fault_prefault)
+    pctrie_zone_t pctrie_zone          # simulator: the nodes of every trie of the machine
+    pctrie_type_t page_trie            # simulator: obj.rtree's items, the frame descriptors
+                                       # by pfn (key: their index)
+    pctrie_type_t reserv_trie          # simulator: obj.rvindex's items, the reservations of
+                                       # reserv_tab by number (key: rvkey)
 
 cdef inline void kc_alloc(vm_ctx_t* vm, int c) noexcept nogil:
     vm.md.kc[c].active += 1

@@ -5,7 +5,8 @@
 #   objects   ref_count == entries + shadows referencing it; shadow_count ==
 #             shadow list length == objects backed by it; no object without a
 #             reference; every resident page names its object and pindex, is
-#             allocated, and the trie is well formed.
+#             allocated, and the trie is well formed; the machine's pctrie
+#             zone has exactly the nodes of the objects' tries live.
 #   pmap      every present PTE maps exactly the page the entry's chain
 #             resolves to; a writable PTE only for a writable, no-longer
 #             NEEDS_COPY entry whose first object holds the page; one pv entry
@@ -31,7 +32,7 @@ from mmbench.blocks.frames cimport pfn_t, NO_PFN, frame_field
 from mmbench.blocks.handles cimport handles_live, handles_get
 from mmbench.blocks.itree cimport itree_verify
 from mmbench.blocks.pagetable cimport pt_node_t, pt_next, pte_pfn, PTE_WRITE
-from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_check
+from mmbench_freebsd.pctrie cimport pctrie_lookup_ge, pctrie_check, pctrie_zone_check
 from mmbench_freebsd.vm cimport (vm_ctx_t, vm_map_t, vm_map_entry_t, vm_object_t, MAP_ENTRY_NEEDS_COPY, OBJ_ONEMAPPING, KC_ENTRY, KC_OBJECT,
                                  KC_PAGE, KC_PCTRIE, KC_PVCHUNK, KC_PGD, KC_VMSPACE, KC_RESERV, item_pfn,
                                  vm_reserv_t, VM_LEVEL_0_NPAGES,
@@ -293,7 +294,7 @@ cdef int64_t count_chunks(vm_map_t* map) noexcept nogil:
 
 cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entries, int64_t pages,
                       int64_t nobj, const char** why) noexcept nogil:
-    cdef int64_t nodes = 0, chunks = 0, nmaps = 0
+    cdef int64_t nodes = 0, rvnodes = 0, chunks = 0, nmaps = 0
     cdef int64_t tables[4]
     cdef vm_object_t* obj = vm.objects
     cdef vm_map_t* map
@@ -302,7 +303,10 @@ cdef int check_totals(vm_ctx_t* vm, void** procs, int64_t nprocs, int64_t entrie
     tables[0] = tables[1] = tables[2] = tables[3] = 0
     while obj != NULL:
         nodes += obj.rtree.nnodes
+        rvnodes += obj.rvindex.nnodes
         obj = obj.all_next
+    if pctrie_zone_check(&vm.pctrie_zone, nodes + rvnodes, why) != 0:
+        return -1
     for pid in range(1, nprocs):
         map = <vm_map_t*>procs[pid]
         if map != NULL:

@@ -65,8 +65,8 @@ cdef vm_object_t* vm_object_allocate_anon(vm_ctx_t* vm, int64_t size) noexcept n
     cdef vm_object_t* obj = <vm_object_t*>calloc(1, sizeof(vm_object_t))
     if obj == NULL:
         return NULL
-    pctrie_init(&obj.rtree)
-    pctrie_init(&obj.rvindex)
+    pctrie_init(&obj.rtree, &vm.page_trie)
+    pctrie_init(&obj.rvindex, &vm.reserv_trie)
     obj.size = size
     obj.ref_count = 1
     obj.flags = OBJ_ANON | OBJ_ONEMAPPING

@@ -83,7 +83,9 @@ cdef inline bint popmap_is_set(vm_reserv_t* rv, int64_t i) noexcept nogil:
 
 # The simulator's index of an object's reservations (obj.rvindex, a pctrie
 # keyed by the index after each range, rv.rvkey = rv.pindex + 512, items
-# &rv.rvkey; the key is >= 1 where pindex may be below 0 after a rename):
+# &rv.rvkey, each named in the trie by its number rv.num in vm.reserv_tab,
+# so a reservation leaves the index before it gives its number back; the
+# key is >= 1 where pindex may be below 0 after a rename):
 # reservations of one object never overlap, so the one holding pindex, if
 # any, is the first whose range ends after pindex.  It replaces walks of the
 # whole rvq list (quadratic in the reservations of an object); rvq keeps its
@@ -238,8 +240,8 @@ cdef vm_reserv_t* vm_reserv_alloc_page(vm_ctx_t* vm, vm_object_t* obj, int64_t p
 
 
 cdef void reserv_release(vm_ctx_t* vm, vm_reserv_t* rv) noexcept nogil:
+    objq_remove(rv)                         # first: the index names rv by its number
     handles_put(&vm.reserv_tab, rv.num)
-    objq_remove(rv)
     kc_free(vm, KC_RESERV)
     free(rv)
 

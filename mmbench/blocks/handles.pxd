@@ -21,7 +21,8 @@
 # pm_num: pmap_netbsd.pxd), pmap_pvchunk (a pv_chunk's number in the handles
 # naming its entries, in list heads and links, pc_num: pmap_pvchunk.pxd) and freebsd's vm_reserv
 # (a reservation's number in the frame descriptor of each of its pages:
-# vm_reserv.pyx); pmap.pyx also keeps the slabs its pv containers are carved
+# vm_reserv.pyx, and in the leaves of its object's reservation index:
+# pctrie.pxd); pmap.pyx also keeps the slabs its pv containers are carved
 # from in one, only to unmap them all at the end.  The table is the simulator's memory, not the kernel's: no
 # slab cache charges it.
 
