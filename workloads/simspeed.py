@@ -19,6 +19,13 @@ designs' kernels, so a regression of the model shows in asv's history.
 * ``SimMemory.track_bytes_per_page`` the simulator's resident memory per
                                   simulated resident page after first touch
                                   of 256K pages (RSS growth, heap trimmed)
+* ``SimMemoryConfig.track_bytes_per_page`` the same for the configurations
+                                  that change what a design stores per page
+                                  (CONFIGS: freebsd without reservations, gmem
+                                  with a device at 4 KiB granularity, …)
+
+``python -m mmbench.workloads.simspeed DESIGN [option=value …]`` prints the memory
+figure for one configuration (in a fresh process, as asv measures it).
 
 Data generation is in ``setup`` (seeded, never timed); the backend is the
 asv parameter; a design that is not installed is skipped.  Methods are in
@@ -39,11 +46,23 @@ M_MMAP_THRESHOLD = -3           # glibc mallopt parameter
 BASE = 1 << 20
 
 
-def first_touch(backend, pages=PAGES):
+# configurations whose per-page storage differs from the design's default: "design option=value …"
+CONFIGS = ["freebsd thp=never", "freebsd thp=always", "linux thp=always", "uvm amap_chunk=False",
+           "gmem devices=1", "gmem devices=1 granularity_pages=1"]
+
+
+def parse_config(words) -> tuple[str, dict]:
+    """("freebsd", {"thp": "never"}) from ["freebsd", "thp=never"] (ints and booleans converted)."""
+    def value(v):
+        return {"True": True, "False": False}.get(v, int(v) if v.isdigit() else v)
+    return words[0], {k: value(v) for k, v in (w.split("=", 1) for w in words[1:])}
+
+
+def first_touch(backend, pages=PAGES, **options):
     """(machine with one process and one `pages`-page mapping, the trace writing each page once)."""
     import mmbench
     try:
-        m = mmbench.open(backend, ram_pages=2 * pages + (1 << 16))
+        m = mmbench.open(backend, ram_pages=2 * pages + (1 << 16), **options)
     except Exception as e:       # not installed, broken plugin …
         raise NotImplementedError(f"{backend}: {type(e).__name__}: {e}") from None
     t = TraceBuilder()
@@ -103,6 +122,31 @@ class Replay:
     track_loop_over_floor.unit = "loop / C floor"
 
 
+def trim_malloc_threshold() -> None:
+    """Big allocations as fresh zero-filled mappings (no dynamic threshold): a model's
+    calloc'd arrays then count when touched, not when a recycled heap is cleared."""
+    import ctypes
+    try:
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 128 << 10)
+    except (OSError, AttributeError):
+        pass
+
+
+def bytes_per_page(m, trace) -> float | None:
+    """RSS growth of this process per frame the first-touch `trace` makes resident on m
+    (None: no RSS reading or no frame accounted)."""
+    from ._measure import rss_bytes
+    used0 = m.frames_used(0)
+    r0 = rss_bytes()
+    out = m.replay(trace, timing=False, frame=False)
+    del out
+    r1 = rss_bytes()
+    pages = m.frames_used(0) - used0
+    if r0 is None or not pages:
+        return None
+    return (r1 - r0) / pages
+
+
 class SimMemory:
     """The simulator's own memory per simulated resident page."""
     params = [asv_backends()]
@@ -112,25 +156,35 @@ class SimMemory:
     timeout = 300
 
     def setup(self, backend):
-        # big allocations as fresh zero-filled mappings (no dynamic threshold): a model's
-        # calloc'd arrays then count when touched, not when a recycled heap is cleared
-        import ctypes
-        try:
-            ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 128 << 10)
-        except (OSError, AttributeError):
-            pass
+        trim_malloc_threshold()
         self.m, self.trace = first_touch(backend)
 
     def track_bytes_per_page(self, backend):
-        from ._measure import rss_bytes
-        m = self.m
-        used0 = m.frames_used(0)
-        r0 = rss_bytes()
-        out = m.replay(self.trace, timing=False, frame=False)
-        del out
-        r1 = rss_bytes()
-        pages = m.frames_used(0) - used0
-        if r0 is None or not pages:
+        b = bytes_per_page(self.m, self.trace)
+        if b is None:
             raise SkipNotImplemented(f"{backend}: no RSS reading or no frames accounted")
-        return (r1 - r0) / pages
+        return b
     track_bytes_per_page.unit = "B/page"
+
+
+class SimMemoryConfig(SimMemory):
+    """SimMemory for the configurations of CONFIGS (a design not installed is skipped)."""
+    params = [CONFIGS]
+    param_names = ["config"]
+
+    def setup(self, config):
+        backend, options = parse_config(config.split())
+        if backend not in asv_backends():
+            raise SkipNotImplemented(f"{backend} is not benchmarked here")
+        trim_malloc_threshold()
+        self.m, self.trace = first_touch(backend, **options)
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m mmbench.workloads.simspeed DESIGN [option=value ...]")
+    name, opts = parse_config(sys.argv[1:])
+    trim_malloc_threshold()
+    machine, writes = first_touch(name, **opts)
+    print(f"{' '.join(sys.argv[1:])}: {bytes_per_page(machine, writes):.2f} B/page")
