@@ -85,6 +85,29 @@ def test_xarray_grows_and_shrinks():
     assert xa.verify() == []
 
 
+def test_xarray_slot_stays_while_its_entry_lives():
+    """A slot's address holds while its entry lives, through growth and shrinking of
+    the tree around it (the gmem design keeps its gm_mappings in the slots)."""
+    xa = bench.XArray()
+    assert xa.slot(5) == 0 and xa.find_slot(0, U64) is None
+    xa.store(5, 1)
+    at = xa.slot(5)
+    assert at != 0 and xa.find_slot(0, U64) == (5, at)
+    xa.edit(5, 7)
+    assert xa.load(5) == 7 and xa.nr_entries == 1
+    for k in (64, 1 << 20, U64, 6):      # new leaves, new roots above, a neighbour
+        xa.store(k, 2)
+        assert xa.slot(5) == at
+    for k in (U64, 1 << 20, 64, 6):      # and back: the root shrinks down to 5's leaf
+        xa.erase(k)
+        assert xa.slot(5) == at
+    assert (xa.height, xa.nr_nodes) == (1, 1)
+    assert xa.slot(6) == at + 8 and xa.load(6) == 0        # an empty slot of a live leaf
+    with pytest.raises(errors.InvalidArgument):
+        xa.edit(6, 1)
+    assert xa.verify() == []
+
+
 def test_xarray_rejects_bad_arguments():
     xa = bench.XArray()
     for bad in (-1, 1 << 64, True, 1.5, "3", None):

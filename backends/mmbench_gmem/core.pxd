@@ -11,6 +11,7 @@
 from libc.stdint cimport int64_t, uint64_t, uint32_t
 from mmbench.blocks.frames cimport pfn_t
 from mmbench.blocks.xarray cimport xarray_t
+from mmbench.blocks.handles cimport handles_t, handles_get
 from mmbench.blocks.pagetable cimport pt_node_t
 from mmbench_linux.mm cimport mm_t, vma_t, vm_fault_t
 from mmbench_linux.hmm cimport LinuxHMMMachine
@@ -41,14 +42,51 @@ cdef enum:
 # of the block: the driver's own record of the device memory it peer_mapped
 # (a simulator array, not kernel memory).  The mutex is accounted in the 48 B
 # and never contended (the model is single-threaded).
-ctypedef struct gm_mapping_t:
-    uint32_t flag
-    int dev                        # GM_PAGE_DEVICE: the device holding the block
-    pfn_t* pages                   # GM_PAGE_DEVICE: frame per page of the block (NO_PFN: a hole); else NULL
+#
+# The simulator stores a gm_mapping as one 64-bit word, in the logical page
+# table's own slot for the block (no record of its own; the kernel's 48 B are
+# still charged to kc_gm_mapping per gm_mapping):
+#
+#   bits  0..7   flag   GM_PAGE_*; one type bit is always set, so the word is
+#                       never 0 (0 is an empty slot)
+#   bits  8..31  dev    GM_PAGE_DEVICE: the device holding the block
+#   bits 32..63  pages  0: no frame array; else 1 + the array's number in
+#                       GmemMachine.gm_frames (a handles table)
+#
+# A gm_mapping_t* is the address of that slot (xa_load_slot): it stays valid
+# while the gm_mapping lives, whatever else the table gains or loses, and the
+# fields are read and written in place through the accessors below.
+ctypedef uint64_t gm_mapping_t
+
+cdef enum:
+    GM_DEV_SHIFT = 8
+    GM_PAGES_SHIFT = 32
+
+cdef inline uint64_t gm_word(uint32_t flag, int dev, int64_t pages_nr) noexcept nogil:
+    """A gm_mapping: flag, device, frame array number (-1: none)."""
+    return flag | (<uint64_t>dev << GM_DEV_SHIFT) | (<uint64_t>(pages_nr + 1) << GM_PAGES_SHIFT)
+
+cdef inline uint32_t gm_flag(gm_mapping_t* gm) noexcept nogil:
+    return <uint32_t>(gm[0] & 0xff)
+
+cdef inline void gm_set_flag(gm_mapping_t* gm, uint32_t flag) noexcept nogil:
+    gm[0] = (gm[0] & ~(<uint64_t>0xff)) | flag
+
+cdef inline int gm_dev(gm_mapping_t* gm) noexcept nogil:
+    return <int>((gm[0] >> GM_DEV_SHIFT) & 0xffffff)
+
+cdef inline int64_t gm_pages_nr(gm_mapping_t* gm) noexcept nogil:
+    """The number of the block's frame array in gm_frames; -1: none."""
+    return <int64_t>(gm[0] >> GM_PAGES_SHIFT) - 1
+
+cdef inline pfn_t* gm_pages(handles_t* gm_frames, gm_mapping_t* gm) noexcept nogil:
+    """GM_PAGE_DEVICE: the frame of each page of the block (NO_PFN: a hole); else NULL."""
+    cdef int64_t nr = gm_pages_nr(gm)
+    return <pfn_t*>handles_get(gm_frames, nr) if nr >= 0 else NULL
 
 # struct vm_object (24 B) + its kmalloc'd xarray (16 B): one per mm.
 ctypedef struct vm_object_t:
-    xarray_t logical_page_table    # block's first vpn -> gm_mapping_t*
+    xarray_t logical_page_table    # block's first vpn -> its gm_mapping (the word itself)
     int64_t nr_pages               # gm_mappings in the table
     int64_t xa_acct                # xa_nodes accounted
     mm_t* mm                       # owner (the kernel's mm->vm_obj back-pointer)
@@ -62,6 +100,7 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef int kc_hnode, kc_hnode_gm, kc_hnode_xa   # gm_dev_register_physmem, static per device
     cdef int64_t hnode_acct[3]
     cdef bint all_peer_shared      # option peer_shared="all" (else only mmap_peer_shared VMAs)
+    cdef handles_t gm_frames       # DEVICE blocks' frame arrays (granularity pfns each), numbered
 
     # --- peer-shared memory
     cdef bint peer_shared(self, vma_t* v) noexcept nogil
@@ -110,7 +149,7 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef int64_t gm_count_device(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil
 
     # --- invariants
-    cdef int check_gmem(self, int64_t pid, int64_t* ndev) noexcept nogil
+    cdef int check_gmem(self, int64_t pid, int64_t* ndev, int64_t* ndevblk) noexcept nogil
     cdef int check_gm(self, mm_t* mm, vm_object_t* obj, uint64_t b, gm_mapping_t* gm,
                       int64_t* ndev) noexcept nogil
     cdef int check_device_frames(self, int64_t ngm) noexcept nogil

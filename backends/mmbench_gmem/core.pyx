@@ -97,6 +97,13 @@
 # reuse; mapping them at once keeps every host frame reachable from a PTE and
 # costs the same copy.)
 #
+# The simulator's storage (no kernel counterpart, no effect on any count): a
+# gm_mapping is one 64-bit word kept in the logical page table's slot for its
+# block — flag, device, and 1 + the number of the block's device-frame array
+# in a handles table (core.pxd) — rather than a record of its own; the kernel's
+# 48 B per gm_mapping are charged to its slab cache as before.  The code holds
+# a gm_mapping by its slot's address, which stays put while the mapping lives.
+#
 # Structure: peer-shared memory; vm_object / logical page table; device
 # memory of blocks and gm_mmu ops (peer_map = device page-table entries,
 # peer_unmap); device fault; CPU fault; migration and prefetch; Linux paths
@@ -115,7 +122,9 @@ from mmbench.blocks.frames cimport (frame_t, pfn_t, NO_PFN, ZERO_PFN, FR_DESIGN1
 from mmbench.blocks.pagetable cimport (pt_node_t, PTE_PRESENT, PTE_WRITE, PTE_SPECIAL, mk_pte, pte_pfn,
                                        pt_leaf, pt_find_leaf, pt_get, pt_set, pt_next, pt_free_range)
 from mmbench.blocks.pmdwalk cimport pmd_leaf_next
-from mmbench.blocks.xarray cimport xa_init, xa_destroy, xa_load, xa_store, xa_erase, xa_find, xa_hint_ok
+from mmbench.blocks.xarray cimport (xa_init, xa_destroy, xa_store, xa_erase, xa_load_slot, xa_find_slot,
+                                    xa_hint_ok)
+from mmbench.blocks.handles cimport handles_init, handles_destroy, handles_take, handles_put, handles_live
 from mmbench.blocks.devside cimport side_of, side_free, side_sync, side_dma
 from mmbench.blocks.devmirror cimport (dmirror_t, dmirror_lookup, dmirror_invalidate, dpte_pfn, devmem_has,
                                        devmem_add, devmem_del, devmem_oldest, devmem_frame_alloc,
@@ -169,11 +178,11 @@ cdef inline gm_mapping_t* gm_next_device(vm_object_t* obj, uint64_t* pos, uint64
     if obj == NULL:
         return NULL
     while pos[0] < end:
-        gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, pos[0], end - 1, idx)
+        gm = xa_find_slot(&obj.logical_page_table, pos[0], end - 1, idx)
         if gm == NULL:
             return NULL
         pos[0] = idx[0] + 1
-        if gm.flag & GM_PAGE_DEVICE:
+        if gm_flag(gm) & GM_PAGE_DEVICE:
             return gm
     return NULL
 
@@ -207,6 +216,7 @@ cdef class GmemMachine(LinuxHMMMachine):
         self.objs = NULL
         self.objs_cap = 0
         self.hnode_acct[0] = self.hnode_acct[1] = self.hnode_acct[2] = 0
+        handles_init(&self.gm_frames, 0xFFFFFFFF)       # 1 + a number fits the word's 32 bits
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -258,6 +268,7 @@ cdef class GmemMachine(LinuxHMMMachine):
                     self.obj_free(pid)
         free(self.objs)
         self.objs = NULL
+        handles_destroy(&self.gm_frames)
 
     # ================================================================ peer-shared memory
     cdef bint peer_shared(self, vma_t* v) noexcept nogil:
@@ -358,11 +369,10 @@ cdef class GmemMachine(LinuxHMMMachine):
             return
         obj = self.objs[pid]
         while True:
-            gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, NO_VPN, &idx)
+            gm = xa_find_slot(&obj.logical_page_table, start, NO_VPN, &idx)
             if gm == NULL:
                 break
             self.gm_release_frames(obj.mm, idx, gm, idx, idx + <uint64_t>self.granularity)
-            free(gm)
             self.kmem_free(self.kc_gm_mapping)
             start = idx + 1
         xa_destroy(&obj.logical_page_table)
@@ -380,34 +390,30 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef gm_mapping_t* gm_lookup(self, mm_t* mm, uint64_t vpn) noexcept nogil:
         """vm_object_lookup: the gm_mapping of vpn's block, NULL if none."""
         cdef vm_object_t* obj = self.obj_of(mm)
+        cdef gm_mapping_t* gm
         if obj == NULL:
             return NULL
-        return <gm_mapping_t*><size_t>xa_load(&obj.logical_page_table,
-                                               vpn & ~(<uint64_t>self.granularity - 1))
+        gm = xa_load_slot(&obj.logical_page_table, vpn & ~(<uint64_t>self.granularity - 1))
+        return gm if gm != NULL and gm[0] != 0 else NULL
 
     cdef gm_mapping_t* gm_get(self, mm_t* mm, uint64_t vpn) noexcept nogil:
         """vm_object_mapping_create on first touch of vpn's block: zeroed, NOMAP."""
         cdef gm_mapping_t* gm = self.gm_lookup(mm, vpn)
         cdef vm_object_t* obj
+        cdef uint64_t b = vpn & ~(<uint64_t>self.granularity - 1)
         if gm != NULL:
             return gm
         obj = self.obj_get(mm)
         if obj == NULL:
             return NULL
-        gm = <gm_mapping_t*>calloc(1, sizeof(gm_mapping_t))
-        if gm == NULL:
-            return NULL
-        gm.flag = GM_PAGE_NOMAP
-        if xa_store(&obj.logical_page_table, vpn & ~(<uint64_t>self.granularity - 1),
-                    <uint64_t><size_t>gm) != 0:
-            free(gm)
+        if xa_store(&obj.logical_page_table, b, gm_word(GM_PAGE_NOMAP, 0, -1)) != 0:
             self.lpt_sync(obj)
             return NULL
         obj.nr_pages += 1
         self.kmem_alloc(self.kc_gm_mapping)
         self.ctr[C_GM_MAPPING_ALLOC] += 1
         self.lpt_sync(obj)
-        return gm
+        return xa_load_slot(&obj.logical_page_table, b)       # the leaf xa_store walked to
 
     cdef void free_gm_mappings(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
         """VMAs over [start, end) are gone: the gm_mapping of every block no peer-shared
@@ -419,13 +425,12 @@ cdef class GmemMachine(LinuxHMMMachine):
             return
         start &= ~(g - 1)
         while start < end:
-            gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, end - 1, &idx)
+            gm = xa_find_slot(&obj.logical_page_table, start, end - 1, &idx)
             if gm == NULL:
                 break
             if self.peer_pages(mm, idx) == 0:
                 self.gm_release_frames(mm, idx, gm, idx, idx + g)
                 xa_erase(&obj.logical_page_table, idx)
-                free(gm)
                 obj.nr_pages -= 1
                 self.kmem_free(self.kc_gm_mapping)
             start = idx + 1
@@ -442,11 +447,11 @@ cdef class GmemMachine(LinuxHMMMachine):
         if obj == NULL:
             return
         while pos < end:
-            gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, pos, end - 1, &idx)
+            gm = xa_find_slot(&obj.logical_page_table, pos, end - 1, &idx)
             if gm == NULL:
                 break
             self.gm_release_frames(mm, idx, gm, start, end)
-            if gm.flag & GM_PAGE_CPU:
+            if gm_flag(gm) & GM_PAGE_CPU:
                 left = False
                 pos = idx
                 while not left and self.peer_vma_from(mm, pos, idx + g, &s, &e) != NULL:
@@ -456,7 +461,7 @@ cdef class GmemMachine(LinuxHMMMachine):
                             break
                     pos = e
                 if not left:
-                    gm.flag = GM_PAGE_NOMAP
+                    gm_set_flag(gm, GM_PAGE_NOMAP)
             pos = idx + 1
 
     cdef int gm_cpu_populate(self, mm_t* mm, uint64_t start, uint64_t end) noexcept nogil:
@@ -486,7 +491,7 @@ cdef class GmemMachine(LinuxHMMMachine):
             gm = self.gm_get(mm, vpn)
             if gm == NULL:
                 return MM_ENOMEM
-            gm.flag = GM_PAGE_CPU
+            gm_set_flag(gm, GM_PAGE_CPU)
         return MM_OK
 
     # ================================================================ device memory of blocks, gm_mmu
@@ -508,35 +513,38 @@ cdef class GmemMachine(LinuxHMMMachine):
         peer_unmap, frames back to the device; the block turns NOMAP when none is left."""
         cdef uint64_t i, lo, hi
         cdef bint left = False
-        if not (gm.flag & GM_PAGE_DEVICE):
+        cdef pfn_t* pages
+        if not (gm_flag(gm) & GM_PAGE_DEVICE):
             return
+        pages = gm_pages(&self.gm_frames, gm)
         lo = start if start > b else b
         hi = b + <uint64_t>self.granularity
         hi = end if end < hi else hi
         if lo < hi:
-            self.peer_unmap(mm, gm.dev, lo, hi)
+            self.peer_unmap(mm, gm_dev(gm), lo, hi)
         for i in range(<uint64_t>self.granularity):
-            if gm.pages[i] == NO_PFN:
+            if pages[i] == NO_PFN:
                 continue
             if lo <= b + i < hi:
-                devmem_frame_free(self.devmem, &self.frames, gm.pages[i])
-                gm.pages[i] = NO_PFN
+                devmem_frame_free(self.devmem, &self.frames, pages[i])
+                pages[i] = NO_PFN
             else:
                 left = True
         if not left:
-            free(gm.pages)
-            gm.pages = NULL
-            gm.flag = GM_PAGE_NOMAP
-            gm.dev = 0
+            handles_put(&self.gm_frames, gm_pages_nr(gm))
+            free(pages)
+            gm[0] = gm_word(GM_PAGE_NOMAP, 0, -1)
 
     cdef void gm_touch(self, gm_mapping_t* gm) noexcept nogil:
         """The block's frames become the newest of its device's FIFO (peer_map marks
         them hot), so that making room for the block never evicts the block."""
         cdef int64_t i
+        cdef pfn_t* pages = gm_pages(&self.gm_frames, gm)
+        cdef devmem_t* d = &self.devmem[gm_dev(gm)]
         for i in range(self.granularity):
-            if gm.pages[i] != NO_PFN:
-                devmem_del(&self.devmem[gm.dev], gm.pages[i])
-                devmem_add(&self.devmem[gm.dev], gm.pages[i])
+            if pages[i] != NO_PFN:
+                devmem_del(d, pages[i])
+                devmem_add(d, pages[i])
 
     cdef int64_t gm_eviction_cost(self, int dev, int64_t need) noexcept nogil:
         """Host frames taken by evicting dev's oldest pages until `need` of its
@@ -549,6 +557,7 @@ cdef class GmemMachine(LinuxHMMMachine):
         cdef frame_t* f
         cdef gm_mapping_t* gm
         cdef gm_mapping_t** seen
+        cdef pfn_t* pages
         if k <= 0:
             return 0
         seen = <gm_mapping_t**>malloc(k * sizeof(gm_mapping_t*))
@@ -570,8 +579,9 @@ cdef class GmemMachine(LinuxHMMMachine):
                     break
                 seen[nseen] = gm
                 nseen += 1
+                pages = gm_pages(&self.gm_frames, gm)
                 for i in range(self.granularity):
-                    if gm.pages[i] != NO_PFN:
+                    if pages[i] != NO_PFN:
                         k -= 1
                         cost += 1
         free(seen)
@@ -619,17 +629,18 @@ cdef class GmemMachine(LinuxHMMMachine):
         cdef uint64_t i, e
         cdef vma_t* v
         cdef bint w
-        cdef int st
+        cdef int st, dev = gm_dev(gm)
+        cdef pfn_t* pages = gm_pages(&self.gm_frames, gm)
         for i in range(<uint64_t>self.granularity):
-            if gm.pages[i] == NO_PFN:
+            if pages[i] == NO_PFN:
                 continue
             v = self.find_vma(mm, b + i)
             w = (v.vm_flags & VM_WRITE) != 0
             h = side_of(&self.ds, mm.pid)
-            e = dmirror_lookup(h.ms.dm[gm.dev], b + i) if h != NULL and h.ms.dm[gm.dev] != NULL else 0
-            if e != 0 and dpte_pfn(e) == gm.pages[i] and ((e & DPT_WRITE) != 0) == w:
+            e = dmirror_lookup(h.ms.dm[dev], b + i) if h != NULL and h.ms.dm[dev] != NULL else 0
+            if e != 0 and dpte_pfn(e) == pages[i] and ((e & DPT_WRITE) != 0) == w:
                 continue
-            st = self.device_map(mm, gm.dev, b + i, gm.pages[i], w)
+            st = self.device_map(mm, dev, b + i, pages[i], w)
             if st != MM_OK:
                 return st
         return MM_OK
@@ -669,7 +680,7 @@ cdef class GmemMachine(LinuxHMMMachine):
                 if src != NULL and src[vpn - b] != NO_PFN:
                     self.frames.f[pfn].value = self.frames.f[src[vpn - b]].value
                     copies += 1
-                elif gm.flag & GM_PAGE_CPU:
+                elif gm_flag(gm) & GM_PAGE_CPU:
                     pte = mm_pte_at(mm, vpn)             # a PMD leaf's page too
                     if pte & PTE_PRESENT:
                         self.frames.f[pfn].value = frame_value(&self.frames, pte_pfn(pte))
@@ -685,15 +696,17 @@ cdef class GmemMachine(LinuxHMMMachine):
         CPU block go in one zap_page_range_single, and the block is peer_mapped."""
         cdef gm_mapping_t* gm = self.gm_lookup(mm, b)
         cdef uint64_t pos = b, s, e, vpn
-        cdef int64_t need = 0, copies, zaps_before
-        cdef pfn_t* pages
+        cdef int64_t need = 0, copies, zaps_before, nr
+        cdef pfn_t* pages = NULL
         cdef pfn_t* src = NULL
         cdef bint here
         cdef int i
-        here = gm != NULL and (gm.flag & GM_PAGE_DEVICE) != 0 and gm.dev == dev
+        here = gm != NULL and (gm_flag(gm) & GM_PAGE_DEVICE) != 0 and gm_dev(gm) == dev
+        if here:
+            pages = gm_pages(&self.gm_frames, gm)
         while self.peer_vma_from(mm, pos, b + <uint64_t>self.granularity, &s, &e) != NULL:
             for vpn in range(s, e):
-                need += not here or gm.pages[vpn - b] == NO_PFN
+                need += not here or pages[vpn - b] == NO_PFN
             pos = e
         if here:
             self.gm_touch(gm)
@@ -703,21 +716,24 @@ cdef class GmemMachine(LinuxHMMMachine):
             gm = self.gm_get(mm, b)
             if gm == NULL:
                 return MM_ENOMEM
-        if here:
-            pages = gm.pages
+        if here:                          # read after the reserve (gm_touch kept the block from eviction)
+            nr = gm_pages_nr(gm)
+            pages = gm_pages(&self.gm_frames, gm)
         else:
             pages = <pfn_t*>malloc(self.granularity * sizeof(pfn_t))
             if pages == NULL:
                 return MM_ENOMEM
+            nr = handles_take(&self.gm_frames, pages)
+            if nr < 0:
+                free(pages)
+                return MM_ENOMEM
             for i in range(self.granularity):
                 pages[i] = NO_PFN
-            if gm.flag & GM_PAGE_DEVICE:
-                src = gm.pages
+            src = gm_pages(&self.gm_frames, gm)                # DEVICE on another device
         copies = self.gm_fill_block(dev, mm, b, gm, pages, src)
         if src != NULL:                                        # device to device: the old copy goes
-            gm.pages = src
             self.gm_release_frames(mm, b, gm, b, b + <uint64_t>self.granularity)
-        elif gm.flag & GM_PAGE_CPU:                            # zap_page_range_single(HPAGE_SIZE)
+        elif gm_flag(gm) & GM_PAGE_CPU:                        # zap_page_range_single(HPAGE_SIZE)
             zaps_before = self.ctr[C_PTE_ZAPS]
             pos = b
             while self.peer_vma_from(mm, pos, b + <uint64_t>self.granularity, &s, &e) != NULL:
@@ -726,9 +742,7 @@ cdef class GmemMachine(LinuxHMMMachine):
             if self.ctr[C_PTE_ZAPS] != zaps_before:
                 self.ctr[C_TLB_FLUSHES] += 1
         side_dma(self, &self.ds, copies, True)
-        gm.pages = pages
-        gm.flag = GM_PAGE_DEVICE
-        gm.dev = dev
+        gm[0] = gm_word(GM_PAGE_DEVICE, dev, nr)
         return self.peer_map(mm, b, gm)
 
     cdef int device_fault(self, int dev, mm_t* mm, vma_t* vma, uint64_t vpn, bint write) noexcept nogil:
@@ -748,12 +762,13 @@ cdef class GmemMachine(LinuxHMMMachine):
         cdef pt_node_t* t
         cdef pfn_t pfn
         cdef vma_t* v
+        cdef pfn_t* pages = gm_pages(&self.gm_frames, gm)
         for i in range(<uint64_t>self.granularity):
-            n += gm.pages[i] != NO_PFN
+            n += pages[i] != NO_PFN
         if n > frames_free_count(&self.frames, 0):
             return MM_ENOMEM
         for i in range(<uint64_t>self.granularity):
-            if gm.pages[i] == NO_PFN:
+            if pages[i] == NO_PFN:
                 continue
             vpn = b + i
             v = self.find_vma(mm, vpn)
@@ -764,14 +779,14 @@ cdef class GmemMachine(LinuxHMMMachine):
             if t == NULL or self.anon_vma_prepare(mm, v) != MM_OK:
                 return MM_ENOMEM
             pfn = self.page_alloc()
-            self.frames.f[pfn].value = self.frames.f[gm.pages[i]].value
+            self.frames.f[pfn].value = self.frames.f[pages[i]].value
             self.folio_add_new_anon_rmap(pfn, v, linear_index(v, vpn))
             pt_set(t, vpn, mk_pte(pfn, PTE_PRESENT | (PTE_WRITE if (v.vm_flags & VM_WRITE) else 0)))
             self.ctr[C_PTE_WRITES] += 1
         self.ctr[C_PAGES_TO_HOST] += n
         side_dma(self, &self.ds, n, False)
         self.gm_release_frames(mm, b, gm, b, b + <uint64_t>self.granularity)
-        gm.flag = GM_PAGE_CPU
+        gm_set_flag(gm, GM_PAGE_CPU)
         return MM_OK
 
     cdef int do_anonymous_page(self, vm_fault_t* vmf) noexcept nogil:
@@ -782,13 +797,15 @@ cdef class GmemMachine(LinuxHMMMachine):
         cdef uint64_t pte
         cdef int64_t need = 1
         cdef int64_t i
+        cdef pfn_t* pages
         if not self.peer_shared(vmf.vma):
             return LinuxHMMMachine.do_anonymous_page(self, vmf)
         gm = self.gm_lookup(vmf.mm, vmf.address)
-        if gm != NULL and gm.flag & GM_PAGE_DEVICE:
-            need = gm.pages[vmf.address - b] == NO_PFN    # a hole: zero-filled after
+        if gm != NULL and gm_flag(gm) & GM_PAGE_DEVICE:
+            pages = gm_pages(&self.gm_frames, gm)
+            need = pages[vmf.address - b] == NO_PFN        # a hole: zero-filled after
             for i in range(self.granularity):
-                need += gm.pages[i] != NO_PFN
+                need += pages[i] != NO_PFN
             if need > frames_free_count(&self.frames, 0) or self.gm_host_fault(vmf.mm, b, gm) != MM_OK:
                 return VM_FAULT_OOM
             vmf.pte_table = pt_find_leaf(&vmf.mm.pgd, vmf.address)
@@ -809,7 +826,7 @@ cdef class GmemMachine(LinuxHMMMachine):
         self.ctr[C_PAGES_ZEROED] += 1
         self.folio_add_new_anon_rmap(pfn, vmf.vma, vmf.pgoff)
         self.set_pte_range(vmf, pfn, mk_pte(pfn, PTE_PRESENT | (PTE_WRITE if (vmf.vma.vm_flags & VM_WRITE) else 0)))
-        gm.flag = GM_PAGE_CPU
+        gm_set_flag(gm, GM_PAGE_CPU)
         vmf.kind = C_FAULT_ZERO_FILL
         return VM_FAULT_DONE
 
@@ -833,13 +850,13 @@ cdef class GmemMachine(LinuxHMMMachine):
         gm = self.gm_get(vmf.mm, vmf.address)
         if gm == NULL:
             return VM_FAULT_OOM
-        if gm.flag & GM_PAGE_DEVICE:
+        if gm_flag(gm) & GM_PAGE_DEVICE:
             return VM_FAULT_FALLBACK
         vmf.flags = flags | FAULT_FLAG_WRITE
         st = LinuxHMMMachine.do_huge_pmd_anonymous_page(self, vmf)
         vmf.flags = flags
         if st == VM_FAULT_DONE:
-            gm.flag = GM_PAGE_CPU
+            gm_set_flag(gm, GM_PAGE_CPU)
         return st
 
     # ================================================================ migration, prefetch
@@ -849,9 +866,11 @@ cdef class GmemMachine(LinuxHMMMachine):
         cdef uint64_t idx = 0, pos = start & ~(<uint64_t>self.granularity - 1)
         cdef int64_t n = 0, i
         cdef gm_mapping_t* gm = gm_next_device(obj, &pos, end, &idx)
+        cdef pfn_t* pages
         while gm != NULL:
+            pages = gm_pages(&self.gm_frames, gm)
             for i in range(self.granularity):
-                n += gm.pages[i] != NO_PFN
+                n += pages[i] != NO_PFN
             gm = gm_next_device(obj, &pos, end, &idx)
         return n
 
@@ -914,8 +933,8 @@ cdef class GmemMachine(LinuxHMMMachine):
             raise _errors.InvalidArgument("hmadvise over unmapped pages")
         for v in range(<uint64_t>vpn, <uint64_t>(vpn + npages)):
             gm = self.gm_lookup(mm, v)
-            if gm != NULL and not (gm.flag & GM_PAGE_DEVICE):
-                gm.flag |= GM_PAGE_WILLNEED
+            if gm != NULL and not (gm_flag(gm) & GM_PAGE_DEVICE):
+                gm_set_flag(gm, gm_flag(gm) | GM_PAGE_WILLNEED)
         st = self.gm_migrate_range(mm, vpn, vpn + npages, dev)
         if st != MM_ENOMEM:                 # advice: blocks that found no room stay put
             self._raise(st)
@@ -1023,9 +1042,11 @@ cdef class GmemMachine(LinuxHMMMachine):
         cdef vma_t* v
         cdef vma_t* last = NULL
         cdef gm_mapping_t* gm = gm_next_device(obj, &pos, end, &idx)
+        cdef pfn_t* pages
         while gm != NULL:
+            pages = gm_pages(&self.gm_frames, gm)
             for i in range(self.granularity):
-                if gm.pages[i] == NO_PFN:
+                if pages[i] == NO_PFN:
                     continue
                 vpn = idx + <uint64_t>i
                 nalloc = 0
@@ -1094,7 +1115,7 @@ cdef class GmemMachine(LinuxHMMMachine):
     cdef int check_devices(self) noexcept nogil:
         """Logical page tables vs CPU page tables, device frames vs their owners,
         accounting, device page tables."""
-        cdef int64_t pid, ndev = 0, gms = 0, nobj = 0, xa = 0
+        cdef int64_t pid, ndev = 0, gms = 0, nobj = 0, xa = 0, ndevblk = 0
         cdef vm_object_t* obj
         for pid in range(1, self.objs_cap):
             obj = self.objs[pid]
@@ -1102,13 +1123,15 @@ cdef class GmemMachine(LinuxHMMMachine):
                 continue
             if self.ndevices == 0:
                 return self.check_fail("vm_object on a machine without devices")
-            if self.check_gmem(pid, &ndev) != MM_OK:
+            if self.check_gmem(pid, &ndev, &ndevblk) != MM_OK:
                 return MM_EINVAL
             nobj += 1
             gms += obj.nr_pages
             xa += obj.xa_acct
         if self.check_device_frames(ndev) != MM_OK:
             return MM_EINVAL
+        if ndevblk != self.gm_frames.count:
+            return self.check_fail("numbered frame arrays != DEVICE blocks")
         if gms != self.caches[self.kc_gm_mapping].active or nobj != self.caches[self.kc_vm_object].active \
                 or xa != self.caches[self.kc_lpt_xa].active:
             return self.check_fail("gm_mapping / vm_object / xa_node caches != logical page tables")
@@ -1129,6 +1152,7 @@ cdef class GmemMachine(LinuxHMMMachine):
         cdef int32_t m
         cdef frame_t* f
         cdef gm_mapping_t* gm
+        cdef pfn_t* pages
         cdef vm_object_t* obj
         for d in range(1, self.ndevices + 1):
             for pfn in range(self.frames.node_base[d], self.frames.node_base[d] + self.frames.node_bump[d]):
@@ -1148,8 +1172,9 @@ cdef class GmemMachine(LinuxHMMMachine):
                 owned += 1
                 obj = <vm_object_t*><size_t>f.owner
                 gm = self.gm_lookup(obj.mm, f.index)
-                if m != 0 or f.refcount != 1 or f.mapcount != 0 or gm == NULL or gm.pages == NULL \
-                        or gm.dev != d or gm.pages[f.index & (<uint64_t>self.granularity - 1)] != <pfn_t>pfn:
+                pages = gm_pages(&self.gm_frames, gm) if gm != NULL else NULL
+                if m != 0 or f.refcount != 1 or f.mapcount != 0 or pages == NULL \
+                        or gm_dev(gm) != d or pages[f.index & (<uint64_t>self.granularity - 1)] != <pfn_t>pfn:
                     return self.check_fail("device frame not owned by exactly one page of a DEVICE block")
             if self.frames.node_used[d] != self.devmem[d].nr:
                 return self.check_fail("device frames in use != FIFO length")
@@ -1162,31 +1187,36 @@ cdef class GmemMachine(LinuxHMMMachine):
                       int64_t* ndev) noexcept nogil:
         """One gm_mapping: a block with peer-shared pages, one type; DEVICE: frames of
         its device at this block's pages, no CPU PTE; NOMAP: nothing resident."""
-        cdef uint64_t t = gm.flag & GM_PAGE_TYPE_MASK, g = <uint64_t>self.granularity, i, pte
+        cdef uint64_t t = gm_flag(gm) & GM_PAGE_TYPE_MASK, g = <uint64_t>self.granularity, i, pte
+        cdef int64_t nr = gm_pages_nr(gm)
+        cdef pfn_t* pages
         cdef vma_t* v
         if b & (g - 1) or self.peer_pages(mm, b) == 0:
             return self.check_fail("gm_mapping not at a block with peer-shared pages (not freed with its VMA)")
         if t != GM_PAGE_CPU and t != GM_PAGE_DEVICE and t != GM_PAGE_NOMAP:
             return self.check_fail("gm_mapping with no single type flag")
-        if (t == GM_PAGE_DEVICE) != (gm.pages != NULL):
+        if (t == GM_PAGE_DEVICE) != (nr >= 0) or (nr >= 0 and not handles_live(&self.gm_frames, nr)):
             return self.check_fail("device frame list on a block that is not DEVICE, or none on a DEVICE one")
+        if t != GM_PAGE_DEVICE and gm_dev(gm) != 0:
+            return self.check_fail("device named by a block that is not DEVICE")
+        pages = gm_pages(&self.gm_frames, gm)
         for i in range(g):
             v = self.find_vma(mm, b + i)
             if v == NULL or not self.peer_shared(v):
-                if gm.pages != NULL and gm.pages[i] != NO_PFN:
+                if pages != NULL and pages[i] != NO_PFN:
                     return self.check_fail("device frame for a page outside peer-shared memory")
                 continue
             pte = mm_pte_at(mm, b + i)
             if pte != 0 and t != GM_PAGE_CPU:
                 return self.check_fail("CPU PTE in a DEVICE or NOMAP block")
-            if gm.pages != NULL and gm.pages[i] != NO_PFN:
+            if pages != NULL and pages[i] != NO_PFN:
                 ndev[0] += 1
-                if frame_node(&self.frames, gm.pages[i]) != gm.dev or self.frames.f[gm.pages[i]].index != b + i \
-                        or self.frames.f[gm.pages[i]].owner != <uint64_t><size_t>obj:
+                if frame_node(&self.frames, pages[i]) != gm_dev(gm) or self.frames.f[pages[i]].index != b + i \
+                        or self.frames.f[pages[i]].owner != <uint64_t><size_t>obj:
                     return self.check_fail("DEVICE block names a frame of another device or page")
         return MM_OK
 
-    cdef int check_gmem(self, int64_t pid, int64_t* ndev) noexcept nogil:
+    cdef int check_gmem(self, int64_t pid, int64_t* ndev, int64_t* ndevblk) noexcept nogil:
         cdef vm_object_t* obj = self.objs[pid]
         cdef mm_t* mm = <mm_t*>self.proc_of(pid)
         cdef gm_mapping_t* gm
@@ -1200,18 +1230,19 @@ cdef class GmemMachine(LinuxHMMMachine):
         if not xa_hint_ok(&obj.logical_page_table):
             return self.check_fail("logical page table's walk hint is not its leaf")
         while True:
-            gm = <gm_mapping_t*><size_t>xa_find(&obj.logical_page_table, start, NO_VPN, &idx)
+            gm = xa_find_slot(&obj.logical_page_table, start, NO_VPN, &idx)
             if gm == NULL:
                 break
             if self.check_gm(mm, obj, idx, gm, ndev) != MM_OK:
                 return MM_EINVAL
+            ndevblk[0] += (gm_flag(gm) & GM_PAGE_DEVICE) != 0
             start = idx + 1
         start = 0
         while mm.nr_huge_pmd and pmd_leaf_next(&mm.pgd, start, VPN_END, &start) != NULL:
             v = self.find_vma(mm, start)                   # every PMD leaf: a CPU block
             if self.peer_shared(v):
                 gm = self.gm_lookup(mm, start)
-                if gm == NULL or gm.flag & GM_PAGE_TYPE_MASK != GM_PAGE_CPU:
+                if gm == NULL or gm_flag(gm) & GM_PAGE_TYPE_MASK != GM_PAGE_CPU:
                     return self.check_fail("PMD leaf of peer-shared memory without a CPU gm_mapping")
                 if mm_pte_at(mm, start) & PTE_SPECIAL:
                     return self.check_fail("huge zero folio mapped although gmem disables it")
@@ -1224,7 +1255,7 @@ cdef class GmemMachine(LinuxHMMMachine):
             v = self.find_vma(mm, start)
             if self.peer_shared(v):
                 gm = self.gm_lookup(mm, start)
-                if gm == NULL or gm.flag & GM_PAGE_TYPE_MASK != GM_PAGE_CPU:
+                if gm == NULL or gm_flag(gm) & GM_PAGE_TYPE_MASK != GM_PAGE_CPU:
                     return self.check_fail("present PTE of peer-shared memory without a CPU gm_mapping")
                 if tbl.e[start & 511] & PTE_SPECIAL:
                     return self.check_fail("zero page mapped although gmem disables it")
@@ -1236,13 +1267,14 @@ cdef class GmemMachine(LinuxHMMMachine):
         anything else (shared mappings) must match the CPU PTE as in linux."""
         cdef vma_t* v = self.find_vma(mm, vpn)
         cdef gm_mapping_t* gm
+        cdef pfn_t* pages
         if v == NULL:
             return self.check_fail("device page-table entry outside every VMA")
         if not self.peer_shared(v):
             return LinuxHMMMachine.check_dpte(self, mm, dev, vpn, e)
         gm = self.gm_lookup(mm, vpn)
-        if gm == NULL or gm.pages == NULL or gm.dev != dev \
-                or gm.pages[vpn & (<uint64_t>self.granularity - 1)] != dpte_pfn(e):
+        pages = gm_pages(&self.gm_frames, gm) if gm != NULL else NULL
+        if pages == NULL or gm_dev(gm) != dev or pages[vpn & (<uint64_t>self.granularity - 1)] != dpte_pfn(e):
             return self.check_fail("peer mapping of a page that is not DEVICE on that device")
         if (e & DPT_WRITE) and not (v.vm_flags & VM_WRITE):
             return self.check_fail("writable peer mapping in a read-only VMA")
@@ -1267,8 +1299,8 @@ cdef class GmemMachine(LinuxHMMMachine):
         if gm == NULL:
             return None
         names = [n for b, n in ((GM_PAGE_CPU, "CPU"), (GM_PAGE_DEVICE, "DEVICE"), (GM_PAGE_NOMAP, "NOMAP"),
-                                (GM_PAGE_WILLNEED, "WILLNEED")) if gm.flag & b]
-        return ("|".join(names), int(gm.dev))
+                                (GM_PAGE_WILLNEED, "WILLNEED")) if gm_flag(gm) & b]
+        return ("|".join(names), int(gm_dev(gm)))
 
     @property
     def granularity_pages(self):
@@ -1283,11 +1315,13 @@ cdef class GmemMachine(LinuxHMMMachine):
     def _page_node(self, pid, vpn):
         cdef int64_t p = self._pid(pid)
         cdef gm_mapping_t* gm
+        cdef pfn_t* pages
         cdef uint64_t pte
         v, _ = self._range(vpn)
         gm = self.gm_lookup(<mm_t*>self.procs[p], <uint64_t>v)
-        if gm != NULL and gm.pages != NULL and gm.pages[<uint64_t>v & (<uint64_t>self.granularity - 1)] != NO_PFN:
-            return int(gm.dev)
+        pages = gm_pages(&self.gm_frames, gm) if gm != NULL else NULL
+        if pages != NULL and pages[<uint64_t>v & (<uint64_t>self.granularity - 1)] != NO_PFN:
+            return int(gm_dev(gm))
         pte = mm_pte_at(<mm_t*>self.procs[p], <uint64_t>v)
         if pte == 0 or (pte & PTE_SPECIAL):
             return None

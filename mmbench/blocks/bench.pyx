@@ -18,7 +18,7 @@ from libc.stdint cimport int64_t, uint64_t, uint32_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from mmbench.blocks.xarray cimport (xarray_t, xa_node_t, xa_init, xa_destroy, xa_load, xa_store,
-                                    xa_erase, xa_find, xa_hint_ok, XA_CHUNK_SIZE, XA_CHUNK_SHIFT)
+                                    xa_erase, xa_find, xa_load_slot, xa_find_slot, xa_hint_ok, XA_CHUNK_SIZE, XA_CHUNK_SHIFT)
 from mmbench.blocks.pagetable cimport (pgtable_t, pt_node_t, pt_init, pt_destroy, pt_leaf, pt_find_leaf, pt_get,
                                        pt_set, pt_next, pt_free_range, pt_bytes, pt_vmpte_bytes,
                                        mk_pte, PT_ENTRIES, LVL_PTE, PTE_PRESENT, PTE_WRITE)
@@ -111,6 +111,24 @@ cdef class XArray:
         cdef uint64_t out = 0
         cdef uint64_t e = xa_find(&self.xa, _u64(start, "start"), _u64(last, "last"), &out)
         return None if e == 0 else (out, e)
+
+    def slot(self, index):
+        """The address of index's slot (xa_load_slot), 0 when its leaf does not exist."""
+        return <size_t>xa_load_slot(&self.xa, _u64(index, "index"))
+
+    def find_slot(self, start, last):
+        """(index, slot address) of the first entry in [start, last] (xa_find_slot), or None."""
+        cdef uint64_t out = 0
+        cdef uint64_t* s = xa_find_slot(&self.xa, _u64(start, "start"), _u64(last, "last"), &out)
+        return None if s == NULL else (out, <size_t>s)
+
+    def edit(self, index, entry):
+        """Write a non-zero entry over index's entry in place, through its slot."""
+        cdef uint64_t e = _u64(entry, "entry")
+        cdef uint64_t* s = xa_load_slot(&self.xa, _u64(index, "index"))
+        if e == 0 or s == NULL or s[0] == 0:
+            raise errors.InvalidArgument("edit: no entry there, or entry 0")
+        s[0] = e
 
     @property
     def nr_nodes(self):

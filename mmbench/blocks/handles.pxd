@@ -22,7 +22,8 @@
 # naming its entries, in list heads and links, pc_num: pmap_pvchunk.pxd) and freebsd's vm_reserv
 # (a reservation's number in the frame descriptor of each of its pages:
 # vm_reserv.pyx, and in the leaves of its object's reservation index:
-# pctrie.pxd); pmap.pyx also keeps the slabs its pv containers are carved
+# pctrie.pxd), gmem (a DEVICE block's frame array, named in the gm_mapping word
+# kept in its logical page table slot: mmbench_gmem/core.pxd); pmap.pyx also keeps the slabs its pv containers are carved
 # from in one, only to unmap them all at the end.  The table is the simulator's memory, not the kernel's: no
 # slab cache charges it.
 

@@ -48,6 +48,14 @@ cdef uint64_t xa_erase(xarray_t* xa, uint64_t index) noexcept nogil  # old entry
 cdef uint64_t* xa_slot(xarray_t* xa, uint64_t index) noexcept nogil
 # First non-zero entry at index in [start, last]; 0 when none (index in *index_out).
 cdef uint64_t xa_find(xarray_t* xa, uint64_t start, uint64_t last, uint64_t* index_out) noexcept nogil
+# Slot addresses, for users that keep a record in the slot itself and edit it in
+# place (writing another non-zero entry; only xa_store/xa_erase add or remove one).
+# A slot holding an entry stays where it is until that entry is erased: a leaf is
+# freed only when empty, and growing or shrinking the root never moves a leaf.
+# xa_load_slot: `index`'s slot when its leaf exists (its entry may be 0), else
+# NULL; allocates nothing.  xa_find_slot: xa_find answering the slot (NULL: none).
+cdef uint64_t* xa_load_slot(xarray_t* xa, uint64_t index) noexcept nogil
+cdef uint64_t* xa_find_slot(xarray_t* xa, uint64_t start, uint64_t last, uint64_t* index_out) noexcept nogil
 # Make the empty `dst` a copy of `src`: same entries, nodes of its own (counted
 # in dst's node_allocs), built node by node rather than entry by entry.
 # 0, or -1 when a node allocation failed (dst is then empty again).

@@ -126,6 +126,9 @@ cdef uint64_t xa_load(xarray_t* xa, uint64_t index) noexcept nogil:
 cdef uint64_t* xa_slot(xarray_t* xa, uint64_t index) noexcept nogil:
     return xa_walk(xa, index, True)
 
+cdef uint64_t* xa_load_slot(xarray_t* xa, uint64_t index) noexcept nogil:
+    return xa_walk(xa, index, False)
+
 cdef inline xa_node_t* leaf_of(uint64_t* slot, uint64_t index) noexcept nogil:
     return <xa_node_t*>(<char*>(slot - (index & (XA_CHUNK_SIZE - 1))) - 0)
 
@@ -161,11 +164,12 @@ cdef uint64_t xa_erase(xarray_t* xa, uint64_t index) noexcept nogil:
     prune(xa, leaf)
     return old
 
-cdef uint64_t find_in(xa_node_t* n, uint64_t base, uint64_t start, uint64_t last,
-                      uint64_t* index_out) noexcept nogil:
+cdef uint64_t* find_in(xa_node_t* n, uint64_t base, uint64_t start, uint64_t last,
+                       uint64_t* index_out) noexcept nogil:
     cdef int i, i0
     cdef uint64_t step = (<uint64_t>1) << n.shift
-    cdef uint64_t lo, v
+    cdef uint64_t lo
+    cdef uint64_t* s
     if start > base:
         i0 = <int>((start - base) >> n.shift)
     else:
@@ -173,21 +177,25 @@ cdef uint64_t find_in(xa_node_t* n, uint64_t base, uint64_t start, uint64_t last
     for i in range(i0, XA_CHUNK_SIZE):
         lo = base + <uint64_t>i * step
         if lo > last:
-            return 0
+            return NULL
         if n.slots[i] == 0:
             continue
         if n.shift == 0:
             index_out[0] = lo
-            return n.slots[i]
-        v = find_in(<xa_node_t*><size_t>n.slots[i], lo, start, last, index_out)
-        if v != 0:
-            return v
-    return 0
+            return &n.slots[i]
+        s = find_in(<xa_node_t*><size_t>n.slots[i], lo, start, last, index_out)
+        if s != NULL:
+            return s
+    return NULL
+
+cdef uint64_t* xa_find_slot(xarray_t* xa, uint64_t start, uint64_t last, uint64_t* index_out) noexcept nogil:
+    if xa.root == NULL or start > max_index(xa) or start > last:
+        return NULL
+    return find_in(xa.root, 0, start, last, index_out)
 
 cdef uint64_t xa_find(xarray_t* xa, uint64_t start, uint64_t last, uint64_t* index_out) noexcept nogil:
-    if xa.root == NULL or start > max_index(xa) or start > last:
-        return 0
-    return find_in(xa.root, 0, start, last, index_out)
+    cdef uint64_t* s = xa_find_slot(xa, start, last, index_out)
+    return s[0] if s != NULL else 0
 
 cdef xa_node_t* clone_node(xarray_t* dst, xa_node_t* s, xa_node_t* parent) noexcept nogil:
     cdef xa_node_t* n = node_new(dst, s.shift, parent, s.offset)
