@@ -39,12 +39,13 @@ def test_make_compare_leaves_tracked_files_unchanged(tmp_path):
     before = tracked_state()
     # the same recipe as `make compare`, small: STAMP= skips the install step (this interpreter's
     # environment is already installed), a quick calibration, a tiny run of two designs
-    cmd = ["make", "-C", str(ROOT), "compare", "STAMP=", f"BIN={bin_dir}", "PROFILE=tiny",
+    # (OUT elsewhere: the user's own out/compare, the last `make compare`, is left alone)
+    out = tmp_path / "out"
+    cmd = ["make", "-C", str(ROOT), "compare", "STAMP=", f"BIN={bin_dir}", "PROFILE=tiny", f"OUT={out}",
            "CALIBRATE_ARGS=--quick", "RUN_ARGS=-b reference -b linux -w dense -w seq_first_touch"]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
     assert tracked_state() == before, "make compare changed tracked or unignored files"
-    out = ROOT / "out" / "compare"
     assert (out / "latest.json").exists() and (out / "README.md").exists()
-    assert "metadata bytes per resident page" in p.stdout and f"full report: {Path('out/compare/README.md')}" in p.stdout
+    assert "metadata bytes per resident page" in p.stdout and f"full report: {out / 'README.md'}" in p.stdout
     assert list((tmp_path / "data" / "calibration").glob("*.json")), "the calibration goes to the user directory"
