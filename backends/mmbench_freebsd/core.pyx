@@ -176,7 +176,6 @@ cdef class FreeBSDMachine(MapEntryMachine):
         handles_destroy(&self.vm.reserv_tab)
         pctrie_zone_destroy(&self.vm.pctrie_zone)
 
-
     # --------------------------------- the mechanism (mmbench.blocks.mapentry)
     # The contract's walk is MapEntryMachine's; these name the design's map
     # operations.  A map_list_t* here is the `list` a vm_map_t starts with, a
@@ -280,7 +279,6 @@ cdef class FreeBSDMachine(MapEntryMachine):
                    and (rv.popmap[i >> 6] >> (i & 63)) & 1][0]
             self.ctr[C_RMAP_VISITS] += pv_walk(&self.vm.md, &rv.pvh, idx, out)
         return sorted(out)
-
 
     def chain_length(self, pid, vpn):
         """Objects in the chain behind `vpn` of `pid` (0: no object yet)."""

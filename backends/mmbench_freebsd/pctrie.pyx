@@ -163,10 +163,12 @@ cdef inline pctrie_node_t* lookup_step(pctrie_type_t* ty, pctrie_word_t p, uint6
     """One level of a lookup's descent at p (not 0): the node to go down through,
     or NULL when the search ends here (*found: key's item if p is its leaf, else NULL)."""
     cdef pctrie_node_t* n
+    cdef uint64_t* item
     found[0] = NULL
     if is_leaf(p):
-        if leaf_item(ty, p)[0] == key:
-            found[0] = leaf_item(ty, p)
+        item = leaf_item(ty, p)
+        if item[0] == key:
+            found[0] = item
         return NULL
     n = as_node(ty, p)
     return NULL if outside(n, key) else n
@@ -215,12 +217,14 @@ cdef uint64_t* pctrie_lookup_ge(pctrie_t* t, uint64_t key) noexcept nogil:
     cdef pctrie_type_t* ty = t.type
     cdef pctrie_word_t p = t.root
     cdef pctrie_node_t* n
+    cdef uint64_t* item
     cdef int i
     cdef unsigned int later
     while p != 0:
         if is_leaf(p):
-            if leaf_item(ty, p)[0] >= key:
-                return leaf_item(ty, p)
+            item = leaf_item(ty, p)
+            if item[0] >= key:
+                return item
             break
         n = as_node(ty, p)
         if outside(n, key):

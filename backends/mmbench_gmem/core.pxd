@@ -80,8 +80,12 @@ cdef inline int64_t gm_pages_nr(gm_mapping_t* gm) noexcept nogil:
     return <int64_t>(gm[0] >> GM_PAGES_SHIFT) - 1
 
 cdef inline pfn_t* gm_pages(handles_t* gm_frames, gm_mapping_t* gm) noexcept nogil:
-    """GM_PAGE_DEVICE: the frame of each page of the block (NO_PFN: a hole); else NULL."""
-    cdef int64_t nr = gm_pages_nr(gm)
+    """GM_PAGE_DEVICE: the frame of each page of the block (NO_PFN: a hole); else,
+    or for no gm_mapping (NULL), NULL."""
+    cdef int64_t nr
+    if gm == NULL:
+        return NULL
+    nr = gm_pages_nr(gm)
     return <pfn_t*>handles_get(gm_frames, nr) if nr >= 0 else NULL
 
 # struct vm_object (24 B) + its kmalloc'd xarray (16 B): one per mm.

@@ -1172,7 +1172,7 @@ cdef class GmemMachine(LinuxHMMMachine):
                 owned += 1
                 obj = <vm_object_t*><size_t>f.owner
                 gm = self.gm_lookup(obj.mm, f.index)
-                pages = gm_pages(&self.gm_frames, gm) if gm != NULL else NULL
+                pages = gm_pages(&self.gm_frames, gm)
                 if m != 0 or f.refcount != 1 or f.mapcount != 0 or pages == NULL \
                         or gm_dev(gm) != d or pages[f.index & (<uint64_t>self.granularity - 1)] != <pfn_t>pfn:
                     return self.check_fail("device frame not owned by exactly one page of a DEVICE block")
@@ -1273,7 +1273,7 @@ cdef class GmemMachine(LinuxHMMMachine):
         if not self.peer_shared(v):
             return LinuxHMMMachine.check_dpte(self, mm, dev, vpn, e)
         gm = self.gm_lookup(mm, vpn)
-        pages = gm_pages(&self.gm_frames, gm) if gm != NULL else NULL
+        pages = gm_pages(&self.gm_frames, gm)
         if pages == NULL or gm_dev(gm) != dev or pages[vpn & (<uint64_t>self.granularity - 1)] != dpte_pfn(e):
             return self.check_fail("peer mapping of a page that is not DEVICE on that device")
         if (e & DPT_WRITE) and not (v.vm_flags & VM_WRITE):
@@ -1319,7 +1319,7 @@ cdef class GmemMachine(LinuxHMMMachine):
         cdef uint64_t pte
         v, _ = self._range(vpn)
         gm = self.gm_lookup(<mm_t*>self.procs[p], <uint64_t>v)
-        pages = gm_pages(&self.gm_frames, gm) if gm != NULL else NULL
+        pages = gm_pages(&self.gm_frames, gm)
         if pages != NULL and pages[<uint64_t>v & (<uint64_t>self.granularity - 1)] != NO_PFN:
             return int(gm_dev(gm))
         pte = mm_pte_at(<mm_t*>self.procs[p], <uint64_t>v)

@@ -239,12 +239,14 @@ cdef inline pv_entry_t pmap_pvh_remove(pmap_ctx_t* ctx, pv_head_t* head, pmap_t*
     cdef pv_entry_t prev
     cdef pv_entry_t pv = pv_find(ctx, head, pm, va, &prev)
     cdef pv_entry_t nx
+    cdef pv_word_t* w
     if pv != 0:
         nx = pv_next(ctx, pv)
         if prev == 0:
             head[0] = nx
         else:
-            pv_word(ctx, prev)[0] = mk_pv_word(pv_va(ctx, prev), nx)
+            w = pv_word(ctx, prev)
+            w[0] = mk_pv_word(word_va(w[0]), nx)
     return pv
 
 # for check(): is h a handle of a live chunk's entry in use?

@@ -116,8 +116,8 @@ cdef void pmap_move_pv(pmap_ctx_t* ctx, pmap_hdr_t* hdr, pfn_t pfn, int64_t vpn,
                        int64_t nvpn) noexcept nogil:
     """The mapping moved (mremap): its entry keeps its place on the list."""
     cdef pv_entry_t prev
-    cdef pv_entry_t pv = pv_find(ctx, pv_list(ctx, pfn), <pmap_t*>hdr, vpn, &prev)
-    pv_word(ctx, pv)[0] = mk_pv_word(nvpn, pv_next(ctx, pv))
+    cdef pv_word_t* w = pv_word(ctx, pv_find(ctx, pv_list(ctx, pfn), <pmap_t*>hdr, vpn, &prev))
+    w[0] = mk_pv_word(nvpn, word_next(w[0]))
 
 
 # ------------------------------------------------- the implementation's API
